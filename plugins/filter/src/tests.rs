@@ -1,0 +1,72 @@
+//! Native tests of the filter's logic.
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::Event;
+use sluice_sdk::testing::{Harness, json_values};
+
+use crate::Filter;
+
+fn run(config: Value, records: &[Value]) -> Vec<Value> {
+    let mut filter = Harness::<Filter>::new(config).unwrap();
+    let out = filter.process_json(&records.iter().map(|r| (r.clone(), 0)).collect::<Vec<_>>());
+    assert!(out.rejected.is_empty());
+    json_values(&out.events)
+}
+
+#[test]
+fn eq_keeps_matching_records_only() {
+    let records = [json!({"t": "order"}), json!({"t": "view"}), json!({"u": 1})];
+    assert_eq!(run(json!({"field": "t", "op": "eq", "value": "order"}), &records), vec![json!({"t": "order"})]);
+}
+
+#[test]
+fn ordering_comparisons_on_numbers_and_strings() {
+    let records = [json!({"p": 5}), json!({"p": 10.0}), json!({"p": 20}), json!({"p": "x"})];
+    assert_eq!(run(json!({"field": "p", "op": "gt", "value": 5}), &records), vec![json!({"p": 10.0}), json!({"p": 20})]);
+    assert_eq!(run(json!({"field": "p", "op": "le", "value": 10}), &records), vec![json!({"p": 5}), json!({"p": 10.0})]);
+    assert_eq!(run(json!({"field": "p", "op": "lt", "value": "y"}), &records), vec![json!({"p": "x"})]);
+}
+
+#[test]
+fn exists_missing_in_and_not_in() {
+    let records = [json!({"c": "a"}), json!({"c": "b"}), json!({"d": 1})];
+    assert_eq!(run(json!({"field": "c", "op": "exists"}), &records).len(), 2);
+    assert_eq!(run(json!({"field": "c", "op": "missing"}), &records), vec![json!({"d": 1})]);
+    assert_eq!(run(json!({"field": "c", "op": "in", "value": ["a", "z"]}), &records), vec![json!({"c": "a"})]);
+    assert_eq!(run(json!({"field": "c", "op": "not-in", "value": ["a"]}), &records), vec![json!({"c": "b"}), json!({"d": 1})]);
+    assert_eq!(run(json!({"field": "c", "op": "ne", "value": "a"}), &records), vec![json!({"c": "b"}), json!({"d": 1})]);
+}
+
+#[test]
+fn nested_fields_and_all_any_combinations() {
+    let records = [json!({"o": {"p": 3}, "k": 1}), json!({"o": {"p": 30}, "k": 2}), json!({"o": {"p": 300}, "k": 3})];
+    let all = json!({"all": [{"field": "o.p", "op": "gt", "value": 5}, {"field": "k", "op": "lt", "value": 3}]});
+    assert_eq!(run(all, &records), vec![records[1].clone()]);
+    let any = json!({"any": [{"field": "o.p", "op": "eq", "value": 3}, {"field": "k", "op": "eq", "value": 3}]});
+    assert_eq!(run(any, &records), vec![records[0].clone(), records[2].clone()]);
+}
+
+#[test]
+fn invalid_payloads_are_rejected_with_their_index_or_dropped() {
+    let batch = vec![Event::from_json(&json!({"t": "order"}), 0), Event { value: b"not json".to_vec(), ..Event::from_json(&json!(null), 0) }];
+    let mut filter = Harness::<Filter>::new(json!({"field": "t", "op": "exists"})).unwrap();
+    let out = filter.process(batch.clone());
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].index, 1);
+    assert!(out.rejected[0].reason.contains("not valid JSON"), "{}", out.rejected[0].reason);
+    let mut dropping = Harness::<Filter>::new(json!({"field": "t", "op": "exists", "invalid": "drop"})).unwrap();
+    let out = dropping.process(batch);
+    assert_eq!((out.events.len(), out.rejected.len()), (1, 0));
+}
+
+#[test]
+fn bad_configurations_are_refused_with_a_reason() {
+    let refuse = |config: Value| Harness::<Filter>::new(config).err().unwrap();
+    assert!(refuse(json!({})).contains("no predicate"));
+    assert!(refuse(json!({"field": "a", "op": "in", "value": 1})).contains("array"));
+    assert!(refuse(json!({"field": "a", "op": "gt"})).contains("needs a `value`"));
+    assert!(refuse(json!({"field": "a", "op": "between", "value": 1})).contains("unknown variant"));
+    assert!(refuse(json!({"field": "a", "op": "eq", "value": 1, "colour": 2})).contains("unknown field"));
+    assert!(refuse(json!({"field": "a"})).contains("both `field` and `op`"));
+}

@@ -1,0 +1,209 @@
+//! Arithmetic expressions over a record's numeric fields: `price * quantity - discount`.
+//!
+//! Grammar: numbers, dotted field paths, `+ - * /`, unary minus, parentheses and the
+//! functions `abs(x)`, `min(x, y)`, `max(x, y)`, `round(x)` and `round(x, digits)`.
+
+use sluice_sdk::serde_json::{Map, Number, Value};
+use sluice_sdk::FieldPath;
+
+/// A parsed expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expression {
+    Number(f64),
+    Field(FieldPath),
+    Negate(Box<Expression>),
+    Binary(Box<Expression>, Operator, Box<Expression>),
+    Call(Function, Vec<Expression>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Abs,
+    Min,
+    Max,
+    Round,
+}
+
+impl Expression {
+    /// Parses `text`; the error names the position of the problem.
+    pub fn parse(text: &str) -> Result<Expression, String> {
+        let mut parser = Parser { text, position: 0 };
+        let expression = parser.sum()?;
+        parser.skip_spaces();
+        if parser.position < text.len() {
+            return Err(parser.error("unexpected text"));
+        }
+        Ok(expression)
+    }
+
+    /// Evaluates against `record`; integral results become JSON integers.
+    pub fn evaluate(&self, record: &Map<String, Value>) -> Result<Value, String> {
+        let number = self.number(record)?;
+        if !number.is_finite() {
+            return Err("result is not a finite number (division by zero?)".into());
+        }
+        Ok(to_json_number(number))
+    }
+
+    fn number(&self, record: &Map<String, Value>) -> Result<f64, String> {
+        match self {
+            Expression::Number(number) => Ok(*number),
+            Expression::Field(path) => match path.get(record) {
+                Some(Value::Number(number)) => number.as_f64().ok_or_else(|| format!("field {path} is out of range")),
+                Some(other) => Err(format!("field {path} is {}, not a number", sluice_sdk::json::kind(other))),
+                None => Err(format!("field {path} is missing")),
+            },
+            Expression::Negate(inner) => Ok(-inner.number(record)?),
+            Expression::Binary(left, operator, right) => {
+                let (left, right) = (left.number(record)?, right.number(record)?);
+                Ok(match operator {
+                    Operator::Add => left + right,
+                    Operator::Subtract => left - right,
+                    Operator::Multiply => left * right,
+                    Operator::Divide => left / right,
+                })
+            }
+            Expression::Call(function, arguments) => {
+                let values = arguments.iter().map(|argument| argument.number(record)).collect::<Result<Vec<_>, _>>()?;
+                Ok(call(*function, &values))
+            }
+        }
+    }
+}
+
+fn call(function: Function, values: &[f64]) -> f64 {
+    match (function, values) {
+        (Function::Abs, [x]) => x.abs(),
+        (Function::Min, [x, y]) => x.min(*y),
+        (Function::Max, [x, y]) => x.max(*y),
+        (Function::Round, [x]) => x.round(),
+        (Function::Round, [x, digits]) => {
+            let scale = 10f64.powi(*digits as i32);
+            (x * scale).round() / scale
+        }
+        // Arity is checked by the parser.
+        _ => f64::NAN,
+    }
+}
+
+/// Integral values within f64's exact range become integers, others floats.
+fn to_json_number(number: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if number.fract() == 0.0 && number.abs() < EXACT {
+        Value::Number(Number::from(number as i64))
+    } else {
+        Number::from_f64(number).map_or(Value::Null, Value::Number)
+    }
+}
+
+struct Parser<'t> {
+    text: &'t str,
+    position: usize,
+}
+
+impl<'t> Parser<'t> {
+    fn sum(&mut self) -> Result<Expression, String> {
+        let mut left = self.product()?;
+        while let Some(operator) = self.operator(&[('+', Operator::Add), ('-', Operator::Subtract)]) {
+            left = Expression::Binary(Box::new(left), operator, Box::new(self.product()?));
+        }
+        Ok(left)
+    }
+
+    fn product(&mut self) -> Result<Expression, String> {
+        let mut left = self.unary()?;
+        while let Some(operator) = self.operator(&[('*', Operator::Multiply), ('/', Operator::Divide)]) {
+            left = Expression::Binary(Box::new(left), operator, Box::new(self.unary()?));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Expression, String> {
+        if self.eat('-') {
+            return Ok(Expression::Negate(Box::new(self.unary()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expression, String> {
+        self.skip_spaces();
+        if self.eat('(') {
+            let inner = self.sum()?;
+            return if self.eat(')') { Ok(inner) } else { Err(self.error("expected ')'")) };
+        }
+        let start = self.position;
+        let word = self.take_while(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if word.is_empty() {
+            return Err(self.error("expected a number, a field or '('"));
+        }
+        if word.starts_with(|c: char| c.is_ascii_digit()) {
+            return word.parse().map(Expression::Number).map_err(|_| self.error_at(start, "invalid number"));
+        }
+        if self.eat('(') {
+            return self.call(word, start);
+        }
+        FieldPath::parse(word).map(Expression::Field).map_err(|error| self.error_at(start, &error))
+    }
+
+    fn call(&mut self, name: &str, start: usize) -> Result<Expression, String> {
+        let (function, arities): (Function, &[usize]) = match name {
+            "abs" => (Function::Abs, &[1]),
+            "min" => (Function::Min, &[2]),
+            "max" => (Function::Max, &[2]),
+            "round" => (Function::Round, &[1, 2]),
+            _ => return Err(self.error_at(start, &format!("unknown function {name:?}"))),
+        };
+        let mut arguments = vec![self.sum()?];
+        while self.eat(',') {
+            arguments.push(self.sum()?);
+        }
+        if !self.eat(')') {
+            return Err(self.error("expected ')' or ','"));
+        }
+        if !arities.contains(&arguments.len()) {
+            return Err(self.error_at(start, &format!("{name} takes {arities:?} arguments, got {}", arguments.len())));
+        }
+        Ok(Expression::Call(function, arguments))
+    }
+
+    fn operator(&mut self, table: &[(char, Operator)]) -> Option<Operator> {
+        table.iter().find(|(symbol, _)| self.eat(*symbol)).map(|(_, operator)| *operator)
+    }
+
+    fn eat(&mut self, symbol: char) -> bool {
+        self.skip_spaces();
+        if self.text[self.position..].starts_with(symbol) {
+            self.position += symbol.len_utf8();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> &'t str {
+        let rest: &'t str = &self.text[self.position..];
+        let length = rest.find(|c| !keep(c)).unwrap_or(rest.len());
+        self.position += length;
+        &rest[..length]
+    }
+
+    fn skip_spaces(&mut self) {
+        self.take_while(char::is_whitespace);
+    }
+
+    fn error(&self, message: &str) -> String {
+        self.error_at(self.position, message)
+    }
+
+    fn error_at(&self, position: usize, message: &str) -> String {
+        format!("{message} at character {} of {:?}", position + 1, self.text)
+    }
+}

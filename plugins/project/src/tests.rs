@@ -1,0 +1,64 @@
+//! Native tests of the projection's logic and its expressions.
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, json_values};
+
+use crate::{Expression, Project};
+
+fn evaluate(text: &str, record: Value) -> Result<Value, String> {
+    Expression::parse(text)?.evaluate(record.as_object().unwrap())
+}
+
+#[test]
+fn expressions_follow_precedence_and_functions() {
+    let record = json!({"a": 2, "b": 3, "o": {"c": 10}});
+    assert_eq!(evaluate("a + b * 4", record.clone()), Ok(json!(14)));
+    assert_eq!(evaluate("(a + b) * 4", record.clone()), Ok(json!(20)));
+    assert_eq!(evaluate("-a + o.c / 4", record.clone()), Ok(json!(0.5)));
+    assert_eq!(evaluate("max(a, b) - min(a, b)", record.clone()), Ok(json!(1)));
+    assert_eq!(evaluate("round(o.c / 3, 2)", record.clone()), Ok(json!(3.33)));
+    assert_eq!(evaluate("abs(a - b)", record), Ok(json!(1)));
+}
+
+#[test]
+fn expression_errors_name_the_problem() {
+    assert!(Expression::parse("a +").unwrap_err().contains("expected a number"));
+    assert!(Expression::parse("(a").unwrap_err().contains("expected ')'"));
+    assert!(Expression::parse("sqrt(a)").unwrap_err().contains("unknown function"));
+    assert!(Expression::parse("min(a)").unwrap_err().contains("takes"));
+    assert!(Expression::parse("a b").unwrap_err().contains("unexpected text"));
+    assert!(evaluate("a / b", json!({"a": 1, "b": 0})).unwrap_err().contains("division by zero"));
+    assert!(evaluate("a * 2", json!({"a": "x"})).unwrap_err().contains("not a number"));
+    assert!(evaluate("z", json!({})).unwrap_err().contains("missing"));
+}
+
+#[test]
+fn compute_keep_drop_rename_in_order() {
+    let config = json!({
+        "compute": {"revenue": "price * quantity"},
+        "keep": ["user", "price", "meta"],
+        "drop": ["meta.debug"],
+        "rename": {"user": "customer.id"}
+    });
+    let mut project = Harness::<Project>::new(config).unwrap();
+    let record = json!({"user": "u1", "price": 2.5, "quantity": 4, "noise": 1, "meta": {"debug": true, "v": 1}});
+    let out = project.process_json(&[(record, 7)]);
+    assert_eq!(out.events[0].timestamp, 7);
+    assert_eq!(json_values(&out.events), vec![json!({"customer": {"id": "u1"}, "price": 2.5, "revenue": 10, "meta": {"v": 1}})]);
+}
+
+#[test]
+fn records_that_cannot_be_computed_are_rejected_by_index() {
+    let mut project = Harness::<Project>::new(json!({"compute": {"total": "price * quantity"}})).unwrap();
+    let out = project.process_json(&[(json!({"price": 1, "quantity": 2}), 0), (json!({"price": 1}), 0)]);
+    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.rejected[0].index, 1);
+    assert_eq!(out.rejected[0].reason, "compute total: field quantity is missing");
+}
+
+#[test]
+fn empty_or_invalid_configurations_are_refused() {
+    assert!(Harness::<Project>::new(json!({})).err().unwrap().contains("nothing to do"));
+    assert!(Harness::<Project>::new(json!({"compute": {"x": "1 +"}})).err().unwrap().contains("compute.x"));
+    assert!(Harness::<Project>::new(json!({"keep": ["a..b"]})).err().unwrap().contains("invalid field path"));
+}

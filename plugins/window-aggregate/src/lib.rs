@@ -1,0 +1,180 @@
+//! `window-aggregate`: aggregates JSON records per event-time window and group.
+//!
+//! ```toml
+//! [operators.config]
+//! window = { type = "tumbling", size = "10s" }
+//! group_by = ["category"]                       # dotted paths; none = one global group
+//! aggregates = [
+//!   { function = "sum", field = "price", as = "revenue" },
+//!   { function = "count", as = "orders" },
+//! ]
+//! late = "drop"                                 # records for closed windows: "drop" or "reject"
+//! ```
+//! A window's results are emitted once, when the watermark passes its end, as one record
+//! per group: `{"window_start", "window_end", <group fields>, <aggregates>}` with event time
+//! `window_end - 1`, in order of window start, then group.
+
+mod aggregate;
+mod windows;
+
+use serde::Deserialize;
+use sluice_sdk::{Event, FieldPath, Millis, Operator, Output, State};
+
+pub use aggregate::{Accumulator, AggregateConfig, Function};
+pub use windows::{OpenWindows, WindowKey};
+
+/// The `config` table of a window-aggregate operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowAggregateConfig {
+    pub window: WindowConfig,
+    #[serde(default)]
+    pub group_by: Vec<FieldPath>,
+    pub aggregates: Vec<AggregateConfig>,
+    #[serde(default)]
+    pub late: LatePolicy,
+}
+
+/// The window shape.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum WindowConfig {
+    /// Fixed-size, non-overlapping windows aligned on the Unix epoch.
+    Tumbling { size: Millis },
+}
+
+/// What happens to a record whose window was already emitted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatePolicy {
+    /// Dropped and counted in the `late_dropped` metric.
+    #[default]
+    Drop,
+    /// Sent to the dead-letter sink with the reason.
+    Reject,
+}
+
+/// A running window aggregation.
+pub struct WindowAggregate {
+    size: i64,
+    group_by: Vec<FieldPath>,
+    aggregates: Vec<AggregateConfig>,
+    /// Every field to read from a record: group fields first, then aggregate fields.
+    lookups: Vec<FieldPath>,
+    late: LatePolicy,
+    windows: OpenWindows,
+}
+
+impl Operator for WindowAggregate {
+    type Config = WindowAggregateConfig;
+
+    fn init(config: WindowAggregateConfig) -> Result<Self, String> {
+        let WindowConfig::Tumbling { size } = config.window;
+        if size.0 <= 0 {
+            return Err("window.size must be positive".into());
+        }
+        if config.aggregates.is_empty() {
+            return Err("`aggregates` is empty: name at least one, such as { function = \"count\" }".into());
+        }
+        for aggregate in &config.aggregates {
+            aggregate.check()?;
+        }
+        let lookups = config.group_by.iter().cloned().chain(config.aggregates.iter().filter_map(|a| a.field.clone())).collect();
+        Ok(WindowAggregate {
+            size: size.0,
+            group_by: config.group_by,
+            aggregates: config.aggregates,
+            lookups,
+            late: config.late,
+            windows: OpenWindows::default(),
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
+        let mut late_dropped = 0;
+        for (index, event) in batch.iter().enumerate() {
+            match self.add(event) {
+                Ok(()) => {}
+                Err(Refusal::Late(_)) if self.late == LatePolicy::Drop => late_dropped += 1,
+                Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(index, reason),
+            }
+        }
+        if late_dropped > 0 {
+            sluice_sdk::host::counter_add("late_dropped", late_dropped);
+        }
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Event>) {
+        for (key, groups) in self.windows.close_until(watermark) {
+            for (group, accumulators) in groups {
+                out.push(self.result(&key, &group, &accumulators));
+            }
+        }
+        sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
+    }
+
+    fn snapshot(&self) -> State {
+        State::encode(&self.windows)
+    }
+
+    fn restore(&mut self, state: State) -> Result<(), String> {
+        self.windows = state.decode()?;
+        Ok(())
+    }
+}
+
+enum Refusal {
+    Late(String),
+    Invalid(String),
+}
+
+impl WindowAggregate {
+    fn add(&mut self, event: &Event) -> Result<(), Refusal> {
+        let key = WindowKey::containing(event.timestamp, self.size);
+        if let Some(closed_at) = self.windows.closed_for(&key) {
+            return Err(Refusal::Late(format!(
+                "late record: event time {} belongs to window [{}, {}) already closed by watermark {closed_at}",
+                event.timestamp, key.start, key.end
+            )));
+        }
+        let values = sluice_sdk::json::lookup_many(&event.value, &self.lookups).map_err(Refusal::Invalid)?;
+        let (group_values, field_values) = values.split_at(self.group_by.len());
+        let group = group_key(group_values);
+        let mut fields = field_values.iter();
+        let mut inputs = Vec::with_capacity(self.aggregates.len());
+        for aggregate in &self.aggregates {
+            let value = if aggregate.field.is_some() { fields.next().and_then(Option::as_ref) } else { None };
+            inputs.push(aggregate.input(value).map_err(Refusal::Invalid)?);
+        }
+        let accumulators = self.windows.group(key, group, || self.aggregates.iter().map(AggregateConfig::accumulator).collect());
+        for (accumulator, input) in accumulators.iter_mut().zip(inputs) {
+            accumulator.add(input);
+        }
+        Ok(())
+    }
+
+    fn result(&self, key: &WindowKey, group: &str, accumulators: &[Accumulator]) -> Event {
+        let mut record = sluice_sdk::serde_json::Map::new();
+        record.insert("window_start".into(), key.start.into());
+        record.insert("window_end".into(), key.end.into());
+        let group_values: Vec<sluice_sdk::serde_json::Value> = sluice_sdk::serde_json::from_str(group).unwrap_or_default();
+        for (path, value) in self.group_by.iter().zip(group_values) {
+            record.insert(path.to_string(), value);
+        }
+        for (aggregate, accumulator) in self.aggregates.iter().zip(accumulators) {
+            record.insert(aggregate.output_name(), accumulator.result());
+        }
+        Event::from_json(&record, key.end - 1)
+    }
+}
+
+/// The group of a record: its group-field values as a JSON array (absent fields are null).
+fn group_key(values: &[Option<sluice_sdk::serde_json::Value>]) -> String {
+    let values: Vec<&sluice_sdk::serde_json::Value> = values.iter().map(|value| value.as_ref().unwrap_or(&sluice_sdk::serde_json::Value::Null)).collect();
+    sluice_sdk::serde_json::to_string(&values).unwrap_or_default()
+}
+
+sluice_sdk::export_operator!(WindowAggregate);
+
+#[cfg(test)]
+mod tests;

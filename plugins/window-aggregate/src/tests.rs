@@ -1,0 +1,179 @@
+//! Native tests of windowing and aggregation logic.
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, json_values};
+
+use crate::{Accumulator, AggregateConfig, Function, WindowAggregate};
+
+fn config() -> Value {
+    json!({
+        "window": {"type": "tumbling", "size": "10s"},
+        "group_by": ["category"],
+        "aggregates": [
+            {"function": "sum", "field": "price", "as": "revenue"},
+            {"function": "count", "as": "orders"},
+            {"function": "mean", "field": "price"},
+            {"function": "min", "field": "price"},
+            {"function": "max", "field": "price"}
+        ]
+    })
+}
+
+fn record(category: &str, price: f64, timestamp: i64) -> (Value, i64) {
+    (json!({"category": category, "price": price}), timestamp)
+}
+
+#[test]
+fn tumbling_windows_emit_per_group_when_the_watermark_passes() {
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    let out = op.process_json(&[record("a", 1.0, 1_000), record("b", 4.0, 2_000), record("a", 3.0, 9_999), record("a", 10.0, 10_000)]);
+    assert!(out.events.is_empty() && out.rejected.is_empty());
+    assert!(op.watermark(9_999).is_empty(), "window [0, 10000) must stay open until the watermark reaches its end");
+    let closed = op.watermark(10_000);
+    assert_eq!(
+        json_values(&closed),
+        vec![
+            json!({"window_start": 0, "window_end": 10000, "category": "a", "revenue": 4, "orders": 2, "mean_price": 2, "min_price": 1, "max_price": 3}),
+            json!({"window_start": 0, "window_end": 10000, "category": "b", "revenue": 4, "orders": 1, "mean_price": 4, "min_price": 4, "max_price": 4}),
+        ]
+    );
+    assert!(closed.iter().all(|event| event.timestamp == 9_999));
+    let last = op.watermark(i64::MAX);
+    assert_eq!(json_values(&last)[0]["revenue"], json!(10));
+}
+
+#[test]
+fn late_records_are_dropped_or_rejected() {
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    op.process_json(&[record("a", 1.0, 1_000)]);
+    op.watermark(10_000);
+    let out = op.process_json(&[record("a", 1.0, 5_000), record("a", 1.0, 15_000)]);
+    assert!(out.rejected.is_empty());
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("late_dropped"), Some(&1));
+
+    let mut rejecting = config();
+    rejecting["late"] = json!("reject");
+    let mut op = Harness::<WindowAggregate>::new(rejecting).unwrap();
+    op.watermark(10_000);
+    let out = op.process_json(&[record("a", 1.0, 15_000), record("a", 1.0, 5_000)]);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].index, 1);
+    assert!(out.rejected[0].reason.contains("already closed by watermark 10000"), "{}", out.rejected[0].reason);
+}
+
+#[test]
+fn invalid_fields_are_rejected_and_nulls_ignored() {
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    let out = op.process_json(&[(json!({"category": "a", "price": "x"}), 0), (json!({"category": "a"}), 0), (json!({"category": "a", "price": null}), 0)]);
+    let reasons: Vec<_> = out.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(reasons, vec![(0, "field price is a string, not a number"), (1, "field price is missing")]);
+    let results = json_values(&op.watermark(i64::MAX));
+    assert_eq!(results, vec![json!({"window_start": 0, "window_end": 10000, "category": "a", "revenue": 0, "orders": 1, "mean_price": null, "min_price": null, "max_price": null})]);
+}
+
+#[test]
+fn snapshot_and_restore_continue_the_same_windows() {
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    op.process_json(&[record("a", 1.5, 1_000)]);
+    op.watermark(500);
+    let mut restored = Harness::<WindowAggregate>::restored(config(), op.snapshot()).unwrap();
+    restored.process_json(&[record("a", 2.5, 2_000)]);
+    op.process_json(&[record("a", 2.5, 2_000)]);
+    assert_eq!(json_values(&restored.watermark(i64::MAX)), json_values(&op.watermark(i64::MAX)));
+    let late = restored.process_json(&[record("a", 1.0, 0)]);
+    assert!(late.events.is_empty());
+}
+
+#[test]
+fn missing_group_fields_form_a_null_group_and_no_group_by_is_global() {
+    let mut op = Harness::<WindowAggregate>::new(json!({"window": {"type": "tumbling", "size": 1000}, "aggregates": [{"function": "count"}]})).unwrap();
+    op.process_json(&[record("a", 1.0, 0), record("b", 1.0, 1)]);
+    assert_eq!(json_values(&op.watermark(1000)), vec![json!({"window_start": 0, "window_end": 1000, "count": 2})]);
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    op.process_json(&[(json!({"price": 1}), 0)]);
+    assert_eq!(json_values(&op.watermark(i64::MAX))[0]["category"], Value::Null);
+}
+
+#[test]
+fn negative_timestamps_fall_into_aligned_windows() {
+    let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+    op.process_json(&[record("a", 1.0, -1)]);
+    let out = json_values(&op.watermark(0));
+    assert_eq!((out[0]["window_start"].clone(), out[0]["window_end"].clone()), (json!(-10000), json!(0)));
+}
+
+#[test]
+fn configuration_errors_are_explained() {
+    let refuse = |config: Value| Harness::<WindowAggregate>::new(config).err().unwrap();
+    assert!(refuse(json!({"window": {"type": "tumbling", "size": "0s"}, "aggregates": [{"function": "count"}]})).contains("positive"));
+    assert!(refuse(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": []})).contains("empty"));
+    assert!(refuse(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "sum"}]})).contains("needs a `field`"));
+    assert!(refuse(json!({"window": {"type": "tumbling", "size": "ten"}, "aggregates": [{"function": "count"}]})).contains("invalid duration"));
+    assert!(refuse(json!({"window": {"type": "sliding", "size": "1s"}, "aggregates": [{"function": "count"}]})).contains("unknown variant"));
+}
+
+mod algebra {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn accumulate(function: Function, values: &[f64]) -> Accumulator {
+        let config = AggregateConfig { function, field: None, name: None };
+        let mut accumulator = config.accumulator();
+        values.iter().for_each(|x| accumulator.add(Some(*x)));
+        accumulator
+    }
+
+    fn function() -> impl Strategy<Value = Function> {
+        prop_oneof![Just(Function::Count), Just(Function::Sum), Just(Function::Mean), Just(Function::Min), Just(Function::Max)]
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_associative_and_matches_one_pass(
+            function in function(),
+            a in prop::collection::vec(-1e6f64..1e6, 0..20),
+            b in prop::collection::vec(-1e6f64..1e6, 0..20),
+            c in prop::collection::vec(-1e6f64..1e6, 0..20),
+        ) {
+            let (x, y, z) = (accumulate(function, &a), accumulate(function, &b), accumulate(function, &c));
+            let mut left = x.clone();
+            left.merge(&y);
+            left.merge(&z);
+            let mut right_inner = y.clone();
+            right_inner.merge(&z);
+            let mut right = x.clone();
+            right.merge(&right_inner);
+            let one_pass = accumulate(function, &[a, b, c].concat());
+            let close = |p: &Value, q: &Value| match (p.as_f64(), q.as_f64()) {
+                (Some(p), Some(q)) => (p - q).abs() <= 1e-6 * (1.0 + p.abs().max(q.abs())),
+                _ => p == q,
+            };
+            prop_assert!(close(&left.result(), &right.result()), "{:?} vs {:?}", left.result(), right.result());
+            prop_assert!(close(&left.result(), &one_pass.result()), "{:?} vs {:?}", left.result(), one_pass.result());
+        }
+
+        #[test]
+        fn results_do_not_depend_on_batch_size(batch_size in 1usize..1000, seed in 0u64..1000) {
+            let records: Vec<(Value, i64)> = (0..1500u64)
+                .map(|i| {
+                    let n = i.wrapping_mul(6364136223846793005).wrapping_add(seed);
+                    let category = ["a", "b", "c"][(n % 3) as usize];
+                    (json!({"category": category, "price": (n % 1000) as f64 / 100.0}), (i * 37 % 40_000) as i64)
+                })
+                .collect();
+            let run = |size: usize| {
+                let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
+                let mut results = Vec::new();
+                for (number, chunk) in records.chunks(size).enumerate() {
+                    op.process_json(chunk);
+                    if number % 3 == 2 {
+                        results.extend(json_values(&op.watermark(-1)));
+                    }
+                }
+                results.extend(json_values(&op.watermark(i64::MAX)));
+                results
+            };
+            prop_assert_eq!(run(batch_size), run(records.len()));
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Pipeline definitions: the TOML file as serde structs (first layer) and its checks (second).
+//!
+//! Everything a user can get wrong is reported as a [`Diagnostic`] with the file, line and
+//! column it comes from; every problem is reported, not just the first.
+
+mod diagnostic;
+mod operator;
+mod sink;
+mod source;
+mod validate;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
+pub use operator::OperatorConfig;
+pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
+pub use source::{FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
+pub use validate::{PluginCheck, PluginProblem, check_pipeline};
+pub use values::{ByteSize, DurationText, Name};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFileConfig {
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub sources: Vec<Spanned<SourceConfig>>,
+    #[serde(default)]
+    pub operators: Vec<Spanned<OperatorConfig>>,
+    #[serde(default)]
+    pub sinks: Vec<Spanned<SinkConfig>>,
+    #[serde(default)]
+    pub dead_letter: Option<Spanned<DeadLetterConfig>>,
+}
+
+/// The `[pipeline]` table: name, batching and event-time settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub name: Spanned<Name>,
+    /// Most records per batch crossing into an operator.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill before it is sent anyway.
+    #[serde(default = "default_batch_linger")]
+    pub batch_linger: DurationText,
+    /// How far behind the newest event time the watermark stays (bounded disorder).
+    #[serde(default)]
+    pub out_of_orderness: DurationText,
+    /// After this long without records, the watermark advances with processing time.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: DurationText,
+    /// What happens to records older than the watermark when they arrive.
+    #[serde(default)]
+    pub late_records: LateRecords,
+}
+
+/// The runtime's handling of records that arrive behind the watermark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LateRecords {
+    /// Passed to the operators, which decide (windows have their own lateness rules).
+    #[default]
+    Pass,
+    /// Dropped and counted.
+    Drop,
+    /// Sent to the dead-letter sink.
+    DeadLetter,
+}
+
+fn default_batch_size() -> usize {
+    1024
+}
+
+fn default_batch_linger() -> DurationText {
+    DurationText::from_millis(20)
+}
+
+fn default_idle_timeout() -> DurationText {
+    DurationText::from_millis(5_000)
+}
+
+/// A pipeline file as read from disk: its text (for diagnostics) and its parsed form.
+#[derive(Debug, Clone)]
+pub struct LoadedPipeline {
+    pub text: SourceText,
+    pub config: PipelineFileConfig,
+}
+
+impl LoadedPipeline {
+    /// Reads and parses `path`; syntax and type errors come back as diagnostics.
+    pub fn load(path: &Path) -> Result<LoadedPipeline, Diagnostics> {
+        let contents = std::fs::read_to_string(path).map_err(|error| {
+            Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {error}")))
+        })?;
+        Self::parse(path.to_path_buf(), contents)
+    }
+
+    /// Parses `contents` as if read from `path`.
+    pub fn parse(path: PathBuf, contents: String) -> Result<LoadedPipeline, Diagnostics> {
+        let text = SourceText::new(path, contents);
+        match toml::from_str::<PipelineFileConfig>(text.contents()) {
+            Ok(config) => Ok(LoadedPipeline { text, config }),
+            Err(error) => Err(Diagnostics::single(text.diagnostic(error.span(), error.message().trim_end()))),
+        }
+    }
+
+    /// The directory relative paths in the file are resolved against.
+    pub fn base_dir(&self) -> &Path {
+        self.text.path().parent().unwrap_or(Path::new("."))
+    }
+
+    /// Resolves a path written in the file.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) }
+    }
+}

@@ -1,0 +1,129 @@
+//! The second pass over a parsed pipeline file: checks that need the whole picture.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::{Diagnostics, LoadedPipeline, OperatorConfig, SourceConfig};
+
+/// What a plugin check can find wrong: with the file itself, or with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginProblem {
+    /// Unreadable, not a component, or not the operator world.
+    Plugin(String),
+    /// The plugin's `init` refused the operator's `config` table.
+    Config(String),
+}
+
+/// Loads a plugin and offers it its configuration. Implemented by the Wasm layer;
+/// the configuration checks do not depend on how plugins run.
+pub trait PluginCheck {
+    fn check(&self, path: &Path, operator: &OperatorConfig) -> Result<(), PluginProblem>;
+}
+
+/// Every problem with `pipeline` that can be found before it runs.
+pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> Result<(), Diagnostics> {
+    let mut problems = Problems { pipeline, found: Diagnostics::default() };
+    problems.check_settings();
+    problems.check_sources();
+    problems.check_operators(plugins);
+    problems.check_sinks();
+    problems.found.into_result()
+}
+
+struct Problems<'p> {
+    pipeline: &'p LoadedPipeline,
+    found: Diagnostics,
+}
+
+impl Problems<'_> {
+    fn report(&mut self, span: Range<usize>, message: String) {
+        self.found.push(self.pipeline.text.diagnostic(Some(span), message));
+    }
+
+    fn check_settings(&mut self) {
+        let settings = &self.pipeline.config.pipeline;
+        if !(1..=100_000).contains(&settings.batch_size) {
+            let span = settings.name.span();
+            self.report(span, format!("pipeline.batch_size must be between 1 and 100000, got {}", settings.batch_size));
+        }
+    }
+
+    fn check_sources(&mut self) {
+        let sources = &self.pipeline.config.sources;
+        if sources.is_empty() {
+            self.report(self.pipeline.config.pipeline.name.span(), "the pipeline has no source: add a [[sources]] table".into());
+        }
+        self.check_unique("source", sources.iter().map(|s| (s.get_ref().name(), s.span())));
+        for source in sources {
+            self.check_source(source);
+        }
+    }
+
+    fn check_source(&mut self, source: &Spanned<SourceConfig>) {
+        let span = source.span();
+        let name = source.get_ref().name();
+        match source.get_ref() {
+            SourceConfig::Generator(generator) => {
+                if humantime::parse_rfc3339_weak(&generator.start_time).is_err() {
+                    self.report(span.clone(), format!("source \"{name}\": start_time {:?} is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\"", generator.start_time));
+                }
+                if generator.rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
+                    self.report(span.clone(), format!("source \"{name}\": rate must be a positive number of records per second"));
+                }
+                if generator.users == 0 || generator.items == 0 {
+                    self.report(span, format!("source \"{name}\": users and items must be at least 1"));
+                }
+            }
+            SourceConfig::File(file) => {
+                let path = self.pipeline.resolve(&file.path);
+                if !path.is_file() {
+                    self.report(span, format!("source \"{name}\": file {} does not exist", path.display()));
+                }
+            }
+            SourceConfig::Stdin(_) => {}
+        }
+    }
+
+    fn check_operators(&mut self, plugins: &dyn PluginCheck) {
+        let operators = &self.pipeline.config.operators;
+        self.check_unique("operator", operators.iter().map(|o| (o.get_ref().name.get_ref().to_string(), o.get_ref().name.span())));
+        for operator in operators {
+            let operator_span = operator.span();
+            let operator = operator.get_ref();
+            let name = operator.name.get_ref();
+            let path = self.pipeline.resolve(operator.plugin.get_ref());
+            if !path.is_file() {
+                self.report(operator.plugin.span(), format!("operator \"{name}\": plugin file {} does not exist", path.display()));
+                continue;
+            }
+            match plugins.check(&path, operator) {
+                Ok(()) => {}
+                Err(PluginProblem::Plugin(reason)) => self.report(operator.plugin.span(), format!("operator \"{name}\": {reason}")),
+                Err(PluginProblem::Config(reason)) => {
+                    let span = operator.config.as_ref().map_or(operator_span, Spanned::span);
+                    self.report(span, format!("operator \"{name}\": the plugin refused its configuration: {reason}"));
+                }
+            }
+        }
+    }
+
+    fn check_sinks(&mut self) {
+        let sinks = &self.pipeline.config.sinks;
+        if sinks.is_empty() {
+            self.report(self.pipeline.config.pipeline.name.span(), "the pipeline has no sink: add a [[sinks]] table".into());
+        }
+        self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
+    }
+
+    fn check_unique(&mut self, kind: &str, names: impl Iterator<Item = (String, Range<usize>)>) {
+        let mut seen = HashSet::new();
+        for (name, span) in names {
+            if !seen.insert(name.clone()) {
+                self.report(span, format!("two {kind}s are named \"{name}\": give each a distinct `name`"));
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Validated scalar types of pipeline files: names, durations, byte sizes.
+//!
+//! Each is checked while deserialising, so the TOML parser reports the exact position.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A name of a pipeline, source, operator or sink: lowercase letters, digits and '-'.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Name(String);
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if text.is_empty() || text.len() > 64 {
+            return Err(format!("name {text:?} must have 1 to 64 characters"));
+        }
+        if let Some(bad) = text.chars().find(|c| !valid_char(*c)) {
+            return Err(format!("name {text:?} may only use lowercase letters, digits and '-', not {bad:?}"));
+        }
+        if text.starts_with('-') || text.ends_with('-') {
+            return Err(format!("name {text:?} must not start or end with '-'"));
+        }
+        Ok(Name(text))
+    }
+}
+
+impl Name {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A duration written like `"250ms"`, `"10s"`, `"5m"` or `"1h 30m"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DurationText(Duration);
+
+impl TryFrom<String> for DurationText {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        humantime::parse_duration(&text)
+            .map(DurationText)
+            .map_err(|error| format!("invalid duration {text:?}: {error} (expected e.g. \"10s\", \"500ms\", \"5m\")"))
+    }
+}
+
+impl DurationText {
+    pub const fn from_millis(millis: u64) -> DurationText {
+        DurationText(Duration::from_millis(millis))
+    }
+
+    pub fn duration(self) -> Duration {
+        self.0
+    }
+
+    /// Milliseconds, saturated to `i64` (event-time arithmetic).
+    pub fn millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// An amount of memory written like `"64MiB"` or `"1 GiB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ByteSize(u64);
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse::<bytesize::ByteSize>()
+            .map(|size| ByteSize(size.as_u64()))
+            .map_err(|error| format!("invalid size {text:?}: {error} (expected e.g. \"64MiB\")"))
+    }
+}
+
+impl ByteSize {
+    pub const fn mebibytes(count: u64) -> ByteSize {
+        ByteSize(count * 1024 * 1024)
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,132 @@
+//! The `sluice` command line: run and validate pipelines, inspect plugins.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use sluice::commands::{self, CommandError};
+use sluice::pipeline::StopSignal;
+use sluice::wasm::{PluginRegistry, WasmEngine};
+
+/// Stream processing with sandboxed WebAssembly operators.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a pipeline until its sources end or Ctrl-C, then drains and exits.
+    Run { pipeline: PathBuf },
+    /// Checks a pipeline file and the plugins it names; reports every error.
+    Validate { pipeline: PathBuf },
+    /// Works with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Prints a component's world, exports and SHA-256 digest.
+    Inspect { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            match error.downcast_ref::<CommandError>() {
+                Some(CommandError::Invalid(diagnostics)) => {
+                    eprintln!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len())
+                }
+                _ => eprintln!("error: {error:#}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { pipeline } => run(pipeline),
+        Command::Validate { pipeline } => validate(pipeline),
+        Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file),
+    }
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let plugins = PluginRegistry::new(WasmEngine::new()?);
+    tracing::info!(pipeline = %path.display(), "starting");
+    let summary = commands::run(&path, &plugins, stop_on_ctrl_c)?;
+    tracing::info!(pipeline = %path.display(), "finished: {summary}");
+    Ok(())
+}
+
+fn validate(path: PathBuf) -> anyhow::Result<()> {
+    let plugins = PluginRegistry::new(WasmEngine::new()?);
+    let pipeline = commands::validate(&path, &plugins)?;
+    let config = &pipeline.config;
+    println!(
+        "{}: pipeline \"{}\" is valid ({} source(s), {} operator(s), {} sink(s))",
+        path.display(),
+        config.pipeline.name.get_ref(),
+        config.sources.len(),
+        config.operators.len(),
+        config.sinks.len()
+    );
+    Ok(())
+}
+
+fn inspect(path: PathBuf) -> anyhow::Result<()> {
+    let engine = WasmEngine::new()?;
+    let report = commands::inspect(&path, &engine).with_context(|| format!("inspecting {}", path.display()))?;
+    print!("{report}");
+    Ok(())
+}
+
+/// First Ctrl-C: stop the sources and drain. Second: exit at once.
+fn stop_on_ctrl_c(stop: StopSignal) {
+    let watcher = std::thread::Builder::new().name("sluice-signals".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => return tracing::warn!("Ctrl-C handling is unavailable: {error}"),
+        };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("stopping: draining in-flight records (Ctrl-C again to exit at once)");
+                stop.raise();
+            }
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
+    if let Err(error) = watcher {
+        tracing::warn!("Ctrl-C handling is unavailable: {error}");
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,17 @@
+//! Running pipelines: tasks, their supervised operators, batching, watermarks, dead letters.
+
+mod batch;
+mod dead_letter;
+mod operator;
+mod running;
+mod stop;
+mod task;
+mod watermark;
+
+pub use batch::{Batch, Batcher};
+pub use dead_letter::{DeadLetter, DeadLetterSink};
+pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
+pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
+pub use stop::StopSignal;
+pub use task::{Task, TaskError, TaskStats};
+pub use watermark::WatermarkTracker;

@@ -1,0 +1,257 @@
+//! A supervised operator: a plugin instance that recovers from its own failures.
+//!
+//! The operator keeps the state snapshot it last took and a journal of the calls made since.
+//! When a call traps, runs past its deadline or exceeds its memory, the instance is thrown
+//! away, a new one is restored from the snapshot and the journal is replayed (plugins are
+//! deterministic), and the failed batch is retried record by record: the records that fail
+//! alone go to the dead-letter sink with the reason, the others go on. An operator that
+//! cannot be recovered, or fails on every record again and again, is disabled (its circuit
+//! opens) and its records go to the dead-letter sink: never a crash loop.
+
+use std::sync::Arc;
+
+use crate::wasm::{CallFailure, Event, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
+
+/// Calls kept in the journal before a new snapshot replaces them.
+const JOURNAL_MAX_CALLS: usize = 64;
+/// Batches in a row in which every record failed before the circuit opens.
+const MAX_FAILED_BATCHES_IN_A_ROW: u32 = 5;
+
+/// Why an operator could not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OperatorError {
+    #[error("the plugin refused its configuration: {0}")]
+    ConfigRefused(String),
+    #[error("the plugin refused the restored state: {0}")]
+    StateRefused(String),
+    #[error("{0}")]
+    Failed(CallFailure),
+}
+
+/// A record the operator refused or failed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadRecord {
+    /// Position in the batch given to `process`.
+    pub index: usize,
+    pub event: Event,
+    pub reason: String,
+}
+
+/// The outcome of one `process` call.
+#[derive(Debug, Default)]
+pub struct Processed {
+    pub events: Vec<Event>,
+    pub dead: Vec<DeadRecord>,
+}
+
+/// Everything needed to build an instance of the operator again.
+#[derive(Clone)]
+pub struct OperatorSpec {
+    pub name: Arc<str>,
+    pub plugin: Arc<Plugin>,
+    pub config_json: String,
+    pub limits: InstanceLimits,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+enum JournalEntry {
+    Process(Vec<Event>),
+    Watermark(i64),
+}
+
+/// A running operator with its recovery data.
+pub struct Operator {
+    spec: OperatorSpec,
+    /// `None` once the circuit is open.
+    instance: Option<PluginInstance>,
+    base: State,
+    journal: Vec<JournalEntry>,
+    failed_batches_in_a_row: u32,
+    disabled_because: Option<String>,
+}
+
+impl Operator {
+    /// Instantiates, initialises and (given a state) restores the operator.
+    pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
+        let (instance, base) = build(&spec, state.as_ref())?;
+        Ok(Operator { spec, instance: Some(instance), base, journal: Vec::new(), failed_batches_in_a_row: 0, disabled_because: None })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.spec.plugin
+    }
+
+    /// Why the operator is disabled, if it is.
+    pub fn disabled_because(&self) -> Option<&str> {
+        self.disabled_because.as_deref()
+    }
+
+    /// Processes a batch; failing records are isolated, never lost.
+    pub fn process(&mut self, batch: Vec<Event>) -> Processed {
+        let Some(instance) = self.instance.as_mut() else { return self.refuse_all(batch) };
+        match instance.process(&batch) {
+            Ok(output) => {
+                let dead = output
+                    .rejected
+                    .into_iter()
+                    .filter_map(|rejection| {
+                        let index = rejection.index as usize;
+                        let event = batch.get(index)?.clone();
+                        Some(DeadRecord { index, event, reason: format!("rejected: {}", rejection.reason) })
+                    })
+                    .collect();
+                self.failed_batches_in_a_row = 0;
+                self.record(JournalEntry::Process(batch));
+                Processed { events: output.events, dead }
+            }
+            Err(failure) => self.isolate(batch, &failure),
+        }
+    }
+
+    /// Tells the operator that event time reached `watermark`; returns what it emits.
+    pub fn on_watermark(&mut self, watermark: i64) -> Vec<Event> {
+        let Some(instance) = self.instance.as_mut() else { return Vec::new() };
+        match instance.on_watermark(watermark) {
+            Ok(events) => {
+                self.record(JournalEntry::Watermark(watermark));
+                events
+            }
+            Err(failure) => {
+                tracing::error!(operator = %self.spec.name, watermark, "on-watermark failed, its output is lost: {failure}");
+                self.recover(&failure);
+                Vec::new()
+            }
+        }
+    }
+
+    /// The operator's current state (for checkpoints and hot swap).
+    pub fn snapshot(&mut self) -> Result<State, CallFailure> {
+        let instance = self.instance.as_mut().ok_or_else(|| CallFailure {
+            kind: crate::wasm::FailureKind::Instantiate,
+            message: self.disabled_because.clone().unwrap_or_default(),
+        })?;
+        instance.snapshot()
+    }
+
+    fn record(&mut self, entry: JournalEntry) {
+        self.journal.push(entry);
+        if self.journal.len() >= JOURNAL_MAX_CALLS {
+            self.compact();
+        }
+    }
+
+    /// Replaces the journal with a fresh snapshot.
+    fn compact(&mut self) {
+        let Some(instance) = self.instance.as_mut() else { return };
+        match instance.snapshot() {
+            Ok(state) => {
+                self.base = state;
+                self.journal.clear();
+            }
+            Err(failure) => self.disable(format!("snapshot failed: {failure}")),
+        }
+    }
+
+    /// Retries a failed batch record by record, recovering after each failure.
+    fn isolate(&mut self, batch: Vec<Event>, failure: &CallFailure) -> Processed {
+        tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
+        let mut processed = Processed::default();
+        if !self.recover(failure) {
+            return self.refuse_all(batch);
+        }
+        let total = batch.len();
+        for (index, event) in batch.into_iter().enumerate() {
+            let Some(instance) = self.instance.as_mut() else {
+                let reason = self.disabled_reason();
+                processed.dead.push(DeadRecord { index, event, reason });
+                continue;
+            };
+            match instance.process(std::slice::from_ref(&event)) {
+                Ok(output) => {
+                    processed.events.extend(output.events);
+                    if let Some(rejection) = output.rejected.into_iter().next() {
+                        processed.dead.push(DeadRecord { index, event: event.clone(), reason: format!("rejected: {}", rejection.reason) });
+                    }
+                    self.journal.push(JournalEntry::Process(vec![event]));
+                }
+                Err(failure) => {
+                    processed.dead.push(DeadRecord { index, event, reason: failure.message.clone() });
+                    self.recover(&failure);
+                }
+            }
+        }
+        self.count_batch_failures(processed.dead.len() == total);
+        self.compact();
+        processed
+    }
+
+    fn count_batch_failures(&mut self, every_record_failed: bool) {
+        if !every_record_failed {
+            self.failed_batches_in_a_row = 0;
+            return;
+        }
+        self.failed_batches_in_a_row += 1;
+        if self.failed_batches_in_a_row >= MAX_FAILED_BATCHES_IN_A_ROW {
+            self.disable(format!("every record of {MAX_FAILED_BATCHES_IN_A_ROW} batches in a row failed"));
+        }
+    }
+
+    /// Builds a new instance from the snapshot and replays the journal. False if disabled.
+    fn recover(&mut self, failure: &CallFailure) -> bool {
+        self.instance = None;
+        let rebuilt = build(&self.spec, Some(&self.base)).map_err(|error| error.to_string()).and_then(|(mut instance, _)| {
+            for entry in &self.journal {
+                let replayed = match entry {
+                    JournalEntry::Process(batch) => instance.process(batch).map(drop),
+                    JournalEntry::Watermark(watermark) => instance.on_watermark(*watermark).map(drop),
+                };
+                replayed.map_err(|replay| format!("replaying its journal failed: {replay}"))?;
+            }
+            Ok(instance)
+        });
+        match rebuilt {
+            Ok(instance) => {
+                self.instance = Some(instance);
+                true
+            }
+            Err(reason) => {
+                self.disable(format!("cannot recover after \"{failure}\": {reason}"));
+                false
+            }
+        }
+    }
+
+    fn disable(&mut self, reason: String) {
+        tracing::error!(operator = %self.spec.name, "operator disabled, its records go to the dead-letter sink: {reason}");
+        self.instance = None;
+        self.disabled_because = Some(reason);
+    }
+
+    fn disabled_reason(&self) -> String {
+        format!("operator disabled (circuit open): {}", self.disabled_because.as_deref().unwrap_or("unknown failure"))
+    }
+
+    fn refuse_all(&self, batch: Vec<Event>) -> Processed {
+        let reason = self.disabled_reason();
+        let dead = batch.into_iter().enumerate().map(|(index, event)| DeadRecord { index, event, reason: reason.clone() }).collect();
+        Processed { events: Vec::new(), dead }
+    }
+}
+
+/// A new, initialised instance; restored from `state` if given. Returns its base snapshot.
+fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, State), OperatorError> {
+    let mut instance = PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
+    instance.init(&spec.config_json).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
+    let base = match state {
+        Some(state) => {
+            instance.restore(state).map_err(OperatorError::Failed)?.map_err(OperatorError::StateRefused)?;
+            state.clone()
+        }
+        None => instance.snapshot().map_err(OperatorError::Failed)?,
+    };
+    Ok((instance, base))
+}

@@ -1,0 +1,270 @@
+//! Starting a pipeline's threads (sources, tasks, sinks), and draining them at the end.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+use super::task::OutputBatch;
+use super::{Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker};
+use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Source, SourceError, SourceOutput};
+use crate::wasm::{InstanceLimits, OperatorMetrics, PluginError, PluginRegistry};
+
+/// Batches queued between a source and its task: bounded, so a slow task slows the source.
+const SOURCE_QUEUE: usize = 4;
+/// Output batches queued for each sink.
+const SINK_QUEUE: usize = 16;
+/// Dead letters queued for the dead-letter sink.
+const DEAD_LETTER_QUEUE: usize = 4096;
+
+/// Why a pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("operator \"{operator}\": {error}")]
+    Plugin { operator: String, error: PluginError },
+    #[error("operator \"{operator}\": {error}")]
+    Operator { operator: String, error: OperatorError },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("dead-letter sink: {0}")]
+    DeadLetter(std::io::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a running pipeline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("dead-letter sink: write failed: {0}")]
+    DeadLetter(std::io::Error),
+    #[error("thread {0} panicked")]
+    Panicked(String),
+}
+
+/// Totals of a finished pipeline.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PipelineSummary {
+    pub tasks: Vec<TaskStats>,
+    pub operators: Vec<OperatorSummary>,
+    pub dead_letters: u64,
+    pub dead_letter_destination: String,
+}
+
+/// An operator's name, plugin digest and the metrics it reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorSummary {
+    pub name: String,
+    pub digest: String,
+    pub counters: Vec<(String, u64)>,
+}
+
+/// A started pipeline.
+pub struct RunningPipeline {
+    stop: StopSignal,
+    sources: Vec<(String, JoinHandle<Result<(), SourceError>>)>,
+    tasks: Vec<(String, JoinHandle<Result<TaskStats, TaskError>>)>,
+    sinks: Vec<(String, JoinHandle<Result<(), SinkError>>)>,
+    dead_letters: JoinHandle<std::io::Result<u64>>,
+    dead_letter_destination: String,
+    operators: Vec<OperatorSpec>,
+}
+
+impl RunningPipeline {
+    /// Opens sinks, starts operators and tasks, then sources: upstream last, so nothing waits.
+    pub fn start(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<RunningPipeline, StartError> {
+        let specs = operator_specs(pipeline, plugins)?;
+        let (sink_senders, sinks) = start_sinks(pipeline)?;
+        let dead_letter_sink = DeadLetterSink::build(pipeline.config.dead_letter.as_ref().map(|d| d.get_ref()), pipeline).map_err(StartError::DeadLetter)?;
+        let dead_letter_destination = dead_letter_sink.description().to_owned();
+        let (dead_letter_sender, dead_letter_queue) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
+        let dead_letters = spawn("dead-letter", move || write_dead_letters(dead_letter_sink, dead_letter_queue))?;
+        let stop = StopSignal::default();
+        let mut running = RunningPipeline { stop, sources: Vec::new(), tasks: Vec::new(), sinks, dead_letters, dead_letter_destination, operators: specs };
+        for source in &pipeline.config.sources {
+            running.start_task(pipeline, source.get_ref(), &sink_senders, &dead_letter_sender)?;
+        }
+        Ok(running)
+    }
+
+    fn start_task(
+        &mut self,
+        pipeline: &LoadedPipeline,
+        config: &crate::config::SourceConfig,
+        sinks: &[SyncSender<OutputBatch>],
+        dead_letters: &SyncSender<DeadLetter>,
+    ) -> Result<(), StartError> {
+        let settings = &pipeline.config.pipeline;
+        let name: Arc<str> = config.name().into();
+        let source = Source::build(config, pipeline)?;
+        let operators = self
+            .operators
+            .iter()
+            .map(|spec| Operator::start(spec.clone(), None).map_err(|error| StartError::Operator { operator: spec.name.to_string(), error }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let watermark = WatermarkTracker::new(settings.out_of_orderness.millis(), settings.idle_timeout.duration());
+        let task = Task::new(name.clone(), operators, watermark, settings.late_records, sinks.to_vec(), dead_letters.clone());
+        let (batches, input) = mpsc::sync_channel(SOURCE_QUEUE);
+        self.tasks.push((format!("task {name}"), spawn(&format!("task-{name}"), move || task.run(input))?));
+        let output = SourceOutput {
+            source: name.clone(),
+            batcher: Batcher::new(settings.batch_size, settings.batch_linger.duration()),
+            batches,
+            dead_letters: dead_letters.clone(),
+            stop: self.stop.clone(),
+        };
+        self.sources.push((format!("source {name}"), spawn(&format!("source-{name}"), move || source.run(output))?));
+        Ok(())
+    }
+
+    /// The signal that stops the sources; the pipeline then drains and `wait` returns.
+    pub fn stop_signal(&self) -> StopSignal {
+        self.stop.clone()
+    }
+
+    /// Waits until every source has ended and everything read has been written.
+    pub fn wait(self) -> Result<PipelineSummary, RunError> {
+        let mut errors: Vec<RunError> = Vec::new();
+        let mut keep = |error: RunError| errors.push(error);
+        for (name, source) in self.sources {
+            match source.join() {
+                Ok(result) => result.unwrap_or_else(|error| keep(error.into())),
+                Err(_) => keep(RunError::Panicked(name)),
+            }
+        }
+        let mut tasks = Vec::new();
+        for (name, task) in self.tasks {
+            match task.join() {
+                Ok(Ok(stats)) => tasks.push(stats),
+                Ok(Err(error)) => keep(error.into()),
+                Err(_) => keep(RunError::Panicked(name)),
+            }
+        }
+        for (name, sink) in self.sinks {
+            match sink.join() {
+                Ok(result) => result.unwrap_or_else(|error| keep(error.into())),
+                Err(_) => keep(RunError::Panicked(name)),
+            }
+        }
+        let dead_letters = match self.dead_letters.join() {
+            Ok(Ok(count)) => count,
+            Ok(Err(error)) => {
+                keep(RunError::DeadLetter(error));
+                0
+            }
+            Err(_) => {
+                keep(RunError::Panicked("dead-letter".into()));
+                0
+            }
+        };
+        if let Some(error) = root_error(errors) {
+            return Err(error);
+        }
+        let operators = self.operators.iter().map(summarize_operator).collect();
+        Ok(PipelineSummary { tasks, operators, dead_letters, dead_letter_destination: self.dead_letter_destination })
+    }
+}
+
+/// The error to report: a task only fails because something downstream failed first.
+fn root_error(mut errors: Vec<RunError>) -> Option<RunError> {
+    let root = errors.iter().position(|error| !matches!(error, RunError::Task(_))).unwrap_or(0);
+    for (index, error) in errors.iter().enumerate() {
+        if index != root {
+            tracing::debug!("also: {error}");
+        }
+    }
+    (!errors.is_empty()).then(|| errors.swap_remove(root))
+}
+
+fn summarize_operator(spec: &OperatorSpec) -> OperatorSummary {
+    OperatorSummary {
+        name: spec.name.to_string(),
+        digest: spec.plugin.digest().to_string(),
+        counters: spec.metrics.values().counters.into_iter().collect(),
+    }
+}
+
+/// The operator specifications of `pipeline`, with their plugins compiled.
+fn operator_specs(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<Vec<OperatorSpec>, StartError> {
+    pipeline
+        .config
+        .operators
+        .iter()
+        .map(|operator| {
+            let operator = operator.get_ref();
+            operator_spec(pipeline, operator, plugins).map_err(|error| StartError::Plugin { operator: operator.name.get_ref().to_string(), error })
+        })
+        .collect()
+}
+
+/// Compiles (or finds) the plugin of `operator` and gathers what is needed to instantiate it.
+pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugins: &PluginRegistry) -> Result<OperatorSpec, PluginError> {
+    let plugin = plugins.load(&pipeline.resolve(operator.plugin.get_ref()))?;
+    Ok(OperatorSpec {
+        name: operator.name.get_ref().as_str().into(),
+        plugin,
+        config_json: operator.config_json(),
+        limits: InstanceLimits {
+            memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
+            call_timeout: operator.call_timeout.duration(),
+        },
+        metrics: Arc::new(OperatorMetrics::default()),
+    })
+}
+
+fn start_sinks(pipeline: &LoadedPipeline) -> Result<(Vec<SyncSender<OutputBatch>>, Vec<(String, JoinHandle<Result<(), SinkError>>)>), StartError> {
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    for config in &pipeline.config.sinks {
+        let mut sink = Sink::build(config.get_ref(), pipeline)?;
+        let (sender, queue): (_, Receiver<OutputBatch>) = mpsc::sync_channel(SINK_QUEUE);
+        let name = sink.name().to_owned();
+        let thread = spawn(&format!("sink-{name}"), move || queue.iter().try_for_each(|batch| sink.write(&batch)))?;
+        senders.push(sender);
+        threads.push((format!("sink {name}"), thread));
+    }
+    Ok((senders, threads))
+}
+
+fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetter>) -> std::io::Result<u64> {
+    let mut count = 0;
+    for letter in queue {
+        if count == 0 {
+            tracing::warn!(destination = sink.description(), "records are going to the dead-letter sink: {}", letter.reason);
+        }
+        sink.write(&letter)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn spawn<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StartError> {
+    std::thread::Builder::new().name(format!("sluice-{name}")).spawn(work).map_err(StartError::Thread)
+}
+
+/// Checks plugins for `sluice validate` (and before `run`): compiles, type-checks, and
+/// offers each operator its configuration in a throw-away instance.
+pub struct WasmPluginCheck<'a> {
+    pub pipeline: &'a LoadedPipeline,
+    pub plugins: &'a PluginRegistry,
+}
+
+impl PluginCheck for WasmPluginCheck<'_> {
+    fn check(&self, _path: &Path, operator: &OperatorConfig) -> Result<(), PluginProblem> {
+        let spec = operator_spec(self.pipeline, operator, self.plugins).map_err(|error| PluginProblem::Plugin(error.to_string()))?;
+        match Operator::start(spec, None) {
+            Ok(_) => Ok(()),
+            Err(OperatorError::ConfigRefused(reason)) => Err(PluginProblem::Config(reason)),
+            Err(error) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A task: one source's records through its own instances of the operator chain, to the sinks.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::Duration;
+
+use super::operator::{DeadRecord, Operator};
+use super::{Batch, DeadLetter, WatermarkTracker};
+use crate::config::LateRecords;
+use crate::wasm::Event;
+
+/// How often an idle task checks whether its watermark should advance.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// A batch of output records, shared by every sink.
+pub type OutputBatch = Arc<Vec<Event>>;
+
+/// The task could not deliver its output.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task of source \"{task}\": a sink stopped taking records")]
+    SinkClosed { task: String },
+    #[error("task of source \"{task}\": the dead-letter sink stopped taking records")]
+    DeadLetterClosed { task: String },
+}
+
+/// What a task did, for the summary at the end.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TaskStats {
+    pub source: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_letters: u64,
+    pub late_dropped: u64,
+    pub disabled_operators: Vec<(String, String)>,
+}
+
+/// One source's pipeline instance.
+pub struct Task {
+    source: Arc<str>,
+    operators: Vec<Operator>,
+    watermark: WatermarkTracker,
+    late: LateRecords,
+    sinks: Vec<SyncSender<OutputBatch>>,
+    dead_letters: SyncSender<DeadLetter>,
+    stats: TaskStats,
+}
+
+impl Task {
+    pub fn new(
+        source: Arc<str>,
+        operators: Vec<Operator>,
+        watermark: WatermarkTracker,
+        late: LateRecords,
+        sinks: Vec<SyncSender<OutputBatch>>,
+        dead_letters: SyncSender<DeadLetter>,
+    ) -> Task {
+        let stats = TaskStats { source: source.to_string(), ..TaskStats::default() };
+        Task { source, operators, watermark, late, sinks, dead_letters, stats }
+    }
+
+    /// Processes batches until the source closes, then flushes with the final watermark.
+    pub fn run(mut self, input: Receiver<Batch>) -> Result<TaskStats, TaskError> {
+        loop {
+            match input.recv_timeout(IDLE_CHECK) {
+                Ok(batch) => self.on_batch(batch)?,
+                Err(RecvTimeoutError::Timeout) => self.advance_watermark()?,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        if let Some(watermark) = self.watermark.finish() {
+            self.propagate_watermark(watermark)?;
+        }
+        self.stats.disabled_operators = self
+            .operators
+            .iter()
+            .filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())))
+            .collect();
+        Ok(self.stats)
+    }
+
+    fn on_batch(&mut self, batch: Batch) -> Result<(), TaskError> {
+        self.stats.records_in += batch.len() as u64;
+        let Batch { events, positions } = self.screen_late(batch)?;
+        for event in &events {
+            self.watermark.observe(event.timestamp);
+        }
+        let mut events = events;
+        for index in 0..self.operators.len() {
+            if events.is_empty() {
+                break;
+            }
+            let positions = (index == 0).then_some(positions.as_slice());
+            events = self.process_at(index, events, positions)?;
+        }
+        self.emit(events)?;
+        self.advance_watermark()
+    }
+
+    /// Applies the late-record policy to records behind the watermark.
+    fn screen_late(&mut self, batch: Batch) -> Result<Batch, TaskError> {
+        if self.late == LateRecords::Pass || !batch.events.iter().any(|event| self.watermark.is_late(event.timestamp)) {
+            return Ok(batch);
+        }
+        let mut on_time = Batch::default();
+        for (event, position) in batch.events.into_iter().zip(batch.positions) {
+            if !self.watermark.is_late(event.timestamp) {
+                on_time.events.push(event);
+                on_time.positions.push(position);
+            } else if self.late == LateRecords::Drop {
+                self.stats.late_dropped += 1;
+            } else {
+                let watermark = self.watermark.current().unwrap_or(i64::MIN);
+                let reason = format!("late record: event time {} is behind the watermark {watermark}", event.timestamp);
+                self.dead_letter(DeadLetter::from_source(&self.source, position, event, reason))?;
+            }
+        }
+        Ok(on_time)
+    }
+
+    /// Runs `events` through the operator at `index`; its refused records become dead letters.
+    fn process_at(&mut self, index: usize, events: Vec<Event>, positions: Option<&[u64]>) -> Result<Vec<Event>, TaskError> {
+        let processed = self.operators[index].process(events);
+        for dead in processed.dead {
+            let position = positions.and_then(|positions| positions.get(dead.index).copied());
+            let letter = self.operator_dead_letter(index, dead, position);
+            self.dead_letter(letter)?;
+        }
+        Ok(processed.events)
+    }
+
+    fn operator_dead_letter(&self, index: usize, dead: DeadRecord, position: Option<u64>) -> DeadLetter {
+        let operator = &self.operators[index];
+        DeadLetter {
+            reason: dead.reason,
+            operator: Some(operator.name().to_owned()),
+            plugin_digest: Some(operator.plugin().digest().to_string()),
+            source: self.source.to_string(),
+            position,
+            event: dead.event,
+        }
+    }
+
+    fn advance_watermark(&mut self) -> Result<(), TaskError> {
+        match self.watermark.advance() {
+            Some(watermark) => self.propagate_watermark(watermark),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells each operator in turn; what one emits is processed by the next before it is told.
+    fn propagate_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
+        let mut carried = Vec::new();
+        for index in 0..self.operators.len() {
+            if !carried.is_empty() {
+                carried = self.process_at(index, carried, None)?;
+            }
+            carried.extend(self.operators[index].on_watermark(watermark));
+        }
+        self.emit(carried)
+    }
+
+    fn emit(&mut self, events: Vec<Event>) -> Result<(), TaskError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.stats.records_out += events.len() as u64;
+        let batch = Arc::new(events);
+        for sink in &self.sinks {
+            sink.send(batch.clone()).map_err(|_| TaskError::SinkClosed { task: self.source.to_string() })?;
+        }
+        Ok(())
+    }
+
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), TaskError> {
+        self.stats.dead_letters += 1;
+        self.dead_letters.send(letter).map_err(|_| TaskError::DeadLetterClosed { task: self.source.to_string() })
+    }
+}

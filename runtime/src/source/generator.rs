@@ -1,0 +1,136 @@
+//! The built-in generator: a deterministic, seeded e-commerce clickstream.
+//!
+//! Same seed and settings, same records: views, carts and orders of users on items of a
+//! catalogue (category, price), some users arriving through marketing campaigns. Event
+//! times advance by `event_interval` per record, shifted back by up to `disorder`.
+
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{SourceError, SourceOutput};
+use crate::config::GeneratorConfig;
+use crate::wasm::Event;
+
+const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
+const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
+
+/// A configured generator.
+pub struct Generator {
+    name: String,
+    seed: u64,
+    count: Option<u64>,
+    rate: Option<f64>,
+    start_ms: i64,
+    interval_ms: i64,
+    disorder_ms: i64,
+    users: u32,
+    items: u32,
+}
+
+/// One generated record, as its JSON payload.
+#[derive(Serialize)]
+struct Click<'a> {
+    event_id: u64,
+    event_type: &'a str,
+    user_id: String,
+    item_id: String,
+    category: &'a str,
+    price: f64,
+    quantity: u32,
+    campaign: Option<&'a str>,
+    ts: i64,
+}
+
+impl Generator {
+    pub fn new(name: String, config: &GeneratorConfig) -> Result<Generator, SourceError> {
+        let start = humantime::parse_rfc3339_weak(&config.start_time).map_err(|error| SourceError::Invalid {
+            source_name: name.clone(),
+            message: format!("start_time {:?}: {error}", config.start_time),
+        })?;
+        let start_ms = start.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Ok(Generator {
+            name,
+            seed: config.seed,
+            count: config.count,
+            rate: config.rate,
+            start_ms,
+            interval_ms: config.event_interval.millis(),
+            disorder_ms: config.disorder.millis(),
+            users: config.users.max(1),
+            items: config.items.max(1),
+        })
+    }
+
+    /// Produces records until `count` is reached or the pipeline stops.
+    pub fn run(self, mut output: SourceOutput) -> Result<(), SourceError> {
+        let mut random = ChaCha8Rng::seed_from_u64(self.seed);
+        let started = Instant::now();
+        let mut sequence = 0u64;
+        while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
+            self.pace(sequence, started);
+            let event = self.record(sequence, &mut random);
+            if output.emit(event, sequence).is_err() {
+                return Ok(());
+            }
+            sequence += 1;
+        }
+        tracing::debug!(source = %self.name, records = sequence, "generator finished");
+        let _ = output.finish();
+        Ok(())
+    }
+
+    /// Sleeps as needed to hold the configured rate.
+    fn pace(&self, sequence: u64, started: Instant) {
+        let Some(rate) = self.rate else { return };
+        let due = Duration::from_secs_f64(sequence as f64 / rate);
+        let elapsed = started.elapsed();
+        if due > elapsed + Duration::from_millis(1) {
+            std::thread::sleep(due - elapsed);
+        }
+    }
+
+    fn record(&self, sequence: u64, random: &mut ChaCha8Rng) -> Event {
+        let user = skewed(random, self.users);
+        let item = skewed(random, self.items);
+        let attributes = mix(u64::from(item) ^ self.seed.rotate_left(17));
+        let roll: f64 = random.random();
+        let (event_type, quantity) = match roll {
+            r if r < 0.80 => ("view", 1),
+            r if r < 0.94 => ("cart", random.random_range(1..=3)),
+            _ => ("order", random.random_range(1..=3)),
+        };
+        let campaign_slot = mix(u64::from(user) ^ self.seed) % (CAMPAIGNS.len() as u64 * 2);
+        let disorder = if self.disorder_ms > 0 { random.random_range(0..=self.disorder_ms) } else { 0 };
+        let timestamp = self.start_ms + sequence as i64 * self.interval_ms - disorder;
+        let click = Click {
+            event_id: sequence,
+            event_type,
+            user_id: format!("u{user}"),
+            item_id: format!("i{item}"),
+            category: CATEGORIES[(attributes % CATEGORIES.len() as u64) as usize],
+            price: 2.0 + ((attributes >> 8) % 19_800) as f64 / 100.0,
+            quantity,
+            campaign: CAMPAIGNS.get(campaign_slot as usize).copied(),
+            ts: timestamp,
+        };
+        let value = serde_json::to_vec(&click).unwrap_or_default();
+        Event { key: Some(click.user_id.into_bytes()), value, timestamp, headers: Vec::new() }
+    }
+}
+
+/// A number below `bound`, small numbers more likely (popular users and items).
+fn skewed(random: &mut ChaCha8Rng, bound: u32) -> u32 {
+    let uniform: f64 = random.random();
+    ((uniform * uniform * f64::from(bound)) as u32).min(bound - 1)
+}
+
+/// SplitMix64 finaliser: stable pseudo-random attributes from an id.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,103 @@
+//! Sources: where a task's records come from. A closed enum, one `match`.
+
+mod generator;
+mod json_lines;
+
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+
+use crate::config::{LoadedPipeline, SourceConfig};
+use crate::pipeline::{Batch, Batcher, DeadLetter, StopSignal};
+use crate::wasm::Event;
+
+pub use generator::Generator;
+pub use json_lines::{JsonLinesSource, TimestampField};
+
+/// Why a source stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("source \"{source_name}\": cannot open {path}: {error}")]
+    Open { source_name: String, path: String, error: std::io::Error },
+    #[error("source \"{source_name}\": read failed: {error}")]
+    Read { source_name: String, error: std::io::Error },
+    #[error("source \"{source_name}\": {message}")]
+    Invalid { source_name: String, message: String },
+}
+
+/// A configured source, ready to run on its own thread.
+pub enum Source {
+    Generator(Generator),
+    JsonLines(JsonLinesSource),
+}
+
+impl Source {
+    /// Builds the source described by `config`.
+    pub fn build(config: &SourceConfig, pipeline: &LoadedPipeline) -> Result<Source, SourceError> {
+        let name = config.name();
+        match config {
+            SourceConfig::Generator(generator) => Generator::new(name, generator).map(Source::Generator),
+            SourceConfig::File(file) => {
+                let path = pipeline.resolve(&file.path);
+                JsonLinesSource::file(name, &path, TimestampField::new(file.timestamp_field.as_deref())).map(Source::JsonLines)
+            }
+            SourceConfig::Stdin(stdin) => Ok(Source::JsonLines(JsonLinesSource::stdin(name, TimestampField::new(stdin.timestamp_field.as_deref())))),
+        }
+    }
+
+    /// Reads until the input ends or `stop` is raised, sending batches downstream.
+    pub fn run(self, output: SourceOutput) -> Result<(), SourceError> {
+        match self {
+            Source::Generator(generator) => generator.run(output),
+            Source::JsonLines(source) => source.run(output),
+        }
+    }
+}
+
+/// Where a source sends its records: batched to its task, or to the dead-letter sink.
+pub struct SourceOutput {
+    pub source: Arc<str>,
+    pub batcher: Batcher,
+    pub batches: SyncSender<Batch>,
+    pub dead_letters: SyncSender<DeadLetter>,
+    pub stop: StopSignal,
+}
+
+/// The task stopped taking records (it failed, or the pipeline is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downstream;
+
+impl SourceOutput {
+    /// Adds a record; sends the batch if it is full or has lingered long enough.
+    pub fn emit(&mut self, event: Event, position: u64) -> Result<(), Downstream> {
+        match self.batcher.push(event, position) {
+            Some(batch) => self.send(batch),
+            None => self.flush_lingering(),
+        }
+    }
+
+    /// Sends the pending batch if it has waited for `linger`.
+    pub fn flush_lingering(&mut self) -> Result<(), Downstream> {
+        match self.batcher.poll_linger() {
+            Some(batch) => self.send(batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends what is pending: the input ended or the source stops.
+    pub fn finish(mut self) -> Result<(), Downstream> {
+        match self.batcher.take() {
+            Some(batch) => self.send(batch),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends a record the source itself cannot read to the dead-letter sink.
+    pub fn dead_letter(&mut self, event: Event, position: u64, reason: String) -> Result<(), Downstream> {
+        let letter = DeadLetter::from_source(&self.source, position, event, reason);
+        self.dead_letters.send(letter).map_err(|_| Downstream)
+    }
+
+    fn send(&mut self, batch: Batch) -> Result<(), Downstream> {
+        self.batches.send(batch).map_err(|_| Downstream)
+    }
+}

@@ -1,0 +1,63 @@
+//! The process's one wasmtime `Engine`, its `Linker`, and the epoch ticker for deadlines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+
+use super::bindings::Operator;
+use super::host::HostState;
+use super::plugin::PluginError;
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// A shared handle on the engine and linker. Cheap to clone.
+#[derive(Clone)]
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+}
+
+impl WasmEngine {
+    /// Configures the engine (component model, epoch interruption) and starts its ticker.
+    pub fn new() -> Result<WasmEngine, PluginError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).map_err(PluginError::engine)?;
+        start_epoch_ticker(&engine).map_err(|error| PluginError::Engine(format!("cannot start the epoch ticker thread: {error}")))?;
+        let mut linker = Linker::new(&engine);
+        Operator::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state).map_err(PluginError::engine)?;
+        Ok(WasmEngine { engine, linker: Arc::new(linker) })
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(super) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Epoch ticks for a call deadline of `timeout` (at least one tick).
+    pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
+        (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+    }
+}
+
+/// Advances the epoch every tick until the engine is dropped; holds only a weak handle.
+/// Without the ticker no deadline fires, so failing to start it is an error.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new().name("sluice-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! The host side of a plugin instance: its limits, log lines and operator metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use wasmtime::ResourceLimiter;
+
+use super::bindings::sluice::plugin::{host, types};
+
+/// Longest log line kept from a plugin; longer ones are cut.
+const MAX_LOG_LINE: usize = 4096;
+/// Most distinct metric names one operator may create.
+const MAX_METRICS: usize = 256;
+
+/// Counters and gauges an operator reports, kept across instance re-creations.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    values: Mutex<MetricValues>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MetricValues {
+    pub counters: BTreeMap<String, u64>,
+    pub gauges: BTreeMap<String, f64>,
+}
+
+impl OperatorMetrics {
+    /// A copy of the current values.
+    pub fn values(&self) -> MetricValues {
+        self.values.lock().map(|values| values.clone()).unwrap_or_default()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut MetricValues)) {
+        if let Ok(mut values) = self.values.lock() {
+            change(&mut values);
+        }
+    }
+}
+
+/// The data of one plugin instance's `Store`.
+pub struct HostState {
+    operator: Arc<str>,
+    memory_limit: usize,
+    metrics: Arc<OperatorMetrics>,
+    /// Set when the plugin asked for more memory than its limit.
+    pub(super) memory_refused: Option<usize>,
+    /// The last panic message the plugin logged (the SDK logs panics before trapping).
+    pub(super) last_panic: Option<String>,
+}
+
+impl HostState {
+    pub fn new(operator: Arc<str>, memory_limit: usize, metrics: Arc<OperatorMetrics>) -> HostState {
+        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let message = truncate(message);
+        let operator = &*self.operator;
+        match level {
+            host::Level::Trace => tracing::trace!(operator, "{message}"),
+            host::Level::Debug => tracing::debug!(operator, "{message}"),
+            host::Level::Info => tracing::info!(operator, "{message}"),
+            host::Level::Warn => tracing::warn!(operator, "{message}"),
+            host::Level::Error => {
+                if let Some(panic) = message.strip_prefix("panic: ") {
+                    self.last_panic = Some(panic.to_owned());
+                }
+                tracing::error!(operator, "{message}");
+            }
+        }
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) {
+        self.metrics.update(|values| {
+            if values.counters.len() < MAX_METRICS || values.counters.contains_key(&name) {
+                *values.counters.entry(truncate(name)).or_default() += delta;
+            }
+        });
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) {
+        self.metrics.update(|values| {
+            if values.gauges.len() < MAX_METRICS || values.gauges.contains_key(&name) {
+                values.gauges.insert(truncate(name), value);
+            }
+        });
+    }
+}
+
+impl types::Host for HostState {}
+
+fn truncate(mut text: String) -> String {
+    if text.len() > MAX_LOG_LINE {
+        let mut cut = MAX_LOG_LINE;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

@@ -1,0 +1,17 @@
+//! Everything that touches wasmtime: the engine, plugins, instances and their host functions.
+//!
+//! Nothing outside this module names a wasmtime type, so the sandbox has one boundary.
+
+mod bindings;
+mod engine;
+mod host;
+mod inspect;
+mod instance;
+mod plugin;
+
+pub use bindings::{Event, Header, Output, Rejection, State};
+pub use engine::WasmEngine;
+pub use host::OperatorMetrics;
+pub use inspect::{ComponentDescription, describe_component};
+pub use instance::{CallFailure, FailureKind, InstanceLimits, PluginInstance};
+pub use plugin::{Digest, Plugin, PluginError, PluginRegistry};

@@ -1,0 +1,119 @@
+//! Plugins: component files compiled once, type-checked against the operator world, keyed by digest.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::Component;
+
+use super::bindings::OperatorPre;
+use super::engine::WasmEngine;
+use super::host::HostState;
+
+/// Why a plugin cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a valid WebAssembly component: {reason}")]
+    NotAComponent { path: PathBuf, reason: String },
+    #[error("{path} does not implement the world sluice:plugin/operator@0.1.0: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+impl PluginError {
+    pub(super) fn engine(error: wasmtime::Error) -> PluginError {
+        PluginError::Engine(format!("{error:#}"))
+    }
+}
+
+/// The SHA-256 of a plugin file: the identity of a plugin version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+/// A compiled, type-checked plugin version, ready to instantiate many times.
+pub struct Plugin {
+    path: PathBuf,
+    digest: Digest,
+    size: usize,
+    pub(super) pre: OperatorPre<HostState>,
+    pub(super) engine: WasmEngine,
+}
+
+impl Plugin {
+    /// Compiles `bytes` and checks that it is an operator component.
+    pub fn compile(engine: &WasmEngine, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        let component = Component::from_binary(engine.engine(), bytes)
+            .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
+        let wrong_world = |error: wasmtime::Error| PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) };
+        let instance_pre = engine.linker().instantiate_pre(&component).map_err(wrong_world)?;
+        let pre = OperatorPre::new(instance_pre).map_err(wrong_world)?;
+        Ok(Plugin { path: path.to_owned(), digest: Digest::of(bytes), size: bytes.len(), pre, engine: engine.clone() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// Size of the component file in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// Compiled plugins by digest: a file loaded twice, or by two operators, is compiled once.
+#[derive(Clone)]
+pub struct PluginRegistry {
+    engine: WasmEngine,
+    plugins: Arc<Mutex<HashMap<Digest, Arc<Plugin>>>>,
+}
+
+impl PluginRegistry {
+    pub fn new(engine: WasmEngine) -> PluginRegistry {
+        PluginRegistry { engine, plugins: Arc::default() }
+    }
+
+    /// The plugin in `path`, compiled unless a plugin with the same digest already is.
+    pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        let digest = Digest::of(&bytes);
+        if let Some(plugin) = self.plugins.lock().ok().and_then(|plugins| plugins.get(&digest).cloned()) {
+            return Ok(plugin);
+        }
+        let plugin = Arc::new(Plugin::compile(&self.engine, path, &bytes)?);
+        if let Ok(mut plugins) = self.plugins.lock() {
+            plugins.insert(digest, plugin.clone());
+        }
+        Ok(plugin)
+    }
+
+    pub fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+}
+
+/// The innermost message of a wasmtime error: the one that says what is wrong.
+pub(super) fn root_cause(error: &wasmtime::Error) -> String {
+    let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+    chain.join(": ")
+}

@@ -1,0 +1,45 @@
+# Shared helpers for Sluice's scripts: sourced, not run.
+# shellcheck shell=bash
+
+SLUICE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# One warm target directory outside the clone, shared by every build (host and plugins).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sluice/target}
+# Debian's Rust for WebAssembly: rustc-web and rust-web-src must be the same version.
+WASM_APT_PACKAGES=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
+COMPONENT_LD=/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs Debian packages that are missing (apt-get update only when needed).
+apt_install() {
+    local missing=()
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root (or install them yourself)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 -q install -y --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Rust host toolchain (rustup's stable, with clippy and rustfmt).
+ensure_host_toolchain() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    if command -v rustup >/dev/null; then
+        rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    fi
+}
+
+# The Wasm toolchain: Debian's rustc-web + matching std source, built with -Zbuild-std.
+ensure_wasm_toolchain() {
+    apt_install "${WASM_APT_PACKAGES[@]}"
+    local version
+    version=$(/usr/bin/rustc -V | awk '{print $2}')
+    [ -d "/usr/src/rustc-$version/library/std" ] \
+        || die "Debian's rust-web-src does not match rustc $version: reinstall ${WASM_APT_PACKAGES[*]} together"
+    [ -x "$COMPONENT_LD" ] || die "$COMPONENT_LD is missing (package rust-web-llvm)"
+    [ -e "$(readlink -f /usr/bin/rust-lld)" ] || die "/usr/bin/rust-lld dangles (package lld-22)"
+}

@@ -1,0 +1,86 @@
+//! The one operator instance of a component, behind the functions `export_operator!` exports.
+//!
+//! A component instance hosts exactly one operator; the runtime never calls concurrently.
+
+use std::cell::RefCell;
+
+use crate::bindings::sluice::plugin::types::Output as WitOutput;
+use crate::host::{self, Level};
+use crate::{Event, Operator, Output, State};
+
+/// An operator with its type erased, so that one static slot can hold any plugin.
+trait ErasedOperator {
+    fn process(&mut self, batch: Vec<Event>) -> Output;
+    fn on_watermark(&mut self, watermark: i64) -> Vec<Event>;
+    fn snapshot(&self) -> State;
+    fn restore(&mut self, state: State) -> Result<(), String>;
+}
+
+impl<O: Operator> ErasedOperator for O {
+    fn process(&mut self, batch: Vec<Event>) -> Output {
+        let mut out = Output::default();
+        Operator::process(self, batch, &mut out);
+        out
+    }
+    fn on_watermark(&mut self, watermark: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        Operator::on_watermark(self, watermark, &mut out);
+        out
+    }
+    fn snapshot(&self) -> State {
+        Operator::snapshot(self)
+    }
+    fn restore(&mut self, state: State) -> Result<(), String> {
+        Operator::restore(self, state)
+    }
+}
+
+thread_local! {
+    static INSTANCE: RefCell<Option<Box<dyn ErasedOperator>>> = const { RefCell::new(None) };
+}
+
+fn with_instance<R>(call: impl FnOnce(&mut dyn ErasedOperator) -> R) -> R {
+    INSTANCE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        // The runtime always calls `init` first; a call before it is a host bug and traps.
+        let operator = slot.as_deref_mut().expect("sluice runtime called the operator before init");
+        call(operator)
+    })
+}
+
+pub fn init<O: Operator>(config: &str) -> Result<(), String> {
+    // A panic becomes a trap; its message reaches the runtime first, as an error log line.
+    std::panic::set_hook(Box::new(|info| host::log(Level::Error, &format!("panic: {info}"))));
+    let config: O::Config = parse_config(config)?;
+    let operator = O::init(config)?;
+    INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(operator)));
+    Ok(())
+}
+
+/// Deserialises the operator's configuration, naming the offending key.
+pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, String> {
+    serde_json::from_str(config).map_err(|error| {
+        // The JSON text is the runtime's, not the user's: its line and column mean nothing.
+        let message = error.to_string();
+        match message.rsplit_once(" at line ") {
+            Some((text, _)) => text.to_owned(),
+            None => message,
+        }
+    })
+}
+
+pub fn process(batch: Vec<Event>) -> WitOutput {
+    with_instance(|operator| operator.process(batch)).into()
+}
+
+pub fn on_watermark(watermark: i64) -> Vec<Event> {
+    with_instance(|operator| operator.on_watermark(watermark))
+}
+
+pub fn snapshot() -> State {
+    with_instance(|operator| operator.snapshot())
+}
+
+pub fn restore(state: State) -> Result<(), String> {
+    with_instance(|operator| operator.restore(state))
+}

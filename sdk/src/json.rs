@@ -1,0 +1,283 @@
+//! JSON field paths, and looking a field up without parsing the whole payload.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A dotted path to a field of a JSON object, such as `order.customer.id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FieldPath {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl FieldPath {
+    /// Parses `a.b.c`; segments must be non-empty.
+    pub fn parse(text: &str) -> Result<FieldPath, String> {
+        let segments: Vec<String> = text.split('.').map(str::to_owned).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(format!("invalid field path {text:?}: expected names separated by '.'"));
+        }
+        Ok(FieldPath { text: text.to_owned(), segments })
+    }
+
+    /// The path's segments, outermost first.
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The last segment: the field's own name.
+    pub fn leaf(&self) -> &str {
+        self.segments.last().map_or("", String::as_str)
+    }
+
+    /// The value at this path in `object`, if present.
+    pub fn get<'v>(&self, object: &'v serde_json::Map<String, Value>) -> Option<&'v Value> {
+        let (first, rest) = self.segments.split_first()?;
+        rest.iter().try_fold(object.get(first)?, |value, segment| value.get(segment))
+    }
+
+    /// Sets the value at this path in `object`, creating intermediate objects.
+    /// Returns an error if an intermediate value exists and is not an object.
+    pub fn set(&self, object: &mut serde_json::Map<String, Value>, value: Value) -> Result<(), String> {
+        let Some((last, parents)) = self.segments.split_last() else { return Ok(()) };
+        let mut current = object;
+        for segment in parents {
+            let entry = current.entry(segment.clone()).or_insert_with(|| Value::Object(Default::default()));
+            current = entry.as_object_mut().ok_or_else(|| format!("cannot set {}: {segment:?} is not an object", self.text))?;
+        }
+        current.insert(last.clone(), value);
+        Ok(())
+    }
+
+    /// Removes the value at this path from `object` and returns it.
+    pub fn remove(&self, object: &mut serde_json::Map<String, Value>) -> Option<Value> {
+        let (last, parents) = self.segments.split_last()?;
+        let mut current = object;
+        for segment in parents {
+            current = current.get_mut(segment)?.as_object_mut()?;
+        }
+        current.remove(last)
+    }
+}
+
+impl TryFrom<String> for FieldPath {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        FieldPath::parse(&text)
+    }
+}
+
+impl From<FieldPath> for String {
+    fn from(path: FieldPath) -> String {
+        path.text
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The value at `path` in the JSON document `bytes`, skipping everything else.
+///
+/// `Ok(None)` when the document has no such field (or is not an object on the way);
+/// an error when the document is not valid JSON.
+pub fn lookup(bytes: &[u8], path: &FieldPath) -> Result<Option<Value>, String> {
+    let mut found = lookup_many(bytes, std::slice::from_ref(path))?;
+    Ok(found.pop().flatten())
+}
+
+/// The values at several `paths` in one pass over `bytes`, in the order of `paths`.
+pub fn lookup_many(bytes: &[u8], paths: &[FieldPath]) -> Result<Vec<Option<Value>>, String> {
+    let mut found = vec![None; paths.len()];
+    let wanted = paths.iter().enumerate().map(|(slot, path)| (slot, path.segments())).collect();
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Lookup { wanted, found: &mut found }
+        .deserialize(&mut deserializer)
+        .and_then(|()| deserializer.end())
+        .map_err(|error| format!("payload is not valid JSON: {error}"))?;
+    Ok(found)
+}
+
+/// The name of a JSON value's type, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Extracts the wanted paths (slot, remaining segments) of the value being deserialised.
+struct Lookup<'p, 'f> {
+    wanted: Vec<(usize, &'p [String])>,
+    found: &'f mut Vec<Option<Value>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Lookup<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        if self.wanted.iter().all(|(_, rest)| !rest.is_empty()) {
+            return deserializer.deserialize_any(self);
+        }
+        // Some path ends here: keep the whole value, and answer deeper paths from it.
+        let value = Value::deserialize(deserializer)?;
+        for (slot, rest) in self.wanted {
+            self.found[slot] = rest.iter().try_fold(&value, |value, segment| value.get(segment)).cloned();
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Lookup<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<KeyText<'de>>()? {
+            let wanted: Vec<_> = self
+                .wanted
+                .iter()
+                .filter(|(slot, rest)| rest[0] == key.as_str() && self.found[*slot].is_none())
+                .map(|(slot, rest)| (*slot, &rest[1..]))
+                .collect();
+            if wanted.is_empty() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                map.next_value_seed(Lookup { wanted, found: &mut *self.found })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input unless it contains escapes.
+enum KeyText<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl KeyText<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            KeyText::Borrowed(text) => text,
+            KeyText::Owned(text) => text,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(KeyTextVisitor)
+    }
+}
+
+struct KeyTextVisitor;
+
+impl<'de> Visitor<'de> for KeyTextVisitor {
+    type Value = KeyText<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(KeyText::Borrowed(key))
+    }
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(KeyText::Owned(key.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn path(text: &str) -> FieldPath {
+        FieldPath::parse(text).unwrap()
+    }
+
+    #[test]
+    fn lookup_finds_top_level_and_nested_fields() {
+        let doc = br#"{"a": 1, "b": {"c": "x", "d": [1, 2]}, "e": null}"#;
+        assert_eq!(lookup(doc, &path("a")).unwrap(), Some(json!(1)));
+        assert_eq!(lookup(doc, &path("b.c")).unwrap(), Some(json!("x")));
+        assert_eq!(lookup(doc, &path("b.d")).unwrap(), Some(json!([1, 2])));
+        assert_eq!(lookup(doc, &path("e")).unwrap(), Some(Value::Null));
+    }
+
+    #[test]
+    fn lookup_reports_absent_fields_as_none() {
+        let doc = br#"{"a": 1, "b": {"c": "x"}}"#;
+        assert_eq!(lookup(doc, &path("z")).unwrap(), None);
+        assert_eq!(lookup(doc, &path("a.b")).unwrap(), None);
+        assert_eq!(lookup(doc, &path("b.z")).unwrap(), None);
+        assert_eq!(lookup(b"[1,2]", &path("a")).unwrap(), None);
+    }
+
+    #[test]
+    fn lookup_matches_escaped_keys_and_rejects_invalid_json() {
+        assert_eq!(lookup(br#"{"a\u0062": 2}"#, &path("ab")).unwrap(), Some(json!(2)));
+        assert!(lookup(br#"{"a": 1"#, &path("a")).is_err());
+        assert!(lookup(br#"{"a": 1} trailing"#, &path("a")).is_err());
+    }
+
+    #[test]
+    fn lookup_many_answers_several_paths_in_one_pass() {
+        let doc = br#"{"a": {"b": 1, "c": 2}, "d": 3}"#;
+        let paths = [path("a.c"), path("d"), path("a"), path("zz"), path("a.b")];
+        let found = lookup_many(doc, &paths).unwrap();
+        assert_eq!(found, vec![Some(json!(2)), Some(json!(3)), Some(json!({"b": 1, "c": 2})), None, Some(json!(1))]);
+    }
+
+    #[test]
+    fn paths_must_not_have_empty_segments() {
+        assert!(FieldPath::parse("a..b").is_err());
+        assert!(FieldPath::parse("").is_err());
+        assert_eq!(path("a.b").leaf(), "b");
+    }
+
+    #[test]
+    fn set_and_remove_create_and_delete_nested_fields() {
+        let mut object = serde_json::Map::new();
+        path("a.b").set(&mut object, json!(3)).unwrap();
+        assert_eq!(Value::Object(object.clone()), json!({"a": {"b": 3}}));
+        assert_eq!(path("a.b").remove(&mut object), Some(json!(3)));
+        assert!(path("x").set(&mut serde_json::Map::from_iter([("x".into(), json!(1))]), json!(2)).is_ok());
+    }
+}

@@ -1,0 +1,81 @@
+//! The `Operator` trait a plugin implements, and the `Output` it fills.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::sluice::plugin::types::Output as WitOutput;
+use crate::{Event, Rejection, State};
+
+/// An operator: turns batches of records into records, keeping any state it needs.
+///
+/// Only `init` and `process` are required. The defaults suit stateless operators:
+/// `on_watermark` emits nothing, `snapshot` returns an empty state and `restore` accepts
+/// only an empty state.
+pub trait Operator: Sized + 'static {
+    /// The operator's `config` table from the pipeline file. Use
+    /// `#[serde(deny_unknown_fields)]` so that typos are reported to the user.
+    type Config: DeserializeOwned;
+
+    /// Builds the operator from its configuration; an error refuses the configuration.
+    fn init(config: Self::Config) -> Result<Self, String>;
+
+    /// Processes one batch in order: emit records and reject the ones that are invalid.
+    fn process(&mut self, batch: Vec<Event>, out: &mut Output);
+
+    /// Event time reached `watermark`: emit what is complete. The end of a bounded input
+    /// passes `i64::MAX`.
+    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Event>) {
+        let _ = (watermark, out);
+    }
+
+    /// The whole state of the operator; see [`State::encode`].
+    fn snapshot(&self) -> State {
+        State::empty()
+    }
+
+    /// Replaces the state of a freshly initialised operator; see [`State::decode`].
+    fn restore(&mut self, state: State) -> Result<(), String> {
+        if state.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this operator keeps no state but was given {} bytes of state version {}",
+                state.bytes.len(),
+                state.version
+            ))
+        }
+    }
+}
+
+/// Records produced by one `process` call, and the input records refused.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Records to pass downstream, in order.
+    pub events: Vec<Event>,
+    /// Input records refused, by position in the batch.
+    pub rejected: Vec<Rejection>,
+}
+
+impl Output {
+    /// Passes `event` downstream.
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Serialises `value` as JSON and passes it downstream with event time `timestamp`.
+    pub fn emit_json(&mut self, value: &impl Serialize, timestamp: i64) {
+        self.events.push(Event::from_json(value, timestamp));
+    }
+
+    /// Refuses the input record at `index`: the runtime sends it to the dead-letter sink.
+    pub fn reject(&mut self, index: usize, reason: impl Into<String>) {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        self.rejected.push(Rejection { index, reason: reason.into() });
+    }
+}
+
+impl From<Output> for WitOutput {
+    fn from(output: Output) -> Self {
+        WitOutput { events: output.events, rejected: output.rejected }
+    }
+}

@@ -1,0 +1,100 @@
+//! Test plugin: passes records through unchanged, and misbehaves on records that carry a
+//! marker: it panics (`trap_on`), loops forever (`spin_on`) or allocates without bound
+//! (`allocate_on`). Its state counts the records it passed, so recovery can be checked.
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::{Event, Operator, Output, State, VersionedState};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MisbehaveConfig {
+    /// Panic when the payload contains this text.
+    pub trap_on: Option<String>,
+    /// Loop forever when the payload contains this text.
+    pub spin_on: Option<String>,
+    /// Allocate until memory runs out when the payload contains this text.
+    pub allocate_on: Option<String>,
+    /// Refuse to initialise, with this message.
+    pub refuse_init: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Passed {
+    count: u64,
+}
+
+impl VersionedState for Passed {
+    const VERSION: u32 = 1;
+}
+
+pub struct Misbehave {
+    config: MisbehaveConfig,
+    passed: Passed,
+}
+
+impl Operator for Misbehave {
+    type Config = MisbehaveConfig;
+
+    fn init(config: MisbehaveConfig) -> Result<Self, String> {
+        match &config.refuse_init {
+            Some(message) => Err(message.clone()),
+            None => Ok(Misbehave { config, passed: Passed::default() }),
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
+        for event in batch {
+            self.misbehave_on(&event);
+            self.passed.count += 1;
+            let mut event = event;
+            event.headers.push(sluice_sdk::header("passed", self.passed.count.to_string()));
+            out.emit(event);
+        }
+    }
+
+    fn snapshot(&self) -> State {
+        State::encode(&self.passed)
+    }
+
+    fn restore(&mut self, state: State) -> Result<(), String> {
+        self.passed = state.decode()?;
+        Ok(())
+    }
+}
+
+impl Misbehave {
+    fn misbehave_on(&self, event: &Event) {
+        let marked = |marker: &Option<String>| marker.as_ref().is_some_and(|m| contains(&event.value, m.as_bytes()));
+        if marked(&self.config.trap_on) {
+            panic!("poisoned record: {}", String::from_utf8_lossy(&event.value));
+        }
+        if marked(&self.config.spin_on) {
+            spin();
+        }
+        if marked(&self.config.allocate_on) {
+            hog_memory();
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len().max(1)).any(|window| window == needle)
+}
+
+#[allow(clippy::empty_loop)]
+fn spin() {
+    let mut counter: u64 = 0;
+    loop {
+        counter = std::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+fn hog_memory() {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+sluice_sdk::export_operator!(Misbehave);
