@@ -1,1 +1,133 @@
-fn main(){}
+//! Throughput of operator chains on one core: the Wasm components through the runtime's
+//! supervised operators, next to the same plugin crates compiled natively in-process.
+//!
+//! `cargo bench -p sluice --bench throughput` (after scripts/build-plugins.sh). Prints
+//! records per second; asserts nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sluice::pipeline::{Operator, OperatorSpec};
+use sluice::wasm::{Batch, InstanceLimits, OperatorMetrics, PluginRegistry, WasmEngine};
+use sluice_sdk::testing::Harness;
+
+const BATCH: usize = 1024;
+const BATCHES: usize = 200;
+const ROUNDS: usize = 5;
+
+fn main() {
+    let batches = input_batches();
+    let bytes: usize = batches.iter().flat_map(|batch| batch.iter()).map(|record| record.value().len()).sum();
+    let records = BATCH * BATCHES;
+    println!("sluice throughput benchmark: {records} JSON records of {} bytes on average, batches of {BATCH}, one core", bytes / records);
+    println!("{:<44} {:>14} {:>14} {:>8}", "operator chain", "wasm rec/s", "native rec/s", "ratio");
+    let registry = PluginRegistry::new(WasmEngine::new().expect("engine"));
+
+    let filter_config = json!({"field": "price", "op": "gt", "value": 5});
+    let project_config = json!({"compute": {"total": "price * qty"}, "keep": ["user", "item", "total"]});
+    let mut wasm = vec![operator(&registry, "filter", &filter_config), operator(&registry, "project", &project_config)];
+    let mut native_filter = Harness::<filter::Filter>::new(filter_config).expect("filter config");
+    let mut native_project = Harness::<project::Project>::new(project_config).expect("project config");
+    report(
+        "filter + project",
+        measure(&batches, |batch| run_wasm(&mut wasm, batch)),
+        measure(&batches, |batch| native_project.process(&native_filter.process(&batch).batch).batch.len()),
+    );
+
+    let window_config = json!({
+        "window": {"type": "tumbling", "size": "10s"},
+        "group_by": ["user"],
+        "aggregates": [{"function": "count"}, {"function": "sum", "field": "price"}, {"function": "mean", "field": "price"}]
+    });
+    let mut wasm = vec![operator(&registry, "window-aggregate", &window_config)];
+    let mut native = Harness::<window_aggregate::WindowAggregate>::new(window_config).expect("window config");
+    report(
+        "window-aggregate (tumbling count/sum/mean by key)",
+        measure(&batches, |batch| {
+            let watermark = last_timestamp(&batch) - 1_000;
+            let closed = wasm[0].on_watermark(watermark).len();
+            run_wasm(&mut wasm, batch) + closed
+        }),
+        measure(&batches, |batch| {
+            let watermark = last_timestamp(&batch) - 1_000;
+            native.process(&batch).batch.len() + native.watermark(watermark).len()
+        }),
+    );
+}
+
+/// ~100-byte clickstream-like records, event time advancing 1 ms per record.
+fn input_batches() -> Vec<Batch> {
+    (0..BATCHES)
+        .map(|b| {
+            (0..BATCH)
+                .map(|i| {
+                    let n = (b * BATCH + i) as u64;
+                    let kind = ["view", "cart", "order"][(n % 3) as usize];
+                    let record = json!({
+                        "user": format!("u{}", n * 7919 % 5000),
+                        "item": format!("i{}", n * 104_729 % 20_000),
+                        "type": kind,
+                        "price": (n * 37 % 10_000) as f64 / 100.0,
+                        "qty": n % 4 + 1,
+                        "ts": 1_767_225_600_000u64 + n
+                    });
+                    (record, 1_767_225_600_000 + n as i64)
+                })
+                .collect::<Vec<_>>()
+        })
+        .map(|records| sluice_sdk::testing::json_batch(&records))
+        .collect()
+}
+
+fn last_timestamp(batch: &Batch) -> i64 {
+    batch.iter().last().map_or(0, |record| record.timestamp())
+}
+
+fn operator(registry: &PluginRegistry, plugin: &str, config: &Value) -> Operator {
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins").join(format!("{plugin}.wasm"));
+    let spec = OperatorSpec {
+        name: plugin.into(),
+        plugin: registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)")),
+        config_json: config.to_string(),
+        limits: InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) },
+        metrics: Arc::new(OperatorMetrics::default()),
+    };
+    Operator::start(spec, None).expect("operator starts")
+}
+
+fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {
+    let mut records = batch;
+    for operator in chain.iter_mut() {
+        let processed = operator.process(records);
+        assert!(processed.dead.is_empty(), "benchmark input is valid: {:?}", processed.dead.first().map(|d| &d.reason));
+        records = processed.batch;
+    }
+    records.len()
+}
+
+/// Best records per second over several rounds (inputs cloned outside the timed part).
+fn measure(batches: &[Batch], mut process: impl FnMut(Batch) -> usize) -> f64 {
+    let records = (batches.len() * BATCH) as f64;
+    let mut best = f64::MIN;
+    for _ in 0..ROUNDS {
+        let input = batches.to_vec();
+        let started = Instant::now();
+        let mut produced = 0;
+        for batch in input {
+            produced += process(batch);
+        }
+        std::hint::black_box(produced);
+        best = best.max(records / started.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn report(name: &str, wasm: f64, native: f64) {
+    println!("{name:<44} {:>14} {:>14} {:>7.2}x", millions(wasm), millions(native), wasm / native);
+}
+
+fn millions(rate: f64) -> String {
+    format!("{:.2} M", rate / 1e6)
+}

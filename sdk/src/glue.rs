@@ -6,24 +6,24 @@ use std::cell::RefCell;
 
 use crate::bindings::sluice::plugin::types::Output as WitOutput;
 use crate::host::{self, Level};
-use crate::{Event, Operator, Output, State};
+use crate::{Batch, Operator, Output, State};
 
 /// An operator with its type erased, so that one static slot can hold any plugin.
 trait ErasedOperator {
-    fn process(&mut self, batch: Vec<Event>) -> Output;
-    fn on_watermark(&mut self, watermark: i64) -> Vec<Event>;
+    fn process(&mut self, batch: Batch) -> Output;
+    fn on_watermark(&mut self, watermark: i64) -> Batch;
     fn snapshot(&self) -> State;
     fn restore(&mut self, state: State) -> Result<(), String>;
 }
 
 impl<O: Operator> ErasedOperator for O {
-    fn process(&mut self, batch: Vec<Event>) -> Output {
+    fn process(&mut self, batch: Batch) -> Output {
         let mut out = Output::default();
-        Operator::process(self, batch, &mut out);
+        Operator::process(self, &batch, &mut out);
         out
     }
-    fn on_watermark(&mut self, watermark: i64) -> Vec<Event> {
-        let mut out = Vec::new();
+    fn on_watermark(&mut self, watermark: i64) -> Batch {
+        let mut out = Batch::new();
         Operator::on_watermark(self, watermark, &mut out);
         out
     }
@@ -69,11 +69,11 @@ pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, S
     })
 }
 
-pub fn process(batch: Vec<Event>) -> WitOutput {
+pub fn process(batch: Batch) -> WitOutput {
     with_instance(|operator| operator.process(batch)).into()
 }
 
-pub fn on_watermark(watermark: i64) -> Vec<Event> {
+pub fn on_watermark(watermark: i64) -> Batch {
     with_instance(|operator| operator.on_watermark(watermark))
 }
 

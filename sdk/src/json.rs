@@ -5,6 +5,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,6 +95,16 @@ pub fn lookup(bytes: &[u8], path: &FieldPath) -> Result<Option<Value>, String> {
 
 /// The values at several `paths` in one pass over `bytes`, in the order of `paths`.
 pub fn lookup_many(bytes: &[u8], paths: &[FieldPath]) -> Result<Vec<Option<Value>>, String> {
+    lookup_raw_many(bytes, paths)?
+        .into_iter()
+        .map(|raw| {
+            raw.map(|raw| serde_json::from_str(raw.get()).map_err(|error| format!("payload is not valid JSON: {error}"))).transpose()
+        })
+        .collect()
+}
+
+/// The JSON text of the values at `paths`, borrowed from `bytes`: no allocation per value.
+pub fn lookup_raw_many<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
     let mut found = vec![None; paths.len()];
     let wanted = paths.iter().enumerate().map(|(slot, path)| (slot, path.segments())).collect();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -102,6 +113,26 @@ pub fn lookup_many(bytes: &[u8], paths: &[FieldPath]) -> Result<Vec<Option<Value
         .and_then(|()| deserializer.end())
         .map_err(|error| format!("payload is not valid JSON: {error}"))?;
     Ok(found)
+}
+
+/// A JSON number as `f64`: `Ok(None)` for null, an error for any other kind of value.
+pub fn raw_number(raw: &RawValue) -> Result<Option<f64>, &'static str> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => text.parse().map(Some).map_err(|_| "a number out of range"),
+        Some(b'n') => Ok(None),
+        Some(b'"') => Err("a string"),
+        Some(b't' | b'f') => Err("a boolean"),
+        Some(b'[') => Err("an array"),
+        _ => Err("an object"),
+    }
+}
+
+/// A JSON string without escapes, borrowed; `None` for anything else (other kinds, escapes).
+pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains('\\')).then_some(inner)
 }
 
 /// The name of a JSON value's type, for error messages.
@@ -117,28 +148,36 @@ pub fn kind(value: &Value) -> &'static str {
 }
 
 /// Extracts the wanted paths (slot, remaining segments) of the value being deserialised.
-struct Lookup<'p, 'f> {
+struct Lookup<'p, 'f, 'de> {
     wanted: Vec<(usize, &'p [String])>,
-    found: &'f mut Vec<Option<Value>>,
+    found: &'f mut Vec<Option<&'de RawValue>>,
 }
 
-impl<'de> DeserializeSeed<'de> for Lookup<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Lookup<'_, '_, 'de> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         if self.wanted.iter().all(|(_, rest)| !rest.is_empty()) {
             return deserializer.deserialize_any(self);
         }
-        // Some path ends here: keep the whole value, and answer deeper paths from it.
-        let value = Value::deserialize(deserializer)?;
+        // Some path ends here: keep the value's text, and answer deeper paths from it.
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
         for (slot, rest) in self.wanted {
-            self.found[slot] = rest.iter().try_fold(&value, |value, segment| value.get(segment)).cloned();
+            self.found[slot] = if rest.is_empty() { Some(raw) } else { nested(raw, rest) };
         }
         Ok(())
     }
 }
 
-impl<'de> Visitor<'de> for Lookup<'_, '_> {
+/// The text at `rest` inside `raw` (a rare case: one path is a prefix of another).
+fn nested<'de>(raw: &'de RawValue, rest: &[String]) -> Option<&'de RawValue> {
+    let mut found = vec![None];
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    Lookup { wanted: vec![(0, rest)], found: &mut found }.deserialize(&mut deserializer).ok()?;
+    found.pop().flatten()
+}
+
+impl<'de> Visitor<'de> for Lookup<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -263,6 +302,21 @@ mod tests {
         let paths = [path("a.c"), path("d"), path("a"), path("zz"), path("a.b")];
         let found = lookup_many(doc, &paths).unwrap();
         assert_eq!(found, vec![Some(json!(2)), Some(json!(3)), Some(json!({"b": 1, "c": 2})), None, Some(json!(1))]);
+    }
+
+    #[test]
+    fn raw_lookups_borrow_the_text_and_classify_numbers() {
+        let doc = br#"{"n": -1.5e2, "s": "plain", "e": "a\"b", "z": null, "b": true}"#;
+        let paths = [path("n"), path("s"), path("e"), path("z"), path("b")];
+        let raw = lookup_raw_many(doc, &paths).unwrap();
+        let raw: Vec<&RawValue> = raw.into_iter().map(Option::unwrap).collect();
+        assert_eq!(raw_number(raw[0]), Ok(Some(-150.0)));
+        assert_eq!(raw_number(raw[3]), Ok(None));
+        assert_eq!(raw_number(raw[1]), Err("a string"));
+        assert_eq!(raw_number(raw[4]), Err("a boolean"));
+        assert_eq!(raw_plain_str(raw[1]), Some("plain"));
+        assert_eq!(raw_plain_str(raw[2]), None);
+        assert_eq!(raw_plain_str(raw[0]), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::sluice::plugin::types::Output as WitOutput;
-use crate::{Event, Rejection, State};
+use crate::{Batch, Record, Rejection, State};
 
 /// An operator: turns batches of records into records, keeping any state it needs.
 ///
@@ -20,11 +20,11 @@ pub trait Operator: Sized + 'static {
     fn init(config: Self::Config) -> Result<Self, String>;
 
     /// Processes one batch in order: emit records and reject the ones that are invalid.
-    fn process(&mut self, batch: Vec<Event>, out: &mut Output);
+    fn process(&mut self, batch: &Batch, out: &mut Output);
 
     /// Event time reached `watermark`: emit what is complete. The end of a bounded input
     /// passes `i64::MAX`.
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Event>) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
         let _ = (watermark, out);
     }
 
@@ -38,11 +38,7 @@ pub trait Operator: Sized + 'static {
         if state.bytes.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "this operator keeps no state but was given {} bytes of state version {}",
-                state.bytes.len(),
-                state.version
-            ))
+            Err(format!("this operator keeps no state but was given {} bytes of state version {}", state.bytes.len(), state.version))
         }
     }
 }
@@ -51,20 +47,25 @@ pub trait Operator: Sized + 'static {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
     /// Records to pass downstream, in order.
-    pub events: Vec<Event>,
+    pub batch: Batch,
     /// Input records refused, by position in the batch.
     pub rejected: Vec<Rejection>,
 }
 
 impl Output {
-    /// Passes `event` downstream.
-    pub fn emit(&mut self, event: Event) {
-        self.events.push(event);
+    /// Passes a copy of `record` downstream.
+    pub fn emit(&mut self, record: Record<'_>) {
+        self.batch.push_record(record);
     }
 
-    /// Serialises `value` as JSON and passes it downstream with event time `timestamp`.
+    /// Passes downstream a record whose payload is `value` as JSON, with event time `timestamp`.
     pub fn emit_json(&mut self, value: &impl Serialize, timestamp: i64) {
-        self.events.push(Event::from_json(value, timestamp));
+        self.batch.push_json(value, timestamp);
+    }
+
+    /// Passes `record` downstream with its payload replaced by `value` as JSON.
+    pub fn emit_json_like(&mut self, record: Record<'_>, value: &impl Serialize) {
+        self.batch.push_json_like(record, value);
     }
 
     /// Refuses the input record at `index`: the runtime sends it to the dead-letter sink.
@@ -76,6 +77,6 @@ impl Output {
 
 impl From<Output> for WitOutput {
     fn from(output: Output) -> Self {
-        WitOutput { events: output.events, rejected: output.rejected }
+        WitOutput { batch: output.batch, rejected: output.rejected }
     }
 }

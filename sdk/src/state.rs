@@ -41,11 +41,7 @@ impl State {
 
     /// Decodes state of version `T::VERSION`, or migrates an older one.
     pub fn decode<T: VersionedState>(&self) -> Result<T, String> {
-        if self.version == T::VERSION {
-            decode_bytes(&self.bytes)
-        } else {
-            T::migrate(self.version, &self.bytes)
-        }
+        if self.version == T::VERSION { decode_bytes(&self.bytes) } else { T::migrate(self.version, &self.bytes) }
     }
 }
 

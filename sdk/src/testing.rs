@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::glue::parse_config;
-use crate::{Event, Operator, Output, State};
+use crate::{Batch, Operator, Output, State};
 
 /// Runs one operator natively, through the same configuration path as the runtime.
 pub struct Harness<O: Operator> {
@@ -18,7 +18,7 @@ impl<O: Operator> Harness<O> {
     }
 
     /// Calls `process` with `batch`.
-    pub fn process(&mut self, batch: Vec<Event>) -> Output {
+    pub fn process(&mut self, batch: &Batch) -> Output {
         let mut out = Output::default();
         self.operator.process(batch, &mut out);
         out
@@ -26,12 +26,12 @@ impl<O: Operator> Harness<O> {
 
     /// Calls `process` with JSON records, timestamps given.
     pub fn process_json(&mut self, records: &[(Value, i64)]) -> Output {
-        self.process(records.iter().map(|(value, timestamp)| Event::from_json(value, *timestamp)).collect())
+        self.process(&json_batch(records))
     }
 
     /// Calls `on_watermark`.
-    pub fn watermark(&mut self, watermark: i64) -> Vec<Event> {
-        let mut out = Vec::new();
+    pub fn watermark(&mut self, watermark: i64) -> Batch {
+        let mut out = Batch::new();
         self.operator.on_watermark(watermark, &mut out);
         out
     }
@@ -54,7 +54,16 @@ impl<O: Operator> Harness<O> {
     }
 }
 
-/// The payloads of `events` parsed as JSON.
-pub fn json_values(events: &[Event]) -> Vec<Value> {
-    events.iter().map(|event| serde_json::from_slice(&event.value).unwrap_or(Value::Null)).collect()
+/// A batch of JSON records with the given timestamps.
+pub fn json_batch(records: &[(Value, i64)]) -> Batch {
+    let mut batch = Batch::new();
+    for (value, timestamp) in records {
+        batch.push_json(value, *timestamp);
+    }
+    batch
+}
+
+/// The payloads of `batch` parsed as JSON (`null` where a payload is not JSON).
+pub fn json_values(batch: &Batch) -> Vec<Value> {
+    batch.iter().map(|record| serde_json::from_slice(record.value()).unwrap_or(Value::Null)).collect()
 }

@@ -12,7 +12,7 @@
 mod predicate;
 
 use serde::Deserialize;
-use sluice_sdk::{Event, Operator, Output};
+use sluice_sdk::{Batch, Operator, Output, Record};
 
 pub use predicate::{Comparison, Predicate};
 
@@ -52,6 +52,8 @@ pub enum InvalidPayload {
 pub struct Filter {
     all: Vec<Predicate>,
     any: Vec<Predicate>,
+    /// The field of every predicate, `all` first: read in one pass per record.
+    fields: Vec<sluice_sdk::FieldPath>,
     invalid: InvalidPayload,
 }
 
@@ -71,17 +73,18 @@ impl Operator for Filter {
         if all.is_empty() && config.any.is_empty() {
             return Err("no predicate: set `field` and `op`, or `all` / `any`".into());
         }
-        Ok(Filter { all, any: config.any, invalid: config.invalid })
+        let fields = all.iter().chain(&config.any).map(|predicate| predicate.field.clone()).collect();
+        Ok(Filter { all, any: config.any, fields, invalid: config.invalid })
     }
 
-    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut dropped_invalid = 0;
-        for (index, event) in batch.into_iter().enumerate() {
-            match self.matches(&event) {
-                Ok(true) => out.emit(event),
+        for record in batch.iter() {
+            match self.matches(record) {
+                Ok(true) => out.emit(record),
                 Ok(false) => {}
                 Err(reason) => match self.invalid {
-                    InvalidPayload::Reject => out.reject(index, reason),
+                    InvalidPayload::Reject => out.reject(record.index(), reason),
                     InvalidPayload::Drop => dropped_invalid += 1,
                 },
             }
@@ -93,22 +96,13 @@ impl Operator for Filter {
 }
 
 impl Filter {
-    /// Whether `event` passes; an error when its payload is not JSON.
-    pub fn matches(&self, event: &Event) -> Result<bool, String> {
-        for predicate in &self.all {
-            if !predicate.matches(event)? {
-                return Ok(false);
-            }
-        }
-        if self.any.is_empty() {
-            return Ok(true);
-        }
-        for predicate in &self.any {
-            if predicate.matches(event)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    /// Whether `record` passes; an error when its payload is not JSON.
+    pub fn matches(&self, record: Record<'_>) -> Result<bool, String> {
+        let fields = record.raw_fields(&self.fields)?;
+        let (all_fields, any_fields) = fields.split_at(self.all.len());
+        let all = self.all.iter().zip(all_fields).all(|(predicate, field)| predicate.holds(*field));
+        let any = self.any.is_empty() || self.any.iter().zip(any_fields).any(|(predicate, field)| predicate.holds(*field));
+        Ok(all && any)
     }
 }
 

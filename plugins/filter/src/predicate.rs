@@ -4,7 +4,8 @@ use std::cmp::Ordering;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::Value;
-use sluice_sdk::{Event, FieldPath};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{FieldPath, json};
 
 /// A test on one field of the payload.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,27 +59,18 @@ impl Predicate {
         }
     }
 
-    /// Whether `event` satisfies the predicate; an error when the payload is not JSON.
-    pub fn matches(&self, event: &Event) -> Result<bool, String> {
-        let field = event.field(&self.field)?;
-        Ok(self.holds(field.as_ref()))
-    }
-
-    /// Whether the predicate holds for a field value (`None`: field absent).
-    pub fn holds(&self, field: Option<&Value>) -> bool {
+    /// Whether the predicate holds for a field's JSON text (`None`: field absent).
+    pub fn holds(&self, field: Option<&RawValue>) -> bool {
         let operand = self.value.as_ref();
         match (self.op, field, operand) {
             (Comparison::Exists, field, _) => field.is_some(),
             (Comparison::Missing, field, _) => field.is_none(),
             (_, None, _) | (_, _, None) => self.op == Comparison::Ne || self.op == Comparison::NotIn,
-            (Comparison::Eq, Some(field), Some(operand)) => json_equal(field, operand),
-            (Comparison::Ne, Some(field), Some(operand)) => !json_equal(field, operand),
+            (Comparison::Eq, Some(field), Some(operand)) => raw_equal(field, operand),
+            (Comparison::Ne, Some(field), Some(operand)) => !raw_equal(field, operand),
             (Comparison::In, Some(field), Some(operand)) => contains(operand, field),
             (Comparison::NotIn, Some(field), Some(operand)) => !contains(operand, field),
-            (ordering, Some(field), Some(operand)) => match json_order(field, operand) {
-                Some(found) => ordering_holds(ordering, found),
-                None => false,
-            },
+            (ordering, Some(field), Some(operand)) => raw_order(field, operand).is_some_and(|found| ordering_holds(ordering, found)),
         }
     }
 }
@@ -93,8 +85,37 @@ fn ordering_holds(op: Comparison, found: Ordering) -> bool {
     }
 }
 
-fn contains(set: &Value, field: &Value) -> bool {
-    set.as_array().is_some_and(|items| items.iter().any(|item| json_equal(field, item)))
+fn contains(set: &Value, field: &RawValue) -> bool {
+    set.as_array().is_some_and(|items| items.iter().any(|item| raw_equal(field, item)))
+}
+
+/// Whether a field's JSON text equals `operand`; numbers compare by value (`1 == 1.0`).
+/// Numbers and plain strings are compared in place, without allocating.
+fn raw_equal(field: &RawValue, operand: &Value) -> bool {
+    match operand {
+        Value::Number(number) => matches!(json::raw_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
+        Value::String(text) => match json::raw_plain_str(field) {
+            Some(plain) => plain == text,
+            None => parsed(field).is_some_and(|value| value == *operand),
+        },
+        other => parsed(field).is_some_and(|value| json_equal(&value, other)),
+    }
+}
+
+/// Order of a field against a number or string operand; other pairs are not ordered.
+fn raw_order(field: &RawValue, operand: &Value) -> Option<Ordering> {
+    match operand {
+        Value::Number(number) => json::raw_number(field).ok()??.partial_cmp(&number.as_f64()?),
+        Value::String(text) => match json::raw_plain_str(field) {
+            Some(plain) => Some(plain.cmp(text.as_str())),
+            None => parsed(field).and_then(|value| json_order(&value, operand)),
+        },
+        _ => None,
+    }
+}
+
+fn parsed(field: &RawValue) -> Option<Value> {
+    sluice_sdk::serde_json::from_str(field.get()).ok()
 }
 
 /// Equality where numbers compare by value (`1 == 1.0`).

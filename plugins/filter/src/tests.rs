@@ -1,7 +1,7 @@
 //! Native tests of the filter's logic.
 
+use sluice_sdk::Batch;
 use sluice_sdk::serde_json::{Value, json};
-use sluice_sdk::Event;
 use sluice_sdk::testing::{Harness, json_values};
 
 use crate::Filter;
@@ -10,7 +10,7 @@ fn run(config: Value, records: &[Value]) -> Vec<Value> {
     let mut filter = Harness::<Filter>::new(config).unwrap();
     let out = filter.process_json(&records.iter().map(|r| (r.clone(), 0)).collect::<Vec<_>>());
     assert!(out.rejected.is_empty());
-    json_values(&out.events)
+    json_values(&out.batch)
 }
 
 #[test]
@@ -48,16 +48,18 @@ fn nested_fields_and_all_any_combinations() {
 
 #[test]
 fn invalid_payloads_are_rejected_with_their_index_or_dropped() {
-    let batch = vec![Event::from_json(&json!({"t": "order"}), 0), Event { value: b"not json".to_vec(), ..Event::from_json(&json!(null), 0) }];
+    let mut batch = Batch::new();
+    batch.push_json(&json!({"t": "order"}), 0);
+    batch.push(None, b"not json", 0, []);
     let mut filter = Harness::<Filter>::new(json!({"field": "t", "op": "exists"})).unwrap();
-    let out = filter.process(batch.clone());
-    assert_eq!(out.events.len(), 1);
+    let out = filter.process(&batch);
+    assert_eq!(out.batch.len(), 1);
     assert_eq!(out.rejected.len(), 1);
     assert_eq!(out.rejected[0].index, 1);
     assert!(out.rejected[0].reason.contains("not valid JSON"), "{}", out.rejected[0].reason);
     let mut dropping = Harness::<Filter>::new(json!({"field": "t", "op": "exists", "invalid": "drop"})).unwrap();
-    let out = dropping.process(batch);
-    assert_eq!((out.events.len(), out.rejected.len()), (1, 0));
+    let out = dropping.process(&batch);
+    assert_eq!((out.batch.len(), out.rejected.len()), (1, 0));
 }
 
 #[test]

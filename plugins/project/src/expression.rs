@@ -3,8 +3,8 @@
 //! Grammar: numbers, dotted field paths, `+ - * /`, unary minus, parentheses and the
 //! functions `abs(x)`, `min(x, y)`, `max(x, y)`, `round(x)` and `round(x, digits)`.
 
-use sluice_sdk::serde_json::{Map, Number, Value};
 use sluice_sdk::FieldPath;
+use sluice_sdk::serde_json::{Map, Number, Value};
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,26 +44,42 @@ impl Expression {
         Ok(expression)
     }
 
+    /// The fields the expression reads.
+    pub fn fields(&self) -> Vec<FieldPath> {
+        match self {
+            Expression::Number(_) => Vec::new(),
+            Expression::Field(path) => vec![path.clone()],
+            Expression::Negate(inner) => inner.fields(),
+            Expression::Binary(left, _, right) => [left.fields(), right.fields()].concat(),
+            Expression::Call(_, arguments) => arguments.iter().flat_map(Expression::fields).collect(),
+        }
+    }
+
     /// Evaluates against `record`; integral results become JSON integers.
     pub fn evaluate(&self, record: &Map<String, Value>) -> Result<Value, String> {
-        let number = self.number(record)?;
+        self.evaluate_with(&mut |path| match path.get(record) {
+            Some(Value::Number(number)) => number.as_f64().ok_or_else(|| format!("field {path} is out of range")),
+            Some(other) => Err(format!("field {path} is {}, not a number", sluice_sdk::json::kind(other))),
+            None => Err(format!("field {path} is missing")),
+        })
+    }
+
+    /// Evaluates with `field` giving each field's number (or why there is none).
+    pub fn evaluate_with(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<Value, String> {
+        let number = self.number(field)?;
         if !number.is_finite() {
             return Err("result is not a finite number (division by zero?)".into());
         }
         Ok(to_json_number(number))
     }
 
-    fn number(&self, record: &Map<String, Value>) -> Result<f64, String> {
+    fn number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {
         match self {
             Expression::Number(number) => Ok(*number),
-            Expression::Field(path) => match path.get(record) {
-                Some(Value::Number(number)) => number.as_f64().ok_or_else(|| format!("field {path} is out of range")),
-                Some(other) => Err(format!("field {path} is {}, not a number", sluice_sdk::json::kind(other))),
-                None => Err(format!("field {path} is missing")),
-            },
-            Expression::Negate(inner) => Ok(-inner.number(record)?),
+            Expression::Field(path) => field(path),
+            Expression::Negate(inner) => Ok(-inner.number(field)?),
             Expression::Binary(left, operator, right) => {
-                let (left, right) = (left.number(record)?, right.number(record)?);
+                let (left, right) = (left.number(field)?, right.number(field)?);
                 Ok(match operator {
                     Operator::Add => left + right,
                     Operator::Subtract => left - right,
@@ -72,7 +88,7 @@ impl Expression {
                 })
             }
             Expression::Call(function, arguments) => {
-                let values = arguments.iter().map(|argument| argument.number(record)).collect::<Result<Vec<_>, _>>()?;
+                let values = arguments.iter().map(|argument| argument.number(field)).collect::<Result<Vec<_>, _>>()?;
                 Ok(call(*function, &values))
             }
         }

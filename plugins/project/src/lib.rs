@@ -10,14 +10,16 @@
 //! Steps run in that order: compute, keep, drop, rename. All names are dotted paths.
 
 mod expression;
+mod flat;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::{Map, Value};
-use sluice_sdk::{Event, FieldPath, Operator, Output};
+use sluice_sdk::{Batch, FieldPath, Operator, Output, Record};
 
 pub use expression::Expression;
+use flat::FlatProjection;
 
 /// The `config` table of a project operator.
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +42,12 @@ pub struct ProjectConfig {
 pub struct Project {
     compute: Vec<(FieldPath, Expression)>,
     keep: Option<Vec<FieldPath>>,
+    /// With `keep`, the only fields read from a record: kept ones and expression inputs.
+    reads: Option<Vec<FieldPath>>,
+    /// The fast path, when the projection has only top-level fields.
+    flat: Option<FlatProjection>,
+    /// Output buffer of the fast path, reused across records.
+    buffer: Vec<u8>,
     drop: Vec<FieldPath>,
     rename: Vec<(FieldPath, FieldPath)>,
 }
@@ -57,11 +65,7 @@ impl Operator for Project {
                 Ok((path, expression))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let rename = config
-            .rename
-            .into_iter()
-            .map(|(from, to)| Ok((FieldPath::parse(&from)?, to)))
-            .collect::<Result<Vec<_>, String>>()?;
+        let rename = config.rename.into_iter().map(|(from, to)| Ok((FieldPath::parse(&from)?, to))).collect::<Result<Vec<_>, String>>()?;
         let keep = config.keep.map(|mut keep| {
             keep.extend(compute.iter().map(|(path, _)| path.clone()));
             keep
@@ -69,20 +73,48 @@ impl Operator for Project {
         if compute.is_empty() && keep.is_none() && config.drop.is_empty() && rename.is_empty() {
             return Err("nothing to do: set `compute`, `keep`, `drop` or `rename`".into());
         }
-        Ok(Project { compute, keep, drop: config.drop, rename })
+        let reads = keep.as_ref().map(|keep| {
+            let mut reads = keep.clone();
+            reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
+            reads.dedup();
+            reads
+        });
+        let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
+        Ok(Project { compute, keep, reads, flat, buffer: Vec::new(), drop: config.drop, rename })
     }
 
-    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
-        for (index, event) in batch.into_iter().enumerate() {
-            match event.json_object().and_then(|record| self.reshape(record)) {
-                Ok(record) => out.emit(event.with_json(&record)),
-                Err(reason) => out.reject(index, reason),
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
+        if let Some(flat) = &self.flat {
+            for record in batch.iter() {
+                match flat.write(record, &mut self.buffer) {
+                    Ok(()) => out.batch.push(record.key(), &self.buffer, record.timestamp(), record.headers()),
+                    Err(reason) => out.reject(record.index(), reason),
+                }
+            }
+            return;
+        }
+        for record in batch.iter() {
+            match self.read(record).and_then(|object| self.reshape(object)) {
+                Ok(object) => out.emit_json_like(record, &object),
+                Err(reason) => out.reject(record.index(), reason),
             }
         }
     }
 }
 
 impl Project {
+    /// The record's JSON object: only the fields the projection reads, when it keeps a few.
+    fn read(&self, record: Record<'_>) -> Result<Map<String, Value>, String> {
+        let Some(reads) = &self.reads else { return record.json_object() };
+        let mut object = Map::new();
+        for (path, value) in reads.iter().zip(record.fields(reads)?) {
+            if let Some(value) = value {
+                path.set(&mut object, value)?;
+            }
+        }
+        Ok(object)
+    }
+
     /// Applies compute, keep, drop and rename to one record.
     pub fn reshape(&self, mut record: Map<String, Value>) -> Result<Map<String, Value>, String> {
         for (path, expression) in &self.compute {

@@ -43,15 +43,47 @@ fn compute_keep_drop_rename_in_order() {
     let mut project = Harness::<Project>::new(config).unwrap();
     let record = json!({"user": "u1", "price": 2.5, "quantity": 4, "noise": 1, "meta": {"debug": true, "v": 1}});
     let out = project.process_json(&[(record, 7)]);
-    assert_eq!(out.events[0].timestamp, 7);
-    assert_eq!(json_values(&out.events), vec![json!({"customer": {"id": "u1"}, "price": 2.5, "revenue": 10, "meta": {"v": 1}})]);
+    assert_eq!(out.batch.get(0).unwrap().timestamp(), 7);
+    assert_eq!(json_values(&out.batch), vec![json!({"customer": {"id": "u1"}, "price": 2.5, "revenue": 10, "meta": {"v": 1}})]);
+}
+
+#[test]
+fn a_projection_without_keep_keeps_every_other_field_and_the_key() {
+    let mut project = Harness::<Project>::new(json!({"drop": ["noise"], "rename": {"a": "b"}})).unwrap();
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(Some(b"key"), br#"{"a": 1, "noise": 2, "c": [3]}"#, 5, [(&b"h"[..], &b"v"[..])]);
+    let out = project.process(&batch);
+    let record = out.batch.get(0).unwrap();
+    assert_eq!((record.key(), record.timestamp(), record.header("h")), (Some(&b"key"[..]), 5, Some(&b"v"[..])));
+    assert_eq!(json_values(&out.batch), vec![json!({"c": [3], "b": 1})]);
+}
+
+#[test]
+fn the_flat_path_and_the_general_path_agree() {
+    let records = [
+        (json!({"user": "u1", "price": 2.5, "qty": 4, "noise": {"x": 1}}), 1),
+        (json!({"price": 3, "qty": 1, "user": "u\"2"}), 2),
+        (json!({"qty": 2, "price": 1, "extra": [1, 2]}), 3),
+    ];
+    // Top-level only: the flat path. The same with a nested kept field: the general path.
+    let flat = json!({"compute": {"total": "price * qty"}, "keep": ["user", "total", "price"], "rename": {"price": "unit_price"}});
+    let general = json!({"compute": {"total": "price * qty"}, "keep": ["user", "total", "price", "noise.x"], "drop": ["noise"], "rename": {"price": "unit_price"}});
+    let mut flat_project = Harness::<Project>::new(flat).unwrap();
+    let mut general_project = Harness::<Project>::new(general).unwrap();
+    assert!(flat_project.operator().flat.is_some() && general_project.operator().flat.is_none());
+    let flat_out = json_values(&flat_project.process_json(&records).batch);
+    assert_eq!(flat_out, json_values(&general_project.process_json(&records).batch));
+    assert_eq!(flat_out[0], json!({"user": "u1", "total": 10, "unit_price": 2.5}));
+    assert_eq!(flat_out[2], json!({"total": 2, "unit_price": 1}));
+    let rejected = flat_project.process_json(&[(json!({"price": "x", "qty": 1}), 0)]).rejected;
+    assert_eq!(rejected[0].reason, "compute total: field price is a string, not a number");
 }
 
 #[test]
 fn records_that_cannot_be_computed_are_rejected_by_index() {
     let mut project = Harness::<Project>::new(json!({"compute": {"total": "price * quantity"}})).unwrap();
     let out = project.process_json(&[(json!({"price": 1, "quantity": 2}), 0), (json!({"price": 1}), 0)]);
-    assert_eq!(out.events.len(), 1);
+    assert_eq!(out.batch.len(), 1);
     assert_eq!(out.rejected[0].index, 1);
     assert_eq!(out.rejected[0].reason, "compute total: field quantity is missing");
 }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::Value;
-use sluice_sdk::FieldPath;
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{FieldPath, json};
 
 /// One aggregate of the configuration: `{ function = "sum", field = "price", as = "revenue" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,15 +59,15 @@ impl AggregateConfig {
 
     /// What one record contributes: `None` when it does not count (a null field, or an
     /// absent one for `count`); an error when the field is missing or not a number.
-    pub fn input(&self, value: Option<&Value>) -> Result<Option<f64>, String> {
+    pub fn input(&self, value: Option<&RawValue>) -> Result<Option<f64>, String> {
         let Some(field) = &self.field else { return Ok(Some(0.0)) };
-        match value {
+        match value.map(json::raw_number) {
             None if self.function == Function::Count => Ok(None),
             None => Err(format!("field {field} is missing")),
-            Some(Value::Null) => Ok(None),
+            Some(Ok(None)) => Ok(None),
             Some(_) if self.function == Function::Count => Ok(Some(0.0)),
-            Some(Value::Number(number)) => number.as_f64().map(Some).ok_or_else(|| format!("field {field} is out of range")),
-            Some(other) => Err(format!("field {field} is {}, not a number", sluice_sdk::json::kind(other))),
+            Some(Ok(Some(number))) => Ok(Some(number)),
+            Some(Err(kind)) => Err(format!("field {field} is {kind}, not a number")),
         }
     }
 }

@@ -18,7 +18,8 @@ mod aggregate;
 mod windows;
 
 use serde::Deserialize;
-use sluice_sdk::{Event, FieldPath, Millis, Operator, Output, State};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record, State};
 
 pub use aggregate::{Accumulator, AggregateConfig, Function};
 pub use windows::{OpenWindows, WindowKey};
@@ -63,6 +64,8 @@ pub struct WindowAggregate {
     lookups: Vec<FieldPath>,
     late: LatePolicy,
     windows: OpenWindows,
+    /// The group key being built, reused across records.
+    group: String,
 }
 
 impl Operator for WindowAggregate {
@@ -87,16 +90,17 @@ impl Operator for WindowAggregate {
             lookups,
             late: config.late,
             windows: OpenWindows::default(),
+            group: String::new(),
         })
     }
 
-    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut late_dropped = 0;
-        for (index, event) in batch.iter().enumerate() {
-            match self.add(event) {
+        for record in batch.iter() {
+            match self.add(record) {
                 Ok(()) => {}
                 Err(Refusal::Late(_)) if self.late == LatePolicy::Drop => late_dropped += 1,
-                Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(index, reason),
+                Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(record.index(), reason),
             }
         }
         if late_dropped > 0 {
@@ -104,10 +108,10 @@ impl Operator for WindowAggregate {
         }
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<Event>) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
         for (key, groups) in self.windows.close_until(watermark) {
             for (group, accumulators) in groups {
-                out.push(self.result(&key, &group, &accumulators));
+                out.push_json(&self.result(&key, &group, &accumulators), key.end - 1);
             }
         }
         sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
@@ -129,31 +133,42 @@ enum Refusal {
 }
 
 impl WindowAggregate {
-    fn add(&mut self, event: &Event) -> Result<(), Refusal> {
-        let key = WindowKey::containing(event.timestamp, self.size);
+    fn add(&mut self, record: Record<'_>) -> Result<(), Refusal> {
+        let key = WindowKey::containing(record.timestamp(), self.size);
         if let Some(closed_at) = self.windows.closed_for(&key) {
             return Err(Refusal::Late(format!(
                 "late record: event time {} belongs to window [{}, {}) already closed by watermark {closed_at}",
-                event.timestamp, key.start, key.end
+                record.timestamp(),
+                key.start,
+                key.end
             )));
         }
-        let values = sluice_sdk::json::lookup_many(&event.value, &self.lookups).map_err(Refusal::Invalid)?;
+        let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
         let (group_values, field_values) = values.split_at(self.group_by.len());
-        let group = group_key(group_values);
         let mut fields = field_values.iter();
         let mut inputs = Vec::with_capacity(self.aggregates.len());
         for aggregate in &self.aggregates {
-            let value = if aggregate.field.is_some() { fields.next().and_then(Option::as_ref) } else { None };
+            let value = if aggregate.field.is_some() { fields.next().copied().flatten() } else { None };
             inputs.push(aggregate.input(value).map_err(Refusal::Invalid)?);
         }
-        let accumulators = self.windows.group(key, group, || self.aggregates.iter().map(AggregateConfig::accumulator).collect());
+        let mut group = std::mem::take(&mut self.group);
+        write_group_key(&mut group, group_values);
+        let aggregates = &self.aggregates;
+        let accumulators = self.windows.group(key, &group, || aggregates.iter().map(AggregateConfig::accumulator).collect());
         for (accumulator, input) in accumulators.iter_mut().zip(inputs) {
             accumulator.add(input);
         }
+        self.group = group;
         Ok(())
     }
 
-    fn result(&self, key: &WindowKey, group: &str, accumulators: &[Accumulator]) -> Event {
+    /// The result record of one group in one window.
+    fn result(
+        &self,
+        key: &WindowKey,
+        group: &str,
+        accumulators: &[Accumulator],
+    ) -> sluice_sdk::serde_json::Map<String, sluice_sdk::serde_json::Value> {
         let mut record = sluice_sdk::serde_json::Map::new();
         record.insert("window_start".into(), key.start.into());
         record.insert("window_end".into(), key.end.into());
@@ -164,14 +179,38 @@ impl WindowAggregate {
         for (aggregate, accumulator) in self.aggregates.iter().zip(accumulators) {
             record.insert(aggregate.output_name(), accumulator.result());
         }
-        Event::from_json(&record, key.end - 1)
+        record
     }
 }
 
-/// The group of a record: its group-field values as a JSON array (absent fields are null).
-fn group_key(values: &[Option<sluice_sdk::serde_json::Value>]) -> String {
-    let values: Vec<&sluice_sdk::serde_json::Value> = values.iter().map(|value| value.as_ref().unwrap_or(&sluice_sdk::serde_json::Value::Null)).collect();
-    sluice_sdk::serde_json::to_string(&values).unwrap_or_default()
+/// Writes the group of a record into `key`: its group-field values as a JSON array
+/// (absent fields are null). Values are canonical, so that `1.0` and `1`, or an escaped and
+/// a plain spelling of a string, fall into the same group.
+fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
+    key.clear();
+    key.push('[');
+    for (position, value) in values.iter().enumerate() {
+        if position > 0 {
+            key.push(',');
+        }
+        match value {
+            Some(raw) if sluice_sdk::json::raw_plain_str(raw).is_some() => key.push_str(raw.get()),
+            Some(raw) => key.push_str(&canonical(raw)),
+            None => key.push_str("null"),
+        }
+    }
+    key.push(']');
+}
+
+fn canonical(raw: &RawValue) -> String {
+    match sluice_sdk::serde_json::from_str::<sluice_sdk::serde_json::Value>(raw.get()) {
+        Ok(sluice_sdk::serde_json::Value::Number(number)) => match number.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9e15 => (x as i64).to_string(),
+            _ => number.to_string(),
+        },
+        Ok(value) => value.to_string(),
+        Err(_) => raw.get().to_owned(),
+    }
 }
 
 sluice_sdk::export_operator!(WindowAggregate);

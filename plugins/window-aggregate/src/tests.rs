@@ -27,7 +27,7 @@ fn record(category: &str, price: f64, timestamp: i64) -> (Value, i64) {
 fn tumbling_windows_emit_per_group_when_the_watermark_passes() {
     let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
     let out = op.process_json(&[record("a", 1.0, 1_000), record("b", 4.0, 2_000), record("a", 3.0, 9_999), record("a", 10.0, 10_000)]);
-    assert!(out.events.is_empty() && out.rejected.is_empty());
+    assert!(out.batch.is_empty() && out.rejected.is_empty());
     assert!(op.watermark(9_999).is_empty(), "window [0, 10000) must stay open until the watermark reaches its end");
     let closed = op.watermark(10_000);
     assert_eq!(
@@ -37,7 +37,7 @@ fn tumbling_windows_emit_per_group_when_the_watermark_passes() {
             json!({"window_start": 0, "window_end": 10000, "category": "b", "revenue": 4, "orders": 1, "mean_price": 4, "min_price": 4, "max_price": 4}),
         ]
     );
-    assert!(closed.iter().all(|event| event.timestamp == 9_999));
+    assert!(closed.iter().all(|record| record.timestamp() == 9_999));
     let last = op.watermark(i64::MAX);
     assert_eq!(json_values(&last)[0]["revenue"], json!(10));
 }
@@ -64,11 +64,20 @@ fn late_records_are_dropped_or_rejected() {
 #[test]
 fn invalid_fields_are_rejected_and_nulls_ignored() {
     let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
-    let out = op.process_json(&[(json!({"category": "a", "price": "x"}), 0), (json!({"category": "a"}), 0), (json!({"category": "a", "price": null}), 0)]);
+    let out = op.process_json(&[
+        (json!({"category": "a", "price": "x"}), 0),
+        (json!({"category": "a"}), 0),
+        (json!({"category": "a", "price": null}), 0),
+    ]);
     let reasons: Vec<_> = out.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
     assert_eq!(reasons, vec![(0, "field price is a string, not a number"), (1, "field price is missing")]);
     let results = json_values(&op.watermark(i64::MAX));
-    assert_eq!(results, vec![json!({"window_start": 0, "window_end": 10000, "category": "a", "revenue": 0, "orders": 1, "mean_price": null, "min_price": null, "max_price": null})]);
+    assert_eq!(
+        results,
+        vec![
+            json!({"window_start": 0, "window_end": 10000, "category": "a", "revenue": 0, "orders": 1, "mean_price": null, "min_price": null, "max_price": null})
+        ]
+    );
 }
 
 #[test]
@@ -81,17 +90,36 @@ fn snapshot_and_restore_continue_the_same_windows() {
     op.process_json(&[record("a", 2.5, 2_000)]);
     assert_eq!(json_values(&restored.watermark(i64::MAX)), json_values(&op.watermark(i64::MAX)));
     let late = restored.process_json(&[record("a", 1.0, 0)]);
-    assert!(late.events.is_empty());
+    assert!(late.batch.is_empty());
 }
 
 #[test]
 fn missing_group_fields_form_a_null_group_and_no_group_by_is_global() {
-    let mut op = Harness::<WindowAggregate>::new(json!({"window": {"type": "tumbling", "size": 1000}, "aggregates": [{"function": "count"}]})).unwrap();
+    let mut op =
+        Harness::<WindowAggregate>::new(json!({"window": {"type": "tumbling", "size": 1000}, "aggregates": [{"function": "count"}]}))
+            .unwrap();
     op.process_json(&[record("a", 1.0, 0), record("b", 1.0, 1)]);
     assert_eq!(json_values(&op.watermark(1000)), vec![json!({"window_start": 0, "window_end": 1000, "count": 2})]);
     let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
     op.process_json(&[(json!({"price": 1}), 0)]);
     assert_eq!(json_values(&op.watermark(i64::MAX))[0]["category"], Value::Null);
+}
+
+#[test]
+fn equal_group_values_in_different_spellings_share_a_group() {
+    let mut op = Harness::<WindowAggregate>::new(
+        json!({"window": {"type": "tumbling", "size": 1000}, "group_by": ["k"], "aggregates": [{"function": "count"}]}),
+    )
+    .unwrap();
+    let mut batch = sluice_sdk::Batch::new();
+    for payload in
+        [&br#"{"k": 1}"#[..], br#"{"k": 1.0}"#, br#"{"k": "b"}"#, br#"{"k": "b"}"#, br#"{"k": {"x": [1, 2]}}"#, br#"{"k":{"x":[1,2]}}"#]
+    {
+        batch.push(None, payload, 0, []);
+    }
+    op.process(&batch);
+    let counts: Vec<(Value, Value)> = json_values(&op.watermark(1000)).into_iter().map(|r| (r["k"].clone(), r["count"].clone())).collect();
+    assert_eq!(counts, vec![(json!("b"), json!(2)), (json!(1), json!(2)), (json!({"x": [1, 2]}), json!(2))]);
 }
 
 #[test]
@@ -107,9 +135,15 @@ fn configuration_errors_are_explained() {
     let refuse = |config: Value| Harness::<WindowAggregate>::new(config).err().unwrap();
     assert!(refuse(json!({"window": {"type": "tumbling", "size": "0s"}, "aggregates": [{"function": "count"}]})).contains("positive"));
     assert!(refuse(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": []})).contains("empty"));
-    assert!(refuse(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "sum"}]})).contains("needs a `field`"));
-    assert!(refuse(json!({"window": {"type": "tumbling", "size": "ten"}, "aggregates": [{"function": "count"}]})).contains("invalid duration"));
-    assert!(refuse(json!({"window": {"type": "sliding", "size": "1s"}, "aggregates": [{"function": "count"}]})).contains("unknown variant"));
+    assert!(
+        refuse(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "sum"}]})).contains("needs a `field`")
+    );
+    assert!(
+        refuse(json!({"window": {"type": "tumbling", "size": "ten"}, "aggregates": [{"function": "count"}]})).contains("invalid duration")
+    );
+    assert!(
+        refuse(json!({"window": {"type": "sliding", "size": "1s"}, "aggregates": [{"function": "count"}]})).contains("unknown variant")
+    );
 }
 
 mod algebra {

@@ -42,8 +42,16 @@ impl OpenWindows {
     }
 
     /// The accumulators of `group` in window `key`, created by `fresh` if new.
-    pub fn group(&mut self, key: WindowKey, group: String, fresh: impl FnOnce() -> Vec<Accumulator>) -> &mut Vec<Accumulator> {
-        self.windows.entry(key).or_default().entry(group).or_insert_with(fresh)
+    pub fn group(&mut self, key: WindowKey, group: &str, fresh: impl FnOnce() -> Vec<Accumulator>) -> &mut Vec<Accumulator> {
+        let groups = self.windows.entry(key).or_default();
+        // Look up by &str first: only a new group allocates its key.
+        if !groups.contains_key(group) {
+            groups.insert(group.to_owned(), fresh());
+        }
+        match groups.get_mut(group) {
+            Some(accumulators) => accumulators,
+            None => unreachable!("the group was inserted above"),
+        }
     }
 
     /// Removes and returns, in order, the windows that end at or before `watermark`.

@@ -110,6 +110,7 @@ impl Diagnostics {
 
     /// `Ok(())` when there is no problem.
     pub fn into_result(mut self) -> Result<(), Diagnostics> {
+        // Problems with the whole file first, then in file order.
         self.0.sort_by_key(|d| d.location.as_ref().map(|l| (l.line, l.column)));
         if self.0.is_empty() { Ok(()) } else { Err(self) }
     }

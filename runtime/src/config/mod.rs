@@ -20,7 +20,7 @@ pub use operator::OperatorConfig;
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
 pub use source::{FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
-pub use values::{ByteSize, DurationText, Name};
+pub use values::{ByteSize, DurationText, Name, Rate};
 
 /// A whole pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,7 +44,7 @@ pub struct PipelineConfig {
     pub name: Spanned<Name>,
     /// Most records per batch crossing into an operator.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: Spanned<usize>,
     /// Longest wait for a batch to fill before it is sent anyway.
     #[serde(default = "default_batch_linger")]
     pub batch_linger: DurationText,
@@ -72,8 +72,8 @@ pub enum LateRecords {
     DeadLetter,
 }
 
-fn default_batch_size() -> usize {
-    1024
+fn default_batch_size() -> Spanned<usize> {
+    Spanned::new(0..0, 1024)
 }
 
 fn default_batch_linger() -> DurationText {
@@ -94,9 +94,8 @@ pub struct LoadedPipeline {
 impl LoadedPipeline {
     /// Reads and parses `path`; syntax and type errors come back as diagnostics.
     pub fn load(path: &Path) -> Result<LoadedPipeline, Diagnostics> {
-        let contents = std::fs::read_to_string(path).map_err(|error| {
-            Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {error}")))
-        })?;
+        let contents = std::fs::read_to_string(path)
+            .map_err(|error| Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {error}"))))?;
         Self::parse(path.to_path_buf(), contents)
     }
 
@@ -114,8 +113,25 @@ impl LoadedPipeline {
         self.text.path().parent().unwrap_or(Path::new("."))
     }
 
-    /// Resolves a path written in the file.
+    /// Resolves a path written in the file (relative to the file, `..` folded away).
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) }
+        let joined = if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) };
+        normalize(&joined)
     }
+}
+
+/// Folds `.` and `name/..` out of a path without touching the filesystem.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut folded = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(folded.components().next_back(), Some(Component::Normal(_))) => {
+                folded.pop();
+            }
+            other => folded.push(other),
+        }
+    }
+    folded
 }

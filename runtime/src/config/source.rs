@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DurationText, Name};
+use super::{DurationText, Name, Rate};
 
 /// One `[[sources]]` table; `type` selects the connector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,7 +49,7 @@ pub struct GeneratorConfig {
     /// Records to produce; unbounded when absent.
     pub count: Option<u64>,
     /// Records per second of wall-clock time; as fast as possible when absent.
-    pub rate: Option<f64>,
+    pub rate: Option<Rate>,
     /// Event time of the first record, RFC 3339.
     #[serde(default = "default_start_time")]
     pub start_time: String,

@@ -43,18 +43,21 @@ impl Problems<'_> {
         self.found.push(self.pipeline.text.diagnostic(Some(span), message));
     }
 
+    fn report_file(&mut self, message: &str) {
+        self.found.push(self.pipeline.text.diagnostic(None, message));
+    }
+
     fn check_settings(&mut self) {
-        let settings = &self.pipeline.config.pipeline;
-        if !(1..=100_000).contains(&settings.batch_size) {
-            let span = settings.name.span();
-            self.report(span, format!("pipeline.batch_size must be between 1 and 100000, got {}", settings.batch_size));
+        let batch_size = &self.pipeline.config.pipeline.batch_size;
+        if !(1..=100_000).contains(batch_size.get_ref()) {
+            self.report(batch_size.span(), format!("batch_size must be between 1 and 100000, got {}", batch_size.get_ref()));
         }
     }
 
     fn check_sources(&mut self) {
         let sources = &self.pipeline.config.sources;
         if sources.is_empty() {
-            self.report(self.pipeline.config.pipeline.name.span(), "the pipeline has no source: add a [[sources]] table".into());
+            self.report_file("the pipeline has no source: add a [[sources]] table");
         }
         self.check_unique("source", sources.iter().map(|s| (s.get_ref().name(), s.span())));
         for source in sources {
@@ -68,10 +71,13 @@ impl Problems<'_> {
         match source.get_ref() {
             SourceConfig::Generator(generator) => {
                 if humantime::parse_rfc3339_weak(&generator.start_time).is_err() {
-                    self.report(span.clone(), format!("source \"{name}\": start_time {:?} is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\"", generator.start_time));
-                }
-                if generator.rate.is_some_and(|rate| !(rate > 0.0 && rate.is_finite())) {
-                    self.report(span.clone(), format!("source \"{name}\": rate must be a positive number of records per second"));
+                    self.report(
+                        span.clone(),
+                        format!(
+                            "source \"{name}\": start_time {:?} is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\"",
+                            generator.start_time
+                        ),
+                    );
                 }
                 if generator.users == 0 || generator.items == 0 {
                     self.report(span, format!("source \"{name}\": users and items must be at least 1"));
@@ -113,7 +119,7 @@ impl Problems<'_> {
     fn check_sinks(&mut self) {
         let sinks = &self.pipeline.config.sinks;
         if sinks.is_empty() {
-            self.report(self.pipeline.config.pipeline.name.span(), "the pipeline has no sink: add a [[sinks]] table".into());
+            self.report_file("the pipeline has no sink: add a [[sinks]] table");
         }
         self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
     }

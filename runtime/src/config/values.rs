@@ -71,6 +71,28 @@ impl DurationText {
     }
 }
 
+/// A rate in records per second: a positive, finite number.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Rate(f64);
+
+impl TryFrom<f64> for Rate {
+    type Error = String;
+    fn try_from(rate: f64) -> Result<Self, String> {
+        if rate > 0.0 && rate.is_finite() {
+            Ok(Rate(rate))
+        } else {
+            Err(format!("rate must be a positive number of records per second, got {rate}"))
+        }
+    }
+}
+
+impl Rate {
+    pub fn per_second(self) -> f64 {
+        self.0
+    }
+}
+
 /// An amount of memory written like `"64MiB"` or `"1 GiB"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -81,7 +103,7 @@ impl TryFrom<String> for ByteSize {
     fn try_from(text: String) -> Result<Self, String> {
         text.parse::<bytesize::ByteSize>()
             .map(|size| ByteSize(size.as_u64()))
-            .map_err(|error| format!("invalid size {text:?}: {error} (expected e.g. \"64MiB\")"))
+            .map_err(|_| format!("invalid size {text:?}: expected a number and a unit, such as \"64MiB\" or \"1GiB\""))
     }
 }
 

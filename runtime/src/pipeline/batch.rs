@@ -1,24 +1,24 @@
-//! Batches: the unit in which records move from a source through a task's operators.
+//! Source batches: records read together from one source, with their positions in it.
 
 use std::time::{Duration, Instant};
 
-use crate::wasm::Event;
+use crate::wasm::Batch;
 
-/// Records read together from one source, with each record's position in that source.
+/// A batch from a source, with each record's position in that source (line number,
+/// sequence number, offset).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Batch {
-    pub events: Vec<Event>,
-    /// Source position of each record (line number, sequence number, offset).
+pub struct SourceBatch {
+    pub records: Batch,
     pub positions: Vec<u64>,
 }
 
-impl Batch {
+impl SourceBatch {
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.records.is_empty()
     }
 }
 
@@ -27,25 +27,25 @@ impl Batch {
 pub struct Batcher {
     max_records: usize,
     linger: Duration,
-    current: Batch,
+    current: SourceBatch,
     first_added: Option<Instant>,
 }
 
 impl Batcher {
     pub fn new(max_records: usize, linger: Duration) -> Batcher {
-        Batcher { max_records: max_records.max(1), linger, current: Batch::default(), first_added: None }
+        Batcher { max_records: max_records.max(1), linger, current: SourceBatch::default(), first_added: None }
     }
 
     /// Adds a record; returns a full batch when this one filled it.
-    pub fn push(&mut self, event: Event, position: u64) -> Option<Batch> {
+    pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Option<SourceBatch> {
         self.first_added.get_or_insert_with(Instant::now);
-        self.current.events.push(event);
+        self.current.records.push(key, value, timestamp, []);
         self.current.positions.push(position);
         if self.current.len() >= self.max_records { self.take() } else { None }
     }
 
     /// The pending batch, if its linger time has passed.
-    pub fn poll_linger(&mut self) -> Option<Batch> {
+    pub fn poll_linger(&mut self) -> Option<SourceBatch> {
         match self.first_added {
             Some(first) if first.elapsed() >= self.linger => self.take(),
             _ => None,
@@ -58,15 +58,12 @@ impl Batcher {
     }
 
     /// The pending batch, whatever its size (at the end of the input).
-    pub fn take(&mut self) -> Option<Batch> {
+    pub fn take(&mut self) -> Option<SourceBatch> {
         self.first_added = None;
         if self.current.is_empty() {
             return None;
         }
-        let capacity = self.max_records.min(4096);
-        let events = std::mem::replace(&mut self.current.events, Vec::with_capacity(capacity));
-        let positions = std::mem::replace(&mut self.current.positions, Vec::with_capacity(capacity));
-        Some(Batch { events, positions })
+        Some(std::mem::take(&mut self.current))
     }
 }
 
@@ -74,17 +71,15 @@ impl Batcher {
 mod tests {
     use super::*;
 
-    fn event(n: u8) -> Event {
-        Event { key: None, value: vec![n], timestamp: 0, headers: Vec::new() }
-    }
-
     #[test]
     fn batches_fill_to_the_limit_and_keep_positions() {
         let mut batcher = Batcher::new(2, Duration::from_secs(60));
-        assert!(batcher.push(event(1), 10).is_none());
-        let batch = batcher.push(event(2), 11).unwrap();
+        assert!(batcher.push(None, b"1", 0, 10).is_none());
+        let batch = batcher.push(Some(b"k"), b"2", 5, 11).unwrap();
         assert_eq!(batch.positions, vec![10, 11]);
-        assert!(batcher.push(event(3), 12).is_none());
+        let second = batch.records.get(1).unwrap();
+        assert_eq!((second.key(), second.value(), second.timestamp()), (Some(&b"k"[..]), &b"2"[..], 5));
+        assert!(batcher.push(None, b"3", 0, 12).is_none());
         assert!(batcher.poll_linger().is_none());
         assert_eq!(batcher.take().unwrap().positions, vec![12]);
         assert!(batcher.take().is_none());
@@ -93,7 +88,7 @@ mod tests {
     #[test]
     fn linger_releases_partial_batches() {
         let mut batcher = Batcher::new(100, Duration::ZERO);
-        batcher.push(event(1), 0);
+        batcher.push(None, b"1", 0, 0);
         assert_eq!(batcher.poll_linger().map(|b| b.len()), Some(1));
         assert_eq!(batcher.linger_left(), None);
     }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::config::{DeadLetterConfig, LoadedPipeline};
-use crate::sink::event_json;
-use crate::wasm::Event;
+use crate::sink::record_json;
+use crate::wasm::Batch;
 
 /// A record that left the pipeline through the dead-letter sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,18 +20,19 @@ pub struct DeadLetter {
     pub source: String,
     /// Position in the source, when the record is one the source produced.
     pub position: Option<u64>,
-    pub event: Event,
+    /// The record, alone in its batch.
+    pub record: Batch,
 }
 
 impl DeadLetter {
     /// A record its source could not read.
-    pub fn from_source(source: &str, position: u64, event: Event, reason: String) -> DeadLetter {
-        DeadLetter { reason, operator: None, plugin_digest: None, source: source.to_owned(), position: Some(position), event }
+    pub fn from_source(source: &str, position: u64, record: Batch, reason: String) -> DeadLetter {
+        DeadLetter { reason, operator: None, plugin_digest: None, source: source.to_owned(), position: Some(position), record }
     }
 
     /// The JSON line written for this dead letter.
     pub fn to_json(&self, pipeline: &str) -> Value {
-        let mut object = event_json(&self.event);
+        let mut object = self.record.get(0).map(record_json).unwrap_or_default();
         object.insert("pipeline".into(), pipeline.into());
         object.insert("source".into(), self.source.clone().into());
         if let Some(position) = self.position {
@@ -81,6 +82,10 @@ impl DeadLetterSink {
 }
 
 fn open_append(path: PathBuf) -> io::Result<(Box<dyn Write + Send>, String)> {
-    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
     Ok((Box::new(BufWriter::new(file)), path.display().to_string()))
 }

@@ -8,7 +8,7 @@ mod stop;
 mod task;
 mod watermark;
 
-pub use batch::{Batch, Batcher};
+pub use batch::{Batcher, SourceBatch};
 pub use dead_letter::{DeadLetter, DeadLetterSink};
 pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
 pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};

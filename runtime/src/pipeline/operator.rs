@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::wasm::{CallFailure, Event, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
+use crate::wasm::{Batch, CallFailure, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
 /// Calls kept in the journal before a new snapshot replaces them.
 const JOURNAL_MAX_CALLS: usize = 64;
@@ -33,14 +33,21 @@ pub enum OperatorError {
 pub struct DeadRecord {
     /// Position in the batch given to `process`.
     pub index: usize,
-    pub event: Event,
+    /// The record, alone in its batch.
+    pub record: Batch,
     pub reason: String,
+}
+
+impl DeadRecord {
+    fn new(batch: &Batch, index: usize, reason: String) -> DeadRecord {
+        DeadRecord { index, record: batch.single(index), reason }
+    }
 }
 
 /// The outcome of one `process` call.
 #[derive(Debug, Default)]
 pub struct Processed {
-    pub events: Vec<Event>,
+    pub batch: Batch,
     pub dead: Vec<DeadRecord>,
 }
 
@@ -55,7 +62,7 @@ pub struct OperatorSpec {
 }
 
 enum JournalEntry {
-    Process(Vec<Event>),
+    Process(Batch),
     Watermark(i64),
 }
 
@@ -91,39 +98,36 @@ impl Operator {
     }
 
     /// Processes a batch; failing records are isolated, never lost.
-    pub fn process(&mut self, batch: Vec<Event>) -> Processed {
-        let Some(instance) = self.instance.as_mut() else { return self.refuse_all(batch) };
+    pub fn process(&mut self, batch: Batch) -> Processed {
+        let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
         match instance.process(&batch) {
             Ok(output) => {
                 let dead = output
                     .rejected
                     .into_iter()
-                    .filter_map(|rejection| {
-                        let index = rejection.index as usize;
-                        let event = batch.get(index)?.clone();
-                        Some(DeadRecord { index, event, reason: format!("rejected: {}", rejection.reason) })
-                    })
+                    .filter(|(index, _)| (*index as usize) < batch.len())
+                    .map(|(index, reason)| DeadRecord::new(&batch, index as usize, format!("rejected: {reason}")))
                     .collect();
                 self.failed_batches_in_a_row = 0;
                 self.record(JournalEntry::Process(batch));
-                Processed { events: output.events, dead }
+                Processed { batch: output.batch, dead }
             }
             Err(failure) => self.isolate(batch, &failure),
         }
     }
 
     /// Tells the operator that event time reached `watermark`; returns what it emits.
-    pub fn on_watermark(&mut self, watermark: i64) -> Vec<Event> {
-        let Some(instance) = self.instance.as_mut() else { return Vec::new() };
+    pub fn on_watermark(&mut self, watermark: i64) -> Batch {
+        let Some(instance) = self.instance.as_mut() else { return Batch::new() };
         match instance.on_watermark(watermark) {
-            Ok(events) => {
+            Ok(batch) => {
                 self.record(JournalEntry::Watermark(watermark));
-                events
+                batch
             }
             Err(failure) => {
                 tracing::error!(operator = %self.spec.name, watermark, "on-watermark failed, its output is lost: {failure}");
                 self.recover(&failure);
-                Vec::new()
+                Batch::new()
             }
         }
     }
@@ -157,29 +161,29 @@ impl Operator {
     }
 
     /// Retries a failed batch record by record, recovering after each failure.
-    fn isolate(&mut self, batch: Vec<Event>, failure: &CallFailure) -> Processed {
+    fn isolate(&mut self, batch: Batch, failure: &CallFailure) -> Processed {
         tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
-        let mut processed = Processed::default();
         if !self.recover(failure) {
-            return self.refuse_all(batch);
+            return self.refuse_all(&batch);
         }
+        let mut processed = Processed::default();
         let total = batch.len();
-        for (index, event) in batch.into_iter().enumerate() {
+        for index in 0..total {
+            let single = batch.single(index);
             let Some(instance) = self.instance.as_mut() else {
-                let reason = self.disabled_reason();
-                processed.dead.push(DeadRecord { index, event, reason });
+                processed.dead.push(DeadRecord { index, record: single, reason: self.disabled_reason() });
                 continue;
             };
-            match instance.process(std::slice::from_ref(&event)) {
+            match instance.process(&single) {
                 Ok(output) => {
-                    processed.events.extend(output.events);
-                    if let Some(rejection) = output.rejected.into_iter().next() {
-                        processed.dead.push(DeadRecord { index, event: event.clone(), reason: format!("rejected: {}", rejection.reason) });
+                    output.batch.iter().for_each(|record| processed.batch.push_record(record));
+                    if let Some((_, reason)) = output.rejected.into_iter().next() {
+                        processed.dead.push(DeadRecord { index, record: single.clone(), reason: format!("rejected: {reason}") });
                     }
-                    self.journal.push(JournalEntry::Process(vec![event]));
+                    self.journal.push(JournalEntry::Process(single));
                 }
                 Err(failure) => {
-                    processed.dead.push(DeadRecord { index, event, reason: failure.message.clone() });
+                    processed.dead.push(DeadRecord { index, record: single, reason: failure.message.clone() });
                     self.recover(&failure);
                 }
             }
@@ -235,16 +239,17 @@ impl Operator {
         format!("operator disabled (circuit open): {}", self.disabled_because.as_deref().unwrap_or("unknown failure"))
     }
 
-    fn refuse_all(&self, batch: Vec<Event>) -> Processed {
+    fn refuse_all(&self, batch: &Batch) -> Processed {
         let reason = self.disabled_reason();
-        let dead = batch.into_iter().enumerate().map(|(index, event)| DeadRecord { index, event, reason: reason.clone() }).collect();
-        Processed { events: Vec::new(), dead }
+        let dead = (0..batch.len()).map(|index| DeadRecord::new(batch, index, reason.clone())).collect();
+        Processed { batch: Batch::new(), dead }
     }
 }
 
 /// A new, initialised instance; restored from `state` if given. Returns its base snapshot.
 fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, State), OperatorError> {
-    let mut instance = PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
+    let mut instance =
+        PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
     instance.init(&spec.config_json).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
     let base = match state {
         Some(state) => {

@@ -6,7 +6,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use super::task::OutputBatch;
-use super::{Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker};
+use super::{
+    Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker,
+};
 use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError, SourceOutput};
@@ -68,12 +70,21 @@ pub struct OperatorSummary {
     pub counters: Vec<(String, u64)>,
 }
 
+/// A named thread of a pipeline.
+type Worker<T> = (String, JoinHandle<T>);
+
+/// The started sinks: the queues feeding them and their threads.
+struct StartedSinks {
+    queues: Vec<SyncSender<OutputBatch>>,
+    workers: Vec<Worker<Result<(), SinkError>>>,
+}
+
 /// A started pipeline.
 pub struct RunningPipeline {
     stop: StopSignal,
-    sources: Vec<(String, JoinHandle<Result<(), SourceError>>)>,
-    tasks: Vec<(String, JoinHandle<Result<TaskStats, TaskError>>)>,
-    sinks: Vec<(String, JoinHandle<Result<(), SinkError>>)>,
+    sources: Vec<Worker<Result<(), SourceError>>>,
+    tasks: Vec<Worker<Result<TaskStats, TaskError>>>,
+    sinks: Vec<Worker<Result<(), SinkError>>>,
     dead_letters: JoinHandle<std::io::Result<u64>>,
     dead_letter_destination: String,
     operators: Vec<OperatorSpec>,
@@ -83,15 +94,24 @@ impl RunningPipeline {
     /// Opens sinks, starts operators and tasks, then sources: upstream last, so nothing waits.
     pub fn start(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<RunningPipeline, StartError> {
         let specs = operator_specs(pipeline, plugins)?;
-        let (sink_senders, sinks) = start_sinks(pipeline)?;
-        let dead_letter_sink = DeadLetterSink::build(pipeline.config.dead_letter.as_ref().map(|d| d.get_ref()), pipeline).map_err(StartError::DeadLetter)?;
+        let StartedSinks { queues: sink_queues, workers: sinks } = start_sinks(pipeline)?;
+        let dead_letter_sink =
+            DeadLetterSink::build(pipeline.config.dead_letter.as_ref().map(|d| d.get_ref()), pipeline).map_err(StartError::DeadLetter)?;
         let dead_letter_destination = dead_letter_sink.description().to_owned();
         let (dead_letter_sender, dead_letter_queue) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
         let dead_letters = spawn("dead-letter", move || write_dead_letters(dead_letter_sink, dead_letter_queue))?;
         let stop = StopSignal::default();
-        let mut running = RunningPipeline { stop, sources: Vec::new(), tasks: Vec::new(), sinks, dead_letters, dead_letter_destination, operators: specs };
+        let mut running = RunningPipeline {
+            stop,
+            sources: Vec::new(),
+            tasks: Vec::new(),
+            sinks,
+            dead_letters,
+            dead_letter_destination,
+            operators: specs,
+        };
         for source in &pipeline.config.sources {
-            running.start_task(pipeline, source.get_ref(), &sink_senders, &dead_letter_sender)?;
+            running.start_task(pipeline, source.get_ref(), &sink_queues, &dead_letter_sender)?;
         }
         Ok(running)
     }
@@ -109,7 +129,9 @@ impl RunningPipeline {
         let operators = self
             .operators
             .iter()
-            .map(|spec| Operator::start(spec.clone(), None).map_err(|error| StartError::Operator { operator: spec.name.to_string(), error }))
+            .map(|spec| {
+                Operator::start(spec.clone(), None).map_err(|error| StartError::Operator { operator: spec.name.to_string(), error })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let watermark = WatermarkTracker::new(settings.out_of_orderness.millis(), settings.idle_timeout.duration());
         let task = Task::new(name.clone(), operators, watermark, settings.late_records, sinks.to_vec(), dead_letters.clone());
@@ -117,7 +139,7 @@ impl RunningPipeline {
         self.tasks.push((format!("task {name}"), spawn(&format!("task-{name}"), move || task.run(input))?));
         let output = SourceOutput {
             source: name.clone(),
-            batcher: Batcher::new(settings.batch_size, settings.batch_linger.duration()),
+            batcher: Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration()),
             batches,
             dead_letters: dead_letters.clone(),
             stop: self.stop.clone(),
@@ -201,7 +223,8 @@ fn operator_specs(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result
         .iter()
         .map(|operator| {
             let operator = operator.get_ref();
-            operator_spec(pipeline, operator, plugins).map_err(|error| StartError::Plugin { operator: operator.name.get_ref().to_string(), error })
+            operator_spec(pipeline, operator, plugins)
+                .map_err(|error| StartError::Plugin { operator: operator.name.get_ref().to_string(), error })
         })
         .collect()
 }
@@ -221,18 +244,17 @@ pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugi
     })
 }
 
-fn start_sinks(pipeline: &LoadedPipeline) -> Result<(Vec<SyncSender<OutputBatch>>, Vec<(String, JoinHandle<Result<(), SinkError>>)>), StartError> {
-    let mut senders = Vec::new();
-    let mut threads = Vec::new();
+fn start_sinks(pipeline: &LoadedPipeline) -> Result<StartedSinks, StartError> {
+    let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
     for config in &pipeline.config.sinks {
         let mut sink = Sink::build(config.get_ref(), pipeline)?;
         let (sender, queue): (_, Receiver<OutputBatch>) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
         let thread = spawn(&format!("sink-{name}"), move || queue.iter().try_for_each(|batch| sink.write(&batch)))?;
-        senders.push(sender);
-        threads.push((format!("sink {name}"), thread));
+        started.queues.push(sender);
+        started.workers.push((format!("sink {name}"), thread));
     }
-    Ok((senders, threads))
+    Ok(started)
 }
 
 fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetter>) -> std::io::Result<u64> {

@@ -5,15 +5,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use super::operator::{DeadRecord, Operator};
-use super::{Batch, DeadLetter, WatermarkTracker};
+use super::{DeadLetter, SourceBatch, WatermarkTracker};
 use crate::config::LateRecords;
-use crate::wasm::Event;
+use crate::wasm::Batch;
 
 /// How often an idle task checks whether its watermark should advance.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// A batch of output records, shared by every sink.
-pub type OutputBatch = Arc<Vec<Event>>;
+pub type OutputBatch = Arc<Batch>;
 
 /// The task could not deliver its output.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,7 @@ impl Task {
     }
 
     /// Processes batches until the source closes, then flushes with the final watermark.
-    pub fn run(mut self, input: Receiver<Batch>) -> Result<TaskStats, TaskError> {
+    pub fn run(mut self, input: Receiver<SourceBatch>) -> Result<TaskStats, TaskError> {
         loop {
             match input.recv_timeout(IDLE_CHECK) {
                 Ok(batch) => self.on_batch(batch)?,
@@ -79,54 +79,53 @@ impl Task {
         Ok(self.stats)
     }
 
-    fn on_batch(&mut self, batch: Batch) -> Result<(), TaskError> {
+    fn on_batch(&mut self, batch: SourceBatch) -> Result<(), TaskError> {
         self.stats.records_in += batch.len() as u64;
-        let Batch { events, positions } = self.screen_late(batch)?;
-        for event in &events {
-            self.watermark.observe(event.timestamp);
+        let SourceBatch { mut records, positions } = self.screen_late(batch)?;
+        for record in records.iter() {
+            self.watermark.observe(record.timestamp());
         }
-        let mut events = events;
         for index in 0..self.operators.len() {
-            if events.is_empty() {
+            if records.is_empty() {
                 break;
             }
             let positions = (index == 0).then_some(positions.as_slice());
-            events = self.process_at(index, events, positions)?;
+            records = self.process_at(index, records, positions)?;
         }
-        self.emit(events)?;
+        self.emit(records)?;
         self.advance_watermark()
     }
 
     /// Applies the late-record policy to records behind the watermark.
-    fn screen_late(&mut self, batch: Batch) -> Result<Batch, TaskError> {
-        if self.late == LateRecords::Pass || !batch.events.iter().any(|event| self.watermark.is_late(event.timestamp)) {
+    fn screen_late(&mut self, batch: SourceBatch) -> Result<SourceBatch, TaskError> {
+        if self.late == LateRecords::Pass || !batch.records.iter().any(|record| self.watermark.is_late(record.timestamp())) {
             return Ok(batch);
         }
-        let mut on_time = Batch::default();
-        for (event, position) in batch.events.into_iter().zip(batch.positions) {
-            if !self.watermark.is_late(event.timestamp) {
-                on_time.events.push(event);
+        let mut on_time = SourceBatch::default();
+        for (record, position) in batch.records.iter().zip(batch.positions) {
+            if !self.watermark.is_late(record.timestamp()) {
+                on_time.records.push_record(record);
                 on_time.positions.push(position);
             } else if self.late == LateRecords::Drop {
                 self.stats.late_dropped += 1;
             } else {
                 let watermark = self.watermark.current().unwrap_or(i64::MIN);
-                let reason = format!("late record: event time {} is behind the watermark {watermark}", event.timestamp);
-                self.dead_letter(DeadLetter::from_source(&self.source, position, event, reason))?;
+                let reason = format!("late record: event time {} is behind the watermark {watermark}", record.timestamp());
+                self.dead_letter(DeadLetter::from_source(&self.source, position, batch.records.single(record.index()), reason))?;
             }
         }
         Ok(on_time)
     }
 
     /// Runs `events` through the operator at `index`; its refused records become dead letters.
-    fn process_at(&mut self, index: usize, events: Vec<Event>, positions: Option<&[u64]>) -> Result<Vec<Event>, TaskError> {
-        let processed = self.operators[index].process(events);
+    fn process_at(&mut self, index: usize, records: Batch, positions: Option<&[u64]>) -> Result<Batch, TaskError> {
+        let processed = self.operators[index].process(records);
         for dead in processed.dead {
             let position = positions.and_then(|positions| positions.get(dead.index).copied());
             let letter = self.operator_dead_letter(index, dead, position);
             self.dead_letter(letter)?;
         }
-        Ok(processed.events)
+        Ok(processed.batch)
     }
 
     fn operator_dead_letter(&self, index: usize, dead: DeadRecord, position: Option<u64>) -> DeadLetter {
@@ -137,7 +136,7 @@ impl Task {
             plugin_digest: Some(operator.plugin().digest().to_string()),
             source: self.source.to_string(),
             position,
-            event: dead.event,
+            record: dead.record,
         }
     }
 
@@ -150,22 +149,27 @@ impl Task {
 
     /// Tells each operator in turn; what one emits is processed by the next before it is told.
     fn propagate_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
-        let mut carried = Vec::new();
+        let mut carried = Batch::new();
         for index in 0..self.operators.len() {
             if !carried.is_empty() {
                 carried = self.process_at(index, carried, None)?;
             }
-            carried.extend(self.operators[index].on_watermark(watermark));
+            let emitted = self.operators[index].on_watermark(watermark);
+            if carried.is_empty() {
+                carried = emitted;
+            } else {
+                emitted.iter().for_each(|record| carried.push_record(record));
+            }
         }
         self.emit(carried)
     }
 
-    fn emit(&mut self, events: Vec<Event>) -> Result<(), TaskError> {
-        if events.is_empty() {
+    fn emit(&mut self, records: Batch) -> Result<(), TaskError> {
+        if records.is_empty() {
             return Ok(());
         }
-        self.stats.records_out += events.len() as u64;
-        let batch = Arc::new(events);
+        self.stats.records_out += records.len() as u64;
+        let batch = Arc::new(records);
         for sink in &self.sinks {
             sink.send(batch.clone()).map_err(|_| TaskError::SinkClosed { task: self.source.to_string() })?;
         }

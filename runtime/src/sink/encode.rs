@@ -5,24 +5,27 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
-use crate::wasm::Event;
+use crate::wasm::Record;
 
-/// `{"key", "value", "timestamp", "headers"}` for `event`.
-pub fn event_json(event: &Event) -> Map<String, Value> {
+/// `{"key", "value", "timestamp", "headers"}` for `record`.
+pub fn record_json(record: Record<'_>) -> Map<String, Value> {
     let mut object = Map::new();
-    if let Some(key) = &event.key {
+    if let Some(key) = record.key() {
         insert_bytes(&mut object, "key", key);
     }
-    insert_bytes(&mut object, "value", &event.value);
-    object.insert("timestamp".into(), event.timestamp.into());
-    if !event.headers.is_empty() {
-        let headers = event.headers.iter().map(|header| {
+    insert_bytes(&mut object, "value", record.value());
+    object.insert("timestamp".into(), record.timestamp().into());
+    let headers: Vec<Value> = record
+        .headers()
+        .map(|(name, value)| {
             let mut pair = Map::new();
-            pair.insert("name".into(), header.name.clone().into());
-            insert_bytes(&mut pair, "value", &header.value);
+            insert_bytes(&mut pair, "name", name);
+            insert_bytes(&mut pair, "value", value);
             Value::Object(pair)
-        });
-        object.insert("headers".into(), Value::Array(headers.collect()));
+        })
+        .collect();
+    if !headers.is_empty() {
+        object.insert("headers".into(), Value::Array(headers));
     }
     object
 }
@@ -38,17 +41,16 @@ fn insert_bytes(object: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wasm::Header;
+    use crate::wasm::Batch;
 
     #[test]
     fn utf8_is_text_and_other_bytes_are_base64() {
-        let event = Event {
-            key: Some(vec![0xff, 0x00]),
-            value: br#"{"a":1}"#.to_vec(),
-            timestamp: 5,
-            headers: vec![Header { name: "h".into(), value: b"v".to_vec() }],
-        };
-        let json = Value::Object(event_json(&event));
-        assert_eq!(json, serde_json::json!({"key_base64": "/wA=", "value": "{\"a\":1}", "timestamp": 5, "headers": [{"name": "h", "value": "v"}]}));
+        let mut batch = Batch::new();
+        batch.push(Some(&[0xff, 0x00]), br#"{"a":1}"#, 5, [(&b"h"[..], &b"v"[..])]);
+        let json = Value::Object(record_json(batch.get(0).unwrap()));
+        assert_eq!(
+            json,
+            serde_json::json!({"key_base64": "/wA=", "value": "{\"a\":1}", "timestamp": 5, "headers": [{"name": "h", "value": "v"}]})
+        );
     }
 }

@@ -6,9 +6,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
-use crate::wasm::Event;
+use crate::wasm::Batch;
 
-pub use encode::event_json;
+pub use encode::record_json;
 
 /// Why a sink cannot take records.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,8 @@ impl Sink {
             SinkConfig::Stdout { format, .. } => (Box::new(io::stdout()), *format),
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
-                let file = File::create(&path).map_err(|error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error })?;
+                let file =
+                    File::create(&path).map_err(|error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error })?;
                 (Box::new(file), *format)
             }
         };
@@ -46,15 +47,15 @@ impl Sink {
     }
 
     /// Writes a batch, one line per record, and flushes it.
-    pub fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
-        self.write_lines(events).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
+    pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        self.write_lines(batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
     }
 
-    fn write_lines(&mut self, events: &[Event]) -> io::Result<()> {
-        for event in events {
+    fn write_lines(&mut self, batch: &Batch) -> io::Result<()> {
+        for record in batch.iter() {
             match self.format {
-                OutputFormat::Value => self.writer.write_all(&event.value)?,
-                OutputFormat::Envelope => serde_json::to_writer(&mut self.writer, &event_json(event))?,
+                OutputFormat::Value => self.writer.write_all(record.value())?,
+                OutputFormat::Envelope => serde_json::to_writer(&mut self.writer, &record_json(record))?,
             }
             self.writer.write_all(b"\n")?;
         }

@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use super::{SourceError, SourceOutput};
 use crate::config::GeneratorConfig;
-use crate::wasm::Event;
 
 const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
@@ -55,7 +54,7 @@ impl Generator {
             name,
             seed: config.seed,
             count: config.count,
-            rate: config.rate,
+            rate: config.rate.map(|rate| rate.per_second()),
             start_ms,
             interval_ms: config.event_interval.millis(),
             disorder_ms: config.disorder.millis(),
@@ -69,10 +68,12 @@ impl Generator {
         let mut random = ChaCha8Rng::seed_from_u64(self.seed);
         let started = Instant::now();
         let mut sequence = 0u64;
+        let mut value = Vec::with_capacity(256);
         while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
             self.pace(sequence, started);
-            let event = self.record(sequence, &mut random);
-            if output.emit(event, sequence).is_err() {
+            value.clear();
+            let (user, timestamp) = self.record(sequence, &mut random, &mut value);
+            if output.emit(Some(user.as_bytes()), &value, timestamp, sequence).is_err() {
                 return Ok(());
             }
             sequence += 1;
@@ -92,7 +93,8 @@ impl Generator {
         }
     }
 
-    fn record(&self, sequence: u64, random: &mut ChaCha8Rng) -> Event {
+    /// Writes record `sequence` as JSON into `value`; returns its user (the key) and event time.
+    fn record(&self, sequence: u64, random: &mut ChaCha8Rng, value: &mut Vec<u8>) -> (String, i64) {
         let user = skewed(random, self.users);
         let item = skewed(random, self.items);
         let attributes = mix(u64::from(item) ^ self.seed.rotate_left(17));
@@ -116,8 +118,9 @@ impl Generator {
             campaign: CAMPAIGNS.get(campaign_slot as usize).copied(),
             ts: timestamp,
         };
-        let value = serde_json::to_vec(&click).unwrap_or_default();
-        Event { key: Some(click.user_id.into_bytes()), value, timestamp, headers: Vec::new() }
+        // Serialising a struct of strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *value, &click);
+        (click.user_id, timestamp)
     }
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use super::{SourceError, SourceOutput};
-use crate::wasm::Event;
 
 /// How long a source waits for input before checking whether it must stop.
 const POLL: Duration = Duration::from_millis(50);
@@ -62,7 +61,8 @@ pub struct JsonLinesSource {
 
 impl JsonLinesSource {
     pub fn file(name: String, path: &Path, timestamp: TimestampField) -> Result<JsonLinesSource, SourceError> {
-        let file = File::open(path).map_err(|error| SourceError::Open { source_name: name.clone(), path: path.display().to_string(), error })?;
+        let file =
+            File::open(path).map_err(|error| SourceError::Open { source_name: name.clone(), path: path.display().to_string(), error })?;
         Ok(JsonLinesSource { name, input: Input::File(BufReader::new(file)), timestamp })
     }
 
@@ -140,13 +140,9 @@ fn deliver(line: &mut Vec<u8>, number: u64, timestamp: &TimestampField, output: 
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
-    let value = std::mem::take(line);
-    match timestamp.extract(&value) {
-        Ok(time) => output.emit(Event { key: None, value, timestamp: time, headers: Vec::new() }, number),
-        Err(reason) => {
-            let event = Event { key: None, value, timestamp: 0, headers: Vec::new() };
-            output.dead_letter(event, number, format!("line {number}: {reason}"))
-        }
+    match timestamp.extract(line) {
+        Ok(time) => output.emit(None, line, time, number),
+        Err(reason) => output.dead_letter(line, number, format!("line {number}: {reason}")),
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use crate::config::{LoadedPipeline, SourceConfig};
-use crate::pipeline::{Batch, Batcher, DeadLetter, StopSignal};
-use crate::wasm::Event;
+use crate::pipeline::{Batcher, DeadLetter, SourceBatch, StopSignal};
+use crate::wasm::Batch;
 
 pub use generator::Generator;
 pub use json_lines::{JsonLinesSource, TimestampField};
@@ -40,7 +40,9 @@ impl Source {
                 let path = pipeline.resolve(&file.path);
                 JsonLinesSource::file(name, &path, TimestampField::new(file.timestamp_field.as_deref())).map(Source::JsonLines)
             }
-            SourceConfig::Stdin(stdin) => Ok(Source::JsonLines(JsonLinesSource::stdin(name, TimestampField::new(stdin.timestamp_field.as_deref())))),
+            SourceConfig::Stdin(stdin) => {
+                Ok(Source::JsonLines(JsonLinesSource::stdin(name, TimestampField::new(stdin.timestamp_field.as_deref()))))
+            }
         }
     }
 
@@ -57,7 +59,7 @@ impl Source {
 pub struct SourceOutput {
     pub source: Arc<str>,
     pub batcher: Batcher,
-    pub batches: SyncSender<Batch>,
+    pub batches: SyncSender<SourceBatch>,
     pub dead_letters: SyncSender<DeadLetter>,
     pub stop: StopSignal,
 }
@@ -68,8 +70,8 @@ pub struct Downstream;
 
 impl SourceOutput {
     /// Adds a record; sends the batch if it is full or has lingered long enough.
-    pub fn emit(&mut self, event: Event, position: u64) -> Result<(), Downstream> {
-        match self.batcher.push(event, position) {
+    pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
+        match self.batcher.push(key, value, timestamp, position) {
             Some(batch) => self.send(batch),
             None => self.flush_lingering(),
         }
@@ -92,12 +94,14 @@ impl SourceOutput {
     }
 
     /// Sends a record the source itself cannot read to the dead-letter sink.
-    pub fn dead_letter(&mut self, event: Event, position: u64, reason: String) -> Result<(), Downstream> {
-        let letter = DeadLetter::from_source(&self.source, position, event, reason);
+    pub fn dead_letter(&mut self, value: &[u8], position: u64, reason: String) -> Result<(), Downstream> {
+        let mut record = Batch::new();
+        record.push(None, value, 0, []);
+        let letter = DeadLetter::from_source(&self.source, position, record, reason);
         self.dead_letters.send(letter).map_err(|_| Downstream)
     }
 
-    fn send(&mut self, batch: Batch) -> Result<(), Downstream> {
+    fn send(&mut self, batch: SourceBatch) -> Result<(), Downstream> {
         self.batches.send(batch).map_err(|_| Downstream)
     }
 }

@@ -3,7 +3,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "operator",
-    additional_derives: [Clone, PartialEq, Eq],
 });
 
-pub use sluice::plugin::types::{Header, Rejection};
+/// The WIT types as wasmtime lowers and lifts them; see `convert` for the runtime's own.
+pub use self::sluice::plugin::types as wit;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, OptLevel, ProfilingStrategy};
 
 use super::bindings::Operator;
 use super::host::HostState;
@@ -27,6 +27,10 @@ impl WasmEngine {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        // `SLUICE_PROFILE=perfmap` names plugin functions in `perf` profiles (/tmp/perf-PID.map).
+        if std::env::var("SLUICE_PROFILE").is_ok_and(|profile| profile == "perfmap") {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(PluginError::engine)?;
         start_epoch_ticker(&engine).map_err(|error| PluginError::Engine(format!("cannot start the epoch ticker thread: {error}")))?;
         let mut linker = Linker::new(&engine);

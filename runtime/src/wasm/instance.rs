@@ -4,9 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_sdk::{Batch, State};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Event, Operator, Output, State};
+use super::bindings::Operator;
+use super::convert::{batch_from_wit, batch_to_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
@@ -38,6 +40,15 @@ pub enum FailureKind {
     MemoryLimit,
     /// The instance could not be created.
     Instantiate,
+    /// The plugin returned a batch whose spans point outside it.
+    InvalidOutput,
+}
+
+/// What `process` returned: records to pass on, and input records refused (index, reason).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PluginOutput {
+    pub batch: Batch,
+    pub rejected: Vec<(u32, String)>,
 }
 
 impl fmt::Display for CallFailure {
@@ -56,7 +67,12 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     /// Instantiates `plugin` for the operator `name` (not yet initialised).
-    pub fn new(plugin: &Plugin, name: Arc<str>, limits: InstanceLimits, metrics: Arc<OperatorMetrics>) -> Result<PluginInstance, CallFailure> {
+    pub fn new(
+        plugin: &Plugin,
+        name: Arc<str>,
+        limits: InstanceLimits,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Result<PluginInstance, CallFailure> {
         let host = HostState::new(name, limits.memory, metrics);
         let mut store = Store::new(plugin.engine.engine(), host);
         store.limiter(|state| state);
@@ -76,23 +92,28 @@ impl PluginInstance {
     }
 
     /// Calls `process` on a batch.
-    pub fn process(&mut self, batch: &[Event]) -> Result<Output, CallFailure> {
-        self.call(|operator, store| operator.call_process(store, batch))
+    pub fn process(&mut self, batch: &Batch) -> Result<PluginOutput, CallFailure> {
+        let input = batch_to_wit(batch);
+        let output = self.call(|operator, store| operator.call_process(store, &input))?;
+        let rejected = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
+        Ok(PluginOutput { batch: checked(batch_from_wit(output.batch))?, rejected })
     }
 
     /// Calls `on-watermark`.
-    pub fn on_watermark(&mut self, watermark: i64) -> Result<Vec<Event>, CallFailure> {
-        self.call(|operator, store| operator.call_on_watermark(store, watermark))
+    pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
+        let output = self.call(|operator, store| operator.call_on_watermark(store, watermark))?;
+        checked(batch_from_wit(output))
     }
 
     /// Calls `snapshot`.
     pub fn snapshot(&mut self) -> Result<State, CallFailure> {
-        self.call(|operator, store| operator.call_snapshot(store))
+        self.call(|operator, store| operator.call_snapshot(store)).map(state_from_wit)
     }
 
     /// Calls `restore`; the inner error is the plugin refusing the state.
     pub fn restore(&mut self, state: &State) -> Result<Result<(), String>, CallFailure> {
-        self.call(|operator, store| operator.call_restore(store, state))
+        let state = state_to_wit(state);
+        self.call(|operator, store| operator.call_restore(store, &state))
     }
 
     fn call<R>(&mut self, call: impl FnOnce(&Operator, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
@@ -106,10 +127,8 @@ impl PluginInstance {
     fn classify(&self, error: &wasmtime::Error) -> CallFailure {
         let state = self.store.data();
         if let Some(desired) = state.memory_refused {
-            let message = format!(
-                "memory limit exceeded: the plugin asked for {} bytes, its limit is {} bytes",
-                desired, self.limits.memory
-            );
+            let message =
+                format!("memory limit exceeded: the plugin asked for {} bytes, its limit is {} bytes", desired, self.limits.memory);
             return CallFailure { kind: FailureKind::MemoryLimit, message };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
@@ -125,5 +144,15 @@ impl PluginInstance {
             None => format!("plugin trapped: {trap}"),
         };
         CallFailure { kind: FailureKind::Trap, message }
+    }
+}
+
+/// A batch from a plugin, refused if any span points outside it.
+fn checked(batch: Batch) -> Result<Batch, CallFailure> {
+    match batch.check() {
+        Ok(()) => Ok(batch),
+        Err(problem) => {
+            Err(CallFailure { kind: FailureKind::InvalidOutput, message: format!("the plugin returned an invalid batch: {problem}") })
+        }
     }
 }

@@ -3,15 +3,16 @@
 //! Nothing outside this module names a wasmtime type, so the sandbox has one boundary.
 
 mod bindings;
+mod convert;
 mod engine;
 mod host;
 mod inspect;
 mod instance;
 mod plugin;
 
-pub use bindings::{Event, Header, Output, Rejection, State};
 pub use engine::WasmEngine;
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
-pub use instance::{CallFailure, FailureKind, InstanceLimits, PluginInstance};
+pub use instance::{CallFailure, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
 pub use plugin::{Digest, Plugin, PluginError, PluginRegistry};
+pub use sluice_sdk::{Batch, Record, State};

@@ -3,7 +3,7 @@
 //! (`allocate_on`). Its state counts the records it passed, so recovery can be checked.
 
 use serde::{Deserialize, Serialize};
-use sluice_sdk::{Event, Operator, Output, State, VersionedState};
+use sluice_sdk::{Batch, Operator, Output, State, VersionedState};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,13 +42,13 @@ impl Operator for Misbehave {
         }
     }
 
-    fn process(&mut self, batch: Vec<Event>, out: &mut Output) {
-        for event in batch {
-            self.misbehave_on(&event);
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
+        for record in batch.iter() {
+            self.misbehave_on(record.value());
             self.passed.count += 1;
-            let mut event = event;
-            event.headers.push(sluice_sdk::header("passed", self.passed.count.to_string()));
-            out.emit(event);
+            let passed = self.passed.count.to_string();
+            let headers = record.headers().chain([(&b"passed"[..], passed.as_bytes())]);
+            out.batch.push(record.key(), record.value(), record.timestamp(), headers);
         }
     }
 
@@ -63,10 +63,10 @@ impl Operator for Misbehave {
 }
 
 impl Misbehave {
-    fn misbehave_on(&self, event: &Event) {
-        let marked = |marker: &Option<String>| marker.as_ref().is_some_and(|m| contains(&event.value, m.as_bytes()));
+    fn misbehave_on(&self, value: &[u8]) {
+        let marked = |marker: &Option<String>| marker.as_ref().is_some_and(|m| contains(value, m.as_bytes()));
         if marked(&self.config.trap_on) {
-            panic!("poisoned record: {}", String::from_utf8_lossy(&event.value));
+            panic!("poisoned record: {}", String::from_utf8_lossy(value));
         }
         if marked(&self.config.spin_on) {
             spin();

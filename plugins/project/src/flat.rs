@@ -1,0 +1,110 @@
+//! The fast path of `project`: a `keep` list of top-level fields (plus computed ones) is
+//! written straight from the input's JSON text, without building a JSON object per record.
+
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{FieldPath, Record, json};
+
+use crate::Expression;
+
+/// A projection that only keeps top-level fields: each output field is read or computed.
+pub struct FlatProjection {
+    /// Fields read from each record: kept ones first, then expression inputs.
+    reads: Vec<FieldPath>,
+    /// Output fields in order, with their names already as JSON text.
+    outputs: Vec<(String, Source)>,
+}
+
+enum Source {
+    /// The value of `reads[index]`, copied as it is.
+    Read(usize),
+    /// The result of an expression computing the field named first.
+    Computed(FieldPath, Expression),
+}
+
+impl FlatProjection {
+    /// The flat form of a projection, when it has one: `keep` set, every kept, computed,
+    /// dropped and renamed field top-level, and no rename onto another output field.
+    pub fn plan(
+        compute: &[(FieldPath, Expression)],
+        keep: Option<&[FieldPath]>,
+        drop: &[FieldPath],
+        rename: &[(FieldPath, FieldPath)],
+    ) -> Option<FlatProjection> {
+        let keep = keep?;
+        let top_level = |path: &FieldPath| path.segments().len() == 1;
+        let all_top_level =
+            keep.iter().chain(drop).chain(compute.iter().map(|(path, _)| path)).chain(rename.iter().flat_map(|(from, to)| [from, to]));
+        if !all_top_level.into_iter().all(top_level) {
+            return None;
+        }
+        let mut names: Vec<&FieldPath> = Vec::new();
+        for path in keep.iter().filter(|path| !drop.contains(path)) {
+            if !names.contains(&path) {
+                names.push(path);
+            }
+        }
+        let final_names: Vec<&FieldPath> =
+            names.iter().map(|path| rename.iter().find(|(from, _)| from == *path).map_or(*path, |(_, to)| to)).collect();
+        if (1..final_names.len()).any(|i| final_names[..i].contains(&final_names[i])) {
+            return None;
+        }
+        let mut reads: Vec<FieldPath> = Vec::new();
+        let mut outputs = Vec::new();
+        for (path, name) in names.iter().zip(&final_names) {
+            let name = sluice_sdk::serde_json::to_string(name.leaf()).ok()?;
+            let source = match compute.iter().find(|(target, _)| target == *path) {
+                Some((target, expression)) => Source::Computed(target.clone(), expression.clone()),
+                None => {
+                    reads.push((*path).clone());
+                    Source::Read(reads.len() - 1)
+                }
+            };
+            outputs.push((name, source));
+        }
+        reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
+        Some(FlatProjection { reads, outputs })
+    }
+
+    /// Writes the projected object of `record` into `out` (cleared first).
+    pub fn write(&self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+        let values = record.raw_fields(&self.reads)?;
+        out.clear();
+        out.push(b'{');
+        for (name, source) in &self.outputs {
+            match source {
+                Source::Read(index) => {
+                    let Some(raw) = values[*index] else { continue };
+                    write_name(out, name);
+                    out.extend_from_slice(raw.get().as_bytes());
+                }
+                Source::Computed(target, expression) => {
+                    let value = expression
+                        .evaluate_with(&mut |path| self.number(&values, path))
+                        .map_err(|error| format!("compute {target}: {error}"))?;
+                    write_name(out, name);
+                    out.extend_from_slice(value.to_string().as_bytes());
+                }
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn number(&self, values: &[Option<&RawValue>], path: &FieldPath) -> Result<f64, String> {
+        let index = self.reads.iter().rposition(|read| read == path).ok_or_else(|| format!("field {path} is missing"))?;
+        match values[index].map(json::raw_number) {
+            Some(Ok(Some(number))) => Ok(number),
+            Some(Ok(None)) => Err(format!("field {path} is null, not a number")),
+            Some(Err(kind)) => Err(format!("field {path} is {kind}, not a number")),
+            None => Err(format!("field {path} is missing")),
+        }
+    }
+}
+
+fn write_name(out: &mut Vec<u8>, name: &str) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(b':');
+}

@@ -1,0 +1,126 @@
+//! The `sluice` binary as a user meets it: exit codes, messages, stdin/stdout, Ctrl-C.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use crate::support::{Scratch, plugin, repo_root, sluice};
+
+#[test]
+fn a_component_of_another_world_is_refused_by_validate_and_run() {
+    let root = repo_root();
+    for command in ["validate", "run"] {
+        let output = sluice(&root, &[command, "pipelines/invalid/wrong-world.toml"]);
+        assert_eq!(output.status.code(), Some(1), "{command} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("does not implement the world sluice:plugin/operator@0.1.0"), "{command}: {stderr}");
+        assert!(stderr.contains("pipelines/invalid/wrong-world.toml:10:10"), "{command}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn plugin_inspect_prints_world_exports_and_digest() {
+    let path = plugin("filter");
+    let digest = hex::encode(sha2::Sha256::digest(std::fs::read(&path).expect("plugin file")));
+    let output = sluice(&repo_root(), &["plugin", "inspect", &path.display().to_string()]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("digest: sha256:{digest}")), "{stdout}");
+    assert!(stdout.contains("implements sluice:plugin/operator@0.1.0"), "{stdout}");
+    assert!(stdout.contains("interface sluice:plugin/host@0.1.0"), "{stdout}");
+    assert!(stdout.contains("type batch = record { bytes: list<u8>, events: list<event>, headers: list<header> }"), "{stdout}");
+    assert!(stdout.contains("process: func(batch: batch) -> output"), "{stdout}");
+    assert!(stdout.contains("on-watermark: func(watermark: s64) -> batch"), "{stdout}");
+    assert!(stdout.contains("restore: func(state: state) -> result<_, string>"), "{stdout}");
+
+    let other = sluice(&repo_root(), &["plugin", "inspect", &plugin("wrong-world").display().to_string()]);
+    assert!(other.status.success(), "inspect describes any component");
+    let stdout = String::from_utf8_lossy(&other.stdout);
+    assert!(stdout.contains("NOT an operator") && stdout.contains("greet: func(name: string) -> string"), "{stdout}");
+}
+
+#[test]
+fn inspect_refuses_a_file_that_is_not_a_component() {
+    let scratch = Scratch::new();
+    let path = scratch.write("garbage.wasm", "this is not wasm");
+    let output = sluice(scratch.dir.path(), &["plugin", "inspect", &path.display().to_string()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a valid WebAssembly component"));
+}
+
+#[test]
+fn stdin_to_stdout_through_a_filter() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "pipe"
+
+[[sources]]
+type = "stdin"
+
+[[operators]]
+name = "big"
+plugin = "{plugins}/filter.wasm"
+config = { field = "size", op = "ge", value = 10 }
+
+[[sinks]]
+type = "stdout"
+"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path.display().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    child.stdin.take().expect("stdin").write_all(b"{\"size\": 3}\n{\"size\": 30}\n\n{\"size\": 10}\n").expect("write stdin");
+    let output = child.wait_with_output().expect("sluice ends when stdin closes");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"size\": 30}\n{\"size\": 10}\n");
+}
+
+#[test]
+fn ctrl_c_drains_in_flight_records_and_flushes_windows() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "endless"
+
+[[sources]]
+type = "generator"
+rate = 2000
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "1h" }, aggregates = [{ function = "count" }] }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(interrupted.success());
+    let started = Instant::now();
+    let output = child.wait_with_output().expect("sluice exits");
+    assert!(started.elapsed() < Duration::from_secs(10), "draining is quick");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let windows = scratch.json_lines("out.jsonl");
+    let counted: i64 = windows.iter().map(|window| window["count"].as_i64().expect("count")).sum();
+    assert!(counted >= 1000, "every record read before Ctrl-C is counted in the flushed window, got {counted}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{counted} records in")));
+}

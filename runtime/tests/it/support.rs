@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests: plugin paths, temporary pipelines, running them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use sluice::commands::{self, CommandError};
+use sluice::pipeline::PipelineSummary;
+use sluice::wasm::{PluginRegistry, WasmEngine};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runtime/ has a parent").to_path_buf()
+}
+
+/// The built component of plugin crate `name` (see scripts/build-plugins.sh).
+pub fn plugin(name: &str) -> PathBuf {
+    let path = repo_root().join("build/plugins").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/build-plugins.sh first", path.display());
+    path
+}
+
+/// One registry for the whole test binary, so each plugin is compiled once.
+pub fn registry() -> &'static PluginRegistry {
+    static REGISTRY: OnceLock<PluginRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| PluginRegistry::new(WasmEngine::new().expect("engine starts")))
+}
+
+/// A scratch directory holding a pipeline file and its inputs and outputs.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `contents` to `name` and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+
+    /// Writes a pipeline file; `{plugins}` in `toml` becomes the built plugins' directory.
+    pub fn pipeline(&self, toml: &str) -> PathBuf {
+        let plugins = repo_root().join("build/plugins");
+        self.write("pipeline.toml", &toml.replace("{plugins}", &plugins.display().to_string()))
+    }
+
+    /// The lines of an output file, parsed as JSON.
+    pub fn json_lines(&self, name: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.path(name)).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"))).collect()
+    }
+}
+
+/// Runs a pipeline file in-process to its end.
+pub fn run(path: &Path) -> Result<PipelineSummary, CommandError> {
+    commands::run(path, registry(), |_| {})
+}
+
+/// Runs the `sluice` binary with `args` in `dir`.
+pub fn sluice(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).current_dir(dir).output().expect("sluice binary runs")
+}
+
+/// JSON lines of `count` records `{"n": i, "category": .., "price": .., "ts": ..}`.
+pub fn numbered_records(count: usize, marker: impl Fn(usize) -> Option<&'static str>) -> String {
+    (0..count)
+        .map(|n| {
+            let category = ["a", "b", "c"][n % 3];
+            let mut record = serde_json::json!({"n": n, "category": category, "price": (n % 7) as i64, "ts": n as i64 * 10});
+            if let Some(mark) = marker(n) {
+                record["mark"] = mark.into();
+            }
+            format!("{record}\n")
+        })
+        .collect()
+}

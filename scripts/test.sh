@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds everything and runs the whole test suite: plugin components from source,
+# formatting, lints (warnings are errors), then every test of the workspace.
+# Installs what it needs (Debian's Wasm toolchain) on a fresh machine.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$SLUICE_ROOT"
+
+ensure_host_toolchain
+"$SLUICE_ROOT/scripts/build-plugins.sh"
+log "checking formatting"
+cargo fmt --all --check
+log "linting (warnings are errors)"
+cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+log "running the tests"
+cargo test --release --workspace

@@ -1,0 +1,261 @@
+//! Flat batches of records: reading records in place, and building output batches.
+//!
+//! A [`Batch`] keeps every byte string in one buffer; a [`Record`] is a view of one record.
+//! Reading costs no allocation, and emitting appends to the output's buffer.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::json::{self, FieldPath};
+use crate::{Batch, Event, Header, Span};
+
+// `Batch` is generated from WIT; deriving `Default` for every generated type would fail on enums.
+#[allow(clippy::derivable_impls)]
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { bytes: Vec::new(), events: Vec::new(), headers: Vec::new() }
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The record at `index`.
+    pub fn get(&self, index: usize) -> Option<Record<'_>> {
+        self.events.get(index).map(|event| Record { batch: self, event, index })
+    }
+
+    /// The records, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Record<'_>> {
+        self.events.iter().enumerate().map(|(index, event)| Record { batch: self, event, index })
+    }
+
+    /// Appends a record.
+    pub fn push<'h>(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) {
+        let key = key.map(|key| self.append(key));
+        let value = self.append(value);
+        self.push_event(key, value, timestamp, headers);
+    }
+
+    /// Appends a copy of `record` (from any batch).
+    pub fn push_record(&mut self, record: Record<'_>) {
+        self.push(record.key(), record.value(), record.timestamp(), record.headers());
+    }
+
+    /// Appends a record whose payload is `value` serialised as JSON, with no key or headers.
+    pub fn push_json(&mut self, value: &impl Serialize, timestamp: i64) {
+        let value = self.append_json(value);
+        self.push_event(None, value, timestamp, []);
+    }
+
+    /// Appends `record` with its payload replaced by `value` as JSON (key, time, headers kept).
+    pub fn push_json_like(&mut self, record: Record<'_>, value: &impl Serialize) {
+        let key = record.key().map(|key| self.append(key));
+        let value = self.append_json(value);
+        self.push_event(key, value, record.timestamp(), record.headers());
+    }
+
+    /// Checks that every span lies within `bytes` and every header range within `headers`.
+    /// The runtime checks each batch a plugin returns.
+    pub fn check(&self) -> Result<(), String> {
+        let in_bytes = |span: Span| (span.offset as usize).checked_add(span.length as usize).is_some_and(|end| end <= self.bytes.len());
+        let in_headers = |event: &Event| {
+            (event.first_header as usize).checked_add(event.header_count as usize).is_some_and(|end| end <= self.headers.len())
+        };
+        for (index, event) in self.events.iter().enumerate() {
+            let inside = in_bytes(event.value) && event.key.is_none_or(in_bytes) && in_headers(event);
+            if !inside {
+                return Err(format!("record {index} points outside its batch"));
+            }
+        }
+        match self.headers.iter().position(|header| !in_bytes(header.name) || !in_bytes(header.value)) {
+            Some(index) => Err(format!("header {index} points outside its batch")),
+            None => Ok(()),
+        }
+    }
+
+    /// A batch holding a copy of the record at `index` alone (empty if there is none).
+    pub fn single(&self, index: usize) -> Batch {
+        let mut single = Batch::new();
+        if let Some(record) = self.get(index) {
+            single.push_record(record);
+        }
+        single
+    }
+
+    fn push_event<'h>(&mut self, key: Option<Span>, value: Span, timestamp: i64, headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) {
+        let first_header = self.headers.len();
+        for (name, header_value) in headers {
+            let header = Header { name: self.append(name), value: self.append(header_value) };
+            self.headers.push(header);
+        }
+        let header_count = self.headers.len() - first_header;
+        self.events.push(Event { key, value, timestamp, first_header: first_header as u32, header_count: header_count as u32 });
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Span {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        Span { offset: offset as u32, length: bytes.len() as u32 }
+    }
+
+    fn append_json(&mut self, value: &impl Serialize) -> Span {
+        let offset = self.bytes.len();
+        // Serialising fails only for maps with non-string keys: a plugin bug. The panic
+        // traps the call, and the runtime isolates the record with this message.
+        if let Err(error) = serde_json::to_writer(&mut self.bytes, value) {
+            panic!("cannot serialise an output record as JSON: {error}");
+        }
+        Span { offset: offset as u32, length: (self.bytes.len() - offset) as u32 }
+    }
+
+    fn slice(&self, span: Span) -> &[u8] {
+        let start = span.offset as usize;
+        self.bytes.get(start..start.saturating_add(span.length as usize)).unwrap_or_default()
+    }
+}
+
+/// One record of a batch, read in place.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    batch: &'a Batch,
+    event: &'a Event,
+    index: usize,
+}
+
+impl<'a> Record<'a> {
+    /// Position in its batch (what [`crate::Output::reject`] takes).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.event.key.map(|span| self.batch.slice(span))
+    }
+
+    pub fn value(&self) -> &'a [u8] {
+        self.batch.slice(self.event.value)
+    }
+
+    /// Event time, milliseconds since the Unix epoch.
+    pub fn timestamp(&self) -> i64 {
+        self.event.timestamp
+    }
+
+    /// The headers as (name, value) pairs, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let batch = self.batch;
+        let first = self.event.first_header as usize;
+        let headers = batch.headers.get(first..first.saturating_add(self.event.header_count as usize)).unwrap_or_default();
+        headers.iter().map(move |header| (batch.slice(header.name), batch.slice(header.value)))
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers().find(|(header, _)| *header == name.as_bytes()).map(|(_, value)| value)
+    }
+
+    /// The value at `path` in the JSON payload, without parsing the rest of it.
+    pub fn field(&self, path: &FieldPath) -> Result<Option<Value>, String> {
+        json::lookup(self.value(), path)
+    }
+
+    /// The values at several paths in one pass over the JSON payload.
+    pub fn fields(&self, paths: &[FieldPath]) -> Result<Vec<Option<Value>>, String> {
+        json::lookup_many(self.value(), paths)
+    }
+
+    /// The JSON text of the values at several paths, borrowed from the payload.
+    pub fn raw_fields(&self, paths: &[FieldPath]) -> Result<Vec<Option<&'a serde_json::value::RawValue>>, String> {
+        json::lookup_raw_many(self.value(), paths)
+    }
+
+    /// Parses the payload as JSON into `T`.
+    pub fn parse_json<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_slice(self.value()).map_err(|error| format!("payload is not valid JSON for this operator: {error}"))
+    }
+
+    /// Parses the payload as a JSON object.
+    pub fn json_object(&self) -> Result<Map<String, Value>, String> {
+        match serde_json::from_slice::<Value>(self.value()) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(format!("payload is JSON {} but an object was expected", json::kind(&other))),
+            Err(error) => Err(format!("payload is not valid JSON: {error}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("index", &self.index)
+            .field("key", &self.key().map(String::from_utf8_lossy))
+            .field("value", &String::from_utf8_lossy(self.value()))
+            .field("timestamp", &self.timestamp())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_a_flat_batch() {
+        let mut batch = Batch::new();
+        batch.push(Some(b"k1"), b"{\"a\":1}", 10, [(&b"h"[..], &b"v"[..]), (&b"h2"[..], &b""[..])]);
+        batch.push_json(&serde_json::json!({"b": 2}), 20);
+        let mut copy = Batch::new();
+        copy.push_record(batch.get(0).unwrap());
+        copy.push_json_like(batch.get(0).unwrap(), &serde_json::json!({"c": 3}));
+        let first = copy.get(0).unwrap();
+        assert_eq!((first.key(), first.value(), first.timestamp()), (Some(&b"k1"[..]), &b"{\"a\":1}"[..], 10));
+        assert_eq!(first.headers().collect::<Vec<_>>(), vec![(&b"h"[..], &b"v"[..]), (&b"h2"[..], &b""[..])]);
+        let second = copy.get(1).unwrap();
+        assert_eq!((second.value(), second.header("h")), (&b"{\"c\":3}"[..], Some(&b"v"[..])));
+        assert_eq!(batch.get(1).unwrap().key(), None);
+        assert_eq!(batch.iter().map(|r| r.index()).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn check_finds_spans_and_header_ranges_outside_the_batch() {
+        let mut batch = Batch::new();
+        batch.push(Some(b"k"), b"v", 0, [(&b"h"[..], &b"x"[..])]);
+        assert_eq!(batch.check(), Ok(()));
+        let mut bad = batch.clone();
+        bad.events[0].value.length = 99;
+        assert_eq!(bad.check(), Err("record 0 points outside its batch".into()));
+        let mut bad = batch.clone();
+        bad.events[0].header_count = 2;
+        assert!(bad.check().is_err());
+        let mut bad = batch.clone();
+        bad.headers[0].value.offset = u32::MAX;
+        assert_eq!(bad.check(), Err("header 0 points outside its batch".into()));
+        assert_eq!(batch.single(0), batch);
+        assert!(batch.single(5).is_empty());
+    }
+
+    #[test]
+    fn spans_outside_the_buffer_read_as_empty() {
+        let batch = Batch {
+            bytes: b"abc".to_vec(),
+            events: vec![Event { key: None, value: Span { offset: 2, length: 9 }, timestamp: 0, first_header: 7, header_count: 1 }],
+            headers: Vec::new(),
+        };
+        let record = batch.get(0).unwrap();
+        assert_eq!((record.value(), record.headers().count()), (&b""[..], 0));
+    }
+}
