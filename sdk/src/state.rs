@@ -79,6 +79,41 @@ mod tests {
         }
     }
 
+    /// An operator whose snapshot/restore come from `state_in!`.
+    struct Counting {
+        counts: CountV2,
+    }
+
+    impl crate::Operator for Counting {
+        type Config = ();
+        fn init((): ()) -> Result<Self, String> {
+            Ok(Counting { counts: CountV2 { count: 0, label: String::new() } })
+        }
+        fn process(&mut self, batch: &crate::Batch, _: &mut crate::Output) {
+            self.counts.count += batch.len() as u64;
+        }
+        crate::state_in!(counts);
+    }
+
+    #[test]
+    fn state_in_generates_snapshot_and_restore_with_migration() {
+        use crate::Operator;
+        let mut counting = Counting::init(()).unwrap();
+        counting.process(&crate::testing::json_batch(&[(serde_json::json!({}), 0)]), &mut crate::Output::default());
+        let mut restored = Counting::init(()).unwrap();
+        restored.restore(counting.snapshot()).unwrap();
+        assert_eq!(restored.counts.count, 1);
+        restored.restore(State::encode(&CountV1 { count: 41 })).unwrap();
+        assert_eq!(restored.counts.count, 41, "version 1 state is migrated");
+        assert!(restored.restore(State { version: 9, bytes: vec![] }).is_err());
+    }
+
+    #[test]
+    fn the_readme_plugin_example_is_the_compiled_one() {
+        let readme = include_str!("../../README.md");
+        assert!(readme.contains(include_str!("../doc/cap.rs")), "README.md's plugin example differs from sdk/doc/cap.rs");
+    }
+
     #[test]
     fn state_round_trips_and_migrates() {
         let v1 = State::encode(&CountV1 { count: 7 });

@@ -19,7 +19,7 @@ mod windows;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record, State};
+use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record};
 
 pub use aggregate::{Accumulator, AggregateConfig, Function};
 pub use windows::{OpenWindows, WindowKey};
@@ -117,14 +117,7 @@ impl Operator for WindowAggregate {
         sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
     }
 
-    fn snapshot(&self) -> State {
-        State::encode(&self.windows)
-    }
-
-    fn restore(&mut self, state: State) -> Result<(), String> {
-        self.windows = state.decode()?;
-        Ok(())
-    }
+    sluice_sdk::state_in!(windows);
 }
 
 enum Refusal {

@@ -13,5 +13,5 @@ pub use dead_letter::{DeadLetter, DeadLetterSink};
 pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
 pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
 pub use stop::StopSignal;
-pub use task::{Task, TaskError, TaskStats};
+pub use task::{Task, TaskError, TaskOutputs, TaskStats};
 pub use watermark::WatermarkTracker;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::task::OutputBatch;
+use super::task::{OutputBatch, TaskOutputs};
 use super::{
     Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker,
 };
@@ -110,8 +110,9 @@ impl RunningPipeline {
             dead_letter_destination,
             operators: specs,
         };
+        let outputs = TaskOutputs { sinks: sink_queues, dead_letters: dead_letter_sender };
         for source in &pipeline.config.sources {
-            running.start_task(pipeline, source.get_ref(), &sink_queues, &dead_letter_sender)?;
+            running.start_task(pipeline, source.get_ref(), &outputs)?;
         }
         Ok(running)
     }
@@ -120,8 +121,7 @@ impl RunningPipeline {
         &mut self,
         pipeline: &LoadedPipeline,
         config: &crate::config::SourceConfig,
-        sinks: &[SyncSender<OutputBatch>],
-        dead_letters: &SyncSender<DeadLetter>,
+        outputs: &TaskOutputs,
     ) -> Result<(), StartError> {
         let settings = &pipeline.config.pipeline;
         let name: Arc<str> = config.name().into();
@@ -134,14 +134,14 @@ impl RunningPipeline {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let watermark = WatermarkTracker::new(settings.out_of_orderness.millis(), settings.idle_timeout.duration());
-        let task = Task::new(name.clone(), operators, watermark, settings.late_records, sinks.to_vec(), dead_letters.clone());
+        let task = Task::new(name.clone(), operators, watermark, settings.late_records, outputs.clone());
         let (batches, input) = mpsc::sync_channel(SOURCE_QUEUE);
         self.tasks.push((format!("task {name}"), spawn(&format!("task-{name}"), move || task.run(input))?));
         let output = SourceOutput {
             source: name.clone(),
             batcher: Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration()),
             batches,
-            dead_letters: dead_letters.clone(),
+            dead_letters: outputs.dead_letters.clone(),
             stop: self.stop.clone(),
         };
         self.sources.push((format!("source {name}"), spawn(&format!("source-{name}"), move || source.run(output))?));

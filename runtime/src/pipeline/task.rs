@@ -35,28 +35,27 @@ pub struct TaskStats {
     pub disabled_operators: Vec<(String, String)>,
 }
 
+/// Where a task's records go: every sink, and the dead-letter sink.
+#[derive(Clone)]
+pub struct TaskOutputs {
+    pub sinks: Vec<SyncSender<OutputBatch>>,
+    pub dead_letters: SyncSender<DeadLetter>,
+}
+
 /// One source's pipeline instance.
 pub struct Task {
     source: Arc<str>,
     operators: Vec<Operator>,
     watermark: WatermarkTracker,
     late: LateRecords,
-    sinks: Vec<SyncSender<OutputBatch>>,
-    dead_letters: SyncSender<DeadLetter>,
+    outputs: TaskOutputs,
     stats: TaskStats,
 }
 
 impl Task {
-    pub fn new(
-        source: Arc<str>,
-        operators: Vec<Operator>,
-        watermark: WatermarkTracker,
-        late: LateRecords,
-        sinks: Vec<SyncSender<OutputBatch>>,
-        dead_letters: SyncSender<DeadLetter>,
-    ) -> Task {
+    pub fn new(source: Arc<str>, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
         let stats = TaskStats { source: source.to_string(), ..TaskStats::default() };
-        Task { source, operators, watermark, late, sinks, dead_letters, stats }
+        Task { source, operators, watermark, late, outputs, stats }
     }
 
     /// Processes batches until the source closes, then flushes with the final watermark.
@@ -170,7 +169,7 @@ impl Task {
         }
         self.stats.records_out += records.len() as u64;
         let batch = Arc::new(records);
-        for sink in &self.sinks {
+        for sink in &self.outputs.sinks {
             sink.send(batch.clone()).map_err(|_| TaskError::SinkClosed { task: self.source.to_string() })?;
         }
         Ok(())
@@ -178,6 +177,6 @@ impl Task {
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), TaskError> {
         self.stats.dead_letters += 1;
-        self.dead_letters.send(letter).map_err(|_| TaskError::DeadLetterClosed { task: self.source.to_string() })
+        self.outputs.dead_letters.send(letter).map_err(|_| TaskError::DeadLetterClosed { task: self.source.to_string() })
     }
 }

@@ -3,7 +3,7 @@
 //! (`allocate_on`). Its state counts the records it passed, so recovery can be checked.
 
 use serde::{Deserialize, Serialize};
-use sluice_sdk::{Batch, Operator, Output, State, VersionedState};
+use sluice_sdk::{Batch, Operator, Output, VersionedState};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,14 +52,7 @@ impl Operator for Misbehave {
         }
     }
 
-    fn snapshot(&self) -> State {
-        State::encode(&self.passed)
-    }
-
-    fn restore(&mut self, state: State) -> Result<(), String> {
-        self.passed = state.decode()?;
-        Ok(())
-    }
+    sluice_sdk::state_in!(passed);
 }
 
 impl Misbehave {
