@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Builds every plugin crate (plugins/* and the test plugins in tests/plugins/*) into a
-# WebAssembly component in build/plugins/<crate-name>.wasm. Installs the toolchain it needs
-# when missing; cargo skips what is up to date, and unchanged components are not rewritten.
+# Builds every plugin crate (plugins/* and the test plugins in tests/plugins/*), or only the
+# packages named as arguments, into WebAssembly components in build/plugins/<crate-name>.wasm.
+# Installs the toolchain it needs when missing; cargo skips what is up to date, and unchanged
+# components are not rewritten.
+#
+#   scripts/build-plugins.sh                 # all plugins
+#   scripts/build-plugins.sh filter project  # just these
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLUICE_ROOT"
 
-packages=()
-for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
-    packages+=("$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
-done
+packages=("$@")
+if [ ${#packages[@]} -eq 0 ]; then
+    for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
+        packages+=("$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
+    done
+fi
 
 ensure_wasm_toolchain
 log "building ${#packages[@]} plugin components: ${packages[*]}"

@@ -35,10 +35,10 @@ impl FieldPath {
         self.segments.last().map_or("", String::as_str)
     }
 
-    /// The value at this path in `object`, if present.
+    /// The value at this path in `object`, if present (numeric segments index arrays).
     pub fn get<'v>(&self, object: &'v serde_json::Map<String, Value>) -> Option<&'v Value> {
         let (first, rest) = self.segments.split_first()?;
-        rest.iter().try_fold(object.get(first)?, |value, segment| value.get(segment))
+        rest.iter().try_fold(object.get(first)?, |value, segment| member(value, segment))
     }
 
     /// Sets the value at this path in `object`, creating intermediate objects.
@@ -135,6 +135,75 @@ pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
     (!inner.contains('\\')).then_some(inner)
 }
 
+/// Appends the canonical text of a JSON value, so that equal values give equal text: numbers
+/// by value (`1.0` is `1`), strings escaped one way, object keys sorted. Plain strings (the
+/// usual ids) are copied without parsing.
+pub fn write_canonical(out: &mut String, raw: &RawValue) {
+    if raw_plain_str(raw).is_some() {
+        out.push_str(raw.get());
+        return;
+    }
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(value) => write_canonical_value(out, &value),
+        // Raw values come from a parsed document; the text itself is still a stable identity.
+        Err(_) => out.push_str(raw.get()),
+    }
+}
+
+/// Appends the canonical text of a parsed JSON value (see [`write_canonical`]).
+pub fn write_canonical_value(out: &mut String, value: &Value) {
+    use std::fmt::Write as _;
+    match value {
+        Value::Number(number) => write_canonical_number(out, number),
+        Value::Array(items) => {
+            out.push('[');
+            for (position, item) in items.iter().enumerate() {
+                if position > 0 {
+                    out.push(',');
+                }
+                write_canonical_value(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(object) => {
+            // Keys keep document order in a parsed object; equal objects must not depend on it.
+            let mut fields: Vec<(&String, &Value)> = object.iter().collect();
+            fields.sort_by(|left, right| left.0.cmp(right.0));
+            out.push('{');
+            for (position, (name, field)) in fields.into_iter().enumerate() {
+                if position > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}:", Value::String(name.clone()));
+                write_canonical_value(out, field);
+            }
+            out.push('}');
+        }
+        // Strings are re-escaped the one way serde_json writes them; null and booleans as is.
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// Appends a number canonically: integral values as integers, others in serde_json's
+/// shortest form.
+pub fn write_canonical_number(out: &mut String, number: &serde_json::Number) {
+    use std::fmt::Write as _;
+    let _ = if let Some(integer) = number.as_i64() {
+        write!(out, "{integer}")
+    } else if let Some(integer) = number.as_u64() {
+        write!(out, "{integer}")
+    } else {
+        match number.as_f64() {
+            // Within these bounds the conversions are exact, so equal values give equal text.
+            Some(x) if x.fract() == 0.0 && (-9.2e18..0.0).contains(&x) => write!(out, "{}", x as i64),
+            Some(x) if x.fract() == 0.0 && (0.0..1.8e19).contains(&x) => write!(out, "{}", x as u64),
+            _ => write!(out, "{number}"),
+        }
+    };
+}
+
 /// The name of a JSON value's type, for error messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {
@@ -201,9 +270,26 @@ impl<'de> Visitor<'de> for Lookup<'_, '_, 'de> {
         Ok(())
     }
 
+    /// Arrays are indexed by numeric path segments: `items.0.price`.
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
+        let mut index = 0usize;
+        loop {
+            let wanted: Vec<_> = self
+                .wanted
+                .iter()
+                .filter(|(slot, rest)| rest[0].parse::<usize>().ok() == Some(index) && self.found[*slot].is_none())
+                .map(|(slot, rest)| (*slot, &rest[1..]))
+                .collect();
+            let more = if wanted.is_empty() {
+                seq.next_element::<IgnoredAny>()?.is_some()
+            } else {
+                seq.next_element_seed(Lookup { wanted, found: &mut *self.found })?.is_some()
+            };
+            if !more {
+                return Ok(());
+            }
+            index += 1;
+        }
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
@@ -223,6 +309,14 @@ impl<'de> Visitor<'de> for Lookup<'_, '_, 'de> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
+    }
+}
+
+/// The member `segment` of `value`: an object field, or an array element by index.
+fn member<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
+    match value {
+        Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+        other => other.get(segment),
     }
 }
 
@@ -317,6 +411,32 @@ mod tests {
         assert_eq!(raw_plain_str(raw[1]), Some("plain"));
         assert_eq!(raw_plain_str(raw[2]), None);
         assert_eq!(raw_plain_str(raw[0]), None);
+    }
+
+    #[test]
+    fn numeric_segments_index_arrays() {
+        let doc = br#"{"items": [{"p": 1}, {"p": 2}], "empty": []}"#;
+        assert_eq!(lookup(doc, &path("items.1.p")).unwrap(), Some(json!(2)));
+        assert_eq!(lookup(doc, &path("items.0")).unwrap(), Some(json!({"p": 1})));
+        assert_eq!(lookup(doc, &path("items.2")).unwrap(), None);
+        assert_eq!(lookup(doc, &path("empty.0")).unwrap(), None);
+        let object = serde_json::from_slice::<Value>(doc).unwrap();
+        assert_eq!(path("items.1.p").get(object.as_object().unwrap()), Some(&json!(2)));
+    }
+
+    #[test]
+    fn canonical_text_equates_spellings_of_equal_values() {
+        let canonical = |text: &str| {
+            let raw: &RawValue = serde_json::from_str(text).unwrap();
+            let mut out = String::new();
+            write_canonical(&mut out, raw);
+            out
+        };
+        assert_eq!(canonical("1.0"), canonical("1"));
+        assert_eq!(canonical("1e2"), "100");
+        assert_eq!(canonical(r#""\u0062""#), canonical(r#""b""#));
+        assert_eq!(canonical(r#"{"b": 1, "a": [1.0]}"#), r#"{"a":[1],"b":1}"#);
+        assert_eq!(canonical("2.5"), "2.5");
     }
 
     #[test]

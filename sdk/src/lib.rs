@@ -11,6 +11,7 @@ extern crate self as sluice_sdk;
 
 mod batch;
 pub mod duration;
+pub mod expression;
 pub mod host;
 pub mod json;
 mod operator;

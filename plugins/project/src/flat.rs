@@ -4,7 +4,7 @@
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, Record, json};
 
-use crate::Expression;
+use sluice_sdk::expression::Expression;
 
 /// A projection that only keeps top-level fields: each output field is read or computed.
 pub struct FlatProjection {

@@ -9,7 +9,6 @@
 //! ```
 //! Steps run in that order: compute, keep, drop, rename. All names are dotted paths.
 
-mod expression;
 mod flat;
 
 use std::collections::BTreeMap;
@@ -18,8 +17,8 @@ use serde::Deserialize;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, FieldPath, Operator, Output, Record};
 
-pub use expression::Expression;
 use flat::FlatProjection;
+pub use sluice_sdk::expression::Expression;
 
 /// The `config` table of a project operator.
 #[derive(Debug, Default, Deserialize)]

@@ -1,9 +1,13 @@
-//! Aggregate functions and their accumulators (mergeable, serialisable state).
+//! Aggregate functions and their accumulators: mergeable, serialisable state per window and group.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, json};
+
+use crate::sketch::{Distinct, Quantiles};
 
 /// One aggregate of the configuration: `{ function = "sum", field = "price", as = "revenue" }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,6 +19,18 @@ pub struct AggregateConfig {
     /// The output field's name; defaults to `<function>_<field>` or `count`.
     #[serde(rename = "as")]
     pub name: Option<String>,
+    /// For `quantile`: which one, between 0 and 1.
+    pub q: Option<f64>,
+    /// Only records whose `when.field` equals `when.equals` count in this aggregate.
+    pub when: Option<Condition>,
+}
+
+/// A condition on a record for one aggregate: `when = { field = "event_type", equals = "view" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub field: FieldPath,
+    pub equals: Value,
 }
 
 /// The aggregate functions.
@@ -26,14 +42,43 @@ pub enum Function {
     Mean,
     Min,
     Max,
+    /// Sample variance (n − 1), Welford's algorithm.
+    Variance,
+    /// Sample standard deviation.
+    Stddev,
+    /// The median, from a DDSketch (1% relative error).
+    Median,
+    /// Quantile `q`, from a DDSketch (1% relative error).
+    Quantile,
+    /// Number of distinct values, from HyperLogLog++ (about 0.8% standard error).
+    Distinct,
+    /// The value of the record with the earliest event time.
+    First,
+    /// The value of the record with the latest event time.
+    Last,
+}
+
+/// What one record contributes to one aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<'v> {
+    /// The record counts (count without a field).
+    Record,
+    Number(f64),
+    /// Any JSON value (distinct, first, last), as canonical text.
+    Value(Cow<'v, str>),
 }
 
 impl AggregateConfig {
-    /// Refuses aggregates that need a field and have none.
+    /// Refuses aggregates whose settings do not fit their function.
     pub fn check(&self) -> Result<(), String> {
-        match (self.function, &self.field) {
-            (Function::Count, _) | (_, Some(_)) => Ok(()),
-            (function, None) => Err(format!("aggregate {function:?} needs a `field`").to_lowercase()),
+        let function = format!("{:?}", self.function).to_lowercase();
+        match (self.function, &self.field, self.q) {
+            (Function::Count, _, None) => Ok(()),
+            (_, None, _) => Err(format!("aggregate {function} needs a `field`")),
+            (Function::Quantile, _, Some(q)) if (0.0..=1.0).contains(&q) => Ok(()),
+            (Function::Quantile, _, _) => Err("aggregate quantile needs `q` between 0 and 1".into()),
+            (_, _, Some(_)) => Err(format!("`q` applies to quantile, not to {function}")),
+            (_, Some(_), None) => Ok(()),
         }
     }
 
@@ -54,51 +99,90 @@ impl AggregateConfig {
             Function::Mean => Accumulator::Mean(CompensatedSum::default(), 0),
             Function::Min => Accumulator::Min(None),
             Function::Max => Accumulator::Max(None),
+            Function::Variance => Accumulator::Variance(Moments::default()),
+            Function::Stddev => Accumulator::Stddev(Moments::default()),
+            Function::Median => Accumulator::Quantile(0.5, Quantiles::default()),
+            Function::Quantile => Accumulator::Quantile(self.q.unwrap_or(0.5), Quantiles::default()),
+            Function::Distinct => Accumulator::Distinct(Distinct::default()),
+            Function::First => Accumulator::First(None),
+            Function::Last => Accumulator::Last(None),
+        }
+    }
+
+    /// Whether the record counts in this aggregate (its `when` condition holds).
+    pub fn applies(&self, condition: Option<&RawValue>) -> bool {
+        let Some(when) = &self.when else { return true };
+        match (condition, &when.equals) {
+            (Some(raw), Value::String(text)) if json::raw_plain_str(raw).is_some() => json::raw_plain_str(raw) == Some(text.as_str()),
+            (Some(raw), Value::Number(number)) => matches!(json::raw_number(raw), Ok(Some(x)) if Some(x) == number.as_f64()),
+            (Some(raw), other) => sluice_sdk::serde_json::from_str::<Value>(raw.get()).is_ok_and(|value| value == *other),
+            (None, _) => false,
         }
     }
 
     /// What one record contributes: `None` when it does not count (a null field, or an
-    /// absent one for `count`); an error when the field is missing or not a number.
-    pub fn input(&self, value: Option<&RawValue>) -> Result<Option<f64>, String> {
-        let Some(field) = &self.field else { return Ok(Some(0.0)) };
-        match value.map(json::raw_number) {
-            None if self.function == Function::Count => Ok(None),
-            None => Err(format!("field {field} is missing")),
-            Some(Ok(None)) => Ok(None),
-            Some(_) if self.function == Function::Count => Ok(Some(0.0)),
-            Some(Ok(Some(number))) => Ok(Some(number)),
-            Some(Err(kind)) => Err(format!("field {field} is {kind}, not a number")),
+    /// absent one for `count`); an error when the field is missing or of the wrong kind.
+    pub fn input<'v>(&self, value: Option<&'v RawValue>) -> Result<Option<Input<'v>>, String> {
+        let Some(field) = &self.field else { return Ok(Some(Input::Record)) };
+        let Some(raw) = value else {
+            return if self.function == Function::Count { Ok(None) } else { Err(format!("field {field} is missing")) };
+        };
+        if raw.get() == "null" {
+            return Ok(None);
+        }
+        match self.function {
+            Function::Count => Ok(Some(Input::Record)),
+            Function::Distinct | Function::First | Function::Last => Ok(Some(Input::Value(crate::canonical_text(raw)))),
+            _ => match json::raw_number(raw) {
+                Ok(Some(number)) => Ok(Some(Input::Number(number))),
+                Ok(None) => Ok(None),
+                Err(kind) => Err(format!("field {field} is {kind}, not a number")),
+            },
         }
     }
 }
 
 /// The running state of one aggregate for one window and group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Accumulator {
     Count(u64),
     Sum(CompensatedSum),
     Mean(CompensatedSum, u64),
     Min(Option<f64>),
     Max(Option<f64>),
+    Variance(Moments),
+    Stddev(Moments),
+    Quantile(f64, Quantiles),
+    Distinct(Distinct),
+    /// (event time, arrival sequence, JSON text) of the earliest record.
+    First(Option<(i64, u64, String)>),
+    /// (event time, arrival sequence, JSON text) of the latest record.
+    Last(Option<(i64, u64, String)>),
 }
 
 impl Accumulator {
-    /// Adds one record's contribution (`None`: the record does not count).
-    pub fn add(&mut self, input: Option<f64>) {
-        let Some(x) = input else { return };
-        match self {
-            Accumulator::Count(n) => *n += 1,
-            Accumulator::Sum(sum) => sum.add(x),
-            Accumulator::Mean(sum, n) => {
-                sum.add(x);
+    /// Adds one record's contribution; `timestamp` and `sequence` order first/last.
+    pub fn add(&mut self, input: &Input<'_>, timestamp: i64, sequence: u64) {
+        match (self, input) {
+            (Accumulator::Count(n), _) => *n += 1,
+            (Accumulator::Sum(sum), Input::Number(x)) => sum.add(*x),
+            (Accumulator::Mean(sum, n), Input::Number(x)) => {
+                sum.add(*x);
                 *n += 1;
             }
-            Accumulator::Min(min) => *min = Some(min.map_or(x, |m| m.min(x))),
-            Accumulator::Max(max) => *max = Some(max.map_or(x, |m| m.max(x))),
+            (Accumulator::Min(min), Input::Number(x)) => *min = Some(min.map_or(*x, |m| m.min(*x))),
+            (Accumulator::Max(max), Input::Number(x)) => *max = Some(max.map_or(*x, |m| m.max(*x))),
+            (Accumulator::Variance(moments) | Accumulator::Stddev(moments), Input::Number(x)) => moments.add(*x),
+            (Accumulator::Quantile(_, sketch), Input::Number(x)) => sketch.add(*x),
+            (Accumulator::Distinct(set), Input::Value(text)) => set.add(text),
+            (Accumulator::First(first), Input::Value(text)) => keep(first, (timestamp, sequence, text), |new, old| new < old),
+            (Accumulator::Last(last), Input::Value(text)) => keep(last, (timestamp, sequence, text), |new, old| new > old),
+            // Inputs always match their aggregate's accumulator (see `AggregateConfig::input`).
+            _ => {}
         }
     }
 
-    /// Combines two accumulators of the same aggregate (for parallel or partial results).
+    /// Combines two accumulators of the same aggregate (merged session windows, partial results).
     pub fn merge(&mut self, other: &Accumulator) {
         match (self, other) {
             (Accumulator::Count(a), Accumulator::Count(b)) => *a += b,
@@ -109,12 +193,17 @@ impl Accumulator {
             }
             (Accumulator::Min(a), Accumulator::Min(b)) => *a = option_fold(*a, *b, f64::min),
             (Accumulator::Max(a), Accumulator::Max(b)) => *a = option_fold(*a, *b, f64::max),
+            (Accumulator::Variance(a), Accumulator::Variance(b)) | (Accumulator::Stddev(a), Accumulator::Stddev(b)) => a.merge(b),
+            (Accumulator::Quantile(_, a), Accumulator::Quantile(_, b)) => a.merge(b),
+            (Accumulator::Distinct(a), Accumulator::Distinct(b)) => a.merge(b),
+            (Accumulator::First(a), Accumulator::First(Some(b))) => keep(a, (b.0, b.1, &b.2), |new, old| new < old),
+            (Accumulator::Last(a), Accumulator::Last(Some(b))) => keep(a, (b.0, b.1, &b.2), |new, old| new > old),
             // Accumulators of one aggregate always share a variant.
             _ => {}
         }
     }
 
-    /// The aggregate's value; integral values are JSON integers, empty results null.
+    /// The aggregate's value; integral numbers are JSON integers, empty results null.
     pub fn result(&self) -> Value {
         match self {
             Accumulator::Count(n) => Value::from(*n),
@@ -122,7 +211,22 @@ impl Accumulator {
             Accumulator::Mean(_, 0) => Value::Null,
             Accumulator::Mean(sum, n) => number(sum.value() / *n as f64),
             Accumulator::Min(value) | Accumulator::Max(value) => value.map_or(Value::Null, number),
+            Accumulator::Variance(moments) => moments.sample_variance().map_or(Value::Null, number),
+            Accumulator::Stddev(moments) => moments.sample_variance().map_or(Value::Null, |v| number(v.sqrt())),
+            Accumulator::Quantile(q, sketch) => sketch.quantile(*q).map_or(Value::Null, number),
+            Accumulator::Distinct(set) => Value::from(set.count()),
+            Accumulator::First(kept) | Accumulator::Last(kept) => {
+                kept.as_ref().and_then(|(_, _, text)| sluice_sdk::serde_json::from_str(text).ok()).unwrap_or(Value::Null)
+            }
         }
+    }
+}
+
+/// Replaces `slot` with `new` when empty or when `better(new, old)` on (time, sequence).
+fn keep(slot: &mut Option<(i64, u64, String)>, new: (i64, u64, &str), better: fn((i64, u64), (i64, u64)) -> bool) {
+    let replace = slot.as_ref().is_none_or(|old| better((new.0, new.1), (old.0, old.1)));
+    if replace {
+        *slot = Some((new.0, new.1, new.2.to_owned()));
     }
 }
 
@@ -133,7 +237,8 @@ fn option_fold(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Opt
     }
 }
 
-fn number(x: f64) -> Value {
+/// Integral values within f64's exact range become JSON integers; non-finite ones null.
+pub fn number(x: f64) -> Value {
     const EXACT: f64 = 9_007_199_254_740_992.0;
     if x.fract() == 0.0 && x.abs() < EXACT {
         Value::from(x as i64)
@@ -167,5 +272,38 @@ impl CompensatedSum {
 
     pub fn value(&self) -> f64 {
         self.sum + self.compensation
+    }
+}
+
+/// Count, mean and sum of squared deviations (Welford), mergeable (Chan et al.).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Moments {
+    count: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    pub fn add(&mut self, x: f64) {
+        self.count += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (x - self.mean);
+    }
+
+    pub fn merge(&mut self, other: &Moments) {
+        if other.count == 0 {
+            return;
+        }
+        let count = self.count + other.count;
+        let delta = other.mean - self.mean;
+        self.m2 += other.m2 + delta * delta * (self.count as f64 * other.count as f64 / count as f64);
+        self.mean += delta * other.count as f64 / count as f64;
+        self.count = count;
+    }
+
+    /// Sample variance; `None` with fewer than two values.
+    pub fn sample_variance(&self) -> Option<f64> {
+        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).max(0.0))
     }
 }

@@ -2,27 +2,41 @@
 //!
 //! ```toml
 //! [operators.config]
-//! window = { type = "tumbling", size = "10s" }
+//! window = { type = "tumbling", size = "1m" }   # or { type = "hopping", size = "5m", slide = "1m" }
+//!                                               # or { type = "session", gap = "30s" }
 //! group_by = ["category"]                       # dotted paths; none = one global group
 //! aggregates = [
-//!   { function = "sum", field = "price", as = "revenue" },
+//!   { function = "sum", field = "amount", as = "revenue" },
 //!   { function = "count", as = "orders" },
+//!   { function = "quantile", field = "amount", q = 0.95, as = "p95" },
+//!   { function = "count", as = "views", when = { field = "event_type", equals = "view" } },
 //! ]
-//! late = "drop"                                 # records for closed windows: "drop" or "reject"
+//! compute = { rate = "round(orders / max(views, 1), 4)" }   # fields computed from the results
+//! allowed_lateness = "0s"                       # keep windows this long after they fire
+//! late = "drop"                                 # records for purged windows: drop, reject, side-output
+//! pass_through = false                          # also pass every input record downstream
 //! ```
-//! A window's results are emitted once, when the watermark passes its end, as one record
-//! per group: `{"window_start", "window_end", <group fields>, <aggregates>}` with event time
-//! `window_end - 1`, in order of window start, then group.
+//! A window's result is emitted once the watermark passes its end, one record per group:
+//! `{"window_start", "window_end", <group fields>, <aggregates>}` with event time
+//! `window_end - 1`, in order of window, then group. Within the allowed lateness a late record
+//! updates its window, whose result is emitted again with `"revision": n`.
 
 mod aggregate;
+mod sketch;
 mod windows;
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use sluice_sdk::expression::Expression;
 use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::serde_json::{Map, Value, json};
 use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record};
 
-pub use aggregate::{Accumulator, AggregateConfig, Function};
-pub use windows::{OpenWindows, WindowKey};
+pub use aggregate::{Accumulator, AggregateConfig, Function, Input};
+pub use sketch::{DISTINCT_PRECISION, QUANTILE_RELATIVE_ERROR};
+pub use windows::{GroupState, OpenWindows, WindowKey};
 
 /// The `config` table of a window-aggregate operator.
 #[derive(Debug, Deserialize)]
@@ -32,19 +46,31 @@ pub struct WindowAggregateConfig {
     #[serde(default)]
     pub group_by: Vec<FieldPath>,
     pub aggregates: Vec<AggregateConfig>,
+    /// Fields computed from each result, in name order: `{ rate = "orders / max(views, 1)" }`.
+    #[serde(default)]
+    pub compute: BTreeMap<String, String>,
+    #[serde(default)]
+    pub allowed_lateness: Option<Millis>,
     #[serde(default)]
     pub late: LatePolicy,
+    /// Also pass every input record downstream, before the results (roll-ups in one chain).
+    #[serde(default)]
+    pub pass_through: bool,
 }
 
 /// The window shape.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum WindowConfig {
     /// Fixed-size, non-overlapping windows aligned on the Unix epoch.
     Tumbling { size: Millis },
+    /// Fixed-size windows starting every `slide` (a record belongs to size/slide windows).
+    Hopping { size: Millis, slide: Millis },
+    /// Per group, records closer than `gap` in event time share a window.
+    Session { gap: Millis },
 }
 
-/// What happens to a record whose window was already emitted.
+/// What happens to a record whose windows were purged.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LatePolicy {
@@ -53,16 +79,28 @@ pub enum LatePolicy {
     Drop,
     /// Sent to the dead-letter sink with the reason.
     Reject,
+    /// Passed downstream as `{"late_record": <record>, "watermark": w}`.
+    SideOutput,
+}
+
+/// Where an aggregate's inputs are among the fields read from each record.
+struct Slots {
+    field: Option<usize>,
+    condition: Option<usize>,
 }
 
 /// A running window aggregation.
 pub struct WindowAggregate {
-    size: i64,
+    window: WindowConfig,
+    lateness: i64,
     group_by: Vec<FieldPath>,
     aggregates: Vec<AggregateConfig>,
-    /// Every field to read from a record: group fields first, then aggregate fields.
+    /// Every field read from a record: group fields, then each aggregate's field and condition.
     lookups: Vec<FieldPath>,
+    slots: Vec<Slots>,
+    compute: Vec<(String, Expression)>,
     late: LatePolicy,
+    pass_through: bool,
     windows: OpenWindows,
     /// The group key being built, reused across records.
     group: String,
@@ -72,23 +110,39 @@ impl Operator for WindowAggregate {
     type Config = WindowAggregateConfig;
 
     fn init(config: WindowAggregateConfig) -> Result<Self, String> {
-        let WindowConfig::Tumbling { size } = config.window;
-        if size.0 <= 0 {
-            return Err("window.size must be positive".into());
-        }
+        check_window(&config.window)?;
         if config.aggregates.is_empty() {
             return Err("`aggregates` is empty: name at least one, such as { function = \"count\" }".into());
         }
         for aggregate in &config.aggregates {
             aggregate.check()?;
         }
-        let lookups = config.group_by.iter().cloned().chain(config.aggregates.iter().filter_map(|a| a.field.clone())).collect();
+        let compute = config
+            .compute
+            .iter()
+            .map(|(name, text)| {
+                Expression::parse(text).map(|expression| (name.clone(), expression)).map_err(|error| format!("compute.{name}: {error}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let mut lookups = config.group_by.clone();
+        let slots = config
+            .aggregates
+            .iter()
+            .map(|aggregate| Slots {
+                field: slot(&mut lookups, aggregate.field.as_ref()),
+                condition: slot(&mut lookups, aggregate.when.as_ref().map(|when| &when.field)),
+            })
+            .collect();
         Ok(WindowAggregate {
-            size: size.0,
+            window: config.window,
+            lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
             group_by: config.group_by,
             aggregates: config.aggregates,
             lookups,
+            slots,
+            compute,
             late: config.late,
+            pass_through: config.pass_through,
             windows: OpenWindows::default(),
             group: String::new(),
         })
@@ -97,9 +151,13 @@ impl Operator for WindowAggregate {
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut late_dropped = 0;
         for record in batch.iter() {
+            if self.pass_through {
+                out.emit(record);
+            }
             match self.add(record) {
                 Ok(()) => {}
                 Err(Refusal::Late(_)) if self.late == LatePolicy::Drop => late_dropped += 1,
+                Err(Refusal::Late(_)) if self.late == LatePolicy::SideOutput => self.side_output(record, out),
                 Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(record.index(), reason),
             }
         }
@@ -109,15 +167,31 @@ impl Operator for WindowAggregate {
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
-        for (key, groups) in self.windows.close_until(watermark) {
-            for (group, accumulators) in groups {
-                out.push_json(&self.result(&key, &group, &accumulators), key.end - 1);
-            }
-        }
+        let mut windows = std::mem::take(&mut self.windows);
+        windows.close_until(watermark, self.lateness, |key, group, state| out.push_json(&self.result(key, group, state), key.end - 1));
+        self.windows = windows;
         sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
     }
 
     sluice_sdk::state_in!(windows);
+}
+
+/// Registers `path` among the fields read per record and returns its position.
+fn slot(lookups: &mut Vec<FieldPath>, path: Option<&FieldPath>) -> Option<usize> {
+    let path = path?;
+    lookups.push(path.clone());
+    Some(lookups.len() - 1)
+}
+
+fn check_window(window: &WindowConfig) -> Result<(), String> {
+    match *window {
+        WindowConfig::Tumbling { size } if size.0 <= 0 => Err("window.size must be positive".into()),
+        WindowConfig::Hopping { size, slide } if slide.0 <= 0 || slide.0 > size.0 => {
+            Err("window.slide must be positive and at most window.size".into())
+        }
+        WindowConfig::Session { gap } if gap.0 <= 0 => Err("window.gap must be positive".into()),
+        _ => Ok(()),
+    }
 }
 
 enum Refusal {
@@ -127,58 +201,93 @@ enum Refusal {
 
 impl WindowAggregate {
     fn add(&mut self, record: Record<'_>) -> Result<(), Refusal> {
-        let key = WindowKey::containing(record.timestamp(), self.size);
-        if let Some(closed_at) = self.windows.closed_for(&key) {
-            return Err(Refusal::Late(format!(
-                "late record: event time {} belongs to window [{}, {}) already closed by watermark {closed_at}",
-                record.timestamp(),
-                key.start,
-                key.end
-            )));
-        }
+        let timestamp = record.timestamp();
+        let keys = self.open_windows_for(timestamp)?;
         let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
-        let (group_values, field_values) = values.split_at(self.group_by.len());
-        let mut fields = field_values.iter();
-        let mut inputs = Vec::with_capacity(self.aggregates.len());
-        for aggregate in &self.aggregates {
-            let value = if aggregate.field.is_some() { fields.next().copied().flatten() } else { None };
-            inputs.push(aggregate.input(value).map_err(Refusal::Invalid)?);
-        }
+        let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
-        write_group_key(&mut group, group_values);
+        write_group_key(&mut group, &values[..self.group_by.len()]);
+        let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
-        let accumulators = self.windows.group(key, &group, || aggregates.iter().map(AggregateConfig::accumulator).collect());
-        for (accumulator, input) in accumulators.iter_mut().zip(inputs) {
-            accumulator.add(input);
+        let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
+        let add_to = |accumulators: &mut Vec<Accumulator>| {
+            for (accumulator, input) in accumulators.iter_mut().zip(&inputs) {
+                if let Some(input) = input {
+                    accumulator.add(input, timestamp, sequence);
+                }
+            }
+        };
+        match self.window {
+            WindowConfig::Session { gap } => add_to(self.windows.session(&group, timestamp, gap.0, fresh)),
+            _ => keys.into_iter().for_each(|key| add_to(self.windows.group(key, &group, fresh))),
         }
         self.group = group;
         Ok(())
     }
 
+    /// The windows a record at `timestamp` belongs to that are not purged; late if none.
+    fn open_windows_for(&self, timestamp: i64) -> Result<Vec<WindowKey>, Refusal> {
+        let keys: Vec<WindowKey> = match self.window {
+            WindowConfig::Tumbling { size } => vec![WindowKey::containing(timestamp, size.0)],
+            WindowConfig::Hopping { size, slide } => WindowKey::hopping(timestamp, size.0, slide.0).collect(),
+            WindowConfig::Session { gap } => vec![WindowKey { start: timestamp, end: timestamp.saturating_add(gap.0) }],
+        };
+        let open: Vec<WindowKey> = keys.iter().filter(|key| self.windows.purged(key, self.lateness).is_none()).copied().collect();
+        match (open.is_empty(), keys.first().and_then(|key| self.windows.purged(key, self.lateness))) {
+            (true, Some(watermark)) => Err(Refusal::Late(format!(
+                "late record: event time {timestamp} belongs to windows already closed by watermark {watermark} (allowed lateness {} ms)",
+                self.lateness
+            ))),
+            _ => Ok(open),
+        }
+    }
+
+    /// Each aggregate's input from the record's fields (`None`: the record does not count).
+    fn inputs<'v>(&self, values: &[Option<&'v RawValue>]) -> Result<Vec<Option<Input<'v>>>, String> {
+        self.aggregates
+            .iter()
+            .zip(&self.slots)
+            .map(|(aggregate, slots)| {
+                let condition = slots.condition.and_then(|index| values[index]);
+                if !aggregate.applies(condition) {
+                    return Ok(None);
+                }
+                aggregate.input(slots.field.and_then(|index| values[index]))
+            })
+            .collect()
+    }
+
+    fn side_output(&self, record: Record<'_>, out: &mut Output) {
+        let original: Value = record.parse_json().unwrap_or_else(|_| Value::String(String::from_utf8_lossy(record.value()).into_owned()));
+        out.emit_json_like(record, &json!({"late_record": original, "watermark": self.windows.watermark()}));
+    }
+
     /// The result record of one group in one window.
-    fn result(
-        &self,
-        key: &WindowKey,
-        group: &str,
-        accumulators: &[Accumulator],
-    ) -> sluice_sdk::serde_json::Map<String, sluice_sdk::serde_json::Value> {
-        let mut record = sluice_sdk::serde_json::Map::new();
+    fn result(&self, key: &WindowKey, group: &str, state: &GroupState) -> Map<String, Value> {
+        let mut record = Map::new();
         record.insert("window_start".into(), key.start.into());
         record.insert("window_end".into(), key.end.into());
-        let group_values: Vec<sluice_sdk::serde_json::Value> = sluice_sdk::serde_json::from_str(group).unwrap_or_default();
+        let group_values: Vec<Value> = sluice_sdk::serde_json::from_str(group).unwrap_or_default();
         for (path, value) in self.group_by.iter().zip(group_values) {
             record.insert(path.to_string(), value);
         }
-        for (aggregate, accumulator) in self.aggregates.iter().zip(accumulators) {
+        for (aggregate, accumulator) in self.aggregates.iter().zip(&state.accumulators) {
             record.insert(aggregate.output_name(), accumulator.result());
+        }
+        for (name, expression) in &self.compute {
+            // An aggregate that is null (an empty window) leaves the computed field null.
+            let value = expression.evaluate(&record).unwrap_or(Value::Null);
+            record.insert(name.clone(), value);
+        }
+        if state.revisions > 0 {
+            record.insert("revision".into(), state.revisions.into());
         }
         record
     }
 }
 
 /// Writes the group of a record into `key`: its group-field values as a JSON array
-/// (absent fields are null). Values are canonical, so that `1.0` and `1`, or an escaped and
-/// a plain spelling of a string, fall into the same group.
+/// (absent fields are null), each in canonical form.
 fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
     key.clear();
     key.push('[');
@@ -187,23 +296,22 @@ fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
             key.push(',');
         }
         match value {
-            Some(raw) if sluice_sdk::json::raw_plain_str(raw).is_some() => key.push_str(raw.get()),
-            Some(raw) => key.push_str(&canonical(raw)),
+            Some(raw) => sluice_sdk::json::write_canonical(key, raw),
             None => key.push_str("null"),
         }
     }
     key.push(']');
 }
 
-fn canonical(raw: &RawValue) -> String {
-    match sluice_sdk::serde_json::from_str::<sluice_sdk::serde_json::Value>(raw.get()) {
-        Ok(sluice_sdk::serde_json::Value::Number(number)) => match number.as_f64() {
-            Some(x) if x.fract() == 0.0 && x.abs() < 9e15 => (x as i64).to_string(),
-            _ => number.to_string(),
-        },
-        Ok(value) => value.to_string(),
-        Err(_) => raw.get().to_owned(),
+/// A JSON value's canonical text (see `sluice_sdk::json::write_canonical`); plain strings,
+/// the usual case, are borrowed.
+pub fn canonical_text(raw: &RawValue) -> Cow<'_, str> {
+    if sluice_sdk::json::raw_plain_str(raw).is_some() {
+        return Cow::Borrowed(raw.get());
     }
+    let mut text = String::new();
+    sluice_sdk::json::write_canonical(&mut text, raw);
+    Cow::Owned(text)
 }
 
 sluice_sdk::export_operator!(WindowAggregate);

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
-pub use operator::OperatorConfig;
+pub use operator::{MAX_GRANTED_FILE, OperatorConfig};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
-pub use source::{FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
+pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
 pub use values::{ByteSize, DurationText, Name, Rate};
 

@@ -1,5 +1,6 @@
 //! Operator configuration: which plugin, its limits and its own `config` table.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -22,7 +23,12 @@ pub struct OperatorConfig {
     pub call_timeout: DurationText,
     /// The plugin's own settings, passed to its `init` as JSON.
     pub config: Option<Spanned<toml::Table>>,
+    /// Files the plugin may read, by name: their contents reach `init` under `sluice_files`.
+    pub files: Option<Spanned<BTreeMap<String, PathBuf>>>,
 }
+
+/// Largest file an operator may be granted.
+pub const MAX_GRANTED_FILE: u64 = 64 * 1024 * 1024;
 
 fn default_memory_limit() -> ByteSize {
     ByteSize::mebibytes(128)
@@ -33,12 +39,22 @@ fn default_call_timeout() -> DurationText {
 }
 
 impl OperatorConfig {
-    /// The `config` table as the JSON text handed to the plugin's `init`.
-    pub fn config_json(&self) -> String {
-        match &self.config {
-            // A TOML table has string keys only, so it always serialises to JSON.
-            Some(table) => serde_json::to_string(table.get_ref()).unwrap_or_else(|_| "{}".into()),
-            None => "{}".into(),
+    /// The JSON text handed to the plugin's `init`: the `config` table, plus the contents
+    /// of granted files under `sluice_files` when there are any.
+    pub fn config_json(&self, granted: &BTreeMap<String, String>) -> String {
+        let mut config = match self.config.as_ref().map(|table| serde_json::to_value(table.get_ref())) {
+            Some(Ok(serde_json::Value::Object(object))) => object,
+            // A TOML table has string keys only, so it always serialises to a JSON object.
+            _ => serde_json::Map::new(),
+        };
+        if !granted.is_empty() {
+            config.insert("sluice_files".into(), serde_json::json!(granted));
         }
+        serde_json::Value::Object(config).to_string()
+    }
+
+    /// The granted files, by name (none when the table is absent).
+    pub fn granted_files(&self) -> impl Iterator<Item = (&String, &PathBuf)> {
+        self.files.iter().flat_map(|files| files.get_ref().iter())
     }
 }

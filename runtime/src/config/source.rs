@@ -65,6 +65,21 @@ pub struct GeneratorConfig {
     /// Number of distinct items in the catalogue.
     #[serde(default = "default_items")]
     pub items: u32,
+    /// Anomalies injected at known event times (for testing detectors).
+    #[serde(default)]
+    pub anomalies: Vec<AnomalyConfig>,
+}
+
+/// An anomaly the generator injects: during `[start, start + duration)` of event time, order
+/// prices (of one category, or all) are multiplied by `price_factor`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// RFC 3339 time.
+    pub start: String,
+    pub duration: DurationText,
+    pub category: Option<String>,
+    pub price_factor: f64,
 }
 
 fn default_seed() -> u64 {

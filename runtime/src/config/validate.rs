@@ -80,7 +80,15 @@ impl Problems<'_> {
                     );
                 }
                 if generator.users == 0 || generator.items == 0 {
-                    self.report(span, format!("source \"{name}\": users and items must be at least 1"));
+                    self.report(span.clone(), format!("source \"{name}\": users and items must be at least 1"));
+                }
+                for anomaly in &generator.anomalies {
+                    if humantime::parse_rfc3339_weak(&anomaly.start).is_err() {
+                        self.report(span.clone(), format!("source \"{name}\": anomaly start {:?} is not an RFC 3339 time", anomaly.start));
+                    }
+                    if !(anomaly.price_factor.is_finite() && anomaly.price_factor > 0.0) {
+                        self.report(span.clone(), format!("source \"{name}\": anomaly price_factor must be a positive number"));
+                    }
                 }
             }
             SourceConfig::File(file) => {
@@ -105,6 +113,13 @@ impl Problems<'_> {
                 self.report(operator.plugin.span(), format!("operator \"{name}\": plugin file {} does not exist", path.display()));
                 continue;
             }
+            if let Some(config) = operator.config.as_ref().filter(|config| config.get_ref().contains_key("sluice_files")) {
+                self.report(config.span(), format!("operator \"{name}\": `sluice_files` is reserved for the contents of granted files: grant files with `files = {{ name = \"path\" }}`"));
+                continue;
+            }
+            if !self.check_granted_files(operator) {
+                continue;
+            }
             match plugins.check(&path, operator) {
                 Ok(()) => {}
                 Err(PluginProblem::Plugin(reason)) => self.report(operator.plugin.span(), format!("operator \"{name}\": {reason}")),
@@ -114,6 +129,28 @@ impl Problems<'_> {
                 }
             }
         }
+    }
+
+    /// Every granted file must exist and be small enough; false if one is not.
+    fn check_granted_files(&mut self, operator: &OperatorConfig) -> bool {
+        let Some(files) = &operator.files else { return true };
+        let name = operator.name.get_ref();
+        let mut usable = true;
+        for (file, path) in files.get_ref() {
+            let path = self.pipeline.resolve(path);
+            let problem = match std::fs::metadata(&path) {
+                Ok(metadata) if metadata.len() > super::MAX_GRANTED_FILE => {
+                    Some(format!("is larger than {} MiB", super::MAX_GRANTED_FILE >> 20))
+                }
+                Ok(_) => None,
+                Err(error) => Some(format!("cannot be read: {error}")),
+            };
+            if let Some(problem) = problem {
+                self.report(files.span(), format!("operator \"{name}\": granted file \"{file}\" ({}) {problem}", path.display()));
+                usable = false;
+            }
+        }
+        usable
     }
 
     fn check_sinks(&mut self) {

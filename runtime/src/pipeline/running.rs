@@ -1,5 +1,6 @@
 //! Starting a pipeline's threads (sources, tasks, sinks), and draining them at the end.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -232,10 +233,16 @@ fn operator_specs(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result
 /// Compiles (or finds) the plugin of `operator` and gathers what is needed to instantiate it.
 pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugins: &PluginRegistry) -> Result<OperatorSpec, PluginError> {
     let plugin = plugins.load(&pipeline.resolve(operator.plugin.get_ref()))?;
+    let mut granted = BTreeMap::new();
+    for (name, path) in operator.granted_files() {
+        let path = pipeline.resolve(path);
+        let contents = std::fs::read_to_string(&path).map_err(|source| PluginError::GrantedFile { path: path.clone(), source })?;
+        granted.insert(name.clone(), contents);
+    }
     Ok(OperatorSpec {
         name: operator.name.get_ref().as_str().into(),
         plugin,
-        config_json: operator.config_json(),
+        config_json: operator.config_json(&granted),
         limits: InstanceLimits {
             memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
             call_timeout: operator.call_timeout.duration(),

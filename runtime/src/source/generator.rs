@@ -1,8 +1,9 @@
 //! The built-in generator: a deterministic, seeded e-commerce clickstream.
 //!
-//! Same seed and settings, same records: views, carts and orders of users on items of a
-//! catalogue (category, price), some users arriving through marketing campaigns. Event
-//! times advance by `event_interval` per record, shifted back by up to `disorder`.
+//! Same seed and settings, same records: views, clicks, carts and orders of users on items of
+//! a catalogue (category, price), some users arriving through marketing campaigns. Event
+//! times advance by `event_interval` per record, shifted back by up to `disorder`. Configured
+//! anomalies multiply order prices during known spans of event time.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{SourceError, SourceOutput};
-use crate::config::GeneratorConfig;
+use crate::config::{AnomalyConfig, GeneratorConfig};
 
 const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
@@ -27,6 +28,36 @@ pub struct Generator {
     disorder_ms: i64,
     users: u32,
     items: u32,
+    anomalies: Vec<Anomaly>,
+}
+
+/// An anomaly in milliseconds of event time.
+struct Anomaly {
+    start: i64,
+    end: i64,
+    category: Option<String>,
+    price_factor: f64,
+}
+
+impl Anomaly {
+    fn new(config: &AnomalyConfig) -> Result<Anomaly, String> {
+        let start = rfc3339_millis(&config.start).map_err(|error| format!("anomaly start {:?}: {error}", config.start))?;
+        Ok(Anomaly {
+            start,
+            end: start.saturating_add(config.duration.millis()),
+            category: config.category.clone(),
+            price_factor: config.price_factor,
+        })
+    }
+
+    fn applies(&self, timestamp: i64, category: &str) -> bool {
+        (self.start..self.end).contains(&timestamp) && self.category.as_deref().is_none_or(|only| only == category)
+    }
+}
+
+fn rfc3339_millis(text: &str) -> Result<i64, humantime::TimestampError> {
+    let time = humantime::parse_rfc3339_weak(text)?;
+    Ok(time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }
 
 /// One generated record, as its JSON payload.
@@ -39,17 +70,16 @@ struct Click<'a> {
     category: &'a str,
     price: f64,
     quantity: u32,
-    campaign: Option<&'a str>,
+    campaign: &'a str,
     ts: i64,
 }
 
 impl Generator {
     pub fn new(name: String, config: &GeneratorConfig) -> Result<Generator, SourceError> {
-        let start = humantime::parse_rfc3339_weak(&config.start_time).map_err(|error| SourceError::Invalid {
-            source_name: name.clone(),
-            message: format!("start_time {:?}: {error}", config.start_time),
-        })?;
-        let start_ms = start.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let invalid = |message: String| SourceError::Invalid { source_name: name.clone(), message };
+        let start_ms =
+            rfc3339_millis(&config.start_time).map_err(|error| invalid(format!("start_time {:?}: {error}", config.start_time)))?;
+        let anomalies = config.anomalies.iter().map(Anomaly::new).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
         Ok(Generator {
             name,
             seed: config.seed,
@@ -60,6 +90,7 @@ impl Generator {
             disorder_ms: config.disorder.millis(),
             users: config.users.max(1),
             items: config.items.max(1),
+            anomalies,
         })
     }
 
@@ -100,22 +131,30 @@ impl Generator {
         let attributes = mix(u64::from(item) ^ self.seed.rotate_left(17));
         let roll: f64 = random.random();
         let (event_type, quantity) = match roll {
-            r if r < 0.80 => ("view", 1),
+            r if r < 0.70 => ("view", 1),
+            r if r < 0.82 => ("click", 1),
             r if r < 0.94 => ("cart", random.random_range(1..=3)),
             _ => ("order", random.random_range(1..=3)),
         };
         let campaign_slot = mix(u64::from(user) ^ self.seed) % (CAMPAIGNS.len() as u64 * 2);
         let disorder = if self.disorder_ms > 0 { random.random_range(0..=self.disorder_ms) } else { 0 };
         let timestamp = self.start_ms + sequence as i64 * self.interval_ms - disorder;
+        let category = CATEGORIES[(attributes % CATEGORIES.len() as u64) as usize];
+        let mut price = 2.0 + ((attributes >> 8) % 19_800) as f64 / 100.0;
+        if event_type == "order" {
+            let factor: f64 =
+                self.anomalies.iter().filter(|anomaly| anomaly.applies(timestamp, category)).map(|anomaly| anomaly.price_factor).product();
+            price = (price * factor * 100.0).round() / 100.0;
+        }
         let click = Click {
             event_id: sequence,
             event_type,
             user_id: format!("u{user}"),
             item_id: format!("i{item}"),
-            category: CATEGORIES[(attributes % CATEGORIES.len() as u64) as usize],
-            price: 2.0 + ((attributes >> 8) % 19_800) as f64 / 100.0,
+            category,
+            price,
             quantity,
-            campaign: CAMPAIGNS.get(campaign_slot as usize).copied(),
+            campaign: CAMPAIGNS.get(campaign_slot as usize).copied().unwrap_or("organic"),
             ts: timestamp,
         };
         // Serialising a struct of strings and numbers into a Vec cannot fail.

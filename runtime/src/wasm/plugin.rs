@@ -17,6 +17,8 @@ use super::host::HostState;
 pub enum PluginError {
     #[error("cannot read plugin {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read granted file {path}: {source}")]
+    GrantedFile { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path} does not implement the world sluice:plugin/operator@0.1.0: {reason}")]

@@ -5,4 +5,5 @@ mod cli;
 mod containment;
 mod golden;
 mod invalid;
+mod operators;
 mod support;

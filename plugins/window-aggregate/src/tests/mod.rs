@@ -3,9 +3,9 @@
 use sluice_sdk::serde_json::{Value, json};
 use sluice_sdk::testing::{Harness, json_values};
 
-use crate::{Accumulator, AggregateConfig, Function, WindowAggregate};
+use crate::WindowAggregate;
 
-fn config() -> Value {
+pub(crate) fn config() -> Value {
     json!({
         "window": {"type": "tumbling", "size": "10s"},
         "group_by": ["category"],
@@ -19,7 +19,7 @@ fn config() -> Value {
     })
 }
 
-fn record(category: &str, price: f64, timestamp: i64) -> (Value, i64) {
+pub(crate) fn record(category: &str, price: f64, timestamp: i64) -> (Value, i64) {
     (json!({"category": category, "price": price}), timestamp)
 }
 
@@ -146,68 +146,5 @@ fn configuration_errors_are_explained() {
     );
 }
 
-mod algebra {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn accumulate(function: Function, values: &[f64]) -> Accumulator {
-        let config = AggregateConfig { function, field: None, name: None };
-        let mut accumulator = config.accumulator();
-        values.iter().for_each(|x| accumulator.add(Some(*x)));
-        accumulator
-    }
-
-    fn function() -> impl Strategy<Value = Function> {
-        prop_oneof![Just(Function::Count), Just(Function::Sum), Just(Function::Mean), Just(Function::Min), Just(Function::Max)]
-    }
-
-    proptest! {
-        #[test]
-        fn merge_is_associative_and_matches_one_pass(
-            function in function(),
-            a in prop::collection::vec(-1e6f64..1e6, 0..20),
-            b in prop::collection::vec(-1e6f64..1e6, 0..20),
-            c in prop::collection::vec(-1e6f64..1e6, 0..20),
-        ) {
-            let (x, y, z) = (accumulate(function, &a), accumulate(function, &b), accumulate(function, &c));
-            let mut left = x.clone();
-            left.merge(&y);
-            left.merge(&z);
-            let mut right_inner = y.clone();
-            right_inner.merge(&z);
-            let mut right = x.clone();
-            right.merge(&right_inner);
-            let one_pass = accumulate(function, &[a, b, c].concat());
-            let close = |p: &Value, q: &Value| match (p.as_f64(), q.as_f64()) {
-                (Some(p), Some(q)) => (p - q).abs() <= 1e-6 * (1.0 + p.abs().max(q.abs())),
-                _ => p == q,
-            };
-            prop_assert!(close(&left.result(), &right.result()), "{:?} vs {:?}", left.result(), right.result());
-            prop_assert!(close(&left.result(), &one_pass.result()), "{:?} vs {:?}", left.result(), one_pass.result());
-        }
-
-        #[test]
-        fn results_do_not_depend_on_batch_size(batch_size in 1usize..1000, seed in 0u64..1000) {
-            let records: Vec<(Value, i64)> = (0..1500u64)
-                .map(|i| {
-                    let n = i.wrapping_mul(6364136223846793005).wrapping_add(seed);
-                    let category = ["a", "b", "c"][(n % 3) as usize];
-                    (json!({"category": category, "price": (n % 1000) as f64 / 100.0}), (i * 37 % 40_000) as i64)
-                })
-                .collect();
-            let run = |size: usize| {
-                let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
-                let mut results = Vec::new();
-                for (number, chunk) in records.chunks(size).enumerate() {
-                    op.process_json(chunk);
-                    if number % 3 == 2 {
-                        results.extend(json_values(&op.watermark(-1)));
-                    }
-                }
-                results.extend(json_values(&op.watermark(i64::MAX)));
-                results
-            };
-            prop_assert_eq!(run(batch_size), run(records.len()));
-        }
-    }
-}
+mod features;
+mod properties;

@@ -3,8 +3,9 @@
 //! Grammar: numbers, dotted field paths, `+ - * /`, unary minus, parentheses and the
 //! functions `abs(x)`, `min(x, y)`, `max(x, y)`, `round(x)` and `round(x, digits)`.
 
-use sluice_sdk::FieldPath;
-use sluice_sdk::serde_json::{Map, Number, Value};
+use serde_json::{Map, Number, Value};
+
+use crate::FieldPath;
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +60,7 @@ impl Expression {
     pub fn evaluate(&self, record: &Map<String, Value>) -> Result<Value, String> {
         self.evaluate_with(&mut |path| match path.get(record) {
             Some(Value::Number(number)) => number.as_f64().ok_or_else(|| format!("field {path} is out of range")),
-            Some(other) => Err(format!("field {path} is {}, not a number", sluice_sdk::json::kind(other))),
+            Some(other) => Err(format!("field {path} is {}, not a number", crate::json::kind(other))),
             None => Err(format!("field {path} is missing")),
         })
     }

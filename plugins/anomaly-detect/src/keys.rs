@@ -1,0 +1,140 @@
+//! Keys: which key a record belongs to, and the per-key statistics, at most `max_keys` of them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::VersionedState;
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::serde_json::{self, Value};
+
+use crate::detectors::{Detector, DetectorStatistics};
+
+/// What one key has learnt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyStatistics {
+    /// Values seen, for warm-up.
+    pub seen: u64,
+    /// One entry per configured detector, in configuration order.
+    pub detectors: Vec<DetectorStatistics>,
+    /// The tick of [`KeyedStatistics::clock`] at which the key was last used.
+    last_use: u64,
+}
+
+impl KeyStatistics {
+    /// Whether these statistics were learnt by `detectors` (not under another configuration).
+    pub fn fit(&self, detectors: &[Detector]) -> bool {
+        self.detectors.len() == detectors.len() && detectors.iter().zip(&self.detectors).all(|(detector, stats)| detector.fits(stats))
+    }
+
+    /// Forgets everything learnt, as for a key never seen.
+    pub fn reset(&mut self, detectors: &[Detector]) {
+        self.seen = 0;
+        self.detectors = detectors.iter().map(Detector::fresh_statistics).collect();
+    }
+}
+
+/// The operator's whole state: statistics per key.
+///
+/// Bounded by `max_keys` keys; each holds its group text, 8 bytes per `mad` window slot
+/// and a few dozen bytes per other detector. When full, the least recently seen key is forgotten.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyedStatistics {
+    keys: BTreeMap<String, KeyStatistics>,
+    /// Every key by the tick of its last use, oldest first: the order of forgetting.
+    recency: BTreeMap<u64, String>,
+    /// Counts values observed: a logical clock, since plugins have none (and must replay alike).
+    clock: u64,
+}
+
+impl VersionedState for KeyedStatistics {
+    const VERSION: u32 = 1;
+}
+
+impl KeyedStatistics {
+    pub fn get(&self, key: &str) -> Option<&KeyStatistics> {
+        self.keys.get(key)
+    }
+
+    /// How many keys are kept.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Marks `key` as used now and calls `learn` with its statistics, creating them for a new
+    /// key after forgetting the least recently used keys if `max_keys` are kept.
+    /// Returns how many keys were forgotten.
+    pub fn learn(&mut self, key: &str, max_keys: usize, detectors: &[Detector], learn: impl FnOnce(&mut KeyStatistics)) -> u64 {
+        self.clock = self.clock.saturating_add(1);
+        let mut forgotten = 0;
+        if !self.keys.contains_key(key) {
+            forgotten = self.make_room(max_keys);
+            let mut fresh = KeyStatistics { seen: 0, detectors: Vec::new(), last_use: self.clock };
+            fresh.reset(detectors);
+            self.keys.insert(key.to_owned(), fresh);
+            self.recency.insert(self.clock, key.to_owned());
+        } else if let Some(statistics) = self.keys.get_mut(key) {
+            // Move the key's own string to its new place in the recency order: no allocation.
+            let text = self.recency.remove(&statistics.last_use).unwrap_or_else(|| key.to_owned());
+            statistics.last_use = self.clock;
+            self.recency.insert(self.clock, text);
+        }
+        if let Some(statistics) = self.keys.get_mut(key) {
+            learn(statistics);
+        }
+        forgotten
+    }
+
+    /// Forgets the least recently used keys until a new one fits.
+    fn make_room(&mut self, max_keys: usize) -> u64 {
+        let mut forgotten = 0;
+        while self.keys.len() >= max_keys.max(1) {
+            // The recency order names every key; the fallback only guards against a state
+            // that does not (it cannot be produced, but restored bytes are not trusted).
+            let oldest = match self.recency.pop_first() {
+                Some((_, key)) => key,
+                None => match self.keys.keys().next() {
+                    Some(key) => key.clone(),
+                    None => break,
+                },
+            };
+            if self.keys.remove(&oldest).is_some() {
+                forgotten += 1;
+            }
+        }
+        forgotten
+    }
+}
+
+/// Writes the key of a record into `key`: its group-field values as a JSON array (absent
+/// fields are null). Values are canonical, so that `1.0` and `1`, or an escaped and a plain
+/// spelling of a string, fall into the same key.
+pub fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
+    key.clear();
+    key.push('[');
+    for (position, value) in values.iter().enumerate() {
+        if position > 0 {
+            key.push(',');
+        }
+        match value {
+            Some(raw) if sluice_sdk::json::raw_plain_str(raw).is_some() => key.push_str(raw.get()),
+            Some(raw) => key.push_str(&canonical(raw)),
+            None => key.push_str("null"),
+        }
+    }
+    key.push(']');
+}
+
+fn canonical(raw: &RawValue) -> String {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Number(number)) => match number.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9e15 => (x as i64).to_string(),
+            _ => number.to_string(),
+        },
+        Ok(value) => value.to_string(),
+        Err(_) => raw.get().to_owned(),
+    }
+}

@@ -1,0 +1,43 @@
+//! Join keys: the text a record's key value, or a file row's key value, is looked up by.
+//!
+//! Table keys are strings. A string joins as it is; a number joins by its canonical text, so
+//! that `7`, `7.0` and `7e0` all find the row keyed `"7"`. Other kinds of values never join.
+
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::serde_json::{self, Value};
+
+/// Writes the join text of a record's key value into `out` (replacing its text).
+///
+/// `Ok(false)` when the value is absent or null: the record has no key and cannot match.
+/// An error names the kind of value that cannot be a key (a boolean, an array, an object).
+pub fn write_record_key(raw: Option<&RawValue>, out: &mut String) -> Result<bool, &'static str> {
+    out.clear();
+    let Some(raw) = raw else { return Ok(false) };
+    // Most keys are plain strings: no parsing, no allocation.
+    if let Some(text) = sluice_sdk::json::raw_plain_str(raw) {
+        out.push_str(text);
+        return Ok(true);
+    }
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Null) => Ok(false),
+        Ok(value) => {
+            out.push_str(&key_text(&value)?);
+            Ok(true)
+        }
+        // The lookup validated the payload already; should it not have, nothing can match.
+        Err(_) => Err("not valid JSON"),
+    }
+}
+
+/// The join text of a value: strings as they are, numbers canonical, other kinds refused.
+pub fn key_text(value: &Value) -> Result<String, &'static str> {
+    match value {
+        Value::String(text) => Ok(text.clone()),
+        Value::Number(number) => {
+            let mut text = String::new();
+            sluice_sdk::json::write_canonical_number(&mut text, number);
+            Ok(text)
+        }
+        other => Err(sluice_sdk::json::kind(other)),
+    }
+}

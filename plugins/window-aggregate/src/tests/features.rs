@@ -1,0 +1,192 @@
+//! Native tests of hopping and session windows, lateness, and the statistical aggregates.
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, json_values};
+use sluice_sdk::{State, VersionedState};
+
+use std::collections::BTreeMap;
+
+use super::record;
+use crate::{Accumulator, OpenWindows, QUANTILE_RELATIVE_ERROR, WindowAggregate, WindowKey};
+
+fn operator(config: Value) -> Harness<WindowAggregate> {
+    Harness::<WindowAggregate>::new(config).unwrap()
+}
+
+fn counts_by_window(results: &[Value]) -> Vec<(i64, i64, i64)> {
+    results.iter().map(|r| (r["window_start"].as_i64().unwrap(), r["window_end"].as_i64().unwrap(), r["count"].as_i64().unwrap())).collect()
+}
+
+#[test]
+fn hopping_windows_count_a_record_in_every_window_that_contains_it() {
+    let mut op = operator(json!({"window": {"type": "hopping", "size": "3s", "slide": "1s"}, "aggregates": [{"function": "count"}]}));
+    op.process_json(&[(json!({}), 2_500), (json!({}), 3_100)]);
+    let results = json_values(&op.watermark(i64::MAX));
+    assert_eq!(counts_by_window(&results), vec![(0, 3000, 1), (1000, 4000, 2), (2000, 5000, 2), (3000, 6000, 1)]);
+}
+
+#[test]
+fn session_windows_merge_records_closer_than_the_gap_per_group() {
+    let mut op = operator(
+        json!({"window": {"type": "session", "gap": "10s"}, "group_by": ["user"], "aggregates": [{"function": "count"}, {"function": "sum", "field": "n", "as": "total"}]}),
+    );
+    let records = [
+        (json!({"user": "a", "n": 1}), 0),
+        (json!({"user": "a", "n": 2}), 25_000),
+        (json!({"user": "b", "n": 5}), 5_000),
+        (json!({"user": "a", "n": 4}), 8_000),
+    ];
+    op.process_json(&records);
+    assert_eq!(
+        json_values(&op.watermark(15_000)),
+        vec![json!({"window_start": 5000, "window_end": 15000, "user": "b", "count": 1, "total": 5})]
+    );
+    assert!(op.watermark(17_999).is_empty(), "a's records at 0 s and 8 s share the session [0, 18 s)");
+    assert_eq!(
+        json_values(&op.watermark(18_000)),
+        vec![json!({"window_start": 0, "window_end": 18000, "user": "a", "count": 2, "total": 5})]
+    );
+    let rest = json_values(&op.watermark(i64::MAX));
+    assert_eq!(rest, vec![json!({"window_start": 25000, "window_end": 35000, "user": "a", "count": 1, "total": 2})]);
+}
+
+#[test]
+fn a_record_bridging_two_sessions_merges_them() {
+    let mut op = operator(json!({"window": {"type": "session", "gap": "10s"}, "aggregates": [{"function": "count"}]}));
+    op.process_json(&[(json!({}), 0), (json!({}), 15_000)]);
+    op.process_json(&[(json!({}), 8_000)]);
+    assert_eq!(counts_by_window(&json_values(&op.watermark(i64::MAX))), vec![(0, 25_000, 3)]);
+}
+
+#[test]
+fn late_records_within_allowed_lateness_update_the_result_with_a_revision() {
+    let mut op = operator(
+        json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "count"}], "allowed_lateness": "5s", "late": "reject"}),
+    );
+    op.process_json(&[(json!({}), 1_000)]);
+    assert_eq!(json_values(&op.watermark(10_000)), vec![json!({"window_start": 0, "window_end": 10000, "count": 1})]);
+    op.process_json(&[(json!({}), 2_000)]);
+    assert_eq!(json_values(&op.watermark(12_000)), vec![json!({"window_start": 0, "window_end": 10000, "count": 2, "revision": 1})]);
+    assert!(op.watermark(13_000).is_empty(), "no change, no new result");
+    op.watermark(15_000);
+    let out = op.process_json(&[(json!({}), 3_000)]);
+    assert_eq!(out.rejected.len(), 1, "past the allowed lateness the window is purged");
+    assert!(out.rejected[0].reason.contains("allowed lateness 5000 ms"), "{}", out.rejected[0].reason);
+}
+
+#[test]
+fn late_records_can_go_to_a_side_output() {
+    let mut op =
+        operator(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "count"}], "late": "side-output"}));
+    op.watermark(10_000);
+    let out = op.process_json(&[(json!({"id": 7}), 3_000)]);
+    assert!(out.rejected.is_empty());
+    assert_eq!(json_values(&out.batch), vec![json!({"late_record": {"id": 7}, "watermark": 10000})]);
+    assert_eq!(out.batch.get(0).unwrap().timestamp(), 3_000);
+}
+
+#[test]
+fn variance_and_stddev_match_a_direct_computation() {
+    let values = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
+    let mut op = operator(
+        json!({"window": {"type": "tumbling", "size": "1h"}, "aggregates": [{"function": "variance", "field": "x"}, {"function": "stddev", "field": "x"}]}),
+    );
+    op.process_json(&values.iter().map(|x| (json!({"x": x}), 0)).collect::<Vec<_>>());
+    let result = &json_values(&op.watermark(i64::MAX))[0];
+    let mean = values.iter().sum::<f64>() / 8.0;
+    let variance = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 7.0;
+    assert!((result["variance_x"].as_f64().unwrap() - variance).abs() < 1e-12);
+    assert!((result["stddev_x"].as_f64().unwrap() - variance.sqrt()).abs() < 1e-12);
+}
+
+#[test]
+fn quantiles_are_within_the_stated_relative_error() {
+    let values: Vec<f64> = (1..=10_000).map(|i| ((i * 7919) % 10_007) as f64 / 3.0 + 1.0).collect();
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1h"}, "aggregates": [
+        {"function": "median", "field": "x"}, {"function": "quantile", "field": "x", "q": 0.95, "as": "p95"}, {"function": "quantile", "field": "x", "q": 0.01, "as": "p01"}]}));
+    op.process_json(&values.iter().map(|x| (json!({"x": x}), 0)).collect::<Vec<_>>());
+    let result = &json_values(&op.watermark(i64::MAX))[0];
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    for (name, q) in [("median_x", 0.5), ("p95", 0.95), ("p01", 0.01)] {
+        let exact = sorted[((q * (sorted.len() - 1) as f64).floor()) as usize];
+        let estimate = result[name].as_f64().unwrap();
+        assert!((estimate - exact).abs() <= QUANTILE_RELATIVE_ERROR * exact * 1.01, "{name}: {estimate} vs {exact}");
+    }
+}
+
+#[test]
+fn distinct_counts_are_close_and_first_last_follow_event_time() {
+    let records: Vec<(Value, i64)> =
+        (0..20_000).map(|i| (json!({"user": format!("u{}", i % 5_000), "step": i}), 100_000 - i as i64)).collect();
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1h"}, "aggregates": [
+        {"function": "distinct", "field": "user", "as": "users"}, {"function": "first", "field": "step"}, {"function": "last", "field": "step"}]}));
+    op.process_json(&records);
+    let result = &json_values(&op.watermark(i64::MAX))[0];
+    let users = result["users"].as_f64().unwrap();
+    assert!((users - 5_000.0).abs() / 5_000.0 < 0.03, "{users}");
+    assert_eq!((result["first_step"].clone(), result["last_step"].clone()), (json!(19_999), json!(0)), "earliest and latest by event time");
+}
+
+#[test]
+fn when_conditions_count_only_matching_records() {
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1m"}, "group_by": ["campaign"], "aggregates": [
+        {"function": "count", "as": "views", "when": {"field": "event_type", "equals": "view"}},
+        {"function": "count", "as": "orders", "when": {"field": "event_type", "equals": "order"}},
+        {"function": "sum", "field": "price", "as": "revenue", "when": {"field": "event_type", "equals": "order"}}]}));
+    op.process_json(&[
+        (json!({"campaign": "c", "event_type": "view", "price": 3}), 0),
+        (json!({"campaign": "c", "event_type": "view", "price": 3}), 1),
+        (json!({"campaign": "c", "event_type": "order", "price": 3}), 2),
+    ]);
+    assert_eq!(
+        json_values(&op.watermark(i64::MAX)),
+        vec![json!({"window_start": 0, "window_end": 60000, "campaign": "c", "views": 2, "orders": 1, "revenue": 3})]
+    );
+}
+
+/// The state layout of version 1 of the plugin, written as version 1 wrote it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateV1 {
+    windows: BTreeMap<WindowKey, BTreeMap<String, Vec<Accumulator>>>,
+    watermark: Option<i64>,
+}
+
+impl VersionedState for StateV1 {
+    const VERSION: u32 = 1;
+}
+
+#[test]
+fn state_of_version_1_is_migrated() {
+    let group = BTreeMap::from([("[\"a\"]".to_owned(), vec![Accumulator::Count(4)])]);
+    let old = StateV1 { windows: BTreeMap::from([(WindowKey { start: 0, end: 10_000 }, group)]), watermark: Some(500) };
+    let restored: OpenWindows = State::encode(&old).decode().unwrap();
+    assert_eq!(restored.len(), 1);
+    let config = json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["category"], "aggregates": [{"function": "count"}]});
+    let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&restored)).unwrap();
+    op.process_json(&[record("a", 1.0, 1_000)]);
+    assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
+    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 and 2"));
+}
+
+#[test]
+fn computed_fields_and_pass_through_make_roll_ups_in_one_chain() {
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1m"}, "aggregates": [
+        {"function": "count", "as": "views", "when": {"field": "t", "equals": "view"}},
+        {"function": "count", "as": "orders", "when": {"field": "t", "equals": "order"}}],
+        "compute": {"rate": "round(orders / max(views, 1), 2)", "broken": "orders / 0"},
+        "pass_through": true}));
+    let out =
+        op.process_json(&[(json!({"t": "view"}), 0), (json!({"t": "view"}), 1), (json!({"t": "view"}), 2), (json!({"t": "order"}), 3)]);
+    assert_eq!(out.batch.len(), 4, "inputs pass through");
+    let result = &json_values(&op.watermark(i64::MAX))[0];
+    assert_eq!((result["rate"].clone(), result["broken"].clone()), (json!(0.33), Value::Null));
+    assert!(
+        Harness::<WindowAggregate>::new(
+            json!({"window": {"type": "tumbling", "size": "1m"}, "aggregates": [{"function": "count"}], "compute": {"x": "1 +"}})
+        )
+        .err()
+        .unwrap()
+        .contains("compute.x")
+    );
+}

@@ -1,0 +1,190 @@
+//! The operator library as the runtime runs it: real components, snapshot and restore in
+//! the middle of a stream, and pipelines over the generator's clickstream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sluice::pipeline::{Operator, OperatorSpec};
+use sluice::wasm::{Batch, InstanceLimits, OperatorMetrics};
+
+use crate::support::{Scratch, plugin, registry, run};
+
+/// A running operator of the built plugin `name`, restored from `state` if given.
+fn start(name: &str, config: &Value, state: Option<sluice::wasm::State>) -> Operator {
+    let spec = OperatorSpec {
+        name: name.into(),
+        plugin: registry().load(&plugin(name)).expect("plugin loads"),
+        config_json: config.to_string(),
+        limits: InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) },
+        metrics: Arc::new(OperatorMetrics::default()),
+    };
+    Operator::start(spec, state).expect("operator starts")
+}
+
+/// Feeds `records` in batches of `size`, advancing the watermark after each batch as the
+/// runtime does; returns everything emitted. With `stop_after`, the operator is snapshotted
+/// after that many batches, dropped, and a new instance restored from the snapshot goes on.
+fn feed(name: &str, config: &Value, records: &[(Value, i64)], size: usize, lag: i64, stop_after: Option<usize>) -> Vec<Value> {
+    let mut operator = start(name, config, None);
+    let mut emitted = Vec::new();
+    let mut newest = i64::MIN;
+    for (number, chunk) in records.chunks(size).enumerate() {
+        if stop_after == Some(number) {
+            let state = operator.snapshot().expect("snapshot");
+            operator = start(name, config, Some(state));
+        }
+        let batch = sluice_sdk::testing::json_batch(chunk);
+        let processed = operator.process(batch);
+        assert!(processed.dead.is_empty(), "{:?}", processed.dead.first().map(|dead| &dead.reason));
+        emitted.extend(values(&processed.batch));
+        newest = chunk.iter().map(|(_, timestamp)| *timestamp).fold(newest, i64::max);
+        emitted.extend(values(&operator.on_watermark(newest - lag)));
+    }
+    emitted.extend(values(&operator.on_watermark(i64::MAX)));
+    emitted
+}
+
+fn values(batch: &Batch) -> Vec<Value> {
+    sluice_sdk::testing::json_values(batch)
+}
+
+/// Clickstream-like records: category, user, item, price, 100 ms apart.
+fn clicks(count: usize) -> Vec<(Value, i64)> {
+    (0..count)
+        .map(|i| {
+            let category = ["books", "toys", "garden"][i * 7 % 3];
+            (json!({"category": category, "user_id": format!("u{}", i * 31 % 40), "item_id": format!("i{}", i * 17 % 25), "price": (i * 13 % 97) as f64 + 0.5, "event_id": i / 2}), i as i64 * 100)
+        })
+        .collect()
+}
+
+fn assert_restore_changes_nothing(name: &str, config: Value, records: &[(Value, i64)]) {
+    let uninterrupted = feed(name, &config, records, 64, 0, None);
+    assert!(!uninterrupted.is_empty(), "{name} emits something");
+    let interrupted = feed(name, &config, records, 64, 0, Some(records.len() / 128));
+    assert_eq!(interrupted, uninterrupted, "{name}: stopping in the middle and restoring changed the output");
+}
+
+#[test]
+fn window_aggregate_snapshot_and_restore_change_nothing() {
+    let config = json!({"window": {"type": "session", "gap": "2s"}, "group_by": ["user_id"], "aggregates": [
+        {"function": "count"}, {"function": "median", "field": "price"}, {"function": "distinct", "field": "item_id"}, {"function": "last", "field": "price"}]});
+    assert_restore_changes_nothing("window-aggregate", config, &clicks(3000));
+    let hopping = json!({"window": {"type": "hopping", "size": "10s", "slide": "2s"}, "group_by": ["category"], "aggregates": [{"function": "stddev", "field": "price"}], "allowed_lateness": "1s"});
+    assert_restore_changes_nothing("window-aggregate", hopping, &clicks(3000));
+}
+
+#[test]
+fn window_aggregate_late_records_route_through_the_runtime() {
+    let scratch = Scratch::new();
+    let records: String = [(1_000, "a"), (25_000, "b"), (2_000, "late-dead"), (26_000, "c")]
+        .iter()
+        .map(|(ts, id)| format!("{}\n", json!({"ts": ts, "id": id})))
+        .collect();
+    scratch.write("input.jsonl", &records);
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "lateness"
+batch_size = 1
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "10s" }, aggregates = [{ function = "count" }], late = "reject" }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    run(&path).expect("pipeline runs");
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0]["reason"].as_str().is_some_and(|reason| reason.contains("late record")), "{dead:?}");
+    let counts: Vec<i64> = scratch.json_lines("out.jsonl").iter().map(|r| r["count"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(counts, vec![1, 2]);
+}
+
+#[test]
+fn recommend_suggests_items_seen_together_through_the_runtime() {
+    // Five users each view A then B; a sixth user's view of A is answered with B.
+    let mut records = Vec::new();
+    for user in 1..=5 {
+        records.push((json!({"user_id": format!("u{user}"), "item_id": "A", "event_type": "view"}), user * 10));
+        records.push((json!({"user_id": format!("u{user}"), "item_id": "B", "event_type": "view"}), user * 10 + 1));
+        records.push((json!({"user_id": format!("u{user}"), "item_id": format!("noise{user}"), "event_type": "view"}), user * 10 + 2));
+    }
+    records.push((json!({"user_id": "u6", "item_id": "A", "event_type": "order"}), 100));
+    let config = json!({"kinds": ["view", "order"], "top_n": 3, "min_cooccurrence": 2});
+    let emitted = feed("recommend", &config, &records, 4, 0, None);
+    let last = emitted.last().expect("the last interaction emits");
+    assert_eq!((last["user"].clone(), last["item"].clone()), (json!("u6"), json!("A")));
+    assert_eq!(last["recommendations"][0]["item"], json!("B"));
+    assert_eq!(last["recommendations"][0]["cooccurrences"], json!(5));
+    assert_restore_changes_nothing("recommend", config, &records);
+}
+
+#[test]
+fn dedupe_drops_repeats_within_the_horizon_through_the_runtime() {
+    let records: Vec<(Value, i64)> =
+        [(1, 0), (2, 100), (1, 500), (1, 20_000), (2, 20_100)].iter().map(|(id, ts)| (json!({"event_id": id}), *ts)).collect();
+    let config = json!({"keys": ["event_id"], "horizon": "10s"});
+    let kept: Vec<(Value, i64)> = feed("dedupe", &config, &records, 2, 0, None).iter().map(|r| (r["event_id"].clone(), 0)).collect();
+    assert_eq!(kept.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), vec![json!(1), json!(2), json!(1), json!(2)]);
+    assert_restore_changes_nothing(
+        "dedupe",
+        config,
+        &clicks(2000).into_iter().map(|(r, t)| (json!({"event_id": r["event_id"]}), t)).collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn enrich_joins_a_granted_csv_file_through_the_runtime() {
+    let scratch = Scratch::new();
+    scratch.write("catalog.csv", "id,brand,name\ni1,acme,\"Anvil, heavy\"\ni2,\"Bolt \"\"Co\"\"\",Bolt\n");
+    scratch.write("input.jsonl", "{\"item_id\": \"i1\", \"n\": 1}\n{\"item_id\": \"i9\", \"n\": 2}\n{\"item_id\": \"i2\", \"n\": 3}\n");
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "enrichment"
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+
+[[operators]]
+name = "catalog"
+plugin = "{plugins}/enrich.wasm"
+files = { items = "catalog.csv" }
+config = { key = "item_id", file = "items", file_format = "csv", file_key = "id", into = "product", missing = "reject" }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs");
+    assert_eq!(summary.dead_letters, 1, "i9 is not in the catalogue");
+    assert_eq!(
+        scratch.json_lines("out.jsonl"),
+        vec![
+            json!({"item_id": "i1", "n": 1, "product": {"brand": "acme", "name": "Anvil, heavy"}}),
+            json!({"item_id": "i2", "n": 3, "product": {"brand": "Bolt \"Co\"", "name": "Bolt"}}),
+        ]
+    );
+}
