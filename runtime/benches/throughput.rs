@@ -22,7 +22,7 @@ fn main() {
     let bytes: usize = batches.iter().flat_map(|batch| batch.iter()).map(|record| record.value().len()).sum();
     let records = BATCH * BATCHES;
     println!("sluice throughput benchmark: {records} JSON records of {} bytes on average, batches of {BATCH}, one core", bytes / records);
-    println!("{:<44} {:>14} {:>14} {:>8}", "operator chain", "wasm rec/s", "native rec/s", "ratio");
+    println!("{:<50} {:>14} {:>14} {:>8}", "operator chain", "wasm rec/s", "native rec/s", "ratio");
     let registry = PluginRegistry::new(WasmEngine::new().expect("engine"));
 
     let filter_config = json!({"field": "price", "op": "gt", "value": 5});
@@ -54,6 +54,19 @@ fn main() {
             let watermark = last_timestamp(&batch) - 1_000;
             native.process(&batch).batch.len() + native.watermark(watermark).len()
         }),
+    );
+    bench_recommend(&registry, &batches);
+}
+
+/// Recommendations from a stream of interactions (the bench's records: user and item ids).
+fn bench_recommend(registry: &PluginRegistry, batches: &[Batch]) {
+    let config = json!({"user": "user", "item": "item", "history": 10, "top_n": 5});
+    let mut wasm = vec![operator(registry, "recommend", &config)];
+    let mut native = Harness::<recommend::Recommend>::new(config).expect("recommend config");
+    report(
+        "recommend (co-occurrence, LLR, top 5)",
+        measure(batches, |batch| run_wasm(&mut wasm, batch)),
+        measure(batches, |batch| native.process(&batch).batch.len()),
     );
 }
 
@@ -125,7 +138,7 @@ fn measure(batches: &[Batch], mut process: impl FnMut(Batch) -> usize) -> f64 {
 }
 
 fn report(name: &str, wasm: f64, native: f64) {
-    println!("{name:<44} {:>14} {:>14} {:>7.2}x", millions(wasm), millions(native), wasm / native);
+    println!("{name:<50} {:>14} {:>14} {:>7.2}x", millions(wasm), millions(native), wasm / native);
 }
 
 fn millions(rate: f64) -> String {

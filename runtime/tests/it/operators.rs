@@ -188,3 +188,32 @@ path = "dead.jsonl"
         ]
     );
 }
+
+#[test]
+fn moving_average_and_anomaly_detect_survive_snapshot_and_restore() {
+    let averages = json!({"field": "price", "group_by": ["category"], "averages": [
+        {"type": "simple", "records": 5}, {"type": "simple", "span": "2s"}, {"type": "exponential", "half_life": "1s"}]});
+    assert_restore_changes_nothing("moving-average", averages, &clicks(2000));
+    let detectors = json!({"field": "price", "group_by": ["category"], "warm_up": 5, "pass_through": true,
+        "detectors": [{"type": "zscore", "alpha": 0.1, "threshold": 2.0}, {"type": "mad", "window": 20, "threshold": 2.5}]});
+    assert_restore_changes_nothing("anomaly-detect", detectors, &clicks(2000));
+}
+
+#[test]
+fn the_ecommerce_pipeline_detects_the_injected_anomaly_and_nothing_else() {
+    let output = crate::support::sluice(&crate::support::repo_root(), &["run", "pipelines/ecommerce.toml"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let records: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+    let windows = records.iter().filter(|record| record.get("window_start").is_some()).count();
+    let alerts: Vec<&Value> = records.iter().filter(|record| record["alert"] == "anomaly").collect();
+    // The generator multiplies electronics prices by 6 during minute 20 (2026-01-01T00:20Z).
+    let injected =
+        |alert: &&&Value| alert["group"]["category"] == "electronics" && alert["record"]["window_start"] == json!(1_767_226_800_000i64);
+    assert_eq!(alerts.iter().filter(injected).count(), 1, "the injected anomaly is detected: {alerts:?}");
+    let false_positives = alerts.len() - 1;
+    assert!(windows >= 200, "30 minutes × 8 categories of results, got {windows}");
+    assert!(false_positives * 100 <= windows, "at most 1% false alerts: {false_positives} of {windows} windows");
+    let with_ema = records.iter().filter(|record| record.get("revenue_ema").is_some()).count();
+    assert_eq!(with_ema, windows, "every result carries the moving average of revenue");
+}

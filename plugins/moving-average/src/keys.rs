@@ -1,0 +1,197 @@
+//! The operator's state: per key, its averages, the records waiting for the watermark and the
+//! interval being counted; at most `max_keys` keys, forgetting the least recently used.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::VersionedState;
+
+use crate::average::{Average, AverageState};
+
+/// Every key's state. Maps are ordered so that iteration, hence output, is deterministic.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AveragesByKey {
+    keys: BTreeMap<String, KeyState>,
+    /// Keys by their last use, oldest first: the next to forget when a new key arrives.
+    recency: BTreeMap<u64, String>,
+    /// Numbers uses: the arrival order of records, the same however they are batched.
+    uses: u64,
+    /// Per interval: the newest watermark seen; intervals ending at or before it are emitted.
+    watermark: Option<i64>,
+}
+
+impl VersionedState for AveragesByKey {
+    const VERSION: u32 = 1;
+}
+
+/// One key's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyState {
+    last_use: u64,
+    averages: Vec<AverageState>,
+    /// Per interval: values not yet applied, as (event time, value) sorted by event time.
+    pending: VecDeque<(i64, f64)>,
+    /// Per interval: the interval of the newest applied value, not yet emitted.
+    interval: Option<IntervalCount>,
+}
+
+/// The interval `[end - interval, end)` being counted for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct IntervalCount {
+    end: i64,
+    count: u64,
+}
+
+/// A key's finished interval: its end, how many values it counted, and the averages then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedInterval {
+    pub end: i64,
+    pub count: u64,
+    pub values: Vec<Option<f64>>,
+}
+
+/// The end of the interval containing `timestamp`, intervals aligned on the Unix epoch.
+pub fn interval_end(timestamp: i64, interval: i64) -> i64 {
+    timestamp.saturating_sub(timestamp.rem_euclid(interval)).saturating_add(interval)
+}
+
+impl AveragesByKey {
+    pub fn get(&self, key: &str) -> Option<&KeyState> {
+        self.keys.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The state of `key`, made the most recently used; created if new, after forgetting the
+    /// least recently used key (returned) if `max_keys` keys are kept already.
+    pub fn touch(&mut self, key: &str, max_keys: usize) -> (&mut KeyState, Option<(String, KeyState)>) {
+        let now = self.uses;
+        self.uses += 1;
+        let mut forgotten = None;
+        match self.keys.get(key).map(|state| state.last_use) {
+            Some(last_use) => {
+                let name = self.recency.remove(&last_use).unwrap_or_else(|| key.to_owned());
+                self.recency.insert(now, name);
+            }
+            None => {
+                if self.keys.len() >= max_keys {
+                    forgotten = self.forget_least_recent();
+                }
+                self.recency.insert(now, key.to_owned());
+                self.keys.insert(key.to_owned(), KeyState::default());
+            }
+        }
+        match self.keys.get_mut(key) {
+            Some(state) => {
+                state.last_use = now;
+                (state, forgotten)
+            }
+            None => unreachable!("the key was inserted above"),
+        }
+    }
+
+    fn forget_least_recent(&mut self) -> Option<(String, KeyState)> {
+        let (_, name) = self.recency.pop_first()?;
+        let state = self.keys.remove(&name)?;
+        Some((name, state))
+    }
+
+    /// Applies every value before `watermark` and returns the intervals that ended, ordered by
+    /// end, then key. Visits every key: O(keys) per watermark.
+    pub fn advance(&mut self, watermark: i64, interval: i64, averages: &[Average], max_records: usize) -> Advanced {
+        self.watermark = Some(self.watermark.map_or(watermark, |current| current.max(watermark)));
+        let mut advanced = Advanced::default();
+        for (key, state) in &mut self.keys {
+            let mut finished = Vec::new();
+            advanced.span_truncated += state.advance(watermark, interval, averages, max_records, &mut finished);
+            advanced.finished.extend(finished.into_iter().map(|result| (key.clone(), result)));
+        }
+        // Stable: keys stay in order within an interval end.
+        advanced.finished.sort_by_key(|(_, result)| result.end);
+        advanced
+    }
+}
+
+/// What a watermark finished.
+#[derive(Debug, Default)]
+pub struct Advanced {
+    pub finished: Vec<(String, FinishedInterval)>,
+    pub span_truncated: u64,
+}
+
+impl KeyState {
+    /// Adds a value to every average; returns how many values span windows dropped early.
+    pub fn apply(&mut self, timestamp: i64, x: f64, averages: &[Average], max_records: usize) -> u64 {
+        // Restored state may come from a configuration with other averages: match it up.
+        self.averages.truncate(averages.len());
+        for average in &averages[self.averages.len()..] {
+            self.averages.push(AverageState::fresh(average.kind));
+        }
+        self.averages.iter_mut().zip(averages).map(|(state, average)| state.add(average.kind, timestamp, x, max_records)).sum()
+    }
+
+    /// The averages' current values, in configuration order.
+    pub fn values(&self) -> impl Iterator<Item = Option<f64>> + '_ {
+        self.averages.iter().map(AverageState::value)
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Keeps a value until the watermark passes it.
+    pub fn hold(&mut self, timestamp: i64, x: f64) {
+        // After the values of the same time: ties are applied in arrival order.
+        let position = self.pending.partition_point(|(time, _)| *time <= timestamp);
+        self.pending.insert(position, (timestamp, x));
+    }
+
+    /// Applies the values before `watermark` in event-time order and appends the intervals
+    /// that ended to `finished`; returns how many values span windows dropped early.
+    pub fn advance(
+        &mut self,
+        watermark: i64,
+        interval: i64,
+        averages: &[Average],
+        max_records: usize,
+        finished: &mut Vec<FinishedInterval>,
+    ) -> u64 {
+        let mut truncated = 0;
+        while self.pending.front().is_some_and(|(time, _)| *time < watermark) {
+            let Some((timestamp, x)) = self.pending.pop_front() else { break };
+            let end = interval_end(timestamp, interval);
+            match self.interval {
+                // The interval's averages are those before the first value of a later interval.
+                Some(current) if end > current.end => {
+                    finished.push(self.finish(current));
+                    self.interval = Some(IntervalCount { end, count: 0 });
+                }
+                Some(_) => {}
+                None => self.interval = Some(IntervalCount { end, count: 0 }),
+            }
+            truncated += self.apply(timestamp, x, averages, max_records);
+            if let Some(current) = &mut self.interval {
+                current.count += 1;
+            }
+        }
+        if let Some(current) = self.interval.filter(|current| current.end <= watermark) {
+            finished.push(self.finish(current));
+            self.interval = None;
+        }
+        truncated
+    }
+
+    fn finish(&self, interval: IntervalCount) -> FinishedInterval {
+        FinishedInterval { end: interval.end, count: interval.count, values: self.values().collect() }
+    }
+}

@@ -1,0 +1,227 @@
+//! `moving-average`: simple and exponential moving averages of a numeric field, per key.
+//!
+//! ```toml
+//! [operators.config]
+//! field = "price"                # dotted path of the number averaged
+//! group_by = ["item_id"]         # dotted paths; none = one global key
+//! averages = [
+//!   { type = "simple", records = 10, as = "sma_10" },   # mean of the last 10 records
+//!   { type = "simple", span = "5m" },                   # of the last 5 minutes; named sma_5m
+//!   { type = "exponential", alpha = 0.3, as = "ema" },  # ema = 0.3 x + 0.7 ema, per record
+//!   { type = "exponential", half_life = "1m" },         # decays with event time; named ema_1m
+//! ]
+//! emit = "per-record"            # default: every record passes on with the averages added,
+//! into = "averages"              # nested in this object (default: as top-level fields)
+//! max_records = 1000             # most values a key keeps per average (and waiting, per interval)
+//! max_keys = 2000                # most keys; a new one beyond forgets the least recently used
+//!                                # (defaults: at worst about 32 MB, within the default memory limit)
+//! # or one record per key and interval, instead of `emit` and `into` above:
+//! # emit = "per-interval"
+//! # interval = "1m"              # aligned on the Unix epoch
+//! # late = "drop"                # records of intervals already emitted: "drop" (counted) or "reject"
+//! ```
+//!
+//! `records` and `alpha` count records in the order they are applied: arrival order per
+//! record, event-time order per interval. `span` and `half_life` use event time: a span window
+//! holds the key's records with `timestamp > newest - span`, `newest` being the key's newest
+//! event time; a half-life step weighs `1 - 2^(-Δt / half_life)`, Δt the event time since the
+//! key's previous step. Records of one event time form one step with their mean; a record
+//! older than the key's newest joins the newest step (the average cannot be rewound).
+//!
+//! Per record, each record passes on with the averages after it. Per interval, records wait
+//! until the watermark passes them and are then applied in event-time order; when the
+//! watermark passes the end of an interval in which a key had records, the key emits
+//! `{"interval_end", <group fields>, <averages>, "count"}` with event time `interval_end - 1`
+//! (the averages after the interval's last record; `count`: its records), ordered by interval
+//! end, then key.
+//!
+//! A missing or non-numeric field rejects the record; null is skipped (passed on unchanged
+//! per record) and counted in the `null_skipped` metric.
+//!
+//! State is bounded: at most `max_keys` keys, each keeping at most `max_records` values per
+//! simple average (`N` for `records = N`; a span window beyond it loses its oldest values
+//! early, counted in `span_truncated`), three numbers per exponential average, and per
+//! interval at most `max_records` records waiting for the watermark (beyond, records are
+//! rejected: the watermark lags too far). A new key beyond `max_keys` forgets the least
+//! recently used one (`keys_evicted`), which starts afresh if it returns; per interval, the
+//! forgotten key's intervals are emitted at once.
+
+mod average;
+mod config;
+mod exponential;
+mod fields;
+mod keys;
+mod simple;
+
+use sluice_sdk::serde_json::{Map, Value};
+use sluice_sdk::{Batch, Operator, Output, Record};
+
+pub use average::AverageConfig;
+pub use config::{EmitMode, LatePolicy, MovingAverageConfig};
+pub use keys::AveragesByKey;
+
+use config::{Emission, INTERVAL_COUNT, INTERVAL_END, Settings};
+use fields::{group_values, number, read_number, write_group_key};
+use keys::{FinishedInterval, interval_end};
+
+/// A running moving-average operator.
+pub struct MovingAverage {
+    settings: Settings,
+    keys: AveragesByKey,
+    /// The key being built, reused across records.
+    group: String,
+}
+
+impl Operator for MovingAverage {
+    type Config = MovingAverageConfig;
+
+    fn init(config: MovingAverageConfig) -> Result<Self, String> {
+        Ok(MovingAverage { settings: Settings::from_config(config)?, keys: AveragesByKey::default(), group: String::new() })
+    }
+
+    fn process(&mut self, batch: &Batch, out: &mut Output) {
+        let mut counters = Counters::default();
+        for record in batch.iter() {
+            if let Err(reason) = self.process_record(record, out, &mut counters) {
+                out.reject(record.index(), reason);
+            }
+        }
+        counters.report();
+    }
+
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
+        if let Emission::PerInterval { interval, .. } = self.settings.emission {
+            let advanced = self.keys.advance(watermark, interval, &self.settings.averages, self.settings.max_records);
+            for (key, finished) in &advanced.finished {
+                out.push_json(&self.interval_record(key, finished), finished.end.saturating_sub(1));
+            }
+            Counters { span_truncated: advanced.span_truncated, ..Counters::default() }.report();
+        }
+        sluice_sdk::host::gauge_set("keys", self.keys.len() as f64);
+    }
+
+    sluice_sdk::state_in!(keys);
+}
+
+impl MovingAverage {
+    fn process_record(&mut self, record: Record<'_>, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
+        let found = record.raw_fields(&self.settings.lookups)?;
+        let (group_values, value) = found.split_at(self.settings.group_by.len());
+        let Some(x) = read_number(&self.settings.field, value.first().copied().flatten())? else {
+            counters.null_skipped += 1;
+            if matches!(self.settings.emission, Emission::PerRecord { .. }) {
+                out.emit(record);
+            }
+            return Ok(());
+        };
+        write_group_key(&mut self.group, group_values);
+        match self.settings.emission {
+            Emission::PerRecord { .. } => self.emit_with_averages(record, x, out, counters),
+            Emission::PerInterval { .. } => self.hold_for_interval(record, x, out, counters),
+        }
+    }
+
+    /// Per record: applies the value and passes the record on with the averages added.
+    fn emit_with_averages(&mut self, record: Record<'_>, x: f64, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
+        let mut object = record.json_object()?;
+        let into = match &self.settings.emission {
+            Emission::PerRecord { into } => into.as_ref(),
+            Emission::PerInterval { .. } => None,
+        };
+        // Fails now, before the state changes, if the record has a non-object on that path.
+        if let Some(into) = into {
+            into.set(&mut object, Value::Null)?;
+        }
+        let (key, forgotten) = self.keys.touch(&self.group, self.settings.max_keys);
+        counters.span_truncated += key.apply(record.timestamp(), x, &self.settings.averages, self.settings.max_records);
+        let averages = self.settings.averages.iter().zip(key.values()).map(|(average, value)| (average.name.clone(), number(value)));
+        match into {
+            Some(into) => into.set(&mut object, Value::Object(averages.collect()))?,
+            None => object.extend(averages),
+        }
+        counters.keys_evicted += u64::from(forgotten.is_some());
+        out.emit_json_like(record, &object);
+        Ok(())
+    }
+
+    /// Per interval: keeps the value until the watermark passes it.
+    fn hold_for_interval(&mut self, record: Record<'_>, x: f64, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
+        let Emission::PerInterval { interval, late } = self.settings.emission else { return Ok(()) };
+        let timestamp = record.timestamp();
+        let end = interval_end(timestamp, interval);
+        if let Some(watermark) = self.keys.watermark().filter(|watermark| end <= *watermark) {
+            return match late {
+                LatePolicy::Drop => {
+                    counters.late_dropped += 1;
+                    Ok(())
+                }
+                LatePolicy::Reject => Err(format!(
+                    "late record: event time {timestamp} belongs to the interval ending at {end}, already emitted at watermark {watermark}"
+                )),
+            };
+        }
+        let max_records = self.settings.max_records;
+        if self.keys.get(&self.group).is_some_and(|key| key.pending_len() >= max_records) {
+            return Err(format!(
+                "{max_records} records of this key already wait for the watermark (max_records): the watermark lags far \
+                 behind event time; lower the pipeline's out_of_orderness or raise max_records"
+            ));
+        }
+        let (key, forgotten) = self.keys.touch(&self.group, self.settings.max_keys);
+        key.hold(timestamp, x);
+        if let Some((name, mut state)) = forgotten {
+            counters.keys_evicted += 1;
+            // Its intervals cannot wait for the watermark any more: emit them now.
+            let mut finished = Vec::new();
+            counters.span_truncated += state.advance(i64::MAX, interval, &self.settings.averages, max_records, &mut finished);
+            for result in &finished {
+                out.emit_json(&self.interval_record(&name, result), result.end.saturating_sub(1));
+            }
+        }
+        Ok(())
+    }
+
+    /// `{"interval_end", <group fields>, <averages>, "count"}` for one key and interval.
+    fn interval_record(&self, key: &str, finished: &FinishedInterval) -> Map<String, Value> {
+        let mut record = Map::new();
+        record.insert(INTERVAL_END.into(), finished.end.into());
+        for (path, value) in self.settings.group_by.iter().zip(group_values(key)) {
+            record.insert(path.to_string(), value);
+        }
+        for (average, value) in self.settings.averages.iter().zip(&finished.values) {
+            record.insert(average.name.clone(), number(*value));
+        }
+        record.insert(INTERVAL_COUNT.into(), finished.count.into());
+        record
+    }
+}
+
+/// What one call counted, reported as operator metrics at its end.
+#[derive(Debug, Default)]
+struct Counters {
+    null_skipped: u64,
+    late_dropped: u64,
+    keys_evicted: u64,
+    span_truncated: u64,
+}
+
+impl Counters {
+    fn report(&self) {
+        let counts = [
+            ("null_skipped", self.null_skipped),
+            ("late_dropped", self.late_dropped),
+            ("keys_evicted", self.keys_evicted),
+            ("span_truncated", self.span_truncated),
+        ];
+        for (name, count) in counts {
+            if count > 0 {
+                sluice_sdk::host::counter_add(name, count);
+            }
+        }
+    }
+}
+
+sluice_sdk::export_operator!(MovingAverage);
+
+#[cfg(test)]
+mod tests;

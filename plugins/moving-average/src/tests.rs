@@ -1,0 +1,236 @@
+//! Native tests of the operator: emission, keys, rejections, state and configuration.
+
+mod averages;
+mod batching;
+mod intervals;
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, json_values};
+
+use crate::MovingAverage;
+
+fn operator(config: Value) -> Harness<MovingAverage> {
+    match Harness::<MovingAverage>::new(config.clone()) {
+        Ok(harness) => harness,
+        Err(error) => panic!("config {config} refused: {error}"),
+    }
+}
+
+fn every_average() -> Value {
+    json!({
+        "field": "price",
+        "group_by": ["item"],
+        "averages": [
+            {"type": "simple", "records": 2, "as": "sma_2"},
+            {"type": "simple", "span": "10s"},
+            {"type": "exponential", "alpha": 0.5, "as": "ema"},
+            {"type": "exponential", "half_life": "1s"}
+        ]
+    })
+}
+
+fn counter(name: &str) -> u64 {
+    sluice_sdk::host::native_metrics().counters.get(name).copied().unwrap_or(0)
+}
+
+#[test]
+fn per_record_adds_every_average_to_the_record() {
+    let mut op = operator(every_average());
+    let out = op.process_json(&[
+        (json!({"item": "a", "price": 2, "note": "x"}), 0),
+        (json!({"item": "a", "price": 4}), 1_000),
+        (json!({"item": "a", "price": 9}), 12_000),
+    ]);
+    assert!(out.rejected.is_empty());
+    assert_eq!(
+        json_values(&out.batch),
+        vec![
+            json!({"item": "a", "price": 2, "note": "x", "sma_2": 2, "sma_10s": 2, "ema": 2, "ema_1s": 2}),
+            json!({"item": "a", "price": 4, "sma_2": 3, "sma_10s": 3, "ema": 3, "ema_1s": 3}),
+            // 11 half-lives later, the old average weighs 2^-11: (1 - 2^-11) * 9 + 2^-11 * 3.
+            json!({"item": "a", "price": 9, "sma_2": 6.5, "sma_10s": 9, "ema": 6, "ema_1s": 9.0 - 6.0 / 2048.0}),
+        ]
+    );
+    assert_eq!(out.batch.iter().map(|record| record.timestamp()).collect::<Vec<_>>(), vec![0, 1_000, 12_000]);
+}
+
+#[test]
+fn into_nests_the_averages_and_records_keep_key_and_headers() {
+    let mut config = every_average();
+    config["into"] = json!("stats.moving");
+    let mut op = operator(config);
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(Some(b"k"), br#"{"item": "a", "price": 1, "stats": {"other": true}}"#, 7, [(&b"h"[..], &b"v"[..])]);
+    let out = op.process(&batch);
+    let record = out.batch.get(0).map(|record| (record.key(), record.timestamp(), record.header("h")));
+    assert_eq!(record, Some((Some(&b"k"[..]), 7, Some(&b"v"[..]))));
+    assert_eq!(
+        json_values(&out.batch),
+        vec![json!({"item": "a", "price": 1, "stats": {"other": true, "moving": {"sma_2": 1, "sma_10s": 1, "ema": 1, "ema_1s": 1}}})]
+    );
+    let blocked = op.process_json(&[(json!({"item": "a", "price": 100, "stats": 5}), 8), (json!({"item": "a", "price": 3}), 9)]);
+    assert_eq!(blocked.rejected.len(), 1);
+    assert!(blocked.rejected[0].reason.contains("\"stats\" is not an object"), "{}", blocked.rejected[0].reason);
+    assert_eq!(json_values(&blocked.batch)[0]["stats"]["moving"]["sma_2"], json!(2), "the rejected record does not count");
+}
+
+#[test]
+fn keys_are_averaged_separately() {
+    let mut config = every_average();
+    config["group_by"] = json!(["shop.id", "item"]);
+    let mut op = operator(config);
+    let out = op.process_json(&[
+        (json!({"shop": {"id": 1}, "item": "a", "price": 10}), 0),
+        (json!({"shop": {"id": 1}, "item": "b", "price": 20}), 0),
+        (json!({"shop": {"id": 2}, "item": "a", "price": 30}), 0),
+        (json!({"shop": {"id": 1.0}, "item": "a", "price": 20}), 1),
+        (json!({"item": "a", "price": 40}), 1),
+    ]);
+    let sma: Vec<Value> = json_values(&out.batch).iter().map(|record| record["sma_2"].clone()).collect();
+    assert_eq!(sma, vec![json!(10), json!(20), json!(30), json!(15), json!(40)], "1 and 1.0 are one shop; a missing shop is its own key");
+
+    let mut global = operator(json!({"field": "price", "averages": [{"type": "simple", "records": 3}]}));
+    let out = global.process_json(&[(json!({"item": "a", "price": 1}), 0), (json!({"item": "b", "price": 2}), 0)]);
+    assert_eq!(json_values(&out.batch)[1]["sma_3"], json!(1.5));
+}
+
+#[test]
+fn null_values_pass_unchanged_and_are_counted() {
+    let mut op = operator(every_average());
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"item":"a", "price": null}"#, 0, []);
+    batch.push(None, br#"{"item": "a", "price": 5}"#, 1, []);
+    let out = op.process(&batch);
+    assert!(out.rejected.is_empty());
+    assert_eq!(out.batch.get(0).map(|record| record.value()), Some(&br#"{"item":"a", "price": null}"#[..]));
+    assert_eq!(json_values(&out.batch)[1]["sma_2"], json!(5), "the null does not count");
+    assert_eq!(counter("null_skipped"), 1);
+}
+
+#[test]
+fn records_without_a_usable_number_are_rejected_with_the_reason() {
+    let mut op = operator(every_average());
+    let mut batch = sluice_sdk::Batch::new();
+    for payload in [
+        &br#"{"item": "a"}"#[..],
+        br#"{"item": "a", "price": "12"}"#,
+        br#"{"item": "a", "price": true}"#,
+        br#"{"item": "a", "price": {"amount": 1}}"#,
+        br#"{"item": "a", "price": 1e400}"#,
+        br#"[1, 2]"#,
+        br#"{"item": "a", "price": 1"#,
+        br#"{"item": "a", "price": 8}"#,
+    ] {
+        batch.push(None, payload, 0, []);
+    }
+    let out = op.process(&batch);
+    let reasons: Vec<(u32, &str)> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+    assert_eq!(
+        reasons[..6],
+        [
+            (0, "field price is missing"),
+            (1, "field price is a string, not a number"),
+            (2, "field price is a boolean, not a number"),
+            (3, "field price is an object, not a number"),
+            (4, "field price is 1e400, beyond the range of 64-bit floating point"),
+            (5, "field price is missing"),
+        ]
+    );
+    assert_eq!(reasons[6].0, 6);
+    assert!(reasons[6].1.starts_with("payload is not valid JSON"), "{}", reasons[6].1);
+    assert_eq!(json_values(&out.batch), vec![json!({"item": "a", "price": 8, "sma_2": 8, "sma_10s": 8, "ema": 8, "ema_1s": 8})]);
+}
+
+#[test]
+fn the_least_recently_used_key_is_forgotten_beyond_max_keys() {
+    let mut op = operator(json!({"field": "x", "group_by": ["k"], "max_keys": 2, "averages": [{"type": "simple", "records": 5}]}));
+    let record = |key: &str, x: i64| (json!({"k": key, "x": x}), 0);
+    let out = op.process_json(&[record("a", 1), record("b", 10), record("a", 3), record("c", 100), record("b", 20), record("a", 5)]);
+    let sma: Vec<Value> = json_values(&out.batch).iter().map(|record| record["sma_5"].clone()).collect();
+    // "c" forgets "b" (least recently used), then "b" forgets "a": both start afresh.
+    assert_eq!(sma, vec![json!(1), json!(10), json!(2), json!(100), json!(20), json!(5)]);
+    assert_eq!(counter("keys_evicted"), 3);
+    op.watermark(0);
+    assert_eq!(sluice_sdk::host::native_metrics().gauges.get("keys"), Some(&2.0));
+}
+
+#[test]
+fn snapshot_and_restore_continue_identically() {
+    let record = |i: usize| {
+        let item = ["a", "b"][i % 2];
+        (json!({"item": item, "price": (i * 7 % 11) as f64 / 4.0}), (i as i64) * 700)
+    };
+    let records: Vec<(Value, i64)> = (0..40).map(record).collect();
+    let mut op = operator(every_average());
+    op.process_json(&records[..25]);
+    let mut restored = Harness::<MovingAverage>::restored(every_average(), op.snapshot()).unwrap();
+    assert_eq!(json_values(&restored.process_json(&records[25..]).batch), json_values(&op.process_json(&records[25..]).batch));
+    assert_eq!(restored.snapshot(), op.snapshot());
+}
+
+#[test]
+fn state_of_other_averages_is_matched_up_after_a_configuration_change() {
+    let mut op = operator(every_average());
+    op.process_json(&[(json!({"item": "a", "price": 4}), 0), (json!({"item": "a", "price": 8}), 0)]);
+    let changed = json!({"field": "price", "group_by": ["item"], "averages": [
+        {"type": "exponential", "alpha": 1, "as": "sma_2"},
+        {"type": "simple", "span": "10s"},
+        {"type": "simple", "records": 3},
+    ]});
+    let mut restored = Harness::<MovingAverage>::restored(changed, op.snapshot()).unwrap();
+    let out = json_values(&restored.process_json(&[(json!({"item": "a", "price": 0}), 0)]).batch);
+    assert_eq!(out, vec![json!({"item": "a", "price": 0, "sma_2": 0, "sma_10s": 4, "sma_3": 0})]);
+}
+
+#[test]
+fn default_names_describe_the_average() {
+    let mut op = operator(json!({"field": "x", "averages": [
+        {"type": "simple", "records": 10}, {"type": "simple", "span": "5m"}, {"type": "simple", "span": 1500},
+        {"type": "exponential", "alpha": 0.3}, {"type": "exponential", "half_life": "2h"}
+    ]}));
+    let out = json_values(&op.process_json(&[(json!({"x": 1}), 0)]).batch);
+    let names: Vec<&String> = out[0].as_object().map(|object| object.keys().collect()).unwrap_or_default();
+    assert_eq!(names, ["x", "sma_10", "sma_5m", "sma_1500ms", "ema_0_3", "ema_2h"]);
+}
+
+#[test]
+fn configuration_errors_are_explained() {
+    let refuse = |averages: Value, extra: Value| {
+        let mut config = json!({"field": "x", "averages": averages});
+        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            config.extend(extra.clone());
+        }
+        Harness::<MovingAverage>::new(config).err().unwrap_or_default()
+    };
+    let none = json!({});
+    let alpha = |alpha: f64| json!([{"type": "exponential", "alpha": alpha}]);
+    assert_eq!(refuse(alpha(0.0), none.clone()), "averages[0]: alpha must be greater than 0 and at most 1, got 0");
+    assert_eq!(refuse(alpha(1.5), none.clone()), "averages[0]: alpha must be greater than 0 and at most 1, got 1.5");
+    assert_eq!(
+        refuse(json!([{"type": "simple", "records": 1}, {"type": "exponential", "alpha": 0.5, "half_life": "1m"}]), none.clone()),
+        "averages[1]: give `alpha` or `half_life`, not both"
+    );
+    assert!(refuse(json!([{"type": "exponential"}]), none.clone()).contains("needs `alpha` (0 < alpha <= 1) or `half_life`"));
+    assert!(refuse(json!([{"type": "simple"}]), none.clone()).contains("needs `records` (how many records) or `span`"));
+    assert_eq!(
+        refuse(json!([{"type": "simple", "records": 3, "span": "1m"}]), none.clone()),
+        "averages[0]: give `records` or `span`, not both"
+    );
+    assert_eq!(refuse(json!([{"type": "simple", "records": 0}]), none.clone()), "averages[0]: records must be at least 1");
+    assert_eq!(refuse(json!([{"type": "simple", "span": "0s"}]), none.clone()), "averages[0]: span must be positive");
+    assert_eq!(refuse(json!([{"type": "exponential", "half_life": 0}]), none.clone()), "averages[0]: half_life must be positive");
+    assert!(refuse(json!([{"type": "simple", "records": 20}]), json!({"max_records": 10})).contains("raise max_records"));
+    assert!(refuse(json!([{"type": "simple", "records": 2, "alpha": 0.1}]), none.clone()).contains("unknown field `alpha`"));
+    assert!(refuse(alpha(0.5), json!({"window": "1m"})).contains("unknown field `window`"));
+    assert!(refuse(json!([{"type": "median", "records": 2}]), none.clone()).contains("unknown variant `median`"));
+    assert!(refuse(json!([{"type": "simple", "span": "soon"}]), none.clone()).contains("invalid duration"));
+    assert!(refuse(json!([]), none.clone()).contains("`averages` is empty"));
+    assert!(refuse(json!([{"type": "simple", "records": 2, "as": ""}]), none.clone()).contains("`as` must not be empty"));
+    assert_eq!(
+        refuse(json!([{"type": "exponential", "alpha": 0.3}, {"type": "exponential", "alpha": 0.3}]), none.clone()),
+        "averages[1]: the name \"ema_0_3\" is already used by averages[0]; give one of them another `as`"
+    );
+    assert!(refuse(alpha(0.5), json!({"max_keys": 0})).contains("max_keys must be at least 1"));
+    assert!(refuse(alpha(0.5), json!({"max_records": 0})).contains("max_records must be at least 1"));
+    assert!(refuse(alpha(0.5), json!({"emit": "per-window"})).contains("unknown variant `per-window`"));
+}

@@ -1,0 +1,170 @@
+//! Per-interval emission: when intervals are emitted, what they hold, and late records.
+
+use sluice_sdk::serde_json::{Value, json};
+use sluice_sdk::testing::{Harness, json_values};
+
+use super::{counter, operator};
+use crate::MovingAverage;
+
+fn config() -> Value {
+    json!({
+        "field": "x",
+        "group_by": ["k"],
+        "averages": [{"type": "simple", "records": 10, "as": "sma"}, {"type": "exponential", "alpha": 0.5, "as": "ema"}],
+        "emit": "per-interval",
+        "interval": 1000
+    })
+}
+
+fn record(key: &str, x: f64, timestamp: i64) -> (Value, i64) {
+    (json!({"k": key, "x": x}), timestamp)
+}
+
+#[test]
+fn an_interval_is_emitted_once_the_watermark_passes_its_end() {
+    let mut op = operator(config());
+    let out = op.process_json(&[record("a", 1.0, 100), record("b", 10.0, 500), record("a", 3.0, 900), record("a", 5.0, 1500)]);
+    assert!(out.batch.is_empty() && out.rejected.is_empty(), "nothing is emitted per record");
+    assert!(op.watermark(999).is_empty(), "the interval [0, 1000) is not over before watermark 1000");
+    let first = op.watermark(1000);
+    assert_eq!(
+        json_values(&first),
+        vec![
+            json!({"interval_end": 1000, "k": "a", "sma": 2, "ema": 2, "count": 2}),
+            json!({"interval_end": 1000, "k": "b", "sma": 10, "ema": 10, "count": 1}),
+        ]
+    );
+    assert!(first.iter().all(|record| record.timestamp() == 999));
+    let second = op.watermark(3000);
+    assert_eq!(json_values(&second), vec![json!({"interval_end": 2000, "k": "a", "sma": 3, "ema": 3.5, "count": 1})]);
+    assert!(op.watermark(i64::MAX).is_empty(), "keys without records in an interval emit nothing");
+}
+
+#[test]
+fn values_are_applied_in_event_time_order_whatever_their_arrival() {
+    let sorted = [record("a", 1.0, 100), record("a", 9.0, 200), record("a", 7.0, 200), record("a", 5.0, 300), record("a", 2.0, 1200)];
+    let shuffled = [sorted[4].clone(), sorted[3].clone(), sorted[1].clone(), sorted[0].clone(), sorted[2].clone()];
+    let run = |records: &[(Value, i64)]| {
+        let mut op = operator(config());
+        op.process_json(records);
+        json_values(&op.watermark(i64::MAX))
+    };
+    let expected = vec![
+        // ema: 1, then 9 and 7 (same time, in arrival order) give 5 and 6, then 5 gives 5.5.
+        json!({"interval_end": 1000, "k": "a", "sma": 5.5, "ema": 5.5, "count": 4}),
+        json!({"interval_end": 2000, "k": "a", "sma": 4.8, "ema": 3.75, "count": 1}),
+    ];
+    assert_eq!(run(&sorted), expected);
+    assert_eq!(run(&shuffled), expected);
+}
+
+#[test]
+fn intervals_are_ordered_by_end_then_key_and_hold_only_their_past() {
+    let mut op = operator(config());
+    op.process_json(&[record("a", 1.0, 100), record("b", 4.0, 1100), record("a", 3.0, 2100), record("b", 2.0, 50)]);
+    let out = json_values(&op.watermark(5000));
+    let summary: Vec<(Value, Value, Value)> =
+        out.iter().map(|record| (record["interval_end"].clone(), record["k"].clone(), record["sma"].clone())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (json!(1000), json!("a"), json!(1)),
+            (json!(1000), json!("b"), json!(2)),
+            (json!(2000), json!("b"), json!(3)),
+            (json!(3000), json!("a"), json!(2)),
+        ]
+    );
+}
+
+#[test]
+fn records_of_emitted_intervals_are_dropped_or_rejected() {
+    let mut op = operator(config());
+    op.process_json(&[record("a", 1.0, 100)]);
+    op.watermark(1500);
+    let out = op.process_json(&[record("a", 100.0, 999), record("a", 3.0, 1200), record("a", 5.0, -1)]);
+    assert!(out.rejected.is_empty());
+    assert_eq!(counter("late_dropped"), 2);
+    let emitted = json_values(&op.watermark(2000));
+    assert_eq!(
+        emitted,
+        vec![json!({"interval_end": 2000, "k": "a", "sma": 2, "ema": 2, "count": 1})],
+        "behind the watermark but in an open interval: counted"
+    );
+
+    let mut rejecting = config();
+    rejecting["late"] = json!("reject");
+    let mut op = operator(rejecting);
+    op.watermark(1000);
+    let out = op.process_json(&[record("a", 1.0, 1000), record("a", 1.0, 999)]);
+    let reasons: Vec<(u32, &str)> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+    assert_eq!(reasons, vec![(1, "late record: event time 999 belongs to the interval ending at 1000, already emitted at watermark 1000")]);
+}
+
+#[test]
+fn a_key_holds_at_most_max_records_records_for_the_watermark() {
+    let mut bounded = config();
+    bounded["max_records"] = json!(2);
+    bounded["averages"][0]["records"] = json!(2);
+    let mut op = operator(bounded);
+    let out = op.process_json(&[record("a", 1.0, 10), record("a", 2.0, 20), record("a", 3.0, 30), record("b", 4.0, 40)]);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].index, 2);
+    assert!(out.rejected[0].reason.contains("lower the pipeline's out_of_orderness or raise max_records"), "{}", out.rejected[0].reason);
+    let counts: Vec<Value> = json_values(&op.watermark(1000)).iter().map(|record| record["count"].clone()).collect();
+    assert_eq!(counts, vec![json!(2), json!(1)]);
+}
+
+#[test]
+fn nulls_are_not_counted_and_forgotten_keys_emit_at_once() {
+    let mut limited = config();
+    limited["max_keys"] = json!(1);
+    let mut op = operator(limited);
+    let out = op.process_json(&[(json!({"k": "a", "x": null}), 5), record("a", 2.0, 100), record("b", 4.0, 200)]);
+    assert_eq!(json_values(&out.batch), vec![json!({"interval_end": 1000, "k": "a", "sma": 2, "ema": 2, "count": 1})]);
+    assert_eq!(out.batch.get(0).map(|record| record.timestamp()), Some(999));
+    assert_eq!((counter("null_skipped"), counter("keys_evicted")), (1, 1));
+    assert_eq!(json_values(&op.watermark(1000)), vec![json!({"interval_end": 1000, "k": "b", "sma": 4, "ema": 4, "count": 1})]);
+}
+
+#[test]
+fn intervals_are_aligned_on_the_epoch_for_negative_times_too() {
+    let mut op = operator(config());
+    op.process_json(&[record("a", 1.0, -1), record("a", 2.0, -1000)]);
+    let ends: Vec<Value> = json_values(&op.watermark(0)).iter().map(|record| record["interval_end"].clone()).collect();
+    assert_eq!(ends, vec![json!(0)]);
+}
+
+#[test]
+fn restored_state_keeps_waiting_records_and_open_intervals() {
+    let records: Vec<(Value, i64)> = (0..30).map(|i| record(["a", "b", "c"][i % 3], (i * 5 % 7) as f64, (i as i64) * 170)).collect();
+    let mut op = operator(config());
+    op.process_json(&records[..20]);
+    op.watermark(2000);
+    let mut restored = Harness::<MovingAverage>::restored(config(), op.snapshot()).unwrap();
+    for harness in [&mut op, &mut restored] {
+        harness.process_json(&records[20..]);
+    }
+    assert_eq!(json_values(&restored.watermark(4000)), json_values(&op.watermark(4000)));
+    assert_eq!(json_values(&restored.watermark(i64::MAX)), json_values(&op.watermark(i64::MAX)));
+}
+
+#[test]
+fn per_interval_configuration_errors_are_explained() {
+    let refuse = |changes: Value| {
+        let mut config = config();
+        if let (Some(config), Some(changes)) = (config.as_object_mut(), changes.as_object()) {
+            config.extend(changes.clone());
+        }
+        Harness::<MovingAverage>::new(config).err().unwrap_or_default()
+    };
+    assert_eq!(refuse(json!({"interval": null})), "emit = \"per-interval\" needs `interval`, such as interval = \"1m\"");
+    assert_eq!(refuse(json!({"interval": "0s"})), "interval must be positive");
+    assert_eq!(refuse(json!({"into": "averages"})), "`into` applies only to emit = \"per-record\"");
+    assert_eq!(refuse(json!({"emit": "per-record"})), "`interval` applies only to emit = \"per-interval\"");
+    assert_eq!(refuse(json!({"emit": "per-record", "interval": null, "late": "drop"})), "`late` applies only to emit = \"per-interval\"");
+    assert_eq!(
+        refuse(json!({"averages": [{"type": "exponential", "alpha": 0.5, "as": "count"}]})),
+        "averages[0]: the name \"count\" is already a field of the interval records; choose another `as`"
+    );
+    assert!(refuse(json!({"averages": [{"type": "simple", "records": 2, "as": "k"}]})).contains("the name \"k\" is already a field"));
+}
