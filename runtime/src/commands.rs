@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::config::{Diagnostics, LoadedPipeline, check_pipeline};
-use crate::pipeline::{PipelineSummary, RunningPipeline, StopSignal, WasmPluginCheck};
+use crate::pipeline::{PipelineControl, PipelineSummary, RunningPipeline, StopSignal, WasmPluginCheck};
 use crate::wasm::{ComponentDescription, Digest, Plugin, PluginError, PluginRegistry, WasmEngine, describe_component};
 
 /// Why a command failed.
@@ -28,12 +28,129 @@ pub fn validate(path: &Path, plugins: &PluginRegistry) -> Result<LoadedPipeline,
     Ok(pipeline)
 }
 
-/// Validates and runs `path` until its sources end or `stop` is raised, then drains.
-pub fn run(path: &Path, plugins: &PluginRegistry, stop: impl FnOnce(StopSignal)) -> Result<PipelineSummary, CommandError> {
+/// Validates and runs `path` until its sources end or the stop signal is raised, then drains.
+/// `started` receives the stop signal and the control handle once everything runs.
+pub fn run(
+    path: &Path,
+    plugins: &PluginRegistry,
+    started: impl FnOnce(StopSignal, PipelineControl),
+) -> Result<PipelineSummary, CommandError> {
     let pipeline = validate(path, plugins)?;
     let running = RunningPipeline::start(&pipeline, plugins)?;
-    stop(running.stop_signal());
+    started(running.stop_signal(), running.control());
     Ok(running.wait()?)
+}
+
+/// How `sluice run` serves a pipeline beyond running it.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Serve the admin API on this local address.
+    pub admin: Option<std::net::SocketAddr>,
+    /// Watch the pipeline file and its plugins, and apply their changes.
+    pub watch: bool,
+}
+
+/// Runs `path` like [`run`], and also serves the admin API and watches files as asked. A
+/// reload that changes the wiring restarts the pipeline (the old one drains first). Raising
+/// `stop` ends it all.
+pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop: StopSignal) -> Result<PipelineSummary, ServeError> {
+    let mut pipeline = validate(path, plugins)?;
+    let current = SharedControl::default();
+    let _admin = match options.admin {
+        Some(address) => Some(AdminServer::start(address, current.clone(), plugins.clone())?),
+        None => None,
+    };
+    loop {
+        let running = RunningPipeline::start_with_stop(&pipeline, plugins, stop.child())?;
+        current.set(running.control());
+        let (restart, restart_requested) = std::sync::mpsc::channel();
+        let _watcher = match options.watch {
+            true => Some(crate::reload::watch(crate::reload::WatchTargets {
+                pipeline_file: path.to_path_buf(),
+                running: pipeline.clone(),
+                control: running.control(),
+                plugins: plugins.clone(),
+                stop: running.stop_signal(),
+                restart,
+            })?),
+            false => None,
+        };
+        let summary = running.wait()?;
+        match restart_requested.try_recv() {
+            Ok(new) if !stop.is_raised() => pipeline = new,
+            _ => return Ok(summary),
+        }
+    }
+}
+
+/// Why `sluice run` stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("cannot serve the admin API: {0}")]
+    Admin(std::io::Error),
+    #[error("cannot watch files: {0}")]
+    Watch(#[from] anyhow::Error),
+}
+
+impl From<crate::pipeline::StartError> for ServeError {
+    fn from(error: crate::pipeline::StartError) -> Self {
+        ServeError::Command(error.into())
+    }
+}
+
+impl From<crate::pipeline::RunError> for ServeError {
+    fn from(error: crate::pipeline::RunError) -> Self {
+        ServeError::Command(error.into())
+    }
+}
+
+/// The control handle of whichever pipeline runs now (a restart replaces it).
+#[derive(Clone, Default)]
+pub struct SharedControl(std::sync::Arc<std::sync::Mutex<Option<PipelineControl>>>);
+
+impl SharedControl {
+    fn set(&self, control: PipelineControl) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(control);
+    }
+
+    /// The running pipeline's control, if one runs.
+    pub fn get(&self) -> Option<PipelineControl> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+/// The admin API on its own small runtime; dropped, it shuts down.
+struct AdminServer {
+    _runtime: tokio::runtime::Runtime,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl AdminServer {
+    fn start(address: std::net::SocketAddr, control: SharedControl, plugins: PluginRegistry) -> Result<AdminServer, ServeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sluice-admin")
+            .enable_all()
+            .build()
+            .map_err(ServeError::Admin)?;
+        let listener = std::net::TcpListener::bind(address).map_err(ServeError::Admin)?;
+        listener.set_nonblocking(true).map_err(ServeError::Admin)?;
+        let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
+        let bound = listener.local_addr().map_err(ServeError::Admin)?;
+        runtime.spawn(async move {
+            let served = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => crate::admin::serve(listener, control, plugins, async move { drop(shutdown_requested.await) }).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = served {
+                tracing::error!("the admin API stopped: {error}");
+            }
+        });
+        tracing::info!(address = %bound, "admin API listening");
+        Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
+    }
 }
 
 /// What `sluice plugin inspect` reports about a component file.

@@ -4,9 +4,11 @@
 //! [`sink`] (connectors), [`pipeline`] (tasks, supervised operators, watermarks), and
 //! [`commands`] (what the `sluice` binary does).
 
+pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod pipeline;
+pub mod reload;
 pub mod sink;
 pub mod source;
 pub mod wasm;

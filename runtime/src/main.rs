@@ -1,13 +1,17 @@
 //! The `sluice` command line: run and validate pipelines, inspect plugins.
 
+mod swap;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use sluice::commands::{self, CommandError};
+use sluice::commands::{self, CommandError, ServeError, ServeOptions};
 use sluice::pipeline::StopSignal;
 use sluice::wasm::{PluginRegistry, WasmEngine};
+use swap::SwapArgs;
 
 /// Stream processing with sandboxed WebAssembly operators.
 #[derive(Debug, Parser)]
@@ -28,8 +32,19 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs a pipeline until its sources end or Ctrl-C, then drains and exits.
-    Run { pipeline: PathBuf },
+    /// Runs a pipeline until its sources end or Ctrl-C, then drains and exits. Changes to the
+    /// pipeline file or its plugins are applied while it runs (hot swap).
+    Run {
+        pipeline: PathBuf,
+        /// Serve the admin API (operators, swaps, history) on this local address.
+        #[arg(long, value_name = "ADDRESS")]
+        admin: Option<SocketAddr>,
+        /// Do not watch the pipeline file and its plugins for changes.
+        #[arg(long)]
+        no_watch: bool,
+    },
+    /// Hot-swaps an operator of a running pipeline through its admin API.
+    Swap(SwapArgs),
     /// Checks a pipeline file and the plugins it names; reports every error.
     Validate { pipeline: PathBuf },
     /// Works with plugin components.
@@ -64,16 +79,22 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { pipeline } => run(pipeline),
+        Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin, watch: !no_watch }),
+        Command::Swap(args) => swap::run(args),
         Command::Validate { pipeline } => validate(pipeline),
         Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file),
     }
 }
 
-fn run(path: PathBuf) -> anyhow::Result<()> {
+fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
     let plugins = PluginRegistry::new(WasmEngine::new()?);
     tracing::info!(pipeline = %path.display(), "starting");
-    let summary = commands::run(&path, &plugins, stop_on_ctrl_c)?;
+    let stop = StopSignal::default();
+    stop_on_ctrl_c(stop.clone());
+    let summary = commands::serve(&path, &plugins, &options, stop).map_err(|error| match error {
+        ServeError::Command(command) => anyhow::Error::new(command),
+        other => anyhow::Error::new(other),
+    })?;
     tracing::info!(pipeline = %path.display(), "finished: {summary}");
     Ok(())
 }

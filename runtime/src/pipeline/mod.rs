@@ -1,6 +1,7 @@
 //! Running pipelines: tasks, their supervised operators, batching, watermarks, dead letters.
 
 mod batch;
+mod control;
 mod dead_letter;
 mod operator;
 mod running;
@@ -9,9 +10,10 @@ mod task;
 mod watermark;
 
 pub use batch::{Batcher, SourceBatch};
+pub use control::{OperatorInfo, PipelineControl, SwapError, SwapRecord};
 pub use dead_letter::{DeadLetter, DeadLetterSink};
 pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
 pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
 pub use stop::StopSignal;
-pub use task::{Task, TaskError, TaskOutputs, TaskStats};
+pub use task::{SwapDone, SwapRequest, Task, TaskError, TaskMessage, TaskOutputs, TaskStats};
 pub use watermark::WatermarkTracker;

@@ -88,6 +88,25 @@ impl Operator {
         &self.spec.name
     }
 
+    /// What the operator was built from.
+    pub fn spec(&self) -> &OperatorSpec {
+        &self.spec
+    }
+
+    /// Replaces the plugin version or configuration, keeping the state: snapshot the running
+    /// instance, start the new one with `init` and `restore`, and switch. Any failure leaves
+    /// the operator as it was. A disabled operator hands over its last good snapshot, so a
+    /// fixed version brings it back. Returns the replaced specification.
+    pub fn swap(&mut self, spec: OperatorSpec) -> Result<OperatorSpec, OperatorError> {
+        let state = match self.instance.as_mut() {
+            Some(instance) => instance.snapshot().map_err(OperatorError::Failed)?,
+            None => self.base.clone(),
+        };
+        let replacement = Operator::start(spec, Some(state))?;
+        let replaced = std::mem::replace(self, replacement);
+        Ok(replaced.spec)
+    }
+
     pub fn plugin(&self) -> &Plugin {
         &self.spec.plugin
     }

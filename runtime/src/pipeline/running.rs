@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::task::{OutputBatch, TaskOutputs};
+use super::control::PipelineControl;
+use super::task::{OutputBatch, TaskMessage, TaskOutputs};
 use super::{
     Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker,
 };
@@ -89,11 +90,19 @@ pub struct RunningPipeline {
     dead_letters: JoinHandle<std::io::Result<u64>>,
     dead_letter_destination: String,
     operators: Vec<OperatorSpec>,
+    /// Each task's input, for the control handle.
+    task_inputs: Vec<SyncSender<TaskMessage>>,
+    control: Option<PipelineControl>,
 }
 
 impl RunningPipeline {
     /// Opens sinks, starts operators and tasks, then sources: upstream last, so nothing waits.
     pub fn start(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<RunningPipeline, StartError> {
+        Self::start_with_stop(pipeline, plugins, StopSignal::default())
+    }
+
+    /// Like `start`, with the signal that will stop the sources.
+    pub fn start_with_stop(pipeline: &LoadedPipeline, plugins: &PluginRegistry, stop: StopSignal) -> Result<RunningPipeline, StartError> {
         let specs = operator_specs(pipeline, plugins)?;
         let StartedSinks { queues: sink_queues, workers: sinks } = start_sinks(pipeline)?;
         let dead_letter_sink =
@@ -101,7 +110,6 @@ impl RunningPipeline {
         let dead_letter_destination = dead_letter_sink.description().to_owned();
         let (dead_letter_sender, dead_letter_queue) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
         let dead_letters = spawn("dead-letter", move || write_dead_letters(dead_letter_sink, dead_letter_queue))?;
-        let stop = StopSignal::default();
         let mut running = RunningPipeline {
             stop,
             sources: Vec::new(),
@@ -110,11 +118,15 @@ impl RunningPipeline {
             dead_letters,
             dead_letter_destination,
             operators: specs,
+            task_inputs: Vec::new(),
+            control: None,
         };
         let outputs = TaskOutputs { sinks: sink_queues, dead_letters: dead_letter_sender };
         for source in &pipeline.config.sources {
             running.start_task(pipeline, source.get_ref(), &outputs)?;
         }
+        let name = pipeline.config.pipeline.name.get_ref().to_string();
+        running.control = Some(PipelineControl::new(name, std::mem::take(&mut running.task_inputs), running.operators.clone()));
         Ok(running)
     }
 
@@ -137,6 +149,7 @@ impl RunningPipeline {
         let watermark = WatermarkTracker::new(settings.out_of_orderness.millis(), settings.idle_timeout.duration());
         let task = Task::new(name.clone(), operators, watermark, settings.late_records, outputs.clone());
         let (batches, input) = mpsc::sync_channel(SOURCE_QUEUE);
+        self.task_inputs.push(batches.clone());
         self.tasks.push((format!("task {name}"), spawn(&format!("task-{name}"), move || task.run(input))?));
         let output = SourceOutput {
             source: name.clone(),
@@ -152,6 +165,14 @@ impl RunningPipeline {
     /// The signal that stops the sources; the pipeline then drains and `wait` returns.
     pub fn stop_signal(&self) -> StopSignal {
         self.stop.clone()
+    }
+
+    /// A handle to swap, roll back and inspect the running operators.
+    pub fn control(&self) -> PipelineControl {
+        match &self.control {
+            Some(control) => control.clone(),
+            None => unreachable!("`start` sets the control before returning"),
+        }
     }
 
     /// Waits until every source has ended and everything read has been written.
@@ -192,7 +213,9 @@ impl RunningPipeline {
         if let Some(error) = root_error(errors) {
             return Err(error);
         }
-        let operators = self.operators.iter().map(summarize_operator).collect();
+        // The operators running at the end: swaps may have replaced the ones started.
+        let current = self.control.as_ref().map(PipelineControl::current_specs).unwrap_or(self.operators);
+        let operators = current.iter().map(summarize_operator).collect();
         Ok(PipelineSummary { tasks, operators, dead_letters, dead_letter_destination: self.dead_letter_destination })
     }
 }

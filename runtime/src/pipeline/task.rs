@@ -1,10 +1,10 @@
 //! A task: one source's records through its own instances of the operator chain, to the sinks.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::{Duration, Instant};
 
-use super::operator::{DeadRecord, Operator};
+use super::operator::{DeadRecord, Operator, OperatorSpec};
 use super::{DeadLetter, SourceBatch, WatermarkTracker};
 use crate::config::LateRecords;
 use crate::wasm::Batch;
@@ -14,6 +14,30 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// A batch of output records, shared by every sink.
 pub type OutputBatch = Arc<Batch>;
+
+/// What a task receives, in order: batches from its source, swap requests, the end.
+pub enum TaskMessage {
+    Batch(SourceBatch),
+    /// Replace an operator at this batch boundary.
+    Swap(SwapRequest),
+    /// The source has no more records.
+    End,
+}
+
+/// Replace operator `operator` with `spec`; the answer goes to `reply`.
+pub struct SwapRequest {
+    pub operator: String,
+    pub spec: OperatorSpec,
+    pub reply: Sender<Result<SwapDone, String>>,
+}
+
+/// A swap applied in one task.
+pub struct SwapDone {
+    /// What the operator was built from before.
+    pub replaced: OperatorSpec,
+    /// How long the task's records waited: snapshot, instantiate, init, restore.
+    pub stall: Duration,
+}
 
 /// The task could not deliver its output.
 #[derive(Debug, thiserror::Error)]
@@ -59,12 +83,13 @@ impl Task {
     }
 
     /// Processes batches until the source closes, then flushes with the final watermark.
-    pub fn run(mut self, input: Receiver<SourceBatch>) -> Result<TaskStats, TaskError> {
+    pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
             match input.recv_timeout(IDLE_CHECK) {
-                Ok(batch) => self.on_batch(batch)?,
+                Ok(TaskMessage::Batch(batch)) => self.on_batch(batch)?,
+                Ok(TaskMessage::Swap(request)) => self.swap(request),
+                Ok(TaskMessage::End) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => self.advance_watermark()?,
-                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         if let Some(watermark) = self.watermark.finish() {
@@ -76,6 +101,18 @@ impl Task {
             .filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())))
             .collect();
         Ok(self.stats)
+    }
+
+    /// Swaps an operator between two batches; the requester learns the outcome.
+    fn swap(&mut self, request: SwapRequest) {
+        let started = Instant::now();
+        let outcome = match self.operators.iter_mut().find(|operator| operator.name() == request.operator) {
+            Some(operator) => operator.swap(request.spec).map_err(|error| error.to_string()),
+            None => Err(format!("no operator named \"{}\"", request.operator)),
+        };
+        let stall = started.elapsed();
+        // The requester may have given up waiting; the swap stands either way.
+        let _ = request.reply.send(outcome.map(|replaced| SwapDone { replaced, stall }));
     }
 
     fn on_batch(&mut self, batch: SourceBatch) -> Result<(), TaskError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use crate::config::{LoadedPipeline, SourceConfig};
-use crate::pipeline::{Batcher, DeadLetter, SourceBatch, StopSignal};
+use crate::pipeline::{Batcher, DeadLetter, SourceBatch, StopSignal, TaskMessage};
 use crate::wasm::Batch;
 
 pub use generator::Generator;
@@ -59,7 +59,7 @@ impl Source {
 pub struct SourceOutput {
     pub source: Arc<str>,
     pub batcher: Batcher,
-    pub batches: SyncSender<SourceBatch>,
+    pub batches: SyncSender<TaskMessage>,
     pub dead_letters: SyncSender<DeadLetter>,
     pub stop: StopSignal,
 }
@@ -102,6 +102,13 @@ impl SourceOutput {
     }
 
     fn send(&mut self, batch: SourceBatch) -> Result<(), Downstream> {
-        self.batches.send(batch).map_err(|_| Downstream)
+        self.batches.send(TaskMessage::Batch(batch)).map_err(|_| Downstream)
+    }
+}
+
+impl Drop for SourceOutput {
+    /// However the source stops (end of input, stop signal, error), its task learns it.
+    fn drop(&mut self) {
+        let _ = self.batches.send(TaskMessage::End);
     }
 }

@@ -98,6 +98,12 @@ impl PluginRegistry {
     /// The plugin in `path`, compiled unless a plugin with the same digest already is.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        self.load_bytes(path, bytes)
+    }
+
+    /// The plugin in `bytes` (uploaded, say), named `origin` in messages.
+    pub fn load_bytes(&self, origin: &Path, bytes: Vec<u8>) -> Result<Arc<Plugin>, PluginError> {
+        let path = origin;
         let digest = Digest::of(&bytes);
         if let Some(plugin) = self.plugins.lock().ok().and_then(|plugins| plugins.get(&digest).cloned()) {
             return Ok(plugin);

@@ -7,3 +7,4 @@ mod golden;
 mod invalid;
 mod operators;
 mod support;
+mod swap;

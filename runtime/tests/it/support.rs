@@ -63,7 +63,7 @@ impl Scratch {
 
 /// Runs a pipeline file in-process to its end.
 pub fn run(path: &Path) -> Result<PipelineSummary, CommandError> {
-    commands::run(path, registry(), |_| {})
+    commands::run(path, registry(), |_, _| {})
 }
 
 /// Runs the `sluice` binary with `args` in `dir`.

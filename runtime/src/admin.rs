@@ -1,0 +1,166 @@
+//! The admin HTTP API, on a local address: the running operators and their versions, hot swap
+//! by path or upload, rollback, and the swap history.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `/health` | `ok` |
+//! | GET | `/pipelines` | the pipeline, its operators and their digests |
+//! | GET | `/pipelines/{p}/operators` | the operators |
+//! | GET | `/pipelines/{p}/swaps` | the swap history |
+//! | POST | `/pipelines/{p}/operators/{o}/swap` | JSON `{"path": "...", "config": {...}}`, or the component's bytes (`application/wasm`) |
+//! | POST | `/pipelines/{p}/operators/{o}/rollback` | back to the previous version |
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::commands::SharedControl;
+use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
+use crate::wasm::{Plugin, PluginError, PluginRegistry};
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Admin {
+    control: SharedControl,
+    plugins: PluginRegistry,
+}
+
+impl Admin {
+    /// The control of the running pipeline if it is the one named (a restart replaces it
+    /// between requests).
+    fn control(&self, pipeline: &str) -> Result<PipelineControl, ApiError> {
+        let control = self.control.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no pipeline is running".into()))?;
+        if control.pipeline() != pipeline {
+            let message = format!("no pipeline named \"{pipeline}\" (this process runs \"{}\")", control.pipeline());
+            return Err(ApiError::new(StatusCode::NOT_FOUND, message));
+        }
+        Ok(control)
+    }
+}
+
+/// An error answer: a status and `{"error": message}`.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: String) -> ApiError {
+        ApiError { status, message }
+    }
+}
+
+impl From<SwapError> for ApiError {
+    fn from(error: SwapError) -> Self {
+        let status = match error {
+            SwapError::UnknownOperator(_) => StatusCode::NOT_FOUND,
+            SwapError::NothingToRollBack(_) => StatusCode::CONFLICT,
+            SwapError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            SwapError::Finished => StatusCode::GONE,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+    }
+}
+
+/// A swap request in JSON: a component on the server's filesystem, optionally a new config.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapByPath {
+    path: PathBuf,
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+type Answer<T> = Result<axum::Json<T>, ApiError>;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    control: SharedControl,
+    plugins: PluginRegistry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/pipelines", get(pipelines))
+        .route("/pipelines/{pipeline}/operators", get(operators))
+        .route("/pipelines/{pipeline}/swaps", get(swaps))
+        .route("/pipelines/{pipeline}/operators/{operator}/swap", post(swap))
+        .route("/pipelines/{pipeline}/operators/{operator}/rollback", post(rollback))
+        .with_state(Admin { control, plugins });
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn pipelines(State(admin): State<Admin>) -> Answer<serde_json::Value> {
+    let control = admin.control.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no pipeline is running".into()))?;
+    Ok(axum::Json(json!([{"name": control.pipeline(), "operators": control.operators()}])))
+}
+
+async fn operators(State(admin): State<Admin>, Path(pipeline): Path<String>) -> Answer<Vec<crate::pipeline::OperatorInfo>> {
+    Ok(axum::Json(admin.control(&pipeline)?.operators()))
+}
+
+async fn swaps(State(admin): State<Admin>, Path(pipeline): Path<String>) -> Answer<Vec<SwapRecord>> {
+    Ok(axum::Json(admin.control(&pipeline)?.history()))
+}
+
+async fn swap(
+    State(admin): State<Admin>,
+    Path((pipeline, operator)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<SwapRecord> {
+    let control = admin.control(&pipeline)?;
+    let upload = headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"));
+    // Compiling and switching block: keep them off the server's threads.
+    let done = tokio::task::spawn_blocking(move || swap_blocking(&admin.plugins, &control, &operator, upload, &body)).await;
+    done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the swap task failed: {error}")))?.map(axum::Json)
+}
+
+/// Compiles the new version (from the request) and swaps it in.
+fn swap_blocking(
+    plugins: &PluginRegistry,
+    control: &PipelineControl,
+    operator: &str,
+    upload: bool,
+    body: &[u8],
+) -> Result<SwapRecord, ApiError> {
+    let (plugin, config) = if upload {
+        let origin = PathBuf::from(format!("upload for {operator}"));
+        (plugins.load_bytes(&origin, body.to_vec()), None)
+    } else {
+        let request: SwapByPath = serde_json::from_slice(body).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"path\": ...}} or an application/wasm body: {error}"))
+        })?;
+        (plugins.load(&request.path), request.config.map(|config| serde_json::Value::Object(config).to_string()))
+    };
+    let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error))?;
+    Ok(control.swap(operator, plugin, config)?)
+}
+
+/// A new version that does not compile or is of another world: recorded, and refused.
+fn refused_before_swap(control: &PipelineControl, operator: &str, error: &PluginError) -> ApiError {
+    control.record_refusal(operator, &error.to_string());
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the new version was refused, the old one keeps running: {error}"))
+}
+
+async fn rollback(State(admin): State<Admin>, Path((pipeline, operator)): Path<(String, String)>) -> Answer<SwapRecord> {
+    let control = admin.control(&pipeline)?;
+    let done = tokio::task::spawn_blocking(move || control.rollback(&operator)).await;
+    let record = done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the rollback task failed: {error}")))??;
+    Ok(axum::Json(record))
+}

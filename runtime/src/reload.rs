@@ -1,0 +1,242 @@
+//! Applying a new pipeline definition to a running pipeline, and watching the files that
+//! trigger it.
+//!
+//! One path for start and reload: [`plan`] compares the running definition (none at
+//! start-up) with the new one. Changes confined to operators' plugins, configurations,
+//! limits or granted files are hot-swapped, operator by operator, keeping their state; any
+//! other change (sources, sinks, settings, the list of operators) restarts the pipeline. A new
+//! definition that does not validate changes nothing: its errors are logged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+use std::time::SystemTime;
+
+use notify_debouncer_mini::notify::RecursiveMode;
+use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
+
+use crate::commands;
+use crate::config::LoadedPipeline;
+use crate::pipeline::{PipelineControl, StopSignal, operator_spec};
+use crate::wasm::PluginRegistry;
+
+/// How long file events settle before they are acted on.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// What it takes to go from one definition to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing runs yet: start everything.
+    Start,
+    /// The wiring changed: stop (draining) and start again, for this reason.
+    Restart(String),
+    /// Only operators may have changed: swap those whose plugin, config or limits differ.
+    SwapOperators,
+}
+
+/// The plan from `running` (none at start-up) to `new`.
+pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
+    let Some(running) = running else { return Plan::Start };
+    let (old, new) = (&running.config, &new.config);
+    let names = |config: &crate::config::PipelineFileConfig| {
+        config.operators.iter().map(|operator| operator.get_ref().name.get_ref().clone()).collect::<Vec<_>>()
+    };
+    if old.pipeline != new.pipeline {
+        Plan::Restart("the [pipeline] settings changed".into())
+    } else if old.sources != new.sources {
+        Plan::Restart("the sources changed".into())
+    } else if old.sinks != new.sinks || old.dead_letter != new.dead_letter {
+        Plan::Restart("the sinks changed".into())
+    } else if names(old) != names(new) {
+        Plan::Restart("operators were added, removed or reordered".into())
+    } else {
+        Plan::SwapOperators
+    }
+}
+
+/// Swaps every operator of `new` whose plugin (by digest), configuration or limits differ
+/// from the running one. Returns how many were swapped; stops at the first refusal.
+pub fn swap_changed_operators(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<usize> {
+    let running = control.current_specs();
+    let mut swapped = 0;
+    for operator in &new.config.operators {
+        let spec = operator_spec(new, operator.get_ref(), plugins)?;
+        let Some(current) = running.iter().find(|current| current.name == spec.name) else { continue };
+        let changed =
+            current.plugin.digest() != spec.plugin.digest() || current.config_json != spec.config_json || current.limits != spec.limits;
+        if changed {
+            control.swap_spec(spec)?;
+            swapped += 1;
+        }
+    }
+    Ok(swapped)
+}
+
+/// Watches the pipeline file and its plugin files; dropped, it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+}
+
+/// What the watcher acts on.
+pub struct WatchTargets {
+    pub pipeline_file: PathBuf,
+    pub running: LoadedPipeline,
+    pub control: PipelineControl,
+    pub plugins: PluginRegistry,
+    pub stop: StopSignal,
+    /// Where a definition that needs a restart goes (the run loop starts it).
+    pub restart: Sender<LoadedPipeline>,
+}
+
+/// Starts watching the directories of the pipeline file and of every plugin it names.
+pub fn watch(targets: WatchTargets) -> anyhow::Result<Watcher> {
+    let files = watched_files(&targets.pipeline_file, &targets.running);
+    let directories: BTreeSet<PathBuf> = files.iter().filter_map(|file| file.parent().map(Path::to_path_buf)).collect();
+    let mut fingerprints: BTreeMap<PathBuf, Fingerprint> = files.iter().map(|file| (file.clone(), fingerprint(file))).collect();
+    let mut targets = targets;
+    catch_up(&mut targets);
+    let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
+        Ok(events) => {
+            // Events of every kind arrive, reads included: act only on files whose
+            // modification time or size changed.
+            let changed: BTreeSet<PathBuf> = events
+                .into_iter()
+                .map(|event| absolute(&event.path))
+                .filter(|path| fingerprints.get(path).is_some_and(|known| *known != fingerprint(path)))
+                .collect();
+            for path in &changed {
+                fingerprints.insert(path.clone(), fingerprint(path));
+            }
+            if !changed.is_empty() {
+                on_change(&mut targets, &changed);
+                for file in watched_files(&targets.pipeline_file, &targets.running) {
+                    fingerprints.entry(file.clone()).or_insert_with(|| fingerprint(&file));
+                }
+            }
+        }
+        Err(error) => tracing::warn!("watching files failed: {error}"),
+    })?;
+    for directory in &directories {
+        debouncer.watcher().watch(directory, RecursiveMode::NonRecursive)?;
+    }
+    Ok(Watcher { _debouncer: debouncer })
+}
+
+/// The pipeline file and every plugin file it names, absolute.
+fn watched_files(pipeline_file: &Path, running: &LoadedPipeline) -> Vec<PathBuf> {
+    let mut files = vec![absolute(pipeline_file)];
+    files.extend(running.config.operators.iter().map(|operator| absolute(&running.resolve(operator.get_ref().plugin.get_ref()))));
+    files
+}
+
+/// A file's modification time and size (`None` while it is missing): read without opening it.
+type Fingerprint = Option<(SystemTime, u64)>;
+
+fn fingerprint(path: &Path) -> Fingerprint {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Applies what changed between loading the files and watching them (start-up takes time).
+fn catch_up(targets: &mut WatchTargets) {
+    let on_disk = std::fs::read_to_string(&targets.pipeline_file).ok();
+    if on_disk.as_deref() != Some(targets.running.text.contents()) {
+        reload(targets);
+    } else if let Err(error) = swap_changed_operators(&targets.running, &targets.control, &targets.plugins) {
+        tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}");
+    }
+}
+
+fn on_change(targets: &mut WatchTargets, changed: &BTreeSet<PathBuf>) {
+    if changed.contains(&absolute(&targets.pipeline_file)) {
+        reload(targets);
+    } else if watched_files(&targets.pipeline_file, &targets.running).iter().skip(1).any(|plugin| changed.contains(plugin)) {
+        // A plugin file changed: the running definition, re-applied, swaps what differs.
+        match swap_changed_operators(&targets.running, &targets.control, &targets.plugins) {
+            Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
+            Err(error) => tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
+        }
+    }
+}
+
+/// The pipeline file changed: validate it, then swap operators or restart.
+fn reload(targets: &mut WatchTargets) {
+    let new = match commands::validate(&targets.pipeline_file, &targets.plugins) {
+        Ok(new) => new,
+        Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
+    };
+    match plan(Some(&targets.running), &new) {
+        Plan::SwapOperators => match swap_changed_operators(&new, &targets.control, &targets.plugins) {
+            Ok(swapped) => {
+                tracing::info!(swapped, "pipeline file reloaded");
+                targets.running = new;
+            }
+            Err(error) => tracing::error!("reloading the pipeline file failed, the running operators are unchanged: {error:#}"),
+        },
+        Plan::Restart(why) => {
+            tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
+            if targets.restart.send(new).is_ok() {
+                targets.stop.raise();
+            }
+        }
+        Plan::Start => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::{Plan, plan};
+    use crate::config::LoadedPipeline;
+
+    const BASE: &str = r#"
+[pipeline]
+name = "p"
+
+[[sources]]
+type = "generator"
+
+[[operators]]
+name = "a"
+plugin = "a.wasm"
+config = { x = 1 }
+
+[[sinks]]
+type = "stdout"
+"#;
+
+    fn parse(text: &str) -> LoadedPipeline {
+        LoadedPipeline::parse(PathBuf::from("p.toml"), text.to_owned()).expect("valid TOML")
+    }
+
+    #[test]
+    fn start_up_is_the_plan_from_nothing() {
+        assert_eq!(plan(None, &parse(BASE)), Plan::Start);
+    }
+
+    #[test]
+    fn operator_changes_are_swapped_and_wiring_changes_restart() {
+        let base = parse(BASE);
+        assert_eq!(plan(Some(&base), &parse(BASE)), Plan::SwapOperators);
+        assert_eq!(plan(Some(&base), &parse(&BASE.replace("x = 1", "x = 2"))), Plan::SwapOperators);
+        assert_eq!(plan(Some(&base), &parse(&BASE.replace("a.wasm", "b.wasm"))), Plan::SwapOperators);
+        assert!(
+            matches!(plan(Some(&base), &parse(&BASE.replace("\"generator\"", "\"stdin\""))), Plan::Restart(why) if why.contains("sources"))
+        );
+        assert!(
+            matches!(plan(Some(&base), &parse(&BASE.replace("\"stdout\"", "\"stdout\"\nformat = \"envelope\""))), Plan::Restart(why) if why.contains("sinks"))
+        );
+        assert!(
+            matches!(plan(Some(&base), &parse(&BASE.replace("name = \"a\"", "name = \"b\""))), Plan::Restart(why) if why.contains("operators"))
+        );
+        assert!(
+            matches!(plan(Some(&base), &parse(&BASE.replace("name = \"p\"", "name = \"p\"\nbatch_size = 5"))), Plan::Restart(why) if why.contains("[pipeline]"))
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! Hot swap under load: operators replaced while records flow, state kept, nothing lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice::commands::{self, CommandError};
+use sluice::pipeline::{PipelineControl, PipelineSummary, StopSignal, SwapError};
+
+use crate::support::{Scratch, plugin, registry};
+
+/// A generator at a steady rate → `n = event_id` → the counter plugin (`{plugin}`) → a file.
+fn counting_pipeline(scratch: &Scratch, count: u64, rate: u64) -> PathBuf {
+    scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "swapping"
+batch_size = 64
+batch_linger = "5ms"
+
+[[sources]]
+type = "generator"
+count = {count}
+rate = {rate}
+
+[[operators]]
+name = "numbered"
+plugin = "{{plugins}}/project.wasm"
+config = {{ compute = {{ n = "event_id" }}, keep = ["n"] }}
+
+[[operators]]
+name = "counter"
+plugin = "{{plugins}}/counter-v1.wasm"
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#
+    ))
+}
+
+/// Runs `path` on a thread; returns its control handle, its stop signal and the thread.
+fn start(path: &Path) -> (PipelineControl, StopSignal, JoinHandle<Result<PipelineSummary, CommandError>>) {
+    let (handles, started) = mpsc::channel();
+    let path = path.to_path_buf();
+    let thread = std::thread::spawn(move || {
+        commands::run(&path, registry(), move |stop, control| handles.send((control, stop)).expect("test waits"))
+    });
+    let (control, stop) = started.recv_timeout(Duration::from_secs(60)).expect("pipeline starts");
+    (control, stop, thread)
+}
+
+fn swap_to(control: &PipelineControl, name: &str) -> Result<sluice::pipeline::SwapRecord, SwapError> {
+    control.swap("counter", registry().load(&plugin(name)).expect("plugin compiles"), None)
+}
+
+/// Output records in order: (n, total, version).
+fn counted(scratch: &Scratch) -> Vec<(u64, u64, u64)> {
+    let field = |record: &Value, name: &str| record[name].as_u64().unwrap_or_else(|| panic!("{name} in {record}"));
+    scratch.json_lines("out.jsonl").iter().map(|record| (field(record, "n"), field(record, "total"), field(record, "version"))).collect()
+}
+
+#[test]
+fn a_hundred_swaps_between_state_versions_count_every_record_once() {
+    let scratch = Scratch::new();
+    let count = 60_000;
+    let (control, _stop, pipeline) = start(&counting_pipeline(&scratch, count, 20_000));
+    for swap in 0..100 {
+        let version = if swap % 2 == 0 { "counter-v2" } else { "counter-v1" };
+        let record = swap_to(&control, version).unwrap_or_else(|error| panic!("swap {swap} to {version}: {error}"));
+        assert!(record.refused.is_none());
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    let summary = pipeline.join().expect("no panic").expect("pipeline runs to its end");
+    assert_eq!(summary.dead_letters, 0);
+    let counted = counted(&scratch);
+    assert_eq!(counted.len() as u64, count, "every record comes out once");
+    for (position, (n, total, _)) in counted.iter().enumerate() {
+        assert_eq!((*n, *total), (position as u64, position as u64 + 1), "record {position}: totals continue across swaps");
+    }
+    let versions: std::collections::BTreeSet<u64> = counted.iter().map(|(_, _, version)| *version).collect();
+    assert_eq!(versions.len(), 2, "both versions processed records");
+    let history = control.history();
+    assert_eq!(history.len(), 100);
+    assert!(history.iter().all(|record| record.refused.is_none() && record.old_digest != record.new_digest));
+}
+
+#[test]
+fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
+    let scratch = Scratch::new();
+    let count = 20_000;
+    let (control, _stop, pipeline) = start(&counting_pipeline(&scratch, count, 10_000));
+    let v1 = control.operators()[1].digest.clone();
+    // init refuses the configuration.
+    let counter_v2 = registry().load(&plugin("counter-v2")).expect("compiles");
+    let refused = control.swap("counter", counter_v2, Some(r#"{"bogus": 1}"#.into())).unwrap_err();
+    assert!(matches!(&refused, SwapError::Refused(reason) if reason.contains("unknown field")), "{refused}");
+    // restore traps.
+    let refused = swap_to(&control, "broken-restore").unwrap_err();
+    assert!(matches!(&refused, SwapError::Refused(reason) if reason.contains("broken-restore: restore always traps")), "{refused}");
+    // another world, and a truncated file, never get past compilation.
+    let wrong = registry().load(&plugin("wrong-world")).err().expect("refused");
+    assert!(wrong.to_string().contains("does not implement the world"), "{wrong}");
+    let bytes = std::fs::read(plugin("counter-v2")).expect("plugin file");
+    let truncated = scratch.write("truncated.wasm", "");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let broken = registry().load(&truncated).err().expect("refused");
+    assert!(broken.to_string().contains("not a valid WebAssembly component"), "{broken}");
+    assert_eq!(control.operators()[1].digest, v1, "the old version still runs");
+    // a rollback needs a previous version; after a good swap, it returns to it.
+    assert!(matches!(control.rollback("counter"), Err(SwapError::NothingToRollBack(_))));
+    let forward = swap_to(&control, "counter-v2").expect("swap");
+    let back = control.rollback("counter").expect("rollback");
+    assert_eq!((back.old_digest.clone(), back.new_digest.clone()), (forward.new_digest.clone(), forward.old_digest.clone()));
+    assert!(matches!(
+        control.swap("nobody", registry().load(&plugin("counter-v2")).expect("compiles"), None),
+        Err(SwapError::UnknownOperator(_))
+    ));
+    pipeline.join().expect("no panic").expect("pipeline runs to its end");
+    let counted = counted(&scratch);
+    assert_eq!(counted.len() as u64, count);
+    assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
+    let history = control.history();
+    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 2, "both refusals are in the history");
+}
+
+/// Runs `path` as `sluice run` does (watching files) on a thread.
+fn serve(path: &Path) -> (StopSignal, JoinHandle<Result<PipelineSummary, sluice::commands::ServeError>>) {
+    let stop = StopSignal::default();
+    let options = sluice::commands::ServeOptions { admin: None, watch: true };
+    let (path, signal) = (path.to_path_buf(), stop.clone());
+    (stop, std::thread::spawn(move || sluice::commands::serve(&path, registry(), &options, signal)))
+}
+
+/// Output records in order, as JSON.
+fn outputs(scratch: &Scratch) -> Vec<Value> {
+    scratch.json_lines("out.jsonl")
+}
+
+fn assert_counted_once(records: &[Value], count: u64) {
+    assert_eq!(records.len() as u64, count, "every record comes out once");
+    for (position, record) in records.iter().enumerate() {
+        assert_eq!(record["total"].as_u64(), Some(position as u64 + 1), "totals continue: {record}");
+    }
+}
+
+#[test]
+fn a_plugin_file_changed_on_disk_is_swapped_in() {
+    let scratch = Scratch::new();
+    std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("copy plugin");
+    let pipeline = counting_pipeline(&scratch, 8_000, 4_000).to_string_lossy().to_string();
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
+    std::fs::write(&pipeline, text).expect("rewrite pipeline");
+    let (_stop, running) = serve(Path::new(&pipeline));
+    std::thread::sleep(Duration::from_millis(700));
+    // Replace the file as deployment tools do: write aside, then rename over it.
+    std::fs::copy(plugin("counter-v2"), scratch.path("counter.wasm.new")).expect("copy");
+    std::fs::rename(scratch.path("counter.wasm.new"), scratch.path("counter.wasm")).expect("rename");
+    running.join().expect("no panic").expect("pipeline runs to its end");
+    let records = outputs(&scratch);
+    assert_counted_once(&records, 8_000);
+    assert_eq!(records.first().map(|r| r["version"].clone()), Some(Value::from(1)));
+    assert_eq!(records.last().map(|r| r["version"].clone()), Some(Value::from(2)), "the new version took over while running");
+}
+
+#[test]
+fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_nothing() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 8_000, 4_000);
+    let original = std::fs::read_to_string(&path).expect("pipeline");
+    let (_stop, running) = serve(&path);
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::write(&path, original.replace("counter-v1.wasm\"\n", "counter-v1.wasm\"\nconfig = { label = \"reloaded\" }\n"))
+        .expect("reconfigure");
+    std::thread::sleep(Duration::from_millis(900));
+    std::fs::write(&path, "[pipeline\nname = broken").expect("break the file");
+    running.join().expect("no panic").expect("pipeline runs to its end despite the broken file");
+    let records = outputs(&scratch);
+    assert_counted_once(&records, 8_000);
+    assert_eq!(records.first().map(|r| r["label"].clone()), Some(Value::Null));
+    assert_eq!(records.last().map(|r| r["label"].clone()), Some(Value::from("reloaded")), "the new config reached the running operator");
+}
+
+#[test]
+fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 8_000, 4_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("free port").port();
+    let admin = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path.display().to_string(), "--admin", &admin, "--no-watch"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sluice starts");
+    let started = std::time::Instant::now();
+    while ureq::get(format!("http://{admin}/health")).call().is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the admin API answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let swap = |args: &[&str]| {
+        let mut command = vec!["swap", "--admin", &admin, "--pipeline", "swapping", "--operator", "counter"];
+        command.extend_from_slice(args);
+        crate::support::sluice(scratch.dir.path(), &command)
+    };
+    let v2 = plugin("counter-v2").display().to_string();
+    let swapped = swap(&[&v2]);
+    assert!(swapped.status.success(), "{}", String::from_utf8_lossy(&swapped.stderr));
+    assert!(String::from_utf8_lossy(&swapped.stdout).starts_with("swapped counter: sha256:"));
+    let wrong = swap(&[&plugin("wrong-world").display().to_string()]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not implement the world"));
+    let uploaded = swap(&["--upload", &plugin("counter-v1").display().to_string()]);
+    assert!(uploaded.status.success(), "{}", String::from_utf8_lossy(&uploaded.stderr));
+    let rolled_back = swap(&["--rollback"]);
+    assert!(rolled_back.status.success(), "{}", String::from_utf8_lossy(&rolled_back.stderr));
+    let history: Value = serde_json::from_str(
+        &ureq::get(format!("http://{admin}/pipelines/swapping/swaps")).call().expect("history").body_mut().read_to_string().expect("body"),
+    )
+    .expect("JSON");
+    let refused: Vec<bool> = history.as_array().expect("list").iter().map(|record| record["refused"].is_string()).collect();
+    assert_eq!(refused, vec![false, true, false, false], "swap, refusal, upload, rollback");
+    let operators: Value = serde_json::from_str(
+        &ureq::get(format!("http://{admin}/pipelines/swapping/operators"))
+            .call()
+            .expect("operators")
+            .body_mut()
+            .read_to_string()
+            .expect("body"),
+    )
+    .expect("JSON");
+    assert_eq!(operators[1]["digest"], history[2]["old_digest"], "the rollback returned to the version before the upload");
+    assert!(child.wait().expect("sluice exits").success());
+    assert_counted_once(&outputs(&scratch), 8_000);
+}
