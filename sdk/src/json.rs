@@ -150,6 +150,23 @@ pub fn write_canonical(out: &mut String, raw: &RawValue) {
     }
 }
 
+/// Writes into `key` (replacing its text) a JSON array of the canonical text of `values`,
+/// absent ones as null: the identity of a group of field values (`group_by`, keys).
+pub fn write_key(key: &mut String, values: &[Option<&RawValue>]) {
+    key.clear();
+    key.push('[');
+    for (position, value) in values.iter().enumerate() {
+        if position > 0 {
+            key.push(',');
+        }
+        match value {
+            Some(raw) => write_canonical(key, raw),
+            None => key.push_str("null"),
+        }
+    }
+    key.push(']');
+}
+
 /// Appends the canonical text of a parsed JSON value (see [`write_canonical`]).
 pub fn write_canonical_value(out: &mut String, value: &Value) {
     use std::fmt::Write as _;

@@ -14,6 +14,7 @@ pub mod duration;
 pub mod expression;
 pub mod host;
 pub mod json;
+pub mod numeric;
 mod operator;
 pub mod state;
 pub mod testing;

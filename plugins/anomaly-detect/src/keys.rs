@@ -4,8 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
-use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::serde_json::{self, Value};
 
 use crate::detectors::{Detector, DetectorStatistics};
 
@@ -106,35 +104,5 @@ impl KeyedStatistics {
             }
         }
         forgotten
-    }
-}
-
-/// Writes the key of a record into `key`: its group-field values as a JSON array (absent
-/// fields are null). Values are canonical, so that `1.0` and `1`, or an escaped and a plain
-/// spelling of a string, fall into the same key.
-pub fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
-    key.clear();
-    key.push('[');
-    for (position, value) in values.iter().enumerate() {
-        if position > 0 {
-            key.push(',');
-        }
-        match value {
-            Some(raw) if sluice_sdk::json::raw_plain_str(raw).is_some() => key.push_str(raw.get()),
-            Some(raw) => key.push_str(&canonical(raw)),
-            None => key.push_str("null"),
-        }
-    }
-    key.push(']');
-}
-
-fn canonical(raw: &RawValue) -> String {
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Number(number)) => match number.as_f64() {
-            Some(x) if x.fract() == 0.0 && x.abs() < 9e15 => (x as i64).to_string(),
-            _ => number.to_string(),
-        },
-        Ok(value) => value.to_string(),
-        Err(_) => raw.get().to_owned(),
     }
 }

@@ -211,7 +211,7 @@ impl AnomalyDetect {
             }
             Err(kind) => return Err(format!("field {} is {kind}, not a number", self.field)),
         };
-        keys::write_group_key(&mut self.group, group_values);
+        sluice_sdk::json::write_key(&mut self.group, group_values);
         Ok(Some(value))
     }
 

@@ -19,39 +19,9 @@ pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f
     }
 }
 
-/// Writes the group of a record into `key`: its group-field values as a JSON array (absent
-/// fields are null). Values are canonical, so that `1.0` and `1`, or an escaped and a plain
-/// spelling of a string, fall into the same group.
-pub fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
-    key.clear();
-    key.push('[');
-    for (position, value) in values.iter().enumerate() {
-        if position > 0 {
-            key.push(',');
-        }
-        match value {
-            Some(raw) if json::raw_plain_str(raw).is_some() => key.push_str(raw.get()),
-            Some(raw) => key.push_str(&canonical(raw)),
-            None => key.push_str("null"),
-        }
-    }
-    key.push(']');
-}
-
-/// The group-field values of a key written by [`write_group_key`], in `group_by` order.
+/// The group-field values of a key written by `sluice_sdk::json::write_key`, in `group_by` order.
 pub fn group_values(key: &str) -> Vec<Value> {
     serde_json::from_str(key).unwrap_or_default()
-}
-
-fn canonical(raw: &RawValue) -> String {
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Number(number)) => match number.as_f64() {
-            Some(x) if x.fract() == 0.0 && x.abs() < 9e15 => (x as i64).to_string(),
-            _ => number.to_string(),
-        },
-        Ok(value) => value.to_string(),
-        Err(_) => raw.get().to_owned(),
-    }
 }
 
 /// An average as JSON: integral values as integers (as window-aggregate writes them), no

@@ -61,7 +61,7 @@ pub use config::{EmitMode, LatePolicy, MovingAverageConfig};
 pub use keys::AveragesByKey;
 
 use config::{Emission, INTERVAL_COUNT, INTERVAL_END, Settings};
-use fields::{group_values, number, read_number, write_group_key};
+use fields::{group_values, number, read_number};
 use keys::{FinishedInterval, interval_end};
 
 /// A running moving-average operator.
@@ -114,7 +114,7 @@ impl MovingAverage {
             }
             return Ok(());
         };
-        write_group_key(&mut self.group, group_values);
+        sluice_sdk::json::write_key(&mut self.group, group_values);
         match self.settings.emission {
             Emission::PerRecord { .. } => self.emit_with_averages(record, x, out, counters),
             Emission::PerInterval { .. } => self.hold_for_interval(record, x, out, counters),

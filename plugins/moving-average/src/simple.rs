@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
+use sluice_sdk::numeric::CompensatedSum;
 
 /// The sum of the values in a window, kept as values enter and leave it.
 ///
@@ -13,20 +14,13 @@ use serde::{Deserialize, Serialize};
 /// per value, and never more than one window's worth of drift.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowSum {
-    sum: f64,
-    compensation: f64,
+    sum: CompensatedSum,
     removals: usize,
 }
 
 impl WindowSum {
     pub fn add(&mut self, x: f64) {
-        let total = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - total) + x;
-        } else {
-            self.compensation += (x - total) + self.sum;
-        }
-        self.sum = total;
+        self.sum.add(x);
     }
 
     pub fn remove(&mut self, x: f64) {
@@ -60,7 +54,7 @@ impl WindowSum {
     }
 
     fn value(&self) -> f64 {
-        self.sum + self.compensation
+        self.sum.value()
     }
 }
 

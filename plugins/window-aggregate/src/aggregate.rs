@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use sluice_sdk::numeric::CompensatedSum;
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, json};
@@ -244,34 +245,6 @@ pub fn number(x: f64) -> Value {
         Value::from(x as i64)
     } else {
         sluice_sdk::serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
-    }
-}
-
-/// A sum with Neumaier compensation: exact enough that `0.1 + 0.2 + ...` reads as expected.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct CompensatedSum {
-    sum: f64,
-    compensation: f64,
-}
-
-impl CompensatedSum {
-    pub fn add(&mut self, x: f64) {
-        let total = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.compensation += (self.sum - total) + x;
-        } else {
-            self.compensation += (x - total) + self.sum;
-        }
-        self.sum = total;
-    }
-
-    pub fn merge(&mut self, other: &CompensatedSum) {
-        self.add(other.sum);
-        self.compensation += other.compensation;
-    }
-
-    pub fn value(&self) -> f64 {
-        self.sum + self.compensation
     }
 }
 

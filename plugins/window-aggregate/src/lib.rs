@@ -206,7 +206,7 @@ impl WindowAggregate {
         let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
         let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
-        write_group_key(&mut group, &values[..self.group_by.len()]);
+        sluice_sdk::json::write_key(&mut group, &values[..self.group_by.len()]);
         let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
         let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
@@ -284,23 +284,6 @@ impl WindowAggregate {
         }
         record
     }
-}
-
-/// Writes the group of a record into `key`: its group-field values as a JSON array
-/// (absent fields are null), each in canonical form.
-fn write_group_key(key: &mut String, values: &[Option<&RawValue>]) {
-    key.clear();
-    key.push('[');
-    for (position, value) in values.iter().enumerate() {
-        if position > 0 {
-            key.push(',');
-        }
-        match value {
-            Some(raw) => sluice_sdk::json::write_canonical(key, raw),
-            None => key.push_str("null"),
-        }
-    }
-    key.push(']');
 }
 
 /// A JSON value's canonical text (see `sluice_sdk::json::write_canonical`); plain strings,

@@ -116,6 +116,10 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     // a rollback needs a previous version; after a good swap, it returns to it.
     assert!(matches!(control.rollback("counter"), Err(SwapError::NothingToRollBack(_))));
     let forward = swap_to(&control, "counter-v2").expect("swap");
+    // a version that cannot read the running state (version 2) refuses it: the swap rolls back.
+    let refused = swap_to(&control, "misbehave").unwrap_err();
+    assert!(matches!(&refused, SwapError::Refused(reason) if reason.contains("cannot read state version 2")), "{refused}");
+    assert_eq!(control.operators()[1].digest, forward.new_digest);
     let back = control.rollback("counter").expect("rollback");
     assert_eq!((back.old_digest.clone(), back.new_digest.clone()), (forward.new_digest.clone(), forward.old_digest.clone()));
     assert!(matches!(
@@ -127,7 +131,7 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert_eq!(counted.len() as u64, count);
     assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
     let history = control.history();
-    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 2, "both refusals are in the history");
+    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 3, "the refusals are in the history");
 }
 
 /// Runs `path` as `sluice run` does (watching files) on a thread.
