@@ -25,11 +25,22 @@ apt_install() {
     apt-get -o DPkg::Lock::Timeout=600 -q install -y --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The oldest Rust that builds the workspace (wasmtime 48 needs it).
+MIN_RUST=1.95
+
+# True if version $1 (x.y.z) is at least $2 (x.y).
+version_at_least() {
+    [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
+}
+
 # Rust host toolchain (rustup's stable, with clippy and rustfmt).
 ensure_host_toolchain() {
-    command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
-    if command -v rustup >/dev/null; then
-        rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt >/dev/null 2>&1 || true
+    command -v cargo >/dev/null || die "cargo not found: install Rust $MIN_RUST or newer with rustup (https://rustup.rs)"
+    local version
+    version=$(rustc -V | awk '{print $2}')
+    version_at_least "$version" "$MIN_RUST" || die "rustc $version is too old: Sluice needs Rust $MIN_RUST or newer (rustup update stable)"
+    if command -v rustup >/dev/null && ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
+        rustup component add clippy rustfmt || die "cannot add clippy and rustfmt with rustup"
     fi
 }
 
@@ -38,6 +49,8 @@ ensure_wasm_toolchain() {
     apt_install "${WASM_APT_PACKAGES[@]}"
     local version
     version=$(/usr/bin/rustc -V | awk '{print $2}')
+    version_at_least "$version" "$MIN_RUST" \
+        || die "Debian's rustc-web is $version, older than $MIN_RUST: enable bookworm-security (it ships rustc-web 1.96)"
     [ -d "/usr/src/rustc-$version/library/std" ] \
         || die "Debian's rust-web-src does not match rustc $version: reinstall ${WASM_APT_PACKAGES[*]} together"
     [ -x "$COMPONENT_LD" ] || die "$COMPONENT_LD is missing (package rust-web-llvm)"

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +27,9 @@ use serde_json::json;
 use crate::commands::SharedControl;
 use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
 use crate::wasm::{Plugin, PluginError, PluginRegistry};
+
+/// Largest component accepted by upload.
+const MAX_UPLOAD: usize = 256 * 1024 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -101,6 +105,8 @@ pub async fn serve(
         .route("/pipelines/{pipeline}/swaps", get(swaps))
         .route("/pipelines/{pipeline}/operators/{operator}/swap", post(swap))
         .route("/pipelines/{pipeline}/operators/{operator}/rollback", post(rollback))
+        // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(Admin { control, plugins });
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

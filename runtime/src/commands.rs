@@ -60,27 +60,49 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         Some(address) => Some(AdminServer::start(address, current.clone(), plugins.clone())?),
         None => None,
     };
+    let mut previous: Option<LoadedPipeline> = None;
     loop {
-        let running = RunningPipeline::start_with_stop(&pipeline, plugins, stop.child())?;
+        let running = match RunningPipeline::start_with_stop(&pipeline, plugins, stop.child()) {
+            Ok(running) => running,
+            // A reloaded definition that validated but cannot start: go back to the last one.
+            Err(error) if previous.is_some() => {
+                tracing::error!("the reloaded pipeline cannot start, restarting the previous definition: {error}");
+                pipeline = previous.take().unwrap_or(pipeline);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         current.set(running.control());
         let (restart, restart_requested) = std::sync::mpsc::channel();
-        let _watcher = match options.watch {
-            true => Some(crate::reload::watch(crate::reload::WatchTargets {
-                pipeline_file: path.to_path_buf(),
-                running: pipeline.clone(),
-                control: running.control(),
-                plugins: plugins.clone(),
-                stop: running.stop_signal(),
-                restart,
-            })?),
-            false => None,
-        };
+        let _watcher = options.watch.then(|| watch_files(path, &pipeline, &running, plugins, restart)).flatten();
         let summary = running.wait()?;
-        match restart_requested.try_recv() {
-            Ok(new) if !stop.is_raised() => pipeline = new,
+        // Several restarts may have been asked for while draining: the newest wins.
+        match restart_requested.try_iter().last() {
+            Some(new) if !stop.is_raised() => previous = Some(std::mem::replace(&mut pipeline, new)),
             _ => return Ok(summary),
         }
     }
+}
+
+/// Watches the pipeline's files; a failure to watch is reported, and the pipeline runs on.
+fn watch_files(
+    path: &Path,
+    pipeline: &LoadedPipeline,
+    running: &RunningPipeline,
+    plugins: &PluginRegistry,
+    restart: std::sync::mpsc::Sender<LoadedPipeline>,
+) -> Option<crate::reload::Watcher> {
+    let targets = crate::reload::WatchTargets {
+        pipeline_file: path.to_path_buf(),
+        running: pipeline.clone(),
+        control: running.control(),
+        plugins: plugins.clone(),
+        stop: running.stop_signal(),
+        restart,
+    };
+    crate::reload::watch(targets)
+        .map_err(|error| tracing::warn!("changes to the pipeline's files will not be applied: cannot watch them: {error:#}"))
+        .ok()
 }
 
 /// Why `sluice run` stopped early.
@@ -90,8 +112,6 @@ pub enum ServeError {
     Command(#[from] CommandError),
     #[error("cannot serve the admin API: {0}")]
     Admin(std::io::Error),
-    #[error("cannot watch files: {0}")]
-    Watch(#[from] anyhow::Error),
 }
 
 impl From<crate::pipeline::StartError> for ServeError {
@@ -129,6 +149,12 @@ struct AdminServer {
 
 impl AdminServer {
     fn start(address: std::net::SocketAddr, control: SharedControl, plugins: PluginRegistry) -> Result<AdminServer, ServeError> {
+        // The API swaps code into the running process and has no authentication: local only.
+        if !address.ip().is_loopback() {
+            let refused =
+                format!("{address} is not a loopback address; the admin API has no authentication, so it listens on 127.0.0.1 or ::1 only");
+            return Err(ServeError::Admin(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refused)));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sluice-admin")

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::SystemTime;
 
@@ -55,20 +56,41 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
     }
 }
 
+/// What the files last made of one operator: plugin digest, configuration, limits.
+type Applied = (crate::wasm::Digest, String, crate::wasm::InstanceLimits);
+
+/// What the files made of each operator, from the specifications running now.
+pub fn applied_from(control: &PipelineControl) -> BTreeMap<String, Applied> {
+    control.current_specs().into_iter().map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits))).collect()
+}
+
 /// Swaps every operator of `new` whose plugin (by digest), configuration or limits differ
-/// from the running one. Returns how many were swapped; stops at the first refusal.
-pub fn swap_changed_operators(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<usize> {
-    let running = control.current_specs();
+/// from what the files last made of it (`applied`, updated as swaps succeed). Comparing with
+/// the files' previous state, not with what runs, leaves swaps made through the admin API
+/// alone until the files change that operator again. Stops at the first refusal.
+pub fn swap_changed_operators(
+    new: &LoadedPipeline,
+    control: &PipelineControl,
+    plugins: &PluginRegistry,
+    applied: &mut BTreeMap<String, Applied>,
+) -> anyhow::Result<usize> {
     let mut swapped = 0;
     for operator in &new.config.operators {
-        let spec = operator_spec(new, operator.get_ref(), plugins)?;
-        let Some(current) = running.iter().find(|current| current.name == spec.name) else { continue };
-        let changed =
-            current.plugin.digest() != spec.plugin.digest() || current.config_json != spec.config_json || current.limits != spec.limits;
-        if changed {
-            control.swap_spec(spec)?;
-            swapped += 1;
+        let name = operator.get_ref().name.get_ref().to_string();
+        let spec = match operator_spec(new, operator.get_ref(), plugins) {
+            Ok(spec) => spec,
+            Err(error) => {
+                control.record_refusal(&name, &error.to_string());
+                return Err(error.into());
+            }
+        };
+        let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits);
+        if applied.get(&name) == Some(&wanted) {
+            continue;
         }
+        control.swap_spec(spec)?;
+        applied.insert(name, wanted);
+        swapped += 1;
     }
     Ok(swapped)
 }
@@ -89,38 +111,106 @@ pub struct WatchTargets {
     pub restart: Sender<LoadedPipeline>,
 }
 
-/// Starts watching the directories of the pipeline file and of every plugin it names.
+/// The watcher's state: its targets, what the files made of each operator, and the files'
+/// fingerprints when last seen.
+struct WatchState {
+    targets: WatchTargets,
+    applied: BTreeMap<String, Applied>,
+    fingerprints: BTreeMap<PathBuf, Fingerprint>,
+}
+
+/// Starts watching the directories of the pipeline file and of every plugin it names, then
+/// applies what changed since the files were loaded (start-up takes time).
 pub fn watch(targets: WatchTargets) -> anyhow::Result<Watcher> {
     let files = watched_files(&targets.pipeline_file, &targets.running);
     let directories: BTreeSet<PathBuf> = files.iter().filter_map(|file| file.parent().map(Path::to_path_buf)).collect();
-    let mut fingerprints: BTreeMap<PathBuf, Fingerprint> = files.iter().map(|file| (file.clone(), fingerprint(file))).collect();
-    let mut targets = targets;
-    catch_up(&mut targets);
+    let fingerprints = files.iter().map(|file| (file.clone(), fingerprint(file))).collect();
+    let applied = applied_from(&targets.control);
+    let state = Arc::new(Mutex::new(WatchState { targets, applied, fingerprints }));
+    let handler = state.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
         Ok(events) => {
-            // Events of every kind arrive, reads included: act only on files whose
-            // modification time or size changed.
-            let changed: BTreeSet<PathBuf> = events
-                .into_iter()
-                .map(|event| absolute(&event.path))
-                .filter(|path| fingerprints.get(path).is_some_and(|known| *known != fingerprint(path)))
-                .collect();
-            for path in &changed {
-                fingerprints.insert(path.clone(), fingerprint(path));
-            }
-            if !changed.is_empty() {
-                on_change(&mut targets, &changed);
-                for file in watched_files(&targets.pipeline_file, &targets.running) {
-                    fingerprints.entry(file.clone()).or_insert_with(|| fingerprint(&file));
-                }
-            }
+            let mut state = handler.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let paths: BTreeSet<PathBuf> = events.into_iter().map(|event| absolute(&event.path)).collect();
+            state.on_events(&paths);
         }
         Err(error) => tracing::warn!("watching files failed: {error}"),
     })?;
     for directory in &directories {
         debouncer.watcher().watch(directory, RecursiveMode::NonRecursive)?;
     }
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up();
     Ok(Watcher { _debouncer: debouncer })
+}
+
+impl WatchState {
+    /// Events of every kind arrive, reads included: act only on watched files whose
+    /// modification time or size changed.
+    fn on_events(&mut self, paths: &BTreeSet<PathBuf>) {
+        let changed: BTreeSet<PathBuf> =
+            paths.iter().filter(|path| self.fingerprints.get(*path).is_some_and(|known| *known != fingerprint(path))).cloned().collect();
+        for path in &changed {
+            self.fingerprints.insert(path.clone(), fingerprint(path));
+        }
+        if changed.is_empty() {
+            return;
+        }
+        if changed.contains(&absolute(&self.targets.pipeline_file)) {
+            self.reload();
+        } else {
+            self.apply_plugin_changes();
+        }
+        for file in watched_files(&self.targets.pipeline_file, &self.targets.running) {
+            self.fingerprints.entry(file.clone()).or_insert_with(|| fingerprint(&file));
+        }
+    }
+
+    /// Applies what changed between loading the files and watching them.
+    fn catch_up(&mut self) {
+        let on_disk = std::fs::read_to_string(&self.targets.pipeline_file).ok();
+        if on_disk.as_deref() != Some(self.targets.running.text.contents()) {
+            self.reload();
+        } else {
+            self.apply_plugin_changes();
+        }
+    }
+
+    /// A plugin file changed: the running definition, re-applied, swaps what differs.
+    fn apply_plugin_changes(&mut self) {
+        let targets = &self.targets;
+        match swap_changed_operators(&targets.running, &targets.control, &targets.plugins, &mut self.applied) {
+            Ok(0) => {}
+            Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
+            Err(error) => tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
+        }
+    }
+
+    /// The pipeline file changed: validate it, then swap operators or restart.
+    fn reload(&mut self) {
+        let targets = &mut self.targets;
+        let new = match commands::validate(&targets.pipeline_file, &targets.plugins) {
+            Ok(new) => new,
+            Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
+        };
+        match plan(Some(&targets.running), &new) {
+            Plan::SwapOperators => match swap_changed_operators(&new, &targets.control, &targets.plugins, &mut self.applied) {
+                Ok(swapped) => {
+                    tracing::info!(swapped, "pipeline file reloaded");
+                    targets.running = new;
+                }
+                Err(error) => {
+                    tracing::error!("reloading the pipeline file stopped at a refused operator (those before it were swapped): {error:#}")
+                }
+            },
+            Plan::Restart(why) => {
+                tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
+                if targets.restart.send(new).is_ok() {
+                    targets.stop.raise();
+                }
+            }
+            Plan::Start => {}
+        }
+    }
 }
 
 /// The pipeline file and every plugin file it names, absolute.
@@ -140,52 +230,6 @@ fn fingerprint(path: &Path) -> Fingerprint {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// Applies what changed between loading the files and watching them (start-up takes time).
-fn catch_up(targets: &mut WatchTargets) {
-    let on_disk = std::fs::read_to_string(&targets.pipeline_file).ok();
-    if on_disk.as_deref() != Some(targets.running.text.contents()) {
-        reload(targets);
-    } else if let Err(error) = swap_changed_operators(&targets.running, &targets.control, &targets.plugins) {
-        tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}");
-    }
-}
-
-fn on_change(targets: &mut WatchTargets, changed: &BTreeSet<PathBuf>) {
-    if changed.contains(&absolute(&targets.pipeline_file)) {
-        reload(targets);
-    } else if watched_files(&targets.pipeline_file, &targets.running).iter().skip(1).any(|plugin| changed.contains(plugin)) {
-        // A plugin file changed: the running definition, re-applied, swaps what differs.
-        match swap_changed_operators(&targets.running, &targets.control, &targets.plugins) {
-            Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
-            Err(error) => tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
-        }
-    }
-}
-
-/// The pipeline file changed: validate it, then swap operators or restart.
-fn reload(targets: &mut WatchTargets) {
-    let new = match commands::validate(&targets.pipeline_file, &targets.plugins) {
-        Ok(new) => new,
-        Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
-    };
-    match plan(Some(&targets.running), &new) {
-        Plan::SwapOperators => match swap_changed_operators(&new, &targets.control, &targets.plugins) {
-            Ok(swapped) => {
-                tracing::info!(swapped, "pipeline file reloaded");
-                targets.running = new;
-            }
-            Err(error) => tracing::error!("reloading the pipeline file failed, the running operators are unchanged: {error:#}"),
-        },
-        Plan::Restart(why) => {
-            tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
-            if targets.restart.send(new).is_ok() {
-                targets.stop.raise();
-            }
-        }
-        Plan::Start => {}
-    }
 }
 
 #[cfg(test)]

@@ -79,10 +79,10 @@ pub struct Rate(f64);
 impl TryFrom<f64> for Rate {
     type Error = String;
     fn try_from(rate: f64) -> Result<Self, String> {
-        if rate > 0.0 && rate.is_finite() {
+        if (0.001..=1e9).contains(&rate) {
             Ok(Rate(rate))
         } else {
-            Err(format!("rate must be a positive number of records per second, got {rate}"))
+            Err(format!("rate must be between 0.001 and 1000000000 records per second, got {rate}"))
         }
     }
 }

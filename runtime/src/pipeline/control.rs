@@ -1,9 +1,10 @@
 //! Changing a running pipeline's operators: hot swap, rollback, and the history of both.
 //!
 //! A swap is prepared off the hot path (the caller compiles and type-checks the new plugin),
-//! then applied in every task at a batch boundary (see `Task::swap`): records arriving
-//! meanwhile wait in the task's queue. If one task refuses the new version, the tasks that
-//! already switched are switched back, so the old version keeps running everywhere.
+//! then applied at a batch boundary of every task in two phases (see `Task::swap`): each task
+//! prepares the new operator from its state while the old one stays untouched; only when every
+//! task is ready do they all switch. If one refuses, the others drop what they prepared, so the
+//! old version keeps running everywhere. Records arriving meanwhile wait in the tasks' queues.
 
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{OperatorSpec, SwapDone, SwapRequest, TaskMessage};
+use super::{OperatorSpec, SwapRequest, SwapStep, TaskMessage};
 use crate::wasm::Plugin;
 
 /// Swap records kept for the history.
@@ -65,6 +66,9 @@ pub struct PipelineControl {
 struct ControlState {
     pipeline: String,
     tasks: Vec<SyncSender<TaskMessage>>,
+    /// Held for a whole swap, so that swaps happen one at a time.
+    swapping: Mutex<()>,
+    /// Held only briefly, so that readers (the admin API) are never blocked by a swap.
     operators: Mutex<Vec<Versions>>,
     history: Mutex<Vec<SwapRecord>>,
 }
@@ -78,7 +82,15 @@ struct Versions {
 impl PipelineControl {
     pub fn new(pipeline: String, tasks: Vec<SyncSender<TaskMessage>>, operators: Vec<OperatorSpec>) -> PipelineControl {
         let operators = operators.into_iter().map(|current| Versions { current, previous: None }).collect();
-        PipelineControl { state: Arc::new(ControlState { pipeline, tasks, operators: Mutex::new(operators), history: Mutex::default() }) }
+        PipelineControl {
+            state: Arc::new(ControlState {
+                pipeline,
+                tasks,
+                swapping: Mutex::default(),
+                operators: Mutex::new(operators),
+                history: Mutex::default(),
+            }),
+        }
     }
 
     pub fn pipeline(&self) -> &str {
@@ -108,11 +120,16 @@ impl PipelineControl {
         lock(&self.state.history).clone()
     }
 
-    /// Replaces `operator`'s plugin (compiled already) and, if given, its configuration.
+    /// Replaces `operator`'s plugin (compiled already) and, if given, its configuration (a
+    /// JSON object; the operator's granted files are kept, and cannot be given here).
     pub fn swap(&self, operator: &str, plugin: Arc<Plugin>, config_json: Option<String>) -> Result<SwapRecord, SwapError> {
         self.change(operator, |versions| {
             let current = &versions.current;
-            Ok(OperatorSpec { plugin, config_json: config_json.unwrap_or_else(|| current.config_json.clone()), ..current.clone() })
+            let config_json = match config_json {
+                Some(config) => with_granted_files(&config, &current.config_json)?,
+                None => current.config_json.clone(),
+            };
+            Ok(OperatorSpec { plugin, config_json, ..current.clone() })
         })
     }
 
@@ -148,19 +165,21 @@ impl PipelineControl {
 
     /// Applies the version `choose` picks, records the attempt, and keeps the versions.
     fn change(&self, operator: &str, choose: impl FnOnce(&Versions) -> Result<OperatorSpec, SwapError>) -> Result<SwapRecord, SwapError> {
-        // One change at a time: the lock is held until every task has answered.
-        let mut operators = lock(&self.state.operators);
-        let versions = operators
-            .iter_mut()
-            .find(|versions| &*versions.current.name == operator)
-            .ok_or_else(|| SwapError::UnknownOperator(operator.to_owned()))?;
-        let replacement = choose(versions)?;
+        let _one_at_a_time = lock(&self.state.swapping);
+        let (current, replacement) = {
+            let operators = lock(&self.state.operators);
+            let versions = operators
+                .iter()
+                .find(|versions| &*versions.current.name == operator)
+                .ok_or_else(|| SwapError::UnknownOperator(operator.to_owned()))?;
+            (versions.current.clone(), choose(versions)?)
+        };
         let requested = Instant::now();
         let applied = self.apply(operator, &replacement);
         let record = SwapRecord {
             at_unix_ms: unix_millis(),
             operator: operator.to_owned(),
-            old_digest: versions.current.plugin.digest().to_string(),
+            old_digest: current.plugin.digest().to_string(),
             new_digest: replacement.plugin.digest().to_string(),
             refused: applied.as_ref().err().map(ToString::to_string),
             stall_ms: applied.as_ref().map_or(0.0, |stall| stall.as_secs_f64() * 1e3),
@@ -168,37 +187,39 @@ impl PipelineControl {
         };
         self.remember(&record);
         applied?;
-        let previous = std::mem::replace(&mut versions.current, replacement);
-        versions.previous = Some(previous);
+        let mut operators = lock(&self.state.operators);
+        if let Some(versions) = operators.iter_mut().find(|versions| &*versions.current.name == operator) {
+            let previous = std::mem::replace(&mut versions.current, replacement);
+            versions.previous = Some(previous);
+        }
         Ok(record)
     }
 
-    /// Swaps in every running task; on a refusal, switches the others back. Returns the
-    /// longest stall.
+    /// Prepares the swap in every running task, then lets all switch, or none. Returns the
+    /// longest time a task's records waited.
     fn apply(&self, operator: &str, spec: &OperatorSpec) -> Result<Duration, SwapError> {
-        let mut switched: Vec<(&SyncSender<TaskMessage>, SwapDone)> = Vec::new();
-        let mut running = 0;
+        let mut ready = Vec::new();
+        let mut refusal = None;
         for task in &self.state.tasks {
-            match request(task, operator, spec.clone()) {
-                None => continue,
-                Some(Ok(done)) => switched.push((task, done)),
-                Some(Err(reason)) => {
-                    for (task, done) in switched {
-                        // Switching back to the version that was running cannot be refused
-                        // for a reason the forward swap did not already meet; log if it is.
-                        if let Some(Err(reason)) = request(task, operator, done.replaced) {
-                            tracing::error!(operator, "switching back after a refused swap failed: {reason}");
-                        }
-                    }
-                    return Err(SwapError::Refused(reason));
+            let Some(prepared) = Prepared::request(task, operator, spec.clone()) else { continue };
+            match prepared.outcome {
+                Ok(()) => ready.push(prepared),
+                Err(ref reason) => {
+                    refusal = Some(reason.clone());
+                    ready.push(prepared);
+                    break;
                 }
             }
-            running += 1;
         }
-        if running == 0 {
+        if ready.is_empty() {
             return Err(SwapError::Finished);
         }
-        Ok(switched.iter().map(|(_, done)| done.stall).max().unwrap_or_default())
+        let commit = refusal.is_none();
+        let stall = ready.into_iter().map(|prepared| prepared.decide(commit)).max().unwrap_or_default();
+        match refusal {
+            Some(reason) => Err(SwapError::Refused(reason)),
+            None => Ok(stall),
+        }
     }
 
     fn remember(&self, record: &SwapRecord) {
@@ -216,16 +237,53 @@ impl PipelineControl {
     }
 }
 
+/// The new configuration `config` (a JSON object) with the granted files of `current`.
+fn with_granted_files(config: &str, current: &str) -> Result<String, SwapError> {
+    let refuse = |why: &str| SwapError::Refused(format!("the new configuration {why}"));
+    let mut config: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(config).map_err(|_| refuse("is not a JSON object"))?;
+    if config.contains_key("sluice_files") {
+        return Err(refuse("may not set `sluice_files`: files are granted in the pipeline file"));
+    }
+    let current: serde_json::Value = serde_json::from_str(current).unwrap_or_default();
+    if let Some(files) = current.get("sluice_files") {
+        config.insert("sluice_files".into(), files.clone());
+    }
+    Ok(serde_json::Value::Object(config).to_string())
+}
+
 fn unix_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }
 
-/// Asks one task to swap; `None` if the task has finished.
-fn request(task: &SyncSender<TaskMessage>, operator: &str, spec: OperatorSpec) -> Option<Result<SwapDone, String>> {
-    let (reply, answer) = mpsc::channel();
-    task.send(TaskMessage::Swap(SwapRequest { operator: operator.to_owned(), spec, reply })).ok()?;
-    // A task that ends before reaching the request drops it, and with it the reply sender.
-    answer.recv().ok()
+/// A task that answered the first phase of a swap.
+struct Prepared {
+    outcome: Result<(), String>,
+    steps: mpsc::Receiver<SwapStep>,
+    decision: mpsc::Sender<bool>,
+}
+
+impl Prepared {
+    /// Asks one task to prepare the swap; `None` if the task has finished.
+    fn request(task: &SyncSender<TaskMessage>, operator: &str, spec: OperatorSpec) -> Option<Prepared> {
+        let (reply, steps) = mpsc::channel();
+        let (decision, decided) = mpsc::channel();
+        task.send(TaskMessage::Swap(SwapRequest { operator: operator.to_owned(), spec, reply, decision: decided })).ok()?;
+        // A task that ends before reaching the request drops it, and with it the reply sender.
+        match steps.recv().ok()? {
+            SwapStep::Prepared(outcome) => Some(Prepared { outcome, steps, decision }),
+            SwapStep::Finished { .. } => None,
+        }
+    }
+
+    /// Tells the task to switch (or not) and waits for it; returns how long its records waited.
+    fn decide(self, commit: bool) -> Duration {
+        let _ = self.decision.send(commit && self.outcome.is_ok());
+        match self.steps.recv() {
+            Ok(SwapStep::Finished { stall, .. }) => stall,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it.

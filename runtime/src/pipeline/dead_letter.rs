@@ -49,23 +49,44 @@ impl DeadLetter {
     }
 }
 
-/// Where dead letters are written.
+/// Where dead letters are written. A file is opened (for appending) at the first dead letter,
+/// so that a run without any leaves no empty file behind.
 pub struct DeadLetterSink {
     pipeline: String,
     description: String,
-    writer: Box<dyn Write + Send>,
+    destination: Destination,
+    writer: Option<Box<dyn Write + Send>>,
+}
+
+enum Destination {
+    File(PathBuf),
+    Stderr,
 }
 
 impl DeadLetterSink {
     /// Opens the configured dead-letter sink (by default `<pipeline>.dead-letter.jsonl`).
     pub fn build(config: Option<&DeadLetterConfig>, pipeline: &LoadedPipeline) -> io::Result<DeadLetterSink> {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
-        let (writer, description): (Box<dyn Write + Send>, String) = match config {
-            Some(DeadLetterConfig::Stderr) => (Box::new(io::stderr()), "standard error".into()),
-            Some(DeadLetterConfig::File { path }) => open_append(pipeline.resolve(path))?,
-            None => open_append(PathBuf::from(format!("{name}.dead-letter.jsonl")))?,
+        let destination = match config {
+            Some(DeadLetterConfig::Stderr) => Destination::Stderr,
+            Some(DeadLetterConfig::File { path }) => Destination::File(pipeline.resolve(path)),
+            None => Destination::File(PathBuf::from(format!("{name}.dead-letter.jsonl"))),
         };
-        Ok(DeadLetterSink { pipeline: name, description, writer })
+        let description = match &destination {
+            Destination::Stderr => "standard error".into(),
+            Destination::File(path) => {
+                // Fail at start, not at the first dead letter, if the file cannot be written.
+                let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                if !directory.is_dir() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("the directory of dead-letter file {} does not exist", path.display()),
+                    ));
+                }
+                path.display().to_string()
+            }
+        };
+        Ok(DeadLetterSink { pipeline: name, description, destination, writer: None })
     }
 
     /// Where the dead letters go, in words.
@@ -75,17 +96,27 @@ impl DeadLetterSink {
 
     /// Writes one dead letter and flushes it: dead letters are rare and must not be lost.
     pub fn write(&mut self, letter: &DeadLetter) -> io::Result<()> {
-        serde_json::to_writer(&mut self.writer, &letter.to_json(&self.pipeline))?;
-        self.writer.write_all(b"\n")?;
-        self.writer.flush()
+        let line = letter.to_json(&self.pipeline);
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(open(&self.destination)?),
+        };
+        serde_json::to_writer(&mut *writer, &line)?;
+        writer.write_all(b"\n")?;
+        writer.flush()
     }
 }
 
-fn open_append(path: PathBuf) -> io::Result<(Box<dyn Write + Send>, String)> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
-    Ok((Box::new(BufWriter::new(file)), path.display().to_string()))
+fn open(destination: &Destination) -> io::Result<Box<dyn Write + Send>> {
+    match destination {
+        Destination::Stderr => Ok(Box::new(io::stderr())),
+        Destination::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
+            Ok(Box::new(BufWriter::new(file)))
+        }
+    }
 }

@@ -15,5 +15,5 @@ pub use dead_letter::{DeadLetter, DeadLetterSink};
 pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
 pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
 pub use stop::StopSignal;
-pub use task::{SwapDone, SwapRequest, Task, TaskError, TaskMessage, TaskOutputs, TaskStats};
+pub use task::{SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOutputs, TaskStats};
 pub use watermark::WatermarkTracker;

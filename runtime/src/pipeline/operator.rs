@@ -93,18 +93,21 @@ impl Operator {
         &self.spec
     }
 
-    /// Replaces the plugin version or configuration, keeping the state: snapshot the running
-    /// instance, start the new one with `init` and `restore`, and switch. Any failure leaves
-    /// the operator as it was. A disabled operator hands over its last good snapshot, so a
-    /// fixed version brings it back. Returns the replaced specification.
-    pub fn swap(&mut self, spec: OperatorSpec) -> Result<OperatorSpec, OperatorError> {
-        let state = match self.instance.as_mut() {
-            Some(instance) => instance.snapshot().map_err(OperatorError::Failed)?,
+    /// Prepares a replacement with another plugin version or configuration, carrying the
+    /// state over: snapshot this instance, start the new one with `init` and `restore`. This
+    /// operator stays as it was (a failed snapshot recovers it); the caller switches. A disabled
+    /// operator hands over its last good snapshot, so a fixed version brings it back.
+    pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, OperatorError> {
+        let state = match self.instance.as_mut().map(PluginInstance::snapshot) {
+            Some(Ok(state)) => state,
+            Some(Err(failure)) => {
+                // The failed instance must not serve again.
+                self.recover(&failure);
+                return Err(OperatorError::Failed(failure));
+            }
             None => self.base.clone(),
         };
-        let replacement = Operator::start(spec, Some(state))?;
-        let replaced = std::mem::replace(self, replacement);
-        Ok(replaced.spec)
+        Operator::start(spec, Some(state))
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -143,10 +146,23 @@ impl Operator {
                 self.record(JournalEntry::Watermark(watermark));
                 batch
             }
+            // Retried once on a recovered instance (a deadline may have been bad luck); if it
+            // fails again the operator is disabled, visibly, rather than losing output quietly.
             Err(failure) => {
-                tracing::error!(operator = %self.spec.name, watermark, "on-watermark failed, its output is lost: {failure}");
-                self.recover(&failure);
-                Batch::new()
+                tracing::warn!(operator = %self.spec.name, watermark, "on-watermark failed, retrying on a recovered instance: {failure}");
+                let retried =
+                    self.recover(&failure).then(|| self.instance.as_mut().map(|instance| instance.on_watermark(watermark))).flatten();
+                match retried {
+                    Some(Ok(batch)) => {
+                        self.record(JournalEntry::Watermark(watermark));
+                        batch
+                    }
+                    Some(Err(again)) => {
+                        self.disable(format!("on-watermark failed twice at watermark {watermark}: {again}"));
+                        Batch::new()
+                    }
+                    None => Batch::new(),
+                }
             }
         }
     }
@@ -199,7 +215,7 @@ impl Operator {
                     if let Some((_, reason)) = output.rejected.into_iter().next() {
                         processed.dead.push(DeadRecord { index, record: single.clone(), reason: format!("rejected: {reason}") });
                     }
-                    self.journal.push(JournalEntry::Process(single));
+                    self.record(JournalEntry::Process(single));
                 }
                 Err(failure) => {
                     processed.dead.push(DeadRecord { index, record: single, reason: failure.message.clone() });
@@ -227,6 +243,8 @@ impl Operator {
     fn recover(&mut self, failure: &CallFailure) -> bool {
         self.instance = None;
         let rebuilt = build(&self.spec, Some(&self.base)).map_err(|error| error.to_string()).and_then(|(mut instance, _)| {
+            // Replayed calls already reported their metrics once.
+            instance.mute_metrics(true);
             for entry in &self.journal {
                 let replayed = match entry {
                     JournalEntry::Process(batch) => instance.process(batch).map(drop),
@@ -234,6 +252,7 @@ impl Operator {
                 };
                 replayed.map_err(|replay| format!("replaying its journal failed: {replay}"))?;
             }
+            instance.mute_metrics(false);
             Ok(instance)
         });
         match rebuilt {

@@ -24,19 +24,22 @@ pub enum TaskMessage {
     End,
 }
 
-/// Replace operator `operator` with `spec`; the answer goes to `reply`.
+/// Replace operator `operator` with `spec`, in two phases: the task prepares the new operator
+/// and answers `Prepared`; it switches if `decision` says so (true), else keeps the old one;
+/// then it answers `Finished` with the time its records waited.
 pub struct SwapRequest {
     pub operator: String,
     pub spec: OperatorSpec,
-    pub reply: Sender<Result<SwapDone, String>>,
+    pub reply: Sender<SwapStep>,
+    pub decision: Receiver<bool>,
 }
 
-/// A swap applied in one task.
-pub struct SwapDone {
-    /// What the operator was built from before.
-    pub replaced: OperatorSpec,
-    /// How long the task's records waited: snapshot, instantiate, init, restore.
-    pub stall: Duration,
+/// A task's answers to a swap request.
+pub enum SwapStep {
+    /// The new operator is ready (or why it could not be made).
+    Prepared(Result<(), String>),
+    /// The swap is over (switched or not): how long the task's records waited.
+    Finished { switched: bool, stall: Duration },
 }
 
 /// The task could not deliver its output.
@@ -85,11 +88,19 @@ impl Task {
     /// Processes batches until the source closes, then flushes with the final watermark.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
-            match input.recv_timeout(IDLE_CHECK) {
+            let message = input.recv_timeout(IDLE_CHECK);
+            if message.is_ok() {
+                self.watermark.received();
+            }
+            match message {
                 Ok(TaskMessage::Batch(batch)) => self.on_batch(batch)?,
                 Ok(TaskMessage::Swap(request)) => self.swap(request),
                 Ok(TaskMessage::End) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => self.advance_watermark()?,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(watermark) = self.watermark.advance_idle() {
+                        self.propagate_watermark(watermark)?;
+                    }
+                }
             }
         }
         if let Some(watermark) = self.watermark.finish() {
@@ -103,16 +114,25 @@ impl Task {
         Ok(self.stats)
     }
 
-    /// Swaps an operator between two batches; the requester learns the outcome.
+    /// Swaps an operator between two batches, in two phases (see `SwapRequest`).
     fn swap(&mut self, request: SwapRequest) {
         let started = Instant::now();
-        let outcome = match self.operators.iter_mut().find(|operator| operator.name() == request.operator) {
-            Some(operator) => operator.swap(request.spec).map_err(|error| error.to_string()),
-            None => Err(format!("no operator named \"{}\"", request.operator)),
+        let Some(index) = self.operators.iter().position(|operator| operator.name() == request.operator) else {
+            let _ = request.reply.send(SwapStep::Prepared(Err(format!("no operator named \"{}\"", request.operator))));
+            return;
         };
-        let stall = started.elapsed();
-        // The requester may have given up waiting; the swap stands either way.
-        let _ = request.reply.send(outcome.map(|replaced| SwapDone { replaced, stall }));
+        let prepared = self.operators[index].prepare_swap(request.spec).map_err(|error| error.to_string());
+        let ready = prepared.as_ref().map(drop).map_err(Clone::clone);
+        // The requester may have given up; a missing decision means "keep the old one".
+        let _ = request.reply.send(SwapStep::Prepared(ready));
+        let switched = match prepared {
+            Ok(replacement) if request.decision.recv() == Ok(true) => {
+                self.operators[index] = replacement;
+                true
+            }
+            _ => false,
+        };
+        let _ = request.reply.send(SwapStep::Finished { switched, stall: started.elapsed() });
     }
 
     fn on_batch(&mut self, batch: SourceBatch) -> Result<(), TaskError> {

@@ -4,21 +4,22 @@ use std::time::{Duration, Instant};
 
 /// Tracks the newest event time seen and derives the watermark from it.
 ///
-/// watermark = newest event time − out-of-orderness. When the source has been idle for
+/// watermark = newest event time − out-of-orderness. When the task has received nothing for
 /// `idle_timeout`, event time is assumed to advance with processing time, so that windows
-/// still close on a quiet stream.
+/// still close on a quiet stream. Slow processing is not idleness: the clock restarts with
+/// every message the task receives.
 #[derive(Debug)]
 pub struct WatermarkTracker {
     out_of_orderness: i64,
     idle_timeout: Duration,
     newest: Option<i64>,
-    last_record: Instant,
+    last_received: Instant,
     emitted: Option<i64>,
 }
 
 impl WatermarkTracker {
     pub fn new(out_of_orderness: i64, idle_timeout: Duration) -> WatermarkTracker {
-        WatermarkTracker { out_of_orderness, idle_timeout, newest: None, last_record: Instant::now(), emitted: None }
+        WatermarkTracker { out_of_orderness, idle_timeout, newest: None, last_received: Instant::now(), emitted: None }
     }
 
     /// The last watermark handed to the operators.
@@ -34,14 +35,28 @@ impl WatermarkTracker {
     /// Notes a record's event time.
     pub fn observe(&mut self, timestamp: i64) {
         self.newest = Some(self.newest.map_or(timestamp, |newest| newest.max(timestamp)));
-        self.last_record = Instant::now();
     }
 
-    /// The new watermark, if it advanced since the last call.
+    /// Notes that the task received something (the idle clock restarts).
+    pub fn received(&mut self) {
+        self.last_received = Instant::now();
+    }
+
+    /// The new watermark after processing, if it advanced.
     pub fn advance(&mut self) -> Option<i64> {
-        let idle = self.last_record.elapsed();
-        let idle_shift = if idle >= self.idle_timeout { i64::try_from(idle.as_millis()).unwrap_or(i64::MAX) } else { 0 };
-        let candidate = self.newest?.saturating_sub(self.out_of_orderness).saturating_add(idle_shift);
+        let candidate = self.newest?.saturating_sub(self.out_of_orderness);
+        self.emit(candidate)
+    }
+
+    /// The new watermark while nothing arrives: after `idle_timeout` of silence, event time
+    /// advances with the time waited.
+    pub fn advance_idle(&mut self) -> Option<i64> {
+        let idle = self.last_received.elapsed();
+        if idle < self.idle_timeout {
+            return self.advance();
+        }
+        let shift = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        let candidate = self.newest?.saturating_sub(self.out_of_orderness).saturating_add(shift);
         self.emit(candidate)
     }
 
@@ -83,7 +98,9 @@ mod tests {
     fn idle_sources_advance_with_processing_time() {
         let mut tracker = WatermarkTracker::new(0, Duration::ZERO);
         tracker.observe(1_000);
+        tracker.received();
         std::thread::sleep(Duration::from_millis(20));
-        assert!(tracker.advance().is_some_and(|watermark| watermark >= 1_020));
+        assert_eq!(tracker.advance(), Some(1_000), "processing time alone does not move it");
+        assert!(tracker.advance_idle().is_some_and(|watermark| watermark >= 1_020));
     }
 }

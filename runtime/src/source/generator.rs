@@ -16,6 +16,8 @@ use crate::config::{AnomalyConfig, GeneratorConfig};
 
 const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
+/// Longest sleep between checks of the stop signal and the batch linger.
+const PACE_SLICE: Duration = Duration::from_millis(20);
 
 /// A configured generator.
 pub struct Generator {
@@ -101,7 +103,9 @@ impl Generator {
         let mut sequence = 0u64;
         let mut value = Vec::with_capacity(256);
         while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
-            self.pace(sequence, started);
+            if !self.pace(sequence, started, &mut output) {
+                break;
+            }
             value.clear();
             let (user, timestamp) = self.record(sequence, &mut random, &mut value);
             if output.emit(Some(user.as_bytes()), &value, timestamp, sequence).is_err() {
@@ -114,13 +118,20 @@ impl Generator {
         Ok(())
     }
 
-    /// Sleeps as needed to hold the configured rate.
-    fn pace(&self, sequence: u64, started: Instant) {
-        let Some(rate) = self.rate else { return };
-        let due = Duration::from_secs_f64(sequence as f64 / rate);
-        let elapsed = started.elapsed();
-        if due > elapsed + Duration::from_millis(1) {
-            std::thread::sleep(due - elapsed);
+    /// Waits until record `sequence` is due at the configured rate, in short slices so that
+    /// a stop is noticed and a lingering batch is sent. False if the pipeline stops meanwhile.
+    fn pace(&self, sequence: u64, started: Instant, output: &mut SourceOutput) -> bool {
+        let Some(rate) = self.rate else { return true };
+        let due = Duration::try_from_secs_f64(sequence as f64 / rate).unwrap_or(Duration::MAX);
+        loop {
+            let elapsed = started.elapsed();
+            if due <= elapsed + Duration::from_millis(1) {
+                return true;
+            }
+            if output.stop.is_raised() || output.flush_lingering().is_err() {
+                return false;
+            }
+            std::thread::sleep((due - elapsed).min(PACE_SLICE));
         }
     }
 
@@ -138,7 +149,8 @@ impl Generator {
         };
         let campaign_slot = mix(u64::from(user) ^ self.seed) % (CAMPAIGNS.len() as u64 * 2);
         let disorder = if self.disorder_ms > 0 { random.random_range(0..=self.disorder_ms) } else { 0 };
-        let timestamp = self.start_ms + sequence as i64 * self.interval_ms - disorder;
+        let offset = i64::try_from(sequence).unwrap_or(i64::MAX).saturating_mul(self.interval_ms);
+        let timestamp = self.start_ms.saturating_add(offset).saturating_sub(disorder);
         let category = CATEGORIES[(attributes % CATEGORIES.len() as u64) as usize];
         let mut price = 2.0 + ((attributes >> 8) % 19_800) as f64 / 100.0;
         if event_type == "order" {

@@ -48,7 +48,8 @@ impl WasmEngine {
 
     /// Epoch ticks for a call deadline of `timeout` (at least one tick).
     pub(super) fn deadline_ticks(timeout: Duration) -> u64 {
-        (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1
+        let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
 }
 

@@ -46,11 +46,13 @@ pub struct HostState {
     pub(super) memory_refused: Option<usize>,
     /// The last panic message the plugin logged (the SDK logs panics before trapping).
     pub(super) last_panic: Option<String>,
+    /// Metrics are ignored while calls are replayed after a recovery.
+    pub(super) muted: bool,
 }
 
 impl HostState {
     pub fn new(operator: Arc<str>, memory_limit: usize, metrics: Arc<OperatorMetrics>) -> HostState {
-        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None }
+        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None, muted: false }
     }
 }
 
@@ -87,14 +89,21 @@ impl host::Host for HostState {
     }
 
     fn counter_add(&mut self, name: String, delta: u64) {
+        if self.muted {
+            return;
+        }
         self.metrics.update(|values| {
             if values.counters.len() < MAX_METRICS || values.counters.contains_key(&name) {
-                *values.counters.entry(truncate(name)).or_default() += delta;
+                let counter = values.counters.entry(truncate(name)).or_default();
+                *counter = counter.saturating_add(delta);
             }
         });
     }
 
     fn gauge_set(&mut self, name: String, value: f64) {
+        if self.muted {
+            return;
+        }
         self.metrics.update(|values| {
             if values.gauges.len() < MAX_METRICS || values.gauges.contains_key(&name) {
                 values.gauges.insert(truncate(name), value);

@@ -86,6 +86,11 @@ impl PluginInstance {
         Ok(PluginInstance { store, operator, limits, deadline_ticks })
     }
 
+    /// While muted, the plugin's counters and gauges are not recorded (replayed calls).
+    pub fn mute_metrics(&mut self, muted: bool) {
+        self.store.data_mut().muted = muted;
+    }
+
     /// Calls `init`; the inner error is the plugin refusing its configuration.
     pub fn init(&mut self, config_json: &str) -> Result<Result<(), String>, CallFailure> {
         self.call(|operator, store| operator.call_init(store, config_json))

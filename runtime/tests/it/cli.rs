@@ -107,20 +107,24 @@ path = "out.jsonl"
 "#,
     );
     let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", &path.display().to_string()])
+        .args(["run", &path.display().to_string(), "--no-watch"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("sluice starts");
-    std::thread::sleep(Duration::from_millis(1500));
-    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
-    assert!(interrupted.success());
+    let child = crate::support::KillOnDrop(child);
+    // Let records flow for a while (start-up time varies on a busy machine; the count below
+    // is checked against what the process itself reports).
+    std::thread::sleep(Duration::from_millis(2500));
     let started = Instant::now();
-    let output = child.wait_with_output().expect("sluice exits");
-    assert!(started.elapsed() < Duration::from_secs(10), "draining is quick");
+    let output = child.interrupt_and_wait();
+    assert!(started.elapsed() < Duration::from_secs(20), "draining is quick");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let windows = scratch.json_lines("out.jsonl");
     let counted: i64 = windows.iter().map(|window| window["count"].as_i64().expect("count")).sum();
-    assert!(counted >= 1000, "every record read before Ctrl-C is counted in the flushed window, got {counted}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{counted} records in")));
+    assert!(counted > 0, "the window was flushed");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(&format!("{counted} records in")),
+        "every record read before Ctrl-C is counted in the flushed window"
+    );
 }

@@ -84,3 +84,28 @@ pub fn numbered_records(count: usize, marker: impl Fn(usize) -> Option<&'static 
         })
         .collect()
 }
+
+/// Long enough for file events to be debounced and acted on, on a busy machine.
+pub fn settle() -> std::time::Duration {
+    sluice::reload::DEBOUNCE * 4
+}
+
+/// A child process that is killed if the test ends early (an assertion failed).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Sends Ctrl-C (SIGINT) and waits for the process to drain and exit.
+    pub fn interrupt_and_wait(mut self) -> Output {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
+        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().expect("a placeholder process"));
+        child.wait_with_output().expect("the process exits")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -11,8 +11,10 @@ use sluice::pipeline::{PipelineControl, PipelineSummary, StopSignal, SwapError};
 
 use crate::support::{Scratch, plugin, registry};
 
-/// A generator at a steady rate → `n = event_id` → the counter plugin (`{plugin}`) → a file.
+/// A generator at a steady rate (unbounded with `count` 0: stopped by the test) → `n =
+/// event_id` → the counter plugin → a file.
 fn counting_pipeline(scratch: &Scratch, count: u64, rate: u64) -> PathBuf {
+    let count = if count == 0 { String::new() } else { format!("count = {count}") };
     scratch.pipeline(&format!(
         r#"
 [pipeline]
@@ -22,7 +24,7 @@ batch_linger = "5ms"
 
 [[sources]]
 type = "generator"
-count = {count}
+{count}
 rate = {rate}
 
 [[operators]]
@@ -69,18 +71,20 @@ fn counted(scratch: &Scratch) -> Vec<(u64, u64, u64)> {
 #[test]
 fn a_hundred_swaps_between_state_versions_count_every_record_once() {
     let scratch = Scratch::new();
-    let count = 60_000;
-    let (control, _stop, pipeline) = start(&counting_pipeline(&scratch, count, 20_000));
+    let (control, stop, pipeline) = start(&counting_pipeline(&scratch, 0, 20_000));
     for swap in 0..100 {
         let version = if swap % 2 == 0 { "counter-v2" } else { "counter-v1" };
         let record = swap_to(&control, version).unwrap_or_else(|error| panic!("swap {swap} to {version}: {error}"));
         assert!(record.refused.is_none());
         std::thread::sleep(Duration::from_millis(15));
     }
-    let summary = pipeline.join().expect("no panic").expect("pipeline runs to its end");
+    stop.raise();
+    let summary = pipeline.join().expect("no panic").expect("pipeline drains");
     assert_eq!(summary.dead_letters, 0);
+    let count = summary.tasks[0].records_in;
+    assert!(count > 1_000, "records flowed during the swaps: {count}");
     let counted = counted(&scratch);
-    assert_eq!(counted.len() as u64, count, "every record comes out once");
+    assert_eq!(counted.len() as u64, count, "every record read comes out once");
     for (position, (n, total, _)) in counted.iter().enumerate() {
         assert_eq!((*n, *total), (position as u64, position as u64 + 1), "record {position}: totals continue across swaps");
     }
@@ -94,8 +98,7 @@ fn a_hundred_swaps_between_state_versions_count_every_record_once() {
 #[test]
 fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     let scratch = Scratch::new();
-    let count = 20_000;
-    let (control, _stop, pipeline) = start(&counting_pipeline(&scratch, count, 10_000));
+    let (control, stop, pipeline) = start(&counting_pipeline(&scratch, 0, 10_000));
     let v1 = control.operators()[1].digest.clone();
     // init refuses the configuration.
     let counter_v2 = registry().load(&plugin("counter-v2")).expect("compiles");
@@ -126,9 +129,10 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
         control.swap("nobody", registry().load(&plugin("counter-v2")).expect("compiles"), None),
         Err(SwapError::UnknownOperator(_))
     ));
-    pipeline.join().expect("no panic").expect("pipeline runs to its end");
+    stop.raise();
+    let summary = pipeline.join().expect("no panic").expect("pipeline drains");
     let counted = counted(&scratch);
-    assert_eq!(counted.len() as u64, count);
+    assert_eq!(counted.len() as u64, summary.tasks[0].records_in);
     assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
     let history = control.history();
     assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 3, "the refusals are in the history");
@@ -142,9 +146,19 @@ fn serve(path: &Path) -> (StopSignal, JoinHandle<Result<PipelineSummary, sluice:
     (stop, std::thread::spawn(move || sluice::commands::serve(&path, registry(), &options, signal)))
 }
 
-/// Output records in order, as JSON.
+/// Output records in order, as JSON (a partly written last line is left out).
 fn outputs(scratch: &Scratch) -> Vec<Value> {
-    scratch.json_lines("out.jsonl")
+    let text = std::fs::read_to_string(scratch.path("out.jsonl")).unwrap_or_default();
+    text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect()
+}
+
+/// Waits (at most a minute) until the output satisfies `done`.
+fn wait_for_output(scratch: &Scratch, done: impl Fn(&[Value]) -> bool) {
+    let started = std::time::Instant::now();
+    while !done(&outputs(scratch)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the output never reached the expected state");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn assert_counted_once(records: &[Value], count: u64) {
@@ -158,17 +172,19 @@ fn assert_counted_once(records: &[Value], count: u64) {
 fn a_plugin_file_changed_on_disk_is_swapped_in() {
     let scratch = Scratch::new();
     std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("copy plugin");
-    let pipeline = counting_pipeline(&scratch, 8_000, 4_000).to_string_lossy().to_string();
+    let pipeline = counting_pipeline(&scratch, 0, 4_000).to_string_lossy().to_string();
     let text = std::fs::read_to_string(&pipeline).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
     std::fs::write(&pipeline, text).expect("rewrite pipeline");
-    let (_stop, running) = serve(Path::new(&pipeline));
-    std::thread::sleep(Duration::from_millis(700));
+    let (stop, running) = serve(Path::new(&pipeline));
+    wait_for_output(&scratch, |records| !records.is_empty());
     // Replace the file as deployment tools do: write aside, then rename over it.
     std::fs::copy(plugin("counter-v2"), scratch.path("counter.wasm.new")).expect("copy");
     std::fs::rename(scratch.path("counter.wasm.new"), scratch.path("counter.wasm")).expect("rename");
-    running.join().expect("no panic").expect("pipeline runs to its end");
+    wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["version"] == 2));
+    stop.raise();
+    let summary = running.join().expect("no panic").expect("pipeline drains");
     let records = outputs(&scratch);
-    assert_counted_once(&records, 8_000);
+    assert_counted_once(&records, summary.tasks[0].records_in);
     assert_eq!(records.first().map(|r| r["version"].clone()), Some(Value::from(1)));
     assert_eq!(records.last().map(|r| r["version"].clone()), Some(Value::from(2)), "the new version took over while running");
 }
@@ -176,35 +192,43 @@ fn a_plugin_file_changed_on_disk_is_swapped_in() {
 #[test]
 fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_nothing() {
     let scratch = Scratch::new();
-    let path = counting_pipeline(&scratch, 8_000, 4_000);
+    let path = counting_pipeline(&scratch, 0, 4_000);
     let original = std::fs::read_to_string(&path).expect("pipeline");
-    let (_stop, running) = serve(&path);
-    std::thread::sleep(Duration::from_millis(600));
-    std::fs::write(&path, original.replace("counter-v1.wasm\"\n", "counter-v1.wasm\"\nconfig = { label = \"reloaded\" }\n"))
-        .expect("reconfigure");
-    std::thread::sleep(Duration::from_millis(900));
+    let labelled =
+        |label: &str| original.replace("counter-v1.wasm\"\n", &format!("counter-v1.wasm\"\nconfig = {{ label = \"{label}\" }}\n"));
+    let (stop, running) = serve(&path);
+    wait_for_output(&scratch, |records| !records.is_empty());
+    std::fs::write(&path, labelled("reloaded")).expect("reconfigure");
+    wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["label"] == "reloaded"));
+    // An invalid file changes nothing; the watcher still applies the next valid one.
     std::fs::write(&path, "[pipeline\nname = broken").expect("break the file");
-    running.join().expect("no panic").expect("pipeline runs to its end despite the broken file");
+    std::thread::sleep(crate::support::settle());
+    assert_eq!(outputs(&scratch).last().map(|record| record["label"].clone()), Some(Value::from("reloaded")));
+    std::fs::write(&path, labelled("again")).expect("reconfigure again");
+    wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["label"] == "again"));
+    stop.raise();
+    let summary = running.join().expect("no panic").expect("pipeline drains");
     let records = outputs(&scratch);
-    assert_counted_once(&records, 8_000);
+    assert_counted_once(&records, summary.tasks[0].records_in);
     assert_eq!(records.first().map(|r| r["label"].clone()), Some(Value::Null));
-    assert_eq!(records.last().map(|r| r["label"].clone()), Some(Value::from("reloaded")), "the new config reached the running operator");
 }
 
 #[test]
 fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     let scratch = Scratch::new();
-    let path = counting_pipeline(&scratch, 8_000, 4_000);
+    let path = counting_pipeline(&scratch, 0, 4_000);
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("free port").port();
     let admin = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", &path.display().to_string(), "--admin", &admin, "--no-watch"])
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("sluice starts");
+    let child = crate::support::KillOnDrop(child);
     let started = std::time::Instant::now();
-    while ureq::get(format!("http://{admin}/health")).call().is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the admin API answers");
+    // Ready when the pipeline itself answers (the server starts before it).
+    while !ureq::get(format!("http://{admin}/pipelines/swapping/operators")).call().is_ok_and(|response| response.status() == 200) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the admin API answers");
         std::thread::sleep(Duration::from_millis(50));
     }
     let swap = |args: &[&str]| {
@@ -239,6 +263,9 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     )
     .expect("JSON");
     assert_eq!(operators[1]["digest"], history[2]["old_digest"], "the rollback returned to the version before the upload");
-    assert!(child.wait().expect("sluice exits").success());
-    assert_counted_once(&outputs(&scratch), 8_000);
+    let output = child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let records = outputs(&scratch);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{} records in, {} out", records.len(), records.len())));
+    assert_counted_once(&records, records.len() as u64);
 }
