@@ -6,7 +6,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::{Diagnostics, LoadedPipeline, OperatorConfig, SourceConfig};
+use super::{DeadLetterConfig, Diagnostics, LoadedPipeline, OperatorConfig, SinkConfig, SourceConfig};
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +159,25 @@ impl Problems<'_> {
             self.report_file("the pipeline has no sink: add a [[sinks]] table");
         }
         self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
+        for sink in sinks {
+            if let SinkConfig::File { path, .. } = sink.get_ref() {
+                self.check_directory(sink.span(), &format!("sink \"{}\"", sink.get_ref().name()), path);
+            }
+        }
+        if let Some(dead_letter) = &self.pipeline.config.dead_letter
+            && let DeadLetterConfig::File { path } = dead_letter.get_ref()
+        {
+            self.check_directory(dead_letter.span(), "the dead-letter file", path);
+        }
+    }
+
+    /// An output file's directory must exist (the file itself is created).
+    fn check_directory(&mut self, span: Range<usize>, what: &str, path: &Path) {
+        let path = self.pipeline.resolve(path);
+        let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !directory.is_dir() {
+            self.report(span, format!("{what}: directory {} of {} does not exist", directory.display(), path.display()));
+        }
     }
 
     fn check_unique(&mut self, kind: &str, names: impl Iterator<Item = (String, Range<usize>)>) {
