@@ -118,7 +118,7 @@ fn an_operator_that_fails_on_everything_is_disabled_and_loses_nothing() {
 fn records_an_operator_rejects_carry_the_reason_and_their_position() {
     let scratch = Scratch::new();
     scratch.write("input.jsonl", "{\"price\": 5}\n{\"price\": \"free\"}\nnot json at all\n{\"price\": 7}\n");
-    let path = scratch.pipeline(
+    let path = scratch.pipeline_to_files(
         r#"
 [pipeline]
 name = "rejections"
@@ -131,14 +131,6 @@ path = "input.jsonl"
 name = "doubled"
 plugin = "{plugins}/project.wasm"
 config = { compute = { double = "price * 2" } }
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
 "#,
     );
     run(&path).expect("pipeline runs");

@@ -83,7 +83,7 @@ fn window_aggregate_late_records_route_through_the_runtime() {
         .map(|(ts, id)| format!("{}\n", json!({"ts": ts, "id": id})))
         .collect();
     scratch.write("input.jsonl", &records);
-    let path = scratch.pipeline(
+    let path = scratch.pipeline_to_files(
         r#"
 [pipeline]
 name = "lateness"
@@ -98,14 +98,6 @@ timestamp_field = "ts"
 name = "counts"
 plugin = "{plugins}/window-aggregate.wasm"
 config = { window = { type = "tumbling", size = "10s" }, aggregates = [{ function = "count" }], late = "reject" }
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
 "#,
     );
     run(&path).expect("pipeline runs");
@@ -154,7 +146,7 @@ fn enrich_joins_a_granted_csv_file_through_the_runtime() {
     let scratch = Scratch::new();
     scratch.write("catalog.csv", "id,brand,name\ni1,acme,\"Anvil, heavy\"\ni2,\"Bolt \"\"Co\"\"\",Bolt\n");
     scratch.write("input.jsonl", "{\"item_id\": \"i1\", \"n\": 1}\n{\"item_id\": \"i9\", \"n\": 2}\n{\"item_id\": \"i2\", \"n\": 3}\n");
-    let path = scratch.pipeline(
+    let path = scratch.pipeline_to_files(
         r#"
 [pipeline]
 name = "enrichment"
@@ -168,14 +160,6 @@ name = "catalog"
 plugin = "{plugins}/enrich.wasm"
 files = { items = "catalog.csv" }
 config = { key = "item_id", file = "items", file_format = "csv", file_key = "id", into = "product", missing = "reject" }
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
 "#,
     );
     let summary = run(&path).expect("pipeline runs");

@@ -54,6 +54,14 @@ impl Scratch {
         self.write("pipeline.toml", &toml.replace("{plugins}", &plugins.display().to_string()))
     }
 
+    /// Writes a pipeline file (see `pipeline`) whose records go to `out.jsonl` and dead letters
+    /// to `dead.jsonl`.
+    pub fn pipeline_to_files(&self, toml: &str) -> PathBuf {
+        self.pipeline(&format!(
+            "{toml}\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n\n[dead_letter]\ntype = \"file\"\npath = \"dead.jsonl\"\n"
+        ))
+    }
+
     /// The lines of an output file, parsed as JSON.
     pub fn json_lines(&self, name: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.path(name)).unwrap_or_default();

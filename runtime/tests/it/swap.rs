@@ -15,7 +15,7 @@ use crate::support::{Scratch, plugin, registry};
 /// event_id` → the counter plugin → a file.
 fn counting_pipeline(scratch: &Scratch, count: u64, rate: u64) -> PathBuf {
     let count = if count == 0 { String::new() } else { format!("count = {count}") };
-    scratch.pipeline(&format!(
+    scratch.pipeline_to_files(&format!(
         r#"
 [pipeline]
 name = "swapping"
@@ -35,14 +35,6 @@ config = {{ compute = {{ n = "event_id" }}, keep = ["n"] }}
 [[operators]]
 name = "counter"
 plugin = "{{plugins}}/counter-v1.wasm"
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
 "#
     ))
 }
