@@ -3,7 +3,7 @@
 //! Grammar: numbers, dotted field paths, `+ - * /`, unary minus, parentheses and the
 //! functions `abs(x)`, `min(x, y)`, `max(x, y)`, `round(x)` and `round(x, digits)`.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::FieldPath;
 
@@ -71,7 +71,7 @@ impl Expression {
         if !number.is_finite() {
             return Err("result is not a finite number (division by zero?)".into());
         }
-        Ok(to_json_number(number))
+        Ok(crate::json::number(number))
     }
 
     fn number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {
@@ -108,16 +108,6 @@ fn call(function: Function, values: &[f64]) -> f64 {
         }
         // Arity is checked by the parser.
         _ => f64::NAN,
-    }
-}
-
-/// Integral values within f64's exact range become integers, others floats.
-fn to_json_number(number: f64) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    if number.fract() == 0.0 && number.abs() < EXACT {
-        Value::Number(Number::from(number as i64))
-    } else {
-        Number::from_f64(number).map_or(Value::Null, Value::Number)
     }
 }
 

@@ -221,6 +221,17 @@ pub fn write_canonical_number(out: &mut String, number: &serde_json::Number) {
     };
 }
 
+/// `x` as a JSON number: integral values within f64's exact range (2^53) as integers, so that
+/// a value reads as it was written; non-finite values as null.
+pub fn number(x: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() < EXACT {
+        Value::from(x as i64)
+    } else {
+        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
 /// The name of a JSON value's type, for error messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {
@@ -454,6 +465,15 @@ mod tests {
         assert_eq!(canonical(r#""\u0062""#), canonical(r#""b""#));
         assert_eq!(canonical(r#"{"b": 1, "a": [1.0]}"#), r#"{"a":[1],"b":1}"#);
         assert_eq!(canonical("2.5"), "2.5");
+    }
+
+    #[test]
+    fn numbers_are_integers_when_integral_and_null_when_not_finite() {
+        assert_eq!(number(3.0), json!(3));
+        assert_eq!(number(-2.5), json!(-2.5));
+        assert_eq!(number(1e300), json!(1e300));
+        assert_eq!(number(f64::NAN), Value::Null);
+        assert_eq!(number(f64::INFINITY), Value::Null);
     }
 
     #[test]

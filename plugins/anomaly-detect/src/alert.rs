@@ -1,7 +1,7 @@
 //! What an anomaly produces: alert records, and the annotation of a passed-through record.
 
 use serde::Serialize;
-use sluice_sdk::serde_json::{Map, Number, Value};
+use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{FieldPath, Output, Record};
 
 use crate::detectors::Assessment;
@@ -59,7 +59,7 @@ impl Anomaly<'_> {
                 detector: finding.detector,
                 group: &group,
                 field: self.field.to_string(),
-                value: number(self.value),
+                value: sluice_sdk::json::number(self.value),
                 score: finding.assessment.score,
                 expected: Expected { low: finding.assessment.low, high: finding.assessment.high },
                 timestamp: record.timestamp(),
@@ -82,10 +82,4 @@ impl Anomaly<'_> {
     fn group(&self, original: &Map<String, Value>) -> Map<String, Value> {
         self.group_by.iter().map(|path| (path.to_string(), path.get(original).cloned().unwrap_or(Value::Null))).collect()
     }
-}
-
-/// `x` as JSON, integral values as integers, so that a value reads as it was written.
-pub fn number(x: f64) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    if x.fract() == 0.0 && x.abs() < EXACT { Value::from(x as i64) } else { Number::from_f64(x).map_or(Value::Null, Value::Number) }
 }

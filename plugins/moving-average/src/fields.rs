@@ -1,7 +1,7 @@
 //! Reading a record's averaged number and group in place, and writing numbers back as JSON.
 
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::serde_json::{self, Number, Value};
+use sluice_sdk::serde_json::{self, Value};
 use sluice_sdk::{FieldPath, json};
 
 /// The number at `field` (its JSON text `raw`, if present): `Ok(None)` for null, which the
@@ -27,10 +27,5 @@ pub fn group_values(key: &str) -> Vec<Value> {
 /// An average as JSON: integral values as integers (as window-aggregate writes them), no
 /// value (an empty window) or a non-finite one as null.
 pub fn number(x: Option<f64>) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    match x {
-        Some(x) if x.fract() == 0.0 && x.abs() < EXACT => Value::from(x as i64),
-        Some(x) => Number::from_f64(x).map_or(Value::Null, Value::Number),
-        None => Value::Null,
-    }
+    x.map_or(Value::Null, sluice_sdk::json::number)
 }

@@ -3,10 +3,11 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use sluice_sdk::FieldPath;
+use sluice_sdk::json::{self, number};
 use sluice_sdk::numeric::CompensatedSum;
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::{FieldPath, json};
 
 use crate::sketch::{Distinct, Quantiles};
 
@@ -235,16 +236,6 @@ fn option_fold(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Opt
     match (a, b) {
         (Some(a), Some(b)) => Some(pick(a, b)),
         (a, b) => a.or(b),
-    }
-}
-
-/// Integral values within f64's exact range become JSON integers; non-finite ones null.
-pub fn number(x: f64) -> Value {
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    if x.fract() == 0.0 && x.abs() < EXACT {
-        Value::from(x as i64)
-    } else {
-        sluice_sdk::serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
     }
 }
 
