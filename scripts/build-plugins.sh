@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds every plugin crate (plugins/* and the test plugins in tests/plugins/*), or only the
-# packages named as arguments, into WebAssembly components in build/plugins/<crate-name>.wasm.
-# Installs the toolchain it needs when missing; cargo skips what is up to date, and unchanged
-# components are not rewritten.
+# Builds every plugin (the Rust crates of plugins/* and tests/plugins/*, and the Python,
+# JavaScript and C plugins of plugins/* through `sluice plugin build`), or only those named as
+# arguments, into WebAssembly components in build/plugins/<name>.wasm. Installs the toolchains
+# it needs when missing; up-to-date components are not rebuilt or rewritten.
 #
 #   scripts/build-plugins.sh                 # all plugins
 #   scripts/build-plugins.sh filter project  # just these
@@ -10,25 +10,51 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLUICE_ROOT"
 
-packages=("$@")
-if [ ${#packages[@]} -eq 0 ]; then
-    for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml; do
-        packages+=("$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)")
+packages=()
+other_languages=()   # plugin directories built by `sluice plugin build`
+for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml plugins/*/sluice-plugin.toml; do
+    name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)
+    if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
+        continue
+    fi
+    case $manifest in
+        *Cargo.toml) packages+=("$name") ;;
+        *) other_languages+=("$(dirname "$manifest")") ;;
+    esac
+done
+[ $# -eq 0 ] || [ $((${#packages[@]} + ${#other_languages[@]})) -eq $# ] || die "unknown plugin among: $*"
+
+ensure_wasm_toolchain
+mkdir -p build/plugins
+if [ ${#packages[@]} -gt 0 ]; then
+    log "building ${#packages[@]} plugin components: ${packages[*]}"
+    # Debian's cargo must use Debian's rustc (rustup's proxies come first on PATH).
+    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTUP_TOOLCHAIN= /usr/bin/cargo build --quiet \
+        --profile plugin --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
+        --config "target.wasm32-unknown-unknown.linker=\"$COMPONENT_LD\"" \
+        $(printf -- '-p %s ' "${packages[@]}")
+
+    for package in "${packages[@]}"; do
+        built="$CARGO_TARGET_DIR/wasm32-unknown-unknown/plugin/${package//-/_}.wasm"
+        [ -f "$built" ] || die "cargo did not produce $built"
+        cmp -s "$built" "build/plugins/$package.wasm" || cp "$built" "build/plugins/$package.wasm"
     done
 fi
 
-ensure_wasm_toolchain
-log "building ${#packages[@]} plugin components: ${packages[*]}"
-# Debian's cargo must use Debian's rustc (rustup's proxies come first on PATH).
-RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTUP_TOOLCHAIN= /usr/bin/cargo build --quiet \
-    --profile plugin --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
-    --config "target.wasm32-unknown-unknown.linker=\"$COMPONENT_LD\"" \
-    $(printf -- '-p %s ' "${packages[@]}")
-
-mkdir -p build/plugins
-for package in "${packages[@]}"; do
-    built="$CARGO_TARGET_DIR/wasm32-unknown-unknown/plugin/${package//-/_}.wasm"
-    [ -f "$built" ] || die "cargo did not produce $built"
-    cmp -s "$built" "build/plugins/$package.wasm" || cp "$built" "build/plugins/$package.wasm"
-done
+# Python, JavaScript and C: rebuilt only when a source (or the WIT) is newer than the component,
+# since their builds are not byte-for-byte reproducible.
+if [ ${#other_languages[@]} -gt 0 ]; then
+    ensure_language_toolchains
+    cargo build --release --quiet -p sluice
+    for directory in "${other_languages[@]}"; do
+        name=$(basename "$directory")
+        output="build/plugins/$name.wasm"
+        if [ -f "$output" ] && [ -z "$(find "$directory" wit -newer "$output" -type f \
+                -not -path '*/test/*' -not -path '*/gen/*' -not -path '*/target/*' -not -name '*.wasm' -print -quit)" ]; then
+            continue
+        fi
+        log "building $directory"
+        "$CARGO_TARGET_DIR/release/sluice" plugin build "$directory" --wit wit --output "$output"
+    done
+fi
 ls -l build/plugins >&2

@@ -56,3 +56,32 @@ ensure_wasm_toolchain() {
     [ -x "$COMPONENT_LD" ] || die "$COMPONENT_LD is missing (package rust-web-llvm)"
     [ -e "$(readlink -f /usr/bin/rust-lld)" ] || die "/usr/bin/rust-lld dangles (package lld-22)"
 }
+
+# Tools built or downloaded once per machine, outside the clone (pinned versions in their paths).
+SLUICE_TOOLS=${SLUICE_TOOLS:-$HOME/.cache/sluice/tools}
+
+# The Kafka-protocol broker for tests: Nisshi (see docs/kafka.md). Sets NISSHI to its binary.
+NISSHI_VERSION=0.8.1
+ensure_broker() {
+    if command -v nisshi >/dev/null && nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+        NISSHI=$(command -v nisshi)
+        return 0
+    fi
+    local root="$SLUICE_TOOLS/nisshi-$NISSHI_VERSION"
+    NISSHI="$root/bin/nisshi"
+    [ -x "$NISSHI" ] && return 0
+    log "building the Nisshi $NISSHI_VERSION broker once for this machine (~20 min on 2 cores)"
+    # Its own target directory: a tool build must not share the workspace's lock or cache.
+    CARGO_TARGET_DIR="$root/build" cargo install nisshi --version "$NISSHI_VERSION" --locked \
+        --ignore-rust-version --no-default-features --features dynostore,libsql --root "$root" --quiet
+    rm -rf "$root/build"
+}
+
+# What `sluice plugin build` needs from Debian for Python, JavaScript and C plugins (it installs
+# the pinned componentize-py, componentize-js and wit-bindgen itself, under $SLUICE_TOOLS).
+ensure_language_toolchains() {
+    apt_install clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc
+    command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3 python3-venv
+    command -v npm >/dev/null || apt_install nodejs npm
+}
+export SLUICE_TOOLS

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod commands;
 pub mod config;
+pub mod develop;
 pub mod pipeline;
 pub mod reload;
 pub mod sink;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::commands::{self, CommandError, ServeError, ServeOptions};
+use sluice::develop::{self, BuildOptions, Language};
 use sluice::pipeline::StopSignal;
 use sluice::wasm::{PluginRegistry, WasmEngine};
 use swap::SwapArgs;
@@ -58,6 +59,35 @@ enum Command {
 enum PluginCommand {
     /// Prints a component's world, exports and SHA-256 digest.
     Inspect { file: PathBuf },
+    /// Writes a ready-to-build plugin skeleton (build file, operator, pipeline test).
+    New {
+        /// The plugin's name (lowercase letters, digits and '-').
+        name: String,
+        #[arg(long, value_enum, default_value_t = Language::Rust)]
+        lang: Language,
+        /// The directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Sluice Rust SDK to depend on (Rust plugins; default: this build's own sdk/).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Builds the plugin in a directory (default: the current one) into a component.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: DIR/NAME.wasm).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Generate bindings from this WIT directory instead of the runtime's own.
+        #[arg(long)]
+        wit: Option<PathBuf>,
+    },
+    /// Builds the plugin and runs its pipeline test (test/pipeline.toml).
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,7 +112,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin, watch: !no_watch }),
         Command::Swap(args) => swap::run(args),
         Command::Validate { pipeline } => validate(pipeline),
-        Command::Plugin { command: PluginCommand::Inspect { file } } => inspect(file),
+        Command::Plugin { command } => plugin(command),
     }
 }
 
@@ -112,6 +142,32 @@ fn validate(path: PathBuf) -> anyhow::Result<()> {
         config.sinks.len()
     );
     Ok(())
+}
+
+fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Inspect { file } => inspect(file),
+        PluginCommand::New { name, lang, dir, sdk } => {
+            let directory = dir.unwrap_or_else(|| PathBuf::from(&name));
+            develop::new_plugin(&name, lang, &directory, sdk.as_deref())?;
+            println!("created {lang} plugin \"{name}\" in {}", directory.display());
+            println!("next: cd {} && sluice plugin test", directory.display());
+            Ok(())
+        }
+        PluginCommand::Build { dir, output, wit } => {
+            let built = develop::build_plugin(&dir, &BuildOptions { output, wit })
+                .with_context(|| format!("building the plugin in {}", dir.display()))?;
+            let size = std::fs::metadata(&built).map(|metadata| metadata.len()).unwrap_or(0);
+            println!("built {} ({})", built.display(), bytesize::ByteSize::b(size));
+            Ok(())
+        }
+        PluginCommand::Test { dir } => {
+            let report =
+                develop::test_plugin(&dir, WasmEngine::new()?).with_context(|| format!("testing the plugin in {}", dir.display()))?;
+            println!("test passed: {report}");
+            Ok(())
+        }
+    }
 }
 
 fn inspect(path: PathBuf) -> anyhow::Result<()> {

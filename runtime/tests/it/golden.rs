@@ -53,7 +53,7 @@ fn example_outputs_match_their_golden_files() {
         }
         checked.push(name);
     }
-    for required in ["quickstart", "marketing", "ecommerce"] {
+    for required in ["quickstart", "marketing", "ecommerce", "languages"] {
         assert!(checked.iter().any(|name| name == required), "{required} has a golden file; checked {checked:?}");
     }
 }

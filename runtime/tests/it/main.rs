@@ -5,6 +5,7 @@ mod cli;
 mod containment;
 mod golden;
 mod invalid;
+mod languages;
 mod operators;
 mod support;
 mod swap;

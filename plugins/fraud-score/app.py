@@ -1,0 +1,198 @@
+"""fraud-score: scores each record against weighted rules and a per-key velocity check.
+
+    [operators.config]
+    rules = [
+      { name = "high_amount", field = "price", op = ">", value = 150, weight = 0.5 },
+      { name = "bulk", field = "quantity", op = ">=", value = 3, weight = 0.2 },
+      { name = "risky_campaign", field = "campaign", op = "in", value = ["spring_sale"], weight = 0.1 },
+    ]
+    velocity = { key = "user_id", window = 60000, max_events = 5, weight = 0.4 }  # window in ms
+    threshold = 0.6           # score at which a record is flagged
+    field = "fraud"           # where the verdict goes in the record
+    only_flagged = false      # true: pass flagged records only
+
+Each record that is a JSON object gets `"fraud": {"score": s, "flagged": b, "reasons": [...]}`
+where s is the sum of the weights of the rules that matched (capped at 1). Rule operators:
+> >= < <= == != in not_in exists missing; `field` is a dotted path. The velocity rule matches
+when the key has more than `max_events` records within `window` ms of event time before and
+including this one. Records that are not JSON objects are rejected (dead-letter output).
+
+State (the velocity history, version 1) is bounded by the watermark: a key's timestamps older
+than `watermark - window` are forgotten.
+"""
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host
+from wit_world.imports.types import Batch, Event, Header, Output, Rejection, Span, State
+
+OPERATORS = {
+    ">": lambda a, b: _numbers(a, b) and a > b,
+    ">=": lambda a, b: _numbers(a, b) and a >= b,
+    "<": lambda a, b: _numbers(a, b) and a < b,
+    "<=": lambda a, b: _numbers(a, b) and a <= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "in": lambda a, b: a in b,
+    "not_in": lambda a, b: a not in b,
+    "exists": lambda a, b: a is not MISSING,
+    "missing": lambda a, b: a is MISSING,
+}
+MISSING = object()
+
+
+def _numbers(a, b) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+
+
+def lookup(record, path):
+    for segment in path:
+        if not isinstance(record, dict) or segment not in record:
+            return MISSING
+        record = record[segment]
+    return record
+
+
+class Rule:
+    def __init__(self, spec: dict):
+        unknown = set(spec) - {"name", "field", "op", "value", "weight"}
+        if unknown:
+            raise Err(f"rule {spec.get('name', '?')}: unknown key(s) {sorted(unknown)}")
+        if not isinstance(spec.get("name"), str) or not isinstance(spec.get("field"), str):
+            raise Err("every rule needs a string `name` and `field`")
+        self.name, self.path = spec["name"], spec["field"].split(".")
+        self.op = spec.get("op", "exists")
+        if self.op not in OPERATORS:
+            raise Err(f"rule {self.name}: unknown op {self.op!r} (one of {', '.join(OPERATORS)})")
+        self.value = spec.get("value")
+        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+            raise Err(f"rule {self.name}: `{self.op}` needs a list `value`")
+        self.weight = spec.get("weight", 1.0)
+        if not _numbers(self.weight, 0):
+            raise Err(f"rule {self.name}: `weight` must be a number")
+
+    def matches(self, record) -> bool:
+        return OPERATORS[self.op](lookup(record, self.path), self.value)
+
+
+class Settings:
+    def __init__(self, config: dict):
+        unknown = set(config) - {"rules", "velocity", "threshold", "field", "only_flagged"}
+        if unknown:
+            raise Err(f"unknown key(s) {sorted(unknown)}")
+        self.rules = [Rule(spec) for spec in config.get("rules", [])]
+        velocity = config.get("velocity")
+        self.velocity = None
+        if velocity is not None:
+            if not isinstance(velocity.get("key"), str) or not _numbers(velocity.get("window"), 0):
+                raise Err("`velocity` needs a string `key` and a numeric `window` (ms)")
+            self.velocity = (velocity["key"].split("."), int(velocity["window"]),
+                             int(velocity.get("max_events", 10)), velocity.get("weight", 1.0))
+        self.threshold = config.get("threshold", 0.5)
+        self.field = config.get("field", "fraud")
+        self.only_flagged = bool(config.get("only_flagged", False))
+        if not self.rules and self.velocity is None:
+            raise Err("give at least one rule or a velocity check")
+
+
+# componentize-py serves every call with a new WitWorld object: state lives at module level.
+SETTINGS = [None]
+HISTORY: dict = {}   # velocity key -> event timestamps (ms), oldest first
+
+
+def velocity_matches(record, timestamp: int) -> bool:
+    path, window, max_events, _ = SETTINGS[0].velocity
+    key = lookup(record, path)
+    if key is MISSING:
+        return False
+    times = HISTORY.setdefault(json.dumps(key, sort_keys=True), [])
+    times.append(timestamp)
+    recent = [t for t in times if timestamp - window < t <= timestamp]
+    return len(recent) > max_events
+
+
+def score(record, timestamp: int) -> dict:
+    settings = SETTINGS[0]
+    reasons = [rule.name for rule in settings.rules if rule.matches(record)]
+    total = sum(rule.weight for rule in settings.rules if rule.name in reasons)
+    if settings.velocity is not None and velocity_matches(record, timestamp):
+        reasons.append("velocity")
+        total += settings.velocity[3]
+    total = round(min(float(total), 1.0), 6)
+    return {"score": total, "flagged": total >= settings.threshold, "reasons": reasons}
+
+
+class Builder:
+    """The output batch: kept keys and headers are copied as spans into one new buffer."""
+
+    def __init__(self, source: Batch):
+        self.source, self.buffer, self.events, self.headers = source, bytearray(), [], []
+
+    def append(self, data) -> Span:
+        offset = len(self.buffer)
+        self.buffer += data
+        return Span(offset, len(data))
+
+    def span_of(self, span: Span) -> Span:
+        return self.append(self.source.bytes[span.offset:span.offset + span.length])
+
+    def push(self, event: Event, value: bytes) -> None:
+        key = None if event.key is None else self.span_of(event.key)
+        first = len(self.headers)
+        for header in self.source.headers[event.first_header:event.first_header + event.header_count]:
+            self.headers.append(Header(self.span_of(header.name), self.span_of(header.value)))
+        self.events.append(Event(key, self.append(value), event.timestamp, first, event.header_count))
+
+    def build(self) -> Batch:
+        return Batch(bytes(self.buffer), self.events, self.headers)
+
+
+class WitWorld(wit_world.WitWorld):
+    def init(self, config: str) -> None:
+        try:
+            parsed = json.loads(config)
+        except ValueError as error:
+            raise Err(f"config is not JSON: {error}")
+        if not isinstance(parsed, dict):
+            raise Err("config must be a table")
+        SETTINGS[0] = Settings(parsed)
+        HISTORY.clear()
+
+    def process(self, batch: Batch) -> Output:
+        settings, out, rejected, flagged = SETTINGS[0], Builder(batch), [], 0
+        for index, event in enumerate(batch.events):
+            try:
+                record = json.loads(batch.bytes[event.value.offset:event.value.offset + event.value.length])
+            except ValueError as error:
+                rejected.append(Rejection(index, f"payload is not valid JSON: {error}"))
+                continue
+            if not isinstance(record, dict):
+                rejected.append(Rejection(index, "payload is not a JSON object"))
+                continue
+            verdict = score(record, event.timestamp)
+            flagged += verdict["flagged"]
+            if verdict["flagged"] or not settings.only_flagged:
+                record[settings.field] = verdict
+                out.push(event, json.dumps(record, separators=(",", ":")).encode())
+        host.counter_add("flagged", flagged)
+        return Output(out.build(), rejected)
+
+    def on_watermark(self, watermark: int) -> Batch:
+        if SETTINGS[0] is not None and SETTINGS[0].velocity is not None:
+            horizon = watermark - SETTINGS[0].velocity[1]
+            for key in list(HISTORY):
+                HISTORY[key] = [t for t in HISTORY[key] if t > horizon]
+                if not HISTORY[key]:
+                    del HISTORY[key]
+            host.gauge_set("velocity_keys", float(len(HISTORY)))
+        return Batch(b"", [], [])
+
+    def snapshot(self) -> State:
+        return State(1, json.dumps(HISTORY, separators=(",", ":")).encode())
+
+    def restore(self, state: State) -> None:
+        if state.version != 1:
+            raise Err(f"cannot read state version {state.version}: this version reads 1")
+        HISTORY.clear()
+        HISTORY.update(json.loads(state.bytes))

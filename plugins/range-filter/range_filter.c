@@ -1,0 +1,165 @@
+// range-filter: keeps the records whose numeric top-level `field` lies within [min, max].
+//
+//   [operators.config]
+//   field = "price"
+//   min = 10            # optional: no lower bound
+//   max = 500           # optional: no upper bound
+//   exclusive = false   # true: the bounds themselves are outside the range
+//   missing = "reject"  # records without a numeric field: "reject" (dead-letter), "drop", "keep"
+//
+// No JSON library: json_field.h scans the top level of each record. Records that are not
+// JSON objects are rejected. Kept records are handed back without copying a byte.
+// State (version 1): the kept and dropped totals, also reported as counters.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gen/operator.h"
+#include "json_field.h"
+
+typedef enum { MISSING_REJECT, MISSING_DROP, MISSING_KEEP } missing_policy_t;
+
+static struct {
+  char field[128];
+  double min, max;
+  bool exclusive;
+  missing_policy_t missing;
+} config;
+
+static struct {
+  uint64_t kept, dropped;
+} totals;
+
+static void add_counter(const char *name, uint64_t delta) {
+  operator_string_t text;
+  operator_string_set(&text, name);
+  sluice_plugin_host_counter_add(&text, delta);
+}
+
+// Reads an optional string member into out[size]; false when present but not a plain string.
+static bool config_string(const uint8_t *json, size_t length, const char *key, char *out, size_t size) {
+  size_t start, end;
+  json_lookup_t found = json_field(json, length, key, &start, &end);
+  if (found != JSON_FOUND) return found == JSON_ABSENT;
+  size_t text = end - start - 2;
+  if (json[start] != '"' || text >= size || memchr(json + start + 1, '\\', text) != NULL) return false;
+  memcpy(out, json + start + 1, text);
+  out[text] = 0;
+  return true;
+}
+
+// Reads an optional number member; false when present but not a number.
+static bool config_number(const uint8_t *json, size_t length, const char *key, double *out) {
+  size_t start, end;
+  json_lookup_t found = json_field(json, length, key, &start, &end);
+  return found == JSON_ABSENT || (found == JSON_FOUND && json_number(json, start, end, out));
+}
+
+static const char *parse_config(const uint8_t *json, size_t length) {
+  char missing[16] = "reject";
+  size_t start, end;
+  config.field[0] = 0;
+  config.min = -INFINITY;
+  config.max = INFINITY;
+  config.exclusive = false;
+  if (json_field(json, length, "field", &start, &end) == JSON_INVALID) return "config must be a JSON object";
+  if (!config_string(json, length, "field", config.field, sizeof config.field) || config.field[0] == 0)
+    return "`field` must be a plain, non-empty string";
+  if (!config_number(json, length, "min", &config.min)) return "`min` must be a number";
+  if (!config_number(json, length, "max", &config.max)) return "`max` must be a number";
+  if (config.min > config.max) return "`min` must not be greater than `max`";
+  if (json_field(json, length, "exclusive", &start, &end) == JSON_FOUND) {
+    if (end - start == 4 && memcmp(json + start, "true", 4) == 0) config.exclusive = true;
+    else if (!(end - start == 5 && memcmp(json + start, "false", 5) == 0)) return "`exclusive` must be true or false";
+  }
+  if (!config_string(json, length, "missing", missing, sizeof missing)) return "`missing` must be a string";
+  if (strcmp(missing, "reject") == 0) config.missing = MISSING_REJECT;
+  else if (strcmp(missing, "drop") == 0) config.missing = MISSING_DROP;
+  else if (strcmp(missing, "keep") == 0) config.missing = MISSING_KEEP;
+  else return "`missing` must be \"reject\", \"drop\" or \"keep\"";
+  return NULL;
+}
+
+bool exports_operator_init(operator_string_t *json, operator_string_t *err) {
+  const char *problem = parse_config(json->ptr, json->len);
+  operator_string_free(json);
+  if (problem != NULL) {
+    operator_string_dup(err, problem);
+    return false;
+  }
+  totals.kept = totals.dropped = 0;
+  return true;
+}
+
+static bool in_range(double value) {
+  return config.exclusive ? value > config.min && value < config.max : value >= config.min && value <= config.max;
+}
+
+static void reject(sluice_plugin_types_rejection_t **rejections, size_t *count, size_t index, const char *reason) {
+  *rejections = realloc(*rejections, (*count + 1) * sizeof **rejections);
+  (*rejections)[*count].index = (uint32_t)index;
+  operator_string_dup(&(*rejections)[*count].reason, reason);
+  (*count)++;
+}
+
+void exports_operator_process(operator_batch_t *batch, operator_output_t *ret) {
+  sluice_plugin_types_event_t *events = batch->events.ptr;
+  size_t count = batch->events.len, kept = 0, rejected = 0;
+  sluice_plugin_types_rejection_t *rejections = NULL;
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
+    size_t start, end;
+    double number;
+    json_lookup_t found = json_field(value, events[i].value.length, config.field, &start, &end);
+    bool keep;
+    if (found == JSON_INVALID) {
+      reject(&rejections, &rejected, i, "payload is not a JSON object");
+      continue;
+    } else if (found == JSON_ABSENT || !json_number(value, start, end, &number)) {
+      if (config.missing == MISSING_REJECT) {
+        char reason[160] = "no numeric \"";
+        strcat(strcat(reason, config.field), "\"");
+        reject(&rejections, &rejected, i, reason);
+        continue;
+      }
+      keep = config.missing == MISSING_KEEP;
+    } else {
+      keep = in_range(number);
+    }
+    if (keep) events[kept++] = events[i];   // its spans still point into the same bytes
+  }
+  size_t dropped = count - kept - rejected;
+  totals.kept += kept;
+  totals.dropped += dropped;
+  add_counter("kept", kept);
+  add_counter("dropped", dropped);
+  ret->batch.bytes = batch->bytes;
+  ret->batch.headers = batch->headers;
+  ret->batch.events.ptr = events;
+  ret->batch.events.len = kept;
+  if (kept == 0 && count > 0) {   // an empty list is not freed after the call: free it now
+    free(events);
+    ret->batch.events.ptr = NULL;
+  }
+  ret->rejected.ptr = rejections;
+  ret->rejected.len = rejected;
+}
+
+void exports_operator_on_watermark(int64_t watermark, operator_batch_t *ret) {
+  (void)watermark;
+  memset(ret, 0, sizeof *ret);
+}
+
+void exports_operator_snapshot(operator_state_t *ret) {
+  ret->version = 1;
+  ret->bytes.len = sizeof totals;
+  ret->bytes.ptr = malloc(sizeof totals);
+  memcpy(ret->bytes.ptr, &totals, sizeof totals);
+}
+
+bool exports_operator_restore(operator_state_t *state, operator_string_t *err) {
+  bool ok = state->version == 1 && state->bytes.len == sizeof totals;
+  if (ok) memcpy(&totals, state->bytes.ptr, sizeof totals);
+  else operator_string_dup(err, "cannot read this state: expected version 1 of 16 bytes");
+  operator_state_free(state);
+  return ok;
+}

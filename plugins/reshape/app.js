@@ -1,0 +1,180 @@
+// reshape: renames, drops, sets and normalises fields of JSON-object records, and enriches them
+// from lookup tables. Steps run in this order, each over dotted paths:
+//
+//   [operators.config]
+//   rename = { user_id = "user.id" }          # move a value (creating objects on the way)
+//   drop = ["event_id"]                      # remove fields
+//   uppercase = ["category"]                 # strings only; also `lowercase`, `trim`
+//   lookup = [{ field = "category", into = "department", table = { books = "media" }, default = "other" }]
+//   round = { price = 1 }                    # numbers to this many decimals
+//   set = { source = "web" }                 # constant values (overwrite)
+//
+// A lookup whose field is absent, or whose value is not in the table and has no `default`,
+// leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
+// Stateless: snapshot and restore carry nothing.
+import { counterAdd } from 'sluice:plugin/host@0.1.0';
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+const KNOWN = ['rename', 'drop', 'uppercase', 'lowercase', 'trim', 'lookup', 'round', 'set'];
+
+let steps = [];
+
+const pathOf = (text) => {
+  if (typeof text !== 'string' || text === '') throw `field paths must be non-empty strings, not ${JSON.stringify(text)}`;
+  return text.split('.');
+};
+
+function get(record, path) {
+  let node = record;
+  for (const segment of path) {
+    if (node === null || typeof node !== 'object' || !Object.hasOwn(node, segment)) return undefined;
+    node = node[segment];
+  }
+  return node;
+}
+
+function set(record, path, value) {
+  let node = record;
+  for (const segment of path.slice(0, -1)) {
+    if (node[segment] === null || typeof node[segment] !== 'object' || Array.isArray(node[segment])) node[segment] = {};
+    node = node[segment];
+  }
+  node[path[path.length - 1]] = value;
+}
+
+function remove(record, path) {
+  const parent = path.length === 1 ? record : get(record, path.slice(0, -1));
+  const last = path[path.length - 1];
+  if (parent === null || typeof parent !== 'object' || !Object.hasOwn(parent, last)) return undefined;
+  const value = parent[last];
+  delete parent[last];
+  return value;
+}
+
+const mapString = (transform) => (paths) => paths.map(pathOf).map((path) => (record) => {
+  const value = get(record, path);
+  if (typeof value === 'string') set(record, path, transform(value));
+});
+
+const builders = {
+  rename: (table) => Object.entries(table).map(([from, to]) => [pathOf(from), pathOf(to)]).map(([from, to]) => (record) => {
+    const value = remove(record, from);
+    if (value !== undefined) set(record, to, value);
+  }),
+  drop: (paths) => paths.map(pathOf).map((path) => (record) => { remove(record, path); }),
+  uppercase: mapString((text) => text.toUpperCase()),
+  lowercase: mapString((text) => text.toLowerCase()),
+  trim: mapString((text) => text.trim()),
+  lookup: (lookups) => lookups.map((spec) => {
+    const field = pathOf(spec.field);
+    const into = pathOf(spec.into ?? spec.field);
+    if (spec.table === null || typeof spec.table !== 'object') throw 'every lookup needs a `table`';
+    return (record) => {
+      const value = get(record, field);
+      if (value === undefined) return;
+      const key = typeof value === 'string' ? value : JSON.stringify(value);
+      if (Object.hasOwn(spec.table, key)) set(record, into, spec.table[key]);
+      else if (spec.default !== undefined) set(record, into, spec.default);
+    };
+  }),
+  round: (table) => Object.entries(table).map(([path, decimals]) => {
+    if (!Number.isInteger(decimals) || decimals < 0 || decimals > 15) throw `round.${path}: decimals must be an integer 0..15`;
+    const field = pathOf(path);
+    const scale = 10 ** decimals;
+    return (record) => {
+      const value = get(record, field);
+      if (typeof value === 'number') set(record, field, Math.round(value * scale) / scale);
+    };
+  }),
+  set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path), value]).map(([path, value]) => (record) => {
+    set(record, path, structuredClone(value));
+  }),
+};
+
+// An error result is a thrown string; a thrown Error object traps the plugin.
+export function init(config) {
+  let settings;
+  try {
+    settings = JSON.parse(config);
+  } catch (error) {
+    throw `config is not JSON: ${error.message}`;
+  }
+  const unknown = Object.keys(settings).filter((key) => !KNOWN.includes(key));
+  if (unknown.length > 0) throw `unknown key(s) ${unknown.join(', ')}: expected ${KNOWN.join(', ')}`;
+  steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) => builders[name](settings[name]));
+}
+
+export function process(batch) {
+  const out = new BatchBuilder(batch);
+  const rejected = [];
+  batch.events.forEach((event, index) => {
+    let record;
+    try {
+      record = JSON.parse(decoder.decode(batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length)));
+    } catch (error) {
+      rejected.push({ index, reason: `payload is not valid JSON: ${error.message}` });
+      return;
+    }
+    if (record === null || typeof record !== 'object' || Array.isArray(record)) {
+      rejected.push({ index, reason: 'payload is not a JSON object' });
+      return;
+    }
+    for (const step of steps) step(record);
+    out.push(event, encoder.encode(JSON.stringify(record)));
+  });
+  counterAdd('reshaped', BigInt(out.events.length));
+  return { batch: out.build(), rejected };
+}
+
+export function onWatermark(watermark) {
+  return { bytes: new Uint8Array(0), events: [], headers: [] };
+}
+
+export function snapshot() {
+  return { version: 1, bytes: new Uint8Array(0) };
+}
+
+export function restore(state) {
+  if (state.version !== 1) throw `cannot read state version ${state.version}: this version reads 1`;
+}
+
+// The output batch: new values, keys and headers copied from the input, in one buffer.
+class BatchBuilder {
+  constructor(source) {
+    this.source = source;
+    this.buffer = new Uint8Array(Math.max(1024, source.bytes.length * 2));
+    this.length = 0;
+    this.events = [];
+    this.headers = [];
+  }
+
+  append(bytes) {
+    if (this.length + bytes.length > this.buffer.length) {
+      const grown = new Uint8Array(Math.max(this.buffer.length * 2, this.length + bytes.length));
+      grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
+    }
+    this.buffer.set(bytes, this.length);
+    const span = { offset: this.length, length: bytes.length };
+    this.length += bytes.length;
+    return span;
+  }
+
+  copy(span) {
+    return this.append(this.source.bytes.subarray(span.offset, span.offset + span.length));
+  }
+
+  push(event, value) {
+    const key = event.key === undefined ? undefined : this.copy(event.key);
+    const firstHeader = this.headers.length;
+    for (const header of this.source.headers.slice(event.firstHeader, event.firstHeader + event.headerCount)) {
+      this.headers.push({ name: this.copy(header.name), value: this.copy(header.value) });
+    }
+    this.events.push({ key, value: this.append(value), timestamp: event.timestamp, firstHeader, headerCount: event.headerCount });
+  }
+
+  build() {
+    return { bytes: this.buffer.subarray(0, this.length), events: this.events, headers: this.headers };
+  }
+}

@@ -1,0 +1,42 @@
+//! The languages `sluice plugin new` and `build` support, and their source layouts.
+
+use std::fmt;
+
+/// A plugin's source language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[derive(clap::ValueEnum)]
+pub enum Language {
+    /// Rust with the Sluice SDK (Debian's Rust for WebAssembly, `-Zbuild-std`).
+    Rust,
+    /// Python via componentize-py (`app.py` defines `class WitWorld`).
+    Python,
+    /// JavaScript via componentize-js (`app.js` exports the world's functions).
+    Js,
+    /// C via `wit-bindgen c`, clang and wasi-libc (every `*.c` of the directory).
+    C,
+}
+
+impl Language {
+    pub const ALL: [Language; 4] = [Language::Rust, Language::Python, Language::Js, Language::C];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::Js => "js",
+            Language::C => "c",
+        }
+    }
+
+    /// Parses the names `name()` returns.
+    pub fn parse(text: &str) -> Option<Language> {
+        Language::ALL.into_iter().find(|language| language.name() == text)
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

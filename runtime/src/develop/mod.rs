@@ -1,0 +1,111 @@
+//! Plugin development: `sluice plugin new` (skeletons), `build` (any supported language) and
+//! `test` (the skeleton's own pipeline test against the real component).
+//!
+//! A plugin directory holds `sluice-plugin.toml` (name and language). Bindings are always
+//! generated from the WIT this runtime was built with ([`WIT`]), so plugins cannot drift from
+//! the world the runtime checks.
+
+mod check;
+mod language;
+mod template;
+mod toolchain;
+
+use std::path::{Path, PathBuf};
+
+pub use check::{PluginTestReport, test_plugin};
+pub use language::Language;
+pub use template::new_plugin;
+pub use toolchain::{BuildOptions, build_plugin};
+
+/// The WIT of the `operator` world this runtime implements (the `wit/` directory).
+pub const WIT: &str = include_str!("../../../wit/operator.wit");
+
+/// The manifest file of a plugin directory.
+pub const MANIFEST: &str = "sluice-plugin.toml";
+
+/// Why a development command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DevelopError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Manifest(String),
+    #[error("{0} already exists: choose another name or directory")]
+    Exists(PathBuf),
+    #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-', starting with a letter")]
+    InvalidName(String),
+    #[error("{tool} is missing: {remedy}")]
+    MissingTool { tool: String, remedy: String },
+    #[error("installing {tool} failed: {reason}")]
+    Install { tool: String, reason: String },
+    #[error("{command} failed ({status})")]
+    BuildFailed { command: String, status: String },
+    #[error("the build did not produce {0}")]
+    NoOutput(PathBuf),
+    #[error("test pipeline: {0}")]
+    TestRun(#[from] crate::commands::CommandError),
+    #[error("{0}")]
+    TestMismatch(String),
+}
+
+/// The contents of `sluice-plugin.toml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginManifestConfig {
+    pub plugin: PluginSectionConfig,
+}
+
+/// The `[plugin]` table.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSectionConfig {
+    pub name: String,
+    pub language: Language,
+}
+
+impl PluginManifestConfig {
+    /// Reads `DIR/sluice-plugin.toml`.
+    pub fn read(directory: &Path) -> Result<PluginManifestConfig, DevelopError> {
+        let path = directory.join(MANIFEST);
+        let text = read_to_string(&path)?;
+        let manifest: PluginManifestConfig =
+            toml::from_str(&text).map_err(|error| DevelopError::Manifest(format!("{}: {error}", path.display())))?;
+        check_name(&manifest.plugin.name)?;
+        Ok(manifest)
+    }
+}
+
+/// Plugin names become file names, crate names and package names.
+pub fn check_name(name: &str) -> Result<(), DevelopError> {
+    let mut characters = name.chars();
+    let valid = characters.next().is_some_and(|first| first.is_ascii_lowercase())
+        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if valid { Ok(()) } else { Err(DevelopError::InvalidName(name.to_owned())) }
+}
+
+fn read_to_string(path: &Path) -> Result<String, DevelopError> {
+    std::fs::read_to_string(path).map_err(|source| DevelopError::Io { path: path.to_owned(), source })
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), DevelopError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| DevelopError::Io { path: parent.to_owned(), source })?;
+    }
+    std::fs::write(path, contents).map_err(|source| DevelopError::Io { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn plugin_names_are_lowercase_words_joined_by_dashes() {
+        for good in ["a", "fraud-score", "x2"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Fraud", "2x", "a_b", "a-", "a b", "../x"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! `sluice plugin build`: turns a plugin directory into a component, whatever its language.
+//!
+//! Tools that need no root (componentize-py, componentize-js, wit-bindgen) are installed once,
+//! at pinned versions, under `$SLUICE_TOOLS` (default `~/.cache/sluice/tools`); Debian
+//! packages that are missing are named in the error.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{DevelopError, Language, PluginManifestConfig, WIT, write};
+
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+pub const WIT_BINDGEN_VERSION: &str = "0.63.0";
+
+/// The component linker of Debian's Rust for WebAssembly (package rust-web-llvm).
+const COMPONENT_LD: &str = "/usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld";
+const DEBIAN_RUST: &str = "rustc-web cargo-web rust-web-src rust-web-llvm lld-22";
+const DEBIAN_C: &str = "clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc rust-web-llvm";
+
+/// What `sluice plugin build` may be told besides the directory.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Where the component goes (default: `DIR/<name>.wasm`).
+    pub output: Option<PathBuf>,
+    /// A WIT directory to generate bindings from instead of the runtime's own.
+    pub wit: Option<PathBuf>,
+}
+
+/// Builds the plugin in `directory`; returns the component's path.
+pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf, DevelopError> {
+    let directory = directory.canonicalize().map_err(|source| DevelopError::Io { path: directory.to_owned(), source })?;
+    let manifest = PluginManifestConfig::read(&directory)?;
+    let name = &manifest.plugin.name;
+    let output = match &options.output {
+        Some(path) => std::path::absolute(path).map_err(|source| DevelopError::Io { path: path.clone(), source })?,
+        None => directory.join(format!("{name}.wasm")),
+    };
+    let wit = match &options.wit {
+        Some(wit) => wit.canonicalize().map_err(|source| DevelopError::Io { path: wit.clone(), source })?,
+        None => {
+            let wit = directory.join("target/wit");
+            write(&wit.join("operator.wit"), WIT)?;
+            wit
+        }
+    };
+    match manifest.plugin.language {
+        Language::Rust => build_rust(&directory, name, &output)?,
+        Language::Python => build_python(&directory, &wit, &output)?,
+        Language::Js => build_js(&directory, &wit, &output)?,
+        Language::C => build_c(&directory, &wit, &output)?,
+    }
+    if output.is_file() { Ok(output) } else { Err(DevelopError::NoOutput(output)) }
+}
+
+fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), DevelopError> {
+    require_file(Path::new("/usr/bin/cargo"), "Debian's cargo for WebAssembly", DEBIAN_RUST)?;
+    require_file(Path::new(COMPONENT_LD), "wasm-component-ld", DEBIAN_RUST)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| directory.join("target"), PathBuf::from);
+    let mut cargo = Command::new("/usr/bin/cargo");
+    cargo
+        .current_dir(directory)
+        // Debian's cargo with Debian's rustc, whatever rustup puts first on PATH.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", "/usr/bin/rustc")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["build", "--quiet", "--profile", "plugin", "--target", "wasm32-unknown-unknown"])
+        .args(["-Zbuild-std=std,panic_abort", "--config"])
+        .arg(format!("target.wasm32-unknown-unknown.linker=\"{COMPONENT_LD}\""));
+    run(&mut cargo)?;
+    let built = target.join("wasm32-unknown-unknown/plugin").join(format!("{}.wasm", name.replace('-', "_")));
+    copy(&built, output)
+}
+
+fn build_python(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
+    let componentize = componentize_py()?;
+    let mut command = Command::new(componentize);
+    command.current_dir(directory).arg("-d").arg(wit).args(["-w", "operator", "componentize", "--stub-wasi", "app", "-o"]).arg(output);
+    run(&mut command)
+}
+
+fn build_js(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
+    let componentize = componentize_js()?;
+    let mut command = Command::new(componentize);
+    command
+        .current_dir(directory)
+        .arg("app.js")
+        .arg("--wit")
+        .arg(wit)
+        .args(["--world-name", "operator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"])
+        .arg(output);
+    run(&mut command)
+}
+
+fn build_c(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
+    require_command("clang-22", "clang 22 for WebAssembly", DEBIAN_C)?;
+    require_file(Path::new("/usr/lib/wasm32-wasi/libc.a"), "wasi-libc", DEBIAN_C)?;
+    require_file(Path::new(COMPONENT_LD), "wasm-component-ld", DEBIAN_C)?;
+    let generated = directory.join("gen");
+    let mut bindgen = Command::new(wit_bindgen()?);
+    bindgen.arg("c").arg(wit).args(["--world", "operator", "--out-dir"]).arg(&generated);
+    run(&mut bindgen)?;
+    let mut sources = c_sources(directory)?;
+    sources.push(generated.join("operator.c"));
+    sources.push(generated.join("operator_component_type.o"));
+    let mut clang = Command::new("clang-22");
+    clang
+        .current_dir(directory)
+        // `wasm32-wasi`: Debian's wasi-libc lives in /usr/{include,lib}/wasm32-wasi.
+        .args(["--target=wasm32-wasi", "--sysroot=/usr", "-Wno-deprecated", "-Wall", "-O2", "-mexec-model=reactor"])
+        .args(["-Wl,--strip-all", &format!("-fuse-ld={COMPONENT_LD}"), "-o"])
+        .arg(output)
+        .args(sources);
+    run(&mut clang)
+}
+
+/// The `*.c` files at the top of the plugin directory, in name order.
+fn c_sources(directory: &Path) -> Result<Vec<PathBuf>, DevelopError> {
+    let entries = std::fs::read_dir(directory).map_err(|source| DevelopError::Io { path: directory.to_owned(), source })?;
+    let mut sources: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|e| e == "c")).collect();
+    sources.sort();
+    if sources.is_empty() {
+        return Err(DevelopError::Manifest(format!("{}: no .c files to build", directory.display())));
+    }
+    Ok(sources)
+}
+
+/// Where pinned tools are installed.
+pub fn tools_directory() -> Result<PathBuf, DevelopError> {
+    if let Some(tools) = std::env::var_os("SLUICE_TOOLS") {
+        return Ok(PathBuf::from(tools));
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| DevelopError::MissingTool { tool: "a tools directory".into(), remedy: "set SLUICE_TOOLS (or HOME)".into() })?;
+    Ok(PathBuf::from(home).join(".cache/sluice/tools"))
+}
+
+/// componentize-py in its own virtual environment, installed on first use.
+fn componentize_py() -> Result<PathBuf, DevelopError> {
+    let root = tools_directory()?.join(format!("componentize-py-{COMPONENTIZE_PY_VERSION}"));
+    let binary = root.join("bin/componentize-py");
+    if !binary.is_file() {
+        let tool = format!("componentize-py {COMPONENTIZE_PY_VERSION}");
+        install(&tool, Command::new("python3").args(["-m", "venv"]).arg(&root))?;
+        install(
+            &tool,
+            Command::new(root.join("bin/pip")).args(["install", "--quiet", &format!("componentize-py=={COMPONENTIZE_PY_VERSION}")]),
+        )?;
+    }
+    Ok(binary)
+}
+
+/// componentize-js from npm, installed on first use.
+fn componentize_js() -> Result<PathBuf, DevelopError> {
+    let root = tools_directory()?.join(format!("componentize-js-{COMPONENTIZE_JS_VERSION}"));
+    let binary = root.join("node_modules/.bin/componentize-js");
+    if !binary.is_file() {
+        std::fs::create_dir_all(&root).map_err(|source| DevelopError::Io { path: root.clone(), source })?;
+        let package = format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}");
+        let mut npm = Command::new("npm");
+        npm.current_dir(&root).args(["install", "--silent", "--no-audit", "--no-fund", "--save-exact", &package]);
+        install(&format!("componentize-js {COMPONENTIZE_JS_VERSION} (needs Node.js and npm)"), &mut npm)?;
+    }
+    Ok(binary)
+}
+
+/// wit-bindgen's C generator, built with cargo on first use (~3 minutes).
+fn wit_bindgen() -> Result<PathBuf, DevelopError> {
+    let root = tools_directory()?.join(format!("wit-bindgen-{WIT_BINDGEN_VERSION}"));
+    let binary = root.join("bin/wit-bindgen");
+    if !binary.is_file() {
+        let tool = format!("wit-bindgen-cli {WIT_BINDGEN_VERSION}");
+        tracing::info!("building {tool} once for this machine (about 3 minutes)");
+        let mut cargo = Command::new("cargo");
+        cargo
+            .env("CARGO_TARGET_DIR", root.join("build"))
+            .args(["install", "wit-bindgen-cli", "--version", WIT_BINDGEN_VERSION, "--locked", "--quiet"])
+            .args(["--no-default-features", "--features", "c", "--root"])
+            .arg(&root);
+        install(&tool, &mut cargo)?;
+        let _ = std::fs::remove_dir_all(root.join("build"));
+    }
+    Ok(binary)
+}
+
+fn install(tool: &str, command: &mut Command) -> Result<(), DevelopError> {
+    tracing::info!("installing {tool}");
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(DevelopError::Install { tool: tool.to_owned(), reason: format!("{command:?} exited with {status}") }),
+        Err(error) => Err(DevelopError::Install { tool: tool.to_owned(), reason: format!("cannot run {command:?}: {error}") }),
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), DevelopError> {
+    let description = format!("{command:?}");
+    tracing::debug!("running {description}");
+    match command.status() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(DevelopError::BuildFailed { command: description, status: status.to_string() }),
+        Err(error) => Err(DevelopError::BuildFailed { command: description, status: error.to_string() }),
+    }
+}
+
+fn require_file(path: &Path, tool: &str, packages: &str) -> Result<(), DevelopError> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(DevelopError::MissingTool { tool: format!("{tool} ({})", path.display()), remedy: format!("apt-get install {packages}") })
+}
+
+fn require_command(program: &str, tool: &str, packages: &str) -> Result<(), DevelopError> {
+    match Command::new(program).arg("--version").output() {
+        Ok(output) if output.status.success() => Ok(()),
+        _ => Err(DevelopError::MissingTool { tool: format!("{tool} ({program})"), remedy: format!("apt-get install {packages}") }),
+    }
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), DevelopError> {
+    if !from.is_file() {
+        return Err(DevelopError::NoOutput(from.to_owned()));
+    }
+    std::fs::copy(from, to).map(|_| ()).map_err(|source| DevelopError::Io { path: to.to_owned(), source })
+}

@@ -1,0 +1,84 @@
+// Finds a top-level member of a JSON object without a JSON library: enough for operators that
+// read a few fields of each record. Keys are compared byte for byte (escaped keys never match).
+#ifndef JSON_FIELD_H
+#define JSON_FIELD_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { JSON_FOUND, JSON_ABSENT, JSON_INVALID } json_lookup_t;
+
+static size_t json_skip_space(const uint8_t *s, size_t n, size_t i) {
+  while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+  return i;
+}
+
+// Index just past the string starting at s[i] == '"', or n + 1 when unterminated.
+static size_t json_skip_string(const uint8_t *s, size_t n, size_t i) {
+  for (i++; i < n; i++) {
+    if (s[i] == '\\') i++;
+    else if (s[i] == '"') return i + 1;
+  }
+  return n + 1;
+}
+
+// Index just past the value starting at s[i], or n + 1 when malformed.
+static size_t json_skip_value(const uint8_t *s, size_t n, size_t i) {
+  if (i >= n) return n + 1;
+  if (s[i] == '"') return json_skip_string(s, n, i);
+  if (s[i] != '{' && s[i] != '[') {   // number, true, false, null
+    size_t start = i;
+    while (i < n && strchr(",}] \t\r\n", s[i]) == NULL) i++;
+    return i > start ? i : n + 1;
+  }
+  int depth = 0;
+  while (i < n) {
+    if (s[i] == '"') { i = json_skip_string(s, n, i); continue; }
+    if (s[i] == '{' || s[i] == '[') depth++;
+    else if ((s[i] == '}' || s[i] == ']') && --depth == 0) return i + 1;
+    i++;
+  }
+  return n + 1;
+}
+
+// Looks up `key` among the members of the JSON object s[0..n). On JSON_FOUND, the value is
+// s[*start..*end).
+static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, size_t *start, size_t *end) {
+  size_t key_length = strlen(key);
+  size_t i = json_skip_space(s, n, 0);
+  if (i >= n || s[i] != '{') return JSON_INVALID;
+  i = json_skip_space(s, n, i + 1);
+  if (i < n && s[i] == '}') return JSON_ABSENT;
+  while (i < n) {
+    if (s[i] != '"') return JSON_INVALID;
+    size_t key_end = json_skip_string(s, n, i);
+    if (key_end > n) return JSON_INVALID;
+    bool match = key_end - i - 2 == key_length && memcmp(s + i + 1, key, key_length) == 0;
+    i = json_skip_space(s, n, key_end);
+    if (i >= n || s[i] != ':') return JSON_INVALID;
+    i = json_skip_space(s, n, i + 1);
+    size_t value_end = json_skip_value(s, n, i);
+    if (value_end > n) return JSON_INVALID;
+    if (match) { *start = i; *end = value_end; return JSON_FOUND; }
+    i = json_skip_space(s, n, value_end);
+    if (i < n && s[i] == '}') return JSON_ABSENT;
+    if (i >= n || s[i] != ',') return JSON_INVALID;
+    i = json_skip_space(s, n, i + 1);
+  }
+  return JSON_INVALID;
+}
+
+// Parses s[start..end) as a JSON number.
+static bool json_number(const uint8_t *s, size_t start, size_t end, double *out) {
+  char text[64];
+  size_t length = end - start;
+  if (length == 0 || length >= sizeof text || strchr("-0123456789", s[start]) == NULL) return false;
+  memcpy(text, s + start, length);
+  text[length] = 0;
+  char *stop;
+  *out = strtod(text, &stop);
+  return *stop == 0;
+}
+#endif

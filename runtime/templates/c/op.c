@@ -1,0 +1,103 @@
+// {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
+// numeric `field` are rejected: they go to the dead-letter output with the reason.
+// Built by `sluice plugin build`: `wit-bindgen c` generates gen/operator.{h,c} from the
+// runtime's WIT, clang compiles for wasm32 and wasm-component-ld makes the component.
+//
+// Ownership (wit-bindgen C): this code owns the arguments it receives; the lists it returns
+// are freed after the call. A filter hands the input's buffers back, with fewer events.
+#include <stdlib.h>
+#include <string.h>
+#include "gen/operator.h"
+#include "json_field.h"
+
+static char field[128] = "price";
+static double min = 0;
+static uint64_t kept_total = 0;
+
+static void fail(operator_string_t *err, const char *message) {
+  operator_string_dup(err, message);
+}
+
+bool exports_operator_init(operator_string_t *config, operator_string_t *err) {
+  size_t start, end;
+  bool ok = false;
+  if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
+      || config->ptr[start] != '"' || end - start - 2 >= sizeof field
+      || memchr(config->ptr + start + 1, '\\', end - start - 2) != NULL) {
+    fail(err, "`field` must be a plain string");
+  } else {
+    memcpy(field, config->ptr + start + 1, end - start - 2);
+    field[end - start - 2] = 0;
+    if (json_field(config->ptr, config->len, "min", &start, &end) != JSON_FOUND
+        || !json_number(config->ptr, start, end, &min)) {
+      fail(err, "`min` must be a number");
+    } else {
+      kept_total = 0;
+      ok = true;
+    }
+  }
+  operator_string_free(config);
+  return ok;
+}
+
+static void reject(sluice_plugin_types_rejection_t **rejections, size_t *count, size_t index, const char *reason) {
+  *rejections = realloc(*rejections, (*count + 1) * sizeof **rejections);
+  (*rejections)[*count].index = (uint32_t)index;
+  operator_string_dup(&(*rejections)[*count].reason, reason);
+  (*count)++;
+}
+
+void exports_operator_process(operator_batch_t *batch, operator_output_t *ret) {
+  sluice_plugin_types_event_t *events = batch->events.ptr;
+  size_t count = batch->events.len, kept = 0, rejected = 0;
+  sluice_plugin_types_rejection_t *rejections = NULL;
+  for (size_t i = 0; i < count; i++) {
+    const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
+    size_t start, end;
+    double number;
+    json_lookup_t found = json_field(value, events[i].value.length, field, &start, &end);
+    if (found == JSON_INVALID) {
+      reject(&rejections, &rejected, i, "payload is not a JSON object");
+    } else if (found == JSON_ABSENT || !json_number(value, start, end, &number)) {
+      char reason[160] = "no numeric \"";
+      strcat(strcat(reason, field), "\"");
+      reject(&rejections, &rejected, i, reason);
+    } else if (number >= min) {
+      events[kept++] = events[i];   // its spans still point into the same bytes
+    }
+  }
+  kept_total += kept;
+  operator_string_t name;
+  operator_string_set(&name, "kept");
+  sluice_plugin_host_counter_add(&name, kept);
+  ret->batch.bytes = batch->bytes;
+  ret->batch.headers = batch->headers;
+  ret->batch.events.ptr = events;
+  ret->batch.events.len = kept;
+  if (kept == 0 && count > 0) {   // an empty list is not freed after the call: free it now
+    free(events);
+    ret->batch.events.ptr = NULL;
+  }
+  ret->rejected.ptr = rejections;
+  ret->rejected.len = rejected;
+}
+
+void exports_operator_on_watermark(int64_t watermark, operator_batch_t *ret) {
+  (void)watermark;
+  memset(ret, 0, sizeof *ret);
+}
+
+void exports_operator_snapshot(operator_state_t *ret) {
+  ret->version = 1;
+  ret->bytes.len = sizeof kept_total;
+  ret->bytes.ptr = malloc(sizeof kept_total);
+  memcpy(ret->bytes.ptr, &kept_total, sizeof kept_total);
+}
+
+bool exports_operator_restore(operator_state_t *state, operator_string_t *err) {
+  bool ok = state->version == 1 && state->bytes.len == sizeof kept_total;
+  if (ok) memcpy(&kept_total, state->bytes.ptr, sizeof kept_total);
+  else fail(err, "cannot read this state version");
+  operator_state_free(state);
+  return ok;
+}

@@ -1,0 +1,63 @@
+// {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
+// numeric `field` are rejected: they go to the dead-letter output with the reason.
+// Built by `sluice plugin build` with componentize-js against the runtime's WIT.
+import { counterAdd } from 'sluice:plugin/host@0.1.0';
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+let field = 'price';
+let min = 0;
+let kept = 0n;
+
+// An error result is a thrown string; a thrown Error object traps the plugin.
+export function init(config) {
+  let settings;
+  try {
+    settings = JSON.parse(config);
+  } catch (error) {
+    throw `config is not JSON: ${error.message}`;
+  }
+  if (typeof settings.field !== 'string') throw '`field` must be a string';
+  if (typeof settings.min !== 'number') throw '`min` must be a number';
+  ({ field, min } = settings);
+  kept = 0n;
+}
+
+export function process(batch) {
+  const keptEvents = [];
+  const rejected = [];
+  batch.events.forEach((event, index) => {
+    const value = batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length);
+    let record;
+    try {
+      record = JSON.parse(decoder.decode(value));
+    } catch (error) {
+      rejected.push({ index, reason: `payload is not valid JSON: ${error.message}` });
+      return;
+    }
+    const number = record === null || typeof record !== 'object' ? undefined : record[field];
+    if (typeof number !== 'number') {
+      rejected.push({ index, reason: `no numeric "${field}"` });
+    } else if (number >= min) {
+      keptEvents.push(event);
+    }
+  });
+  kept += BigInt(keptEvents.length);
+  counterAdd('kept', BigInt(keptEvents.length));
+  // The kept events still point into the input's bytes and headers: hand those back.
+  return { batch: { bytes: batch.bytes, events: keptEvents, headers: batch.headers }, rejected };
+}
+
+export function onWatermark(watermark) {
+  return { bytes: new Uint8Array(0), events: [], headers: [] };
+}
+
+export function snapshot() {
+  return { version: 1, bytes: encoder.encode(JSON.stringify({ kept: kept.toString() })) };
+}
+
+export function restore(state) {
+  if (state.version !== 1) throw `cannot read state version ${state.version}`;
+  kept = BigInt(JSON.parse(decoder.decode(state.bytes)).kept);
+}

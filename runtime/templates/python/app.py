@@ -1,0 +1,70 @@
+"""{{name}}: keeps the records whose numeric `field` is at least `min`.
+
+Records without a numeric `field` are rejected: they go to the dead-letter output with the
+reason. Built by `sluice plugin build` with componentize-py; the `wit_world` bindings are
+generated from the runtime's WIT at build time.
+"""
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import host
+from wit_world.imports.types import Batch, Output, Rejection, State
+
+# componentize-py serves every call with a new WitWorld object: state lives at module level.
+CONFIG = {"field": "price", "min": 0.0}
+COUNTS = {"kept": 0}
+
+
+def number_at(value: bytes, field: str):
+    """The number at `field` of a JSON-object record, None when absent; raises ValueError."""
+    record = json.loads(value)
+    if not isinstance(record, dict):
+        raise ValueError("payload is not a JSON object")
+    number = record.get(field)
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    return number
+
+
+class WitWorld(wit_world.WitWorld):
+    def init(self, config: str) -> None:
+        try:
+            settings = json.loads(config)
+        except ValueError as error:
+            raise Err(f"config is not JSON: {error}")
+        if not isinstance(settings.get("field"), str):
+            raise Err("`field` must be a string")
+        if isinstance(settings.get("min"), bool) or not isinstance(settings.get("min"), (int, float)):
+            raise Err("`min` must be a number")
+        CONFIG["field"], CONFIG["min"] = settings["field"], settings["min"]
+        COUNTS["kept"] = 0
+
+    def process(self, batch: Batch) -> Output:
+        kept, rejected = [], []
+        for index, event in enumerate(batch.events):
+            value = batch.bytes[event.value.offset:event.value.offset + event.value.length]
+            try:
+                number = number_at(value, CONFIG["field"])
+            except ValueError as error:
+                rejected.append(Rejection(index, f"payload is not valid JSON: {error}"))
+                continue
+            if number is None:
+                rejected.append(Rejection(index, f"no numeric \"{CONFIG['field']}\""))
+            elif number >= CONFIG["min"]:
+                kept.append(event)
+        COUNTS["kept"] += len(kept)
+        host.counter_add("kept", len(kept))
+        # The kept events still point into the input's bytes and headers: hand those back.
+        return Output(Batch(batch.bytes, kept, batch.headers), rejected)
+
+    def on_watermark(self, watermark: int) -> Batch:
+        return Batch(b"", [], [])
+
+    def snapshot(self) -> State:
+        return State(1, json.dumps(COUNTS).encode())
+
+    def restore(self, state: State) -> None:
+        if state.version != 1:
+            raise Err(f"cannot read state version {state.version}")
+        COUNTS["kept"] = json.loads(state.bytes)["kept"]

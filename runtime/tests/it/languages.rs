@@ -1,0 +1,95 @@
+//! Plugins in Python, JavaScript and C next to Rust: the shipped ones pass their own tests,
+//! every built component implements the current world, and `sluice plugin new` skeletons build,
+//! test and run in a pipeline in every language. (The four-language chain is the golden
+//! example `pipelines/languages.toml`.)
+
+use std::path::{Path, PathBuf};
+
+use sluice::develop::{self, Language};
+use sluice::wasm::WasmEngine;
+
+use crate::support::{Scratch, registry, repo_root, sluice};
+
+const LANGUAGE_PLUGINS: [&str; 3] = ["fraud-score", "reshape", "range-filter"];
+
+#[test]
+fn every_built_component_implements_the_current_world() {
+    let directory = repo_root().join("build/plugins");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&directory).expect("build/plugins exists: run scripts/build-plugins.sh") {
+        let path = entry.expect("directory entry").path();
+        let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_owned();
+        if path.extension().is_none_or(|extension| extension != "wasm") || name == "wrong-world" {
+            continue;
+        }
+        if let Err(error) = registry().load(&path) {
+            panic!("{} does not implement the current world: {error}", path.display());
+        }
+        checked.push(name);
+    }
+    for required in LANGUAGE_PLUGINS.into_iter().chain(["filter", "window-aggregate"]) {
+        assert!(checked.iter().any(|name| name == required), "{required} was built and checked; checked {checked:?}");
+    }
+}
+
+#[test]
+fn shipped_python_javascript_and_c_plugins_pass_their_own_tests() {
+    for name in LANGUAGE_PLUGINS {
+        let directory = repo_root().join("plugins").join(name);
+        let manifest = develop::PluginManifestConfig::read(&directory).expect("manifest");
+        assert_ne!(manifest.plugin.language, Language::Rust, "{name} is one of the other languages");
+        let report = develop::test_plugin(&directory, WasmEngine::new().expect("engine")).unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert!(report.records >= 3, "{name}: {report}");
+    }
+}
+
+#[test]
+fn new_plugins_build_test_and_run_in_a_pipeline_in_every_language() {
+    let scratch = Scratch::new();
+    let mut components = Vec::new();
+    for language in Language::ALL {
+        let directory = scratch.path(language.name());
+        let created = sluice(scratch.dir.path(), &["plugin", "new", "my-op", "--lang", language.name(), "--dir", language.name()]);
+        assert!(created.status.success(), "plugin new --lang {language}: {}", String::from_utf8_lossy(&created.stderr));
+        let mut test = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        test.current_dir(&directory).args(["plugin", "test"]);
+        if language == Language::Rust {
+            test.env("CARGO_TARGET_DIR", skeleton_target_directory(scratch.dir.path()));
+        }
+        let tested = test.output().expect("sluice runs");
+        let stdout = String::from_utf8_lossy(&tested.stdout);
+        assert!(tested.status.success(), "plugin test ({language}) failed: {}", String::from_utf8_lossy(&tested.stderr));
+        assert!(stdout.contains("test passed: 3 record(s) as expected, 2 dead-lettered"), "{language}: {stdout}");
+        components.push(directory.join("my-op.wasm"));
+    }
+    // The four skeletons are the same operator: chained, they keep what one keeps.
+    let pipeline = scratch.pipeline(&chain_of(&components));
+    std::fs::copy(repo_root().join("runtime/templates/common/input.jsonl"), scratch.path("input.jsonl")).expect("input");
+    let output = sluice(scratch.dir.path(), &["run", "--no-watch", pipeline.to_str().expect("utf-8 path")]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = std::fs::read_to_string(repo_root().join("runtime/templates/common/expected.jsonl")).expect("expected");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+}
+
+/// Rust skeletons build with Debian's cargo: beside the shared target directory when there is
+/// one (a warm cache outside the clone), else in the scratch directory.
+fn skeleton_target_directory(scratch: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => PathBuf::from(target).with_file_name("skeleton-target"),
+        None => scratch.join("skeleton-target"),
+    }
+}
+
+fn chain_of(components: &[PathBuf]) -> String {
+    let mut toml = String::from(
+        "[pipeline]\nname = \"skeleton-chain\"\n\n[[sources]]\nname = \"input\"\ntype = \"file\"\npath = \"input.jsonl\"\ntimestamp_field = \"ts\"\n\n",
+    );
+    for (index, component) in components.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[operators]]\nname = \"step-{index}\"\nplugin = {:?}\nconfig = {{ field = \"price\", min = 100 }}\n\n",
+            component.display().to_string()
+        ));
+    }
+    toml.push_str("[[sinks]]\ntype = \"stdout\"\n\n[dead_letter]\ntype = \"file\"\npath = \"dead-letter.jsonl\"\n");
+    toml
+}
