@@ -60,7 +60,8 @@ ensure_wasm_toolchain() {
 # Tools built or downloaded once per machine, outside the clone (pinned versions in their paths).
 SLUICE_TOOLS=${SLUICE_TOOLS:-$HOME/.cache/sluice/tools}
 
-# The Kafka-protocol broker for tests: Nisshi (see docs/kafka.md). Sets NISSHI to its binary.
+# The Kafka-protocol broker for development: Nisshi 0.8.1 from crates.io (memory or SQLite storage).
+# Sets NISSHI to its binary. Not used by the test suite yet (issue 3).
 NISSHI_VERSION=0.8.1
 ensure_broker() {
     if command -v nisshi >/dev/null && nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
-use wasmtime::component::Component;
 
 use super::bindings::OperatorPre;
 use super::engine::WasmEngine;
@@ -41,11 +40,16 @@ impl Digest {
     pub fn of(bytes: &[u8]) -> Digest {
         Digest(Sha256::digest(bytes).into())
     }
+
+    /// The digest in lowercase hexadecimal, without the `sha256:` prefix.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", hex::encode(self.0))
+        write!(f, "sha256:{}", self.hex())
     }
 }
 
@@ -61,12 +65,13 @@ pub struct Plugin {
 impl Plugin {
     /// Compiles `bytes` and checks that it is an operator component.
     pub fn compile(engine: &WasmEngine, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
-        let component = Component::from_binary(engine.engine(), bytes)
+        let digest = Digest::of(bytes);
+        let component = super::compiled_cache::compile_component(engine.engine(), digest, bytes)
             .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
         let wrong_world = |error: wasmtime::Error| PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) };
         let instance_pre = engine.linker().instantiate_pre(&component).map_err(wrong_world)?;
         let pre = OperatorPre::new(instance_pre).map_err(wrong_world)?;
-        Ok(Plugin { path: path.to_owned(), digest: Digest::of(bytes), size: bytes.len(), pre, engine: engine.clone() })
+        Ok(Plugin { path: path.to_owned(), digest, size: bytes.len(), pre, engine: engine.clone() })
     }
 
     pub fn path(&self) -> &Path {
