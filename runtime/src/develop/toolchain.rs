@@ -44,13 +44,20 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
             wit
         }
     };
+    // Built beside the output, then renamed into place: a running pipeline watching the file
+    // never sees half a component.
+    let staging = output.with_file_name(format!(".{name}.wasm.building"));
     match manifest.plugin.language {
-        Language::Rust => build_rust(&directory, name, &output)?,
-        Language::Python => build_python(&directory, &wit, &output)?,
-        Language::Js => build_js(&directory, &wit, &output)?,
-        Language::C => build_c(&directory, &wit, &output)?,
+        Language::Rust => build_rust(&directory, name, &staging)?,
+        Language::Python => build_python(&directory, &wit, &staging)?,
+        Language::Js => build_js(&directory, &wit, &staging)?,
+        Language::C => build_c(&directory, &wit, &staging)?,
     }
-    if output.is_file() { Ok(output) } else { Err(DevelopError::NoOutput(output)) }
+    if !staging.is_file() {
+        return Err(DevelopError::NoOutput(output));
+    }
+    std::fs::rename(&staging, &output).map_err(|source| DevelopError::Io { path: output.clone(), source })?;
+    Ok(output)
 }
 
 fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), DevelopError> {
