@@ -13,6 +13,10 @@ cd "$SLUICE_ROOT"
 packages=()
 other_languages=()   # plugin directories built by `sluice plugin build`
 for manifest in plugins/*/Cargo.toml tests/plugins/*/Cargo.toml plugins/*/sluice-plugin.toml; do
+    # A Rust plugin made by `sluice plugin new` is its own workspace: `sluice plugin build` builds it.
+    case $manifest in
+        *Cargo.toml) [ -f "$(dirname "$manifest")/sluice-plugin.toml" ] && continue ;;
+    esac
     name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)
     if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then
         continue
@@ -41,8 +45,8 @@ if [ ${#packages[@]} -gt 0 ]; then
     done
 fi
 
-# Python, JavaScript and C: rebuilt only when a source (or the WIT) is newer than the component,
-# since their builds are not byte-for-byte reproducible.
+# Plugins with a sluice-plugin.toml: rebuilt only when a source (or the WIT) is newer than the
+# component, since Python and JavaScript builds are not byte-for-byte reproducible.
 if [ ${#other_languages[@]} -gt 0 ]; then
     ensure_language_toolchains
     cargo build --release --quiet -p sluice

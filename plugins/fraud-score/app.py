@@ -81,17 +81,30 @@ class Settings:
         unknown = set(config) - {"rules", "velocity", "threshold", "field", "only_flagged"}
         if unknown:
             raise Err(f"unknown key(s) {sorted(unknown)}")
+        if not isinstance(config.get("rules", []), list) or not all(isinstance(r, dict) for r in config.get("rules", [])):
+            raise Err("`rules` must be a list of tables")
         self.rules = [Rule(spec) for spec in config.get("rules", [])]
+        names = [rule.name for rule in self.rules]
+        if len(set(names)) != len(names):
+            raise Err("rule names must be unique")
         velocity = config.get("velocity")
         self.velocity = None
         if velocity is not None:
-            if not isinstance(velocity.get("key"), str) or not _numbers(velocity.get("window"), 0):
-                raise Err("`velocity` needs a string `key` and a numeric `window` (ms)")
+            if not isinstance(velocity, dict) or not isinstance(velocity.get("key"), str) \
+                    or not _numbers(velocity.get("window"), 0) or not _numbers(velocity.get("max_events", 10), 0) \
+                    or not _numbers(velocity.get("weight", 1.0), 0):
+                raise Err("`velocity` needs a string `key`, a numeric `window` (ms), `max_events` and `weight`")
             self.velocity = (velocity["key"].split("."), int(velocity["window"]),
                              int(velocity.get("max_events", 10)), velocity.get("weight", 1.0))
         self.threshold = config.get("threshold", 0.5)
         self.field = config.get("field", "fraud")
-        self.only_flagged = bool(config.get("only_flagged", False))
+        self.only_flagged = config.get("only_flagged", False)
+        if not _numbers(self.threshold, 0):
+            raise Err("`threshold` must be a number")
+        if not isinstance(self.field, str) or not self.field:
+            raise Err("`field` must be a non-empty string")
+        if not isinstance(self.only_flagged, bool):
+            raise Err("`only_flagged` must be true or false")
         if not self.rules and self.velocity is None:
             raise Err("give at least one rule or a velocity check")
 
@@ -114,8 +127,9 @@ def velocity_matches(record, timestamp: int) -> bool:
 
 def score(record, timestamp: int) -> dict:
     settings = SETTINGS[0]
-    reasons = [rule.name for rule in settings.rules if rule.matches(record)]
-    total = sum(rule.weight for rule in settings.rules if rule.name in reasons)
+    matched = [rule for rule in settings.rules if rule.matches(record)]
+    reasons = [rule.name for rule in matched]
+    total = sum(rule.weight for rule in matched)
     if settings.velocity is not None and velocity_matches(record, timestamp):
         reasons.append("velocity")
         total += settings.velocity[3]
@@ -194,5 +208,11 @@ class WitWorld(wit_world.WitWorld):
     def restore(self, state: State) -> None:
         if state.version != 1:
             raise Err(f"cannot read state version {state.version}: this version reads 1")
+        try:
+            history = json.loads(state.bytes)
+        except ValueError as error:
+            raise Err(f"state is not valid: {error}")
+        if not isinstance(history, dict) or not all(isinstance(times, list) for times in history.values()):
+            raise Err("state is not valid: expected a table of event-time lists")
         HISTORY.clear()
-        HISTORY.update(json.loads(state.bytes))
+        HISTORY.update(history)

@@ -1,5 +1,7 @@
 // Finds a top-level member of a JSON object without a JSON library: enough for operators that
 // read a few fields of each record. Keys are compared byte for byte (escaped keys never match).
+// The scan stops at the member it looks for: what follows it is not checked, so a record that
+// is malformed after that member is not detected here.
 #ifndef JSON_FIELD_H
 #define JSON_FIELD_H
 #include <stdbool.h>
@@ -70,15 +72,33 @@ static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, siz
   return JSON_INVALID;
 }
 
-// Parses s[start..end) as a JSON number.
+// True when s[start..end) follows JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+static bool json_is_number(const uint8_t *s, size_t start, size_t end) {
+  size_t i = start;
+  if (i < end && s[i] == '-') i++;
+  if (i < end && s[i] == '0') i++;
+  else if (i < end && s[i] >= '1' && s[i] <= '9') while (i < end && s[i] >= '0' && s[i] <= '9') i++;
+  else return false;
+  if (i < end && s[i] == '.') {
+    if (++i >= end || s[i] < '0' || s[i] > '9') return false;
+    while (i < end && s[i] >= '0' && s[i] <= '9') i++;
+  }
+  if (i < end && (s[i] == 'e' || s[i] == 'E')) {
+    if (++i < end && (s[i] == '+' || s[i] == '-')) i++;
+    if (i >= end || s[i] < '0' || s[i] > '9') return false;
+    while (i < end && s[i] >= '0' && s[i] <= '9') i++;
+  }
+  return i == end;
+}
+
+// Parses s[start..end) as a finite JSON number.
 static bool json_number(const uint8_t *s, size_t start, size_t end, double *out) {
   char text[64];
   size_t length = end - start;
-  if (length == 0 || length >= sizeof text || strchr("-0123456789", s[start]) == NULL) return false;
+  if (length == 0 || length >= sizeof text || !json_is_number(s, start, end)) return false;
   memcpy(text, s + start, length);
   text[length] = 0;
-  char *stop;
-  *out = strtod(text, &stop);
-  return *stop == 0;
+  *out = strtod(text, NULL);
+  return *out - *out == 0;   // false for infinities (1e999) and NaN
 }
 #endif

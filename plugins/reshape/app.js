@@ -11,10 +11,11 @@
 //
 // A lookup whose field is absent, or whose value is not in the table and has no `default`,
 // leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
-// Stateless: snapshot and restore carry nothing.
+// Stateless: snapshot and restore carry nothing. Numbers pass through JavaScript numbers:
+// integers beyond 2^53 lose precision (keep such ids as strings).
 import { counterAdd } from 'sluice:plugin/host@0.1.0';
 
-const decoder = new TextDecoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
 const KNOWN = ['rename', 'drop', 'uppercase', 'lowercase', 'trim', 'lookup', 'round', 'set'];
 
@@ -52,6 +53,15 @@ function remove(record, path) {
   return value;
 }
 
+const listOf = (name, value) => {
+  if (!Array.isArray(value)) throw `\`${name}\` must be a list`;
+  return value;
+};
+const tableOf = (name, value) => {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw `\`${name}\` must be a table`;
+  return value;
+};
+
 const mapString = (transform) => (paths) => paths.map(pathOf).map((path) => (record) => {
   const value = get(record, path);
   if (typeof value === 'string') set(record, path, transform(value));
@@ -84,7 +94,7 @@ const builders = {
     const scale = 10 ** decimals;
     return (record) => {
       const value = get(record, field);
-      if (typeof value === 'number') set(record, field, Math.round(value * scale) / scale);
+      if (typeof value === 'number' && Number.isFinite(value * scale)) set(record, field, Math.round(value * scale) / scale);
     };
   }),
   set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path), value]).map(([path, value]) => (record) => {
@@ -102,7 +112,9 @@ export function init(config) {
   }
   const unknown = Object.keys(settings).filter((key) => !KNOWN.includes(key));
   if (unknown.length > 0) throw `unknown key(s) ${unknown.join(', ')}: expected ${KNOWN.join(', ')}`;
-  steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) => builders[name](settings[name]));
+  const LISTS = ['drop', 'uppercase', 'lowercase', 'trim', 'lookup'];
+  steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) =>
+    builders[name](LISTS.includes(name) ? listOf(name, settings[name]) : tableOf(name, settings[name])));
 }
 
 export function process(batch) {
@@ -137,6 +149,7 @@ export function snapshot() {
 
 export function restore(state) {
   if (state.version !== 1) throw `cannot read state version ${state.version}: this version reads 1`;
+  if (state.bytes.length !== 0) throw 'unexpected state: this operator keeps none';
 }
 
 // The output batch: new values, keys and headers copied from the input, in one buffer.

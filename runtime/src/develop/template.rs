@@ -51,7 +51,9 @@ pub fn new_plugin(name: &str, language: Language, directory: &Path, sdk: Option<
         return Err(DevelopError::Exists(directory.to_owned()));
     }
     let sdk_path = match (language, sdk) {
-        (Language::Rust, Some(sdk)) => sdk.to_string_lossy().into_owned(),
+        (Language::Rust, Some(sdk)) => {
+            std::path::absolute(sdk).map_err(|source| DevelopError::Io { path: sdk.to_owned(), source })?.to_string_lossy().into_owned()
+        }
         (Language::Rust, None) => default_sdk_path()
             .ok_or_else(|| DevelopError::MissingTool {
                 tool: "the Sluice Rust SDK".into(),
@@ -61,6 +63,8 @@ pub fn new_plugin(name: &str, language: Language, directory: &Path, sdk: Option<
             .into_owned(),
         _ => String::new(),
     };
+    // A TOML basic string: backslashes and quotes escaped.
+    let sdk_path = sdk_path.replace('\\', "\\\\").replace('"', "\\\"");
     let holes = [("{{name}}", name), ("{{language}}", language.name()), ("{{sdk_path}}", &sdk_path)];
     let mut written = Vec::new();
     for file in COMMON.iter().chain(language_files(language)) {

@@ -63,7 +63,10 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
 fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), DevelopError> {
     require_file(Path::new("/usr/bin/cargo"), "Debian's cargo for WebAssembly", DEBIAN_RUST)?;
     require_file(Path::new(COMPONENT_LD), "wasm-component-ld", DEBIAN_RUST)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| directory.join("target"), PathBuf::from);
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(target) => std::path::absolute(&target).map_err(|source| DevelopError::Io { path: target.into(), source })?,
+        None => directory.join("target"),
+    };
     let mut cargo = Command::new("/usr/bin/cargo");
     cargo
         .current_dir(directory)

@@ -59,5 +59,9 @@ export function snapshot() {
 
 export function restore(state) {
   if (state.version !== 1) throw `cannot read state version ${state.version}`;
-  kept = BigInt(JSON.parse(decoder.decode(state.bytes)).kept);
+  try {
+    kept = BigInt(JSON.parse(decoder.decode(state.bytes)).kept);
+  } catch (error) {
+    throw `state is not valid: ${error.message}`;
+  }
 }

@@ -67,4 +67,7 @@ class WitWorld(wit_world.WitWorld):
     def restore(self, state: State) -> None:
         if state.version != 1:
             raise Err(f"cannot read state version {state.version}")
-        COUNTS["kept"] = json.loads(state.bytes)["kept"]
+        try:
+            COUNTS["kept"] = int(json.loads(state.bytes)["kept"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise Err(f"state is not valid: {error!r}")
