@@ -53,7 +53,7 @@ if [ ${#other_languages[@]} -gt 0 ]; then
     for directory in "${other_languages[@]}"; do
         name=$(basename "$directory")
         output="build/plugins/$name.wasm"
-        if [ -f "$output" ] && [ -z "$(find "$directory" wit -newer "$output" -type f \
+        if [ -f "$output" ] && [ -z "$(find "$directory" wit runtime/templates/c -newer "$output" -type f \
                 -not -path '*/test/*' -not -path '*/gen/*' -not -path '*/target/*' -not -name '*.wasm' -print -quit)" ]; then
             continue
         fi

@@ -7,14 +7,15 @@
 //   exclusive = false   # true: the bounds themselves are outside the range
 //   missing = "reject"  # records without a numeric field: "reject" (dead-letter), "drop", "keep"
 //
-// No JSON library: json_field.h scans the top level of each record. Records that are not
+// No JSON library: json_field.h (of the C skeleton) scans the top level of each record. Records that are not
 // JSON objects are rejected. Kept records are handed back without copying a byte.
 // State (version 1): the kept and dropped totals, also reported as counters.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "gen/operator.h"
-#include "json_field.h"
+// The JSON scanner the C skeleton ships: one copy for both.
+#include "../../runtime/templates/c/json_field.h"
 
 typedef enum { MISSING_REJECT, MISSING_DROP, MISSING_KEEP } missing_policy_t;
 

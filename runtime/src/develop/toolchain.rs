@@ -197,20 +197,20 @@ fn wit_bindgen() -> Result<PathBuf, DevelopError> {
 
 fn install(tool: &str, command: &mut Command) -> Result<(), DevelopError> {
     tracing::info!("installing {tool}");
-    match command.status() {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(DevelopError::Install { tool: tool.to_owned(), reason: format!("{command:?} exited with {status}") }),
-        Err(error) => Err(DevelopError::Install { tool: tool.to_owned(), reason: format!("cannot run {command:?}: {error}") }),
-    }
+    run_to_success(command).map_err(|ending| DevelopError::Install { tool: tool.to_owned(), reason: format!("{command:?} {ending}") })
 }
 
 fn run(command: &mut Command) -> Result<(), DevelopError> {
-    let description = format!("{command:?}");
-    tracing::debug!("running {description}");
+    tracing::debug!("running {command:?}");
+    run_to_success(command).map_err(|status| DevelopError::BuildFailed { command: format!("{command:?}"), status })
+}
+
+/// Runs `command`; on failure says how it ended (its exit status, or why it could not start).
+fn run_to_success(command: &mut Command) -> Result<(), String> {
     match command.status() {
         Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(DevelopError::BuildFailed { command: description, status: status.to_string() }),
-        Err(error) => Err(DevelopError::BuildFailed { command: description, status: error.to_string() }),
+        Ok(status) => Err(format!("exited with {status}")),
+        Err(error) => Err(format!("could not start: {error}")),
     }
 }
 
