@@ -58,7 +58,7 @@ if [ ${#other_languages[@]} -gt 0 ]; then
             continue
         fi
         log "building $directory"
-        "$CARGO_TARGET_DIR/release/sluice" plugin build "$directory" --wit wit --output "$output"
+        "$CARGO_TARGET_DIR/release/sluice" plugin build "$directory" --wit wit --output "$output" >&2
     done
 fi
 ls -l build/plugins >&2
