@@ -42,6 +42,9 @@ ensure_host_toolchain() {
     if command -v rustup >/dev/null && ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
         rustup component add clippy rustfmt || die "cannot add clippy and rustfmt with rustup"
     fi
+    # librdkafka is built from source (rdkafka's cmake-build): a C toolchain, CMake, OpenSSL
+    # and zlib headers; its configuration code includes curl.h even with curl support off.
+    apt_install build-essential cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev
 }
 
 # The Wasm toolchain: Debian's rustc-web + matching std source, built with -Zbuild-std.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod develop;
+pub mod kafka;
 pub mod pipeline;
 pub mod reload;
 pub mod sink;

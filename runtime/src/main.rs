@@ -177,7 +177,8 @@ fn inspect(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// First Ctrl-C: stop the sources and drain. Second: exit at once.
+/// First Ctrl-C or SIGTERM (systemd, Kubernetes): stop the sources, drain, checkpoint.
+/// Second: exit at once.
 fn stop_on_ctrl_c(stop: StopSignal) {
     let watcher = std::thread::Builder::new().name("sluice-signals".into()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -185,13 +186,21 @@ fn stop_on_ctrl_c(stop: StopSignal) {
             Err(error) => return tracing::warn!("Ctrl-C handling is unavailable: {error}"),
         };
         runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("stopping: draining in-flight records (Ctrl-C again to exit at once)");
-                stop.raise();
+            let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => return tracing::warn!("SIGTERM handling is unavailable: {error}"),
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
             }
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
+            tracing::info!("stopping: draining in-flight records (Ctrl-C again to exit at once)");
+            stop.raise();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
             }
+            std::process::exit(130);
         });
     });
     if let Err(error) = watcher {

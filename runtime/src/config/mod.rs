@@ -4,6 +4,7 @@
 //! column it comes from; every problem is reported, not just the first.
 
 mod diagnostic;
+mod kafka;
 mod operator;
 mod sink;
 mod source;
@@ -16,6 +17,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
+pub use kafka::{
+    KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
+    RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, topic_name_problem,
+};
 pub use operator::{MAX_GRANTED_FILE, OperatorConfig};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
@@ -57,6 +62,10 @@ pub struct PipelineConfig {
     /// What happens to records older than the watermark when they arrive.
     #[serde(default)]
     pub late_records: LateRecords,
+    /// How often each task of a Kafka source checkpoints its operators' state and commits
+    /// its offsets.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: DurationText,
 }
 
 /// The runtime's handling of records that arrive behind the watermark.
@@ -78,6 +87,10 @@ fn default_batch_size() -> Spanned<usize> {
 
 fn default_batch_linger() -> DurationText {
     DurationText::from_millis(20)
+}
+
+fn default_checkpoint_interval() -> DurationText {
+    DurationText::from_millis(10_000)
 }
 
 fn default_idle_timeout() -> DurationText {

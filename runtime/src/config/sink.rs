@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::Name;
+use super::{KafkaDeadLetterConfig, KafkaSinkConfig, Name};
 
 /// One `[[sinks]]` table; `type` selects the connector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -24,6 +24,8 @@ pub enum SinkConfig {
         #[serde(default)]
         format: OutputFormat,
     },
+    /// A Kafka topic, through an idempotent producer.
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
@@ -32,6 +34,7 @@ impl SinkConfig {
         let (name, kind) = match self {
             SinkConfig::Stdout { name, .. } => (name, "stdout"),
             SinkConfig::File { name, .. } => (name, "file"),
+            SinkConfig::Kafka(config) => (&config.name, "kafka"),
         };
         name.as_ref().map_or_else(|| kind.to_owned(), ToString::to_string)
     }
@@ -57,4 +60,6 @@ pub enum DeadLetterConfig {
     File { path: PathBuf },
     /// Standard error, as JSON lines.
     Stderr,
+    /// A Kafka topic: the record as it came, with the reason and provenance in headers.
+    Kafka(KafkaDeadLetterConfig),
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DurationText, Name, Rate};
+use super::{DurationText, KafkaSourceConfig, Name, Rate};
 
 /// One `[[sources]]` table; `type` selects the connector.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -16,6 +16,8 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     /// JSON lines from standard input, until it closes.
     Stdin(StdinSourceConfig),
+    /// Records of Kafka topics, read by a consumer group; one task per assigned partition.
+    Kafka(KafkaSourceConfig),
 }
 
 impl SourceConfig {
@@ -25,6 +27,7 @@ impl SourceConfig {
             SourceConfig::Generator(config) => (&config.name, "generator"),
             SourceConfig::File(config) => (&config.name, "file"),
             SourceConfig::Stdin(config) => (&config.name, "stdin"),
+            SourceConfig::Kafka(config) => (&config.name, "kafka"),
         };
         name.as_ref().map_or_else(|| kind.to_owned(), ToString::to_string)
     }
@@ -34,6 +37,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Generator(config) => config.count.is_some(),
             SourceConfig::File(_) | SourceConfig::Stdin(_) => true,
+            SourceConfig::Kafka(_) => false,
         }
     }
 }

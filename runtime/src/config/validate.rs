@@ -6,7 +6,10 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::{DeadLetterConfig, Diagnostics, LoadedPipeline, OperatorConfig, SinkConfig, SourceConfig};
+use super::{
+    DeadLetterConfig, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, RESERVED_CONSUMER_PROPERTIES,
+    RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_properties, topic_name_problem,
+};
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +51,9 @@ impl Problems<'_> {
     }
 
     fn check_settings(&mut self) {
+        if self.pipeline.config.pipeline.checkpoint_interval.duration().is_zero() {
+            self.report_file("checkpoint_interval must be longer than 0 s");
+        }
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {
             self.report(batch_size.span(), format!("batch_size must be between 1 and 100000, got {}", batch_size.get_ref()));
@@ -98,7 +104,46 @@ impl Problems<'_> {
                 }
             }
             SourceConfig::Stdin(_) => {}
+            SourceConfig::Kafka(kafka) => self.check_kafka_source(span, &name, kafka),
         }
+    }
+
+    fn check_kafka_source(&mut self, span: Range<usize>, name: &str, kafka: &KafkaSourceConfig) {
+        let what = format!("source \"{name}\"");
+        match (kafka.topics.is_empty(), &kafka.pattern) {
+            (true, None) => self.report(span.clone(), format!("{what}: give `topics` (a list) or a `pattern`")),
+            (false, Some(_)) => self.report(span.clone(), format!("{what}: give `topics` or `pattern`, not both")),
+            _ => {}
+        }
+        for topic in kafka.topics.iter().chain([kafka.checkpoint_topic()].iter()) {
+            if let Some(problem) = topic_name_problem(topic) {
+                self.report(span.clone(), format!("{what}: {problem}"));
+            }
+        }
+        self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES);
+    }
+
+    fn check_kafka_client(
+        &mut self,
+        span: Range<usize>,
+        what: &str,
+        brokers: &str,
+        properties: &KafkaProperties,
+        reserved: &[(&str, &'static str)],
+    ) {
+        if brokers.trim().is_empty() {
+            self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
+        }
+        if let Err(problem) = resolve_properties(properties, reserved) {
+            self.report(span, format!("{what}: {problem}"));
+        }
+    }
+
+    fn check_kafka_sink(&mut self, span: Range<usize>, what: &str, brokers: &str, topic: &str, properties: &KafkaProperties) {
+        if let Some(problem) = topic_name_problem(topic) {
+            self.report(span.clone(), format!("{what}: {problem}"));
+        }
+        self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES);
     }
 
     fn check_operators(&mut self, plugins: &dyn PluginCheck) {
@@ -160,14 +205,21 @@ impl Problems<'_> {
         }
         self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
         for sink in sinks {
-            if let SinkConfig::File { path, .. } = sink.get_ref() {
-                self.check_directory(sink.span(), &format!("sink \"{}\"", sink.get_ref().name()), path);
+            let what = format!("sink \"{}\"", sink.get_ref().name());
+            match sink.get_ref() {
+                SinkConfig::File { path, .. } => self.check_directory(sink.span(), &what, path),
+                SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
+                SinkConfig::Stdout { .. } => {}
             }
         }
-        if let Some(dead_letter) = &self.pipeline.config.dead_letter
-            && let DeadLetterConfig::File { path } = dead_letter.get_ref()
-        {
-            self.check_directory(dead_letter.span(), "the dead-letter file", path);
+        if let Some(dead_letter) = &self.pipeline.config.dead_letter {
+            match dead_letter.get_ref() {
+                DeadLetterConfig::File { path } => self.check_directory(dead_letter.span(), "the dead-letter file", path),
+                DeadLetterConfig::Kafka(kafka) => {
+                    self.check_kafka_sink(dead_letter.span(), "the dead-letter topic", &kafka.brokers, &kafka.topic, &kafka.properties)
+                }
+                DeadLetterConfig::Stderr => {}
+            }
         }
     }
 

@@ -37,9 +37,16 @@ impl Batcher {
     }
 
     /// Adds a record; returns a full batch when this one filled it.
-    pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Option<SourceBatch> {
+    pub fn push<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        position: u64,
+    ) -> Option<SourceBatch> {
         self.first_added.get_or_insert_with(Instant::now);
-        self.current.records.push(key, value, timestamp, []);
+        self.current.records.push(key, value, timestamp, headers);
         self.current.positions.push(position);
         if self.current.len() >= self.max_records { self.take() } else { None }
     }
@@ -74,12 +81,13 @@ mod tests {
     #[test]
     fn batches_fill_to_the_limit_and_keep_positions() {
         let mut batcher = Batcher::new(2, Duration::from_secs(60));
-        assert!(batcher.push(None, b"1", 0, 10).is_none());
-        let batch = batcher.push(Some(b"k"), b"2", 5, 11).unwrap();
+        assert!(batcher.push(None, b"1", 0, [], 10).is_none());
+        let batch = batcher.push(Some(b"k"), b"2", 5, [(&b"h"[..], &b"v"[..])], 11).unwrap();
         assert_eq!(batch.positions, vec![10, 11]);
         let second = batch.records.get(1).unwrap();
         assert_eq!((second.key(), second.value(), second.timestamp()), (Some(&b"k"[..]), &b"2"[..], 5));
-        assert!(batcher.push(None, b"3", 0, 12).is_none());
+        assert_eq!(second.headers().collect::<Vec<_>>(), vec![(&b"h"[..], &b"v"[..])]);
+        assert!(batcher.push(None, b"3", 0, [], 12).is_none());
         assert!(batcher.poll_linger().is_none());
         assert_eq!(batcher.take().unwrap().positions, vec![12]);
         assert!(batcher.take().is_none());
@@ -88,7 +96,7 @@ mod tests {
     #[test]
     fn linger_releases_partial_batches() {
         let mut batcher = Batcher::new(100, Duration::ZERO);
-        batcher.push(None, b"1", 0, 0);
+        batcher.push(None, b"1", 0, [], 0);
         assert_eq!(batcher.poll_linger().map(|b| b.len()), Some(1));
         assert_eq!(batcher.linger_left(), None);
     }

@@ -6,6 +6,7 @@
 //! task is ready do they all switch. If one refuses, the others drop what they prepared, so the
 //! old version keeps running everywhere. Records arriving meanwhile wait in the tasks' queues.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,9 +64,17 @@ pub struct PipelineControl {
     state: Arc<ControlState>,
 }
 
+/// A registered task, known to the control until it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskId(u64);
+
 struct ControlState {
     pipeline: String,
-    tasks: Vec<SyncSender<TaskMessage>>,
+    /// The running tasks' inputs; Kafka partition tasks come and go with rebalances.
+    tasks: Mutex<Vec<(TaskId, SyncSender<TaskMessage>)>>,
+    next_task: AtomicU64,
+    /// Set when the pipeline has stopped: no task will start any more.
+    closed: AtomicBool,
     /// Held for a whole swap, so that swaps happen one at a time.
     swapping: Mutex<()>,
     /// Held only briefly, so that readers (the admin API) are never blocked by a swap.
@@ -80,12 +89,14 @@ struct Versions {
 }
 
 impl PipelineControl {
-    pub fn new(pipeline: String, tasks: Vec<SyncSender<TaskMessage>>, operators: Vec<OperatorSpec>) -> PipelineControl {
+    pub fn new(pipeline: String, operators: Vec<OperatorSpec>) -> PipelineControl {
         let operators = operators.into_iter().map(|current| Versions { current, previous: None }).collect();
         PipelineControl {
             state: Arc::new(ControlState {
                 pipeline,
-                tasks,
+                tasks: Mutex::default(),
+                next_task: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
                 swapping: Mutex::default(),
                 operators: Mutex::new(operators),
                 history: Mutex::default(),
@@ -108,6 +119,29 @@ impl PipelineControl {
                 previous_digest: versions.previous.as_ref().map(|spec| spec.plugin.digest().to_string()),
             })
             .collect()
+    }
+
+    /// Starts a task with the operators running now and registers its input for swaps; no
+    /// swap happens in between, so every task runs the same versions.
+    pub fn register_task<T, E>(
+        &self,
+        start: impl FnOnce(Vec<OperatorSpec>) -> Result<(SyncSender<TaskMessage>, T), E>,
+    ) -> Result<(TaskId, T), E> {
+        let _no_swap_meanwhile = lock(&self.state.swapping);
+        let (input, started) = start(self.current_specs())?;
+        let id = TaskId(self.state.next_task.fetch_add(1, Ordering::Relaxed));
+        lock(&self.state.tasks).push((id, input));
+        Ok((id, started))
+    }
+
+    /// Forgets a task that has ended.
+    pub fn unregister_task(&self, id: TaskId) {
+        lock(&self.state.tasks).retain(|(task, _)| *task != id);
+    }
+
+    /// Marks the pipeline as stopped: swaps are refused from now on.
+    pub fn close(&self) {
+        self.state.closed.store(true, Ordering::Relaxed);
     }
 
     /// The specifications of the operators running now.
@@ -200,7 +234,8 @@ impl PipelineControl {
     fn apply(&self, operator: &str, spec: &OperatorSpec) -> Result<Duration, SwapError> {
         let mut ready = Vec::new();
         let mut refusal = None;
-        for task in &self.state.tasks {
+        let tasks: Vec<SyncSender<TaskMessage>> = lock(&self.state.tasks).iter().map(|(_, input)| input.clone()).collect();
+        for task in &tasks {
             let Some(prepared) = Prepared::request(task, operator, spec.clone()) else { continue };
             match prepared.outcome {
                 Ok(()) => ready.push(prepared),
@@ -212,7 +247,9 @@ impl PipelineControl {
             }
         }
         if ready.is_empty() {
-            return Err(SwapError::Finished);
+            // No task runs now (a Kafka source with no partition assigned): the new version
+            // is what the next task starts with.
+            return if self.state.closed.load(Ordering::Relaxed) { Err(SwapError::Finished) } else { Ok(Duration::ZERO) };
         }
         let commit = refusal.is_none();
         let stall = ready.into_iter().map(|prepared| prepared.decide(commit)).max().unwrap_or_default();

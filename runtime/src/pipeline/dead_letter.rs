@@ -3,10 +3,12 @@
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::config::{DeadLetterConfig, LoadedPipeline};
+use crate::kafka::KafkaDeadLetters;
 use crate::sink::record_json;
 use crate::wasm::Batch;
 
@@ -18,7 +20,9 @@ pub struct DeadLetter {
     pub operator: Option<String>,
     pub plugin_digest: Option<String>,
     pub source: String,
-    /// Position in the source, when the record is one the source produced.
+    /// Topic and partition of a Kafka source's record.
+    pub partition: Option<(Arc<str>, i32)>,
+    /// Position in the source (line, sequence number, offset), when the source produced it.
     pub position: Option<u64>,
     /// The record, alone in its batch.
     pub record: Batch,
@@ -27,7 +31,20 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// A record its source could not read.
     pub fn from_source(source: &str, position: u64, record: Batch, reason: String) -> DeadLetter {
-        DeadLetter { reason, operator: None, plugin_digest: None, source: source.to_owned(), position: Some(position), record }
+        DeadLetter {
+            reason,
+            operator: None,
+            plugin_digest: None,
+            source: source.to_owned(),
+            partition: None,
+            position: Some(position),
+            record,
+        }
+    }
+
+    /// The same dead letter, from `partition` of a Kafka topic.
+    pub fn with_partition(self, partition: Option<(Arc<str>, i32)>) -> DeadLetter {
+        DeadLetter { partition, ..self }
     }
 
     /// The JSON line written for this dead letter.
@@ -35,6 +52,10 @@ impl DeadLetter {
         let mut object = self.record.get(0).map(record_json).unwrap_or_default();
         object.insert("pipeline".into(), pipeline.into());
         object.insert("source".into(), self.source.clone().into());
+        if let Some((topic, partition)) = &self.partition {
+            object.insert("topic".into(), topic.to_string().into());
+            object.insert("partition".into(), (*partition).into());
+        }
         if let Some(position) = self.position {
             object.insert("position".into(), position.into());
         }
@@ -61,6 +82,7 @@ pub struct DeadLetterSink {
 enum Destination {
     File(PathBuf),
     Stderr,
+    Kafka(KafkaDeadLetters),
 }
 
 impl DeadLetterSink {
@@ -70,10 +92,14 @@ impl DeadLetterSink {
         let destination = match config {
             Some(DeadLetterConfig::Stderr) => Destination::Stderr,
             Some(DeadLetterConfig::File { path }) => Destination::File(pipeline.resolve(path)),
+            Some(DeadLetterConfig::Kafka(kafka)) => {
+                Destination::Kafka(KafkaDeadLetters::new(kafka, &name).map_err(|error| io::Error::other(error.to_string()))?)
+            }
             None => Destination::File(PathBuf::from(format!("{name}.dead-letter.jsonl"))),
         };
         let description = match &destination {
             Destination::Stderr => "standard error".into(),
+            Destination::Kafka(kafka) => format!("Kafka topic \"{}\"", kafka.topic()),
             Destination::File(path) => {
                 // Fail at start, not at the first dead letter, if the file cannot be written.
                 let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -94,8 +120,12 @@ impl DeadLetterSink {
         &self.description
     }
 
-    /// Writes one dead letter and flushes it: dead letters are rare and must not be lost.
+    /// Writes one dead letter: a line is flushed at once (dead letters are rare and must not
+    /// be lost), a Kafka record is queued and made durable by `flush`.
     pub fn write(&mut self, letter: &DeadLetter) -> io::Result<()> {
+        if let Destination::Kafka(kafka) = &self.destination {
+            return kafka.write(letter).map_err(io::Error::other);
+        }
         let line = letter.to_json(&self.pipeline);
         let writer = match &mut self.writer {
             Some(writer) => writer,
@@ -107,9 +137,21 @@ impl DeadLetterSink {
     }
 }
 
+impl DeadLetterSink {
+    /// Returns once every dead letter written so far is durable.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match (&self.destination, &mut self.writer) {
+            (Destination::Kafka(kafka), _) => kafka.flush().map_err(io::Error::other),
+            (_, Some(writer)) => writer.flush(),
+            (_, None) => Ok(()),
+        }
+    }
+}
+
 fn open(destination: &Destination) -> io::Result<Box<dyn Write + Send>> {
     match destination {
         Destination::Stderr => Ok(Box::new(io::stderr())),
+        Destination::Kafka(kafka) => Err(io::Error::other(format!("Kafka topic \"{}\" is not a file", kafka.topic()))),
         Destination::File(path) => {
             let file = OpenOptions::new()
                 .create(true)

@@ -98,16 +98,22 @@ impl Operator {
     /// operator stays as it was (a failed snapshot recovers it); the caller switches. A disabled
     /// operator hands over its last good snapshot, so a fixed version brings it back.
     pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, OperatorError> {
-        let state = match self.instance.as_mut().map(PluginInstance::snapshot) {
-            Some(Ok(state)) => state,
+        let state = self.checkpoint_state().map_err(OperatorError::Failed)?;
+        Operator::start(spec, Some(state))
+    }
+
+    /// The state to carry over (checkpoint, swap): a fresh snapshot, or a disabled operator's
+    /// last good one. A failed snapshot recovers the instance and is reported.
+    pub fn checkpoint_state(&mut self) -> Result<State, CallFailure> {
+        match self.instance.as_mut().map(PluginInstance::snapshot) {
+            Some(Ok(state)) => Ok(state),
             Some(Err(failure)) => {
                 // The failed instance must not serve again.
                 self.recover(&failure);
-                return Err(OperatorError::Failed(failure));
+                Err(failure)
             }
-            None => self.base.clone(),
-        };
-        Operator::start(spec, Some(state))
+            None => Ok(self.base.clone()),
+        }
     }
 
     pub fn plugin(&self) -> &Plugin {

@@ -7,17 +7,15 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use super::control::PipelineControl;
-use super::task::{OutputBatch, TaskMessage, TaskOutputs};
-use super::{
-    Batcher, DeadLetter, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, Task, TaskError, TaskStats, WatermarkTracker,
-};
-use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem};
+use super::task::{DeadLetterMessage, SinkMessage, TaskOrigin, TaskOutputs};
+use super::tasks::{StartedTask, TaskFactory, TaskSettings};
+use super::{Batcher, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, TaskError, TaskStats};
+use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, SourceConfig};
+use crate::kafka::{KafkaClientError, KafkaSource, KafkaSourceSettings};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError, SourceOutput};
 use crate::wasm::{InstanceLimits, OperatorMetrics, PluginError, PluginRegistry};
 
-/// Batches queued between a source and its task: bounded, so a slow task slows the source.
-const SOURCE_QUEUE: usize = 4;
 /// Output batches queued for each sink.
 const SINK_QUEUE: usize = 16;
 /// Dead letters queued for the dead-letter sink.
@@ -36,6 +34,8 @@ pub enum StartError {
     Sink(#[from] SinkError),
     #[error("dead-letter sink: {0}")]
     DeadLetter(std::io::Error),
+    #[error("source \"{source_name}\": {error}")]
+    Kafka { source_name: String, error: Box<KafkaClientError> },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
 }
@@ -49,7 +49,7 @@ pub enum RunError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("dead-letter sink: write failed: {0}")]
+    #[error("dead-letter sink: {0}")]
     DeadLetter(std::io::Error),
     #[error("thread {0} panicked")]
     Panicked(String),
@@ -77,22 +77,24 @@ type Worker<T> = (String, JoinHandle<T>);
 
 /// The started sinks: the queues feeding them and their threads.
 struct StartedSinks {
-    queues: Vec<SyncSender<OutputBatch>>,
+    queues: Vec<SyncSender<SinkMessage>>,
     workers: Vec<Worker<Result<(), SinkError>>>,
 }
+
+/// A source's thread: it returns the statistics of the tasks it ran itself (a Kafka
+/// source's partition tasks).
+type SourceWorker = Worker<Result<Vec<TaskStats>, SourceError>>;
 
 /// A started pipeline.
 pub struct RunningPipeline {
     stop: StopSignal,
-    sources: Vec<Worker<Result<(), SourceError>>>,
-    tasks: Vec<Worker<Result<TaskStats, TaskError>>>,
+    sources: Vec<SourceWorker>,
+    /// The tasks of sources that have one (not Kafka sources: theirs come and go).
+    tasks: Vec<StartedTask>,
     sinks: Vec<Worker<Result<(), SinkError>>>,
     dead_letters: JoinHandle<std::io::Result<u64>>,
     dead_letter_destination: String,
-    operators: Vec<OperatorSpec>,
-    /// Each task's input, for the control handle.
-    task_inputs: Vec<SyncSender<TaskMessage>>,
-    control: Option<PipelineControl>,
+    control: PipelineControl,
 }
 
 impl RunningPipeline {
@@ -110,55 +112,46 @@ impl RunningPipeline {
         let dead_letter_destination = dead_letter_sink.description().to_owned();
         let (dead_letter_sender, dead_letter_queue) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
         let dead_letters = spawn("dead-letter", move || write_dead_letters(dead_letter_sink, dead_letter_queue))?;
-        let mut running = RunningPipeline {
-            stop,
-            sources: Vec::new(),
-            tasks: Vec::new(),
-            sinks,
-            dead_letters,
-            dead_letter_destination,
-            operators: specs,
-            task_inputs: Vec::new(),
-            control: None,
-        };
+        let control = PipelineControl::new(pipeline.config.pipeline.name.get_ref().to_string(), specs);
         let outputs = TaskOutputs { sinks: sink_queues, dead_letters: dead_letter_sender };
+        let factory = TaskFactory::new(control.clone(), outputs, TaskSettings::of(&pipeline.config.pipeline));
+        let mut running =
+            RunningPipeline { stop, sources: Vec::new(), tasks: Vec::new(), sinks, dead_letters, dead_letter_destination, control };
         for source in &pipeline.config.sources {
-            running.start_task(pipeline, source.get_ref(), &outputs)?;
+            running.start_source(pipeline, source.get_ref(), &factory)?;
         }
-        let name = pipeline.config.pipeline.name.get_ref().to_string();
-        running.control = Some(PipelineControl::new(name, std::mem::take(&mut running.task_inputs), running.operators.clone()));
         Ok(running)
     }
 
-    fn start_task(
-        &mut self,
-        pipeline: &LoadedPipeline,
-        config: &crate::config::SourceConfig,
-        outputs: &TaskOutputs,
-    ) -> Result<(), StartError> {
+    fn start_source(&mut self, pipeline: &LoadedPipeline, config: &SourceConfig, factory: &TaskFactory) -> Result<(), StartError> {
         let settings = &pipeline.config.pipeline;
         let name: Arc<str> = config.name().into();
+        let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
+        if let SourceConfig::Kafka(kafka) = config {
+            let settings = KafkaSourceSettings {
+                pipeline: settings.name.get_ref().to_string(),
+                source: name.clone(),
+                batch_size: *settings.batch_size.get_ref(),
+                batch_linger: settings.batch_linger.duration(),
+                checkpoint_interval: settings.checkpoint_interval.duration(),
+            };
+            let source = KafkaSource::new(kafka, settings, factory.clone(), self.stop.clone())
+                .map_err(|error| StartError::Kafka { source_name: name.to_string(), error: Box::new(error) })?;
+            self.sources.push((format!("source {name}"), spawn(&format!("source-{name}"), move || source.run())?));
+            return Ok(());
+        }
         let source = Source::build(config, pipeline)?;
-        let operators = self
-            .operators
-            .iter()
-            .map(|spec| {
-                Operator::start(spec.clone(), None).map_err(|error| StartError::Operator { operator: spec.name.to_string(), error })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let watermark = WatermarkTracker::new(settings.out_of_orderness.millis(), settings.idle_timeout.duration());
-        let task = Task::new(name.clone(), operators, watermark, settings.late_records, outputs.clone());
-        let (batches, input) = mpsc::sync_channel(SOURCE_QUEUE);
-        self.task_inputs.push(batches.clone());
-        self.tasks.push((format!("task {name}"), spawn(&format!("task-{name}"), move || task.run(input))?));
+        let task = factory.start(TaskOrigin::source(name.clone()), None, None)?;
         let output = SourceOutput {
             source: name.clone(),
-            batcher: Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration()),
-            batches,
-            dead_letters: outputs.dead_letters.clone(),
+            batcher,
+            batches: task.input().clone(),
+            dead_letters: factory.dead_letters(),
             stop: self.stop.clone(),
         };
-        self.sources.push((format!("source {name}"), spawn(&format!("source-{name}"), move || source.run(output))?));
+        self.tasks.push(task);
+        let run = move || source.run(output).map(|()| Vec::new());
+        self.sources.push((format!("source {name}"), spawn(&format!("source-{name}"), run)?));
         Ok(())
     }
 
@@ -169,28 +162,26 @@ impl RunningPipeline {
 
     /// A handle to swap, roll back and inspect the running operators.
     pub fn control(&self) -> PipelineControl {
-        match &self.control {
-            Some(control) => control.clone(),
-            None => unreachable!("`start` sets the control before returning"),
-        }
+        self.control.clone()
     }
 
     /// Waits until every source has ended and everything read has been written.
     pub fn wait(self) -> Result<PipelineSummary, RunError> {
         let mut errors: Vec<RunError> = Vec::new();
         let mut keep = |error: RunError| errors.push(error);
+        let mut tasks = Vec::new();
         for (name, source) in self.sources {
             match source.join() {
-                Ok(result) => result.unwrap_or_else(|error| keep(error.into())),
+                Ok(Ok(stats)) => tasks.extend(stats),
+                Ok(Err(error)) => keep(error.into()),
                 Err(_) => keep(RunError::Panicked(name)),
             }
         }
-        let mut tasks = Vec::new();
-        for (name, task) in self.tasks {
+        self.control.close();
+        for task in self.tasks {
             match task.join() {
-                Ok(Ok(stats)) => tasks.push(stats),
-                Ok(Err(error)) => keep(error.into()),
-                Err(_) => keep(RunError::Panicked(name)),
+                Ok(stats) => tasks.push(stats),
+                Err(error) => keep(error.into()),
             }
         }
         for (name, sink) in self.sinks {
@@ -214,8 +205,7 @@ impl RunningPipeline {
             return Err(error);
         }
         // The operators running at the end: swaps may have replaced the ones started.
-        let current = self.control.as_ref().map(PipelineControl::current_specs).unwrap_or(self.operators);
-        let operators = current.iter().map(summarize_operator).collect();
+        let operators = self.control.current_specs().iter().map(summarize_operator).collect();
         Ok(PipelineSummary { tasks, operators, dead_letters, dead_letter_destination: self.dead_letter_destination })
     }
 }
@@ -277,29 +267,53 @@ pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugi
 fn start_sinks(pipeline: &LoadedPipeline) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
     for config in &pipeline.config.sinks {
-        let mut sink = Sink::build(config.get_ref(), pipeline)?;
-        let (sender, queue): (_, Receiver<OutputBatch>) = mpsc::sync_channel(SINK_QUEUE);
+        let sink = Sink::build(config.get_ref(), pipeline)?;
+        let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
-        let thread = spawn(&format!("sink-{name}"), move || queue.iter().try_for_each(|batch| sink.write(&batch)))?;
+        let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue))?;
         started.queues.push(sender);
         started.workers.push((format!("sink {name}"), thread));
     }
     Ok(started)
 }
 
-fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetter>) -> std::io::Result<u64> {
-    let mut count = 0;
-    for letter in queue {
-        if count == 0 {
-            tracing::warn!(destination = sink.description(), "records are going to the dead-letter sink: {}", letter.reason);
+/// Writes batches until every task has finished; makes the output durable when a task asks
+/// (at a checkpoint) and at the end.
+fn write_sink(mut sink: Sink, queue: Receiver<SinkMessage>) -> Result<(), SinkError> {
+    for message in queue {
+        match message {
+            SinkMessage::Batch(batch) => sink.write(&batch)?,
+            SinkMessage::Flush(done) => {
+                sink.flush()?;
+                let _ = done.send(());
+            }
         }
-        sink.write(&letter)?;
-        count += 1;
     }
+    sink.flush()
+}
+
+fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetterMessage>) -> std::io::Result<u64> {
+    let mut count = 0;
+    for message in queue {
+        match message {
+            DeadLetterMessage::Letter(letter) => {
+                if count == 0 {
+                    tracing::warn!(destination = sink.description(), "records are going to the dead-letter sink: {}", letter.reason);
+                }
+                sink.write(&letter)?;
+                count += 1;
+            }
+            DeadLetterMessage::Flush(done) => {
+                sink.flush()?;
+                let _ = done.send(());
+            }
+        }
+    }
+    sink.flush()?;
     Ok(count)
 }
 
-fn spawn<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StartError> {
+pub(super) fn spawn<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StartError> {
     std::thread::Builder::new().name(format!("sluice-{name}")).spawn(work).map_err(StartError::Thread)
 }
 

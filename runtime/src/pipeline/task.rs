@@ -1,9 +1,12 @@
-//! A task: one source's records through its own instances of the operator chain, to the sinks.
+//! A task: one source's (or one Kafka partition's) records through its own instances of the
+//! operator chain, to the sinks; it checkpoints at the barriers its source sends.
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
+use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::operator::{DeadRecord, Operator, OperatorSpec};
 use super::{DeadLetter, SourceBatch, WatermarkTracker};
 use crate::config::LateRecords;
@@ -15,13 +18,62 @@ const IDLE_CHECK: Duration = Duration::from_millis(100);
 /// A batch of output records, shared by every sink.
 pub type OutputBatch = Arc<Batch>;
 
-/// What a task receives, in order: batches from its source, swap requests, the end.
+/// What a task receives, in order: batches from its source, swap requests, checkpoint
+/// barriers, the end.
 pub enum TaskMessage {
     Batch(SourceBatch),
     /// Replace an operator at this batch boundary.
     Swap(SwapRequest),
+    /// A checkpoint barrier: `next_position` is the source position of the next record.
+    Checkpoint {
+        next_position: u64,
+    },
+    /// Checkpoint and stop without closing event time: the stream goes on elsewhere or later
+    /// (a partition revoked, the process stopping).
+    Suspend {
+        next_position: u64,
+    },
+    /// Stop at once and save nothing: the partition already belongs to another process.
+    Abandon,
     /// The source has no more records.
     End,
+}
+
+/// What a sink receives: output batches, and requests to make everything so far durable.
+pub enum SinkMessage {
+    Batch(OutputBatch),
+    /// Answer on the channel once everything received before is durable (dropped on failure).
+    Flush(Sender<()>),
+}
+
+/// What the dead-letter sink receives.
+pub enum DeadLetterMessage {
+    Letter(DeadLetter),
+    /// Answer once every dead letter received before is durable (dropped on failure).
+    Flush(Sender<()>),
+}
+
+/// Which records a task processes: a source's, or one partition of a Kafka source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskOrigin {
+    pub source: Arc<str>,
+    /// Topic and partition, for a Kafka source's task.
+    pub partition: Option<(Arc<str>, i32)>,
+}
+
+impl TaskOrigin {
+    pub fn source(source: Arc<str>) -> TaskOrigin {
+        TaskOrigin { source, partition: None }
+    }
+}
+
+impl fmt::Display for TaskOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.partition {
+            Some((topic, partition)) => write!(f, "{}[{topic}/{partition}]", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
 }
 
 /// Replace operator `operator` with `spec`, in two phases: the task prepares the new operator
@@ -49,6 +101,8 @@ pub enum TaskError {
     SinkClosed { task: String },
     #[error("task of source \"{task}\": the dead-letter sink stopped taking records")]
     DeadLetterClosed { task: String },
+    #[error("task \"{task}\" panicked")]
+    Panicked { task: String },
 }
 
 /// What a task did, for the summary at the end.
@@ -59,42 +113,85 @@ pub struct TaskStats {
     pub records_out: u64,
     pub dead_letters: u64,
     pub late_dropped: u64,
+    pub checkpoints: u64,
+    pub checkpoints_failed: u64,
     pub disabled_operators: Vec<(String, String)>,
+}
+
+/// How a record given to an operator relates to its source position.
+enum Lineage<'a> {
+    /// The records are the source's batch: record i is at `positions[i]`.
+    Positions(&'a [u64]),
+    /// The records came out of earlier operators: one equal to a source record (key, value,
+    /// event time) is that record.
+    Content { records: &'a Batch, positions: &'a [u64] },
+    /// Emitted on a watermark: no source record.
+    Unknown,
+}
+
+impl Lineage<'_> {
+    fn position(&self, dead: &DeadRecord) -> Option<u64> {
+        match self {
+            Lineage::Positions(positions) => positions.get(dead.index).copied(),
+            Lineage::Content { records, positions } => {
+                let record = dead.record.get(0)?;
+                let same = |source: &crate::wasm::Record<'_>| {
+                    source.value() == record.value() && source.key() == record.key() && source.timestamp() == record.timestamp()
+                };
+                records.iter().position(|source| same(&source)).and_then(|index| positions.get(index).copied())
+            }
+            Lineage::Unknown => None,
+        }
+    }
 }
 
 /// Where a task's records go: every sink, and the dead-letter sink.
 #[derive(Clone)]
 pub struct TaskOutputs {
-    pub sinks: Vec<SyncSender<OutputBatch>>,
-    pub dead_letters: SyncSender<DeadLetter>,
+    pub sinks: Vec<SyncSender<SinkMessage>>,
+    pub dead_letters: SyncSender<DeadLetterMessage>,
 }
 
-/// One source's pipeline instance.
+/// One source's (or partition's) pipeline instance.
 pub struct Task {
-    source: Arc<str>,
+    origin: TaskOrigin,
     operators: Vec<Operator>,
     watermark: WatermarkTracker,
     late: LateRecords,
     outputs: TaskOutputs,
+    checkpoints: Option<Box<dyn CheckpointTarget>>,
     stats: TaskStats,
 }
 
 impl Task {
-    pub fn new(source: Arc<str>, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
-        let stats = TaskStats { source: source.to_string(), ..TaskStats::default() };
-        Task { source, operators, watermark, late, outputs, stats }
+    pub fn new(origin: TaskOrigin, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
+        let stats = TaskStats { source: origin.to_string(), ..TaskStats::default() };
+        Task { origin, operators, watermark, late, outputs, checkpoints: None, stats }
     }
 
-    /// Processes batches until the source closes, then flushes with the final watermark.
+    /// Saves checkpoints to `target` at the barriers the source sends.
+    pub fn with_checkpoints(mut self, target: Box<dyn CheckpointTarget>) -> Task {
+        self.checkpoints = Some(target);
+        self
+    }
+
+    /// Processes batches until the source closes, then flushes with the final watermark (or,
+    /// suspended, checkpoints and leaves event time open).
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
             let message = input.recv_timeout(IDLE_CHECK);
-            if message.is_ok() {
-                self.watermark.received();
-            }
             match message {
-                Ok(TaskMessage::Batch(batch)) => self.on_batch(batch)?,
+                Ok(TaskMessage::Batch(batch)) => {
+                    self.watermark.received();
+                    self.on_batch(batch)?;
+                }
                 Ok(TaskMessage::Swap(request)) => self.swap(request),
+                Ok(TaskMessage::Checkpoint { next_position }) => self.checkpoint(next_position)?,
+                Ok(TaskMessage::Suspend { next_position }) => {
+                    self.checkpoint(next_position)?;
+                    return Ok(self.finish_stats());
+                }
+                Ok(TaskMessage::Abandon) => return Ok(self.finish_stats()),
                 Ok(TaskMessage::End) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(watermark) = self.watermark.advance_idle() {
@@ -106,12 +203,76 @@ impl Task {
         if let Some(watermark) = self.watermark.finish() {
             self.propagate_watermark(watermark)?;
         }
+        Ok(self.finish_stats())
+    }
+
+    fn finish_stats(mut self) -> TaskStats {
         self.stats.disabled_operators = self
             .operators
             .iter()
             .filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())))
             .collect();
-        Ok(self.stats)
+        self.stats
+    }
+
+    /// At a barrier: snapshot the operators, wait until every output so far is durable, save
+    /// the checkpoint. A checkpoint that cannot be taken is skipped (its position is not
+    /// committed, so a restart replays from the previous one: nothing is lost).
+    fn checkpoint(&mut self, next_position: u64) -> Result<(), TaskError> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        let operators = match self.operator_states() {
+            Ok(operators) => operators,
+            Err(reason) => {
+                self.checkpoint_failed(&reason);
+                return Ok(());
+            }
+        };
+        self.flush_outputs()?;
+        let checkpoint = TaskCheckpoint { next_position, watermark: self.watermark.current(), operators };
+        let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
+        match saved {
+            Ok(()) => self.stats.checkpoints += 1,
+            Err(reason) => self.checkpoint_failed(&reason),
+        }
+        Ok(())
+    }
+
+    fn checkpoint_failed(&mut self, reason: &str) {
+        self.stats.checkpoints_failed += 1;
+        tracing::warn!(task = %self.origin, "checkpoint skipped, its position is not committed: {reason}");
+    }
+
+    fn operator_states(&mut self) -> Result<Vec<OperatorCheckpoint>, String> {
+        self.operators
+            .iter_mut()
+            .map(|operator| {
+                let state = operator.checkpoint_state().map_err(|failure| format!("operator \"{}\": {failure}", operator.name()))?;
+                Ok(OperatorCheckpoint { name: operator.name().to_owned(), digest: operator.plugin().digest().to_string(), state })
+            })
+            .collect()
+    }
+
+    /// Waits until every sink and the dead-letter sink hold everything sent so far.
+    fn flush_outputs(&mut self) -> Result<(), TaskError> {
+        let (ack, acks) = mpsc::channel();
+        for sink in &self.outputs.sinks {
+            sink.send(SinkMessage::Flush(ack.clone())).map_err(|_| self.sink_closed())?;
+        }
+        self.outputs.dead_letters.send(DeadLetterMessage::Flush(ack)).map_err(|_| self.dead_letter_closed())?;
+        for _ in 0..=self.outputs.sinks.len() {
+            acks.recv().map_err(|_| self.sink_closed())?;
+        }
+        Ok(())
+    }
+
+    fn sink_closed(&self) -> TaskError {
+        TaskError::SinkClosed { task: self.origin.to_string() }
+    }
+
+    fn dead_letter_closed(&self) -> TaskError {
+        TaskError::DeadLetterClosed { task: self.origin.to_string() }
     }
 
     /// Swaps an operator between two batches, in two phases (see `SwapRequest`).
@@ -141,12 +302,18 @@ impl Task {
         for record in records.iter() {
             self.watermark.observe(record.timestamp());
         }
+        // Dead letters of later operators are traced back to the source by content.
+        let source_records = (self.operators.len() > 1).then(|| records.clone());
         for index in 0..self.operators.len() {
             if records.is_empty() {
                 break;
             }
-            let positions = (index == 0).then_some(positions.as_slice());
-            records = self.process_at(index, records, positions)?;
+            let lineage = match &source_records {
+                _ if index == 0 => Lineage::Positions(&positions),
+                Some(source) => Lineage::Content { records: source, positions: &positions },
+                None => Lineage::Unknown,
+            };
+            records = self.process_at(index, records, lineage)?;
         }
         self.emit(records)?;
         self.advance_watermark()
@@ -167,17 +334,18 @@ impl Task {
             } else {
                 let watermark = self.watermark.current().unwrap_or(i64::MIN);
                 let reason = format!("late record: event time {} is behind the watermark {watermark}", record.timestamp());
-                self.dead_letter(DeadLetter::from_source(&self.source, position, batch.records.single(record.index()), reason))?;
+                let letter = DeadLetter::from_source(&self.origin.source, position, batch.records.single(record.index()), reason);
+                self.dead_letter(letter.with_partition(self.origin.partition.clone()))?;
             }
         }
         Ok(on_time)
     }
 
     /// Runs `events` through the operator at `index`; its refused records become dead letters.
-    fn process_at(&mut self, index: usize, records: Batch, positions: Option<&[u64]>) -> Result<Batch, TaskError> {
+    fn process_at(&mut self, index: usize, records: Batch, lineage: Lineage<'_>) -> Result<Batch, TaskError> {
         let processed = self.operators[index].process(records);
         for dead in processed.dead {
-            let position = positions.and_then(|positions| positions.get(dead.index).copied());
+            let position = lineage.position(&dead);
             let letter = self.operator_dead_letter(index, dead, position);
             self.dead_letter(letter)?;
         }
@@ -190,7 +358,8 @@ impl Task {
             reason: dead.reason,
             operator: Some(operator.name().to_owned()),
             plugin_digest: Some(operator.plugin().digest().to_string()),
-            source: self.source.to_string(),
+            source: self.origin.source.to_string(),
+            partition: self.origin.partition.clone(),
             position,
             record: dead.record,
         }
@@ -208,7 +377,7 @@ impl Task {
         let mut carried = Batch::new();
         for index in 0..self.operators.len() {
             if !carried.is_empty() {
-                carried = self.process_at(index, carried, None)?;
+                carried = self.process_at(index, carried, Lineage::Unknown)?;
             }
             let emitted = self.operators[index].on_watermark(watermark);
             if carried.is_empty() {
@@ -227,13 +396,13 @@ impl Task {
         self.stats.records_out += records.len() as u64;
         let batch = Arc::new(records);
         for sink in &self.outputs.sinks {
-            sink.send(batch.clone()).map_err(|_| TaskError::SinkClosed { task: self.source.to_string() })?;
+            sink.send(SinkMessage::Batch(batch.clone())).map_err(|_| self.sink_closed())?;
         }
         Ok(())
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), TaskError> {
         self.stats.dead_letters += 1;
-        self.outputs.dead_letters.send(letter).map_err(|_| TaskError::DeadLetterClosed { task: self.source.to_string() })
+        self.outputs.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| self.dead_letter_closed())
     }
 }

@@ -22,6 +22,11 @@ impl WatermarkTracker {
         WatermarkTracker { out_of_orderness, idle_timeout, newest: None, last_received: Instant::now(), emitted: None }
     }
 
+    /// Continues from a checkpoint's watermark: records behind it are late, as they were.
+    pub fn resume_at(&mut self, watermark: Option<i64>) {
+        self.emitted = watermark;
+    }
+
     /// The last watermark handed to the operators.
     pub fn current(&self) -> Option<i64> {
         self.emitted

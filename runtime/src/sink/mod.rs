@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
+use crate::kafka::{KafkaClientError, KafkaSink};
 use crate::wasm::Batch;
 
 pub use encode::record_json;
@@ -17,48 +18,80 @@ pub enum SinkError {
     Open { sink: String, path: String, error: io::Error },
     #[error("sink \"{sink}\": write failed: {error}")]
     Write { sink: String, error: io::Error },
+    #[error("sink \"{sink}\": {error}")]
+    KafkaClient { sink: String, error: Box<KafkaClientError> },
+    #[error("sink \"{sink}\": {error}")]
+    Kafka { sink: String, error: String },
 }
 
 /// A configured sink, written to from its own thread.
 pub struct Sink {
     name: String,
-    format: OutputFormat,
-    writer: Box<dyn Write + Send>,
+    output: Output,
+}
+
+enum Output {
+    /// One line per record (standard output, files).
+    Lines {
+        format: OutputFormat,
+        writer: Box<dyn Write + Send>,
+    },
+    Kafka(KafkaSink),
 }
 
 impl Sink {
     /// Opens the sink described by `config`.
     pub fn build(config: &SinkConfig, pipeline: &LoadedPipeline) -> Result<Sink, SinkError> {
         let name = config.name();
-        let (writer, format): (Box<dyn Write + Send>, _) = match config {
-            SinkConfig::Stdout { format, .. } => (Box::new(io::stdout()), *format),
+        let lines = |writer: Box<dyn Write + Send>, format: OutputFormat| Output::Lines {
+            format,
+            writer: Box::new(BufWriter::with_capacity(1 << 16, writer)),
+        };
+        let output = match config {
+            SinkConfig::Stdout { format, .. } => lines(Box::new(io::stdout()), *format),
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
                 let file =
                     File::create(&path).map_err(|error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error })?;
-                (Box::new(file), *format)
+                lines(Box::new(file), *format)
+            }
+            SinkConfig::Kafka(kafka) => {
+                Output::Kafka(KafkaSink::new(kafka).map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?)
             }
         };
-        Ok(Sink { name, format, writer: Box::new(BufWriter::with_capacity(1 << 16, writer)) })
+        Ok(Sink { name, output })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Writes a batch, one line per record, and flushes it.
+    /// Writes a batch: lines are flushed at once, Kafka records are queued for delivery.
     pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        self.write_lines(batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
+        match &mut self.output {
+            Output::Lines { format, writer } => {
+                write_lines(writer, *format, batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
+            }
+            Output::Kafka(kafka) => kafka.write(batch).map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
+        }
     }
 
-    fn write_lines(&mut self, batch: &Batch) -> io::Result<()> {
-        for record in batch.iter() {
-            match self.format {
-                OutputFormat::Value => self.writer.write_all(record.value())?,
-                OutputFormat::Envelope => serde_json::to_writer(&mut self.writer, &record_json(record))?,
-            }
-            self.writer.write_all(b"\n")?;
+    /// Returns once everything written so far is durable (acknowledged by the brokers).
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        match &mut self.output {
+            Output::Lines { writer, .. } => writer.flush().map_err(|error| SinkError::Write { sink: self.name.clone(), error }),
+            Output::Kafka(kafka) => kafka.flush().map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
-        self.writer.flush()
     }
+}
+
+fn write_lines(writer: &mut Box<dyn Write + Send>, format: OutputFormat, batch: &Batch) -> io::Result<()> {
+    for record in batch.iter() {
+        match format {
+            OutputFormat::Value => writer.write_all(record.value())?,
+            OutputFormat::Envelope => serde_json::to_writer(&mut *writer, &record_json(record))?,
+        }
+        writer.write_all(b"\n")?;
+    }
+    writer.flush()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
 use crate::config::{LoadedPipeline, SourceConfig};
-use crate::pipeline::{Batcher, DeadLetter, SourceBatch, StopSignal, TaskMessage};
+use crate::pipeline::{Batcher, DeadLetter, DeadLetterMessage, SourceBatch, StopSignal, TaskMessage};
 use crate::wasm::Batch;
 
 pub use generator::Generator;
@@ -43,6 +43,10 @@ impl Source {
             SourceConfig::Stdin(stdin) => {
                 Ok(Source::JsonLines(JsonLinesSource::stdin(name, TimestampField::new(stdin.timestamp_field.as_deref()))))
             }
+            SourceConfig::Kafka(_) => Err(SourceError::Invalid {
+                source_name: name,
+                message: "a Kafka source runs its own partition tasks (crate::kafka::KafkaSource)".into(),
+            }),
         }
     }
 
@@ -60,7 +64,7 @@ pub struct SourceOutput {
     pub source: Arc<str>,
     pub batcher: Batcher,
     pub batches: SyncSender<TaskMessage>,
-    pub dead_letters: SyncSender<DeadLetter>,
+    pub dead_letters: SyncSender<DeadLetterMessage>,
     pub stop: StopSignal,
 }
 
@@ -71,7 +75,7 @@ pub struct Downstream;
 impl SourceOutput {
     /// Adds a record; sends the batch if it is full or has lingered long enough.
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
-        match self.batcher.push(key, value, timestamp, position) {
+        match self.batcher.push(key, value, timestamp, [], position) {
             Some(batch) => self.send(batch),
             None => self.flush_lingering(),
         }
@@ -98,7 +102,7 @@ impl SourceOutput {
         let mut record = Batch::new();
         record.push(None, value, 0, []);
         let letter = DeadLetter::from_source(&self.source, position, record, reason);
-        self.dead_letters.send(letter).map_err(|_| Downstream)
+        self.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| Downstream)
     }
 
     fn send(&mut self, batch: SourceBatch) -> Result<(), Downstream> {

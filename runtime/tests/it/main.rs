@@ -1,10 +1,12 @@
 //! Integration tests of the runtime with real plugin components, files and processes.
 
 mod batching;
+mod broker;
 mod cli;
 mod containment;
 mod golden;
 mod invalid;
+mod kafka;
 mod languages;
 mod operators;
 mod support;

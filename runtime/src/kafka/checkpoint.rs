@@ -1,0 +1,299 @@
+//! The checkpoint store: a compacted Kafka topic holding, for each (pipeline, source topic,
+//! partition), the latest state of every operator and the offset it corresponds to.
+//!
+//! One record holds all operators of a partition's task, so a checkpoint is written whole or
+//! not at all; its key names the pipeline, topic and partition, so compaction keeps only the
+//! latest. Restoring reads the topic up to its end (the high watermarks seen at the start).
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, SyncSender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::{KafkaClientError, LoggingContext};
+use crate::config::KafkaProperties;
+use crate::pipeline::{OperatorCheckpoint, TaskCheckpoint};
+use crate::wasm::State;
+
+/// Longest wait for broker metadata and watermarks.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time reading the checkpoint topic to its end may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Version of the stored format.
+const FORMAT: u32 = 1;
+
+/// Which task a checkpoint belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckpointKey {
+    pub pipeline: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl CheckpointKey {
+    /// The record key: `pipeline/topic/partition` ('/' appears in neither name).
+    fn text(&self) -> String {
+        format!("{}/{}/{}", self.pipeline, self.topic, self.partition)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    format: u32,
+    next_offset: u64,
+    watermark: Option<i64>,
+    operators: Vec<StoredOperator>,
+    written_at_unix_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredOperator {
+    name: String,
+    digest: String,
+    state_version: u32,
+    /// Base64 of the plugin's opaque state bytes.
+    state: String,
+}
+
+/// Answers a checkpoint write once the brokers have it.
+#[derive(Default)]
+struct AckContext;
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        LoggingContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        LoggingContext.error(error, reason);
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Box<SyncSender<Result<(), String>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, ack: Self::DeliveryOpaque) {
+        let _ = ack.send(result.as_ref().map(drop).map_err(|(error, _)| error.to_string()));
+    }
+}
+
+/// Reads and writes checkpoints of one Kafka source.
+pub struct CheckpointStore {
+    producer: ThreadedProducer<AckContext>,
+    reader: ClientConfig,
+    topic: String,
+}
+
+impl CheckpointStore {
+    /// Connects to `brokers` with the source's properties; creates the topic (compacted) if
+    /// it does not exist.
+    pub fn open(brokers: &str, properties: &KafkaProperties, topic: &str) -> Result<CheckpointStore, KafkaClientError> {
+        let writer = super::client_config(brokers, properties, &[], &[("enable.idempotence", "true"), ("linger.ms", "0")])?;
+        let producer = writer.create_with_context(AckContext).map_err(KafkaClientError::kafka("cannot create the checkpoint producer"))?;
+        let reader = super::client_config(
+            brokers,
+            properties,
+            &[],
+            &[("group.id", "sluice-checkpoint-reader"), ("enable.auto.commit", "false"), ("enable.partition.eof", "false")],
+        )?;
+        let store = CheckpointStore { producer, reader, topic: topic.to_owned() };
+        store.ensure_topic(&writer)?;
+        Ok(store)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes a checkpoint and waits until the brokers acknowledge it.
+    pub fn save(&self, key: &CheckpointKey, checkpoint: &TaskCheckpoint) -> Result<(), String> {
+        let value = serde_json::to_vec(&stored(checkpoint)).map_err(|error| error.to_string())?;
+        let key = key.text();
+        let (ack, acked) = mpsc::sync_channel(1);
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(ack)).key(key.as_bytes()).payload(&value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((error, _)) => return Err(format!("cannot write to checkpoint topic \"{}\": {error}", self.topic)),
+            }
+        }
+        match acked.recv() {
+            Ok(result) => result.map_err(|error| format!("checkpoint topic \"{}\": {error}", self.topic)),
+            Err(_) => Err(format!("checkpoint topic \"{}\": the producer closed", self.topic)),
+        }
+    }
+
+    /// The latest checkpoint of each of `keys` that has one.
+    pub fn load(&self, keys: &[CheckpointKey]) -> Result<HashMap<CheckpointKey, TaskCheckpoint>, KafkaClientError> {
+        let wanted: HashMap<String, &CheckpointKey> = keys.iter().map(|key| (key.text(), key)).collect();
+        let mut found = HashMap::new();
+        let reader: BaseConsumer<LoggingContext> =
+            self.reader.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create the checkpoint reader"))?;
+        let ends = self.assign_whole_topic(&reader)?;
+        let mut remaining: HashMap<i32, i64> = ends.into_iter().collect();
+        let deadline = Instant::now() + LOAD_TIMEOUT;
+        while !remaining.is_empty() {
+            if Instant::now() > deadline {
+                return Err(KafkaClientError::Checkpoint(format!(
+                    "reading checkpoint topic \"{}\" took longer than {LOAD_TIMEOUT:?}",
+                    self.topic
+                )));
+            }
+            let Some(message) = reader.poll(Duration::from_millis(200)) else {
+                remaining.retain(|partition, end| !position_reached(&reader, &self.topic, *partition, *end));
+                continue;
+            };
+            let message = message.map_err(KafkaClientError::kafka(format!("reading checkpoint topic \"{}\"", self.topic)))?;
+            if remaining.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
+                remaining.remove(&message.partition());
+            }
+            let Some(key) = message.key().and_then(|key| std::str::from_utf8(key).ok()).and_then(|key| wanted.get(key)) else { continue };
+            match message.payload() {
+                None => {
+                    found.remove(*key);
+                }
+                Some(value) => {
+                    let checkpoint = parse(value).map_err(|problem| {
+                        KafkaClientError::Checkpoint(format!(
+                            "checkpoint {} at offset {} of topic \"{}\" is unreadable: {problem}",
+                            key.text(),
+                            message.offset(),
+                            self.topic
+                        ))
+                    })?;
+                    found.insert((*key).clone(), checkpoint);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Assigns every partition of the topic from its beginning; returns each non-empty
+    /// partition's end offset.
+    fn assign_whole_topic(&self, reader: &BaseConsumer<LoggingContext>) -> Result<Vec<(i32, i64)>, KafkaClientError> {
+        let failed = || KafkaClientError::kafka(format!("reading checkpoint topic \"{}\"", self.topic));
+        let metadata = reader.fetch_metadata(Some(&self.topic), METADATA_TIMEOUT).map_err(failed())?;
+        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|topic| topic.partitions().iter().map(|p| p.id())).collect();
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for partition in partitions {
+            let (low, high) = reader.fetch_watermarks(&self.topic, partition, METADATA_TIMEOUT).map_err(failed())?;
+            if high > low {
+                assignment.add_partition_offset(&self.topic, partition, Offset::Offset(low)).map_err(failed())?;
+                ends.push((partition, high));
+            }
+        }
+        reader.assign(&assignment).map_err(failed())?;
+        Ok(ends)
+    }
+
+    /// Creates the checkpoint topic (one partition, compacted) unless it exists.
+    fn ensure_topic(&self, config: &ClientConfig) -> Result<(), KafkaClientError> {
+        if self.topic_exists()? {
+            return Ok(());
+        }
+        let admin: AdminClient<LoggingContext> =
+            config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create an admin client"))?;
+        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| KafkaClientError::Checkpoint(format!("cannot start the admin runtime: {error}")))?;
+        let created = runtime.block_on(admin.create_topics([&topic], &options));
+        match created.as_deref() {
+            Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => {
+                tracing::info!(topic = %self.topic, "created the checkpoint topic");
+                Ok(())
+            }
+            Ok(results) => Err(KafkaClientError::Checkpoint(format!("cannot create checkpoint topic \"{}\": {results:?}", self.topic))),
+            Err(error) => Err(KafkaClientError::Checkpoint(format!("cannot create checkpoint topic \"{}\": {error}", self.topic))),
+        }
+    }
+
+    fn topic_exists(&self) -> Result<bool, KafkaClientError> {
+        let metadata = self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
+            .map_err(KafkaClientError::kafka(format!("cannot reach the brokers for checkpoint topic \"{}\"", self.topic)))?;
+        Ok(metadata.topics().iter().any(|topic| topic.error().is_none() && !topic.partitions().is_empty()))
+    }
+}
+
+/// Whether the reader's position in `partition` is at `end` (records at the end may have
+/// been compacted away, so the last one read need not be `end - 1`).
+fn position_reached(reader: &BaseConsumer<LoggingContext>, topic: &str, partition: i32, end: i64) -> bool {
+    let Ok(positions) = reader.position() else { return false };
+    positions.find_partition(topic, partition).is_some_and(|element| matches!(element.offset(), Offset::Offset(at) if at >= end))
+}
+
+fn stored(checkpoint: &TaskCheckpoint) -> StoredCheckpoint {
+    StoredCheckpoint {
+        format: FORMAT,
+        next_offset: checkpoint.next_position,
+        watermark: checkpoint.watermark,
+        operators: checkpoint
+            .operators
+            .iter()
+            .map(|operator| StoredOperator {
+                name: operator.name.clone(),
+                digest: operator.digest.clone(),
+                state_version: operator.state.version,
+                state: base64::engine::general_purpose::STANDARD.encode(&operator.state.bytes),
+            })
+            .collect(),
+        written_at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
+    }
+}
+
+fn parse(value: &[u8]) -> Result<TaskCheckpoint, String> {
+    let stored: StoredCheckpoint = serde_json::from_slice(value).map_err(|error| error.to_string())?;
+    if stored.format != FORMAT {
+        return Err(format!("format {} is not {FORMAT}: written by another version of Sluice", stored.format));
+    }
+    let operators = stored
+        .operators
+        .into_iter()
+        .map(|operator| {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(&operator.state).map_err(|error| error.to_string())?;
+            let state = State { version: operator.state_version, bytes };
+            Ok(OperatorCheckpoint { name: operator.name, digest: operator.digest, state })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(TaskCheckpoint { next_position: stored.next_offset, watermark: stored.watermark, operators })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_survive_encoding() {
+        let checkpoint = TaskCheckpoint {
+            next_position: 42,
+            watermark: Some(-5),
+            operators: vec![OperatorCheckpoint {
+                name: "count".into(),
+                digest: "ab".into(),
+                state: State { version: 3, bytes: vec![0, 1, 255] },
+            }],
+        };
+        let encoded = serde_json::to_vec(&stored(&checkpoint)).unwrap();
+        assert_eq!(parse(&encoded).unwrap(), checkpoint);
+        assert!(parse(b"{}").is_err());
+    }
+}

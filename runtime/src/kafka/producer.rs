@@ -1,0 +1,121 @@
+//! An idempotent producer that never blocks the caller on a full queue for long, retries
+//! inside librdkafka, and surfaces deliveries that failed for good.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::util::Timeout;
+
+use super::{KafkaClientError, LoggingContext};
+use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
+
+/// Time a send waits for room in librdkafka's queue before trying again.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
+
+/// A record to produce.
+pub struct OutgoingRecord<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: &'a [u8],
+    pub timestamp: Option<i64>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// Remembers the first delivery that failed after librdkafka's retries.
+#[derive(Default)]
+pub struct DeliveryContext {
+    failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        LoggingContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        LoggingContext.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if failure.is_none() {
+                tracing::error!("kafka delivery failed after retries: {error}");
+                *failure = Some(error.to_string());
+            }
+        }
+    }
+}
+
+/// An idempotent producer writing to one topic.
+pub struct OutputProducer {
+    producer: ThreadedProducer<DeliveryContext>,
+    topic: String,
+}
+
+impl OutputProducer {
+    /// Connects (lazily: librdkafka connects in the background) to `brokers`.
+    pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties, own: &[(&str, &str)]) -> Result<OutputProducer, KafkaClientError> {
+        let mut settings = vec![("enable.idempotence", "true"), ("linger.ms", "5")];
+        settings.extend_from_slice(own);
+        let config = super::client_config(brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
+        let producer = config
+            .create_with_context(DeliveryContext::default())
+            .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;
+        Ok(OutputProducer { producer, topic: topic.to_owned() })
+    }
+
+    /// Queues a record; waits while librdkafka's queue is full. Fails if an earlier delivery
+    /// failed for good.
+    pub fn send(&self, record: OutgoingRecord<'_>) -> Result<(), String> {
+        self.check_deliveries()?;
+        let mut base = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(record.value);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        if let Some(timestamp) = record.timestamp {
+            base = base.timestamp(timestamp);
+        }
+        if let Some(headers) = record.headers {
+            base = base.headers(headers);
+        }
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    base = returned;
+                    std::thread::sleep(QUEUE_FULL_WAIT);
+                    self.check_deliveries()?;
+                }
+                Err((error, _)) => return Err(format!("cannot produce to topic \"{}\": {error}", self.topic)),
+            }
+        }
+    }
+
+    /// Waits until every queued record is acknowledged by the brokers (librdkafka retries
+    /// through broker outages until `delivery.timeout.ms`).
+    pub fn flush(&self) -> Result<(), String> {
+        self.producer.flush(Timeout::Never).map_err(|error| format!("flushing topic \"{}\" failed: {error}", self.topic))?;
+        self.check_deliveries()
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn check_deliveries(&self) -> Result<(), String> {
+        let failure = self.producer.context().failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*failure {
+            Some(error) => Err(format!("a record for topic \"{}\" could not be delivered: {error}", self.topic)),
+            None => Ok(()),
+        }
+    }
+}

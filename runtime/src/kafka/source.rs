@@ -1,0 +1,117 @@
+//! The Kafka source: a consumer in the pipeline's group; each assigned partition gets its own
+//! task, restored from the partition's checkpoint. Offsets are committed only after a
+//! checkpoint (operators' state, outputs, dead letters) is durable: at-least-once.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+
+use super::KafkaClientError;
+use super::checkpoint::CheckpointStore;
+use super::partitions::{PartitionSetup, SourceContext};
+use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition};
+use crate::pipeline::{StopSignal, TaskFactory, TaskStats};
+use crate::source::SourceError;
+
+/// Longest time one poll waits, so lingering batches, barriers and the stop signal are seen.
+const POLL: Duration = Duration::from_millis(20);
+
+/// What a Kafka source takes from the pipeline.
+pub struct KafkaSourceSettings {
+    pub pipeline: String,
+    pub source: Arc<str>,
+    pub batch_size: usize,
+    pub batch_linger: Duration,
+    pub checkpoint_interval: Duration,
+}
+
+/// A running Kafka source (its thread owns the consumer).
+pub struct KafkaSource {
+    name: Arc<str>,
+    consumer: BaseConsumer<SourceContext>,
+    subscription: Vec<String>,
+    stop: StopSignal,
+}
+
+impl KafkaSource {
+    /// Creates the consumer and opens the checkpoint store (creating its topic if needed).
+    pub fn new(
+        config: &KafkaSourceConfig,
+        settings: KafkaSourceSettings,
+        factory: TaskFactory,
+        stop: StopSignal,
+    ) -> Result<KafkaSource, KafkaClientError> {
+        let group = config.group_id(&settings.pipeline);
+        let reset = match config.start {
+            StartPosition::Latest => "latest",
+            StartPosition::Committed | StartPosition::Earliest => "earliest",
+        };
+        let client = super::client_config(
+            &config.brokers,
+            &config.properties,
+            RESERVED_CONSUMER_PROPERTIES,
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", reset),
+                ("enable.partition.eof", "false"),
+            ],
+        )?;
+        let store = CheckpointStore::open(&config.brokers, &config.properties, &config.checkpoint_topic())?;
+        let (commits, checkpointed) = mpsc::channel();
+        let setup = PartitionSetup {
+            pipeline: settings.pipeline,
+            source: settings.source.clone(),
+            start: config.start,
+            batch_size: settings.batch_size,
+            batch_linger: settings.batch_linger,
+            checkpoint_interval: settings.checkpoint_interval,
+            factory,
+            store: Arc::new(store),
+            commits,
+        };
+        let consumer = client
+            .create_with_context(SourceContext::new(setup, checkpointed))
+            .map_err(KafkaClientError::kafka("cannot create the consumer"))?;
+        Ok(KafkaSource { name: settings.source, consumer, subscription: config.subscription(), stop })
+    }
+
+    /// Consumes until the stop signal; then checkpoints every partition, commits, and leaves
+    /// the group. Returns the statistics of the partition tasks it ran.
+    pub fn run(self) -> Result<Vec<TaskStats>, SourceError> {
+        let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&topics).map_err(|error| self.invalid(format!("cannot subscribe to {topics:?}: {error}")))?;
+        tracing::info!(source = %self.name, topics = ?topics, "consuming");
+        let context = self.consumer.context().clone();
+        let mut failure = None;
+        while !self.stop.is_raised() {
+            context.commit_checkpointed(&self.consumer, CommitMode::Async);
+            context.tick(&self.consumer);
+            if let Some(reason) = context.partitions().failure.take() {
+                failure = Some(reason);
+                break;
+            }
+            match self.consumer.poll(POLL) {
+                Some(Ok(message)) => context.receive(&self.consumer, &message),
+                Some(Err(error)) => tracing::warn!(source = %self.name, "kafka: {error}"),
+                None => {}
+            }
+        }
+        context.suspend_all();
+        context.commit_checkpointed(&self.consumer, CommitMode::Sync);
+        self.consumer.unsubscribe();
+        let mut partitions = context.partitions();
+        let finished = std::mem::take(&mut partitions.finished);
+        match failure.or_else(|| partitions.failure.take()) {
+            Some(reason) => Err(self.invalid(reason)),
+            None => Ok(finished),
+        }
+    }
+
+    fn invalid(&self, message: String) -> SourceError {
+        SourceError::Invalid { source_name: self.name.to_string(), message }
+    }
+}

@@ -1,0 +1,114 @@
+//! Starting tasks: each runs the operator versions current at its start (swaps included),
+//! restored from a checkpoint when there is one, and is known to the control until it ends.
+
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::checkpoint::{CheckpointTarget, TaskCheckpoint};
+use super::control::{PipelineControl, TaskId};
+use super::running::{StartError, spawn};
+use super::task::{Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskStats};
+use super::{Operator, WatermarkTracker};
+use crate::config::{LateRecords, PipelineConfig};
+
+/// Batches queued between a source and its task: bounded, so a slow task slows the source.
+const TASK_QUEUE: usize = 4;
+
+/// Event-time settings every task shares.
+#[derive(Debug, Clone)]
+pub struct TaskSettings {
+    pub out_of_orderness: i64,
+    pub idle_timeout: Duration,
+    pub late: LateRecords,
+}
+
+impl TaskSettings {
+    pub fn of(pipeline: &PipelineConfig) -> TaskSettings {
+        TaskSettings {
+            out_of_orderness: pipeline.out_of_orderness.millis(),
+            idle_timeout: pipeline.idle_timeout.duration(),
+            late: pipeline.late_records,
+        }
+    }
+}
+
+/// Starts the pipeline's tasks (for each source, or for each partition a Kafka source owns).
+#[derive(Clone)]
+pub struct TaskFactory {
+    control: PipelineControl,
+    outputs: TaskOutputs,
+    settings: TaskSettings,
+}
+
+/// A running task: its input queue and its thread.
+pub struct StartedTask {
+    origin: TaskOrigin,
+    input: SyncSender<TaskMessage>,
+    thread: JoinHandle<Result<TaskStats, TaskError>>,
+    id: TaskId,
+    control: PipelineControl,
+}
+
+impl TaskFactory {
+    pub fn new(control: PipelineControl, outputs: TaskOutputs, settings: TaskSettings) -> TaskFactory {
+        TaskFactory { control, outputs, settings }
+    }
+
+    /// Starts a task for `origin`; with a checkpoint, its operators and watermark continue
+    /// from it; with a target, it saves checkpoints at its source's barriers.
+    pub fn start(
+        &self,
+        origin: TaskOrigin,
+        restored: Option<&TaskCheckpoint>,
+        checkpoints: Option<Box<dyn CheckpointTarget>>,
+    ) -> Result<StartedTask, StartError> {
+        let (id, (input, thread)) = self.control.register_task(|specs| {
+            let operators = specs
+                .into_iter()
+                .map(|spec| {
+                    let name = spec.name.to_string();
+                    let state = restored.and_then(|checkpoint| checkpoint.operator_state(&name)).cloned();
+                    Operator::start(spec, state).map_err(|error| StartError::Operator { operator: name, error })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut watermark = WatermarkTracker::new(self.settings.out_of_orderness, self.settings.idle_timeout);
+            watermark.resume_at(restored.and_then(|checkpoint| checkpoint.watermark));
+            let mut task = Task::new(origin.clone(), operators, watermark, self.settings.late, self.outputs.clone());
+            if let Some(target) = checkpoints {
+                task = task.with_checkpoints(target);
+            }
+            let (input, queue) = mpsc::sync_channel(TASK_QUEUE);
+            let thread = spawn(&format!("task-{origin}"), move || task.run(queue))?;
+            Ok::<_, StartError>((input.clone(), (input, thread)))
+        })?;
+        Ok(StartedTask { origin, input, thread, id, control: self.control.clone() })
+    }
+}
+
+impl TaskFactory {
+    /// The dead-letter queue, for sources that refuse records themselves.
+    pub fn dead_letters(&self) -> SyncSender<super::DeadLetterMessage> {
+        self.outputs.dead_letters.clone()
+    }
+}
+
+impl StartedTask {
+    pub fn origin(&self) -> &TaskOrigin {
+        &self.origin
+    }
+
+    /// The task's queue (batches, barriers, the end).
+    pub fn input(&self) -> &SyncSender<TaskMessage> {
+        &self.input
+    }
+
+    /// Waits for the task to end (its source sent the end, a suspension, or went away).
+    pub fn join(self) -> Result<TaskStats, TaskError> {
+        let StartedTask { origin, input, thread, id, control } = self;
+        drop(input);
+        let result = thread.join();
+        control.unregister_task(id);
+        result.unwrap_or_else(|_| Err(TaskError::Panicked { task: origin.to_string() }))
+    }
+}

@@ -1,0 +1,423 @@
+//! Kafka end to end, against a real broker (Nisshi) started by the test: round trip through
+//! Wasm operators, dead-letter topic, crash recovery, two processes in one group, broker outage.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
+use crate::support::Scratch;
+
+const EVENT_TIME_ZERO: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// `{bootstrap}` and `{plugins}` filled in.
+fn kafka_pipeline(scratch: &Scratch, broker: &Broker, toml: &str) -> std::path::PathBuf {
+    scratch.pipeline(&toml.replace("{bootstrap}", &broker.bootstrap()))
+}
+
+/// Keyed JSON records `{"user", "seq", "n"}`: `seq` counts per key, so per-key order can be checked.
+fn keyed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
+    let mut next_seq = vec![0u64; keys];
+    (0..count)
+        .map(|n| {
+            let user = n % keys;
+            let seq = next_seq[user];
+            next_seq[user] += 1;
+            let key = format!("user-{user}");
+            let value = format!(r#"{{"user":"{key}","seq":{seq},"n":{n}}}"#);
+            KafkaRecord::new(&key, value, EVENT_TIME_ZERO + n as i64, &[("trace", &format!("t-{n}"))])
+        })
+        .collect()
+}
+
+#[test]
+fn round_trip_of_100k_keyed_records_keeps_keys_headers_and_order() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 8);
+    broker.create_topic("output", 8);
+    let input = keyed_records(100_000, 500);
+    produce(&broker.bootstrap(), "input", &input);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "round-trip"
+checkpoint_interval = "1s"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "has-seq"
+plugin = "{plugins}/filter.wasm"
+[operators.config]
+field = "seq"
+op = "exists"
+
+[[operators]]
+name = "not-nobody"
+plugin = "{plugins}/filter.wasm"
+[operators.config]
+field = "user"
+op = "ne"
+value = "nobody"
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let output = read_topic(&broker.bootstrap(), "output", input.len(), Duration::from_secs(180));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_eq!(output.len(), input.len(), "every record arrives; log:\n{}", sluice.log_text());
+
+    let expected: HashMap<Vec<u8>, &KafkaRecord> = input.iter().map(|record| (record.value.clone(), record)).collect();
+    let mut seen = HashSet::new();
+    let mut last_seq: HashMap<Vec<u8>, i64> = HashMap::new();
+    for record in &output {
+        let original = expected.get(&record.value).unwrap_or_else(|| panic!("unexpected record {:?}", record));
+        assert!(seen.insert(record.value.clone()), "no duplicates in a clean run");
+        assert_eq!(record.key, original.key, "key unchanged");
+        assert_eq!(record.headers, original.headers, "headers unchanged");
+        assert_eq!(record.timestamp, original.timestamp, "timestamp unchanged");
+        let seq = record.value_json()["seq"].as_i64().expect("seq");
+        let key = record.key.clone().expect("keyed");
+        let previous = last_seq.insert(key, seq);
+        assert!(previous.is_none_or(|previous| previous < seq), "per-key order kept");
+    }
+}
+
+/// Window results by (window start, user): every count emitted for it (duplicates included).
+type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
+
+/// 10-second tumbling counts per user, as an uninterrupted run computes them.
+fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String), u64> {
+    let mut counts = BTreeMap::new();
+    for record in input {
+        let user = record.value_json()["user"].as_str().expect("user").to_owned();
+        let start = record.timestamp - record.timestamp.rem_euclid(10_000);
+        *counts.entry((start, user)).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn window_results(output: &[KafkaRecord]) -> WindowResults {
+    let mut results = WindowResults::new();
+    for record in output {
+        let value = record.value_json();
+        let key = (value["window_start"].as_i64().expect("window_start"), value["user"].as_str().expect("user").to_owned());
+        results.entry(key).or_default().push(value["count"].as_u64().expect("count"));
+    }
+    results
+}
+
+/// One record per partition far ahead in event time: every partition's watermark passes
+/// every window of the test data (the records' own window stays open).
+fn watermark_pushers(partitions: i32) -> Vec<KafkaRecord> {
+    (0..partitions)
+        .map(|partition| {
+            let mut record = KafkaRecord::new("end", r#"{"user":"end","seq":0,"n":-1}"#.into(), EVENT_TIME_ZERO + 100_000_000, &[]);
+            record.partition = partition;
+            record
+        })
+        .collect()
+}
+
+const WINDOWED_PIPELINE: &str = r#"
+[pipeline]
+name = "windowed"
+checkpoint_interval = "300ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["events"]
+[sources.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["user"]
+aggregates = [{ function = "count", as = "count" }]
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "windows"
+"#;
+
+/// Waits until every expected window has a result; returns the results and the duplicates.
+fn await_windows(broker: &Broker, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
+    let mut results = WindowResults::new();
+    let mut output_len = 0;
+    wait_for(limit, "every window result", || {
+        let output = read_topic(&broker.bootstrap(), "windows", usize::MAX, Duration::from_secs(3));
+        output_len = output.len();
+        results = window_results(&output);
+        expected.keys().all(|key| results.contains_key(key))
+    });
+    (results, output_len - expected.len())
+}
+
+fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &WindowResults) {
+    for (key, count) in expected {
+        let emitted = &results[key];
+        assert!(emitted.iter().all(|emitted| emitted == count), "window {key:?}: expected {count}, emitted {emitted:?}");
+    }
+    let unexpected: Vec<_> = results.keys().filter(|key| !expected.contains_key(*key)).collect();
+    assert!(unexpected.is_empty(), "windows that should not exist: {unexpected:?}");
+}
+
+#[test]
+fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothing() {
+    use rand::{Rng, SeedableRng};
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 8);
+    broker.create_topic("windows", 8);
+    let input: Vec<KafkaRecord> = keyed_records(200_000, 50)
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut record)| {
+            record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
+            record
+        })
+        .collect();
+    produce(&broker.bootstrap(), "events", &input);
+    produce(&broker.bootstrap(), "events", &watermark_pushers(8));
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
+    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(std::process::id().into());
+    for round in 0..5 {
+        let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+        // Until the group has assigned partitions, then a random moment of processing.
+        wait_for(Duration::from_secs(60), "partitions assigned", || sluice.log_text().matches("partitions assigned").count() > round);
+        std::thread::sleep(Duration::from_millis(random.random_range(100..1500)));
+        sluice.kill();
+        eprintln!("kill -9 #{} done", round + 1);
+    }
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let expected = expected_windows(&input);
+    let (results, duplicates) = await_windows(&broker, &expected, Duration::from_secs(240));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_exact_counts(&expected, &results);
+    let counted: u64 = expected.values().sum();
+    assert_eq!(counted, 200_000);
+    eprintln!("{} windows exact after 5 kills; {duplicates} duplicate results re-emitted after restarts (at-least-once)", expected.len());
+}
+
+#[test]
+fn two_processes_share_the_partitions_and_one_takes_over_from_checkpoints() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 8);
+    broker.create_topic("windows", 8);
+    let input: Vec<KafkaRecord> = keyed_records(90_000, 40)
+        .into_iter()
+        .enumerate()
+        .map(|(n, mut record)| {
+            record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
+            record
+        })
+        .collect();
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
+    produce(&broker.bootstrap(), "events", &input[..30_000]);
+    let mut first = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
+    wait_for(Duration::from_secs(60), "the first process's partitions", || first.log_text().contains("partitions assigned"));
+    let mut second = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
+    wait_for(Duration::from_secs(60), "the second process's partitions", || second.log_text().contains("partitions assigned"));
+    produce(&broker.bootstrap(), "events", &input[30_000..60_000]);
+    // Both own partitions: each process's last assignment is not empty.
+    for process in [&first, &second] {
+        let log = process.log_text();
+        let last = log.lines().rev().find(|line| line.contains("partitions assigned")).expect("assigned").to_owned();
+        assert!(last.contains("events/"), "each process owns partitions: {last}");
+    }
+    assert!(second.terminate(Duration::from_secs(60)), "the second process stops cleanly; log:\n{}", second.log_text());
+    wait_for(Duration::from_secs(60), "the first process to take every partition", || {
+        let log = first.log_text();
+        let last = log.lines().rev().find(|line| line.contains("partitions assigned")).unwrap_or_default().to_owned();
+        (0..8).all(|partition| last.contains(&format!("events/{partition}")))
+    });
+    produce(&broker.bootstrap(), "events", &input[60_000..]);
+    produce(&broker.bootstrap(), "events", &watermark_pushers(8));
+    let expected = expected_windows(&input);
+    let (results, duplicates) = await_windows(&broker, &expected, Duration::from_secs(180));
+    assert!(first.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", first.log_text());
+    assert_exact_counts(&expected, &results);
+    assert_eq!(duplicates, 0, "clean handovers re-emit nothing");
+    assert!(second.log_text().contains("partitions revoked"));
+}
+
+const PASS_THROUGH_PIPELINE: &str = r#"
+[pipeline]
+name = "outage"
+checkpoint_interval = "500ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "pass"
+plugin = "{plugins}/filter.wasm"
+[operators.config]
+field = "seq"
+op = "exists"
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+"#;
+
+/// Waits until `output` holds exactly the values of `input` (duplicates allowed); returns how
+/// many records it holds.
+fn await_all_values(bootstrap: &str, input: &[KafkaRecord], sluice: &SluiceProcess, limit: Duration) -> usize {
+    let expected: HashSet<&[u8]> = input.iter().map(|record| record.value.as_slice()).collect();
+    let (mut delivered, mut distinct) = (0, 0);
+    let complete = broker::eventually(limit, || {
+        let output = read_topic(bootstrap, "output", usize::MAX, Duration::from_secs(3));
+        delivered = output.len();
+        let values: HashSet<&[u8]> = output.iter().filter_map(|record| expected.get(record.value.as_slice()).copied()).collect();
+        distinct = values.len();
+        distinct == expected.len() && output.iter().all(|record| expected.contains(record.value.as_slice()))
+    });
+    assert!(complete, "{distinct} of {} records delivered ({delivered} in all); log:\n{}", expected.len(), sluice.log_text());
+    delivered
+}
+
+/// The broker is librdkafka's mock cluster, in this process: Nisshi 0.8.1's SQLite storage does
+/// not serve records written before a restart (checked here: 10 records produced, broker
+/// restarted, 0 read back), so it cannot host this test. The outage is real all the same: the
+/// runtime's connections are refused for 20 s.
+#[test]
+fn a_20_second_broker_outage_and_injected_errors_and_latency_lose_nothing() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let _serial = broker::one_at_a_time();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    for (topic, partitions) in [("input", 4), ("output", 4), ("sluice-checkpoints", 1)] {
+        cluster.create_topic(topic, partitions, 1).expect("mock topic");
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let input = keyed_records(60_000, 100);
+    produce(&bootstrap, "input", &input[..40_000]);
+    let scratch = Scratch::new();
+    let pipeline = scratch.pipeline(&PASS_THROUGH_PIPELINE.replace("{bootstrap}", &bootstrap));
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "output before the outage", || {
+        read_topic(&bootstrap, "output", 1000, Duration::from_secs(2)).len() >= 1000
+    });
+    cluster.broker_down(1).expect("broker down");
+    std::thread::sleep(Duration::from_secs(20));
+    assert!(sluice.is_running(), "the runtime waits for the broker; log:\n{}", sluice.log_text());
+    cluster.broker_up(1).expect("broker up");
+    let after_outage = await_all_values(&bootstrap, &input[..40_000], &sluice, Duration::from_secs(180));
+
+    // Request errors on produce, fetch and offset commit, and 300 ms round trips.
+    let retriable = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5];
+    cluster.request_errors(RDKafkaApiKey::Produce, &retriable);
+    cluster.request_errors(RDKafkaApiKey::Fetch, &retriable);
+    cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 3]);
+    cluster.broker_round_trip_time(1, Duration::from_millis(300)).expect("latency");
+    produce(&bootstrap, "input", &input[40_000..]);
+    // The runtime works under the latency for a while; the test reads at full speed.
+    std::thread::sleep(Duration::from_secs(10));
+    cluster.broker_round_trip_time(1, Duration::ZERO).expect("no latency");
+    let delivered = await_all_values(&bootstrap, &input, &sluice, Duration::from_secs(180));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    eprintln!(
+        "all {} records delivered across a 20 s outage ({} duplicates) and injected errors and latency ({} duplicates in all)",
+        input.len(),
+        after_outage - 40_000,
+        delivered - input.len()
+    );
+}
+
+#[test]
+fn refused_and_trapping_records_land_in_the_dead_letter_topic_with_provenance() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 2);
+    broker.create_topic("output", 2);
+    broker.create_topic("dead-letters", 1);
+    let mut input = keyed_records(1_000, 10);
+    input[100].value = b"not json".to_vec();
+    input[500].value = br#"{"user":"user-0","seq":-1,"poison":true}"#.to_vec();
+    produce(&broker.bootstrap(), "input", &input);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "dead-letters"
+checkpoint_interval = "500ms"
+
+[[sources]]
+type = "kafka"
+name = "orders"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "json-only"
+plugin = "{plugins}/filter.wasm"
+[operators.config]
+field = "seq"
+op = "exists"
+
+[[operators]]
+name = "fragile"
+plugin = "{plugins}/misbehave.wasm"
+[operators.config]
+trap_on = "poison"
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+
+[dead_letter]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "dead-letters"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let output = read_topic(&broker.bootstrap(), "output", 998, Duration::from_secs(120));
+    let dead = read_topic(&broker.bootstrap(), "dead-letters", 2, Duration::from_secs(60));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_eq!(output.len(), 998, "the rest flow");
+    assert_eq!(dead.len(), 2, "both bad records are dead letters");
+    let by_operator: HashMap<&str, &KafkaRecord> =
+        dead.iter().map(|letter| (letter.header("sluice.operator").expect("operator"), letter)).collect();
+    let refused = by_operator["json-only"];
+    assert_eq!(refused.value, b"not json");
+    let trapped = by_operator["fragile"];
+    assert!(trapped.header("sluice.reason").expect("reason").contains("poisoned record"), "{trapped:?}");
+    for (letter, original) in [(refused, &input[100]), (trapped, &input[500])] {
+        assert_eq!(letter.key, original.key, "the record as it came");
+        assert_eq!(letter.header("trace"), original.header("trace"), "its own headers kept");
+        assert_eq!(letter.header("sluice.pipeline"), Some("dead-letters"));
+        assert_eq!(letter.header("sluice.source"), Some("orders"));
+        assert_eq!(letter.header("sluice.topic"), Some("input"));
+        assert!(letter.header("sluice.partition").is_some_and(|partition| partition.parse::<i32>().is_ok()));
+        assert!(letter.header("sluice.offset").is_some_and(|offset| offset.parse::<i64>().is_ok()));
+        assert!(letter.header("sluice.plugin-digest").is_some_and(|digest| digest.starts_with("sha256:")));
+        assert!(!letter.header("sluice.reason").unwrap_or_default().is_empty());
+    }
+}
