@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds everything and runs the whole test suite: plugin components from source,
 # formatting, lints (warnings are errors), then every test of the workspace.
-# Installs what it needs (Debian's Wasm toolchain) on a fresh machine.
+# Installs what it needs (Debian's Wasm toolchain, the Nisshi Kafka broker) on a fresh machine.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$SLUICE_ROOT"
 
 ensure_host_toolchain
+# The Kafka tests start and stop their own Nisshi brokers on 127.0.0.1 (by PID).
+ensure_broker
+export SLUICE_NISSHI="$NISSHI"
 "$SLUICE_ROOT/scripts/build-plugins.sh"
 log "checking formatting"
 cargo fmt --all --check

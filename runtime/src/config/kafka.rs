@@ -159,24 +159,23 @@ pub enum PropertyError {
 /// The properties as librdkafka takes them (text), environment variables read, reserved
 /// names refused.
 pub fn resolve_properties(properties: &KafkaProperties, reserved: &[(&str, &'static str)]) -> Result<Vec<(String, String)>, PropertyError> {
-    properties
-        .iter()
-        .map(|(property, value)| {
-            if let Some((_, hint)) = reserved.iter().find(|(name, _)| name == property) {
-                return Err(PropertyError::Reserved { property: property.clone(), hint });
-            }
-            let text = match value {
-                PropertyValue::Text(text) => text.clone(),
-                PropertyValue::Integer(number) => number.to_string(),
-                PropertyValue::Float(number) => number.to_string(),
-                PropertyValue::Flag(flag) => flag.to_string(),
-                PropertyValue::Environment { env } => {
-                    std::env::var(env).map_err(|_| PropertyError::MissingVariable { property: property.clone(), variable: env.clone() })?
-                }
-            };
-            Ok((property.clone(), text))
-        })
-        .collect()
+    properties.iter().map(|(property, value)| Ok((property.clone(), resolve_property(property, value, reserved)?))).collect()
+}
+
+/// One property's value as text, checked.
+pub fn resolve_property(property: &str, value: &PropertyValue, reserved: &[(&str, &'static str)]) -> Result<String, PropertyError> {
+    if let Some((_, hint)) = reserved.iter().find(|(name, _)| *name == property) {
+        return Err(PropertyError::Reserved { property: property.to_owned(), hint });
+    }
+    Ok(match value {
+        PropertyValue::Text(text) => text.clone(),
+        PropertyValue::Integer(number) => number.to_string(),
+        PropertyValue::Float(number) => number.to_string(),
+        PropertyValue::Flag(flag) => flag.to_string(),
+        PropertyValue::Environment { env } => {
+            std::env::var(env).map_err(|_| PropertyError::MissingVariable { property: property.to_owned(), variable: env.clone() })?
+        }
+    })
 }
 
 /// Whether `topic` is a legal Kafka topic name.

@@ -19,7 +19,7 @@ use toml::Spanned;
 pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
 pub use kafka::{
     KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
-    RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, topic_name_problem,
+    RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
 };
 pub use operator::{MAX_GRANTED_FILE, OperatorConfig};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};

@@ -8,7 +8,7 @@ use toml::Spanned;
 
 use super::{
     DeadLetterConfig, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, RESERVED_CONSUMER_PROPERTIES,
-    RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_properties, topic_name_problem,
+    RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
 };
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
@@ -134,8 +134,10 @@ impl Problems<'_> {
         if brokers.trim().is_empty() {
             self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
         }
-        if let Err(problem) = resolve_properties(properties, reserved) {
-            self.report(span, format!("{what}: {problem}"));
+        for (property, value) in properties {
+            if let Err(problem) = resolve_property(property, value, reserved) {
+                self.report(span.clone(), format!("{what}: {problem}"));
+            }
         }
     }
 

@@ -4,6 +4,7 @@ mod batching;
 mod broker;
 mod cli;
 mod containment;
+mod deploy;
 mod golden;
 mod invalid;
 mod kafka;

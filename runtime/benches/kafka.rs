@@ -1,0 +1,139 @@
+//! Kafka → Wasm filter → Kafka through `sluice run`, next to a raw passthrough (consume and
+//! produce, no operator) on the same broker (Nisshi, started here on 127.0.0.1) and machine.
+//!
+//! `cargo bench -p sluice --bench kafka` (after scripts/build-plugins.sh and
+//! scripts/ensure-broker.sh). Prints records per second; asserts nothing.
+
+#[path = "../tests/it/broker.rs"]
+#[allow(dead_code)]
+mod broker;
+
+use std::time::{Duration, Instant};
+
+use broker::{Broker, KafkaRecord, SluiceProcess, produce};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+const RECORDS: usize = 400_000;
+const PARTITIONS: u32 = 8;
+
+fn main() {
+    let broker = Broker::start();
+    for topic in ["input", "raw-output", "sluice-output"] {
+        broker.create_topic(topic, PARTITIONS);
+    }
+    let input: Vec<KafkaRecord> = (0..RECORDS)
+        .map(|n| {
+            let user = format!("user-{}", n % 1000);
+            let value = format!(r#"{{"user":"{user}","item":"i{}","event_type":"view","price":{}.5,"n":{n}}}"#, n % 500, n % 90);
+            KafkaRecord::new(&user, value, 1_767_225_600_000 + n as i64, &[("trace", "bench")])
+        })
+        .collect();
+    let bytes: usize = input.iter().map(|record| record.value.len()).sum();
+    produce(&broker.bootstrap(), "input", &input);
+    println!(
+        "sluice Kafka benchmark: {RECORDS} keyed JSON records of {} bytes on average, {PARTITIONS} partitions, Nisshi in memory, 2 cores shared",
+        bytes / RECORDS
+    );
+    let raw = passthrough(&broker.bootstrap());
+    let sluice = through_sluice(&broker);
+    println!("{:<46} {:>12}", "path", "records/s");
+    println!("{:<46} {:>12.0}", "raw passthrough (consume + produce, no operator)", RECORDS as f64 / raw.as_secs_f64());
+    println!("{:<46} {:>12.0}", "sluice: Kafka → Wasm filter → Kafka", RECORDS as f64 / sluice.as_secs_f64());
+    println!("sluice / raw: {:.0}%", 100.0 * raw.as_secs_f64() / sluice.as_secs_f64());
+}
+
+/// A consumer in its own group and an idempotent producer, in one loop: the broker's and
+/// librdkafka's own cost for moving the records, from subscribe to the last acknowledgement.
+fn passthrough(bootstrap: &str) -> Duration {
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "raw-passthrough")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    consumer.subscribe(&["input"]).expect("subscribe");
+    let mut moved = 0;
+    while moved < RECORDS {
+        let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let mut record = BaseRecord::<[u8], [u8]>::to("raw-output").payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(timestamp) = message.timestamp().to_millis() {
+            record = record.timestamp(timestamp);
+        }
+        if let Some(headers) = message.headers() {
+            record = record.headers(headers.detach());
+        }
+        while let Err((_, returned)) = producer.send(record) {
+            record = returned;
+            producer.poll(Duration::from_millis(1));
+        }
+        moved += 1;
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+    consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).expect("commit");
+    started.elapsed()
+}
+
+/// `sluice run` of a Kafka → filter → Kafka pipeline, from start until the output topic holds
+/// every record (the plugin's compiled code is cached first, as on any second start).
+fn through_sluice(broker: &Broker) -> Duration {
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins");
+    let pipeline = scratch.path().join("pipeline.toml");
+    let toml = format!(
+        r#"
+[pipeline]
+name = "bench"
+checkpoint_interval = "5s"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "views"
+plugin = "{plugins}/filter.wasm"
+config = {{ field = "event_type", op = "eq", value = "view" }}
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "sluice-output"
+"#,
+        bootstrap = broker.bootstrap(),
+        plugins = plugins.display()
+    );
+    std::fs::write(&pipeline, toml).expect("pipeline file");
+    let validated = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["validate", &pipeline.display().to_string()])
+        .output()
+        .expect("sluice validate");
+    assert!(validated.status.success(), "{}", String::from_utf8_lossy(&validated.stderr));
+    let started = Instant::now();
+    let mut sluice = SluiceProcess::start(scratch.path(), &pipeline, "sluice.log");
+    let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().expect("watcher");
+    broker::wait_for(Duration::from_secs(600), "every record in the output topic", || {
+        let written: i64 = (0..PARTITIONS as i32)
+            .map(|partition| watcher.fetch_watermarks("sluice-output", partition, Duration::from_secs(5)).map_or(0, |(_, high)| high))
+            .sum();
+        written >= RECORDS as i64
+    });
+    let elapsed = started.elapsed();
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    elapsed
+}
