@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-const RECORDS: usize = 400_000;
+const RECORDS: usize = 1_000_000;
 const PARTITIONS: u32 = 8;
 
 fn main() {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
@@ -17,6 +17,9 @@ use crate::source::SourceError;
 
 /// Longest time one poll waits, so lingering batches, barriers and the stop signal are seen.
 const POLL: Duration = Duration::from_millis(20);
+/// How often the loop does its housekeeping (commits, paused partitions, linger, barriers)
+/// while records keep arriving: not after every record.
+const HOUSEKEEPING: Duration = Duration::from_millis(5);
 
 /// What a Kafka source takes from the pipeline.
 pub struct KafkaSourceSettings {
@@ -87,18 +90,29 @@ impl KafkaSource {
         tracing::info!(source = %self.name, topics = ?topics, "consuming");
         let context = self.consumer.context().clone();
         let mut failure = None;
+        let mut housekeeping = Instant::now();
+        let mut idle = true;
         while !self.stop.is_raised() {
-            context.commit_checkpointed(&self.consumer, CommitMode::Async);
-            context.tick(&self.consumer);
-            if let Some(reason) = context.partitions().failure.take() {
-                failure = Some(reason);
-                break;
+            if idle || housekeeping.elapsed() >= HOUSEKEEPING {
+                housekeeping = Instant::now();
+                context.commit_checkpointed(&self.consumer, CommitMode::Async);
+                context.tick(&self.consumer);
+                if let Some(reason) = context.partitions().failure.take() {
+                    failure = Some(reason);
+                    break;
+                }
             }
-            match self.consumer.poll(POLL) {
-                Some(Ok(message)) => context.receive(&self.consumer, &message),
-                Some(Err(error)) => tracing::warn!(source = %self.name, "kafka: {error}"),
-                None => {}
-            }
+            idle = match self.consumer.poll(POLL) {
+                Some(Ok(message)) => {
+                    context.receive(&self.consumer, &message);
+                    false
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(source = %self.name, "kafka: {error}");
+                    true
+                }
+                None => true,
+            };
         }
         context.suspend_all();
         context.commit_checkpointed(&self.consumer, CommitMode::Sync);
