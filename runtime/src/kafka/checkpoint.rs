@@ -35,14 +35,17 @@ const FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CheckpointKey {
     pub pipeline: String,
+    pub source: String,
     pub topic: String,
     pub partition: i32,
+    pub group: String,
 }
 
 impl CheckpointKey {
-    /// The record key: `pipeline/topic/partition` ('/' appears in neither name).
+    /// The record key: `pipeline/source/topic/partition/group` (only the group, last, may
+    /// contain '/'), so pipelines, sources and groups sharing a topic never share state.
     fn text(&self) -> String {
-        format!("{}/{}/{}", self.pipeline, self.topic, self.partition)
+        format!("{}/{}/{}/{}/{}", self.pipeline, self.source, self.topic, self.partition, self.group)
     }
 }
 

@@ -33,6 +33,7 @@ pub struct Commit {
 /// What every partition task of the source shares.
 pub struct PartitionSetup {
     pub pipeline: String,
+    pub group: String,
     pub source: Arc<str>,
     pub start: StartPosition,
     pub batch_size: usize,
@@ -69,6 +70,8 @@ pub struct SourceContext {
 #[derive(Default)]
 pub struct Partitions {
     feeds: HashMap<PartitionId, PartitionFeed>,
+    /// Partitions handed back cleanly whose final offsets are still to be committed.
+    stopping: Vec<PartitionId>,
     pub finished: Vec<TaskStats>,
     /// Why the source must stop (a task failed, checkpoints unreadable).
     pub failure: Option<String>,
@@ -81,10 +84,14 @@ impl SourceContext {
 
     /// Commits the positions checkpointed since the last call (the latest per partition).
     pub fn commit_checkpointed(&self, consumer: &BaseConsumer<SourceContext>, mode: CommitMode) {
-        let latest: HashMap<PartitionId, i64> = {
+        let mut latest: HashMap<PartitionId, i64> = {
             let commits = self.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             commits.try_iter().map(|commit| (commit.partition, commit.offset)).collect()
         };
+        // Only partitions still owned: a lost partition's offsets are its new owner's to commit.
+        let owned = self.partitions();
+        latest.retain(|partition, _| owned.feeds.contains_key(partition) || owned.stopping.contains(partition));
+        drop(owned);
         if latest.is_empty() {
             return;
         }
@@ -186,7 +193,11 @@ impl SourceContext {
             _ => consumer.assign(assignment),
         };
         if let Err(error) = assigned {
-            self.partitions().fail(format!("cannot assign partitions: {error}"));
+            return self.partitions().fail(format!("cannot assign partitions: {error}"));
+        }
+        // A partition paused under an earlier assignment stays paused in librdkafka.
+        if let Err(error) = consumer.resume(assignment) {
+            tracing::warn!("cannot resume the assigned partitions: {error}");
         }
     }
 
@@ -207,7 +218,9 @@ impl SourceContext {
             checkpointed_offset: next_offset,
             last_barrier: Instant::now(),
         };
-        self.partitions().feeds.insert(id.clone(), feed);
+        let mut partitions = self.partitions();
+        partitions.stop(id, false);
+        partitions.feeds.insert(id.clone(), feed);
         Ok(())
     }
 
@@ -226,6 +239,7 @@ impl SourceContext {
         if !lost {
             self.commit_checkpointed(consumer, CommitMode::Sync);
         }
+        self.partitions().stopping.clear();
         let unassigned = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(revoked),
             _ => consumer.unassign(),
@@ -236,7 +250,13 @@ impl SourceContext {
     }
 
     fn key(&self, id: &PartitionId) -> CheckpointKey {
-        CheckpointKey { pipeline: self.setup.pipeline.clone(), topic: id.0.to_string(), partition: id.1 }
+        CheckpointKey {
+            pipeline: self.setup.pipeline.clone(),
+            source: self.setup.source.to_string(),
+            topic: id.0.to_string(),
+            partition: id.1,
+            group: self.setup.group.clone(),
+        }
     }
 
     fn start_offset(&self) -> Offset {
@@ -252,9 +272,11 @@ impl Partitions {
     /// Stops a partition's task: checkpointed (`Suspend`) unless `lost`.
     fn stop(&mut self, id: &PartitionId, lost: bool) {
         let Some(mut feed) = self.feeds.remove(id) else { return };
-        // Nothing new since the last barrier: the last checkpoint stands.
+        // A final checkpoint even if nothing arrived since the last barrier: that barrier's
+        // save may have failed.
         let last = match feed.next_offset {
-            Some(next) if !lost && (feed.checkpointed_offset != Some(next) || feed.batcher.linger_left().is_some()) => {
+            Some(next) if !lost => {
+                self.stopping.push(id.clone());
                 TaskMessage::Suspend { next_position: u64::try_from(next).unwrap_or_default() }
             }
             _ => TaskMessage::Abandon,

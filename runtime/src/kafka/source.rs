@@ -67,6 +67,7 @@ impl KafkaSource {
         let (commits, checkpointed) = mpsc::channel();
         let setup = PartitionSetup {
             pipeline: settings.pipeline,
+            group: group.clone(),
             source: settings.source.clone(),
             start: config.start,
             batch_size: settings.batch_size,
