@@ -19,6 +19,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::producer::send_when_room;
 use super::{KafkaClientError, LoggingContext};
 use crate::config::KafkaProperties;
 use crate::pipeline::{OperatorCheckpoint, TaskCheckpoint};
@@ -122,17 +123,9 @@ impl CheckpointStore {
         let value = serde_json::to_vec(&stored(checkpoint)).map_err(|error| error.to_string())?;
         let key = key.text();
         let (ack, acked) = mpsc::sync_channel(1);
-        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new(ack)).key(key.as_bytes()).payload(&value);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((error, _)) => return Err(format!("cannot write to checkpoint topic \"{}\": {error}", self.topic)),
-            }
-        }
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(ack)).key(key.as_bytes()).payload(value.as_slice());
+        send_when_room(&self.producer, record, || Ok(()))
+            .map_err(|error| format!("cannot write to checkpoint topic \"{}\": {error}", self.topic))?;
         match acked.recv() {
             Ok(result) => result.map_err(|error| format!("checkpoint topic \"{}\": {error}", self.topic)),
             Err(_) => Err(format!("checkpoint topic \"{}\": the producer closed", self.topic)),

@@ -182,7 +182,7 @@ impl SourceContext {
                 None => self.start_offset(),
             };
             if let Err(error) = assignment.set_partition_offset(&id.0, id.1, offset) {
-                return self.partitions().fail(format!("cannot position {}: {error}", describe(std::slice::from_ref(id))));
+                return self.partitions().fail(format!("cannot position {}: {error}", describe_one(id)));
             }
             if let Err(error) = self.start_feed(id, key, checkpoint.as_ref()) {
                 return self.partitions().fail(error);
@@ -203,7 +203,7 @@ impl SourceContext {
 
     fn start_feed(&self, id: &PartitionId, key: &CheckpointKey, checkpoint: Option<&TaskCheckpoint>) -> Result<(), String> {
         if let Some(checkpoint) = checkpoint {
-            tracing::info!(partition = %describe(std::slice::from_ref(id)), offset = checkpoint.next_position, "restoring from checkpoint");
+            tracing::info!(partition = %describe_one(id), offset = checkpoint.next_position, "restoring from checkpoint");
         }
         let origin = TaskOrigin { source: self.setup.source.clone(), partition: Some(id.clone()) };
         let target = PartitionCheckpoints { store: self.setup.store.clone(), key: key.clone(), commits: self.setup.commits.clone() };
@@ -295,7 +295,7 @@ impl Partitions {
             Ok(stats) if sent => self.finished.push(stats),
             Ok(stats) => {
                 self.finished.push(stats);
-                self.fail(format!("the task of {} stopped early", describe(std::slice::from_ref(id))));
+                self.fail(format!("the task of {} stopped early", describe_one(id)));
             }
             Err(error) => self.fail(error.to_string()),
         }
@@ -313,7 +313,7 @@ impl Partitions {
             }
         }
         if self.failure.is_none() {
-            self.fail(format!("the task of {} stopped taking records", describe(std::slice::from_ref(id))));
+            self.fail(format!("the task of {} stopped taking records", describe_one(id)));
         }
     }
 
@@ -357,7 +357,7 @@ impl PartitionFeed {
         if self.paused {
             self.paused = false;
             if let Err(error) = consumer.resume(&single(id)) {
-                tracing::warn!("cannot resume {}: {error}", describe(std::slice::from_ref(id)));
+                tracing::warn!("cannot resume {}: {error}", describe_one(id));
             }
         }
         true
@@ -367,7 +367,7 @@ impl PartitionFeed {
         if !self.paused {
             self.paused = true;
             if let Err(error) = consumer.pause(&single(id)) {
-                tracing::warn!("cannot pause {}: {error}", describe(std::slice::from_ref(id)));
+                tracing::warn!("cannot pause {}: {error}", describe_one(id));
             }
         }
     }
@@ -447,6 +447,11 @@ pub fn single(id: &PartitionId) -> TopicPartitionList {
 /// "topic/0, topic/1" for logs and errors.
 pub fn describe(ids: &[PartitionId]) -> String {
     ids.iter().map(|(topic, partition)| format!("{topic}/{partition}")).collect::<Vec<_>>().join(", ")
+}
+
+/// "topic/0" for logs and errors.
+fn describe_one(id: &PartitionId) -> String {
+    describe(std::slice::from_ref(id))
 }
 
 fn now_millis() -> i64 {

@@ -17,6 +17,26 @@ use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
 /// Time a send waits for room in librdkafka's queue before trying again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
+/// Queues `record`, waiting while librdkafka's queue is full; `while_waiting` runs after each
+/// wait and may give up.
+pub fn send_when_room<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    while_waiting: impl Fn() -> Result<(), String>,
+) -> Result<(), String> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                record = returned;
+                std::thread::sleep(QUEUE_FULL_WAIT);
+                while_waiting()?;
+            }
+            Err((error, _)) => return Err(error.to_string()),
+        }
+    }
+}
+
 /// A record to produce.
 pub struct OutgoingRecord<'a> {
     pub key: Option<&'a [u8]>,
@@ -87,17 +107,8 @@ impl OutputProducer {
         if let Some(headers) = record.headers {
             base = base.headers(headers);
         }
-        loop {
-            match self.producer.send(base) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    base = returned;
-                    std::thread::sleep(QUEUE_FULL_WAIT);
-                    self.check_deliveries()?;
-                }
-                Err((error, _)) => return Err(format!("cannot produce to topic \"{}\": {error}", self.topic)),
-            }
-        }
+        send_when_room(&self.producer, base, || self.check_deliveries())
+            .map_err(|error| format!("cannot produce to topic \"{}\": {error}", self.topic))
     }
 
     /// Waits until every queued record is acknowledged by the brokers (librdkafka retries

@@ -93,6 +93,20 @@ topic = "output"
     }
 }
 
+/// Keyed records 10 ms of event time apart (1,000 per 10-second window), in order per key.
+fn windowed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
+    let mut records = keyed_records(count, keys);
+    for (n, record) in records.iter_mut().enumerate() {
+        record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
+    }
+    records
+}
+
+/// The newest "partitions assigned" line of a process's log.
+fn last_assignment(process: &SluiceProcess) -> String {
+    process.log_text().lines().rev().find(|line| line.contains("partitions assigned")).unwrap_or_default().to_owned()
+}
+
 /// Window results by (window start, user): every count emitted for it (duplicates included).
 type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
 
@@ -185,14 +199,7 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     let broker = Broker::start();
     broker.create_topic("events", 8);
     broker.create_topic("windows", 8);
-    let input: Vec<KafkaRecord> = keyed_records(200_000, 50)
-        .into_iter()
-        .enumerate()
-        .map(|(n, mut record)| {
-            record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
-            record
-        })
-        .collect();
+    let input = windowed_records(200_000, 50);
     produce(&broker.bootstrap(), "events", &input);
     produce(&broker.bootstrap(), "events", &watermark_pushers(8));
     let scratch = Scratch::new();
@@ -222,14 +229,7 @@ fn two_processes_share_the_partitions_and_one_takes_over_from_checkpoints() {
     let broker = Broker::start();
     broker.create_topic("events", 8);
     broker.create_topic("windows", 8);
-    let input: Vec<KafkaRecord> = keyed_records(90_000, 40)
-        .into_iter()
-        .enumerate()
-        .map(|(n, mut record)| {
-            record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
-            record
-        })
-        .collect();
+    let input = windowed_records(90_000, 40);
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
     produce(&broker.bootstrap(), "events", &input[..30_000]);
@@ -240,14 +240,12 @@ fn two_processes_share_the_partitions_and_one_takes_over_from_checkpoints() {
     produce(&broker.bootstrap(), "events", &input[30_000..60_000]);
     // Both own partitions: each process's last assignment is not empty.
     for process in [&first, &second] {
-        let log = process.log_text();
-        let last = log.lines().rev().find(|line| line.contains("partitions assigned")).expect("assigned").to_owned();
+        let last = last_assignment(process);
         assert!(last.contains("events/"), "each process owns partitions: {last}");
     }
     assert!(second.terminate(Duration::from_secs(60)), "the second process stops cleanly; log:\n{}", second.log_text());
     wait_for(Duration::from_secs(60), "the first process to take every partition", || {
-        let log = first.log_text();
-        let last = log.lines().rev().find(|line| line.contains("partitions assigned")).unwrap_or_default().to_owned();
+        let last = last_assignment(&first);
         (0..8).all(|partition| last.contains(&format!("events/{partition}")))
     });
     produce(&broker.bootstrap(), "events", &input[60_000..]);
