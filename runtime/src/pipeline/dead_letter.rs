@@ -76,31 +76,39 @@ pub struct DeadLetterSink {
     pipeline: String,
     description: String,
     destination: Destination,
-    writer: Option<Box<dyn Write + Send>>,
 }
 
 enum Destination {
+    /// JSON lines; the writer is opened at the first dead letter.
+    Lines {
+        target: LineTarget,
+        writer: Option<Box<dyn Write + Send>>,
+    },
+    Kafka(KafkaDeadLetters),
+}
+
+enum LineTarget {
     File(PathBuf),
     Stderr,
-    Kafka(KafkaDeadLetters),
 }
 
 impl DeadLetterSink {
     /// Opens the configured dead-letter sink (by default `<pipeline>.dead-letter.jsonl`).
     pub fn build(config: Option<&DeadLetterConfig>, pipeline: &LoadedPipeline) -> io::Result<DeadLetterSink> {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
+        let lines = |target| Destination::Lines { target, writer: None };
         let destination = match config {
-            Some(DeadLetterConfig::Stderr) => Destination::Stderr,
-            Some(DeadLetterConfig::File { path }) => Destination::File(pipeline.resolve(path)),
+            Some(DeadLetterConfig::Stderr) => lines(LineTarget::Stderr),
+            Some(DeadLetterConfig::File { path }) => lines(LineTarget::File(pipeline.resolve(path))),
             Some(DeadLetterConfig::Kafka(kafka)) => {
                 Destination::Kafka(KafkaDeadLetters::new(kafka, &name).map_err(|error| io::Error::other(error.to_string()))?)
             }
-            None => Destination::File(PathBuf::from(format!("{name}.dead-letter.jsonl"))),
+            None => lines(LineTarget::File(PathBuf::from(format!("{name}.dead-letter.jsonl")))),
         };
         let description = match &destination {
-            Destination::Stderr => "standard error".into(),
+            Destination::Lines { target: LineTarget::Stderr, .. } => "standard error".into(),
             Destination::Kafka(kafka) => format!("Kafka topic \"{}\"", kafka.topic()),
-            Destination::File(path) => {
+            Destination::Lines { target: LineTarget::File(path), .. } => {
                 // Fail at start, not at the first dead letter, if the file cannot be written.
                 let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
                 if !directory.is_dir() {
@@ -112,7 +120,7 @@ impl DeadLetterSink {
                 path.display().to_string()
             }
         };
-        Ok(DeadLetterSink { pipeline: name, description, destination, writer: None })
+        Ok(DeadLetterSink { pipeline: name, description, destination })
     }
 
     /// Where the dead letters go, in words.
@@ -123,36 +131,34 @@ impl DeadLetterSink {
     /// Writes one dead letter: a line is flushed at once (dead letters are rare and must not
     /// be lost), a Kafka record is queued and made durable by `flush`.
     pub fn write(&mut self, letter: &DeadLetter) -> io::Result<()> {
-        if let Destination::Kafka(kafka) = &self.destination {
-            return kafka.write(letter).map_err(io::Error::other);
+        match &mut self.destination {
+            Destination::Kafka(kafka) => kafka.write(letter).map_err(io::Error::other),
+            Destination::Lines { target, writer } => {
+                let writer = match writer {
+                    Some(writer) => writer,
+                    None => writer.insert(open(target)?),
+                };
+                serde_json::to_writer(&mut *writer, &letter.to_json(&self.pipeline))?;
+                writer.write_all(b"\n")?;
+                writer.flush()
+            }
         }
-        let line = letter.to_json(&self.pipeline);
-        let writer = match &mut self.writer {
-            Some(writer) => writer,
-            None => self.writer.insert(open(&self.destination)?),
-        };
-        serde_json::to_writer(&mut *writer, &line)?;
-        writer.write_all(b"\n")?;
-        writer.flush()
     }
-}
 
-impl DeadLetterSink {
     /// Returns once every dead letter written so far is durable.
     pub fn flush(&mut self) -> io::Result<()> {
-        match (&self.destination, &mut self.writer) {
-            (Destination::Kafka(kafka), _) => kafka.flush().map_err(io::Error::other),
-            (_, Some(writer)) => writer.flush(),
-            (_, None) => Ok(()),
+        match &mut self.destination {
+            Destination::Kafka(kafka) => kafka.flush().map_err(io::Error::other),
+            Destination::Lines { writer: Some(writer), .. } => writer.flush(),
+            Destination::Lines { writer: None, .. } => Ok(()),
         }
     }
 }
 
-fn open(destination: &Destination) -> io::Result<Box<dyn Write + Send>> {
-    match destination {
-        Destination::Stderr => Ok(Box::new(io::stderr())),
-        Destination::Kafka(kafka) => Err(io::Error::other(format!("Kafka topic \"{}\" is not a file", kafka.topic()))),
-        Destination::File(path) => {
+fn open(target: &LineTarget) -> io::Result<Box<dyn Write + Send>> {
+    match target {
+        LineTarget::Stderr => Ok(Box::new(io::stderr())),
+        LineTarget::File(path) => {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)

@@ -126,7 +126,6 @@ impl RunningPipeline {
     fn start_source(&mut self, pipeline: &LoadedPipeline, config: &SourceConfig, factory: &TaskFactory) -> Result<(), StartError> {
         let settings = &pipeline.config.pipeline;
         let name: Arc<str> = config.name().into();
-        let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
         if let SourceConfig::Kafka(kafka) = config {
             let settings = KafkaSourceSettings {
                 pipeline: settings.name.get_ref().to_string(),
@@ -144,7 +143,7 @@ impl RunningPipeline {
         let task = factory.start(TaskOrigin::source(name.clone()), None, None)?;
         let output = SourceOutput {
             source: name.clone(),
-            batcher,
+            batcher: Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration()),
             batches: task.input().clone(),
             dead_letters: factory.dead_letters(),
             stop: self.stop.clone(),
