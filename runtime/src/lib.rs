@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod reload;
 pub mod sink;
 pub mod source;
+pub mod state_dir;
 pub mod wasm;

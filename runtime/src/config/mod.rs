@@ -62,10 +62,13 @@ pub struct PipelineConfig {
     /// What happens to records older than the watermark when they arrive.
     #[serde(default)]
     pub late_records: LateRecords,
-    /// How often each task of a Kafka source checkpoints its operators' state and commits
-    /// its offsets.
+    /// How often each task checkpoints its operators' state and commits its source position
+    /// (Kafka sources always; file and generator sources when `state_dir` is set).
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: DurationText,
+    /// Where file and generator sources keep their checkpoints (relative to the pipeline
+    /// file); a restart resumes from them. None: such sources start from the beginning.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The runtime's handling of records that arrive behind the watermark.

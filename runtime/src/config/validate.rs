@@ -103,7 +103,18 @@ impl Problems<'_> {
                     self.report(span, format!("source \"{name}\": file {} does not exist", path.display()));
                 }
             }
-            SourceConfig::Stdin(_) => {}
+            SourceConfig::Stdin(_) => {
+                if let Some(state_dir) = &self.pipeline.config.pipeline.state_dir {
+                    self.report(
+                        span,
+                        format!(
+                            "source \"{name}\": standard input cannot be read again, so it cannot resume from the checkpoints in \
+                             state_dir {:?}: read a file instead, or remove state_dir",
+                            state_dir.display().to_string()
+                        ),
+                    );
+                }
+            }
             SourceConfig::Kafka(kafka) => self.check_kafka_source(span, &name, kafka),
         }
     }

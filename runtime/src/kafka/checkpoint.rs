@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, SyncSender};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -17,20 +16,16 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
 
 use super::producer::send_when_room;
 use super::{KafkaClientError, LoggingContext};
 use crate::config::KafkaProperties;
-use crate::pipeline::{OperatorCheckpoint, TaskCheckpoint};
-use crate::wasm::State;
+use crate::pipeline::TaskCheckpoint;
 
 /// Longest wait for broker metadata and watermarks.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest time reading the checkpoint topic to its end may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
-/// Version of the stored format.
-const FORMAT: u32 = 1;
 
 /// Which task a checkpoint belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -48,24 +43,6 @@ impl CheckpointKey {
     fn text(&self) -> String {
         format!("{}/{}/{}/{}/{}", self.pipeline, self.source, self.topic, self.partition, self.group)
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredCheckpoint {
-    format: u32,
-    next_offset: u64,
-    watermark: Option<i64>,
-    operators: Vec<StoredOperator>,
-    written_at_unix_ms: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredOperator {
-    name: String,
-    digest: String,
-    state_version: u32,
-    /// Base64 of the plugin's opaque state bytes.
-    state: String,
 }
 
 /// Answers a checkpoint write once the brokers have it.
@@ -120,7 +97,7 @@ impl CheckpointStore {
 
     /// Writes a checkpoint and waits until the brokers acknowledge it.
     pub fn save(&self, key: &CheckpointKey, checkpoint: &TaskCheckpoint) -> Result<(), String> {
-        let value = serde_json::to_vec(&stored(checkpoint)).map_err(|error| error.to_string())?;
+        let value = checkpoint.encode();
         let key = key.text();
         let (ack, acked) = mpsc::sync_channel(1);
         let record = BaseRecord::with_opaque_to(&self.topic, Box::new(ack)).key(key.as_bytes()).payload(value.as_slice());
@@ -162,7 +139,7 @@ impl CheckpointStore {
                     found.remove(*key);
                 }
                 Some(value) => {
-                    let checkpoint = parse(value).map_err(|problem| {
+                    let checkpoint = TaskCheckpoint::decode(value).map_err(|problem| {
                         KafkaClientError::Checkpoint(format!(
                             "checkpoint {} at offset {} of topic \"{}\" is unreadable: {problem}",
                             key.text(),
@@ -235,61 +212,4 @@ impl CheckpointStore {
 fn position_reached(reader: &BaseConsumer<LoggingContext>, topic: &str, partition: i32, end: i64) -> bool {
     let Ok(positions) = reader.position() else { return false };
     positions.find_partition(topic, partition).is_some_and(|element| matches!(element.offset(), Offset::Offset(at) if at >= end))
-}
-
-fn stored(checkpoint: &TaskCheckpoint) -> StoredCheckpoint {
-    StoredCheckpoint {
-        format: FORMAT,
-        next_offset: checkpoint.next_position,
-        watermark: checkpoint.watermark,
-        operators: checkpoint
-            .operators
-            .iter()
-            .map(|operator| StoredOperator {
-                name: operator.name.clone(),
-                digest: operator.digest.clone(),
-                state_version: operator.state.version,
-                state: base64::engine::general_purpose::STANDARD.encode(&operator.state.bytes),
-            })
-            .collect(),
-        written_at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
-    }
-}
-
-fn parse(value: &[u8]) -> Result<TaskCheckpoint, String> {
-    let stored: StoredCheckpoint = serde_json::from_slice(value).map_err(|error| error.to_string())?;
-    if stored.format != FORMAT {
-        return Err(format!("format {} is not {FORMAT}: written by another version of Sluice", stored.format));
-    }
-    let operators = stored
-        .operators
-        .into_iter()
-        .map(|operator| {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(&operator.state).map_err(|error| error.to_string())?;
-            let state = State { version: operator.state_version, bytes };
-            Ok(OperatorCheckpoint { name: operator.name, digest: operator.digest, state })
-        })
-        .collect::<Result<_, String>>()?;
-    Ok(TaskCheckpoint { next_position: stored.next_offset, watermark: stored.watermark, operators })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoints_survive_encoding() {
-        let checkpoint = TaskCheckpoint {
-            next_position: 42,
-            watermark: Some(-5),
-            operators: vec![OperatorCheckpoint {
-                name: "count".into(),
-                digest: "ab".into(),
-                state: State { version: 3, bytes: vec![0, 1, 255] },
-            }],
-        };
-        let encoded = serde_json::to_vec(&stored(&checkpoint)).unwrap();
-        assert_eq!(parse(&encoded).unwrap(), checkpoint);
-        assert!(parse(b"{}").is_err());
-    }
 }

@@ -1,11 +1,12 @@
 //! Starting a pipeline's threads (sources, tasks, sinks), and draining them at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
+use super::checkpoint::TaskCheckpoint;
 use super::control::PipelineControl;
 use super::task::{DeadLetterMessage, SinkMessage, TaskOrigin, TaskOutputs};
 use super::tasks::{StartedTask, TaskFactory, TaskSettings};
@@ -14,6 +15,7 @@ use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, 
 use crate::kafka::{KafkaClientError, KafkaSource, KafkaSourceSettings};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError, SourceOutput};
+use crate::state_dir::{StateDirError, StateDirectory};
 use crate::wasm::{InstanceLimits, OperatorMetrics, PluginError, PluginRegistry};
 
 /// Output batches queued for each sink.
@@ -36,6 +38,8 @@ pub enum StartError {
     DeadLetter(std::io::Error),
     #[error("source \"{source_name}\": {error}")]
     Kafka { source_name: String, error: Box<KafkaClientError> },
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
 }
@@ -95,6 +99,37 @@ pub struct RunningPipeline {
     dead_letters: JoinHandle<std::io::Result<u64>>,
     dead_letter_destination: String,
     control: PipelineControl,
+    /// The local state directory (locked) and the checkpoints the sources resume from.
+    local_state: Option<LocalState>,
+}
+
+/// The checkpoints of file and generator sources, when `state_dir` is set.
+struct LocalState {
+    directory: Arc<StateDirectory>,
+    restored: HashMap<String, TaskCheckpoint>,
+}
+
+impl LocalState {
+    /// Opens (and locks) the pipeline's state directory and reads its checkpoints.
+    fn open(pipeline: &LoadedPipeline) -> Result<Option<LocalState>, StartError> {
+        let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
+        let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
+        let local_sources: Vec<String> = pipeline
+            .config
+            .sources
+            .iter()
+            .map(|source| source.get_ref())
+            .filter(|source| !matches!(source, SourceConfig::Kafka(_)))
+            .map(SourceConfig::name)
+            .collect();
+        let restored = directory.load_all(local_sources.iter().map(String::as_str))?;
+        Ok(Some(LocalState { directory, restored }))
+    }
+
+    /// Whether any source continues a previous run (whose outputs are then kept).
+    fn resumes(state: &Option<LocalState>) -> bool {
+        state.as_ref().is_some_and(|state| !state.restored.is_empty())
+    }
 }
 
 impl RunningPipeline {
@@ -106,7 +141,8 @@ impl RunningPipeline {
     /// Like `start`, with the signal that will stop the sources.
     pub fn start_with_stop(pipeline: &LoadedPipeline, plugins: &PluginRegistry, stop: StopSignal) -> Result<RunningPipeline, StartError> {
         let specs = operator_specs(pipeline, plugins)?;
-        let StartedSinks { queues: sink_queues, workers: sinks } = start_sinks(pipeline)?;
+        let local_state = LocalState::open(pipeline)?;
+        let StartedSinks { queues: sink_queues, workers: sinks } = start_sinks(pipeline, LocalState::resumes(&local_state))?;
         let dead_letter_sink =
             DeadLetterSink::build(pipeline.config.dead_letter.as_ref().map(|d| d.get_ref()), pipeline).map_err(StartError::DeadLetter)?;
         let dead_letter_destination = dead_letter_sink.description().to_owned();
@@ -115,8 +151,16 @@ impl RunningPipeline {
         let control = PipelineControl::new(pipeline.config.pipeline.name.get_ref().to_string(), specs);
         let outputs = TaskOutputs { sinks: sink_queues, dead_letters: dead_letter_sender };
         let factory = TaskFactory::new(control.clone(), outputs, TaskSettings::of(&pipeline.config.pipeline));
-        let mut running =
-            RunningPipeline { stop, sources: Vec::new(), tasks: Vec::new(), sinks, dead_letters, dead_letter_destination, control };
+        let mut running = RunningPipeline {
+            stop,
+            sources: Vec::new(),
+            tasks: Vec::new(),
+            sinks,
+            dead_letters,
+            dead_letter_destination,
+            control,
+            local_state,
+        };
         for source in &pipeline.config.sources {
             running.start_source(pipeline, source.get_ref(), &factory)?;
         }
@@ -140,13 +184,24 @@ impl RunningPipeline {
             return Ok(());
         }
         let source = Source::build(config, pipeline)?;
-        let task = factory.start(TaskOrigin::source(name.clone()), None, None)?;
-        let output = SourceOutput {
-            source: name.clone(),
-            batcher: Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration()),
-            batches: task.input().clone(),
-            dead_letters: factory.dead_letters(),
-            stop: self.stop.clone(),
+        let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
+        let (task, output) = match &self.local_state {
+            None => {
+                let task = factory.start(TaskOrigin::source(name.clone()), None, None)?;
+                let output = SourceOutput::new(name.clone(), batcher, task.input().clone(), factory.dead_letters(), self.stop.clone());
+                (task, output)
+            }
+            Some(state) => {
+                let restored = state.restored.get(name.as_ref());
+                if let Some(checkpoint) = restored {
+                    tracing::info!(source = %name, position = checkpoint.next_position, directory = %state.directory.path().display(), "resuming from a checkpoint");
+                }
+                let target = Box::new(state.directory.target(&name));
+                let task = factory.start(TaskOrigin::source(name.clone()), restored, Some(target))?;
+                let output = SourceOutput::new(name.clone(), batcher, task.input().clone(), factory.dead_letters(), self.stop.clone())
+                    .with_checkpoints(restored.map_or(0, |checkpoint| checkpoint.next_position), settings.checkpoint_interval.duration());
+                (task, output)
+            }
         };
         self.tasks.push(task);
         let run = move || source.run(output).map(|()| Vec::new());
@@ -263,10 +318,12 @@ pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugi
     })
 }
 
-fn start_sinks(pipeline: &LoadedPipeline) -> Result<StartedSinks, StartError> {
+/// Opens the sinks; when the pipeline resumes from checkpoints, output files are continued
+/// rather than started afresh.
+fn start_sinks(pipeline: &LoadedPipeline, resuming: bool) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
     for config in &pipeline.config.sinks {
-        let sink = Sink::build(config.get_ref(), pipeline)?;
+        let sink = Sink::build(config.get_ref(), pipeline, resuming)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
         let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue))?;

@@ -192,7 +192,14 @@ impl Task {
                     return Ok(self.finish_stats());
                 }
                 Ok(TaskMessage::Abandon) => return Ok(self.finish_stats()),
-                Ok(TaskMessage::End) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(TaskMessage::End) => {
+                    self.close_event_time()?;
+                    self.finish_checkpoints()?;
+                    return Ok(self.finish_stats());
+                }
+                // The source went away without a word: close event time, but keep the last
+                // checkpoint (nothing says the input was read to its end).
+                Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some(watermark) = self.watermark.advance_idle() {
                         self.propagate_watermark(watermark)?;
@@ -200,10 +207,29 @@ impl Task {
                 }
             }
         }
-        if let Some(watermark) = self.watermark.finish() {
-            self.propagate_watermark(watermark)?;
-        }
+        self.close_event_time()?;
         Ok(self.finish_stats())
+    }
+
+    /// The input ended: the final watermark closes every window.
+    fn close_event_time(&mut self) -> Result<(), TaskError> {
+        match self.watermark.finish() {
+            Some(watermark) => self.propagate_watermark(watermark),
+            None => Ok(()),
+        }
+    }
+
+    /// The input was read to its end: once the outputs are durable, the checkpoints are no
+    /// longer needed (the next run starts afresh).
+    fn finish_checkpoints(&mut self) -> Result<(), TaskError> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        self.flush_outputs()?;
+        if let Some(Err(reason)) = self.checkpoints.as_mut().map(|target| target.finished()) {
+            tracing::warn!(task = %self.origin, "the input ended, but its checkpoint stays: {reason}");
+        }
+        Ok(())
     }
 
     fn finish_stats(mut self) -> TaskStats {

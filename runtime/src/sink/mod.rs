@@ -35,25 +35,31 @@ enum Output {
     Lines {
         format: OutputFormat,
         writer: Box<dyn Write + Send>,
+        /// The file behind `writer`, to make it durable at checkpoints.
+        file: Option<File>,
     },
     Kafka(KafkaSink),
 }
 
 impl Sink {
-    /// Opens the sink described by `config`.
-    pub fn build(config: &SinkConfig, pipeline: &LoadedPipeline) -> Result<Sink, SinkError> {
+    /// Opens the sink described by `config`. A file is emptied, unless `resuming` (the
+    /// pipeline continues a previous run from its checkpoints): then it is appended to.
+    pub fn build(config: &SinkConfig, pipeline: &LoadedPipeline, resuming: bool) -> Result<Sink, SinkError> {
         let name = config.name();
-        let lines = |writer: Box<dyn Write + Send>, format: OutputFormat| Output::Lines {
+        let lines = |writer: Box<dyn Write + Send>, format: OutputFormat, file: Option<File>| Output::Lines {
             format,
             writer: Box::new(BufWriter::with_capacity(1 << 16, writer)),
+            file,
         };
         let output = match config {
-            SinkConfig::Stdout { format, .. } => lines(Box::new(io::stdout()), *format),
+            SinkConfig::Stdout { format, .. } => lines(Box::new(io::stdout()), *format, None),
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
+                let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
                 let file =
-                    File::create(&path).map_err(|error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error })?;
-                lines(Box::new(file), *format)
+                    File::options().create(true).write(true).append(resuming).truncate(!resuming).open(&path).map_err(open_failed)?;
+                let durable = file.try_clone().map_err(open_failed)?;
+                lines(Box::new(file), *format, Some(durable))
             }
             SinkConfig::Kafka(kafka) => {
                 Output::Kafka(KafkaSink::new(kafka).map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?)
@@ -69,17 +75,21 @@ impl Sink {
     /// Writes a batch: lines are flushed at once, Kafka records are queued for delivery.
     pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         match &mut self.output {
-            Output::Lines { format, writer } => {
+            Output::Lines { format, writer, .. } => {
                 write_lines(writer, *format, batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
             }
             Output::Kafka(kafka) => kafka.write(batch).map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
     }
 
-    /// Returns once everything written so far is durable (acknowledged by the brokers).
+    /// Returns once everything written so far is durable (on disk, or acknowledged by the
+    /// brokers).
     pub fn flush(&mut self) -> Result<(), SinkError> {
         match &mut self.output {
-            Output::Lines { writer, .. } => writer.flush().map_err(|error| SinkError::Write { sink: self.name.clone(), error }),
+            Output::Lines { writer, file, .. } => {
+                let durable = writer.flush().and_then(|()| file.as_ref().map_or(Ok(()), File::sync_data));
+                durable.map_err(|error| SinkError::Write { sink: self.name.clone(), error })
+            }
             Output::Kafka(kafka) => kafka.flush().map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
     }

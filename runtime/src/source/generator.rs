@@ -97,14 +97,23 @@ impl Generator {
     }
 
     /// Produces records until `count` is reached or the pipeline stops.
-    pub fn run(self, mut output: SourceOutput) -> Result<(), SourceError> {
+    pub fn run(self, output: &mut SourceOutput) -> Result<(), SourceError> {
         let mut random = ChaCha8Rng::seed_from_u64(self.seed);
-        let started = Instant::now();
+        let mut started = Instant::now();
+        // Records a checkpoint covers are generated again (to reach the same random state)
+        // but not paced: the rate applies from the first record sent on.
+        let mut first_live: Option<u64> = None;
         let mut sequence = 0u64;
         let mut value = Vec::with_capacity(256);
         while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
-            if !self.pace(sequence, started, &mut output) {
-                break;
+            if !output.covers(sequence) {
+                let first = *first_live.get_or_insert_with(|| {
+                    started = Instant::now();
+                    sequence
+                });
+                if !self.pace(sequence - first, started, output) {
+                    break;
+                }
             }
             value.clear();
             let (user, timestamp) = self.record(sequence, &mut random, &mut value);
@@ -114,11 +123,10 @@ impl Generator {
             sequence += 1;
         }
         tracing::debug!(source = %self.name, records = sequence, "generator finished");
-        let _ = output.finish();
         Ok(())
     }
 
-    /// Waits until record `sequence` is due at the configured rate, in short slices so that
+    /// Waits until the `sequence`-th record since `started` is due at the configured rate, in short slices so that
     /// a stop is noticed and a lingering batch is sent. False if the pipeline stops meanwhile.
     fn pace(&self, sequence: u64, started: Instant, output: &mut SourceOutput) -> bool {
         let Some(rate) = self.rate else { return true };

@@ -70,7 +70,7 @@ impl JsonLinesSource {
         JsonLinesSource { name, input: Input::Stdin, timestamp }
     }
 
-    pub fn run(self, output: SourceOutput) -> Result<(), SourceError> {
+    pub fn run(self, output: &mut SourceOutput) -> Result<(), SourceError> {
         match self.input {
             Input::File(reader) => read_lines(&self.name, reader, &self.timestamp, output),
             Input::Stdin => read_stdin(&self.name, &self.timestamp, output),
@@ -78,7 +78,7 @@ impl JsonLinesSource {
     }
 }
 
-fn read_lines(name: &str, mut reader: impl BufRead, timestamp: &TimestampField, mut output: SourceOutput) -> Result<(), SourceError> {
+fn read_lines(name: &str, mut reader: impl BufRead, timestamp: &TimestampField, output: &mut SourceOutput) -> Result<(), SourceError> {
     let mut line = Vec::new();
     let mut number = 0u64;
     loop {
@@ -88,16 +88,15 @@ fn read_lines(name: &str, mut reader: impl BufRead, timestamp: &TimestampField, 
             break;
         }
         number += 1;
-        if deliver(&mut line, number, timestamp, &mut output).is_err() {
+        if deliver(&mut line, number, timestamp, output).is_err() {
             return Ok(());
         }
     }
-    let _ = output.finish();
     Ok(())
 }
 
 /// Standard input blocks; a reader thread feeds lines so that batches still linger on time.
-fn read_stdin(name: &str, timestamp: &TimestampField, mut output: SourceOutput) -> Result<(), SourceError> {
+fn read_stdin(name: &str, timestamp: &TimestampField, output: &mut SourceOutput) -> Result<(), SourceError> {
     let (lines, incoming) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1024);
     std::thread::Builder::new()
         .name("sluice-stdin".into())
@@ -116,7 +115,7 @@ fn read_stdin(name: &str, timestamp: &TimestampField, mut output: SourceOutput) 
             Ok(line) => {
                 let mut line = line.map_err(|error| SourceError::Read { source_name: name.into(), error })?;
                 number += 1;
-                if deliver(&mut line, number, timestamp, &mut output).is_err() {
+                if deliver(&mut line, number, timestamp, output).is_err() {
                     return Ok(());
                 }
             }
@@ -128,7 +127,6 @@ fn read_stdin(name: &str, timestamp: &TimestampField, mut output: SourceOutput) 
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    let _ = output.finish();
     Ok(())
 }
 

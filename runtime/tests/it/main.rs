@@ -10,5 +10,6 @@ mod invalid;
 mod kafka;
 mod languages;
 mod operators;
+mod resume;
 mod support;
 mod swap;

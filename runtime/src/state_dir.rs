@@ -1,0 +1,177 @@
+//! Local state directories: the checkpoints of file and generator sources, one file per
+//! source, replaced atomically; a lock keeps two processes out of one pipeline's directory.
+//!
+//! Layout: `<state_dir>/<pipeline>/<source>.checkpoint.json` (the same encoding as the Kafka
+//! checkpoint topic) and `<state_dir>/<pipeline>/lock`.
+
+use std::collections::HashMap;
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::pipeline::{CheckpointTarget, TaskCheckpoint};
+
+/// Why a state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error("state directory {path}: {error}")]
+    Io { path: String, error: io::Error },
+    #[error("state directory {path} is in use by another sluice process (lock file {path}/lock): one process per pipeline and state_dir")]
+    Locked { path: String },
+    #[error("checkpoint {path} is unreadable ({problem}): remove it to start source \"{source_name}\" from the beginning")]
+    Unreadable { path: String, source_name: String, problem: String },
+}
+
+/// One pipeline's directory of checkpoints, locked while it is open.
+#[derive(Debug)]
+pub struct StateDirectory {
+    root: PathBuf,
+    /// Held (locked) for as long as any task may still write here.
+    _lock: File,
+}
+
+impl StateDirectory {
+    /// Creates (if needed) and locks `<state_dir>/<pipeline>`.
+    pub fn open(state_dir: &Path, pipeline: &str) -> Result<Arc<StateDirectory>, StateDirError> {
+        let root = state_dir.join(pipeline);
+        let failed = |error| StateDirError::Io { path: root.display().to_string(), error };
+        fs::create_dir_all(&root).map_err(failed)?;
+        let lock = File::options().create(true).truncate(false).write(true).open(root.join("lock")).map_err(failed)?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Arc::new(StateDirectory { root, _lock: lock })),
+            Err(TryLockError::WouldBlock) => Err(StateDirError::Locked { path: root.display().to_string() }),
+            Err(TryLockError::Error(error)) => Err(failed(error)),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The latest checkpoint of each of `sources` that has one.
+    pub fn load_all<'a>(&self, sources: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, TaskCheckpoint>, StateDirError> {
+        let mut found = HashMap::new();
+        for source in sources {
+            if let Some(checkpoint) = self.load(source)? {
+                found.insert(source.to_owned(), checkpoint);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The latest checkpoint of `source`, if it has one.
+    pub fn load(&self, source: &str) -> Result<Option<TaskCheckpoint>, StateDirError> {
+        let path = self.checkpoint_path(source);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(StateDirError::Io { path: path.display().to_string(), error }),
+        };
+        TaskCheckpoint::decode(&bytes).map(Some).map_err(|problem| StateDirError::Unreadable {
+            path: path.display().to_string(),
+            source_name: source.to_owned(),
+            problem,
+        })
+    }
+
+    /// Where the task of `source` saves its checkpoints.
+    pub fn target(self: &Arc<Self>, source: &str) -> LocalCheckpoints {
+        LocalCheckpoints { directory: self.clone(), path: self.checkpoint_path(source) }
+    }
+
+    fn checkpoint_path(&self, source: &str) -> PathBuf {
+        self.root.join(format!("{source}.checkpoint.json"))
+    }
+
+    /// Makes renames and removals in the directory durable.
+    fn sync(&self) -> io::Result<()> {
+        File::open(&self.root)?.sync_all()
+    }
+}
+
+/// The checkpoint file of one source's task.
+pub struct LocalCheckpoints {
+    directory: Arc<StateDirectory>,
+    path: PathBuf,
+}
+
+impl LocalCheckpoints {
+    /// Writes a temporary file, makes it durable, then renames it over the checkpoint: a
+    /// crash at any moment leaves the old checkpoint or the new one, never a mix.
+    fn replace(&self, contents: &[u8]) -> io::Result<()> {
+        let temporary = self.path.with_extension("json.tmp");
+        let mut file = File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &self.path)?;
+        self.directory.sync()
+    }
+}
+
+impl CheckpointTarget for LocalCheckpoints {
+    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
+        self.replace(&checkpoint.encode()).map_err(|error| format!("cannot write {}: {error}", self.path.display()))
+    }
+
+    fn finished(&mut self) -> Result<(), String> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => self.directory.sync().map_err(|error| format!("cannot sync {}: {error}", self.directory.path().display())),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(format!("cannot remove {}: {error}", self.path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::OperatorCheckpoint;
+    use crate::wasm::State;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-state-dir-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn checkpoints_are_saved_loaded_and_removed_when_finished() {
+        let dir = scratch("round-trip");
+        let directory = StateDirectory::open(&dir, "pipe").unwrap();
+        assert_eq!(directory.load("events").unwrap(), None);
+        let checkpoint = TaskCheckpoint {
+            next_position: 7,
+            watermark: Some(1_000),
+            operators: vec![OperatorCheckpoint { name: "count".into(), digest: "d".into(), state: State { version: 1, bytes: vec![9] } }],
+        };
+        let mut target = directory.target("events");
+        target.save(&checkpoint).unwrap();
+        assert_eq!(directory.load_all(["events", "other"]).unwrap(), HashMap::from([("events".to_owned(), checkpoint)]));
+        target.finished().unwrap();
+        assert_eq!(directory.load("events").unwrap(), None);
+        drop((target, directory));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_opener_is_refused_until_the_first_is_gone() {
+        let dir = scratch("lock");
+        let first = StateDirectory::open(&dir, "pipe").unwrap();
+        assert!(matches!(StateDirectory::open(&dir, "pipe"), Err(StateDirError::Locked { .. })));
+        assert!(StateDirectory::open(&dir, "another").is_ok());
+        drop(first);
+        assert!(StateDirectory::open(&dir, "pipe").is_ok());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_checkpoint_is_named() {
+        let dir = scratch("unreadable");
+        let directory = StateDirectory::open(&dir, "pipe").unwrap();
+        fs::write(directory.path().join("events.checkpoint.json"), b"not json").unwrap();
+        let error = directory.load("events").unwrap_err().to_string();
+        assert!(error.contains("events.checkpoint.json") && error.contains("remove it"), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
