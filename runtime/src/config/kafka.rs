@@ -22,7 +22,7 @@ pub const RESERVED_CONSUMER_PROPERTIES: &[(&str, &str)] = &[
 pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "use `brokers`"),
     ("enable.idempotence", "Sluice's producers are always idempotent"),
-    ("transactional.id", "transactions are not supported yet"),
+    ("transactional.id", "set `delivery = \"exactly-once\"` in [pipeline]; the id comes from the pipeline, source and SLUICE_INSTANCE"),
     ("partitioner", "use `partitioning`"),
 ];
 

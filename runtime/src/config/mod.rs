@@ -69,6 +69,22 @@ pub struct PipelineConfig {
     /// Where file and generator sources keep their checkpoints (relative to the pipeline
     /// file); a restart resumes from them. None: such sources start from the beginning.
     pub state_dir: Option<PathBuf>,
+    /// What a Kafka → Kafka pipeline guarantees about its outputs.
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// Delivery guarantee of the outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Nothing is lost; after a crash, outputs since the last checkpoint may repeat.
+    #[default]
+    AtLeastOnce,
+    /// Kafka → Kafka only: outputs, dead letters, checkpoints and consumer offsets are
+    /// committed in one Kafka transaction per checkpoint, so `read_committed` readers see
+    /// each output once.
+    ExactlyOnce,
 }
 
 /// The runtime's handling of records that arrive behind the watermark.

@@ -7,8 +7,8 @@ use std::path::Path;
 use toml::Spanned;
 
 use super::{
-    DeadLetterConfig, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, RESERVED_CONSUMER_PROPERTIES,
-    RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
+    DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, Partitioning,
+    RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
 };
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
@@ -33,6 +33,7 @@ pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> R
     problems.check_sources();
     problems.check_operators(plugins);
     problems.check_sinks();
+    problems.check_exactly_once();
     problems.found.into_result()
 }
 
@@ -232,6 +233,60 @@ impl Problems<'_> {
                     self.check_kafka_sink(dead_letter.span(), "the dead-letter topic", &kafka.brokers, &kafka.topic, &kafka.properties)
                 }
                 DeadLetterConfig::Stderr => {}
+            }
+        }
+    }
+
+    /// `delivery = "exactly-once"` commits everything through one transactional producer, so
+    /// every input and output must be on the same Kafka cluster and fit that producer.
+    fn check_exactly_once(&mut self) {
+        let config = &self.pipeline.config;
+        if config.pipeline.delivery != Delivery::ExactlyOnce {
+            return;
+        }
+        let why = "delivery = \"exactly-once\" commits outputs, dead letters, checkpoints and offsets in one Kafka transaction";
+        let kafka_sources: Vec<_> = config
+            .sources
+            .iter()
+            .filter_map(|source| match source.get_ref() {
+                SourceConfig::Kafka(kafka) => Some(kafka),
+                _ => None,
+            })
+            .collect();
+        let [source] = kafka_sources.as_slice() else {
+            return self.report_file(&format!("{why}: the pipeline needs exactly one source, of type \"kafka\""));
+        };
+        if config.sources.len() != 1 {
+            return self.report_file(&format!("{why}: the pipeline needs exactly one source, of type \"kafka\""));
+        }
+        // Every output, as (span, what, brokers, properties): all go through one producer.
+        let mut outputs: Vec<(Range<usize>, String, &str, &KafkaProperties)> = Vec::new();
+        for sink in &config.sinks {
+            let what = format!("sink \"{}\"", sink.get_ref().name());
+            match sink.get_ref() {
+                SinkConfig::Kafka(kafka) => {
+                    if kafka.partitioning != Partitioning::Key {
+                        self.report(sink.span(), format!("{what}: {why}, through one producer: use `partitioning = \"key\"`"));
+                    }
+                    outputs.push((sink.span(), what, &kafka.brokers, &kafka.properties));
+                }
+                _ => self.report(sink.span(), format!("{what}: {why}: every sink must be of type \"kafka\"")),
+            }
+        }
+        match config.dead_letter.as_ref().map(|dead_letter| (dead_letter.span(), dead_letter.get_ref())) {
+            Some((span, DeadLetterConfig::Kafka(kafka))) => {
+                outputs.push((span, "the dead-letter topic".into(), &kafka.brokers, &kafka.properties))
+            }
+            Some((span, _)) => self.report(span, format!("{why}: [dead_letter] must be of type \"kafka\"")),
+            None => self.report_file(&format!("{why}: add a [dead_letter] table of type \"kafka\"")),
+        }
+        let first_properties = outputs.first().map(|output| output.3);
+        for (span, what, brokers, properties) in outputs {
+            if brokers != source.brokers {
+                self.report(span.clone(), format!("{what}: {why}: use the source's brokers ({:?})", source.brokers));
+            }
+            if first_properties.is_some_and(|first| first != properties) {
+                self.report(span, format!("{what}: {why}, through one producer: give every output the same `properties`"));
             }
         }
     }

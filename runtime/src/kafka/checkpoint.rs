@@ -17,7 +17,8 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::producer::send_when_room;
+use super::producer::{OutgoingRecord, OutputProducer, send_when_room};
+use super::transaction::TransactionalProducer;
 use super::{KafkaClientError, LoggingContext};
 use crate::config::KafkaProperties;
 use crate::pipeline::TaskCheckpoint;
@@ -70,6 +71,8 @@ impl ProducerContext for AckContext {
 /// Reads and writes checkpoints of one Kafka source.
 pub struct CheckpointStore {
     producer: ThreadedProducer<AckContext>,
+    /// In an exactly-once pipeline, checkpoints are written in the transaction instead.
+    transactional: Option<OutputProducer>,
     reader: ClientConfig,
     topic: String,
 }
@@ -77,16 +80,28 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// Connects to `brokers` with the source's properties; creates the topic (compacted) if
     /// it does not exist.
-    pub fn open(brokers: &str, properties: &KafkaProperties, topic: &str) -> Result<CheckpointStore, KafkaClientError> {
+    pub fn open(
+        brokers: &str,
+        properties: &KafkaProperties,
+        topic: &str,
+        transactions: Option<&TransactionalProducer>,
+    ) -> Result<CheckpointStore, KafkaClientError> {
         let writer = super::client_config(brokers, properties, &[], &[("enable.idempotence", "true"), ("linger.ms", "0")])?;
         let producer = writer.create_with_context(AckContext).map_err(KafkaClientError::kafka("cannot create the checkpoint producer"))?;
         let reader = super::client_config(
             brokers,
             properties,
             &[],
-            &[("group.id", "sluice-checkpoint-reader"), ("enable.auto.commit", "false"), ("enable.partition.eof", "false")],
+            &[
+                ("group.id", "sluice-checkpoint-reader"),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+                // Checkpoints of aborted transactions (exactly-once) are never read back.
+                ("isolation.level", "read_committed"),
+            ],
         )?;
-        let store = CheckpointStore { producer, reader, topic: topic.to_owned() };
+        let transactional = transactions.map(|transactions| transactions.output(topic));
+        let store = CheckpointStore { producer, transactional, reader, topic: topic.to_owned() };
         store.ensure_topic(&writer)?;
         Ok(store)
     }
@@ -96,9 +111,14 @@ impl CheckpointStore {
     }
 
     /// Writes a checkpoint and waits until the brokers acknowledge it.
+    /// In an exactly-once pipeline, it waits until the record is in the open transaction.
     pub fn save(&self, key: &CheckpointKey, checkpoint: &TaskCheckpoint) -> Result<(), String> {
         let value = checkpoint.encode();
         let key = key.text();
+        if let Some(transactional) = &self.transactional {
+            let record = OutgoingRecord { key: Some(key.as_bytes()), value: &value, timestamp: None, headers: None };
+            return transactional.send(record).and_then(|()| transactional.flush());
+        }
         let (ack, acked) = mpsc::sync_channel(1);
         let record = BaseRecord::with_opaque_to(&self.topic, Box::new(ack)).key(key.as_bytes()).payload(value.as_slice());
         send_when_room(&self.producer, record, || Ok(()))

@@ -7,6 +7,7 @@ mod partitions;
 mod producer;
 mod sink;
 mod source;
+mod transaction;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -17,6 +18,7 @@ use crate::config::{KafkaProperties, PropertyError};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
 pub use sink::{KafkaDeadLetters, KafkaSink};
 pub use source::{KafkaSource, KafkaSourceSettings};
+pub use transaction::{TransactionError, TransactionalProducer, transactional_id};
 
 /// Why a Kafka client could not be made or used.
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,13 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+mod exactly_once;
+
+use exactly_once::Rounds;
+
 use super::LoggingContext;
 use super::checkpoint::{CheckpointKey, CheckpointStore};
+use super::transaction::TransactionalProducer;
 use crate::config::StartPosition;
 use crate::pipeline::{Batcher, CheckpointTarget, StartedTask, TaskCheckpoint, TaskFactory, TaskMessage, TaskOrigin, TaskStats};
 
@@ -42,6 +47,8 @@ pub struct PartitionSetup {
     pub factory: TaskFactory,
     pub store: Arc<CheckpointStore>,
     pub commits: Sender<Commit>,
+    /// Exactly-once: the transaction every output and checkpoint goes into.
+    pub transactions: Option<Arc<TransactionalProducer>>,
 }
 
 /// One owned partition.
@@ -56,6 +63,8 @@ struct PartitionFeed {
     /// `next_offset` at the last barrier.
     checkpointed_offset: Option<i64>,
     last_barrier: Instant,
+    /// Where the task started: its checkpoint's offset, or the first record's.
+    restart_offset: Option<i64>,
 }
 
 /// The consumer's context: rebalances start and stop partition tasks.
@@ -64,6 +73,8 @@ pub struct SourceContext {
     state: Mutex<Partitions>,
     /// Positions the tasks have checkpointed, not yet committed.
     commits: Mutex<Receiver<Commit>>,
+    /// Exactly-once: transaction rounds instead of per-partition commits.
+    rounds: Option<Mutex<Rounds>>,
 }
 
 /// The partitions owned now, and what ended.
@@ -79,7 +90,8 @@ pub struct Partitions {
 
 impl SourceContext {
     pub fn new(setup: PartitionSetup, commits: Receiver<Commit>) -> SourceContext {
-        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits) }
+        let rounds = setup.transactions.clone().map(|producer| Mutex::new(Rounds::new(producer)));
+        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds }
     }
 
     /// Commits the positions checkpointed since the last call (the latest per partition).
@@ -128,6 +140,7 @@ impl SourceContext {
         let offset = u64::try_from(message.offset()).unwrap_or_default();
         let full = feed.batcher.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset);
         feed.next_offset = Some(message.offset() + 1);
+        feed.restart_offset.get_or_insert(message.offset());
         if let Some(batch) = full {
             let delivered = feed.queue(consumer, &id, TaskMessage::Batch(batch));
             partitions.note(delivered, &id);
@@ -137,6 +150,8 @@ impl SourceContext {
     /// Housekeeping between polls: lingering batches, retries of paused partitions, barriers.
     pub fn tick(&self, consumer: &BaseConsumer<SourceContext>) {
         let interval = self.setup.checkpoint_interval;
+        // Exactly-once checkpoints every partition in one round instead.
+        let per_partition_barriers = self.rounds.is_none();
         let mut partitions = self.partitions();
         let mut broken = Vec::new();
         for (id, feed) in partitions.feeds.iter_mut() {
@@ -144,7 +159,7 @@ impl SourceContext {
             if let Some(batch) = feed.batcher.poll_linger() {
                 delivered &= feed.queue(consumer, id, TaskMessage::Batch(batch));
             }
-            if feed.last_barrier.elapsed() >= interval {
+            if per_partition_barriers && feed.last_barrier.elapsed() >= interval {
                 delivered &= feed.barrier(consumer, id);
             }
             if !delivered {
@@ -154,15 +169,17 @@ impl SourceContext {
         for id in broken {
             partitions.note(false, &id);
         }
+        drop(partitions);
+        self.round_if_due(consumer);
     }
 
     /// Checkpoints and stops every partition task (the process is stopping).
-    pub fn suspend_all(&self) {
-        let mut partitions = self.partitions();
-        let ids: Vec<PartitionId> = partitions.feeds.keys().cloned().collect();
-        for id in ids {
-            partitions.stop(&id, false);
+    pub fn suspend_all(&self, consumer: &BaseConsumer<SourceContext>) {
+        let ids: Vec<PartitionId> = self.partitions().feeds.keys().cloned().collect();
+        if self.rounds.is_some() {
+            return self.transaction_round(consumer, &ids);
         }
+        self.partitions().stop(&ids, false);
     }
 
     /// Partitions assigned: read their checkpoints, start their tasks, and assign each at
@@ -170,6 +187,14 @@ impl SourceContext {
     fn assign(&self, consumer: &BaseConsumer<SourceContext>, assignment: &mut TopicPartitionList) {
         let ids: Vec<PartitionId> = assignment.elements().iter().map(|element| (element.topic().into(), element.partition())).collect();
         tracing::info!(source = %self.setup.source, partitions = %describe(&ids), "partitions assigned");
+        if self.rounds.is_some() {
+            // A partition assigned again while its old task runs: that task's work is in the
+            // open transaction, so it ends with a committed round before the new one starts.
+            let running: Vec<PartitionId> = ids.iter().filter(|id| self.partitions().feeds.contains_key(*id)).cloned().collect();
+            if !running.is_empty() {
+                self.transaction_round(consumer, &running);
+            }
+        }
         let keys: Vec<CheckpointKey> = ids.iter().map(|id| self.key(id)).collect();
         let mut checkpoints = match self.setup.store.load(&keys) {
             Ok(checkpoints) => checkpoints,
@@ -184,7 +209,9 @@ impl SourceContext {
             if let Err(error) = assignment.set_partition_offset(&id.0, id.1, offset) {
                 return self.partitions().fail(format!("cannot position {}: {error}", describe_one(id)));
             }
-            if let Err(error) = self.start_feed(id, key, checkpoint.as_ref()) {
+            let restart_offset = checkpoint.as_ref().and_then(|checkpoint| i64::try_from(checkpoint.next_position).ok());
+            let target = self.checkpoint_target(id, key, checkpoint.as_ref());
+            if let Err(error) = self.start_feed(id, checkpoint.as_ref(), target, restart_offset) {
                 return self.partitions().fail(error);
             }
         }
@@ -201,14 +228,34 @@ impl SourceContext {
         }
     }
 
-    fn start_feed(&self, id: &PartitionId, key: &CheckpointKey, checkpoint: Option<&TaskCheckpoint>) -> Result<(), String> {
+    /// Where the task of a newly assigned partition saves its checkpoints: the checkpoint
+    /// topic (then the source commits), or, exactly-once, the transaction.
+    fn checkpoint_target(&self, id: &PartitionId, key: &CheckpointKey, restored: Option<&TaskCheckpoint>) -> Box<dyn CheckpointTarget> {
+        let store = self.setup.store.clone();
+        match self.rounds() {
+            Some(mut rounds) => {
+                rounds.restored(id, restored);
+                Box::new(rounds.target(store, key.clone(), id.clone()))
+            }
+            None => Box::new(PartitionCheckpoints { store, key: key.clone(), commits: self.setup.commits.clone() }),
+        }
+    }
+
+    /// Starts the task of `id`, restored from `checkpoint` if any, reading from
+    /// `restart_offset` (none: from the first record that arrives).
+    fn start_feed(
+        &self,
+        id: &PartitionId,
+        checkpoint: Option<&TaskCheckpoint>,
+        target: Box<dyn CheckpointTarget>,
+        restart_offset: Option<i64>,
+    ) -> Result<(), String> {
         if let Some(checkpoint) = checkpoint {
             tracing::info!(partition = %describe_one(id), offset = checkpoint.next_position, "restoring from checkpoint");
         }
         let origin = TaskOrigin { source: self.setup.source.clone(), partition: Some(id.clone()) };
-        let target = PartitionCheckpoints { store: self.setup.store.clone(), key: key.clone(), commits: self.setup.commits.clone() };
-        let task = self.setup.factory.start(origin, checkpoint, Some(Box::new(target))).map_err(|error| error.to_string())?;
-        let next_offset = checkpoint.and_then(|checkpoint| i64::try_from(checkpoint.next_position).ok());
+        let task = self.setup.factory.start(origin, checkpoint, Some(target)).map_err(|error| error.to_string())?;
+        let next_offset = restart_offset;
         let feed = PartitionFeed {
             task,
             batcher: Batcher::new(self.setup.batch_size, self.setup.batch_linger),
@@ -217,9 +264,10 @@ impl SourceContext {
             next_offset,
             checkpointed_offset: next_offset,
             last_barrier: Instant::now(),
+            restart_offset,
         };
         let mut partitions = self.partitions();
-        partitions.stop(id, false);
+        partitions.stop(std::slice::from_ref(id), false);
         partitions.feeds.insert(id.clone(), feed);
         Ok(())
     }
@@ -230,16 +278,23 @@ impl SourceContext {
         let lost = consumer.assignment_lost();
         let ids: Vec<PartitionId> = revoked.elements().iter().map(|element| (element.topic().into(), element.partition())).collect();
         tracing::info!(source = %self.setup.source, partitions = %describe(&ids), lost, "partitions revoked");
-        {
-            let mut partitions = self.partitions();
-            for id in &ids {
-                partitions.stop(id, lost);
+        if self.rounds.is_some() {
+            if lost {
+                self.abort_and_rewind(consumer, "partitions were lost to another member", &ids);
+            } else {
+                self.transaction_round(consumer, &ids);
             }
+            return self.unassign(consumer, revoked);
         }
+        self.partitions().stop(&ids, lost);
         if !lost {
             self.commit_checkpointed(consumer, CommitMode::Sync);
         }
         self.partitions().stopping.clear();
+        self.unassign(consumer, revoked);
+    }
+
+    fn unassign(&self, consumer: &BaseConsumer<SourceContext>, revoked: &TopicPartitionList) {
         let unassigned = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_unassign(revoked),
             _ => consumer.unassign(),
@@ -269,36 +324,62 @@ impl SourceContext {
 }
 
 impl Partitions {
-    /// Stops a partition's task: checkpointed (`Suspend`) unless `lost`.
-    fn stop(&mut self, id: &PartitionId, lost: bool) {
-        let Some(mut feed) = self.feeds.remove(id) else { return };
-        // A final checkpoint even if nothing arrived since the last barrier: that barrier's
-        // save may have failed.
-        let last = match feed.next_offset {
-            Some(next) if !lost => {
-                self.stopping.push(id.clone());
-                TaskMessage::Suspend { next_position: u64::try_from(next).unwrap_or_default() }
+    /// Stops the tasks of `ids`: checkpointed (`Suspend`) unless `lost`. Every task gets its
+    /// last message before any is waited for, so they checkpoint in parallel.
+    fn stop(&mut self, ids: &[PartitionId], lost: bool) {
+        let mut ending = Vec::new();
+        for id in ids {
+            let Some(mut feed) = self.feeds.remove(id) else { continue };
+            // A final checkpoint even if nothing arrived since the last barrier: that barrier's
+            // save may have failed.
+            let last = match feed.next_offset {
+                Some(next) if !lost => {
+                    self.stopping.push(id.clone());
+                    TaskMessage::Suspend { next_position: u64::try_from(next).unwrap_or_default() }
+                }
+                _ => TaskMessage::Abandon,
+            };
+            if let Some(batch) = feed.batcher.take().filter(|_| !lost) {
+                feed.pending.push_back(TaskMessage::Batch(batch));
             }
-            _ => TaskMessage::Abandon,
-        };
-        if let Some(batch) = feed.batcher.take().filter(|_| !lost) {
-            feed.pending.push_back(TaskMessage::Batch(batch));
+            if lost {
+                feed.pending.clear();
+            }
+            feed.pending.push_back(last);
+            let sent = feed.deliver_pending();
+            ending.push((id, feed, sent));
         }
-        if lost {
-            feed.pending.clear();
+        for (id, feed, sent) in ending {
+            match feed.task.join() {
+                Ok(stats) if sent => self.finished.push(stats),
+                Ok(stats) => {
+                    self.finished.push(stats);
+                    self.fail(format!("the task of {} stopped early", describe_one(id)));
+                }
+                Err(error) => self.fail(error.to_string()),
+            }
         }
-        feed.pending.push_back(last);
-        let input = feed.task.input().clone();
-        let sent = feed.pending.drain(..).all(|message| input.send(message).is_ok());
-        drop(input);
+    }
+
+    /// Exactly-once: joins a task that was sent its last barrier in a round.
+    fn join_stopped(&mut self, id: &PartitionId) {
+        let Some(feed) = self.feeds.remove(id) else { return };
         match feed.task.join() {
-            Ok(stats) if sent => self.finished.push(stats),
-            Ok(stats) => {
-                self.finished.push(stats);
-                self.fail(format!("the task of {} stopped early", describe_one(id)));
-            }
+            Ok(stats) => self.finished.push(stats),
             Err(error) => self.fail(error.to_string()),
         }
+    }
+
+    /// Exactly-once, after an abort: stops a task at once, whatever it has queued; returns
+    /// the offset it started from (if it had a task).
+    fn abandon(&mut self, id: &PartitionId) -> Option<Option<i64>> {
+        let feed = self.feeds.remove(id)?;
+        feed.task.cancel();
+        match feed.task.join() {
+            Ok(stats) => self.finished.push(stats),
+            Err(error) => self.fail(error.to_string()),
+        }
+        Some(feed.restart_offset)
     }
 
     /// After a send: a task that stopped taking records has failed; find out why.
@@ -363,6 +444,13 @@ impl PartitionFeed {
         true
     }
 
+    /// Sends everything that waits, waiting for room (a round needs its barrier queued);
+    /// false if the task has gone. A paused partition resumes at the next tick.
+    fn deliver_pending(&mut self) -> bool {
+        let input = self.task.input().clone();
+        self.pending.drain(..).all(|message| input.send(message).is_ok())
+    }
+
     fn pause(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) {
         if !self.paused {
             self.paused = true;
@@ -403,11 +491,8 @@ impl ConsumerContext for SourceContext {
             other => {
                 tracing::error!(source = %self.setup.source, "rebalance failed: {other:?}; giving up the partitions");
                 let all = self.partitions().feeds.keys().cloned().collect::<Vec<_>>();
-                let mut partitions = self.partitions();
-                for id in &all {
-                    partitions.stop(id, true);
-                }
-                drop(partitions);
+                self.abort_and_rewind(consumer, "the rebalance failed", &all);
+                self.partitions().stop(&all, true);
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!("unassigning partitions failed: {error}");
                 }

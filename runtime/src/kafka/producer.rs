@@ -1,7 +1,8 @@
 //! An idempotent producer that never blocks the caller on a full queue for long, retries
-//! inside librdkafka, and surfaces deliveries that failed for good.
+//! inside librdkafka, and surfaces deliveries that failed for good (or, inside a transaction,
+//! leaves them to abort it).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -16,6 +17,8 @@ use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
 
 /// Time a send waits for room in librdkafka's queue before trying again.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
+/// How long a transactional flush waits between checks for a fatal error.
+const FLUSH_SLICE: Duration = Duration::from_millis(500);
 
 /// Queues `record`, waiting while librdkafka's queue is full; `while_waiting` runs after each
 /// wait and may give up.
@@ -61,24 +64,42 @@ impl ClientContext for DeliveryContext {
     }
 }
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+impl DeliveryContext {
+    /// The first failure since the last call, forgotten (a transaction was aborted for it).
+    pub fn take_failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if failure.is_none() {
-                tracing::error!("kafka delivery failed after retries: {error}");
-                *failure = Some(error.to_string());
-            }
+    fn record_failure(&self, error: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failure.is_none() {
+            tracing::error!("kafka delivery failed after retries: {error}");
+            *failure = Some(error);
         }
     }
 }
 
-/// An idempotent producer writing to one topic.
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            // Records purged by an aborted transaction: the abort itself is what counts.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight), _)) => {}
+            Err((error, _)) => self.record_failure(error.to_string()),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// An idempotent producer writing to one topic: its own, or a share of the transactional
+/// producer of an exactly-once pipeline.
 pub struct OutputProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
     topic: String,
+    /// Inside a transaction a failure does not stop the writer: it is remembered, and the
+    /// transaction is aborted instead of committed.
+    transactional: bool,
 }
 
 impl OutputProducer {
@@ -90,7 +111,12 @@ impl OutputProducer {
         let producer = config
             .create_with_context(DeliveryContext::default())
             .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;
-        Ok(OutputProducer { producer, topic: topic.to_owned() })
+        Ok(OutputProducer { producer: Arc::new(producer), topic: topic.to_owned(), transactional: false })
+    }
+
+    /// Writes to `topic` through a shared transactional producer.
+    pub fn transactional(producer: Arc<ThreadedProducer<DeliveryContext>>, topic: &str) -> OutputProducer {
+        OutputProducer { producer, topic: topic.to_owned(), transactional: true }
     }
 
     /// Queues a record; waits while librdkafka's queue is full. Fails if an earlier delivery
@@ -107,15 +133,47 @@ impl OutputProducer {
         if let Some(headers) = record.headers {
             base = base.headers(headers);
         }
-        send_when_room(&self.producer, base, || self.check_deliveries())
-            .map_err(|error| format!("cannot produce to topic \"{}\": {error}", self.topic))
+        let sent = send_when_room(&self.producer, base, || self.check_deliveries())
+            .map_err(|error| format!("cannot produce to topic \"{}\": {error}", self.topic));
+        self.settle(sent)
     }
 
     /// Waits until every queued record is acknowledged by the brokers (librdkafka retries
     /// through broker outages until `delivery.timeout.ms`).
     pub fn flush(&self) -> Result<(), String> {
-        self.producer.flush(Timeout::Never).map_err(|error| format!("flushing topic \"{}\" failed: {error}", self.topic))?;
+        let flushed = if self.transactional {
+            self.flush_transactional()
+        } else {
+            self.producer.flush(Timeout::Never).map_err(|error| error.to_string())
+        };
+        self.settle(flushed.map_err(|error| format!("flushing topic \"{}\" failed: {error}", self.topic)))?;
         self.check_deliveries()
+    }
+
+    /// Inside a transaction, records may never be delivered (the producer was fenced): stop
+    /// waiting once librdkafka reports a fatal error.
+    fn flush_transactional(&self) -> Result<(), String> {
+        loop {
+            match self.producer.flush(FLUSH_SLICE) {
+                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                    if let Some((code, reason)) = self.producer.client().fatal_error() {
+                        return Err(format!("the producer failed for good ({code:?}): {reason}"));
+                    }
+                }
+                other => return other.map_err(|error| error.to_string()),
+            }
+        }
+    }
+
+    /// Inside a transaction, a failure is kept for the commit to find (which then aborts).
+    fn settle(&self, result: Result<(), String>) -> Result<(), String> {
+        match result {
+            Err(error) if self.transactional => {
+                self.producer.context().record_failure(error);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     pub fn topic(&self) -> &str {
@@ -123,6 +181,9 @@ impl OutputProducer {
     }
 
     fn check_deliveries(&self) -> Result<(), String> {
+        if self.transactional {
+            return Ok(());
+        }
         let failure = self.producer.context().failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match &*failure {
             Some(error) => Err(format!("a record for topic \"{}\" could not be delivered: {error}", self.topic)),

@@ -4,6 +4,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 
 use super::KafkaClientError;
 use super::producer::{OutgoingRecord, OutputProducer};
+use super::transaction::TransactionalProducer;
 use crate::config::{KafkaDeadLetterConfig, KafkaSinkConfig};
 use crate::pipeline::DeadLetter;
 use crate::wasm::{Batch, Record};
@@ -14,9 +15,17 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(config: &KafkaSinkConfig) -> Result<KafkaSink, KafkaClientError> {
-        let producer =
-            OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", config.partitioning.partitioner())])?;
+    /// Its own idempotent producer; or, in an exactly-once pipeline, the transactional one.
+    pub fn new(config: &KafkaSinkConfig, transactions: Option<&TransactionalProducer>) -> Result<KafkaSink, KafkaClientError> {
+        let producer = match transactions {
+            Some(transactions) => transactions.output(&config.topic),
+            None => OutputProducer::new(
+                &config.brokers,
+                &config.topic,
+                &config.properties,
+                &[("partitioner", config.partitioning.partitioner())],
+            )?,
+        };
         Ok(KafkaSink { producer })
     }
 
@@ -47,8 +56,15 @@ pub struct KafkaDeadLetters {
 }
 
 impl KafkaDeadLetters {
-    pub fn new(config: &KafkaDeadLetterConfig, pipeline: &str) -> Result<KafkaDeadLetters, KafkaClientError> {
-        let producer = OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", "murmur2_random")])?;
+    pub fn new(
+        config: &KafkaDeadLetterConfig,
+        pipeline: &str,
+        transactions: Option<&TransactionalProducer>,
+    ) -> Result<KafkaDeadLetters, KafkaClientError> {
+        let producer = match transactions {
+            Some(transactions) => transactions.output(&config.topic),
+            None => OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", "murmur2_random")])?,
+        };
         Ok(KafkaDeadLetters { producer, pipeline: pipeline.to_owned() })
     }
 

@@ -1,6 +1,7 @@
 //! The Kafka source: a consumer in the pipeline's group; each assigned partition gets its own
 //! task, restored from the partition's checkpoint. Offsets are committed only after a
-//! checkpoint (operators' state, outputs, dead letters) is durable: at-least-once.
+//! checkpoint (operators' state, outputs, dead letters) is durable: at-least-once; or, with
+//! exactly-once delivery, in the same transaction as the outputs and checkpoints.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -11,6 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use super::KafkaClientError;
 use super::checkpoint::CheckpointStore;
 use super::partitions::{PartitionSetup, SourceContext};
+use super::transaction::TransactionalProducer;
 use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition};
 use crate::pipeline::{StopSignal, TaskFactory, TaskStats};
 use crate::source::SourceError;
@@ -28,6 +30,8 @@ pub struct KafkaSourceSettings {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub checkpoint_interval: Duration,
+    /// Exactly-once: the transactional producer of the pipeline's outputs.
+    pub transactions: Option<Arc<TransactionalProducer>>,
 }
 
 /// A running Kafka source (its thread owns the consumer).
@@ -36,6 +40,7 @@ pub struct KafkaSource {
     consumer: BaseConsumer<SourceContext>,
     subscription: Vec<String>,
     stop: StopSignal,
+    transactions: Option<Arc<TransactionalProducer>>,
 }
 
 impl KafkaSource {
@@ -63,7 +68,8 @@ impl KafkaSource {
                 ("enable.partition.eof", "false"),
             ],
         )?;
-        let store = CheckpointStore::open(&config.brokers, &config.properties, &config.checkpoint_topic())?;
+        let store =
+            CheckpointStore::open(&config.brokers, &config.properties, &config.checkpoint_topic(), settings.transactions.as_deref())?;
         let (commits, checkpointed) = mpsc::channel();
         let setup = PartitionSetup {
             pipeline: settings.pipeline,
@@ -76,11 +82,12 @@ impl KafkaSource {
             factory,
             store: Arc::new(store),
             commits,
+            transactions: settings.transactions.clone(),
         };
         let consumer = client
             .create_with_context(SourceContext::new(setup, checkpointed))
             .map_err(KafkaClientError::kafka("cannot create the consumer"))?;
-        Ok(KafkaSource { name: settings.source, consumer, subscription: config.subscription(), stop })
+        Ok(KafkaSource { name: settings.source, consumer, subscription: config.subscription(), stop, transactions: settings.transactions })
     }
 
     /// Consumes until the stop signal; then checkpoints every partition, commits, and leaves
@@ -115,7 +122,11 @@ impl KafkaSource {
                 None => true,
             };
         }
-        context.suspend_all();
+        context.suspend_all(&self.consumer);
+        if let Some(transactions) = &self.transactions {
+            let (committed, aborted) = transactions.counts();
+            tracing::info!(source = %self.name, transactional_id = transactions.id(), committed, aborted, "transactions committed and aborted");
+        }
         context.commit_checkpointed(&self.consumer, CommitMode::Sync);
         self.consumer.unsubscribe();
         let mut partitions = context.partitions();

@@ -108,6 +108,10 @@ struct StoredOperator {
 pub trait CheckpointTarget: Send {
     fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String>;
 
+    /// The task could not take the checkpoint at its barrier (an operator's state could not
+    /// be read): nothing is saved, and its position is not committed.
+    fn skipped(&mut self, _reason: &str) {}
+
     /// The task's input ended and all its output is durable: the stream is finished, and a
     /// later run starts from the beginning (nothing to resume).
     fn finished(&mut self) -> Result<(), String> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::{DeadLetterConfig, LoadedPipeline};
-use crate::kafka::KafkaDeadLetters;
+use crate::kafka::{KafkaDeadLetters, TransactionalProducer};
 use crate::sink::record_json;
 use crate::wasm::Batch;
 
@@ -94,14 +94,19 @@ enum LineTarget {
 
 impl DeadLetterSink {
     /// Opens the configured dead-letter sink (by default `<pipeline>.dead-letter.jsonl`).
-    pub fn build(config: Option<&DeadLetterConfig>, pipeline: &LoadedPipeline) -> io::Result<DeadLetterSink> {
+    /// A Kafka topic is written through `transactions` when the pipeline is exactly-once.
+    pub fn build(
+        config: Option<&DeadLetterConfig>,
+        pipeline: &LoadedPipeline,
+        transactions: Option<&TransactionalProducer>,
+    ) -> io::Result<DeadLetterSink> {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let lines = |target| Destination::Lines { target, writer: None };
         let destination = match config {
             Some(DeadLetterConfig::Stderr) => lines(LineTarget::Stderr),
             Some(DeadLetterConfig::File { path }) => lines(LineTarget::File(pipeline.resolve(path))),
             Some(DeadLetterConfig::Kafka(kafka)) => {
-                Destination::Kafka(KafkaDeadLetters::new(kafka, &name).map_err(|error| io::Error::other(error.to_string()))?)
+                Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
             }
             None => lines(LineTarget::File(PathBuf::from(format!("{name}.dead-letter.jsonl")))),
         };

@@ -19,7 +19,8 @@ pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed}
 pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
 pub use stop::StopSignal;
 pub use task::{
-    DeadLetterMessage, OutputBatch, SinkMessage, SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskStats,
+    DeadLetterMessage, OutputBatch, OutputClosed, SinkMessage, SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOrigin,
+    TaskOutputs, TaskStats,
 };
 pub use tasks::{StartedTask, TaskFactory, TaskSettings};
 pub use watermark::WatermarkTracker;

@@ -11,8 +11,8 @@ use super::control::PipelineControl;
 use super::task::{DeadLetterMessage, SinkMessage, TaskOrigin, TaskOutputs};
 use super::tasks::{StartedTask, TaskFactory, TaskSettings};
 use super::{Batcher, DeadLetterSink, Operator, OperatorError, OperatorSpec, StopSignal, TaskError, TaskStats};
-use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, SourceConfig};
-use crate::kafka::{KafkaClientError, KafkaSource, KafkaSourceSettings};
+use crate::config::{Delivery, LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, SinkConfig, SourceConfig};
+use crate::kafka::{KafkaClientError, KafkaSource, KafkaSourceSettings, TransactionalProducer, transactional_id};
 use crate::sink::{Sink, SinkError};
 use crate::source::{Source, SourceError, SourceOutput};
 use crate::state_dir::{StateDirError, StateDirectory};
@@ -142,9 +142,12 @@ impl RunningPipeline {
     pub fn start_with_stop(pipeline: &LoadedPipeline, plugins: &PluginRegistry, stop: StopSignal) -> Result<RunningPipeline, StartError> {
         let specs = operator_specs(pipeline, plugins)?;
         let local_state = LocalState::open(pipeline)?;
-        let StartedSinks { queues: sink_queues, workers: sinks } = start_sinks(pipeline, LocalState::resumes(&local_state))?;
+        let transactions = open_transactions(pipeline)?;
+        let StartedSinks { queues: sink_queues, workers: sinks } =
+            start_sinks(pipeline, LocalState::resumes(&local_state), transactions.as_deref())?;
+        let dead_letter_config = pipeline.config.dead_letter.as_ref().map(|d| d.get_ref());
         let dead_letter_sink =
-            DeadLetterSink::build(pipeline.config.dead_letter.as_ref().map(|d| d.get_ref()), pipeline).map_err(StartError::DeadLetter)?;
+            DeadLetterSink::build(dead_letter_config, pipeline, transactions.as_deref()).map_err(StartError::DeadLetter)?;
         let dead_letter_destination = dead_letter_sink.description().to_owned();
         let (dead_letter_sender, dead_letter_queue) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
         let dead_letters = spawn("dead-letter", move || write_dead_letters(dead_letter_sink, dead_letter_queue))?;
@@ -162,12 +165,18 @@ impl RunningPipeline {
             local_state,
         };
         for source in &pipeline.config.sources {
-            running.start_source(pipeline, source.get_ref(), &factory)?;
+            running.start_source(pipeline, source.get_ref(), &factory, transactions.clone())?;
         }
         Ok(running)
     }
 
-    fn start_source(&mut self, pipeline: &LoadedPipeline, config: &SourceConfig, factory: &TaskFactory) -> Result<(), StartError> {
+    fn start_source(
+        &mut self,
+        pipeline: &LoadedPipeline,
+        config: &SourceConfig,
+        factory: &TaskFactory,
+        transactions: Option<Arc<TransactionalProducer>>,
+    ) -> Result<(), StartError> {
         let settings = &pipeline.config.pipeline;
         let name: Arc<str> = config.name().into();
         if let SourceConfig::Kafka(kafka) = config {
@@ -177,6 +186,7 @@ impl RunningPipeline {
                 batch_size: *settings.batch_size.get_ref(),
                 batch_linger: settings.batch_linger.duration(),
                 checkpoint_interval: settings.checkpoint_interval.duration(),
+                transactions,
             };
             let source = KafkaSource::new(kafka, settings, factory.clone(), self.stop.clone())
                 .map_err(|error| StartError::Kafka { source_name: name.to_string(), error: Box::new(error) })?;
@@ -318,12 +328,35 @@ pub fn operator_spec(pipeline: &LoadedPipeline, operator: &OperatorConfig, plugi
     })
 }
 
+/// The transactional producer of an exactly-once pipeline (validation made sure there is
+/// one Kafka source, and that every output is on its cluster with the same properties).
+fn open_transactions(pipeline: &LoadedPipeline) -> Result<Option<Arc<TransactionalProducer>>, StartError> {
+    let config = &pipeline.config;
+    if config.pipeline.delivery != Delivery::ExactlyOnce {
+        return Ok(None);
+    }
+    let Some(SourceConfig::Kafka(source)) = config.sources.first().map(|source| source.get_ref()) else { return Ok(None) };
+    let source_name = config.sources[0].get_ref().name();
+    let properties = config.sinks.iter().find_map(|sink| match sink.get_ref() {
+        SinkConfig::Kafka(kafka) => Some(&kafka.properties),
+        _ => None,
+    });
+    let id = transactional_id(config.pipeline.name.get_ref().as_str(), &source_name);
+    TransactionalProducer::open(&source.brokers, properties.unwrap_or(&source.properties), &id)
+        .map(Some)
+        .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
+}
+
 /// Opens the sinks; when the pipeline resumes from checkpoints, output files are continued
 /// rather than started afresh.
-fn start_sinks(pipeline: &LoadedPipeline, resuming: bool) -> Result<StartedSinks, StartError> {
+fn start_sinks(
+    pipeline: &LoadedPipeline,
+    resuming: bool,
+    transactions: Option<&TransactionalProducer>,
+) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
     for config in &pipeline.config.sinks {
-        let sink = Sink::build(config.get_ref(), pipeline, resuming)?;
+        let sink = Sink::build(config.get_ref(), pipeline, resuming, transactions)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
         let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue))?;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,28 @@ pub struct TaskOutputs {
     pub dead_letters: SyncSender<DeadLetterMessage>,
 }
 
+/// An output stopped taking records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputClosed {
+    Sink,
+    DeadLetters,
+}
+
+impl TaskOutputs {
+    /// Waits until every sink and the dead-letter sink hold everything sent so far.
+    pub fn flush(&self) -> Result<(), OutputClosed> {
+        let (ack, acks) = mpsc::channel();
+        for sink in &self.sinks {
+            sink.send(SinkMessage::Flush(ack.clone())).map_err(|_| OutputClosed::Sink)?;
+        }
+        self.dead_letters.send(DeadLetterMessage::Flush(ack)).map_err(|_| OutputClosed::DeadLetters)?;
+        for _ in 0..=self.sinks.len() {
+            acks.recv().map_err(|_| OutputClosed::Sink)?;
+        }
+        Ok(())
+    }
+}
+
 /// One source's (or partition's) pipeline instance.
 pub struct Task {
     origin: TaskOrigin,
@@ -160,13 +183,20 @@ pub struct Task {
     late: LateRecords,
     outputs: TaskOutputs,
     checkpoints: Option<Box<dyn CheckpointTarget>>,
+    /// Raised to stop at once, whatever is queued (see `StartedTask::cancel`).
+    cancelled: Arc<AtomicBool>,
     stats: TaskStats,
 }
 
 impl Task {
     pub fn new(origin: TaskOrigin, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
         let stats = TaskStats { source: origin.to_string(), ..TaskStats::default() };
-        Task { origin, operators, watermark, late, outputs, checkpoints: None, stats }
+        Task { origin, operators, watermark, late, outputs, checkpoints: None, cancelled: Arc::default(), stats }
+    }
+
+    /// The flag that stops the task at its next message, saving nothing.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
     }
 
     /// Saves checkpoints to `target` at the barriers the source sends.
@@ -180,6 +210,9 @@ impl Task {
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
             let message = input.recv_timeout(IDLE_CHECK);
+            if self.cancelled.load(Ordering::SeqCst) {
+                return Ok(self.finish_stats());
+            }
             match message {
                 Ok(TaskMessage::Batch(batch)) => {
                     self.watermark.received();
@@ -252,6 +285,9 @@ impl Task {
             Ok(operators) => operators,
             Err(reason) => {
                 self.checkpoint_failed(&reason);
+                if let Some(target) = self.checkpoints.as_mut() {
+                    target.skipped(&reason);
+                }
                 return Ok(());
             }
         };
@@ -282,15 +318,10 @@ impl Task {
 
     /// Waits until every sink and the dead-letter sink hold everything sent so far.
     fn flush_outputs(&mut self) -> Result<(), TaskError> {
-        let (ack, acks) = mpsc::channel();
-        for sink in &self.outputs.sinks {
-            sink.send(SinkMessage::Flush(ack.clone())).map_err(|_| self.sink_closed())?;
-        }
-        self.outputs.dead_letters.send(DeadLetterMessage::Flush(ack)).map_err(|_| self.dead_letter_closed())?;
-        for _ in 0..=self.outputs.sinks.len() {
-            acks.recv().map_err(|_| self.sink_closed())?;
-        }
-        Ok(())
+        self.outputs.flush().map_err(|closed| match closed {
+            OutputClosed::Sink => self.sink_closed(),
+            OutputClosed::DeadLetters => self.dead_letter_closed(),
+        })
     }
 
     fn sink_closed(&self) -> TaskError {

@@ -1,6 +1,8 @@
 //! Starting tasks: each runs the operator versions current at its start (swaps included),
 //! restored from a checkpoint when there is one, and is known to the control until it ends.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use super::checkpoint::{CheckpointTarget, TaskCheckpoint};
 use super::control::{PipelineControl, TaskId};
 use super::running::{StartError, spawn};
-use super::task::{Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskStats};
+use super::task::{OutputClosed, Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskStats};
 use super::{Operator, WatermarkTracker};
 use crate::config::{LateRecords, PipelineConfig};
 
@@ -48,6 +50,7 @@ pub struct StartedTask {
     thread: JoinHandle<Result<TaskStats, TaskError>>,
     id: TaskId,
     control: PipelineControl,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl TaskFactory {
@@ -63,7 +66,7 @@ impl TaskFactory {
         restored: Option<&TaskCheckpoint>,
         checkpoints: Option<Box<dyn CheckpointTarget>>,
     ) -> Result<StartedTask, StartError> {
-        let (id, (input, thread)) = self.control.register_task(|specs| {
+        let (id, (input, thread, cancelled)) = self.control.register_task(|specs| {
             let operators = specs
                 .into_iter()
                 .map(|spec| {
@@ -78,11 +81,12 @@ impl TaskFactory {
             if let Some(target) = checkpoints {
                 task = task.with_checkpoints(target);
             }
+            let cancelled = task.cancel_flag();
             let (input, queue) = mpsc::sync_channel(TASK_QUEUE);
             let thread = spawn(&format!("task-{origin}"), move || task.run(queue))?;
-            Ok::<_, StartError>((input.clone(), (input, thread)))
+            Ok::<_, StartError>((input.clone(), (input, thread, cancelled)))
         })?;
-        Ok(StartedTask { origin, input, thread, id, control: self.control.clone() })
+        Ok(StartedTask { origin, input, thread, id, control: self.control.clone(), cancelled })
     }
 }
 
@@ -90,6 +94,11 @@ impl TaskFactory {
     /// The dead-letter queue, for sources that refuse records themselves.
     pub fn dead_letters(&self) -> SyncSender<super::DeadLetterMessage> {
         self.outputs.dead_letters.clone()
+    }
+
+    /// Waits until every sink and the dead-letter sink hold everything any task sent.
+    pub fn flush_outputs(&self) -> Result<(), OutputClosed> {
+        self.outputs.flush()
     }
 }
 
@@ -103,9 +112,15 @@ impl StartedTask {
         &self.input
     }
 
+    /// Stops the task at its next message (or within the idle check), whatever is queued
+    /// and without saving anything; then `join` it.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
     /// Waits for the task to end (its source sent the end, a suspension, or went away).
     pub fn join(self) -> Result<TaskStats, TaskError> {
-        let StartedTask { origin, input, thread, id, control } = self;
+        let StartedTask { origin, input, thread, id, control, .. } = self;
         drop(input);
         let result = thread.join();
         control.unregister_task(id);

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
-use crate::kafka::{KafkaClientError, KafkaSink};
+use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
 use crate::wasm::Batch;
 
 pub use encode::record_json;
@@ -43,8 +43,14 @@ enum Output {
 
 impl Sink {
     /// Opens the sink described by `config`. A file is emptied, unless `resuming` (the
-    /// pipeline continues a previous run from its checkpoints): then it is appended to.
-    pub fn build(config: &SinkConfig, pipeline: &LoadedPipeline, resuming: bool) -> Result<Sink, SinkError> {
+    /// pipeline continues a previous run from its checkpoints): then it is appended to. A
+    /// Kafka sink writes through `transactions` when the pipeline is exactly-once.
+    pub fn build(
+        config: &SinkConfig,
+        pipeline: &LoadedPipeline,
+        resuming: bool,
+        transactions: Option<&TransactionalProducer>,
+    ) -> Result<Sink, SinkError> {
         let name = config.name();
         let lines = |writer: Box<dyn Write + Send>, format: OutputFormat, file: Option<File>| Output::Lines {
             format,
@@ -61,9 +67,10 @@ impl Sink {
                 let durable = file.try_clone().map_err(open_failed)?;
                 lines(Box::new(file), *format, Some(durable))
             }
-            SinkConfig::Kafka(kafka) => {
-                Output::Kafka(KafkaSink::new(kafka).map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?)
-            }
+            SinkConfig::Kafka(kafka) => Output::Kafka(
+                KafkaSink::new(kafka, transactions)
+                    .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
+            ),
         };
         Ok(Sink { name, output })
     }

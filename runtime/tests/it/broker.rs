@@ -241,10 +241,16 @@ pub struct SluiceProcess {
 impl SluiceProcess {
     /// Starts `sluice run pipeline` in `dir`, its log in `log_name`.
     pub fn start(dir: &Path, pipeline: &Path, log_name: &str) -> SluiceProcess {
+        Self::start_with_env(dir, pipeline, log_name, &[])
+    }
+
+    /// Like `start`, with environment variables set.
+    pub fn start_with_env(dir: &Path, pipeline: &Path, log_name: &str, env: &[(&str, &str)]) -> SluiceProcess {
         let log = dir.join(log_name);
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", &pipeline.display().to_string()])
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
@@ -284,6 +290,22 @@ impl SluiceProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Waits (at most `limit`) for the process to exit by itself; whether it succeeded, or
+    /// None if it still runs (then it is killed).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
     }
 
     /// Whether the process is still running.

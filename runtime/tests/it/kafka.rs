@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
 use crate::support::Scratch;
 
-const EVENT_TIME_ZERO: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+pub(crate) const EVENT_TIME_ZERO: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 /// `{bootstrap}` and `{plugins}` filled in.
 fn kafka_pipeline(scratch: &Scratch, broker: &Broker, toml: &str) -> std::path::PathBuf {
@@ -15,7 +15,7 @@ fn kafka_pipeline(scratch: &Scratch, broker: &Broker, toml: &str) -> std::path::
 }
 
 /// Keyed JSON records `{"user", "seq", "n"}`: `seq` counts per key, so per-key order can be checked.
-fn keyed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
+pub(crate) fn keyed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
     let mut next_seq = vec![0u64; keys];
     (0..count)
         .map(|n| {
@@ -94,7 +94,7 @@ topic = "output"
 }
 
 /// Keyed records 10 ms of event time apart (1,000 per 10-second window), in order per key.
-fn windowed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
+pub(crate) fn windowed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
     let mut records = keyed_records(count, keys);
     for (n, record) in records.iter_mut().enumerate() {
         record.timestamp = EVENT_TIME_ZERO + n as i64 * 10;
@@ -108,10 +108,10 @@ fn last_assignment(process: &SluiceProcess) -> String {
 }
 
 /// Window results by (window start, user): every count emitted for it (duplicates included).
-type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
+pub(crate) type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
 
 /// 10-second tumbling counts per user, as an uninterrupted run computes them.
-fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String), u64> {
+pub(crate) fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String), u64> {
     let mut counts = BTreeMap::new();
     for record in input {
         let user = record.value_json()["user"].as_str().expect("user").to_owned();
@@ -121,7 +121,7 @@ fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String), u64> {
     counts
 }
 
-fn window_results(output: &[KafkaRecord]) -> WindowResults {
+pub(crate) fn window_results(output: &[KafkaRecord]) -> WindowResults {
     let mut results = WindowResults::new();
     for record in output {
         let value = record.value_json();
@@ -133,7 +133,7 @@ fn window_results(output: &[KafkaRecord]) -> WindowResults {
 
 /// One record per partition far ahead in event time: every partition's watermark passes
 /// every window of the test data (the records' own window stays open).
-fn watermark_pushers(partitions: i32) -> Vec<KafkaRecord> {
+pub(crate) fn watermark_pushers(partitions: i32) -> Vec<KafkaRecord> {
     (0..partitions)
         .map(|partition| {
             let mut record = KafkaRecord::new("end", r#"{"user":"end","seq":0,"n":-1}"#.into(), EVENT_TIME_ZERO + 100_000_000, &[]);
@@ -171,11 +171,11 @@ topic = "windows"
 "#;
 
 /// Waits until every expected window has a result; returns the results and the duplicates.
-fn await_windows(broker: &Broker, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
+pub(crate) fn await_windows(bootstrap: &str, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
     let mut results = WindowResults::new();
     let mut output_len = 0;
     wait_for(limit, "every window result", || {
-        let output = read_topic(&broker.bootstrap(), "windows", usize::MAX, Duration::from_secs(3));
+        let output = read_topic(bootstrap, "windows", usize::MAX, Duration::from_secs(3));
         output_len = output.len();
         results = window_results(&output);
         expected.keys().all(|key| results.contains_key(key))
@@ -183,7 +183,7 @@ fn await_windows(broker: &Broker, expected: &BTreeMap<(i64, String), u64>, limit
     (results, output_len - expected.len())
 }
 
-fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &WindowResults) {
+pub(crate) fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &WindowResults) {
     for (key, count) in expected {
         let emitted = &results[key];
         assert!(emitted.iter().all(|emitted| emitted == count), "window {key:?}: expected {count}, emitted {emitted:?}");
@@ -215,7 +215,7 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     }
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
     let expected = expected_windows(&input);
-    let (results, duplicates) = await_windows(&broker, &expected, Duration::from_secs(240));
+    let (results, duplicates) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(240));
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     assert_exact_counts(&expected, &results);
     let counted: u64 = expected.values().sum();
@@ -251,7 +251,7 @@ fn two_processes_share_the_partitions_and_one_takes_over_from_checkpoints() {
     produce(&broker.bootstrap(), "events", &input[60_000..]);
     produce(&broker.bootstrap(), "events", &watermark_pushers(8));
     let expected = expected_windows(&input);
-    let (results, duplicates) = await_windows(&broker, &expected, Duration::from_secs(180));
+    let (results, duplicates) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(180));
     assert!(first.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", first.log_text());
     assert_exact_counts(&expected, &results);
     assert_eq!(duplicates, 0, "clean handovers re-emit nothing");

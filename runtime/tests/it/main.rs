@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod containment;
 mod deploy;
+mod exactly_once;
 mod golden;
 mod invalid;
 mod kafka;
