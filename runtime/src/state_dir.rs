@@ -2,7 +2,8 @@
 //! source, replaced atomically; a lock keeps two processes out of one pipeline's directory.
 //!
 //! Layout: `<state_dir>/<pipeline>/<source>.checkpoint.json` (the same encoding as the Kafka
-//! checkpoint topic) and `<state_dir>/<pipeline>/lock`.
+//! checkpoint topic), `<source>.input` (what the source read when the checkpoint began, so
+//! that a checkpoint is never applied to other input) and `<state_dir>/<pipeline>/lock`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
@@ -21,6 +22,11 @@ pub enum StateDirError {
     Locked { path: String },
     #[error("checkpoint {path} is unreadable ({problem}): remove it to start source \"{source_name}\" from the beginning")]
     Unreadable { path: String, source_name: String, problem: String },
+    #[error(
+        "source \"{source_name}\" now reads other input than its checkpoint {path} was taken on (then: {then}; now: {now}): \
+         remove the checkpoint to start it from the beginning, or restore the input"
+    )]
+    InputChanged { source_name: String, path: String, then: String, now: String },
 }
 
 /// One pipeline's directory of checkpoints, locked while it is open.
@@ -75,6 +81,24 @@ impl StateDirectory {
         })
     }
 
+    /// Makes sure a checkpoint of `source` (if any) was taken on the same input, described by
+    /// `input`; without a checkpoint, records `input` for the checkpoints to come.
+    pub fn check_input(&self, source: &str, input: &str, has_checkpoint: bool) -> Result<(), StateDirError> {
+        let path = self.root.join(format!("{source}.input"));
+        let failed = |error| StateDirError::Io { path: path.display().to_string(), error };
+        match fs::read_to_string(&path) {
+            Ok(then) if has_checkpoint && then != input => Err(StateDirError::InputChanged {
+                source_name: source.to_owned(),
+                path: self.checkpoint_path(source).display().to_string(),
+                then,
+                now: input.to_owned(),
+            }),
+            Ok(then) if then == input => Ok(()),
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(failed(error)),
+            _ => replace_durably(&path, input.as_bytes()).and_then(|()| self.sync()).map_err(failed),
+        }
+    }
+
     /// Where the task of `source` saves its checkpoints.
     pub fn target(self: &Arc<Self>, source: &str) -> LocalCheckpoints {
         LocalCheckpoints { directory: self.clone(), path: self.checkpoint_path(source) }
@@ -97,16 +121,22 @@ pub struct LocalCheckpoints {
 }
 
 impl LocalCheckpoints {
-    /// Writes a temporary file, makes it durable, then renames it over the checkpoint: a
-    /// crash at any moment leaves the old checkpoint or the new one, never a mix.
     fn replace(&self, contents: &[u8]) -> io::Result<()> {
-        let temporary = self.path.with_extension("json.tmp");
-        let mut file = File::create(&temporary)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temporary, &self.path)?;
+        replace_durably(&self.path, contents)?;
         self.directory.sync()
     }
+}
+
+/// Writes a temporary file, makes it durable, then renames it over `path`: a crash at any
+/// moment leaves the old contents or the new, never a mix.
+fn replace_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
 }
 
 impl CheckpointTarget for LocalCheckpoints {
@@ -162,6 +192,19 @@ mod tests {
         assert!(StateDirectory::open(&dir, "another").is_ok());
         drop(first);
         assert!(StateDirectory::open(&dir, "pipe").is_ok());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_checkpoint_is_only_used_on_the_input_it_was_taken_on() {
+        let dir = scratch("input");
+        let directory = StateDirectory::open(&dir, "pipe").unwrap();
+        directory.check_input("events", "file a.jsonl", false).unwrap();
+        directory.check_input("events", "file a.jsonl", true).unwrap();
+        let error = directory.check_input("events", "file b.jsonl", true).unwrap_err().to_string();
+        assert!(error.contains("then: file a.jsonl; now: file b.jsonl") && error.contains("remove the checkpoint"), "{error}");
+        directory.check_input("events", "file b.jsonl", false).unwrap();
+        directory.check_input("events", "file b.jsonl", true).unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 

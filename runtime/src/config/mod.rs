@@ -69,6 +69,11 @@ pub struct PipelineConfig {
     /// Where file and generator sources keep their checkpoints (relative to the pipeline
     /// file); a restart resumes from them. None: such sources start from the beginning.
     pub state_dir: Option<PathBuf>,
+    /// Checkpoints a task may fail in a row (exactly-once: transactions a process may abort
+    /// in a row) before the pipeline stops with the error. Positions are not committed
+    /// meanwhile, so nothing is lost, but a restart replays more.
+    #[serde(default = "default_tolerated_checkpoint_failures")]
+    pub tolerated_checkpoint_failures: u32,
     /// What a Kafka → Kafka pipeline guarantees about its outputs.
     #[serde(default)]
     pub delivery: Delivery,
@@ -110,6 +115,10 @@ fn default_batch_linger() -> DurationText {
 
 fn default_checkpoint_interval() -> DurationText {
     DurationText::from_millis(10_000)
+}
+
+fn default_tolerated_checkpoint_failures() -> u32 {
+    3
 }
 
 fn default_idle_timeout() -> DurationText {

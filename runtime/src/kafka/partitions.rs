@@ -49,6 +49,8 @@ pub struct PartitionSetup {
     pub commits: Sender<Commit>,
     /// Exactly-once: the transaction every output and checkpoint goes into.
     pub transactions: Option<Arc<TransactionalProducer>>,
+    /// Exactly-once: transactions that may abort in a row before the source stops.
+    pub tolerated_aborts: u32,
 }
 
 /// One owned partition.
@@ -86,11 +88,14 @@ pub struct Partitions {
     pub finished: Vec<TaskStats>,
     /// Why the source must stop (a task failed, checkpoints unreadable).
     pub failure: Option<String>,
+    /// Exactly-once: why the open transaction must not commit (a task ended without its
+    /// last barrier, so its outputs are in the transaction without its offset).
+    tainted: Option<String>,
 }
 
 impl SourceContext {
     pub fn new(setup: PartitionSetup, commits: Receiver<Commit>) -> SourceContext {
-        let rounds = setup.transactions.clone().map(|producer| Mutex::new(Rounds::new(producer)));
+        let rounds = setup.transactions.clone().map(|producer| Mutex::new(Rounds::new(producer, setup.tolerated_aborts)));
         SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds }
     }
 
@@ -388,6 +393,7 @@ impl Partitions {
             return;
         }
         if let Some(feed) = self.feeds.remove(id) {
+            self.tainted.get_or_insert_with(|| format!("the task of {} ended outside a round", describe_one(id)));
             match feed.task.join() {
                 Ok(stats) => self.finished.push(stats),
                 Err(error) => self.fail(error.to_string()),

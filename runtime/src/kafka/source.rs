@@ -32,6 +32,8 @@ pub struct KafkaSourceSettings {
     pub checkpoint_interval: Duration,
     /// Exactly-once: the transactional producer of the pipeline's outputs.
     pub transactions: Option<Arc<TransactionalProducer>>,
+    /// Exactly-once: transactions that may abort in a row before the source stops.
+    pub tolerated_aborts: u32,
 }
 
 /// A running Kafka source (its thread owns the consumer).
@@ -83,6 +85,7 @@ impl KafkaSource {
             store: Arc::new(store),
             commits,
             transactions: settings.transactions.clone(),
+            tolerated_aborts: settings.tolerated_aborts,
         };
         let consumer = client
             .create_with_context(SourceContext::new(setup, checkpointed))

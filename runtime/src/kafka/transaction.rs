@@ -14,10 +14,12 @@ use rdkafka::producer::{Producer, ThreadedProducer};
 
 use super::KafkaClientError;
 use super::producer::{DeliveryContext, OutputProducer};
-use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
+use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES, resolve_property};
 
 /// Longest wait for one transactional call (librdkafka retries inside it).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for every partition task to reach a round's barrier.
+pub const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The transactional id of a process running `source` of `pipeline`:
 /// `sluice-<pipeline>-<source>-<instance>`. The instance is `SLUICE_INSTANCE` if set, else the
@@ -31,6 +33,23 @@ pub fn transactional_id(pipeline: &str, source: &str) -> String {
         .filter(|instance| !instance.is_empty())
         .unwrap_or_else(|| "0".into());
     format!("sluice-{pipeline}-{source}-{instance}")
+}
+
+/// `transaction.timeout.ms` to set (None: the user's value, long enough), so that the broker
+/// never aborts a transaction that is still collecting a round.
+fn transaction_lifetime(properties: &KafkaProperties, checkpoint_interval: Duration) -> Result<Option<String>, KafkaClientError> {
+    let needed = checkpoint_interval + ROUND_TIMEOUT + TRANSACTION_TIMEOUT;
+    let Some(value) = properties.get("transaction.timeout.ms") else { return Ok(Some(needed.as_millis().to_string())) };
+    let given = resolve_property("transaction.timeout.ms", value, &[])?;
+    match given.trim().parse::<u128>() {
+        Ok(millis) if millis > needed.as_millis() => Ok(None),
+        _ => Err(KafkaClientError::Checkpoint(format!(
+            "property \"transaction.timeout.ms\" = {given} is too short: a transaction lives for checkpoint_interval plus up to \
+             {} s of a round, so give more than {} ms (or leave it out)",
+            (ROUND_TIMEOUT + TRANSACTION_TIMEOUT).as_secs(),
+            needed.as_millis()
+        ))),
+    }
 }
 
 /// How a transaction ended, when it did not commit.
@@ -57,8 +76,20 @@ pub struct TransactionalProducer {
 impl TransactionalProducer {
     /// Connects with `transactional.id` = `id`, fences older producers with that id (their
     /// open transaction is aborted), and begins the first transaction.
-    pub fn open(brokers: &str, properties: &KafkaProperties, id: &str) -> Result<Arc<TransactionalProducer>, KafkaClientError> {
-        let settings = [("enable.idempotence", "true"), ("transactional.id", id), ("linger.ms", "5"), ("partitioner", "murmur2_random")];
+    /// A transaction lives for `checkpoint_interval` plus a round: `transaction.timeout.ms`
+    /// is set to outlast that, and a smaller value given in `properties` is refused.
+    pub fn open(
+        brokers: &str,
+        properties: &KafkaProperties,
+        id: &str,
+        checkpoint_interval: Duration,
+    ) -> Result<Arc<TransactionalProducer>, KafkaClientError> {
+        let lifetime = transaction_lifetime(properties, checkpoint_interval)?;
+        let mut settings =
+            vec![("enable.idempotence", "true"), ("transactional.id", id), ("linger.ms", "5"), ("partitioner", "murmur2_random")];
+        if let Some(lifetime) = &lifetime {
+            settings.push(("transaction.timeout.ms", lifetime));
+        }
         let config = super::client_config(brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
         let producer: ThreadedProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::default())
@@ -171,5 +202,22 @@ impl TransactionalProducer {
             )),
             _ => TransactionError::Aborted(error.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactions_outlive_a_checkpoint_interval_and_a_round() {
+        let interval = Duration::from_secs(10);
+        let set = transaction_lifetime(&KafkaProperties::new(), interval).unwrap();
+        assert_eq!(set, Some((interval + ROUND_TIMEOUT + TRANSACTION_TIMEOUT).as_millis().to_string()));
+        let long: KafkaProperties = toml::from_str("\"transaction.timeout.ms\" = 900000").unwrap();
+        assert_eq!(transaction_lifetime(&long, interval).unwrap(), None);
+        let short: KafkaProperties = toml::from_str("\"transaction.timeout.ms\" = 60000").unwrap();
+        let error = transaction_lifetime(&short, interval).unwrap_err().to_string();
+        assert!(error.contains("too short") && error.contains("100000 ms"), "{error}");
     }
 }

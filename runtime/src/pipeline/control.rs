@@ -134,6 +134,12 @@ impl PipelineControl {
         Ok((id, started))
     }
 
+    /// Keeps swaps out while the guard lives. An exactly-once round needs every task at its
+    /// barrier, which a task waiting in the middle of a two-phase swap would never reach.
+    pub fn hold_swaps(&self) -> MutexGuard<'_, ()> {
+        lock(&self.state.swapping)
+    }
+
     /// Forgets a task that has ended.
     pub fn unregister_task(&self, id: TaskId) {
         lock(&self.state.tasks).retain(|(task, _)| *task != id);

@@ -166,8 +166,10 @@ fn open(target: &LineTarget) -> io::Result<Box<dyn Write + Send>> {
         LineTarget::File(path) => {
             let file = OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)
+                .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
                 .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
             Ok(Box::new(BufWriter::new(file)))
         }

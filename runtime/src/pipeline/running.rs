@@ -123,12 +123,47 @@ impl LocalState {
             .map(SourceConfig::name)
             .collect();
         let restored = directory.load_all(local_sources.iter().map(String::as_str))?;
+        for source in pipeline.config.sources.iter().map(|source| source.get_ref()) {
+            if let Some(input) = input_identity(source, pipeline) {
+                directory.check_input(&source.name(), &input, restored.contains_key(&source.name()))?;
+            }
+        }
         Ok(Some(LocalState { directory, restored }))
     }
 
     /// Whether any source continues a previous run (whose outputs are then kept).
     fn resumes(state: &Option<LocalState>) -> bool {
         state.as_ref().is_some_and(|state| !state.restored.is_empty())
+    }
+}
+
+/// What a file or generator source reads, as far as its checkpoints depend on it: the file
+/// (its path and first line: appending keeps it, replacing the file changes it), or the
+/// generator's sequence (seed and shape; not its rate or count).
+fn input_identity(source: &SourceConfig, pipeline: &LoadedPipeline) -> Option<String> {
+    match source {
+        SourceConfig::File(file) => {
+            let path = pipeline.resolve(&file.path);
+            let mut first_line = Vec::new();
+            if let Ok(opened) = std::fs::File::open(&path) {
+                use std::io::{BufRead, Read};
+                let _ = std::io::BufReader::new(opened.take(4096)).read_until(b'\n', &mut first_line);
+            }
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(&first_line);
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            Some(format!("file {}, first line sha256:{hex}", path.display()))
+        }
+        SourceConfig::Generator(generator) => Some(format!(
+            "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies",
+            generator.seed,
+            generator.start_time,
+            generator.event_interval.millis(),
+            generator.disorder.millis(),
+            generator.users,
+            generator.items,
+            generator.anomalies.len()
+        )),
+        SourceConfig::Stdin(_) | SourceConfig::Kafka(_) => None,
     }
 }
 
@@ -187,6 +222,7 @@ impl RunningPipeline {
                 batch_linger: settings.batch_linger.duration(),
                 checkpoint_interval: settings.checkpoint_interval.duration(),
                 transactions,
+                tolerated_aborts: settings.tolerated_checkpoint_failures,
             };
             let source = KafkaSource::new(kafka, settings, factory.clone(), self.stop.clone())
                 .map_err(|error| StartError::Kafka { source_name: name.to_string(), error: Box::new(error) })?;
@@ -342,9 +378,14 @@ fn open_transactions(pipeline: &LoadedPipeline) -> Result<Option<Arc<Transaction
         _ => None,
     });
     let id = transactional_id(config.pipeline.name.get_ref().as_str(), &source_name);
-    TransactionalProducer::open(&source.brokers, properties.unwrap_or(&source.properties), &id)
-        .map(Some)
-        .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
+    TransactionalProducer::open(
+        &source.brokers,
+        properties.unwrap_or(&source.properties),
+        &id,
+        config.pipeline.checkpoint_interval.duration(),
+    )
+    .map(Some)
+    .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
 }
 
 /// Opens the sinks; when the pipeline resumes from checkpoints, output files are continued

@@ -104,6 +104,10 @@ pub enum TaskError {
     DeadLetterClosed { task: String },
     #[error("task \"{task}\" panicked")]
     Panicked { task: String },
+    #[error(
+        "task \"{task}\": {failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}"
+    )]
+    Checkpoints { task: String, failures: u32, reason: String },
 }
 
 /// What a task did, for the summary at the end.
@@ -185,13 +189,27 @@ pub struct Task {
     checkpoints: Option<Box<dyn CheckpointTarget>>,
     /// Raised to stop at once, whatever is queued (see `StartedTask::cancel`).
     cancelled: Arc<AtomicBool>,
+    /// Checkpoints that may fail in a row before the task stops with the error.
+    tolerated_failures: u32,
+    failures_in_a_row: u32,
     stats: TaskStats,
 }
 
 impl Task {
     pub fn new(origin: TaskOrigin, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
         let stats = TaskStats { source: origin.to_string(), ..TaskStats::default() };
-        Task { origin, operators, watermark, late, outputs, checkpoints: None, cancelled: Arc::default(), stats }
+        Task {
+            origin,
+            operators,
+            watermark,
+            late,
+            outputs,
+            checkpoints: None,
+            cancelled: Arc::default(),
+            tolerated_failures: 0,
+            failures_in_a_row: 0,
+            stats,
+        }
     }
 
     /// The flag that stops the task at its next message, saving nothing.
@@ -199,9 +217,11 @@ impl Task {
         self.cancelled.clone()
     }
 
-    /// Saves checkpoints to `target` at the barriers the source sends.
-    pub fn with_checkpoints(mut self, target: Box<dyn CheckpointTarget>) -> Task {
+    /// Saves checkpoints to `target` at the barriers the source sends; more than
+    /// `tolerated_failures` failures in a row stop the task.
+    pub fn with_checkpoints(mut self, target: Box<dyn CheckpointTarget>, tolerated_failures: u32) -> Task {
         self.checkpoints = Some(target);
+        self.tolerated_failures = tolerated_failures;
         self
     }
 
@@ -276,7 +296,8 @@ impl Task {
 
     /// At a barrier: snapshot the operators, wait until every output so far is durable, save
     /// the checkpoint. A checkpoint that cannot be taken is skipped (its position is not
-    /// committed, so a restart replays from the previous one: nothing is lost).
+    /// committed, so a restart replays from the previous one: nothing is lost); more than
+    /// `tolerated_failures` in a row stop the task with the error.
     fn checkpoint(&mut self, next_position: u64) -> Result<(), TaskError> {
         if self.checkpoints.is_none() {
             return Ok(());
@@ -284,26 +305,33 @@ impl Task {
         let operators = match self.operator_states() {
             Ok(operators) => operators,
             Err(reason) => {
-                self.checkpoint_failed(&reason);
                 if let Some(target) = self.checkpoints.as_mut() {
                     target.skipped(&reason);
                 }
-                return Ok(());
+                return self.checkpoint_failed(reason);
             }
         };
         self.flush_outputs()?;
         let checkpoint = TaskCheckpoint { next_position, watermark: self.watermark.current(), operators };
         let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
         match saved {
-            Ok(()) => self.stats.checkpoints += 1,
-            Err(reason) => self.checkpoint_failed(&reason),
+            Ok(()) => {
+                self.stats.checkpoints += 1;
+                self.failures_in_a_row = 0;
+                Ok(())
+            }
+            Err(reason) => self.checkpoint_failed(reason),
         }
-        Ok(())
     }
 
-    fn checkpoint_failed(&mut self, reason: &str) {
+    fn checkpoint_failed(&mut self, reason: String) -> Result<(), TaskError> {
         self.stats.checkpoints_failed += 1;
+        self.failures_in_a_row += 1;
+        if self.failures_in_a_row > self.tolerated_failures {
+            return Err(TaskError::Checkpoints { task: self.origin.to_string(), failures: self.failures_in_a_row, reason });
+        }
         tracing::warn!(task = %self.origin, "checkpoint skipped, its position is not committed: {reason}");
+        Ok(())
     }
 
     fn operator_states(&mut self) -> Result<Vec<OperatorCheckpoint>, String> {

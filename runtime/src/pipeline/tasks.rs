@@ -23,6 +23,8 @@ pub struct TaskSettings {
     pub out_of_orderness: i64,
     pub idle_timeout: Duration,
     pub late: LateRecords,
+    /// Checkpoints a task may fail in a row before it stops with the error.
+    pub tolerated_checkpoint_failures: u32,
 }
 
 impl TaskSettings {
@@ -31,6 +33,7 @@ impl TaskSettings {
             out_of_orderness: pipeline.out_of_orderness.millis(),
             idle_timeout: pipeline.idle_timeout.duration(),
             late: pipeline.late_records,
+            tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures,
         }
     }
 }
@@ -79,7 +82,7 @@ impl TaskFactory {
             watermark.resume_at(restored.and_then(|checkpoint| checkpoint.watermark));
             let mut task = Task::new(origin.clone(), operators, watermark, self.settings.late, self.outputs.clone());
             if let Some(target) = checkpoints {
-                task = task.with_checkpoints(target);
+                task = task.with_checkpoints(target, self.settings.tolerated_checkpoint_failures);
             }
             let cancelled = task.cancel_flag();
             let (input, queue) = mpsc::sync_channel(TASK_QUEUE);
@@ -94,6 +97,11 @@ impl TaskFactory {
     /// The dead-letter queue, for sources that refuse records themselves.
     pub fn dead_letters(&self) -> SyncSender<super::DeadLetterMessage> {
         self.outputs.dead_letters.clone()
+    }
+
+    /// Keeps swaps out while the guard lives (see `PipelineControl::hold_swaps`).
+    pub fn hold_swaps(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.control.hold_swaps()
     }
 
     /// Waits until every sink and the dead-letter sink hold everything any task sent.

@@ -62,8 +62,17 @@ impl Sink {
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
-                let file =
-                    File::options().create(true).write(true).append(resuming).truncate(!resuming).open(&path).map_err(open_failed)?;
+                let file = File::options()
+                    .create(true)
+                    .read(true)
+                    .write(true)
+                    .append(resuming)
+                    .truncate(!resuming)
+                    .open(&path)
+                    .map_err(open_failed)?;
+                if resuming {
+                    drop_torn_last_line(&file, &path).map_err(open_failed)?;
+                }
                 let durable = file.try_clone().map_err(open_failed)?;
                 lines(Box::new(file), *format, Some(durable))
             }
@@ -100,6 +109,30 @@ impl Sink {
             Output::Kafka(kafka) => kafka.flush().map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
     }
+}
+
+/// Cuts an output file back to its last complete line: a run killed while writing may have
+/// left part of a line, which the next record appended would otherwise be glued to.
+pub fn drop_torn_last_line(file: &File, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let length = file.metadata()?.len();
+    let mut end = length;
+    let mut chunk = vec![0u8; 1 << 16];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let window = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(window, start)?;
+        if let Some(newline) = window.iter().rposition(|byte| *byte == b'\n') {
+            end = start + newline as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < length {
+        tracing::warn!(file = %path.display(), bytes = length - end, "dropping an incomplete last line left by an interrupted run");
+        file.set_len(end)?;
+    }
+    Ok(())
 }
 
 fn write_lines(writer: &mut Box<dyn Write + Send>, format: OutputFormat, batch: &Batch) -> io::Result<()> {

@@ -419,3 +419,60 @@ topic = "dead-letters"
         assert!(!letter.header("sluice.reason").unwrap_or_default().is_empty());
     }
 }
+
+#[test]
+fn a_pattern_subscription_reads_every_matching_topic_and_start_latest_skips_earlier_records() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["orders-eu", "orders-us", "refunds", "output"] {
+        broker.create_topic(topic, 2);
+    }
+    let records = keyed_records(600, 10);
+    let (before, after) = records.split_at(300);
+    for (topic, part) in [("orders-eu", 0), ("orders-us", 1), ("refunds", 2)] {
+        produce(&broker.bootstrap(), topic, &before[part * 100..(part + 1) * 100]);
+    }
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "pattern"
+checkpoint_interval = "500ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+pattern = "orders-.*"
+start = "latest"
+
+[[operators]]
+name = "pass"
+plugin = "{plugins}/filter.wasm"
+config = { field = "seq", op = "exists" }
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "partitions assigned", || last_assignment(&sluice).contains("orders-us/1"));
+    let assignment = last_assignment(&sluice);
+    assert!(assignment.contains("orders-eu/0") && !assignment.contains("refunds"), "{assignment}");
+    // `latest` resolves each partition's end once fetching starts: give it that moment.
+    std::thread::sleep(Duration::from_secs(2));
+    for (topic, part) in [("orders-eu", 0), ("orders-us", 1), ("refunds", 2)] {
+        produce(&broker.bootstrap(), topic, &after[part * 100..(part + 1) * 100]);
+    }
+    let output = read_topic(&broker.bootstrap(), "output", 200, Duration::from_secs(60));
+    // Anything more (an earlier record, a refund) would arrive with these; wait a little for it.
+    let late = read_topic(&broker.bootstrap(), "output", 201, Duration::from_secs(3));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    let values: HashSet<&[u8]> = output.iter().map(|record| record.value.as_slice()).collect();
+    let expected: HashSet<&[u8]> = after[..200].iter().map(|record| record.value.as_slice()).collect();
+    assert_eq!(late.len(), 200, "only the 200 orders produced after the start");
+    assert_eq!(values, expected, "the records of orders-eu and orders-us produced after the start, none of refunds");
+}

@@ -122,14 +122,15 @@ fn a_file_source_skips_the_lines_its_checkpoint_covers_and_continues_the_output(
     std::fs::create_dir_all(scratch.path("state/lines")).unwrap();
     let checkpoint = scratch.path("state/lines/file.checkpoint.json");
     std::fs::write(&checkpoint, checkpoint_at(51)).unwrap();
-    scratch.write("out.jsonl", "{\"n\":\"written before the restart\"}\n");
+    // What the interrupted run wrote, ending in half a line (killed while writing).
+    scratch.write("out.jsonl", "{\"n\":\"written before the restart\"}\n{\"n\":5");
 
     let summary = run(&pipeline).expect("resumed run");
     assert_eq!(summary.tasks[0].records_in, 50, "lines 51 to 100");
     let output: Vec<_> = scratch.json_lines("out.jsonl").iter().map(|line| line["n"].clone()).collect();
     let mut expected = vec![serde_json::json!("written before the restart")];
     expected.extend((51..=100).map(|n| serde_json::json!(n)));
-    assert_eq!(output, expected, "the output file is continued, not emptied");
+    assert_eq!(output, expected, "the output file is continued (its torn last line dropped), not emptied");
     assert!(!checkpoint.exists(), "the finished run removed its checkpoint");
 
     let summary = run(&pipeline).expect("a second run");
@@ -138,12 +139,17 @@ fn a_file_source_skips_the_lines_its_checkpoint_covers_and_continues_the_output(
 }
 
 #[test]
-fn a_file_shorter_than_its_checkpoint_or_a_locked_state_directory_is_a_clear_error() {
+fn a_replaced_or_shorter_file_or_a_locked_state_directory_is_a_clear_error() {
     let scratch = Scratch::new();
     scratch.write("in.jsonl", "{\"n\":1}\n{\"n\":2}\n");
     let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
-    std::fs::create_dir_all(scratch.path("state/lines")).unwrap();
+    run(&pipeline).expect("a first run records what the source reads");
     let checkpoint = scratch.path("state/lines/file.checkpoint.json");
+    std::fs::write(&checkpoint, checkpoint_at(2)).unwrap();
+    scratch.write("in.jsonl", "{\"n\":\"another file\"}\n{\"n\":2}\n");
+    let error = run(&pipeline).expect_err("the checkpoint belongs to other input").to_string();
+    assert!(error.contains("now reads other input than its checkpoint") && error.contains("remove the checkpoint"), "{error}");
+    scratch.write("in.jsonl", "{\"n\":1}\n{\"n\":2}\n");
     std::fs::write(&checkpoint, checkpoint_at(1_000)).unwrap();
     let error = run(&pipeline).expect_err("the input was replaced").to_string();
     assert!(error.contains("ends before position 1000") && error.contains("Remove the source's checkpoint"), "{error}");
@@ -155,4 +161,32 @@ fn a_file_shorter_than_its_checkpoint_or_a_locked_state_directory_is_a_clear_err
     assert!(error.contains("in use by another sluice process"), "{error}");
     drop(held);
     run(&pipeline).expect("runs once the directory is free");
+}
+
+#[test]
+fn checkpoints_that_keep_failing_stop_the_pipeline_with_the_reason() {
+    let scratch = Scratch::new();
+    let pipeline = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "unsaved"
+state_dir = "state"
+checkpoint_interval = "20ms"
+tolerated_checkpoint_failures = 2
+
+[[sources]]
+type = "generator"
+count = 1000000
+rate = 20000
+
+[[operators]]
+name = "everything"
+plugin = "{plugins}/filter.wasm"
+config = { field = "user_id", op = "exists" }
+"#,
+    );
+    // A directory where the checkpoint's temporary file must go: every save fails.
+    std::fs::create_dir_all(scratch.path("state/unsaved/generator.checkpoint.json.tmp")).unwrap();
+    let error = run(&pipeline).expect_err("the pipeline stops").to_string();
+    assert!(error.contains("3 checkpoints in a row failed") && error.contains("generator.checkpoint.json"), "{error}");
 }

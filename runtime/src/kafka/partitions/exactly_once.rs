@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{PartitionId, SourceContext, describe_one};
+use super::{PartitionId, SourceContext, describe_one, single};
 use crate::kafka::checkpoint::{CheckpointKey, CheckpointStore};
+use crate::kafka::transaction::ROUND_TIMEOUT;
 use crate::kafka::{TransactionError, TransactionalProducer};
 use crate::pipeline::{CheckpointTarget, TaskCheckpoint, TaskMessage};
 
-/// Longest wait for every task to reach a round's barrier.
-const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a task waiting for its round's outcome checks whether it was rewound.
 const OUTCOME_POLL: Duration = Duration::from_millis(50);
 /// Longest wait for a partition to be rewound.
@@ -34,6 +33,9 @@ pub struct Rounds {
     /// Raised by every rewind: tasks started before it stop waiting for outcomes.
     generation: Arc<AtomicU64>,
     last_round: Instant,
+    /// Rounds that may abort in a row before the source stops with the error.
+    tolerated_aborts: u32,
+    aborts_in_a_row: u32,
 }
 
 /// A task at a round's barrier: its checkpoint record is in the transaction (or why not),
@@ -45,9 +47,18 @@ struct Arrival {
 }
 
 impl Rounds {
-    pub fn new(producer: Arc<TransactionalProducer>) -> Rounds {
+    pub fn new(producer: Arc<TransactionalProducer>, tolerated_aborts: u32) -> Rounds {
         let (arrivals_sender, arrivals) = mpsc::channel();
-        Rounds { producer, arrivals_sender, arrivals, committed: HashMap::new(), generation: Arc::default(), last_round: Instant::now() }
+        Rounds {
+            producer,
+            arrivals_sender,
+            arrivals,
+            committed: HashMap::new(),
+            generation: Arc::default(),
+            last_round: Instant::now(),
+            tolerated_aborts,
+            aborts_in_a_row: 0,
+        }
     }
 
     /// Where the task of `partition` saves its checkpoints: into the transaction, then it
@@ -110,6 +121,13 @@ impl Rounds {
         self.producer.commit(&offsets, &group)
     }
 
+    /// After an outcome other than a commit: tasks still waiting in `arrive` (they came
+    /// after the round gave up) stop waiting, and nothing stale is left for the next round.
+    fn release_waiting_tasks(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.dismiss_stale_arrivals();
+    }
+
     /// Answers tasks that can no longer be part of a round.
     fn dismiss_stale_arrivals(&self) {
         for stale in self.arrivals.try_iter() {
@@ -139,6 +157,7 @@ impl SourceContext {
         rounds.last_round = Instant::now();
         if let Some(fatal) = rounds.producer.fatal_error() {
             // Nothing can be committed any more: stop every task, saving nothing.
+            rounds.release_waiting_tasks();
             drop(rounds);
             let mut partitions = self.partitions();
             let ids: Vec<PartitionId> = partitions.feeds.keys().cloned().collect();
@@ -147,14 +166,25 @@ impl SourceContext {
             }
             return partitions.fail(fatal.to_string());
         }
-        let expected = self.send_barriers(stopping);
+        let tainted = self.partitions().tainted.take();
+        if let Some(reason) = tainted {
+            drop(rounds);
+            return self.abort_and_rewind(consumer, &reason, stopping);
+        }
+        let swaps_held = self.setup.factory.hold_swaps();
+        let (expected, complete) = self.send_barriers(stopping);
         let arrived = rounds.await_arrivals(expected);
-        let outcome = rounds.decide(consumer, &arrived, expected);
+        let outcome = match complete {
+            Ok(()) => rounds.decide(consumer, &arrived, expected),
+            Err(reason) => Err(rounds.producer.abort(reason)),
+        };
         for arrival in &arrived {
             let _ = arrival.outcome.send(outcome.clone().map_err(|error| error.to_string()));
         }
+        drop(swaps_held);
         match outcome {
             Ok(()) => {
+                rounds.aborts_in_a_row = 0;
                 for arrival in arrived {
                     if let Ok(checkpoint) = arrival.checkpoint {
                         rounds.committed.insert(arrival.partition, checkpoint);
@@ -164,11 +194,20 @@ impl SourceContext {
                 let mut partitions = self.partitions();
                 stopping.iter().for_each(|id| partitions.join_stopped(id));
             }
-            Err(TransactionError::Aborted(_)) => {
+            Err(TransactionError::Aborted(reason)) => {
                 drop(arrived);
+                rounds.aborts_in_a_row += 1;
                 self.rewind(consumer, &mut rounds, stopping);
+                if rounds.aborts_in_a_row > rounds.tolerated_aborts {
+                    let failures = rounds.aborts_in_a_row;
+                    drop(rounds);
+                    self.partitions().fail(format!(
+                        "{failures} transactions in a row were aborted (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}"
+                    ));
+                }
             }
             Err(fatal) => {
+                rounds.release_waiting_tasks();
                 drop(rounds);
                 let mut partitions = self.partitions();
                 stopping.iter().for_each(|id| partitions.join_stopped(id));
@@ -184,6 +223,7 @@ impl SourceContext {
         match rounds.producer.abort(reason.to_owned()) {
             TransactionError::Aborted(_) => self.rewind(consumer, &mut rounds, dropping),
             fatal => {
+                rounds.release_waiting_tasks();
                 drop(rounds);
                 self.partitions().fail(fatal.to_string());
             }
@@ -229,6 +269,10 @@ impl SourceContext {
             {
                 return self.partitions().fail(format!("cannot rewind {}: {error}", describe_one(&id)));
             }
+            // The old feed may have paused it; the new one starts unpaused.
+            if let Err(error) = consumer.resume(&single(&id)) {
+                tracing::warn!("cannot resume {}: {error}", describe_one(&id));
+            }
             let key = self.key(&id);
             let target = rounds.target(self.setup.store.clone(), key.clone(), id.clone());
             if let Err(error) = self.start_feed(&id, checkpoint.as_ref(), Box::new(target), offset) {
@@ -238,10 +282,12 @@ impl SourceContext {
     }
 
     /// Queues a barrier for every task that has a position (the last one for `stopping`
-    /// tasks) and waits until each is in its queue; returns how many will arrive.
-    fn send_barriers(&self, stopping: &[PartitionId]) -> usize {
+    /// tasks) and waits until each is in its queue; returns how many will arrive, and whether
+    /// every task took its barrier (one that has gone leaves its outputs without an offset).
+    fn send_barriers(&self, stopping: &[PartitionId]) -> (usize, Result<(), String>) {
         let mut partitions = self.partitions();
         let mut expected = 0;
+        let mut complete = Ok(());
         for (id, feed) in partitions.feeds.iter_mut() {
             let stop = stopping.contains(id);
             let barrier = match feed.next_offset {
@@ -258,11 +304,13 @@ impl SourceContext {
                 feed.pending.push_back(TaskMessage::Batch(batch));
             }
             feed.pending.push_back(barrier);
-            if feed.deliver_pending() && arrives {
+            if !feed.deliver_pending() {
+                complete = Err(format!("the task of {} has gone", describe_one(id)));
+            } else if arrives {
                 expected += 1;
             }
         }
-        expected
+        (expected, complete)
     }
 }
 
