@@ -51,6 +51,9 @@ pub struct PartitionSetup {
     pub transactions: Option<Arc<TransactionalProducer>>,
     /// Exactly-once: transactions that may abort in a row before the source stops.
     pub tolerated_aborts: u32,
+    /// Longest wait for revoked partitions' tasks to checkpoint: well below
+    /// `max.poll.interval.ms`, past which the group would evict this process.
+    pub handover_limit: Duration,
 }
 
 /// One owned partition.
@@ -184,7 +187,8 @@ impl SourceContext {
         if self.rounds.is_some() {
             return self.transaction_round(consumer, &ids);
         }
-        self.partitions().stop(&ids, false);
+        // The process is leaving the group anyway: wait for every checkpoint.
+        self.partitions().stop(&ids, false, Duration::MAX);
     }
 
     /// Partitions assigned: read their checkpoints, start their tasks, and assign each at
@@ -272,7 +276,7 @@ impl SourceContext {
             restart_offset,
         };
         let mut partitions = self.partitions();
-        partitions.stop(std::slice::from_ref(id), false);
+        partitions.stop(std::slice::from_ref(id), false, self.setup.handover_limit);
         partitions.feeds.insert(id.clone(), feed);
         Ok(())
     }
@@ -291,7 +295,7 @@ impl SourceContext {
             }
             return self.unassign(consumer, revoked);
         }
-        self.partitions().stop(&ids, lost);
+        self.partitions().stop(&ids, lost, self.setup.handover_limit);
         if !lost {
             self.commit_checkpointed(consumer, CommitMode::Sync);
         }
@@ -330,8 +334,10 @@ impl SourceContext {
 
 impl Partitions {
     /// Stops the tasks of `ids`: checkpointed (`Suspend`) unless `lost`. Every task gets its
-    /// last message before any is waited for, so they checkpoint in parallel.
-    fn stop(&mut self, ids: &[PartitionId], lost: bool) {
+    /// last message before any is waited for, so they checkpoint in parallel; a task still
+    /// checkpointing after `limit` is left to finish in the background, its offset not
+    /// committed (the next owner replays from the previous checkpoint).
+    fn stop(&mut self, ids: &[PartitionId], lost: bool, limit: Duration) {
         let mut ending = Vec::new();
         for id in ids {
             let Some(mut feed) = self.feeds.remove(id) else { continue };
@@ -354,7 +360,21 @@ impl Partitions {
             let sent = feed.deliver_pending();
             ending.push((id, feed, sent));
         }
+        let deadline = Instant::now().checked_add(limit);
         for (id, feed, sent) in ending {
+            let in_time = || deadline.is_none_or(|deadline| Instant::now() < deadline);
+            while !feed.task.is_finished() && in_time() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !feed.task.is_finished() {
+                tracing::warn!(
+                    partition = %describe_one(id),
+                    "the task did not checkpoint within {limit:?}; it finishes in the background and its offset is not committed"
+                );
+                self.stopping.retain(|stopping| stopping != id);
+                finish_in_background(feed.task);
+                continue;
+            }
             match feed.task.join() {
                 Ok(stats) if sent => self.finished.push(stats),
                 Ok(stats) => {
@@ -498,7 +518,7 @@ impl ConsumerContext for SourceContext {
                 tracing::error!(source = %self.setup.source, "rebalance failed: {other:?}; giving up the partitions");
                 let all = self.partitions().feeds.keys().cloned().collect::<Vec<_>>();
                 self.abort_and_rewind(consumer, "the rebalance failed", &all);
-                self.partitions().stop(&all, true);
+                self.partitions().stop(&all, true, self.setup.handover_limit);
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!("unassigning partitions failed: {error}");
                 }
@@ -525,6 +545,19 @@ impl CheckpointTarget for PartitionCheckpoints {
         // The source may be gone (stopping): the checkpoint is saved, the commit is moot.
         let _ = self.commits.send(commit);
         Ok(())
+    }
+}
+
+/// Joins a task on a thread of its own (it unregisters from the control when it ends).
+fn finish_in_background(task: StartedTask) {
+    let origin = task.origin().to_string();
+    let joined = std::thread::Builder::new().name("sluice-handover".into()).spawn(move || {
+        if let Err(error) = task.join() {
+            tracing::warn!("a task handed over late failed: {error}");
+        }
+    });
+    if let Err(error) = joined {
+        tracing::warn!(task = %origin, "cannot wait for the task in the background: {error}");
     }
 }
 

@@ -13,7 +13,7 @@ use super::KafkaClientError;
 use super::checkpoint::CheckpointStore;
 use super::partitions::{PartitionSetup, SourceContext};
 use super::transaction::TransactionalProducer;
-use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition};
+use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition, resolve_property};
 use crate::pipeline::{StopSignal, TaskFactory, TaskStats};
 use crate::source::SourceError;
 
@@ -43,6 +43,16 @@ pub struct KafkaSource {
     subscription: Vec<String>,
     stop: StopSignal,
     transactions: Option<Arc<TransactionalProducer>>,
+}
+
+/// Half of `max.poll.interval.ms` (librdkafka's default: 300 s): a revoke that waits longer
+/// for its tasks could get this process evicted from the group.
+fn handover_limit(config: &KafkaSourceConfig) -> Result<Duration, KafkaClientError> {
+    let millis = match config.properties.get("max.poll.interval.ms") {
+        Some(value) => resolve_property("max.poll.interval.ms", value, &[])?.trim().parse::<u64>().unwrap_or(300_000),
+        None => 300_000,
+    };
+    Ok(Duration::from_millis(millis / 2))
 }
 
 impl KafkaSource {
@@ -86,6 +96,7 @@ impl KafkaSource {
             commits,
             transactions: settings.transactions.clone(),
             tolerated_aborts: settings.tolerated_aborts,
+            handover_limit: handover_limit(config)?,
         };
         let consumer = client
             .create_with_context(SourceContext::new(setup, checkpointed))

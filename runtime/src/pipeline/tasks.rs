@@ -126,6 +126,11 @@ impl StartedTask {
         self.cancelled.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the task's thread has ended (`join` then returns at once).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Waits for the task to end (its source sent the end, a suspension, or went away).
     pub fn join(self) -> Result<TaskStats, TaskError> {
         let StartedTask { origin, input, thread, id, control, .. } = self;
