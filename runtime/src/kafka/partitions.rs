@@ -463,6 +463,7 @@ impl PartitionFeed {
         }
         if self.paused {
             self.paused = false;
+            tracing::debug!(partition = %describe_one(id), "partition resumed: its task caught up");
             if let Err(error) = consumer.resume(&single(id)) {
                 tracing::warn!("cannot resume {}: {error}", describe_one(id));
             }
@@ -480,6 +481,7 @@ impl PartitionFeed {
     fn pause(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) {
         if !self.paused {
             self.paused = true;
+            tracing::debug!(partition = %describe_one(id), "partition paused: its task is behind");
             if let Err(error) = consumer.pause(&single(id)) {
                 tracing::warn!("cannot pause {}: {error}", describe_one(id));
             }

@@ -103,11 +103,19 @@ impl Sink {
     pub fn flush(&mut self) -> Result<(), SinkError> {
         match &mut self.output {
             Output::Lines { writer, file, .. } => {
-                let durable = writer.flush().and_then(|()| file.as_ref().map_or(Ok(()), File::sync_data));
+                let durable = writer.flush().and_then(|()| file.as_ref().map_or(Ok(()), sync_if_possible));
                 durable.map_err(|error| SinkError::Write { sink: self.name.clone(), error })
             }
             Output::Kafka(kafka) => kafka.flush().map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
+    }
+}
+
+/// Makes a file's contents durable; a pipe or a device cannot be synced, and need not be.
+fn sync_if_possible(file: &File) -> io::Result<()> {
+    match file.sync_data() {
+        Err(error) if error.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
     }
 }
 

@@ -250,9 +250,9 @@ impl SluiceProcess {
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", &pipeline.display().to_string()])
-            .envs(env.iter().copied())
             .current_dir(dir)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()

@@ -476,3 +476,65 @@ topic = "output"
     assert_eq!(late.len(), 200, "only the 200 orders produced after the start");
     assert_eq!(values, expected, "the records of orders-eu and orders-us produced after the start, none of refunds");
 }
+
+/// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
+/// the source must pause the partitions instead of queueing what it keeps fetching.
+#[test]
+fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
+    use std::io::BufRead;
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 2);
+    let input = keyed_records(20_000, 10);
+    produce(&broker.bootstrap(), "input", &input);
+    let scratch = Scratch::new();
+    let fifo = scratch.path("out.fifo");
+    let path = std::ffi::CString::new(fifo.display().to_string()).expect("path");
+    // SAFETY: creating a named pipe at a path in our own scratch directory.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "stalled"
+batch_size = 100
+checkpoint_interval = "500ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "pass"
+plugin = "{plugins}/filter.wasm"
+config = { field = "seq", op = "exists" }
+
+[[sinks]]
+type = "file"
+path = "out.fifo"
+"#,
+    );
+    let reader = std::thread::spawn(move || {
+        let pipe = std::fs::File::open(&fifo).expect("the sink opens the pipe");
+        std::thread::sleep(Duration::from_secs(3));
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(pipe).lines() {
+            lines.push(line.expect("a line"));
+            if lines.len() == 20_000 {
+                break;
+            }
+        }
+        lines
+    });
+    let mut sluice =
+        SluiceProcess::start_with_env(scratch.dir.path(), &pipeline, "sluice.log", &[("SLUICE_LOG", "info,sluice::kafka=debug")]);
+    let lines = reader.join().expect("reader");
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    let log = sluice.log_text();
+    let written: HashSet<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();
+    assert!(input.iter().all(|record| written.contains(record.value.as_slice())), "all 20,000 records written");
+    assert!(log.contains("partition paused: its task is behind"), "{log}");
+    assert!(log.contains("partition resumed: its task caught up"), "{log}");
+}
