@@ -53,7 +53,8 @@ pub struct TaskFactory {
 pub struct StartedTask {
     origin: TaskOrigin,
     input: SyncSender<TaskMessage>,
-    thread: JoinHandle<Result<TaskStats, TaskError>>,
+    /// Taken by `join`; still here when the handle is dropped without it.
+    thread: Option<JoinHandle<Result<TaskStats, TaskError>>>,
     id: TaskId,
     control: PipelineControl,
     cancelled: Arc<AtomicBool>,
@@ -92,7 +93,7 @@ impl TaskFactory {
             let thread = spawn(&format!("task-{origin}"), move || task.run(queue))?;
             Ok::<_, StartError>((input.clone(), (input, thread, cancelled)))
         })?;
-        Ok(StartedTask { origin, input, thread, id, control: self.control.clone(), cancelled })
+        Ok(StartedTask { origin, input, thread: Some(thread), id, control: self.control.clone(), cancelled })
     }
 }
 
@@ -131,15 +132,27 @@ impl StartedTask {
 
     /// Whether the task's thread has ended (`join` then returns at once).
     pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Waits for the task to end (its source sent the end, a suspension, or went away).
-    pub fn join(self) -> Result<TaskStats, TaskError> {
-        let StartedTask { origin, input, thread, id, control, .. } = self;
-        drop(input);
-        let result = thread.join();
-        control.unregister_task(id);
-        result.unwrap_or_else(|_| Err(TaskError::Panicked { task: origin.to_string() }))
+    /// Waits for the task to end (its source sent the end, a suspension, or was cancelled).
+    pub fn join(mut self) -> Result<TaskStats, TaskError> {
+        let result = self.thread.take().map(JoinHandle::join);
+        self.control.unregister_task(self.id);
+        match result {
+            Some(Ok(result)) => result,
+            _ => Err(TaskError::Panicked { task: self.origin.to_string() }),
+        }
+    }
+}
+
+impl Drop for StartedTask {
+    /// A task nobody will join (its source thread panicked) must not run on: it is cancelled,
+    /// and no longer offered swaps.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.cancel();
+            self.control.unregister_task(self.id);
+        }
     }
 }
