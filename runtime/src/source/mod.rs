@@ -75,6 +75,8 @@ pub struct SourceOutput {
     next_position: u64,
     /// The position after the last record the source produced, skipped or not.
     positions_seen: u64,
+    /// A send failed: the task or the dead-letter sink stopped, so the input did not end.
+    downstream_closed: bool,
     closed: bool,
 }
 
@@ -98,7 +100,18 @@ impl SourceOutput {
         dead_letters: SyncSender<DeadLetterMessage>,
         stop: StopSignal,
     ) -> SourceOutput {
-        SourceOutput { source, batcher, batches, dead_letters, stop, checkpoints: None, next_position: 0, positions_seen: 0, closed: false }
+        SourceOutput {
+            source,
+            batcher,
+            batches,
+            dead_letters,
+            stop,
+            checkpoints: None,
+            next_position: 0,
+            positions_seen: 0,
+            downstream_closed: false,
+            closed: false,
+        }
     }
 
     /// Resumes after a checkpoint: records before `resume_from` are skipped, and a barrier
@@ -139,12 +152,14 @@ impl SourceOutput {
         let mut record = Batch::new();
         record.push(None, value, 0, []);
         let letter = DeadLetter::from_source(&self.source, position, record, reason);
-        self.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| Downstream)
+        let sent = self.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| Downstream);
+        self.note(sent)
     }
 
     /// Ends the stream after the source returned `result`. The task finishes (closing event
-    /// time) when the input ended; with checkpoints, a stop or a failure suspends it at the
-    /// position reached instead, so that the next run resumes there.
+    /// time) when the input ended; with checkpoints, a stop, a failure or an output that
+    /// stopped taking records suspends it at the position reached instead, so that the next
+    /// run resumes there rather than emitting results of a partial input.
     pub fn close(mut self, result: Result<(), SourceError>) -> Result<(), SourceError> {
         self.closed = true;
         if let Some(batch) = self.batcher.take() {
@@ -154,7 +169,9 @@ impl SourceOutput {
         let last = match (&result, resume_from) {
             (_, None) => TaskMessage::End,
             (Err(_), Some(_)) => TaskMessage::Suspend { next_position: self.next_position },
-            (Ok(()), Some(_)) if self.stop.is_raised() => TaskMessage::Suspend { next_position: self.next_position },
+            (Ok(()), Some(_)) if self.stop.is_raised() || self.downstream_closed => {
+                TaskMessage::Suspend { next_position: self.next_position }
+            }
             (Ok(()), Some(resume_from)) if self.positions_seen < resume_from => {
                 let _ = self.batches.send(TaskMessage::Abandon);
                 return Err(SourceError::Invalid {
@@ -196,11 +213,18 @@ impl SourceOutput {
         if let Some(batch) = self.batcher.take() {
             self.send(batch)?;
         }
-        self.batches.send(TaskMessage::Checkpoint { next_position: self.next_position }).map_err(|_| Downstream)
+        let sent = self.batches.send(TaskMessage::Checkpoint { next_position: self.next_position }).map_err(|_| Downstream);
+        self.note(sent)
     }
 
     fn send(&mut self, batch: SourceBatch) -> Result<(), Downstream> {
-        self.batches.send(TaskMessage::Batch(batch)).map_err(|_| Downstream)
+        let sent = self.batches.send(TaskMessage::Batch(batch)).map_err(|_| Downstream);
+        self.note(sent)
+    }
+
+    fn note(&mut self, sent: Result<(), Downstream>) -> Result<(), Downstream> {
+        self.downstream_closed |= sent.is_err();
+        sent
     }
 }
 
