@@ -5,7 +5,6 @@
 //! checkpoint topic), `<source>.input` (what the source read when the checkpoint began, so
 //! that a checkpoint is never applied to other input) and `<state_dir>/<pipeline>/lock`.
 
-use std::collections::HashMap;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -53,17 +52,6 @@ impl StateDirectory {
 
     pub fn path(&self) -> &Path {
         &self.root
-    }
-
-    /// The latest checkpoint of each of `sources` that has one.
-    pub fn load_all<'a>(&self, sources: impl IntoIterator<Item = &'a str>) -> Result<HashMap<String, TaskCheckpoint>, StateDirError> {
-        let mut found = HashMap::new();
-        for source in sources {
-            if let Some(checkpoint) = self.load(source)? {
-                found.insert(source.to_owned(), checkpoint);
-            }
-        }
-        Ok(found)
     }
 
     /// The latest checkpoint of `source`, if it has one.
@@ -177,7 +165,8 @@ mod tests {
         };
         let mut target = directory.target("events");
         target.save(&checkpoint).unwrap();
-        assert_eq!(directory.load_all(["events", "other"]).unwrap(), HashMap::from([("events".to_owned(), checkpoint)]));
+        assert_eq!(directory.load("events").unwrap(), Some(checkpoint));
+        assert_eq!(directory.load("other").unwrap(), None);
         target.finished().unwrap();
         assert_eq!(directory.load("events").unwrap(), None);
         drop((target, directory));

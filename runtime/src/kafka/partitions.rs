@@ -375,23 +375,17 @@ impl Partitions {
                 finish_in_background(feed.task);
                 continue;
             }
-            match feed.task.join() {
-                Ok(stats) if sent => self.finished.push(stats),
-                Ok(stats) => {
-                    self.finished.push(stats);
-                    self.fail(format!("the task of {} stopped early", describe_one(id)));
-                }
-                Err(error) => self.fail(error.to_string()),
+            self.join(feed.task);
+            if !sent {
+                self.fail(format!("the task of {} stopped early", describe_one(id)));
             }
         }
     }
 
     /// Exactly-once: joins a task that was sent its last barrier in a round.
     fn join_stopped(&mut self, id: &PartitionId) {
-        let Some(feed) = self.feeds.remove(id) else { return };
-        match feed.task.join() {
-            Ok(stats) => self.finished.push(stats),
-            Err(error) => self.fail(error.to_string()),
+        if let Some(feed) = self.feeds.remove(id) {
+            self.join(feed.task);
         }
     }
 
@@ -400,10 +394,7 @@ impl Partitions {
     fn abandon(&mut self, id: &PartitionId) -> Option<Option<i64>> {
         let feed = self.feeds.remove(id)?;
         feed.task.cancel();
-        match feed.task.join() {
-            Ok(stats) => self.finished.push(stats),
-            Err(error) => self.fail(error.to_string()),
-        }
+        self.join(feed.task);
         Some(feed.restart_offset)
     }
 
@@ -414,13 +405,18 @@ impl Partitions {
         }
         if let Some(feed) = self.feeds.remove(id) {
             self.tainted.get_or_insert_with(|| format!("the task of {} ended outside a round", describe_one(id)));
-            match feed.task.join() {
-                Ok(stats) => self.finished.push(stats),
-                Err(error) => self.fail(error.to_string()),
-            }
+            self.join(feed.task);
         }
         if self.failure.is_none() {
             self.fail(format!("the task of {} stopped taking records", describe_one(id)));
+        }
+    }
+
+    /// Waits for a task to end and keeps its statistics, or its failure.
+    fn join(&mut self, task: StartedTask) {
+        match task.join() {
+            Ok(stats) => self.finished.push(stats),
+            Err(error) => self.fail(error.to_string()),
         }
     }
 

@@ -114,18 +114,14 @@ impl LocalState {
     fn open(pipeline: &LoadedPipeline) -> Result<Option<LocalState>, StartError> {
         let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
         let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
-        let local_sources: Vec<String> = pipeline
-            .config
-            .sources
-            .iter()
-            .map(|source| source.get_ref())
-            .filter(|source| !matches!(source, SourceConfig::Kafka(_)))
-            .map(SourceConfig::name)
-            .collect();
-        let restored = directory.load_all(local_sources.iter().map(String::as_str))?;
+        let mut restored = HashMap::new();
         for source in pipeline.config.sources.iter().map(|source| source.get_ref()) {
-            if let Some(input) = input_identity(source, pipeline) {
-                directory.check_input(&source.name(), &input, restored.contains_key(&source.name()))?;
+            let Some(input) = input_identity(source, pipeline) else { continue };
+            let name = source.name();
+            let checkpoint = directory.load(&name)?;
+            directory.check_input(&name, &input, checkpoint.is_some())?;
+            if let Some(checkpoint) = checkpoint {
+                restored.insert(name, checkpoint);
             }
         }
         Ok(Some(LocalState { directory, restored }))
@@ -149,9 +145,7 @@ fn input_identity(source: &SourceConfig, pipeline: &LoadedPipeline) -> Option<St
                 use std::io::{BufRead, Read};
                 let _ = std::io::BufReader::new(opened.take(4096)).read_until(b'\n', &mut first_line);
             }
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(&first_line);
-            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-            Some(format!("file {}, first line sha256:{hex}", path.display()))
+            Some(format!("file {}, first line {}", path.display(), crate::wasm::Digest::of(&first_line)))
         }
         SourceConfig::Generator(generator) => Some(format!(
             "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies",

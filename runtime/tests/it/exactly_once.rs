@@ -9,8 +9,8 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
-use crate::kafka::{assert_exact_counts, await_windows, expected_windows, watermark_pushers, windowed_records};
-use crate::support::Scratch;
+use crate::kafka::{await_windows, expected_windows, watermark_pushers, windowed_records};
+use crate::support::{Scratch, assert_exact_counts};
 
 const EXACTLY_ONCE_PIPELINE: &str = r#"
 [pipeline]

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
-use crate::support::Scratch;
+use crate::support::{Scratch, WindowResults, assert_exact_counts, window_counts};
 
 pub(crate) const EVENT_TIME_ZERO: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -107,9 +107,6 @@ fn last_assignment(process: &SluiceProcess) -> String {
     process.log_text().lines().rev().find(|line| line.contains("partitions assigned")).unwrap_or_default().to_owned()
 }
 
-/// Window results by (window start, user): every count emitted for it (duplicates included).
-pub(crate) type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
-
 /// 10-second tumbling counts per user, as an uninterrupted run computes them.
 pub(crate) fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String), u64> {
     let mut counts = BTreeMap::new();
@@ -121,14 +118,8 @@ pub(crate) fn expected_windows(input: &[KafkaRecord]) -> BTreeMap<(i64, String),
     counts
 }
 
-pub(crate) fn window_results(output: &[KafkaRecord]) -> WindowResults {
-    let mut results = WindowResults::new();
-    for record in output {
-        let value = record.value_json();
-        let key = (value["window_start"].as_i64().expect("window_start"), value["user"].as_str().expect("user").to_owned());
-        results.entry(key).or_default().push(value["count"].as_u64().expect("count"));
-    }
-    results
+fn window_results(output: &[KafkaRecord]) -> WindowResults {
+    window_counts(output.iter().map(KafkaRecord::value_json), "user")
 }
 
 /// One record per partition far ahead in event time: every partition's watermark passes
@@ -181,15 +172,6 @@ pub(crate) fn await_windows(bootstrap: &str, expected: &BTreeMap<(i64, String), 
         expected.keys().all(|key| results.contains_key(key))
     });
     (results, output_len - expected.len())
-}
-
-pub(crate) fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &WindowResults) {
-    for (key, count) in expected {
-        let emitted = &results[key];
-        assert!(emitted.iter().all(|emitted| emitted == count), "window {key:?}: expected {count}, emitted {emitted:?}");
-    }
-    let unexpected: Vec<_> = results.keys().filter(|key| !expected.contains_key(*key)).collect();
-    assert!(unexpected.is_empty(), "windows that should not exist: {unexpected:?}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::broker::SluiceProcess;
-use crate::support::{Scratch, run};
+use crate::support::{Scratch, assert_exact_counts, run, window_counts};
 
 /// 300,000 generated clicks (20 users, 10 ms of event time apart) at 20,000 per second,
 /// counted per user in 10-second tumbling windows; checkpoints every 100 ms.
@@ -30,16 +30,6 @@ group_by = ["user_id"]
 aggregates = [{ function = "count", as = "count" }]
 "#;
 
-/// Every count emitted per (window start, user), duplicates included.
-fn window_counts(scratch: &Scratch, file: &str) -> BTreeMap<(i64, String), Vec<u64>> {
-    let mut counts: BTreeMap<(i64, String), Vec<u64>> = BTreeMap::new();
-    for result in scratch.json_lines(file) {
-        let key = (result["window_start"].as_i64().expect("window_start"), result["user_id"].as_str().expect("user_id").to_owned());
-        counts.entry(key).or_default().push(result["count"].as_u64().expect("count"));
-    }
-    counts
-}
-
 /// The "N records in" of a finished run's log.
 fn records_read(log: &str) -> u64 {
     let finished = log.lines().find(|line| line.contains("finished:")).unwrap_or_else(|| panic!("the run finished:\n{log}"));
@@ -55,7 +45,8 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
     // The reference runs at full speed: the rate changes when records come, not what they are.
     let unpaced = GENERATOR_PIPELINE.replace("{state_dir}", "").replace("rate = 20000\n", "");
     run(&reference.pipeline_to_files(&unpaced)).expect("uninterrupted run");
-    let expected = window_counts(&reference, "out.jsonl");
+    let expected: BTreeMap<_, u64> =
+        window_counts(reference.json_lines("out.jsonl"), "user_id").into_iter().map(|(window, counts)| (window, counts[0])).collect();
     assert!(expected.len() > 1000, "{} windows", expected.len());
 
     let scratch = Scratch::new();
@@ -81,14 +72,10 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
     assert!(read < 300_000, "the last run read only what no checkpoint covered, not {read}");
     assert!(!checkpoint.exists(), "a finished run removes its checkpoint");
 
-    let results = window_counts(&scratch, "out.jsonl");
+    let results = window_counts(scratch.json_lines("out.jsonl"), "user_id");
     assert_eq!(results.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "the same windows");
-    let mut duplicates = 0;
-    for (window, emitted) in &results {
-        let count = expected[window][0];
-        assert!(emitted.iter().all(|emitted| *emitted == count), "window {window:?}: expected {count}, emitted {emitted:?}");
-        duplicates += emitted.len() - 1;
-    }
+    assert_exact_counts(&expected, &results);
+    let duplicates: usize = results.values().map(|emitted| emitted.len() - 1).sum();
     println!("{} windows exact after 3 kills and 2 SIGTERMs; {duplicates} results re-emitted after kills", results.len());
 }
 

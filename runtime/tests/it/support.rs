@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests: plugin paths, temporary pipelines, running them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -67,6 +68,30 @@ impl Scratch {
         let text = std::fs::read_to_string(self.path(name)).unwrap_or_default();
         text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"))).collect()
     }
+}
+
+/// Results of a windowed count by (window start, group): every count emitted for the window
+/// (duplicates included).
+pub type WindowResults = BTreeMap<(i64, String), Vec<u64>>;
+
+/// The counts in window-aggregate results (`window_start`, the `group` field, `count`).
+pub fn window_counts(results: impl IntoIterator<Item = Value>, group: &str) -> WindowResults {
+    let mut counts = WindowResults::new();
+    for result in results {
+        let key = (result["window_start"].as_i64().expect("window_start"), result[group].as_str().expect("group field").to_owned());
+        counts.entry(key).or_default().push(result["count"].as_u64().expect("count"));
+    }
+    counts
+}
+
+/// Every expected window was emitted, each time with its expected count, and no other window.
+pub fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &WindowResults) {
+    for (key, count) in expected {
+        let emitted = &results[key];
+        assert!(emitted.iter().all(|emitted| emitted == count), "window {key:?}: expected {count}, emitted {emitted:?}");
+    }
+    let unexpected: Vec<_> = results.keys().filter(|key| !expected.contains_key(*key)).collect();
+    assert!(unexpected.is_empty(), "windows that should not exist: {unexpected:?}");
 }
 
 /// Runs a pipeline file in-process to its end.
