@@ -25,7 +25,8 @@ import json
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
-from wit_world.imports.types import Batch, Event, Header, Output, Rejection, Span, State
+from wit_world.imports.types import (Batch, Distribution_Any, Distribution_Key, Event, Header, InitContext, OperatorInfo, Output,
+                                     Rejection, Span, State)
 
 OPERATORS = {
     ">": lambda a, b: _numbers(a, b) and a > b,
@@ -156,14 +157,14 @@ class Builder:
         first = len(self.headers)
         for header in self.source.headers[event.first_header:event.first_header + event.header_count]:
             self.headers.append(Header(self.span_of(header.name), self.span_of(header.value)))
-        self.events.append(Event(key, self.append(value), event.timestamp, first, event.header_count))
+        self.events.append(Event(key, self.append(value), event.timestamp, first, event.header_count, 0))
 
     def build(self) -> Batch:
         return Batch(bytes(self.buffer), self.events, self.headers)
 
 
 class WitWorld(wit_world.WitWorld):
-    def init(self, config: str) -> None:
+    def init(self, config: str, context: InitContext) -> OperatorInfo:
         try:
             parsed = json.loads(config)
         except ValueError as error:
@@ -172,8 +173,12 @@ class WitWorld(wit_world.WitWorld):
             raise Err("config must be a table")
         SETTINGS[0] = Settings(parsed)
         HISTORY.clear()
+        # The velocity history is kept per key: records of one key must meet one instance.
+        velocity = SETTINGS[0].velocity
+        distribution = Distribution_Any() if velocity is None else Distribution_Key([".".join(velocity[0])])
+        return OperatorInfo([], distribution, "json")
 
-    def process(self, batch: Batch) -> Output:
+    def process(self, input: int, batch: Batch) -> Output:
         settings, out, rejected, flagged = SETTINGS[0], Builder(batch), [], 0
         for index, event in enumerate(batch.events):
             try:

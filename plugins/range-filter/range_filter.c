@@ -80,14 +80,20 @@ static const char *parse_config(const uint8_t *json, size_t length) {
   return NULL;
 }
 
-bool exports_operator_init(operator_string_t *json, operator_string_t *err) {
+bool exports_operator_init(operator_string_t *json, operator_init_context_t *context, operator_operator_info_t *ret,
+                           operator_string_t *err) {
   const char *problem = parse_config(json->ptr, json->len);
   operator_string_free(json);
+  operator_init_context_free(context);
   if (problem != NULL) {
     operator_string_dup(err, problem);
     return false;
   }
   totals.kept = totals.dropped = 0;
+  // No side outputs; stateless per record, so any instance may take any record; JSON values.
+  memset(ret, 0, sizeof *ret);
+  ret->distribution.tag = SLUICE_PLUGIN_TYPES_DISTRIBUTION_ANY;
+  operator_string_dup(&ret->encoding, "json");
   return true;
 }
 
@@ -102,7 +108,8 @@ static void reject(sluice_plugin_types_rejection_t **rejections, size_t *count, 
   (*count)++;
 }
 
-void exports_operator_process(operator_batch_t *batch, operator_output_t *ret) {
+void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_output_t *ret) {
+  (void)input;   // one input
   sluice_plugin_types_event_t *events = batch->events.ptr;
   size_t count = batch->events.len, kept = 0, rejected = 0;
   sluice_plugin_types_rejection_t *rejections = NULL;

@@ -13,7 +13,7 @@
 // leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
 // Stateless: snapshot and restore carry nothing. Numbers pass through JavaScript numbers:
 // integers beyond 2^53 lose precision (keep such ids as strings).
-import { counterAdd } from 'sluice:plugin/host@0.1.0';
+import { counterAdd } from 'sluice:plugin/host@0.2.0';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
@@ -103,7 +103,7 @@ const builders = {
 };
 
 // An error result is a thrown string; a thrown Error object traps the plugin.
-export function init(config) {
+export function init(config, context) {
   let settings;
   try {
     settings = JSON.parse(config);
@@ -115,9 +115,11 @@ export function init(config) {
   const LISTS = ['drop', 'uppercase', 'lowercase', 'trim', 'lookup'];
   steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) =>
     builders[name](LISTS.includes(name) ? listOf(name, settings[name]) : tableOf(name, settings[name])));
+  // Stateless: any instance may reshape any record; no side outputs; JSON values.
+  return { outputs: [], distribution: { tag: 'any' }, encoding: 'json' };
 }
 
-export function process(batch) {
+export function process(input, batch) {
   const out = new BatchBuilder(batch);
   const rejected = [];
   batch.events.forEach((event, index) => {
@@ -184,7 +186,7 @@ class BatchBuilder {
     for (const header of this.source.headers.slice(event.firstHeader, event.firstHeader + event.headerCount)) {
       this.headers.push({ name: this.copy(header.name), value: this.copy(header.value) });
     }
-    this.events.push({ key, value: this.append(value), timestamp: event.timestamp, firstHeader, headerCount: event.headerCount });
+    this.events.push({ key, value: this.append(value), timestamp: event.timestamp, firstHeader, headerCount: event.headerCount, port: 0 });
   }
 
   build() {

@@ -6,13 +6,12 @@
 //! and records per second for Rust, Python, JavaScript and C; asserts nothing. Builds in
 //! `$TMPDIR/sluice-bench-languages` (the first build of a language may install its tools).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sluice::develop::{BuildOptions, Language, build_plugin, new_plugin};
 use sluice::pipeline::{Operator, OperatorSpec};
-use sluice::wasm::{Batch, InstanceLimits, OperatorMetrics, PluginRegistry, WasmEngine};
+use sluice::wasm::{Batch, InstanceLimits, PluginRegistry, WasmEngine};
 
 const BATCH: usize = 1024;
 const BATCHES: usize = 50;
@@ -35,13 +34,9 @@ fn main() {
         let started = Instant::now();
         let plugin = registry.load(&built).unwrap_or_else(|error| panic!("{language}: {error}"));
         let compile_time = started.elapsed();
-        let spec = OperatorSpec {
-            name: language.name().into(),
-            plugin,
-            config_json: json!({"field": "price", "min": 50}).to_string(),
-            limits: InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(30) },
-            metrics: Arc::new(OperatorMetrics::default()),
-        };
+        let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(30) };
+        let config = json!({"field": "price", "min": 50}).to_string();
+        let spec = OperatorSpec::new(language.name(), plugin, config, vec!["input".into()], limits).expect("the plugin takes its config");
         let mut operator = Operator::start(spec, None).expect("operator starts");
         let (rate, kept) = measure(&batches, &mut operator);
         println!(
@@ -65,7 +60,7 @@ fn measure(batches: &[Batch], operator: &mut Operator) -> (f64, usize) {
         let started = Instant::now();
         kept = 0;
         for batch in input {
-            let processed = operator.process(batch);
+            let processed = operator.process(0, batch);
             assert!(processed.dead.is_empty(), "benchmark input is valid");
             kept += processed.batch.len();
         }

@@ -112,13 +112,9 @@ fn compile_times() -> Vec<(&'static str, f64, f64)> {
             let compile_ms = started.elapsed().as_secs_f64() * 1e3;
             let started = Instant::now();
             let config = if name == "counter-v1" { "{}".to_owned() } else { window_config("count") };
-            let spec = sluice::pipeline::OperatorSpec {
-                name: name.into(),
-                plugin: std::sync::Arc::new(compiled),
-                config_json: config,
-                limits: sluice::wasm::InstanceLimits { memory: 128 << 20, call_timeout: Duration::from_secs(1) },
-                metrics: Default::default(),
-            };
+            let limits = sluice::wasm::InstanceLimits { memory: 128 << 20, call_timeout: Duration::from_secs(1) };
+            let spec = sluice::pipeline::OperatorSpec::new(name, std::sync::Arc::new(compiled), config, vec!["input".into()], limits)
+                .expect("the plugin takes its config");
             let operator = sluice::pipeline::Operator::start(spec, None).expect("starts");
             drop(operator);
             (name, compile_ms, started.elapsed().as_secs_f64() * 1e3)

@@ -5,12 +5,12 @@
 //! records per second; asserts nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::pipeline::{Operator, OperatorSpec};
-use sluice::wasm::{Batch, InstanceLimits, OperatorMetrics, PluginRegistry, WasmEngine};
+use sluice::wasm::{Batch, InstanceLimits, PluginRegistry, WasmEngine};
 use sluice_sdk::testing::Harness;
 
 const BATCH: usize = 1024;
@@ -100,20 +100,16 @@ fn last_timestamp(batch: &Batch) -> i64 {
 
 fn operator(registry: &PluginRegistry, plugin: &str, config: &Value) -> Operator {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins").join(format!("{plugin}.wasm"));
-    let spec = OperatorSpec {
-        name: plugin.into(),
-        plugin: registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)")),
-        config_json: config.to_string(),
-        limits: InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) },
-        metrics: Arc::new(OperatorMetrics::default()),
-    };
+    let compiled = registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)"));
+    let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
+    let spec = OperatorSpec::new(plugin, compiled, config.to_string(), vec!["input".into()], limits).expect("the plugin takes its config");
     Operator::start(spec, None).expect("operator starts")
 }
 
 fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {
     let mut records = batch;
     for operator in chain.iter_mut() {
-        let processed = operator.process(records);
+        let processed = operator.process(0, records);
         assert!(processed.dead.is_empty(), "benchmark input is valid: {:?}", processed.dead.first().map(|d| &d.reason));
         records = processed.batch;
     }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::Path;
 
 use crate::config::{Diagnostics, LoadedPipeline, check_pipeline};
-use crate::pipeline::{PipelineControl, PipelineSummary, RunningPipeline, StopSignal, WasmPluginCheck};
+use crate::graph::Graph;
+use crate::pipeline::{PipelineControl, StopSignal};
+use crate::topology::{PipelineSummary, RunningPipeline, WasmPluginCheck};
 use crate::wasm::{ComponentDescription, Digest, Plugin, PluginError, PluginRegistry, WasmEngine, describe_component};
 
 /// Why a command failed.
@@ -16,16 +18,21 @@ pub enum CommandError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
-    Start(#[from] crate::pipeline::StartError),
+    Start(#[from] crate::topology::StartError),
     #[error(transparent)]
-    Run(#[from] crate::pipeline::RunError),
+    Run(#[from] crate::topology::RunError),
 }
 
 /// Loads `path` and checks everything, plugins included. Compiled plugins stay in `plugins`.
 pub fn validate(path: &Path, plugins: &PluginRegistry) -> Result<LoadedPipeline, CommandError> {
+    validate_graph(path, plugins).map(|(pipeline, _)| pipeline)
+}
+
+/// Like [`validate`], and also returns the pipeline's graph.
+pub fn validate_graph(path: &Path, plugins: &PluginRegistry) -> Result<(LoadedPipeline, Graph), CommandError> {
     let pipeline = LoadedPipeline::load(path).map_err(CommandError::Invalid)?;
-    check_pipeline(&pipeline, &WasmPluginCheck { pipeline: &pipeline, plugins }).map_err(CommandError::Invalid)?;
-    Ok(pipeline)
+    let graph = check_pipeline(&pipeline, &WasmPluginCheck { pipeline: &pipeline, plugins }).map_err(CommandError::Invalid)?;
+    Ok((pipeline, graph))
 }
 
 /// Validates and runs `path` until its sources end or the stop signal is raised, then drains.
@@ -114,14 +121,14 @@ pub enum ServeError {
     Admin(std::io::Error),
 }
 
-impl From<crate::pipeline::StartError> for ServeError {
-    fn from(error: crate::pipeline::StartError) -> Self {
+impl From<crate::topology::StartError> for ServeError {
+    fn from(error: crate::topology::StartError) -> Self {
         ServeError::Command(error.into())
     }
 }
 
-impl From<crate::pipeline::RunError> for ServeError {
-    fn from(error: crate::pipeline::RunError) -> Self {
+impl From<crate::topology::RunError> for ServeError {
+    fn from(error: crate::topology::RunError) -> Self {
         ServeError::Command(error.into())
     }
 }
@@ -202,7 +209,7 @@ impl fmt::Display for PluginReport {
         writeln!(f, "digest: {}", self.digest)?;
         writeln!(f, "size:   {} bytes", self.size)?;
         match &self.operator {
-            Ok(()) => writeln!(f, "world:  implements sluice:plugin/operator@0.1.0")?,
+            Ok(()) => writeln!(f, "world:  implements sluice:plugin/operator@0.2.0")?,
             Err(reason) => writeln!(f, "world:  NOT an operator: {reason}")?,
         }
         writeln!(f, "imports:")?;
@@ -220,19 +227,25 @@ impl fmt::Display for PluginReport {
 impl fmt::Display for PipelineSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = |field: fn(&crate::pipeline::TaskStats) -> u64| self.tasks.iter().map(field).sum::<u64>();
-        write!(
-            f,
-            "{} records in, {} out, {} dead letters",
-            total(|task| task.records_in),
-            total(|task| task.records_out),
-            self.dead_letters
-        )?;
+        // Records enter a local pipeline at its sources' shares, a Kafka pipeline at the tasks
+        // of its source topics' partitions (not those of repartition topics).
+        let from_sources = self.tasks.iter().filter(|task| task.reads_source).map(|task| task.records_in + task.late_dropped).sum::<u64>();
+        let records_in = if self.sources.records > 0 { self.sources.records } else { from_sources };
+        write!(f, "{records_in} records in, {} out, {} dead letters", total(|task| task.records_out), self.dead_letters)?;
         if self.dead_letters > 0 {
             write!(f, " (in {})", self.dead_letter_destination)?;
         }
-        let late = total(|task| task.late_dropped);
+        let late = total(|task| task.late_dropped) + self.sources.late_dropped;
         if late > 0 {
             write!(f, ", {late} late records dropped")?;
+        }
+        let duplicates = total(|task| task.duplicates_dropped);
+        if duplicates > 0 {
+            write!(f, ", {duplicates} records sent again through repartition topics dropped")?;
+        }
+        let unread = total(|task| task.unread_dropped);
+        if unread > 0 {
+            write!(f, ", {unread} records sent to outputs nothing reads")?;
         }
         for operator in &self.operators {
             for (counter, value) in &operator.counters {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::commands::{self, CommandError, ServeError, ServeOptions};
 use sluice::develop::{self, BuildOptions, Language};
+use sluice::graph::{Plan, render_dot, render_text};
 use sluice::pipeline::StopSignal;
 use sluice::wasm::{PluginRegistry, WasmEngine};
 use swap::SwapArgs;
@@ -31,6 +32,12 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Text,
+    Dot,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs a pipeline until its sources end or Ctrl-C, then drains and exits. Changes to the
@@ -47,7 +54,13 @@ enum Command {
     /// Hot-swaps an operator of a running pipeline through its admin API.
     Swap(SwapArgs),
     /// Checks a pipeline file and the plugins it names; reports every error.
-    Validate { pipeline: PathBuf },
+    Validate {
+        pipeline: PathBuf,
+        /// Also print the pipeline's graph: its stages and the edges between nodes, as text
+        /// or as Graphviz DOT (`--graph dot | dot -Tsvg > graph.svg`).
+        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text")]
+        graph: Option<GraphFormat>,
+    },
     /// Works with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -111,7 +124,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin, watch: !no_watch }),
         Command::Swap(args) => swap::run(args),
-        Command::Validate { pipeline } => validate(pipeline),
+        Command::Validate { pipeline, graph } => validate(pipeline, graph),
         Command::Plugin { command } => plugin(command),
     }
 }
@@ -129,17 +142,24 @@ fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(path: PathBuf) -> anyhow::Result<()> {
+fn validate(path: PathBuf, graph_format: Option<GraphFormat>) -> anyhow::Result<()> {
     let plugins = PluginRegistry::new(WasmEngine::new()?);
-    let pipeline = commands::validate(&path, &plugins)?;
+    let (pipeline, graph) = commands::validate_graph(&path, &plugins)?;
     let config = &pipeline.config;
+    let name = config.pipeline.name.get_ref().as_str();
+    let plan = Plan::of(&graph);
+    match graph_format {
+        Some(GraphFormat::Dot) => return Ok(print!("{}", render_dot(name, &graph, &plan))),
+        Some(GraphFormat::Text) => print!("{}", render_text(name, &graph, &plan)),
+        None => {}
+    }
     println!(
-        "{}: pipeline \"{}\" is valid ({} source(s), {} operator(s), {} sink(s))",
+        "{}: pipeline \"{name}\" is valid ({} source(s), {} operator(s), {} sink(s), {} stage(s))",
         path.display(),
-        config.pipeline.name.get_ref(),
         config.sources.len(),
         config.operators.len(),
-        config.sinks.len()
+        config.sinks.len(),
+        plan.stages.len()
     );
     Ok(())
 }

@@ -19,7 +19,9 @@ use notify_debouncer_mini::{DebounceEventResult, Debouncer, new_debouncer};
 
 use crate::commands;
 use crate::config::LoadedPipeline;
-use crate::pipeline::{PipelineControl, StopSignal, operator_spec};
+use crate::graph::resolve_inputs;
+use crate::pipeline::{OperatorSpec, PipelineControl, StopSignal};
+use crate::topology::operator_spec;
 use crate::wasm::PluginRegistry;
 
 /// How long file events settle before they are acted on.
@@ -43,6 +45,9 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
     let names = |config: &crate::config::PipelineFileConfig| {
         config.operators.iter().map(|operator| operator.get_ref().name.get_ref().clone()).collect::<Vec<_>>()
     };
+    let wiring = |config: &crate::config::PipelineFileConfig| {
+        config.operators.iter().map(|operator| (operator.get_ref().inputs.clone(), operator.get_ref().key_by.clone())).collect::<Vec<_>>()
+    };
     if old.pipeline != new.pipeline {
         Plan::Restart("the [pipeline] settings changed".into())
     } else if old.sources != new.sources {
@@ -51,6 +56,8 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
         Plan::Restart("the sinks changed".into())
     } else if names(old) != names(new) {
         Plan::Restart("operators were added, removed or reordered".into())
+    } else if wiring(old) != wiring(new) {
+        Plan::Restart("what operators read changed (`inputs` or `key_by`)".into())
     } else {
         Plan::SwapOperators
     }
@@ -75,15 +82,8 @@ pub fn swap_changed_operators(
     applied: &mut BTreeMap<String, Applied>,
 ) -> anyhow::Result<usize> {
     let mut swapped = 0;
-    for operator in &new.config.operators {
-        let name = operator.get_ref().name.get_ref().to_string();
-        let spec = match operator_spec(new, operator.get_ref(), plugins) {
-            Ok(spec) => spec,
-            Err(error) => {
-                control.record_refusal(&name, &error.to_string());
-                return Err(error.into());
-            }
-        };
+    for spec in new_specs(new, control, plugins)? {
+        let name = spec.name.to_string();
         let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits);
         if applied.get(&name) == Some(&wanted) {
             continue;
@@ -93,6 +93,34 @@ pub fn swap_changed_operators(
         swapped += 1;
     }
     Ok(swapped)
+}
+
+/// The specifications of `new`'s operators (each plugin compiled and asked what it declares);
+/// a refused one is recorded in the swap history.
+fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<Vec<OperatorSpec>> {
+    let (resolved, _) = resolve_inputs(new);
+    let mut specs = Vec::new();
+    for (index, operator) in new.config.operators.iter().enumerate() {
+        match operator_spec(new, operator.get_ref(), resolved.input_names(new, index), plugins) {
+            Ok(spec) => specs.push(spec),
+            Err(error) => {
+                control.record_refusal(operator.get_ref().name.get_ref().as_str(), &error.to_string());
+                return Err(error.into());
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// Why `new` cannot be applied by swapping operators: an operator whose new version or
+/// configuration declares other side outputs or another distribution rewires the pipeline.
+pub fn rewiring_needed(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> Option<String> {
+    let current = control.current_specs();
+    let specs = new_specs(new, control, plugins).ok()?;
+    current
+        .iter()
+        .zip(&specs)
+        .find_map(|(running, new)| running.rewiring_needed_by(new).map(|why| format!("operator \"{}\": {why}", new.name)))
 }
 
 /// Watches the pipeline file and its plugin files; dropped, it stops watching.
@@ -178,6 +206,13 @@ impl WatchState {
     /// A plugin file changed: the running definition, re-applied, swaps what differs.
     fn apply_plugin_changes(&mut self) {
         let targets = &self.targets;
+        if let Some(why) = rewiring_needed(&targets.running, &targets.control, &targets.plugins) {
+            tracing::info!("a plugin file changed: {why}; restarting the pipeline");
+            if targets.restart.send(targets.running.clone()).is_ok() {
+                targets.stop.raise();
+            }
+            return;
+        }
         match swap_changed_operators(&targets.running, &targets.control, &targets.plugins, &mut self.applied) {
             Ok(0) => {}
             Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
@@ -192,7 +227,14 @@ impl WatchState {
             Ok(new) => new,
             Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
         };
-        match plan(Some(&targets.running), &new) {
+        let plan = match plan(Some(&targets.running), &new) {
+            Plan::SwapOperators => match rewiring_needed(&new, &targets.control, &targets.plugins) {
+                Some(why) => Plan::Restart(why),
+                None => Plan::SwapOperators,
+            },
+            other => other,
+        };
+        match plan {
             Plan::SwapOperators => match swap_changed_operators(&new, &targets.control, &targets.plugins, &mut self.applied) {
                 Ok(swapped) => {
                     tracing::info!(swapped, "pipeline file reloaded");

@@ -1,16 +1,21 @@
-//! Local state directories: the checkpoints of file and generator sources, one file per
-//! source, replaced atomically; a lock keeps two processes out of one pipeline's directory.
+//! Local state directories: the checkpoints of a pipeline of file and generator sources, one
+//! file per pipeline holding a whole checkpoint round (every source share's position, every
+//! task's operators and event time), replaced atomically; a lock keeps two processes out.
 //!
-//! Layout: `<state_dir>/<pipeline>/<source>.checkpoint.json` (the same encoding as the Kafka
-//! checkpoint topic), `<source>.input` (what the source read when the checkpoint began, so
-//! that a checkpoint is never applied to other input) and `<state_dir>/<pipeline>/lock`.
+//! Layout: `<state_dir>/<pipeline>/checkpoint.json` and `<state_dir>/<pipeline>/lock`.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::pipeline::{CheckpointTarget, TaskCheckpoint};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::TaskCheckpoint;
+
+/// Version of the stored form.
+const FORMAT: u32 = 2;
 
 /// Why a state directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -19,16 +24,92 @@ pub enum StateDirError {
     Io { path: String, error: io::Error },
     #[error("state directory {path} is in use by another sluice process (lock file {path}/lock): one process per pipeline and state_dir")]
     Locked { path: String },
-    #[error("checkpoint {path} is unreadable ({problem}): remove it to start source \"{source_name}\" from the beginning")]
-    Unreadable { path: String, source_name: String, problem: String },
+    #[error("checkpoint {path} is unreadable ({problem}): remove it to start the pipeline from the beginning")]
+    Unreadable { path: String, problem: String },
     #[error(
-        "source \"{source_name}\" now reads other input than its checkpoint {path} was taken on (then: {then}; now: {now}): \
-         remove the checkpoint to start it from the beginning, or restore the input"
+        "state directory {path} holds checkpoints written by an earlier version of Sluice (one file per source): they cannot be \
+         resumed by this version; remove {path}/*.checkpoint.json to start from the beginning"
+    )]
+    OlderFormat { path: String },
+    #[error(
+        "source \"{source_name}\" now reads other input than the checkpoint {path} was taken on (then: {then}; now: {now}): \
+         remove the checkpoint to start from the beginning, or restore the input"
     )]
     InputChanged { source_name: String, path: String, then: String, now: String },
+    #[error(
+        "the checkpoint {path} was taken on another graph or parallelism (then: {then}; now: {now}): operator state cannot be \
+         split or merged between instances; run with the settings it was taken with, or remove it to start from the beginning"
+    )]
+    LayoutChanged { path: String, then: String, now: String },
 }
 
-/// One pipeline's directory of checkpoints, locked while it is open.
+/// Where a source share stood when a round was saved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharePosition {
+    /// The position of the share's next record (line or sequence number).
+    pub next_position: u64,
+    pub watermark: Option<i64>,
+}
+
+/// One saved checkpoint round of a local pipeline.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineCheckpoint {
+    /// What it was taken on: every task and its operators (another graph or parallelism
+    /// cannot use it).
+    pub layout: String,
+    /// What each source read then (file and first line, or generator settings).
+    pub inputs: BTreeMap<String, String>,
+    pub shares: BTreeMap<String, SharePosition>,
+    /// Every task still running then; a task that had finished has no state left.
+    pub tasks: BTreeMap<String, TaskCheckpoint>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    format: u32,
+    layout: String,
+    inputs: BTreeMap<String, String>,
+    shares: BTreeMap<String, SharePosition>,
+    tasks: BTreeMap<String, serde_json::Value>,
+}
+
+impl PipelineCheckpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let tasks = self
+            .tasks
+            .iter()
+            .map(|(task, checkpoint)| (task.clone(), serde_json::from_slice(&checkpoint.encode()).unwrap_or_default()))
+            .collect();
+        let stored = StoredCheckpoint {
+            format: FORMAT,
+            layout: self.layout.clone(),
+            inputs: self.inputs.clone(),
+            shares: self.shares.clone(),
+            tasks,
+        };
+        // Strings, numbers and JSON values always serialise.
+        serde_json::to_vec_pretty(&stored).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PipelineCheckpoint, String> {
+        let stored: StoredCheckpoint = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
+        if stored.format != FORMAT {
+            return Err(format!("format {} is not {FORMAT}: written by another version of Sluice", stored.format));
+        }
+        let tasks = stored
+            .tasks
+            .into_iter()
+            .map(|(task, value)| {
+                let checkpoint =
+                    TaskCheckpoint::decode(value.to_string().as_bytes()).map_err(|problem| format!("task {task}: {problem}"))?;
+                Ok((task, checkpoint))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(PipelineCheckpoint { layout: stored.layout, inputs: stored.inputs, shares: stored.shares, tasks })
+    }
+}
+
+/// One pipeline's directory, locked while it is open.
 #[derive(Debug)]
 pub struct StateDirectory {
     root: PathBuf,
@@ -54,64 +135,68 @@ impl StateDirectory {
         &self.root
     }
 
-    /// The latest checkpoint of `source`, if it has one.
-    pub fn load(&self, source: &str) -> Result<Option<TaskCheckpoint>, StateDirError> {
-        let path = self.checkpoint_path(source);
+    fn checkpoint_path(&self) -> PathBuf {
+        self.root.join("checkpoint.json")
+    }
+
+    /// The latest checkpoint, if there is one; checked against what the pipeline reads now
+    /// (`inputs`) and how it runs (`layout`).
+    pub fn load(&self, layout: &str, inputs: &BTreeMap<String, String>) -> Result<Option<PipelineCheckpoint>, StateDirError> {
+        self.refuse_older_format()?;
+        let path = self.checkpoint_path();
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(StateDirError::Io { path: path.display().to_string(), error }),
         };
-        TaskCheckpoint::decode(&bytes).map(Some).map_err(|problem| StateDirError::Unreadable {
-            path: path.display().to_string(),
-            source_name: source.to_owned(),
-            problem,
-        })
-    }
-
-    /// Makes sure a checkpoint of `source` (if any) was taken on the same input, described by
-    /// `input`; without a checkpoint, records `input` for the checkpoints to come.
-    pub fn check_input(&self, source: &str, input: &str, has_checkpoint: bool) -> Result<(), StateDirError> {
-        let path = self.root.join(format!("{source}.input"));
-        let failed = |error| StateDirError::Io { path: path.display().to_string(), error };
-        match fs::read_to_string(&path) {
-            Ok(then) if has_checkpoint && then != input => Err(StateDirError::InputChanged {
-                source_name: source.to_owned(),
-                path: self.checkpoint_path(source).display().to_string(),
-                then,
-                now: input.to_owned(),
-            }),
-            Ok(then) if then == input => Ok(()),
-            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(failed(error)),
-            _ => replace_durably(&path, input.as_bytes()).and_then(|()| self.sync()).map_err(failed),
+        let checkpoint = PipelineCheckpoint::decode(&bytes)
+            .map_err(|problem| StateDirError::Unreadable { path: path.display().to_string(), problem })?;
+        for (source, now) in inputs {
+            if let Some(then) = checkpoint.inputs.get(source).filter(|then| *then != now) {
+                return Err(StateDirError::InputChanged {
+                    source_name: source.clone(),
+                    path: path.display().to_string(),
+                    then: then.clone(),
+                    now: now.clone(),
+                });
+            }
         }
+        if checkpoint.layout != layout {
+            let (then, now) = (checkpoint.layout.clone(), layout.to_owned());
+            return Err(StateDirError::LayoutChanged { path: path.display().to_string(), then, now });
+        }
+        Ok(Some(checkpoint))
     }
 
-    /// Where the task of `source` saves its checkpoints.
-    pub fn target(self: &Arc<Self>, source: &str) -> LocalCheckpoints {
-        LocalCheckpoints { directory: self.clone(), path: self.checkpoint_path(source) }
+    /// Per-source checkpoint files of the previous layout cannot be resumed: say so rather
+    /// than silently starting over.
+    fn refuse_older_format(&self) -> Result<(), StateDirError> {
+        let entries = fs::read_dir(&self.root).map_err(|error| StateDirError::Io { path: self.root.display().to_string(), error })?;
+        let older = entries.flatten().any(|entry| entry.file_name().to_string_lossy().ends_with(".checkpoint.json"));
+        if older { Err(StateDirError::OlderFormat { path: self.root.display().to_string() }) } else { Ok(()) }
     }
 
-    fn checkpoint_path(&self, source: &str) -> PathBuf {
-        self.root.join(format!("{source}.checkpoint.json"))
+    /// Saves a round: write, sync, rename over the last one, sync the directory.
+    pub fn save(&self, checkpoint: &PipelineCheckpoint) -> Result<(), String> {
+        let path = self.checkpoint_path();
+        replace_durably(&path, &checkpoint.encode())
+            .and_then(|()| self.sync())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+
+    /// The input was read to its end and every output is durable: the next run starts afresh.
+    pub fn remove(&self) -> Result<(), String> {
+        let path = self.checkpoint_path();
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync().map_err(|error| format!("cannot sync {}: {error}", self.root.display())),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
+        }
     }
 
     /// Makes renames and removals in the directory durable.
     fn sync(&self) -> io::Result<()> {
         File::open(&self.root)?.sync_all()
-    }
-}
-
-/// The checkpoint file of one source's task.
-pub struct LocalCheckpoints {
-    directory: Arc<StateDirectory>,
-    path: PathBuf,
-}
-
-impl LocalCheckpoints {
-    fn replace(&self, contents: &[u8]) -> io::Result<()> {
-        replace_durably(&self.path, contents)?;
-        self.directory.sync()
     }
 }
 
@@ -127,20 +212,6 @@ fn replace_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
     fs::rename(&temporary, path)
 }
 
-impl CheckpointTarget for LocalCheckpoints {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
-        self.replace(&checkpoint.encode()).map_err(|error| format!("cannot write {}: {error}", self.path.display()))
-    }
-
-    fn finished(&mut self) -> Result<(), String> {
-        match fs::remove_file(&self.path) {
-            Ok(()) => self.directory.sync().map_err(|error| format!("cannot sync {}: {error}", self.directory.path().display())),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(format!("cannot remove {}: {error}", self.path.display())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,23 +224,32 @@ mod tests {
         dir
     }
 
+    fn round() -> PipelineCheckpoint {
+        let task = TaskCheckpoint {
+            watermark: Some(1_000),
+            upstream_watermarks: vec![Some(1_000)],
+            operators: vec![OperatorCheckpoint { name: "count".into(), digest: "d".into(), state: State { version: 1, bytes: vec![9] } }],
+            ..TaskCheckpoint::default()
+        };
+        PipelineCheckpoint {
+            layout: "clicks#0: count".into(),
+            inputs: BTreeMap::from([("clicks".into(), "file a.jsonl".into())]),
+            shares: BTreeMap::from([("clicks".into(), SharePosition { next_position: 7, watermark: Some(1_000) })]),
+            tasks: BTreeMap::from([("clicks#0".into(), task)]),
+        }
+    }
+
     #[test]
-    fn checkpoints_are_saved_loaded_and_removed_when_finished() {
+    fn a_round_is_saved_loaded_and_removed() {
         let dir = scratch("round-trip");
         let directory = StateDirectory::open(&dir, "pipe").unwrap();
-        assert_eq!(directory.load("events").unwrap(), None);
-        let checkpoint = TaskCheckpoint {
-            next_position: 7,
-            watermark: Some(1_000),
-            operators: vec![OperatorCheckpoint { name: "count".into(), digest: "d".into(), state: State { version: 1, bytes: vec![9] } }],
-        };
-        let mut target = directory.target("events");
-        target.save(&checkpoint).unwrap();
-        assert_eq!(directory.load("events").unwrap(), Some(checkpoint));
-        assert_eq!(directory.load("other").unwrap(), None);
-        target.finished().unwrap();
-        assert_eq!(directory.load("events").unwrap(), None);
-        drop((target, directory));
+        let checkpoint = round();
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), None);
+        directory.save(&checkpoint).unwrap();
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), Some(checkpoint.clone()));
+        directory.remove().unwrap();
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), None);
+        drop(directory);
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -185,25 +265,29 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_is_only_used_on_the_input_it_was_taken_on() {
+    fn a_checkpoint_is_only_used_on_its_input_and_layout() {
         let dir = scratch("input");
         let directory = StateDirectory::open(&dir, "pipe").unwrap();
-        directory.check_input("events", "file a.jsonl", false).unwrap();
-        directory.check_input("events", "file a.jsonl", true).unwrap();
-        let error = directory.check_input("events", "file b.jsonl", true).unwrap_err().to_string();
+        let checkpoint = round();
+        directory.save(&checkpoint).unwrap();
+        let other_input = BTreeMap::from([("clicks".into(), "file b.jsonl".into())]);
+        let error = directory.load(&checkpoint.layout, &other_input).unwrap_err().to_string();
         assert!(error.contains("then: file a.jsonl; now: file b.jsonl") && error.contains("remove the checkpoint"), "{error}");
-        directory.check_input("events", "file b.jsonl", false).unwrap();
-        directory.check_input("events", "file b.jsonl", true).unwrap();
+        let error = directory.load("clicks#0: count; clicks#1: count", &checkpoint.inputs).unwrap_err().to_string();
+        assert!(error.contains("another graph or parallelism"), "{error}");
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn an_unreadable_checkpoint_is_named() {
+    fn unreadable_and_older_checkpoints_are_named() {
         let dir = scratch("unreadable");
         let directory = StateDirectory::open(&dir, "pipe").unwrap();
-        fs::write(directory.path().join("events.checkpoint.json"), b"not json").unwrap();
-        let error = directory.load("events").unwrap_err().to_string();
-        assert!(error.contains("events.checkpoint.json") && error.contains("remove it"), "{error}");
+        fs::write(directory.path().join("checkpoint.json"), b"not json").unwrap();
+        let error = directory.load("", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(error.contains("checkpoint.json") && error.contains("remove it"), "{error}");
+        fs::write(directory.path().join("events.checkpoint.json"), b"{}").unwrap();
+        let error = directory.load("", &BTreeMap::new()).unwrap_err().to_string();
+        assert!(error.contains("earlier version of Sluice"), "{error}");
         fs::remove_dir_all(dir).unwrap();
     }
 }

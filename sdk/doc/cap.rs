@@ -1,5 +1,5 @@
 use serde::Deserialize;
-use sluice_sdk::{Batch, FieldPath, Operator, Output};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -10,6 +10,7 @@ pub struct Cap(Config);
 impl Operator for Cap {
     type Config = Config;
     fn init(config: Config) -> Result<Self, String> { Ok(Cap(config)) }
+    fn distribution(&self) -> Distribution { Distribution::Any } // stateless: any instance
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         for record in batch.iter() {
             match record.json_object() {

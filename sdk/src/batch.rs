@@ -43,29 +43,46 @@ impl Batch {
         self.events.iter().enumerate().map(|(index, event)| Record { batch: self, event, index })
     }
 
-    /// Appends a record.
+    /// Appends a record (port 0).
     pub fn push<'h>(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) {
         let key = key.map(|key| self.append(key));
         let value = self.append(value);
-        self.push_event(key, value, timestamp, headers);
+        self.push_event(0, key, value, timestamp, headers);
     }
 
-    /// Appends a copy of `record` (from any batch).
+    /// Appends a copy of `record` (from any batch) on port 0.
     pub fn push_record(&mut self, record: Record<'_>) {
-        self.push(record.key(), record.value(), record.timestamp(), record.headers());
+        self.push_record_to(0, record);
+    }
+
+    /// Appends a copy of `record` (from any batch) on `port`.
+    pub fn push_record_to(&mut self, port: u32, record: Record<'_>) {
+        let key = record.key().map(|key| self.append(key));
+        let value = self.append(record.value());
+        self.push_event(port, key, value, record.timestamp(), record.headers());
     }
 
     /// Appends a record whose payload is `value` serialised as JSON, with no key or headers.
     pub fn push_json(&mut self, value: &impl Serialize, timestamp: i64) {
+        self.push_json_to(0, value, timestamp);
+    }
+
+    /// Like [`Batch::push_json`], on `port`.
+    pub fn push_json_to(&mut self, port: u32, value: &impl Serialize, timestamp: i64) {
         let value = self.append_json(value);
-        self.push_event(None, value, timestamp, []);
+        self.push_event(port, None, value, timestamp, []);
     }
 
     /// Appends `record` with its payload replaced by `value` as JSON (key, time, headers kept).
     pub fn push_json_like(&mut self, record: Record<'_>, value: &impl Serialize) {
+        self.push_json_like_to(0, record, value);
+    }
+
+    /// Like [`Batch::push_json_like`], on `port`.
+    pub fn push_json_like_to(&mut self, port: u32, record: Record<'_>, value: &impl Serialize) {
         let key = record.key().map(|key| self.append(key));
         let value = self.append_json(value);
-        self.push_event(key, value, record.timestamp(), record.headers());
+        self.push_event(port, key, value, record.timestamp(), record.headers());
     }
 
     /// Checks that every span lies within `bytes` and every header range within `headers`.
@@ -87,23 +104,36 @@ impl Batch {
         }
     }
 
-    /// A batch holding a copy of the record at `index` alone (empty if there is none).
+    /// A batch holding a copy of the record at `index` alone, port kept (empty if there is
+    /// none).
     pub fn single(&self, index: usize) -> Batch {
         let mut single = Batch::new();
         if let Some(record) = self.get(index) {
-            single.push_record(record);
+            single.push_record_to(record.port(), record);
         }
         single
     }
 
-    fn push_event<'h>(&mut self, key: Option<Span>, value: Span, timestamp: i64, headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) {
+    /// Sets the port of every record (the SDK marks a batch with the input it arrived on).
+    pub fn set_port(&mut self, port: u32) {
+        self.events.iter_mut().for_each(|event| event.port = port);
+    }
+
+    fn push_event<'h>(
+        &mut self,
+        port: u32,
+        key: Option<Span>,
+        value: Span,
+        timestamp: i64,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) {
         let first_header = self.headers.len();
         for (name, header_value) in headers {
             let header = Header { name: self.append(name), value: self.append(header_value) };
             self.headers.push(header);
         }
         let header_count = self.headers.len() - first_header;
-        self.events.push(Event { key, value, timestamp, first_header: first_header as u32, header_count: header_count as u32 });
+        self.events.push(Event { key, value, timestamp, first_header: first_header as u32, header_count: header_count as u32, port });
     }
 
     fn append(&mut self, bytes: &[u8]) -> Span {
@@ -153,6 +183,14 @@ impl<'a> Record<'a> {
     /// Event time, milliseconds since the Unix epoch.
     pub fn timestamp(&self) -> i64 {
         self.event.timestamp
+    }
+
+    /// In a batch given to [`crate::Operator::process`]: the input the record arrived on (an
+    /// index into the operator's `inputs`, see [`crate::init_context`]). In an output batch:
+    /// the output it goes to (0: the main output). Emitting a record with
+    /// [`crate::Output::emit`] sends it to the main output, whatever its input.
+    pub fn port(&self) -> u32 {
+        self.event.port
     }
 
     /// The headers as (name, value) pairs, in order.
@@ -252,7 +290,14 @@ mod tests {
     fn spans_outside_the_buffer_read_as_empty() {
         let batch = Batch {
             bytes: b"abc".to_vec(),
-            events: vec![Event { key: None, value: Span { offset: 2, length: 9 }, timestamp: 0, first_header: 7, header_count: 1 }],
+            events: vec![Event {
+                key: None,
+                value: Span { offset: 2, length: 9 },
+                timestamp: 0,
+                first_header: 7,
+                header_count: 1,
+                port: 0,
+            }],
             headers: Vec::new(),
         };
         let record = batch.get(0).unwrap();

@@ -6,7 +6,10 @@ use std::cell::RefCell;
 
 use crate::bindings::sluice::plugin::types::Output as WitOutput;
 use crate::host::{self, Level};
-use crate::{Batch, Operator, Output, State};
+use crate::{Batch, InitContext, Operator, OperatorInfo, Output, State};
+
+/// The one value encoding the Rust SDK reads and writes.
+pub const ENCODING: &str = "json";
 
 /// An operator with its type erased, so that one static slot can hold any plugin.
 trait ErasedOperator {
@@ -48,13 +51,23 @@ fn with_instance<R>(call: impl FnOnce(&mut dyn ErasedOperator) -> R) -> R {
     })
 }
 
-pub fn init<O: Operator>(config: &str) -> Result<(), String> {
+pub fn init<O: Operator>(config: &str, context: InitContext) -> Result<OperatorInfo, String> {
     // A panic becomes a trap; its message reaches the runtime first, as an error log line.
     std::panic::set_hook(Box::new(|info| host::log(Level::Error, &format!("panic: {info}"))));
+    if !context.encodings.iter().any(|encoding| encoding == ENCODING) {
+        return Err(format!("this plugin reads and writes {ENCODING:?} values, which the runtime does not offer"));
+    }
+    crate::context::set(context);
     let config: O::Config = parse_config(config)?;
     let operator = O::init(config)?;
+    let info = info_of(&operator);
     INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(operator)));
-    Ok(())
+    Ok(info)
+}
+
+/// What an initialised operator declares about itself.
+pub fn info_of<O: Operator>(operator: &O) -> OperatorInfo {
+    OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: ENCODING.to_owned() }
 }
 
 /// Deserialises the operator's configuration, naming the offending key.
@@ -69,7 +82,11 @@ pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, S
     })
 }
 
-pub fn process(batch: Batch) -> WitOutput {
+pub fn process(input: u32, mut batch: Batch) -> WitOutput {
+    // The SDK shows the input on each record (`Record::port`); emitted records start at 0.
+    if input != 0 {
+        batch.set_port(input);
+    }
     with_instance(|operator| operator.process(batch)).into()
 }
 

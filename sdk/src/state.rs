@@ -92,6 +92,9 @@ mod tests {
         fn process(&mut self, batch: &crate::Batch, _: &mut crate::Output) {
             self.counts.count += batch.len() as u64;
         }
+        fn distribution(&self) -> crate::Distribution {
+            crate::Distribution::Single
+        }
         crate::state_in!(counts);
     }
 

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::glue::parse_config;
-use crate::{Batch, Operator, Output, State};
+use crate::{Batch, InitContext, Operator, OperatorInfo, Output, State};
 
 /// Runs one operator natively, through the same configuration path as the runtime.
 pub struct Harness<O: Operator> {
@@ -11,17 +11,38 @@ pub struct Harness<O: Operator> {
 }
 
 impl<O: Operator> Harness<O> {
-    /// Initialises the operator from a JSON configuration (what the runtime passes).
+    /// Initialises the operator from a JSON configuration (what the runtime passes), with
+    /// one input (see [`crate::context::default_context`]).
     pub fn new(config: Value) -> Result<Self, String> {
+        Self::with_context(config, crate::context::default_context())
+    }
+
+    /// Initialises the operator from a JSON configuration and the context the runtime would
+    /// give it (its inputs, for an operator that reads several).
+    pub fn with_context(config: Value, context: InitContext) -> Result<Self, String> {
+        crate::context::set(context);
         let config: O::Config = parse_config(&config.to_string())?;
         Ok(Harness { operator: O::init(config)? })
     }
 
-    /// Calls `process` with `batch`.
+    /// What the operator declares to the runtime (side outputs, distribution, encoding).
+    pub fn info(&self) -> OperatorInfo {
+        crate::glue::info_of(&self.operator)
+    }
+
+    /// Calls `process` with `batch` (arrived on input 0).
     pub fn process(&mut self, batch: &Batch) -> Output {
         let mut out = Output::default();
         self.operator.process(batch, &mut out);
         out
+    }
+
+    /// Calls `process` with `batch` as arrived on `input` (the index of one of the
+    /// operator's inputs), as the runtime does.
+    pub fn process_from(&mut self, input: u32, batch: &Batch) -> Output {
+        let mut marked = batch.clone();
+        marked.set_port(input);
+        self.process(&marked)
     }
 
     /// Calls `process` with JSON records, timestamps given.

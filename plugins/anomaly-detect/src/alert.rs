@@ -46,9 +46,9 @@ struct Expected {
 }
 
 impl Anomaly<'_> {
-    /// Emits `record` annotated (when passing records through), then one alert per finding.
-    /// Alerts keep the record's key, headers and event time.
-    pub fn emit(&self, out: &mut Output, record: Record<'_>, original: &Map<String, Value>, pass_through: bool) {
+    /// Emits `record` annotated (when passing records through), then one alert per finding
+    /// on output `alerts_port`. Alerts keep the record's key, headers and event time.
+    pub fn emit(&self, out: &mut Output, record: Record<'_>, original: &Map<String, Value>, pass_through: bool, alerts_port: u32) {
         if pass_through {
             out.emit_json_like(record, &self.annotated(original));
         }
@@ -65,7 +65,7 @@ impl Anomaly<'_> {
                 timestamp: record.timestamp(),
                 record: original,
             };
-            out.emit_json_like(record, &alert);
+            out.emit_json_like_to(alerts_port, record, &alert);
         }
     }
 

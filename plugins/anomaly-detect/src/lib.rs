@@ -6,6 +6,7 @@
 //! group_by = ["service", "region"]   # dotted paths; none = one global key
 //! warm_up = 20                       # a key's first 20 values teach the learning detectors silently
 //! pass_through = false               # true: every input record also goes downstream
+//! alerts = "inline"                  # or "output": alerts go to the side output `alerts`
 //! max_keys = 10000                   # keys remembered; the least recently seen is forgotten first
 //! detectors = [
 //!   { type = "zscore", alpha = 0.05, threshold = 3.0 },  # or half_life = "10m" instead of alpha
@@ -31,7 +32,8 @@
 //!
 //! Spreads are floored at 1e-9 of the centre's magnitude, so after a constant series any change
 //! scores high but finite. For each detector that finds a value anomalous, an alert is emitted
-//! after the input record (if passed through), with the input's key, headers and event time:
+//! after the input record (if passed through), with the input's key, headers and event time
+//! (with `alerts = "output"`, on the side output `alerts`, read as `"<node>.alerts"`):
 //! `{"alert": "anomaly", "detector", "group": {<group fields>}, "field", "value", "score",
 //! "expected": {"low", "high"}, "timestamp", "record": <the input object>}` (`null` for an
 //! unbounded side). With `pass_through`, anomalous records gain `"anomaly": {<detector>: <score>}`
@@ -50,7 +52,7 @@ mod mad;
 mod zscore;
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, FieldPath, Operator, Output, Record, json};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record, json};
 
 pub use detectors::{Assessment, Detector, DetectorConfig, DetectorStatistics};
 pub use keys::{KeyStatistics, KeyedStatistics};
@@ -81,10 +83,27 @@ pub struct AnomalyDetectConfig {
     /// Whether input records are passed downstream too.
     #[serde(default)]
     pub pass_through: bool,
+    /// Where alerts go: among the records (`inline`) or to the side output `alerts`.
+    #[serde(default)]
+    pub alerts: AlertsTo,
     /// Most keys remembered.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
 }
+
+/// Where an anomaly-detect operator sends its alerts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertsTo {
+    /// On the main output, after the record that caused them.
+    #[default]
+    Inline,
+    /// On the side output `alerts`.
+    Output,
+}
+
+/// The name of the side output alerts go to with `alerts = "output"`.
+pub const ALERTS_OUTPUT: &str = "alerts";
 
 fn default_warm_up() -> u64 {
     20
@@ -103,6 +122,7 @@ pub struct AnomalyDetect {
     detectors: Vec<Detector>,
     warm_up: u64,
     pass_through: bool,
+    alerts: AlertsTo,
     max_keys: usize,
     statistics: KeyedStatistics,
     /// The key of the record being examined, reused across records.
@@ -133,11 +153,23 @@ impl Operator for AnomalyDetect {
             detectors,
             warm_up: config.warm_up,
             pass_through: config.pass_through,
+            alerts: config.alerts,
             max_keys: config.max_keys,
             statistics: KeyedStatistics::default(),
             group: String::new(),
             scratch: Vec::new(),
         })
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::grouped_by(&self.group_by)
+    }
+
+    fn side_outputs(&self) -> Vec<String> {
+        match self.alerts {
+            AlertsTo::Inline => Vec::new(),
+            AlertsTo::Output => vec![ALERTS_OUTPUT.into()],
+        }
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
@@ -189,7 +221,8 @@ impl AnomalyDetect {
         let original = if findings.is_empty() { None } else { Some(record.json_object()?) };
         if let Some(original) = &original {
             let anomaly = alert::Anomaly { field: &self.field, group_by: &self.group_by, value, findings: &findings };
-            anomaly.emit(out, record, original, self.pass_through);
+            let alerts_port = if self.alerts == AlertsTo::Output { 1 } else { 0 };
+            anomaly.emit(out, record, original, self.pass_through, alerts_port);
             tally.alerts += findings.len() as u64;
         } else if self.pass_through {
             out.emit(record);

@@ -28,7 +28,7 @@ mod identity;
 mod seen;
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, Millis, Operator, Output, Record};
 
 pub use identity::write_identity;
 pub use seen::{Run, Seen};
@@ -111,6 +111,11 @@ impl Operator for Dedupe {
             seen: Seen::default(),
             identity: String::new(),
         })
+    }
+
+    fn distribution(&self) -> Distribution {
+        // Duplicates are recognised by their keys: records with equal keys meet one instance.
+        Distribution::grouped_by(&self.keys)
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::{Map, Value};
-use sluice_sdk::{Batch, FieldPath, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 pub use csv::{CsvReader, CsvRecord};
 pub use table::{MAX_BYTES, MAX_ROWS, Row, Table};
@@ -108,6 +108,10 @@ impl Operator for Enrich {
     fn init(mut config: EnrichConfig) -> Result<Self, String> {
         let table = load_table(&mut config)?;
         Ok(Enrich { key: config.key, table, into: config.into, overwrite: config.overwrite, missing: config.missing, join: String::new() })
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::Any
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

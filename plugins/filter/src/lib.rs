@@ -12,7 +12,7 @@
 mod predicate;
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, Operator, Output, Record};
 
 pub use predicate::{Comparison, Predicate};
 
@@ -75,6 +75,10 @@ impl Operator for Filter {
         }
         let fields = all.iter().chain(&config.any).map(|predicate| predicate.field.clone()).collect();
         Ok(Filter { all, any: config.any, fields, invalid: config.invalid })
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::Any
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -54,7 +54,7 @@ mod keys;
 mod simple;
 
 use sluice_sdk::serde_json::{Map, Value};
-use sluice_sdk::{Batch, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, Operator, Output, Record};
 
 pub use average::AverageConfig;
 pub use config::{EmitMode, LatePolicy, MovingAverageConfig};
@@ -77,6 +77,10 @@ impl Operator for MovingAverage {
 
     fn init(config: MovingAverageConfig) -> Result<Self, String> {
         Ok(MovingAverage { settings: Settings::from_config(config)?, keys: AveragesByKey::default(), group: String::new() })
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::grouped_by(&self.settings.group_by)
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::{Map, Value};
-use sluice_sdk::{Batch, FieldPath, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 use flat::FlatProjection;
 pub use sluice_sdk::expression::Expression;
@@ -80,6 +80,10 @@ impl Operator for Project {
         });
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
         Ok(Project { compute, keep, reads, flat, buffer: Vec::new(), drop: config.drop, rename })
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::Any
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

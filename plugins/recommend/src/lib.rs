@@ -46,7 +46,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::{Batch, FieldPath, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 pub use cooccurrence::{Cell, Cooccurrences};
 pub use model::{Limits, Model, Tally};
@@ -149,6 +149,11 @@ impl Operator for Recommend {
         }
         let (top_n, min_cooccurrence) = (config.top_n, config.min_cooccurrence);
         Ok(Recommend { user, item, lookups, kinds, limits, top_n, min_cooccurrence, model: Model::default() })
+    }
+
+    fn distribution(&self) -> Distribution {
+        // Co-occurrence counts span every user: the whole stream meets one instance.
+        Distribution::Single
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -14,6 +14,7 @@
 //! compute = { rate = "round(orders / max(views, 1), 4)" }   # fields computed from the results
 //! allowed_lateness = "0s"                       # keep windows this long after they fire
 //! late = "drop"                                 # records for purged windows: drop, reject, side-output
+//!                                               # (side-output: unchanged, to the output "late")
 //! pass_through = false                          # also pass every input record downstream
 //! ```
 //! A window's result is emitted once the watermark passes its end, one record per group:
@@ -31,8 +32,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use sluice_sdk::expression::Expression;
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::serde_json::{Map, Value, json};
-use sluice_sdk::{Batch, FieldPath, Millis, Operator, Output, Record};
+use sluice_sdk::serde_json::{Map, Value};
+use sluice_sdk::{Batch, Distribution, FieldPath, Millis, Operator, Output, Record};
 
 pub use aggregate::{Accumulator, AggregateConfig, Function, Input};
 pub use sketch::{DISTINCT_PRECISION, QUANTILE_RELATIVE_ERROR};
@@ -79,9 +80,13 @@ pub enum LatePolicy {
     Drop,
     /// Sent to the dead-letter sink with the reason.
     Reject,
-    /// Passed downstream as `{"late_record": <record>, "watermark": w}`.
+    /// Sent unchanged to the side output `late` (read as `"<node>.late"`).
     SideOutput,
 }
+
+/// The side output of late records (`late = "side-output"`), and its port.
+pub const LATE_OUTPUT: &str = "late";
+const LATE_PORT: u32 = 1;
 
 /// Where an aggregate's inputs are among the fields read from each record.
 struct Slots {
@@ -148,6 +153,14 @@ impl Operator for WindowAggregate {
         })
     }
 
+    fn distribution(&self) -> Distribution {
+        Distribution::grouped_by(&self.group_by)
+    }
+
+    fn side_outputs(&self) -> Vec<String> {
+        if self.late == LatePolicy::SideOutput { vec![LATE_OUTPUT.into()] } else { Vec::new() }
+    }
+
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut late_dropped = 0;
         for record in batch.iter() {
@@ -157,7 +170,7 @@ impl Operator for WindowAggregate {
             match self.add(record) {
                 Ok(()) => {}
                 Err(Refusal::Late(_)) if self.late == LatePolicy::Drop => late_dropped += 1,
-                Err(Refusal::Late(_)) if self.late == LatePolicy::SideOutput => self.side_output(record, out),
+                Err(Refusal::Late(_)) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
                 Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(record.index(), reason),
             }
         }
@@ -255,11 +268,6 @@ impl WindowAggregate {
                 aggregate.input(slots.field.and_then(|index| values[index]))
             })
             .collect()
-    }
-
-    fn side_output(&self, record: Record<'_>, out: &mut Output) {
-        let original: Value = record.parse_json().unwrap_or_else(|_| Value::String(String::from_utf8_lossy(record.value()).into_owned()));
-        out.emit_json_like(record, &json!({"late_record": original, "watermark": self.windows.watermark()}));
     }
 
     /// The result record of one group in one window.

@@ -96,6 +96,11 @@ impl Diagnostics {
         self.0.push(diagnostic);
     }
 
+    /// Adds every diagnostic of `other`.
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.0.extend(other.0);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::Name;
+use sluice_sdk::FieldPath;
+
+use super::{InputRef, Name};
 
 /// librdkafka properties Sluice sets itself for consumers: offsets are committed only after
 /// outputs and checkpoints are durable, and the group is the pipeline's.
@@ -97,6 +99,11 @@ pub struct KafkaSinkConfig {
     /// Any librdkafka producer property.
     #[serde(default)]
     pub properties: KafkaProperties,
+    /// What the sink reads (see `SinkConfig::inputs`).
+    pub inputs: Option<Vec<InputRef>>,
+    /// Fields whose values become the record's key (so that `partitioning = "key"` spreads
+    /// records by them).
+    pub key: Option<Vec<FieldPath>>,
 }
 
 /// How output records are spread over the topic's partitions.

@@ -21,11 +21,11 @@ pub use kafka::{
     KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
 };
-pub use operator::{MAX_GRANTED_FILE, OperatorConfig};
+pub use operator::{Inputs, MAX_GRANTED_FILE, OperatorConfig};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
-pub use values::{ByteSize, DurationText, Name, Rate};
+pub use values::{ByteSize, DurationText, InputRef, Name, Rate};
 
 /// A whole pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -77,6 +77,23 @@ pub struct PipelineConfig {
     /// What a Kafka → Kafka pipeline guarantees about its outputs.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Instances of each stage of a pipeline without Kafka sources (one thread each); by
+    /// default the number of cores. Kafka pipelines run one task per partition instead.
+    pub parallelism: Option<Spanned<usize>>,
+    /// Partitions of the repartition topics a Kafka pipeline's keyed exchanges create; by
+    /// default as many as the source's topics have (the largest count).
+    pub repartition_partitions: Option<Spanned<u32>>,
+}
+
+impl PipelineConfig {
+    /// The instances of each stage of a local pipeline: as configured, or one per core.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+            .as_ref()
+            .map(|parallelism| *parallelism.get_ref())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+            .max(1)
+    }
 }
 
 /// Delivery guarantee of the outputs.

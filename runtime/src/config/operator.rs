@@ -6,15 +6,27 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ByteSize, DurationText, Name};
+use sluice_sdk::FieldPath;
 
-/// One `[[operators]]` table. Operators run in the order they are written.
+use super::{ByteSize, DurationText, InputRef, Name};
+
+/// What a node reads: `inputs = ["node", "node.output", ...]`, each located in the file.
+pub type Inputs = Spanned<Vec<Spanned<InputRef>>>;
+
+/// One `[[operators]]` table. Without `inputs`, an operator reads the operator written
+/// before it (the first one: every source), so that a file without `inputs` is a chain.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {
     pub name: Spanned<Name>,
     /// The plugin's component file, relative to the pipeline file.
     pub plugin: Spanned<PathBuf>,
+    /// What the operator reads; by default the operator before it (the first: every source).
+    pub inputs: Option<Inputs>,
+    /// Route records to the operator's parallel instances by these fields (a keyed exchange).
+    /// By default the plugin's own declaration decides; given, it must not split what the
+    /// plugin needs together.
+    pub key_by: Option<Spanned<Vec<FieldPath>>>,
     /// Most linear memory one instance may use.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: ByteSize,

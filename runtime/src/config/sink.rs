@@ -4,9 +4,13 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{KafkaDeadLetterConfig, KafkaSinkConfig, Name};
+use sluice_sdk::FieldPath;
 
-/// One `[[sinks]]` table; `type` selects the connector.
+use super::{InputRef, KafkaDeadLetterConfig, KafkaSinkConfig, Name};
+
+/// One `[[sinks]]` table; `type` selects the connector. Every sink may name its `inputs`
+/// (by default the last operator; without operators, every source) and a record `key` made
+/// of fields.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SinkConfig {
@@ -15,6 +19,8 @@ pub enum SinkConfig {
         name: Option<Name>,
         #[serde(default)]
         format: OutputFormat,
+        inputs: Option<Vec<InputRef>>,
+        key: Option<Vec<FieldPath>>,
     },
     /// A file, one record per line (created or truncated at start).
     File {
@@ -23,6 +29,8 @@ pub enum SinkConfig {
         path: PathBuf,
         #[serde(default)]
         format: OutputFormat,
+        inputs: Option<Vec<InputRef>>,
+        key: Option<Vec<FieldPath>>,
     },
     /// A Kafka topic, through an idempotent producer.
     Kafka(KafkaSinkConfig),
@@ -37,6 +45,23 @@ impl SinkConfig {
             SinkConfig::Kafka(config) => (&config.name, "kafka"),
         };
         name.as_ref().map_or_else(|| kind.to_owned(), ToString::to_string)
+    }
+
+    /// What the sink reads, if given. (Sinks are a tagged enum, through which the TOML parser
+    /// cannot carry positions: problems with them are located at the sink's table.)
+    pub fn inputs(&self) -> Option<&[InputRef]> {
+        match self {
+            SinkConfig::Stdout { inputs, .. } | SinkConfig::File { inputs, .. } => inputs.as_deref(),
+            SinkConfig::Kafka(config) => config.inputs.as_deref(),
+        }
+    }
+
+    /// The fields whose values become each record's key before it is written, if given.
+    pub fn key(&self) -> Option<&[FieldPath]> {
+        match self {
+            SinkConfig::Stdout { key, .. } | SinkConfig::File { key, .. } => key.as_deref(),
+            SinkConfig::Kafka(config) => config.key.as_deref(),
+        }
     }
 }
 

@@ -4,12 +4,14 @@ use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
 
+use sluice_sdk::OperatorInfo;
 use toml::Spanned;
 
 use super::{
     DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, Partitioning,
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
 };
+use crate::graph::{self, Graph, Plan, ResolvedInputs};
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,21 +22,30 @@ pub enum PluginProblem {
     Config(String),
 }
 
-/// Loads a plugin and offers it its configuration. Implemented by the Wasm layer;
-/// the configuration checks do not depend on how plugins run.
+/// Loads a plugin and offers it its configuration and inputs; answers what the operator
+/// declares about itself. Implemented by the Wasm layer; the configuration checks do not
+/// depend on how plugins run.
 pub trait PluginCheck {
-    fn check(&self, path: &Path, operator: &OperatorConfig) -> Result<(), PluginProblem>;
+    fn check(&self, path: &Path, operator: &OperatorConfig, inputs: Vec<String>) -> Result<OperatorInfo, PluginProblem>;
 }
 
-/// Every problem with `pipeline` that can be found before it runs.
-pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> Result<(), Diagnostics> {
+/// Every problem with `pipeline` that can be found before it runs; without any, its graph.
+pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> Result<Graph, Diagnostics> {
     let mut problems = Problems { pipeline, found: Diagnostics::default() };
     problems.check_settings();
     problems.check_sources();
-    problems.check_operators(plugins);
+    let (resolved, unresolved) = graph::resolve_inputs(pipeline);
+    problems.found.extend(unresolved);
+    let infos = problems.check_operators(plugins, &resolved);
     problems.check_sinks();
     problems.check_exactly_once();
-    problems.found.into_result()
+    let check = graph::build_graph(pipeline, &resolved, &infos);
+    problems.found.extend(check.problems);
+    if let Some(graph) = &check.graph {
+        problems.check_kafka_graph(graph);
+    }
+    problems.found.into_result()?;
+    check.graph.ok_or_else(|| Diagnostics::single(pipeline.text.diagnostic(None, "the pipeline's graph could not be built")))
 }
 
 struct Problems<'p> {
@@ -160,33 +171,93 @@ impl Problems<'_> {
         self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES);
     }
 
-    fn check_operators(&mut self, plugins: &dyn PluginCheck) {
+    /// Checks each operator's plugin with its configuration; returns what each declared
+    /// (`None` where the plugin could not be checked).
+    fn check_operators(&mut self, plugins: &dyn PluginCheck, resolved: &ResolvedInputs) -> Vec<Option<OperatorInfo>> {
         let operators = &self.pipeline.config.operators;
         self.check_unique("operator", operators.iter().map(|o| (o.get_ref().name.get_ref().to_string(), o.get_ref().name.span())));
-        for operator in operators {
-            let operator_span = operator.span();
-            let operator = operator.get_ref();
-            let name = operator.name.get_ref();
-            let path = self.pipeline.resolve(operator.plugin.get_ref());
-            if !path.is_file() {
-                self.report(operator.plugin.span(), format!("operator \"{name}\": plugin file {} does not exist", path.display()));
-                continue;
+        self.check_unique_nodes();
+        operators
+            .iter()
+            .enumerate()
+            .map(|(index, operator)| self.check_operator(plugins, operator, resolved.input_names(self.pipeline, index)))
+            .collect()
+    }
+
+    fn check_operator(
+        &mut self,
+        plugins: &dyn PluginCheck,
+        operator: &Spanned<OperatorConfig>,
+        inputs: Vec<String>,
+    ) -> Option<OperatorInfo> {
+        let operator_span = operator.span();
+        let operator = operator.get_ref();
+        let name = operator.name.get_ref();
+        let path = self.pipeline.resolve(operator.plugin.get_ref());
+        if !path.is_file() {
+            self.report(operator.plugin.span(), format!("operator \"{name}\": plugin file {} does not exist", path.display()));
+            return None;
+        }
+        if let Some(config) = operator.config.as_ref().filter(|config| config.get_ref().contains_key("sluice_files")) {
+            self.report(config.span(), format!("operator \"{name}\": `sluice_files` is reserved for the contents of granted files: grant files with `files = {{ name = \"path\" }}`"));
+            return None;
+        }
+        if !self.check_granted_files(operator) {
+            return None;
+        }
+        match plugins.check(&path, operator, inputs) {
+            Ok(info) => Some(info),
+            Err(PluginProblem::Plugin(reason)) => {
+                self.report(operator.plugin.span(), format!("operator \"{name}\": {reason}"));
+                None
             }
-            if let Some(config) = operator.config.as_ref().filter(|config| config.get_ref().contains_key("sluice_files")) {
-                self.report(config.span(), format!("operator \"{name}\": `sluice_files` is reserved for the contents of granted files: grant files with `files = {{ name = \"path\" }}`"));
-                continue;
+            Err(PluginProblem::Config(reason)) => {
+                let span = operator.config.as_ref().map_or(operator_span, Spanned::span);
+                self.report(span, format!("operator \"{name}\": the plugin refused its configuration: {reason}"));
+                None
             }
-            if !self.check_granted_files(operator) {
-                continue;
+        }
+    }
+
+    /// Inputs name sources and operators alike, so no source may share an operator's name.
+    fn check_unique_nodes(&mut self) {
+        let config = &self.pipeline.config;
+        let sources: HashSet<String> = config.sources.iter().map(|source| source.get_ref().name()).collect();
+        for operator in &config.operators {
+            let name = operator.get_ref().name.get_ref().to_string();
+            if sources.contains(&name) {
+                self.report(
+                    operator.get_ref().name.span(),
+                    format!("operator \"{name}\" has the name of a source: inputs could not tell them apart; rename one"),
+                );
             }
-            match plugins.check(&path, operator) {
-                Ok(()) => {}
-                Err(PluginProblem::Plugin(reason)) => self.report(operator.plugin.span(), format!("operator \"{name}\": {reason}")),
-                Err(PluginProblem::Config(reason)) => {
-                    let span = operator.config.as_ref().map_or(operator_span, Spanned::span);
-                    self.report(span, format!("operator \"{name}\": the plugin refused its configuration: {reason}"));
-                }
-            }
+        }
+    }
+
+    /// A pipeline that reads Kafka scales out the Kafka way, with repartition topics between
+    /// its stages; local sources would be read again by every process.
+    fn check_kafka_graph(&mut self, graph: &Graph) {
+        let sources = &self.pipeline.config.sources;
+        let kafka: Vec<&Spanned<SourceConfig>> =
+            sources.iter().filter(|source| matches!(source.get_ref(), SourceConfig::Kafka(_))).collect();
+        if kafka.is_empty() {
+            return;
+        }
+        for source in sources.iter().filter(|source| !matches!(source.get_ref(), SourceConfig::Kafka(_))) {
+            self.report(
+                source.span(),
+                format!(
+                    "source \"{}\": a pipeline that reads Kafka scales out over processes, each of which would read this source again: \
+                     read Kafka topics only, or run this source in a pipeline of its own (which may write to Kafka)",
+                    source.get_ref().name()
+                ),
+            );
+        }
+        if kafka.len() > 1 && !Plan::of(graph).exchanges.is_empty() {
+            self.report(
+                kafka[1].span(),
+                "a pipeline with keyed exchanges reads Kafka through one source: list every topic in that source's `topics`".into(),
+            );
         }
     }
 

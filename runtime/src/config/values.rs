@@ -42,6 +42,39 @@ impl fmt::Display for Name {
     }
 }
 
+/// What an operator or sink reads: a node's name, or `node.output` for an operator's side
+/// output.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct InputRef {
+    pub node: Name,
+    /// The side output read; `None` for the main output.
+    pub output: Option<Name>,
+}
+
+impl TryFrom<String> for InputRef {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let explain = |problem: String| format!("input {text:?}: {problem} (an input is a node's name, or \"node.output\")");
+        let (node, output) = match text.split_once('.') {
+            Some((node, output)) => (node, Some(output)),
+            None => (text.as_str(), None),
+        };
+        let node = Name::try_from(node.to_owned()).map_err(explain)?;
+        let output = output.map(|output| Name::try_from(output.to_owned())).transpose().map_err(explain)?;
+        Ok(InputRef { node, output })
+    }
+}
+
+impl fmt::Display for InputRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.output {
+            Some(output) => write!(f, "{}.{output}", self.node),
+            None => write!(f, "{}", self.node),
+        }
+    }
+}
+
 /// A duration written like `"250ms"`, `"10s"`, `"5m"` or `"1h 30m"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]

@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, SyncSender};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::producer::{OutgoingRecord, OutputProducer, send_when_room};
@@ -102,7 +101,7 @@ impl CheckpointStore {
         )?;
         let transactional = transactions.map(|transactions| transactions.output(topic));
         let store = CheckpointStore { producer, transactional, reader, topic: topic.to_owned() };
-        store.ensure_topic(&writer)?;
+        super::admin::ensure_topic(brokers, properties, topic, 1, true)?;
         Ok(store)
     }
 
@@ -116,7 +115,7 @@ impl CheckpointStore {
         let value = checkpoint.encode();
         let key = key.text();
         if let Some(transactional) = &self.transactional {
-            let record = OutgoingRecord { key: Some(key.as_bytes()), value: &value, timestamp: None, headers: None };
+            let record = OutgoingRecord { key: Some(key.as_bytes()), value: &value, timestamp: None, headers: None, partition: None };
             return transactional.send(record).and_then(|()| transactional.flush());
         }
         let (ack, acked) = mpsc::sync_channel(1);
@@ -191,39 +190,6 @@ impl CheckpointStore {
         }
         reader.assign(&assignment).map_err(failed())?;
         Ok(ends)
-    }
-
-    /// Creates the checkpoint topic (one partition, compacted) unless it exists.
-    fn ensure_topic(&self, config: &ClientConfig) -> Result<(), KafkaClientError> {
-        if self.topic_exists()? {
-            return Ok(());
-        }
-        let admin: AdminClient<LoggingContext> =
-            config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create an admin client"))?;
-        let topic = NewTopic::new(&self.topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|error| KafkaClientError::Checkpoint(format!("cannot start the admin runtime: {error}")))?;
-        let created = runtime.block_on(admin.create_topics([&topic], &options));
-        match created.as_deref() {
-            Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => {
-                tracing::info!(topic = %self.topic, "created the checkpoint topic");
-                Ok(())
-            }
-            Ok(results) => Err(KafkaClientError::Checkpoint(format!("cannot create checkpoint topic \"{}\": {results:?}", self.topic))),
-            Err(error) => Err(KafkaClientError::Checkpoint(format!("cannot create checkpoint topic \"{}\": {error}", self.topic))),
-        }
-    }
-
-    fn topic_exists(&self) -> Result<bool, KafkaClientError> {
-        let metadata = self
-            .producer
-            .client()
-            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
-            .map_err(KafkaClientError::kafka(format!("cannot reach the brokers for checkpoint topic \"{}\"", self.topic)))?;
-        Ok(metadata.topics().iter().any(|topic| topic.error().is_none() && !topic.partitions().is_empty()))
     }
 }
 

@@ -1,10 +1,12 @@
 //! Kafka connectors (librdkafka through `rdkafka`): the partitioned source, the sink, the
-//! dead-letter topic, and the checkpoint store. Plugins never see Kafka: records reach them
+//! dead-letter topic, the checkpoint store, and the repartition topics of keyed exchanges. Plugins never see Kafka: records reach them
 //! as flat batches like any other source's.
 
+mod admin;
 mod checkpoint;
 mod partitions;
 mod producer;
+mod repartition;
 mod sink;
 mod source;
 mod transaction;
@@ -15,7 +17,11 @@ use rdkafka::error::KafkaError;
 
 use crate::config::{KafkaProperties, PropertyError};
 
+pub use admin::{ensure_topic, partition_count};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
+pub use partitions::{KafkaStages, RepartitionStage};
+pub use producer::OutputProducer;
+pub use repartition::{RepartitionOutput, repartition_topic};
 pub use sink::{KafkaDeadLetters, KafkaSink};
 pub use source::{KafkaSource, KafkaSourceSettings};
 pub use transaction::{TransactionError, TransactionalProducer, transactional_id};

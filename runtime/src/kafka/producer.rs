@@ -46,6 +46,8 @@ pub struct OutgoingRecord<'a> {
     pub value: &'a [u8],
     pub timestamp: Option<i64>,
     pub headers: Option<OwnedHeaders>,
+    /// The partition to write to; `None`: the producer's partitioner picks it.
+    pub partition: Option<i32>,
 }
 
 /// Remembers the first delivery that failed after librdkafka's retries.
@@ -132,6 +134,9 @@ impl OutputProducer {
         }
         if let Some(headers) = record.headers {
             base = base.headers(headers);
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
         }
         let sent = send_when_room(&self.producer, base, || self.check_deliveries())
             .map_err(|error| format!("cannot produce to topic \"{}\": {error}", self.topic));

@@ -37,6 +37,7 @@ impl KafkaSink {
                 value: record.value(),
                 timestamp: Some(record.timestamp()),
                 headers: record_headers(&record, None),
+                partition: None,
             })
         })
     }
@@ -83,6 +84,7 @@ impl KafkaDeadLetters {
                 Some(record) => record_headers(record, Some(provenance)),
                 None => Some(provenance),
             },
+            partition: None,
         })
     }
 

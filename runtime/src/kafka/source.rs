@@ -11,11 +11,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
 use super::KafkaClientError;
 use super::checkpoint::CheckpointStore;
-use super::partitions::{PartitionSetup, SourceContext};
+use super::partitions::{KafkaStages, PartitionSetup, SourceContext};
 use super::transaction::TransactionalProducer;
 use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition, resolve_property};
-use crate::pipeline::{StopSignal, TaskFactory, TaskStats};
-use crate::source::SourceError;
+use crate::pipeline::{StopSignal, TaskStats};
+use crate::source::{EventTime, SourceError};
 
 /// Longest time one poll waits, so lingering batches, barriers and the stop signal are seen.
 const POLL: Duration = Duration::from_millis(20);
@@ -30,6 +30,7 @@ pub struct KafkaSourceSettings {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub checkpoint_interval: Duration,
+    pub event_time: EventTime,
     /// Exactly-once: the transactional producer of the pipeline's outputs.
     pub transactions: Option<Arc<TransactionalProducer>>,
     /// Exactly-once: transactions that may abort in a row before the source stops.
@@ -57,10 +58,12 @@ fn handover_limit(config: &KafkaSourceConfig) -> Result<Duration, KafkaClientErr
 
 impl KafkaSource {
     /// Creates the consumer and opens the checkpoint store (creating its topic if needed).
+    /// The consumer reads the source's topics and the repartition topics of `stages`, in one
+    /// group: every partition, of either, gets a task of the stage its topic feeds.
     pub fn new(
         config: &KafkaSourceConfig,
         settings: KafkaSourceSettings,
-        factory: TaskFactory,
+        stages: KafkaStages,
         stop: StopSignal,
     ) -> Result<KafkaSource, KafkaClientError> {
         let group = config.group_id(&settings.pipeline);
@@ -83,6 +86,8 @@ impl KafkaSource {
         let store =
             CheckpointStore::open(&config.brokers, &config.properties, &config.checkpoint_topic(), settings.transactions.as_deref())?;
         let (commits, checkpointed) = mpsc::channel();
+        let mut subscription = config.subscription();
+        subscription.extend(stages.repartitions.iter().map(|stage| stage.topic.clone()));
         let setup = PartitionSetup {
             pipeline: settings.pipeline,
             group: group.clone(),
@@ -91,7 +96,8 @@ impl KafkaSource {
             batch_size: settings.batch_size,
             batch_linger: settings.batch_linger,
             checkpoint_interval: settings.checkpoint_interval,
-            factory,
+            event_time: settings.event_time,
+            stages,
             store: Arc::new(store),
             commits,
             transactions: settings.transactions.clone(),
@@ -101,7 +107,7 @@ impl KafkaSource {
         let consumer = client
             .create_with_context(SourceContext::new(setup, checkpointed))
             .map_err(KafkaClientError::kafka("cannot create the consumer"))?;
-        Ok(KafkaSource { name: settings.source, consumer, subscription: config.subscription(), stop, transactions: settings.transactions })
+        Ok(KafkaSource { name: settings.source, consumer, subscription, stop, transactions: settings.transactions })
     }
 
     /// Consumes until the stop signal; then checkpoints every partition, commits, and leaves

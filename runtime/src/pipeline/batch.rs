@@ -10,6 +10,25 @@ use crate::wasm::Batch;
 pub struct SourceBatch {
     pub records: Batch,
     pub positions: Vec<u64>,
+    /// From a repartition topic: which upstream task sent each record, and its sequence
+    /// number there (to drop what an upstream sends again after a restart). Empty otherwise.
+    pub origins: Vec<Origin>,
+}
+
+/// Who sent a record through a repartition topic, and its sequence number in that sender's
+/// output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// Index of the sender among the task's upstreams.
+    pub upstream: u32,
+    pub sequence: u64,
+}
+
+impl SourceBatch {
+    /// Records without positions (they came through an in-process exchange).
+    pub fn of(records: Batch) -> SourceBatch {
+        SourceBatch { records, positions: Vec::new(), origins: Vec::new() }
+    }
 }
 
 impl SourceBatch {
@@ -49,6 +68,25 @@ impl Batcher {
         self.current.records.push(key, value, timestamp, headers);
         self.current.positions.push(position);
         if self.current.len() >= self.max_records { self.take() } else { None }
+    }
+
+    /// Adds a record that came through a repartition topic, with its origin.
+    pub fn push_with_origin<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: i64,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        position: u64,
+        origin: Origin,
+    ) -> Option<SourceBatch> {
+        self.current.origins.push(origin);
+        self.push(key, value, timestamp, headers, position)
+    }
+
+    /// Whether no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.current.is_empty()
     }
 
     /// The pending batch, if its linger time has passed.

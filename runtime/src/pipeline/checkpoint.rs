@@ -14,16 +14,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::wasm::State;
 
-/// Version of the stored format.
-const FORMAT: u32 = 1;
+/// Version of the stored format. Version 1 (before pipelines were graphs) is read as a task
+/// with one upstream and no exchange.
+const FORMAT: u32 = 2;
 
 /// What a task saves at a barrier.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskCheckpoint {
     /// The source position of the first record after the barrier (where a restart resumes).
     pub next_position: u64,
     /// The last watermark the operators were given.
     pub watermark: Option<i64>,
+    /// Each upstream's watermark (see `Upstreams`).
+    pub upstream_watermarks: Vec<Option<i64>>,
+    /// Behind a repartition topic: the last sequence number applied from each upstream.
+    pub sequences: Vec<u64>,
+    /// The sequence number of the last record this task sent into a repartition topic.
+    pub output_sequence: u64,
     pub operators: Vec<OperatorCheckpoint>,
 }
 
@@ -48,6 +55,9 @@ impl TaskCheckpoint {
             format: FORMAT,
             next_position: self.next_position,
             watermark: self.watermark,
+            upstream_watermarks: self.upstream_watermarks.clone(),
+            sequences: self.sequences.clone(),
+            output_sequence: self.output_sequence,
             operators: self
                 .operators
                 .iter()
@@ -67,9 +77,11 @@ impl TaskCheckpoint {
     /// Reads the stored form back, or says why it cannot.
     pub fn decode(bytes: &[u8]) -> Result<TaskCheckpoint, String> {
         let stored: StoredCheckpoint = serde_json::from_slice(bytes).map_err(|error| error.to_string())?;
-        if stored.format != FORMAT {
-            return Err(format!("format {} is not {FORMAT}: written by another version of Sluice", stored.format));
+        if !(1..=FORMAT).contains(&stored.format) {
+            return Err(format!("format {} is newer than {FORMAT}: written by a newer version of Sluice", stored.format));
         }
+        // Format 1: one upstream (the source), whose watermark was the task's.
+        let upstream_watermarks = if stored.format == 1 { vec![stored.watermark] } else { stored.upstream_watermarks };
         let operators = stored
             .operators
             .into_iter()
@@ -79,7 +91,14 @@ impl TaskCheckpoint {
                 Ok(OperatorCheckpoint { name: operator.name, digest: operator.digest, state })
             })
             .collect::<Result<_, String>>()?;
-        Ok(TaskCheckpoint { next_position: stored.next_position, watermark: stored.watermark, operators })
+        Ok(TaskCheckpoint {
+            next_position: stored.next_position,
+            watermark: stored.watermark,
+            upstream_watermarks,
+            sequences: stored.sequences,
+            output_sequence: stored.output_sequence,
+            operators,
+        })
     }
 }
 
@@ -90,6 +109,12 @@ struct StoredCheckpoint {
     #[serde(rename = "next_offset")]
     next_position: u64,
     watermark: Option<i64>,
+    #[serde(default)]
+    upstream_watermarks: Vec<Option<i64>>,
+    #[serde(default)]
+    sequences: Vec<u64>,
+    #[serde(default)]
+    output_sequence: u64,
     operators: Vec<StoredOperator>,
     written_at_unix_ms: u64,
 }
@@ -128,6 +153,9 @@ mod tests {
         let checkpoint = TaskCheckpoint {
             next_position: 42,
             watermark: Some(-5),
+            upstream_watermarks: vec![Some(-5), None],
+            sequences: vec![3, 0, 9],
+            output_sequence: 77,
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),
@@ -140,5 +168,9 @@ mod tests {
             TaskCheckpoint::decode(br#"{"format": 9, "next_offset": 1, "watermark": null, "operators": [], "written_at_unix_ms": 0}"#)
                 .is_err()
         );
+        let first_format =
+            TaskCheckpoint::decode(br#"{"format": 1, "next_offset": 5, "watermark": 10, "operators": [], "written_at_unix_ms": 0}"#)
+                .unwrap();
+        assert_eq!(first_format.upstream_watermarks, vec![Some(10)], "a format-1 task had one upstream");
     }
 }

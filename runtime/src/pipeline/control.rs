@@ -215,7 +215,11 @@ impl PipelineControl {
             (versions.current.clone(), choose(versions)?)
         };
         let requested = Instant::now();
-        let applied = self.apply(operator, &replacement);
+        let mut replacement = replacement;
+        let applied = declared(&mut replacement).and_then(|()| match current.rewiring_needed_by(&replacement) {
+            Some(reason) => Err(SwapError::Refused(reason)),
+            None => self.apply(operator, &replacement),
+        });
         let record = SwapRecord {
             at_unix_ms: unix_millis(),
             operator: operator.to_owned(),
@@ -280,6 +284,14 @@ impl PipelineControl {
     }
 }
 
+/// Asks the new version what it declares with its configuration (side outputs,
+/// distribution), which must match what the pipeline was wired for.
+fn declared(spec: &mut OperatorSpec) -> Result<(), SwapError> {
+    let info = super::operator::declared_info(spec).map_err(|error| SwapError::Refused(error.to_string()))?;
+    spec.info = info;
+    Ok(())
+}
+
 /// The new configuration `config` (a JSON object) with the granted files of `current`.
 fn with_granted_files(config: &str, current: &str) -> Result<String, SwapError> {
     let refuse = |why: &str| SwapError::Refused(format!("the new configuration {why}"));
@@ -315,7 +327,7 @@ impl Prepared {
         // A task that ends before reaching the request drops it, and with it the reply sender.
         match steps.recv().ok()? {
             SwapStep::Prepared(outcome) => Some(Prepared { outcome, steps, decision }),
-            SwapStep::Finished { .. } => None,
+            SwapStep::Finished { .. } | SwapStep::NotHere => None,
         }
     }
 

@@ -1,26 +1,34 @@
-//! Running pipelines: tasks, their supervised operators, batching, watermarks, dead letters.
+//! The core of a running pipeline: tasks and their supervised operators, event time,
+//! checkpoints, keyed exchanges as tasks see them, and the control that swaps operators.
+//! How these are wired together for one pipeline is in `crate::topology`.
 
 mod batch;
 mod checkpoint;
 mod control;
 mod dead_letter;
+mod exchange;
+mod key;
 mod operator;
-mod running;
+mod rounds;
 mod stop;
 mod task;
 mod tasks;
+mod upstreams;
 mod watermark;
 
-pub use batch::{Batcher, SourceBatch};
+pub use batch::{Batcher, Origin, SourceBatch};
 pub use checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 pub use control::{OperatorInfo, PipelineControl, SwapError, SwapRecord, TaskId};
-pub use dead_letter::{DeadLetter, DeadLetterSink};
-pub use operator::{DeadRecord, Operator, OperatorError, OperatorSpec, Processed};
-pub use running::{OperatorSummary, PipelineSummary, RunError, RunningPipeline, StartError, WasmPluginCheck, operator_spec};
+pub use dead_letter::DeadLetter;
+pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, Unroutable};
+pub use key::{KeySelector, murmur2, partition_of};
+pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, Processed, declared_info};
+pub use rounds::{CoordinatorTarget, RoundReport, RoundRequest, ShareRounds};
 pub use stop::StopSignal;
 pub use task::{
-    DeadLetterMessage, OutputBatch, OutputClosed, SinkMessage, SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOrigin,
-    TaskOutputs, TaskStats,
+    Barrier, DeadLetterMessage, OutputBatch, OutputClosed, SinkMessage, SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOrigin,
+    TaskOutputs, TaskParts, TaskStats, flush_sinks,
 };
-pub use tasks::{StartedTask, TaskFactory, TaskSettings};
-pub use watermark::WatermarkTracker;
+pub use tasks::{ExchangeWiring, NoExchanges, SharedOutputs, StartedTask, TASK_QUEUE, TaskFactory, TaskStart, TaskStartError};
+pub use upstreams::Upstreams;
+pub use watermark::WatermarkGenerator;

@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use sluice_sdk::{InitContext, OperatorInfo};
+
 use crate::wasm::{Batch, CallFailure, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
 /// Calls kept in the journal before a new snapshot replaces them.
@@ -26,6 +28,10 @@ pub enum OperatorError {
     StateRefused(String),
     #[error("{0}")]
     Failed(CallFailure),
+    /// The plugin declared other side outputs or another distribution than the version or
+    /// configuration the pipeline was wired for.
+    #[error("{0}")]
+    Rewired(String),
 }
 
 /// A record the operator refused or failed on.
@@ -51,18 +57,65 @@ pub struct Processed {
     pub dead: Vec<DeadRecord>,
 }
 
-/// Everything needed to build an instance of the operator again.
+/// Everything needed to build an instance of the operator again, and what its plugin
+/// declared with this configuration.
 #[derive(Clone)]
 pub struct OperatorSpec {
     pub name: Arc<str>,
     pub plugin: Arc<Plugin>,
     pub config_json: String,
+    pub context: InitContext,
+    pub info: OperatorInfo,
     pub limits: InstanceLimits,
     pub metrics: Arc<OperatorMetrics>,
 }
 
+/// The value encodings the runtime offers operators.
+pub const ENCODINGS: &[&str] = &["json"];
+
+impl OperatorSpec {
+    /// The specification of operator `name` reading `inputs`: asks a throw-away instance of
+    /// `plugin` what it declares with `config_json`.
+    pub fn new(
+        name: &str,
+        plugin: Arc<Plugin>,
+        config_json: String,
+        inputs: Vec<String>,
+        limits: InstanceLimits,
+    ) -> Result<OperatorSpec, OperatorError> {
+        let context =
+            InitContext { operator: name.to_owned(), inputs, encodings: ENCODINGS.iter().map(|encoding| (*encoding).to_owned()).collect() };
+        let metrics = Arc::new(OperatorMetrics::default());
+        let mut instance = PluginInstance::new(&plugin, name.into(), limits, metrics.clone()).map_err(OperatorError::Failed)?;
+        instance.mute_metrics(true);
+        let info = instance.init(&config_json, &context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
+        Ok(OperatorSpec { name: name.into(), plugin, config_json, context, info, limits, metrics })
+    }
+
+    /// Why `replacement` cannot take this operator's place without rewiring the pipeline
+    /// (other side outputs, another distribution), if it cannot.
+    pub fn rewiring_needed_by(&self, replacement: &OperatorSpec) -> Option<String> {
+        let (old, new) = (&self.info, &replacement.info);
+        if old.outputs != new.outputs {
+            return Some(format!(
+                "the new version declares the side outputs {:?} where the running one declares {:?}: the pipeline must be restarted \
+                 (change the pipeline file)",
+                new.outputs, old.outputs
+            ));
+        }
+        if old.distribution != new.distribution {
+            return Some(format!(
+                "the new version spreads records over instances as {:?} where the running one does as {:?}: the pipeline must be \
+                 restarted (change the pipeline file)",
+                new.distribution, old.distribution
+            ));
+        }
+        None
+    }
+}
+
 enum JournalEntry {
-    Process(Batch),
+    Process(u32, Batch),
     Watermark(i64),
 }
 
@@ -98,6 +151,9 @@ impl Operator {
     /// operator stays as it was (a failed snapshot recovers it); the caller switches. A disabled
     /// operator hands over its last good snapshot, so a fixed version brings it back.
     pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, OperatorError> {
+        if let Some(reason) = self.spec.rewiring_needed_by(&spec) {
+            return Err(OperatorError::Rewired(reason));
+        }
         let state = self.checkpoint_state().map_err(OperatorError::Failed)?;
         Operator::start(spec, Some(state))
     }
@@ -125,10 +181,10 @@ impl Operator {
         self.disabled_because.as_deref()
     }
 
-    /// Processes a batch; failing records are isolated, never lost.
-    pub fn process(&mut self, batch: Batch) -> Processed {
+    /// Processes a batch that arrived on `input`; failing records are isolated, never lost.
+    pub fn process(&mut self, input: u32, batch: Batch) -> Processed {
         let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
-        match instance.process(&batch) {
+        match instance.process(input, &batch) {
             Ok(output) => {
                 let dead = output
                     .rejected
@@ -137,10 +193,10 @@ impl Operator {
                     .map(|(index, reason)| DeadRecord::new(&batch, index as usize, format!("rejected: {reason}")))
                     .collect();
                 self.failed_batches_in_a_row = 0;
-                self.record(JournalEntry::Process(batch));
+                self.record(JournalEntry::Process(input, batch));
                 Processed { batch: output.batch, dead }
             }
-            Err(failure) => self.isolate(batch, &failure),
+            Err(failure) => self.isolate(input, batch, &failure),
         }
     }
 
@@ -202,7 +258,7 @@ impl Operator {
     }
 
     /// Retries a failed batch record by record, recovering after each failure.
-    fn isolate(&mut self, batch: Batch, failure: &CallFailure) -> Processed {
+    fn isolate(&mut self, input: u32, batch: Batch, failure: &CallFailure) -> Processed {
         tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
         if !self.recover(failure) {
             return self.refuse_all(&batch);
@@ -215,13 +271,13 @@ impl Operator {
                 processed.dead.push(DeadRecord { index, record: single, reason: self.disabled_reason() });
                 continue;
             };
-            match instance.process(&single) {
+            match instance.process(input, &single) {
                 Ok(output) => {
-                    output.batch.iter().for_each(|record| processed.batch.push_record(record));
+                    output.batch.iter().for_each(|record| processed.batch.push_record_to(record.port(), record));
                     if let Some((_, reason)) = output.rejected.into_iter().next() {
                         processed.dead.push(DeadRecord { index, record: single.clone(), reason: format!("rejected: {reason}") });
                     }
-                    self.record(JournalEntry::Process(single));
+                    self.record(JournalEntry::Process(input, single));
                 }
                 Err(failure) => {
                     processed.dead.push(DeadRecord { index, record: single, reason: failure.message.clone() });
@@ -253,7 +309,7 @@ impl Operator {
             instance.mute_metrics(true);
             for entry in &self.journal {
                 let replayed = match entry {
-                    JournalEntry::Process(batch) => instance.process(batch).map(drop),
+                    JournalEntry::Process(input, batch) => instance.process(*input, batch).map(drop),
                     JournalEntry::Watermark(watermark) => instance.on_watermark(*watermark).map(drop),
                 };
                 replayed.map_err(|replay| format!("replaying its journal failed: {replay}"))?;
@@ -290,11 +346,27 @@ impl Operator {
     }
 }
 
+/// What `spec`'s plugin declares with its configuration and context: from a throw-away
+/// instance (before a version is swapped in).
+pub fn declared_info(spec: &OperatorSpec) -> Result<OperatorInfo, OperatorError> {
+    let mut instance =
+        PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
+    instance.mute_metrics(true);
+    instance.init(&spec.config_json, &spec.context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)
+}
+
 /// A new, initialised instance; restored from `state` if given. Returns its base snapshot.
 fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, State), OperatorError> {
     let mut instance =
         PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
-    instance.init(&spec.config_json).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
+    let info = instance.init(&spec.config_json, &spec.context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
+    if info != spec.info {
+        // Plugins are deterministic: the same configuration declares the same thing.
+        return Err(OperatorError::Rewired(format!(
+            "the plugin declared {info:?} now but {:?} when the pipeline was wired: is it deterministic?",
+            spec.info
+        )));
+    }
     let base = match state {
         Some(state) => {
             instance.restore(state).map_err(OperatorError::Failed)?.map_err(OperatorError::StateRefused)?;

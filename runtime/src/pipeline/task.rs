@@ -1,5 +1,8 @@
-//! A task: one source's (or one Kafka partition's) records through its own instances of the
-//! operator chain, to the sinks; it checkpoints at the barriers its source sends.
+//! A task: one instance of one stage of a pipeline (for one share of a source, one Kafka
+//! partition, or one slot of an exchange). It runs its own instances of the stage's
+//! operators, moves each batch through them as the stage's wiring says, sends what comes out
+//! to sinks and exchanges, follows event time as the least watermark of its upstreams, and
+//! checkpoints when a barrier has come from every upstream.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,36 +11,47 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
+use super::exchange::ExchangeOutput;
 use super::operator::{DeadRecord, Operator, OperatorSpec};
-use super::{DeadLetter, SourceBatch, WatermarkTracker};
-use crate::config::LateRecords;
+use super::upstreams::Upstreams;
+use super::{DeadLetter, SourceBatch};
+use crate::graph::{Entry, Stage, Target};
 use crate::wasm::Batch;
 
-/// How often an idle task checks whether its watermark should advance.
-const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How often a waiting task checks whether it was cancelled.
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
-/// A batch of output records, shared by every sink.
+/// A batch of output records, shared by every sink that receives it.
 pub type OutputBatch = Arc<Batch>;
 
-/// What a task receives, in order: batches from its source, swap requests, checkpoint
-/// barriers, the end.
+/// What a task receives, in order per sender. `from` is the sender's index among the task's
+/// upstreams.
 pub enum TaskMessage {
-    Batch(SourceBatch),
+    /// Records for the stage's entry; behind an exchange, for `input` of its operator.
+    Batch { from: u32, input: u32, batch: SourceBatch },
+    /// Event time reached `watermark` at upstream `from`.
+    Watermark { from: u32, watermark: i64 },
+    /// A checkpoint barrier: everything `from` sent before it is covered by the checkpoint.
+    Barrier { from: u32, barrier: Barrier },
+    /// `from` sends nothing more; when every upstream has ended, the task closes event time.
+    End { from: u32 },
     /// Replace an operator at this batch boundary.
     Swap(SwapRequest),
-    /// A checkpoint barrier: `next_position` is the source position of the next record.
-    Checkpoint {
-        next_position: u64,
-    },
-    /// Checkpoint and stop without closing event time: the stream goes on elsewhere or later
-    /// (a partition revoked, the process stopping).
-    Suspend {
-        next_position: u64,
-    },
     /// Stop at once and save nothing: the partition already belongs to another process.
     Abandon,
-    /// The source has no more records.
-    End,
+}
+
+/// A checkpoint barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// Rounds are numbered; a task checkpoints once every upstream sent round `id`.
+    pub id: u64,
+    /// The source position of the first record after the barrier (a Kafka partition's
+    /// offset); 0 where the checkpoint coordinator keeps the sources' positions.
+    pub position: u64,
+    /// Checkpoint, then stop without closing event time: the stream goes on elsewhere or
+    /// later (a partition revoked, the process stopping).
+    pub suspend: bool,
 }
 
 /// What a sink receives: output batches, and requests to make everything so far durable.
@@ -54,32 +68,41 @@ pub enum DeadLetterMessage {
     Flush(Sender<()>),
 }
 
-/// Which records a task processes: a source's, or one partition of a Kafka source.
+/// Which records a task processes: a stage's, for one share, partition or slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskOrigin {
+    /// The stage: its source's name, or the name of the operator behind its exchange.
     pub source: Arc<str>,
-    /// Topic and partition, for a Kafka source's task.
+    /// Topic and partition, for a task of a Kafka partition.
     pub partition: Option<(Arc<str>, i32)>,
+    /// The task's index among its stage's tasks in this process, when there are several.
+    pub instance: Option<usize>,
 }
 
 impl TaskOrigin {
     pub fn source(source: Arc<str>) -> TaskOrigin {
-        TaskOrigin { source, partition: None }
+        TaskOrigin { source, partition: None, instance: None }
+    }
+
+    pub fn instance(source: Arc<str>, instance: usize) -> TaskOrigin {
+        TaskOrigin { source, partition: None, instance: Some(instance) }
     }
 }
 
 impl fmt::Display for TaskOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.partition {
-            Some((topic, partition)) => write!(f, "{}[{topic}/{partition}]", self.source),
-            None => f.write_str(&self.source),
+        match (&self.partition, self.instance) {
+            (Some((topic, partition)), _) => write!(f, "{}[{topic}/{partition}]", self.source),
+            (None, Some(instance)) => write!(f, "{}#{instance}", self.source),
+            (None, None) => f.write_str(&self.source),
         }
     }
 }
 
 /// Replace operator `operator` with `spec`, in two phases: the task prepares the new operator
 /// and answers `Prepared`; it switches if `decision` says so (true), else keeps the old one;
-/// then it answers `Finished` with the time its records waited.
+/// then it answers `Finished` with the time its records waited. A task that does not run the
+/// operator answers `NotHere`.
 pub struct SwapRequest {
     pub operator: String,
     pub spec: OperatorSpec,
@@ -93,15 +116,19 @@ pub enum SwapStep {
     Prepared(Result<(), String>),
     /// The swap is over (switched or not): how long the task's records waited.
     Finished { switched: bool, stall: Duration },
+    /// The task's stage does not run this operator.
+    NotHere,
 }
 
 /// The task could not deliver its output.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
-    #[error("task of source \"{task}\": a sink stopped taking records")]
+    #[error("task \"{task}\": a sink stopped taking records")]
     SinkClosed { task: String },
-    #[error("task of source \"{task}\": the dead-letter sink stopped taking records")]
+    #[error("task \"{task}\": the dead-letter sink stopped taking records")]
     DeadLetterClosed { task: String },
+    #[error("task \"{task}\": the next stage stopped taking records")]
+    ExchangeClosed { task: String },
     #[error("task \"{task}\" panicked")]
     Panicked { task: String },
     #[error(
@@ -114,23 +141,39 @@ pub enum TaskError {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TaskStats {
     pub source: String,
+    /// Whether the task's records come from a source (not through an exchange).
+    pub reads_source: bool,
     pub records_in: u64,
     pub records_out: u64,
     pub dead_letters: u64,
     pub late_dropped: u64,
+    /// Records a repartition topic delivered again (an upstream replayed after a restart).
+    pub duplicates_dropped: u64,
+    /// Records sent to an operator output nothing reads (a main output left unread beside
+    /// read side outputs).
+    pub unread_dropped: u64,
     pub checkpoints: u64,
     pub checkpoints_failed: u64,
     pub disabled_operators: Vec<(String, String)>,
 }
 
+/// The records of the batch a task received, with their source positions: what dead letters
+/// of later operators are traced back to.
+#[derive(Clone, Copy)]
+struct EntryRecords<'a> {
+    records: &'a Batch,
+    positions: &'a [u64],
+}
+
 /// How a record given to an operator relates to its source position.
+#[derive(Clone, Copy)]
 enum Lineage<'a> {
-    /// The records are the source's batch: record i is at `positions[i]`.
+    /// The records are the entry batch: record i is at `positions[i]`.
     Positions(&'a [u64]),
-    /// The records came out of earlier operators: one equal to a source record (key, value,
+    /// The records came out of earlier operators: one equal to an entry record (key, value,
     /// event time) is that record.
     Content { records: &'a Batch, positions: &'a [u64] },
-    /// Emitted on a watermark: no source record.
+    /// Emitted on a watermark, or arrived without positions.
     Unknown,
 }
 
@@ -148,13 +191,22 @@ impl Lineage<'_> {
             Lineage::Unknown => None,
         }
     }
+
+    /// The lineage of what an operator emits from records of this lineage.
+    fn downstream<'b>(&self, entry: Option<EntryRecords<'b>>) -> Lineage<'b> {
+        match entry {
+            Some(entry) if !matches!(self, Lineage::Unknown) => Lineage::Content { records: entry.records, positions: entry.positions },
+            _ => Lineage::Unknown,
+        }
+    }
 }
 
-/// Where a task's records go: every sink, and the dead-letter sink.
-#[derive(Clone)]
+/// Where a task's records go: sinks (by the graph's sink index), the dead-letter sink, and
+/// the exchanges its stage sends through (by the plan's exchange index).
 pub struct TaskOutputs {
     pub sinks: Vec<SyncSender<SinkMessage>>,
     pub dead_letters: SyncSender<DeadLetterMessage>,
+    pub exchanges: Vec<Option<Box<dyn ExchangeOutput>>>,
 }
 
 /// An output stopped taking records.
@@ -162,30 +214,55 @@ pub struct TaskOutputs {
 pub enum OutputClosed {
     Sink,
     DeadLetters,
+    Exchange,
+}
+
+/// Waits until every sink and the dead-letter sink hold everything sent to them so far.
+pub fn flush_sinks(sinks: &[SyncSender<SinkMessage>], dead_letters: &SyncSender<DeadLetterMessage>) -> Result<(), OutputClosed> {
+    let (ack, acks) = mpsc::channel();
+    for sink in sinks {
+        sink.send(SinkMessage::Flush(ack.clone())).map_err(|_| OutputClosed::Sink)?;
+    }
+    dead_letters.send(DeadLetterMessage::Flush(ack)).map_err(|_| OutputClosed::DeadLetters)?;
+    for _ in 0..=sinks.len() {
+        acks.recv().map_err(|_| OutputClosed::Sink)?;
+    }
+    Ok(())
 }
 
 impl TaskOutputs {
-    /// Waits until every sink and the dead-letter sink hold everything sent so far.
-    pub fn flush(&self) -> Result<(), OutputClosed> {
-        let (ack, acks) = mpsc::channel();
-        for sink in &self.sinks {
-            sink.send(SinkMessage::Flush(ack.clone())).map_err(|_| OutputClosed::Sink)?;
+    /// Waits until everything sent so far is durable: sinks, dead letters, repartition topics.
+    pub fn flush(&mut self) -> Result<(), OutputClosed> {
+        for exchange in self.exchanges.iter_mut().flatten() {
+            exchange.flush()?;
         }
-        self.dead_letters.send(DeadLetterMessage::Flush(ack)).map_err(|_| OutputClosed::DeadLetters)?;
-        for _ in 0..=self.sinks.len() {
-            acks.recv().map_err(|_| OutputClosed::Sink)?;
-        }
-        Ok(())
+        flush_sinks(&self.sinks, &self.dead_letters)
     }
 }
 
-/// One source's (or partition's) pipeline instance.
+/// How a task starts: its stage, its operators, its upstreams and where its output goes.
+pub struct TaskParts {
+    pub origin: TaskOrigin,
+    pub stage: Arc<Stage>,
+    pub operators: Vec<Operator>,
+    pub upstreams: Upstreams,
+    pub outputs: TaskOutputs,
+    /// The watermark its operators were last given (from a checkpoint).
+    pub watermark: Option<i64>,
+    /// The sequence number of the last record sent into a repartition topic.
+    pub output_sequence: u64,
+}
+
+/// One stage instance.
 pub struct Task {
     origin: TaskOrigin,
+    stage: Arc<Stage>,
     operators: Vec<Operator>,
-    watermark: WatermarkTracker,
-    late: LateRecords,
+    upstreams: Upstreams,
+    /// The last watermark given to the operators.
+    watermark: Option<i64>,
     outputs: TaskOutputs,
+    output_sequence: u64,
     checkpoints: Option<Box<dyn CheckpointTarget>>,
     /// Raised to stop at once, whatever is queued (see `StartedTask::cancel`).
     cancelled: Arc<AtomicBool>,
@@ -195,15 +272,28 @@ pub struct Task {
     stats: TaskStats,
 }
 
+/// How a task's run ended.
+enum Ending {
+    /// Every upstream ended: event time closed.
+    Finished,
+    /// Checkpointed at a suspending barrier; event time left open.
+    Suspended,
+    /// Stopped without saving anything.
+    Abandoned,
+}
+
 impl Task {
-    pub fn new(origin: TaskOrigin, operators: Vec<Operator>, watermark: WatermarkTracker, late: LateRecords, outputs: TaskOutputs) -> Task {
-        let stats = TaskStats { source: origin.to_string(), ..TaskStats::default() };
+    pub fn new(parts: TaskParts) -> Task {
+        let reads_source = matches!(parts.stage.entry, Entry::Source(_));
+        let stats = TaskStats { source: parts.origin.to_string(), reads_source, ..TaskStats::default() };
         Task {
-            origin,
-            operators,
-            watermark,
-            late,
-            outputs,
+            origin: parts.origin,
+            stage: parts.stage,
+            operators: parts.operators,
+            upstreams: parts.upstreams,
+            watermark: parts.watermark,
+            outputs: parts.outputs,
+            output_sequence: parts.output_sequence,
             checkpoints: None,
             cancelled: Arc::default(),
             tolerated_failures: 0,
@@ -217,7 +307,7 @@ impl Task {
         self.cancelled.clone()
     }
 
-    /// Saves checkpoints to `target` at the barriers the source sends; more than
+    /// Saves checkpoints to `target` at the barriers its upstreams send; more than
     /// `tolerated_failures` failures in a row stop the task.
     pub fn with_checkpoints(mut self, target: Box<dyn CheckpointTarget>, tolerated_failures: u32) -> Task {
         self.checkpoints = Some(target);
@@ -225,56 +315,69 @@ impl Task {
         self
     }
 
-    /// Processes batches until the source closes, then flushes with the final watermark (or,
-    /// suspended, checkpoints and leaves event time open).
+    /// Processes messages until every upstream ended (then event time closes), a suspending
+    /// barrier, or an abandon.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
-            let message = input.recv_timeout(IDLE_CHECK);
+            let message = input.recv_timeout(CANCEL_CHECK);
             if self.cancelled.load(Ordering::SeqCst) {
                 return Ok(self.finish_stats());
             }
-            match message {
-                Ok(TaskMessage::Batch(batch)) => {
-                    self.watermark.received();
-                    self.on_batch(batch)?;
-                }
-                Ok(TaskMessage::Swap(request)) => self.swap(request),
-                Ok(TaskMessage::Checkpoint { next_position }) => self.checkpoint(next_position)?,
-                Ok(TaskMessage::Suspend { next_position }) => {
-                    self.checkpoint(next_position)?;
-                    return Ok(self.finish_stats());
-                }
-                Ok(TaskMessage::Abandon) => return Ok(self.finish_stats()),
-                Ok(TaskMessage::End) => {
-                    self.close_event_time()?;
-                    self.finish_checkpoints()?;
-                    return Ok(self.finish_stats());
-                }
-                // The source went away without a word: close event time, but keep the last
+            let ending = match message {
+                Ok(message) => self.on_message(message)?,
+                // Every sender went away without a word: close event time, but keep the last
                 // checkpoint (nothing says the input was read to its end).
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Some(watermark) = self.watermark.advance_idle() {
-                        self.propagate_watermark(watermark)?;
-                    }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.close_event_time()?;
+                    Some(Ending::Abandoned)
                 }
+                Err(RecvTimeoutError::Timeout) => None,
+            };
+            if let Some(ending) = ending {
+                if let Ending::Finished = ending {
+                    self.finish()?;
+                }
+                return Ok(self.finish_stats());
             }
         }
-        self.close_event_time()?;
-        Ok(self.finish_stats())
     }
 
-    /// The input ended: the final watermark closes every window.
-    fn close_event_time(&mut self) -> Result<(), TaskError> {
-        match self.watermark.finish() {
-            Some(watermark) => self.propagate_watermark(watermark),
-            None => Ok(()),
+    fn on_message(&mut self, message: TaskMessage) -> Result<Option<Ending>, TaskError> {
+        match message {
+            TaskMessage::Batch { input, batch, .. } => self.on_batch(input, batch).map(|()| None),
+            TaskMessage::Watermark { from, watermark } => {
+                self.upstreams.watermark(from, watermark);
+                self.advance_watermark().map(|()| None)
+            }
+            TaskMessage::Barrier { from, barrier } => {
+                if !self.upstreams.barrier(from, barrier.id) {
+                    return Ok(None);
+                }
+                self.checkpoint(barrier)?;
+                Ok(barrier.suspend.then_some(Ending::Suspended))
+            }
+            TaskMessage::End { from } => {
+                self.upstreams.end(from);
+                if !self.upstreams.all_ended() {
+                    return self.advance_watermark().map(|()| None);
+                }
+                self.close_event_time()?;
+                Ok(Some(Ending::Finished))
+            }
+            TaskMessage::Swap(request) => {
+                self.swap(request);
+                Ok(None)
+            }
+            TaskMessage::Abandon => Ok(Some(Ending::Abandoned)),
         }
     }
 
-    /// The input was read to its end: once the outputs are durable, the checkpoints are no
-    /// longer needed (the next run starts afresh).
-    fn finish_checkpoints(&mut self) -> Result<(), TaskError> {
+    /// Every upstream ended: the final watermark closes every window; the next stages are
+    /// told; once the outputs are durable, the checkpoints are no longer needed.
+    fn finish(&mut self) -> Result<(), TaskError> {
+        for exchange in self.outputs.exchanges.iter_mut().flatten() {
+            exchange.end().map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;
+        }
         if self.checkpoints.is_none() {
             return Ok(());
         }
@@ -283,6 +386,14 @@ impl Task {
             tracing::warn!(task = %self.origin, "the input ended, but its checkpoint stays: {reason}");
         }
         Ok(())
+    }
+
+    /// Gives the operators the final watermark.
+    fn close_event_time(&mut self) -> Result<(), TaskError> {
+        if self.watermark == Some(i64::MAX) {
+            return Ok(());
+        }
+        self.give_watermark(i64::MAX)
     }
 
     fn finish_stats(mut self) -> TaskStats {
@@ -294,15 +405,19 @@ impl Task {
         self.stats
     }
 
-    /// At a barrier: snapshot the operators, wait until every output so far is durable, save
-    /// the checkpoint. A checkpoint that cannot be taken is skipped (its position is not
-    /// committed, so a restart replays from the previous one: nothing is lost); more than
-    /// `tolerated_failures` in a row stop the task with the error.
-    fn checkpoint(&mut self, next_position: u64) -> Result<(), TaskError> {
+    /// At an aligned barrier: snapshot the operators, pass the barrier on, wait until every
+    /// output so far is durable, save the checkpoint. A checkpoint that cannot be taken is
+    /// skipped (its position is not committed, so a restart replays from the previous one:
+    /// nothing is lost); more than `tolerated_failures` in a row stop the task with the error.
+    fn checkpoint(&mut self, barrier: Barrier) -> Result<(), TaskError> {
+        let operators = self.operator_states();
+        for exchange in self.outputs.exchanges.iter_mut().flatten() {
+            exchange.barrier(barrier).map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;
+        }
         if self.checkpoints.is_none() {
             return Ok(());
         }
-        let operators = match self.operator_states() {
+        let operators = match operators {
             Ok(operators) => operators,
             Err(reason) => {
                 if let Some(target) = self.checkpoints.as_mut() {
@@ -312,7 +427,15 @@ impl Task {
             }
         };
         self.flush_outputs()?;
-        let checkpoint = TaskCheckpoint { next_position, watermark: self.watermark.current(), operators };
+        let (upstream_watermarks, sequences) = self.upstreams.snapshot();
+        let checkpoint = TaskCheckpoint {
+            next_position: barrier.position,
+            watermark: self.watermark,
+            upstream_watermarks,
+            sequences,
+            output_sequence: self.output_sequence,
+            operators,
+        };
         let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
         match saved {
             Ok(()) => {
@@ -344,27 +467,25 @@ impl Task {
             .collect()
     }
 
-    /// Waits until every sink and the dead-letter sink hold everything sent so far.
+    /// Waits until every output holds everything sent so far.
     fn flush_outputs(&mut self) -> Result<(), TaskError> {
-        self.outputs.flush().map_err(|closed| match closed {
-            OutputClosed::Sink => self.sink_closed(),
-            OutputClosed::DeadLetters => self.dead_letter_closed(),
-        })
+        self.outputs.flush().map_err(|closed| self.closed(closed))
     }
 
-    fn sink_closed(&self) -> TaskError {
-        TaskError::SinkClosed { task: self.origin.to_string() }
-    }
-
-    fn dead_letter_closed(&self) -> TaskError {
-        TaskError::DeadLetterClosed { task: self.origin.to_string() }
+    fn closed(&self, output: OutputClosed) -> TaskError {
+        let task = self.origin.to_string();
+        match output {
+            OutputClosed::Sink => TaskError::SinkClosed { task },
+            OutputClosed::DeadLetters => TaskError::DeadLetterClosed { task },
+            OutputClosed::Exchange => TaskError::ExchangeClosed { task },
+        }
     }
 
     /// Swaps an operator between two batches, in two phases (see `SwapRequest`).
     fn swap(&mut self, request: SwapRequest) {
         let started = Instant::now();
         let Some(index) = self.operators.iter().position(|operator| operator.name() == request.operator) else {
-            let _ = request.reply.send(SwapStep::Prepared(Err(format!("no operator named \"{}\"", request.operator))));
+            let _ = request.reply.send(SwapStep::NotHere);
             return;
         };
         let prepared = self.operators[index].prepare_swap(request.spec).map_err(|error| error.to_string());
@@ -381,113 +502,198 @@ impl Task {
         let _ = request.reply.send(SwapStep::Finished { switched, stall: started.elapsed() });
     }
 
-    fn on_batch(&mut self, batch: SourceBatch) -> Result<(), TaskError> {
+    fn on_batch(&mut self, input: u32, batch: SourceBatch) -> Result<(), TaskError> {
         self.stats.records_in += batch.len() as u64;
-        let SourceBatch { mut records, positions } = self.screen_late(batch)?;
-        for record in records.iter() {
-            self.watermark.observe(record.timestamp());
+        let batch = self.drop_duplicates(batch);
+        if batch.is_empty() {
+            return Ok(());
         }
-        // Dead letters of later operators are traced back to the source by content.
-        let source_records = (self.operators.len() > 1).then(|| records.clone());
-        for index in 0..self.operators.len() {
-            if records.is_empty() {
-                break;
-            }
-            let lineage = match &source_records {
-                _ if index == 0 => Lineage::Positions(&positions),
-                Some(source) => Lineage::Content { records: source, positions: &positions },
-                None => Lineage::Unknown,
-            };
-            records = self.process_at(index, records, lineage)?;
+        let stage = self.stage.clone();
+        let SourceBatch { records, positions, .. } = batch;
+        let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(&positions) };
+        // Dead letters of later operators are traced back to the entry by content.
+        let copy = (!positions.is_empty() && stage.operators.len() > 1).then(|| records.clone());
+        let entry = copy.as_ref().map(|records| EntryRecords { records, positions: &positions });
+        match stage.entry {
+            Entry::Source(_) => self.deliver(records, &stage.entry_targets, lineage, entry),
+            Entry::Exchange(_) => self.deliver(records, &[Target::Operator { position: 0, input }], lineage, entry),
         }
-        self.emit(records)?;
-        self.advance_watermark()
     }
 
-    /// Applies the late-record policy to records behind the watermark.
-    fn screen_late(&mut self, batch: SourceBatch) -> Result<SourceBatch, TaskError> {
-        if self.late == LateRecords::Pass || !batch.records.iter().any(|record| self.watermark.is_late(record.timestamp())) {
-            return Ok(batch);
+    /// Behind a repartition topic: drops records an upstream sent again after a restart
+    /// (their sequence number was applied already).
+    fn drop_duplicates(&mut self, batch: SourceBatch) -> SourceBatch {
+        if batch.origins.is_empty() {
+            return batch;
         }
-        let mut on_time = SourceBatch::default();
-        for (record, position) in batch.records.iter().zip(batch.positions) {
-            if !self.watermark.is_late(record.timestamp()) {
-                on_time.records.push_record(record);
-                on_time.positions.push(position);
-            } else if self.late == LateRecords::Drop {
-                self.stats.late_dropped += 1;
+        let fresh: Vec<bool> = batch.origins.iter().map(|origin| self.upstreams.accept(origin.upstream, origin.sequence)).collect();
+        if fresh.iter().all(|fresh| *fresh) {
+            return batch;
+        }
+        let mut kept = SourceBatch::default();
+        for ((record, position), fresh) in batch.records.iter().zip(&batch.positions).zip(&fresh) {
+            if *fresh {
+                kept.records.push_record(record);
+                kept.positions.push(*position);
             } else {
-                let watermark = self.watermark.current().unwrap_or(i64::MIN);
-                let reason = format!("late record: event time {} is behind the watermark {watermark}", record.timestamp());
-                let letter = DeadLetter::from_source(&self.origin.source, position, batch.records.single(record.index()), reason);
-                self.dead_letter(letter.with_partition(self.origin.partition.clone()))?;
+                self.stats.duplicates_dropped += 1;
             }
         }
-        Ok(on_time)
+        kept
     }
 
-    /// Runs `events` through the operator at `index`; its refused records become dead letters.
-    fn process_at(&mut self, index: usize, records: Batch, lineage: Lineage<'_>) -> Result<Batch, TaskError> {
-        let processed = self.operators[index].process(records);
+    /// Sends `records` to every target: operators process them (and what they emit goes on),
+    /// sinks and exchanges receive them.
+    fn deliver(
+        &mut self,
+        records: Batch,
+        targets: &[Target],
+        lineage: Lineage<'_>,
+        entry: Option<EntryRecords<'_>>,
+    ) -> Result<(), TaskError> {
+        let last = targets.len().saturating_sub(1);
+        let mut records = Some(records);
+        for (index, target) in targets.iter().enumerate() {
+            let batch = if index == last { records.take().unwrap_or_default() } else { records.clone().unwrap_or_default() };
+            match *target {
+                Target::Operator { position, input } => {
+                    let emitted = self.process_at(position, input, batch, lineage)?;
+                    self.emit_from(position, emitted, lineage.downstream(entry), entry)?;
+                }
+                Target::Sink(sink) => self.send_to_sink(sink, batch)?,
+                Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch, lineage)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `records` through the operator at `position`; its refused records become dead letters.
+    fn process_at(&mut self, position: usize, input: u32, records: Batch, lineage: Lineage<'_>) -> Result<Batch, TaskError> {
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let processed = self.operators[position].process(input, records);
         for dead in processed.dead {
-            let position = lineage.position(&dead);
-            let letter = self.operator_dead_letter(index, dead, position);
+            let position_in_source = lineage.position(&dead);
+            let letter = self.operator_dead_letter(position, dead, position_in_source);
             self.dead_letter(letter)?;
         }
         Ok(processed.batch)
     }
 
-    fn operator_dead_letter(&self, index: usize, dead: DeadRecord, position: Option<u64>) -> DeadLetter {
-        let operator = &self.operators[index];
+    /// Sends what the operator at `position` emitted to the readers of each of its outputs.
+    fn emit_from(
+        &mut self,
+        position: usize,
+        emitted: Batch,
+        lineage: Lineage<'_>,
+        entry: Option<EntryRecords<'_>>,
+    ) -> Result<(), TaskError> {
+        if emitted.is_empty() {
+            return Ok(());
+        }
+        let stage = self.stage.clone();
+        let outputs = &stage.output_targets[position];
+        if emitted.events.iter().all(|event| event.port == 0) {
+            return self.deliver_or_count(emitted, &outputs[0], lineage, entry);
+        }
+        let mut by_port = vec![Batch::new(); outputs.len()];
+        for record in emitted.iter() {
+            // The runtime checked every port against the operator's declared outputs.
+            if let Some(batch) = by_port.get_mut(record.port() as usize) {
+                batch.push_record(record);
+            }
+        }
+        for (port, batch) in by_port.into_iter().enumerate().filter(|(_, batch)| !batch.is_empty()) {
+            self.deliver_or_count(batch, &outputs[port], lineage, entry)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_or_count(
+        &mut self,
+        records: Batch,
+        targets: &[Target],
+        lineage: Lineage<'_>,
+        entry: Option<EntryRecords<'_>>,
+    ) -> Result<(), TaskError> {
+        if targets.is_empty() {
+            self.stats.unread_dropped += records.len() as u64;
+            return Ok(());
+        }
+        self.deliver(records, targets, lineage, entry)
+    }
+
+    fn send_to_sink(&mut self, sink: usize, records: Batch) -> Result<(), TaskError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.stats.records_out += records.len() as u64;
+        let sent = self.outputs.sinks[sink].send(SinkMessage::Batch(Arc::new(records)));
+        sent.map_err(|_| self.closed(OutputClosed::Sink))
+    }
+
+    fn send_to_exchange(&mut self, exchange: usize, input: u32, records: Batch, lineage: Lineage<'_>) -> Result<(), TaskError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let Some(Some(output)) = self.outputs.exchanges.get_mut(exchange) else {
+            return Err(TaskError::ExchangeClosed { task: self.origin.to_string() });
+        };
+        let sent = output.send(input, records, &mut self.output_sequence);
+        for unroutable in sent.map_err(|closed| self.closed(closed))? {
+            let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason };
+            let letter = DeadLetter {
+                reason: format!("cannot route the record by its key: {}", dead.reason),
+                operator: None,
+                plugin_digest: None,
+                source: self.origin.source.to_string(),
+                partition: self.origin.partition.clone(),
+                position: lineage.position(&dead),
+                record: dead.record,
+            };
+            self.dead_letter(letter)?;
+        }
+        Ok(())
+    }
+
+    fn operator_dead_letter(&self, position: usize, dead: DeadRecord, position_in_source: Option<u64>) -> DeadLetter {
+        let operator = &self.operators[position];
         DeadLetter {
             reason: dead.reason,
             operator: Some(operator.name().to_owned()),
             plugin_digest: Some(operator.plugin().digest().to_string()),
             source: self.origin.source.to_string(),
             partition: self.origin.partition.clone(),
-            position,
+            position: position_in_source,
             record: dead.record,
         }
     }
 
+    /// Gives the operators the least watermark of the upstreams if it advanced.
     fn advance_watermark(&mut self) -> Result<(), TaskError> {
-        match self.watermark.advance() {
-            Some(watermark) => self.propagate_watermark(watermark),
-            None => Ok(()),
+        match self.upstreams.least_watermark() {
+            Some(watermark) if self.watermark.is_none_or(|current| watermark > current) => self.give_watermark(watermark),
+            _ => Ok(()),
         }
     }
 
-    /// Tells each operator in turn; what one emits is processed by the next before it is told.
-    fn propagate_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
-        let mut carried = Batch::new();
-        for index in 0..self.operators.len() {
-            if !carried.is_empty() {
-                carried = self.process_at(index, carried, Lineage::Unknown)?;
-            }
-            let emitted = self.operators[index].on_watermark(watermark);
-            if carried.is_empty() {
-                carried = emitted;
-            } else {
-                emitted.iter().for_each(|record| carried.push_record(record));
-            }
+    /// Tells each operator in turn (what one emits is processed downstream before the next
+    /// one is told), then the next stages.
+    fn give_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
+        self.watermark = Some(watermark);
+        for position in 0..self.operators.len() {
+            let emitted = self.operators[position].on_watermark(watermark);
+            self.emit_from(position, emitted, Lineage::Unknown, None)?;
         }
-        self.emit(carried)
-    }
-
-    fn emit(&mut self, records: Batch) -> Result<(), TaskError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.stats.records_out += records.len() as u64;
-        let batch = Arc::new(records);
-        for sink in &self.outputs.sinks {
-            sink.send(SinkMessage::Batch(batch.clone())).map_err(|_| self.sink_closed())?;
+        for exchange in self.outputs.exchanges.iter_mut().flatten() {
+            exchange.watermark(watermark).map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;
         }
         Ok(())
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), TaskError> {
         self.stats.dead_letters += 1;
-        self.outputs.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| self.dead_letter_closed())
+        self.outputs.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| self.closed(OutputClosed::DeadLetters))
     }
 }

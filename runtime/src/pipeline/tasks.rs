@@ -1,52 +1,89 @@
-//! Starting tasks: each runs the operator versions current at its start (swaps included),
-//! restored from a checkpoint when there is one, and is known to the control until it ends.
+//! Starting the tasks of a stage: each runs the operator versions current at its start (swaps
+//! included), restored from a checkpoint when there is one, and is known to the control
+//! until it ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use super::checkpoint::{CheckpointTarget, TaskCheckpoint};
 use super::control::{PipelineControl, TaskId};
-use super::running::{StartError, spawn};
-use super::task::{OutputClosed, Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskStats};
-use super::{Operator, WatermarkTracker};
-use crate::config::{LateRecords, PipelineConfig};
+use super::exchange::ExchangeOutput;
+use super::task::{
+    DeadLetterMessage, OutputClosed, SinkMessage, Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskParts, TaskStats, flush_sinks,
+};
+use super::upstreams::Upstreams;
+use super::{Operator, OperatorError};
+use crate::graph::Stage;
 
-/// Batches queued between a source and its task: bounded, so a slow task slows the source. A
-/// Kafka source pauses a partition whose queue is full, and librdkafka then drops what it
+/// Batches queued in front of a task: bounded, so a slow task slows its upstreams. A Kafka
+/// source pauses a partition whose queue is full, and librdkafka then drops what it
 /// prefetched for it: a deeper queue pauses less often (4 held throughput to ~70 % of a raw
 /// passthrough in `benches/kafka.rs`, 16 gives ~94 %).
-const TASK_QUEUE: usize = 16;
+pub const TASK_QUEUE: usize = 16;
 
-/// Event-time settings every task shares.
-#[derive(Debug, Clone)]
-pub struct TaskSettings {
-    pub out_of_orderness: i64,
-    pub idle_timeout: Duration,
-    pub late: LateRecords,
-    /// Checkpoints a task may fail in a row before it stops with the error.
-    pub tolerated_checkpoint_failures: u32,
+/// Why a task could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskStartError {
+    #[error("operator \"{operator}\": {error}")]
+    Operator { operator: String, error: OperatorError },
+    #[error("task \"{task}\": {reason}")]
+    Checkpoint { task: String, reason: String },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
 }
 
-impl TaskSettings {
-    pub fn of(pipeline: &PipelineConfig) -> TaskSettings {
-        TaskSettings {
-            out_of_orderness: pipeline.out_of_orderness.millis(),
-            idle_timeout: pipeline.idle_timeout.duration(),
-            late: pipeline.late_records,
-            tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures,
-        }
+/// Builds the exchange outputs of a new task of a stage (one per exchange it sends through,
+/// indexed by the plan's exchange index).
+pub trait ExchangeWiring: Send + Sync {
+    fn outputs(&self, origin: &TaskOrigin, instance: usize) -> Vec<Option<Box<dyn ExchangeOutput>>>;
+}
+
+/// A stage that sends through no exchange.
+pub struct NoExchanges;
+
+impl ExchangeWiring for NoExchanges {
+    fn outputs(&self, _origin: &TaskOrigin, _instance: usize) -> Vec<Option<Box<dyn ExchangeOutput>>> {
+        Vec::new()
     }
 }
 
-/// Starts the pipeline's tasks (for each source, or for each partition a Kafka source owns).
+/// Where every task's records go: the sinks (by the graph's sink index) and the dead letters.
+#[derive(Clone)]
+pub struct SharedOutputs {
+    pub sinks: Vec<SyncSender<SinkMessage>>,
+    pub dead_letters: SyncSender<DeadLetterMessage>,
+}
+
+impl SharedOutputs {
+    /// Waits until every sink and the dead-letter sink hold everything any task sent.
+    pub fn flush(&self) -> Result<(), OutputClosed> {
+        flush_sinks(&self.sinks, &self.dead_letters)
+    }
+}
+
+/// Starts the tasks of one stage.
 #[derive(Clone)]
 pub struct TaskFactory {
     control: PipelineControl,
-    outputs: TaskOutputs,
-    settings: TaskSettings,
+    stage: Arc<Stage>,
+    outputs: SharedOutputs,
+    exchanges: Arc<dyn ExchangeWiring>,
+    /// Checkpoints a task may fail in a row before it stops with the error.
+    tolerated_checkpoint_failures: u32,
+}
+
+/// One task to start.
+pub struct TaskStart<'a> {
+    pub origin: TaskOrigin,
+    /// Its index among the stage's tasks in this process (0 for a partition's task).
+    pub instance: usize,
+    pub upstreams: Upstreams,
+    /// Its operators' state, event time and position to continue from.
+    pub restored: Option<&'a TaskCheckpoint>,
+    /// Where it saves checkpoints at its barriers.
+    pub checkpoints: Option<Box<dyn CheckpointTarget>>,
 }
 
 /// A running task: its input queue and its thread.
@@ -61,56 +98,96 @@ pub struct StartedTask {
 }
 
 impl TaskFactory {
-    pub fn new(control: PipelineControl, outputs: TaskOutputs, settings: TaskSettings) -> TaskFactory {
-        TaskFactory { control, outputs, settings }
+    pub fn new(
+        control: PipelineControl,
+        stage: Arc<Stage>,
+        outputs: SharedOutputs,
+        exchanges: Arc<dyn ExchangeWiring>,
+        tolerated_checkpoint_failures: u32,
+    ) -> TaskFactory {
+        TaskFactory { control, stage, outputs, exchanges, tolerated_checkpoint_failures }
     }
 
-    /// Starts a task for `origin`; with a checkpoint, its operators and watermark continue
-    /// from it; with a target, it saves checkpoints at its source's barriers.
-    pub fn start(
-        &self,
-        origin: TaskOrigin,
-        restored: Option<&TaskCheckpoint>,
-        checkpoints: Option<Box<dyn CheckpointTarget>>,
-    ) -> Result<StartedTask, StartError> {
+    pub fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    /// Starts a task; with a checkpoint, its operators, upstreams and event time continue
+    /// from it.
+    pub fn start(&self, start: TaskStart<'_>) -> Result<StartedTask, TaskStartError> {
+        let TaskStart { origin, instance, mut upstreams, restored, checkpoints } = start;
+        if let Some(checkpoint) = restored {
+            self.check_checkpoint(&origin, checkpoint)?;
+            upstreams.resume(&checkpoint.upstream_watermarks, &checkpoint.sequences);
+        }
         let (id, (input, thread, cancelled)) = self.control.register_task(|specs| {
-            let operators = specs
-                .into_iter()
-                .map(|spec| {
+            let operators = self
+                .stage
+                .operators
+                .iter()
+                .map(|operator| {
+                    let spec = specs[*operator].clone();
                     let name = spec.name.to_string();
                     let state = restored.and_then(|checkpoint| checkpoint.operator_state(&name)).cloned();
-                    Operator::start(spec, state).map_err(|error| StartError::Operator { operator: name, error })
+                    Operator::start(spec, state).map_err(|error| TaskStartError::Operator { operator: name, error })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut watermark = WatermarkTracker::new(self.settings.out_of_orderness, self.settings.idle_timeout);
-            watermark.resume_at(restored.and_then(|checkpoint| checkpoint.watermark));
-            let mut task = Task::new(origin.clone(), operators, watermark, self.settings.late, self.outputs.clone());
+            let outputs = TaskOutputs {
+                sinks: self.outputs.sinks.clone(),
+                dead_letters: self.outputs.dead_letters.clone(),
+                exchanges: self.exchanges.outputs(&origin, instance),
+            };
+            let parts = TaskParts {
+                origin: origin.clone(),
+                stage: self.stage.clone(),
+                operators,
+                upstreams,
+                outputs,
+                watermark: restored.and_then(|checkpoint| checkpoint.watermark),
+                output_sequence: restored.map_or(0, |checkpoint| checkpoint.output_sequence),
+            };
+            let mut task = Task::new(parts);
             if let Some(target) = checkpoints {
-                task = task.with_checkpoints(target, self.settings.tolerated_checkpoint_failures);
+                task = task.with_checkpoints(target, self.tolerated_checkpoint_failures);
             }
             let cancelled = task.cancel_flag();
             let (input, queue) = mpsc::sync_channel(TASK_QUEUE);
-            let thread = spawn(&format!("task-{origin}"), move || task.run(queue))?;
-            Ok::<_, StartError>((input.clone(), (input, thread, cancelled)))
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-task-{origin}"))
+                .spawn(move || task.run(queue))
+                .map_err(TaskStartError::Thread)?;
+            Ok::<_, TaskStartError>((input.clone(), (input, thread, cancelled)))
         })?;
         Ok(StartedTask { origin, input, thread: Some(thread), id, control: self.control.clone(), cancelled })
     }
-}
 
-impl TaskFactory {
-    /// The dead-letter queue, for sources that refuse records themselves.
-    pub fn dead_letters(&self) -> SyncSender<super::DeadLetterMessage> {
-        self.outputs.dead_letters.clone()
+    /// A checkpoint holds the state of this stage's operators only: state of an operator that
+    /// now runs elsewhere (behind an exchange added since) cannot be moved there.
+    fn check_checkpoint(&self, origin: &TaskOrigin, checkpoint: &TaskCheckpoint) -> Result<(), TaskStartError> {
+        let specs = self.control.current_specs();
+        let ours: Vec<&str> = self.stage.operators.iter().map(|operator| &*specs[*operator].name).collect();
+        match checkpoint.operators.iter().find(|saved| !ours.contains(&saved.name.as_str())) {
+            None => Ok(()),
+            Some(stray) => Err(TaskStartError::Checkpoint {
+                task: origin.to_string(),
+                reason: format!(
+                    "its checkpoint holds the state of operator \"{}\", which this task no longer runs (the pipeline's graph \
+                     changed: the operator runs in another stage now); that state cannot be moved: start over with a new \
+                     consumer `group` or state directory, or restore the previous pipeline",
+                    stray.name
+                ),
+            }),
+        }
+    }
+
+    /// The outputs every task of the pipeline shares.
+    pub fn shared_outputs(&self) -> &SharedOutputs {
+        &self.outputs
     }
 
     /// Keeps swaps out while the guard lives (see `PipelineControl::hold_swaps`).
     pub fn hold_swaps(&self) -> std::sync::MutexGuard<'_, ()> {
         self.control.hold_swaps()
-    }
-
-    /// Waits until every sink and the dead-letter sink hold everything any task sent.
-    pub fn flush_outputs(&self) -> Result<(), OutputClosed> {
-        self.outputs.flush()
     }
 }
 
@@ -135,7 +212,7 @@ impl StartedTask {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Waits for the task to end (its source sent the end, a suspension, or was cancelled).
+    /// Waits for the task to end (its upstreams ended, a suspension, or it was cancelled).
     pub fn join(mut self) -> Result<TaskStats, TaskError> {
         let result = self.thread.take().map(JoinHandle::join);
         self.control.unregister_task(self.id);

@@ -1,60 +1,64 @@
-//! Event-time watermarks: how far event time has certainly advanced in one task.
+//! Event-time watermarks where records enter a pipeline: how far event time has certainly
+//! advanced in one source share or partition.
 
 use std::time::{Duration, Instant};
 
-/// Tracks the newest event time seen and derives the watermark from it.
+/// Derives the watermark of one stream of records (a source share, a Kafka partition).
 ///
-/// watermark = newest event time − out-of-orderness. When the task has received nothing for
-/// `idle_timeout`, event time is assumed to advance with processing time, so that windows
-/// still close on a quiet stream. Slow processing is not idleness: the clock restarts with
-/// every message the task receives.
+/// watermark = newest event time − out-of-orderness. When the stream is idle (its source
+/// says it has caught up, and nothing arrived for `idle_timeout`), event time is assumed to
+/// advance with processing time, so that windows still close on a quiet stream. Downstream,
+/// a task's watermark is the least of its upstreams' (see `Upstreams`).
 #[derive(Debug)]
-pub struct WatermarkTracker {
+pub struct WatermarkGenerator {
     out_of_orderness: i64,
     idle_timeout: Duration,
     newest: Option<i64>,
     last_received: Instant,
     emitted: Option<i64>,
+    /// The watermark of the checkpoint this stream resumed from.
+    resumed: Option<i64>,
 }
 
-impl WatermarkTracker {
-    pub fn new(out_of_orderness: i64, idle_timeout: Duration) -> WatermarkTracker {
-        WatermarkTracker { out_of_orderness, idle_timeout, newest: None, last_received: Instant::now(), emitted: None }
+impl WatermarkGenerator {
+    pub fn new(out_of_orderness: i64, idle_timeout: Duration) -> WatermarkGenerator {
+        WatermarkGenerator { out_of_orderness, idle_timeout, newest: None, last_received: Instant::now(), emitted: None, resumed: None }
     }
 
     /// Continues from a checkpoint's watermark: records behind it are late, as they were.
     pub fn resume_at(&mut self, watermark: Option<i64>) {
         self.emitted = watermark;
+        self.resumed = watermark;
     }
 
-    /// The last watermark handed to the operators.
+    /// The last watermark sent downstream.
     pub fn current(&self) -> Option<i64> {
         self.emitted
     }
 
-    /// Whether a record with this event time is behind the current watermark.
+    /// Whether a record with this event time is late: behind the watermark that the records
+    /// before it make (newest event time so far − out-of-orderness, or the watermark resumed
+    /// from a checkpoint). Idle advances do not count, so that the verdict depends on the
+    /// records alone and a replay judges them alike.
     pub fn is_late(&self, timestamp: i64) -> bool {
-        self.emitted.is_some_and(|watermark| timestamp < watermark)
+        let by_records = self.newest.map(|newest| newest.saturating_sub(self.out_of_orderness));
+        by_records.max(self.resumed).is_some_and(|watermark| timestamp < watermark)
     }
 
-    /// Notes a record's event time.
+    /// Notes a record's event time (the idle clock restarts).
     pub fn observe(&mut self, timestamp: i64) {
         self.newest = Some(self.newest.map_or(timestamp, |newest| newest.max(timestamp)));
-    }
-
-    /// Notes that the task received something (the idle clock restarts).
-    pub fn received(&mut self) {
         self.last_received = Instant::now();
     }
 
-    /// The new watermark after processing, if it advanced.
+    /// The new watermark after a batch, if it advanced.
     pub fn advance(&mut self) -> Option<i64> {
         let candidate = self.newest?.saturating_sub(self.out_of_orderness);
         self.emit(candidate)
     }
 
-    /// The new watermark while nothing arrives: after `idle_timeout` of silence, event time
-    /// advances with the time waited.
+    /// The new watermark while nothing arrives (the source has caught up): after
+    /// `idle_timeout` of silence, event time advances with the time waited.
     pub fn advance_idle(&mut self) -> Option<i64> {
         let idle = self.last_received.elapsed();
         if idle < self.idle_timeout {
@@ -63,11 +67,6 @@ impl WatermarkTracker {
         let shift = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
         let candidate = self.newest?.saturating_sub(self.out_of_orderness).saturating_add(shift);
         self.emit(candidate)
-    }
-
-    /// The end of the input: the largest watermark, which closes everything.
-    pub fn finish(&mut self) -> Option<i64> {
-        self.emit(i64::MAX)
     }
 
     fn emit(&mut self, candidate: i64) -> Option<i64> {
@@ -85,27 +84,36 @@ mod tests {
 
     #[test]
     fn watermark_trails_the_newest_event_time_and_never_goes_back() {
-        let mut tracker = WatermarkTracker::new(100, Duration::from_secs(3600));
-        assert_eq!(tracker.advance(), None);
-        tracker.observe(1_000);
-        assert_eq!(tracker.advance(), Some(900));
-        tracker.observe(950);
-        assert_eq!(tracker.advance(), None);
-        assert!(tracker.is_late(899));
-        assert!(!tracker.is_late(900));
-        tracker.observe(2_000);
-        assert_eq!(tracker.advance(), Some(1_900));
-        assert_eq!(tracker.finish(), Some(i64::MAX));
-        assert_eq!(tracker.finish(), None);
+        let mut generator = WatermarkGenerator::new(100, Duration::from_secs(3600));
+        assert_eq!(generator.advance(), None);
+        generator.observe(1_000);
+        assert_eq!(generator.advance(), Some(900));
+        generator.observe(950);
+        assert_eq!(generator.advance(), None);
+        assert!(generator.is_late(899));
+        assert!(!generator.is_late(900));
+        generator.observe(2_000);
+        assert!(generator.is_late(1_899), "judged by the records so far, before the batch ends");
+        assert_eq!(generator.advance(), Some(1_900));
     }
 
     #[test]
-    fn idle_sources_advance_with_processing_time() {
-        let mut tracker = WatermarkTracker::new(0, Duration::ZERO);
-        tracker.observe(1_000);
-        tracker.received();
+    fn idle_streams_advance_with_processing_time_but_do_not_make_records_late() {
+        let mut generator = WatermarkGenerator::new(0, Duration::ZERO);
+        generator.observe(1_000);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(tracker.advance(), Some(1_000), "processing time alone does not move it");
-        assert!(tracker.advance_idle().is_some_and(|watermark| watermark >= 1_020));
+        assert_eq!(generator.advance(), Some(1_000), "processing time alone does not move it");
+        assert!(generator.advance_idle().is_some_and(|watermark| watermark >= 1_020));
+        assert!(!generator.is_late(1_010), "lateness is judged by the records alone");
+    }
+
+    #[test]
+    fn a_resumed_watermark_judges_records_until_newer_ones_arrive() {
+        let mut generator = WatermarkGenerator::new(0, Duration::from_secs(60));
+        generator.resume_at(Some(5_000));
+        assert!(generator.is_late(4_999));
+        assert_eq!(generator.advance(), None);
+        generator.observe(6_000);
+        assert_eq!(generator.advance(), Some(6_000));
     }
 }

@@ -1,5 +1,6 @@
 //! Sinks: where a pipeline's output records go. A closed enum, one `match`.
 
+mod dead_letter;
 mod encode;
 
 use std::fs::File;
@@ -7,8 +8,10 @@ use std::io::{self, BufWriter, Write};
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
+use crate::pipeline::KeySelector;
 use crate::wasm::Batch;
 
+pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
 
 /// Why a sink cannot take records.
@@ -28,6 +31,10 @@ pub enum SinkError {
 pub struct Sink {
     name: String,
     output: Output,
+    /// Sets each record's key from its fields before it is written (`key = [...]`).
+    key: Option<KeySelector>,
+    /// Records whose key fields could not be read (they keep the key they had).
+    unkeyed: u64,
 }
 
 enum Output {
@@ -81,7 +88,8 @@ impl Sink {
                     .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
             ),
         };
-        Ok(Sink { name, output })
+        let key = config.key().map(|fields| KeySelector::new(fields.to_vec()));
+        Ok(Sink { name, output, key, unkeyed: 0 })
     }
 
     pub fn name(&self) -> &str {
@@ -90,12 +98,40 @@ impl Sink {
 
     /// Writes a batch: lines are flushed at once, Kafka records are queued for delivery.
     pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let keyed;
+        let batch = match &self.key {
+            Some(selector) => {
+                keyed = self.with_keys(selector.clone(), batch);
+                &keyed
+            }
+            None => batch,
+        };
         match &mut self.output {
             Output::Lines { format, writer, .. } => {
                 write_lines(writer, *format, batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
             }
             Output::Kafka(kafka) => kafka.write(batch).map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
         }
+    }
+
+    /// The records of `batch` with their keys read from their fields; a record whose fields
+    /// cannot be read keeps its key (and is counted, and reported once).
+    fn with_keys(&mut self, selector: KeySelector, batch: &Batch) -> Batch {
+        let mut keyed = Batch::new();
+        let mut key = String::new();
+        for record in batch.iter() {
+            match selector.write(record.value(), &mut key) {
+                Ok(()) => keyed.push(Some(key.as_bytes()), record.value(), record.timestamp(), record.headers()),
+                Err(reason) => {
+                    if self.unkeyed == 0 {
+                        tracing::warn!(sink = %self.name, "a record keeps its key: {reason}");
+                    }
+                    self.unkeyed += 1;
+                    keyed.push_record(record);
+                }
+            }
+        }
+        keyed
     }
 
     /// Returns once everything written so far is durable (on disk, or acknowledged by the

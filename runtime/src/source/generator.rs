@@ -4,11 +4,14 @@
 //! a catalogue (category, price), some users arriving through marketing campaigns. Event
 //! times advance by `event_interval` per record, shifted back by up to `disorder`. Configured
 //! anomalies multiply order prices during known spans of event time.
+//!
+//! Record n is a function of the seed and n alone (its randomness is drawn from a SplitMix64
+//! stream seeded by both), so the records can be made in shares on several threads (share i
+//! makes records i, i + shares, ...) and a run resumed from a checkpoint starts right at its
+//! position: the records are the same however many shares make them.
 
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{SourceError, SourceOutput};
@@ -96,41 +99,38 @@ impl Generator {
         })
     }
 
-    /// Produces records until `count` is reached or the pipeline stops.
-    pub fn run(self, output: &mut SourceOutput) -> Result<(), SourceError> {
-        let mut random = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut started = Instant::now();
-        // Records a checkpoint covers are generated again (to reach the same random state)
-        // but not paced: the rate applies from the first record sent on.
-        let mut first_live: Option<u64> = None;
-        let mut sequence = 0u64;
+    /// Produces share `share` of `shares` (records `share`, `share + shares`, ...) until
+    /// `count` is reached or the pipeline stops; a resumed share starts at the first record its
+    /// checkpoint does not cover.
+    pub fn run(self, share: usize, shares: usize, output: &mut SourceOutput) -> Result<(), SourceError> {
+        let (share, step) = (share as u64, shares.max(1) as u64);
+        let resume_from = output.resume_from();
+        // The first record of this share at or after the checkpoint's position.
+        let mut sequence = resume_from + (share + step - resume_from % step) % step;
+        let first = sequence;
+        let started = Instant::now();
         let mut value = Vec::with_capacity(256);
         while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
-            if !output.covers(sequence) {
-                let first = *first_live.get_or_insert_with(|| {
-                    started = Instant::now();
-                    sequence
-                });
-                if !self.pace(sequence - first, started, output) {
-                    break;
-                }
+            if !self.pace((sequence - first) / step, shares, started, output) {
+                break;
             }
             value.clear();
-            let (user, timestamp) = self.record(sequence, &mut random, &mut value);
+            let (user, timestamp) = self.record(sequence, &mut value);
             if output.emit(Some(user.as_bytes()), &value, timestamp, sequence).is_err() {
                 return Ok(());
             }
-            sequence += 1;
+            sequence += step;
         }
-        tracing::debug!(source = %self.name, records = sequence, "generator finished");
+        tracing::debug!(source = %self.name, share, "generator share finished");
         Ok(())
     }
 
-    /// Waits until the `sequence`-th record since `started` is due at the configured rate, in short slices so that
-    /// a stop is noticed and a lingering batch is sent. False if the pipeline stops meanwhile.
-    fn pace(&self, sequence: u64, started: Instant, output: &mut SourceOutput) -> bool {
-        let Some(rate) = self.rate else { return true };
-        let due = Duration::try_from_secs_f64(sequence as f64 / rate).unwrap_or(Duration::MAX);
+    /// Waits until the `made`-th record of this share since `started` is due at the share's
+    /// part of the configured rate, in short slices so that a stop is noticed and a lingering
+    /// batch is sent. False if the pipeline stops meanwhile.
+    fn pace(&self, made: u64, shares: usize, started: Instant, output: &mut SourceOutput) -> bool {
+        let Some(rate) = self.rate.map(|rate| rate / shares.max(1) as f64) else { return true };
+        let due = Duration::try_from_secs_f64(made as f64 / rate).unwrap_or(Duration::MAX);
         loop {
             let elapsed = started.elapsed();
             if due <= elapsed + Duration::from_millis(1) {
@@ -144,19 +144,20 @@ impl Generator {
     }
 
     /// Writes record `sequence` as JSON into `value`; returns its user (the key) and event time.
-    fn record(&self, sequence: u64, random: &mut ChaCha8Rng, value: &mut Vec<u8>) -> (String, i64) {
-        let user = skewed(random, self.users);
-        let item = skewed(random, self.items);
+    fn record(&self, sequence: u64, value: &mut Vec<u8>) -> (String, i64) {
+        let mut random = SplitMix64::for_record(self.seed, sequence);
+        let user = skewed(&mut random, self.users);
+        let item = skewed(&mut random, self.items);
         let attributes = mix(u64::from(item) ^ self.seed.rotate_left(17));
-        let roll: f64 = random.random();
+        let roll = random.unit();
         let (event_type, quantity) = match roll {
             r if r < 0.70 => ("view", 1),
             r if r < 0.82 => ("click", 1),
-            r if r < 0.94 => ("cart", random.random_range(1..=3)),
-            _ => ("order", random.random_range(1..=3)),
+            r if r < 0.94 => ("cart", 1 + random.below(3) as u32),
+            _ => ("order", 1 + random.below(3) as u32),
         };
         let campaign_slot = mix(u64::from(user) ^ self.seed) % (CAMPAIGNS.len() as u64 * 2);
-        let disorder = if self.disorder_ms > 0 { random.random_range(0..=self.disorder_ms) } else { 0 };
+        let disorder = if self.disorder_ms > 0 { random.below(self.disorder_ms as u64 + 1) as i64 } else { 0 };
         let offset = i64::try_from(sequence).unwrap_or(i64::MAX).saturating_mul(self.interval_ms);
         let timestamp = self.start_ms.saturating_add(offset).saturating_sub(disorder);
         let category = CATEGORIES[(attributes % CATEGORIES.len() as u64) as usize];
@@ -184,9 +185,35 @@ impl Generator {
 }
 
 /// A number below `bound`, small numbers more likely (popular users and items).
-fn skewed(random: &mut ChaCha8Rng, bound: u32) -> u32 {
-    let uniform: f64 = random.random();
+fn skewed(random: &mut SplitMix64, bound: u32) -> u32 {
+    let uniform = random.unit();
     ((uniform * uniform * f64::from(bound)) as u32).min(bound - 1)
+}
+
+/// The random numbers of one record: a SplitMix64 stream seeded by the generator's seed and
+/// the record's sequence number.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn for_record(seed: u64, sequence: u64) -> SplitMix64 {
+        SplitMix64(mix(seed) ^ sequence.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0.wrapping_sub(0x9E37_79B9_7F4A_7C15))
+    }
+
+    /// Uniform in [0, 1), with 53 random bits.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform below `bound` (> 0); the bias of a 64-bit modulo is negligible for the small
+    /// bounds used here.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
 }
 
 /// SplitMix64 finaliser: stable pseudo-random attributes from an id.

@@ -110,7 +110,7 @@ fn read_stdin(name: &str, timestamp: &TimestampField, output: &mut SourceOutput)
         .map_err(|error| SourceError::Read { source_name: name.into(), error })?;
     let mut number = 0u64;
     while !output.stop.is_raised() {
-        let wait = output.batcher.linger_left().unwrap_or(POLL).min(POLL);
+        let wait = output.linger_left().unwrap_or(POLL).min(POLL);
         match incoming.recv_timeout(wait) {
             Ok(line) => {
                 let mut line = line.map_err(|error| SourceError::Read { source_name: name.into(), error })?;

@@ -2,7 +2,7 @@
 //!
 //! Both are generated from the same WIT records; converting copies plain fields only.
 
-use sluice_sdk::{Batch, Event, Header, Span, State};
+use sluice_sdk::{Batch, Distribution, Event, Header, InitContext, OperatorInfo, Span, State};
 
 use super::bindings::wit;
 
@@ -45,6 +45,7 @@ fn event_to_wit(event: &Event) -> wit::Event {
         timestamp: event.timestamp,
         first_header: event.first_header,
         header_count: event.header_count,
+        port: event.port,
     }
 }
 
@@ -55,6 +56,7 @@ fn event_from_wit(event: wit::Event) -> Event {
         timestamp: event.timestamp,
         first_header: event.first_header,
         header_count: event.header_count,
+        port: event.port,
     }
 }
 
@@ -64,4 +66,17 @@ fn span_to_wit(span: Span) -> wit::Span {
 
 fn span_from_wit(span: wit::Span) -> Span {
     Span { offset: span.offset, length: span.length }
+}
+
+pub fn context_to_wit(context: &InitContext) -> wit::InitContext {
+    wit::InitContext { operator: context.operator.clone(), inputs: context.inputs.clone(), encodings: context.encodings.clone() }
+}
+
+pub fn info_from_wit(info: wit::OperatorInfo) -> OperatorInfo {
+    let distribution = match info.distribution {
+        wit::Distribution::Any => Distribution::Any,
+        wit::Distribution::Key(fields) => Distribution::Key(fields),
+        wit::Distribution::Single => Distribution::Single,
+    };
+    OperatorInfo { outputs: info.outputs, distribution, encoding: info.encoding }
 }

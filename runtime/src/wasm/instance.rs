@@ -4,11 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_sdk::{Batch, State};
+use sluice_sdk::{Batch, Distribution, InitContext, OperatorInfo, State};
 use wasmtime::{Store, Trap};
 
 use super::bindings::Operator;
-use super::convert::{batch_from_wit, batch_to_wit, state_from_wit, state_to_wit};
+use super::convert::{batch_from_wit, batch_to_wit, context_to_wit, info_from_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
@@ -40,7 +40,9 @@ pub enum FailureKind {
     MemoryLimit,
     /// The instance could not be created.
     Instantiate,
-    /// The plugin returned a batch whose spans point outside it.
+    /// The plugin returned something the WIT contract does not allow: a batch whose spans
+    /// point outside it, a record sent to an output it did not declare, an invalid
+    /// `operator-info`.
     InvalidOutput,
 }
 
@@ -63,6 +65,8 @@ pub struct PluginInstance {
     operator: Operator,
     limits: InstanceLimits,
     deadline_ticks: u64,
+    /// How many side outputs `init` declared: output ports above this are invalid.
+    side_outputs: u32,
 }
 
 impl PluginInstance {
@@ -83,7 +87,7 @@ impl PluginInstance {
             kind: FailureKind::Instantiate,
             message: format!("cannot instantiate the plugin: {}", super::plugin::root_cause(&error)),
         })?;
-        Ok(PluginInstance { store, operator, limits, deadline_ticks })
+        Ok(PluginInstance { store, operator, limits, deadline_ticks, side_outputs: 0 })
     }
 
     /// While muted, the plugin's counters and gauges are not recorded (replayed calls).
@@ -91,23 +95,46 @@ impl PluginInstance {
         self.store.data_mut().muted = muted;
     }
 
-    /// Calls `init`; the inner error is the plugin refusing its configuration.
-    pub fn init(&mut self, config_json: &str) -> Result<Result<(), String>, CallFailure> {
-        self.call(|operator, store| operator.call_init(store, config_json))
+    /// Calls `init`; the inner error is the plugin refusing its configuration. What the
+    /// plugin declares about itself is checked against the contract.
+    pub fn init(&mut self, config_json: &str, context: &InitContext) -> Result<Result<OperatorInfo, String>, CallFailure> {
+        let context_wit = context_to_wit(context);
+        let answer = self.call(|operator, store| operator.call_init(store, config_json, &context_wit))?;
+        let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
+        let info = checked_info(info_from_wit(info), context)?;
+        self.side_outputs = u32::try_from(info.outputs.len()).unwrap_or(u32::MAX);
+        Ok(Ok(info))
     }
 
-    /// Calls `process` on a batch.
-    pub fn process(&mut self, batch: &Batch) -> Result<PluginOutput, CallFailure> {
-        let input = batch_to_wit(batch);
-        let output = self.call(|operator, store| operator.call_process(store, &input))?;
+    /// Calls `process` on a batch that arrived on `input`.
+    pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
+        let batch_wit = batch_to_wit(batch);
+        let output = self.call(|operator, store| operator.call_process(store, input, &batch_wit))?;
         let rejected = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
-        Ok(PluginOutput { batch: checked(batch_from_wit(output.batch))?, rejected })
+        Ok(PluginOutput { batch: self.checked(batch_from_wit(output.batch))?, rejected })
     }
 
     /// Calls `on-watermark`.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
         let output = self.call(|operator, store| operator.call_on_watermark(store, watermark))?;
-        checked(batch_from_wit(output))
+        self.checked(batch_from_wit(output))
+    }
+
+    /// A batch from the plugin, refused if any span points outside it or a record goes to an
+    /// output the plugin did not declare.
+    fn checked(&self, batch: Batch) -> Result<Batch, CallFailure> {
+        let invalid = |problem: String| CallFailure {
+            kind: FailureKind::InvalidOutput,
+            message: format!("the plugin returned an invalid batch: {problem}"),
+        };
+        batch.check().map_err(invalid)?;
+        match batch.events.iter().position(|event| event.port > self.side_outputs) {
+            Some(index) => Err(invalid(format!(
+                "record {index} goes to output {}, but the plugin declared {} side output(s)",
+                batch.events[index].port, self.side_outputs
+            ))),
+            None => Ok(batch),
+        }
     }
 
     /// Calls `snapshot`.
@@ -152,12 +179,38 @@ impl PluginInstance {
     }
 }
 
-/// A batch from a plugin, refused if any span points outside it.
-fn checked(batch: Batch) -> Result<Batch, CallFailure> {
-    match batch.check() {
-        Ok(()) => Ok(batch),
-        Err(problem) => {
-            Err(CallFailure { kind: FailureKind::InvalidOutput, message: format!("the plugin returned an invalid batch: {problem}") })
+/// What `init` declared, refused unless it keeps to the contract: side outputs named like
+/// nodes and distinct, key fields that are field paths, an encoding the runtime offered.
+fn checked_info(info: OperatorInfo, context: &InitContext) -> Result<OperatorInfo, CallFailure> {
+    let problem = info_problem(&info, context);
+    match problem {
+        None => Ok(info),
+        Some(problem) => {
+            Err(CallFailure { kind: FailureKind::InvalidOutput, message: format!("init returned an invalid operator-info: {problem}") })
         }
     }
+}
+
+fn info_problem(info: &OperatorInfo, context: &InitContext) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for output in &info.outputs {
+        if let Err(problem) = crate::config::Name::try_from(output.clone()) {
+            return Some(format!("side output {problem}"));
+        }
+        if !seen.insert(output) {
+            return Some(format!("side output \"{output}\" is declared twice"));
+        }
+    }
+    if let Distribution::Key(fields) = &info.distribution {
+        if fields.is_empty() {
+            return Some("a key distribution needs at least one field (use `single` for state over the whole stream)".into());
+        }
+        if let Some(problem) = fields.iter().find_map(|field| sluice_sdk::FieldPath::parse(field).err()) {
+            return Some(format!("key {problem}"));
+        }
+    }
+    if !context.encodings.contains(&info.encoding) {
+        return Some(format!("encoding {:?} was not offered (offered: {})", info.encoding, context.encodings.join(", ")));
+    }
+    None
 }

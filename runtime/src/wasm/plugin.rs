@@ -20,8 +20,13 @@ pub enum PluginError {
     GrantedFile { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error("{path} does not implement the world sluice:plugin/operator@0.1.0: {reason}")]
+    #[error("{path} does not implement the world sluice:plugin/operator@0.2.0: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
+    #[error(
+        "{path} was built against sluice:plugin@{found}, but this Sluice runs operators of sluice:plugin@0.2.0: rebuild it \
+         against this release's WIT (`sluice plugin build`, or the Rust SDK of this release)"
+    )]
+    OtherVersion { path: PathBuf, found: String },
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
 }
@@ -68,7 +73,10 @@ impl Plugin {
         let digest = Digest::of(bytes);
         let component = super::compiled_cache::compile_component(engine.engine(), digest, bytes)
             .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
-        let wrong_world = |error: wasmtime::Error| PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) };
+        let wrong_world = |error: wasmtime::Error| match imported_plugin_version(engine, &component) {
+            Some(found) if found != WIT_VERSION => PluginError::OtherVersion { path: path.to_owned(), found },
+            _ => PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) },
+        };
         let instance_pre = engine.linker().instantiate_pre(&component).map_err(wrong_world)?;
         let pre = OperatorPre::new(instance_pre).map_err(wrong_world)?;
         Ok(Plugin { path: path.to_owned(), digest, size: bytes.len(), pre, engine: engine.clone() })
@@ -123,6 +131,18 @@ impl PluginRegistry {
     pub fn engine(&self) -> &WasmEngine {
         &self.engine
     }
+}
+
+/// The version of the WIT package `sluice:plugin` that operators implement.
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// The version of `sluice:plugin` a component imports its host interface from, if any: a
+/// component built for another version is named as such, not as "another world".
+fn imported_plugin_version(engine: &WasmEngine, component: &wasmtime::component::Component) -> Option<String> {
+    let engine = engine.engine();
+    component.component_type().imports(engine).find_map(|(name, _)| {
+        name.strip_prefix("sluice:plugin/").and_then(|rest| rest.split_once('@')).map(|(_, version)| version.to_owned())
+    })
 }
 
 /// The innermost message of a wasmtime error: the one that says what is wrong.

@@ -18,9 +18,20 @@ static void fail(operator_string_t *err, const char *message) {
   operator_string_dup(err, message);
 }
 
-bool exports_operator_init(operator_string_t *config, operator_string_t *err) {
+// Declares what the operator is: no side outputs; any instance may judge any record (the
+// counts are per instance); values as JSON text. An operator keeping state per group sets
+// SLUICE_PLUGIN_TYPES_DISTRIBUTION_KEY with the field paths in `val.key`.
+static void describe(operator_operator_info_t *info) {
+  memset(info, 0, sizeof *info);
+  info->distribution.tag = SLUICE_PLUGIN_TYPES_DISTRIBUTION_ANY;
+  operator_string_dup(&info->encoding, "json");
+}
+
+bool exports_operator_init(operator_string_t *config, operator_init_context_t *context, operator_operator_info_t *ret,
+                           operator_string_t *err) {
   size_t start, end;
   bool ok = false;
+  operator_init_context_free(context);
   if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
       || config->ptr[start] != '"' || end - start - 2 >= sizeof field
       || memchr(config->ptr + start + 1, '\\', end - start - 2) != NULL) {
@@ -33,6 +44,7 @@ bool exports_operator_init(operator_string_t *config, operator_string_t *err) {
       fail(err, "`min` must be a number");
     } else {
       kept_total = 0;
+      describe(ret);
       ok = true;
     }
   }
@@ -47,7 +59,9 @@ static void reject(sluice_plugin_types_rejection_t **rejections, size_t *count, 
   (*count)++;
 }
 
-void exports_operator_process(operator_batch_t *batch, operator_output_t *ret) {
+// `input` is the index of the input the batch arrived on (0 with one input).
+void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_output_t *ret) {
+  (void)input;
   sluice_plugin_types_event_t *events = batch->events.ptr;
   size_t count = batch->events.len, kept = 0, rejected = 0;
   sluice_plugin_types_rejection_t *rejections = NULL;

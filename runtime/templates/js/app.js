@@ -1,7 +1,7 @@
 // {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
 // numeric `field` are rejected: they go to the dead-letter output with the reason.
 // Built by `sluice plugin build` with componentize-js against the runtime's WIT.
-import { counterAdd } from 'sluice:plugin/host@0.1.0';
+import { counterAdd } from 'sluice:plugin/host@0.2.0';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -11,7 +11,7 @@ let min = 0;
 let kept = 0n;
 
 // An error result is a thrown string; a thrown Error object traps the plugin.
-export function init(config) {
+export function init(config, context) {
   let settings;
   try {
     settings = JSON.parse(config);
@@ -22,9 +22,13 @@ export function init(config) {
   if (typeof settings.min !== 'number') throw '`min` must be a number';
   ({ field, min } = settings);
   kept = 0n;
+  // No side outputs; any instance may judge any record (the counts are per instance); values
+  // as JSON text. An operator keeping state per group answers { tag: 'key', val: [fields] }.
+  return { outputs: [], distribution: { tag: 'any' }, encoding: 'json' };
 }
 
-export function process(batch) {
+// `input` is the index of the input the batch arrived on (0 with one input).
+export function process(input, batch) {
   const keptEvents = [];
   const rejected = [];
   batch.events.forEach((event, index) => {

@@ -9,7 +9,7 @@ import json
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
-from wit_world.imports.types import Batch, Output, Rejection, State
+from wit_world.imports.types import Batch, Distribution_Any, InitContext, OperatorInfo, Output, Rejection, State
 
 # componentize-py serves every call with a new WitWorld object: state lives at module level.
 CONFIG = {"field": "price", "min": 0.0}
@@ -28,7 +28,7 @@ def number_at(value: bytes, field: str):
 
 
 class WitWorld(wit_world.WitWorld):
-    def init(self, config: str) -> None:
+    def init(self, config: str, context: InitContext) -> OperatorInfo:
         try:
             settings = json.loads(config)
         except ValueError as error:
@@ -39,8 +39,11 @@ class WitWorld(wit_world.WitWorld):
             raise Err("`min` must be a number")
         CONFIG["field"], CONFIG["min"] = settings["field"], settings["min"]
         COUNTS["kept"] = 0
+        # No side outputs; any instance may judge any record (the counts are per instance);
+        # values as JSON text. An operator keeping state per group returns Distribution_Key([fields]).
+        return OperatorInfo([], Distribution_Any(), "json")
 
-    def process(self, batch: Batch) -> Output:
+    def process(self, input: int, batch: Batch) -> Output:
         kept, rejected = [], []
         for index, event in enumerate(batch.events):
             value = batch.bytes[event.value.offset:event.value.offset + event.value.length]

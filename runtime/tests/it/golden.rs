@@ -1,19 +1,24 @@
 //! Golden tests: example pipelines produce exactly their stored output.
 //!
 //! `pipelines/expected/<name>.out` holds the standard output of `sluice run pipelines/<name>.toml`;
-//! every example with such a file is checked. Set `SLUICE_UPDATE_GOLDEN=1` to rewrite the
-//! files after an intended change (create an empty file first to add an example).
+//! `pipelines/expected/graphs/<file>` each output file a pipeline of `pipelines/graphs/` writes to
+//! `pipelines/graphs/out/<file>`. Lines are compared as sets with their counts: records of
+//! different keys may reach a sink in another order from one run to the next (stages run in
+//! parallel), but every record must be there, exactly. Set `SLUICE_UPDATE_GOLDEN=1` to rewrite
+//! the files after an intended change (create an empty file first to add an example).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::support::{registry, repo_root, sluice};
 
 fn example_pipelines() -> Vec<PathBuf> {
-    let mut pipelines: Vec<PathBuf> = std::fs::read_dir(repo_root().join("pipelines"))
-        .expect("pipelines/ exists")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
-        .collect();
+    let mut pipelines = Vec::new();
+    for directory in ["pipelines", "pipelines/graphs"] {
+        let entries = std::fs::read_dir(repo_root().join(directory)).expect("the examples' directory exists");
+        pipelines.extend(
+            entries.map(|entry| entry.expect("directory entry").path()).filter(|path| path.extension().is_some_and(|extension| extension == "toml")),
+        );
+    }
     pipelines.sort();
     pipelines
 }
@@ -21,7 +26,7 @@ fn example_pipelines() -> Vec<PathBuf> {
 #[test]
 fn every_example_pipeline_validates() {
     let pipelines = example_pipelines();
-    assert!(pipelines.len() >= 4, "quickstart, marketing, ecommerce and recommendations at least");
+    assert!(pipelines.len() >= 7, "the examples and the graph examples at least");
     for path in pipelines {
         if let Err(error) = sluice::commands::validate(&path, registry()) {
             panic!("{} is invalid:\n{error}", path.display());
@@ -29,31 +34,91 @@ fn every_example_pipeline_validates() {
     }
 }
 
-#[test]
-fn example_outputs_match_their_golden_files() {
+/// The lines of `text`, sorted: the order in which sinks receive records of different keys
+/// is not part of the result.
+fn sorted_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort_unstable();
+    lines
+}
+
+/// Compares `actual` with the golden file `expected_path` (or rewrites it).
+fn check_golden(what: &str, actual: &str, expected_path: &Path) {
+    if std::env::var_os("SLUICE_UPDATE_GOLDEN").is_some() {
+        std::fs::write(expected_path, actual).expect("write golden file");
+    }
+    let expected = std::fs::read_to_string(expected_path).unwrap_or_else(|error| panic!("{}: {error}", expected_path.display()));
+    let (actual_lines, expected_lines) = (sorted_lines(actual), sorted_lines(&expected));
+    if actual_lines != expected_lines {
+        let missing: Vec<&&str> = expected_lines.iter().filter(|line| !actual_lines.contains(line)).take(3).collect();
+        let unexpected: Vec<&&str> = actual_lines.iter().filter(|line| !expected_lines.contains(line)).take(3).collect();
+        panic!(
+            "{what}: output differs from {} ({} lines, {} expected); missing e.g. {missing:?}; unexpected e.g. {unexpected:?}",
+            expected_path.display(),
+            actual_lines.len(),
+            expected_lines.len()
+        );
+    }
+}
+
+/// Runs `pipelines/<name>.toml` and checks its standard output.
+fn check_example(name: &str) {
     let root = repo_root();
-    let mut checked = Vec::new();
-    for path in example_pipelines() {
-        let name = path.file_stem().and_then(|stem| stem.to_str()).expect("file name").to_owned();
-        let expected_path = root.join("pipelines/expected").join(format!("{name}.out"));
-        if !expected_path.exists() {
-            continue;
-        }
-        let output = sluice(&root, &["run", &format!("pipelines/{name}.toml")]);
-        assert!(output.status.success(), "sluice run {name} failed: {}", String::from_utf8_lossy(&output.stderr));
-        if std::env::var_os("SLUICE_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&expected_path, &output.stdout).expect("write golden file");
-        }
-        let expected = std::fs::read_to_string(&expected_path).expect("golden file exists");
-        let actual = String::from_utf8_lossy(&output.stdout);
-        assert!(actual.lines().count() >= 20, "{name} produces output");
-        if actual != expected {
-            let first_difference = actual.lines().zip(expected.lines()).position(|(a, e)| a != e);
-            panic!("{name}: output differs from {} (first differing line: {first_difference:?})", expected_path.display());
-        }
-        checked.push(name);
+    let output = sluice(&root, &["run", &format!("pipelines/{name}.toml")]);
+    assert!(output.status.success(), "sluice run {name} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let actual = String::from_utf8_lossy(&output.stdout);
+    assert!(actual.lines().count() >= 20, "{name} produces output");
+    check_golden(name, &actual, &root.join("pipelines/expected").join(format!("{name}.out")));
+}
+
+/// Runs `pipelines/graphs/<name>.toml` and checks every file it writes.
+fn check_graph_example(name: &str, outputs: &[&str]) {
+    let root = repo_root();
+    let out = root.join("pipelines/graphs/out");
+    for file in outputs {
+        let _ = std::fs::remove_file(out.join(format!("{name}-{file}.jsonl")));
     }
-    for required in ["quickstart", "marketing", "ecommerce", "languages"] {
-        assert!(checked.iter().any(|name| name == required), "{required} has a golden file; checked {checked:?}");
+    let output = sluice(&root, &["run", &format!("pipelines/graphs/{name}.toml")]);
+    assert!(output.status.success(), "sluice run graphs/{name} failed: {}", String::from_utf8_lossy(&output.stderr));
+    for file in outputs {
+        let file = format!("{name}-{file}.jsonl");
+        let actual = std::fs::read_to_string(out.join(&file)).unwrap_or_else(|error| panic!("{file}: {error}"));
+        assert!(!actual.is_empty(), "{file} has records");
+        check_golden(&file, &actual, &root.join("pipelines/expected/graphs").join(&file));
     }
+}
+
+#[test]
+fn quickstart_matches_its_golden_output() {
+    check_example("quickstart");
+}
+
+#[test]
+fn marketing_matches_its_golden_output() {
+    check_example("marketing");
+}
+
+#[test]
+fn ecommerce_matches_its_golden_output() {
+    check_example("ecommerce");
+}
+
+#[test]
+fn languages_matches_its_golden_output() {
+    check_example("languages");
+}
+
+#[test]
+fn fan_out_writes_each_branch_to_its_own_sink() {
+    check_graph_example("fan-out", &["big", "revenue"]);
+}
+
+#[test]
+fn a_union_of_two_sources_meets_by_key() {
+    check_graph_example("union", &["net"]);
+}
+
+#[test]
+fn side_outputs_reach_their_own_sinks() {
+    check_graph_example("side-outputs", &["results", "alerts", "late"]);
 }

@@ -1,24 +1,19 @@
 //! The operator library as the runtime runs it: real components, snapshot and restore in
 //! the middle of a stream, and pipelines over the generator's clickstream.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sluice::pipeline::{Operator, OperatorSpec};
-use sluice::wasm::{Batch, InstanceLimits, OperatorMetrics};
+use sluice::wasm::{Batch, InstanceLimits};
 
 use crate::support::{Scratch, plugin, registry, run};
 
 /// A running operator of the built plugin `name`, restored from `state` if given.
 fn start(name: &str, config: &Value, state: Option<sluice::wasm::State>) -> Operator {
-    let spec = OperatorSpec {
-        name: name.into(),
-        plugin: registry().load(&plugin(name)).expect("plugin loads"),
-        config_json: config.to_string(),
-        limits: InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) },
-        metrics: Arc::new(OperatorMetrics::default()),
-    };
+    let plugin = registry().load(&plugin(name)).expect("plugin loads");
+    let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
+    let spec = OperatorSpec::new(name, plugin, config.to_string(), vec!["input".into()], limits).expect("the plugin takes its config");
     Operator::start(spec, state).expect("operator starts")
 }
 
@@ -35,7 +30,7 @@ fn feed(name: &str, config: &Value, records: &[(Value, i64)], size: usize, lag: 
             operator = start(name, config, Some(state));
         }
         let batch = sluice_sdk::testing::json_batch(chunk);
-        let processed = operator.process(batch);
+        let processed = operator.process(0, batch);
         assert!(processed.dead.is_empty(), "{:?}", processed.dead.first().map(|dead| &dead.reason));
         emitted.extend(values(&processed.batch));
         newest = chunk.iter().map(|(_, timestamp)| *timestamp).fold(newest, i64::max);

@@ -51,7 +51,7 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
 
     let scratch = Scratch::new();
     let pipeline = scratch.pipeline_to_files(&GENERATOR_PIPELINE.replace("{state_dir}", r#"state_dir = "state""#));
-    let checkpoint = scratch.path("state/resumable/generator.checkpoint.json");
+    let checkpoint = scratch.path("state/resumable/checkpoint.json");
     let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(std::process::id().into());
     for round in 0..5 {
         let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, &format!("run-{round}.log"));
@@ -83,6 +83,7 @@ const FILE_PIPELINE: &str = r#"
 [pipeline]
 name = "lines"
 state_dir = "state"
+parallelism = 1
 
 [[sources]]
 type = "file"
@@ -94,10 +95,16 @@ plugin = "{plugins}/filter.wasm"
 config = { field = "n", op = "exists" }
 "#;
 
-/// A checkpoint as a run that processed the file up to (not including) line `next_line`,
-/// with no operator state, would have left it.
-fn checkpoint_at(next_line: u64) -> String {
-    format!(r#"{{"format":1,"next_offset":{next_line},"watermark":null,"operators":[],"written_at_unix_ms":0}}"#)
+/// Saves in the pipeline's state directory the checkpoint a run that processed the file up
+/// to (not including) line `next_line`, with no operator state, would have left.
+fn save_checkpoint_at(pipeline: &std::path::Path, next_line: u64) {
+    use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
+    let loaded = sluice::config::LoadedPipeline::load(pipeline).expect("the pipeline loads");
+    let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
+    let shares = [("file".to_owned(), SharePosition { next_position: next_line, watermark: None })].into();
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default() };
+    let directory = StateDirectory::open(&pipeline.with_file_name("state"), "lines").expect("the state directory opens");
+    directory.save(&checkpoint).expect("the checkpoint is saved");
 }
 
 #[test]
@@ -106,14 +113,13 @@ fn a_file_source_skips_the_lines_its_checkpoint_covers_and_continues_the_output(
     let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
     scratch.write("in.jsonl", &lines);
     let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
-    std::fs::create_dir_all(scratch.path("state/lines")).unwrap();
-    let checkpoint = scratch.path("state/lines/file.checkpoint.json");
-    std::fs::write(&checkpoint, checkpoint_at(51)).unwrap();
+    let checkpoint = scratch.path("state/lines/checkpoint.json");
+    save_checkpoint_at(&pipeline, 51);
     // What the interrupted run wrote, ending in half a line (killed while writing).
     scratch.write("out.jsonl", "{\"n\":\"written before the restart\"}\n{\"n\":5");
 
     let summary = run(&pipeline).expect("resumed run");
-    assert_eq!(summary.tasks[0].records_in, 50, "lines 51 to 100");
+    assert_eq!(summary.sources.records, 50, "lines 51 to 100");
     let output: Vec<_> = scratch.json_lines("out.jsonl").iter().map(|line| line["n"].clone()).collect();
     let mut expected = vec![serde_json::json!("written before the restart")];
     expected.extend((51..=100).map(|n| serde_json::json!(n)));
@@ -121,7 +127,7 @@ fn a_file_source_skips_the_lines_its_checkpoint_covers_and_continues_the_output(
     assert!(!checkpoint.exists(), "the finished run removed its checkpoint");
 
     let summary = run(&pipeline).expect("a second run");
-    assert_eq!(summary.tasks[0].records_in, 100, "without a checkpoint the file is read from its start");
+    assert_eq!(summary.sources.records, 100, "without a checkpoint the file is read from its start");
     assert_eq!(scratch.json_lines("out.jsonl").len(), 100, "and the output starts afresh");
 }
 
@@ -130,16 +136,16 @@ fn a_replaced_or_shorter_file_or_a_locked_state_directory_is_a_clear_error() {
     let scratch = Scratch::new();
     scratch.write("in.jsonl", "{\"n\":1}\n{\"n\":2}\n");
     let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
-    run(&pipeline).expect("a first run records what the source reads");
-    let checkpoint = scratch.path("state/lines/file.checkpoint.json");
-    std::fs::write(&checkpoint, checkpoint_at(2)).unwrap();
+    run(&pipeline).expect("a first run");
+    let checkpoint = scratch.path("state/lines/checkpoint.json");
+    save_checkpoint_at(&pipeline, 2);
     scratch.write("in.jsonl", "{\"n\":\"another file\"}\n{\"n\":2}\n");
     let error = run(&pipeline).expect_err("the checkpoint belongs to other input").to_string();
-    assert!(error.contains("now reads other input than its checkpoint") && error.contains("remove the checkpoint"), "{error}");
+    assert!(error.contains("now reads other input than the checkpoint") && error.contains("remove the checkpoint"), "{error}");
     scratch.write("in.jsonl", "{\"n\":1}\n{\"n\":2}\n");
-    std::fs::write(&checkpoint, checkpoint_at(1_000)).unwrap();
+    save_checkpoint_at(&pipeline, 1_000);
     let error = run(&pipeline).expect_err("the input was replaced").to_string();
-    assert!(error.contains("ends before position 1000") && error.contains("Remove the source's checkpoint"), "{error}");
+    assert!(error.contains("ends before position 1000") && error.contains("Remove the pipeline's checkpoint"), "{error}");
     assert!(checkpoint.is_file(), "the checkpoint is kept");
 
     std::fs::remove_file(&checkpoint).unwrap();
@@ -173,7 +179,7 @@ config = { field = "user_id", op = "exists" }
 "#,
     );
     // A directory where the checkpoint's temporary file must go: every save fails.
-    std::fs::create_dir_all(scratch.path("state/unsaved/generator.checkpoint.json.tmp")).unwrap();
+    std::fs::create_dir_all(scratch.path("state/unsaved/checkpoint.json.tmp")).unwrap();
     let error = run(&pipeline).expect_err("the pipeline stops").to_string();
-    assert!(error.contains("3 checkpoints in a row failed") && error.contains("generator.checkpoint.json"), "{error}");
+    assert!(error.contains("3 checkpoints in a row failed") && error.contains("checkpoint.json"), "{error}");
 }

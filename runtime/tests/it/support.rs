@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use sluice::commands::{self, CommandError};
-use sluice::pipeline::PipelineSummary;
+use sluice::topology::PipelineSummary;
 use sluice::wasm::{PluginRegistry, WasmEngine};
 
 /// The repository root.

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sluice::commands::{self, CommandError};
-use sluice::pipeline::{PipelineControl, PipelineSummary, StopSignal, SwapError};
+use sluice::pipeline::{PipelineControl, StopSignal, SwapError};
+use sluice::topology::PipelineSummary;
 
 use crate::support::{Scratch, plugin, registry};
 

@@ -79,10 +79,12 @@ fn late_records_can_go_to_a_side_output() {
     let mut op =
         operator(json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": [{"function": "count"}], "late": "side-output"}));
     op.watermark(10_000);
-    let out = op.process_json(&[(json!({"id": 7}), 3_000)]);
+    assert_eq!(op.info().outputs, vec!["late".to_owned()]);
+    let out = op.process_json(&[(json!({"id": 7}), 3_000), (json!({"id": 8}), 12_000)]);
     assert!(out.rejected.is_empty());
-    assert_eq!(json_values(&out.batch), vec![json!({"late_record": {"id": 7}, "watermark": 10000})]);
-    assert_eq!(out.batch.get(0).unwrap().timestamp(), 3_000);
+    assert_eq!(json_values(&out.batch), vec![json!({"id": 7})], "the late record, unchanged");
+    let late = out.batch.get(0).unwrap();
+    assert_eq!((late.timestamp(), late.port()), (3_000, 1), "on the side output `late`");
 }
 
 #[test]

@@ -171,7 +171,7 @@ impl SourceContext {
             drop(rounds);
             return self.abort_and_rewind(consumer, &reason, stopping);
         }
-        let swaps_held = self.setup.factory.hold_swaps();
+        let swaps_held = self.setup.stages.source.hold_swaps();
         let (expected, complete) = self.send_barriers(stopping);
         let arrived = rounds.await_arrivals(expected);
         let outcome = match complete {
@@ -251,7 +251,7 @@ impl SourceContext {
         };
         rounds.dismiss_stale_arrivals();
         // What the old tasks queued for the sinks is refused by the producer (no transaction).
-        if self.setup.factory.flush_outputs().is_err() {
+        if self.setup.stages.source.shared_outputs().flush().is_err() {
             return self.partitions().fail("the sinks stopped while rewinding".into());
         }
         if let Err(fatal) = rounds.producer.begin_next() {
@@ -292,19 +292,14 @@ impl SourceContext {
             let stop = stopping.contains(id);
             let barrier = match feed.next_offset {
                 Some(next) => {
-                    let next_position = u64::try_from(next).unwrap_or_default();
                     feed.checkpointed_offset = Some(next);
-                    if stop { TaskMessage::Suspend { next_position } } else { TaskMessage::Checkpoint { next_position } }
+                    feed.next_barrier(next, stop)
                 }
                 None if stop => TaskMessage::Abandon,
                 None => continue,
             };
             let arrives = !matches!(barrier, TaskMessage::Abandon);
-            if let Some(batch) = feed.batcher.take() {
-                feed.pending.push_back(TaskMessage::Batch(batch));
-            }
-            feed.pending.push_back(barrier);
-            if !feed.deliver_pending() {
+            if !feed.finish_with(barrier, false) {
                 complete = Err(format!("the task of {} has gone", describe_one(id)));
             } else if arrives {
                 expected += 1;

@@ -2,7 +2,7 @@
 //! numeric `field` are rejected (they go to the dead-letter output with the reason).
 
 use serde::Deserialize;
-use sluice_sdk::{Batch, FieldPath, Operator, Output, State, VersionedState};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, State, VersionedState};
 
 /// The operator's `config` table in the pipeline file.
 #[derive(Debug, Deserialize)]
@@ -32,6 +32,12 @@ impl Operator for Threshold {
 
     fn init(config: Config) -> Result<Self, String> {
         Ok(Threshold { config, counts: Counts::default() })
+    }
+
+    /// Any instance may judge any record: the counts are per instance, which is all they
+    /// claim to be. An operator keeping state per group returns `Distribution::Key(fields)`.
+    fn distribution(&self) -> Distribution {
+        Distribution::Any
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

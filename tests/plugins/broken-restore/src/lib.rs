@@ -2,7 +2,7 @@
 //! snapshots an empty state, and traps in `restore`. A hot swap to this plugin must be
 //! refused, and the version that was running must keep running.
 
-use sluice_sdk::{Batch, Operator, Output, State};
+use sluice_sdk::{Batch, Distribution, Operator, Output, State};
 
 pub struct BrokenRestore;
 
@@ -12,6 +12,10 @@ impl Operator for BrokenRestore {
 
     fn init(_config: Self::Config) -> Result<Self, String> {
         Ok(BrokenRestore)
+    }
+
+    fn distribution(&self) -> Distribution {
+        Distribution::Single
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::state::decode_bytes;
-use sluice_sdk::{Batch, FieldPath, Operator, Output, VersionedState};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, VersionedState};
 
 /// The version of this plugin, written in its output records and used as its state version.
 pub const VERSION: u32 = 1;
@@ -70,6 +70,11 @@ impl Operator for CounterV1 {
 
     fn init(config: CounterConfig) -> Result<Self, String> {
         Ok(CounterV1 { label: config.label, n: [FieldPath::parse("n")?], counted: CountV1::default() })
+    }
+
+    fn distribution(&self) -> Distribution {
+        // Counts every record it passes: one instance sees them all.
+        Distribution::Single
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::state::decode_bytes;
-use sluice_sdk::{Batch, FieldPath, Operator, Output, State, VersionedState};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, State, VersionedState};
 
 /// The version of this plugin, written in its output records and used as its state version.
 pub const VERSION: u32 = 2;
@@ -73,6 +73,11 @@ impl Operator for CounterV2 {
 
     fn init(config: CounterConfig) -> Result<Self, String> {
         Ok(CounterV2 { label: config.label, n: [FieldPath::parse("n")?], counted: CountV2::default() })
+    }
+
+    fn distribution(&self) -> Distribution {
+        // Counts every record it passes: one instance sees them all.
+        Distribution::Single
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

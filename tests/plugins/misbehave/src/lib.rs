@@ -3,7 +3,7 @@
 //! (`allocate_on`). Its state counts the records it passed, so recovery can be checked.
 
 use serde::{Deserialize, Serialize};
-use sluice_sdk::{Batch, Operator, Output, VersionedState};
+use sluice_sdk::{Batch, Distribution, Operator, Output, VersionedState};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +40,11 @@ impl Operator for Misbehave {
             Some(message) => Err(message.clone()),
             None => Ok(Misbehave { config, passed: Passed::default() }),
         }
+    }
+
+    fn distribution(&self) -> Distribution {
+        // Counts every record it passes: one instance sees them all.
+        Distribution::Single
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {

@@ -1,38 +1,84 @@
-//! The partitions a Kafka source owns: a task for each, fed in offset order, paused while its
-//! task is behind, checkpointed on a timer, handed over whole on a rebalance.
+//! The partitions a Kafka source owns: a task for each (of the source's stage for its topics,
+//! of the stage behind an exchange for a repartition topic), restored from the partition's
+//! checkpoint, fed in offset order (`feed.rs`), checkpointed on a timer and committed once
+//! durable (`commits.rs`, or in transaction rounds: `exactly_once.rs`), handed over whole on
+//! a rebalance.
 //!
 //! librdkafka calls the rebalance callback from inside `poll`, on the source's thread, so the
 //! partitions live behind a mutex the callback and the poll loop share (never contended).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::{Receiver, Sender, TrySendError};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+mod commits;
 mod exactly_once;
+mod feed;
 
+use commits::PartitionCheckpoints;
 use exactly_once::Rounds;
+use feed::{FeedKind, PartitionFeed};
+
+pub use commits::Commit;
 
 use super::LoggingContext;
 use super::checkpoint::{CheckpointKey, CheckpointStore};
 use super::transaction::TransactionalProducer;
 use crate::config::StartPosition;
-use crate::pipeline::{Batcher, CheckpointTarget, StartedTask, TaskCheckpoint, TaskFactory, TaskMessage, TaskOrigin, TaskStats};
+use crate::pipeline::{
+    Batcher, CheckpointTarget, StartedTask, TaskCheckpoint, TaskFactory, TaskMessage, TaskOrigin, TaskStart, TaskStats, Upstreams,
+    WatermarkGenerator,
+};
+use crate::source::EventTime;
 
 /// A topic partition.
 pub type PartitionId = (Arc<str>, i32);
 
-/// A position made durable by a task's checkpoint, to be committed to the group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Commit {
-    pub partition: PartitionId,
-    pub offset: i64,
+/// The stages a Kafka source's partitions feed: its topics feed the source's stage; each
+/// repartition topic, the stage behind its exchange.
+pub struct KafkaStages {
+    pub source: TaskFactory,
+    pub repartitions: Vec<RepartitionStage>,
+}
+
+/// The stage behind one exchange, fed by its repartition topic.
+pub struct RepartitionStage {
+    pub topic: String,
+    pub factory: TaskFactory,
+    /// The upstream tasks that write into the topic (`topic/partition` of their input), so
+    /// that a task knows whose watermark it waits for before any marker has arrived.
+    pub origins: Vec<String>,
+}
+
+/// The stage a partition's topic feeds.
+enum StageOf<'a> {
+    Source(&'a TaskFactory),
+    Repartition(&'a RepartitionStage),
+}
+
+impl KafkaStages {
+    fn of(&self, topic: &str) -> StageOf<'_> {
+        match self.repartitions.iter().find(|stage| stage.topic == topic) {
+            Some(stage) => StageOf::Repartition(stage),
+            None => StageOf::Source(&self.source),
+        }
+    }
+}
+
+impl StageOf<'_> {
+    fn factory(&self) -> &TaskFactory {
+        match self {
+            StageOf::Source(factory) => factory,
+            StageOf::Repartition(stage) => &stage.factory,
+        }
+    }
 }
 
 /// What every partition task of the source shares.
@@ -44,7 +90,8 @@ pub struct PartitionSetup {
     pub batch_size: usize,
     pub batch_linger: Duration,
     pub checkpoint_interval: Duration,
-    pub factory: TaskFactory,
+    pub event_time: EventTime,
+    pub stages: KafkaStages,
     pub store: Arc<CheckpointStore>,
     pub commits: Sender<Commit>,
     /// Exactly-once: the transaction every output and checkpoint goes into.
@@ -54,22 +101,6 @@ pub struct PartitionSetup {
     /// Longest wait for revoked partitions' tasks to checkpoint: well below
     /// `max.poll.interval.ms`, past which the group would evict this process.
     pub handover_limit: Duration,
-}
-
-/// One owned partition.
-struct PartitionFeed {
-    task: StartedTask,
-    batcher: Batcher,
-    /// Messages waiting for room in the task's queue (while the partition is paused).
-    pending: VecDeque<TaskMessage>,
-    paused: bool,
-    /// Offset of the next record expected; `None` until one arrived.
-    next_offset: Option<i64>,
-    /// `next_offset` at the last barrier.
-    checkpointed_offset: Option<i64>,
-    last_barrier: Instant,
-    /// Where the task started: its checkpoint's offset, or the first record's.
-    restart_offset: Option<i64>,
 }
 
 /// The consumer's context: rebalances start and stop partition tasks.
@@ -102,31 +133,6 @@ impl SourceContext {
         SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds }
     }
 
-    /// Commits the positions checkpointed since the last call (the latest per partition).
-    pub fn commit_checkpointed(&self, consumer: &BaseConsumer<SourceContext>, mode: CommitMode) {
-        let mut latest: HashMap<PartitionId, i64> = {
-            let commits = self.commits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            commits.try_iter().map(|commit| (commit.partition, commit.offset)).collect()
-        };
-        // Only partitions still owned: a lost partition's offsets are its new owner's to commit.
-        let owned = self.partitions();
-        latest.retain(|partition, _| owned.feeds.contains_key(partition) || owned.stopping.contains(partition));
-        drop(owned);
-        if latest.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &latest {
-            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
-                tracing::warn!("cannot commit {topic}/{partition}: {error}");
-            }
-        }
-        if let Err(error) = consumer.commit(&list, mode) {
-            // The checkpoints hold the positions; the group's offsets catch up at the next one.
-            tracing::warn!(source = %self.setup.source, "committing offsets failed: {error}");
-        }
-    }
-
     pub fn partitions(&self) -> MutexGuard<'_, Partitions> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -136,26 +142,12 @@ impl SourceContext {
         let mut partitions = self.partitions();
         let id: PartitionId = (message.topic().into(), message.partition());
         let Some(feed) = partitions.feeds.get_mut(&id) else { return };
-        if feed.next_offset.is_some_and(|next| message.offset() < next) {
-            return; // fetched again after a pause or a seek: already passed on
-        }
-        let timestamp = message.timestamp().to_millis().unwrap_or_else(now_millis);
-        let headers = message
-            .headers()
-            .into_iter()
-            .flat_map(|headers| headers.iter())
-            .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
-        let offset = u64::try_from(message.offset()).unwrap_or_default();
-        let full = feed.batcher.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset);
-        feed.next_offset = Some(message.offset() + 1);
-        feed.restart_offset.get_or_insert(message.offset());
-        if let Some(batch) = full {
-            let delivered = feed.queue(consumer, &id, TaskMessage::Batch(batch));
-            partitions.note(delivered, &id);
-        }
+        let delivered = feed.receive(consumer, &id, message);
+        partitions.note(delivered, &id);
     }
 
-    /// Housekeeping between polls: lingering batches, retries of paused partitions, barriers.
+    /// Housekeeping between polls: lingering batches, idle watermarks, retries of paused
+    /// partitions, barriers.
     pub fn tick(&self, consumer: &BaseConsumer<SourceContext>) {
         let interval = self.setup.checkpoint_interval;
         // Exactly-once checkpoints every partition in one round instead.
@@ -163,10 +155,7 @@ impl SourceContext {
         let mut partitions = self.partitions();
         let mut broken = Vec::new();
         for (id, feed) in partitions.feeds.iter_mut() {
-            let mut delivered = feed.retry_pending(consumer, id);
-            if let Some(batch) = feed.batcher.poll_linger() {
-                delivered &= feed.queue(consumer, id, TaskMessage::Batch(batch));
-            }
+            let mut delivered = feed.housekeeping(consumer, id);
             if per_partition_barriers && feed.last_barrier.elapsed() >= interval {
                 delivered &= feed.barrier(consumer, id);
             }
@@ -250,8 +239,8 @@ impl SourceContext {
         }
     }
 
-    /// Starts the task of `id`, restored from `checkpoint` if any, reading from
-    /// `restart_offset` (none: from the first record that arrives).
+    /// Starts the task of `id` (of the stage its topic feeds), restored from `checkpoint` if
+    /// any, reading from `restart_offset` (none: from the first record that arrives).
     fn start_feed(
         &self,
         id: &PartitionId,
@@ -262,19 +251,26 @@ impl SourceContext {
         if let Some(checkpoint) = checkpoint {
             tracing::info!(partition = %describe_one(id), offset = checkpoint.next_position, "restoring from checkpoint");
         }
-        let origin = TaskOrigin { source: self.setup.source.clone(), partition: Some(id.clone()) };
-        let task = self.setup.factory.start(origin, checkpoint, Some(target)).map_err(|error| error.to_string())?;
-        let next_offset = restart_offset;
-        let feed = PartitionFeed {
-            task,
-            batcher: Batcher::new(self.setup.batch_size, self.setup.batch_linger),
-            pending: VecDeque::new(),
-            paused: false,
-            next_offset,
-            checkpointed_offset: next_offset,
-            last_barrier: Instant::now(),
-            restart_offset,
+        let stage = self.setup.stages.of(&id.0);
+        let factory = stage.factory();
+        let source: Arc<str> = factory.stage().name.as_str().into();
+        let origin = TaskOrigin { source: source.clone(), partition: Some(id.clone()), instance: None };
+        let (kind, upstreams) = match &stage {
+            StageOf::Source(_) => {
+                let event_time = self.setup.event_time;
+                let mut watermarks = WatermarkGenerator::new(event_time.out_of_orderness, event_time.idle_timeout);
+                watermarks.resume_at(checkpoint.and_then(|checkpoint| checkpoint.upstream_watermarks.first().copied().flatten()));
+                (FeedKind::Source { watermarks, late: event_time.late }, Upstreams::new(1, 1))
+            }
+            StageOf::Repartition(stage) => {
+                (FeedKind::Repartition { origins: stage.origins.clone() }, Upstreams::new(1, stage.origins.len()))
+            }
         };
+        let start = TaskStart { origin, instance: 0, upstreams, restored: checkpoint, checkpoints: Some(target) };
+        let task = factory.start(start).map_err(|error| error.to_string())?;
+        let batcher = Batcher::new(self.setup.batch_size, self.setup.batch_linger);
+        let dead_letters = factory.shared_outputs().dead_letters.clone();
+        let feed = PartitionFeed::new(task, batcher, kind, restart_offset, dead_letters, source);
         let mut partitions = self.partitions();
         partitions.stop(std::slice::from_ref(id), false, self.setup.handover_limit);
         partitions.feeds.insert(id.clone(), feed);
@@ -316,7 +312,7 @@ impl SourceContext {
     fn key(&self, id: &PartitionId) -> CheckpointKey {
         CheckpointKey {
             pipeline: self.setup.pipeline.clone(),
-            source: self.setup.source.to_string(),
+            source: self.setup.stages.of(&id.0).factory().stage().name.clone(),
             topic: id.0.to_string(),
             partition: id.1,
             group: self.setup.group.clone(),
@@ -346,18 +342,11 @@ impl Partitions {
             let last = match feed.next_offset {
                 Some(next) if !lost => {
                     self.stopping.push(id.clone());
-                    TaskMessage::Suspend { next_position: u64::try_from(next).unwrap_or_default() }
+                    feed.next_barrier(next, true)
                 }
                 _ => TaskMessage::Abandon,
             };
-            if let Some(batch) = feed.batcher.take().filter(|_| !lost) {
-                feed.pending.push_back(TaskMessage::Batch(batch));
-            }
-            if lost {
-                feed.pending.clear();
-            }
-            feed.pending.push_back(last);
-            let sent = feed.deliver_pending();
+            let sent = feed.finish_with(last, lost);
             ending.push((id, feed, sent));
         }
         let deadline = Instant::now().checked_add(limit);
@@ -375,7 +364,7 @@ impl Partitions {
                 finish_in_background(feed.task);
                 continue;
             }
-            self.join(feed.task);
+            self.join(feed);
             if !sent {
                 self.fail(format!("the task of {} stopped early", describe_one(id)));
             }
@@ -385,7 +374,7 @@ impl Partitions {
     /// Exactly-once: joins a task that was sent its last barrier in a round.
     fn join_stopped(&mut self, id: &PartitionId) {
         if let Some(feed) = self.feeds.remove(id) {
-            self.join(feed.task);
+            self.join(feed);
         }
     }
 
@@ -394,8 +383,9 @@ impl Partitions {
     fn abandon(&mut self, id: &PartitionId) -> Option<Option<i64>> {
         let feed = self.feeds.remove(id)?;
         feed.task.cancel();
-        self.join(feed.task);
-        Some(feed.restart_offset)
+        let restart_offset = feed.restart_offset;
+        self.join(feed);
+        Some(restart_offset)
     }
 
     /// After a send: a task that stopped taking records has failed; find out why.
@@ -405,17 +395,22 @@ impl Partitions {
         }
         if let Some(feed) = self.feeds.remove(id) {
             self.tainted.get_or_insert_with(|| format!("the task of {} ended outside a round", describe_one(id)));
-            self.join(feed.task);
+            self.join(feed);
         }
         if self.failure.is_none() {
             self.fail(format!("the task of {} stopped taking records", describe_one(id)));
         }
     }
 
-    /// Waits for a task to end and keeps its statistics, or its failure.
-    fn join(&mut self, task: StartedTask) {
-        match task.join() {
-            Ok(stats) => self.finished.push(stats),
+    /// Waits for a partition's task to end and keeps its statistics (with the records its
+    /// feed dropped as late), or its failure.
+    fn join(&mut self, feed: PartitionFeed) {
+        let late_dropped = feed.late_dropped;
+        match feed.task.join() {
+            Ok(mut stats) => {
+                stats.late_dropped += late_dropped;
+                self.finished.push(stats);
+            }
             Err(error) => self.fail(error.to_string()),
         }
     }
@@ -423,77 +418,6 @@ impl Partitions {
     fn fail(&mut self, reason: String) {
         tracing::error!("{reason}");
         self.failure.get_or_insert(reason);
-    }
-}
-
-impl PartitionFeed {
-    /// Sends a message to the task, or queues it and pauses the partition if the task is
-    /// behind. False if the task has gone.
-    fn queue(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: TaskMessage) -> bool {
-        if !self.pending.is_empty() {
-            self.pending.push_back(message);
-            return true;
-        }
-        match self.task.input().try_send(message) {
-            Ok(()) => true,
-            Err(TrySendError::Full(message)) => {
-                self.pending.push_back(message);
-                self.pause(consumer, id);
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        }
-    }
-
-    /// Sends what waited; resumes the partition once nothing waits. False if the task has gone.
-    fn retry_pending(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
-        while let Some(message) = self.pending.pop_front() {
-            match self.task.input().try_send(message) {
-                Ok(()) => {}
-                Err(TrySendError::Full(message)) => {
-                    self.pending.push_front(message);
-                    return true;
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
-        }
-        if self.paused {
-            self.paused = false;
-            tracing::debug!(partition = %describe_one(id), "partition resumed: its task caught up");
-            if let Err(error) = consumer.resume(&single(id)) {
-                tracing::warn!("cannot resume {}: {error}", describe_one(id));
-            }
-        }
-        true
-    }
-
-    /// Sends everything that waits, waiting for room (a round needs its barrier queued);
-    /// false if the task has gone. A paused partition resumes at the next tick.
-    fn deliver_pending(&mut self) -> bool {
-        let input = self.task.input().clone();
-        self.pending.drain(..).all(|message| input.send(message).is_ok())
-    }
-
-    fn pause(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) {
-        if !self.paused {
-            self.paused = true;
-            tracing::debug!(partition = %describe_one(id), "partition paused: its task is behind");
-            if let Err(error) = consumer.pause(&single(id)) {
-                tracing::warn!("cannot pause {}: {error}", describe_one(id));
-            }
-        }
-    }
-
-    /// Sends a checkpoint barrier if records arrived since the last one.
-    fn barrier(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
-        self.last_barrier = Instant::now();
-        let Some(next) = self.next_offset.filter(|next| Some(*next) != self.checkpointed_offset) else { return true };
-        self.checkpointed_offset = Some(next);
-        let mut delivered = true;
-        if let Some(batch) = self.batcher.take() {
-            delivered &= self.queue(consumer, id, TaskMessage::Batch(batch));
-        }
-        delivered & self.queue(consumer, id, TaskMessage::Checkpoint { next_position: u64::try_from(next).unwrap_or_default() })
     }
 }
 
@@ -522,27 +446,6 @@ impl ConsumerContext for SourceContext {
                 }
             }
         }
-    }
-}
-
-/// Saves a partition task's checkpoints in the checkpoint topic, then asks the source to
-/// commit the position.
-struct PartitionCheckpoints {
-    store: Arc<CheckpointStore>,
-    key: CheckpointKey,
-    commits: Sender<Commit>,
-}
-
-impl CheckpointTarget for PartitionCheckpoints {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
-        self.store.save(&self.key, checkpoint)?;
-        let commit = Commit {
-            partition: (self.key.topic.as_str().into(), self.key.partition),
-            offset: i64::try_from(checkpoint.next_position).unwrap_or(i64::MAX),
-        };
-        // The source may be gone (stopping): the checkpoint is saved, the commit is moot.
-        let _ = self.commits.send(commit);
-        Ok(())
     }
 }
 

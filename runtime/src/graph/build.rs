@@ -1,0 +1,374 @@
+//! Building the graph from a pipeline file: what each node reads (defaults included), then,
+//! with what each operator's plugin declares, ports, routing, cycles and unread outputs. Every
+//! problem is a located diagnostic.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+use sluice_sdk::{Distribution, FieldPath, OperatorInfo};
+
+use super::{Graph, NodeId, OperatorNode, Port, Routing, SinkNode};
+use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name};
+
+/// One thing a node reads, as written (or implied by the file's order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub node: NodeId,
+    /// The side output read, by name; `None` for the main output.
+    pub output: Option<Name>,
+    /// Where the reference is written (for implied inputs, the reader's name).
+    pub span: Range<usize>,
+}
+
+/// What every operator and sink reads, by node; side outputs still by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedInputs {
+    pub operators: Vec<Vec<Reference>>,
+    pub sinks: Vec<Vec<Reference>>,
+}
+
+impl ResolvedInputs {
+    /// The inputs of `operator` as an operator's `init` is told them: `node` or `node.output`.
+    pub fn input_names(&self, pipeline: &LoadedPipeline, operator: usize) -> Vec<String> {
+        let names = NodeNames::of(pipeline);
+        self.operators.get(operator).map_or_else(Vec::new, |references| {
+            references
+                .iter()
+                .map(|reference| {
+                    let node = names.name(reference.node);
+                    reference.output.as_ref().map_or_else(|| node.to_owned(), |output| format!("{node}.{output}"))
+                })
+                .collect()
+        })
+    }
+}
+
+/// Resolves every `inputs` to nodes; a node without `inputs` reads the operator before it
+/// (the first operator, and sinks of a pipeline without operators: every source; sinks: the
+/// last operator).
+pub fn resolve_inputs(pipeline: &LoadedPipeline) -> (ResolvedInputs, Diagnostics) {
+    let names = NodeNames::of(pipeline);
+    let mut found = Diagnostics::default();
+    let mut report = |span: Range<usize>, message: String| found.push(pipeline.text.diagnostic(Some(span), message));
+    let config = &pipeline.config;
+    let all_sources = |span: &Range<usize>| {
+        (0..config.sources.len())
+            .map(|source| Reference { node: NodeId::Source(source), output: None, span: span.clone() })
+            .collect::<Vec<_>>()
+    };
+    let mut resolved = ResolvedInputs::default();
+    for (index, operator) in config.operators.iter().enumerate() {
+        let operator = operator.get_ref();
+        let what = format!("operator \"{}\"", operator.name.get_ref());
+        let implied = operator.name.span();
+        let references = match &operator.inputs {
+            Some(inputs) => {
+                let listed = inputs.get_ref().iter().map(|input| (input.get_ref(), input.span()));
+                names.resolve(listed, inputs.span(), &what, &mut report)
+            }
+            None if index == 0 => all_sources(&implied),
+            None => vec![Reference { node: NodeId::Operator(index - 1), output: None, span: implied }],
+        };
+        resolved.operators.push(references);
+    }
+    for sink in &config.sinks {
+        let what = format!("sink \"{}\"", sink.get_ref().name());
+        let implied = sink.span();
+        let references = match sink.get_ref().inputs() {
+            Some(inputs) => names.resolve(inputs.iter().map(|input| (input, sink.span())), sink.span(), &what, &mut report),
+            None if config.operators.is_empty() => all_sources(&implied),
+            None => vec![Reference { node: NodeId::Operator(config.operators.len() - 1), output: None, span: implied }],
+        };
+        resolved.sinks.push(references);
+    }
+    (resolved, found)
+}
+
+/// The names of the nodes that can be read.
+struct NodeNames {
+    nodes: HashMap<String, NodeId>,
+    sinks: BTreeSet<String>,
+    sources: Vec<String>,
+    operators: Vec<String>,
+}
+
+impl NodeNames {
+    fn of(pipeline: &LoadedPipeline) -> NodeNames {
+        let config = &pipeline.config;
+        let sources: Vec<String> = config.sources.iter().map(|source| source.get_ref().name()).collect();
+        let operators: Vec<String> = config.operators.iter().map(|operator| operator.get_ref().name.get_ref().to_string()).collect();
+        let mut nodes = HashMap::new();
+        // The first of two nodes with one name wins; the duplicate is reported elsewhere.
+        for (index, name) in operators.iter().enumerate().rev() {
+            nodes.insert(name.clone(), NodeId::Operator(index));
+        }
+        for (index, name) in sources.iter().enumerate().rev() {
+            nodes.insert(name.clone(), NodeId::Source(index));
+        }
+        let sinks = config.sinks.iter().map(|sink| sink.get_ref().name()).collect();
+        NodeNames { nodes, sinks, sources, operators }
+    }
+
+    fn name(&self, node: NodeId) -> &str {
+        match node {
+            NodeId::Source(source) => &self.sources[source],
+            NodeId::Operator(operator) => &self.operators[operator],
+        }
+    }
+
+    fn resolve<'a>(
+        &self,
+        inputs: impl ExactSizeIterator<Item = (&'a InputRef, Range<usize>)>,
+        list_span: Range<usize>,
+        what: &str,
+        report: &mut impl FnMut(Range<usize>, String),
+    ) -> Vec<Reference> {
+        if inputs.len() == 0 {
+            report(list_span, format!("{what} has no input: `inputs` is empty; name what it reads"));
+        }
+        inputs.filter_map(|(input, span)| self.resolve_one(input, span, what, report)).collect()
+    }
+
+    fn resolve_one(
+        &self,
+        reference: &InputRef,
+        span: Range<usize>,
+        what: &str,
+        report: &mut impl FnMut(Range<usize>, String),
+    ) -> Option<Reference> {
+        let node_name = reference.node.as_str();
+        let Some(node) = self.nodes.get(node_name).copied() else {
+            let kind = if self.sinks.contains(node_name) {
+                "is a sink, and sinks cannot be read"
+            } else {
+                "is not a source or an operator of this pipeline"
+            };
+            report(span, format!("{what}: input \"{reference}\" {kind}"));
+            return None;
+        };
+        if let (NodeId::Source(_), Some(_)) = (node, &reference.output) {
+            report(
+                span,
+                format!("{what}: input \"{reference}\": source \"{node_name}\" has no side outputs; read it as \"{node_name}\""),
+            );
+            return None;
+        }
+        Some(Reference { node, output: reference.output.clone(), span })
+    }
+}
+
+/// What a graph check found: the graph, when it could be built, and its problems.
+#[derive(Debug, Default)]
+pub struct GraphCheck {
+    pub graph: Option<Graph>,
+    pub problems: Diagnostics,
+}
+
+/// Builds the graph once every operator's declaration is known (`None` for an operator whose
+/// plugin could not be checked: its problem is reported elsewhere, and no graph is built).
+pub fn build_graph(pipeline: &LoadedPipeline, resolved: &ResolvedInputs, infos: &[Option<OperatorInfo>]) -> GraphCheck {
+    let mut builder = Builder { pipeline, found: Diagnostics::default() };
+    let Some(infos) = infos.iter().map(Option::as_ref).collect::<Option<Vec<&OperatorInfo>>>() else {
+        return GraphCheck { graph: None, problems: builder.found };
+    };
+    let names = NodeNames::of(pipeline);
+    let operators = infos
+        .iter()
+        .enumerate()
+        .map(|(index, info)| OperatorNode {
+            name: names.operators[index].clone(),
+            inputs: builder.ports(&resolved.operators[index], &infos, &names),
+            side_outputs: info.outputs.clone(),
+            routing: builder.routing(index, info),
+        })
+        .collect();
+    let sinks = pipeline
+        .config
+        .sinks
+        .iter()
+        .zip(&resolved.sinks)
+        .map(|(sink, references)| SinkNode { name: sink.get_ref().name(), inputs: builder.ports(references, &infos, &names) })
+        .collect();
+    let graph = Graph { sources: names.sources.clone(), operators, sinks };
+    builder.check_cycles(&graph, resolved);
+    builder.check_unread(&graph);
+    let problems = builder.found;
+    let graph = problems.is_empty().then_some(graph);
+    GraphCheck { graph, problems }
+}
+
+struct Builder<'p> {
+    pipeline: &'p LoadedPipeline,
+    found: Diagnostics,
+}
+
+impl Builder<'_> {
+    fn report(&mut self, span: Range<usize>, message: String) {
+        self.found.push(self.pipeline.text.diagnostic(Some(span), message));
+    }
+
+    /// The ports of `references`: side outputs by their index among the operator's.
+    fn ports(&mut self, references: &[Reference], infos: &[&OperatorInfo], names: &NodeNames) -> Vec<Port> {
+        let mut ports = Vec::with_capacity(references.len());
+        for reference in references {
+            let output = match (&reference.output, reference.node) {
+                (None, _) => 0,
+                (Some(output), NodeId::Operator(operator)) => {
+                    let declared = &infos[operator].outputs;
+                    match declared.iter().position(|name| name == output.as_str()) {
+                        Some(position) => position as u32 + 1,
+                        None => {
+                            let node = names.name(reference.node);
+                            let has = match declared.as_slice() {
+                                [] => "it has no side outputs".to_owned(),
+                                outputs => format!("its side outputs are {}", quoted(outputs)),
+                            };
+                            self.report(
+                                reference.span.clone(),
+                                format!("input \"{node}.{output}\": operator \"{node}\" has no output \"{output}\": {has}"),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                (Some(_), NodeId::Source(_)) => continue,
+            };
+            ports.push(Port { node: reference.node, output });
+        }
+        ports
+    }
+
+    /// The operator's routing: its plugin's declaration, narrowed by `key_by` where given.
+    fn routing(&mut self, index: usize, info: &OperatorInfo) -> Routing {
+        let operator = self.pipeline.config.operators[index].get_ref();
+        let name = operator.name.get_ref();
+        let declared = match &info.distribution {
+            Distribution::Any => Routing::Any,
+            Distribution::Single => Routing::Single,
+            // The runtime checked the plugin's key fields when it answered `init`.
+            Distribution::Key(fields) => Routing::Key(fields.iter().filter_map(|field| FieldPath::parse(field).ok()).collect()),
+        };
+        let Some(key_by) = &operator.key_by else { return declared };
+        let fields = key_by.get_ref();
+        if fields.is_empty() {
+            self.report(
+                key_by.span(),
+                format!("operator \"{name}\": `key_by` is empty: name the fields records are routed by, or remove it"),
+            );
+            return declared;
+        }
+        match &declared {
+            Routing::Any => Routing::Key(fields.clone()),
+            Routing::Single => {
+                self.report(
+                    key_by.span(),
+                    format!(
+                        "operator \"{name}\": its plugin needs every record in one instance, which `key_by` would split: remove `key_by`"
+                    ),
+                );
+                declared
+            }
+            Routing::Key(needed) => {
+                let stray: Vec<String> = fields.iter().filter(|field| !needed.contains(field)).map(ToString::to_string).collect();
+                if stray.is_empty() {
+                    return Routing::Key(fields.clone());
+                }
+                let needed: Vec<String> = needed.iter().map(ToString::to_string).collect();
+                self.report(
+                    key_by.span(),
+                    format!(
+                        "operator \"{name}\": key_by {} is not among the fields its plugin keeps state by ({}): records of one group \
+                         could reach different instances; route by some of those fields, or remove `key_by`",
+                        quoted(&stray),
+                        quoted(&needed)
+                    ),
+                );
+                declared
+            }
+        }
+    }
+
+    /// Operators that read themselves, directly or not, are reported once per cycle.
+    fn check_cycles(&mut self, graph: &Graph, resolved: &ResolvedInputs) {
+        let mut reported = BTreeSet::new();
+        for start in 0..graph.operators.len() {
+            if let Some(cycle) = cycle_through(graph, start)
+                && reported.insert(cycle.iter().copied().collect::<BTreeSet<_>>())
+            {
+                let path: Vec<&str> = cycle.iter().chain(cycle.first()).map(|operator| graph.operators[*operator].name.as_str()).collect();
+                let span = resolved.operators[start].first().map_or(0..0, |reference| reference.span.clone());
+                self.report(span, format!("operator \"{}\": its inputs form a cycle: {}", graph.operators[start].name, path.join(" → ")));
+            }
+        }
+    }
+
+    /// Sources and operators nothing reads, and side outputs nothing reads.
+    fn check_unread(&mut self, graph: &Graph) {
+        let config = &self.pipeline.config;
+        for (index, source) in config.sources.iter().enumerate() {
+            if graph.readers(Port { node: NodeId::Source(index), output: 0 }).is_empty() {
+                let name = source.get_ref().name();
+                self.report(
+                    source.span(),
+                    format!("source \"{name}\": nothing reads it: name it in the `inputs` of an operator or a sink"),
+                );
+            }
+        }
+        for (index, operator) in graph.operators.iter().enumerate() {
+            let span = config.operators[index].get_ref().name.span();
+            let read: Vec<bool> = graph.ports_of(NodeId::Operator(index)).map(|port| !graph.readers(port).is_empty()).collect();
+            if read.iter().all(|read| !read) {
+                self.report(
+                    span,
+                    format!("operator \"{}\": nothing reads it: name it in the `inputs` of an operator or a sink", operator.name),
+                );
+                continue;
+            }
+            for (side, name) in operator.side_outputs.iter().enumerate() {
+                if !read[side + 1] {
+                    self.report(
+                        span.clone(),
+                        format!(
+                            "operator \"{}\" sends records to its side output \"{name}\", which nothing reads: add \"{}.{name}\" to the \
+                             `inputs` of a sink or an operator",
+                            operator.name, operator.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A cycle of operators through `start`, in reading order, if there is one.
+fn cycle_through(graph: &Graph, start: usize) -> Option<Vec<usize>> {
+    let mut path = vec![start];
+    let mut visited = BTreeSet::new();
+    find_cycle(graph, start, start, &mut path, &mut visited).then(|| {
+        // `path` runs from `start` upstream; reading order is the reverse.
+        path.reverse();
+        path.rotate_right(1);
+        path
+    })
+}
+
+fn find_cycle(graph: &Graph, start: usize, operator: usize, path: &mut Vec<usize>, visited: &mut BTreeSet<usize>) -> bool {
+    for input in &graph.operators[operator].inputs {
+        let NodeId::Operator(upstream) = input.node else { continue };
+        if upstream == start {
+            return true;
+        }
+        if visited.insert(upstream) {
+            path.push(upstream);
+            if find_cycle(graph, start, upstream, path, visited) {
+                return true;
+            }
+            path.pop();
+        }
+    }
+    false
+}
+
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|name| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
+}

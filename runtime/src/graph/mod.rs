@@ -1,0 +1,165 @@
+//! The pipeline as a graph: its nodes (sources, operators, sinks), what each reads, and the
+//! stages its work splits into at keyed exchanges. Built from a pipeline file and what each
+//! operator's plugin declares; nothing here runs (the wiring is in `crate::topology`).
+//!
+//! A node reads others through `inputs` (`"node"` or `"node.output"`); without `inputs` a
+//! file is a chain in file order. An operator whose plugin needs records of one key together
+//! (or every record together) starts a new stage behind a keyed exchange, so that state is
+//! never split across parallel instances.
+
+mod build;
+mod render;
+mod stages;
+
+use sluice_sdk::FieldPath;
+
+pub use build::{ResolvedInputs, build_graph, resolve_inputs};
+pub use render::{render_dot, render_text};
+pub use stages::{Entry, Exchange, Plan, Stage, Target};
+
+/// A node that can be read: a source or an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeId {
+    Source(usize),
+    Operator(usize),
+}
+
+/// One output of a node: 0 is the main output, `i + 1` an operator's side output `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port {
+    pub node: NodeId,
+    pub output: u32,
+}
+
+/// How an operator's records are spread over its parallel instances.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// Any instance takes any record: the operator runs in the stage of what it reads.
+    Any,
+    /// Records with equal values at these fields meet one instance (a keyed exchange).
+    Key(Vec<FieldPath>),
+    /// Every record meets one instance.
+    Single,
+}
+
+/// The pipeline's nodes and edges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Graph {
+    pub sources: Vec<String>,
+    pub operators: Vec<OperatorNode>,
+    pub sinks: Vec<SinkNode>,
+}
+
+/// An operator: what it reads (in the order of its `inputs`), its side outputs, its routing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorNode {
+    pub name: String,
+    pub inputs: Vec<Port>,
+    pub side_outputs: Vec<String>,
+    pub routing: Routing,
+}
+
+/// A sink and what it reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkNode {
+    pub name: String,
+    pub inputs: Vec<Port>,
+}
+
+impl Graph {
+    /// `node` or `node.output`, as written in `inputs`.
+    pub fn port_name(&self, port: Port) -> String {
+        let node = self.node_name(port.node);
+        match port.output {
+            0 => node.to_owned(),
+            output => match &port.node {
+                NodeId::Operator(operator) => {
+                    let side = self.operators[*operator].side_outputs.get(output as usize - 1).map_or("?", String::as_str);
+                    format!("{node}.{side}")
+                }
+                NodeId::Source(_) => format!("{node}.{output}"),
+            },
+        }
+    }
+
+    pub fn node_name(&self, node: NodeId) -> &str {
+        match node {
+            NodeId::Source(source) => &self.sources[source],
+            NodeId::Operator(operator) => &self.operators[operator].name,
+        }
+    }
+
+    /// The operators in an order where each comes after everything it reads (the graph
+    /// has no cycle once built).
+    pub fn topological_order(&self) -> Vec<usize> {
+        let mut order = Vec::with_capacity(self.operators.len());
+        let mut state = vec![Visit::New; self.operators.len()];
+        for operator in 0..self.operators.len() {
+            self.visit(operator, &mut state, &mut order);
+        }
+        order
+    }
+
+    fn visit(&self, operator: usize, state: &mut [Visit], order: &mut Vec<usize>) {
+        if state[operator] != Visit::New {
+            return;
+        }
+        state[operator] = Visit::Open;
+        for input in &self.operators[operator].inputs {
+            if let NodeId::Operator(upstream) = input.node {
+                self.visit(upstream, state, order);
+            }
+        }
+        state[operator] = Visit::Done;
+        order.push(operator);
+    }
+
+    /// The positions (in readers' inputs) at which each node output is read: by operators
+    /// (operator, input index) and by sinks.
+    pub fn readers(&self, port: Port) -> Readers {
+        let mut readers = Readers::default();
+        for (operator, node) in self.operators.iter().enumerate() {
+            for (input, read) in node.inputs.iter().enumerate() {
+                if *read == port {
+                    readers.operators.push((operator, input as u32));
+                }
+            }
+        }
+        for (sink, node) in self.sinks.iter().enumerate() {
+            if node.inputs.contains(&port) {
+                readers.sinks.push(sink);
+            }
+        }
+        readers
+    }
+
+    /// The outputs of `node`: the main output and an operator's side outputs.
+    pub fn ports_of(&self, node: NodeId) -> impl Iterator<Item = Port> {
+        let side = match node {
+            NodeId::Operator(operator) => self.operators[operator].side_outputs.len() as u32,
+            NodeId::Source(_) => 0,
+        };
+        (0..=side).map(move |output| Port { node, output })
+    }
+}
+
+/// Who reads one node output.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Readers {
+    /// (operator, index in its inputs).
+    pub operators: Vec<(usize, u32)>,
+    pub sinks: Vec<usize>,
+}
+
+impl Readers {
+    pub fn is_empty(&self) -> bool {
+        self.operators.is_empty() && self.sinks.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    Open,
+    Done,
+}

@@ -1,0 +1,67 @@
+//! Topics Sluice creates itself: the checkpoint topic and the repartition topics.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+
+use super::{KafkaClientError, LoggingContext};
+use crate::config::KafkaProperties;
+
+/// Longest wait for broker metadata and topic creation.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates `topic` on `brokers` with `partitions` partitions (compacted if asked) unless it
+/// exists; returns how many partitions it has.
+pub fn ensure_topic(
+    brokers: &str,
+    properties: &KafkaProperties,
+    topic: &str,
+    partitions: u32,
+    compacted: bool,
+) -> Result<u32, KafkaClientError> {
+    let config = super::client_config(brokers, properties, &[], &[])?;
+    if let Some(existing) = partition_count(&config, topic)? {
+        return Ok(existing);
+    }
+    let admin: AdminClient<LoggingContext> =
+        config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create an admin client"))?;
+    let count = i32::try_from(partitions.max(1)).unwrap_or(i32::MAX);
+    let mut new_topic = NewTopic::new(topic, count, TopicReplication::Fixed(-1));
+    if compacted {
+        new_topic = new_topic.set("cleanup.policy", "compact");
+    }
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| KafkaClientError::Checkpoint(format!("cannot start the admin runtime: {error}")))?;
+    let created = runtime.block_on(admin.create_topics([&new_topic], &options));
+    match created.as_deref() {
+        Ok([Ok(_)]) | Ok([Err((_, RDKafkaErrorCode::TopicAlreadyExists))]) => {
+            tracing::info!(topic, partitions = count, "created topic");
+            Ok(partition_count(&config, topic)?.unwrap_or(partitions))
+        }
+        Ok(results) => Err(KafkaClientError::Checkpoint(format!("cannot create topic \"{topic}\": {results:?}"))),
+        Err(error) => Err(KafkaClientError::Checkpoint(format!("cannot create topic \"{topic}\": {error}"))),
+    }
+}
+
+/// How many partitions `topic` has; `None` if it does not exist. Asked by a consumer that
+/// may not create topics, so that asking never creates one with the broker's defaults.
+pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>, KafkaClientError> {
+    let mut config = config.clone();
+    config.set("allow.auto.create.topics", "false");
+    let client: BaseConsumer<LoggingContext> =
+        config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
+    let metadata = client
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(KafkaClientError::kafka(format!("cannot reach the brokers for topic \"{topic}\"")))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|found| found.name() == topic && found.error().is_none() && !found.partitions().is_empty())
+        .map(|found| found.partitions().len() as u32))
+}

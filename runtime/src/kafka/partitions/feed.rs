@@ -1,0 +1,291 @@
+//! One owned partition's feed: its records batched into its task's queue in offset order,
+//! event time decided where records enter (the watermark of a source partition; the markers
+//! of the upstream tasks, for a repartition topic), the partition paused while its task is
+//! behind, and checkpoint barriers.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Instant;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+use super::{PartitionId, SourceContext, describe_one, single};
+use crate::config::LateRecords;
+use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
+use crate::pipeline::{Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator};
+use crate::wasm::Batch;
+
+/// Where a partition's event time comes from.
+pub enum FeedKind {
+    /// A partition of a source topic: its records' timestamps.
+    Source { watermarks: WatermarkGenerator, late: LateRecords },
+    /// A partition of a repartition topic: the upstream tasks' markers, by origin (indexes
+    /// among the task's upstreams).
+    Repartition { origins: Vec<String> },
+}
+
+/// One owned partition.
+pub struct PartitionFeed {
+    pub task: StartedTask,
+    pub batcher: Batcher,
+    /// The input of the exchange's operator the pending batch is for.
+    batch_input: u32,
+    /// Messages waiting for room in the task's queue (while the partition is paused).
+    pub pending: VecDeque<TaskMessage>,
+    paused: bool,
+    /// Offset of the next record expected; `None` until one arrived.
+    pub next_offset: Option<i64>,
+    /// `next_offset` at the last barrier.
+    pub checkpointed_offset: Option<i64>,
+    pub last_barrier: Instant,
+    /// Where the task started: its checkpoint's offset, or the first record's.
+    pub restart_offset: Option<i64>,
+    kind: FeedKind,
+    /// Barriers sent so far (their ids).
+    barriers: u64,
+    /// Records behind the watermark dropped by `late_records = "drop"`.
+    pub late_dropped: u64,
+    dead_letters: SyncSender<DeadLetterMessage>,
+    source: Arc<str>,
+}
+
+impl PartitionFeed {
+    pub fn new(
+        task: StartedTask,
+        batcher: Batcher,
+        kind: FeedKind,
+        restart_offset: Option<i64>,
+        dead_letters: SyncSender<DeadLetterMessage>,
+        source: Arc<str>,
+    ) -> PartitionFeed {
+        PartitionFeed {
+            task,
+            batcher,
+            batch_input: 0,
+            pending: VecDeque::new(),
+            paused: false,
+            next_offset: restart_offset,
+            checkpointed_offset: restart_offset,
+            last_barrier: Instant::now(),
+            restart_offset,
+            kind,
+            barriers: 0,
+            late_dropped: 0,
+            dead_letters,
+            source,
+        }
+    }
+
+    /// Takes one record of the partition; false if the task has gone.
+    pub fn receive(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
+        if self.next_offset.is_some_and(|next| message.offset() < next) {
+            return true; // fetched again after a pause or a seek: already passed on
+        }
+        self.next_offset = Some(message.offset() + 1);
+        self.restart_offset.get_or_insert(message.offset());
+        match self.kind {
+            FeedKind::Source { .. } => self.receive_source(consumer, id, message),
+            FeedKind::Repartition { .. } => self.receive_repartition(consumer, id, message),
+        }
+    }
+
+    fn receive_source(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
+        let FeedKind::Source { watermarks, late } = &mut self.kind else { return true };
+        let timestamp = message.timestamp().to_millis().unwrap_or_else(super::now_millis);
+        let offset = u64::try_from(message.offset()).unwrap_or_default();
+        let headers = message
+            .headers()
+            .into_iter()
+            .flat_map(|headers| headers.iter())
+            .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
+        if *late != LateRecords::Pass && watermarks.is_late(timestamp) {
+            if *late == LateRecords::Drop {
+                self.late_dropped += 1;
+                return true;
+            }
+            let watermark = watermarks.current().unwrap_or(i64::MIN);
+            let mut record = Batch::new();
+            record.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers);
+            let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+        }
+        watermarks.observe(timestamp);
+        let full = self.batcher.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset);
+        let Some(batch) = full else { return true };
+        self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id)
+    }
+
+    fn receive_repartition(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
+        let offset = u64::try_from(message.offset()).unwrap_or_default();
+        let Some(what) = incoming(message.headers()) else {
+            tracing::warn!(partition = %describe_one(id), offset, "a record without Sluice's headers in a repartition topic goes to the dead-letter sink");
+            let mut record = Batch::new();
+            record.push(message.key(), message.payload().unwrap_or_default(), message.timestamp().to_millis().unwrap_or_default(), []);
+            let reason =
+                "a record in a repartition topic without Sluice's headers (sluice.origin, sluice.seq): not written by Sluice".into();
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+        };
+        match what {
+            Incoming::Marker { origin, watermark } => {
+                // Applied exactly at its place among the records: flush what came before it.
+                let upstream = self.origin_index(&origin);
+                self.flush_batch(consumer, id) && self.queue(consumer, id, TaskMessage::Watermark { from: upstream, watermark })
+            }
+            Incoming::Record { origin, sequence, input } => {
+                if input != self.batch_input && !self.batcher.is_empty() && !self.flush_batch(consumer, id) {
+                    return false;
+                }
+                self.batch_input = input;
+                let upstream = self.origin_index(&origin);
+                let timestamp = message.timestamp().to_millis().unwrap_or_default();
+                let headers = message
+                    .headers()
+                    .into_iter()
+                    .flat_map(|headers| headers.iter())
+                    .filter(|header| !is_sluice_header(header.key))
+                    .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
+                let origin = Origin { upstream, sequence };
+                let full =
+                    self.batcher.push_with_origin(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset, origin);
+                full.is_none_or(|batch| self.send_batch(consumer, id, batch))
+            }
+        }
+    }
+
+    /// The index of an upstream task among the task's upstreams (a new one is added).
+    fn origin_index(&mut self, origin: &str) -> u32 {
+        let FeedKind::Repartition { origins } = &mut self.kind else { return 0 };
+        let index = origins.iter().position(|known| known == origin).unwrap_or_else(|| {
+            tracing::info!(origin, "a new upstream task writes into the repartition topic");
+            origins.push(origin.to_owned());
+            origins.len() - 1
+        });
+        index as u32
+    }
+
+    fn send_batch(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, batch: SourceBatch) -> bool {
+        let input = self.batch_input;
+        self.queue(consumer, id, TaskMessage::Batch { from: 0, input, batch })
+    }
+
+    /// Sends the pending batch, if any (and the source partition's watermark if it advanced).
+    pub fn flush_batch(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
+        match self.batcher.take() {
+            Some(batch) => self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id),
+            None => true,
+        }
+    }
+
+    fn send_watermark(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
+        let FeedKind::Source { watermarks, .. } = &mut self.kind else { return true };
+        match watermarks.advance() {
+            Some(watermark) => self.queue(consumer, id, TaskMessage::Watermark { from: 0, watermark }),
+            None => true,
+        }
+    }
+
+    /// Between polls: the batch that lingered long enough, and the watermark of a source
+    /// partition that has been quiet for `idle_timeout`.
+    pub fn housekeeping(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
+        let mut delivered = self.retry_pending(consumer, id);
+        if let Some(batch) = self.batcher.poll_linger() {
+            delivered &= self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id);
+        }
+        if self.batcher.is_empty()
+            && self.pending.is_empty()
+            && let FeedKind::Source { watermarks, .. } = &mut self.kind
+            && let Some(watermark) = watermarks.advance_idle()
+        {
+            delivered &= self.queue(consumer, id, TaskMessage::Watermark { from: 0, watermark });
+        }
+        delivered
+    }
+
+    /// The barrier message of the next round at the current position.
+    pub fn next_barrier(&mut self, next: i64, suspend: bool) -> TaskMessage {
+        self.barriers += 1;
+        TaskMessage::Barrier { from: 0, barrier: Barrier { id: self.barriers, position: u64::try_from(next).unwrap_or_default(), suspend } }
+    }
+
+    /// Sends a message to the task, or queues it and pauses the partition if the task is
+    /// behind. False if the task has gone.
+    pub fn queue(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: TaskMessage) -> bool {
+        if !self.pending.is_empty() {
+            self.pending.push_back(message);
+            return true;
+        }
+        match self.task.input().try_send(message) {
+            Ok(()) => true,
+            Err(TrySendError::Full(message)) => {
+                self.pending.push_back(message);
+                self.pause(consumer, id);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Sends what waited; resumes the partition once nothing waits. False if the task has gone.
+    fn retry_pending(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
+        while let Some(message) = self.pending.pop_front() {
+            match self.task.input().try_send(message) {
+                Ok(()) => {}
+                Err(TrySendError::Full(message)) => {
+                    self.pending.push_front(message);
+                    return true;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        if self.paused {
+            self.paused = false;
+            tracing::debug!(partition = %describe_one(id), "partition resumed: its task caught up");
+            if let Err(error) = consumer.resume(&single(id)) {
+                tracing::warn!("cannot resume {}: {error}", describe_one(id));
+            }
+        }
+        true
+    }
+
+    /// Sends everything that waits, waiting for room (a round needs its barrier queued);
+    /// false if the task has gone. A paused partition resumes at the next tick.
+    pub fn deliver_pending(&mut self) -> bool {
+        let input = self.task.input().clone();
+        self.pending.drain(..).all(|message| input.send(message).is_ok())
+    }
+
+    fn pause(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) {
+        if !self.paused {
+            self.paused = true;
+            tracing::debug!(partition = %describe_one(id), "partition paused: its task is behind");
+            if let Err(error) = consumer.pause(&single(id)) {
+                tracing::warn!("cannot pause {}: {error}", describe_one(id));
+            }
+        }
+    }
+
+    /// Sends a checkpoint barrier if records arrived since the last one.
+    pub fn barrier(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
+        self.last_barrier = Instant::now();
+        let Some(next) = self.next_offset.filter(|next| Some(*next) != self.checkpointed_offset) else { return true };
+        self.checkpointed_offset = Some(next);
+        let barrier = self.next_barrier(next, false);
+        self.flush_batch(consumer, id) && self.queue(consumer, id, barrier)
+    }
+
+    /// Queues the pending batch (unless `lost`) and then `last`, waiting for room.
+    pub fn finish_with(&mut self, last: TaskMessage, lost: bool) -> bool {
+        if lost {
+            self.pending.clear();
+        } else if let Some(batch) = self.batcher.take() {
+            let input = self.batch_input;
+            self.pending.push_back(TaskMessage::Batch { from: 0, input, batch });
+        }
+        self.pending.push_back(last);
+        self.deliver_pending()
+    }
+}

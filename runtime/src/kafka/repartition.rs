@@ -1,0 +1,156 @@
+//! Repartition topics: the keyed exchanges of a Kafka pipeline, as Kafka Streams has them.
+//! A task sends each record to the partition of its key (Kafka's murmur2, as Java's default
+//! partitioner) with headers naming the task and numbering the record, and, whenever its event
+//! time advances, a watermark marker to every partition. The stage behind the exchange reads
+//! the topic in the pipeline's consumer group, a task per partition, like a source: its
+//! watermark is the least of every upstream task's markers, and it drops what an upstream
+//! sends again after a restart (a sequence number it has applied already).
+
+use std::sync::Arc;
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+use super::producer::{OutgoingRecord, OutputProducer};
+use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, Unroutable, partition_of};
+use crate::wasm::Batch;
+
+/// The sending task (`topic/partition` of its input).
+pub const ORIGIN_HEADER: &str = "sluice.origin";
+/// The record's number in the sending task's output.
+pub const SEQUENCE_HEADER: &str = "sluice.seq";
+/// Which input of the exchange's operator the record is for.
+pub const INPUT_HEADER: &str = "sluice.input";
+/// A watermark marker: the sending task's event time, in milliseconds.
+pub const WATERMARK_HEADER: &str = "sluice.watermark";
+
+/// The repartition topic of the exchange in front of `operator`.
+pub fn repartition_topic(pipeline: &str, operator: &str) -> String {
+    format!("{pipeline}-{operator}-repartition")
+}
+
+/// One task's side of a repartition topic.
+pub struct RepartitionOutput {
+    producer: Arc<OutputProducer>,
+    partitions: u32,
+    routing: ExchangeRouting,
+    /// The sending task, as its records' origin.
+    origin: String,
+    key: String,
+}
+
+impl RepartitionOutput {
+    pub fn new(producer: Arc<OutputProducer>, partitions: u32, routing: ExchangeRouting, origin: String) -> RepartitionOutput {
+        RepartitionOutput { producer, partitions: partitions.max(1), routing, origin, key: String::new() }
+    }
+
+    fn partition(&mut self, value: &[u8]) -> Result<u32, String> {
+        match &self.routing {
+            ExchangeRouting::Single => Ok(0),
+            ExchangeRouting::Key(selector) => {
+                selector.write(value, &mut self.key)?;
+                Ok(partition_of(self.key.as_bytes(), self.partitions))
+            }
+        }
+    }
+
+    fn failed(&self, error: &str) -> OutputClosed {
+        tracing::error!(topic = self.producer.topic(), "cannot write to the repartition topic: {error}");
+        OutputClosed::Exchange
+    }
+}
+
+impl ExchangeOutput for RepartitionOutput {
+    fn send(&mut self, input: u32, batch: Batch, sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+        let mut unroutable = Vec::new();
+        let input_text = input.to_string();
+        for record in batch.iter() {
+            let partition = match self.partition(record.value()) {
+                Ok(partition) => partition,
+                Err(reason) => {
+                    unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });
+                    continue;
+                }
+            };
+            *sequence += 1;
+            let sequence_text = sequence.to_string();
+            let mut headers = OwnedHeaders::new()
+                .insert(Header { key: ORIGIN_HEADER, value: Some(self.origin.as_bytes()) })
+                .insert(Header { key: SEQUENCE_HEADER, value: Some(sequence_text.as_bytes()) })
+                .insert(Header { key: INPUT_HEADER, value: Some(input_text.as_bytes()) });
+            for (name, value) in record.headers() {
+                headers = headers.insert(Header { key: &String::from_utf8_lossy(name), value: Some(value) });
+            }
+            let outgoing = OutgoingRecord {
+                key: record.key(),
+                value: record.value(),
+                timestamp: Some(record.timestamp()),
+                headers: Some(headers),
+                partition: Some(partition as i32),
+            };
+            self.producer.send(outgoing).map_err(|error| self.failed(&error))?;
+        }
+        Ok(unroutable)
+    }
+
+    fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed> {
+        let text = watermark.to_string();
+        for partition in 0..self.partitions {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: ORIGIN_HEADER, value: Some(self.origin.as_bytes()) })
+                .insert(Header { key: WATERMARK_HEADER, value: Some(text.as_bytes()) });
+            let marker =
+                OutgoingRecord { key: None, value: &[], timestamp: None, headers: Some(headers), partition: Some(partition as i32) };
+            self.producer.send(marker).map_err(|error| self.failed(&error))?;
+        }
+        Ok(())
+    }
+
+    /// A Kafka task checkpoints alone; the stage behind the topic checkpoints its own partitions.
+    fn barrier(&mut self, _barrier: Barrier) -> Result<(), OutputClosed> {
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), OutputClosed> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), OutputClosed> {
+        self.producer.flush().map_err(|error| self.failed(&error))
+    }
+}
+
+/// What a record read from a repartition topic is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A watermark marker of an upstream task.
+    Marker { origin: String, watermark: i64 },
+    /// A record of an upstream task, for an input of the exchange's operator.
+    Record { origin: String, sequence: u64, input: u32 },
+}
+
+/// Reads the Sluice headers of a repartition record; `None` if they are missing or garbled
+/// (a record some other producer wrote into the topic).
+pub fn incoming(headers: Option<&impl Headers>) -> Option<Incoming> {
+    let headers = headers?;
+    let (mut origin, mut sequence, mut input, mut watermark) = (None, None, None, None);
+    for header in headers.iter() {
+        let value = header.value.and_then(|value| std::str::from_utf8(value).ok());
+        match header.key {
+            ORIGIN_HEADER => origin = value.map(str::to_owned),
+            SEQUENCE_HEADER => sequence = value.and_then(|value| value.parse().ok()),
+            INPUT_HEADER => input = value.and_then(|value| value.parse().ok()),
+            WATERMARK_HEADER => watermark = value.and_then(|value| value.parse().ok()),
+            _ => {}
+        }
+    }
+    match (origin, watermark, sequence, input) {
+        (Some(origin), Some(watermark), _, _) => Some(Incoming::Marker { origin, watermark }),
+        (Some(origin), None, Some(sequence), Some(input)) => Some(Incoming::Record { origin, sequence, input }),
+        _ => None,
+    }
+}
+
+/// Whether a header is one of Sluice's own (dropped before the record reaches an operator).
+pub fn is_sluice_header(name: &str) -> bool {
+    [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER].contains(&name)
+}

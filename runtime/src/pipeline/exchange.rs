@@ -1,0 +1,125 @@
+//! Keyed exchanges as a task sees them: where it sends the records that the next stage's
+//! operator must receive by key. In one process they go to the next stage's tasks over
+//! bounded channels; across processes, through a repartition topic (`crate::kafka`). Records
+//! cross unchanged; only their routing depends on the key.
+
+use std::sync::mpsc::SyncSender;
+
+use super::key::{KeySelector, partition_of};
+use super::task::{Barrier, TaskMessage};
+use super::{OutputClosed, SourceBatch};
+use crate::wasm::Batch;
+
+/// How an exchange picks the instance of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExchangeRouting {
+    /// By a hash of the key read from these fields.
+    Key(KeySelector),
+    /// Every record to the one instance.
+    Single,
+}
+
+/// A record that could not be routed (its key could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unroutable {
+    /// Its position in the batch sent.
+    pub index: usize,
+    /// The record, alone in its batch.
+    pub record: Batch,
+    pub reason: String,
+}
+
+/// Where one task sends the records of one exchange.
+pub trait ExchangeOutput: Send {
+    /// Sends `batch` for `input` of the exchange's operator; `sequence` numbers each record
+    /// sent (where the transport needs it). Returns the records it could not route.
+    fn send(&mut self, input: u32, batch: Batch, sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed>;
+    /// Event time reached `watermark` in this task.
+    fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;
+    /// A checkpoint barrier passed this task.
+    fn barrier(&mut self, barrier: Barrier) -> Result<(), OutputClosed>;
+    /// This task sends nothing more.
+    fn end(&mut self) -> Result<(), OutputClosed>;
+    /// Returns once everything sent is durable (a no-op in process, where checkpoints are
+    /// aligned by barriers instead).
+    fn flush(&mut self) -> Result<(), OutputClosed>;
+}
+
+/// An exchange to the tasks of the next stage in this process.
+pub struct LocalExchange {
+    routing: ExchangeRouting,
+    downstream: Vec<SyncSender<TaskMessage>>,
+    /// This task's index among the downstream tasks' upstreams.
+    from: u32,
+    key: String,
+}
+
+impl LocalExchange {
+    pub fn new(routing: ExchangeRouting, downstream: Vec<SyncSender<TaskMessage>>, from: u32) -> LocalExchange {
+        LocalExchange { routing, downstream, from, key: String::new() }
+    }
+
+    fn deliver(&self, instance: usize, input: u32, records: Batch) -> Result<(), OutputClosed> {
+        let message = TaskMessage::Batch { from: self.from, input, batch: SourceBatch::of(records) };
+        self.downstream[instance].send(message).map_err(|_| OutputClosed::Exchange)
+    }
+
+    fn broadcast(&self, message: impl Fn() -> TaskMessage) -> Result<(), OutputClosed> {
+        self.downstream.iter().try_for_each(|task| task.send(message()).map_err(|_| OutputClosed::Exchange))
+    }
+}
+
+impl ExchangeOutput for LocalExchange {
+    fn send(&mut self, input: u32, batch: Batch, _sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+        let count = self.downstream.len() as u32;
+        let ExchangeRouting::Key(selector) = &self.routing else { return self.deliver(0, input, batch).map(|()| Vec::new()) };
+        if count == 1 {
+            return self.deliver(0, input, batch).map(|()| Vec::new());
+        }
+        let mut unroutable = Vec::new();
+        let mut instances = Vec::with_capacity(batch.len());
+        for record in batch.iter() {
+            match selector.write(record.value(), &mut self.key) {
+                Ok(()) => instances.push(Some(partition_of(self.key.as_bytes(), count) as usize)),
+                Err(reason) => {
+                    unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });
+                    instances.push(None);
+                }
+            }
+        }
+        let first = instances.first().copied().flatten();
+        if unroutable.is_empty() && instances.iter().all(|instance| *instance == first) {
+            // All to one instance: the batch goes as it is.
+            if let Some(instance) = first {
+                self.deliver(instance, input, batch)?;
+            }
+            return Ok(unroutable);
+        }
+        let mut split = vec![Batch::new(); self.downstream.len()];
+        for (record, instance) in batch.iter().zip(&instances) {
+            if let Some(instance) = instance {
+                split[*instance].push_record(record);
+            }
+        }
+        for (instance, records) in split.into_iter().enumerate().filter(|(_, records)| !records.is_empty()) {
+            self.deliver(instance, input, records)?;
+        }
+        Ok(unroutable)
+    }
+
+    fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed> {
+        self.broadcast(|| TaskMessage::Watermark { from: self.from, watermark })
+    }
+
+    fn barrier(&mut self, barrier: Barrier) -> Result<(), OutputClosed> {
+        self.broadcast(|| TaskMessage::Barrier { from: self.from, barrier })
+    }
+
+    fn end(&mut self) -> Result<(), OutputClosed> {
+        self.broadcast(|| TaskMessage::End { from: self.from })
+    }
+
+    fn flush(&mut self) -> Result<(), OutputClosed> {
+        Ok(())
+    }
+}

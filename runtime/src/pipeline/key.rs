@@ -1,0 +1,110 @@
+//! Keys of records, read from their fields: what keyed exchanges route by, and what sinks
+//! with a `key` write as a record's key. This is one of the few places the runtime reads a
+//! payload (see ARCHITECTURE.md), and only the fields a pipeline names.
+
+use sluice_sdk::FieldPath;
+use sluice_sdk::json::{lookup_raw_many, raw_plain_str, write_canonical, write_key};
+
+/// Reads the key of a record from its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySelector {
+    fields: Vec<FieldPath>,
+}
+
+impl KeySelector {
+    pub fn new(fields: Vec<FieldPath>) -> KeySelector {
+        KeySelector { fields }
+    }
+
+    pub fn fields(&self) -> &[FieldPath] {
+        &self.fields
+    }
+
+    /// Writes into `key` (replacing its text) the key of a JSON record: with one field, its
+    /// value (a string without quotes, other values as canonical JSON, `null` when missing);
+    /// with several, a JSON array of their canonical values. Equal values give equal keys
+    /// however they are spelled (`1` and `1.0`), so equal groups always meet.
+    pub fn write(&self, value: &[u8], key: &mut String) -> Result<(), String> {
+        let values = lookup_raw_many(value, &self.fields).map_err(|error| format!("cannot read the key fields: {error}"))?;
+        match values.as_slice() {
+            [single] => {
+                key.clear();
+                match single {
+                    Some(raw) => match raw_plain_str(raw) {
+                        Some(text) => key.push_str(text),
+                        None => write_canonical(key, raw),
+                    },
+                    None => key.push_str("null"),
+                }
+            }
+            many => write_key(key, many),
+        }
+        Ok(())
+    }
+}
+
+/// Kafka's murmur2 (the Java client's `Utils.murmur2`): the hash both the Java default
+/// partitioner and Sluice's exchanges route keys by.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut hash = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        hash = hash.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        for (index, byte) in rest.iter().enumerate().rev() {
+            hash ^= u32::from(*byte) << (8 * index);
+        }
+        hash = hash.wrapping_mul(M);
+    }
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(M);
+    hash ^= hash >> 15;
+    hash as i32
+}
+
+/// The partition (or instance) of `key` among `count`, as Java's default partitioner picks it.
+pub fn partition_of(key: &[u8], count: u32) -> u32 {
+    (murmur2(key) as u32 & 0x7fff_ffff) % count.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_is_kafkas() {
+        // Apache Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), -973_932_308);
+        assert_eq!(murmur2(b"foobar"), -790_332_482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1_486_304_829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"), -58_897_971);
+        assert_eq!(murmur2(b"abc"), 479_470_107);
+    }
+
+    #[test]
+    fn keys_are_canonical_and_plain_strings_lose_their_quotes() {
+        let one = KeySelector::new(vec![FieldPath::parse("user").unwrap()]);
+        let mut key = String::new();
+        one.write(br#"{"user": "u7", "x": 1}"#, &mut key).unwrap();
+        assert_eq!(key, "u7");
+        one.write(br#"{"user": 1.0}"#, &mut key).unwrap();
+        assert_eq!(key, "1");
+        one.write(br#"{"other": 1}"#, &mut key).unwrap();
+        assert_eq!(key, "null");
+        let two = KeySelector::new(vec![FieldPath::parse("a").unwrap(), FieldPath::parse("b.c").unwrap()]);
+        two.write(br#"{"b": {"c": 2.50}, "a": "x"}"#, &mut key).unwrap();
+        assert_eq!(key, r#"["x",2.5]"#);
+        assert!(one.write(b"not json", &mut key).unwrap_err().contains("cannot read the key fields"));
+        assert_eq!(partition_of(b"u7", 4), partition_of(b"u7", 4));
+        assert!(partition_of(b"anything", 3) < 3);
+    }
+}

@@ -1,0 +1,115 @@
+//! The dead-letter sink: where records that could not be processed are written, with why.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use crate::config::{DeadLetterConfig, LoadedPipeline};
+use crate::kafka::{KafkaDeadLetters, TransactionalProducer};
+use crate::pipeline::DeadLetter;
+
+/// Where dead letters are written. A file is opened (for appending) at the first dead letter,
+/// so that a run without any leaves no empty file behind.
+pub struct DeadLetterSink {
+    pipeline: String,
+    description: String,
+    destination: Destination,
+}
+
+enum Destination {
+    /// JSON lines; the writer is opened at the first dead letter.
+    Lines {
+        target: LineTarget,
+        writer: Option<Box<dyn Write + Send>>,
+    },
+    Kafka(KafkaDeadLetters),
+}
+
+enum LineTarget {
+    File(PathBuf),
+    Stderr,
+}
+
+impl DeadLetterSink {
+    /// Opens the configured dead-letter sink (by default `<pipeline>.dead-letter.jsonl`).
+    /// A Kafka topic is written through `transactions` when the pipeline is exactly-once.
+    pub fn build(
+        config: Option<&DeadLetterConfig>,
+        pipeline: &LoadedPipeline,
+        transactions: Option<&TransactionalProducer>,
+    ) -> io::Result<DeadLetterSink> {
+        let name = pipeline.config.pipeline.name.get_ref().to_string();
+        let lines = |target| Destination::Lines { target, writer: None };
+        let destination = match config {
+            Some(DeadLetterConfig::Stderr) => lines(LineTarget::Stderr),
+            Some(DeadLetterConfig::File { path }) => lines(LineTarget::File(pipeline.resolve(path))),
+            Some(DeadLetterConfig::Kafka(kafka)) => {
+                Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
+            }
+            None => lines(LineTarget::File(PathBuf::from(format!("{name}.dead-letter.jsonl")))),
+        };
+        let description = match &destination {
+            Destination::Lines { target: LineTarget::Stderr, .. } => "standard error".into(),
+            Destination::Kafka(kafka) => format!("Kafka topic \"{}\"", kafka.topic()),
+            Destination::Lines { target: LineTarget::File(path), .. } => {
+                // Fail at start, not at the first dead letter, if the file cannot be written.
+                let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                if !directory.is_dir() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("the directory of dead-letter file {} does not exist", path.display()),
+                    ));
+                }
+                path.display().to_string()
+            }
+        };
+        Ok(DeadLetterSink { pipeline: name, description, destination })
+    }
+
+    /// Where the dead letters go, in words.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Writes one dead letter: a line is flushed at once (dead letters are rare and must not
+    /// be lost), a Kafka record is queued and made durable by `flush`.
+    pub fn write(&mut self, letter: &DeadLetter) -> io::Result<()> {
+        match &mut self.destination {
+            Destination::Kafka(kafka) => kafka.write(letter).map_err(io::Error::other),
+            Destination::Lines { target, writer } => {
+                let writer = match writer {
+                    Some(writer) => writer,
+                    None => writer.insert(open(target)?),
+                };
+                serde_json::to_writer(&mut *writer, &letter.to_json(&self.pipeline))?;
+                writer.write_all(b"\n")?;
+                writer.flush()
+            }
+        }
+    }
+
+    /// Returns once every dead letter written so far is durable.
+    pub fn flush(&mut self) -> io::Result<()> {
+        match &mut self.destination {
+            Destination::Kafka(kafka) => kafka.flush().map_err(io::Error::other),
+            Destination::Lines { writer: Some(writer), .. } => writer.flush(),
+            Destination::Lines { writer: None, .. } => Ok(()),
+        }
+    }
+}
+
+fn open(target: &LineTarget) -> io::Result<Box<dyn Write + Send>> {
+    match target {
+        LineTarget::Stderr => Ok(Box::new(io::stderr())),
+        LineTarget::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .open(path)
+                .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
+                .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
+            Ok(Box::new(BufWriter::new(file)))
+        }
+    }
+}

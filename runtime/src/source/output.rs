@@ -1,0 +1,341 @@
+//! Where one share of a local source sends its records: batched, judged against event time
+//! (its watermark, late records), spread over the tasks of its stage. With checkpoints, it
+//! skips what the checkpoint covers and stops at each round's barrier until the round is
+//! decided.
+
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use super::SourceError;
+use crate::config::LateRecords;
+use crate::pipeline::{
+    Barrier, Batcher, DeadLetter, DeadLetterMessage, RoundReport, RoundRequest, ShareRounds, SourceBatch, StopSignal, TaskMessage,
+    WatermarkGenerator,
+};
+use crate::wasm::Batch;
+
+/// Event-time settings of a source share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    pub out_of_orderness: i64,
+    pub idle_timeout: Duration,
+    pub late: LateRecords,
+}
+
+/// What a source share did, for the summary at the end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SourceStats {
+    pub records: u64,
+    pub late_dropped: u64,
+    pub dead_letters: u64,
+}
+
+impl SourceStats {
+    /// Adds another share's totals.
+    pub fn add(&mut self, other: SourceStats) {
+        self.records += other.records;
+        self.late_dropped += other.late_dropped;
+        self.dead_letters += other.dead_letters;
+    }
+}
+
+/// A share of a source's records and the tasks they go to.
+pub struct SourceOutput {
+    pub source: Arc<str>,
+    pub stop: StopSignal,
+    batcher: Batcher,
+    /// The tasks this share feeds, taking batches in turn.
+    tasks: Vec<SyncSender<TaskMessage>>,
+    next_task: usize,
+    dead_letters: SyncSender<DeadLetterMessage>,
+    watermarks: WatermarkGenerator,
+    late: LateRecords,
+    rounds: Option<Rounds>,
+    stats: SourceStats,
+    /// The position after the last record sent on (or skipped as already processed).
+    next_position: u64,
+    /// The position after the last record the source produced, skipped or not.
+    positions_seen: u64,
+    /// A send failed: a task or the dead-letter sink stopped, so the input did not end.
+    downstream_closed: bool,
+    /// The last round suspended this share: it sends nothing more.
+    suspended: bool,
+    closed: bool,
+}
+
+/// A checkpointing share: where it resumes, and its end of the coordinator's rounds.
+struct Rounds {
+    /// Records before this position were processed before the restart: they are skipped.
+    resume_from: u64,
+    coordinator: ShareRounds,
+}
+
+/// The tasks stopped taking records (they failed, or the pipeline is shutting down), or the
+/// share was suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downstream;
+
+impl SourceOutput {
+    pub fn new(
+        source: Arc<str>,
+        batcher: Batcher,
+        tasks: Vec<SyncSender<TaskMessage>>,
+        dead_letters: SyncSender<DeadLetterMessage>,
+        event_time: EventTime,
+        stop: StopSignal,
+    ) -> SourceOutput {
+        SourceOutput {
+            source,
+            stop,
+            batcher,
+            tasks,
+            next_task: 0,
+            dead_letters,
+            watermarks: WatermarkGenerator::new(event_time.out_of_orderness, event_time.idle_timeout),
+            late: event_time.late,
+            rounds: None,
+            stats: SourceStats::default(),
+            next_position: 0,
+            positions_seen: 0,
+            downstream_closed: false,
+            suspended: false,
+            closed: false,
+        }
+    }
+
+    /// Takes part in checkpoint rounds, resuming after a checkpoint: records before
+    /// `resume_from` are skipped, and event time continues from `watermark`.
+    pub fn with_rounds(mut self, coordinator: ShareRounds, resume_from: u64, watermark: Option<i64>) -> SourceOutput {
+        self.rounds = Some(Rounds { resume_from, coordinator });
+        self.next_position = resume_from;
+        self.watermarks.resume_at(watermark);
+        self
+    }
+
+    /// Adds a record; sends the batch if it is full or has lingered long enough. A record
+    /// behind the watermark follows `late_records`.
+    pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
+        if !self.advance_to(position) {
+            return Ok(());
+        }
+        self.stats.records += 1;
+        if self.late != LateRecords::Pass && self.watermarks.is_late(timestamp) {
+            return self.late_record(key, value, timestamp, position);
+        }
+        self.watermarks.observe(timestamp);
+        match self.batcher.push(key, value, timestamp, [], position) {
+            Some(batch) => self.send(batch),
+            None => self.flush_lingering(),
+        }
+    }
+
+    fn late_record(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
+        if self.late == LateRecords::Drop {
+            self.stats.late_dropped += 1;
+            return Ok(());
+        }
+        let watermark = self.watermarks.current().unwrap_or(i64::MIN);
+        let mut record = Batch::new();
+        record.push(key, value, timestamp, []);
+        let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
+        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason))
+    }
+
+    /// Between records (and while waiting for input): sends the pending batch if it has
+    /// waited for `linger`, advances an idle watermark, and takes a barrier if one is asked.
+    pub fn flush_lingering(&mut self) -> Result<(), Downstream> {
+        if let Some(batch) = self.batcher.poll_linger() {
+            return self.send(batch);
+        }
+        if self.batcher.linger_left().is_none()
+            && let Some(watermark) = self.watermarks.advance_idle()
+        {
+            self.broadcast(|| TaskMessage::Watermark { from: 0, watermark })?;
+        }
+        self.poll_rounds()
+    }
+
+    /// How long until the pending batch must be sent, if one is pending.
+    pub fn linger_left(&self) -> Option<Duration> {
+        self.batcher.linger_left()
+    }
+
+    /// Sends a record the source itself cannot read to the dead-letter sink.
+    pub fn dead_letter(&mut self, value: &[u8], position: u64, reason: String) -> Result<(), Downstream> {
+        if !self.advance_to(position) {
+            return Ok(());
+        }
+        let mut record = Batch::new();
+        record.push(None, value, 0, []);
+        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason))
+    }
+
+    fn send_dead_letter(&mut self, letter: DeadLetter) -> Result<(), Downstream> {
+        self.stats.dead_letters += 1;
+        let sent = self.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| Downstream);
+        self.note(sent)
+    }
+
+    /// Whether the checkpoint this run resumes from already covers `position`.
+    pub fn covers(&self, position: u64) -> bool {
+        self.rounds.as_ref().is_some_and(|rounds| position < rounds.resume_from)
+    }
+
+    /// The first position the checkpoint does not cover (0 without one).
+    pub fn resume_from(&self) -> u64 {
+        self.rounds.as_ref().map_or(0, |rounds| rounds.resume_from)
+    }
+
+    /// Notes that the source reached `position`; false if the checkpoint already covers it.
+    fn advance_to(&mut self, position: u64) -> bool {
+        self.positions_seen = self.positions_seen.max(position.saturating_add(1));
+        if self.covers(position) {
+            return false;
+        }
+        self.next_position = self.next_position.max(position.saturating_add(1));
+        true
+    }
+
+    /// Sends a batch to the next task in turn, then the watermark if it advanced; then takes
+    /// a barrier if one is asked.
+    fn send(&mut self, batch: SourceBatch) -> Result<(), Downstream> {
+        if self.suspended {
+            return Err(Downstream);
+        }
+        self.send_without_rounds(batch)?;
+        self.poll_rounds()
+    }
+
+    fn broadcast(&mut self, message: impl Fn() -> TaskMessage) -> Result<(), Downstream> {
+        let sent = self.tasks.iter().try_for_each(|task| task.send(message()).map_err(|_| Downstream));
+        self.note(sent)
+    }
+
+    fn note(&mut self, sent: Result<(), Downstream>) -> Result<(), Downstream> {
+        self.downstream_closed |= sent.is_err();
+        sent
+    }
+
+    /// Takes the barrier the coordinator asks for, if it asks.
+    fn poll_rounds(&mut self) -> Result<(), Downstream> {
+        let request = match &self.rounds {
+            Some(rounds) => rounds.coordinator.requests.try_recv().ok(),
+            None => None,
+        };
+        match request {
+            Some(request) => self.take_barrier(request),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts the round's barrier behind every record sent so far, reports the position, and
+    /// waits until the round is decided (or, for the last round, stops).
+    fn take_barrier(&mut self, request: RoundRequest) -> Result<(), Downstream> {
+        if let Some(batch) = self.batcher.take() {
+            self.send_without_rounds(batch)?;
+        }
+        let barrier = Barrier { id: request.id, position: 0, suspend: request.suspend };
+        self.broadcast(|| TaskMessage::Barrier { from: 0, barrier })?;
+        let Some(rounds) = &self.rounds else { return Ok(()) };
+        let report = RoundReport::Source {
+            share: rounds.coordinator.share.clone(),
+            id: request.id,
+            next_position: self.next_position,
+            watermark: self.watermarks.current(),
+        };
+        let _ = rounds.coordinator.reports.send(report);
+        if request.suspend {
+            self.suspended = true;
+            return Err(Downstream);
+        }
+        // Nothing moves until the round is saved (or given up): no record passes a barrier.
+        let _ = rounds.coordinator.decided.recv();
+        Ok(())
+    }
+
+    fn send_without_rounds(&mut self, batch: SourceBatch) -> Result<(), Downstream> {
+        let task = self.next_task;
+        self.next_task = (self.next_task + 1) % self.tasks.len().max(1);
+        let sent = self.tasks[task].send(TaskMessage::Batch { from: 0, input: 0, batch }).map_err(|_| Downstream);
+        self.note(sent)?;
+        match self.watermarks.advance() {
+            Some(watermark) => self.broadcast(|| TaskMessage::Watermark { from: 0, watermark }),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the share after the source returned `result`. Without checkpoints the tasks are
+    /// told the input ended (they close event time). With checkpoints, an input read to its
+    /// end ends the same way; a stop, a failure or a downstream that stopped taking records
+    /// waits for the coordinator's last round and suspends there, so that the next run resumes
+    /// rather than emitting results of a partial input.
+    pub fn close(mut self, result: Result<(), SourceError>) -> Result<SourceStats, SourceError> {
+        self.closed = true;
+        if self.suspended {
+            return result.map(|()| self.stats);
+        }
+        if let Some(batch) = self.batcher.take() {
+            let _ = self.send_without_rounds(batch);
+        }
+        let Some(resume_from) = self.rounds.as_ref().map(|rounds| rounds.resume_from) else {
+            let _ = self.broadcast(|| TaskMessage::End { from: 0 });
+            return result.map(|()| self.stats);
+        };
+        let interrupted = result.is_err() || self.stop.is_raised() || self.downstream_closed;
+        if interrupted {
+            self.report(|share| RoundReport::SourceFailed { share });
+            self.await_last_round();
+            return result.map(|()| self.stats);
+        }
+        if self.positions_seen < resume_from {
+            let _ = self.broadcast(|| TaskMessage::Abandon);
+            return Err(SourceError::Invalid {
+                source_name: self.source.to_string(),
+                message: format!(
+                    "the input ends before position {resume_from}, where its checkpoint resumes: was it replaced or \
+                     truncated? Remove the pipeline's checkpoint from the state directory to start over"
+                ),
+            });
+        }
+        let _ = self.broadcast(|| TaskMessage::End { from: 0 });
+        let (next_position, watermark) = (self.next_position, self.watermarks.current());
+        self.report(|share| RoundReport::SourceEnded { share, next_position, watermark });
+        result.map(|()| self.stats)
+    }
+
+    fn report(&self, report: impl FnOnce(String) -> RoundReport) {
+        if let Some(rounds) = &self.rounds {
+            let _ = rounds.coordinator.reports.send(report(rounds.coordinator.share.clone()));
+        }
+    }
+
+    /// Takes every barrier asked until the last (suspending) one.
+    fn await_last_round(&mut self) {
+        while !self.suspended {
+            let request = match &self.rounds {
+                Some(rounds) => rounds.coordinator.requests.recv(),
+                None => return,
+            };
+            match request {
+                Ok(request) => {
+                    if self.take_barrier(request).is_err() && !self.suspended {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for SourceOutput {
+    /// A source that stopped without `close` (it panicked) still ends its tasks: finished
+    /// without checkpoints, abandoned with them (the last saved round stays the one to resume).
+    fn drop(&mut self) {
+        if !self.closed {
+            let checkpointing = self.rounds.is_some();
+            let _ = self.broadcast(|| if checkpointing { TaskMessage::Abandon } else { TaskMessage::End { from: 0 } });
+        }
+    }
+}

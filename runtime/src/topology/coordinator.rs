@@ -1,0 +1,209 @@
+//! The checkpoint coordinator of a local pipeline with a state directory: every
+//! `checkpoint_interval` it runs a round (see `crate::pipeline::ShareRounds`) and saves it
+//! as one file; when the pipeline stops it runs a last, suspending round; when every input
+//! was read to its end it removes the checkpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::pipeline::{RoundReport, RoundRequest, StopSignal, TaskCheckpoint};
+use crate::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
+
+/// How often the coordinator looks at the stop signal between rounds.
+const POLL: Duration = Duration::from_millis(50);
+/// The least time a round may take before it is given up (a slow first batch, a long swap).
+const LEAST_ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The coordinator's end of one source share.
+pub struct ShareHandle {
+    pub requests: Sender<RoundRequest>,
+    pub decided: Sender<bool>,
+}
+
+/// Runs the rounds of one pipeline.
+pub struct Coordinator {
+    pub directory: Arc<StateDirectory>,
+    /// What every round's file says the pipeline is (see `PipelineCheckpoint`).
+    pub layout: String,
+    pub inputs: BTreeMap<String, String>,
+    pub interval: Duration,
+    pub tolerated_failures: u32,
+    pub stop: StopSignal,
+    pub reports: Receiver<RoundReport>,
+    /// The shares still reading, by key.
+    pub shares: BTreeMap<String, ShareHandle>,
+    /// The tasks still running, by key.
+    pub tasks: BTreeSet<String>,
+    /// Positions of shares that ended (kept in every later round).
+    pub ended: BTreeMap<String, SharePosition>,
+}
+
+/// What one round gathered.
+#[derive(Default)]
+struct Gathered {
+    shares: BTreeMap<String, SharePosition>,
+    tasks: BTreeMap<String, TaskCheckpoint>,
+    skipped: Option<String>,
+}
+
+impl Coordinator {
+    /// Runs rounds until the pipeline stops (a last round suspends it) or every input ended
+    /// (the checkpoint is removed). Fails after more than `tolerated_failures` rounds in a row
+    /// could not be saved.
+    pub fn run(mut self) -> Result<(), String> {
+        let mut id = 0;
+        let mut failures = 0;
+        let mut interrupted = false;
+        loop {
+            interrupted |= self.wait_for_next_round();
+            if self.shares.is_empty() {
+                return self.finish(interrupted);
+            }
+            id += 1;
+            let suspend = interrupted || self.stop.is_raised();
+            match self.round(id, suspend) {
+                Ok(()) => failures = 0,
+                Err(reason) => {
+                    failures += 1;
+                    if failures > self.tolerated_failures {
+                        return Err(format!(
+                            "{failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}"
+                        ));
+                    }
+                    tracing::warn!("checkpoint skipped, the sources' positions are not saved: {reason}");
+                }
+            }
+            if suspend {
+                self.drain_until_tasks_end();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for the interval (or a stop); notes shares and tasks that end meanwhile. True if
+    /// a share stopped early, which ends the pipeline with a last round.
+    fn wait_for_next_round(&mut self) -> bool {
+        let due = Instant::now() + self.interval;
+        let mut interrupted = false;
+        while Instant::now() < due && !self.stop.is_raised() && !interrupted && !self.shares.is_empty() {
+            match self.reports.recv_timeout(POLL.min(due.saturating_duration_since(Instant::now()))) {
+                Ok(report) => interrupted |= self.note_between_rounds(report),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        interrupted
+    }
+
+    /// A report outside a round; true if a share stopped early.
+    fn note_between_rounds(&mut self, report: RoundReport) -> bool {
+        match report {
+            RoundReport::SourceEnded { share, next_position, watermark } => {
+                self.shares.remove(&share);
+                self.ended.insert(share, SharePosition { next_position, watermark });
+                false
+            }
+            RoundReport::TaskFinished { task } | RoundReport::TaskGone { task } => {
+                self.tasks.remove(&task);
+                false
+            }
+            RoundReport::SourceFailed { .. } => true,
+            // A share gone before its input ended ends the pipeline unfinished.
+            RoundReport::SourceGone { share } => self.shares.remove(&share).is_some(),
+            other => {
+                tracing::debug!("a checkpoint report arrived outside a round: {other:?}");
+                false
+            }
+        }
+    }
+
+    /// Asks every share for barrier `id`, gathers every share's position and every task's
+    /// checkpoint, saves them, and lets the shares go on (unless the round suspends them).
+    fn round(&mut self, id: u64, suspend: bool) -> Result<(), String> {
+        let request = RoundRequest { id, suspend };
+        let asked: Vec<String> = self.shares.keys().cloned().collect();
+        for share in &asked {
+            let _ = self.shares[share].requests.send(request);
+        }
+        let gathered = self.gather(id, &asked);
+        let saved = match &gathered.skipped {
+            Some(reason) => Err(reason.clone()),
+            None => self.directory.save(&self.checkpoint_of(gathered)),
+        };
+        if !suspend {
+            for share in self.shares.values() {
+                let _ = share.decided.send(saved.is_ok());
+            }
+        }
+        saved
+    }
+
+    fn gather(&mut self, id: u64, asked: &[String]) -> Gathered {
+        let timeout = LEAST_ROUND_TIMEOUT.max(self.interval * 10);
+        let deadline = Instant::now() + timeout;
+        let mut gathered = Gathered::default();
+        let mut waiting_shares: BTreeSet<String> = asked.iter().cloned().collect();
+        while !waiting_shares.is_empty() || self.tasks.iter().any(|task| !gathered.tasks.contains_key(task)) {
+            let report = match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(report) => report,
+                Err(_) => {
+                    gathered.skipped.get_or_insert_with(|| format!("checkpoint {id} was not complete within {timeout:?}"));
+                    return gathered;
+                }
+            };
+            match report {
+                RoundReport::Source { share, id: reported, next_position, watermark } if reported == id => {
+                    waiting_shares.remove(&share);
+                    gathered.shares.insert(share, SharePosition { next_position, watermark });
+                }
+                RoundReport::Task { task, checkpoint } => {
+                    gathered.tasks.insert(task, *checkpoint);
+                }
+                RoundReport::TaskSkipped { reason, .. } => {
+                    gathered.skipped.get_or_insert(reason);
+                }
+                RoundReport::TaskGone { task } if self.tasks.contains(&task) && !gathered.tasks.contains_key(&task) => {
+                    self.tasks.remove(&task);
+                    gathered.skipped.get_or_insert(format!("task {task} stopped before checkpoint {id}"));
+                }
+                other => {
+                    if let RoundReport::SourceEnded { share, .. } | RoundReport::SourceGone { share } = &other {
+                        waiting_shares.remove(share);
+                    }
+                    self.note_between_rounds(other);
+                }
+            }
+        }
+        gathered
+    }
+
+    fn checkpoint_of(&self, gathered: Gathered) -> PipelineCheckpoint {
+        let mut shares = self.ended.clone();
+        shares.extend(gathered.shares);
+        PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks }
+    }
+
+    /// After the last round: the tasks checkpointed and stop; reports still arriving are moot.
+    fn drain_until_tasks_end(&self) {
+        while self.reports.recv_timeout(POLL).is_ok() {}
+    }
+
+    /// Every share ended. Read to their ends, the inputs need no checkpoint once the tasks have
+    /// made their last outputs durable: the next run starts afresh.
+    fn finish(mut self, interrupted: bool) -> Result<(), String> {
+        while !self.tasks.is_empty() {
+            match self.reports.recv() {
+                Ok(report) => {
+                    self.note_between_rounds(report);
+                }
+                Err(_) => break,
+            }
+        }
+        if interrupted || !self.tasks.is_empty() {
+            return Ok(());
+        }
+        self.directory.remove()
+    }
+}

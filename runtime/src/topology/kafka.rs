@@ -1,0 +1,204 @@
+//! A Kafka pipeline: the source's consumer reads its topics and the repartition topics of the
+//! pipeline's exchanges in one group, so that every partition of either gets a task of the
+//! stage its topic feeds, on whichever process holds it; tasks send what an exchange routes
+//! by key into its repartition topic.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{StartError, Worker, spawn};
+use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig};
+use crate::graph::{Entry, Plan, Routing};
+use crate::kafka::{
+    KafkaClientError, KafkaSource, KafkaSourceSettings, KafkaStages, OutputProducer, RepartitionOutput, RepartitionStage,
+    TransactionalProducer, ensure_topic, partition_count, repartition_topic,
+};
+use crate::pipeline::{
+    ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, PipelineControl, SharedOutputs, StopSignal, TaskFactory, TaskOrigin,
+    TaskStats,
+};
+use crate::source::{EventTime, SourceError};
+
+/// What starting a Kafka pipeline takes.
+pub struct KafkaStart<'a> {
+    pub pipeline: &'a LoadedPipeline,
+    pub plan: &'a Plan,
+    pub control: PipelineControl,
+    pub outputs: SharedOutputs,
+    pub stop: StopSignal,
+    pub transactions: Option<Arc<TransactionalProducer>>,
+}
+
+/// One exchange's repartition topic, as the tasks that send to it see it.
+#[derive(Clone)]
+struct Repartition {
+    topic: String,
+    partitions: u32,
+    routing: ExchangeRouting,
+    producer: Arc<OutputProducer>,
+}
+
+/// Starts every Kafka source (validation allows several only without exchanges).
+pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<Worker<Result<Vec<TaskStats>, SourceError>>>, StartError> {
+    let mut workers = Vec::new();
+    for (index, source) in start.pipeline.config.sources.iter().enumerate() {
+        let SourceConfig::Kafka(config) = source.get_ref() else { continue };
+        let name = source.get_ref().name();
+        let failed = |error: KafkaClientError| StartError::Kafka { source_name: name.clone(), error: Box::new(error) };
+        let repartitions = repartition_topics(&start, config).map_err(failed)?;
+        let stages = stages(&start, index, config, &repartitions).map_err(failed)?;
+        let settings = &start.pipeline.config.pipeline;
+        let source_settings = KafkaSourceSettings {
+            pipeline: settings.name.get_ref().to_string(),
+            source: name.as_str().into(),
+            batch_size: *settings.batch_size.get_ref(),
+            batch_linger: settings.batch_linger.duration(),
+            checkpoint_interval: settings.checkpoint_interval.duration(),
+            event_time: EventTime {
+                out_of_orderness: settings.out_of_orderness.millis(),
+                idle_timeout: settings.idle_timeout.duration(),
+                late: settings.late_records,
+            },
+            transactions: start.transactions.clone(),
+            tolerated_aborts: settings.tolerated_checkpoint_failures,
+        };
+        let kafka = KafkaSource::new(config, source_settings, stages, start.stop.clone()).map_err(failed)?;
+        workers.push((format!("source {name}"), spawn(&format!("source-{name}"), move || kafka.run())?));
+    }
+    Ok(workers)
+}
+
+/// Creates (if needed) the repartition topic of every exchange, by the plan's exchange index.
+fn repartition_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig) -> Result<Vec<Repartition>, KafkaClientError> {
+    if start.plan.exchanges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
+    let partitions = repartition_partitions(start.pipeline, config)?;
+    let operators = &start.pipeline.config.operators;
+    start
+        .plan
+        .exchanges
+        .iter()
+        .map(|exchange| {
+            let topic = repartition_topic(pipeline, operators[exchange.operator].get_ref().name.get_ref().as_str());
+            let partitions = ensure_topic(&config.brokers, &config.properties, &topic, partitions, false)?;
+            let producer = match &start.transactions {
+                Some(transactions) => transactions.output(&topic),
+                None => OutputProducer::new(&config.brokers, &topic, &config.properties, &[])?,
+            };
+            let routing = match &exchange.routing {
+                Routing::Key(fields) => ExchangeRouting::Key(KeySelector::new(fields.clone())),
+                Routing::Single | Routing::Any => ExchangeRouting::Single,
+            };
+            Ok(Repartition { topic, partitions, routing, producer: Arc::new(producer) })
+        })
+        .collect()
+}
+
+/// `repartition_partitions`, or as many partitions as the source's topics have (the most).
+fn repartition_partitions(pipeline: &LoadedPipeline, config: &KafkaSourceConfig) -> Result<u32, KafkaClientError> {
+    if let Some(partitions) = &pipeline.config.pipeline.repartition_partitions {
+        return Ok(*partitions.get_ref());
+    }
+    if config.topics.is_empty() {
+        return Err(KafkaClientError::Checkpoint(
+            "a source with a `pattern` cannot tell how many partitions its repartition topics need: set [pipeline] repartition_partitions"
+                .into(),
+        ));
+    }
+    let client = crate::kafka::client_config(&config.brokers, &config.properties, &[], &[])?;
+    let mut most = 1;
+    for topic in &config.topics {
+        most = most.max(partition_count(&client, topic)?.unwrap_or(1));
+    }
+    Ok(most)
+}
+
+/// The task factories of the source's stage and of every exchange's stage.
+fn stages(
+    start: &KafkaStart<'_>,
+    source: usize,
+    config: &KafkaSourceConfig,
+    repartitions: &[Repartition],
+) -> Result<KafkaStages, KafkaClientError> {
+    let factory = |stage: usize| {
+        TaskFactory::new(
+            start.control.clone(),
+            Arc::new(start.plan.stages[stage].clone()),
+            start.outputs.clone(),
+            Arc::new(KafkaWiring::new(start.plan, stage, repartitions)),
+            start.pipeline.config.pipeline.tolerated_checkpoint_failures,
+        )
+    };
+    let mut stages = Vec::new();
+    for (index, exchange) in start.plan.exchanges.iter().enumerate() {
+        let mut origins = BTreeSet::new();
+        for upstream in &exchange.upstream_stages {
+            match start.plan.stages[*upstream].entry {
+                Entry::Source(_) => origins.extend(source_partitions(config)?),
+                Entry::Exchange(other) => {
+                    let repartition = &repartitions[other];
+                    origins.extend((0..repartition.partitions).map(|partition| format!("{}/{partition}", repartition.topic)));
+                }
+            }
+        }
+        stages.push(RepartitionStage {
+            topic: repartitions[index].topic.clone(),
+            factory: factory(exchange.stage),
+            origins: origins.into_iter().collect(),
+        });
+    }
+    Ok(KafkaStages { source: factory(source), repartitions: stages })
+}
+
+/// Every partition of the source's topics, as `topic/partition`.
+fn source_partitions(config: &KafkaSourceConfig) -> Result<Vec<String>, KafkaClientError> {
+    let client = crate::kafka::client_config(&config.brokers, &config.properties, &[], &[])?;
+    let mut partitions = Vec::new();
+    for topic in &config.topics {
+        let count = partition_count(&client, topic)?.unwrap_or(0);
+        partitions.extend((0..count).map(|partition| format!("{topic}/{partition}")));
+    }
+    Ok(partitions)
+}
+
+/// The repartition topics one stage's tasks send to.
+struct KafkaWiring {
+    exchanges: Vec<Option<Repartition>>,
+}
+
+impl KafkaWiring {
+    fn new(plan: &Plan, stage: usize, repartitions: &[Repartition]) -> KafkaWiring {
+        let exchanges = plan
+            .exchanges
+            .iter()
+            .zip(repartitions)
+            .map(|(exchange, repartition)| exchange.upstream_stages.contains(&stage).then(|| repartition.clone()))
+            .collect();
+        KafkaWiring { exchanges }
+    }
+}
+
+impl ExchangeWiring for KafkaWiring {
+    fn outputs(&self, origin: &TaskOrigin, _instance: usize) -> Vec<Option<Box<dyn ExchangeOutput>>> {
+        let sender = match &origin.partition {
+            Some((topic, partition)) => format!("{topic}/{partition}"),
+            None => origin.to_string(),
+        };
+        self.exchanges
+            .iter()
+            .map(|exchange| {
+                exchange.as_ref().map(|repartition| {
+                    let output = RepartitionOutput::new(
+                        repartition.producer.clone(),
+                        repartition.partitions,
+                        repartition.routing.clone(),
+                        sender.clone(),
+                    );
+                    Box::new(output) as Box<dyn ExchangeOutput>
+                })
+            })
+            .collect()
+    }
+}

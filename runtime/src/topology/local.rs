@@ -1,0 +1,299 @@
+//! A pipeline of local sources (files, standard input, the generator) in one process: each
+//! stage runs `parallelism` tasks (one for a stage whose exchange gathers every record),
+//! stages are joined by in-process exchanges, the sources are read in shares, and with a
+//! state directory a coordinator checkpoints the whole pipeline in rounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Sender, SyncSender};
+
+use super::coordinator::{Coordinator, ShareHandle};
+use super::{StartError, Worker, spawn};
+use crate::config::{LoadedPipeline, SourceConfig};
+use crate::graph::{Entry, Plan, Routing};
+use crate::pipeline::{
+    Batcher, CoordinatorTarget, ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, LocalExchange, PipelineControl, RoundReport,
+    ShareRounds, SharedOutputs, StartedTask, StopSignal, TaskFactory, TaskMessage, TaskOrigin, TaskStart, Upstreams,
+};
+use crate::source::{EventTime, Source, SourceError, SourceOutput, SourceStats};
+use crate::state_dir::{PipelineCheckpoint, StateDirectory};
+
+/// The running parts of a local pipeline.
+pub struct LocalPipeline {
+    pub sources: Vec<Worker<Result<SourceStats, SourceError>>>,
+    pub tasks: Vec<StartedTask>,
+    pub coordinator: Option<Worker<Result<(), String>>>,
+}
+
+/// What the stages of a local pipeline share while they start.
+pub struct LocalStart<'a> {
+    pub pipeline: &'a LoadedPipeline,
+    pub plan: &'a Plan,
+    pub control: PipelineControl,
+    pub outputs: SharedOutputs,
+    pub stop: StopSignal,
+}
+
+/// The checkpoints of a local pipeline: its directory, the round it resumes from, and the
+/// coordinator's report channel.
+struct LocalState {
+    directory: Arc<StateDirectory>,
+    restored: Option<PipelineCheckpoint>,
+    layout: String,
+    inputs: BTreeMap<String, String>,
+    reports: Sender<RoundReport>,
+}
+
+/// Opens the state directory (if the pipeline has one) and reads the round to resume from;
+/// the sinks need to know whether it resumes before anything starts.
+pub fn open_state(pipeline: &LoadedPipeline, plan: &Plan) -> Result<Option<(Arc<StateDirectory>, Option<PipelineCheckpoint>)>, StartError> {
+    let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
+    let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
+    let restored = directory.load(&layout(pipeline, plan), &input_identities(pipeline))?;
+    if restored.is_some() {
+        tracing::info!(directory = %directory.path().display(), "resuming from a checkpoint");
+    }
+    Ok(Some((directory, restored)))
+}
+
+/// Starts the stages (downstream first, so that every task's next stage runs before it),
+/// then the sources' shares, then the coordinator.
+pub fn start_local(
+    start: LocalStart<'_>,
+    state: Option<(Arc<StateDirectory>, Option<PipelineCheckpoint>)>,
+) -> Result<LocalPipeline, StartError> {
+    let (reports, report_queue) = mpsc::channel();
+    let state = state.map(|(directory, restored)| LocalState {
+        directory,
+        restored,
+        layout: layout(start.pipeline, start.plan),
+        inputs: input_identities(start.pipeline),
+        reports,
+    });
+    let counts = task_counts(start.pipeline, start.plan);
+    let mut inputs: Vec<Vec<SyncSender<TaskMessage>>> = vec![Vec::new(); start.plan.stages.len()];
+    let mut tasks = Vec::new();
+    for stage in start.plan.upstream_first().into_iter().rev() {
+        let started = start_stage(&start, stage, &counts, &inputs, state.as_ref())?;
+        inputs[stage] = started.iter().map(|task| task.input().clone()).collect();
+        tasks.extend(started);
+    }
+    let mut handles = BTreeMap::new();
+    let mut sources = Vec::new();
+    for (index, config) in start.pipeline.config.sources.iter().enumerate() {
+        sources.extend(start_source(&start, config.get_ref(), &inputs[index], state.as_ref(), &mut handles)?);
+    }
+    let coordinator = match state {
+        Some(state) => Some(start_coordinator(&start, state, report_queue, handles, &tasks)?),
+        None => None,
+    };
+    Ok(LocalPipeline { sources, tasks, coordinator })
+}
+
+/// Starts the coordinator of the rounds: every share and task started is expected in them.
+fn start_coordinator(
+    start: &LocalStart<'_>,
+    state: LocalState,
+    reports: std::sync::mpsc::Receiver<RoundReport>,
+    shares: BTreeMap<String, ShareHandle>,
+    tasks: &[StartedTask],
+) -> Result<Worker<Result<(), String>>, StartError> {
+    let settings = &start.pipeline.config.pipeline;
+    // Shares that had ended when the round was saved start no more: their positions stay.
+    let ended = state.restored.map(|restored| restored.shares).unwrap_or_default();
+    let coordinator = Coordinator {
+        directory: state.directory,
+        layout: state.layout,
+        inputs: state.inputs,
+        interval: settings.checkpoint_interval.duration(),
+        tolerated_failures: settings.tolerated_checkpoint_failures,
+        stop: start.stop.clone(),
+        reports,
+        ended: ended.into_iter().filter(|(share, _)| !shares.contains_key(share)).collect(),
+        shares,
+        tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
+    };
+    // The coordinator must see its report channel close once every share and task is gone.
+    drop(state.reports);
+    Ok(("checkpoints".into(), spawn("checkpoints", move || coordinator.run())?))
+}
+
+/// How many tasks each stage runs: one where its exchange gathers every record, else
+/// `parallelism`.
+fn task_counts(pipeline: &LoadedPipeline, plan: &Plan) -> Vec<usize> {
+    let parallelism = pipeline.config.pipeline.parallelism();
+    plan.stages.iter().map(|stage| if stage.single { 1 } else { parallelism }).collect()
+}
+
+/// Starts the tasks of `stage`; `inputs` holds the queues of the stages already started (every
+/// stage it sends to).
+fn start_stage(
+    start: &LocalStart<'_>,
+    stage: usize,
+    counts: &[usize],
+    inputs: &[Vec<SyncSender<TaskMessage>>],
+    state: Option<&LocalState>,
+) -> Result<Vec<StartedTask>, StartError> {
+    let plan = start.plan;
+    let wiring = Arc::new(LocalWiring::new(plan, stage, counts, inputs));
+    let settings = &start.pipeline.config.pipeline;
+    let factory = TaskFactory::new(
+        start.control.clone(),
+        Arc::new(plan.stages[stage].clone()),
+        start.outputs.clone(),
+        wiring,
+        settings.tolerated_checkpoint_failures,
+    );
+    let senders = match plan.stages[stage].entry {
+        Entry::Source(_) => 1,
+        Entry::Exchange(exchange) => plan.exchanges[exchange].upstream_stages.iter().map(|upstream| counts[*upstream]).sum(),
+    };
+    let name: Arc<str> = plan.stages[stage].name.as_str().into();
+    (0..counts[stage])
+        .map(|instance| {
+            let origin = if counts[stage] == 1 { TaskOrigin::source(name.clone()) } else { TaskOrigin::instance(name.clone(), instance) };
+            let key = origin.to_string();
+            let restored = state.and_then(|state| state.restored.as_ref()).and_then(|restored| restored.tasks.get(&key));
+            let checkpoints = state.map(|state| {
+                Box::new(CoordinatorTarget { task: key.clone(), reports: state.reports.clone() })
+                    as Box<dyn crate::pipeline::CheckpointTarget>
+            });
+            let task = TaskStart { origin, instance, upstreams: Upstreams::new(senders, senders), restored, checkpoints };
+            factory.start(task).map_err(StartError::from)
+        })
+        .collect()
+}
+
+/// The in-process exchanges one stage's tasks send through.
+struct LocalWiring {
+    /// By the plan's exchange index: how it routes, the queues of its stage's tasks, and the
+    /// index of this stage's first task among those tasks' upstreams.
+    exchanges: Vec<Option<(ExchangeRouting, Vec<SyncSender<TaskMessage>>, u32)>>,
+}
+
+impl LocalWiring {
+    fn new(plan: &Plan, stage: usize, counts: &[usize], inputs: &[Vec<SyncSender<TaskMessage>>]) -> LocalWiring {
+        let exchanges = plan
+            .exchanges
+            .iter()
+            .map(|exchange| {
+                let position = exchange.upstream_stages.iter().position(|upstream| *upstream == stage)?;
+                let offset: usize = exchange.upstream_stages[..position].iter().map(|upstream| counts[*upstream]).sum();
+                let routing = match &exchange.routing {
+                    Routing::Key(fields) => ExchangeRouting::Key(KeySelector::new(fields.clone())),
+                    Routing::Single | Routing::Any => ExchangeRouting::Single,
+                };
+                Some((routing, inputs[exchange.stage].clone(), offset as u32))
+            })
+            .collect();
+        LocalWiring { exchanges }
+    }
+}
+
+impl ExchangeWiring for LocalWiring {
+    fn outputs(&self, _origin: &TaskOrigin, instance: usize) -> Vec<Option<Box<dyn ExchangeOutput>>> {
+        self.exchanges
+            .iter()
+            .map(|exchange| {
+                exchange.as_ref().map(|(routing, downstream, offset)| {
+                    Box::new(LocalExchange::new(routing.clone(), downstream.clone(), offset + instance as u32)) as Box<dyn ExchangeOutput>
+                })
+            })
+            .collect()
+    }
+}
+
+/// Starts the shares of one local source: the generator makes one share per task of its
+/// stage (each feeding its own task); a file or standard input is read once, its batches
+/// spread over the tasks.
+fn start_source(
+    start: &LocalStart<'_>,
+    config: &SourceConfig,
+    tasks: &[SyncSender<TaskMessage>],
+    state: Option<&LocalState>,
+    handles: &mut BTreeMap<String, ShareHandle>,
+) -> Result<Vec<Worker<Result<SourceStats, SourceError>>>, StartError> {
+    let settings = &start.pipeline.config.pipeline;
+    let name: Arc<str> = config.name().into();
+    let shares = Source::build(config, start.pipeline)?.shares(tasks.len());
+    let event_time = EventTime {
+        out_of_orderness: settings.out_of_orderness.millis(),
+        idle_timeout: settings.idle_timeout.duration(),
+        late: settings.late_records,
+    };
+    let mut workers = Vec::new();
+    for share in 0..shares {
+        let source = Source::build(config, start.pipeline)?;
+        let fed: Vec<SyncSender<TaskMessage>> = if shares == 1 { tasks.to_vec() } else { vec![tasks[share].clone()] };
+        let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
+        let mut output = SourceOutput::new(name.clone(), batcher, fed, start.outputs.dead_letters.clone(), event_time, start.stop.clone());
+        let key = if shares == 1 { name.to_string() } else { format!("{name}#{share}") };
+        if let Some(state) = state {
+            let (requests, request_queue) = mpsc::channel();
+            let (decided, decisions) = mpsc::channel();
+            let position = state.restored.as_ref().and_then(|restored| restored.shares.get(&key));
+            let rounds = ShareRounds { share: key.clone(), requests: request_queue, reports: state.reports.clone(), decided: decisions };
+            output = output.with_rounds(
+                rounds,
+                position.map_or(0, |position| position.next_position),
+                position.and_then(|position| position.watermark),
+            );
+            handles.insert(key.clone(), ShareHandle { requests, decided });
+        }
+        let thread = spawn(&format!("source-{key}"), move || source.run(share, shares, output))?;
+        workers.push((format!("source {key}"), thread));
+    }
+    Ok(workers)
+}
+
+/// The shape a checkpoint round belongs to: each stage's tasks and operators.
+pub fn layout(pipeline: &LoadedPipeline, plan: &Plan) -> String {
+    let counts = task_counts(pipeline, plan);
+    let operators: Vec<String> = pipeline.config.operators.iter().map(|operator| operator.get_ref().name.get_ref().to_string()).collect();
+    plan.stages
+        .iter()
+        .zip(&counts)
+        .map(|(stage, count)| {
+            let names: Vec<&str> = stage.operators.iter().map(|operator| operators[*operator].as_str()).collect();
+            format!("{} x{count} [{}]", stage.name, names.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What each file or generator source reads, as far as its checkpoints depend on it: the file
+/// (its path and first line: appending keeps it, replacing the file changes it), or the
+/// generator's records (seed and shape; not its rate or count).
+pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
+    pipeline
+        .config
+        .sources
+        .iter()
+        .filter_map(|source| {
+            let source = source.get_ref();
+            let identity = match source {
+                SourceConfig::File(file) => {
+                    let path = pipeline.resolve(&file.path);
+                    let mut first_line = Vec::new();
+                    if let Ok(opened) = std::fs::File::open(&path) {
+                        use std::io::{BufRead, Read};
+                        let _ = std::io::BufReader::new(opened.take(4096)).read_until(b'\n', &mut first_line);
+                    }
+                    format!("file {}, first line {}", path.display(), crate::wasm::Digest::of(&first_line))
+                }
+                SourceConfig::Generator(generator) => format!(
+                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies",
+                    generator.seed,
+                    generator.start_time,
+                    generator.event_interval.millis(),
+                    generator.disorder.millis(),
+                    generator.users,
+                    generator.items,
+                    generator.anomalies.len()
+                ),
+                SourceConfig::Stdin(_) | SourceConfig::Kafka(_) => return None,
+            };
+            Some((source.name(), identity))
+        })
+        .collect()
+}

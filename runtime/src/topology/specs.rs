@@ -1,0 +1,81 @@
+//! Operator specifications: each operator's plugin compiled, its granted files read, its
+//! context (what it reads) and what it declares with its configuration; and the plugin check
+//! `sluice validate` runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use sluice_sdk::OperatorInfo;
+
+use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem};
+use crate::graph::ResolvedInputs;
+use crate::pipeline::{OperatorError, OperatorSpec};
+use crate::wasm::{InstanceLimits, PluginError, PluginRegistry};
+
+/// Why an operator's specification could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+}
+
+/// The specifications of every operator of `pipeline`, in file order.
+pub fn operator_specs(
+    pipeline: &LoadedPipeline,
+    resolved: &ResolvedInputs,
+    plugins: &PluginRegistry,
+) -> Result<Vec<OperatorSpec>, (String, SpecError)> {
+    pipeline
+        .config
+        .operators
+        .iter()
+        .enumerate()
+        .map(|(index, operator)| {
+            let operator = operator.get_ref();
+            operator_spec(pipeline, operator, resolved.input_names(pipeline, index), plugins)
+                .map_err(|error| (operator.name.get_ref().to_string(), error))
+        })
+        .collect()
+}
+
+/// Compiles (or finds) the plugin of `operator`, gathers what is needed to instantiate it,
+/// and asks a throw-away instance what it declares with its configuration.
+pub fn operator_spec(
+    pipeline: &LoadedPipeline,
+    operator: &OperatorConfig,
+    inputs: Vec<String>,
+    plugins: &PluginRegistry,
+) -> Result<OperatorSpec, SpecError> {
+    let plugin = plugins.load(&pipeline.resolve(operator.plugin.get_ref()))?;
+    let mut granted = BTreeMap::new();
+    for (name, path) in operator.granted_files() {
+        let path = pipeline.resolve(path);
+        let contents = std::fs::read_to_string(&path).map_err(|source| PluginError::GrantedFile { path: path.clone(), source })?;
+        granted.insert(name.clone(), contents);
+    }
+    let limits = InstanceLimits {
+        memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
+        call_timeout: operator.call_timeout.duration(),
+    };
+    Ok(OperatorSpec::new(operator.name.get_ref().as_str(), plugin, operator.config_json(&granted), inputs, limits)?)
+}
+
+/// Checks plugins for `sluice validate` (and before `run`): compiles, type-checks, and
+/// offers each operator its configuration in a throw-away instance.
+pub struct WasmPluginCheck<'a> {
+    pub pipeline: &'a LoadedPipeline,
+    pub plugins: &'a PluginRegistry,
+}
+
+impl PluginCheck for WasmPluginCheck<'_> {
+    fn check(&self, _path: &Path, operator: &OperatorConfig, inputs: Vec<String>) -> Result<OperatorInfo, PluginProblem> {
+        match operator_spec(self.pipeline, operator, inputs, self.plugins) {
+            Ok(spec) => Ok(spec.info),
+            Err(SpecError::Operator(OperatorError::ConfigRefused(reason))) => Err(PluginProblem::Config(reason)),
+            Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
+            Err(SpecError::Plugin(error)) => Err(PluginProblem::Plugin(error.to_string())),
+        }
+    }
+}
