@@ -57,8 +57,8 @@ enum Command {
     Validate {
         pipeline: PathBuf,
         /// Also print the pipeline's graph: its stages and the edges between nodes, as text
-        /// or as Graphviz DOT (`--graph dot | dot -Tsvg > graph.svg`).
-        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "text")]
+        /// or as Graphviz DOT (`--graph=dot | dot -Tsvg > graph.svg`).
+        #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
         graph: Option<GraphFormat>,
     },
     /// Works with plugin components.
@@ -149,7 +149,10 @@ fn validate(path: PathBuf, graph_format: Option<GraphFormat>) -> anyhow::Result<
     let name = config.pipeline.name.get_ref().as_str();
     let plan = Plan::of(&graph);
     match graph_format {
-        Some(GraphFormat::Dot) => return Ok(print!("{}", render_dot(name, &graph, &plan))),
+        Some(GraphFormat::Dot) => {
+            print!("{}", render_dot(name, &graph, &plan));
+            return Ok(());
+        }
         Some(GraphFormat::Text) => print!("{}", render_text(name, &graph, &plan)),
         None => {}
     }

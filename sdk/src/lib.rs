@@ -64,8 +64,10 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-/// Bindings generated from `wit/`, the only ABI between plugins and the runtime.
+/// Bindings generated from `wit/`, the only ABI between plugins and the runtime. (The generated
+/// lifting of an `event` takes one argument per field.)
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -53,6 +53,11 @@ struct Problems<'p> {
     found: Diagnostics,
 }
 
+/// Most instances of one stage (threads, each with its own Wasm instances).
+const MAX_PARALLELISM: usize = 256;
+/// Most partitions of a repartition topic Sluice creates.
+const MAX_REPARTITION_PARTITIONS: u32 = 10_000;
+
 impl Problems<'_> {
     fn report(&mut self, span: Range<usize>, message: String) {
         self.found.push(self.pipeline.text.diagnostic(Some(span), message));
@@ -69,6 +74,19 @@ impl Problems<'_> {
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {
             self.report(batch_size.span(), format!("batch_size must be between 1 and 100000, got {}", batch_size.get_ref()));
+        }
+        if let Some(parallelism) = &self.pipeline.config.pipeline.parallelism
+            && !(1..=MAX_PARALLELISM).contains(parallelism.get_ref())
+        {
+            let message = format!("parallelism must be between 1 and {MAX_PARALLELISM}, got {}", parallelism.get_ref());
+            self.report(parallelism.span(), message);
+        }
+        if let Some(partitions) = &self.pipeline.config.pipeline.repartition_partitions
+            && !(1..=MAX_REPARTITION_PARTITIONS).contains(partitions.get_ref())
+        {
+            let message =
+                format!("repartition_partitions must be between 1 and {MAX_REPARTITION_PARTITIONS}, got {}", partitions.get_ref());
+            self.report(partitions.span(), message);
         }
     }
 

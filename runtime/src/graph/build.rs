@@ -147,10 +147,7 @@ impl NodeNames {
             return None;
         };
         if let (NodeId::Source(_), Some(_)) = (node, &reference.output) {
-            report(
-                span,
-                format!("{what}: input \"{reference}\": source \"{node_name}\" has no side outputs; read it as \"{node_name}\""),
-            );
+            report(span, format!("{what}: input \"{reference}\": source \"{node_name}\" has no side outputs; read it as \"{node_name}\""));
             return None;
         }
         Some(Reference { node, output: reference.output.clone(), span })

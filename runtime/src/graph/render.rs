@@ -37,11 +37,11 @@ pub fn render_text(pipeline: &str, graph: &Graph, plan: &Plan) -> String {
 /// routing, side-output edges with the output's name.
 pub fn render_dot(pipeline: &str, graph: &Graph, plan: &Plan) -> String {
     let mut dot = format!("digraph \"{}\" {{\n  rankdir=LR;\n", escape(pipeline));
-    for source in &graph.sources {
-        let _ = writeln!(dot, "  \"{}\" [shape=ellipse];", escape(source));
-    }
     for (number, stage) in plan.stages.iter().enumerate() {
         let _ = writeln!(dot, "  subgraph \"cluster_{number}\" {{\n    label=\"stage {}: {}\";", number + 1, escape(&stage.name));
+        if let Entry::Source(source) = stage.entry {
+            let _ = writeln!(dot, "    \"{}\" [shape=ellipse];", escape(&graph.sources[source]));
+        }
         for operator in &stage.operators {
             let _ = writeln!(dot, "    \"{}\" [shape=box];", escape(&graph.operators[*operator].name));
         }

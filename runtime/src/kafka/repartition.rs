@@ -60,7 +60,9 @@ impl RepartitionOutput {
 }
 
 impl ExchangeOutput for RepartitionOutput {
-    fn send(&mut self, input: u32, batch: Batch, sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+    /// Source positions stay behind: the stage reading the topic knows its records by their
+    /// offsets in it.
+    fn send(&mut self, input: u32, batch: Batch, _positions: &[u64], sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
         let mut unroutable = Vec::new();
         let input_text = input.to_string();
         for record in batch.iter() {

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 
 use super::KafkaClientError;
 use super::checkpoint::CheckpointStore;
@@ -80,7 +81,8 @@ impl KafkaSource {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", reset),
-                ("enable.partition.eof", "false"),
+                // The end of a partition tells an empty one's watermark it may advance.
+                ("enable.partition.eof", "true"),
             ],
         )?;
         let store =
@@ -134,6 +136,10 @@ impl KafkaSource {
                 Some(Ok(message)) => {
                     context.receive(&self.consumer, &message);
                     false
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    context.reached_end(partition);
+                    true
                 }
                 Some(Err(error)) => {
                     tracing::warn!(source = %self.name, "kafka: {error}");

@@ -33,7 +33,8 @@ pub struct Unroutable {
 pub trait ExchangeOutput: Send {
     /// Sends `batch` for `input` of the exchange's operator; `sequence` numbers each record
     /// sent (where the transport needs it). Returns the records it could not route.
-    fn send(&mut self, input: u32, batch: Batch, sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed>;
+    /// `positions` are the records' source positions where known (one per record), else empty.
+    fn send(&mut self, input: u32, batch: Batch, positions: &[u64], sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed>;
     /// Event time reached `watermark` in this task.
     fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;
     /// A checkpoint barrier passed this task.
@@ -59,8 +60,9 @@ impl LocalExchange {
         LocalExchange { routing, downstream, from, key: String::new() }
     }
 
-    fn deliver(&self, instance: usize, input: u32, records: Batch) -> Result<(), OutputClosed> {
-        let message = TaskMessage::Batch { from: self.from, input, batch: SourceBatch::of(records) };
+    fn deliver(&self, instance: usize, input: u32, records: Batch, positions: Vec<u64>) -> Result<(), OutputClosed> {
+        let batch = SourceBatch { records, positions, origins: Vec::new() };
+        let message = TaskMessage::Batch { from: self.from, input, batch };
         self.downstream[instance].send(message).map_err(|_| OutputClosed::Exchange)
     }
 
@@ -70,11 +72,13 @@ impl LocalExchange {
 }
 
 impl ExchangeOutput for LocalExchange {
-    fn send(&mut self, input: u32, batch: Batch, _sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+    fn send(&mut self, input: u32, batch: Batch, positions: &[u64], _sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
         let count = self.downstream.len() as u32;
-        let ExchangeRouting::Key(selector) = &self.routing else { return self.deliver(0, input, batch).map(|()| Vec::new()) };
+        let ExchangeRouting::Key(selector) = &self.routing else {
+            return self.deliver(0, input, batch, positions.to_vec()).map(|()| Vec::new());
+        };
         if count == 1 {
-            return self.deliver(0, input, batch).map(|()| Vec::new());
+            return self.deliver(0, input, batch, positions.to_vec()).map(|()| Vec::new());
         }
         let mut unroutable = Vec::new();
         let mut instances = Vec::with_capacity(batch.len());
@@ -91,18 +95,21 @@ impl ExchangeOutput for LocalExchange {
         if unroutable.is_empty() && instances.iter().all(|instance| *instance == first) {
             // All to one instance: the batch goes as it is.
             if let Some(instance) = first {
-                self.deliver(instance, input, batch)?;
+                self.deliver(instance, input, batch, positions.to_vec())?;
             }
             return Ok(unroutable);
         }
-        let mut split = vec![Batch::new(); self.downstream.len()];
+        let mut split = vec![(Batch::new(), Vec::new()); self.downstream.len()];
         for (record, instance) in batch.iter().zip(&instances) {
             if let Some(instance) = instance {
-                split[*instance].push_record(record);
+                split[*instance].0.push_record(record);
+                if let Some(position) = positions.get(record.index()) {
+                    split[*instance].1.push(*position);
+                }
             }
         }
-        for (instance, records) in split.into_iter().enumerate().filter(|(_, records)| !records.is_empty()) {
-            self.deliver(instance, input, records)?;
+        for (instance, (records, positions)) in split.into_iter().enumerate().filter(|(_, (records, _))| !records.is_empty()) {
+            self.deliver(instance, input, records, positions)?;
         }
         Ok(unroutable)
     }

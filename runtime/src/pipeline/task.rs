@@ -640,7 +640,12 @@ impl Task {
         let Some(Some(output)) = self.outputs.exchanges.get_mut(exchange) else {
             return Err(TaskError::ExchangeClosed { task: self.origin.to_string() });
         };
-        let sent = output.send(input, records, &mut self.output_sequence);
+        // Records reaching the exchange as they came from the source keep their positions.
+        let positions = match lineage {
+            Lineage::Positions(positions) if positions.len() == records.len() => positions,
+            _ => &[],
+        };
+        let sent = output.send(input, records, positions, &mut self.output_sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason };
             let letter = DeadLetter {

@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 
 /// Derives the watermark of one stream of records (a source share, a Kafka partition).
 ///
-/// watermark = newest event time − out-of-orderness. When the stream is idle (its source
-/// says it has caught up, and nothing arrived for `idle_timeout`), event time is assumed to
-/// advance with processing time, so that windows still close on a quiet stream. Downstream,
-/// a task's watermark is the least of its upstreams' (see `Upstreams`).
+/// watermark = newest event time − out-of-orderness. When the stream is idle (nothing arrived
+/// for `idle_timeout`), event time is assumed to advance with processing time, so that windows
+/// still close on a quiet stream. A stream that has had no record at all has no event time to
+/// advance from: once its source says it has reached the end of what there is to read (a Kafka
+/// partition at its high watermark), it follows the wall clock, so that an empty partition
+/// does not hold back, forever, the stages behind an exchange. Downstream, a task's watermark
+/// is the least of its upstreams' (see `Upstreams`).
 #[derive(Debug)]
 pub struct WatermarkGenerator {
     out_of_orderness: i64,
@@ -18,11 +21,21 @@ pub struct WatermarkGenerator {
     emitted: Option<i64>,
     /// The watermark of the checkpoint this stream resumed from.
     resumed: Option<i64>,
+    /// The source reached the end of what there is to read, and nothing arrived since.
+    at_end: bool,
 }
 
 impl WatermarkGenerator {
     pub fn new(out_of_orderness: i64, idle_timeout: Duration) -> WatermarkGenerator {
-        WatermarkGenerator { out_of_orderness, idle_timeout, newest: None, last_received: Instant::now(), emitted: None, resumed: None }
+        WatermarkGenerator {
+            out_of_orderness,
+            idle_timeout,
+            newest: None,
+            last_received: Instant::now(),
+            emitted: None,
+            resumed: None,
+            at_end: false,
+        }
     }
 
     /// Continues from a checkpoint's watermark: records behind it are late, as they were.
@@ -49,6 +62,12 @@ impl WatermarkGenerator {
     pub fn observe(&mut self, timestamp: i64) {
         self.newest = Some(self.newest.map_or(timestamp, |newest| newest.max(timestamp)));
         self.last_received = Instant::now();
+        self.at_end = false;
+    }
+
+    /// The source read everything there is for now (until the next record).
+    pub fn reached_end(&mut self) {
+        self.at_end = true;
     }
 
     /// The new watermark after a batch, if it advanced.
@@ -65,7 +84,12 @@ impl WatermarkGenerator {
             return self.advance();
         }
         let shift = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-        let candidate = self.newest?.saturating_sub(self.out_of_orderness).saturating_add(shift);
+        let candidate = match (self.newest, self.resumed) {
+            (Some(newest), _) => newest.saturating_sub(self.out_of_orderness).saturating_add(shift),
+            (None, Some(resumed)) if self.at_end => resumed.saturating_add(shift),
+            (None, None) if self.at_end => wall_clock_millis().saturating_sub(self.out_of_orderness),
+            (None, _) => return None,
+        };
         self.emit(candidate)
     }
 
@@ -76,6 +100,12 @@ impl WatermarkGenerator {
         self.emitted = Some(candidate);
         Some(candidate)
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_clock_millis() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -95,6 +125,17 @@ mod tests {
         generator.observe(2_000);
         assert!(generator.is_late(1_899), "judged by the records so far, before the batch ends");
         assert_eq!(generator.advance(), Some(1_900));
+    }
+
+    #[test]
+    fn a_stream_without_records_follows_the_wall_clock_only_once_its_source_reached_the_end() {
+        let mut generator = WatermarkGenerator::new(1_000, Duration::ZERO);
+        assert_eq!(generator.advance_idle(), None, "nothing read yet: it may still come");
+        generator.reached_end();
+        let watermark = generator.advance_idle().expect("an empty partition advances");
+        assert!((wall_clock_millis() - 1_000 - watermark).abs() < 60_000, "{watermark}");
+        generator.observe(5);
+        assert!(!generator.at_end, "a record arrived: not at the end any more");
     }
 
     #[test]

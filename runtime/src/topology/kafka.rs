@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{StartError, Worker, spawn};
+use super::{KafkaSourceWorker, StartError, spawn};
 use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig};
 use crate::graph::{Entry, Plan, Routing};
 use crate::kafka::{
@@ -15,9 +15,8 @@ use crate::kafka::{
 };
 use crate::pipeline::{
     ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, PipelineControl, SharedOutputs, StopSignal, TaskFactory, TaskOrigin,
-    TaskStats,
 };
-use crate::source::{EventTime, SourceError};
+use crate::source::EventTime;
 
 /// What starting a Kafka pipeline takes.
 pub struct KafkaStart<'a> {
@@ -39,7 +38,7 @@ struct Repartition {
 }
 
 /// Starts every Kafka source (validation allows several only without exchanges).
-pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<Worker<Result<Vec<TaskStats>, SourceError>>>, StartError> {
+pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, StartError> {
     let mut workers = Vec::new();
     for (index, source) in start.pipeline.config.sources.iter().enumerate() {
         let SourceConfig::Kafka(config) = source.get_ref() else { continue };

@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Sender, SyncSender};
 use super::coordinator::{Coordinator, ShareHandle};
 use super::{StartError, Worker, spawn};
 use crate::config::{LoadedPipeline, SourceConfig};
-use crate::graph::{Entry, Plan, Routing};
+use crate::graph::{Entry, Plan, Routing, Stage};
 use crate::pipeline::{
     Batcher, CoordinatorTarget, ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, LocalExchange, PipelineControl, RoundReport,
     ShareRounds, SharedOutputs, StartedTask, StopSignal, TaskFactory, TaskMessage, TaskOrigin, TaskStart, Upstreams,
@@ -44,9 +44,12 @@ struct LocalState {
     reports: Sender<RoundReport>,
 }
 
+/// A locked state directory and the checkpoint to resume from, if any.
+pub type OpenedState = (Arc<StateDirectory>, Option<PipelineCheckpoint>);
+
 /// Opens the state directory (if the pipeline has one) and reads the round to resume from;
 /// the sinks need to know whether it resumes before anything starts.
-pub fn open_state(pipeline: &LoadedPipeline, plan: &Plan) -> Result<Option<(Arc<StateDirectory>, Option<PipelineCheckpoint>)>, StartError> {
+pub fn open_state(pipeline: &LoadedPipeline, plan: &Plan) -> Result<Option<OpenedState>, StartError> {
     let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
     let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
     let restored = directory.load(&layout(pipeline, plan), &input_identities(pipeline))?;
@@ -118,11 +121,13 @@ fn start_coordinator(
     Ok(("checkpoints".into(), spawn("checkpoints", move || coordinator.run())?))
 }
 
-/// How many tasks each stage runs: one where its exchange gathers every record, else
-/// `parallelism`.
+/// How many tasks each stage runs: one where its exchange gathers every record, and one for a
+/// source that feeds an exchange directly (it has nothing to do in parallel, and one task keeps
+/// the source's order within every key across the exchange); else `parallelism`.
 fn task_counts(pipeline: &LoadedPipeline, plan: &Plan) -> Vec<usize> {
     let parallelism = pipeline.config.pipeline.parallelism();
-    plan.stages.iter().map(|stage| if stage.single { 1 } else { parallelism }).collect()
+    let only_routes = |stage: &Stage| matches!(stage.entry, Entry::Source(_)) && stage.operators.is_empty();
+    plan.stages.iter().map(|stage| if stage.single || only_routes(stage) { 1 } else { parallelism }).collect()
 }
 
 /// Starts the tasks of `stage`; `inputs` holds the queues of the stages already started (every
@@ -168,8 +173,12 @@ fn start_stage(
 struct LocalWiring {
     /// By the plan's exchange index: how it routes, the queues of its stage's tasks, and the
     /// index of this stage's first task among those tasks' upstreams.
-    exchanges: Vec<Option<(ExchangeRouting, Vec<SyncSender<TaskMessage>>, u32)>>,
+    exchanges: Vec<Option<ExchangeTarget>>,
 }
+
+/// How an exchange routes, the queues of the tasks behind it, and the index of the sending
+/// stage's first task among those tasks' upstreams.
+type ExchangeTarget = (ExchangeRouting, Vec<SyncSender<TaskMessage>>, u32);
 
 impl LocalWiring {
     fn new(plan: &Plan, stage: usize, counts: &[usize], inputs: &[Vec<SyncSender<TaskMessage>>]) -> LocalWiring {

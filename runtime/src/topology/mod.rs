@@ -89,13 +89,16 @@ pub struct OperatorSummary {
 /// A named thread of a pipeline.
 pub type Worker<T> = (String, JoinHandle<T>);
 
+/// The thread of a Kafka source, ending with its partition tasks' statistics.
+pub type KafkaSourceWorker = Worker<Result<Vec<TaskStats>, SourceError>>;
+
 /// A started pipeline.
 pub struct RunningPipeline {
     stop: StopSignal,
     graph: Graph,
     local_sources: Vec<Worker<Result<SourceStats, SourceError>>>,
     /// Kafka sources: they return the statistics of the partition tasks they ran.
-    kafka_sources: Vec<Worker<Result<Vec<TaskStats>, SourceError>>>,
+    kafka_sources: Vec<KafkaSourceWorker>,
     /// The tasks of local stages (a Kafka source's come and go with its partitions).
     tasks: Vec<StartedTask>,
     coordinator: Option<Worker<Result<(), String>>>,
@@ -130,7 +133,10 @@ impl Wiring {
 
 /// What a checkpoint of a local pipeline is checked against before it is resumed: the shape
 /// of its stages (`layout`) and what each source reads (`inputs`).
-pub fn local_checkpoint_identity(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<(String, std::collections::BTreeMap<String, String>), StartError> {
+pub fn local_checkpoint_identity(
+    pipeline: &LoadedPipeline,
+    plugins: &PluginRegistry,
+) -> Result<(String, std::collections::BTreeMap<String, String>), StartError> {
     let wiring = Wiring::of(pipeline, plugins)?;
     Ok((local::layout(pipeline, &wiring.plan), local::input_identities(pipeline)))
 }

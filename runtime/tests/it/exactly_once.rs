@@ -50,7 +50,10 @@ topic = "dead"
 /// A mock cluster with the pipeline's topics.
 fn mock_cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
-    for (topic, partitions) in [("events", 4), ("windows", 4), ("dead", 1), ("sluice-checkpoints", 1)] {
+    // The mock cluster cannot create topics: the repartition topic of the keyed exchange in
+    // front of `counts` (by user, which the runtime cannot know is the topic's key) is made here.
+    let topics = [("events", 4), ("windows", 4), ("dead", 1), ("sluice-checkpoints", 1), ("eos-counts-repartition", 4)];
+    for (topic, partitions) in topics {
         cluster.create_topic(topic, partitions, 1).expect("mock topic");
     }
     cluster

@@ -16,7 +16,9 @@ fn example_pipelines() -> Vec<PathBuf> {
     for directory in ["pipelines", "pipelines/graphs"] {
         let entries = std::fs::read_dir(repo_root().join(directory)).expect("the examples' directory exists");
         pipelines.extend(
-            entries.map(|entry| entry.expect("directory entry").path()).filter(|path| path.extension().is_some_and(|extension| extension == "toml")),
+            entries
+                .map(|entry| entry.expect("directory entry").path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "toml")),
         );
     }
     pipelines.sort();

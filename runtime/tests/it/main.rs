@@ -6,6 +6,7 @@ mod cli;
 mod containment;
 mod deploy;
 mod exactly_once;
+mod exchange;
 mod golden;
 mod invalid;
 mod kafka;

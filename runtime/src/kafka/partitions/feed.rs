@@ -205,6 +205,14 @@ impl PartitionFeed {
         delivered
     }
 
+    /// The consumer read to the end of this partition (or of another topic's partition of
+    /// the same number, which only lets an idle partition advance as it did before).
+    pub fn reached_end(&mut self) {
+        if let FeedKind::Source { watermarks, .. } = &mut self.kind {
+            watermarks.reached_end();
+        }
+    }
+
     /// The barrier message of the next round at the current position.
     pub fn next_barrier(&mut self, next: i64, suspend: bool) -> TaskMessage {
         self.barriers += 1;

@@ -146,6 +146,16 @@ impl SourceContext {
         partitions.note(delivered, &id);
     }
 
+    /// The consumer read to the end of partition `partition` of some topic (librdkafka does
+    /// not say which): the source partitions of that number that have received nothing since
+    /// may let their watermark follow processing time once idle.
+    pub fn reached_end(&self, partition: i32) {
+        let mut partitions = self.partitions();
+        for (_, feed) in partitions.feeds.iter_mut().filter(|((_, number), _)| *number == partition) {
+            feed.reached_end();
+        }
+    }
+
     /// Housekeeping between polls: lingering batches, idle watermarks, retries of paused
     /// partitions, barriers.
     pub fn tick(&self, consumer: &BaseConsumer<SourceContext>) {

@@ -1,0 +1,368 @@
+//! Keyed exchanges: a stream keyed by user, aggregated per category (count, sum, median,
+//! distinct buyers), gives one result per (window, category) equal to an independent
+//! computation — for 1, 2 and 4 instances in one process, for sources whose event times lag
+//! each other by 30 s, and for two processes sharing a Kafka topic through a repartition topic
+//! while one of them is killed with SIGKILL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
+use crate::kafka::EVENT_TIME_ZERO;
+use crate::support::{Scratch, run};
+
+const CATEGORIES: [&str; 8] = ["books", "music", "toys", "garden", "sports", "fashion", "grocery", "tech"];
+const USERS: usize = 97;
+/// Source partitions (Kafka), or the slices one user's records fall in.
+const PARTITIONS: usize = 8;
+
+/// One order of the test stream: keyed by user, its category independent of the user.
+#[derive(Debug, Clone)]
+struct Order {
+    user: String,
+    category: &'static str,
+    amount: f64,
+    timestamp: i64,
+    partition: usize,
+}
+
+impl Order {
+    fn json(&self) -> String {
+        format!(r#"{{"user":"{}","category":"{}","amount":{},"ts":{}}}"#, self.user, self.category, self.amount, self.timestamp)
+    }
+}
+
+/// `count` orders 10 ms of event time apart; the orders of partition 0 are stamped `lag_ms`
+/// behind the others (a producer whose clock, or whose partition, lags).
+fn orders(count: usize, lag_ms: i64) -> Vec<Order> {
+    (0..count)
+        .map(|n| {
+            let user = n % USERS;
+            let partition = user % PARTITIONS;
+            let lag = if partition == 0 { lag_ms } else { 0 };
+            Order {
+                user: format!("u{user}"),
+                category: CATEGORIES[(n * 31 + n / 7) % CATEGORIES.len()],
+                amount: ((n * 37) % 1000) as f64 / 10.0 + 1.0,
+                timestamp: EVENT_TIME_ZERO + n as i64 * 10 - lag,
+                partition,
+            }
+        })
+        .collect()
+}
+
+/// What one window of one category must hold, computed directly from the orders.
+#[derive(Debug, Default)]
+struct Expected {
+    count: u64,
+    revenue: f64,
+    amounts: Vec<f64>,
+    buyers: BTreeSet<String>,
+}
+
+type Window = (i64, String);
+
+fn expected_windows(orders: &[Order]) -> BTreeMap<Window, Expected> {
+    let mut windows: BTreeMap<Window, Expected> = BTreeMap::new();
+    for order in orders {
+        let start = order.timestamp - order.timestamp.rem_euclid(10_000);
+        let window = windows.entry((start, order.category.to_owned())).or_default();
+        window.count += 1;
+        window.revenue += order.amount;
+        window.amounts.push(order.amount);
+        window.buyers.insert(order.user.clone());
+    }
+    for window in windows.values_mut() {
+        window.amounts.sort_by(f64::total_cmp);
+    }
+    windows
+}
+
+/// A 10-second window per category; late records to the side output `late`.
+const PER_CATEGORY: &str = r#"
+[[operators]]
+name = "per-category"
+plugin = "{plugins}/window-aggregate.wasm"
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["category"]
+late = "side-output"
+aggregates = [
+    { function = "count", as = "count" },
+    { function = "sum", field = "amount", as = "revenue" },
+    { function = "median", field = "amount", as = "median" },
+    { function = "distinct", field = "user", as = "buyers" },
+]
+"#;
+
+/// The results by window; every window must have been emitted, each time with the expected
+/// values (count exact, sum to rounding, median and distinct within their sketches' error).
+fn assert_results_exact(expected: &BTreeMap<Window, Expected>, results: &[Value]) {
+    let mut emitted: BTreeMap<Window, Vec<&Value>> = BTreeMap::new();
+    for result in results {
+        let window = (result["window_start"].as_i64().expect("window_start"), result["category"].as_str().expect("category").to_owned());
+        emitted.entry(window).or_default().push(result);
+    }
+    let unexpected: Vec<_> = emitted.keys().filter(|window| !expected.contains_key(*window)).collect();
+    assert!(unexpected.is_empty(), "windows that should not exist: {unexpected:?}");
+    for (window, expected) in expected {
+        let results = emitted.get(window).unwrap_or_else(|| panic!("window {window:?} was never emitted"));
+        for result in results {
+            assert_eq!(result["count"].as_u64(), Some(expected.count), "{window:?}: {result}");
+            let revenue = result["revenue"].as_f64().expect("revenue");
+            assert!(
+                (revenue - expected.revenue).abs() <= 1e-6 * expected.revenue.max(1.0),
+                "{window:?}: revenue {revenue} vs {}",
+                expected.revenue
+            );
+            let median = result["median"].as_f64().expect("median");
+            let (low, high) = (expected.amounts[(expected.amounts.len() - 1) / 2], expected.amounts[expected.amounts.len() / 2]);
+            assert!(median >= low * 0.99 && median <= high * 1.01, "{window:?}: median {median} not within 1% of [{low}, {high}]");
+            let buyers = result["buyers"].as_f64().expect("buyers");
+            let exact = expected.buyers.len() as f64;
+            assert!((buyers - exact).abs() <= (exact * 0.02).max(1.0), "{window:?}: buyers {buyers} vs {exact}");
+        }
+    }
+}
+
+fn json_lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+        .collect()
+}
+
+#[test]
+fn one_result_per_category_and_window_for_every_parallelism() {
+    let scratch = Scratch::new();
+    let orders = orders(40_000, 0);
+    let lines: String = orders.iter().map(|order| order.json() + "\n").collect();
+    scratch.write("orders.jsonl", &lines);
+    let expected = expected_windows(&orders);
+    let mut outputs = Vec::new();
+    for parallelism in [1, 2, 4] {
+        let pipeline = scratch.pipeline(&format!(
+            r#"
+[pipeline]
+name = "per-category"
+parallelism = {parallelism}
+batch_size = 200
+
+[[sources]]
+name = "orders"
+type = "file"
+path = "orders.jsonl"
+timestamp_field = "ts"
+{PER_CATEGORY}
+[[sinks]]
+type = "file"
+path = "out-{parallelism}.jsonl"
+inputs = ["per-category"]
+
+[[sinks]]
+name = "late"
+type = "file"
+path = "late-{parallelism}.jsonl"
+inputs = ["per-category.late"]
+"#
+        ));
+        let summary = run(&pipeline).unwrap_or_else(|error| panic!("parallelism {parallelism}: {error}"));
+        assert_eq!(summary.sources.records, 40_000);
+        let results = json_lines(&scratch.path(&format!("out-{parallelism}.jsonl")));
+        assert_eq!(results.len(), expected.len(), "parallelism {parallelism}: one result per (window, category)");
+        assert_results_exact(&expected, &results);
+        assert!(json_lines(&scratch.path(&format!("late-{parallelism}.jsonl"))).is_empty());
+        let mut sorted: Vec<String> = results.iter().map(Value::to_string).collect();
+        sorted.sort();
+        outputs.push(sorted);
+    }
+    assert_eq!(outputs[0], outputs[1], "parallelism 1 and 2 give the same results");
+    assert_eq!(outputs[0], outputs[2], "parallelism 1 and 4 give the same results");
+}
+
+#[test]
+fn a_source_lagging_30_seconds_closes_no_window_early() {
+    let scratch = Scratch::new();
+    let orders = orders(30_000, 30_000);
+    // The lagging partition's orders come from their own, slower source: each record carries
+    // padding, so that it is read well behind the other.
+    let (lagging, others): (Vec<&Order>, Vec<&Order>) = orders.iter().partition(|order| order.partition == 0);
+    let padding = "x".repeat(2_000);
+    let lagging_lines: String =
+        lagging.iter().map(|order| format!("{},\"padding\":\"{padding}\"}}\n", order.json().trim_end_matches('}'))).collect();
+    let other_lines: String = others.iter().map(|order| order.json() + "\n").collect();
+    scratch.write("lagging.jsonl", &lagging_lines);
+    scratch.write("others.jsonl", &other_lines);
+    let pipeline = scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "skewed"
+parallelism = 2
+batch_size = 100
+
+[[sources]]
+name = "others"
+type = "file"
+path = "others.jsonl"
+timestamp_field = "ts"
+
+[[sources]]
+name = "lagging"
+type = "file"
+path = "lagging.jsonl"
+timestamp_field = "ts"
+{PER_CATEGORY}
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+inputs = ["per-category"]
+
+[[sinks]]
+name = "late"
+type = "file"
+path = "late.jsonl"
+inputs = ["per-category.late"]
+"#
+    ));
+    let summary = run(&pipeline).expect("pipeline runs");
+    assert_eq!(summary.sources.records, 30_000);
+    assert!(json_lines(&scratch.path("late.jsonl")).is_empty(), "no record was late: no window closed before the lagging source passed it");
+    let results = json_lines(&scratch.path("out.jsonl"));
+    let expected = expected_windows(&orders);
+    assert_eq!(results.len(), expected.len());
+    assert_results_exact(&expected, &results);
+}
+
+/// The per-category window on Kafka: results to `windows`, late records to `late`.
+fn kafka_pipeline(scratch: &Scratch, broker: &Broker) -> std::path::PathBuf {
+    scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "exchange"
+checkpoint_interval = "300ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["orders"]
+[sources.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+{PER_CATEGORY}
+[[sinks]]
+name = "results"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "windows"
+inputs = ["per-category"]
+
+[[sinks]]
+name = "late"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "late"
+inputs = ["per-category.late"]
+"#,
+        bootstrap = broker.bootstrap()
+    ))
+}
+
+fn kafka_records(orders: &[Order]) -> Vec<KafkaRecord> {
+    orders
+        .iter()
+        .map(|order| {
+            let mut record = KafkaRecord::new(&order.user, order.json(), order.timestamp, &[]);
+            record.partition = order.partition as i32;
+            record
+        })
+        .collect()
+}
+
+/// One order per partition far ahead in event time, so that every window of the data closes.
+fn watermark_pushers() -> Vec<KafkaRecord> {
+    (0..PARTITIONS)
+        .map(|partition| {
+            let value = r#"{"user":"end","category":"end","amount":0}"#.to_owned();
+            let mut record = KafkaRecord::new("end", value, EVENT_TIME_ZERO + 100_000_000, &[]);
+            record.partition = partition as i32;
+            record
+        })
+        .collect()
+}
+
+/// Reads the results until every expected window is there.
+fn await_results(bootstrap: &str, expected: &BTreeMap<Window, Expected>, limit: Duration) -> Vec<Value> {
+    let mut results = Vec::new();
+    wait_for(limit, "every window result", || {
+        results = read_topic(bootstrap, "windows", usize::MAX, Duration::from_secs(3)).iter().map(KafkaRecord::value_json).collect();
+        let windows: BTreeSet<Window> = results
+            .iter()
+            .map(|result| (result["window_start"].as_i64().unwrap_or_default(), result["category"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        expected.keys().all(|window| windows.contains(window))
+    });
+    results
+}
+
+#[test]
+fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_topic_despite_a_kill_9() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["orders", "windows", "late"] {
+        broker.create_topic(topic, PARTITIONS as u32);
+    }
+    let orders = orders(60_000, 0);
+    let records = kafka_records(&orders);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker);
+    produce(&broker.bootstrap(), "orders", &records[..20_000]);
+    let mut first = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
+    wait_for(Duration::from_secs(60), "the first process's partitions", || first.log_text().contains("partitions assigned"));
+    let mut second = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
+    wait_for(Duration::from_secs(60), "the second process's partitions", || second.log_text().contains("partitions assigned"));
+    produce(&broker.bootstrap(), "orders", &records[20_000..40_000]);
+    wait_for(Duration::from_secs(60), "results from the shared work", || {
+        !read_topic(&broker.bootstrap(), "windows", 1, Duration::from_secs(2)).is_empty()
+    });
+    second.kill();
+    produce(&broker.bootstrap(), "orders", &records[40_000..]);
+    produce(&broker.bootstrap(), "orders", &watermark_pushers());
+    let expected = expected_windows(&orders);
+    let results = await_results(&broker.bootstrap(), &expected, Duration::from_secs(240));
+    assert!(first.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", first.log_text());
+    assert_results_exact(&expected, &results);
+    let late = read_topic(&broker.bootstrap(), "late", usize::MAX, Duration::from_secs(3));
+    assert!(late.is_empty(), "{} records were late", late.len());
+    eprintln!(
+        "{} (window, category) results exact across two processes and a kill -9; {} emitted in all (repeats after the kill: at-least-once)",
+        expected.len(),
+        results.len()
+    );
+}
+
+#[test]
+fn a_kafka_partition_lagging_30_seconds_closes_no_window_early() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["orders", "windows", "late"] {
+        broker.create_topic(topic, PARTITIONS as u32);
+    }
+    let orders = orders(40_000, 30_000);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker);
+    // Partition 0's orders are stamped 30 s behind the others at every point of the stream.
+    produce(&broker.bootstrap(), "orders", &kafka_records(&orders));
+    produce(&broker.bootstrap(), "orders", &watermark_pushers());
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let expected = expected_windows(&orders);
+    let results = await_results(&broker.bootstrap(), &expected, Duration::from_secs(180));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    let late = read_topic(&broker.bootstrap(), "late", usize::MAX, Duration::from_secs(3));
+    assert!(late.is_empty(), "{} records were late: a window closed before the lagging partition passed it", late.len());
+    assert_results_exact(&expected, &results);
+    let repeated = results.len() - expected.len();
+    assert_eq!(repeated, 0, "one result per window");
+}
