@@ -10,13 +10,16 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
-use crate::kafka::EVENT_TIME_ZERO;
+use crate::kafka::{EVENT_TIME_ZERO, watermark_pushers_of};
 use crate::support::{Scratch, run};
 
 const CATEGORIES: [&str; 8] = ["books", "music", "toys", "garden", "sports", "fashion", "grocery", "tech"];
 const USERS: usize = 97;
 /// Source partitions (Kafka), or the slices one user's records fall in.
 const PARTITIONS: usize = 8;
+/// An order far ahead in event time, one per partition, so that every window of the data
+/// closes (its own window stays open).
+const END_ORDER: &str = r#"{"user":"end","category":"end","amount":0}"#;
 
 /// One order of the test stream: keyed by user, its category independent of the user.
 #[derive(Debug, Clone)]
@@ -127,14 +130,6 @@ fn assert_results_exact(expected: &BTreeMap<Window, Expected>, results: &[Value]
     }
 }
 
-fn json_lines(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
-        .collect()
-}
-
 #[test]
 fn one_result_per_category_and_window_for_every_parallelism() {
     let scratch = Scratch::new();
@@ -171,10 +166,10 @@ inputs = ["per-category.late"]
         ));
         let summary = run(&pipeline).unwrap_or_else(|error| panic!("parallelism {parallelism}: {error}"));
         assert_eq!(summary.sources.records, 40_000);
-        let results = json_lines(&scratch.path(&format!("out-{parallelism}.jsonl")));
+        let results = scratch.json_lines(&format!("out-{parallelism}.jsonl"));
         assert_eq!(results.len(), expected.len(), "parallelism {parallelism}: one result per (window, category)");
         assert_results_exact(&expected, &results);
-        assert!(json_lines(&scratch.path(&format!("late-{parallelism}.jsonl"))).is_empty());
+        assert!(scratch.json_lines(&format!("late-{parallelism}.jsonl")).is_empty());
         let mut sorted: Vec<String> = results.iter().map(Value::to_string).collect();
         sorted.sort();
         outputs.push(sorted);
@@ -229,8 +224,8 @@ inputs = ["per-category.late"]
     ));
     let summary = run(&pipeline).expect("pipeline runs");
     assert_eq!(summary.sources.records, 30_000);
-    assert!(json_lines(&scratch.path("late.jsonl")).is_empty(), "no record was late: no window closed before the lagging source passed it");
-    let results = json_lines(&scratch.path("out.jsonl"));
+    assert!(scratch.json_lines("late.jsonl").is_empty(), "no record was late: no window closed before the lagging source passed it");
+    let results = scratch.json_lines("out.jsonl");
     let expected = expected_windows(&orders);
     assert_eq!(results.len(), expected.len());
     assert_results_exact(&expected, &results);
@@ -281,18 +276,6 @@ fn kafka_records(orders: &[Order]) -> Vec<KafkaRecord> {
         .collect()
 }
 
-/// One order per partition far ahead in event time, so that every window of the data closes.
-fn watermark_pushers() -> Vec<KafkaRecord> {
-    (0..PARTITIONS)
-        .map(|partition| {
-            let value = r#"{"user":"end","category":"end","amount":0}"#.to_owned();
-            let mut record = KafkaRecord::new("end", value, EVENT_TIME_ZERO + 100_000_000, &[]);
-            record.partition = partition as i32;
-            record
-        })
-        .collect()
-}
-
 /// Reads the results until every expected window is there.
 fn await_results(bootstrap: &str, expected: &BTreeMap<Window, Expected>, limit: Duration) -> Vec<Value> {
     let mut results = Vec::new();
@@ -329,7 +312,7 @@ fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_t
     });
     second.kill();
     produce(&broker.bootstrap(), "orders", &records[40_000..]);
-    produce(&broker.bootstrap(), "orders", &watermark_pushers());
+    produce(&broker.bootstrap(), "orders", &watermark_pushers_of(PARTITIONS as i32, END_ORDER));
     let expected = expected_windows(&orders);
     let results = await_results(&broker.bootstrap(), &expected, Duration::from_secs(240));
     assert!(first.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", first.log_text());
@@ -355,7 +338,7 @@ fn a_kafka_partition_lagging_30_seconds_closes_no_window_early() {
     let pipeline = kafka_pipeline(&scratch, &broker);
     // Partition 0's orders are stamped 30 s behind the others at every point of the stream.
     produce(&broker.bootstrap(), "orders", &kafka_records(&orders));
-    produce(&broker.bootstrap(), "orders", &watermark_pushers());
+    produce(&broker.bootstrap(), "orders", &watermark_pushers_of(PARTITIONS as i32, END_ORDER));
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
     let expected = expected_windows(&orders);
     let results = await_results(&broker.bootstrap(), &expected, Duration::from_secs(180));

@@ -125,9 +125,14 @@ fn window_results(output: &[KafkaRecord]) -> WindowResults {
 /// One record per partition far ahead in event time: every partition's watermark passes
 /// every window of the test data (the records' own window stays open).
 pub(crate) fn watermark_pushers(partitions: i32) -> Vec<KafkaRecord> {
+    watermark_pushers_of(partitions, r#"{"user":"end","seq":0,"n":-1}"#)
+}
+
+/// `watermark_pushers` with `value` as each record's payload.
+pub(crate) fn watermark_pushers_of(partitions: i32, value: &str) -> Vec<KafkaRecord> {
     (0..partitions)
         .map(|partition| {
-            let mut record = KafkaRecord::new("end", r#"{"user":"end","seq":0,"n":-1}"#.into(), EVENT_TIME_ZERO + 100_000_000, &[]);
+            let mut record = KafkaRecord::new("end", value.to_owned(), EVENT_TIME_ZERO + 100_000_000, &[]);
             record.partition = partition;
             record
         })
