@@ -2,6 +2,7 @@
 
 mod swap;
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,22 +150,18 @@ fn validate(path: PathBuf, graph_format: Option<GraphFormat>) -> anyhow::Result<
     let name = config.pipeline.name.get_ref().as_str();
     let plan = Plan::of(&graph);
     match graph_format {
-        Some(GraphFormat::Dot) => {
-            print!("{}", render_dot(name, &graph, &plan));
-            return Ok(());
-        }
-        Some(GraphFormat::Text) => print!("{}", render_text(name, &graph, &plan)),
+        Some(GraphFormat::Dot) => return print_out(&render_dot(name, &graph, &plan)),
+        Some(GraphFormat::Text) => print_out(&render_text(name, &graph, &plan))?,
         None => {}
     }
-    println!(
-        "{}: pipeline \"{name}\" is valid ({} source(s), {} operator(s), {} sink(s), {} stage(s))",
+    print_out(&format!(
+        "{}: pipeline \"{name}\" is valid ({} source(s), {} operator(s), {} sink(s), {} stage(s))\n",
         path.display(),
         config.sources.len(),
         config.operators.len(),
         config.sinks.len(),
         plan.stages.len()
-    );
-    Ok(())
+    ))
 }
 
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
@@ -173,21 +170,21 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::New { name, lang, dir, sdk } => {
             let directory = dir.unwrap_or_else(|| PathBuf::from(&name));
             develop::new_plugin(&name, lang, &directory, sdk.as_deref())?;
-            println!("created {lang} plugin \"{name}\" in {}", directory.display());
-            println!("next: cd {} && sluice plugin test", directory.display());
+            print_out(&format!("created {lang} plugin \"{name}\" in {}\n", directory.display()))?;
+            print_out(&format!("next: cd {} && sluice plugin test\n", directory.display()))?;
             Ok(())
         }
         PluginCommand::Build { dir, output, wit } => {
             let built = develop::build_plugin(&dir, &BuildOptions { output, wit })
                 .with_context(|| format!("building the plugin in {}", dir.display()))?;
             let size = std::fs::metadata(&built).map(|metadata| metadata.len()).unwrap_or(0);
-            println!("built {} ({})", built.display(), bytesize::ByteSize::b(size));
+            print_out(&format!("built {} ({})\n", built.display(), bytesize::ByteSize::b(size)))?;
             Ok(())
         }
         PluginCommand::Test { dir } => {
             let report =
                 develop::test_plugin(&dir, WasmEngine::new()?).with_context(|| format!("testing the plugin in {}", dir.display()))?;
-            println!("test passed: {report}");
+            print_out(&format!("test passed: {report}\n"))?;
             Ok(())
         }
     }
@@ -196,8 +193,7 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
 fn inspect(path: PathBuf) -> anyhow::Result<()> {
     let engine = WasmEngine::new()?;
     let report = commands::inspect(&path, &engine).with_context(|| format!("inspecting {}", path.display()))?;
-    print!("{report}");
-    Ok(())
+    print_out(&report.to_string())
 }
 
 /// First Ctrl-C or SIGTERM (systemd, Kubernetes): stop the sources, drain, checkpoint.
@@ -237,5 +233,17 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Writes a command's result to standard output. A reader that has gone (`| head`) is not an
+/// error: there is no one left to tell.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(error).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
     }
 }

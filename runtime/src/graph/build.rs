@@ -126,7 +126,17 @@ impl NodeNames {
         if inputs.len() == 0 {
             report(list_span, format!("{what} has no input: `inputs` is empty; name what it reads"));
         }
-        inputs.filter_map(|(input, span)| self.resolve_one(input, span, what, report)).collect()
+        let mut references: Vec<Reference> = Vec::with_capacity(inputs.len());
+        for (input, span) in inputs {
+            let Some(reference) = self.resolve_one(input, span, what, report) else { continue };
+            // Reading one output twice would give every record to the reader twice.
+            if references.iter().any(|known| known.node == reference.node && known.output == reference.output) {
+                report(reference.span, format!("{what}: input \"{input}\" is listed twice; each record would be read twice"));
+                continue;
+            }
+            references.push(reference);
+        }
+        references
     }
 
     fn resolve_one(
