@@ -161,7 +161,10 @@ fn swap_blocking(
 /// A new version that does not compile or is of another world: recorded, and refused.
 fn refused_before_swap(control: &PipelineControl, operator: &str, error: &PluginError) -> ApiError {
     control.record_refusal(operator, &error.to_string());
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the new version was refused, the old one keeps running: {error}"))
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("the swap was refused, the old version keeps running: the new version could not be loaded: {error}"),
+    )
 }
 
 async fn rollback(State(admin): State<Admin>, Path((pipeline, operator)): Path<(String, String)>) -> Answer<SwapRecord> {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod commands;
 pub mod config;
 pub mod develop;
+pub mod event_time;
 pub mod graph;
 pub mod kafka;
 pub mod pipeline;

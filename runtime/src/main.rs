@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::commands::{self, CommandError, ServeError, ServeOptions};
 use sluice::develop::{self, BuildOptions, Language};
@@ -140,6 +140,15 @@ fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
         other => anyhow::Error::new(other),
     })?;
     tracing::info!(pipeline = %path.display(), "finished: {summary}");
+    let disabled = summary.disabled_operators();
+    if !disabled.is_empty() {
+        bail!(
+            "the run ended, but {} operator(s) were disabled on the way ({}): their records went to {}",
+            disabled.len(),
+            disabled.join(", "),
+            summary.dead_letter_destination
+        );
+    }
     Ok(())
 }
 

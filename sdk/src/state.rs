@@ -31,9 +31,12 @@ impl State {
 
     /// Encodes `value` (compact binary, postcard) tagged with its `VERSION`.
     pub fn encode<T: VersionedState>(value: &T) -> State {
+        // Sized first, then written into a buffer of exactly that size: a growing buffer would
+        // need up to twice the state's size at once, inside the plugin's memory limit.
         // postcard fails only on types serde cannot describe (e.g. unsized sequences);
         // that is a plugin bug, and the panic traps the snapshot with this message.
-        match postcard::to_allocvec(value) {
+        let encoded = postcard::experimental::serialized_size(value).and_then(|size| postcard::to_extend(value, Vec::with_capacity(size)));
+        match encoded {
             Ok(bytes) => State { version: T::VERSION, bytes },
             Err(error) => panic!("cannot encode operator state: {error}"),
         }

@@ -3,6 +3,7 @@
 //! Everything a user can get wrong is reported as a [`Diagnostic`] with the file, line and
 //! column it comes from; every problem is reported, not just the first.
 
+mod aliases;
 mod diagnostic;
 mod kafka;
 mod operator;
@@ -11,6 +12,7 @@ mod source;
 mod validate;
 mod values;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -152,9 +154,19 @@ pub struct LoadedPipeline {
 impl LoadedPipeline {
     /// Reads and parses `path`; syntax and type errors come back as diagnostics.
     pub fn load(path: &Path) -> Result<LoadedPipeline, Diagnostics> {
-        let contents = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|error| Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {error}"))))?;
-        Self::parse(path.to_path_buf(), contents)
+        match String::from_utf8(bytes) {
+            Ok(contents) => Self::parse(path.to_path_buf(), contents),
+            Err(error) => {
+                // Located in the text as far as it is readable; the bad bytes show as U+FFFD.
+                let start = error.utf8_error().valid_up_to();
+                let text = SourceText::new(path.to_path_buf(), String::from_utf8_lossy(error.as_bytes()).into_owned());
+                let byte = error.as_bytes()[start];
+                let message = format!("the file is not UTF-8 text: byte 0x{byte:02X} here does not belong to a UTF-8 character");
+                Err(Diagnostics::single(text.diagnostic(Some(start..start + 3), message)))
+            }
+        }
     }
 
     /// Parses `contents` as if read from `path`.
@@ -162,7 +174,20 @@ impl LoadedPipeline {
         let text = SourceText::new(path, contents);
         match toml::from_str::<PipelineFileConfig>(text.contents()) {
             Ok(config) => Ok(LoadedPipeline { text, config }),
-            Err(error) => Err(Diagnostics::single(text.diagnostic(error.span(), error.message().trim_end()))),
+            Err(error) => {
+                // The parser gives no position for some errors (its recursion limit, met by a
+                // deeply nested table header): point at the most deeply nested key instead.
+                let message = error.message().trim_end();
+                match error.span() {
+                    Some(span) => Err(Diagnostics::single(text.diagnostic(Some(span), message))),
+                    None => {
+                        let deepest = deepest_key(text.contents());
+                        let message =
+                            if deepest.is_some() { format!("{message}: this key is nested too deeply") } else { message.to_owned() };
+                        Err(Diagnostics::single(text.diagnostic(deepest, message)))
+                    }
+                }
+            }
         }
     }
 
@@ -176,6 +201,38 @@ impl LoadedPipeline {
         let joined = if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) };
         normalize(&joined)
     }
+}
+
+/// The span of the table header or key with the most dotted parts, if any has more than one.
+fn deepest_key(contents: &str) -> Option<Range<usize>> {
+    let mut deepest: Option<(usize, Range<usize>)> = None;
+    let mut offset = 0;
+    for line in contents.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let start = offset + (line.len() - trimmed.len());
+        let key = if trimmed.starts_with('[') { trimmed.split(']').next() } else { trimmed.split('=').next() };
+        let depth = key.map_or(0, dotted_parts);
+        if depth > 1 && deepest.as_ref().is_none_or(|(most, _)| depth > *most) {
+            deepest = Some((depth, start..offset + line.trim_end().len()));
+        }
+        offset += line.len();
+    }
+    deepest.map(|(_, span)| span)
+}
+
+/// How many dot-separated parts a key has (dots inside quotes do not count).
+fn dotted_parts(key: &str) -> usize {
+    let mut quote = None;
+    let mut parts = 1;
+    for character in key.chars() {
+        match (quote, character) {
+            (None, '"' | '\'') => quote = Some(character),
+            (Some(open), _) if character == open => quote = None,
+            (None, '.') => parts += 1,
+            _ => {}
+        }
+    }
+    parts
 }
 
 /// Folds `.` and `name/..` out of a path without touching the filesystem.

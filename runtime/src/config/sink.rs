@@ -83,8 +83,9 @@ pub enum OutputFormat {
 pub enum DeadLetterConfig {
     /// A file of JSON lines (appended to).
     File { path: PathBuf },
-    /// Standard error, as JSON lines.
-    Stderr,
+    /// Standard error, as JSON lines. (A struct variant, so that a stray key such as `path`
+    /// is refused rather than ignored.)
+    Stderr {},
     /// A Kafka topic: the record as it came, with the reason and provenance in headers.
     Kafka(KafkaDeadLetterConfig),
 }

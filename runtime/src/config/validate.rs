@@ -11,6 +11,7 @@ use super::{
     DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, Partitioning,
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
 };
+use crate::event_time::parse_rfc3339_millis;
 use crate::graph::{self, Graph, Plan, ResolvedInputs};
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
@@ -38,6 +39,7 @@ pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> R
     problems.found.extend(unresolved);
     let infos = problems.check_operators(plugins, &resolved);
     problems.check_sinks();
+    problems.check_file_aliases();
     problems.check_exactly_once();
     let check = graph::build_graph(pipeline, &resolved, &infos);
     problems.found.extend(check.problems);
@@ -106,21 +108,15 @@ impl Problems<'_> {
         let name = source.get_ref().name();
         match source.get_ref() {
             SourceConfig::Generator(generator) => {
-                if humantime::parse_rfc3339_weak(&generator.start_time).is_err() {
-                    self.report(
-                        span.clone(),
-                        format!(
-                            "source \"{name}\": start_time {:?} is not an RFC 3339 time such as \"2026-01-01T00:00:00Z\"",
-                            generator.start_time
-                        ),
-                    );
+                if let Err(problem) = parse_rfc3339_millis(&generator.start_time) {
+                    self.report(span.clone(), format!("source \"{name}\": start_time {problem}"));
                 }
                 if generator.users == 0 || generator.items == 0 {
                     self.report(span.clone(), format!("source \"{name}\": users and items must be at least 1"));
                 }
                 for anomaly in &generator.anomalies {
-                    if humantime::parse_rfc3339_weak(&anomaly.start).is_err() {
-                        self.report(span.clone(), format!("source \"{name}\": anomaly start {:?} is not an RFC 3339 time", anomaly.start));
+                    if let Err(problem) = parse_rfc3339_millis(&anomaly.start) {
+                        self.report(span.clone(), format!("source \"{name}\": anomaly start {problem}"));
                     }
                     if !(anomaly.price_factor.is_finite() && anomaly.price_factor > 0.0) {
                         self.report(span.clone(), format!("source \"{name}\": anomaly price_factor must be a positive number"));
@@ -321,8 +317,15 @@ impl Problems<'_> {
                 DeadLetterConfig::Kafka(kafka) => {
                     self.check_kafka_sink(dead_letter.span(), "the dead-letter topic", &kafka.brokers, &kafka.topic, &kafka.properties)
                 }
-                DeadLetterConfig::Stderr => {}
+                DeadLetterConfig::Stderr {} => {}
             }
+        }
+    }
+
+    /// No output may overwrite an input or another output.
+    fn check_file_aliases(&mut self) {
+        for (span, message) in super::aliases::aliased_files(self.pipeline) {
+            self.found.push(self.pipeline.text.diagnostic(span, message));
         }
     }
 
@@ -342,11 +345,17 @@ impl Problems<'_> {
                 _ => None,
             })
             .collect();
+        let needs = format!("{why}: the pipeline needs exactly one source, of type \"kafka\"");
         let [source] = kafka_sources.as_slice() else {
-            return self.report_file(&format!("{why}: the pipeline needs exactly one source, of type \"kafka\""));
+            // Point at the first source that is not Kafka, or the second Kafka source.
+            let local = config.sources.iter().find(|source| !matches!(source.get_ref(), SourceConfig::Kafka(_)));
+            return match local.or(config.sources.get(1)) {
+                Some(offending) => self.report(offending.span(), format!("source \"{}\": {needs}", offending.get_ref().name())),
+                None => self.report_file(&needs),
+            };
         };
-        if config.sources.len() != 1 {
-            return self.report_file(&format!("{why}: the pipeline needs exactly one source, of type \"kafka\""));
+        if let Some(other) = config.sources.iter().find(|other| !matches!(other.get_ref(), SourceConfig::Kafka(_))) {
+            return self.report(other.span(), format!("source \"{}\": {needs}", other.get_ref().name()));
         }
         // Every output, as (span, what, brokers, properties): all go through one producer.
         let mut outputs: Vec<(Range<usize>, String, &str, &KafkaProperties)> = Vec::new();

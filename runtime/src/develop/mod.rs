@@ -42,6 +42,8 @@ pub enum DevelopError {
     BuildFailed { command: String, status: String },
     #[error("the build did not produce {0}")]
     NoOutput(PathBuf),
+    #[error("the built component would be refused by the runtime (the previous build, if any, is left in place): {0}")]
+    Refused(crate::wasm::PluginError),
     #[error("test pipeline: {0}")]
     TestRun(#[from] crate::commands::CommandError),
     #[error("{0}")]

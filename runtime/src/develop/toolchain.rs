@@ -56,6 +56,7 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
     if !staging.is_file() {
         return Err(DevelopError::NoOutput(output));
     }
+    refuse_unless_operator(&staging, &output)?;
     std::fs::rename(&staging, &output).map_err(|source| DevelopError::Io { path: output.clone(), source })?;
     Ok(output)
 }
@@ -123,6 +124,18 @@ fn build_c(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopErr
         .arg(output)
         .args(sources);
     run(&mut clang)
+}
+
+/// Loads the built component as the runtime will, so that a component it would refuse (one
+/// that uses the filesystem, say) fails the build with the reason instead of failing later.
+fn refuse_unless_operator(staging: &Path, output: &Path) -> Result<(), DevelopError> {
+    let engine = crate::wasm::WasmEngine::new().map_err(DevelopError::Refused)?;
+    let bytes = std::fs::read(staging).map_err(|source| DevelopError::Io { path: staging.to_owned(), source })?;
+    let checked = crate::wasm::Plugin::compile(&engine, output, &bytes).map(drop).map_err(DevelopError::Refused);
+    if checked.is_err() {
+        let _ = std::fs::remove_file(staging);
+    }
+    checked
 }
 
 /// The `*.c` files at the top of the plugin directory, in name order.

@@ -22,7 +22,7 @@ pub fn ensure_topic(
     partitions: u32,
     compacted: bool,
 ) -> Result<u32, KafkaClientError> {
-    let config = super::client_config(brokers, properties, &[], &[])?;
+    let config = super::client_config(super::ClientKind::Metadata, brokers, properties, &[], &[])?;
     if let Some(existing) = partition_count(&config, topic)? {
         return Ok(existing);
     }

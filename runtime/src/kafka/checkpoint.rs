@@ -85,9 +85,16 @@ impl CheckpointStore {
         topic: &str,
         transactions: Option<&TransactionalProducer>,
     ) -> Result<CheckpointStore, KafkaClientError> {
-        let writer = super::client_config(brokers, properties, &[], &[("enable.idempotence", "true"), ("linger.ms", "0")])?;
+        let writer = super::client_config(
+            super::ClientKind::Producer,
+            brokers,
+            properties,
+            &[],
+            &[("enable.idempotence", "true"), ("linger.ms", "0")],
+        )?;
         let producer = writer.create_with_context(AckContext).map_err(KafkaClientError::kafka("cannot create the checkpoint producer"))?;
         let reader = super::client_config(
+            super::ClientKind::Consumer,
             brokers,
             properties,
             &[],

@@ -47,6 +47,7 @@ impl KafkaClientError {
 /// A librdkafka configuration: `brokers`, the user's properties (environment variables read,
 /// names Sluice manages refused), then Sluice's own settings.
 pub fn client_config(
+    kind: ClientKind,
     brokers: &str,
     properties: &KafkaProperties,
     reserved: &[(&str, &'static str)],
@@ -56,13 +57,106 @@ pub fn client_config(
     config.set("bootstrap.servers", brokers);
     config.set_log_level(RDKafkaLogLevel::Warning);
     for (property, value) in crate::config::resolve_properties(properties, reserved)? {
-        config.set(property, value);
+        if kind.takes(&property) {
+            config.set(property, value);
+        }
     }
     for (property, value) in own {
         config.set(*property, *value);
     }
     Ok(config)
 }
+
+/// The kind of librdkafka client a configuration is for. A connector's `properties` serve
+/// every client Sluice runs for it (a source's consumer, and its checkpoint and repartition
+/// producers), and each client takes those of its kind and the common ones: a consumer
+/// property given to a producer makes librdkafka warn (CONFWARN) at every start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientKind {
+    Consumer,
+    Producer,
+    /// Metadata and admin clients: the common properties only (connection, security).
+    Metadata,
+}
+
+impl ClientKind {
+    fn takes(self, property: &str) -> bool {
+        let consumer = CONSUMER_ONLY_PROPERTIES.contains(&property);
+        let producer = PRODUCER_ONLY_PROPERTIES.contains(&property);
+        match self {
+            ClientKind::Consumer => !producer,
+            ClientKind::Producer => !consumer,
+            ClientKind::Metadata => !consumer && !producer,
+        }
+    }
+}
+
+/// librdkafka's consumer-only properties (scope `C` in its CONFIGURATION.md, 2.12).
+const CONSUMER_ONLY_PROPERTIES: &[&str] = &[
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "max.poll.records",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+    "share.acknowledgement.mode",
+];
+
+/// librdkafka's producer-only properties (scope `P` in its CONFIGURATION.md, 2.12).
+const PRODUCER_ONLY_PROPERTIES: &[&str] = &[
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "produce.offset.report",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queuing.strategy",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
 
 /// librdkafka's logs and errors, through `tracing` (warnings: brokers down, retries).
 #[derive(Clone, Default)]

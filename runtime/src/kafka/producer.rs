@@ -109,7 +109,7 @@ impl OutputProducer {
     pub fn new(brokers: &str, topic: &str, properties: &KafkaProperties, own: &[(&str, &str)]) -> Result<OutputProducer, KafkaClientError> {
         let mut settings = vec![("enable.idempotence", "true"), ("linger.ms", "5")];
         settings.extend_from_slice(own);
-        let config = super::client_config(brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
+        let config = super::client_config(super::ClientKind::Producer, brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
         let producer = config
             .create_with_context(DeliveryContext::default())
             .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;

@@ -73,6 +73,7 @@ impl KafkaSource {
             StartPosition::Committed | StartPosition::Earliest => "earliest",
         };
         let client = super::client_config(
+            super::ClientKind::Consumer,
             &config.brokers,
             &config.properties,
             RESERVED_CONSUMER_PROPERTIES,

@@ -90,7 +90,7 @@ impl TransactionalProducer {
         if let Some(lifetime) = &lifetime {
             settings.push(("transaction.timeout.ms", lifetime));
         }
-        let config = super::client_config(brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
+        let config = super::client_config(super::ClientKind::Producer, brokers, properties, RESERVED_PRODUCER_PROPERTIES, &settings)?;
         let producer: ThreadedProducer<DeliveryContext> = config
             .create_with_context(DeliveryContext::default())
             .map_err(KafkaClientError::kafka("cannot create the transactional producer"))?;

@@ -26,7 +26,7 @@ pub enum SwapError {
     UnknownOperator(String),
     #[error("operator \"{0}\" has no previous version to roll back to")]
     NothingToRollBack(String),
-    #[error("the new version was refused, the old one keeps running: {0}")]
+    #[error("the swap was refused, the old version keeps running: {0}")]
     Refused(String),
     #[error("the pipeline is not running any more")]
     Finished,
@@ -287,14 +287,15 @@ impl PipelineControl {
 /// Asks the new version what it declares with its configuration (side outputs,
 /// distribution), which must match what the pipeline was wired for.
 fn declared(spec: &mut OperatorSpec) -> Result<(), SwapError> {
-    let info = super::operator::declared_info(spec).map_err(|error| SwapError::Refused(error.to_string()))?;
+    let info =
+        super::operator::declared_info(spec).map_err(|error| SwapError::Refused(format!("the new version could not start: {error}")))?;
     spec.info = info;
     Ok(())
 }
 
 /// The new configuration `config` (a JSON object) with the granted files of `current`.
 fn with_granted_files(config: &str, current: &str) -> Result<String, SwapError> {
-    let refuse = |why: &str| SwapError::Refused(format!("the new configuration {why}"));
+    let refuse = |why: &str| SwapError::Refused(format!("the new version's configuration {why}"));
     let mut config: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(config).map_err(|_| refuse("is not a JSON object"))?;
     if config.contains_key("sluice_files") {

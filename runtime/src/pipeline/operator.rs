@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use sluice_sdk::{InitContext, OperatorInfo};
+use sluice_sdk::{Distribution, InitContext, OperatorInfo};
 
 use crate::wasm::{Batch, CallFailure, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
@@ -26,8 +26,9 @@ pub enum OperatorError {
     ConfigRefused(String),
     #[error("the plugin refused the restored state: {0}")]
     StateRefused(String),
-    #[error("{0}")]
-    Failed(CallFailure),
+    /// A call of the plugin (`step`: instantiate, init, restore, snapshot) failed.
+    #[error("{step} failed: {failure}")]
+    Failed { step: &'static str, failure: CallFailure },
     /// The plugin declared other side outputs or another distribution than the version or
     /// configuration the pipeline was wired for.
     #[error("{0}")]
@@ -86,10 +87,11 @@ impl OperatorSpec {
         let context =
             InitContext { operator: name.to_owned(), inputs, encodings: ENCODINGS.iter().map(|encoding| (*encoding).to_owned()).collect() };
         let metrics = Arc::new(OperatorMetrics::default());
-        let mut instance = PluginInstance::new(&plugin, name.into(), limits, metrics.clone()).map_err(OperatorError::Failed)?;
-        instance.mute_metrics(true);
-        let info = instance.init(&config_json, &context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
-        Ok(OperatorSpec { name: name.into(), plugin, config_json, context, info, limits, metrics })
+        // What the plugin declares is asked of it below.
+        let undeclared = OperatorInfo { outputs: Vec::new(), distribution: Distribution::Any, encoding: String::new() };
+        let mut spec = OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics };
+        spec.info = declared_info(&spec)?;
+        Ok(spec)
     }
 
     /// Why `replacement` cannot take this operator's place without rewiring the pipeline
@@ -150,12 +152,15 @@ impl Operator {
     /// state over: snapshot this instance, start the new one with `init` and `restore`. This
     /// operator stays as it was (a failed snapshot recovers it); the caller switches. A disabled
     /// operator hands over its last good snapshot, so a fixed version brings it back.
-    pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, OperatorError> {
+    /// The refusal names the side (running or new version) and the step that failed.
+    pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, String> {
         if let Some(reason) = self.spec.rewiring_needed_by(&spec) {
-            return Err(OperatorError::Rewired(reason));
+            return Err(reason);
         }
-        let state = self.checkpoint_state().map_err(OperatorError::Failed)?;
-        Operator::start(spec, Some(state))
+        let state = self
+            .checkpoint_state()
+            .map_err(|failure| format!("the running version could not hand over its state: snapshot failed: {failure}"))?;
+        Operator::start(spec, Some(state)).map_err(|error| format!("the new version could not start: {error}"))
     }
 
     /// The state to carry over (checkpoint, swap): a fresh snapshot, or a disabled operator's
@@ -170,6 +175,11 @@ impl Operator {
             }
             None => Ok(self.base.clone()),
         }
+    }
+
+    /// The linear memory of the running instance, in bytes (0 while disabled).
+    pub fn memory_in_use(&self) -> usize {
+        self.instance.as_ref().map_or(0, PluginInstance::memory_in_use)
     }
 
     pub fn plugin(&self) -> &Plugin {
@@ -349,17 +359,25 @@ impl Operator {
 /// What `spec`'s plugin declares with its configuration and context: from a throw-away
 /// instance (before a version is swapped in).
 pub fn declared_info(spec: &OperatorSpec) -> Result<OperatorInfo, OperatorError> {
-    let mut instance =
-        PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
-    instance.mute_metrics(true);
-    instance.init(&spec.config_json, &spec.context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)
+    let (_, info) = initialised(spec, true)?;
+    Ok(info)
+}
+
+/// A new instance of `spec`'s plugin, after `init`; with what it declared.
+fn initialised(spec: &OperatorSpec, muted: bool) -> Result<(PluginInstance, OperatorInfo), OperatorError> {
+    let mut instance = PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone())
+        .map_err(|failure| OperatorError::Failed { step: "instantiate", failure })?;
+    instance.mute_metrics(muted);
+    let info = instance
+        .init(&spec.config_json, &spec.context)
+        .map_err(|failure| OperatorError::Failed { step: "init", failure })?
+        .map_err(OperatorError::ConfigRefused)?;
+    Ok((instance, info))
 }
 
 /// A new, initialised instance; restored from `state` if given. Returns its base snapshot.
 fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, State), OperatorError> {
-    let mut instance =
-        PluginInstance::new(&spec.plugin, spec.name.clone(), spec.limits, spec.metrics.clone()).map_err(OperatorError::Failed)?;
-    let info = instance.init(&spec.config_json, &spec.context).map_err(OperatorError::Failed)?.map_err(OperatorError::ConfigRefused)?;
+    let (mut instance, info) = initialised(spec, false)?;
     if info != spec.info {
         // Plugins are deterministic: the same configuration declares the same thing.
         return Err(OperatorError::Rewired(format!(
@@ -369,10 +387,13 @@ fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, 
     }
     let base = match state {
         Some(state) => {
-            instance.restore(state).map_err(OperatorError::Failed)?.map_err(OperatorError::StateRefused)?;
+            instance
+                .restore(state)
+                .map_err(|failure| OperatorError::Failed { step: "restore", failure })?
+                .map_err(OperatorError::StateRefused)?;
             state.clone()
         }
-        None => instance.snapshot().map_err(OperatorError::Failed)?,
+        None => instance.snapshot().map_err(|failure| OperatorError::Failed { step: "snapshot", failure })?,
     };
     Ok((instance, base))
 }

@@ -488,7 +488,7 @@ impl Task {
             let _ = request.reply.send(SwapStep::NotHere);
             return;
         };
-        let prepared = self.operators[index].prepare_swap(request.spec).map_err(|error| error.to_string());
+        let prepared = self.operators[index].prepare_swap(request.spec);
         let ready = prepared.as_ref().map(drop).map_err(Clone::clone);
         // The requester may have given up; a missing decision means "keep the old one".
         let _ = request.reply.send(SwapStep::Prepared(ready));

@@ -3,15 +3,20 @@
 
 use std::time::{Duration, Instant};
 
+use crate::event_time::now_millis;
+
 /// Derives the watermark of one stream of records (a source share, a Kafka partition).
 ///
-/// watermark = newest event time − out-of-orderness. When the stream is idle (nothing arrived
-/// for `idle_timeout`), event time is assumed to advance with processing time, so that windows
-/// still close on a quiet stream. A stream that has had no record at all has no event time to
-/// advance from: once its source says it has reached the end of what there is to read (a Kafka
-/// partition at its high watermark), it follows the wall clock, so that an empty partition
-/// does not hold back, forever, the stages behind an exchange. Downstream, a task's watermark
-/// is the least of its upstreams' (see `Upstreams`).
+/// watermark = newest event time − out-of-orderness. When the stream is idle, event time is
+/// assumed to advance with processing time, so that windows still close on a quiet stream.
+/// Idle means caught up, not merely silent: silence counts only up to the last moment the
+/// source confirmed it had read everything there is (`reached_end`: a Kafka partition whose
+/// position is at its high watermark), so a consumer that stalls (a frozen broker, a paused
+/// process) and then catches up does not find its windows closed and its records late.
+/// A stream that has had no record at all has no event time to advance from: once its source
+/// confirmed it has read everything for `idle_timeout`, it follows the wall clock, so that an
+/// empty partition does not hold back, forever, the stages behind an exchange. Downstream, a
+/// task's watermark is the least of its upstreams' (see `Upstreams`).
 #[derive(Debug)]
 pub struct WatermarkGenerator {
     out_of_orderness: i64,
@@ -21,6 +26,9 @@ pub struct WatermarkGenerator {
     emitted: Option<i64>,
     /// The watermark of the checkpoint this stream resumed from.
     resumed: Option<i64>,
+    /// The last time the source confirmed it had read everything there is, if it did since
+    /// the last record.
+    caught_up_at: Option<Instant>,
     /// The source reached the end of what there is to read, and nothing arrived since.
     at_end: bool,
 }
@@ -34,6 +42,7 @@ impl WatermarkGenerator {
             last_received: Instant::now(),
             emitted: None,
             resumed: None,
+            caught_up_at: None,
             at_end: false,
         }
     }
@@ -62,12 +71,20 @@ impl WatermarkGenerator {
     pub fn observe(&mut self, timestamp: i64) {
         self.newest = Some(self.newest.map_or(timestamp, |newest| newest.max(timestamp)));
         self.last_received = Instant::now();
+        self.caught_up_at = None;
         self.at_end = false;
     }
 
-    /// The source read everything there is for now (until the next record).
+    /// The source confirms that, now, it has read everything there is.
     pub fn reached_end(&mut self) {
+        self.caught_up_at = Some(Instant::now());
         self.at_end = true;
+    }
+
+    /// Whether the stream has been silent for `idle_timeout` and its source has not confirmed
+    /// it is caught up in the last `recently`: time to ask (a Kafka partition's high watermark).
+    pub fn wants_confirmation(&self, recently: Duration) -> bool {
+        self.last_received.elapsed() >= self.idle_timeout && self.caught_up_at.is_none_or(|at| at.elapsed() >= recently)
     }
 
     /// The new watermark after a batch, if it advanced.
@@ -76,20 +93,30 @@ impl WatermarkGenerator {
         self.emit(candidate)
     }
 
-    /// The new watermark while nothing arrives (the source has caught up): after
-    /// `idle_timeout` of silence, event time advances with the time waited.
+    /// The new watermark while nothing arrives. After records: once the source confirmed it
+    /// was caught up `idle_timeout` after the last one, event time advances by the time the
+    /// stream is known to have been idle (up to that confirmation, not up to now). Without
+    /// records: once the source reached its end and `idle_timeout` passed, from the resumed
+    /// watermark, or else from the wall clock.
     pub fn advance_idle(&mut self) -> Option<i64> {
-        let idle = self.last_received.elapsed();
-        if idle < self.idle_timeout {
-            return self.advance();
+        if self.newest.is_some() {
+            let known_idle = self.caught_up_at.map(|at| at.saturating_duration_since(self.last_received));
+            let Some(idle) = known_idle.filter(|idle| *idle >= self.idle_timeout) else { return self.advance() };
+            let shift = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+            return self.advance_by(shift);
         }
-        let shift = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-        let candidate = match (self.newest, self.resumed) {
-            (Some(newest), _) => newest.saturating_sub(self.out_of_orderness).saturating_add(shift),
-            (None, Some(resumed)) if self.at_end => resumed.saturating_add(shift),
-            (None, None) if self.at_end => wall_clock_millis().saturating_sub(self.out_of_orderness),
-            (None, _) => return None,
-        };
+        let idle = self.last_received.elapsed();
+        if !self.at_end || idle < self.idle_timeout {
+            return None;
+        }
+        match self.resumed {
+            Some(resumed) => self.emit(resumed.saturating_add(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX))),
+            None => self.emit(now_millis().saturating_sub(self.out_of_orderness)),
+        }
+    }
+
+    fn advance_by(&mut self, shift: i64) -> Option<i64> {
+        let candidate = self.newest?.saturating_sub(self.out_of_orderness).saturating_add(shift);
         self.emit(candidate)
     }
 
@@ -100,12 +127,6 @@ impl WatermarkGenerator {
         self.emitted = Some(candidate);
         Some(candidate)
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn wall_clock_millis() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -133,9 +154,9 @@ mod tests {
         assert_eq!(generator.advance_idle(), None, "nothing read yet: it may still come");
         generator.reached_end();
         let watermark = generator.advance_idle().expect("an empty partition advances");
-        assert!((wall_clock_millis() - 1_000 - watermark).abs() < 60_000, "{watermark}");
+        assert!((now_millis() - 1_000 - watermark).abs() < 60_000, "{watermark}");
         generator.observe(5);
-        assert!(!generator.at_end, "a record arrived: not at the end any more");
+        assert!(generator.caught_up_at.is_none() && !generator.at_end, "a record arrived: not at the end any more");
     }
 
     #[test]
@@ -144,8 +165,36 @@ mod tests {
         generator.observe(1_000);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(generator.advance(), Some(1_000), "processing time alone does not move it");
+        generator.reached_end();
         assert!(generator.advance_idle().is_some_and(|watermark| watermark >= 1_020));
         assert!(!generator.is_late(1_010), "lateness is judged by the records alone");
+    }
+
+    #[test]
+    fn silence_without_a_confirmation_that_the_source_caught_up_is_not_idleness() {
+        let mut generator = WatermarkGenerator::new(0, Duration::from_millis(10));
+        generator.observe(1_000);
+        assert_eq!(generator.advance(), Some(1_000));
+        std::thread::sleep(Duration::from_millis(30));
+        // A stalled consumer: silent for longer than idle_timeout, but never confirmed at the end.
+        assert!(generator.wants_confirmation(Duration::from_secs(1)));
+        assert_eq!(generator.advance_idle(), None, "a stall does not close windows");
+        assert!(!generator.is_late(1_001));
+        // Confirmed caught up now: idle since the last record, and it advances by that much.
+        generator.reached_end();
+        assert!(!generator.wants_confirmation(Duration::from_secs(1)), "just confirmed");
+        assert!(generator.advance_idle().is_some_and(|watermark| watermark >= 1_030));
+    }
+
+    #[test]
+    fn a_confirmation_right_after_the_last_record_does_not_count_later_silence() {
+        let mut generator = WatermarkGenerator::new(0, Duration::from_millis(10));
+        generator.observe(1_000);
+        generator.reached_end(); // the consumer reached the end at once
+        std::thread::sleep(Duration::from_millis(30));
+        // The broker froze: no confirmation since. Known idle time is ~0.
+        assert_eq!(generator.advance_idle(), Some(1_000), "only the records' own watermark");
+        assert_eq!(generator.advance_idle(), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The dead-letter sink: where records that could not be processed are written, with why.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ enum Destination {
     /// JSON lines; the writer is opened at the first dead letter.
     Lines {
         target: LineTarget,
-        writer: Option<Box<dyn Write + Send>>,
+        writer: Option<LineWriter>,
     },
     Kafka(KafkaDeadLetters),
 }
@@ -28,6 +28,30 @@ enum Destination {
 enum LineTarget {
     File(PathBuf),
     Stderr,
+}
+
+/// An open line target: a file is synced when the dead letters must be durable.
+enum LineWriter {
+    File(BufWriter<File>),
+    Stderr(io::Stderr),
+}
+
+impl LineWriter {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            LineWriter::File(file) => file,
+            LineWriter::Stderr(stderr) => stderr,
+        }
+    }
+
+    /// Flushes, and for a file waits until its contents are on disk.
+    fn make_durable(&mut self) -> io::Result<()> {
+        self.writer().flush()?;
+        match self {
+            LineWriter::File(file) => crate::sink::sync_if_possible(file.get_ref()),
+            LineWriter::Stderr(_) => Ok(()),
+        }
+    }
 }
 
 impl DeadLetterSink {
@@ -41,7 +65,7 @@ impl DeadLetterSink {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let lines = |target| Destination::Lines { target, writer: None };
         let destination = match config {
-            Some(DeadLetterConfig::Stderr) => lines(LineTarget::Stderr),
+            Some(DeadLetterConfig::Stderr {}) => lines(LineTarget::Stderr),
             Some(DeadLetterConfig::File { path }) => lines(LineTarget::File(pipeline.resolve(path))),
             Some(DeadLetterConfig::Kafka(kafka)) => {
                 Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
@@ -78,8 +102,8 @@ impl DeadLetterSink {
             Destination::Kafka(kafka) => kafka.write(letter).map_err(io::Error::other),
             Destination::Lines { target, writer } => {
                 let writer = match writer {
-                    Some(writer) => writer,
-                    None => writer.insert(open(target)?),
+                    Some(writer) => writer.writer(),
+                    None => writer.insert(open(target)?).writer(),
                 };
                 serde_json::to_writer(&mut *writer, &letter.to_json(&self.pipeline))?;
                 writer.write_all(b"\n")?;
@@ -88,28 +112,24 @@ impl DeadLetterSink {
         }
     }
 
-    /// Returns once every dead letter written so far is durable.
+    /// Returns once every dead letter written so far is durable (a file is synced to disk).
     pub fn flush(&mut self) -> io::Result<()> {
         match &mut self.destination {
             Destination::Kafka(kafka) => kafka.flush().map_err(io::Error::other),
-            Destination::Lines { writer: Some(writer), .. } => writer.flush(),
+            Destination::Lines { writer: Some(writer), .. } => writer.make_durable(),
             Destination::Lines { writer: None, .. } => Ok(()),
         }
     }
 }
 
-fn open(target: &LineTarget) -> io::Result<Box<dyn Write + Send>> {
+fn open(target: &LineTarget) -> io::Result<LineWriter> {
     match target {
-        LineTarget::Stderr => Ok(Box::new(io::stderr())),
+        LineTarget::Stderr => Ok(LineWriter::Stderr(io::stderr())),
         LineTarget::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .append(true)
-                .open(path)
+            let file = crate::sink::open_durably(OpenOptions::new().create(true).read(true).append(true), path)
                 .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
                 .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
-            Ok(Box::new(BufWriter::new(file)))
+            Ok(LineWriter::File(BufWriter::new(file)))
         }
     }
 }

@@ -5,6 +5,7 @@ mod encode;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
@@ -69,13 +70,7 @@ impl Sink {
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
-                let file = File::options()
-                    .create(true)
-                    .read(true)
-                    .write(true)
-                    .append(resuming)
-                    .truncate(!resuming)
-                    .open(&path)
+                let file = open_durably(File::options().create(true).read(true).write(true).append(resuming).truncate(!resuming), &path)
                     .map_err(open_failed)?;
                 if resuming {
                     drop_torn_last_line(&file, &path).map_err(open_failed)?;
@@ -147,8 +142,24 @@ impl Sink {
     }
 }
 
+/// Opens (and perhaps creates) an output file, and makes its directory entry durable: a
+/// file created now must not vanish in a power loss after its contents were synced.
+pub fn open_durably(options: &std::fs::OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options.open(path)?;
+    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(directory).and_then(|directory| sync_if_possible_all(&directory))?;
+    Ok(file)
+}
+
+fn sync_if_possible_all(file: &File) -> io::Result<()> {
+    match file.sync_all() {
+        Err(error) if error.kind() == io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
+}
+
 /// Makes a file's contents durable; a pipe or a device cannot be synced, and need not be.
-fn sync_if_possible(file: &File) -> io::Result<()> {
+pub fn sync_if_possible(file: &File) -> io::Result<()> {
     match file.sync_data() {
         Err(error) if error.kind() == io::ErrorKind::InvalidInput => Ok(()),
         other => other,
@@ -157,7 +168,7 @@ fn sync_if_possible(file: &File) -> io::Result<()> {
 
 /// Cuts an output file back to its last complete line: a run killed while writing may have
 /// left part of a line, which the next record appended would otherwise be glued to.
-pub fn drop_torn_last_line(file: &File, path: &std::path::Path) -> io::Result<()> {
+pub fn drop_torn_last_line(file: &File, path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let length = file.metadata()?.len();
     let mut end = length;

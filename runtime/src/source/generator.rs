@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{SourceError, SourceOutput};
 use crate::config::{AnomalyConfig, GeneratorConfig};
+use crate::event_time::parse_rfc3339_millis;
 
 const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
@@ -46,7 +47,7 @@ struct Anomaly {
 
 impl Anomaly {
     fn new(config: &AnomalyConfig) -> Result<Anomaly, String> {
-        let start = rfc3339_millis(&config.start).map_err(|error| format!("anomaly start {:?}: {error}", config.start))?;
+        let start = parse_rfc3339_millis(&config.start).map_err(|error| format!("anomaly start: {error}"))?;
         Ok(Anomaly {
             start,
             end: start.saturating_add(config.duration.millis()),
@@ -58,11 +59,6 @@ impl Anomaly {
     fn applies(&self, timestamp: i64, category: &str) -> bool {
         (self.start..self.end).contains(&timestamp) && self.category.as_deref().is_none_or(|only| only == category)
     }
-}
-
-fn rfc3339_millis(text: &str) -> Result<i64, humantime::TimestampError> {
-    let time = humantime::parse_rfc3339_weak(text)?;
-    Ok(time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }
 
 /// One generated record, as its JSON payload.
@@ -82,8 +78,7 @@ struct Click<'a> {
 impl Generator {
     pub fn new(name: String, config: &GeneratorConfig) -> Result<Generator, SourceError> {
         let invalid = |message: String| SourceError::Invalid { source_name: name.clone(), message };
-        let start_ms =
-            rfc3339_millis(&config.start_time).map_err(|error| invalid(format!("start_time {:?}: {error}", config.start_time)))?;
+        let start_ms = parse_rfc3339_millis(&config.start_time).map_err(|error| invalid(format!("start_time: {error}")))?;
         let anomalies = config.anomalies.iter().map(Anomaly::new).collect::<Result<Vec<_>, _>>().map_err(invalid)?;
         Ok(Generator {
             name,
@@ -136,7 +131,8 @@ impl Generator {
             if due <= elapsed + Duration::from_millis(1) {
                 return true;
             }
-            if output.stop.is_raised() || output.flush_lingering().is_err() {
+            // Nothing is due yet: the generator is caught up with its rate.
+            if output.stop.is_raised() || output.wait_for_input().is_err() {
                 return false;
             }
             std::thread::sleep((due - elapsed).min(PACE_SLICE));

@@ -4,11 +4,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{SourceError, SourceOutput};
+use crate::event_time::{now_millis, parse_rfc3339_millis};
 
 /// How long a source waits for input before checking whether it must stop.
 const POLL: Duration = Duration::from_millis(50);
@@ -34,17 +35,11 @@ impl TimestampField {
             serde_json::from_slice(line).map_err(|error| format!("line is not a JSON object: {error}"))?;
         match record.get(field) {
             Some(Value::Number(number)) => number.as_i64().ok_or_else(|| format!("timestamp field {field:?} is not an integer")),
-            Some(Value::String(text)) => humantime::parse_rfc3339_weak(text)
-                .map(|time| time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
-                .map_err(|error| format!("timestamp field {field:?}: {error}")),
+            Some(Value::String(text)) => parse_rfc3339_millis(text).map_err(|error| format!("timestamp field {field:?}: {error}")),
             Some(_) => Err(format!("timestamp field {field:?} is neither milliseconds nor an RFC 3339 string")),
             None => Err(format!("timestamp field {field:?} is missing")),
         }
     }
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 enum Input {
@@ -120,7 +115,7 @@ fn read_stdin(name: &str, timestamp: &TimestampField, output: &mut SourceOutput)
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if output.flush_lingering().is_err() {
+                if output.wait_for_input().is_err() {
                     return Ok(());
                 }
             }

@@ -156,6 +156,13 @@ impl SourceOutput {
         self.poll_rounds()
     }
 
+    /// While the source has nothing to read (it is caught up, not behind): as
+    /// `flush_lingering`, and the silence counts towards idleness.
+    pub fn wait_for_input(&mut self) -> Result<(), Downstream> {
+        self.watermarks.reached_end();
+        self.flush_lingering()
+    }
+
     /// How long until the pending batch must be sent, if one is pending.
     pub fn linger_left(&self) -> Option<Duration> {
         self.batcher.linger_left()

@@ -106,7 +106,7 @@ fn repartition_partitions(pipeline: &LoadedPipeline, config: &KafkaSourceConfig)
                 .into(),
         ));
     }
-    let client = crate::kafka::client_config(&config.brokers, &config.properties, &[], &[])?;
+    let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
     let mut most = 1;
     for topic in &config.topics {
         most = most.max(partition_count(&client, topic)?.unwrap_or(1));
@@ -153,7 +153,7 @@ fn stages(
 
 /// Every partition of the source's topics, as `topic/partition`.
 fn source_partitions(config: &KafkaSourceConfig) -> Result<Vec<String>, KafkaClientError> {
-    let client = crate::kafka::client_config(&config.brokers, &config.properties, &[], &[])?;
+    let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
     let mut partitions = Vec::new();
     for topic in &config.topics {
         let count = partition_count(&client, topic)?.unwrap_or(0);

@@ -78,6 +78,20 @@ pub struct PipelineSummary {
     pub dead_letter_destination: String,
 }
 
+impl PipelineSummary {
+    /// The operators disabled during the run (their circuit opened), each named once with
+    /// the first reason given.
+    pub fn disabled_operators(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (operator, _) in self.tasks.iter().flat_map(|task| &task.disabled_operators) {
+            if !names.contains(operator) {
+                names.push(operator.clone());
+            }
+        }
+        names.into_iter().map(|name| format!("\"{name}\"")).collect()
+    }
+}
+
 /// An operator's name, plugin digest and the metrics it reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperatorSummary {

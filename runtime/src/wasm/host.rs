@@ -48,11 +48,13 @@ pub struct HostState {
     pub(super) last_panic: Option<String>,
     /// Metrics are ignored while calls are replayed after a recovery.
     pub(super) muted: bool,
+    /// Linear memory granted so far (it never shrinks), in bytes.
+    pub(super) memory_in_use: usize,
 }
 
 impl HostState {
     pub fn new(operator: Arc<str>, memory_limit: usize, metrics: Arc<OperatorMetrics>) -> HostState {
-        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None, muted: false }
+        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None, muted: false, memory_in_use: 0 }
     }
 }
 
@@ -62,6 +64,7 @@ impl ResourceLimiter for HostState {
             self.memory_refused = Some(desired);
             return Ok(false);
         }
+        self.memory_in_use = self.memory_in_use.max(desired);
         Ok(true)
     }
 

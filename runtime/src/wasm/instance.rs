@@ -90,6 +90,11 @@ impl PluginInstance {
         Ok(PluginInstance { store, operator, limits, deadline_ticks, side_outputs: 0 })
     }
 
+    /// The linear memory the instance holds (the most it ever needed), in bytes.
+    pub fn memory_in_use(&self) -> usize {
+        self.store.data().memory_in_use
+    }
+
     /// While muted, the plugin's counters and gauges are not recorded (replayed calls).
     pub fn mute_metrics(&mut self, muted: bool) {
         self.store.data_mut().muted = muted;
@@ -110,7 +115,8 @@ impl PluginInstance {
     pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
         let batch_wit = batch_to_wit(batch);
         let output = self.call(|operator, store| operator.call_process(store, input, &batch_wit))?;
-        let rejected = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
+        let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
+        checked_rejections(&rejected, batch.events.len())?;
         Ok(PluginOutput { batch: self.checked(batch_from_wit(output.batch))?, rejected })
     }
 
@@ -177,6 +183,24 @@ impl PluginInstance {
         };
         CallFailure { kind: FailureKind::Trap, message }
     }
+}
+
+/// Rejections refused unless each names a record of the input batch, once: a rejection
+/// outside the batch would otherwise vanish, and one given twice would dead-letter a record twice.
+fn checked_rejections(rejected: &[(u32, String)], batch_len: usize) -> Result<(), CallFailure> {
+    let mut seen = std::collections::HashSet::new();
+    for (index, _) in rejected {
+        let problem = if *index as usize >= batch_len {
+            format!("it rejected record {index}, but the batch it was given has {batch_len} record(s)")
+        } else if !seen.insert(*index) {
+            format!("it rejected record {index} twice")
+        } else {
+            continue;
+        };
+        let message = format!("the plugin returned an invalid result from process: {problem}");
+        return Err(CallFailure { kind: FailureKind::InvalidOutput, message });
+    }
+    Ok(())
 }
 
 /// What `init` declared, refused unless it keeps to the contract: side outputs named like

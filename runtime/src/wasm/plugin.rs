@@ -27,6 +27,12 @@ pub enum PluginError {
          against this release's WIT (`sluice plugin build`, or the Rust SDK of this release)"
     )]
     OtherVersion { path: PathBuf, found: String },
+    #[error(
+        "{path} uses {capabilities} (it imports {interfaces}), which operators do not get: an operator sees only its records \
+         and the files granted to it in the pipeline file (`files = {{ name = \"path\" }}`, whose contents reach `init`); \
+         remove those calls (in C, e.g. fopen, getenv, exit; in Rust, std::fs, std::env, std::process)"
+    )]
+    SystemAccess { path: PathBuf, capabilities: String, interfaces: String },
     #[error("cannot set up the WebAssembly engine: {0}")]
     Engine(String),
 }
@@ -75,7 +81,8 @@ impl Plugin {
             .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
         let wrong_world = |error: wasmtime::Error| match imported_plugin_version(engine, &component) {
             Some(found) if found != WIT_VERSION => PluginError::OtherVersion { path: path.to_owned(), found },
-            _ => PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) },
+            _ => system_access(engine, &component, path)
+                .unwrap_or_else(|| PluginError::WrongWorld { path: path.to_owned(), reason: root_cause(&error) }),
         };
         let instance_pre = engine.linker().instantiate_pre(&component).map_err(wrong_world)?;
         let pre = OperatorPre::new(instance_pre).map_err(wrong_world)?;
@@ -143,6 +150,44 @@ fn imported_plugin_version(engine: &WasmEngine, component: &wasmtime::component:
     component.component_type().imports(engine).find_map(|(name, _)| {
         name.strip_prefix("sluice:plugin/").and_then(|rest| rest.split_once('@')).map(|(_, version)| version.to_owned())
     })
+}
+
+/// The refusal of a component that imports WASI interfaces (the filesystem, the environment,
+/// sockets...), which the runtime does not provide, in words that name what it tried to use.
+fn system_access(engine: &WasmEngine, component: &wasmtime::component::Component, path: &Path) -> Option<PluginError> {
+    let wasi: Vec<String> = component
+        .component_type()
+        .imports(engine.engine())
+        .map(|(name, _)| name.to_owned())
+        .filter(|name| name.starts_with("wasi:"))
+        .collect();
+    if wasi.is_empty() {
+        return None;
+    }
+    // The most telling first: the filesystem before the streams it needs.
+    let mut capabilities: Vec<&str> =
+        CAPABILITIES.iter().map(|(_, words)| *words).filter(|words| wasi.iter().any(|name| capability_of(name) == *words)).collect();
+    capabilities.dedup();
+    Some(PluginError::SystemAccess { path: path.to_owned(), capabilities: capabilities.join(", "), interfaces: wasi.join(", ") })
+}
+
+/// WASI interfaces (by prefix) and what they give access to, in words, most telling first.
+const CAPABILITIES: &[(&str, &str)] = &[
+    ("wasi:filesystem/", "the filesystem"),
+    ("wasi:sockets/", "the network"),
+    ("wasi:http/", "HTTP"),
+    ("wasi:cli/environment", "environment variables"),
+    ("wasi:cli/exit", "process exit"),
+    ("wasi:cli/", "standard input and output"),
+    ("wasi:clocks/", "clocks"),
+    ("wasi:random/", "random numbers"),
+    ("wasi:io/", "WASI streams"),
+    ("wasi:", "system interfaces"),
+];
+
+/// What a WASI interface gives access to, in words.
+fn capability_of(interface: &str) -> &'static str {
+    CAPABILITIES.iter().find(|(prefix, _)| interface.starts_with(prefix)).map_or("system interfaces", |(_, words)| words)
 }
 
 /// The innermost message of a wasmtime error: the one that says what is wrong.

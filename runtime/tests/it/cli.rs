@@ -129,3 +129,19 @@ path = "out.jsonl"
         "every record read before Ctrl-C is counted in the flushed window"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `sluice plugin inspect … | head -c 0`: the reader is gone before anything is written.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plugin", "inspect", &plugin("filter").display().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("sluice ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.status.success(), "a reader that has gone is not an error: {stderr}");
+}

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Scratch, numbered_records, run};
+use crate::support::{Scratch, numbered_records, run, sluice};
 
 /// A pipeline of 1000 numbered records through `misbehave` configured with `config`.
 fn misbehaving_pipeline(scratch: &Scratch, marker: impl Fn(usize) -> Option<&'static str>, operator: &str) -> std::path::PathBuf {
@@ -112,6 +112,11 @@ fn an_operator_that_fails_on_everything_is_disabled_and_loses_nothing() {
     let dead = scratch.json_lines("dead.jsonl");
     assert!(dead.last().and_then(|letter| letter["reason"].as_str()).is_some_and(|r| r.contains("operator disabled (circuit open)")));
     assert_eq!(summary.tasks[0].disabled_operators.len(), 1);
+    // `sluice run` does not end such a run as a success.
+    let output = sluice(scratch.dir.path(), &["run", "--no-watch", &path.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("error: the run ended, but 1 operator(s) were disabled on the way (\"misbehave\")"), "{stderr}");
 }
 
 #[test]
@@ -144,4 +149,22 @@ config = { compute = { double = "price * 2" } }
     assert_eq!(summary[0], (2, "rejected: compute double: field price is a string, not a number"));
     assert_eq!(summary[1].0, 3);
     assert!(summary[1].1.starts_with("rejected: payload is not valid JSON"), "{}", summary[1].1);
+}
+
+#[test]
+fn a_rejection_outside_the_batch_fails_the_call_and_its_record_is_dead_lettered() {
+    let scratch = Scratch::new();
+    let path = misbehaving_pipeline(&scratch, |n| (n == 250).then_some("astray"), "config = { reject_outside_on = \"astray\" }");
+    let summary = run(&path).expect("pipeline runs to its end");
+    assert_eq!(summary.dead_letters, 1);
+    assert_eq!(values(&scratch.json_lines("out.jsonl")), (0..1000).filter(|n| *n != 250).collect::<Vec<i64>>());
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(values(&dead), vec![250]);
+    let reason = dead[0]["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with(
+            "the plugin returned an invalid result from process: it rejected record 8, but the batch it was given has 1 record(s)"
+        ),
+        "{reason}"
+    );
 }

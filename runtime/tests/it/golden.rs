@@ -29,11 +29,13 @@ fn example_pipelines() -> Vec<PathBuf> {
 fn every_example_pipeline_validates() {
     let pipelines = example_pipelines();
     assert!(pipelines.len() >= 7, "the examples and the graph examples at least");
-    for path in pipelines {
-        if let Err(error) = sluice::commands::validate(&path, registry()) {
-            panic!("{} is invalid:\n{error}", path.display());
-        }
-    }
+    let invalid: Vec<String> = pipelines
+        .iter()
+        .filter_map(|path| {
+            sluice::commands::validate(path, registry()).err().map(|error| format!("{} is invalid:\n{error}", path.display()))
+        })
+        .collect();
+    assert!(invalid.is_empty(), "{}", invalid.join("\n\n"));
 }
 
 /// The lines of `text`, sorted: the order in which sinks receive records of different keys

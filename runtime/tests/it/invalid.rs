@@ -1,37 +1,92 @@
 //! Config-error golden tests: each `pipelines/invalid/<case>.toml` fails validation with
-//! exactly the text in `<case>.err` (paths relative to the repository root).
+//! exactly the text in `<case>.err` (paths relative to the repository root), each case its own
+//! test so that one failure does not hide another.
 //! Set `SLUICE_UPDATE_GOLDEN=1` to rewrite the `.err` files after an intended change.
 
 use sluice::commands::CommandError;
 
 use crate::support::{registry, repo_root};
 
-#[test]
-fn every_invalid_pipeline_fails_with_its_expected_message() {
+/// Validates `pipelines/invalid/<name>.toml` and compares the diagnostics with `<name>.err`.
+fn check_case(name: &str) {
     let root = repo_root();
-    let mut cases: Vec<_> = std::fs::read_dir(root.join("pipelines/invalid"))
+    let case = root.join("pipelines/invalid").join(format!("{name}.toml"));
+    let message = match sluice::commands::validate(&case, registry()) {
+        Ok(_) => panic!("{} validated, but it is meant to be invalid", case.display()),
+        Err(CommandError::Invalid(diagnostics)) => diagnostics.to_string(),
+        Err(other) => panic!("{}: expected diagnostics, got: {other}", case.display()),
+    };
+    let message = format!("{}\n", message.replace(&format!("{}/", root.display()), ""));
+    let expected_path = case.with_extension("err");
+    if std::env::var_os("SLUICE_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&expected_path, &message).expect("write .err file");
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+    assert!(message == expected, "--- {}\nexpected:\n{expected}\nactual:\n{message}", case.display());
+}
+
+macro_rules! invalid_cases {
+    ($($test:ident => $name:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check_case($name);
+            }
+        )*
+
+        /// Every case with a test, to catch a case file that has none.
+        const CASES: &[&str] = &[$($name),*];
+    };
+}
+
+invalid_cases! {
+    bad_duration => "bad-duration",
+    bad_memory_limit => "bad-memory-limit",
+    bad_name => "bad-name",
+    bad_parallelism => "bad-parallelism",
+    bad_rate => "bad-rate",
+    config_refused => "config-refused",
+    dead_letter_stderr_path => "dead-letter-stderr-path",
+    deep_table_header => "deep-table-header",
+    every_error_reported => "every-error-reported",
+    exactly_once_file_sink => "exactly-once-file-sink",
+    exactly_once_local_source => "exactly-once-local-source",
+    granted_file_missing => "granted-file-missing",
+    graph_cycle => "graph-cycle",
+    graph_input_listed_twice => "graph-input-listed-twice",
+    graph_sink_without_input => "graph-sink-without-input",
+    graph_unknown_input => "graph-unknown-input",
+    graph_unknown_output => "graph-unknown-output",
+    graph_unread_side_output => "graph-unread-side-output",
+    graph_unused_node => "graph-unused-node",
+    kafka_reserved_property => "kafka-reserved-property",
+    kafka_secret_unset => "kafka-secret-unset",
+    kafka_topics_and_pattern => "kafka-topics-and-pattern",
+    kafka_with_local_source => "kafka-with-local-source",
+    key_by_missing_field => "key-by-missing-field",
+    not_utf8 => "not-utf8",
+    old_plugin_version => "old-plugin-version",
+    output_aliases_input => "output-aliases-input",
+    output_directory_missing => "output-directory-missing",
+    outputs_share_a_path => "outputs-share-a-path",
+    plugin_missing => "plugin-missing",
+    reserved_config_key => "reserved-config-key",
+    state_dir_with_stdin => "state-dir-with-stdin",
+    syntax_error => "syntax-error",
+    unknown_key => "unknown-key",
+    unknown_source_type => "unknown-source-type",
+    wrong_type => "wrong-type",
+    wrong_world => "wrong-world",
+}
+
+#[test]
+fn every_invalid_pipeline_file_has_its_own_test() {
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("pipelines/invalid"))
         .expect("pipelines/invalid exists")
         .map(|entry| entry.expect("directory entry").path())
         .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .filter_map(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
         .collect();
-    cases.sort();
-    assert!(cases.len() >= 10, "expected the invalid-pipeline cases, found {}", cases.len());
-    let mut failures = Vec::new();
-    for case in &cases {
-        let message = match sluice::commands::validate(case, registry()) {
-            Ok(_) => panic!("{} validated, but it is meant to be invalid", case.display()),
-            Err(CommandError::Invalid(diagnostics)) => diagnostics.to_string(),
-            Err(other) => panic!("{}: expected diagnostics, got: {other}", case.display()),
-        };
-        let message = format!("{}\n", message.replace(&format!("{}/", root.display()), ""));
-        let expected_path = case.with_extension("err");
-        if std::env::var_os("SLUICE_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&expected_path, &message).expect("write .err file");
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
-        if message != expected {
-            failures.push(format!("--- {}\nexpected:\n{expected}\nactual:\n{message}", case.display()));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    files.sort();
+    assert_eq!(files, CASES, "add each new case file to invalid_cases! in runtime/tests/it/invalid.rs");
 }

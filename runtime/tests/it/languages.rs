@@ -94,3 +94,23 @@ fn chain_of(components: &[PathBuf]) -> String {
     toml.push_str("[[sinks]]\ntype = \"stdout\"\n\n[dead_letter]\ntype = \"file\"\npath = \"dead-letter.jsonl\"\n");
     toml
 }
+
+#[test]
+fn building_a_c_plugin_that_opens_files_fails_with_the_reason() {
+    let scratch = Scratch::new();
+    let created = sluice(scratch.dir.path(), &["plugin", "new", "leaky", "--lang", "c", "--dir", "leaky"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let source = scratch.path("leaky/op.c");
+    let mut code = std::fs::read_to_string(&source).expect("the skeleton's source");
+    // init reads a file: the component then imports wasi:filesystem (and wasi:cli/exit).
+    let leak = "#include <stdio.h>\nstatic int leaky_read(void) {\n  FILE *file = fopen(\"/etc/hostname\", \"r\");\n  return file ? fgetc(file) : -1;\n}\n\nbool exports_operator_init(";
+    code = code.replacen("bool exports_operator_init(", leak, 1);
+    code = code.replacen("  size_t start, end;", "  size_t start, end;\n  if (leaky_read() == -2) return false;", 1);
+    std::fs::write(&source, code).expect("write op.c");
+    let built = sluice(&scratch.path("leaky"), &["plugin", "build"]);
+    let stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(!built.status.success(), "the build must fail: {stderr}");
+    assert!(stderr.contains("the built component would be refused by the runtime"), "{stderr}");
+    assert!(stderr.contains("uses the filesystem") && stderr.contains("wasi:filesystem/"), "{stderr}");
+    assert!(!scratch.path("leaky/leaky.wasm").exists(), "no component is left where a pipeline would load it");
+}

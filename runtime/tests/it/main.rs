@@ -8,6 +8,7 @@ mod deploy;
 mod exactly_once;
 mod exchange;
 mod golden;
+mod hardening;
 mod invalid;
 mod kafka;
 mod languages;

@@ -196,3 +196,95 @@ fn the_ecommerce_pipeline_detects_the_injected_anomaly_and_nothing_else() {
     let with_ema = records.iter().filter(|record| record.get("revenue_ema").is_some()).count();
     assert_eq!(with_ema, windows, "every result carries the moving average of revenue");
 }
+
+#[test]
+fn a_swap_refused_by_the_running_versions_snapshot_names_that_side_and_step() {
+    let mut running = start("misbehave", &json!({"trap_in_snapshot_after": 1}), None);
+    let processed = running.process(0, sluice_sdk::testing::json_batch(&[(json!({"n": 1}), 0)]));
+    assert_eq!(processed.batch.len(), 1);
+    let misbehave = registry().load(&plugin("misbehave")).expect("plugin loads");
+    let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
+    let replacement = OperatorSpec::new("misbehave", misbehave, "{}".into(), vec!["input".into()], limits).expect("spec");
+    let refused = running.prepare_swap(replacement).err().expect("the swap is refused");
+    assert!(
+        refused.starts_with("the running version could not hand over its state: snapshot failed: plugin trapped")
+            && refused.contains("snapshot traps after 1 records"),
+        "{refused}"
+    );
+    let broken = registry().load(&plugin("broken-restore")).expect("plugin loads");
+    let replacement = OperatorSpec::new("misbehave", broken, "{}".into(), vec!["input".into()], limits).expect("spec");
+    let mut fine = start("misbehave", &json!({}), None);
+    let refused = fine.prepare_swap(replacement).err().expect("the swap is refused");
+    assert!(refused.starts_with("the new version could not start: restore failed: plugin trapped"), "{refused}");
+}
+
+/// The default `memory_limit` of an operator.
+const DEFAULT_MEMORY_LIMIT: usize = 128 << 20;
+
+/// Feeds `records` to plugin `name` under the default memory limit, then takes a snapshot:
+/// no record may fail and the snapshot must succeed. Returns the memory the instance needed.
+fn memory_at_worst_case(name: &str, config: &Value, records: impl Iterator<Item = (Value, i64)>) -> usize {
+    let plugin = registry().load(&plugin(name)).expect("plugin loads");
+    let limits = InstanceLimits { memory: DEFAULT_MEMORY_LIMIT, call_timeout: Duration::from_secs(30) };
+    let spec = OperatorSpec::new(name, plugin, config.to_string(), vec!["input".into()], limits).expect("the plugin takes its config");
+    let mut operator = Operator::start(spec, None).expect("operator starts");
+    let mut chunk = Vec::with_capacity(1000);
+    let flush = |chunk: &mut Vec<(Value, i64)>, operator: &mut Operator| {
+        let processed = operator.process(0, sluice_sdk::testing::json_batch(chunk));
+        assert!(processed.dead.is_empty(), "{name}: {:?}", processed.dead.first().map(|dead| &dead.reason));
+        chunk.clear();
+    };
+    for record in records {
+        chunk.push(record);
+        if chunk.len() == 1000 {
+            flush(&mut chunk, &mut operator);
+        }
+    }
+    flush(&mut chunk, &mut operator);
+    let state = operator.snapshot().unwrap_or_else(|failure| panic!("{name}: the snapshot at the worst case failed: {failure}"));
+    let memory = operator.memory_in_use();
+    eprintln!("{name}: {} MiB of memory at its worst case, snapshot {} MiB", memory >> 20, state.bytes.len() >> 20);
+    memory
+}
+
+/// An id of `length` bytes for `n`.
+fn long_id(prefix: &str, n: usize, length: usize) -> String {
+    format!("{prefix}{n:0>width$}", width = length - prefix.len())
+}
+
+#[test]
+fn recommend_at_its_worst_case_fits_the_default_memory_limit_with_a_snapshot() {
+    // Defaults (50000 users, 20000 items): every row full, ids of 120 bytes (the limit is 128).
+    let (users, items) = (50_000, 20_000);
+    let records = (0..users * 12).map(|n| {
+        let user = long_id("u", n % users, 120);
+        let item = long_id("i", (n * 7919 + n / users * 104_729) % items, 120);
+        (json!({"user_id": user, "item_id": item}), n as i64)
+    });
+    let memory = memory_at_worst_case("recommend", &json!({}), records);
+    assert!(memory <= DEFAULT_MEMORY_LIMIT);
+}
+
+#[test]
+fn moving_average_at_its_worst_case_fits_the_default_memory_limit_with_a_snapshot() {
+    let (keys, values) = (2_000, 1_000);
+    let config = json!({
+        "field": "price",
+        "group_by": ["key"],
+        "averages": [{"type": "simple", "records": values}, {"type": "simple", "span": "1d"}, {"type": "exponential", "alpha": 0.3}],
+    });
+    let records = (0..keys * values).map(|n| (json!({"key": long_id("k", n % keys, 120), "price": n as f64}), n as i64));
+    memory_at_worst_case("moving-average", &config, records);
+}
+
+#[test]
+fn anomaly_detect_at_its_worst_case_fits_the_default_memory_limit_with_a_snapshot() {
+    let (keys, window) = (10_000, 50);
+    let config = json!({
+        "field": "value",
+        "group_by": ["key"],
+        "detectors": [{"type": "zscore", "alpha": 0.05, "threshold": 3.0}, {"type": "mad", "window": window, "threshold": 3.5}],
+    });
+    let records = (0..keys * window).map(|n| (json!({"key": long_id("k", n % keys, 120), "value": (n % 97) as f64}), n as i64));
+    memory_at_worst_case("anomaly-detect", &config, records);
+}

@@ -17,6 +17,9 @@ use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
 use crate::pipeline::{Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator};
 use crate::wasm::Batch;
 
+/// The timestamp Kafka gives a record that has none.
+const NO_TIMESTAMP: i64 = -1;
+
 /// Where a partition's event time comes from.
 pub enum FeedKind {
     /// A partition of a source topic: its records' timestamps.
@@ -93,13 +96,23 @@ impl PartitionFeed {
 
     fn receive_source(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
         let FeedKind::Source { watermarks, late } = &mut self.kind else { return true };
-        let timestamp = message.timestamp().to_millis().unwrap_or_else(super::now_millis);
         let offset = u64::try_from(message.offset()).unwrap_or_default();
         let headers = message
             .headers()
             .into_iter()
             .flat_map(|headers| headers.iter())
             .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
+        // Kafka marks a record without a timestamp with -1; the wall clock instead would give
+        // it another event time at every replay.
+        let Some(timestamp) = message.timestamp().to_millis().filter(|timestamp| *timestamp >= 0) else {
+            let mut record = Batch::new();
+            record.push(message.key(), message.payload().unwrap_or_default(), NO_TIMESTAMP, headers);
+            let reason = "the Kafka record has no timestamp, so it has no event time: have its producer set one, or give the topic \
+                          message.timestamp.type = LogAppendTime"
+                .to_owned();
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+        };
         if *late != LateRecords::Pass && watermarks.is_late(timestamp) {
             if *late == LateRecords::Drop {
                 self.late_dropped += 1;
@@ -205,9 +218,28 @@ impl PartitionFeed {
         delivered
     }
 
-    /// The consumer read to the end of this partition (or of another topic's partition of
-    /// the same number, which only lets an idle partition advance as it did before).
+    /// The consumer read to the end of this partition, or of another topic's partition of
+    /// the same number: librdkafka does not say which, so this counts only for a partition
+    /// that has had no record (its watermark may then follow the wall clock once idle).
     pub fn reached_end(&mut self) {
+        if let FeedKind::Source { watermarks, .. } = &mut self.kind
+            && self.next_offset.is_none()
+        {
+            watermarks.reached_end();
+        }
+    }
+
+    /// The offset of the next record of a source partition that has been silent for its
+    /// `idle_timeout` and not confirmed caught up in the last `recently`: the position to
+    /// compare with the partition's high watermark.
+    pub fn quiet_position(&self, recently: std::time::Duration) -> Option<i64> {
+        let FeedKind::Source { watermarks, .. } = &self.kind else { return None };
+        let quiet = self.batcher.is_empty() && self.pending.is_empty() && watermarks.wants_confirmation(recently);
+        self.next_offset.filter(|_| quiet)
+    }
+
+    /// The brokers confirmed the consumer has read everything in this partition, now.
+    pub fn confirm_caught_up(&mut self) {
         if let FeedKind::Source { watermarks, .. } = &mut self.kind {
             watermarks.reached_end();
         }

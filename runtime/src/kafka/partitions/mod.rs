@@ -38,6 +38,11 @@ use crate::pipeline::{
 };
 use crate::source::EventTime;
 
+/// How often a silent partition asks whether it is caught up.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+/// How long it waits for the brokers' answer.
+const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// A topic partition.
 pub type PartitionId = (Arc<str>, i32);
 
@@ -159,6 +164,7 @@ impl SourceContext {
     /// Housekeeping between polls: lingering batches, idle watermarks, retries of paused
     /// partitions, barriers.
     pub fn tick(&self, consumer: &BaseConsumer<SourceContext>) {
+        self.confirm_caught_up(consumer);
         let interval = self.setup.checkpoint_interval;
         // Exactly-once checkpoints every partition in one round instead.
         let per_partition_barriers = self.rounds.is_none();
@@ -178,6 +184,43 @@ impl SourceContext {
         }
         drop(partitions);
         self.round_if_due(consumer);
+    }
+
+    /// Asks the brokers, for each source partition silent for its `idle_timeout`, whether the
+    /// consumer has read everything in it: only then does its silence count as idleness (a
+    /// consumer that stalled is behind, not idle). Once a broker does not answer in time, the
+    /// other partitions wait for the next tick.
+    fn confirm_caught_up(&self, consumer: &BaseConsumer<SourceContext>) {
+        let quiet: Vec<(PartitionId, i64)> = self
+            .partitions()
+            .feeds
+            .iter()
+            .filter_map(|(id, feed)| feed.quiet_position(CONFIRM_EVERY).map(|next| (id.clone(), next)))
+            .collect();
+        if quiet.is_empty() {
+            return;
+        }
+        // librdkafka's position also steps over transaction markers, which carry no record.
+        let positions = consumer.position().ok();
+        let mut caught_up = Vec::new();
+        for (id, next) in quiet {
+            let position = positions
+                .as_ref()
+                .and_then(|list| list.find_partition(&id.0, id.1))
+                .and_then(|element| element.offset().to_raw())
+                .map_or(next, |position| position.max(next));
+            match consumer.fetch_watermarks(&id.0, id.1, CONFIRM_TIMEOUT) {
+                Ok((_, high)) if position >= high => caught_up.push(id),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let mut partitions = self.partitions();
+        for id in caught_up {
+            if let Some(feed) = partitions.feeds.get_mut(&id) {
+                feed.confirm_caught_up();
+            }
+        }
     }
 
     /// Checkpoints and stops every partition task (the process is stopping).
@@ -487,8 +530,4 @@ pub fn describe(ids: &[PartitionId]) -> String {
 /// "topic/0" for logs and errors.
 fn describe_one(id: &PartitionId) -> String {
     describe(std::slice::from_ref(id))
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }

@@ -1,6 +1,8 @@
 //! Test plugin: passes records through unchanged, and misbehaves on records that carry a
 //! marker: it panics (`trap_on`), loops forever (`spin_on`) or allocates without bound
-//! (`allocate_on`). Its state counts the records it passed, so recovery can be checked.
+//! (`allocate_on`), or breaks the WIT contract by rejecting a record outside the batch
+//! (`reject_outside_on`). Its snapshot can trap once it has passed records
+//! (`trap_in_snapshot_after`). Its state counts the records it passed, so recovery can be checked.
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Batch, Distribution, Operator, Output, VersionedState};
@@ -14,6 +16,10 @@ pub struct MisbehaveConfig {
     pub spin_on: Option<String>,
     /// Allocate until memory runs out when the payload contains this text.
     pub allocate_on: Option<String>,
+    /// Reject a position past the end of the batch when the payload contains this text.
+    pub reject_outside_on: Option<String>,
+    /// Trap in `snapshot` once this many records have passed.
+    pub trap_in_snapshot_after: Option<u64>,
     /// Refuse to initialise, with this message.
     pub refuse_init: Option<String>,
 }
@@ -50,6 +56,10 @@ impl Operator for Misbehave {
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         for record in batch.iter() {
             self.misbehave_on(record.value());
+            if self.marked(&self.config.reject_outside_on, record.value()) {
+                out.reject(batch.len() + 7, "a position outside the batch");
+                continue;
+            }
             self.passed.count += 1;
             let passed = self.passed.count.to_string();
             let headers = record.headers().chain([(&b"passed"[..], passed.as_bytes())]);
@@ -57,12 +67,26 @@ impl Operator for Misbehave {
         }
     }
 
-    sluice_sdk::state_in!(passed);
+    fn snapshot(&self) -> sluice_sdk::State {
+        if self.config.trap_in_snapshot_after.is_some_and(|after| self.passed.count >= after) {
+            panic!("snapshot traps after {} records", self.passed.count);
+        }
+        sluice_sdk::State::encode(&self.passed)
+    }
+
+    fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
+        self.passed = state.decode()?;
+        Ok(())
+    }
 }
 
 impl Misbehave {
+    fn marked(&self, marker: &Option<String>, value: &[u8]) -> bool {
+        marker.as_ref().is_some_and(|m| contains(value, m.as_bytes()))
+    }
+
     fn misbehave_on(&self, value: &[u8]) {
-        let marked = |marker: &Option<String>| marker.as_ref().is_some_and(|m| contains(value, m.as_bytes()));
+        let marked = |marker: &Option<String>| self.marked(marker, value);
         if marked(&self.config.trap_on) {
             panic!("poisoned record: {}", String::from_utf8_lossy(value));
         }

@@ -1,0 +1,121 @@
+//! Ordinary mistakes that used to destroy or silently change data: outputs that alias
+//! inputs, event times with UTC offsets, and the like. Each test failed before its fix.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use crate::support::{Scratch, assert_exact_counts, run, sluice, window_counts};
+
+/// Local times of producers in five time zones, all naming instants two seconds apart.
+fn offset_timestamp(instant_ms: i64, record: usize) -> String {
+    let offsets_minutes = [0, 120, -300, 330, 540];
+    let offset = offsets_minutes[record % offsets_minutes.len()];
+    let local = jiff::Timestamp::from_millisecond(instant_ms + offset * 60_000).expect("in range");
+    let local = local.strftime("%Y-%m-%dT%H:%M:%S%.3f").to_string();
+    if offset == 0 {
+        return format!("{local}Z");
+    }
+    format!("{local}{}{:02}:{:02}", if offset < 0 { '-' } else { '+' }, offset.abs() / 60, offset.abs() % 60)
+}
+
+#[test]
+fn event_times_with_utc_offsets_land_in_the_window_of_their_instant() {
+    let scratch = Scratch::new();
+    let start = 1_767_225_600_000_i64; // 2026-01-01T00:00:00Z
+    let mut expected = BTreeMap::new();
+    let mut lines = String::new();
+    for record in 0..300 {
+        let instant = start + record as i64 * 2_000;
+        let category = ["books", "toys"][record % 2];
+        *expected.entry((instant - instant % 60_000, category.to_owned())).or_insert(0_u64) += 1;
+        lines.push_str(&format!("{}\n", json!({"category": category, "ts": offset_timestamp(instant, record)})));
+    }
+    scratch.write("input.jsonl", &lines);
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "offsets"
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "per-minute"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "1m" }, group_by = ["category"], aggregates = [{ function = "count", as = "count" }] }
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs");
+    assert_eq!(summary.dead_letters, 0, "{:?}", scratch.json_lines("dead.jsonl").first());
+    assert_eq!(summary.sources.late_dropped + summary.tasks.iter().map(|task| task.late_dropped).sum::<u64>(), 0);
+    assert_exact_counts(&expected, &window_counts(scratch.json_lines("out.jsonl"), "category"));
+}
+
+/// `sluice validate` of `toml` written to `pipeline.toml` in a scratch directory holding
+/// `input.jsonl`, from the working directory `cwd` (relative to the scratch directory).
+fn validate_in(scratch: &Scratch, cwd: &str, toml: &str) -> (bool, String) {
+    std::fs::create_dir_all(scratch.path(cwd)).expect("working directory");
+    let path = scratch.write("pipeline.toml", toml);
+    let output = sluice(&scratch.path(cwd), &["validate", &path.display().to_string()]);
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+const FILE_SOURCE: &str = "[pipeline]\nname = \"aliases\"\n\n[[sources]]\nname = \"orders\"\ntype = \"file\"\npath = \"input.jsonl\"\n\n";
+
+#[test]
+fn an_output_that_reaches_the_input_through_a_symlink_or_a_hard_link_is_refused() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"n\": 1}\n");
+    std::os::unix::fs::symlink(scratch.path("input.jsonl"), scratch.path("link.jsonl")).expect("symlink");
+    std::fs::create_dir(scratch.path("linked-dir")).expect("directory");
+    std::os::unix::fs::symlink(scratch.path("."), scratch.path("linked-dir/up")).expect("directory symlink");
+    std::fs::hard_link(scratch.path("input.jsonl"), scratch.path("hard.jsonl")).expect("hard link");
+    for path in ["link.jsonl", "linked-dir/up/input.jsonl", "hard.jsonl", "linked-dir/../input.jsonl"] {
+        let (valid, stderr) =
+            validate_in(&scratch, ".", &format!("{FILE_SOURCE}[[sinks]]\nname = \"copy\"\ntype = \"file\"\npath = \"{path}\"\n"));
+        assert!(!valid, "{path}: writing over the input must be refused");
+        assert!(
+            stderr.contains("sink \"copy\"")
+                && stderr.contains("is the file the file source \"orders\" reads")
+                && stderr.contains("pipeline.toml:"),
+            "{path}: {stderr}"
+        );
+    }
+    // The input is untouched: nothing was opened for writing.
+    assert_eq!(std::fs::read_to_string(scratch.path("input.jsonl")).expect("input"), "{\"n\": 1}\n");
+}
+
+#[test]
+fn the_default_dead_letter_file_in_the_working_directory_cannot_be_a_sinks_file() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"n\": 1}\n");
+    // The sink's path is relative to the pipeline file, the default dead-letter file to the
+    // working directory: here both are <scratch>/aliases.dead-letter.jsonl.
+    let toml = format!("{FILE_SOURCE}[[sinks]]\nname = \"out\"\ntype = \"file\"\npath = \"aliases.dead-letter.jsonl\"\n");
+    let (valid, stderr) = validate_in(&scratch, ".", &toml);
+    assert!(!valid, "{stderr}");
+    assert!(
+        stderr.contains("the dead-letter file (by default in the working directory)") && stderr.contains("is also written by sink \"out\""),
+        "{stderr}"
+    );
+    // From another working directory, the two are different files.
+    let (valid, stderr) = validate_in(&scratch, "elsewhere", &toml);
+    assert!(valid, "{stderr}");
+}
+
+#[test]
+fn an_operator_that_fails_on_every_record_makes_sluice_run_fail() {
+    // See containment.rs for the run itself; here the message names the operator once per
+    // operator, however many tasks disabled it.
+    let summary = sluice::topology::PipelineSummary {
+        tasks: vec![
+            sluice::pipeline::TaskStats { disabled_operators: vec![("parse".into(), "trap".into())], ..Default::default() },
+            sluice::pipeline::TaskStats { disabled_operators: vec![("parse".into(), "trap".into())], ..Default::default() },
+        ],
+        ..Default::default()
+    };
+    assert_eq!(summary.disabled_operators(), vec!["\"parse\"".to_owned()]);
+}
