@@ -308,6 +308,14 @@ impl SluiceProcess {
         None
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT) to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        let Some(child) = &self.child else { return };
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+        // SAFETY: signalling our own child process by PID.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))

@@ -191,11 +191,15 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     produce(&broker.bootstrap(), "events", &watermark_pushers(8));
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(std::process::id().into());
+    let seed: u64 = std::env::var("SLUICE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(std::process::id().into());
+    eprintln!("kill moments from seed {seed} (SLUICE_TEST_SEED={seed} repeats them)");
+    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
     for round in 0..5 {
+        let before = checkpoints();
         let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
-        // Until the group has assigned partitions, then a random moment of processing.
-        wait_for(Duration::from_secs(60), "partitions assigned", || sluice.log_text().matches("partitions assigned").count() > round);
+        // Until this process has checkpointed once, then a random moment of processing.
+        wait_for(Duration::from_secs(60), "a checkpoint of this process", || checkpoints() > before);
         std::thread::sleep(Duration::from_millis(random.random_range(100..1500)));
         sluice.kill();
         eprintln!("kill -9 #{} done", round + 1);
@@ -207,6 +211,8 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     assert_exact_counts(&expected, &results);
     let counted: u64 = expected.values().sum();
     assert_eq!(counted, 200_000);
+    // The consumer properties (session.timeout.ms...) reach no producer: no warnings to ignore.
+    assert!(!sluice.log_text().contains("CONFWARN"), "librdkafka warned about its configuration:\n{}", sluice.log_text());
     eprintln!("{} windows exact after 5 kills; {duplicates} duplicate results re-emitted after restarts (at-least-once)", expected.len());
 }
 
@@ -342,6 +348,7 @@ fn refused_and_trapping_records_land_in_the_dead_letter_topic_with_provenance() 
     let mut input = keyed_records(1_000, 10);
     input[100].value = b"not json".to_vec();
     input[500].value = br#"{"user":"user-0","seq":-1,"poison":true}"#.to_vec();
+    input[700].timestamp = -1; // Kafka's "no timestamp"
     produce(&broker.bootstrap(), "input", &input);
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(
@@ -383,13 +390,18 @@ topic = "dead-letters"
 "#,
     );
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
-    let output = read_topic(&broker.bootstrap(), "output", 998, Duration::from_secs(120));
-    let dead = read_topic(&broker.bootstrap(), "dead-letters", 2, Duration::from_secs(60));
+    let output = read_topic(&broker.bootstrap(), "output", 997, Duration::from_secs(120));
+    let dead = read_topic(&broker.bootstrap(), "dead-letters", 3, Duration::from_secs(60));
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
-    assert_eq!(output.len(), 998, "the rest flow");
-    assert_eq!(dead.len(), 2, "both bad records are dead letters");
+    assert_eq!(output.len(), 997, "the rest flow");
+    assert_eq!(dead.len(), 3, "the three bad records are dead letters");
+    // A record without a timestamp has no event time: not the wall clock, which a replay
+    // would give another value.
+    let untimed = dead.iter().find(|letter| letter.header("sluice.operator").is_none()).expect("the record without a timestamp");
+    assert_eq!(untimed.header("trace"), input[700].header("trace"));
+    assert!(untimed.header("sluice.reason").is_some_and(|reason| reason.contains("has no timestamp")), "{untimed:?}");
     let by_operator: HashMap<&str, &KafkaRecord> =
-        dead.iter().map(|letter| (letter.header("sluice.operator").expect("operator"), letter)).collect();
+        dead.iter().filter_map(|letter| letter.header("sluice.operator").map(|operator| (operator, letter))).collect();
     let refused = by_operator["json-only"];
     assert_eq!(refused.value, b"not json");
     let trapped = by_operator["fragile"];
@@ -527,4 +539,89 @@ path = "out.fifo"
     assert!(input.iter().all(|record| written.contains(record.value.as_slice())), "all 20,000 records written");
     assert!(log.contains("partition paused: its task is behind"), "{log}");
     assert!(log.contains("partition resumed: its task caught up"), "{log}");
+}
+
+#[test]
+fn a_consumer_stalled_longer_than_idle_timeout_catches_up_without_closing_windows_early() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("windows", 1);
+    broker.create_topic("raw", 1);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "stalled"
+checkpoint_interval = "500ms"
+idle_timeout = "10s"
+out_of_orderness = "0s"
+
+[[sources]]
+name = "events"
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["events"]
+[sources.properties]
+"session.timeout.ms" = 45000
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["user"]
+aggregates = [{ function = "count", as = "count" }]
+
+[[sinks]]
+name = "windows"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "windows"
+
+[[sinks]]
+name = "raw"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "raw"
+inputs = ["events"]
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let records = |range: std::ops::Range<i64>| -> Vec<KafkaRecord> {
+        range
+            .map(|n| {
+                let value = format!(r#"{{"user":"user-{}","seq":{n},"n":{n}}}"#, n % 3);
+                KafkaRecord::new("k", value, EVENT_TIME_ZERO + n * 100, &[])
+            })
+            .collect()
+    };
+    let (first, second) = (records(0..50), records(50..250));
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "partitions assigned", || sluice.log_text().contains("partitions assigned"));
+    produce(&broker.bootstrap(), "events", &first);
+    let produced = std::time::Instant::now();
+    wait_for(Duration::from_secs(8), "the first records read", || {
+        read_topic(&broker.bootstrap(), "raw", first.len(), Duration::from_millis(500)).len() == first.len()
+    });
+    // The process stalls (as behind a frozen broker or a paused VM) for longer than
+    // idle_timeout, while records go on arriving; it stopped within idle_timeout of the
+    // first records, so the partition was never idle long enough to advance legitimately.
+    sluice.signal(libc::SIGSTOP);
+    assert!(produced.elapsed() < Duration::from_secs(10), "the stall must begin within idle_timeout");
+    produce(&broker.bootstrap(), "events", &second);
+    std::thread::sleep(Duration::from_secs(12));
+    sluice.signal(libc::SIGCONT);
+    produce(&broker.bootstrap(), "events", &watermark_pushers(1));
+    let input: Vec<KafkaRecord> = first.iter().chain(&second).cloned().collect();
+    let expected = expected_windows(&input);
+    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_eq!(scratch.json_lines("dead.jsonl"), Vec::<serde_json::Value>::new(), "no record was late");
+    assert_exact_counts(&expected, &results);
 }
