@@ -51,10 +51,21 @@ pub fn run(
 /// How `sluice run` serves a pipeline beyond running it.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// Serve the admin API on this local address.
-    pub admin: Option<std::net::SocketAddr>,
+    /// Serve the admin API.
+    pub admin: Option<AdminOptions>,
     /// Watch the pipeline file and its plugins, and apply their changes.
     pub watch: bool,
+}
+
+/// Where and how the admin API is served.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// Port 0 picks a free port; the address bound is logged (`admin API listening`).
+    pub address: std::net::SocketAddr,
+    /// Required from every client when given (and for any non-loopback address).
+    pub token: Option<crate::admin::AdminToken>,
+    /// HTTPS instead of HTTP (required for any non-loopback address).
+    pub tls: Option<crate::admin::TlsIdentity>,
 }
 
 /// Runs `path` like [`run`], and also serves the admin API and watches files as asked. A
@@ -63,8 +74,8 @@ pub struct ServeOptions {
 pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop: StopSignal) -> Result<PipelineSummary, ServeError> {
     let mut pipeline = validate(path, plugins)?;
     let current = SharedControl::default();
-    let _admin = match options.admin {
-        Some(address) => Some(AdminServer::start(address, current.clone(), plugins.clone())?),
+    let _admin = match &options.admin {
+        Some(admin) => Some(AdminServer::start(admin, current.clone(), plugins.clone())?),
         None => None,
     };
     let mut previous: Option<LoadedPipeline> = None;
@@ -119,6 +130,8 @@ pub enum ServeError {
     Command(#[from] CommandError),
     #[error("cannot serve the admin API: {0}")]
     Admin(std::io::Error),
+    #[error("cannot serve the admin API: {0}")]
+    AdminAccess(#[from] crate::admin::AccessError),
 }
 
 impl From<crate::topology::StartError> for ServeError {
@@ -155,33 +168,36 @@ struct AdminServer {
 }
 
 impl AdminServer {
-    fn start(address: std::net::SocketAddr, control: SharedControl, plugins: PluginRegistry) -> Result<AdminServer, ServeError> {
-        // The API swaps code into the running process and has no authentication: local only.
-        if !address.ip().is_loopback() {
-            let refused =
-                format!("{address} is not a loopback address; the admin API has no authentication, so it listens on 127.0.0.1 or ::1 only");
-            return Err(ServeError::Admin(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refused)));
-        }
+    fn start(options: &AdminOptions, control: SharedControl, plugins: PluginRegistry) -> Result<AdminServer, ServeError> {
+        // The API swaps code into the running process: elsewhere than loopback, only with a
+        // token and TLS.
+        crate::admin::check_exposure(options.address, options.token.is_some(), options.tls.is_some())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sluice-admin")
             .enable_all()
             .build()
             .map_err(ServeError::Admin)?;
-        let listener = std::net::TcpListener::bind(address).map_err(ServeError::Admin)?;
+        let listener = std::net::TcpListener::bind(options.address).map_err(ServeError::Admin)?;
         listener.set_nonblocking(true).map_err(ServeError::Admin)?;
         let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
         let bound = listener.local_addr().map_err(ServeError::Admin)?;
+        let (token, tls) = (options.token.clone(), options.tls.clone());
         runtime.spawn(async move {
-            let served = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => crate::admin::serve(listener, control, plugins, async move { drop(shutdown_requested.await) }).await,
-                Err(error) => Err(error),
+            let shutdown = async move { drop(shutdown_requested.await) };
+            let served = match (tokio::net::TcpListener::from_std(listener), tls) {
+                (Ok(listener), Some(tls)) => {
+                    crate::admin::serve(crate::admin::TlsListener::new(listener, &tls), control, plugins, token, shutdown).await
+                }
+                (Ok(listener), None) => crate::admin::serve(listener, control, plugins, token, shutdown).await,
+                (Err(error), _) => Err(error),
             };
             if let Err(error) = served {
                 tracing::error!("the admin API stopped: {error}");
             }
         });
-        tracing::info!(address = %bound, "admin API listening");
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %bound, scheme, token = options.token.is_some(), "admin API listening");
         Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
     }
 }

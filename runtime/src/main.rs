@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use sluice::commands::{self, CommandError, ServeError, ServeOptions};
+use sluice::admin::{AdminToken, TlsIdentity};
+use sluice::commands::{self, AdminOptions, CommandError, ServeError, ServeOptions};
 use sluice::develop::{self, BuildOptions, Language};
 use sluice::graph::{Plan, render_dot, render_text};
 use sluice::pipeline::StopSignal;
@@ -25,6 +26,37 @@ struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The admin API's flags of `sluice run`.
+#[derive(Debug, clap::Args)]
+struct AdminArgs {
+    /// Serve the admin API (operators, swaps, history) on this address: a loopback one unless
+    /// a token and TLS are given. Port 0 picks a free port (logged as `admin API listening`).
+    #[arg(long, value_name = "ADDRESS")]
+    admin: Option<SocketAddr>,
+    /// Require this token (`Authorization: Bearer ...`) from every client; the file holds it.
+    /// Without this flag, the token may come from the SLUICE_ADMIN_TOKEN environment variable.
+    #[arg(long, value_name = "FILE", requires = "admin")]
+    admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --admin-tls-key.
+    #[arg(long, value_name = "PEM", requires_all = ["admin", "admin_tls_key"])]
+    admin_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --admin-tls-cert.
+    #[arg(long, value_name = "PEM", requires = "admin_tls_cert")]
+    admin_tls_key: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn options(self) -> anyhow::Result<Option<AdminOptions>> {
+        let Some(address) = self.admin else { return Ok(None) };
+        let token = AdminToken::from_file_or_environment(self.admin_token_file.as_deref())?;
+        let tls = match (&self.admin_tls_cert, &self.admin_tls_key) {
+            (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),
+            _ => None,
+        };
+        Ok(Some(AdminOptions { address, token, tls }))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -45,9 +77,8 @@ enum Command {
     /// pipeline file or its plugins are applied while it runs (hot swap).
     Run {
         pipeline: PathBuf,
-        /// Serve the admin API (operators, swaps, history) on this local address.
-        #[arg(long, value_name = "ADDRESS")]
-        admin: Option<SocketAddr>,
+        #[command(flatten)]
+        admin: AdminArgs,
         /// Do not watch the pipeline file and its plugins for changes.
         #[arg(long)]
         no_watch: bool,
@@ -123,7 +154,7 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin, watch: !no_watch }),
+        Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin: admin.options()?, watch: !no_watch }),
         Command::Swap(args) => swap::run(args),
         Command::Validate { pipeline, graph } => validate(pipeline, graph),
         Command::Plugin { command } => plugin(command),
@@ -238,7 +269,9 @@ fn stop_on_ctrl_c(stop: StopSignal) {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or a pipe gets plain text.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

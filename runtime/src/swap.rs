@@ -11,9 +11,16 @@ use serde_json::{Value, json};
 /// Arguments of `sluice swap`.
 #[derive(Debug, Args)]
 pub struct SwapArgs {
-    /// The running pipeline's admin address (`sluice run --admin ...`).
+    /// The running pipeline's admin address (`sluice run --admin ...`): `host:port`, or a
+    /// URL (`https://host:port` for an admin API served with TLS).
     #[arg(long, default_value = "127.0.0.1:9180", value_name = "ADDRESS")]
     admin: String,
+    /// The admin API's token, in this file (else from SLUICE_ADMIN_TOKEN, if set).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for an https admin address, e.g. a self-signed one.
+    #[arg(long, value_name = "PEM")]
+    admin_ca: Option<PathBuf>,
     /// The pipeline's name.
     #[arg(long)]
     pipeline: String,
@@ -35,20 +42,28 @@ pub struct SwapArgs {
 }
 
 pub fn run(args: SwapArgs) -> anyhow::Result<()> {
-    let base = format!("http://{}/pipelines/{}/operators/{}", args.admin, args.pipeline, args.operator);
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into();
+    let root = if args.admin.contains("://") { args.admin.trim_end_matches('/').to_owned() } else { format!("http://{}", args.admin) };
+    let base = format!("{root}/pipelines/{}/operators/{}", args.pipeline, args.operator);
+    let agent = agent(args.admin_ca.as_deref())?;
+    let token = sluice::admin::AdminToken::secret_from_file_or_environment(args.admin_token_file.as_deref())?;
+    let post = |url: String| {
+        let request = agent.post(url);
+        match &token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    };
     let sent = match (&args.file, args.rollback) {
-        (_, true) => agent.post(format!("{base}/rollback")).send_empty(),
+        (_, true) => post(format!("{base}/rollback")).send_empty(),
         (Some(file), false) if args.upload => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            agent.post(format!("{base}/swap")).header("content-type", "application/wasm").send(&bytes[..])
+            post(format!("{base}/swap")).header("content-type", "application/wasm").send(&bytes[..])
         }
         (Some(file), false) => {
             let path = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
             let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
             let body = json!({"path": path, "config": config}).to_string();
-            agent.post(format!("{base}/swap")).header("content-type", "application/json").send(body)
+            post(format!("{base}/swap")).header("content-type", "application/json").send(body)
         }
         (None, false) => bail!("name the new component, or pass --rollback"),
     };
@@ -69,4 +84,35 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
         answer["total_ms"].as_f64().unwrap_or(0.0),
     );
     Ok(())
+}
+
+/// An HTTP client for the admin API: TLS through OpenSSL (native-tls), trusting `ca` if given
+/// besides the system's roots.
+fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider, parse_pem};
+    let roots = match ca {
+        Some(path) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let certificates: Vec<_> = parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(PemItem::Certificate(certificate)) => Some(Ok(certificate)),
+                    Ok(_) => None,
+                    Err(error) => Some(Err(error)),
+                })
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            if certificates.is_empty() {
+                bail!("{} holds no PEM certificate", path.display());
+            }
+            RootCerts::new_with_certs(&certificates)
+        }
+        None => RootCerts::PlatformVerifier,
+    };
+    let tls = TlsConfig::builder().provider(TlsProvider::NativeTls).root_certs(roots).build();
+    Ok(ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .tls_config(tls)
+        .build()
+        .into())
 }

@@ -37,6 +37,19 @@ pub struct OperatorConfig {
     pub config: Option<Spanned<toml::Table>>,
     /// Files the plugin may read, by name: their contents reach `init` under `sluice_files`.
     pub files: Option<Spanned<BTreeMap<String, PathBuf>>>,
+    /// Pins the plugin file's SHA-256 (64 hex digits, optionally after `sha256:`): another
+    /// file is refused at start, on every watched change and by the admin API.
+    pub sha256: Option<Spanned<String>>,
+}
+
+/// The 32 bytes of a pinned digest written as `sha256 = "..."`, or why it is not one.
+pub fn parse_pinned_digest(text: &str) -> Result<[u8; 32], String> {
+    let digits = text.strip_prefix("sha256:").unwrap_or(text);
+    let mut bytes = [0u8; 32];
+    match hex::decode_to_slice(digits, &mut bytes) {
+        Ok(()) => Ok(bytes),
+        Err(_) => Err(format!("sha256 {text:?} is not 64 hexadecimal digits (as `sluice plugin inspect` prints them)")),
+    }
 }
 
 /// Largest file an operator may be granted.

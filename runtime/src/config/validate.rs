@@ -219,6 +219,12 @@ impl Problems<'_> {
         if !self.check_granted_files(operator) {
             return None;
         }
+        if let Some(pin) = &operator.sha256
+            && let Err(problem) = super::parse_pinned_digest(pin.get_ref())
+        {
+            self.report(pin.span(), format!("operator \"{name}\": {problem}"));
+            return None;
+        }
         match plugins.check(&path, operator, inputs) {
             Ok(info) => Some(info),
             Err(PluginProblem::Plugin(reason)) => {

@@ -200,7 +200,11 @@ impl PipelineControl {
 
     /// Returns `operator` to its previous version (kept compiled).
     pub fn rollback(&self, operator: &str) -> Result<SwapRecord, SwapError> {
-        self.change(operator, |versions| versions.previous.clone().ok_or_else(|| SwapError::NothingToRollBack(operator.to_owned())))
+        self.change(operator, |versions| {
+            let previous = versions.previous.clone().ok_or_else(|| SwapError::NothingToRollBack(operator.to_owned()))?;
+            // The pipeline file's pin now holds, whatever it was then.
+            Ok(OperatorSpec { pinned: versions.current.pinned, ..previous })
+        })
     }
 
     /// Applies the version `choose` picks, records the attempt, and keeps the versions.
@@ -216,10 +220,11 @@ impl PipelineControl {
         };
         let requested = Instant::now();
         let mut replacement = replacement;
-        let applied = declared(&mut replacement).and_then(|()| match current.rewiring_needed_by(&replacement) {
-            Some(reason) => Err(SwapError::Refused(reason)),
-            None => self.apply(operator, &replacement),
-        });
+        let applied =
+            pinned(&replacement).and_then(|()| declared(&mut replacement)).and_then(|()| match current.rewiring_needed_by(&replacement) {
+                Some(reason) => Err(SwapError::Refused(reason)),
+                None => self.apply(operator, &replacement),
+            });
         let record = SwapRecord {
             at_unix_ms: unix_millis(),
             operator: operator.to_owned(),
@@ -281,6 +286,18 @@ impl PipelineControl {
             history.remove(0);
         }
         history.push(record.clone());
+    }
+}
+
+/// Refuses a version other than the one the pipeline file pins (`sha256 = "..."`).
+fn pinned(spec: &OperatorSpec) -> Result<(), SwapError> {
+    match spec.pinned {
+        Some(pin) if pin != spec.plugin.digest() => Err(SwapError::Refused(format!(
+            "the new version is {}, but the pipeline file pins operator \"{}\" to {pin} (its `sha256`): change the pin to run another version",
+            spec.plugin.digest(),
+            spec.name
+        ))),
+        _ => Ok(()),
     }
 }
 

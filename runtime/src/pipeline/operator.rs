@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use sluice_sdk::{Distribution, InitContext, OperatorInfo};
 
-use crate::wasm::{Batch, CallFailure, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
+use crate::wasm::{Batch, CallFailure, Digest, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
 /// Calls kept in the journal before a new snapshot replaces them.
 const JOURNAL_MAX_CALLS: usize = 64;
@@ -69,6 +69,8 @@ pub struct OperatorSpec {
     pub info: OperatorInfo,
     pub limits: InstanceLimits,
     pub metrics: Arc<OperatorMetrics>,
+    /// The only plugin version the pipeline file allows (`sha256 = "..."`), if it pins one.
+    pub pinned: Option<Digest>,
 }
 
 /// The value encodings the runtime offers operators.
@@ -89,7 +91,7 @@ impl OperatorSpec {
         let metrics = Arc::new(OperatorMetrics::default());
         // What the plugin declares is asked of it below.
         let undeclared = OperatorInfo { outputs: Vec::new(), distribution: Distribution::Any, encoding: String::new() };
-        let mut spec = OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics };
+        let mut spec = OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics, pinned: None };
         spec.info = declared_info(&spec)?;
         Ok(spec)
     }

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use sluice_sdk::OperatorInfo;
 
-use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem};
+use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
 use crate::graph::ResolvedInputs;
 use crate::pipeline::{OperatorError, OperatorSpec};
-use crate::wasm::{InstanceLimits, PluginError, PluginRegistry};
+use crate::wasm::{Digest, InstanceLimits, PluginError, PluginRegistry};
 
 /// Why an operator's specification could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,8 @@ pub enum SpecError {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    #[error("{path} is {found}, but the pipeline pins {pinned} (its `sha256`): refused; change the pin to run this file")]
+    Pinned { path: String, found: Digest, pinned: Digest },
 }
 
 /// The specifications of every operator of `pipeline`, in file order.
@@ -48,7 +50,14 @@ pub fn operator_spec(
     inputs: Vec<String>,
     plugins: &PluginRegistry,
 ) -> Result<OperatorSpec, SpecError> {
-    let plugin = plugins.load(&pipeline.resolve(operator.plugin.get_ref()))?;
+    let path = pipeline.resolve(operator.plugin.get_ref());
+    let plugin = plugins.load(&path)?;
+    let pinned = operator.sha256.as_ref().and_then(|pin| parse_pinned_digest(pin.get_ref()).ok()).map(Digest::from_bytes);
+    if let Some(pinned) = pinned
+        && pinned != plugin.digest()
+    {
+        return Err(SpecError::Pinned { path: path.display().to_string(), found: plugin.digest(), pinned });
+    }
     let mut granted = BTreeMap::new();
     for (name, path) in operator.granted_files() {
         let path = pipeline.resolve(path);
@@ -59,7 +68,8 @@ pub fn operator_spec(
         memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
         call_timeout: operator.call_timeout.duration(),
     };
-    Ok(OperatorSpec::new(operator.name.get_ref().as_str(), plugin, operator.config_json(&granted), inputs, limits)?)
+    let spec = OperatorSpec::new(operator.name.get_ref().as_str(), plugin, operator.config_json(&granted), inputs, limits)?;
+    Ok(OperatorSpec { pinned, ..spec })
 }
 
 /// Checks plugins for `sluice validate` (and before `run`): compiles, type-checks, and
@@ -75,7 +85,7 @@ impl PluginCheck for WasmPluginCheck<'_> {
             Ok(spec) => Ok(spec.info),
             Err(SpecError::Operator(OperatorError::ConfigRefused(reason))) => Err(PluginProblem::Config(reason)),
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
-            Err(SpecError::Plugin(error)) => Err(PluginProblem::Plugin(error.to_string())),
+            Err(error @ (SpecError::Plugin(_) | SpecError::Pinned { .. })) => Err(PluginProblem::Plugin(error.to_string())),
         }
     }
 }

@@ -53,6 +53,11 @@ impl Digest {
     }
 
     /// The digest in lowercase hexadecimal, without the `sha256:` prefix.
+    /// The digest whose bytes are `bytes` (a pin written in a pipeline file).
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }

@@ -119,3 +119,25 @@ fn an_operator_that_fails_on_every_record_makes_sluice_run_fail() {
     };
     assert_eq!(summary.disabled_operators(), vec!["\"parse\"".to_owned()]);
 }
+
+#[test]
+fn a_pinned_plugin_whose_file_differs_is_refused_at_validation() {
+    let scratch = Scratch::new();
+    let filter = crate::support::plugin("filter").display().to_string();
+    let pin = |digest: &str| {
+        format!(
+            "[pipeline]\nname = \"pinned\"\n\n[[sources]]\ntype = \"generator\"\ncount = 10\n\n[[operators]]\nname = \"orders\"\nplugin = {filter:?}\nsha256 = \"{digest}\"\nconfig = {{ field = \"event_type\", op = \"eq\", value = \"order\" }}\n\n[[sinks]]\ntype = \"stdout\"\n"
+        )
+    };
+    let (valid, stderr) = validate_in(&scratch, ".", &pin(&"0".repeat(64)));
+    assert!(!valid);
+    assert!(
+        stderr.contains("operator \"orders\": ")
+            && stderr.contains("but the pipeline pins sha256:0000000000000000000000000000000000000000000000000000000000000000")
+            && stderr.contains("pipeline.toml:10:10"),
+        "{stderr}"
+    );
+    let actual = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(std::fs::read(&filter).expect("plugin")));
+    let (valid, stderr) = validate_in(&scratch, ".", &pin(&format!("sha256:{}", hex::encode(actual))));
+    assert!(valid, "the file's own digest is accepted: {stderr}");
+}

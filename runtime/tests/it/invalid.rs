@@ -70,6 +70,7 @@ invalid_cases! {
     output_directory_missing => "output-directory-missing",
     outputs_share_a_path => "outputs-share-a-path",
     plugin_missing => "plugin-missing",
+    plugin_pin_malformed => "plugin-pin-malformed",
     reserved_config_key => "reserved-config-key",
     state_dir_with_stdin => "state-dir-with-stdin",
     syntax_error => "syntax-error",

@@ -10,6 +10,8 @@ use sluice::commands::{self, CommandError};
 use sluice::pipeline::{PipelineControl, StopSignal, SwapError};
 use sluice::topology::PipelineSummary;
 
+use sha2::Digest as _;
+
 use crate::support::{Scratch, plugin, registry};
 
 /// A generator at a steady rate (unbounded with `count` 0: stopped by the test) → `n =
@@ -210,18 +212,47 @@ fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_not
     assert_eq!(records.first().map(|r| r["label"].clone()), Some(Value::Null));
 }
 
+/// `sluice run PATH --no-watch --admin 127.0.0.1:0 ARGS...`: the process, the admin address
+/// it reports once bound (no port picked beforehand that another process could take), and
+/// its standard error as it comes.
+struct AdminRun {
+    child: crate::support::KillOnDrop,
+    address: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+fn run_with_admin(path: &Path, args: &[&str]) -> AdminRun {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path.display().to_string(), "--no-watch", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (lines, incoming) = mpsc::channel();
+    let (pipe, log) = (child.stderr.take().expect("stderr"), stderr.clone());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            log.lock().expect("log").push_str(&format!("{line}\n"));
+            let _ = lines.send(line);
+        }
+    });
+    let child = crate::support::KillOnDrop(child);
+    let address = loop {
+        let line = incoming.recv_timeout(Duration::from_secs(60)).expect("the admin API reports its address");
+        if let Some((_, rest)) = line.split_once("admin API listening address=") {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+    };
+    AdminRun { child, address, stderr }
+}
+
 #[test]
 fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     let scratch = Scratch::new();
     let path = counting_pipeline(&scratch, 0, 4_000);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("free port").port();
-    let admin = format!("127.0.0.1:{port}");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", &path.display().to_string(), "--admin", &admin, "--no-watch"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sluice starts");
-    let child = crate::support::KillOnDrop(child);
+    let AdminRun { child, address: admin, stderr } = run_with_admin(&path, &[]);
     let started = std::time::Instant::now();
     // Ready when the pipeline itself answers (the server starts before it).
     while !ureq::get(format!("http://{admin}/pipelines/swapping/operators")).call().is_ok_and(|response| response.status() == 200) {
@@ -261,8 +292,118 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     .expect("JSON");
     assert_eq!(operators[1]["digest"], history[2]["old_digest"], "the rollback returned to the version before the upload");
     let output = child.interrupt_and_wait();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = stderr.lock().expect("log").clone();
+    assert!(output.status.success(), "{stderr}");
     let records = outputs(&scratch);
-    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("{} records in, {} out", records.len(), records.len())));
+    assert!(stderr.contains(&format!("{} records in, {} out", records.len(), records.len())), "{stderr}");
     assert_counted_once(&records, records.len() as u64);
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `scratch`.
+fn self_signed_certificate(scratch: &Scratch) -> (PathBuf, PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("RSA key")).expect("key");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "127.0.0.1").expect("CN");
+    let name = name.build();
+    let mut builder = X509::builder().expect("certificate");
+    builder.set_version(2).expect("v3");
+    builder.set_subject_name(&name).expect("subject");
+    builder.set_issuer_name(&name).expect("issuer");
+    builder.set_pubkey(&key).expect("public key");
+    builder.set_not_before(&Asn1Time::days_from_now(0).expect("now")).expect("not before");
+    builder.set_not_after(&Asn1Time::days_from_now(1).expect("tomorrow")).expect("not after");
+    let serial = openssl::bn::BigNum::from_u32(1).and_then(|serial| serial.to_asn1_integer()).expect("serial");
+    builder.set_serial_number(&serial).expect("serial");
+    let san = SubjectAlternativeName::new().ip("127.0.0.1").build(&builder.x509v3_context(None, None)).expect("SAN");
+    builder.append_extension(san).expect("SAN");
+    builder.sign(&key, MessageDigest::sha256()).expect("signed");
+    let certificate = scratch.path("admin.crt");
+    std::fs::write(&certificate, builder.build().to_pem().expect("PEM")).expect("write certificate");
+    let private = scratch.path("admin.key");
+    std::fs::write(&private, key.private_key_to_pem_pkcs8().expect("PEM")).expect("write key");
+    (certificate, private)
+}
+
+/// A client trusting `certificate`, sending `token` if given: (status, body).
+fn https_get(url: &str, certificate: &Path, token: Option<&str>) -> (u16, String) {
+    use ureq::tls::{PemItem, RootCerts, TlsConfig, TlsProvider, parse_pem};
+    let pem = std::fs::read(certificate).expect("certificate");
+    let roots: Vec<_> = parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(certificate)) => Some(certificate),
+            _ => None,
+        })
+        .collect();
+    let tls = TlsConfig::builder().provider(TlsProvider::NativeTls).root_certs(RootCerts::new_with_certs(&roots)).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into();
+    let mut request = agent.get(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().expect("the admin API answers");
+    (response.status().as_u16(), response.body_mut().read_to_string().unwrap_or_default())
+}
+
+#[test]
+fn the_admin_api_with_a_token_and_tls_refuses_strangers_and_swaps_for_its_clients() {
+    let scratch = Scratch::new();
+    let (certificate, private) = self_signed_certificate(&scratch);
+    let token = "d41d8cd98f00b204e9800998ecf8427e-admin";
+    let token_file = scratch.write("admin.token", &format!("{token}\n"));
+    // The operator is pinned to counter-v1: other versions are refused, even through the API.
+    let v1 = sha2::Sha256::digest(std::fs::read(plugin("counter-v1")).expect("plugin"));
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let pinned = std::fs::read_to_string(&path)
+        .expect("pipeline")
+        .replace("counter-v1.wasm\"", &format!("counter-v1.wasm\"\nsha256 = \"{}\"", hex::encode(v1)));
+    assert!(pinned.contains("sha256 = "), "the pin is in the file");
+    std::fs::write(&path, pinned).expect("pipeline");
+    let tls = ["--admin-token-file", token_file.to_str().expect("path"), "--admin-tls-cert", certificate.to_str().expect("path")];
+    let key = ["--admin-tls-key", private.to_str().expect("path")];
+    let AdminRun { child, address, stderr } = run_with_admin(&path, &[&tls[..], &key[..]].concat());
+    let base = format!("https://{address}");
+    let started = std::time::Instant::now();
+    while https_get(&format!("{base}/pipelines/swapping/operators"), &certificate, Some(token)).0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the admin API answers its clients");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(https_get(&format!("{base}/health"), &certificate, None).0, 200, "health needs no token");
+    for wrong in [None, Some("d41d8cd98f00b204e9800998ecf8427e-admix"), Some("short")] {
+        let (status, body) = https_get(&format!("{base}/pipelines"), &certificate, wrong);
+        assert_eq!(status, 401, "{wrong:?}: {body}");
+    }
+    let swap = |file: &str| {
+        let args = ["swap", "--admin", &base, "--admin-token-file", token_file.to_str().expect("path"), "--admin-ca"];
+        let command = [&args[..], &[certificate.to_str().expect("path"), "--pipeline", "swapping", "--operator", "counter", file]].concat();
+        crate::support::sluice(scratch.dir.path(), &command)
+    };
+    let refused = swap(&plugin("counter-v2").display().to_string());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && message.contains("pins operator \"counter\" to sha256:"), "{message}");
+    let same = swap(&plugin("counter-v1").display().to_string());
+    assert!(same.status.success(), "the pinned version itself swaps: {}", String::from_utf8_lossy(&same.stderr));
+    // Without the CA, the client does not trust the server.
+    let untrusted = crate::support::sluice(
+        scratch.dir.path(),
+        &["swap", "--admin", &base, "--pipeline", "swapping", "--operator", "counter", "--rollback"],
+    );
+    assert!(!untrusted.status.success());
+    let output = child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", stderr.lock().expect("log"));
+}
+
+#[test]
+fn the_admin_api_listens_beyond_loopback_only_with_a_token_and_tls() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 10, 1_000);
+    let output = crate::support::sluice(scratch.dir.path(), &["run", &path.display().to_string(), "--admin", "0.0.0.0:0"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("0.0.0.0:0 is not a loopback address") && stderr.contains("only with both a token"), "{stderr}");
 }

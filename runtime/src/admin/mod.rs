@@ -1,5 +1,6 @@
-//! The admin HTTP API, on a local address: the running operators and their versions, hot swap
-//! by path or upload, rollback, and the swap history.
+//! The admin HTTP API: the running operators and their versions, hot swap by path or upload,
+//! rollback, and the swap history. On a loopback address by default; elsewhere only with a
+//! token and TLS (`access`, `tls`).
 //!
 //! | method | path | does |
 //! |---|---|---|
@@ -23,6 +24,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+
+mod access;
+mod tls;
+
+pub use access::{AccessError, AdminToken, TOKEN_VARIABLE, check_exposure};
+pub use tls::{TlsError, TlsIdentity, TlsListener};
 
 use crate::commands::SharedControl;
 use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
@@ -91,14 +98,20 @@ struct SwapByPath {
 
 type Answer<T> = Result<axum::Json<T>, ApiError>;
 
-/// Serves the API on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves the API on `listener` until `shutdown` completes; with a `token`, every request
+/// but `/health` must present it.
+pub async fn serve<L>(
+    listener: L,
     control: SharedControl,
     plugins: PluginRegistry,
+    token: Option<AdminToken>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let router = Router::new()
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{pipeline}/operators", get(operators))
@@ -108,6 +121,9 @@ pub async fn serve(
         // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(Admin { control, plugins });
+    if let Some(token) = token {
+        router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
+    }
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 

@@ -1,0 +1,127 @@
+//! Who may use the admin API: a bearer token compared in constant time, and the rule that a
+//! non-loopback address needs both a token and TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Shortest token accepted: guessing it must be hopeless.
+const MIN_TOKEN_BYTES: usize = 16;
+
+/// The environment variable a token may come from instead of a file.
+pub const TOKEN_VARIABLE: &str = "SLUICE_ADMIN_TOKEN";
+
+/// Why the admin API cannot be served as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("cannot read the admin token file {path}: {source}")]
+    TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("the admin token ({from}) is {length} bytes long: give at least {MIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)")]
+    TokenTooShort { from: String, length: usize },
+    #[error(
+        "{address} is not a loopback address: the admin API swaps code into the running process, so it listens elsewhere \
+         only with both a token (--admin-token-file or {TOKEN_VARIABLE}) and TLS (--admin-tls-cert and --admin-tls-key)"
+    )]
+    Exposed { address: SocketAddr },
+}
+
+/// The secret a client must present as `Authorization: Bearer <token>`. Only its SHA-256 is
+/// kept, so that comparisons take the same time whatever the length of what is presented.
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
+}
+
+impl AdminToken {
+    /// The token in `file` (surrounding whitespace ignored), or else in `SLUICE_ADMIN_TOKEN`;
+    /// `None` if neither is given.
+    pub fn from_file_or_environment(file: Option<&Path>) -> Result<Option<AdminToken>, AccessError> {
+        let from = file.map_or_else(|| TOKEN_VARIABLE.to_owned(), |path| path.display().to_string());
+        Self::secret_from_file_or_environment(file)?.map(|secret| AdminToken::new(&secret, &from)).transpose()
+    }
+
+    /// The token itself, as a client sends it: from `file`, or else `SLUICE_ADMIN_TOKEN`.
+    pub fn secret_from_file_or_environment(file: Option<&Path>) -> Result<Option<String>, AccessError> {
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile { path: path.to_owned(), source })?;
+            return Ok(Some(text.trim().to_owned()));
+        }
+        Ok(std::env::var(TOKEN_VARIABLE).ok().map(|text| text.trim().to_owned()))
+    }
+
+    fn new(secret: &str, from: &str) -> Result<AdminToken, AccessError> {
+        if secret.len() < MIN_TOKEN_BYTES {
+            return Err(AccessError::TokenTooShort { from: from.to_owned(), length: secret.len() });
+        }
+        Ok(AdminToken { digest: Sha256::digest(secret.as_bytes()).into() })
+    }
+
+    /// Whether `presented` is the token, in time independent of where they differ.
+    pub fn accepts(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        self.digest.ct_eq(&presented).into()
+    }
+}
+
+/// Refuses an admin API on a non-loopback address unless it has a token and TLS.
+pub fn check_exposure(address: SocketAddr, token: bool, tls: bool) -> Result<(), AccessError> {
+    if address.ip().is_loopback() || (token && tls) {
+        return Ok(());
+    }
+    Err(AccessError::Exposed { address })
+}
+
+/// Middleware: every request but `/health` must carry the token.
+pub async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let presented =
+        request.headers().get(header::AUTHORIZATION).and_then(|value| value.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::to_vec);
+    match presented {
+        Some(presented) if token.accepts(&presented) => next.run(request).await,
+        _ => {
+            let body = axum::Json(serde_json::json!({"error": "the admin API needs `Authorization: Bearer <token>` with its token"}));
+            let mut response = (StatusCode::UNAUTHORIZED, body).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_token_itself_is_accepted() {
+        let token = AdminToken::new("0123456789abcdef0123", "test").expect("long enough");
+        assert!(token.accepts(b"0123456789abcdef0123"));
+        for wrong in [&b""[..], b"0123456789abcdef012", b"0123456789abcdef01234", b"1123456789abcdef0123"] {
+            assert!(!token.accepts(wrong), "{}", String::from_utf8_lossy(wrong));
+        }
+        assert!(matches!(AdminToken::new("short", "test"), Err(AccessError::TokenTooShort { length: 5, .. })));
+    }
+
+    #[test]
+    fn other_addresses_need_a_token_and_tls() {
+        let loopback: SocketAddr = "127.0.0.1:9180".parse().expect("address");
+        let anywhere: SocketAddr = "0.0.0.0:9180".parse().expect("address");
+        assert!(check_exposure(loopback, false, false).is_ok());
+        assert!(check_exposure(anywhere, true, true).is_ok());
+        assert!(check_exposure(anywhere, true, false).is_err());
+        assert!(check_exposure(anywhere, false, true).is_err());
+    }
+}
