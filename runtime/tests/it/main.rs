@@ -7,6 +7,7 @@ mod containment;
 mod deploy;
 mod exactly_once;
 mod exchange;
+mod fuzz;
 mod golden;
 mod hardening;
 mod invalid;
