@@ -88,6 +88,15 @@ impl Broker {
         let _ = child.wait();
     }
 
+    /// Sends `signal` (SIGSTOP freezes it, SIGCONT thaws it: its in-memory storage would not
+    /// survive a restart).
+    pub fn signal(&self, signal: libc::c_int) {
+        let Some(child) = &self.child else { return };
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+        // SAFETY: signalling our own child process by PID.
+        unsafe { libc::kill(pid, signal) };
+    }
+
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new(nisshi())
@@ -246,10 +255,16 @@ impl SluiceProcess {
 
     /// Like `start`, with environment variables set.
     pub fn start_with_env(dir: &Path, pipeline: &Path, log_name: &str, env: &[(&str, &str)]) -> SluiceProcess {
+        Self::start_with(dir, pipeline, log_name, env, &[])
+    }
+
+    /// Like `start`, with environment variables set and more arguments for `sluice run`.
+    pub fn start_with(dir: &Path, pipeline: &Path, log_name: &str, env: &[(&str, &str)], args: &[&str]) -> SluiceProcess {
         let log = dir.join(log_name);
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["run", &pipeline.display().to_string()])
+            .args(args)
             .current_dir(dir)
             .env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .envs(env.iter().copied())
@@ -306,6 +321,11 @@ impl SluiceProcess {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT) to the process.

@@ -15,5 +15,6 @@ mod kafka;
 mod languages;
 mod operators;
 mod resume;
+mod soak;
 mod support;
 mod swap;
