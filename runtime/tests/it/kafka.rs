@@ -464,14 +464,39 @@ topic = "output"
     wait_for(Duration::from_secs(60), "partitions assigned", || last_assignment(&sluice).contains("orders-us/1"));
     let assignment = last_assignment(&sluice);
     assert!(assignment.contains("orders-eu/0") && !assignment.contains("refunds"), "{assignment}");
-    // `latest` resolves each partition's end once fetching starts: give it that moment.
-    std::thread::sleep(Duration::from_secs(2));
+    // `latest` resolves each partition's end once fetching starts, which the test cannot see:
+    // it sends a probe to each partition until every partition's probe comes out (a probe
+    // sent before the end was resolved is skipped, like the earlier records).
+    let mut probes = 0;
+    let mut unconfirmed: Vec<(&str, i32)> = vec![("orders-eu", 0), ("orders-eu", 1), ("orders-us", 0), ("orders-us", 1)];
+    let probe_of = |topic: &str, partition: i32| format!(r#"{{"probe":"{topic}/{partition}","seq":-1}}"#);
+    wait_for(Duration::from_secs(60), "every partition to read from its end", || {
+        for (topic, partition) in &unconfirmed {
+            let mut probe = KafkaRecord::new("probe", probe_of(topic, *partition), EVENT_TIME_ZERO, &[]);
+            probe.partition = *partition;
+            produce(&broker.bootstrap(), topic, &[probe]);
+            probes += 1;
+        }
+        let seen: HashSet<Vec<u8>> = read_topic(&broker.bootstrap(), "output", usize::MAX, Duration::from_millis(1500))
+            .into_iter()
+            .map(|record| record.value)
+            .collect();
+        unconfirmed.retain(|(topic, partition)| !seen.contains(probe_of(topic, *partition).as_bytes()));
+        unconfirmed.is_empty()
+    });
     for (topic, part) in [("orders-eu", 0), ("orders-us", 1), ("refunds", 2)] {
         produce(&broker.bootstrap(), topic, &after[part * 100..(part + 1) * 100]);
     }
-    let output = read_topic(&broker.bootstrap(), "output", 200, Duration::from_secs(60));
+    let is_probe = |record: &KafkaRecord| record.value.starts_with(br#"{"probe""#);
+    let output: Vec<KafkaRecord> = read_topic(&broker.bootstrap(), "output", probes + 200, Duration::from_secs(60))
+        .into_iter()
+        .filter(|record| !is_probe(record))
+        .collect();
     // Anything more (an earlier record, a refund) would arrive with these; wait a little for it.
-    let late = read_topic(&broker.bootstrap(), "output", 201, Duration::from_secs(3));
+    let late: Vec<KafkaRecord> = read_topic(&broker.bootstrap(), "output", probes + 201, Duration::from_secs(3))
+        .into_iter()
+        .filter(|record| !is_probe(record))
+        .collect();
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     let values: HashSet<&[u8]> = output.iter().map(|record| record.value.as_slice()).collect();
     let expected: HashSet<&[u8]> = after[..200].iter().map(|record| record.value.as_slice()).collect();

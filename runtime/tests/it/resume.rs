@@ -52,10 +52,16 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
     let scratch = Scratch::new();
     let pipeline = scratch.pipeline_to_files(&GENERATOR_PIPELINE.replace("{state_dir}", r#"state_dir = "state""#));
     let checkpoint = scratch.path("state/resumable/checkpoint.json");
-    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(std::process::id().into());
+    let seed: u64 = std::env::var("SLUICE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(std::process::id().into());
+    eprintln!("kill moments from seed {seed} (SLUICE_TEST_SEED={seed} repeats them)");
+    let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let saved = || std::fs::metadata(&checkpoint).and_then(|metadata| metadata.modified()).ok();
     for round in 0..5 {
+        let before = saved();
         let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, &format!("run-{round}.log"));
-        std::thread::sleep(Duration::from_millis(random.random_range(700..1_800)));
+        // Until this run has saved a checkpoint, then a random moment of processing.
+        crate::broker::wait_for(Duration::from_secs(60), "a checkpoint of this run", || saved().is_some_and(|at| Some(at) != before));
+        std::thread::sleep(Duration::from_millis(random.random_range(100..1_000)));
         assert!(sluice.is_running(), "round {round} still running:\n{}", sluice.log_text());
         if round % 2 == 0 {
             sluice.kill();

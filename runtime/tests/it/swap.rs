@@ -212,7 +212,7 @@ fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_not
     assert_eq!(records.first().map(|r| r["label"].clone()), Some(Value::Null));
 }
 
-/// `sluice run PATH --no-watch --admin 127.0.0.1:0 ARGS...`: the process, the admin address
+/// `sluice run PATH --admin 127.0.0.1:0 ARGS...`: the process, the admin address
 /// it reports once bound (no port picked beforehand that another process could take), and
 /// its standard error as it comes.
 struct AdminRun {
@@ -224,7 +224,7 @@ struct AdminRun {
 fn run_with_admin(path: &Path, args: &[&str]) -> AdminRun {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", &path.display().to_string(), "--no-watch", "--admin", "127.0.0.1:0"])
+        .args(["run", &path.display().to_string(), "--admin", "127.0.0.1:0"])
         .args(args)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -252,7 +252,7 @@ fn run_with_admin(path: &Path, args: &[&str]) -> AdminRun {
 fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     let scratch = Scratch::new();
     let path = counting_pipeline(&scratch, 0, 4_000);
-    let AdminRun { child, address: admin, stderr } = run_with_admin(&path, &[]);
+    let AdminRun { child, address: admin, stderr } = run_with_admin(&path, &["--no-watch"]);
     let started = std::time::Instant::now();
     // Ready when the pipeline itself answers (the server starts before it).
     while !ureq::get(format!("http://{admin}/pipelines/swapping/operators")).call().is_ok_and(|response| response.status() == 200) {
@@ -366,7 +366,7 @@ fn the_admin_api_with_a_token_and_tls_refuses_strangers_and_swaps_for_its_client
     std::fs::write(&path, pinned).expect("pipeline");
     let tls = ["--admin-token-file", token_file.to_str().expect("path"), "--admin-tls-cert", certificate.to_str().expect("path")];
     let key = ["--admin-tls-key", private.to_str().expect("path")];
-    let AdminRun { child, address, stderr } = run_with_admin(&path, &[&tls[..], &key[..]].concat());
+    let AdminRun { child, address, stderr } = run_with_admin(&path, &[&tls[..], &key[..], &["--no-watch"]].concat());
     let base = format!("https://{address}");
     let started = std::time::Instant::now();
     while https_get(&format!("{base}/pipelines/swapping/operators"), &certificate, Some(token)).0 != 200 {
@@ -406,4 +406,41 @@ fn the_admin_api_listens_beyond_loopback_only_with_a_token_and_tls() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("0.0.0.0:0 is not a loopback address") && stderr.contains("only with both a token"), "{stderr}");
+}
+
+#[test]
+fn a_pinned_plugin_file_changed_on_disk_is_refused_and_the_old_version_runs_on() {
+    let scratch = Scratch::new();
+    std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("copy plugin");
+    let v1 = hex::encode(sha2::Sha256::digest(std::fs::read(plugin("counter-v1")).expect("plugin")));
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let text = std::fs::read_to_string(&path)
+        .expect("pipeline")
+        .replace(&format!("{}\"", plugin("counter-v1").display()), &format!("counter.wasm\"\nsha256 = \"{v1}\""));
+    std::fs::write(&path, text).expect("pin the plugin");
+    let AdminRun { child, address, stderr } = run_with_admin(&path, &[]);
+    wait_for_output(&scratch, |records| !records.is_empty());
+    std::fs::copy(plugin("counter-v2"), scratch.path("counter.wasm.new")).expect("copy");
+    std::fs::rename(scratch.path("counter.wasm.new"), scratch.path("counter.wasm")).expect("rename");
+    // The watcher refuses the file: the refusal is in the history, and version 1 runs on.
+    let started = std::time::Instant::now();
+    let refusal = loop {
+        let history: Value = ureq::get(format!("http://{address}/pipelines/swapping/swaps"))
+            .call()
+            .ok()
+            .and_then(|mut response| response.body_mut().read_to_string().ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        if let Some(refused) = history.as_array().and_then(|records| records.iter().find_map(|record| record["refused"].as_str())) {
+            break refused.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the watcher acts on the changed file");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refusal.contains(&format!("but the pipeline pins sha256:{v1}")), "{refusal}");
+    let count = outputs(&scratch).len();
+    wait_for_output(&scratch, |records| records.len() > count + 100);
+    assert!(outputs(&scratch).iter().all(|record| record["version"] == 1), "version 1 runs on");
+    let output = child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", stderr.lock().expect("log"));
 }
