@@ -19,13 +19,41 @@ use swap::SwapArgs;
 
 /// Stream processing with sandboxed WebAssembly operators.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(
+    name = "sluice",
+    version,
+    about,
+    after_help = "Examples:
+  sluice run pipelines/quickstart.toml                 run a pipeline until its sources end (Ctrl-C drains)
+  sluice run pipelines/kafka-marketing.toml --admin 127.0.0.1:9180 --set KAFKA_BROKERS=broker:9092
+  sluice validate pipelines/quickstart.toml --graph    check a pipeline and print its graph
+  sluice swap --pipeline quickstart --operator orders new.wasm   hot-swap an operator
+  sluice plugin list                                   the shipped operators
+  sluice plugin new my-op --lang python && cd my-op && sluice plugin test
+  sluice completions bash > ~/.local/share/bash-completion/completions/sluice"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Sets a variable of the pipeline file (`${NAME}`, `${NAME:-default}`), taking precedence
+    /// over the environment variable of that name. Repeatable.
+    #[arg(long = "set", global = true, value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    set: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE` of `--set`.
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let mut characters = name.chars();
+    let valid = characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_');
+    if !valid {
+        return Err(format!("{name:?} is not a variable name (letters, digits and `_`, not starting with a digit)"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// The admin API's flags of `sluice run`.
@@ -93,6 +121,11 @@ enum Command {
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
         graph: Option<GraphFormat>,
     },
+    /// Prints a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Works with plugin components.
     Plugin {
         #[command(subcommand)]
@@ -102,6 +135,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
+    /// Lists the operators shipped with Sluice (in plugins/), one line each.
+    List,
     /// Prints a component's world, exports and SHA-256 digest.
     Inspect { file: PathBuf },
     /// Writes a ready-to-build plugin skeleton (build file, operator, pipeline test).
@@ -137,6 +172,11 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    for (name, value) in &cli.set {
+        // SAFETY: no other thread exists yet (nothing has been started), so nothing reads the
+        // environment while it changes. Pipeline files read their variables from it.
+        unsafe { std::env::set_var(name, value) };
+    }
     init_logging(cli.log_format);
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,6 +198,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Swap(args) => swap::run(args),
         Command::Validate { pipeline, graph } => validate(pipeline, graph),
         Command::Plugin { command } => plugin(command),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "sluice", &mut script);
+            print_out(&String::from_utf8_lossy(&script))
+        }
     }
 }
 
@@ -206,6 +251,14 @@ fn validate(path: PathBuf, graph_format: Option<GraphFormat>) -> anyhow::Result<
 
 fn plugin(command: PluginCommand) -> anyhow::Result<()> {
     match command {
+        PluginCommand::List => {
+            let width = develop::SHIPPED_OPERATORS.iter().map(|operator| operator.name.len()).max().unwrap_or(0);
+            let lines: String = develop::SHIPPED_OPERATORS
+                .iter()
+                .map(|operator| format!("{:width$}  {:6}  {}\n", operator.name, operator.language, operator.description))
+                .collect();
+            print_out(&lines)
+        }
         PluginCommand::Inspect { file } => inspect(file),
         PluginCommand::New { name, lang, dir, sdk } => {
             let directory = dir.unwrap_or_else(|| PathBuf::from(&name));

@@ -5,28 +5,50 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A pipeline file's path and contents, for locating diagnostics.
+use super::variables::Substituted;
+
+/// A pipeline file's path and contents, for locating diagnostics; and the text that was
+/// parsed, with its variables replaced (`variables.rs`).
 #[derive(Debug, Clone)]
 pub struct SourceText {
     path: PathBuf,
     contents: Arc<str>,
+    substituted: Arc<Substituted>,
 }
 
 impl SourceText {
+    /// A file without variables (or read before they are replaced).
     pub fn new(path: PathBuf, contents: String) -> SourceText {
-        SourceText { path, contents: contents.into() }
+        let substituted = Substituted::verbatim(contents.clone());
+        SourceText { path, contents: contents.into(), substituted: Arc::new(substituted) }
+    }
+
+    /// A file whose variables were replaced as `substituted`.
+    pub fn with_variables(path: PathBuf, contents: String, substituted: Substituted) -> SourceText {
+        SourceText { path, contents: contents.into(), substituted: Arc::new(substituted) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The file as written.
     pub fn contents(&self) -> &str {
         &self.contents
     }
 
-    /// A diagnostic pointing at `span` of this file.
+    /// The text parsed: the file with its variables replaced.
+    pub fn parsed(&self) -> &str {
+        &self.substituted.text
+    }
+
+    /// A diagnostic pointing at `span` of the parsed text (reported where the file has it).
     pub fn diagnostic(&self, span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
+        self.diagnostic_in_file(span.map(|span| self.substituted.original_span(span)), message)
+    }
+
+    /// A diagnostic pointing at `span` of the file as written.
+    pub fn diagnostic_in_file(&self, span: Option<Range<usize>>, message: impl Into<String>) -> Diagnostic {
         let location = span.map(|span| self.locate(span));
         Diagnostic { path: self.path.clone(), location, message: message.into() }
     }

@@ -11,6 +11,7 @@ mod sink;
 mod source;
 mod validate;
 mod values;
+mod variables;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -169,10 +170,20 @@ impl LoadedPipeline {
         }
     }
 
-    /// Parses `contents` as if read from `path`.
+    /// Parses `contents` as if read from `path`, its `${VARIABLES}` read from the environment.
     pub fn parse(path: PathBuf, contents: String) -> Result<LoadedPipeline, Diagnostics> {
-        let text = SourceText::new(path, contents);
-        match toml::from_str::<PipelineFileConfig>(text.contents()) {
+        let text = match variables::substitute(&contents, |name| std::env::var(name).ok()) {
+            Ok(substituted) => SourceText::with_variables(path, contents, substituted),
+            Err(unresolved) => {
+                let text = SourceText::new(path, contents);
+                let mut diagnostics = Diagnostics::default();
+                for problem in unresolved {
+                    diagnostics.push(text.diagnostic_in_file(Some(problem.span), problem.message));
+                }
+                return Err(diagnostics);
+            }
+        };
+        match toml::from_str::<PipelineFileConfig>(text.parsed()) {
             Ok(config) => Ok(LoadedPipeline { text, config }),
             Err(error) => {
                 // The parser gives no position for some errors (its recursion limit, met by a
@@ -181,7 +192,7 @@ impl LoadedPipeline {
                 match error.span() {
                     Some(span) => Err(Diagnostics::single(text.diagnostic(Some(span), message))),
                     None => {
-                        let deepest = deepest_key(text.contents());
+                        let deepest = deepest_key(text.parsed());
                         let message =
                             if deepest.is_some() { format!("{message}: this key is nested too deeply") } else { message.to_owned() };
                         Err(Diagnostics::single(text.diagnostic(deepest, message)))

@@ -7,6 +7,7 @@
 
 mod check;
 mod language;
+mod shipped;
 mod template;
 mod toolchain;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 pub use check::{PluginTestReport, test_plugin};
 pub use language::Language;
+pub use shipped::{SHIPPED_OPERATORS, ShippedOperator};
 pub use template::new_plugin;
 pub use toolchain::{BuildOptions, build_plugin};
 

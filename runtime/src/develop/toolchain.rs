@@ -164,6 +164,7 @@ pub fn tools_directory() -> Result<PathBuf, DevelopError> {
 fn componentize_py() -> Result<PathBuf, DevelopError> {
     let root = tools_directory()?.join(format!("componentize-py-{COMPONENTIZE_PY_VERSION}"));
     let binary = root.join("bin/componentize-py");
+    let _installing = install_lock(&root)?;
     if !binary.is_file() {
         let tool = format!("componentize-py {COMPONENTIZE_PY_VERSION}");
         install(&tool, Command::new("python3").args(["-m", "venv"]).arg(&root))?;
@@ -179,6 +180,7 @@ fn componentize_py() -> Result<PathBuf, DevelopError> {
 fn componentize_js() -> Result<PathBuf, DevelopError> {
     let root = tools_directory()?.join(format!("componentize-js-{COMPONENTIZE_JS_VERSION}"));
     let binary = root.join("node_modules/.bin/componentize-js");
+    let _installing = install_lock(&root)?;
     if !binary.is_file() {
         std::fs::create_dir_all(&root).map_err(|source| DevelopError::Io { path: root.clone(), source })?;
         let package = format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}");
@@ -193,6 +195,7 @@ fn componentize_js() -> Result<PathBuf, DevelopError> {
 fn wit_bindgen() -> Result<PathBuf, DevelopError> {
     let root = tools_directory()?.join(format!("wit-bindgen-{WIT_BINDGEN_VERSION}"));
     let binary = root.join("bin/wit-bindgen");
+    let _installing = install_lock(&root)?;
     if !binary.is_file() {
         let tool = format!("wit-bindgen-cli {WIT_BINDGEN_VERSION}");
         tracing::info!("building {tool} once for this machine (about 3 minutes)");
@@ -206,6 +209,19 @@ fn wit_bindgen() -> Result<PathBuf, DevelopError> {
         let _ = std::fs::remove_dir_all(root.join("build"));
     }
     Ok(binary)
+}
+
+/// An exclusive lock on installing the tool in `root`, held until dropped: two builds at once
+/// (two terminals, a build script and an editor) install it once, not into each other.
+fn install_lock(root: &Path) -> Result<std::fs::File, DevelopError> {
+    let path = PathBuf::from(format!("{}.lock", root.display()));
+    let io = |source| DevelopError::Io { path: path.clone(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    lock.lock().map_err(io)?;
+    Ok(lock)
 }
 
 fn install(tool: &str, command: &mut Command) -> Result<(), DevelopError> {

@@ -145,3 +145,86 @@ fn output_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.status.success(), "a reader that has gone is not an error: {stderr}");
 }
+
+#[test]
+fn pipeline_variables_come_from_set_and_the_environment_with_defaults() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("in")).expect("directory");
+    scratch.write("in/orders.jsonl", "{\"size\": 3}\n{\"size\": 30}\n");
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "${PIPELINE_NAME:-parameters}"
+
+[[sources]]
+type = "file"
+path = "${INPUT_DIR}/orders.jsonl"
+
+[[operators]]
+name = "big"
+plugin = "{plugins}/filter.wasm"
+config = { field = "size", op = "ge", value = ${MIN_SIZE:-10} }
+
+[[sinks]]
+type = "file"
+path = "${OUTPUT:-out.jsonl}"
+"#,
+    );
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--no-watch", &path.display().to_string()])
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(scratch.dir.path())
+            .output()
+            .expect("sluice runs")
+    };
+    // Unset without a default: refused where it is written, naming --set.
+    let unset = run(&[], &[]);
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert!(!unset.status.success());
+    assert!(stderr.contains("variable INPUT_DIR is not set") && stderr.contains("pipeline.toml:7:9"), "{stderr}");
+    // From the environment, defaults for the rest.
+    let from_environment = run(&[], &[("INPUT_DIR", "in")]);
+    assert!(from_environment.status.success(), "{}", String::from_utf8_lossy(&from_environment.stderr));
+    assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{\"size\": 30}\n");
+    // --set takes precedence over the environment.
+    let set = run(&["--set", "INPUT_DIR=in", "--set", "MIN_SIZE=1", "--set", "OUTPUT=all.jsonl"], &[("MIN_SIZE", "100")]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert_eq!(std::fs::read_to_string(scratch.path("all.jsonl")).expect("output"), "{\"size\": 3}\n{\"size\": 30}\n");
+    let malformed = run(&["--set", "1X=2"], &[]);
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("is not a variable name"));
+}
+
+#[test]
+fn plugin_list_names_every_shipped_operator_with_its_own_description() {
+    let mut directories: Vec<String> = std::fs::read_dir(repo_root().join("plugins"))
+        .expect("plugins/")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    directories.sort();
+    let listed: Vec<&str> = sluice::develop::SHIPPED_OPERATORS.iter().map(|operator| operator.name).collect();
+    assert_eq!(listed, directories, "runtime/src/develop/shipped.rs lists plugins/");
+    for operator in sluice::develop::SHIPPED_OPERATORS {
+        let manifest = repo_root().join("plugins").join(operator.name).join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest) {
+            assert!(text.contains(&format!("description = {:?}", operator.description)), "{} describes itself otherwise", operator.name);
+        }
+    }
+    let output = sluice(&repo_root(), &["plugin", "list"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert_eq!(stdout.lines().count(), directories.len(), "{stdout}");
+    assert!(stdout.lines().any(|line| line.starts_with("window-aggregate") && line.contains("rust")), "{stdout}");
+}
+
+#[test]
+fn help_shows_examples_and_completions_are_generated_for_each_shell() {
+    let help = sluice(&repo_root(), &["--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples:\n  sluice run pipelines/quickstart.toml"));
+    for shell in ["bash", "zsh", "fish"] {
+        let script = sluice(&repo_root(), &["completions", shell]);
+        let text = String::from_utf8_lossy(&script.stdout);
+        assert!(script.status.success() && text.contains("sluice") && text.contains("validate"), "{shell}");
+    }
+}

@@ -76,6 +76,8 @@ invalid_cases! {
     syntax_error => "syntax-error",
     unknown_key => "unknown-key",
     unknown_source_type => "unknown-source-type",
+    variable_unset => "variable-unset",
+    variable_value_refused => "variable-value-refused",
     wrong_type => "wrong-type",
     wrong_world => "wrong-world",
 }
