@@ -107,8 +107,9 @@ impl KafkaSource {
             tolerated_aborts: settings.tolerated_aborts,
             handover_limit: handover_limit(config)?,
         };
+        let metadata = super::client_config(super::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
         let consumer = client
-            .create_with_context(SourceContext::new(setup, checkpointed))
+            .create_with_context(SourceContext::new(setup, checkpointed, &metadata))
             .map_err(KafkaClientError::kafka("cannot create the consumer"))?;
         Ok(KafkaSource { name: settings.source, consumer, subscription, stop, transactions: settings.transactions })
     }

@@ -81,6 +81,15 @@ impl WatermarkGenerator {
         self.at_end = true;
     }
 
+    /// The source confirms it had read everything there was at `at` (an answer that took a
+    /// while). Ignored if a record arrived since: then it says nothing about the silence.
+    pub fn caught_up_at(&mut self, at: Instant) {
+        if at >= self.last_received && self.caught_up_at.is_none_or(|known| known < at) {
+            self.caught_up_at = Some(at);
+            self.at_end = true;
+        }
+    }
+
     /// Whether the stream has been silent for `idle_timeout` and its source has not confirmed
     /// it is caught up in the last `recently`: time to ask (a Kafka partition's high watermark).
     pub fn wants_confirmation(&self, recently: Duration) -> bool {

@@ -52,6 +52,8 @@ pub struct PartitionFeed {
     pub late_dropped: u64,
     dead_letters: SyncSender<DeadLetterMessage>,
     source: Arc<str>,
+    /// When the brokers were last asked whether the partition is caught up.
+    last_asked: Option<Instant>,
 }
 
 impl PartitionFeed {
@@ -78,6 +80,7 @@ impl PartitionFeed {
             late_dropped: 0,
             dead_letters,
             source,
+            last_asked: None,
         }
     }
 
@@ -230,18 +233,21 @@ impl PartitionFeed {
     }
 
     /// The offset of the next record of a source partition that has been silent for its
-    /// `idle_timeout` and not confirmed caught up in the last `recently`: the position to
-    /// compare with the partition's high watermark.
-    pub fn quiet_position(&self, recently: std::time::Duration) -> Option<i64> {
+    /// `idle_timeout`, not confirmed caught up and not asked about in the last `recently`: the
+    /// position to compare with the partition's high watermark. Counts as asking.
+    pub fn quiet_position(&mut self, recently: std::time::Duration) -> Option<i64> {
         let FeedKind::Source { watermarks, .. } = &self.kind else { return None };
         let quiet = self.batcher.is_empty() && self.pending.is_empty() && watermarks.wants_confirmation(recently);
-        self.next_offset.filter(|_| quiet)
+        let asked_recently = self.last_asked.is_some_and(|asked| asked.elapsed() < recently);
+        let position = self.next_offset.filter(|_| quiet && !asked_recently)?;
+        self.last_asked = Some(Instant::now());
+        Some(position)
     }
 
-    /// The brokers confirmed the consumer has read everything in this partition, now.
-    pub fn confirm_caught_up(&mut self) {
+    /// The brokers confirmed the consumer had read everything in this partition at `at`.
+    pub fn confirm_caught_up(&mut self, at: Instant) {
         if let FeedKind::Source { watermarks, .. } = &mut self.kind {
-            watermarks.reached_end();
+            watermarks.caught_up_at(at);
         }
     }
 

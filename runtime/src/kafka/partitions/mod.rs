@@ -18,10 +18,12 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+mod caught_up;
 mod commits;
 mod exactly_once;
 mod feed;
 
+use caught_up::CaughtUpProbe;
 use commits::PartitionCheckpoints;
 use exactly_once::Rounds;
 use feed::{FeedKind, PartitionFeed};
@@ -40,8 +42,6 @@ use crate::source::EventTime;
 
 /// How often a silent partition asks whether it is caught up.
 const CONFIRM_EVERY: Duration = Duration::from_secs(1);
-/// How long it waits for the brokers' answer.
-const CONFIRM_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A topic partition.
 pub type PartitionId = (Arc<str>, i32);
@@ -116,6 +116,8 @@ pub struct SourceContext {
     commits: Mutex<Receiver<Commit>>,
     /// Exactly-once: transaction rounds instead of per-partition commits.
     rounds: Option<Mutex<Rounds>>,
+    /// Asks whether quiet partitions are caught up (none: idleness is never confirmed).
+    probe: Mutex<Option<CaughtUpProbe>>,
 }
 
 /// The partitions owned now, and what ended.
@@ -133,9 +135,14 @@ pub struct Partitions {
 }
 
 impl SourceContext {
-    pub fn new(setup: PartitionSetup, commits: Receiver<Commit>) -> SourceContext {
+    /// The context of a consumer; `metadata` makes the client that asks whether partitions are
+    /// caught up.
+    pub fn new(setup: PartitionSetup, commits: Receiver<Commit>, metadata: &rdkafka::ClientConfig) -> SourceContext {
         let rounds = setup.transactions.clone().map(|producer| Mutex::new(Rounds::new(producer, setup.tolerated_aborts)));
-        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds }
+        let probe = CaughtUpProbe::start(metadata)
+            .map_err(|error| tracing::warn!("idle partitions will not advance their watermark: {error}"))
+            .ok();
+        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds, probe: Mutex::new(probe) }
     }
 
     pub fn partitions(&self) -> MutexGuard<'_, Partitions> {
@@ -186,40 +193,37 @@ impl SourceContext {
         self.round_if_due(consumer);
     }
 
-    /// Asks the brokers, for each source partition silent for its `idle_timeout`, whether the
-    /// consumer has read everything in it: only then does its silence count as idleness (a
-    /// consumer that stalled is behind, not idle). Once a broker does not answer in time, the
-    /// other partitions wait for the next tick.
+    /// Applies the brokers' answers on whether quiet source partitions are caught up, and asks
+    /// again about each source partition silent for its `idle_timeout` (at most once a
+    /// second each): only a confirmed catch-up lets silence count as idleness (a consumer that
+    /// stalled is behind, not idle). The asking happens on another thread (`caught_up.rs`).
     fn confirm_caught_up(&self, consumer: &BaseConsumer<SourceContext>) {
-        let quiet: Vec<(PartitionId, i64)> = self
-            .partitions()
+        let mut probe = self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(probe) = probe.as_mut() else { return };
+        let mut partitions = self.partitions();
+        for answer in probe.answers().into_iter().filter(|answer| answer.caught_up) {
+            if let Some(feed) = partitions.feeds.get_mut(&answer.id) {
+                feed.confirm_caught_up(answer.asked_at);
+            }
+        }
+        let quiet: Vec<(PartitionId, i64)> = partitions
             .feeds
-            .iter()
+            .iter_mut()
             .filter_map(|(id, feed)| feed.quiet_position(CONFIRM_EVERY).map(|next| (id.clone(), next)))
             .collect();
+        drop(partitions);
         if quiet.is_empty() {
             return;
         }
         // librdkafka's position also steps over transaction markers, which carry no record.
         let positions = consumer.position().ok();
-        let mut caught_up = Vec::new();
         for (id, next) in quiet {
             let position = positions
                 .as_ref()
                 .and_then(|list| list.find_partition(&id.0, id.1))
                 .and_then(|element| element.offset().to_raw())
                 .map_or(next, |position| position.max(next));
-            match consumer.fetch_watermarks(&id.0, id.1, CONFIRM_TIMEOUT) {
-                Ok((_, high)) if position >= high => caught_up.push(id),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        let mut partitions = self.partitions();
-        for id in caught_up {
-            if let Some(feed) = partitions.feeds.get_mut(&id) {
-                feed.confirm_caught_up();
-            }
+            probe.ask(&id, position);
         }
     }
 
