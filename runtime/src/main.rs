@@ -47,10 +47,7 @@ struct Cli {
 /// `NAME=VALUE` of `--set`.
 fn parse_assignment(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
-    let mut characters = name.chars();
-    let valid = characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && characters.all(|character| character.is_ascii_alphanumeric() || character == '_');
-    if !valid {
+    if !sluice::config::is_variable_name(name) {
         return Err(format!("{name:?} is not a variable name (letters, digits and `_`, not starting with a digit)"));
     }
     Ok((name.to_owned(), value.to_owned()))

@@ -29,6 +29,7 @@ pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
 pub use values::{ByteSize, DurationText, InputRef, Name, Rate};
+pub use variables::is_variable_name;
 
 /// A whole pipeline file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -123,7 +123,8 @@ fn shift_for_escape(out: &mut Substituted, original_start: usize) {
     out.replacements.push(Replacement { original: original_start..original_start + 1, substituted: at..at });
 }
 
-fn is_variable_name(name: &str) -> bool {
+/// Whether `name` can name a variable: letters, digits and `_`, not starting with a digit.
+pub fn is_variable_name(name: &str) -> bool {
     let mut characters = name.chars();
     characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && characters.all(|character| character.is_ascii_alphanumeric() || character == '_')

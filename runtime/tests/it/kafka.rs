@@ -191,8 +191,7 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     produce(&broker.bootstrap(), "events", &watermark_pushers(8));
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let seed: u64 = std::env::var("SLUICE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(std::process::id().into());
-    eprintln!("kill moments from seed {seed} (SLUICE_TEST_SEED={seed} repeats them)");
+    let seed = crate::support::test_seed("kill moments");
     let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
     for round in 0..5 {

@@ -52,8 +52,7 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
     let scratch = Scratch::new();
     let pipeline = scratch.pipeline_to_files(&GENERATOR_PIPELINE.replace("{state_dir}", r#"state_dir = "state""#));
     let checkpoint = scratch.path("state/resumable/checkpoint.json");
-    let seed: u64 = std::env::var("SLUICE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(std::process::id().into());
-    eprintln!("kill moments from seed {seed} (SLUICE_TEST_SEED={seed} repeats them)");
+    let seed = crate::support::test_seed("kill moments");
     let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let saved = || std::fs::metadata(&checkpoint).and_then(|metadata| metadata.modified()).ok();
     for round in 0..5 {

@@ -118,6 +118,14 @@ pub fn numbered_records(count: usize, marker: impl Fn(usize) -> Option<&'static 
         .collect()
 }
 
+/// The seed of a test's random choices: `SLUICE_TEST_SEED`, or else a new one; printed, so
+/// that a failure can be repeated.
+pub fn test_seed(what: &str) -> u64 {
+    let seed = std::env::var("SLUICE_TEST_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(std::process::id().into());
+    eprintln!("{what} from seed {seed} (SLUICE_TEST_SEED={seed} repeats them)");
+    seed
+}
+
 /// Long enough for file events to be debounced and acted on, on a busy machine.
 pub fn settle() -> std::time::Duration {
     sluice::reload::DEBOUNCE * 4
