@@ -55,11 +55,21 @@ def lookup(record, path):
     return record
 
 
+SETTINGS_KEYS = ("rules", "velocity", "threshold", "field", "only_flagged")
+RULE_KEYS = ("name", "field", "op", "value", "weight")
+VELOCITY_KEYS = ("key", "window", "max_events", "weight")
+
+
+def unknown_key_message(key, known) -> str:
+    """The refusal of a misspelt key, in the form serde uses in Rust plugins."""
+    return f"unknown field `{key}`, expected one of " + ", ".join(f"`{name}`" for name in known)
+
+
 class Rule:
     def __init__(self, spec: dict):
-        unknown = set(spec) - {"name", "field", "op", "value", "weight"}
+        unknown = [key for key in spec if key not in RULE_KEYS]
         if unknown:
-            raise Err(f"rule {spec.get('name', '?')}: unknown key(s) {sorted(unknown)}")
+            raise Err(f"rule {spec.get('name', '?')}: {unknown_key_message(unknown[0], RULE_KEYS)}")
         if not isinstance(spec.get("name"), str) or not isinstance(spec.get("field"), str):
             raise Err("every rule needs a string `name` and `field`")
         self.name, self.path = spec["name"], spec["field"].split(".")
@@ -79,9 +89,9 @@ class Rule:
 
 class Settings:
     def __init__(self, config: dict):
-        unknown = set(config) - {"rules", "velocity", "threshold", "field", "only_flagged"}
+        unknown = [key for key in config if key not in SETTINGS_KEYS]
         if unknown:
-            raise Err(f"unknown key(s) {sorted(unknown)}")
+            raise Err(unknown_key_message(unknown[0], SETTINGS_KEYS))
         if not isinstance(config.get("rules", []), list) or not all(isinstance(r, dict) for r in config.get("rules", [])):
             raise Err("`rules` must be a list of tables")
         self.rules = [Rule(spec) for spec in config.get("rules", [])]
@@ -91,6 +101,9 @@ class Settings:
         velocity = config.get("velocity")
         self.velocity = None
         if velocity is not None:
+            unknown = [key for key in velocity if key not in VELOCITY_KEYS] if isinstance(velocity, dict) else []
+            if unknown:
+                raise Err(f"velocity: {unknown_key_message(unknown[0], VELOCITY_KEYS)}")
             if not isinstance(velocity, dict) or not isinstance(velocity.get("key"), str) \
                     or not _numbers(velocity.get("window"), 0) or not _numbers(velocity.get("max_events", 10), 0) \
                     or not _numbers(velocity.get("weight", 1.0), 0):

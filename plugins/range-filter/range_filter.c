@@ -55,9 +55,29 @@ static bool config_number(const uint8_t *json, size_t length, const char *key, d
   return found == JSON_ABSENT || (found == JSON_FOUND && json_number(json, start, end, out));
 }
 
+static const char *const CONFIG_KEYS[] = {"field", "min", "max", "exclusive", "missing"};
+#define CONFIG_KEY_COUNT (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
+
+// "unknown field `NAME`, expected one of `field`, ..." (the form serde uses in Rust plugins),
+// the name cut at 64 bytes. No snprintf: it would pull WASI's stdio in.
+static const char *unknown_key_message(const uint8_t *name, size_t length) {
+  static char message[256];
+  strcpy(message, "unknown field `");
+  strncat(message, (const char *)name, length < 64 ? length : 64);
+  strcat(message, "`, expected one of ");
+  for (size_t k = 0; k < CONFIG_KEY_COUNT; k++) {
+    strcat(message, k == 0 ? "`" : ", `");
+    strcat(message, CONFIG_KEYS[k]);
+    strcat(message, "`");
+  }
+  return message;
+}
+
 static const char *parse_config(const uint8_t *json, size_t length) {
   char missing[16] = "reject";
   size_t start, end;
+  if (json_unknown_member(json, length, CONFIG_KEYS, CONFIG_KEY_COUNT, &start, &end) == JSON_FOUND)
+    return unknown_key_message(json + start, end - start);
   config.field[0] = 0;
   config.min = -INFINITY;
   config.max = INFINITY;

@@ -18,6 +18,10 @@ import { counterAdd } from 'sluice:plugin/host@0.2.0';
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
 const KNOWN = ['rename', 'drop', 'uppercase', 'lowercase', 'trim', 'lookup', 'round', 'set'];
+const LOOKUP_KEYS = ['field', 'into', 'table', 'default'];
+
+// The refusal of a misspelt key, in the form serde uses in Rust plugins.
+const unknownKey = (key, known) => `unknown field \`${key}\`, expected one of ${known.map((name) => `\`${name}\``).join(', ')}`;
 
 let steps = [];
 
@@ -77,6 +81,9 @@ const builders = {
   lowercase: mapString((text) => text.toLowerCase()),
   trim: mapString((text) => text.trim()),
   lookup: (lookups) => lookups.map((spec) => {
+    if (spec === null || typeof spec !== 'object') throw 'every lookup must be a table';
+    const unknown = Object.keys(spec).filter((key) => !LOOKUP_KEYS.includes(key));
+    if (unknown.length > 0) throw `lookup: ${unknownKey(unknown[0], LOOKUP_KEYS)}`;
     const field = pathOf(spec.field);
     const into = pathOf(spec.into ?? spec.field);
     if (spec.table === null || typeof spec.table !== 'object') throw 'every lookup needs a `table`';
@@ -111,7 +118,7 @@ export function init(config, context) {
     throw `config is not JSON: ${error.message}`;
   }
   const unknown = Object.keys(settings).filter((key) => !KNOWN.includes(key));
-  if (unknown.length > 0) throw `unknown key(s) ${unknown.join(', ')}: expected ${KNOWN.join(', ')}`;
+  if (unknown.length > 0) throw unknownKey(unknown[0], KNOWN);
   const LISTS = ['drop', 'uppercase', 'lowercase', 'trim', 'lookup'];
   steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) =>
     builders[name](LISTS.includes(name) ? listOf(name, settings[name]) : tableOf(name, settings[name])));

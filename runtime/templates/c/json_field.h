@@ -72,6 +72,36 @@ static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, siz
   return JSON_INVALID;
 }
 
+// Finds the first member of the JSON object s[0..n) whose name is none of known[0..count), so
+// that a configuration with a misspelt key can be refused: JSON_FOUND with the name (without
+// its quotes) at s[*start..*end), JSON_ABSENT when every member is known, JSON_INVALID when s
+// is not a JSON object.
+static json_lookup_t json_unknown_member(const uint8_t *s, size_t n, const char *const *known, size_t count,
+                                         size_t *start, size_t *end) {
+  size_t i = json_skip_space(s, n, 0);
+  if (i >= n || s[i] != '{') return JSON_INVALID;
+  i = json_skip_space(s, n, i + 1);
+  if (i < n && s[i] == '}') return JSON_ABSENT;
+  while (i < n) {
+    if (s[i] != '"') return JSON_INVALID;
+    size_t key_end = json_skip_string(s, n, i);
+    if (key_end > n) return JSON_INVALID;
+    bool is_known = false;
+    for (size_t k = 0; k < count && !is_known; k++)
+      is_known = key_end - i - 2 == strlen(known[k]) && memcmp(s + i + 1, known[k], key_end - i - 2) == 0;
+    if (!is_known) { *start = i + 1; *end = key_end - 1; return JSON_FOUND; }
+    i = json_skip_space(s, n, key_end);
+    if (i >= n || s[i] != ':') return JSON_INVALID;
+    size_t value_end = json_skip_value(s, n, json_skip_space(s, n, i + 1));
+    if (value_end > n) return JSON_INVALID;
+    i = json_skip_space(s, n, value_end);
+    if (i < n && s[i] == '}') return JSON_ABSENT;
+    if (i >= n || s[i] != ',') return JSON_INVALID;
+    i = json_skip_space(s, n, i + 1);
+  }
+  return JSON_INVALID;
+}
+
 // True when s[start..end) follows JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
 static bool json_is_number(const uint8_t *s, size_t start, size_t end) {
   size_t i = start;

@@ -32,7 +32,11 @@ bool exports_operator_init(operator_string_t *config, operator_init_context_t *c
   size_t start, end;
   bool ok = false;
   operator_init_context_free(context);
-  if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
+  static const char *const known[] = {"field", "min"};
+  if (json_unknown_member(config->ptr, config->len, known, 2, &start, &end) == JSON_FOUND) {
+    // Refuse misspelt keys (plugins/range-filter also names the key it refuses).
+    fail(err, "unknown field: expected one of `field`, `min`");
+  } else if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
       || config->ptr[start] != '"' || end - start - 2 >= sizeof field
       || memchr(config->ptr + start + 1, '\\', end - start - 2) != NULL) {
     fail(err, "`field` must be a plain string");

@@ -33,6 +33,12 @@ class WitWorld(wit_world.WitWorld):
             settings = json.loads(config)
         except ValueError as error:
             raise Err(f"config is not JSON: {error}")
+        if not isinstance(settings, dict):
+            raise Err("config must be a table")
+        # Refuse misspelt keys with the message serde gives in Rust plugins.
+        unknown = [key for key in settings if key not in ("field", "min")]
+        if unknown:
+            raise Err(f"unknown field `{unknown[0]}`, expected one of `field`, `min`")
         if not isinstance(settings.get("field"), str):
             raise Err("`field` must be a string")
         if isinstance(settings.get("min"), bool) or not isinstance(settings.get("min"), (int, float)):

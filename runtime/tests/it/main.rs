@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod containment;
 mod deploy;
+mod docs;
 mod exactly_once;
 mod exchange;
 mod fuzz;
