@@ -1,7 +1,9 @@
 //! Scaling over cores and the cost of a keyed exchange, on whole pipelines run in process: the
 //! quickstart-like job (generator → filter → project → 10 s windows per category, into
 //! /dev/null) at `parallelism` 1 and 2; and a stateless filter → project job with and without
-//! a keyed exchange in front of `project` (`key_by`), at `parallelism` 1.
+//! a keyed exchange in front of `project` (`key_by`), at `parallelism` 1; and the window job
+//! with Prometheus metrics on (as `sluice run` always has them) against off, in alternating
+//! rounds.
 //!
 //! `cargo bench -p sluice --bench parallel` (after scripts/build-plugins.sh). Prints records per
 //! second, the cores kept busy (process CPU time over wall time: at parallelism 1 a pipeline
@@ -11,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sluice::monitor::Monitor;
+use sluice::pipeline::StopSignal;
+use sluice::topology::RunningPipeline;
 use sluice::wasm::{PluginRegistry, WasmEngine};
 
 const RECORDS: u64 = 600_000;
@@ -34,6 +39,40 @@ fn main() {
     let exchanged = measure(&registry, &write(&scratch, "exchanged", &stateless_job(&plugins, true)));
     report("filter → project, parallelism 1", plain, None);
     report("filter ⇒ exchange by category ⇒ project (ratio: vs. without)", exchanged, Some(plain));
+
+    let window = write(&scratch, "window-metrics", &window_job(&plugins, cores));
+    let (on, off) = measure_metrics(&registry, &window);
+    report(&format!("window job, parallelism {cores}, metrics off"), off, None);
+    report(&format!("window job, parallelism {cores}, metrics on (ratio: vs. off)"), on, Some(off));
+}
+
+/// The best round of each, with metrics on and off, in alternating rounds (the machine's
+/// noise then hits both alike).
+fn measure_metrics(registry: &PluginRegistry, pipeline: &Path) -> (Measured, Measured) {
+    let loaded = sluice::commands::validate(pipeline, registry).expect("valid pipeline");
+    let mut best = [None::<(Duration, Duration)>; 2];
+    for round in 0..2 * ROUNDS {
+        let enabled = round % 2 == 0;
+        let monitor = if enabled { Monitor::default() } else { Monitor::without_metrics() };
+        let (started, cpu_before) = (Instant::now(), process_cpu_time());
+        let running = RunningPipeline::start_monitored(&loaded, registry, StopSignal::default(), monitor).expect("pipeline starts");
+        let summary = running.wait().expect("pipeline runs");
+        let (wall, cpu) = (started.elapsed(), process_cpu_time().saturating_sub(cpu_before));
+        assert_eq!(summary.sources.records, RECORDS);
+        let slot = &mut best[usize::from(!enabled)];
+        if slot.is_none_or(|(fastest, _)| wall < fastest) {
+            *slot = Some((wall, cpu));
+        }
+    }
+    let [on, off] = best.map(|best| {
+        let (wall, cpu) = best.expect("at least one round");
+        Measured {
+            records_per_second: RECORDS as f64 / wall.as_secs_f64(),
+            cpu_per_record: cpu / RECORDS as u32,
+            cores_busy: cpu.as_secs_f64() / wall.as_secs_f64(),
+        }
+    });
+    (on, off)
 }
 
 fn write(scratch: &tempfile::TempDir, name: &str, toml: &str) -> PathBuf {

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use crate::config::{Diagnostics, LoadedPipeline, check_pipeline};
 use crate::graph::Graph;
+use crate::monitor::Monitor;
 use crate::pipeline::{PipelineControl, StopSignal};
 use crate::topology::{PipelineSummary, RunningPipeline, WasmPluginCheck};
 use crate::wasm::{ComponentDescription, Digest, Plugin, PluginError, PluginRegistry, WasmEngine, describe_component};
@@ -53,6 +54,8 @@ pub fn run(
 pub struct ServeOptions {
     /// Serve the admin API.
     pub admin: Option<AdminOptions>,
+    /// Serve `/metrics` (and `/health`) alone on this address.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Watch the pipeline file and its plugins, and apply their changes.
     pub watch: bool,
 }
@@ -74,13 +77,22 @@ pub struct AdminOptions {
 pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop: StopSignal) -> Result<PipelineSummary, ServeError> {
     let mut pipeline = validate(path, plugins)?;
     let current = SharedControl::default();
+    // One monitor for the process: counters go on across restarts, as Prometheus expects.
+    let monitor = Monitor::default();
     let _admin = match &options.admin {
-        Some(admin) => Some(AdminServer::start(admin, current.clone(), plugins.clone())?),
+        Some(admin) => Some(AdminServer::start(admin, current.clone(), plugins.clone(), monitor.clone())?),
+        None => {
+            warn_unseen_console_sinks(&pipeline);
+            None
+        }
+    };
+    let _metrics = match options.metrics {
+        Some(address) => Some(AdminServer::start_metrics(address, monitor.clone())?),
         None => None,
     };
     let mut previous: Option<LoadedPipeline> = None;
     loop {
-        let running = match RunningPipeline::start_with_stop(&pipeline, plugins, stop.child()) {
+        let running = match RunningPipeline::start_monitored(&pipeline, plugins, stop.child(), monitor.clone()) {
             Ok(running) => running,
             // A reloaded definition that validated but cannot start: go back to the last one.
             Err(error) if previous.is_some() => {
@@ -98,6 +110,16 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         match restart_requested.try_iter().last() {
             Some(new) if !stop.is_raised() => previous = Some(std::mem::replace(&mut pipeline, new)),
             _ => return Ok(summary),
+        }
+    }
+}
+
+/// A `console` sink shows its records in the admin server's web console: without `--admin`
+/// nobody sees them.
+fn warn_unseen_console_sinks(pipeline: &LoadedPipeline) {
+    for sink in &pipeline.config.sinks {
+        if let crate::config::SinkConfig::Console { .. } = sink.get_ref() {
+            tracing::warn!(sink = %sink.get_ref().name(), "a console sink shows its records in the web console: run with --admin 127.0.0.1:9180 to see them");
         }
     }
 }
@@ -132,6 +154,8 @@ pub enum ServeError {
     Admin(std::io::Error),
     #[error("cannot serve the admin API: {0}")]
     AdminAccess(#[from] crate::admin::AccessError),
+    #[error("cannot serve the metrics: {0}")]
+    Metrics(std::io::Error),
 }
 
 impl From<crate::topology::StartError> for ServeError {
@@ -168,7 +192,7 @@ struct AdminServer {
 }
 
 impl AdminServer {
-    fn start(options: &AdminOptions, control: SharedControl, plugins: PluginRegistry) -> Result<AdminServer, ServeError> {
+    fn start(options: &AdminOptions, control: SharedControl, plugins: PluginRegistry, monitor: Monitor) -> Result<AdminServer, ServeError> {
         // The API swaps code into the running process: elsewhere than loopback, only with a
         // token and TLS.
         crate::admin::check_exposure(options.address, options.token.is_some(), options.tls.is_some())?;
@@ -187,9 +211,9 @@ impl AdminServer {
             let shutdown = async move { drop(shutdown_requested.await) };
             let served = match (tokio::net::TcpListener::from_std(listener), tls) {
                 (Ok(listener), Some(tls)) => {
-                    crate::admin::serve(crate::admin::TlsListener::new(listener, &tls), control, plugins, token, shutdown).await
+                    crate::admin::serve(crate::admin::TlsListener::new(listener, &tls), control, plugins, monitor, token, shutdown).await
                 }
-                (Ok(listener), None) => crate::admin::serve(listener, control, plugins, token, shutdown).await,
+                (Ok(listener), None) => crate::admin::serve(listener, control, plugins, monitor, token, shutdown).await,
                 (Err(error), _) => Err(error),
             };
             if let Err(error) = served {
@@ -198,6 +222,34 @@ impl AdminServer {
         });
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %bound, scheme, token = options.token.is_some(), "admin API listening");
+        Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
+    }
+}
+
+impl AdminServer {
+    /// Serves `/metrics` and `/health` alone: nothing to change, nothing secret.
+    fn start_metrics(address: std::net::SocketAddr, monitor: Monitor) -> Result<AdminServer, ServeError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sluice-metrics")
+            .enable_all()
+            .build()
+            .map_err(ServeError::Metrics)?;
+        let listener = std::net::TcpListener::bind(address).map_err(ServeError::Metrics)?;
+        listener.set_nonblocking(true).map_err(ServeError::Metrics)?;
+        let bound = listener.local_addr().map_err(ServeError::Metrics)?;
+        let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let shutdown = async move { drop(shutdown_requested.await) };
+            let served = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => crate::admin::serve_metrics(listener, monitor, shutdown).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = served {
+                tracing::error!("the metrics endpoint stopped: {error}");
+            }
+        });
+        tracing::info!(address = %bound, "metrics listening");
         Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
     }
 }

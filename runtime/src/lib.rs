@@ -13,6 +13,7 @@ pub mod develop;
 pub mod event_time;
 pub mod graph;
 pub mod kafka;
+pub mod monitor;
 pub mod pipeline;
 pub mod reload;
 pub mod sink;

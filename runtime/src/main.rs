@@ -70,6 +70,10 @@ struct AdminArgs {
     /// The private key (PEM) of --admin-tls-cert.
     #[arg(long, value_name = "PEM", requires = "admin_tls_cert")]
     admin_tls_key: Option<PathBuf>,
+    /// Serve only `/metrics` (Prometheus) and `/health` on this address: read-only, so any
+    /// address, without token or TLS (for a scraper). `--admin` serves `/metrics` too.
+    #[arg(long, value_name = "ADDRESS")]
+    metrics: Option<SocketAddr>,
 }
 
 impl AdminArgs {
@@ -191,7 +195,10 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run { pipeline, admin, no_watch } => run(pipeline, ServeOptions { admin: admin.options()?, watch: !no_watch }),
+        Command::Run { pipeline, admin, no_watch } => {
+            let metrics = admin.metrics;
+            run(pipeline, ServeOptions { admin: admin.options()?, metrics, watch: !no_watch })
+        }
         Command::Swap(args) => swap::run(args),
         Command::Validate { pipeline, graph } => validate(pipeline, graph),
         Command::Plugin { command } => plugin(command),

@@ -85,7 +85,9 @@ pub fn check_exposure(address: SocketAddr, token: bool, tls: bool) -> Result<(),
 
 /// Middleware: every request but `/health` must carry the token.
 pub async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/health" {
+    // The console's page and scripts hold no data: the page asks for the token and sends it
+    // with every request it makes.
+    if matches!(request.uri().path(), "/health" | "/" | "/console/app.js" | "/console/style.css") {
         return next.run(request).await;
     }
     let presented =

@@ -10,6 +10,11 @@
 //! | GET | `/pipelines/{p}/swaps` | the swap history |
 //! | POST | `/pipelines/{p}/operators/{o}/swap` | JSON `{"path": "...", "config": {...}}`, or the component's bytes (`application/wasm`) |
 //! | POST | `/pipelines/{p}/operators/{o}/rollback` | back to the previous version |
+//! | GET | `/metrics` | every metric, Prometheus text format |
+//! | GET | `/` | the web console (`console.rs`) |
+//! | GET | `/pipelines/{p}/graph` | nodes and edges |
+//! | GET | `/pipelines/{p}/dead-letters` | the last dead letters |
+//! | GET | `/pipelines/{p}/results` | the latest records of its `console` sinks |
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,12 +31,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 mod access;
+mod console;
 mod tls;
 
 pub use access::{AccessError, AdminToken, TOKEN_VARIABLE, check_exposure};
 pub use tls::{TlsError, TlsIdentity, TlsListener};
 
 use crate::commands::SharedControl;
+use crate::monitor::Monitor;
 use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
 use crate::wasm::{Plugin, PluginError, PluginRegistry};
 
@@ -43,6 +50,7 @@ const MAX_UPLOAD: usize = 256 * 1024 * 1024;
 struct Admin {
     control: SharedControl,
     plugins: PluginRegistry,
+    monitor: Monitor,
 }
 
 impl Admin {
@@ -104,6 +112,7 @@ pub async fn serve<L>(
     listener: L,
     control: SharedControl,
     plugins: PluginRegistry,
+    monitor: Monitor,
     token: Option<AdminToken>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
@@ -118,13 +127,43 @@ where
         .route("/pipelines/{pipeline}/swaps", get(swaps))
         .route("/pipelines/{pipeline}/operators/{operator}/swap", post(swap))
         .route("/pipelines/{pipeline}/operators/{operator}/rollback", post(rollback))
+        .route("/metrics", get(metrics))
+        .route("/", get(console::page))
+        .route("/console/app.js", get(console::script))
+        .route("/console/style.css", get(console::style))
+        .route("/pipelines/{pipeline}/graph", get(console::graph))
+        .route("/pipelines/{pipeline}/dead-letters", get(console::dead_letters))
+        .route("/pipelines/{pipeline}/results", get(console::results))
         // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
-        .with_state(Admin { control, plugins });
+        .with_state(Admin { control, plugins, monitor });
     if let Some(token) = token {
         router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
     }
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves `/metrics` and `/health` only, on `listener`, until `shutdown` completes.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    monitor: Monitor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(|State(monitor): State<Monitor>| async move { prometheus_text(&monitor) }))
+        .with_state(monitor);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+fn prometheus_text(monitor: &Monitor) -> Response {
+    let content_type = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+    ([(header::CONTENT_TYPE, content_type)], monitor.metrics.encode()).into_response()
+}
+
+/// Every metric of the process, in the Prometheus text format.
+async fn metrics(State(admin): State<Admin>) -> Response {
+    prometheus_text(&admin.monitor)
 }
 
 async fn pipelines(State(admin): State<Admin>) -> Answer<serde_json::Value> {

@@ -1,5 +1,6 @@
 //! Sink configurations: where records and dead letters go.
 
+use crate::monitor::ChartConfig;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -34,6 +35,22 @@ pub enum SinkConfig {
     },
     /// A Kafka topic, through an idempotent producer.
     Kafka(KafkaSinkConfig),
+    /// The admin server's web console: the latest records as a live table and chart.
+    Console {
+        name: Option<Name>,
+        /// Records kept and shown (the latest).
+        #[serde(default = "default_console_keep")]
+        keep: usize,
+        /// Which fields the chart draws; by default the first time-like, numeric and text fields.
+        #[serde(default)]
+        chart: ChartConfig,
+        inputs: Option<Vec<InputRef>>,
+        key: Option<Vec<FieldPath>>,
+    },
+}
+
+fn default_console_keep() -> usize {
+    1000
 }
 
 impl SinkConfig {
@@ -43,6 +60,7 @@ impl SinkConfig {
             SinkConfig::Stdout { name, .. } => (name, "stdout"),
             SinkConfig::File { name, .. } => (name, "file"),
             SinkConfig::Kafka(config) => (&config.name, "kafka"),
+            SinkConfig::Console { name, .. } => (name, "console"),
         };
         name.as_ref().map_or_else(|| kind.to_owned(), ToString::to_string)
     }
@@ -51,7 +69,7 @@ impl SinkConfig {
     /// cannot carry positions: problems with them are located at the sink's table.)
     pub fn inputs(&self) -> Option<&[InputRef]> {
         match self {
-            SinkConfig::Stdout { inputs, .. } | SinkConfig::File { inputs, .. } => inputs.as_deref(),
+            SinkConfig::Stdout { inputs, .. } | SinkConfig::File { inputs, .. } | SinkConfig::Console { inputs, .. } => inputs.as_deref(),
             SinkConfig::Kafka(config) => config.inputs.as_deref(),
         }
     }
@@ -59,7 +77,7 @@ impl SinkConfig {
     /// The fields whose values become each record's key before it is written, if given.
     pub fn key(&self) -> Option<&[FieldPath]> {
         match self {
-            SinkConfig::Stdout { key, .. } | SinkConfig::File { key, .. } => key.as_deref(),
+            SinkConfig::Stdout { key, .. } | SinkConfig::File { key, .. } | SinkConfig::Console { key, .. } => key.as_deref(),
             SinkConfig::Kafka(config) => config.key.as_deref(),
         }
     }

@@ -315,6 +315,11 @@ impl Problems<'_> {
                 SinkConfig::File { path, .. } => self.check_directory(sink.span(), &what, path),
                 SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
                 SinkConfig::Stdout { .. } => {}
+                SinkConfig::Console { keep, .. } => {
+                    if !(1..=100_000).contains(keep) {
+                        self.report(sink.span(), format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"));
+                    }
+                }
             }
         }
         if let Some(dead_letter) = &self.pipeline.config.dead_letter {

@@ -66,7 +66,47 @@ pub struct SinkNode {
     pub inputs: Vec<Port>,
 }
 
+/// The graph as the console draws it: every node with its kind, and every edge (a side
+/// output's edge carries its name).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct GraphView {
+    pub nodes: Vec<NodeView>,
+    pub edges: Vec<EdgeView>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeView {
+    pub name: String,
+    /// source, operator or sink.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EdgeView {
+    pub from: String,
+    pub to: String,
+    /// The side output read, if not the main output.
+    pub output: Option<String>,
+}
+
 impl Graph {
+    /// Nodes and edges for the console.
+    pub fn view(&self) -> GraphView {
+        let mut view = GraphView::default();
+        let node = |name: &str, kind| NodeView { name: name.to_owned(), kind };
+        view.nodes.extend(self.sources.iter().map(|source| node(source, "source")));
+        view.nodes.extend(self.operators.iter().map(|operator| node(&operator.name, "operator")));
+        view.nodes.extend(self.sinks.iter().map(|sink| node(&sink.name, "sink")));
+        let reads = self.operators.iter().map(|operator| (&operator.name, &operator.inputs));
+        for (reader, inputs) in reads.chain(self.sinks.iter().map(|sink| (&sink.name, &sink.inputs))) {
+            for port in inputs {
+                let output = (port.output > 0).then(|| self.port_name(*port).rsplit('.').next().unwrap_or_default().to_owned());
+                view.edges.push(EdgeView { from: self.node_name(port.node).to_owned(), to: reader.clone(), output });
+            }
+        }
+        view
+    }
+
     /// `node` or `node.output`, as written in `inputs`.
     pub fn port_name(&self, port: Port) -> String {
         let node = self.node_name(port.node);

@@ -3,6 +3,7 @@
 //! checkpoint (operators' state, outputs, dead letters) is durable: at-least-once; or, with
 //! exactly-once delivery, in the same transaction as the outputs and checkpoints.
 
+use crate::monitor::Metrics;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -36,7 +37,12 @@ pub struct KafkaSourceSettings {
     pub transactions: Option<Arc<TransactionalProducer>>,
     /// Exactly-once: transactions that may abort in a row before the source stops.
     pub tolerated_aborts: u32,
+    /// Where the consumer lag of each partition goes (from librdkafka's statistics).
+    pub metrics: Metrics,
 }
+
+/// How often librdkafka reports statistics (the consumer lag) when metrics are on.
+const STATISTICS_INTERVAL: &str = "5000";
 
 /// A running Kafka source (its thread owns the consumer).
 pub struct KafkaSource {
@@ -84,6 +90,7 @@ impl KafkaSource {
                 ("auto.offset.reset", reset),
                 // The end of a partition tells an empty one's watermark it may advance.
                 ("enable.partition.eof", "true"),
+                ("statistics.interval.ms", if settings.metrics.is_enabled() { STATISTICS_INTERVAL } else { "0" }),
             ],
         )?;
         let store =
@@ -106,6 +113,7 @@ impl KafkaSource {
             transactions: settings.transactions.clone(),
             tolerated_aborts: settings.tolerated_aborts,
             handover_limit: handover_limit(config)?,
+            metrics: settings.metrics,
         };
         let metadata = super::client_config(super::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
         let consumer = client

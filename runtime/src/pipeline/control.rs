@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{OperatorSpec, SwapRequest, SwapStep, TaskMessage};
+use crate::graph::GraphView;
+use crate::monitor::{Monitor, SwapOutcome};
 use crate::wasm::Plugin;
 
 /// Swap records kept for the history.
@@ -70,6 +72,10 @@ pub struct TaskId(u64);
 
 struct ControlState {
     pipeline: String,
+    /// Where the pipeline's metrics, dead letters and console results go.
+    monitor: Monitor,
+    /// The pipeline's nodes and edges, for the console.
+    graph: GraphView,
     /// The running tasks' inputs; Kafka partition tasks come and go with rebalances.
     tasks: Mutex<Vec<(TaskId, SyncSender<TaskMessage>)>>,
     next_task: AtomicU64,
@@ -90,9 +96,19 @@ struct Versions {
 
 impl PipelineControl {
     pub fn new(pipeline: String, operators: Vec<OperatorSpec>) -> PipelineControl {
+        Self::observed(pipeline, operators, Monitor::without_metrics(), GraphView::default())
+    }
+
+    /// A control that reports to `monitor` and shows `graph` (the console draws it).
+    pub fn observed(pipeline: String, operators: Vec<OperatorSpec>, monitor: Monitor, graph: GraphView) -> PipelineControl {
+        for spec in &operators {
+            monitor.metrics.set_version(&pipeline, &spec.name, None, &spec.plugin.digest().to_string());
+        }
         let operators = operators.into_iter().map(|current| Versions { current, previous: None }).collect();
         PipelineControl {
             state: Arc::new(ControlState {
+                monitor,
+                graph,
                 pipeline,
                 tasks: Mutex::default(),
                 next_task: AtomicU64::new(0),
@@ -106,6 +122,14 @@ impl PipelineControl {
 
     pub fn pipeline(&self) -> &str {
         &self.state.pipeline
+    }
+
+    pub fn monitor(&self) -> &Monitor {
+        &self.state.monitor
+    }
+
+    pub fn graph(&self) -> &GraphView {
+        &self.state.graph
     }
 
     /// The operators and their versions.
@@ -275,6 +299,13 @@ impl PipelineControl {
     }
 
     fn remember(&self, record: &SwapRecord) {
+        let outcome = SwapOutcome {
+            swapped: record.refused.is_none(),
+            stall: Duration::from_secs_f64(record.stall_ms / 1e3),
+            old_digest: &record.old_digest,
+            new_digest: &record.new_digest,
+        };
+        self.state.monitor.metrics.swap(&self.state.pipeline, &record.operator, outcome);
         match &record.refused {
             None => {
                 tracing::info!(operator = %record.operator, from = %record.old_digest, to = %record.new_digest, stall_ms = record.stall_ms, "operator swapped")

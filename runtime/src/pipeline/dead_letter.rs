@@ -11,6 +11,10 @@ use crate::wasm::Batch;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub reason: String,
+    /// The reason's class, a label of the `sluice_dead_letters_total` metric: refused, trap,
+    /// deadline, memory, invalid-output, instantiate, disabled (operators), late, decode
+    /// (sources), route (exchanges).
+    pub class: &'static str,
     /// The operator that refused or failed on the record; none for source problems.
     pub operator: Option<String>,
     pub plugin_digest: Option<String>,
@@ -25,9 +29,10 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// A record its source could not read.
-    pub fn from_source(source: &str, position: u64, record: Batch, reason: String) -> DeadLetter {
+    pub fn from_source(source: &str, position: u64, record: Batch, reason: String, class: &'static str) -> DeadLetter {
         DeadLetter {
             reason,
+            class,
             operator: None,
             plugin_digest: None,
             source: source.to_owned(),
@@ -40,6 +45,11 @@ impl DeadLetter {
     /// The same dead letter, from `partition` of a Kafka topic.
     pub fn with_partition(self, partition: Option<(Arc<str>, i32)>) -> DeadLetter {
         DeadLetter { partition, ..self }
+    }
+
+    /// The node the record left the pipeline at: its operator, or its source.
+    pub fn node(&self) -> &str {
+        self.operator.as_deref().unwrap_or(&self.source)
     }
 
     /// The JSON line written for this dead letter.

@@ -3,7 +3,9 @@
 //! bounded channels; across processes, through a repartition topic (`crate::kafka`). Records
 //! cross unchanged; only their routing depends on the key.
 
-use std::sync::mpsc::SyncSender;
+use std::cell::Cell;
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 
 use super::key::{KeySelector, partition_of};
 use super::task::{Barrier, TaskMessage};
@@ -44,6 +46,10 @@ pub trait ExchangeOutput: Send {
     /// Returns once everything sent is durable (a no-op in process, where checkpoints are
     /// aligned by barriers instead).
     fn flush(&mut self) -> Result<(), OutputClosed>;
+    /// The time sends waited for room downstream since the last call (back-pressure).
+    fn take_blocked(&mut self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// An exchange to the tasks of the next stage in this process.
@@ -53,17 +59,21 @@ pub struct LocalExchange {
     /// This task's index among the downstream tasks' upstreams.
     from: u32,
     key: String,
+    /// Time spent waiting for a full downstream queue, since `take_blocked`.
+    blocked: Cell<Duration>,
 }
 
 impl LocalExchange {
     pub fn new(routing: ExchangeRouting, downstream: Vec<SyncSender<TaskMessage>>, from: u32) -> LocalExchange {
-        LocalExchange { routing, downstream, from, key: String::new() }
+        LocalExchange { routing, downstream, from, key: String::new(), blocked: Cell::new(Duration::ZERO) }
     }
 
     fn deliver(&self, instance: usize, input: u32, records: Batch, positions: Vec<u64>) -> Result<(), OutputClosed> {
         let batch = SourceBatch { records, positions, origins: Vec::new() };
         let message = TaskMessage::Batch { from: self.from, input, batch };
-        self.downstream[instance].send(message).map_err(|_| OutputClosed::Exchange)
+        let (sent, blocked) = send_timed(&self.downstream[instance], message);
+        self.blocked.set(self.blocked.get() + blocked);
+        sent.map_err(|_| OutputClosed::Exchange)
     }
 
     fn broadcast(&self, message: impl Fn() -> TaskMessage) -> Result<(), OutputClosed> {
@@ -126,7 +136,25 @@ impl ExchangeOutput for LocalExchange {
         self.broadcast(|| TaskMessage::End { from: self.from })
     }
 
+    fn take_blocked(&mut self) -> Duration {
+        self.blocked.replace(Duration::ZERO)
+    }
+
     fn flush(&mut self) -> Result<(), OutputClosed> {
         Ok(())
+    }
+}
+
+/// Sends `message`, and returns how long the send waited for room in the queue (zero unless
+/// it was full): the sender's back-pressured time.
+pub fn send_timed<T>(queue: &SyncSender<T>, message: T) -> (Result<(), mpsc::SendError<T>>, Duration) {
+    match queue.try_send(message) {
+        Ok(()) => (Ok(()), Duration::ZERO),
+        Err(TrySendError::Disconnected(message)) => (Err(mpsc::SendError(message)), Duration::ZERO),
+        Err(TrySendError::Full(message)) => {
+            let started = Instant::now();
+            let sent = queue.send(message);
+            (sent, started.elapsed())
+        }
     }
 }

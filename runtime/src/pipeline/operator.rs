@@ -9,10 +9,12 @@
 //! opens) and its records go to the dead-letter sink: never a crash loop.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sluice_sdk::{Distribution, InitContext, OperatorInfo};
 
-use crate::wasm::{Batch, CallFailure, Digest, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
+use crate::monitor;
+use crate::wasm::{Batch, CallFailure, Digest, FailureKind, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
 /// Calls kept in the journal before a new snapshot replaces them.
 const JOURNAL_MAX_CALLS: usize = 64;
@@ -43,11 +45,24 @@ pub struct DeadRecord {
     /// The record, alone in its batch.
     pub record: Batch,
     pub reason: String,
+    /// The reason's class (see `DeadLetter::class`).
+    pub class: &'static str,
 }
 
 impl DeadRecord {
-    fn new(batch: &Batch, index: usize, reason: String) -> DeadRecord {
-        DeadRecord { index, record: batch.single(index), reason }
+    fn new(batch: &Batch, index: usize, reason: String, class: &'static str) -> DeadRecord {
+        DeadRecord { index, record: batch.single(index), reason, class }
+    }
+}
+
+/// The dead-letter class of a failed call.
+fn failure_class(failure: &CallFailure) -> &'static str {
+    match failure.kind {
+        FailureKind::Trap => "trap",
+        FailureKind::Deadline => "deadline",
+        FailureKind::MemoryLimit => "memory",
+        FailureKind::Instantiate => "instantiate",
+        FailureKind::InvalidOutput => "invalid-output",
     }
 }
 
@@ -132,13 +147,38 @@ pub struct Operator {
     journal: Vec<JournalEntry>,
     failed_batches_in_a_row: u32,
     disabled_because: Option<String>,
+    /// This instance's metrics (none when metrics are off).
+    metrics: Option<monitor::OperatorMetrics>,
 }
 
 impl Operator {
     /// Instantiates, initialises and (given a state) restores the operator.
     pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
         let (instance, base) = build(&spec, state.as_ref())?;
-        Ok(Operator { spec, instance: Some(instance), base, journal: Vec::new(), failed_batches_in_a_row: 0, disabled_because: None })
+        Ok(Operator {
+            spec,
+            instance: Some(instance),
+            base,
+            journal: Vec::new(),
+            failed_batches_in_a_row: 0,
+            disabled_because: None,
+            metrics: None,
+        })
+    }
+
+    /// Reports this instance's work to `metrics` from now on (and the plugin's own counters
+    /// and gauges, per task).
+    pub fn observe(&mut self, metrics: Option<monitor::OperatorMetrics>) {
+        if let (Some(instance), Some(metrics)) = (self.instance.as_mut(), &metrics) {
+            instance.report_to(metrics.plugin.clone());
+            metrics.circuit_open.set(0);
+        }
+        self.metrics = metrics;
+    }
+
+    /// The metrics this instance reports to.
+    pub fn metrics(&self) -> Option<&monitor::OperatorMetrics> {
+        self.metrics.as_ref()
     }
 
     pub fn name(&self) -> &str {
@@ -168,7 +208,12 @@ impl Operator {
     /// The state to carry over (checkpoint, swap): a fresh snapshot, or a disabled operator's
     /// last good one. A failed snapshot recovers the instance and is reported.
     pub fn checkpoint_state(&mut self) -> Result<State, CallFailure> {
-        match self.instance.as_mut().map(PluginInstance::snapshot) {
+        let started = Instant::now();
+        let snapshot = self.instance.as_mut().map(PluginInstance::snapshot);
+        if let Some(metrics) = &self.metrics {
+            metrics.snapshot.observe(started.elapsed().as_secs_f64());
+        }
+        match snapshot {
             Some(Ok(state)) => Ok(state),
             Some(Err(failure)) => {
                 // The failed instance must not serve again.
@@ -195,14 +240,33 @@ impl Operator {
 
     /// Processes a batch that arrived on `input`; failing records are isolated, never lost.
     pub fn process(&mut self, input: u32, batch: Batch) -> Processed {
+        if let Some(metrics) = &self.metrics {
+            metrics.input.add(batch.len(), batch.bytes.len());
+        }
+        let processed = self.process_counted(input, batch);
+        if let Some(metrics) = &self.metrics {
+            metrics.output.add(processed.batch.len(), processed.batch.bytes.len());
+        }
+        processed
+    }
+
+    fn process_counted(&mut self, input: u32, batch: Batch) -> Processed {
         let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
-        match instance.process(input, &batch) {
+        let started = Instant::now();
+        let result = instance.process(input, &batch);
+        if let Some(metrics) = &self.metrics {
+            let took = started.elapsed().as_secs_f64();
+            metrics.process.observe(took);
+            metrics.per_record.observe(took / batch.len().max(1) as f64);
+            metrics.memory.set(i64::try_from(instance.memory_in_use()).unwrap_or(i64::MAX));
+        }
+        match result {
             Ok(output) => {
                 let dead = output
                     .rejected
                     .into_iter()
                     .filter(|(index, _)| (*index as usize) < batch.len())
-                    .map(|(index, reason)| DeadRecord::new(&batch, index as usize, format!("rejected: {reason}")))
+                    .map(|(index, reason)| DeadRecord::new(&batch, index as usize, format!("rejected: {reason}"), "refused"))
                     .collect();
                 self.failed_batches_in_a_row = 0;
                 self.record(JournalEntry::Process(input, batch));
@@ -215,7 +279,15 @@ impl Operator {
     /// Tells the operator that event time reached `watermark`; returns what it emits.
     pub fn on_watermark(&mut self, watermark: i64) -> Batch {
         let Some(instance) = self.instance.as_mut() else { return Batch::new() };
-        match instance.on_watermark(watermark) {
+        let started = Instant::now();
+        let result = instance.on_watermark(watermark);
+        if let Some(metrics) = &self.metrics {
+            metrics.on_watermark.observe(started.elapsed().as_secs_f64());
+            if let Ok(batch) = &result {
+                metrics.output.add(batch.len(), batch.bytes.len());
+            }
+        }
+        match result {
             Ok(batch) => {
                 self.record(JournalEntry::Watermark(watermark));
                 batch
@@ -280,19 +352,25 @@ impl Operator {
         for index in 0..total {
             let single = batch.single(index);
             let Some(instance) = self.instance.as_mut() else {
-                processed.dead.push(DeadRecord { index, record: single, reason: self.disabled_reason() });
+                processed.dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
                 continue;
             };
             match instance.process(input, &single) {
                 Ok(output) => {
                     output.batch.iter().for_each(|record| processed.batch.push_record_to(record.port(), record));
                     if let Some((_, reason)) = output.rejected.into_iter().next() {
-                        processed.dead.push(DeadRecord { index, record: single.clone(), reason: format!("rejected: {reason}") });
+                        let reason = format!("rejected: {reason}");
+                        processed.dead.push(DeadRecord { index, record: single.clone(), reason, class: "refused" });
                     }
                     self.record(JournalEntry::Process(input, single));
                 }
                 Err(failure) => {
-                    processed.dead.push(DeadRecord { index, record: single, reason: failure.message.clone() });
+                    processed.dead.push(DeadRecord {
+                        index,
+                        record: single,
+                        reason: failure.message.clone(),
+                        class: failure_class(&failure),
+                    });
                     self.recover(&failure);
                 }
             }
@@ -316,6 +394,9 @@ impl Operator {
     /// Builds a new instance from the snapshot and replays the journal. False if disabled.
     fn recover(&mut self, failure: &CallFailure) -> bool {
         self.instance = None;
+        if let Some(metrics) = &self.metrics {
+            metrics.restarts.inc();
+        }
         let rebuilt = build(&self.spec, Some(&self.base)).map_err(|error| error.to_string()).and_then(|(mut instance, _)| {
             // Replayed calls already reported their metrics once.
             instance.mute_metrics(true);
@@ -330,7 +411,10 @@ impl Operator {
             Ok(instance)
         });
         match rebuilt {
-            Ok(instance) => {
+            Ok(mut instance) => {
+                if let Some(metrics) = &self.metrics {
+                    instance.report_to(metrics.plugin.clone());
+                }
                 self.instance = Some(instance);
                 true
             }
@@ -345,6 +429,10 @@ impl Operator {
         tracing::error!(operator = %self.spec.name, "operator disabled, its records go to the dead-letter sink: {reason}");
         self.instance = None;
         self.disabled_because = Some(reason);
+        if let Some(metrics) = &self.metrics {
+            metrics.circuit_open.set(1);
+            metrics.memory.set(0);
+        }
     }
 
     fn disabled_reason(&self) -> String {
@@ -353,7 +441,7 @@ impl Operator {
 
     fn refuse_all(&self, batch: &Batch) -> Processed {
         let reason = self.disabled_reason();
-        let dead = (0..batch.len()).map(|index| DeadRecord::new(batch, index, reason.clone())).collect();
+        let dead = (0..batch.len()).map(|index| DeadRecord::new(batch, index, reason.clone(), "disabled")).collect();
         Processed { batch: Batch::new(), dead }
     }
 }

@@ -11,11 +11,12 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
-use super::exchange::ExchangeOutput;
+use super::exchange::{ExchangeOutput, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
+use crate::monitor::{Flow, TaskMetrics};
 use crate::wasm::Batch;
 
 /// How often a waiting task checks whether it was cancelled.
@@ -63,7 +64,7 @@ pub enum SinkMessage {
 
 /// What the dead-letter sink receives.
 pub enum DeadLetterMessage {
-    Letter(DeadLetter),
+    Letter(Box<DeadLetter>),
     /// Answer once every dead letter received before is durable (dropped on failure).
     Flush(Sender<()>),
 }
@@ -251,6 +252,9 @@ pub struct TaskParts {
     pub watermark: Option<i64>,
     /// The sequence number of the last record sent into a repartition topic.
     pub output_sequence: u64,
+    /// Its metrics, and the records it reads from a source (none when metrics are off).
+    pub metrics: Option<TaskMetrics>,
+    pub source_flow: Option<Flow>,
 }
 
 /// One stage instance.
@@ -270,6 +274,10 @@ pub struct Task {
     tolerated_failures: u32,
     failures_in_a_row: u32,
     stats: TaskStats,
+    metrics: Option<TaskMetrics>,
+    source_flow: Option<Flow>,
+    /// Time spent blocked on full output queues while handling the current message.
+    blocked: Duration,
 }
 
 /// How a task's run ended.
@@ -299,6 +307,9 @@ impl Task {
             tolerated_failures: 0,
             failures_in_a_row: 0,
             stats,
+            metrics: parts.metrics,
+            source_flow: parts.source_flow,
+            blocked: Duration::ZERO,
         }
     }
 
@@ -319,12 +330,18 @@ impl Task {
     /// barrier, or an abandon.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         loop {
+            let waiting = Instant::now();
             let message = input.recv_timeout(CANCEL_CHECK);
+            let working = Instant::now();
             if self.cancelled.load(Ordering::SeqCst) {
                 return Ok(self.finish_stats());
             }
             let ending = match message {
-                Ok(message) => self.on_message(message)?,
+                Ok(message) => {
+                    let ending = self.on_message(message)?;
+                    self.account_time(working.duration_since(waiting), working.elapsed());
+                    ending
+                }
                 // Every sender went away without a word: close event time, but keep the last
                 // checkpoint (nothing says the input was read to its end).
                 Err(RecvTimeoutError::Disconnected) => {
@@ -339,6 +356,20 @@ impl Task {
                 }
                 return Ok(self.finish_stats());
             }
+        }
+    }
+
+    /// Splits the time of one message into idle (waiting for it), back-pressured (blocked on
+    /// full outputs) and busy (the rest).
+    fn account_time(&mut self, idle: Duration, handling: Duration) {
+        for exchange in self.outputs.exchanges.iter_mut().flatten() {
+            self.blocked += exchange.take_blocked();
+        }
+        let blocked = std::mem::take(&mut self.blocked).min(handling);
+        if let Some(metrics) = &self.metrics {
+            metrics.idle.inc_by(idle.as_secs_f64());
+            metrics.backpressured.inc_by(blocked.as_secs_f64());
+            metrics.busy.inc_by((handling - blocked).as_secs_f64());
         }
     }
 
@@ -410,6 +441,7 @@ impl Task {
     /// skipped (its position is not committed, so a restart replays from the previous one:
     /// nothing is lost); more than `tolerated_failures` in a row stop the task with the error.
     fn checkpoint(&mut self, barrier: Barrier) -> Result<(), TaskError> {
+        let started = Instant::now();
         let operators = self.operator_states();
         for exchange in self.outputs.exchanges.iter_mut().flatten() {
             exchange.barrier(barrier).map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;
@@ -439,6 +471,10 @@ impl Task {
         let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
         match saved {
             Ok(()) => {
+                if let Some(metrics) = &self.metrics {
+                    let state_bytes = checkpoint.operators.iter().map(|operator| operator.state.bytes.len()).sum();
+                    metrics.checkpoint_saved(started.elapsed(), state_bytes);
+                }
                 self.stats.checkpoints += 1;
                 self.failures_in_a_row = 0;
                 Ok(())
@@ -448,6 +484,9 @@ impl Task {
     }
 
     fn checkpoint_failed(&mut self, reason: String) -> Result<(), TaskError> {
+        if let Some(metrics) = &self.metrics {
+            metrics.checkpoint_failed();
+        }
         self.stats.checkpoints_failed += 1;
         self.failures_in_a_row += 1;
         if self.failures_in_a_row > self.tolerated_failures {
@@ -493,7 +532,8 @@ impl Task {
         // The requester may have given up; a missing decision means "keep the old one".
         let _ = request.reply.send(SwapStep::Prepared(ready));
         let switched = match prepared {
-            Ok(replacement) if request.decision.recv() == Ok(true) => {
+            Ok(mut replacement) if request.decision.recv() == Ok(true) => {
+                replacement.observe(self.operators[index].metrics().cloned());
                 self.operators[index] = replacement;
                 true
             }
@@ -504,6 +544,9 @@ impl Task {
 
     fn on_batch(&mut self, input: u32, batch: SourceBatch) -> Result<(), TaskError> {
         self.stats.records_in += batch.len() as u64;
+        if let Some(flow) = &self.source_flow {
+            flow.add(batch.len(), batch.records.bytes.len());
+        }
         let batch = self.drop_duplicates(batch);
         if batch.is_empty() {
             return Ok(());
@@ -629,7 +672,8 @@ impl Task {
             return Ok(());
         }
         self.stats.records_out += records.len() as u64;
-        let sent = self.outputs.sinks[sink].send(SinkMessage::Batch(Arc::new(records)));
+        let (sent, blocked) = send_timed(&self.outputs.sinks[sink], SinkMessage::Batch(Arc::new(records)));
+        self.blocked += blocked;
         sent.map_err(|_| self.closed(OutputClosed::Sink))
     }
 
@@ -647,9 +691,10 @@ impl Task {
         };
         let sent = output.send(input, records, positions, &mut self.output_sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
-            let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason };
+            let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
             let letter = DeadLetter {
                 reason: format!("cannot route the record by its key: {}", dead.reason),
+                class: dead.class,
                 operator: None,
                 plugin_digest: None,
                 source: self.origin.source.to_string(),
@@ -666,6 +711,7 @@ impl Task {
         let operator = &self.operators[position];
         DeadLetter {
             reason: dead.reason,
+            class: dead.class,
             operator: Some(operator.name().to_owned()),
             plugin_digest: Some(operator.plugin().digest().to_string()),
             source: self.origin.source.to_string(),
@@ -687,6 +733,9 @@ impl Task {
     /// one is told), then the next stages.
     fn give_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
         self.watermark = Some(watermark);
+        if let Some(metrics) = &self.metrics {
+            metrics.watermark(watermark, crate::event_time::now_millis());
+        }
         for position in 0..self.operators.len() {
             let emitted = self.operators[position].on_watermark(watermark);
             self.emit_from(position, emitted, Lineage::Unknown, None)?;
@@ -699,6 +748,8 @@ impl Task {
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<(), TaskError> {
         self.stats.dead_letters += 1;
-        self.outputs.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| self.closed(OutputClosed::DeadLetters))
+        let (sent, blocked) = send_timed(&self.outputs.dead_letters, DeadLetterMessage::Letter(Box::new(letter)));
+        self.blocked += blocked;
+        sent.map_err(|_| self.closed(OutputClosed::DeadLetters))
     }
 }

@@ -15,7 +15,7 @@ use super::task::{
 };
 use super::upstreams::Upstreams;
 use super::{Operator, OperatorError};
-use crate::graph::Stage;
+use crate::graph::{Entry, Stage};
 
 /// Batches queued in front of a task: bounded, so a slow task slows its upstreams. A Kafka
 /// source pauses a partition whose queue is full, and librdkafka then drops what it
@@ -120,6 +120,8 @@ impl TaskFactory {
             self.check_checkpoint(&origin, checkpoint)?;
             upstreams.resume(&checkpoint.upstream_watermarks, &checkpoint.sequences);
         }
+        let metrics = &self.control.monitor().metrics;
+        let (pipeline, task) = (self.control.pipeline(), origin.to_string());
         let (id, (input, thread, cancelled)) = self.control.register_task(|specs| {
             let operators = self
                 .stage
@@ -129,9 +131,16 @@ impl TaskFactory {
                     let spec = specs[*operator].clone();
                     let name = spec.name.to_string();
                     let state = restored.and_then(|checkpoint| checkpoint.operator_state(&name)).cloned();
-                    Operator::start(spec, state).map_err(|error| TaskStartError::Operator { operator: name, error })
+                    let mut started =
+                        Operator::start(spec, state).map_err(|error| TaskStartError::Operator { operator: name.clone(), error })?;
+                    started.observe(metrics.operator(pipeline, &name, &task, started.spec().limits.memory));
+                    Ok(started)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let source_flow = match &self.stage.entry {
+                Entry::Source(_) => metrics.source(pipeline, &origin.source, &task),
+                Entry::Exchange(_) => None,
+            };
             let outputs = TaskOutputs {
                 sinks: self.outputs.sinks.clone(),
                 dead_letters: self.outputs.dead_letters.clone(),
@@ -145,6 +154,8 @@ impl TaskFactory {
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 output_sequence: restored.map_or(0, |checkpoint| checkpoint.output_sequence),
+                metrics: metrics.task(pipeline, &task),
+                source_flow,
             };
             let mut task = Task::new(parts);
             if let Some(target) = checkpoints {

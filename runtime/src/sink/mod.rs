@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
+use crate::monitor::{Monitor, ResultBoards, SinkMetrics};
 use crate::pipeline::KeySelector;
 use crate::wasm::Batch;
 
@@ -36,6 +37,8 @@ pub struct Sink {
     key: Option<KeySelector>,
     /// Records whose key fields could not be read (they keep the key they had).
     unkeyed: u64,
+    /// Records, bytes and end-to-end latency (none when metrics are off).
+    metrics: Option<SinkMetrics>,
 }
 
 enum Output {
@@ -47,6 +50,8 @@ enum Output {
         file: Option<File>,
     },
     Kafka(KafkaSink),
+    /// The web console's live results.
+    Console(ResultBoards),
 }
 
 impl Sink {
@@ -58,8 +63,10 @@ impl Sink {
         pipeline: &LoadedPipeline,
         resuming: bool,
         transactions: Option<&TransactionalProducer>,
+        monitor: &Monitor,
     ) -> Result<Sink, SinkError> {
         let name = config.name();
+        let pipeline_name = pipeline.config.pipeline.name.get_ref().to_string();
         let lines = |writer: Box<dyn Write + Send>, format: OutputFormat, file: Option<File>| Output::Lines {
             format,
             writer: Box::new(BufWriter::with_capacity(1 << 16, writer)),
@@ -82,9 +89,14 @@ impl Sink {
                 KafkaSink::new(kafka, transactions)
                     .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
             ),
+            SinkConfig::Console { keep, chart, .. } => {
+                monitor.results.open(&pipeline_name, &name, *keep, chart.clone());
+                Output::Console(monitor.results.clone())
+            }
         };
         let key = config.key().map(|fields| KeySelector::new(fields.to_vec()));
-        Ok(Sink { name, output, key, unkeyed: 0 })
+        let metrics = monitor.metrics.sink(&pipeline_name, &name);
+        Ok(Sink { name, output, key, unkeyed: 0, metrics })
     }
 
     pub fn name(&self) -> &str {
@@ -101,11 +113,19 @@ impl Sink {
             }
             None => batch,
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.input.add(batch.len(), batch.bytes.len());
+            metrics.written(batch.events.iter().map(|event| event.timestamp), crate::event_time::now_millis());
+        }
         match &mut self.output {
             Output::Lines { format, writer, .. } => {
                 write_lines(writer, *format, batch).map_err(|error| SinkError::Write { sink: self.name.clone(), error })
             }
             Output::Kafka(kafka) => kafka.write(batch).map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
+            Output::Console(boards) => {
+                boards.add(&self.name, batch.iter().map(|record| record.value()));
+                Ok(())
+            }
         }
     }
 
@@ -138,6 +158,7 @@ impl Sink {
                 durable.map_err(|error| SinkError::Write { sink: self.name.clone(), error })
             }
             Output::Kafka(kafka) => kafka.flush().map_err(|error| SinkError::Kafka { sink: self.name.clone(), error }),
+            Output::Console(_) => Ok(()),
         }
     }
 }

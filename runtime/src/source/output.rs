@@ -139,7 +139,7 @@ impl SourceOutput {
         let mut record = Batch::new();
         record.push(key, value, timestamp, []);
         let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
-        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason))
+        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason, "late"))
     }
 
     /// Between records (and while waiting for input): sends the pending batch if it has
@@ -175,12 +175,12 @@ impl SourceOutput {
         }
         let mut record = Batch::new();
         record.push(None, value, 0, []);
-        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason))
+        self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason, "decode"))
     }
 
     fn send_dead_letter(&mut self, letter: DeadLetter) -> Result<(), Downstream> {
         self.stats.dead_letters += 1;
-        let sent = self.dead_letters.send(DeadLetterMessage::Letter(letter)).map_err(|_| Downstream);
+        let sent = self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).map_err(|_| Downstream);
         self.note(sent)
     }
 

@@ -60,6 +60,7 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
             },
             transactions: start.transactions.clone(),
             tolerated_aborts: settings.tolerated_checkpoint_failures,
+            metrics: start.control.monitor().metrics.clone(),
         };
         let kafka = KafkaSource::new(config, source_settings, stages, start.stop.clone()).map_err(failed)?;
         workers.push((format!("source {name}"), spawn(&format!("source-{name}"), move || kafka.run())?));

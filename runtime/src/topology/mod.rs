@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use crate::config::{Delivery, Diagnostics, LoadedPipeline, SinkConfig, SourceConfig};
 use crate::graph::{Graph, Plan, build_graph, resolve_inputs};
 use crate::kafka::{KafkaClientError, TransactionalProducer, transactional_id};
+use crate::monitor::Monitor;
 use crate::pipeline::{OperatorSpec, PipelineControl, SharedOutputs, StartedTask, StopSignal, TaskError, TaskStartError, TaskStats};
 use crate::sink::SinkError;
 use crate::source::{SourceError, SourceStats};
@@ -163,14 +164,26 @@ impl RunningPipeline {
 
     /// Like `start`, with the signal that will stop the sources.
     pub fn start_with_stop(pipeline: &LoadedPipeline, plugins: &PluginRegistry, stop: StopSignal) -> Result<RunningPipeline, StartError> {
+        Self::start_monitored(pipeline, plugins, stop, Monitor::default())
+    }
+
+    /// Like `start_with_stop`, reporting metrics, dead letters and console results to
+    /// `monitor` (the process's, kept across restarts).
+    pub fn start_monitored(
+        pipeline: &LoadedPipeline,
+        plugins: &PluginRegistry,
+        stop: StopSignal,
+        monitor: Monitor,
+    ) -> Result<RunningPipeline, StartError> {
         let Wiring { graph, plan, specs } = Wiring::of(pipeline, plugins)?;
         let kafka = pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Kafka(_)));
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
         let resuming = local_state.as_ref().is_some_and(|(_, restored)| restored.is_some());
         let transactions = open_transactions(pipeline)?;
-        let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref())?;
-        let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref())?;
-        let control = PipelineControl::new(pipeline.config.pipeline.name.get_ref().to_string(), specs);
+        let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref(), &monitor)?;
+        let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref(), &monitor)?;
+        let name = pipeline.config.pipeline.name.get_ref().to_string();
+        let control = PipelineControl::observed(name, specs, monitor, graph.view());
         let shared = SharedOutputs { sinks: sinks.queues, dead_letters: dead_letters.queue };
         let mut running = RunningPipeline {
             stop: stop.clone(),

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::ResourceLimiter;
 
 use super::bindings::sluice::plugin::{host, types};
+use crate::monitor::PluginMetrics;
 
 /// Longest log line kept from a plugin; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
@@ -50,11 +51,22 @@ pub struct HostState {
     pub(super) muted: bool,
     /// Linear memory granted so far (it never shrinks), in bytes.
     pub(super) memory_in_use: usize,
+    /// Where the plugin's counters and gauges also go, per task (Prometheus).
+    pub(super) task_metrics: Option<PluginMetrics>,
 }
 
 impl HostState {
     pub fn new(operator: Arc<str>, memory_limit: usize, metrics: Arc<OperatorMetrics>) -> HostState {
-        HostState { operator, memory_limit, metrics, memory_refused: None, last_panic: None, muted: false, memory_in_use: 0 }
+        HostState {
+            operator,
+            memory_limit,
+            metrics,
+            memory_refused: None,
+            last_panic: None,
+            muted: false,
+            memory_in_use: 0,
+            task_metrics: None,
+        }
     }
 }
 
@@ -95,23 +107,35 @@ impl host::Host for HostState {
         if self.muted {
             return;
         }
+        let name = truncate(name);
+        let mut accepted = false;
         self.metrics.update(|values| {
             if values.counters.len() < MAX_METRICS || values.counters.contains_key(&name) {
-                let counter = values.counters.entry(truncate(name)).or_default();
+                let counter = values.counters.entry(name.clone()).or_default();
                 *counter = counter.saturating_add(delta);
+                accepted = true;
             }
         });
+        if let Some(task_metrics) = self.task_metrics.as_ref().filter(|_| accepted) {
+            task_metrics.counter_add(&name, delta);
+        }
     }
 
     fn gauge_set(&mut self, name: String, value: f64) {
         if self.muted {
             return;
         }
+        let name = truncate(name);
+        let mut accepted = false;
         self.metrics.update(|values| {
             if values.gauges.len() < MAX_METRICS || values.gauges.contains_key(&name) {
-                values.gauges.insert(truncate(name), value);
+                values.gauges.insert(name.clone(), value);
+                accepted = true;
             }
         });
+        if let Some(task_metrics) = self.task_metrics.as_ref().filter(|_| accepted) {
+            task_metrics.gauge_set(&name, value);
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use super::convert::{batch_from_wit, batch_to_wit, context_to_wit, info_from_wit
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
+use crate::monitor::PluginMetrics;
 
 /// The sandbox limits of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,11 @@ impl PluginInstance {
     /// While muted, the plugin's counters and gauges are not recorded (replayed calls).
     pub fn mute_metrics(&mut self, muted: bool) {
         self.store.data_mut().muted = muted;
+    }
+
+    /// Also reports the plugin's counters and gauges to `metrics` (one series per task).
+    pub fn report_to(&mut self, metrics: PluginMetrics) {
+        self.store.data_mut().task_metrics = Some(metrics);
     }
 
     /// Calls `init`; the inner error is the plugin refusing its configuration. What the

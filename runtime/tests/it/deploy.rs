@@ -54,3 +54,83 @@ fn the_kubernetes_manifests_parse_and_their_pipeline_validates() {
 fn pod_labels(deployment: &yaml_rust2::Yaml) -> yaml_rust2::Yaml {
     deployment["spec"]["template"]["metadata"]["labels"].clone()
 }
+
+/// Every name a scrape can show: each family touched once, then encoded (a family without a
+/// series is not written), histograms with their `_bucket`, `_sum` and `_count` series.
+fn exposed_metric_names() -> std::collections::BTreeSet<String> {
+    use sluice::monitor::{Metrics, SwapOutcome};
+    let metrics = Metrics::default();
+    let _task = metrics.task("p", "t");
+    let _source = metrics.source("p", "s", "t");
+    let operator = metrics.operator("p", "o", "t", 1 << 20).expect("enabled");
+    operator.plugin.counter_add("c", 1);
+    operator.plugin.gauge_set("g", 1.0);
+    let _sink = metrics.sink("p", "k");
+    metrics.dead_letter("p", "o", "trap");
+    metrics.swap("p", "o", SwapOutcome { swapped: true, stall: std::time::Duration::ZERO, old_digest: "a", new_digest: "b" });
+    metrics.consumer_lag("p", "topic", 0, 5);
+    metrics.commit("p", "s", true);
+    let mut names = std::collections::BTreeSet::new();
+    for line in metrics.encode().lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let (name, kind) = rest.split_once(' ').expect("name and type");
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            names.extend(["_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")));
+        }
+    }
+    names
+}
+
+/// The `sluice_…` names in `text`.
+fn metric_names_in(text: &str) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for (start, _) in text.match_indices("sluice_") {
+        let name: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        found.insert(name);
+    }
+    found
+}
+
+#[test]
+fn the_grafana_dashboard_and_the_metrics_reference_use_the_names_a_scrape_shows() {
+    let exposed = exposed_metric_names();
+    let families = exposed.iter().filter(|name| !name.ends_with("_bucket") && !name.ends_with("_sum") && !name.ends_with("_count"));
+    assert_eq!(families.count(), 27, "every family is exposed: {exposed:?}");
+    let dashboard = std::fs::read_to_string(repo_root().join("deploy/grafana/sluice-dashboard.json")).expect("dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(json["panels"].as_array().is_some_and(|panels| panels.len() >= 10));
+    let unknown: Vec<_> = metric_names_in(&dashboard).into_iter().filter(|name| !exposed.contains(name)).collect();
+    assert!(unknown.is_empty(), "the dashboard queries metrics Sluice does not expose: {unknown:?}");
+    let reference = std::fs::read_to_string(repo_root().join("docs/metrics.md")).expect("docs/metrics.md");
+    let families = exposed.iter().filter(|name| !name.ends_with("_bucket") && !name.ends_with("_sum") && !name.ends_with("_count"));
+    let undocumented: Vec<_> = families.filter(|name| !reference.contains(&format!("`{name}`"))).collect();
+    assert!(undocumented.is_empty(), "docs/metrics.md does not document {undocumented:?}");
+    let stale: Vec<_> = metric_names_in(&reference).into_iter().filter(|name| !exposed.contains(name)).collect();
+    assert!(stale.is_empty(), "docs/metrics.md names metrics Sluice does not expose: {stale:?}");
+}
+
+#[test]
+fn prometheus_scrapes_the_port_the_kubernetes_pods_serve_metrics_on() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/kubernetes/sluice.yaml")).expect("manifest");
+    let documents = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let template = &documents[1]["spec"]["template"];
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"].as_str(), Some("true"));
+    let port = annotations["prometheus.io/port"].as_str().expect("a port annotation");
+    let container = &template["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_vec().expect("args").iter().filter_map(|arg| arg.as_str()).collect();
+    let metrics = args.iter().position(|arg| *arg == "--metrics").map(|at| args[at + 1]).expect("--metrics");
+    assert!(metrics.ends_with(&format!(":{port}")), "--metrics {metrics} serves the annotated port {port}");
+    assert_eq!(container["ports"][0]["containerPort"].as_i64().map(|port| port.to_string()).as_deref(), Some(port));
+    let config = std::fs::read_to_string(repo_root().join("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
+    let config = &yaml_rust2::YamlLoader::load_from_str(&config).expect("valid YAML")[0];
+    let jobs = config["scrape_configs"].as_vec().expect("scrape_configs");
+    assert!(jobs.iter().any(|job| job["kubernetes_sd_configs"].as_vec().is_some()), "a job finds the pods");
+    // The binary accepts the manifest's arguments (the pipeline file aside).
+    let help = crate::support::sluice(&repo_root(), &["run", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|arg| arg.starts_with("--")) {
+        assert!(help.contains(flag), "`sluice run` has no {flag}");
+    }
+}

@@ -159,6 +159,8 @@ const PIPELINE_PROBES: &[(&str, Option<&str>, &str)] = &[
     ("## [[sinks]]", Some("### type = \"stdout\""), "[[sinks]]\ntype = \"stdout\"\nsluice_docs_probe = 1\n"),
     ("## [[sinks]]", Some("### type = \"file\""), "[[sinks]]\ntype = \"file\"\nsluice_docs_probe = 1\n"),
     ("## [[sinks]]", Some("### type = \"kafka\""), "[[sinks]]\ntype = \"kafka\"\nsluice_docs_probe = 1\n"),
+    ("## [[sinks]]", Some("### type = \"console\""), "[[sinks]]\ntype = \"console\"\nsluice_docs_probe = 1\n"),
+    ("## [[sinks]]", Some("### type = \"console\""), "[[sinks]]\ntype = \"console\"\nchart = { sluice_docs_probe = 1 }\n"),
     ("## [dead_letter]", Some("### type = \"file\""), "[dead_letter]\ntype = \"file\"\nsluice_docs_probe = 1\n"),
     ("## [dead_letter]", Some("### type = \"kafka\""), "[dead_letter]\ntype = \"kafka\"\nsluice_docs_probe = 1\n"),
 ];

@@ -14,6 +14,7 @@ mod hardening;
 mod invalid;
 mod kafka;
 mod languages;
+mod monitoring;
 mod operators;
 mod resume;
 mod soak;

@@ -150,3 +150,58 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `sluice run PATH --admin 127.0.0.1:0 ARGS...`: the process, the admin address it reports
+/// once bound (no port picked beforehand that another process could take), and its standard
+/// error as it comes. With `stdin`, the test writes the pipeline's standard input.
+pub struct AdminRun {
+    pub child: KillOnDrop,
+    pub address: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl AdminRun {
+    pub fn start(path: &Path, args: &[&str], stdin: bool) -> AdminRun {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", &path.display().to_string(), "--admin", "127.0.0.1:0"])
+            .args(args)
+            .stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sluice starts");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (lines, incoming) = std::sync::mpsc::channel();
+        let (pipe, log) = (child.stderr.take().expect("stderr"), stderr.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().expect("log").push_str(&format!("{line}\n"));
+                let _ = lines.send(line);
+            }
+        });
+        let child = KillOnDrop(child);
+        let address = loop {
+            let line = incoming.recv_timeout(std::time::Duration::from_secs(60)).expect("the admin API reports its address");
+            if let Some((_, rest)) = line.split_once("admin API listening address=") {
+                break rest.split_whitespace().next().expect("an address").to_owned();
+            }
+        };
+        AdminRun { child, address, stderr }
+    }
+
+    /// Waits until the pipeline `name` answers on the admin API (the server starts first).
+    pub fn wait_for_pipeline(&self, name: &str) {
+        let started = std::time::Instant::now();
+        let url = format!("http://{}/pipelines/{name}/operators", self.address);
+        while !ureq::get(&url).call().is_ok_and(|response| response.status() == 200) {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the admin API answers for {name}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// GET `path` of the admin API, as text.
+    pub fn get(&self, path: &str) -> String {
+        let mut response = ureq::get(format!("http://{}{path}", self.address)).call().unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        response.body_mut().read_to_string().expect("a text body")
+    }
+}

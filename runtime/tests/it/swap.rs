@@ -12,7 +12,7 @@ use sluice::topology::PipelineSummary;
 
 use sha2::Digest as _;
 
-use crate::support::{Scratch, plugin, registry};
+use crate::support::{AdminRun, Scratch, plugin, registry};
 
 /// A generator at a steady rate (unbounded with `count` 0: stopped by the test) → `n =
 /// event_id` → the counter plugin → a file.
@@ -140,7 +140,7 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
 /// Runs `path` as `sluice run` does (watching files) on a thread.
 fn serve(path: &Path) -> (StopSignal, JoinHandle<Result<PipelineSummary, sluice::commands::ServeError>>) {
     let stop = StopSignal::default();
-    let options = sluice::commands::ServeOptions { admin: None, watch: true };
+    let options = sluice::commands::ServeOptions { admin: None, metrics: None, watch: true };
     let (path, signal) = (path.to_path_buf(), stop.clone());
     (stop, std::thread::spawn(move || sluice::commands::serve(&path, registry(), &options, signal)))
 }
@@ -212,40 +212,8 @@ fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_not
     assert_eq!(records.first().map(|r| r["label"].clone()), Some(Value::Null));
 }
 
-/// `sluice run PATH --admin 127.0.0.1:0 ARGS...`: the process, the admin address
-/// it reports once bound (no port picked beforehand that another process could take), and
-/// its standard error as it comes.
-struct AdminRun {
-    child: crate::support::KillOnDrop,
-    address: String,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
 fn run_with_admin(path: &Path, args: &[&str]) -> AdminRun {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", &path.display().to_string(), "--admin", "127.0.0.1:0"])
-        .args(args)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("sluice starts");
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (lines, incoming) = mpsc::channel();
-    let (pipe, log) = (child.stderr.take().expect("stderr"), stderr.clone());
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-            log.lock().expect("log").push_str(&format!("{line}\n"));
-            let _ = lines.send(line);
-        }
-    });
-    let child = crate::support::KillOnDrop(child);
-    let address = loop {
-        let line = incoming.recv_timeout(Duration::from_secs(60)).expect("the admin API reports its address");
-        if let Some((_, rest)) = line.split_once("admin API listening address=") {
-            break rest.split_whitespace().next().expect("an address").to_owned();
-        }
-    };
-    AdminRun { child, address, stderr }
+    AdminRun::start(path, args, false)
 }
 
 #[test]

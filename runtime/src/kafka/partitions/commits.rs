@@ -39,7 +39,9 @@ impl SourceContext {
                 tracing::warn!("cannot commit {topic}/{partition}: {error}");
             }
         }
-        if let Err(error) = consumer.commit(&list, mode) {
+        let committed = consumer.commit(&list, mode);
+        self.setup.metrics.commit(&self.setup.pipeline, &self.setup.source, committed.is_ok());
+        if let Err(error) = committed {
             // The checkpoints hold the positions; the group's offsets catch up at the next one.
             tracing::warn!(source = %self.setup.source, "committing offsets failed: {error}");
         }

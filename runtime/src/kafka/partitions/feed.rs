@@ -113,8 +113,8 @@ impl PartitionFeed {
             let reason = "the Kafka record has no timestamp, so it has no event time: have its producer set one, or give the topic \
                           message.timestamp.type = LogAppendTime"
                 .to_owned();
-            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
-            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason, "decode").with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
         };
         if *late != LateRecords::Pass && watermarks.is_late(timestamp) {
             if *late == LateRecords::Drop {
@@ -125,8 +125,8 @@ impl PartitionFeed {
             let mut record = Batch::new();
             record.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers);
             let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
-            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
-            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason, "late").with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
         }
         watermarks.observe(timestamp);
         let full = self.batcher.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset);
@@ -142,8 +142,8 @@ impl PartitionFeed {
             record.push(message.key(), message.payload().unwrap_or_default(), message.timestamp().to_millis().unwrap_or_default(), []);
             let reason =
                 "a record in a repartition topic without Sluice's headers (sluice.origin, sluice.seq): not written by Sluice".into();
-            let letter = DeadLetter::from_source(&self.source, offset, record, reason).with_partition(Some(id.clone()));
-            return self.dead_letters.send(DeadLetterMessage::Letter(letter)).is_ok();
+            let letter = DeadLetter::from_source(&self.source, offset, record, reason, "decode").with_partition(Some(id.clone()));
+            return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
         };
         match what {
             Incoming::Marker { origin, watermark } => {

@@ -106,6 +106,8 @@ pub struct PartitionSetup {
     /// Longest wait for revoked partitions' tasks to checkpoint: well below
     /// `max.poll.interval.ms`, past which the group would evict this process.
     pub handover_limit: Duration,
+    /// Where the consumer lag of each partition goes.
+    pub metrics: crate::monitor::Metrics,
 }
 
 /// The consumer's context: rebalances start and stop partition tasks.
@@ -485,6 +487,20 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         LoggingContext.error(error, reason);
+    }
+
+    /// The consumer lag of each partition (high watermark − position), from librdkafka's
+    /// statistics; a partition without one (not assigned here any more) is forgotten.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let (metrics, pipeline) = (&self.setup.metrics, &self.setup.pipeline);
+        for (topic, data) in &statistics.topics {
+            for (partition, numbers) in data.partitions.iter().filter(|(partition, _)| **partition >= 0) {
+                match numbers.consumer_lag {
+                    lag if lag >= 0 => metrics.consumer_lag(pipeline, topic, *partition, lag),
+                    _ => metrics.forget_partition(pipeline, topic, *partition),
+                }
+            }
+        }
     }
 }
 

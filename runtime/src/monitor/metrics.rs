@@ -1,0 +1,549 @@
+//! The Prometheus metrics of a process: the families, registered once, and the handles each
+//! task, operator instance and sink keeps, so that the hot path only touches atomics of its own.
+//!
+//! Every name is in the `sluice_` namespace; labels are `pipeline`, then the node (`node`,
+//! `operator` or `sink`), then `task` (a source share, a stage instance or a Kafka partition).
+//! `docs/metrics.md` lists them all.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Seconds as a counter (busy, idle and back-pressured time).
+pub type SecondsCounter = Counter<f64, AtomicU64>;
+/// A gauge holding a float.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    pipeline: String,
+    node: String,
+    kind: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    pipeline: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperatorTaskLabels {
+    pipeline: String,
+    operator: String,
+    task: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    pipeline: String,
+    operator: String,
+    task: String,
+    call: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperatorLabels {
+    pipeline: String,
+    operator: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeadLetterLabels {
+    pipeline: String,
+    node: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    pipeline: String,
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckpointLabels {
+    pipeline: String,
+    task: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SwapLabels {
+    pipeline: String,
+    operator: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    pipeline: String,
+    operator: String,
+    plugin_digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginMetricLabels {
+    pipeline: String,
+    operator: String,
+    task: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceResultLabels {
+    pipeline: String,
+    source: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    pipeline: String,
+    topic: String,
+    partition: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Latencies of calls and records: 10 µs to about 20 s.
+fn latency_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1e-5, 2.0, 22))
+}
+
+/// Lags of event time: 1 ms to about 12 days.
+fn lag_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1e-3, 2.0, 31))
+}
+
+/// Every family, registered once per process.
+struct Families {
+    registry: Registry,
+    records_in: Family<NodeLabels, Counter>,
+    records_out: Family<NodeLabels, Counter>,
+    bytes_in: Family<NodeLabels, Counter>,
+    bytes_out: Family<NodeLabels, Counter>,
+    dead_letters: Family<DeadLetterLabels, Counter>,
+    call_seconds: Histograms<CallLabels>,
+    record_seconds: Histograms<OperatorTaskLabels>,
+    busy: Family<TaskLabels, SecondsCounter>,
+    idle: Family<TaskLabels, SecondsCounter>,
+    backpressured: Family<TaskLabels, SecondsCounter>,
+    watermark: Family<TaskLabels, Gauge>,
+    watermark_lag: Histograms<TaskLabels>,
+    end_to_end: Histograms<SinkLabels>,
+    checkpoint_seconds: Histograms<TaskLabels>,
+    checkpoints: Family<CheckpointLabels, Counter>,
+    checkpoint_bytes: Family<TaskLabels, Gauge>,
+    memory: Family<OperatorTaskLabels, Gauge>,
+    memory_limit: Family<OperatorLabels, Gauge>,
+    restarts: Family<OperatorTaskLabels, Counter>,
+    circuit_open: Family<OperatorTaskLabels, Gauge>,
+    swaps: Family<SwapLabels, Counter>,
+    swap_stall: Histograms<OperatorLabels>,
+    version: Family<VersionLabels, Gauge>,
+    plugin_counters: Family<PluginMetricLabels, Counter>,
+    plugin_gauges: Family<PluginMetricLabels, FloatGauge>,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    commits: Family<SourceResultLabels, Counter>,
+}
+
+impl Families {
+    fn new() -> Families {
+        let latency: fn() -> Histogram = latency_buckets;
+        let lag: fn() -> Histogram = lag_buckets;
+        let mut families = Families {
+            registry: Registry::with_prefix("sluice"),
+            records_in: Family::default(),
+            records_out: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            dead_letters: Family::default(),
+            call_seconds: Family::new_with_constructor(latency),
+            record_seconds: Family::new_with_constructor(latency),
+            busy: Family::default(),
+            idle: Family::default(),
+            backpressured: Family::default(),
+            watermark: Family::default(),
+            watermark_lag: Family::new_with_constructor(lag),
+            end_to_end: Family::new_with_constructor(lag),
+            checkpoint_seconds: Family::new_with_constructor(latency),
+            checkpoints: Family::default(),
+            checkpoint_bytes: Family::default(),
+            memory: Family::default(),
+            memory_limit: Family::default(),
+            restarts: Family::default(),
+            circuit_open: Family::default(),
+            swaps: Family::default(),
+            swap_stall: Family::new_with_constructor(latency),
+            version: Family::default(),
+            plugin_counters: Family::default(),
+            plugin_gauges: Family::default(),
+            consumer_lag: Family::default(),
+            commits: Family::default(),
+        };
+        let r = &mut families.registry;
+        r.register("records_in", "Records a node received (operators, sinks)", families.records_in.clone());
+        r.register("records_out", "Records a node emitted (sources, operators) or wrote (sinks)", families.records_out.clone());
+        r.register("bytes_in", "Bytes of the records a node received", families.bytes_in.clone());
+        r.register("bytes_out", "Bytes of the records a node emitted or wrote", families.bytes_out.clone());
+        r.register(
+            "dead_letters",
+            "Records sent to the dead-letter output, by the node that refused or failed on them and the reason class \
+             (refused, trap, deadline, memory, invalid-output, instantiate, disabled, late, decode, route)",
+            families.dead_letters.clone(),
+        );
+        r.register(
+            "operator_call_seconds",
+            "Time of one call into an operator (process, on-watermark, snapshot)",
+            families.call_seconds.clone(),
+        );
+        r.register(
+            "operator_record_seconds",
+            "Processing time per record: a process call's time divided by its records",
+            families.record_seconds.clone(),
+        );
+        r.register("task_busy_seconds", "Time a task spent working (processing, not waiting or blocked)", families.busy.clone());
+        r.register("task_idle_seconds", "Time a task spent waiting for input", families.idle.clone());
+        r.register("task_backpressured_seconds", "Time a task spent blocked on a full output queue", families.backpressured.clone());
+        r.register("watermark_milliseconds", "The task's current watermark, milliseconds since the Unix epoch", families.watermark.clone());
+        r.register("event_time_lag_seconds", "Wall clock minus the watermark, at each watermark advance", families.watermark_lag.clone());
+        r.register(
+            "end_to_end_latency_seconds",
+            "Sink write time minus event time (up to 64 records sampled per batch)",
+            families.end_to_end.clone(),
+        );
+        r.register("checkpoint_seconds", "Time to take and save a task's checkpoint", families.checkpoint_seconds.clone());
+        r.register("checkpoints", "Checkpoints by result (ok, failed)", families.checkpoints.clone());
+        r.register("checkpoint_size_bytes", "Operator state in the task's last checkpoint", families.checkpoint_bytes.clone());
+        r.register("operator_memory_bytes", "Linear memory of an operator instance", families.memory.clone());
+        r.register("operator_memory_limit_bytes", "The memory limit of each instance of an operator", families.memory_limit.clone());
+        r.register("operator_restarts", "Instances re-created after a trap, a deadline or the memory limit", families.restarts.clone());
+        r.register(
+            "operator_circuit_open",
+            "1 while an operator instance is disabled (its records are dead-lettered)",
+            families.circuit_open.clone(),
+        );
+        r.register("swaps", "Hot swaps and rollbacks, by result (swapped, refused)", families.swaps.clone());
+        r.register("swap_stall_seconds", "Longest time a task's records waited for a swap", families.swap_stall.clone());
+        r.register("operator_version", "1 for the plugin version (digest) each operator runs", families.version.clone());
+        r.register(
+            "plugin_counter",
+            "Counters operators report through the host's counter-add, per task",
+            families.plugin_counters.clone(),
+        );
+        r.register("plugin_gauge", "Gauges operators report through the host's gauge-set, per task", families.plugin_gauges.clone());
+        r.register("kafka_consumer_lag", "High watermark minus the position, per assigned partition", families.consumer_lag.clone());
+        r.register(
+            "kafka_commits",
+            "Offset commits a Kafka source made after its checkpoints, by result (sent, failed: refused by the client)",
+            families.commits.clone(),
+        );
+        families
+    }
+}
+
+/// The metrics of a process. Cheap to clone; a disabled one hands out no handles, so that
+/// the instrumented code does nothing (for comparisons in benchmarks).
+#[derive(Clone)]
+pub struct Metrics {
+    families: Option<Arc<Families>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics { families: Some(Arc::new(Families::new())) }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("enabled", &self.families.is_some()).finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics that record nothing.
+    pub fn disabled() -> Metrics {
+        Metrics { families: None }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.families.is_some()
+    }
+
+    /// Every metric in the Prometheus text format (version 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Some(families) = &self.families {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &families.registry);
+        }
+        text
+    }
+
+    /// The handles of one task.
+    pub fn task(&self, pipeline: &str, task: &str) -> Option<TaskMetrics> {
+        let families = self.families.as_ref()?;
+        let labels = TaskLabels { pipeline: pipeline.into(), task: task.into() };
+        Some(TaskMetrics {
+            busy: families.busy.get_or_create_owned(&labels),
+            idle: families.idle.get_or_create_owned(&labels),
+            backpressured: families.backpressured.get_or_create_owned(&labels),
+            watermark: families.watermark.get_or_create_owned(&labels),
+            watermark_lag: families.watermark_lag.get_or_create_owned(&labels),
+            checkpoint_seconds: families.checkpoint_seconds.get_or_create_owned(&labels),
+            checkpoint_bytes: families.checkpoint_bytes.get_or_create_owned(&labels),
+            checkpoints_ok: families.checkpoints.get_or_create_owned(&CheckpointLabels {
+                pipeline: pipeline.into(),
+                task: task.into(),
+                result: "ok".into(),
+            }),
+            checkpoints_failed: families.checkpoints.get_or_create_owned(&CheckpointLabels {
+                pipeline: pipeline.into(),
+                task: task.into(),
+                result: "failed".into(),
+            }),
+        })
+    }
+
+    /// The record and byte counters of a source as one task reads it.
+    pub fn source(&self, pipeline: &str, source: &str, task: &str) -> Option<Flow> {
+        let families = self.families.as_ref()?;
+        let labels = NodeLabels { pipeline: pipeline.into(), node: source.into(), kind: "source".into(), task: task.into() };
+        Some(Flow { records: families.records_out.get_or_create_owned(&labels), bytes: families.bytes_out.get_or_create_owned(&labels) })
+    }
+
+    /// The handles of one instance of an operator.
+    pub fn operator(&self, pipeline: &str, operator: &str, task: &str, memory_limit: usize) -> Option<OperatorMetrics> {
+        let families = self.families.as_ref()?;
+        let node = NodeLabels { pipeline: pipeline.into(), node: operator.into(), kind: "operator".into(), task: task.into() };
+        let labels = OperatorTaskLabels { pipeline: pipeline.into(), operator: operator.into(), task: task.into() };
+        let call = |call: &str| {
+            families.call_seconds.get_or_create_owned(&CallLabels {
+                pipeline: pipeline.into(),
+                operator: operator.into(),
+                task: task.into(),
+                call: call.into(),
+            })
+        };
+        families
+            .memory_limit
+            .get_or_create(&OperatorLabels { pipeline: pipeline.into(), operator: operator.into() })
+            .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
+        Some(OperatorMetrics {
+            input: Flow { records: families.records_in.get_or_create_owned(&node), bytes: families.bytes_in.get_or_create_owned(&node) },
+            output: Flow { records: families.records_out.get_or_create_owned(&node), bytes: families.bytes_out.get_or_create_owned(&node) },
+            process: call("process"),
+            on_watermark: call("on-watermark"),
+            snapshot: call("snapshot"),
+            per_record: families.record_seconds.get_or_create_owned(&labels),
+            memory: families.memory.get_or_create_owned(&labels),
+            restarts: families.restarts.get_or_create_owned(&labels),
+            circuit_open: families.circuit_open.get_or_create_owned(&labels),
+            plugin: PluginMetrics { families: families.clone(), pipeline: pipeline.into(), operator: operator.into(), task: task.into() },
+        })
+    }
+
+    /// The handles of a sink.
+    pub fn sink(&self, pipeline: &str, sink: &str) -> Option<SinkMetrics> {
+        let families = self.families.as_ref()?;
+        let node = NodeLabels { pipeline: pipeline.into(), node: sink.into(), kind: "sink".into(), task: sink.into() };
+        Some(SinkMetrics {
+            input: Flow { records: families.records_in.get_or_create_owned(&node), bytes: families.bytes_in.get_or_create_owned(&node) },
+            latency: families.end_to_end.get_or_create_owned(&SinkLabels { pipeline: pipeline.into(), sink: sink.into() }),
+        })
+    }
+
+    /// Counts a dead letter of `node` (an operator, or a source) of reason class `reason`.
+    pub fn dead_letter(&self, pipeline: &str, node: &str, reason: &str) {
+        if let Some(families) = &self.families {
+            families
+                .dead_letters
+                .get_or_create(&DeadLetterLabels { pipeline: pipeline.into(), node: node.into(), reason: reason.into() })
+                .inc();
+        }
+    }
+
+    /// Records a swap attempt; a swap that happened moves the operator's version.
+    pub fn swap(&self, pipeline: &str, operator: &str, outcome: SwapOutcome<'_>) {
+        let Some(families) = &self.families else { return };
+        let result = if outcome.swapped { "swapped" } else { "refused" };
+        families.swaps.get_or_create(&SwapLabels { pipeline: pipeline.into(), operator: operator.into(), result: result.into() }).inc();
+        if !outcome.swapped {
+            return;
+        }
+        let labels = OperatorLabels { pipeline: pipeline.into(), operator: operator.into() };
+        families.swap_stall.get_or_create(&labels).observe(outcome.stall.as_secs_f64());
+        self.set_version(pipeline, operator, Some(outcome.old_digest), outcome.new_digest);
+    }
+
+    /// The operator now runs `digest` (and no longer `old`).
+    pub fn set_version(&self, pipeline: &str, operator: &str, old: Option<&str>, digest: &str) {
+        let Some(families) = &self.families else { return };
+        let labels = |digest: &str| VersionLabels { pipeline: pipeline.into(), operator: operator.into(), plugin_digest: digest.into() };
+        if let Some(old) = old.filter(|old| *old != digest) {
+            families.version.remove(&labels(old));
+        }
+        families.version.get_or_create(&labels(digest)).set(1);
+    }
+
+    /// Sets the consumer lag of a Kafka partition.
+    pub fn consumer_lag(&self, pipeline: &str, topic: &str, partition: i32, lag: i64) {
+        if let Some(families) = &self.families {
+            let labels = PartitionLabels { pipeline: pipeline.into(), topic: topic.into(), partition: partition.to_string() };
+            families.consumer_lag.get_or_create(&labels).set(lag);
+        }
+    }
+
+    /// `source` sent an offset commit to the brokers, or its client refused it.
+    pub fn commit(&self, pipeline: &str, source: &str, sent: bool) {
+        let Some(families) = &self.families else { return };
+        let result = if sent { "sent" } else { "failed" };
+        let labels = SourceResultLabels { pipeline: pipeline.into(), source: source.into(), result: result.into() };
+        families.commits.get_or_create(&labels).inc();
+    }
+
+    /// Forgets the consumer lag of a partition this process no longer reads.
+    pub fn forget_partition(&self, pipeline: &str, topic: &str, partition: i32) {
+        if let Some(families) = &self.families {
+            families.consumer_lag.remove(&PartitionLabels {
+                pipeline: pipeline.into(),
+                topic: topic.into(),
+                partition: partition.to_string(),
+            });
+        }
+    }
+}
+
+/// What a swap did, for [`Metrics::swap`].
+pub struct SwapOutcome<'a> {
+    pub swapped: bool,
+    pub stall: Duration,
+    pub old_digest: &'a str,
+    pub new_digest: &'a str,
+}
+
+/// Records and bytes through one side of a node.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    records: Counter,
+    bytes: Counter,
+}
+
+impl Flow {
+    pub fn add(&self, records: usize, bytes: usize) {
+        self.records.inc_by(records as u64);
+        self.bytes.inc_by(bytes as u64);
+    }
+}
+
+/// The handles of one task.
+#[derive(Clone, Debug)]
+pub struct TaskMetrics {
+    pub busy: SecondsCounter,
+    pub idle: SecondsCounter,
+    pub backpressured: SecondsCounter,
+    watermark: Gauge,
+    watermark_lag: Histogram,
+    checkpoint_seconds: Histogram,
+    checkpoint_bytes: Gauge,
+    checkpoints_ok: Counter,
+    checkpoints_failed: Counter,
+}
+
+impl TaskMetrics {
+    /// The task's operators reached `watermark` at wall-clock time `now_ms`.
+    pub fn watermark(&self, watermark: i64, now_ms: i64) {
+        if watermark == i64::MAX {
+            return;
+        }
+        self.watermark.set(watermark);
+        self.watermark_lag.observe(now_ms.saturating_sub(watermark).max(0) as f64 / 1e3);
+    }
+
+    /// A checkpoint was saved.
+    pub fn checkpoint_saved(&self, took: Duration, state_bytes: usize) {
+        self.checkpoint_seconds.observe(took.as_secs_f64());
+        self.checkpoint_bytes.set(i64::try_from(state_bytes).unwrap_or(i64::MAX));
+        self.checkpoints_ok.inc();
+    }
+
+    pub fn checkpoint_failed(&self) {
+        self.checkpoints_failed.inc();
+    }
+}
+
+/// The handles of one instance of an operator.
+#[derive(Clone, Debug)]
+pub struct OperatorMetrics {
+    pub input: Flow,
+    pub output: Flow,
+    pub process: Histogram,
+    pub on_watermark: Histogram,
+    pub snapshot: Histogram,
+    pub per_record: Histogram,
+    pub memory: Gauge,
+    pub restarts: Counter,
+    pub circuit_open: Gauge,
+    pub plugin: PluginMetrics,
+}
+
+/// Where an operator instance's own counters and gauges go: one series per task, so that the
+/// instances of an operator never overwrite each other.
+#[derive(Clone)]
+pub struct PluginMetrics {
+    families: Arc<Families>,
+    pipeline: String,
+    operator: String,
+    task: String,
+}
+
+impl std::fmt::Debug for PluginMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginMetrics").field("operator", &self.operator).field("task", &self.task).finish()
+    }
+}
+
+impl PluginMetrics {
+    fn labels(&self, name: &str) -> PluginMetricLabels {
+        PluginMetricLabels { pipeline: self.pipeline.clone(), operator: self.operator.clone(), task: self.task.clone(), name: name.into() }
+    }
+
+    pub fn counter_add(&self, name: &str, delta: u64) {
+        self.families.plugin_counters.get_or_create(&self.labels(name)).inc_by(delta);
+    }
+
+    pub fn gauge_set(&self, name: &str, value: f64) {
+        self.families.plugin_gauges.get_or_create(&self.labels(name)).set(value);
+    }
+}
+
+/// The handles of a sink.
+#[derive(Clone, Debug)]
+pub struct SinkMetrics {
+    pub input: Flow,
+    latency: Histogram,
+}
+
+/// Most records of a batch whose end-to-end latency is observed.
+const LATENCY_SAMPLES: usize = 64;
+
+impl SinkMetrics {
+    /// Observes the end-to-end latency of up to 64 records spread over a batch written at
+    /// `now_ms`, given their event times.
+    pub fn written(&self, timestamps: impl ExactSizeIterator<Item = i64>, now_ms: i64) {
+        let step = timestamps.len().div_ceil(LATENCY_SAMPLES).max(1);
+        for timestamp in timestamps.step_by(step) {
+            self.latency.observe(now_ms.saturating_sub(timestamp).max(0) as f64 / 1e3);
+        }
+    }
+}

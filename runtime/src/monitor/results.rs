@@ -1,0 +1,80 @@
+//! The live results of `console` sinks: the latest records of each, bounded, for the web
+//! console's table and chart.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Which fields the console charts: `y` over `x`, one line per value of `series`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartConfig {
+    pub x: Option<String>,
+    pub y: Option<String>,
+    pub series: Option<String>,
+}
+
+/// The latest records of one console sink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultBoard {
+    pub pipeline: String,
+    pub sink: String,
+    pub keep: usize,
+    pub chart: ChartConfig,
+    /// Records received in all.
+    pub total: u64,
+    /// The latest `keep` records, oldest first (JSON; other payloads as strings).
+    pub rows: VecDeque<Value>,
+}
+
+/// Every console sink's board, by sink name.
+#[derive(Debug, Clone, Default)]
+pub struct ResultBoards(Arc<Mutex<BTreeMap<String, ResultBoard>>>);
+
+impl ResultBoards {
+    /// Opens (or, after a restart, clears) the board of `sink`.
+    pub fn open(&self, pipeline: &str, sink: &str, keep: usize, chart: ChartConfig) {
+        let board = ResultBoard { pipeline: pipeline.into(), sink: sink.into(), keep, chart, total: 0, rows: VecDeque::new() };
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(sink.into(), board);
+    }
+
+    /// Adds records (payloads) to `sink`'s board, forgetting the oldest beyond its bound.
+    pub fn add<'a>(&self, sink: &str, values: impl Iterator<Item = &'a [u8]>) {
+        let mut boards = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(board) = boards.get_mut(sink) else { return };
+        for value in values {
+            let row = serde_json::from_slice(value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into_owned()));
+            if board.rows.len() == board.keep {
+                board.rows.pop_front();
+            }
+            board.rows.push_back(row);
+            board.total += 1;
+        }
+    }
+
+    /// A copy of every board.
+    pub fn list(&self) -> Vec<ResultBoard> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_board_keeps_its_latest_records_and_counts_all() {
+        let boards = ResultBoards::default();
+        boards.open("p", "live", 3, ChartConfig::default());
+        let records: Vec<Vec<u8>> = (0..5).map(|n| format!("{{\"n\":{n}}}").into_bytes()).chain([b"plain".to_vec()]).collect();
+        boards.add("live", records.iter().map(Vec::as_slice));
+        let board = &boards.list()[0];
+        assert_eq!(board.total, 6);
+        assert_eq!(
+            Vec::from(board.rows.clone()),
+            vec![serde_json::json!({"n": 3}), serde_json::json!({"n": 4}), Value::String("plain".into())]
+        );
+    }
+}

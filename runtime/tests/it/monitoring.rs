@@ -1,0 +1,342 @@
+//! Seeing inside a running pipeline: `/metrics` scraped while the real binary runs (exact
+//! counts where they are exact, sane histograms, a real Prometheus text parser), and the web
+//! console loaded by a real browser (headless Chromium).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prometheus_parse::{Scrape, Value};
+
+use crate::support::{AdminRun, Scratch, repo_root};
+
+/// A scrape, parsed by `prometheus-parse` (it fails on what Prometheus would not read).
+fn scrape(run: &AdminRun) -> Scrape {
+    let text = run.get("/metrics");
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("the scrape parses as Prometheus text")
+}
+
+/// The sum of the samples of `metric` whose labels include `labels`.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric && labels.iter().all(|(name, value)| sample.labels.get(name) == Some(*value)))
+        .map(|sample| match &sample.value {
+            Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => *value,
+            Value::Histogram(_) | Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+/// Scrapes until `ready` holds (bounded).
+fn scrape_until(run: &AdminRun, what: &str, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+    let started = Instant::now();
+    loop {
+        let scrape = scrape(run);
+        if ready(&scrape) {
+            return scrape;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let log = run.stderr.lock().expect("log").clone();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("{what}: not reached in 60 s; last scrape:\n{}\nthe log's end:\n{}", run.get("/metrics"), tail.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_scraped_during_a_run_count_records_dead_letters_and_swaps_exactly() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "metered"
+parallelism = 2
+
+[[sources]]
+name = "lines"
+type = "stdin"
+
+[[operators]]
+name = "pricey"
+plugin = "{plugins}/filter.wasm"
+config = { field = "price", op = "gt", value = 10 }
+
+[[sinks]]
+name = "kept"
+type = "file"
+path = "kept.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let mut run = AdminRun::start(&path, &["--no-watch"], true);
+    run.wait_for_pipeline("metered");
+    let mut input = String::new();
+    for n in 0..1000 {
+        input.push_str(&format!("{{\"n\":{n},\"price\":{}}}\n", n % 100));
+    }
+    for n in 0..7 {
+        input.push_str(&format!("not json {n}\n"));
+    }
+    let mut stdin = run.child.0.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    stdin.flush().expect("flush stdin");
+    let kept = 1000 - 10 * 11; // prices 0..=10 of every hundred are dropped
+    let pipeline = ("pipeline", "metered");
+    let scrape = scrape_until(&run, "every record written and dead-lettered", |scrape| {
+        value(scrape, "sluice_records_in_total", &[pipeline, ("node", "kept")]) == kept as f64
+            && value(scrape, "sluice_dead_letters_total", &[pipeline]) == 7.0
+    });
+    assert_eq!(value(&scrape, "sluice_records_out_total", &[pipeline, ("node", "lines"), ("kind", "source")]), 1007.0);
+    assert_eq!(value(&scrape, "sluice_records_in_total", &[pipeline, ("node", "pricey")]), 1007.0);
+    assert_eq!(value(&scrape, "sluice_records_out_total", &[pipeline, ("node", "pricey")]), kept as f64);
+    assert_eq!(value(&scrape, "sluice_dead_letters_total", &[pipeline, ("node", "pricey"), ("reason", "refused")]), 7.0);
+    let bytes_in = value(&scrape, "sluice_bytes_in_total", &[pipeline, ("node", "pricey")]);
+    assert_eq!(bytes_in as usize, input.lines().map(str::len).sum::<usize>(), "bytes in are the records' bytes");
+    check_histograms(&scrape);
+    let digest = scrape
+        .samples
+        .iter()
+        .find(|sample| sample.metric == "sluice_operator_version" && sample.labels.get("operator") == Some("pricey"))
+        .and_then(|sample| sample.labels.get("plugin_digest").map(str::to_owned))
+        .expect("the operator's version is an info metric");
+
+    // A swap (a new configuration of the same plugin) is counted, and the version follows.
+    let body =
+        format!(r#"{{"path": "{}", "config": {{"field": "price", "op": "gt", "value": 50}}}}"#, crate::support::plugin("filter").display());
+    let url = format!("http://{}/pipelines/metered/operators/pricey/swap", run.address);
+    let answer = ureq::post(&url).content_type("application/json").send(body.as_bytes()).expect("the swap is accepted");
+    assert_eq!(answer.status(), 200);
+    let scrape = scrape_until(&run, "the swap counted", |scrape| {
+        value(scrape, "sluice_swaps_total", &[pipeline, ("operator", "pricey"), ("result", "swapped")]) == 1.0
+    });
+    assert_eq!(value(&scrape, "sluice_operator_version", &[pipeline, ("operator", "pricey"), ("plugin_digest", &digest)]), 1.0);
+    assert!(has_histogram_count(&scrape, "sluice_swap_stall_seconds", 1.0), "the swap's stall is observed");
+
+    drop(stdin);
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "sluice ends cleanly: {}", run.stderr.lock().expect("log"));
+    let written = std::fs::read_to_string(scratch.path("kept.jsonl")).expect("kept.jsonl");
+    assert_eq!(written.lines().count(), kept, "the sink wrote what the metric counted");
+}
+
+/// A histogram named `name` whose total count is `count` exists.
+fn has_histogram_count(scrape: &Scrape, name: &str, count: f64) -> bool {
+    scrape.samples.iter().any(|sample| {
+        sample.metric == name
+            && matches!(&sample.value, Value::Histogram(buckets) if buckets.last().is_some_and(|last| last.count == count))
+    })
+}
+
+/// Every histogram has cumulative buckets ending at +Inf, and call times are plausible.
+fn check_histograms(scrape: &Scrape) {
+    let mut seen = BTreeMap::new();
+    for sample in &scrape.samples {
+        let Value::Histogram(buckets) = &sample.value else { continue };
+        assert!(buckets.windows(2).all(|pair| pair[0].less_than < pair[1].less_than && pair[0].count <= pair[1].count), "{sample:?}");
+        assert_eq!(buckets.last().map(|last| last.less_than), Some(f64::INFINITY), "{}", sample.metric);
+        *seen.entry(sample.metric.clone()).or_insert(0.0) += buckets.last().map_or(0.0, |last| last.count);
+    }
+    for histogram in ["sluice_operator_call_seconds", "sluice_operator_record_seconds", "sluice_end_to_end_latency_seconds"] {
+        assert!(seen.get(histogram).is_some_and(|count| *count > 0.0), "{histogram} observed nothing: {seen:?}");
+    }
+    // No process call of a filter over 1,007 small records takes a minute.
+    let slow = scrape.samples.iter().filter(|sample| sample.metric == "sluice_operator_call_seconds").any(|sample| {
+        matches!(&sample.value, Value::Histogram(buckets)
+            if buckets.iter().find(|bucket| bucket.less_than >= 60.0).is_some_and(|bucket| bucket.count < buckets.last().map_or(0.0, |last| last.count)))
+    });
+    assert!(!slow, "a call took over a minute");
+}
+
+// ---------------------------------------------------------------------------------------
+// The web console in a browser
+
+/// Chromium from Debian, as the test tooling installs it.
+fn chromium() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/chromium");
+    assert!(path.is_file(), "{} is missing: scripts/test.sh installs Debian's chromium", path.display());
+    path
+}
+
+/// Loads `url` in headless Chromium and returns the page's DOM once its scripts ran for a few
+/// seconds; also saves a screenshot when asked. Bounded, and killed by PID if it hangs.
+fn load_page(url: &str, screenshot: Option<&Path>) -> String {
+    let profile = tempfile::tempdir().expect("a profile directory");
+    let mut command = Command::new(chromium());
+    command
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars"])
+        .args(["--virtual-time-budget=6000", "--window-size=1400,1800"])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    match screenshot {
+        Some(path) => command.arg(format!("--screenshot={}", path.display())),
+        None => command.arg("--dump-dom"),
+    };
+    let mut child = command.arg(url).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("chromium starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let started = Instant::now();
+    while child.try_wait().expect("chromium's status").is_none() {
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish loading {url} in 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    reader.join().expect("the reader thread")
+}
+
+/// The value of attribute `name` of the element whose `data-node` is `node`.
+fn node_attribute(dom: &str, node: &str, name: &str) -> Option<String> {
+    let start = dom.find(&format!("data-node=\"{node}\""))?;
+    let tag_start = dom[..start].rfind('<')?;
+    let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>')?];
+    let value = tag.split(&format!("{name}=\"")).nth(1)?;
+    Some(value[..value.find('"')?].to_owned())
+}
+
+#[test]
+fn the_console_shows_every_node_live_counts_results_and_a_swap_in_a_browser() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "dashboard"
+batch_linger = "50ms"
+
+[[sources]]
+name = "clicks"
+type = "generator"
+rate = 4000
+event_interval = "50ms"
+
+[[operators]]
+name = "orders-only"
+plugin = "{plugins}/filter.wasm"
+config = { field = "event_type", op = "eq", value = "order" }
+
+[[operators]]
+name = "revenue"
+plugin = "{plugins}/window-aggregate.wasm"
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["category"]
+aggregates = [{ function = "sum", field = "price", as = "revenue" }, { function = "count", as = "orders" }]
+
+[[sinks]]
+name = "live"
+type = "console"
+
+[[sinks]]
+name = "archive"
+type = "file"
+path = "revenue.jsonl"
+inputs = ["revenue"]
+"#,
+    );
+    let run = AdminRun::start(&path, &["--no-watch"], false);
+    run.wait_for_pipeline("dashboard");
+    let url = format!("http://{}/", run.address);
+
+    let first = load_page(&url, None);
+    for node in ["clicks", "orders-only", "revenue", "live", "archive"] {
+        assert!(node_attribute(&first, node, "data-records").is_some(), "the graph shows node {node}:\n{first}");
+    }
+    assert!(first.contains("id=\"operators\"") && first.contains("orders-only"), "the operators table is there");
+    let counted = |dom: &str| node_attribute(dom, "clicks", "data-records").and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
+    let second = load_page(&url, None);
+    assert!(counted(&second) > counted(&first), "the counts move between two reads: {} then {}", counted(&first), counted(&second));
+    assert!(second.contains("data-sink=\"live\""), "the console sink's results are shown");
+
+    // A swap through the API appears in the history on the page.
+    let body = format!(
+        r#"{{"path": "{}", "config": {{"field": "event_type", "op": "eq", "value": "cart"}}}}"#,
+        crate::support::plugin("filter").display()
+    );
+    let swap = ureq::post(format!("http://{}/pipelines/dashboard/operators/orders-only/swap", run.address))
+        .content_type("application/json")
+        .send(body.as_bytes())
+        .expect("the swap is accepted");
+    assert_eq!(swap.status(), 200);
+    let after = load_page(&url, None);
+    let history = &after[after.find("id=\"swaps\"").expect("the swap table")..];
+    assert!(history.contains("orders-only") && history.contains("swapped"), "the swap is in the history on the page");
+
+    let artefacts = repo_root().join("build/test-artefacts");
+    std::fs::create_dir_all(&artefacts).expect("the artefacts directory");
+    let screenshot = artefacts.join("console.png");
+    let _ = std::fs::remove_file(&screenshot);
+    load_page(&url, Some(&screenshot));
+    let size = std::fs::metadata(&screenshot).map(|metadata| metadata.len()).unwrap_or(0);
+    assert!(size > 10_000, "a screenshot of the console is saved in {} ({size} bytes)", screenshot.display());
+    drop(run);
+}
+
+#[test]
+fn a_kafka_source_reports_each_partitions_consumer_lag_and_its_offset_commits() {
+    use crate::broker::{self, Broker, produce};
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("lagging", 2);
+    produce(&broker.bootstrap(), "lagging", &crate::kafka::keyed_records(2_000, 20));
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        &r#"
+[pipeline]
+name = "lagging"
+checkpoint_interval = "1s"
+
+[[sources]]
+name = "input"
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["lagging"]
+start = "earliest"
+
+[[operators]]
+name = "has-seq"
+plugin = "{plugins}/filter.wasm"
+config = { field = "seq", op = "exists" }
+
+[[sinks]]
+name = "copy"
+type = "file"
+path = "copy.jsonl"
+"#
+        .replace("{bootstrap}", &broker.bootstrap()),
+    );
+    let run = AdminRun::start(&path, &["--no-watch"], false);
+    let pipeline = ("pipeline", "lagging");
+    let caught_up = |scrape: &Scrape, partition: &str| {
+        scrape.samples.iter().any(|sample| {
+            sample.metric == "sluice_kafka_consumer_lag"
+                && sample.labels.get("topic") == Some("lagging")
+                && sample.labels.get("partition") == Some(partition)
+                && sample.value == Value::Gauge(0.0)
+        })
+    };
+    let scrape = scrape_until(&run, "every record copied, both partitions caught up, offsets committed", |scrape| {
+        value(scrape, "sluice_records_in_total", &[pipeline, ("node", "copy")]) == 2_000.0
+            && ["0", "1"].iter().all(|partition| caught_up(scrape, partition))
+            && value(scrape, "sluice_kafka_commits_total", &[pipeline, ("source", "input"), ("result", "sent")]) >= 1.0
+    });
+    assert_eq!(value(&scrape, "sluice_kafka_commits_total", &[pipeline, ("result", "failed")]), 0.0);
+    // Each partition is a task of its own, with its watermark and checkpoints.
+    for partition in ["0", "1"] {
+        let task = format!("input[lagging/{partition}]");
+        assert!(value(&scrape, "sluice_checkpoints_total", &[pipeline, ("task", &task), ("result", "ok")]) >= 1.0, "{task} checkpoints");
+        assert!(value(&scrape, "sluice_watermark_milliseconds", &[pipeline, ("task", &task)]) > 0.0, "{task} has a watermark");
+    }
+    drop(run);
+}
