@@ -5,8 +5,9 @@
 //! `operator` or `sink`), then `task` (a source share, a stage instance or a Kafka partition).
 //! `docs/metrics.md` lists them all.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -154,6 +155,8 @@ struct Families {
     plugin_gauges: Family<PluginMetricLabels, FloatGauge>,
     consumer_lag: Family<PartitionLabels, Gauge>,
     commits: Family<SourceResultLabels, Counter>,
+    /// The digest each (pipeline, operator) runs, so that a new one replaces it.
+    versions: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Families {
@@ -189,10 +192,11 @@ impl Families {
             plugin_gauges: Family::default(),
             consumer_lag: Family::default(),
             commits: Family::default(),
+            versions: Mutex::default(),
         };
         let r = &mut families.registry;
         r.register("records_in", "Records a node received (operators, sinks)", families.records_in.clone());
-        r.register("records_out", "Records a node emitted (sources, operators) or wrote (sinks)", families.records_out.clone());
+        r.register("records_out", "Records a node emitted (sources, operators)", families.records_out.clone());
         r.register("bytes_in", "Bytes of the records a node received", families.bytes_in.clone());
         r.register("bytes_out", "Bytes of the records a node emitted or wrote", families.bytes_out.clone());
         r.register(
@@ -298,7 +302,9 @@ impl Metrics {
             busy: families.busy.get_or_create_owned(&labels),
             idle: families.idle.get_or_create_owned(&labels),
             backpressured: families.backpressured.get_or_create_owned(&labels),
-            watermark: families.watermark.get_or_create_owned(&labels),
+            watermark: None,
+            families: families.clone(),
+            labels: labels.clone(),
             watermark_lag: families.watermark_lag.get_or_create_owned(&labels),
             checkpoint_seconds: families.checkpoint_seconds.get_or_create_owned(&labels),
             checkpoint_bytes: families.checkpoint_bytes.get_or_create_owned(&labels),
@@ -349,7 +355,14 @@ impl Metrics {
             memory: families.memory.get_or_create_owned(&labels),
             restarts: families.restarts.get_or_create_owned(&labels),
             circuit_open: families.circuit_open.get_or_create_owned(&labels),
-            plugin: PluginMetrics { families: families.clone(), pipeline: pipeline.into(), operator: operator.into(), task: task.into() },
+            plugin: PluginMetrics {
+                families: families.clone(),
+                pipeline: pipeline.into(),
+                operator: operator.into(),
+                task: task.into(),
+                counters: HashMap::new(),
+                gauges: HashMap::new(),
+            },
         })
     }
 
@@ -383,15 +396,17 @@ impl Metrics {
         }
         let labels = OperatorLabels { pipeline: pipeline.into(), operator: operator.into() };
         families.swap_stall.get_or_create(&labels).observe(outcome.stall.as_secs_f64());
-        self.set_version(pipeline, operator, Some(outcome.old_digest), outcome.new_digest);
+        self.set_version(pipeline, operator, outcome.new_digest);
     }
 
-    /// The operator now runs `digest` (and no longer `old`).
-    pub fn set_version(&self, pipeline: &str, operator: &str, old: Option<&str>, digest: &str) {
+    /// The operator now runs `digest`: the version it ran before (in this process, across
+    /// restarts of the pipeline) is no longer shown.
+    pub fn set_version(&self, pipeline: &str, operator: &str, digest: &str) {
         let Some(families) = &self.families else { return };
         let labels = |digest: &str| VersionLabels { pipeline: pipeline.into(), operator: operator.into(), plugin_digest: digest.into() };
-        if let Some(old) = old.filter(|old| *old != digest) {
-            families.version.remove(&labels(old));
+        let mut versions = families.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = versions.insert((pipeline.into(), operator.into()), digest.into()).filter(|old| old != digest) {
+            families.version.remove(&labels(&old));
         }
         families.version.get_or_create(&labels(digest)).set(1);
     }
@@ -428,7 +443,6 @@ impl Metrics {
 pub struct SwapOutcome<'a> {
     pub swapped: bool,
     pub stall: Duration,
-    pub old_digest: &'a str,
     pub new_digest: &'a str,
 }
 
@@ -447,12 +461,15 @@ impl Flow {
 }
 
 /// The handles of one task.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TaskMetrics {
     pub busy: SecondsCounter,
     pub idle: SecondsCounter,
     pub backpressured: SecondsCounter,
-    watermark: Gauge,
+    /// Made at the first watermark: a task without one shows none (not 1970).
+    watermark: Option<Gauge>,
+    families: Arc<Families>,
+    labels: TaskLabels,
     watermark_lag: Histogram,
     checkpoint_seconds: Histogram,
     checkpoint_bytes: Gauge,
@@ -462,11 +479,13 @@ pub struct TaskMetrics {
 
 impl TaskMetrics {
     /// The task's operators reached `watermark` at wall-clock time `now_ms`.
-    pub fn watermark(&self, watermark: i64, now_ms: i64) {
+    pub fn watermark(&mut self, watermark: i64, now_ms: i64) {
         if watermark == i64::MAX {
             return;
         }
-        self.watermark.set(watermark);
+        let families = &self.families;
+        let labels = &self.labels;
+        self.watermark.get_or_insert_with(|| families.watermark.get_or_create_owned(labels)).set(watermark);
         self.watermark_lag.observe(now_ms.saturating_sub(watermark).max(0) as f64 / 1e3);
     }
 
@@ -479,6 +498,18 @@ impl TaskMetrics {
 
     pub fn checkpoint_failed(&self) {
         self.checkpoints_failed.inc();
+    }
+
+    /// The task ended: its gauges go (counters and histograms stay, as totals).
+    pub fn retire(&self) {
+        self.families.watermark.remove(&self.labels);
+        self.families.checkpoint_bytes.remove(&self.labels);
+    }
+}
+
+impl std::fmt::Debug for TaskMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskMetrics").field("task", &self.labels.task).finish()
     }
 }
 
@@ -497,6 +528,19 @@ pub struct OperatorMetrics {
     pub plugin: PluginMetrics,
 }
 
+impl OperatorMetrics {
+    /// The instance ended with its task: its gauges go (counters and histograms stay).
+    pub fn retire(&self) {
+        let plugin = &self.plugin;
+        let labels = OperatorTaskLabels { pipeline: plugin.pipeline.clone(), operator: plugin.operator.clone(), task: plugin.task.clone() };
+        plugin.families.memory.remove(&labels);
+        plugin.families.circuit_open.remove(&labels);
+        for name in plugin.gauges.keys() {
+            plugin.families.plugin_gauges.remove(&plugin.labels(name));
+        }
+    }
+}
+
 /// Where an operator instance's own counters and gauges go: one series per task, so that the
 /// instances of an operator never overwrite each other.
 #[derive(Clone)]
@@ -505,6 +549,9 @@ pub struct PluginMetrics {
     pipeline: String,
     operator: String,
     task: String,
+    /// The handles of the names this instance used: later calls touch only their atomics.
+    counters: HashMap<String, Counter>,
+    gauges: HashMap<String, FloatGauge>,
 }
 
 impl std::fmt::Debug for PluginMetrics {
@@ -518,12 +565,24 @@ impl PluginMetrics {
         PluginMetricLabels { pipeline: self.pipeline.clone(), operator: self.operator.clone(), task: self.task.clone(), name: name.into() }
     }
 
-    pub fn counter_add(&self, name: &str, delta: u64) {
-        self.families.plugin_counters.get_or_create(&self.labels(name)).inc_by(delta);
+    pub fn counter_add(&mut self, name: &str, delta: u64) {
+        if !self.counters.contains_key(name) {
+            let counter = self.families.plugin_counters.get_or_create_owned(&self.labels(name));
+            self.counters.insert(name.to_owned(), counter);
+        }
+        if let Some(counter) = self.counters.get(name) {
+            counter.inc_by(delta);
+        }
     }
 
-    pub fn gauge_set(&self, name: &str, value: f64) {
-        self.families.plugin_gauges.get_or_create(&self.labels(name)).set(value);
+    pub fn gauge_set(&mut self, name: &str, value: f64) {
+        if !self.gauges.contains_key(name) {
+            let gauge = self.families.plugin_gauges.get_or_create_owned(&self.labels(name));
+            self.gauges.insert(name.to_owned(), gauge);
+        }
+        if let Some(gauge) = self.gauges.get(name) {
+            gauge.set(value);
+        }
     }
 }
 

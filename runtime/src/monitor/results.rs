@@ -41,11 +41,14 @@ impl ResultBoards {
     }
 
     /// Adds records (payloads) to `sink`'s board, forgetting the oldest beyond its bound.
+    /// They are parsed before the lock is taken: readers never wait for parsing.
     pub fn add<'a>(&self, sink: &str, values: impl Iterator<Item = &'a [u8]>) {
+        let rows: Vec<Value> = values
+            .map(|value| serde_json::from_slice(value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into_owned())))
+            .collect();
         let mut boards = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(board) = boards.get_mut(sink) else { return };
-        for value in values {
-            let row = serde_json::from_slice(value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into_owned()));
+        for row in rows {
             if board.rows.len() == board.keep {
                 board.rows.pop_front();
             }
@@ -54,9 +57,21 @@ impl ResultBoards {
         }
     }
 
-    /// A copy of every board.
-    pub fn list(&self) -> Vec<ResultBoard> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    /// A copy of every board, each with at most its latest `rows` records (the console asks
+    /// once a second: the lock the sinks write through is held only for the copy).
+    pub fn list(&self, rows: usize) -> Vec<ResultBoard> {
+        let boards = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        boards
+            .values()
+            .map(|board| ResultBoard {
+                pipeline: board.pipeline.clone(),
+                sink: board.sink.clone(),
+                keep: board.keep,
+                chart: board.chart.clone(),
+                total: board.total,
+                rows: board.rows.iter().skip(board.rows.len().saturating_sub(rows)).cloned().collect(),
+            })
+            .collect()
     }
 }
 
@@ -70,11 +85,13 @@ mod tests {
         boards.open("p", "live", 3, ChartConfig::default());
         let records: Vec<Vec<u8>> = (0..5).map(|n| format!("{{\"n\":{n}}}").into_bytes()).chain([b"plain".to_vec()]).collect();
         boards.add("live", records.iter().map(Vec::as_slice));
-        let board = &boards.list()[0];
+        let board = &boards.list(10)[0];
         assert_eq!(board.total, 6);
         assert_eq!(
             Vec::from(board.rows.clone()),
             vec![serde_json::json!({"n": 3}), serde_json::json!({"n": 4}), Value::String("plain".into())]
         );
+
+        assert_eq!(boards.list(2)[0].rows.len(), 2, "a reader asks for fewer");
     }
 }

@@ -102,7 +102,7 @@ impl PipelineControl {
     /// A control that reports to `monitor` and shows `graph` (the console draws it).
     pub fn observed(pipeline: String, operators: Vec<OperatorSpec>, monitor: Monitor, graph: GraphView) -> PipelineControl {
         for spec in &operators {
-            monitor.metrics.set_version(&pipeline, &spec.name, None, &spec.plugin.digest().to_string());
+            monitor.metrics.set_version(&pipeline, &spec.name, &spec.plugin.digest().to_string());
         }
         let operators = operators.into_iter().map(|current| Versions { current, previous: None }).collect();
         PipelineControl {
@@ -302,7 +302,6 @@ impl PipelineControl {
         let outcome = SwapOutcome {
             swapped: record.refused.is_none(),
             stall: Duration::from_secs_f64(record.stall_ms / 1e3),
-            old_digest: &record.old_digest,
             new_digest: &record.new_digest,
         };
         self.state.monitor.metrics.swap(&self.state.pipeline, &record.operator, outcome);

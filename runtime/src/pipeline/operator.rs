@@ -210,7 +210,7 @@ impl Operator {
     pub fn checkpoint_state(&mut self) -> Result<State, CallFailure> {
         let started = Instant::now();
         let snapshot = self.instance.as_mut().map(PluginInstance::snapshot);
-        if let Some(metrics) = &self.metrics {
+        if let (Some(metrics), Some(_)) = (&self.metrics, &snapshot) {
             metrics.snapshot.observe(started.elapsed().as_secs_f64());
         }
         match snapshot {
@@ -278,14 +278,19 @@ impl Operator {
 
     /// Tells the operator that event time reached `watermark`; returns what it emits.
     pub fn on_watermark(&mut self, watermark: i64) -> Batch {
+        let emitted = self.on_watermark_counted(watermark);
+        if let Some(metrics) = &self.metrics {
+            metrics.output.add(emitted.len(), emitted.bytes.len());
+        }
+        emitted
+    }
+
+    fn on_watermark_counted(&mut self, watermark: i64) -> Batch {
         let Some(instance) = self.instance.as_mut() else { return Batch::new() };
         let started = Instant::now();
         let result = instance.on_watermark(watermark);
         if let Some(metrics) = &self.metrics {
             metrics.on_watermark.observe(started.elapsed().as_secs_f64());
-            if let Ok(batch) = &result {
-                metrics.output.add(batch.len(), batch.bytes.len());
-            }
         }
         match result {
             Ok(batch) => {

@@ -329,8 +329,8 @@ impl Task {
     /// Processes messages until every upstream ended (then event time closes), a suspending
     /// barrier, or an abandon.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
+        let mut waiting = Instant::now();
         loop {
-            let waiting = Instant::now();
             let message = input.recv_timeout(CANCEL_CHECK);
             let working = Instant::now();
             if self.cancelled.load(Ordering::SeqCst) {
@@ -340,6 +340,7 @@ impl Task {
                 Ok(message) => {
                     let ending = self.on_message(message)?;
                     self.account_time(working.duration_since(waiting), working.elapsed());
+                    waiting = Instant::now();
                     ending
                 }
                 // Every sender went away without a word: close event time, but keep the last
@@ -348,7 +349,11 @@ impl Task {
                     self.close_event_time()?;
                     Some(Ending::Abandoned)
                 }
-                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.account_time(working.duration_since(waiting), Duration::ZERO);
+                    waiting = working;
+                    None
+                }
             };
             if let Some(ending) = ending {
                 if let Ending::Finished = ending {
@@ -428,6 +433,13 @@ impl Task {
     }
 
     fn finish_stats(mut self) -> TaskStats {
+        // The task's gauges would otherwise show its last values for ever.
+        if let Some(metrics) = &self.metrics {
+            metrics.retire();
+        }
+        for metrics in self.operators.iter().filter_map(Operator::metrics) {
+            metrics.retire();
+        }
         self.stats.disabled_operators = self
             .operators
             .iter()
@@ -733,7 +745,7 @@ impl Task {
     /// one is told), then the next stages.
     fn give_watermark(&mut self, watermark: i64) -> Result<(), TaskError> {
         self.watermark = Some(watermark);
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &mut self.metrics {
             metrics.watermark(watermark, crate::event_time::now_millis());
         }
         for position in 0..self.operators.len() {

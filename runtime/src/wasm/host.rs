@@ -116,7 +116,7 @@ impl host::Host for HostState {
                 accepted = true;
             }
         });
-        if let Some(task_metrics) = self.task_metrics.as_ref().filter(|_| accepted) {
+        if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
             task_metrics.counter_add(&name, delta);
         }
     }
@@ -133,7 +133,7 @@ impl host::Host for HostState {
                 accepted = true;
             }
         });
-        if let Some(task_metrics) = self.task_metrics.as_ref().filter(|_| accepted) {
+        if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
             task_metrics.gauge_set(&name, value);
         }
     }

@@ -60,14 +60,15 @@ fn pod_labels(deployment: &yaml_rust2::Yaml) -> yaml_rust2::Yaml {
 fn exposed_metric_names() -> std::collections::BTreeSet<String> {
     use sluice::monitor::{Metrics, SwapOutcome};
     let metrics = Metrics::default();
-    let _task = metrics.task("p", "t");
+    let mut task = metrics.task("p", "t").expect("enabled");
+    task.watermark(1_000, 2_000);
     let _source = metrics.source("p", "s", "t");
-    let operator = metrics.operator("p", "o", "t", 1 << 20).expect("enabled");
+    let mut operator = metrics.operator("p", "o", "t", 1 << 20).expect("enabled");
     operator.plugin.counter_add("c", 1);
     operator.plugin.gauge_set("g", 1.0);
     let _sink = metrics.sink("p", "k");
     metrics.dead_letter("p", "o", "trap");
-    metrics.swap("p", "o", SwapOutcome { swapped: true, stall: std::time::Duration::ZERO, old_digest: "a", new_digest: "b" });
+    metrics.swap("p", "o", SwapOutcome { swapped: true, stall: std::time::Duration::ZERO, new_digest: "b" });
     metrics.consumer_lag("p", "topic", 0, 5);
     metrics.commit("p", "s", true);
     let mut names = std::collections::BTreeSet::new();

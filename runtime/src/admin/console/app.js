@@ -7,7 +7,10 @@ const POLL_MS = 1000;
 const HISTORY_MS = 5 * 60 * 1000;
 const COLOURS = ['#3b6fd8', '#d2453b', '#2e9e5b', '#d99a1e', '#8c4fd1', '#1aa0a8', '#c2497f', '#6b7385'];
 
-const state = { pipeline: null, graph: null, previous: null, history: [], token: sessionStorage.getItem('sluice-token') };
+// How many polls between two reads of the graph (a reload may rewire the pipeline).
+const GRAPH_EVERY = 10;
+
+const state = { pipeline: null, graph: null, polls: 0, previous: null, history: [], token: sessionStorage.getItem('sluice-token') };
 
 // ---- the admin API ----------------------------------------------------------------------
 
@@ -79,7 +82,11 @@ function quantile(now, before, q) {
 const rate = (value) => (value == null ? '–' : value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e4 ? `${(value / 1e3).toFixed(1)} K` : value.toFixed(value < 10 ? 1 : 0));
 const seconds = (value) => (value == null ? '–' : value < 1e-3 ? `${(value * 1e6).toFixed(0)} µs` : value < 1 ? `${(value * 1e3).toFixed(1)} ms` : `${value.toFixed(2)} s`);
 const bytes = (value) => (value >= 1 << 20 ? `${(value / (1 << 20)).toFixed(1)} MiB` : value >= 1024 ? `${(value / 1024).toFixed(0)} KiB` : `${value} B`);
-const time = (ms) => new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+// A time in ms since the epoch, or the number itself when no date can show it.
+const time = (ms) => {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+};
 const shortDigest = (digest) => (digest || '').replace(/^sha256:/, '').slice(0, 12);
 const percent = (value) => `${(100 * value).toFixed(0)} %`;
 
@@ -106,12 +113,17 @@ async function poll() {
     const pipeline = pipelines.find((candidate) => candidate.name === wanted) || pipelines[0];
     if (!pipeline) throw new Error('no pipeline');
     const base = `/pipelines/${encodeURIComponent(pipeline.name)}`;
-    if (state.pipeline !== pipeline.name) {
+    if (state.pipeline !== pipeline.name || !state.graph || state.polls % GRAPH_EVERY === 0) {
+      const graph = await api(`${base}/graph`);
+      // Set only once the graph arrived: a failed read leaves the page as it was.
+      if (state.pipeline !== pipeline.name || JSON.stringify(graph) !== JSON.stringify(state.graph)) {
+        state.previous = null;
+        state.history = [];
+      }
       state.pipeline = pipeline.name;
-      state.graph = await api(`${base}/graph`);
-      state.previous = null;
-      state.history = [];
+      state.graph = graph;
     }
+    state.polls += 1;
     const [text, swaps, deadLetters, results] = await Promise.all([
       api('/metrics', 'text'), api(`${base}/swaps`), api(`${base}/dead-letters`), api(`${base}/results`),
     ]);
@@ -291,14 +303,14 @@ function drawGraph(snapshot) {
     const measured = snapshot.nodes[node.name];
     const at = place[node.name];
     const blocked = measured.blockedShare;
-    const health = blocked == null ? '' : blocked > 0.5 ? 'bad' : blocked > 0.1 ? 'warn' : 'ok';
+    const health = blocked == null || node.kind === 'sink' ? '' : blocked > 0.5 ? 'bad' : blocked > 0.1 ? 'warn' : 'ok';
     const records = node.kind === 'sink' ? measured.recordsIn : measured.recordsOut;
     const shown = node.kind === 'sink' ? measured.rateIn : measured.rateOut;
     const group = svg('g', { class: `node ${node.kind} ${health}`, 'data-node': node.name, 'data-records': records, transform: `translate(${at.x},${at.y})` });
     group.append(svg('rect', { width: 170, height: 60, rx: 6 }));
     group.append(svg('text', { class: 'title', x: 10, y: 18 }, node.name));
     group.append(svg('text', { class: 'rate', x: 10, y: 35 }, `${rate(shown)} rec/s · ${records.toLocaleString('en')}`));
-    const load = blocked == null ? node.kind : `busy ${percent(measured.busyShare || 0)} · blocked ${percent(blocked)}`;
+    const load = blocked == null || node.kind === 'sink' ? node.kind : `busy ${percent(measured.busyShare || 0)} · blocked ${percent(blocked)}`;
     group.append(svg('text', { x: 10, y: 51, fill: '#6b7385' }, load));
     children.push(group);
   }
@@ -373,9 +385,12 @@ function drawChart(canvas, series, format, timeAxis = true) {
     context.fillText('waiting for data…', left, height / 2);
     return;
   }
+  // reduce, not Math.min(...array): engines limit the number of arguments.
+  const least = (values) => values.reduce((a, b) => Math.min(a, b), Infinity);
+  const most = (values) => values.reduce((a, b) => Math.max(a, b), -Infinity);
   const xs = points.map((point) => point[0]), ys = points.map((point) => point[1]);
-  const [xMin, xMax] = [Math.min(...xs), Math.max(...xs)];
-  const yMax = Math.max(...ys, 0) * 1.1 || 1, yMin = Math.min(0, ...ys);
+  const [xMin, xMax] = [least(xs), most(xs)];
+  const yMax = Math.max(most(ys), 0) * 1.1 || 1, yMin = Math.min(0, least(ys));
   const px = (x) => left + (xMax === xMin ? 0.5 : (x - xMin) / (xMax - xMin)) * (width - left - right);
   const py = (y) => height - bottom - ((y - yMin) / (yMax - yMin)) * (height - top - bottom);
   context.strokeStyle = '#d9dde6';
@@ -388,7 +403,7 @@ function drawChart(canvas, series, format, timeAxis = true) {
     context.stroke();
     context.fillText(format(y), 4, py(y) + 4);
   }
-  const label = (x) => (timeAxis ? new Date(x).toISOString().slice(11, 19) : String(x));
+  const label = (x) => (timeAxis ? time(x).slice(11, 19) : String(x));
   context.fillText(label(xMin), left, height - 6);
   context.fillText(label(xMax), width - right - 56, height - 6);
   Object.entries(series).forEach(([name, line], index) => {
@@ -403,5 +418,9 @@ function drawChart(canvas, series, format, timeAxis = true) {
   });
 }
 
-poll();
-setInterval(poll, POLL_MS);
+// One poll after the other: a slow answer never overlaps the next poll.
+async function loop() {
+  await poll();
+  setTimeout(loop, POLL_MS);
+}
+loop();
