@@ -1,6 +1,7 @@
 //! Arithmetic expressions over a record's numeric fields: `price * quantity - discount`.
 //!
-//! Grammar: numbers, dotted field paths, `+ - * /`, unary minus, parentheses and the
+//! Grammar: numbers, dotted field paths, `+ - * /` and `%` (the remainder, with the sign of
+//! the left operand, as SQL's `MOD`), unary minus, parentheses and the
 //! functions `abs(x)`, `min(x, y)`, `max(x, y)`, `round(x)` and `round(x, digits)`.
 
 use serde_json::{Map, Value};
@@ -23,6 +24,7 @@ pub enum Operator {
     Subtract,
     Multiply,
     Divide,
+    Remainder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +88,7 @@ impl Expression {
                     Operator::Subtract => left - right,
                     Operator::Multiply => left * right,
                     Operator::Divide => left / right,
+                    Operator::Remainder => left % right,
                 })
             }
             Expression::Call(function, arguments) => {
@@ -127,7 +130,7 @@ impl<'t> Parser<'t> {
 
     fn product(&mut self) -> Result<Expression, String> {
         let mut left = self.unary()?;
-        while let Some(operator) = self.operator(&[('*', Operator::Multiply), ('/', Operator::Divide)]) {
+        while let Some(operator) = self.operator(&[('*', Operator::Multiply), ('/', Operator::Divide), ('%', Operator::Remainder)]) {
             left = Expression::Binary(Box::new(left), operator, Box::new(self.unary()?));
         }
         Ok(left)
@@ -212,5 +215,24 @@ impl<'t> Parser<'t> {
 
     fn error_at(&self, position: usize, message: &str) -> String {
         format!("{message} at character {} of {:?}", position + 1, self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evaluate(text: &str, record: serde_json::Value) -> Result<Value, String> {
+        let serde_json::Value::Object(record) = record else { panic!("an object") };
+        Expression::parse(text)?.evaluate(&record)
+    }
+
+    #[test]
+    fn the_remainder_binds_like_a_product_and_keeps_the_sign_of_the_left_operand() {
+        assert_eq!(evaluate("auction % 123", serde_json::json!({"auction": 1353})), Ok(serde_json::json!(0)));
+        assert_eq!(evaluate("auction % 123", serde_json::json!({"auction": 1354})), Ok(serde_json::json!(1)));
+        assert_eq!(evaluate("1 + 7 % 4 * 2", serde_json::json!({})), Ok(serde_json::json!(7)));
+        assert_eq!(evaluate("-7 % 4", serde_json::json!({})), Ok(serde_json::json!(-3)));
+        assert!(evaluate("5 % 0", serde_json::json!({})).is_err(), "no remainder of a division by zero");
     }
 }

@@ -26,7 +26,7 @@ pub use kafka::{
 };
 pub use operator::{Inputs, MAX_GRANTED_FILE, OperatorConfig, parse_pinned_digest};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
-pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, SourceConfig, StdinSourceConfig};
+pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, NexmarkConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
 pub use values::{ByteSize, DurationText, InputRef, Name, Rate};
 pub use variables::is_variable_name;

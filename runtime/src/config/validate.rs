@@ -123,6 +123,29 @@ impl Problems<'_> {
                     }
                 }
             }
+            SourceConfig::Nexmark(nexmark) => {
+                if let Err(problem) = parse_rfc3339_millis(&nexmark.start_time) {
+                    self.report(span.clone(), format!("source \"{name}\": start_time {problem}"));
+                }
+                let at_least_one = [
+                    ("person_proportion", nexmark.person_proportion),
+                    ("auction_proportion", nexmark.auction_proportion),
+                    ("hot_auction_ratio", nexmark.hot_auction_ratio),
+                    ("hot_seller_ratio", nexmark.hot_seller_ratio),
+                    ("hot_bidder_ratio", nexmark.hot_bidder_ratio),
+                    ("active_people", nexmark.active_people),
+                    ("in_flight_auctions", nexmark.in_flight_auctions),
+                    ("avg_person_bytes", nexmark.avg_person_bytes),
+                    ("avg_auction_bytes", nexmark.avg_auction_bytes),
+                    ("avg_bid_bytes", nexmark.avg_bid_bytes),
+                ];
+                for (key, value) in at_least_one.into_iter().filter(|(_, value)| !(1..=1_000_000).contains(value)) {
+                    self.report(span.clone(), format!("source \"{name}\": {key} must be between 1 and 1000000, not {value}"));
+                }
+                if nexmark.bid_proportion > 1_000_000 {
+                    self.report(span.clone(), format!("source \"{name}\": bid_proportion must be at most 1000000"));
+                }
+            }
             SourceConfig::File(file) => {
                 let path = self.pipeline.resolve(&file.path);
                 if !path.is_file() {

@@ -109,6 +109,13 @@ impl DurationText {
 #[serde(try_from = "f64")]
 pub struct Rate(f64);
 
+impl Rate {
+    /// A rate known to be valid (defaults).
+    pub const fn per(records_per_second: f64) -> Rate {
+        Rate(records_per_second)
+    }
+}
+
 impl TryFrom<f64> for Rate {
     type Error = String;
     fn try_from(rate: f64) -> Result<Self, String> {

@@ -1,16 +1,18 @@
-//! Local sources (the generator, files, standard input): a closed enum, one `match`. Each is
+//! Local sources (the generators, files, standard input): a closed enum, one `match`. Each is
 //! read in one or more shares, each share feeding the tasks of its stage through a
 //! [`SourceOutput`]. The Kafka source is the other kind: it starts a task per partition
 //! (`crate::kafka::KafkaSource`).
 
 mod generator;
 mod json_lines;
+pub mod nexmark;
 mod output;
 
 use crate::config::{LoadedPipeline, SourceConfig};
 
 pub use generator::Generator;
 pub use json_lines::{JsonLinesSource, TimestampField};
+pub use nexmark::NexmarkSource;
 pub use output::{Downstream, EventTime, SourceOutput, SourceStats};
 
 /// Why a source stopped early.
@@ -28,6 +30,7 @@ pub enum SourceError {
 pub enum Source {
     Generator(Generator),
     JsonLines(JsonLinesSource),
+    Nexmark(NexmarkSource),
 }
 
 impl Source {
@@ -37,6 +40,7 @@ impl Source {
         let name = config.name();
         match config {
             SourceConfig::Generator(generator) => Generator::new(name, generator).map(Source::Generator),
+            SourceConfig::Nexmark(nexmark) => NexmarkSource::new(name, nexmark).map(Source::Nexmark),
             SourceConfig::File(file) => {
                 let path = pipeline.resolve(&file.path);
                 JsonLinesSource::file(name, &path, TimestampField::new(file.timestamp_field.as_deref())).map(Source::JsonLines)
@@ -56,7 +60,7 @@ impl Source {
     /// once, its batches spread over the tasks.
     pub fn shares(&self, parallelism: usize) -> usize {
         match self {
-            Source::Generator(_) => parallelism.max(1),
+            Source::Generator(_) | Source::Nexmark(_) => parallelism.max(1),
             Source::JsonLines(_) => 1,
         }
     }
@@ -66,6 +70,7 @@ impl Source {
     pub fn run(self, share: usize, shares: usize, mut output: SourceOutput) -> Result<SourceStats, SourceError> {
         let result = match self {
             Source::Generator(generator) => generator.run(share, shares, &mut output),
+            Source::Nexmark(nexmark) => nexmark.run(share, shares, &mut output),
             Source::JsonLines(source) => source.run(&mut output),
         };
         output.close(result)

@@ -300,6 +300,7 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
                     generator.items,
                     generator.anomalies.len()
                 ),
+                SourceConfig::Nexmark(nexmark) => format!("nexmark {nexmark:?}"),
                 SourceConfig::Stdin(_) | SourceConfig::Kafka(_) => return None,
             };
             Some((source.name(), identity))

@@ -153,6 +153,7 @@ const PIPELINE_PROBES: &[(&str, Option<&str>, &str)] = &[
     ("## [[sources]]", Some("### type = \"generator\""), "[[sources]]\ntype = \"generator\"\nsluice_docs_probe = 1\n"),
     ("## [[sources]]", Some("### type = \"generator\""), "[[sources]]\ntype = \"generator\"\nanomalies = [{ sluice_docs_probe = 1 }]\n"),
     ("## [[sources]]", Some("### type = \"file\""), "[[sources]]\ntype = \"file\"\nsluice_docs_probe = 1\n"),
+    ("## [[sources]]", Some("### type = \"nexmark\""), "[[sources]]\ntype = \"nexmark\"\nsluice_docs_probe = 1\n"),
     ("## [[sources]]", Some("### type = \"stdin\""), "[[sources]]\ntype = \"stdin\"\nsluice_docs_probe = 1\n"),
     ("## [[sources]]", Some("### type = \"kafka\""), "[[sources]]\ntype = \"kafka\"\nsluice_docs_probe = 1\n"),
     ("## [[operators]]", None, "[[operators]]\nname = \"a\"\nplugin = \"a.wasm\"\nsluice_docs_probe = 1\n"),

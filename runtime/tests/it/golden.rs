@@ -13,7 +13,7 @@ use crate::support::{registry, repo_root, sluice};
 
 fn example_pipelines() -> Vec<PathBuf> {
     let mut pipelines = Vec::new();
-    for directory in ["pipelines", "pipelines/graphs"] {
+    for directory in ["pipelines", "pipelines/graphs", "pipelines/nexmark"] {
         let entries = std::fs::read_dir(repo_root().join(directory)).expect("the examples' directory exists");
         pipelines.extend(
             entries

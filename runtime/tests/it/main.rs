@@ -15,6 +15,7 @@ mod invalid;
 mod kafka;
 mod languages;
 mod monitoring;
+mod nexmark;
 mod operators;
 mod resume;
 mod soak;

@@ -1,0 +1,73 @@
+//! Nexmark queries over the built-in generator, in process, into a discarding sink: events per
+//! second, per core, and CPU time per event, one task per core.
+//!
+//! `cargo bench -p sluice --bench nexmark` (after scripts/build-plugins.sh); `NEXMARK_EVENTS`
+//! sets the events per run (default 2,000,000). Prints figures; asserts nothing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice::wasm::{PluginRegistry, WasmEngine};
+
+const ROUNDS: usize = 3;
+const QUERIES: [&str; 3] = ["q0", "q1", "q2"];
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let plugins = root.join("build/plugins");
+    assert!(plugins.join("project.wasm").is_file(), "run scripts/build-plugins.sh first");
+    let events: u64 = std::env::var("NEXMARK_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(2_000_000);
+    let registry = PluginRegistry::new(WasmEngine::new().expect("engine"));
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    println!("sluice nexmark benchmark: {events} events per run, best of {ROUNDS}, {cores} cores, {}", machine());
+    println!("{:<6} {:>14} {:>18} {:>16}", "query", "events/s", "events/s per core", "CPU µs/event");
+    for query in QUERIES {
+        let text = std::fs::read_to_string(root.join(format!("pipelines/nexmark/{query}.toml"))).expect("the query");
+        let text = text
+            .replace("../../build/plugins", &plugins.display().to_string())
+            .replace("${NEXMARK_EVENTS:-10000000}", &events.to_string())
+            .replace("${NEXMARK_OUT:-/dev/null}", "/dev/null");
+        let path = scratch.path().join(format!("{query}.toml"));
+        std::fs::write(&path, text).expect("write the query");
+        let (wall, cpu) = best_of(&registry, &path, events);
+        let rate = events as f64 / wall.as_secs_f64();
+        let cpu_per_event = cpu.as_secs_f64() * 1e6 / events as f64;
+        println!("{query:<6} {rate:>14.0} {:>18.0} {cpu_per_event:>16.3}", rate / cores as f64);
+    }
+}
+
+/// The fastest of `ROUNDS` runs: its wall-clock and CPU time.
+fn best_of(registry: &PluginRegistry, pipeline: &Path, events: u64) -> (Duration, Duration) {
+    let mut best: Option<(Duration, Duration)> = None;
+    for _ in 0..ROUNDS {
+        let (started, cpu_before) = (Instant::now(), process_cpu_time());
+        let summary = sluice::commands::run(pipeline, registry, |_, _| {}).expect("the query runs");
+        let (wall, cpu) = (started.elapsed(), process_cpu_time().saturating_sub(cpu_before));
+        assert_eq!(summary.sources.records, events);
+        if best.is_none_or(|(fastest, _)| wall < fastest) {
+            best = Some((wall, cpu));
+        }
+    }
+    best.expect("at least one round")
+}
+
+/// The CPU model, from /proc/cpuinfo.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    info.lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map_or_else(|| "unknown CPU".into(), |name| name.trim_start_matches([' ', '\t', ':']).to_owned())
+}
+
+/// User and system CPU time of this process so far.
+fn process_cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1_000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}

@@ -1,0 +1,84 @@
+//! The Nexmark source: the benchmark's stream of persons, auctions and bids in the 1:3:46
+//! proportion (`docs/nexmark.md` says which reference it follows and where it differs).
+//!
+//! Event n is a function of n and the configuration alone (drawn from `java.util.Random`
+//! seeded with n, as the reference does), so shares on several threads make events
+//! `share, share + shares, ...` and a resumed run starts at its checkpoint's position: the
+//! stream is the same however many shares make it.
+
+mod events;
+mod random;
+
+use std::time::{Duration, Instant};
+
+pub use events::{Auction, Bid, Event, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, Person, Shape};
+
+use super::{SourceError, SourceOutput};
+use crate::config::NexmarkConfig;
+use crate::event_time::parse_rfc3339_millis;
+
+/// Longest sleep between checks of the stop signal and the batch linger.
+const PACE_SLICE: Duration = Duration::from_millis(20);
+
+/// A configured Nexmark source.
+pub struct NexmarkSource {
+    name: String,
+    shape: Shape,
+    count: Option<u64>,
+    rate: Option<f64>,
+}
+
+impl NexmarkSource {
+    pub fn new(name: String, config: &NexmarkConfig) -> Result<NexmarkSource, SourceError> {
+        let start_ms = parse_rfc3339_millis(&config.start_time)
+            .map_err(|error| SourceError::Invalid { source_name: name.clone(), message: format!("start_time: {error}") })?;
+        Ok(NexmarkSource { name, shape: config.shape(start_ms), count: config.count, rate: config.rate.map(|rate| rate.per_second()) })
+    }
+
+    /// Produces share `share` of `shares` until `count` events are made or the pipeline stops.
+    pub fn run(self, share: usize, shares: usize, output: &mut SourceOutput) -> Result<(), SourceError> {
+        let (share, step) = (share as u64, shares.max(1) as u64);
+        let resume_from = output.resume_from();
+        let mut number = resume_from + (share + step - resume_from % step) % step;
+        let first = number;
+        let started = Instant::now();
+        let mut value = Vec::with_capacity(512);
+        let mut key = String::new();
+        while self.count.is_none_or(|count| number < count) && !output.stop.is_raised() {
+            if !self.pace((number - first) / step, shares, started, output) {
+                break;
+            }
+            let event = Event::make(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
+            value.clear();
+            // Serialising numbers and strings into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut value, &event);
+            key.clear();
+            key.push_str(&event.key().to_string());
+            if output.emit(Some(key.as_bytes()), &value, event.date_time(), number).is_err() {
+                return Ok(());
+            }
+            number += step;
+        }
+        tracing::debug!(source = %self.name, share, "nexmark share finished");
+        Ok(())
+    }
+
+    /// Waits until the `made`-th event of this share is due at its part of `rate`.
+    fn pace(&self, made: u64, shares: usize, started: Instant, output: &mut SourceOutput) -> bool {
+        let Some(rate) = self.rate.map(|rate| rate / shares.max(1) as f64) else { return true };
+        let due = Duration::try_from_secs_f64(made as f64 / rate).unwrap_or(Duration::MAX);
+        loop {
+            let elapsed = started.elapsed();
+            if due <= elapsed + Duration::from_millis(1) {
+                return true;
+            }
+            if output.stop.is_raised() || output.wait_for_input().is_err() {
+                return false;
+            }
+            std::thread::sleep((due - elapsed).min(PACE_SLICE));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

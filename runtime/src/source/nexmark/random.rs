@@ -1,0 +1,80 @@
+//! `java.util.Random`, bit for bit: the Nexmark reference generators (Apache Beam's, and the
+//! Flink port) draw every event from `new Random(eventId)`, so the same generator in Rust
+//! gives the same events.
+
+const MULTIPLIER: u64 = 0x5_DEEC_E66D;
+const ADDEND: u64 = 0xB;
+const MASK: u64 = (1 << 48) - 1;
+
+/// A 48-bit linear congruential generator, as `java.util.Random`.
+pub struct JavaRandom {
+    seed: u64,
+}
+
+impl JavaRandom {
+    pub fn new(seed: i64) -> JavaRandom {
+        JavaRandom { seed: (seed as u64 ^ MULTIPLIER) & MASK }
+    }
+
+    fn next(&mut self, bits: u32) -> i32 {
+        self.seed = (self.seed.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
+        (self.seed >> (48 - bits)) as i64 as i32
+    }
+
+    /// `nextInt()`.
+    #[cfg(test)]
+    pub fn next_i32(&mut self) -> i32 {
+        self.next(32)
+    }
+
+    /// `nextInt(bound)`: uniform in `0..bound`; `bound` must be positive.
+    pub fn next_int(&mut self, bound: i32) -> i32 {
+        debug_assert!(bound > 0);
+        if bound & (bound - 1) == 0 {
+            return ((i64::from(bound) * i64::from(self.next(31))) >> 31) as i32;
+        }
+        loop {
+            let bits = self.next(31);
+            let value = bits % bound;
+            // Java's overflow test: bits - value + (bound - 1) < 0 in 32-bit arithmetic.
+            if bits.wrapping_sub(value).wrapping_add(bound - 1) >= 0 {
+                return value;
+            }
+        }
+    }
+
+    /// `nextLong()`.
+    pub fn next_long(&mut self) -> i64 {
+        (i64::from(self.next(32)) << 32).wrapping_add(i64::from(self.next(32)))
+    }
+
+    /// `nextDouble()`: uniform in `[0, 1)` with 53 bits.
+    pub fn next_double(&mut self) -> f64 {
+        let high = i64::from(self.next(26)) << 27;
+        (high + i64::from(self.next(27))) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// The reference's `LongGenerator.nextLong(random, n)`: uniform in `0..n`.
+    pub fn next_below(&mut self, n: i64) -> i64 {
+        if n < i64::from(i32::MAX) { i64::from(self.next_int(n.max(1) as i32)) } else { (self.next_long() % n).abs() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_what_java_util_random_draws() {
+        // Values printed by Java: new Random(0).nextInt(), new Random(42).nextInt(),
+        // new Random(0).nextDouble().
+        assert_eq!(JavaRandom::new(0).next_i32(), -1_155_484_576);
+        assert_eq!(JavaRandom::new(42).next_i32(), -1_170_105_035);
+        assert_eq!(JavaRandom::new(0).next_double(), 0.730_967_787_376_657);
+        // nextInt(bound) of a power of two uses the high bits.
+        let mut random = JavaRandom::new(0);
+        assert!((0..1000).all(|_| (0..16).contains(&random.next_int(16))));
+        let mut random = JavaRandom::new(7);
+        assert!((0..1000).all(|_| (0..13).contains(&random.next_int(13))));
+    }
+}

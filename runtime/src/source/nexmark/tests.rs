@@ -1,0 +1,100 @@
+//! The stream's shape against the reference's rules: proportions, id spaces, hot keys,
+//! prices, sizes and event times.
+
+use super::*;
+
+fn shape() -> Shape {
+    crate::config::NexmarkConfig::default().shape(1_767_225_600_000)
+}
+
+fn events(count: i64) -> Vec<Event> {
+    let shape = shape();
+    (0..count).map(|number| Event::make(&shape, number)).collect()
+}
+
+#[test]
+fn persons_auctions_and_bids_come_in_the_1_3_46_proportion_with_sequential_ids() {
+    let events = events(50_000);
+    let persons: Vec<&Person> =
+        events.iter().filter_map(|event| if let Event::Person(person) = event { Some(person) } else { None }).collect();
+    let auctions: Vec<&Auction> =
+        events.iter().filter_map(|event| if let Event::Auction(auction) = event { Some(auction) } else { None }).collect();
+    assert_eq!((persons.len(), auctions.len(), events.len() - persons.len() - auctions.len()), (1_000, 3_000, 46_000));
+    assert!(persons.iter().enumerate().all(|(n, person)| person.id == FIRST_PERSON_ID + n as i64));
+    assert!(auctions.iter().enumerate().all(|(n, auction)| auction.id == FIRST_AUCTION_ID + n as i64));
+    assert!(auctions.iter().all(|auction| (FIRST_CATEGORY_ID..FIRST_CATEGORY_ID + 5).contains(&auction.category)));
+    assert!(auctions.iter().all(|auction| auction.reserve > auction.initial_bid && auction.expires > auction.date_time));
+}
+
+#[test]
+fn bids_name_known_or_soon_made_auctions_and_people_and_hot_ones_most() {
+    let events = events(50_000);
+    let mut last_auction = FIRST_AUCTION_ID - 1;
+    let mut last_person = FIRST_PERSON_ID - 1;
+    let mut hot = 0;
+    let mut bids = 0;
+    for event in &events {
+        match event {
+            Event::Person(person) => last_person = person.id,
+            Event::Auction(auction) => last_auction = auction.id,
+            Event::Bid(bid) => {
+                bids += 1;
+                assert!(bid.auction <= last_auction + 10 && bid.auction >= FIRST_AUCTION_ID, "{bid:?}");
+                assert!(bid.bidder <= last_person + 10 && bid.bidder >= FIRST_PERSON_ID, "{bid:?}");
+                if (bid.auction - FIRST_AUCTION_ID) % 100 == 0 {
+                    hot += 1;
+                }
+                assert!(bid.price >= 100 && bid.price <= 100_000_000, "prices from $1 to $1M: {}", bid.price);
+            }
+        }
+    }
+    // About half the bids go to the hot auction of their hundred (hot_auction_ratio 2). The
+    // reference seeds java.util.Random with consecutive event numbers, whose first draws are
+    // correlated: it gives 0.47 here, as this generator does.
+    let share = f64::from(hot) / f64::from(bids);
+    assert!((0.4..0.6).contains(&share), "hot auctions get {share:.3} of the bids");
+}
+
+#[test]
+fn events_pad_to_the_reference_average_sizes_and_space_event_time_evenly() {
+    let events = events(10_000);
+    let average = |select: &dyn Fn(&Event) -> Option<usize>| {
+        let sizes: Vec<usize> = events.iter().filter_map(select).collect();
+        sizes.iter().sum::<usize>() as f64 / sizes.len() as f64
+    };
+    // The reference counts 8 bytes per number and the strings' lengths: about 200, 500, 100.
+    let person = average(&|event| match event {
+        Event::Person(p) => {
+            Some(8 + p.name.len() + p.email_address.len() + p.credit_card.len() + p.city.len() + p.state.len() + p.extra.len())
+        }
+        _ => None,
+    });
+    let auction = average(&|event| match event {
+        Event::Auction(a) => Some(8 + a.item_name.len() + a.description.len() + 40 + a.extra.len()),
+        _ => None,
+    });
+    let bid = average(&|event| match event {
+        Event::Bid(b) => Some(32 + b.extra.len()),
+        _ => None,
+    });
+    assert!((190.0..210.0).contains(&person), "persons average {person}");
+    assert!((475.0..525.0).contains(&auction), "auctions average {auction}");
+    assert!((95.0..105.0).contains(&bid), "bids average {bid}");
+    // 10,000 events a second of event time: 0.1 ms apart.
+    let shape = shape();
+    assert_eq!(shape.timestamp(10_000) - shape.timestamp(0), 1_000);
+    assert!(events.windows(2).all(|pair| pair[0].date_time() <= pair[1].date_time()));
+}
+
+#[test]
+fn an_event_depends_on_its_number_alone() {
+    let shape = shape();
+    assert_eq!(Event::make(&shape, 12_345), Event::make(&shape, 12_345));
+    let json = serde_json::to_value(Event::make(&shape, 7)).expect("json");
+    assert_eq!(json["type"], "bid");
+    assert!(json["dateTime"].is_i64() && json["auction"].is_i64() && json["channel"].is_string(), "{json}");
+    let person = serde_json::to_value(Event::make(&shape, 50)).expect("json");
+    assert_eq!(person["type"], "person");
+    assert_eq!(person["id"], 1_001);
+    assert!(person["emailAddress"].as_str().is_some_and(|email| email.ends_with(".com")));
+}
