@@ -10,6 +10,10 @@
 //! already runs its source, each stage and its sinks on threads of their own), CPU time per
 //! record, and ratios measured in the same run; asserts nothing.
 
+#[path = "common.rs"]
+mod common;
+
+use common::process_cpu_time;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -177,18 +181,6 @@ fn measure(registry: &PluginRegistry, pipeline: &Path) -> Measured {
         cpu_per_record: cpu / RECORDS as u32,
         cores_busy: cpu.as_secs_f64() / wall.as_secs_f64(),
     }
-}
-
-/// User and system CPU time of this process so far.
-fn process_cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let time = |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1_000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 fn report(job: &str, measured: Measured, base: Option<Measured>) {

@@ -10,18 +10,17 @@
 //! makes records i, i + shares, ...) and a run resumed from a checkpoint starts right at its
 //! position: the records are the same however many shares make them.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 
+use super::pace::{first_of_share, pace};
 use super::{SourceError, SourceOutput};
 use crate::config::{AnomalyConfig, GeneratorConfig};
 use crate::event_time::parse_rfc3339_millis;
 
 const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
-/// Longest sleep between checks of the stop signal and the batch linger.
-const PACE_SLICE: Duration = Duration::from_millis(20);
 
 /// A configured generator.
 pub struct Generator {
@@ -101,12 +100,12 @@ impl Generator {
         let (share, step) = (share as u64, shares.max(1) as u64);
         let resume_from = output.resume_from();
         // The first record of this share at or after the checkpoint's position.
-        let mut sequence = resume_from + (share + step - resume_from % step) % step;
+        let mut sequence = first_of_share(resume_from, share, step);
         let first = sequence;
         let started = Instant::now();
         let mut value = Vec::with_capacity(256);
         while self.count.is_none_or(|count| sequence < count) && !output.stop.is_raised() {
-            if !self.pace((sequence - first) / step, shares, started, output) {
+            if !pace(self.rate, (sequence - first) / step, shares, started, output) {
                 break;
             }
             value.clear();
@@ -118,25 +117,6 @@ impl Generator {
         }
         tracing::debug!(source = %self.name, share, "generator share finished");
         Ok(())
-    }
-
-    /// Waits until the `made`-th record of this share since `started` is due at the share's
-    /// part of the configured rate, in short slices so that a stop is noticed and a lingering
-    /// batch is sent. False if the pipeline stops meanwhile.
-    fn pace(&self, made: u64, shares: usize, started: Instant, output: &mut SourceOutput) -> bool {
-        let Some(rate) = self.rate.map(|rate| rate / shares.max(1) as f64) else { return true };
-        let due = Duration::try_from_secs_f64(made as f64 / rate).unwrap_or(Duration::MAX);
-        loop {
-            let elapsed = started.elapsed();
-            if due <= elapsed + Duration::from_millis(1) {
-                return true;
-            }
-            // Nothing is due yet: the generator is caught up with its rate.
-            if output.stop.is_raised() || output.wait_for_input().is_err() {
-                return false;
-            }
-            std::thread::sleep((due - elapsed).min(PACE_SLICE));
-        }
     }
 
     /// Writes record `sequence` as JSON into `value`; returns its user (the key) and event time.

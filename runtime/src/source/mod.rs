@@ -7,6 +7,7 @@ mod generator;
 mod json_lines;
 pub mod nexmark;
 mod output;
+mod pace;
 
 use crate::config::{LoadedPipeline, SourceConfig};
 

@@ -9,16 +9,14 @@
 mod events;
 mod random;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use events::{Auction, Bid, Event, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, Person, Shape};
 
+use super::pace::{first_of_share, pace};
 use super::{SourceError, SourceOutput};
 use crate::config::NexmarkConfig;
 use crate::event_time::parse_rfc3339_millis;
-
-/// Longest sleep between checks of the stop signal and the batch linger.
-const PACE_SLICE: Duration = Duration::from_millis(20);
 
 /// A configured Nexmark source.
 pub struct NexmarkSource {
@@ -39,13 +37,13 @@ impl NexmarkSource {
     pub fn run(self, share: usize, shares: usize, output: &mut SourceOutput) -> Result<(), SourceError> {
         let (share, step) = (share as u64, shares.max(1) as u64);
         let resume_from = output.resume_from();
-        let mut number = resume_from + (share + step - resume_from % step) % step;
+        let mut number = first_of_share(resume_from, share, step);
         let first = number;
         let started = Instant::now();
         let mut value = Vec::with_capacity(512);
         let mut key = String::new();
         while self.count.is_none_or(|count| number < count) && !output.stop.is_raised() {
-            if !self.pace((number - first) / step, shares, started, output) {
+            if !pace(self.rate, (number - first) / step, shares, started, output) {
                 break;
             }
             let event = Event::make(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
@@ -61,22 +59,6 @@ impl NexmarkSource {
         }
         tracing::debug!(source = %self.name, share, "nexmark share finished");
         Ok(())
-    }
-
-    /// Waits until the `made`-th event of this share is due at its part of `rate`.
-    fn pace(&self, made: u64, shares: usize, started: Instant, output: &mut SourceOutput) -> bool {
-        let Some(rate) = self.rate.map(|rate| rate / shares.max(1) as f64) else { return true };
-        let due = Duration::try_from_secs_f64(made as f64 / rate).unwrap_or(Duration::MAX);
-        loop {
-            let elapsed = started.elapsed();
-            if due <= elapsed + Duration::from_millis(1) {
-                return true;
-            }
-            if output.stop.is_raised() || output.wait_for_input().is_err() {
-                return false;
-            }
-            std::thread::sleep((due - elapsed).min(PACE_SLICE));
-        }
     }
 }
 
