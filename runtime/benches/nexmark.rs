@@ -4,13 +4,17 @@
 //! `cargo bench -p sluice --bench nexmark` (after scripts/build-plugins.sh); `NEXMARK_EVENTS`
 //! sets the events per run (default 2,000,000). Prints figures; asserts nothing.
 
+#[path = "common.rs"]
+mod common;
+
+use common::process_cpu_time;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice::wasm::{PluginRegistry, WasmEngine};
 
 const ROUNDS: usize = 3;
-const QUERIES: [&str; 3] = ["q0", "q1", "q2"];
+const QUERIES: [&str; 5] = ["q0", "q1", "q2", "q3", "q8"];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -58,16 +62,4 @@ fn machine() -> String {
     info.lines()
         .find_map(|line| line.strip_prefix("model name"))
         .map_or_else(|| "unknown CPU".into(), |name| name.trim_start_matches([' ', '\t', ':']).to_owned())
-}
-
-/// User and system CPU time of this process so far.
-fn process_cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let time = |value: libc::timeval| Duration::new(value.tv_sec as u64, value.tv_usec as u32 * 1_000);
-    time(usage.ru_utime) + time(usage.ru_stime)
 }

@@ -29,6 +29,7 @@ pub const SHIPPED_OPERATORS: &[ShippedOperator] = &[
         language: "python",
         description: "Scores each record against weighted rules and a per-key velocity check",
     },
+    ShippedOperator { name: "join", language: "rust", description: "Joins the records of two inputs whose key fields are equal" },
     ShippedOperator { name: "moving-average", language: "rust", description: "Simple and exponential moving averages per key" },
     ShippedOperator { name: "project", language: "rust", description: "Keeps, drops, renames and computes JSON fields" },
     ShippedOperator { name: "range-filter", language: "c", description: "Keeps the records whose numeric field lies in a range" },

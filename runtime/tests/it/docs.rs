@@ -90,6 +90,7 @@ const OPERATOR_PROBES: &[(&str, &str)] = &[
     ("recommend", r#"{"sluice_docs_probe": 1}"#),
     ("dedupe", r#"{"sluice_docs_probe": 1}"#),
     ("enrich", r#"{"sluice_docs_probe": 1}"#),
+    ("join", r#"{"sluice_docs_probe": 1}"#),
     ("fraud-score", r#"{"sluice_docs_probe": 1}"#),
     ("fraud-score", r#"{"rules": [{"sluice_docs_probe": 1}]}"#),
     ("fraud-score", r#"{"velocity": {"sluice_docs_probe": 1}}"#),

@@ -104,3 +104,37 @@ fn nexmark_q0_to_q2_match_a_direct_computation() {
     assert!(q2.len() > 10, "q2 selects some bids: {}", q2.len());
     assert_eq!(sorted(query("q2")), sorted(q2), "q2: the bids on auctions divisible by 123");
 }
+
+fn events_of<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a serde_json::Map<String, Value>> {
+    events.iter().filter(move |event| event["type"] == kind).filter_map(Value::as_object)
+}
+
+#[test]
+fn nexmark_q3_and_q8_joins_match_a_direct_computation() {
+    let events = raw_events(1);
+    // q3: auctions of category 10 joined with their sellers in OR, ID or CA.
+    let persons: BTreeMap<i64, &serde_json::Map<String, Value>> = events_of(&events, "person")
+        .filter(|person| ["OR", "ID", "CA"].iter().any(|state| person["state"] == *state))
+        .map(|person| (person["id"].as_i64().expect("an id"), person))
+        .collect();
+    let q3: Vec<Value> = events_of(&events, "auction")
+        .filter(|auction| auction["category"] == 10)
+        .filter_map(|auction| {
+            let person = persons.get(&auction["seller"].as_i64()?)?;
+            Some(serde_json::json!({"id": auction["id"], "name": person["name"], "city": person["city"], "state": person["state"]}))
+        })
+        .collect();
+    assert!(q3.len() > 10, "q3 finds some sellers: {}", q3.len());
+    assert_eq!(sorted(query("q3")), sorted(q3), "q3: local sellers");
+
+    // q8: persons with an auction of theirs in the 10-second window they registered in.
+    let window = |event: &serde_json::Map<String, Value>| event["dateTime"].as_i64().expect("a time").div_euclid(10_000) * 10_000;
+    let sellers: std::collections::BTreeSet<(i64, i64)> =
+        events_of(&events, "auction").map(|auction| (auction["seller"].as_i64().expect("a seller"), window(auction))).collect();
+    let q8: Vec<Value> = events_of(&events, "person")
+        .filter(|person| sellers.contains(&(person["id"].as_i64().expect("an id"), window(person))))
+        .map(|person| serde_json::json!({"id": person["id"], "name": person["name"], "starttime": window(person)}))
+        .collect();
+    assert!(q8.len() > 10, "q8 finds some new sellers: {}", q8.len());
+    assert_eq!(sorted(query("q8")), sorted(q8), "q8: new users who sell");
+}
