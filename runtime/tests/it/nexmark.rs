@@ -138,3 +138,45 @@ fn nexmark_q3_and_q8_joins_match_a_direct_computation() {
     assert!(q8.len() > 10, "q8 finds some new sellers: {}", q8.len());
     assert_eq!(sorted(query("q8")), sorted(q8), "q8: new users who sell");
 }
+
+#[test]
+fn nexmark_q5_and_q7_match_a_direct_computation() {
+    let events = raw_events(1);
+    let bids: Vec<(i64, i64, &serde_json::Map<String, Value>)> = events_of(&events, "bid")
+        .map(|bid| (bid["dateTime"].as_i64().expect("a time"), bid["auction"].as_i64().expect("an auction"), bid))
+        .collect();
+    // q5: per 10 s window sliding by 2 s, the auctions with the most bids.
+    let mut counts: BTreeMap<i64, BTreeMap<i64, u64>> = BTreeMap::new();
+    for (time, auction, _) in &bids {
+        let last_start = time - time.rem_euclid(2_000);
+        for start in (last_start - 8_000..=last_start).step_by(2_000) {
+            *counts.entry(start).or_default().entry(*auction).or_default() += 1;
+        }
+    }
+    let mut q5 = Vec::new();
+    for (start, auctions) in &counts {
+        let most = auctions.values().copied().max().unwrap_or(0);
+        q5.extend(
+            auctions
+                .iter()
+                .filter(|(_, num)| **num == most)
+                .map(|(auction, num)| serde_json::json!({"auction": auction, "num": num, "starttime": start})),
+        );
+    }
+    assert_eq!(sorted(query("q5")), sorted(q5), "q5: hot items");
+
+    // q7: per 10 s window, the bids at its highest price.
+    let mut highest: BTreeMap<i64, i64> = BTreeMap::new();
+    for (time, _, bid) in &bids {
+        let price = bid["price"].as_i64().expect("a price");
+        let entry = highest.entry(time - time.rem_euclid(10_000)).or_insert(price);
+        *entry = (*entry).max(price);
+    }
+    let q7: Vec<Value> = bids
+        .iter()
+        .filter(|(time, _, bid)| highest[&(time - time.rem_euclid(10_000))] == bid["price"].as_i64().expect("a price"))
+        .map(|(_, _, bid)| columns(bid, &["auction", "price", "bidder", "dateTime", "extra"]))
+        .collect();
+    assert!(!q7.is_empty());
+    assert_eq!(sorted(query("q7")), sorted(q7), "q7: highest bids");
+}
