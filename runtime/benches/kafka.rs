@@ -1,5 +1,6 @@
-//! Kafka → Wasm filter → Kafka through `sluice run`, next to a raw passthrough (consume and
-//! produce, no operator) on the same broker (Nisshi, started here on 127.0.0.1) and machine.
+//! Kafka → Wasm filter → Kafka through `sluice run` with default settings, next to a raw
+//! passthrough (consume and produce, no operator, tuned to its best) on the same broker (Nisshi,
+//! started here on 127.0.0.1) and machine, for topics of 1 and of 8 partitions.
 //!
 //! `cargo bench -p sluice --bench kafka` (after scripts/build-plugins.sh and
 //! scripts/ensure-broker.sh). Prints records per second; asserts nothing.
@@ -17,13 +18,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 const RECORDS: usize = 1_000_000;
-const PARTITIONS: u32 = 8;
+const PARTITION_COUNTS: [u32; 2] = [1, 8];
 
 fn main() {
     let broker = Broker::start();
-    for topic in ["input", "raw-output", "sluice-output"] {
-        broker.create_topic(topic, PARTITIONS);
-    }
     let input: Vec<KafkaRecord> = (0..RECORDS)
         .map(|n| {
             let user = format!("user-{}", n % 1000);
@@ -32,26 +30,60 @@ fn main() {
         })
         .collect();
     let bytes: usize = input.iter().map(|record| record.value.len()).sum();
-    produce(&broker.bootstrap(), "input", &input);
     println!(
-        "sluice Kafka benchmark: {RECORDS} keyed JSON records of {} bytes on average, {PARTITIONS} partitions, Nisshi in memory, 2 cores shared",
+        "sluice Kafka benchmark: {RECORDS} keyed JSON records of {} bytes on average, Nisshi in memory, 2 cores shared",
         bytes / RECORDS
     );
-    let raw = passthrough(&broker.bootstrap());
-    let sluice = through_sluice(&broker);
-    println!("{:<46} {:>12}", "path", "records/s");
-    println!("{:<46} {:>12.0}", "raw passthrough (consume + produce, no operator)", RECORDS as f64 / raw.as_secs_f64());
-    println!("{:<46} {:>12.0}", "sluice: Kafka → Wasm filter → Kafka", RECORDS as f64 / sluice.as_secs_f64());
-    println!("sluice / raw: {:.0}%", 100.0 * raw.as_secs_f64() / sluice.as_secs_f64());
+    println!("{:<12} {:<50} {:>12}", "partitions", "path", "records/s");
+    for partitions in PARTITION_COUNTS {
+        let topics = Topics::new(partitions);
+        for topic in [&topics.input, &topics.raw_output, &topics.sluice_output] {
+            broker.create_topic(topic, partitions);
+        }
+        produce(&broker.bootstrap(), &topics.input, &input);
+        let raw = passthrough(&broker.bootstrap(), &topics);
+        let sluice = through_sluice(&broker, &topics, partitions);
+        println!(
+            "{partitions:<12} {:<50} {:>12.0}",
+            "raw passthrough (consume + produce, no operator)",
+            RECORDS as f64 / raw.as_secs_f64()
+        );
+        println!(
+            "{partitions:<12} {:<50} {:>12.0}",
+            "sluice: Kafka → Wasm filter → Kafka, defaults",
+            RECORDS as f64 / sluice.as_secs_f64()
+        );
+        println!("{partitions:<12} sluice / raw: {:.0}%", 100.0 * raw.as_secs_f64() / sluice.as_secs_f64());
+    }
+}
+
+/// The topics of one round.
+struct Topics {
+    input: String,
+    raw_output: String,
+    sluice_output: String,
+}
+
+impl Topics {
+    fn new(partitions: u32) -> Topics {
+        Topics {
+            input: format!("input-{partitions}"),
+            raw_output: format!("raw-output-{partitions}"),
+            sluice_output: format!("sluice-output-{partitions}"),
+        }
+    }
 }
 
 /// A consumer in its own group and an idempotent producer, in one loop: the broker's and
 /// librdkafka's own cost for moving the records, from subscribe to the last acknowledgement.
-fn passthrough(bootstrap: &str) -> Duration {
+fn passthrough(bootstrap: &str, topics: &Topics) -> Duration {
     let started = Instant::now();
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "raw-passthrough")
+        .set("group.id", format!("raw-passthrough-{}", topics.input))
+        // Its best: fetch again at once after a queue-full backoff, big fetches.
+        .set("fetch.queue.backoff.ms", "1")
+        .set("fetch.min.bytes", "1")
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
@@ -63,11 +95,11 @@ fn passthrough(bootstrap: &str) -> Duration {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    consumer.subscribe(&["input"]).expect("subscribe");
+    consumer.subscribe(&[topics.input.as_str()]).expect("subscribe");
     let mut moved = 0;
     while moved < RECORDS {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
-        let mut record = BaseRecord::<[u8], [u8]>::to("raw-output").payload(message.payload().unwrap_or_default());
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topics.raw_output).payload(message.payload().unwrap_or_default());
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -90,20 +122,20 @@ fn passthrough(bootstrap: &str) -> Duration {
 
 /// `sluice run` of a Kafka → filter → Kafka pipeline, from start until the output topic holds
 /// every record (the plugin's compiled code is cached first, as on any second start).
-fn through_sluice(broker: &Broker) -> Duration {
+fn through_sluice(broker: &Broker, topics: &Topics, partitions: u32) -> Duration {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins");
     let pipeline = scratch.path().join("pipeline.toml");
     let toml = format!(
         r#"
 [pipeline]
-name = "bench"
+name = "bench-{partitions}"
 checkpoint_interval = "5s"
 
 [[sources]]
 type = "kafka"
 brokers = "{bootstrap}"
-topics = ["input"]
+topics = ["{input}"]
 
 [[operators]]
 name = "views"
@@ -113,10 +145,12 @@ config = {{ field = "event_type", op = "eq", value = "view" }}
 [[sinks]]
 type = "kafka"
 brokers = "{bootstrap}"
-topic = "sluice-output"
+topic = "{output}"
 "#,
         bootstrap = broker.bootstrap(),
-        plugins = plugins.display()
+        plugins = plugins.display(),
+        input = topics.input,
+        output = topics.sluice_output,
     );
     std::fs::write(&pipeline, toml).expect("pipeline file");
     let validated = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -128,8 +162,8 @@ topic = "sluice-output"
     let mut sluice = SluiceProcess::start(scratch.path(), &pipeline, "sluice.log");
     let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().expect("watcher");
     broker::wait_for(Duration::from_secs(600), "every record in the output topic", || {
-        let written: i64 = (0..PARTITIONS as i32)
-            .map(|partition| watcher.fetch_watermarks("sluice-output", partition, Duration::from_secs(5)).map_or(0, |(_, high)| high))
+        let written: i64 = (0..partitions as i32)
+            .map(|partition| watcher.fetch_watermarks(&topics.sluice_output, partition, Duration::from_secs(5)).map_or(0, |(_, high)| high))
             .sum();
         written >= RECORDS as i64
     });

@@ -504,14 +504,24 @@ topic = "output"
 }
 
 /// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
-/// the source must pause the partitions instead of queueing what it keeps fetching.
+/// the source keeps what it fetched only up to its bound (8 MiB per partition), then pauses
+/// the partitions instead of queueing what it keeps fetching. Records of 1 KiB, 20 MiB in all,
+/// so that the bound is reached.
 #[test]
 fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
     use std::io::BufRead;
     let _serial = broker::one_at_a_time();
     let broker = Broker::start();
     broker.create_topic("input", 2);
-    let input = keyed_records(20_000, 10);
+    let padding = "p".repeat(1_000);
+    let input: Vec<KafkaRecord> = keyed_records(20_000, 10)
+        .into_iter()
+        .map(|record| {
+            let mut value = record.value_json();
+            value["padding"] = padding.clone().into();
+            KafkaRecord::new(&String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()), value.to_string(), record.timestamp, &[])
+        })
+        .collect();
     produce(&broker.bootstrap(), "input", &input);
     let scratch = Scratch::new();
     let fifo = scratch.path("out.fifo");

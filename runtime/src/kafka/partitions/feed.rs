@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
@@ -29,14 +30,30 @@ pub enum FeedKind {
     Repartition { origins: Vec<String> },
 }
 
+/// Bytes of records a partition's feed keeps while its task is behind before it pauses the
+/// partition (`benches/kafka.rs` measured the choice)...
+const PENDING_BYTES: usize = 8 << 20;
+/// ...and all the partitions of a source together, however many it is assigned.
+const SOURCE_PENDING_BYTES: usize = 64 << 20;
+
+/// The bytes of the records a message carries.
+fn message_bytes(message: &TaskMessage) -> usize {
+    match message {
+        TaskMessage::Batch { batch, .. } => batch.records.bytes.len(),
+        _ => 0,
+    }
+}
+
 /// One owned partition.
 pub struct PartitionFeed {
     pub task: StartedTask,
     pub batcher: Batcher,
     /// The input of the exchange's operator the pending batch is for.
     batch_input: u32,
-    /// Messages waiting for room in the task's queue (while the partition is paused).
+    /// Messages waiting for room in the task's queue.
     pub pending: VecDeque<TaskMessage>,
+    /// The bytes of the records in `pending`, and of all the source's feeds.
+    pending_bytes: PendingBytes,
     paused: bool,
     /// Offset of the next record expected; `None` until one arrived.
     pub next_offset: Option<i64>,
@@ -56,6 +73,32 @@ pub struct PartitionFeed {
     last_asked: Option<Instant>,
 }
 
+/// The bytes of the records a feed keeps, counted in its source's total too; given back when
+/// they go to the task, and when the feed is dropped (its partition lost).
+struct PendingBytes {
+    own: usize,
+    source: Arc<AtomicUsize>,
+}
+
+impl PendingBytes {
+    /// Adds `bytes`; returns the source's total.
+    fn add(&mut self, bytes: usize) -> usize {
+        self.own += bytes;
+        self.source.fetch_add(bytes, Ordering::Relaxed) + bytes
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.own -= bytes;
+        self.source.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Drop for PendingBytes {
+    fn drop(&mut self) {
+        self.source.fetch_sub(self.own, Ordering::Relaxed);
+    }
+}
+
 impl PartitionFeed {
     pub fn new(
         task: StartedTask,
@@ -64,12 +107,14 @@ impl PartitionFeed {
         restart_offset: Option<i64>,
         dead_letters: SyncSender<DeadLetterMessage>,
         source: Arc<str>,
+        source_pending: Arc<AtomicUsize>,
     ) -> PartitionFeed {
         PartitionFeed {
             task,
             batcher,
             batch_input: 0,
             pending: VecDeque::new(),
+            pending_bytes: PendingBytes { own: 0, source: source_pending },
             paused: false,
             next_offset: restart_offset,
             checkpointed_offset: restart_offset,
@@ -257,29 +302,39 @@ impl PartitionFeed {
         TaskMessage::Barrier { from: 0, barrier: Barrier { id: self.barriers, position: u64::try_from(next).unwrap_or_default(), suspend } }
     }
 
-    /// Sends a message to the task, or queues it and pauses the partition if the task is
-    /// behind. False if the task has gone.
+    /// Sends a message to the task, or keeps it while the task is behind. A short stall
+    /// costs nothing: the partition is paused only once `PENDING_BYTES` of records wait
+    /// (pausing makes librdkafka drop what it prefetched and fetch it again later). False if
+    /// the task has gone.
     pub fn queue(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: TaskMessage) -> bool {
         if !self.pending.is_empty() {
-            self.pending.push_back(message);
+            self.keep_pending(consumer, id, message);
             return true;
         }
         match self.task.input().try_send(message) {
             Ok(()) => true,
             Err(TrySendError::Full(message)) => {
-                self.pending.push_back(message);
-                self.pause(consumer, id);
+                self.keep_pending(consumer, id, message);
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
+    fn keep_pending(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: TaskMessage) {
+        let source_pending = self.pending_bytes.add(message_bytes(&message));
+        self.pending.push_back(message);
+        if self.pending_bytes.own > PENDING_BYTES || source_pending > SOURCE_PENDING_BYTES {
+            self.pause(consumer, id);
+        }
+    }
+
     /// Sends what waited; resumes the partition once nothing waits. False if the task has gone.
     fn retry_pending(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
         while let Some(message) = self.pending.pop_front() {
+            let bytes = message_bytes(&message);
             match self.task.input().try_send(message) {
-                Ok(()) => {}
+                Ok(()) => self.pending_bytes.release(bytes),
                 Err(TrySendError::Full(message)) => {
                     self.pending.push_front(message);
                     return true;
@@ -301,6 +356,8 @@ impl PartitionFeed {
     /// false if the task has gone. A paused partition resumes at the next tick.
     pub fn deliver_pending(&mut self) -> bool {
         let input = self.task.input().clone();
+        let all = self.pending_bytes.own;
+        self.pending_bytes.release(all);
         self.pending.drain(..).all(|message| input.send(message).is_ok())
     }
 

@@ -8,6 +8,7 @@
 //! partitions live behind a mutex the callback and the poll loop share (never contended).
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -120,6 +121,8 @@ pub struct SourceContext {
     rounds: Option<Mutex<Rounds>>,
     /// Asks whether quiet partitions are caught up (none: idleness is never confirmed).
     probe: Mutex<Option<CaughtUpProbe>>,
+    /// The bytes of records all partition feeds keep for their tasks (bounded).
+    pending: Arc<AtomicUsize>,
 }
 
 /// The partitions owned now, and what ended.
@@ -144,7 +147,8 @@ impl SourceContext {
         let probe = CaughtUpProbe::start(metadata)
             .map_err(|error| tracing::warn!("idle partitions will not advance their watermark: {error}"))
             .ok();
-        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds, probe: Mutex::new(probe) }
+        let pending = Arc::default();
+        SourceContext { setup, state: Mutex::default(), commits: Mutex::new(commits), rounds, probe: Mutex::new(probe), pending }
     }
 
     pub fn partitions(&self) -> MutexGuard<'_, Partitions> {
@@ -329,7 +333,7 @@ impl SourceContext {
         let task = factory.start(start).map_err(|error| error.to_string())?;
         let batcher = Batcher::new(self.setup.batch_size, self.setup.batch_linger);
         let dead_letters = factory.shared_outputs().dead_letters.clone();
-        let feed = PartitionFeed::new(task, batcher, kind, restart_offset, dead_letters, source);
+        let feed = PartitionFeed::new(task, batcher, kind, restart_offset, dead_letters, source, self.pending.clone());
         let mut partitions = self.partitions();
         partitions.stop(std::slice::from_ref(id), false, self.setup.handover_limit);
         partitions.feeds.insert(id.clone(), feed);
