@@ -45,31 +45,63 @@ static size_t json_skip_value(const uint8_t *s, size_t n, size_t i) {
   return n + 1;
 }
 
-// Looks up `key` among the members of the JSON object s[0..n). On JSON_FOUND, the value is
-// s[*start..*end).
-static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, size_t *start, size_t *end) {
-  size_t key_length = strlen(key);
-  size_t i = json_skip_space(s, n, 0);
-  if (i >= n || s[i] != '{') return JSON_INVALID;
-  i = json_skip_space(s, n, i + 1);
-  if (i < n && s[i] == '}') return JSON_ABSENT;
-  while (i < n) {
-    if (s[i] != '"') return JSON_INVALID;
-    size_t key_end = json_skip_string(s, n, i);
-    if (key_end > n) return JSON_INVALID;
-    bool match = key_end - i - 2 == key_length && memcmp(s + i + 1, key, key_length) == 0;
-    i = json_skip_space(s, n, key_end);
-    if (i >= n || s[i] != ':') return JSON_INVALID;
+// One member of a JSON object: its name (without quotes) at s[name..name_end), its value at
+// s[value..value_end).
+typedef struct {
+  size_t name, name_end, value, value_end;
+} json_member_t;
+
+// Walks the members of the JSON object s[0..n): start with *at = 0. JSON_FOUND with the next
+// member, JSON_ABSENT after the last one, JSON_INVALID where s stops being a JSON object.
+static json_lookup_t json_next_member(const uint8_t *s, size_t n, size_t *at, json_member_t *member) {
+  size_t i = *at;
+  if (i == 0) {
+    i = json_skip_space(s, n, 0);
+    if (i >= n || s[i] != '{') return JSON_INVALID;
     i = json_skip_space(s, n, i + 1);
-    size_t value_end = json_skip_value(s, n, i);
-    if (value_end > n) return JSON_INVALID;
-    if (match) { *start = i; *end = value_end; return JSON_FOUND; }
-    i = json_skip_space(s, n, value_end);
+    if (i < n && s[i] == '}') return JSON_ABSENT;
+  } else {
+    i = json_skip_space(s, n, i);
     if (i < n && s[i] == '}') return JSON_ABSENT;
     if (i >= n || s[i] != ',') return JSON_INVALID;
     i = json_skip_space(s, n, i + 1);
   }
-  return JSON_INVALID;
+  if (i >= n || s[i] != '"') return JSON_INVALID;
+  size_t name_end = json_skip_string(s, n, i);
+  if (name_end > n) return JSON_INVALID;
+  member->name = i + 1;
+  member->name_end = name_end - 1;
+  i = json_skip_space(s, n, name_end);
+  if (i >= n || s[i] != ':') return JSON_INVALID;
+  i = json_skip_space(s, n, i + 1);
+  size_t value_end = json_skip_value(s, n, i);
+  if (value_end > n) return JSON_INVALID;
+  member->value = i;
+  member->value_end = value_end;
+  *at = value_end;
+  return JSON_FOUND;
+}
+
+// Whether the member's name is `name`, byte for byte.
+static bool json_member_is(const uint8_t *s, const json_member_t *member, const char *name) {
+  size_t length = strlen(name);
+  return member->name_end - member->name == length && memcmp(s + member->name, name, length) == 0;
+}
+
+// Looks up `key` among the members of the JSON object s[0..n). On JSON_FOUND, the value is
+// s[*start..*end).
+static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, size_t *start, size_t *end) {
+  size_t at = 0;
+  json_member_t member;
+  json_lookup_t found;
+  while ((found = json_next_member(s, n, &at, &member)) == JSON_FOUND) {
+    if (json_member_is(s, &member, key)) {
+      *start = member.value;
+      *end = member.value_end;
+      return JSON_FOUND;
+    }
+  }
+  return found;
 }
 
 // Finds the first member of the JSON object s[0..n) whose name is none of known[0..count), so
@@ -78,28 +110,19 @@ static json_lookup_t json_field(const uint8_t *s, size_t n, const char *key, siz
 // is not a JSON object.
 static json_lookup_t json_unknown_member(const uint8_t *s, size_t n, const char *const *known, size_t count,
                                          size_t *start, size_t *end) {
-  size_t i = json_skip_space(s, n, 0);
-  if (i >= n || s[i] != '{') return JSON_INVALID;
-  i = json_skip_space(s, n, i + 1);
-  if (i < n && s[i] == '}') return JSON_ABSENT;
-  while (i < n) {
-    if (s[i] != '"') return JSON_INVALID;
-    size_t key_end = json_skip_string(s, n, i);
-    if (key_end > n) return JSON_INVALID;
+  size_t at = 0;
+  json_member_t member;
+  json_lookup_t found;
+  while ((found = json_next_member(s, n, &at, &member)) == JSON_FOUND) {
     bool is_known = false;
-    for (size_t k = 0; k < count && !is_known; k++)
-      is_known = key_end - i - 2 == strlen(known[k]) && memcmp(s + i + 1, known[k], key_end - i - 2) == 0;
-    if (!is_known) { *start = i + 1; *end = key_end - 1; return JSON_FOUND; }
-    i = json_skip_space(s, n, key_end);
-    if (i >= n || s[i] != ':') return JSON_INVALID;
-    size_t value_end = json_skip_value(s, n, json_skip_space(s, n, i + 1));
-    if (value_end > n) return JSON_INVALID;
-    i = json_skip_space(s, n, value_end);
-    if (i < n && s[i] == '}') return JSON_ABSENT;
-    if (i >= n || s[i] != ',') return JSON_INVALID;
-    i = json_skip_space(s, n, i + 1);
+    for (size_t k = 0; k < count && !is_known; k++) is_known = json_member_is(s, &member, known[k]);
+    if (!is_known) {
+      *start = member.name;
+      *end = member.name_end;
+      return JSON_FOUND;
+    }
   }
-  return JSON_INVALID;
+  return found;
 }
 
 // True when s[start..end) follows JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
