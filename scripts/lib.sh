@@ -74,7 +74,7 @@ ensure_broker() {
     local root="$SLUICE_TOOLS/nisshi-$NISSHI_VERSION"
     NISSHI="$root/bin/nisshi"
     [ -x "$NISSHI" ] && return 0
-    log "building the Nisshi $NISSHI_VERSION broker once for this machine (~20 min on 2 cores)"
+    log "building the Nisshi $NISSHI_VERSION broker once for this machine (~10 min on 2 cores)"
     # Its own target directory: a tool build must not share the workspace's lock or cache.
     CARGO_TARGET_DIR="$root/build" cargo install nisshi --version "$NISSHI_VERSION" --locked \
         --ignore-rust-version --no-default-features --features dynostore,libsql --root "$root" --quiet

@@ -67,6 +67,8 @@ pub struct Join {
     kept: Kept,
     /// The key being read, reused across records.
     identity: String,
+    /// Whether the log said that `max_records` was reached.
+    warned_full: bool,
 }
 
 impl Operator for Join {
@@ -90,6 +92,7 @@ impl Operator for Join {
             missing: config.missing,
             kept: Kept::default(),
             identity: String::new(),
+            warned_full: false,
         })
     }
 
@@ -118,6 +121,15 @@ impl Operator for Join {
         }
         if not_kept > 0 {
             sluice_sdk::host::counter_add("records_not_kept", not_kept);
+            if !self.warned_full {
+                self.warned_full = true;
+                let message = format!(
+                    "max_records ({}) reached: later records are joined with what is kept but not kept themselves, so pairs they \
+                     would make with records still to come are missed; raise max_records (and memory_limit) or set a retention",
+                    self.max_records
+                );
+                sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
+            }
         }
     }
 

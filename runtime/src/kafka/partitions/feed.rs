@@ -36,11 +36,14 @@ const PENDING_BYTES: usize = 8 << 20;
 /// ...and all the partitions of a source together, however many it is assigned.
 const SOURCE_PENDING_BYTES: usize = 64 << 20;
 
-/// The bytes of the records a message carries.
+/// What a message counts towards `PENDING_BYTES`: its records' bytes (keys, values and
+/// headers), and a fixed amount for the message itself, so that many small messages (markers,
+/// watermarks) count too.
 fn message_bytes(message: &TaskMessage) -> usize {
+    const MESSAGE: usize = 64;
     match message {
-        TaskMessage::Batch { batch, .. } => batch.records.bytes.len(),
-        _ => 0,
+        TaskMessage::Batch { batch, .. } => MESSAGE + batch.records.bytes.len(),
+        _ => MESSAGE,
     }
 }
 
