@@ -24,6 +24,16 @@ pub fn counter_add(name: &str, delta: u64) {
     NATIVE_METRICS.with(|metrics| *metrics.borrow_mut().counters.entry(name.to_owned()).or_default() += delta);
 }
 
+/// Adds each non-zero count to its operator counter: what one call counted, reported once at
+/// its end (a zero is not a call across the boundary).
+pub fn counters_add(counts: &[(&str, u64)]) {
+    for &(name, count) in counts {
+        if count > 0 {
+            counter_add(name, count);
+        }
+    }
+}
+
 /// Sets the operator gauge `name`.
 pub fn gauge_set(name: &str, value: f64) {
     #[cfg(target_arch = "wasm32")]

@@ -37,9 +37,46 @@ pub struct OperatorConfig {
     pub config: Option<Spanned<toml::Table>>,
     /// Files the plugin may read, by name: their contents reach `init` under `sluice_files`.
     pub files: Option<Spanned<BTreeMap<String, PathBuf>>>,
+    /// Secrets the plugin may read, by name, each from an environment variable: their values
+    /// reach `init` under `sluice_secrets`, so that they never stand in the pipeline file.
+    pub secrets: Option<Spanned<BTreeMap<String, SecretConfig>>>,
     /// Pins the plugin file's SHA-256 (64 hex digits, optionally after `sha256:`): another
     /// file is refused at start, on every watched change and by the admin API.
     pub sha256: Option<Spanned<String>>,
+}
+
+/// Where a secret's value comes from: `{ env = "VARIABLE" }`, read at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretConfig {
+    pub env: String,
+}
+
+/// The table `{ env = "VARIABLE" }` and nothing else. Anything else is refused without being
+/// echoed, since it may be the secret itself.
+impl<'de> Deserialize<'de> for SecretConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct EnvironmentVariable {
+            env: String,
+        }
+        let value = toml::Value::deserialize(deserializer)?;
+        match value.try_into::<EnvironmentVariable>() {
+            Ok(EnvironmentVariable { env }) => Ok(SecretConfig { env }),
+            Err(_) => Err(serde::de::Error::custom(
+                "a secret is read from an environment variable: write `{ env = \"VARIABLE\" }` and set VARIABLE; \
+                 the secret itself never belongs in the pipeline file",
+            )),
+        }
+    }
+}
+
+/// A secret whose environment variable is not set (or not UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secret \"{secret}\" reads environment variable {variable}, which is not set")]
+pub struct MissingSecret {
+    pub secret: String,
+    pub variable: String,
 }
 
 /// The 32 bytes of a pinned digest written as `sha256 = "..."`, or why it is not one.
@@ -65,8 +102,9 @@ fn default_call_timeout() -> DurationText {
 
 impl OperatorConfig {
     /// The JSON text handed to the plugin's `init`: the `config` table, plus the contents
-    /// of granted files under `sluice_files` when there are any.
-    pub fn config_json(&self, granted: &BTreeMap<String, String>) -> String {
+    /// of granted files under `sluice_files` and the secrets' values under `sluice_secrets`
+    /// when there are any.
+    pub fn config_json(&self, granted: &BTreeMap<String, String>, secrets: &BTreeMap<String, String>) -> String {
         let mut config = match self.config.as_ref().map(|table| serde_json::to_value(table.get_ref())) {
             Some(Ok(serde_json::Value::Object(object))) => object,
             // A TOML table has string keys only, so it always serialises to a JSON object.
@@ -75,7 +113,21 @@ impl OperatorConfig {
         if !granted.is_empty() {
             config.insert("sluice_files".into(), serde_json::json!(granted));
         }
+        if !secrets.is_empty() {
+            config.insert("sluice_secrets".into(), serde_json::json!(secrets));
+        }
         serde_json::Value::Object(config).to_string()
+    }
+
+    /// The secrets' values, by name, read from the environment now.
+    pub fn secret_values(&self) -> Result<BTreeMap<String, String>, MissingSecret> {
+        let secrets = self.secrets.iter().flat_map(|secrets| secrets.get_ref().iter());
+        secrets
+            .map(|(secret, source)| match std::env::var(&source.env) {
+                Ok(value) => Ok((secret.clone(), value)),
+                Err(_) => Err(MissingSecret { secret: secret.clone(), variable: source.env.clone() }),
+            })
+            .collect()
     }
 
     /// The granted files, by name (none when the table is absent).

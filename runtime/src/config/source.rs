@@ -76,6 +76,10 @@ pub struct GeneratorConfig {
     /// Anomalies injected at known event times (for testing detectors).
     #[serde(default)]
     pub anomalies: Vec<AnomalyConfig>,
+    /// Adds `converted` to every record: a label drawn from a hidden rule with noise, for
+    /// learning operators to learn.
+    #[serde(default)]
+    pub labels: bool,
 }
 
 /// An anomaly the generator injects: during `[start, start + duration)` of event time, order

@@ -239,7 +239,11 @@ impl Problems<'_> {
             self.report(config.span(), format!("operator \"{name}\": `sluice_files` is reserved for the contents of granted files: grant files with `files = {{ name = \"path\" }}`"));
             return None;
         }
-        if !self.check_granted_files(operator) {
+        if let Some(config) = operator.config.as_ref().filter(|config| config.get_ref().contains_key("sluice_secrets")) {
+            self.report(config.span(), format!("operator \"{name}\": `sluice_secrets` is reserved for the values of secrets: give secrets with `secrets = {{ name = {{ env = \"VARIABLE\" }} }}`"));
+            return None;
+        }
+        if !self.check_granted_files(operator) || !self.check_secrets(operator) {
             return None;
         }
         if let Some(pin) = &operator.sha256
@@ -301,6 +305,18 @@ impl Problems<'_> {
                 kafka[1].span(),
                 "a pipeline with keyed exchanges reads Kafka through one source: list every topic in that source's `topics`".into(),
             );
+        }
+    }
+
+    /// Every secret's environment variable must be set; false if one is not.
+    fn check_secrets(&mut self, operator: &OperatorConfig) -> bool {
+        let Some(secrets) = &operator.secrets else { return true };
+        match operator.secret_values() {
+            Ok(_) => true,
+            Err(missing) => {
+                self.report(secrets.span(), format!("operator \"{}\": {missing}", operator.name.get_ref()));
+                false
+            }
         }
     }
 

@@ -17,6 +17,11 @@ pub const SHIPPED_OPERATORS: &[ShippedOperator] = &[
         language: "rust",
         description: "Per-key anomaly detection: z-score, median/MAD, thresholds, rate of change",
     },
+    ShippedOperator {
+        name: "cluster",
+        language: "rust",
+        description: "Segments records online with streaming k-means over numeric features",
+    },
     ShippedOperator { name: "dedupe", language: "rust", description: "Drops records whose key fields were seen within a time horizon" },
     ShippedOperator {
         name: "enrich",
@@ -25,12 +30,27 @@ pub const SHIPPED_OPERATORS: &[ShippedOperator] = &[
     },
     ShippedOperator { name: "filter", language: "rust", description: "Keeps the records whose JSON field satisfies a predicate" },
     ShippedOperator {
+        name: "forecast",
+        language: "rust",
+        description: "Forecasts a series per key with Holt-Winters (level, trend, season) and prediction intervals",
+    },
+    ShippedOperator {
         name: "fraud-score",
         language: "python",
         description: "Scores each record against weighted rules and a per-key velocity check",
     },
     ShippedOperator { name: "join", language: "rust", description: "Joins the records of two inputs whose key fields are equal" },
-    ShippedOperator { name: "moving-average", language: "rust", description: "Simple and exponential moving averages per key" },
+    ShippedOperator {
+        name: "learn",
+        language: "rust",
+        description: "Learns a model online from the stream (logistic or linear regression) and predicts each record",
+    },
+    ShippedOperator {
+        name: "mask",
+        language: "rust",
+        description: "Protects personal data: pseudonymises with keyed HMAC-SHA-256, redacts, truncates and drops fields",
+    },
+    ShippedOperator { name: "moving-average", language: "rust", description: "Simple, exponential and cumulative moving averages per key" },
     ShippedOperator { name: "project", language: "rust", description: "Keeps, drops, renames and computes JSON fields" },
     ShippedOperator { name: "range-filter", language: "c", description: "Keeps the records whose numeric field lies in a range" },
     ShippedOperator {

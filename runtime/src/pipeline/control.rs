@@ -185,12 +185,12 @@ impl PipelineControl {
     }
 
     /// Replaces `operator`'s plugin (compiled already) and, if given, its configuration (a
-    /// JSON object; the operator's granted files are kept, and cannot be given here).
+    /// JSON object; the operator's granted files and secrets are kept, and cannot be given here).
     pub fn swap(&self, operator: &str, plugin: Arc<Plugin>, config_json: Option<String>) -> Result<SwapRecord, SwapError> {
         self.change(operator, |versions| {
             let current = &versions.current;
             let config_json = match config_json {
-                Some(config) => with_granted_files(&config, &current.config_json)?,
+                Some(config) => with_granted_files_and_secrets(&config, &current.config_json)?,
                 None => current.config_json.clone(),
             };
             Ok(OperatorSpec { plugin, config_json, ..current.clone() })
@@ -340,17 +340,23 @@ fn declared(spec: &mut OperatorSpec) -> Result<(), SwapError> {
     Ok(())
 }
 
-/// The new configuration `config` (a JSON object) with the granted files of `current`.
-fn with_granted_files(config: &str, current: &str) -> Result<String, SwapError> {
+/// The new configuration `config` (a JSON object) with the granted files and the secrets of
+/// `current`.
+fn with_granted_files_and_secrets(config: &str, current: &str) -> Result<String, SwapError> {
     let refuse = |why: &str| SwapError::Refused(format!("the new version's configuration {why}"));
     let mut config: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(config).map_err(|_| refuse("is not a JSON object"))?;
     if config.contains_key("sluice_files") {
         return Err(refuse("may not set `sluice_files`: files are granted in the pipeline file"));
     }
+    if config.contains_key("sluice_secrets") {
+        return Err(refuse("may not set `sluice_secrets`: secrets are given in the pipeline file"));
+    }
     let current: serde_json::Value = serde_json::from_str(current).unwrap_or_default();
-    if let Some(files) = current.get("sluice_files") {
-        config.insert("sluice_files".into(), files.clone());
+    for kept in ["sluice_files", "sluice_secrets"] {
+        if let Some(value) = current.get(kept) {
+            config.insert(kept.into(), value.clone());
+        }
     }
     Ok(serde_json::Value::Object(config).to_string())
 }
@@ -392,4 +398,24 @@ impl Prepared {
 /// Locks a mutex, recovering the data if a thread panicked while holding it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_swapped_configuration_keeps_the_granted_files_and_secrets_and_cannot_set_them() {
+        let current = r#"{"secret":"k","sluice_files":{"table":"id\n"},"sluice_secrets":{"k":"hidden"}}"#;
+        let swapped: serde_json::Value =
+            serde_json::from_str(&with_granted_files_and_secrets(r#"{"secret":"k","drop":["a"]}"#, current).expect("accepted"))
+                .expect("JSON");
+        assert_eq!(swapped["sluice_secrets"]["k"], "hidden");
+        assert_eq!(swapped["sluice_files"]["table"], "id\n");
+        assert_eq!(swapped["drop"][0], "a");
+        for smuggled in [r#"{"sluice_secrets":{"k":"mine"}}"#, r#"{"sluice_files":{"table":"x"}}"#] {
+            let refusal = with_granted_files_and_secrets(smuggled, current).expect_err("refused").to_string();
+            assert!(refusal.contains("may not set") && !refusal.contains("hidden"), "{refusal}");
+        }
+    }
 }

@@ -34,6 +34,7 @@ pub struct Generator {
     users: u32,
     items: u32,
     anomalies: Vec<Anomaly>,
+    labels: bool,
 }
 
 /// An anomaly in milliseconds of event time.
@@ -72,6 +73,8 @@ struct Click<'a> {
     quantity: u32,
     campaign: &'a str,
     ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    converted: Option<bool>,
 }
 
 impl Generator {
@@ -90,6 +93,7 @@ impl Generator {
             users: config.users.max(1),
             items: config.items.max(1),
             anomalies,
+            labels: config.labels,
         })
     }
 
@@ -143,6 +147,9 @@ impl Generator {
                 self.anomalies.iter().filter(|anomaly| anomaly.applies(timestamp, category)).map(|anomaly| anomaly.price_factor).product();
             price = (price * factor * 100.0).round() / 100.0;
         }
+        let campaign = CAMPAIGNS.get(campaign_slot as usize).copied().unwrap_or("organic");
+        // Drawn last, so that the other fields are the same with and without labels.
+        let converted = self.labels.then(|| random.unit() < conversion_probability(event_type, campaign, category, price, quantity));
         let click = Click {
             event_id: sequence,
             event_type,
@@ -151,13 +158,38 @@ impl Generator {
             category,
             price,
             quantity,
-            campaign: CAMPAIGNS.get(campaign_slot as usize).copied().unwrap_or("organic"),
+            campaign,
             ts: timestamp,
+            converted,
         };
         // Serialising a struct of strings and numbers into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *value, &click);
         (click.user_id, timestamp)
     }
+}
+
+/// The hidden rule behind the `converted` label: a logistic function of the record's fields.
+/// The label is drawn from it, so it is noisy: no model can predict every label.
+pub fn conversion_probability(event_type: &str, campaign: &str, category: &str, price: f64, quantity: u32) -> f64 {
+    let stage = match event_type {
+        "click" => 1.2,
+        "cart" => 2.2,
+        "order" => 4.5,
+        _ => 0.0,
+    };
+    let source = match campaign {
+        "retargeting" => 1.0,
+        "newsletter" => 0.5,
+        "influencer" => -0.4,
+        _ => 0.0,
+    };
+    let shelf = match category {
+        "books" | "toys" => 0.6,
+        "electronics" => -0.3,
+        _ => 0.0,
+    };
+    let logit = -3.0 + stage + source + shelf - 0.008 * price + 0.25 * f64::from(quantity);
+    1.0 / (1.0 + (-logit).exp())
 }
 
 /// A number below `bound`, small numbers more likely (popular users and items).

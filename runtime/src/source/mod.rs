@@ -11,7 +11,7 @@ mod pace;
 
 use crate::config::{LoadedPipeline, SourceConfig};
 
-pub use generator::Generator;
+pub use generator::{Generator, conversion_probability};
 pub use json_lines::{JsonLinesSource, TimestampField};
 pub use nexmark::NexmarkSource;
 pub use output::{Downstream, EventTime, SourceOutput, SourceStats};

@@ -291,14 +291,16 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
                     format!("file {}, first line {}", path.display(), crate::wasm::Digest::of(&first_line))
                 }
                 SourceConfig::Generator(generator) => format!(
-                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies",
+                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies{}",
                     generator.seed,
                     generator.start_time,
                     generator.event_interval.millis(),
                     generator.disorder.millis(),
                     generator.users,
                     generator.items,
-                    generator.anomalies.len()
+                    generator.anomalies.len(),
+                    // Appended only when set, so that checkpoints written before labels existed still match.
+                    if generator.labels { ", labels" } else { "" }
                 ),
                 SourceConfig::Nexmark(nexmark) => format!("nexmark {nexmark:?}"),
                 SourceConfig::Stdin(_) | SourceConfig::Kafka(_) => return None,

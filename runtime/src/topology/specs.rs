@@ -7,7 +7,7 @@ use std::path::Path;
 
 use sluice_sdk::OperatorInfo;
 
-use crate::config::{LoadedPipeline, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
+use crate::config::{LoadedPipeline, MissingSecret, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
 use crate::graph::ResolvedInputs;
 use crate::pipeline::{OperatorError, OperatorSpec};
 use crate::wasm::{Digest, InstanceLimits, PluginError, PluginRegistry};
@@ -19,6 +19,8 @@ pub enum SpecError {
     Plugin(#[from] PluginError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    #[error(transparent)]
+    Secret(#[from] MissingSecret),
     #[error("{path} is {found}, but the pipeline pins {pinned} (its `sha256`): refused; change the pin to run this file")]
     Pinned { path: String, found: Digest, pinned: Digest },
 }
@@ -68,7 +70,13 @@ pub fn operator_spec(
         memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
         call_timeout: operator.call_timeout.duration(),
     };
-    let spec = OperatorSpec::new(operator.name.get_ref().as_str(), plugin, operator.config_json(&granted), inputs, limits)?;
+    let spec = OperatorSpec::new(
+        operator.name.get_ref().as_str(),
+        plugin,
+        operator.config_json(&granted, &operator.secret_values()?),
+        inputs,
+        limits,
+    )?;
     Ok(OperatorSpec { pinned, ..spec })
 }
 
@@ -85,7 +93,9 @@ impl PluginCheck for WasmPluginCheck<'_> {
             Ok(spec) => Ok(spec.info),
             Err(SpecError::Operator(OperatorError::ConfigRefused(reason))) => Err(PluginProblem::Config(reason)),
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
-            Err(error @ (SpecError::Plugin(_) | SpecError::Pinned { .. })) => Err(PluginProblem::Plugin(error.to_string())),
+            Err(error @ (SpecError::Plugin(_) | SpecError::Pinned { .. } | SpecError::Secret(_))) => {
+                Err(PluginProblem::Plugin(error.to_string()))
+            }
         }
     }
 }

@@ -82,6 +82,7 @@ const OPERATOR_PROBES: &[(&str, &str)] = &[
     ("moving-average", r#"{"sluice_docs_probe": 1}"#),
     ("moving-average", r#"{"averages": [{"type": "simple", "sluice_docs_probe": 1}]}"#),
     ("moving-average", r#"{"averages": [{"type": "exponential", "sluice_docs_probe": 1}]}"#),
+    ("moving-average", r#"{"averages": [{"type": "cumulative", "sluice_docs_probe": 1}]}"#),
     ("anomaly-detect", r#"{"sluice_docs_probe": 1}"#),
     ("anomaly-detect", r#"{"detectors": [{"type": "zscore", "sluice_docs_probe": 1}]}"#),
     ("anomaly-detect", r#"{"detectors": [{"type": "mad", "sluice_docs_probe": 1}]}"#),
@@ -91,6 +92,13 @@ const OPERATOR_PROBES: &[(&str, &str)] = &[
     ("dedupe", r#"{"sluice_docs_probe": 1}"#),
     ("enrich", r#"{"sluice_docs_probe": 1}"#),
     ("join", r#"{"sluice_docs_probe": 1}"#),
+    ("join", r#"{"key": ["k"], "within": {"sluice_docs_probe": 1}}"#),
+    ("join", r#"{"key": ["k"], "best": {"sluice_docs_probe": 1}}"#),
+    ("learn", r#"{"sluice_docs_probe": 1}"#),
+    ("forecast", r#"{"sluice_docs_probe": 1}"#),
+    ("cluster", r#"{"sluice_docs_probe": 1}"#),
+    ("mask", r#"{"sluice_docs_probe": 1}"#),
+    ("mask", r#"{"truncate": [{"sluice_docs_probe": 1}]}"#),
     ("fraud-score", r#"{"sluice_docs_probe": 1}"#),
     ("fraud-score", r#"{"rules": [{"sluice_docs_probe": 1}]}"#),
     ("fraud-score", r#"{"velocity": {"sluice_docs_probe": 1}}"#),
@@ -100,7 +108,7 @@ const OPERATOR_PROBES: &[(&str, &str)] = &[
 ];
 
 /// Keys the runtime writes into a configuration, which users do not.
-const RUNTIME_KEYS: &[&str] = &["sluice_files"];
+const RUNTIME_KEYS: &[&str] = &["sluice_files", "sluice_secrets"];
 
 /// The keys `name`'s plugin lists when it refuses `config`.
 fn operator_keys(name: &str, config: &str) -> Vec<String> {
@@ -287,17 +295,36 @@ fn needs_outside_world(pipeline: &toml::Table) -> bool {
         || pipeline.get("dead_letter").is_some_and(|dead_letter| kind(dead_letter) == "kafka")
 }
 
-/// Validates the pipeline with `sluice validate`, with a made-up value for each environment
-/// variable its properties read a secret from (`{ env = "NAME" }`), as a user would set them.
-fn validate_with_secrets(path: &Path, text: &str) -> Result<(), String> {
-    let secrets: Vec<&str> = text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
-    let mut validate = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    validate.arg("validate").arg(path);
-    for secret in secrets {
-        validate.env(secret, "a-secret-for-the-documentation-test");
+/// The environment variables the example reads secrets from (`{ env = "NAME" }`).
+fn secret_variables(text: &str) -> Vec<&str> {
+    text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()).collect()
+}
+
+/// `sluice COMMAND path` with a made-up value for each environment variable the example reads
+/// a secret from, as a user would set them.
+fn sluice_with_secrets(command: &str, path: &Path, text: &str) -> Result<(), String> {
+    let mut sluice = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    sluice.arg(command).arg(path).current_dir(path.parent().unwrap_or(Path::new(".")));
+    for secret in secret_variables(text) {
+        sluice.env(secret, "a-secret-for-the-documentation-test");
     }
-    let output = validate.output().map_err(|error| format!("sluice validate: {error}"))?;
+    let output = sluice.output().map_err(|error| format!("sluice {command}: {error}"))?;
     if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
+}
+
+/// Runs an example that reads secrets as its own process (the variables are set for it alone),
+/// and checks it wrote records and no dead letter.
+fn run_with_secrets(directory: &Path, path: &Path, example: &Example) -> Result<(), String> {
+    sluice_with_secrets("run", path, &example.text)?;
+    let letters = std::fs::read_to_string(directory.join("dead-letters.jsonl")).unwrap_or_default();
+    if let Some(first) = letters.lines().next() {
+        return Err(format!("{} dead letter(s), the first: {first}", letters.lines().count()));
+    }
+    let written = std::fs::read_to_string(directory.join("out.jsonl")).unwrap_or_default();
+    if !example.text.contains("[[sinks]]") && written.is_empty() {
+        return Err("the example ran but emitted nothing".into());
+    }
+    Ok(())
 }
 
 /// Why the example fails, if it does.
@@ -316,13 +343,16 @@ fn check_example(example: &Example) -> Result<(), String> {
     std::fs::write(&path, &pipeline).expect("write example");
     let parsed: toml::Table = pipeline.parse().map_err(|error| format!("not TOML: {error}"))?;
     if needs_outside_world(&parsed) {
-        return validate_with_secrets(&path, &example.text);
+        return sluice_with_secrets("validate", &path, &example.text);
     }
     let unbounded = parsed.get("sources").and_then(toml::Value::as_array).is_some_and(|sources| {
         sources.iter().any(|source| source.get("type").and_then(toml::Value::as_str) == Some("generator") && source.get("count").is_none())
     });
     if unbounded {
         return Err("its generator has no `count`: the example would run for ever".into());
+    }
+    if !secret_variables(&example.text).is_empty() {
+        return run_with_secrets(directory.path(), &path, example);
     }
     let summary = run(&path).map_err(|error| format!("{error}\n--- the pipeline run:\n{pipeline}"))?;
     let disabled = summary.disabled_operators();

@@ -32,10 +32,28 @@ fn every_example_pipeline_validates() {
     let invalid: Vec<String> = pipelines
         .iter()
         .filter_map(|path| {
-            sluice::commands::validate(path, registry()).err().map(|error| format!("{} is invalid:\n{error}", path.display()))
+            let text = std::fs::read_to_string(path).expect("the example reads");
+            let problem = if text.contains("env = \"") {
+                validate_with_made_up_secrets(path, &text).err()
+            } else {
+                sluice::commands::validate(path, registry()).err().map(|error| error.to_string())
+            };
+            problem.map(|error| format!("{} is invalid:\n{error}", path.display()))
         })
         .collect();
     assert!(invalid.is_empty(), "{}", invalid.join("\n\n"));
+}
+
+/// `sluice validate` in its own process with a value for each environment variable the
+/// pipeline reads a secret from (this process's environment is left alone).
+fn validate_with_made_up_secrets(path: &Path, text: &str) -> Result<(), String> {
+    let mut validate = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    validate.arg("validate").arg(path);
+    for variable in text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()) {
+        validate.env(variable, "a-made-up-secret-for-validation");
+    }
+    let output = validate.output().map_err(|error| error.to_string())?;
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
 }
 
 /// The lines of `text`, sorted: the order in which sinks receive records of different keys
@@ -125,4 +143,40 @@ fn a_union_of_two_sources_meets_by_key() {
 #[test]
 fn side_outputs_reach_their_own_sinks() {
     check_graph_example("side-outputs", &["results", "alerts", "late"]);
+}
+
+#[test]
+fn revenue_forecast_matches_its_golden_output_and_flags_the_injected_anomaly() {
+    check_example("revenue-forecast");
+    let golden = std::fs::read_to_string(repo_root().join("pipelines/expected/revenue-forecast.out")).expect("golden output");
+    let alerts: Vec<serde_json::Value> = golden
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .filter(|record: &serde_json::Value| record["alert"].is_string())
+        .collect();
+    // The anomaly: electronics orders at four times their price during minute 14.
+    let (start, end) = (1_767_225_600_000_i64 + 14 * 60_000, 1_767_225_600_000_i64 + 15 * 60_000);
+    assert!(
+        alerts.iter().any(|alert| alert["group"]["category"] == "electronics"
+            && alert["timestamp"].as_i64().is_some_and(|at| (start..=end).contains(&at))),
+        "an alert for electronics during minute 14 among {alerts:?}"
+    );
+}
+
+#[test]
+fn segments_match_their_golden_output() {
+    check_example("segments");
+}
+
+#[test]
+fn privacy_matches_its_golden_output_with_a_fixed_key() {
+    let root = repo_root();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "pipelines/privacy.toml"])
+        .current_dir(&root)
+        .env("SLUICE_MASK_KEY", "the-golden-test-key-0123456789abcdef")
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    check_golden("privacy", &String::from_utf8_lossy(&output.stdout), &root.join("pipelines/expected/privacy.out"));
 }

@@ -14,6 +14,7 @@ mod hardening;
 mod invalid;
 mod kafka;
 mod languages;
+mod learning;
 mod monitoring;
 mod nexmark;
 mod operators;

@@ -49,6 +49,13 @@ impl Scratch {
         path
     }
 
+    /// Writes `bytes` to `name` and returns its path.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, bytes).expect("write scratch file");
+        path
+    }
+
     /// Writes a pipeline file; `{plugins}` in `toml` becomes the built plugins' directory.
     pub fn pipeline(&self, toml: &str) -> PathBuf {
         let plugins = repo_root().join("build/plugins");
@@ -97,6 +104,21 @@ pub fn assert_exact_counts(expected: &BTreeMap<(i64, String), u64>, results: &Wi
 /// Runs a pipeline file in-process to its end.
 pub fn run(path: &Path) -> Result<PipelineSummary, CommandError> {
     commands::run(path, registry(), |_, _| {})
+}
+
+/// A pipeline running on a thread of the test: its control handle, its stop signal, the thread.
+pub type RunningOnThread =
+    (sluice::pipeline::PipelineControl, sluice::pipeline::StopSignal, std::thread::JoinHandle<Result<PipelineSummary, CommandError>>);
+
+/// Runs `path` in-process on a thread, returning once it has started.
+pub fn run_on_thread(path: &Path) -> RunningOnThread {
+    let (handles, started) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    let thread = std::thread::spawn(move || {
+        commands::run(&path, registry(), move |stop, control| handles.send((control, stop)).expect("test waits"))
+    });
+    let (control, stop) = started.recv_timeout(std::time::Duration::from_secs(60)).expect("pipeline starts");
+    (control, stop, thread)
 }
 
 /// Runs the `sluice` binary with `args` in `dir`.

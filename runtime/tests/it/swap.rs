@@ -1,18 +1,16 @@
 //! Hot swap under load: operators replaced while records flow, state kept, nothing lost.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice::commands::{self, CommandError};
 use sluice::pipeline::{PipelineControl, StopSignal, SwapError};
 use sluice::topology::PipelineSummary;
 
 use sha2::Digest as _;
 
-use crate::support::{AdminRun, Scratch, plugin, registry};
+use crate::support::{AdminRun, Scratch, plugin, registry, run_on_thread};
 
 /// A generator at a steady rate (unbounded with `count` 0: stopped by the test) → `n =
 /// event_id` → the counter plugin → a file.
@@ -42,17 +40,6 @@ plugin = "{{plugins}}/counter-v1.wasm"
     ))
 }
 
-/// Runs `path` on a thread; returns its control handle, its stop signal and the thread.
-fn start(path: &Path) -> (PipelineControl, StopSignal, JoinHandle<Result<PipelineSummary, CommandError>>) {
-    let (handles, started) = mpsc::channel();
-    let path = path.to_path_buf();
-    let thread = std::thread::spawn(move || {
-        commands::run(&path, registry(), move |stop, control| handles.send((control, stop)).expect("test waits"))
-    });
-    let (control, stop) = started.recv_timeout(Duration::from_secs(60)).expect("pipeline starts");
-    (control, stop, thread)
-}
-
 fn swap_to(control: &PipelineControl, name: &str) -> Result<sluice::pipeline::SwapRecord, SwapError> {
     control.swap("counter", registry().load(&plugin(name)).expect("plugin compiles"), None)
 }
@@ -66,7 +53,7 @@ fn counted(scratch: &Scratch) -> Vec<(u64, u64, u64)> {
 #[test]
 fn a_hundred_swaps_between_state_versions_count_every_record_once() {
     let scratch = Scratch::new();
-    let (control, stop, pipeline) = start(&counting_pipeline(&scratch, 0, 20_000));
+    let (control, stop, pipeline) = run_on_thread(&counting_pipeline(&scratch, 0, 20_000));
     for swap in 0..100 {
         let version = if swap % 2 == 0 { "counter-v2" } else { "counter-v1" };
         let record = swap_to(&control, version).unwrap_or_else(|error| panic!("swap {swap} to {version}: {error}"));
@@ -97,7 +84,7 @@ fn a_hundred_swaps_between_state_versions_count_every_record_once() {
 #[test]
 fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     let scratch = Scratch::new();
-    let (control, stop, pipeline) = start(&counting_pipeline(&scratch, 0, 10_000));
+    let (control, stop, pipeline) = run_on_thread(&counting_pipeline(&scratch, 0, 10_000));
     let v1 = control.operators()[1].digest.clone();
     // init refuses the configuration.
     let counter_v2 = registry().load(&plugin("counter-v2")).expect("compiles");

@@ -1,0 +1,195 @@
+//! One linear model over the hashed features: its weights and intercept, its scaler, and its
+//! rolling quality. Predicting never changes it; learning follows river's order (the scaler
+//! learns the record, then the weights learn the record as the updated scaler transforms it).
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Settings, Task};
+use crate::features::Example;
+use crate::optimizer::{CLIP_GRADIENT, FtrlCoordinate, FtrlSettings, Optimizer, sgd_rate};
+use crate::quality::Window;
+use crate::scaler::Welford;
+use crate::vector::Vector;
+
+/// A model (the global one, or one key's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    coefficients: Coefficients,
+    /// The running statistics of each numeric feature, in configuration order (used with `standardize`).
+    pub scaler: Vec<Welford>,
+    /// Labelled records learnt.
+    pub examples: u64,
+    /// The last `horizon` (prediction of this model, label) pairs.
+    pub window: Window,
+}
+
+/// The weights and intercept, with what the optimiser keeps beside them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Coefficients {
+    Sgd { weights: Vector<f64>, intercept: f64 },
+    Ftrl { weights: Vector<FtrlCoordinate>, intercept: FtrlCoordinate },
+}
+
+impl Model {
+    /// An untrained model: dense (the global model) or sparse (a key's).
+    pub fn new(settings: &Settings, dense: bool) -> Model {
+        let coefficients = match (settings.optimizer.is_ftrl(), dense) {
+            (false, true) => Coefficients::Sgd { weights: Vector::dense(settings.dimensions()), intercept: 0.0 },
+            (false, false) => Coefficients::Sgd { weights: Vector::sparse(), intercept: 0.0 },
+            (true, true) => Coefficients::Ftrl { weights: Vector::dense(settings.dimensions()), intercept: FtrlCoordinate::default() },
+            (true, false) => Coefficients::Ftrl { weights: Vector::sparse(), intercept: FtrlCoordinate::default() },
+        };
+        Model { coefficients, scaler: vec![Welford::default(); settings.numeric.len()], examples: 0, window: Window::default() }
+    }
+
+    /// The prediction for `example`: a probability, or a value.
+    pub fn predict(&self, example: &Example, settings: &Settings, features: &mut Vec<(u32, f64)>) -> f64 {
+        self.features(example, settings, features);
+        settings.task.prediction(self.raw(features))
+    }
+
+    /// Learns a labelled example; `prediction` is what this model predicted for it, for the window.
+    pub fn learn(&mut self, example: &Example, label: f64, prediction: f64, settings: &Settings, features: &mut Vec<(u32, f64)>) {
+        if settings.standardize {
+            for (statistics, value) in self.scaler.iter_mut().zip(&example.numeric) {
+                if let Some(value) = value {
+                    statistics.learn(*value);
+                }
+            }
+        }
+        self.features(example, settings, features);
+        let raw = self.raw(features);
+        let gradient = settings.task.loss_gradient(raw, label).clamp(-CLIP_GRADIENT, CLIP_GRADIENT);
+        match (&mut self.coefficients, settings.optimizer) {
+            (Coefficients::Sgd { weights, intercept }, Optimizer::Sgd { learning_rate, schedule, l2 }) => {
+                // river's intercept_lr: a constant step, whatever the schedule.
+                *intercept -= learning_rate * gradient;
+                let rate = sgd_rate(learning_rate, schedule, self.examples);
+                for &(index, x) in features.iter() {
+                    weights.update(index, |weight| *weight -= rate * (gradient * x + l2 * *weight));
+                }
+            }
+            (Coefficients::Ftrl { weights, intercept }, Optimizer::Ftrl { alpha, beta, l1, l2 }) => {
+                let ftrl = FtrlSettings { alpha, beta, l1, l2 };
+                // The intercept is a coordinate like the others, but not penalised.
+                intercept.step(gradient, FtrlSettings { l1: 0.0, l2: 0.0, ..ftrl });
+                for &(index, x) in features.iter() {
+                    weights.update(index, |slot| slot.step(gradient * x, ftrl));
+                }
+            }
+            // A restore refuses a state of the other optimiser, so the two always agree.
+            _ => {}
+        }
+        self.examples += 1;
+        self.window.push(prediction, label, settings.horizon);
+    }
+
+    /// How many weights are not 0 (the intercept not counted).
+    pub fn nonzero_weights(&self) -> usize {
+        match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => weights.nonzero_weights(),
+            Coefficients::Ftrl { weights, .. } => weights.nonzero_weights(),
+        }
+    }
+
+    /// Why this model (from a restored state) cannot serve under `settings`, if it cannot.
+    pub fn check(&self, settings: &Settings, dense: bool) -> Result<(), String> {
+        let (ftrl, dense_len, largest) = match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => (false, weights.dense_len(), weights.largest_index()),
+            Coefficients::Ftrl { weights, .. } => (true, weights.dense_len(), weights.largest_index()),
+        };
+        let fits = ftrl == settings.optimizer.is_ftrl()
+            && dense_len.is_some() == dense
+            && dense_len.is_none_or(|len| len == settings.dimensions())
+            && largest.is_none_or(|index| (index as usize) < settings.dimensions());
+        if fits { Ok(()) } else { Err("the state is corrupt: a model does not fit its own optimizer and hash_bits".into()) }
+    }
+
+    /// Moves this restored model's weights into the dense block of `fresh`, the model it
+    /// replaces, which is left without weights (see [`Vector::into_dense`]).
+    pub fn take_dense_block(&mut self, fresh: &mut Model) {
+        match (&mut self.coefficients, &mut fresh.coefficients) {
+            (Coefficients::Sgd { weights, .. }, Coefficients::Sgd { weights: block, .. }) => {
+                let restored = std::mem::replace(weights, Vector::sparse());
+                *weights = restored.into_dense(std::mem::replace(block, Vector::sparse()));
+            }
+            (Coefficients::Ftrl { weights, .. }, Coefficients::Ftrl { weights: block, .. }) => {
+                let restored = std::mem::replace(weights, Vector::sparse());
+                *weights = restored.into_dense(std::mem::replace(block, Vector::sparse()));
+            }
+            _ => {}
+        }
+    }
+
+    /// The (index, value) pairs of `example` under this model's scaler, one pair per index.
+    fn features(&self, example: &Example, settings: &Settings, features: &mut Vec<(u32, f64)>) {
+        features.clear();
+        for ((index, value), statistics) in settings.numeric_indices.iter().zip(&example.numeric).zip(&self.scaler) {
+            if let Some(value) = value {
+                let x = if settings.standardize { statistics.standardize(*value) } else { *value };
+                features.push((*index, x));
+            }
+        }
+        features.extend(example.one_hot.iter().map(|index| (*index, 1.0)));
+        merge_collisions(features);
+    }
+
+    /// The linear score: weights · features + intercept.
+    fn raw(&self, features: &[(u32, f64)]) -> f64 {
+        match &self.coefficients {
+            Coefficients::Sgd { weights, intercept } => features.iter().map(|(index, x)| weights.get(*index) * x).sum::<f64>() + intercept,
+            Coefficients::Ftrl { weights, intercept } => {
+                features.iter().map(|(index, x)| weights.get(*index).weight * x).sum::<f64>() + intercept.weight
+            }
+        }
+    }
+}
+
+/// Sorts by index and adds up the values of features that hash to the same index, so that each
+/// coordinate is updated once with its whole gradient.
+fn merge_collisions(features: &mut Vec<(u32, f64)>) {
+    features.sort_unstable_by_key(|(index, _)| *index);
+    let mut kept = 0;
+    for position in 0..features.len() {
+        let (index, value) = features[position];
+        if kept > 0 && features[kept - 1].0 == index {
+            features[kept - 1].1 += value;
+        } else {
+            features[kept] = (index, value);
+            kept += 1;
+        }
+    }
+    features.truncate(kept);
+}
+
+impl Task {
+    /// The prediction from the linear score: the logistic function's probability, or the score.
+    pub fn prediction(self, raw: f64) -> f64 {
+        match self {
+            Task::Classification if raw >= 0.0 => 1.0 / (1.0 + (-raw).exp()),
+            Task::Classification => raw.exp() / (1.0 + raw.exp()),
+            Task::Regression => raw,
+        }
+    }
+
+    /// The loss's derivative by the score: `p − y` for the log-loss, `2 (ŷ − y)` for the
+    /// squared loss `(ŷ − y)²` (river's `optim.losses.Squared`).
+    pub fn loss_gradient(self, raw: f64, label: f64) -> f64 {
+        match self {
+            Task::Classification => self.prediction(raw) - label,
+            Task::Regression => 2.0 * (raw - label),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_collisions;
+
+    #[test]
+    fn colliding_features_are_added_up() {
+        let mut features = vec![(7, 1.0), (2, 0.5), (7, 2.0), (3, 1.0)];
+        merge_collisions(&mut features);
+        assert_eq!(features, vec![(2, 0.5), (3, 1.0), (7, 3.0)]);
+    }
+}
