@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sluice::wasm::{PluginRegistry, WasmEngine};
 
 const ROUNDS: usize = 3;
-const QUERIES: [&str; 7] = ["q0", "q1", "q2", "q3", "q5", "q7", "q8"];
+const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

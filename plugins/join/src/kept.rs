@@ -1,4 +1,5 @@
-//! The records a join keeps, per key and side, and their forgetting by event time.
+//! The records a join keeps, per key and side, and their forgetting: by event time, or, for
+//! left records with an interval, once the watermark passes its end.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,34 +7,67 @@ use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
 
 use crate::Side;
+use crate::fields::{Interval, end_is_passed};
 
-/// A kept record: its event time and its JSON text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A kept record: its event time and its JSON text; for a left record with `within`, its
+/// interval, and with `best`, its best match so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptRecord {
+    pub timestamp: i64,
+    pub value: String,
+    /// The order records were kept in (set by [`Kept::add`]): it orders emissions.
+    pub arrival: u64,
+    pub interval: Option<Interval>,
+    /// Boxed: right records, the most kept, have none.
+    pub best: Option<Box<BestMatch>>,
+}
+
+impl KeptRecord {
+    pub fn new(timestamp: i64, value: String, interval: Option<Interval>, best: Option<BestMatch>) -> KeptRecord {
+        KeptRecord { timestamp, value, arrival: 0, interval, best: best.map(Box::new) }
+    }
+}
+
+/// A left record's best matching right record so far: its rank (the `best` field), event time
+/// and JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestMatch {
+    pub rank: f64,
     pub timestamp: i64,
     pub value: String,
 }
 
-/// Both sides' records of one key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct KeyRecords {
-    left: Vec<KeptRecord>,
-    right: Vec<KeptRecord>,
+/// Both sides' records of one key, each in the order they were kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct KeyRecords {
+    pub(crate) left: Vec<KeptRecord>,
+    pub(crate) right: Vec<KeptRecord>,
 }
 
-/// Every kept record, by key; and by event time, for forgetting.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Every kept record, by key; by event time, for forgetting; and left records with an interval
+/// by its end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kept {
-    keys: BTreeMap<String, KeyRecords>,
-    /// (event time, key) of every key holding a record of that event time.
-    by_time: BTreeSet<(i64, String)>,
-    records: usize,
+    pub(crate) keys: BTreeMap<String, KeyRecords>,
+    /// (event time, key) of every key holding a record of that event time without an interval.
+    pub(crate) by_time: BTreeSet<(i64, String)>,
+    /// (end, arrival, key) of every left record with an interval.
+    pub(crate) by_end: BTreeSet<(i64, u64, String)>,
+    pub(crate) records: usize,
+    /// How many records were kept so far: the next record's `arrival`.
+    pub(crate) arrivals: u64,
     /// The last watermark seen.
     pub watermark: Option<i64>,
 }
 
+/// Version 2 added the records' arrival, interval and best match and the index by end;
+/// version 1 is read by [`crate::migrate`].
 impl VersionedState for Kept {
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        crate::migrate::from_version(version, bytes)
+    }
 }
 
 impl Kept {
@@ -45,18 +79,27 @@ impl Kept {
         })
     }
 
-    pub fn add(&mut self, key: &str, side: Side, timestamp: i64, value: String) {
-        let records = self.keys.entry(key.to_owned()).or_default();
-        let list = match side {
-            Side::Left => &mut records.left,
-            Side::Right => &mut records.right,
+    /// The kept left records of `key`, to update their best matches.
+    pub fn lefts_mut(&mut self, key: &str) -> &mut [KeptRecord] {
+        self.keys.get_mut(key).map_or(&mut [], |records| &mut records.left)
+    }
+
+    pub fn add(&mut self, key: &str, side: Side, mut record: KeptRecord) {
+        record.arrival = self.arrivals;
+        self.arrivals += 1;
+        match (side, record.interval) {
+            (Side::Left, Some(interval)) => self.by_end.insert((interval.to, record.arrival, key.to_owned())),
+            _ => self.by_time.insert((record.timestamp, key.to_owned())),
         };
-        list.push(KeptRecord { timestamp, value });
-        self.by_time.insert((timestamp, key.to_owned()));
+        let records = self.keys.entry(key.to_owned()).or_default();
+        match side {
+            Side::Left => records.left.push(record),
+            Side::Right => records.right.push(record),
+        }
         self.records += 1;
     }
 
-    /// Forgets every record whose event time is before `horizon`.
+    /// Forgets every record without an interval whose event time is before `horizon`.
     pub fn forget_before(&mut self, horizon: i64) {
         while let Some((timestamp, key)) = self.by_time.first().cloned() {
             if timestamp >= horizon {
@@ -65,12 +108,35 @@ impl Kept {
             self.by_time.pop_first();
             let Some(records) = self.keys.get_mut(&key) else { continue };
             let before = records.left.len() + records.right.len();
-            records.left.retain(|record| record.timestamp >= horizon);
-            records.right.retain(|record| record.timestamp >= horizon);
+            let stays = |record: &KeptRecord| record.interval.is_some() || record.timestamp >= horizon;
+            records.left.retain(stays);
+            records.right.retain(stays);
             self.records -= before - records.left.len() - records.right.len();
-            if records.left.is_empty() && records.right.is_empty() {
-                self.keys.remove(&key);
+            self.remove_if_empty(&key);
+        }
+    }
+
+    /// Removes and returns the left records whose interval `watermark` closes, by end, then
+    /// arrival.
+    pub fn close_before(&mut self, watermark: i64) -> Vec<KeptRecord> {
+        let mut closed = Vec::new();
+        while let Some((to, arrival, key)) = self.by_end.first().cloned() {
+            if !end_is_passed(to, watermark) {
+                break;
             }
+            self.by_end.pop_first();
+            let Some(records) = self.keys.get_mut(&key) else { continue };
+            let Some(position) = records.left.iter().position(|record| record.arrival == arrival) else { continue };
+            closed.push(records.left.remove(position));
+            self.records -= 1;
+            self.remove_if_empty(&key);
+        }
+        closed
+    }
+
+    fn remove_if_empty(&mut self, key: &str) {
+        if self.keys.get(key).is_some_and(|records| records.left.is_empty() && records.right.is_empty()) {
+            self.keys.remove(key);
         }
     }
 

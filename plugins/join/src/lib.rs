@@ -1,5 +1,6 @@
 //! `join`: joins the records of two inputs whose key fields are equal (an incremental,
-//! symmetric hash join).
+//! symmetric hash join), optionally only within an interval of event time of each left record,
+//! and optionally keeping only each left record's best match.
 //!
 //! ```toml
 //! [[operators]]
@@ -10,6 +11,13 @@
 //! retention = "10s"       # forget a record once the watermark is this far past its event time
 //! max_records = 100000    # records kept by one instance, both sides together
 //! missing = "drop"        # records without a key value: "drop" (counted) or "reject"
+//! # An interval join: a right record matches only if left.start <= its event time <= left.end
+//! # (left fields, epoch milliseconds).
+//! # within = { from = "start", to = "end" }
+//! # With `within` (and `retention`): each left record once, with its right match of the
+//! # highest `price`, when the watermark passes its `end`.
+//! # best = { field = "price", keep = "max" }
+//! # unmatched = "drop"    # with `best`, left records without a match: "drop" (counted) or "emit"
 //! ```
 //! Each record is joined with every record of the other input that has the same key and is
 //! still kept, and is then kept itself. A match is emitted at once as
@@ -20,53 +28,51 @@
 //! forgotten (and a record already that late is joined with what is kept but not kept
 //! itself). Past `max_records`, new records are joined but not kept (counted in
 //! `records_not_kept`). Distribution: by `key`, so both inputs' records of a key meet in one
-//! instance. State: the kept records (version 1).
+//! instance.
+//!
+//! With `within`, a pair is made only if the right record's event time is within the left
+//! record's `[from, to]`; a left record is kept until the watermark passes `to` (no right
+//! record it matches is expected after that), whatever `retention`, which then applies to right
+//! records only. A left record without `from` or `to` follows `missing`.
+//!
+//! With `best`, pairs are not emitted as they are found: each left record keeps its best match
+//! so far (the highest or lowest `field`; of equal values, the earliest arrived) and is emitted
+//! once, as `{"left": …, "right": <best match>}` with event time `to`, when the watermark passes
+//! `to` (`to < watermark`), then forgotten; without a match, as `{"left": …, "right": null}` if
+//! `unmatched = "emit"`, else counted in `unmatched_dropped`. A right record within the
+//! interval of a kept left record of its key is taken by it (it updates its best match) and is
+//! not kept; another is kept for left records still to come until the watermark passes its
+//! event time + `retention` (required), so a right record may come before its left record.
+//! Best mode suits keys with one left record at a time (an auction's id): a left record does
+//! not see the right records an earlier one of its key took. Past `max_records`, a left record
+//! is not kept, so never emitted (counted in `records_not_kept`). State: the kept records, left
+//! records with their best match (version 2; version 1 is migrated).
 
+mod best;
+mod config;
+mod fields;
 mod kept;
+mod migrate;
 
-use serde::Deserialize;
-use sluice_sdk::{Batch, Distribution, FieldPath, Millis, Operator, Output, Record};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
-pub use kept::Kept;
+pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
+pub use fields::Interval;
+pub use kept::{BestMatch, Kept, KeptRecord};
 
-/// The join's configuration.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinConfig {
-    /// The fields whose values, together, must be equal on both sides.
-    pub key: Vec<FieldPath>,
-    /// How long records stay after the watermark passed their event time; absent: always.
-    pub retention: Option<Millis>,
-    #[serde(default = "default_max_records")]
-    pub max_records: usize,
-    #[serde(default)]
-    pub missing: MissingKeyPolicy,
-}
-
-fn default_max_records() -> usize {
-    100_000
-}
-
-/// What happens to a record without a value at one of the key fields.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MissingKeyPolicy {
-    /// Dropped and counted in the `missing_key_dropped` metric.
-    #[default]
-    Drop,
-    /// Sent to the dead-letter sink.
-    Reject,
-}
+use best::{best_kept_match, emit_best};
+use config::Settings;
+use fields::read_number;
 
 /// A running join.
 pub struct Join {
-    key: Vec<FieldPath>,
-    retention: Option<i64>,
-    max_records: usize,
-    missing: MissingKeyPolicy,
+    settings: Settings,
     kept: Kept,
     /// The key being read, reused across records.
     identity: String,
+    /// The pair being written, reused across matches.
+    pair: Vec<u8>,
     /// Whether the log said that `max_records` was reached.
     warned_full: bool,
 }
@@ -75,69 +81,39 @@ impl Operator for Join {
     type Config = JoinConfig;
 
     fn init(config: JoinConfig) -> Result<Self, String> {
-        if config.key.is_empty() {
-            return Err("`key` is empty: name the fields both inputs share, such as key = [\"user_id\"]".into());
-        }
-        let inputs = sluice_sdk::init_context().inputs;
-        if inputs.len() != 2 {
-            return Err(format!("a join reads two inputs (left, then right), but this operator reads {}: {inputs:?}", inputs.len()));
-        }
-        if config.max_records == 0 {
-            return Err("`max_records` must be at least 1".into());
-        }
-        Ok(Join {
-            key: config.key,
-            retention: config.retention.map(|retention| retention.0),
-            max_records: config.max_records,
-            missing: config.missing,
-            kept: Kept::default(),
-            identity: String::new(),
-            warned_full: false,
-        })
+        let settings = Settings::from_config(config)?;
+        Ok(Join { settings, kept: Kept::default(), identity: String::new(), pair: Vec::new(), warned_full: false })
     }
 
     fn distribution(&self) -> Distribution {
-        Distribution::grouped_by(&self.key)
+        Distribution::grouped_by(&self.settings.key)
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let (mut missing_dropped, mut not_kept) = (0, 0);
+        let mut counts = Counts::default();
         for record in batch.iter() {
-            match self.key_of(record) {
-                Ok(true) => {
-                    let side = Side::of(record);
-                    self.emit_matches(side, record, out);
-                    if !self.keep(side, record) {
-                        not_kept += 1;
-                    }
-                }
-                Ok(false) if self.missing == MissingKeyPolicy::Drop => missing_dropped += 1,
-                Ok(false) => out.reject(record.index(), format!("a key field ({}) is missing or null", self.key_text())),
-                Err(reason) => out.reject(record.index(), reason),
+            if let Err(reason) = self.process_record(record, out, &mut counts) {
+                out.reject(record.index(), reason);
             }
         }
-        if missing_dropped > 0 {
-            sluice_sdk::host::counter_add("missing_key_dropped", missing_dropped);
-        }
-        if not_kept > 0 {
-            sluice_sdk::host::counter_add("records_not_kept", not_kept);
-            if !self.warned_full {
-                self.warned_full = true;
-                let message = format!(
-                    "max_records ({}) reached: later records are joined with what is kept but not kept themselves, so pairs they \
-                     would make with records still to come are missed; raise max_records (and memory_limit) or set a retention",
-                    self.max_records
-                );
-                sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
-            }
-        }
+        self.report(&counts);
     }
 
-    fn on_watermark(&mut self, watermark: i64, _out: &mut Batch) {
+    fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
         self.kept.watermark = Some(watermark);
-        if let Some(retention) = self.retention {
+        let mut counts = Counts::default();
+        if self.settings.within.is_some() {
+            for left in self.kept.close_before(watermark) {
+                if let (Some(best), Some(interval)) = (&self.settings.best, left.interval) {
+                    let emitted = emit_best(&mut self.pair, best, left.value.as_bytes(), interval.to, left.best.as_deref(), out);
+                    counts.unmatched_dropped += u64::from(!emitted);
+                }
+            }
+        }
+        if let Some(retention) = self.settings.retention {
             self.kept.forget_before(watermark.saturating_sub(retention));
         }
+        self.report(&counts);
         sluice_sdk::host::gauge_set("kept_records", self.kept.len() as f64);
     }
 
@@ -158,56 +134,219 @@ impl Side {
 }
 
 impl Join {
-    /// Reads the record's key into `identity`: false when a key field is missing or null.
-    fn key_of(&mut self, record: Record<'_>) -> Result<bool, String> {
-        let values = record.raw_fields(&self.key)?;
-        if values.iter().any(|value| value.is_none_or(|raw| raw.get() == "null")) {
-            return Ok(false);
+    /// Reads the record's key (into `identity`) and the fields `within` or `best` name, then
+    /// joins it; an error rejects the record.
+    fn process_record(&mut self, record: Record<'_>, out: &mut Output, counts: &mut Counts) -> Result<(), String> {
+        let side = Side::of(record);
+        let lookups = match side {
+            Side::Left => &self.settings.left_lookups,
+            Side::Right => &self.settings.right_lookups,
+        };
+        let values = record.raw_fields(lookups)?;
+        let (key, named) = values.split_at(self.settings.key.len());
+        if key.iter().any(|value| value.is_none_or(|raw| raw.get() == "null")) {
+            let reason = || format!("a key field ({}) is missing or null", self.key_text());
+            return self.missing(&mut counts.missing_key_dropped, reason);
         }
-        sluice_sdk::json::write_key(&mut self.identity, &values);
-        Ok(true)
+        sluice_sdk::json::write_key(&mut self.identity, key);
+        match side {
+            Side::Left => self.process_left(record, named, out, counts),
+            Side::Right => self.process_right(record, named, out, counts),
+        }
     }
 
-    /// Emits `{"left": …, "right": …}` for each kept record of the other side with this key.
-    fn emit_matches(&self, side: Side, record: Record<'_>, out: &mut Output) {
-        let mut pair = Vec::new();
-        for partner in self.kept.partners(&self.identity, side) {
-            let (left, right) = match side {
-                Side::Left => (record.value(), partner.value.as_bytes()),
-                Side::Right => (partner.value.as_bytes(), record.value()),
+    fn process_left(
+        &mut self,
+        record: Record<'_>,
+        named: &[Option<&RawValue>],
+        out: &mut Output,
+        counts: &mut Counts,
+    ) -> Result<(), String> {
+        let interval = match &self.settings.within {
+            None => None,
+            Some(within) => {
+                match Interval::read((&within.from, named.first().copied().flatten()), (&within.to, named.get(1).copied().flatten()))? {
+                    Some(interval) => Some(interval),
+                    None => {
+                        let reason = || format!("a `within` field ({}, {}) is missing or null", within.from, within.to);
+                        return self.missing(&mut counts.missing_field_dropped, reason);
+                    }
+                }
+            }
+        };
+        match interval {
+            Some(interval) if self.settings.best.is_some() => self.best_left(record, interval, out, counts),
+            _ => {
+                self.emit_matches(Side::Left, record, interval, out);
+                if !self.keep(Side::Left, record, interval, None) {
+                    counts.not_kept += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn process_right(
+        &mut self,
+        record: Record<'_>,
+        named: &[Option<&RawValue>],
+        out: &mut Output,
+        counts: &mut Counts,
+    ) -> Result<(), String> {
+        if let Some(best) = &self.settings.best {
+            let Some(rank) = read_number(&best.field, named.first().copied().flatten())? else {
+                let reason = || format!("the `best` field {} is missing or null", best.field);
+                return self.missing(&mut counts.missing_field_dropped, reason);
             };
-            pair.clear();
-            pair.extend_from_slice(b"{\"left\":");
-            pair.extend_from_slice(left);
-            pair.extend_from_slice(b",\"right\":");
-            pair.extend_from_slice(right);
-            pair.push(b'}');
-            out.batch.push(None, &pair, record.timestamp().max(partner.timestamp), []);
+            if self.offer_to_lefts(record, rank) {
+                // Taken by a left record of its key: not kept for others that may come.
+                return Ok(());
+            }
+        } else {
+            self.emit_matches(Side::Right, record, None, out);
+        }
+        if !self.keep(Side::Right, record, None, None) {
+            counts.not_kept += 1;
+        }
+        Ok(())
+    }
+
+    /// A record without a value `missing` applies to: dropped and counted, or rejected.
+    fn missing(&self, dropped: &mut u64, reason: impl FnOnce() -> String) -> Result<(), String> {
+        match self.settings.missing {
+            MissingKeyPolicy::Drop => {
+                *dropped += 1;
+                Ok(())
+            }
+            MissingKeyPolicy::Reject => Err(reason()),
         }
     }
 
-    /// Keeps the record for later matches, unless it is past retention or the bound is
-    /// reached; true if it is kept or too late to keep.
-    fn keep(&mut self, side: Side, record: Record<'_>) -> bool {
-        let horizon = self.retention.zip(self.kept.watermark).map(|(retention, watermark)| watermark.saturating_sub(retention));
-        if horizon.is_some_and(|horizon| record.timestamp() < horizon) {
+    /// Emits `{"left": …, "right": …}` for each kept record of the other side with this key
+    /// (and, with `within`, whose interval matches).
+    fn emit_matches(&mut self, side: Side, record: Record<'_>, interval: Option<Interval>, out: &mut Output) {
+        for partner in self.kept.partners(&self.identity, side) {
+            let (left, right, interval) = match side {
+                Side::Left => (record.value(), partner.value.as_bytes(), interval),
+                Side::Right => (partner.value.as_bytes(), record.value(), partner.interval),
+            };
+            let right_time = if side == Side::Left { partner.timestamp } else { record.timestamp() };
+            if interval.is_some_and(|interval| !interval.contains(right_time)) {
+                continue;
+            }
+            write_pair(&mut self.pair, left, Some(right));
+            out.batch.push(None, &self.pair, record.timestamp().max(partner.timestamp), []);
+        }
+    }
+
+    /// Best mode, a left record: its best match among the kept right records; emitted at once
+    /// if the watermark already passed its interval, else kept with it.
+    fn best_left(&mut self, record: Record<'_>, interval: Interval, out: &mut Output, counts: &mut Counts) {
+        let Some(best) = &self.settings.best else { return };
+        let found = best_kept_match(best, self.kept.partners(&self.identity, Side::Left), interval);
+        if self.kept.watermark.is_some_and(|watermark| interval.is_closed_by(watermark)) {
+            let emitted = emit_best(&mut self.pair, best, record.value(), interval.to, found.as_ref(), &mut out.batch);
+            counts.unmatched_dropped += u64::from(!emitted);
+        } else if !self.keep(Side::Left, record, Some(interval), found) {
+            counts.not_kept += 1;
+        }
+    }
+
+    /// Best mode, a right record: the new best match of every kept left record of its key whose
+    /// interval holds it and whose best it beats. True if such a left record (open, as it is
+    /// kept) holds it: the record is taken.
+    fn offer_to_lefts(&mut self, record: Record<'_>, rank: f64) -> bool {
+        let Some(best) = &self.settings.best else { return false };
+        let timestamp = record.timestamp();
+        let mut taken = false;
+        for left in self.kept.lefts_mut(&self.identity) {
+            if !left.interval.is_some_and(|interval| interval.contains(timestamp)) {
+                continue;
+            }
+            taken = true;
+            if left.best.as_ref().is_none_or(|current| best.keep.beats(rank, current.rank)) {
+                let value = String::from_utf8_lossy(record.value()).into_owned();
+                left.best = Some(Box::new(BestMatch { rank, timestamp, value }));
+            }
+        }
+        taken
+    }
+
+    /// Keeps the record for later matches, unless it is too late to match anything more or the
+    /// bound is reached; true if it is kept or too late to keep.
+    fn keep(&mut self, side: Side, record: Record<'_>, interval: Option<Interval>, best: Option<BestMatch>) -> bool {
+        if self.too_late_to_keep(record.timestamp(), interval) {
             return true;
         }
-        if self.kept.len() >= self.max_records {
+        if self.kept.len() >= self.settings.max_records {
             return false;
         }
         let value = String::from_utf8_lossy(record.value()).into_owned();
-        self.kept.add(&self.identity, side, record.timestamp(), value);
+        self.kept.add(&self.identity, side, KeptRecord::new(record.timestamp(), value, interval, best));
         true
     }
 
+    /// A record with an interval once the watermark passed its end; another once it is more
+    /// than `retention` behind the watermark.
+    fn too_late_to_keep(&self, timestamp: i64, interval: Option<Interval>) -> bool {
+        let Some(watermark) = self.kept.watermark else { return false };
+        match (interval, self.settings.retention) {
+            (Some(interval), _) => interval.is_closed_by(watermark),
+            (None, Some(retention)) => timestamp < watermark.saturating_sub(retention),
+            (None, None) => false,
+        }
+    }
+
     fn key_text(&self) -> String {
-        self.key.iter().map(FieldPath::to_string).collect::<Vec<_>>().join(", ")
+        self.settings.key.iter().map(FieldPath::to_string).collect::<Vec<_>>().join(", ")
+    }
+
+    fn report(&mut self, counts: &Counts) {
+        counts.report();
+        if counts.not_kept > 0 && !self.warned_full {
+            self.warned_full = true;
+            let message = format!(
+                "max_records ({}) reached: later records are joined with what is kept but not kept themselves, so pairs they \
+                 would make with records still to come are missed; raise max_records (and memory_limit) or set a retention",
+                self.settings.max_records
+            );
+            sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
+        }
     }
 
     /// The kept records (for tests).
     pub fn kept(&self) -> &Kept {
         &self.kept
+    }
+}
+
+/// `{"left":<left>,"right":<right or null>}` into `pair`.
+pub(crate) fn write_pair(pair: &mut Vec<u8>, left: &[u8], right: Option<&[u8]>) {
+    pair.clear();
+    pair.extend_from_slice(b"{\"left\":");
+    pair.extend_from_slice(left);
+    pair.extend_from_slice(b",\"right\":");
+    pair.extend_from_slice(right.unwrap_or(b"null"));
+    pair.push(b'}');
+}
+
+/// What one call counted, reported as operator metrics at its end.
+#[derive(Debug, Default)]
+struct Counts {
+    missing_key_dropped: u64,
+    missing_field_dropped: u64,
+    not_kept: u64,
+    unmatched_dropped: u64,
+}
+
+impl Counts {
+    fn report(&self) {
+        sluice_sdk::host::counters_add(&[
+            ("missing_key_dropped", self.missing_key_dropped),
+            ("missing_field_dropped", self.missing_field_dropped),
+            ("records_not_kept", self.not_kept),
+            ("unmatched_dropped", self.unmatched_dropped),
+        ]);
     }
 }
 

@@ -1,3 +1,10 @@
+//! Native tests of the join: pairs, keys, retention, bounds, state and configuration; the
+//! interval and best-match modes in their own modules.
+
+mod best;
+mod migration;
+mod within;
+
 use proptest::prelude::*;
 use sluice_sdk::serde_json::{Value, json};
 use sluice_sdk::testing::{Harness, json_batch, json_values};

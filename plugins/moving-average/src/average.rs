@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_sdk::Millis;
 
+use crate::cumulative::CumulativeMean;
 use crate::exponential::{ByAlpha, ByHalfLife};
 use crate::simple::{EventTimeSpan, LastRecords};
 
@@ -25,6 +26,11 @@ pub enum AverageConfig {
         #[serde(rename = "as")]
         name: Option<String>,
     },
+    /// The mean of all the key's values so far.
+    Cumulative {
+        #[serde(rename = "as")]
+        name: Option<String>,
+    },
 }
 
 /// One checked average: what it averages over, and the name of its output field.
@@ -41,6 +47,7 @@ pub enum AverageKind {
     Span(i64),
     Alpha(f64),
     HalfLife(i64),
+    Cumulative,
 }
 
 impl AverageConfig {
@@ -50,6 +57,7 @@ impl AverageConfig {
         let (kind, name) = match self {
             AverageConfig::Simple { records, span, name } => (simple_kind(*records, *span, max_records).map_err(fail)?, name),
             AverageConfig::Exponential { alpha, half_life, name } => (exponential_kind(*alpha, *half_life).map_err(fail)?, name),
+            AverageConfig::Cumulative { name } => (AverageKind::Cumulative, name),
         };
         let name = name.clone().unwrap_or_else(|| default_name(kind));
         if name.is_empty() {
@@ -84,13 +92,15 @@ fn exponential_kind(alpha: Option<f64>, half_life: Option<Millis>) -> Result<Ave
     }
 }
 
-/// `sma_10`, `sma_5m`, `ema_0_3` (no dot: other operators read dots as paths), `ema_1m`.
+/// `sma_10`, `sma_5m`, `ema_0_3` (no dot: other operators read dots as paths), `ema_1m`, and
+/// `cma` (the cumulative moving average, which has no parameter).
 fn default_name(kind: AverageKind) -> String {
     match kind {
         AverageKind::LastRecords(records) => format!("sma_{records}"),
         AverageKind::Span(span) => format!("sma_{}", compact_duration(span)),
         AverageKind::Alpha(alpha) => format!("ema_{}", alpha.to_string().replace('.', "_")),
         AverageKind::HalfLife(half_life) => format!("ema_{}", compact_duration(half_life)),
+        AverageKind::Cumulative => "cma".to_owned(),
     }
 }
 
@@ -103,13 +113,14 @@ fn compact_duration(millis: i64) -> String {
     }
 }
 
-/// What one average keeps for one key.
+/// What one average keeps for one key. New kinds go last: the encoding numbers the variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AverageState {
     LastRecords(LastRecords),
     Span(EventTimeSpan),
     Alpha(ByAlpha),
     HalfLife(ByHalfLife),
+    Cumulative(CumulativeMean),
 }
 
 impl AverageState {
@@ -119,6 +130,7 @@ impl AverageState {
             AverageKind::Span(_) => AverageState::Span(EventTimeSpan::default()),
             AverageKind::Alpha(_) => AverageState::Alpha(ByAlpha::default()),
             AverageKind::HalfLife(_) => AverageState::HalfLife(ByHalfLife::default()),
+            AverageKind::Cumulative => AverageState::Cumulative(CumulativeMean::default()),
         }
     }
 
@@ -132,6 +144,7 @@ impl AverageState {
             (AverageState::Span(state), AverageKind::Span(span)) => return state.add(timestamp, x, span, max_records),
             (AverageState::Alpha(state), AverageKind::Alpha(alpha)) => state.add(x, alpha),
             (AverageState::HalfLife(state), AverageKind::HalfLife(half_life)) => state.add(timestamp, x, half_life),
+            (AverageState::Cumulative(state), AverageKind::Cumulative) => state.add(x),
             _ => {
                 *self = AverageState::fresh(kind);
                 return self.add(kind, timestamp, x, max_records);
@@ -147,6 +160,7 @@ impl AverageState {
             AverageState::Span(state) => state.mean(),
             AverageState::Alpha(state) => state.value(),
             AverageState::HalfLife(state) => state.value(),
+            AverageState::Cumulative(state) => state.mean(),
         }
     }
 }

@@ -20,8 +20,18 @@ pub struct AveragesByKey {
     watermark: Option<i64>,
 }
 
+/// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
+/// new kind is a new last variant): it is read as is. The version still changed, so that a
+/// plugin of version 1 refuses state that may hold a cumulative average, rather than misread it.
 impl VersionedState for AveragesByKey {
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => sluice_sdk::state::decode_bytes(bytes),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 and 2")),
+        }
+    }
 }
 
 /// One key's state.

@@ -1,4 +1,5 @@
-//! `moving-average`: simple and exponential moving averages of a numeric field, per key.
+//! `moving-average`: simple, exponential and cumulative moving averages of a numeric field,
+//! per key.
 //!
 //! ```toml
 //! [operators.config]
@@ -9,6 +10,7 @@
 //!   { type = "simple", span = "5m" },                   # of the last 5 minutes; named sma_5m
 //!   { type = "exponential", alpha = 0.3, as = "ema" },  # ema = 0.3 x + 0.7 ema, per record
 //!   { type = "exponential", half_life = "1m" },         # decays with event time; named ema_1m
+//!   { type = "cumulative" },                            # of all the key's records so far; named cma
 //! ]
 //! emit = "per-record"            # default: every record passes on with the averages added,
 //! into = "averages"              # nested in this object (default: as top-level fields)
@@ -26,7 +28,8 @@
 //! holds the key's records with `timestamp > newest - span`, `newest` being the key's newest
 //! event time; a half-life step weighs `1 - 2^(-Δt / half_life)`, Δt the event time since the
 //! key's previous step. Records of one event time form one step with their mean; a record
-//! older than the key's newest joins the newest step (the average cannot be rewound).
+//! older than the key's newest joins the newest step (the average cannot be rewound). A
+//! cumulative average is the mean of every value the key has had (since it was last forgotten).
 //!
 //! Per record, each record passes on with the averages after it. Per interval, records wait
 //! until the watermark passes them and are then applied in event-time order; when the
@@ -40,7 +43,7 @@
 //!
 //! State is bounded: at most `max_keys` keys, each keeping at most `max_records` values per
 //! simple average (`N` for `records = N`; a span window beyond it loses its oldest values
-//! early, counted in `span_truncated`), three numbers per exponential average, and per
+//! early, counted in `span_truncated`), a few numbers per exponential or cumulative average, and per
 //! interval at most `max_records` records waiting for the watermark (beyond, records are
 //! rejected: the watermark lags too far). A new key beyond `max_keys` forgets the least
 //! recently used one (`keys_evicted`), which starts afresh if it returns; per interval, the
@@ -54,6 +57,7 @@
 
 mod average;
 mod config;
+mod cumulative;
 mod exponential;
 mod fields;
 mod keys;

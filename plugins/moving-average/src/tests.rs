@@ -2,6 +2,7 @@
 
 mod averages;
 mod batching;
+mod cumulative;
 mod intervals;
 
 use sluice_sdk::serde_json::{Value, json};

@@ -180,3 +180,113 @@ fn nexmark_q5_and_q7_match_a_direct_computation() {
     assert!(!q7.is_empty());
     assert_eq!(sorted(query("q7")), sorted(q7), "q7: highest bids");
 }
+
+/// A winning bid: the auction's closing time, id, seller and category, and its highest bid
+/// among those placed within [dateTime, expires].
+struct Winner {
+    expires: i64,
+    seller: i64,
+    category: i64,
+    price: i64,
+}
+
+/// The winning bid of every auction with a bid in its interval, in closing order.
+fn winning_bids(events: &[Value]) -> Vec<Winner> {
+    let field = |event: &serde_json::Map<String, Value>, name: &str| event[name].as_i64().unwrap_or_else(|| panic!("{name} in {event:?}"));
+    let auctions: BTreeMap<i64, &serde_json::Map<String, Value>> =
+        events_of(events, "auction").map(|auction| (field(auction, "id"), auction)).collect();
+    let mut highest: BTreeMap<i64, i64> = BTreeMap::new();
+    for bid in bids(events) {
+        let Some(auction) = auctions.get(&field(bid, "auction")) else { continue };
+        let placed = field(bid, "dateTime");
+        if (field(auction, "dateTime")..=field(auction, "expires")).contains(&placed) {
+            let best = highest.entry(field(auction, "id")).or_insert(i64::MIN);
+            *best = (*best).max(field(bid, "price"));
+        }
+    }
+    let mut winners: Vec<Winner> = highest
+        .iter()
+        .map(|(id, price)| {
+            let auction = auctions[id];
+            Winner {
+                expires: field(auction, "expires"),
+                seller: field(auction, "seller"),
+                category: field(auction, "category"),
+                price: *price,
+            }
+        })
+        .collect();
+    winners.sort_by_key(|winner| winner.expires);
+    winners
+}
+
+/// Whether `actual` is `expected` up to a relative 1e-9.
+fn close(actual: f64, expected: f64) -> bool {
+    (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0)
+}
+
+#[test]
+fn nexmark_q4_and_q6_winning_bids_match_a_direct_computation() {
+    let events = raw_events(1);
+    let winners = winning_bids(&events);
+    assert!(winners.len() > 500, "auctions with a winning bid: {}", winners.len());
+
+    // q4: per 10 s in which auctions of a category closed, the average winning price of every
+    // auction of that category closed so far, and how many closed in the interval.
+    let mut closed: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
+    for winner in &winners {
+        let interval_end = winner.expires - winner.expires.rem_euclid(10_000) + 10_000;
+        closed.entry((interval_end, winner.category)).or_default().push(winner.price);
+    }
+    let mut totals: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut expected = BTreeMap::new();
+    for ((interval_end, category), prices) in &closed {
+        let total = totals.entry(*category).or_default();
+        *total = (total.0 + prices.iter().sum::<i64>(), total.1 + prices.len() as i64);
+        expected.insert((*interval_end, *category), (total.0 as f64 / total.1 as f64, prices.len() as u64));
+    }
+    let q4 = query("q4");
+    assert_eq!(q4.len(), expected.len(), "q4: one record per interval and category");
+    for record in &q4 {
+        let key = (record["interval_end"].as_i64().expect("interval_end"), record["category"].as_i64().expect("category"));
+        let (average, count) = expected.get(&key).unwrap_or_else(|| panic!("q4: unexpected {record}"));
+        assert_eq!(record["count"].as_u64(), Some(*count), "q4: {record}");
+        assert!(close(record["avg_price"].as_f64().expect("avg_price"), *average), "q4: {record}, expected {average}");
+    }
+
+    // q6: per seller and closing millisecond, the average of the seller's last 10 winning
+    // prices. Auctions of a seller closing in the same millisecond are not ordered (by the
+    // query either): when only some of them are among the last 10, the average lies between
+    // that of the cheapest and that of the dearest choice.
+    let mut by_seller: BTreeMap<(i64, i64), Vec<i64>> = BTreeMap::new();
+    for winner in &winners {
+        by_seller.entry((winner.seller, winner.expires)).or_default().push(winner.price);
+    }
+    let mut last_ten: BTreeMap<i64, std::collections::VecDeque<(i64, i64)>> = BTreeMap::new();
+    let mut expected = BTreeMap::new();
+    for ((seller, expires), prices) in &by_seller {
+        let kept = last_ten.entry(*seller).or_default();
+        kept.extend(prices.iter().map(|price| (*expires, *price)));
+        while kept.len() > 10 {
+            kept.pop_front();
+        }
+        // The oldest group may be cut: any `taken` of its prices may be the ones kept.
+        let oldest = kept.front().map(|(closing, _)| *closing).unwrap_or_default();
+        let taken = kept.iter().filter(|(closing, _)| *closing == oldest).count();
+        let rest: i64 = kept.iter().filter(|(closing, _)| *closing != oldest).map(|(_, price)| price).sum();
+        let mut group = by_seller[&(*seller, oldest)].clone();
+        group.sort_unstable();
+        let low = (rest + group[..taken].iter().sum::<i64>()) as f64 / kept.len() as f64;
+        let high = (rest + group[group.len() - taken..].iter().sum::<i64>()) as f64 / kept.len() as f64;
+        expected.insert((expires + 1, *seller), (low, high, prices.len() as u64));
+    }
+    let q6 = query("q6");
+    assert_eq!(q6.len(), expected.len(), "q6: one record per seller and closing millisecond");
+    for record in &q6 {
+        let key = (record["interval_end"].as_i64().expect("interval_end"), record["seller"].as_i64().expect("seller"));
+        let (low, high, count) = expected.get(&key).unwrap_or_else(|| panic!("q6: unexpected {record}"));
+        let average = record["avg_price"].as_f64().expect("avg_price");
+        assert_eq!(record["count"].as_u64(), Some(*count), "q6: {record}");
+        assert!(average >= low - 1e-9 * low && average <= high + 1e-9 * high, "q6: {record}, expected within [{low}, {high}]");
+    }
+}

@@ -1,0 +1,31 @@
+//! Best mode: a left record's best match among kept right records, and its emission.
+
+use sluice_sdk::Batch;
+
+use crate::config::{BestSettings, UnmatchedPolicy};
+use crate::fields::{Interval, kept_number};
+use crate::kept::{BestMatch, KeptRecord};
+use crate::write_pair;
+
+/// The best of the kept right records within `interval`; of equal values the earliest kept.
+pub fn best_kept_match(best: &BestSettings, rights: &[KeptRecord], interval: Interval) -> Option<BestMatch> {
+    let mut found: Option<(f64, &KeptRecord)> = None;
+    for right in rights.iter().filter(|right| interval.contains(right.timestamp)) {
+        let Some(rank) = kept_number(&best.field, &right.value) else { continue };
+        if found.is_none_or(|(current, _)| best.keep.beats(rank, current)) {
+            found = Some((rank, right));
+        }
+    }
+    found.map(|(rank, right)| BestMatch { rank, timestamp: right.timestamp, value: right.value.clone() })
+}
+
+/// Emits a left record with its best match (or `null`, if `unmatched = "emit"`) at event time
+/// `to`; false if it was unmatched and dropped.
+pub fn emit_best(pair: &mut Vec<u8>, best: &BestSettings, left: &[u8], to: i64, found: Option<&BestMatch>, out: &mut Batch) -> bool {
+    if found.is_none() && best.unmatched == UnmatchedPolicy::Drop {
+        return false;
+    }
+    write_pair(pair, left, found.map(|found| found.value.as_bytes()));
+    out.push(None, pair, to, []);
+    true
+}

@@ -1,0 +1,58 @@
+//! Reading the numbers `within` and `best` name: a left record's interval, a right record's rank.
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{FieldPath, json};
+
+/// The event times a left record matches, both bounds included (epoch milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Interval {
+    /// Reads `from` and `to` (their JSON text, if present): `Ok(None)` when either is absent or
+    /// null. Fractional bounds are rounded inward, as event times are whole milliseconds.
+    pub fn read(from: (&FieldPath, Option<&RawValue>), to: (&FieldPath, Option<&RawValue>)) -> Result<Option<Interval>, String> {
+        let (Some(start), Some(end)) = (read_number(from.0, from.1)?, read_number(to.0, to.1)?) else { return Ok(None) };
+        // `as` saturates: bounds beyond the i64 range stay ordered.
+        Ok(Some(Interval { from: start.ceil() as i64, to: end.floor() as i64 }))
+    }
+
+    pub fn contains(&self, timestamp: i64) -> bool {
+        self.from <= timestamp && timestamp <= self.to
+    }
+
+    /// Whether no right record it matches is still expected at `watermark` (records before the
+    /// watermark are late): the watermark passed `to`, or the input ended.
+    pub fn is_closed_by(&self, watermark: i64) -> bool {
+        end_is_passed(self.to, watermark)
+    }
+}
+
+/// Whether `watermark` passed the inclusive end `to`, or the input ended.
+pub fn end_is_passed(to: i64, watermark: i64) -> bool {
+    to < watermark || watermark == i64::MAX
+}
+
+/// The number at `field` (its JSON text `raw`, if present): `Ok(None)` when absent or null, an
+/// error a user can act on for anything else that is not a finite number.
+pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    match json::raw_number(raw) {
+        Ok(None) => Ok(None),
+        Ok(Some(number)) if number.is_finite() => Ok(Some(number)),
+        Ok(Some(_)) | Err("a number out of range") => {
+            Err(format!("field {field} is {}, beyond the range of 64-bit floating point", raw.get()))
+        }
+        Err(kind) => Err(format!("field {field} is {kind}, not a number")),
+    }
+}
+
+/// The number at `field` of a kept record's JSON text; `None` if it has none (the record was
+/// kept under another configuration).
+pub fn kept_number(field: &FieldPath, text: &str) -> Option<f64> {
+    let found = json::lookup_raw_many(text.as_bytes(), std::slice::from_ref(field)).ok()?;
+    read_number(field, found.first().copied().flatten()).ok().flatten()
+}
