@@ -28,8 +28,8 @@ fn main() {
     let filter_config = json!({"field": "price", "op": "gt", "value": 5});
     let project_config = json!({"compute": {"total": "price * qty"}, "keep": ["user", "item", "total"]});
     let mut wasm = vec![operator(&registry, "filter", &filter_config), operator(&registry, "project", &project_config)];
-    let mut native_filter = Harness::<filter::Filter>::new(filter_config).expect("filter config");
-    let mut native_project = Harness::<project::Project>::new(project_config).expect("project config");
+    let mut native_filter = Harness::<filter::Filter>::new(filter_config.clone()).expect("filter config");
+    let mut native_project = Harness::<project::Project>::new(project_config.clone()).expect("project config");
     report(
         "filter + project",
         measure(&batches, |batch| run_wasm(&mut wasm, batch)),
@@ -42,7 +42,7 @@ fn main() {
         "aggregates": [{"function": "count"}, {"function": "sum", "field": "price"}, {"function": "mean", "field": "price"}]
     });
     let mut wasm = vec![operator(&registry, "window-aggregate", &window_config)];
-    let mut native = Harness::<window_aggregate::WindowAggregate>::new(window_config).expect("window config");
+    let mut native = Harness::<window_aggregate::WindowAggregate>::new(window_config.clone()).expect("window config");
     report(
         "window-aggregate (tumbling count/sum/mean by key)",
         measure(&batches, |batch| {
@@ -57,6 +57,37 @@ fn main() {
     );
     bench_recommend(&registry, &batches);
     bench_learning(&registry, &batches);
+    bench_epoch_deadline(&registry, &batches, filter_config, project_config, window_config);
+}
+
+/// What the call deadline costs: the same operators in an engine whose code checks the epoch
+/// (the runtime's) and in one without the checks (no deadline could fire), alternating rounds.
+fn bench_epoch_deadline(registry: &PluginRegistry, batches: &[Batch], filter: Value, project: Value, window: Value) {
+    let unguarded = PluginRegistry::new(WasmEngine::without_deadlines_for_measurement().expect("engine"));
+    println!();
+    println!("{:<50} {:>14} {:>14} {:>8}", "epoch deadline checks", "with rec/s", "without rec/s", "ratio");
+    let chains: [(&str, Vec<(&str, &Value)>); 2] = [
+        ("filter + project", vec![("filter", &filter), ("project", &project)]),
+        ("window-aggregate", vec![("window-aggregate", &window)]),
+    ];
+    for (name, chain) in chains {
+        let mut guarded: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(registry, plugin, config)).collect();
+        let mut bare: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(&unguarded, plugin, config)).collect();
+        let (mut with, mut without) = (f64::MIN, f64::MIN);
+        for _ in 0..ROUNDS {
+            with = with.max(measure_once(batches, |batch| run_with_watermark(&mut guarded, batch)));
+            without = without.max(measure_once(batches, |batch| run_with_watermark(&mut bare, batch)));
+        }
+        report(name, with, without);
+    }
+}
+
+/// Runs `chain` on `batch` after a watermark 1 s behind the batch's last record (which closes
+/// a tumbling window's past windows, as a source's watermark would).
+fn run_with_watermark(chain: &mut [Operator], batch: Batch) -> usize {
+    let watermark = last_timestamp(&batch) - 1_000;
+    let closed: usize = chain.iter_mut().map(|operator| operator.on_watermark(watermark).len()).sum();
+    run_wasm(chain, batch) + closed
 }
 
 /// The learning and privacy operators, each alone on the bench's records (records/s of the
@@ -160,21 +191,21 @@ fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {
     records.len()
 }
 
-/// Best records per second over several rounds (inputs cloned outside the timed part).
+/// Best records per second over several rounds.
 fn measure(batches: &[Batch], mut process: impl FnMut(Batch) -> usize) -> f64 {
-    let records = (batches.len() * BATCH) as f64;
-    let mut best = f64::MIN;
-    for _ in 0..ROUNDS {
-        let input = batches.to_vec();
-        let started = Instant::now();
-        let mut produced = 0;
-        for batch in input {
-            produced += process(batch);
-        }
-        std::hint::black_box(produced);
-        best = best.max(records / started.elapsed().as_secs_f64());
+    (0..ROUNDS).map(|_| measure_once(batches, &mut process)).fold(f64::MIN, f64::max)
+}
+
+/// Records per second of one pass over `batches` (inputs cloned outside the timed part).
+fn measure_once(batches: &[Batch], mut process: impl FnMut(Batch) -> usize) -> f64 {
+    let input = batches.to_vec();
+    let started = Instant::now();
+    let mut produced = 0;
+    for batch in input {
+        produced += process(batch);
     }
-    best
+    std::hint::black_box(produced);
+    (batches.len() * BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
 fn report(name: &str, wasm: f64, native: f64) {

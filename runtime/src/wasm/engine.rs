@@ -23,16 +23,30 @@ pub struct WasmEngine {
 impl WasmEngine {
     /// Configures the engine (component model, epoch interruption) and starts its ticker.
     pub fn new() -> Result<WasmEngine, PluginError> {
+        Self::configured(Deadlines::Enforced)
+    }
+
+    /// An engine whose compiled code has no epoch checks, so no call deadline can ever fire:
+    /// only for measuring what the checks cost (`cargo bench -p sluice --bench throughput`).
+    /// A plugin that loops runs for ever in it.
+    #[doc(hidden)]
+    pub fn without_deadlines_for_measurement() -> Result<WasmEngine, PluginError> {
+        Self::configured(Deadlines::Absent)
+    }
+
+    fn configured(deadlines: Deadlines) -> Result<WasmEngine, PluginError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.epoch_interruption(true);
+        config.epoch_interruption(deadlines == Deadlines::Enforced);
         config.cranelift_opt_level(OptLevel::Speed);
         // `SLUICE_PROFILE=perfmap` names plugin functions in `perf` profiles (/tmp/perf-PID.map).
         if std::env::var("SLUICE_PROFILE").is_ok_and(|profile| profile == "perfmap") {
             config.profiler(ProfilingStrategy::PerfMap);
         }
         let engine = Engine::new(&config).map_err(PluginError::engine)?;
-        start_epoch_ticker(&engine).map_err(|error| PluginError::Engine(format!("cannot start the epoch ticker thread: {error}")))?;
+        if deadlines == Deadlines::Enforced {
+            start_epoch_ticker(&engine).map_err(|error| PluginError::Engine(format!("cannot start the epoch ticker thread: {error}")))?;
+        }
         let mut linker = Linker::new(&engine);
         Operator::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state).map_err(PluginError::engine)?;
         Ok(WasmEngine { engine, linker: Arc::new(linker) })
@@ -51,6 +65,13 @@ impl WasmEngine {
         let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
+}
+
+/// Whether compiled code checks the epoch, so that call deadlines can fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deadlines {
+    Enforced,
+    Absent,
 }
 
 /// Advances the epoch every tick until the engine is dropped; holds only a weak handle.
