@@ -66,10 +66,8 @@ fn bench_epoch_deadline(registry: &PluginRegistry, batches: &[Batch], filter: Va
     let unguarded = PluginRegistry::new(WasmEngine::without_deadlines_for_measurement().expect("engine"));
     println!();
     println!("{:<50} {:>14} {:>14} {:>8}", "epoch deadline checks", "with rec/s", "without rec/s", "ratio");
-    let chains: [(&str, Vec<(&str, &Value)>); 2] = [
-        ("filter + project", vec![("filter", &filter), ("project", &project)]),
-        ("window-aggregate", vec![("window-aggregate", &window)]),
-    ];
+    let chains: [(&str, Vec<(&str, &Value)>); 2] =
+        [("filter + project", vec![("filter", &filter), ("project", &project)]), ("window-aggregate", vec![("window-aggregate", &window)])];
     for (name, chain) in chains {
         let mut guarded: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(registry, plugin, config)).collect();
         let mut bare: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(&unguarded, plugin, config)).collect();

@@ -7,6 +7,7 @@ mod checkpoint;
 mod control;
 mod dead_letter;
 mod exchange;
+mod journal;
 mod key;
 mod operator;
 mod rounds;

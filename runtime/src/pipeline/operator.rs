@@ -13,11 +13,10 @@ use std::time::Instant;
 
 use sluice_sdk::{Distribution, InitContext, OperatorInfo};
 
+use super::journal::{Journal, JournalEntry};
 use crate::monitor;
 use crate::wasm::{Batch, CallFailure, Digest, FailureKind, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
 
-/// Calls kept in the journal before a new snapshot replaces them.
-const JOURNAL_MAX_CALLS: usize = 64;
 /// Batches in a row in which every record failed before the circuit opens.
 const MAX_FAILED_BATCHES_IN_A_ROW: u32 = 5;
 
@@ -133,18 +132,13 @@ impl OperatorSpec {
     }
 }
 
-enum JournalEntry {
-    Process(u32, Batch),
-    Watermark(i64),
-}
-
 /// A running operator with its recovery data.
 pub struct Operator {
     spec: OperatorSpec,
     /// `None` once the circuit is open.
     instance: Option<PluginInstance>,
     base: State,
-    journal: Vec<JournalEntry>,
+    journal: Journal,
     failed_batches_in_a_row: u32,
     disabled_because: Option<String>,
     /// This instance's metrics (none when metrics are off).
@@ -159,7 +153,7 @@ impl Operator {
             spec,
             instance: Some(instance),
             base,
-            journal: Vec::new(),
+            journal: Journal::default(),
             failed_batches_in_a_row: 0,
             disabled_because: None,
             metrics: None,
@@ -328,8 +322,7 @@ impl Operator {
     }
 
     fn record(&mut self, entry: JournalEntry) {
-        self.journal.push(entry);
-        if self.journal.len() >= JOURNAL_MAX_CALLS {
+        if self.journal.record(entry) {
             self.compact();
         }
     }
@@ -405,7 +398,7 @@ impl Operator {
         let rebuilt = build(&self.spec, Some(&self.base)).map_err(|error| error.to_string()).and_then(|(mut instance, _)| {
             // Replayed calls already reported their metrics once.
             instance.mute_metrics(true);
-            for entry in &self.journal {
+            for entry in self.journal.entries() {
                 let replayed = match entry {
                     JournalEntry::Process(input, batch) => instance.process(*input, batch).map(drop),
                     JournalEntry::Watermark(watermark) => instance.on_watermark(*watermark).map(drop),
