@@ -4,6 +4,7 @@ use serde::Deserialize;
 use sluice_sdk::FieldPath;
 
 use crate::annotate::OutputFields;
+use crate::seeding;
 
 /// The most segments: a record is compared with every centroid, so `k` bounds the cost per record.
 pub const MAX_K: usize = 256;
@@ -13,6 +14,13 @@ pub const MAX_FEATURES: usize = 1_024;
 
 /// The most records buffered before seeding: they are held in the state, payloads and all.
 pub const MAX_INIT_POINTS: usize = 100_000;
+
+/// The most work the seeding may take, in comparisons of one feature of one held point with one
+/// centroid, a distance counting 2 more for its own cost (see [`seeding_work`]). The seeding runs
+/// within one call: measured in Wasm, seeding at this bound took 0.3–0.4 s (uniform points,
+/// where every Lloyd iteration runs; 1, 2 and 10 features), well within the default 1 s
+/// `call_timeout`.
+pub const MAX_SEEDING_WORK: u64 = 250_000_000;
 
 /// The `config` table of a cluster operator.
 #[derive(Debug, Deserialize)]
@@ -100,6 +108,7 @@ impl Settings {
                 config.k
             ));
         }
+        check_seeding_work(init_points, config.init_points.is_none(), config.k, config.features.len())?;
         let rates = Rates { min_rate: check_min_rate(config.min_rate)?, decay: decay_of(config.half_life)? };
         let output = OutputFields::new(config.segment_field, config.distance_field)?;
         if let Some(feature) = config.features.iter().find(|feature| output.writes_into(feature)) {
@@ -139,6 +148,36 @@ fn check_features(features: &[FieldPath]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The most work seeding `k` centroids from `init_points` points of `features` numbers takes:
+/// init_points × k × (features + 2) × (14 + ⌊ln k⌋), see [`seeding::passes`].
+pub fn seeding_work(init_points: usize, k: usize, features: usize) -> u64 {
+    let per_pass = (init_points as u64).saturating_mul(k as u64).saturating_mul(features as u64 + 2);
+    per_pass.saturating_mul(seeding::passes(k) as u64)
+}
+
+/// Refuses a seeding that could not finish within a call: the operator would be disabled with
+/// its held records stuck.
+fn check_seeding_work(init_points: usize, defaulted: bool, k: usize, features: usize) -> Result<(), String> {
+    let work = seeding_work(init_points, k, features);
+    if work <= MAX_SEEDING_WORK {
+        return Ok(());
+    }
+    let most_points = MAX_SEEDING_WORK / seeding_work(1, k, features);
+    let lower = if most_points >= k as u64 {
+        format!("lower `init_points` to at most {most_points}, or lower `k` or the number of `features`")
+    } else {
+        "lower `k` or the number of `features`".to_owned()
+    };
+    let default = if defaulted { " (10 × k by default)" } else { "" };
+    Err(format!(
+        "seeding k = {k} centroids from `init_points` = {init_points}{default} records of {features} features takes up to {} million \
+         operations (init_points × k × (features + 2) × (14 + ⌊ln k⌋)) in one call, more than the {} million that finish well \
+         within the default 1 s `call_timeout`: {lower}",
+        work / 1_000_000,
+        MAX_SEEDING_WORK / 1_000_000
+    ))
 }
 
 fn check_min_rate(min_rate: f64) -> Result<f64, String> {

@@ -13,7 +13,9 @@
 //! report_centroids = true          # the side output `centroids`, which the pipeline must then read
 //! ```
 //! The first `init_points` records are held (in the state); then greedy k-means++ (seeded by
-//! `seed`, SplitMix64) picks k of them as centroids and at most 10 Lloyd iterations refine them,
+//! `seed`, SplitMix64) picks k of them as centroids and at most 10 Lloyd iterations refine them
+//! (within one call: `init` refuses init_points × k × (features + 2) × (14 + ⌊ln k⌋) above
+//! 250 million, which finishes well within the default 1 s `call_timeout`),
 //! and the held records are emitted, in order, each with its segment (the index of its nearest
 //! centroid) and its Euclidean distance to it. From then on each record is assigned to its
 //! nearest centroid c (ties: the lower index), emitted with the distance to c before the
@@ -45,10 +47,10 @@ use sluice_sdk::host::{self, Level};
 use sluice_sdk::{Batch, Distribution, Operator, Output, Record, State, json};
 
 pub use annotate::{Assignment, OutputFields};
-pub use config::{ClusterConfig, MAX_FEATURES, MAX_INIT_POINTS, MAX_K, Rates, Settings};
+pub use config::{ClusterConfig, MAX_FEATURES, MAX_INIT_POINTS, MAX_K, MAX_SEEDING_WORK, Rates, Settings, seeding_work};
 pub use held::{Held, HeldRecord};
 pub use model::Model;
-pub use seeding::{LLOYD_ITERATIONS, Seeding, SplitMix64};
+pub use seeding::{LLOYD_ITERATIONS, Seeding, SplitMix64, candidates, passes};
 
 /// The name of the side output that gets the centroids.
 pub const CENTROIDS_OUTPUT: &str = "centroids";

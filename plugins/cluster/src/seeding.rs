@@ -5,6 +5,18 @@ use serde::{Deserialize, Serialize};
 /// At most this many Lloyd iterations refine the seeds (fewer when the assignment settles).
 pub const LLOYD_ITERATIONS: usize = 10;
 
+/// How many candidates greedy k-means++ draws for each next seed: 2 + ⌊ln k⌋, as scikit-learn.
+pub fn candidates(k: usize) -> usize {
+    2 + (k as f64).ln() as usize
+}
+
+/// The most passes the seeding makes that compare every held point with k centroids (or
+/// candidates): per seed, one per candidate and one updating the distances (k-means++), then an
+/// assignment before and one in each Lloyd iteration; 14 + ⌊ln k⌋.
+pub fn passes(k: usize) -> usize {
+    candidates(k) + 1 + 1 + LLOYD_ITERATIONS
+}
+
 /// The SplitMix64 generator: small, fast, and its whole state is one number kept in the state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitMix64 {
@@ -102,7 +114,7 @@ fn k_means_plus_plus(points: &[f64], d: usize, k: usize, rng: &mut SplitMix64) -
     let first = point(rng.below(n));
     let mut centroids = first.to_vec();
     let mut nearest: Vec<f64> = (0..n).map(|index| squared_distance(point(index), first)).collect();
-    let trials = 2 + (k as f64).ln() as usize;
+    let trials = candidates(k);
     for _ in 1..k {
         let total: f64 = nearest.iter().sum();
         if total <= 0.0 {

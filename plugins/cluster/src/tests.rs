@@ -209,6 +209,35 @@ fn the_configuration_is_checked_with_sentences_that_name_the_key() {
     assert!(unreported.watermark(3).is_empty(), "no centroids without the side output");
 }
 
+/// Seeding runs within one call: a configuration whose seeding could outlast the call timeout
+/// (the operator would be disabled with its held records stuck) is refused, naming what to lower.
+#[test]
+fn a_seeding_too_costly_for_one_call_is_refused() {
+    let config = |k: usize, dimensions: usize, init_points: Option<usize>| {
+        let mut config = json!({"features": feature_names(dimensions), "k": k});
+        if let Some(init_points) = init_points {
+            config["init_points"] = json!(init_points);
+        }
+        config
+    };
+    let largest = refusal(config(256, 1024, Some(100_000)));
+    assert!(largest.starts_with("seeding k = 256 centroids from `init_points` = 100000 records of 1024 features takes up to"), "{largest}");
+    assert!(
+        largest.ends_with(
+            "than the 250 million that finish well within the default 1 s `call_timeout`: lower `k` or the number of `features`"
+        )
+    );
+    // 10 features, k = 256: 256 × 12 × 19 = 58368 per point, so 4283 points fit.
+    assert_eq!(crate::seeding_work(1, 256, 10), 58_368);
+    let refused = refusal(config(256, 10, Some(4284)));
+    assert!(refused.ends_with("lower `init_points` to at most 4283, or lower `k` or the number of `features`"), "{refused}");
+    operator(config(256, 10, Some(4283)));
+    operator(config(256, 10, None));
+    let defaulted = refusal(config(256, 20, None));
+    assert!(defaulted.contains("`init_points` = 2560 (10 × k by default) records of 20 features"), "{defaulted}");
+    assert!(crate::seeding_work(crate::MAX_INIT_POINTS, 2, 1) <= crate::MAX_SEEDING_WORK, "one feature and k = 2 seed any init_points");
+}
+
 #[test]
 fn default_init_points_is_ten_per_segment() {
     let mut cluster = operator(json!({"features": ["x"], "k": 3}));

@@ -16,9 +16,18 @@ pub const MAX_SEASON_LENGTH: usize = 10_000;
 /// Most forecasts per record.
 pub const MAX_HORIZON: usize = 1_000;
 
-/// Most numbers held over all keys (seasonals and warm-up points, 8 bytes each): refusing more
-/// at `init` beats trapping on the memory limit once the keys have filled up.
-pub const MAX_VALUES: usize = 10_000_000;
+/// Most bytes the keys may take at worst, snapshot included: half the default `memory_limit`
+/// (128 MiB), the rest left for the batches in and out, the allocator's slack and the program.
+/// Refusing more at `init` beats trapping on the memory limit once the keys have filled up.
+pub const STATE_BUDGET_BYTES: usize = 64 << 20;
+
+/// A key's bytes besides its numbers: its text (up to about 64 bytes) and its entry in the map,
+/// in memory and in the snapshot (about 250 bytes measured with keys of 18 bytes).
+pub const KEY_BYTES: usize = 384;
+
+/// The widest prediction interval: beyond it the normal quantile runs into the rounding of
+/// (1 + interval) / 2, and such a bound says nothing the model's normality can back.
+pub const MAX_INTERVAL: f64 = 0.999_999;
 
 /// The `config` table of a forecast operator.
 #[derive(Debug, Deserialize)]
@@ -91,9 +100,9 @@ impl Settings {
     pub fn from_config(config: ForecastConfig) -> Result<Settings, String> {
         let parameters = parameters(&config)?;
         check_range("horizon", config.horizon, 1, MAX_HORIZON)?;
-        if !(config.interval > 0.0 && config.interval < 1.0) {
+        if !(config.interval > 0.0 && config.interval <= MAX_INTERVAL) {
             return Err(format!(
-                "`interval` is the coverage of the prediction intervals, between 0 and 1 exclusive (such as 0.95), got {}",
+                "`interval` is the coverage of the prediction intervals, above 0 and at most {MAX_INTERVAL} (such as 0.95), got {}",
                 config.interval
             ));
         }
@@ -107,7 +116,9 @@ impl Settings {
         check_copied_fields(&copied)?;
         let lookups = copied.into_iter().chain([config.value.clone()]).collect();
         Ok(Settings {
-            z: inverse_normal_cdf(0.5 + config.interval / 2.0),
+            // The upper (1 + interval) / 2 quantile, as minus the lower one: 1 − interval is exact
+            // for an interval of 0.5 or more, where 0.5 + interval / 2 would round towards 1.
+            z: -inverse_normal_cdf((1.0 - config.interval) / 2.0),
             variance_factors: parameters.variance_factors(config.horizon),
             key: config.key,
             carry: config.carry,
@@ -160,16 +171,35 @@ fn check_range(name: &str, value: usize, low: usize, high: usize) -> Result<(), 
     if (low..=high).contains(&value) { Ok(()) } else { Err(format!("`{name}` must be between {low} and {high}, got {value}")) }
 }
 
-/// Each key holds a seasonal per phase and, while warming up, up to two seasons of points.
+/// Refuses `max_keys` keys that could take more than [`STATE_BUDGET_BYTES`] at worst.
 fn check_memory(max_keys: usize, parameters: &Parameters) -> Result<(), String> {
-    let per_key = parameters.season_length + parameters.warm_up_length();
-    let values = max_keys.saturating_mul(per_key);
-    if values > MAX_VALUES {
+    let per_key = bytes_per_key(parameters);
+    let bytes = max_keys.saturating_mul(per_key);
+    if bytes > STATE_BUDGET_BYTES {
+        let mebibytes = |bytes: usize| bytes as f64 / f64::from(1 << 20);
         return Err(format!(
-            "`max_keys` × (season_length + warm-up points) is {values} numbers; at most {MAX_VALUES} fit in memory: lower `max_keys` or `season_length`"
+            "`max_keys` = {max_keys} keys of up to {per_key} bytes each (season_length = {}, warm-up and snapshot included) \
+             need {:.1} MiB, above the {:.0} MiB the state may take within the default 128 MiB memory_limit: \
+             lower `max_keys` to at most {} or lower `season_length`",
+            parameters.season_length,
+            mebibytes(bytes),
+            mebibytes(STATE_BUDGET_BYTES),
+            STATE_BUDGET_BYTES / per_key
         ));
     }
     Ok(())
+}
+
+/// The most bytes one key takes, in memory and in a snapshot taken then. A key holds either its
+/// warm-up points (all but the last of [`Parameters::warm_up_length`], in a buffer of exactly
+/// that many numbers: 8 bytes each, 9 in the snapshot) or its seasonals (8 bytes each in both),
+/// never both: the warm-up's buffer is freed when the model is built from it.
+pub fn bytes_per_key(parameters: &Parameters) -> usize {
+    let warm_up = parameters.warm_up_length() - 1;
+    let seasonals = parameters.season_length;
+    let in_memory = 8 * warm_up.max(seasonals);
+    let in_snapshot = (9 * warm_up).max(8 * seasonals);
+    in_memory + in_snapshot + KEY_BYTES
 }
 
 /// Key and carried fields are written back at their paths beside the output fields: none may

@@ -11,7 +11,7 @@
 //! gamma = 0.2            # season smoothing, 0–1; required with a season
 //! season_length = 12     # points per season; absent or 0: no season (Holt's linear method)
 //! horizon = 3            # forecasts ahead per record
-//! interval = 0.95        # coverage of the prediction intervals
+//! interval = 0.95        # coverage of the prediction intervals, at most 0.999999
 //! step = "1m"            # points lie on a grid of event time; absent: consecutive in arrival order
 //! max_keys = 10000       # keys kept; records of further new keys are dropped (counted)
 //! ```
@@ -36,9 +36,10 @@
 //! (`missing_value_dropped`); a non-numeric or non-finite one, or a record that is not an object, is
 //! rejected. Distribution: by `key`. State (version 1): per key, level, trend, seasonals, the
 //! warm-up points, the squared-error sum and the last slot; at most `max_keys` keys
-//! (`max_keys_dropped`), each holding at most `season_length` seasonals and two seasons of
-//! warm-up points. A model that overflows to infinity warms up again (`models_reset`). Gauges
-//! `keys`, `keys_warming_up`.
+//! (`max_keys_dropped`), each holding at most `season_length` seasonals or two seasons of
+//! warm-up points; `init` refuses a `max_keys` whose keys could take more than 64 MiB at worst,
+//! snapshot included (`bytes_per_key`). A model that overflows to infinity warms up again
+//! (`models_reset`). Gauges `keys`, `keys_warming_up`.
 
 mod config;
 mod model;
@@ -51,7 +52,7 @@ use sluice_sdk::json::raw_number;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record, State};
 
-pub use config::{ForecastConfig, MAX_HORIZON, MAX_KEYS, MAX_SEASON_LENGTH, MAX_VALUES};
+pub use config::{ForecastConfig, KEY_BYTES, MAX_HORIZON, MAX_INTERVAL, MAX_KEYS, MAX_SEASON_LENGTH, STATE_BUDGET_BYTES, bytes_per_key};
 pub use model::{Model, Parameters};
 pub use normal::inverse_normal_cdf;
 pub use series::{Observed, Series, SquaredErrors, Stage};

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::MAX_SEASON_LENGTH;
 use crate::model::{Model, Parameters};
 
 /// What one key has learnt.
@@ -13,18 +14,37 @@ pub struct Series {
 }
 
 /// Before and after the model is initialised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Stage {
-    /// The points so far, by slot from `first_slot` (`None`: no point in that slot); fewer than
-    /// the warm-up length.
+    /// The points so far, by slot from `first_slot` (NaN: no point in that slot; a point is
+    /// finite); fewer than the warm-up length, in a buffer reserved once for all of them.
+    /// Written as a sequence of optional numbers (null for NaN), as state version 1 always was.
     WarmingUp {
         first_slot: i64,
-        points: Vec<Option<f64>>,
+        #[serde(with = "warm_up_points")]
+        points: Vec<f64>,
     },
     Ready {
         model: Model,
         errors: SquaredErrors,
     },
+}
+
+/// Equal stages: warm-up points compare by their bits, so that two empty slots (NaN) are equal.
+impl PartialEq for Stage {
+    fn eq(&self, other: &Stage) -> bool {
+        match (self, other) {
+            (Stage::WarmingUp { first_slot, points }, Stage::WarmingUp { first_slot: other_slot, points: other_points }) => {
+                first_slot == other_slot
+                    && points.len() == other_points.len()
+                    && points.iter().zip(other_points).all(|(point, other)| point.to_bits() == other.to_bits())
+            }
+            (Stage::Ready { model, errors }, Stage::Ready { model: other_model, errors: other_errors }) => {
+                model == other_model && errors == other_errors
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The one-step errors since initialisation, for the variance of the forecasts.
@@ -85,9 +105,15 @@ impl Series {
         let observed = match &mut self.stage {
             Stage::WarmingUp { first_slot, points } => {
                 let offset = usize::try_from(distance(*first_slot, slot)).unwrap_or(usize::MAX);
-                if offset.saturating_add(1) < parameters.warm_up_length() {
-                    points.resize(offset, None);
-                    points.push(Some(y));
+                let length = parameters.warm_up_length();
+                if offset.saturating_add(1) < length {
+                    // One allocation of exactly the warm-up's size (all but its last point),
+                    // not a doubling buffer: what `config::check_memory` counts.
+                    if points.capacity() < length - 1 {
+                        points.reserve_exact(length - 1 - points.len());
+                    }
+                    points.resize(offset, f64::NAN);
+                    points.push(y);
                     return Observed::Absorbed;
                 }
                 let (model, forecast) = initialise(points, offset, y, parameters);
@@ -128,18 +154,19 @@ fn distance(from: i64, to: i64) -> u64 {
 /// point. Slots without a point are filled by linear interpolation for the initial values, and
 /// skipped (no learning) in the replay. Returns the model and, if `y` lies after the warm-up, the
 /// one-step forecast made for it (which the caller then learns).
-fn initialise(points: &[Option<f64>], offset: usize, y: f64, parameters: &Parameters) -> (Model, Option<f64>) {
+fn initialise(points: &[f64], offset: usize, y: f64, parameters: &Parameters) -> (Model, Option<f64>) {
     let length = parameters.warm_up_length();
-    let mut window: Vec<Option<f64>> = (0..length).map(|slot| points.get(slot).copied().flatten()).collect();
+    let mut window: Vec<f64> = (0..length).map(|slot| points.get(slot).copied().unwrap_or(f64::NAN)).collect();
     if let Some(last) = window.get_mut(offset) {
-        *last = Some(y);
+        *last = y;
     }
     let filled = interpolate(&window, (offset, y));
     let mut model = Model::initial(&filled, parameters);
-    for point in &window {
-        match point {
-            Some(value) => model.learn(*value, parameters),
-            None => model.skip(1),
+    for &point in &window {
+        if point.is_nan() {
+            model.skip(1);
+        } else {
+            model.learn(point, parameters);
         }
     }
     if offset < length {
@@ -150,10 +177,10 @@ fn initialise(points: &[Option<f64>], offset: usize, y: f64, parameters: &Parame
     (model, Some(forecast))
 }
 
-/// `window` with each missing slot filled on the line between the nearest points before and
-/// after it (`last` is the newest point, possibly beyond the window).
-fn interpolate(window: &[Option<f64>], last: (usize, f64)) -> Vec<f64> {
-    let mut known = window.iter().enumerate().filter_map(|(slot, point)| point.map(|value| (slot, value))).chain([last]);
+/// `window` with each missing slot (NaN) filled on the line between the nearest points before
+/// and after it (`last` is the newest point, possibly beyond the window).
+fn interpolate(window: &[f64], last: (usize, f64)) -> Vec<f64> {
+    let mut known = window.iter().enumerate().filter(|(_, point)| !point.is_nan()).map(|(slot, &value)| (slot, value)).chain([last]);
     let mut next = known.next().unwrap_or(last);
     let mut before = next;
     let mut filled = Vec::with_capacity(window.len());
@@ -174,4 +201,44 @@ fn interpolate(window: &[Option<f64>], last: (usize, f64)) -> Vec<f64> {
         filled.push(before.1 + share * (next.1 - before.1));
     }
     filled
+}
+
+/// The warm-up points as state version 1 writes them, a sequence of optional numbers (None for
+/// a slot without a point), read straight into the compact buffer.
+mod warm_up_points {
+    use std::fmt;
+
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use super::MAX_SEASON_LENGTH;
+
+    pub fn serialize<S: Serializer>(points: &[f64], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(points.iter().map(|&point| (!point.is_nan()).then_some(point)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+        deserializer.deserialize_seq(PointsVisitor)
+    }
+
+    struct PointsVisitor;
+
+    impl<'de> Visitor<'de> for PointsVisitor {
+        type Value = Vec<f64>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("a sequence of optional numbers")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Vec<f64>, A::Error> {
+            // A warm-up holds fewer than two seasons of points: a larger claimed length is
+            // corrupt state, and is not trusted for the allocation.
+            let mut points = Vec::new();
+            points.reserve_exact(sequence.size_hint().unwrap_or(0).min(2 * MAX_SEASON_LENGTH));
+            while let Some(point) = sequence.next_element::<Option<f64>>()? {
+                points.push(point.unwrap_or(f64::NAN));
+            }
+            Ok(points)
+        }
+    }
 }

@@ -200,10 +200,11 @@ fn configuration_errors_are_explained() {
     assert!(with(json!({"season_length": 1, "gamma": 0.1})).contains("at least 2"));
     assert!(with(json!({"season_length": 12, "gamma": 2})).contains("`gamma` is a smoothing parameter"));
     assert!(with(json!({"horizon": 0})).contains("`horizon` must be between 1 and 1000"));
-    assert!(with(json!({"interval": 95})).contains("between 0 and 1 exclusive (such as 0.95), got 95"));
+    assert!(with(json!({"interval": 95})).contains("above 0 and at most 0.999999 (such as 0.95), got 95"));
     assert!(with(json!({"interval": 1.0})).contains("`interval`"));
+    assert!(with(json!({"interval": 0.0})).contains("`interval`"));
     assert!(with(json!({"max_keys": 0})).contains("`max_keys` must be between 1"));
-    assert!(with(json!({"season_length": 5000, "gamma": 0.1, "beta": 0.1})).contains("fit in memory"));
+    assert!(with(json!({"season_length": 5000, "gamma": 0.1, "beta": 0.1})).contains("lower `max_keys` to at most 393"));
     assert!(with(json!({"step": "0s"})).contains("`step` must be positive"));
     assert!(with(json!({"step": "soon"})).contains("invalid duration"));
     assert!(with(json!({"key": ["forecast"]})).contains("clash with the output field `forecast`"));
@@ -215,6 +216,23 @@ fn configuration_errors_are_explained() {
         Harness::<Forecast>::new(json!({"value": "y", "alpha": 0, "beta": 1, "gamma": 0, "season_length": 2})).is_ok(),
         "bounds are allowed"
     );
+}
+
+/// An interval so close to 1 that 0.5 + interval / 2 rounds to 1 would make z infinite and the
+/// bounds null: it is refused, and the widest accepted one has finite bounds at its quantile.
+#[test]
+fn intervals_next_to_1_are_refused_and_the_widest_accepted_has_finite_bounds() {
+    let config = |interval: f64| json!({"value": "y", "alpha": 0.5, "interval": interval});
+    for interval in [0.999_999_9, 0.999_999_999_999_999_9, f64::from_bits(1.0f64.to_bits() - 1)] {
+        let refusal = Harness::<Forecast>::new(config(interval)).err().unwrap_or_default();
+        assert!(refusal.starts_with("`interval` is the coverage of the prediction intervals, above 0 and at most 0.999999"), "{refusal}");
+    }
+    let mut widest = operator(config(0.999_999));
+    let out = run(&mut widest, &[(json!({"y": 4}), 0), (json!({"y": 6}), 1)]);
+    // σ = 2 (the one residual); z = the 0.9999995 quantile, 4.891638475698591 (scipy's norm.isf(5e-7)).
+    let ahead = &out[1]["forecasts"][0];
+    assert!(close(number(&ahead["upper"]) - number(&ahead["value"]), 2.0 * 4.891_638_475_698_591, 1e-7), "{ahead}");
+    assert!(close(number(&ahead["value"]) - number(&ahead["lower"]), 2.0 * 4.891_638_475_698_591, 1e-7), "{ahead}");
 }
 
 /// Quantiles of the standard normal distribution (scipy's `norm.ppf`), in the centre, at the

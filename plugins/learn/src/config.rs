@@ -12,6 +12,21 @@ pub const HASH_BITS: std::ops::RangeInclusive<u32> = 4..=24;
 /// Most `max_models` × `horizon` (prediction, label) pairs kept in the rolling windows, 16 bytes each.
 pub const MAX_WINDOW_PAIRS: usize = 4_000_000;
 
+/// Most bytes the weights of the per-key models may take together: `max_models` ×
+/// `max_key_weights` × [`key_weight_bytes`].
+pub const KEY_WEIGHTS_BUDGET: usize = 64 << 20;
+
+/// `max_key_weights` when not given, if `max_models` keys of it fit in [`KEY_WEIGHTS_BUDGET`].
+pub const DEFAULT_MAX_KEY_WEIGHTS: usize = 10_000;
+
+/// The most bytes one weight of a per-key model takes: an entry of a B-tree whose nodes are at
+/// least about half full, with the allocator's overhead (measured: about 21 bytes with `sgd` and
+/// 45 with `ftrl`, whose slot is a weight and two accumulators, for hashed indices; 28 and 57
+/// for ascending ones).
+pub fn key_weight_bytes(ftrl: bool) -> usize {
+    if ftrl { 72 } else { 32 }
+}
+
 /// The `config` table of a learn operator.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +68,8 @@ pub struct LearnConfig {
     #[serde(default)]
     pub key: Vec<FieldPath>,
     pub max_models: Option<usize>,
+    /// Weights a key's model keeps at most; then it learns no new feature.
+    pub max_key_weights: Option<usize>,
     pub min_key_examples: Option<u64>,
     #[serde(default = "default_horizon")]
     pub horizon: usize,
@@ -139,6 +156,8 @@ pub struct Settings {
     pub prediction_field: FieldPath,
     pub key: Vec<FieldPath>,
     pub max_models: usize,
+    /// Weights (stored slots) a key's model holds at most.
+    pub max_key_weights: usize,
     pub min_key_examples: u64,
     pub horizon: usize,
     pub report: bool,
@@ -158,7 +177,7 @@ impl Settings {
             ));
         }
         let optimizer = optimizer(&config)?;
-        let (max_models, min_key_examples) = key_settings(&config)?;
+        let KeySettings { max_models, max_key_weights, min_key_examples } = key_settings(&config, optimizer.is_ftrl())?;
         if config.horizon == 0 {
             return Err("`horizon` must be at least 1 (labelled records in the rolling quality window)".into());
         }
@@ -182,6 +201,7 @@ impl Settings {
             prediction_field: config.prediction_field,
             key: config.key,
             max_models,
+            max_key_weights,
             min_key_examples,
             horizon: config.horizon,
             report: config.report,
@@ -260,23 +280,56 @@ fn optimizer(config: &LearnConfig) -> Result<Optimizer, String> {
     }
 }
 
-/// `max_models` and `min_key_examples`, which only apply with a `key`.
-fn key_settings(config: &LearnConfig) -> Result<(usize, u64), String> {
+/// The bounds of the per-key models, which only apply with a `key`.
+struct KeySettings {
+    max_models: usize,
+    max_key_weights: usize,
+    min_key_examples: u64,
+}
+
+fn key_settings(config: &LearnConfig, ftrl: bool) -> Result<KeySettings, String> {
     if config.key.is_empty() {
-        for (name, given) in [("max_models", config.max_models.is_some()), ("min_key_examples", config.min_key_examples.is_some())] {
-            if given {
-                return Err(format!(
-                    "`{name}` applies only with per-key models: set `key`, such as key = [\"user_id\"], or remove `{name}`"
-                ));
-            }
+        let given = [
+            ("max_models", config.max_models.is_some()),
+            ("max_key_weights", config.max_key_weights.is_some()),
+            ("min_key_examples", config.min_key_examples.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(format!("`{name}` applies only with per-key models: set `key`, such as key = [\"user_id\"], or remove `{name}`"));
         }
-        return Ok((0, 0));
+        return Ok(KeySettings { max_models: 0, max_key_weights: 0, min_key_examples: 0 });
     }
     let max_models = config.max_models.unwrap_or(1_000);
     if max_models == 0 {
         return Err("`max_models` must be at least 1; to keep no per-key models, remove `key`".into());
     }
-    Ok((max_models, config.min_key_examples.unwrap_or(50)))
+    let entry = key_weight_bytes(ftrl);
+    let optimizer = if ftrl { "ftrl" } else { "sgd" };
+    let room = KEY_WEIGHTS_BUDGET / entry / max_models;
+    let max_key_weights = match config.max_key_weights {
+        Some(0) => return Err("`max_key_weights` must be at least 1 (the weights a key's model keeps)".into()),
+        Some(given) if given > room => {
+            let bytes = max_models.saturating_mul(given).saturating_mul(entry);
+            return Err(format!(
+                "`max_models` × `max_key_weights` = {max_models} × {given} weights of up to {entry} bytes ({optimizer}) would take {} MiB, \
+                 more than the {} MiB the per-key models may take: lower `max_key_weights` (at most {room} with max_models = {max_models}) \
+                 or `max_models`",
+                bytes >> 20,
+                KEY_WEIGHTS_BUDGET >> 20
+            ));
+        }
+        Some(given) => given,
+        None if room == 0 => {
+            return Err(format!(
+                "`max_models` = {max_models} leaves no room for weights: per-key models may take {} MiB, {entry} bytes per weight \
+                 ({optimizer}); lower `max_models` (at most {})",
+                KEY_WEIGHTS_BUDGET >> 20,
+                KEY_WEIGHTS_BUDGET / entry
+            ));
+        }
+        None => room.min(DEFAULT_MAX_KEY_WEIGHTS),
+    };
+    Ok(KeySettings { max_models, max_key_weights, min_key_examples: config.min_key_examples.unwrap_or(50) })
 }
 
 fn positive(name: &str, value: f64) -> Result<f64, String> {

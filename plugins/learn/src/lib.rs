@@ -15,6 +15,7 @@
 //! prediction_field = "prediction"  # added to every record: the probability, or the value
 //! key = ["category"]               # optional per-key models, besides the global one
 //! max_models = 1000                # per-key models kept; later keys use the global model
+//! max_key_weights = 2000           # weights a key's model keeps; then its new features count for nothing
 //! min_key_examples = 50            # a key's model predicts once it has learnt this many
 //! horizon = 1000                   # labelled records in each model's rolling quality
 //! report = true                    # quality reports on the side output `report`, which must then be read
@@ -32,10 +33,12 @@
 //! "rmse"`), with the watermark as event time (at the end of input, the latest record's).
 //! Records that are not objects, invalid labels (`"yes"`, `2`) and non-numeric numeric
 //! features are rejected, and nothing is learnt from them. Distribution: single (one global
-//! model). State: everything learnt (version 1); a state of another task, `hash_bits` or
-//! optimiser is refused. Memory: `2^hash_bits` × 8 bytes (SGD) or × 24 bytes (FTRL) for the
-//! global model, within the default 128 MiB `memory_limit` up to `hash_bits` 23 (SGD) or 22
-//! (FTRL); per-key models and windows as documented in the operator reference.
+//! model). State: everything learnt (version 2; version 1 is read); a state of another task,
+//! `hash_bits`, optimiser or `standardize` is refused. Memory: `2^hash_bits` × 8 bytes (SGD)
+//! or × 24 bytes (FTRL) for the global model; a snapshot or a restore needs that block and the
+//! snapshot's bytes besides (at most 8 or 24 bytes a slot), and decodes the stored weights
+//! straight into the block; per-key models within `max_models` × `max_key_weights` weights
+//! (at most 64 MiB), windows, and the details as documented in the operator reference.
 
 mod config;
 mod features;
@@ -43,6 +46,7 @@ mod model;
 mod optimizer;
 mod quality;
 mod report;
+mod restore;
 mod scaler;
 mod state;
 mod vector;
@@ -106,11 +110,12 @@ impl Operator for Learn {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let (mut models_not_kept, mut diverged) = (0, 0);
+        let (mut models_not_kept, mut key_weights_not_kept, mut diverged) = (0, 0, 0);
         for record in batch.iter() {
             match self.handle(record, out) {
                 Ok(step) => {
                     models_not_kept += u64::from(step.model_not_kept);
+                    key_weights_not_kept += step.key_weights_not_kept;
                     diverged += u64::from(!step.prediction.is_finite());
                 }
                 Err(reason) => out.reject(record.index(), reason),
@@ -118,6 +123,9 @@ impl Operator for Learn {
         }
         if models_not_kept > 0 {
             sluice_sdk::host::counter_add("models_not_kept", models_not_kept);
+        }
+        if key_weights_not_kept > 0 {
+            sluice_sdk::host::counter_add("key_weights_not_kept", key_weights_not_kept);
         }
         if diverged > 0 {
             self.warn_diverged(diverged);
@@ -149,10 +157,23 @@ impl Operator for Learn {
     }
 
     fn restore(&mut self, state: State) -> Result<(), String> {
-        // The restored weights move into the current global model's memory (see `vector`).
-        let restored = state.decode::<LearnState>()?;
-        self.state = restored.adopt(&self.settings, &mut self.state.global)?;
-        Ok(())
+        // The stored global weights are decoded straight into the dense block of the current
+        // global model (see `restore`), which a sparse stand-in replaces meanwhile.
+        let replaced = std::mem::replace(&mut self.state.global, Model::new(&self.settings, false));
+        match restore::restore(&state, &self.settings, replaced) {
+            Ok(restored) => {
+                let room = state.bytes.len();
+                drop(state);
+                self.state = restored;
+                self.state.relocate(room);
+                Ok(())
+            }
+            Err(reason) => {
+                // The block is gone, or half written: back to the state `init` gave.
+                self.state = LearnState::new(&self.settings);
+                Err(reason)
+            }
+        }
     }
 }
 

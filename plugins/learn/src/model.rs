@@ -2,17 +2,20 @@
 //! rolling quality. Predicting never changes it; learning follows river's order (the scaler
 //! learns the record, then the weights learn the record as the updated scaler transforms it).
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{DeserializeSeed, EnumAccess, Error as _, SeqAccess, VariantAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{Settings, Task};
 use crate::features::Example;
 use crate::optimizer::{CLIP_GRADIENT, FtrlCoordinate, FtrlSettings, Optimizer, sgd_rate};
 use crate::quality::Window;
 use crate::scaler::Welford;
-use crate::vector::Vector;
+use crate::vector::{Slot, Target, Vector, VectorSeed};
 
 /// A model (the global one, or one key's).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Model {
     coefficients: Coefficients,
     /// The running statistics of each numeric feature, in configuration order (used with `standardize`).
@@ -23,8 +26,11 @@ pub struct Model {
     pub window: Window,
 }
 
+/// A model's weights and intercept, taken out of it.
+pub struct Weights(Coefficients);
+
 /// The weights and intercept, with what the optimiser keeps beside them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 enum Coefficients {
     Sgd { weights: Vector<f64>, intercept: f64 },
     Ftrl { weights: Vector<FtrlCoordinate>, intercept: FtrlCoordinate },
@@ -48,8 +54,18 @@ impl Model {
         settings.task.prediction(self.raw(features))
     }
 
-    /// Learns a labelled example; `prediction` is what this model predicted for it, for the window.
-    pub fn learn(&mut self, example: &Example, label: f64, prediction: f64, settings: &Settings, features: &mut Vec<(u32, f64)>) {
+    /// Learns a labelled example; `prediction` is what this model predicted for it, for the
+    /// window. A sparse model holding `max_weights` weights takes no new one (see
+    /// [`Vector::update_within`]): returns how many features were not learnt for that reason.
+    pub fn learn(
+        &mut self,
+        example: &Example,
+        label: f64,
+        prediction: f64,
+        settings: &Settings,
+        features: &mut Vec<(u32, f64)>,
+        max_weights: usize,
+    ) -> u64 {
         if settings.standardize {
             for (statistics, value) in self.scaler.iter_mut().zip(&example.numeric) {
                 if let Some(value) = value {
@@ -60,13 +76,15 @@ impl Model {
         self.features(example, settings, features);
         let raw = self.raw(features);
         let gradient = settings.task.loss_gradient(raw, label).clamp(-CLIP_GRADIENT, CLIP_GRADIENT);
+        let mut not_kept = 0;
         match (&mut self.coefficients, settings.optimizer) {
             (Coefficients::Sgd { weights, intercept }, Optimizer::Sgd { learning_rate, schedule, l2 }) => {
                 // river's intercept_lr: a constant step, whatever the schedule.
                 *intercept -= learning_rate * gradient;
                 let rate = sgd_rate(learning_rate, schedule, self.examples);
                 for &(index, x) in features.iter() {
-                    weights.update(index, |weight| *weight -= rate * (gradient * x + l2 * *weight));
+                    not_kept +=
+                        u64::from(!weights.update_within(index, max_weights, |weight| *weight -= rate * (gradient * x + l2 * *weight)));
                 }
             }
             (Coefficients::Ftrl { weights, intercept }, Optimizer::Ftrl { alpha, beta, l1, l2 }) => {
@@ -74,7 +92,7 @@ impl Model {
                 // The intercept is a coordinate like the others, but not penalised.
                 intercept.step(gradient, FtrlSettings { l1: 0.0, l2: 0.0, ..ftrl });
                 for &(index, x) in features.iter() {
-                    weights.update(index, |slot| slot.step(gradient * x, ftrl));
+                    not_kept += u64::from(!weights.update_within(index, max_weights, |slot| slot.step(gradient * x, ftrl)));
                 }
             }
             // A restore refuses a state of the other optimiser, so the two always agree.
@@ -82,6 +100,7 @@ impl Model {
         }
         self.examples += 1;
         self.window.push(prediction, label, settings.horizon);
+        not_kept
     }
 
     /// How many weights are not 0 (the intercept not counted).
@@ -89,6 +108,24 @@ impl Model {
         match &self.coefficients {
             Coefficients::Sgd { weights, .. } => weights.nonzero_weights(),
             Coefficients::Ftrl { weights, .. } => weights.nonzero_weights(),
+        }
+    }
+
+    /// About how many bytes this model takes beside a dense block: its sparse weights (see
+    /// [`crate::config::key_weight_bytes`]), scaler and window.
+    pub fn sparse_bytes(&self) -> usize {
+        let (ftrl, stored) = match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => (false, weights.stored()),
+            Coefficients::Ftrl { weights, .. } => (true, weights.stored()),
+        };
+        let sparse = if self.dense() { 0 } else { stored * crate::config::key_weight_bytes(ftrl) };
+        sparse + self.scaler.len() * std::mem::size_of::<Welford>() + self.window.len() * 16
+    }
+
+    fn dense(&self) -> bool {
+        match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => weights.dense_len().is_some(),
+            Coefficients::Ftrl { weights, .. } => weights.dense_len().is_some(),
         }
     }
 
@@ -105,19 +142,40 @@ impl Model {
         if fits { Ok(()) } else { Err("the state is corrupt: a model does not fit its own optimizer and hash_bits".into()) }
     }
 
-    /// Moves this restored model's weights into the dense block of `fresh`, the model it
-    /// replaces, which is left without weights (see [`Vector::into_dense`]).
-    pub fn take_dense_block(&mut self, fresh: &mut Model) {
-        match (&mut self.coefficients, &mut fresh.coefficients) {
-            (Coefficients::Sgd { weights, .. }, Coefficients::Sgd { weights: block, .. }) => {
-                let restored = std::mem::replace(weights, Vector::sparse());
-                *weights = restored.into_dense(std::mem::replace(block, Vector::sparse()));
-            }
-            (Coefficients::Ftrl { weights, .. }, Coefficients::Ftrl { weights: block, .. }) => {
-                let restored = std::mem::replace(weights, Vector::sparse());
-                *weights = restored.into_dense(std::mem::replace(block, Vector::sparse()));
-            }
-            _ => {}
+    /// Where a dense model's block of weights lies (to show that a restore reuses it).
+    #[cfg(test)]
+    pub fn block_address(&self) -> Option<usize> {
+        match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => weights.block_address(),
+            Coefficients::Ftrl { weights, .. } => weights.block_address(),
+        }
+    }
+
+    /// The non-zero weights, by index.
+    #[cfg(test)]
+    pub fn weights(&self) -> Vec<(u32, f64)> {
+        match &self.coefficients {
+            Coefficients::Sgd { weights, .. } => weights.weights(),
+            Coefficients::Ftrl { weights, .. } => weights.weights(),
+        }
+    }
+
+    /// Takes this model's weights and intercept out, leaving none (see [`crate::state::LearnState::relocate`]).
+    pub fn take_weights(&mut self) -> Weights {
+        Weights(std::mem::replace(&mut self.coefficients, Coefficients::Sgd { weights: Vector::sparse(), intercept: 0.0 }))
+    }
+
+    /// Puts back what [`Model::take_weights`] took.
+    pub fn put_weights(&mut self, weights: Weights) {
+        self.coefficients = weights.0;
+    }
+
+    /// Keeps a sparse model's `max_weights` weights of largest magnitude (after a restore under
+    /// a lower `max_key_weights`).
+    pub fn keep_largest_weights(&mut self, max_weights: usize) {
+        match &mut self.coefficients {
+            Coefficients::Sgd { weights, .. } => weights.keep_largest(max_weights),
+            Coefficients::Ftrl { weights, .. } => weights.keep_largest(max_weights),
         }
     }
 
@@ -160,6 +218,117 @@ fn merge_collisions(features: &mut Vec<(u32, f64)>) {
         }
     }
     features.truncate(kept);
+}
+
+/// Decodes a stored model; its weights go where [`ModelTarget`] says.
+pub struct ModelSeed {
+    pub target: ModelTarget,
+}
+
+/// Where a stored model's weights are decoded to.
+pub enum ModelTarget {
+    /// Into the dense block of this model (of the same optimiser and space), which it replaces.
+    Block(Model),
+    /// Sparse weights only (a key's model).
+    Sparse,
+    /// Either; dense weights into a new block.
+    Any,
+}
+
+impl<'de> DeserializeSeed<'de> for ModelSeed {
+    type Value = Model;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Model, D::Error> {
+        deserializer.deserialize_struct("Model", &["coefficients", "scaler", "examples", "window"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for ModelSeed {
+    type Value = Model;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a model")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Model, A::Error> {
+        let coefficients =
+            sequence.next_element_seed(CoefficientsSeed { target: self.target })?.ok_or_else(|| A::Error::invalid_length(0, &"a model"))?;
+        let scaler = sequence.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &"a model"))?;
+        let examples = sequence.next_element()?.ok_or_else(|| A::Error::invalid_length(2, &"a model"))?;
+        let window = sequence.next_element()?.ok_or_else(|| A::Error::invalid_length(3, &"a model"))?;
+        Ok(Model { coefficients, scaler, examples, window })
+    }
+}
+
+struct CoefficientsSeed {
+    target: ModelTarget,
+}
+
+/// The variants of [`Coefficients`], by index.
+#[derive(Deserialize)]
+#[serde(variant_identifier)]
+enum CoefficientsKind {
+    Sgd,
+    Ftrl,
+}
+
+impl<'de> DeserializeSeed<'de> for CoefficientsSeed {
+    type Value = Coefficients;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Coefficients, D::Error> {
+        deserializer.deserialize_enum("Coefficients", &["Sgd", "Ftrl"], self)
+    }
+}
+
+impl<'de> Visitor<'de> for CoefficientsSeed {
+    type Value = Coefficients;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a model's coefficients")
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Coefficients, A::Error> {
+        const FIELDS: &[&str] = &["weights", "intercept"];
+        let (sgd_target, ftrl_target) = match self.target {
+            ModelTarget::Block(Model { coefficients: Coefficients::Sgd { weights, .. }, .. }) => (Some(Target::Block(weights)), None),
+            ModelTarget::Block(Model { coefficients: Coefficients::Ftrl { weights, .. }, .. }) => (None, Some(Target::Block(weights))),
+            ModelTarget::Sparse => (Some(Target::Sparse), Some(Target::Sparse)),
+            ModelTarget::Any => (Some(Target::Any), Some(Target::Any)),
+        };
+        let refused = || A::Error::custom("a model of another optimiser than the one it replaces");
+        match data.variant()? {
+            (CoefficientsKind::Sgd, variant) => {
+                let target = sgd_target.ok_or_else(refused)?;
+                let (weights, intercept) = variant.struct_variant(FIELDS, WeightsVisitor { target })?;
+                Ok(Coefficients::Sgd { weights, intercept })
+            }
+            (CoefficientsKind::Ftrl, variant) => {
+                let target = ftrl_target.ok_or_else(refused)?;
+                let (weights, intercept) = variant.struct_variant(FIELDS, WeightsVisitor { target })?;
+                Ok(Coefficients::Ftrl { weights, intercept })
+            }
+        }
+    }
+}
+
+/// The weights (into their target) and the intercept, a slot of the same kind.
+struct WeightsVisitor<T> {
+    target: Target<T>,
+}
+
+impl<'de, T: Slot> Visitor<'de> for WeightsVisitor<T> {
+    type Value = (Vector<T>, T);
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("weights and an intercept")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(Vector<T>, T), A::Error> {
+        let weights =
+            sequence.next_element_seed(VectorSeed { target: self.target })?.ok_or_else(|| A::Error::invalid_length(0, &"weights"))?;
+        let intercept = sequence.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &"an intercept"))?;
+        Ok((weights, intercept))
+    }
 }
 
 impl Task {

@@ -2,6 +2,7 @@
 //! configuration, reports).
 
 mod learning;
+mod restore;
 mod state;
 
 use sluice_sdk::Batch;
@@ -219,9 +220,38 @@ fn configuration_mistakes_are_refused_with_the_key_named() {
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "learning_rate": 0})).contains("`learning_rate` must be a positive number"));
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "task": "ranking"})).contains("unknown variant `ranking`"));
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "horizon": 100000})).contains("`horizon` × (`max_models` + 1)"));
+    assert!(
+        refusal(json!({"label": "y", "numeric": ["x"], "max_key_weights": 5}))
+            .contains("`max_key_weights` applies only with per-key models")
+    );
+    assert!(refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_key_weights": 0})).contains("at least 1"));
     let accepted =
         Harness::<Learn>::new(json!({"label": "y", "numeric": ["x"], "schedule": "inverse-scaling", "power_t": 0.5, "l2": 0.001}));
     assert!(accepted.is_ok());
+}
+
+#[test]
+fn per_key_weights_are_bounded_by_a_budget_named_in_the_refusal() {
+    let max_key_weights = |config: Value| {
+        let config = sluice_sdk::serde_json::from_value(config).map_err(|error| error.to_string());
+        config.and_then(crate::Settings::from_config).map(|settings| settings.max_key_weights)
+    };
+    // 64 MiB / (1000 models × 32 bytes) = 2097; × 72 bytes with ftrl: 932.
+    assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"]})), Ok(2_097));
+    assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"], "optimizer": "ftrl"})), Ok(932));
+    assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_models": 100})), Ok(10_000));
+    assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_key_weights": 2_097})), Ok(2_097));
+    let over = refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_key_weights": 10_000}));
+    assert!(over.contains("`max_models` × `max_key_weights` = 1000 × 10000 weights of up to 32 bytes (sgd) would take 305 MiB"), "{over}");
+    assert!(
+        over.contains("more than the 64 MiB")
+            && over.contains("lower `max_key_weights` (at most 2097 with max_models = 1000) or `max_models`")
+    );
+    let ftrl =
+        refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "optimizer": "ftrl", "max_models": 10, "max_key_weights": 100_000}));
+    assert!(ftrl.contains("72 bytes (ftrl)") && ftrl.contains("at most 93206 with max_models = 10"), "{ftrl}");
+    let crowded = refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_models": 3_000_000, "horizon": 1}));
+    assert!(crowded.contains("`max_models` = 3000000 leaves no room for weights") && crowded.contains("at most 2097152"), "{crowded}");
 }
 
 #[test]

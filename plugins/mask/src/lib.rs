@@ -27,15 +27,21 @@
 //! ```
 //! Pseudonyms: a string by its UTF-8 text, any other value by its canonical JSON text (`7` and
 //! `7.0` agree, and so do `7` and `"7"`), the record key by its bytes; equal values get equal
-//! pseudonyms in every field, process and restart for as long as the key is the same. Null stays
-//! null under every rule, and a missing field stays missing. A value a truncation cannot read
-//! (not an address, a time or a number) is redacted and counted in `untruncatable_redacted`,
-//! never passed on. Each field is masked by one rule: a field in two rules, or inside a field
-//! another rule masks, is refused. The payload is parsed whole and written again, so duplicate
-//! keys collapse to the last and no second copy of a field slips through. A rejected record
-//! reaches the dead-letter output *unmasked* (the runtime dead-letters the input as it came),
-//! which is why `invalid` defaults to dropping (counted in `invalid_dropped`). Stateless;
-//! distribution: any instance.
+//! pseudonyms in every field, process and restart for as long as the key is the same. A null
+//! value stays null under `pseudonymise`, `redact` and `truncate` (`drop` removes it like any
+//! other), and a missing field stays missing. A value a truncation cannot read (not an address,
+//! a time or a number) is redacted and counted in `untruncatable_redacted`, never passed on.
+//! Each field is masked by one rule: a field in two rules (`a.0` and `a.00` are the same array
+//! element), or inside a field another rule masks, is refused. Array indexes name the elements
+//! of the record as it came: the drops run after every other rule, from the highest index down.
+//! A dotted path masks the nested field and also a top-level key spelt like the whole path
+//! (`context.ip` also finds {"context.ip": …}). The payload is parsed whole and written
+//! again, so duplicate keys collapse to the last and no second copy of a field slips through.
+//! Numeric times are read as epoch milliseconds (seconds or microseconds would be misread:
+//! convert them upstream, or floor them with `bucket`). A rejected record reaches the
+//! dead-letter output *unmasked* (the runtime dead-letters the input as it came), which is why
+//! `invalid` defaults to dropping (counted in `invalid_dropped`). Stateless; distribution: any
+//! instance.
 
 mod key;
 mod pseudonym;
@@ -151,7 +157,7 @@ impl Operator for Mask {
             return Err("nothing to mask: list fields in `pseudonymise`, `redact`, `drop` or `truncate`".into());
         }
         let pseudonymiser = pseudonymiser_of(&config, &rules)?;
-        let masker = Masker { rules, pseudonymiser, redaction: config.redaction, scratch: String::new() };
+        let masker = Masker::new(rules, pseudonymiser, config.redaction);
         Ok(Mask { masker, record_key: config.record_key, headers: config.headers, invalid: config.invalid, payload: Vec::new() })
     }
 
@@ -204,7 +210,8 @@ impl Mask {
     }
 }
 
-/// The rules of every list, in the order pseudonymise, redact, drop, truncate.
+/// The rules of every list, in the order pseudonymise, redact, drop, truncate (the masker
+/// applies the drops last).
 fn rules_of(config: &MaskConfig) -> Result<Vec<Rule>, String> {
     let listed = [(&config.pseudonymise, Action::Pseudonymise), (&config.redact, Action::Redact), (&config.drop, Action::Drop)];
     let mut rules: Vec<Rule> =

@@ -37,22 +37,24 @@ pub struct Rule {
 
 /// Refuses a field named twice, or inside a field that another rule masks already: each field
 /// is masked by exactly one rule, so the outcome never depends on the order of the rules.
+/// Segments that read as the same array index (`0`, `00`, `+0`) count as the same segment.
 pub fn check_disjoint(rules: &[Rule]) -> Result<(), String> {
     for (position, first) in rules.iter().enumerate() {
         for second in &rules[position + 1..] {
             let (first_path, second_path) = (first.path.segments(), second.path.segments());
             let (first_key, second_key) = (first.action.config_key(), second.action.config_key());
-            if first_path == second_path && first_key == second_key {
-                return Err(format!("{} is listed twice in `{first_key}`: list it once", first.path));
+            let same_text = if first_path == second_path { String::new() } else { format!(" (as {})", second.path) };
+            if same_path(first_path, second_path) && first_key == second_key {
+                return Err(format!("{} is listed twice{same_text} in `{first_key}`: list it once", first.path));
             }
-            if first_path == second_path {
+            if same_path(first_path, second_path) {
                 return Err(format!(
-                    "{} is in both `{first_key}` and `{second_key}`: a field is masked by one rule only, keep the one you mean",
+                    "{} is in both `{first_key}` and `{second_key}`{same_text}: a field is masked by one rule only, keep the one you mean",
                     first.path
                 ));
             }
-            let (outer, inner) = if second_path.starts_with(first_path) { (first, second) } else { (second, first) };
-            if inner.path.segments().starts_with(outer.path.segments()) {
+            let (outer, inner) = if starts_with(second_path, first_path) { (first, second) } else { (second, first) };
+            if starts_with(inner.path.segments(), outer.path.segments()) {
                 return Err(format!(
                     "{} (in `{}`) lies inside {} (in `{}`), which that rule masks whole: remove one of the two",
                     inner.path,
@@ -66,44 +68,125 @@ pub fn check_disjoint(rules: &[Rule]) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether two paths name the same field: equal segment by segment, array indexes by value.
+fn same_path(first: &[String], second: &[String]) -> bool {
+    first.len() == second.len() && starts_with(first, second)
+}
+
+/// Whether `path` begins with `prefix`, array indexes compared by value.
+fn starts_with(path: &[String], prefix: &[String]) -> bool {
+    path.len() >= prefix.len() && path.iter().zip(prefix).all(|(left, right)| same_segment(left, right))
+}
+
+/// Equal text, or the same array index however it is spelt.
+fn same_segment(left: &str, right: &str) -> bool {
+    left == right || matches!((array_index(left), array_index(right)), (Some(left), Some(right)) if left == right)
+}
+
+/// The array index a segment names when its parent is an array (as `usize` parses it, so
+/// `00` and `+0` are index 0).
+fn array_index(segment: &str) -> Option<usize> {
+    segment.parse().ok()
+}
+
+/// A rule ready to apply: its path, and the top-level key spelt like the whole path, tried
+/// too (a key that itself contains a dot).
+struct Step {
+    rule: Rule,
+    literal_key: Option<String>,
+}
+
 /// Applies the rules to records.
 pub struct Masker {
-    pub rules: Vec<Rule>,
+    /// Every rule that rewrites a value, in the order given, then the drops, so that every
+    /// rule reads the array indexes of the record as it came; drops of elements of one array
+    /// run from the highest index down, so that no drop moves an element another one names.
+    steps: Vec<Step>,
     /// Present whenever a rule pseudonymises (`init` refuses to start otherwise).
     pub pseudonymiser: Option<Pseudonymiser>,
-    pub redaction: String,
+    redaction: String,
     /// Canonical text of the value being pseudonymised, reused across values.
-    pub scratch: String,
+    scratch: String,
 }
 
 impl Masker {
+    /// A masker applying `rules` (already checked by [`check_disjoint`]).
+    pub fn new(rules: Vec<Rule>, pseudonymiser: Option<Pseudonymiser>, redaction: String) -> Masker {
+        let (mut drops, mut ordered): (Vec<Rule>, Vec<Rule>) = rules.into_iter().partition(|rule| rule.action == Action::Drop);
+        drops.sort_by(|first, second| drop_order(second).cmp(drop_order(first)));
+        ordered.extend(drops);
+        let steps = ordered
+            .into_iter()
+            .map(|rule| {
+                let literal_key = (rule.path.segments().len() > 1).then(|| rule.path.to_string());
+                Step { rule, literal_key }
+            })
+            .collect();
+        Masker { steps, pseudonymiser, redaction, scratch: String::new() }
+    }
+
     /// Masks the fields of `object` in place; returns how many values a truncation could not
-    /// read (they are redacted). Missing fields stay missing and null values stay null.
+    /// read (they are redacted). Missing fields stay missing; null values stay null, except
+    /// that a dropped one is removed.
     pub fn mask(&mut self, object: &mut Map<String, Value>) -> u64 {
         let mut untruncatable = 0;
-        for rule in &self.rules {
+        for step in &self.steps {
+            let (rule, literal_key) = (&step.rule, step.literal_key.as_deref());
             if rule.action == Action::Drop {
                 remove_at(object, rule.path.segments());
-                continue;
-            }
-            let Some(value) = value_at_mut(object, rule.path.segments()) else { continue };
-            if value.is_null() {
-                continue;
-            }
-            let redacted = || Value::String(self.redaction.clone());
-            *value = match (&rule.action, &self.pseudonymiser) {
-                (Action::Pseudonymise, Some(pseudonymiser)) => {
-                    pseudonymiser.pseudonym_of_value(value, &mut self.scratch).map_or(Value::Null, Value::String)
+                if let Some(key) = literal_key {
+                    object.shift_remove(key);
                 }
-                (Action::Truncate(truncation), _) => truncation.apply(value).unwrap_or_else(|| {
-                    untruncatable += 1;
-                    redacted()
-                }),
-                // Redact, and (never reached) a pseudonymise rule without a key: nothing passes unmasked.
-                _ => redacted(),
-            };
+                continue;
+            }
+            // Both the nested field and a top-level key spelt like the whole path, if present.
+            let (pseudonymiser, scratch, redaction) = (&self.pseudonymiser, &mut self.scratch, self.redaction.as_str());
+            if let Some(value) = value_at_mut(object, rule.path.segments()) {
+                untruncatable += mask_value(rule, value, pseudonymiser, scratch, redaction);
+            }
+            if let Some(value) = literal_key.and_then(|key| object.get_mut(key)) {
+                untruncatable += mask_value(rule, value, pseudonymiser, scratch, redaction);
+            }
         }
         untruncatable
+    }
+}
+
+/// Masks one value by `rule` (null stays null); 1 if a truncation could not read it (it is
+/// then redacted), else 0.
+fn mask_value(rule: &Rule, value: &mut Value, pseudonymiser: &Option<Pseudonymiser>, scratch: &mut String, redaction: &str) -> u64 {
+    if value.is_null() {
+        return 0;
+    }
+    let mut untruncatable = 0;
+    *value = match (&rule.action, pseudonymiser) {
+        (Action::Pseudonymise, Some(pseudonymiser)) => pseudonymiser.pseudonym_of_value(value, scratch).map_or(Value::Null, Value::String),
+        (Action::Truncate(truncation), _) => truncation.apply(value).unwrap_or_else(|| {
+            untruncatable = 1;
+            Value::String(redaction.to_owned())
+        }),
+        // Redact, and (never reached) a pseudonymise rule without a key: nothing passes unmasked.
+        _ => Value::String(redaction.to_owned()),
+    };
+    untruncatable
+}
+
+/// A drop's path as drops are ordered: segment by segment, so that of two elements of one
+/// array (or fields inside them) the higher index sorts after.
+fn drop_order(rule: &Rule) -> impl Iterator<Item = SortSegment<'_>> {
+    rule.path.segments().iter().map(|segment| SortSegment::of(segment))
+}
+
+/// A path segment as drops are ordered: array indexes by value, other names by text.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum SortSegment<'s> {
+    Index(usize),
+    Name(&'s str),
+}
+
+impl<'s> SortSegment<'s> {
+    fn of(segment: &'s str) -> SortSegment<'s> {
+        array_index(segment).map_or(SortSegment::Name(segment), SortSegment::Index)
     }
 }
 
@@ -116,28 +199,27 @@ fn value_at_mut<'v>(object: &'v mut Map<String, Value>, segments: &[String]) -> 
 fn member_mut<'v>(value: &'v mut Value, segment: &str) -> Option<&'v mut Value> {
     match value {
         Value::Object(fields) => fields.get_mut(segment),
-        Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?),
+        Value::Array(items) => items.get_mut(array_index(segment)?),
         _ => None,
     }
 }
 
 /// Removes the value at `segments`, keeping the order of the other fields (an array element
-/// is removed and the later ones move up).
-fn remove_at(object: &mut Map<String, Value>, segments: &[String]) {
-    let Some((last, parents)) = segments.split_last() else { return };
+/// is removed and the later ones move up); whether there was one.
+fn remove_at(object: &mut Map<String, Value>, segments: &[String]) -> bool {
+    let Some((last, parents)) = segments.split_last() else { return false };
     if parents.is_empty() {
-        object.shift_remove(last);
-        return;
+        return object.shift_remove(last).is_some();
     }
     match value_at_mut(object, parents) {
-        Some(Value::Object(fields)) => {
-            fields.shift_remove(last);
-        }
-        Some(Value::Array(items)) => {
-            if let Some(index) = last.parse::<usize>().ok().filter(|index| *index < items.len()) {
+        Some(Value::Object(fields)) => fields.shift_remove(last).is_some(),
+        Some(Value::Array(items)) => match array_index(last).filter(|index| *index < items.len()) {
+            Some(index) => {
                 items.remove(index);
+                true
             }
-        }
-        _ => {}
+            None => false,
+        },
+        _ => false,
     }
 }

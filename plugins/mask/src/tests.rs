@@ -378,6 +378,65 @@ fn configuration_mistakes_are_refused_with_the_key_to_fix() {
 }
 
 #[test]
+fn array_indexes_name_the_elements_of_the_record_as_it_came() {
+    let emails = json!({"emails": ["a@x", "b@x", "c@x"]});
+    for drop in [json!(["emails.0", "emails.1"]), json!(["emails.1", "emails.0"]), json!(["emails.+0", "emails.01"])] {
+        let out = masked(&mut mask(json!({"record_key": "drop", "drop": drop})), emails.clone());
+        assert_eq!(out, json!({"emails": ["c@x"]}), "{drop}");
+    }
+    let config = json!({"record_key": "drop", "drop": ["ips.0"], "truncate": [{"field": "ips.1", "to": "ip"}]});
+    let out = masked(&mut mask(config), json!({"ips": ["203.0.113.77", "198.51.100.23", "192.0.2.9"]}));
+    assert_eq!(out, json!({"ips": ["198.51.100.0", "192.0.2.9"]}), "the truncation reads element 1 before the drop moves it");
+    let config = keyed(json!({"pseudonymise": ["list.2"], "redact": ["list.3.card"], "drop": ["list.0", "list.1.card", "list.4"]}));
+    let cards: Vec<Value> = (0..5).map(|index| json!({"card": format!("card {index}"), "sku": index})).collect();
+    let out = masked(&mut mask(config), json!({"list": cards}));
+    let mut scratch = String::new();
+    let pseudonymiser = Pseudonymiser::new(KEY.as_bytes(), 16, String::new()).expect("keyed");
+    let third = pseudonymiser.pseudonym_of_value(&cards[2], &mut scratch).expect("not null");
+    assert_eq!(out, json!({"list": [{"sku": 1}, third, {"card": "[redacted]", "sku": 3}]}));
+}
+
+#[test]
+fn index_spellings_of_one_element_are_one_field() {
+    let cases = [
+        (json!({"drop": ["emails.0", "emails.00"]}), "emails.0 is listed twice (as emails.00) in `drop`"),
+        (json!({"drop": ["emails.+0"], "redact": ["emails.0"]}), "emails.0 is in both `redact` and `drop` (as emails.+0)"),
+        (json!({"drop": ["list.0"], "redact": ["list.00.card"]}), "list.00.card (in `redact`) lies inside list.0 (in `drop`)"),
+    ];
+    for (rules, reason) in cases {
+        let refused = refusal(keyed(rules));
+        assert!(refused.contains(reason), "{refused}");
+    }
+    assert!(Harness::<Mask>::new(keyed(json!({"drop": ["list.0", "list.0x"]}))).is_ok(), "0x is a name, not an index");
+}
+
+#[test]
+fn a_path_that_does_not_resolve_reaches_the_top_level_key_spelt_with_its_dots() {
+    let config = keyed(json!({
+        "pseudonymise": ["user.id"],
+        "redact": ["context.name", "context.none"],
+        "drop": ["context.device"],
+        "truncate": [{"field": "context.ip", "to": "ip"}, {"field": "context.ts", "to": "hour"}],
+    }));
+    let mut mask = mask(config);
+    let input = json!({
+        "user.id": "u12", "context.name": "Ann", "context.device": "phone", "context.ip": "203.0.113.77",
+        "context.ts": 1_700_000_000_123_i64, "context.none": null, "other": 1,
+    });
+    let expected = json!({
+        "user.id": short(HMAC_OF_U12, 16), "context.name": "[redacted]", "context.ip": "203.0.113.0",
+        "context.ts": 1_699_999_200_000_i64, "context.none": null, "other": 1,
+    });
+    assert_eq!(masked(&mut mask, input), expected);
+    let nested = json!({"context": {"ip": "198.51.100.23", "device": "phone"}, "context.ip": "192.0.2.9", "context.device": "tablet"});
+    let out = masked(&mut mask, nested);
+    let expected = json!({"context": {"ip": "198.51.100.0"}, "context.ip": "192.0.2.0"});
+    assert_eq!(out, expected, "both the nested field and the key with dots are masked");
+    let not_an_object = masked(&mut mask, json!({"context": "a string", "context.name": "Ann"}));
+    assert_eq!(not_an_object, json!({"context": "a string", "context.name": "[redacted]"}));
+}
+
+#[test]
 fn it_keeps_no_state_and_runs_on_any_instance() {
     let mask = mask(json!({"record_key": "drop", "drop": ["a"]}));
     assert_eq!(mask.info().distribution, Distribution::Any);
@@ -442,5 +501,65 @@ proptest! {
         }
         let last = json_values(&out.batch).pop();
         prop_assert_eq!(last, Some(json!({"name": "[redacted]", "age": 40})));
+    }
+
+    /// Whatever rules name elements of an array (or fields inside them), with whatever index
+    /// spelling, each element is masked as its rule says, counted by its index in the record as
+    /// it came, and no original value of a masked element appears in the output.
+    #[test]
+    fn indexed_rules_mask_the_elements_they_name_and_no_other(
+        elements in proptest::collection::vec(("[a-z@. ]{1,10}", any::<bool>(), any::<bool>(), 0_u8..5, 0_usize..3), 1..8),
+    ) {
+        let (mut pseudonymise, mut redact, mut drop, mut truncate) = (vec![], vec![], vec![], vec![]);
+        let (mut input, mut expected, mut masked_values) = (vec![], vec![], vec![]);
+        let pseudonymiser = Pseudonymiser::new(KEY.as_bytes(), 16, String::new()).expect("keyed");
+        let mut scratch = String::new();
+        for (index, (text, wrapped, whole, action, spelling)) in elements.iter().enumerate() {
+            // The mark «index» makes each value occur nowhere else.
+            let value = format!("«{index}»{text}");
+            let element = if *wrapped { json!({"card": value, "sku": index}) } else { json!(value) };
+            input.push(element.clone());
+            let index_text = [format!("{index}"), format!("0{index}"), format!("+{index}")][*spelling].clone();
+            let on_card = *wrapped && !*whole;
+            let path = if on_card { format!("list.{index_text}.card") } else { format!("list.{index_text}") };
+            let target = if on_card { json!(value) } else { element.clone() };
+            let masked_target = match action {
+                1 => {
+                    pseudonymise.push(path);
+                    Some(json!(pseudonymiser.pseudonym_of_value(&target, &mut scratch).expect("not null")))
+                }
+                2 => {
+                    redact.push(path);
+                    Some(json!("[redacted]"))
+                }
+                3 => {
+                    drop.push(path);
+                    None
+                }
+                4 => {
+                    truncate.push(json!({"field": path, "to": "ip"}));
+                    Some(json!("[redacted]"))
+                }
+                _ => Some(target),
+            };
+            if *action != 0 {
+                masked_values.push(value);
+            }
+            match (on_card, masked_target) {
+                (true, Some(card)) => expected.push(json!({"card": card, "sku": index})),
+                (true, None) => expected.push(json!({"sku": index})),
+                (false, Some(element)) => expected.push(element),
+                (false, None) => {}
+            }
+        }
+        let config = keyed(json!({"pseudonymise": pseudonymise, "redact": redact, "drop": drop, "truncate": truncate}));
+        let out = mask(config).process(&json_batch(&[(json!({"list": input}), 5)]));
+        let record = out.batch.get(0).expect("emitted");
+        for value in &masked_values {
+            for spelling in spellings(value) {
+                prop_assert!(!contains(record.value(), &spelling), "{:?} in {:?}", value, String::from_utf8_lossy(record.value()));
+            }
+        }
+        prop_assert_eq!(json_values(&out.batch).pop(), Some(json!({"list": expected})));
     }
 }

@@ -24,7 +24,7 @@ pub use kafka::{
     KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
 };
-pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, SecretConfig, parse_pinned_digest};
+pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, SecretConfig, Secrets, parse_pinned_digest};
 pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, NexmarkConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};

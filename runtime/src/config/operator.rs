@@ -39,11 +39,15 @@ pub struct OperatorConfig {
     pub files: Option<Spanned<BTreeMap<String, PathBuf>>>,
     /// Secrets the plugin may read, by name, each from an environment variable: their values
     /// reach `init` under `sluice_secrets`, so that they never stand in the pipeline file.
-    pub secrets: Option<Spanned<BTreeMap<String, SecretConfig>>>,
+    pub secrets: Option<Spanned<Secrets>>,
     /// Pins the plugin file's SHA-256 (64 hex digits, optionally after `sha256:`): another
     /// file is refused at start, on every watched change and by the admin API.
     pub sha256: Option<Spanned<String>>,
 }
+
+/// An operator's secrets by name: `{ name = { env = "VARIABLE" }, ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Secrets(pub BTreeMap<String, SecretConfig>);
 
 /// Where a secret's value comes from: `{ env = "VARIABLE" }`, read at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,29 +55,34 @@ pub struct SecretConfig {
     pub env: String,
 }
 
-/// The table `{ env = "VARIABLE" }` and nothing else. Anything else is refused without being
-/// echoed, since it may be the secret itself.
-impl<'de> Deserialize<'de> for SecretConfig {
+/// Why a `secrets` table is refused; it never quotes what was written, which may be a secret.
+const SECRETS_SHAPE: &str = "secrets are read from environment variables: write `secrets = { name = { env = \"VARIABLE\" } }` \
+                             and set VARIABLE; a secret itself never belongs in the pipeline file";
+
+/// A table of `{ env = "VARIABLE" }` tables and nothing else. Anything else is refused without
+/// being echoed, since it may be the secret itself.
+impl<'de> Deserialize<'de> for Secrets {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct EnvironmentVariable {
             env: String,
         }
-        let value = toml::Value::deserialize(deserializer)?;
-        match value.try_into::<EnvironmentVariable>() {
-            Ok(EnvironmentVariable { env }) => Ok(SecretConfig { env }),
-            Err(_) => Err(serde::de::Error::custom(
-                "a secret is read from an environment variable: write `{ env = \"VARIABLE\" }` and set VARIABLE; \
-                 the secret itself never belongs in the pipeline file",
-            )),
-        }
+        let refused = || serde::de::Error::custom(SECRETS_SHAPE);
+        let toml::Value::Table(table) = toml::Value::deserialize(deserializer).map_err(|_: D::Error| refused())? else {
+            return Err(refused());
+        };
+        let secrets = table.into_iter().map(|(name, value)| match value.try_into::<EnvironmentVariable>() {
+            Ok(EnvironmentVariable { env }) => Ok((name, SecretConfig { env })),
+            Err(_) => Err(refused()),
+        });
+        secrets.collect::<Result<_, _>>().map(Secrets)
     }
 }
 
 /// A secret whose environment variable is not set (or not UTF-8).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("secret \"{secret}\" reads environment variable {variable}, which is not set")]
+#[error("secret \"{secret}\" reads environment variable {variable}, which is not set (or not UTF-8)")]
 pub struct MissingSecret {
     pub secret: String,
     pub variable: String,
@@ -121,7 +130,7 @@ impl OperatorConfig {
 
     /// The secrets' values, by name, read from the environment now.
     pub fn secret_values(&self) -> Result<BTreeMap<String, String>, MissingSecret> {
-        let secrets = self.secrets.iter().flat_map(|secrets| secrets.get_ref().iter());
+        let secrets = self.secrets.iter().flat_map(|secrets| secrets.get_ref().0.iter());
         secrets
             .map(|(secret, source)| match std::env::var(&source.env) {
                 Ok(value) => Ok((secret.clone(), value)),

@@ -161,6 +161,14 @@ fn revenue_forecast_matches_its_golden_output_and_flags_the_injected_anomaly() {
             && alert["timestamp"].as_i64().is_some_and(|at| (start..=end).contains(&at))),
         "an alert for electronics during minute 14 among {alerts:?}"
     );
+    // Elsewhere the forecasts follow the revenue: residuals are the noise of a 30 s window.
+    let forecasts = golden.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON"));
+    let residuals: Vec<f64> = forecasts
+        .filter(|record| record["category"] != "electronics" && record["residual"].is_number())
+        .map(|record| record["residual"].as_f64().unwrap_or_default().abs() / record["value"].as_f64().unwrap_or(1.0).max(1.0))
+        .collect();
+    let mean = residuals.iter().sum::<f64>() / residuals.len() as f64;
+    assert!(residuals.len() > 200 && mean < 0.25, "mean relative residual {mean} over {} forecasts", residuals.len());
 }
 
 #[test]

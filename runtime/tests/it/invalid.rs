@@ -72,6 +72,7 @@ invalid_cases! {
     plugin_missing => "plugin-missing",
     plugin_pin_malformed => "plugin-pin-malformed",
     reserved_config_key => "reserved-config-key",
+    secret_not_a_table => "secret-not-a-table",
     secret_not_env => "secret-not-env",
     secret_unset => "secret-unset",
     state_dir_with_stdin => "state-dir-with-stdin",

@@ -1,12 +1,16 @@
 //! State: a restart continues exactly, and results depend neither on batch boundaries nor on
 //! other keys.
 
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
 use sluice_sdk::serde_json::{Value, json};
 use sluice_sdk::testing::{Harness, json_values};
+use sluice_sdk::{State, VersionedState};
 
 use super::{Noise, operator};
-use crate::Forecast;
+use crate::{Forecast, KEY_BYTES, STATE_BUDGET_BYTES, Shape, Stage};
 
 fn config() -> Value {
     json!({"key": ["k"], "value": "y", "alpha": 0.4, "beta": 0.2, "gamma": 0.3, "season_length": 3, "horizon": 2, "step": "1s"})
@@ -71,7 +75,7 @@ fn state_learnt_under_another_season_trend_or_step_is_not_reused() {
     other_smoothing["alpha"] = json!(0.9);
     let restored = Harness::<Forecast>::restored(other_smoothing, state).map(|mut harness| harness.operator().state().series.len());
     assert_eq!(restored, Ok(3), "smoothing parameters may change");
-    let wrong_version = sluice_sdk::State { version: 2, bytes: Vec::new() };
+    let wrong_version = sluice_sdk::State { version: 9, bytes: Vec::new() };
     assert!(Harness::<Forecast>::restored(config(), wrong_version).is_err());
 }
 
@@ -82,6 +86,86 @@ fn the_gauges_count_keys_and_keys_warming_up() {
     forecast.watermark(0);
     let gauges = sluice_sdk::host::native_metrics().gauges;
     assert_eq!((gauges.get("keys"), gauges.get("keys_warming_up")), (Some(&2.0), Some(&1.0)));
+}
+
+/// The brief's case: a season of 1000 with a trend warms up on 1999 points per key, 17 bytes
+/// each at worst (8 in memory, 9 in the snapshot): 3333 keys would need 108 MiB and trapped at
+/// the default memory limit, so `init` refuses them and says how many fit.
+#[test]
+fn max_keys_is_refused_when_the_keys_could_outgrow_the_memory_budget() {
+    let config = |max_keys: usize| json!({"key": ["k"], "value": "y", "alpha": 0.3, "beta": 0.1, "gamma": 0.1, "season_length": 1000, "max_keys": max_keys});
+    let per_key = 17 * 1999 + KEY_BYTES;
+    let fitting = STATE_BUDGET_BYTES / per_key;
+    assert_eq!(fitting, 1952);
+    let refusal = Harness::<Forecast>::new(config(3333)).err().unwrap_or_default();
+    assert!(refusal.starts_with("`max_keys` = 3333 keys of up to 34367 bytes each (season_length = 1000,"), "{refusal}");
+    assert!(refusal.ends_with("lower `max_keys` to at most 1952 or lower `season_length`"), "{refusal}");
+    assert!(Harness::<Forecast>::new(config(fitting + 1)).is_err());
+    assert!(Harness::<Forecast>::new(config(fitting)).is_ok());
+    // The figures of docs/operators.md: keys that fit with a season of 12 and of 168, with a trend.
+    for (season_length, fitting) in [(12, 86_592), (168, 11_039)] {
+        let parameters = crate::Parameters { alpha: 0.3, beta: Some(0.1), gamma: 0.1, season_length };
+        assert_eq!(STATE_BUDGET_BYTES / crate::bytes_per_key(&parameters), fitting);
+    }
+    let one_series = json!({"value": "y", "alpha": 0.3, "max_keys": 1_000_000});
+    let refusal = Harness::<Forecast>::new(one_series).err().unwrap_or_default();
+    assert!(refusal.contains("lower `max_keys` to at most 174762"), "even without a season a key takes {KEY_BYTES} bytes: {refusal}");
+}
+
+/// What the memory bound counts: the warm-up buffer holds exactly the warm-up's points (no
+/// doubling), also after a restore, and the snapshot takes at most 9 bytes per point besides
+/// each key's own bytes.
+#[test]
+fn a_warm_up_takes_one_buffer_of_its_exact_size_and_9_bytes_a_point_in_a_snapshot() {
+    let config = json!({"key": ["k"], "value": "y", "alpha": 0.3, "beta": 0.1, "gamma": 0.1, "season_length": 100});
+    let capacity = |forecast: &mut Harness<Forecast>| match forecast.operator().state().series.values().next().map(|series| &series.stage) {
+        Some(Stage::WarmingUp { points, .. }) => points.capacity(),
+        _ => 0,
+    };
+    let mut forecast = operator(config.clone());
+    let records: Vec<(Value, i64)> = (0..150).map(|n| (json!({"k": "a", "y": n}), n)).collect();
+    forecast.process_json(&records[..1]);
+    assert_eq!(capacity(&mut forecast), 199, "all but the last of the 200 warm-up points");
+    forecast.process_json(&records[1..100]);
+    let mut restored = Harness::<Forecast>::restored(config, forecast.snapshot()).unwrap_or_else(|reason| panic!("{reason}"));
+    restored.process_json(&records[100..150]);
+    assert_eq!(capacity(&mut restored), 199, "a restored warm-up grows to its exact size once");
+    let snapshot = restored.snapshot().bytes.len();
+    assert!(snapshot <= 150 * 9 + KEY_BYTES, "{snapshot} bytes");
+}
+
+/// The warm-up points, now numbers with NaN for an empty slot, are written as state version 1
+/// always wrote them (optional numbers): old snapshots restore, and an older build reads new ones.
+#[test]
+fn the_state_keeps_its_version_1_format() {
+    #[derive(Serialize, Deserialize)]
+    struct StateV1 {
+        shape: Shape,
+        series: BTreeMap<String, SeriesV1>,
+    }
+    #[derive(Serialize, Deserialize)]
+    struct SeriesV1 {
+        last_slot: i64,
+        stage: StageV1,
+    }
+    #[derive(Serialize, Deserialize)]
+    enum StageV1 {
+        WarmingUp { first_slot: i64, points: Vec<Option<f64>> },
+    }
+    impl VersionedState for StateV1 {
+        const VERSION: u32 = 1;
+    }
+    let mut forecast = operator(config());
+    forecast.process_json(&[(json!({"k": "a", "y": 1.5}), 7_000), (json!({"k": "a", "y": 3.5}), 9_000)]);
+    let key = forecast.operator().state().series.keys().next().cloned().unwrap_or_default();
+    let points = vec![Some(1.5), None, Some(3.5)];
+    let series = SeriesV1 { last_slot: 9, stage: StageV1::WarmingUp { first_slot: 7, points } };
+    let shape = Shape { season_length: 3, trend: true, step: Some(1000) };
+    let old: State = State::encode(&StateV1 { shape, series: BTreeMap::from([(key, series)]) });
+    assert_eq!(forecast.snapshot(), old, "the same bytes, version 1");
+    let mut restored = Harness::<Forecast>::restored(config(), old).unwrap_or_else(|reason| panic!("{reason}"));
+    let rest = [(json!({"k": "a", "y": 2.5}), 10_000), (json!({"k": "a", "y": 5.0}), 12_000)];
+    assert_eq!(json_values(&restored.process_json(&rest).batch), json_values(&forecast.process_json(&rest).batch));
 }
 
 proptest! {

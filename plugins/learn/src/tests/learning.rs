@@ -119,3 +119,21 @@ fn a_diverging_model_writes_null_and_says_why() {
     assert_eq!(last["prediction"], Value::Null, "{last}");
     assert!(sluice_sdk::host::native_metrics().counters.get("non_finite_predictions").is_some_and(|count| *count > 0));
 }
+
+#[test]
+fn a_key_model_holding_max_key_weights_learns_no_new_feature() {
+    let config = json!({"label": "y", "categorical": ["item"], "key": ["user"], "max_key_weights": 3, "min_key_examples": 1});
+    let mut keyed = learner(config);
+    let records: Vec<(Value, i64)> = (0..10).map(|n| (json!({"user": "a", "item": format!("i{n}"), "y": n % 2}), n)).collect();
+    keyed.process_json(&records);
+    let state = keyed.operator().state();
+    let model = state.keyed.values().next().expect("a's model");
+    assert_eq!((model.nonzero_weights(), model.examples, state.global.nonzero_weights()), (3, 10, 10), "the global model is not bounded");
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("key_weights_not_kept"), Some(&7), "one per feature not learnt");
+    let probes = [json!({"user": "a", "item": "i9"}), json!({"user": "a"}), json!({"user": "a", "item": "i0"})];
+    let seen = predictions(&keyed.process_json(&probes.iter().map(|probe| (probe.clone(), 20)).collect::<Vec<_>>()).batch);
+    assert_eq!(seen[0], seen[1], "a feature the key's model did not keep contributes nothing to it");
+    assert_ne!(seen[2], seen[1], "one it kept does");
+    keyed.process_json(&[(json!({"user": "a", "item": "i0", "y": 1}), 30)]);
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("key_weights_not_kept"), Some(&7), "a kept feature still learns");
+}

@@ -2,15 +2,15 @@
 //! boundaries change nothing.
 
 use proptest::prelude::*;
-use sluice_sdk::State;
 use sluice_sdk::serde_json::{Value, json};
 use sluice_sdk::testing::{Harness, json_batch};
+use sluice_sdk::{Operator, State};
 
 use super::{learner, planted_classification, predictions, reports};
 use crate::Learn;
 
 /// Records of `planted_classification` with a user (for per-key models), some unlabelled.
-fn stream(count: usize) -> Vec<(Value, i64)> {
+pub(super) fn stream(count: usize) -> Vec<(Value, i64)> {
     planted_classification(count, 13)
         .into_iter()
         .enumerate()
@@ -25,7 +25,7 @@ fn stream(count: usize) -> Vec<(Value, i64)> {
 }
 
 /// Predictions and reports of a run over `records` in batches, with a watermark after each.
-fn run(learn: &mut Harness<Learn>, records: &[(Value, i64)]) -> (Vec<f64>, Vec<Value>) {
+pub(super) fn run(learn: &mut Harness<Learn>, records: &[(Value, i64)]) -> (Vec<f64>, Vec<Value>) {
     let (mut seen, mut reported) = (Vec::new(), Vec::new());
     for chunk in records.chunks(97) {
         seen.extend(predictions(&learn.process_json(chunk).batch));
@@ -80,11 +80,15 @@ fn a_state_of_another_task_space_optimiser_or_version_is_refused() {
     assert!(refused(json!({"hash_bits": 18})).contains("learnt with hash_bits = 16 but the configuration says 18"));
     assert!(refused(json!({"task": "regression"})).contains("task = \"classification\" but the configuration says \"regression\""));
     assert!(refused(json!({"optimizer": "ftrl"})).contains("optimizer = \"sgd\""));
-    let future = State { version: 2, bytes: state.bytes.clone() };
+    let future = State { version: 3, bytes: state.bytes.clone() };
     let refusal = Harness::<Learn>::restored(config.clone(), future).err().unwrap_or_default();
-    assert!(refusal.contains("state version 2") && refusal.contains("reads version 1"), "{refusal}");
-    let corrupt = State { version: 1, bytes: vec![9; 12] };
-    assert!(Harness::<Learn>::restored(config, corrupt).is_err());
+    assert!(refusal.contains("state version 3") && refusal.contains("reads version 2 (and version 1)"), "{refusal}");
+    let corrupt = State { version: 2, bytes: vec![9; 12] };
+    assert!(Harness::<Learn>::restored(config.clone(), corrupt).is_err());
+    let truncated = State { version: 2, bytes: state.bytes[..state.bytes.len() / 2].to_vec() };
+    let mut learn = learner(config.clone());
+    assert!(learn.operator().restore(truncated).is_err());
+    assert_eq!(learn.operator().state(), learner(config).operator().state(), "a refused restore leaves the state init gave");
 }
 
 #[test]
