@@ -128,6 +128,18 @@ pub fn raw_number(raw: &RawValue) -> Result<Option<f64>, &'static str> {
     }
 }
 
+/// The finite number in `raw`, the JSON text of `field`: `Ok(None)` for null, and for anything
+/// else that is not a finite number an error a user can act on (`1e400` parses as infinity and
+/// is refused: it would turn sums and averages into null).
+pub fn finite_number(field: &FieldPath, raw: &RawValue) -> Result<Option<f64>, String> {
+    match raw_number(raw) {
+        Ok(None) => Ok(None),
+        Ok(Some(number)) if number.is_finite() => Ok(Some(number)),
+        Ok(Some(_)) | Err("a number out of range") => Err(format!("field {field} is {}, beyond the range of a 64-bit float", raw.get())),
+        Err(kind) => Err(format!("field {field} is {kind}, not a number")),
+    }
+}
+
 /// A JSON string without escapes, borrowed; `None` for anything else (other kinds, escapes).
 pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
     let text = raw.get();

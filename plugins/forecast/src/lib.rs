@@ -48,7 +48,6 @@ mod output;
 mod series;
 mod state;
 
-use sluice_sdk::json::raw_number;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record, State};
 
@@ -204,13 +203,7 @@ fn check_object(payload: &[u8]) -> Result<(), String> {
 /// The point's value: `Ok(None)` when missing or null (the record is dropped), an error a user can
 /// act on for anything else that is not a finite number.
 fn read_value(path: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    let Some(raw) = raw else { return Ok(None) };
-    match raw_number(raw) {
-        Ok(None) => Ok(None),
-        Ok(Some(value)) if value.is_finite() => Ok(Some(value)),
-        Ok(Some(_)) | Err("a number out of range") => Err(format!("field {path} is {}, beyond the range of a 64-bit float", raw.get())),
-        Err(kind) => Err(format!("field {path} is {kind}, not a number")),
-    }
+    raw.map_or(Ok(None), |raw| sluice_sdk::json::finite_number(path, raw))
 }
 
 /// What one call counted, reported as operator metrics at its end.

@@ -39,15 +39,7 @@ pub fn end_is_passed(to: i64, watermark: i64) -> bool {
 /// The number at `field` (its JSON text `raw`, if present): `Ok(None)` when absent or null, an
 /// error a user can act on for anything else that is not a finite number.
 pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    let Some(raw) = raw else { return Ok(None) };
-    match json::raw_number(raw) {
-        Ok(None) => Ok(None),
-        Ok(Some(number)) if number.is_finite() => Ok(Some(number)),
-        Ok(Some(_)) | Err("a number out of range") => {
-            Err(format!("field {field} is {}, beyond the range of 64-bit floating point", raw.get()))
-        }
-        Err(kind) => Err(format!("field {field} is {kind}, not a number")),
-    }
+    raw.map_or(Ok(None), |raw| json::finite_number(field, raw))
 }
 
 /// The number at `field` of a kept record's JSON text; `None` if it has none (the record was

@@ -8,15 +8,7 @@ use sluice_sdk::{FieldPath, json};
 /// operator skips; an error a user can act on for anything else that is not a finite number.
 pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
     let Some(raw) = raw else { return Err(format!("field {field} is missing")) };
-    match json::raw_number(raw) {
-        Ok(None) => Ok(None),
-        Ok(Some(number)) if number.is_finite() => Ok(Some(number)),
-        // `1e400` parses as infinity: refused here, as it would turn every average into null.
-        Ok(Some(_)) | Err("a number out of range") => {
-            Err(format!("field {field} is {}, beyond the range of 64-bit floating point", raw.get()))
-        }
-        Err(kind) => Err(format!("field {field} is {kind}, not a number")),
-    }
+    json::finite_number(field, raw)
 }
 
 /// The group-field values of a key written by `sluice_sdk::json::write_key`, in `group_by` order.

@@ -133,7 +133,7 @@ fn records_without_a_usable_number_are_rejected_with_the_reason() {
             (1, "field price is a string, not a number"),
             (2, "field price is a boolean, not a number"),
             (3, "field price is an object, not a number"),
-            (4, "field price is 1e400, beyond the range of 64-bit floating point"),
+            (4, "field price is 1e400, beyond the range of a 64-bit float"),
             (5, "field price is missing"),
         ]
     );

@@ -88,7 +88,7 @@ fn left_records_without_an_interval_follow_the_missing_policy() {
     batch.push(None, br#"{"k": 1, "start": 0, "end": 1e400}"#, 0, []);
     let out = dropping.process_from(0, &batch);
     let reasons: Vec<&str> = out.rejected.iter().map(|rejection| rejection.reason.as_str()).collect();
-    assert_eq!(reasons, ["field start is a string, not a number", "field end is 1e400, beyond the range of 64-bit floating point"]);
+    assert_eq!(reasons, ["field start is a string, not a number", "field end is 1e400, beyond the range of a 64-bit float"]);
 }
 
 #[test]
