@@ -91,56 +91,33 @@ fn run_with_watermark(chain: &mut [Operator], batch: Batch) -> usize {
 /// The learning and privacy operators, each alone on the bench's records (records/s of the
 /// operator itself; `scripts/ml-compare/run.sh` puts river and statsmodels beside them).
 fn bench_learning(registry: &PluginRegistry, batches: &[Batch]) {
-    let learn_config = json!({
+    let learn = json!({
         "task": "regression", "label": "price", "numeric": ["qty"], "categorical": ["type", "user"],
         "standardize": true, "report": false
     });
-    let mut wasm = vec![operator(registry, "learn", &learn_config)];
-    let mut native = Harness::<learn::Learn>::new(learn_config).expect("learn config");
-    report(
-        "learn (linear regression, 1 numeric + 2 categorical)",
-        measure(batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(batches, |batch| native.process(&batch).batch.len()),
-    );
-    let forecast_config = json!({"key": ["type"], "value": "price", "alpha": 0.3, "beta": 0.1, "horizon": 1});
-    let mut wasm = vec![operator(registry, "forecast", &forecast_config)];
-    let mut native = Harness::<forecast::Forecast>::new(forecast_config).expect("forecast config");
-    report(
-        "forecast (Holt per key, 1 step ahead)",
-        measure(batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(batches, |batch| native.process(&batch).batch.len()),
-    );
-    let cluster_config = json!({"features": ["price", "qty"], "k": 5, "report_centroids": false});
-    let mut wasm = vec![operator(registry, "cluster", &cluster_config)];
-    let mut native = Harness::<cluster::Cluster>::new(cluster_config).expect("cluster config");
-    report(
-        "cluster (k-means, k = 5, 2 features)",
-        measure(batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(batches, |batch| native.process(&batch).batch.len()),
-    );
-    let mask_config = json!({
+    bench_alone::<learn::Learn>(registry, batches, "learn (linear regression, 1 numeric + 2 categorical)", "learn", learn);
+    let forecast = json!({"key": ["type"], "value": "price", "alpha": 0.3, "beta": 0.1, "horizon": 1});
+    bench_alone::<forecast::Forecast>(registry, batches, "forecast (Holt per key, 1 step ahead)", "forecast", forecast);
+    let cluster = json!({"features": ["price", "qty"], "k": 5, "report_centroids": false});
+    bench_alone::<cluster::Cluster>(registry, batches, "cluster (k-means, k = 5, 2 features)", "cluster", cluster);
+    let mask = json!({
         "secret": "key", "pseudonymise": ["user"], "redact": ["item"], "truncate": [{"field": "ts", "to": "hour"}],
         "sluice_secrets": {"key": "a-benchmark-key-of-32-bytes-01234"}
     });
-    let mut wasm = vec![operator(registry, "mask", &mask_config)];
-    let mut native = Harness::<mask::Mask>::new(mask_config).expect("mask config");
-    report(
-        "mask (HMAC pseudonym, redaction, truncation)",
-        measure(batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(batches, |batch| native.process(&batch).batch.len()),
-    );
+    bench_alone::<mask::Mask>(registry, batches, "mask (HMAC pseudonym, redaction, truncation)", "mask", mask);
 }
 
 /// Recommendations from a stream of interactions (the bench's records: user and item ids).
 fn bench_recommend(registry: &PluginRegistry, batches: &[Batch]) {
     let config = json!({"user": "user", "item": "item", "history": 10, "top_n": 5});
-    let mut wasm = vec![operator(registry, "recommend", &config)];
-    let mut native = Harness::<recommend::Recommend>::new(config).expect("recommend config");
-    report(
-        "recommend (co-occurrence, LLR, top 5)",
-        measure(batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(batches, |batch| native.process(&batch).batch.len()),
-    );
+    bench_alone::<recommend::Recommend>(registry, batches, "recommend (co-occurrence, LLR, top 5)", "recommend", config);
+}
+
+/// One operator alone, as the component `plugin` and as the crate `O` compiled natively.
+fn bench_alone<O: sluice_sdk::Operator>(registry: &PluginRegistry, batches: &[Batch], name: &str, plugin: &str, config: Value) {
+    let mut wasm = vec![operator(registry, plugin, &config)];
+    let mut native = Harness::<O>::new(config).unwrap_or_else(|error| panic!("{plugin} config: {error}"));
+    report(name, measure(batches, |batch| run_wasm(&mut wasm, batch)), measure(batches, |batch| native.process(&batch).batch.len()));
 }
 
 /// ~100-byte clickstream-like records, event time advancing 1 ms per record.

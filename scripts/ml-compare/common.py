@@ -1,4 +1,4 @@
-"""What the comparisons share: their command line, and a timed `sluice run`."""
+"""What the comparisons share: their command line, a timed `sluice run`, and their verdict."""
 
 import argparse
 import subprocess
@@ -28,3 +28,12 @@ def timed_run(binary, pipeline, dead_letters):
     if dead_letters.exists() and dead_letters.stat().st_size > 0:
         sys.exit(f"sluice wrote dead letters, the first: {dead_letters.read_text().splitlines()[0]}")
     return elapsed
+
+
+def verdict(failures, ok):
+    """Prints each failure (or `ok` when there is none); the exit status to return."""
+    for failure in failures:
+        print(f"FAIL: {failure}", file=sys.stderr)
+    if not failures:
+        print(ok)
+    return 1 if failures else 0

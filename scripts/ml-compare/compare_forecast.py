@@ -323,11 +323,7 @@ def main():
     for name, largest in totals.items():
         if not largest <= TOLERANCE:
             failures.append(f"largest {name} difference {largest:.3g} exceeds {TOLERANCE}")
-    for failure in failures:
-        print(f"FAIL: {failure}", file=sys.stderr)
-    if not failures:
-        print(f"OK: every difference is within {TOLERANCE}")
-    return 1 if failures else 0
+    return common.verdict(failures, f"OK: every difference is within {TOLERANCE}")
 
 
 if __name__ == "__main__":

@@ -233,11 +233,7 @@ def main():
     print("river: the predict_one/learn_one loop alone, records already parsed into dicts")
     failures = compare(args, workdir, rows, "classification", "y")
     failures += compare(args, workdir, rows, "regression", "target")
-    for failure in failures:
-        print(f"FAIL: {failure}", file=sys.stderr)
-    if not failures:
-        print(f"\nOK: every metric within {100 * TOLERANCE:.0f} % of river's")
-    return 1 if failures else 0
+    return common.verdict(failures, f"\nOK: every metric within {100 * TOLERANCE:.0f} % of river's")
 
 
 if __name__ == "__main__":

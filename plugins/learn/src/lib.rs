@@ -121,12 +121,7 @@ impl Operator for Learn {
                 Err(reason) => out.reject(record.index(), reason),
             }
         }
-        if models_not_kept > 0 {
-            sluice_sdk::host::counter_add("models_not_kept", models_not_kept);
-        }
-        if key_weights_not_kept > 0 {
-            sluice_sdk::host::counter_add("key_weights_not_kept", key_weights_not_kept);
-        }
+        sluice_sdk::host::counters_add(&[("models_not_kept", models_not_kept), ("key_weights_not_kept", key_weights_not_kept)]);
         if diverged > 0 {
             self.warn_diverged(diverged);
         }

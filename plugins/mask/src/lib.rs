@@ -177,12 +177,7 @@ impl Operator for Mask {
                 Err(reason) => out.reject(record.index(), reason),
             }
         }
-        if invalid_dropped > 0 {
-            sluice_sdk::host::counter_add("invalid_dropped", invalid_dropped);
-        }
-        if untruncatable > 0 {
-            sluice_sdk::host::counter_add("untruncatable_redacted", untruncatable);
-        }
+        sluice_sdk::host::counters_add(&[("invalid_dropped", invalid_dropped), ("untruncatable_redacted", untruncatable)]);
     }
 }
 

@@ -221,17 +221,12 @@ struct Counters {
 
 impl Counters {
     fn report(&self) {
-        let counts = [
+        sluice_sdk::host::counters_add(&[
             ("null_skipped", self.null_skipped),
             ("late_dropped", self.late_dropped),
             ("keys_evicted", self.keys_evicted),
             ("span_truncated", self.span_truncated),
-        ];
-        for (name, count) in counts {
-            if count > 0 {
-                sluice_sdk::host::counter_add(name, count);
-            }
-        }
+        ]);
     }
 }
 

@@ -9,14 +9,13 @@
 //! documented as a table row "| `key` |" in its section.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use sluice::config::LoadedPipeline;
 use sluice::pipeline::{OperatorError, OperatorSpec};
 use sluice::wasm::InstanceLimits;
 
-use crate::support::{plugin, registry, repo_root, run};
+use crate::support::{plugin, registry, repo_root, run, secret_variables, sluice_with_made_up_secrets};
 
 /// An unknown key, put where a probe wants a table's keys listed.
 const PROBE: &str = "sluice_docs_probe";
@@ -295,27 +294,10 @@ fn needs_outside_world(pipeline: &toml::Table) -> bool {
         || pipeline.get("dead_letter").is_some_and(|dead_letter| kind(dead_letter) == "kafka")
 }
 
-/// The environment variables the example reads secrets from (`{ env = "NAME" }`).
-fn secret_variables(text: &str) -> Vec<&str> {
-    text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()).collect()
-}
-
-/// `sluice COMMAND path` with a made-up value for each environment variable the example reads
-/// a secret from, as a user would set them.
-fn sluice_with_secrets(command: &str, path: &Path, text: &str) -> Result<(), String> {
-    let mut sluice = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    sluice.arg(command).arg(path).current_dir(path.parent().unwrap_or(Path::new(".")));
-    for secret in secret_variables(text) {
-        sluice.env(secret, "a-secret-for-the-documentation-test");
-    }
-    let output = sluice.output().map_err(|error| format!("sluice {command}: {error}"))?;
-    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
-}
-
 /// Runs an example that reads secrets as its own process (the variables are set for it alone),
 /// and checks it wrote records and no dead letter.
 fn run_with_secrets(directory: &Path, path: &Path, example: &Example) -> Result<(), String> {
-    sluice_with_secrets("run", path, &example.text)?;
+    sluice_with_made_up_secrets("run", path, &example.text)?;
     let letters = std::fs::read_to_string(directory.join("dead-letters.jsonl")).unwrap_or_default();
     if let Some(first) = letters.lines().next() {
         return Err(format!("{} dead letter(s), the first: {first}", letters.lines().count()));
@@ -343,7 +325,7 @@ fn check_example(example: &Example) -> Result<(), String> {
     std::fs::write(&path, &pipeline).expect("write example");
     let parsed: toml::Table = pipeline.parse().map_err(|error| format!("not TOML: {error}"))?;
     if needs_outside_world(&parsed) {
-        return sluice_with_secrets("validate", &path, &example.text);
+        return sluice_with_made_up_secrets("validate", &path, &example.text);
     }
     let unbounded = parsed.get("sources").and_then(toml::Value::as_array).is_some_and(|sources| {
         sources.iter().any(|source| source.get("type").and_then(toml::Value::as_str) == Some("generator") && source.get("count").is_none())

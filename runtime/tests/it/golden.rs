@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{registry, repo_root, sluice};
+use crate::support::{privacy_run, registry, repo_root, sluice, sluice_with_made_up_secrets};
 
 fn example_pipelines() -> Vec<PathBuf> {
     let mut pipelines = Vec::new();
@@ -34,7 +34,7 @@ fn every_example_pipeline_validates() {
         .filter_map(|path| {
             let text = std::fs::read_to_string(path).expect("the example reads");
             let problem = if text.contains("env = \"") {
-                validate_with_made_up_secrets(path, &text).err()
+                sluice_with_made_up_secrets("validate", path, &text).err()
             } else {
                 sluice::commands::validate(path, registry()).err().map(|error| error.to_string())
             };
@@ -42,18 +42,6 @@ fn every_example_pipeline_validates() {
         })
         .collect();
     assert!(invalid.is_empty(), "{}", invalid.join("\n\n"));
-}
-
-/// `sluice validate` in its own process with a value for each environment variable the
-/// pipeline reads a secret from (this process's environment is left alone).
-fn validate_with_made_up_secrets(path: &Path, text: &str) -> Result<(), String> {
-    let mut validate = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-    validate.arg("validate").arg(path);
-    for variable in text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()) {
-        validate.env(variable, "a-made-up-secret-for-validation");
-    }
-    let output = validate.output().map_err(|error| error.to_string())?;
-    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
 }
 
 /// The lines of `text`, sorted: the order in which sinks receive records of different keys
@@ -178,13 +166,6 @@ fn segments_match_their_golden_output() {
 
 #[test]
 fn privacy_matches_its_golden_output_with_a_fixed_key() {
-    let root = repo_root();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "pipelines/privacy.toml"])
-        .current_dir(&root)
-        .env("SLUICE_MASK_KEY", "the-golden-test-key-0123456789abcdef")
-        .output()
-        .expect("sluice runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    check_golden("privacy", &String::from_utf8_lossy(&output.stdout), &root.join("pipelines/expected/privacy.out"));
+    let output = privacy_run("the-golden-test-key-0123456789abcdef");
+    check_golden("privacy", &output, &repo_root().join("pipelines/expected/privacy.out"));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::broker::{SluiceProcess, wait_for};
-use crate::support::{Scratch, plugin, registry, repo_root, run, run_on_thread};
+use crate::support::{Scratch, plugin, privacy_run, registry, run, run_on_thread};
 
 /// The labelled clickstream into an online logistic regression (the settings of
 /// pipelines/conversion.toml), one event every 10 ms of event time.
@@ -283,18 +283,6 @@ fn learners_killed_with_sigkill_resume_their_models_from_the_checkpoint() {
     // checkpoint (a little before the kill) with the models of that checkpoint.
     assert_outputs_of_an_uninterrupted_run(&scratch, EVENTS);
     assert_quality_continues(&scratch, killed_at, "kill");
-}
-
-/// The standard output of `sluice run pipelines/privacy.toml` with `key` as its HMAC key.
-fn privacy_run(key: &str) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "pipelines/privacy.toml"])
-        .current_dir(repo_root())
-        .env("SLUICE_MASK_KEY", key)
-        .output()
-        .expect("sluice runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 /// Whether `text` holds a generator user id as a JSON string (`"u` and digits, then `"`).

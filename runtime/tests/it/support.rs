@@ -121,6 +121,37 @@ pub fn run_on_thread(path: &Path) -> RunningOnThread {
     (control, stop, thread)
 }
 
+/// The environment variables a pipeline's text reads secrets from (`{ env = "NAME" }`).
+pub fn secret_variables(text: &str) -> Vec<&str> {
+    text.split("env = \"").skip(1).filter_map(|rest| rest.split('"').next()).collect()
+}
+
+/// `sluice COMMAND path` in the pipeline's directory, with a made-up value for each environment
+/// variable its `text` reads a secret from, as a user would set them (this process's
+/// environment is left alone). The value is the key docs/operators.md's `mask` example shows
+/// pseudonyms for.
+pub fn sluice_with_made_up_secrets(command: &str, path: &Path, text: &str) -> Result<(), String> {
+    let mut sluice = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    sluice.arg(command).arg(path).current_dir(path.parent().unwrap_or(Path::new(".")));
+    for secret in secret_variables(text) {
+        sluice.env(secret, "a-secret-for-the-documentation-test");
+    }
+    let output = sluice.output().map_err(|error| format!("sluice {command}: {error}"))?;
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
+}
+
+/// The standard output of `sluice run pipelines/privacy.toml` with `key` as its HMAC key.
+pub fn privacy_run(key: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "pipelines/privacy.toml"])
+        .current_dir(repo_root())
+        .env("SLUICE_MASK_KEY", key)
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
 /// Runs the `sluice` binary with `args` in `dir`.
 pub fn sluice(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).current_dir(dir).output().expect("sluice binary runs")
