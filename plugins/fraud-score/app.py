@@ -170,7 +170,7 @@ class Builder:
         first = len(self.headers)
         for header in self.source.headers[event.first_header:event.first_header + event.header_count]:
             self.headers.append(Header(self.span_of(header.name), self.span_of(header.value)))
-        self.events.append(Event(key, self.append(value), event.timestamp, first, event.header_count, 0))
+        self.events.append(Event(key, self.append(value), event.timestamp, first, event.header_count, 0, None))
 
     def build(self) -> Batch:
         return Batch(bytes(self.buffer), self.events, self.headers)

@@ -13,7 +13,7 @@
 // leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
 // Stateless: snapshot and restore carry nothing. Numbers pass through JavaScript numbers:
 // integers beyond 2^53 lose precision (keep such ids as strings).
-import { counterAdd } from 'sluice:plugin/host@0.2.0';
+import { counterAdd } from 'sluice:plugin/host@0.3.0';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
@@ -193,7 +193,7 @@ class BatchBuilder {
     for (const header of this.source.headers.slice(event.firstHeader, event.firstHeader + event.headerCount)) {
       this.headers.push({ name: this.copy(header.name), value: this.copy(header.value) });
     }
-    this.events.push({ key, value: this.append(value), timestamp: event.timestamp, firstHeader, headerCount: event.headerCount, port: 0 });
+    this.events.push({ key, value: this.append(value), timestamp: event.timestamp, firstHeader, headerCount: event.headerCount, port: 0, fields: undefined });
   }
 
   build() {

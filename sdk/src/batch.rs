@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::fields::{FieldIndex, ObjectWriter};
 use crate::json::{self, FieldPath};
 use crate::{Batch, Event, Header, Span};
 
@@ -55,11 +56,35 @@ impl Batch {
         self.push_record_to(0, record);
     }
 
-    /// Appends a copy of `record` (from any batch) on `port`.
+    /// Appends a copy of `record` (from any batch) on `port`, with its field index.
     pub fn push_record_to(&mut self, port: u32, record: Record<'_>) {
         let key = record.key().map(|key| self.append(key));
         let value = self.append(record.value());
         self.push_event(port, key, value, record.timestamp(), record.headers());
+        if let Some(index) = record.field_index_bytes() {
+            let fields = self.append(index);
+            self.set_last_fields(fields);
+        }
+    }
+
+    /// Appends `record` with its payload replaced by the object `writer` holds, indexed (key,
+    /// time, headers kept): what an operator that reshapes records uses to keep them indexed.
+    pub fn push_object_like(&mut self, record: Record<'_>, writer: &ObjectWriter) {
+        self.push_object_like_to(0, record, writer);
+    }
+
+    /// Like [`Batch::push_object_like`], on `port`.
+    pub fn push_object_like_to(&mut self, port: u32, record: Record<'_>, writer: &ObjectWriter) {
+        let key = record.key().map(|key| self.append(key));
+        let start = self.bytes.len();
+        writer.write_to(&mut self.bytes);
+        let value = Span { offset: start as u32, length: (self.bytes.len() - start) as u32 };
+        self.push_event(port, key, value, record.timestamp(), record.headers());
+        let index_start = self.bytes.len();
+        if writer.append_index(&mut self.bytes) {
+            let fields = Span { offset: index_start as u32, length: (self.bytes.len() - index_start) as u32 };
+            self.set_last_fields(fields);
+        }
     }
 
     /// Appends a record whose payload is `value` serialised as JSON, with no key or headers.
@@ -93,9 +118,13 @@ impl Batch {
             (event.first_header as usize).checked_add(event.header_count as usize).is_some_and(|end| end <= self.headers.len())
         };
         for (index, event) in self.events.iter().enumerate() {
-            let inside = in_bytes(event.value) && event.key.is_none_or(in_bytes) && in_headers(event);
+            let inside = in_bytes(event.value) && event.key.is_none_or(in_bytes) && in_headers(event) && event.fields.is_none_or(in_bytes);
             if !inside {
                 return Err(format!("record {index} points outside its batch"));
+            }
+            if let Some(fields) = event.fields {
+                FieldIndex::parse(self.slice(fields), event.value.length as usize)
+                    .ok_or_else(|| format!("record {index} has a malformed field index"))?;
             }
         }
         match self.headers.iter().position(|header| !in_bytes(header.name) || !in_bytes(header.value)) {
@@ -133,7 +162,14 @@ impl Batch {
             self.headers.push(header);
         }
         let header_count = self.headers.len() - first_header;
-        self.events.push(Event { key, value, timestamp, first_header: first_header as u32, header_count: header_count as u32, port });
+        let (first_header, header_count) = (first_header as u32, header_count as u32);
+        self.events.push(Event { key, value, timestamp, first_header, header_count, port, fields: None });
+    }
+
+    fn set_last_fields(&mut self, fields: Span) {
+        if let Some(event) = self.events.last_mut() {
+            event.fields = Some(fields);
+        }
     }
 
     fn append(&mut self, bytes: &[u8]) -> Span {
@@ -208,17 +244,31 @@ impl<'a> Record<'a> {
 
     /// The value at `path` in the JSON payload, without parsing the rest of it.
     pub fn field(&self, path: &FieldPath) -> Result<Option<Value>, String> {
-        json::lookup(self.value(), path)
+        let mut found = self.fields(std::slice::from_ref(path))?;
+        Ok(found.pop().flatten())
     }
 
     /// The values at several paths in one pass over the JSON payload.
     pub fn fields(&self, paths: &[FieldPath]) -> Result<Vec<Option<Value>>, String> {
-        json::lookup_many(self.value(), paths)
+        json::parse_raw_values(self.raw_fields(paths)?)
     }
 
-    /// The JSON text of the values at several paths, borrowed from the payload.
+    /// The JSON text of the values at several paths, borrowed from the payload: read from
+    /// the record's field index when it has one, without going over the rest of the payload.
     pub fn raw_fields(&self, paths: &[FieldPath]) -> Result<Vec<Option<&'a serde_json::value::RawValue>>, String> {
-        json::lookup_raw_many(self.value(), paths)
+        match self.field_index() {
+            Some(index) => json::lookup_raw_indexed(self.value(), index, paths),
+            None => json::lookup_raw_many(self.value(), paths),
+        }
+    }
+
+    /// The index of the payload's top-level fields, when the record has a well-formed one.
+    pub fn field_index(&self) -> Option<FieldIndex<'a>> {
+        FieldIndex::parse(self.field_index_bytes()?, self.event.value.length as usize)
+    }
+
+    fn field_index_bytes(&self) -> Option<&'a [u8]> {
+        self.event.fields.map(|span| self.batch.slice(span))
     }
 
     /// Parses the payload as JSON into `T`.
@@ -287,6 +337,57 @@ mod tests {
     }
 
     #[test]
+    fn copies_keep_the_field_index_and_check_refuses_a_malformed_one() {
+        let mut batch = Batch::new();
+        batch.push(Some(b"k"), br#"{"a": 1, "b": {"c": [2]}}"#, 5, []);
+        batch.push(None, b"not json", 6, []);
+        crate::fields::index_batch(&mut batch);
+        assert!(batch.events[0].fields.is_some() && batch.events[1].fields.is_none());
+        assert_eq!(batch.check(), Ok(()));
+        let mut copy = Batch::new();
+        copy.push_record(batch.get(0).unwrap());
+        let record = copy.get(0).unwrap();
+        assert!(record.field_index().is_some());
+        let paths = [FieldPath::parse("b.c.0").unwrap(), FieldPath::parse("a").unwrap()];
+        let texts: Vec<String> = record.raw_fields(&paths).unwrap().into_iter().map(|raw| raw.unwrap().get().to_owned()).collect();
+        assert_eq!(texts, ["2", "1"]);
+        let mut bad = batch.clone();
+        let fields = bad.events[0].fields.unwrap();
+        bad.bytes[fields.offset as usize + 4 + 8] = 200;
+        assert_eq!(bad.check(), Err("record 0 has a malformed field index".into()));
+        assert!(bad.get(0).unwrap().field_index().is_none(), "a malformed index is not read");
+    }
+
+    #[test]
+    fn objects_written_with_their_index_read_back_through_it() {
+        let mut input = Batch::new();
+        input.push(Some(b"k"), b"{}", 7, [(&b"h"[..], &b"v"[..])]);
+        let mut writer = ObjectWriter::new();
+        writer.clear();
+        writer.field("price", b"12.5");
+        writer.field("odd \"name\"", b"true");
+        writer.clear();
+        writer.field("price", b"12.5");
+        writer.field("nested", br#"{"x":[1,2]}"#);
+        let mut out = Batch::new();
+        out.push_object_like(input.get(0).unwrap(), &writer);
+        writer.clear();
+        writer.field("odd \"name\"", b"true");
+        out.push_object_like(input.get(0).unwrap(), &writer);
+        assert_eq!(out.check(), Ok(()));
+        let first = out.get(0).unwrap();
+        assert_eq!(
+            (first.value(), first.key(), first.timestamp(), first.header("h")),
+            (&br#"{"price":12.5,"nested":{"x":[1,2]}}"#[..], Some(&b"k"[..]), 7, Some(&b"v"[..]))
+        );
+        let paths = [FieldPath::parse("nested.x.1").unwrap(), FieldPath::parse("price").unwrap()];
+        assert_eq!(first.fields(&paths).unwrap(), vec![Some(serde_json::json!(2)), Some(serde_json::json!(12.5))]);
+        let second = out.get(1).unwrap();
+        assert_eq!(second.value(), br#"{"odd \"name\"":true}"#);
+        assert!(second.field_index().is_none(), "a name with escapes is not indexed");
+    }
+
+    #[test]
     fn spans_outside_the_buffer_read_as_empty() {
         let batch = Batch {
             bytes: b"abc".to_vec(),
@@ -297,6 +398,7 @@ mod tests {
                 first_header: 7,
                 header_count: 1,
                 port: 0,
+                fields: None,
             }],
             headers: Vec::new(),
         };

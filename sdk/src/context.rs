@@ -1,4 +1,5 @@
-//! What the runtime told this instance at `init`: its name, its inputs, the encodings offered.
+//! What the runtime told this instance at `init`: its name, its inputs, the encodings offered,
+//! its sandbox limits.
 
 use std::cell::RefCell;
 
@@ -14,14 +15,22 @@ pub(crate) fn set(context: InitContext) {
 }
 
 /// The context of this instance: the operator's name, what it reads (`inputs`, which a
-/// record's [`crate::Record::port`] indexes) and the value encodings the runtime offers.
+/// record's [`crate::Record::port`] indexes), the value encodings the runtime offers, and
+/// the instance's `memory_limit` (bytes) and `call_timeout_ms`.
 /// Available from [`crate::Operator::init`] on; in native tests, what
 /// [`crate::testing::Harness`] was given (by default one input, `"input"`).
 pub fn init_context() -> InitContext {
     CONTEXT.with(|slot| slot.borrow().clone()).unwrap_or_else(default_context)
 }
 
-/// The context of an operator with one input, as native tests assume.
+/// The context of an operator with one input and the default limits (128 MiB, 1 s), as
+/// native tests assume.
 pub fn default_context() -> InitContext {
-    InitContext { operator: "operator".into(), inputs: vec!["input".into()], encodings: vec![crate::glue::ENCODING.into()] }
+    InitContext {
+        operator: "operator".into(),
+        inputs: vec!["input".into()],
+        encodings: crate::glue::ENCODINGS.iter().map(|encoding| (*encoding).into()).collect(),
+        memory_limit: 128 * 1024 * 1024,
+        call_timeout_ms: 1_000,
+    }
 }

@@ -8,8 +8,9 @@ use crate::bindings::sluice::plugin::types::Output as WitOutput;
 use crate::host::{self, Level};
 use crate::{Batch, InitContext, Operator, OperatorInfo, Output, State};
 
-/// The one value encoding the Rust SDK reads and writes.
-pub const ENCODING: &str = "json";
+/// The value encodings the Rust SDK reads and writes, preferred first: JSON with each record's
+/// field index ([`crate::Record::raw_fields`] reads it in place), or JSON text alone.
+pub const ENCODINGS: [&str; 2] = ["json+fields", "json"];
 
 /// An operator with its type erased, so that one static slot can hold any plugin.
 trait ErasedOperator {
@@ -54,20 +55,20 @@ fn with_instance<R>(call: impl FnOnce(&mut dyn ErasedOperator) -> R) -> R {
 pub fn init<O: Operator>(config: &str, context: InitContext) -> Result<OperatorInfo, String> {
     // A panic becomes a trap; its message reaches the runtime first, as an error log line.
     std::panic::set_hook(Box::new(|info| host::log(Level::Error, &format!("panic: {info}"))));
-    if !context.encodings.iter().any(|encoding| encoding == ENCODING) {
-        return Err(format!("this plugin reads and writes {ENCODING:?} values, which the runtime does not offer"));
-    }
+    let Some(encoding) = ENCODINGS.into_iter().find(|encoding| context.encodings.iter().any(|offered| offered == encoding)) else {
+        return Err(format!("this plugin reads and writes {} values, which the runtime does not offer", ENCODINGS.join(" or ")));
+    };
     crate::context::set(context);
     let config: O::Config = parse_config(config)?;
     let operator = O::init(config)?;
-    let info = info_of(&operator);
+    let info = OperatorInfo { encoding: encoding.to_owned(), ..info_of(&operator) };
     INSTANCE.with(|slot| *slot.borrow_mut() = Some(Box::new(operator)));
     Ok(info)
 }
 
-/// What an initialised operator declares about itself.
+/// What an initialised operator declares about itself, reading the preferred encoding.
 pub fn info_of<O: Operator>(operator: &O) -> OperatorInfo {
-    OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: ENCODING.to_owned() }
+    OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: ENCODINGS[0].to_owned() }
 }
 
 /// Deserialises the operator's configuration, naming the offending key.

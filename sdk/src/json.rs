@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::fields::FieldIndex;
+
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -95,16 +97,72 @@ pub fn lookup(bytes: &[u8], path: &FieldPath) -> Result<Option<Value>, String> {
 
 /// The values at several `paths` in one pass over `bytes`, in the order of `paths`.
 pub fn lookup_many(bytes: &[u8], paths: &[FieldPath]) -> Result<Vec<Option<Value>>, String> {
-    lookup_raw_many(bytes, paths)?
-        .into_iter()
+    parse_raw_values(lookup_raw_many(bytes, paths)?)
+}
+
+/// Raw values parsed.
+pub(crate) fn parse_raw_values(raw: Vec<Option<&RawValue>>) -> Result<Vec<Option<Value>>, String> {
+    raw.into_iter()
         .map(|raw| {
             raw.map(|raw| serde_json::from_str(raw.get()).map_err(|error| format!("payload is not valid JSON: {error}"))).transpose()
         })
         .collect()
 }
 
+/// [`lookup_raw_many`] for a payload with a field index: each path starts at its indexed
+/// top-level field, and only a deeper path reads further (within that field's text). An index
+/// that does not agree with the text (a plugin's bug) falls back to reading the whole text.
+pub fn lookup_raw_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
+    let found: Option<Vec<Option<&'a RawValue>>> = paths.iter().map(|path| indexed_value(bytes, index, path)).collect();
+    match found {
+        Some(found) => Ok(found),
+        None => lookup_raw_many(bytes, paths),
+    }
+}
+
+/// The value at `path` through the index: `Some(None)` when absent, `None` when the index
+/// and the text disagree.
+fn indexed_value<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a RawValue>> {
+    let (first, rest) = path.segments().split_first()?;
+    for (offset, length) in index.values_named(bytes, first) {
+        let text = std::str::from_utf8(bytes.get(offset..offset + length)?).ok()?;
+        if rest.is_empty() {
+            return Some(Some(serde_json::from_str(text).ok()?));
+        }
+        // A duplicated key: as in a lookup over the text, the first one holding the path.
+        let spans = crate::scan::field_spans_below(text, std::slice::from_ref(path), 1)?;
+        if let Some((start, end)) = spans[0] {
+            return Some(Some(serde_json::from_str(text.get(start..end)?).ok()?));
+        }
+    }
+    Some(None)
+}
+
 /// The JSON text of the values at `paths`, borrowed from `bytes`: no allocation per value.
 pub fn lookup_raw_many<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
+    let fast = std::str::from_utf8(bytes).ok().and_then(|text| raw_values(text, &crate::scan::field_spans(text, paths)?));
+    match fast {
+        Some(found) => Ok(found),
+        None => lookup_raw_many_with_serde(bytes, paths),
+    }
+}
+
+/// The values at `spans` of a document the fast pass accepted. serde_json reads each again,
+/// which costs little (they are the few values asked for) and needs no unsafe code.
+fn raw_values<'a>(text: &'a str, spans: &[Option<(usize, usize)>]) -> Option<Vec<Option<&'a RawValue>>> {
+    let mut found = Vec::with_capacity(spans.len());
+    for span in spans {
+        let raw = match span {
+            Some((start, end)) => Some(serde_json::from_str::<&RawValue>(text.get(*start..*end)?).ok()?),
+            None => None,
+        };
+        found.push(raw);
+    }
+    Some(found)
+}
+
+/// [`lookup_raw_many`] by serde_json alone: every document, and its error messages.
+fn lookup_raw_many_with_serde<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
     let mut found = vec![None; paths.len()];
     let wanted = paths.iter().enumerate().map(|(slot, path)| (slot, path.segments())).collect();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -412,6 +470,101 @@ mod tests {
         assert_eq!(lookup(doc, &path("b.c")).unwrap(), Some(json!("x")));
         assert_eq!(lookup(doc, &path("b.d")).unwrap(), Some(json!([1, 2])));
         assert_eq!(lookup(doc, &path("e")).unwrap(), Some(Value::Null));
+    }
+
+    /// JSON text of `value` with whitespace between tokens, keys possibly repeated.
+    fn spaced_json(value: &Value, space: &str) -> String {
+        match value {
+            Value::Object(object) => {
+                let fields: Vec<String> = object
+                    .iter()
+                    .map(|(name, field)| format!("{space}{}{space}:{space}{}", Value::String(name.clone()), spaced_json(field, space)))
+                    .collect();
+                let repeated = object.iter().next().map(|(name, _)| format!(",{}:0", Value::String(name.clone()))).unwrap_or_default();
+                format!("{{{}{repeated}{space}}}", fields.join(","))
+            }
+            Value::Array(items) => format!("[{space}{}]", items.iter().map(|item| spaced_json(item, space)).collect::<Vec<_>>().join(",")),
+            other => other.to_string(),
+        }
+    }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let key = prop::sample::select(vec!["a", "b", "0", "1", "k y", "é", "q\"t", "\u{1}"]);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-c\"\\\u{1}\u{e9}/]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((key.clone(), inner), 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().map(|(name, value)| (name.to_owned(), value)).collect())),
+            ]
+        })
+    }
+
+    #[test]
+    fn the_fast_pass_takes_common_documents_and_leaves_the_rest_to_serde_json() {
+        let spans = |text: &str, paths: &[&str]| crate::scan::field_spans(text, &paths.iter().map(|text| path(text)).collect::<Vec<_>>());
+        let doc = r#" {"type":"bid","n":-1.5e3,"s":"a\"\u00e9","o":{"x":[1,{"y":true}]},"type":"again"} "#;
+        let found = spans(doc, &["type", "o.x.1.y", "s", "zz"]).expect("the fast pass takes it");
+        let texts: Vec<Option<&str>> = found.iter().map(|span| span.map(|(start, end)| &doc[start..end])).collect();
+        assert_eq!(texts, vec![Some("\"bid\""), Some("true"), Some(r#""a\"\u00e9""#), None]);
+        assert_eq!(spans(r#"{"a\u0062": 2}"#, &["ab"]), None, "escaped keys are serde_json's");
+        assert_eq!(spans(r#"{"a": 01}"#, &["a"]), None, "invalid documents are serde_json's");
+        assert_eq!(spans(&"[".repeat(200), &["a"]), None, "deep nesting is serde_json's");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The fast pass answers exactly as serde_json does, on valid and broken documents.
+        #[test]
+        fn the_fast_lookup_agrees_with_serde_json(
+            value in arbitrary_json(),
+            space in proptest::sample::select(vec!["", " ", "\n\t "]),
+            cut in proptest::option::of(0usize..200),
+            flip in proptest::option::of((0usize..200, proptest::prelude::any::<u8>())),
+            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é"]), 1..5),
+        ) {
+            let mut bytes = spaced_json(&value, space).into_bytes();
+            if let Some((at, byte)) = flip
+                && let Some(place) = bytes.get_mut(at)
+            {
+                *place = byte;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut);
+            }
+            let paths: Vec<FieldPath> = paths.into_iter().map(path).collect();
+            let texts = |found: Result<Vec<Option<&RawValue>>, String>| found.map(|found| found.into_iter().map(|raw| raw.map(|raw| raw.get().to_owned())).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(texts(lookup_raw_many(&bytes, &paths)), texts(lookup_raw_many_with_serde(&bytes, &paths)));
+        }
+    }
+
+    proptest::proptest! {
+        /// Reading through a record's field index answers as reading its whole text.
+        #[test]
+        fn the_indexed_lookup_agrees_with_the_text_lookup(
+            value in arbitrary_json(),
+            space in proptest::sample::select(vec!["", " ", "\n\t "]),
+            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é"]), 1..5),
+        ) {
+            let bytes = spaced_json(&value, space).into_bytes();
+            let mut index = Vec::new();
+            let indexable = crate::fields::append_index(&bytes, &mut index);
+            let plain_keys = value.as_object().is_some_and(|object| object.keys().all(|key| !key.chars().any(|c| c == '"' || c == '\\' || c < ' ')));
+            proptest::prop_assert_eq!(indexable, plain_keys);
+            if indexable {
+                let index = FieldIndex::parse(&index, bytes.len()).expect("a well-formed index");
+                let paths: Vec<FieldPath> = paths.into_iter().map(path).collect();
+                let texts = |found: Result<Vec<Option<&RawValue>>, String>| found.map(|found| found.into_iter().map(|raw| raw.map(|raw| raw.get().to_owned())).collect::<Vec<_>>());
+                proptest::prop_assert_eq!(texts(lookup_raw_indexed(&bytes, index, &paths)), texts(lookup_raw_many_with_serde(&bytes, &paths)));
+            }
+        }
     }
 
     #[test]

@@ -13,10 +13,12 @@ mod batch;
 pub mod context;
 pub mod duration;
 pub mod expression;
+pub mod fields;
 pub mod host;
 pub mod json;
 pub mod numeric;
 mod operator;
+mod scan;
 pub mod state;
 pub mod testing;
 

@@ -30,10 +30,13 @@ impl<O: Operator> Harness<O> {
         crate::glue::info_of(&self.operator)
     }
 
-    /// Calls `process` with `batch` (arrived on input 0).
+    /// Calls `process` with `batch` (arrived on input 0), its records indexed as the runtime
+    /// indexes them for an operator of the Rust SDK (encoding "json+fields").
     pub fn process(&mut self, batch: &Batch) -> Output {
+        let mut indexed = batch.clone();
+        crate::fields::index_batch(&mut indexed);
         let mut out = Output::default();
-        self.operator.process(batch, &mut out);
+        self.operator.process(&indexed, &mut out);
         out
     }
 

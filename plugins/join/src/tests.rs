@@ -13,7 +13,7 @@ use sluice_sdk::{InitContext, Operator};
 use super::*;
 
 fn two_inputs() -> InitContext {
-    InitContext { operator: "join".into(), inputs: vec!["left".into(), "right".into()], encodings: vec!["json".into()] }
+    InitContext { operator: "join".into(), inputs: vec!["left".into(), "right".into()], ..sluice_sdk::context::default_context() }
 }
 
 fn join(config: Value) -> Harness<Join> {
@@ -90,7 +90,7 @@ fn the_state_survives_a_snapshot_and_a_restore() {
 
 #[test]
 fn a_join_needs_two_inputs_a_key_and_room() {
-    let one = InitContext { operator: "join".into(), inputs: vec!["only".into()], encodings: vec!["json".into()] };
+    let one = InitContext { operator: "join".into(), inputs: vec!["only".into()], ..sluice_sdk::context::default_context() };
     let refused = Harness::<Join>::with_context(json!({"key": ["k"]}), one).err().expect("refused");
     assert!(refused.contains("two inputs"), "{refused}");
     assert!(Harness::<Join>::with_context(json!({"key": []}), two_inputs()).is_err());

@@ -1,6 +1,8 @@
 //! The fast path of `project`: a `keep` list of top-level fields (plus computed ones) is
-//! written straight from the input's JSON text, without building a JSON object per record.
+//! written straight from the input's JSON text, without building a JSON object per record,
+//! and indexed as it is written (the next operator reads its fields in place).
 
+use sluice_sdk::fields::ObjectWriter;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, Record, json};
 
@@ -10,7 +12,7 @@ use sluice_sdk::expression::Expression;
 pub struct FlatProjection {
     /// Fields read from each record: kept ones first, then expression inputs.
     reads: Vec<FieldPath>,
-    /// Output fields in order, with their names already as JSON text.
+    /// Output fields in order, with their names.
     outputs: Vec<(String, Source)>,
 }
 
@@ -51,7 +53,7 @@ impl FlatProjection {
         let mut reads: Vec<FieldPath> = Vec::new();
         let mut outputs = Vec::new();
         for (path, name) in names.iter().zip(&final_names) {
-            let name = sluice_sdk::serde_json::to_string(name.leaf()).ok()?;
+            let name = name.leaf().to_owned();
             let source = match compute.iter().find(|(target, _)| target == *path) {
                 Some((target, expression)) => Source::Computed(target.clone(), expression.clone()),
                 None => {
@@ -65,28 +67,28 @@ impl FlatProjection {
         Some(FlatProjection { reads, outputs })
     }
 
-    /// Writes the projected object of `record` into `out` (cleared first).
-    pub fn write(&self, record: Record<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    /// Writes the projected object of `record` into `out` (cleared first); `number` is
+    /// scratch space for computed values.
+    pub fn write(&self, record: Record<'_>, out: &mut ObjectWriter, number: &mut Vec<u8>) -> Result<(), String> {
         let values = record.raw_fields(&self.reads)?;
         out.clear();
-        out.push(b'{');
         for (name, source) in &self.outputs {
             match source {
                 Source::Read(index) => {
                     let Some(raw) = values[*index] else { continue };
-                    write_name(out, name);
-                    out.extend_from_slice(raw.get().as_bytes());
+                    out.field(name, raw.get().as_bytes());
                 }
                 Source::Computed(target, expression) => {
                     let value = expression
                         .evaluate_with(&mut |path| self.number(&values, path))
                         .map_err(|error| format!("compute {target}: {error}"))?;
-                    write_name(out, name);
-                    out.extend_from_slice(value.to_string().as_bytes());
+                    number.clear();
+                    // A JSON value always serialises into a vector.
+                    let _ = sluice_sdk::serde_json::to_writer(&mut *number, &value);
+                    out.field(name, number);
                 }
             }
         }
-        out.push(b'}');
         Ok(())
     }
 
@@ -99,12 +101,4 @@ impl FlatProjection {
             None => Err(format!("field {path} is missing")),
         }
     }
-}
-
-fn write_name(out: &mut Vec<u8>, name: &str) {
-    if out.len() > 1 {
-        out.push(b',');
-    }
-    out.extend_from_slice(name.as_bytes());
-    out.push(b':');
 }

@@ -14,6 +14,7 @@ mod flat;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use sluice_sdk::fields::ObjectWriter;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
@@ -45,8 +46,10 @@ pub struct Project {
     reads: Option<Vec<FieldPath>>,
     /// The fast path, when the projection has only top-level fields.
     flat: Option<FlatProjection>,
-    /// Output buffer of the fast path, reused across records.
-    buffer: Vec<u8>,
+    /// Output object of the fast path, reused across records.
+    writer: ObjectWriter,
+    /// Scratch space for the computed values of the fast path.
+    number: Vec<u8>,
     drop: Vec<FieldPath>,
     rename: Vec<(FieldPath, FieldPath)>,
 }
@@ -79,7 +82,7 @@ impl Operator for Project {
             reads
         });
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
-        Ok(Project { compute, keep, reads, flat, buffer: Vec::new(), drop: config.drop, rename })
+        Ok(Project { compute, keep, reads, flat, writer: ObjectWriter::new(), number: Vec::new(), drop: config.drop, rename })
     }
 
     fn distribution(&self) -> Distribution {
@@ -89,8 +92,8 @@ impl Operator for Project {
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         if let Some(flat) = &self.flat {
             for record in batch.iter() {
-                match flat.write(record, &mut self.buffer) {
-                    Ok(()) => out.batch.push(record.key(), &self.buffer, record.timestamp(), record.headers()),
+                match flat.write(record, &mut self.writer, &mut self.number) {
+                    Ok(()) => out.batch.push_object_like(record, &self.writer),
                     Err(reason) => out.reject(record.index(), reason),
                 }
             }

@@ -377,7 +377,7 @@ impl Prepared {
     fn request(task: &SyncSender<TaskMessage>, operator: &str, spec: OperatorSpec) -> Option<Prepared> {
         let (reply, steps) = mpsc::channel();
         let (decision, decided) = mpsc::channel();
-        task.send(TaskMessage::Swap(SwapRequest { operator: operator.to_owned(), spec, reply, decision: decided })).ok()?;
+        task.send(TaskMessage::Swap(Box::new(SwapRequest { operator: operator.to_owned(), spec, reply, decision: decided }))).ok()?;
         // A task that ends before reaching the request drops it, and with it the reply sender.
         match steps.recv().ok()? {
             SwapStep::Prepared(outcome) => Some(Prepared { outcome, steps, decision }),

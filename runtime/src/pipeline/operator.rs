@@ -87,8 +87,9 @@ pub struct OperatorSpec {
     pub pinned: Option<Digest>,
 }
 
-/// The value encodings the runtime offers operators.
-pub const ENCODINGS: &[&str] = &["json"];
+/// The value encodings the runtime offers operators, preferred first: JSON with each record's
+/// field index, built once and kept from operator to operator, or JSON text alone.
+pub const ENCODINGS: &[&str] = &[crate::wasm::ENCODING_WITH_FIELDS, "json"];
 
 impl OperatorSpec {
     /// The specification of operator `name` reading `inputs`: asks a throw-away instance of
@@ -100,8 +101,13 @@ impl OperatorSpec {
         inputs: Vec<String>,
         limits: InstanceLimits,
     ) -> Result<OperatorSpec, OperatorError> {
-        let context =
-            InitContext { operator: name.to_owned(), inputs, encodings: ENCODINGS.iter().map(|encoding| (*encoding).to_owned()).collect() };
+        let context = InitContext {
+            operator: name.to_owned(),
+            inputs,
+            encodings: ENCODINGS.iter().map(|encoding| (*encoding).to_owned()).collect(),
+            memory_limit: limits.memory as u64,
+            call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
+        };
         let metrics = Arc::new(OperatorMetrics::default());
         // What the plugin declares is asked of it below.
         let undeclared = OperatorInfo { outputs: Vec::new(), distribution: Distribution::Any, encoding: String::new() };

@@ -37,7 +37,7 @@ pub enum TaskMessage {
     /// `from` sends nothing more; when every upstream has ended, the task closes event time.
     End { from: u32 },
     /// Replace an operator at this batch boundary.
-    Swap(SwapRequest),
+    Swap(Box<SwapRequest>),
     /// Stop at once and save nothing: the partition already belongs to another process.
     Abandon,
 }
@@ -401,7 +401,7 @@ impl Task {
                 Ok(Some(Ending::Finished))
             }
             TaskMessage::Swap(request) => {
-                self.swap(request);
+                self.swap(*request);
                 Ok(None)
             }
             TaskMessage::Abandon => Ok(Some(Ending::Abandoned)),

@@ -135,7 +135,7 @@ impl Sink {
         let mut keyed = Batch::new();
         let mut key = String::new();
         for record in batch.iter() {
-            match selector.write(record.value(), &mut key) {
+            match selector.write_record(record, &mut key) {
                 Ok(()) => keyed.push(Some(key.as_bytes()), record.value(), record.timestamp(), record.headers()),
                 Err(reason) => {
                     if self.unkeyed == 0 {

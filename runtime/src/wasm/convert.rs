@@ -6,28 +6,54 @@ use sluice_sdk::{Batch, Distribution, Event, Header, InitContext, OperatorInfo, 
 
 use super::bindings::wit;
 
-pub fn batch_to_wit(batch: &Batch) -> wit::Batch {
-    wit::Batch {
-        bytes: batch.bytes.clone(),
-        events: batch.events.iter().map(event_to_wit).collect(),
-        headers: batch
-            .headers
-            .iter()
-            .map(|header| wit::Header { name: span_to_wit(header.name), value: span_to_wit(header.value) })
-            .collect(),
-    }
+/// Whether an operator receives and returns records' field indexes (it chose the encoding
+/// "json+fields").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldIndexes {
+    /// Every indexable record reaches it indexed (indexed here if it was not yet), and the
+    /// indexes of the records it returns are kept.
+    Kept,
+    /// It sees no index, and any it returns are dropped.
+    Absent,
 }
 
-pub fn batch_from_wit(batch: wit::Batch) -> Batch {
+/// The batch as the operator receives it: one copy of its bytes, to which the indexes of
+/// records not yet indexed are appended.
+pub fn batch_to_wit(batch: &Batch, indexes: FieldIndexes) -> wit::Batch {
+    let mut bytes = batch.bytes.clone();
+    let mut indexer = sluice_sdk::fields::Indexer::default();
+    let events = batch
+        .events
+        .iter()
+        .map(|event| {
+            let fields = match indexes {
+                FieldIndexes::Absent => None,
+                FieldIndexes::Kept => event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)),
+            };
+            wit::Event { fields: fields.map(span_to_wit), ..event_to_wit(event) }
+        })
+        .collect();
+    wit::Batch { bytes, events, headers: batch.headers.iter().map(header_to_wit).collect() }
+}
+
+pub fn batch_from_wit(batch: wit::Batch, indexes: FieldIndexes) -> Batch {
+    let event = |event: wit::Event| match indexes {
+        FieldIndexes::Kept => event_from_wit(event),
+        FieldIndexes::Absent => Event { fields: None, ..event_from_wit(event) },
+    };
     Batch {
         bytes: batch.bytes,
-        events: batch.events.into_iter().map(event_from_wit).collect(),
+        events: batch.events.into_iter().map(event).collect(),
         headers: batch
             .headers
             .into_iter()
             .map(|header| Header { name: span_from_wit(header.name), value: span_from_wit(header.value) })
             .collect(),
     }
+}
+
+fn header_to_wit(header: &Header) -> wit::Header {
+    wit::Header { name: span_to_wit(header.name), value: span_to_wit(header.value) }
 }
 
 pub fn state_to_wit(state: &State) -> wit::State {
@@ -46,6 +72,7 @@ fn event_to_wit(event: &Event) -> wit::Event {
         first_header: event.first_header,
         header_count: event.header_count,
         port: event.port,
+        fields: event.fields.map(span_to_wit),
     }
 }
 
@@ -57,6 +84,7 @@ fn event_from_wit(event: wit::Event) -> Event {
         first_header: event.first_header,
         header_count: event.header_count,
         port: event.port,
+        fields: event.fields.map(span_from_wit),
     }
 }
 
@@ -69,7 +97,13 @@ fn span_from_wit(span: wit::Span) -> Span {
 }
 
 pub fn context_to_wit(context: &InitContext) -> wit::InitContext {
-    wit::InitContext { operator: context.operator.clone(), inputs: context.inputs.clone(), encodings: context.encodings.clone() }
+    wit::InitContext {
+        operator: context.operator.clone(),
+        inputs: context.inputs.clone(),
+        encodings: context.encodings.clone(),
+        memory_limit: context.memory_limit,
+        call_timeout_ms: context.call_timeout_ms,
+    }
 }
 
 pub fn info_from_wit(info: wit::OperatorInfo) -> OperatorInfo {

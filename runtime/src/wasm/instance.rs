@@ -8,11 +8,14 @@ use sluice_sdk::{Batch, Distribution, InitContext, OperatorInfo, State};
 use wasmtime::{Store, Trap};
 
 use super::bindings::Operator;
-use super::convert::{batch_from_wit, batch_to_wit, context_to_wit, info_from_wit, state_from_wit, state_to_wit};
+use super::convert::{FieldIndexes, batch_from_wit, batch_to_wit, context_to_wit, info_from_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
 use crate::monitor::PluginMetrics;
+
+/// The encoding of JSON text with each record's field index (WIT `event.fields`).
+pub const ENCODING_WITH_FIELDS: &str = "json+fields";
 
 /// The sandbox limits of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct PluginInstance {
     deadline_ticks: u64,
     /// How many side outputs `init` declared: output ports above this are invalid.
     side_outputs: u32,
+    /// Whether the plugin reads records' field indexes (it chose "json+fields" at `init`).
+    indexes: FieldIndexes,
 }
 
 impl PluginInstance {
@@ -88,7 +93,7 @@ impl PluginInstance {
             kind: FailureKind::Instantiate,
             message: format!("cannot instantiate the plugin: {}", super::plugin::root_cause(&error)),
         })?;
-        Ok(PluginInstance { store, operator, limits, deadline_ticks, side_outputs: 0 })
+        Ok(PluginInstance { store, operator, limits, deadline_ticks, side_outputs: 0, indexes: FieldIndexes::Absent })
     }
 
     /// The linear memory the instance holds (the most it ever needed), in bytes.
@@ -114,22 +119,23 @@ impl PluginInstance {
         let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
         let info = checked_info(info_from_wit(info), context)?;
         self.side_outputs = u32::try_from(info.outputs.len()).unwrap_or(u32::MAX);
+        self.indexes = if info.encoding == ENCODING_WITH_FIELDS { FieldIndexes::Kept } else { FieldIndexes::Absent };
         Ok(Ok(info))
     }
 
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
-        let batch_wit = batch_to_wit(batch);
+        let batch_wit = batch_to_wit(batch, self.indexes);
         let output = self.call(|operator, store| operator.call_process(store, input, &batch_wit))?;
         let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
         checked_rejections(&rejected, batch.events.len())?;
-        Ok(PluginOutput { batch: self.checked(batch_from_wit(output.batch))?, rejected })
+        Ok(PluginOutput { batch: self.checked(batch_from_wit(output.batch, self.indexes))?, rejected })
     }
 
     /// Calls `on-watermark`.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
         let output = self.call(|operator, store| operator.call_on_watermark(store, watermark))?;
-        self.checked(batch_from_wit(output))
+        self.checked(batch_from_wit(output, self.indexes))
     }
 
     /// A batch from the plugin, refused if any span points outside it or a record goes to an

@@ -14,6 +14,6 @@ mod plugin;
 pub use engine::WasmEngine;
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
-pub use instance::{CallFailure, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
+pub use instance::{CallFailure, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
 pub use plugin::{Digest, Plugin, PluginError, PluginRegistry};
 pub use sluice_sdk::{Batch, Record, State};

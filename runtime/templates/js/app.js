@@ -1,7 +1,7 @@
 // {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
 // numeric `field` are rejected: they go to the dead-letter output with the reason.
 // Built by `sluice plugin build` with componentize-js against the runtime's WIT.
-import { counterAdd } from 'sluice:plugin/host@0.2.0';
+import { counterAdd } from 'sluice:plugin/host@0.3.0';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();

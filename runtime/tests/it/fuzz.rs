@@ -202,14 +202,16 @@ fn span() -> impl Strategy<Value = sluice_sdk::Span> {
 }
 
 fn returned_batch() -> impl Strategy<Value = sluice_sdk::Batch> {
-    let event = (proptest::option::of(span()), span(), 0u32..6, prop_oneof![3 => 0u32..4, 1 => any::<u32>()], any::<i64>(), 0u32..3)
-        .prop_map(|(key, value, first_header, header_count, timestamp, port)| sluice_sdk::Event {
+    let header_count = prop_oneof![3 => 0u32..4, 1 => any::<u32>()];
+    let event = (proptest::option::of(span()), span(), 0u32..6, header_count, any::<i64>(), 0u32..3, proptest::option::of(span()))
+        .prop_map(|(key, value, first_header, header_count, timestamp, port, fields)| sluice_sdk::Event {
             key,
             value,
             first_header,
             header_count,
             timestamp,
             port,
+            fields,
         });
     let header = (span(), span()).prop_map(|(name, value)| sluice_sdk::Header { name, value });
     (proptest::collection::vec(any::<u8>(), 0..128), proptest::collection::vec(event, 0..12), proptest::collection::vec(header, 0..6))
@@ -221,8 +223,10 @@ fn fuzz_the_batch_a_plugin_returns() {
     fuzz("returned batches", returned_batch(), |batch| {
         if batch.check().is_ok() {
             // What the runtime does with an accepted batch must not fail on it.
+            let path = sluice_sdk::FieldPath::parse("a.b").expect("a path");
             for record in batch.iter() {
                 let _ = (record.key(), record.value(), record.timestamp(), record.port());
+                let _ = (record.field_index().map(|index| index.fields().count()), record.raw_fields(std::slice::from_ref(&path)));
                 prop_assert!(record.headers().count() <= batch.headers.len());
             }
             for index in 0..batch.len() {

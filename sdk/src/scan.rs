@@ -1,0 +1,293 @@
+//! A fast pass over JSON text that finds where field paths' values lie, or where an object's
+//! fields lie (to index them), without allocating per value.
+//!
+//! It validates the whole document as it goes, like serde_json skipping what it ignores, and
+//! declines (`None`) anything outside its common case: invalid UTF-8, a key with escapes,
+//! deep nesting, more than 64 paths, or text that is not JSON. [`crate::json`] then asks
+//! serde_json, so answers and error messages are serde_json's in every case; this pass only
+//! makes the common case cheap (it was a third of a filter's time inside WebAssembly).
+
+use crate::fields::Field;
+use crate::json::FieldPath;
+
+/// Paths one pass can look for (one bit each).
+const MOST_PATHS: usize = 64;
+/// Nesting beyond this is left to serde_json (whose limit is 128).
+const MOST_DEPTH: usize = 100;
+
+/// Byte ranges of `text` holding the values at `paths` (first occurrence, as serde_json's
+/// lookup), or `None` when this pass declines the document.
+pub(crate) fn field_spans(text: &str, paths: &[FieldPath]) -> Option<Vec<Option<(usize, usize)>>> {
+    field_spans_below(text, paths, 0)
+}
+
+/// Like [`field_spans`], for a document that is the value at the first `depth` segments of
+/// every path (the value of an indexed field, for deeper paths).
+pub(crate) fn field_spans_below(text: &str, paths: &[FieldPath], depth: usize) -> Option<Vec<Option<(usize, usize)>>> {
+    if paths.len() > MOST_PATHS {
+        return None;
+    }
+    let mut scan = Scan { bytes: text.as_bytes(), at: 0, paths, found: vec![None; paths.len()] };
+    scan.whitespace();
+    let everything = if paths.len() == MOST_PATHS { u64::MAX } else { (1u64 << paths.len()) - 1 };
+    scan.value(depth, everything)?;
+    scan.end().then_some(scan.found)
+}
+
+/// The name and value ranges of the top-level fields of `text`, in document order, when it
+/// is a valid JSON object whose keys have no escapes (`None` otherwise).
+pub(crate) fn top_level_fields(text: &str, fields: &mut Vec<Field>) -> Option<()> {
+    fields.clear();
+    let mut scan = Scan { bytes: text.as_bytes(), at: 0, paths: &[], found: Vec::new() };
+    scan.whitespace();
+    scan.expect(b'{')?;
+    scan.whitespace();
+    if scan.peek()? == b'}' {
+        scan.at += 1;
+        return scan.end().then_some(());
+    }
+    loop {
+        let name_start = scan.at + 1;
+        let name_length = scan.key()?.len();
+        scan.whitespace();
+        scan.expect(b':')?;
+        scan.whitespace();
+        let value_start = scan.at;
+        scan.value(1, 0)?;
+        fields.push(Field { name: (name_start, name_length), value: (value_start, scan.at - value_start) });
+        scan.whitespace();
+        match scan.next()? {
+            b',' => scan.whitespace(),
+            b'}' => return scan.end().then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+struct Scan<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    paths: &'a [FieldPath],
+    found: Vec<Option<(usize, usize)>>,
+}
+
+impl<'a> Scan<'a> {
+    /// One value whose paths of `depth` segments end here; `wanted` holds the paths that
+    /// matched every segment so far.
+    fn value(&mut self, depth: usize, wanted: u64) -> Option<()> {
+        if depth > MOST_DEPTH {
+            return None;
+        }
+        let start = self.at;
+        let ending = self.select(wanted, |path| path.segments().len() == depth);
+        let deeper = wanted & !ending;
+        match self.peek()? {
+            b'{' => self.object(depth, deeper)?,
+            b'[' => self.array(depth, deeper)?,
+            b'"' => self.string()?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => self.number()?,
+        }
+        for slot in bits(ending) {
+            self.found[slot] = Some((start, self.at));
+        }
+        Some(())
+    }
+
+    fn object(&mut self, depth: usize, wanted: u64) -> Option<()> {
+        self.at += 1;
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            // Keys are compared only where a path goes on; elsewhere any valid key will do.
+            let inside = if wanted == 0 {
+                self.expect_string()?;
+                0
+            } else {
+                let key = self.key()?;
+                self.select(wanted, |path| path.segments()[depth].as_bytes() == key)
+            };
+            self.whitespace();
+            self.expect(b':')?;
+            self.whitespace();
+            self.value(depth + 1, inside)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize, wanted: u64) -> Option<()> {
+        self.at += 1;
+        self.whitespace();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        let mut index = 0usize;
+        loop {
+            // The same reading of numeric segments as serde_json's lookup (`str::parse`).
+            let inside = self.select(wanted, |path| path.segments()[depth].parse::<usize>().ok() == Some(index));
+            self.value(depth + 1, inside)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                b']' => return Some(()),
+                _ => return None,
+            }
+            index += 1;
+        }
+    }
+
+    /// The paths of `wanted` not found yet that satisfy `test`.
+    fn select(&self, wanted: u64, test: impl Fn(&FieldPath) -> bool) -> u64 {
+        bits(wanted).filter(|&slot| self.found[slot].is_none() && test(&self.paths[slot])).fold(0, |mask, slot| mask | (1 << slot))
+    }
+
+    /// An object key without escapes (keys with escapes are left to serde_json).
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let start = self.at;
+        loop {
+            self.skip_plain_text();
+            match self.next()? {
+                b'"' => return self.bytes.get(start..self.at - 1),
+                0..=0x1f | b'\\' => return None,
+                _ => {}
+            }
+        }
+    }
+
+    fn expect_string(&mut self) -> Option<()> {
+        (self.peek()? == b'"').then_some(())?;
+        self.string()
+    }
+
+    fn string(&mut self) -> Option<()> {
+        self.at += 1;
+        loop {
+            self.skip_plain_text();
+            match self.next()? {
+                b'"' => return Some(()),
+                b'\\' => self.escape()?,
+                0..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Skips string bytes that need no attention (not a quote, backslash or control
+    /// character), eight at a time.
+    fn skip_plain_text(&mut self) {
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let chunk = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            let special = special_bytes(chunk);
+            if special != 0 {
+                self.at += special.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.at += 8;
+        }
+    }
+
+    fn escape(&mut self) -> Option<()> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
+            b'u' => (0..4).try_for_each(|_| self.next().filter(u8::is_ascii_hexdigit).map(drop)),
+            _ => None,
+        }
+    }
+
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.next().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            self.next().filter(u8::is_ascii_digit)?;
+            self.digits();
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|byte| byte.is_ascii_digit()) {
+            self.at += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// Whether only whitespace is left.
+    fn end(&mut self) -> bool {
+        self.whitespace();
+        self.at == self.bytes.len()
+    }
+
+    fn whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+}
+
+/// The positions of the set bits of `mask`, lowest first.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let slot = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            slot
+        })
+    })
+}
+
+/// The high bit of each byte of `chunk` that is a quote, a backslash or a control character;
+/// the lowest set bit is exact (higher ones may be false after a true one).
+fn special_bytes(chunk: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word;
+    let quote = chunk ^ (ONES * u64::from(b'"'));
+    let backslash = chunk ^ (ONES * u64::from(b'\\'));
+    let control = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    (zero_bytes(quote) | zero_bytes(backslash) | control) & HIGHS
+}
