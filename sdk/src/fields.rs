@@ -83,31 +83,67 @@ pub struct FieldIndex<'a> {
 }
 
 impl<'a> FieldIndex<'a> {
-    /// The index in `bytes` of a value of `value_length` bytes, or `None` when it is malformed
-    /// (a wrong size, or an entry outside the value).
-    pub fn parse(bytes: &'a [u8], value_length: usize) -> Option<FieldIndex<'a>> {
+    /// The index in `bytes`, or `None` when its size is wrong. Entries are not checked here:
+    /// each is checked against its value where it is read ([`FieldIndex::text_of`]).
+    pub fn parse(bytes: &'a [u8]) -> Option<FieldIndex<'a>> {
         let (count, entries) = bytes.split_first_chunk::<4>()?;
-        if (u32::from_le_bytes(*count) as usize).checked_mul(ENTRY)? != entries.len() {
-            return None;
-        }
-        let index = FieldIndex { entries };
+        let size = (u32::from_le_bytes(*count) as usize).checked_mul(ENTRY)?;
+        (size == entries.len()).then_some(FieldIndex { entries })
+    }
+
+    /// The index in `bytes` of a value of `value_length` bytes, when it is well formed: the
+    /// right size, and every entry within the value (what the runtime checks).
+    pub fn checked(bytes: &'a [u8], value_length: usize) -> Option<FieldIndex<'a>> {
+        let index = FieldIndex::parse(bytes)?;
         let within = |(offset, length): (usize, usize)| offset.checked_add(length).is_some_and(|end| end <= value_length);
         index.fields().all(|field| within(field.name) && within(field.value)).then_some(index)
     }
 
     /// The fields, in document order.
     pub fn fields(&self) -> impl Iterator<Item = Field> + 'a {
-        self.entries.chunks_exact(ENTRY).map(|entry| {
-            let number = |at: usize| u32::from_le_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]) as usize;
-            Field { name: (number(0), number(4)), value: (number(8), number(12)) }
-        })
+        entry_fields(self.entries)
     }
 
-    /// Where the value of every field named `name` lies in `value` (the record's value),
-    /// first first.
-    pub fn values_named<'s>(&'s self, value: &'s [u8], name: &'s str) -> impl Iterator<Item = (usize, usize)> + 's {
-        let text = move |(offset, length): (usize, usize)| value.get(offset..offset + length).unwrap_or_default();
-        self.fields().filter(move |field| text(field.name) == name.as_bytes()).map(|field| field.value)
+    /// The JSON text of every field named `name` in `value` (the record's value), first
+    /// first; `None` in place of an entry outside the value.
+    pub fn values_named<'v, 'n>(self, value: &'v [u8], name: &'n str) -> impl Iterator<Item = Option<&'v [u8]>> + 'n
+    where
+        'a: 'n,
+        'v: 'n,
+    {
+        entry_fields(self.entries)
+            .filter(move |field| text_of(value, field.name) == Some(name.as_bytes()))
+            .map(move |field| text_of(value, field.value))
+    }
+}
+
+fn entry_fields(entries: &[u8]) -> impl Iterator<Item = Field> + '_ {
+    entries.chunks_exact(ENTRY).map(|entry| {
+        let number = |at: usize| u32::from_le_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]) as usize;
+        Field { name: (number(0), number(4)), value: (number(8), number(12)) }
+    })
+}
+
+/// The bytes of `value` at `(offset, length)`, if they lie within it.
+pub fn text_of(value: &[u8], (offset, length): (usize, usize)) -> Option<&[u8]> {
+    value.get(offset..offset.checked_add(length)?)
+}
+
+/// A field name written once as JSON (`"name":`), for objects written many times with the
+/// same names ([`ObjectWriter::named_field`]).
+#[derive(Debug, Clone)]
+pub struct FieldName {
+    written: Vec<u8>,
+    length: usize,
+    plain: bool,
+}
+
+impl FieldName {
+    pub fn new(name: &str) -> FieldName {
+        let mut written = Vec::with_capacity(name.len() + 3);
+        write_string(&mut written, name);
+        written.push(b':');
+        FieldName { written, length: name.len(), plain: !needs_escapes(name) }
     }
 }
 
@@ -137,27 +173,58 @@ impl ObjectWriter {
 
     /// Adds a field whose value is `json` (JSON text, written as is).
     pub fn field(&mut self, name: &str, json: &[u8]) {
+        let name_start = self.name(name);
+        let value_start = self.text.len();
+        self.text.extend_from_slice(json);
+        self.fields.push(Field { name: (name_start, name.len()), value: (value_start, json.len()) });
+    }
+
+    /// Adds a field named `name` (written once beforehand) whose value is `json`.
+    pub fn named_field(&mut self, name: &FieldName, json: &[u8]) {
+        self.separate();
+        let name_start = self.text.len() + 1;
+        self.indexable &= name.plain;
+        self.text.extend_from_slice(&name.written);
+        let value_start = self.text.len();
+        self.text.extend_from_slice(json);
+        self.fields.push(Field { name: (name_start, name.length), value: (value_start, json.len()) });
+    }
+
+    /// Adds a string field (escaped as JSON requires).
+    pub fn field_str(&mut self, name: &str, value: &str) {
+        let name_start = self.name(name);
+        let value_start = self.text.len();
+        write_string(&mut self.text, value);
+        self.fields.push(Field { name: (name_start, name.len()), value: (value_start, self.text.len() - value_start) });
+    }
+
+    /// Adds an integer field.
+    pub fn field_i64(&mut self, name: &str, value: i64) {
+        let mut digits = itoa::Buffer::new();
+        self.field(name, digits.format(value).as_bytes());
+    }
+
+    /// Writes `name` and its colon (after a comma, past the first field); returns where the
+    /// name's text starts.
+    fn name(&mut self, name: &str) -> usize {
+        self.separate();
+        let name_start = self.text.len() + 1;
+        if needs_escapes(name) {
+            self.indexable = false;
+        }
+        write_string(&mut self.text, name);
+        self.text.push(b':');
+        name_start
+    }
+
+    /// Opens the object if it is not, or writes the comma before a field after the first.
+    fn separate(&mut self) {
         if self.text.is_empty() {
             self.clear();
         }
         if self.text.len() > 1 {
             self.text.push(b',');
         }
-        let plain = !name.bytes().any(|byte| byte == b'"' || byte == b'\\' || byte < 0x20);
-        let name_start = self.text.len() + 1;
-        if plain {
-            self.text.push(b'"');
-            self.text.extend_from_slice(name.as_bytes());
-            self.text.push(b'"');
-        } else {
-            self.indexable = false;
-            // Serialising a string into a vector cannot fail.
-            let _ = serde_json::to_writer(&mut self.text, name);
-        }
-        self.text.push(b':');
-        let value_start = self.text.len();
-        self.text.extend_from_slice(json);
-        self.fields.push(Field { name: (name_start, name.len()), value: (value_start, json.len()) });
     }
 
     /// Appends the object's JSON text to `out`.
@@ -174,5 +241,46 @@ impl ObjectWriter {
     /// Appends the object's index to `out` (false, nothing appended, if it has none).
     pub(crate) fn append_index(&self, out: &mut Vec<u8>) -> bool {
         self.indexable && u32::try_from(self.text.len() + 1).is_ok() && write_entries(&self.fields, out)
+    }
+}
+
+fn needs_escapes(text: &str) -> bool {
+    crate::scan::needs_escapes(text.as_bytes())
+}
+
+/// Appends `text` as a JSON string: copied between quotes when it needs no escapes.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    if needs_escapes(text) {
+        // Serialising a string into a vector cannot fail.
+        let _ = serde_json::to_writer(out, text);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_when_json_needs_it() {
+        let cases = [
+            "",
+            "plain",
+            "exactly8",
+            "a longer plain string of text",
+            "q\"uote",
+            "back\\slash",
+            "tab\there",
+            "é ü",
+            "long plain text then \u{1}",
+        ];
+        for text in cases {
+            let mut out = Vec::new();
+            write_string(&mut out, text);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 }

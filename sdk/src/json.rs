@@ -123,19 +123,73 @@ pub fn lookup_raw_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[F
 /// The value at `path` through the index: `Some(None)` when absent, `None` when the index
 /// and the text disagree.
 fn indexed_value<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a RawValue>> {
+    match indexed_text(bytes, index, path)? {
+        Some(text) => Some(Some(serde_json::from_str(std::str::from_utf8(text).ok()?).ok()?)),
+        None => Some(None),
+    }
+}
+
+/// The JSON text at `path` through the index: `Some(None)` when absent, `None` when the index
+/// points outside the value or the text below a field cannot be read.
+fn indexed_text<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a [u8]>> {
     let (first, rest) = path.segments().split_first()?;
-    for (offset, length) in index.values_named(bytes, first) {
-        let text = std::str::from_utf8(bytes.get(offset..offset + length)?).ok()?;
+    for field in index.values_named(bytes, first) {
+        let field = field?;
         if rest.is_empty() {
-            return Some(Some(serde_json::from_str(text).ok()?));
+            return Some(Some(field));
         }
         // A duplicated key: as in a lookup over the text, the first one holding the path.
+        let text = std::str::from_utf8(field).ok()?;
         let spans = crate::scan::field_spans_below(text, std::slice::from_ref(path), 1)?;
         if let Some((start, end)) = spans[0] {
-            return Some(Some(serde_json::from_str(text.get(start..end)?).ok()?));
+            return Some(text.as_bytes().get(start..end));
         }
     }
     Some(None)
+}
+
+/// The JSON text of the values at `paths`, borrowed from `bytes`, in one pass: as
+/// [`lookup_raw_many`] finds them, without reading each found value a second time.
+pub fn lookup_texts<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
+    let fast = std::str::from_utf8(bytes).ok().and_then(|text| crate::scan::field_spans(text, paths));
+    match fast {
+        Some(spans) => Ok(spans.into_iter().map(|span| span.and_then(|(start, end)| bytes.get(start..end))).collect()),
+        None => Ok(lookup_raw_many_with_serde(bytes, paths)?.into_iter().map(|raw| raw.map(|raw| raw.get().as_bytes())).collect()),
+    }
+}
+
+/// [`lookup_texts`] through a record's field index (see [`lookup_raw_indexed`]).
+pub fn lookup_texts_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
+    let found: Option<Vec<Option<&'a [u8]>>> = paths.iter().map(|path| indexed_text(bytes, index, path)).collect();
+    match found {
+        Some(found) => Ok(found),
+        None => lookup_texts(bytes, paths),
+    }
+}
+
+/// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of
+/// value (as [`raw_number`]).
+pub fn text_number(text: &[u8]) -> Result<Option<f64>, &'static str> {
+    match text.first() {
+        Some(b'-' | b'0'..=b'9') => {
+            std::str::from_utf8(text).ok().and_then(|text| text.parse().ok()).map(Some).ok_or("a number out of range")
+        }
+        Some(b'n') => Ok(None),
+        Some(b'"') => Err("a string"),
+        Some(b't' | b'f') => Err("a boolean"),
+        Some(b'[') => Err("an array"),
+        _ => Err("an object"),
+    }
+}
+
+/// A JSON string's text without escapes, borrowed without its quotes; `None` for anything
+/// else (other kinds, escapes).
+pub fn text_plain_str(text: &[u8]) -> Option<&str> {
+    let inner = text.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.contains(&b'\\') {
+        return None;
+    }
+    std::str::from_utf8(inner).ok()
 }
 
 /// The JSON text of the values at `paths`, borrowed from `bytes`: no allocation per value.
@@ -175,15 +229,7 @@ fn lookup_raw_many_with_serde<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Resul
 
 /// A JSON number as `f64`: `Ok(None)` for null, an error for any other kind of value.
 pub fn raw_number(raw: &RawValue) -> Result<Option<f64>, &'static str> {
-    let text = raw.get();
-    match text.as_bytes().first() {
-        Some(b'-' | b'0'..=b'9') => text.parse().map(Some).map_err(|_| "a number out of range"),
-        Some(b'n') => Ok(None),
-        Some(b'"') => Err("a string"),
-        Some(b't' | b'f') => Err("a boolean"),
-        Some(b'[') => Err("an array"),
-        _ => Err("an object"),
-    }
+    text_number(raw.get().as_bytes())
 }
 
 /// The finite number in `raw`, the JSON text of `field`: `Ok(None)` for null, and for anything
@@ -200,9 +246,7 @@ pub fn finite_number(field: &FieldPath, raw: &RawValue) -> Result<Option<f64>, S
 
 /// A JSON string without escapes, borrowed; `None` for anything else (other kinds, escapes).
 pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
-    let text = raw.get();
-    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
-    (!inner.contains('\\')).then_some(inner)
+    text_plain_str(raw.get().as_bytes())
 }
 
 /// Appends the canonical text of a JSON value, so that equal values give equal text: numbers
@@ -559,10 +603,14 @@ mod tests {
             let plain_keys = value.as_object().is_some_and(|object| object.keys().all(|key| !key.chars().any(|c| c == '"' || c == '\\' || c < ' ')));
             proptest::prop_assert_eq!(indexable, plain_keys);
             if indexable {
-                let index = FieldIndex::parse(&index, bytes.len()).expect("a well-formed index");
+                let index = FieldIndex::checked(&index, bytes.len()).expect("a well-formed index");
                 let paths: Vec<FieldPath> = paths.into_iter().map(path).collect();
                 let texts = |found: Result<Vec<Option<&RawValue>>, String>| found.map(|found| found.into_iter().map(|raw| raw.map(|raw| raw.get().to_owned())).collect::<Vec<_>>());
-                proptest::prop_assert_eq!(texts(lookup_raw_indexed(&bytes, index, &paths)), texts(lookup_raw_many_with_serde(&bytes, &paths)));
+                let expected = texts(lookup_raw_many_with_serde(&bytes, &paths));
+                proptest::prop_assert_eq!(texts(lookup_raw_indexed(&bytes, index, &paths)), expected.clone());
+                let plain = |found: Result<Vec<Option<&[u8]>>, String>| found.map(|found| found.into_iter().map(|text| text.map(|text| String::from_utf8(text.to_vec()).unwrap())).collect::<Vec<_>>());
+                proptest::prop_assert_eq!(plain(lookup_texts_indexed(&bytes, index, &paths)), expected.clone());
+                proptest::prop_assert_eq!(plain(lookup_texts(&bytes, &paths)), expected);
             }
         }
     }

@@ -280,6 +280,14 @@ fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Whether `text` holds a quote, a backslash or a control character (what a JSON string must
+/// escape), eight bytes at a time.
+pub(crate) fn needs_escapes(text: &[u8]) -> bool {
+    let mut chunks = text.chunks_exact(8);
+    let special = chunks.by_ref().any(|chunk| special_bytes(u64::from_le_bytes(chunk.try_into().unwrap_or_default())) != 0);
+    special || chunks.remainder().iter().any(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)
+}
+
 /// The high bit of each byte of `chunk` that is a quote, a backslash or a control character;
 /// the lowest set bit is exact (higher ones may be false after a true one).
 fn special_bytes(chunk: u64) -> u64 {

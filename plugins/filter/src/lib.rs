@@ -102,7 +102,7 @@ impl Operator for Filter {
 impl Filter {
     /// Whether `record` passes; an error when its payload is not JSON.
     pub fn matches(&self, record: Record<'_>) -> Result<bool, String> {
-        let fields = record.raw_fields(&self.fields)?;
+        let fields = record.field_texts(&self.fields)?;
         let (all_fields, any_fields) = fields.split_at(self.all.len());
         let all = self.all.iter().zip(all_fields).all(|(predicate, field)| predicate.holds(*field));
         let any = self.any.is_empty() || self.any.iter().zip(any_fields).any(|(predicate, field)| predicate.holds(*field));

@@ -4,7 +4,6 @@ use std::cmp::Ordering;
 
 use serde::Deserialize;
 use sluice_sdk::serde_json::Value;
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, json};
 
 /// A test on one field of the payload.
@@ -60,7 +59,7 @@ impl Predicate {
     }
 
     /// Whether the predicate holds for a field's JSON text (`None`: field absent).
-    pub fn holds(&self, field: Option<&RawValue>) -> bool {
+    pub fn holds(&self, field: Option<&[u8]>) -> bool {
         let operand = self.value.as_ref();
         match (self.op, field, operand) {
             (Comparison::Exists, field, _) => field.is_some(),
@@ -85,16 +84,16 @@ fn ordering_holds(op: Comparison, found: Ordering) -> bool {
     }
 }
 
-fn contains(set: &Value, field: &RawValue) -> bool {
+fn contains(set: &Value, field: &[u8]) -> bool {
     set.as_array().is_some_and(|items| items.iter().any(|item| raw_equal(field, item)))
 }
 
 /// Whether a field's JSON text equals `operand`; numbers compare by value (`1 == 1.0`).
 /// Numbers and plain strings are compared in place, without allocating.
-fn raw_equal(field: &RawValue, operand: &Value) -> bool {
+fn raw_equal(field: &[u8], operand: &Value) -> bool {
     match operand {
-        Value::Number(number) => matches!(json::raw_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
-        Value::String(text) => match json::raw_plain_str(field) {
+        Value::Number(number) => matches!(json::text_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
+        Value::String(text) => match json::text_plain_str(field) {
             Some(plain) => plain == text,
             None => parsed(field).is_some_and(|value| value == *operand),
         },
@@ -103,10 +102,10 @@ fn raw_equal(field: &RawValue, operand: &Value) -> bool {
 }
 
 /// Order of a field against a number or string operand; other pairs are not ordered.
-fn raw_order(field: &RawValue, operand: &Value) -> Option<Ordering> {
+fn raw_order(field: &[u8], operand: &Value) -> Option<Ordering> {
     match operand {
-        Value::Number(number) => json::raw_number(field).ok()??.partial_cmp(&number.as_f64()?),
-        Value::String(text) => match json::raw_plain_str(field) {
+        Value::Number(number) => json::text_number(field).ok()??.partial_cmp(&number.as_f64()?),
+        Value::String(text) => match json::text_plain_str(field) {
             Some(plain) => Some(plain.cmp(text.as_str())),
             None => parsed(field).and_then(|value| json_order(&value, operand)),
         },
@@ -114,8 +113,8 @@ fn raw_order(field: &RawValue, operand: &Value) -> Option<Ordering> {
     }
 }
 
-fn parsed(field: &RawValue) -> Option<Value> {
-    sluice_sdk::serde_json::from_str(field.get()).ok()
+fn parsed(field: &[u8]) -> Option<Value> {
+    sluice_sdk::serde_json::from_slice(field).ok()
 }
 
 /// Equality where numbers compare by value (`1 == 1.0`).

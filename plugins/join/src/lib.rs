@@ -59,7 +59,7 @@ use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
 pub use fields::Interval;
-pub use kept::{BestMatch, Kept, KeptRecord};
+pub use kept::{BestMatch, JoinKey, Kept, KeptRecord};
 
 use best::{best_kept_match, emit_best};
 use config::Settings;
@@ -70,7 +70,7 @@ pub struct Join {
     settings: Settings,
     kept: Kept,
     /// The key being read, reused across records.
-    identity: String,
+    identity: JoinKey,
     /// The pair being written, reused across matches.
     pair: Vec<u8>,
     /// Whether the log said that `max_records` was reached.
@@ -82,7 +82,7 @@ impl Operator for Join {
 
     fn init(config: JoinConfig) -> Result<Self, String> {
         let settings = Settings::from_config(config)?;
-        Ok(Join { settings, kept: Kept::default(), identity: String::new(), pair: Vec::new(), warned_full: false })
+        Ok(Join { settings, kept: Kept::default(), identity: JoinKey::default(), pair: Vec::new(), warned_full: false })
     }
 
     fn distribution(&self) -> Distribution {
@@ -148,7 +148,7 @@ impl Join {
             let reason = || format!("a key field ({}) is missing or null", self.key_text());
             return self.missing(&mut counts.missing_key_dropped, reason);
         }
-        sluice_sdk::json::write_key(&mut self.identity, key);
+        sluice_sdk::json::write_key(&mut self.identity.0, key);
         match side {
             Side::Left => self.process_left(record, named, out, counts),
             Side::Right => self.process_right(record, named, out, counts),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sluice_sdk::state::decode_bytes;
 
-use crate::kept::{Kept, KeptRecord, KeyRecords};
+use crate::kept::{JoinKey, Kept, KeptRecord, KeyRecords};
 
 /// Version 1's kept record.
 #[derive(Deserialize)]
@@ -54,7 +54,11 @@ fn from_v1(old: KeptV1) -> Kept {
             })
             .collect()
     };
-    let keys =
-        old.keys.into_iter().map(|(key, records)| (key, KeyRecords { left: number(records.left), right: number(records.right) })).collect();
-    Kept { keys, by_time: old.by_time, by_end: BTreeSet::new(), records: old.records, arrivals, watermark: old.watermark }
+    let keys = old
+        .keys
+        .into_iter()
+        .map(|(key, records)| (JoinKey(key), KeyRecords { left: number(records.left), right: number(records.right) }))
+        .collect();
+    let by_time = old.by_time.into_iter().map(|(time, key)| (time, JoinKey(key))).collect();
+    Kept { keys, by_time, by_end: BTreeSet::new(), records: old.records, arrivals, watermark: old.watermark }
 }

@@ -2,8 +2,7 @@
 //! written straight from the input's JSON text, without building a JSON object per record,
 //! and indexed as it is written (the next operator reads its fields in place).
 
-use sluice_sdk::fields::ObjectWriter;
-use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::fields::{FieldName, ObjectWriter};
 use sluice_sdk::{FieldPath, Record, json};
 
 use sluice_sdk::expression::Expression;
@@ -13,7 +12,7 @@ pub struct FlatProjection {
     /// Fields read from each record: kept ones first, then expression inputs.
     reads: Vec<FieldPath>,
     /// Output fields in order, with their names.
-    outputs: Vec<(String, Source)>,
+    outputs: Vec<(FieldName, Source)>,
 }
 
 enum Source {
@@ -53,7 +52,7 @@ impl FlatProjection {
         let mut reads: Vec<FieldPath> = Vec::new();
         let mut outputs = Vec::new();
         for (path, name) in names.iter().zip(&final_names) {
-            let name = name.leaf().to_owned();
+            let name = FieldName::new(name.leaf());
             let source = match compute.iter().find(|(target, _)| target == *path) {
                 Some((target, expression)) => Source::Computed(target.clone(), expression.clone()),
                 None => {
@@ -70,13 +69,13 @@ impl FlatProjection {
     /// Writes the projected object of `record` into `out` (cleared first); `number` is
     /// scratch space for computed values.
     pub fn write(&self, record: Record<'_>, out: &mut ObjectWriter, number: &mut Vec<u8>) -> Result<(), String> {
-        let values = record.raw_fields(&self.reads)?;
+        let values = record.field_texts(&self.reads)?;
         out.clear();
         for (name, source) in &self.outputs {
             match source {
                 Source::Read(index) => {
-                    let Some(raw) = values[*index] else { continue };
-                    out.field(name, raw.get().as_bytes());
+                    let Some(text) = values[*index] else { continue };
+                    out.named_field(name, text);
                 }
                 Source::Computed(target, expression) => {
                     let value = expression
@@ -85,16 +84,16 @@ impl FlatProjection {
                     number.clear();
                     // A JSON value always serialises into a vector.
                     let _ = sluice_sdk::serde_json::to_writer(&mut *number, &value);
-                    out.field(name, number);
+                    out.named_field(name, number);
                 }
             }
         }
         Ok(())
     }
 
-    fn number(&self, values: &[Option<&RawValue>], path: &FieldPath) -> Result<f64, String> {
+    fn number(&self, values: &[Option<&[u8]>], path: &FieldPath) -> Result<f64, String> {
         let index = self.reads.iter().rposition(|read| read == path).ok_or_else(|| format!("field {path} is missing"))?;
-        match values[index].map(json::raw_number) {
+        match values[index].map(json::text_number) {
             Some(Ok(Some(number))) => Ok(number),
             Some(Ok(None)) => Err(format!("field {path} is null, not a number")),
             Some(Err(kind)) => Err(format!("field {path} is {kind}, not a number")),

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use sluice_sdk::fields::ObjectWriter;
+
 use crate::wasm::Batch;
 
 /// A batch from a source, with each record's position in that source (line number,
@@ -66,6 +68,15 @@ impl Batcher {
     ) -> Option<SourceBatch> {
         self.first_added.get_or_insert_with(Instant::now);
         self.current.records.push(key, value, timestamp, headers);
+        self.current.positions.push(position);
+        if self.current.len() >= self.max_records { self.take() } else { None }
+    }
+
+    /// Adds a record whose payload is the object `object` holds, with its field index (no
+    /// headers); returns a full batch when this one filled it.
+    pub fn push_object(&mut self, key: Option<&[u8]>, object: &ObjectWriter, timestamp: i64, position: u64) -> Option<SourceBatch> {
+        self.first_added.get_or_insert_with(Instant::now);
+        self.current.records.push_object(key, object, timestamp);
         self.current.positions.push(position);
         if self.current.len() >= self.max_records { self.take() } else { None }
     }

@@ -185,7 +185,7 @@ impl Event {
 fn person(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> Person {
     let id = shape.last_base0_person_id(number) + FIRST_PERSON_ID;
     let name = format!("{} {}", pick(random, &FIRST_NAMES), pick(random, &LAST_NAMES));
-    let email_address = format!("{}@{}.com", next_string(random, 7, ' '), next_string(random, 5, ' '));
+    let email_address = format!("{}@{}.com", next_string(random, 7, b' '), next_string(random, 5, b' '));
     let credit_card = (0..4).map(|_| format!("{:04}", random.next_int(10_000))).collect::<Vec<_>>().join(" ");
     let city = pick(random, &US_CITIES).to_owned();
     let state = pick(random, &US_STATES).to_owned();
@@ -204,8 +204,8 @@ fn auction(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) 
     let category = FIRST_CATEGORY_ID + i64::from(random.next_int(NUM_CATEGORIES));
     let initial_bid = next_price(random);
     let expires = timestamp + shape.next_auction_length_ms(number, random, timestamp);
-    let item_name = next_string(random, 20, ' ');
-    let description = next_string(random, 100, ' ');
+    let item_name = next_string(random, 20, b' ');
+    let description = next_string(random, 100, b' ');
     let reserve = initial_bid + next_price(random);
     let size = 8 + item_name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
     let extra = next_extra(random, size, shape.avg_auction_bytes);
@@ -241,10 +241,17 @@ fn hot_url(channel: usize) -> String {
     base_url(channel as i32)
 }
 
-/// `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the channel.
+/// `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the channel
+/// (made once per channel: every bid names one).
 fn base_url(channel: i32) -> String {
+    static BASE_URLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let urls = BASE_URLS.get_or_init(|| (0..CHANNELS_NUMBER).map(make_base_url).collect());
+    usize::try_from(channel).ok().and_then(|channel| urls.get(channel)).cloned().unwrap_or_else(|| make_base_url(channel))
+}
+
+fn make_base_url(channel: i32) -> String {
     let mut random = JavaRandom::new(i64::from(channel));
-    let parts: Vec<String> = (0..3).map(|_| next_string(&mut random, 5, '_')).collect();
+    let parts: Vec<String> = (0..3).map(|_| next_string(&mut random, 5, b'_')).collect();
     format!("https://www.nexmark.com/{}/{}/{}/item.htm?query=1", parts[0], parts[1], parts[2])
 }
 
@@ -258,11 +265,18 @@ fn next_price(random: &mut JavaRandom) -> i64 {
 }
 
 /// Lowercase letters with an occasional `special`, 3 to `max_length` − 1 long, trimmed.
-fn next_string(random: &mut JavaRandom, max_length: i32, special: char) -> String {
+fn next_string(random: &mut JavaRandom, max_length: i32, special: u8) -> String {
     let length = MIN_STRING_LENGTH + random.next_int(max_length - MIN_STRING_LENGTH);
-    let text: String =
-        (0..length).map(|_| if random.next_int(13) == 0 { special } else { (b'a' + random.next_int(26) as u8) as char }).collect();
-    text.trim().to_owned()
+    let mut text = Vec::with_capacity(length as usize);
+    for _ in 0..length {
+        text.push(if random.next_int(13) == 0 { special } else { b'a' + random.next_int(26) as u8 });
+    }
+    ascii(text).trim().to_owned()
+}
+
+/// ASCII bytes as a string (the generator makes nothing else).
+fn ascii(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Padding that brings the event to about `average` bytes (±20 %).
@@ -274,5 +288,9 @@ fn next_extra(random: &mut JavaRandom, size: usize, average: i32) -> String {
     let wanted = average - size;
     let delta = (f64::from(wanted) * 0.2).round() as i32;
     let length = wanted - delta + if delta == 0 { 0 } else { random.next_int(2 * delta) };
-    (0..length).map(|_| (b'a' + random.next_int(26) as u8) as char).collect()
+    let mut text = Vec::with_capacity(length.max(0) as usize);
+    for _ in 0..length {
+        text.push(b'a' + random.next_int(26) as u8);
+    }
+    ascii(text)
 }

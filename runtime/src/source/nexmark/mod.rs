@@ -7,9 +7,12 @@
 //! stream is the same however many shares make it.
 
 mod events;
+mod object;
 mod random;
 
 use std::time::Instant;
+
+use sluice_sdk::fields::ObjectWriter;
 
 pub use events::{Auction, Bid, Event, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, Person, Shape};
 
@@ -40,19 +43,16 @@ impl NexmarkSource {
         let mut number = first_of_share(resume_from, share, step);
         let first = number;
         let started = Instant::now();
-        let mut value = Vec::with_capacity(512);
-        let mut key = String::new();
+        let mut object = ObjectWriter::new();
+        let mut key = itoa::Buffer::new();
         while self.count.is_none_or(|count| number < count) && !output.stop.is_raised() {
             if !pace(self.rate, (number - first) / step, shares, started, output) {
                 break;
             }
             let event = Event::make(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
-            value.clear();
-            // Serialising numbers and strings into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut value, &event);
-            key.clear();
-            key.push_str(&event.key().to_string());
-            if output.emit(Some(key.as_bytes()), &value, event.date_time(), number).is_err() {
+            event.write_object(&mut object);
+            let key = key.format(event.key());
+            if output.emit_object(Some(key.as_bytes()), &object, event.date_time(), number).is_err() {
                 return Ok(());
             }
             number += step;

@@ -16,6 +16,7 @@ impl JavaRandom {
         JavaRandom { seed: (seed as u64 ^ MULTIPLIER) & MASK }
     }
 
+    #[inline]
     fn next(&mut self, bits: u32) -> i32 {
         self.seed = (self.seed.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
         (self.seed >> (48 - bits)) as i64 as i32
@@ -28,6 +29,7 @@ impl JavaRandom {
     }
 
     /// `nextInt(bound)`: uniform in `0..bound`; `bound` must be positive.
+    #[inline]
     pub fn next_int(&mut self, bound: i32) -> i32 {
         debug_assert!(bound > 0);
         if bound & (bound - 1) == 0 {

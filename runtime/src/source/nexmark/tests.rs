@@ -98,3 +98,21 @@ fn an_event_depends_on_its_number_alone() {
     assert_eq!(person["id"], 1_001);
     assert!(person["emailAddress"].as_str().is_some_and(|email| email.ends_with(".com")));
 }
+
+#[test]
+fn events_are_written_as_serde_would_write_them_and_indexed() {
+    let mut object = ObjectWriter::new();
+    for event in events(5_000) {
+        event.write_object(&mut object);
+        let mut written = Vec::new();
+        object.write_to(&mut written);
+        assert_eq!(String::from_utf8(written.clone()).unwrap(), serde_json::to_string(&event).unwrap());
+        let mut batch = sluice_sdk::Batch::new();
+        batch.push_object(None, &object, 0);
+        let mut scanned = Vec::new();
+        assert!(sluice_sdk::fields::append_index(&written, &mut scanned));
+        let fields = batch.events[0].fields.expect("indexed");
+        let index = &batch.bytes[fields.offset as usize..(fields.offset + fields.length) as usize];
+        assert_eq!(index, &scanned[..], "the index written is the one a scan builds");
+    }
+}
