@@ -27,7 +27,7 @@ fn main() {
 
     let filter_config = json!({"field": "price", "op": "gt", "value": 5});
     let project_config = json!({"compute": {"total": "price * qty"}, "keep": ["user", "item", "total"]});
-    let mut wasm = vec![operator(&registry, "filter", &filter_config), operator(&registry, "project", &project_config)];
+    let mut wasm = chain(&registry, &[("filter", &filter_config), ("project", &project_config)]);
     let mut native_filter = Harness::<filter::Filter>::new(filter_config.clone()).expect("filter config");
     let mut native_project = Harness::<project::Project>::new(project_config.clone()).expect("project config");
     report(
@@ -69,8 +69,8 @@ fn bench_epoch_deadline(registry: &PluginRegistry, batches: &[Batch], filter: Va
     let chains: [(&str, Vec<(&str, &Value)>); 2] =
         [("filter + project", vec![("filter", &filter), ("project", &project)]), ("window-aggregate", vec![("window-aggregate", &window)])];
     for (name, chain) in chains {
-        let mut guarded: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(registry, plugin, config)).collect();
-        let mut bare: Vec<Operator> = chain.iter().map(|(plugin, config)| operator(&unguarded, plugin, config)).collect();
+        let mut guarded = self::chain(registry, &chain);
+        let mut bare = self::chain(&unguarded, &chain);
         let (mut with, mut without) = (f64::MIN, f64::MIN);
         for _ in 0..ROUNDS {
             with = with.max(measure_once(batches, |batch| run_with_watermark(&mut guarded, batch)));
@@ -149,11 +149,25 @@ fn last_timestamp(batch: &Batch) -> i64 {
 }
 
 fn operator(registry: &PluginRegistry, plugin: &str, config: &Value) -> Operator {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins").join(format!("{plugin}.wasm"));
-    let compiled = registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)"));
-    let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
-    let spec = OperatorSpec::new(plugin, compiled, config.to_string(), vec!["input".into()], limits).expect("the plugin takes its config");
-    Operator::start(spec, None).expect("operator starts")
+    chain(registry, &[(plugin, config)]).remove(0)
+}
+
+/// Operators each reading the one before, wired as a pipeline wires them (records are
+/// indexed where two operators in a row read indexes).
+fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operator> {
+    let mut input = "input".to_owned();
+    let mut specs: Vec<OperatorSpec> = operators
+        .iter()
+        .map(|(plugin, config)| {
+            let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins").join(format!("{plugin}.wasm"));
+            let compiled = registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)"));
+            let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
+            let inputs = vec![std::mem::replace(&mut input, (*plugin).to_owned())];
+            OperatorSpec::new(plugin, compiled, config.to_string(), inputs, limits).expect("the plugin takes its config")
+        })
+        .collect();
+    OperatorSpec::index_where_read_twice(&mut specs);
+    specs.into_iter().map(|spec| Operator::start(spec, None).expect("operator starts")).collect()
 }
 
 fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {

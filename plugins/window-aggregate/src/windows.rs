@@ -1,7 +1,7 @@
 //! Open windows: accumulators per window and group, fired by the watermark and purged once
 //! their allowed lateness has passed. This is the operator's whole state.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
@@ -46,10 +46,13 @@ pub struct GroupState {
     pub dirty: bool,
 }
 
-/// Every window not yet purged, and the watermark that closed the others.
+/// Every window not yet purged, and the watermark that closed the others. A window's groups
+/// are hashed (a record finds its group in constant time, where a B-tree of key strings cost
+/// q5 a fifth of its time in comparisons) and put in order when they are emitted; serialised,
+/// they are a map as before.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OpenWindows {
-    windows: BTreeMap<WindowKey, BTreeMap<String, GroupState>>,
+    windows: BTreeMap<WindowKey, HashMap<String, GroupState>>,
     /// Session windows only: each group's sessions.
     sessions: BTreeMap<String, BTreeSet<WindowKey>>,
     watermark: Option<i64>,
@@ -132,7 +135,7 @@ impl OpenWindows {
                 merged.accumulators.iter_mut().zip(&state.accumulators).for_each(|(into, from)| into.merge(from));
                 merged.revisions = merged.revisions.max(state.revisions);
             }
-            if self.windows.get(&old).is_some_and(BTreeMap::is_empty) {
+            if self.windows.get(&old).is_some_and(HashMap::is_empty) {
                 self.windows.remove(&old);
             }
         }
@@ -155,7 +158,10 @@ impl OpenWindows {
         for key in ended {
             let purge = key.end.saturating_add(lateness) <= watermark;
             let Some(groups) = self.windows.get_mut(&key) else { continue };
-            for (group, state) in groups.iter_mut().filter(|(_, state)| state.revisions == 0 || state.dirty) {
+            let mut due: Vec<(&String, &mut GroupState)> =
+                groups.iter_mut().filter(|(_, state)| state.revisions == 0 || state.dirty).collect();
+            due.sort_unstable_by_key(|(group, _)| *group);
+            for (group, state) in due {
                 emit(&key, group, state);
                 state.revisions += 1;
                 state.dirty = false;

@@ -12,6 +12,9 @@ use super::bindings::wit;
 pub enum FieldIndexes {
     /// Every indexable record reaches it indexed (indexed here if it was not yet), and the
     /// indexes of the records it returns are kept.
+    Built,
+    /// Records reach it with the indexes they have, and those of the records it returns are
+    /// kept.
     Kept,
     /// It sees no index, and any it returns are dropped.
     Absent,
@@ -20,7 +23,13 @@ pub enum FieldIndexes {
 /// The batch as the operator receives it: one copy of its bytes, to which the indexes of
 /// records not yet indexed are appended.
 pub fn batch_to_wit(batch: &Batch, indexes: FieldIndexes) -> wit::Batch {
-    let mut bytes = batch.bytes.clone();
+    let mut bytes = match indexes {
+        // Room for the indexes of records with a few fields, so that adding them rarely
+        // copies the buffer again.
+        FieldIndexes::Built => Vec::with_capacity(batch.bytes.len() + batch.events.len() * 100),
+        FieldIndexes::Kept | FieldIndexes::Absent => Vec::with_capacity(batch.bytes.len()),
+    };
+    bytes.extend_from_slice(&batch.bytes);
     let mut indexer = sluice_sdk::fields::Indexer::default();
     let events = batch
         .events
@@ -28,7 +37,8 @@ pub fn batch_to_wit(batch: &Batch, indexes: FieldIndexes) -> wit::Batch {
         .map(|event| {
             let fields = match indexes {
                 FieldIndexes::Absent => None,
-                FieldIndexes::Kept => event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)),
+                FieldIndexes::Kept => event.fields,
+                FieldIndexes::Built => event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)),
             };
             wit::Event { fields: fields.map(span_to_wit), ..event_to_wit(event) }
         })
@@ -38,7 +48,7 @@ pub fn batch_to_wit(batch: &Batch, indexes: FieldIndexes) -> wit::Batch {
 
 pub fn batch_from_wit(batch: wit::Batch, indexes: FieldIndexes) -> Batch {
     let event = |event: wit::Event| match indexes {
-        FieldIndexes::Kept => event_from_wit(event),
+        FieldIndexes::Built | FieldIndexes::Kept => event_from_wit(event),
         FieldIndexes::Absent => Event { fields: None, ..event_from_wit(event) },
     };
     Batch {

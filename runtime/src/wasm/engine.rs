@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, OptLevel, ProfilingStrategy};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ProfilingStrategy};
 
 use super::bindings::Operator;
 use super::host::HostState;
@@ -26,6 +26,15 @@ impl WasmEngine {
         Self::configured(Deadlines::Enforced)
     }
 
+    /// An engine that gives instances their memories and tables from wasmtime's pooling
+    /// allocator (slots reserved once and reused) instead of mapping them per instance: for
+    /// measuring what re-instantiation costs each way (`cargo bench -p sluice --bench
+    /// instantiate`).
+    #[doc(hidden)]
+    pub fn pooled_for_measurement(instances: u32) -> Result<WasmEngine, PluginError> {
+        Self::configured_with(Deadlines::Enforced, Some(instances))
+    }
+
     /// An engine whose compiled code has no epoch checks, so no call deadline can ever fire:
     /// only for measuring what the checks cost (`cargo bench -p sluice --bench throughput`).
     /// A plugin that loops runs for ever in it.
@@ -35,7 +44,14 @@ impl WasmEngine {
     }
 
     fn configured(deadlines: Deadlines) -> Result<WasmEngine, PluginError> {
+        Self::configured_with(deadlines, None)
+    }
+
+    fn configured_with(deadlines: Deadlines, pool: Option<u32>) -> Result<WasmEngine, PluginError> {
         let mut config = Config::new();
+        if let Some(instances) = pool {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(instances)));
+        }
         config.wasm_component_model(true);
         config.epoch_interruption(deadlines == Deadlines::Enforced);
         config.cranelift_opt_level(OptLevel::Speed);
@@ -65,6 +81,21 @@ impl WasmEngine {
         let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
     }
+}
+
+/// A pool for `instances` component instances, each with memories of up to 4 GiB (the
+/// `ResourceLimiter` still holds each to its operator's `memory_limit`).
+fn pooling(instances: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .max_memories_per_component(4)
+        .max_tables_per_component(8)
+        .table_elements(1 << 20)
+        .max_memory_size(1 << 32);
+    pool
 }
 
 /// Whether compiled code checks the epoch, so that call deadlines can fire.

@@ -123,6 +123,14 @@ impl PluginInstance {
         Ok(Ok(info))
     }
 
+    /// Indexes the records of every batch passed to the plugin that are not yet (if it reads
+    /// indexes): see `OperatorSpec::index_where_read_twice`.
+    pub fn build_field_indexes(&mut self) {
+        if self.indexes == FieldIndexes::Kept {
+            self.indexes = FieldIndexes::Built;
+        }
+    }
+
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
         let batch_wit = batch_to_wit(batch, self.indexes);
