@@ -2,7 +2,7 @@
 //! left records with an interval, once the watermark passes its end.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
@@ -41,7 +41,7 @@ pub struct BestMatch {
 /// A key's canonical text, ordered as its bytes are but compared eight bytes at a time: the
 /// kept records' B-trees compare keys a lot, and `memcmp` in WebAssembly goes byte by byte
 /// (it was a quarter of Nexmark q7's time). Serialised as the plain string it wraps.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JoinKey(pub String);
 
@@ -87,7 +87,9 @@ pub(crate) struct KeyRecords {
 /// by its end.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Kept {
-    pub(crate) keys: BTreeMap<JoinKey, KeyRecords>,
+    /// Hashed: a record finds its key's partners in constant time (nothing depends on the
+    /// order of keys; serialised, a map as before).
+    pub(crate) keys: HashMap<JoinKey, KeyRecords>,
     /// (event time, key) of every key holding a record of that event time without an interval.
     pub(crate) by_time: BTreeSet<(i64, JoinKey)>,
     /// (end, arrival, key) of every left record with an interval.
