@@ -99,7 +99,7 @@ pub fn swap_changed_operators(
 /// a refused one is recorded in the swap history.
 fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<Vec<OperatorSpec>> {
     let (resolved, _) = resolve_inputs(new);
-    let mut specs = Vec::new();
+    let mut specs: Vec<OperatorSpec> = Vec::new();
     for (index, operator) in new.config.operators.iter().enumerate() {
         match operator_spec(new, operator.get_ref(), resolved.input_names(new, index), plugins) {
             Ok(spec) => specs.push(spec),
@@ -109,6 +109,7 @@ fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRe
             }
         }
     }
+    OperatorSpec::index_where_read_twice(&mut specs);
     Ok(specs)
 }
 

@@ -281,8 +281,9 @@ impl<'a> Record<'a> {
     }
 
     /// The JSON text (UTF-8) of the values at several paths, borrowed from the payload: like
-    /// [`Record::raw_fields`], without reading each value found a second time (the document was
-    /// validated when it was indexed or scanned). Read through the field index when there is one.
+    /// [`Record::raw_fields`], without reading each value found a second time. Without an index
+    /// the scan validates the document; with one, the index is trusted (the runtime validates
+    /// what it indexes, and an operator indexes only JSON it wrote).
     pub fn field_texts(&self, paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
         match self.field_index() {
             Some(index) => json::lookup_texts_indexed(self.value(), index, paths),

@@ -52,8 +52,8 @@ impl Indexer {
         if !field_ranges(text, &mut self.ranges) {
             return None;
         }
-        let start = bytes.len();
-        write_entries(&self.ranges, bytes).then(|| Span { offset: start as u32, length: (bytes.len() - start) as u32 })
+        let start = u32::try_from(bytes.len()).ok()?;
+        write_entries(&self.ranges, bytes).then(|| Span { offset: start, length: (bytes.len() - start as usize) as u32 })
     }
 }
 
@@ -171,16 +171,25 @@ impl ObjectWriter {
         self.indexable = true;
     }
 
-    /// Adds a field whose value is `json` (JSON text, written as is).
+    /// Adds a field whose value is `json`, written as is: it must be one valid JSON value
+    /// (the index that goes with the object is trusted by the operators after this one; debug
+    /// builds, native tests among them, check it).
     pub fn field(&mut self, name: &str, json: &[u8]) {
+        debug_assert!(crate::scan::is_one_value(json), "ObjectWriter::field: {:?} is not one JSON value", String::from_utf8_lossy(json));
         let name_start = self.name(name);
         let value_start = self.text.len();
         self.text.extend_from_slice(json);
         self.fields.push(Field { name: (name_start, name.len()), value: (value_start, json.len()) });
     }
 
-    /// Adds a field named `name` (written once beforehand) whose value is `json`.
+    /// Adds a field named `name` (written once beforehand) whose value is `json`, one valid
+    /// JSON value (as for [`ObjectWriter::field`]).
     pub fn named_field(&mut self, name: &FieldName, json: &[u8]) {
+        debug_assert!(
+            crate::scan::is_one_value(json),
+            "ObjectWriter::named_field: {:?} is not one JSON value",
+            String::from_utf8_lossy(json)
+        );
         self.separate();
         let name_start = self.text.len() + 1;
         self.indexable &= name.plain;

@@ -40,10 +40,10 @@ pub(crate) fn top_level_fields(text: &str, fields: &mut Vec<Field>) -> Option<()
     fields.clear();
     let mut scan = Scan { bytes: text.as_bytes(), at: 0, paths: &[], found: Vec::new() };
     scan.whitespace();
-    scan.expect(b'{')?;
-    scan.whitespace();
-    if scan.peek()? == b'}' {
-        scan.at += 1;
+    if scan.peek()? != b'{' {
+        return None;
+    }
+    if scan.opens_empty(b'}')? {
         return scan.end().then_some(());
     }
     loop {
@@ -84,11 +84,23 @@ impl<'a> Scan<'a> {
         match self.peek()? {
             b'{' => self.object(depth, deeper)?,
             b'[' => self.array(depth, deeper)?,
-            b'"' => self.string()?,
+            // A path that goes on through a scalar makes serde_json read it: a string's
+            // `\u` escapes (a lone surrogate is an error) and a number's range (`1e400` is
+            // one) are left to it there.
+            b'"' => {
+                if self.string()? && deeper != 0 {
+                    return None;
+                }
+            }
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
-            _ => self.number()?,
+            _ => {
+                self.number()?;
+                if deeper != 0 && !finite(self.bytes.get(start..self.at)?) {
+                    return None;
+                }
+            }
         }
         for slot in bits(ending) {
             self.found[slot] = Some((start, self.at));
@@ -97,10 +109,7 @@ impl<'a> Scan<'a> {
     }
 
     fn object(&mut self, depth: usize, wanted: u64) -> Option<()> {
-        self.at += 1;
-        self.whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
+        if self.opens_empty(b'}')? {
             return Some(());
         }
         loop {
@@ -126,10 +135,7 @@ impl<'a> Scan<'a> {
     }
 
     fn array(&mut self, depth: usize, wanted: u64) -> Option<()> {
-        self.at += 1;
-        self.whitespace();
-        if self.peek()? == b']' {
-            self.at += 1;
+        if self.opens_empty(b']')? {
             return Some(());
         }
         let mut index = 0usize;
@@ -145,6 +151,17 @@ impl<'a> Scan<'a> {
             }
             index += 1;
         }
+    }
+
+    /// Steps over an opening bracket; true (and past `close`) if the container is empty.
+    fn opens_empty(&mut self, close: u8) -> Option<bool> {
+        self.at += 1;
+        self.whitespace();
+        let empty = self.peek()? == close;
+        if empty {
+            self.at += 1;
+        }
+        Some(empty)
     }
 
     /// The paths of `wanted` not found yet that satisfy `test`.
@@ -168,16 +185,18 @@ impl<'a> Scan<'a> {
 
     fn expect_string(&mut self) -> Option<()> {
         (self.peek()? == b'"').then_some(())?;
-        self.string()
+        self.string().map(drop)
     }
 
-    fn string(&mut self) -> Option<()> {
+    /// A string; whether it holds a `\u` escape.
+    fn string(&mut self) -> Option<bool> {
         self.at += 1;
+        let mut unicode_escape = false;
         loop {
             self.skip_plain_text();
             match self.next()? {
-                b'"' => return Some(()),
-                b'\\' => self.escape()?,
+                b'"' => return Some(unicode_escape),
+                b'\\' => unicode_escape |= self.escape()?,
                 0..=0x1f => return None,
                 _ => {}
             }
@@ -198,10 +217,11 @@ impl<'a> Scan<'a> {
         }
     }
 
-    fn escape(&mut self) -> Option<()> {
+    /// One escape after its backslash; whether it was a `\u` escape.
+    fn escape(&mut self) -> Option<bool> {
         match self.next()? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
-            b'u' => (0..4).try_for_each(|_| self.next().filter(u8::is_ascii_hexdigit).map(drop)),
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(false),
+            b'u' => (0..4).try_for_each(|_| self.next().filter(u8::is_ascii_hexdigit).map(drop)).map(|()| true),
             _ => None,
         }
     }
@@ -267,6 +287,19 @@ impl<'a> Scan<'a> {
         self.at += 1;
         Some(byte)
     }
+}
+
+/// Whether JSON number text reads as a finite `f64` (serde_json refuses `1e400`).
+fn finite(number: &[u8]) -> bool {
+    std::str::from_utf8(number).ok().and_then(|text| text.parse::<f64>().ok()).is_some_and(f64::is_finite)
+}
+
+/// Whether `json` is one valid JSON value, and nothing else but whitespace.
+pub(crate) fn is_one_value(json: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(json) else { return false };
+    let mut scan = Scan { bytes: text.as_bytes(), at: 0, paths: &[], found: Vec::new() };
+    scan.whitespace();
+    scan.value(0, 0).is_some() && scan.end()
 }
 
 /// The positions of the set bits of `mask`, lowest first.

@@ -73,10 +73,15 @@ impl JsonLinesSource {
     }
 }
 
-fn read_lines(name: &str, mut reader: impl BufRead, timestamp: &TimestampField, output: &mut SourceOutput) -> Result<(), SourceError> {
+fn read_lines(name: &str, mut reader: BufReader<File>, timestamp: &TimestampField, output: &mut SourceOutput) -> Result<(), SourceError> {
     let mut line = Vec::new();
     let mut number = 0u64;
     loop {
+        // Reading past the buffer may block (a FIFO, a file still being written): what
+        // lingers goes first, and checkpoint barriers are taken.
+        if reader.buffer().is_empty() && output.flush_lingering().is_err() {
+            return Ok(());
+        }
         line.clear();
         let read = reader.read_until(b'\n', &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
         if read == 0 || output.stop.is_raised() {
