@@ -55,11 +55,8 @@ pub(crate) fn top_level_fields(text: &str, fields: &mut Vec<Field>) -> Option<()
         let value_start = scan.at;
         scan.value(1, 0)?;
         fields.push(Field { name: (name_start, name_length), value: (value_start, scan.at - value_start) });
-        scan.whitespace();
-        match scan.next()? {
-            b',' => scan.whitespace(),
-            b'}' => return scan.end().then_some(()),
-            _ => return None,
+        if !scan.more(b'}')? {
+            return scan.end().then_some(());
         }
     }
 }
@@ -125,11 +122,8 @@ impl<'a> Scan<'a> {
             self.expect(b':')?;
             self.whitespace();
             self.value(depth + 1, inside)?;
-            self.whitespace();
-            match self.next()? {
-                b',' => self.whitespace(),
-                b'}' => return Some(()),
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
@@ -143,11 +137,8 @@ impl<'a> Scan<'a> {
             // The same reading of numeric segments as serde_json's lookup (`str::parse`).
             let inside = self.select(wanted, |path| path.segments()[depth].parse::<usize>().ok() == Some(index));
             self.value(depth + 1, inside)?;
-            self.whitespace();
-            match self.next()? {
-                b',' => self.whitespace(),
-                b']' => return Some(()),
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
             index += 1;
         }
@@ -162,6 +153,19 @@ impl<'a> Scan<'a> {
             self.at += 1;
         }
         Some(empty)
+    }
+
+    /// After a member: true past a comma (another member follows), false past `close`.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.whitespace();
+        match self.next()? {
+            b',' => {
+                self.whitespace();
+                Some(true)
+            }
+            byte if byte == close => Some(false),
+            _ => None,
+        }
     }
 
     /// The paths of `wanted` not found yet that satisfy `test`.
