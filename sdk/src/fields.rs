@@ -6,6 +6,9 @@
 
 use crate::{Batch, Span};
 
+/// The value encoding of JSON text with each record's field index (WIT `event.fields`).
+pub const ENCODING: &str = "json+fields";
+
 /// Bytes of one entry.
 const ENTRY: usize = 16;
 

@@ -10,7 +10,7 @@ use crate::{Batch, InitContext, Operator, OperatorInfo, Output, State};
 
 /// The value encodings the Rust SDK reads and writes, preferred first: JSON with each record's
 /// field index ([`crate::Record::raw_fields`] reads it in place), or JSON text alone.
-pub const ENCODINGS: [&str; 2] = ["json+fields", "json"];
+pub const ENCODINGS: [&str; 2] = [crate::fields::ENCODING, "json"];
 
 /// An operator with its type erased, so that one static slot can hold any plugin.
 trait ErasedOperator {

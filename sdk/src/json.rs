@@ -113,19 +113,9 @@ pub(crate) fn parse_raw_values(raw: Vec<Option<&RawValue>>) -> Result<Vec<Option
 /// top-level field, and only a deeper path reads further (within that field's text). An index
 /// that does not agree with the text (a plugin's bug) falls back to reading the whole text.
 pub fn lookup_raw_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
-    let found: Option<Vec<Option<&'a RawValue>>> = paths.iter().map(|path| indexed_value(bytes, index, path)).collect();
-    match found {
+    match raw_values(&lookup_texts_indexed(bytes, index, paths)?) {
         Some(found) => Ok(found),
         None => lookup_raw_many(bytes, paths),
-    }
-}
-
-/// The value at `path` through the index: `Some(None)` when absent, `None` when the index
-/// and the text disagree.
-fn indexed_value<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a RawValue>> {
-    match indexed_text(bytes, index, path)? {
-        Some(text) => Some(Some(serde_json::from_str(std::str::from_utf8(text).ok()?).ok()?)),
-        None => Some(None),
     }
 }
 
@@ -194,25 +184,18 @@ pub fn text_plain_str(text: &[u8]) -> Option<&str> {
 
 /// The JSON text of the values at `paths`, borrowed from `bytes`: no allocation per value.
 pub fn lookup_raw_many<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
-    let fast = std::str::from_utf8(bytes).ok().and_then(|text| raw_values(text, &crate::scan::field_spans(text, paths)?));
-    match fast {
+    match raw_values(&lookup_texts(bytes, paths)?) {
         Some(found) => Ok(found),
         None => lookup_raw_many_with_serde(bytes, paths),
     }
 }
 
-/// The values at `spans` of a document the fast pass accepted. serde_json reads each again,
-/// which costs little (they are the few values asked for) and needs no unsafe code.
-fn raw_values<'a>(text: &'a str, spans: &[Option<(usize, usize)>]) -> Option<Vec<Option<&'a RawValue>>> {
-    let mut found = Vec::with_capacity(spans.len());
-    for span in spans {
-        let raw = match span {
-            Some((start, end)) => Some(serde_json::from_str::<&RawValue>(text.get(*start..*end)?).ok()?),
-            None => None,
-        };
-        found.push(raw);
-    }
-    Some(found)
+/// The values of `texts` as serde_json's raw values: serde_json reads each again, which costs
+/// little (they are the few values asked for) and needs no unsafe code. `None` if one is not
+/// JSON (an index that disagrees with its text).
+fn raw_values<'a>(texts: &[Option<&'a [u8]>]) -> Option<Vec<Option<&'a RawValue>>> {
+    let raw = |text: &'a [u8]| serde_json::from_str::<&RawValue>(std::str::from_utf8(text).ok()?).ok();
+    texts.iter().map(|text| text.map_or(Some(None), |text| raw(text).map(Some))).collect()
 }
 
 /// [`lookup_raw_many`] by serde_json alone: every document, and its error messages.

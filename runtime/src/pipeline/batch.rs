@@ -66,17 +66,20 @@ impl Batcher {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
         position: u64,
     ) -> Option<SourceBatch> {
-        self.first_added.get_or_insert_with(Instant::now);
         self.current.records.push(key, value, timestamp, headers);
-        self.current.positions.push(position);
-        if self.current.len() >= self.max_records { self.take() } else { None }
+        self.added(position)
     }
 
     /// Adds a record whose payload is the object `object` holds, with its field index (no
     /// headers); returns a full batch when this one filled it.
     pub fn push_object(&mut self, key: Option<&[u8]>, object: &ObjectWriter, timestamp: i64, position: u64) -> Option<SourceBatch> {
-        self.first_added.get_or_insert_with(Instant::now);
         self.current.records.push_object(key, object, timestamp);
+        self.added(position)
+    }
+
+    /// After a record was added at `position`: the batch, if it is full.
+    fn added(&mut self, position: u64) -> Option<SourceBatch> {
+        self.first_added.get_or_insert_with(Instant::now);
         self.current.positions.push(position);
         if self.current.len() >= self.max_records { self.take() } else { None }
     }

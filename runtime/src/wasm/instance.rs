@@ -15,7 +15,7 @@ use super::plugin::Plugin;
 use crate::monitor::PluginMetrics;
 
 /// The encoding of JSON text with each record's field index (WIT `event.fields`).
-pub const ENCODING_WITH_FIELDS: &str = "json+fields";
+pub use sluice_sdk::fields::ENCODING as ENCODING_WITH_FIELDS;
 
 /// The sandbox limits of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
