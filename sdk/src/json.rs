@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::fields::FieldIndex;
+use crate::fields::{FieldIndex, text_of};
 
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -148,13 +148,50 @@ pub fn lookup_texts<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Opti
     }
 }
 
-/// [`lookup_texts`] through a record's field index (see [`lookup_raw_indexed`]).
+/// [`lookup_texts`] through a record's field index (see [`lookup_raw_indexed`]). Top-level
+/// names are matched in one pass over the index (each entry read once, names compared by
+/// length first); a path below the top level is followed from its field.
 pub fn lookup_texts_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
-    let found: Option<Vec<Option<&'a [u8]>>> = paths.iter().map(|path| indexed_text(bytes, index, path)).collect();
-    match found {
+    match indexed_texts(bytes, index, paths) {
         Some(found) => Ok(found),
         None => lookup_texts(bytes, paths),
     }
+}
+
+/// The texts at `paths` through the index; `None` when the index points outside the value or
+/// the text below a field cannot be read.
+fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Option<Vec<Option<&'a [u8]>>> {
+    let mut found = Vec::with_capacity(paths.len());
+    // Top-level paths not yet found (the first field of a name wins, as in the text).
+    let mut wanted = Vec::with_capacity(paths.len());
+    for (position, path) in paths.iter().enumerate() {
+        match path.segments() {
+            [name] => {
+                found.push(None);
+                wanted.push((position, name.as_bytes()));
+            }
+            _ => found.push(indexed_text(bytes, index, path)?),
+        }
+    }
+    for field in index.fields() {
+        if wanted.is_empty() {
+            break;
+        }
+        let Some(name) = text_of(bytes, field.name) else { continue };
+        let mut value = None;
+        wanted.retain(|&(position, wanted_name)| {
+            if wanted_name != name {
+                return true;
+            }
+            value = Some(text_of(bytes, field.value));
+            found[position] = value.flatten();
+            false
+        });
+        if value == Some(None) {
+            return None;
+        }
+    }
+    Some(found)
 }
 
 /// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of

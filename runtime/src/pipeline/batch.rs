@@ -104,9 +104,9 @@ impl Batcher {
     }
 
     /// The pending batch, if its linger time has passed.
-    pub fn poll_linger(&mut self) -> Option<SourceBatch> {
+    pub fn poll_linger(&mut self, now: Instant) -> Option<SourceBatch> {
         match self.first_added {
-            Some(first) if first.elapsed() >= self.linger => self.take(),
+            Some(first) if now.saturating_duration_since(first) >= self.linger => self.take(),
             _ => None,
         }
     }
@@ -140,7 +140,7 @@ mod tests {
         assert_eq!((second.key(), second.value(), second.timestamp()), (Some(&b"k"[..]), &b"2"[..], 5));
         assert_eq!(second.headers().collect::<Vec<_>>(), vec![(&b"h"[..], &b"v"[..])]);
         assert!(batcher.push(None, b"3", 0, [], 12).is_none());
-        assert!(batcher.poll_linger().is_none());
+        assert!(batcher.poll_linger(Instant::now()).is_none());
         assert_eq!(batcher.take().unwrap().positions, vec![12]);
         assert!(batcher.take().is_none());
     }
@@ -149,7 +149,7 @@ mod tests {
     fn linger_releases_partial_batches() {
         let mut batcher = Batcher::new(100, Duration::ZERO);
         batcher.push(None, b"1", 0, [], 0);
-        assert_eq!(batcher.poll_linger().map(|b| b.len()), Some(1));
+        assert_eq!(batcher.poll_linger(Instant::now()).map(|b| b.len()), Some(1));
         assert_eq!(batcher.linger_left(), None);
     }
 }

@@ -1,12 +1,21 @@
 //! The recovery journal: the calls an operator made since its last snapshot, replayed into a
-//! new instance after a failure; bounded in calls and in bytes.
+//! new instance after a failure; bounded in bytes, and replaced by a new snapshot when that
+//! costs little against what it holds.
+//!
+//! A snapshot costs in proportion to the operator's state, so a journal is not replaced before
+//! it holds as many bytes as the last snapshot (a join that keeps every record of its windows
+//! spent a third of its time taking snapshots every 64 calls): taking snapshots then costs at
+//! most as much as receiving the batches. The journal holds at most the larger of
+//! [`MAX_BYTES`] and the last snapshot's size, so recovery memory at most doubles an
+//! operator's.
 
 use crate::wasm::Batch;
 
-/// Calls kept before a new snapshot replaces them.
+/// Calls kept before a new snapshot replaces them, once they hold as many bytes as it.
 pub const MAX_CALLS: usize = 64;
-/// Bytes of batches kept before a new snapshot replaces them: with large records a journal of
-/// 64 batches could otherwise hold hundreds of MiB per operator instance.
+/// Bytes of calls kept before a new snapshot replaces them, however large the last one was
+/// (unless the last snapshot was larger): with large records a journal of 64 batches could
+/// otherwise hold hundreds of MiB per operator instance.
 pub const MAX_BYTES: usize = 16 << 20;
 
 /// One call made since the snapshot.
@@ -18,14 +27,15 @@ pub enum JournalEntry {
 impl JournalEntry {
     /// The memory it holds, near enough.
     fn bytes(&self) -> usize {
-        match self {
-            JournalEntry::Process(_, batch) => {
-                batch.bytes.len()
-                    + batch.events.len() * std::mem::size_of::<sluice_sdk::Event>()
-                    + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
+        std::mem::size_of::<JournalEntry>()
+            + match self {
+                JournalEntry::Process(_, batch) => {
+                    batch.bytes.len()
+                        + batch.events.len() * std::mem::size_of::<sluice_sdk::Event>()
+                        + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
+                }
+                JournalEntry::Watermark(_) => 0,
             }
-            JournalEntry::Watermark(_) => std::mem::size_of::<i64>(),
-        }
     }
 }
 
@@ -34,6 +44,8 @@ impl JournalEntry {
 pub struct Journal {
     entries: Vec<JournalEntry>,
     bytes: usize,
+    /// The size of the snapshot the calls follow.
+    snapshot_bytes: usize,
 }
 
 impl Journal {
@@ -41,13 +53,15 @@ impl Journal {
     pub fn record(&mut self, entry: JournalEntry) -> bool {
         self.bytes += entry.bytes();
         self.entries.push(entry);
-        self.entries.len() >= MAX_CALLS || self.bytes >= MAX_BYTES
+        let worth_a_snapshot = self.entries.len() >= MAX_CALLS && self.bytes >= self.snapshot_bytes;
+        worth_a_snapshot || self.bytes >= MAX_BYTES.max(self.snapshot_bytes)
     }
 
-    /// Forgets every call (a new snapshot covers them).
-    pub fn clear(&mut self) {
+    /// Forgets every call: a new snapshot of `snapshot_bytes` bytes covers them.
+    pub fn clear(&mut self, snapshot_bytes: usize) {
         self.entries.clear();
         self.bytes = 0;
+        self.snapshot_bytes = snapshot_bytes;
     }
 
     /// The calls, oldest first.
@@ -79,7 +93,26 @@ mod tests {
         assert_eq!(calls_until_full(|| JournalEntry::Process(0, batch_of(1 << 20))), MAX_BYTES / (1 << 20));
         let mut journal = Journal::default();
         assert!(journal.record(JournalEntry::Process(0, batch_of(MAX_BYTES))), "one huge batch fills it at once");
-        journal.clear();
+        journal.clear(0);
         assert!(!journal.record(JournalEntry::Watermark(1)) && journal.entries().len() == 1, "cleared, it counts afresh");
+    }
+
+    #[test]
+    fn after_a_large_snapshot_the_journal_waits_until_it_holds_as_much() {
+        let fill = |snapshot_bytes: usize, entry: &dyn Fn() -> JournalEntry| {
+            let mut journal = Journal::default();
+            journal.clear(snapshot_bytes);
+            let calls = (1..).find(|_| journal.record(entry())).expect("the journal fills");
+            (calls, journal.bytes)
+        };
+        // A state of 1 MiB: 64 calls of 1 KiB do not replace it; about 1 MiB of calls do.
+        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, batch_of(1 << 10)));
+        assert!(calls > MAX_CALLS && (1 << 20..(1 << 20) + 2048).contains(&bytes), "{calls} calls, {bytes} bytes");
+        // A state larger than MAX_BYTES: the journal may grow as large as the state.
+        let (_, bytes) = fill(4 * MAX_BYTES, &|| JournalEntry::Process(0, batch_of(1 << 20)));
+        assert!((4 * MAX_BYTES..5 * MAX_BYTES).contains(&bytes), "{bytes} bytes");
+        // Watermarks alone count what they hold too, so they end a journal in the end.
+        let (calls, _) = fill(1 << 16, &|| JournalEntry::Watermark(1));
+        assert_eq!(calls, (1usize << 16).div_ceil(std::mem::size_of::<JournalEntry>()));
     }
 }

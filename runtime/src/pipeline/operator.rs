@@ -185,15 +185,9 @@ impl Operator {
     /// Instantiates, initialises and (given a state) restores the operator.
     pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
         let (instance, base) = build(&spec, state.as_ref())?;
-        Ok(Operator {
-            spec,
-            instance: Some(instance),
-            base,
-            journal: Journal::default(),
-            failed_batches_in_a_row: 0,
-            disabled_because: None,
-            metrics: None,
-        })
+        let mut journal = Journal::default();
+        journal.clear(base.bytes.len());
+        Ok(Operator { spec, instance: Some(instance), base, journal, failed_batches_in_a_row: 0, disabled_because: None, metrics: None })
     }
 
     /// Reports this instance's work to `metrics` from now on (and the plugin's own counters
@@ -368,8 +362,8 @@ impl Operator {
         let Some(instance) = self.instance.as_mut() else { return };
         match instance.snapshot() {
             Ok(state) => {
+                self.journal.clear(state.bytes.len());
                 self.base = state;
-                self.journal.clear();
             }
             Err(failure) => self.disable(format!("snapshot failed: {failure}")),
         }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_sdk::fields::ObjectWriter;
 
@@ -190,10 +190,12 @@ impl SourceOutput {
     /// waited for `linger`, advances an idle watermark, and takes a barrier if one is asked.
     pub fn flush_lingering(&mut self) -> Result<(), Downstream> {
         self.unchecked = 0;
-        if let Some(batch) = self.batcher.poll_linger() {
+        let now = Instant::now();
+        self.watermarks.mark_time(now);
+        if let Some(batch) = self.batcher.poll_linger(now) {
             return self.send(batch);
         }
-        if self.batcher.linger_left().is_none()
+        if self.batcher.is_empty()
             && let Some(watermark) = self.watermarks.advance_idle()
         {
             self.broadcast(|| TaskMessage::Watermark { from: 0, watermark })?;

@@ -1,8 +1,10 @@
-//! Between the runtime's batches and state (the SDK's Rust types) and wasmtime's bindings.
+//! Between the runtime's state and operator descriptions (the SDK's Rust types) and wasmtime's
+//! bindings, and the field indexes of batches on their way in (batches themselves cross in
+//! `boundary`).
 //!
 //! Both are generated from the same WIT records; converting copies plain fields only.
 
-use sluice_sdk::{Batch, Distribution, Event, Header, InitContext, OperatorInfo, Span, State};
+use sluice_sdk::{Batch, Distribution, Event, InitContext, OperatorInfo, State};
 
 use super::bindings::wit;
 
@@ -20,50 +22,20 @@ pub enum FieldIndexes {
     Absent,
 }
 
-/// The batch as the operator receives it: one copy of its bytes, to which the indexes of
-/// records not yet indexed are appended.
-pub fn batch_to_wit(batch: &Batch, indexes: FieldIndexes) -> wit::Batch {
-    let mut bytes = match indexes {
-        // Room for the indexes of records with a few fields, so that adding them rarely
-        // copies the buffer again.
-        FieldIndexes::Built => Vec::with_capacity(batch.bytes.len() + batch.events.len() * 100),
-        FieldIndexes::Kept | FieldIndexes::Absent => Vec::with_capacity(batch.bytes.len()),
-    };
+/// The batch with every record that has no field index yet indexed (natively, once): the
+/// index of each is appended to a copy of the batch's bytes.
+pub fn with_field_indexes(batch: &Batch) -> Batch {
+    // Room for the indexes of records with a few fields, so that adding them rarely copies the
+    // buffer again.
+    let mut bytes = Vec::with_capacity(batch.bytes.len() + batch.events.len() * 100);
     bytes.extend_from_slice(&batch.bytes);
     let mut indexer = sluice_sdk::fields::Indexer::default();
     let events = batch
         .events
         .iter()
-        .map(|event| {
-            let fields = match indexes {
-                FieldIndexes::Absent => None,
-                FieldIndexes::Kept => event.fields,
-                FieldIndexes::Built => event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)),
-            };
-            wit::Event { fields: fields.map(span_to_wit), ..event_to_wit(event) }
-        })
+        .map(|event| Event { fields: event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)), ..*event })
         .collect();
-    wit::Batch { bytes, events, headers: batch.headers.iter().map(header_to_wit).collect() }
-}
-
-pub fn batch_from_wit(batch: wit::Batch, indexes: FieldIndexes) -> Batch {
-    let event = |event: wit::Event| match indexes {
-        FieldIndexes::Built | FieldIndexes::Kept => event_from_wit(event),
-        FieldIndexes::Absent => Event { fields: None, ..event_from_wit(event) },
-    };
-    Batch {
-        bytes: batch.bytes,
-        events: batch.events.into_iter().map(event).collect(),
-        headers: batch
-            .headers
-            .into_iter()
-            .map(|header| Header { name: span_from_wit(header.name), value: span_from_wit(header.value) })
-            .collect(),
-    }
-}
-
-fn header_to_wit(header: &Header) -> wit::Header {
-    wit::Header { name: span_to_wit(header.name), value: span_to_wit(header.value) }
+    Batch { bytes, events, headers: batch.headers.clone() }
 }
 
 pub fn state_to_wit(state: &State) -> wit::State {
@@ -72,38 +44,6 @@ pub fn state_to_wit(state: &State) -> wit::State {
 
 pub fn state_from_wit(state: wit::State) -> State {
     State { version: state.version, bytes: state.bytes }
-}
-
-fn event_to_wit(event: &Event) -> wit::Event {
-    wit::Event {
-        key: event.key.map(span_to_wit),
-        value: span_to_wit(event.value),
-        timestamp: event.timestamp,
-        first_header: event.first_header,
-        header_count: event.header_count,
-        port: event.port,
-        fields: event.fields.map(span_to_wit),
-    }
-}
-
-fn event_from_wit(event: wit::Event) -> Event {
-    Event {
-        key: event.key.map(span_from_wit),
-        value: span_from_wit(event.value),
-        timestamp: event.timestamp,
-        first_header: event.first_header,
-        header_count: event.header_count,
-        port: event.port,
-        fields: event.fields.map(span_from_wit),
-    }
-}
-
-fn span_to_wit(span: Span) -> wit::Span {
-    wit::Span { offset: span.offset, length: span.length }
-}
-
-fn span_from_wit(span: wit::Span) -> Span {
-    Span { offset: span.offset, length: span.length }
 }
 
 pub fn context_to_wit(context: &InitContext) -> wit::InitContext {

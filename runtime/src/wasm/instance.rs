@@ -1,14 +1,17 @@
 //! One running instance of a plugin: a `Store` with limits, and calls that cannot escape them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_sdk::{Batch, Distribution, InitContext, OperatorInfo, State};
+use wasmtime::component::Func;
 use wasmtime::{Store, Trap};
 
 use super::bindings::Operator;
-use super::convert::{FieldIndexes, batch_from_wit, batch_to_wit, context_to_wit, info_from_wit, state_from_wit, state_to_wit};
+use super::boundary::{BatchArgument, BatchResult, OutputResult};
+use super::convert::{FieldIndexes, context_to_wit, info_from_wit, state_from_wit, state_to_wit, with_field_indexes};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
@@ -67,6 +70,9 @@ impl fmt::Display for CallFailure {
 pub struct PluginInstance {
     store: Store<HostState>,
     operator: Operator,
+    /// `process` and `on-watermark`, called with the runtime's batches (see `boundary`).
+    process: Func,
+    on_watermark: Func,
     limits: InstanceLimits,
     deadline_ticks: u64,
     /// How many side outputs `init` declared: output ports above this are invalid.
@@ -89,11 +95,25 @@ impl PluginInstance {
         store.epoch_deadline_trap();
         let deadline_ticks = WasmEngine::deadline_ticks(limits.call_timeout);
         store.set_epoch_deadline(deadline_ticks);
-        let operator = plugin.pre.instantiate(&mut store).map_err(|error| CallFailure {
+        let cannot = |error: wasmtime::Error| CallFailure {
             kind: FailureKind::Instantiate,
             message: format!("cannot instantiate the plugin: {}", super::plugin::root_cause(&error)),
-        })?;
-        Ok(PluginInstance { store, operator, limits, deadline_ticks, side_outputs: 0, indexes: FieldIndexes::Absent })
+        };
+        let instance = plugin.pre.instance_pre().instantiate(&mut store).map_err(cannot)?;
+        let operator = Operator::new(&mut store, &instance).map_err(cannot)?;
+        let mut export =
+            |name: &str| instance.get_func(&mut store, name).ok_or_else(|| cannot(wasmtime::format_err!("it exports no `{name}`")));
+        let (process, on_watermark) = (export("process")?, export("on-watermark")?);
+        Ok(PluginInstance {
+            store,
+            operator,
+            process,
+            on_watermark,
+            limits,
+            deadline_ticks,
+            side_outputs: 0,
+            indexes: FieldIndexes::Absent,
+        })
     }
 
     /// The linear memory the instance holds (the most it ever needed), in bytes.
@@ -133,17 +153,30 @@ impl PluginInstance {
 
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
-        let batch_wit = batch_to_wit(batch, self.indexes);
-        let output = self.call(|operator, store| operator.call_process(store, input, &batch_wit))?;
+        let batch_in = match self.indexes {
+            FieldIndexes::Built if batch.events.iter().any(|event| event.fields.is_none()) => Cow::Owned(with_field_indexes(batch)),
+            _ => Cow::Borrowed(batch),
+        };
+        let argument = BatchArgument::new(&batch_in, self.indexes != FieldIndexes::Absent);
+        let process = self.process;
+        let (output,) =
+            self.call(|_, store| process.typed::<(u32, BatchArgument<'_>), (OutputResult,)>(&*store)?.call(store, (input, argument)))?;
         let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
         checked_rejections(&rejected, batch.events.len())?;
-        Ok(PluginOutput { batch: self.checked(batch_from_wit(output.batch, self.indexes))?, rejected })
+        Ok(PluginOutput { batch: self.checked(self.returned(output.batch))?, rejected })
     }
 
     /// Calls `on-watermark`.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
-        let output = self.call(|operator, store| operator.call_on_watermark(store, watermark))?;
-        self.checked(batch_from_wit(output, self.indexes))
+        let on_watermark = self.on_watermark;
+        let (output,) = self.call(|_, store| on_watermark.typed::<(i64,), (BatchResult,)>(&*store)?.call(store, (watermark,)))?;
+        self.checked(self.returned(output))
+    }
+
+    /// A batch the plugin returned, as the runtime's: its indexes dropped unless the plugin
+    /// writes them.
+    fn returned(&self, batch: BatchResult) -> Batch {
+        batch.into_batch(self.indexes != FieldIndexes::Absent)
     }
 
     /// A batch from the plugin, refused if any span points outside it or a record goes to an

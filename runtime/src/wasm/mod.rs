@@ -3,6 +3,7 @@
 //! Nothing outside this module names a wasmtime type, so the sandbox has one boundary.
 
 mod bindings;
+mod boundary;
 mod compiled_cache;
 mod convert;
 mod engine;

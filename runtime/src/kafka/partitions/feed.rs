@@ -256,7 +256,11 @@ impl PartitionFeed {
     /// partition that has been quiet for `idle_timeout`.
     pub fn housekeeping(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
         let mut delivered = self.retry_pending(consumer, id);
-        if let Some(batch) = self.batcher.poll_linger() {
+        let now = Instant::now();
+        if let FeedKind::Source { watermarks, .. } = &mut self.kind {
+            watermarks.mark_time(now);
+        }
+        if let Some(batch) = self.batcher.poll_linger(now) {
             delivered &= self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id);
         }
         if self.batcher.is_empty()
@@ -284,7 +288,7 @@ impl PartitionFeed {
     /// `idle_timeout`, not confirmed caught up and not asked about in the last `recently`: the
     /// position to compare with the partition's high watermark. Counts as asking.
     pub fn quiet_position(&mut self, recently: std::time::Duration) -> Option<i64> {
-        let FeedKind::Source { watermarks, .. } = &self.kind else { return None };
+        let FeedKind::Source { watermarks, .. } = &mut self.kind else { return None };
         let quiet = self.batcher.is_empty() && self.pending.is_empty() && watermarks.wants_confirmation(recently);
         let asked_recently = self.last_asked.is_some_and(|asked| asked.elapsed() < recently);
         let position = self.next_offset.filter(|_| quiet && !asked_recently)?;

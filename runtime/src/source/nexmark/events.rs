@@ -4,6 +4,8 @@
 //! auctions, price distribution, channels and `extra` padding, each event drawn from
 //! `new Random(eventId)`.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::random::JavaRandom;
@@ -143,8 +145,9 @@ pub struct Bid {
     pub auction: i64,
     pub bidder: i64,
     pub price: i64,
-    pub channel: String,
-    pub url: String,
+    /// Borrowed for the hot channels and the cached base URLs: no allocation for most bids.
+    pub channel: Cow<'static, str>,
+    pub url: Cow<'static, str>,
     pub date_time: i64,
     pub extra: String,
 }
@@ -226,10 +229,10 @@ fn bid(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> B
     let price = next_price(random);
     let (channel, url) = if random.next_int(HOT_CHANNELS_RATIO) > 0 {
         let hot = random.next_int(HOT_CHANNELS.len() as i32) as usize;
-        (HOT_CHANNELS[hot].to_owned(), hot_url(hot))
+        (Cow::Borrowed(HOT_CHANNELS[hot]), hot_url(hot))
     } else {
         let channel = random.next_int(CHANNELS_NUMBER);
-        (format!("channel-{channel}"), format!("{}&channel_id={}", base_url(channel), channel.reverse_bits()))
+        (Cow::Owned(format!("channel-{channel}")), Cow::Owned(format!("{}&channel_id={}", base_url(channel), channel.reverse_bits())))
     };
     let extra = next_extra(random, 32, shape.avg_bid_bytes);
     Bid { auction, bidder, price, channel, url, date_time: timestamp, extra }
@@ -237,16 +240,19 @@ fn bid(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> B
 
 /// The reference's fixed URLs of the hot channels (made once from its own random strings there;
 /// fixed strings here, of the same shape).
-fn hot_url(channel: usize) -> String {
+fn hot_url(channel: usize) -> Cow<'static, str> {
     base_url(channel as i32)
 }
 
 /// `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the channel
 /// (made once per channel: every bid names one).
-fn base_url(channel: i32) -> String {
+fn base_url(channel: i32) -> Cow<'static, str> {
     static BASE_URLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let urls = BASE_URLS.get_or_init(|| (0..CHANNELS_NUMBER).map(make_base_url).collect());
-    usize::try_from(channel).ok().and_then(|channel| urls.get(channel)).cloned().unwrap_or_else(|| make_base_url(channel))
+    match usize::try_from(channel).ok().and_then(|channel| urls.get(channel)) {
+        Some(url) => Cow::Borrowed(url),
+        None => Cow::Owned(make_base_url(channel)),
+    }
 }
 
 fn make_base_url(channel: i32) -> String {
@@ -288,9 +294,7 @@ fn next_extra(random: &mut JavaRandom, size: usize, average: i32) -> String {
     let wanted = average - size;
     let delta = (f64::from(wanted) * 0.2).round() as i32;
     let length = wanted - delta + if delta == 0 { 0 } else { random.next_int(2 * delta) };
-    let mut text = Vec::with_capacity(length.max(0) as usize);
-    for _ in 0..length {
-        text.push(b'a' + random.next_int(26) as u8);
-    }
+    let mut text = Vec::new();
+    random.push_letters(usize::try_from(length).unwrap_or(0), &mut text);
     ascii(text)
 }
