@@ -193,13 +193,33 @@ impl ObjectWriter {
             "ObjectWriter::named_field: {:?} is not one JSON value",
             String::from_utf8_lossy(json)
         );
-        self.separate();
-        let name_start = self.text.len() + 1;
-        self.indexable &= name.plain;
-        self.text.extend_from_slice(&name.written);
+        let name_start = self.written_name(name);
         let value_start = self.text.len();
         self.text.extend_from_slice(json);
         self.fields.push(Field { name: (name_start, name.length), value: (value_start, json.len()) });
+    }
+
+    /// Adds a string field named `name` (written once beforehand), escaped as JSON requires.
+    pub fn named_field_str(&mut self, name: &FieldName, value: &str) {
+        let name_start = self.written_name(name);
+        let value_start = self.text.len();
+        write_string(&mut self.text, value);
+        self.fields.push(Field { name: (name_start, name.length), value: (value_start, self.text.len() - value_start) });
+    }
+
+    /// Adds an integer field named `name` (written once beforehand).
+    pub fn named_field_i64(&mut self, name: &FieldName, value: i64) {
+        let mut digits = itoa::Buffer::new();
+        self.named_field(name, digits.format(value).as_bytes());
+    }
+
+    /// Writes a name written beforehand and its colon (after a comma, past the first field);
+    /// returns where the name's text starts.
+    fn written_name(&mut self, name: &FieldName) -> usize {
+        self.separate();
+        self.indexable &= name.plain;
+        self.text.extend_from_slice(&name.written);
+        self.text.len() - name.written.len() + 1
     }
 
     /// Adds a string field (escaped as JSON requires).
@@ -223,8 +243,10 @@ impl ObjectWriter {
         let name_start = self.text.len() + 1;
         if needs_escapes(name) {
             self.indexable = false;
+            write_escaped(&mut self.text, name);
+        } else {
+            write_plain(&mut self.text, name);
         }
-        write_string(&mut self.text, name);
         self.text.push(b':');
         name_start
     }
@@ -262,14 +284,20 @@ fn needs_escapes(text: &str) -> bool {
 
 /// Appends `text` as a JSON string: copied between quotes when it needs no escapes.
 fn write_string(out: &mut Vec<u8>, text: &str) {
-    if needs_escapes(text) {
-        // Serialising a string into a vector cannot fail.
-        let _ = serde_json::to_writer(out, text);
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(text.as_bytes());
-        out.push(b'"');
-    }
+    if needs_escapes(text) { write_escaped(out, text) } else { write_plain(out, text) }
+}
+
+/// Appends `text`, which needs no escapes, between quotes.
+fn write_plain(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+fn write_escaped(out: &mut Vec<u8>, text: &str) {
+    // Serialising a string into a vector cannot fail.
+    let _ = serde_json::to_writer(out, text);
 }
 
 #[cfg(test)]

@@ -161,34 +161,29 @@ pub fn lookup_texts_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &
 /// The texts at `paths` through the index; `None` when the index points outside the value or
 /// the text below a field cannot be read.
 fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Option<Vec<Option<&'a [u8]>>> {
-    let mut found = Vec::with_capacity(paths.len());
-    // Top-level paths not yet found (the first field of a name wins, as in the text).
-    let mut wanted = Vec::with_capacity(paths.len());
+    let mut found = vec![None; paths.len()];
+    // One bit per top-level path (of the first 64) not found yet: the first field of a name
+    // wins, as in the text. Other paths are followed one by one.
+    let mut wanted = 0u64;
     for (position, path) in paths.iter().enumerate() {
         match path.segments() {
-            [name] => {
-                found.push(None);
-                wanted.push((position, name.as_bytes()));
-            }
-            _ => found.push(indexed_text(bytes, index, path)?),
+            [_] if position < 64 => wanted |= 1 << position,
+            _ => found[position] = indexed_text(bytes, index, path)?,
         }
     }
     for field in index.fields() {
-        if wanted.is_empty() {
+        if wanted == 0 {
             break;
         }
         let Some(name) = text_of(bytes, field.name) else { continue };
-        let mut value = None;
-        wanted.retain(|&(position, wanted_name)| {
-            if wanted_name != name {
-                return true;
+        let mut left = wanted;
+        while left != 0 {
+            let position = left.trailing_zeros() as usize;
+            left &= left - 1;
+            if paths[position].segments()[0].as_bytes() == name {
+                found[position] = Some(text_of(bytes, field.value)?);
+                wanted &= !(1 << position);
             }
-            value = Some(text_of(bytes, field.value));
-            found[position] = value.flatten();
-            false
-        });
-        if value == Some(None) {
-            return None;
         }
     }
     Some(found)
