@@ -4,7 +4,7 @@
 //! auctions, price distribution, channels and `extra` padding, each event drawn from
 //! `new Random(eventId)`.
 
-use std::borrow::Cow;
+use std::fmt::Write;
 
 use serde::Serialize;
 
@@ -111,7 +111,7 @@ pub enum Event {
     Bid(Bid),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Person {
     pub id: i64,
@@ -124,7 +124,7 @@ pub struct Person {
     pub extra: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Auction {
     pub id: i64,
@@ -139,15 +139,14 @@ pub struct Auction {
     pub extra: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bid {
     pub auction: i64,
     pub bidder: i64,
     pub price: i64,
-    /// Borrowed for the hot channels and the cached base URLs: no allocation for most bids.
-    pub channel: Cow<'static, str>,
-    pub url: Cow<'static, str>,
+    pub channel: String,
+    pub url: String,
     pub date_time: i64,
     pub extra: String,
 }
@@ -155,15 +154,39 @@ pub struct Bid {
 impl Event {
     /// Event number `number` of the stream (its id, from 0).
     pub fn make(shape: &Shape, number: i64) -> Event {
+        let mut event = Event::Bid(Bid::default());
+        event.remake(shape, number);
+        event
+    }
+
+    /// Becomes event number `number`, reusing its strings' memory when it is of the same kind
+    /// (a source makes millions: allocating and freeing each event's strings was a tenth of
+    /// its time).
+    pub fn remake(&mut self, shape: &Shape, number: i64) {
         let mut random = JavaRandom::new(number);
         let timestamp = shape.timestamp(number);
         let remainder = number % shape.total_proportion();
         if remainder < shape.person_proportion {
-            Event::Person(person(shape, number, &mut random, timestamp))
+            if !matches!(self, Event::Person(_)) {
+                *self = Event::Person(Person::default());
+            }
+            if let Event::Person(person) = self {
+                fill_person(person, shape, number, &mut random, timestamp);
+            }
         } else if remainder < shape.person_proportion + shape.auction_proportion {
-            Event::Auction(auction(shape, number, &mut random, timestamp))
+            if !matches!(self, Event::Auction(_)) {
+                *self = Event::Auction(Auction::default());
+            }
+            if let Event::Auction(auction) = self {
+                fill_auction(auction, shape, number, &mut random, timestamp);
+            }
         } else {
-            Event::Bid(bid(shape, number, &mut random, timestamp))
+            if !matches!(self, Event::Bid(_)) {
+                *self = Event::Bid(Bid::default());
+            }
+            if let Event::Bid(bid) = self {
+                fill_bid(bid, shape, number, &mut random, timestamp);
+            }
         }
     }
 
@@ -185,80 +208,104 @@ impl Event {
     }
 }
 
-fn person(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> Person {
-    let id = shape.last_base0_person_id(number) + FIRST_PERSON_ID;
-    let name = format!("{} {}", pick(random, &FIRST_NAMES), pick(random, &LAST_NAMES));
-    let email_address = format!("{}@{}.com", next_string(random, 7, b' '), next_string(random, 5, b' '));
-    let credit_card = (0..4).map(|_| format!("{:04}", random.next_int(10_000))).collect::<Vec<_>>().join(" ");
-    let city = pick(random, &US_CITIES).to_owned();
-    let state = pick(random, &US_STATES).to_owned();
-    let size = 8 + name.len() + email_address.len() + credit_card.len() + city.len() + state.len();
-    let extra = next_extra(random, size, shape.avg_person_bytes);
-    Person { id, name, email_address, credit_card, city, state, date_time: timestamp, extra }
+fn fill_person(person: &mut Person, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+    person.id = shape.last_base0_person_id(number) + FIRST_PERSON_ID;
+    set(&mut person.name, |name| {
+        let _ = write!(name, "{} {}", pick(random, &FIRST_NAMES), pick(random, &LAST_NAMES));
+    });
+    set(&mut person.email_address, |email| {
+        push_string(random, 7, b' ', email);
+        email.push('@');
+        push_string(random, 5, b' ', email);
+        email.push_str(".com");
+    });
+    set(&mut person.credit_card, |card| {
+        for part in 0..4 {
+            let separator = if part == 0 { "" } else { " " };
+            let _ = write!(card, "{separator}{:04}", random.next_int(10_000));
+        }
+    });
+    set(&mut person.city, |city| city.push_str(pick(random, &US_CITIES)));
+    set(&mut person.state, |state| state.push_str(pick(random, &US_STATES)));
+    let size = 8 + person.name.len() + person.email_address.len() + person.credit_card.len() + person.city.len() + person.state.len();
+    person.date_time = timestamp;
+    set(&mut person.extra, |extra| push_extra(random, size, shape.avg_person_bytes, extra));
 }
 
-fn auction(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> Auction {
-    let id = shape.last_base0_auction_id(number) + FIRST_AUCTION_ID;
-    let seller = if random.next_int(shape.hot_seller_ratio) > 0 {
+fn fill_auction(auction: &mut Auction, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+    auction.id = shape.last_base0_auction_id(number) + FIRST_AUCTION_ID;
+    auction.seller = if random.next_int(shape.hot_seller_ratio) > 0 {
         (shape.last_base0_person_id(number) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
     } else {
         shape.next_base0_person_id(number, random)
     } + FIRST_PERSON_ID;
-    let category = FIRST_CATEGORY_ID + i64::from(random.next_int(NUM_CATEGORIES));
-    let initial_bid = next_price(random);
-    let expires = timestamp + shape.next_auction_length_ms(number, random, timestamp);
-    let item_name = next_string(random, 20, b' ');
-    let description = next_string(random, 100, b' ');
-    let reserve = initial_bid + next_price(random);
-    let size = 8 + item_name.len() + description.len() + 8 + 8 + 8 + 8 + 8;
-    let extra = next_extra(random, size, shape.avg_auction_bytes);
-    Auction { id, item_name, description, initial_bid, reserve, date_time: timestamp, expires, seller, category, extra }
+    auction.category = FIRST_CATEGORY_ID + i64::from(random.next_int(NUM_CATEGORIES));
+    auction.initial_bid = next_price(random);
+    auction.date_time = timestamp;
+    auction.expires = timestamp + shape.next_auction_length_ms(number, random, timestamp);
+    set(&mut auction.item_name, |name| push_string(random, 20, b' ', name));
+    set(&mut auction.description, |description| push_string(random, 100, b' ', description));
+    auction.reserve = auction.initial_bid + next_price(random);
+    let size = 8 + auction.item_name.len() + auction.description.len() + 8 + 8 + 8 + 8 + 8;
+    set(&mut auction.extra, |extra| push_extra(random, size, shape.avg_auction_bytes, extra));
 }
 
-fn bid(shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) -> Bid {
-    let auction = if random.next_int(shape.hot_auction_ratio) > 0 {
+fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+    bid.auction = if random.next_int(shape.hot_auction_ratio) > 0 {
         (shape.last_base0_auction_id(number) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
     } else {
         shape.next_base0_auction_id(number, random)
     } + FIRST_AUCTION_ID;
-    let bidder = if random.next_int(shape.hot_bidder_ratio) > 0 {
+    bid.bidder = if random.next_int(shape.hot_bidder_ratio) > 0 {
         (shape.last_base0_person_id(number) / HOT_BIDDER_RATIO) * HOT_BIDDER_RATIO + 1
     } else {
         shape.next_base0_person_id(number, random)
     } + FIRST_PERSON_ID;
-    let price = next_price(random);
-    let (channel, url) = if random.next_int(HOT_CHANNELS_RATIO) > 0 {
+    bid.price = next_price(random);
+    if random.next_int(HOT_CHANNELS_RATIO) > 0 {
         let hot = random.next_int(HOT_CHANNELS.len() as i32) as usize;
-        (Cow::Borrowed(HOT_CHANNELS[hot]), hot_url(hot))
+        set(&mut bid.channel, |channel| channel.push_str(HOT_CHANNELS[hot]));
+        set(&mut bid.url, |url| push_base_url(hot as i32, url));
     } else {
         let channel = random.next_int(CHANNELS_NUMBER);
-        (Cow::Owned(format!("channel-{channel}")), Cow::Owned(format!("{}&channel_id={}", base_url(channel), channel.reverse_bits())))
-    };
-    let extra = next_extra(random, 32, shape.avg_bid_bytes);
-    Bid { auction, bidder, price, channel, url, date_time: timestamp, extra }
+        set(&mut bid.channel, |text| {
+            let _ = write!(text, "channel-{channel}");
+        });
+        set(&mut bid.url, |url| {
+            push_base_url(channel, url);
+            let _ = write!(url, "&channel_id={}", channel.reverse_bits());
+        });
+    }
+    bid.date_time = timestamp;
+    set(&mut bid.extra, |extra| push_extra(random, 32, shape.avg_bid_bytes, extra));
 }
 
-/// The reference's fixed URLs of the hot channels (made once from its own random strings there;
-/// fixed strings here, of the same shape).
-fn hot_url(channel: usize) -> Cow<'static, str> {
-    base_url(channel as i32)
+/// Sets `text` to what `write` appends to it once it is cleared (its memory kept).
+fn set(text: &mut String, write: impl FnOnce(&mut String)) {
+    text.clear();
+    write(text);
 }
 
-/// `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the channel
-/// (made once per channel: every bid names one).
-fn base_url(channel: i32) -> Cow<'static, str> {
+/// Appends `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the
+/// channel (made once per channel: every bid names one).
+fn push_base_url(channel: i32, out: &mut String) {
     static BASE_URLS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let urls = BASE_URLS.get_or_init(|| (0..CHANNELS_NUMBER).map(make_base_url).collect());
     match usize::try_from(channel).ok().and_then(|channel| urls.get(channel)) {
-        Some(url) => Cow::Borrowed(url),
-        None => Cow::Owned(make_base_url(channel)),
+        Some(url) => out.push_str(url),
+        None => out.push_str(&make_base_url(channel)),
     }
 }
 
 fn make_base_url(channel: i32) -> String {
     let mut random = JavaRandom::new(i64::from(channel));
-    let parts: Vec<String> = (0..3).map(|_| next_string(&mut random, 5, b'_')).collect();
-    format!("https://www.nexmark.com/{}/{}/{}/item.htm?query=1", parts[0], parts[1], parts[2])
+    let mut url = String::from("https://www.nexmark.com/");
+    for _ in 0..3 {
+        push_string(&mut random, 5, b'_', &mut url);
+        url.push('/');
+    }
+    url.push_str("item.htm?query=1");
+    url
 }
 
 fn pick<'a>(random: &mut JavaRandom, choices: &[&'a str]) -> &'a str {
@@ -270,31 +317,36 @@ fn next_price(random: &mut JavaRandom) -> i64 {
     (10f64.powf(random.next_double() * 6.0) * 100.0).round() as i64
 }
 
-/// Lowercase letters with an occasional `special`, 3 to `max_length` − 1 long, trimmed.
-fn next_string(random: &mut JavaRandom, max_length: i32, special: u8) -> String {
+/// Appends lowercase letters with an occasional `special`, 3 to `max_length` − 1 of them,
+/// trimmed of spaces at both ends.
+fn push_string(random: &mut JavaRandom, max_length: i32, special: u8, out: &mut String) {
     let length = MIN_STRING_LENGTH + random.next_int(max_length - MIN_STRING_LENGTH);
-    let mut text = Vec::with_capacity(length as usize);
-    for _ in 0..length {
-        text.push(if random.next_int(13) == 0 { special } else { b'a' + random.next_int(26) as u8 });
-    }
-    ascii(text).trim().to_owned()
+    let start = out.len();
+    push_ascii(out, |bytes| {
+        bytes.extend((0..length).map(|_| if random.next_int(13) == 0 { special } else { b'a' + random.next_int(26) as u8 }));
+    });
+    let end = start + out[start..].trim_end().len();
+    out.truncate(end);
+    let leading = out[start..].len() - out[start..].trim_start().len();
+    out.drain(start..start + leading);
 }
 
-/// ASCII bytes as a string (the generator makes nothing else).
-fn ascii(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_default()
+/// Appends the ASCII bytes `write` appends (the string's memory kept; the generator makes
+/// nothing but ASCII, so nothing is replaced).
+fn push_ascii(out: &mut String, write: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    write(&mut bytes);
+    *out = String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
 }
 
-/// Padding that brings the event to about `average` bytes (±20 %).
-fn next_extra(random: &mut JavaRandom, size: usize, average: i32) -> String {
+/// Appends padding that brings the event to about `average` bytes (±20 %).
+fn push_extra(random: &mut JavaRandom, size: usize, average: i32, out: &mut String) {
     let size = size as i32;
     if size > average {
-        return String::new();
+        return;
     }
     let wanted = average - size;
     let delta = (f64::from(wanted) * 0.2).round() as i32;
     let length = wanted - delta + if delta == 0 { 0 } else { random.next_int(2 * delta) };
-    let mut text = Vec::new();
-    random.push_letters(usize::try_from(length).unwrap_or(0), &mut text);
-    ascii(text)
+    push_ascii(out, |bytes| random.push_letters(usize::try_from(length).unwrap_or(0), bytes));
 }

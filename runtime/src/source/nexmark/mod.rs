@@ -45,11 +45,12 @@ impl NexmarkSource {
         let started = Instant::now();
         let mut object = ObjectWriter::new();
         let mut key = itoa::Buffer::new();
+        let mut event = Event::make(&self.shape, 0);
         while self.count.is_none_or(|count| number < count) && !output.stop.is_raised() {
             if !pace(self.rate, (number - first) / step, shares, started, output) {
                 break;
             }
-            let event = Event::make(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
+            event.remake(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
             event.write_object(&mut object);
             let key = key.format(event.key());
             if output.emit_object(Some(key.as_bytes()), &object, event.date_time(), number).is_err() {
