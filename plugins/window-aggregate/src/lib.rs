@@ -23,6 +23,7 @@
 //! updates its window, whose result is emitted again with `"revision": n`.
 
 mod aggregate;
+mod result;
 mod sketch;
 mod windows;
 
@@ -31,11 +32,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use sluice_sdk::expression::Expression;
+use sluice_sdk::fields::ObjectWriter;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, Distribution, FieldPath, Millis, Operator, Output, Record};
 
 pub use aggregate::{Accumulator, AggregateConfig, Function, Input};
+use result::ResultNames;
 pub use sketch::{DISTINCT_PRECISION, QUANTILE_RELATIVE_ERROR};
 pub use windows::{GroupState, OpenWindows, WindowKey};
 
@@ -107,8 +110,11 @@ pub struct WindowAggregate {
     late: LatePolicy,
     pass_through: bool,
     windows: OpenWindows,
-    /// The group key being built, reused across records.
+    /// The group key being built, and a record's windows, reused across records.
     group: String,
+    keys: Vec<WindowKey>,
+    /// How results are written field by field (`None`: built as maps).
+    result_names: Option<ResultNames>,
 }
 
 impl Operator for WindowAggregate {
@@ -138,6 +144,7 @@ impl Operator for WindowAggregate {
                 condition: slot(&mut lookups, aggregate.when.as_ref().map(|when| &when.field)),
             })
             .collect();
+        let result_names = ResultNames::new(&config.group_by, &config.aggregates, !compute.is_empty());
         Ok(WindowAggregate {
             window: config.window,
             lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
@@ -150,6 +157,8 @@ impl Operator for WindowAggregate {
             pass_through: config.pass_through,
             windows: OpenWindows::default(),
             group: String::new(),
+            keys: Vec::new(),
+            result_names,
         })
     }
 
@@ -181,7 +190,14 @@ impl Operator for WindowAggregate {
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Batch) {
         let mut windows = std::mem::take(&mut self.windows);
-        windows.close_until(watermark, self.lateness, |key, group, state| out.push_json(&self.result(key, group, state), key.end - 1));
+        let (mut writer, mut scratch) = (ObjectWriter::new(), Vec::new());
+        windows.close_until(watermark, self.lateness, |key, group, state| {
+            let written = self.result_names.as_ref().is_some_and(|names| names.write(key, group, state, &mut writer, &mut scratch));
+            match written {
+                true => out.push_object(None, &writer, key.end - 1),
+                false => out.push_json(&self.result(key, group, state), key.end - 1),
+            }
+        });
         self.windows = windows;
         sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
     }
@@ -215,7 +231,8 @@ enum Refusal {
 impl WindowAggregate {
     fn add(&mut self, record: Record<'_>) -> Result<(), Refusal> {
         let timestamp = record.timestamp();
-        let keys = self.open_windows_for(timestamp)?;
+        let mut keys = std::mem::take(&mut self.keys);
+        self.open_windows_for(timestamp, &mut keys)?;
         let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
         let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
@@ -231,27 +248,31 @@ impl WindowAggregate {
             }
         };
         match self.window {
-            WindowConfig::Session { gap } => add_to(self.windows.session(&group, timestamp, gap.0, fresh)),
-            _ => keys.into_iter().for_each(|key| add_to(self.windows.group(key, &group, fresh))),
+            WindowConfig::Session { gap } => self.windows.session(&group, timestamp, gap.0, fresh, add_to),
+            _ => keys.iter().for_each(|&key| self.windows.group(key, &group, fresh, add_to)),
         }
         self.group = group;
+        self.keys = keys;
         Ok(())
     }
 
-    /// The windows a record at `timestamp` belongs to that are not purged; late if none.
-    fn open_windows_for(&self, timestamp: i64) -> Result<Vec<WindowKey>, Refusal> {
-        let keys: Vec<WindowKey> = match self.window {
-            WindowConfig::Tumbling { size } => vec![WindowKey::containing(timestamp, size.0)],
-            WindowConfig::Hopping { size, slide } => WindowKey::hopping(timestamp, size.0, slide.0).collect(),
-            WindowConfig::Session { gap } => vec![WindowKey { start: timestamp, end: timestamp.saturating_add(gap.0) }],
-        };
-        let open: Vec<WindowKey> = keys.iter().filter(|key| self.windows.purged(key, self.lateness).is_none()).copied().collect();
-        match (open.is_empty(), keys.first().and_then(|key| self.windows.purged(key, self.lateness))) {
+    /// Sets `keys` to the windows a record at `timestamp` belongs to that are not purged; late
+    /// if none.
+    fn open_windows_for(&self, timestamp: i64, keys: &mut Vec<WindowKey>) -> Result<(), Refusal> {
+        keys.clear();
+        match self.window {
+            WindowConfig::Tumbling { size } => keys.push(WindowKey::containing(timestamp, size.0)),
+            WindowConfig::Hopping { size, slide } => keys.extend(WindowKey::hopping(timestamp, size.0, slide.0)),
+            WindowConfig::Session { gap } => keys.push(WindowKey { start: timestamp, end: timestamp.saturating_add(gap.0) }),
+        }
+        let first = keys.first().copied();
+        keys.retain(|key| self.windows.purged(key, self.lateness).is_none());
+        match (keys.is_empty(), first.and_then(|key| self.windows.purged(&key, self.lateness))) {
             (true, Some(watermark)) => Err(Refusal::Late(format!(
                 "late record: event time {timestamp} belongs to windows already closed by watermark {watermark} (allowed lateness {} ms)",
                 self.lateness
             ))),
-            _ => Ok(open),
+            _ => Ok(()),
         }
     }
 

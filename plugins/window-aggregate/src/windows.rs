@@ -47,6 +47,14 @@ pub struct GroupState {
     pub dirty: bool,
 }
 
+impl GroupState {
+    /// Applies a record's `update`; a group whose window already fired becomes dirty.
+    fn update(&mut self, update: impl FnOnce(&mut Vec<Accumulator>)) {
+        self.dirty = self.revisions > 0;
+        update(&mut self.accumulators);
+    }
+}
+
 /// Every window not yet purged, and the watermark that closed the others. A window's groups
 /// are hashed (a record finds its group in constant time, where a B-tree of key strings cost
 /// q5 a fifth of its time in comparisons; with foldhash, as std's SipHash cost it another
@@ -105,26 +113,36 @@ impl OpenWindows {
         self.sequence
     }
 
-    /// The accumulators of `group` in window `key`, created by `fresh` if new. A window that
-    /// already fired becomes dirty: its result is emitted again (a late update).
-    pub fn group(&mut self, key: WindowKey, group: &str, fresh: impl FnOnce() -> Vec<Accumulator>) -> &mut Vec<Accumulator> {
+    /// Updates the accumulators of `group` in window `key` (created by `fresh` if new), found
+    /// with one lookup. A window that already fired becomes dirty: its result is emitted again
+    /// (a late update).
+    pub fn group(
+        &mut self,
+        key: WindowKey,
+        group: &str,
+        fresh: impl FnOnce() -> Vec<Accumulator>,
+        update: impl FnOnce(&mut Vec<Accumulator>),
+    ) {
         let groups = self.windows.entry(key).or_default();
-        // Look up by &str first: only a new group allocates its key.
-        if !groups.contains_key(group) {
-            groups.insert(group.to_owned(), GroupState { accumulators: fresh(), revisions: 0, dirty: false });
-        }
+        // Looked up by &str: only a new group allocates its key.
         match groups.get_mut(group) {
-            Some(state) => {
-                state.dirty = state.revisions > 0;
-                &mut state.accumulators
+            Some(state) => state.update(update),
+            None => {
+                groups.entry(group.to_owned()).or_insert(GroupState { accumulators: fresh(), revisions: 0, dirty: false }).update(update)
             }
-            None => unreachable!("the group was inserted above"),
         }
     }
 
-    /// The session of `group` that a record at `timestamp` joins: a new `[timestamp,
+    /// Updates the session of `group` that a record at `timestamp` joins: a new `[timestamp,
     /// timestamp + gap)` merged with every session of the group it overlaps.
-    pub fn session(&mut self, group: &str, timestamp: i64, gap: i64, fresh: impl Fn() -> Vec<Accumulator>) -> &mut Vec<Accumulator> {
+    pub fn session(
+        &mut self,
+        group: &str,
+        timestamp: i64,
+        gap: i64,
+        fresh: impl Fn() -> Vec<Accumulator>,
+        update: impl FnOnce(&mut Vec<Accumulator>),
+    ) {
         let mut key = WindowKey { start: timestamp, end: timestamp.saturating_add(gap) };
         let sessions = self.sessions.entry(group.to_owned()).or_default();
         let overlapping: Vec<WindowKey> = sessions.iter().filter(|session| session.overlaps(&key)).copied().collect();
@@ -142,7 +160,7 @@ impl OpenWindows {
         }
         sessions.insert(key);
         self.windows.entry(key).or_default().insert(group.to_owned(), merged);
-        self.group(key, group, fresh)
+        self.group(key, group, fresh, update)
     }
 
     /// Advances the watermark: emits each window group that ended and has no result yet or a

@@ -1,0 +1,166 @@
+//! A window's result written field by field into its record (an `ObjectWriter`: indexed for
+//! the next operator, no map built and serialised per result), where that writes what the map
+//! would: no `compute`, and no name given twice.
+
+use sluice_sdk::fields::{FieldName, ObjectWriter};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::{FieldPath, serde_json};
+
+use crate::{AggregateConfig, GroupState, WindowKey};
+
+/// The names of a result's fields, written once.
+pub struct ResultNames {
+    window_start: FieldName,
+    window_end: FieldName,
+    groups: Vec<FieldName>,
+    aggregates: Vec<FieldName>,
+    revision: FieldName,
+}
+
+impl ResultNames {
+    /// The names, unless a result must be built as a map: with `compute` (its expressions read
+    /// the map), or when a name comes twice (the map keeps one field).
+    pub fn new(group_by: &[FieldPath], aggregates: &[AggregateConfig], computed: bool) -> Option<ResultNames> {
+        let groups: Vec<String> = group_by.iter().map(ToString::to_string).collect();
+        let outputs: Vec<String> = aggregates.iter().map(AggregateConfig::output_name).collect();
+        let mut all: Vec<&str> = ["window_start", "window_end", "revision"].into_iter().chain(groups.iter().map(String::as_str)).collect();
+        all.extend(outputs.iter().map(String::as_str));
+        all.sort_unstable();
+        if computed || all.windows(2).any(|pair| pair[0] == pair[1]) {
+            return None;
+        }
+        Some(ResultNames {
+            window_start: FieldName::new("window_start"),
+            window_end: FieldName::new("window_end"),
+            groups: groups.iter().map(|name| FieldName::new(name)).collect(),
+            aggregates: outputs.iter().map(|name| FieldName::new(name)).collect(),
+            revision: FieldName::new("revision"),
+        })
+    }
+
+    /// Writes the result of `group` in window `key` into `out` (cleared first): false if a
+    /// value of its group key cannot be read back (the map then writes what it writes).
+    pub fn write(&self, key: &WindowKey, group: &str, state: &GroupState, out: &mut ObjectWriter, scratch: &mut Vec<u8>) -> bool {
+        let Ok(group_values) = serde_json::from_str::<Vec<&RawValue>>(group) else { return false };
+        out.clear();
+        out.named_field_i64(&self.window_start, key.start);
+        out.named_field_i64(&self.window_end, key.end);
+        for (name, value) in self.groups.iter().zip(group_values) {
+            if !write_value(out, name, value, scratch) {
+                return false;
+            }
+        }
+        for (name, accumulator) in self.aggregates.iter().zip(&state.accumulators) {
+            scratch.clear();
+            if serde_json::to_writer(&mut *scratch, &accumulator.result()).is_err() {
+                return false;
+            }
+            out.named_field(name, scratch);
+        }
+        if state.revisions > 0 {
+            out.named_field_i64(&self.revision, i64::from(state.revisions));
+        }
+        true
+    }
+}
+
+/// A group value as the map would write it: a plain string or a short integer as it is in
+/// the group key, anything else read and written again by serde_json (false if it cannot be).
+fn write_value(out: &mut ObjectWriter, name: &FieldName, value: &RawValue, scratch: &mut Vec<u8>) -> bool {
+    let text = value.get();
+    if sluice_sdk::json::raw_plain_str(value).is_some() || is_short_integer(text) {
+        out.named_field(name, text.as_bytes());
+        return true;
+    }
+    scratch.clear();
+    let written = serde_json::from_str::<serde_json::Value>(text).map(|value| serde_json::to_writer(&mut *scratch, &value));
+    if matches!(written, Ok(Ok(()))) {
+        out.named_field(name, scratch);
+    }
+    matches!(written, Ok(Ok(())))
+}
+
+/// Digits (after a minus sign) that serde_json reads as an integer and writes back the same:
+/// no leading zero, at most 18 digits.
+fn is_short_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|byte| byte.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_sdk::Operator;
+    use sluice_sdk::json::write_key;
+    use sluice_sdk::serde_json::json;
+
+    use super::*;
+    use crate::{Input, WindowAggregate};
+
+    /// For group values of every kind, the record written field by field is the text of the
+    /// map the operator built before (or the writer declines and the map is built).
+    #[test]
+    fn a_result_written_field_by_field_is_the_text_of_the_map() {
+        let config = json!({
+            "window": {"type": "tumbling", "size": "10s"},
+            "group_by": ["g", "h.i"],
+            "aggregates": [{"function": "count"}, {"function": "sum", "field": "x", "as": "total"}, {"function": "max", "field": "x"}, {"function": "mean", "field": "x"}]
+        });
+        let operator = WindowAggregate::init(serde_json::from_value(config).unwrap()).unwrap();
+        let names = operator.result_names.as_ref().expect("no compute, no name twice: written field by field");
+        let values = [
+            "\"k\"",
+            "\"é \\\"q\\\" \\u0041\"",
+            "12",
+            "-7",
+            "0",
+            "1.5",
+            "1e3",
+            "-0.0",
+            "123456789012345678901",
+            "1e400",
+            "null",
+            "true",
+            "[1, 2.0]",
+            "{\"b\": 1, \"a\": [null]}",
+        ];
+        let key = WindowKey { start: 0, end: 10_000 };
+        let (mut writer, mut scratch) = (ObjectWriter::new(), Vec::new());
+        for first in values {
+            for second in values {
+                let raws = [first, second].map(|text| RawValue::from_string(text.to_owned()).unwrap());
+                let mut group = String::new();
+                write_key(&mut group, &[Some(&raws[0]), Some(&raws[1])]);
+                for revisions in [0, 3] {
+                    let mut state = GroupState {
+                        accumulators: operator.aggregates.iter().map(AggregateConfig::accumulator).collect(),
+                        revisions,
+                        dirty: false,
+                    };
+                    state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(2.5), 1, 1));
+                    let map = serde_json::to_string(&operator.result(&key, &group, &state)).unwrap();
+                    if names.write(&key, &group, &state, &mut writer, &mut scratch) {
+                        let mut written = Vec::new();
+                        writer.write_to(&mut written);
+                        assert_eq!(String::from_utf8(written).unwrap(), map, "group {group}");
+                    } else {
+                        assert!(group.contains("1e400"), "declined only what serde_json cannot read: {group}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn results_are_built_as_maps_with_compute_or_a_name_given_twice() {
+        let aggregates: Vec<AggregateConfig> = serde_json::from_value(json!([{"function": "count", "as": "g"}])).unwrap();
+        let group_by = [FieldPath::parse("g").unwrap()];
+        assert!(ResultNames::new(&group_by, &aggregates, false).is_none(), "g twice");
+        assert!(ResultNames::new(&[], &aggregates, true).is_none(), "compute");
+        let revision: Vec<AggregateConfig> = serde_json::from_value(json!([{"function": "count", "as": "revision"}])).unwrap();
+        assert!(ResultNames::new(&[], &revision, false).is_none(), "revision twice");
+        assert!(ResultNames::new(&group_by, &revision[..0], false).is_some());
+    }
+}
