@@ -230,9 +230,15 @@ enum Refusal {
 
 impl WindowAggregate {
     fn add(&mut self, record: Record<'_>) -> Result<(), Refusal> {
-        let timestamp = record.timestamp();
         let mut keys = std::mem::take(&mut self.keys);
-        self.open_windows_for(timestamp, &mut keys)?;
+        let added = self.open_windows_for(record.timestamp(), &mut keys).and_then(|()| self.add_to_windows(record, &keys));
+        self.keys = keys;
+        added
+    }
+
+    /// Adds the record to the windows `keys` (its session, for session windows).
+    fn add_to_windows(&mut self, record: Record<'_>, keys: &[WindowKey]) -> Result<(), Refusal> {
+        let timestamp = record.timestamp();
         let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
         let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
@@ -252,7 +258,6 @@ impl WindowAggregate {
             _ => keys.iter().for_each(|&key| self.windows.group(key, &group, fresh, add_to)),
         }
         self.group = group;
-        self.keys = keys;
         Ok(())
     }
 

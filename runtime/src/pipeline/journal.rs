@@ -7,12 +7,16 @@
 //! spent a third of its time taking snapshots every 64 calls): taking snapshots then costs at
 //! most as much as receiving the batches. The journal holds at most the larger of
 //! [`MAX_BYTES`] and the last snapshot's size, so recovery memory at most doubles an
-//! operator's.
+//! operator's, and at most [`MAX_CALLS_EVER`] calls, so a replay stays short.
 
 use crate::wasm::Batch;
 
 /// Calls kept before a new snapshot replaces them, once they hold as many bytes as it.
 pub const MAX_CALLS: usize = 64;
+/// Calls kept before a new snapshot replaces them whatever they hold: each is replayed after a
+/// failure (and again after each failing record of a batch being isolated), so a large state
+/// must not let thousands of light calls (watermarks) pile up.
+pub const MAX_CALLS_EVER: usize = 16 * MAX_CALLS;
 /// Bytes of calls kept before a new snapshot replaces them, however large the last one was
 /// (unless the last snapshot was larger): with large records a journal of 64 batches could
 /// otherwise hold hundreds of MiB per operator instance.
@@ -54,7 +58,7 @@ impl Journal {
         self.bytes += entry.bytes();
         self.entries.push(entry);
         let worth_a_snapshot = self.entries.len() >= MAX_CALLS && self.bytes >= self.snapshot_bytes;
-        worth_a_snapshot || self.bytes >= MAX_BYTES.max(self.snapshot_bytes)
+        worth_a_snapshot || self.entries.len() >= MAX_CALLS_EVER || self.bytes >= MAX_BYTES.max(self.snapshot_bytes)
     }
 
     /// Forgets every call: a new snapshot of `snapshot_bytes` bytes covers them.
@@ -114,5 +118,8 @@ mod tests {
         // Watermarks alone count what they hold too, so they end a journal in the end.
         let (calls, _) = fill(1 << 16, &|| JournalEntry::Watermark(1));
         assert_eq!(calls, (1usize << 16).div_ceil(std::mem::size_of::<JournalEntry>()));
+        // However large the state, a replay is at most MAX_CALLS_EVER calls.
+        let (calls, _) = fill(1 << 30, &|| JournalEntry::Watermark(1));
+        assert_eq!(calls, MAX_CALLS_EVER);
     }
 }
