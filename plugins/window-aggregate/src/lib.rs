@@ -87,6 +87,12 @@ pub enum LatePolicy {
     SideOutput,
 }
 
+/// The fields of a result besides its groups and aggregates (built as a map in
+/// `WindowAggregate::result`, or written field by field in `result.rs`).
+const WINDOW_START: &str = "window_start";
+const WINDOW_END: &str = "window_end";
+const REVISION: &str = "revision";
+
 /// The side output of late records (`late = "side-output"`), and its port.
 pub const LATE_OUTPUT: &str = "late";
 const LATE_PORT: u32 = 1;
@@ -299,8 +305,8 @@ impl WindowAggregate {
     /// The result record of one group in one window.
     fn result(&self, key: &WindowKey, group: &str, state: &GroupState) -> Map<String, Value> {
         let mut record = Map::new();
-        record.insert("window_start".into(), key.start.into());
-        record.insert("window_end".into(), key.end.into());
+        record.insert(WINDOW_START.into(), key.start.into());
+        record.insert(WINDOW_END.into(), key.end.into());
         let group_values: Vec<Value> = sluice_sdk::serde_json::from_str(group).unwrap_or_default();
         for (path, value) in self.group_by.iter().zip(group_values) {
             record.insert(path.to_string(), value);
@@ -314,7 +320,7 @@ impl WindowAggregate {
             record.insert(name.clone(), value);
         }
         if state.revisions > 0 {
-            record.insert("revision".into(), state.revisions.into());
+            record.insert(REVISION.into(), state.revisions.into());
         }
         record
     }

@@ -6,7 +6,7 @@ use sluice_sdk::fields::{FieldName, ObjectWriter};
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, serde_json};
 
-use crate::{AggregateConfig, GroupState, WindowKey};
+use crate::{AggregateConfig, GroupState, REVISION, WINDOW_END, WINDOW_START, WindowKey};
 
 /// The names of a result's fields, written once.
 pub struct ResultNames {
@@ -23,18 +23,18 @@ impl ResultNames {
     pub fn new(group_by: &[FieldPath], aggregates: &[AggregateConfig], computed: bool) -> Option<ResultNames> {
         let groups: Vec<String> = group_by.iter().map(ToString::to_string).collect();
         let outputs: Vec<String> = aggregates.iter().map(AggregateConfig::output_name).collect();
-        let mut all: Vec<&str> = ["window_start", "window_end", "revision"].into_iter().chain(groups.iter().map(String::as_str)).collect();
+        let mut all: Vec<&str> = [WINDOW_START, WINDOW_END, REVISION].into_iter().chain(groups.iter().map(String::as_str)).collect();
         all.extend(outputs.iter().map(String::as_str));
         all.sort_unstable();
         if computed || all.windows(2).any(|pair| pair[0] == pair[1]) {
             return None;
         }
         Some(ResultNames {
-            window_start: FieldName::new("window_start"),
-            window_end: FieldName::new("window_end"),
+            window_start: FieldName::new(WINDOW_START),
+            window_end: FieldName::new(WINDOW_END),
             groups: groups.iter().map(|name| FieldName::new(name)).collect(),
             aggregates: outputs.iter().map(|name| FieldName::new(name)).collect(),
-            revision: FieldName::new("revision"),
+            revision: FieldName::new(REVISION),
         })
     }
 
@@ -73,11 +73,13 @@ fn write_value(out: &mut ObjectWriter, name: &FieldName, value: &RawValue, scrat
         return true;
     }
     scratch.clear();
-    let written = serde_json::from_str::<serde_json::Value>(text).map(|value| serde_json::to_writer(&mut *scratch, &value));
-    if matches!(written, Ok(Ok(()))) {
-        out.named_field(name, scratch);
+    match serde_json::from_str::<serde_json::Value>(text).map(|value| serde_json::to_writer(&mut *scratch, &value)) {
+        Ok(Ok(())) => {
+            out.named_field(name, scratch);
+            true
+        }
+        _ => false,
     }
-    matches!(written, Ok(Ok(())))
 }
 
 /// Digits (after a minus sign) that serde_json reads as an integer and writes back the same:

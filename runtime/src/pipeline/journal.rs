@@ -53,6 +53,11 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// An empty journal after a snapshot of `snapshot_bytes` bytes.
+    pub fn after_snapshot(snapshot_bytes: usize) -> Journal {
+        Journal { snapshot_bytes, ..Journal::default() }
+    }
+
     /// Records a call; true once the journal is full, when a new snapshot should replace it.
     pub fn record(&mut self, entry: JournalEntry) -> bool {
         self.bytes += entry.bytes();
@@ -104,8 +109,7 @@ mod tests {
     #[test]
     fn after_a_large_snapshot_the_journal_waits_until_it_holds_as_much() {
         let fill = |snapshot_bytes: usize, entry: &dyn Fn() -> JournalEntry| {
-            let mut journal = Journal::default();
-            journal.clear(snapshot_bytes);
+            let mut journal = Journal::after_snapshot(snapshot_bytes);
             let calls = (1..).find(|_| journal.record(entry())).expect("the journal fills");
             (calls, journal.bytes)
         };

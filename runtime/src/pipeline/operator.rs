@@ -185,8 +185,7 @@ impl Operator {
     /// Instantiates, initialises and (given a state) restores the operator.
     pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
         let (instance, base) = build(&spec, state.as_ref())?;
-        let mut journal = Journal::default();
-        journal.clear(base.bytes.len());
+        let journal = Journal::after_snapshot(base.bytes.len());
         Ok(Operator { spec, instance: Some(instance), base, journal, failed_batches_in_a_row: 0, disabled_because: None, metrics: None })
     }
 

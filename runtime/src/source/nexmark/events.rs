@@ -264,6 +264,8 @@ fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, random: &mut JavaRandom, 
     bid.price = next_price(random);
     if random.next_int(HOT_CHANNELS_RATIO) > 0 {
         let hot = random.next_int(HOT_CHANNELS.len() as i32) as usize;
+        // The reference makes its hot channels' URLs once from its own random strings; here
+        // they are the base URLs of channels 0 to 3, of the same shape.
         set(&mut bid.channel, |channel| channel.push_str(HOT_CHANNELS[hot]));
         set(&mut bid.url, |url| push_base_url(hot as i32, url));
     } else {

@@ -23,6 +23,12 @@ const fn jump(steps: usize) -> (u64, u64) {
     (multiplier, addend)
 }
 
+/// One step of the generator's linear map (one draw, or `JUMP`'s `LANES` draws).
+#[inline]
+fn step(seed: u64, (multiplier, addend): (u64, u64)) -> u64 {
+    (seed.wrapping_mul(multiplier).wrapping_add(addend)) & MASK
+}
+
 /// Whether `nextInt(bound)` keeps the draw `bits` (Java's overflow test: bits − value +
 /// (bound − 1) < 0 in 32-bit arithmetic means draw again).
 #[inline]
@@ -42,7 +48,7 @@ impl JavaRandom {
 
     #[inline]
     fn next(&mut self, bits: u32) -> i32 {
-        self.seed = (self.seed.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
+        self.seed = step(self.seed, (MULTIPLIER, ADDEND));
         (self.seed >> (48 - bits)) as i64 as i32
     }
 
@@ -80,7 +86,7 @@ impl JavaRandom {
             if bits.iter().all(|&bits| accepted(bits, 26)) {
                 out.extend(bits.map(|bits| b'a' + (bits % 26) as u8));
                 self.seed = lanes[LANES - 1];
-                lanes = lanes.map(|seed| (seed.wrapping_mul(JUMP.0).wrapping_add(JUMP.1)) & MASK);
+                lanes = lanes.map(|seed| step(seed, JUMP));
             } else {
                 // A draw Java would redraw (about one in 90 million): these four one by one.
                 out.extend((0..LANES).map(|_| b'a' + self.next_int(26) as u8));
@@ -95,7 +101,7 @@ impl JavaRandom {
     fn next_seeds(&self) -> [u64; LANES] {
         let mut seed = self.seed;
         [(); LANES].map(|()| {
-            seed = (seed.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
+            seed = step(seed, (MULTIPLIER, ADDEND));
             seed
         })
     }
