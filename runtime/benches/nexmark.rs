@@ -2,7 +2,8 @@
 //! second, per core, and CPU time per event, one task per core.
 //!
 //! `cargo bench -p sluice --bench nexmark` (after scripts/build-plugins.sh); `NEXMARK_EVENTS`
-//! sets the events per run (default 2,000,000). Prints figures; asserts nothing.
+//! sets the events per run (default 2,000,000), `NEXMARK_QUERIES` the queries (default all,
+//! e.g. `q5,q7`). Prints figures; asserts nothing.
 
 #[path = "common.rs"]
 mod common;
@@ -26,7 +27,11 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!("sluice nexmark benchmark: {events} events per run, best of {ROUNDS}, {cores} cores, {}", machine());
     println!("{:<6} {:>14} {:>18} {:>16}", "query", "events/s", "events/s per core", "CPU µs/event");
-    for query in QUERIES {
+    let chosen = std::env::var("NEXMARK_QUERIES").unwrap_or_default();
+    let queries: Vec<&str> =
+        QUERIES.into_iter().filter(|query| chosen.is_empty() || chosen.split(',').any(|name| name.trim() == *query)).collect();
+    assert!(!queries.is_empty(), "NEXMARK_QUERIES names none of {QUERIES:?}");
+    for query in queries {
         let text = std::fs::read_to_string(root.join(format!("pipelines/nexmark/{query}.toml"))).expect("the query");
         let text = text
             .replace("../../build/plugins", &plugins.display().to_string())

@@ -16,6 +16,7 @@ pub mod expression;
 pub mod fields;
 pub mod host;
 pub mod json;
+mod key;
 pub mod numeric;
 mod operator;
 mod scan;
@@ -29,6 +30,7 @@ pub use batch::Record;
 pub use context::init_context;
 pub use duration::Millis;
 pub use json::FieldPath;
+pub use key::KeyText;
 pub use operator::{Operator, Output};
 
 /// Generates `snapshot` and `restore` for an operator whose whole state is one field of a

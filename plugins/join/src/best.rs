@@ -25,7 +25,7 @@ pub fn emit_best(pair: &mut Vec<u8>, best: &BestSettings, left: &[u8], to: i64, 
     if found.is_none() && best.unmatched == UnmatchedPolicy::Drop {
         return false;
     }
-    write_pair(pair, left, found.map(|found| found.value.as_bytes()));
+    write_pair(pair, left, found.map(|found| found.value.as_slice()));
     out.push(None, pair, to, []);
     true
 }

@@ -44,7 +44,7 @@ pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f
 
 /// The number at `field` of a kept record's JSON text; `None` if it has none (the record was
 /// kept under another configuration).
-pub fn kept_number(field: &FieldPath, text: &str) -> Option<f64> {
-    let found = json::lookup_raw_many(text.as_bytes(), std::slice::from_ref(field)).ok()?;
+pub fn kept_number(field: &FieldPath, text: &[u8]) -> Option<f64> {
+    let found = json::lookup_raw_many(text, std::slice::from_ref(field)).ok()?;
     read_number(field, found.first().copied().flatten()).ok().flatten()
 }

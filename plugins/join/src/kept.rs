@@ -1,12 +1,11 @@
 //! The records a join keeps, per key and side, and their forgetting: by event time, or, for
 //! left records with an interval, once the watermark passes its end.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
-use sluice_sdk::VersionedState;
+use sluice_sdk::{KeyText, VersionedState};
 
 use crate::Side;
 use crate::fields::{Interval, end_is_passed};
@@ -16,7 +15,8 @@ use crate::fields::{Interval, end_is_passed};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptRecord {
     pub timestamp: i64,
-    pub value: String,
+    #[serde(with = "text_bytes")]
+    pub value: Vec<u8>,
     /// The order records were kept in (set by [`Kept::add`]): it orders emissions.
     pub arrival: u64,
     pub interval: Option<Interval>,
@@ -25,7 +25,7 @@ pub struct KeptRecord {
 }
 
 impl KeptRecord {
-    pub fn new(timestamp: i64, value: String, interval: Option<Interval>, best: Option<BestMatch>) -> KeptRecord {
+    pub fn new(timestamp: i64, value: Vec<u8>, interval: Option<Interval>, best: Option<BestMatch>) -> KeptRecord {
         KeptRecord { timestamp, value, arrival: 0, interval, best: best.map(Box::new) }
     }
 }
@@ -36,45 +36,52 @@ impl KeptRecord {
 pub struct BestMatch {
     pub rank: f64,
     pub timestamp: i64,
-    pub value: String,
+    #[serde(with = "text_bytes")]
+    pub value: Vec<u8>,
 }
 
-/// A key's canonical text, ordered as its bytes are but compared eight bytes at a time: the
-/// kept records' B-trees compare keys a lot, and `memcmp` in WebAssembly goes byte by byte
-/// (it was a quarter of Nexmark q7's time). Serialised as the plain string it wraps.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JoinKey(pub String);
+/// A record's text kept as its bytes, as the batch held them (not checked or converted again),
+/// and serialised as bytes: postcard writes bytes as it writes a string (its length, then the
+/// bytes), so states that kept `String`s read the same.
+mod text_bytes {
+    use std::fmt;
 
-impl Ord for JoinKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        compare_bytes(self.0.as_bytes(), other.0.as_bytes())
+    use serde::de::{Deserializer, Error, Visitor};
+    use serde::ser::Serializer;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
     }
-}
 
-impl PartialOrd for JoinKey {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        deserializer.deserialize_byte_buf(TextBytes)
     }
-}
 
-/// The lexicographic order of two byte strings (as `[u8]::cmp`), eight bytes at a time.
-fn compare_bytes(left: &[u8], right: &[u8]) -> Ordering {
-    let (mut left_chunks, mut right_chunks) = (left.chunks_exact(8), right.chunks_exact(8));
-    for (a, b) in (&mut left_chunks).zip(&mut right_chunks) {
-        let (a, b) = (u64::from_be_bytes(a.try_into().unwrap_or_default()), u64::from_be_bytes(b.try_into().unwrap_or_default()));
-        if a != b {
-            return a.cmp(&b);
+    struct TextBytes;
+
+    impl Visitor<'_> for TextBytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a record's text")
+        }
+
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            Ok(text.as_bytes().to_vec())
+        }
+
+        fn visit_string<E: Error>(self, text: String) -> Result<Vec<u8>, E> {
+            Ok(text.into_bytes())
         }
     }
-    let done = left.len().min(right.len()) / 8 * 8;
-    let (left, right) = (&left[done..], &right[done..]);
-    for (a, b) in left.iter().zip(right) {
-        if a != b {
-            return a.cmp(b);
-        }
-    }
-    left.len().cmp(&right.len())
 }
 
 /// Both sides' records of one key, each in the order they were kept.
@@ -90,11 +97,11 @@ pub(crate) struct KeyRecords {
 pub struct Kept {
     /// Hashed (with foldhash, faster than std's SipHash): a record finds its key's partners in
     /// constant time (nothing depends on the order of keys; serialised, a map as before).
-    pub(crate) keys: HashMap<JoinKey, KeyRecords, RandomState>,
+    pub(crate) keys: HashMap<KeyText, KeyRecords, RandomState>,
     /// (event time, key) of every key holding a record of that event time without an interval.
-    pub(crate) by_time: BTreeSet<(i64, JoinKey)>,
+    pub(crate) by_time: BTreeSet<(i64, KeyText)>,
     /// (end, arrival, key) of every left record with an interval.
-    pub(crate) by_end: BTreeSet<(i64, u64, JoinKey)>,
+    pub(crate) by_end: BTreeSet<(i64, u64, KeyText)>,
     pub(crate) records: usize,
     /// How many records were kept so far: the next record's `arrival`.
     pub(crate) arrivals: u64,
@@ -114,7 +121,7 @@ impl VersionedState for Kept {
 
 impl Kept {
     /// The kept records of the other side than `side` with key `key`.
-    pub fn partners(&self, key: &JoinKey, side: Side) -> &[KeptRecord] {
+    pub fn partners(&self, key: &KeyText, side: Side) -> &[KeptRecord] {
         self.keys.get(key).map_or(&[], |records| match side {
             Side::Left => &records.right,
             Side::Right => &records.left,
@@ -122,11 +129,11 @@ impl Kept {
     }
 
     /// The kept left records of `key`, to update their best matches.
-    pub fn lefts_mut(&mut self, key: &JoinKey) -> &mut [KeptRecord] {
+    pub fn lefts_mut(&mut self, key: &KeyText) -> &mut [KeptRecord] {
         self.keys.get_mut(key).map_or(&mut [], |records| &mut records.left)
     }
 
-    pub fn add(&mut self, key: &JoinKey, side: Side, mut record: KeptRecord) {
+    pub fn add(&mut self, key: &KeyText, side: Side, mut record: KeptRecord) {
         record.arrival = self.arrivals;
         self.arrivals += 1;
         match (side, record.interval) {
@@ -146,18 +153,18 @@ impl Kept {
 
     /// Forgets every record without an interval whose event time is before `horizon`.
     pub fn forget_before(&mut self, horizon: i64) {
-        while let Some((timestamp, key)) = self.by_time.first().cloned() {
-            if timestamp >= horizon {
-                break;
-            }
-            self.by_time.pop_first();
-            let Some(records) = self.keys.get_mut(&key) else { continue };
+        while self.by_time.first().is_some_and(|(timestamp, _)| *timestamp < horizon) {
+            let Some((_, key)) = self.by_time.pop_first() else { break };
+            // Taken out and put back unless emptied: one lookup for a key that had one record.
+            let Some((key, mut records)) = self.keys.remove_entry(&key) else { continue };
             let before = records.left.len() + records.right.len();
             let stays = |record: &KeptRecord| record.interval.is_some() || record.timestamp >= horizon;
             records.left.retain(stays);
             records.right.retain(stays);
             self.records -= before - records.left.len() - records.right.len();
-            self.remove_if_empty(&key);
+            if !records.left.is_empty() || !records.right.is_empty() {
+                self.keys.insert(key, records);
+            }
         }
     }
 
@@ -165,11 +172,8 @@ impl Kept {
     /// arrival.
     pub fn close_before(&mut self, watermark: i64) -> Vec<KeptRecord> {
         let mut closed = Vec::new();
-        while let Some((to, arrival, key)) = self.by_end.first().cloned() {
-            if !end_is_passed(to, watermark) {
-                break;
-            }
-            self.by_end.pop_first();
+        while self.by_end.first().is_some_and(|(to, _, _)| end_is_passed(*to, watermark)) {
+            let Some((_, arrival, key)) = self.by_end.pop_first() else { break };
             let Some(records) = self.keys.get_mut(&key) else { continue };
             let Some(position) = records.left.iter().position(|record| record.arrival == arrival) else { continue };
             closed.push(records.left.remove(position));
@@ -179,7 +183,7 @@ impl Kept {
         closed
     }
 
-    fn remove_if_empty(&mut self, key: &JoinKey) {
+    fn remove_if_empty(&mut self, key: &KeyText) {
         if self.keys.get(key).is_some_and(|records| records.left.is_empty() && records.right.is_empty()) {
             self.keys.remove(key);
         }

@@ -55,11 +55,11 @@ mod kept;
 mod migrate;
 
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Operator, Output, Record};
 
 pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
 pub use fields::Interval;
-pub use kept::{BestMatch, JoinKey, Kept, KeptRecord};
+pub use kept::{BestMatch, Kept, KeptRecord};
 
 use best::{best_kept_match, emit_best};
 use config::Settings;
@@ -70,7 +70,7 @@ pub struct Join {
     settings: Settings,
     kept: Kept,
     /// The key being read, reused across records.
-    identity: JoinKey,
+    identity: KeyText,
     /// The pair being written, reused across matches.
     pair: Vec<u8>,
     /// Whether the log said that `max_records` was reached.
@@ -82,7 +82,7 @@ impl Operator for Join {
 
     fn init(config: JoinConfig) -> Result<Self, String> {
         let settings = Settings::from_config(config)?;
-        Ok(Join { settings, kept: Kept::default(), identity: JoinKey::default(), pair: Vec::new(), warned_full: false })
+        Ok(Join { settings, kept: Kept::default(), identity: KeyText::default(), pair: Vec::new(), warned_full: false })
     }
 
     fn distribution(&self) -> Distribution {
@@ -105,7 +105,7 @@ impl Operator for Join {
         if self.settings.within.is_some() {
             for left in self.kept.close_before(watermark) {
                 if let (Some(best), Some(interval)) = (&self.settings.best, left.interval) {
-                    let emitted = emit_best(&mut self.pair, best, left.value.as_bytes(), interval.to, left.best.as_deref(), out);
+                    let emitted = emit_best(&mut self.pair, best, &left.value, interval.to, left.best.as_deref(), out);
                     counts.unmatched_dropped += u64::from(!emitted);
                 }
             }
@@ -148,7 +148,7 @@ impl Join {
             let reason = || format!("a key field ({}) is missing or null", self.key_text());
             return self.missing(&mut counts.missing_key_dropped, reason);
         }
-        sluice_sdk::json::write_key(&mut self.identity.0, key);
+        self.identity.write(key);
         match side {
             Side::Left => self.process_left(record, named, out, counts),
             Side::Right => self.process_right(record, named, out, counts),
@@ -227,8 +227,8 @@ impl Join {
     fn emit_matches(&mut self, side: Side, record: Record<'_>, interval: Option<Interval>, out: &mut Output) {
         for partner in self.kept.partners(&self.identity, side) {
             let (left, right, interval) = match side {
-                Side::Left => (record.value(), partner.value.as_bytes(), interval),
-                Side::Right => (partner.value.as_bytes(), record.value(), partner.interval),
+                Side::Left => (record.value(), partner.value.as_slice(), interval),
+                Side::Right => (partner.value.as_slice(), record.value(), partner.interval),
             };
             let right_time = if side == Side::Left { partner.timestamp } else { record.timestamp() };
             if interval.is_some_and(|interval| !interval.contains(right_time)) {
@@ -265,7 +265,7 @@ impl Join {
             }
             taken = true;
             if left.best.as_ref().is_none_or(|current| best.keep.beats(rank, current.rank)) {
-                let value = String::from_utf8_lossy(record.value()).into_owned();
+                let value = record.value().to_vec();
                 left.best = Some(Box::new(BestMatch { rank, timestamp, value }));
             }
         }
@@ -281,7 +281,7 @@ impl Join {
         if self.kept.len() >= self.settings.max_records {
             return false;
         }
-        let value = String::from_utf8_lossy(record.value()).into_owned();
+        let value = record.value().to_vec();
         self.kept.add(&self.identity, side, KeptRecord::new(record.timestamp(), value, interval, best));
         true
     }

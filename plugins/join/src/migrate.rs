@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use sluice_sdk::state::decode_bytes;
 
-use crate::kept::{JoinKey, Kept, KeptRecord, KeyRecords};
+use sluice_sdk::KeyText;
+
+use crate::kept::{Kept, KeptRecord, KeyRecords};
 
 /// Version 1's kept record.
 #[derive(Deserialize)]
@@ -47,7 +49,7 @@ fn from_v1(old: KeptV1) -> Kept {
         records
             .into_iter()
             .map(|record| {
-                let mut kept = KeptRecord::new(record.timestamp, record.value, None, None);
+                let mut kept = KeptRecord::new(record.timestamp, record.value.into_bytes(), None, None);
                 kept.arrival = arrivals;
                 arrivals += 1;
                 kept
@@ -57,8 +59,8 @@ fn from_v1(old: KeptV1) -> Kept {
     let keys = old
         .keys
         .into_iter()
-        .map(|(key, records)| (JoinKey(key), KeyRecords { left: number(records.left), right: number(records.right) }))
+        .map(|(key, records)| (KeyText::from(key), KeyRecords { left: number(records.left), right: number(records.right) }))
         .collect();
-    let by_time = old.by_time.into_iter().map(|(time, key)| (time, JoinKey(key))).collect();
+    let by_time = old.by_time.into_iter().map(|(time, key)| (time, KeyText::from(key))).collect();
     Kept { keys, by_time, by_end: BTreeSet::new(), records: old.records, arrivals, watermark: old.watermark }
 }

@@ -128,14 +128,3 @@ proptest! {
         prop_assert_eq!(emitted, expected);
     }
 }
-
-proptest! {
-    /// Keys order as their bytes do, so the state's order (and its serialised form) is the
-    /// one plain strings had.
-    #[test]
-    fn keys_order_as_their_bytes(left in "[a-c\\[\\],0-9é]{0,20}", right in "[a-c\\[\\],0-9é]{0,20}") {
-        let (a, b) = (JoinKey(left.clone()), JoinKey(right.clone()));
-        prop_assert_eq!(a.cmp(&b), left.as_bytes().cmp(right.as_bytes()));
-        prop_assert_eq!(a == b, left == right);
-    }
-}

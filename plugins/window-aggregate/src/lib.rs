@@ -23,6 +23,7 @@
 //! updates its window, whose result is emitted again with `"revision": n`.
 
 mod aggregate;
+mod panes;
 mod result;
 mod sketch;
 mod windows;
@@ -35,9 +36,10 @@ use sluice_sdk::expression::Expression;
 use sluice_sdk::fields::ObjectWriter;
 use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{Map, Value};
-use sluice_sdk::{Batch, Distribution, FieldPath, Millis, Operator, Output, Record};
+use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Millis, Operator, Output, Record};
 
 pub use aggregate::{Accumulator, AggregateConfig, Function, Input};
+pub use panes::PaneShape;
 use result::ResultNames;
 pub use sketch::{DISTINCT_PRECISION, QUANTILE_RELATIVE_ERROR};
 pub use windows::{GroupState, OpenWindows, WindowKey};
@@ -117,7 +119,7 @@ pub struct WindowAggregate {
     pass_through: bool,
     windows: OpenWindows,
     /// The group key being built, and a record's windows, reused across records.
-    group: String,
+    group: KeyText,
     keys: Vec<WindowKey>,
     /// How results are written field by field (`None`: built as maps).
     result_names: Option<ResultNames>,
@@ -151,6 +153,8 @@ impl Operator for WindowAggregate {
             })
             .collect();
         let result_names = ResultNames::new(&config.group_by, &config.aggregates, !compute.is_empty());
+        let mut windows = OpenWindows::default();
+        windows.use_panes(PaneShape::of(&config.window));
         Ok(WindowAggregate {
             window: config.window,
             lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
@@ -161,8 +165,8 @@ impl Operator for WindowAggregate {
             compute,
             late: config.late,
             pass_through: config.pass_through,
-            windows: OpenWindows::default(),
-            group: String::new(),
+            windows,
+            group: KeyText::default(),
             keys: Vec::new(),
             result_names,
         })
@@ -208,7 +212,16 @@ impl Operator for WindowAggregate {
         sluice_sdk::host::gauge_set("open_windows", self.windows.len() as f64);
     }
 
-    sluice_sdk::state_in!(windows);
+    fn snapshot(&self) -> sluice_sdk::State {
+        sluice_sdk::State::encode(&self.windows)
+    }
+
+    fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
+        let mut windows: OpenWindows = state.decode()?;
+        windows.use_panes(PaneShape::of(&self.window));
+        self.windows = windows;
+        Ok(())
+    }
 }
 
 /// Registers `path` among the fields read per record and returns its position.
@@ -248,7 +261,7 @@ impl WindowAggregate {
         let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
         let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
-        sluice_sdk::json::write_key(&mut group, &values[..self.group_by.len()]);
+        group.write(&values[..self.group_by.len()]);
         let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
         let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
@@ -261,6 +274,7 @@ impl WindowAggregate {
         };
         match self.window {
             WindowConfig::Session { gap } => self.windows.session(&group, timestamp, gap.0, fresh, add_to),
+            _ if self.windows.pane_shape().is_some() => self.windows.hop(timestamp, keys, &group, fresh, add_to),
             _ => keys.iter().for_each(|&key| self.windows.group(key, &group, fresh, add_to)),
         }
         self.group = group;

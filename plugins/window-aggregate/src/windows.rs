@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
-use sluice_sdk::VersionedState;
+use sluice_sdk::{KeyText, VersionedState};
 
 use crate::Accumulator;
+use crate::panes::{PaneShape, Panes};
 
 /// A window's bounds in event time: `[start, end)` milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -49,7 +50,7 @@ pub struct GroupState {
 
 impl GroupState {
     /// Applies a record's `update`; a group whose window already fired becomes dirty.
-    fn update(&mut self, update: impl FnOnce(&mut Vec<Accumulator>)) {
+    pub(crate) fn update(&mut self, update: impl FnOnce(&mut Vec<Accumulator>)) {
         self.dirty = self.revisions > 0;
         update(&mut self.accumulators);
     }
@@ -59,23 +60,48 @@ impl GroupState {
 /// are hashed (a record finds its group in constant time, where a B-tree of key strings cost
 /// q5 a fifth of its time in comparisons; with foldhash, as std's SipHash cost it another
 /// tenth) and put in order when they are emitted; serialised, they are a map as before.
+/// Hopping windows that are a whole number of slides wait in `panes` until they fire.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OpenWindows {
-    windows: BTreeMap<WindowKey, HashMap<String, GroupState, RandomState>>,
+    windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
     /// Session windows only: each group's sessions.
-    sessions: BTreeMap<String, BTreeSet<WindowKey>>,
+    sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
     watermark: Option<i64>,
     /// Arrival order of records, to order `first`/`last` among equal event times.
     sequence: u64,
+    panes: Panes,
 }
 
+/// Version 3 added the panes; versions 1 and 2 are migrated.
 impl VersionedState for OpenWindows {
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         match version {
             1 => sluice_sdk::state::decode_bytes::<OpenWindowsV1>(bytes).map(OpenWindows::from),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 and 2")),
+            2 => sluice_sdk::state::decode_bytes::<OpenWindowsV2>(bytes).map(OpenWindows::from),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 3")),
+        }
+    }
+}
+
+/// The state layout of version 2: no panes.
+#[derive(Deserialize)]
+struct OpenWindowsV2 {
+    windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
+    sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    sequence: u64,
+}
+
+impl From<OpenWindowsV2> for OpenWindows {
+    fn from(old: OpenWindowsV2) -> Self {
+        OpenWindows {
+            windows: old.windows,
+            sessions: old.sessions,
+            watermark: old.watermark,
+            sequence: old.sequence,
+            panes: Panes::default(),
         }
     }
 }
@@ -90,13 +116,28 @@ struct OpenWindowsV1 {
 impl From<OpenWindowsV1> for OpenWindows {
     fn from(old: OpenWindowsV1) -> Self {
         let fresh = |accumulators| GroupState { accumulators, revisions: 0, dirty: false };
-        let windows =
-            old.windows.into_iter().map(|(key, groups)| (key, groups.into_iter().map(|(g, a)| (g, fresh(a))).collect())).collect();
-        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, sequence: 0 }
+        let windows = old
+            .windows
+            .into_iter()
+            .map(|(key, groups)| (key, groups.into_iter().map(|(g, a)| (KeyText::from(g), fresh(a))).collect()))
+            .collect();
+        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, sequence: 0, panes: Panes::default() }
     }
 }
 
 impl OpenWindows {
+    /// Aggregates hopping windows of `shape` by panes from now on (`None`: each window on its
+    /// own); called after `init` and `restore`. Panes of another shape (a restored state of
+    /// another configuration) are merged into their windows first.
+    pub fn use_panes(&mut self, shape: Option<PaneShape>) {
+        self.panes.reshape(shape, self.watermark, &mut self.windows);
+    }
+
+    /// The panes' shape, if hopping windows are aggregated by panes.
+    pub fn pane_shape(&self) -> Option<PaneShape> {
+        self.panes.shape()
+    }
+
     /// The watermark that purged `key`'s window, if it is purged (later records are late).
     pub fn purged(&self, key: &WindowKey, lateness: i64) -> Option<i64> {
         self.watermark.filter(|watermark| key.end.saturating_add(lateness) <= *watermark)
@@ -119,17 +160,36 @@ impl OpenWindows {
     pub fn group(
         &mut self,
         key: WindowKey,
-        group: &str,
+        group: &KeyText,
         fresh: impl FnOnce() -> Vec<Accumulator>,
         update: impl FnOnce(&mut Vec<Accumulator>),
     ) {
         let groups = self.windows.entry(key).or_default();
-        // Looked up by &str: only a new group allocates its key.
+        // Looked up by reference: only a new group allocates its key.
         match groups.get_mut(group) {
             Some(state) => state.update(update),
-            None => {
-                groups.entry(group.to_owned()).or_insert(GroupState { accumulators: fresh(), revisions: 0, dirty: false }).update(update)
-            }
+            None => groups.entry(group.clone()).or_insert(GroupState { accumulators: fresh(), revisions: 0, dirty: false }).update(update),
+        }
+    }
+
+    /// Adds a record at `timestamp` to its hopping windows `keys` (those not purged) by panes:
+    /// to its pane if one of them is still to fire, and to each that fired already (a late
+    /// update within the allowed lateness).
+    pub fn hop(
+        &mut self,
+        timestamp: i64,
+        keys: &[WindowKey],
+        group: &KeyText,
+        fresh: impl Fn() -> Vec<Accumulator>,
+        update: impl Fn(&mut Vec<Accumulator>),
+    ) {
+        let watermark = self.watermark;
+        let fired = |key: &&WindowKey| watermark.is_some_and(|watermark| key.end <= watermark);
+        if keys.iter().any(|key| !fired(&key)) {
+            self.panes.update(timestamp, group, &fresh, &update);
+        }
+        for key in keys.iter().filter(fired) {
+            self.group(*key, group, &fresh, &update);
         }
     }
 
@@ -137,14 +197,14 @@ impl OpenWindows {
     /// timestamp + gap)` merged with every session of the group it overlaps.
     pub fn session(
         &mut self,
-        group: &str,
+        group: &KeyText,
         timestamp: i64,
         gap: i64,
         fresh: impl Fn() -> Vec<Accumulator>,
         update: impl FnOnce(&mut Vec<Accumulator>),
     ) {
         let mut key = WindowKey { start: timestamp, end: timestamp.saturating_add(gap) };
-        let sessions = self.sessions.entry(group.to_owned()).or_default();
+        let sessions = self.sessions.entry(group.clone()).or_default();
         let overlapping: Vec<WindowKey> = sessions.iter().filter(|session| session.overlaps(&key)).copied().collect();
         let mut merged = GroupState { accumulators: fresh(), revisions: 0, dirty: false };
         for old in overlapping {
@@ -159,15 +219,17 @@ impl OpenWindows {
             }
         }
         sessions.insert(key);
-        self.windows.entry(key).or_default().insert(group.to_owned(), merged);
+        self.windows.entry(key).or_default().insert(group.clone(), merged);
         self.group(key, group, fresh, update)
     }
 
     /// Advances the watermark: emits each window group that ended and has no result yet or a
     /// changed one, in order of window then group; then purges windows past their lateness.
     pub fn close_until(&mut self, watermark: i64, lateness: i64, mut emit: impl FnMut(&WindowKey, &str, &GroupState)) {
-        let watermark = self.watermark.map_or(watermark, |current| current.max(watermark));
+        let previous = self.watermark;
+        let watermark = previous.map_or(watermark, |current| current.max(watermark));
         self.watermark = Some(watermark);
+        self.panes.fire(previous, watermark, &mut self.windows);
         let ended: Vec<WindowKey> = self
             .windows
             .range(..=WindowKey { start: watermark, end: i64::MAX })
@@ -177,11 +239,11 @@ impl OpenWindows {
         for key in ended {
             let purge = key.end.saturating_add(lateness) <= watermark;
             let Some(groups) = self.windows.get_mut(&key) else { continue };
-            let mut due: Vec<(&String, &mut GroupState)> =
+            let mut due: Vec<(&KeyText, &mut GroupState)> =
                 groups.iter_mut().filter(|(_, state)| state.revisions == 0 || state.dirty).collect();
             due.sort_unstable_by_key(|(group, _)| *group);
             for (group, state) in due {
-                emit(&key, group, state);
+                emit(&key, group.as_str(), state);
                 state.revisions += 1;
                 state.dirty = false;
             }
@@ -204,13 +266,13 @@ impl OpenWindows {
         }
     }
 
-    /// How many windows are open.
+    /// How many windows are open, panes counted as windows.
     pub fn len(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.panes.len()
     }
 
     /// Whether no window is open.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.len() == 0
     }
 }

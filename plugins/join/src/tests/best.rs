@@ -55,7 +55,7 @@ fn the_highest_match_in_the_interval_is_emitted_once_at_its_end() {
         json!({"left": {"auction": 1, "start": 100, "end": 200}, "right": {"auction": 1, "price": 9.0, "tag": "b"}})
     );
     assert!(join.watermark(10_000).is_empty(), "emitted once, then forgotten");
-    assert!(join.operator().kept().partners(&crate::JoinKey("[1]".into()), crate::Side::Right).is_empty());
+    assert!(join.operator().kept().partners(&sluice_sdk::KeyText::from("[1]"), crate::Side::Right).is_empty());
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! State version 1 (before `within` and `best`) is read by version 2.
+//! State version 1 (before `within` and `best`) is read by version 2, and version 2 as written
+//! before records were kept as bytes.
 
 use sluice_sdk::serde_json::json;
 use sluice_sdk::testing::json_batch;
@@ -27,6 +28,38 @@ fn version_1_state_is_migrated_and_keeps_matching() {
     join.watermark(8 + 60_000);
     assert_eq!(join.operator().kept().len(), 2, "the records at 5 and 7 are forgotten, those at 8 and 9 are left");
     assert_eq!(join.snapshot().version, 2);
+}
+
+/// A snapshot of state version 2 by the join before it kept records as bytes (as `String`s),
+/// with key = ["auction"], `within` and `best` (max price): the left record
+/// {"auction":1,"start":5,"end":100} at 5 holding its best match {"auction":1,"price":3,"tag":"é"}
+/// (at 7), and the right record {"auction":2,"price":1} at 8 kept, after watermark 6.
+const VERSION_2_AS_STRINGS: &[u8] = &[
+    2, 3, 91, 49, 93, 1, 10, 33, 123, 34, 97, 117, 99, 116, 105, 111, 110, 34, 58, 49, 44, 34, 115, 116, 97, 114, 116, 34, 58, 53, 44, 34,
+    101, 110, 100, 34, 58, 49, 48, 48, 125, 0, 1, 10, 200, 1, 1, 0, 0, 0, 0, 0, 0, 8, 64, 14, 34, 123, 34, 97, 117, 99, 116, 105, 111, 110,
+    34, 58, 49, 44, 34, 112, 114, 105, 99, 101, 34, 58, 51, 44, 34, 116, 97, 103, 34, 58, 34, 195, 169, 34, 125, 0, 3, 91, 50, 93, 0, 1,
+    16, 23, 123, 34, 97, 117, 99, 116, 105, 111, 110, 34, 58, 50, 44, 34, 112, 114, 105, 99, 101, 34, 58, 49, 125, 1, 0, 0, 1, 16, 3, 91,
+    50, 93, 1, 200, 1, 0, 3, 91, 49, 93, 2, 2, 1, 12,
+];
+
+#[test]
+fn version_2_state_of_strings_is_read_as_bytes() {
+    let config =
+        json!({"key": ["auction"], "within": {"from": "start", "to": "end"}, "best": {"field": "price", "keep": "max"}, "retention": "1h"});
+    let mut join = join(config.clone());
+    join.operator().restore(State { version: 2, bytes: VERSION_2_AS_STRINGS.to_vec() }).expect("version 2 is read");
+    assert_eq!((join.operator().kept().len(), join.operator().kept().watermark), (2, Some(6)));
+    let mut again = super::join(config);
+    again.operator().restore(join.snapshot()).expect("its own snapshot is read");
+    assert_eq!(again.operator().kept(), join.operator().kept(), "a snapshot of the bytes reads back the same");
+    // The right record kept for auction 2 still matches a later left record of it.
+    join.process_from(0, &json_batch(&[(json!({"auction": 2, "start": 0, "end": 50}), 9)]));
+    let out = join.watermark(101);
+    let emitted: Vec<(i64, String)> = sluice_sdk::testing::json_values(&out)
+        .iter()
+        .map(|pair| (pair["left"]["auction"].as_i64().unwrap_or(0), pair["right"]["tag"].to_string()))
+        .collect();
+    assert_eq!(emitted, vec![(2, "null".to_owned()), (1, "\"é\"".to_owned())]);
 }
 
 #[test]

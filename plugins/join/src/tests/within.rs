@@ -53,7 +53,11 @@ fn a_left_record_stays_until_the_watermark_passes_its_end_whatever_the_retention
     let out = join.process_from(1, &json_batch(&[(json!({"k": 1, "n": "at the end"}), 10_000)]));
     assert_eq!(out.batch.len(), 1);
     join.watermark(10_001);
-    assert_eq!(join.operator().kept().partners(&crate::JoinKey("[1]".into()), crate::Side::Right).len(), 0, "the left record is forgotten");
+    assert_eq!(
+        join.operator().kept().partners(&sluice_sdk::KeyText::from("[1]"), crate::Side::Right).len(),
+        0,
+        "the left record is forgotten"
+    );
     assert_eq!(join.operator().kept().len(), 1, "the right record at 10 s is within retention");
     let out = join.process_from(1, &json_batch(&[(json!({"k": 1, "n": "late"}), 10_000)]));
     assert!(out.batch.is_empty(), "a late right record finds the left record gone");

@@ -168,7 +168,7 @@ fn state_of_version_1_is_migrated() {
     let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&restored)).unwrap();
     op.process_json(&[record("a", 1.0, 1_000)]);
     assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
-    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 and 2"));
+    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 3"));
 }
 
 #[test]
@@ -191,4 +191,45 @@ fn computed_fields_and_pass_through_make_roll_ups_in_one_chain() {
         .unwrap()
         .contains("compute.x")
     );
+}
+
+/// A snapshot of state version 2 (before panes) of hopping windows of 10 s every 2 s with an
+/// allowed lateness of 4 s, counting and summing `x` by `k`: after {"k":"a","x":1} at 1000,
+/// {"k":"a","x":2} at 3000, {"k":"b","x":4} at 5000 and watermark 2500 (window [-8000, 2000)
+/// fired and is kept for its lateness).
+const VERSION_2: &[u8] = &[
+    7, 255, 124, 160, 31, 1, 5, 91, 34, 97, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 240, 63, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 223, 93, 192, 62,
+    1, 5, 91, 34, 97, 34, 93, 2, 0, 2, 1, 0, 0, 0, 0, 0, 0, 8, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 191, 62, 224, 93, 2, 5, 91, 34, 97, 34,
+    93, 2, 0, 2, 1, 0, 0, 0, 0, 0, 0, 8, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 91, 34, 98, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 16, 64, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 159, 31, 128, 125, 2, 5, 91, 34, 97, 34, 93, 2, 0, 2, 1, 0, 0, 0, 0, 0, 0, 8, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 5, 91, 34, 98, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 16, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 160, 156, 1, 2, 5, 91, 34, 97, 34, 93,
+    2, 0, 2, 1, 0, 0, 0, 0, 0, 0, 8, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 91, 34, 98, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 16, 64, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 160, 31, 192, 187, 1, 2, 5, 91, 34, 97, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 5, 91, 34, 98, 34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 16, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 192, 62, 224, 218, 1, 1, 5, 91, 34, 98,
+    34, 93, 2, 0, 1, 1, 0, 0, 0, 0, 0, 0, 16, 64, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 136, 39, 3,
+];
+
+#[test]
+fn state_of_version_2_is_migrated_to_panes() {
+    let config = json!({"window": {"type": "hopping", "size": "10s", "slide": "2s"}, "group_by": ["k"],
+        "aggregates": [{"function": "count", "as": "n"}, {"function": "sum", "field": "x", "as": "s"}], "allowed_lateness": "4s"});
+    let first = [(json!({"k": "a", "x": 1}), 1_000), (json!({"k": "a", "x": 2}), 3_000), (json!({"k": "b", "x": 4}), 5_000)];
+    // Later: a record for a window that fired (a revision) and for windows still to fire, and one more.
+    let then = [(json!({"k": "a", "x": 8}), 1_500), (json!({"k": "b", "x": 16}), 9_500)];
+    let mut uninterrupted = Harness::<WindowAggregate>::new(config.clone()).unwrap();
+    uninterrupted.process_json(&first);
+    uninterrupted.watermark(2_500);
+    let mut restored = Harness::<WindowAggregate>::restored(config, State { version: 2, bytes: VERSION_2.to_vec() }).unwrap();
+    assert_eq!(restored.operator().windows.len(), 7, "the seven windows of version 2, no panes");
+    let mut results = Vec::new();
+    for op in [&mut uninterrupted, &mut restored] {
+        op.process_json(&then);
+        let mut emitted = json_values(&op.watermark(6_000));
+        emitted.extend(json_values(&op.watermark(i64::MAX)));
+        results.push(emitted);
+    }
+    assert_eq!(results[1], results[0]);
+    assert_eq!(results[0][0], json!({"window_start": -8000, "window_end": 2000, "k": "a", "n": 2, "s": 9, "revision": 1}));
+    assert_eq!(results[0].len(), 13, "the revision, then the groups of the eight windows still to fire");
+    assert_eq!(results[0][12], json!({"window_start": 8000, "window_end": 18000, "k": "b", "n": 1, "s": 16}));
 }

@@ -91,6 +91,12 @@ fn statistics_config(window: Value) -> Value {
 /// by `disorder` after every batch, as the runtime does.
 fn run(config: &Value, records: &[(Value, i64)], size: usize, disorder: i64) -> Vec<Value> {
     let mut op = Harness::<WindowAggregate>::new(config.clone()).unwrap();
+    run_on(&mut op, records, size, disorder, true)
+}
+
+/// `run` on `op`, to the end of the input if `to_the_end`; late records are counted, not
+/// refused.
+fn run_on(op: &mut Harness<WindowAggregate>, records: &[(Value, i64)], size: usize, disorder: i64, to_the_end: bool) -> Vec<Value> {
     let mut results = Vec::new();
     let mut newest = i64::MIN;
     for chunk in records.chunks(size) {
@@ -99,8 +105,19 @@ fn run(config: &Value, records: &[(Value, i64)], size: usize, disorder: i64) -> 
         newest = chunk.iter().map(|(_, t)| *t).fold(newest, i64::max);
         results.extend(json_values(&op.watermark(newest - disorder)));
     }
-    results.extend(json_values(&op.watermark(i64::MAX)));
+    if to_the_end {
+        results.extend(json_values(&op.watermark(i64::MAX)));
+    }
     results
+}
+
+/// A window-aggregate of `config`, its hopping windows aggregated by panes or each on its own.
+fn operator(config: &Value, by_panes: bool) -> Harness<WindowAggregate> {
+    let mut op = Harness::<WindowAggregate>::new(config.clone()).unwrap();
+    if !by_panes {
+        op.operator().windows.use_panes(None);
+    }
+    op
 }
 
 proptest! {
@@ -142,6 +159,50 @@ proptest! {
         let mut ordered = shuffled.clone();
         ordered.sort_by_key(|(_, timestamp)| *timestamp);
         let outcome = same_results(run(&config, &shuffled, batch_size, DISORDER), run(&config, &ordered, ordered.len(), DISORDER));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+
+    /// Panes give each hopping window the results of updating it record by record, also with
+    /// late records, revisions within the allowed lateness and records dropped as too late.
+    #[test]
+    fn hopping_windows_by_panes_give_the_results_of_each_window(
+        seed in 0u64..1000,
+        batch_size in 1usize..300,
+        slides in 1usize..5,
+        lateness in 0usize..3,
+        behind in 0i64..500,
+    ) {
+        let window = json!({"type": "hopping", "size": format!("{}ms", 300 * slides), "slide": "300ms"});
+        let mut config = statistics_config(window);
+        config["allowed_lateness"] = json!(["0s", "200ms", "1s"][lateness]);
+        let records = records(seed, true);
+        let by_panes = run_on(&mut operator(&config, true), &records, batch_size, behind, true);
+        let each_window = run_on(&mut operator(&config, false), &records, batch_size, behind, true);
+        let outcome = same_results(by_panes, each_window);
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+
+    /// A state with panes restored under another window configuration (another slide, or
+    /// tumbling windows) loses no record: its panes become the windows they were for.
+    #[test]
+    fn panes_restored_under_another_window_keep_every_record(seed in 0u64..1000, batch_size in 1usize..300, then in 0usize..2) {
+        let before = statistics_config(json!({"type": "hopping", "size": "1200ms", "slide": "300ms"}));
+        let after = statistics_config([json!({"type": "hopping", "size": "1s", "slide": "500ms"}), json!({"type": "tumbling", "size": "1s"})][then].clone());
+        let records = records(seed, true);
+        let (first, rest) = records.split_at(700);
+        let mut outcomes = Vec::new();
+        for by_panes in [true, false] {
+            let mut op = operator(&before, by_panes);
+            let mut results = run_on(&mut op, first, batch_size, DISORDER, false);
+            let mut restored = Harness::<WindowAggregate>::restored(after.clone(), op.snapshot()).unwrap();
+            if !by_panes {
+                restored.operator().windows.use_panes(None);
+            }
+            results.extend(run_on(&mut restored, rest, batch_size, DISORDER, true));
+            outcomes.push(results);
+        }
+        let each_window = outcomes.pop().unwrap_or_default();
+        let outcome = same_results(outcomes.pop().unwrap_or_default(), each_window);
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }
