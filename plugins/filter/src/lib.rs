@@ -6,6 +6,8 @@
 //! op = "eq"              # eq, ne, lt, le, gt, ge, exists, missing, in, not-in
 //! value = "order"
 //! # ... or several: all = [{ field = "price", op = "gt", value = 10 }, ...] / any = [...]
+//! # A predicate may test an arithmetic expression of numeric fields instead of a field:
+//! # { expression = "auction % 123", op = "eq", value = 0 }
 //! invalid = "reject"     # payloads that are not JSON: "reject" (dead-letter) or "drop"
 //! ```
 
@@ -14,7 +16,7 @@ mod predicate;
 use serde::Deserialize;
 use sluice_sdk::{Batch, Distribution, Operator, Output, Record};
 
-pub use predicate::{Comparison, Predicate};
+pub use predicate::{Comparison, Computed, Found, Predicate};
 
 /// The `config` table of a filter operator.
 #[derive(Debug, Deserialize)]
@@ -22,6 +24,8 @@ pub use predicate::{Comparison, Predicate};
 pub struct FilterConfig {
     /// Shorthand for a single predicate: the field it tests.
     pub field: Option<sluice_sdk::FieldPath>,
+    /// Shorthand for a single predicate: the expression it tests, instead of a field.
+    pub expression: Option<Computed>,
     /// Shorthand for a single predicate: the comparison.
     pub op: Option<Comparison>,
     /// Shorthand for a single predicate: the operand.
@@ -52,8 +56,10 @@ pub enum InvalidPayload {
 pub struct Filter {
     all: Vec<Predicate>,
     any: Vec<Predicate>,
-    /// The field of every predicate, `all` first: read in one pass per record.
+    /// The fields every predicate reads, `all` first: read in one pass per record.
     fields: Vec<sluice_sdk::FieldPath>,
+    /// Where each predicate's fields start in `fields`, and one more: where they end.
+    starts: Vec<usize>,
     invalid: InvalidPayload,
 }
 
@@ -62,10 +68,12 @@ impl Operator for Filter {
 
     fn init(config: FilterConfig) -> Result<Self, String> {
         let mut all = config.all;
-        match (config.field, config.op) {
-            (Some(field), Some(op)) => all.push(Predicate::new(field, op, config.value)?),
-            (None, None) if config.value.is_none() => {}
-            _ => return Err("a single predicate needs both `field` and `op` (and `value` for comparisons)".into()),
+        match (config.field, config.expression, config.op) {
+            (field @ Some(_), expression, Some(op)) | (field, expression @ Some(_), Some(op)) => {
+                all.push(Predicate::new(field, expression, op, config.value)?)
+            }
+            (None, None, None) if config.value.is_none() => {}
+            _ => return Err("a single predicate needs `field` (or `expression`) and `op` (and `value` for comparisons)".into()),
         }
         for predicate in all.iter().chain(&config.any) {
             predicate.check()?;
@@ -73,8 +81,12 @@ impl Operator for Filter {
         if all.is_empty() && config.any.is_empty() {
             return Err("no predicate: set `field` and `op`, or `all` / `any`".into());
         }
-        let fields = all.iter().chain(&config.any).map(|predicate| predicate.field.clone()).collect();
-        Ok(Filter { all, any: config.any, fields, invalid: config.invalid })
+        let (mut fields, mut starts) = (Vec::new(), vec![0]);
+        for predicate in all.iter().chain(&config.any) {
+            fields.extend(predicate.reads());
+            starts.push(fields.len());
+        }
+        Ok(Filter { all, any: config.any, fields, starts, invalid: config.invalid })
     }
 
     fn distribution(&self) -> Distribution {
@@ -102,10 +114,14 @@ impl Operator for Filter {
 impl Filter {
     /// Whether `record` passes; an error when its payload is not JSON.
     pub fn matches(&self, record: Record<'_>) -> Result<bool, String> {
-        let fields = record.field_texts(&self.fields)?;
-        let (all_fields, any_fields) = fields.split_at(self.all.len());
-        let all = self.all.iter().zip(all_fields).all(|(predicate, field)| predicate.holds(*field));
-        let any = self.any.is_empty() || self.any.iter().zip(any_fields).any(|(predicate, field)| predicate.holds(*field));
+        let texts = record.field_texts(&self.fields)?;
+        let holds = |(position, predicate): (usize, &Predicate)| {
+            let reads = texts.get(self.starts[position]..self.starts[position + 1]).unwrap_or_default();
+            predicate.holds_for(reads)
+        };
+        let all = self.all.iter().enumerate().all(holds);
+        let any = self.any.is_empty()
+            || self.any.iter().enumerate().map(|(position, predicate)| (self.all.len() + position, predicate)).any(holds);
         Ok(all && any)
     }
 }

@@ -1,18 +1,86 @@
-//! One predicate on one JSON field, and how JSON values compare.
+//! One predicate on one JSON field (or on an arithmetic expression of fields), and how JSON
+//! values compare.
 
 use std::cmp::Ordering;
+use std::fmt;
 
 use serde::Deserialize;
+use sluice_sdk::expression::Expression;
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::{FieldPath, json};
 
-/// A test on one field of the payload.
+/// A test on one field of the payload, or on an expression computed from its fields.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Predicate {
-    pub field: FieldPath,
+    pub field: Option<FieldPath>,
+    pub expression: Option<Computed>,
     pub op: Comparison,
     pub value: Option<Value>,
+}
+
+/// An arithmetic expression over numeric fields (`project`'s `compute` language), parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Computed {
+    text: String,
+    expression: Expression,
+    /// The fields it reads.
+    fields: Vec<FieldPath>,
+}
+
+impl TryFrom<String> for Computed {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Computed, String> {
+        let expression = Expression::parse(&text).map_err(|error| format!("expression {text:?}: {error}"))?;
+        let fields = expression.fields();
+        Ok(Computed { text, expression, fields })
+    }
+}
+
+impl Computed {
+    pub fn parse(text: &str) -> Result<Computed, String> {
+        Computed::try_from(text.to_owned())
+    }
+
+    /// The fields the expression reads.
+    pub fn fields(&self) -> &[FieldPath] {
+        &self.fields
+    }
+
+    /// Its value, given the JSON text of each field it reads (`fields`, in order); `None` when
+    /// it has none: a field is missing or not a number, or the result is not finite.
+    pub fn value(&self, texts: &[Option<&[u8]>]) -> Option<Value> {
+        let mut number_of = |path: &FieldPath| -> Result<f64, String> {
+            let position = self.fields.iter().position(|read| read == path);
+            match position.and_then(|position| texts.get(position).copied().flatten()).map(json::text_number) {
+                Some(Ok(Some(number))) => Ok(number),
+                _ => Err(String::new()),
+            }
+        };
+        self.expression.evaluate_with(&mut number_of).ok()
+    }
+}
+
+/// What a predicate tests: a field's JSON text, or an expression's computed value.
+#[derive(Debug, Clone, Copy)]
+pub enum Found<'a> {
+    Text(&'a [u8]),
+    Computed(&'a Value),
+}
+
+/// What a predicate is about, for messages: the field, or the expression.
+struct Subject<'a>(&'a Predicate);
+
+impl fmt::Display for Subject<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.0.field, &self.0.expression) {
+            (Some(field), _) => write!(formatter, "{field}"),
+            (None, Some(computed)) => write!(formatter, "{:?}", computed.text),
+            (None, None) => formatter.write_str("nothing"),
+        }
+    }
 }
 
 /// How the field is compared with the operand.
@@ -37,18 +105,23 @@ pub enum Comparison {
 
 impl Predicate {
     /// A checked predicate.
-    pub fn new(field: FieldPath, op: Comparison, value: Option<Value>) -> Result<Predicate, String> {
-        let predicate = Predicate { field, op, value };
+    pub fn new(field: Option<FieldPath>, expression: Option<Computed>, op: Comparison, value: Option<Value>) -> Result<Predicate, String> {
+        let predicate = Predicate { field, expression, op, value };
         predicate.check()?;
         Ok(predicate)
     }
 
-    /// Refuses operands that cannot work with the comparison.
+    /// Refuses a predicate without exactly one of `field` and `expression`, and operands that
+    /// cannot work with the comparison.
     pub fn check(&self) -> Result<(), String> {
-        let field = &self.field;
+        let field = Subject(self);
+        match (&self.field, &self.expression) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => return Err("a predicate tests either a `field` or an `expression` (exactly one of them)".into()),
+        }
         match (self.op, &self.value) {
             (Comparison::Exists | Comparison::Missing, Some(_)) => {
-                Err(format!("predicate on {field}: `{:?}` takes no `value`", self.op).to_lowercase())
+                Err(format!("predicate on {field}: `{}` takes no `value`", format!("{:?}", self.op).to_lowercase()))
             }
             (Comparison::Exists | Comparison::Missing, None) => Ok(()),
             (Comparison::In | Comparison::NotIn, Some(Value::Array(_))) => Ok(()),
@@ -58,18 +131,52 @@ impl Predicate {
         }
     }
 
-    /// Whether the predicate holds for a field's JSON text (`None`: field absent).
-    pub fn holds(&self, field: Option<&[u8]>) -> bool {
+    /// The fields the predicate reads: its field, or those of its expression.
+    pub fn reads(&self) -> Vec<FieldPath> {
+        match (&self.field, &self.expression) {
+            (Some(field), _) => vec![field.clone()],
+            (None, Some(computed)) => computed.fields().to_vec(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Whether the predicate holds, given the JSON text of each field it `reads` (`None`:
+    /// absent). An expression that cannot be computed counts as an absent field.
+    pub fn holds_for(&self, texts: &[Option<&[u8]>]) -> bool {
+        match &self.expression {
+            Some(computed) => self.holds(computed.value(texts).as_ref().map(Found::Computed)),
+            None => self.holds(texts.first().copied().flatten().map(Found::Text)),
+        }
+    }
+
+    /// Whether the predicate holds for what it tests (`None`: absent).
+    pub fn holds(&self, found: Option<Found<'_>>) -> bool {
         let operand = self.value.as_ref();
-        match (self.op, field, operand) {
-            (Comparison::Exists, field, _) => field.is_some(),
-            (Comparison::Missing, field, _) => field.is_none(),
+        match (self.op, found, operand) {
+            (Comparison::Exists, found, _) => found.is_some(),
+            (Comparison::Missing, found, _) => found.is_none(),
             (_, None, _) | (_, _, None) => self.op == Comparison::Ne || self.op == Comparison::NotIn,
-            (Comparison::Eq, Some(field), Some(operand)) => raw_equal(field, operand),
-            (Comparison::Ne, Some(field), Some(operand)) => !raw_equal(field, operand),
-            (Comparison::In, Some(field), Some(operand)) => contains(operand, field),
-            (Comparison::NotIn, Some(field), Some(operand)) => !contains(operand, field),
-            (ordering, Some(field), Some(operand)) => raw_order(field, operand).is_some_and(|found| ordering_holds(ordering, found)),
+            (Comparison::Eq, Some(found), Some(operand)) => found.equals(operand),
+            (Comparison::Ne, Some(found), Some(operand)) => !found.equals(operand),
+            (Comparison::In, Some(found), Some(operand)) => contains(operand, found),
+            (Comparison::NotIn, Some(found), Some(operand)) => !contains(operand, found),
+            (ordering, Some(found), Some(operand)) => found.order(operand).is_some_and(|found| ordering_holds(ordering, found)),
+        }
+    }
+}
+
+impl Found<'_> {
+    fn equals(self, operand: &Value) -> bool {
+        match self {
+            Found::Text(text) => raw_equal(text, operand),
+            Found::Computed(value) => json_equal(value, operand),
+        }
+    }
+
+    fn order(self, operand: &Value) -> Option<Ordering> {
+        match self {
+            Found::Text(text) => raw_order(text, operand),
+            Found::Computed(value) => json_order(value, operand),
         }
     }
 }
@@ -84,8 +191,8 @@ fn ordering_holds(op: Comparison, found: Ordering) -> bool {
     }
 }
 
-fn contains(set: &Value, field: &[u8]) -> bool {
-    set.as_array().is_some_and(|items| items.iter().any(|item| raw_equal(field, item)))
+fn contains(set: &Value, found: Found<'_>) -> bool {
+    set.as_array().is_some_and(|items| items.iter().any(|item| found.equals(item)))
 }
 
 /// Whether a field's JSON text equals `operand`; numbers compare by value (`1 == 1.0`).

@@ -70,5 +70,38 @@ fn bad_configurations_are_refused_with_a_reason() {
     assert!(refuse(json!({"field": "a", "op": "gt"})).contains("needs a `value`"));
     assert!(refuse(json!({"field": "a", "op": "between", "value": 1})).contains("unknown variant"));
     assert!(refuse(json!({"field": "a", "op": "eq", "value": 1, "colour": 2})).contains("unknown field"));
-    assert!(refuse(json!({"field": "a"})).contains("both `field` and `op`"));
+    assert!(refuse(json!({"field": "a"})).contains("`field` (or `expression`) and `op`"));
+    assert!(refuse(json!({"all": [{"op": "exists"}]})).contains("either a `field` or an `expression`"));
+    assert!(refuse(json!({"all": [{"field": "a", "expression": "a * 2", "op": "exists"}]})).contains("exactly one"));
+    let unparsable = refuse(json!({"expression": "a %", "op": "eq", "value": 0}));
+    assert!(unparsable.contains("expression \"a %\""), "{unparsable}");
+    let no_value = refuse(json!({"expression": "Price * 2", "op": "gt"}));
+    assert_eq!(no_value, "predicate on \"Price * 2\": this comparison needs a `value`");
+}
+
+#[test]
+fn expressions_of_fields_are_compared_as_fields_are() {
+    let records = [json!({"a": 3}), json!({"a": 4}), json!({"a": "x"}), json!({"b": 1}), json!({"a": 6.0}), json!({"a": null})];
+    let multiple_of_three = json!({"expression": "a % 3", "op": "eq", "value": 0});
+    assert_eq!(run(multiple_of_three, &records), vec![json!({"a": 3}), json!({"a": 6.0})]);
+    // An expression that cannot be computed (a field missing, null or not a number) is absent.
+    let absent = json!({"expression": "a % 3", "op": "missing"});
+    assert_eq!(run(absent, &records), vec![json!({"a": "x"}), json!({"b": 1}), json!({"a": null})]);
+    let not_in = json!({"expression": "a * 2", "op": "not-in", "value": [6, 8]});
+    assert_eq!(run(not_in, &records), vec![json!({"a": "x"}), json!({"b": 1}), json!({"a": 6.0}), json!({"a": null})]);
+    let orders = [json!({"price": 2.5, "qty": 4}), json!({"price": 3, "qty": 3}), json!({"price": 1, "qty": 0})];
+    let over_nine = json!({"expression": "price * qty", "op": "gt", "value": 9});
+    assert_eq!(run(over_nine, &orders), vec![json!({"price": 2.5, "qty": 4})]);
+    let division_by_zero = json!({"expression": "price / qty", "op": "ge", "value": 0});
+    assert_eq!(run(division_by_zero, &orders).len(), 2, "a result that is not finite is absent");
+}
+
+#[test]
+fn expressions_combine_with_field_predicates() {
+    // Nexmark q2's selection: bids whose auction is a multiple of 123.
+    let events = [json!({"type": "bid", "auction": 246}), json!({"type": "bid", "auction": 247}), json!({"type": "auction", "id": 123})];
+    let config = json!({"all": [{"field": "type", "op": "eq", "value": "bid"}, {"expression": "auction % 123", "op": "eq", "value": 0}]});
+    assert_eq!(run(config, &events), vec![events[0].clone()]);
+    let any = json!({"any": [{"expression": "auction % 123", "op": "eq", "value": 1}, {"field": "id", "op": "exists"}]});
+    assert_eq!(run(any, &events), vec![events[1].clone(), events[2].clone()]);
 }
