@@ -28,9 +28,10 @@ fn main() {
     println!("sluice nexmark benchmark: {events} events per run, best of {ROUNDS}, {cores} cores, {}", machine());
     println!("{:<6} {:>14} {:>18} {:>16}", "query", "events/s", "events/s per core", "CPU µs/event");
     let chosen = std::env::var("NEXMARK_QUERIES").unwrap_or_default();
-    let queries: Vec<&str> =
-        QUERIES.into_iter().filter(|query| chosen.is_empty() || chosen.split(',').any(|name| name.trim() == *query)).collect();
-    assert!(!queries.is_empty(), "NEXMARK_QUERIES names none of {QUERIES:?}");
+    let named: Vec<&str> = chosen.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    let unknown: Vec<&&str> = named.iter().filter(|name| !QUERIES.contains(name)).collect();
+    assert!(unknown.is_empty(), "NEXMARK_QUERIES names {unknown:?}, not among {QUERIES:?}");
+    let queries: Vec<&str> = QUERIES.into_iter().filter(|query| named.is_empty() || named.contains(query)).collect();
     for query in queries {
         let text = std::fs::read_to_string(root.join(format!("pipelines/nexmark/{query}.toml"))).expect("the query");
         let text = text

@@ -68,15 +68,19 @@ impl Operator for Filter {
 
     fn init(config: FilterConfig) -> Result<Self, String> {
         let mut all = config.all;
+        for (position, predicate) in all.iter().enumerate() {
+            predicate.check().map_err(|error| format!("all[{position}]: {error}"))?;
+        }
+        for (position, predicate) in config.any.iter().enumerate() {
+            predicate.check().map_err(|error| format!("any[{position}]: {error}"))?;
+        }
+        // The top-level predicate, if any, is tested after those of `all`.
         match (config.field, config.expression, config.op) {
             (field @ Some(_), expression, Some(op)) | (field, expression @ Some(_), Some(op)) => {
                 all.push(Predicate::new(field, expression, op, config.value)?)
             }
             (None, None, None) if config.value.is_none() => {}
             _ => return Err("a single predicate needs `field` (or `expression`) and `op` (and `value` for comparisons)".into()),
-        }
-        for predicate in all.iter().chain(&config.any) {
-            predicate.check()?;
         }
         if all.is_empty() && config.any.is_empty() {
             return Err("no predicate: set `field` and `op`, or `all` / `any`".into());

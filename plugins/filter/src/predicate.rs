@@ -34,7 +34,10 @@ impl TryFrom<String> for Computed {
 
     fn try_from(text: String) -> Result<Computed, String> {
         let expression = Expression::parse(&text).map_err(|error| format!("expression {text:?}: {error}"))?;
-        let fields = expression.fields();
+        let mut fields = expression.fields();
+        // Read once each, however often the expression names them.
+        let mut seen = std::collections::HashSet::new();
+        fields.retain(|field| seen.insert(field.clone()));
         Ok(Computed { text, expression, fields })
     }
 }

@@ -71,8 +71,9 @@ fn bad_configurations_are_refused_with_a_reason() {
     assert!(refuse(json!({"field": "a", "op": "between", "value": 1})).contains("unknown variant"));
     assert!(refuse(json!({"field": "a", "op": "eq", "value": 1, "colour": 2})).contains("unknown field"));
     assert!(refuse(json!({"field": "a"})).contains("`field` (or `expression`) and `op`"));
-    assert!(refuse(json!({"all": [{"op": "exists"}]})).contains("either a `field` or an `expression`"));
-    assert!(refuse(json!({"all": [{"field": "a", "expression": "a * 2", "op": "exists"}]})).contains("exactly one"));
+    let neither = refuse(json!({"all": [{"field": "a", "op": "exists"}, {"op": "exists"}]}));
+    assert_eq!(neither, "all[1]: a predicate tests either a `field` or an `expression` (exactly one of them)");
+    assert!(refuse(json!({"any": [{"field": "a", "expression": "a * 2", "op": "exists"}]})).starts_with("any[0]: "));
     let unparsable = refuse(json!({"expression": "a %", "op": "eq", "value": 0}));
     assert!(unparsable.contains("expression \"a %\""), "{unparsable}");
     let no_value = refuse(json!({"expression": "Price * 2", "op": "gt"}));
@@ -104,4 +105,24 @@ fn expressions_combine_with_field_predicates() {
     assert_eq!(run(config, &events), vec![events[0].clone()]);
     let any = json!({"any": [{"expression": "auction % 123", "op": "eq", "value": 1}, {"field": "id", "op": "exists"}]});
     assert_eq!(run(any, &events), vec![events[1].clone(), events[2].clone()]);
+}
+
+#[test]
+fn predicates_of_every_kind_read_their_own_fields() {
+    // The top-level predicate, `all` with a field, a two-field expression naming one twice and a
+    // constant expression, and `any`: each predicate must see its own fields among those read
+    // in one pass.
+    let config = json!({
+        "field": "kind", "op": "eq", "value": "order",
+        "all": [{"field": "qty", "op": "ge", "value": 1}, {"expression": "price * qty + price", "op": "gt", "value": 10}, {"expression": "2 * 3", "op": "eq", "value": 6}],
+        "any": [{"field": "vip", "op": "exists"}, {"expression": "qty % 2", "op": "eq", "value": 0}],
+    });
+    let records = [
+        json!({"kind": "order", "price": 3, "qty": 3}),
+        json!({"kind": "order", "price": 4, "qty": 2}),
+        json!({"kind": "order", "price": 1, "qty": 2}),
+        json!({"kind": "view", "price": 3, "qty": 4}),
+        json!({"kind": "order", "price": 2, "qty": 5, "vip": true}),
+    ];
+    assert_eq!(run(config, &records), vec![records[1].clone(), records[4].clone()]);
 }

@@ -41,8 +41,9 @@ pub struct BestMatch {
 }
 
 /// A record's text kept as its bytes, as the batch held them (not checked or converted again),
-/// and serialised as bytes: postcard writes bytes as it writes a string (its length, then the
-/// bytes), so states that kept `String`s read the same.
+/// and serialised as bytes: postcard (the only format states are written in) writes bytes as
+/// it writes a string (its length, then the bytes), so states that kept `String`s read the
+/// same.
 mod text_bytes {
     use std::fmt;
 
@@ -162,9 +163,7 @@ impl Kept {
             records.left.retain(stays);
             records.right.retain(stays);
             self.records -= before - records.left.len() - records.right.len();
-            if !records.left.is_empty() || !records.right.is_empty() {
-                self.keys.insert(key, records);
-            }
+            self.put_back_unless_empty(key, records);
         }
     }
 
@@ -174,18 +173,20 @@ impl Kept {
         let mut closed = Vec::new();
         while self.by_end.first().is_some_and(|(to, _, _)| end_is_passed(*to, watermark)) {
             let Some((_, arrival, key)) = self.by_end.pop_first() else { break };
-            let Some(records) = self.keys.get_mut(&key) else { continue };
-            let Some(position) = records.left.iter().position(|record| record.arrival == arrival) else { continue };
-            closed.push(records.left.remove(position));
-            self.records -= 1;
-            self.remove_if_empty(&key);
+            let Some((key, mut records)) = self.keys.remove_entry(&key) else { continue };
+            if let Some(position) = records.left.iter().position(|record| record.arrival == arrival) {
+                closed.push(records.left.remove(position));
+                self.records -= 1;
+            }
+            self.put_back_unless_empty(key, records);
         }
         closed
     }
 
-    fn remove_if_empty(&mut self, key: &KeyText) {
-        if self.keys.get(key).is_some_and(|records| records.left.is_empty() && records.right.is_empty()) {
-            self.keys.remove(key);
+    /// Puts a key's records taken out of `keys` back, unless none is left.
+    fn put_back_unless_empty(&mut self, key: KeyText, records: KeyRecords) {
+        if !records.left.is_empty() || !records.right.is_empty() {
+            self.keys.insert(key, records);
         }
     }
 

@@ -15,11 +15,33 @@ use sluice_sdk::KeyText;
 use crate::windows::{GroupState, WindowKey};
 use crate::{Accumulator, WindowConfig};
 
-/// The hopping windows panes serve: `size` a positive multiple of `slide`.
+/// The hopping windows panes serve: `size` a positive multiple of `slide` (checked when a
+/// state is read, so a corrupt one is refused rather than divided by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PaneShapeFields")]
 pub struct PaneShape {
     pub size: i64,
     pub slide: i64,
+}
+
+/// A [`PaneShape`] as read, before its check.
+#[derive(Deserialize)]
+struct PaneShapeFields {
+    size: i64,
+    slide: i64,
+}
+
+impl TryFrom<PaneShapeFields> for PaneShape {
+    type Error = String;
+
+    fn try_from(fields: PaneShapeFields) -> Result<PaneShape, String> {
+        let PaneShapeFields { size, slide } = fields;
+        if slide > 0 && size > 0 && size % slide == 0 {
+            Ok(PaneShape { size, slide })
+        } else {
+            Err(format!("panes of windows of {size} ms sliding by {slide} ms: the state is corrupt"))
+        }
+    }
 }
 
 impl PaneShape {
@@ -39,13 +61,25 @@ impl PaneShape {
         timestamp - timestamp.rem_euclid(self.slide)
     }
 
-    /// The windows holding the pane starting at `pane`, latest first.
-    fn windows_of(&self, pane: i64) -> impl Iterator<Item = WindowKey> + use<> {
+    /// The windows holding the pane starting at `pane` that end in `(after, until]`, latest
+    /// first: found without trying the other windows holding it (an hour sliding by a second
+    /// is 3,600 of them).
+    fn windows_ending_within(&self, pane: i64, after: Option<i64>, until: Option<i64>) -> impl Iterator<Item = WindowKey> + use<> {
         let (size, slide) = (self.size, self.slide);
-        (0..size / slide).map(move |step| {
-            let start = pane.saturating_sub(step.saturating_mul(slide));
-            WindowKey { start, end: start.saturating_add(size) }
-        })
+        // Window `step` (0: the latest) ends at pane + size - step * slide.
+        let latest_end = i128::from(pane) + i128::from(size);
+        let steps_to = |end: i64| -(-(latest_end - i128::from(end))).div_euclid(i128::from(slide));
+        // Ends past the latest time saturate to it: every window ends by then.
+        let first = until.filter(|&until| until < i64::MAX).map_or(0, |until| steps_to(until).max(0));
+        let past = after.map_or(i128::from(size / slide), |after| steps_to(after).min(i128::from(size / slide)));
+        // As `WindowKey::hopping`: windows starting before the earliest time are none.
+        let ends_within = move |key: &WindowKey| until.is_none_or(|until| key.end <= until) && after.is_none_or(|after| key.end > after);
+        (first..past.max(first))
+            .map_while(move |step| {
+                let start = i64::try_from(step).ok().and_then(|step| step.checked_mul(slide)).and_then(|back| pane.checked_sub(back))?;
+                Some(WindowKey { start, end: start.saturating_add(size) })
+            })
+            .filter(ends_within)
     }
 }
 
@@ -67,7 +101,7 @@ impl Panes {
     }
 
     /// Updates the accumulators of `group` in the pane holding `timestamp` (created by `fresh`
-    /// if new). Only called with a shape.
+    /// if new). Only called with a shape (see [`crate::OpenWindows::hop`]).
     pub fn update(
         &mut self,
         timestamp: i64,
@@ -87,9 +121,12 @@ impl Panes {
     /// (they fire now), then forgets the panes whose windows all ended by `until`.
     pub fn fire(&mut self, after: Option<i64>, until: i64, windows: &mut BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>) {
         let Some(shape) = self.shape else { return };
-        let ends_now = |key: &WindowKey| key.end <= until && after.is_none_or(|after| key.end > after);
+        // A pane's windows end at its start + slide at the earliest (or at the latest time,
+        // where ends saturate); every pane kept has windows ending after `after` (the others
+        // were forgotten when it was reached).
+        let last_pane = if until == i64::MAX { i64::MAX } else { until.saturating_sub(shape.slide) };
         let due: std::collections::BTreeSet<WindowKey> =
-            self.panes.keys().flat_map(|&pane| shape.windows_of(pane)).filter(ends_now).collect();
+            self.panes.range(..=last_pane).flat_map(|(&pane, _)| shape.windows_ending_within(pane, after, Some(until))).collect();
         for key in due {
             self.merge_into(key, windows.entry(key).or_default());
         }
@@ -123,9 +160,8 @@ impl Panes {
             return;
         }
         if let Some(old) = self.shape {
-            let to_fire = |key: &WindowKey| watermark.is_none_or(|watermark| key.end > watermark);
             let keys: std::collections::BTreeSet<WindowKey> =
-                self.panes.keys().flat_map(|&pane| old.windows_of(pane)).filter(to_fire).collect();
+                self.panes.keys().flat_map(|&pane| old.windows_ending_within(pane, watermark, None)).collect();
             for key in keys {
                 self.merge_into(key, windows.entry(key).or_default());
             }

@@ -24,11 +24,13 @@ impl WindowKey {
         WindowKey { start, end: start.saturating_add(size) }
     }
 
-    /// The hopping windows of `size`, one starting every `slide`, that contain `timestamp`.
+    /// The hopping windows of `size`, one starting every `slide`, that contain `timestamp`
+    /// (those that start at a representable time: near the earliest one, starts do not wrap or
+    /// repeat).
     pub fn hopping(timestamp: i64, size: i64, slide: i64) -> impl Iterator<Item = WindowKey> {
         let last_start = timestamp - timestamp.rem_euclid(slide);
         (0..)
-            .map(move |step: i64| last_start.saturating_sub(step.saturating_mul(slide)))
+            .map_while(move |step: i64| step.checked_mul(slide).and_then(|back| last_start.checked_sub(back)))
             .take_while(move |start| start.saturating_add(size) > timestamp)
             .map(move |start| WindowKey { start, end: start.saturating_add(size) })
     }
@@ -183,6 +185,9 @@ impl OpenWindows {
         fresh: impl Fn() -> Vec<Accumulator>,
         update: impl Fn(&mut Vec<Accumulator>),
     ) {
+        if self.panes.shape().is_none() {
+            return keys.iter().for_each(|&key| self.group(key, group, &fresh, &update));
+        }
         let watermark = self.watermark;
         let fired = |key: &&WindowKey| watermark.is_some_and(|watermark| key.end <= watermark);
         if keys.iter().any(|key| !fired(&key)) {

@@ -62,6 +62,35 @@ fn version_2_state_of_strings_is_read_as_bytes() {
     assert_eq!(emitted, vec![(2, "null".to_owned()), (1, "\"é\"".to_owned())]);
 }
 
+/// A kept record as the join wrote it before records were kept as bytes.
+#[derive(serde::Serialize)]
+struct KeptRecordAsString {
+    timestamp: i64,
+    value: String,
+    arrival: u64,
+    interval: Option<crate::Interval>,
+    best: Option<Box<BestMatchAsString>>,
+}
+
+#[derive(serde::Serialize)]
+struct BestMatchAsString {
+    rank: f64,
+    timestamp: i64,
+    value: String,
+}
+
+#[test]
+fn records_kept_as_bytes_are_written_as_strings_were() {
+    let text = r#"{"auction":1,"tag":"é"}"#;
+    let best = crate::BestMatch { rank: 3.0, timestamp: 7, value: text.as_bytes().to_vec() };
+    let interval = Some(crate::Interval { from: 5, to: 100 });
+    let mut record = crate::KeptRecord::new(5, text.as_bytes().to_vec(), interval, Some(best));
+    record.arrival = 9;
+    let best = BestMatchAsString { rank: 3.0, timestamp: 7, value: text.to_owned() };
+    let as_string = KeptRecordAsString { timestamp: 5, value: text.to_owned(), arrival: 9, interval, best: Some(Box::new(best)) };
+    assert_eq!(postcard::to_allocvec(&record).ok(), postcard::to_allocvec(&as_string).ok());
+}
+
 #[test]
 fn unknown_versions_are_refused() {
     let mut join = join(json!({"key": ["k"]}));

@@ -233,3 +233,22 @@ fn state_of_version_2_is_migrated_to_panes() {
     assert_eq!(results[0].len(), 13, "the revision, then the groups of the eight windows still to fire");
     assert_eq!(results[0][12], json!({"window_start": 8000, "window_end": 18000, "k": "b", "n": 1, "s": 16}));
 }
+
+#[test]
+fn records_at_the_extremes_of_time_count_once_in_each_window() {
+    assert_eq!(WindowKey::hopping(i64::MIN + 5, 10, 2).count(), 3, "the windows starting at MIN + 4, + 2 and MIN");
+    assert_eq!(WindowKey::hopping(i64::MAX - 1, 10, 2).count(), 5);
+    let config = json!({"window": {"type": "hopping", "size": "10ms", "slide": "2ms"}, "aggregates": [{"function": "count"}]});
+    let records = [(json!({}), i64::MIN + 5), (json!({}), i64::MIN), (json!({}), i64::MAX - 1), (json!({}), i64::MAX)];
+    let mut outputs = Vec::new();
+    for by_panes in [true, false] {
+        let mut op = Harness::<WindowAggregate>::new(config.clone()).unwrap();
+        if !by_panes {
+            op.operator().windows.use_panes(None);
+        }
+        op.process_json(&records);
+        outputs.push(json_values(&op.watermark(i64::MAX)));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0][0], json!({"window_start": i64::MIN, "window_end": i64::MIN + 10, "count": 2}));
+}
