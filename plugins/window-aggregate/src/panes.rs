@@ -66,15 +66,16 @@ impl PaneShape {
     /// is 3,600 of them).
     fn windows_ending_within(&self, pane: i64, after: Option<i64>, until: Option<i64>) -> impl Iterator<Item = WindowKey> + use<> {
         let (size, slide) = (self.size, self.slide);
-        // Window `step` (0: the latest) ends at pane + size - step * slide.
+        // Window `step` (0: the latest) ends at pane + size - step * slide: the first step that
+        // ends by `end` is (pane + size - end) / slide, rounded up.
         let latest_end = i128::from(pane) + i128::from(size);
-        let steps_to = |end: i64| -(-(latest_end - i128::from(end))).div_euclid(i128::from(slide));
+        let steps_to = |end: i64| -(i128::from(end) - latest_end).div_euclid(i128::from(slide));
         // Ends past the latest time saturate to it: every window ends by then.
         let first = until.filter(|&until| until < i64::MAX).map_or(0, |until| steps_to(until).max(0));
         let past = after.map_or(i128::from(size / slide), |after| steps_to(after).min(i128::from(size / slide)));
-        // As `WindowKey::hopping`: windows starting before the earliest time are none.
         let ends_within = move |key: &WindowKey| until.is_none_or(|until| key.end <= until) && after.is_none_or(|after| key.end > after);
         (first..past.max(first))
+            // As `WindowKey::hopping`: no window starts before the earliest time.
             .map_while(move |step| {
                 let start = i64::try_from(step).ok().and_then(|step| step.checked_mul(slide)).and_then(|back| pane.checked_sub(back))?;
                 Some(WindowKey { start, end: start.saturating_add(size) })
