@@ -29,6 +29,14 @@ pub enum SinkError {
     Kafka { sink: String, error: String },
 }
 
+impl SinkError {
+    /// Whether the sink's reader has gone (standard output into a pipe whose reader closed it,
+    /// as `sluice run … | head` does): no later record can be delivered.
+    pub fn is_reader_gone(&self) -> bool {
+        matches!(self, SinkError::Write { error, .. } if error.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// A configured sink, written to from its own thread.
 pub struct Sink {
     name: String,

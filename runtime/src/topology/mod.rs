@@ -180,7 +180,7 @@ impl RunningPipeline {
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
         let resuming = local_state.as_ref().is_some_and(|(_, restored)| restored.is_some());
         let transactions = open_transactions(pipeline)?;
-        let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref(), &monitor)?;
+        let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref(), &monitor, &stop)?;
         let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref(), &monitor)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());

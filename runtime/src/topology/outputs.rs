@@ -8,7 +8,7 @@ use crate::config::LoadedPipeline;
 use crate::event_time::now_millis;
 use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
-use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage};
+use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
 use crate::sink::{DeadLetterSink, Sink, SinkError};
 
 /// Output batches queued for each sink.
@@ -30,19 +30,21 @@ pub struct StartedDeadLetters {
 }
 
 /// Opens the sinks; when the pipeline resumes from checkpoints, output files are continued
-/// rather than started afresh.
+/// rather than started afresh. A sink whose reader goes raises `stop`.
 pub fn start_sinks(
     pipeline: &LoadedPipeline,
     resuming: bool,
     transactions: Option<&TransactionalProducer>,
     monitor: &Monitor,
+    stop: &StopSignal,
 ) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
     for config in &pipeline.config.sinks {
         let sink = Sink::build(config.get_ref(), pipeline, resuming, transactions, monitor)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
-        let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue))?;
+        let stop = stop.clone();
+        let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue, &stop))?;
         started.queues.push(sender);
         started.workers.push((format!("sink {name}"), thread));
     }
@@ -65,18 +67,56 @@ pub fn start_dead_letters(
 }
 
 /// Writes batches until every task has finished; makes the output durable when a task asks
-/// (at a checkpoint) and at the end.
-fn write_sink(mut sink: Sink, queue: Receiver<SinkMessage>) -> Result<(), SinkError> {
+/// (at a checkpoint) and at the end. Once the sink's reader has gone (standard output into a
+/// closed pipe: `sluice run … | head`), the pipeline stops as on Ctrl-C, and what is still in
+/// flight is taken and not written: no one is left to read it. A checkpoint then fails, so
+/// that no saved progress passes records that were not written.
+fn write_sink(mut sink: Sink, queue: Receiver<SinkMessage>, stop: &StopSignal) -> Result<(), SinkError> {
+    let mut reader = Reader::Present;
     for message in queue {
         match message {
-            SinkMessage::Batch(batch) => sink.write(&batch)?,
+            SinkMessage::Batch(batch) if reader == Reader::Present => reader = reader_after(sink.write(&batch), &sink, stop)?,
+            SinkMessage::Batch(_) => {}
             SinkMessage::Flush(done) => {
-                sink.flush()?;
-                let _ = done.send(());
+                if reader == Reader::Present {
+                    reader = reader_after(sink.flush(), &sink, stop)?;
+                }
+                // Records taken but not written are not durable: a checkpoint that waits for them
+                // fails (no progress past them is saved), as it did when the sink failed.
+                if reader == Reader::Present {
+                    let _ = done.send(());
+                }
             }
         }
     }
-    sink.flush()
+    match reader {
+        Reader::Present => reader_after(sink.flush(), &sink, stop).map(drop),
+        Reader::Gone => Ok(()),
+    }
+}
+
+/// Whether a sink's reader is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Present,
+    Gone,
+}
+
+/// After a write or flush: the reader still there, gone (the pipeline is told to stop), or
+/// the error.
+fn reader_after(result: Result<(), SinkError>, sink: &Sink, stop: &StopSignal) -> Result<Reader, SinkError> {
+    match result {
+        Ok(()) => Ok(Reader::Present),
+        Err(error) if error.is_reader_gone() => {
+            tracing::info!(
+                sink = sink.name(),
+                "the reader of the output has gone (a closed pipe): stopping; records still in flight are not written"
+            );
+            stop.raise();
+            Ok(Reader::Gone)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Where dead letters are counted and shown, beside being written.

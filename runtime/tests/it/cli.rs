@@ -147,6 +147,53 @@ fn output_into_a_closed_pipe_ends_quietly() {
 }
 
 #[test]
+fn a_run_into_a_closed_pipe_stops_as_on_ctrl_c_and_exits_quietly() {
+    // `sluice run … | head -n 2` on an endless generator.
+    let scratch = Scratch::new();
+    let path = scratch.pipeline("[pipeline]\nname = \"endless\"\n\n[[sources]]\ntype = \"generator\"\n\n[[sinks]]\ntype = \"stdout\"\n");
+    let (status, stderr) = read_two_lines_and_close(&path);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("the reader of the output has gone"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe") && !stderr.contains("error"), "{stderr}");
+    // A pipeline that saves its progress saves none past the records it could not write.
+    let saved = scratch.pipeline(
+        "[pipeline]\nname = \"saved\"\nstate_dir = \"state\"\n\n[[sources]]\ntype = \"generator\"\n\n[[sinks]]\ntype = \"stdout\"\n",
+    );
+    let (status, stderr) = read_two_lines_and_close(&saved);
+    assert!(!status.success() && stderr.contains("a sink stopped taking records"), "{stderr}");
+}
+
+/// Runs `sluice run PATH`, reads two lines of its output, closes the pipe and waits for the
+/// process to end: its status and standard error.
+fn read_two_lines_and_close(path: &std::path::Path) -> (std::process::ExitStatus, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &path.display().to_string(), "--no-watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    let mut child = crate::support::KillOnDrop(child);
+    let stdout = child.0.stdout.take().expect("standard output");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    for _ in 0..2 {
+        let line = lines.next().expect("a line").expect("a readable line");
+        assert!(line.starts_with("{\"event_id\""), "{line}");
+    }
+    drop(lines);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("the process's status") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the run stops once its reader has gone");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().expect("standard error"), &mut stderr).expect("standard error");
+    (status, stderr)
+}
+
+#[test]
 fn pipeline_variables_come_from_set_and_the_environment_with_defaults() {
     let scratch = Scratch::new();
     std::fs::create_dir(scratch.path("in")).expect("directory");
