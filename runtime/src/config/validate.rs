@@ -147,9 +147,8 @@ impl Problems<'_> {
                 }
             }
             SourceConfig::File(file) => {
-                let path = self.pipeline.resolve(&file.path);
-                if !path.is_file() {
-                    self.report(span, format!("source \"{name}\": file {} does not exist", path.display()));
+                if let Some(problem) = file_source_problem(&self.pipeline.resolve(&file.path)) {
+                    self.report(span, format!("source \"{name}\": {problem}"));
                 }
             }
             SourceConfig::Stdin(_) => {
@@ -455,5 +454,21 @@ impl Problems<'_> {
                 self.report(span, format!("two {kind}s are named \"{name}\": give each a distinct `name`"));
             }
         }
+    }
+}
+
+/// Why `path` cannot be read by a file source, if it cannot: a file source reads a regular
+/// file, from byte offsets it can resume at.
+fn file_source_problem(path: &Path) -> Option<String> {
+    let path_text = path.display();
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("file {path_text} does not exist")),
+        Err(error) => Some(format!("file {path_text} cannot be read: {error}")),
+        Ok(metadata) if metadata.is_dir() => Some(format!("{path_text} is a directory: `path` names one file")),
+        Ok(metadata) if !metadata.is_file() => Some(format!(
+            "{path_text} is not a regular file (a named pipe, socket or device): a file source reads a file from offsets it \
+             can resume at; read a pipe with a source of type = \"stdin\" (sluice run pipeline.toml < {path_text})"
+        )),
+        Ok(_) => None,
     }
 }

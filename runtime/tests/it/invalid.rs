@@ -51,6 +51,7 @@ invalid_cases! {
     every_error_reported => "every-error-reported",
     exactly_once_file_sink => "exactly-once-file-sink",
     exactly_once_local_source => "exactly-once-local-source",
+    file_source_directory => "file-source-directory",
     granted_file_missing => "granted-file-missing",
     graph_cycle => "graph-cycle",
     graph_input_listed_twice => "graph-input-listed-twice",
@@ -95,4 +96,20 @@ fn every_invalid_pipeline_file_has_its_own_test() {
         .collect();
     files.sort();
     assert_eq!(files, CASES, "add each new case file to invalid_cases! in runtime/tests/it/invalid.rs");
+}
+
+#[test]
+fn a_named_pipe_as_a_file_source_is_refused_with_the_stdin_source_suggested() {
+    let scratch = crate::support::Scratch::new();
+    let fifo = scratch.path("events.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let path = scratch
+        .pipeline("[pipeline]\nname = \"fifo\"\n\n[[sources]]\ntype = \"file\"\npath = \"events.fifo\"\n\n[[sinks]]\ntype = \"stdout\"\n");
+    let message = match sluice::commands::validate(&path, registry()) {
+        Err(CommandError::Invalid(diagnostics)) => diagnostics.to_string(),
+        other => panic!("expected diagnostics, got {:?}", other.map(|_| ())),
+    };
+    assert!(message.contains("is not a regular file (a named pipe, socket or device)"), "{message}");
+    assert!(message.contains("type = \"stdin\""), "{message}");
 }
