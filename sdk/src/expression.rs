@@ -67,6 +67,13 @@ impl Expression {
         })
     }
 
+    /// Evaluates with each field's number read from `texts`, the JSON text of the fields at
+    /// `paths` (as [`crate::Record::field_texts`] gives them; `None`: absent); the error names
+    /// a field that is missing or not a number.
+    pub fn evaluate_texts(&self, paths: &[FieldPath], texts: &[Option<&[u8]>]) -> Result<Value, String> {
+        self.evaluate_with(&mut |path| number_at(paths, texts, path))
+    }
+
     /// Evaluates with `field` giving each field's number (or why there is none).
     pub fn evaluate_with(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<Value, String> {
         let number = self.number(field)?;
@@ -96,6 +103,18 @@ impl Expression {
                 Ok(call(*function, &values))
             }
         }
+    }
+}
+
+/// The number of the field at `path`, among `texts` read at `paths` (the last one, if a path
+/// is read twice).
+fn number_at(paths: &[FieldPath], texts: &[Option<&[u8]>], path: &FieldPath) -> Result<f64, String> {
+    let index = paths.iter().rposition(|read| read == path).ok_or_else(|| format!("field {path} is missing"))?;
+    match texts.get(index).copied().flatten().map(crate::json::text_number) {
+        Some(Ok(Some(number))) => Ok(number),
+        Some(Ok(None)) => Err(format!("field {path} is null, not a number")),
+        Some(Err(kind)) => Err(format!("field {path} is {kind}, not a number")),
+        None => Err(format!("field {path} is missing")),
     }
 }
 

@@ -43,10 +43,6 @@ impl TryFrom<String> for Computed {
 }
 
 impl Computed {
-    pub fn parse(text: &str) -> Result<Computed, String> {
-        Computed::try_from(text.to_owned())
-    }
-
     /// The fields the expression reads.
     pub fn fields(&self) -> &[FieldPath] {
         &self.fields
@@ -55,14 +51,7 @@ impl Computed {
     /// Its value, given the JSON text of each field it reads (`fields`, in order); `None` when
     /// it has none: a field is missing or not a number, or the result is not finite.
     pub fn value(&self, texts: &[Option<&[u8]>]) -> Option<Value> {
-        let mut number_of = |path: &FieldPath| -> Result<f64, String> {
-            let position = self.fields.iter().position(|read| read == path);
-            match position.and_then(|position| texts.get(position).copied().flatten()).map(json::text_number) {
-                Some(Ok(Some(number))) => Ok(number),
-                _ => Err(String::new()),
-            }
-        };
-        self.expression.evaluate_with(&mut number_of).ok()
+        self.expression.evaluate_texts(&self.fields, texts).ok()
     }
 }
 

@@ -3,7 +3,7 @@
 //! and indexed as it is written (the next operator reads its fields in place).
 
 use sluice_sdk::fields::{FieldName, ObjectWriter};
-use sluice_sdk::{FieldPath, Record, json};
+use sluice_sdk::{FieldPath, Record};
 
 use sluice_sdk::expression::Expression;
 
@@ -78,9 +78,7 @@ impl FlatProjection {
                     out.named_field(name, text);
                 }
                 Source::Computed(target, expression) => {
-                    let value = expression
-                        .evaluate_with(&mut |path| self.number(&values, path))
-                        .map_err(|error| format!("compute {target}: {error}"))?;
+                    let value = expression.evaluate_texts(&self.reads, &values).map_err(|error| format!("compute {target}: {error}"))?;
                     number.clear();
                     // A JSON value always serialises into a vector.
                     let _ = sluice_sdk::serde_json::to_writer(&mut *number, &value);
@@ -89,15 +87,5 @@ impl FlatProjection {
             }
         }
         Ok(())
-    }
-
-    fn number(&self, values: &[Option<&[u8]>], path: &FieldPath) -> Result<f64, String> {
-        let index = self.reads.iter().rposition(|read| read == path).ok_or_else(|| format!("field {path} is missing"))?;
-        match values[index].map(json::text_number) {
-            Some(Ok(Some(number))) => Ok(number),
-            Some(Ok(None)) => Err(format!("field {path} is null, not a number")),
-            Some(Err(kind)) => Err(format!("field {path} is {kind}, not a number")),
-            None => Err(format!("field {path} is missing")),
-        }
     }
 }

@@ -122,16 +122,31 @@ impl Panes {
     /// (they fire now), then forgets the panes whose windows all ended by `until`.
     pub fn fire(&mut self, after: Option<i64>, until: i64, windows: &mut BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>) {
         let Some(shape) = self.shape else { return };
+        self.merge_windows_ending_within(shape, after, Some(until), windows);
+        self.panes.retain(|&pane, _| pane.saturating_add(shape.size) > until);
+    }
+
+    /// Merges into `windows` every window of `shape` that holds a pane and ends in
+    /// `(after, until]` (`None`: unbounded).
+    fn merge_windows_ending_within(
+        &self,
+        shape: PaneShape,
+        after: Option<i64>,
+        until: Option<i64>,
+        windows: &mut BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
+    ) {
         // A pane's windows end at its start + slide at the earliest (or at the latest time,
-        // where ends saturate); every pane kept has windows ending after `after` (the others
-        // were forgotten when it was reached).
-        let last_pane = if until == i64::MAX { i64::MAX } else { until.saturating_sub(shape.slide) };
-        let due: std::collections::BTreeSet<WindowKey> =
-            self.panes.range(..=last_pane).flat_map(|(&pane, _)| shape.windows_ending_within(pane, after, Some(until))).collect();
-        for key in due {
+        // where ends saturate); every pane kept has windows ending after `after` when firing
+        // (the others were forgotten when it was reached).
+        let last_pane = match until {
+            Some(until) if until < i64::MAX => until.saturating_sub(shape.slide),
+            _ => i64::MAX,
+        };
+        let keys: std::collections::BTreeSet<WindowKey> =
+            self.panes.range(..=last_pane).flat_map(|(&pane, _)| shape.windows_ending_within(pane, after, until)).collect();
+        for key in keys {
             self.merge_into(key, windows.entry(key).or_default());
         }
-        self.panes.retain(|&pane, _| pane.saturating_add(shape.size) > until);
     }
 
     /// Merges the panes of window `key` into its groups.
@@ -161,11 +176,7 @@ impl Panes {
             return;
         }
         if let Some(old) = self.shape {
-            let keys: std::collections::BTreeSet<WindowKey> =
-                self.panes.keys().flat_map(|&pane| old.windows_ending_within(pane, watermark, None)).collect();
-            for key in keys {
-                self.merge_into(key, windows.entry(key).or_default());
-            }
+            self.merge_windows_ending_within(old, watermark, None, windows);
         }
         *self = Panes { shape, panes: BTreeMap::new() };
     }
