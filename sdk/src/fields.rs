@@ -199,6 +199,21 @@ impl ObjectWriter {
         self.fields.push(Field { name: (name_start, name.length), value: (value_start, json.len()) });
     }
 
+    /// Adds a field named `name` (written once beforehand) whose value `write` appends: one
+    /// valid JSON value (as for [`ObjectWriter::field`]). For a value made as it is written,
+    /// with no copy of it to keep.
+    pub fn named_field_written(&mut self, name: &FieldName, write: impl FnOnce(&mut Vec<u8>)) {
+        let name_start = self.written_name(name);
+        let value_start = self.text.len();
+        write(&mut self.text);
+        debug_assert!(
+            crate::scan::is_one_value(&self.text[value_start..]),
+            "ObjectWriter::named_field_written: {:?} is not one JSON value",
+            String::from_utf8_lossy(&self.text[value_start..])
+        );
+        self.fields.push(Field { name: (name_start, name.length), value: (value_start, self.text.len() - value_start) });
+    }
+
     /// Adds a string field named `name` (written once beforehand), escaped as JSON requires.
     pub fn named_field_str(&mut self, name: &FieldName, value: &str) {
         let name_start = self.written_name(name);

@@ -163,7 +163,20 @@ impl Event {
     /// (a source makes millions: allocating and freeing each event's strings was a tenth of
     /// its time).
     pub fn remake(&mut self, shape: &Shape, number: i64) {
-        let mut random = JavaRandom::new(number);
+        let padding = self.remake_but_extra(shape, number);
+        let extra = match self {
+            Event::Person(person) => &mut person.extra,
+            Event::Auction(auction) => &mut auction.extra,
+            Event::Bid(bid) => &mut bid.extra,
+        };
+        push_ascii(extra, |bytes| padding.draw_into(bytes));
+    }
+
+    /// [`Event::remake`] but for `extra`, left empty: the padding is returned undrawn, for
+    /// the source to write it straight into the record ([`Event::write_object_padded`])
+    /// instead of drawing it into a string to copy.
+    pub fn remake_but_extra(&mut self, shape: &Shape, number: i64) -> Padding {
+        let random = JavaRandom::new(number);
         let timestamp = shape.timestamp(number);
         let remainder = number % shape.total_proportion();
         if remainder < shape.person_proportion {
@@ -171,23 +184,24 @@ impl Event {
                 *self = Event::Person(Person::default());
             }
             if let Event::Person(person) = self {
-                fill_person(person, shape, number, &mut random, timestamp);
+                return fill_person(person, shape, number, random, timestamp);
             }
         } else if remainder < shape.person_proportion + shape.auction_proportion {
             if !matches!(self, Event::Auction(_)) {
                 *self = Event::Auction(Auction::default());
             }
             if let Event::Auction(auction) = self {
-                fill_auction(auction, shape, number, &mut random, timestamp);
+                return fill_auction(auction, shape, number, random, timestamp);
             }
         } else {
             if !matches!(self, Event::Bid(_)) {
                 *self = Event::Bid(Bid::default());
             }
             if let Event::Bid(bid) = self {
-                fill_bid(bid, shape, number, &mut random, timestamp);
+                return fill_bid(bid, shape, number, random, timestamp);
             }
         }
+        Padding { random, length: 0 }
     }
 
     /// The record key: a person's or auction's id, a bid's auction.
@@ -208,7 +222,8 @@ impl Event {
     }
 }
 
-fn fill_person(person: &mut Person, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+fn fill_person(person: &mut Person, shape: &Shape, number: i64, mut random: JavaRandom, timestamp: i64) -> Padding {
+    let random = &mut random;
     person.id = shape.last_base0_person_id(number) + FIRST_PERSON_ID;
     set(&mut person.name, |name| {
         let _ = write!(name, "{} {}", pick(random, &FIRST_NAMES), pick(random, &LAST_NAMES));
@@ -229,10 +244,12 @@ fn fill_person(person: &mut Person, shape: &Shape, number: i64, random: &mut Jav
     set(&mut person.state, |state| state.push_str(pick(random, &US_STATES)));
     let size = 8 + person.name.len() + person.email_address.len() + person.credit_card.len() + person.city.len() + person.state.len();
     person.date_time = timestamp;
-    set(&mut person.extra, |extra| push_extra(random, size, shape.avg_person_bytes, extra));
+    person.extra.clear();
+    Padding::after(random, size, shape.avg_person_bytes)
 }
 
-fn fill_auction(auction: &mut Auction, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+fn fill_auction(auction: &mut Auction, shape: &Shape, number: i64, mut random: JavaRandom, timestamp: i64) -> Padding {
+    let random = &mut random;
     auction.id = shape.last_base0_auction_id(number) + FIRST_AUCTION_ID;
     auction.seller = if random.next_int(shape.hot_seller_ratio) > 0 {
         (shape.last_base0_person_id(number) / HOT_SELLER_RATIO) * HOT_SELLER_RATIO
@@ -247,10 +264,12 @@ fn fill_auction(auction: &mut Auction, shape: &Shape, number: i64, random: &mut 
     set(&mut auction.description, |description| push_string(random, 100, b' ', description));
     auction.reserve = auction.initial_bid + next_price(random);
     let size = 8 + auction.item_name.len() + auction.description.len() + 8 + 8 + 8 + 8 + 8;
-    set(&mut auction.extra, |extra| push_extra(random, size, shape.avg_auction_bytes, extra));
+    auction.extra.clear();
+    Padding::after(random, size, shape.avg_auction_bytes)
 }
 
-fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, random: &mut JavaRandom, timestamp: i64) {
+fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, mut random: JavaRandom, timestamp: i64) -> Padding {
+    let random = &mut random;
     bid.auction = if random.next_int(shape.hot_auction_ratio) > 0 {
         (shape.last_base0_auction_id(number) / HOT_AUCTION_RATIO) * HOT_AUCTION_RATIO
     } else {
@@ -279,7 +298,8 @@ fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, random: &mut JavaRandom, 
         });
     }
     bid.date_time = timestamp;
-    set(&mut bid.extra, |extra| push_extra(random, 32, shape.avg_bid_bytes, extra));
+    bid.extra.clear();
+    Padding::after(random, 32, shape.avg_bid_bytes)
 }
 
 /// Sets `text` to what `write` appends to it once it is cleared (its memory kept).
@@ -341,14 +361,51 @@ fn push_ascii(out: &mut String, write: impl FnOnce(&mut Vec<u8>)) {
     *out = String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
 }
 
-/// Appends padding that brings the event to about `average` bytes (±20 %).
-fn push_extra(random: &mut JavaRandom, size: usize, average: i32, out: &mut String) {
-    let size = size as i32;
-    if size > average {
-        return;
+/// An event's `extra`, not drawn yet: padding that brings the event to about its average size
+/// (±20 %), the reference's `nextExtra`, drawn last.
+#[derive(Debug, Clone)]
+pub struct Padding {
+    random: JavaRandom,
+    length: usize,
+}
+
+impl Padding {
+    /// The padding of an event of `size` bytes (as the reference counts them) that should
+    /// weigh `average`, its length drawn from `random`.
+    fn after(random: &mut JavaRandom, size: usize, average: i32) -> Padding {
+        let size = i32::try_from(size).unwrap_or(i32::MAX);
+        if size > average {
+            return Padding { random: random.clone(), length: 0 };
+        }
+        let wanted = average - size;
+        let delta = (f64::from(wanted) * 0.2).round() as i32;
+        let length = wanted - delta + if delta == 0 { 0 } else { random.next_int(2 * delta) };
+        Padding { random: random.clone(), length: usize::try_from(length).unwrap_or(0) }
     }
-    let wanted = average - size;
-    let delta = (f64::from(wanted) * 0.2).round() as i32;
-    let length = wanted - delta + if delta == 0 { 0 } else { random.next_int(2 * delta) };
-    push_ascii(out, |bytes| random.push_letters(usize::try_from(length).unwrap_or(0), bytes));
+
+    /// Appends the characters, in order.
+    fn draw_into(mut self, out: &mut Vec<u8>) {
+        out.reserve(self.length);
+        self.random.exact_string(self.length, |six, taken| out.extend_from_slice(&six[..taken]));
+    }
+
+    /// Appends the padding as a JSON string. Its characters run from `H` to `z`: a backslash
+    /// is the only one JSON escapes.
+    pub fn write_json(mut self, out: &mut Vec<u8>) {
+        out.reserve(2 * self.length + 2);
+        out.push(b'"');
+        self.random.exact_string(self.length, |six, taken| {
+            if taken == six.len() && !six.contains(&b'\\') {
+                out.extend_from_slice(&six);
+                return;
+            }
+            for &character in &six[..taken] {
+                if character == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(character);
+            }
+        });
+        out.push(b'"');
+    }
 }

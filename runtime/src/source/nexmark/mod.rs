@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use sluice_sdk::fields::ObjectWriter;
 
-pub use events::{Auction, Bid, Event, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, Person, Shape};
+pub use events::{Auction, Bid, Event, FIRST_AUCTION_ID, FIRST_CATEGORY_ID, FIRST_PERSON_ID, Padding, Person, Shape};
 
 use super::pace::{first_of_share, pace};
 use super::{SourceError, SourceOutput};
@@ -50,8 +50,8 @@ impl NexmarkSource {
             if !pace(self.rate, (number - first) / step, shares, started, output) {
                 break;
             }
-            event.remake(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
-            event.write_object(&mut object);
+            let padding = event.remake_but_extra(&self.shape, i64::try_from(number).unwrap_or(i64::MAX));
+            event.write_object_padded(padding, &mut object);
             let key = key.format(event.key());
             if output.emit_object(Some(key.as_bytes()), &object, event.date_time(), number).is_err() {
                 return Ok(());

@@ -5,21 +5,55 @@ use std::sync::LazyLock;
 
 use sluice_sdk::fields::{FieldName, ObjectWriter};
 
-use super::events::{Auction, Bid, Event, Person};
+use super::events::{Auction, Bid, Event, Padding, Person};
 
 impl Event {
     /// Writes the event into `out` (cleared first).
     pub fn write_object(&self, out: &mut ObjectWriter) {
+        self.write(Extra::Text(self.extra()), out);
+    }
+
+    /// Writes an event made by [`Event::remake_but_extra`] into `out` (cleared first), its
+    /// `extra` drawn from `padding` as it is written: the object [`Event::write_object`]
+    /// writes for the event [`Event::remake`] makes.
+    pub fn write_object_padded(&self, padding: Padding, out: &mut ObjectWriter) {
+        self.write(Extra::Undrawn(padding), out);
+    }
+
+    fn write(&self, extra: Extra<'_>, out: &mut ObjectWriter) {
         out.clear();
         match self {
             Event::Person(person) => write_person(person, out),
             Event::Auction(auction) => write_auction(auction, out),
             Event::Bid(bid) => write_bid(bid, out),
         }
+        let name = match self {
+            Event::Person(_) => &NAMES.person[8],
+            Event::Auction(_) => &NAMES.auction[10],
+            Event::Bid(_) => &NAMES.bid[7],
+        };
+        match extra {
+            Extra::Text(text) => out.named_field_str(name, text),
+            Extra::Undrawn(padding) => out.named_field_written(name, |text| padding.write_json(text)),
+        }
+    }
+
+    fn extra(&self) -> &str {
+        match self {
+            Event::Person(person) => &person.extra,
+            Event::Auction(auction) => &auction.extra,
+            Event::Bid(bid) => &bid.extra,
+        }
     }
 }
 
-/// The events' field names, written once (with their quotes and colons).
+/// The last field of every event: drawn already, or to draw as it is written.
+enum Extra<'a> {
+    Text(&'a str),
+    Undrawn(Padding),
+}
+
+/// The events' field names, written once (with their quotes and colons); `extra` is last.
 struct Names {
     person: [FieldName; 9],
     auction: [FieldName; 11],
@@ -33,8 +67,9 @@ static NAMES: LazyLock<Names> = LazyLock::new(|| Names {
     bid: ["type", "auction", "bidder", "price", "channel", "url", "dateTime", "extra"].map(FieldName::new),
 });
 
+/// Writes every field but `extra`.
 fn write_person(person: &Person, out: &mut ObjectWriter) {
-    let [kind, id, name, email_address, credit_card, city, state, date_time, extra] = &NAMES.person;
+    let [kind, id, name, email_address, credit_card, city, state, date_time, _extra] = &NAMES.person;
     out.named_field_str(kind, "person");
     out.named_field_i64(id, person.id);
     out.named_field_str(name, &person.name);
@@ -43,11 +78,11 @@ fn write_person(person: &Person, out: &mut ObjectWriter) {
     out.named_field_str(city, &person.city);
     out.named_field_str(state, &person.state);
     out.named_field_i64(date_time, person.date_time);
-    out.named_field_str(extra, &person.extra);
 }
 
+/// Writes every field but `extra`.
 fn write_auction(auction: &Auction, out: &mut ObjectWriter) {
-    let [kind, id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra] = &NAMES.auction;
+    let [kind, id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, _extra] = &NAMES.auction;
     out.named_field_str(kind, "auction");
     out.named_field_i64(id, auction.id);
     out.named_field_str(item_name, &auction.item_name);
@@ -58,11 +93,11 @@ fn write_auction(auction: &Auction, out: &mut ObjectWriter) {
     out.named_field_i64(expires, auction.expires);
     out.named_field_i64(seller, auction.seller);
     out.named_field_i64(category, auction.category);
-    out.named_field_str(extra, &auction.extra);
 }
 
+/// Writes every field but `extra`.
 fn write_bid(bid: &Bid, out: &mut ObjectWriter) {
-    let [kind, auction, bidder, price, channel, url, date_time, extra] = &NAMES.bid;
+    let [kind, auction, bidder, price, channel, url, date_time, _extra] = &NAMES.bid;
     out.named_field_str(kind, "bid");
     out.named_field_i64(auction, bid.auction);
     out.named_field_i64(bidder, bid.bidder);
@@ -70,5 +105,4 @@ fn write_bid(bid: &Bid, out: &mut ObjectWriter) {
     out.named_field_str(channel, &bid.channel);
     out.named_field_str(url, &bid.url);
     out.named_field_i64(date_time, bid.date_time);
-    out.named_field_str(extra, &bid.extra);
 }

@@ -6,29 +6,6 @@ const MULTIPLIER: u64 = 0x5_DEEC_E66D;
 const ADDEND: u64 = 0xB;
 const MASK: u64 = (1 << 48) - 1;
 
-/// Draws [`JavaRandom::push_letters`] keeps in flight.
-const LANES: usize = 4;
-/// (multiplier, addend) of `LANES` steps at once.
-const JUMP: (u64, u64) = jump(LANES);
-
-/// The linear map of `steps` steps of the generator, as (multiplier, addend).
-const fn jump(steps: usize) -> (u64, u64) {
-    let (mut multiplier, mut addend) = (1u64, 0u64);
-    let mut step = 0;
-    while step < steps {
-        multiplier = multiplier.wrapping_mul(MULTIPLIER) & MASK;
-        addend = (addend.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
-        step += 1;
-    }
-    (multiplier, addend)
-}
-
-/// One step of the generator's linear map (one draw, or `JUMP`'s `LANES` draws).
-#[inline]
-fn step(seed: u64, (multiplier, addend): (u64, u64)) -> u64 {
-    (seed.wrapping_mul(multiplier).wrapping_add(addend)) & MASK
-}
-
 /// Whether `nextInt(bound)` keeps the draw `bits` (Java's overflow test: bits − value +
 /// (bound − 1) < 0 in 32-bit arithmetic means draw again).
 #[inline]
@@ -37,6 +14,7 @@ fn accepted(bits: i32, bound: i32) -> bool {
 }
 
 /// A 48-bit linear congruential generator, as `java.util.Random`.
+#[derive(Debug, Clone)]
 pub struct JavaRandom {
     seed: u64,
 }
@@ -48,7 +26,7 @@ impl JavaRandom {
 
     #[inline]
     fn next(&mut self, bits: u32) -> i32 {
-        self.seed = step(self.seed, (MULTIPLIER, ADDEND));
+        self.seed = (self.seed.wrapping_mul(MULTIPLIER).wrapping_add(ADDEND)) & MASK;
         (self.seed >> (48 - bits)) as i64 as i32
     }
 
@@ -74,36 +52,24 @@ impl JavaRandom {
         }
     }
 
-    /// `count` draws of `nextInt(26)` as lowercase letters, appended to `out`: the letters one
-    /// draw at a time gives, with four draws in flight. Each draw waits for the seed before
-    /// it; four seeds a jump of four steps apart wait for nothing but their own last jump.
-    pub fn push_letters(&mut self, count: usize, out: &mut Vec<u8>) {
-        out.reserve(count);
-        let mut left = count;
-        let mut lanes = self.next_seeds();
-        while left >= LANES {
-            let bits = lanes.map(|seed| (seed >> 17) as i32);
-            if bits.iter().all(|&bits| accepted(bits, 26)) {
-                out.extend(bits.map(|bits| b'a' + (bits % 26) as u8));
-                self.seed = lanes[LANES - 1];
-                lanes = lanes.map(|seed| step(seed, JUMP));
-            } else {
-                // A draw Java would redraw (about one in 90 million): these four one by one.
-                out.extend((0..LANES).map(|_| b'a' + self.next_int(26) as u8));
-                lanes = self.next_seeds();
-            }
-            left -= LANES;
+    /// The `length` characters of the reference's `StringsGenerator.nextExactString`, given to
+    /// `each` six at a time with how many of them are taken (six but in the last call): one
+    /// `nextInt()` makes six, each `'a' + rnd % 26` then `rnd /= 26`. Java's remainder keeps
+    /// the dividend's sign, so a negative draw gives the characters from `H` to `` ` `` (a
+    /// backslash among them), as the reference's do.
+    #[inline]
+    pub fn exact_string(&mut self, length: usize, mut each: impl FnMut([u8; 6], usize)) {
+        // Truncating divisions compose (x / a / b = x / ab, whatever the sign), so the six
+        // characters of a draw are computed side by side instead of one division after another.
+        const POWERS: [i32; 6] = [1, 26, 26 * 26, 26 * 26 * 26, 26 * 26 * 26 * 26, 26 * 26 * 26 * 26 * 26];
+        let mut left = length;
+        while left > 0 {
+            let draw = self.next(32);
+            let six = POWERS.map(|power| (i32::from(b'a') + draw / power % 26) as u8);
+            let taken = left.min(six.len());
+            each(six, taken);
+            left -= taken;
         }
-        out.extend((0..left).map(|_| b'a' + self.next_int(26) as u8));
-    }
-
-    /// The seeds of the next `LANES` draws.
-    fn next_seeds(&self) -> [u64; LANES] {
-        let mut seed = self.seed;
-        [(); LANES].map(|()| {
-            seed = step(seed, (MULTIPLIER, ADDEND));
-            seed
-        })
     }
 
     /// `nextLong()`.
@@ -127,35 +93,26 @@ impl JavaRandom {
 mod tests {
     use super::*;
 
-    /// Letters drawn four at a time are the letters drawn one at a time, also around a draw
-    /// Java redraws (placed by hand: one in 90 million).
+    /// What Java printed for `nextExactString(new Random(seed), 40)` as the reference writes
+    /// it, then the next `nextInt()`.
     #[test]
-    fn letters_four_at_a_time_are_letters_one_at_a_time() {
-        let one_at_a_time =
-            |random: &mut JavaRandom, count: usize| -> Vec<u8> { (0..count).map(|_| b'a' + random.next_int(26) as u8).collect() };
-        let redrawn = (2_147_483_630u64 << 17) | 12_345;
-        let mut starts: Vec<u64> = (0..50).map(|seed| JavaRandom::new(seed).seed).collect();
-        // Seeds whose 1st, 2nd, ... 9th next draw is one Java redraws.
-        starts.extend((0..9).map(|steps| before(redrawn, steps + 1)));
-        for start in starts {
-            for count in [0, 1, 3, 4, 5, 8, 13, 77, 400] {
-                let (mut serial, mut lanes) = (JavaRandom { seed: start }, JavaRandom { seed: start });
-                let mut letters = Vec::new();
-                lanes.push_letters(count, &mut letters);
-                assert_eq!(letters, one_at_a_time(&mut serial, count), "seed {start}, {count} letters");
-                assert_eq!(lanes.seed, serial.seed, "both end at the same seed");
-            }
+    fn exact_strings_are_the_references() {
+        let printed = [
+            (0, "UO]S[NUIH\\IYupusyi[WQLZUKaPM``skhrshZZPZ", 502_539_523),
+            (42, "LRaSUMpwhutt^[[ZTWymsoiraqjophTK\\VIMbrke", -1_255_373_459),
+            (7, "R]K`XNIOJ[PaQXZUPUvqzmmdriwqxvbyxajvVIJV", -1_105_573_998),
+        ];
+        for (seed, text, next) in printed {
+            let mut random = JavaRandom::new(seed);
+            let mut out = Vec::new();
+            random.exact_string(40, |six, taken| out.extend_from_slice(&six[..taken]));
+            assert_eq!(String::from_utf8_lossy(&out), text, "seed {seed}");
+            assert_eq!(random.next_i32(), next, "seed {seed}: one draw per six characters");
         }
-    }
-
-    /// The seed `steps` steps before `seed`.
-    fn before(seed: u64, steps: usize) -> u64 {
-        // The multiplier is odd, so it has an inverse modulo 2^48 (Newton's iteration).
-        let mut inverse = MULTIPLIER;
-        for _ in 0..6 {
-            inverse = inverse.wrapping_mul(2u64.wrapping_sub(MULTIPLIER.wrapping_mul(inverse)));
-        }
-        (0..steps).fold(seed, |seed, _| (seed.wrapping_sub(ADDEND).wrapping_mul(inverse)) & MASK)
+        let mut random = JavaRandom::new(0);
+        let mut out = Vec::new();
+        random.exact_string(0, |six, taken| out.extend_from_slice(&six[..taken]));
+        assert!(out.is_empty());
     }
 
     #[test]
