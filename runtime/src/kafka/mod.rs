@@ -13,7 +13,7 @@ mod transaction;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::{KafkaProperties, PropertyError};
 
@@ -168,6 +168,13 @@ impl ClientContext for LoggingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // rdkafka hands a consumer's error events to its context as well as to the poll that
+        // returns them: the end of a partition, which the source asks for to move idle
+        // partitions' watermarks on (`enable.partition.eof`), is handled there and no error.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::trace!("kafka: {reason}");
+            return;
+        }
         tracing::warn!("kafka: {error}: {reason}");
     }
 }

@@ -76,6 +76,8 @@ topic = "output"
     let output = read_topic(&broker.bootstrap(), "output", input.len(), Duration::from_secs(180));
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     assert_eq!(output.len(), input.len(), "every record arrives; log:\n{}", sluice.log_text());
+    let log = sluice.log_text();
+    assert!(!log.contains("PartitionEOF"), "reaching the end of a partition is not an error:\n{log}");
 
     let expected: HashMap<Vec<u8>, &KafkaRecord> = input.iter().map(|record| (record.value.clone(), record)).collect();
     let mut seen = HashSet::new();
