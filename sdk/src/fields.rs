@@ -188,15 +188,7 @@ impl ObjectWriter {
     /// Adds a field named `name` (written once beforehand) whose value is `json`, one valid
     /// JSON value (as for [`ObjectWriter::field`]).
     pub fn named_field(&mut self, name: &FieldName, json: &[u8]) {
-        debug_assert!(
-            crate::scan::is_one_value(json),
-            "ObjectWriter::named_field: {:?} is not one JSON value",
-            String::from_utf8_lossy(json)
-        );
-        let name_start = self.written_name(name);
-        let value_start = self.text.len();
-        self.text.extend_from_slice(json);
-        self.fields.push(Field { name: (name_start, name.length), value: (value_start, json.len()) });
+        self.named_field_written(name, |text| text.extend_from_slice(json));
     }
 
     /// Adds a field named `name` (written once beforehand) whose value `write` appends: one
@@ -208,7 +200,7 @@ impl ObjectWriter {
         write(&mut self.text);
         debug_assert!(
             crate::scan::is_one_value(&self.text[value_start..]),
-            "ObjectWriter::named_field_written: {:?} is not one JSON value",
+            "ObjectWriter::named_field: {:?} is not one JSON value",
             String::from_utf8_lossy(&self.text[value_start..])
         );
         self.fields.push(Field { name: (name_start, name.length), value: (value_start, self.text.len() - value_start) });

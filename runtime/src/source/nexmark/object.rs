@@ -22,15 +22,10 @@ impl Event {
 
     fn write(&self, extra: Extra<'_>, out: &mut ObjectWriter) {
         out.clear();
-        match self {
+        let name = match self {
             Event::Person(person) => write_person(person, out),
             Event::Auction(auction) => write_auction(auction, out),
             Event::Bid(bid) => write_bid(bid, out),
-        }
-        let name = match self {
-            Event::Person(_) => &NAMES.person[8],
-            Event::Auction(_) => &NAMES.auction[10],
-            Event::Bid(_) => &NAMES.bid[7],
         };
         match extra {
             Extra::Text(text) => out.named_field_str(name, text),
@@ -53,7 +48,7 @@ enum Extra<'a> {
     Undrawn(Padding),
 }
 
-/// The events' field names, written once (with their quotes and colons); `extra` is last.
+/// The events' field names, written once (with their quotes and colons).
 struct Names {
     person: [FieldName; 9],
     auction: [FieldName; 11],
@@ -67,9 +62,9 @@ static NAMES: LazyLock<Names> = LazyLock::new(|| Names {
     bid: ["type", "auction", "bidder", "price", "channel", "url", "dateTime", "extra"].map(FieldName::new),
 });
 
-/// Writes every field but `extra`.
-fn write_person(person: &Person, out: &mut ObjectWriter) {
-    let [kind, id, name, email_address, credit_card, city, state, date_time, _extra] = &NAMES.person;
+/// Writes every field but `extra`, and returns the name of `extra`, for the caller to write it.
+fn write_person(person: &Person, out: &mut ObjectWriter) -> &'static FieldName {
+    let [kind, id, name, email_address, credit_card, city, state, date_time, extra] = &NAMES.person;
     out.named_field_str(kind, "person");
     out.named_field_i64(id, person.id);
     out.named_field_str(name, &person.name);
@@ -78,11 +73,12 @@ fn write_person(person: &Person, out: &mut ObjectWriter) {
     out.named_field_str(city, &person.city);
     out.named_field_str(state, &person.state);
     out.named_field_i64(date_time, person.date_time);
+    extra
 }
 
-/// Writes every field but `extra`.
-fn write_auction(auction: &Auction, out: &mut ObjectWriter) {
-    let [kind, id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, _extra] = &NAMES.auction;
+/// Writes every field but `extra`, and returns the name of `extra`, for the caller to write it.
+fn write_auction(auction: &Auction, out: &mut ObjectWriter) -> &'static FieldName {
+    let [kind, id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra] = &NAMES.auction;
     out.named_field_str(kind, "auction");
     out.named_field_i64(id, auction.id);
     out.named_field_str(item_name, &auction.item_name);
@@ -93,11 +89,12 @@ fn write_auction(auction: &Auction, out: &mut ObjectWriter) {
     out.named_field_i64(expires, auction.expires);
     out.named_field_i64(seller, auction.seller);
     out.named_field_i64(category, auction.category);
+    extra
 }
 
-/// Writes every field but `extra`.
-fn write_bid(bid: &Bid, out: &mut ObjectWriter) {
-    let [kind, auction, bidder, price, channel, url, date_time, _extra] = &NAMES.bid;
+/// Writes every field but `extra`, and returns the name of `extra`, for the caller to write it.
+fn write_bid(bid: &Bid, out: &mut ObjectWriter) -> &'static FieldName {
+    let [kind, auction, bidder, price, channel, url, date_time, extra] = &NAMES.bid;
     out.named_field_str(kind, "bid");
     out.named_field_i64(auction, bid.auction);
     out.named_field_i64(bidder, bid.bidder);
@@ -105,4 +102,5 @@ fn write_bid(bid: &Bid, out: &mut ObjectWriter) {
     out.named_field_str(channel, &bid.channel);
     out.named_field_str(url, &bid.url);
     out.named_field_i64(date_time, bid.date_time);
+    extra
 }

@@ -16,8 +16,9 @@ fn accepted(bits: i32, bound: i32) -> bool {
 /// 26²: a draw's six characters are the base-26 digits of three numbers below it.
 const SQUARE: u32 = 26 * 26;
 
-/// The characters of every two base-26 digits, by sign of the draw they come from.
-static PAIRS: std::sync::LazyLock<Pairs> = std::sync::LazyLock::new(Pairs::new);
+/// The characters of every two base-26 digits, by sign of the draw they come from (made at
+/// compile time).
+static PAIRS: Pairs = Pairs::new();
 
 /// `'a' + d` (a draw ≥ 0) and `'a' − d` (a draw < 0) for the two base-26 digits d of every
 /// number below 26², lowest first: three lookups in tables small enough to stay in the
@@ -29,12 +30,14 @@ struct Pairs {
 }
 
 impl Pairs {
-    fn new() -> Pairs {
+    const fn new() -> Pairs {
         let mut pairs = Pairs { positive: [[0; 2]; SQUARE as usize], negative: [[0; 2]; SQUARE as usize] };
-        for number in 0..SQUARE {
-            let digits = [number % 26, number / 26].map(|digit| digit as u8);
-            pairs.positive[number as usize] = digits.map(|digit| b'a' + digit);
-            pairs.negative[number as usize] = digits.map(|digit| b'a' - digit);
+        let mut number = 0;
+        while number < SQUARE as usize {
+            let (low, high) = ((number % 26) as u8, (number / 26) as u8);
+            pairs.positive[number] = [b'a' + low, b'a' + high];
+            pairs.negative[number] = [b'a' - low, b'a' - high];
+            number += 1;
         }
         pairs
     }
@@ -97,11 +100,10 @@ impl JavaRandom {
     /// backslash among them), as the reference's do.
     #[inline]
     pub fn exact_string(&mut self, length: usize, mut each: impl FnMut([u8; 6], usize)) {
-        let pairs = &*PAIRS;
         let mut left = length;
         while left > 0 {
             let draw = self.next(32);
-            let six = pairs.six(draw);
+            let six = PAIRS.six(draw);
             let taken = left.min(six.len());
             each(six, taken);
             left -= taken;
