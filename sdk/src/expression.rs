@@ -71,16 +71,26 @@ impl Expression {
     /// `paths` (as [`crate::Record::field_texts`] gives them; `None`: absent); the error names
     /// a field that is missing or not a number.
     pub fn evaluate_texts(&self, paths: &[FieldPath], texts: &[Option<&[u8]>]) -> Result<Value, String> {
-        self.evaluate_with(&mut |path| number_at(paths, texts, path))
+        self.finite_number_texts(paths, texts).map(crate::json::number)
+    }
+
+    /// [`Expression::evaluate_texts`]'s result as the number itself (written as JSON by
+    /// [`crate::json::write_number`], without a `Value` between).
+    pub fn finite_number_texts(&self, paths: &[FieldPath], texts: &[Option<&[u8]>]) -> Result<f64, String> {
+        self.finite_number(&mut |path| number_at(paths, texts, path))
     }
 
     /// Evaluates with `field` giving each field's number (or why there is none).
     pub fn evaluate_with(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<Value, String> {
+        self.finite_number(field).map(crate::json::number)
+    }
+
+    fn finite_number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {
         let number = self.number(field)?;
         if !number.is_finite() {
             return Err("result is not a finite number (division by zero?)".into());
         }
-        Ok(crate::json::number(number))
+        Ok(number)
     }
 
     fn number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {

@@ -115,7 +115,7 @@ impl<'a> FieldIndex<'a> {
         'v: 'n,
     {
         entry_fields(self.entries)
-            .filter(move |field| text_of(value, field.name) == Some(name.as_bytes()))
+            .filter(move |field| text_of(value, field.name).is_some_and(|text| crate::text::same_bytes(text, name.as_bytes())))
             .map(move |field| text_of(value, field.value))
     }
 }

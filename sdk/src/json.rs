@@ -8,6 +8,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::fields::{FieldIndex, text_of};
+use crate::text::same_bytes;
 
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -180,7 +181,7 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
         while left != 0 {
             let position = left.trailing_zeros() as usize;
             left &= left - 1;
-            if paths[position].segments()[0].as_bytes() == name {
+            if same_bytes(paths[position].segments()[0].as_bytes(), name) {
                 found[position] = Some(text_of(bytes, field.value)?);
                 wanted &= !(1 << position);
             }
@@ -194,6 +195,9 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
 pub fn text_number(text: &[u8]) -> Result<Option<f64>, &'static str> {
     match text.first() {
         Some(b'-' | b'0'..=b'9') => {
+            if let Some(number) = crate::text::plain_decimal(text) {
+                return Ok(Some(number));
+            }
             std::str::from_utf8(text).ok().and_then(|text| text.parse().ok()).map(Some).ok_or("a number out of range")
         }
         Some(b'n') => Ok(None),
@@ -268,7 +272,7 @@ pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
 /// by value (`1.0` is `1`), strings escaped one way, object keys sorted. Plain strings (the
 /// usual ids) are copied without parsing.
 pub fn write_canonical(out: &mut String, raw: &RawValue) {
-    if raw_plain_str(raw).is_some() {
+    if raw_plain_str(raw).is_some() || canonical_integer(raw.get().as_bytes()) {
         out.push_str(raw.get());
         return;
     }
@@ -276,6 +280,18 @@ pub fn write_canonical(out: &mut String, raw: &RawValue) {
         Ok(value) => write_canonical_value(out, &value),
         // Raw values come from a parsed document; the text itself is still a stable identity.
         Err(_) => out.push_str(raw.get()),
+    }
+}
+
+/// Whether `text` is an integer written as its canonical text is: no sign but a minus, no
+/// leading zero, no `-0`, at most 18 digits (within `i64`), no point or exponent. Such ids
+/// are copied as they are, without parsing.
+fn canonical_integer(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    match digits {
+        [b'0'] => digits.len() == text.len(),
+        [b'1'..=b'9', rest @ ..] => rest.len() < 18 && rest.iter().all(u8::is_ascii_digit),
+        _ => false,
     }
 }
 
@@ -358,6 +374,18 @@ pub fn number(x: f64) -> Value {
         Value::from(x as i64)
     } else {
         serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// Appends the JSON text of [`number`]`(x)`, as serde_json writes it, without making the
+/// `Value`.
+pub fn write_number(out: &mut Vec<u8>, x: f64) {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() < EXACT {
+        out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
+    } else {
+        // Writing into a vector cannot fail; non-finite values are written as null.
+        let _ = serde_json::to_writer(out, &x);
     }
 }
 
@@ -637,6 +665,51 @@ mod tests {
                 let plain = |found: Result<Vec<Option<&[u8]>>, String>| found.map(|found| found.into_iter().map(|text| text.map(|text| String::from_utf8(text.to_vec()).unwrap())).collect::<Vec<_>>());
                 proptest::prop_assert_eq!(plain(lookup_texts_indexed(&bytes, index, &paths)), expected.clone());
                 proptest::prop_assert_eq!(plain(lookup_texts(&bytes, &paths)), expected);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// A number written directly is the text of its JSON value, and reads back as the number.
+        #[test]
+        fn numbers_write_as_their_values_serialise(x in proptest::num::f64::ANY, integer in -1e17..1e17f64) {
+            for x in [x, integer.trunc(), integer / 1000.0] {
+                let mut written = Vec::new();
+                write_number(&mut written, x);
+                proptest::prop_assert_eq!(&written, &serde_json::to_vec(&number(x)).unwrap());
+                if x.is_finite() {
+                    proptest::prop_assert_eq!(text_number(&written), Ok(Some(x)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_read_from_text_are_the_numbers_written() {
+        for (text, expected) in [
+            ("12.5", Some(12.5)),
+            ("-0", Some(-0.0)),
+            ("1e3", Some(1000.0)),
+            ("123456789012345678901", Some(1.2345678901234568e20)),
+            ("null", None),
+        ] {
+            assert_eq!(text_number(text.as_bytes()), Ok(expected), "{text}");
+        }
+        assert_eq!(text_number(b"1e400"), Ok(Some(f64::INFINITY)), "the caller decides about infinities");
+        assert_eq!(text_number(b"\"x\""), Err("a string"));
+    }
+
+    proptest::proptest! {
+        /// Integers copied as they are read as the canonical text of their parsed value.
+        #[test]
+        fn integers_copied_are_canonical(integer: i64, digits in "-?[0-9]{1,21}") {
+            for text in [integer.to_string(), digits] {
+                let Ok(raw) = serde_json::from_str::<&RawValue>(&text) else { continue };
+                let mut copied = String::new();
+                write_canonical(&mut copied, raw);
+                let mut parsed = String::new();
+                write_canonical_value(&mut parsed, &serde_json::from_str::<Value>(&text).unwrap());
+                proptest::prop_assert_eq!(copied, parsed);
             }
         }
     }

@@ -22,6 +22,7 @@ mod operator;
 mod scan;
 pub mod state;
 pub mod testing;
+pub mod text;
 
 #[doc(hidden)]
 pub mod glue;

@@ -116,7 +116,7 @@ impl<'a> Scan<'a> {
                 0
             } else {
                 let key = self.key()?;
-                self.select(wanted, |path| path.segments()[depth].as_bytes() == key)
+                self.select(wanted, |path| crate::text::same_bytes(path.segments()[depth].as_bytes(), key))
             };
             self.whitespace();
             self.expect(b':')?;

@@ -66,9 +66,8 @@ impl FlatProjection {
         Some(FlatProjection { reads, outputs })
     }
 
-    /// Writes the projected object of `record` into `out` (cleared first); `number` is
-    /// scratch space for computed values.
-    pub fn write(&self, record: Record<'_>, out: &mut ObjectWriter, number: &mut Vec<u8>) -> Result<(), String> {
+    /// Writes the projected object of `record` into `out` (cleared first).
+    pub fn write(&self, record: Record<'_>, out: &mut ObjectWriter) -> Result<(), String> {
         let values = record.field_texts(&self.reads)?;
         out.clear();
         for (name, source) in &self.outputs {
@@ -78,11 +77,9 @@ impl FlatProjection {
                     out.named_field(name, text);
                 }
                 Source::Computed(target, expression) => {
-                    let value = expression.evaluate_texts(&self.reads, &values).map_err(|error| format!("compute {target}: {error}"))?;
-                    number.clear();
-                    // A JSON value always serialises into a vector.
-                    let _ = sluice_sdk::serde_json::to_writer(&mut *number, &value);
-                    out.named_field(name, number);
+                    let value =
+                        expression.finite_number_texts(&self.reads, &values).map_err(|error| format!("compute {target}: {error}"))?;
+                    out.named_field_written(name, |text| sluice_sdk::json::write_number(text, value));
                 }
             }
         }

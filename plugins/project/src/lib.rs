@@ -48,8 +48,6 @@ pub struct Project {
     flat: Option<FlatProjection>,
     /// Output object of the fast path, reused across records.
     writer: ObjectWriter,
-    /// Scratch space for the computed values of the fast path.
-    number: Vec<u8>,
     drop: Vec<FieldPath>,
     rename: Vec<(FieldPath, FieldPath)>,
 }
@@ -82,7 +80,7 @@ impl Operator for Project {
             reads
         });
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
-        Ok(Project { compute, keep, reads, flat, writer: ObjectWriter::new(), number: Vec::new(), drop: config.drop, rename })
+        Ok(Project { compute, keep, reads, flat, writer: ObjectWriter::new(), drop: config.drop, rename })
     }
 
     fn distribution(&self) -> Distribution {
@@ -92,7 +90,7 @@ impl Operator for Project {
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         if let Some(flat) = &self.flat {
             for record in batch.iter() {
-                match flat.write(record, &mut self.writer, &mut self.number) {
+                match flat.write(record, &mut self.writer) {
                     Ok(()) => out.batch.push_object_like(record, &self.writer),
                     Err(reason) => out.reject(record.index(), reason),
                 }
