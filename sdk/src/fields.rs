@@ -50,14 +50,38 @@ impl Indexer {
     /// Appends to `bytes` the index of the value at `value` (a span of `bytes`) and returns
     /// where it lies, when that value is an indexable JSON object.
     pub fn index_in(&mut self, bytes: &mut Vec<u8>, value: Span) -> Option<Span> {
+        self.find_fields(bytes, value)?;
+        append_entries(&self.ranges, bytes, 0)
+    }
+
+    /// Appends to `indexes` the index of the value at `value` (a span of `bytes`) and returns
+    /// where it lies once `indexes` follows `bytes` (its offset counts `bytes.len()` first),
+    /// when that value is an indexable JSON object. For indexes built beside a batch, without
+    /// copying its bytes.
+    pub fn index_beside(&mut self, bytes: &[u8], indexes: &mut Vec<u8>, value: Span) -> Option<Span> {
+        self.find_fields(bytes, value)?;
+        append_entries(&self.ranges, indexes, bytes.len())
+    }
+
+    /// The fields of the value at `value` into `self.ranges`, when it is indexable.
+    fn find_fields(&mut self, bytes: &[u8], value: Span) -> Option<()> {
         let (offset, length) = (value.offset as usize, value.length as usize);
         let text = bytes.get(offset..offset.checked_add(length)?)?;
-        if !field_ranges(text, &mut self.ranges) {
-            return None;
-        }
-        let start = u32::try_from(bytes.len()).ok()?;
-        write_entries(&self.ranges, bytes).then(|| Span { offset: start, length: (bytes.len() - start as usize) as u32 })
+        field_ranges(text, &mut self.ranges).then_some(())
     }
+}
+
+/// Appends the index of `fields` to `out` and returns its span, counting `before` bytes ahead of
+/// `out`; `None`, nothing appended, past u32 offsets.
+fn append_entries(fields: &[Field], out: &mut Vec<u8>, before: usize) -> Option<Span> {
+    let start = u32::try_from(before.checked_add(out.len())?).ok()?;
+    let written = out.len();
+    let span = write_entries(fields, out).then(|| Span { offset: start, length: (out.len() - written) as u32 });
+    if span.is_none() || u32::try_from(before + out.len()).is_err() {
+        out.truncate(written);
+        return None;
+    }
+    span
 }
 
 /// The fields of `value` into `ranges`, when it is indexable.
@@ -310,6 +334,31 @@ fn write_escaped(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Indexes built beside a batch are the indexes built into it, moved by the batch's size.
+    #[test]
+    fn indexes_beside_a_batch_are_those_built_into_it() {
+        let values: [&[u8]; 4] = [br#"{"a": 1, "bb": "x"}"#, b"[1, 2]", br#"{"k\u0041": 1}"#, br#"{"nested": {"c": [true]}, "d": null}"#];
+        let mut bytes = Vec::new();
+        let spans: Vec<Span> = values
+            .iter()
+            .map(|value| {
+                let span = Span { offset: bytes.len() as u32, length: value.len() as u32 };
+                bytes.extend_from_slice(value);
+                span
+            })
+            .collect();
+        let (mut inside, mut beside) = (bytes.clone(), Vec::new());
+        let (mut indexer, mut other) = (Indexer::default(), Indexer::default());
+        for span in spans {
+            let built_in = indexer.index_in(&mut inside, span);
+            let built_beside = other.index_beside(&bytes, &mut beside, span);
+            assert_eq!(built_in, built_beside);
+        }
+        assert_eq!(inside[..bytes.len()], bytes[..]);
+        assert_eq!(inside[bytes.len()..], beside[..]);
+        assert!(!beside.is_empty());
+    }
 
     #[test]
     fn strings_are_escaped_exactly_when_json_needs_it() {

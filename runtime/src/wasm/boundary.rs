@@ -15,6 +15,7 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 use wasmtime::{bail, format_err};
 
 use super::bindings::wit;
+use super::convert::IndexesBeside;
 
 /// Where each field of a WIT `event` lies in its canonical-ABI bytes (a test checks this
 /// against wasmtime's own layout).
@@ -35,17 +36,26 @@ mod layout {
 #[derive(ComponentType, Lower)]
 #[component(record)]
 pub struct BatchArgument<'a> {
-    bytes: &'a [u8],
+    bytes: BytesArgument<'a>,
     events: EventsArgument<'a>,
     headers: Vec<wit::Header>,
 }
 
-impl BatchArgument<'_> {
+impl<'a> BatchArgument<'a> {
     /// The batch as the plugin receives it, with its records' field indexes or without.
-    pub fn new(batch: &Batch, with_fields: bool) -> BatchArgument<'_> {
+    pub fn new(batch: &'a Batch, with_fields: bool) -> BatchArgument<'a> {
+        BatchArgument::lowered(batch, &batch.events, &[], with_fields)
+    }
+
+    /// The batch with the field indexes built beside it: its bytes followed by theirs.
+    pub fn indexed(batch: &'a Batch, indexes: &'a IndexesBeside) -> BatchArgument<'a> {
+        BatchArgument::lowered(batch, &indexes.events, &indexes.bytes, true)
+    }
+
+    fn lowered(batch: &'a Batch, events: &'a [Event], more_bytes: &'a [u8], with_fields: bool) -> BatchArgument<'a> {
         BatchArgument {
-            bytes: &batch.bytes,
-            events: EventsArgument { events: &batch.events, with_fields },
+            bytes: BytesArgument { parts: [&batch.bytes, more_bytes] },
+            events: EventsArgument { events, with_fields },
             headers: batch
                 .headers
                 .iter()
@@ -53,6 +63,12 @@ impl BatchArgument<'_> {
                 .collect(),
         }
     }
+}
+
+/// `list<u8>`, stored from two slices one after the other (a batch's bytes, then the field
+/// indexes built beside it).
+pub struct BytesArgument<'a> {
+    parts: [&'a [u8]; 2],
 }
 
 /// A batch returned by a plugin (`output.batch`, and `on-watermark`'s result).
@@ -106,6 +122,57 @@ unsafe impl ComponentType for EventsArgument<'_> {
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
         <[wit::Event] as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: the ABI, flat representation and type check are those of `[u8]`, the type
+// wasmtime's bindings take for `list<u8>`; the bytes are written through a bounds-checked
+// slice of the plugin's memory.
+unsafe impl ComponentType for BytesArgument<'_> {
+    type Lower = <[u8] as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <[u8] as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <[u8] as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as for `ComponentType` above.
+unsafe impl Lower for BytesArgument<'_> {
+    fn linear_lower_to_flat<T>(
+        &self,
+        cx: &mut LowerContext<'_, T>,
+        _ty: InterfaceType,
+        dst: &mut MaybeUninit<[ValRaw; 2]>,
+    ) -> wasmtime::Result<()> {
+        let (pointer, length) = self.store(cx)?;
+        dst.write([ValRaw::i64(pointer as i64), ValRaw::i64(length as i64)]);
+        Ok(())
+    }
+
+    fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
+        let (pointer, length) = self.store(cx)?;
+        *cx.get::<4>(offset) = u32::try_from(pointer)?.to_le_bytes();
+        *cx.get::<4>(offset + 4) = u32::try_from(length)?.to_le_bytes();
+        Ok(())
+    }
+}
+
+impl BytesArgument<'_> {
+    /// Allocates the list in the plugin's memory and copies the parts: (pointer, length).
+    fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
+        let [first, second] = self.parts;
+        let size = first.len().checked_add(second.len()).ok_or_else(|| format_err!("size overflow copying a list"))?;
+        let pointer = cx.realloc(0, 0, 1, size)?;
+        let memory = cx
+            .as_slice_mut()
+            .get_mut(pointer..)
+            .and_then(|memory| memory.get_mut(..size))
+            .ok_or_else(|| format_err!("realloc return: beyond end of memory"))?;
+        let (to_first, to_second) = memory.split_at_mut(first.len());
+        to_first.copy_from_slice(first);
+        to_second.copy_from_slice(second);
+        Ok((pointer, size))
     }
 }
 

@@ -22,20 +22,26 @@ pub enum FieldIndexes {
     Absent,
 }
 
-/// The batch with every record that has no field index yet indexed (natively, once): the
-/// index of each is appended to a copy of the batch's bytes.
-pub fn with_field_indexes(batch: &Batch) -> Batch {
-    // Room for the indexes of records with a few fields, so that adding them rarely copies the
-    // buffer again.
-    let mut bytes = Vec::with_capacity(batch.bytes.len() + batch.events.len() * 100);
-    bytes.extend_from_slice(&batch.bytes);
+/// Field indexes built for a batch's records that had none, beside the batch: lowered after its
+/// bytes, so that the batch itself is neither copied nor changed.
+pub struct IndexesBeside {
+    /// The batch's events, each with its index (offsets count the batch's bytes first).
+    pub events: Vec<Event>,
+    /// The indexes built, which follow the batch's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Indexes (natively, once) every record of `batch` that has no field index yet.
+pub fn field_indexes_beside(batch: &Batch) -> IndexesBeside {
+    // Room for the indexes of records with a few fields, so that adding them rarely copies.
+    let mut bytes = Vec::with_capacity(batch.events.len() * 100);
     let mut indexer = sluice_sdk::fields::Indexer::default();
     let events = batch
         .events
         .iter()
-        .map(|event| Event { fields: event.fields.or_else(|| indexer.index_in(&mut bytes, event.value)), ..*event })
+        .map(|event| Event { fields: event.fields.or_else(|| indexer.index_beside(&batch.bytes, &mut bytes, event.value)), ..*event })
         .collect();
-    Batch { bytes, events, headers: batch.headers.clone() }
+    IndexesBeside { events, bytes }
 }
 
 pub fn state_to_wit(state: &State) -> wit::State {

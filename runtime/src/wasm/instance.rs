@@ -1,6 +1,5 @@
 //! One running instance of a plugin: a `Store` with limits, and calls that cannot escape them.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::Operator;
 use super::boundary::{BatchArgument, BatchResult, OutputResult};
-use super::convert::{FieldIndexes, context_to_wit, info_from_wit, state_from_wit, state_to_wit, with_field_indexes};
+use super::convert::{FieldIndexes, context_to_wit, field_indexes_beside, info_from_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
 use super::plugin::Plugin;
@@ -153,11 +152,14 @@ impl PluginInstance {
 
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
-        let batch_in = match self.indexes {
-            FieldIndexes::Built if batch.events.iter().any(|event| event.fields.is_none()) => Cow::Owned(with_field_indexes(batch)),
-            _ => Cow::Borrowed(batch),
+        let indexes = match self.indexes {
+            FieldIndexes::Built if batch.events.iter().any(|event| event.fields.is_none()) => Some(field_indexes_beside(batch)),
+            _ => None,
         };
-        let argument = BatchArgument::new(&batch_in, self.indexes != FieldIndexes::Absent);
+        let argument = match &indexes {
+            Some(indexes) => BatchArgument::indexed(batch, indexes),
+            None => BatchArgument::new(batch, self.indexes != FieldIndexes::Absent),
+        };
         let process = self.process;
         let (output,) =
             self.call(|_, store| process.typed::<(u32, BatchArgument<'_>), (OutputResult,)>(&*store)?.call(store, (input, argument)))?;
