@@ -580,7 +580,20 @@ mod tests {
 
     fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
-        let key = prop::sample::select(vec!["a", "b", "0", "1", "k y", "é", "q\"t", "\u{1}"]);
+        let key = prop::sample::select(vec![
+            "a",
+            "b",
+            "0",
+            "1",
+            "k y",
+            "é",
+            "q\"t",
+            "\u{1}",
+            "dateTime",
+            "dateTimes",
+            "a-long-field-name",
+            "a-long-field-namf",
+        ]);
         let leaf = prop_oneof![
             Just(Value::Null),
             Just(Value::String("<huge>".into())),
@@ -626,7 +639,7 @@ mod tests {
             space in proptest::sample::select(vec!["", " ", "\n\t "]),
             cut in proptest::option::of(0usize..200),
             flip in proptest::option::of((0usize..200, proptest::prelude::any::<u8>())),
-            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é"]), 1..5),
+            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é", "dateTime", "dateTimes", "a-long-field-name", "a.dateTime"]), 1..5),
         ) {
             let mut bytes = spaced_json(&value, space).into_bytes();
             if let Some((at, byte)) = flip
@@ -649,7 +662,7 @@ mod tests {
         fn the_indexed_lookup_agrees_with_the_text_lookup(
             value in arbitrary_json(),
             space in proptest::sample::select(vec!["", " ", "\n\t "]),
-            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é"]), 1..5),
+            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é", "dateTime", "dateTimes", "a-long-field-name", "a.dateTime"]), 1..5),
         ) {
             let bytes = spaced_json(&value, space).into_bytes();
             let mut index = Vec::new();
