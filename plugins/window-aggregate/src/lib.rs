@@ -188,9 +188,10 @@ impl Operator for WindowAggregate {
             }
             match self.add(record) {
                 Ok(()) => {}
-                Err(Refusal::Late(_)) if self.late == LatePolicy::Drop => late_dropped += 1,
-                Err(Refusal::Late(_)) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
-                Err(Refusal::Late(reason) | Refusal::Invalid(reason)) => out.reject(record.index(), reason),
+                Err(Refusal::Late { .. }) if self.late == LatePolicy::Drop => late_dropped += 1,
+                Err(Refusal::Late { .. }) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
+                Err(Refusal::Late { timestamp, watermark }) => out.reject(record.index(), self.late_reason(timestamp, watermark)),
+                Err(Refusal::Invalid(reason)) => out.reject(record.index(), reason),
             }
         }
         if late_dropped > 0 {
@@ -243,7 +244,12 @@ fn check_window(window: &WindowConfig) -> Result<(), String> {
 }
 
 enum Refusal {
-    Late(String),
+    /// Late: the record's event time and the watermark that purged its windows (the reason is
+    /// written only for a record rejected, not for each one dropped).
+    Late {
+        timestamp: i64,
+        watermark: i64,
+    },
     Invalid(String),
 }
 
@@ -293,12 +299,16 @@ impl WindowAggregate {
         let first = keys.first().copied();
         keys.retain(|key| self.windows.purged(key, self.lateness).is_none());
         match (keys.is_empty(), first.and_then(|key| self.windows.purged(&key, self.lateness))) {
-            (true, Some(watermark)) => Err(Refusal::Late(format!(
-                "late record: event time {timestamp} belongs to windows already closed by watermark {watermark} (allowed lateness {} ms)",
-                self.lateness
-            ))),
+            (true, Some(watermark)) => Err(Refusal::Late { timestamp, watermark }),
             _ => Ok(()),
         }
+    }
+
+    fn late_reason(&self, timestamp: i64, watermark: i64) -> String {
+        format!(
+            "late record: event time {timestamp} belongs to windows already closed by watermark {watermark} (allowed lateness {} ms)",
+            self.lateness
+        )
     }
 
     /// Each aggregate's input from the record's fields (`None`: the record does not count).
