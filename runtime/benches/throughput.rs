@@ -156,7 +156,7 @@ fn operator(registry: &PluginRegistry, plugin: &str, config: &Value) -> Operator
 }
 
 /// Operators each reading the one before, wired as a pipeline wires them (records are
-/// indexed where two operators in a row read indexes).
+/// indexed before the operators that read indexes).
 fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operator> {
     let mut input = "input".to_owned();
     let mut specs: Vec<OperatorSpec> = operators
@@ -169,7 +169,7 @@ fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operato
             OperatorSpec::new(plugin, compiled, config.to_string(), inputs, limits).expect("the plugin takes its config")
         })
         .collect();
-    OperatorSpec::index_where_read_twice(&mut specs);
+    OperatorSpec::index_where_read(&mut specs);
     specs.into_iter().map(|spec| Operator::start(spec, None).expect("operator starts")).collect()
 }
 

@@ -42,7 +42,7 @@ pub fn operator_specs(
                 .map_err(|error| (operator.name.get_ref().to_string(), error))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    OperatorSpec::index_where_read_twice(&mut specs);
+    OperatorSpec::index_where_read(&mut specs);
     Ok(specs)
 }
 

@@ -143,7 +143,7 @@ impl PluginInstance {
     }
 
     /// Indexes the records of every batch passed to the plugin that are not yet (if it reads
-    /// indexes): see `OperatorSpec::index_where_read_twice`.
+    /// indexes): see `OperatorSpec::index_where_read`.
     pub fn build_field_indexes(&mut self) {
         if self.indexes == FieldIndexes::Kept {
             self.indexes = FieldIndexes::Built;
