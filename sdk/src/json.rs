@@ -255,10 +255,17 @@ pub fn raw_number(raw: &RawValue) -> Result<Option<f64>, &'static str> {
 /// else that is not a finite number an error a user can act on (`1e400` parses as infinity and
 /// is refused: it would turn sums and averages into null).
 pub fn finite_number(field: &FieldPath, raw: &RawValue) -> Result<Option<f64>, String> {
-    match raw_number(raw) {
+    finite_text_number(field, raw.get().as_bytes())
+}
+
+/// [`finite_number`] from the value's JSON text (as [`crate::Record::field_texts`] gives it).
+pub fn finite_text_number(field: &FieldPath, text: &[u8]) -> Result<Option<f64>, String> {
+    match text_number(text) {
         Ok(None) => Ok(None),
         Ok(Some(number)) if number.is_finite() => Ok(Some(number)),
-        Ok(Some(_)) | Err("a number out of range") => Err(format!("field {field} is {}, beyond the range of a 64-bit float", raw.get())),
+        Ok(Some(_)) | Err("a number out of range") => {
+            Err(format!("field {field} is {}, beyond the range of a 64-bit float", String::from_utf8_lossy(text)))
+        }
         Err(kind) => Err(format!("field {field} is {kind}, not a number")),
     }
 }
@@ -272,14 +279,28 @@ pub fn raw_plain_str(raw: &RawValue) -> Option<&str> {
 /// by value (`1.0` is `1`), strings escaped one way, object keys sorted. Plain strings (the
 /// usual ids) are copied without parsing.
 pub fn write_canonical(out: &mut String, raw: &RawValue) {
-    if raw_plain_str(raw).is_some() || canonical_integer(raw.get().as_bytes()) {
-        out.push_str(raw.get());
+    write_canonical_text(out, raw.get().as_bytes());
+}
+
+/// [`write_canonical`] for the JSON text of a value (as [`crate::Record::field_texts`] gives
+/// it), without making a `RawValue` of it first.
+pub fn write_canonical_text(out: &mut String, text: &[u8]) {
+    if let Some(plain) = text_plain_str(text) {
+        // The text of a plain string is its quotes around its characters.
+        out.push('"');
+        out.push_str(plain);
+        out.push('"');
         return;
     }
-    match serde_json::from_str::<Value>(raw.get()) {
+    if canonical_integer(text) {
+        // Digits and a minus sign only.
+        out.extend(text.iter().map(|&byte| char::from(byte)));
+        return;
+    }
+    match serde_json::from_slice::<Value>(text) {
         Ok(value) => write_canonical_value(out, &value),
-        // Raw values come from a parsed document; the text itself is still a stable identity.
-        Err(_) => out.push_str(raw.get()),
+        // Texts come from a read document; the text itself is still a stable identity.
+        Err(_) => out.push_str(&String::from_utf8_lossy(text)),
     }
 }
 
@@ -298,6 +319,16 @@ fn canonical_integer(text: &[u8]) -> bool {
 /// Writes into `key` (replacing its text) a JSON array of the canonical text of `values`,
 /// absent ones as null: the identity of a group of field values (`group_by`, keys).
 pub fn write_key(key: &mut String, values: &[Option<&RawValue>]) {
+    write_key_of(key, values, |key, raw| write_canonical(key, raw));
+}
+
+/// [`write_key`] for the JSON texts of the values (as [`crate::Record::field_texts`] gives
+/// them).
+pub fn write_key_texts(key: &mut String, texts: &[Option<&[u8]>]) {
+    write_key_of(key, texts, |key, text| write_canonical_text(key, text));
+}
+
+fn write_key_of<V>(key: &mut String, values: &[Option<V>], write: impl Fn(&mut String, &V)) {
     key.clear();
     key.push('[');
     for (position, value) in values.iter().enumerate() {
@@ -305,7 +336,7 @@ pub fn write_key(key: &mut String, values: &[Option<&RawValue>]) {
             key.push(',');
         }
         match value {
-            Some(raw) => write_canonical(key, raw),
+            Some(value) => write(key, value),
             None => key.push_str("null"),
         }
     }
@@ -724,6 +755,20 @@ mod tests {
                 write_canonical_value(&mut parsed, &serde_json::from_str::<Value>(&text).unwrap());
                 proptest::prop_assert_eq!(copied, parsed);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A key written from values' texts is the key written from their raw values.
+        #[test]
+        fn keys_from_texts_are_keys_from_raw_values(values in proptest::collection::vec(proptest::option::of(arbitrary_json()), 0..4)) {
+            let texts: Vec<Option<String>> = values.iter().map(|value| value.as_ref().map(|value| spaced_json(value, " "))).collect();
+            let raws: Vec<Option<&RawValue>> = texts.iter().map(|text| text.as_deref().and_then(|text| serde_json::from_str(text).ok())).collect();
+            proptest::prop_assume!(raws.iter().zip(&texts).all(|(raw, text)| raw.is_some() == text.is_some()));
+            let (mut from_raw, mut from_texts) = (String::new(), String::new());
+            write_key(&mut from_raw, &raws);
+            write_key_texts(&mut from_texts, &texts.iter().map(|text| text.as_deref().map(str::as_bytes)).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(from_raw, from_texts);
         }
     }
 

@@ -25,6 +25,12 @@ impl KeyText {
         crate::json::write_key(&mut self.0, values);
     }
 
+    /// [`KeyText::write`] from the values' JSON texts (as [`crate::Record::field_texts`]
+    /// gives them).
+    pub fn write_texts(&mut self, texts: &[Option<&[u8]>]) {
+        crate::json::write_key_texts(&mut self.0, texts);
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -1,7 +1,6 @@
 //! Reading the numbers `within` and `best` name: a left record's interval, a right record's rank.
 
 use serde::{Deserialize, Serialize};
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, json};
 
 /// The event times a left record matches, both bounds included (epoch milliseconds).
@@ -14,7 +13,7 @@ pub struct Interval {
 impl Interval {
     /// Reads `from` and `to` (their JSON text, if present): `Ok(None)` when either is absent or
     /// null. Fractional bounds are rounded inward, as event times are whole milliseconds.
-    pub fn read(from: (&FieldPath, Option<&RawValue>), to: (&FieldPath, Option<&RawValue>)) -> Result<Option<Interval>, String> {
+    pub fn read(from: (&FieldPath, Option<&[u8]>), to: (&FieldPath, Option<&[u8]>)) -> Result<Option<Interval>, String> {
         let (Some(start), Some(end)) = (read_number(from.0, from.1)?, read_number(to.0, to.1)?) else { return Ok(None) };
         // `as` saturates: bounds beyond the i64 range stay ordered.
         Ok(Some(Interval { from: start.ceil() as i64, to: end.floor() as i64 }))
@@ -36,15 +35,15 @@ pub fn end_is_passed(to: i64, watermark: i64) -> bool {
     to < watermark || watermark == i64::MAX
 }
 
-/// The number at `field` (its JSON text `raw`, if present): `Ok(None)` when absent or null, an
+/// The number at `field` (its JSON text, if present): `Ok(None)` when absent or null, an
 /// error a user can act on for anything else that is not a finite number.
-pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    raw.map_or(Ok(None), |raw| json::finite_number(field, raw))
+pub fn read_number(field: &FieldPath, text: Option<&[u8]>) -> Result<Option<f64>, String> {
+    text.map_or(Ok(None), |text| json::finite_text_number(field, text))
 }
 
 /// The number at `field` of a kept record's JSON text; `None` if it has none (the record was
 /// kept under another configuration).
 pub fn kept_number(field: &FieldPath, text: &[u8]) -> Option<f64> {
-    let found = json::lookup_raw_many(text, std::slice::from_ref(field)).ok()?;
+    let found = json::lookup_texts(text, std::slice::from_ref(field)).ok()?;
     read_number(field, found.first().copied().flatten()).ok().flatten()
 }

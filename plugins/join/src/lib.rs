@@ -54,7 +54,6 @@ mod fields;
 mod kept;
 mod migrate;
 
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Operator, Output, Record};
 
 pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
@@ -142,26 +141,20 @@ impl Join {
             Side::Left => &self.settings.left_lookups,
             Side::Right => &self.settings.right_lookups,
         };
-        let values = record.raw_fields(lookups)?;
+        let values = record.field_texts(lookups)?;
         let (key, named) = values.split_at(self.settings.key.len());
-        if key.iter().any(|value| value.is_none_or(|raw| raw.get() == "null")) {
+        if key.iter().any(|value| value.is_none_or(|text| text == b"null")) {
             let reason = || format!("a key field ({}) is missing or null", self.key_text());
             return self.missing(&mut counts.missing_key_dropped, reason);
         }
-        self.identity.write(key);
+        self.identity.write_texts(key);
         match side {
             Side::Left => self.process_left(record, named, out, counts),
             Side::Right => self.process_right(record, named, out, counts),
         }
     }
 
-    fn process_left(
-        &mut self,
-        record: Record<'_>,
-        named: &[Option<&RawValue>],
-        out: &mut Output,
-        counts: &mut Counts,
-    ) -> Result<(), String> {
+    fn process_left(&mut self, record: Record<'_>, named: &[Option<&[u8]>], out: &mut Output, counts: &mut Counts) -> Result<(), String> {
         let interval = match &self.settings.within {
             None => None,
             Some(within) => {
@@ -186,13 +179,7 @@ impl Join {
         Ok(())
     }
 
-    fn process_right(
-        &mut self,
-        record: Record<'_>,
-        named: &[Option<&RawValue>],
-        out: &mut Output,
-        counts: &mut Counts,
-    ) -> Result<(), String> {
+    fn process_right(&mut self, record: Record<'_>, named: &[Option<&[u8]>], out: &mut Output, counts: &mut Counts) -> Result<(), String> {
         if let Some(best) = &self.settings.best {
             let Some(rank) = read_number(&best.field, named.first().copied().flatten())? else {
                 let reason = || format!("the `best` field {} is missing or null", best.field);

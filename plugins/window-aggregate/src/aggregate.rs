@@ -7,7 +7,6 @@ use sluice_sdk::FieldPath;
 use sluice_sdk::json::{self, number};
 use sluice_sdk::numeric::CompensatedSum;
 use sluice_sdk::serde_json::Value;
-use sluice_sdk::serde_json::value::RawValue;
 
 use crate::sketch::{Distinct, Quantiles};
 
@@ -112,30 +111,32 @@ impl AggregateConfig {
     }
 
     /// Whether the record counts in this aggregate (its `when` condition holds).
-    pub fn applies(&self, condition: Option<&RawValue>) -> bool {
+    pub fn applies(&self, condition: Option<&[u8]>) -> bool {
         let Some(when) = &self.when else { return true };
         match (condition, &when.equals) {
-            (Some(raw), Value::String(text)) if json::raw_plain_str(raw).is_some() => json::raw_plain_str(raw) == Some(text.as_str()),
-            (Some(raw), Value::Number(number)) => matches!(json::raw_number(raw), Ok(Some(x)) if Some(x) == number.as_f64()),
-            (Some(raw), other) => sluice_sdk::serde_json::from_str::<Value>(raw.get()).is_ok_and(|value| value == *other),
+            (Some(text), Value::String(wanted)) if json::text_plain_str(text).is_some() => {
+                json::text_plain_str(text) == Some(wanted.as_str())
+            }
+            (Some(text), Value::Number(number)) => matches!(json::text_number(text), Ok(Some(x)) if Some(x) == number.as_f64()),
+            (Some(text), other) => sluice_sdk::serde_json::from_slice::<Value>(text).is_ok_and(|value| value == *other),
             (None, _) => false,
         }
     }
 
     /// What one record contributes: `None` when it does not count (a null field, or an
     /// absent one for `count`); an error when the field is missing or of the wrong kind.
-    pub fn input<'v>(&self, value: Option<&'v RawValue>) -> Result<Option<Input<'v>>, String> {
+    pub fn input<'v>(&self, value: Option<&'v [u8]>) -> Result<Option<Input<'v>>, String> {
         let Some(field) = &self.field else { return Ok(Some(Input::Record)) };
-        let Some(raw) = value else {
+        let Some(text) = value else {
             return if self.function == Function::Count { Ok(None) } else { Err(format!("field {field} is missing")) };
         };
-        if raw.get() == "null" {
+        if text == b"null" {
             return Ok(None);
         }
         match self.function {
             Function::Count => Ok(Some(Input::Record)),
-            Function::Distinct | Function::First | Function::Last => Ok(Some(Input::Value(crate::canonical_text(raw)))),
-            _ => match json::raw_number(raw) {
+            Function::Distinct | Function::First | Function::Last => Ok(Some(Input::Value(crate::canonical_text(text)))),
+            _ => match json::text_number(text) {
                 Ok(Some(number)) => Ok(Some(Input::Number(number))),
                 Ok(None) => Ok(None),
                 Err(kind) => Err(format!("field {field} is {kind}, not a number")),

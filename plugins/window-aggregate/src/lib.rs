@@ -34,7 +34,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use sluice_sdk::expression::Expression;
 use sluice_sdk::fields::ObjectWriter;
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Millis, Operator, Output, Record};
 
@@ -264,10 +263,10 @@ impl WindowAggregate {
     /// Adds the record to the windows `keys` (its session, for session windows).
     fn add_to_windows(&mut self, record: Record<'_>, keys: &[WindowKey]) -> Result<(), Refusal> {
         let timestamp = record.timestamp();
-        let values = record.raw_fields(&self.lookups).map_err(Refusal::Invalid)?;
+        let values = record.field_texts(&self.lookups).map_err(Refusal::Invalid)?;
         let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
         let mut group = std::mem::take(&mut self.group);
-        group.write(&values[..self.group_by.len()]);
+        group.write_texts(&values[..self.group_by.len()]);
         let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
         let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
@@ -312,7 +311,7 @@ impl WindowAggregate {
     }
 
     /// Each aggregate's input from the record's fields (`None`: the record does not count).
-    fn inputs<'v>(&self, values: &[Option<&'v RawValue>]) -> Result<Vec<Option<Input<'v>>>, String> {
+    fn inputs<'v>(&self, values: &[Option<&'v [u8]>]) -> Result<Vec<Option<Input<'v>>>, String> {
         self.aggregates
             .iter()
             .zip(&self.slots)
@@ -350,15 +349,17 @@ impl WindowAggregate {
     }
 }
 
-/// A JSON value's canonical text (see `sluice_sdk::json::write_canonical`); plain strings,
-/// the usual case, are borrowed.
-pub fn canonical_text(raw: &RawValue) -> Cow<'_, str> {
-    if sluice_sdk::json::raw_plain_str(raw).is_some() {
-        return Cow::Borrowed(raw.get());
+/// A JSON value's canonical text (see `sluice_sdk::json::write_canonical`), from its JSON
+/// text; plain strings, the usual case, are borrowed.
+pub fn canonical_text(text: &[u8]) -> Cow<'_, str> {
+    if sluice_sdk::json::text_plain_str(text).is_some()
+        && let Ok(text) = std::str::from_utf8(text)
+    {
+        return Cow::Borrowed(text);
     }
-    let mut text = String::new();
-    sluice_sdk::json::write_canonical(&mut text, raw);
-    Cow::Owned(text)
+    let mut canonical = String::new();
+    sluice_sdk::json::write_canonical_text(&mut canonical, text);
+    Cow::Owned(canonical)
 }
 
 sluice_sdk::export_operator!(WindowAggregate);

@@ -2,8 +2,7 @@
 //! with a `key` write as a record's key. This is one of the few places the runtime reads a
 //! payload (see ARCHITECTURE.md), and only the fields a pipeline names.
 
-use sluice_sdk::json::{lookup_raw_many, raw_plain_str, write_canonical, write_key};
-use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::json::{lookup_texts, text_plain_str, write_canonical_text, write_key_texts};
 use sluice_sdk::{FieldPath, Record};
 
 /// Reads the key of a record from its fields.
@@ -26,28 +25,28 @@ impl KeySelector {
     /// with several, a JSON array of their canonical values. Equal values give equal keys
     /// however they are spelled (`1` and `1.0`), so equal groups always meet.
     pub fn write(&self, value: &[u8], key: &mut String) -> Result<(), String> {
-        Self::write_values(lookup_raw_many(value, &self.fields), key)
+        Self::write_values(lookup_texts(value, &self.fields), key)
     }
 
     /// [`KeySelector::write`] for a record, read through its field index when it has one.
     pub fn write_record(&self, record: Record<'_>, key: &mut String) -> Result<(), String> {
-        Self::write_values(record.raw_fields(&self.fields), key)
+        Self::write_values(record.field_texts(&self.fields), key)
     }
 
-    fn write_values(values: Result<Vec<Option<&RawValue>>, String>, key: &mut String) -> Result<(), String> {
+    fn write_values(values: Result<Vec<Option<&[u8]>>, String>, key: &mut String) -> Result<(), String> {
         let values = values.map_err(|error| format!("cannot read the key fields: {error}"))?;
         match values.as_slice() {
             [single] => {
                 key.clear();
                 match single {
-                    Some(raw) => match raw_plain_str(raw) {
-                        Some(text) => key.push_str(text),
-                        None => write_canonical(key, raw),
+                    Some(text) => match text_plain_str(text) {
+                        Some(plain) => key.push_str(plain),
+                        None => write_canonical_text(key, text),
                     },
                     None => key.push_str("null"),
                 }
             }
-            many => write_key(key, many),
+            many => write_key_texts(key, many),
         }
         Ok(())
     }
