@@ -233,18 +233,11 @@ impl AnomalyDetect {
 
     /// The watched value of `record` (`None` when null), and its key into `self.group`.
     fn read(&mut self, record: Record<'_>) -> Result<Option<f64>, String> {
-        let values = record.raw_fields(&self.lookups)?;
+        let values = record.field_texts(&self.lookups)?;
         let (group_values, field_value) = values.split_at(self.group_by.len());
-        let raw = field_value.first().copied().flatten().ok_or_else(|| format!("field {} is missing", self.field))?;
-        let value = match json::raw_number(raw) {
-            Ok(None) => return Ok(None),
-            Ok(Some(value)) if value.is_finite() => value,
-            Ok(Some(_)) | Err("a number out of range") => {
-                return Err(format!("field {} is {}, beyond the range of a 64-bit float", self.field, raw.get()));
-            }
-            Err(kind) => return Err(format!("field {} is {kind}, not a number", self.field)),
-        };
-        sluice_sdk::json::write_key(&mut self.group, group_values);
+        let text = field_value.first().copied().flatten().ok_or_else(|| format!("field {} is missing", self.field))?;
+        let Some(value) = json::finite_text_number(&self.field, text)? else { return Ok(None) };
+        sluice_sdk::json::write_key_texts(&mut self.group, group_values);
         Ok(Some(value))
     }
 

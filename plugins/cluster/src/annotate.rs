@@ -7,7 +7,6 @@
 use std::io::Write as _;
 
 use sluice_sdk::FieldPath;
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{self, Map, Value};
 
 /// A record's place in the model: its segment and its Euclidean distance to the centroid;
@@ -52,7 +51,7 @@ impl OutputFields {
 
     /// Whether writing into a record must parse it: the fields are nested, or the record has
     /// their top-level names already (`present`: what [`OutputFields::lookups`] found).
-    pub fn needs_parsing(&self, present: &[Option<&RawValue>]) -> bool {
+    pub fn needs_parsing(&self, present: &[Option<&[u8]>]) -> bool {
         self.segment.segments().len() > 1 || self.distance.segments().len() > 1 || present.iter().any(Option::is_some)
     }
 

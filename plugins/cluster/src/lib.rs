@@ -143,15 +143,15 @@ impl Cluster {
         if record.value().iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err("the record is not a JSON object: cluster reads its features from the fields of an object".into());
         }
-        let found = record.raw_fields(&self.settings.lookups)?;
+        let found = record.field_texts(&self.settings.lookups)?;
         let (features, outputs) = found.split_at(self.settings.dimensions());
         self.point.clear();
-        for (path, raw) in self.settings.features.iter().zip(features) {
-            let raw = raw.ok_or_else(|| format!("feature {path} is missing"))?;
-            match json::raw_number(raw) {
+        for (path, text) in self.settings.features.iter().zip(features) {
+            let text = text.ok_or_else(|| format!("feature {path} is missing"))?;
+            match json::text_number(text) {
                 Ok(Some(x)) if x.is_finite() => self.point.push(x),
                 Ok(Some(_)) | Err("a number out of range") => {
-                    return Err(format!("feature {path} is {}, beyond the range of a 64-bit float", raw.get()));
+                    return Err(format!("feature {path} is {}, beyond the range of a 64-bit float", String::from_utf8_lossy(text)));
                 }
                 Ok(None) => return Err(format!("feature {path} is null, not a number")),
                 Err(kind) => return Err(format!("feature {path} is {kind}, not a number")),

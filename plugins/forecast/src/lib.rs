@@ -48,7 +48,6 @@ mod output;
 mod series;
 mod state;
 
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record, State};
 
 pub use config::{ForecastConfig, KEY_BYTES, MAX_HORIZON, MAX_INTERVAL, MAX_KEYS, MAX_SEASON_LENGTH, STATE_BUDGET_BYTES, bytes_per_key};
@@ -128,7 +127,7 @@ impl Forecast {
     /// Learns one record's point and emits its record once its key's model exists; an error
     /// rejects the record (and then nothing was learnt from it).
     fn process_record(&mut self, record: Record<'_>, out: &mut Output, counts: &mut Counts) -> Result<(), String> {
-        let found = record.raw_fields(&self.settings.lookups)?;
+        let found = record.field_texts(&self.settings.lookups)?;
         check_object(record.value())?;
         let (copied, value) = found.split_at(self.settings.key.len() + self.settings.carry.len());
         let key_values = &copied[..self.settings.key.len()];
@@ -138,7 +137,7 @@ impl Forecast {
         };
         // Built before the state changes, so that nothing is learnt from a refused record.
         let key_fields = output::key_fields(&self.settings, copied)?;
-        sluice_sdk::json::write_key(&mut self.key_text, key_values);
+        sluice_sdk::json::write_key_texts(&mut self.key_text, key_values);
         let Some(series) = series_of(&mut self.state, &self.key_text, &self.settings, record.timestamp(), counts) else {
             return Ok(());
         };
@@ -202,8 +201,8 @@ fn check_object(payload: &[u8]) -> Result<(), String> {
 
 /// The point's value: `Ok(None)` when missing or null (the record is dropped), an error a user can
 /// act on for anything else that is not a finite number.
-fn read_value(path: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    raw.map_or(Ok(None), |raw| sluice_sdk::json::finite_number(path, raw))
+fn read_value(path: &FieldPath, text: Option<&[u8]>) -> Result<Option<f64>, String> {
+    text.map_or(Ok(None), |text| sluice_sdk::json::finite_text_number(path, text))
 }
 
 /// What one call counted, reported as operator metrics at its end.

@@ -4,7 +4,6 @@
 use serde::Serialize;
 use sluice_sdk::FieldPath;
 use sluice_sdk::json::number;
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{self, Map, Value};
 
 use crate::config::Settings;
@@ -16,10 +15,10 @@ pub const OUTPUT_FIELDS: [&str; 4] = ["value", "forecast", "residual", "forecast
 
 /// The key fields and the carried fields as the input had them, at their paths (null where one
 /// was missing): the start of an output record. `copied` holds their values in that order.
-pub fn key_fields(settings: &Settings, copied: &[Option<&RawValue>]) -> Result<Map<String, Value>, String> {
+pub fn key_fields(settings: &Settings, copied: &[Option<&[u8]>]) -> Result<Map<String, Value>, String> {
     let mut record = Map::new();
-    for (path, raw) in settings.key.iter().chain(&settings.carry).zip(copied) {
-        set_key_field(&mut record, path, *raw)?;
+    for (path, text) in settings.key.iter().chain(&settings.carry).zip(copied) {
+        set_key_field(&mut record, path, *text)?;
     }
     Ok(record)
 }
@@ -64,9 +63,9 @@ pub fn record<'k>(
 }
 
 /// A key field as the input had it (null where it was missing).
-fn set_key_field(record: &mut Map<String, Value>, path: &FieldPath, raw: Option<&RawValue>) -> Result<(), String> {
-    let value = match raw {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|error| format!("key field {path} is not valid JSON: {error}"))?,
+fn set_key_field(record: &mut Map<String, Value>, path: &FieldPath, text: Option<&[u8]>) -> Result<(), String> {
+    let value = match text {
+        Some(text) => serde_json::from_slice(text).map_err(|error| format!("key field {path} is not valid JSON: {error}"))?,
         None => Value::Null,
     };
     path.set(record, value)

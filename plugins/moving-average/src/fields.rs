@@ -1,14 +1,13 @@
 //! Reading a record's averaged number and group in place, and writing numbers back as JSON.
 
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{self, Value};
 use sluice_sdk::{FieldPath, json};
 
-/// The number at `field` (its JSON text `raw`, if present): `Ok(None)` for null, which the
-/// operator skips; an error a user can act on for anything else that is not a finite number.
-pub fn read_number(field: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    let Some(raw) = raw else { return Err(format!("field {field} is missing")) };
-    json::finite_number(field, raw)
+/// The number at `field` (its JSON text, if present): `Ok(None)` for null, which the operator
+/// skips; an error a user can act on for anything else that is not a finite number.
+pub fn read_number(field: &FieldPath, text: Option<&[u8]>) -> Result<Option<f64>, String> {
+    let Some(text) = text else { return Err(format!("field {field} is missing")) };
+    json::finite_text_number(field, text)
 }
 
 /// The group-field values of a key written by `sluice_sdk::json::write_key`, in `group_by` order.

@@ -119,7 +119,7 @@ impl Operator for MovingAverage {
 
 impl MovingAverage {
     fn process_record(&mut self, record: Record<'_>, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
-        let found = record.raw_fields(&self.settings.lookups)?;
+        let found = record.field_texts(&self.settings.lookups)?;
         let (group_values, value) = found.split_at(self.settings.group_by.len());
         let Some(x) = read_number(&self.settings.field, value.first().copied().flatten())? else {
             counters.null_skipped += 1;
@@ -128,7 +128,7 @@ impl MovingAverage {
             }
             return Ok(());
         };
-        sluice_sdk::json::write_key(&mut self.group, group_values);
+        sluice_sdk::json::write_key_texts(&mut self.group, group_values);
         match self.settings.emission {
             Emission::PerRecord { .. } => self.emit_with_averages(record, x, out, counters),
             Emission::PerInterval { .. } => self.hold_for_interval(record, x, out, counters),

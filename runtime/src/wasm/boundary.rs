@@ -32,6 +32,44 @@ mod layout {
     pub const FIELDS: usize = 44;
 }
 
+/// `Lower` for a list argument with a `store` method, which allocates the list in the plugin's
+/// memory and writes it there, returning (pointer, length): the list is passed as those two.
+macro_rules! lower_by_store {
+    ($list:ty) => {
+        unsafe impl Lower for $list {
+            fn linear_lower_to_flat<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                _ty: InterfaceType,
+                dst: &mut MaybeUninit<[ValRaw; 2]>,
+            ) -> wasmtime::Result<()> {
+                let (pointer, length) = self.store(cx)?;
+                dst.write([ValRaw::i64(pointer as i64), ValRaw::i64(length as i64)]);
+                Ok(())
+            }
+
+            fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
+                let (pointer, length) = self.store(cx)?;
+                *cx.get::<4>(offset) = u32::try_from(pointer)?.to_le_bytes();
+                *cx.get::<4>(offset + 4) = u32::try_from(length)?.to_le_bytes();
+                Ok(())
+            }
+        }
+    };
+}
+
+/// `size` bytes aligned to `align` allocated in the plugin's memory (by its `realloc`): their
+/// address, and the bytes, bounds-checked.
+fn allocate<'m, T>(cx: &'m mut LowerContext<'_, T>, align: u32, size: usize) -> wasmtime::Result<(usize, &'m mut [u8])> {
+    let pointer = cx.realloc(0, 0, align, size)?;
+    let memory = cx
+        .as_slice_mut()
+        .get_mut(pointer..)
+        .and_then(|memory| memory.get_mut(..size))
+        .ok_or_else(|| format_err!("realloc return: beyond end of memory"))?;
+    Ok((pointer, memory))
+}
+
 /// `process`'s batch argument, lowered from the runtime's batch without copying it first.
 #[derive(ComponentType, Lower)]
 #[component(record)]
@@ -138,37 +176,14 @@ unsafe impl ComponentType for BytesArgument<'_> {
 }
 
 // SAFETY: as for `ComponentType` above.
-unsafe impl Lower for BytesArgument<'_> {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        dst: &mut MaybeUninit<[ValRaw; 2]>,
-    ) -> wasmtime::Result<()> {
-        let (pointer, length) = self.store(cx)?;
-        dst.write([ValRaw::i64(pointer as i64), ValRaw::i64(length as i64)]);
-        Ok(())
-    }
-
-    fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
-        let (pointer, length) = self.store(cx)?;
-        *cx.get::<4>(offset) = u32::try_from(pointer)?.to_le_bytes();
-        *cx.get::<4>(offset + 4) = u32::try_from(length)?.to_le_bytes();
-        Ok(())
-    }
-}
+lower_by_store!(BytesArgument<'_>);
 
 impl BytesArgument<'_> {
     /// Allocates the list in the plugin's memory and copies the parts: (pointer, length).
     fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
         let [first, second] = self.parts;
         let size = first.len().checked_add(second.len()).ok_or_else(|| format_err!("size overflow copying a list"))?;
-        let pointer = cx.realloc(0, 0, 1, size)?;
-        let memory = cx
-            .as_slice_mut()
-            .get_mut(pointer..)
-            .and_then(|memory| memory.get_mut(..size))
-            .ok_or_else(|| format_err!("realloc return: beyond end of memory"))?;
+        let (pointer, memory) = allocate(cx, 1, size)?;
         let (to_first, to_second) = memory.split_at_mut(first.len());
         to_first.copy_from_slice(first);
         to_second.copy_from_slice(second);
@@ -177,36 +192,13 @@ impl BytesArgument<'_> {
 }
 
 // SAFETY: as for `ComponentType` above.
-unsafe impl Lower for EventsArgument<'_> {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        dst: &mut MaybeUninit<[ValRaw; 2]>,
-    ) -> wasmtime::Result<()> {
-        let (pointer, length) = self.store(cx)?;
-        dst.write([ValRaw::i64(pointer as i64), ValRaw::i64(length as i64)]);
-        Ok(())
-    }
-
-    fn linear_lower_to_memory<T>(&self, cx: &mut LowerContext<'_, T>, _ty: InterfaceType, offset: usize) -> wasmtime::Result<()> {
-        let (pointer, length) = self.store(cx)?;
-        *cx.get::<4>(offset) = u32::try_from(pointer)?.to_le_bytes();
-        *cx.get::<4>(offset + 4) = u32::try_from(length)?.to_le_bytes();
-        Ok(())
-    }
-}
+lower_by_store!(EventsArgument<'_>);
 
 impl EventsArgument<'_> {
     /// Allocates the list in the plugin's memory and writes every event: (pointer, length).
     fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
         let size = self.events.len().checked_mul(layout::SIZE).ok_or_else(|| format_err!("size overflow copying a list"))?;
-        let pointer = cx.realloc(0, 0, layout::ALIGN, size)?;
-        let memory = cx
-            .as_slice_mut()
-            .get_mut(pointer..)
-            .and_then(|memory| memory.get_mut(..size))
-            .ok_or_else(|| format_err!("realloc return: beyond end of memory"))?;
+        let (pointer, memory) = allocate(cx, layout::ALIGN, size)?;
         for (slot, event) in memory.chunks_exact_mut(layout::SIZE).zip(self.events) {
             slot.copy_from_slice(&event_bytes(event, self.with_fields));
         }
