@@ -155,7 +155,7 @@ impl Operator for Dedupe {
 impl Dedupe {
     /// Reads the record's identity and records the occurrence.
     fn judge(&mut self, record: Record<'_>) -> Verdict {
-        let values = match record.raw_fields(&self.keys) {
+        let values = match record.field_texts(&self.keys) {
             Ok(values) => values,
             Err(reason) => return Verdict::Invalid(reason),
         };

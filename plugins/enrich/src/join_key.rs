@@ -3,22 +3,21 @@
 //! Table keys are strings. A string joins as it is; a number joins by its canonical text, so
 //! that `7`, `7.0` and `7e0` all find the row keyed `"7"`. Other kinds of values never join.
 
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{self, Value};
 
-/// Writes the join text of a record's key value into `out` (replacing its text).
+/// Writes the join text of a record's key value (its JSON text) into `out`, replacing its text.
 ///
 /// `Ok(false)` when the value is absent or null: the record has no key and cannot match.
 /// An error names the kind of value that cannot be a key (a boolean, an array, an object).
-pub fn write_record_key(raw: Option<&RawValue>, out: &mut String) -> Result<bool, &'static str> {
+pub fn write_record_key(text: Option<&[u8]>, out: &mut String) -> Result<bool, &'static str> {
     out.clear();
-    let Some(raw) = raw else { return Ok(false) };
+    let Some(text) = text else { return Ok(false) };
     // Most keys are plain strings: no parsing, no allocation.
-    if let Some(text) = sluice_sdk::json::raw_plain_str(raw) {
-        out.push_str(text);
+    if let Some(plain) = sluice_sdk::json::text_plain_str(text) {
+        out.push_str(plain);
         return Ok(true);
     }
-    match serde_json::from_str::<Value>(raw.get()) {
+    match serde_json::from_slice::<Value>(text) {
         Ok(Value::Null) => Ok(false),
         Ok(value) => {
             out.push_str(&key_text(&value)?);

@@ -140,11 +140,11 @@ impl Operator for Enrich {
 impl Enrich {
     /// Looks the record's key up, and adds the row it matches.
     fn enrich(&mut self, record: Record<'_>) -> Outcome {
-        let raw = match record.raw_fields(std::slice::from_ref(&self.key)) {
+        let text = match record.field_texts(std::slice::from_ref(&self.key)) {
             Ok(values) => values.into_iter().next().flatten(),
             Err(reason) => return Outcome::Invalid(reason),
         };
-        match join_key::write_record_key(raw, &mut self.join) {
+        match join_key::write_record_key(text, &mut self.join) {
             Ok(true) => {}
             Ok(false) => return Outcome::Unmatched { key_absent: true },
             Err(kind) => return Outcome::Invalid(format!("key field {} is {kind}, not a string or number", self.key)),

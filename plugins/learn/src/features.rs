@@ -8,9 +8,8 @@
 //! joins its parts with `&` (`category="books"&campaign="organic"`). Canonical JSON writes equal
 //! values alike (`2.0` is `2`), so an index means the same in every process and after a restart.
 
-use serde_json::value::RawValue;
-use sluice_sdk::json::{raw_number, write_canonical, write_key};
-use sluice_sdk::{FieldPath, Record, serde_json};
+use sluice_sdk::json::{text_number, write_canonical_text, write_key_texts};
+use sluice_sdk::{FieldPath, Record};
 
 use crate::config::{Settings, Task};
 
@@ -91,7 +90,7 @@ impl Reader {
     /// top-level prediction field (`None`: the prediction field is nested, so not looked up).
     /// An error is the reason to reject the record.
     pub fn read(&mut self, record: Record<'_>, example: &mut Example, key: &mut String) -> Result<Option<bool>, String> {
-        let values = record.raw_fields(&self.lookups)?;
+        let values = record.field_texts(&self.lookups)?;
         if record.value().trim_ascii_start().first() != Some(&b'{') {
             return Err("the payload is not a JSON object".into());
         }
@@ -107,19 +106,19 @@ impl Reader {
         self.read_categorical(categorical, example);
         self.read_crosses(crosses, example);
         if self.key_fields > 0 {
-            write_key(key, key_values);
+            write_key_texts(key, key_values);
         }
         Ok(self.reads_prediction_field.then(|| rest.first().copied().flatten().is_some()))
     }
 
-    fn read_numeric(&self, values: &[Option<&RawValue>], example: &mut Example) -> Result<(), String> {
+    fn read_numeric(&self, values: &[Option<&[u8]>], example: &mut Example) -> Result<(), String> {
         example.numeric.clear();
-        for (path, raw) in self.numeric.iter().zip(values) {
-            let value = match raw.map(raw_number) {
+        for (path, text) in self.numeric.iter().zip(values) {
+            let value = match text.map(text_number) {
                 None | Some(Ok(None)) => None,
                 Some(Ok(Some(value))) if value.is_finite() => Some(value),
                 Some(Ok(Some(_)) | Err("a number out of range")) => {
-                    return Err(format!("numeric feature {path} is {}, beyond the range of a 64-bit float", raw_text(*raw)));
+                    return Err(format!("numeric feature {path} is {}, beyond the range of a 64-bit float", shown(*text)));
                 }
                 Some(Err(kind)) => return Err(format!("numeric feature {path} is {kind}, not a number")),
             };
@@ -128,33 +127,33 @@ impl Reader {
         Ok(())
     }
 
-    fn read_categorical(&mut self, values: &[Option<&RawValue>], example: &mut Example) {
-        for (prefix, raw) in self.categorical_prefixes.iter().zip(values) {
-            if let Some(raw) = present(*raw) {
+    fn read_categorical(&mut self, values: &[Option<&[u8]>], example: &mut Example) {
+        for (prefix, text) in self.categorical_prefixes.iter().zip(values) {
+            if let Some(text) = present(*text) {
                 self.scratch.clear();
-                write_canonical(&mut self.scratch, raw);
+                write_canonical_text(&mut self.scratch, text);
                 example.one_hot.push(fold(fnv_extend(*prefix, self.scratch.as_bytes()), self.mask));
             }
         }
     }
 
     /// A cross is present when all its parts are (not missing, not null).
-    fn read_crosses(&mut self, mut values: &[Option<&RawValue>], example: &mut Example) {
+    fn read_crosses(&mut self, mut values: &[Option<&[u8]>], example: &mut Example) {
         for cross in &self.crosses {
             let (parts, rest) = values.split_at(cross.len());
             values = rest;
-            if parts.iter().any(|raw| present(*raw).is_none()) {
+            if parts.iter().any(|text| present(*text).is_none()) {
                 continue;
             }
             let mut hash = FNV_OFFSET_BASIS;
-            for (position, (path, raw)) in cross.iter().zip(parts).enumerate() {
+            for (position, (path, text)) in cross.iter().zip(parts).enumerate() {
                 if position > 0 {
                     hash = fnv_extend(hash, b"&");
                 }
                 hash = fnv_extend(fnv_extend(hash, path.as_bytes()), b"=");
                 self.scratch.clear();
-                if let Some(raw) = raw {
-                    write_canonical(&mut self.scratch, raw);
+                if let Some(text) = text {
+                    write_canonical_text(&mut self.scratch, text);
                 }
                 hash = fnv_extend(hash, self.scratch.as_bytes());
             }
@@ -163,32 +162,32 @@ impl Reader {
     }
 }
 
-/// The value unless missing or null.
-fn present(raw: Option<&RawValue>) -> Option<&RawValue> {
-    raw.filter(|raw| raw.get() != "null")
+/// The value's JSON text unless missing or null.
+fn present(text: Option<&[u8]>) -> Option<&[u8]> {
+    text.filter(|text| *text != b"null")
 }
 
-fn raw_text(raw: Option<&RawValue>) -> &str {
-    raw.map_or("missing", RawValue::get)
+/// A value's JSON text for a message, or "missing".
+fn shown(text: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
+    text.map_or("missing".into(), String::from_utf8_lossy)
 }
 
 /// The label as a number: 0 or 1 for classification, any finite number for regression;
 /// `None` when missing or null; an error for anything else.
-pub fn label_value(task: Task, path: &FieldPath, raw: Option<&RawValue>) -> Result<Option<f64>, String> {
-    let Some(raw) = present(raw) else { return Ok(None) };
-    let text = raw.get();
+pub fn label_value(task: Task, path: &FieldPath, text: Option<&[u8]>) -> Result<Option<f64>, String> {
+    let Some(text) = present(text) else { return Ok(None) };
     match task {
         Task::Classification => match text {
-            "true" => Ok(Some(1.0)),
-            "false" => Ok(Some(0.0)),
-            _ => match raw_number(raw) {
+            b"true" => Ok(Some(1.0)),
+            b"false" => Ok(Some(0.0)),
+            _ => match text_number(text) {
                 Ok(Some(value)) if value == 0.0 || value == 1.0 => Ok(Some(value)),
-                _ => Err(format!("label {path} is {text}: a classification label must be true, false, 0 or 1")),
+                _ => Err(format!("label {path} is {}: a classification label must be true, false, 0 or 1", shown(Some(text)))),
             },
         },
-        Task::Regression => match raw_number(raw) {
+        Task::Regression => match text_number(text) {
             Ok(Some(value)) if value.is_finite() => Ok(Some(value)),
-            _ => Err(format!("label {path} is {text}: a regression label must be a finite number")),
+            _ => Err(format!("label {path} is {}: a regression label must be a finite number", shown(Some(text)))),
         },
     }
 }
@@ -208,10 +207,7 @@ mod tests {
     #[test]
     fn labels_are_read_by_task() {
         let path = FieldPath::parse("y").expect("valid");
-        let read = |task, text: &str| {
-            let raw: Box<RawValue> = serde_json::from_str(text).expect("valid JSON");
-            label_value(task, &path, Some(&raw))
-        };
+        let read = |task, text: &str| label_value(task, &path, Some(text.as_bytes()));
         assert_eq!(read(Task::Classification, "true"), Ok(Some(1.0)));
         assert_eq!(read(Task::Classification, "0.0"), Ok(Some(0.0)));
         assert_eq!(read(Task::Classification, "null"), Ok(None));
