@@ -31,11 +31,11 @@ pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 const EXACT_POWERS_OF_TEN: [f64; 23] =
     [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 
-/// The largest integer below which every integer is an exact `f64`.
+/// Every integer up to this one is an exact `f64`.
 const EXACT_INTEGERS: u64 = 1 << 53;
 
-/// The value of `text` when it is a plain decimal, `-?digits(.digits)?`, whose digits make an
-/// integer below 2^53 and that has at most 22 digits after the point; `None` for anything else
+/// The value of `text` when it is a plain decimal, `-?digits(.digits)?`, of at most 19 digits
+/// that make an integer of at most 2^53, with at most 22 of them after the point; `None` for anything else
 /// (exponents, longer numbers, other text), which the caller reads the general way.
 ///
 /// This is the exact fast path of Clinger's algorithm, the one `str::parse` itself takes for
