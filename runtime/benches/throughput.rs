@@ -159,18 +159,17 @@ fn operator(registry: &PluginRegistry, plugin: &str, config: &Value) -> Operator
 /// indexed before the operators that read indexes).
 fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operator> {
     let mut input = "input".to_owned();
-    let mut specs: Vec<OperatorSpec> = operators
+    operators
         .iter()
         .map(|(plugin, config)| {
             let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins").join(format!("{plugin}.wasm"));
             let compiled = registry.load(&path).unwrap_or_else(|error| panic!("{error} (run scripts/build-plugins.sh first)"));
             let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
             let inputs = vec![std::mem::replace(&mut input, (*plugin).to_owned())];
-            OperatorSpec::new(plugin, compiled, config.to_string(), inputs, limits).expect("the plugin takes its config")
+            let spec = OperatorSpec::new(plugin, compiled, config.to_string(), inputs, limits).expect("the plugin takes its config");
+            Operator::start(spec, None).expect("operator starts")
         })
-        .collect();
-    OperatorSpec::index_where_read(&mut specs);
-    specs.into_iter().map(|spec| Operator::start(spec, None).expect("operator starts")).collect()
+        .collect()
 }
 
 fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {

@@ -109,7 +109,6 @@ fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRe
             }
         }
     }
-    OperatorSpec::index_where_read(&mut specs);
     Ok(specs)
 }
 

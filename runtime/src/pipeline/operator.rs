@@ -85,9 +85,6 @@ pub struct OperatorSpec {
     pub metrics: Arc<OperatorMetrics>,
     /// The only plugin version the pipeline file allows (`sha256 = "..."`), if it pins one.
     pub pinned: Option<Digest>,
-    /// Whether records are indexed before this operator: when it reads indexes (see
-    /// [`OperatorSpec::index_where_read`]).
-    pub builds_field_indexes: bool,
 }
 
 /// The value encodings the runtime offers operators, preferred first: JSON with each record's
@@ -114,31 +111,9 @@ impl OperatorSpec {
         let metrics = Arc::new(OperatorMetrics::default());
         // What the plugin declares is asked of it below.
         let undeclared = OperatorInfo { outputs: Vec::new(), distribution: Distribution::Any, encoding: String::new() };
-        let mut spec = OperatorSpec {
-            name: name.into(),
-            plugin,
-            config_json,
-            context,
-            info: undeclared,
-            limits,
-            metrics,
-            pinned: None,
-            builds_field_indexes: false,
-        };
+        let mut spec = OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics, pinned: None };
         spec.info = declared_info(&spec)?;
         Ok(spec)
-    }
-
-    /// Marks the operators before which records are indexed: every one that reads field
-    /// indexes. An index costs a native scan of the record, and its bytes at the boundary; a
-    /// plugin reading fields without one scans the text itself, compiled to WebAssembly, which
-    /// costs more (`cargo bench -p sluice --bench throughput`, 2026-12-04: a lone window ran
-    /// 15 % faster behind an index, the learning operators 8-17 %, mask 4 % slower; a filter
-    /// feeding a projection 40 % faster).
-    pub fn index_where_read(specs: &mut [OperatorSpec]) {
-        for spec in specs.iter_mut() {
-            spec.builds_field_indexes = spec.info.encoding == crate::wasm::ENCODING_WITH_FIELDS;
-        }
     }
 
     /// Why `replacement` cannot take this operator's place without rewiring the pipeline
@@ -484,9 +459,6 @@ fn initialised(spec: &OperatorSpec, muted: bool) -> Result<(PluginInstance, Oper
         .init(&spec.config_json, &spec.context)
         .map_err(|failure| OperatorError::Failed { step: "init", failure })?
         .map_err(OperatorError::ConfigRefused)?;
-    if spec.builds_field_indexes {
-        instance.build_field_indexes();
-    }
     Ok((instance, info))
 }
 

@@ -31,7 +31,7 @@ pub fn operator_specs(
     resolved: &ResolvedInputs,
     plugins: &PluginRegistry,
 ) -> Result<Vec<OperatorSpec>, (String, SpecError)> {
-    let mut specs = pipeline
+    pipeline
         .config
         .operators
         .iter()
@@ -41,9 +41,7 @@ pub fn operator_specs(
             operator_spec(pipeline, operator, resolved.input_names(pipeline, index), plugins)
                 .map_err(|error| (operator.name.get_ref().to_string(), error))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    OperatorSpec::index_where_read(&mut specs);
-    Ok(specs)
+        .collect()
 }
 
 /// Compiles (or finds) the plugin of `operator`, gathers what is needed to instantiate it,

@@ -138,16 +138,8 @@ impl PluginInstance {
         let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
         let info = checked_info(info_from_wit(info), context)?;
         self.side_outputs = u32::try_from(info.outputs.len()).unwrap_or(u32::MAX);
-        self.indexes = if info.encoding == ENCODING_WITH_FIELDS { FieldIndexes::Kept } else { FieldIndexes::Absent };
+        self.indexes = if info.encoding == ENCODING_WITH_FIELDS { FieldIndexes::Built } else { FieldIndexes::Absent };
         Ok(Ok(info))
-    }
-
-    /// Indexes the records of every batch passed to the plugin that are not yet (if it reads
-    /// indexes): see `OperatorSpec::index_where_read`.
-    pub fn build_field_indexes(&mut self) {
-        if self.indexes == FieldIndexes::Kept {
-            self.indexes = FieldIndexes::Built;
-        }
     }
 
     /// Calls `process` on a batch that arrived on `input`.
