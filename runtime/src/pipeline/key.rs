@@ -3,6 +3,7 @@
 //! payload (see ARCHITECTURE.md), and only the fields a pipeline names.
 
 use sluice_sdk::json::{lookup_texts, text_plain_str, write_canonical_text, write_key_texts};
+use sluice_sdk::serde_json::{self, Value};
 use sluice_sdk::{FieldPath, Record};
 
 /// Reads the key of a record from its fields.
@@ -41,7 +42,7 @@ impl KeySelector {
                 match single {
                     Some(text) => match text_plain_str(text) {
                         Some(plain) => key.push_str(plain),
-                        None => write_canonical_text(key, text),
+                        None => write_single(key, text),
                     },
                     None => key.push_str("null"),
                 }
@@ -49,6 +50,15 @@ impl KeySelector {
             many => write_key_texts(key, many),
         }
         Ok(())
+    }
+}
+
+/// The key of one value that is not a plain string: a string with escapes is its characters,
+/// as a plain one is (`"\u0061"` and `"a"` are one key), anything else its canonical text.
+fn write_single(key: &mut String, text: &[u8]) {
+    match serde_json::from_slice::<Value>(text) {
+        Ok(Value::String(string)) => key.push_str(&string),
+        _ => write_canonical_text(key, text),
     }
 }
 
@@ -109,6 +119,10 @@ mod tests {
         assert_eq!(key, "1");
         one.write(br#"{"other": 1}"#, &mut key).unwrap();
         assert_eq!(key, "null");
+        one.write(br#"{"user": "\u0075\u0037"}"#, &mut key).unwrap();
+        assert_eq!(key, "u7", "a string with escapes is the key its characters make");
+        one.write(br#"{"user": "q\"t"}"#, &mut key).unwrap();
+        assert_eq!(key, "q\"t");
         let two = KeySelector::new(vec![FieldPath::parse("a").unwrap(), FieldPath::parse("b.c").unwrap()]);
         two.write(br#"{"b": {"c": 2.50}, "a": "x"}"#, &mut key).unwrap();
         assert_eq!(key, r#"["x",2.5]"#);
