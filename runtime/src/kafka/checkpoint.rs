@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -16,7 +17,7 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::producer::{OutgoingRecord, OutputProducer, send_when_room};
+use super::producer::{OutgoingRecord, OutputProducer, hasten_producer_id, send_when_room};
 use super::transaction::TransactionalProducer;
 use super::{KafkaClientError, LoggingContext};
 use crate::config::KafkaProperties;
@@ -69,10 +70,13 @@ impl ProducerContext for AckContext {
 
 /// Reads and writes checkpoints of one Kafka source.
 pub struct CheckpointStore {
-    producer: ThreadedProducer<AckContext>,
+    producer: Arc<ThreadedProducer<AckContext>>,
     /// In an exactly-once pipeline, checkpoints are written in the transaction instead.
     transactional: Option<OutputProducer>,
-    reader: ClientConfig,
+    reader_config: ClientConfig,
+    /// The consumer that reads the topic, made at the first load and kept: destroying a
+    /// librdkafka consumer takes about 100 ms, which every assignment would wait for.
+    reader: Mutex<Option<BaseConsumer<LoggingContext>>>,
     topic: String,
 }
 
@@ -93,7 +97,9 @@ impl CheckpointStore {
             &[("enable.idempotence", "true"), ("linger.ms", "0")],
         )?;
         let producer = writer.create_with_context(AckContext).map_err(KafkaClientError::kafka("cannot create the checkpoint producer"))?;
-        let reader = super::client_config(
+        let producer = Arc::new(producer);
+        hasten_producer_id(Arc::downgrade(&producer));
+        let reader_config = super::client_config(
             super::ClientKind::Consumer,
             brokers,
             properties,
@@ -107,7 +113,7 @@ impl CheckpointStore {
             ],
         )?;
         let transactional = transactions.map(|transactions| transactions.output(topic));
-        let store = CheckpointStore { producer, transactional, reader, topic: topic.to_owned() };
+        let store = CheckpointStore { producer, transactional, reader_config, reader: Mutex::new(None), topic: topic.to_owned() };
         super::admin::ensure_topic(brokers, properties, topic, 1, true)?;
         Ok(store)
     }
@@ -137,11 +143,32 @@ impl CheckpointStore {
 
     /// The latest checkpoint of each of `keys` that has one.
     pub fn load(&self, keys: &[CheckpointKey]) -> Result<HashMap<CheckpointKey, TaskCheckpoint>, KafkaClientError> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = match &mut *reader {
+            Some(reader) => reader,
+            empty => empty.insert(
+                self.reader_config
+                    .create_with_context(LoggingContext)
+                    .map_err(KafkaClientError::kafka("cannot create the checkpoint reader"))?,
+            ),
+        };
+        let loaded = self.read_to_end(reader, keys);
+        // Between loads the reader fetches nothing (the topic only grows).
+        if let Err(error) = reader.unassign() {
+            tracing::warn!("cannot unassign the checkpoint reader: {error}");
+        }
+        loaded
+    }
+
+    /// Reads the whole topic up to its current end; keeps the latest checkpoint of each key.
+    fn read_to_end(
+        &self,
+        reader: &BaseConsumer<LoggingContext>,
+        keys: &[CheckpointKey],
+    ) -> Result<HashMap<CheckpointKey, TaskCheckpoint>, KafkaClientError> {
         let wanted: HashMap<String, &CheckpointKey> = keys.iter().map(|key| (key.text(), key)).collect();
         let mut found = HashMap::new();
-        let reader: BaseConsumer<LoggingContext> =
-            self.reader.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create the checkpoint reader"))?;
-        let ends = self.assign_whole_topic(&reader)?;
+        let ends = self.assign_whole_topic(reader)?;
         let mut remaining: HashMap<i32, i64> = ends.into_iter().collect();
         let deadline = Instant::now() + LOAD_TIMEOUT;
         while !remaining.is_empty() {
@@ -152,7 +179,7 @@ impl CheckpointStore {
                 )));
             }
             let Some(message) = reader.poll(Duration::from_millis(200)) else {
-                remaining.retain(|partition, end| !position_reached(&reader, &self.topic, *partition, *end));
+                remaining.retain(|partition, end| !position_reached(reader, &self.topic, *partition, *end));
                 continue;
             };
             let message = message.map_err(KafkaClientError::kafka(format!("reading checkpoint topic \"{}\"", self.topic)))?;

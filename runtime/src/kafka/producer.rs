@@ -2,7 +2,7 @@
 //! inside librdkafka, and surfaces deliveries that failed for good (or, inside a transaction,
 //! leaves them to abort it).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -19,6 +19,51 @@ use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 /// How long a transactional flush waits between checks for a fatal error.
 const FLUSH_SLICE: Duration = Duration::from_millis(500);
+/// Metadata requests that hasten an idempotent producer's id, and how long each may take.
+const PRODUCER_ID_METADATA_REQUESTS: usize = 2;
+const PRODUCER_ID_METADATA_TIMEOUT_MS: i32 = 5_000;
+
+/// Has an idempotent producer ask for its producer id as soon as a broker is up, not 500 ms
+/// after it starts. librdkafka asks once at start, before any connection is up (its first
+/// metadata comes from the bootstrap address, which it then drops for the brokers it
+/// learned), and again only on a 500 ms timer or when a metadata response arrives. Until the
+/// id comes nothing is sent, so a sink's queue fills (100,000 records) and its pipeline
+/// stalls. A thread asks twice for the brokers' metadata (not for a topic's, which could
+/// create it);
+/// the second answer comes from a learned broker that is up, and librdkafka asks for the id
+/// at once. The thread holds the producer only during a request and gives up once it is
+/// dropped; a broker that does not answer leaves the work to librdkafka's own timer.
+pub fn hasten_producer_id<C: ProducerContext + 'static>(producer: Weak<ThreadedProducer<C>>) {
+    let hastened = std::thread::Builder::new().name("sluice-producer-id".into()).spawn(move || {
+        for _ in 0..PRODUCER_ID_METADATA_REQUESTS {
+            let Some(producer) = producer.upgrade() else { return };
+            if !request_broker_metadata(producer.client()) {
+                return;
+            }
+        }
+    });
+    if let Err(error) = hastened {
+        tracing::debug!("cannot start a thread to hasten a producer id: {error}");
+    }
+}
+
+/// Asks for the brokers' metadata and no topic's (which `Client::fetch_metadata` cannot: it
+/// asks for one topic, which a producer's request may create, or for all); true if answered.
+fn request_broker_metadata<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>) -> bool {
+    let mut metadata = std::ptr::null();
+    // SAFETY: the client's handle is valid while `client` is borrowed. With `all_topics` 0 and
+    // no topic handle, librdkafka asks for the topics the client already writes to (none at
+    // start), so the request creates no topic a send would not. The answer it allocates is
+    // freed once below, and only if it was set.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_metadata(client.native_ptr(), 0, std::ptr::null_mut(), &mut metadata, PRODUCER_ID_METADATA_TIMEOUT_MS)
+    };
+    if !metadata.is_null() {
+        // SAFETY: `metadata` was allocated by the call above and is not used after this.
+        unsafe { rdkafka::bindings::rd_kafka_metadata_destroy(metadata) };
+    }
+    error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+}
 
 /// Queues `record`, waiting while librdkafka's queue is full; `while_waiting` runs after each
 /// wait and may give up.
@@ -113,7 +158,9 @@ impl OutputProducer {
         let producer = config
             .create_with_context(DeliveryContext::default())
             .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;
-        Ok(OutputProducer { producer: Arc::new(producer), topic: topic.to_owned(), transactional: false })
+        let producer = Arc::new(producer);
+        hasten_producer_id(Arc::downgrade(&producer));
+        Ok(OutputProducer { producer, topic: topic.to_owned(), transactional: false })
     }
 
     /// Writes to `topic` through a shared transactional producer.
