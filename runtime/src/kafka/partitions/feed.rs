@@ -7,10 +7,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{PartitionId, SourceContext, describe_one, single};
 use crate::config::LateRecords;
@@ -44,6 +46,26 @@ fn message_bytes(message: &TaskMessage) -> usize {
     match message {
         TaskMessage::Batch { batch, .. } => MESSAGE + batch.records.bytes.len(),
         _ => MESSAGE,
+    }
+}
+
+/// Has the consumer fetch a resumed partition now, from `next_offset`. librdkafka's broker
+/// thread does not wake up for a resume: it fetches again at its next wake-up, up to a second
+/// later (measured: 0.2–1 s of a stalled partition after a pause; confluent-kafka-go#630
+/// shows the same). A seek does wake it, when the partition's fetch state changes: a seek
+/// without a leader epoch goes through "validate" back to "active", with no request to the
+/// brokers. Asynchronous (no timeout): nothing waits for it. The position is the one a resume
+/// starts from (the record after the last one polled), so nothing is skipped or read twice
+/// (and a record read twice would be dropped by `receive`).
+fn wake_fetcher(consumer: &BaseConsumer<SourceContext>, id: &PartitionId, next_offset: Option<i64>) {
+    let Some(next_offset) = next_offset.filter(|next| *next > 0) else { return };
+    let mut position = TopicPartitionList::new();
+    if let Err(error) = position.add_partition_offset(&id.0, id.1, Offset::Offset(next_offset)) {
+        tracing::debug!(partition = %describe_one(id), "cannot wake the fetcher after a resume: {error}");
+        return;
+    }
+    if let Err(error) = consumer.seek_partitions(position, Timeout::After(Duration::ZERO)) {
+        tracing::debug!(partition = %describe_one(id), "cannot wake the fetcher after a resume: {error}");
     }
 }
 
@@ -355,6 +377,7 @@ impl PartitionFeed {
             if let Err(error) = consumer.resume(&single(id)) {
                 tracing::warn!("cannot resume {}: {error}", describe_one(id));
             }
+            wake_fetcher(consumer, id, self.next_offset);
         }
         true
     }
