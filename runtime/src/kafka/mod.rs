@@ -58,6 +58,10 @@ pub fn client_config(
     config.set_log_level(RDKafkaLogLevel::Warning);
     for (property, value) in crate::config::resolve_properties(properties, reserved)? {
         if kind.takes(&property) {
+            // Asking for librdkafka's debug contexts means wanting its debug messages.
+            if property == "debug" {
+                config.set_log_level(RDKafkaLogLevel::Debug);
+            }
             config.set(property, value);
         }
     }
@@ -189,5 +193,24 @@ fn log_kafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
         RDKafkaLogLevel::Warning => tracing::warn!("kafka {facility}: {message}"),
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!("kafka {facility}: {message}"),
         RDKafkaLogLevel::Debug => tracing::debug!("kafka {facility}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PropertyValue;
+
+    fn log_level(properties: &[(&str, &str)]) -> RDKafkaLogLevel {
+        let properties: KafkaProperties =
+            properties.iter().map(|(name, value)| (name.to_string(), PropertyValue::Text(value.to_string()))).collect();
+        client_config(ClientKind::Consumer, "127.0.0.1:9092", &properties, &[], &[]).expect("a configuration").log_level
+    }
+
+    #[test]
+    fn librdkafka_logs_warnings_unless_debug_contexts_are_asked_for() {
+        assert!(matches!(log_level(&[]), RDKafkaLogLevel::Warning));
+        assert!(matches!(log_level(&[("fetch.wait.max.ms", "100")]), RDKafkaLogLevel::Warning));
+        assert!(matches!(log_level(&[("debug", "fetch,topic")]), RDKafkaLogLevel::Debug));
     }
 }
