@@ -100,6 +100,7 @@ fn passthrough(bootstrap: &str, topics: &Topics) -> Duration {
         .set("auto.offset.reset", "earliest")
         .create()
         .expect("consumer");
+    consumer.subscribe(&[topics.input.as_str()]).expect("subscribe");
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -107,7 +108,11 @@ fn passthrough(bootstrap: &str, topics: &Topics) -> Duration {
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    consumer.subscribe(&[topics.input.as_str()]).expect("subscribe");
+    // Its producer id at once, as Sluice's producers get theirs (`hasten_producer_id`), not
+    // 500 ms after start: a second metadata answer, from a learned broker, has librdkafka ask.
+    for _ in 0..2 {
+        producer.client().fetch_metadata(Some(&topics.raw_output), Duration::from_secs(5)).expect("metadata");
+    }
     let mut moved = 0;
     while moved < RECORDS {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
@@ -174,12 +179,16 @@ topic = "{output}"
     let started = Instant::now();
     let mut sluice = SluiceProcess::start(scratch.path(), &pipeline, "sluice.log");
     let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).create().expect("watcher");
-    broker::wait_for(Duration::from_secs(600), "every record in the output topic", || {
-        let written: i64 = (0..partitions as i32)
+    // Polled every 5 ms: the tests' `wait_for` polls every 100 ms, a tenth of a round here.
+    let written = || -> i64 {
+        (0..partitions as i32)
             .map(|partition| watcher.fetch_watermarks(&topics.sluice_output, partition, Duration::from_secs(5)).map_or(0, |(_, high)| high))
-            .sum();
-        written >= RECORDS as i64
-    });
+            .sum()
+    };
+    while written() < RECORDS as i64 {
+        assert!(started.elapsed() < Duration::from_secs(600), "timed out waiting for every record in the output topic");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let elapsed = started.elapsed();
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     elapsed
