@@ -29,10 +29,9 @@ const PRODUCER_ID_METADATA_TIMEOUT_MS: i32 = 5_000;
 /// learned), and again only on a 500 ms timer or when a metadata response arrives. Until the
 /// id comes nothing is sent, so a sink's queue fills (100,000 records) and its pipeline
 /// stalls. A thread asks twice for the brokers' metadata (not for a topic's, which could
-/// create it);
-/// the second answer comes from a learned broker that is up, and librdkafka asks for the id
-/// at once. The thread holds the producer only during a request and gives up once it is
-/// dropped; a broker that does not answer leaves the work to librdkafka's own timer.
+/// create it): the second answer comes from a learned broker that is up, and librdkafka asks
+/// for the id at once. The thread holds the producer only during a request and gives up once
+/// it is dropped; a broker that does not answer leaves the work to librdkafka's own timer.
 pub fn hasten_producer_id<C: ProducerContext + 'static>(producer: Weak<ThreadedProducer<C>>) {
     let hastened = std::thread::Builder::new().name("sluice-producer-id".into()).spawn(move || {
         for _ in 0..PRODUCER_ID_METADATA_REQUESTS {
