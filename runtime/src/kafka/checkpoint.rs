@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message};
@@ -73,10 +73,10 @@ pub struct CheckpointStore {
     producer: Arc<ThreadedProducer<AckContext>>,
     /// In an exactly-once pipeline, checkpoints are written in the transaction instead.
     transactional: Option<OutputProducer>,
-    reader_config: ClientConfig,
-    /// The consumer that reads the topic, made at the first load and kept: destroying a
-    /// librdkafka consumer takes about 100 ms, which every assignment would wait for.
-    reader: Mutex<Option<BaseConsumer<LoggingContext>>>,
+    /// The consumer that reads the topic, made when the store opens (it connects while the
+    /// source joins its group) and kept: destroying a librdkafka consumer takes about 100 ms,
+    /// which every assignment would wait for.
+    reader: Mutex<BaseConsumer<LoggingContext>>,
     topic: String,
 }
 
@@ -99,7 +99,7 @@ impl CheckpointStore {
         let producer = writer.create_with_context(AckContext).map_err(KafkaClientError::kafka("cannot create the checkpoint producer"))?;
         let producer = Arc::new(producer);
         hasten_producer_id(Arc::downgrade(&producer));
-        let reader_config = super::client_config(
+        let reader = super::client_config(
             super::ClientKind::Consumer,
             brokers,
             properties,
@@ -112,8 +112,9 @@ impl CheckpointStore {
                 ("isolation.level", "read_committed"),
             ],
         )?;
+        let reader = reader.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create the checkpoint reader"))?;
         let transactional = transactions.map(|transactions| transactions.output(topic));
-        let store = CheckpointStore { producer, transactional, reader_config, reader: Mutex::new(None), topic: topic.to_owned() };
+        let store = CheckpointStore { producer, transactional, reader: Mutex::new(reader), topic: topic.to_owned() };
         super::admin::ensure_topic(brokers, properties, topic, 1, true)?;
         Ok(store)
     }
@@ -143,16 +144,8 @@ impl CheckpointStore {
 
     /// The latest checkpoint of each of `keys` that has one.
     pub fn load(&self, keys: &[CheckpointKey]) -> Result<HashMap<CheckpointKey, TaskCheckpoint>, KafkaClientError> {
-        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
-        let reader = match &mut *reader {
-            Some(reader) => reader,
-            empty => empty.insert(
-                self.reader_config
-                    .create_with_context(LoggingContext)
-                    .map_err(KafkaClientError::kafka("cannot create the checkpoint reader"))?,
-            ),
-        };
-        let loaded = self.read_to_end(reader, keys);
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded = self.read_to_end(&reader, keys);
         // Between loads the reader fetches nothing (the topic only grows).
         if let Err(error) = reader.unassign() {
             tracing::warn!("cannot unassign the checkpoint reader: {error}");

@@ -43,6 +43,8 @@ use crate::source::EventTime;
 
 /// How often a silent partition asks whether it is caught up.
 const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+/// Longest wait for the group's committed offsets at an assignment.
+const COMMITTED_OFFSETS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A topic partition.
 pub type PartitionId = (Arc<str>, i32);
@@ -261,11 +263,14 @@ impl SourceContext {
             Ok(checkpoints) => checkpoints,
             Err(error) => return self.partitions().fail(format!("cannot read checkpoints: {error}")),
         };
+        let unrestored: Vec<PartitionId> =
+            ids.iter().zip(&keys).filter(|(_, key)| !checkpoints.contains_key(*key)).map(|(id, _)| id.clone()).collect();
+        let committed = self.committed_offsets(consumer, &unrestored);
         for (id, key) in ids.iter().zip(&keys) {
             let checkpoint = checkpoints.remove(key);
             let offset = match &checkpoint {
                 Some(checkpoint) => Offset::Offset(i64::try_from(checkpoint.next_position).unwrap_or(i64::MAX)),
-                None => self.start_offset(),
+                None => self.start_offset(id, committed.as_ref()),
             };
             if let Err(error) = assignment.set_partition_offset(&id.0, id.1, offset) {
                 return self.partitions().fail(format!("cannot position {}: {error}", describe_one(id)));
@@ -382,11 +387,42 @@ impl SourceContext {
         }
     }
 
-    fn start_offset(&self) -> Offset {
-        match self.setup.start {
-            StartPosition::Committed => Offset::Stored,
-            StartPosition::Earliest => Offset::Beginning,
-            StartPosition::Latest => Offset::End,
+    /// Where a partition without a checkpoint starts: `committed` holds the group's committed
+    /// offsets when they could be asked for (`None`: librdkafka asks itself).
+    fn start_offset(&self, id: &PartitionId, committed: Option<&HashMap<PartitionId, i64>>) -> Offset {
+        match (self.setup.start, committed) {
+            (StartPosition::Committed, Some(committed)) => committed.get(id).map_or(Offset::Beginning, |offset| Offset::Offset(*offset)),
+            (StartPosition::Committed, None) => Offset::Stored,
+            (StartPosition::Earliest, _) => Offset::Beginning,
+            (StartPosition::Latest, _) => Offset::End,
+        }
+    }
+
+    /// The group's committed offsets of `ids` (those that have one), asked for once for all,
+    /// with `start = "committed"`. librdkafka would ask too, but a partition with no committed
+    /// offset then waits 100 ms (its offset-reset back-off) before its first fetch; assigned
+    /// at `Beginning` it does not. `None` if the brokers did not answer: librdkafka asks then.
+    fn committed_offsets(&self, consumer: &BaseConsumer<SourceContext>, ids: &[PartitionId]) -> Option<HashMap<PartitionId, i64>> {
+        if self.setup.start != StartPosition::Committed || ids.is_empty() {
+            return None;
+        }
+        let mut wanted = TopicPartitionList::new();
+        for id in ids {
+            wanted.add_partition(&id.0, id.1);
+        }
+        match consumer.committed_offsets(wanted, COMMITTED_OFFSETS_TIMEOUT) {
+            Ok(list) => Some(
+                list.elements()
+                    .iter()
+                    .filter_map(|element| {
+                        Some(((element.topic().into(), element.partition()), element.offset().to_raw().filter(|offset| *offset >= 0)?))
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::debug!("cannot read the committed offsets at assignment (librdkafka will): {error}");
+                None
+            }
         }
     }
 }
