@@ -270,7 +270,7 @@ impl SourceContext {
             let checkpoint = checkpoints.remove(key);
             let offset = match &checkpoint {
                 Some(checkpoint) => Offset::Offset(i64::try_from(checkpoint.next_position).unwrap_or(i64::MAX)),
-                None => self.start_offset(id, committed.as_ref()),
+                None => self.start_offset(id, &committed),
             };
             if let Err(error) = assignment.set_partition_offset(&id.0, id.1, offset) {
                 return self.partitions().fail(format!("cannot position {}: {error}", describe_one(id)));
@@ -387,43 +387,51 @@ impl SourceContext {
         }
     }
 
-    /// Where a partition without a checkpoint starts: `committed` holds the group's committed
-    /// offsets when they could be asked for (`None`: librdkafka asks itself).
-    fn start_offset(&self, id: &PartitionId, committed: Option<&HashMap<PartitionId, i64>>) -> Offset {
-        match (self.setup.start, committed) {
-            (StartPosition::Committed, Some(committed)) => committed.get(id).map_or(Offset::Beginning, |offset| Offset::Offset(*offset)),
-            (StartPosition::Committed, None) => Offset::Stored,
-            (StartPosition::Earliest, _) => Offset::Beginning,
-            (StartPosition::Latest, _) => Offset::End,
+    /// Where a partition without a checkpoint starts. `committed` holds where the group's
+    /// committed offsets put the partitions the brokers answered for; the others are left to
+    /// librdkafka (`Stored`: it asks itself).
+    fn start_offset(&self, id: &PartitionId, committed: &HashMap<PartitionId, Offset>) -> Offset {
+        match self.setup.start {
+            StartPosition::Committed => committed.get(id).copied().unwrap_or(Offset::Stored),
+            StartPosition::Earliest => Offset::Beginning,
+            StartPosition::Latest => Offset::End,
         }
     }
 
-    /// The group's committed offsets of `ids` (those that have one), asked for once for all,
-    /// with `start = "committed"`. librdkafka would ask too, but a partition with no committed
-    /// offset then waits 100 ms (its offset-reset back-off) before its first fetch; assigned
-    /// at `Beginning` it does not. `None` if the brokers did not answer: librdkafka asks then.
-    fn committed_offsets(&self, consumer: &BaseConsumer<SourceContext>, ids: &[PartitionId]) -> Option<HashMap<PartitionId, i64>> {
+    /// With `start = "committed"`, where the group's committed offsets put `ids`, asked for
+    /// once for all: its committed offset, or `Beginning` for a partition that has none.
+    /// librdkafka would ask too, but a partition with none then waits 100 ms (its offset-reset
+    /// back-off) before its first fetch. Partitions the brokers gave an error for (an unstable
+    /// offset of an open transaction, say), or all if they did not answer, are left out, and
+    /// librdkafka asks for those as before.
+    fn committed_offsets(&self, consumer: &BaseConsumer<SourceContext>, ids: &[PartitionId]) -> HashMap<PartitionId, Offset> {
         if self.setup.start != StartPosition::Committed || ids.is_empty() {
-            return None;
+            return HashMap::new();
         }
         let mut wanted = TopicPartitionList::new();
         for id in ids {
             wanted.add_partition(&id.0, id.1);
         }
-        match consumer.committed_offsets(wanted, COMMITTED_OFFSETS_TIMEOUT) {
-            Ok(list) => Some(
-                list.elements()
-                    .iter()
-                    .filter_map(|element| {
-                        Some(((element.topic().into(), element.partition()), element.offset().to_raw().filter(|offset| *offset >= 0)?))
-                    })
-                    .collect(),
-            ),
+        let answered = match consumer.committed_offsets(wanted, COMMITTED_OFFSETS_TIMEOUT) {
+            Ok(answered) => answered,
             Err(error) => {
                 tracing::debug!("cannot read the committed offsets at assignment (librdkafka will): {error}");
-                None
+                return HashMap::new();
             }
-        }
+        };
+        answered
+            .elements()
+            .iter()
+            .filter(|element| element.error().is_ok())
+            .filter_map(|element| {
+                let start = match element.offset() {
+                    Offset::Offset(offset) if offset >= 0 => Offset::Offset(offset),
+                    Offset::Invalid => Offset::Beginning,
+                    _ => return None,
+                };
+                Some(((element.topic().into(), element.partition()), start))
+            })
+            .collect()
     }
 }
 
