@@ -3,7 +3,7 @@
 //! payload (see ARCHITECTURE.md), and only the fields a pipeline names.
 
 use sluice_sdk::json::{lookup_texts, text_plain_str, write_canonical_text, write_key_texts};
-use sluice_sdk::serde_json::{self, Value};
+use sluice_sdk::serde_json;
 use sluice_sdk::{FieldPath, Record};
 
 /// Reads the key of a record from its fields.
@@ -56,10 +56,13 @@ impl KeySelector {
 /// The key of one value that is not a plain string: a string with escapes is its characters,
 /// as a plain one is (`"\u0061"` and `"a"` are one key), anything else its canonical text.
 fn write_single(key: &mut String, text: &[u8]) {
-    match serde_json::from_slice::<Value>(text) {
-        Ok(Value::String(string)) => key.push_str(&string),
-        _ => write_canonical_text(key, text),
+    // Only a string is read here: a number (the usual key) goes straight to its canonical text.
+    if text.trim_ascii_start().first() == Some(&b'"')
+        && let Ok(string) = serde_json::from_slice::<String>(text)
+    {
+        return key.push_str(&string);
     }
+    write_canonical_text(key, text)
 }
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`): the hash both the Java default
