@@ -145,9 +145,12 @@ impl<'a> FieldIndex<'a> {
 }
 
 fn entry_fields(entries: &[u8]) -> impl Iterator<Item = Field> + '_ {
+    // Read as whole words: built from single bytes, each number took four byte loads once
+    // compiled to WebAssembly.
     entries.chunks_exact(ENTRY).map(|entry| {
-        let number = |at: usize| u32::from_le_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3]]) as usize;
-        Field { name: (number(0), number(4)), value: (number(8), number(12)) }
+        let words: [[u8; 4]; 4] = std::array::from_fn(|at| entry[4 * at..4 * at + 4].try_into().unwrap_or_default());
+        let [name_offset, name_length, value_offset, value_length] = words.map(|word| u32::from_le_bytes(word) as usize);
+        Field { name: (name_offset, name_length), value: (value_offset, value_length) }
     })
 }
 

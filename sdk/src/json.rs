@@ -166,9 +166,15 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
     // One bit per top-level path (of the first 64) not found yet: the first field of a name
     // wins, as in the text. Other paths are followed one by one.
     let mut wanted = 0u64;
+    // The wanted paths by their name's length (the last slot for every longer name), so that
+    // a field's name is compared only with the names of its length.
+    let mut by_length = [0u64; NAME_LENGTHS];
     for (position, path) in paths.iter().enumerate() {
         match path.segments() {
-            [_] if position < 64 => wanted |= 1 << position,
+            [name] if position < 64 => {
+                wanted |= 1 << position;
+                by_length[name.len().min(NAME_LENGTHS - 1)] |= 1 << position;
+            }
             _ => found[position] = indexed_text(bytes, index, path)?,
         }
     }
@@ -176,11 +182,14 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
         if wanted == 0 {
             break;
         }
+        let mut candidates = wanted & by_length[field.name.1.min(NAME_LENGTHS - 1)];
+        if candidates == 0 {
+            continue;
+        }
         let Some(name) = text_of(bytes, field.name) else { continue };
-        let mut left = wanted;
-        while left != 0 {
-            let position = left.trailing_zeros() as usize;
-            left &= left - 1;
+        while candidates != 0 {
+            let position = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
             if same_bytes(paths[position].segments()[0].as_bytes(), name) {
                 found[position] = Some(text_of(bytes, field.value)?);
                 wanted &= !(1 << position);
@@ -189,6 +198,9 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
     }
     Some(found)
 }
+
+/// Name lengths told apart by [`indexed_texts`]: 0 to 30 bytes, and 31 or more.
+const NAME_LENGTHS: usize = 32;
 
 /// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of
 /// value (as [`raw_number`]).
@@ -624,6 +636,8 @@ mod tests {
             "dateTimes",
             "a-long-field-name",
             "a-long-field-namf",
+            "a-field-name-longer-than-31-bytes",
+            "a-field-name-longer-than-thirty-one-bytes",
         ]);
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -670,7 +684,7 @@ mod tests {
             space in proptest::sample::select(vec!["", " ", "\n\t "]),
             cut in proptest::option::of(0usize..200),
             flip in proptest::option::of((0usize..200, proptest::prelude::any::<u8>())),
-            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é", "dateTime", "dateTimes", "a-long-field-name", "a.dateTime"]), 1..5),
+            paths in proptest::collection::vec(proptest::sample::select(vec!["a", "b", "0", "1", "a.b", "a.0", "b.a.1", "0.a", "00", "k y", "é", "a.é", "dateTime", "dateTimes", "a-long-field-name", "a.dateTime", "a-field-name-longer-than-31-bytes", "a-field-name-longer-than-thirty-one-bytes"]), 1..5),
         ) {
             let mut bytes = spaced_json(&value, space).into_bytes();
             if let Some((at, byte)) = flip
