@@ -9,6 +9,8 @@
 //! [`MAX_BYTES`] and the last snapshot's size, so recovery memory at most doubles an
 //! operator's, and at most [`MAX_CALLS_EVER`] calls, so a replay stays short.
 
+use std::sync::Arc;
+
 use crate::wasm::Batch;
 
 /// Calls kept before a new snapshot replaces them, once they hold as many bytes as it.
@@ -24,7 +26,8 @@ pub const MAX_BYTES: usize = 16 << 20;
 
 /// One call made since the snapshot.
 pub enum JournalEntry {
-    Process(u32, Batch),
+    /// The batch is shared with the task, which traces later dead letters back to it.
+    Process(u32, Arc<Batch>),
     Watermark(i64),
 }
 
@@ -98,10 +101,10 @@ mod tests {
     #[test]
     fn the_journal_is_full_at_its_call_bound_or_its_byte_bound_whichever_comes_first() {
         assert_eq!(calls_until_full(|| JournalEntry::Watermark(1)), MAX_CALLS);
-        assert_eq!(calls_until_full(|| JournalEntry::Process(0, batch_of(100))), MAX_CALLS);
-        assert_eq!(calls_until_full(|| JournalEntry::Process(0, batch_of(1 << 20))), MAX_BYTES / (1 << 20));
+        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Arc::new(batch_of(100)))), MAX_CALLS);
+        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20)))), MAX_BYTES / (1 << 20));
         let mut journal = Journal::default();
-        assert!(journal.record(JournalEntry::Process(0, batch_of(MAX_BYTES))), "one huge batch fills it at once");
+        assert!(journal.record(JournalEntry::Process(0, Arc::new(batch_of(MAX_BYTES)))), "one huge batch fills it at once");
         journal.clear(0);
         assert!(!journal.record(JournalEntry::Watermark(1)) && journal.entries().len() == 1, "cleared, it counts afresh");
     }
@@ -114,10 +117,10 @@ mod tests {
             (calls, journal.bytes)
         };
         // A state of 1 MiB: 64 calls of 1 KiB do not replace it; about 1 MiB of calls do.
-        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, batch_of(1 << 10)));
+        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 10))));
         assert!(calls > MAX_CALLS && (1 << 20..(1 << 20) + 2048).contains(&bytes), "{calls} calls, {bytes} bytes");
         // A state larger than MAX_BYTES: the journal may grow as large as the state.
-        let (_, bytes) = fill(4 * MAX_BYTES, &|| JournalEntry::Process(0, batch_of(1 << 20)));
+        let (_, bytes) = fill(4 * MAX_BYTES, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20))));
         assert!((4 * MAX_BYTES..5 * MAX_BYTES).contains(&bytes), "{bytes} bytes");
         // Watermarks alone count what they hold too, so they end a journal in the end.
         let (calls, _) = fill(1 << 16, &|| JournalEntry::Watermark(1));

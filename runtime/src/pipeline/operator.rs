@@ -232,7 +232,9 @@ impl Operator {
     }
 
     /// Processes a batch that arrived on `input`; failing records are isolated, never lost.
-    pub fn process(&mut self, input: u32, batch: Batch) -> Processed {
+    /// The journal keeps the batch (shared, not copied) until the next snapshot.
+    pub fn process(&mut self, input: u32, batch: impl Into<Arc<Batch>>) -> Processed {
+        let batch = batch.into();
         if let Some(metrics) = &self.metrics {
             metrics.input.add(batch.len(), batch.bytes.len());
         }
@@ -243,7 +245,7 @@ impl Operator {
         processed
     }
 
-    fn process_counted(&mut self, input: u32, batch: Batch) -> Processed {
+    fn process_counted(&mut self, input: u32, batch: Arc<Batch>) -> Processed {
         let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
         let started = Instant::now();
         let result = instance.process(input, &batch);
@@ -339,7 +341,7 @@ impl Operator {
     }
 
     /// Retries a failed batch record by record, recovering after each failure.
-    fn isolate(&mut self, input: u32, batch: Batch, failure: &CallFailure) -> Processed {
+    fn isolate(&mut self, input: u32, batch: Arc<Batch>, failure: &CallFailure) -> Processed {
         tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
         if !self.recover(failure) {
             return self.refuse_all(&batch);
@@ -359,7 +361,7 @@ impl Operator {
                         let reason = format!("rejected: {reason}");
                         processed.dead.push(DeadRecord { index, record: single.clone(), reason, class: "refused" });
                     }
-                    self.record(JournalEntry::Process(input, single));
+                    self.record(JournalEntry::Process(input, Arc::new(single)));
                 }
                 Err(failure) => {
                     processed.dead.push(DeadRecord {
