@@ -166,14 +166,15 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
     // One bit per top-level path (of the first 64) not found yet: the first field of a name
     // wins, as in the text. Other paths are followed one by one.
     let mut wanted = 0u64;
-    // The wanted paths by their name's length (the last slot for every longer name), so that
-    // a field's name is compared only with the names of its length.
-    let mut by_length = [0u64; NAME_LENGTHS];
+    // The wanted paths by their name's length modulo 8, so that a field's name is compared
+    // only with the names of its length (and few others). Eight slots are set by eight stores;
+    // a larger table took a `memory.fill` call per record in WebAssembly.
+    let mut by_length = [0u64; LENGTH_CLASSES];
     for (position, path) in paths.iter().enumerate() {
         match path.segments() {
             [name] if position < 64 => {
                 wanted |= 1 << position;
-                by_length[name.len().min(NAME_LENGTHS - 1)] |= 1 << position;
+                by_length[name.len() % LENGTH_CLASSES] |= 1 << position;
             }
             _ => found[position] = indexed_text(bytes, index, path)?,
         }
@@ -182,7 +183,7 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
         if wanted == 0 {
             break;
         }
-        let mut candidates = wanted & by_length[field.name.1.min(NAME_LENGTHS - 1)];
+        let mut candidates = wanted & by_length[field.name.1 % LENGTH_CLASSES];
         if candidates == 0 {
             continue;
         }
@@ -199,8 +200,8 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
     Some(found)
 }
 
-/// Name lengths told apart by [`indexed_texts`]: 0 to 30 bytes, and 31 or more.
-const NAME_LENGTHS: usize = 32;
+/// The classes of name lengths [`indexed_texts`] tells apart (lengths modulo this).
+const LENGTH_CLASSES: usize = 8;
 
 /// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of
 /// value (as [`raw_number`]).

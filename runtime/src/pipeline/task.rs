@@ -568,7 +568,7 @@ impl Task {
         let records = Arc::new(records);
         let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(&positions) };
         // Dead letters of later operators are traced back to the entry by content (the
-        // batch shared, not copied: a copy of every batch was a tenth of Nexmark q0's copying).
+        // batch shared, not copied: that copy was a fifth of the copying in a Nexmark q0 task).
         let shared = (!positions.is_empty() && stage.operators.len() > 1).then(|| Arc::clone(&records));
         let entry = shared.as_deref().map(|records| EntryRecords { records, positions: &positions });
         match stage.entry {
