@@ -18,6 +18,7 @@ const ROUNDS: usize = 3;
 const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"];
 
 fn main() {
+    sluice::allocator::tune();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let plugins = root.join("build/plugins");
     assert!(plugins.join("project.wasm").is_file(), "run scripts/build-plugins.sh first");

@@ -26,6 +26,7 @@ const RECORDS: u64 = 600_000;
 const ROUNDS: usize = 3;
 
 fn main() {
+    sluice::allocator::tune();
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins");
     assert!(plugins.join("window-aggregate.wasm").is_file(), "run scripts/build-plugins.sh first");
     let registry = PluginRegistry::new(WasmEngine::new().expect("engine"));

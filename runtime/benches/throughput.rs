@@ -18,6 +18,7 @@ const BATCHES: usize = 200;
 const ROUNDS: usize = 5;
 
 fn main() {
+    sluice::allocator::tune();
     let batches = input_batches();
     let bytes: usize = batches.iter().flat_map(|batch| batch.iter()).map(|record| record.value().len()).sum();
     let records = BATCH * BATCHES;

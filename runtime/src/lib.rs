@@ -7,6 +7,7 @@
 //! `sluice` binary does).
 
 pub mod admin;
+pub mod allocator;
 pub mod commands;
 pub mod config;
 pub mod develop;

@@ -172,6 +172,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    sluice::allocator::tune();
     let cli = Cli::parse();
     for (name, value) in &cli.set {
         // SAFETY: no other thread exists yet (nothing has been started), so nothing reads the

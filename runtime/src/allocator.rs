@@ -1,0 +1,34 @@
+//! The C allocator's settings for a stream processor, whose batches of a few megabytes are
+//! allocated on one thread and freed on another all the time.
+//!
+//! With glibc's defaults, new batches kept faulting their pages in again (freed memory went
+//! back to the kernel, and large blocks got mappings of their own): on a Nexmark q0 run,
+//! half of the system time, and 5–7 % of all CPU. Blocks up to 32 MiB now come from the
+//! heap, and the heap is trimmed once 64 MiB lie free at its top.
+
+/// Allocations below this come from the heap, not from their own mapping.
+const MMAP_THRESHOLD: i32 = 32 << 20;
+/// Free memory at the top of the heap kept for the next batches.
+const TRIM_THRESHOLD: i32 = 64 << 20;
+
+/// Applies the settings, unless `GLIBC_TUNABLES` sets the allocator's own (the user's
+/// choice wins). Call it first in `main`, before any thread starts.
+pub fn tune() {
+    let user_tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("glibc.malloc."));
+    if !user_tuned {
+        apply();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn apply() {
+    // SAFETY: `mallopt` only changes two of glibc's allocator parameters; it is called before
+    // the process starts any thread, and both values are within the ranges glibc accepts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn apply() {}
