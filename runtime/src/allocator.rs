@@ -14,10 +14,14 @@ const TRIM_THRESHOLD: i32 = 64 << 20;
 /// Applies the settings, unless `GLIBC_TUNABLES` sets the allocator's own (the user's
 /// choice wins). Call it first in `main`, before any thread starts.
 pub fn tune() {
-    let user_tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("glibc.malloc."));
-    if !user_tuned {
+    if !tuned_by_user(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
         apply();
     }
+}
+
+/// Whether `GLIBC_TUNABLES` (its value, if set) sets any of the allocator's parameters.
+fn tuned_by_user(tunables: Option<&str>) -> bool {
+    tunables.is_some_and(|tunables| tunables.split(':').any(|tunable| tunable.starts_with("glibc.malloc.")))
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -32,3 +36,17 @@ fn apply() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn apply() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_users_allocator_tunables_win() {
+        assert!(!tuned_by_user(None));
+        assert!(!tuned_by_user(Some("")));
+        assert!(!tuned_by_user(Some("glibc.pthread.rseq=0")));
+        assert!(tuned_by_user(Some("glibc.malloc.trim_threshold=0")));
+        assert!(tuned_by_user(Some("glibc.pthread.rseq=0:glibc.malloc.arena_max=2")));
+    }
+}
