@@ -245,7 +245,12 @@ impl EventsResult {
             bail!("list pointer is not aligned");
         }
         cx.consume_fuel_array(length, std::mem::size_of::<Event>())?;
-        bytes.chunks_exact(layout::SIZE).map(event_from_bytes).collect::<wasmtime::Result<_>>().map(EventsResult)
+        // Filled into its full capacity (collecting `Result`s grows a vector push by push).
+        let mut events = Vec::with_capacity(length);
+        for event in bytes.chunks_exact(layout::SIZE) {
+            events.push(event_from_bytes(event)?);
+        }
+        Ok(EventsResult(events))
     }
 }
 
