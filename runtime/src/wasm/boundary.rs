@@ -58,6 +58,26 @@ macro_rules! lower_by_store {
     };
 }
 
+/// `Lift` for a list result with a `load` function, which reads the list at (pointer, length)
+/// out of the plugin's memory: the list comes as those two, flat or stored.
+macro_rules! lift_by_load {
+    ($list:ty) => {
+        unsafe impl Lift for $list {
+            fn linear_lift_from_flat(cx: &mut LiftContext<'_>, _ty: InterfaceType, src: &[ValRaw; 2]) -> wasmtime::Result<$list> {
+                <$list>::load(cx, src[0].get_u32(), src[1].get_u32())
+            }
+
+            fn linear_lift_from_memory(cx: &mut LiftContext<'_>, _ty: InterfaceType, bytes: &[u8]) -> wasmtime::Result<$list> {
+                let word = |at: usize| bytes.get(at..at + 4).and_then(|word| word.try_into().ok()).map(u32::from_le_bytes);
+                match (word(0), word(4)) {
+                    (Some(pointer), Some(length)) => <$list>::load(cx, pointer, length),
+                    _ => bail!("pointer out of bounds of memory"),
+                }
+            }
+        }
+    };
+}
+
 /// `size` bytes aligned to `align` allocated in the plugin's memory (by its `realloc`): their
 /// address, and the bytes, bounds-checked.
 fn allocate<'m, T>(cx: &'m mut LowerContext<'_, T>, align: u32, size: usize) -> wasmtime::Result<(usize, &'m mut [u8])> {
@@ -221,16 +241,7 @@ unsafe impl ComponentType for EventsResult {
 }
 
 // SAFETY: as for `EventsArgument`.
-unsafe impl Lift for EventsResult {
-    fn linear_lift_from_flat(cx: &mut LiftContext<'_>, _ty: InterfaceType, src: &[ValRaw; 2]) -> wasmtime::Result<EventsResult> {
-        EventsResult::load(cx, src[0].get_u32(), src[1].get_u32())
-    }
-
-    fn linear_lift_from_memory(cx: &mut LiftContext<'_>, _ty: InterfaceType, bytes: &[u8]) -> wasmtime::Result<EventsResult> {
-        let (pointer, length) = pointer_pair_at(bytes)?;
-        EventsResult::load(cx, pointer, length)
-    }
-}
+lift_by_load!(EventsResult);
 
 impl EventsResult {
     /// Reads `length` events at `pointer`, refusing what wasmtime refuses: a list outside
@@ -265,16 +276,7 @@ unsafe impl ComponentType for BytesResult {
 }
 
 // SAFETY: as for `BytesArgument`.
-unsafe impl Lift for BytesResult {
-    fn linear_lift_from_flat(cx: &mut LiftContext<'_>, _ty: InterfaceType, src: &[ValRaw; 2]) -> wasmtime::Result<BytesResult> {
-        BytesResult::load(cx, src[0].get_u32(), src[1].get_u32())
-    }
-
-    fn linear_lift_from_memory(cx: &mut LiftContext<'_>, _ty: InterfaceType, bytes: &[u8]) -> wasmtime::Result<BytesResult> {
-        let (pointer, length) = pointer_pair_at(bytes)?;
-        BytesResult::load(cx, pointer, length)
-    }
-}
+lift_by_load!(BytesResult);
 
 impl BytesResult {
     /// Copies the `length` bytes at `pointer`, refusing a list outside memory as wasmtime does.
@@ -285,15 +287,6 @@ impl BytesResult {
         }
         cx.consume_fuel_array(length, 1)?;
         Ok(BytesResult(cx.memory()[pointer..pointer + length].to_vec()))
-    }
-}
-
-/// The (pointer, length) pair of a list stored in memory.
-fn pointer_pair_at(bytes: &[u8]) -> wasmtime::Result<(u32, u32)> {
-    let word = |at: usize| bytes.get(at..at + 4).and_then(|word| word.try_into().ok()).map(u32::from_le_bytes);
-    match (word(0), word(4)) {
-        (Some(pointer), Some(length)) => Ok((pointer, length)),
-        _ => bail!("pointer out of bounds of memory"),
     }
 }
 
