@@ -167,8 +167,8 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
     // wins, as in the text. Other paths are followed one by one.
     let mut wanted = 0u64;
     // The wanted paths by their name's length modulo 8, so that a field's name is compared
-    // only with the names of its length (and few others). Eight slots are set by eight stores;
-    // a larger table took a `memory.fill` call per record in WebAssembly.
+    // only with the names of its length (and few others). The table is zeroed on every call,
+    // so it is kept small: a 32-slot one measured no faster.
     let mut by_length = [0u64; LENGTH_CLASSES];
     for (position, path) in paths.iter().enumerate() {
         match path.segments() {
