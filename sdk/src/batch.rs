@@ -19,10 +19,25 @@ impl Default for Batch {
     }
 }
 
+/// The most bytes [`Batch::with_room_of`] reserves: beyond it, an output grows as it is
+/// written, and an operator that keeps little of a large batch does not hold twice its size.
+pub const RESERVED_BYTES_AT_MOST: usize = 1 << 20;
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
         Batch::default()
+    }
+
+    /// An empty batch with room for as many records, bytes and headers as `like` holds (bytes
+    /// up to [`RESERVED_BYTES_AT_MOST`]), so that an operator passing on most of its input
+    /// writes it without growing the buffers (each growth copies what is written so far).
+    pub fn with_room_of(like: &Batch) -> Batch {
+        Batch {
+            bytes: Vec::with_capacity(like.bytes.len().min(RESERVED_BYTES_AT_MOST)),
+            events: Vec::with_capacity(like.events.len()),
+            headers: Vec::with_capacity(like.headers.len()),
+        }
     }
 
     /// Number of records.
@@ -285,9 +300,20 @@ impl<'a> Record<'a> {
     /// the scan validates the document; with one, the index is trusted (the runtime validates
     /// what it indexes, and an operator indexes only JSON it wrote).
     pub fn field_texts(&self, paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
+        let mut found = Vec::new();
+        self.field_texts_into(paths, &mut found)?;
+        Ok(found)
+    }
+
+    /// [`Record::field_texts`] into `found` (its contents replaced): a loop over a batch's
+    /// records can reuse one vector instead of allocating one per record.
+    pub fn field_texts_into(&self, paths: &[FieldPath], found: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
         match self.field_index() {
-            Some(index) => json::lookup_texts_indexed(self.value(), index, paths),
-            None => json::lookup_texts(self.value(), paths),
+            Some(index) => json::lookup_texts_indexed_into(self.value(), index, paths, found),
+            None => {
+                *found = json::lookup_texts(self.value(), paths)?;
+                Ok(())
+            }
         }
     }
 
@@ -346,6 +372,29 @@ mod tests {
         assert_eq!((second.value(), second.header("h")), (&b"{\"c\":3}"[..], Some(&b"v"[..])));
         assert_eq!(batch.get(1).unwrap().key(), None);
         assert_eq!(batch.iter().map(|r| r.index()).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    /// An output with the room of its input takes every record of it, index, key and headers
+    /// included, without growing (and so without copying what it holds); the room given to a
+    /// large batch is bounded.
+    #[test]
+    fn an_output_with_the_room_of_its_input_takes_all_of_it_without_growing() {
+        let mut writer = ObjectWriter::new();
+        let mut input = Batch::new();
+        for number in 0..100 {
+            writer.clear();
+            writer.field_i64("n", number);
+            writer.field_str("text", "some padding");
+            input.push_object(Some(b"key"), &writer, number);
+        }
+        input.push(None, b"[1]", 7, [(&b"h"[..], &b"v"[..])]);
+        let mut output = Batch::with_room_of(&input);
+        let room = (output.bytes.capacity(), output.events.capacity(), output.headers.capacity());
+        input.iter().for_each(|record| output.push_record(record));
+        assert_eq!(output, input);
+        assert_eq!((output.bytes.capacity(), output.events.capacity(), output.headers.capacity()), room);
+        let large = Batch { bytes: vec![0; 3 * RESERVED_BYTES_AT_MOST], ..Batch::new() };
+        assert!((RESERVED_BYTES_AT_MOST..2 * RESERVED_BYTES_AT_MOST).contains(&Batch::with_room_of(&large).bytes.capacity()));
     }
 
     #[test]
