@@ -153,16 +153,30 @@ pub fn lookup_texts<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Opti
 /// names are matched in one pass over the index (each entry read once, names compared by
 /// length first); a path below the top level is followed from its field.
 pub fn lookup_texts_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
-    match indexed_texts(bytes, index, paths) {
-        Some(found) => Ok(found),
-        None => lookup_texts(bytes, paths),
-    }
+    let mut found = Vec::new();
+    lookup_texts_indexed_into(bytes, index, paths, &mut found)?;
+    Ok(found)
 }
 
-/// The texts at `paths` through the index; `None` when the index points outside the value or
-/// the text below a field cannot be read.
-fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]) -> Option<Vec<Option<&'a [u8]>>> {
-    let mut found = vec![None; paths.len()];
+/// [`lookup_texts_indexed`] into `found` (its contents replaced), so that a loop over records
+/// reuses one vector instead of allocating one per record.
+pub fn lookup_texts_indexed_into<'a>(
+    bytes: &'a [u8],
+    index: FieldIndex<'_>,
+    paths: &[FieldPath],
+    found: &mut Vec<Option<&'a [u8]>>,
+) -> Result<(), String> {
+    if indexed_texts(bytes, index, paths, found).is_none() {
+        *found = lookup_texts(bytes, paths)?;
+    }
+    Ok(())
+}
+
+/// The texts at `paths` through the index, into `found`; `None` when the index points outside
+/// the value or the text below a field cannot be read.
+fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath], found: &mut Vec<Option<&'a [u8]>>) -> Option<()> {
+    found.clear();
+    found.resize(paths.len(), None);
     // One bit per top-level path (of the first 64) not found yet: the first field of a name
     // wins, as in the text. Other paths are followed one by one.
     let mut wanted = 0u64;
@@ -197,7 +211,7 @@ fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath]
             }
         }
     }
-    Some(found)
+    Some(())
 }
 
 /// The classes of name lengths [`indexed_texts`] tells apart (lengths modulo this).
@@ -229,6 +243,22 @@ pub fn text_plain_str(text: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(inner).ok()
+}
+
+/// Whether a JSON value's text (valid JSON, as an index or a scan gives it) is the string
+/// `wanted`, compared as bytes: `None` when only decoding escapes can tell. Text between
+/// quotes that is `wanted`'s bytes is `wanted` (when `wanted` has no backslash, so that those
+/// bytes hold no escape), and text without a backslash is its own bytes; another kind of value
+/// is never a string.
+pub fn text_is_str(text: &[u8], wanted: &str) -> Option<bool> {
+    let Some(inner) = text.strip_prefix(b"\"").and_then(|text| text.strip_suffix(b"\"")) else {
+        return Some(false);
+    };
+    let wanted = wanted.as_bytes();
+    if inner.len() == wanted.len() && same_bytes(inner, wanted) && !wanted.contains(&b'\\') {
+        return Some(true);
+    }
+    if inner.contains(&b'\\') || wanted.contains(&b'\\') { None } else { Some(false) }
 }
 
 /// The JSON text of the values at `paths`, borrowed from `bytes`: no allocation per value.
@@ -784,6 +814,30 @@ mod tests {
             write_key(&mut from_raw, &raws);
             write_key_texts(&mut from_texts, &texts.iter().map(|text| text.as_deref().map(str::as_bytes)).collect::<Vec<_>>());
             proptest::prop_assert_eq!(from_raw, from_texts);
+        }
+    }
+
+    proptest::proptest! {
+        /// A string compared as bytes answers what decoding it answers, or leaves the question
+        /// to decoding; escaped and unescaped texts of the same string both count, and so do
+        /// values of other kinds.
+        #[test]
+        fn strings_compared_as_bytes_are_strings_compared_decoded(
+            value in "[a-c\\\\\"\u{e9}\n]{0,4}",
+            wanted in "[a-c\\\\\"\u{e9}\n]{0,4}",
+            other in arbitrary_json(),
+        ) {
+            let escaped: String = value.chars().map(|character| format!("\\u{:04x}", character as u32)).collect();
+            for text in [serde_json::to_string(&value).unwrap(), format!("\"{escaped}\""), other.to_string()] {
+                let decoded: Value = serde_json::from_str(&text).unwrap();
+                let equal = decoded.as_str() == Some(wanted.as_str());
+                if let Some(answer) = text_is_str(text.as_bytes(), &wanted) {
+                    proptest::prop_assert_eq!(answer, equal, "{} against {:?}", text, wanted);
+                }
+                if !text.contains('\\') && !wanted.contains('\\') {
+                    proptest::prop_assert_eq!(text_is_str(text.as_bytes(), &wanted), Some(equal), "{} against {:?}", text, wanted);
+                }
+            }
         }
     }
 

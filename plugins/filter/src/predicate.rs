@@ -188,12 +188,12 @@ fn contains(set: &Value, found: Found<'_>) -> bool {
 }
 
 /// Whether a field's JSON text equals `operand`; numbers compare by value (`1 == 1.0`).
-/// Numbers and plain strings are compared in place, without allocating.
+/// Numbers and strings without escapes are compared in place, without allocating.
 fn raw_equal(field: &[u8], operand: &Value) -> bool {
     match operand {
         Value::Number(number) => matches!(json::text_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
-        Value::String(text) => match json::text_plain_str(field) {
-            Some(plain) => plain == text,
+        Value::String(text) => match json::text_is_str(field, text) {
+            Some(equal) => equal,
             None => parsed(field).is_some_and(|value| value == *operand),
         },
         other => parsed(field).is_some_and(|value| json_equal(&value, other)),
