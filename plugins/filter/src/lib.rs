@@ -99,8 +99,9 @@ impl Operator for Filter {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut dropped_invalid = 0;
+        let mut texts = Vec::new();
         for record in batch.iter() {
-            match self.matches(record) {
+            match self.matches(record, &mut texts) {
                 Ok(true) => out.emit(record),
                 Ok(false) => {}
                 Err(reason) => match self.invalid {
@@ -116,9 +117,10 @@ impl Operator for Filter {
 }
 
 impl Filter {
-    /// Whether `record` passes; an error when its payload is not JSON.
-    pub fn matches(&self, record: Record<'_>) -> Result<bool, String> {
-        let texts = record.field_texts(&self.fields)?;
+    /// Whether `record` passes; an error when its payload is not JSON. `texts` is room for
+    /// the fields' texts, reused from record to record.
+    pub fn matches<'a>(&self, record: Record<'a>, texts: &mut Vec<Option<&'a [u8]>>) -> Result<bool, String> {
+        record.field_texts_into(&self.fields, texts)?;
         let holds = |(position, predicate): (usize, &Predicate)| {
             let reads = texts.get(self.starts[position]..self.starts[position + 1]).unwrap_or_default();
             predicate.holds_for(reads)

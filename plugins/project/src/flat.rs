@@ -66,9 +66,11 @@ impl FlatProjection {
         Some(FlatProjection { reads, outputs })
     }
 
-    /// Writes the projected object of `record` into `out` (cleared first).
-    pub fn write(&self, record: Record<'_>, out: &mut ObjectWriter) -> Result<(), String> {
-        let values = record.field_texts(&self.reads)?;
+    /// Writes the projected object of `record` into `out` (cleared first). `values` is room
+    /// for the fields' texts, reused from record to record.
+    pub fn write<'a>(&self, record: Record<'a>, out: &mut ObjectWriter, values: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
+        record.field_texts_into(&self.reads, values)?;
+        let values = &values[..];
         out.clear();
         for (name, source) in &self.outputs {
             match source {
@@ -78,7 +80,7 @@ impl FlatProjection {
                 }
                 Source::Computed(target, expression) => {
                     let value =
-                        expression.finite_number_texts(&self.reads, &values).map_err(|error| format!("compute {target}: {error}"))?;
+                        expression.finite_number_texts(&self.reads, values).map_err(|error| format!("compute {target}: {error}"))?;
                     out.named_field_written(name, |text| sluice_sdk::json::write_number(text, value));
                 }
             }

@@ -89,8 +89,9 @@ impl Operator for Project {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         if let Some(flat) = &self.flat {
+            let mut values = Vec::new();
             for record in batch.iter() {
-                match flat.write(record, &mut self.writer) {
+                match flat.write(record, &mut self.writer, &mut values) {
                     Ok(()) => out.batch.push_object_like(record, &self.writer),
                     Err(reason) => out.reject(record.index(), reason),
                 }
