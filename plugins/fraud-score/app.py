@@ -208,7 +208,7 @@ class WitWorld(wit_world.WitWorld):
                 record[settings.field] = verdict
                 out.push(event, json.dumps(record, separators=(",", ":")).encode())
         host.counter_add("flagged", flagged)
-        return Output(out.build(), rejected)
+        return Output(out.build(), rejected, [])
 
     def on_watermark(self, watermark: int) -> Batch:
         if SETTINGS[0] is not None and SETTINGS[0].velocity is not None:

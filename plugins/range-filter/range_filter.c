@@ -8,7 +8,7 @@
 //   missing = "reject"  # records without a numeric field: "reject" (dead-letter), "drop", "keep"
 //
 // No JSON library: json_field.h (of the C skeleton) scans the top level of each record. Records that are not
-// JSON objects are rejected. Kept records are handed back without copying a byte.
+// JSON objects are rejected. Kept records are passed on by position, without copying a byte.
 // State (version 1): the kept and dropped totals, also reported as counters.
 #include <math.h>
 #include <stdlib.h>
@@ -133,6 +133,7 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
   sluice_plugin_types_event_t *events = batch->events.ptr;
   size_t count = batch->events.len, kept = 0, rejected = 0;
   sluice_plugin_types_rejection_t *rejections = NULL;
+  sluice_plugin_types_passed_t *passed = malloc((count ? count : 1) * sizeof *passed);
   for (size_t i = 0; i < count; i++) {
     const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
     size_t start, end;
@@ -153,20 +154,24 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
     } else {
       keep = in_range(number);
     }
-    if (keep) events[kept++] = events[i];   // its spans still point into the same bytes
+    if (keep) {   // passed on by position: the runtime takes it from its own copy of the batch
+      passed[kept].index = (uint32_t)i;
+      passed[kept].port = 0;
+      kept++;
+    }
   }
   size_t dropped = count - kept - rejected;
   totals.kept += kept;
   totals.dropped += dropped;
   add_counter("kept", kept);
   add_counter("dropped", dropped);
-  ret->batch.bytes = batch->bytes;
-  ret->batch.headers = batch->headers;
-  ret->batch.events.ptr = events;
-  ret->batch.events.len = kept;
-  if (kept == 0 && count > 0) {   // an empty list is not freed after the call: free it now
-    free(events);
-    ret->batch.events.ptr = NULL;
+  operator_batch_free(batch);   // the input is ours to free; nothing of it is handed back
+  memset(ret, 0, sizeof *ret);
+  ret->passed.ptr = passed;
+  ret->passed.len = kept;
+  if (kept == 0) {   // an empty list is not freed after the call: free it now
+    free(passed);
+    ret->passed.ptr = NULL;
   }
   ret->rejected.ptr = rejections;
   ret->rejected.len = rejected;

@@ -13,7 +13,7 @@
 // leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
 // Stateless: snapshot and restore carry nothing. Numbers pass through JavaScript numbers:
 // integers beyond 2^53 lose precision (keep such ids as strings).
-import { counterAdd } from 'sluice:plugin/host@0.3.0';
+import { counterAdd } from 'sluice:plugin/host@0.4.0';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
@@ -145,7 +145,7 @@ export function process(input, batch) {
     out.push(event, encoder.encode(JSON.stringify(record)));
   });
   counterAdd('reshaped', BigInt(out.events.length));
-  return { batch: out.build(), rejected };
+  return { batch: out.build(), rejected, passed: [] };
 }
 
 export function onWatermark(watermark) {

@@ -277,7 +277,7 @@ impl fmt::Display for PluginReport {
         writeln!(f, "digest: {}", self.digest)?;
         writeln!(f, "size:   {} bytes", self.size)?;
         match &self.operator {
-            Ok(()) => writeln!(f, "world:  implements sluice:plugin/operator@0.3.0")?,
+            Ok(()) => writeln!(f, "world:  implements sluice:plugin/operator@0.4.0")?,
             Err(reason) => writeln!(f, "world:  NOT an operator: {reason}")?,
         }
         writeln!(f, "imports:")?;

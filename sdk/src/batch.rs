@@ -241,6 +241,11 @@ impl<'a> Record<'a> {
         self.index
     }
 
+    /// The address of the batch this record is in, to tell the very batch from an equal one.
+    pub(crate) fn batch_address(&self) -> usize {
+        std::ptr::from_ref(self.batch) as usize
+    }
+
     pub fn key(&self) -> Option<&'a [u8]> {
         self.event.key.map(|span| self.batch.slice(span))
     }

@@ -22,7 +22,7 @@ trait ErasedOperator {
 
 impl<O: Operator> ErasedOperator for O {
     fn process(&mut self, batch: Batch) -> Output {
-        let mut out = Output { batch: Batch::with_room_of(&batch), rejected: Vec::new() };
+        let mut out = Output::for_input(&batch);
         Operator::process(self, &batch, &mut out);
         out
     }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::sluice::plugin::types::Output as WitOutput;
-use crate::{Batch, Distribution, Record, Rejection, State};
+use crate::{Batch, Distribution, Passed, Record, Rejection, State};
 
 /// An operator: turns batches of records into records, keeping any state it needs.
 ///
@@ -59,24 +59,64 @@ pub trait Operator: Sized + 'static {
 }
 
 /// Records produced by one `process` call, and the input records refused.
+///
+/// Records of the batch being processed that an operator passes on unchanged
+/// ([`Output::emit`], [`Output::emit_to`]) are named by position in `passed` rather than copied
+/// into `batch`, as long as nothing was added to `batch` before them: the runtime then takes
+/// them from its own copy of the input, and they do not cross the sandbox's boundary again.
+/// Downstream, the records of `passed` come first, then those of `batch`, so the order in which
+/// they were emitted is kept.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
-    /// Records to pass downstream, in order.
+    /// Records to pass downstream, in order, after those of `passed`.
     pub batch: Batch,
     /// Input records refused, by position in the batch.
     pub rejected: Vec<Rejection>,
+    /// Input records passed on unchanged, by position, before those of `batch`.
+    pub passed: Vec<Passed>,
+    /// The address of the batch being processed (0: none), to tell its records from others.
+    input: usize,
 }
 
 impl Output {
-    /// Passes a copy of `record` downstream.
-    pub fn emit(&mut self, record: Record<'_>) {
-        self.batch.push_record(record);
+    /// The output of processing `input`: room for as many records and bytes as it holds (bytes
+    /// up to [`crate::batch::RESERVED_BYTES_AT_MOST`]), and its records passed by position.
+    pub fn for_input(input: &Batch) -> Output {
+        Output { batch: Batch::with_room_of(input), rejected: Vec::new(), passed: Vec::new(), input: std::ptr::from_ref(input) as usize }
     }
 
-    /// Sends a copy of `record` to output `port` (0: the main output; `i + 1`: side output
-    /// `i`, see [`Operator::side_outputs`]).
+    /// The same output with its passed records copied out of `input` (the batch processed)
+    /// into `batch`, before the records already there: what the runtime makes of it.
+    pub fn materialized(self, input: &Batch) -> Output {
+        if self.passed.is_empty() {
+            return Output { input: 0, ..self };
+        }
+        let mut batch = Batch::new();
+        for passed in &self.passed {
+            if let Some(record) = input.get(passed.index as usize) {
+                batch.push_record_to(passed.port, record);
+            }
+        }
+        for record in self.batch.iter() {
+            batch.push_record_to(record.port(), record);
+        }
+        Output { batch, rejected: self.rejected, passed: Vec::new(), input: 0 }
+    }
+
+    /// Passes `record` downstream unchanged.
+    pub fn emit(&mut self, record: Record<'_>) {
+        self.emit_to(0, record);
+    }
+
+    /// Sends `record` unchanged to output `port` (0: the main output; `i + 1`: side output
+    /// `i`, see [`Operator::side_outputs`]). A record of the batch being processed is passed
+    /// by position while `batch` is empty; any other is copied into `batch`.
     pub fn emit_to(&mut self, port: u32, record: Record<'_>) {
-        self.batch.push_record_to(port, record);
+        let passable = self.batch.is_empty() && self.input != 0 && record.batch_address() == self.input;
+        match u32::try_from(record.index()) {
+            Ok(index) if passable => self.passed.push(Passed { index, port }),
+            _ => self.batch.push_record_to(port, record),
+        }
     }
 
     /// Sends `record` with its payload replaced by `value` as JSON to output `port`.
@@ -108,7 +148,7 @@ impl Output {
 
 impl From<Output> for WitOutput {
     fn from(output: Output) -> Self {
-        WitOutput { batch: output.batch, rejected: output.rejected }
+        WitOutput { batch: output.batch, rejected: output.rejected, passed: output.passed }
     }
 }
 
@@ -117,5 +157,51 @@ impl Distribution {
     /// no fields (one global group), a single instance.
     pub fn grouped_by(group_by: &[crate::FieldPath]) -> Distribution {
         if group_by.is_empty() { Distribution::Single } else { Distribution::Key(group_by.iter().map(ToString::to_string).collect()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(values: &[&str]) -> Batch {
+        let mut batch = Batch::new();
+        for (time, value) in values.iter().enumerate() {
+            batch.push(Some(b"k"), value.as_bytes(), time as i64, [(&b"h"[..], value.as_bytes())]);
+        }
+        batch
+    }
+
+    fn values(batch: &Batch) -> Vec<(u32, String)> {
+        batch.iter().map(|record| (record.port(), String::from_utf8_lossy(record.value()).into_owned())).collect()
+    }
+
+    /// Records of the batch processed are passed by position until the operator adds a record
+    /// of its own; from then on they are copied, so that the output keeps the order they were
+    /// emitted in. Records of another batch are always copied.
+    #[test]
+    fn input_records_are_passed_by_position_while_nothing_was_added() {
+        let input = batch_of(&["a", "b", "c"]);
+        let other = batch_of(&["x"]);
+        let mut out = Output::for_input(&input);
+        out.emit(input.get(2).unwrap());
+        out.emit_to(1, input.get(0).unwrap());
+        out.emit(input.get(2).unwrap());
+        assert_eq!(out.passed, vec![Passed { index: 2, port: 0 }, Passed { index: 0, port: 1 }, Passed { index: 2, port: 0 }]);
+        assert!(out.batch.is_empty());
+        out.emit(other.get(0).unwrap());
+        out.emit(input.get(1).unwrap());
+        assert_eq!(out.passed.len(), 3, "after a record of its own, input records are copied");
+        let materialized = out.materialized(&input);
+        assert!(materialized.passed.is_empty());
+        let expected = [(0, "c"), (1, "a"), (0, "c"), (0, "x"), (0, "b")].map(|(port, value)| (port, value.to_owned()));
+        assert_eq!(values(&materialized.batch), expected);
+        let first = materialized.batch.get(1).unwrap();
+        assert_eq!((first.key(), first.timestamp(), first.header("h")), (Some(&b"k"[..]), 0, Some(&b"a"[..])));
+
+        let mut unattached = Output::default();
+        unattached.emit(input.get(0).unwrap());
+        assert!(unattached.passed.is_empty(), "an output not made for a batch copies every record");
+        assert_eq!(values(&unattached.batch), vec![(0, "a".to_owned())]);
     }
 }

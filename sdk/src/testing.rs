@@ -31,13 +31,14 @@ impl<O: Operator> Harness<O> {
     }
 
     /// Calls `process` with `batch` (arrived on input 0), its records indexed as the runtime
-    /// indexes them for an operator of the Rust SDK (encoding "json+fields").
+    /// indexes them for an operator of the Rust SDK (encoding "json+fields"). The records it
+    /// passed on by position are in the output's `batch`, first, as the runtime passes them.
     pub fn process(&mut self, batch: &Batch) -> Output {
         let mut indexed = batch.clone();
         crate::fields::index_batch(&mut indexed);
-        let mut out = Output::default();
+        let mut out = Output::for_input(&indexed);
         self.operator.process(&indexed, &mut out);
-        out
+        out.materialized(&indexed)
     }
 
     /// Calls `process` with `batch` as arrived on `input` (the index of one of the

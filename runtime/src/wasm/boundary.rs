@@ -160,6 +160,7 @@ impl BatchResult {
 pub struct OutputResult {
     pub batch: BatchResult,
     pub rejected: Vec<wit::Rejection>,
+    pub passed: Vec<wit::Passed>,
 }
 
 /// `list<event>`, stored from the runtime's events in one pass.

@@ -13,6 +13,7 @@ use super::boundary::{BatchArgument, BatchResult, OutputResult};
 use super::convert::{FieldIndexes, context_to_wit, field_indexes_beside, info_from_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
+use super::passed::{check_passed, output_batch};
 use super::plugin::Plugin;
 use crate::monitor::PluginMetrics;
 
@@ -157,7 +158,9 @@ impl PluginInstance {
             self.call(|_, store| process.typed::<(u32, BatchArgument<'_>), (OutputResult,)>(&*store)?.call(store, (input, argument)))?;
         let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
         checked_rejections(&rejected, batch.events.len())?;
-        Ok(PluginOutput { batch: self.checked(self.returned(output.batch))?, rejected })
+        let returned = self.checked(self.returned(output.batch))?;
+        check_passed(&output.passed, batch.events.len(), self.side_outputs).map_err(invalid_batch)?;
+        Ok(PluginOutput { batch: output_batch(batch, indexes.as_ref(), &output.passed, returned), rejected })
     }
 
     /// Calls `on-watermark`.
@@ -176,13 +179,9 @@ impl PluginInstance {
     /// A batch from the plugin, refused if any span points outside it or a record goes to an
     /// output the plugin did not declare.
     fn checked(&self, batch: Batch) -> Result<Batch, CallFailure> {
-        let invalid = |problem: String| CallFailure {
-            kind: FailureKind::InvalidOutput,
-            message: format!("the plugin returned an invalid batch: {problem}"),
-        };
-        batch.check().map_err(invalid)?;
+        batch.check().map_err(invalid_batch)?;
         match batch.events.iter().position(|event| event.port > self.side_outputs) {
-            Some(index) => Err(invalid(format!(
+            Some(index) => Err(invalid_batch(format!(
                 "record {index} goes to output {}, but the plugin declared {} side output(s)",
                 batch.events[index].port, self.side_outputs
             ))),
@@ -234,6 +233,11 @@ impl PluginInstance {
 
 /// Rejections refused unless each names a record of the input batch, once: a rejection
 /// outside the batch would otherwise vanish, and one given twice would dead-letter a record twice.
+/// The failure of a call that returned a batch the contract does not allow, and why.
+fn invalid_batch(problem: String) -> CallFailure {
+    CallFailure { kind: FailureKind::InvalidOutput, message: format!("the plugin returned an invalid batch: {problem}") }
+}
+
 fn checked_rejections(rejected: &[(u32, String)], batch_len: usize) -> Result<(), CallFailure> {
     let mut seen = std::collections::HashSet::new();
     for (index, _) in rejected {

@@ -10,6 +10,7 @@ mod engine;
 mod host;
 mod inspect;
 mod instance;
+mod passed;
 mod plugin;
 
 pub use engine::WasmEngine;

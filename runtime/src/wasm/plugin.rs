@@ -20,10 +20,10 @@ pub enum PluginError {
     GrantedFile { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
-    #[error("{path} does not implement the world sluice:plugin/operator@0.3.0: {reason}")]
+    #[error("{path} does not implement the world sluice:plugin/operator@0.4.0: {reason}")]
     WrongWorld { path: PathBuf, reason: String },
     #[error(
-        "{path} was built against sluice:plugin@{found}, but this Sluice runs operators of sluice:plugin@0.3.0: rebuild it \
+        "{path} was built against sluice:plugin@{found}, but this Sluice runs operators of sluice:plugin@0.4.0: rebuild it \
          against this release's WIT (`sluice plugin build`, or the Rust SDK of this release)"
     )]
     OtherVersion { path: PathBuf, found: String },
@@ -146,7 +146,7 @@ impl PluginRegistry {
 }
 
 /// The version of the WIT package `sluice:plugin` that operators implement.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 /// The version of `sluice:plugin` a component imports its host interface from, if any: a
 /// component built for another version is named as such, not as "another world".

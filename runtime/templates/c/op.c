@@ -69,6 +69,9 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
   sluice_plugin_types_event_t *events = batch->events.ptr;
   size_t count = batch->events.len, kept = 0, rejected = 0;
   sluice_plugin_types_rejection_t *rejections = NULL;
+  // Kept records are passed on by position: the runtime takes them from its own copy of the
+  // batch, so neither they nor the batch are copied back.
+  sluice_plugin_types_passed_t *passed = malloc((count ? count : 1) * sizeof *passed);
   for (size_t i = 0; i < count; i++) {
     const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
     size_t start, end;
@@ -81,20 +84,22 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
       strcat(strcat(reason, field), "\"");
       reject(&rejections, &rejected, i, reason);
     } else if (number >= min) {
-      events[kept++] = events[i];   // its spans still point into the same bytes
+      passed[kept].index = (uint32_t)i;
+      passed[kept].port = 0;
+      kept++;
     }
   }
   kept_total += kept;
   operator_string_t name;
   operator_string_set(&name, "kept");
   sluice_plugin_host_counter_add(&name, kept);
-  ret->batch.bytes = batch->bytes;
-  ret->batch.headers = batch->headers;
-  ret->batch.events.ptr = events;
-  ret->batch.events.len = kept;
-  if (kept == 0 && count > 0) {   // an empty list is not freed after the call: free it now
-    free(events);
-    ret->batch.events.ptr = NULL;
+  operator_batch_free(batch);   // the input is ours to free; nothing of it is handed back
+  memset(ret, 0, sizeof *ret);
+  ret->passed.ptr = passed;
+  ret->passed.len = kept;
+  if (kept == 0) {   // an empty list is not freed after the call: free it now
+    free(passed);
+    ret->passed.ptr = NULL;
   }
   ret->rejected.ptr = rejections;
   ret->rejected.len = rejected;

@@ -1,7 +1,7 @@
 // {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
 // numeric `field` are rejected: they go to the dead-letter output with the reason.
 // Built by `sluice plugin build` with componentize-js against the runtime's WIT.
-import { counterAdd } from 'sluice:plugin/host@0.3.0';
+import { counterAdd } from 'sluice:plugin/host@0.4.0';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -32,7 +32,7 @@ export function init(config, context) {
 
 // `input` is the index of the input the batch arrived on (0 with one input).
 export function process(input, batch) {
-  const keptEvents = [];
+  const passed = [];
   const rejected = [];
   batch.events.forEach((event, index) => {
     const value = batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length);
@@ -47,13 +47,14 @@ export function process(input, batch) {
     if (typeof number !== 'number') {
       rejected.push({ index, reason: `no numeric "${field}"` });
     } else if (number >= min) {
-      keptEvents.push(event);
+      passed.push({ index, port: 0 });
     }
   });
-  kept += BigInt(keptEvents.length);
-  counterAdd('kept', BigInt(keptEvents.length));
-  // The kept events still point into the input's bytes and headers: hand those back.
-  return { batch: { bytes: batch.bytes, events: keptEvents, headers: batch.headers }, rejected };
+  kept += BigInt(passed.length);
+  counterAdd('kept', BigInt(passed.length));
+  // Kept records are passed on by position (to output 0, the main one): the runtime takes them
+  // from its own copy of the batch, so nothing is copied back.
+  return { batch: { bytes: new Uint8Array(0), events: [], headers: [] }, rejected, passed };
 }
 
 export function onWatermark(watermark) {

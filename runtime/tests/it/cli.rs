@@ -15,7 +15,7 @@ fn a_component_of_another_world_is_refused_by_validate_and_run() {
         let output = sluice(&root, &[command, "pipelines/invalid/wrong-world.toml"]);
         assert_eq!(output.status.code(), Some(1), "{command} must fail");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("does not implement the world sluice:plugin/operator@0.3.0"), "{command}: {stderr}");
+        assert!(stderr.contains("does not implement the world sluice:plugin/operator@0.4.0"), "{command}: {stderr}");
         assert!(stderr.contains("pipelines/invalid/wrong-world.toml:10:10"), "{command}: {stderr}");
         assert!(output.stdout.is_empty());
     }
@@ -29,8 +29,8 @@ fn plugin_inspect_prints_world_exports_and_digest() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("digest: sha256:{digest}")), "{stdout}");
-    assert!(stdout.contains("implements sluice:plugin/operator@0.3.0"), "{stdout}");
-    assert!(stdout.contains("interface sluice:plugin/host@0.3.0"), "{stdout}");
+    assert!(stdout.contains("implements sluice:plugin/operator@0.4.0"), "{stdout}");
+    assert!(stdout.contains("interface sluice:plugin/host@0.4.0"), "{stdout}");
     assert!(stdout.contains("type batch = record { bytes: list<u8>, events: list<event>, headers: list<header> }"), "{stdout}");
     assert!(stdout.contains("process: func(input: u32, batch: batch) -> output"), "{stdout}");
     assert!(stdout.contains("init: func(config: string, context: init-context) -> result<operator-info, string>"), "{stdout}");

@@ -151,6 +151,82 @@ config = { compute = { double = "price * 2" } }
     assert!(summary[1].1.starts_with("rejected: payload is not valid JSON"), "{}", summary[1].1);
 }
 
+/// A record passed on by position that is not in the batch, or to an output the plugin did not
+/// declare, fails the call like a trap: the batch is retried record by record, and only the
+/// offending record is dead-lettered, with the reason.
+#[test]
+fn a_record_passed_from_outside_the_batch_or_to_no_output_fails_the_call_and_is_dead_lettered() {
+    let cases = [
+        ("pass_outside_on", "passed record 0 is input record 1, but the batch it was given has 1 record(s)"),
+        ("pass_to_undeclared_on", "passed record 0 goes to output 5, but the plugin declared 0 side output(s)"),
+    ];
+    for (setting, expected) in cases {
+        let scratch = Scratch::new();
+        let path = misbehaving_pipeline(&scratch, |n| (n == 250).then_some("astray"), &format!("config = {{ {setting} = \"astray\" }}"));
+        let summary = run(&path).expect("pipeline runs to its end");
+        assert_eq!(summary.dead_letters, 1, "{setting}");
+        assert_eq!(values(&scratch.json_lines("out.jsonl")), (0..1000).filter(|n| *n != 250).collect::<Vec<i64>>(), "{setting}");
+        let dead = scratch.json_lines("dead.jsonl");
+        assert_eq!(values(&dead), vec![250], "{setting}");
+        let reason = dead[0]["reason"].as_str().expect("reason");
+        assert!(reason.starts_with(&format!("the plugin returned an invalid batch: {expected}")), "{setting}: {reason}");
+    }
+}
+
+/// Records passed on by position come out as they went in (key, value, time, headers), before
+/// the records the plugin returns in its batch, on the output each names; one record may be
+/// passed more than once.
+#[test]
+fn records_passed_by_position_come_first_unchanged_and_on_their_outputs() {
+    let scratch = Scratch::new();
+    let input = numbered_records(1000, |_| None);
+    scratch.write("input.jsonl", &input);
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "passed"
+batch_size = 100
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "misbehave"
+plugin = "{plugins}/misbehave.wasm"
+config = { pass_by_position = true }
+
+[[sinks]]
+name = "main"
+type = "file"
+path = "main.jsonl"
+format = "envelope"
+inputs = ["misbehave"]
+
+[[sinks]]
+name = "copies"
+type = "file"
+path = "copies.jsonl"
+format = "envelope"
+inputs = ["misbehave.copies"]
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs to its end");
+    assert_eq!(summary.dead_letters, 0);
+    let main = scratch.json_lines("main.jsonl");
+    let expected: Vec<i64> = (0..10).flat_map(|batch| (0..2).flat_map(move |_| batch * 100..batch * 100 + 100)).collect();
+    assert_eq!(values(&main), expected, "each batch's records passed, then their copies");
+    let copied = |record: &Value| record["headers"].as_array().is_some_and(|headers| headers.iter().any(|h| h["name"] == "copy"));
+    let marks: Vec<bool> = main.iter().map(copied).collect();
+    assert_eq!(marks, (0..10).flat_map(|_| (0..200).map(|i| i >= 100)).collect::<Vec<bool>>());
+    let originals: Vec<&str> = input.lines().collect();
+    for (record, original) in main.iter().filter(|record| !copied(record)).zip(&originals) {
+        assert_eq!(record["value"].as_str(), Some(*original), "a passed record is its input record");
+    }
+    assert_eq!(values(&scratch.json_lines("copies.jsonl")), (0..10).map(|batch| batch * 100).collect::<Vec<i64>>());
+}
+
 #[test]
 fn a_rejection_outside_the_batch_fails_the_call_and_its_record_is_dead_lettered() {
     let scratch = Scratch::new();

@@ -1,11 +1,14 @@
 //! Test plugin: passes records through unchanged, and misbehaves on records that carry a
 //! marker: it panics (`trap_on`), loops forever (`spin_on`) or allocates without bound
 //! (`allocate_on`), or breaks the WIT contract by rejecting a record outside the batch
-//! (`reject_outside_on`). Its snapshot can trap once it has passed records
+//! (`reject_outside_on`) or passing on one outside it (`pass_outside_on`) or to an output it
+//! did not declare (`pass_to_undeclared_on`). Its snapshot can trap once it has passed records
 //! (`trap_in_snapshot_after`). Its state counts the records it passed, so recovery can be checked.
+//! With `pass_by_position`, it passes every record on by position and then sends a copy of
+//! each, marked, to the main output and the first record again to side output `copies`.
 
 use serde::{Deserialize, Serialize};
-use sluice_sdk::{Batch, Distribution, Operator, Output, VersionedState};
+use sluice_sdk::{Batch, Distribution, Operator, Output, Passed as PassedRecord, VersionedState};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +21,14 @@ pub struct MisbehaveConfig {
     pub allocate_on: Option<String>,
     /// Reject a position past the end of the batch when the payload contains this text.
     pub reject_outside_on: Option<String>,
+    /// Pass on a position past the end of the batch when the payload contains this text.
+    pub pass_outside_on: Option<String>,
+    /// Pass the record on to an output it did not declare when the payload contains this text.
+    pub pass_to_undeclared_on: Option<String>,
+    /// Pass every record on by position, then copy each, marked with a `copy` header, to the
+    /// main output, and the batch's first record by position to side output `copies`.
+    #[serde(default)]
+    pub pass_by_position: bool,
     /// Trap in `snapshot` once this many records have passed.
     pub trap_in_snapshot_after: Option<u64>,
     /// Refuse to initialise, with this message.
@@ -53,11 +64,27 @@ impl Operator for Misbehave {
         Distribution::Single
     }
 
+    fn side_outputs(&self) -> Vec<String> {
+        if self.config.pass_by_position { vec!["copies".into()] } else { Vec::new() }
+    }
+
     fn process(&mut self, batch: &Batch, out: &mut Output) {
+        if self.config.pass_by_position {
+            return self.pass_by_position(batch, out);
+        }
         for record in batch.iter() {
             self.misbehave_on(record.value());
             if self.marked(&self.config.reject_outside_on, record.value()) {
                 out.reject(batch.len() + 7, "a position outside the batch");
+                continue;
+            }
+            let index = record.index() as u32;
+            if self.marked(&self.config.pass_outside_on, record.value()) {
+                out.passed.push(PassedRecord { index: index + batch.len() as u32, port: 0 });
+                continue;
+            }
+            if self.marked(&self.config.pass_to_undeclared_on, record.value()) {
+                out.passed.push(PassedRecord { index, port: 5 });
                 continue;
             }
             self.passed.count += 1;
@@ -81,6 +108,16 @@ impl Operator for Misbehave {
 }
 
 impl Misbehave {
+    /// Every record by position, a marked copy of each, and the first again on `copies`.
+    fn pass_by_position(&mut self, batch: &Batch, out: &mut Output) {
+        out.passed.extend((0..batch.len() as u32).map(|index| PassedRecord { index, port: 0 }));
+        out.passed.extend(batch.get(0).map(|_| PassedRecord { index: 0, port: 1 }));
+        for record in batch.iter() {
+            let headers = record.headers().chain([(&b"copy"[..], &b"yes"[..])]);
+            out.batch.push(record.key(), record.value(), record.timestamp(), headers);
+        }
+    }
+
     fn marked(&self, marker: &Option<String>, value: &[u8]) -> bool {
         marker.as_ref().is_some_and(|m| contains(value, m.as_bytes()))
     }

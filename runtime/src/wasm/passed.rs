@@ -1,0 +1,152 @@
+//! Input records an operator passes on unchanged (`output.passed`, WIT 0.4.0): taken from the
+//! runtime's own copy of the input batch instead of being copied back out of the sandbox.
+
+use sluice_sdk::{Batch, Event};
+
+use super::bindings::wit;
+use super::convert::IndexesBeside;
+
+/// Refuses a passed record that is not in the input batch of `inputs` records, or that goes
+/// to an output the operator did not declare; the message says which.
+pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32) -> Result<(), String> {
+    for (position, record) in passed.iter().enumerate() {
+        if record.index as usize >= inputs {
+            return Err(format!(
+                "passed record {position} is input record {}, but the batch it was given has {inputs} record(s)",
+                record.index
+            ));
+        }
+        if record.port > side_outputs {
+            return Err(format!(
+                "passed record {position} goes to output {}, but the plugin declared {side_outputs} side output(s)",
+                record.port
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The records of an operator's output, in order: the input records `passed` names (checked
+/// by [`check_passed`]), then those it `returned`. `beside` holds the field indexes the runtime
+/// built for this call, when it built any: a passed record keeps its index, which describes
+/// its unchanged value.
+pub fn output_batch(input: &Batch, beside: Option<&IndexesBeside>, passed: &[wit::Passed], returned: Batch) -> Batch {
+    if passed.is_empty() {
+        return returned;
+    }
+    let mut output =
+        if passed.len() * 2 >= input.events.len() { whole_input_with(input, beside, passed) } else { copied_records(input, passed) };
+    for record in returned.iter() {
+        output.push_record_to(record.port(), record);
+    }
+    output
+}
+
+/// Most of the input is passed on: its bytes (and the indexes built beside them) in one copy,
+/// with the passed records' entries. The records not passed keep their bytes in the batch,
+/// unreferenced, which costs less than copying the others one by one.
+fn whole_input_with(input: &Batch, beside: Option<&IndexesBeside>, passed: &[wit::Passed]) -> Batch {
+    let (events, more_bytes) = match beside {
+        Some(beside) => (&beside.events[..], &beside.bytes[..]),
+        None => (&input.events[..], &[][..]),
+    };
+    let mut bytes = Vec::with_capacity(input.bytes.len() + more_bytes.len());
+    bytes.extend_from_slice(&input.bytes);
+    bytes.extend_from_slice(more_bytes);
+    let events = passed.iter().map(|record| Event { port: record.port, ..events[record.index as usize] }).collect();
+    Batch { bytes, events, headers: input.headers.clone() }
+}
+
+/// Few records are passed on: each copied with its key, headers and field index (one built
+/// beside the batch for this call is left out: the next operator that wants it builds it).
+fn copied_records(input: &Batch, passed: &[wit::Passed]) -> Batch {
+    let mut output = Batch::new();
+    for record in passed {
+        if let Some(original) = input.get(record.index as usize) {
+            output.push_record_to(record.port, original);
+        }
+    }
+    output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::convert::field_indexes_beside;
+
+    /// What a record holds, index text included, to compare batches laid out differently.
+    type Contents = (u32, Option<Vec<u8>>, Vec<u8>, i64, Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
+    fn contents(batch: &Batch) -> Vec<Contents> {
+        batch
+            .iter()
+            .map(|record| {
+                let headers = record.headers().map(|(name, value)| (name.to_vec(), value.to_vec())).collect();
+                let index = record.field_index().map(|index| index.fields().map(|field| (field.name, field.value)).collect::<Vec<_>>());
+                let index = index.map(|fields| format!("{fields:?}").into_bytes());
+                (record.port(), record.key().map(<[u8]>::to_vec), record.value().to_vec(), record.timestamp(), headers, index)
+            })
+            .collect()
+    }
+
+    fn input(indexed: bool) -> Batch {
+        let mut batch = Batch::new();
+        for n in 0..6 {
+            let value = format!("{{\"n\":{n},\"text\":\"{}\"}}", "x".repeat(n));
+            let key = format!("k{n}");
+            let headers = if n % 2 == 0 { vec![(&b"h"[..], key.as_bytes())] } else { Vec::new() };
+            batch.push((n != 3).then_some(key.as_bytes()), value.as_bytes(), n as i64, headers);
+        }
+        if indexed {
+            sluice_sdk::fields::index_batch(&mut batch);
+        }
+        batch
+    }
+
+    fn passed(pairs: &[(u32, u32)]) -> Vec<wit::Passed> {
+        pairs.iter().map(|&(index, port)| wit::Passed { index, port }).collect()
+    }
+
+    /// The whole input copied once and the passed records copied one by one give the same
+    /// records (the copy one by one leaves out indexes built beside the batch for the call).
+    #[test]
+    fn passing_most_or_few_records_gives_the_same_records() {
+        for selection in [passed(&[(0, 0), (5, 1), (2, 0), (2, 0)]), passed(&[]), passed(&[(3, 0)])] {
+            let indexed = input(true);
+            assert_eq!(contents(&whole_input_with(&indexed, None, &selection)), contents(&copied_records(&indexed, &selection)));
+            let plain = input(false);
+            let beside = field_indexes_beside(&plain);
+            let whole = whole_input_with(&plain, Some(&beside), &selection);
+            assert_eq!(contents(&whole), contents(&whole_input_with(&indexed, None, &selection)), "indexes built beside are kept");
+            assert_eq!(whole.check(), Ok(()));
+            let without_indexes = |batch: &Batch| contents(batch).into_iter().map(|record| (record.0, record.2)).collect::<Vec<_>>();
+            assert_eq!(without_indexes(&whole), without_indexes(&copied_records(&plain, &selection)));
+        }
+    }
+
+    /// Passed records come before the records returned, in order; an output without passed
+    /// records is what was returned.
+    #[test]
+    fn passed_records_come_before_the_returned_ones() {
+        let input = input(true);
+        let mut returned = Batch::new();
+        returned.push(None, b"{\"new\":1}", 9, []);
+        let output = output_batch(&input, None, &passed(&[(4, 0), (1, 0)]), returned.clone());
+        let values: Vec<Vec<u8>> = output.iter().map(|record| record.value().to_vec()).collect();
+        assert_eq!(values, vec![input.get(4).unwrap().value().to_vec(), input.get(1).unwrap().value().to_vec(), b"{\"new\":1}".to_vec()]);
+        assert_eq!(output_batch(&input, None, &[], returned.clone()), returned);
+    }
+
+    #[test]
+    fn passed_records_outside_the_batch_or_the_outputs_are_refused() {
+        assert_eq!(check_passed(&passed(&[(0, 0), (5, 2)]), 6, 2), Ok(()));
+        assert_eq!(
+            check_passed(&passed(&[(0, 0), (6, 0)]), 6, 2),
+            Err("passed record 1 is input record 6, but the batch it was given has 6 record(s)".into())
+        );
+        assert_eq!(
+            check_passed(&passed(&[(1, 3)]), 6, 2),
+            Err("passed record 0 goes to output 3, but the plugin declared 2 side output(s)".into())
+        );
+    }
+}
