@@ -90,8 +90,9 @@ impl Operator for Join {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut counts = Counts::default();
+        let mut values = Vec::new();
         for record in batch.iter() {
-            if let Err(reason) = self.process_record(record, out, &mut counts) {
+            if let Err(reason) = self.process_record(record, out, &mut counts, &mut values) {
                 out.reject(record.index(), reason);
             }
         }
@@ -133,15 +134,21 @@ impl Side {
 }
 
 impl Join {
-    /// Reads the record's key (into `identity`) and the fields `within` or `best` name, then
-    /// joins it; an error rejects the record.
-    fn process_record(&mut self, record: Record<'_>, out: &mut Output, counts: &mut Counts) -> Result<(), String> {
+    /// Reads the record's key (into `identity`) and the fields `within` or `best` name (into
+    /// `values`, room reused from record to record), then joins it; an error rejects the record.
+    fn process_record<'b>(
+        &mut self,
+        record: Record<'b>,
+        out: &mut Output,
+        counts: &mut Counts,
+        values: &mut Vec<Option<&'b [u8]>>,
+    ) -> Result<(), String> {
         let side = Side::of(record);
         let lookups = match side {
             Side::Left => &self.settings.left_lookups,
             Side::Right => &self.settings.right_lookups,
         };
-        let values = record.field_texts(lookups)?;
+        record.field_texts_into(lookups, values)?;
         let (key, named) = values.split_at(self.settings.key.len());
         if key.iter().any(|value| value.is_none_or(|text| text == b"null")) {
             let reason = || format!("a key field ({}) is missing or null", self.key_text());

@@ -95,8 +95,9 @@ impl Operator for MovingAverage {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut counters = Counters::default();
+        let mut found = Vec::new();
         for record in batch.iter() {
-            if let Err(reason) = self.process_record(record, out, &mut counters) {
+            if let Err(reason) = self.process_record(record, out, &mut counters, &mut found) {
                 out.reject(record.index(), reason);
             }
         }
@@ -118,8 +119,16 @@ impl Operator for MovingAverage {
 }
 
 impl MovingAverage {
-    fn process_record(&mut self, record: Record<'_>, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
-        let found = record.field_texts(&self.settings.lookups)?;
+    /// Reads the record's fields (into `found`, room reused from record to record) and
+    /// updates its group's averages.
+    fn process_record<'b>(
+        &mut self,
+        record: Record<'b>,
+        out: &mut Output,
+        counters: &mut Counters,
+        found: &mut Vec<Option<&'b [u8]>>,
+    ) -> Result<(), String> {
+        record.field_texts_into(&self.settings.lookups, found)?;
         let (group_values, value) = found.split_at(self.settings.group_by.len());
         let Some(x) = read_number(&self.settings.field, value.first().copied().flatten())? else {
             counters.null_skipped += 1;

@@ -181,11 +181,12 @@ impl Operator for WindowAggregate {
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let mut late_dropped = 0;
+        let mut scratch = Scratch::default();
         for record in batch.iter() {
             if self.pass_through {
                 out.emit(record);
             }
-            match self.add(record) {
+            match self.add(record, &mut scratch) {
                 Ok(()) => {}
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::Drop => late_dropped += 1,
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
@@ -242,6 +243,14 @@ fn check_window(window: &WindowConfig) -> Result<(), String> {
     }
 }
 
+/// Room reused from record to record of a batch: the fields' texts, and the aggregates' inputs
+/// read from them (a vector of each per record was an allocation each).
+#[derive(Default)]
+struct Scratch<'b> {
+    values: Vec<Option<&'b [u8]>>,
+    inputs: Vec<Option<Input<'b>>>,
+}
+
 enum Refusal {
     /// Late: the record's event time and the watermark that purged its windows (the reason is
     /// written only for a record rejected, not for each one dropped).
@@ -253,25 +262,26 @@ enum Refusal {
 }
 
 impl WindowAggregate {
-    fn add(&mut self, record: Record<'_>) -> Result<(), Refusal> {
+    fn add<'b>(&mut self, record: Record<'b>, scratch: &mut Scratch<'b>) -> Result<(), Refusal> {
         let mut keys = std::mem::take(&mut self.keys);
-        let added = self.open_windows_for(record.timestamp(), &mut keys).and_then(|()| self.add_to_windows(record, &keys));
+        let added = self.open_windows_for(record.timestamp(), &mut keys).and_then(|()| self.add_to_windows(record, &keys, scratch));
         self.keys = keys;
         added
     }
 
     /// Adds the record to the windows `keys` (its session, for session windows).
-    fn add_to_windows(&mut self, record: Record<'_>, keys: &[WindowKey]) -> Result<(), Refusal> {
+    fn add_to_windows<'b>(&mut self, record: Record<'b>, keys: &[WindowKey], scratch: &mut Scratch<'b>) -> Result<(), Refusal> {
         let timestamp = record.timestamp();
-        let values = record.field_texts(&self.lookups).map_err(Refusal::Invalid)?;
-        let inputs = self.inputs(&values).map_err(Refusal::Invalid)?;
+        record.field_texts_into(&self.lookups, &mut scratch.values).map_err(Refusal::Invalid)?;
+        self.inputs_into(&scratch.values, &mut scratch.inputs).map_err(Refusal::Invalid)?;
+        let (values, inputs) = (&scratch.values, &scratch.inputs);
         let mut group = std::mem::take(&mut self.group);
         group.write_texts(&values[..self.group_by.len()]);
         let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
         let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
         let add_to = |accumulators: &mut Vec<Accumulator>| {
-            for (accumulator, input) in accumulators.iter_mut().zip(&inputs) {
+            for (accumulator, input) in accumulators.iter_mut().zip(inputs) {
                 if let Some(input) = input {
                     accumulator.add(input, timestamp, sequence);
                 }
@@ -310,19 +320,18 @@ impl WindowAggregate {
         )
     }
 
-    /// Each aggregate's input from the record's fields (`None`: the record does not count).
-    fn inputs<'v>(&self, values: &[Option<&'v [u8]>]) -> Result<Vec<Option<Input<'v>>>, String> {
-        self.aggregates
-            .iter()
-            .zip(&self.slots)
-            .map(|(aggregate, slots)| {
-                let condition = slots.condition.and_then(|index| values[index]);
-                if !aggregate.applies(condition) {
-                    return Ok(None);
-                }
-                aggregate.input(slots.field.and_then(|index| values[index]))
-            })
-            .collect()
+    /// Each aggregate's input from the record's fields, into `inputs` (`None`: the record does not count).
+    fn inputs_into<'v>(&self, values: &[Option<&'v [u8]>], inputs: &mut Vec<Option<Input<'v>>>) -> Result<(), String> {
+        inputs.clear();
+        for (aggregate, slots) in self.aggregates.iter().zip(&self.slots) {
+            let condition = slots.condition.and_then(|index| values[index]);
+            let input = match aggregate.applies(condition) {
+                true => aggregate.input(slots.field.and_then(|index| values[index]))?,
+                false => None,
+            };
+            inputs.push(input);
+        }
+        Ok(())
     }
 
     /// The result record of one group in one window.
