@@ -7,6 +7,16 @@ use crate::support::{Scratch, numbered_records, run, sluice};
 
 /// A pipeline of 1000 numbered records through `misbehave` configured with `config`.
 fn misbehaving_pipeline(scratch: &Scratch, marker: impl Fn(usize) -> Option<&'static str>, operator: &str) -> std::path::PathBuf {
+    misbehaving_pipeline_into(scratch, marker, operator, "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\nformat = \"envelope\"\n")
+}
+
+/// [`misbehaving_pipeline`] with these sinks.
+fn misbehaving_pipeline_into(
+    scratch: &Scratch,
+    marker: impl Fn(usize) -> Option<&'static str>,
+    operator: &str,
+    sinks: &str,
+) -> std::path::PathBuf {
     scratch.write("input.jsonl", &numbered_records(1000, marker));
     scratch.pipeline(&format!(
         r#"
@@ -24,11 +34,7 @@ name = "misbehave"
 plugin = "{{plugins}}/misbehave.wasm"
 {operator}
 
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-format = "envelope"
-
+{sinks}
 [dead_letter]
 type = "file"
 path = "dead.jsonl"
@@ -179,39 +185,11 @@ fn a_record_passed_from_outside_the_batch_or_to_no_output_fails_the_call_and_is_
 #[test]
 fn records_passed_by_position_come_first_unchanged_and_on_their_outputs() {
     let scratch = Scratch::new();
-    let input = numbered_records(1000, |_| None);
-    scratch.write("input.jsonl", &input);
-    let path = scratch.pipeline(
-        r#"
-[pipeline]
-name = "passed"
-batch_size = 100
-
-[[sources]]
-type = "file"
-path = "input.jsonl"
-timestamp_field = "ts"
-
-[[operators]]
-name = "misbehave"
-plugin = "{plugins}/misbehave.wasm"
-config = { pass_by_position = true }
-
-[[sinks]]
-name = "main"
-type = "file"
-path = "main.jsonl"
-format = "envelope"
-inputs = ["misbehave"]
-
-[[sinks]]
-name = "copies"
-type = "file"
-path = "copies.jsonl"
-format = "envelope"
-inputs = ["misbehave.copies"]
-"#,
-    );
+    let sinks = ["main", "copies"].map(|name| {
+        let input = if name == "main" { "misbehave" } else { "misbehave.copies" };
+        format!("[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{name}.jsonl\"\nformat = \"envelope\"\ninputs = [\"{input}\"]\n\n")
+    });
+    let path = misbehaving_pipeline_into(&scratch, |_| None, "config = { pass_by_position = true }", &sinks.concat());
     let summary = run(&path).expect("pipeline runs to its end");
     assert_eq!(summary.dead_letters, 0);
     let main = scratch.json_lines("main.jsonl");
@@ -220,6 +198,7 @@ inputs = ["misbehave.copies"]
     let copied = |record: &Value| record["headers"].as_array().is_some_and(|headers| headers.iter().any(|h| h["name"] == "copy"));
     let marks: Vec<bool> = main.iter().map(copied).collect();
     assert_eq!(marks, (0..10).flat_map(|_| (0..200).map(|i| i >= 100)).collect::<Vec<bool>>());
+    let input = std::fs::read_to_string(scratch.path("input.jsonl")).expect("input");
     let originals: Vec<&str> = input.lines().collect();
     for (record, original) in main.iter().filter(|record| !copied(record)).zip(&originals) {
         assert_eq!(record["value"].as_str(), Some(*original), "a passed record is its input record");
