@@ -458,6 +458,27 @@ impl Flow {
         self.records.inc_by(records as u64);
         self.bytes.inc_by(bytes as u64);
     }
+
+    /// Counts `batch`: its records and their bytes.
+    pub fn add_batch(&self, batch: &sluice_sdk::Batch) {
+        self.add(batch.len(), record_bytes(batch));
+    }
+}
+
+/// The bytes of a batch's records: keys, values and headers. Not the records' field indexes,
+/// nor bytes of the buffer no record points to (a batch of records passed on by position keeps
+/// its input's whole buffer).
+pub fn record_bytes(batch: &sluice_sdk::Batch) -> usize {
+    batch
+        .events
+        .iter()
+        .map(|event| {
+            let first = event.first_header as usize;
+            let headers = batch.headers.get(first..first.saturating_add(event.header_count as usize)).unwrap_or_default();
+            let header_bytes: usize = headers.iter().map(|header| (header.name.length + header.value.length) as usize).sum();
+            event.key.map_or(0, |key| key.length as usize) + event.value.length as usize + header_bytes
+        })
+        .sum()
 }
 
 /// The handles of one task.

@@ -236,11 +236,11 @@ impl Operator {
     pub fn process(&mut self, input: u32, batch: impl Into<Arc<Batch>>) -> Processed {
         let batch = batch.into();
         if let Some(metrics) = &self.metrics {
-            metrics.input.add(batch.len(), batch.bytes.len());
+            metrics.input.add_batch(&batch);
         }
         let processed = self.process_counted(input, batch);
         if let Some(metrics) = &self.metrics {
-            metrics.output.add(processed.batch.len(), processed.batch.bytes.len());
+            metrics.output.add_batch(&processed.batch);
         }
         processed
     }
@@ -275,7 +275,7 @@ impl Operator {
     pub fn on_watermark(&mut self, watermark: i64) -> Batch {
         let emitted = self.on_watermark_counted(watermark);
         if let Some(metrics) = &self.metrics {
-            metrics.output.add(emitted.len(), emitted.bytes.len());
+            metrics.output.add_batch(&emitted);
         }
         emitted
     }

@@ -557,7 +557,7 @@ impl Task {
     fn on_batch(&mut self, input: u32, batch: SourceBatch) -> Result<(), TaskError> {
         self.stats.records_in += batch.len() as u64;
         if let Some(flow) = &self.source_flow {
-            flow.add(batch.len(), batch.records.bytes.len());
+            flow.add_batch(&batch.records);
         }
         let batch = self.drop_duplicates(batch);
         if batch.is_empty() {

@@ -122,7 +122,7 @@ impl Sink {
             None => batch,
         };
         if let Some(metrics) = &self.metrics {
-            metrics.input.add(batch.len(), batch.bytes.len());
+            metrics.input.add_batch(batch);
             metrics.written(batch.events.iter().map(|event| event.timestamp), crate::event_time::now_millis());
         }
         match &mut self.output {

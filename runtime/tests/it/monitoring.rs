@@ -100,6 +100,17 @@ path = "dead.jsonl"
     assert_eq!(value(&scrape, "sluice_dead_letters_total", &[pipeline, ("node", "pricey"), ("reason", "refused")]), 7.0);
     let bytes_in = value(&scrape, "sluice_bytes_in_total", &[pipeline, ("node", "pricey")]);
     assert_eq!(bytes_in as usize, input.lines().map(str::len).sum::<usize>(), "bytes in are the records' bytes");
+    // The filter passes the records it keeps by position (its input's whole buffer, field
+    // indexes included, goes on): bytes out still count only the records kept.
+    let kept_bytes =
+        input.lines().filter(|line| line.starts_with('{')).enumerate().filter(|(n, _)| n % 100 > 10).map(|(_, line)| line.len());
+    let kept_bytes: usize = kept_bytes.sum();
+    assert_eq!(
+        value(&scrape, "sluice_bytes_out_total", &[pipeline, ("node", "pricey")]) as usize,
+        kept_bytes,
+        "bytes out are the kept records'"
+    );
+    assert_eq!(value(&scrape, "sluice_bytes_in_total", &[pipeline, ("node", "kept")]) as usize, kept_bytes, "what the sink took");
     check_histograms(&scrape);
     let digest = scrape
         .samples
