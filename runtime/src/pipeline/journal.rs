@@ -2,12 +2,15 @@
 //! new instance after a failure; bounded in bytes, and replaced by a new snapshot when that
 //! costs little against what it holds.
 //!
-//! A snapshot costs in proportion to the operator's state, so a journal is not replaced before
-//! it holds as many bytes as the last snapshot (a join that keeps every record of its windows
-//! spent a third of its time taking snapshots every 64 calls): taking snapshots then costs at
-//! most as much as receiving the batches. The journal holds at most the larger of
-//! [`MAX_BYTES`] and the last snapshot's size, so recovery memory at most doubles an
-//! operator's, and at most [`MAX_CALLS_EVER`] calls, so a replay stays short.
+//! A snapshot costs in proportion to the operator's state, and more per byte than a call costs
+//! per byte of its batch (encoding every kept record, then copying the encoding out of the
+//! sandbox), so a journal is not replaced before it holds [`SNAPSHOT_WEIGHT`] times as many
+//! bytes as the last snapshot: a join that keeps every record of its windows spent a third of
+//! its time taking snapshots every 64 calls, and 15 % of Nexmark q7's CPU time taking one each
+//! time its calls held as many bytes as the last. Beyond [`MAX_WEIGHTED_BYTES`] the weight
+//! gives way, so a journal holds at most the largest of [`MAX_BYTES`], that bound and the last
+//! snapshot's size: recovery memory at most doubles a large operator's. A journal also holds at
+//! most [`MAX_CALLS_EVER`] calls, so a replay stays short.
 
 use std::sync::Arc;
 
@@ -19,6 +22,12 @@ pub const MAX_CALLS: usize = 64;
 /// failure (and again after each failing record of a batch being isolated), so a large state
 /// must not let thousands of light calls (watermarks) pile up.
 pub const MAX_CALLS_EVER: usize = 16 * MAX_CALLS;
+/// A new snapshot replaces the calls once they hold this many times its bytes (and at least
+/// [`MAX_CALLS`] calls): taking snapshots then costs a fraction of the calls' time.
+pub const SNAPSHOT_WEIGHT: usize = 4;
+/// The weight applies up to this many bytes of calls (or the last snapshot's size, if larger),
+/// so that the journal of a large state does not hold several times its size.
+pub const MAX_WEIGHTED_BYTES: usize = 256 << 20;
 /// Bytes of calls kept before a new snapshot replaces them, however large the last one was
 /// (unless the last snapshot was larger): with large records a journal of 64 batches could
 /// otherwise hold hundreds of MiB per operator instance.
@@ -65,8 +74,15 @@ impl Journal {
     pub fn record(&mut self, entry: JournalEntry) -> bool {
         self.bytes += entry.bytes();
         self.entries.push(entry);
-        let worth_a_snapshot = self.entries.len() >= MAX_CALLS && self.bytes >= self.snapshot_bytes;
-        worth_a_snapshot || self.entries.len() >= MAX_CALLS_EVER || self.bytes >= MAX_BYTES.max(self.snapshot_bytes)
+        let due = self.bytes_due();
+        let worth_a_snapshot = self.entries.len() >= MAX_CALLS && self.bytes >= due;
+        worth_a_snapshot || self.entries.len() >= MAX_CALLS_EVER || self.bytes >= MAX_BYTES.max(due)
+    }
+
+    /// The bytes of calls that make a new snapshot worth taking: [`SNAPSHOT_WEIGHT`] times the
+    /// last one, up to [`MAX_WEIGHTED_BYTES`] or the last one's size, whichever is larger.
+    fn bytes_due(&self) -> usize {
+        (SNAPSHOT_WEIGHT * self.snapshot_bytes).min(MAX_WEIGHTED_BYTES.max(self.snapshot_bytes))
     }
 
     /// Forgets every call: a new snapshot of `snapshot_bytes` bytes covers them.
@@ -116,15 +132,21 @@ mod tests {
             let calls = (1..).find(|_| journal.record(entry())).expect("the journal fills");
             (calls, journal.bytes)
         };
-        // A state of 1 MiB: 64 calls of 1 KiB do not replace it; about 1 MiB of calls do.
-        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 10))));
-        assert!(calls > MAX_CALLS && (1 << 20..(1 << 20) + 2048).contains(&bytes), "{calls} calls, {bytes} bytes");
-        // A state larger than MAX_BYTES: the journal may grow as large as the state.
-        let (_, bytes) = fill(4 * MAX_BYTES, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20))));
-        assert!((4 * MAX_BYTES..5 * MAX_BYTES).contains(&bytes), "{bytes} bytes");
+        // A state of 1 MiB: 64 calls of 8 KiB do not replace it; SNAPSHOT_WEIGHT MiB of calls do.
+        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, Arc::new(batch_of(8 << 10))));
+        let due = SNAPSHOT_WEIGHT << 20;
+        assert!(calls > MAX_CALLS && (due..due + (9 << 10)).contains(&bytes), "{calls} calls, {bytes} bytes");
+        // A state larger than MAX_BYTES: the journal grows to SNAPSHOT_WEIGHT times the state,
+        let (_, bytes) = fill(2 * MAX_BYTES, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20))));
+        let due = 2 * SNAPSHOT_WEIGHT * MAX_BYTES;
+        assert!((due..due + (2 << 20)).contains(&bytes), "{bytes} bytes");
+        // up to MAX_WEIGHTED_BYTES, or the state's size if larger.
+        let due = |snapshot_bytes| Journal::after_snapshot(snapshot_bytes).bytes_due();
+        assert_eq!(due(MAX_WEIGHTED_BYTES / 2), MAX_WEIGHTED_BYTES);
+        assert_eq!(due(2 * MAX_WEIGHTED_BYTES), 2 * MAX_WEIGHTED_BYTES);
         // Watermarks alone count what they hold too, so they end a journal in the end.
-        let (calls, _) = fill(1 << 13, &|| JournalEntry::Watermark(1));
-        assert_eq!(calls, (1usize << 13).div_ceil(std::mem::size_of::<JournalEntry>()));
+        let (calls, _) = fill(1 << 11, &|| JournalEntry::Watermark(1));
+        assert_eq!(calls, (SNAPSHOT_WEIGHT << 11).div_ceil(std::mem::size_of::<JournalEntry>()));
         assert!(calls < MAX_CALLS_EVER, "{calls} calls: not the cap below");
         // However large the state, a replay is at most MAX_CALLS_EVER calls.
         let (calls, _) = fill(1 << 30, &|| JournalEntry::Watermark(1));
