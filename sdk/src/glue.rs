@@ -71,16 +71,33 @@ pub fn info_of<O: Operator>(operator: &O) -> OperatorInfo {
     OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: ENCODINGS[0].to_owned() }
 }
 
-/// Deserialises the operator's configuration, naming the offending key.
+/// Deserialises the operator's configuration; an error names where in it the refused value
+/// is (`any[1].op: unknown variant ...`), unless that is the top level.
 pub fn parse_config<C: serde::de::DeserializeOwned>(config: &str) -> Result<C, String> {
-    serde_json::from_str(config).map_err(|error| {
+    let mut deserializer = serde_json::Deserializer::from_str(config);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         // The JSON text is the runtime's, not the user's: its line and column mean nothing.
-        let message = error.to_string();
-        match message.rsplit_once(" at line ") {
+        let message = error.inner().to_string();
+        let message = match message.rsplit_once(" at line ") {
             Some((text, _)) => text.to_owned(),
             None => message,
+        };
+        let path = error.path().to_string();
+        match where_refused(&path, &message) {
+            "" | "." => message,
+            place => format!("{place}: {message}"),
         }
     })
+}
+
+/// Where the refused value is: its path, but for an unknown field the object holding it (the
+/// message names the field).
+fn where_refused<'p>(path: &'p str, message: &str) -> &'p str {
+    let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name);
+    match unknown.and_then(|name| path.strip_suffix(name)) {
+        Some(parent) => parent.strip_suffix('.').unwrap_or(parent),
+        None => path,
+    }
 }
 
 pub fn process(input: u32, mut batch: Batch) -> WitOutput {
@@ -101,4 +118,53 @@ pub fn snapshot() -> State {
 
 pub fn restore(state: State) -> Result<(), String> {
     with_instance(|operator| operator.restore(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_config;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Config {
+        #[serde(default)]
+        any: Vec<Predicate>,
+        #[serde(default)]
+        size: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Predicate {
+        #[allow(dead_code)]
+        field: String,
+        #[allow(dead_code)]
+        op: Op,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    enum Op {
+        Eq,
+        Gt,
+    }
+
+    fn refusal(config: &str) -> String {
+        parse_config::<Config>(config).expect_err("refused")
+    }
+
+    #[test]
+    fn a_refused_configuration_names_where_the_value_is() {
+        let accepted: Config = parse_config(r#"{"any":[{"field":"a","op":"eq"}],"size":3}"#).expect("accepted");
+        assert_eq!((accepted.any.len(), accepted.size), (1, Some(3)));
+        assert_eq!(
+            refusal(r#"{"any":[{"field":"a","op":"gt"},{"field":"a","op":"bigger"}]}"#),
+            "any[1].op: unknown variant `bigger`, expected `eq` or `gt`"
+        );
+        assert_eq!(refusal(r#"{"size":"three"}"#), "size: invalid type: string \"three\", expected u32");
+        assert_eq!(refusal(r#"{"any":[{"field":"a"}]}"#), "any[0]: missing field `op`");
+        assert_eq!(refusal(r#"{"sise":3}"#), "unknown field `sise`, expected `any` or `size`");
+        assert_eq!(refusal(r#"{"any":[{"field":"a","op":"eq","opp":1}]}"#), "any[0]: unknown field `opp`, expected `field` or `op`");
+    }
 }

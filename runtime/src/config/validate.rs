@@ -216,13 +216,14 @@ impl Problems<'_> {
         operators
             .iter()
             .enumerate()
-            .map(|(index, operator)| self.check_operator(plugins, operator, resolved.input_names(self.pipeline, index)))
+            .map(|(index, operator)| self.check_operator(plugins, index, operator, resolved.input_names(self.pipeline, index)))
             .collect()
     }
 
     fn check_operator(
         &mut self,
         plugins: &dyn PluginCheck,
+        index: usize,
         operator: &Spanned<OperatorConfig>,
         inputs: Vec<String>,
     ) -> Option<OperatorInfo> {
@@ -258,7 +259,9 @@ impl Problems<'_> {
                 None
             }
             Err(PluginProblem::Config(reason)) => {
-                let span = operator.config.as_ref().map_or(operator_span, Spanned::span);
+                // At the refused value when the reason names its path, else at the whole table.
+                let config_span = operator.config.as_ref().map_or(operator_span, Spanned::span);
+                let span = super::refused_value::refused_value_span(self.pipeline.text.parsed(), index, &reason).unwrap_or(config_span);
                 self.report(span, format!("operator \"{name}\": the plugin refused its configuration: {reason}"));
                 None
             }

@@ -1,0 +1,114 @@
+//! Where in a pipeline file the value a plugin refused in its configuration is: the path the
+//! Rust SDK puts before the reason (`any[1].op: unknown variant ...`), followed through the
+//! file's TOML, so that the error points at the value rather than at the whole `config`.
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// One step of a path into a configuration.
+#[derive(Debug, PartialEq)]
+enum Step<'r> {
+    Key(&'r str),
+    Index(usize),
+}
+
+/// The span in `text` (the parsed pipeline file) of the value the refusal `reason` of operator
+/// number `operator` (among `[[operators]]`) names by its path; `None` when the reason starts
+/// with no path or the file has nothing there.
+pub fn refused_value_span(text: &str, operator: usize, reason: &str) -> Option<Range<usize>> {
+    let steps = path_of(reason)?;
+    let document = DeTable::parse(text).ok()?;
+    let operators = entry(document.get_ref(), "operators")?;
+    let DeValue::Array(operators) = operators.get_ref() else { return None };
+    let DeValue::Table(operator) = operators.get(operator)?.get_ref() else { return None };
+    let mut value = entry(operator, "config")?;
+    for step in steps {
+        value = match (value.get_ref(), step) {
+            (DeValue::Table(table), Step::Key(key)) => entry(table, key)?,
+            (DeValue::Array(array), Step::Index(index)) => array.get(index)?,
+            _ => return None,
+        };
+    }
+    Some(value.span())
+}
+
+fn entry<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+    table.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(_, value)| value)
+}
+
+/// The steps of the path before the first `: ` of `reason`, when it is one: names (letters,
+/// digits, `_`, `-`) joined by `.`, each followed by any number of `[index]`.
+fn path_of(reason: &str) -> Option<Vec<Step<'_>>> {
+    let (path, _) = reason.split_once(": ")?;
+    let is_name_character = |character: char| character.is_ascii_alphanumeric() || character == '_' || character == '-';
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, indexes) = part.split_once('[').map_or((part, None), |(name, rest)| (name, Some(rest)));
+        if name.is_empty() || !name.chars().all(is_name_character) {
+            return None;
+        }
+        steps.push(Step::Key(name));
+        let mut rest = indexes;
+        while let Some(indexes) = rest {
+            let (index, after) = indexes.split_once(']')?;
+            steps.push(Step::Index(index.parse().ok()?));
+            rest = match after {
+                "" => None,
+                after => Some(after.strip_prefix('[')?),
+            };
+        }
+    }
+    Some(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[[operators]]
+name = "first"
+config = { any = [{ field = "a", op = "gt" }, { field = "a", op = "bigger" }] }
+
+[[operators]]
+name = "second"
+[operators.config]
+field = "event_type"
+op = "between"
+window = { size = "ten" }
+"#;
+
+    fn located(operator: usize, reason: &str) -> Option<&'static str> {
+        refused_value_span(FILE, operator, reason).map(|span| &FILE[span])
+    }
+
+    #[test]
+    fn the_path_before_the_reason_leads_to_the_refused_value() {
+        assert_eq!(located(0, "any[1].op: unknown variant `bigger`"), Some("\"bigger\""));
+        assert_eq!(located(0, "any[1]: unknown field `x`"), Some("{ field = \"a\", op = \"bigger\" }"));
+        assert_eq!(located(1, "op: unknown variant `between`"), Some("\"between\""));
+        assert_eq!(located(1, "window.size: not a duration"), Some("\"ten\""));
+    }
+
+    #[test]
+    fn a_reason_without_a_path_or_with_one_the_file_lacks_is_not_located() {
+        assert_eq!(located(1, "predicate on price: this comparison needs a `value`"), None);
+        assert_eq!(located(1, "no predicate"), None);
+        assert_eq!(located(0, "any[2].op: out of the list"), None);
+        assert_eq!(located(1, "missing.key: absent"), None);
+        assert_eq!(located(2, "op: no such operator"), None);
+        assert_eq!(located(0, "any[x]: not an index"), None);
+        assert_eq!(located(0, "any[1]x: not a path"), None);
+        assert_eq!(located(0, "[0]: a list at the top"), None);
+    }
+
+    #[test]
+    fn paths_are_read_step_by_step() {
+        assert_eq!(path_of("a.b[2][3].c: why"), Some(vec![Step::Key("a"), Step::Key("b"), Step::Index(2), Step::Index(3), Step::Key("c")]));
+        assert_eq!(path_of("sliding-size: why"), Some(vec![Step::Key("sliding-size")]));
+        assert_eq!(path_of("a..b: why"), None);
+        assert_eq!(path_of("no colon"), None);
+    }
+}
