@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sluice::pipeline::{Operator, OperatorSpec};
-use sluice::wasm::{Batch, InstanceLimits, PluginRegistry, WasmEngine};
+use sluice::wasm::{Batch, InstanceLimits, PluginRegistry, Records, WasmEngine};
 use sluice_sdk::testing::Harness;
 
 const BATCH: usize = 1024;
@@ -174,7 +174,7 @@ fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operato
 }
 
 fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {
-    let mut records = batch;
+    let mut records = Records::from(batch);
     for operator in chain.iter_mut() {
         let processed = operator.process(0, records);
         assert!(processed.dead.is_empty(), "benchmark input is valid: {:?}", processed.dead.first().map(|d| &d.reason));

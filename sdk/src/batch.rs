@@ -236,6 +236,13 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    /// The record `event` describes in `batch`'s bytes, at position `index` of a selection of
+    /// `batch`'s records (the runtime's records passed on by position). `event` is one of
+    /// `batch`'s entries, its port aside: its spans are `batch`'s.
+    pub fn of(batch: &'a Batch, event: &'a Event, index: usize) -> Record<'a> {
+        Record { batch, event, index }
+    }
+
     /// Position in its batch (what [`crate::Output::reject`] takes).
     pub fn index(&self) -> usize {
         self.index

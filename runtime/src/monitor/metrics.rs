@@ -463,14 +463,23 @@ impl Flow {
     pub fn add_batch(&self, batch: &sluice_sdk::Batch) {
         self.add(batch.len(), record_bytes(batch));
     }
+
+    /// Counts `records`, a batch or a selection of one.
+    pub fn add_records(&self, records: &crate::wasm::Records) {
+        self.add(records.len(), entries_bytes(records.base(), records.events()));
+    }
 }
 
 /// The bytes of a batch's records: keys, values and headers. Not the records' field indexes,
 /// nor bytes of the buffer no record points to (a batch of records passed on by position keeps
 /// its input's whole buffer).
 pub fn record_bytes(batch: &sluice_sdk::Batch) -> usize {
-    batch
-        .events
+    entries_bytes(batch, &batch.events)
+}
+
+/// [`record_bytes`] of the records `events` describe in `batch`.
+fn entries_bytes(batch: &sluice_sdk::Batch, events: &[sluice_sdk::Event]) -> usize {
+    events
         .iter()
         .map(|event| {
             let first = event.first_header as usize;

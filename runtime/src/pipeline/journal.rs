@@ -12,9 +12,7 @@
 //! snapshot's size: recovery memory at most doubles a large operator's. A journal also holds at
 //! most [`MAX_CALLS_EVER`] calls, so a replay stays short.
 
-use std::sync::Arc;
-
-use crate::wasm::Batch;
+use crate::wasm::Records;
 
 /// Calls kept before a new snapshot replaces them, once they hold as many bytes as it.
 pub const MAX_CALLS: usize = 64;
@@ -35,8 +33,8 @@ pub const MAX_BYTES: usize = 16 << 20;
 
 /// One call made since the snapshot.
 pub enum JournalEntry {
-    /// The batch is shared with the task, which traces later dead letters back to it.
-    Process(u32, Arc<Batch>),
+    /// The records are shared with the task, which traces later dead letters back to them.
+    Process(u32, Records),
     Watermark(i64),
 }
 
@@ -45,11 +43,7 @@ impl JournalEntry {
     fn bytes(&self) -> usize {
         std::mem::size_of::<JournalEntry>()
             + match self {
-                JournalEntry::Process(_, batch) => {
-                    batch.bytes.len()
-                        + batch.events.len() * std::mem::size_of::<sluice_sdk::Event>()
-                        + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
-                }
+                JournalEntry::Process(_, records) => records.bytes_held(),
                 JournalEntry::Watermark(_) => 0,
             }
     }
@@ -101,6 +95,7 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wasm::Batch;
 
     fn batch_of(payload_bytes: usize) -> Batch {
         let mut batch = Batch::new();
@@ -117,10 +112,10 @@ mod tests {
     #[test]
     fn the_journal_is_full_at_its_call_bound_or_its_byte_bound_whichever_comes_first() {
         assert_eq!(calls_until_full(|| JournalEntry::Watermark(1)), MAX_CALLS);
-        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Arc::new(batch_of(100)))), MAX_CALLS);
-        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20)))), MAX_BYTES / (1 << 20));
+        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Records::from(batch_of(100)))), MAX_CALLS);
+        assert_eq!(calls_until_full(|| JournalEntry::Process(0, Records::from(batch_of(1 << 20)))), MAX_BYTES / (1 << 20));
         let mut journal = Journal::default();
-        assert!(journal.record(JournalEntry::Process(0, Arc::new(batch_of(MAX_BYTES)))), "one huge batch fills it at once");
+        assert!(journal.record(JournalEntry::Process(0, Records::from(batch_of(MAX_BYTES)))), "one huge batch fills it at once");
         journal.clear(0);
         assert!(!journal.record(JournalEntry::Watermark(1)) && journal.entries().len() == 1, "cleared, it counts afresh");
     }
@@ -133,11 +128,11 @@ mod tests {
             (calls, journal.bytes)
         };
         // A state of 1 MiB: 64 calls of 8 KiB do not replace it; SNAPSHOT_WEIGHT MiB of calls do.
-        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, Arc::new(batch_of(8 << 10))));
+        let (calls, bytes) = fill(1 << 20, &|| JournalEntry::Process(0, Records::from(batch_of(8 << 10))));
         let due = SNAPSHOT_WEIGHT << 20;
         assert!(calls > MAX_CALLS && (due..due + (9 << 10)).contains(&bytes), "{calls} calls, {bytes} bytes");
         // A state larger than MAX_BYTES: the journal grows to SNAPSHOT_WEIGHT times the state,
-        let (_, bytes) = fill(2 * MAX_BYTES, &|| JournalEntry::Process(0, Arc::new(batch_of(1 << 20))));
+        let (_, bytes) = fill(2 * MAX_BYTES, &|| JournalEntry::Process(0, Records::from(batch_of(1 << 20))));
         let due = 2 * SNAPSHOT_WEIGHT * MAX_BYTES;
         assert!((due..due + (2 << 20)).contains(&bytes), "{bytes} bytes");
         // up to MAX_WEIGHTED_BYTES, or the state's size if larger.

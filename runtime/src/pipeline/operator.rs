@@ -15,7 +15,7 @@ use sluice_sdk::{Distribution, InitContext, OperatorInfo};
 
 use super::journal::{Journal, JournalEntry};
 use crate::monitor;
-use crate::wasm::{Batch, CallFailure, Digest, FailureKind, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, State};
+use crate::wasm::{Batch, CallFailure, Digest, FailureKind, InstanceLimits, OperatorMetrics, Plugin, PluginInstance, Records, State};
 
 /// Batches in a row in which every record failed before the circuit opens.
 const MAX_FAILED_BATCHES_IN_A_ROW: u32 = 5;
@@ -49,8 +49,8 @@ pub struct DeadRecord {
 }
 
 impl DeadRecord {
-    fn new(batch: &Batch, index: usize, reason: String, class: &'static str) -> DeadRecord {
-        DeadRecord { index, record: batch.single(index), reason, class }
+    fn new(records: &Records, index: usize, reason: String, class: &'static str) -> DeadRecord {
+        DeadRecord { index, record: records.single(index), reason, class }
     }
 }
 
@@ -68,7 +68,8 @@ fn failure_class(failure: &CallFailure) -> &'static str {
 /// The outcome of one `process` call.
 #[derive(Debug, Default)]
 pub struct Processed {
-    pub batch: Batch,
+    /// What the operator emitted: a batch, or records of its input passed on without a copy.
+    pub batch: Records,
     pub dead: Vec<DeadRecord>,
 }
 
@@ -231,21 +232,21 @@ impl Operator {
         self.disabled_because.as_deref()
     }
 
-    /// Processes a batch that arrived on `input`; failing records are isolated, never lost.
-    /// The journal keeps the batch (shared, not copied) until the next snapshot.
-    pub fn process(&mut self, input: u32, batch: impl Into<Arc<Batch>>) -> Processed {
-        let batch = batch.into();
+    /// Processes records that arrived on `input`; failing records are isolated, never lost.
+    /// The journal keeps the records (shared, not copied) until the next snapshot.
+    pub fn process(&mut self, input: u32, records: impl Into<Records>) -> Processed {
+        let batch = records.into();
         if let Some(metrics) = &self.metrics {
-            metrics.input.add_batch(&batch);
+            metrics.input.add_records(&batch);
         }
         let processed = self.process_counted(input, batch);
         if let Some(metrics) = &self.metrics {
-            metrics.output.add_batch(&processed.batch);
+            metrics.output.add_records(&processed.batch);
         }
         processed
     }
 
-    fn process_counted(&mut self, input: u32, batch: Arc<Batch>) -> Processed {
+    fn process_counted(&mut self, input: u32, batch: Records) -> Processed {
         let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
         let started = Instant::now();
         let result = instance.process(input, &batch);
@@ -341,32 +342,33 @@ impl Operator {
     }
 
     /// Retries a failed batch record by record, recovering after each failure.
-    fn isolate(&mut self, input: u32, batch: Arc<Batch>, failure: &CallFailure) -> Processed {
+    fn isolate(&mut self, input: u32, batch: Records, failure: &CallFailure) -> Processed {
         tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
         if !self.recover(failure) {
             return self.refuse_all(&batch);
         }
-        let mut processed = Processed::default();
+        let (mut emitted, mut dead) = (Batch::new(), Vec::new());
         let total = batch.len();
         for index in 0..total {
             let single = batch.single(index);
             let Some(instance) = self.instance.as_mut() else {
-                processed.dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
+                dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
                 continue;
             };
+            let single = Records::from(single);
             match instance.process(input, &single) {
                 Ok(output) => {
-                    output.batch.iter().for_each(|record| processed.batch.push_record_to(record.port(), record));
+                    output.batch.iter().for_each(|record| emitted.push_record_to(record.port(), record));
                     if let Some((_, reason)) = output.rejected.into_iter().next() {
                         let reason = format!("rejected: {reason}");
-                        processed.dead.push(DeadRecord { index, record: single.clone(), reason, class: "refused" });
+                        dead.push(DeadRecord { index, record: single.single(0), reason, class: "refused" });
                     }
-                    self.record(JournalEntry::Process(input, Arc::new(single)));
+                    self.record(JournalEntry::Process(input, single));
                 }
                 Err(failure) => {
-                    processed.dead.push(DeadRecord {
+                    dead.push(DeadRecord {
                         index,
-                        record: single,
+                        record: single.into_batch(),
                         reason: failure.message.clone(),
                         class: failure_class(&failure),
                     });
@@ -374,9 +376,9 @@ impl Operator {
                 }
             }
         }
-        self.count_batch_failures(processed.dead.len() == total);
+        self.count_batch_failures(dead.len() == total);
         self.compact();
-        processed
+        Processed { batch: Records::from(emitted), dead }
     }
 
     fn count_batch_failures(&mut self, every_record_failed: bool) {
@@ -438,10 +440,10 @@ impl Operator {
         format!("operator disabled (circuit open): {}", self.disabled_because.as_deref().unwrap_or("unknown failure"))
     }
 
-    fn refuse_all(&self, batch: &Batch) -> Processed {
+    fn refuse_all(&self, records: &Records) -> Processed {
         let reason = self.disabled_reason();
-        let dead = (0..batch.len()).map(|index| DeadRecord::new(batch, index, reason.clone(), "disabled")).collect();
-        Processed { batch: Batch::new(), dead }
+        let dead = (0..records.len()).map(|index| DeadRecord::new(records, index, reason.clone(), "disabled")).collect();
+        Processed { batch: Records::default(), dead }
     }
 }
 

@@ -17,7 +17,7 @@ use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
 use crate::monitor::{Flow, TaskMetrics};
-use crate::wasm::Batch;
+use crate::wasm::{Batch, Records};
 
 /// How often a waiting task checks whether it was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -572,8 +572,8 @@ impl Task {
         let shared = (!positions.is_empty() && stage.operators.len() > 1).then(|| Arc::clone(&records));
         let entry = shared.as_deref().map(|records| EntryRecords { records, positions: &positions });
         match stage.entry {
-            Entry::Source(_) => self.deliver(records, &stage.entry_targets, lineage, entry),
-            Entry::Exchange(_) => self.deliver(records, &[Target::Operator { position: 0, input }], lineage, entry),
+            Entry::Source(_) => self.deliver(Records::Whole(records), &stage.entry_targets, lineage, entry),
+            Entry::Exchange(_) => self.deliver(Records::Whole(records), &[Target::Operator { position: 0, input }], lineage, entry),
         }
     }
 
@@ -605,7 +605,7 @@ impl Task {
     /// another target holds it too.
     fn deliver(
         &mut self,
-        records: Arc<Batch>,
+        records: Records,
         targets: &[Target],
         lineage: Lineage<'_>,
         entry: Option<EntryRecords<'_>>,
@@ -619,17 +619,17 @@ impl Task {
                     let emitted = self.process_at(position, input, batch, lineage)?;
                     self.emit_from(position, emitted, lineage.downstream(entry), entry)?;
                 }
-                Target::Sink(sink) => self.send_to_sink(sink, batch)?,
-                Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, Arc::unwrap_or_clone(batch), lineage)?,
+                Target::Sink(sink) => self.send_to_sink(sink, batch.to_batch())?,
+                Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage)?,
             }
         }
         Ok(())
     }
 
     /// Runs `records` through the operator at `position`; its refused records become dead letters.
-    fn process_at(&mut self, position: usize, input: u32, records: Arc<Batch>, lineage: Lineage<'_>) -> Result<Batch, TaskError> {
+    fn process_at(&mut self, position: usize, input: u32, records: Records, lineage: Lineage<'_>) -> Result<Records, TaskError> {
         if records.is_empty() {
-            return Ok(Batch::new());
+            return Ok(Records::default());
         }
         let processed = self.operators[position].process(input, records);
         for dead in processed.dead {
@@ -644,7 +644,7 @@ impl Task {
     fn emit_from(
         &mut self,
         position: usize,
-        emitted: Batch,
+        emitted: Records,
         lineage: Lineage<'_>,
         entry: Option<EntryRecords<'_>>,
     ) -> Result<(), TaskError> {
@@ -653,25 +653,19 @@ impl Task {
         }
         let stage = self.stage.clone();
         let outputs = &stage.output_targets[position];
-        if emitted.events.iter().all(|event| event.port == 0) {
+        if emitted.events().iter().all(|event| event.port == 0) {
             return self.deliver_or_count(emitted, &outputs[0], lineage, entry);
         }
-        let mut by_port = vec![Batch::new(); outputs.len()];
-        for record in emitted.iter() {
-            // The runtime checked every port against the operator's declared outputs.
-            if let Some(batch) = by_port.get_mut(record.port() as usize) {
-                batch.push_record(record);
-            }
-        }
-        for (port, batch) in by_port.into_iter().enumerate().filter(|(_, batch)| !batch.is_empty()) {
-            self.deliver_or_count(batch, &outputs[port], lineage, entry)?;
+        // The runtime checked every port against the operator's declared outputs.
+        for (port, records) in emitted.split_by_port(outputs.len()).into_iter().enumerate().filter(|(_, records)| !records.is_empty()) {
+            self.deliver_or_count(records, &outputs[port], lineage, entry)?;
         }
         Ok(())
     }
 
     fn deliver_or_count(
         &mut self,
-        records: Batch,
+        records: Records,
         targets: &[Target],
         lineage: Lineage<'_>,
         entry: Option<EntryRecords<'_>>,
@@ -680,7 +674,7 @@ impl Task {
             self.stats.unread_dropped += records.len() as u64;
             return Ok(());
         }
-        self.deliver(Arc::new(records), targets, lineage, entry)
+        self.deliver(records, targets, lineage, entry)
     }
 
     fn send_to_sink(&mut self, sink: usize, records: Arc<Batch>) -> Result<(), TaskError> {
@@ -754,7 +748,7 @@ impl Task {
         }
         for position in 0..self.operators.len() {
             let emitted = self.operators[position].on_watermark(watermark);
-            self.emit_from(position, emitted, Lineage::Unknown, None)?;
+            self.emit_from(position, Records::from(emitted), Lineage::Unknown, None)?;
         }
         for exchange in self.outputs.exchanges.iter_mut().flatten() {
             exchange.watermark(watermark).map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;

@@ -100,9 +100,10 @@ pub struct BatchArgument<'a> {
 }
 
 impl<'a> BatchArgument<'a> {
-    /// The batch as the plugin receives it, with its records' field indexes or without.
-    pub fn new(batch: &'a Batch, with_fields: bool) -> BatchArgument<'a> {
-        BatchArgument::lowered(batch, &batch.events, &[], with_fields)
+    /// The records `events` describe in `batch` (all of its records, or a selection of them),
+    /// with their field indexes or without.
+    pub fn of_records(batch: &'a Batch, events: &'a [Event], with_fields: bool) -> BatchArgument<'a> {
+        BatchArgument::lowered(batch, events, &[], with_fields)
     }
 
     /// The batch with the field indexes built beside it: its bytes followed by theirs.

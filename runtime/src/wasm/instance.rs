@@ -13,8 +13,9 @@ use super::boundary::{BatchArgument, BatchResult, OutputResult};
 use super::convert::{FieldIndexes, context_to_wit, field_indexes_beside, info_from_wit, state_from_wit, state_to_wit};
 use super::engine::WasmEngine;
 use super::host::{HostState, OperatorMetrics};
-use super::passed::{check_passed, output_batch};
+use super::passed::{check_passed, output_records};
 use super::plugin::Plugin;
+use super::records::Records;
 use crate::monitor::PluginMetrics;
 
 /// The encoding of JSON text with each record's field index (WIT `event.fields`).
@@ -56,7 +57,7 @@ pub enum FailureKind {
 /// What `process` returned: records to pass on, and input records refused (index, reason).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PluginOutput {
-    pub batch: Batch,
+    pub batch: Records,
     pub rejected: Vec<(u32, String)>,
 }
 
@@ -144,23 +145,30 @@ impl PluginInstance {
     }
 
     /// Calls `process` on a batch that arrived on `input`.
-    pub fn process(&mut self, input: u32, batch: &Batch) -> Result<PluginOutput, CallFailure> {
-        let indexes = match self.indexes {
-            FieldIndexes::Built if batch.events.iter().any(|event| event.fields.is_none()) => Some(field_indexes_beside(batch)),
-            _ => None,
+    pub fn process(&mut self, input: u32, records: &Records) -> Result<PluginOutput, CallFailure> {
+        let lacks_indexes = self.indexes == FieldIndexes::Built && records.events().iter().any(|event| event.fields.is_none());
+        // Indexes are built beside a whole batch: a selection lacking them is copied first.
+        let copied;
+        let records = match records {
+            Records::Selected { .. } if lacks_indexes => {
+                copied = Records::Whole(records.to_batch());
+                &copied
+            }
+            _ => records,
         };
+        let indexes = lacks_indexes.then(|| field_indexes_beside(records.base()));
         let argument = match &indexes {
-            Some(indexes) => BatchArgument::indexed(batch, indexes),
-            None => BatchArgument::new(batch, self.indexes != FieldIndexes::Absent),
+            Some(indexes) => BatchArgument::indexed(records.base(), indexes),
+            None => BatchArgument::of_records(records.base(), records.events(), self.indexes != FieldIndexes::Absent),
         };
         let process = self.process;
         let (output,) =
             self.call(|_, store| process.typed::<(u32, BatchArgument<'_>), (OutputResult,)>(&*store)?.call(store, (input, argument)))?;
         let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
-        checked_rejections(&rejected, batch.events.len())?;
+        checked_rejections(&rejected, records.len())?;
         let returned = self.checked(self.returned(output.batch))?;
-        check_passed(&output.passed, batch.events.len(), self.side_outputs).map_err(invalid_batch)?;
-        Ok(PluginOutput { batch: output_batch(batch, indexes.as_ref(), &output.passed, returned), rejected })
+        check_passed(&output.passed, records.len(), self.side_outputs).map_err(invalid_batch)?;
+        Ok(PluginOutput { batch: output_records(records, indexes.as_ref(), &output.passed, returned), rejected })
     }
 
     /// Calls `on-watermark`.

@@ -1,10 +1,13 @@
 //! Input records an operator passes on unchanged (`output.passed`, WIT 0.4.0): taken from the
 //! runtime's own copy of the input batch instead of being copied back out of the sandbox.
 
+use std::sync::Arc;
+
 use sluice_sdk::{Batch, Event};
 
 use super::bindings::wit;
 use super::convert::IndexesBeside;
+use super::records::Records;
 
 /// Refuses a passed record that is not in the input batch of `inputs` records, or that goes
 /// to an output the operator did not declare; the message says which.
@@ -30,36 +33,44 @@ pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32) ->
 /// by [`check_passed`]), then those it `returned`. `beside` holds the field indexes the runtime
 /// built for this call, when it built any: a passed record keeps its index, which describes
 /// its unchanged value.
-pub fn output_batch(input: &Batch, beside: Option<&IndexesBeside>, passed: &[wit::Passed], returned: Batch) -> Batch {
+///
+/// When the operator returned nothing, most of its input is passed on and no index was built
+/// beside it, the output is a selection of the input's batch: nothing is copied.
+pub fn output_records(input: &Records, beside: Option<&IndexesBeside>, passed: &[wit::Passed], returned: Batch) -> Records {
     if passed.is_empty() {
-        return returned;
+        return Records::from(returned);
     }
-    let mut output =
-        if passed.len() * 2 >= input.events.len() { whole_input_with(input, beside, passed) } else { copied_records(input, passed) };
+    let most_passed = passed.len() * 2 >= input.len();
+    if most_passed && returned.is_empty() && beside.is_none() {
+        let events = passed.iter().map(|record| Event { port: record.port, ..input.events()[record.index as usize] }).collect();
+        return Records::Selected { base: Arc::clone(input.base_shared()), events };
+    }
+    let mut output = if most_passed { whole_input_with(input, beside, passed) } else { copied_records(input, passed) };
     for record in returned.iter() {
         output.push_record_to(record.port(), record);
     }
-    output
+    Records::from(output)
 }
 
 /// Most of the input is passed on: its bytes (and the indexes built beside them) in one copy,
 /// with the passed records' entries. The records not passed keep their bytes in the batch,
 /// unreferenced, which costs less than copying the others one by one.
-fn whole_input_with(input: &Batch, beside: Option<&IndexesBeside>, passed: &[wit::Passed]) -> Batch {
+fn whole_input_with(input: &Records, beside: Option<&IndexesBeside>, passed: &[wit::Passed]) -> Batch {
     let (events, more_bytes) = match beside {
         Some(beside) => (&beside.events[..], &beside.bytes[..]),
-        None => (&input.events[..], &[][..]),
+        None => (input.events(), &[][..]),
     };
-    let mut bytes = Vec::with_capacity(input.bytes.len() + more_bytes.len());
-    bytes.extend_from_slice(&input.bytes);
+    let base = input.base();
+    let mut bytes = Vec::with_capacity(base.bytes.len() + more_bytes.len());
+    bytes.extend_from_slice(&base.bytes);
     bytes.extend_from_slice(more_bytes);
     let events = passed.iter().map(|record| Event { port: record.port, ..events[record.index as usize] }).collect();
-    Batch { bytes, events, headers: input.headers.clone() }
+    Batch { bytes, events, headers: base.headers.clone() }
 }
 
 /// Few records are passed on: each copied with its key, headers and field index (one built
 /// beside the batch for this call is left out: the next operator that wants it builds it).
-fn copied_records(input: &Batch, passed: &[wit::Passed]) -> Batch {
+fn copied_records(input: &Records, passed: &[wit::Passed]) -> Batch {
     let mut output = Batch::new();
     for record in passed {
         if let Some(original) = input.get(record.index as usize) {
@@ -112,10 +123,10 @@ mod tests {
     #[test]
     fn passing_most_or_few_records_gives_the_same_records() {
         for selection in [passed(&[(0, 0), (5, 1), (2, 0), (2, 0)]), passed(&[]), passed(&[(3, 0)])] {
-            let indexed = input(true);
+            let indexed = Records::from(input(true));
             assert_eq!(contents(&whole_input_with(&indexed, None, &selection)), contents(&copied_records(&indexed, &selection)));
-            let plain = input(false);
-            let beside = field_indexes_beside(&plain);
+            let plain = Records::from(input(false));
+            let beside = field_indexes_beside(plain.base());
             let whole = whole_input_with(&plain, Some(&beside), &selection);
             assert_eq!(contents(&whole), contents(&whole_input_with(&indexed, None, &selection)), "indexes built beside are kept");
             assert_eq!(whole.check(), Ok(()));
@@ -128,13 +139,40 @@ mod tests {
     /// records is what was returned.
     #[test]
     fn passed_records_come_before_the_returned_ones() {
-        let input = input(true);
+        let input = Records::from(input(true));
         let mut returned = Batch::new();
         returned.push(None, b"{\"new\":1}", 9, []);
-        let output = output_batch(&input, None, &passed(&[(4, 0), (1, 0)]), returned.clone());
+        let output = output_records(&input, None, &passed(&[(4, 0), (1, 0)]), returned.clone());
         let values: Vec<Vec<u8>> = output.iter().map(|record| record.value().to_vec()).collect();
-        assert_eq!(values, vec![input.get(4).unwrap().value().to_vec(), input.get(1).unwrap().value().to_vec(), b"{\"new\":1}".to_vec()]);
-        assert_eq!(output_batch(&input, None, &[], returned.clone()), returned);
+        let value = |index: usize| input.get(index).unwrap().value().to_vec();
+        assert_eq!(values, vec![value(4), value(1), b"{\"new\":1}".to_vec()]);
+        assert_eq!(output_records(&input, None, &[], returned.clone()).into_batch(), returned);
+    }
+
+    /// Most of the input passed on and nothing returned: the output shares the input's batch,
+    /// also when the input is itself a selection, and holds the records a copy would.
+    #[test]
+    fn most_of_the_input_passed_on_alone_is_a_selection_of_it_not_a_copy() {
+        let input = Records::from(input(true));
+        let first = passed(&[(5, 0), (0, 1), (2, 0), (3, 0)]);
+        let output = output_records(&input, None, &first, Batch::new());
+        assert!(matches!(&output, Records::Selected { .. }) && Arc::ptr_eq(output.base_shared(), input.base_shared()));
+        assert_eq!(contents(&output.clone().into_batch()), contents(&whole_input_with(&input, None, &first)));
+        // A selection of the selection: positions are the selection's.
+        let again = output_records(&output, None, &passed(&[(3, 0), (1, 2), (0, 0)]), Batch::new());
+        assert!(Arc::ptr_eq(again.base_shared(), input.base_shared()));
+        let values: Vec<Vec<u8>> = again.iter().map(|record| record.value().to_vec()).collect();
+        let value = |index: usize| input.get(index).unwrap().value().to_vec();
+        assert_eq!(values, vec![value(3), value(0), value(5)]);
+        assert_eq!(again.iter().map(|record| record.port()).collect::<Vec<_>>(), vec![0, 2, 0]);
+        // Records returned too, few passed, or indexes built beside for the call: a batch.
+        let mut returned = Batch::new();
+        returned.push(None, b"{}", 9, []);
+        assert!(matches!(output_records(&input, None, &first, returned), Records::Whole(_)));
+        assert!(matches!(output_records(&input, None, &passed(&[(1, 0)]), Batch::new()), Records::Whole(_)));
+        let plain = Records::from(super::tests::input(false));
+        let beside = field_indexes_beside(plain.base());
+        assert!(matches!(output_records(&plain, Some(&beside), &first, Batch::new()), Records::Whole(_)));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn feed(name: &str, config: &Value, records: &[(Value, i64)], size: usize, lag: 
         let batch = sluice_sdk::testing::json_batch(chunk);
         let processed = operator.process(0, batch);
         assert!(processed.dead.is_empty(), "{:?}", processed.dead.first().map(|dead| &dead.reason));
-        emitted.extend(values(&processed.batch));
+        emitted.extend(values(&processed.batch.into_batch()));
         newest = chunk.iter().map(|(_, timestamp)| *timestamp).fold(newest, i64::max);
         emitted.extend(values(&operator.on_watermark(newest - lag)));
     }
