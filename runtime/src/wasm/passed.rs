@@ -34,13 +34,16 @@ pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32) ->
 /// built for this call, when it built any: a passed record keeps its index, which describes
 /// its unchanged value.
 ///
-/// When the operator returned nothing, most of its input is passed on and no index was built
-/// beside it, the output is a selection of the input's batch: nothing is copied.
+/// When the operator returned nothing, the records passed on are at least half of the batch
+/// they are in (the input's, or the one an input selection shares) and no index was built
+/// beside it, the output is a selection of that batch: nothing is copied. Measured against the
+/// batch, not the input, so that filter after filter does not keep lowering a batch most of
+/// whose records are gone.
 pub fn output_records(input: &Records, beside: Option<&IndexesBeside>, passed: &[wit::Passed], returned: Batch) -> Records {
     if passed.is_empty() {
         return Records::from(returned);
     }
-    let most_passed = passed.len() * 2 >= input.len();
+    let most_passed = passed.len() * 2 >= input.base().events.len();
     if most_passed && returned.is_empty() && beside.is_none() {
         let events = passed.iter().map(|record| Event { port: record.port, ..input.events()[record.index as usize] }).collect();
         return Records::Selected { base: Arc::clone(input.base_shared()), events };
@@ -165,6 +168,10 @@ mod tests {
         let value = |index: usize| input.get(index).unwrap().value().to_vec();
         assert_eq!(values, vec![value(3), value(0), value(5)]);
         assert_eq!(again.iter().map(|record| record.port()).collect::<Vec<_>>(), vec![0, 2, 0]);
+        // Fewer than half of the shared batch's records: copied.
+        let fewer = output_records(&output, None, &passed(&[(3, 0), (1, 2)]), Batch::new());
+        assert!(matches!(&fewer, Records::Whole(_)));
+        assert_eq!(fewer.iter().map(|record| record.value().to_vec()).collect::<Vec<_>>(), vec![value(3), value(0)]);
         // Records returned too, few passed, or indexes built beside for the call: a batch.
         let mut returned = Batch::new();
         returned.push(None, b"{}", 9, []);

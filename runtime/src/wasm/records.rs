@@ -88,7 +88,10 @@ impl Records {
     }
 
     /// The records of each of `ports` outputs, by the port they go to, each on port 0 (as
-    /// the readers of that output receive them); records on other ports are left out.
+    /// the readers of that output receive them); records on other ports are left out. A
+    /// selection's share stays a selection while it holds at least half of the shared batch's
+    /// records, and is copied otherwise (so that a small share is not lowered with the
+    /// whole batch).
     pub fn split_by_port(self, ports: usize) -> Vec<Records> {
         match self {
             Records::Whole(batch) => {
@@ -103,7 +106,12 @@ impl Records {
             Records::Selected { base, events } => (0..ports)
                 .map(|port| {
                     let on_port = events.iter().filter(|event| event.port as usize == port).map(|event| Event { port: 0, ..*event });
-                    Records::Selected { base: Arc::clone(&base), events: on_port.collect() }
+                    let events: Vec<Event> = on_port.collect();
+                    if events.len() * 2 >= base.events.len() {
+                        Records::Selected { base: Arc::clone(&base), events }
+                    } else {
+                        Records::from(copy_of(&base, &events))
+                    }
                 })
                 .collect(),
         }
@@ -213,15 +221,17 @@ mod tests {
     /// Split by port, a selection and its copy give each output the same records, on port 0.
     #[test]
     fn a_selection_split_by_port_gives_each_output_its_records() {
-        let records = selection(&[(0, 0), (5, 1), (2, 0), (4, 2), (1, 1)]);
+        let records = selection(&[(0, 0), (5, 1), (2, 0), (4, 2), (1, 1), (3, 0)]);
         let split = records.clone().split_by_port(3);
         let copied = Records::from(records.into_batch()).split_by_port(3);
         assert_eq!(split.len(), 3);
         for (port, (shared, copy)) in split.iter().zip(&copied).enumerate() {
-            assert!(matches!(shared, Records::Selected { .. }));
             assert_eq!(contents(shared.iter()), contents(copy.iter()), "port {port}");
             assert!(shared.iter().all(|record| record.port() == 0));
         }
+        // Port 0 holds half of the batch's records and shares it; the others are copied.
+        assert!(matches!(&split[0], Records::Selected { .. }));
+        assert!(matches!(&split[1], Records::Whole(_)) && matches!(&split[2], Records::Whole(_)));
         let values = |records: &Records| records.iter().map(|record| record.value().to_vec()).collect::<Vec<_>>();
         assert_eq!(values(&split[1]), vec![b"{\"n\":5}".to_vec(), b"{\"n\":1}".to_vec()]);
     }
