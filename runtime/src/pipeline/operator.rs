@@ -235,25 +235,25 @@ impl Operator {
     /// Processes records that arrived on `input`; failing records are isolated, never lost.
     /// The journal keeps the records (shared, not copied) until the next snapshot.
     pub fn process(&mut self, input: u32, records: impl Into<Records>) -> Processed {
-        let batch = records.into();
+        let records = records.into();
         if let Some(metrics) = &self.metrics {
-            metrics.input.add_records(&batch);
+            metrics.input.add_records(&records);
         }
-        let processed = self.process_counted(input, batch);
+        let processed = self.process_counted(input, records);
         if let Some(metrics) = &self.metrics {
             metrics.output.add_records(&processed.batch);
         }
         processed
     }
 
-    fn process_counted(&mut self, input: u32, batch: Records) -> Processed {
-        let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&batch) };
+    fn process_counted(&mut self, input: u32, records: Records) -> Processed {
+        let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&records) };
         let started = Instant::now();
-        let result = instance.process(input, &batch);
+        let result = instance.process(input, &records);
         if let Some(metrics) = &self.metrics {
             let took = started.elapsed().as_secs_f64();
             metrics.process.observe(took);
-            metrics.per_record.observe(took / batch.len().max(1) as f64);
+            metrics.per_record.observe(took / records.len().max(1) as f64);
             metrics.memory.set(i64::try_from(instance.memory_in_use()).unwrap_or(i64::MAX));
         }
         match result {
@@ -261,14 +261,14 @@ impl Operator {
                 let dead = output
                     .rejected
                     .into_iter()
-                    .filter(|(index, _)| (*index as usize) < batch.len())
-                    .map(|(index, reason)| DeadRecord::new(&batch, index as usize, format!("rejected: {reason}"), "refused"))
+                    .filter(|(index, _)| (*index as usize) < records.len())
+                    .map(|(index, reason)| DeadRecord::new(&records, index as usize, format!("rejected: {reason}"), "refused"))
                     .collect();
                 self.failed_batches_in_a_row = 0;
-                self.record(JournalEntry::Process(input, batch));
+                self.record(JournalEntry::Process(input, records));
                 Processed { batch: output.batch, dead }
             }
-            Err(failure) => self.isolate(input, batch, &failure),
+            Err(failure) => self.isolate(input, records, &failure),
         }
     }
 
@@ -342,15 +342,15 @@ impl Operator {
     }
 
     /// Retries a failed batch record by record, recovering after each failure.
-    fn isolate(&mut self, input: u32, batch: Records, failure: &CallFailure) -> Processed {
-        tracing::warn!(operator = %self.spec.name, records = batch.len(), "batch failed, isolating the failing records: {failure}");
+    fn isolate(&mut self, input: u32, records: Records, failure: &CallFailure) -> Processed {
+        tracing::warn!(operator = %self.spec.name, records = records.len(), "batch failed, isolating the failing records: {failure}");
         if !self.recover(failure) {
-            return self.refuse_all(&batch);
+            return self.refuse_all(&records);
         }
         let (mut emitted, mut dead) = (Batch::new(), Vec::new());
-        let total = batch.len();
+        let total = records.len();
         for index in 0..total {
-            let single = batch.single(index);
+            let single = records.single(index);
             let Some(instance) = self.instance.as_mut() else {
                 dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
                 continue;
