@@ -34,59 +34,55 @@ pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32) ->
 /// built for this call, when it built any: a passed record keeps its index, which describes
 /// its unchanged value.
 ///
-/// When the operator returned nothing, the records passed on are at least half of the batch
-/// they are in (the input's, or the one an input selection shares) and no index was built
-/// beside it, the output is a selection of that batch: nothing is copied. Measured against the
-/// batch, not the input, so that filter after filter does not keep lowering a batch most of
-/// whose records are gone.
+/// When the operator returned nothing and no index was built beside its input, the records
+/// passed on are a [`Records::selection`] of the batch they are in (the input's, or the one an
+/// input selection shares): shared, not copied, while they are at least half of its records.
+/// Measured against the batch, not the input, so that filter after filter does not keep
+/// lowering a batch most of whose records are gone.
 pub fn output_records(input: &Records, beside: Option<&IndexesBeside>, passed: &[wit::Passed], returned: Batch) -> Records {
     if passed.is_empty() {
         return Records::from(returned);
     }
-    let most_passed = passed.len() * 2 >= input.base().events.len();
-    if most_passed && returned.is_empty() && beside.is_none() {
-        let events = passed.iter().map(|record| Event { port: record.port, ..input.events()[record.index as usize] }).collect();
-        return Records::Selected { base: Arc::clone(input.base_shared()), events };
-    }
-    let mut output = if most_passed { whole_input_with(input, beside, passed) } else { copied_records(input, passed) };
+    let base = input.base();
+    let mut output = match beside {
+        Some(beside) if passed.len() * 2 >= base.events.len() => whole_input_with(base, beside, passed),
+        // Few records passed: copied without the indexes built beside (the next operator that
+        // wants them builds them).
+        _ => {
+            let selection = Records::selection(Arc::clone(input.base_shared()), entries(input.events(), passed));
+            if returned.is_empty() {
+                return selection;
+            }
+            selection.into_batch()
+        }
+    };
     for record in returned.iter() {
         output.push_record_to(record.port(), record);
     }
     Records::from(output)
 }
 
-/// Most of the input is passed on: its bytes (and the indexes built beside them) in one copy,
-/// with the passed records' entries. The records not passed keep their bytes in the batch,
-/// unreferenced, which costs less than copying the others one by one.
-fn whole_input_with(input: &Records, beside: Option<&IndexesBeside>, passed: &[wit::Passed]) -> Batch {
-    let (events, more_bytes) = match beside {
-        Some(beside) => (&beside.events[..], &beside.bytes[..]),
-        None => (input.events(), &[][..]),
-    };
-    let base = input.base();
-    let mut bytes = Vec::with_capacity(base.bytes.len() + more_bytes.len());
-    bytes.extend_from_slice(&base.bytes);
-    bytes.extend_from_slice(more_bytes);
-    let events = passed.iter().map(|record| Event { port: record.port, ..events[record.index as usize] }).collect();
-    Batch { bytes, events, headers: base.headers.clone() }
+/// The entries of the records `passed` names among `events`, on the ports it names.
+fn entries(events: &[Event], passed: &[wit::Passed]) -> Vec<Event> {
+    passed.iter().map(|record| Event { port: record.port, ..events[record.index as usize] }).collect()
 }
 
-/// Few records are passed on: each copied with its key, headers and field index (one built
-/// beside the batch for this call is left out: the next operator that wants it builds it).
-fn copied_records(input: &Records, passed: &[wit::Passed]) -> Batch {
-    let mut output = Batch::new();
-    for record in passed {
-        if let Some(original) = input.get(record.index as usize) {
-            output.push_record_to(record.port, original);
-        }
-    }
-    output
+/// Most of the input is passed on, and the runtime built its field indexes beside it for the
+/// call: its bytes and the indexes' in one copy, with the passed records' entries. The records
+/// not passed keep their bytes in the batch, unreferenced, which costs less than copying the
+/// others one by one.
+fn whole_input_with(base: &Batch, beside: &IndexesBeside, passed: &[wit::Passed]) -> Batch {
+    let mut bytes = Vec::with_capacity(base.bytes.len() + beside.bytes.len());
+    bytes.extend_from_slice(&base.bytes);
+    bytes.extend_from_slice(&beside.bytes);
+    Batch { bytes, events: entries(&beside.events, passed), headers: base.headers.clone() }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wasm::convert::field_indexes_beside;
+    use crate::wasm::records::{copy_each, copy_whole};
 
     /// What a record holds, index text included, to compare batches laid out differently.
     type Contents = (u32, Option<Vec<u8>>, Vec<u8>, i64, Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
@@ -126,15 +122,17 @@ mod tests {
     #[test]
     fn passing_most_or_few_records_gives_the_same_records() {
         for selection in [passed(&[(0, 0), (5, 1), (2, 0), (2, 0)]), passed(&[]), passed(&[(3, 0)])] {
-            let indexed = Records::from(input(true));
-            assert_eq!(contents(&whole_input_with(&indexed, None, &selection)), contents(&copied_records(&indexed, &selection)));
-            let plain = Records::from(input(false));
-            let beside = field_indexes_beside(plain.base());
-            let whole = whole_input_with(&plain, Some(&beside), &selection);
-            assert_eq!(contents(&whole), contents(&whole_input_with(&indexed, None, &selection)), "indexes built beside are kept");
+            let indexed = input(true);
+            let indexed_entries = entries(&indexed.events, &selection);
+            let indexed_whole = copy_whole(&indexed, &indexed_entries);
+            assert_eq!(contents(&indexed_whole), contents(&copy_each(&indexed, &indexed_entries)));
+            let plain = input(false);
+            let beside = field_indexes_beside(&plain);
+            let whole = whole_input_with(&plain, &beside, &selection);
+            assert_eq!(contents(&whole), contents(&indexed_whole), "indexes built beside are kept");
             assert_eq!(whole.check(), Ok(()));
             let without_indexes = |batch: &Batch| contents(batch).into_iter().map(|record| (record.0, record.2)).collect::<Vec<_>>();
-            assert_eq!(without_indexes(&whole), without_indexes(&copied_records(&plain, &selection)));
+            assert_eq!(without_indexes(&whole), without_indexes(&copy_each(&plain, &entries(&plain.events, &selection))));
         }
     }
 
@@ -160,7 +158,7 @@ mod tests {
         let first = passed(&[(5, 0), (0, 1), (2, 0), (3, 0)]);
         let output = output_records(&input, None, &first, Batch::new());
         assert!(matches!(&output, Records::Selected { .. }) && Arc::ptr_eq(output.base_shared(), input.base_shared()));
-        assert_eq!(contents(&output.clone().into_batch()), contents(&whole_input_with(&input, None, &first)));
+        assert_eq!(contents(&output.clone().into_batch()), contents(&copy_whole(input.base(), &entries(input.events(), &first))));
         // A selection of the selection: positions are the selection's.
         let again = output_records(&output, None, &passed(&[(3, 0), (1, 2), (0, 0)]), Batch::new());
         assert!(Arc::ptr_eq(again.base_shared(), input.base_shared()));

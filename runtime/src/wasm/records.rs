@@ -21,6 +21,14 @@ pub enum Records {
 }
 
 impl Records {
+    /// The records `events` describe in `base` (entries of `base`'s, on the ports they go to):
+    /// a selection of the shared batch while they are at least half of its records, else
+    /// copied into a batch of their own, so that a few records are not lowered into the next
+    /// operator with a whole batch.
+    pub fn selection(base: Arc<Batch>, events: Vec<Event>) -> Records {
+        if names_most_of(&base, &events) { Records::Selected { base, events } } else { Records::from(copy_each(&base, &events)) }
+    }
+
     pub fn len(&self) -> usize {
         self.events().len()
     }
@@ -89,9 +97,7 @@ impl Records {
 
     /// The records of each of `ports` outputs, by the port they go to, each on port 0 (as
     /// the readers of that output receive them); records on other ports are left out. A
-    /// selection's share stays a selection while it holds at least half of the shared batch's
-    /// records, and is copied otherwise (so that a small share is not lowered with the
-    /// whole batch).
+    /// selection's share is a [`Records::selection`] of its batch.
     pub fn split_by_port(self, ports: usize) -> Vec<Records> {
         match self {
             Records::Whole(batch) => {
@@ -106,12 +112,7 @@ impl Records {
             Records::Selected { base, events } => (0..ports)
                 .map(|port| {
                     let on_port = events.iter().filter(|event| event.port as usize == port).map(|event| Event { port: 0, ..*event });
-                    let events: Vec<Event> = on_port.collect();
-                    if events.len() * 2 >= base.events.len() {
-                        Records::Selected { base: Arc::clone(&base), events }
-                    } else {
-                        Records::from(copy_of(&base, &events))
-                    }
+                    Records::selection(Arc::clone(&base), on_port.collect())
                 })
                 .collect(),
         }
@@ -149,19 +150,32 @@ impl From<Arc<Batch>> for Records {
     }
 }
 
+/// Whether `events` are at least half of `base`'s records: then `base` is worth sharing, or
+/// copying whole.
+fn names_most_of(base: &Batch, events: &[Event]) -> bool {
+    events.len() * 2 >= base.events.len()
+}
+
 /// The records `events` describe in `base`, copied into a batch: when most of `base` is
 /// selected, its bytes in one copy (the others' bytes left unreferenced, which costs less than
 /// copying records one by one), else record by record.
 pub fn copy_of(base: &Batch, events: &[Event]) -> Batch {
-    if events.len() * 2 >= base.events.len() {
-        Batch { bytes: base.bytes.clone(), events: events.to_vec(), headers: base.headers.clone() }
-    } else {
-        let mut batch = Batch::new();
-        for (index, event) in events.iter().enumerate() {
-            batch.push_record_to(event.port, Record::of(base, event, index));
-        }
-        batch
+    if names_most_of(base, events) { copy_whole(base, events) } else { copy_each(base, events) }
+}
+
+/// `base`'s bytes and headers in one copy, with `events`.
+pub fn copy_whole(base: &Batch, events: &[Event]) -> Batch {
+    Batch { bytes: base.bytes.clone(), events: events.to_vec(), headers: base.headers.clone() }
+}
+
+/// The records `events` describe in `base`, each copied alone with its key, headers and
+/// field index.
+pub fn copy_each(base: &Batch, events: &[Event]) -> Batch {
+    let mut batch = Batch::new();
+    for (index, event) in events.iter().enumerate() {
+        batch.push_record_to(event.port, Record::of(base, event, index));
     }
+    batch
 }
 
 #[cfg(test)]
