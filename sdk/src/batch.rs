@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::fields::{FieldIndex, ObjectWriter};
+use crate::fields::{Field, FieldIndex, ObjectWriter, append_entries};
 use crate::json::{self, FieldPath};
 use crate::{Batch, Event, Header, Span};
 
@@ -64,6 +64,27 @@ impl Batch {
         let key = key.map(|key| self.append(key));
         let value = self.append(value);
         self.push_event(0, key, value, timestamp, headers);
+    }
+
+    /// Appends a record (port 0) with `fields` as its field index: the fields of `value` as
+    /// [`crate::fields::Indexer::scan`] found them. Fields that do not lie within `value` are a
+    /// caller's bug; the record is then appended without an index.
+    pub fn push_indexed<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        fields: &[Field],
+        timestamp: i64,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) {
+        self.push(key, value, timestamp, headers);
+        let within = |(offset, length): (usize, usize)| offset.checked_add(length).is_some_and(|end| end <= value.len());
+        if !fields.iter().all(|field| within(field.name) && within(field.value)) {
+            return;
+        }
+        if let Some(index) = append_entries(fields, &mut self.bytes, 0) {
+            self.set_last_fields(index);
+        }
     }
 
     /// Appends a copy of `record` (from any batch) on port 0.
@@ -477,6 +498,30 @@ mod tests {
         let second = out.get(1).unwrap();
         assert_eq!(second.value(), br#"{"odd \"name\"":true}"#);
         assert!(second.field_index().is_none(), "a name with escapes is not indexed");
+    }
+
+    #[test]
+    fn records_pushed_with_their_scanned_fields_read_as_records_indexed_later() {
+        let values: [&[u8]; 4] = [br#"{"a": 1, "b": {"c": [true]}, "a": "x"}"#, b"{}", b"not json", br#"{"esc\"aped": 1}"#];
+        let mut indexer = crate::fields::Indexer::default();
+        let (mut scanned, mut plain) = (Batch::new(), Batch::new());
+        for value in values {
+            match indexer.scan(value) {
+                Some(fields) => scanned.push_indexed(Some(b"k"), value, fields, 3, []),
+                None => scanned.push(Some(b"k"), value, 3, []),
+            }
+            plain.push(Some(b"k"), value, 3, []);
+        }
+        crate::fields::index_batch(&mut plain);
+        assert_eq!(scanned.check(), Ok(()));
+        let indexes = |batch: &Batch| batch.iter().map(|record| record.field_index_bytes().map(<[u8]>::to_vec)).collect::<Vec<_>>();
+        assert_eq!(indexes(&scanned), indexes(&plain));
+        assert_eq!(indexes(&scanned).iter().filter(|index| index.is_some()).count(), 2);
+        let first = scanned.get(0).unwrap();
+        assert_eq!(first.field_texts(&[FieldPath::parse("b.c").unwrap()]).unwrap(), vec![Some(&b"[true]"[..])]);
+        let outside = [crate::fields::Field { name: (1, 1), value: (5, 100) }];
+        scanned.push_indexed(None, b"{\"a\":1}", &outside, 0, []);
+        assert!(scanned.get(4).unwrap().field_index().is_none(), "fields beyond the value are not kept as an index");
     }
 
     #[test]

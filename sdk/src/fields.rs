@@ -63,6 +63,13 @@ impl Indexer {
         append_entries(&self.ranges, indexes, bytes.len())
     }
 
+    /// The top-level fields of `value`, in document order, when it is an indexable JSON
+    /// object: for a reader that looks at a field itself (a source reading a record's event
+    /// time) and then keeps the fields as the record's index ([`Batch::push_indexed`]).
+    pub fn scan(&mut self, value: &[u8]) -> Option<&[Field]> {
+        field_ranges(value, &mut self.ranges).then_some(&self.ranges)
+    }
+
     /// The fields of the value at `value` into `self.ranges`, when it is indexable.
     fn find_fields(&mut self, bytes: &[u8], value: Span) -> Option<()> {
         let (offset, length) = (value.offset as usize, value.length as usize);
@@ -73,7 +80,7 @@ impl Indexer {
 
 /// Appends the index of `fields` to `out` and returns its span, counting `before` bytes ahead of
 /// `out`; `None`, nothing appended, past u32 offsets.
-fn append_entries(fields: &[Field], out: &mut Vec<u8>, before: usize) -> Option<Span> {
+pub(crate) fn append_entries(fields: &[Field], out: &mut Vec<u8>, before: usize) -> Option<Span> {
     let start = u32::try_from(before.checked_add(out.len())?).ok()?;
     let written = out.len();
     let span = write_entries(fields, out).then(|| Span { offset: start, length: (out.len() - written) as u32 });

@@ -7,7 +7,7 @@ use super::producer::{OutgoingRecord, OutputProducer};
 use super::transaction::TransactionalProducer;
 use crate::config::{KafkaDeadLetterConfig, KafkaSinkConfig};
 use crate::pipeline::DeadLetter;
-use crate::wasm::{Batch, Record};
+use crate::wasm::{Record, Records};
 
 /// A `type = "kafka"` sink: key, value, timestamp and headers of each record, unchanged.
 pub struct KafkaSink {
@@ -29,9 +29,9 @@ impl KafkaSink {
         Ok(KafkaSink { producer })
     }
 
-    /// Queues the batch's records (delivered in the background, in order per partition).
-    pub fn write(&self, batch: &Batch) -> Result<(), String> {
-        batch.iter().try_for_each(|record| {
+    /// Queues the records (delivered in the background, in order per partition).
+    pub fn write(&self, records: &Records) -> Result<(), String> {
+        records.iter().try_for_each(|record| {
             self.producer.send(OutgoingRecord {
                 key: record.key(),
                 value: record.value(),

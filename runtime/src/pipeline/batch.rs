@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_sdk::fields::ObjectWriter;
+use sluice_sdk::fields::{Field, ObjectWriter};
 
 use crate::wasm::Batch;
 
@@ -78,6 +78,24 @@ impl Batcher {
         position: u64,
     ) -> Option<SourceBatch> {
         self.current.records.push(key, value, timestamp, headers);
+        self.added(position)
+    }
+
+    /// [`Batcher::push`] with `fields`, when given, as the record's field index: the fields of
+    /// `value` as [`sluice_sdk::fields::Indexer::scan`] found them.
+    pub fn push_with_fields<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        fields: Option<&[Field]>,
+        timestamp: i64,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        position: u64,
+    ) -> Option<SourceBatch> {
+        match fields {
+            Some(fields) => self.current.records.push_indexed(key, value, fields, timestamp, headers),
+            None => self.current.records.push(key, value, timestamp, headers),
+        }
         self.added(position)
     }
 

@@ -23,7 +23,7 @@ use crate::wasm::{Batch, Records};
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 /// A batch of output records, shared by every sink that receives it.
-pub type OutputBatch = Arc<Batch>;
+pub type OutputBatch = Records;
 
 /// What a task receives, in order per sender. `from` is the sender's index among the task's
 /// upstreams.
@@ -619,7 +619,7 @@ impl Task {
                     let emitted = self.process_at(position, input, batch, lineage)?;
                     self.emit_from(position, emitted, lineage.downstream(entry), entry)?;
                 }
-                Target::Sink(sink) => self.send_to_sink(sink, batch.to_batch())?,
+                Target::Sink(sink) => self.send_to_sink(sink, batch)?,
                 Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage)?,
             }
         }
@@ -677,7 +677,7 @@ impl Task {
         self.deliver(records, targets, lineage, entry)
     }
 
-    fn send_to_sink(&mut self, sink: usize, records: Arc<Batch>) -> Result<(), TaskError> {
+    fn send_to_sink(&mut self, sink: usize, records: Records) -> Result<(), TaskError> {
         if records.is_empty() {
             return Ok(());
         }

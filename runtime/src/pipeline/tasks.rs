@@ -15,7 +15,8 @@ use super::task::{
 };
 use super::upstreams::Upstreams;
 use super::{Operator, OperatorError};
-use crate::graph::{Entry, Stage};
+use crate::graph::{Entry, Stage, Target};
+use crate::wasm::ENCODING_WITH_FIELDS;
 
 /// Batches queued in front of a task: bounded, so a slow task slows its upstreams. A Kafka
 /// source pauses a partition whose queue is full, and librdkafka then drops what it
@@ -112,6 +113,18 @@ impl TaskFactory {
         &self.stage
     }
 
+    /// Whether an operator the stage's records go to first reads field indexes (it chose the
+    /// encoding "json+fields"): a source feeding the stage then keeps the fields it finds in a
+    /// record as its index (`SourceOutput::keeping_scanned_fields`). Decided when the source
+    /// starts; after a swap, an operator that reads indexes still gets them built for the
+    /// records that lack one, and one that does not drops them.
+    pub fn entry_reads_field_indexes(&self) -> bool {
+        let specs = self.control.current_specs();
+        entry_reads_field_indexes(&self.stage, |operator| {
+            specs.get(operator).is_some_and(|spec| spec.info.encoding == ENCODING_WITH_FIELDS)
+        })
+    }
+
     /// Starts a task; with a checkpoint, its operators, upstreams and event time continue
     /// from it.
     pub fn start(&self, start: TaskStart<'_>) -> Result<StartedTask, TaskStartError> {
@@ -202,6 +215,18 @@ impl TaskFactory {
     }
 }
 
+/// Whether an operator `stage`'s records go to first reads field indexes, `reads` saying it of
+/// each graph operator.
+fn entry_reads_field_indexes(stage: &Stage, reads: impl Fn(usize) -> bool) -> bool {
+    let reads_at = |position: usize| stage.operators.get(position).is_some_and(|operator| reads(*operator));
+    match stage.entry {
+        Entry::Source(_) => {
+            stage.entry_targets.iter().any(|target| matches!(target, Target::Operator { position, .. } if reads_at(*position)))
+        }
+        Entry::Exchange(_) => reads_at(0),
+    }
+}
+
 impl StartedTask {
     pub fn origin(&self) -> &TaskOrigin {
         &self.origin
@@ -242,5 +267,30 @@ impl Drop for StartedTask {
             self.cancel();
             self.control.unregister_task(self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(entry: Entry, operators: Vec<usize>, entry_targets: Vec<Target>) -> Stage {
+        Stage { name: "s".into(), entry, operators, entry_targets, output_targets: Vec::new(), single: false }
+    }
+
+    #[test]
+    fn a_source_indexes_for_the_operators_its_records_reach_first() {
+        // Graph operators 7 and 9 read indexes; 8 does not.
+        let reads = |operator: usize| operator == 7 || operator == 9;
+        let first = |position| Target::Operator { position, input: 0 };
+        let to_sink_and_reader = stage(Entry::Source(0), vec![8, 7], vec![Target::Sink(0), first(1)]);
+        assert!(entry_reads_field_indexes(&to_sink_and_reader, reads));
+        // Operator 9 reads indexes but comes after operator 8, which does not.
+        let behind_a_json_reader = stage(Entry::Source(0), vec![8, 9], vec![first(0)]);
+        assert!(!entry_reads_field_indexes(&behind_a_json_reader, reads));
+        let only_routes = stage(Entry::Source(0), Vec::new(), vec![Target::Exchange { exchange: 0, input: 0 }, Target::Sink(0)]);
+        assert!(!entry_reads_field_indexes(&only_routes, reads));
+        assert!(entry_reads_field_indexes(&stage(Entry::Exchange(0), vec![9, 8], Vec::new()), reads));
+        assert!(!entry_reads_field_indexes(&stage(Entry::Exchange(0), vec![8, 9], Vec::new()), reads));
     }
 }

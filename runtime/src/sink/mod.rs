@@ -11,7 +11,7 @@ use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
 use crate::monitor::{Monitor, ResultBoards, SinkMetrics};
 use crate::pipeline::KeySelector;
-use crate::wasm::Batch;
+use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
@@ -111,19 +111,20 @@ impl Sink {
         &self.name
     }
 
-    /// Writes a batch: lines are flushed at once, Kafka records are queued for delivery.
-    pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+    /// Writes records (a batch, or a selection of one, read in place): lines are flushed at
+    /// once, Kafka records are queued for delivery.
+    pub fn write(&mut self, records: &Records) -> Result<(), SinkError> {
         let keyed;
         let batch = match &self.key {
             Some(selector) => {
-                keyed = self.with_keys(selector.clone(), batch);
+                keyed = Records::from(self.with_keys(selector.clone(), records));
                 &keyed
             }
-            None => batch,
+            None => records,
         };
         if let Some(metrics) = &self.metrics {
-            metrics.input.add_batch(batch);
-            metrics.written(batch.events.iter().map(|event| event.timestamp), crate::event_time::now_millis());
+            metrics.input.add_records(batch);
+            metrics.written(batch.events().iter().map(|event| event.timestamp), crate::event_time::now_millis());
         }
         match &mut self.output {
             Output::Lines { format, writer, .. } => {
@@ -139,7 +140,7 @@ impl Sink {
 
     /// The records of `batch` with their keys read from their fields; a record whose fields
     /// cannot be read keeps its key (and is counted, and reported once).
-    fn with_keys(&mut self, selector: KeySelector, batch: &Batch) -> Batch {
+    fn with_keys(&mut self, selector: KeySelector, batch: &Records) -> Batch {
         let mut keyed = Batch::new();
         let mut key = String::new();
         for record in batch.iter() {
@@ -219,7 +220,7 @@ pub fn drop_torn_last_line(file: &File, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn write_lines(writer: &mut Box<dyn Write + Send>, format: OutputFormat, batch: &Batch) -> io::Result<()> {
+fn write_lines(writer: &mut Box<dyn Write + Send>, format: OutputFormat, batch: &Records) -> io::Result<()> {
     for record in batch.iter() {
         match format {
             OutputFormat::Value => writer.write_all(record.value())?,

@@ -8,13 +8,15 @@ mod json_lines;
 pub mod nexmark;
 mod output;
 mod pace;
+mod timestamp_field;
 
 use crate::config::{LoadedPipeline, SourceConfig};
 
 pub use generator::{Generator, conversion_probability};
-pub use json_lines::{JsonLinesSource, TimestampField};
+pub use json_lines::JsonLinesSource;
 pub use nexmark::NexmarkSource;
 pub use output::{Downstream, EventTime, SourceOutput, SourceStats};
+pub use timestamp_field::TimestampField;
 
 /// Why a source stopped early.
 #[derive(Debug, thiserror::Error)]

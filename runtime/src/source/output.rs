@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
-use sluice_sdk::fields::ObjectWriter;
+use sluice_sdk::fields::{Field, ObjectWriter};
 
 use super::SourceError;
 use crate::config::LateRecords;
@@ -66,6 +66,9 @@ pub struct SourceOutput {
     closed: bool,
     /// Records taken since the linger, idle time and barriers were last looked at.
     unchecked: u32,
+    /// Fields a source found in a record (to read its event time) become the record's field
+    /// index: see [`SourceOutput::keeping_scanned_fields`].
+    keep_scanned_fields: bool,
 }
 
 /// A checkpointing share: where it resumes, and its end of the coordinator's rounds.
@@ -106,7 +109,19 @@ impl SourceOutput {
             suspended: false,
             closed: false,
             unchecked: 0,
+            keep_scanned_fields: false,
         }
+    }
+
+    /// Keeps the fields a source found in a record as the record's field index, when `keep`
+    /// (the operators the records go to first read indexes). The record then reaches them in a
+    /// batch they read in place and may pass on by position, instead of the task scanning it
+    /// again and copying what they pass on. A source scans only records whose event time it
+    /// reads: indexing the others here moved the scan from the stage's tasks, which share it,
+    /// to the source's one thread, and measured slower.
+    pub fn keeping_scanned_fields(mut self, keep: bool) -> SourceOutput {
+        self.keep_scanned_fields = keep;
+        self
     }
 
     /// Takes part in checkpoint rounds, resuming after a checkpoint: records before
@@ -124,10 +139,39 @@ impl SourceOutput {
         match self.admit(timestamp, position) {
             Admission::Skip => Ok(()),
             Admission::Late => self.late_record(key, value, timestamp, position),
-            Admission::Take => match self.batcher.push(key, value, timestamp, [], position) {
-                Some(batch) => self.send(batch),
-                None => self.after_record(),
-            },
+            Admission::Take => {
+                let full = self.batcher.push(key, value, timestamp, [], position);
+                self.sent_if_full(full)
+            }
+        }
+    }
+
+    /// [`SourceOutput::emit`] for a source that found the fields of `value` itself (to read its
+    /// event time): they become its index if [`SourceOutput::keeping_scanned_fields`].
+    pub fn emit_scanned(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        fields: Option<&[Field]>,
+        timestamp: i64,
+        position: u64,
+    ) -> Result<(), Downstream> {
+        match self.admit(timestamp, position) {
+            Admission::Skip => Ok(()),
+            Admission::Late => self.late_record(key, value, timestamp, position),
+            Admission::Take => {
+                let fields = fields.filter(|_| self.keep_scanned_fields);
+                let full = self.batcher.push_with_fields(key, value, fields, timestamp, [], position);
+                self.sent_if_full(full)
+            }
+        }
+    }
+
+    /// After a record was batched: sends the batch if the record filled it.
+    fn sent_if_full(&mut self, full: Option<SourceBatch>) -> Result<(), Downstream> {
+        match full {
+            Some(batch) => self.send(batch),
+            None => self.after_record(),
         }
     }
 
@@ -141,10 +185,10 @@ impl SourceOutput {
                 object.write_to(&mut value);
                 self.late_record(key, &value, timestamp, position)
             }
-            Admission::Take => match self.batcher.push_object(key, object, timestamp, position) {
-                Some(batch) => self.send(batch),
-                None => self.after_record(),
-            },
+            Admission::Take => {
+                let full = self.batcher.push_object(key, object, timestamp, position);
+                self.sent_if_full(full)
+            }
         }
     }
 
@@ -402,4 +446,61 @@ enum Admission {
     Skip,
     Late,
     Take,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{self, Receiver};
+
+    use sluice_sdk::fields::Indexer;
+
+    use super::*;
+
+    /// A share batching two records at a time into one task.
+    fn share(keep: bool) -> (SourceOutput, Receiver<TaskMessage>) {
+        let (task, batches) = mpsc::sync_channel(16);
+        let (dead_letters, _) = mpsc::sync_channel(16);
+        let event_time = EventTime { out_of_orderness: 0, idle_timeout: Duration::from_secs(60), late: LateRecords::Pass };
+        let batcher = Batcher::new(2, Duration::from_secs(60));
+        let output = SourceOutput::new("in".into(), batcher, vec![task], dead_letters, event_time, StopSignal::default());
+        (output.keeping_scanned_fields(keep), batches)
+    }
+
+    fn next_batch(batches: &Receiver<TaskMessage>) -> Batch {
+        loop {
+            match batches.try_recv() {
+                Ok(TaskMessage::Batch { batch, .. }) => return batch.records,
+                Ok(_) => continue,
+                Err(error) => panic!("no batch was sent: {error}"),
+            }
+        }
+    }
+
+    /// Each record's index: where its fields' names and values lie.
+    fn indexes(batch: &Batch) -> Vec<Option<Vec<Field>>> {
+        batch.iter().map(|record| record.field_index().map(|index| index.fields().collect())).collect()
+    }
+
+    #[test]
+    fn fields_a_source_scanned_become_the_index_only_when_its_readers_read_indexes() {
+        let values: [&[u8]; 3] = [br#"{"ts": 1, "b": [2]}"#, br#"{"ts": 2}"#, b"not json"];
+        for keep in [true, false] {
+            let (mut output, batches) = share(keep);
+            let mut indexer = Indexer::default();
+            output.emit_scanned(None, values[0], indexer.scan(values[0]), 1, 0).unwrap();
+            output.emit_scanned(None, values[1], None, 2, 1).unwrap();
+            let batch = next_batch(&batches);
+            let mut expected = Batch::new();
+            expected.push(None, values[0], 1, []);
+            sluice_sdk::fields::index_batch(&mut expected);
+            let found = indexes(&batch);
+            assert_eq!(found[0], if keep { indexes(&expected)[0].clone() } else { None });
+            assert_eq!(found[1], None, "a record given without its fields is not indexed here");
+            assert_eq!(batch.iter().map(|record| record.value()).collect::<Vec<_>>(), values[..2]);
+            // A record emitted as it is stays without an index.
+            output.emit(None, values[2], 3, 2).unwrap();
+            output.emit(None, values[1], 3, 3).unwrap();
+            assert_eq!(indexes(&next_batch(&batches)), vec![None, None]);
+        }
+    }
 }

@@ -75,16 +75,19 @@ pub fn start_local(
     });
     let counts = task_counts(start.pipeline, start.plan);
     let mut inputs: Vec<Vec<SyncSender<TaskMessage>>> = vec![Vec::new(); start.plan.stages.len()];
+    let mut reads_indexes = vec![false; start.plan.stages.len()];
     let mut tasks = Vec::new();
     for stage in start.plan.upstream_first().into_iter().rev() {
-        let started = start_stage(&start, stage, &counts, &inputs, state.as_ref())?;
+        let (started, reads) = start_stage(&start, stage, &counts, &inputs, state.as_ref())?;
         inputs[stage] = started.iter().map(|task| task.input().clone()).collect();
+        reads_indexes[stage] = reads;
         tasks.extend(started);
     }
     let mut handles = BTreeMap::new();
     let mut sources = Vec::new();
     for (index, config) in start.pipeline.config.sources.iter().enumerate() {
-        sources.extend(start_source(&start, config.get_ref(), &inputs[index], state.as_ref(), &mut handles)?);
+        let feeds = SourceFeeds { tasks: &inputs[index], reads_indexes: reads_indexes[index] };
+        sources.extend(start_source(&start, config.get_ref(), feeds, state.as_ref(), &mut handles)?);
     }
     let coordinator = match state {
         Some(state) => Some(start_coordinator(&start, state, report_queue, handles, &tasks)?),
@@ -131,14 +134,15 @@ fn task_counts(pipeline: &LoadedPipeline, plan: &Plan) -> Vec<usize> {
 }
 
 /// Starts the tasks of `stage`; `inputs` holds the queues of the stages already started (every
-/// stage it sends to).
+/// stage it sends to). Also says whether the operators the stage's records go to first read
+/// field indexes.
 fn start_stage(
     start: &LocalStart<'_>,
     stage: usize,
     counts: &[usize],
     inputs: &[Vec<SyncSender<TaskMessage>>],
     state: Option<&LocalState>,
-) -> Result<Vec<StartedTask>, StartError> {
+) -> Result<(Vec<StartedTask>, bool), StartError> {
     let plan = start.plan;
     let wiring = Arc::new(LocalWiring::new(plan, stage, counts, inputs));
     let settings = &start.pipeline.config.pipeline;
@@ -154,7 +158,7 @@ fn start_stage(
         Entry::Exchange(exchange) => plan.exchanges[exchange].upstream_stages.iter().map(|upstream| counts[*upstream]).sum(),
     };
     let name: Arc<str> = plan.stages[stage].name.as_str().into();
-    (0..counts[stage])
+    let started = (0..counts[stage])
         .map(|instance| {
             let origin = if counts[stage] == 1 { TaskOrigin::source(name.clone()) } else { TaskOrigin::instance(name.clone(), instance) };
             let key = origin.to_string();
@@ -166,7 +170,15 @@ fn start_stage(
             let task = TaskStart { origin, instance, upstreams: Upstreams::new(senders, senders), restored, checkpoints };
             factory.start(task).map_err(StartError::from)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((started, factory.entry_reads_field_indexes()))
+}
+
+/// The tasks a local source feeds, and whether the operators they give its records to first
+/// read field indexes.
+struct SourceFeeds<'a> {
+    tasks: &'a [SyncSender<TaskMessage>],
+    reads_indexes: bool,
 }
 
 /// The in-process exchanges one stage's tasks send through.
@@ -218,12 +230,13 @@ impl ExchangeWiring for LocalWiring {
 fn start_source(
     start: &LocalStart<'_>,
     config: &SourceConfig,
-    tasks: &[SyncSender<TaskMessage>],
+    feeds: SourceFeeds<'_>,
     state: Option<&LocalState>,
     handles: &mut BTreeMap<String, ShareHandle>,
 ) -> Result<Vec<Worker<Result<SourceStats, SourceError>>>, StartError> {
     let settings = &start.pipeline.config.pipeline;
     let name: Arc<str> = config.name().into();
+    let tasks = feeds.tasks;
     let shares = Source::build(config, start.pipeline)?.shares(tasks.len());
     let event_time = EventTime {
         out_of_orderness: settings.out_of_orderness.millis(),
@@ -235,7 +248,8 @@ fn start_source(
         let source = Source::build(config, start.pipeline)?;
         let fed: Vec<SyncSender<TaskMessage>> = if shares == 1 { tasks.to_vec() } else { vec![tasks[share].clone()] };
         let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
-        let mut output = SourceOutput::new(name.clone(), batcher, fed, start.outputs.dead_letters.clone(), event_time, start.stop.clone());
+        let mut output = SourceOutput::new(name.clone(), batcher, fed, start.outputs.dead_letters.clone(), event_time, start.stop.clone())
+            .keeping_scanned_fields(feeds.reads_indexes);
         let key = if shares == 1 { name.to_string() } else { format!("{name}#{share}") };
         if let Some(state) = state {
             let (requests, request_queue) = mpsc::channel();
