@@ -2,7 +2,7 @@
 //! records an operator passed on by position, WIT 0.4.0 `output.passed`) that shares the batch
 //! they came from instead of copying their bytes. A selection is lowered into the next
 //! operator's sandbox from the shared batch; it is copied into a batch of its own only where a
-//! batch is needed (a sink, an exchange, a record retried alone).
+//! batch is needed (an exchange, a record retried alone); sinks write it in place.
 
 use std::sync::Arc;
 
