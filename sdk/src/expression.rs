@@ -86,11 +86,7 @@ impl Expression {
     }
 
     fn finite_number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {
-        let number = self.number(field)?;
-        if !number.is_finite() {
-            return Err("result is not a finite number (division by zero?)".into());
-        }
-        Ok(number)
+        finite(self.number(field)?)
     }
 
     fn number(&self, field: &mut dyn FnMut(&FieldPath) -> Result<f64, String>) -> Result<f64, String> {
@@ -98,16 +94,7 @@ impl Expression {
             Expression::Number(number) => Ok(*number),
             Expression::Field(path) => field(path),
             Expression::Negate(inner) => Ok(-inner.number(field)?),
-            Expression::Binary(left, operator, right) => {
-                let (left, right) = (left.number(field)?, right.number(field)?);
-                Ok(match operator {
-                    Operator::Add => left + right,
-                    Operator::Subtract => left - right,
-                    Operator::Multiply => left * right,
-                    Operator::Divide => left / right,
-                    Operator::Remainder => left % right,
-                })
-            }
+            Expression::Binary(left, operator, right) => Ok(apply(*operator, left.number(field)?, right.number(field)?)),
             Expression::Call(function, arguments) => {
                 let values = arguments.iter().map(|argument| argument.number(field)).collect::<Result<Vec<_>, _>>()?;
                 Ok(call(*function, &values))
@@ -116,11 +103,98 @@ impl Expression {
     }
 }
 
+/// An expression whose fields are bound to their positions among the paths a reader reads
+/// ([`Expression::bind`]): evaluated over the texts read at those paths without looking each
+/// field up among them again, record after record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundExpression(Bound);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Bound {
+    Number(f64),
+    /// The field's position among the paths read (`None`: not among them, so always missing),
+    /// and its path, for messages.
+    Field(Option<usize>, FieldPath),
+    Negate(Box<Bound>),
+    Binary(Box<Bound>, Operator, Box<Bound>),
+    Call(Function, Vec<Bound>),
+}
+
+impl Expression {
+    /// The expression with each field bound to its position in `paths` (the last one, if a
+    /// path is there twice), for [`BoundExpression::finite_number_texts`] over the texts read
+    /// at `paths`.
+    pub fn bind(&self, paths: &[FieldPath]) -> BoundExpression {
+        BoundExpression(self.bound(paths))
+    }
+
+    fn bound(&self, paths: &[FieldPath]) -> Bound {
+        match self {
+            Expression::Number(number) => Bound::Number(*number),
+            Expression::Field(path) => Bound::Field(paths.iter().rposition(|read| read == path), path.clone()),
+            Expression::Negate(inner) => Bound::Negate(Box::new(inner.bound(paths))),
+            Expression::Binary(left, operator, right) => {
+                Bound::Binary(Box::new(left.bound(paths)), *operator, Box::new(right.bound(paths)))
+            }
+            Expression::Call(function, arguments) => {
+                Bound::Call(*function, arguments.iter().map(|argument| argument.bound(paths)).collect())
+            }
+        }
+    }
+}
+
+impl BoundExpression {
+    /// [`Expression::evaluate_texts`], `texts` being those read at the paths it was bound to.
+    pub fn evaluate_texts(&self, texts: &[Option<&[u8]>]) -> Result<Value, String> {
+        self.finite_number_texts(texts).map(crate::json::number)
+    }
+
+    /// [`Expression::finite_number_texts`], `texts` being those read at the paths it was bound
+    /// to.
+    pub fn finite_number_texts(&self, texts: &[Option<&[u8]>]) -> Result<f64, String> {
+        finite(self.0.number(texts)?)
+    }
+}
+
+fn finite(number: f64) -> Result<f64, String> {
+    if number.is_finite() { Ok(number) } else { Err("result is not a finite number (division by zero?)".into()) }
+}
+
+impl Bound {
+    fn number(&self, texts: &[Option<&[u8]>]) -> Result<f64, String> {
+        match self {
+            Bound::Number(number) => Ok(*number),
+            Bound::Field(position, path) => text_at(position.and_then(|position| texts.get(position).copied().flatten()), path),
+            Bound::Negate(inner) => Ok(-inner.number(texts)?),
+            Bound::Binary(left, operator, right) => Ok(apply(*operator, left.number(texts)?, right.number(texts)?)),
+            Bound::Call(function, arguments) => {
+                let values = arguments.iter().map(|argument| argument.number(texts)).collect::<Result<Vec<_>, _>>()?;
+                Ok(call(*function, &values))
+            }
+        }
+    }
+}
+
+fn apply(operator: Operator, left: f64, right: f64) -> f64 {
+    match operator {
+        Operator::Add => left + right,
+        Operator::Subtract => left - right,
+        Operator::Multiply => left * right,
+        Operator::Divide => left / right,
+        Operator::Remainder => left % right,
+    }
+}
+
 /// The number of the field at `path`, among `texts` read at `paths` (the last one, if a path
 /// is read twice).
 fn number_at(paths: &[FieldPath], texts: &[Option<&[u8]>], path: &FieldPath) -> Result<f64, String> {
     let index = paths.iter().rposition(|read| read == path).ok_or_else(|| format!("field {path} is missing"))?;
-    match texts.get(index).copied().flatten().map(crate::json::text_number) {
+    text_at(texts.get(index).copied().flatten(), path)
+}
+
+/// The number in `text`, the JSON text of the field at `path` (`None`: absent).
+fn text_at(text: Option<&[u8]>, path: &FieldPath) -> Result<f64, String> {
+    match text.map(crate::json::text_number) {
         Some(Ok(Some(number))) => Ok(number),
         Some(Ok(None)) => Err(format!("field {path} is null, not a number")),
         Some(Err(kind)) => Err(format!("field {path} is {kind}, not a number")),
@@ -263,5 +337,26 @@ mod tests {
         assert_eq!(evaluate("1 + 7 % 4 * 2", serde_json::json!({})), Ok(serde_json::json!(7)));
         assert_eq!(evaluate("-7 % 4", serde_json::json!({})), Ok(serde_json::json!(-3)));
         assert!(evaluate("5 % 0", serde_json::json!({})).is_err(), "no remainder of a division by zero");
+    }
+
+    #[test]
+    fn a_bound_expression_evaluates_as_the_expression_looking_its_fields_up() {
+        let expressions = ["price * qty - discount", "-a.b + max(a.b, 2) % 3", "round(x / y, 2)", "abs(z) + 1", "7", "x / 0"];
+        let paths: Vec<FieldPath> =
+            ["qty", "price", "a.b", "x", "y", "qty", "discount"].iter().map(|path| FieldPath::parse(path).unwrap()).collect();
+        let texts: [&[u8]; 8] = [b"3", b"2.5", b"-4", b"null", b"\"text\"", b"1e3", b"0.125", b"[1]"];
+        for text in expressions {
+            let expression = Expression::parse(text).unwrap();
+            let bound = expression.bind(&paths);
+            // Each field present with each text, or absent, in turn.
+            for round in 0..(texts.len() + 1) * paths.len() {
+                let read: Vec<Option<&[u8]>> =
+                    (0..paths.len()).map(|position| texts.get((round + position * 3) % (texts.len() + 1)).copied()).collect();
+                assert_eq!(bound.finite_number_texts(&read), expression.finite_number_texts(&paths, &read), "{text} over {read:?}");
+                assert_eq!(bound.evaluate_texts(&read), expression.evaluate_texts(&paths, &read), "{text} over {read:?}");
+            }
+        }
+        let unread = Expression::parse("missing + 1").unwrap().bind(&paths);
+        assert_eq!(unread.finite_number_texts(&[Some(&b"1"[..]); 7]), Err("field missing is missing".into()));
     }
 }

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use serde::Deserialize;
-use sluice_sdk::expression::Expression;
+use sluice_sdk::expression::{BoundExpression, Expression};
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::{FieldPath, json};
 
@@ -24,7 +24,8 @@ pub struct Predicate {
 #[serde(try_from = "String")]
 pub struct Computed {
     text: String,
-    expression: Expression,
+    /// Its fields bound to their positions in `fields`.
+    expression: BoundExpression,
     /// The fields it reads.
     fields: Vec<FieldPath>,
 }
@@ -38,7 +39,7 @@ impl TryFrom<String> for Computed {
         // Read once each, however often the expression names them.
         let mut seen = std::collections::HashSet::new();
         fields.retain(|field| seen.insert(field.clone()));
-        Ok(Computed { text, expression, fields })
+        Ok(Computed { text, expression: expression.bind(&fields), fields })
     }
 }
 
@@ -51,7 +52,7 @@ impl Computed {
     /// Its value, given the JSON text of each field it reads (`fields`, in order); `None` when
     /// it has none: a field is missing or not a number, or the result is not finite.
     pub fn value(&self, texts: &[Option<&[u8]>]) -> Option<Value> {
-        self.expression.evaluate_texts(&self.fields, texts).ok()
+        self.expression.evaluate_texts(texts).ok()
     }
 }
 

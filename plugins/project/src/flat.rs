@@ -5,7 +5,7 @@
 use sluice_sdk::fields::{FieldName, ObjectWriter};
 use sluice_sdk::{FieldPath, Record};
 
-use sluice_sdk::expression::Expression;
+use sluice_sdk::expression::{BoundExpression, Expression};
 
 /// A projection that only keeps top-level fields: each output field is read or computed.
 pub struct FlatProjection {
@@ -18,8 +18,9 @@ pub struct FlatProjection {
 enum Source {
     /// The value of `reads[index]`, copied as it is.
     Read(usize),
-    /// The result of an expression computing the field named first.
-    Computed(FieldPath, Expression),
+    /// The result of an expression computing the field named first, its fields bound to
+    /// their positions in `reads`.
+    Computed(FieldPath, BoundExpression),
 }
 
 impl FlatProjection {
@@ -49,20 +50,18 @@ impl FlatProjection {
         if (1..final_names.len()).any(|i| final_names[..i].contains(&final_names[i])) {
             return None;
         }
-        let mut reads: Vec<FieldPath> = Vec::new();
+        let computed = |path: &FieldPath| compute.iter().find(|(target, _)| target == path);
+        let mut reads: Vec<FieldPath> = names.iter().filter(|path| computed(path).is_none()).map(|path| (*path).clone()).collect();
+        reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
+        // Expressions are bound once every path read is known (theirs come last).
         let mut outputs = Vec::new();
         for (path, name) in names.iter().zip(&final_names) {
-            let name = FieldName::new(name.leaf());
-            let source = match compute.iter().find(|(target, _)| target == *path) {
-                Some((target, expression)) => Source::Computed(target.clone(), expression.clone()),
-                None => {
-                    reads.push((*path).clone());
-                    Source::Read(reads.len() - 1)
-                }
+            let source = match computed(path) {
+                Some((target, expression)) => Source::Computed(target.clone(), expression.bind(&reads)),
+                None => Source::Read(reads.iter().position(|read| read == *path)?),
             };
-            outputs.push((name, source));
+            outputs.push((FieldName::new(name.leaf()), source));
         }
-        reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
         Some(FlatProjection { reads, outputs })
     }
 
@@ -79,8 +78,7 @@ impl FlatProjection {
                     out.named_field(name, text);
                 }
                 Source::Computed(target, expression) => {
-                    let value =
-                        expression.finite_number_texts(&self.reads, values).map_err(|error| format!("compute {target}: {error}"))?;
+                    let value = expression.finite_number_texts(values).map_err(|error| format!("compute {target}: {error}"))?;
                     out.named_field_written(name, |text| sluice_sdk::json::write_number(text, value));
                 }
             }
