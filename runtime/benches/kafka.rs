@@ -4,12 +4,18 @@
 //! `ROUNDS` rounds of each, alternating (the shared machine and the broker vary from one run to
 //! the next: one run of the 8-partition passthrough took 300 K to 730 K records/s).
 //!
+//! Beside the rates, the CPU time each path took per record (the passthrough's process, with
+//! its librdkafka threads; Sluice's process, from its start; not the broker's), which the
+//! machine's noise moves far less than the rates.
+//!
 //! `cargo bench -p sluice --bench kafka` (after scripts/build-plugins.sh and
 //! scripts/ensure-broker.sh). Prints records per second; asserts nothing.
 
 #[path = "../tests/it/broker.rs"]
 #[allow(dead_code)]
 mod broker;
+#[path = "common.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -43,13 +49,18 @@ fn main() {
         broker.create_topic(&input_topic, partitions);
         produce(&broker.bootstrap(), &input_topic, &input);
         let (mut raw, mut sluice) = (Duration::MAX, Duration::MAX);
+        let (mut raw_cpu, mut sluice_cpu) = (Duration::MAX, Duration::MAX);
         for round in 0..ROUNDS {
             let topics = Topics::new(&input_topic, partitions, round);
             for topic in [&topics.raw_output, &topics.sluice_output] {
                 broker.create_topic(topic, partitions);
             }
+            let cpu_before = common::process_cpu_time();
             raw = raw.min(passthrough(&broker.bootstrap(), &topics));
-            sluice = sluice.min(through_sluice(&broker, &topics, partitions));
+            raw_cpu = raw_cpu.min(common::process_cpu_time().saturating_sub(cpu_before));
+            let (elapsed, cpu) = through_sluice(&broker, &topics, partitions);
+            sluice = sluice.min(elapsed);
+            sluice_cpu = sluice_cpu.min(cpu);
         }
         println!(
             "{partitions:<12} {:<50} {:>12.0}",
@@ -62,6 +73,13 @@ fn main() {
             RECORDS as f64 / sluice.as_secs_f64()
         );
         println!("{partitions:<12} sluice / raw: {:.0}%", 100.0 * raw.as_secs_f64() / sluice.as_secs_f64());
+        let micros = |cpu: Duration| cpu.as_secs_f64() * 1e6 / RECORDS as f64;
+        println!(
+            "{partitions:<12} CPU µs per record: raw {:.2}, sluice {:.2} ({:.2}x)",
+            micros(raw_cpu),
+            micros(sluice_cpu),
+            sluice_cpu.as_secs_f64() / raw_cpu.as_secs_f64()
+        );
     }
 }
 
@@ -138,8 +156,9 @@ fn passthrough(bootstrap: &str, topics: &Topics) -> Duration {
 }
 
 /// `sluice run` of a Kafka → filter → Kafka pipeline, from start until the output topic holds
-/// every record (the plugin's compiled code is cached first, as on any second start).
-fn through_sluice(broker: &Broker, topics: &Topics, partitions: u32) -> Duration {
+/// every record (the plugin's compiled code is cached first, as on any second start), and the
+/// CPU time Sluice took by then.
+fn through_sluice(broker: &Broker, topics: &Topics, partitions: u32) -> (Duration, Duration) {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/plugins");
     let pipeline = scratch.path().join("pipeline.toml");
@@ -190,6 +209,7 @@ topic = "{output}"
         std::thread::sleep(Duration::from_millis(5));
     }
     let elapsed = started.elapsed();
+    let cpu = sluice.cpu_time().expect("the CPU time of the running sluice process");
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
-    elapsed
+    (elapsed, cpu)
 }

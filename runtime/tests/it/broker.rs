@@ -323,6 +323,19 @@ impl SluiceProcess {
         None
     }
 
+    /// The user and system CPU time the process has used so far (from `/proc`), while it runs.
+    /// For `benches/kafka.rs`, which shares this file; no test reads it.
+    #[allow(dead_code)]
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        // After the command name, in parentheses: the state is field 3, utime and stime 14 and 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf reads a configuration value and has no other effect.
+        let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok().filter(|ticks| *ticks > 0)?;
+        Some(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(std::process::Child::id)
