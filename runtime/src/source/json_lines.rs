@@ -1,9 +1,9 @@
 //! JSON-lines sources: a file read to its end, or standard input until it closes.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
 use sluice_sdk::fields::Indexer;
@@ -57,7 +57,7 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
         if read == 0 || output.stop.is_raised() {
             break;
         }
-        if records.deliver(&mut line, output).is_err() {
+        if records.deliver(&line, output).is_err() {
             return Ok(());
         }
     }
@@ -65,24 +65,21 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
 }
 
 /// Standard input blocks; a reader thread feeds lines so that batches still linger on time.
+/// It sends them in chunks (a channel message per line cost more than the rest of the
+/// source): a chunk goes when it is full, or when no whole line is left to read without
+/// waiting for more input.
 fn read_stdin(name: &str, mut records: LineRecords, output: &mut SourceOutput) -> Result<(), SourceError> {
-    let (lines, incoming) = mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1024);
+    let (chunks, incoming) = mpsc::sync_channel::<std::io::Result<LineChunk>>(CHUNKS_IN_FLIGHT);
     std::thread::Builder::new()
         .name("sluice-stdin".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().split(b'\n') {
-                if lines.send(line).is_err() {
-                    return;
-                }
-            }
-        })
+        .spawn(move || read_chunks(BufReader::with_capacity(STDIN_BUFFER, std::io::stdin()), &chunks))
         .map_err(|error| SourceError::Read { source_name: name.into(), error })?;
     while !output.stop.is_raised() {
         let wait = output.linger_left().unwrap_or(POLL).min(POLL);
         match incoming.recv_timeout(wait) {
-            Ok(line) => {
-                let mut line = line.map_err(|error| SourceError::Read { source_name: name.into(), error })?;
-                if records.deliver(&mut line, output).is_err() {
+            Ok(chunk) => {
+                let chunk = chunk.map_err(|error| SourceError::Read { source_name: name.into(), error })?;
+                if chunk.lines().try_for_each(|line| records.deliver(line, output)).is_err() {
                     return Ok(());
                 }
             }
@@ -95,6 +92,52 @@ fn read_stdin(name: &str, mut records: LineRecords, output: &mut SourceOutput) -
         }
     }
     Ok(())
+}
+
+/// Lines read together: their bytes, one after the other, and where each ends.
+#[derive(Default)]
+struct LineChunk {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl LineChunk {
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, end)| &self.bytes[start..*end])
+    }
+}
+
+/// Lines in a chunk at most, and chunks waiting for the source at most.
+const LINES_PER_CHUNK: usize = 1024;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Bytes read from standard input at a time (its own buffer, of 8 KiB, is then bypassed).
+const STDIN_BUFFER: usize = 64 << 10;
+
+/// Reads `input` to its end into chunks of lines sent on `chunks` (a read error is sent, and
+/// ends the reading); returns when the input ends or the source stops taking chunks.
+fn read_chunks(mut input: BufReader<impl Read>, chunks: &SyncSender<std::io::Result<LineChunk>>) {
+    let mut chunk = LineChunk::default();
+    loop {
+        match input.read_until(b'\n', &mut chunk.bytes) {
+            Ok(0) => break,
+            Ok(_) => chunk.ends.push(chunk.bytes.len()),
+            Err(error) => {
+                let _ = chunks.send(Err(error));
+                return;
+            }
+        }
+        // Without a whole line buffered, the next line's read may block: what was read goes
+        // first.
+        let ready = chunk.ends.len() >= LINES_PER_CHUNK || !input.buffer().contains(&b'\n');
+        if ready && chunks.send(Ok(std::mem::take(&mut chunk))).is_err() {
+            return;
+        }
+    }
+    if !chunk.ends.is_empty() {
+        let _ = chunks.send(Ok(chunk));
+    }
 }
 
 /// Lines made records: numbered from 1 (a record's position), their event time read.
@@ -113,11 +156,12 @@ impl LineRecords {
     /// Turns the next line into a record (or a dead letter when its event time cannot be
     /// read). A line whose time is a field of it is scanned once: for the time, and for the
     /// record's field index.
-    fn deliver(&mut self, line: &mut Vec<u8>, output: &mut SourceOutput) -> Result<(), super::Downstream> {
+    fn deliver(&mut self, line: &[u8], output: &mut SourceOutput) -> Result<(), super::Downstream> {
         self.number += 1;
         let number = self.number;
-        while line.last().is_some_and(|byte| *byte == b'\n' || *byte == b'\r') {
-            line.pop();
+        let mut line = line;
+        while let [rest @ .., b'\n' | b'\r'] = line {
+            line = rest;
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
@@ -127,5 +171,63 @@ impl LineRecords {
             Ok(time) => output.emit_scanned(None, line, fields, time, number),
             Err(reason) => output.dead_letter(line, number, format!("line {number}: {reason}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, sync_channel};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Serves `first`, then waits for `rest` (as standard input waits for a writer).
+    struct SlowInput {
+        first: Option<Vec<u8>>,
+        rest: Receiver<Vec<u8>>,
+    }
+
+    impl Read for SlowInput {
+        fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+            let bytes = match self.first.take() {
+                Some(bytes) => bytes,
+                None => self.rest.recv().unwrap_or_default(),
+            };
+            buffer[..bytes.len()].copy_from_slice(&bytes);
+            Ok(bytes.len())
+        }
+    }
+
+    fn lines_of(chunk: &LineChunk) -> Vec<&[u8]> {
+        chunk.lines().collect()
+    }
+
+    #[test]
+    fn whole_lines_are_sent_before_a_read_that_waits_for_more_input() {
+        let (more, rest) = sync_channel(1);
+        let (chunks, incoming) = sync_channel(CHUNKS_IN_FLIGHT);
+        let input = SlowInput { first: Some(b"a\nb\r\nc".to_vec()), rest };
+        let reader = std::thread::spawn(move || read_chunks(BufReader::new(input), &chunks));
+        let first = incoming.recv_timeout(Duration::from_secs(10)).expect("the whole lines, before more input").unwrap();
+        assert_eq!(lines_of(&first), [&b"a\n"[..], b"b\r\n"]);
+        more.send(b"d\ne".to_vec()).unwrap();
+        let second = incoming.recv_timeout(Duration::from_secs(10)).expect("the line completed").unwrap();
+        assert_eq!(lines_of(&second), [&b"cd\n"[..]]);
+        drop(more);
+        let last = incoming.recv_timeout(Duration::from_secs(10)).expect("the last line, without its newline").unwrap();
+        assert_eq!(lines_of(&last), [&b"e"[..]]);
+        reader.join().unwrap();
+        assert!(incoming.recv().is_err(), "nothing after the end");
+    }
+
+    #[test]
+    fn chunks_hold_at_most_their_lines() {
+        let text: Vec<u8> = (0..LINES_PER_CHUNK * 2 + 5).flat_map(|n| format!("{{\"n\":{n}}}\n").into_bytes()).collect();
+        let (chunks, incoming) = sync_channel(16);
+        read_chunks(BufReader::new(&text[..]), &chunks);
+        drop(chunks);
+        let sizes: Vec<usize> = incoming.iter().map(|chunk| chunk.unwrap().ends.len()).collect();
+        assert!(sizes.iter().all(|size| *size <= LINES_PER_CHUNK), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), LINES_PER_CHUNK * 2 + 5);
     }
 }
