@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use super::producer::{OutgoingRecord, OutputProducer};
-use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, Unroutable, partition_of};
+use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, SourcePositions, Unroutable, partition_of};
 use crate::wasm::Batch;
 
 /// The sending task (`topic/partition` of its input).
@@ -62,7 +62,13 @@ impl RepartitionOutput {
 impl ExchangeOutput for RepartitionOutput {
     /// Source positions stay behind: the stage reading the topic knows its records by their
     /// offsets in it.
-    fn send(&mut self, input: u32, batch: Batch, _positions: &[u64], sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+    fn send(
+        &mut self,
+        input: u32,
+        batch: Batch,
+        _positions: SourcePositions<'_>,
+        sequence: &mut u64,
+    ) -> Result<Vec<Unroutable>, OutputClosed> {
         let mut unroutable = Vec::new();
         let input_text = input.to_string();
         for record in batch.iter() {

@@ -1,5 +1,6 @@
 //! Source batches: records read together from one source, with their positions in it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_sdk::fields::{Field, ObjectWriter};
@@ -15,6 +16,9 @@ pub struct SourceBatch {
     /// From a repartition topic: which upstream task sent each record, and its sequence
     /// number there (to drop what an upstream sends again after a restart). Empty otherwise.
     pub origins: Vec<Origin>,
+    /// From an in-process exchange, with positions: the source they are positions in (else
+    /// the receiving stage's own).
+    pub source: Option<Arc<str>>,
 }
 
 /// Who sent a record through a repartition topic, and its sequence number in that sender's
@@ -29,7 +33,7 @@ pub struct Origin {
 impl SourceBatch {
     /// Records without positions (they came through an in-process exchange).
     pub fn of(records: Batch) -> SourceBatch {
-        SourceBatch { records, positions: Vec::new(), origins: Vec::new() }
+        SourceBatch { records, positions: Vec::new(), origins: Vec::new(), source: None }
     }
 }
 
@@ -50,7 +54,8 @@ impl SourceBatch {
             events: Vec::with_capacity(self.records.events.len()),
             headers: Vec::with_capacity(self.records.headers.len()),
         };
-        SourceBatch { records, positions: Vec::with_capacity(self.positions.len()), origins: Vec::with_capacity(self.origins.len()) }
+        let (positions, origins) = (Vec::with_capacity(self.positions.len()), Vec::with_capacity(self.origins.len()));
+        SourceBatch { records, positions, origins, source: None }
     }
 }
 

@@ -4,6 +4,7 @@
 //! cross unchanged; only their routing depends on the key.
 
 use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -31,12 +32,27 @@ pub struct Unroutable {
     pub reason: String,
 }
 
+/// The positions of a batch's records in their source (one per record), where known (else
+/// empty), and that source's name.
+#[derive(Debug, Clone, Copy)]
+pub struct SourcePositions<'a> {
+    pub source: &'a Arc<str>,
+    pub positions: &'a [u64],
+}
+
 /// Where one task sends the records of one exchange.
 pub trait ExchangeOutput: Send {
     /// Sends `batch` for `input` of the exchange's operator; `sequence` numbers each record
     /// sent (where the transport needs it). Returns the records it could not route.
-    /// `positions` are the records' source positions where known (one per record), else empty.
-    fn send(&mut self, input: u32, batch: Batch, positions: &[u64], sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed>;
+    /// `positions` are the records' positions in `source` where known (one per record), else
+    /// empty.
+    fn send(
+        &mut self,
+        input: u32,
+        batch: Batch,
+        positions: SourcePositions<'_>,
+        sequence: &mut u64,
+    ) -> Result<Vec<Unroutable>, OutputClosed>;
     /// Event time reached `watermark` in this task.
     fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;
     /// A checkpoint barrier passed this task.
@@ -68,8 +84,9 @@ impl LocalExchange {
         LocalExchange { routing, downstream, from, key: String::new(), blocked: Cell::new(Duration::ZERO) }
     }
 
-    fn deliver(&self, instance: usize, input: u32, records: Batch, positions: Vec<u64>) -> Result<(), OutputClosed> {
-        let batch = SourceBatch { records, positions, origins: Vec::new() };
+    fn deliver(&self, instance: usize, input: u32, records: Batch, positions: Vec<u64>, source: &Arc<str>) -> Result<(), OutputClosed> {
+        let source = (!positions.is_empty()).then(|| Arc::clone(source));
+        let batch = SourceBatch { records, positions, origins: Vec::new(), source };
         let message = TaskMessage::Batch { from: self.from, input, batch };
         let (sent, blocked) = send_timed(&self.downstream[instance], message);
         self.blocked.set(self.blocked.get() + blocked);
@@ -82,13 +99,14 @@ impl LocalExchange {
 }
 
 impl ExchangeOutput for LocalExchange {
-    fn send(&mut self, input: u32, batch: Batch, positions: &[u64], _sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+    fn send(&mut self, input: u32, batch: Batch, from: SourcePositions<'_>, _sequence: &mut u64) -> Result<Vec<Unroutable>, OutputClosed> {
+        let (positions, source) = (from.positions, from.source);
         let count = self.downstream.len() as u32;
         let ExchangeRouting::Key(selector) = &self.routing else {
-            return self.deliver(0, input, batch, positions.to_vec()).map(|()| Vec::new());
+            return self.deliver(0, input, batch, positions.to_vec(), source).map(|()| Vec::new());
         };
         if count == 1 {
-            return self.deliver(0, input, batch, positions.to_vec()).map(|()| Vec::new());
+            return self.deliver(0, input, batch, positions.to_vec(), source).map(|()| Vec::new());
         }
         let mut unroutable = Vec::new();
         let mut instances = Vec::with_capacity(batch.len());
@@ -105,7 +123,7 @@ impl ExchangeOutput for LocalExchange {
         if unroutable.is_empty() && instances.iter().all(|instance| *instance == first) {
             // All to one instance: the batch goes as it is.
             if let Some(instance) = first {
-                self.deliver(instance, input, batch, positions.to_vec())?;
+                self.deliver(instance, input, batch, positions.to_vec(), source)?;
             }
             return Ok(unroutable);
         }
@@ -119,7 +137,7 @@ impl ExchangeOutput for LocalExchange {
             }
         }
         for (instance, (records, positions)) in split.into_iter().enumerate().filter(|(_, (records, _))| !records.is_empty()) {
-            self.deliver(instance, input, records, positions)?;
+            self.deliver(instance, input, records, positions, source)?;
         }
         Ok(unroutable)
     }

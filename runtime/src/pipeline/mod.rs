@@ -21,7 +21,7 @@ pub use batch::{Batcher, Origin, SourceBatch};
 pub use checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 pub use control::{OperatorInfo, PipelineControl, SwapError, SwapRecord, TaskId};
 pub use dead_letter::DeadLetter;
-pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, Unroutable};
+pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, SourcePositions, Unroutable};
 pub use key::{KeySelector, murmur2, partition_of};
 pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, Processed, declared_info};
 pub use rounds::{CoordinatorTarget, RoundReport, RoundRequest, ShareRounds};

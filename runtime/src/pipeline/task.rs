@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
-use super::exchange::{ExchangeOutput, send_timed};
+use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
@@ -278,6 +278,9 @@ pub struct Task {
     source_flow: Option<Flow>,
     /// Time spent blocked on full output queues while handling the current message.
     blocked: Duration,
+    /// The source the current batch's positions are in: the stage's own, or, behind an
+    /// in-process exchange, the one the sending task named.
+    entry_source: Arc<str>,
 }
 
 /// How a task's run ended.
@@ -295,7 +298,6 @@ impl Task {
         let reads_source = matches!(parts.stage.entry, Entry::Source(_));
         let stats = TaskStats { source: parts.origin.to_string(), reads_source, ..TaskStats::default() };
         Task {
-            origin: parts.origin,
             stage: parts.stage,
             operators: parts.operators,
             upstreams: parts.upstreams,
@@ -308,6 +310,8 @@ impl Task {
             failures_in_a_row: 0,
             stats,
             metrics: parts.metrics,
+            entry_source: Arc::clone(&parts.origin.source),
+            origin: parts.origin,
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
         }
@@ -564,7 +568,8 @@ impl Task {
             return Ok(());
         }
         let stage = self.stage.clone();
-        let SourceBatch { records, positions, .. } = batch;
+        let SourceBatch { records, positions, source, .. } = batch;
+        self.entry_source = source.unwrap_or_else(|| Arc::clone(&self.origin.source));
         let records = Arc::new(records);
         let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(&positions) };
         // Dead letters of later operators are traced back to the entry by content (the
@@ -699,17 +704,19 @@ impl Task {
             Lineage::Positions(positions) if positions.len() == records.len() => positions,
             _ => &[],
         };
-        let sent = output.send(input, records, positions, &mut self.output_sequence);
+        let from = SourcePositions { source: &self.entry_source, positions };
+        let sent = output.send(input, records, from, &mut self.output_sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
+            let position = lineage.position(&dead);
             let letter = DeadLetter {
                 reason: format!("cannot route the record by its key: {}", dead.reason),
                 class: dead.class,
                 operator: None,
                 plugin_digest: None,
-                source: self.origin.source.to_string(),
+                source: self.source_of(position),
                 partition: self.origin.partition.clone(),
-                position: lineage.position(&dead),
+                position,
                 record: dead.record,
             };
             self.dead_letter(letter)?;
@@ -724,10 +731,19 @@ impl Task {
             class: dead.class,
             operator: Some(operator.name().to_owned()),
             plugin_digest: Some(operator.plugin().digest().to_string()),
-            source: self.origin.source.to_string(),
+            source: self.source_of(position_in_source),
             partition: self.origin.partition.clone(),
             position: position_in_source,
             record: dead.record,
+        }
+    }
+
+    /// The source a dead letter names: the one its position is in, when it has one (behind an
+    /// in-process exchange, the source the records came from), else the stage's.
+    fn source_of(&self, position: Option<u64>) -> String {
+        match position {
+            Some(_) => self.entry_source.to_string(),
+            None => self.origin.source.to_string(),
         }
     }
 

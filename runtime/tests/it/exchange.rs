@@ -178,6 +178,53 @@ inputs = ["per-category.late"]
     assert_eq!(outputs[0], outputs[2], "parallelism 1 and 4 give the same results");
 }
 
+/// A record an operator behind an in-process exchange refuses is a dead letter naming the
+/// source it came from and its line there, for every parallelism (the stage behind the exchange
+/// is named after its operator, which is not where the record came from).
+#[test]
+fn dead_letters_behind_an_exchange_name_the_source_and_line_of_their_record() {
+    let scratch = Scratch::new();
+    let mut lines: Vec<String> = (0..300).map(|n| format!(r#"{{"user":"u{}","amount":{n},"ts":{}}}"#, n % 7, 1000 + n)).collect();
+    lines[122] = r#"{"user":"u3","amount":"lots","ts":1122}"#.to_owned();
+    scratch.write("orders.jsonl", &(lines.join("\n") + "\n"));
+    for parallelism in [1, 2] {
+        let pipeline = scratch.pipeline(&format!(
+            r#"
+[pipeline]
+name = "per-user"
+parallelism = {parallelism}
+batch_size = 16
+
+[dead_letter]
+type = "file"
+path = "dead-{parallelism}.jsonl"
+
+[[sources]]
+name = "orders"
+type = "file"
+path = "orders.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "per-user"
+plugin = "{{plugins}}/window-aggregate.wasm"
+config = {{ window = {{ type = "tumbling", size = "10s" }}, group_by = ["user"], aggregates = [{{ function = "sum", field = "amount" }}] }}
+
+[[sinks]]
+type = "file"
+path = "out-{parallelism}.jsonl"
+"#
+        ));
+        run(&pipeline).unwrap_or_else(|error| panic!("parallelism {parallelism}: {error}"));
+        let dead = scratch.json_lines(&format!("dead-{parallelism}.jsonl"));
+        assert_eq!(dead.len(), 1, "parallelism {parallelism}: {dead:?}");
+        assert_eq!(dead[0]["source"], "orders", "parallelism {parallelism}");
+        assert_eq!(dead[0]["position"], 123, "parallelism {parallelism}: line 123 of the file");
+        assert_eq!(dead[0]["operator"], "per-user");
+        assert!(dead[0]["reason"].as_str().is_some_and(|reason| reason.contains("amount")), "{:?}", dead[0]);
+    }
+}
+
 #[test]
 fn a_source_lagging_30_seconds_closes_no_window_early() {
     let scratch = Scratch::new();
