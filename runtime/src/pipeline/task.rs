@@ -22,7 +22,8 @@ use crate::wasm::{Batch, Records};
 /// How often a waiting task checks whether it was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
-/// A batch of output records, shared by every sink that receives it.
+/// Output records (a batch, or a selection of one that sinks read in place), shared by every
+/// sink that receives them.
 pub type OutputBatch = Records;
 
 /// What a task receives, in order per sender. `from` is the sender's index among the task's

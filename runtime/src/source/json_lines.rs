@@ -108,8 +108,10 @@ impl LineChunk {
     }
 }
 
-/// Lines in a chunk at most, and chunks waiting for the source at most.
+/// A chunk is sent once it holds this many lines or bytes; at most this many chunks wait for
+/// the source.
 const LINES_PER_CHUNK: usize = 1024;
+const BYTES_PER_CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Bytes read from standard input at a time (its own buffer, of 8 KiB, is then bypassed).
@@ -130,7 +132,8 @@ fn read_chunks(mut input: BufReader<impl Read>, chunks: &SyncSender<std::io::Res
         }
         // Without a whole line buffered, the next line's read may block: what was read goes
         // first.
-        let ready = chunk.ends.len() >= LINES_PER_CHUNK || !input.buffer().contains(&b'\n');
+        let full = chunk.ends.len() >= LINES_PER_CHUNK || chunk.bytes.len() >= BYTES_PER_CHUNK;
+        let ready = full || !input.buffer().contains(&b'\n');
         if ready && chunks.send(Ok(std::mem::take(&mut chunk))).is_err() {
             return;
         }
@@ -221,7 +224,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_hold_at_most_their_lines() {
+    fn chunks_hold_at_most_their_lines_and_about_their_bytes() {
         let text: Vec<u8> = (0..LINES_PER_CHUNK * 2 + 5).flat_map(|n| format!("{{\"n\":{n}}}\n").into_bytes()).collect();
         let (chunks, incoming) = sync_channel(16);
         read_chunks(BufReader::new(&text[..]), &chunks);
@@ -229,5 +232,16 @@ mod tests {
         let sizes: Vec<usize> = incoming.iter().map(|chunk| chunk.unwrap().ends.len()).collect();
         assert!(sizes.iter().all(|size| *size <= LINES_PER_CHUNK), "{sizes:?}");
         assert_eq!(sizes.iter().sum::<usize>(), LINES_PER_CHUNK * 2 + 5);
+
+        // Long lines: a chunk goes once it holds a mebibyte (and the line that crossed it).
+        let line = format!("{{\"x\":\"{}\"}}\n", "y".repeat(300_000));
+        let text = line.repeat(10);
+        let (chunks, incoming) = sync_channel(16);
+        read_chunks(BufReader::new(text.as_bytes()), &chunks);
+        drop(chunks);
+        let chunks: Vec<LineChunk> = incoming.iter().map(Result::unwrap).collect();
+        assert!(chunks.iter().all(|chunk| chunk.bytes.len() < BYTES_PER_CHUNK + line.len()), "chunks of at most 4 such lines");
+        assert_eq!(chunks.iter().map(|chunk| chunk.ends.len()).sum::<usize>(), 10);
+        assert!(chunks.iter().flat_map(LineChunk::lines).all(|read| read == line.as_bytes()));
     }
 }
