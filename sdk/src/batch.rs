@@ -78,8 +78,7 @@ impl Batch {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     ) {
         self.push(key, value, timestamp, headers);
-        let within = |(offset, length): (usize, usize)| offset.checked_add(length).is_some_and(|end| end <= value.len());
-        if !fields.iter().all(|field| within(field.name) && within(field.value)) {
+        if !fields.iter().all(|field| field.lies_within(value.len())) {
             return;
         }
         if let Some(index) = append_entries(fields, &mut self.bytes, 0) {

@@ -20,6 +20,14 @@ pub struct Field {
     pub value: (usize, usize),
 }
 
+impl Field {
+    /// Whether its name and value lie within a value of `length` bytes.
+    pub fn lies_within(&self, length: usize) -> bool {
+        let within = |(offset, span): (usize, usize)| offset.checked_add(span).is_some_and(|end| end <= length);
+        within(self.name) && within(self.value)
+    }
+}
+
 /// Appends to `out` the index of `value` and returns true, when `value` is a valid JSON object
 /// whose keys have no escapes; otherwise leaves `out` alone and returns false.
 pub fn append_index(value: &[u8], out: &mut Vec<u8>) -> bool {
@@ -129,8 +137,7 @@ impl<'a> FieldIndex<'a> {
     /// right size, and every entry within the value (what the runtime checks).
     pub fn checked(bytes: &'a [u8], value_length: usize) -> Option<FieldIndex<'a>> {
         let index = FieldIndex::parse(bytes)?;
-        let within = |(offset, length): (usize, usize)| offset.checked_add(length).is_some_and(|end| end <= value_length);
-        index.fields().all(|field| within(field.name) && within(field.value)).then_some(index)
+        index.fields().all(|field| field.lies_within(value_length)).then_some(index)
     }
 
     /// The fields, in document order.

@@ -136,14 +136,7 @@ impl SourceOutput {
     /// Adds a record; sends the batch if it is full or has lingered long enough. A record
     /// behind the watermark follows `late_records`.
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
-        match self.admit(timestamp, position) {
-            Admission::Skip => Ok(()),
-            Admission::Late => self.late_record(key, value, timestamp, position),
-            Admission::Take => {
-                let full = self.batcher.push(key, value, timestamp, [], position);
-                self.sent_if_full(full)
-            }
-        }
+        self.emit_scanned(key, value, None, timestamp, position)
     }
 
     /// [`SourceOutput::emit`] for a source that found the fields of `value` itself (to read its
