@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::fields::{Field, FieldIndex, ObjectWriter, append_entries};
 use crate::json::{self, FieldPath};
+use crate::lookup::FieldLookup;
 use crate::{Batch, Event, Header, Span};
 
 // `Batch` is generated from WIT; deriving `Default` for every generated type would fail on enums.
@@ -347,6 +348,12 @@ impl<'a> Record<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// [`Record::field_texts_into`] with paths prepared once ([`FieldLookup`]): what a plugin
+    /// reading the same fields from every record should use.
+    pub fn look_up_into(&self, lookup: &FieldLookup, found: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
+        crate::lookup::texts_into(self.value(), self.field_index(), lookup, found)
     }
 
     /// The index of the payload's top-level fields, when the record has one of the right size

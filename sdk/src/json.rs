@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::fields::{FieldIndex, text_of};
+use crate::fields::FieldIndex;
 use crate::text::same_bytes;
 
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
@@ -122,7 +122,7 @@ pub fn lookup_raw_indexed<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[F
 
 /// The JSON text at `path` through the index: `Some(None)` when absent, `None` when the index
 /// points outside the value or the text below a field cannot be read.
-fn indexed_text<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a [u8]>> {
+pub(crate) fn indexed_text<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &FieldPath) -> Option<Option<&'a [u8]>> {
     let (first, rest) = path.segments().split_first()?;
     for field in index.values_named(bytes, first) {
         let field = field?;
@@ -166,56 +166,11 @@ pub fn lookup_texts_indexed_into<'a>(
     paths: &[FieldPath],
     found: &mut Vec<Option<&'a [u8]>>,
 ) -> Result<(), String> {
-    if indexed_texts(bytes, index, paths, found).is_none() {
+    if crate::lookup::indexed_texts(bytes, index, &crate::lookup::PathsOnce::new(paths), found).is_none() {
         *found = lookup_texts(bytes, paths)?;
     }
     Ok(())
 }
-
-/// The texts at `paths` through the index, into `found`; `None` when the index points outside
-/// the value or the text below a field cannot be read.
-fn indexed_texts<'a>(bytes: &'a [u8], index: FieldIndex<'_>, paths: &[FieldPath], found: &mut Vec<Option<&'a [u8]>>) -> Option<()> {
-    found.clear();
-    found.resize(paths.len(), None);
-    // One bit per top-level path (of the first 64) not found yet: the first field of a name
-    // wins, as in the text. Other paths are followed one by one.
-    let mut wanted = 0u64;
-    // The wanted paths by their name's length modulo 8, so that a field's name is compared
-    // only with the names of its length (and few others). The table is zeroed on every call,
-    // so it is kept small: a 32-slot one measured no faster.
-    let mut by_length = [0u64; LENGTH_CLASSES];
-    for (position, path) in paths.iter().enumerate() {
-        match path.segments() {
-            [name] if position < 64 => {
-                wanted |= 1 << position;
-                by_length[name.len() % LENGTH_CLASSES] |= 1 << position;
-            }
-            _ => found[position] = indexed_text(bytes, index, path)?,
-        }
-    }
-    for field in index.fields() {
-        if wanted == 0 {
-            break;
-        }
-        let mut candidates = wanted & by_length[field.name.1 % LENGTH_CLASSES];
-        if candidates == 0 {
-            continue;
-        }
-        let Some(name) = text_of(bytes, field.name) else { continue };
-        while candidates != 0 {
-            let position = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            if same_bytes(paths[position].segments()[0].as_bytes(), name) {
-                found[position] = Some(text_of(bytes, field.value)?);
-                wanted &= !(1 << position);
-            }
-        }
-    }
-    Some(())
-}
-
-/// The classes of name lengths [`indexed_texts`] tells apart (lengths modulo this).
-const LENGTH_CLASSES: usize = 8;
 
 /// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of
 /// value (as [`raw_number`]).
@@ -733,7 +688,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Reading through a record's field index answers as reading its whole text.
+        /// Reading through a record's field index, with paths prepared or not, answers as
+        /// reading its whole text.
         #[test]
         fn the_indexed_lookup_agrees_with_the_text_lookup(
             value in arbitrary_json(),
@@ -753,6 +709,9 @@ mod tests {
                 proptest::prop_assert_eq!(texts(lookup_raw_indexed(&bytes, index, &paths)), expected.clone());
                 let plain = |found: Result<Vec<Option<&[u8]>>, String>| found.map(|found| found.into_iter().map(|text| text.map(|text| String::from_utf8(text.to_vec()).unwrap())).collect::<Vec<_>>());
                 proptest::prop_assert_eq!(plain(lookup_texts_indexed(&bytes, index, &paths)), expected.clone());
+                let (prepared, mut found) = (crate::FieldLookup::new(paths.clone()), Vec::new());
+                let through_prepared = crate::lookup::texts_into(&bytes, Some(index), &prepared, &mut found).map(|()| found);
+                proptest::prop_assert_eq!(plain(through_prepared), expected.clone());
                 proptest::prop_assert_eq!(plain(lookup_texts(&bytes, &paths)), expected);
             }
         }

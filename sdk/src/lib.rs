@@ -17,6 +17,7 @@ pub mod fields;
 pub mod host;
 pub mod json;
 mod key;
+pub mod lookup;
 pub mod numeric;
 mod operator;
 mod scan;
@@ -32,6 +33,7 @@ pub use context::init_context;
 pub use duration::Millis;
 pub use json::FieldPath;
 pub use key::KeyText;
+pub use lookup::FieldLookup;
 pub use operator::{Operator, Output};
 
 /// Generates `snapshot` and `restore` for an operator whose whole state is one field of a

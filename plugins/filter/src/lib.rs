@@ -57,7 +57,7 @@ pub struct Filter {
     all: Vec<Predicate>,
     any: Vec<Predicate>,
     /// The fields every predicate reads, `all` first: read in one pass per record.
-    fields: Vec<sluice_sdk::FieldPath>,
+    fields: sluice_sdk::FieldLookup,
     /// Where each predicate's fields start in `fields`, and one more: where they end.
     starts: Vec<usize>,
     invalid: InvalidPayload,
@@ -90,7 +90,7 @@ impl Operator for Filter {
             fields.extend(predicate.reads());
             starts.push(fields.len());
         }
-        Ok(Filter { all, any: config.any, fields, starts, invalid: config.invalid })
+        Ok(Filter { all, any: config.any, fields: sluice_sdk::FieldLookup::new(fields), starts, invalid: config.invalid })
     }
 
     fn distribution(&self) -> Distribution {
@@ -120,7 +120,7 @@ impl Filter {
     /// Whether `record` passes; an error when its payload is not JSON. `texts` is room for
     /// the fields' texts, reused from record to record.
     pub fn matches<'a>(&self, record: Record<'a>, texts: &mut Vec<Option<&'a [u8]>>) -> Result<bool, String> {
-        record.field_texts_into(&self.fields, texts)?;
+        record.look_up_into(&self.fields, texts)?;
         let holds = |(position, predicate): (usize, &Predicate)| {
             let reads = texts.get(self.starts[position]..self.starts[position + 1]).unwrap_or_default();
             predicate.holds_for(reads)

@@ -99,9 +99,9 @@ pub struct Settings {
     pub within: Option<WithinConfig>,
     pub best: Option<BestSettings>,
     /// The fields read from a left record in one pass: the key, then `within`'s `from` and `to`.
-    pub left_lookups: Vec<FieldPath>,
+    pub left_lookups: sluice_sdk::FieldLookup,
     /// The fields read from a right record in one pass: the key, then `best`'s `field`.
-    pub right_lookups: Vec<FieldPath>,
+    pub right_lookups: sluice_sdk::FieldLookup,
 }
 
 /// `best` with the `unmatched` policy that goes with it.
@@ -134,8 +134,8 @@ impl Settings {
             missing: config.missing,
             within: config.within,
             best,
-            left_lookups,
-            right_lookups,
+            left_lookups: sluice_sdk::FieldLookup::new(left_lookups),
+            right_lookups: sluice_sdk::FieldLookup::new(right_lookups),
         })
     }
 }

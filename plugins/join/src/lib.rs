@@ -148,7 +148,7 @@ impl Join {
             Side::Left => &self.settings.left_lookups,
             Side::Right => &self.settings.right_lookups,
         };
-        record.field_texts_into(lookups, values)?;
+        record.look_up_into(lookups, values)?;
         let (key, named) = values.split_at(self.settings.key.len());
         if key.iter().any(|value| value.is_none_or(|text| text == b"null")) {
             let reason = || format!("a key field ({}) is missing or null", self.key_text());

@@ -71,7 +71,7 @@ pub struct Settings {
     pub max_records: usize,
     pub max_keys: usize,
     /// Every field read from a record, in one pass: the group fields, then the averaged one.
-    pub lookups: Vec<FieldPath>,
+    pub lookups: sluice_sdk::FieldLookup,
 }
 
 /// The emission mode with its own settings.
@@ -107,7 +107,7 @@ impl Settings {
             EmitMode::PerRecord => per_record(&config)?,
             EmitMode::PerInterval => per_interval(&config, &averages)?,
         };
-        let lookups = config.group_by.iter().cloned().chain([config.field.clone()]).collect();
+        let lookups = sluice_sdk::FieldLookup::new(config.group_by.iter().cloned().chain([config.field.clone()]).collect());
         Ok(Settings {
             field: config.field,
             group_by: config.group_by,

@@ -128,7 +128,7 @@ impl MovingAverage {
         counters: &mut Counters,
         found: &mut Vec<Option<&'b [u8]>>,
     ) -> Result<(), String> {
-        record.field_texts_into(&self.settings.lookups, found)?;
+        record.look_up_into(&self.settings.lookups, found)?;
         let (group_values, value) = found.split_at(self.settings.group_by.len());
         let Some(x) = read_number(&self.settings.field, value.first().copied().flatten())? else {
             counters.null_skipped += 1;

@@ -3,14 +3,14 @@
 //! and indexed as it is written (the next operator reads its fields in place).
 
 use sluice_sdk::fields::{FieldName, ObjectWriter};
-use sluice_sdk::{FieldPath, Record};
+use sluice_sdk::{FieldLookup, FieldPath, Record};
 
 use sluice_sdk::expression::{BoundExpression, Expression};
 
 /// A projection that only keeps top-level fields: each output field is read or computed.
 pub struct FlatProjection {
     /// Fields read from each record: kept ones first, then expression inputs.
-    reads: Vec<FieldPath>,
+    reads: FieldLookup,
     /// Output fields in order, with their names.
     outputs: Vec<(FieldName, Source)>,
 }
@@ -62,13 +62,13 @@ impl FlatProjection {
             };
             outputs.push((FieldName::new(name.leaf()), source));
         }
-        Some(FlatProjection { reads, outputs })
+        Some(FlatProjection { reads: FieldLookup::new(reads), outputs })
     }
 
     /// Writes the projected object of `record` into `out` (cleared first). `values` is room
     /// for the fields' texts, reused from record to record.
     pub fn write<'a>(&self, record: Record<'a>, out: &mut ObjectWriter, values: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
-        record.field_texts_into(&self.reads, values)?;
+        record.look_up_into(&self.reads, values)?;
         let values = &values[..];
         out.clear();
         for (name, source) in &self.outputs {

@@ -111,7 +111,7 @@ pub struct WindowAggregate {
     group_by: Vec<FieldPath>,
     aggregates: Vec<AggregateConfig>,
     /// Every field read from a record: group fields, then each aggregate's field and condition.
-    lookups: Vec<FieldPath>,
+    lookups: sluice_sdk::FieldLookup,
     slots: Vec<Slots>,
     compute: Vec<(String, Expression)>,
     late: LatePolicy,
@@ -159,7 +159,7 @@ impl Operator for WindowAggregate {
             lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
             group_by: config.group_by,
             aggregates: config.aggregates,
-            lookups,
+            lookups: sluice_sdk::FieldLookup::new(lookups),
             slots,
             compute,
             late: config.late,
@@ -272,7 +272,7 @@ impl WindowAggregate {
     /// Adds the record to the windows `keys` (its session, for session windows).
     fn add_to_windows<'b>(&mut self, record: Record<'b>, keys: &[WindowKey], scratch: &mut Scratch<'b>) -> Result<(), Refusal> {
         let timestamp = record.timestamp();
-        record.field_texts_into(&self.lookups, &mut scratch.values).map_err(Refusal::Invalid)?;
+        record.look_up_into(&self.lookups, &mut scratch.values).map_err(Refusal::Invalid)?;
         self.inputs_into(&scratch.values, &mut scratch.inputs).map_err(Refusal::Invalid)?;
         let (values, inputs) = (&scratch.values, &scratch.inputs);
         let mut group = std::mem::take(&mut self.group);
