@@ -101,7 +101,7 @@ fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRe
     let (resolved, _) = resolve_inputs(new);
     let mut specs: Vec<OperatorSpec> = Vec::new();
     for (index, operator) in new.config.operators.iter().enumerate() {
-        match operator_spec(new, operator.get_ref(), resolved.input_names(new, index), plugins) {
+        match operator_spec(new, operator.get_ref(), resolved.input_names(new, index), resolved.readers_of(new, index), plugins) {
             Ok(spec) => specs.push(spec),
             Err(error) => {
                 control.record_refusal(operator.get_ref().name.get_ref().as_str(), &error.to_string());

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::fields::{Field, FieldIndex, ObjectWriter, append_entries};
+use crate::fields::{Field, FieldIndex, ObjectWriter, append_entries, writes_indexes};
 use crate::json::{self, FieldPath};
 use crate::lookup::FieldLookup;
 use crate::{Batch, Event, Header, Span};
@@ -79,7 +79,7 @@ impl Batch {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     ) {
         self.push(key, value, timestamp, headers);
-        if !fields.iter().all(|field| field.lies_within(value.len())) {
+        if !writes_indexes() || !fields.iter().all(|field| field.lies_within(value.len())) {
             return;
         }
         if let Some(index) = append_entries(fields, &mut self.bytes, 0) {
@@ -97,7 +97,9 @@ impl Batch {
         let key = record.key().map(|key| self.append(key));
         let value = self.append(record.value());
         self.push_event(port, key, value, record.timestamp(), record.headers());
-        if let Some(index) = record.field_index_bytes() {
+        if writes_indexes()
+            && let Some(index) = record.field_index_bytes()
+        {
             let fields = self.append(index);
             self.set_last_fields(fields);
         }
@@ -135,7 +137,7 @@ impl Batch {
         let value = Span { offset: start as u32, length: (self.bytes.len() - start) as u32 };
         self.push_event(port, key, value, timestamp, headers);
         let index_start = self.bytes.len();
-        if writer.append_index(&mut self.bytes) {
+        if writes_indexes() && writer.append_index(&mut self.bytes) {
             let fields = Span { offset: index_start as u32, length: (self.bytes.len() - index_start) as u32 };
             self.set_last_fields(fields);
         }
@@ -504,6 +506,34 @@ mod tests {
         let second = out.get(1).unwrap();
         assert_eq!(second.value(), br#"{"odd \"name\"":true}"#);
         assert!(second.field_index().is_none(), "a name with escapes is not indexed");
+    }
+
+    /// An instance whose encoding says nothing reads its indexes writes none: not for objects
+    /// it writes, copies it makes, nor fields it scanned. The values are the same.
+    #[test]
+    fn an_instance_that_writes_no_indexes_writes_the_same_values_without_them() {
+        let mut input = Batch::new();
+        input.push(Some(b"k"), br#"{"a":1}"#, 7, []);
+        crate::fields::index_batch(&mut input);
+        let mut writer = ObjectWriter::new();
+        writer.clear();
+        writer.field("price", b"12.5");
+        let fields = [Field { name: (2, 1), value: (5, 1) }];
+        let write = |out: &mut Batch| {
+            out.push_object_like(input.get(0).unwrap(), &writer);
+            out.push_record(input.get(0).unwrap());
+            out.push_indexed(None, br#"{"a":1}"#, &fields, 3, []);
+        };
+        let mut indexed = Batch::new();
+        write(&mut indexed);
+        crate::fields::set_writes_indexes(false);
+        let mut plain = Batch::new();
+        write(&mut plain);
+        crate::fields::set_writes_indexes(true);
+        assert!(indexed.events.iter().all(|event| event.fields.is_some()));
+        assert!(plain.events.iter().all(|event| event.fields.is_none()));
+        let values = |batch: &Batch| batch.iter().map(|record| record.value().to_vec()).collect::<Vec<_>>();
+        assert_eq!(values(&plain), values(&indexed));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn default_context() -> InitContext {
     InitContext {
         operator: "operator".into(),
         inputs: vec!["input".into()],
-        encodings: crate::glue::ENCODINGS.iter().map(|encoding| (*encoding).into()).collect(),
+        encodings: [crate::fields::ENCODING, "json"].map(String::from).to_vec(),
         memory_limit: 128 * 1024 * 1024,
         call_timeout_ms: 1_000,
     }

@@ -4,10 +4,35 @@
 //! Layout (WIT `event.fields`): a little-endian u32 count, then per field four u32s (name
 //! offset, name length, value offset, value length), relative to the start of the value.
 
+use std::cell::Cell;
+
 use crate::{Batch, Span};
 
 /// The value encoding of JSON text with each record's field index (WIT `event.fields`).
 pub const ENCODING: &str = "json+fields";
+
+/// The value encoding of JSON text whose records arrive with their field index, while those
+/// the operator writes carry none: what the runtime offers an operator whose outputs reach no
+/// other operator (only sinks, none of which reads a key from fields), so that no index is
+/// written that nothing would read.
+pub const ENCODING_INDEXES_IN: &str = "json+fields-in";
+
+thread_local! {
+    /// Whether the records this instance writes get field indexes: true unless its encoding
+    /// says nothing reads them ("json+fields-in", "json"). Native code (the runtime, native
+    /// tests) always writes them.
+    static WRITES_INDEXES: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Sets whether the records this instance writes get field indexes (the glue, at `init`).
+pub(crate) fn set_writes_indexes(writes: bool) {
+    WRITES_INDEXES.with(|slot| slot.set(writes));
+}
+
+/// Whether the records this instance writes get field indexes.
+pub(crate) fn writes_indexes() -> bool {
+    WRITES_INDEXES.with(Cell::get)
+}
 
 /// Bytes of one entry.
 const ENTRY: usize = 16;

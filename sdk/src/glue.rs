@@ -8,9 +8,11 @@ use crate::bindings::sluice::plugin::types::Output as WitOutput;
 use crate::host::{self, Level};
 use crate::{Batch, InitContext, Operator, OperatorInfo, Output, State};
 
-/// The value encodings the Rust SDK reads and writes, preferred first: JSON with each record's
-/// field index ([`crate::Record::raw_fields`] reads it in place), or JSON text alone.
-pub const ENCODINGS: [&str; 2] = [crate::fields::ENCODING, "json"];
+/// The value encodings the Rust SDK reads and writes, preferred first: JSON whose records
+/// arrive indexed and leave without an index (offered when nothing downstream reads one), JSON
+/// with each record's field index ([`crate::Record::raw_fields`] reads it in place), or JSON
+/// text alone.
+pub const ENCODINGS: [&str; 3] = [crate::fields::ENCODING_INDEXES_IN, crate::fields::ENCODING, "json"];
 
 /// An operator with its type erased, so that one static slot can hold any plugin.
 trait ErasedOperator {
@@ -59,6 +61,7 @@ pub fn init<O: Operator>(config: &str, context: InitContext) -> Result<OperatorI
         return Err(format!("this plugin reads and writes {} values, which the runtime does not offer", ENCODINGS.join(" or ")));
     };
     crate::context::set(context);
+    crate::fields::set_writes_indexes(encoding == crate::fields::ENCODING);
     let config: O::Config = parse_config(config)?;
     let operator = O::init(config)?;
     let info = OperatorInfo { encoding: encoding.to_owned(), ..info_of(&operator) };
@@ -66,9 +69,9 @@ pub fn init<O: Operator>(config: &str, context: InitContext) -> Result<OperatorI
     Ok(info)
 }
 
-/// What an initialised operator declares about itself, reading the preferred encoding.
+/// What an initialised operator declares about itself, reading and writing field indexes.
 pub fn info_of<O: Operator>(operator: &O) -> OperatorInfo {
-    OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: ENCODINGS[0].to_owned() }
+    OperatorInfo { outputs: operator.side_outputs(), distribution: operator.distribution(), encoding: crate::fields::ENCODING.to_owned() }
 }
 
 /// Deserialises the operator's configuration; an error names where in it the refused value

@@ -9,6 +9,7 @@ use sluice_sdk::{Distribution, FieldPath, OperatorInfo};
 
 use super::{Graph, NodeId, OperatorNode, Port, Routing, SinkNode};
 use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name};
+use crate::pipeline::OutputReaders;
 
 /// One thing a node reads, as written (or implied by the file's order).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,18 @@ impl ResolvedInputs {
                 })
                 .collect()
         })
+    }
+
+    /// Who reads the records `operator` writes: other operators (or sinks that read keys from
+    /// fields), which may use their field indexes, or only sinks that do not.
+    pub fn readers_of(&self, pipeline: &LoadedPipeline, operator: usize) -> OutputReaders {
+        let reads_operator = |references: &Vec<Reference>| references.iter().any(|reference| reference.node == NodeId::Operator(operator));
+        let sinks_with_keys = self.sinks.iter().zip(&pipeline.config.sinks).filter(|(_, sink)| sink.get_ref().key().is_some());
+        if self.operators.iter().any(reads_operator) || sinks_with_keys.map(|(references, _)| references).any(reads_operator) {
+            OutputReaders::MayReadIndexes
+        } else {
+            OutputReaders::IgnoreIndexes
+        }
     }
 }
 
@@ -378,4 +391,56 @@ fn find_cycle(graph: &Graph, start: usize, operator: usize, path: &mut Vec<usize
 
 fn quoted(names: &[String]) -> String {
     names.iter().map(|name| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An operator read by another operator (through its main or a side output), or by a sink
+    /// that reads a key from fields, may have its indexes read; one read only by sinks that
+    /// write values as they are may not.
+    #[test]
+    fn operators_read_only_by_sinks_without_keys_have_no_index_readers() {
+        let text = r#"
+            [pipeline]
+            name = "readers"
+            [[sources]]
+            name = "orders"
+            type = "stdin"
+            [[operators]]
+            name = "clean"
+            plugin = "p.wasm"
+            [[operators]]
+            name = "split"
+            plugin = "p.wasm"
+            inputs = ["clean"]
+            [[operators]]
+            name = "late"
+            plugin = "p.wasm"
+            inputs = ["split.rest"]
+            [[operators]]
+            name = "keyed"
+            plugin = "p.wasm"
+            inputs = ["clean"]
+            [[operators]]
+            name = "last"
+            plugin = "p.wasm"
+            inputs = ["clean"]
+            [[sinks]]
+            type = "stdout"
+            inputs = ["split", "late", "last"]
+            [[sinks]]
+            type = "stdout"
+            name = "by-key"
+            inputs = ["keyed"]
+            key = ["id"]
+        "#;
+        let pipeline = LoadedPipeline::parse("readers.toml".into(), text.into()).expect("a valid pipeline");
+        let (resolved, unresolved) = resolve_inputs(&pipeline);
+        assert!(unresolved.is_empty(), "{unresolved:?}");
+        let readers: Vec<OutputReaders> = (0..5).map(|operator| resolved.readers_of(&pipeline, operator)).collect();
+        use OutputReaders::{IgnoreIndexes, MayReadIndexes};
+        assert_eq!(readers, [MayReadIndexes, MayReadIndexes, IgnoreIndexes, MayReadIndexes, IgnoreIndexes]);
+    }
 }

@@ -23,7 +23,7 @@ pub use control::{OperatorInfo, PipelineControl, SwapError, SwapRecord, TaskId};
 pub use dead_letter::DeadLetter;
 pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, SourcePositions, Unroutable};
 pub use key::{KeySelector, murmur2, partition_of};
-pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, Processed, declared_info};
+pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, OutputReaders, Processed, declared_info};
 pub use rounds::{CoordinatorTarget, RoundReport, RoundRequest, ShareRounds};
 pub use stop::StopSignal;
 pub use task::{

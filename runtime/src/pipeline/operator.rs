@@ -92,6 +92,27 @@ pub struct OperatorSpec {
 /// field index, built once and kept from operator to operator, or JSON text alone.
 pub const ENCODINGS: &[&str] = &[crate::wasm::ENCODING_WITH_FIELDS, "json"];
 
+/// Who reads the records an operator writes, as far as their field indexes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputReaders {
+    /// Other operators, or sinks that read keys from fields: they may use indexes.
+    MayReadIndexes,
+    /// Only sinks that write values as they are: an index would be written for nothing, so
+    /// the runtime also offers "json+fields-in" (indexes in, none out), first.
+    IgnoreIndexes,
+}
+
+impl OutputReaders {
+    /// The encodings offered to an operator whose records these read.
+    fn encodings(self) -> Vec<String> {
+        let preferred = match self {
+            OutputReaders::MayReadIndexes => None,
+            OutputReaders::IgnoreIndexes => Some(crate::wasm::ENCODING_INDEXES_IN),
+        };
+        preferred.into_iter().chain(ENCODINGS.iter().copied()).map(str::to_owned).collect()
+    }
+}
+
 impl OperatorSpec {
     /// The specification of operator `name` reading `inputs`: asks a throw-away instance of
     /// `plugin` what it declares with `config_json`.
@@ -102,10 +123,22 @@ impl OperatorSpec {
         inputs: Vec<String>,
         limits: InstanceLimits,
     ) -> Result<OperatorSpec, OperatorError> {
+        Self::read_by(name, plugin, config_json, inputs, limits, OutputReaders::MayReadIndexes)
+    }
+
+    /// [`OperatorSpec::new`] for an operator whose records `readers` read.
+    pub fn read_by(
+        name: &str,
+        plugin: Arc<Plugin>,
+        config_json: String,
+        inputs: Vec<String>,
+        limits: InstanceLimits,
+        readers: OutputReaders,
+    ) -> Result<OperatorSpec, OperatorError> {
         let context = InitContext {
             operator: name.to_owned(),
             inputs,
-            encodings: ENCODINGS.iter().map(|encoding| (*encoding).to_owned()).collect(),
+            encodings: readers.encodings(),
             memory_limit: limits.memory as u64,
             call_timeout_ms: u64::try_from(limits.call_timeout.as_millis()).unwrap_or(u64::MAX),
         };

@@ -16,7 +16,7 @@ use super::task::{
 use super::upstreams::Upstreams;
 use super::{Operator, OperatorError};
 use crate::graph::{Entry, Stage, Target};
-use crate::wasm::ENCODING_WITH_FIELDS;
+use crate::wasm::FieldIndexes;
 
 /// Batches queued in front of a task: bounded, so a slow task slows its upstreams. A Kafka
 /// source pauses a partition whose queue is full, and librdkafka then drops what it
@@ -121,7 +121,7 @@ impl TaskFactory {
     pub fn entry_reads_field_indexes(&self) -> bool {
         let specs = self.control.current_specs();
         entry_reads_field_indexes(&self.stage, |operator| {
-            specs.get(operator).is_some_and(|spec| spec.info.encoding == ENCODING_WITH_FIELDS)
+            specs.get(operator).is_some_and(|spec| FieldIndexes::of_encoding(&spec.info.encoding).read())
         })
     }
 

@@ -9,7 +9,7 @@ use sluice_sdk::OperatorInfo;
 
 use crate::config::{LoadedPipeline, MissingSecret, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
 use crate::graph::ResolvedInputs;
-use crate::pipeline::{OperatorError, OperatorSpec};
+use crate::pipeline::{OperatorError, OperatorSpec, OutputReaders};
 use crate::wasm::{Digest, InstanceLimits, PluginError, PluginRegistry};
 
 /// Why an operator's specification could not be made.
@@ -38,7 +38,8 @@ pub fn operator_specs(
         .enumerate()
         .map(|(index, operator)| {
             let operator = operator.get_ref();
-            operator_spec(pipeline, operator, resolved.input_names(pipeline, index), plugins)
+            let readers = resolved.readers_of(pipeline, index);
+            operator_spec(pipeline, operator, resolved.input_names(pipeline, index), readers, plugins)
                 .map_err(|error| (operator.name.get_ref().to_string(), error))
         })
         .collect()
@@ -50,6 +51,7 @@ pub fn operator_spec(
     pipeline: &LoadedPipeline,
     operator: &OperatorConfig,
     inputs: Vec<String>,
+    readers: OutputReaders,
     plugins: &PluginRegistry,
 ) -> Result<OperatorSpec, SpecError> {
     let path = pipeline.resolve(operator.plugin.get_ref());
@@ -70,12 +72,13 @@ pub fn operator_spec(
         memory: usize::try_from(operator.memory_limit.bytes()).unwrap_or(usize::MAX),
         call_timeout: operator.call_timeout.duration(),
     };
-    let spec = OperatorSpec::new(
+    let spec = OperatorSpec::read_by(
         operator.name.get_ref().as_str(),
         plugin,
         operator.config_json(&granted, &operator.secret_values()?),
         inputs,
         limits,
+        readers,
     )?;
     Ok(OperatorSpec { pinned, ..spec })
 }
@@ -89,7 +92,8 @@ pub struct WasmPluginCheck<'a> {
 
 impl PluginCheck for WasmPluginCheck<'_> {
     fn check(&self, _path: &Path, operator: &OperatorConfig, inputs: Vec<String>) -> Result<OperatorInfo, PluginProblem> {
-        match operator_spec(self.pipeline, operator, inputs, self.plugins) {
+        // Offered what an operator others read is offered: the check is of its configuration.
+        match operator_spec(self.pipeline, operator, inputs, OutputReaders::MayReadIndexes, self.plugins) {
             Ok(spec) => Ok(spec.info),
             Err(SpecError::Operator(OperatorError::ConfigRefused(reason))) => Err(PluginProblem::Config(reason)),
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),

@@ -9,7 +9,7 @@ use sluice_sdk::{Batch, Distribution, Event, InitContext, OperatorInfo, State};
 use super::bindings::wit;
 
 /// Whether an operator receives and returns records' field indexes (it chose the encoding
-/// "json+fields").
+/// "json+fields", or "json+fields-in" to receive them only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldIndexes {
     /// Every indexable record reaches it indexed (indexed here if it was not yet), and the
@@ -19,8 +19,27 @@ pub enum FieldIndexes {
     /// throughput`, 2026-12-04: a lone window ran 15 % faster behind an index, the learning
     /// operators 8-17 %, mask 4 % slower; a filter feeding a projection 40 % faster).
     Built,
+    /// Every indexable record reaches it indexed, as for `Built`, but any index it returns is
+    /// dropped: nothing downstream reads them, and it said it writes none.
+    BuiltIn,
     /// It sees no index, and any it returns are dropped.
     Absent,
+}
+
+impl FieldIndexes {
+    /// What an operator of `encoding` (one the runtime offered) receives and returns.
+    pub fn of_encoding(encoding: &str) -> FieldIndexes {
+        match encoding {
+            sluice_sdk::fields::ENCODING => FieldIndexes::Built,
+            sluice_sdk::fields::ENCODING_INDEXES_IN => FieldIndexes::BuiltIn,
+            _ => FieldIndexes::Absent,
+        }
+    }
+
+    /// Whether it reads indexes: records reach it indexed.
+    pub fn read(self) -> bool {
+        self != FieldIndexes::Absent
+    }
 }
 
 /// Field indexes built for a batch's records that had none, beside the batch: lowered after its

@@ -19,7 +19,7 @@ use super::records::Records;
 use crate::monitor::PluginMetrics;
 
 /// The encoding of JSON text with each record's field index (WIT `event.fields`).
-pub use sluice_sdk::fields::ENCODING as ENCODING_WITH_FIELDS;
+pub use sluice_sdk::fields::{ENCODING as ENCODING_WITH_FIELDS, ENCODING_INDEXES_IN};
 
 /// The sandbox limits of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,13 +140,13 @@ impl PluginInstance {
         let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
         let info = checked_info(info_from_wit(info), context)?;
         self.side_outputs = u32::try_from(info.outputs.len()).unwrap_or(u32::MAX);
-        self.indexes = if info.encoding == ENCODING_WITH_FIELDS { FieldIndexes::Built } else { FieldIndexes::Absent };
+        self.indexes = FieldIndexes::of_encoding(&info.encoding);
         Ok(Ok(info))
     }
 
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, records: &Records) -> Result<PluginOutput, CallFailure> {
-        let lacks_indexes = self.indexes == FieldIndexes::Built && records.events().iter().any(|event| event.fields.is_none());
+        let lacks_indexes = self.indexes.read() && records.events().iter().any(|event| event.fields.is_none());
         // Indexes are built beside a whole batch: a selection lacking them is copied first.
         let copied;
         let records = match records {
@@ -159,7 +159,7 @@ impl PluginInstance {
         let indexes = lacks_indexes.then(|| field_indexes_beside(records.base()));
         let argument = match &indexes {
             Some(indexes) => BatchArgument::indexed(records.base(), indexes),
-            None => BatchArgument::of_records(records.base(), records.events(), self.indexes != FieldIndexes::Absent),
+            None => BatchArgument::of_records(records.base(), records.events(), self.indexes.read()),
         };
         let process = self.process;
         let (output,) =
@@ -181,7 +181,7 @@ impl PluginInstance {
     /// A batch the plugin returned, as the runtime's: its indexes dropped unless the plugin
     /// writes them.
     fn returned(&self, batch: BatchResult) -> Batch {
-        batch.into_batch(self.indexes != FieldIndexes::Absent)
+        batch.into_batch(self.indexes == FieldIndexes::Built)
     }
 
     /// A batch from the plugin, refused if any span points outside it or a record goes to an

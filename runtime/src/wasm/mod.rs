@@ -14,10 +14,11 @@ mod passed;
 mod plugin;
 mod records;
 
+pub use convert::FieldIndexes;
 pub use engine::WasmEngine;
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
-pub use instance::{CallFailure, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
+pub use instance::{CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
 pub use plugin::{Digest, Plugin, PluginError, PluginRegistry};
 pub use records::Records;
 pub use sluice_sdk::{Batch, Record, State};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::pipeline::{Operator, OperatorSpec};
+use sluice::pipeline::{Operator, OperatorSpec, OutputReaders};
 use sluice::wasm::{Batch, InstanceLimits};
 
 use crate::support::{Scratch, plugin, registry, run};
@@ -59,6 +59,30 @@ fn assert_restore_changes_nothing(name: &str, config: Value, records: &[(Value, 
     assert!(!uninterrupted.is_empty(), "{name} emits something");
     let interrupted = feed(name, &config, records, 64, 0, Some(records.len() / 128));
     assert_eq!(interrupted, uninterrupted, "{name}: stopping in the middle and restoring changed the output");
+}
+
+/// An operator whose records only sinks read is offered "json+fields-in" first; the Rust SDK
+/// takes it and writes the same records without field indexes, which it writes when another
+/// operator may read them.
+#[test]
+fn an_operator_read_only_by_sinks_writes_its_records_without_indexes() {
+    let config = json!({"keep": ["category", "price"], "compute": {"twice": "2 * price"}});
+    let records = clicks(50);
+    let written = |readers: OutputReaders| {
+        let plugin = registry().load(&plugin("project")).expect("plugin loads");
+        let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
+        let spec = OperatorSpec::read_by("project", plugin, config.to_string(), vec!["input".into()], limits, readers).expect("config");
+        let encoding = spec.info.encoding.clone();
+        let mut operator = Operator::start(spec, None).expect("operator starts");
+        let batch = operator.process(0, sluice_sdk::testing::json_batch(&records)).batch.into_batch();
+        (encoding, batch.events.iter().filter(|event| event.fields.is_some()).count(), values(&batch))
+    };
+    let (encoding, indexed, read_on) = written(OutputReaders::MayReadIndexes);
+    assert_eq!((encoding.as_str(), indexed), ("json+fields", records.len()));
+    let (encoding, indexed, sunk) = written(OutputReaders::IgnoreIndexes);
+    assert_eq!((encoding.as_str(), indexed), ("json+fields-in", 0));
+    assert_eq!(sunk, read_on);
+    assert_eq!(sunk[1], json!({"category": "toys", "price": 13.5, "twice": 27}));
 }
 
 #[test]
