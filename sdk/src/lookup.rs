@@ -20,6 +20,15 @@ pub struct FieldLookup {
     others: Vec<usize>,
 }
 
+/// Two lookups are equal when they read the same paths (all else is made from them).
+impl PartialEq for FieldLookup {
+    fn eq(&self, other: &FieldLookup) -> bool {
+        self.paths == other.paths
+    }
+}
+
+impl Eq for FieldLookup {}
+
 impl FieldLookup {
     pub fn new(paths: Vec<FieldPath>) -> FieldLookup {
         let classes = LengthClasses::of(&paths);

@@ -110,8 +110,9 @@ impl ExchangeOutput for LocalExchange {
         }
         let mut unroutable = Vec::new();
         let mut instances = Vec::with_capacity(batch.len());
+        let mut found = Vec::new();
         for record in batch.iter() {
-            match selector.write_record(record, &mut self.key) {
+            match selector.write_record(record, &mut found, &mut self.key) {
                 Ok(()) => instances.push(Some(partition_of(self.key.as_bytes(), count) as usize)),
                 Err(reason) => {
                     unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });

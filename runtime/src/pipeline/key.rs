@@ -4,21 +4,21 @@
 
 use sluice_sdk::json::{lookup_texts, text_plain_str, write_canonical_text, write_key_texts};
 use sluice_sdk::serde_json;
-use sluice_sdk::{FieldPath, Record};
+use sluice_sdk::{FieldLookup, FieldPath, Record};
 
 /// Reads the key of a record from its fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySelector {
-    fields: Vec<FieldPath>,
+    fields: FieldLookup,
 }
 
 impl KeySelector {
     pub fn new(fields: Vec<FieldPath>) -> KeySelector {
-        KeySelector { fields }
+        KeySelector { fields: FieldLookup::new(fields) }
     }
 
     pub fn fields(&self) -> &[FieldPath] {
-        &self.fields
+        self.fields.paths()
     }
 
     /// Writes into `key` (replacing its text) the key of a JSON record: with one field, its
@@ -26,17 +26,25 @@ impl KeySelector {
     /// with several, a JSON array of their canonical values. Equal values give equal keys
     /// however they are spelled (`1` and `1.0`), so equal groups always meet.
     pub fn write(&self, value: &[u8], key: &mut String) -> Result<(), String> {
-        Self::write_values(lookup_texts(value, &self.fields), key)
+        let values = lookup_texts(value, self.fields.paths()).map_err(Self::unreadable)?;
+        Self::write_values(&values, key);
+        Ok(())
     }
 
-    /// [`KeySelector::write`] for a record, read through its field index when it has one.
-    pub fn write_record(&self, record: Record<'_>, key: &mut String) -> Result<(), String> {
-        Self::write_values(record.field_texts(&self.fields), key)
+    /// [`KeySelector::write`] for a record, read through its field index when it has one;
+    /// `found` is room for the fields' texts, reused from record to record.
+    pub fn write_record<'a>(&self, record: Record<'a>, found: &mut Vec<Option<&'a [u8]>>, key: &mut String) -> Result<(), String> {
+        record.look_up_into(&self.fields, found).map_err(Self::unreadable)?;
+        Self::write_values(found, key);
+        Ok(())
     }
 
-    fn write_values(values: Result<Vec<Option<&[u8]>>, String>, key: &mut String) -> Result<(), String> {
-        let values = values.map_err(|error| format!("cannot read the key fields: {error}"))?;
-        match values.as_slice() {
+    fn unreadable(error: String) -> String {
+        format!("cannot read the key fields: {error}")
+    }
+
+    fn write_values(values: &[Option<&[u8]>], key: &mut String) {
+        match values {
             [single] => {
                 key.clear();
                 match single {
@@ -49,7 +57,6 @@ impl KeySelector {
             }
             many => write_key_texts(key, many),
         }
-        Ok(())
     }
 }
 

@@ -142,9 +142,9 @@ impl Sink {
     /// cannot be read keeps its key (and is counted, and reported once).
     fn with_keys(&mut self, selector: KeySelector, batch: &Records) -> Batch {
         let mut keyed = Batch::new();
-        let mut key = String::new();
+        let (mut key, mut found) = (String::new(), Vec::new());
         for record in batch.iter() {
-            match selector.write_record(record, &mut key) {
+            match selector.write_record(record, &mut found, &mut key) {
                 Ok(()) => keyed.push(Some(key.as_bytes()), record.value(), record.timestamp(), record.headers()),
                 Err(reason) => {
                     if self.unkeyed == 0 {
