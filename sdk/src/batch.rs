@@ -352,6 +352,13 @@ impl<'a> Record<'a> {
         }
     }
 
+    /// [`Record::field_texts`] with paths prepared once ([`FieldLookup`]).
+    pub fn look_up(&self, lookup: &FieldLookup) -> Result<Vec<Option<&'a [u8]>>, String> {
+        let mut found = Vec::new();
+        self.look_up_into(lookup, &mut found)?;
+        Ok(found)
+    }
+
     /// [`Record::field_texts_into`] with paths prepared once ([`FieldLookup`]): what a plugin
     /// reading the same fields from every record should use.
     pub fn look_up_into(&self, lookup: &FieldLookup, found: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {

@@ -118,7 +118,7 @@ pub struct AnomalyDetect {
     field: FieldPath,
     group_by: Vec<FieldPath>,
     /// Every field to read from a record, in one pass: group fields first, then the watched field.
-    lookups: Vec<FieldPath>,
+    lookups: sluice_sdk::FieldLookup,
     detectors: Vec<Detector>,
     warm_up: u64,
     pass_through: bool,
@@ -145,7 +145,7 @@ impl Operator for AnomalyDetect {
                 "`max_keys` × the `mad` windows is {window_values} values; at most {MAX_WINDOW_VALUES} fit in memory: lower `max_keys` or `window`"
             ));
         }
-        let lookups = config.group_by.iter().cloned().chain([config.field.clone()]).collect();
+        let lookups = sluice_sdk::FieldLookup::new(config.group_by.iter().cloned().chain([config.field.clone()]).collect());
         Ok(AnomalyDetect {
             field: config.field,
             group_by: config.group_by,
@@ -233,7 +233,7 @@ impl AnomalyDetect {
 
     /// The watched value of `record` (`None` when null), and its key into `self.group`.
     fn read(&mut self, record: Record<'_>) -> Result<Option<f64>, String> {
-        let values = record.field_texts(&self.lookups)?;
+        let values = record.look_up(&self.lookups)?;
         let (group_values, field_value) = values.split_at(self.group_by.len());
         let text = field_value.first().copied().flatten().ok_or_else(|| format!("field {} is missing", self.field))?;
         let Some(value) = json::finite_text_number(&self.field, text)? else { return Ok(None) };

@@ -83,7 +83,7 @@ pub struct Settings {
     pub report_centroids: bool,
     /// Every field read from a record, in one pass: the features, then the top-level names
     /// of the two output fields (to find whether a record has them already).
-    pub lookups: Vec<FieldPath>,
+    pub lookups: sluice_sdk::FieldLookup,
 }
 
 /// How far a record moves its centroid.
@@ -116,7 +116,7 @@ impl Settings {
                 "feature `{feature}` would be overwritten by the segment or distance: rename `segment_field` or `distance_field`"
             ));
         }
-        let lookups = config.features.iter().cloned().chain(output.lookups()).collect();
+        let lookups = sluice_sdk::FieldLookup::new(config.features.iter().cloned().chain(output.lookups()).collect());
         Ok(Settings {
             features: config.features,
             k: config.k,

@@ -143,7 +143,7 @@ impl Cluster {
         if record.value().iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err("the record is not a JSON object: cluster reads its features from the fields of an object".into());
         }
-        let found = record.field_texts(&self.settings.lookups)?;
+        let found = record.look_up(&self.settings.lookups)?;
         let (features, outputs) = found.split_at(self.settings.dimensions());
         self.point.clear();
         for (path, text) in self.settings.features.iter().zip(features) {

@@ -93,7 +93,7 @@ pub struct Settings {
     /// `step` in milliseconds.
     pub step: Option<i64>,
     /// Every field read from a record, in one pass: the key fields, the carried ones, then the value.
-    pub lookups: Vec<FieldPath>,
+    pub lookups: sluice_sdk::FieldLookup,
 }
 
 impl Settings {
@@ -114,7 +114,7 @@ impl Settings {
         };
         let copied: Vec<FieldPath> = config.key.iter().chain(&config.carry).cloned().collect();
         check_copied_fields(&copied)?;
-        let lookups = copied.into_iter().chain([config.value.clone()]).collect();
+        let lookups = sluice_sdk::FieldLookup::new(copied.into_iter().chain([config.value.clone()]).collect());
         Ok(Settings {
             // The upper (1 + interval) / 2 quantile, as minus the lower one: 1 − interval is exact
             // for an interval of 0.5 or more, where 0.5 + interval / 2 would round towards 1.

@@ -127,7 +127,7 @@ impl Forecast {
     /// Learns one record's point and emits its record once its key's model exists; an error
     /// rejects the record (and then nothing was learnt from it).
     fn process_record(&mut self, record: Record<'_>, out: &mut Output, counts: &mut Counts) -> Result<(), String> {
-        let found = record.field_texts(&self.settings.lookups)?;
+        let found = record.look_up(&self.settings.lookups)?;
         check_object(record.value())?;
         let (copied, value) = found.split_at(self.settings.key.len() + self.settings.carry.len());
         let key_values = &copied[..self.settings.key.len()];

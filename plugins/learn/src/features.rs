@@ -49,7 +49,7 @@ pub struct Reader {
     numeric: Vec<FieldPath>,
     /// Every path read, in one pass: label, numeric, categorical, cross parts, key, and the
     /// prediction field when it is a top-level name (to know whether the record has it).
-    lookups: Vec<FieldPath>,
+    lookups: sluice_sdk::FieldLookup,
     /// The FNV state after `<path>=` of each categorical feature.
     categorical_prefixes: Vec<u64>,
     /// The path texts of each cross.
@@ -72,6 +72,7 @@ impl Reader {
             .chain(top_level_prediction.then_some(&settings.prediction_field))
             .cloned()
             .collect();
+        let lookups = sluice_sdk::FieldLookup::new(lookups);
         Reader {
             task: settings.task,
             label: settings.label.clone(),
@@ -90,7 +91,7 @@ impl Reader {
     /// top-level prediction field (`None`: the prediction field is nested, so not looked up).
     /// An error is the reason to reject the record.
     pub fn read(&mut self, record: Record<'_>, example: &mut Example, key: &mut String) -> Result<Option<bool>, String> {
-        let values = record.field_texts(&self.lookups)?;
+        let values = record.look_up(&self.lookups)?;
         if record.value().trim_ascii_start().first() != Some(&b'{') {
             return Err("the payload is not a JSON object".into());
         }
