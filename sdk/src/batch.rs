@@ -343,13 +343,7 @@ impl<'a> Record<'a> {
     /// [`Record::field_texts`] into `found` (its contents replaced): a loop over a batch's
     /// records can reuse one vector instead of allocating one per record.
     pub fn field_texts_into(&self, paths: &[FieldPath], found: &mut Vec<Option<&'a [u8]>>) -> Result<(), String> {
-        match self.field_index() {
-            Some(index) => json::lookup_texts_indexed_into(self.value(), index, paths, found),
-            None => {
-                *found = json::lookup_texts(self.value(), paths)?;
-                Ok(())
-            }
-        }
+        crate::lookup::texts_into(self.value(), self.field_index(), &crate::lookup::PathsOnce::new(paths), found)
     }
 
     /// [`Record::field_texts`] with paths prepared once ([`FieldLookup`]).

@@ -166,10 +166,7 @@ pub fn lookup_texts_indexed_into<'a>(
     paths: &[FieldPath],
     found: &mut Vec<Option<&'a [u8]>>,
 ) -> Result<(), String> {
-    if crate::lookup::indexed_texts(bytes, index, &crate::lookup::PathsOnce::new(paths), found).is_none() {
-        *found = lookup_texts(bytes, paths)?;
-    }
-    Ok(())
+    crate::lookup::texts_into(bytes, Some(index), &crate::lookup::PathsOnce::new(paths), found)
 }
 
 /// A JSON number's text as `f64`: `Ok(None)` for null, an error naming any other kind of

@@ -47,19 +47,19 @@ impl FieldLookup {
     }
 }
 
-/// The texts at `lookup`'s paths in the JSON value `bytes` into `found` (its contents
+/// The texts at the paths `wanted` names in the JSON value `bytes` into `found` (its contents
 /// replaced): through `index` when there is one that agrees with the text, else by reading the
 /// text.
 pub(crate) fn texts_into<'a>(
     bytes: &'a [u8],
     index: Option<FieldIndex<'_>>,
-    lookup: &FieldLookup,
+    wanted: &impl WantedNames,
     found: &mut Vec<Option<&'a [u8]>>,
 ) -> Result<(), String> {
-    if index.is_some_and(|index| indexed_texts(bytes, index, lookup, found).is_some()) {
+    if index.is_some_and(|index| indexed_texts(bytes, index, wanted, found).is_some()) {
         return Ok(());
     }
-    *found = crate::json::lookup_texts(bytes, &lookup.paths)?;
+    *found = crate::json::lookup_texts(bytes, wanted.paths())?;
     Ok(())
 }
 

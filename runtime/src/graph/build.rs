@@ -6,9 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use sluice_sdk::{Distribution, FieldPath, OperatorInfo};
+use toml::Spanned;
 
 use super::{Graph, NodeId, OperatorNode, Port, Routing, SinkNode};
-use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name};
+use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name, SinkConfig};
 use crate::pipeline::OutputReaders;
 
 /// One thing a node reads, as written (or implied by the file's order).
@@ -47,8 +48,9 @@ impl ResolvedInputs {
     /// fields), which may use their field indexes, or only sinks that do not.
     pub fn readers_of(&self, pipeline: &LoadedPipeline, operator: usize) -> OutputReaders {
         let reads_operator = |references: &Vec<Reference>| references.iter().any(|reference| reference.node == NodeId::Operator(operator));
-        let sinks_with_keys = self.sinks.iter().zip(&pipeline.config.sinks).filter(|(_, sink)| sink.get_ref().key().is_some());
-        if self.operators.iter().any(reads_operator) || sinks_with_keys.map(|(references, _)| references).any(reads_operator) {
+        let keyed_sink_reads =
+            |(references, sink): (&Vec<Reference>, &Spanned<SinkConfig>)| sink.get_ref().key().is_some() && reads_operator(references);
+        if self.operators.iter().any(reads_operator) || self.sinks.iter().zip(&pipeline.config.sinks).any(keyed_sink_reads) {
             OutputReaders::MayReadIndexes
         } else {
             OutputReaders::IgnoreIndexes
