@@ -71,7 +71,8 @@ pub enum MissingKeyPolicy {
 
 /// A running deduplication.
 pub struct Dedupe {
-    keys: Vec<FieldPath>,
+    /// The key paths, prepared once for reading every record.
+    keys: sluice_sdk::FieldLookup,
     /// The key paths as the user wrote them, for rejection reasons.
     keys_text: String,
     horizon: i64,
@@ -103,7 +104,7 @@ impl Operator for Dedupe {
         }
         let keys_text = config.keys.iter().map(FieldPath::to_string).collect::<Vec<_>>().join(", ");
         Ok(Dedupe {
-            keys: config.keys,
+            keys: sluice_sdk::FieldLookup::new(config.keys),
             keys_text,
             horizon: config.horizon.0,
             duplicates: config.duplicates,
@@ -115,7 +116,7 @@ impl Operator for Dedupe {
 
     fn distribution(&self) -> Distribution {
         // Duplicates are recognised by their keys: records with equal keys meet one instance.
-        Distribution::grouped_by(&self.keys)
+        Distribution::grouped_by(self.keys.paths())
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
@@ -155,7 +156,7 @@ impl Operator for Dedupe {
 impl Dedupe {
     /// Reads the record's identity and records the occurrence.
     fn judge(&mut self, record: Record<'_>) -> Verdict {
-        let values = match record.field_texts(&self.keys) {
+        let values = match record.look_up(&self.keys) {
             Ok(values) => values,
             Err(reason) => return Verdict::Invalid(reason),
         };
@@ -173,7 +174,7 @@ impl Dedupe {
     }
 
     fn missing_reason(&self, position: usize) -> String {
-        let key = self.keys.get(position).map(FieldPath::to_string).unwrap_or_default();
+        let key = self.keys.paths().get(position).map(FieldPath::to_string).unwrap_or_default();
         format!("key field {key} is missing or null")
     }
 

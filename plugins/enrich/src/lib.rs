@@ -84,6 +84,8 @@ pub enum MissingRowPolicy {
 /// A running enrichment.
 pub struct Enrich {
     key: FieldPath,
+    /// `key`, prepared once for reading every record.
+    key_lookup: sluice_sdk::FieldLookup,
     table: Table,
     into: Option<FieldPath>,
     overwrite: bool,
@@ -107,7 +109,8 @@ impl Operator for Enrich {
 
     fn init(mut config: EnrichConfig) -> Result<Self, String> {
         let table = load_table(&mut config)?;
-        Ok(Enrich { key: config.key, table, into: config.into, overwrite: config.overwrite, missing: config.missing, join: String::new() })
+        let key_lookup = sluice_sdk::FieldLookup::new(vec![config.key.clone()]);
+        Ok(Enrich { key: config.key, key_lookup, table, into: config.into, overwrite: config.overwrite, missing: config.missing, join: String::new() })
     }
 
     fn distribution(&self) -> Distribution {
@@ -140,7 +143,7 @@ impl Operator for Enrich {
 impl Enrich {
     /// Looks the record's key up, and adds the row it matches.
     fn enrich(&mut self, record: Record<'_>) -> Outcome {
-        let text = match record.field_texts(std::slice::from_ref(&self.key)) {
+        let text = match record.look_up(&self.key_lookup) {
             Ok(values) => values.into_iter().next().flatten(),
             Err(reason) => return Outcome::Invalid(reason),
         };
