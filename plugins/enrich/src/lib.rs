@@ -110,7 +110,15 @@ impl Operator for Enrich {
     fn init(mut config: EnrichConfig) -> Result<Self, String> {
         let table = load_table(&mut config)?;
         let key_lookup = sluice_sdk::FieldLookup::new(vec![config.key.clone()]);
-        Ok(Enrich { key: config.key, key_lookup, table, into: config.into, overwrite: config.overwrite, missing: config.missing, join: String::new() })
+        Ok(Enrich {
+            key: config.key,
+            key_lookup,
+            table,
+            into: config.into,
+            overwrite: config.overwrite,
+            missing: config.missing,
+            join: String::new(),
+        })
     }
 
     fn distribution(&self) -> Distribution {

@@ -11,7 +11,10 @@ pub enum Language {
     Rust,
     /// Python via componentize-py (`app.py` defines `class WitWorld`).
     Python,
-    /// JavaScript via componentize-js (`app.js` exports the world's functions).
+    /// JavaScript via componentize-js (`app.js` exports the world's functions); also
+    /// spelled `javascript`.
+    #[value(alias = "javascript")]
+    #[serde(alias = "javascript")]
     Js,
     /// C via `wit-bindgen c`, clang and wasi-libc (every `*.c` of the directory).
     C,
@@ -38,5 +41,22 @@ impl Language {
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn javascript_is_another_spelling_of_js_on_the_command_line_and_in_manifests() {
+        assert_eq!(Language::from_str("javascript", false), Ok(Language::Js));
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            language: Language,
+        }
+        let manifest: Manifest = toml::from_str("language = \"javascript\"").expect("a manifest");
+        assert_eq!(manifest.language, Language::Js);
     }
 }
