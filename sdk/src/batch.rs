@@ -374,9 +374,10 @@ impl<'a> Record<'a> {
         serde_json::from_slice(self.value()).map_err(|error| format!("payload is not valid JSON for this operator: {error}"))
     }
 
-    /// Parses the payload as a JSON object.
+    /// Parses the payload as a JSON object. Of a name an object repeats, the first value
+    /// counts, as in the lookups ([`Record::look_up`]); serde_json alone keeps the last.
     pub fn json_object(&self) -> Result<Map<String, Value>, String> {
-        match serde_json::from_slice::<Value>(self.value()) {
+        match crate::first_wins::parse_value(self.value()) {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(format!("payload is JSON {} but an object was expected", json::kind(&other))),
             Err(error) => Err(format!("payload is not valid JSON: {error}")),

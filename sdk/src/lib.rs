@@ -14,6 +14,7 @@ pub mod context;
 pub mod duration;
 pub mod expression;
 pub mod fields;
+mod first_wins;
 pub mod host;
 pub mod json;
 mod key;

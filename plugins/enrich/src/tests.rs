@@ -223,3 +223,11 @@ fn configuration_errors_are_explained() {
 }
 
 mod csv;
+
+#[test]
+fn a_repeated_key_field_joins_and_is_written_by_its_first_value() {
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"item_id":"i1","n":1,"item_id":"7"}"#, 0, []);
+    let out = Harness::<Enrich>::new(inline(json!({}))).unwrap().process(&batch);
+    assert_eq!(json_values(&out.batch), vec![json!({"item_id": "i1", "n": 1, "category": "books", "brand": "acme"})]);
+}
