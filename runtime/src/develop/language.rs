@@ -31,11 +31,6 @@ impl Language {
             Language::C => "c",
         }
     }
-
-    /// Parses the names `name()` returns.
-    pub fn parse(text: &str) -> Option<Language> {
-        Language::ALL.into_iter().find(|language| language.name() == text)
-    }
 }
 
 impl fmt::Display for Language {
