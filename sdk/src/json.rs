@@ -101,11 +101,14 @@ pub fn lookup_many(bytes: &[u8], paths: &[FieldPath]) -> Result<Vec<Option<Value
     parse_raw_values(lookup_raw_many(bytes, paths)?)
 }
 
-/// Raw values parsed.
+/// Raw values parsed; of a name an object repeats, the first value counts, as in the lookups.
 pub(crate) fn parse_raw_values(raw: Vec<Option<&RawValue>>) -> Result<Vec<Option<Value>>, String> {
     raw.into_iter()
         .map(|raw| {
-            raw.map(|raw| serde_json::from_str(raw.get()).map_err(|error| format!("payload is not valid JSON: {error}"))).transpose()
+            raw.map(|raw| {
+                crate::first_wins::parse_value(raw.get().as_bytes()).map_err(|error| format!("payload is not valid JSON: {error}"))
+            })
+            .transpose()
         })
         .collect()
 }
@@ -574,6 +577,17 @@ mod tests {
 
     fn path(text: &str) -> FieldPath {
         FieldPath::parse(text).unwrap()
+    }
+
+    /// A value read at a path keeps the first of a repeated name, as the whole payload
+    /// parsed does (`Record::json_object`).
+    #[test]
+    fn values_read_at_a_path_keep_the_first_of_a_repeated_name() {
+        let doc = br#"{"a": {"x": 1, "y": {"z": true, "z": false}, "x": 2}}"#;
+        assert_eq!(lookup(doc, &path("a")).unwrap(), Some(json!({"x": 1, "y": {"z": true}})));
+        assert_eq!(lookup(doc, &path("a.y")).unwrap(), Some(json!({"z": true})));
+        let whole = crate::first_wins::parse_value(doc).unwrap();
+        assert_eq!(lookup(doc, &path("a")).unwrap().as_ref(), whole.get("a"));
     }
 
     #[test]
