@@ -69,8 +69,24 @@ impl WatermarkGenerator {
     /// from a checkpoint). Idle advances do not count, so that the verdict depends on the
     /// records alone and a replay judges them alike.
     pub fn is_late(&self, timestamp: i64) -> bool {
+        self.by_records().is_some_and(|watermark| timestamp < watermark)
+    }
+
+    /// The watermark the records so far make (newest event time − out-of-orderness, or the
+    /// watermark resumed from, whichever is ahead): the one a record meets, and a late
+    /// record's dead-letter reason names.
+    pub fn by_records(&self) -> Option<i64> {
         let by_records = self.newest.map(|newest| newest.saturating_sub(self.out_of_orderness));
-        by_records.max(self.resumed).is_some_and(|watermark| timestamp < watermark)
+        by_records.max(self.resumed)
+    }
+
+    /// Whether a record with this event time is late and the tasks have not been told the
+    /// watermark that makes it so (it advanced within the pending batch): the source then
+    /// sends the batch and that watermark first, so that the operators meet the record behind
+    /// the watermark its predecessors make, as one record at a time would, whatever the batch
+    /// size.
+    pub fn late_behind_unsent(&self, timestamp: i64) -> bool {
+        self.by_records().is_some_and(|watermark| timestamp < watermark && self.emitted.is_none_or(|emitted| emitted < watermark))
     }
 
     /// Notes a record's event time (the idle clock restarts).

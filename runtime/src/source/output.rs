@@ -152,7 +152,8 @@ impl SourceOutput {
         match self.admit(timestamp, position) {
             Admission::Skip => Ok(()),
             Admission::Late => self.late_record(key, value, timestamp, position),
-            Admission::Take => {
+            Admission::Take { after_watermark } => {
+                self.send_pending_if(after_watermark)?;
                 let fields = fields.filter(|_| self.keep_scanned_fields);
                 let full = self.batcher.push_with_fields(key, value, fields, timestamp, [], position);
                 self.sent_if_full(full)
@@ -178,7 +179,8 @@ impl SourceOutput {
                 object.write_to(&mut value);
                 self.late_record(key, &value, timestamp, position)
             }
-            Admission::Take => {
+            Admission::Take { after_watermark } => {
+                self.send_pending_if(after_watermark)?;
                 let full = self.batcher.push_object(key, object, timestamp, position);
                 self.sent_if_full(full)
             }
@@ -195,8 +197,21 @@ impl SourceOutput {
         if self.late != LateRecords::Pass && self.watermarks.is_late(timestamp) {
             return Admission::Late;
         }
+        let after_watermark = self.watermarks.late_behind_unsent(timestamp);
         self.watermarks.observe(timestamp);
-        Admission::Take
+        Admission::Take { after_watermark }
+    }
+
+    /// Sends the pending batch, and the watermark its records make, when `needed`: before a
+    /// late record that the batch's own records made late.
+    fn send_pending_if(&mut self, needed: bool) -> Result<(), Downstream> {
+        if !needed {
+            return Ok(());
+        }
+        match self.batcher.take() {
+            Some(batch) => self.send(batch),
+            None => Ok(()),
+        }
     }
 
     fn late_record(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
@@ -204,7 +219,7 @@ impl SourceOutput {
             self.stats.late_dropped += 1;
             return Ok(());
         }
-        let watermark = self.watermarks.current().unwrap_or(i64::MIN);
+        let watermark = self.watermarks.by_records().unwrap_or(i64::MIN);
         let mut record = Batch::new();
         record.push(key, value, timestamp, []);
         let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
@@ -438,7 +453,10 @@ const CHECK_EVERY: u32 = 16;
 enum Admission {
     Skip,
     Late,
-    Take,
+    /// Taken, after the pending batch and its watermark if the record is late by them.
+    Take {
+        after_watermark: bool,
+    },
 }
 
 #[cfg(test)]

@@ -191,14 +191,20 @@ impl PartitionFeed {
                 self.late_dropped += 1;
                 return true;
             }
-            let watermark = watermarks.current().unwrap_or(i64::MIN);
+            let watermark = watermarks.by_records().unwrap_or(i64::MIN);
             let mut record = Batch::new();
             record.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers);
             let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
             let letter = DeadLetter::from_source(&self.source, offset, record, reason, "late").with_partition(Some(id.clone()));
             return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
         }
+        // A record late by the pending batch's own records meets their watermark first, as it
+        // would one record at a time (see `WatermarkGenerator::late_behind_unsent`).
+        let after_watermark = watermarks.late_behind_unsent(timestamp);
         watermarks.observe(timestamp);
+        if after_watermark && !self.flush_batch(consumer, id) {
+            return false;
+        }
         let full = self.batcher.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset);
         let Some(batch) = full else { return true };
         self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id)
