@@ -91,8 +91,11 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         None => None,
     };
     let mut previous: Option<LoadedPipeline> = None;
+    let mut restarted = false;
     loop {
-        let running = match RunningPipeline::start_monitored(&pipeline, plugins, stop.child(), monitor.clone()) {
+        let start = if restarted { RunningPipeline::restart_monitored } else { RunningPipeline::start_monitored };
+        restarted = true;
+        let running = match start(&pipeline, plugins, stop.child(), monitor.clone()) {
             Ok(running) => running,
             // A reloaded definition that validated but cannot start: go back to the last one.
             Err(error) if previous.is_some() => {
@@ -108,7 +111,11 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         let summary = running.wait()?;
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
-            Some(new) if !stop.is_raised() => previous = Some(std::mem::replace(&mut pipeline, new)),
+            Some(new) if !stop.is_raised() => {
+                // The summary at the end counts from the last restart: say what this run did.
+                tracing::info!("stopped to restart: {summary}; the next summary counts from the restart");
+                previous = Some(std::mem::replace(&mut pipeline, new));
+            }
             _ => return Ok(summary),
         }
     }

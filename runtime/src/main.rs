@@ -185,9 +185,9 @@ fn main() -> ExitCode {
         Err(error) => {
             match error.downcast_ref::<CommandError>() {
                 Some(CommandError::Invalid(diagnostics)) => {
-                    eprintln!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len())
+                    print_error(&format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len()))
                 }
-                _ => eprintln!("error: {error:#}"),
+                _ => print_error(&format!("error: {error:#}")),
             }
             ExitCode::FAILURE
         }
@@ -329,11 +329,21 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or a pipe gets plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours);
+    // A log that cannot be written (stderr closed, `2>&1 | head`, a full disk) is lost, not
+    // a reason to stop: the subscriber's own report of the failure would panic writing to
+    // the same stderr.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Writes the error a command ended with to standard error; if stderr is gone too, the exit
+/// status alone tells.
+fn print_error(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Writes a command's result to standard output. A reader that has gone (`| head`) is not an

@@ -3,7 +3,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use sluice_sdk::fields::Indexer;
@@ -69,11 +70,11 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
 /// source): a chunk goes when it is full, or when no whole line is left to read without
 /// waiting for more input.
 fn read_stdin(name: &str, mut records: LineRecords, output: &mut SourceOutput) -> Result<(), SourceError> {
-    let (chunks, incoming) = mpsc::sync_channel::<std::io::Result<LineChunk>>(CHUNKS_IN_FLIGHT);
-    std::thread::Builder::new()
-        .name("sluice-stdin".into())
-        .spawn(move || read_chunks(BufReader::with_capacity(STDIN_BUFFER, std::io::stdin()), &chunks))
-        .map_err(|error| SourceError::Read { source_name: name.into(), error })?;
+    let mut reader = STDIN_CHUNKS.lock().unwrap_or_else(PoisonError::into_inner);
+    if reader.is_none() {
+        *reader = Some(start_stdin_reader().map_err(|error| SourceError::Read { source_name: name.into(), error })?);
+    }
+    let Some(incoming) = reader.as_ref() else { return Ok(()) };
     while !output.stop.is_raised() {
         let wait = output.linger_left().unwrap_or(POLL).min(POLL);
         match incoming.recv_timeout(wait) {
@@ -92,6 +93,20 @@ fn read_stdin(name: &str, mut records: LineRecords, output: &mut SourceOutput) -
         }
     }
     Ok(())
+}
+
+/// The chunks of standard input, read by one thread for the whole process: a pipeline that a
+/// reload restarts goes on with the next line. A reader per run would lose the lines the old
+/// one had read (it is blocked in a read when its run stops) and race the new one for input.
+/// Held by the running stdin source; the next one waits for it.
+static STDIN_CHUNKS: Mutex<Option<Receiver<std::io::Result<LineChunk>>>> = Mutex::new(None);
+
+fn start_stdin_reader() -> std::io::Result<Receiver<std::io::Result<LineChunk>>> {
+    let (chunks, incoming) = mpsc::sync_channel::<std::io::Result<LineChunk>>(CHUNKS_IN_FLIGHT);
+    std::thread::Builder::new()
+        .name("sluice-stdin".into())
+        .spawn(move || read_chunks(BufReader::with_capacity(STDIN_BUFFER, std::io::stdin()), &chunks))?;
+    Ok(incoming)
 }
 
 /// Lines read together: their bytes, one after the other, and where each ends.

@@ -156,6 +156,21 @@ pub fn local_checkpoint_identity(
     Ok((local::layout(pipeline, &wiring.plan), local::input_identities(pipeline)))
 }
 
+/// Whether a pipeline starts for the first time in this process or again after a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Incarnation {
+    First,
+    Restart,
+}
+
+/// Whether a restarted pipeline goes on from where its previous run stopped rather than
+/// reading its inputs from their start again: it reads standard input (which cannot be read
+/// again) or Kafka (which resumes from the committed offsets). Its output files are then
+/// continued; otherwise they are written anew, as the inputs are read anew.
+pub fn continues_where_it_stopped(pipeline: &LoadedPipeline) -> bool {
+    pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Stdin(_) | SourceConfig::Kafka(_)))
+}
+
 impl RunningPipeline {
     /// Opens sinks, starts tasks, then sources: upstream last, so nothing waits.
     pub fn start(pipeline: &LoadedPipeline, plugins: &PluginRegistry) -> Result<RunningPipeline, StartError> {
@@ -175,10 +190,34 @@ impl RunningPipeline {
         stop: StopSignal,
         monitor: Monitor,
     ) -> Result<RunningPipeline, StartError> {
+        Self::start_incarnation(pipeline, plugins, stop, monitor, Incarnation::First)
+    }
+
+    /// Like `start_monitored`, for a pipeline that ran in this process before and was
+    /// stopped to apply a reload: its file sinks are appended to when a source continues
+    /// where it stopped (see [`continues_where_it_stopped`]), so that what the previous run
+    /// wrote is kept.
+    pub fn restart_monitored(
+        pipeline: &LoadedPipeline,
+        plugins: &PluginRegistry,
+        stop: StopSignal,
+        monitor: Monitor,
+    ) -> Result<RunningPipeline, StartError> {
+        Self::start_incarnation(pipeline, plugins, stop, monitor, Incarnation::Restart)
+    }
+
+    fn start_incarnation(
+        pipeline: &LoadedPipeline,
+        plugins: &PluginRegistry,
+        stop: StopSignal,
+        monitor: Monitor,
+        incarnation: Incarnation,
+    ) -> Result<RunningPipeline, StartError> {
         let Wiring { graph, plan, specs } = Wiring::of(pipeline, plugins)?;
         let kafka = pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Kafka(_)));
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
-        let resuming = local_state.as_ref().is_some_and(|(_, restored)| restored.is_some());
+        let restored = local_state.as_ref().is_some_and(|(_, restored)| restored.is_some());
+        let resuming = restored || (incarnation == Incarnation::Restart && continues_where_it_stopped(pipeline));
         let transactions = open_transactions(pipeline)?;
         let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref(), &monitor, &stop)?;
         let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref(), &monitor)?;

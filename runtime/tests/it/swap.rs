@@ -399,3 +399,34 @@ fn a_pinned_plugin_file_changed_on_disk_is_refused_and_the_old_version_runs_on()
     let output = child.interrupt_and_wait();
     assert!(output.status.success(), "{}", stderr.lock().expect("log"));
 }
+
+/// A reload that restarts a pipeline reading standard input (which cannot be read again) goes
+/// on with the next line, and keeps what its file sink already holds: every line once, in
+/// order. Before, the restart emptied the file, and the old run's reader kept a line it had
+/// read.
+#[test]
+fn a_restart_of_a_stdin_pipeline_keeps_its_output_and_goes_on_with_the_next_line() {
+    use std::io::Write as _;
+    let scratch = Scratch::new();
+    let pipeline = |linger: &str| {
+        format!(
+            "[pipeline]\nname = \"lines\"\nbatch_linger = \"{linger}\"\n\n[[sources]]\ntype = \"stdin\"\n\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n"
+        )
+    };
+    let path = scratch.write("pipeline.toml", &pipeline("10ms"));
+    let mut run = AdminRun::start(&path, &[], true);
+    run.wait_for_pipeline("lines");
+    let mut input = run.child.0.stdin.take().expect("stdin");
+    let lines = |range: std::ops::RangeInclusive<u32>| range.map(|n| format!("{{\"n\":{n}}}\n")).collect::<String>();
+    input.write_all(lines(1..=30).as_bytes()).expect("write stdin");
+    input.flush().expect("flush stdin");
+    wait_for_output(&scratch, |records| records.len() == 30);
+    scratch.write("pipeline.toml", &pipeline("20ms"));
+    crate::broker::wait_for(Duration::from_secs(60), "the restart", || run.stderr.lock().expect("log").contains("stopped to restart"));
+    input.write_all(lines(31..=60).as_bytes()).expect("write stdin");
+    drop(input);
+    let status = run.child.0.wait().expect("sluice ends when stdin closes");
+    assert!(status.success(), "{}", run.stderr.lock().expect("log"));
+    let numbers: Vec<u64> = outputs(&scratch).iter().map(|record| record["n"].as_u64().expect("n")).collect();
+    assert_eq!(numbers, (1..=60).collect::<Vec<u64>>());
+}
