@@ -62,6 +62,9 @@ pub struct PipelineCheckpoint {
     pub shares: BTreeMap<String, SharePosition>,
     /// Every task still running then; a task that had finished has no state left.
     pub tasks: BTreeMap<String, TaskCheckpoint>,
+    /// The length of each file sink's output then, by sink name: a resumed run cuts the file
+    /// back to it, and writes again what came after.
+    pub outputs: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,6 +74,10 @@ struct StoredCheckpoint {
     inputs: BTreeMap<String, String>,
     shares: BTreeMap<String, SharePosition>,
     tasks: BTreeMap<String, serde_json::Value>,
+    /// Absent from checkpoints written before output lengths were recorded: their files are
+    /// continued after their last complete line.
+    #[serde(default)]
+    outputs: BTreeMap<String, u64>,
 }
 
 impl PipelineCheckpoint {
@@ -86,6 +93,7 @@ impl PipelineCheckpoint {
             inputs: self.inputs.clone(),
             shares: self.shares.clone(),
             tasks,
+            outputs: self.outputs.clone(),
         };
         // Strings, numbers and JSON values always serialise.
         serde_json::to_vec_pretty(&stored).unwrap_or_default()
@@ -105,7 +113,7 @@ impl PipelineCheckpoint {
                 Ok((task, checkpoint))
             })
             .collect::<Result<_, String>>()?;
-        Ok(PipelineCheckpoint { layout: stored.layout, inputs: stored.inputs, shares: stored.shares, tasks })
+        Ok(PipelineCheckpoint { layout: stored.layout, inputs: stored.inputs, shares: stored.shares, tasks, outputs: stored.outputs })
     }
 }
 
@@ -236,6 +244,7 @@ mod tests {
             inputs: BTreeMap::from([("clicks".into(), "file a.jsonl".into())]),
             shares: BTreeMap::from([("clicks".into(), SharePosition { next_position: 7, watermark: Some(1_000) })]),
             tasks: BTreeMap::from([("clicks#0".into(), task)]),
+            outputs: BTreeMap::from([("file".into(), 1_234)]),
         }
     }
 

@@ -2,10 +2,13 @@
 
 mod dead_letter;
 mod encode;
+mod file_start;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
@@ -15,6 +18,8 @@ use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
+pub use file_start::FileStart;
+use file_start::{CountedFile, prepare};
 
 /// Why a sink cannot take records.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +52,8 @@ pub struct Sink {
     unkeyed: u64,
     /// Records, bytes and end-to-end latency (none when metrics are off).
     metrics: Option<SinkMetrics>,
+    /// The length of its output file as written (a file sink's).
+    file_length: Option<Arc<AtomicU64>>,
 }
 
 enum Output {
@@ -63,13 +70,13 @@ enum Output {
 }
 
 impl Sink {
-    /// Opens the sink described by `config`. A file is emptied, unless `resuming` (the
-    /// pipeline continues a previous run from its checkpoints): then it is appended to. A
-    /// Kafka sink writes through `transactions` when the pipeline is exactly-once.
+    /// Opens the sink described by `config`. A file starts as `start` says: emptied, or
+    /// continued when the pipeline goes on from a previous run. A Kafka sink writes through
+    /// `transactions` when the pipeline is exactly-once.
     pub fn build(
         config: &SinkConfig,
         pipeline: &LoadedPipeline,
-        resuming: bool,
+        start: FileStart,
         transactions: Option<&TransactionalProducer>,
         monitor: &Monitor,
     ) -> Result<Sink, SinkError> {
@@ -80,18 +87,20 @@ impl Sink {
             writer: Box::new(BufWriter::with_capacity(1 << 16, writer)),
             file,
         };
+        let mut file_length = None;
         let output = match config {
             SinkConfig::Stdout { format, .. } => lines(Box::new(io::stdout()), *format, None),
             SinkConfig::File { path, format, .. } => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
-                let file = open_durably(File::options().create(true).read(true).write(true).append(resuming).truncate(!resuming), &path)
+                let anew = start == FileStart::Anew;
+                let file = open_durably(File::options().create(true).read(true).write(true).append(!anew).truncate(anew), &path)
                     .map_err(open_failed)?;
-                if resuming {
-                    drop_torn_last_line(&file, &path).map_err(open_failed)?;
-                }
+                prepare(&file, &path, start).map_err(open_failed)?;
                 let durable = file.try_clone().map_err(open_failed)?;
-                lines(Box::new(file), *format, Some(durable))
+                let (counted, length) = CountedFile::new(file).map_err(open_failed)?;
+                file_length = Some(length);
+                lines(Box::new(counted), *format, Some(durable))
             }
             SinkConfig::Kafka(kafka) => Output::Kafka(
                 KafkaSink::new(kafka, transactions)
@@ -104,11 +113,16 @@ impl Sink {
         };
         let key = config.key().map(|fields| KeySelector::new(fields.to_vec()));
         let metrics = monitor.metrics.sink(&pipeline_name, &name);
-        Ok(Sink { name, output, key, unkeyed: 0, metrics })
+        Ok(Sink { name, output, key, unkeyed: 0, metrics, file_length })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The length of a file sink's output as written, kept up to date while it runs.
+    pub fn file_length(&self) -> Option<Arc<AtomicU64>> {
+        self.file_length.clone()
     }
 
     /// Writes records (a batch, or a selection of one, read in place): lines are flushed at

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,10 @@ pub struct Coordinator {
     pub tasks: BTreeSet<String>,
     /// Positions of shares that ended (kept in every later round).
     pub ended: BTreeMap<String, SharePosition>,
+    /// Each file sink's output length as written, recorded in every round: read once every
+    /// task has made its output durable and before any share goes on, it is the length of
+    /// exactly the results of the records before the barrier.
+    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
 }
 
 /// What one round gathered.
@@ -182,7 +187,8 @@ impl Coordinator {
     fn checkpoint_of(&self, gathered: Gathered) -> PipelineCheckpoint {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
-        PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks }
+        let outputs = self.file_lengths.iter().map(|(sink, length)| (sink.clone(), length.load(Ordering::Relaxed))).collect();
+        PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks, outputs }
     }
 
     /// After the last round: the tasks checkpointed and stop; reports still arriving are moot.

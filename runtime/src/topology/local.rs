@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Sender, SyncSender};
 
 use super::coordinator::{Coordinator, ShareHandle};
@@ -32,6 +33,8 @@ pub struct LocalStart<'a> {
     pub control: PipelineControl,
     pub outputs: SharedOutputs,
     pub stop: StopSignal,
+    /// Each file sink's output length as written, for the checkpoints to record.
+    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
 }
 
 /// The checkpoints of a local pipeline: its directory, the round it resumes from, and the
@@ -118,6 +121,7 @@ fn start_coordinator(
         ended: ended.into_iter().filter(|(share, _)| !shares.contains_key(share)).collect(),
         shares,
         tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
+        file_lengths: start.file_lengths.clone(),
     };
     // The coordinator must see its report channel close once every share and task is gone.
     drop(state.reports);

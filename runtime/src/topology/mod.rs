@@ -25,6 +25,7 @@ use crate::sink::SinkError;
 use crate::source::{SourceError, SourceStats};
 use crate::state_dir::StateDirError;
 use crate::wasm::PluginRegistry;
+use outputs::OutputsStart;
 
 pub use specs::{SpecError, WasmPluginCheck, operator_spec, operator_specs};
 
@@ -216,10 +217,14 @@ impl RunningPipeline {
         let Wiring { graph, plan, specs } = Wiring::of(pipeline, plugins)?;
         let kafka = pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Kafka(_)));
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
-        let restored = local_state.as_ref().is_some_and(|(_, restored)| restored.is_some());
-        let resuming = restored || (incarnation == Incarnation::Restart && continues_where_it_stopped(pipeline));
+        let restored = local_state.as_ref().and_then(|(_, restored)| restored.as_ref());
+        let outputs_start = match restored {
+            Some(checkpoint) => OutputsStart::FromCheckpoint(&checkpoint.outputs),
+            None if incarnation == Incarnation::Restart && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
+            None => OutputsStart::Anew,
+        };
         let transactions = open_transactions(pipeline)?;
-        let sinks = outputs::start_sinks(pipeline, resuming, transactions.as_deref(), &monitor, &stop)?;
+        let sinks = outputs::start_sinks(pipeline, outputs_start, transactions.as_deref(), &monitor, &stop)?;
         let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref(), &monitor)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());
@@ -240,7 +245,7 @@ impl RunningPipeline {
             let start = kafka::KafkaStart { pipeline, plan: &plan, control, outputs: shared, stop, transactions };
             running.kafka_sources = kafka::start_kafka(start)?;
         } else {
-            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop };
+            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop, file_lengths: sinks.file_lengths };
             let local = local::start_local(start, local_state)?;
             running.local_sources = local.sources;
             running.tasks = local.tasks;

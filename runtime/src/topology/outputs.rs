@@ -1,6 +1,9 @@
 //! The pipeline's outputs, each on its own thread: the sinks, fed by every task through
 //! bounded queues, and the dead-letter sink.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use super::{StartError, Worker, spawn};
@@ -9,7 +12,7 @@ use crate::event_time::now_millis;
 use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
 use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
-use crate::sink::{DeadLetterSink, Sink, SinkError};
+use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError};
 
 /// Output batches queued for each sink.
 const SINK_QUEUE: usize = 16;
@@ -20,6 +23,31 @@ const DEAD_LETTER_QUEUE: usize = 4096;
 pub struct StartedSinks {
     pub queues: Vec<SyncSender<SinkMessage>>,
     pub workers: Vec<Worker<Result<(), SinkError>>>,
+    /// Each file sink's output length as written, by sink name, for checkpoints to record.
+    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
+}
+
+/// How the pipeline's output files start.
+#[derive(Debug, Clone, Copy)]
+pub enum OutputsStart<'c> {
+    /// Emptied: the run reads its inputs from their start.
+    Anew,
+    /// Appended to: the run goes on from where the previous one stopped.
+    Continued,
+    /// Resuming from a checkpoint: each file cut back to the length it recorded for it.
+    FromCheckpoint(&'c BTreeMap<String, u64>),
+}
+
+impl OutputsStart<'_> {
+    fn file_start(&self, sink: &str) -> FileStart {
+        match self {
+            OutputsStart::Anew => FileStart::Anew,
+            OutputsStart::Continued => FileStart::Continued,
+            OutputsStart::FromCheckpoint(lengths) => {
+                lengths.get(sink).map_or(FileStart::Continued, |length| FileStart::ContinuedFrom(*length))
+            }
+        }
+    }
 }
 
 /// The started dead-letter sink.
@@ -29,20 +57,23 @@ pub struct StartedDeadLetters {
     pub destination: String,
 }
 
-/// Opens the sinks; when the pipeline resumes from checkpoints, output files are continued
-/// rather than started afresh. A sink whose reader goes raises `stop`.
+/// Opens the sinks, their output files started as `start` says. A sink whose reader goes
+/// raises `stop`.
 pub fn start_sinks(
     pipeline: &LoadedPipeline,
-    resuming: bool,
+    start: OutputsStart<'_>,
     transactions: Option<&TransactionalProducer>,
     monitor: &Monitor,
     stop: &StopSignal,
 ) -> Result<StartedSinks, StartError> {
-    let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new() };
+    let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new(), file_lengths: BTreeMap::new() };
     for config in &pipeline.config.sinks {
-        let sink = Sink::build(config.get_ref(), pipeline, resuming, transactions, monitor)?;
+        let sink = Sink::build(config.get_ref(), pipeline, start.file_start(&config.get_ref().name()), transactions, monitor)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
+        if let Some(length) = sink.file_length() {
+            started.file_lengths.insert(name.clone(), length);
+        }
         let stop = stop.clone();
         let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue, &stop))?;
         started.queues.push(sender);

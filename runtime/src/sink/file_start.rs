@@ -1,0 +1,103 @@
+//! How a sink's output file starts (emptied, continued, or cut back to a checkpoint's length),
+//! and its length as written, which checkpoints record.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How a sink's output file starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStart {
+    /// Emptied: the run writes it from the start, as it reads its inputs from their start.
+    Anew,
+    /// Appended to after its last complete line: the run goes on from where another stopped
+    /// (a restart reading stdin or Kafka, or a checkpoint that recorded no length for it).
+    Continued,
+    /// Cut back to the length it had when the checkpoint the run resumes from was taken,
+    /// then appended to: what the interrupted run wrote after that checkpoint, this run
+    /// writes again, so each result is in the file once.
+    ContinuedFrom(u64),
+}
+
+/// Makes `file` (opened for appending unless `Anew`, which truncated it) start as `start` asks.
+pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
+    match start {
+        FileStart::Anew => Ok(()),
+        FileStart::Continued => super::drop_torn_last_line(file, path),
+        FileStart::ContinuedFrom(length) => {
+            let found = file.metadata()?.len();
+            if found < length {
+                tracing::warn!(
+                    file = %path.display(),
+                    found,
+                    checkpoint = length,
+                    "the output file is shorter than when the checkpoint was taken (changed or replaced since?): appending to it"
+                );
+                return super::drop_torn_last_line(file, path);
+            }
+            if found > length {
+                tracing::info!(file = %path.display(), bytes = found - length, "dropping output written after the checkpoint: it is written again");
+            }
+            file.set_len(length)
+        }
+    }
+}
+
+/// A file that counts the bytes written to it: its length, for checkpoints to record once
+/// every task has made its output durable.
+pub struct CountedFile {
+    file: File,
+    length: Arc<AtomicU64>,
+}
+
+impl CountedFile {
+    /// `file` as it is now (its length read), and the shared count of its length.
+    pub fn new(file: File) -> io::Result<(CountedFile, Arc<AtomicU64>)> {
+        let length = Arc::new(AtomicU64::new(file.metadata()?.len()));
+        Ok((CountedFile { file, length: length.clone() }, length))
+    }
+}
+
+impl Write for CountedFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let written = self.file.write(bytes)?;
+        self.length.fetch_add(written as u64, Ordering::Relaxed);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_holding(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, File) {
+        let directory = tempfile::tempdir().expect("a scratch directory");
+        let path = directory.path().join("out.jsonl");
+        std::fs::write(&path, contents).expect("write");
+        let file = File::options().read(true).append(true).open(&path).expect("open");
+        (directory, path, file)
+    }
+
+    #[test]
+    fn a_file_continued_from_a_checkpoint_is_cut_back_to_its_length_then() {
+        let (_directory, path, file) = file_holding(b"{\"a\":1}\n{\"a\":2}\n{\"a\"");
+        prepare(&file, &path, FileStart::ContinuedFrom(8)).expect("prepared");
+        let (mut counted, length) = CountedFile::new(file).expect("counted");
+        counted.write_all(b"{\"a\":3}\n").expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n{\"a\":3}\n");
+        assert_eq!(length.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_checkpoint_is_appended_to_after_its_last_line() {
+        let (_directory, path, file) = file_holding(b"{\"a\":1}\n{\"a\"");
+        prepare(&file, &path, FileStart::ContinuedFrom(100)).expect("prepared");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n");
+    }
+}
