@@ -157,12 +157,13 @@ fn watch_files(
 pub enum ServeError {
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("cannot serve the admin API: {0}")]
-    Admin(std::io::Error),
-    #[error("cannot serve the admin API: {0}")]
+    #[error("cannot serve the admin API on {address}: {error}")]
+    Admin { address: std::net::SocketAddr, error: std::io::Error },
+    /// Its messages say what the admin API lacks (and the error has no other source).
+    #[error(transparent)]
     AdminAccess(#[from] crate::admin::AccessError),
-    #[error("cannot serve the metrics: {0}")]
-    Metrics(std::io::Error),
+    #[error("cannot serve the metrics on {address}: {error}")]
+    Metrics { address: std::net::SocketAddr, error: std::io::Error },
 }
 
 impl From<crate::topology::StartError> for ServeError {
@@ -203,16 +204,17 @@ impl AdminServer {
         // The API swaps code into the running process: elsewhere than loopback, only with a
         // token and TLS.
         crate::admin::check_exposure(options.address, options.token.is_some(), options.tls.is_some())?;
+        let failed = |error| ServeError::Admin { address: options.address, error };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sluice-admin")
             .enable_all()
             .build()
-            .map_err(ServeError::Admin)?;
-        let listener = std::net::TcpListener::bind(options.address).map_err(ServeError::Admin)?;
-        listener.set_nonblocking(true).map_err(ServeError::Admin)?;
+            .map_err(failed)?;
+        let listener = std::net::TcpListener::bind(options.address).map_err(failed)?;
+        listener.set_nonblocking(true).map_err(failed)?;
         let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
-        let bound = listener.local_addr().map_err(ServeError::Admin)?;
+        let bound = listener.local_addr().map_err(failed)?;
         let (token, tls) = (options.token.clone(), options.tls.clone());
         runtime.spawn(async move {
             let shutdown = async move { drop(shutdown_requested.await) };
@@ -236,15 +238,16 @@ impl AdminServer {
 impl AdminServer {
     /// Serves `/metrics` and `/health` alone: nothing to change, nothing secret.
     fn start_metrics(address: std::net::SocketAddr, monitor: Monitor) -> Result<AdminServer, ServeError> {
+        let failed = |error| ServeError::Metrics { address, error };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("sluice-metrics")
             .enable_all()
             .build()
-            .map_err(ServeError::Metrics)?;
-        let listener = std::net::TcpListener::bind(address).map_err(ServeError::Metrics)?;
-        listener.set_nonblocking(true).map_err(ServeError::Metrics)?;
-        let bound = listener.local_addr().map_err(ServeError::Metrics)?;
+            .map_err(failed)?;
+        let listener = std::net::TcpListener::bind(address).map_err(failed)?;
+        listener.set_nonblocking(true).map_err(failed)?;
+        let bound = listener.local_addr().map_err(failed)?;
         let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(async move {
             let shutdown = async move { drop(shutdown_requested.await) };
@@ -273,7 +276,7 @@ pub struct PluginReport {
 
 /// Describes the component in `path`, whatever world it implements.
 pub fn inspect(path: &Path, engine: &WasmEngine) -> Result<PluginReport, PluginError> {
-    let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), error: source })?;
     let world = describe_component(engine, path, &bytes)?;
     let operator = Plugin::compile(engine, path, &bytes).map(drop).map_err(|error| error.to_string());
     Ok(PluginReport { digest: Digest::of(&bytes), size: bytes.len(), world, operator })

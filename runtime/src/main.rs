@@ -27,7 +27,7 @@ use swap::SwapArgs;
   sluice run pipelines/quickstart.toml                 run a pipeline until its sources end (Ctrl-C drains)
   sluice run pipelines/kafka-marketing.toml --admin 127.0.0.1:9180 --set KAFKA_BROKERS=broker:9092
   sluice validate pipelines/quickstart.toml --graph    check a pipeline and print its graph
-  sluice swap --pipeline quickstart --operator orders new.wasm   hot-swap an operator
+  sluice swap --pipeline quickstart --operator orders-only new.wasm   hot-swap an operator
   sluice plugin list                                   the shipped operators
   sluice plugin new my-op --lang python && cd my-op && sluice plugin test
   sluice completions bash > ~/.local/share/bash-completion/completions/sluice"

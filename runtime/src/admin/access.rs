@@ -20,8 +20,8 @@ pub const TOKEN_VARIABLE: &str = "SLUICE_ADMIN_TOKEN";
 /// Why the admin API cannot be served as asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
-    #[error("cannot read the admin token file {path}: {source}")]
-    TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot read the admin token file {path}: {error}")]
+    TokenFile { path: PathBuf, error: std::io::Error },
     #[error("the admin token ({from}) is {length} bytes long: give at least {MIN_TOKEN_BYTES} (e.g. `openssl rand -hex 32`)")]
     TokenTooShort { from: String, length: usize },
     #[error(
@@ -55,7 +55,7 @@ impl AdminToken {
     /// The token itself, as a client sends it: from `file`, or else `SLUICE_ADMIN_TOKEN`.
     pub fn secret_from_file_or_environment(file: Option<&Path>) -> Result<Option<String>, AccessError> {
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile { path: path.to_owned(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile { path: path.to_owned(), error: source })?;
             return Ok(Some(text.trim().to_owned()));
         }
         Ok(std::env::var(TOKEN_VARIABLE).ok().map(|text| text.trim().to_owned()))

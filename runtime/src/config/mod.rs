@@ -261,5 +261,6 @@ fn normalize(path: &Path) -> PathBuf {
             other => folded.push(other),
         }
     }
-    folded
+    // `.` alone (or `a/..`) folds to nothing: it is the current directory.
+    if folded.as_os_str().is_empty() { PathBuf::from(".") } else { folded }
 }

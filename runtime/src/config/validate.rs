@@ -231,8 +231,8 @@ impl Problems<'_> {
         let operator = operator.get_ref();
         let name = operator.name.get_ref();
         let path = self.pipeline.resolve(operator.plugin.get_ref());
-        if !path.is_file() {
-            self.report(operator.plugin.span(), format!("operator \"{name}\": plugin file {} does not exist", path.display()));
+        if let Some(problem) = plugin_file_problem(&path) {
+            self.report(operator.plugin.span(), format!("operator \"{name}\": {problem}"));
             return None;
         }
         if let Some(config) = operator.config.as_ref().filter(|config| config.get_ref().contains_key("sluice_files")) {
@@ -442,8 +442,13 @@ impl Problems<'_> {
     }
 
     /// An output file's directory must exist (the file itself is created).
+    /// An output file: its directory must exist, and the path must not be a directory.
     fn check_directory(&mut self, span: Range<usize>, what: &str, path: &Path) {
         let path = self.pipeline.resolve(path);
+        if path.is_dir() {
+            self.report(span, format!("{what}: {} is a directory: `path` names the file to write", path.display()));
+            return;
+        }
         let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !directory.is_dir() {
             self.report(span, format!("{what}: directory {} of {} does not exist", directory.display(), path.display()));
@@ -457,6 +462,21 @@ impl Problems<'_> {
                 self.report(span, format!("two {kind}s are named \"{name}\": give each a distinct `name`"));
             }
         }
+    }
+}
+
+/// Why `path` cannot be an operator's plugin, if it cannot: it must be a regular file (what
+/// it holds is checked when it is compiled).
+fn plugin_file_problem(path: &Path) -> Option<String> {
+    let path_text = path.display();
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("plugin file {path_text} does not exist")),
+        Err(error) => Some(format!("plugin file {path_text} cannot be read: {error}")),
+        Ok(metadata) if metadata.is_dir() => Some(format!("plugin {path_text} is a directory: `plugin` names a .wasm component file")),
+        Ok(metadata) if !metadata.is_file() => {
+            Some(format!("plugin {path_text} is not a regular file: `plugin` names a .wasm component file"))
+        }
+        Ok(_) => None,
     }
 }
 

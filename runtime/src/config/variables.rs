@@ -94,7 +94,10 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             });
             String::new()
         } else {
-            match (lookup(name).filter(|value| !value.is_empty()), default) {
+            // As in a shell: a default stands in for an unset or empty variable; without one,
+            // an empty variable gives its empty value, and only an unset one is an error.
+            match (lookup(name), default) {
+                (Some(value), Some(default)) if value.is_empty() => default.to_owned(),
                 (Some(value), _) => value,
                 (None, Some(default)) => default.to_owned(),
                 (None, None) => {
@@ -147,9 +150,13 @@ mod tests {
         let text = r#"path = "${DIR}/in.jsonl"
 brokers = "${BROKERS:-127.0.0.1:9092}"
 empty = "${EMPTY:-fallback}"
+set_empty = "${EMPTY}"
 literal = "$${DIR}""#;
         let substituted = substitute(text, lookup).expect("resolved");
-        assert_eq!(substituted.text, "path = \"/data/in.jsonl\"\nbrokers = \"127.0.0.1:9092\"\nempty = \"fallback\"\nliteral = \"${DIR}\"");
+        assert_eq!(
+            substituted.text,
+            "path = \"/data/in.jsonl\"\nbrokers = \"127.0.0.1:9092\"\nempty = \"fallback\"\nset_empty = \"\"\nliteral = \"${DIR}\""
+        );
     }
 
     #[test]

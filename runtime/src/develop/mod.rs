@@ -28,8 +28,8 @@ pub const MANIFEST: &str = "sluice-plugin.toml";
 /// Why a development command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DevelopError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
     Manifest(String),
     #[error("{0} already exists: choose another name or directory")]
@@ -46,10 +46,18 @@ pub enum DevelopError {
     NoOutput(PathBuf),
     #[error("the built component would be refused by the runtime (the previous build, if any, is left in place): {0}")]
     Refused(crate::wasm::PluginError),
+    /// The pipeline's error is in the message, not a source: printed with its chain, it
+    /// would be said twice.
     #[error("test pipeline: {0}")]
-    TestRun(#[from] crate::commands::CommandError),
+    TestRun(crate::commands::CommandError),
     #[error("{0}")]
     TestMismatch(String),
+}
+
+impl From<crate::commands::CommandError> for DevelopError {
+    fn from(error: crate::commands::CommandError) -> DevelopError {
+        DevelopError::TestRun(error)
+    }
 }
 
 /// The contents of `sluice-plugin.toml`.
@@ -89,14 +97,14 @@ pub fn check_name(name: &str) -> Result<(), DevelopError> {
 }
 
 fn read_to_string(path: &Path) -> Result<String, DevelopError> {
-    std::fs::read_to_string(path).map_err(|source| DevelopError::Io { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| DevelopError::Io { path: path.to_owned(), error: source })
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), DevelopError> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| DevelopError::Io { path: parent.to_owned(), source })?;
+        std::fs::create_dir_all(parent).map_err(|source| DevelopError::Io { path: parent.to_owned(), error: source })?;
     }
-    std::fs::write(path, contents).map_err(|source| DevelopError::Io { path: path.to_owned(), source })
+    std::fs::write(path, contents).map_err(|source| DevelopError::Io { path: path.to_owned(), error: source })
 }
 
 #[cfg(test)]

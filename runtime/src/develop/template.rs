@@ -51,9 +51,10 @@ pub fn new_plugin(name: &str, language: Language, directory: &Path, sdk: Option<
         return Err(DevelopError::Exists(directory.to_owned()));
     }
     let sdk_path = match (language, sdk) {
-        (Language::Rust, Some(sdk)) => {
-            std::path::absolute(sdk).map_err(|source| DevelopError::Io { path: sdk.to_owned(), source })?.to_string_lossy().into_owned()
-        }
+        (Language::Rust, Some(sdk)) => std::path::absolute(sdk)
+            .map_err(|source| DevelopError::Io { path: sdk.to_owned(), error: source })?
+            .to_string_lossy()
+            .into_owned(),
         (Language::Rust, None) => default_sdk_path()
             .ok_or_else(|| DevelopError::MissingTool {
                 tool: "the Sluice Rust SDK".into(),

@@ -29,15 +29,15 @@ pub struct BuildOptions {
 
 /// Builds the plugin in `directory`; returns the component's path.
 pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf, DevelopError> {
-    let directory = directory.canonicalize().map_err(|source| DevelopError::Io { path: directory.to_owned(), source })?;
+    let directory = directory.canonicalize().map_err(|source| DevelopError::Io { path: directory.to_owned(), error: source })?;
     let manifest = PluginManifestConfig::read(&directory)?;
     let name = &manifest.plugin.name;
     let output = match &options.output {
-        Some(path) => std::path::absolute(path).map_err(|source| DevelopError::Io { path: path.clone(), source })?,
+        Some(path) => std::path::absolute(path).map_err(|source| DevelopError::Io { path: path.clone(), error: source })?,
         None => directory.join(format!("{name}.wasm")),
     };
     let wit = match &options.wit {
-        Some(wit) => wit.canonicalize().map_err(|source| DevelopError::Io { path: wit.clone(), source })?,
+        Some(wit) => wit.canonicalize().map_err(|source| DevelopError::Io { path: wit.clone(), error: source })?,
         None => {
             let wit = directory.join("target/wit");
             write(&wit.join("operator.wit"), WIT)?;
@@ -57,7 +57,7 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
         return Err(DevelopError::NoOutput(output));
     }
     refuse_unless_operator(&staging, &output)?;
-    std::fs::rename(&staging, &output).map_err(|source| DevelopError::Io { path: output.clone(), source })?;
+    std::fs::rename(&staging, &output).map_err(|source| DevelopError::Io { path: output.clone(), error: source })?;
     Ok(output)
 }
 
@@ -65,7 +65,7 @@ fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), Develop
     require_file(Path::new("/usr/bin/cargo"), "Debian's cargo for WebAssembly", DEBIAN_RUST)?;
     require_file(Path::new(COMPONENT_LD), "wasm-component-ld", DEBIAN_RUST)?;
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(target) => std::path::absolute(&target).map_err(|source| DevelopError::Io { path: target.into(), source })?,
+        Some(target) => std::path::absolute(&target).map_err(|source| DevelopError::Io { path: target.into(), error: source })?,
         None => directory.join("target"),
     };
     let mut cargo = Command::new("/usr/bin/cargo");
@@ -130,7 +130,7 @@ fn build_c(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopErr
 /// that uses the filesystem, say) fails the build with the reason instead of failing later.
 fn refuse_unless_operator(staging: &Path, output: &Path) -> Result<(), DevelopError> {
     let engine = crate::wasm::WasmEngine::new().map_err(DevelopError::Refused)?;
-    let bytes = std::fs::read(staging).map_err(|source| DevelopError::Io { path: staging.to_owned(), source })?;
+    let bytes = std::fs::read(staging).map_err(|source| DevelopError::Io { path: staging.to_owned(), error: source })?;
     let checked = crate::wasm::Plugin::compile(&engine, output, &bytes).map(drop).map_err(DevelopError::Refused);
     if checked.is_err() {
         let _ = std::fs::remove_file(staging);
@@ -140,7 +140,7 @@ fn refuse_unless_operator(staging: &Path, output: &Path) -> Result<(), DevelopEr
 
 /// The `*.c` files at the top of the plugin directory, in name order.
 fn c_sources(directory: &Path) -> Result<Vec<PathBuf>, DevelopError> {
-    let entries = std::fs::read_dir(directory).map_err(|source| DevelopError::Io { path: directory.to_owned(), source })?;
+    let entries = std::fs::read_dir(directory).map_err(|source| DevelopError::Io { path: directory.to_owned(), error: source })?;
     let mut sources: Vec<PathBuf> =
         entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|e| e == "c")).collect();
     sources.sort();
@@ -182,7 +182,7 @@ fn componentize_js() -> Result<PathBuf, DevelopError> {
     let binary = root.join("node_modules/.bin/componentize-js");
     let _installing = install_lock(&root)?;
     if !binary.is_file() {
-        std::fs::create_dir_all(&root).map_err(|source| DevelopError::Io { path: root.clone(), source })?;
+        std::fs::create_dir_all(&root).map_err(|source| DevelopError::Io { path: root.clone(), error: source })?;
         let package = format!("@bytecodealliance/componentize-js@{COMPONENTIZE_JS_VERSION}");
         let mut npm = Command::new("npm");
         npm.current_dir(&root).args(["install", "--silent", "--no-audit", "--no-fund", "--save-exact", &package]);
@@ -215,7 +215,7 @@ fn wit_bindgen() -> Result<PathBuf, DevelopError> {
 /// (two terminals, a build script and an editor) install it once, not into each other.
 fn install_lock(root: &Path) -> Result<std::fs::File, DevelopError> {
     let path = PathBuf::from(format!("{}.lock", root.display()));
-    let io = |source| DevelopError::Io { path: path.clone(), source };
+    let io = |source| DevelopError::Io { path: path.clone(), error: source };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -261,5 +261,5 @@ fn copy(from: &Path, to: &Path) -> Result<(), DevelopError> {
     if !from.is_file() {
         return Err(DevelopError::NoOutput(from.to_owned()));
     }
-    std::fs::copy(from, to).map(|_| ()).map_err(|source| DevelopError::Io { path: to.to_owned(), source })
+    std::fs::copy(from, to).map(|_| ()).map_err(|source| DevelopError::Io { path: to.to_owned(), error: source })
 }

@@ -29,7 +29,7 @@ pub use transaction::{TransactionError, TransactionalProducer, transactional_id}
 /// Why a Kafka client could not be made or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaClientError {
-    #[error("{0}")]
+    #[error(transparent)]
     Property(#[from] PropertyError),
     #[error("{what}: {error}")]
     Kafka { what: String, error: KafkaError },

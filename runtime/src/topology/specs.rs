@@ -65,7 +65,7 @@ pub fn operator_spec(
     let mut granted = BTreeMap::new();
     for (name, path) in operator.granted_files() {
         let path = pipeline.resolve(path);
-        let contents = std::fs::read_to_string(&path).map_err(|source| PluginError::GrantedFile { path: path.clone(), source })?;
+        let contents = std::fs::read_to_string(&path).map_err(|source| PluginError::GrantedFile { path: path.clone(), error: source })?;
         granted.insert(name.clone(), contents);
     }
     let limits = InstanceLimits {

@@ -16,6 +16,7 @@ pub struct ComponentDescription {
 
 /// Compiles `bytes` and lists what the component imports and exports.
 pub fn describe_component(engine: &WasmEngine, path: &std::path::Path, bytes: &[u8]) -> Result<ComponentDescription, PluginError> {
+    super::plugin::not_webassembly(path, bytes)?;
     let component = Component::from_binary(engine.engine(), bytes)
         .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
     let engine = engine.engine();

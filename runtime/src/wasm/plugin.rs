@@ -14,10 +14,10 @@ use super::host::HostState;
 /// Why a plugin cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("cannot read plugin {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("cannot read granted file {path}: {source}")]
-    GrantedFile { path: PathBuf, source: std::io::Error },
+    #[error("cannot read plugin {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("cannot read granted file {path}: {error}")]
+    GrantedFile { path: PathBuf, error: std::io::Error },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path} does not implement the world sluice:plugin/operator@0.4.0: {reason}")]
@@ -81,6 +81,7 @@ pub struct Plugin {
 impl Plugin {
     /// Compiles `bytes` and checks that it is an operator component.
     pub fn compile(engine: &WasmEngine, path: &Path, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        not_webassembly(path, bytes)?;
         let digest = Digest::of(bytes);
         let component = super::compiled_cache::compile_component(engine.engine(), digest, bytes)
             .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
@@ -122,7 +123,7 @@ impl PluginRegistry {
 
     /// The plugin in `path`, compiled unless a plugin with the same digest already is.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), error: source })?;
         self.load_bytes(path, bytes)
     }
 
@@ -196,6 +197,21 @@ fn capability_of(interface: &str) -> &'static str {
 }
 
 /// The innermost message of a wasmtime error: the one that says what is wrong.
+/// Refuses a file that is not WebAssembly at all (a text file, a native library) in plain
+/// words: the parser's own report lists the magic bytes it expected, one per line.
+pub(super) fn not_webassembly(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.starts_with(MAGIC) {
+        return Ok(());
+    }
+    let reason = match bytes.len() {
+        0 => "the file is empty".to_owned(),
+        length if length < MAGIC.len() => format!("the file holds only {length} byte(s)"),
+        _ => "it does not start with the WebAssembly magic bytes \\0asm (is it a text file, or a native library?)".to_owned(),
+    };
+    Err(PluginError::NotAComponent { path: path.to_owned(), reason })
+}
+
 pub(super) fn root_cause(error: &wasmtime::Error) -> String {
     let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
     chain.join(": ")
