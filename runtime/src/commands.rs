@@ -125,7 +125,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
 /// nobody sees them.
 fn warn_unseen_console_sinks(pipeline: &LoadedPipeline) {
     for sink in &pipeline.config.sinks {
-        if let crate::config::SinkConfig::Console { .. } = sink.get_ref() {
+        if let crate::config::SinkConfig::Console(_) = sink.get_ref() {
             tracing::warn!(sink = %sink.get_ref().name(), "a console sink shows its records in the web console: run with --admin 127.0.0.1:9180 to see them");
         }
     }

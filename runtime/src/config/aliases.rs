@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::{DeadLetterConfig, LoadedPipeline, SinkConfig, SourceConfig};
+use super::{DeadLetterConfig, FileSinkConfig, LoadedPipeline, SinkConfig, SourceConfig};
 
 /// A file the pipeline reads or writes, and where the file names it.
 struct FileUse {
@@ -99,13 +99,13 @@ fn outputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
     let config = &pipeline.config;
     let mut outputs = Vec::new();
     for sink in &config.sinks {
-        if let SinkConfig::File { path, .. } = sink.get_ref() {
+        if let SinkConfig::File(FileSinkConfig { path, .. }) = sink.get_ref() {
             outputs.push(FileUse::new(format!("sink \"{}\"", sink.get_ref().name()), pipeline.resolve(path), Some(sink.span())));
         }
     }
     match config.dead_letter.as_ref().map(|dead_letter| (dead_letter.get_ref(), dead_letter.span())) {
-        Some((DeadLetterConfig::File { path }, span)) => {
-            outputs.push(FileUse::new("the dead-letter file".into(), pipeline.resolve(path), Some(span)))
+        Some((DeadLetterConfig::File(file), span)) => {
+            outputs.push(FileUse::new("the dead-letter file".into(), pipeline.resolve(&file.path), Some(span)))
         }
         Some(_) => {}
         None => {

@@ -10,6 +10,7 @@ mod operator;
 mod refused_value;
 mod sink;
 mod source;
+mod tagged;
 mod validate;
 mod values;
 mod variables;
@@ -26,7 +27,10 @@ pub use kafka::{
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
 };
 pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, SecretConfig, Secrets, parse_pinned_digest};
-pub use sink::{DeadLetterConfig, OutputFormat, SinkConfig};
+pub use sink::{
+    ConsoleSinkConfig, DeadLetterConfig, FileDeadLetterConfig, FileSinkConfig, OutputFormat, SinkConfig, StderrDeadLetterConfig,
+    StdoutSinkConfig,
+};
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, NexmarkConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
 pub use values::{ByteSize, DurationText, InputRef, Name, Rate};
@@ -190,6 +194,8 @@ impl LoadedPipeline {
             Err(error) => {
                 // The parser gives no position for some errors (its recursion limit, met by a
                 // deeply nested table header): point at the most deeply nested key instead.
+                // A mistake inside a `type`-tagged table is read again where it is.
+                let error = tagged::locate_in_tagged_tables(text.parsed()).unwrap_or(error);
                 let message = error.message().trim_end();
                 match error.span() {
                     Some(span) => Err(Diagnostics::single(text.diagnostic(Some(span), message))),

@@ -16,37 +16,52 @@ use super::{InputRef, KafkaDeadLetterConfig, KafkaSinkConfig, Name};
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SinkConfig {
     /// Standard output, one record per line.
-    Stdout {
-        name: Option<Name>,
-        #[serde(default)]
-        format: OutputFormat,
-        inputs: Option<Vec<InputRef>>,
-        key: Option<Vec<FieldPath>>,
-    },
+    Stdout(StdoutSinkConfig),
     /// A file, one record per line (created or truncated at start).
-    File {
-        name: Option<Name>,
-        /// Relative to the pipeline file.
-        path: PathBuf,
-        #[serde(default)]
-        format: OutputFormat,
-        inputs: Option<Vec<InputRef>>,
-        key: Option<Vec<FieldPath>>,
-    },
+    File(FileSinkConfig),
     /// A Kafka topic, through an idempotent producer.
     Kafka(KafkaSinkConfig),
     /// The admin server's web console: the latest records as a live table and chart.
-    Console {
-        name: Option<Name>,
-        /// Records kept and shown (the latest).
-        #[serde(default = "default_console_keep")]
-        keep: usize,
-        /// Which fields the chart draws; by default the first time-like, numeric and text fields.
-        #[serde(default)]
-        chart: ChartConfig,
-        inputs: Option<Vec<InputRef>>,
-        key: Option<Vec<FieldPath>>,
-    },
+    Console(ConsoleSinkConfig),
+}
+
+/// A `[[sinks]]` table of `type = "stdout"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    pub name: Option<Name>,
+    #[serde(default)]
+    pub format: OutputFormat,
+    pub inputs: Option<Vec<InputRef>>,
+    pub key: Option<Vec<FieldPath>>,
+}
+
+/// A `[[sinks]]` table of `type = "file"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    pub name: Option<Name>,
+    /// Relative to the pipeline file.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub format: OutputFormat,
+    pub inputs: Option<Vec<InputRef>>,
+    pub key: Option<Vec<FieldPath>>,
+}
+
+/// A `[[sinks]]` table of `type = "console"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSinkConfig {
+    pub name: Option<Name>,
+    /// Records kept and shown (the latest).
+    #[serde(default = "default_console_keep")]
+    pub keep: usize,
+    /// Which fields the chart draws; by default the first time-like, numeric and text fields.
+    #[serde(default)]
+    pub chart: ChartConfig,
+    pub inputs: Option<Vec<InputRef>>,
+    pub key: Option<Vec<FieldPath>>,
 }
 
 fn default_console_keep() -> usize {
@@ -57,19 +72,21 @@ impl SinkConfig {
     /// The sink's name: given, or its type.
     pub fn name(&self) -> String {
         let (name, kind) = match self {
-            SinkConfig::Stdout { name, .. } => (name, "stdout"),
-            SinkConfig::File { name, .. } => (name, "file"),
+            SinkConfig::Stdout(config) => (&config.name, "stdout"),
+            SinkConfig::File(config) => (&config.name, "file"),
             SinkConfig::Kafka(config) => (&config.name, "kafka"),
-            SinkConfig::Console { name, .. } => (name, "console"),
+            SinkConfig::Console(config) => (&config.name, "console"),
         };
         name.as_ref().map_or_else(|| kind.to_owned(), ToString::to_string)
     }
 
     /// What the sink reads, if given. (Sinks are a tagged enum, through which the TOML parser
-    /// cannot carry positions: problems with them are located at the sink's table.)
+    /// cannot carry positions: problems the checks find are located at the sink's table.)
     pub fn inputs(&self) -> Option<&[InputRef]> {
         match self {
-            SinkConfig::Stdout { inputs, .. } | SinkConfig::File { inputs, .. } | SinkConfig::Console { inputs, .. } => inputs.as_deref(),
+            SinkConfig::Stdout(config) => config.inputs.as_deref(),
+            SinkConfig::File(config) => config.inputs.as_deref(),
+            SinkConfig::Console(config) => config.inputs.as_deref(),
             SinkConfig::Kafka(config) => config.inputs.as_deref(),
         }
     }
@@ -77,7 +94,9 @@ impl SinkConfig {
     /// The fields whose values become each record's key before it is written, if given.
     pub fn key(&self) -> Option<&[FieldPath]> {
         match self {
-            SinkConfig::Stdout { key, .. } | SinkConfig::File { key, .. } | SinkConfig::Console { key, .. } => key.as_deref(),
+            SinkConfig::Stdout(config) => config.key.as_deref(),
+            SinkConfig::File(config) => config.key.as_deref(),
+            SinkConfig::Console(config) => config.key.as_deref(),
             SinkConfig::Kafka(config) => config.key.as_deref(),
         }
     }
@@ -100,10 +119,22 @@ pub enum OutputFormat {
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum DeadLetterConfig {
     /// A file of JSON lines (appended to).
-    File { path: PathBuf },
-    /// Standard error, as JSON lines. (A struct variant, so that a stray key such as `path`
-    /// is refused rather than ignored.)
-    Stderr {},
+    File(FileDeadLetterConfig),
+    /// Standard error, as JSON lines.
+    Stderr(StderrDeadLetterConfig),
     /// A Kafka topic: the record as it came, with the reason and provenance in headers.
     Kafka(KafkaDeadLetterConfig),
 }
+
+/// A `[dead_letter]` table of `type = "file"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDeadLetterConfig {
+    pub path: PathBuf,
+}
+
+/// A `[dead_letter]` table of `type = "stderr"`: no settings (a struct, so that a stray key
+/// such as `path` is refused rather than ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StderrDeadLetterConfig {}

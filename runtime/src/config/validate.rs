@@ -8,8 +8,9 @@ use sluice_sdk::OperatorInfo;
 use toml::Spanned;
 
 use super::{
-    DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig, Partitioning,
-    RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property, topic_name_problem,
+    ConsoleSinkConfig, DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig,
+    Partitioning, RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property,
+    topic_name_problem,
 };
 use crate::event_time::parse_rfc3339_millis;
 use crate::graph::{self, Graph, Plan, ResolvedInputs};
@@ -353,10 +354,10 @@ impl Problems<'_> {
         for sink in sinks {
             let what = format!("sink \"{}\"", sink.get_ref().name());
             match sink.get_ref() {
-                SinkConfig::File { path, .. } => self.check_directory(sink.span(), &what, path),
+                SinkConfig::File(file) => self.check_directory(sink.span(), &what, &file.path),
                 SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
-                SinkConfig::Stdout { .. } => {}
-                SinkConfig::Console { keep, .. } => {
+                SinkConfig::Stdout(_) => {}
+                SinkConfig::Console(ConsoleSinkConfig { keep, .. }) => {
                     if !(1..=100_000).contains(keep) {
                         self.report(sink.span(), format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"));
                     }
@@ -365,11 +366,11 @@ impl Problems<'_> {
         }
         if let Some(dead_letter) = &self.pipeline.config.dead_letter {
             match dead_letter.get_ref() {
-                DeadLetterConfig::File { path } => self.check_directory(dead_letter.span(), "the dead-letter file", path),
+                DeadLetterConfig::File(file) => self.check_directory(dead_letter.span(), "the dead-letter file", &file.path),
                 DeadLetterConfig::Kafka(kafka) => {
                     self.check_kafka_sink(dead_letter.span(), "the dead-letter topic", &kafka.brokers, &kafka.topic, &kafka.properties)
                 }
-                DeadLetterConfig::Stderr {} => {}
+                DeadLetterConfig::Stderr(_) => {}
             }
         }
     }

@@ -65,8 +65,8 @@ impl DeadLetterSink {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let lines = |target| Destination::Lines { target, writer: None };
         let destination = match config {
-            Some(DeadLetterConfig::Stderr {}) => lines(LineTarget::Stderr),
-            Some(DeadLetterConfig::File { path }) => lines(LineTarget::File(pipeline.resolve(path))),
+            Some(DeadLetterConfig::Stderr(_)) => lines(LineTarget::Stderr),
+            Some(DeadLetterConfig::File(file)) => lines(LineTarget::File(pipeline.resolve(&file.path))),
             Some(DeadLetterConfig::Kafka(kafka)) => {
                 Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
             }

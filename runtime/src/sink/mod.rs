@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use crate::config::{LoadedPipeline, OutputFormat, SinkConfig};
+use crate::config::{ConsoleSinkConfig, FileSinkConfig, LoadedPipeline, OutputFormat, SinkConfig, StdoutSinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
 use crate::monitor::{Monitor, ResultBoards, SinkMetrics};
 use crate::pipeline::KeySelector;
@@ -89,8 +89,8 @@ impl Sink {
         };
         let mut file_length = None;
         let output = match config {
-            SinkConfig::Stdout { format, .. } => lines(Box::new(io::stdout()), *format, None),
-            SinkConfig::File { path, format, .. } => {
+            SinkConfig::Stdout(StdoutSinkConfig { format, .. }) => lines(Box::new(io::stdout()), *format, None),
+            SinkConfig::File(FileSinkConfig { path, format, .. }) => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
                 let anew = start == FileStart::Anew;
@@ -106,7 +106,7 @@ impl Sink {
                 KafkaSink::new(kafka, transactions)
                     .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
             ),
-            SinkConfig::Console { keep, chart, .. } => {
+            SinkConfig::Console(ConsoleSinkConfig { keep, chart, .. }) => {
                 monitor.results.open(&pipeline_name, &name, *keep, chart.clone());
                 Output::Console(monitor.results.clone())
             }

@@ -65,6 +65,7 @@ invalid_cases! {
     kafka_topics_and_pattern => "kafka-topics-and-pattern",
     kafka_with_local_source => "kafka-with-local-source",
     key_by_missing_field => "key-by-missing-field",
+    mistake_inside_a_typed_table => "mistake-inside-a-typed-table",
     not_utf8 => "not-utf8",
     old_plugin_version => "old-plugin-version",
     output_aliases_input => "output-aliases-input",
