@@ -13,14 +13,19 @@
 
 Each record that is a JSON object gets `"fraud": {"score": s, "flagged": b, "reasons": [...]}`
 where s is the sum of the weights of the rules that matched (capped at 1). Rule operators:
-> >= < <= == != in not_in exists missing; `field` is a dotted path. The velocity rule matches
-when the key has more than `max_events` records within `window` ms of event time before and
-including this one. Records that are not JSON objects are rejected (dead-letter output).
+> >= < <= (with a numeric `value`) == != in not_in (with a list `value`) exists missing;
+`field` is a non-empty dotted path. The velocity rule matches when the key has more than
+`max_events` (at least 1, default 10) records within `window` ms (at least 1) of event time
+before and including this one; its `weight` defaults to 1. Records that are not JSON objects are rejected (dead-letter output), and
+so are records holding a number beyond the range of a 64-bit float (`1e400`, `-1e999`) or the
+non-JSON literals `NaN`, `Infinity` and `-Infinity`, as Rust operators refuse them: output is
+always strict JSON.
 
 State (the velocity history, version 1) is bounded by the watermark: a key's timestamps older
 than `watermark - window` are forgotten.
 """
 import json
+import math
 
 import wit_world
 from componentize_py_types import Err
@@ -41,10 +46,48 @@ OPERATORS = {
     "missing": lambda a, b: a is MISSING,
 }
 MISSING = object()
+ORDERINGS = (">", ">=", "<", "<=")
 
 
 def _numbers(a, b) -> bool:
     return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+
+
+class NotFinite(ValueError):
+    """A number a 64-bit float cannot hold, or a NaN or Infinity literal (not JSON)."""
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, refused when it is not finite as a double."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotFinite(f"the number {text} is beyond the range of a 64-bit float")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    """A JSON integer, refused when a double cannot hold it (it overflows to infinity)."""
+    number = int(text)
+    try:
+        float(number)
+    except OverflowError:
+        raise NotFinite(f"an integer of {len(text.lstrip('-'))} digits is beyond the range of a 64-bit float") from None
+    return number
+
+
+def _refuse_constant(name: str):
+    """`NaN`, `Infinity` and `-Infinity`, which Python's json accepts but JSON does not."""
+    raise NotFinite(f"{name} is not a JSON value")
+
+
+def parse_json(text):
+    """Strict JSON: numbers finite as 64-bit floats, no NaN or Infinity (ValueError otherwise)."""
+    return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant)
+
+
+def dump_json(value) -> bytes:
+    """Compact strict JSON: a non-finite float raises ValueError instead of writing `Infinity`."""
+    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
 
 
 def lookup(record, path):
@@ -72,19 +115,58 @@ class Rule:
             raise Err(f"rule {spec.get('name', '?')}: {unknown_key_message(unknown[0], RULE_KEYS)}")
         if not isinstance(spec.get("name"), str) or not isinstance(spec.get("field"), str):
             raise Err("every rule needs a string `name` and `field`")
-        self.name, self.path = spec["name"], spec["field"].split(".")
+        self.name, self.path = spec["name"], dotted_path(spec["field"], f"rule {spec['name']}: `field`")
         self.op = spec.get("op", "exists")
         if self.op not in OPERATORS:
             raise Err(f"rule {self.name}: unknown op {self.op!r} (one of {', '.join(OPERATORS)})")
         self.value = spec.get("value")
         if self.op in ("in", "not_in") and not isinstance(self.value, list):
             raise Err(f"rule {self.name}: `{self.op}` needs a list `value`")
+        if self.op in ORDERINGS and not _numbers(self.value, 0):
+            raise Err(f"rule {self.name}: `{self.op}` needs a numeric `value`, got {describe(self.value)}")
         self.weight = spec.get("weight", 1.0)
         if not _numbers(self.weight, 0):
             raise Err(f"rule {self.name}: `weight` must be a number")
 
     def matches(self, record) -> bool:
         return OPERATORS[self.op](lookup(record, self.path), self.value)
+
+
+def dotted_path(text: str, what: str) -> list:
+    """The segments of a dotted field path, refused when it is empty or has an empty segment."""
+    segments = text.split(".")
+    if not all(segments):
+        raise Err(f"{what} must be a field path (names separated by dots), got {text!r}")
+    return segments
+
+
+def describe(value) -> str:
+    """A configuration value as a refusal names it: `nothing` when absent, else its JSON."""
+    return "nothing" if value is None else json.dumps(value)
+
+
+def whole_number(value) -> bool:
+    """Whether `value` is a number without a fraction (an integer, or a float such as 5.0)."""
+    return _numbers(value, 0) and float(value).is_integer()
+
+
+def velocity_settings(velocity) -> tuple:
+    """The velocity check (key path, window ms, max_events, weight) of its table, validated."""
+    if not isinstance(velocity, dict):
+        raise Err("`velocity` must be a table")
+    unknown = [key for key in velocity if key not in VELOCITY_KEYS]
+    if unknown:
+        raise Err(f"velocity: {unknown_key_message(unknown[0], VELOCITY_KEYS)}")
+    if not isinstance(velocity.get("key"), str):
+        raise Err("velocity: `key` must be a string field path")
+    window, max_events, weight = velocity.get("window"), velocity.get("max_events", 10), velocity.get("weight", 1.0)
+    if not whole_number(window) or window < 1:
+        raise Err(f"velocity: `window` must be a whole number of milliseconds of at least 1, got {describe(window)}")
+    if not whole_number(max_events) or max_events < 1:
+        raise Err(f"velocity: `max_events` (optional, default 10) must be a whole number of at least 1, got {describe(max_events)}")
+    if not _numbers(weight, 0):
+        raise Err(f"velocity: `weight` (optional, default 1) must be a number, got {describe(weight)}")
+    return dotted_path(velocity["key"], "velocity: `key`"), int(window), int(max_events), weight
 
 
 class Settings:
@@ -99,17 +181,7 @@ class Settings:
         if len(set(names)) != len(names):
             raise Err("rule names must be unique")
         velocity = config.get("velocity")
-        self.velocity = None
-        if velocity is not None:
-            unknown = [key for key in velocity if key not in VELOCITY_KEYS] if isinstance(velocity, dict) else []
-            if unknown:
-                raise Err(f"velocity: {unknown_key_message(unknown[0], VELOCITY_KEYS)}")
-            if not isinstance(velocity, dict) or not isinstance(velocity.get("key"), str) \
-                    or not _numbers(velocity.get("window"), 0) or not _numbers(velocity.get("max_events", 10), 0) \
-                    or not _numbers(velocity.get("weight", 1.0), 0):
-                raise Err("`velocity` needs a string `key`, a numeric `window` (ms), `max_events` and `weight`")
-            self.velocity = (velocity["key"].split("."), int(velocity["window"]),
-                             int(velocity.get("max_events", 10)), velocity.get("weight", 1.0))
+        self.velocity = None if velocity is None else velocity_settings(velocity)
         self.threshold = config.get("threshold", 0.5)
         self.field = config.get("field", "fraud")
         self.only_flagged = config.get("only_flagged", False)
@@ -151,6 +223,19 @@ def score(record, timestamp: int) -> dict:
     return {"score": total, "flagged": total >= settings.threshold, "reasons": reasons}
 
 
+def read_record(payload: bytes):
+    """The record in `payload` and None, or None and the reason it is refused."""
+    try:
+        record = parse_json(payload)
+    except NotFinite as error:
+        return None, f"payload is refused: {error}"
+    except ValueError as error:
+        return None, f"payload is not valid JSON: {error}"
+    if not isinstance(record, dict):
+        return None, "payload is not a JSON object"
+    return record, None
+
+
 class Builder:
     """The output batch: kept keys and headers are copied as spans into one new buffer."""
 
@@ -179,7 +264,7 @@ class Builder:
 class WitWorld(wit_world.WitWorld):
     def init(self, config: str, context: InitContext) -> OperatorInfo:
         try:
-            parsed = json.loads(config)
+            parsed = parse_json(config)
         except ValueError as error:
             raise Err(f"config is not JSON: {error}")
         if not isinstance(parsed, dict):
@@ -194,19 +279,18 @@ class WitWorld(wit_world.WitWorld):
     def process(self, input: int, batch: Batch) -> Output:
         settings, out, rejected, flagged = SETTINGS[0], Builder(batch), [], 0
         for index, event in enumerate(batch.events):
-            try:
-                record = json.loads(batch.bytes[event.value.offset:event.value.offset + event.value.length])
-            except ValueError as error:
-                rejected.append(Rejection(index, f"payload is not valid JSON: {error}"))
-                continue
-            if not isinstance(record, dict):
-                rejected.append(Rejection(index, "payload is not a JSON object"))
+            record, reason = read_record(batch.bytes[event.value.offset:event.value.offset + event.value.length])
+            if reason is not None:
+                rejected.append(Rejection(index, reason))
                 continue
             verdict = score(record, event.timestamp)
             flagged += verdict["flagged"]
             if verdict["flagged"] or not settings.only_flagged:
                 record[settings.field] = verdict
-                out.push(event, json.dumps(record, separators=(",", ":")).encode())
+                try:
+                    out.push(event, dump_json(record))
+                except ValueError as error:
+                    rejected.append(Rejection(index, f"the scored record is not JSON: {error}"))
         host.counter_add("flagged", flagged)
         return Output(out.build(), rejected, [])
 
@@ -221,7 +305,7 @@ class WitWorld(wit_world.WitWorld):
         return Batch(b"", [], [])
 
     def snapshot(self) -> State:
-        return State(1, json.dumps(HISTORY, separators=(",", ":")).encode())
+        return State(1, dump_json(HISTORY))
 
     def restore(self, state: State) -> None:
         if state.version != 1:

@@ -1,10 +1,10 @@
 // range-filter: keeps the records whose numeric top-level `field` lies within [min, max].
 //
 //   [operators.config]
-//   field = "price"
+//   field = "price"     # a top-level member name: a dotted path is refused
 //   min = 10            # optional: no lower bound
 //   max = 500           # optional: no upper bound
-//   exclusive = false   # true: the bounds themselves are outside the range
+//   exclusive = false   # true: the bounds themselves are outside the range (min = max is then refused)
 //   missing = "reject"  # records without a numeric field: "reject" (dead-letter), "drop", "keep"
 //
 // No JSON library: json_field.h (of the C skeleton) scans the top level of each record. Records that are not
@@ -85,6 +85,8 @@ static const char *parse_config(const uint8_t *json, size_t length) {
   if (json_field(json, length, "field", &start, &end) == JSON_INVALID) return "config must be a JSON object";
   if (!config_string(json, length, "field", config.field, sizeof config.field) || config.field[0] == 0)
     return "`field` must be a plain, non-empty string";
+  if (strchr(config.field, '.') != NULL)
+    return "`field` is a top-level member name, not a dotted path: range-filter reads only top-level fields";
   if (!config_number(json, length, "min", &config.min)) return "`min` must be a number";
   if (!config_number(json, length, "max", &config.max)) return "`max` must be a number";
   if (config.min > config.max) return "`min` must not be greater than `max`";
@@ -92,6 +94,8 @@ static const char *parse_config(const uint8_t *json, size_t length) {
     if (end - start == 4 && memcmp(json + start, "true", 4) == 0) config.exclusive = true;
     else if (!(end - start == 5 && memcmp(json + start, "false", 5) == 0)) return "`exclusive` must be true or false";
   }
+  if (config.exclusive && config.min == config.max)
+    return "the range is empty: with `exclusive = true`, `min` must be less than `max`";
   if (!config_string(json, length, "missing", missing, sizeof missing)) return "`missing` must be a string";
   if (strcmp(missing, "reject") == 0) config.missing = MISSING_REJECT;
   else if (strcmp(missing, "drop") == 0) config.missing = MISSING_DROP;

@@ -10,7 +10,11 @@
 //   set = { source = "web" }                 # constant values (overwrite)
 //
 // A lookup whose field is absent, or whose value is not in the table and has no `default`,
-// leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output).
+// leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output),
+// and so is a record where a value would be written under a field that is not an object
+// (`rename = { user_id = "user.id" }` on `{"user": "alice", ...}`: `"user"` is not an object),
+// as `project` does; missing objects on the way are created. A configuration without any step
+// is refused.
 // Stateless: snapshot and restore carry nothing. Numbers pass through JavaScript numbers:
 // integers beyond 2^53 lose precision (keep such ids as strings).
 import { counterAdd } from 'sluice:plugin/host@0.4.0';
@@ -25,10 +29,22 @@ const unknownKey = (key, known) => `unknown field \`${key}\`, expected one of ${
 
 let steps = [];
 
-const pathOf = (text) => {
-  if (typeof text !== 'string' || text === '') throw `field paths must be non-empty strings, not ${JSON.stringify(text)}`;
+// The segments of a dotted path; `where` names the configuration key it comes from.
+const pathOf = (text, where) => {
+  if (text === undefined) throw `${where} is missing: give a non-empty dotted path`;
+  if (typeof text !== 'string' || text === '') throw `${where} must be a non-empty string, not ${JSON.stringify(text)}`;
   return text.split('.');
 };
+
+// The paths of list `name`, each named by its position in refusals.
+const pathsOf = (name, texts) => texts.map((text, position) => pathOf(text, `${name}[${position}]`));
+
+// A record's refusal: thrown by a step, caught in `process` and dead-lettered with its reason.
+class Refusal {
+  constructor(reason) {
+    this.reason = reason;
+  }
+}
 
 function get(record, path) {
   let node = record;
@@ -39,11 +55,17 @@ function get(record, path) {
   return node;
 }
 
+// Writes `value` at `path`, creating missing objects on the way; refuses (as `project` does) to
+// replace a value on the way that is not an object, which would destroy it.
 function set(record, path, value) {
   let node = record;
   for (const segment of path.slice(0, -1)) {
-    if (node[segment] === null || typeof node[segment] !== 'object' || Array.isArray(node[segment])) node[segment] = {};
-    node = node[segment];
+    if (!Object.hasOwn(node, segment)) node[segment] = {};
+    const next = node[segment];
+    if (next === null || typeof next !== 'object' || Array.isArray(next)) {
+      throw new Refusal(`cannot set ${path.join('.')}: ${JSON.stringify(segment)} is not an object`);
+    }
+    node = next;
   }
   node[path[path.length - 1]] = value;
 }
@@ -66,26 +88,26 @@ const tableOf = (name, value) => {
   return value;
 };
 
-const mapString = (transform) => (paths) => paths.map(pathOf).map((path) => (record) => {
+const mapString = (name, transform) => (paths) => pathsOf(name, paths).map((path) => (record) => {
   const value = get(record, path);
   if (typeof value === 'string') set(record, path, transform(value));
 });
 
 const builders = {
-  rename: (table) => Object.entries(table).map(([from, to]) => [pathOf(from), pathOf(to)]).map(([from, to]) => (record) => {
+  rename: (table) => Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]).map(([from, to]) => (record) => {
     const value = remove(record, from);
     if (value !== undefined) set(record, to, value);
   }),
-  drop: (paths) => paths.map(pathOf).map((path) => (record) => { remove(record, path); }),
-  uppercase: mapString((text) => text.toUpperCase()),
-  lowercase: mapString((text) => text.toLowerCase()),
-  trim: mapString((text) => text.trim()),
+  drop: (paths) => pathsOf('drop', paths).map((path) => (record) => { remove(record, path); }),
+  uppercase: mapString('uppercase', (text) => text.toUpperCase()),
+  lowercase: mapString('lowercase', (text) => text.toLowerCase()),
+  trim: mapString('trim', (text) => text.trim()),
   lookup: (lookups) => lookups.map((spec) => {
     if (spec === null || typeof spec !== 'object') throw 'every lookup must be a table';
     const unknown = Object.keys(spec).filter((key) => !LOOKUP_KEYS.includes(key));
     if (unknown.length > 0) throw `lookup: ${unknownKey(unknown[0], LOOKUP_KEYS)}`;
-    const field = pathOf(spec.field);
-    const into = pathOf(spec.into ?? spec.field);
+    const field = pathOf(spec.field, 'lookup: `field` (the path of the value looked up)');
+    const into = pathOf(spec.into ?? spec.field, 'lookup: `into`');
     if (spec.table === null || typeof spec.table !== 'object') throw 'every lookup needs a `table`';
     return (record) => {
       const value = get(record, field);
@@ -97,14 +119,14 @@ const builders = {
   }),
   round: (table) => Object.entries(table).map(([path, decimals]) => {
     if (!Number.isInteger(decimals) || decimals < 0 || decimals > 15) throw `round.${path}: decimals must be an integer 0..15`;
-    const field = pathOf(path);
+    const field = pathOf(path, 'a `round` key');
     const scale = 10 ** decimals;
     return (record) => {
       const value = get(record, field);
       if (typeof value === 'number' && Number.isFinite(value * scale)) set(record, field, Math.round(value * scale) / scale);
     };
   }),
-  set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path), value]).map(([path, value]) => (record) => {
+  set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path, 'a `set` key'), value]).map(([path, value]) => (record) => {
     set(record, path, structuredClone(value));
   }),
 };
@@ -117,11 +139,13 @@ export function init(config, context) {
   } catch (error) {
     throw `config is not JSON: ${error.message}`;
   }
+  tableOf('config', settings);
   const unknown = Object.keys(settings).filter((key) => !KNOWN.includes(key));
   if (unknown.length > 0) throw unknownKey(unknown[0], KNOWN);
   const LISTS = ['drop', 'uppercase', 'lowercase', 'trim', 'lookup'];
   steps = KNOWN.filter((name) => settings[name] !== undefined).flatMap((name) =>
     builders[name](LISTS.includes(name) ? listOf(name, settings[name]) : tableOf(name, settings[name])));
+  if (steps.length === 0) throw `nothing to do: set ${KNOWN.slice(0, -1).map((name) => `\`${name}\``).join(', ')} or \`set\``;
   // Stateless: any instance may reshape any record; no side outputs; JSON values.
   return { outputs: [], distribution: { tag: 'any' }, encoding: 'json' };
 }
@@ -141,7 +165,13 @@ export function process(input, batch) {
       rejected.push({ index, reason: 'payload is not a JSON object' });
       return;
     }
-    for (const step of steps) step(record);
+    try {
+      for (const step of steps) step(record);
+    } catch (error) {
+      if (!(error instanceof Refusal)) throw error;
+      rejected.push({ index, reason: error.reason });
+      return;
+    }
     out.push(event, encoder.encode(JSON.stringify(record)));
   });
   counterAdd('reshaped', BigInt(out.events.length));

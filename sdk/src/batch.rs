@@ -379,9 +379,21 @@ impl<'a> Record<'a> {
     pub fn json_object(&self) -> Result<Map<String, Value>, String> {
         match crate::first_wins::parse_value(self.value()) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(other) => Err(format!("payload is JSON {} but an object was expected", json::kind(&other))),
+            Ok(other) => Err(format!("payload is {}, but an object was expected", json_kind_phrase(&other))),
             Err(error) => Err(format!("payload is not valid JSON: {error}")),
         }
+    }
+}
+
+/// The kind of a JSON value as a refusal names it: "a JSON array", "JSON null".
+fn json_kind_phrase(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "JSON null",
+        Value::Bool(_) => "a JSON boolean",
+        Value::Number(_) => "a JSON number",
+        Value::String(_) => "a JSON string",
+        Value::Array(_) => "a JSON array",
+        Value::Object(_) => "a JSON object",
     }
 }
 
@@ -415,6 +427,18 @@ mod tests {
         assert_eq!((second.value(), second.header("h")), (&b"{\"c\":3}"[..], Some(&b"v"[..])));
         assert_eq!(batch.get(1).unwrap().key(), None);
         assert_eq!(batch.iter().map(|r| r.index()).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_an_object_is_refused_in_a_sentence() {
+        let mut batch = Batch::new();
+        for payload in ["[1,2]", "\"str\"", "42", "true", "null", "{\"a\":1}"] {
+            batch.push(None, payload.as_bytes(), 0, []);
+        }
+        let reasons: Vec<_> = batch.iter().map(|record| record.json_object().err()).collect();
+        let refused = |kind: &str| Some(format!("payload is {kind}, but an object was expected"));
+        let kinds = ["a JSON array", "a JSON string", "a JSON number", "a JSON boolean", "JSON null"];
+        assert_eq!(reasons, kinds.into_iter().map(refused).chain([None]).collect::<Vec<_>>());
     }
 
     /// An output with the room of its input takes every record of it, index, key and headers

@@ -87,8 +87,8 @@ pub struct Dedupe {
 enum Verdict {
     /// Its identity was not seen within the horizon: it passes.
     First,
-    /// A duplicate of the occurrence that passed at this event time.
-    Duplicate { kept: i64 },
+    /// A duplicate, at this event time, of the occurrences of this run (whose first passed).
+    Duplicate { timestamp: i64, reached: Run },
     /// The key field at this position is absent or null.
     MissingKey(usize),
     /// The payload is not JSON.
@@ -125,7 +125,7 @@ impl Operator for Dedupe {
             match self.judge(record) {
                 Verdict::First => out.emit(record),
                 Verdict::Duplicate { .. } if self.duplicates == DuplicatePolicy::Drop => duplicates_dropped += 1,
-                Verdict::Duplicate { kept } => out.reject(record.index(), self.duplicate_reason(kept)),
+                Verdict::Duplicate { timestamp, reached } => out.reject(record.index(), self.duplicate_reason(timestamp, reached)),
                 Verdict::MissingKey(_) if self.missing == MissingKeyPolicy::Pass => {
                     out.emit(record);
                     missing_key_passed += 1;
@@ -164,13 +164,29 @@ impl Dedupe {
             return Verdict::MissingKey(position);
         }
         match self.seen.observe(&self.identity, record.timestamp(), self.horizon) {
-            Some(kept) => Verdict::Duplicate { kept },
+            Some(reached) => Verdict::Duplicate { timestamp: record.timestamp(), reached },
             None => Verdict::First,
         }
     }
 
-    fn duplicate_reason(&self, kept: i64) -> String {
-        format!("duplicate of the record at event time {kept}: same {} within the horizon of {}ms", self.keys_text, self.horizon)
+    /// Why a record at `timestamp` duplicates the run `reached`: the record that passed when it
+    /// is within the horizon of it, else the copy that kept the identity alive.
+    fn duplicate_reason(&self, timestamp: i64, reached: Run) -> String {
+        let (keys, horizon, kept) = (&self.keys_text, self.horizon, reached.kept);
+        let first = format!("duplicate of the record at event time {kept}: same {keys}");
+        let within = |other: i64| timestamp.abs_diff(other) <= horizon.unsigned_abs();
+        let near = [kept, reached.latest, reached.earliest].into_iter().find(|&other| within(other));
+        match near {
+            Some(near) if near == kept => format!("{first} within the horizon of {horizon}ms"),
+            Some(near) => format!(
+                "{first}, through a copy at event time {near} within the horizon of {horizon}ms (each duplicate extends the horizon)"
+            ),
+            None => format!(
+                "{first}, through copies between event times {} and {}, each within the horizon of {horizon}ms of another \
+                 (each duplicate extends the horizon)",
+                reached.earliest, reached.latest
+            ),
+        }
     }
 
     fn missing_reason(&self, position: usize) -> String {

@@ -63,11 +63,12 @@ impl Default for Seen {
 
 impl Seen {
     /// Records an occurrence of `identity` at `timestamp`. If it is within `horizon` of an
-    /// occurrence already seen, returns the event time of the run's first occurrence.
+    /// occurrence already seen, returns the run it duplicates as it was before this one (its
+    /// `kept` is the event time of the record that passed).
     ///
     /// An occurrence already older than the cutoff is compared but not remembered: the
     /// watermark has passed the time when it would have been forgotten.
-    pub fn observe(&mut self, identity: &str, timestamp: i64, horizon: i64) -> Option<i64> {
+    pub fn observe(&mut self, identity: &str, timestamp: i64, horizon: i64) -> Option<Run> {
         let forgotten_before = self.forgotten_before;
         // Look up by &str first: only a new identity allocates its key.
         let Some(runs) = self.identities.get_mut(identity) else {
@@ -77,12 +78,12 @@ impl Seen {
             return None;
         };
         runs.retain(|run| run.latest >= forgotten_before);
-        let (run, kept) = take_reached_runs(runs, timestamp, horizon);
+        let (run, reached) = take_reached_runs(runs, timestamp, horizon);
         if run.latest >= forgotten_before {
             let position = runs.partition_point(|other| other.earliest < run.earliest);
             runs.insert(position, run);
         }
-        kept
+        reached
     }
 
     /// Forgets the runs whose latest occurrence is before `cutoff` (the watermark minus the
@@ -117,9 +118,10 @@ impl Seen {
 }
 
 /// Removes from `runs` (sorted by `earliest`, more than the horizon apart) those that
-/// `timestamp` reaches, and returns them joined with the occurrence, with the first occurrence
-/// of what it duplicates. It may bridge two runs; if it reaches none it starts a run of its own.
-fn take_reached_runs(runs: &mut Vec<Run>, timestamp: i64, horizon: i64) -> (Run, Option<i64>) {
+/// `timestamp` reaches, and returns them joined with the occurrence, with the runs it reached
+/// joined without it (what it duplicates). It may bridge two runs; if it reaches none it
+/// starts a run of its own.
+fn take_reached_runs(runs: &mut Vec<Run>, timestamp: i64, horizon: i64) -> (Run, Option<Run>) {
     let mut reached: Option<Run> = None;
     runs.retain(|run| {
         if !run.reaches(timestamp, horizon) {
@@ -129,7 +131,7 @@ fn take_reached_runs(runs: &mut Vec<Run>, timestamp: i64, horizon: i64) -> (Run,
         false
     });
     match reached {
-        Some(run) => (run.joined(Run { kept: run.kept, earliest: timestamp, latest: timestamp }), Some(run.kept)),
+        Some(run) => (run.joined(Run { kept: run.kept, earliest: timestamp, latest: timestamp }), Some(run)),
         None => (Run::new(timestamp), None),
     }
 }

@@ -102,6 +102,31 @@ fn reject_mode_names_the_first_occurrence() {
 }
 
 #[test]
+fn a_duplicate_beyond_the_horizon_of_the_first_names_the_copy_that_kept_it_alive() {
+    let mut op = Harness::<Dedupe>::new(json!({"keys": ["id"], "horizon": "3s", "duplicates": "reject"})).unwrap();
+    let times = [10_000, 12_500, 15_000, 17_600];
+    let out = op.process_json(&times.map(|time| (json!({"id": "x"}), time)));
+    let reasons: Vec<_> = out.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    let first = "duplicate of the record at event time 10000: same id";
+    let through = |near: i64| {
+        format!("{first}, through a copy at event time {near} within the horizon of 3000ms (each duplicate extends the horizon)")
+    };
+    assert_eq!(
+        reasons,
+        [(1, format!("{first} within the horizon of 3000ms").as_str()), (2, through(12_500).as_str()), (3, through(15_000).as_str()),]
+    );
+    // A record between copies far from each of the run's ends and from the first.
+    let mut op = Harness::<Dedupe>::new(json!({"keys": ["id"], "horizon": "3s", "duplicates": "reject"})).unwrap();
+    let out = op.process_json(&[0, 3_000, 6_000, 9_000, 12_000, 6_500].map(|time| (json!({"id": "x"}), time)));
+    let last = out.rejected.last().map(|r| r.reason.clone()).unwrap_or_default();
+    assert_eq!(
+        last,
+        "duplicate of the record at event time 0: same id, through copies between event times 0 and 12000, \
+         each within the horizon of 3000ms of another (each duplicate extends the horizon)"
+    );
+}
+
+#[test]
 fn missing_keys_pass_and_are_counted_or_are_rejected() {
     let records = [(json!({"id": null}), 0), (json!({"other": 1}), 0), (json!({"other": 1}), 0), (json!({"id": "x"}), 0)];
     let mut op = Harness::<Dedupe>::new(config()).unwrap();

@@ -3,7 +3,7 @@
 //! ```toml
 //! [operators.config]
 //! field = "event_type"   # a single predicate ...
-//! op = "eq"              # eq, ne, lt, le, gt, ge, exists, missing, in, not-in
+//! op = "eq"              # eq, ne, lt, le, gt, ge (a number or string value), exists, missing, in, not-in
 //! value = "order"
 //! # ... or several: all = [{ field = "price", op = "gt", value = 10 }, ...] / any = [...]
 //! # A predicate may test an arithmetic expression of numeric fields instead of a field:

@@ -120,6 +120,12 @@ impl Predicate {
             (Comparison::In | Comparison::NotIn, Some(Value::Array(_))) => Ok(()),
             (Comparison::In | Comparison::NotIn, _) => Err(format!("predicate on {field}: `in` and `not-in` need an array `value`")),
             (_, None) => Err(format!("predicate on {field}: this comparison needs a `value`")),
+            (Comparison::Lt | Comparison::Le | Comparison::Gt | Comparison::Ge, Some(Value::Number(_) | Value::String(_))) => Ok(()),
+            (Comparison::Lt | Comparison::Le | Comparison::Gt | Comparison::Ge, Some(other)) => Err(format!(
+                "predicate on {field}: `{}` orders numbers or strings, not {}; it could never hold",
+                format!("{:?}", self.op).to_lowercase(),
+                json::kind(other)
+            )),
             (_, Some(_)) => Ok(()),
         }
     }

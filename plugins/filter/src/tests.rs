@@ -63,6 +63,21 @@ fn invalid_payloads_are_rejected_with_their_index_or_dropped() {
 }
 
 #[test]
+fn ordering_comparisons_with_a_value_that_cannot_be_ordered_are_refused() {
+    let refuse = |op: &str, value: Value| Harness::<Filter>::new(json!({"field": "a", "op": op, "value": value})).err();
+    for op in ["gt", "lt", "ge", "le"] {
+        for (value, kind) in [(json!([1, 2]), "an array"), (json!({"x": 1}), "an object"), (json!(true), "a boolean")] {
+            let expected = format!("predicate on a: `{op}` orders numbers or strings, not {kind}; it could never hold");
+            assert_eq!(refuse(op, value).as_deref(), Some(expected.as_str()));
+        }
+        assert_eq!(refuse(op, json!(3)), None);
+        assert_eq!(refuse(op, json!("m")), None);
+    }
+    let listed = Harness::<Filter>::new(json!({"all": [{"field": "b", "op": "gt", "value": [1]}]})).err().unwrap_or_default();
+    assert!(listed.starts_with("all[0]: predicate on b: `gt` orders numbers or strings"), "{listed}");
+}
+
+#[test]
 fn bad_configurations_are_refused_with_a_reason() {
     let refuse = |config: Value| Harness::<Filter>::new(config).err().unwrap();
     assert!(refuse(json!({})).contains("no predicate"));

@@ -229,6 +229,12 @@ fn check_features(config: &LearnConfig) -> Result<(), String> {
             "crosses[{position}] names fewer than two fields: a cross combines two or more, such as [\"category\", \"campaign\"]"
         ));
     }
+    for (key, paths) in [("numeric", &config.numeric), ("categorical", &config.categorical)] {
+        if let Some(position) = (1..paths.len()).find(|&position| paths[..position].contains(&paths[position])) {
+            let feature = &paths[position];
+            return Err(format!("`{key}` names `{feature}` twice: each feature is one input of the model, name it once"));
+        }
+    }
     let mut features = config.numeric.iter().chain(&config.categorical).chain(config.crosses.iter().flatten());
     if features.any(|path| *path == config.label) {
         return Err(format!("the label {} is also a feature: the model would see the answer; remove it from the features", config.label));

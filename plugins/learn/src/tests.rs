@@ -231,6 +231,15 @@ fn configuration_mistakes_are_refused_with_the_key_named() {
 }
 
 #[test]
+fn a_feature_named_twice_is_refused() {
+    assert_eq!(
+        refusal(json!({"label": "y", "numeric": ["x", "z", "x"]})),
+        "`numeric` names `x` twice: each feature is one input of the model, name it once"
+    );
+    assert!(refusal(json!({"label": "y", "categorical": ["c", "c"]})).starts_with("`categorical` names `c` twice"));
+}
+
+#[test]
 fn per_key_weights_are_bounded_by_a_budget_named_in_the_refusal() {
     let max_key_weights = |config: Value| {
         let config = sluice_sdk::serde_json::from_value(config).map_err(|error| error.to_string());

@@ -23,7 +23,7 @@
 //! ]
 //! record_key = "pseudonymise"  # the record's key: "pseudonymise" (needs the key), "drop" or "keep"
 //! headers = "keep"             # or "drop"
-//! invalid = "drop"             # payloads that are not JSON objects: "drop" (counted) or "reject"
+//! invalid = "drop"             # payloads that are not JSON objects (or unreadable): "drop" (counted) or "reject"
 //! ```
 //! Pseudonyms: a string by its UTF-8 text, any other value by its canonical JSON text (`7` and
 //! `7.0` agree, and so do `7` and `"7"`), the record key by its bytes; equal values get equal
@@ -36,7 +36,9 @@
 //! of the record as it came: the drops run after every other rule, from the highest index down.
 //! A dotted path masks the nested field and also a top-level key spelt like the whole path
 //! (`context.ip` also finds {"context.ip": …}). The payload is parsed whole and written
-//! again, so duplicate keys collapse to the last and no second copy of a field slips through.
+//! again, so duplicate keys collapse to the first (the value every lookup reads) and no second
+//! copy of a field slips through. A payload holding a number beyond the range of a 64-bit
+//! float (`1e400`, in any field) cannot be read, so it is invalid like one that is not JSON.
 //! Numeric times are read as epoch milliseconds (seconds or microseconds would be misread:
 //! convert them upstream, or floor them with `bucket`). A rejected record reaches the
 //! dead-letter output *unmasked* (the runtime dead-letters the input as it came), which is why

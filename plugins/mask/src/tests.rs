@@ -274,6 +274,33 @@ fn records_that_are_not_json_objects_are_dropped_and_counted_or_rejected() {
     assert_eq!(out.batch.len(), 1);
 }
 
+/// A record holding a number beyond the range of a 64-bit float cannot be read, so it cannot be
+/// masked: it is invalid, dropped and counted by default (the dead-letter output would get it
+/// unmasked) and dead-lettered with its reason under `invalid = "reject"`, as the docs say.
+#[test]
+fn a_record_with_a_number_beyond_a_double_is_invalid_as_documented() {
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"email": "ann@example.com", "unrelated": 1e400}"#, 1, []);
+    batch.push(None, br#"{"email": "bob@example.com", "unrelated": 2}"#, 2, []);
+    let before = counter("invalid_dropped");
+    let out = mask(json!({"record_key": "drop", "redact": ["email"]})).process(&batch);
+    assert_eq!(json_values(&out.batch), vec![json!({"email": "[redacted]", "unrelated": 2})]);
+    assert!(out.rejected.is_empty());
+    assert_eq!(counter("invalid_dropped") - before, 1);
+    let out = mask(json!({"record_key": "drop", "redact": ["email"], "invalid": "reject"})).process(&batch);
+    let reasons: Vec<_> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+    assert_eq!(reasons, [(0, "payload is not valid JSON: number out of range at line 1 column 47")]);
+}
+
+/// Of a name an object repeats, the first value is masked and written; the second is gone.
+#[test]
+fn of_a_repeated_name_the_first_value_remains() {
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"email": "ann@example.com", "n": 1, "email": "bob@example.com", "n": 2}"#, 1, []);
+    let out = mask(json!({"record_key": "drop", "truncate": [{"field": "n", "bucket": 10}]})).process(&batch);
+    assert_eq!(String::from_utf8_lossy(out.batch.get(0).map_or(&b""[..], |record| record.value())), r#"{"email":"ann@example.com","n":0}"#);
+}
+
 #[test]
 fn it_refuses_to_start_without_a_usable_key_and_never_quotes_the_key() {
     let no_secret = refusal(json!({"pseudonymise": ["user_id"]}));

@@ -139,7 +139,22 @@ fn per_record(config: &MovingAverageConfig) -> Result<Emission, String> {
     if config.late.is_some() {
         return Err("`late` applies only to emit = \"per-interval\"".into());
     }
+    if let Some(into) = &config.into
+        && overlaps(into, &config.field)
+    {
+        let (into, field) = (into.to_string(), config.field.to_string());
+        return Err(match into == field {
+            true => format!("`into` = {into:?} is the averaged field: the averages would overwrite it; choose another path"),
+            false => format!("`into` = {into:?} overlaps the averaged field {field:?} (one holds the other); choose another path"),
+        });
+    }
     Ok(Emission::PerRecord { into: config.into.clone() })
+}
+
+/// Whether one path is the other or holds it (writing one replaces or reaches into the other).
+fn overlaps(one: &FieldPath, other: &FieldPath) -> bool {
+    let (one, other) = (one.segments(), other.segments());
+    one.iter().zip(other).all(|(a, b)| a == b)
 }
 
 fn per_interval(config: &MovingAverageConfig, averages: &[Average]) -> Result<Emission, String> {

@@ -60,9 +60,12 @@ pub struct FinishedInterval {
     pub values: Vec<Option<f64>>,
 }
 
-/// The end of the interval containing `timestamp`, intervals aligned on the Unix epoch.
+/// The end of the interval containing `timestamp`, intervals aligned on the Unix epoch: counted
+/// forward from `timestamp`, so that an interval starting before the earliest time still ends
+/// where it should (saturating its start gave it a wrong end); ends past the latest time
+/// saturate to it.
 pub fn interval_end(timestamp: i64, interval: i64) -> i64 {
-    timestamp.saturating_sub(timestamp.rem_euclid(interval)).saturating_add(interval)
+    timestamp.saturating_add(interval - timestamp.rem_euclid(interval))
 }
 
 impl AveragesByKey {

@@ -13,7 +13,7 @@
 //!   { type = "cumulative" },                            # of all the key's records so far; named cma
 //! ]
 //! emit = "per-record"            # default: every record passes on with the averages added,
-//! into = "averages"              # nested in this object (default: as top-level fields)
+//! into = "averages"              # nested in this object (default: as top-level fields); not `field`
 //! max_records = 1000             # most values a key keeps per average (and waiting, per interval)
 //! max_keys = 2000                # most keys; a new one beyond forgets the least recently used
 //!                                # (defaults: see the bound below)

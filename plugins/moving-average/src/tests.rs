@@ -235,3 +235,22 @@ fn configuration_errors_are_explained() {
     assert!(refuse(alpha(0.5), json!({"max_records": 0})).contains("max_records must be at least 1"));
     assert!(refuse(alpha(0.5), json!({"emit": "per-window"})).contains("unknown variant `per-window`"));
 }
+
+#[test]
+fn into_may_not_be_or_overlap_the_averaged_field() {
+    let refuse = |field: &str, into: &str| {
+        let config = json!({"field": field, "into": into, "averages": [{"type": "cumulative"}]});
+        Harness::<MovingAverage>::new(config).err()
+    };
+    assert_eq!(
+        refuse("x", "x").as_deref(),
+        Some("`into` = \"x\" is the averaged field: the averages would overwrite it; choose another path")
+    );
+    assert_eq!(
+        refuse("price.value", "price").as_deref(),
+        Some("`into` = \"price\" overlaps the averaged field \"price.value\" (one holds the other); choose another path")
+    );
+    assert!(refuse("price", "price.average").is_some_and(|refusal| refusal.contains("overlaps")));
+    assert_eq!(refuse("price", "price_average"), None);
+    assert_eq!(refuse("price.value", "price.average"), None);
+}

@@ -7,7 +7,9 @@
 //! drop = ["debug"]                              # remove these
 //! rename = { user_id = "user" }                 # old path = new path
 //! ```
-//! Steps run in that order: compute, keep, drop, rename. All names are dotted paths.
+//! Steps run in that order: compute, keep, drop, rename. All names are dotted paths. A record
+//! that is not a JSON object is rejected, whatever the steps; two renames to one name are
+//! refused at init.
 
 mod flat;
 
@@ -66,6 +68,7 @@ impl Operator for Project {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let rename = config.rename.into_iter().map(|(from, to)| Ok((FieldPath::parse(&from)?, to))).collect::<Result<Vec<_>, String>>()?;
+        refuse_shared_rename_targets(&rename)?;
         let keep = config.keep.map(|mut keep| {
             keep.extend(compute.iter().map(|(path, _)| path.clone()));
             keep
@@ -91,7 +94,7 @@ impl Operator for Project {
         if let Some(flat) = &self.flat {
             let mut values = Vec::new();
             for record in batch.iter() {
-                match flat.write(record, &mut self.writer, &mut values) {
+                match require_object(record).and_then(|()| flat.write(record, &mut self.writer, &mut values)) {
                     Ok(()) => out.batch.push_object_like(record, &self.writer),
                     Err(reason) => out.reject(record.index(), reason),
                 }
@@ -111,6 +114,7 @@ impl Project {
     /// The record's JSON object: only the fields the projection reads, when it keeps a few.
     fn read(&self, record: Record<'_>) -> Result<Map<String, Value>, String> {
         let Some(reads) = &self.reads else { return record.json_object() };
+        require_object(record)?;
         let mut object = Map::new();
         for (path, value) in reads.iter().zip(record.fields(reads)?) {
             if let Some(value) = value {
@@ -141,6 +145,26 @@ impl Project {
     }
 }
 
+/// Refuses two renames to one name: the second would silently overwrite the first.
+fn refuse_shared_rename_targets(rename: &[(FieldPath, FieldPath)]) -> Result<(), String> {
+    for (position, (from, to)) in rename.iter().enumerate() {
+        if let Some((earlier, _)) = rename[..position].iter().find(|(_, other)| other == to) {
+            return Err(format!("rename: {earlier} and {from} are both renamed to {to}; give each its own name"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a record whose payload is not a JSON object, with the reason the whole-record
+/// parse gives: reading only the kept fields would otherwise turn `[1, 2]` or `42` into `{}`.
+fn require_object(record: Record<'_>) -> Result<(), String> {
+    match record.value().iter().find(|byte| !byte.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => record.json_object().map(|_| ()),
+    }
+}
+
+/// The fields of `record` at the `keep` paths, in a new object.
 fn keep_only(record: &Map<String, Value>, keep: &[FieldPath]) -> Result<Map<String, Value>, String> {
     let mut kept = Map::new();
     for path in keep {

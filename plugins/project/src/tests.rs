@@ -94,3 +94,30 @@ fn empty_or_invalid_configurations_are_refused() {
     assert!(Harness::<Project>::new(json!({"compute": {"x": "1 +"}})).err().unwrap().contains("compute.x"));
     assert!(Harness::<Project>::new(json!({"keep": ["a..b"]})).err().unwrap().contains("invalid field path"));
 }
+
+#[test]
+fn two_renames_to_one_name_are_refused() {
+    let refusal = Harness::<Project>::new(json!({"rename": {"a": "b", "c": "b"}})).err();
+    assert_eq!(refusal.as_deref(), Some("rename: a and c are both renamed to b; give each its own name"));
+    assert!(Harness::<Project>::new(json!({"rename": {"a": "b", "c": "d"}})).is_ok());
+}
+
+#[test]
+fn keep_rejects_records_that_are_not_objects_as_drop_does() {
+    let records = [(json!([1, 2]), 0), (json!("str"), 0), (json!(42), 0), (json!({"p": 1, "q": 2}), 0)];
+    // The flat path (top-level keep), the general path (a nested keep) and no keep at all.
+    for config in [json!({"keep": ["p"]}), json!({"keep": ["p", "o.x"]}), json!({"drop": ["q"]})] {
+        let out = Harness::<Project>::new(config.clone()).unwrap().process_json(&records);
+        assert_eq!(json_values(&out.batch), vec![json!({"p": 1})], "{config}");
+        let reasons: Vec<_> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+        assert_eq!(
+            reasons,
+            [
+                (0, "payload is a JSON array, but an object was expected"),
+                (1, "payload is a JSON string, but an object was expected"),
+                (2, "payload is a JSON number, but an object was expected"),
+            ],
+            "{config}"
+        );
+    }
+}

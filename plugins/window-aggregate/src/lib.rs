@@ -20,7 +20,10 @@
 //! A window's result is emitted once the watermark passes its end, one record per group:
 //! `{"window_start", "window_end", <group fields>, <aggregates>}` with event time
 //! `window_end - 1`, in order of window, then group. Within the allowed lateness a late record
-//! updates its window, whose result is emitted again with `"revision": n`.
+//! updates its window, whose result is emitted again with `"revision": n`. Every name of a
+//! result is unique: a configuration whose group fields, aggregates (`as`) or computed fields
+//! repeat one, or take `window_start`, `window_end` or `revision`, is refused. A record whose
+//! windows would all start before the earliest time (`i64::MIN` ms) is rejected.
 
 mod aggregate;
 mod panes;
@@ -135,6 +138,7 @@ impl Operator for WindowAggregate {
         for aggregate in &config.aggregates {
             aggregate.check()?;
         }
+        check_result_names(&config)?;
         let compute = config
             .compute
             .iter()
@@ -243,6 +247,30 @@ fn check_window(window: &WindowConfig) -> Result<(), String> {
     }
 }
 
+/// Refuses a configuration whose results would hold one name twice (a group field, an
+/// aggregate, a computed field, or `window_start`, `window_end` or `revision`): the later
+/// value would silently overwrite the earlier one.
+fn check_result_names(config: &WindowAggregateConfig) -> Result<(), String> {
+    let mut taken: Vec<String> = [WINDOW_START, WINDOW_END, REVISION].map(String::from).to_vec();
+    let mut claim = |name: String, owner: String, remedy: &str| {
+        if taken.contains(&name) {
+            return Err(format!("{owner}: the name {name:?} is already a field of the results; {remedy}"));
+        }
+        taken.push(name);
+        Ok(())
+    };
+    for (position, path) in config.group_by.iter().enumerate() {
+        claim(path.to_string(), format!("group_by[{position}]"), "group by another field")?;
+    }
+    for (position, aggregate) in config.aggregates.iter().enumerate() {
+        claim(aggregate.output_name(), format!("aggregates[{position}]"), "choose another `as`")?;
+    }
+    for name in config.compute.keys() {
+        claim(name.clone(), format!("compute.{name}"), "choose another name")?;
+    }
+    Ok(())
+}
+
 /// Room reused from record to record of a batch: the fields' texts, and the aggregates' inputs
 /// read from them (a vector of each per record was an allocation each).
 #[derive(Default)]
@@ -301,9 +329,15 @@ impl WindowAggregate {
     fn open_windows_for(&self, timestamp: i64, keys: &mut Vec<WindowKey>) -> Result<(), Refusal> {
         keys.clear();
         match self.window {
-            WindowConfig::Tumbling { size } => keys.push(WindowKey::containing(timestamp, size.0)),
+            WindowConfig::Tumbling { size } => keys.extend(WindowKey::containing(timestamp, size.0)),
             WindowConfig::Hopping { size, slide } => keys.extend(WindowKey::hopping(timestamp, size.0, slide.0)),
             WindowConfig::Session { gap } => keys.push(WindowKey { start: timestamp, end: timestamp.saturating_add(gap.0) }),
+        }
+        if keys.is_empty() {
+            return Err(Refusal::Invalid(format!(
+                "event time {timestamp} has no window that can be represented: its window would start before the earliest time ({} ms)",
+                i64::MIN
+            )));
         }
         let first = keys.first().copied();
         keys.retain(|key| self.windows.purged(key, self.lateness).is_none());

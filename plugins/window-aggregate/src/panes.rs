@@ -56,9 +56,10 @@ impl PaneShape {
         }
     }
 
-    /// The start of the pane holding `timestamp`.
-    fn pane_of(&self, timestamp: i64) -> i64 {
-        timestamp - timestamp.rem_euclid(self.slide)
+    /// The start of the pane holding `timestamp`; `None` before the earliest time (a record
+    /// there has no window either, and is refused before it reaches a pane).
+    fn pane_of(&self, timestamp: i64) -> Option<i64> {
+        crate::windows::aligned_start(timestamp, self.slide)
     }
 
     /// The windows holding the pane starting at `pane` that end in `(after, until]`, latest
@@ -110,8 +111,8 @@ impl Panes {
         fresh: impl FnOnce() -> Vec<Accumulator>,
         update: impl FnOnce(&mut Vec<Accumulator>),
     ) {
-        let Some(shape) = self.shape else { return };
-        let groups = self.panes.entry(shape.pane_of(timestamp)).or_default();
+        let Some(pane) = self.shape.and_then(|shape| shape.pane_of(timestamp)) else { return };
+        let groups = self.panes.entry(pane).or_default();
         match groups.get_mut(group) {
             Some(accumulators) => update(accumulators),
             None => update(groups.entry(group.clone()).or_insert_with(fresh)),

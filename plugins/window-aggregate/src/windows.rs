@@ -18,19 +18,20 @@ pub struct WindowKey {
 }
 
 impl WindowKey {
-    /// The tumbling window of `size` that contains `timestamp`.
-    pub fn containing(timestamp: i64, size: i64) -> WindowKey {
-        let start = timestamp - timestamp.rem_euclid(size);
-        WindowKey { start, end: start.saturating_add(size) }
+    /// The tumbling window of `size` that contains `timestamp`; `None` when it would start
+    /// before the earliest time (`i64::MIN` ms). Ends past the latest time saturate to it.
+    pub fn containing(timestamp: i64, size: i64) -> Option<WindowKey> {
+        let start = aligned_start(timestamp, size)?;
+        Some(WindowKey { start, end: start.saturating_add(size) })
     }
 
     /// The hopping windows of `size`, one starting every `slide`, that contain `timestamp`
     /// (those that start at a representable time: near the earliest one, starts do not wrap or
-    /// repeat).
+    /// repeat, and there may be none).
     pub fn hopping(timestamp: i64, size: i64, slide: i64) -> impl Iterator<Item = WindowKey> {
-        let last_start = timestamp - timestamp.rem_euclid(slide);
+        let last_start = aligned_start(timestamp, slide);
         (0..)
-            .map_while(move |step: i64| step.checked_mul(slide).and_then(|back| last_start.checked_sub(back)))
+            .map_while(move |step: i64| step.checked_mul(slide).and_then(|back| last_start?.checked_sub(back)))
             .take_while(move |start| start.saturating_add(size) > timestamp)
             .map(move |start| WindowKey { start, end: start.saturating_add(size) })
     }
@@ -38,6 +39,12 @@ impl WindowKey {
     fn overlaps(&self, other: &WindowKey) -> bool {
         self.start < other.end && other.start < self.end
     }
+}
+
+/// The start of the interval of `length` aligned on the Unix epoch that holds `timestamp`;
+/// `None` when it is before the earliest time (`i64::MIN` ms), where subtracting would wrap.
+pub fn aligned_start(timestamp: i64, length: i64) -> Option<i64> {
+    timestamp.checked_sub(timestamp.rem_euclid(length))
 }
 
 /// One group's accumulators in one window, and how often its result was emitted.

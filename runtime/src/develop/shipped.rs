@@ -62,6 +62,6 @@ pub const SHIPPED_OPERATORS: &[ShippedOperator] = &[
     ShippedOperator {
         name: "window-aggregate",
         language: "rust",
-        description: "Tumbling-window aggregates of JSON records, grouped by fields",
+        description: "Tumbling, hopping and session window aggregates of JSON records, grouped by fields",
     },
 ];

@@ -44,6 +44,34 @@ fn shipped_python_javascript_and_c_plugins_pass_their_own_tests() {
     }
 }
 
+/// The native unit tests of the Python, JavaScript and C plugins' own logic (their
+/// configuration checks and record handling, with the generated bindings stood in), run with
+/// the interpreters and compiler the build installs.
+#[test]
+fn shipped_python_javascript_and_c_plugins_pass_their_native_unit_tests() {
+    let root = repo_root();
+    let run = |what: &str, command: &mut std::process::Command| {
+        let output = command.current_dir(&root).output().unwrap_or_else(|error| panic!("{what}: cannot start: {error}"));
+        assert!(
+            output.status.success(),
+            "{what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run("fraud-score's tests", std::process::Command::new("python3").arg("plugins/fraud-score/test/test_app.py"));
+    run("reshape's tests", std::process::Command::new("node").arg("plugins/reshape/test/test_app.mjs"));
+    let scratch = Scratch::new();
+    let binary = scratch.path("range-filter-test");
+    run(
+        "compiling range-filter's tests",
+        std::process::Command::new("cc")
+            .args(["-std=c11", "-w", "-I", "plugins/range-filter", "plugins/range-filter/test/test_config.c"])
+            .args(["plugins/range-filter/gen/operator.c", "-o", &binary.display().to_string(), "-lm"]),
+    );
+    run("range-filter's tests", &mut std::process::Command::new(&binary));
+}
+
 #[test]
 fn new_plugins_build_test_and_run_in_a_pipeline_in_every_language() {
     let scratch = Scratch::new();

@@ -168,3 +168,18 @@ fn per_interval_configuration_errors_are_explained() {
     );
     assert!(refuse(json!({"averages": [{"type": "simple", "records": 2, "as": "k"}]})).contains("the name \"k\" is already a field"));
 }
+
+#[test]
+fn intervals_near_the_earliest_time_end_where_they_are_aligned() {
+    let mut op =
+        operator(json!({"field": "x", "averages": [{"type": "cumulative", "as": "cma"}], "emit": "per-interval", "interval": "1m"}));
+    // i64::MIN lies 4,192 ms after the start of its minute (which is not representable).
+    let offset = i64::MIN.rem_euclid(60_000);
+    let next_minute = i64::MIN + (60_000 - offset);
+    let out = op.process_json(&[(json!({"x": 1}), i64::MIN), (json!({"x": 3}), next_minute - 1), (json!({"x": 5}), next_minute)]);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let ends: Vec<_> =
+        json_values(&op.watermark(i64::MAX)).iter().map(|result| (result["interval_end"].as_i64(), result["count"].as_i64())).collect();
+    assert_eq!(ends, [(Some(next_minute), Some(2)), (Some(next_minute + 60_000), Some(1))]);
+    assert_eq!(crate::keys::interval_end(i64::MAX - 1, 60_000), i64::MAX, "ends past the latest time saturate");
+}

@@ -252,3 +252,27 @@ fn records_at_the_extremes_of_time_count_once_in_each_window() {
     assert_eq!(outputs[0], outputs[1]);
     assert_eq!(outputs[0][0], json!({"window_start": i64::MIN, "window_end": i64::MIN + 10, "count": 2}));
 }
+
+#[test]
+fn a_record_whose_window_would_start_before_the_earliest_time_is_rejected() {
+    let windows = [
+        json!({"type": "tumbling", "size": "1m"}),
+        json!({"type": "hopping", "size": "3ms", "slide": "3ms"}),
+        json!({"type": "hopping", "size": "10ms", "slide": "3ms"}),
+    ];
+    for window in windows {
+        let config = json!({"window": window, "group_by": ["k"], "aggregates": [{"function": "count"}]});
+        let mut op = Harness::<WindowAggregate>::new(config).unwrap();
+        let out = op.process_json(&[(json!({"k": "b"}), i64::MIN), (json!({"k": "b"}), 60_000)]);
+        let reasons: Vec<_> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+        let reason = "event time -9223372036854775808 has no window that can be represented: \
+                      its window would start before the earliest time (-9223372036854775808 ms)";
+        assert_eq!(reasons, [(0, reason)], "{window}");
+        let results = json_values(&op.watermark(i64::MAX));
+        assert!(results.iter().all(|result| result["window_start"].as_i64().is_some_and(|start| start <= 60_000)), "{results:?}");
+        assert_eq!(results.iter().map(|result| result["count"].as_i64()).sum::<Option<i64>>(), Some(results.len() as i64), "{window}");
+    }
+    // The earliest time itself starts a window when it is a whole number of slides.
+    assert_eq!(WindowKey::containing(i64::MIN, 2), Some(WindowKey { start: i64::MIN, end: i64::MIN + 2 }));
+    assert_eq!(WindowKey::containing(i64::MIN, 60_000), None);
+}

@@ -146,5 +146,36 @@ fn configuration_errors_are_explained() {
     );
 }
 
+#[test]
+fn result_names_that_collide_are_refused() {
+    let refuse = |group_by: Value, aggregates: Value, compute: Value| {
+        let config =
+            json!({"window": {"type": "tumbling", "size": "1m"}, "group_by": group_by, "aggregates": aggregates, "compute": compute});
+        Harness::<WindowAggregate>::new(config).err()
+    };
+    let count_as = |name: &str| json!([{"function": "count", "as": name}]);
+    assert_eq!(
+        refuse(json!(["k"]), count_as("k"), json!({})).as_deref(),
+        Some("aggregates[0]: the name \"k\" is already a field of the results; choose another `as`")
+    );
+    for reserved in ["window_start", "window_end", "revision"] {
+        let refusal = refuse(json!([]), count_as(reserved), json!({})).unwrap_or_default();
+        assert!(refusal.contains(&format!("the name \"{reserved}\" is already a field")), "{reserved}: {refusal}");
+    }
+    let twice = json!([{"function": "sum", "field": "x", "as": "total"}, {"function": "count", "as": "total"}]);
+    assert!(refuse(json!([]), twice, json!({})).unwrap_or_default().starts_with("aggregates[1]: the name \"total\""));
+    // Unnamed aggregates default to `<function>_<field>`: two sums of one field collide too.
+    let defaults = json!([{"function": "sum", "field": "x"}, {"function": "sum", "field": "x", "when": {"field": "y", "equals": 1}}]);
+    assert!(refuse(json!([]), defaults, json!({})).unwrap_or_default().contains("\"sum_x\""));
+    assert_eq!(
+        refuse(json!(["k"]), count_as("n"), json!({"n": "n * 2"})).as_deref(),
+        Some("compute.n: the name \"n\" is already a field of the results; choose another name")
+    );
+    assert!(refuse(json!(["k"]), count_as("n"), json!({"k": "n * 2"})).unwrap_or_default().starts_with("compute.k:"));
+    assert!(refuse(json!(["window_end"]), count_as("n"), json!({})).unwrap_or_default().starts_with("group_by[0]:"));
+    assert!(refuse(json!(["k", "k"]), count_as("n"), json!({})).unwrap_or_default().starts_with("group_by[1]:"));
+    assert_eq!(refuse(json!(["k"]), count_as("n"), json!({"rate": "n * 2"})), None);
+}
+
 mod features;
 mod properties;

@@ -1,0 +1,134 @@
+"""Native unit tests of app.py, run with `python3 plugins/fraud-score/test/test_app.py`.
+
+The bindings componentize-py generates (`wit_world`, `componentize_py_types`) exist only in a
+component build, so small stand-ins are installed before app.py is imported: records go in and
+out as the runtime would hand them, as a batch of spans into one buffer.
+"""
+import json
+import os
+import sys
+import types
+import unittest
+from collections import namedtuple
+
+
+def install_binding_stand_ins() -> None:
+    """Modules standing in for the generated bindings, with the names app.py imports."""
+    class Err(Exception):
+        """componentize-py's error result: its message is the refusal."""
+
+    class WitWorld:
+        pass
+
+    imports = types.ModuleType("wit_world.imports")
+    imports.host = types.SimpleNamespace(counter_add=lambda name, value: None, gauge_set=lambda name, value: None)
+    type_module = types.ModuleType("wit_world.imports.types")
+    type_module.Span = namedtuple("Span", "offset length")
+    type_module.Header = namedtuple("Header", "name value")
+    type_module.Event = namedtuple("Event", "key value timestamp first_header header_count flags fields")
+    type_module.Batch = namedtuple("Batch", "bytes events headers")
+    type_module.Rejection = namedtuple("Rejection", "index reason")
+    type_module.Output = namedtuple("Output", "batch rejected side")
+    type_module.OperatorInfo = namedtuple("OperatorInfo", "outputs distribution encoding")
+    type_module.State = namedtuple("State", "version bytes")
+    type_module.InitContext = object
+    type_module.Distribution_Any = lambda: "any"
+    type_module.Distribution_Key = lambda keys: ("key", keys)
+    world = types.ModuleType("wit_world")
+    world.WitWorld, world.imports = WitWorld, imports
+    imports.types = type_module
+    sys.modules.update({"wit_world": world, "wit_world.imports": imports, "wit_world.imports.types": type_module,
+                        "componentize_py_types": types.SimpleNamespace(Err=Err)})
+
+
+install_binding_stand_ins()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import app  # noqa: E402
+from wit_world.imports.types import Batch, Event, Span  # noqa: E402
+
+
+def batch_of(*payloads: bytes) -> Batch:
+    """A batch of these payloads, at event times 1, 2, ..."""
+    buffer, events = b"", []
+    for time, payload in enumerate(payloads, start=1):
+        events.append(Event(None, Span(len(buffer), len(payload)), time, 0, 0, 0, None))
+        buffer += payload
+    return Batch(buffer, events, [])
+
+
+def run(config: dict, *payloads: bytes):
+    """The records the scorer emits for `payloads` and its rejections as (index, reason)."""
+    operator = app.WitWorld()
+    operator.init(json.dumps(config), None)
+    output = operator.process(0, batch_of(*payloads))
+    emitted = [output.batch.bytes[e.value.offset:e.value.offset + e.value.length].decode() for e in output.batch.events]
+    return emitted, [(rejection.index, rejection.reason) for rejection in output.rejected]
+
+
+def refusal(config: dict) -> str:
+    """The message init refuses `config` with ("" if it accepts it)."""
+    try:
+        app.WitWorld().init(json.dumps(config), None)
+    except sys.modules["componentize_py_types"].Err as error:
+        return str(error)
+    return ""
+
+
+BIG = {"rules": [{"name": "big", "field": "price", "op": ">", "value": 400}]}
+
+
+class NonFiniteNumbers(unittest.TestCase):
+    def test_records_with_numbers_beyond_a_double_are_rejected_not_written_as_infinity(self):
+        huge_integer = b'{"ts":4,"price":1' + b"0" * 400 + b"}"
+        emitted, rejected = run(BIG, b'{"ts":1,"price":1e400}', b'{"ts":2,"other":-1e999}', b'{"ts":3,"price":500}', huge_integer)
+        self.assertEqual(emitted, ['{"ts":3,"price":500,"fraud":{"score":1.0,"flagged":true,"reasons":["big"]}}'])
+        self.assertEqual([index for index, _ in rejected], [0, 1, 3])
+        self.assertIn("the number 1e400 is beyond the range of a 64-bit float", rejected[0][1])
+        self.assertIn("the number -1e999 is beyond the range of a 64-bit float", rejected[1][1])
+        self.assertIn("an integer of 401 digits is beyond the range of a 64-bit float", rejected[2][1])
+
+    def test_nan_and_infinity_literals_are_rejected(self):
+        emitted, rejected = run(BIG, b'{"ts":1,"price":NaN}', b'{"ts":2,"price":Infinity}', b'{"ts":3,"price":-Infinity}')
+        self.assertEqual(emitted, [])
+        self.assertEqual([reason for _, reason in rejected], ["payload is refused: NaN is not a JSON value",
+                                                            "payload is refused: Infinity is not a JSON value",
+                                                            "payload is refused: -Infinity is not a JSON value"])
+
+    def test_output_is_strict_json(self):
+        with self.assertRaises(ValueError):
+            app.dump_json({"price": float("inf")})
+
+
+class ConfigurationRefusals(unittest.TestCase):
+    def test_ordering_operators_need_a_numeric_value(self):
+        for op in (">", ">=", "<", "<="):
+            self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": op}]}),
+                             f"rule r: `{op}` needs a numeric `value`, got nothing")
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": ">", "value": "10"}]}),
+                         'rule r: `>` needs a numeric `value`, got "10"')
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": ">", "value": True}]}),
+                         "rule r: `>` needs a numeric `value`, got true")
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": "==", "value": "a"}]}), "")
+
+    def test_an_empty_rule_field_is_refused(self):
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "", "op": "exists"}]}),
+                         "rule r: `field` must be a field path (names separated by dots), got ''")
+        self.assertIn("got 'a..b'", refusal({"rules": [{"name": "r", "field": "a..b"}]}))
+
+    def test_velocity_window_and_max_events_must_be_positive(self):
+        self.assertEqual(refusal({"velocity": {"key": "user", "window": 0}}),
+                         "velocity: `window` must be a whole number of milliseconds of at least 1, got 0")
+        self.assertIn("`window` must be", refusal({"velocity": {"key": "user", "window": -5}}))
+        self.assertIn("`window` must be", refusal({"velocity": {"key": "user"}}))
+        self.assertEqual(refusal({"velocity": {"key": "user", "window": 1000, "max_events": 0}}),
+                         "velocity: `max_events` (optional, default 10) must be a whole number of at least 1, got 0")
+        self.assertEqual(refusal({"velocity": {"key": "user", "window": 1000}}), "")
+
+    def test_velocity_messages_name_the_key_at_fault_not_optional_ones_as_needed(self):
+        self.assertEqual(refusal({"velocity": {"window": 1000}}), "velocity: `key` must be a string field path")
+        self.assertEqual(refusal({"velocity": {"key": "u", "window": 1000, "weight": "x"}}),
+                         'velocity: `weight` (optional, default 1) must be a number, got "x"')
+
+
+if __name__ == "__main__":
+    unittest.main()

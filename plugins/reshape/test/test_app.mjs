@@ -1,0 +1,80 @@
+// Native unit tests of app.js, run with `node plugins/reshape/test/test_app.mjs` (Node 20.6 or
+// later). The host import `sluice:plugin/host@0.4.0` exists only in a component, so a loader
+// hook stands it in; records go in and out as the runtime hands them, as spans of one buffer.
+import assert from 'node:assert/strict';
+import { register } from 'node:module';
+import { test } from 'node:test';
+
+const host = 'export function counterAdd(name, value) {}';
+const hooks = `export async function resolve(specifier, context, next) {
+  if (specifier === 'sluice:plugin/host@0.4.0') return { url: 'data:text/javascript,${encodeURIComponent(host)}', shortCircuit: true };
+  return next(specifier, context);
+}`;
+register(`data:text/javascript,${encodeURIComponent(hooks)}`);
+const app = await import('../app.js');
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+// A batch of these payloads, at event times 1, 2, ...
+function batchOf(payloads) {
+  const texts = payloads.map((payload) => encoder.encode(payload));
+  const bytes = new Uint8Array(texts.reduce((total, text) => total + text.length, 0));
+  const events = [];
+  let offset = 0;
+  texts.forEach((text, index) => {
+    bytes.set(text, offset);
+    events.push({ key: undefined, value: { offset, length: text.length }, timestamp: BigInt(index + 1), firstHeader: 0, headerCount: 0, port: 0, fields: undefined });
+    offset += text.length;
+  });
+  return { bytes, events, headers: [] };
+}
+
+// The records reshape emits for `payloads` under `config`, and its rejections as [index, reason].
+function run(config, payloads) {
+  app.init(JSON.stringify(config), {});
+  const output = app.process(0, batchOf(payloads));
+  const emitted = output.batch.events.map((event) => decoder.decode(output.batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length)));
+  return { emitted, rejected: output.rejected.map(({ index, reason }) => [index, reason]) };
+}
+
+// The message init refuses `config` with (undefined if it accepts it).
+function refusal(config) {
+  try {
+    app.init(JSON.stringify(config), {});
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}
+
+test('a rename under a field that is not an object rejects the record instead of destroying the field', () => {
+  const { emitted, rejected } = run({ rename: { user_id: 'user.id' } }, [
+    '{"ts":1,"user":"alice","user_id":"u1"}',
+    '{"ts":2,"user_id":"u2"}',
+    '{"ts":3,"user":{"name":"bob"},"user_id":"u3"}',
+    '{"ts":4,"user":null,"user_id":"u4"}',
+  ]);
+  assert.deepEqual(emitted, ['{"ts":2,"user":{"id":"u2"}}', '{"ts":3,"user":{"name":"bob","id":"u3"}}']);
+  assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [3, 'cannot set user.id: "user" is not an object']]);
+});
+
+test('a set under a field that is not an object rejects the record', () => {
+  const { emitted, rejected } = run({ set: { 'user.id': 1 } }, ['{"ts":1,"user":"alice"}', '{"ts":2,"user":[1]}', '{"ts":3}']);
+  assert.deepEqual(emitted, ['{"ts":3,"user":{"id":1}}']);
+  assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [1, 'cannot set user.id: "user" is not an object']]);
+});
+
+test('a lookup without a field is refused with a clear message', () => {
+  assert.equal(refusal({ lookup: [{ into: 'department', table: {} }] }), 'lookup: `field` (the path of the value looked up) is missing: give a non-empty dotted path');
+  assert.equal(refusal({ lookup: [{ field: '', table: {} }] }), 'lookup: `field` (the path of the value looked up) must be a non-empty string, not ""');
+  assert.equal(refusal({ drop: ['a', 3] }), 'drop[1] must be a non-empty string, not 3');
+  assert.equal(refusal({ set: { '': 1 } }), 'a `set` key must be a non-empty string, not ""');
+});
+
+test('a configuration without any step is refused, as project refuses one', () => {
+  const nothing = 'nothing to do: set `rename`, `drop`, `uppercase`, `lowercase`, `trim`, `lookup`, `round` or `set`';
+  assert.equal(refusal({}), nothing);
+  assert.equal(refusal({ drop: [] }), nothing);
+  assert.equal(refusal({ drop: ['a'] }), undefined);
+});
