@@ -158,6 +158,9 @@ fn read_chunks(mut input: BufReader<impl Read>, chunks: &SyncSender<std::io::Res
     }
 }
 
+/// What a file saved as "UTF-8 with BOM" starts with.
+const UTF8_BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
 /// Lines made records: numbered from 1 (a record's position), their event time read.
 struct LineRecords {
     timestamp: TimestampField,
@@ -179,6 +182,13 @@ impl LineRecords {
         let number = self.number;
         let mut line = line;
         while let [rest @ .., b'\n' | b'\r'] = line {
+            line = rest;
+        }
+        // A byte order mark some editors put at the start of a UTF-8 file is not part of the
+        // first record.
+        if number == 1
+            && let Some(rest) = line.strip_prefix(UTF8_BYTE_ORDER_MARK)
+        {
             line = rest;
         }
         if line.iter().all(u8::is_ascii_whitespace) {

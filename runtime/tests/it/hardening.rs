@@ -141,3 +141,29 @@ fn a_pinned_plugin_whose_file_differs_is_refused_at_validation() {
     let (valid, stderr) = validate_in(&scratch, ".", &pin(&format!("sha256:{}", hex::encode(actual))));
     assert!(valid, "the file's own digest is accepted: {stderr}");
 }
+
+/// A file saved by an editor as "UTF-8 with BOM", with Windows line ends: the byte order mark
+/// is not part of the first record, and `\r\n` ends lines as `\n` does.
+#[test]
+fn a_byte_order_mark_and_windows_line_ends_are_not_part_of_the_records() {
+    let scratch = Scratch::new();
+    scratch.write_bytes("input.jsonl", b"\xEF\xBB\xBF{\"n\":1,\"ts\":5}\r\n{\"n\":2,\"ts\":6}\r\n");
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "bom"
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs");
+    assert_eq!(summary.dead_letters, 0);
+    assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{\"n\":1,\"ts\":5}\n{\"n\":2,\"ts\":6}\n");
+}
