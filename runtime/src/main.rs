@@ -58,7 +58,7 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
 struct AdminArgs {
     /// Serve the admin API (operators, swaps, history) on this address: a loopback one unless
     /// a token and TLS are given. Port 0 picks a free port (logged as `admin API listening`).
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     admin: Option<SocketAddr>,
     /// Require this token (`Authorization: Bearer ...`) from every client; the file holds it.
     /// Without this flag, the token may come from the SLUICE_ADMIN_TOKEN environment variable.
@@ -72,8 +72,27 @@ struct AdminArgs {
     admin_tls_key: Option<PathBuf>,
     /// Serve only `/metrics` (Prometheus) and `/health` on this address: read-only, so any
     /// address, without token or TLS (for a scraper). `--admin` serves `/metrics` too.
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     metrics: Option<SocketAddr>,
+}
+
+/// An address to listen on: `IP:PORT`, or `HOST:PORT` with a host name that resolves
+/// (`localhost:9180`; its first address, IPv4 before IPv6).
+fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let addresses: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|error| format!("{text:?} is not an address such as 127.0.0.1:9180 or localhost:9180 ({error})"))?
+        .collect();
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 impl AdminArgs {
@@ -355,5 +374,18 @@ fn print_out(text: &str) -> anyhow::Result<()> {
             Err(anyhow::Error::new(error).context("cannot write to standard output"))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_are_ip_addresses_or_host_names_that_resolve() {
+        assert_eq!(listen_address("127.0.0.1:9180"), Ok("127.0.0.1:9180".parse().expect("an address")));
+        assert_eq!(listen_address("[::1]:9180"), Ok("[::1]:9180".parse().expect("an address")));
+        assert_eq!(listen_address("localhost:9180").map(|address| (address.ip().is_loopback(), address.port())), Ok((true, 9180)));
+        assert!(listen_address("localhost").is_err_and(|message| message.contains("localhost:9180")));
     }
 }
