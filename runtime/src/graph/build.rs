@@ -279,6 +279,11 @@ impl Builder<'_> {
             );
             return declared;
         }
+        if let Some(repeated) = fields.iter().enumerate().find_map(|(position, field)| fields[..position].contains(field).then_some(field))
+        {
+            self.report(key_by.span(), format!("operator \"{name}\": key_by names {repeated} twice: name each field once"));
+            return declared;
+        }
         match &declared {
             Routing::Any => Routing::Key(fields.clone()),
             Routing::Single => {

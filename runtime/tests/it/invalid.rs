@@ -64,6 +64,7 @@ invalid_cases! {
     kafka_secret_unset => "kafka-secret-unset",
     kafka_topics_and_pattern => "kafka-topics-and-pattern",
     kafka_with_local_source => "kafka-with-local-source",
+    key_by_field_twice => "key-by-field-twice",
     key_by_missing_field => "key-by-missing-field",
     mistake_inside_a_typed_table => "mistake-inside-a-typed-table",
     not_utf8 => "not-utf8",
