@@ -198,7 +198,10 @@ fn contains(set: &Value, found: Found<'_>) -> bool {
 /// Numbers and strings without escapes are compared in place, without allocating.
 fn raw_equal(field: &[u8], operand: &Value) -> bool {
     match operand {
-        Value::Number(number) => matches!(json::text_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
+        Value::Number(number) => match (integer_text(field), integer(number)) {
+            (Some(found), Some(wanted)) => found == wanted,
+            _ => matches!(json::text_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
+        },
         Value::String(text) => match json::text_is_str(field, text) {
             Some(equal) => equal,
             None => parsed(field).is_some_and(|value| value == *operand),
@@ -210,7 +213,10 @@ fn raw_equal(field: &[u8], operand: &Value) -> bool {
 /// Order of a field against a number or string operand; other pairs are not ordered.
 fn raw_order(field: &[u8], operand: &Value) -> Option<Ordering> {
     match operand {
-        Value::Number(number) => json::text_number(field).ok()??.partial_cmp(&number.as_f64()?),
+        Value::Number(number) => match (integer_text(field), integer(number)) {
+            (Some(found), Some(wanted)) => Some(found.cmp(&wanted)),
+            _ => json::text_number(field).ok()??.partial_cmp(&number.as_f64()?),
+        },
         Value::String(text) => match json::text_plain_str(field) {
             Some(plain) => Some(plain.cmp(text.as_str())),
             None => parsed(field).and_then(|value| json_order(&value, operand)),
@@ -223,19 +229,41 @@ fn parsed(field: &[u8]) -> Option<Value> {
     sluice_sdk::serde_json::from_slice(field).ok()
 }
 
-/// Equality where numbers compare by value (`1 == 1.0`).
+/// Equality where numbers compare by value (`1 == 1.0`), integers exactly.
 pub fn json_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Number(a), Value::Number(b)) => match (integer(a), integer(b)) {
+            (Some(a), Some(b)) => a == b,
+            _ => a.as_f64() == b.as_f64(),
+        },
         _ => left == right,
     }
 }
 
-/// Order of two numbers or two strings; other pairs are not ordered.
+/// Order of two numbers or two strings; other pairs are not ordered. Integers compare exactly.
 pub fn json_order(left: &Value, right: &Value) -> Option<Ordering> {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::Number(a), Value::Number(b)) => match (integer(a), integer(b)) {
+            (Some(a), Some(b)) => Some(a.cmp(&b)),
+            _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        },
         (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
         _ => None,
     }
+}
+
+/// A JSON integer's exact value: beyond 2⁵³ a double cannot tell neighbours apart
+/// (9007199254740993 would equal 9007199254740992).
+fn integer(number: &sluice_sdk::serde_json::Number) -> Option<i128> {
+    number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from))
+}
+
+/// The exact value of a field's text when it is a JSON integer (no fraction or exponent) of
+/// at most 38 digits.
+fn integer_text(text: &[u8]) -> Option<i128> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }

@@ -27,6 +27,19 @@ fn ordering_comparisons_on_numbers_and_strings() {
     assert_eq!(run(json!({"field": "p", "op": "lt", "value": "y"}), &records), vec![json!({"p": "x"})]);
 }
 
+/// Integers compare exactly, past 2⁵³ too, where doubles cannot tell neighbours apart; an
+/// integer still equals the same number written with a fraction.
+#[test]
+fn integers_beyond_two_to_the_53_compare_exactly() {
+    let records = [json!({"id": 9_007_199_254_740_992_u64}), json!({"id": 9_007_199_254_740_993_u64}), json!({"id": 5.0})];
+    let only = |record: &Value| vec![record.clone()];
+    assert_eq!(run(json!({"field": "id", "op": "eq", "value": 9_007_199_254_740_993_u64}), &records), only(&records[1]));
+    assert_eq!(run(json!({"field": "id", "op": "gt", "value": 9_007_199_254_740_992_u64}), &records), only(&records[1]));
+    assert_eq!(run(json!({"field": "id", "op": "in", "value": [9_007_199_254_740_992_u64]}), &records), only(&records[0]));
+    assert_eq!(run(json!({"field": "id", "op": "eq", "value": 5}), &records), only(&records[2]));
+    assert_eq!(run(json!({"field": "id", "op": "lt", "value": u64::MAX}), &records), records.to_vec());
+}
+
 #[test]
 fn exists_missing_in_and_not_in() {
     let records = [json!({"c": "a"}), json!({"c": "b"}), json!({"d": 1})];
