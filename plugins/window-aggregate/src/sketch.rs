@@ -31,9 +31,15 @@ impl Quantiles {
         let _ = self.0.merge(&other.0);
     }
 
-    /// The `q` quantile, `None` for an empty sketch.
+    /// The `q` quantile, `None` for an empty sketch. Within the values seen: the sketch's
+    /// estimate (1% relative error) may fall just outside them, and the median of the single
+    /// value 4 is 4, not 4.01.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        self.0.quantile(q).ok().flatten()
+        let estimate = self.0.quantile(q).ok().flatten()?;
+        Some(match (self.0.min(), self.0.max()) {
+            (Some(least), Some(most)) => estimate.max(least).min(most),
+            _ => estimate,
+        })
     }
 }
 

@@ -117,6 +117,19 @@ fn quantiles_are_within_the_stated_relative_error() {
     }
 }
 
+/// An estimate never leaves the values seen: the median of one value is that value, and of
+/// values all equal, that value too.
+#[test]
+fn quantiles_stay_within_the_values_seen() {
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1h"}, "group_by": ["g"], "aggregates": [
+        {"function": "median", "field": "x"}, {"function": "quantile", "field": "x", "q": 0.9, "as": "p90"}]}));
+    op.process_json(&[(json!({"g": "one", "x": 4}), 0), (json!({"g": "same", "x": 7.3}), 0), (json!({"g": "same", "x": 7.3}), 1)]);
+    let results = json_values(&op.watermark(i64::MAX));
+    let of = |group: &str| results.iter().find(|result| result["g"] == group).cloned().unwrap();
+    assert_eq!((of("one")["median_x"].as_f64(), of("one")["p90"].as_f64()), (Some(4.0), Some(4.0)));
+    assert_eq!((of("same")["median_x"].as_f64(), of("same")["p90"].as_f64()), (Some(7.3), Some(7.3)));
+}
+
 #[test]
 fn distinct_counts_are_close_and_first_last_follow_event_time() {
     let records: Vec<(Value, i64)> =
