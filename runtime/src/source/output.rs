@@ -69,7 +69,15 @@ pub struct SourceOutput {
     /// Fields a source found in a record (to read its event time) become the record's field
     /// index: see [`SourceOutput::keeping_scanned_fields`].
     keep_scanned_fields: bool,
+    /// Records behind the watermark passed on to the operators, and whether the log has been
+    /// told they are many.
+    late_passed: u64,
+    warned_of_late: bool,
 }
+
+/// Passed records behind the watermark that make the source say so in the log: at least this
+/// many, and at least one in a hundred records.
+const LATE_WORTH_A_WARNING: u64 = 1000;
 
 /// A checkpointing share: where it resumes, and its end of the coordinator's rounds.
 struct Rounds {
@@ -110,6 +118,8 @@ impl SourceOutput {
             closed: false,
             unchecked: 0,
             keep_scanned_fields: false,
+            late_passed: 0,
+            warned_of_late: false,
         }
     }
 
@@ -198,8 +208,29 @@ impl SourceOutput {
             return Admission::Late;
         }
         let after_watermark = self.watermarks.late_behind_unsent(timestamp);
+        if self.watermarks.is_late(timestamp) {
+            self.note_late_passed();
+        }
         self.watermarks.observe(timestamp);
         Admission::Take { after_watermark }
+    }
+
+    /// Counts a late record passed on, and says once in the log when they are many: a late
+    /// record may miss its window and, sent behind the watermark that makes it late, need a
+    /// batch of its own, so many of them are a disorder `out_of_orderness` should allow for.
+    fn note_late_passed(&mut self) {
+        self.late_passed += 1;
+        if !self.warned_of_late && self.late_passed >= LATE_WORTH_A_WARNING && self.late_passed * 100 >= self.stats.records {
+            self.warned_of_late = true;
+            tracing::warn!(
+                source = %self.source,
+                late = self.late_passed,
+                records = self.stats.records,
+                "many records arrive behind the watermark (newest event time - out_of_orderness): they are late (windows that \
+                 closed drop them) and a late record may need a batch of its own; if this disorder is expected, raise [pipeline] \
+                 out_of_orderness"
+            );
+        }
     }
 
     /// Sends the pending batch, and the watermark its records make, when `needed`: before a
