@@ -469,30 +469,31 @@ impl Problems<'_> {
 /// Why `path` cannot be an operator's plugin, if it cannot: it must be a regular file (what
 /// it holds is checked when it is compiled).
 fn plugin_file_problem(path: &Path) -> Option<String> {
-    let path_text = path.display();
-    match std::fs::metadata(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("plugin file {path_text} does not exist")),
-        Err(error) => Some(format!("plugin file {path_text} cannot be read: {error}")),
-        Ok(metadata) if metadata.is_dir() => Some(format!("plugin {path_text} is a directory: `plugin` names a .wasm component file")),
-        Ok(metadata) if !metadata.is_file() => {
-            Some(format!("plugin {path_text} is not a regular file: `plugin` names a .wasm component file"))
-        }
-        Ok(_) => None,
-    }
+    let remedy = ": `plugin` names a .wasm component file";
+    regular_file_problem(path, "plugin file", remedy, remedy)
 }
 
 /// Why `path` cannot be read by a file source, if it cannot: a file source reads a regular
 /// file, from byte offsets it can resume at.
 fn file_source_problem(path: &Path) -> Option<String> {
+    let other = format!(
+        " (a named pipe, socket or device): a file source reads a file from offsets it can resume at; read a pipe with a \
+         source of type = \"stdin\" (sluice run pipeline.toml < {})",
+        path.display()
+    );
+    regular_file_problem(path, "file", ": `path` names one file", &other)
+}
+
+/// Why `path` is not a regular file that can be read, if it is not: it is missing (`noun`
+/// and the path are said), unreadable, a directory or something else (each followed by its
+/// remedy).
+fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_remedy: &str) -> Option<String> {
     let path_text = path.display();
     match std::fs::metadata(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("file {path_text} does not exist")),
-        Err(error) => Some(format!("file {path_text} cannot be read: {error}")),
-        Ok(metadata) if metadata.is_dir() => Some(format!("{path_text} is a directory: `path` names one file")),
-        Ok(metadata) if !metadata.is_file() => Some(format!(
-            "{path_text} is not a regular file (a named pipe, socket or device): a file source reads a file from offsets it \
-             can resume at; read a pipe with a source of type = \"stdin\" (sluice run pipeline.toml < {path_text})"
-        )),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("{noun} {path_text} does not exist")),
+        Err(error) => Some(format!("{noun} {path_text} cannot be read: {error}")),
+        Ok(metadata) if metadata.is_dir() => Some(format!("{path_text} is a directory{directory_remedy}")),
+        Ok(metadata) if !metadata.is_file() => Some(format!("{path_text} is not a regular file{other_remedy}")),
         Ok(_) => None,
     }
 }
