@@ -204,11 +204,12 @@ impl SourceOutput {
             return Admission::Skip;
         }
         self.stats.records += 1;
-        if self.late != LateRecords::Pass && self.watermarks.is_late(timestamp) {
+        let late = self.watermarks.is_late(timestamp);
+        if late && self.late != LateRecords::Pass {
             return Admission::Late;
         }
-        let after_watermark = self.watermarks.late_behind_unsent(timestamp);
-        if self.watermarks.is_late(timestamp) {
+        let after_watermark = late && self.watermarks.late_behind_unsent(timestamp);
+        if late {
             self.note_late_passed();
         }
         self.watermarks.observe(timestamp);
