@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{DeadLetterConfig, LoadedPipeline};
 use crate::kafka::{KafkaDeadLetters, TransactionalProducer};
@@ -91,6 +91,14 @@ impl DeadLetterSink {
     }
 
     /// Where the dead letters go, in words.
+    /// The file the dead letters go to, when they go to one.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.destination {
+            Destination::Lines { target: LineTarget::File(path), .. } => Some(path),
+            _ => None,
+        }
+    }
+
     pub fn description(&self) -> &str {
         &self.description
     }

@@ -45,6 +45,16 @@ pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
     }
 }
 
+/// Cuts the file at `path`, if there is one, back to `length` (a checkpoint's): for an output
+/// opened later, such as the dead-letter file, which is opened at its first letter.
+pub fn cut_back_to_checkpoint(path: &Path, length: u64) -> io::Result<()> {
+    match File::options().read(true).append(true).open(path) {
+        Ok(file) => prepare(&file, path, FileStart::ContinuedFrom(length)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// A file that counts the bytes written to it: its length, for checkpoints to record once
 /// every task has made its output durable.
 pub struct CountedFile {

@@ -18,8 +18,8 @@ use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
-pub use file_start::FileStart;
 use file_start::{CountedFile, prepare};
+pub use file_start::{FileStart, cut_back_to_checkpoint};
 
 /// Why a sink cannot take records.
 #[derive(Debug, thiserror::Error)]

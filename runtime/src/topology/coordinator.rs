@@ -4,6 +4,7 @@
 //! was read to its end it removes the checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -43,6 +44,9 @@ pub struct Coordinator {
     /// task has made its output durable and before any share goes on, it is the length of
     /// exactly the results of the records before the barrier.
     pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
+    /// The dead-letter file, if dead letters go to one: its length is recorded with the
+    /// sinks' (read from the file, which each letter is flushed to).
+    pub dead_letter_file: Option<PathBuf>,
 }
 
 /// What one round gathered.
@@ -187,7 +191,18 @@ impl Coordinator {
     fn checkpoint_of(&self, gathered: Gathered) -> PipelineCheckpoint {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
-        let outputs = self.file_lengths.iter().map(|(sink, length)| (sink.clone(), length.load(Ordering::Relaxed))).collect();
+        let mut outputs: BTreeMap<String, u64> =
+            self.file_lengths.iter().map(|(sink, length)| (sink.clone(), length.load(Ordering::Relaxed))).collect();
+        // No file yet: no dead letter so far, so a resumed run keeps none written after. A file
+        // that cannot be looked at gets no length: a resumed run then continues it as it is.
+        let dead_letter_length = self.dead_letter_file.as_ref().and_then(|path| match std::fs::metadata(path) {
+            Ok(metadata) => Some(metadata.len()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(0),
+            Err(_) => None,
+        });
+        if let Some(length) = dead_letter_length {
+            outputs.insert(super::outputs::DEAD_LETTER_OUTPUT.to_owned(), length);
+        }
         PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks, outputs }
     }
 

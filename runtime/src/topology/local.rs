@@ -35,6 +35,8 @@ pub struct LocalStart<'a> {
     pub stop: StopSignal,
     /// Each file sink's output length as written, for the checkpoints to record.
     pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
+    /// The dead-letter file, whose length the checkpoints record too.
+    pub dead_letter_file: Option<std::path::PathBuf>,
 }
 
 /// The checkpoints of a local pipeline: its directory, the round it resumes from, and the
@@ -122,6 +124,7 @@ fn start_coordinator(
         shares,
         tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
         file_lengths: start.file_lengths.clone(),
+        dead_letter_file: start.dead_letter_file.clone(),
     };
     // The coordinator must see its report channel close once every share and task is gone.
     drop(state.reports);

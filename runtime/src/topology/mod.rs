@@ -225,7 +225,7 @@ impl RunningPipeline {
         };
         let transactions = open_transactions(pipeline)?;
         let sinks = outputs::start_sinks(pipeline, outputs_start, transactions.as_deref(), &monitor, &stop)?;
-        let dead_letters = outputs::start_dead_letters(pipeline, transactions.as_deref(), &monitor)?;
+        let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, transactions.as_deref(), &monitor)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());
         let shared = SharedOutputs { sinks: sinks.queues, dead_letters: dead_letters.queue };
@@ -245,7 +245,9 @@ impl RunningPipeline {
             let start = kafka::KafkaStart { pipeline, plan: &plan, control, outputs: shared, stop, transactions };
             running.kafka_sources = kafka::start_kafka(start)?;
         } else {
-            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop, file_lengths: sinks.file_lengths };
+            let file_lengths = sinks.file_lengths;
+            let dead_letter_file = dead_letters.file;
+            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop, file_lengths, dead_letter_file };
             let local = local::start_local(start, local_state)?;
             running.local_sources = local.sources;
             running.tasks = local.tasks;

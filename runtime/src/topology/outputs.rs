@@ -2,6 +2,7 @@
 //! bounded queues, and the dead-letter sink.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -12,7 +13,7 @@ use crate::event_time::now_millis;
 use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
 use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
-use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError};
+use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError, cut_back_to_checkpoint};
 
 /// Output batches queued for each sink.
 const SINK_QUEUE: usize = 16;
@@ -55,7 +56,13 @@ pub struct StartedDeadLetters {
     pub queue: SyncSender<DeadLetterMessage>,
     pub worker: Worker<std::io::Result<u64>>,
     pub destination: String,
+    /// The file the dead letters go to, if they go to one: checkpoints record its length.
+    pub file: Option<PathBuf>,
 }
+
+/// The key of the dead-letter file among the lengths a checkpoint records (sink names cannot
+/// hold brackets).
+pub const DEAD_LETTER_OUTPUT: &str = "[dead_letter]";
 
 /// Opens the sinks, their output files started as `start` says. A sink whose reader goes
 /// raises `stop`.
@@ -82,19 +89,29 @@ pub fn start_sinks(
     Ok(started)
 }
 
-/// Opens the dead-letter sink (by default `<pipeline>.dead-letter.jsonl`).
+/// Opens the dead-letter sink (by default `<pipeline>.dead-letter.jsonl`). Resuming from a
+/// checkpoint that recorded its file's length, the file is cut back to it: dead letters of the
+/// records replayed after the checkpoint are written again, once.
 pub fn start_dead_letters(
     pipeline: &LoadedPipeline,
+    start: OutputsStart<'_>,
     transactions: Option<&TransactionalProducer>,
     monitor: &Monitor,
 ) -> Result<StartedDeadLetters, StartError> {
     let config = pipeline.config.dead_letter.as_ref().map(|dead_letter| dead_letter.get_ref());
     let sink = DeadLetterSink::build(config, pipeline, transactions).map_err(StartError::DeadLetter)?;
+    let file = sink.file().map(Path::to_path_buf);
+    if let (OutputsStart::FromCheckpoint(lengths), Some(path)) = (start, &file)
+        && let Some(length) = lengths.get(DEAD_LETTER_OUTPUT)
+    {
+        cut_back_to_checkpoint(path, *length)
+            .map_err(|error| StartError::DeadLetter(std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))))?;
+    }
     let destination = sink.description().to_owned();
     let (queue, letters) = mpsc::sync_channel(DEAD_LETTER_QUEUE);
     let observer = DeadLetterObserver { pipeline: pipeline.config.pipeline.name.get_ref().to_string(), monitor: monitor.clone() };
     let thread = spawn("dead-letter", move || write_dead_letters(sink, letters, &observer))?;
-    Ok(StartedDeadLetters { queue, worker: ("dead-letter".into(), thread), destination })
+    Ok(StartedDeadLetters { queue, worker: ("dead-letter".into(), thread), destination, file })
 }
 
 /// Writes batches until every task has finished; makes the output durable when a task asks

@@ -106,11 +106,16 @@ config = { field = "n", op = "exists" }
 /// Saves in the pipeline's state directory the checkpoint a run that processed the file up
 /// to (not including) line `next_line`, with no operator state, would have left.
 fn save_checkpoint_at(pipeline: &std::path::Path, next_line: u64) {
+    save_checkpoint_with_outputs_at(pipeline, next_line, Default::default());
+}
+
+/// Like `save_checkpoint_at`, with the output files' lengths the checkpoint recorded.
+fn save_checkpoint_with_outputs_at(pipeline: &std::path::Path, next_line: u64, outputs: BTreeMap<String, u64>) {
     use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
     let loaded = sluice::config::LoadedPipeline::load(pipeline).expect("the pipeline loads");
     let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
     let shares = [("file".to_owned(), SharePosition { next_position: next_line, watermark: None })].into();
-    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs: Default::default() };
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs };
     let directory = StateDirectory::open(&pipeline.with_file_name("state"), "lines").expect("the state directory opens");
     directory.save(&checkpoint).expect("the checkpoint is saved");
 }
@@ -137,6 +142,32 @@ fn a_file_source_skips_the_lines_its_checkpoint_covers_and_continues_the_output(
     let summary = run(&pipeline).expect("a second run");
     assert_eq!(summary.sources.records, 100, "without a checkpoint the file is read from its start");
     assert_eq!(scratch.json_lines("out.jsonl").len(), 100, "and the output starts afresh");
+}
+
+/// What a killed run wrote after its checkpoint, results and dead letters alike, is cut off
+/// when the next run resumes: that run writes it again, so each is in its file once.
+#[test]
+fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() {
+    let scratch = Scratch::new();
+    let lines: String = (1..=100).map(|n| if n == 70 { "not json\n".to_owned() } else { format!("{{\"n\":{n}}}\n") }).collect();
+    scratch.write("in.jsonl", &lines);
+    let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
+    let (kept, dead_kept) = ("{\"n\":\"before the checkpoint\"}\n", "{\"reason\":\"before the checkpoint\"}\n");
+    let outputs = [("file".to_owned(), kept.len() as u64), ("[dead_letter]".to_owned(), dead_kept.len() as u64)].into();
+    save_checkpoint_with_outputs_at(&pipeline, 51, outputs);
+    // The killed run had gone on past the checkpoint, to line 80, and was cut off mid-line.
+    let after: String = (51..=80).filter(|n| *n != 70).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    scratch.write("out.jsonl", &format!("{kept}{after}{{\"n\":8"));
+    scratch.write("dead.jsonl", &format!("{dead_kept}{{\"reason\":\"line 70, from the killed run\"}}\n"));
+
+    let summary = run(&pipeline).expect("resumed run");
+    assert_eq!(summary.sources.records, 50, "lines 51 to 100");
+    let output: Vec<_> = scratch.json_lines("out.jsonl").iter().map(|line| line["n"].clone()).collect();
+    let mut expected = vec![serde_json::json!("before the checkpoint")];
+    expected.extend((51..=100).filter(|n| *n != 70).map(|n| serde_json::json!(n)));
+    assert_eq!(output, expected, "each result once");
+    let dead: Vec<_> = scratch.json_lines("dead.jsonl").iter().map(|letter| letter["position"].clone()).collect();
+    assert_eq!(dead, vec![serde_json::Value::Null, serde_json::json!(70)], "the line 70 dead letter once, from this run");
 }
 
 #[test]
