@@ -109,8 +109,18 @@ impl Problems<'_> {
         let name = source.get_ref().name();
         match source.get_ref() {
             SourceConfig::Generator(generator) => {
-                if let Err(problem) = parse_rfc3339_millis(&generator.start_time) {
-                    self.report(span.clone(), format!("source \"{name}\": start_time {problem}"));
+                match parse_rfc3339_millis(&generator.start_time) {
+                    Err(problem) => self.report(span.clone(), format!("source \"{name}\": start_time {problem}")),
+                    Ok(start) if !event_times_fit(start, generator.count, generator.event_interval.millis()) => self.report(
+                        span.clone(),
+                        format!(
+                            "source \"{name}\": {} records {} ms apart from start_time go past the latest event time a record can \
+                             have (i64::MAX ms): lower count or event_interval",
+                            generator.count.unwrap_or_default(),
+                            generator.event_interval.millis()
+                        ),
+                    ),
+                    Ok(_) => {}
                 }
                 if generator.users == 0 || generator.items == 0 {
                     self.report(span.clone(), format!("source \"{name}\": users and items must be at least 1"));
@@ -466,6 +476,14 @@ impl Problems<'_> {
     }
 }
 
+/// Whether the event times of `count` generated records, `interval` ms apart from `start`,
+/// are all representable (an unbounded generator is not checked: it would take longer than
+/// any run to get there at a sane interval).
+fn event_times_fit(start: i64, count: Option<u64>, interval: i64) -> bool {
+    let Some(count) = count.filter(|count| *count > 0) else { return true };
+    i64::try_from(count - 1).ok().and_then(|steps| steps.checked_mul(interval)).and_then(|span| start.checked_add(span)).is_some()
+}
+
 /// Why `path` cannot be an operator's plugin, if it cannot: it must be a regular file (what
 /// it holds is checked when it is compiled).
 fn plugin_file_problem(path: &Path) -> Option<String> {
@@ -495,5 +513,21 @@ fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_r
         Ok(metadata) if metadata.is_dir() => Some(format!("{path_text} is a directory{directory_remedy}")),
         Ok(metadata) if !metadata.is_file() => Some(format!("{path_text} is not a regular file{other_remedy}")),
         Ok(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_event_times_must_be_representable() {
+        assert!(event_times_fit(0, None, i64::MAX), "unbounded: not checked");
+        assert!(event_times_fit(i64::MAX, Some(1), 10), "one record at the start");
+        assert!(event_times_fit(0, Some(0), i64::MAX));
+        assert!(event_times_fit(0, Some(3), i64::MAX / 2));
+        assert!(!event_times_fit(0, Some(4), i64::MAX / 2));
+        assert!(!event_times_fit(1, Some(1000), i64::MAX));
+        assert!(!event_times_fit(0, Some(u64::MAX), 1));
     }
 }
