@@ -661,3 +661,60 @@ path = "dead.jsonl"
     assert_eq!(scratch.json_lines("dead.jsonl"), Vec::<serde_json::Value>::new(), "no record was late");
     assert_exact_counts(&expected, &results);
 }
+
+/// A partition's late record meets the watermark of the records before it, even when they are
+/// fetched and batched together: the window they closed is not reopened by it, and the record
+/// is dead-lettered naming that watermark.
+#[test]
+fn a_late_record_of_a_partition_meets_the_watermark_of_the_records_fetched_before_it() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    let record = |offset_ms: i64, v: i64| KafkaRecord::new("k", format!(r#"{{"v":{v}}}"#), EVENT_TIME_ZERO + offset_ms, &[]);
+    // Produced before the pipeline starts, so that they arrive in one fetch and one batch.
+    produce(&broker.bootstrap(), "events", &[record(1_000, 1), record(12_000, 2), record(3_000, 3), record(30_000, 4)]);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "late-in-a-batch"
+out_of_orderness = "0s"
+
+[[sources]]
+name = "events"
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["events"]
+
+[[operators]]
+name = "sums"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "10s" }, aggregates = [{ function = "sum", field = "v", as = "sum" }], late = "reject" }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "two windows and a dead letter", || {
+        scratch.json_lines("out.jsonl").len() >= 2 && !scratch.json_lines("dead.jsonl").is_empty()
+    });
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    let sums: Vec<(i64, i64)> = scratch
+        .json_lines("out.jsonl")
+        .iter()
+        .map(|window| (window["window_start"].as_i64().expect("start") - EVENT_TIME_ZERO, window["sum"].as_i64().expect("sum")))
+        .collect();
+    assert_eq!(sums, vec![(0, 1), (10_000, 2)], "the record at 3 s came after the window it belongs to had closed");
+    let dead = scratch.json_lines("dead.jsonl");
+    let reason = dead[0]["reason"].as_str().expect("a reason");
+    assert!(reason.contains(&format!("closed by watermark {}", EVENT_TIME_ZERO + 12_000)), "{reason}");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+}
