@@ -90,7 +90,6 @@ impl DeadLetterSink {
         Ok(DeadLetterSink { pipeline: name, description, destination })
     }
 
-    /// Where the dead letters go, in words.
     /// The file the dead letters go to, when they go to one.
     pub fn file(&self) -> Option<&Path> {
         match &self.destination {
@@ -99,6 +98,7 @@ impl DeadLetterSink {
         }
     }
 
+    /// Where the dead letters go, in words.
     pub fn description(&self) -> &str {
         &self.description
     }

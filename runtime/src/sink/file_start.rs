@@ -1,11 +1,9 @@
-//! How a sink's output file starts (emptied, continued, or cut back to a checkpoint's length),
-//! and its length as written, which checkpoints record.
+//! How a sink's output file starts: emptied, continued, or cut back to the length a
+//! checkpoint recorded for it.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a sink's output file starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,35 +53,10 @@ pub fn cut_back_to_checkpoint(path: &Path, length: u64) -> io::Result<()> {
     }
 }
 
-/// A file that counts the bytes written to it: its length, for checkpoints to record once
-/// every task has made its output durable.
-pub struct CountedFile {
-    file: File,
-    length: Arc<AtomicU64>,
-}
-
-impl CountedFile {
-    /// `file` as it is now (its length read), and the shared count of its length.
-    pub fn new(file: File) -> io::Result<(CountedFile, Arc<AtomicU64>)> {
-        let length = Arc::new(AtomicU64::new(file.metadata()?.len()));
-        Ok((CountedFile { file, length: length.clone() }, length))
-    }
-}
-
-impl Write for CountedFile {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let written = self.file.write(bytes)?;
-        self.length.fetch_add(written as u64, Ordering::Relaxed);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
     fn file_holding(contents: &[u8]) -> (tempfile::TempDir, std::path::PathBuf, File) {
@@ -98,10 +71,8 @@ mod tests {
     fn a_file_continued_from_a_checkpoint_is_cut_back_to_its_length_then() {
         let (_directory, path, file) = file_holding(b"{\"a\":1}\n{\"a\":2}\n{\"a\"");
         prepare(&file, &path, FileStart::ContinuedFrom(8)).expect("prepared");
-        let (mut counted, length) = CountedFile::new(file).expect("counted");
-        counted.write_all(b"{\"a\":3}\n").expect("write");
+        (&file).write_all(b"{\"a\":3}\n").expect("write");
         assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n{\"a\":3}\n");
-        assert_eq!(length.load(Ordering::Relaxed), 16);
     }
 
     #[test]

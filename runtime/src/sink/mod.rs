@@ -6,9 +6,7 @@ mod file_start;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::path::{Path, PathBuf};
 
 use crate::config::{ConsoleSinkConfig, FileSinkConfig, LoadedPipeline, OutputFormat, SinkConfig, StdoutSinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
@@ -18,7 +16,7 @@ use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
-use file_start::{CountedFile, prepare};
+use file_start::prepare;
 pub use file_start::{FileStart, cut_back_to_checkpoint};
 
 /// Why a sink cannot take records.
@@ -52,8 +50,8 @@ pub struct Sink {
     unkeyed: u64,
     /// Records, bytes and end-to-end latency (none when metrics are off).
     metrics: Option<SinkMetrics>,
-    /// The length of its output file as written (a file sink's).
-    file_length: Option<Arc<AtomicU64>>,
+    /// Its output file (a file sink's), whose length checkpoints record.
+    file: Option<PathBuf>,
 }
 
 enum Output {
@@ -87,7 +85,7 @@ impl Sink {
             writer: Box::new(BufWriter::with_capacity(1 << 16, writer)),
             file,
         };
-        let mut file_length = None;
+        let mut output_file = None;
         let output = match config {
             SinkConfig::Stdout(StdoutSinkConfig { format, .. }) => lines(Box::new(io::stdout()), *format, None),
             SinkConfig::File(FileSinkConfig { path, format, .. }) => {
@@ -98,9 +96,8 @@ impl Sink {
                     .map_err(open_failed)?;
                 prepare(&file, &path, start).map_err(open_failed)?;
                 let durable = file.try_clone().map_err(open_failed)?;
-                let (counted, length) = CountedFile::new(file).map_err(open_failed)?;
-                file_length = Some(length);
-                lines(Box::new(counted), *format, Some(durable))
+                output_file = Some(path);
+                lines(Box::new(file), *format, Some(durable))
             }
             SinkConfig::Kafka(kafka) => Output::Kafka(
                 KafkaSink::new(kafka, transactions)
@@ -113,16 +110,16 @@ impl Sink {
         };
         let key = config.key().map(|fields| KeySelector::new(fields.to_vec()));
         let metrics = monitor.metrics.sink(&pipeline_name, &name);
-        Ok(Sink { name, output, key, unkeyed: 0, metrics, file_length })
+        Ok(Sink { name, output, key, unkeyed: 0, metrics, file: output_file })
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The length of a file sink's output as written, kept up to date while it runs.
-    pub fn file_length(&self) -> Option<Arc<AtomicU64>> {
-        self.file_length.clone()
+    /// The file a file sink writes.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
     }
 
     /// Writes records (a batch, or a selection of one, read in place): lines are flushed at

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -40,13 +39,10 @@ pub struct Coordinator {
     pub tasks: BTreeSet<String>,
     /// Positions of shares that ended (kept in every later round).
     pub ended: BTreeMap<String, SharePosition>,
-    /// Each file sink's output length as written, recorded in every round: read once every
-    /// task has made its output durable and before any share goes on, it is the length of
-    /// exactly the results of the records before the barrier.
-    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
-    /// The dead-letter file, if dead letters go to one: its length is recorded with the
-    /// sinks' (read from the file, which each letter is flushed to).
-    pub dead_letter_file: Option<PathBuf>,
+    /// The output files (file sinks', the dead-letter file) whose lengths every round
+    /// records: read once every task has made its output durable and before any share goes
+    /// on, a length is that of exactly the output of the records before the barrier.
+    pub output_files: BTreeMap<String, PathBuf>,
 }
 
 /// What one round gathered.
@@ -191,18 +187,7 @@ impl Coordinator {
     fn checkpoint_of(&self, gathered: Gathered) -> PipelineCheckpoint {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
-        let mut outputs: BTreeMap<String, u64> =
-            self.file_lengths.iter().map(|(sink, length)| (sink.clone(), length.load(Ordering::Relaxed))).collect();
-        // No file yet: no dead letter so far, so a resumed run keeps none written after. A file
-        // that cannot be looked at gets no length: a resumed run then continues it as it is.
-        let dead_letter_length = self.dead_letter_file.as_ref().and_then(|path| match std::fs::metadata(path) {
-            Ok(metadata) => Some(metadata.len()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(0),
-            Err(_) => None,
-        });
-        if let Some(length) = dead_letter_length {
-            outputs.insert(super::outputs::DEAD_LETTER_OUTPUT.to_owned(), length);
-        }
+        let outputs = self.output_files.iter().filter_map(|(output, path)| Some((output.clone(), recorded_length(path)?))).collect();
         PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks, outputs }
     }
 
@@ -226,5 +211,16 @@ impl Coordinator {
             return Ok(());
         }
         self.directory.remove()
+    }
+}
+
+/// The length a checkpoint records for an output file. No file yet (the dead-letter file
+/// before its first letter) is 0: a resumed run keeps nothing written after. A file that cannot
+/// be looked at gets no length: a resumed run then continues it as it is.
+fn recorded_length(path: &std::path::Path) -> Option<u64> {
+    match std::fs::metadata(path) {
+        Ok(metadata) => Some(metadata.len()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
     }
 }

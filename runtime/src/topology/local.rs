@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Sender, SyncSender};
 
 use super::coordinator::{Coordinator, ShareHandle};
@@ -33,10 +32,9 @@ pub struct LocalStart<'a> {
     pub control: PipelineControl,
     pub outputs: SharedOutputs,
     pub stop: StopSignal,
-    /// Each file sink's output length as written, for the checkpoints to record.
-    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
-    /// The dead-letter file, whose length the checkpoints record too.
-    pub dead_letter_file: Option<std::path::PathBuf>,
+    /// The output files whose lengths the checkpoints record, by sink name (and
+    /// `DEAD_LETTER_OUTPUT`).
+    pub output_files: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// The checkpoints of a local pipeline: its directory, the round it resumes from, and the
@@ -123,8 +121,7 @@ fn start_coordinator(
         ended: ended.into_iter().filter(|(share, _)| !shares.contains_key(share)).collect(),
         shares,
         tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
-        file_lengths: start.file_lengths.clone(),
-        dead_letter_file: start.dead_letter_file.clone(),
+        output_files: start.output_files.clone(),
     };
     // The coordinator must see its report channel close once every share and task is gone.
     drop(state.reports);

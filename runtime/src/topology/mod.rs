@@ -245,9 +245,11 @@ impl RunningPipeline {
             let start = kafka::KafkaStart { pipeline, plan: &plan, control, outputs: shared, stop, transactions };
             running.kafka_sources = kafka::start_kafka(start)?;
         } else {
-            let file_lengths = sinks.file_lengths;
-            let dead_letter_file = dead_letters.file;
-            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop, file_lengths, dead_letter_file };
+            // Every output file whose length the checkpoints record: the file sinks' and the
+            // dead-letter file.
+            let mut output_files = sinks.files;
+            output_files.extend(dead_letters.file.map(|file| (outputs::DEAD_LETTER_OUTPUT.to_owned(), file)));
+            let start = local::LocalStart { pipeline, plan: &plan, control, outputs: shared, stop, output_files };
             let local = local::start_local(start, local_state)?;
             running.local_sources = local.sources;
             running.tasks = local.tasks;

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use super::{StartError, Worker, spawn};
@@ -24,8 +22,8 @@ const DEAD_LETTER_QUEUE: usize = 4096;
 pub struct StartedSinks {
     pub queues: Vec<SyncSender<SinkMessage>>,
     pub workers: Vec<Worker<Result<(), SinkError>>>,
-    /// Each file sink's output length as written, by sink name, for checkpoints to record.
-    pub file_lengths: BTreeMap<String, Arc<AtomicU64>>,
+    /// Each file sink's file, by sink name: checkpoints record its length.
+    pub files: BTreeMap<String, PathBuf>,
 }
 
 /// How the pipeline's output files start.
@@ -73,13 +71,13 @@ pub fn start_sinks(
     monitor: &Monitor,
     stop: &StopSignal,
 ) -> Result<StartedSinks, StartError> {
-    let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new(), file_lengths: BTreeMap::new() };
+    let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new(), files: BTreeMap::new() };
     for config in &pipeline.config.sinks {
         let sink = Sink::build(config.get_ref(), pipeline, start.file_start(&config.get_ref().name()), transactions, monitor)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
-        if let Some(length) = sink.file_length() {
-            started.file_lengths.insert(name.clone(), length);
+        if let Some(file) = sink.file() {
+            started.files.insert(name.clone(), file.to_path_buf());
         }
         let stop = stop.clone();
         let thread = spawn(&format!("sink-{name}"), move || write_sink(sink, queue, &stop))?;
