@@ -132,7 +132,7 @@ fn expected_with_late_records(input: &str) -> (BTreeMap<(i64, String), i64>, Vec
 fn run_late_records_with_batch_size(batch_size: usize) -> (BTreeMap<(i64, String), i64>, Vec<u64>) {
     let scratch = Scratch::new();
     scratch.write("input.jsonl", &input_with_late_records());
-    let path = scratch.pipeline(&format!(
+    let path = scratch.pipeline_to_files(&format!(
         r#"
 [pipeline]
 name = "late-batching"
@@ -153,14 +153,6 @@ allowed_lateness = "{ALLOWED_LATENESS_MS}ms"
 group_by = ["category"]
 aggregates = [{{ function = "sum", field = "price", as = "revenue" }}]
 late = "reject"
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
 "#
     ));
     run(&path).expect("pipeline runs");

@@ -674,10 +674,9 @@ fn a_late_record_of_a_partition_meets_the_watermark_of_the_records_fetched_befor
     // Produced before the pipeline starts, so that they arrive in one fetch and one batch.
     produce(&broker.bootstrap(), "events", &[record(1_000, 1), record(12_000, 2), record(3_000, 3), record(30_000, 4)]);
     let scratch = Scratch::new();
-    let pipeline = kafka_pipeline(
-        &scratch,
-        &broker,
-        r#"
+    // Results to out.jsonl, dead letters to dead.jsonl.
+    let pipeline = scratch.pipeline_to_files(
+        &r#"
 [pipeline]
 name = "late-in-a-batch"
 out_of_orderness = "0s"
@@ -692,15 +691,8 @@ topics = ["events"]
 name = "sums"
 plugin = "{plugins}/window-aggregate.wasm"
 config = { window = { type = "tumbling", size = "10s" }, aggregates = [{ function = "sum", field = "v", as = "sum" }], late = "reject" }
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
+"#
+        .replace("{bootstrap}", &broker.bootstrap()),
     );
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
     wait_for(Duration::from_secs(60), "two windows and a dead letter", || {
