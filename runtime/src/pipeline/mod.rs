@@ -32,4 +32,4 @@ pub use task::{
 };
 pub use tasks::{ExchangeWiring, NoExchanges, SharedOutputs, StartedTask, TASK_QUEUE, TaskFactory, TaskStart, TaskStartError};
 pub use upstreams::Upstreams;
-pub use watermark::WatermarkGenerator;
+pub use watermark::{Arrival, WatermarkGenerator};

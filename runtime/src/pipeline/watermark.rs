@@ -3,7 +3,21 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::LateRecords;
 use crate::event_time::now_millis;
+
+/// What a source does with a record, by its event time ([`WatermarkGenerator::arrival`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Late, and `late_records = "drop"`: counted and dropped.
+    Drop,
+    /// Late, and `late_records = "dead-letter"`: to the dead-letter sink with this reason,
+    /// which names the watermark the records before it make.
+    DeadLetter { reason: String },
+    /// Passed on (`late` if it is late and `late_records = "pass"`), after the pending batch
+    /// and its watermark if `after_watermark`: the batch's own records made it late.
+    Take { late: bool, after_watermark: bool },
+}
 
 /// Derives the watermark of one stream of records (a source share, a Kafka partition).
 ///
@@ -80,12 +94,31 @@ impl WatermarkGenerator {
         by_records.max(self.resumed)
     }
 
+    /// What becomes of a record with this event time arriving now, under the pipeline's
+    /// `late_records` rule; a record taken is observed. Every source (a share, a Kafka
+    /// partition) decides through this one verdict, so that a record's fate depends on the
+    /// records before it alone.
+    pub fn arrival(&mut self, timestamp: i64, rule: LateRecords) -> Arrival {
+        let late = self.is_late(timestamp);
+        match rule {
+            LateRecords::Drop if late => return Arrival::Drop,
+            LateRecords::DeadLetter if late => {
+                let watermark = self.by_records().unwrap_or(i64::MIN);
+                return Arrival::DeadLetter { reason: format!("late record: event time {timestamp} is behind the watermark {watermark}") };
+            }
+            _ => {}
+        }
+        let after_watermark = late && self.late_behind_unsent(timestamp);
+        self.observe(timestamp);
+        Arrival::Take { late, after_watermark }
+    }
+
     /// Whether a record with this event time is late and the tasks have not been told the
     /// watermark that makes it so (it advanced within the pending batch): the source then
     /// sends the batch and that watermark first, so that the operators meet the record behind
     /// the watermark its predecessors make, as one record at a time would, whatever the batch
     /// size.
-    pub fn late_behind_unsent(&self, timestamp: i64) -> bool {
+    fn late_behind_unsent(&self, timestamp: i64) -> bool {
         self.by_records().is_some_and(|watermark| timestamp < watermark && self.emitted.is_none_or(|emitted| emitted < watermark))
     }
 
@@ -182,6 +215,26 @@ impl WatermarkGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_late_record_meets_the_rule_and_the_watermark_of_the_records_before_it() {
+        for rule in [LateRecords::Pass, LateRecords::Drop, LateRecords::DeadLetter] {
+            let mut generator = WatermarkGenerator::new(1_000, Duration::from_secs(3600));
+            assert_eq!(generator.arrival(10_000, rule), Arrival::Take { late: false, after_watermark: false });
+            let late = generator.arrival(8_000, rule);
+            match rule {
+                LateRecords::Pass => assert_eq!(late, Arrival::Take { late: true, after_watermark: true }, "9000 not sent yet"),
+                LateRecords::Drop => assert_eq!(late, Arrival::Drop),
+                LateRecords::DeadLetter => {
+                    assert_eq!(late, Arrival::DeadLetter { reason: "late record: event time 8000 is behind the watermark 9000".into() })
+                }
+            }
+            assert_eq!(generator.advance(), Some(9_000));
+            let after_sent = generator.arrival(8_500, LateRecords::Pass);
+            assert_eq!(after_sent, Arrival::Take { late: true, after_watermark: false }, "{rule:?}: 9000 was sent");
+            assert_eq!(generator.arrival(9_500, rule), Arrival::Take { late: false, after_watermark: false });
+        }
+    }
 
     #[test]
     fn watermark_trails_the_newest_event_time_and_never_goes_back() {

@@ -12,7 +12,7 @@ use sluice_sdk::fields::{Field, ObjectWriter};
 use super::SourceError;
 use crate::config::LateRecords;
 use crate::pipeline::{
-    Barrier, Batcher, DeadLetter, DeadLetterMessage, RoundReport, RoundRequest, ShareRounds, SourceBatch, StopSignal, TaskMessage,
+    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, RoundReport, RoundRequest, ShareRounds, SourceBatch, StopSignal, TaskMessage,
     WatermarkGenerator,
 };
 use crate::wasm::Batch;
@@ -161,13 +161,13 @@ impl SourceOutput {
     ) -> Result<(), Downstream> {
         match self.admit(timestamp, position) {
             Admission::Skip => Ok(()),
-            Admission::Late => self.late_record(key, value, timestamp, position),
-            Admission::Take { after_watermark } => {
+            Admission::Arrived(Arrival::Take { after_watermark, .. }) => {
                 self.send_pending_if(after_watermark)?;
                 let fields = fields.filter(|_| self.keep_scanned_fields);
                 let full = self.batcher.push_with_fields(key, value, fields, timestamp, [], position);
                 self.sent_if_full(full)
             }
+            Admission::Arrived(refused) => self.late_record(refused, key, value, timestamp, position),
         }
     }
 
@@ -184,36 +184,31 @@ impl SourceOutput {
     pub fn emit_object(&mut self, key: Option<&[u8]>, object: &ObjectWriter, timestamp: i64, position: u64) -> Result<(), Downstream> {
         match self.admit(timestamp, position) {
             Admission::Skip => Ok(()),
-            Admission::Late => {
-                let mut value = Vec::new();
-                object.write_to(&mut value);
-                self.late_record(key, &value, timestamp, position)
-            }
-            Admission::Take { after_watermark } => {
+            Admission::Arrived(Arrival::Take { after_watermark, .. }) => {
                 self.send_pending_if(after_watermark)?;
                 let full = self.batcher.push_object(key, object, timestamp, position);
                 self.sent_if_full(full)
             }
+            Admission::Arrived(refused) => {
+                let mut value = Vec::new();
+                object.write_to(&mut value);
+                self.late_record(refused, key, &value, timestamp, position)
+            }
         }
     }
 
-    /// What becomes of the record at `position`: skipped (before the resume point), late, or
-    /// taken (its time observed).
+    /// What becomes of the record at `position`: skipped (before the resume point), or what
+    /// its event time makes of it ([`WatermarkGenerator::arrival`]).
     fn admit(&mut self, timestamp: i64, position: u64) -> Admission {
         if !self.advance_to(position) {
             return Admission::Skip;
         }
         self.stats.records += 1;
-        let late = self.watermarks.is_late(timestamp);
-        if late && self.late != LateRecords::Pass {
-            return Admission::Late;
-        }
-        let after_watermark = late && self.watermarks.late_behind_unsent(timestamp);
-        if late {
+        let arrival = self.watermarks.arrival(timestamp, self.late);
+        if let Arrival::Take { late: true, .. } = arrival {
             self.note_late_passed();
         }
-        self.watermarks.observe(timestamp);
-        Admission::Take { after_watermark }
+        Admission::Arrived(arrival)
     }
 
     /// Counts a late record passed on, and says once in the log when they are many: a late
@@ -246,15 +241,14 @@ impl SourceOutput {
         }
     }
 
-    fn late_record(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
-        if self.late == LateRecords::Drop {
+    /// A late record refused at the source: dropped and counted, or dead-lettered.
+    fn late_record(&mut self, refused: Arrival, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
+        let Arrival::DeadLetter { reason } = refused else {
             self.stats.late_dropped += 1;
             return Ok(());
-        }
-        let watermark = self.watermarks.by_records().unwrap_or(i64::MIN);
+        };
         let mut record = Batch::new();
         record.push(key, value, timestamp, []);
-        let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
         self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason, "late"))
     }
 
@@ -483,12 +477,9 @@ const CHECK_EVERY: u32 = 16;
 
 /// What [`SourceOutput`] does with a record it is given.
 enum Admission {
+    /// Before the resume point: passed on by the run that made the checkpoint.
     Skip,
-    Late,
-    /// Taken, after the pending batch and its watermark if the record is late by them.
-    Take {
-        after_watermark: bool,
-    },
+    Arrived(Arrival),
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{PartitionId, SourceContext, describe_one, single};
 use crate::config::LateRecords;
 use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
-use crate::pipeline::{Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator};
+use crate::pipeline::{
+    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator,
+};
 use crate::wasm::Batch;
 
 /// The timestamp Kafka gives a record that has none.
@@ -186,22 +188,21 @@ impl PartitionFeed {
             let letter = DeadLetter::from_source(&self.source, offset, record, reason, "decode").with_partition(Some(id.clone()));
             return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
         };
-        if *late != LateRecords::Pass && watermarks.is_late(timestamp) {
-            if *late == LateRecords::Drop {
+        let after_watermark = match watermarks.arrival(timestamp, *late) {
+            Arrival::Take { after_watermark, .. } => after_watermark,
+            Arrival::Drop => {
                 self.late_dropped += 1;
                 return true;
             }
-            let watermark = watermarks.by_records().unwrap_or(i64::MIN);
-            let mut record = Batch::new();
-            record.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers);
-            let reason = format!("late record: event time {timestamp} is behind the watermark {watermark}");
-            let letter = DeadLetter::from_source(&self.source, offset, record, reason, "late").with_partition(Some(id.clone()));
-            return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
-        }
+            Arrival::DeadLetter { reason } => {
+                let mut record = Batch::new();
+                record.push(message.key(), message.payload().unwrap_or_default(), timestamp, headers);
+                let letter = DeadLetter::from_source(&self.source, offset, record, reason, "late").with_partition(Some(id.clone()));
+                return self.dead_letters.send(DeadLetterMessage::Letter(Box::new(letter))).is_ok();
+            }
+        };
         // A record late by the pending batch's own records meets their watermark first, as it
-        // would one record at a time (see `WatermarkGenerator::late_behind_unsent`).
-        let after_watermark = watermarks.late_behind_unsent(timestamp);
-        watermarks.observe(timestamp);
+        // would one record at a time.
         if after_watermark && !self.flush_batch(consumer, id) {
             return false;
         }
