@@ -55,19 +55,25 @@ function get(record, path) {
   return node;
 }
 
+// Makes `value` the own field `name` of `node`. A plain assignment to `__proto__` would set the
+// object's prototype instead, and the field would vanish from the output.
+function define(node, name, value) {
+  Object.defineProperty(node, name, { value, writable: true, enumerable: true, configurable: true });
+}
+
 // Writes `value` at `path`, creating missing objects on the way; refuses (as `project` does) to
 // replace a value on the way that is not an object, which would destroy it.
 function set(record, path, value) {
   let node = record;
   for (const segment of path.slice(0, -1)) {
-    if (!Object.hasOwn(node, segment)) node[segment] = {};
+    if (!Object.hasOwn(node, segment)) define(node, segment, {});
     const next = node[segment];
     if (next === null || typeof next !== 'object' || Array.isArray(next)) {
       throw new Refusal(`cannot set ${path.join('.')}: ${JSON.stringify(segment)} is not an object`);
     }
     node = next;
   }
-  node[path[path.length - 1]] = value;
+  define(node, path[path.length - 1], value);
 }
 
 function remove(record, path) {
@@ -94,10 +100,14 @@ const mapString = (name, transform) => (paths) => pathsOf(name, paths).map((path
 });
 
 const builders = {
-  rename: (table) => Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]).map(([from, to]) => (record) => {
-    const value = remove(record, from);
-    if (value !== undefined) set(record, to, value);
-  }),
+  // All at once, as in `project`: `{ a = "b", b = "a" }` swaps the two fields.
+  rename: (table) => {
+    const moves = Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]);
+    return [(record) => {
+      const moved = moves.map(([from, to]) => [to, remove(record, from)]);
+      for (const [to, value] of moved) if (value !== undefined) set(record, to, value);
+    }];
+  },
   drop: (paths) => pathsOf('drop', paths).map((path) => (record) => { remove(record, path); }),
   uppercase: mapString('uppercase', (text) => text.toUpperCase()),
   lowercase: mapString('lowercase', (text) => text.toLowerCase()),

@@ -104,7 +104,7 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         check_names_are_unique(&averages)?;
         let emission = match config.emit {
-            EmitMode::PerRecord => per_record(&config)?,
+            EmitMode::PerRecord => per_record(&config, &averages)?,
             EmitMode::PerInterval => per_interval(&config, &averages)?,
         };
         let lookups = sluice_sdk::FieldLookup::new(config.group_by.iter().cloned().chain([config.field.clone()]).collect());
@@ -132,7 +132,7 @@ fn check_names_are_unique(averages: &[Average]) -> Result<(), String> {
     Ok(())
 }
 
-fn per_record(config: &MovingAverageConfig) -> Result<Emission, String> {
+fn per_record(config: &MovingAverageConfig, averages: &[Average]) -> Result<Emission, String> {
     if config.interval.is_some() {
         return Err("`interval` applies only to emit = \"per-interval\"".into());
     }
@@ -148,7 +148,26 @@ fn per_record(config: &MovingAverageConfig) -> Result<Emission, String> {
             false => format!("`into` = {into:?} overlaps the averaged field {field:?} (one holds the other); choose another path"),
         });
     }
+    if config.into.is_none() {
+        refuse_names_of_fields_read(config, averages)?;
+    }
     Ok(Emission::PerRecord { into: config.into.clone() })
+}
+
+/// Per record, without `into`, the averages are added to the record's top level: one named as
+/// the averaged field or a group field would overwrite the value it is computed from.
+fn refuse_names_of_fields_read(config: &MovingAverageConfig, averages: &[Average]) -> Result<(), String> {
+    let read = std::iter::once(("the averaged field", &config.field)).chain(config.group_by.iter().map(|path| ("a group_by field", path)));
+    for (position, average) in averages.iter().enumerate() {
+        if let Some((what, _)) = read.clone().find(|(_, path)| path.segments() == [average.name.as_str()]) {
+            return Err(format!(
+                "averages[{position}]: the name {:?} is {what}, which the averages added to the record would overwrite; choose \
+                 another `as`, or nest the averages with `into`",
+                average.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether one path is the other or holds it (writing one replaces or reaches into the other).

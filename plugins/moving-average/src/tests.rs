@@ -254,3 +254,24 @@ fn into_may_not_be_or_overlap_the_averaged_field() {
     assert_eq!(refuse("price", "price_average"), None);
     assert_eq!(refuse("price.value", "price.average"), None);
 }
+
+#[test]
+fn an_average_may_not_be_named_as_a_field_it_is_computed_from() {
+    let refuse = |averages: Value, into: Option<&str>| {
+        let mut config = json!({"field": "price", "group_by": ["user"], "averages": averages});
+        if let Some(into) = into {
+            config["into"] = json!(into);
+        }
+        Harness::<MovingAverage>::new(config).err()
+    };
+    assert_eq!(
+        refuse(json!([{"type": "cumulative", "as": "price"}]), None).as_deref(),
+        Some(
+            "averages[0]: the name \"price\" is the averaged field, which the averages added to the record would overwrite; \
+             choose another `as`, or nest the averages with `into`"
+        )
+    );
+    let on_the_key = refuse(json!([{"type": "cumulative"}, {"type": "exponential", "alpha": 0.5, "as": "user"}]), None);
+    assert!(on_the_key.is_some_and(|refusal| refusal.starts_with("averages[1]: the name \"user\" is a group_by field")));
+    assert_eq!(refuse(json!([{"type": "cumulative", "as": "price"}]), Some("averages")), None, "nested: nothing overwritten");
+}

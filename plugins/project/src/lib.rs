@@ -7,9 +7,10 @@
 //! drop = ["debug"]                              # remove these
 //! rename = { user_id = "user" }                 # old path = new path
 //! ```
-//! Steps run in that order: compute, keep, drop, rename. All names are dotted paths. A record
-//! that is not a JSON object is rejected, whatever the steps; two renames to one name are
-//! refused at init.
+//! Steps run in that order: compute, keep, drop, rename (all renames at once, so that two
+//! fields can swap). All names are dotted paths. A record that is not a JSON object is
+//! rejected, whatever the steps; two renames to one name, or a renamed field inside another,
+//! are refused at init.
 
 mod flat;
 
@@ -136,20 +137,25 @@ impl Project {
         for path in &self.drop {
             path.remove(&mut record);
         }
-        for (from, to) in &self.rename {
-            if let Some(value) = from.remove(&mut record) {
-                to.set(&mut record, value)?;
-            }
+        // All at once, as the flat form does: `{ a = "b", b = "a" }` swaps the two fields.
+        let moved: Vec<(&FieldPath, Value)> =
+            self.rename.iter().filter_map(|(from, to)| from.remove(&mut record).map(|value| (to, value))).collect();
+        for (to, value) in moved {
+            to.set(&mut record, value)?;
         }
         Ok(record)
     }
 }
 
-/// Refuses two renames to one name: the second would silently overwrite the first.
+/// Refuses two renames to one name (the second would silently overwrite the first) and a
+/// renamed field inside another renamed field (it moves with its parent).
 fn refuse_shared_rename_targets(rename: &[(FieldPath, FieldPath)]) -> Result<(), String> {
     for (position, (from, to)) in rename.iter().enumerate() {
         if let Some((earlier, _)) = rename[..position].iter().find(|(_, other)| other == to) {
             return Err(format!("rename: {earlier} and {from} are both renamed to {to}; give each its own name"));
+        }
+        if let Some((parent, _)) = rename.iter().find(|(other, _)| other != from && from.segments().starts_with(other.segments())) {
+            return Err(format!("rename: {from} is inside {parent}, which is renamed too; rename one of them"));
         }
     }
     Ok(())

@@ -96,6 +96,20 @@ fn empty_or_invalid_configurations_are_refused() {
 }
 
 #[test]
+fn renames_happen_at_once_with_or_without_keep() {
+    let swap = json!({"a": "b", "b": "a", "c": "d"});
+    let mut general = Harness::<Project>::new(json!({"rename": swap})).unwrap();
+    let mut flat = Harness::<Project>::new(json!({"keep": ["a", "b", "c"], "rename": swap})).unwrap();
+    let records = [(json!({"a": 1, "b": 2, "c": 3}), 0)];
+    assert!(flat.operator().flat.is_some());
+    let general = json_values(&general.process_json(&records).batch);
+    assert_eq!(general, vec![json!({"a": 2, "b": 1, "d": 3})]);
+    assert_eq!(json_values(&flat.process_json(&records).batch), general);
+    let nested = Harness::<Project>::new(json!({"rename": {"user": "customer", "user.id": "id"}})).err();
+    assert_eq!(nested.as_deref(), Some("rename: user.id is inside user, which is renamed too; rename one of them"));
+}
+
+#[test]
 fn two_renames_to_one_name_are_refused() {
     let refusal = Harness::<Project>::new(json!({"rename": {"a": "b", "c": "b"}})).err();
     assert_eq!(refusal.as_deref(), Some("rename: a and c are both renamed to b; give each its own name"));

@@ -59,6 +59,17 @@ test('a rename under a field that is not an object rejects the record instead of
   assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [3, 'cannot set user.id: "user" is not an object']]);
 });
 
+test('a field named __proto__ is written as a field, not as the prototype', () => {
+  const { emitted, rejected } = run({ rename: { a: '__proto__' }, set: { 'b.__proto__': { y: 2 } } }, ['{"a":{"x":1},"c":3}']);
+  assert.deepEqual(rejected, []);
+  assert.deepEqual(emitted, ['{"c":3,"__proto__":{"x":1},"b":{"__proto__":{"y":2}}}']);
+});
+
+test('renames happen at once: two fields swap', () => {
+  const { emitted } = run({ rename: { a: 'b', b: 'a' } }, ['{"a":1,"b":2,"c":3}']);
+  assert.deepEqual(emitted.map((text) => JSON.parse(text)), [{ a: 2, b: 1, c: 3 }]);
+});
+
 test('a set under a field that is not an object rejects the record', () => {
   const { emitted, rejected } = run({ set: { 'user.id': 1 } }, ['{"ts":1,"user":"alice"}', '{"ts":2,"user":[1]}', '{"ts":3}']);
   assert.deepEqual(emitted, ['{"ts":3,"user":{"id":1}}']);
