@@ -187,6 +187,8 @@ class Settings:
         self.only_flagged = config.get("only_flagged", False)
         if not _numbers(self.threshold, 0):
             raise Err("`threshold` must be a number")
+        if self.threshold > 1:
+            raise Err(f"`threshold` must be at most 1, got {self.threshold}: the score is capped at 1, so no record would be flagged")
         if not isinstance(self.field, str) or not self.field:
             raise Err("`field` must be a non-empty string")
         if not isinstance(self.only_flagged, bool):

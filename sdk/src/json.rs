@@ -44,28 +44,68 @@ impl FieldPath {
         rest.iter().try_fold(object.get(first)?, |value, segment| member(value, segment))
     }
 
-    /// Sets the value at this path in `object`, creating intermediate objects.
-    /// Returns an error if an intermediate value exists and is not an object.
+    /// Sets the value at this path in `object`, creating missing intermediate objects; a
+    /// numeric segment replaces an existing element of an array. Returns an error if a value on
+    /// the way is neither (it would be destroyed) or an array lacks the element.
     pub fn set(&self, object: &mut serde_json::Map<String, Value>, value: Value) -> Result<(), String> {
-        let Some((last, parents)) = self.segments.split_last() else { return Ok(()) };
-        let mut current = object;
-        for segment in parents {
-            let entry = current.entry(segment.clone()).or_insert_with(|| Value::Object(Default::default()));
-            current = entry.as_object_mut().ok_or_else(|| format!("cannot set {}: {segment:?} is not an object", self.text))?;
+        let Some((first, rest)) = self.segments.split_first() else { return Ok(()) };
+        let Some((last, middle)) = rest.split_last() else {
+            object.insert(first.clone(), value);
+            return Ok(());
+        };
+        let mut current = object.entry(first.clone()).or_insert_with(|| Value::Object(Default::default()));
+        let mut name = first;
+        for segment in middle {
+            current = match current {
+                Value::Object(members) => members.entry(segment.clone()).or_insert_with(|| Value::Object(Default::default())),
+                Value::Array(items) => {
+                    array_element(items, segment).map_err(|reason| format!("cannot set {}: {name:?} {reason}", self.text))?
+                }
+                _ => return Err(format!("cannot set {}: {name:?} is not an object", self.text)),
+            };
+            name = segment;
         }
-        current.insert(last.clone(), value);
+        match current {
+            Value::Object(members) => {
+                members.insert(last.clone(), value);
+            }
+            Value::Array(items) => {
+                *array_element(items, last).map_err(|reason| format!("cannot set {}: {name:?} {reason}", self.text))? = value;
+            }
+            _ => return Err(format!("cannot set {}: {name:?} is not an object", self.text)),
+        }
         Ok(())
     }
 
-    /// Removes the value at this path from `object` and returns it.
+    /// Removes the value at this path from `object` and returns it; a numeric segment removes
+    /// an element of an array (the later ones move up).
     pub fn remove(&self, object: &mut serde_json::Map<String, Value>) -> Option<Value> {
-        let (last, parents) = self.segments.split_last()?;
-        let mut current = object;
-        for segment in parents {
-            current = current.get_mut(segment)?.as_object_mut()?;
+        let (first, rest) = self.segments.split_first()?;
+        let Some((last, middle)) = rest.split_last() else { return object.remove(first) };
+        let mut current = object.get_mut(first)?;
+        for segment in middle {
+            current = match current {
+                Value::Object(members) => members.get_mut(segment)?,
+                Value::Array(items) => array_element(items, segment).ok()?,
+                _ => return None,
+            };
         }
-        current.remove(last)
+        match current {
+            Value::Object(members) => members.remove(last),
+            Value::Array(items) => {
+                let index = last.parse::<usize>().ok().filter(|index| *index < items.len())?;
+                Some(items.remove(index))
+            }
+            _ => None,
+        }
     }
+}
+
+/// The element of `items` that `segment` indexes, or why there is none (after the array's name).
+fn array_element<'v>(items: &'v mut [Value], segment: &str) -> Result<&'v mut Value, String> {
+    let length = items.len();
+    let index = segment.parse::<usize>().map_err(|_| format!("is an array, and {segment:?} is not an index"))?;
+    items.get_mut(index).ok_or_else(|| format!("is an array of {length} elements, and has no element {index}"))
 }
 
 impl TryFrom<String> for FieldPath {
@@ -899,5 +939,28 @@ mod tests {
         assert_eq!(Value::Object(object.clone()), json!({"a": {"b": 3}}));
         assert_eq!(path("a.b").remove(&mut object), Some(json!(3)));
         assert!(path("x").set(&mut serde_json::Map::from_iter([("x".into(), json!(1))]), json!(2)).is_ok());
+    }
+
+    /// Numeric segments index arrays when writing and removing, as when reading.
+    #[test]
+    fn set_and_remove_index_arrays_as_get_does() {
+        let json_object = |value: Value| value.as_object().cloned().unwrap();
+        let mut object = json_object(json!({"n": {"y": [10, {"z": 1}, 30]}, "s": "text"}));
+        path("n.y.1.z").set(&mut object, json!(2)).unwrap();
+        path("n.y.0").set(&mut object, json!(11)).unwrap();
+        assert_eq!(Value::Object(object.clone()), json!({"n": {"y": [11, {"z": 2}, 30]}, "s": "text"}));
+        assert_eq!(
+            path("n.y.3").set(&mut object, json!(0)),
+            Err("cannot set n.y.3: \"y\" is an array of 3 elements, and has no element 3".into())
+        );
+        assert_eq!(
+            path("n.y.first").set(&mut object, json!(0)),
+            Err("cannot set n.y.first: \"y\" is an array, and \"first\" is not an index".into())
+        );
+        assert_eq!(path("s.t").set(&mut object, json!(0)), Err("cannot set s.t: \"s\" is not an object".into()));
+        assert_eq!(path("n.y.1.z").remove(&mut object), Some(json!(2)));
+        assert_eq!(path("n.y.0").remove(&mut object), Some(json!(11)));
+        assert_eq!(path("n.y.5").remove(&mut object), None);
+        assert_eq!(Value::Object(object), json!({"n": {"y": [{}, 30]}, "s": "text"}));
     }
 }

@@ -29,6 +29,7 @@
 //!   It learns nothing, so it alerts during warm-up too.
 //! - `rate-of-change`: the change from the key's previous value (in arrival order),
 //!   `change = "relative"` ((x − prev) / |prev|; nothing after a 0) or `"absolute"` (x − prev).
+//!   It learns the previous value, so it is silent during warm-up, as `zscore` and `mad` are.
 //!
 //! Spreads are floored at 1e-9 of the centre's magnitude, so after a constant series any change
 //! scores high but finite. For each detector that finds a value anomalous, an alert is emitted

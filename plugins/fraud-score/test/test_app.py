@@ -110,6 +110,12 @@ class ConfigurationRefusals(unittest.TestCase):
                          "rule r: `>` needs a numeric `value`, got true")
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": "==", "value": "a"}]}), "")
 
+    def test_a_threshold_the_capped_score_cannot_reach_is_refused(self):
+        rules = [{"name": "big", "field": "x", "weight": 2.5}]
+        self.assertEqual(refusal({"rules": rules, "threshold": 2}),
+                         "`threshold` must be at most 1, got 2: the score is capped at 1, so no record would be flagged")
+        self.assertEqual(refusal({"rules": rules, "threshold": 1}), "")
+
     def test_an_empty_rule_field_is_refused(self):
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "", "op": "exists"}]}),
                          "rule r: `field` must be a field path (names separated by dots), got ''")

@@ -77,12 +77,15 @@ impl Operator for Project {
         if compute.is_empty() && keep.is_none() && config.drop.is_empty() && rename.is_empty() {
             return Err("nothing to do: set `compute`, `keep`, `drop` or `rename`".into());
         }
+        // Reading only the kept fields builds objects on their way; a path that may index an
+        // array needs the array, so the whole record is read.
         let reads = keep.as_ref().map(|keep| {
             let mut reads = keep.clone();
             reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
             reads.dedup();
             reads
         });
+        let reads = reads.filter(|reads| !reads.iter().any(may_index_an_array));
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
         Ok(Project { compute, keep, reads, flat, writer: ObjectWriter::new(), drop: config.drop, rename })
     }
@@ -174,11 +177,56 @@ fn require_object(record: Record<'_>) -> Result<(), String> {
 fn keep_only(record: &Map<String, Value>, keep: &[FieldPath]) -> Result<Map<String, Value>, String> {
     let mut kept = Map::new();
     for path in keep {
-        if let Some(value) = path.get(record) {
-            path.set(&mut kept, value.clone())?;
+        if path.get(record).is_some() {
+            copy_path(record, &mut kept, path.segments());
         }
     }
     Ok(kept)
+}
+
+/// Copies the value at `segments` (present in `from`) into `into`, with the objects and arrays
+/// on its way: an array element keeps its index, the elements before it not kept being null
+/// (as jq's `pick`).
+fn copy_path(from: &Map<String, Value>, into: &mut Map<String, Value>, segments: &[String]) {
+    let Some((first, rest)) = segments.split_first() else { return };
+    let Some(mut source) = from.get(first) else { return };
+    let mut target = into.entry(first.clone()).or_insert_with(|| empty_like(source));
+    for segment in rest {
+        let (next_source, next_target) = match (source, target) {
+            (Value::Object(members), Value::Object(kept)) => {
+                let Some(member) = members.get(segment) else { return };
+                (member, kept.entry(segment.clone()).or_insert(Value::Null))
+            }
+            (Value::Array(items), Value::Array(kept)) => {
+                let Some((index, item)) = segment.parse::<usize>().ok().and_then(|index| Some((index, items.get(index)?))) else { return };
+                if kept.len() <= index {
+                    kept.resize(index + 1, Value::Null);
+                }
+                (item, &mut kept[index])
+            }
+            _ => return,
+        };
+        if next_target.is_null() {
+            *next_target = empty_like(next_source);
+        }
+        (source, target) = (next_source, next_target);
+    }
+    *target = source.clone();
+}
+
+/// Whether a path has a numeric segment below its top level, which indexes an array if there
+/// is one there.
+fn may_index_an_array(path: &FieldPath) -> bool {
+    path.segments().iter().skip(1).any(|segment| segment.parse::<usize>().is_ok())
+}
+
+/// An empty object or array in place of a container; a copy of anything else.
+fn empty_like(value: &Value) -> Value {
+    match value {
+        Value::Object(_) => Value::Object(Map::new()),
+        Value::Array(_) => Value::Array(Vec::new()),
+        other => other.clone(),
+    }
 }
 
 sluice_sdk::export_operator!(Project);

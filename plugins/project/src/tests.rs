@@ -110,6 +110,17 @@ fn renames_happen_at_once_with_or_without_keep() {
 }
 
 #[test]
+fn numeric_segments_keep_drop_and_rename_array_elements() {
+    let record = [(json!({"n": {"x": 1, "y": [10, {"z": 20, "w": 0}, 30]}}), 0)];
+    let project = |config: Value| json_values(&Harness::<Project>::new(config).unwrap().process_json(&record).batch);
+    assert_eq!(project(json!({"keep": ["n.y.1.z"]})), vec![json!({"n": {"y": [null, {"z": 20}]}})]);
+    assert_eq!(project(json!({"keep": ["n.y.2", "n.y.0", "n.x"]})), vec![json!({"n": {"y": [10, null, 30], "x": 1}})]);
+    assert_eq!(project(json!({"keep": ["n.y.7"]})), vec![json!({})]);
+    assert_eq!(project(json!({"drop": ["n.y.0"]})), vec![json!({"n": {"x": 1, "y": [{"z": 20, "w": 0}, 30]}})]);
+    assert_eq!(project(json!({"rename": {"n.y.2": "last"}})), vec![json!({"n": {"x": 1, "y": [10, {"z": 20, "w": 0}]}, "last": 30})]);
+}
+
+#[test]
 fn two_renames_to_one_name_are_refused() {
     let refusal = Harness::<Project>::new(json!({"rename": {"a": "b", "c": "b"}})).err();
     assert_eq!(refusal.as_deref(), Some("rename: a and c are both renamed to b; give each its own name"));
