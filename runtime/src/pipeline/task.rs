@@ -445,11 +445,9 @@ impl Task {
         for metrics in self.operators.iter().filter_map(Operator::metrics) {
             metrics.retire();
         }
-        self.stats.disabled_operators = self
-            .operators
-            .iter()
-            .filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())))
-            .collect();
+        let disabled_at_the_end =
+            self.operators.iter().filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())));
+        self.stats.disabled_operators.extend(disabled_at_the_end);
         self.stats
     }
 
@@ -551,6 +549,12 @@ impl Task {
         let switched = match prepared {
             Ok(mut replacement) if request.decision.recv() == Ok(true) => {
                 replacement.observe(self.operators[index].metrics().cloned());
+                // The run's end still reports that the operator was disabled on the way: its
+                // records went to the dead-letter sink meanwhile.
+                if let Some(reason) = self.operators[index].disabled_because() {
+                    let reason = format!("{reason} (until a swap replaced it)");
+                    self.stats.disabled_operators.push((request.operator.clone(), reason));
+                }
                 self.operators[index] = replacement;
                 true
             }

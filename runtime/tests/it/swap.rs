@@ -430,3 +430,39 @@ fn a_restart_of_a_stdin_pipeline_keeps_its_output_and_goes_on_with_the_next_line
     let numbers: Vec<u64> = outputs(&scratch).iter().map(|record| record["n"].as_u64().expect("n")).collect();
     assert_eq!(numbers, (1..=60).collect::<Vec<u64>>());
 }
+
+#[test]
+fn an_operator_disabled_on_the_way_is_reported_at_the_end_even_after_a_swap_replaced_it() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "circuit"
+batch_size = 16
+batch_linger = "5ms"
+
+[[sources]]
+type = "generator"
+rate = 2000
+
+[[operators]]
+name = "broken"
+plugin = "{plugins}/misbehave.wasm"
+config = { trap_on = "event_type" }
+"#,
+    );
+    let (control, stop, pipeline) = run_on_thread(&path);
+    let disabled = || std::fs::read_to_string(scratch.path("dead.jsonl")).is_ok_and(|letters| letters.contains("circuit open"));
+    let started = std::time::Instant::now();
+    while !disabled() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the operator was never disabled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    control.swap("broken", registry().load(&plugin("misbehave")).expect("compiles"), Some("{}".into())).expect("swap");
+    wait_for_output(&scratch, |records| !records.is_empty());
+    stop.raise();
+    let summary = pipeline.join().expect("no panic").expect("pipeline drains");
+    assert_eq!(summary.disabled_operators(), vec!["\"broken\"".to_owned()], "the swap does not hide that records were refused");
+    let reasons: Vec<&str> = summary.tasks.iter().flat_map(|task| &task.disabled_operators).map(|(_, reason)| reason.as_str()).collect();
+    assert!(reasons.iter().all(|reason| reason.ends_with("(until a swap replaced it)")), "{reasons:?}");
+}
