@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::config::{Diagnostics, LoadedPipeline, check_pipeline};
 use crate::graph::Graph;
 use crate::monitor::Monitor;
-use crate::pipeline::{PipelineControl, StopSignal};
+use crate::pipeline::{CarriedOver, PipelineControl, StopSignal};
 use crate::topology::{PipelineSummary, RunningPipeline, WasmPluginCheck};
 use crate::wasm::{ComponentDescription, Digest, Plugin, PluginError, PluginRegistry, WasmEngine, describe_component};
 
@@ -90,35 +90,65 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         Some(address) => Some(AdminServer::start_metrics(address, monitor.clone())?),
         None => None,
     };
-    let mut previous: Option<LoadedPipeline> = None;
-    let mut restarted = false;
+    // The previous definition, and all its run carried over, to go back to if a reloaded one
+    // cannot start.
+    let mut previous: Option<(LoadedPipeline, CarriedOver)> = None;
+    let mut carried: Option<CarriedOver> = None;
     loop {
-        let start = if restarted { RunningPipeline::restart_monitored } else { RunningPipeline::start_monitored };
-        restarted = true;
-        let running = match start(&pipeline, plugins, stop.child(), monitor.clone()) {
+        let started = match carried.take() {
+            None => RunningPipeline::start_monitored(&pipeline, plugins, stop.child(), monitor.clone()),
+            Some(carried) => RunningPipeline::restart_monitored(&pipeline, plugins, stop.child(), monitor.clone(), carried),
+        };
+        let running = match started {
             Ok(running) => running,
             // A reloaded definition that validated but cannot start: go back to the last one.
             Err(error) if previous.is_some() => {
                 tracing::error!("the reloaded pipeline cannot start, restarting the previous definition: {error}");
-                pipeline = previous.take().unwrap_or(pipeline);
+                if let Some((definition, all_carried)) = previous.take() {
+                    (pipeline, carried) = (definition, Some(all_carried));
+                }
                 continue;
             }
             Err(error) => return Err(error.into()),
         };
-        current.set(running.control());
+        let control = running.control();
+        current.set(control.clone());
         let (restart, restart_requested) = std::sync::mpsc::channel();
-        let _watcher = options.watch.then(|| watch_files(path, &pipeline, &running, plugins, restart)).flatten();
+        let _watcher = watch_files(path, &pipeline, &running, plugins, restart, options.watch);
         let summary = running.wait()?;
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
             Some(new) if !stop.is_raised() => {
                 // The summary at the end counts from the last restart: say what this run did.
                 tracing::info!("stopped to restart: {summary}; the next summary counts from the restart");
-                previous = Some(std::mem::replace(&mut pipeline, new));
+                control.retire_operator_gauges();
+                carried = Some(carried_over(&control, &pipeline, &new));
+                previous = Some((std::mem::replace(&mut pipeline, new), control.carried_over()));
             }
             _ => return Ok(summary),
         }
     }
+}
+
+/// What a restart from `old` to `new` keeps of the run `control` controlled: its swap history,
+/// and the versions swapped in through the admin API of operators whose definition the
+/// pipeline file did not change (a changed definition is the file's to decide).
+fn carried_over(control: &PipelineControl, old: &LoadedPipeline, new: &LoadedPipeline) -> CarriedOver {
+    let mut carried = control.carried_over();
+    carried.admin_versions.retain(|spec| {
+        let definition = |pipeline: &LoadedPipeline| {
+            pipeline.config.operators.iter().map(|operator| operator.get_ref()).find(|operator| operator.name.get_ref().as_str() == &*spec.name).cloned()
+        };
+        let unchanged = definition(old) == definition(new);
+        if !unchanged {
+            tracing::warn!(
+                operator = %spec.name,
+                "the pipeline file changed this operator: the restarted pipeline runs the file's version, not the one swapped in through the admin API"
+            );
+        }
+        unchanged
+    });
+    carried
 }
 
 /// A `console` sink shows its records in the admin server's web console: without `--admin`
@@ -131,13 +161,15 @@ fn warn_unseen_console_sinks(pipeline: &LoadedPipeline) {
     }
 }
 
-/// Watches the pipeline's files; a failure to watch is reported, and the pipeline runs on.
+/// Watches the pipeline's files (when `files`) and SIGHUP; a failure to watch is reported, and
+/// the pipeline runs on.
 fn watch_files(
     path: &Path,
     pipeline: &LoadedPipeline,
     running: &RunningPipeline,
     plugins: &PluginRegistry,
     restart: std::sync::mpsc::Sender<LoadedPipeline>,
+    files: bool,
 ) -> Option<crate::reload::Watcher> {
     let targets = crate::reload::WatchTargets {
         pipeline_file: path.to_path_buf(),
@@ -147,7 +179,7 @@ fn watch_files(
         stop: running.stop_signal(),
         restart,
     };
-    crate::reload::watch(targets)
+    crate::reload::watch(targets, files)
         .map_err(|error| tracing::warn!("changes to the pipeline's files will not be applied: cannot watch them: {error:#}"))
         .ok()
 }

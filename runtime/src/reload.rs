@@ -1,5 +1,5 @@
-//! Applying a new pipeline definition to a running pipeline, and watching the files that
-//! trigger it.
+//! Applying a new pipeline definition to a running pipeline, and watching the files (and
+//! SIGHUP) that trigger it.
 //!
 //! One path for start and reload: [`plan`] compares the running definition (none at
 //! start-up) with the new one. Changes confined to operators' plugins, configurations,
@@ -66,23 +66,24 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
 /// What the files last made of one operator: plugin digest, configuration, limits.
 type Applied = (crate::wasm::Digest, String, crate::wasm::InstanceLimits);
 
-/// What the files made of each operator, from the specifications running now.
+/// What the files made of each operator (what runs, but for versions swapped in through the
+/// admin API).
 pub fn applied_from(control: &PipelineControl) -> BTreeMap<String, Applied> {
-    control.current_specs().into_iter().map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits))).collect()
+    control.file_specs().into_iter().map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits))).collect()
 }
 
-/// Swaps every operator of `new` whose plugin (by digest), configuration or limits differ
-/// from what the files last made of it (`applied`, updated as swaps succeed). Comparing with
-/// the files' previous state, not with what runs, leaves swaps made through the admin API
-/// alone until the files change that operator again. Stops at the first refusal.
+/// Swaps every operator whose new specification (`specs`, from [`new_specs`]) differs in
+/// plugin (by digest), configuration or limits from what the files last made of it
+/// (`applied`, updated as swaps succeed). Comparing with the files' previous state, not with
+/// what runs, leaves swaps made through the admin API alone until the files change that
+/// operator again. Stops at the first refusal.
 pub fn swap_changed_operators(
-    new: &LoadedPipeline,
+    specs: Vec<OperatorSpec>,
     control: &PipelineControl,
-    plugins: &PluginRegistry,
     applied: &mut BTreeMap<String, Applied>,
 ) -> anyhow::Result<usize> {
     let mut swapped = 0;
-    for spec in new_specs(new, control, plugins)? {
+    for spec in specs {
         let name = spec.name.to_string();
         let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits);
         if applied.get(&name) == Some(&wanted) {
@@ -96,8 +97,8 @@ pub fn swap_changed_operators(
 }
 
 /// The specifications of `new`'s operators (each plugin compiled and asked what it declares);
-/// a refused one is recorded in the swap history.
-fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<Vec<OperatorSpec>> {
+/// a refused one is recorded in the swap history (once: the caller reuses the specifications).
+pub fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> anyhow::Result<Vec<OperatorSpec>> {
     let (resolved, _) = resolve_inputs(new);
     let mut specs: Vec<OperatorSpec> = Vec::new();
     for (index, operator) in new.config.operators.iter().enumerate() {
@@ -112,20 +113,24 @@ fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRe
     Ok(specs)
 }
 
-/// Why `new` cannot be applied by swapping operators: an operator whose new version or
-/// configuration declares other side outputs or another distribution rewires the pipeline.
-pub fn rewiring_needed(new: &LoadedPipeline, control: &PipelineControl, plugins: &PluginRegistry) -> Option<String> {
+/// Why the new specifications cannot be applied by swapping operators: an operator whose new
+/// version or configuration declares other side outputs or another distribution rewires the
+/// pipeline.
+pub fn rewiring_needed(specs: &[OperatorSpec], control: &PipelineControl) -> Option<String> {
     let current = control.current_specs();
-    let specs = new_specs(new, control, plugins).ok()?;
     current
         .iter()
-        .zip(&specs)
+        .zip(specs)
         .find_map(|(running, new)| running.rewiring_needed_by(new).map(|why| format!("operator \"{}\": {why}", new.name)))
 }
 
-/// Watches the pipeline file and its plugin files; dropped, it stops watching.
+mod hangup;
+
+/// Watches the pipeline file and its plugin files, and reads them again at a SIGHUP; dropped,
+/// it stops.
 pub struct Watcher {
-    _debouncer: Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    _debouncer: Option<Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>>,
+    _hangup: Option<hangup::HangupListener>,
 }
 
 /// What the watcher acts on.
@@ -147,14 +152,23 @@ struct WatchState {
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
 }
 
-/// Starts watching the directories of the pipeline file and of every plugin it names, then
-/// applies what changed since the files were loaded (start-up takes time).
-pub fn watch(targets: WatchTargets) -> anyhow::Result<Watcher> {
-    let files = watched_files(&targets.pipeline_file, &targets.running);
-    let directories: BTreeSet<PathBuf> = files.iter().filter_map(|file| file.parent().map(Path::to_path_buf)).collect();
-    let fingerprints = files.iter().map(|file| (file.clone(), fingerprint(file))).collect();
+/// Starts watching the directories of the pipeline file and of every plugin it names when
+/// `files` (else only SIGHUP reads them again), then applies what changed since the files
+/// were loaded (start-up takes time).
+pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
+    let watched = watched_files(&targets.pipeline_file, &targets.running);
+    let fingerprints = watched.iter().map(|file| (file.clone(), fingerprint(file))).collect();
     let applied = applied_from(&targets.control);
     let state = Arc::new(Mutex::new(WatchState { targets, applied, fingerprints }));
+    let on_hangup = state.clone();
+    let hangup = hangup::HangupListener::start(move || {
+        tracing::info!("SIGHUP: reading the pipeline file and its plugin files again");
+        on_hangup.lock().unwrap_or_else(std::sync::PoisonError::into_inner).reload();
+    });
+    if !files {
+        return Ok(Watcher { _debouncer: None, _hangup: hangup });
+    }
+    let directories: BTreeSet<PathBuf> = watched.iter().filter_map(|file| file.parent().map(Path::to_path_buf)).collect();
     let handler = state.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
         Ok(events) => {
@@ -168,7 +182,7 @@ pub fn watch(targets: WatchTargets) -> anyhow::Result<Watcher> {
         debouncer.watcher().watch(directory, RecursiveMode::NonRecursive)?;
     }
     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up();
-    Ok(Watcher { _debouncer: debouncer })
+    Ok(Watcher { _debouncer: Some(debouncer), _hangup: hangup })
 }
 
 impl WatchState {
@@ -206,14 +220,18 @@ impl WatchState {
     /// A plugin file changed: the running definition, re-applied, swaps what differs.
     fn apply_plugin_changes(&mut self) {
         let targets = &self.targets;
-        if let Some(why) = rewiring_needed(&targets.running, &targets.control, &targets.plugins) {
+        let specs = match new_specs(&targets.running, &targets.control, &targets.plugins) {
+            Ok(specs) => specs,
+            Err(error) => return tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
+        };
+        if let Some(why) = rewiring_needed(&specs, &targets.control) {
             tracing::info!("a plugin file changed: {why}; restarting the pipeline");
             if targets.restart.send(targets.running.clone()).is_ok() {
                 targets.stop.raise();
             }
             return;
         }
-        match swap_changed_operators(&targets.running, &targets.control, &targets.plugins, &mut self.applied) {
+        match swap_changed_operators(specs, &targets.control, &mut self.applied) {
             Ok(0) => {}
             Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
             Err(error) => tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
@@ -228,29 +246,33 @@ impl WatchState {
             Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
         };
         let plan = match plan(Some(&targets.running), &new) {
-            Plan::SwapOperators => match rewiring_needed(&new, &targets.control, &targets.plugins) {
-                Some(why) => Plan::Restart(why),
-                None => Plan::SwapOperators,
+            Plan::SwapOperators => match new_specs(&new, &targets.control, &targets.plugins) {
+                Err(error) => return tracing::error!("reloading the pipeline file stopped at a refused operator: {error:#}"),
+                Ok(specs) => match rewiring_needed(&specs, &targets.control) {
+                    Some(why) => Plan::Restart(why),
+                    None => return self.swap_reloaded(new, specs),
+                },
             },
             other => other,
         };
-        match plan {
-            Plan::SwapOperators => match swap_changed_operators(&new, &targets.control, &targets.plugins, &mut self.applied) {
-                Ok(swapped) => {
-                    tracing::info!(swapped, "pipeline file reloaded");
-                    targets.running = new;
-                }
-                Err(error) => {
-                    tracing::error!("reloading the pipeline file stopped at a refused operator (those before it were swapped): {error:#}")
-                }
-            },
-            Plan::Restart(why) => {
-                tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
-                if targets.restart.send(new).is_ok() {
-                    targets.stop.raise();
-                }
+        if let Plan::Restart(why) = plan {
+            tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
+            if targets.restart.send(new).is_ok() {
+                targets.stop.raise();
             }
-            Plan::Start => {}
+        }
+    }
+
+    /// Swaps the operators a reloaded pipeline file changed; it becomes the running definition.
+    fn swap_reloaded(&mut self, new: LoadedPipeline, specs: Vec<OperatorSpec>) {
+        match swap_changed_operators(specs, &self.targets.control, &mut self.applied) {
+            Ok(swapped) => {
+                tracing::info!(swapped, "pipeline file reloaded");
+                self.targets.running = new;
+            }
+            Err(error) => {
+                tracing::error!("reloading the pipeline file stopped at a refused operator (those before it were swapped): {error:#}")
+            }
         }
     }
 }

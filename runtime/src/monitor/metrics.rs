@@ -411,6 +411,17 @@ impl Metrics {
         families.version.get_or_create(&labels(digest)).set(1);
     }
 
+    /// Removes an operator's per-operator gauges (its version and memory limit): its pipeline
+    /// stopped, to restart or for good, and a restart sets those of the operators it runs.
+    pub fn retire_operator(&self, pipeline: &str, operator: &str) {
+        let Some(families) = &self.families else { return };
+        let mut versions = families.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(digest) = versions.remove(&(pipeline.into(), operator.into())) {
+            families.version.remove(&VersionLabels { pipeline: pipeline.into(), operator: operator.into(), plugin_digest: digest });
+        }
+        families.memory_limit.remove(&OperatorLabels { pipeline: pipeline.into(), operator: operator.into() });
+    }
+
     /// Sets the consumer lag of a Kafka partition.
     pub fn consumer_lag(&self, pipeline: &str, topic: &str, partition: i32, lag: i64) {
         if let Some(families) = &self.families {

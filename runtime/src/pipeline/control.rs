@@ -88,10 +88,22 @@ struct ControlState {
     history: Mutex<Vec<SwapRecord>>,
 }
 
-/// The running and the previous version of one operator.
+/// The running and the previous version of one operator, and the version its files (the
+/// pipeline file and the plugin file) made of it: the running one unless the admin API
+/// swapped another in.
 struct Versions {
     current: OperatorSpec,
     previous: Option<OperatorSpec>,
+    from_files: OperatorSpec,
+}
+
+/// What a restart of the pipeline keeps of the run before it: the versions the admin API
+/// swapped in (of operators whose definition the pipeline file did not change), and the swap
+/// history.
+#[derive(Default)]
+pub struct CarriedOver {
+    pub admin_versions: Vec<OperatorSpec>,
+    pub history: Vec<SwapRecord>,
 }
 
 impl PipelineControl {
@@ -104,7 +116,7 @@ impl PipelineControl {
         for spec in &operators {
             monitor.metrics.set_version(&pipeline, &spec.name, &spec.plugin.digest().to_string());
         }
-        let operators = operators.into_iter().map(|current| Versions { current, previous: None }).collect();
+        let operators = operators.into_iter().map(|current| Versions { from_files: current.clone(), current, previous: None }).collect();
         PipelineControl {
             state: Arc::new(ControlState {
                 monitor,
@@ -179,6 +191,63 @@ impl PipelineControl {
         lock(&self.state.operators).iter().map(|versions| versions.current.clone()).collect()
     }
 
+    /// The specifications the pipeline's files made of its operators (what runs, but for
+    /// versions swapped in through the admin API).
+    pub fn file_specs(&self) -> Vec<OperatorSpec> {
+        lock(&self.state.operators).iter().map(|versions| versions.from_files.clone()).collect()
+    }
+
+    /// What a restart should keep of this run: the versions swapped in through the admin API
+    /// and the swap history.
+    pub fn carried_over(&self) -> CarriedOver {
+        let admin_versions = lock(&self.state.operators)
+            .iter()
+            .filter(|versions| !same_version(&versions.current, &versions.from_files))
+            .map(|versions| versions.current.clone())
+            .collect();
+        CarriedOver { admin_versions, history: self.history() }
+    }
+
+    /// Before any task starts, after a restart: runs the versions the admin API had swapped
+    /// in, where they still fit the pipeline file (the operator exists, its pin allows the
+    /// version, and the version declares the same outputs and distribution); a rollback
+    /// returns to the file's version. Continues the swap history. Says why a version could
+    /// not be kept.
+    pub fn carry_over(&self, carried: CarriedOver) {
+        *lock(&self.state.history) = carried.history;
+        for admin in carried.admin_versions {
+            let mut operators = lock(&self.state.operators);
+            let Some(versions) = operators.iter_mut().find(|versions| versions.current.name == admin.name) else { continue };
+            let mut spec =
+                OperatorSpec { plugin: admin.plugin, config_json: admin.config_json, limits: admin.limits, ..versions.from_files.clone() };
+            let kept =
+                pinned(&spec).and_then(|()| declared(&mut spec)).and_then(|()| match versions.from_files.rewiring_needed_by(&spec) {
+                    Some(reason) => Err(SwapError::Refused(reason)),
+                    None => Ok(()),
+                });
+            match kept {
+                Ok(()) => {
+                    tracing::info!(operator = %spec.name, digest = %spec.plugin.digest(), "the restarted pipeline keeps the version swapped in through the admin API");
+                    self.state.monitor.metrics.set_version(&self.state.pipeline, &spec.name, &spec.plugin.digest().to_string());
+                    versions.previous = Some(versions.from_files.clone());
+                    versions.current = spec;
+                }
+                Err(error) => tracing::warn!(
+                    operator = %spec.name,
+                    "the restarted pipeline runs the pipeline file's version, not the one swapped in through the admin API: {error}"
+                ),
+            }
+        }
+    }
+
+    /// After a run stopped to restart: its operators' gauges go (the restart sets those of the
+    /// operators it runs), so that a removed operator does not stay on the dashboards.
+    pub fn retire_operator_gauges(&self) {
+        for versions in lock(&self.state.operators).iter() {
+            self.state.monitor.metrics.retire_operator(&self.state.pipeline, &versions.current.name);
+        }
+    }
+
     /// Every swap attempt so far, oldest first.
     pub fn history(&self) -> Vec<SwapRecord> {
         lock(&self.state.history).clone()
@@ -187,7 +256,7 @@ impl PipelineControl {
     /// Replaces `operator`'s plugin (compiled already) and, if given, its configuration (a
     /// JSON object; the operator's granted files and secrets are kept, and cannot be given here).
     pub fn swap(&self, operator: &str, plugin: Arc<Plugin>, config_json: Option<String>) -> Result<SwapRecord, SwapError> {
-        self.change(operator, |versions| {
+        self.change(operator, Origin::Admin, |versions| {
             let current = &versions.current;
             let config_json = match config_json {
                 Some(config) => with_granted_files_and_secrets(&config, &current.config_json)?,
@@ -217,14 +286,15 @@ impl PipelineControl {
     }
 
     /// Replaces an operator by a complete new specification (plugin, configuration, limits).
+    /// The files' version: what the watcher compares the files with from now on.
     pub fn swap_spec(&self, spec: OperatorSpec) -> Result<SwapRecord, SwapError> {
         let operator = spec.name.to_string();
-        self.change(&operator, |_| Ok(spec))
+        self.change(&operator, Origin::Files, |_| Ok(spec))
     }
 
     /// Returns `operator` to its previous version (kept compiled).
     pub fn rollback(&self, operator: &str) -> Result<SwapRecord, SwapError> {
-        self.change(operator, |versions| {
+        self.change(operator, Origin::Admin, |versions| {
             let previous = versions.previous.clone().ok_or_else(|| SwapError::NothingToRollBack(operator.to_owned()))?;
             // The pipeline file's pin now holds, whatever it was then.
             Ok(OperatorSpec { pinned: versions.current.pinned, ..previous })
@@ -232,7 +302,12 @@ impl PipelineControl {
     }
 
     /// Applies the version `choose` picks, records the attempt, and keeps the versions.
-    fn change(&self, operator: &str, choose: impl FnOnce(&Versions) -> Result<OperatorSpec, SwapError>) -> Result<SwapRecord, SwapError> {
+    fn change(
+        &self,
+        operator: &str,
+        origin: Origin,
+        choose: impl FnOnce(&Versions) -> Result<OperatorSpec, SwapError>,
+    ) -> Result<SwapRecord, SwapError> {
         let _one_at_a_time = lock(&self.state.swapping);
         let (current, replacement) = {
             let operators = lock(&self.state.operators);
@@ -262,6 +337,9 @@ impl PipelineControl {
         applied?;
         let mut operators = lock(&self.state.operators);
         if let Some(versions) = operators.iter_mut().find(|versions| &*versions.current.name == operator) {
+            if origin == Origin::Files {
+                versions.from_files = replacement.clone();
+            }
             let previous = std::mem::replace(&mut versions.current, replacement);
             versions.previous = Some(previous);
         }
@@ -317,6 +395,18 @@ impl PipelineControl {
         }
         history.push(record.clone());
     }
+}
+
+/// Who asked for a new version: the pipeline's files (the watcher) or the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Files,
+    Admin,
+}
+
+/// Whether two specifications run the same plugin with the same configuration and limits.
+fn same_version(one: &OperatorSpec, other: &OperatorSpec) -> bool {
+    one.plugin.digest() == other.plugin.digest() && one.config_json == other.config_json && one.limits == other.limits
 }
 
 /// Refuses a version other than the one the pipeline file pins (`sha256 = "..."`).

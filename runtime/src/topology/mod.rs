@@ -20,7 +20,9 @@ use crate::config::{Delivery, Diagnostics, LoadedPipeline, SinkConfig, SourceCon
 use crate::graph::{Graph, Plan, build_graph, resolve_inputs};
 use crate::kafka::{KafkaClientError, TransactionalProducer, transactional_id};
 use crate::monitor::Monitor;
-use crate::pipeline::{OperatorSpec, PipelineControl, SharedOutputs, StartedTask, StopSignal, TaskError, TaskStartError, TaskStats};
+use crate::pipeline::{
+    CarriedOver, OperatorSpec, PipelineControl, SharedOutputs, StartedTask, StopSignal, TaskError, TaskStartError, TaskStats,
+};
 use crate::sink::SinkError;
 use crate::source::{SourceError, SourceStats};
 use crate::state_dir::StateDirError;
@@ -157,11 +159,11 @@ pub fn local_checkpoint_identity(
     Ok((local::layout(pipeline, &wiring.plan), local::input_identities(pipeline)))
 }
 
-/// Whether a pipeline starts for the first time in this process or again after a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a pipeline starts for the first time in this process or again after a reload
+/// (with what its previous run carried over).
 enum Incarnation {
     First,
-    Restart,
+    Restart(CarriedOver),
 }
 
 /// Whether a restarted pipeline goes on from where its previous run stopped rather than
@@ -198,13 +200,16 @@ impl RunningPipeline {
     /// stopped to apply a reload: its file sinks are appended to when a source continues
     /// where it stopped (see [`continues_where_it_stopped`]), so that what the previous run
     /// wrote is kept.
+    /// What the previous run `carried` over (versions swapped in through the admin API, the
+    /// swap history) goes on.
     pub fn restart_monitored(
         pipeline: &LoadedPipeline,
         plugins: &PluginRegistry,
         stop: StopSignal,
         monitor: Monitor,
+        carried: CarriedOver,
     ) -> Result<RunningPipeline, StartError> {
-        Self::start_incarnation(pipeline, plugins, stop, monitor, Incarnation::Restart)
+        Self::start_incarnation(pipeline, plugins, stop, monitor, Incarnation::Restart(carried))
     }
 
     fn start_incarnation(
@@ -220,7 +225,7 @@ impl RunningPipeline {
         let restored = local_state.as_ref().and_then(|(_, restored)| restored.as_ref());
         let outputs_start = match restored {
             Some(checkpoint) => OutputsStart::FromCheckpoint(&checkpoint.outputs),
-            None if incarnation == Incarnation::Restart && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
+            None if matches!(incarnation, Incarnation::Restart(_)) && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
             None => OutputsStart::Anew,
         };
         let transactions = open_transactions(pipeline)?;
@@ -228,6 +233,9 @@ impl RunningPipeline {
         let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, transactions.as_deref(), &monitor)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());
+        if let Incarnation::Restart(carried) = incarnation {
+            control.carry_over(carried);
+        }
         let shared = SharedOutputs { sinks: sinks.queues, dead_letters: dead_letters.queue };
         let mut running = RunningPipeline {
             stop: stop.clone(),
