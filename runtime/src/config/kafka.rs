@@ -185,6 +185,13 @@ pub fn resolve_property(property: &str, value: &PropertyValue, reserved: &[(&str
     })
 }
 
+/// A source's `pattern` as a regular expression matching whole topic names from their start
+/// (librdkafka anchors it the same way, with a leading '^').
+pub fn topic_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    let anchored = if pattern.starts_with('^') { pattern.to_owned() } else { format!("^{pattern}") };
+    regex::Regex::new(&anchored)
+}
+
 /// Whether `topic` is a legal Kafka topic name.
 pub fn topic_name_problem(topic: &str) -> Option<String> {
     let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');

@@ -25,6 +25,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
 pub use kafka::{
     KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
+    topic_pattern,
 };
 pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, SecretConfig, Secrets, parse_pinned_digest};
 pub use sink::{

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::{
     ConsoleSinkConfig, DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig,
     Partitioning, RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property,
-    topic_name_problem,
+    topic_name_problem, topic_pattern,
 };
 use crate::event_time::parse_rfc3339_millis;
 use crate::graph::{self, Graph, Plan, ResolvedInputs};
@@ -185,6 +185,12 @@ impl Problems<'_> {
             (false, Some(_)) => self.report(span.clone(), format!("{what}: give `topics` or `pattern`, not both")),
             _ => {}
         }
+        if let Some((pattern, Err(error))) = kafka.pattern.as_deref().map(|pattern| (pattern, topic_pattern(pattern))) {
+            // The parser's own report draws the spot on lines of its own: its last line says what.
+            let error = error.to_string();
+            let why = error.lines().last().unwrap_or_default().trim_start_matches("error: ");
+            self.report(span.clone(), format!("{what}: `pattern` = {pattern:?} is not a regular expression: {why}"));
+        }
         for topic in kafka.topics.iter().chain([kafka.checkpoint_topic()].iter()) {
             if let Some(problem) = topic_name_problem(topic) {
                 self.report(span.clone(), format!("{what}: {problem}"));
@@ -208,6 +214,9 @@ impl Problems<'_> {
             if let Err(problem) = resolve_property(property, value, reserved) {
                 self.report(span.clone(), format!("{what}: {problem}"));
             }
+        }
+        if let Some(problem) = crate::kafka::properties_problem(properties) {
+            self.report(span, format!("{what}: librdkafka refuses the properties: {problem}"));
         }
     }
 
@@ -313,7 +322,19 @@ impl Problems<'_> {
                 ),
             );
         }
-        if kafka.len() > 1 && !Plan::of(graph).exchanges.is_empty() {
+        let exchanges = !Plan::of(graph).exchanges.is_empty();
+        let with_pattern = kafka.iter().find(|source| matches!(source.get_ref(), SourceConfig::Kafka(config) if config.pattern.is_some()));
+        if let Some(source) = with_pattern.filter(|_| exchanges && self.pipeline.config.pipeline.repartition_partitions.is_none()) {
+            self.report(
+                source.span(),
+                format!(
+                    "source \"{}\": with a `pattern`, the number of partitions the repartition topics need cannot be known in \
+                     advance: set [pipeline] repartition_partitions",
+                    source.get_ref().name()
+                ),
+            );
+        }
+        if kafka.len() > 1 && exchanges {
             self.report(
                 kafka[1].span(),
                 "a pipeline with keyed exchanges reads Kafka through one source: list every topic in that source's `topics`".into(),

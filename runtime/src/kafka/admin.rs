@@ -65,3 +65,17 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>
         .find(|found| found.name() == topic && found.error().is_none() && !found.partitions().is_empty())
         .map(|found| found.partitions().len() as u32))
 }
+
+/// Every topic the brokers have (internal ones, named `__…`, left out) with its partition
+/// count: what a source's `pattern` may match.
+pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
+    let client: BaseConsumer<LoggingContext> =
+        config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
+    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT).map_err(KafkaClientError::kafka("cannot list the brokers' topics"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|topic| topic.error().is_none() && !topic.name().starts_with("__"))
+        .map(|topic| (topic.name().to_owned(), topic.partitions().len() as u32))
+        .collect())
+}

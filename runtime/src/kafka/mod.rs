@@ -17,7 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::{KafkaProperties, PropertyError};
 
-pub use admin::{ensure_topic, partition_count};
+pub use admin::{all_topics, ensure_topic, partition_count};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
 pub use partitions::{KafkaStages, RepartitionStage};
 pub use producer::OutputProducer;
@@ -69,6 +69,22 @@ pub fn client_config(
         config.set(*property, *value);
     }
     Ok(config)
+}
+
+/// Why librdkafka refuses these properties (an unknown name, a value it cannot take), if it
+/// does: checked as librdkafka reads a configuration, without connecting. Properties that
+/// cannot be resolved (reserved, a variable unset) are left to their own checks.
+pub fn properties_problem(properties: &KafkaProperties) -> Option<String> {
+    let mut config = ClientConfig::new();
+    for (property, value) in properties {
+        if let Ok(value) = crate::config::resolve_property(property, value, &[]) {
+            config.set(property, value);
+        }
+    }
+    config.create_native_config().err().map(|error| match error {
+        KafkaError::ClientConfig(_, message, _, _) => message,
+        other => other.to_string(),
+    })
 }
 
 /// The kind of librdkafka client a configuration is for. A connector's `properties` serve

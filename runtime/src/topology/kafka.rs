@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{KafkaSourceWorker, StartError, spawn};
-use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig};
+use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig, topic_pattern};
 use crate::graph::{Entry, Plan, Routing};
 use crate::kafka::{
     KafkaClientError, KafkaSource, KafkaSourceSettings, KafkaStages, OutputProducer, RepartitionOutput, RepartitionStage,
-    TransactionalProducer, ensure_topic, partition_count, repartition_topic,
+    TransactionalProducer, all_topics, ensure_topic, partition_count, repartition_topic,
 };
 use crate::pipeline::{
     ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, PipelineControl, SharedOutputs, StopSignal, TaskFactory, TaskOrigin,
@@ -44,6 +44,7 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
         let SourceConfig::Kafka(config) = source.get_ref() else { continue };
         let name = source.get_ref().name();
         let failed = |error: KafkaClientError| StartError::Kafka { source_name: name.clone(), error: Box::new(error) };
+        pattern_spares_own_topics(&start, config).map_err(failed)?;
         let repartitions = repartition_topics(&start, config).map_err(failed)?;
         let stages = stages(&start, index, config, &repartitions).map_err(failed)?;
         let settings = &start.pipeline.config.pipeline;
@@ -152,15 +153,44 @@ fn stages(
     Ok(KafkaStages { source: factory(source), repartitions: stages })
 }
 
-/// Every partition of the source's topics, as `topic/partition`.
+/// Every partition of the source's topics (those its `pattern` matches now), as
+/// `topic/partition`: the upstreams a task behind an exchange waits for a watermark from.
 fn source_partitions(config: &KafkaSourceConfig) -> Result<Vec<String>, KafkaClientError> {
     let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
-    let mut partitions = Vec::new();
-    for topic in &config.topics {
-        let count = partition_count(&client, topic)?.unwrap_or(0);
-        partitions.extend((0..count).map(|partition| format!("{topic}/{partition}")));
+    let topics = match &config.pattern {
+        None => config
+            .topics
+            .iter()
+            .map(|topic| Ok((topic.clone(), partition_count(&client, topic)?.unwrap_or(0))))
+            .collect::<Result<Vec<(String, u32)>, KafkaClientError>>()?,
+        Some(pattern) => {
+            let pattern = topic_pattern(pattern).map_err(|error| KafkaClientError::Checkpoint(format!("`pattern`: {error}")))?;
+            all_topics(&client)?.into_iter().filter(|(topic, _)| pattern.is_match(topic)).collect::<Vec<(String, u32)>>()
+        }
+    };
+    Ok(topics.into_iter().flat_map(|(topic, count)| (0..count).map(move |partition| format!("{topic}/{partition}"))).collect())
+}
+
+/// Refuses a `pattern` that matches the pipeline's own repartition or checkpoint topics: the
+/// source would read back what the pipeline writes there.
+fn pattern_spares_own_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig) -> Result<(), KafkaClientError> {
+    let Some(pattern) = &config.pattern else { return Ok(()) };
+    let Ok(regex) = topic_pattern(pattern) else { return Ok(()) };
+    let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
+    let operators = &start.pipeline.config.operators;
+    let repartitions = start
+        .plan
+        .exchanges
+        .iter()
+        .map(|exchange| repartition_topic(pipeline, operators[exchange.operator].get_ref().name.get_ref().as_str()));
+    let own = repartitions.chain([config.checkpoint_topic()]);
+    match own.into_iter().find(|topic| regex.is_match(topic)) {
+        Some(topic) => Err(KafkaClientError::Checkpoint(format!(
+            "`pattern` = {pattern:?} also matches \"{topic}\", which this pipeline writes: the source would read it back; make the \
+             pattern stricter (end it with `$`, or exclude the name)"
+        ))),
+        None => Ok(()),
     }
-    Ok(partitions)
 }
 
 /// The repartition topics one stage's tasks send to.

@@ -509,6 +509,32 @@ topic = "output"
 /// the source keeps what it fetched only up to its bound (8 MiB per partition), then pauses
 /// the partitions instead of queueing what it keeps fetching. Records of 1 KiB, 20 MiB in all,
 /// so that the bound is reached.
+/// A pattern's topics are looked up at start, so that the tasks behind the exchange wait for
+/// a watermark from every partition they match, as with `topics`: none of them closes a
+/// window while a partition it has not heard from yet can still send records for it.
+#[test]
+fn a_pattern_source_behind_a_keyed_exchange_waits_for_every_matching_partition() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 4);
+    broker.create_topic("windows", 4);
+    let input = windowed_records(20_000, 20);
+    produce(&broker.bootstrap(), "events", &input);
+    produce(&broker.bootstrap(), "events", &watermark_pushers(4));
+    let scratch = Scratch::new();
+    let with_pattern = WINDOWED_PIPELINE
+        .replace("topics = [\"events\"]", "pattern = \"events$\"")
+        .replace("checkpoint_interval = \"300ms\"", "checkpoint_interval = \"300ms\"\nrepartition_partitions = 4");
+    let pipeline = kafka_pipeline(&scratch, &broker, &with_pattern);
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let expected = expected_windows(&input);
+    let (results, duplicates) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_exact_counts(&expected, &results);
+    assert_eq!(duplicates, 0);
+    assert!(!sluice.log_text().contains("counts.late_dropped"), "no record was late:\n{}", sluice.log_text());
+}
+
 #[test]
 fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
     use std::io::BufRead;
