@@ -53,6 +53,8 @@ pub struct HostState {
     pub(super) memory_in_use: usize,
     /// Where the plugin's counters and gauges also go, per task (Prometheus).
     pub(super) task_metrics: Option<PluginMetrics>,
+    /// Counter additions of the call under way, recorded once it succeeds.
+    pending_counters: Vec<(String, u64)>,
 }
 
 impl HostState {
@@ -66,6 +68,35 @@ impl HostState {
             muted: false,
             memory_in_use: 0,
             task_metrics: None,
+            pending_counters: Vec::new(),
+        }
+    }
+}
+
+impl HostState {
+    /// At the end of a call: records the counters it added if it succeeded, forgets them if it
+    /// failed (the records it was given are processed again).
+    pub fn settle_counters(&mut self, succeeded: bool) {
+        let pending = std::mem::take(&mut self.pending_counters);
+        if !succeeded {
+            return;
+        }
+        for (name, delta) in pending {
+            self.add_to_counter(name, delta);
+        }
+    }
+
+    fn add_to_counter(&mut self, name: String, delta: u64) {
+        let mut accepted = false;
+        self.metrics.update(|values| {
+            if values.counters.len() < MAX_METRICS || values.counters.contains_key(&name) {
+                let counter = values.counters.entry(name.clone()).or_default();
+                *counter = counter.saturating_add(delta);
+                accepted = true;
+            }
+        });
+        if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
+            task_metrics.counter_add(&name, delta);
         }
     }
 }
@@ -103,21 +134,11 @@ impl host::Host for HostState {
         }
     }
 
+    /// Kept until the call ends: a call that fails is replayed record by record, and its
+    /// additions would be counted twice ([`HostState::settle_counters`]).
     fn counter_add(&mut self, name: String, delta: u64) {
-        if self.muted {
-            return;
-        }
-        let name = truncate(name);
-        let mut accepted = false;
-        self.metrics.update(|values| {
-            if values.counters.len() < MAX_METRICS || values.counters.contains_key(&name) {
-                let counter = values.counters.entry(name.clone()).or_default();
-                *counter = counter.saturating_add(delta);
-                accepted = true;
-            }
-        });
-        if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
-            task_metrics.counter_add(&name, delta);
+        if !self.muted {
+            self.pending_counters.push((truncate(name), delta));
         }
     }
 

@@ -135,6 +135,11 @@ impl PluginInstance {
     /// Calls `init`; the inner error is the plugin refusing its configuration. What the
     /// plugin declares about itself is checked against the contract.
     pub fn init(&mut self, config_json: &str, context: &InitContext) -> Result<Result<OperatorInfo, String>, CallFailure> {
+        let result = self.init_call(config_json, context);
+        self.settled(result)
+    }
+
+    fn init_call(&mut self, config_json: &str, context: &InitContext) -> Result<Result<OperatorInfo, String>, CallFailure> {
         let context_wit = context_to_wit(context);
         let answer = self.call(|operator, store| operator.call_init(store, config_json, &context_wit))?;
         let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
@@ -146,6 +151,11 @@ impl PluginInstance {
 
     /// Calls `process` on a batch that arrived on `input`.
     pub fn process(&mut self, input: u32, records: &Records) -> Result<PluginOutput, CallFailure> {
+        let result = self.process_call(input, records);
+        self.settled(result)
+    }
+
+    fn process_call(&mut self, input: u32, records: &Records) -> Result<PluginOutput, CallFailure> {
         let lacks_indexes = self.indexes.read() && records.events().iter().any(|event| event.fields.is_none());
         // Indexes are built beside a whole batch: a selection lacking them is copied first.
         let copied;
@@ -167,12 +177,17 @@ impl PluginInstance {
         let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
         checked_rejections(&rejected, records.len())?;
         let returned = self.checked(self.returned(output.batch))?;
-        check_passed(&output.passed, records.len(), self.side_outputs).map_err(invalid_batch)?;
+        check_passed(&output.passed, records.len(), self.side_outputs, &rejected).map_err(invalid_batch)?;
         Ok(PluginOutput { batch: output_records(records, indexes.as_ref(), &output.passed, returned), rejected })
     }
 
     /// Calls `on-watermark`.
     pub fn on_watermark(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
+        let result = self.on_watermark_call(watermark);
+        self.settled(result)
+    }
+
+    fn on_watermark_call(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
         let on_watermark = self.on_watermark;
         let (output,) = self.call(|_, store| on_watermark.typed::<(i64,), (BatchResult,)>(&*store)?.call(store, (watermark,)))?;
         self.checked(self.returned(output))
@@ -199,13 +214,29 @@ impl PluginInstance {
 
     /// Calls `snapshot`.
     pub fn snapshot(&mut self) -> Result<State, CallFailure> {
+        let result = self.snapshot_call();
+        self.settled(result)
+    }
+
+    fn snapshot_call(&mut self) -> Result<State, CallFailure> {
         self.call(|operator, store| operator.call_snapshot(store)).map(state_from_wit)
     }
 
     /// Calls `restore`; the inner error is the plugin refusing the state.
     pub fn restore(&mut self, state: &State) -> Result<Result<(), String>, CallFailure> {
+        let result = self.restore_call(state);
+        self.settled(result)
+    }
+
+    fn restore_call(&mut self, state: &State) -> Result<Result<(), String>, CallFailure> {
         let state = state_to_wit(state);
         self.call(|operator, store| operator.call_restore(store, &state))
+    }
+
+    /// A call's result, its counter additions recorded if it succeeded (and checked).
+    fn settled<R>(&mut self, result: Result<R, CallFailure>) -> Result<R, CallFailure> {
+        self.store.data_mut().settle_counters(result.is_ok());
+        result
     }
 
     fn call<R>(&mut self, call: impl FnOnce(&Operator, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {

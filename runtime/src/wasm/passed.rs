@@ -11,8 +11,21 @@ use super::records::Records;
 
 /// Refuses a passed record that is not in the input batch of `inputs` records, or that goes
 /// to an output the operator did not declare; the message says which.
-pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32) -> Result<(), String> {
+pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32, rejected: &[(u32, String)]) -> Result<(), String> {
+    // Rejections are checked first: each names a record of the batch.
+    let mut refused = vec![false; if rejected.is_empty() { 0 } else { inputs }];
+    for (index, _) in rejected {
+        if let Some(slot) = refused.get_mut(*index as usize) {
+            *slot = true;
+        }
+    }
     for (position, record) in passed.iter().enumerate() {
+        if refused.get(record.index as usize).copied().unwrap_or(false) {
+            return Err(format!(
+                "input record {} is both rejected and passed on (passed record {position}): a record is refused or kept, not both",
+                record.index
+            ));
+        }
         if record.index as usize >= inputs {
             return Err(format!(
                 "passed record {position} is input record {}, but the batch it was given has {inputs} record(s)",
@@ -182,14 +195,20 @@ mod tests {
 
     #[test]
     fn passed_records_outside_the_batch_or_the_outputs_are_refused() {
-        assert_eq!(check_passed(&passed(&[(0, 0), (5, 2)]), 6, 2), Ok(()));
+        assert_eq!(check_passed(&passed(&[(0, 0), (5, 2)]), 6, 2, &[]), Ok(()));
         assert_eq!(
-            check_passed(&passed(&[(0, 0), (6, 0)]), 6, 2),
+            check_passed(&passed(&[(0, 0), (6, 0)]), 6, 2, &[]),
             Err("passed record 1 is input record 6, but the batch it was given has 6 record(s)".into())
         );
         assert_eq!(
-            check_passed(&passed(&[(1, 3)]), 6, 2),
+            check_passed(&passed(&[(1, 3)]), 6, 2, &[]),
             Err("passed record 0 goes to output 3, but the plugin declared 2 side output(s)".into())
+        );
+        let rejected = [(4, "refused".to_owned())];
+        assert_eq!(check_passed(&passed(&[(3, 0), (5, 1)]), 6, 2, &rejected), Ok(()));
+        assert_eq!(
+            check_passed(&passed(&[(3, 0), (4, 1)]), 6, 2, &rejected),
+            Err("input record 4 is both rejected and passed on (passed record 1): a record is refused or kept, not both".into())
         );
     }
 }

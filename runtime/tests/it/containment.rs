@@ -76,6 +76,10 @@ fn a_trapping_record_goes_to_the_dead_letter_sink_and_the_others_flow() {
     assert!(dead[0]["plugin_digest"].as_str().is_some_and(|digest| digest.starts_with("sha256:")));
     let reason = dead[0]["reason"].as_str().expect("reason");
     assert!(reason.starts_with("plugin trapped:") && reason.contains("poisoned record"), "{reason}");
+    // The failed call's additions to its counters are not recorded: its records are counted
+    // once, by the calls that processed them (the trapping record's call failed too).
+    let counters = &summary.operators.iter().find(|operator| operator.name == "misbehave").expect("operator").counters;
+    assert_eq!(counters.iter().find(|(name, _)| name == "given").map(|(_, value)| *value), Some(999), "{counters:?}");
 }
 
 #[test]

@@ -69,6 +69,9 @@ impl Operator for Misbehave {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
+        // Counted at the start of every call, failed ones included: the host records a call's
+        // additions only if it succeeds.
+        sluice_sdk::host::counter_add("given", batch.len() as u64);
         if self.config.pass_by_position {
             return self.pass_by_position(batch, out);
         }
