@@ -36,7 +36,11 @@ impl<O: Operator> ErasedOperator for O {
     fn snapshot(&self) -> State {
         Operator::snapshot(self)
     }
+    /// No state ([`State::is_empty`]) is not handed to the operator.
     fn restore(&mut self, state: State) -> Result<(), String> {
+        if state.is_empty() {
+            return Ok(());
+        }
         Operator::restore(self, state)
     }
 }

@@ -29,6 +29,13 @@ impl State {
         State { version: 0, bytes: Vec::new() }
     }
 
+    /// Whether this is no state (version 0, no bytes): what a stateless operator snapshots.
+    /// The SDK does not hand it to `restore`: the freshly initialised operator has it already,
+    /// so a version that gains state starts fresh after one that had none.
+    pub fn is_empty(&self) -> bool {
+        self.version == 0 && self.bytes.is_empty()
+    }
+
     /// Encodes `value` (compact binary, postcard) tagged with its `VERSION`.
     pub fn encode<T: VersionedState>(value: &T) -> State {
         // Sized first, then written into a buffer of exactly that size: a growing buffer would
@@ -112,6 +119,9 @@ mod tests {
         restored.restore(State::encode(&CountV1 { count: 41 })).unwrap();
         assert_eq!(restored.counts.count, 41, "version 1 state is migrated");
         assert!(restored.restore(State { version: 9, bytes: vec![] }).is_err());
+        // A stateless version's snapshot (no state) gives the operator as `init` made it.
+        let fresh = crate::testing::Harness::<Counting>::restored(serde_json::Value::Null, State::empty()).unwrap();
+        assert_eq!(fresh.snapshot(), Counting::init(()).unwrap().snapshot());
     }
 
     #[test]

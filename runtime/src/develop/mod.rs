@@ -36,6 +36,8 @@ pub enum DevelopError {
     Exists(PathBuf),
     #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-', starting with a letter")]
     InvalidName(String),
+    #[error("plugin name {0:?} is the name of the Sluice SDK's crate, which a plugin depends on: choose another")]
+    SdkName(String),
     #[error("{tool} is missing: {remedy}")]
     MissingTool { tool: String, remedy: String },
     #[error("installing {tool} failed: {reason}")]
@@ -93,7 +95,14 @@ pub fn check_name(name: &str) -> Result<(), DevelopError> {
     let valid = characters.next().is_some_and(|first| first.is_ascii_lowercase())
         && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.ends_with('-');
-    if valid { Ok(()) } else { Err(DevelopError::InvalidName(name.to_owned())) }
+    if !valid {
+        return Err(DevelopError::InvalidName(name.to_owned()));
+    }
+    // A Rust plugin's package would collide with the SDK's in its lock file.
+    if name == "sluice-sdk" {
+        return Err(DevelopError::SdkName(name.to_owned()));
+    }
+    Ok(())
 }
 
 fn read_to_string(path: &Path) -> Result<String, DevelopError> {
@@ -119,5 +128,10 @@ mod tests {
         for bad in ["", "Fraud", "2x", "a_b", "a-", "a b", "../x"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+        let sdk = check_name("sluice-sdk").err().map(|error| error.to_string());
+        assert_eq!(
+            sdk.as_deref(),
+            Some("plugin name \"sluice-sdk\" is the name of the Sluice SDK's crate, which a plugin depends on: choose another")
+        );
     }
 }

@@ -34,8 +34,15 @@ bool exports_operator_init(operator_string_t *config, operator_init_context_t *c
   operator_init_context_free(context);
   static const char *const known[] = {"field", "min"};
   if (json_unknown_member(config->ptr, config->len, known, 2, &start, &end) == JSON_FOUND) {
-    // Refuse misspelt keys (plugins/range-filter also names the key it refuses).
-    fail(err, "unknown field: expected one of `field`, `min`");
+    // Refuse misspelt keys, naming them as serde does (the runtime locates the key in the TOML).
+    // (Written by hand: stdio's snprintf would import WASI, which operators do not get.)
+    static const char prefix[] = "unknown field `", suffix[] = "`, expected one of `field`, `min`";
+    char message[sizeof prefix + 64 + sizeof suffix];
+    size_t name_length = end - start > 64 ? 64 : end - start;
+    memcpy(message, prefix, sizeof prefix - 1);
+    memcpy(message + sizeof prefix - 1, config->ptr + start, name_length);
+    memcpy(message + sizeof prefix - 1 + name_length, suffix, sizeof suffix);
+    fail(err, message);
   } else if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
       || config->ptr[start] != '"' || end - start - 2 >= sizeof field
       || memchr(config->ptr + start + 1, '\\', end - start - 2) != NULL) {
@@ -118,6 +125,11 @@ void exports_operator_snapshot(operator_state_t *ret) {
 }
 
 bool exports_operator_restore(operator_state_t *state, operator_string_t *err) {
+  // Version 0 without bytes is no state (a stateless version's snapshot): nothing to restore.
+  if (state->version == 0 && state->bytes.len == 0) {
+    operator_state_free(state);
+    return true;
+  }
   bool ok = state->version == 1 && state->bytes.len == sizeof kept_total;
   if (ok) memcpy(&kept_total, state->bytes.ptr, sizeof kept_total);
   else fail(err, "cannot read this state version");

@@ -66,6 +66,8 @@ export function snapshot() {
 }
 
 export function restore(state) {
+  // Version 0 without bytes is no state (a stateless version's snapshot): nothing to restore.
+  if (state.version === 0 && state.bytes.length === 0) return;
   if (state.version !== 1) throw `cannot read state version ${state.version}`;
   try {
     kept = BigInt(JSON.parse(decoder.decode(state.bytes)).kept);
