@@ -1,7 +1,7 @@
 // {{name}}: keeps the records whose numeric `field` is at least `min`. Records without a
 // numeric `field` are rejected: they go to the dead-letter output with the reason.
 // Built by `sluice plugin build` with componentize-js against the runtime's WIT.
-import { counterAdd } from 'sluice:plugin/host@0.4.0';
+import { counterAdd, log } from 'sluice:plugin/host@0.4.0';
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -10,8 +10,22 @@ let field = 'price';
 let min = 0;
 let kept = 0n;
 
+// A thrown Error traps the call (its records are retried one by one, the failing one
+// dead-lettered); logged here first, its message becomes the dead-letter reason, as a Rust
+// panic's does. A thrown string is an error result instead (init, restore).
+function reported(call) {
+  return (...args) => {
+    try {
+      return call(...args);
+    } catch (error) {
+      if (typeof error !== 'string') log('error', `panic: ${error?.name ?? 'Error'}: ${error?.message ?? error}`);
+      throw error;
+    }
+  };
+}
+
 // An error result is a thrown string; a thrown Error object traps the plugin.
-export function init(config, context) {
+export const init = reported(function init(config, context) {
   let settings;
   try {
     settings = JSON.parse(config);
@@ -28,10 +42,10 @@ export function init(config, context) {
   // No side outputs; any instance may judge any record (the counts are per instance); values
   // as JSON text. An operator keeping state per group answers { tag: 'key', val: [fields] }.
   return { outputs: [], distribution: { tag: 'any' }, encoding: 'json' };
-}
+});
 
 // `input` is the index of the input the batch arrived on (0 with one input).
-export function process(input, batch) {
+export const process = reported(function process(input, batch) {
   const passed = [];
   const rejected = [];
   batch.events.forEach((event, index) => {
@@ -55,17 +69,17 @@ export function process(input, batch) {
   // Kept records are passed on by position (to output 0, the main one): the runtime takes them
   // from its own copy of the batch, so nothing is copied back.
   return { batch: { bytes: new Uint8Array(0), events: [], headers: [] }, rejected, passed };
-}
+});
 
-export function onWatermark(watermark) {
+export const onWatermark = reported(function onWatermark(watermark) {
   return { bytes: new Uint8Array(0), events: [], headers: [] };
-}
+});
 
-export function snapshot() {
+export const snapshot = reported(function snapshot() {
   return { version: 1, bytes: encoder.encode(JSON.stringify({ kept: kept.toString() })) };
-}
+});
 
-export function restore(state) {
+export const restore = reported(function restore(state) {
   // Version 0 without bytes is no state (a stateless version's snapshot): nothing to restore.
   if (state.version === 0 && state.bytes.length === 0) return;
   if (state.version !== 1) throw `cannot read state version ${state.version}`;
@@ -74,4 +88,4 @@ export function restore(state) {
   } catch (error) {
     throw `state is not valid: ${error.message}`;
   }
-}
+});

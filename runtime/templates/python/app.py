@@ -27,7 +27,23 @@ def number_at(value: bytes, field: str):
     return number
 
 
+def reported(method):
+    """Tells the runtime why a call fails: an exception other than `Err` traps the call (its
+    records are retried one by one, the failing one dead-lettered), and the message logged
+    here first becomes the dead-letter reason, as a Rust panic's does."""
+    def call(*args):
+        try:
+            return method(*args)
+        except Err:
+            raise
+        except BaseException as error:
+            host.log(host.Level.ERROR, f"panic: {type(error).__name__}: {error}")
+            raise
+    return call
+
+
 class WitWorld(wit_world.WitWorld):
+    @reported
     def init(self, config: str, context: InitContext) -> OperatorInfo:
         try:
             settings = json.loads(config)
@@ -49,6 +65,7 @@ class WitWorld(wit_world.WitWorld):
         # values as JSON text. An operator keeping state per group returns Distribution_Key([fields]).
         return OperatorInfo([], Distribution_Any(), "json")
 
+    @reported
     def process(self, input: int, batch: Batch) -> Output:
         kept, rejected = [], []
         for index, event in enumerate(batch.events):
@@ -68,12 +85,15 @@ class WitWorld(wit_world.WitWorld):
         # them from its own copy of the batch, so nothing is copied back.
         return Output(Batch(b"", [], []), rejected, kept)
 
+    @reported
     def on_watermark(self, watermark: int) -> Batch:
         return Batch(b"", [], [])
 
+    @reported
     def snapshot(self) -> State:
         return State(1, json.dumps(COUNTS).encode())
 
+    @reported
     def restore(self, state: State) -> None:
         # Version 0 without bytes is no state (a stateless version's snapshot): nothing to restore.
         if state.version == 0 and not state.bytes:
