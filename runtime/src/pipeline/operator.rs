@@ -482,8 +482,11 @@ impl Operator {
 
 /// What `spec`'s plugin declares with its configuration and context: from a throw-away
 /// instance (before a version is swapped in).
+/// The instance is also asked for its state once, as every running one is at start: a
+/// snapshot that always fails is found by `validate` and before a swap, not by `run`.
 pub fn declared_info(spec: &OperatorSpec) -> Result<OperatorInfo, OperatorError> {
-    let (_, info) = initialised(spec, true)?;
+    let (mut instance, info) = initialised(spec, true)?;
+    instance.snapshot().map_err(|failure| OperatorError::Failed { step: "snapshot", failure })?;
     Ok(info)
 }
 

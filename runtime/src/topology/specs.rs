@@ -96,6 +96,9 @@ impl PluginCheck for WasmPluginCheck<'_> {
         match operator_spec(self.pipeline, operator, inputs, OutputReaders::MayReadIndexes, self.plugins) {
             Ok(spec) => Ok(spec.info),
             Err(SpecError::Operator(OperatorError::ConfigRefused(reason))) => Err(PluginProblem::Config(reason)),
+            Err(SpecError::Operator(error @ OperatorError::Failed { step: "snapshot", .. })) => {
+                Err(PluginProblem::Plugin(format!("its state right after init could not be taken: {error}")))
+            }
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
             Err(error @ (SpecError::Plugin(_) | SpecError::Pinned { .. } | SpecError::Secret(_))) => {
                 Err(PluginProblem::Plugin(error.to_string()))

@@ -79,6 +79,7 @@ invalid_cases! {
     secret_not_a_table => "secret-not-a-table",
     secret_not_env => "secret-not-env",
     secret_unset => "secret-unset",
+    snapshot_always_traps => "snapshot-always-traps",
     state_dir_with_stdin => "state-dir-with-stdin",
     syntax_error => "syntax-error",
     unknown_key => "unknown-key",
