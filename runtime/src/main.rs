@@ -202,11 +202,16 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            match error.downcast_ref::<CommandError>() {
+            let message = match error.downcast_ref::<CommandError>() {
                 Some(CommandError::Invalid(diagnostics)) => {
-                    print_error(&format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len()))
+                    format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len())
                 }
-                _ => print_error(&format!("error: {error:#}")),
+                _ => format!("error: {error:#}"),
+            };
+            match cli.log_format {
+                // A log collector reading JSON lines gets the error as one more event.
+                LogFormat::Json => tracing::error!("{}", message.strip_prefix("error: ").unwrap_or(&message)),
+                LogFormat::Text => print_error(&message),
             }
             ExitCode::FAILURE
         }

@@ -163,7 +163,7 @@ pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
     let on_hangup = state.clone();
     let hangup = hangup::HangupListener::start(move || {
         tracing::info!("SIGHUP: reading the pipeline file and its plugin files again");
-        on_hangup.lock().unwrap_or_else(std::sync::PoisonError::into_inner).reload();
+        on_hangup.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up();
     });
     if !files {
         return Ok(Watcher { _debouncer: None, _hangup: hangup });
@@ -207,7 +207,8 @@ impl WatchState {
         }
     }
 
-    /// Applies what changed between loading the files and watching them.
+    /// Applies what changed in the files since they were last applied (at watch start, and at
+    /// a SIGHUP): a changed pipeline file is reloaded, else the plugin files are compared.
     fn catch_up(&mut self) {
         let on_disk = std::fs::read_to_string(&self.targets.pipeline_file).ok();
         if on_disk.as_deref() != Some(self.targets.running.text.contents()) {

@@ -67,7 +67,12 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
         }
         (None, false) => bail!("name the new component, or pass --rollback"),
     };
-    let mut response = sent.with_context(|| format!("cannot reach the admin API at {}", args.admin))?;
+    let plain = !args.admin.contains("://");
+    let mut response = sent.with_context(|| match plain {
+        // A TLS server drops a plain HTTP request: the error alone does not say why.
+        true => format!("cannot reach the admin API at {} (if it is served with TLS, give https://{})", args.admin, args.admin),
+        false => format!("cannot reach the admin API at {}", args.admin),
+    })?;
     let status = response.status();
     let text = response.body_mut().read_to_string().context("reading the admin API's answer")?;
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -466,3 +466,54 @@ config = { trap_on = "event_type" }
     let reasons: Vec<&str> = summary.tasks.iter().flat_map(|task| &task.disabled_operators).map(|(_, reason)| reason.as_str()).collect();
     assert!(reasons.iter().all(|reason| reason.ends_with("(until a swap replaced it)")), "{reasons:?}");
 }
+
+/// SIGHUP reads the files again under `--no-watch`: a broken plugin file is refused once (one
+/// history record), and a restart for a settings change keeps the version swapped in through
+/// the admin API (the file did not change that operator) and the swap history.
+#[test]
+fn sighup_reloads_and_a_restart_keeps_admin_swaps_and_the_history() {
+    let scratch = Scratch::new();
+    std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("copy plugin");
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let text = std::fs::read_to_string(&path).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
+    std::fs::write(&path, &text).expect("rewrite pipeline");
+    let run = run_with_admin(&path, &["--no-watch"]);
+    run.wait_for_pipeline("swapping");
+    let json = |path: &str| serde_json::from_str::<Value>(&run.get(path)).expect("JSON");
+    let counter_digest = || json("/pipelines/swapping/operators")[1]["digest"].as_str().map(str::to_owned);
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}; log:\n{}", run.stderr.lock().expect("log"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let hangup = || {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        unsafe { libc::kill(run.child.0.id() as libc::pid_t, libc::SIGHUP) };
+    };
+    let v1 = counter_digest();
+    let swap = format!("http://{}/pipelines/swapping/operators/counter/swap", run.address);
+    let body = serde_json::json!({ "path": plugin("counter-v2") }).to_string();
+    ureq::post(&swap).header("content-type", "application/json").send(body).expect("admin swap");
+    let v2 = counter_digest();
+    assert_ne!(v1, v2);
+    // A broken plugin file, read again at SIGHUP: refused once, the admin's version runs on.
+    std::fs::write(scratch.path("counter.wasm"), b"not a component").expect("break the plugin");
+    hangup();
+    let refusals = || json("/pipelines/swapping/swaps").as_array().expect("list").iter().filter(|r| r["refused"].is_string()).count();
+    wait_until("the broken plugin file to be refused", &|| refusals() > 0);
+    // A settings change restarts the pipeline; the admin's version and the history go on.
+    std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("repair the plugin");
+    std::fs::write(&path, text.replace("batch_size = 64", "batch_size = 32")).expect("change the settings");
+    hangup();
+    let kept = "the restarted pipeline keeps the version swapped in through the admin API";
+    wait_until("the restart", &|| run.stderr.lock().expect("log").contains(kept));
+    run.wait_for_pipeline("swapping");
+    assert_eq!(counter_digest(), v2, "the restarted pipeline runs the version swapped in through the admin API");
+    let history = json("/pipelines/swapping/swaps");
+    let refused: Vec<bool> = history.as_array().expect("list").iter().map(|record| record["refused"].is_string()).collect();
+    assert_eq!(refused, vec![false, true], "the admin swap, then one refusal of the broken file");
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
+}
