@@ -133,7 +133,8 @@ enum Command {
     },
     /// Hot-swaps an operator of a running pipeline through its admin API.
     Swap(SwapArgs),
-    /// Checks a pipeline file and the plugins it names; reports every error.
+    /// Checks a pipeline file and the plugins it names; reports the errors (a file that does
+    /// not parse: its first mistake; else every error found).
     Validate {
         pipeline: PathBuf,
         /// Also print the pipeline's graph: its stages and the edges between nodes, as text
