@@ -263,7 +263,22 @@ class Builder:
         return Batch(bytes(self.buffer), self.events, self.headers)
 
 
+def reported(method):
+    """An exception other than `Err` traps the call; logged first, its message becomes the
+    dead-letter reason, as a Rust panic's does (the skeleton of `sluice plugin new` does the same)."""
+    def call(*args):
+        try:
+            return method(*args)
+        except Err:
+            raise
+        except BaseException as error:
+            host.log(host.Level.ERROR, f"panic: {type(error).__name__}: {error}")
+            raise
+    return call
+
+
 class WitWorld(wit_world.WitWorld):
+    @reported
     def init(self, config: str, context: InitContext) -> OperatorInfo:
         try:
             parsed = parse_json(config)
@@ -278,6 +293,7 @@ class WitWorld(wit_world.WitWorld):
         distribution = Distribution_Any() if velocity is None else Distribution_Key([".".join(velocity[0])])
         return OperatorInfo([], distribution, "json")
 
+    @reported
     def process(self, input: int, batch: Batch) -> Output:
         settings, out, rejected, flagged = SETTINGS[0], Builder(batch), [], 0
         for index, event in enumerate(batch.events):
@@ -296,6 +312,7 @@ class WitWorld(wit_world.WitWorld):
         host.counter_add("flagged", flagged)
         return Output(out.build(), rejected, [])
 
+    @reported
     def on_watermark(self, watermark: int) -> Batch:
         if SETTINGS[0] is not None and SETTINGS[0].velocity is not None:
             horizon = watermark - SETTINGS[0].velocity[1]
@@ -306,9 +323,11 @@ class WitWorld(wit_world.WitWorld):
             host.gauge_set("velocity_keys", float(len(HISTORY)))
         return Batch(b"", [], [])
 
+    @reported
     def snapshot(self) -> State:
         return State(1, dump_json(HISTORY))
 
+    @reported
     def restore(self, state: State) -> None:
         if state.version != 1:
             raise Err(f"cannot read state version {state.version}: this version reads 1")

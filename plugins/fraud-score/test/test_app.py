@@ -21,7 +21,8 @@ def install_binding_stand_ins() -> None:
         pass
 
     imports = types.ModuleType("wit_world.imports")
-    imports.host = types.SimpleNamespace(counter_add=lambda name, value: None, gauge_set=lambda name, value: None)
+    imports.host = types.SimpleNamespace(counter_add=lambda name, value: None, gauge_set=lambda name, value: None,
+                                         log=lambda level, message: None, Level=types.SimpleNamespace(ERROR=4))
     type_module = types.ModuleType("wit_world.imports.types")
     type_module.Span = namedtuple("Span", "offset length")
     type_module.Header = namedtuple("Header", "name value")
