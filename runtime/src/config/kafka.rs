@@ -142,7 +142,10 @@ pub type KafkaProperties = BTreeMap<String, PropertyValue>;
 
 /// A property's value: written in the file, or read from an environment variable.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a property's value must be a string, a number, true or false, or { env = \"VARIABLE\" } naming an environment variable"
+)]
 pub enum PropertyValue {
     Text(String),
     Integer(i64),

@@ -66,6 +66,37 @@ impl Problems<'_> {
         self.found.push(self.pipeline.text.diagnostic(Some(span), message));
     }
 
+    /// Where `property` is written in the properties of the table whose header is at `table`
+    /// (its `properties` sub-table or inline table, before the next `[[...]]` table); the
+    /// header itself if it cannot be found. The properties are a map, which keeps no positions.
+    fn property_span(&self, table: Range<usize>, property: &str) -> Range<usize> {
+        let text = self.pipeline.text.contents();
+        let start = table.start.min(text.len());
+        let end = text[start..].find("\n[[").map_or(text.len(), |offset| start + offset);
+        let region = &text[start..end];
+        let quoted = format!("\"{property}\"");
+        let found = region.match_indices(&quoted).map(|(at, _)| at).find(|at| region[at + quoted.len()..].trim_start().starts_with('='));
+        match found {
+            Some(at) => start + at..start + at + quoted.len(),
+            None => table,
+        }
+    }
+
+    /// Where a key is written at the start of a line (`key = ...`), the first time.
+    fn top_level_key_span(&self, key: &str) -> Option<Range<usize>> {
+        let text = self.pipeline.text.contents();
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            let indent = line.len() - line.trim_start().len();
+            let rest = &line[indent..];
+            if rest.strip_prefix(key).is_some_and(|after| after.trim_start().starts_with('=')) {
+                return Some(offset + indent..offset + indent + key.len());
+            }
+            offset += line.len();
+        }
+        None
+    }
+
     fn report_file(&mut self, message: &str) {
         self.found.push(self.pipeline.text.diagnostic(None, message));
     }
@@ -212,7 +243,8 @@ impl Problems<'_> {
         }
         for (property, value) in properties {
             if let Err(problem) = resolve_property(property, value, reserved) {
-                self.report(span.clone(), format!("{what}: {problem}"));
+                let at = self.property_span(span.clone(), property);
+                self.report(at, format!("{what}: {problem}"));
             }
         }
         if let Some(problem) = crate::kafka::properties_problem(properties) {
@@ -460,15 +492,26 @@ impl Problems<'_> {
                 outputs.push((span, "the dead-letter topic".into(), &kafka.brokers, &kafka.properties))
             }
             Some((span, _)) => self.report(span, format!("{why}: [dead_letter] must be of type \"kafka\"")),
-            None => self.report_file(&format!("{why}: add a [dead_letter] table of type \"kafka\"")),
+            None => {
+                let message = format!("{why}: add a [dead_letter] table of type \"kafka\"");
+                match self.top_level_key_span("delivery") {
+                    Some(at) => self.report(at, message),
+                    None => self.report_file(&message),
+                }
+            }
         }
-        let first_properties = outputs.first().map(|output| output.3);
+        let first = outputs.first().map(|output| (output.1.clone(), output.3));
         for (span, what, brokers, properties) in outputs {
             if brokers != source.brokers {
                 self.report(span.clone(), format!("{what}: {why}: use the source's brokers ({:?})", source.brokers));
             }
-            if first_properties.is_some_and(|first| first != properties) {
-                self.report(span, format!("{what}: {why}, through one producer: give every output the same `properties`"));
+            if let Some((first_what, _)) = first.as_ref().filter(|(_, first)| *first != properties) {
+                self.report(
+                    span,
+                    format!(
+                        "{what}: {why}, through one producer: give every output the same `properties` (these differ from {first_what}'s)"
+                    ),
+                );
             }
         }
     }

@@ -61,6 +61,7 @@ invalid_cases! {
     graph_unread_side_output => "graph-unread-side-output",
     graph_unused_node => "graph-unused-node",
     kafka_pattern_and_properties => "kafka-pattern-and-properties",
+    kafka_property_of_another_type => "kafka-property-of-another-type",
     kafka_reserved_property => "kafka-reserved-property",
     kafka_secret_unset => "kafka-secret-unset",
     kafka_topics_and_pattern => "kafka-topics-and-pattern",

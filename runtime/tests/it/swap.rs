@@ -452,12 +452,9 @@ config = { trap_on = "event_type" }
 "#,
     );
     let (control, stop, pipeline) = run_on_thread(&path);
-    let disabled = || std::fs::read_to_string(scratch.path("dead.jsonl")).is_ok_and(|letters| letters.contains("circuit open"));
-    let started = std::time::Instant::now();
-    while !disabled() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the operator was never disabled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::broker::wait_for(Duration::from_secs(60), "the operator to be disabled", || {
+        std::fs::read_to_string(scratch.path("dead.jsonl")).is_ok_and(|letters| letters.contains("circuit open"))
+    });
     control.swap("broken", registry().load(&plugin("misbehave")).expect("compiles"), Some("{}".into())).expect("swap");
     wait_for_output(&scratch, |records| !records.is_empty());
     stop.raise();
@@ -481,13 +478,7 @@ fn sighup_reloads_and_a_restart_keeps_admin_swaps_and_the_history() {
     run.wait_for_pipeline("swapping");
     let json = |path: &str| serde_json::from_str::<Value>(&run.get(path)).expect("JSON");
     let counter_digest = || json("/pipelines/swapping/operators")[1]["digest"].as_str().map(str::to_owned);
-    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
-        let started = std::time::Instant::now();
-        while !done() {
-            assert!(started.elapsed() < Duration::from_secs(60), "{what}; log:\n{}", run.stderr.lock().expect("log"));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| crate::broker::wait_for(Duration::from_secs(60), what, done);
     let hangup = || {
         // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
         unsafe { libc::kill(run.child.0.id() as libc::pid_t, libc::SIGHUP) };
@@ -514,6 +505,34 @@ fn sighup_reloads_and_a_restart_keeps_admin_swaps_and_the_history() {
     let history = json("/pipelines/swapping/swaps");
     let refused: Vec<bool> = history.as_array().expect("list").iter().map(|record| record["refused"].is_string()).collect();
     assert_eq!(refused, vec![false, true], "the admin swap, then one refusal of the broken file");
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
+}
+
+/// An operator a reload removes leaves no gauge behind (its version, its memory limit), while
+/// the operators still running keep theirs.
+#[test]
+fn a_restart_that_removes_an_operator_removes_its_gauges() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let text = std::fs::read_to_string(&path).expect("pipeline");
+    let run = run_with_admin(&path, &[]);
+    run.wait_for_pipeline("swapping");
+    let gauges_of = |operator: &str| {
+        let scrape = run.get("/metrics");
+        let label = format!("operator=\"{operator}\"");
+        ["sluice_operator_version{", "sluice_operator_memory_limit_bytes{"]
+            .iter()
+            .filter(|gauge| scrape.lines().any(|line| line.starts_with(**gauge) && line.contains(&label)))
+            .count()
+    };
+    crate::broker::wait_for(Duration::from_secs(60), "the counter's gauges", || gauges_of("counter") == 2);
+    let counter = text.find("[[operators]]\nname = \"counter\"").expect("the counter's table");
+    let sinks = counter + text[counter..].find("[[sinks]]").expect("the sinks after it");
+    std::fs::write(&path, format!("{}{}", &text[..counter], &text[sinks..])).expect("remove the counter");
+    crate::broker::wait_for(Duration::from_secs(60), "the restart", || run.stderr.lock().expect("log").contains("stopped to restart"));
+    crate::broker::wait_for(Duration::from_secs(60), "the project's gauges", || gauges_of("numbered") == 2);
+    crate::broker::wait_for(Duration::from_secs(60), "the counter's gauges to go", || gauges_of("counter") == 0);
     let output = run.child.interrupt_and_wait();
     assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
 }

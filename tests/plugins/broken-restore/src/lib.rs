@@ -1,6 +1,7 @@
 //! Test plugin for hot swap: passes records through unchanged, accepts any configuration,
-//! snapshots an empty state, and traps in `restore`. A hot swap to this plugin must be
-//! refused, and the version that was running must keep running.
+//! snapshots an empty state, and traps in `restore` when given a state. A hot swap to this
+//! plugin from a stateful one must be refused, and the version that was running must keep
+//! running.
 
 use sluice_sdk::{Batch, Distribution, Operator, Output, State};
 
@@ -60,6 +61,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "broken-restore: restore always traps")]
     fn restore_traps() {
-        let _ = Harness::<BrokenRestore>::restored(json!({}), State::empty());
+        // (No state, `State::empty()`, never reaches `restore`.)
+        let _ = Harness::<BrokenRestore>::restored(json!({}), State { version: 1, bytes: vec![1] });
     }
 }
