@@ -235,7 +235,8 @@ impl WatchState {
         match swap_changed_operators(specs, &targets.control, &mut self.applied) {
             Ok(0) => {}
             Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
-            Err(error) => tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
+            // The swap's own error says that the old version keeps running.
+            Err(error) => tracing::error!("a changed plugin file was not swapped in: {error:#}"),
         }
     }
 
