@@ -45,6 +45,7 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
         let name = source.get_ref().name();
         let failed = |error: KafkaClientError| StartError::Kafka { source_name: name.clone(), error: Box::new(error) };
         pattern_spares_own_topics(&start, config).map_err(failed)?;
+        warn_of_missing_topics(&name, config).map_err(failed)?;
         let repartitions = repartition_topics(&start, config).map_err(failed)?;
         let stages = stages(&start, index, config, &repartitions).map_err(failed)?;
         let settings = &start.pipeline.config.pipeline;
@@ -169,6 +170,25 @@ fn source_partitions(config: &KafkaSourceConfig) -> Result<Vec<String>, KafkaCli
         }
     };
     Ok(topics.into_iter().flat_map(|(topic, count)| (0..count).map(move |partition| format!("{topic}/{partition}"))).collect())
+}
+
+/// Says which of the source's `topics` the brokers do not have: the source waits for them
+/// (librdkafka's own notice is easy to miss), and reads each once it is created.
+fn warn_of_missing_topics(source: &str, config: &KafkaSourceConfig) -> Result<(), KafkaClientError> {
+    if config.topics.is_empty() {
+        return Ok(());
+    }
+    let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
+    for topic in &config.topics {
+        if partition_count(&client, topic)?.is_none() {
+            tracing::warn!(
+                source,
+                topic,
+                "the brokers have no such topic: the source waits for it, and reads it once librdkafka sees it created (it looks every topic.metadata.refresh.interval.ms, 5 minutes by default)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a `pattern` that matches the pipeline's own repartition or checkpoint topics: the

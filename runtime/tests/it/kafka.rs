@@ -291,6 +291,25 @@ fn await_all_values(bootstrap: &str, input: &[KafkaRecord], sluice: &SluiceProce
     delivered
 }
 
+/// A source topic that does not exist yet is named in the log, and read once it is created.
+#[test]
+fn a_missing_source_topic_is_named_and_read_once_created() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("output", 1);
+    let scratch = Scratch::new();
+    let with_refresh = PASS_THROUGH_PIPELINE
+        .replace("topics = [\"input\"]", "topics = [\"input\"]\n[sources.properties]\n\"topic.metadata.refresh.interval.ms\" = 1000");
+    let pipeline = kafka_pipeline(&scratch, &broker, &with_refresh);
+    let sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "the missing topic named", || sluice.log_text().contains("no such topic"));
+    assert!(sluice.log_text().contains("topic=\"input\""), "{}", sluice.log_text());
+    broker.create_topic("input", 1);
+    let input = keyed_records(100, 10);
+    produce(&broker.bootstrap(), "input", &input);
+    await_all_values(&broker.bootstrap(), &input, &sluice, Duration::from_secs(60));
+}
+
 /// The broker is librdkafka's mock cluster, in this process: Nisshi 0.8.1's SQLite storage does
 /// not serve records written before a restart (checked here: 10 records produced, broker
 /// restarted, 0 read back), so it cannot host this test. The outage is real all the same: the
