@@ -1,6 +1,7 @@
-//! Where in a pipeline file the value a plugin refused in its configuration is: the path the
-//! Rust SDK puts before the reason (`any[1].op: unknown variant ...`), followed through the
-//! file's TOML, so that the error points at the value rather than at the whole `config`.
+//! Where in a pipeline file something is that serde's structs keep no position for: the value
+//! a plugin refused in its configuration (the path the Rust SDK puts before the reason, `any[1].op:
+//! unknown variant ...`, followed through the file's TOML), and a key of a map such as a
+//! connector's `properties`, so that an error points at it rather than at the whole table.
 
 use std::ops::Range;
 
@@ -32,6 +33,37 @@ pub fn refused_value_span(text: &str, operator: usize, reason: &str) -> Option<R
         };
     }
     Some(value.span())
+}
+
+/// The span in `text` (the parsed pipeline file) of the key `key` of the table whose own span
+/// (as a `Spanned` field gives it) is `table`, or of its sub-table `within` when given (a
+/// connector's `properties`); `None` when the file has no such key there.
+pub fn key_span(text: &str, table: Range<usize>, within: Option<&str>, key: &str) -> Option<Range<usize>> {
+    let document = DeTable::parse(text).ok()?;
+    let tables = document.get_ref().iter().flat_map(|(_, value)| match value.get_ref() {
+        DeValue::Array(elements) => elements.iter().collect::<Vec<_>>(),
+        _ => vec![value],
+    });
+    let found = tables.filter(|value| value.span() == table).find_map(|value| match value.get_ref() {
+        DeValue::Table(found) => Some(found),
+        _ => None,
+    })?;
+    let found = match within {
+        Some(within) => match entry(found, within)?.get_ref() {
+            DeValue::Table(inner) => inner,
+            _ => return None,
+        },
+        None => found,
+    };
+    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, _)| name.span())
+}
+
+/// The span in `text` (the parsed pipeline file) of the key `key` of the top-level table
+/// `table` (`[pipeline]`).
+pub fn top_level_key_span(text: &str, table: &str, key: &str) -> Option<Range<usize>> {
+    let document = DeTable::parse(text).ok()?;
+    let DeValue::Table(found) = entry(document.get_ref(), table)?.get_ref() else { return None };
+    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, _)| name.span())
 }
 
 fn entry<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {

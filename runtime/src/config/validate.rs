@@ -66,37 +66,6 @@ impl Problems<'_> {
         self.found.push(self.pipeline.text.diagnostic(Some(span), message));
     }
 
-    /// Where `property` is written in the properties of the table whose header is at `table`
-    /// (its `properties` sub-table or inline table, before the next `[[...]]` table); the
-    /// header itself if it cannot be found. The properties are a map, which keeps no positions.
-    fn property_span(&self, table: Range<usize>, property: &str) -> Range<usize> {
-        let text = self.pipeline.text.contents();
-        let start = table.start.min(text.len());
-        let end = text[start..].find("\n[[").map_or(text.len(), |offset| start + offset);
-        let region = &text[start..end];
-        let quoted = format!("\"{property}\"");
-        let found = region.match_indices(&quoted).map(|(at, _)| at).find(|at| region[at + quoted.len()..].trim_start().starts_with('='));
-        match found {
-            Some(at) => start + at..start + at + quoted.len(),
-            None => table,
-        }
-    }
-
-    /// Where a key is written at the start of a line (`key = ...`), the first time.
-    fn top_level_key_span(&self, key: &str) -> Option<Range<usize>> {
-        let text = self.pipeline.text.contents();
-        let mut offset = 0;
-        for line in text.split_inclusive('\n') {
-            let indent = line.len() - line.trim_start().len();
-            let rest = &line[indent..];
-            if rest.strip_prefix(key).is_some_and(|after| after.trim_start().starts_with('=')) {
-                return Some(offset + indent..offset + indent + key.len());
-            }
-            offset += line.len();
-        }
-        None
-    }
-
     fn report_file(&mut self, message: &str) {
         self.found.push(self.pipeline.text.diagnostic(None, message));
     }
@@ -243,8 +212,8 @@ impl Problems<'_> {
         }
         for (property, value) in properties {
             if let Err(problem) = resolve_property(property, value, reserved) {
-                let at = self.property_span(span.clone(), property);
-                self.report(at, format!("{what}: {problem}"));
+                let at = super::refused_value::key_span(self.pipeline.text.parsed(), span.clone(), Some("properties"), property);
+                self.report(at.unwrap_or(span.clone()), format!("{what}: {problem}"));
             }
         }
         if let Some(problem) = crate::kafka::properties_problem(properties) {
@@ -494,7 +463,7 @@ impl Problems<'_> {
             Some((span, _)) => self.report(span, format!("{why}: [dead_letter] must be of type \"kafka\"")),
             None => {
                 let message = format!("{why}: add a [dead_letter] table of type \"kafka\"");
-                match self.top_level_key_span("delivery") {
+                match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "delivery") {
                     Some(at) => self.report(at, message),
                     None => self.report_file(&message),
                 }

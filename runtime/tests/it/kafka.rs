@@ -524,10 +524,6 @@ topic = "output"
     assert_eq!(values, expected, "the records of orders-eu and orders-us produced after the start, none of refunds");
 }
 
-/// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
-/// the source keeps what it fetched only up to its bound (8 MiB per partition), then pauses
-/// the partitions instead of queueing what it keeps fetching. Records of 1 KiB, 20 MiB in all,
-/// so that the bound is reached.
 /// A pattern's topics are looked up at start, so that the tasks behind the exchange wait for
 /// a watermark from every partition they match, as with `topics`: none of them closes a
 /// window while a partition it has not heard from yet can still send records for it.
@@ -554,6 +550,10 @@ fn a_pattern_source_behind_a_keyed_exchange_waits_for_every_matching_partition()
     assert!(!sluice.log_text().contains("counts.late_dropped"), "no record was late:\n{}", sluice.log_text());
 }
 
+/// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
+/// the source keeps what it fetched only up to its bound (8 MiB per partition), then pauses
+/// the partitions instead of queueing what it keeps fetching. Records of 1 KiB, 20 MiB in all,
+/// so that the bound is reached.
 #[test]
 fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
     use std::io::BufRead;
