@@ -66,8 +66,7 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>
         .map(|found| found.partitions().len() as u32))
 }
 
-/// Every topic the brokers have (internal ones, named `__…`, left out) with its partition
-/// count: what a source's `pattern` may match.
+/// Every topic the brokers have, with its partition count, in one metadata request.
 pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client: BaseConsumer<LoggingContext> =
         config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
@@ -75,7 +74,7 @@ pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClie
     Ok(metadata
         .topics()
         .iter()
-        .filter(|topic| topic.error().is_none() && !topic.name().starts_with("__"))
+        .filter(|topic| topic.error().is_none())
         .map(|topic| (topic.name().to_owned(), topic.partitions().len() as u32))
         .collect())
 }

@@ -17,7 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::config::{KafkaProperties, PropertyError};
 
-pub use admin::{all_topics, ensure_topic, partition_count};
+pub use admin::{all_topics, ensure_topic};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
 pub use partitions::{KafkaStages, RepartitionStage};
 pub use producer::OutputProducer;

@@ -11,7 +11,7 @@ use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig, topic_patte
 use crate::graph::{Entry, Plan, Routing};
 use crate::kafka::{
     KafkaClientError, KafkaSource, KafkaSourceSettings, KafkaStages, OutputProducer, RepartitionOutput, RepartitionStage,
-    TransactionalProducer, all_topics, ensure_topic, partition_count, repartition_topic,
+    TransactionalProducer, all_topics, ensure_topic, repartition_topic,
 };
 use crate::pipeline::{
     ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, PipelineControl, SharedOutputs, StopSignal, TaskFactory, TaskOrigin,
@@ -45,9 +45,10 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
         let name = source.get_ref().name();
         let failed = |error: KafkaClientError| StartError::Kafka { source_name: name.clone(), error: Box::new(error) };
         pattern_spares_own_topics(&start, config).map_err(failed)?;
-        warn_of_missing_topics(&name, config).map_err(failed)?;
-        let repartitions = repartition_topics(&start, config).map_err(failed)?;
-        let stages = stages(&start, index, config, &repartitions).map_err(failed)?;
+        let topics = source_topics(config).map_err(failed)?;
+        warn_of_missing_topics(&name, config, &topics);
+        let repartitions = repartition_topics(&start, config, &topics).map_err(failed)?;
+        let stages = stages(&start, index, &topics, &repartitions).map_err(failed)?;
         let settings = &start.pipeline.config.pipeline;
         let source_settings = KafkaSourceSettings {
             pipeline: settings.name.get_ref().to_string(),
@@ -71,12 +72,16 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
 }
 
 /// Creates (if needed) the repartition topic of every exchange, by the plan's exchange index.
-fn repartition_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig) -> Result<Vec<Repartition>, KafkaClientError> {
+fn repartition_topics(
+    start: &KafkaStart<'_>,
+    config: &KafkaSourceConfig,
+    topics: &[(String, u32)],
+) -> Result<Vec<Repartition>, KafkaClientError> {
     if start.plan.exchanges.is_empty() {
         return Ok(Vec::new());
     }
     let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
-    let partitions = repartition_partitions(start.pipeline, config)?;
+    let partitions = repartition_partitions(start.pipeline, config, topics)?;
     let operators = &start.pipeline.config.operators;
     start
         .plan
@@ -99,7 +104,11 @@ fn repartition_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig) -> Res
 }
 
 /// `repartition_partitions`, or as many partitions as the source's topics have (the most).
-fn repartition_partitions(pipeline: &LoadedPipeline, config: &KafkaSourceConfig) -> Result<u32, KafkaClientError> {
+fn repartition_partitions(
+    pipeline: &LoadedPipeline,
+    config: &KafkaSourceConfig,
+    topics: &[(String, u32)],
+) -> Result<u32, KafkaClientError> {
     if let Some(partitions) = &pipeline.config.pipeline.repartition_partitions {
         return Ok(*partitions.get_ref());
     }
@@ -109,19 +118,14 @@ fn repartition_partitions(pipeline: &LoadedPipeline, config: &KafkaSourceConfig)
                 .into(),
         ));
     }
-    let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
-    let mut most = 1;
-    for topic in &config.topics {
-        most = most.max(partition_count(&client, topic)?.unwrap_or(1));
-    }
-    Ok(most)
+    Ok(topics.iter().map(|(_, partitions)| *partitions).max().unwrap_or(1).max(1))
 }
 
 /// The task factories of the source's stage and of every exchange's stage.
 fn stages(
     start: &KafkaStart<'_>,
     source: usize,
-    config: &KafkaSourceConfig,
+    topics: &[(String, u32)],
     repartitions: &[Repartition],
 ) -> Result<KafkaStages, KafkaClientError> {
     let factory = |stage: usize| {
@@ -138,7 +142,7 @@ fn stages(
         let mut origins = BTreeSet::new();
         for upstream in &exchange.upstream_stages {
             match start.plan.stages[*upstream].entry {
-                Entry::Source(_) => origins.extend(source_partitions(config)?),
+                Entry::Source(_) => origins.extend(source_partitions(topics)),
                 Entry::Exchange(other) => {
                     let repartition = &repartitions[other];
                     origins.extend((0..repartition.partitions).map(|partition| format!("{}/{partition}", repartition.topic)));
@@ -154,41 +158,39 @@ fn stages(
     Ok(KafkaStages { source: factory(source), repartitions: stages })
 }
 
-/// Every partition of the source's topics (those its `pattern` matches now), as
-/// `topic/partition`: the upstreams a task behind an exchange waits for a watermark from.
-fn source_partitions(config: &KafkaSourceConfig) -> Result<Vec<String>, KafkaClientError> {
+/// The source's topics the brokers have now, with their partition counts: those it lists, or
+/// those its `pattern` matches (internal `__…` topics left out). Looked up once at start, for
+/// the warning about missing topics, the repartition topics' size and the upstreams of the
+/// stages behind an exchange.
+fn source_topics(config: &KafkaSourceConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
-    let topics = match &config.pattern {
-        None => config
-            .topics
-            .iter()
-            .map(|topic| Ok((topic.clone(), partition_count(&client, topic)?.unwrap_or(0))))
-            .collect::<Result<Vec<(String, u32)>, KafkaClientError>>()?,
+    let present = all_topics(&client)?.into_iter().filter(|(_, partitions)| *partitions > 0);
+    Ok(match &config.pattern {
+        None => present.filter(|(topic, _)| config.topics.contains(topic)).collect(),
         Some(pattern) => {
             let pattern = topic_pattern(pattern).map_err(|error| KafkaClientError::Checkpoint(format!("`pattern`: {error}")))?;
-            all_topics(&client)?.into_iter().filter(|(topic, _)| pattern.is_match(topic)).collect::<Vec<(String, u32)>>()
+            present.filter(|(topic, _)| !topic.starts_with("__") && pattern.is_match(topic)).collect()
         }
-    };
-    Ok(topics.into_iter().flat_map(|(topic, count)| (0..count).map(move |partition| format!("{topic}/{partition}"))).collect())
+    })
+}
+
+/// Every partition of the source's topics, as `topic/partition`: the upstreams a task behind
+/// an exchange waits for a watermark from.
+fn source_partitions(topics: &[(String, u32)]) -> impl Iterator<Item = String> + '_ {
+    topics.iter().flat_map(|(topic, count)| (0..*count).map(move |partition| format!("{topic}/{partition}")))
 }
 
 /// Says which of the source's `topics` the brokers do not have: the source waits for them
 /// (librdkafka's own notice is easy to miss), and reads each once it is created.
-fn warn_of_missing_topics(source: &str, config: &KafkaSourceConfig) -> Result<(), KafkaClientError> {
-    if config.topics.is_empty() {
-        return Ok(());
+fn warn_of_missing_topics(source: &str, config: &KafkaSourceConfig, present: &[(String, u32)]) {
+    for topic in config.topics.iter().filter(|topic| !present.iter().any(|(found, _)| found == *topic)) {
+        tracing::warn!(
+            source,
+            topic,
+            "the brokers have no such topic: the source waits for it, and reads it once librdkafka sees it created (it looks every \
+             topic.metadata.refresh.interval.ms, 5 minutes by default)"
+        );
     }
-    let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
-    for topic in &config.topics {
-        if partition_count(&client, topic)?.is_none() {
-            tracing::warn!(
-                source,
-                topic,
-                "the brokers have no such topic: the source waits for it, and reads it once librdkafka sees it created (it looks every topic.metadata.refresh.interval.ms, 5 minutes by default)"
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Refuses a `pattern` that matches the pipeline's own repartition or checkpoint topics: the
