@@ -53,7 +53,7 @@ pub struct HostState {
     pub(super) memory_in_use: usize,
     /// Where the plugin's counters and gauges also go, per task (Prometheus).
     pub(super) task_metrics: Option<PluginMetrics>,
-    /// Counter additions of the call under way, recorded once it succeeds.
+    /// Counter additions of the call under way, by name, recorded once it succeeds.
     pending_counters: Vec<(String, u64)>,
 }
 
@@ -71,9 +71,7 @@ impl HostState {
             pending_counters: Vec::new(),
         }
     }
-}
 
-impl HostState {
     /// At the end of a call: records the counters it added if it succeeded, forgets them if it
     /// failed (the records it was given are processed again).
     pub fn settle_counters(&mut self, succeeded: bool) {
@@ -137,8 +135,18 @@ impl host::Host for HostState {
     /// Kept until the call ends: a call that fails is replayed record by record, and its
     /// additions would be counted twice ([`HostState::settle_counters`]).
     fn counter_add(&mut self, name: String, delta: u64) {
-        if !self.muted {
-            self.pending_counters.push((truncate(name), delta));
+        if self.muted {
+            return;
+        }
+        // Summed per name as they come, so that a plugin adding in a loop holds the host's
+        // memory to one entry a name; twice the names a plugin may have covers those it has
+        // and as many new ones as may be accepted.
+        let name = truncate(name);
+        let pending = &mut self.pending_counters;
+        match pending.iter().position(|(pending, _)| *pending == name) {
+            Some(at) => pending[at].1 = pending[at].1.saturating_add(delta),
+            None if pending.len() < 2 * MAX_METRICS => pending.push((name, delta)),
+            None => {}
         }
     }
 
@@ -172,4 +180,30 @@ fn truncate(mut text: String) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use host::Host as _;
+
+    #[test]
+    fn a_calls_counter_additions_are_summed_by_name_and_recorded_only_if_it_succeeds() {
+        let metrics = Arc::new(OperatorMetrics::default());
+        let mut state = HostState::new("op".into(), 1 << 20, metrics.clone());
+        for _ in 0..100_000 {
+            state.counter_add("seen".into(), 1);
+        }
+        assert_eq!(state.pending_counters.len(), 1, "one entry a name, however many additions");
+        state.settle_counters(true);
+        state.counter_add("seen".into(), 5);
+        state.settle_counters(false);
+        assert_eq!(metrics.values().counters.get("seen"), Some(&100_000), "the failed call's 5 are not recorded");
+        for name in 0..3 * MAX_METRICS {
+            state.counter_add(format!("name {name}"), 1);
+        }
+        assert_eq!(state.pending_counters.len(), 2 * MAX_METRICS);
+        state.settle_counters(true);
+        assert_eq!(metrics.values().counters.len(), MAX_METRICS, "as many names as a plugin may have");
+    }
 }
