@@ -90,7 +90,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         Some(address) => Some(AdminServer::start_metrics(address, monitor.clone())?),
         None => None,
     };
-    // The previous definition, and all its run carried over, to go back to if a reloaded one
+    // The previous definition, and what its run carried over, to go back to if a reloaded one
     // cannot start.
     let mut previous: Option<(LoadedPipeline, CarriedOver)> = None;
     let mut carried: Option<CarriedOver> = None;
@@ -122,33 +122,13 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
                 // The summary at the end counts from the last restart: say what this run did.
                 tracing::info!("stopped to restart: {summary}; the next summary counts from the restart");
                 control.retire_operator_gauges();
-                carried = Some(carried_over(&control, &pipeline, &new));
-                previous = Some((std::mem::replace(&mut pipeline, new), control.carried_over()));
+                let carried_over = control.carried_over();
+                carried = Some(carried_over.clone());
+                previous = Some((std::mem::replace(&mut pipeline, new), carried_over));
             }
             _ => return Ok(summary),
         }
     }
-}
-
-/// What a restart from `old` to `new` keeps of the run `control` controlled: its swap history,
-/// and the versions swapped in through the admin API of operators whose definition the
-/// pipeline file did not change (a changed definition is the file's to decide).
-fn carried_over(control: &PipelineControl, old: &LoadedPipeline, new: &LoadedPipeline) -> CarriedOver {
-    let mut carried = control.carried_over();
-    carried.admin_versions.retain(|spec| {
-        let definition = |pipeline: &LoadedPipeline| {
-            pipeline.config.operators.iter().map(|operator| operator.get_ref()).find(|operator| operator.name.get_ref().as_str() == &*spec.name).cloned()
-        };
-        let unchanged = definition(old) == definition(new);
-        if !unchanged {
-            tracing::warn!(
-                operator = %spec.name,
-                "the pipeline file changed this operator: the restarted pipeline runs the file's version, not the one swapped in through the admin API"
-            );
-        }
-        unchanged
-    });
-    carried
 }
 
 /// A `console` sink shows its records in the admin server's web console: without `--admin`

@@ -98,11 +98,11 @@ struct Versions {
 }
 
 /// What a restart of the pipeline keeps of the run before it: the versions the admin API
-/// swapped in (of operators whose definition the pipeline file did not change), and the swap
+/// swapped in, each with the version the files had made of that operator then, and the swap
 /// history.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct CarriedOver {
-    pub admin_versions: Vec<OperatorSpec>,
+    pub admin_versions: Vec<(OperatorSpec, OperatorSpec)>,
     pub history: Vec<SwapRecord>,
 }
 
@@ -203,21 +203,29 @@ impl PipelineControl {
         let admin_versions = lock(&self.state.operators)
             .iter()
             .filter(|versions| !same_version(&versions.current, &versions.from_files))
-            .map(|versions| versions.current.clone())
+            .map(|versions| (versions.current.clone(), versions.from_files.clone()))
             .collect();
         CarriedOver { admin_versions, history: self.history() }
     }
 
     /// Before any task starts, after a restart: runs the versions the admin API had swapped
-    /// in, where they still fit the pipeline file (the operator exists, its pin allows the
-    /// version, and the version declares the same outputs and distribution); a rollback
-    /// returns to the file's version. Continues the swap history. Says why a version could
-    /// not be kept.
+    /// in, where the files did not change the operator since (its plugin, configuration and
+    /// limits are what they made of it then) and the version still fits (its pin allows it, it
+    /// declares the same outputs and distribution); a rollback returns to the files' version.
+    /// Continues the swap history. Says why a version could not be kept.
     pub fn carry_over(&self, carried: CarriedOver) {
         *lock(&self.state.history) = carried.history;
-        for admin in carried.admin_versions {
+        for (admin, files_then) in carried.admin_versions {
             let mut operators = lock(&self.state.operators);
             let Some(versions) = operators.iter_mut().find(|versions| versions.current.name == admin.name) else { continue };
+            if !same_version(&files_then, &versions.from_files) {
+                tracing::warn!(
+                    operator = %admin.name,
+                    "the pipeline's files changed this operator: the restarted pipeline runs their version, not the one swapped in \
+                     through the admin API"
+                );
+                continue;
+            }
             let mut spec =
                 OperatorSpec { plugin: admin.plugin, config_json: admin.config_json, limits: admin.limits, ..versions.from_files.clone() };
             let kept =

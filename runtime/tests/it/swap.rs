@@ -505,6 +505,13 @@ fn sighup_reloads_and_a_restart_keeps_admin_swaps_and_the_history() {
     let history = json("/pipelines/swapping/swaps");
     let refused: Vec<bool> = history.as_array().expect("list").iter().map(|record| record["refused"].is_string()).collect();
     assert_eq!(refused, vec![false, true], "the admin swap, then one refusal of the broken file");
+    // A restart in which the file changes that operator too runs the file's version.
+    let relabelled =
+        text.replace("batch_size = 64", "batch_size = 16").replace("counter.wasm\"\n", "counter.wasm\"\nconfig = { label = \"x\" }\n");
+    std::fs::write(&path, relabelled).expect("change the settings and the counter");
+    hangup();
+    wait_until("the second restart", &|| run.stderr.lock().expect("log").contains("the pipeline's files changed this operator"));
+    wait_until("the file's version to run", &|| counter_digest() == v1);
     let output = run.child.interrupt_and_wait();
     assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
 }
