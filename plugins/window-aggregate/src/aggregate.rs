@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use sluice_sdk::FieldPath;
 use sluice_sdk::json::{self, number};
-use sluice_sdk::numeric::CompensatedSum;
+use sluice_sdk::numeric::{CompensatedSum, ExactMoments, ExactSum};
 use sluice_sdk::serde_json::Value;
 
 use crate::sketch::{Distinct, Quantiles};
@@ -43,7 +43,7 @@ pub enum Function {
     Mean,
     Min,
     Max,
-    /// Sample variance (n − 1), Welford's algorithm.
+    /// Sample variance (n − 1), from exact sums of the values and their squares.
     Variance,
     /// Sample standard deviation.
     Stddev,
@@ -53,9 +53,11 @@ pub enum Function {
     Quantile,
     /// Number of distinct values, from HyperLogLog++ (about 0.8% standard error).
     Distinct,
-    /// The value of the record with the earliest event time.
+    /// The value of the record with the earliest event time (of those with the same time,
+    /// the least value in canonical JSON text, so that arrival order does not decide).
     First,
-    /// The value of the record with the latest event time.
+    /// The value of the record with the latest event time (of those with the same time, the
+    /// greatest value in canonical JSON text).
     Last,
 }
 
@@ -96,12 +98,12 @@ impl AggregateConfig {
     pub fn accumulator(&self) -> Accumulator {
         match self.function {
             Function::Count => Accumulator::Count(0),
-            Function::Sum => Accumulator::Sum(CompensatedSum::default()),
-            Function::Mean => Accumulator::Mean(CompensatedSum::default(), 0),
+            Function::Sum => Accumulator::Sum(ExactSum::default()),
+            Function::Mean => Accumulator::Mean(ExactSum::default(), 0),
             Function::Min => Accumulator::Min(None),
             Function::Max => Accumulator::Max(None),
-            Function::Variance => Accumulator::Variance(Moments::default()),
-            Function::Stddev => Accumulator::Stddev(Moments::default()),
+            Function::Variance => Accumulator::Variance(ExactMoments::default()),
+            Function::Stddev => Accumulator::Stddev(ExactMoments::default()),
             Function::Median => Accumulator::Quantile(0.5, Quantiles::default()),
             Function::Quantile => Accumulator::Quantile(self.q.unwrap_or(0.5), Quantiles::default()),
             Function::Distinct => Accumulator::Distinct(Distinct::default()),
@@ -137,6 +139,7 @@ impl AggregateConfig {
             Function::Count => Ok(Some(Input::Record)),
             Function::Distinct | Function::First | Function::Last => Ok(Some(Input::Value(crate::canonical_text(text)))),
             _ => match json::text_number(text) {
+                Ok(Some(number)) if !number.is_finite() => Err(format!("field {field} is a number beyond the range of a 64-bit float")),
                 Ok(Some(number)) => Ok(Some(Input::Number(number))),
                 Ok(None) => Ok(None),
                 Err(kind) => Err(format!("field {field} is {kind}, not a number")),
@@ -146,26 +149,43 @@ impl AggregateConfig {
 }
 
 /// The running state of one aggregate for one window and group.
+///
+/// Sums, means, variances and first/last values do not depend on the order records arrive
+/// in, nor on how partial results merge: results are the same at every parallelism and batch
+/// size. The variants marked "state version 3" are what earlier versions saved; a restored
+/// state is [`Accumulator::upgrade`]d to the others before use.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Accumulator {
     Count(u64),
-    Sum(CompensatedSum),
-    Mean(CompensatedSum, u64),
+    /// State version 3.
+    SumV3(CompensatedSum),
+    /// State version 3.
+    MeanV3(CompensatedSum, u64),
     Min(Option<f64>),
     Max(Option<f64>),
-    Variance(Moments),
-    Stddev(Moments),
+    /// State version 3.
+    VarianceV3(Moments),
+    /// State version 3.
+    StddevV3(Moments),
     Quantile(f64, Quantiles),
     Distinct(Distinct),
-    /// (event time, arrival sequence, JSON text) of the earliest record.
-    First(Option<(i64, u64, String)>),
-    /// (event time, arrival sequence, JSON text) of the latest record.
-    Last(Option<(i64, u64, String)>),
+    /// State version 3: (event time, arrival sequence, JSON text).
+    FirstV3(Option<(i64, u64, String)>),
+    /// State version 3: (event time, arrival sequence, JSON text).
+    LastV3(Option<(i64, u64, String)>),
+    Sum(ExactSum),
+    Mean(ExactSum, u64),
+    Variance(ExactMoments),
+    Stddev(ExactMoments),
+    /// (event time, canonical JSON text) of the earliest record.
+    First(Option<(i64, String)>),
+    /// (event time, canonical JSON text) of the latest record.
+    Last(Option<(i64, String)>),
 }
 
 impl Accumulator {
-    /// Adds one record's contribution; `timestamp` and `sequence` order first/last.
-    pub fn add(&mut self, input: &Input<'_>, timestamp: i64, sequence: u64) {
+    /// Adds one record's contribution at event time `timestamp`.
+    pub fn add(&mut self, input: &Input<'_>, timestamp: i64) {
         match (self, input) {
             (Accumulator::Count(n), _) => *n += 1,
             (Accumulator::Sum(sum), Input::Number(x)) => sum.add(*x),
@@ -178,9 +198,10 @@ impl Accumulator {
             (Accumulator::Variance(moments) | Accumulator::Stddev(moments), Input::Number(x)) => moments.add(*x),
             (Accumulator::Quantile(_, sketch), Input::Number(x)) => sketch.add(*x),
             (Accumulator::Distinct(set), Input::Value(text)) => set.add(text),
-            (Accumulator::First(first), Input::Value(text)) => keep(first, (timestamp, sequence, text), |new, old| new < old),
-            (Accumulator::Last(last), Input::Value(text)) => keep(last, (timestamp, sequence, text), |new, old| new > old),
-            // Inputs always match their aggregate's accumulator (see `AggregateConfig::input`).
+            (Accumulator::First(first), Input::Value(text)) => keep(first, (timestamp, text), |new, old| new < old),
+            (Accumulator::Last(last), Input::Value(text)) => keep(last, (timestamp, text), |new, old| new > old),
+            // Inputs always match their aggregate's accumulator (see `AggregateConfig::input`),
+            // and state of version 3 is upgraded when it is restored.
             _ => {}
         }
     }
@@ -199,37 +220,65 @@ impl Accumulator {
             (Accumulator::Variance(a), Accumulator::Variance(b)) | (Accumulator::Stddev(a), Accumulator::Stddev(b)) => a.merge(b),
             (Accumulator::Quantile(_, a), Accumulator::Quantile(_, b)) => a.merge(b),
             (Accumulator::Distinct(a), Accumulator::Distinct(b)) => a.merge(b),
-            (Accumulator::First(a), Accumulator::First(Some(b))) => keep(a, (b.0, b.1, &b.2), |new, old| new < old),
-            (Accumulator::Last(a), Accumulator::Last(Some(b))) => keep(a, (b.0, b.1, &b.2), |new, old| new > old),
+            (Accumulator::First(a), Accumulator::First(Some(b))) => keep(a, (b.0, &b.1), |new, old| new < old),
+            (Accumulator::Last(a), Accumulator::Last(Some(b))) => keep(a, (b.0, &b.1), |new, old| new > old),
             // Accumulators of one aggregate always share a variant.
             _ => {}
         }
+    }
+
+    /// The accumulator of state version 4 that holds what this one of version 3 held: sums
+    /// and moments become exact ones of the same value, first and last forget the arrival
+    /// order that broke their ties.
+    pub fn upgrade(&mut self) {
+        let exact = |value: f64| {
+            let mut sum = ExactSum::default();
+            sum.add(value);
+            sum
+        };
+        let upgraded = match self {
+            Accumulator::SumV3(sum) => Accumulator::Sum(exact(sum.value())),
+            Accumulator::MeanV3(sum, n) => Accumulator::Mean(exact(sum.value()), *n),
+            Accumulator::VarianceV3(moments) => Accumulator::Variance(moments.exact()),
+            Accumulator::StddevV3(moments) => Accumulator::Stddev(moments.exact()),
+            Accumulator::FirstV3(kept) => Accumulator::First(kept.take().map(|(time, _, text)| (time, text))),
+            Accumulator::LastV3(kept) => Accumulator::Last(kept.take().map(|(time, _, text)| (time, text))),
+            _ => return,
+        };
+        *self = upgraded;
     }
 
     /// The aggregate's value; integral numbers are JSON integers, empty results null.
     pub fn result(&self) -> Value {
         match self {
             Accumulator::Count(n) => Value::from(*n),
-            Accumulator::Sum(sum) => number(sum.value()),
+            Accumulator::Sum(sum) => sum.value().map_or(Value::Null, number),
             Accumulator::Mean(_, 0) => Value::Null,
-            Accumulator::Mean(sum, n) => number(sum.value() / *n as f64),
+            Accumulator::Mean(sum, n) => sum.value().map_or(Value::Null, |sum| number(sum / *n as f64)),
             Accumulator::Min(value) | Accumulator::Max(value) => value.map_or(Value::Null, number),
             Accumulator::Variance(moments) => moments.sample_variance().map_or(Value::Null, number),
             Accumulator::Stddev(moments) => moments.sample_variance().map_or(Value::Null, |v| number(v.sqrt())),
             Accumulator::Quantile(q, sketch) => sketch.quantile(*q).map_or(Value::Null, number),
             Accumulator::Distinct(set) => Value::from(set.count()),
             Accumulator::First(kept) | Accumulator::Last(kept) => {
-                kept.as_ref().and_then(|(_, _, text)| sluice_sdk::serde_json::from_str(text).ok()).unwrap_or(Value::Null)
+                kept.as_ref().and_then(|(_, text)| sluice_sdk::serde_json::from_str(text).ok()).unwrap_or(Value::Null)
             }
+            // Upgraded at restore; never left in a running operator.
+            Accumulator::SumV3(_)
+            | Accumulator::MeanV3(..)
+            | Accumulator::VarianceV3(_)
+            | Accumulator::StddevV3(_)
+            | Accumulator::FirstV3(_)
+            | Accumulator::LastV3(_) => Value::Null,
         }
     }
 }
 
-/// Replaces `slot` with `new` when empty or when `better(new, old)` on (time, sequence).
-fn keep(slot: &mut Option<(i64, u64, String)>, new: (i64, u64, &str), better: fn((i64, u64), (i64, u64)) -> bool) {
-    let replace = slot.as_ref().is_none_or(|old| better((new.0, new.1), (old.0, old.1)));
+/// Replaces `slot` with `new` when empty or when `better(new, old)` on (time, text).
+fn keep(slot: &mut Option<(i64, String)>, new: (i64, &str), better: fn((i64, &str), (i64, &str)) -> bool) {
+    let replace = slot.as_ref().is_none_or(|old| better(new, (old.0, old.1.as_str())));
     if replace {
-        *slot = Some((new.0, new.1, new.2.to_owned()));
+        *slot = Some((new.0, new.1.to_owned()));
     }
 }
 
@@ -240,7 +289,7 @@ fn option_fold(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Opt
     }
 }
 
-/// Count, mean and sum of squared deviations (Welford), mergeable (Chan et al.).
+/// Count, mean and sum of squared deviations (Welford): state version 3's variance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Moments {
     count: u64,
@@ -249,26 +298,8 @@ pub struct Moments {
 }
 
 impl Moments {
-    pub fn add(&mut self, x: f64) {
-        self.count += 1;
-        let delta = x - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (x - self.mean);
-    }
-
-    pub fn merge(&mut self, other: &Moments) {
-        if other.count == 0 {
-            return;
-        }
-        let count = self.count + other.count;
-        let delta = other.mean - self.mean;
-        self.m2 += other.m2 + delta * delta * (self.count as f64 * other.count as f64 / count as f64);
-        self.mean += delta * other.count as f64 / count as f64;
-        self.count = count;
-    }
-
-    /// Sample variance; `None` with fewer than two values.
-    pub fn sample_variance(&self) -> Option<f64> {
-        (self.count >= 2).then(|| (self.m2 / (self.count - 1) as f64).max(0.0))
+    /// Exact moments of (as nearly as these hold them) the same values.
+    pub fn exact(&self) -> ExactMoments {
+        ExactMoments::from_welford(self.count, self.mean, self.m2)
     }
 }

@@ -305,13 +305,12 @@ impl WindowAggregate {
         let (values, inputs) = (&scratch.values, &scratch.inputs);
         let mut group = std::mem::take(&mut self.group);
         group.write_texts(&values[..self.group_by.len()]);
-        let sequence = self.windows.next_sequence();
         let aggregates = &self.aggregates;
         let fresh = || aggregates.iter().map(AggregateConfig::accumulator).collect();
         let add_to = |accumulators: &mut Vec<Accumulator>| {
             for (accumulator, input) in accumulators.iter_mut().zip(inputs) {
                 if let Some(input) = input {
-                    accumulator.add(input, timestamp, sequence);
+                    accumulator.add(input, timestamp);
                 }
             }
         };

@@ -97,6 +97,11 @@ impl Panes {
         self.shape
     }
 
+    /// Every accumulator the panes hold.
+    pub fn accumulators_mut(&mut self) -> impl Iterator<Item = &mut Accumulator> {
+        self.panes.values_mut().flat_map(|groups| groups.values_mut()).flat_map(|accumulators| accumulators.iter_mut())
+    }
+
     /// How many panes are held.
     pub fn len(&self) -> usize {
         self.panes.len()

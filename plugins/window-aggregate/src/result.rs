@@ -141,7 +141,7 @@ mod tests {
                         revisions,
                         dirty: false,
                     };
-                    state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(2.5), 1, 1));
+                    state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(2.5), 1));
                     let map = serde_json::to_string(&operator.result(&key, &group, &state)).unwrap();
                     if names.write(&key, &group, &state, &mut writer, &mut scratch) {
                         let mut written = Vec::new();

@@ -76,21 +76,40 @@ pub struct OpenWindows {
     /// Session windows only: each group's sessions.
     sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
     watermark: Option<i64>,
-    /// Arrival order of records, to order `first`/`last` among equal event times.
+    panes: Panes,
+}
+
+/// Version 4 made sums, moments and first/last independent of arrival order (the arrival
+/// sequence is gone); version 3 added the panes; versions 1 to 3 are migrated.
+impl VersionedState for OpenWindows {
+    const VERSION: u32 = 4;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        let mut windows = match version {
+            1 => sluice_sdk::state::decode_bytes::<OpenWindowsV1>(bytes).map(OpenWindows::from),
+            2 => sluice_sdk::state::decode_bytes::<OpenWindowsV2>(bytes).map(OpenWindows::from),
+            3 => sluice_sdk::state::decode_bytes::<OpenWindowsV3>(bytes).map(OpenWindows::from),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 4")),
+        }?;
+        windows.accumulators_mut().for_each(Accumulator::upgrade);
+        Ok(windows)
+    }
+}
+
+/// The state layout of version 3: an arrival sequence for first/last.
+#[derive(Deserialize)]
+struct OpenWindowsV3 {
+    windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
+    sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    #[allow(dead_code)] // read to skip it
     sequence: u64,
     panes: Panes,
 }
 
-/// Version 3 added the panes; versions 1 and 2 are migrated.
-impl VersionedState for OpenWindows {
-    const VERSION: u32 = 3;
-
-    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
-        match version {
-            1 => sluice_sdk::state::decode_bytes::<OpenWindowsV1>(bytes).map(OpenWindows::from),
-            2 => sluice_sdk::state::decode_bytes::<OpenWindowsV2>(bytes).map(OpenWindows::from),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 3")),
-        }
+impl From<OpenWindowsV3> for OpenWindows {
+    fn from(old: OpenWindowsV3) -> Self {
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: old.panes }
     }
 }
 
@@ -100,18 +119,13 @@ struct OpenWindowsV2 {
     windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
     sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
     watermark: Option<i64>,
+    #[allow(dead_code)] // read to skip it
     sequence: u64,
 }
 
 impl From<OpenWindowsV2> for OpenWindows {
     fn from(old: OpenWindowsV2) -> Self {
-        OpenWindows {
-            windows: old.windows,
-            sessions: old.sessions,
-            watermark: old.watermark,
-            sequence: old.sequence,
-            panes: Panes::default(),
-        }
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: Panes::default() }
     }
 }
 
@@ -130,7 +144,7 @@ impl From<OpenWindowsV1> for OpenWindows {
             .into_iter()
             .map(|(key, groups)| (key, groups.into_iter().map(|(g, a)| (KeyText::from(g), fresh(a))).collect()))
             .collect();
-        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, sequence: 0, panes: Panes::default() }
+        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, panes: Panes::default() }
     }
 }
 
@@ -157,10 +171,10 @@ impl OpenWindows {
         self.watermark
     }
 
-    /// The next arrival number, for `first` and `last`.
-    pub fn next_sequence(&mut self) -> u64 {
-        self.sequence += 1;
-        self.sequence
+    /// Every accumulator held, in windows and in panes.
+    fn accumulators_mut(&mut self) -> impl Iterator<Item = &mut Accumulator> {
+        let in_windows = self.windows.values_mut().flat_map(|groups| groups.values_mut()).flat_map(|group| group.accumulators.iter_mut());
+        in_windows.chain(self.panes.accumulators_mut())
     }
 
     /// Updates the accumulators of `group` in window `key` (created by `fresh` if new), found

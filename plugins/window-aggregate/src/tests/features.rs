@@ -181,7 +181,45 @@ fn state_of_version_1_is_migrated() {
     let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&restored)).unwrap();
     op.process_json(&[record("a", 1.0, 1_000)]);
     assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
-    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 3"));
+    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 4"));
+}
+
+/// The state layout of version 3: an arrival sequence, compensated sums.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateV3 {
+    windows: BTreeMap<WindowKey, BTreeMap<String, crate::windows::GroupState>>,
+    sessions: BTreeMap<String, std::collections::BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    sequence: u64,
+    panes: crate::panes::Panes,
+}
+
+impl VersionedState for StateV3 {
+    const VERSION: u32 = 3;
+}
+
+#[test]
+fn state_of_version_3_is_migrated_to_exact_sums_and_first_and_last_by_value() {
+    let mut sum = sluice_sdk::numeric::CompensatedSum::default();
+    sum.add(1.5);
+    sum.add(2.0);
+    let accumulators = vec![
+        Accumulator::SumV3(sum),
+        Accumulator::MeanV3(sum, 2),
+        Accumulator::FirstV3(Some((1_000, 9, "\"z\"".into()))),
+        Accumulator::LastV3(Some((2_000, 3, "\"m\"".into()))),
+    ];
+    let group = crate::windows::GroupState { accumulators, revisions: 0, dirty: false };
+    let windows = BTreeMap::from([(WindowKey { start: 0, end: 10_000 }, BTreeMap::from([("[\"a\"]".to_owned(), group)]))]);
+    let old = StateV3 { windows, sessions: BTreeMap::new(), watermark: Some(500), sequence: 12, panes: crate::panes::Panes::default() };
+    let config = json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"], "aggregates": [
+        {"function": "sum", "field": "x", "as": "s"}, {"function": "mean", "field": "x", "as": "m"},
+        {"function": "first", "field": "v", "as": "f"}, {"function": "last", "field": "v", "as": "l"}]});
+    let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&old)).unwrap();
+    // Ties in event time with the restored first and last: the least and greatest value win.
+    op.process_json(&[(json!({"k": "a", "x": 0.5, "v": "a"}), 1_000), (json!({"k": "a", "x": 0, "v": "b"}), 2_000)]);
+    let result = &json_values(&op.watermark(i64::MAX))[0];
+    assert_eq!((&result["s"], &result["m"], &result["f"], &result["l"]), (&json!(4), &json!(1), &json!("a"), &json!("m")));
 }
 
 #[test]
