@@ -4,6 +4,7 @@
 
 mod admin;
 mod checkpoint;
+mod headers;
 mod partitions;
 mod producer;
 mod repartition;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 
 use super::producer::{OutgoingRecord, OutputProducer};
 use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, SourcePositions, Unroutable, partition_of};
@@ -138,16 +138,15 @@ pub enum Incoming {
 
 /// Reads the Sluice headers of a repartition record; `None` if they are missing or garbled
 /// (a record some other producer wrote into the topic).
-pub fn incoming(headers: Option<&impl Headers>) -> Option<Incoming> {
-    let headers = headers?;
+pub fn incoming<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Option<Incoming> {
     let (mut origin, mut sequence, mut input, mut watermark) = (None, None, None, None);
-    for header in headers.iter() {
-        let value = header.value.and_then(|value| std::str::from_utf8(value).ok());
-        match header.key {
-            ORIGIN_HEADER => origin = value.map(str::to_owned),
-            SEQUENCE_HEADER => sequence = value.and_then(|value| value.parse().ok()),
-            INPUT_HEADER => input = value.and_then(|value| value.parse().ok()),
-            WATERMARK_HEADER => watermark = value.and_then(|value| value.parse().ok()),
+    for (name, value) in headers {
+        let value = std::str::from_utf8(value).ok();
+        match std::str::from_utf8(name) {
+            Ok(ORIGIN_HEADER) => origin = value.map(str::to_owned),
+            Ok(SEQUENCE_HEADER) => sequence = value.and_then(|value| value.parse().ok()),
+            Ok(INPUT_HEADER) => input = value.and_then(|value| value.parse().ok()),
+            Ok(WATERMARK_HEADER) => watermark = value.and_then(|value| value.parse().ok()),
             _ => {}
         }
     }
@@ -159,6 +158,6 @@ pub fn incoming(headers: Option<&impl Headers>) -> Option<Incoming> {
 }
 
 /// Whether a header is one of Sluice's own (dropped before the record reaches an operator).
-pub fn is_sluice_header(name: &str) -> bool {
-    [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER].contains(&name)
+pub fn is_sluice_header(name: &[u8]) -> bool {
+    [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER].iter().any(|sluice| sluice.as_bytes() == name)
 }

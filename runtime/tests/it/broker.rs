@@ -203,6 +203,34 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[KafkaRecord]) {
     producer.flush(Duration::from_secs(60)).expect("test records delivered");
 }
 
+/// Produces one record to partition 0 of `topic` whose header names are bytes that need not
+/// be UTF-8, as any producer may write them (rdkafka's `OwnedHeaders::insert` takes `&str`).
+pub fn produce_with_header_bytes(bootstrap: &str, topic: &str, value: &[u8], timestamp: i64, headers: &[(&[u8], &[u8])]) {
+    use rdkafka::bindings::{rd_kafka_header_add, rd_kafka_headers_t, rd_kafka_resp_err_t};
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("test producer");
+    let owned = OwnedHeaders::new();
+    // rdkafka's `BorrowedHeaders` is a zero-sized view whose address is librdkafka's headers
+    // handle (how rdkafka itself reads it), and `owned` owns that handle while it lives.
+    let native = std::ptr::from_ref(owned.as_borrowed()).cast::<rd_kafka_headers_t>().cast_mut();
+    for (name, header_value) in headers {
+        // SAFETY: `native` is the live handle of `owned`; librdkafka copies both byte strings.
+        let error = unsafe {
+            rd_kafka_header_add(
+                native,
+                name.as_ptr().cast(),
+                name.len() as isize,
+                header_value.as_ptr().cast(),
+                header_value.len() as isize,
+            )
+        };
+        assert_eq!(error, rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "header added");
+    }
+    let record = BaseRecord::<[u8], [u8]>::to(topic).payload(value).timestamp(timestamp).partition(0).headers(owned);
+    producer.send(record).map_err(|(error, _)| error).expect("queued");
+    producer.flush(Duration::from_secs(60)).expect("test record delivered");
+}
+
 /// Reads `topic` from the beginning until `count` records arrived or `limit` passed.
 pub fn read_topic(bootstrap: &str, topic: &str, count: usize, limit: Duration) -> Vec<KafkaRecord> {
     let consumer: BaseConsumer = ClientConfig::new()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, read_topic, wait_for};
+use crate::broker::{self, Broker, KafkaRecord, SluiceProcess, produce, produce_with_header_bytes, read_topic, wait_for};
 use crate::support::{Scratch, WindowResults, assert_exact_counts, window_counts};
 
 pub(crate) const EVENT_TIME_ZERO: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -93,6 +93,52 @@ topic = "output"
         let previous = last_seq.insert(key, seq);
         assert!(previous.is_none_or(|previous| previous < seq), "per-key order kept");
     }
+}
+
+/// A header name that is not UTF-8 (which any producer may write) does not stop the source:
+/// rdkafka's own header reader panicked on it, so one such record crashed the run at every
+/// restart. The record flows on, and a Kafka sink writes the name with U+FFFD for the bytes
+/// that are not UTF-8.
+#[test]
+fn a_header_name_that_is_not_utf8_flows_through() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 1);
+    broker.create_topic("output", 1);
+    let bootstrap = broker.bootstrap();
+    produce_with_header_bytes(&bootstrap, "input", br#"{"n":1}"#, EVENT_TIME_ZERO, &[(b"\xff\xfebad", b"v"), (b"ok", b"w")]);
+    produce_with_header_bytes(&bootstrap, "input", br#"{"n":2}"#, EVENT_TIME_ZERO + 1, &[]);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "odd-headers"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+
+[[operators]]
+name = "has-n"
+plugin = "{plugins}/filter.wasm"
+config = { field = "n", op = "exists" }
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let output = read_topic(&bootstrap, "output", 2, Duration::from_secs(60));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_eq!(output.len(), 2, "both records arrive; log:\n{}", sluice.log_text());
+    let headers: Vec<(String, Vec<u8>)> = vec![("\u{FFFD}\u{FFFD}bad".into(), b"v".to_vec()), ("ok".into(), b"w".to_vec())];
+    assert_eq!(output[0].headers, headers);
+    assert_eq!(output[1].value, br#"{"n":2}"#);
 }
 
 /// Keyed records 10 ms of event time apart (1,000 per 10-second window), in order per key.

@@ -10,12 +10,13 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{PartitionId, SourceContext, describe_one, single};
 use crate::config::LateRecords;
+use crate::kafka::headers::headers_of;
 use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
 use crate::pipeline::{
     Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator,
@@ -172,11 +173,7 @@ impl PartitionFeed {
     fn receive_source(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
         let FeedKind::Source { watermarks, late } = &mut self.kind else { return true };
         let offset = u64::try_from(message.offset()).unwrap_or_default();
-        let headers = message
-            .headers()
-            .into_iter()
-            .flat_map(|headers| headers.iter())
-            .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
+        let headers = headers_of(message);
         // Kafka marks a record without a timestamp with -1; the wall clock instead would give
         // it another event time at every replay.
         let Some(timestamp) = message.timestamp().to_millis().filter(|timestamp| *timestamp >= 0) else {
@@ -213,7 +210,7 @@ impl PartitionFeed {
 
     fn receive_repartition(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId, message: &BorrowedMessage<'_>) -> bool {
         let offset = u64::try_from(message.offset()).unwrap_or_default();
-        let Some(what) = incoming(message.headers()) else {
+        let Some(what) = incoming(headers_of(message)) else {
             tracing::warn!(partition = %describe_one(id), offset, "a record without Sluice's headers in a repartition topic goes to the dead-letter sink");
             let mut record = Batch::new();
             record.push(message.key(), message.payload().unwrap_or_default(), message.timestamp().to_millis().unwrap_or_default(), []);
@@ -235,12 +232,7 @@ impl PartitionFeed {
                 self.batch_input = input;
                 let upstream = self.origin_index(&origin);
                 let timestamp = message.timestamp().to_millis().unwrap_or_default();
-                let headers = message
-                    .headers()
-                    .into_iter()
-                    .flat_map(|headers| headers.iter())
-                    .filter(|header| !is_sluice_header(header.key))
-                    .map(|header| (header.key.as_bytes(), header.value.unwrap_or_default()));
+                let headers = headers_of(message).filter(|(name, _)| !is_sluice_header(name));
                 let origin = Origin { upstream, sequence };
                 let full =
                     self.batcher.push_with_origin(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset, origin);
