@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod allocator;
+pub mod bounded_read;
 pub mod commands;
 pub mod config;
 pub mod develop;

@@ -34,10 +34,10 @@ pub struct SwapArgs {
     #[arg(long)]
     rollback: bool,
     /// Send the component's bytes instead of its path (for an admin API on another host's view of the files).
-    #[arg(long, requires = "file")]
+    #[arg(long, requires = "file", conflicts_with = "rollback")]
     upload: bool,
     /// A new `config` table for the operator, as JSON.
-    #[arg(long, value_name = "JSON", requires = "file", conflicts_with = "upload")]
+    #[arg(long, value_name = "JSON", requires = "file", conflicts_with_all = ["upload", "rollback"])]
     config: Option<String>,
 }
 
@@ -56,11 +56,17 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     let sent = match (&args.file, args.rollback) {
         (_, true) => post(format!("{base}/rollback")).send_empty(),
         (Some(file), false) if args.upload => {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = sluice::wasm::read_plugin_file(file)?;
             post(format!("{base}/swap")).header("content-type", "application/wasm").send(&bytes[..])
         }
         (Some(file), false) => {
             let path = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
+            let Some(path) = path.to_str() else {
+                bail!(
+                    "{} is not a UTF-8 path, and the admin API takes paths as text: pass --upload to send the file's bytes",
+                    path.display()
+                )
+            };
             let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
             let body = json!({"path": path, "config": config}).to_string();
             post(format!("{base}/swap")).header("content-type", "application/json").send(body)
@@ -77,7 +83,11 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     let text = response.body_mut().read_to_string().context("reading the admin API's answer")?;
     let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if !status.is_success() {
-        bail!("{}", answer["error"].as_str().unwrap_or("the admin API refused the request"));
+        match answer["error"].as_str() {
+            Some(error) => bail!("{error}"),
+            // Not Sluice's answer (another server, or a path prefix): say what came back.
+            None => bail!("the admin API at {} answered {status} without saying why: is it Sluice's admin API?", args.admin),
+        }
     }
     println!(
         "{} {}: {} -> {} (records waited {:.2} ms; {:.2} ms in all)",

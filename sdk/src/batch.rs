@@ -24,6 +24,11 @@ impl Default for Batch {
 /// written, and an operator that keeps little of a large batch does not hold twice its size.
 pub const RESERVED_BYTES_AT_MOST: usize = 1 << 20;
 
+/// How many times over, at most, the records of a batch a plugin returns may refer to its
+/// bytes (and to its headers): records may share bytes (a value sent to two outputs, say),
+/// but a few bytes must not stand for gigabytes the runtime would copy.
+pub const MAX_SHARING: u64 = 16;
+
 impl Batch {
     /// An empty batch.
     pub fn new() -> Batch {
@@ -166,9 +171,12 @@ impl Batch {
         self.push_event(port, key, value, record.timestamp(), record.headers());
     }
 
-    /// Checks that every span lies within `bytes` and every header range within `headers`.
-    /// The runtime checks each batch a plugin returns.
+    /// Checks that every span lies within `bytes` and every header range within `headers`,
+    /// and that the records do not refer to more than [`MAX_SHARING`] times `bytes` (records
+    /// may share bytes, but a batch must not amplify into far more than a plugin wrote). The
+    /// runtime checks each batch a plugin returns.
     pub fn check(&self) -> Result<(), String> {
+        self.check_sharing()?;
         let in_bytes = |span: Span| (span.offset as usize).checked_add(span.length as usize).is_some_and(|end| end <= self.bytes.len());
         let in_headers = |event: &Event| {
             (event.first_header as usize).checked_add(event.header_count as usize).is_some_and(|end| end <= self.headers.len())
@@ -187,6 +195,50 @@ impl Batch {
             Some(index) => Err(format!("header {index} points outside its batch")),
             None => Ok(()),
         }
+    }
+
+    /// Refuses a batch whose records refer to more bytes (their keys, values, field indexes
+    /// and headers, summed over the records) than [`MAX_SHARING`] times its `bytes` and
+    /// 64 KiB, or to more header entries than that many times its `headers`. Costs one pass
+    /// over the headers and one over the events, whatever they point at.
+    fn check_sharing(&self) -> Result<(), String> {
+        let length = |span: Span| u64::from(span.length);
+        // Bytes of headers[..i], so that an event's headers cost one subtraction.
+        let mut header_bytes = Vec::with_capacity(self.headers.len() + 1);
+        header_bytes.push(0u64);
+        let mut sum = 0u64;
+        for header in &self.headers {
+            sum = sum.saturating_add(length(header.name)).saturating_add(length(header.value));
+            header_bytes.push(sum);
+        }
+        let (mut referred, mut header_entries) = (0u64, 0u64);
+        for event in &self.events {
+            let first = event.first_header as usize;
+            let end = first.saturating_add(event.header_count as usize);
+            let headers = match (header_bytes.get(end), header_bytes.get(first)) {
+                (Some(end), Some(first)) => end.saturating_sub(*first),
+                _ => 0, // outside `headers`: refused by `check` itself
+            };
+            let own = length(event.value) + event.key.map_or(0, length) + event.fields.map_or(0, length);
+            referred = referred.saturating_add(own).saturating_add(headers);
+            header_entries = header_entries.saturating_add(u64::from(event.header_count));
+        }
+        let bytes_allowed = (self.bytes.len() as u64).saturating_mul(MAX_SHARING).saturating_add(64 << 10);
+        if referred > bytes_allowed {
+            return Err(format!(
+                "its records refer to {referred} bytes, more than {MAX_SHARING} times the {} bytes of the batch: records may share \
+                 bytes, but not that much",
+                self.bytes.len()
+            ));
+        }
+        let entries_allowed = (self.headers.len() as u64).saturating_mul(MAX_SHARING).saturating_add(1024);
+        if header_entries > entries_allowed {
+            return Err(format!(
+                "its records list {header_entries} headers, more than {MAX_SHARING} times the {} headers of the batch",
+                self.headers.len()
+            ));
+        }
+        Ok(())
     }
 
     /// A batch holding a copy of the record at `index` alone, port kept (empty if there is
@@ -480,6 +532,28 @@ mod tests {
         assert_eq!(bad.check(), Err("header 0 points outside its batch".into()));
         assert_eq!(batch.single(0), batch);
         assert!(batch.single(5).is_empty());
+    }
+
+    #[test]
+    fn records_may_share_bytes_but_not_amplify_them() {
+        let mut batch = Batch::new();
+        batch.push(None, &vec![b'v'; 1 << 20], 0, [(&b"h"[..], &b"x"[..])]);
+        // The same value and header sent to several outputs: shared, and fine.
+        for port in 1..16 {
+            let mut copy = batch.events[0];
+            copy.port = port;
+            batch.events.push(copy);
+        }
+        assert_eq!(batch.check(), Ok(()));
+        let mut amplified = batch.clone();
+        amplified.events.extend(std::iter::repeat_n(batch.events[0], 1000));
+        let error = amplified.check().unwrap_err();
+        assert!(error.starts_with("its records refer to 1065355248 bytes, more than 16 times"), "{error}");
+        // Many records naming the one header: a small value each, so only the headers count.
+        let mut headers = Batch::new();
+        headers.push(None, b"v", 0, [(&b"h"[..], &b"x"[..])]);
+        headers.events.extend(std::iter::repeat_n(headers.events[0], 2000));
+        assert!(headers.check().unwrap_err().starts_with("its records list 2001 headers, more than 16 times the 1 headers"));
     }
 
     #[test]

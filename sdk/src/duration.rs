@@ -1,6 +1,7 @@
 //! Durations in plugin configurations: `"250ms"`, `"10s"`, `"5m"`, `"1h"` (humantime syntax) or milliseconds.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,10 +37,56 @@ impl From<Millis> for i64 {
 impl Millis {
     /// Parses a human-readable duration (`250ms`, `10s`, `5m`, `1h 30m`), as the runtime does.
     pub fn parse(text: &str) -> Result<Millis, String> {
-        let duration = humantime::parse_duration(text)
-            .map_err(|error| format!("invalid duration {text:?}: {error} (expected e.g. \"10s\", \"500ms\", \"5m\")"))?;
+        let duration = parse_duration(text)?;
         i64::try_from(duration.as_millis()).map(Millis).map_err(|_| format!("duration {text:?} is too large"))
     }
+}
+
+/// The longest duration a configuration may give: 100 years (of 365.25 days).
+pub const LONGEST_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a human-readable duration (`"250ms"`, `"10s"`, `"1h 30m"`, `"1.5h"`: humantime's
+/// syntax), refusing one longer than [`LONGEST_DURATION`] with a message that quotes the text.
+///
+/// Each `<number><unit>` part is parsed on its own and the parts are added with checked
+/// arithmetic: humantime sums them itself with a `Duration::new` that panics when the total
+/// reaches `u64::MAX` seconds and a whole second of nanoseconds at once.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = |error: &dyn fmt::Display| format!("invalid duration {text:?}: {error} (expected e.g. \"10s\", \"500ms\", \"5m\")");
+    let too_long = || format!("duration {text:?} is too long: at most 100 years");
+    let parts = duration_parts(text);
+    if parts.is_empty() {
+        return Err(invalid(&"value was empty"));
+    }
+    let mut total = Duration::ZERO;
+    for part in parts {
+        let duration = humantime::parse_duration(part).map_err(|error| invalid(&error))?;
+        total = total.checked_add(duration).ok_or_else(too_long)?;
+    }
+    if total > LONGEST_DURATION {
+        return Err(too_long());
+    }
+    Ok(total)
+}
+
+/// Splits a duration's text into its `<number><unit>` parts: a part ends where a digit follows
+/// a unit's letter, with or without spaces between them.
+fn duration_parts(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut after_letter = false;
+    for (at, character) in text.char_indices() {
+        if character.is_ascii_digit() && after_letter {
+            parts.push(text[start..at].trim());
+            start = at;
+        }
+        if !character.is_whitespace() {
+            after_letter = character.is_alphabetic();
+        }
+    }
+    parts.push(text[start..].trim());
+    parts.retain(|part| !part.is_empty());
+    parts
 }
 
 impl fmt::Display for Millis {
@@ -61,7 +108,24 @@ mod tests {
         assert!(Millis::parse("s").is_err());
         assert!(Millis::parse("-1s").is_err());
         assert!(Millis::parse("ten").unwrap_err().contains("invalid duration"));
+        assert_eq!(Millis::parse("1h 30m"), Ok(Millis(5_400_000)));
+        assert_eq!(Millis::parse("1h30m15s"), Ok(Millis(5_415_000)));
+        assert_eq!(Millis::parse("1.5h"), Ok(Millis(5_400_000)));
         let parsed: Millis = serde_json::from_str("1500").unwrap();
         assert_eq!(parsed, Millis(1500));
+    }
+
+    #[test]
+    fn sums_that_reach_the_end_of_u64_are_refused_not_a_panic() {
+        // humantime alone panics here: u64::MAX seconds plus exactly one second of nanoseconds.
+        let error = super::parse_duration("18446744073709551615s 1000ms").unwrap_err();
+        assert!(error.contains("too long"), "{error}");
+        assert!(super::parse_duration("18446744073709551615s").unwrap_err().contains("too long"));
+        assert!(super::parse_duration("99999999999y").unwrap_err().contains("too long"));
+        assert!(super::parse_duration("100y 1s").unwrap_err().contains("at most 100 years"));
+        assert_eq!(super::parse_duration("100y"), Ok(super::LONGEST_DURATION));
+        assert!(super::parse_duration("").unwrap_err().contains("invalid duration"));
+        assert!(super::parse_duration("10").unwrap_err().contains("invalid duration"));
+        assert!(super::parse_duration("10 parsecs").unwrap_err().contains("invalid duration"));
     }
 }

@@ -29,6 +29,8 @@ pub enum AccessError {
          only with both a token (--admin-token-file or {TOKEN_VARIABLE}) and TLS (--admin-tls-cert and --admin-tls-key)"
     )]
     Exposed { address: SocketAddr },
+    #[error("the admin token in {TOKEN_VARIABLE} is not UTF-8 text: give it as text (e.g. `openssl rand -hex 32`)")]
+    TokenNotText,
 }
 
 /// The secret a client must present as `Authorization: Bearer <token>`. Only its SHA-256 is
@@ -58,7 +60,12 @@ impl AdminToken {
             let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile { path: path.to_owned(), error: source })?;
             return Ok(Some(text.trim().to_owned()));
         }
-        Ok(std::env::var(TOKEN_VARIABLE).ok().map(|text| text.trim().to_owned()))
+        match std::env::var(TOKEN_VARIABLE) {
+            Ok(text) => Ok(Some(text.trim().to_owned())),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            // Ignoring it would serve the API without the token its user meant to require.
+            Err(std::env::VarError::NotUnicode(_)) => Err(AccessError::TokenNotText),
+        }
     }
 
     fn new(secret: &str, from: &str) -> Result<AdminToken, AccessError> {

@@ -43,7 +43,7 @@ use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
 use crate::wasm::{Plugin, PluginError, PluginRegistry};
 
 /// Largest component accepted by upload.
-const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+const MAX_UPLOAD: usize = crate::wasm::MAX_PLUGIN_BYTES as usize;
 
 /// What the handlers share.
 #[derive(Clone)]

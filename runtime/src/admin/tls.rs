@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_openssl::SslStream;
 
 /// Longest a client may take to complete its handshake.
@@ -40,6 +41,10 @@ impl TlsIdentity {
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
         let fail = |reason: String| TlsError { cert: cert.to_owned(), key: key.to_owned(), reason };
         let mut builder = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(|error| fail(error.to_string()))?;
+        // OpenSSL takes file names as text (and panics on others): refuse them first.
+        if cert.to_str().is_none() || key.to_str().is_none() {
+            return Err(fail("a path that is not UTF-8: OpenSSL takes file names as text".into()));
+        }
         builder.set_certificate_chain_file(cert).map_err(|error| fail(format!("the certificate: {error}")))?;
         builder.set_private_key_file(key, SslFiletype::PEM).map_err(|error| fail(format!("the private key: {error}")))?;
         builder.check_private_key().map_err(|error| fail(format!("the key does not match the certificate: {error}")))?;
@@ -47,16 +52,58 @@ impl TlsIdentity {
     }
 }
 
-/// Accepts TCP connections and completes their TLS handshake; a client that fails it (or
-/// takes too long) is dropped and the next one accepted.
+/// Accepts TCP connections and completes their TLS handshakes, each in a task of its own (at
+/// most [`HANDSHAKES_AT_ONCE`] at a time), so that a client that connects and says nothing
+/// delays no other; a client that fails its handshake, or takes too long, is dropped.
 pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: Arc<SslAcceptor>,
+    ready: mpsc::Receiver<(SslStream<TcpStream>, SocketAddr)>,
+    address: Option<SocketAddr>,
+    accepting: tokio::task::JoinHandle<()>,
 }
 
+/// Most handshakes under way at once; further connections wait to be accepted.
+const HANDSHAKES_AT_ONCE: usize = 64;
+
 impl TlsListener {
+    /// Starts accepting on `tcp` (in the current Tokio runtime).
     pub fn new(tcp: TcpListener, identity: &TlsIdentity) -> TlsListener {
-        TlsListener { tcp, acceptor: identity.acceptor.clone() }
+        let address = tcp.local_addr().ok();
+        let (sender, ready) = mpsc::channel(HANDSHAKES_AT_ONCE);
+        let accepting = tokio::spawn(accept_and_handshake(tcp, identity.acceptor.clone(), sender));
+        TlsListener { ready, address, accepting }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+async fn accept_and_handshake(tcp: TcpListener, acceptor: Arc<SslAcceptor>, ready: mpsc::Sender<(SslStream<TcpStream>, SocketAddr)>) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
+        let (stream, address) = match tcp.accept().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!("the admin API cannot accept a connection: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_LIMIT, handshake(&acceptor, stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, address)).await;
+                }
+                Ok(Err(reason)) => tracing::debug!(%address, "admin API TLS handshake failed: {reason}"),
+                Err(_) => tracing::debug!(%address, "admin API TLS handshake timed out"),
+            }
+        });
     }
 }
 
@@ -65,26 +112,15 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, address) = match self.tcp.accept().await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    tracing::warn!("the admin API cannot accept a connection: {error}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(HANDSHAKE_LIMIT, handshake(&self.acceptor, stream)).await {
-                Ok(Ok(tls)) => return (tls, address),
-                Ok(Err(reason)) => tracing::debug!(%address, "admin API TLS handshake failed: {reason}"),
-                Err(_) => tracing::debug!(%address, "admin API TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended (only if the runtime is shutting down): nothing more comes.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.tcp.local_addr()
+        self.address.ok_or_else(|| std::io::Error::other("the admin API's listener has no local address"))
     }
 }
 

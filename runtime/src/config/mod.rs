@@ -152,6 +152,9 @@ fn default_idle_timeout() -> DurationText {
     DurationText::from_millis(5_000)
 }
 
+/// The largest pipeline file read.
+pub const MAX_PIPELINE_FILE: u64 = 16 << 20;
+
 /// A pipeline file as read from disk: its text (for diagnostics) and its parsed form.
 #[derive(Debug, Clone)]
 pub struct LoadedPipeline {
@@ -162,8 +165,16 @@ pub struct LoadedPipeline {
 impl LoadedPipeline {
     /// Reads and parses `path`; syntax and type errors come back as diagnostics.
     pub fn load(path: &Path) -> Result<LoadedPipeline, Diagnostics> {
-        let bytes = std::fs::read(path)
-            .map_err(|error| Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {error}"))))?;
+        let cannot_read =
+            |why: String| Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {why}")));
+        // A pipe (`<(...)`) is fine, but read no more than a pipeline file could sensibly hold.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|file| std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PIPELINE_FILE + 1), &mut bytes))
+            .map_err(|error| cannot_read(error.to_string()))?;
+        if bytes.len() as u64 > MAX_PIPELINE_FILE {
+            return Err(cannot_read(format!("it is larger than {} MiB", MAX_PIPELINE_FILE >> 20)));
+        }
         match String::from_utf8(bytes) {
             Ok(contents) => Self::parse(path.to_path_buf(), contents),
             Err(error) => {

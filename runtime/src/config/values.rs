@@ -83,9 +83,7 @@ pub struct DurationText(Duration);
 impl TryFrom<String> for DurationText {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        humantime::parse_duration(&text)
-            .map(DurationText)
-            .map_err(|error| format!("invalid duration {text:?}: {error} (expected e.g. \"10s\", \"500ms\", \"5m\")"))
+        sluice_sdk::duration::parse_duration(&text).map(DurationText)
     }
 }
 

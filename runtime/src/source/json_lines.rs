@@ -54,15 +54,56 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
             return Ok(());
         }
         line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
+        let read = read_line_within(&mut reader, &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
         if read == 0 || output.stop.is_raised() {
             break;
         }
-        if records.deliver(&line, output).is_err() {
+        if records.deliver(&line, (read > MAX_LINE_BYTES).then_some(read), output).is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// The longest line read as a record: a longer one goes to the dead-letter sink with its first
+/// [`KEPT_OF_A_LONG_LINE`] bytes, and the source reads on after it. A source must not hold a
+/// line without end (`/dev/zero`, a binary file) in memory.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// What a dead letter keeps of a line longer than [`MAX_LINE_BYTES`].
+const KEPT_OF_A_LONG_LINE: usize = 4096;
+
+/// Reads the next line (with its newline, if it has one) onto the end of `line`, and returns
+/// its whole length in bytes: 0 at the end of the input. Of a line longer than
+/// [`MAX_LINE_BYTES`] only its first [`KEPT_OF_A_LONG_LINE`] bytes are left in `line`.
+fn read_line_within(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
+    let start = line.len();
+    let mut whole = 0;
+    loop {
+        let buffer = match input.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if buffer.is_empty() {
+            break;
+        }
+        let (piece, ends) = match memchr::memchr(b'\n', buffer) {
+            Some(newline) => (&buffer[..=newline], true),
+            None => (buffer, false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(whole);
+        line.extend_from_slice(&piece[..piece.len().min(room)]);
+        let used = piece.len();
+        whole += used;
+        input.consume(used);
+        if ends {
+            break;
+        }
+    }
+    if whole > MAX_LINE_BYTES {
+        line.truncate(start + KEPT_OF_A_LONG_LINE);
+    }
+    Ok(whole)
 }
 
 /// Standard input blocks; a reader thread feeds lines so that batches still linger on time.
@@ -80,7 +121,7 @@ fn read_stdin(name: &str, mut records: LineRecords, output: &mut SourceOutput) -
         match incoming.recv_timeout(wait) {
             Ok(chunk) => {
                 let chunk = chunk.map_err(|error| SourceError::Read { source_name: name.into(), error })?;
-                if chunk.lines().try_for_each(|line| records.deliver(line, output)).is_err() {
+                if chunk.lines().try_for_each(|(line, cut)| records.deliver(line, cut, output)).is_err() {
                     return Ok(());
                 }
             }
@@ -109,17 +150,23 @@ fn start_stdin_reader() -> std::io::Result<Receiver<std::io::Result<LineChunk>>>
     Ok(incoming)
 }
 
-/// Lines read together: their bytes, one after the other, and where each ends.
+/// Lines read together: their bytes, one after the other, and where each ends; and the lines
+/// longer than [`MAX_LINE_BYTES`], cut, with their whole length.
 #[derive(Default)]
 struct LineChunk {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    cut: Vec<(usize, usize)>,
 }
 
 impl LineChunk {
-    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+    /// Each line, with its whole length if it was cut.
+    fn lines(&self) -> impl Iterator<Item = (&[u8], Option<usize>)> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(start, end)| &self.bytes[start..*end])
+        starts.zip(&self.ends).enumerate().map(|(number, (start, end))| {
+            let cut = self.cut.iter().find(|(line, _)| *line == number).map(|(_, whole)| *whole);
+            (&self.bytes[start..*end], cut)
+        })
     }
 }
 
@@ -137,9 +184,14 @@ const STDIN_BUFFER: usize = 64 << 10;
 fn read_chunks(mut input: BufReader<impl Read>, chunks: &SyncSender<std::io::Result<LineChunk>>) {
     let mut chunk = LineChunk::default();
     loop {
-        match input.read_until(b'\n', &mut chunk.bytes) {
+        match read_line_within(&mut input, &mut chunk.bytes) {
             Ok(0) => break,
-            Ok(_) => chunk.ends.push(chunk.bytes.len()),
+            Ok(whole) => {
+                if whole > MAX_LINE_BYTES {
+                    chunk.cut.push((chunk.ends.len(), whole));
+                }
+                chunk.ends.push(chunk.bytes.len());
+            }
             Err(error) => {
                 let _ = chunks.send(Err(error));
                 return;
@@ -177,9 +229,18 @@ impl LineRecords {
     /// Turns the next line into a record (or a dead letter when its event time cannot be
     /// read). A line whose time is a field of it is scanned once: for the time, and for the
     /// record's field index.
-    fn deliver(&mut self, line: &[u8], output: &mut SourceOutput) -> Result<(), super::Downstream> {
+    /// A line `cut` from its whole length goes to the dead-letter sink.
+    fn deliver(&mut self, line: &[u8], cut: Option<usize>, output: &mut SourceOutput) -> Result<(), super::Downstream> {
         self.number += 1;
         let number = self.number;
+        if let Some(whole) = cut {
+            let reason = format!(
+                "line {number}: {whole} bytes is more than a record may have ({} MiB): the first {} bytes are kept here",
+                MAX_LINE_BYTES >> 20,
+                line.len()
+            );
+            return output.dead_letter(line, number, reason);
+        }
         let mut line = line;
         while let [rest @ .., b'\n' | b'\r'] = line {
             line = rest;
@@ -227,7 +288,7 @@ mod tests {
     }
 
     fn lines_of(chunk: &LineChunk) -> Vec<&[u8]> {
-        chunk.lines().collect()
+        chunk.lines().map(|(line, _)| line).collect()
     }
 
     #[test]
@@ -249,6 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn a_line_longer_than_a_record_may_be_is_cut_and_the_next_read_whole() {
+        let mut text = vec![b'x'; MAX_LINE_BYTES + 10];
+        text.extend_from_slice(b"\n{\"n\":1}\n{\"n\":2}");
+        let mut input = BufReader::new(&text[..]);
+        let mut line = Vec::new();
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), MAX_LINE_BYTES + 11);
+        assert_eq!(line.len(), KEPT_OF_A_LONG_LINE);
+        line.clear();
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 8);
+        assert_eq!(line, b"{\"n\":1}\n");
+        line.clear();
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 7);
+        assert_eq!(line, b"{\"n\":2}");
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 0);
+
+        let (chunks, incoming) = sync_channel(16);
+        read_chunks(BufReader::new(&text[..]), &chunks);
+        drop(chunks);
+        let lines: Vec<(Vec<u8>, Option<usize>)> =
+            incoming.iter().flat_map(|chunk| chunk.unwrap().lines().map(|(line, cut)| (line.to_vec(), cut)).collect::<Vec<_>>()).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!((lines[0].0.len(), lines[0].1), (KEPT_OF_A_LONG_LINE, Some(MAX_LINE_BYTES + 11)));
+        assert_eq!(lines[1], (b"{\"n\":1}\n".to_vec(), None));
+        assert_eq!(lines[2], (b"{\"n\":2}".to_vec(), None));
+    }
+
+    #[test]
     fn chunks_hold_at_most_their_lines_and_about_their_bytes() {
         let text: Vec<u8> = (0..LINES_PER_CHUNK * 2 + 5).flat_map(|n| format!("{{\"n\":{n}}}\n").into_bytes()).collect();
         let (chunks, incoming) = sync_channel(16);
@@ -267,6 +355,6 @@ mod tests {
         let chunks: Vec<LineChunk> = incoming.iter().map(Result::unwrap).collect();
         assert!(chunks.iter().all(|chunk| chunk.bytes.len() < BYTES_PER_CHUNK + line.len()), "chunks of at most 4 such lines");
         assert_eq!(chunks.iter().map(|chunk| chunk.ends.len()).sum::<usize>(), 10);
-        assert!(chunks.iter().flat_map(LineChunk::lines).all(|read| read == line.as_bytes()));
+        assert!(chunks.iter().flat_map(LineChunk::lines).all(|(read, cut)| read == line.as_bytes() && cut.is_none()));
     }
 }

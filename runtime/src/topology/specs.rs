@@ -7,7 +7,8 @@ use std::path::Path;
 
 use sluice_sdk::OperatorInfo;
 
-use crate::config::{LoadedPipeline, MissingSecret, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
+use crate::bounded_read::read_bounded_text;
+use crate::config::{LoadedPipeline, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, PluginCheck, PluginProblem, parse_pinned_digest};
 use crate::graph::ResolvedInputs;
 use crate::pipeline::{OperatorError, OperatorSpec, OutputReaders};
 use crate::wasm::{Digest, InstanceLimits, PluginError, PluginRegistry};
@@ -65,7 +66,8 @@ pub fn operator_spec(
     let mut granted = BTreeMap::new();
     for (name, path) in operator.granted_files() {
         let path = pipeline.resolve(path);
-        let contents = std::fs::read_to_string(&path).map_err(|source| PluginError::GrantedFile { path: path.clone(), error: source })?;
+        let contents =
+            read_bounded_text(&path, MAX_GRANTED_FILE).map_err(|error| PluginError::GrantedFile { path: path.clone(), error })?;
         granted.insert(name.clone(), contents);
     }
     let limits = InstanceLimits {

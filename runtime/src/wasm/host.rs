@@ -8,7 +8,7 @@ use wasmtime::ResourceLimiter;
 use super::bindings::sluice::plugin::{host, types};
 use crate::monitor::PluginMetrics;
 
-/// Longest log line kept from a plugin; longer ones are cut.
+/// Longest log line (or rejection reason) kept from a plugin; longer ones are cut.
 const MAX_LOG_LINE: usize = 4096;
 /// Most distinct metric names one operator may create.
 const MAX_METRICS: usize = 256;
@@ -170,7 +170,8 @@ impl host::Host for HostState {
 
 impl types::Host for HostState {}
 
-fn truncate(mut text: String) -> String {
+/// `text` cut to [`MAX_LOG_LINE`] bytes (a log line, a metric name, a rejection's reason).
+pub(super) fn truncate(mut text: String) -> String {
     if text.len() > MAX_LOG_LINE {
         let mut cut = MAX_LOG_LINE;
         while !text.is_char_boundary(cut) {

@@ -1,7 +1,6 @@
 //! Describing any component: its imports and exports with their types, in WIT-like syntax.
 
 use wasmtime::Engine;
-use wasmtime::component::Component;
 use wasmtime::component::types::{ComponentItem, Type};
 
 use super::WasmEngine;
@@ -17,7 +16,9 @@ pub struct ComponentDescription {
 /// Compiles `bytes` and lists what the component imports and exports.
 pub fn describe_component(engine: &WasmEngine, path: &std::path::Path, bytes: &[u8]) -> Result<ComponentDescription, PluginError> {
     super::plugin::not_webassembly(path, bytes)?;
-    let component = Component::from_binary(engine.engine(), bytes)
+    // Through the compiled cache, as loading a plugin goes: compiling a Python or JavaScript
+    // component takes seconds.
+    let component = super::compiled_cache::compile_component(engine.engine(), super::Digest::of(bytes), bytes)
         .map_err(|error| PluginError::NotAComponent { path: path.to_owned(), reason: root_cause(&error) })?;
     let engine = engine.engine();
     let kind = component.component_type();

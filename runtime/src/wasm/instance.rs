@@ -174,7 +174,8 @@ impl PluginInstance {
         let process = self.process;
         let (output,) =
             self.call(|_, store| process.typed::<(u32, BatchArgument<'_>), (OutputResult,)>(&*store)?.call(store, (input, argument)))?;
-        let rejected: Vec<(u32, String)> = output.rejected.into_iter().map(|rejection| (rejection.index, rejection.reason)).collect();
+        let rejected: Vec<(u32, String)> =
+            output.rejected.into_iter().map(|rejection| (rejection.index, super::host::truncate(rejection.reason))).collect();
         checked_rejections(&rejected, records.len())?;
         let returned = self.checked(self.returned(output.batch))?;
         check_passed(&output.passed, records.len(), self.side_outputs, &rejected).map_err(invalid_batch)?;

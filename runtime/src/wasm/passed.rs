@@ -10,8 +10,14 @@ use super::convert::IndexesBeside;
 use super::records::Records;
 
 /// Refuses a passed record that is not in the input batch of `inputs` records, or that goes
-/// to an output the operator did not declare; the message says which.
+/// to an output the operator did not declare, and more passed records than the input has
+/// records times its outputs (each may go to each output once, or as often in all); the
+/// message says which.
 pub fn check_passed(passed: &[wit::Passed], inputs: usize, side_outputs: u32, rejected: &[(u32, String)]) -> Result<(), String> {
+    let outputs = side_outputs as usize + 1;
+    if passed.len() > inputs.saturating_mul(outputs) {
+        return Err(format!("it passes {} records on, more than its {inputs} input record(s) times its {outputs} output(s)", passed.len()));
+    }
     // Rejections are checked first: each names a record of the batch.
     let mut refused = vec![false; if rejected.is_empty() { 0 } else { inputs }];
     for (index, _) in rejected {
@@ -209,6 +215,12 @@ mod tests {
         assert_eq!(
             check_passed(&passed(&[(3, 0), (4, 1)]), 6, 2, &rejected),
             Err("input record 4 is both rejected and passed on (passed record 1): a record is refused or kept, not both".into())
+        );
+        // Each of 2 records to each of 2 outputs, or as many in all: fine; one more is not.
+        assert_eq!(check_passed(&passed(&[(0, 0), (0, 0), (0, 0), (1, 1)]), 2, 1, &[]), Ok(()));
+        assert_eq!(
+            check_passed(&passed(&[(0, 0), (0, 0), (0, 0), (0, 0), (1, 1)]), 2, 1, &[]),
+            Err("it passes 5 records on, more than its 2 input record(s) times its 2 output(s)".into())
         );
     }
 }

@@ -10,14 +10,15 @@ use sha2::{Digest as _, Sha256};
 use super::bindings::OperatorPre;
 use super::engine::WasmEngine;
 use super::host::HostState;
+use crate::bounded_read::{BoundedReadError, read_bounded};
 
 /// Why a plugin cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read plugin {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read { path: PathBuf, error: BoundedReadError },
     #[error("cannot read granted file {path}: {error}")]
-    GrantedFile { path: PathBuf, error: std::io::Error },
+    GrantedFile { path: PathBuf, error: BoundedReadError },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     NotAComponent { path: PathBuf, reason: String },
     #[error("{path} does not implement the world sluice:plugin/operator@0.4.0: {reason}")]
@@ -109,6 +110,18 @@ impl Plugin {
     }
 }
 
+/// How many compiled plugins the registry holds before it forgets those nothing uses.
+const KEPT_UNUSED_PLUGINS: usize = 32;
+
+/// The largest plugin component read from a file or uploaded through the admin API.
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+
+/// The bytes of the plugin component file at `path` (a regular file of at most
+/// [`MAX_PLUGIN_BYTES`]).
+pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, PluginError> {
+    read_bounded(path, MAX_PLUGIN_BYTES).map_err(|error| PluginError::Read { path: path.to_owned(), error })
+}
+
 /// Compiled plugins by digest: a file loaded twice, or by two operators, is compiled once.
 #[derive(Clone)]
 pub struct PluginRegistry {
@@ -123,7 +136,7 @@ impl PluginRegistry {
 
     /// The plugin in `path`, compiled unless a plugin with the same digest already is.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), error: source })?;
+        let bytes = read_plugin_file(path)?;
         self.load_bytes(path, bytes)
     }
 
@@ -136,6 +149,13 @@ impl PluginRegistry {
         }
         let plugin = Arc::new(Plugin::compile(&self.engine, path, &bytes)?);
         if let Ok(mut plugins) = self.plugins.lock() {
+            // Past a few dozen, the plugins no operator, swap or check holds any more (uploads
+            // refused, versions swapped out and off the rollback stack) are forgotten, so that
+            // uploads do not pile up compiled code; loading one again finds it in the compiled
+            // cache on disk. Below that, they stay (`validate` then `run` compile once).
+            if plugins.len() >= KEPT_UNUSED_PLUGINS {
+                plugins.retain(|_, plugin| Arc::strong_count(plugin) > 1);
+            }
             plugins.insert(digest, plugin.clone());
         }
         Ok(plugin)

@@ -161,6 +161,19 @@ config = { compute = { double = "price * 2" } }
     assert!(summary[1].1.starts_with("rejected: payload is not valid JSON"), "{}", summary[1].1);
 }
 
+/// A plugin's reason for a rejection is cut to 4 KiB, as its log lines are: dead-letter outputs
+/// (a Kafka header, the console's recent dead letters) carry it whole.
+#[test]
+fn a_rejections_reason_is_cut_to_four_kibibytes() {
+    let scratch = Scratch::new();
+    let path = misbehaving_pipeline(&scratch, |n| (n == 10).then_some("wordy"), "config = { long_reason_on = \"wordy\" }");
+    let summary = run(&path).expect("pipeline runs to its end");
+    assert_eq!(summary.dead_letters, 1);
+    let dead = scratch.json_lines("dead.jsonl");
+    let reason = dead[0]["reason"].as_str().expect("reason");
+    assert_eq!(reason, format!("rejected: {}…", "x".repeat(4096)));
+}
+
 /// A record passed on by position that is not in the batch, or to an output the plugin did not
 /// declare, fails the call like a trap: the batch is retried record by record, and only the
 /// offending record is dead-lettered, with the reason.

@@ -167,3 +167,39 @@ path = "out.jsonl"
     assert_eq!(summary.dead_letters, 0);
     assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{\"n\":1,\"ts\":5}\n{\"n\":2,\"ts\":6}\n");
 }
+
+/// A line longer than a record may be (a file without newlines, say) goes to the dead-letter
+/// sink with its first bytes and its length, instead of growing the source's memory without
+/// bound; the lines after it are read as ever.
+#[test]
+fn a_line_longer_than_64_mib_is_dead_lettered_and_the_next_lines_read() {
+    let scratch = Scratch::new();
+    let mut text = b"{\"n\":1}\n".to_vec();
+    text.extend(std::iter::repeat_n(b'x', (64 << 20) + 5));
+    text.extend_from_slice(b"\n{\"n\":3}\n");
+    scratch.write_bytes("input.jsonl", &text);
+    let path = scratch.pipeline_to_files("[pipeline]\nname = \"long-line\"\n\n[[sources]]\ntype = \"file\"\npath = \"input.jsonl\"\n");
+    let summary = run(&path).expect("pipeline runs");
+    assert_eq!(summary.dead_letters, 1);
+    assert_eq!(scratch.json_lines("out.jsonl"), vec![json!({"n": 1}), json!({"n": 3})]);
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(dead[0]["position"], 2);
+    let reason = dead[0]["reason"].as_str().expect("reason");
+    let expected = format!("line 2: {} bytes is more than a record may have (64 MiB): the first 4096 bytes are kept here", (64 << 20) + 6);
+    assert_eq!(reason, expected);
+}
+
+/// A sink's `key` names fields; a record that has none of them keeps its own key (here none),
+/// instead of every such record getting the key `null` (one Kafka partition for them all).
+#[test]
+fn a_record_without_the_sinks_key_fields_keeps_its_own_key() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"user\":\"u1\",\"n\":1}\n{\"n\":2}\n{\"user\":null,\"n\":3}\n");
+    let path = scratch.pipeline(
+        "[pipeline]\nname = \"keys\"\n\n[[sources]]\ntype = \"file\"\npath = \"input.jsonl\"\n\n[[sinks]]\ntype = \"file\"\n\
+         path = \"out.jsonl\"\nformat = \"envelope\"\nkey = [\"user\"]\n",
+    );
+    run(&path).expect("pipeline runs");
+    let keys: Vec<serde_json::Value> = scratch.json_lines("out.jsonl").iter().map(|record| record["key"].clone()).collect();
+    assert_eq!(keys, vec![json!("u1"), serde_json::Value::Null, json!("null")]);
+}

@@ -2,7 +2,8 @@
 //! marker: it panics (`trap_on`), loops forever (`spin_on`) or allocates without bound
 //! (`allocate_on`), or breaks the WIT contract by rejecting a record outside the batch
 //! (`reject_outside_on`) or passing on one outside it (`pass_outside_on`) or to an output it
-//! did not declare (`pass_to_undeclared_on`). Its snapshot can trap once it has passed records
+//! did not declare (`pass_to_undeclared_on`), or rejects it with a reason of a million bytes
+//! (`long_reason_on`). Its snapshot can trap once it has passed records
 //! (`trap_in_snapshot_after`). Its state counts the records it passed, so recovery can be checked.
 //! With `pass_by_position`, it passes every record on by position and then sends a copy of
 //! each, marked, to the main output and the first record again to side output `copies`.
@@ -21,6 +22,8 @@ pub struct MisbehaveConfig {
     pub allocate_on: Option<String>,
     /// Reject a position past the end of the batch when the payload contains this text.
     pub reject_outside_on: Option<String>,
+    /// Reject the record with a reason of a million bytes when the payload contains this text.
+    pub long_reason_on: Option<String>,
     /// Pass on a position past the end of the batch when the payload contains this text.
     pub pass_outside_on: Option<String>,
     /// Pass the record on to an output it did not declare when the payload contains this text.
@@ -79,6 +82,10 @@ impl Operator for Misbehave {
             self.misbehave_on(record.value());
             if self.marked(&self.config.reject_outside_on, record.value()) {
                 out.reject(batch.len() + 7, "a position outside the batch");
+                continue;
+            }
+            if self.marked(&self.config.long_reason_on, record.value()) {
+                out.reject(record.index(), "x".repeat(1 << 20));
                 continue;
             }
             let index = record.index() as u32;
