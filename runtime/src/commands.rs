@@ -94,6 +94,9 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
     // cannot start.
     let mut previous: Option<(LoadedPipeline, CarriedOver)> = None;
     let mut carried: Option<CarriedOver> = None;
+    // The text of a reloaded definition that could not start: not tried again until the file
+    // changes (else each start of the previous one would try it again, in a loop).
+    let mut refused: Option<String> = None;
     loop {
         let started = match carried.take() {
             None => RunningPipeline::start_monitored(&pipeline, plugins, stop.child(), monitor.clone()),
@@ -103,7 +106,11 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
             Ok(running) => running,
             // A reloaded definition that validated but cannot start: go back to the last one.
             Err(error) if previous.is_some() => {
-                tracing::error!("the reloaded pipeline cannot start, restarting the previous definition: {error}");
+                tracing::error!(
+                    "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it \
+                     changes): {error}"
+                );
+                refused = Some(pipeline.text.contents().to_owned());
                 if let Some((definition, all_carried)) = previous.take() {
                     (pipeline, carried) = (definition, Some(all_carried));
                 }
@@ -114,7 +121,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         let control = running.control();
         current.set(control.clone());
         let (restart, restart_requested) = std::sync::mpsc::channel();
-        let _watcher = watch_files(path, &pipeline, &running, plugins, restart, options.watch);
+        let _watcher = watch_files(path, &pipeline, &running, plugins, restart, refused.clone(), options.watch);
         let summary = running.wait()?;
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
@@ -124,6 +131,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
                 control.retire_operator_gauges();
                 let carried_over = control.carried_over();
                 carried = Some(carried_over.clone());
+                refused = None;
                 previous = Some((std::mem::replace(&mut pipeline, new), carried_over));
             }
             _ => return Ok(summary),
@@ -149,6 +157,7 @@ fn watch_files(
     running: &RunningPipeline,
     plugins: &PluginRegistry,
     restart: std::sync::mpsc::Sender<LoadedPipeline>,
+    refused: Option<String>,
     files: bool,
 ) -> Option<crate::reload::Watcher> {
     let targets = crate::reload::WatchTargets {
@@ -158,6 +167,7 @@ fn watch_files(
         plugins: plugins.clone(),
         stop: running.stop_signal(),
         restart,
+        refused,
     };
     crate::reload::watch(targets, files)
         .map_err(|error| tracing::warn!("changes to the pipeline's files will not be applied: cannot watch them: {error:#}"))
@@ -288,7 +298,7 @@ pub struct PluginReport {
 
 /// Describes the component in `path`, whatever world it implements.
 pub fn inspect(path: &Path, engine: &WasmEngine) -> Result<PluginReport, PluginError> {
-    let bytes = std::fs::read(path).map_err(|source| PluginError::Read { path: path.to_owned(), error: source })?;
+    let bytes = crate::wasm::read_plugin_file(path)?;
     let world = describe_component(engine, path, &bytes)?;
     let operator = Plugin::compile(engine, path, &bytes).map(drop).map_err(|error| error.to_string());
     Ok(PluginReport { digest: Digest::of(&bytes), size: bytes.len(), world, operator })
@@ -320,7 +330,9 @@ impl fmt::Display for PipelineSummary {
         // Records enter a local pipeline at its sources' shares, a Kafka pipeline at the tasks
         // of its source topics' partitions (not those of repartition topics).
         let from_sources = self.tasks.iter().filter(|task| task.reads_source).map(|task| task.records_in + task.late_dropped).sum::<u64>();
-        let records_in = if self.sources.records > 0 { self.sources.records } else { from_sources };
+        // A record the source could not read (its event time, say) was read all the same.
+        let read_by_sources = self.sources.records + self.sources.unreadable;
+        let records_in = if read_by_sources > 0 { read_by_sources } else { from_sources };
         write!(f, "{records_in} records in, {} out, {} dead letters", total(|task| task.records_out), self.dead_letters)?;
         if self.dead_letters > 0 {
             write!(f, " (in {})", self.dead_letter_destination)?;

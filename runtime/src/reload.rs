@@ -64,16 +64,22 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
 }
 
 /// What the files last made of one operator: plugin digest, configuration, limits.
-type Applied = (crate::wasm::Digest, String, crate::wasm::InstanceLimits);
+/// What the files made of an operator: its plugin's digest, its configuration, its limits and
+/// its pin (a changed pin is a change of the operator: the admin API checks swaps against it).
+type Applied = (crate::wasm::Digest, String, crate::wasm::InstanceLimits, Option<crate::wasm::Digest>);
 
 /// What the files made of each operator (what runs, but for versions swapped in through the
 /// admin API).
 pub fn applied_from(control: &PipelineControl) -> BTreeMap<String, Applied> {
-    control.file_specs().into_iter().map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits))).collect()
+    control
+        .file_specs()
+        .into_iter()
+        .map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits, spec.pinned)))
+        .collect()
 }
 
 /// Swaps every operator whose new specification (`specs`, from [`new_specs`]) differs in
-/// plugin (by digest), configuration or limits from what the files last made of it
+/// plugin (by digest), configuration, limits or pin from what the files last made of it
 /// (`applied`, updated as swaps succeed). Comparing with the files' previous state, not with
 /// what runs, leaves swaps made through the admin API alone until the files change that
 /// operator again. Stops at the first refusal.
@@ -85,7 +91,7 @@ pub fn swap_changed_operators(
     let mut swapped = 0;
     for spec in specs {
         let name = spec.name.to_string();
-        let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits);
+        let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits, spec.pinned);
         if applied.get(&name) == Some(&wanted) {
             continue;
         }
@@ -142,6 +148,9 @@ pub struct WatchTargets {
     pub stop: StopSignal,
     /// Where a definition that needs a restart goes (the run loop starts it).
     pub restart: Sender<LoadedPipeline>,
+    /// The text of a pipeline file the run loop could not start: the running definition is
+    /// the one before it, and that file is not applied again until it changes.
+    pub refused: Option<String>,
 }
 
 /// The watcher's state: its targets, what the files made of each operator, and the files'
@@ -163,7 +172,7 @@ pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
     let on_hangup = state.clone();
     let hangup = hangup::HangupListener::start(move || {
         tracing::info!("SIGHUP: reading the pipeline file and its plugin files again");
-        on_hangup.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up();
+        on_hangup.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up(true);
     });
     if !files {
         return Ok(Watcher { _debouncer: None, _hangup: hangup });
@@ -181,7 +190,7 @@ pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
     for directory in &directories {
         debouncer.watcher().watch(directory, RecursiveMode::NonRecursive)?;
     }
-    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up();
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).catch_up(false);
     Ok(Watcher { _debouncer: Some(debouncer), _hangup: hangup })
 }
 
@@ -208,10 +217,14 @@ impl WatchState {
     }
 
     /// Applies what changed in the files since they were last applied (at watch start, and at
-    /// a SIGHUP): a changed pipeline file is reloaded, else the plugin files are compared.
-    fn catch_up(&mut self) {
+    /// a SIGHUP): a changed pipeline file is reloaded, else the plugin files are compared. A
+    /// file that could not start is tried again only when asked (`retry_refused`: a SIGHUP).
+    fn catch_up(&mut self, retry_refused: bool) {
         let on_disk = std::fs::read_to_string(&self.targets.pipeline_file).ok();
-        if on_disk.as_deref() != Some(self.targets.running.text.contents()) {
+        if !retry_refused && on_disk.is_some() && on_disk == self.targets.refused {
+            tracing::debug!("the pipeline file is the one that could not start: waiting for it to change");
+            self.apply_plugin_changes();
+        } else if on_disk.as_deref() != Some(self.targets.running.text.contents()) {
             self.reload();
         } else {
             self.apply_plugin_changes();

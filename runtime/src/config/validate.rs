@@ -136,7 +136,7 @@ impl Problems<'_> {
             }
             SourceConfig::Nexmark(nexmark) => {
                 if let Err(problem) = parse_rfc3339_millis(&nexmark.start_time) {
-                    self.report(span.clone(), format!("source \"{name}\": start_time {problem}"));
+                    self.report(self.key_in(&span, "start_time"), format!("source \"{name}\": start_time {problem}"));
                 }
                 let at_least_one = [
                     ("person_proportion", nexmark.person_proportion),
@@ -151,10 +151,10 @@ impl Problems<'_> {
                     ("avg_bid_bytes", nexmark.avg_bid_bytes),
                 ];
                 for (key, value) in at_least_one.into_iter().filter(|(_, value)| !(1..=1_000_000).contains(value)) {
-                    self.report(span.clone(), format!("source \"{name}\": {key} must be between 1 and 1000000, not {value}"));
+                    self.report(self.key_in(&span, key), format!("source \"{name}\": {key} must be between 1 and 1000000, not {value}"));
                 }
                 if nexmark.bid_proportion > 1_000_000 {
-                    self.report(span.clone(), format!("source \"{name}\": bid_proportion must be at most 1000000"));
+                    self.report(self.key_in(&span, "bid_proportion"), format!("source \"{name}\": bid_proportion must be at most 1000000"));
                 }
             }
             SourceConfig::File(file) => {
@@ -185,7 +185,10 @@ impl Problems<'_> {
             (false, Some(_)) => self.report(span.clone(), format!("{what}: give `topics` or `pattern`, not both")),
             _ => {}
         }
-        if let Some((pattern, Err(error))) = kafka.pattern.as_deref().map(|pattern| (pattern, topic_pattern(pattern))) {
+        if let Some(pattern) = kafka.pattern.as_deref().filter(|pattern| pattern.contains('\0')) {
+            // librdkafka takes the pattern as a C string, which ends at the first NUL.
+            self.report(span.clone(), format!("{what}: `pattern` = {pattern:?} holds a NUL character, which no topic name has"));
+        } else if let Some((pattern, Err(error))) = kafka.pattern.as_deref().map(|pattern| (pattern, topic_pattern(pattern))) {
             // The parser's own report draws the spot on lines of its own: its last line says what.
             let error = error.to_string();
             let why = error.lines().last().unwrap_or_default().trim_start_matches("error: ");
@@ -197,6 +200,11 @@ impl Problems<'_> {
             }
         }
         self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES);
+    }
+
+    /// Where `key` of the table at `table` is written, or the table when it is not found.
+    fn key_in(&self, table: &Range<usize>, key: &str) -> Range<usize> {
+        super::refused_value::key_span(self.pipeline.text.parsed(), table.clone(), None, key).unwrap_or(table.clone())
     }
 
     fn check_kafka_client(
@@ -362,12 +370,10 @@ impl Problems<'_> {
         let mut usable = true;
         for (file, path) in files.get_ref() {
             let path = self.pipeline.resolve(path);
-            let problem = match std::fs::metadata(&path) {
-                Ok(metadata) if metadata.len() > super::MAX_GRANTED_FILE => {
-                    Some(format!("is larger than {} MiB", super::MAX_GRANTED_FILE >> 20))
-                }
+            let problem = match crate::bounded_read::read_bounded_text(&path, super::MAX_GRANTED_FILE) {
                 Ok(_) => None,
-                Err(error) => Some(format!("cannot be read: {error}")),
+                Err(crate::bounded_read::BoundedReadError::Io(error)) => Some(format!("cannot be read: {error}")),
+                Err(error) => Some(error.to_string()),
             };
             if let Some(problem) = problem {
                 self.report(files.span(), format!("operator \"{name}\": granted file \"{file}\" ({}) {problem}", path.display()));

@@ -327,6 +327,8 @@ impl PipelineControl {
         };
         let requested = Instant::now();
         let mut replacement = replacement;
+        // The operator's own counters go on across versions, as its Prometheus series do.
+        replacement.metrics = Arc::clone(&current.metrics);
         let applied =
             pinned(&replacement).and_then(|()| declared(&mut replacement)).and_then(|()| match current.rewiring_needed_by(&replacement) {
                 Some(reason) => Err(SwapError::Refused(reason)),

@@ -320,7 +320,25 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
                     // Appended only when set, so that checkpoints written before labels existed still match.
                     if generator.labels { ", labels" } else { "" }
                 ),
-                SourceConfig::Nexmark(nexmark) => format!("nexmark {nexmark:?}"),
+                // What shapes the events, not `count` or the wall-clock `rate`: a run may resume
+                // further or faster.
+                SourceConfig::Nexmark(nexmark) => format!(
+                    "nexmark start {}, {} events/s of event time, proportions {}:{}:{}, hot ratios {}/{}/{}, {} active people, \
+                     {} auctions in flight, sizes {}/{}/{} bytes",
+                    nexmark.start_time,
+                    nexmark.event_rate.per_second(),
+                    nexmark.person_proportion,
+                    nexmark.auction_proportion,
+                    nexmark.bid_proportion,
+                    nexmark.hot_auction_ratio,
+                    nexmark.hot_seller_ratio,
+                    nexmark.hot_bidder_ratio,
+                    nexmark.active_people,
+                    nexmark.in_flight_auctions,
+                    nexmark.avg_person_bytes,
+                    nexmark.avg_auction_bytes,
+                    nexmark.avg_bid_bytes
+                ),
                 SourceConfig::Stdin(_) | SourceConfig::Kafka(_) => return None,
             };
             Some((source.name(), identity))

@@ -81,6 +81,37 @@ fn a_hundred_swaps_between_state_versions_count_every_record_once() {
     assert!(history.iter().all(|record| record.refused.is_none() && record.old_digest != record.new_digest));
 }
 
+/// A plugin's own counters go on across a swap in the run's summary, as in `/metrics`: before,
+/// the summary counted from the last swap.
+#[test]
+fn an_operators_own_counters_go_on_across_a_swap() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "given"
+batch_size = 64
+
+[[sources]]
+type = "generator"
+count = 20000
+rate = 5000
+
+[[operators]]
+name = "misbehave"
+plugin = "{plugins}/misbehave.wasm"
+"#,
+    );
+    let (control, _stop, pipeline) = run_on_thread(&path);
+    wait_for_output(&scratch, |records| !records.is_empty());
+    let misbehave = registry().load(&plugin("misbehave")).expect("plugin compiles");
+    let record = control.swap("misbehave", misbehave, Some(r#"{"trap_on": "never"}"#.into())).expect("swapped");
+    assert!(record.refused.is_none(), "{record:?}");
+    let summary = pipeline.join().expect("no panic").expect("pipeline drains");
+    let operator = summary.operators.iter().find(|operator| operator.name == "misbehave").expect("the operator");
+    assert_eq!(operator.counters, vec![("given".to_owned(), 20_000)]);
+}
+
 #[test]
 fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     let scratch = Scratch::new();
@@ -329,6 +360,15 @@ fn the_admin_api_with_a_token_and_tls_refuses_strangers_and_swaps_for_its_client
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(https_get(&format!("{base}/health"), &certificate, None).0, 200, "health needs no token");
+    // A client that connects and says nothing holds up no other: its handshake waits apart.
+    let silent = std::net::TcpStream::connect(&address).expect("connect");
+    assert_eq!(https_get(&format!("{base}/health"), &certificate, None).0, 200, "answered beside a silent client");
+    silent.set_nonblocking(true).expect("non-blocking");
+    let unread = std::io::Read::read(&mut &silent, &mut [0u8; 1]);
+    assert!(
+        matches!(&unread, Err(error) if error.kind() == std::io::ErrorKind::WouldBlock),
+        "the silent client is still waiting, so the request did not wait for its handshake to time out: {unread:?}"
+    );
     for wrong in [None, Some("d41d8cd98f00b204e9800998ecf8427e-admix"), Some("short")] {
         let (status, body) = https_get(&format!("{base}/pipelines"), &certificate, wrong);
         assert_eq!(status, 401, "{wrong:?}: {body}");
@@ -361,6 +401,28 @@ fn the_admin_api_listens_beyond_loopback_only_with_a_token_and_tls() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("0.0.0.0:0 is not a loopback address") && stderr.contains("only with both a token"), "{stderr}");
+}
+
+/// A pin added to the pipeline file while it runs binds the admin API from then on (before,
+/// the API kept checking swaps against the pins the run started with).
+#[test]
+fn a_pin_added_by_a_reload_binds_the_admin_api() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let run = AdminRun::start(&path, &[], false);
+    run.wait_for_pipeline("swapping");
+    let v1 = hex::encode(sha2::Sha256::digest(std::fs::read(plugin("counter-v1")).expect("plugin")));
+    let text = std::fs::read_to_string(&path).expect("pipeline");
+    std::fs::write(&path, text.replace("counter-v1.wasm\"", &format!("counter-v1.wasm\"\nsha256 = \"{v1}\""))).expect("pin");
+    crate::broker::wait_for(Duration::from_secs(60), "the reload", || run.get("/pipelines/swapping/swaps").contains("\"new_digest\""));
+    let swap = crate::support::sluice(
+        scratch.dir.path(),
+        &["swap", "--admin", &run.address, "--pipeline", "swapping", "--operator", "counter", &plugin("counter-v2").display().to_string()],
+    );
+    let message = String::from_utf8_lossy(&swap.stderr);
+    assert!(!swap.status.success() && message.contains("pins operator \"counter\" to sha256:"), "{message}");
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
 }
 
 #[test]
@@ -429,6 +491,35 @@ fn a_restart_of_a_stdin_pipeline_keeps_its_output_and_goes_on_with_the_next_line
     assert!(status.success(), "{}", run.stderr.lock().expect("log"));
     let numbers: Vec<u64> = outputs(&scratch).iter().map(|record| record["n"].as_u64().expect("n")).collect();
     assert_eq!(numbers, (1..=60).collect::<Vec<u64>>());
+}
+
+/// A reloaded file that cannot start (a generator of another seed, against the checkpoint in
+/// `state_dir`) is refused once, and the previous definition runs on at its pace: before, the
+/// watcher tried the file again at every start of the previous definition, hundreds of times a
+/// second. A SIGHUP tries it again.
+#[test]
+fn a_reloaded_file_that_cannot_start_is_tried_once_until_it_changes() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let original =
+        std::fs::read_to_string(&path).expect("pipeline").replace("name = \"swapping\"", "name = \"swapping\"\nstate_dir = \"state\"");
+    std::fs::write(&path, &original).expect("pipeline");
+    let run = AdminRun::start(&path, &[], false);
+    run.wait_for_pipeline("swapping");
+    wait_for_output(&scratch, |records| !records.is_empty());
+    std::fs::write(&path, original.replace("rate = 2000", "rate = 2000\nseed = 7")).expect("another seed");
+    let log = || run.stderr.lock().expect("log").clone();
+    let refusals = || log().matches("the reloaded pipeline cannot start").count();
+    crate::broker::wait_for(Duration::from_secs(60), "the refusal", || refusals() == 1);
+    let seen = outputs(&scratch).len();
+    wait_for_output(&scratch, |records| records.len() >= seen + 2_000);
+    assert_eq!(refusals(), 1, "tried once, not in a loop:\n{}", log());
+    // SAFETY: signals a child process of this test, by its PID.
+    unsafe { libc::kill(run.child.0.id() as i32, libc::SIGHUP) };
+    crate::broker::wait_for(Duration::from_secs(60), "the retry at SIGHUP", || refusals() == 2);
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", log());
+    assert_counted_once(&outputs(&scratch), outputs(&scratch).len() as u64);
 }
 
 #[test]
