@@ -7,6 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// UTC offset (`+09:00`, `-05:00`, `+05:30`), fractions of a second, a space or a lower-case
 /// `t` between date and time. A time without an offset (or a bare date) is read as UTC.
 pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
+    if text.contains('[') {
+        // jiff reads RFC 9557's annotations and ignores them, which would read a local time
+        // without offset as UTC.
+        return Err(format!("{text:?} carries a time zone annotation ([...]), which is not read: give the offset (\"+01:00\") instead"));
+    }
+    if let Some(hours) = offset_hours(text).filter(|hours| *hours > 23) {
+        return Err(format!("{text:?} has an offset of {hours} hours: RFC 3339 offsets run from -23:59 to +23:59"));
+    }
     let instant = match text.parse::<jiff::Timestamp>() {
         Ok(instant) => instant,
         Err(with_offset) => match text.parse::<jiff::civil::DateTime>() {
@@ -14,7 +22,16 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
             Err(_) => return Err(format!("{text:?} is not an RFC 3339 time such as \"2026-01-01T12:00:00Z\": {with_offset}")),
         },
     };
-    Ok(instant.as_millisecond())
+    // Floored, so that a time before 1970 with a fraction of a millisecond keeps its millisecond.
+    i64::try_from(instant.as_nanosecond().div_euclid(1_000_000)).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// The hours of the offset `text` ends with (`+25:00` → 25), if it ends with one after its time.
+fn offset_hours(text: &str) -> Option<u32> {
+    let time = text.get(10..)?;
+    let sign = time.rfind(['+', '-'])?;
+    let hours = time.get(sign + 1..sign + 3)?;
+    hours.bytes().all(|byte| byte.is_ascii_digit()).then(|| hours.parse().ok()).flatten()
 }
 
 /// The wall clock, in milliseconds since the Unix epoch.
@@ -53,6 +70,18 @@ mod tests {
         assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00.123456789Z"), Ok(NOON_UTC + 123));
         assert_eq!(parse_rfc3339_millis("1969-12-31T23:59:59Z"), Ok(-1000));
         assert_eq!(parse_rfc3339_millis("2026-01-01"), Ok(NOON_UTC - 43_200_000));
+        // Floored: half a millisecond before 1970 is in its last millisecond, not at 0.
+        assert_eq!(parse_rfc3339_millis("1969-12-31T23:59:59.9995Z"), Ok(-1));
+    }
+
+    #[test]
+    fn offsets_past_a_day_and_zone_annotations_are_refused() {
+        let error = parse_rfc3339_millis("2026-01-01T12:00:00+25:00").expect_err("offset");
+        assert!(error.contains("offset of 25 hours"), "{error}");
+        assert!(parse_rfc3339_millis("2026-01-01T12:00:00+24:00").is_err());
+        assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00-23:59"), Ok(NOON_UTC + 86_340_000));
+        let error = parse_rfc3339_millis("2026-01-01T12:00:00[America/New_York]").expect_err("annotation");
+        assert!(error.contains("time zone annotation"), "{error}");
     }
 
     #[test]

@@ -64,8 +64,11 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
 fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), DevelopError> {
     require_file(Path::new("/usr/bin/cargo"), "Debian's cargo for WebAssembly", DEBIAN_RUST)?;
     require_file(Path::new(COMPONENT_LD), "wasm-component-ld", DEBIAN_RUST)?;
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(target) => std::path::absolute(&target).map_err(|source| DevelopError::Io { path: target.into(), error: source })?,
+    // One target directory for every plugin, so that std (built from source for WebAssembly)
+    // and shared dependencies are compiled once per machine, not once per plugin.
+    let shared = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/sluice/target"));
+    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).or(shared) {
+        Some(target) => std::path::absolute(&target).map_err(|source| DevelopError::Io { path: target.clone(), error: source })?,
         None => directory.join("target"),
     };
     let mut cargo = Command::new("/usr/bin/cargo");

@@ -113,8 +113,11 @@ impl DeadLetterSink {
                     Some(writer) => writer.writer(),
                     None => writer.insert(open(target)?).writer(),
                 };
-                serde_json::to_writer(&mut *writer, &letter.to_json(&self.pipeline))?;
-                writer.write_all(b"\n")?;
+                // The whole line in one write: standard error is unbuffered, and log lines go
+                // there too, so a letter written piece by piece came out cut by them.
+                let mut line = serde_json::to_vec(&letter.to_json(&self.pipeline))?;
+                line.push(b'\n');
+                writer.write_all(&line)?;
                 writer.flush()
             }
         }

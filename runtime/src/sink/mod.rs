@@ -150,12 +150,17 @@ impl Sink {
     }
 
     /// The records of `batch` with their keys read from their fields; a record whose fields
-    /// cannot be read keeps its key (and is counted, and reported once).
+    /// cannot be read, or that has none of them, keeps its key (and is counted, and reported
+    /// once): a missing field must not make the key `null` that every such record would share.
     fn with_keys(&mut self, selector: KeySelector, batch: &Records) -> Batch {
         let mut keyed = Batch::new();
         let (mut key, mut found) = (String::new(), Vec::new());
         for record in batch.iter() {
-            match selector.write_record(record, &mut found, &mut key) {
+            let written = selector.write_record(record, &mut found, &mut key).and_then(|()| match found.iter().all(Option::is_none) {
+                true => Err("it has none of the key fields".to_owned()),
+                false => Ok(()),
+            });
+            match written {
                 Ok(()) => keyed.push(Some(key.as_bytes()), record.value(), record.timestamp(), record.headers()),
                 Err(reason) => {
                     if self.unkeyed == 0 {

@@ -28,9 +28,12 @@ pub struct EventTime {
 /// What a source share did, for the summary at the end.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SourceStats {
+    /// Records read whose event time was read (late ones included).
     pub records: u64,
     pub late_dropped: u64,
     pub dead_letters: u64,
+    /// Records read whose event time could not be (dead letters, among `dead_letters`).
+    pub unreadable: u64,
 }
 
 impl SourceStats {
@@ -39,6 +42,7 @@ impl SourceStats {
         self.records += other.records;
         self.late_dropped += other.late_dropped;
         self.dead_letters += other.dead_letters;
+        self.unreadable += other.unreadable;
     }
 }
 
@@ -298,6 +302,7 @@ impl SourceOutput {
         if !self.advance_to(position) {
             return Ok(());
         }
+        self.stats.unreadable += 1;
         let mut record = Batch::new();
         record.push(None, value, 0, []);
         self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason, "decode"))

@@ -248,10 +248,18 @@ fn assert_quality_continues(scratch: &Scratch, at: usize, what: &str) {
 fn learners_swapped_to_new_builds_keep_their_models_exactly() {
     const EVENTS: u64 = 60_000;
     let scratch = Scratch::new();
+    // The new builds are compiled before the run, so that the three swaps follow each other
+    // while records still flow (compiling them between swaps, on a loaded machine, outlasted
+    // the run).
+    let new_builds: Vec<_> = [("conversion", "learn"), ("forecast", "forecast"), ("segments", "cluster")]
+        .into_iter()
+        .map(|(operator, plugin_name)| {
+            (operator, plugin_name, registry().load(&rebuilt(&scratch, &plugin(plugin_name))).expect("compiles"))
+        })
+        .collect();
     let (control, _stop, thread) = run_on_thread(&models_pipeline(&scratch, false, EVENTS, true));
     wait_for(Duration::from_secs(60), "20,000 predictions", || lines_written(&scratch, "predictions.jsonl") >= 20_000);
-    for (operator, plugin_name) in [("conversion", "learn"), ("forecast", "forecast"), ("segments", "cluster")] {
-        let new_build = registry().load(&rebuilt(&scratch, &plugin(plugin_name))).expect("the new build compiles");
+    for (operator, plugin_name, new_build) in new_builds {
         let record = control.swap(operator, new_build, None).unwrap_or_else(|error| panic!("swapping {operator}: {error}"));
         assert_ne!(record.old_digest, record.new_digest, "a new build of {plugin_name}");
     }
