@@ -236,12 +236,21 @@ fn slot(lookups: &mut Vec<FieldPath>, path: Option<&FieldPath>) -> Option<usize>
     Some(lookups.len() - 1)
 }
 
+/// Most hopping windows one record may belong to (`size / slide`).
+const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
+
 fn check_window(window: &WindowConfig) -> Result<(), String> {
     match *window {
         WindowConfig::Tumbling { size } if size.0 <= 0 => Err("window.size must be positive".into()),
         WindowConfig::Hopping { size, slide } if slide.0 <= 0 || slide.0 > size.0 => {
             Err("window.slide must be positive and at most window.size".into())
         }
+        // Every record updates size / slide windows (or panes): past this, one record's
+        // windows alone outgrow any memory limit.
+        WindowConfig::Hopping { size, slide } if size.0 / slide.0 > MAX_WINDOWS_PER_RECORD => Err(format!(
+            "window.size is {} times window.slide: a record would belong to that many windows (at most {MAX_WINDOWS_PER_RECORD})",
+            size.0 / slide.0
+        )),
         WindowConfig::Session { gap } if gap.0 <= 0 => Err("window.gap must be positive".into()),
         _ => Ok(()),
     }

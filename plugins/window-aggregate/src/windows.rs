@@ -32,7 +32,8 @@ impl WindowKey {
         let last_start = aligned_start(timestamp, slide);
         (0..)
             .map_while(move |step: i64| step.checked_mul(slide).and_then(|back| last_start?.checked_sub(back)))
-            .take_while(move |start| start.saturating_add(size) > timestamp)
+            // An end cut at the latest time holds it, as a tumbling window's does.
+            .take_while(move |start| start.saturating_add(size) > timestamp || start.saturating_add(size) == i64::MAX)
             .map(move |start| WindowKey { start, end: start.saturating_add(size) })
     }
 

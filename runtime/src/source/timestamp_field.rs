@@ -73,7 +73,7 @@ fn from_rfc3339(text: &str, name: &str) -> Result<i64, String> {
 }
 
 fn not_an_integer(name: &str) -> String {
-    format!("timestamp field {name:?} is not an integer")
+    format!("timestamp field {name:?} is not an integer of milliseconds (no fraction or exponent, at most ±9223372036854775807)")
 }
 
 fn neither(name: &str) -> String {

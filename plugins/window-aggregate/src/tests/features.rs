@@ -289,6 +289,7 @@ fn state_of_version_2_is_migrated_to_panes() {
 fn records_at_the_extremes_of_time_count_once_in_each_window() {
     assert_eq!(WindowKey::hopping(i64::MIN + 5, 10, 2).count(), 3, "the windows starting at MIN + 4, + 2 and MIN");
     assert_eq!(WindowKey::hopping(i64::MAX - 1, 10, 2).count(), 5);
+    assert_eq!(WindowKey::hopping(i64::MAX, 10, 2).count(), 5, "the latest time is in the windows cut at it");
     let config = json!({"window": {"type": "hopping", "size": "10ms", "slide": "2ms"}, "aggregates": [{"function": "count"}]});
     let records = [(json!({}), i64::MIN + 5), (json!({}), i64::MIN), (json!({}), i64::MAX - 1), (json!({}), i64::MAX)];
     let mut outputs = Vec::new();
@@ -297,7 +298,7 @@ fn records_at_the_extremes_of_time_count_once_in_each_window() {
         if !by_panes {
             op.operator().windows.use_panes(None);
         }
-        op.process_json(&records);
+        assert!(op.process_json(&records).rejected.is_empty(), "every record has its windows");
         outputs.push(json_values(&op.watermark(i64::MAX)));
     }
     assert_eq!(outputs[0], outputs[1]);
