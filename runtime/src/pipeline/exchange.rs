@@ -59,6 +59,12 @@ pub trait ExchangeOutput: Send {
     fn barrier(&mut self, barrier: Barrier) -> Result<(), OutputClosed>;
     /// This task sends nothing more.
     fn end(&mut self) -> Result<(), OutputClosed>;
+    /// The run is given up (a source with checkpoints failed): the next stage ends too, its
+    /// last saved checkpoint kept. Only an exchange in this process can say so; a repartition
+    /// topic's readers are told by their own partitions' tasks.
+    fn abandon(&mut self) -> Result<(), OutputClosed> {
+        Ok(())
+    }
     /// Returns once everything sent is durable (a no-op in process, where checkpoints are
     /// aligned by barriers instead).
     fn flush(&mut self) -> Result<(), OutputClosed>;
@@ -153,6 +159,10 @@ impl ExchangeOutput for LocalExchange {
 
     fn end(&mut self) -> Result<(), OutputClosed> {
         self.broadcast(|| TaskMessage::End { from: self.from })
+    }
+
+    fn abandon(&mut self) -> Result<(), OutputClosed> {
+        self.broadcast(|| TaskMessage::Abandon)
     }
 
     fn take_blocked(&mut self) -> Duration {

@@ -409,7 +409,18 @@ impl Task {
                 self.swap(*request);
                 Ok(None)
             }
-            TaskMessage::Abandon => Ok(Some(Ending::Abandoned)),
+            TaskMessage::Abandon => {
+                self.abandon_downstream();
+                Ok(Some(Ending::Abandoned))
+            }
+        }
+    }
+
+    /// The run is given up: the next stages are told, so that they end too rather than wait
+    /// for this task's records (before, a resumed run whose input had shrunk hung there).
+    fn abandon_downstream(&mut self) {
+        for exchange in self.outputs.exchanges.iter_mut().flatten() {
+            let _ = exchange.abandon();
         }
     }
 

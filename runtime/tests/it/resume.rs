@@ -195,6 +195,29 @@ fn a_replaced_or_shorter_file_or_a_locked_state_directory_is_a_clear_error() {
     run(&pipeline).expect("runs once the directory is free");
 }
 
+/// Behind a keyed operator (an exchange to a second stage), a resumed run whose input ends
+/// before its checkpoint's position fails with the same clear error: before, the second stage
+/// waited for the first forever, and the run hung without a word.
+#[test]
+fn a_shorter_file_behind_a_keyed_stage_is_a_clear_error_not_a_hang() {
+    let scratch = Scratch::new();
+    scratch.write("in.jsonl", "{\"n\":1}\n{\"n\":2}\n");
+    let keyed = FILE_PIPELINE.replace(
+        "plugin = \"{plugins}/filter.wasm\"\nconfig = { field = \"n\", op = \"exists\" }",
+        "plugin = \"{plugins}/dedupe.wasm\"\nconfig = { keys = [\"n\"], horizon = \"1m\" }",
+    );
+    assert!(keyed.contains("dedupe"), "the keyed operator is in the pipeline");
+    let pipeline = scratch.pipeline_to_files(&keyed);
+    save_checkpoint_at(&pipeline, 1_000);
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(run(&pipeline).map(|_| ()).map_err(|error| error.to_string()));
+    });
+    let outcome = outcome.recv_timeout(std::time::Duration::from_secs(60)).expect("the run ends instead of hanging");
+    let error = outcome.expect_err("the input was replaced");
+    assert!(error.contains("ends before position 1000"), "{error}");
+}
+
 #[test]
 fn checkpoints_that_keep_failing_stop_the_pipeline_with_the_reason() {
     let scratch = Scratch::new();
