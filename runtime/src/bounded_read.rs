@@ -31,9 +31,15 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError
     if metadata.len() > limit {
         return Err(BoundedReadError::TooLarge(limit));
     }
-    // The file may grow between the look and the read: read at most one byte past the limit.
-    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or_default());
-    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    read_at_most(file, limit, metadata.len())
+}
+
+/// Everything `input` holds (about `expected` bytes), refusing it past `limit` bytes: it is
+/// read at most one byte past the limit, however large it is or grows while it is read (a
+/// pipe, a file still being written).
+pub fn read_at_most(input: impl Read, limit: u64, expected: u64) -> Result<Vec<u8>, BoundedReadError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(expected.min(limit)).unwrap_or_default());
+    input.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(BoundedReadError::TooLarge(limit));
     }

@@ -63,40 +63,15 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
     }
 }
 
-/// What the files last made of one operator: plugin digest, configuration, limits.
-/// What the files made of an operator: its plugin's digest, its configuration, its limits and
-/// its pin (a changed pin is a change of the operator: the admin API checks swaps against it).
-type Applied = (crate::wasm::Digest, String, crate::wasm::InstanceLimits, Option<crate::wasm::Digest>);
-
-/// What the files made of each operator (what runs, but for versions swapped in through the
-/// admin API).
-pub fn applied_from(control: &PipelineControl) -> BTreeMap<String, Applied> {
-    control
-        .file_specs()
-        .into_iter()
-        .map(|spec| (spec.name.to_string(), (spec.plugin.digest(), spec.config_json, spec.limits, spec.pinned)))
-        .collect()
-}
-
 /// Swaps every operator whose new specification (`specs`, from [`new_specs`]) differs in
 /// plugin (by digest), configuration, limits or pin from what the files last made of it
-/// (`applied`, updated as swaps succeed). Comparing with the files' previous state, not with
+/// ([`PipelineControl::made_by_files`]). Comparing with the files' previous version, not with
 /// what runs, leaves swaps made through the admin API alone until the files change that
 /// operator again. Stops at the first refusal.
-pub fn swap_changed_operators(
-    specs: Vec<OperatorSpec>,
-    control: &PipelineControl,
-    applied: &mut BTreeMap<String, Applied>,
-) -> anyhow::Result<usize> {
+pub fn swap_changed_operators(specs: Vec<OperatorSpec>, control: &PipelineControl) -> anyhow::Result<usize> {
     let mut swapped = 0;
-    for spec in specs {
-        let name = spec.name.to_string();
-        let wanted = (spec.plugin.digest(), spec.config_json.clone(), spec.limits, spec.pinned);
-        if applied.get(&name) == Some(&wanted) {
-            continue;
-        }
+    for spec in specs.into_iter().filter(|spec| !control.made_by_files(spec)) {
         control.swap_spec(spec)?;
-        applied.insert(name, wanted);
         swapped += 1;
     }
     Ok(swapped)
@@ -153,11 +128,9 @@ pub struct WatchTargets {
     pub refused: Option<String>,
 }
 
-/// The watcher's state: its targets, what the files made of each operator, and the files'
-/// fingerprints when last seen.
+/// The watcher's state: its targets, and the files' fingerprints when last seen.
 struct WatchState {
     targets: WatchTargets,
-    applied: BTreeMap<String, Applied>,
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
 }
 
@@ -167,8 +140,7 @@ struct WatchState {
 pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
     let watched = watched_files(&targets.pipeline_file, &targets.running);
     let fingerprints = watched.iter().map(|file| (file.clone(), fingerprint(file))).collect();
-    let applied = applied_from(&targets.control);
-    let state = Arc::new(Mutex::new(WatchState { targets, applied, fingerprints }));
+    let state = Arc::new(Mutex::new(WatchState { targets, fingerprints }));
     let on_hangup = state.clone();
     let hangup = hangup::HangupListener::start(move || {
         tracing::info!("SIGHUP: reading the pipeline file and its plugin files again");
@@ -245,7 +217,7 @@ impl WatchState {
             }
             return;
         }
-        match swap_changed_operators(specs, &targets.control, &mut self.applied) {
+        match swap_changed_operators(specs, &targets.control) {
             Ok(0) => {}
             Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
             // The swap's own error says that the old version keeps running.
@@ -280,7 +252,7 @@ impl WatchState {
 
     /// Swaps the operators a reloaded pipeline file changed; it becomes the running definition.
     fn swap_reloaded(&mut self, new: LoadedPipeline, specs: Vec<OperatorSpec>) {
-        match swap_changed_operators(specs, &self.targets.control, &mut self.applied) {
+        match swap_changed_operators(specs, &self.targets.control) {
             Ok(swapped) => {
                 tracing::info!(swapped, "pipeline file reloaded");
                 self.targets.running = new;

@@ -85,9 +85,9 @@ impl ExactSum {
         }
     }
 
-    /// The parts whose exact sum is the sum (none once it overflowed).
-    pub fn parts(&self) -> &[f64] {
-        if self.overflowed { &[] } else { &self.partials }
+    /// The parts whose exact sum is the sum; `None` if it overflowed.
+    pub fn parts(&self) -> Option<&[f64]> {
+        (!self.overflowed).then_some(&self.partials)
     }
 
     /// The exact sum, correctly rounded (round half to even); `None` if it overflowed.
@@ -180,10 +180,7 @@ impl ExactMoments {
         if self.count < 2 {
             return None;
         }
-        let (sum, squares) = (self.sum.parts(), self.squares.parts());
-        if self.sum.value().is_none() || self.squares.value().is_none() {
-            return None;
-        }
+        let (sum, squares) = (self.sum.parts()?, self.squares.parts()?);
         let count = self.count as f64;
         let mut numerator = ExactSum::default();
         for square in squares {

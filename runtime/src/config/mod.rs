@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::bounded_read::{BoundedReadError, read_at_most};
+
 pub use diagnostic::{Diagnostic, Diagnostics, SourceText};
 pub use kafka::{
     KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig, KafkaSourceConfig, Partitioning, PropertyError, PropertyValue,
@@ -168,13 +170,13 @@ impl LoadedPipeline {
         let cannot_read =
             |why: String| Diagnostics::single(Diagnostic::without_location(path, format!("cannot read pipeline file: {why}")));
         // A pipe (`<(...)`) is fine, but read no more than a pipeline file could sensibly hold.
-        let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|file| std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PIPELINE_FILE + 1), &mut bytes))
-            .map_err(|error| cannot_read(error.to_string()))?;
-        if bytes.len() as u64 > MAX_PIPELINE_FILE {
-            return Err(cannot_read(format!("it is larger than {} MiB", MAX_PIPELINE_FILE >> 20)));
-        }
+        let bytes = std::fs::File::open(path)
+            .map_err(BoundedReadError::from)
+            .and_then(|file| read_at_most(file, MAX_PIPELINE_FILE, 0))
+            .map_err(|error| match error {
+                BoundedReadError::Io(error) => cannot_read(error.to_string()),
+                other => cannot_read(format!("it {other}")),
+            })?;
         match String::from_utf8(bytes) {
             Ok(contents) => Self::parse(path.to_path_buf(), contents),
             Err(error) => {

@@ -191,10 +191,13 @@ impl PipelineControl {
         lock(&self.state.operators).iter().map(|versions| versions.current.clone()).collect()
     }
 
-    /// The specifications the pipeline's files made of its operators (what runs, but for
-    /// versions swapped in through the admin API).
-    pub fn file_specs(&self) -> Vec<OperatorSpec> {
-        lock(&self.state.operators).iter().map(|versions| versions.from_files.clone()).collect()
+    /// Whether `spec` is what the pipeline's files last made of its operator (what runs, but
+    /// for versions swapped in through the admin API): the same plugin, configuration and
+    /// limits, and the same pin (the admin API checks swaps against it).
+    pub fn made_by_files(&self, spec: &OperatorSpec) -> bool {
+        lock(&self.state.operators).iter().any(|versions| {
+            versions.from_files.name == spec.name && same_version(&versions.from_files, spec) && versions.from_files.pinned == spec.pinned
+        })
     }
 
     /// What a restart should keep of this run: the versions swapped in through the admin API
