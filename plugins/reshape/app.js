@@ -160,15 +160,24 @@ export function init(config, context) {
   return { outputs: [], distribution: { tag: 'any' }, encoding: 'json' };
 }
 
+// JSON.parse reads a number beyond a 64-bit float (1e400) as Infinity, which JSON.stringify
+// writes as null: such a record is refused instead, as the Rust operators refuse it.
+function finiteOnly(key, value) {
+  if (typeof value === 'number' && !Number.isFinite(value)) {
+    throw new Refusal(`${key === '' ? 'the payload' : `field ${JSON.stringify(key)}`} is a number beyond a 64-bit float`);
+  }
+  return value;
+}
+
 export function process(input, batch) {
   const out = new BatchBuilder(batch);
   const rejected = [];
   batch.events.forEach((event, index) => {
     let record;
     try {
-      record = JSON.parse(decoder.decode(batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length)));
+      record = JSON.parse(decoder.decode(batch.bytes.subarray(event.value.offset, event.value.offset + event.value.length)), finiteOnly);
     } catch (error) {
-      rejected.push({ index, reason: `payload is not valid JSON: ${error.message}` });
+      rejected.push({ index, reason: error instanceof Refusal ? error.reason : `payload is not valid JSON: ${error.message}` });
       return;
     }
     if (record === null || typeof record !== 'object' || Array.isArray(record)) {

@@ -198,10 +198,7 @@ fn contains(set: &Value, found: Found<'_>) -> bool {
 /// Numbers and strings without escapes are compared in place, without allocating.
 fn raw_equal(field: &[u8], operand: &Value) -> bool {
     match operand {
-        Value::Number(number) => match (integer_text(field), integer(number)) {
-            (Some(found), Some(wanted)) => found == wanted,
-            _ => matches!(json::text_number(field), Ok(Some(x)) if Some(x) == number.as_f64()),
-        },
+        Value::Number(number) => numbers_order(text_as_number(field), as_number(number)) == Some(Ordering::Equal),
         Value::String(text) => match json::text_is_str(field, text) {
             Some(equal) => equal,
             None => parsed(field).is_some_and(|value| value == *operand),
@@ -213,10 +210,7 @@ fn raw_equal(field: &[u8], operand: &Value) -> bool {
 /// Order of a field against a number or string operand; other pairs are not ordered.
 fn raw_order(field: &[u8], operand: &Value) -> Option<Ordering> {
     match operand {
-        Value::Number(number) => match (integer_text(field), integer(number)) {
-            (Some(found), Some(wanted)) => Some(found.cmp(&wanted)),
-            _ => json::text_number(field).ok()??.partial_cmp(&number.as_f64()?),
-        },
+        Value::Number(number) => numbers_order(text_as_number(field), as_number(number)),
         Value::String(text) => match json::text_plain_str(field) {
             Some(plain) => Some(plain.cmp(text.as_str())),
             None => parsed(field).and_then(|value| json_order(&value, operand)),
@@ -232,10 +226,7 @@ fn parsed(field: &[u8]) -> Option<Value> {
 /// Equality where numbers compare by value (`1 == 1.0`), integers exactly.
 pub fn json_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => match (integer(a), integer(b)) {
-            (Some(a), Some(b)) => a == b,
-            _ => a.as_f64() == b.as_f64(),
-        },
+        (Value::Number(a), Value::Number(b)) => numbers_order(as_number(a), as_number(b)) == Some(Ordering::Equal),
         _ => left == right,
     }
 }
@@ -243,12 +234,55 @@ pub fn json_equal(left: &Value, right: &Value) -> bool {
 /// Order of two numbers or two strings; other pairs are not ordered. Integers compare exactly.
 pub fn json_order(left: &Value, right: &Value) -> Option<Ordering> {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => match (integer(a), integer(b)) {
-            (Some(a), Some(b)) => Some(a.cmp(&b)),
-            _ => a.as_f64()?.partial_cmp(&b.as_f64()?),
-        },
+        (Value::Number(a), Value::Number(b)) => numbers_order(as_number(a), as_number(b)),
         (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
         _ => None,
+    }
+}
+
+/// A JSON number: its exact value when it is an integer, else its double.
+#[derive(Clone, Copy)]
+enum Number {
+    Integer(i128),
+    Float(f64),
+}
+
+fn as_number(number: &sluice_sdk::serde_json::Number) -> Option<Number> {
+    integer(number).map(Number::Integer).or_else(|| number.as_f64().map(Number::Float))
+}
+
+fn text_as_number(text: &[u8]) -> Option<Number> {
+    integer_text(text).map(Number::Integer).or_else(|| json::text_number(text).ok().flatten().map(Number::Float))
+}
+
+/// Order of two numbers by value: integers exactly, with each other and with doubles (through
+/// a double, 2⁵³ + 1 would equal the double 2⁵³).
+fn numbers_order(left: Option<Number>, right: Option<Number>) -> Option<Ordering> {
+    match (left?, right?) {
+        (Number::Integer(a), Number::Integer(b)) => Some(a.cmp(&b)),
+        (Number::Integer(a), Number::Float(b)) => integer_float_order(a, b),
+        (Number::Float(a), Number::Integer(b)) => integer_float_order(b, a).map(Ordering::reverse),
+        (Number::Float(a), Number::Float(b)) => a.partial_cmp(&b),
+    }
+}
+
+/// The exact order of an integer and a double.
+fn integer_float_order(integer: i128, float: f64) -> Option<Ordering> {
+    if float.is_nan() {
+        return None;
+    }
+    let floor = float.floor();
+    let bound = 2f64.powi(127);
+    if floor >= bound {
+        return Some(Ordering::Less);
+    }
+    if floor < -bound {
+        return Some(Ordering::Greater);
+    }
+    // A whole double within ±2¹²⁷ converts exactly.
+    match integer.cmp(&(floor as i128)) {
+        Ordering::Equal if float > floor => Some(Ordering::Less),
+        ordering => Some(ordering),
     }
 }
 

@@ -40,6 +40,22 @@ fn integers_beyond_two_to_the_53_compare_exactly() {
     assert_eq!(run(json!({"field": "id", "op": "lt", "value": u64::MAX}), &records), records.to_vec());
 }
 
+/// An integer and a double compare by their exact values: the double 2⁵³ is not 2⁵³ + 1.
+#[test]
+fn integers_and_doubles_compare_exactly() {
+    let records: Vec<Value> =
+        [r#"{"a": 9007199254740992.0}"#, r#"{"a": 9007199254740993}"#, r#"{"a": 2.5}"#, r#"{"a": -2.5}"#, r#"{"a": 1e300}"#]
+            .iter()
+            .map(|text| sluice_sdk::serde_json::from_str(text).unwrap())
+            .collect();
+    let kept = |config: Value| run(config, &records).iter().map(|record| record["a"].to_string()).collect::<Vec<_>>();
+    assert_eq!(kept(json!({"field": "a", "op": "eq", "value": 9_007_199_254_740_993_u64})), vec!["9007199254740993"]);
+    assert_eq!(kept(json!({"field": "a", "op": "lt", "value": 9_007_199_254_740_993_u64})), vec!["9007199254740992.0", "2.5", "-2.5"]);
+    assert_eq!(kept(json!({"field": "a", "op": "gt", "value": 2})), vec!["9007199254740992.0", "9007199254740993", "2.5", "1e+300"]);
+    assert_eq!(kept(json!({"field": "a", "op": "le", "value": -3})), Vec::<String>::new());
+    assert_eq!(kept(json!({"field": "a", "op": "ge", "value": 2.5})), vec!["9007199254740992.0", "9007199254740993", "2.5", "1e+300"]);
+}
+
 #[test]
 fn exists_missing_in_and_not_in() {
     let records = [json!({"c": "a"}), json!({"c": "b"}), json!({"d": 1})];

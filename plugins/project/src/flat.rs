@@ -51,6 +51,11 @@ impl FlatProjection {
             return None;
         }
         let computed = |path: &FieldPath| compute.iter().find(|(target, _)| target == path);
+        // An expression that reads a computed field sees it computed (in name order): the
+        // general path evaluates them one after the other; this one reads the record only.
+        if compute.iter().any(|(_, expression)| expression.fields().iter().any(|field| computed(field).is_some())) {
+            return None;
+        }
         let mut reads: Vec<FieldPath> = names.iter().filter(|path| computed(path).is_none()).map(|path| (*path).clone()).collect();
         reads.extend(compute.iter().flat_map(|(_, expression)| expression.fields()));
         // Expressions are bound once every path read is known (theirs come last).

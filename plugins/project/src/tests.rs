@@ -47,6 +47,19 @@ fn compute_keep_drop_rename_in_order() {
     assert_eq!(json_values(&out.batch), vec![json!({"customer": {"id": "u1"}, "price": 2.5, "revenue": 10, "meta": {"v": 1}})]);
 }
 
+/// Each computed field sees those computed before it in name order, with `keep` as without.
+#[test]
+fn computed_fields_see_the_fields_computed_before_them_with_keep_too() {
+    for config in
+        [json!({"compute": {"b": "a + 1", "c": "b * 2"}, "keep": ["a"]}), json!({"compute": {"b": "a + 1", "c": "b * 2"}, "drop": ["x"]})]
+    {
+        let mut project = Harness::<Project>::new(config).unwrap();
+        let out = project.process_json(&[(json!({"a": 7, "x": 0}), 1)]);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        assert_eq!(json_values(&out.batch), vec![json!({"a": 7, "b": 8, "c": 16})]);
+    }
+}
+
 #[test]
 fn a_projection_without_keep_keeps_every_other_field_and_the_key() {
     let mut project = Harness::<Project>::new(json!({"drop": ["noise"], "rename": {"a": "b"}})).unwrap();

@@ -89,3 +89,9 @@ test('a configuration without any step is refused, as project refuses one', () =
   assert.equal(refusal({ drop: [] }), nothing);
   assert.equal(refusal({ drop: ['a'] }), undefined);
 });
+
+test('a number beyond a 64-bit float rejects the record instead of becoming null', () => {
+  const { emitted, rejected } = run({ drop: ['x'] }, ['{"p":1e400}', '{"q":{"r":-1e400}}', '{"p":1e300}']);
+  assert.deepEqual(rejected, [[0, 'field "p" is a number beyond a 64-bit float'], [1, 'field "r" is a number beyond a 64-bit float']]);
+  assert.deepEqual(emitted, ['{"p":1e+300}']);
+});
