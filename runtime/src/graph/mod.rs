@@ -57,6 +57,8 @@ pub struct OperatorNode {
     pub inputs: Vec<Port>,
     pub side_outputs: Vec<String>,
     pub routing: Routing,
+    /// Records reach it in event-time order (`order = "event-time"`), through its exchange.
+    pub event_time_order: bool,
 }
 
 /// A sink and what it reads.
@@ -84,7 +86,11 @@ pub struct NodeView {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct EdgeView {
     pub from: String,
+    /// source or operator.
+    pub from_kind: &'static str,
     pub to: String,
+    /// operator or sink (a sink may share its name with a source or an operator).
+    pub to_kind: &'static str,
     /// The side output read, if not the main output.
     pub output: Option<String>,
 }
@@ -97,11 +103,15 @@ impl Graph {
         view.nodes.extend(self.sources.iter().map(|source| node(source, "source")));
         view.nodes.extend(self.operators.iter().map(|operator| node(&operator.name, "operator")));
         view.nodes.extend(self.sinks.iter().map(|sink| node(&sink.name, "sink")));
-        let reads = self.operators.iter().map(|operator| (&operator.name, &operator.inputs));
-        for (reader, inputs) in reads.chain(self.sinks.iter().map(|sink| (&sink.name, &sink.inputs))) {
+        let reads = self.operators.iter().map(|operator| (&operator.name, "operator", &operator.inputs));
+        for (reader, to_kind, inputs) in reads.chain(self.sinks.iter().map(|sink| (&sink.name, "sink", &sink.inputs))) {
             for port in inputs {
                 let output = (port.output > 0).then(|| self.port_name(*port).rsplit('.').next().unwrap_or_default().to_owned());
-                view.edges.push(EdgeView { from: self.node_name(port.node).to_owned(), to: reader.clone(), output });
+                let from_kind = match port.node {
+                    NodeId::Source(_) => "source",
+                    NodeId::Operator(_) => "operator",
+                };
+                view.edges.push(EdgeView { from: self.node_name(port.node).to_owned(), from_kind, to: reader.clone(), to_kind, output });
             }
         }
         view

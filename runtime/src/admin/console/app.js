@@ -143,6 +143,9 @@ function setStatus(kind, text) {
   status.textContent = text;
 }
 
+// A node's key: a sink may share its name with a source or an operator.
+const nodeId = (node) => `${node.kind}:${node.name}`;
+
 // What the page shows of one scrape: totals per node, and rates against the previous one.
 function measure(samples, pipeline) {
   const now = Date.now();
@@ -158,8 +161,8 @@ function measure(samples, pipeline) {
     const tasks = [...new Set(matching(samples, node.kind === 'sink' ? 'sluice_records_in_total' : 'sluice_records_out_total', filter).map((sample) => sample.labels.task))];
     const blocked = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_backpressured_seconds_total', { ...p, task }), 0);
     const busy = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_busy_seconds_total', { ...p, task }), 0);
-    const before = previous && previous.nodes[node.name];
-    nodes[node.name] = {
+    const before = previous && previous.nodes[nodeId(node)];
+    nodes[nodeId(node)] = {
       recordsIn, recordsOut, blocked, busy, tasks: tasks.length,
       rateIn: before ? since(recordsIn, before.recordsIn) : null,
       rateOut: before ? since(recordsOut, before.recordsOut) : null,
@@ -172,15 +175,15 @@ function measure(samples, pipeline) {
   const operators = {};
   for (const node of state.graph.nodes.filter((candidate) => candidate.kind === 'operator')) {
     const filter = { ...p, operator: node.name };
-    const before = previous && previous.nodes[node.name];
+    const before = previous && previous.nodes[nodeId(node)];
     const version = matching(samples, 'sluice_operator_version', filter).find((sample) => sample.value === 1);
     const deadLetters = matching(samples, 'sluice_dead_letters_total', { ...p, node: node.name })
       .map((sample) => `${sample.labels.reason} ${sample.value}`).join(', ');
     operators[node.name] = {
       digest: version ? version.labels.plugin_digest : '',
-      p50: quantile(nodes[node.name].process, before && before.process, 0.5),
-      p99: quantile(nodes[node.name].process, before && before.process, 0.99),
-      perRecord: quantile(nodes[node.name].perRecord, before && before.perRecord, 0.5),
+      p50: quantile(nodes[nodeId(node)].process, before && before.process, 0.5),
+      p99: quantile(nodes[nodeId(node)].process, before && before.process, 0.99),
+      perRecord: quantile(nodes[nodeId(node)].perRecord, before && before.perRecord, 0.5),
       memory: total(samples, 'sluice_operator_memory_bytes', filter),
       restarts: total(samples, 'sluice_operator_restarts_total', filter),
       open: total(samples, 'sluice_operator_circuit_open', filter),
@@ -217,7 +220,7 @@ function render(snapshot, pipeline, swaps, deadLetters, results) {
   document.getElementById('pipeline-name').textContent = pipeline.name;
   document.title = `Sluice — ${pipeline.name}`;
   const kindRate = (kind, field) => state.graph.nodes.filter((node) => node.kind === kind)
-    .reduce((sum, node) => (snapshot.nodes[node.name][field] == null ? sum : (sum || 0) + snapshot.nodes[node.name][field]), null);
+    .reduce((sum, node) => (snapshot.nodes[nodeId(node)][field] == null ? sum : (sum || 0) + snapshot.nodes[nodeId(node)][field]), null);
   const rateIn = kindRate('source', 'rateOut');
   const rateOut = kindRate('sink', 'rateIn');
   document.getElementById('rate-in').textContent = rate(rateIn);
@@ -230,7 +233,8 @@ function render(snapshot, pipeline, swaps, deadLetters, results) {
   fillTable('swaps', swaps.slice().reverse().map((swap) => [
     time(swap.at_unix_ms), swap.operator, element('td', {}, element('code', {}, shortDigest(swap.old_digest))),
     element('td', {}, element('code', {}, shortDigest(swap.new_digest))),
-    swap.refused ? cell(`refused: ${swap.refused}`, 'reason refused') : cell('swapped', 'swapped'), cell(`${swap.stall_ms.toFixed(1)} ms`, 'num'),
+    swap.refused ? cell(`refused: ${swap.refused}`, 'reason refused')
+      : cell(swap.state_discarded ? 'swapped, state discarded' : 'swapped', 'swapped'), cell(`${swap.stall_ms.toFixed(1)} ms`, 'num'),
   ]));
   fillTable('dead-letters', deadLetters.slice().reverse().slice(0, 15).map((letter) => [
     time(letter.at_unix_ms), letter.node, letter.class, cell(letter.reason, 'reason'), cell(letter.record.slice(0, 300), 'record'),
@@ -263,7 +267,10 @@ function svg(tag, attributes = {}, text) {
 function layout(graph) {
   const depth = {};
   const inputs = {};
-  for (const edge of graph.edges) (inputs[edge.to] = inputs[edge.to] || []).push(edge.from);
+  for (const edge of graph.edges) {
+    const to = nodeId({ kind: edge.to_kind, name: edge.to });
+    (inputs[to] = inputs[to] || []).push(nodeId({ kind: edge.from_kind, name: edge.from }));
+  }
   const depthOf = (name, seen = new Set()) => {
     if (depth[name] != null) return depth[name];
     if (seen.has(name)) return 0;
@@ -274,11 +281,11 @@ function layout(graph) {
   };
   const columns = [];
   for (const node of graph.nodes) {
-    const column = depthOf(node.name);
+    const column = depthOf(nodeId(node));
     (columns[column] = columns[column] || []).push(node);
   }
   const place = {};
-  columns.forEach((nodes, column) => nodes.forEach((node, row) => { place[node.name] = { x: 20 + column * 210, y: 20 + row * 90 }; }));
+  columns.forEach((nodes, column) => nodes.forEach((node, row) => { place[nodeId(node)] = { x: 20 + column * 210, y: 20 + row * 90 }; }));
   return { place, width: 40 + columns.length * 210, height: 40 + Math.max(...columns.map((nodes) => nodes.length)) * 90 };
 }
 
@@ -293,15 +300,15 @@ function drawGraph(snapshot) {
   defs.append(marker);
   const children = [defs];
   for (const edge of state.graph.edges) {
-    const from = place[edge.from], to = place[edge.to];
+    const from = place[nodeId({ kind: edge.from_kind, name: edge.from })], to = place[nodeId({ kind: edge.to_kind, name: edge.to })];
     if (!from || !to) continue;
     const [x1, y1, x2, y2] = [from.x + 170, from.y + 30, to.x, to.y + 30];
     children.push(svg('path', { class: 'edge', d: `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}` }));
     if (edge.output) children.push(svg('text', { class: 'edge-label', x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4 }, edge.output));
   }
   for (const node of state.graph.nodes) {
-    const measured = snapshot.nodes[node.name];
-    const at = place[node.name];
+    const measured = snapshot.nodes[nodeId(node)];
+    const at = place[nodeId(node)];
     const blocked = measured.blockedShare;
     const health = blocked == null || node.kind === 'sink' ? '' : blocked > 0.5 ? 'bad' : blocked > 0.1 ? 'warn' : 'ok';
     const records = node.kind === 'sink' ? measured.recordsIn : measured.recordsOut;
@@ -319,7 +326,7 @@ function drawGraph(snapshot) {
 
 function drawOperators(snapshot) {
   fillTable('operators', Object.entries(snapshot.operators).map(([name, operator]) => {
-    const measured = snapshot.nodes[name];
+    const measured = snapshot.nodes[nodeId({ kind: 'operator', name })];
     return [
       cell(name), element('td', {}, element('code', {}, shortDigest(operator.digest))),
       cell(rate(measured.rateIn), 'num'), cell(rate(measured.rateOut), 'num'), cell(seconds(operator.p50), 'num'),
