@@ -46,7 +46,8 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
         config.operators.iter().map(|operator| operator.get_ref().name.get_ref().clone()).collect::<Vec<_>>()
     };
     let wiring = |config: &crate::config::PipelineFileConfig| {
-        config.operators.iter().map(|operator| (operator.get_ref().inputs.clone(), operator.get_ref().key_by.clone())).collect::<Vec<_>>()
+        let wiring = |operator: &crate::config::OperatorConfig| (operator.inputs.clone(), operator.key_by.clone(), operator.order.clone());
+        config.operators.iter().map(|operator| wiring(operator.get_ref())).collect::<Vec<_>>()
     };
     if old.pipeline != new.pipeline {
         Plan::Restart("the [pipeline] settings changed".into())
@@ -57,7 +58,7 @@ pub fn plan(running: Option<&LoadedPipeline>, new: &LoadedPipeline) -> Plan {
     } else if names(old) != names(new) {
         Plan::Restart("operators were added, removed or reordered".into())
     } else if wiring(old) != wiring(new) {
-        Plan::Restart("what operators read changed (`inputs` or `key_by`)".into())
+        Plan::Restart("what operators read changed (`inputs`, `key_by` or `order`)".into())
     } else {
         Plan::SwapOperators
     }

@@ -39,11 +39,16 @@ pub struct SwapArgs {
     /// A new `config` table for the operator, as JSON.
     #[arg(long, value_name = "JSON", requires = "file", conflicts_with_all = ["upload", "rollback"])]
     config: Option<String>,
+    /// Start the new version without the running version's state (open windows, models and
+    /// counts are dropped): for a version that cannot read that state.
+    #[arg(long)]
+    discard_state: bool,
 }
 
 pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     let root = if args.admin.contains("://") { args.admin.trim_end_matches('/').to_owned() } else { format!("http://{}", args.admin) };
     let base = format!("{root}/pipelines/{}/operators/{}", args.pipeline, args.operator);
+    let query = if args.discard_state { "?state=discard" } else { "" };
     let agent = agent(args.admin_ca.as_deref())?;
     let token = sluice::admin::AdminToken::secret_from_file_or_environment(args.admin_token_file.as_deref())?;
     let post = |url: String| {
@@ -54,10 +59,10 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
         }
     };
     let sent = match (&args.file, args.rollback) {
-        (_, true) => post(format!("{base}/rollback")).send_empty(),
+        (_, true) => post(format!("{base}/rollback{query}")).send_empty(),
         (Some(file), false) if args.upload => {
             let bytes = sluice::wasm::read_plugin_file(file)?;
-            post(format!("{base}/swap")).header("content-type", "application/wasm").send(&bytes[..])
+            post(format!("{base}/swap{query}")).header("content-type", "application/wasm").send(&bytes[..])
         }
         (Some(file), false) => {
             let path = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
@@ -69,15 +74,21 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
             };
             let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
             let body = json!({"path": path, "config": config}).to_string();
-            post(format!("{base}/swap")).header("content-type", "application/json").send(body)
+            post(format!("{base}/swap{query}")).header("content-type", "application/json").send(body)
         }
         (None, false) => bail!("name the new component, or pass --rollback"),
     };
     let plain = !args.admin.contains("://");
-    let mut response = sent.with_context(|| match plain {
+    let untrusted = sent.as_ref().err().is_some_and(|error| format!("{error:?}").contains("certificate verify failed"));
+    let mut response = sent.with_context(|| match (plain, untrusted) {
         // A TLS server drops a plain HTTP request: the error alone does not say why.
-        true => format!("cannot reach the admin API at {} (if it is served with TLS, give https://{})", args.admin, args.admin),
-        false => format!("cannot reach the admin API at {}", args.admin),
+        (true, _) => format!("cannot reach the admin API at {} (if it is served with TLS, give https://{})", args.admin, args.admin),
+        (false, true) => format!(
+            "cannot reach the admin API at {}: its certificate is not trusted (for a self-signed or private CA, give its CA \
+             certificate with --admin-ca PEM)",
+            args.admin
+        ),
+        (false, false) => format!("cannot reach the admin API at {}", args.admin),
     })?;
     let status = response.status();
     let text = response.body_mut().read_to_string().context("reading the admin API's answer")?;
@@ -90,13 +101,14 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
         }
     }
     println!(
-        "{} {}: {} -> {} (records waited {:.2} ms; {:.2} ms in all)",
+        "{} {}: {} -> {} (records waited {:.2} ms; {:.2} ms in all){}",
         if args.rollback { "rolled back" } else { "swapped" },
         args.operator,
         answer["old_digest"].as_str().unwrap_or("?"),
         answer["new_digest"].as_str().unwrap_or("?"),
         answer["stall_ms"].as_f64().unwrap_or(0.0),
         answer["total_ms"].as_f64().unwrap_or(0.0),
+        if answer["state_discarded"] == Value::Bool(true) { "; the new version started without state" } else { "" },
     );
     Ok(())
 }

@@ -23,7 +23,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,7 +40,7 @@ pub use tls::{TlsError, TlsIdentity, TlsListener};
 
 use crate::commands::SharedControl;
 use crate::monitor::Monitor;
-use crate::pipeline::{PipelineControl, SwapError, SwapRecord};
+use crate::pipeline::{PipelineControl, StateHandover, SwapError, SwapRecord};
 use crate::wasm::{Plugin, PluginError, PluginRegistry};
 
 /// Largest component accepted by upload.
@@ -102,6 +103,36 @@ impl IntoResponse for ApiError {
 struct SwapByPath {
     path: PathBuf,
     config: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The query of a swap or a rollback: `?state=discard` starts the new version without the
+/// running version's state (`carry`, the default, restores it).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SwapQuery {
+    #[serde(default)]
+    state: StateParameter,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum StateParameter {
+    #[default]
+    Carry,
+    Discard,
+}
+
+impl SwapQuery {
+    /// The handover asked for, or a 400 answer naming what is wrong with the query.
+    fn handover(query: Result<Query<SwapQuery>, QueryRejection>) -> Result<StateHandover, ApiError> {
+        let Query(query) = query.map_err(|rejection| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("{} (the query takes state=carry or state=discard)", rejection.body_text()))
+        })?;
+        Ok(match query.state {
+            StateParameter::Carry => StateHandover::Carry,
+            StateParameter::Discard => StateHandover::Discard,
+        })
+    }
 }
 
 type Answer<T> = Result<axum::Json<T>, ApiError>;
@@ -182,13 +213,22 @@ async fn swaps(State(admin): State<Admin>, Path(pipeline): Path<String>) -> Answ
 async fn swap(
     State(admin): State<Admin>,
     Path((pipeline, operator)): Path<(String, String)>,
+    query: Result<Query<SwapQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Answer<SwapRecord> {
     let control = admin.control(&pipeline)?;
+    let handover = SwapQuery::handover(query)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {} MiB, the most a component (or a request) may be", MAX_UPLOAD >> 20),
+        ),
+        status => ApiError::new(status, format!("the request body could not be read: {}", rejection.body_text())),
+    })?;
     let upload = headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"));
     // Compiling and switching block: keep them off the server's threads.
-    let done = tokio::task::spawn_blocking(move || swap_blocking(&admin.plugins, &control, &operator, upload, &body)).await;
+    let done = tokio::task::spawn_blocking(move || swap_blocking(&admin.plugins, &control, &operator, handover, upload, &body)).await;
     done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the swap task failed: {error}")))?.map(axum::Json)
 }
 
@@ -197,6 +237,7 @@ fn swap_blocking(
     plugins: &PluginRegistry,
     control: &PipelineControl,
     operator: &str,
+    handover: StateHandover,
     upload: bool,
     body: &[u8],
 ) -> Result<SwapRecord, ApiError> {
@@ -210,7 +251,7 @@ fn swap_blocking(
         (plugins.load(&request.path), request.config.map(|config| serde_json::Value::Object(config).to_string()))
     };
     let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error))?;
-    Ok(control.swap(operator, plugin, config)?)
+    Ok(control.swap_with(operator, plugin, config, handover)?)
 }
 
 /// A new version that does not compile or is of another world: recorded, and refused.
@@ -222,9 +263,14 @@ fn refused_before_swap(control: &PipelineControl, operator: &str, error: &Plugin
     )
 }
 
-async fn rollback(State(admin): State<Admin>, Path((pipeline, operator)): Path<(String, String)>) -> Answer<SwapRecord> {
+async fn rollback(
+    State(admin): State<Admin>,
+    Path((pipeline, operator)): Path<(String, String)>,
+    query: Result<Query<SwapQuery>, QueryRejection>,
+) -> Answer<SwapRecord> {
     let control = admin.control(&pipeline)?;
-    let done = tokio::task::spawn_blocking(move || control.rollback(&operator)).await;
+    let handover = SwapQuery::handover(query)?;
+    let done = tokio::task::spawn_blocking(move || control.rollback_with(&operator, handover)).await;
     let record = done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the rollback task failed: {error}")))??;
     Ok(axum::Json(record))
 }

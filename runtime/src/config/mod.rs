@@ -29,7 +29,7 @@ pub use kafka::{
     RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, StartPosition, resolve_properties, resolve_property, topic_name_problem,
     topic_pattern,
 };
-pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, SecretConfig, Secrets, parse_pinned_digest};
+pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, RecordOrder, SecretConfig, Secrets, parse_pinned_digest};
 pub use sink::{
     ConsoleSinkConfig, DeadLetterConfig, FileDeadLetterConfig, FileSinkConfig, OutputFormat, SinkConfig, StderrDeadLetterConfig,
     StdoutSinkConfig,

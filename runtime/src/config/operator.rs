@@ -27,6 +27,9 @@ pub struct OperatorConfig {
     /// By default the plugin's own declaration decides; given, it must not split what the
     /// plugin needs together.
     pub key_by: Option<Spanned<Vec<FieldPath>>>,
+    /// The order the operator receives the records of its exchange in: as they arrive
+    /// (default), or sorted by event time once the watermark passes them.
+    pub order: Option<Spanned<RecordOrder>>,
     /// Most linear memory one instance may use.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: ByteSize,
@@ -43,6 +46,19 @@ pub struct OperatorConfig {
     /// Pins the plugin file's SHA-256 (64 hex digits, optionally after `sha256:`): another
     /// file is refused at start, on every watched change and by the admin API.
     pub sha256: Option<Spanned<String>>,
+}
+
+/// The order in which an operator behind an exchange receives its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordOrder {
+    /// As they arrive from the upstream instances: records of one key sent by several
+    /// instances (or sources, or partitions) interleave as timing has it.
+    #[default]
+    Arrival,
+    /// Held until the watermark passes them, then given in event-time order (ties in the
+    /// order of their bytes), so that results do not depend on parallelism or timing.
+    EventTime,
 }
 
 /// An operator's secrets by name: `{ name = { env = "VARIABLE" }, ... }`.

@@ -9,7 +9,7 @@ use sluice_sdk::{Distribution, FieldPath, OperatorInfo};
 use toml::Spanned;
 
 use super::{Graph, NodeId, OperatorNode, Port, Routing, SinkNode};
-use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name, SinkConfig};
+use crate::config::{Diagnostics, InputRef, LoadedPipeline, Name, RecordOrder, SinkConfig};
 use crate::pipeline::OutputReaders;
 
 /// One thing a node reads, as written (or implied by the file's order).
@@ -197,11 +197,15 @@ pub fn build_graph(pipeline: &LoadedPipeline, resolved: &ResolvedInputs, infos: 
     let operators = infos
         .iter()
         .enumerate()
-        .map(|(index, info)| OperatorNode {
-            name: names.operators[index].clone(),
-            inputs: builder.ports(&resolved.operators[index], &infos, &names),
-            side_outputs: info.outputs.clone(),
-            routing: builder.routing(index, info),
+        .map(|(index, info)| {
+            let routing = builder.routing(index, info);
+            OperatorNode {
+                name: names.operators[index].clone(),
+                inputs: builder.ports(&resolved.operators[index], &infos, &names),
+                side_outputs: info.outputs.clone(),
+                event_time_order: builder.event_time_order(index, &routing),
+                routing,
+            }
         })
         .collect();
     let sinks = pipeline
@@ -258,6 +262,29 @@ impl Builder<'_> {
             ports.push(Port { node: reference.node, output });
         }
         ports
+    }
+
+    /// Whether the operator takes its records in event-time order: only behind an exchange,
+    /// where records of a key meet from several instances (a plugin that processes each
+    /// record alone has none, unless `key_by` gives it one).
+    fn event_time_order(&mut self, index: usize, routing: &Routing) -> bool {
+        let operator = self.pipeline.config.operators[index].get_ref();
+        let Some(order) = &operator.order else { return false };
+        if *order.get_ref() == RecordOrder::Arrival {
+            return false;
+        }
+        if *routing == Routing::Any {
+            let name = operator.name.get_ref();
+            self.report(
+                order.span(),
+                format!(
+                    "operator \"{name}\": `order = \"event-time\"` orders the records that meet through a keyed exchange, and its \
+                     plugin processes each record alone (no exchange): remove `order`, or give `key_by` to route records by key"
+                ),
+            );
+            return false;
+        }
+        true
     }
 
     /// The operator's routing: its plugin's declaration, narrowed by `key_by` where given.

@@ -37,6 +37,8 @@ pub struct Stage {
     pub output_targets: Vec<Vec<Vec<Target>>>,
     /// The stage runs one instance: its exchange gathers every record.
     pub single: bool,
+    /// An exchange stage whose operator takes its records in event-time order.
+    pub event_time_order: bool,
 }
 
 /// Where records go from a point of a stage.
@@ -128,11 +130,12 @@ impl Plan {
 /// where each output goes.
 fn stage(graph: &Graph, order: &[usize], exchanges: &[Exchange], entry: Entry) -> Stage {
     let exchange_of = |operator: usize| exchanges.iter().position(|exchange| exchange.operator == operator);
-    let (name, mut members, single) = match entry {
-        Entry::Source(source) => (graph.sources[source].clone(), Vec::new(), false),
+    let (name, mut members, single, event_time_order) = match entry {
+        Entry::Source(source) => (graph.sources[source].clone(), Vec::new(), false, false),
         Entry::Exchange(exchange) => {
-            let operator = exchanges[exchange].operator;
-            (graph.operators[operator].name.clone(), vec![operator], exchanges[exchange].routing == Routing::Single)
+            let operator = &graph.operators[exchanges[exchange].operator];
+            let single = exchanges[exchange].routing == Routing::Single;
+            (operator.name.clone(), vec![exchanges[exchange].operator], single, operator.event_time_order)
         }
     };
     let present = |node: NodeId, members: &[usize]| match (node, entry) {
@@ -159,7 +162,7 @@ fn stage(graph: &Graph, order: &[usize], exchanges: &[Exchange], entry: Entry) -
         Entry::Exchange(_) => Vec::new(),
     };
     let output_targets = members.iter().map(|operator| graph.ports_of(NodeId::Operator(*operator)).map(&targets).collect()).collect();
-    Stage { name, entry, operators: members, entry_targets, output_targets, single }
+    Stage { name, entry, operators: members, entry_targets, output_targets, single, event_time_order }
 }
 
 #[cfg(test)]
@@ -170,7 +173,7 @@ mod tests {
     use crate::graph::{OperatorNode, SinkNode};
 
     fn operator(name: &str, inputs: Vec<Port>, routing: Routing) -> OperatorNode {
-        OperatorNode { name: name.into(), inputs, side_outputs: Vec::new(), routing }
+        OperatorNode { name: name.into(), inputs, side_outputs: Vec::new(), routing, event_time_order: false }
     }
 
     fn main(node: NodeId) -> Port {

@@ -12,11 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use super::event_order::HeldRecord;
 use crate::wasm::State;
 
 /// Version of the stored format. Version 1 (before pipelines were graphs) is read as a task
-/// with one upstream and no exchange.
-const FORMAT: u32 = 2;
+/// with one upstream and no exchange; version 2 has no records held for event-time order.
+const FORMAT: u32 = 3;
 
 /// What a task saves at a barrier.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,6 +33,8 @@ pub struct TaskCheckpoint {
     /// The sequence number of the last record this task sent into a repartition topic.
     pub output_sequence: u64,
     pub operators: Vec<OperatorCheckpoint>,
+    /// Records received but held for event-time order (`order = "event-time"`).
+    pub held: Vec<HeldRecord>,
 }
 
 /// One operator's state in a checkpoint.
@@ -44,9 +47,9 @@ pub struct OperatorCheckpoint {
 }
 
 impl TaskCheckpoint {
-    /// The saved state of operator `name`, if it was checkpointed.
-    pub fn operator_state(&self, name: &str) -> Option<&State> {
-        self.operators.iter().find(|operator| operator.name == name).map(|operator| &operator.state)
+    /// What this checkpoint holds of operator `name`.
+    pub fn operator(&self, name: &str) -> Option<&OperatorCheckpoint> {
+        self.operators.iter().find(|operator| operator.name == name)
     }
 
     /// The stored form: JSON, each operator's opaque state in base64.
@@ -68,6 +71,7 @@ impl TaskCheckpoint {
                     state: base64::engine::general_purpose::STANDARD.encode(&operator.state.bytes),
                 })
                 .collect(),
+            held: self.held.iter().map(StoredHeld::of).collect(),
             written_at_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64),
         };
         // A struct of strings and numbers always serialises.
@@ -91,6 +95,7 @@ impl TaskCheckpoint {
                 Ok(OperatorCheckpoint { name: operator.name, digest: operator.digest, state })
             })
             .collect::<Result<_, String>>()?;
+        let held = stored.held.into_iter().map(StoredHeld::record).collect::<Result<_, String>>()?;
         Ok(TaskCheckpoint {
             next_position: stored.next_position,
             watermark: stored.watermark,
@@ -98,6 +103,7 @@ impl TaskCheckpoint {
             sequences: stored.sequences,
             output_sequence: stored.output_sequence,
             operators,
+            held,
         })
     }
 }
@@ -116,7 +122,45 @@ struct StoredCheckpoint {
     #[serde(default)]
     output_sequence: u64,
     operators: Vec<StoredOperator>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    held: Vec<StoredHeld>,
     written_at_unix_ms: u64,
+}
+
+/// A held record: its bytes in base64.
+#[derive(Serialize, Deserialize)]
+struct StoredHeld {
+    timestamp: i64,
+    input: u32,
+    value: String,
+    key: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+}
+
+impl StoredHeld {
+    fn of(record: &HeldRecord) -> StoredHeld {
+        let text = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        StoredHeld {
+            timestamp: record.timestamp,
+            input: record.input,
+            value: text(&record.value),
+            key: record.key.as_deref().map(text),
+            headers: record.headers.iter().map(|(name, value)| (text(name), text(value))).collect(),
+        }
+    }
+
+    fn record(self) -> Result<HeldRecord, String> {
+        let bytes = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).map_err(|error| format!("a held record: {error}"));
+        let headers = self.headers.iter().map(|(name, value)| Ok((bytes(name)?, bytes(value)?))).collect::<Result<_, String>>()?;
+        Ok(HeldRecord {
+            timestamp: self.timestamp,
+            input: self.input,
+            value: bytes(&self.value)?,
+            key: self.key.as_deref().map(bytes).transpose()?,
+            headers,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,6 +204,13 @@ mod tests {
                 name: "count".into(),
                 digest: "ab".into(),
                 state: State { version: 3, bytes: vec![0, 1, 255] },
+            }],
+            held: vec![HeldRecord {
+                timestamp: -3,
+                value: b"{}".to_vec(),
+                key: Some(vec![0, 255]),
+                headers: vec![(b"h".to_vec(), vec![])],
+                input: 1,
             }],
         };
         assert_eq!(TaskCheckpoint::decode(&checkpoint.encode()).unwrap(), checkpoint);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{OperatorSpec, SwapRequest, SwapStep, TaskMessage};
+use super::{OperatorSpec, StateHandover, SwapRequest, SwapStep, TaskMessage};
 use crate::graph::GraphView;
 use crate::monitor::{Monitor, SwapOutcome};
 use crate::wasm::Plugin;
@@ -48,6 +48,8 @@ pub struct SwapRecord {
     pub stall_ms: f64,
     /// Time from request to the last task's answer.
     pub total_ms: f64,
+    /// Whether the new version was asked to start without the running version's state.
+    pub state_discarded: bool,
 }
 
 /// An operator of the running pipeline, as the admin API shows it.
@@ -95,6 +97,10 @@ struct Versions {
     current: OperatorSpec,
     previous: Option<OperatorSpec>,
     from_files: OperatorSpec,
+    /// The versions (digests) whose state the current version was started without: a task
+    /// started later (a Kafka partition assigned after the swap) discards a checkpoint of
+    /// theirs too.
+    discarded_state_of: Vec<String>,
 }
 
 /// What a restart of the pipeline keeps of the run before it: the versions the admin API
@@ -116,7 +122,10 @@ impl PipelineControl {
         for spec in &operators {
             monitor.metrics.set_version(&pipeline, &spec.name, &spec.plugin.digest().to_string());
         }
-        let operators = operators.into_iter().map(|current| Versions { from_files: current.clone(), current, previous: None }).collect();
+        let operators = operators
+            .into_iter()
+            .map(|current| Versions { from_files: current.clone(), current, previous: None, discarded_state_of: Vec::new() })
+            .collect();
         PipelineControl {
             state: Arc::new(ControlState {
                 monitor,
@@ -200,6 +209,14 @@ impl PipelineControl {
         })
     }
 
+    /// Whether a checkpoint of `operator` written by version `digest` holds state the running
+    /// version was swapped in without (`StateHandover::Discard`), so a task starts without it.
+    pub fn state_discarded(&self, operator: &str, digest: &str) -> bool {
+        lock(&self.state.operators)
+            .iter()
+            .any(|versions| &*versions.current.name == operator && versions.discarded_state_of.iter().any(|discarded| discarded == digest))
+    }
+
     /// What a restart should keep of this run: the versions swapped in through the admin API
     /// and the swap history.
     pub fn carried_over(&self) -> CarriedOver {
@@ -267,7 +284,18 @@ impl PipelineControl {
     /// Replaces `operator`'s plugin (compiled already) and, if given, its configuration (a
     /// JSON object; the operator's granted files and secrets are kept, and cannot be given here).
     pub fn swap(&self, operator: &str, plugin: Arc<Plugin>, config_json: Option<String>) -> Result<SwapRecord, SwapError> {
-        self.change(operator, Origin::Admin, |versions| {
+        self.swap_with(operator, plugin, config_json, StateHandover::Carry)
+    }
+
+    /// `swap`, carrying the running version's state over or discarding it.
+    pub fn swap_with(
+        &self,
+        operator: &str,
+        plugin: Arc<Plugin>,
+        config_json: Option<String>,
+        handover: StateHandover,
+    ) -> Result<SwapRecord, SwapError> {
+        self.change(operator, Origin::Admin, handover, |versions| {
             let current = &versions.current;
             let config_json = match config_json {
                 Some(config) => with_granted_files_and_secrets(&config, &current.config_json)?,
@@ -292,6 +320,7 @@ impl PipelineControl {
             refused: Some(reason.to_owned()),
             stall_ms: 0.0,
             total_ms: 0.0,
+            state_discarded: false,
         };
         self.remember(&record);
     }
@@ -300,12 +329,18 @@ impl PipelineControl {
     /// The files' version: what the watcher compares the files with from now on.
     pub fn swap_spec(&self, spec: OperatorSpec) -> Result<SwapRecord, SwapError> {
         let operator = spec.name.to_string();
-        self.change(&operator, Origin::Files, |_| Ok(spec))
+        self.change(&operator, Origin::Files, StateHandover::Carry, |_| Ok(spec))
     }
 
     /// Returns `operator` to its previous version (kept compiled).
     pub fn rollback(&self, operator: &str) -> Result<SwapRecord, SwapError> {
-        self.change(operator, Origin::Admin, |versions| {
+        self.rollback_with(operator, StateHandover::Carry)
+    }
+
+    /// `rollback`, carrying the running version's state over or discarding it (a stateless
+    /// previous version refuses the state of a stateful one).
+    pub fn rollback_with(&self, operator: &str, handover: StateHandover) -> Result<SwapRecord, SwapError> {
+        self.change(operator, Origin::Admin, handover, |versions| {
             let previous = versions.previous.clone().ok_or_else(|| SwapError::NothingToRollBack(operator.to_owned()))?;
             // The pipeline file's pin now holds, whatever it was then.
             Ok(OperatorSpec { pinned: versions.current.pinned, ..previous })
@@ -317,6 +352,7 @@ impl PipelineControl {
         &self,
         operator: &str,
         origin: Origin,
+        handover: StateHandover,
         choose: impl FnOnce(&Versions) -> Result<OperatorSpec, SwapError>,
     ) -> Result<SwapRecord, SwapError> {
         let _one_at_a_time = lock(&self.state.swapping);
@@ -335,7 +371,7 @@ impl PipelineControl {
         let applied =
             pinned(&replacement).and_then(|()| declared(&mut replacement)).and_then(|()| match current.rewiring_needed_by(&replacement) {
                 Some(reason) => Err(SwapError::Refused(reason)),
-                None => self.apply(operator, &replacement),
+                None => self.apply(operator, &replacement, handover),
             });
         let record = SwapRecord {
             at_unix_ms: unix_millis(),
@@ -345,6 +381,7 @@ impl PipelineControl {
             refused: applied.as_ref().err().map(ToString::to_string),
             stall_ms: applied.as_ref().map_or(0.0, |stall| stall.as_secs_f64() * 1e3),
             total_ms: requested.elapsed().as_secs_f64() * 1e3,
+            state_discarded: handover == StateHandover::Discard,
         };
         self.remember(&record);
         applied?;
@@ -354,6 +391,12 @@ impl PipelineControl {
                 versions.from_files = replacement.clone();
             }
             let previous = std::mem::replace(&mut versions.current, replacement);
+            if handover == StateHandover::Discard {
+                versions.discarded_state_of.push(previous.plugin.digest().to_string());
+            }
+            // A version's own checkpoints are its state, whatever an earlier swap discarded.
+            let running = versions.current.plugin.digest().to_string();
+            versions.discarded_state_of.retain(|discarded| *discarded != running);
             versions.previous = Some(previous);
         }
         Ok(record)
@@ -361,12 +404,12 @@ impl PipelineControl {
 
     /// Prepares the swap in every running task, then lets all switch, or none. Returns the
     /// longest time a task's records waited.
-    fn apply(&self, operator: &str, spec: &OperatorSpec) -> Result<Duration, SwapError> {
+    fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> Result<Duration, SwapError> {
         let mut ready = Vec::new();
         let mut refusal = None;
         let tasks: Vec<SyncSender<TaskMessage>> = lock(&self.state.tasks).iter().map(|(_, input)| input.clone()).collect();
         for task in &tasks {
-            let Some(prepared) = Prepared::request(task, operator, spec.clone()) else { continue };
+            let Some(prepared) = Prepared::request(task, operator, spec.clone(), handover) else { continue };
             match prepared.outcome {
                 Ok(()) => ready.push(prepared),
                 Err(ref reason) => {
@@ -398,7 +441,14 @@ impl PipelineControl {
         self.state.monitor.metrics.swap(&self.state.pipeline, &record.operator, outcome);
         match &record.refused {
             None => {
-                tracing::info!(operator = %record.operator, from = %record.old_digest, to = %record.new_digest, stall_ms = record.stall_ms, "operator swapped")
+                tracing::info!(
+                    operator = %record.operator,
+                    from = %record.old_digest,
+                    to = %record.new_digest,
+                    stall_ms = record.stall_ms,
+                    state_discarded = record.state_discarded,
+                    "operator swapped"
+                )
             }
             Some(reason) => tracing::warn!(operator = %record.operator, to = %record.new_digest, "swap refused: {reason}"),
         }
@@ -477,10 +527,11 @@ struct Prepared {
 
 impl Prepared {
     /// Asks one task to prepare the swap; `None` if the task has finished.
-    fn request(task: &SyncSender<TaskMessage>, operator: &str, spec: OperatorSpec) -> Option<Prepared> {
+    fn request(task: &SyncSender<TaskMessage>, operator: &str, spec: OperatorSpec, handover: StateHandover) -> Option<Prepared> {
         let (reply, steps) = mpsc::channel();
         let (decision, decided) = mpsc::channel();
-        task.send(TaskMessage::Swap(Box::new(SwapRequest { operator: operator.to_owned(), spec, reply, decision: decided }))).ok()?;
+        let request = SwapRequest { operator: operator.to_owned(), spec, handover, reply, decision: decided };
+        task.send(TaskMessage::Swap(Box::new(request))).ok()?;
         // A task that ends before reaching the request drops it, and with it the reply sender.
         match steps.recv().ok()? {
             SwapStep::Prepared(outcome) => Some(Prepared { outcome, steps, decision }),

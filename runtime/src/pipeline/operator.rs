@@ -163,12 +163,22 @@ impl OperatorSpec {
         }
         if old.distribution != new.distribution {
             return Some(format!(
-                "the new version spreads records over instances as {:?} where the running one does as {:?}: the pipeline must be \
-                 restarted (change the pipeline file)",
-                new.distribution, old.distribution
+                "the new version takes its records {} where the running one takes them {}: the pipeline must be restarted \
+                 (change the pipeline file)",
+                distribution_in_words(&new.distribution),
+                distribution_in_words(&old.distribution)
             ));
         }
         None
+    }
+}
+
+/// A distribution as the documentation says it.
+fn distribution_in_words(distribution: &sluice_sdk::Distribution) -> String {
+    match distribution {
+        sluice_sdk::Distribution::Any => "in any instance".into(),
+        sluice_sdk::Distribution::Single => "in a single instance".into(),
+        sluice_sdk::Distribution::Key(fields) => format!("by key ({})", fields.join(", ")),
     }
 }
 
@@ -183,6 +193,18 @@ pub struct Operator {
     disabled_because: Option<String>,
     /// This instance's metrics (none when metrics are off).
     metrics: Option<monitor::OperatorMetrics>,
+}
+
+/// What a swap does with the running version's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateHandover {
+    /// The new version restores the running version's state (the default).
+    #[default]
+    Carry,
+    /// The new version starts without state, as at a first start: what the running version
+    /// holds (open windows, models, counts) is dropped. For a version that cannot read that
+    /// state, such as the stateless version a stateful one replaced.
+    Discard,
 }
 
 impl Operator {
@@ -218,18 +240,28 @@ impl Operator {
     }
 
     /// Prepares a replacement with another plugin version or configuration, carrying the
-    /// state over: snapshot this instance, start the new one with `init` and `restore`. This
+    /// state over (snapshot this instance, start the new one with `init` and `restore`), or,
+    /// when told to discard it, starting the new one with `init` alone. This
     /// operator stays as it was (a failed snapshot recovers it); the caller switches. A disabled
     /// operator hands over its last good snapshot, so a fixed version brings it back.
     /// The refusal names the side (running or new version) and the step that failed.
-    pub fn prepare_swap(&mut self, spec: OperatorSpec) -> Result<Operator, String> {
+    pub fn prepare_swap(&mut self, spec: OperatorSpec, handover: StateHandover) -> Result<Operator, String> {
         if let Some(reason) = self.spec.rewiring_needed_by(&spec) {
             return Err(reason);
+        }
+        if handover == StateHandover::Discard {
+            return Operator::start(spec, None).map_err(|error| format!("the new version could not start: {error}"));
         }
         let state = self
             .checkpoint_state()
             .map_err(|failure| format!("the running version could not hand over its state: snapshot failed: {failure}"))?;
-        Operator::start(spec, Some(state)).map_err(|error| format!("the new version could not start: {error}"))
+        Operator::start(spec, Some(state)).map_err(|error| match error {
+            OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => format!(
+                "the new version could not start: {error} (to start it without the running version's state, losing what that \
+                 holds, swap with `--discard-state`, `?state=discard` in the API)"
+            ),
+            error => format!("the new version could not start: {error}"),
+        })
     }
 
     /// The state to carry over (checkpoint, swap): a fresh snapshot, or a disabled operator's
@@ -512,6 +544,9 @@ fn build(spec: &OperatorSpec, state: Option<&State>) -> Result<(PluginInstance, 
             spec.info
         )));
     }
+    // Version 0 without bytes is what a stateless version snapshots: nothing to restore, so a
+    // version with state can replace it whatever its own `restore` makes of that.
+    let state = state.filter(|state| !(state.version == 0 && state.bytes.is_empty()));
     let base = match state {
         Some(state) => {
             instance

@@ -11,8 +11,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
+use super::event_order::{EventTimeOrder, HeldRecord};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
-use super::operator::{DeadRecord, Operator, OperatorSpec};
+use super::operator::{DeadRecord, Operator, OperatorSpec, StateHandover};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
@@ -108,6 +109,7 @@ impl fmt::Display for TaskOrigin {
 pub struct SwapRequest {
     pub operator: String,
     pub spec: OperatorSpec,
+    pub handover: StateHandover,
     pub reply: Sender<SwapStep>,
     pub decision: Receiver<bool>,
 }
@@ -253,6 +255,8 @@ pub struct TaskParts {
     pub watermark: Option<i64>,
     /// The sequence number of the last record sent into a repartition topic.
     pub output_sequence: u64,
+    /// Records a checkpoint held for event-time order.
+    pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
     pub metrics: Option<TaskMetrics>,
     pub source_flow: Option<Flow>,
@@ -277,6 +281,9 @@ pub struct Task {
     stats: TaskStats,
     metrics: Option<TaskMetrics>,
     source_flow: Option<Flow>,
+    /// Behind an exchange whose operator takes event-time order (or with records a checkpoint
+    /// held for it): the records waiting for the watermark.
+    event_order: Option<EventTimeOrder>,
     /// Time spent blocked on full output queues while handling the current message.
     blocked: Duration,
     /// The source the current batch's positions are in: the stage's own, or, behind an
@@ -298,7 +305,10 @@ impl Task {
     pub fn new(parts: TaskParts) -> Task {
         let reads_source = matches!(parts.stage.entry, Entry::Source(_));
         let stats = TaskStats { source: parts.origin.to_string(), reads_source, ..TaskStats::default() };
+        let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
+        let event_order = (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held));
         Task {
+            event_order,
             stage: parts.stage,
             operators: parts.operators,
             upstreams: parts.upstreams,
@@ -493,6 +503,7 @@ impl Task {
             sequences,
             output_sequence: self.output_sequence,
             operators,
+            held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };
         let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
         match saved {
@@ -553,7 +564,7 @@ impl Task {
             let _ = request.reply.send(SwapStep::NotHere);
             return;
         };
-        let prepared = self.operators[index].prepare_swap(request.spec);
+        let prepared = self.operators[index].prepare_swap(request.spec, request.handover);
         let ready = prepared.as_ref().map(drop).map_err(Clone::clone);
         // The requester may have given up; a missing decision means "keep the old one".
         let _ = request.reply.send(SwapStep::Prepared(ready));
@@ -594,8 +605,29 @@ impl Task {
         let entry = shared.as_deref().map(|records| EntryRecords { records, positions: &positions });
         match stage.entry {
             Entry::Source(_) => self.deliver(Records::Whole(records), &stage.entry_targets, lineage, entry),
+            Entry::Exchange(_) if stage.event_time_order => self.hold_for_order(input, &records),
             Entry::Exchange(_) => self.deliver(Records::Whole(records), &[Target::Operator { position: 0, input }], lineage, entry),
         }
+    }
+
+    /// Behind an exchange with event-time order: holds the records until the watermark passes
+    /// them, and gives the late ones (and, past the memory bound, the earliest held) at once.
+    fn hold_for_order(&mut self, input: u32, records: &Batch) -> Result<(), TaskError> {
+        let Some(order) = self.event_order.as_mut() else { return Ok(()) };
+        let late = order.hold(input, records, self.watermark);
+        let overflow = order.release_overflow();
+        if !late.is_empty() {
+            self.deliver(Records::Whole(Arc::new(late)), &[Target::Operator { position: 0, input }], Lineage::Unknown, None)?;
+        }
+        self.give_released(overflow)
+    }
+
+    /// Gives held records, in order, to the stage's first operator.
+    fn give_released(&mut self, released: Vec<(u32, Batch)>) -> Result<(), TaskError> {
+        for (input, batch) in released {
+            self.deliver(Records::Whole(Arc::new(batch)), &[Target::Operator { position: 0, input }], Lineage::Unknown, None)?;
+        }
+        Ok(())
     }
 
     /// Behind a repartition topic: drops records an upstream sent again after a restart
@@ -777,6 +809,9 @@ impl Task {
         self.watermark = Some(watermark);
         if let Some(metrics) = &mut self.metrics {
             metrics.watermark(watermark, crate::event_time::now_millis());
+        }
+        if let Some(released) = self.event_order.as_mut().map(|order| order.release(watermark)) {
+            self.give_released(released)?;
         }
         for position in 0..self.operators.len() {
             let emitted = self.operators[position].on_watermark(watermark);

@@ -143,7 +143,10 @@ impl TaskFactory {
                 .map(|operator| {
                     let spec = specs[*operator].clone();
                     let name = spec.name.to_string();
-                    let state = restored.and_then(|checkpoint| checkpoint.operator_state(&name)).cloned();
+                    let state = restored
+                        .and_then(|checkpoint| checkpoint.operator(&name))
+                        .filter(|saved| !self.control.state_discarded(&name, &saved.digest))
+                        .map(|saved| saved.state.clone());
                     let mut started =
                         Operator::start(spec, state).map_err(|error| TaskStartError::Operator { operator: name.clone(), error })?;
                     started.observe(metrics.operator(pipeline, &name, &task, started.spec().limits.memory));
@@ -167,6 +170,7 @@ impl TaskFactory {
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 output_sequence: restored.map_or(0, |checkpoint| checkpoint.output_sequence),
+                held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
             };
@@ -275,7 +279,7 @@ mod tests {
     use super::*;
 
     fn stage(entry: Entry, operators: Vec<usize>, entry_targets: Vec<Target>) -> Stage {
-        Stage { name: "s".into(), entry, operators, entry_targets, output_targets: Vec::new(), single: false }
+        Stage { name: "s".into(), entry, operators, entry_targets, output_targets: Vec::new(), single: false, event_time_order: false }
     }
 
     #[test]

@@ -73,6 +73,8 @@ invalid_cases! {
     mistake_inside_a_typed_table => "mistake-inside-a-typed-table",
     not_utf8 => "not-utf8",
     old_plugin_version => "old-plugin-version",
+    order_unknown => "order-unknown",
+    order_without_exchange => "order-without-exchange",
     output_aliases_input => "output-aliases-input",
     output_directory_missing => "output-directory-missing",
     outputs_share_a_path => "outputs-share-a-path",

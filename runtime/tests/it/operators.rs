@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice::pipeline::{Operator, OperatorSpec, OutputReaders};
+use sluice::pipeline::{Operator, OperatorSpec, OutputReaders, StateHandover};
 use sluice::wasm::{Batch, InstanceLimits};
 
 use crate::support::{Scratch, plugin, registry, run};
@@ -229,7 +229,7 @@ fn a_swap_refused_by_the_running_versions_snapshot_names_that_side_and_step() {
     let misbehave = registry().load(&plugin("misbehave")).expect("plugin loads");
     let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
     let replacement = OperatorSpec::new("misbehave", misbehave, "{}".into(), vec!["input".into()], limits).expect("spec");
-    let refused = running.prepare_swap(replacement).err().expect("the swap is refused");
+    let refused = running.prepare_swap(replacement, StateHandover::Carry).err().expect("the swap is refused");
     assert!(
         refused.starts_with("the running version could not hand over its state: snapshot failed: plugin trapped")
             && refused.contains("snapshot traps after 1 records"),
@@ -238,7 +238,7 @@ fn a_swap_refused_by_the_running_versions_snapshot_names_that_side_and_step() {
     let broken = registry().load(&plugin("broken-restore")).expect("plugin loads");
     let replacement = OperatorSpec::new("misbehave", broken, "{}".into(), vec!["input".into()], limits).expect("spec");
     let mut fine = start("misbehave", &json!({}), None);
-    let refused = fine.prepare_swap(replacement).err().expect("the swap is refused");
+    let refused = fine.prepare_swap(replacement, StateHandover::Carry).err().expect("the swap is refused");
     assert!(refused.starts_with("the new version could not start: restore failed: plugin trapped"), "{refused}");
 }
 

@@ -87,6 +87,76 @@ fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_wit
     assert_eq!(duplicates, 0, "results written twice after kills");
 }
 
+/// 120,000 generated clicks at 30,000 per second through a stateless stage to a moving
+/// average over each user's last three prices in event-time order: the records held for that
+/// order when a run stops are in its checkpoint.
+const ORDERED_PIPELINE: &str = r#"
+[pipeline]
+name = "ordered"
+checkpoint_interval = "100ms"
+out_of_orderness = "1s"
+parallelism = 2
+{state_dir}
+
+[[sources]]
+type = "generator"
+count = 120000
+rate = 30000
+users = 20
+
+[[operators]]
+name = "priced"
+plugin = "{plugins}/filter.wasm"
+config = { field = "price", op = "exists" }
+
+[[operators]]
+name = "trend"
+plugin = "{plugins}/moving-average.wasm"
+order = "event-time"
+config = { field = "price", group_by = ["user_id"], averages = [{ type = "simple", records = 3, as = "sma" }] }
+"#;
+
+/// Each output record's average by event id.
+fn averages_by_event(scratch: &Scratch) -> BTreeMap<u64, f64> {
+    let records = scratch.json_lines("out.jsonl");
+    let averages: BTreeMap<u64, f64> =
+        records.iter().map(|record| (record["event_id"].as_u64().expect("event_id"), record["sma"].as_f64().expect("sma"))).collect();
+    assert_eq!(averages.len(), records.len(), "each event once");
+    averages
+}
+
+#[test]
+fn records_held_for_event_time_order_survive_a_stop_and_a_kill_9() {
+    let _serial = crate::broker::one_at_a_time();
+    let reference = Scratch::new();
+    let unpaced = ORDERED_PIPELINE.replace("{state_dir}", "").replace("rate = 30000\n", "");
+    run(&reference.pipeline_to_files(&unpaced)).expect("uninterrupted run");
+    let expected = averages_by_event(&reference);
+    assert_eq!(expected.len(), 120_000);
+
+    let scratch = Scratch::new();
+    let pipeline = scratch.pipeline_to_files(&ORDERED_PIPELINE.replace("{state_dir}", r#"state_dir = "state""#));
+    let checkpoint = scratch.path("state/ordered/checkpoint.json");
+    let saved = || std::fs::metadata(&checkpoint).and_then(|metadata| metadata.modified()).ok();
+    for round in 0..2 {
+        let before = saved();
+        let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, &format!("run-{round}.log"));
+        crate::broker::wait_for(Duration::from_secs(60), "a checkpoint of this run", || saved().is_some_and(|at| Some(at) != before));
+        assert!(sluice.is_running(), "round {round} still running:\n{}", sluice.log_text());
+        if round == 0 {
+            assert!(sluice.terminate(Duration::from_secs(20)), "SIGTERM drains:\n{}", sluice.log_text());
+            let stored = std::fs::read_to_string(&checkpoint).expect("checkpoint");
+            assert!(stored.contains("\"held\""), "a stop holds records for event-time order: {stored:.300}");
+        } else {
+            sluice.kill();
+        }
+    }
+    let mut last = SluiceProcess::start(scratch.dir.path(), &pipeline, "run-last.log");
+    crate::broker::wait_for(Duration::from_secs(60), "the last run to finish", || !last.is_running());
+    assert!(last.log_text().contains("resuming from a checkpoint"), "{}", last.log_text());
+    assert_eq!(averages_by_event(&scratch), expected, "the same averages as an uninterrupted run");
+}
+
 const FILE_PIPELINE: &str = r#"
 [pipeline]
 name = "lines"

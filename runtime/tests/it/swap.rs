@@ -285,6 +285,59 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     assert_counted_once(&records, records.len() as u64);
 }
 
+/// A version that cannot read the running state is refused; `--discard-state` starts it
+/// without that state, and the admin API records that it did.
+#[test]
+fn a_swap_that_discards_the_state_starts_a_version_that_cannot_read_it() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 4_000);
+    let run = run_with_admin(&path, &["--no-watch"]);
+    run.wait_for_pipeline("swapping");
+    let admin = run.address.clone();
+    let swap = |args: &[&str]| {
+        let mut command = vec!["swap", "--admin", &admin, "--pipeline", "swapping", "--operator", "counter"];
+        command.extend_from_slice(args);
+        crate::support::sluice(scratch.dir.path(), &command)
+    };
+    let stateful = swap(&[&plugin("counter-v2").display().to_string()]);
+    assert!(stateful.status.success(), "{}", String::from_utf8_lossy(&stateful.stderr));
+    let misbehave = plugin("misbehave").display().to_string();
+    let refused = swap(&[&misbehave]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot read state version 2"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let discarded = swap(&["--discard-state", &misbehave]);
+    assert!(discarded.status.success(), "{}", String::from_utf8_lossy(&discarded.stderr));
+    assert!(String::from_utf8_lossy(&discarded.stdout).contains("the new version started without state"));
+    let bad_query = ureq::post(format!("http://{admin}/pipelines/swapping/operators/counter/rollback?state=maybe"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .expect("an answer");
+    assert_eq!(bad_query.status(), 400);
+    let history: Value = serde_json::from_str(
+        &ureq::get(format!("http://{admin}/pipelines/swapping/swaps")).call().expect("history").body_mut().read_to_string().expect("body"),
+    )
+    .expect("JSON");
+    let outcomes: Vec<(bool, bool)> = history
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|record| (record["refused"].is_string(), record["state_discarded"] == Value::Bool(true)))
+        .collect();
+    assert_eq!(outcomes, vec![(false, false), (true, false), (false, true)], "swap, refusal, swap without the state");
+    let output = run.child.interrupt_and_wait();
+    let stderr = run.stderr.lock().expect("log").clone();
+    assert!(output.status.success(), "{stderr}");
+    let records = scratch.json_lines("out.jsonl");
+    assert!(stderr.contains(&format!("{} records in, {} out", records.len(), records.len())), "{stderr}");
+    assert!(records.last().is_some_and(|record| record.get("total").is_none()), "the stateless version runs last");
+}
+
 /// A self-signed certificate for 127.0.0.1 and its key, as PEM files in `scratch`.
 fn self_signed_certificate(scratch: &Scratch) -> (PathBuf, PathBuf) {
     use openssl::asn1::Asn1Time;

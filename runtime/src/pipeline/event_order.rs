@@ -1,0 +1,214 @@
+//! Records held back until the watermark passes them, then given in event-time order: what an
+//! operator with `order = "event-time"` receives behind its exchange, so that its results do not
+//! depend on how the records of a key interleave from several upstream instances, sources or
+//! partitions (which parallelism and timing decide).
+//!
+//! Ties in event time are broken by the records' bytes (value, key, headers, then the input),
+//! never by arrival, so the order is a function of the records alone. A record that arrives
+//! behind the watermark (late) cannot be put in order any more: it is given at once, as
+//! without ordering. The held records are part of the task's checkpoint.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::wasm::Batch;
+
+/// Most bytes of records one task holds: past it, the earliest are given before the watermark
+/// passes them (and a warning says that order may suffer), so that a watermark held back by an
+/// idle upstream cannot exhaust memory.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
+
+/// Released records are given in batches of at most this many records and bytes.
+const RELEASE_RECORDS: usize = 1024;
+const RELEASE_BYTES: usize = 1 << 20;
+
+/// A record held for its turn, with the operator input it is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeldRecord {
+    pub timestamp: i64,
+    pub value: Vec<u8>,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub input: u32,
+}
+
+impl HeldRecord {
+    fn weight(&self) -> usize {
+        self.value.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.headers.iter().map(|(name, value)| name.len() + value.len()).sum::<usize>()
+            + 64
+    }
+}
+
+/// The records one task holds, earliest first.
+#[derive(Debug, Default)]
+pub struct EventTimeOrder {
+    held: BinaryHeap<Reverse<HeldRecord>>,
+    bytes: usize,
+    warned: bool,
+}
+
+impl EventTimeOrder {
+    /// Holds the records a checkpoint held.
+    pub fn restored(held: Vec<HeldRecord>) -> EventTimeOrder {
+        let mut order = EventTimeOrder::default();
+        for record in held {
+            order.bytes += record.weight();
+            order.held.push(Reverse(record));
+        }
+        order
+    }
+
+    /// Holds the records of `batch` (for `input`) that the watermark has not passed; returns
+    /// the others (late), in arrival order, to be given at once.
+    pub fn hold(&mut self, input: u32, batch: &Batch, watermark: Option<i64>) -> Batch {
+        let mut late = Batch::new();
+        for record in batch.iter() {
+            if watermark.is_some_and(|watermark| record.timestamp() <= watermark) {
+                late.push_record(record);
+                continue;
+            }
+            let held = HeldRecord {
+                timestamp: record.timestamp(),
+                value: record.value().to_vec(),
+                key: record.key().map(<[u8]>::to_vec),
+                headers: record.headers().map(|(name, value)| (name.to_vec(), value.to_vec())).collect(),
+                input,
+            };
+            self.bytes += held.weight();
+            self.held.push(Reverse(held));
+        }
+        late
+    }
+
+    /// The held records the watermark has passed, in order, as batches of one input each.
+    pub fn release(&mut self, watermark: i64) -> Vec<(u32, Batch)> {
+        self.release_while(|held, _| held.timestamp <= watermark)
+    }
+
+    /// Past `MAX_HELD_BYTES`, the earliest records, until half of it is held.
+    pub fn release_overflow(&mut self) -> Vec<(u32, Batch)> {
+        if self.bytes <= MAX_HELD_BYTES {
+            return Vec::new();
+        }
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                held_bytes = self.bytes,
+                "records held for event-time order exceed {} MiB (an upstream's watermark stays behind): the earliest are \
+                 given before the watermark passes them, and a later record may come before them",
+                MAX_HELD_BYTES >> 20
+            );
+        }
+        self.release_while(|_, bytes| bytes > MAX_HELD_BYTES / 2)
+    }
+
+    /// What a checkpoint keeps: every held record, earliest first.
+    pub fn snapshot(&self) -> Vec<HeldRecord> {
+        let mut held: Vec<HeldRecord> = self.held.iter().map(|Reverse(record)| record.clone()).collect();
+        held.sort();
+        held
+    }
+
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    fn release_while(&mut self, mut more: impl FnMut(&HeldRecord, usize) -> bool) -> Vec<(u32, Batch)> {
+        let mut released: Vec<(u32, Batch)> = Vec::new();
+        let mut bytes_in_last = 0;
+        while let Some(Reverse(next)) = self.held.peek() {
+            if !more(next, self.bytes) {
+                break;
+            }
+            let Some(Reverse(record)) = self.held.pop() else { break };
+            let weight = record.weight();
+            self.bytes -= weight;
+            let full = released.last().is_none_or(|(input, batch)| {
+                *input != record.input || batch.len() >= RELEASE_RECORDS || bytes_in_last + weight > RELEASE_BYTES
+            });
+            if full {
+                released.push((record.input, Batch::new()));
+                bytes_in_last = 0;
+            }
+            bytes_in_last += weight;
+            if let Some((_, batch)) = released.last_mut() {
+                let headers = record.headers.iter().map(|(name, value)| (&name[..], &value[..]));
+                batch.push(record.key.as_deref(), &record.value, record.timestamp, headers);
+            }
+        }
+        released
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(records: &[(i64, &str)]) -> Batch {
+        let mut batch = Batch::new();
+        for (timestamp, value) in records {
+            batch.push(None, value.as_bytes(), *timestamp, []);
+        }
+        batch
+    }
+
+    fn values(released: &[(u32, Batch)]) -> Vec<(u32, String)> {
+        released
+            .iter()
+            .flat_map(|(input, batch)| batch.iter().map(move |record| (*input, String::from_utf8_lossy(record.value()).into_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn records_come_out_in_event_time_order_once_the_watermark_passes_them_whatever_their_arrival() {
+        let mut one = EventTimeOrder::default();
+        let mut other = EventTimeOrder::default();
+        let records = [(5, "e"), (1, "b"), (3, "d"), (1, "a"), (2, "c")];
+        assert!(one.hold(0, &batch(&records), None).is_empty());
+        for record in records.iter().rev() {
+            assert!(other.hold(0, &batch(&[*record]), None).is_empty());
+        }
+        for order in [&mut one, &mut other] {
+            assert_eq!(values(&order.release(2)), vec![(0, "a".into()), (0, "b".into()), (0, "c".into())]);
+            assert_eq!(order.len(), 2);
+            assert_eq!(values(&order.release(i64::MAX)), vec![(0, "d".into()), (0, "e".into())]);
+            assert!(order.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_late_record_is_given_at_once_and_inputs_stay_apart() {
+        let mut order = EventTimeOrder::default();
+        let late = order.hold(0, &batch(&[(1, "late"), (9, "held")]), Some(4));
+        assert_eq!(late.len(), 1);
+        assert!(order.hold(1, &batch(&[(7, "right")]), Some(4)).is_empty());
+        assert_eq!(values(&order.release(10)), vec![(1, "right".into()), (0, "held".into())]);
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_what_is_held() {
+        let mut order = EventTimeOrder::default();
+        order.hold(0, &batch(&[(3, "c"), (1, "a")]), None);
+        let mut restored = EventTimeOrder::restored(order.snapshot());
+        assert_eq!(values(&restored.release(i64::MAX)), values(&order.release(i64::MAX)));
+    }
+
+    #[test]
+    fn past_the_byte_limit_the_earliest_are_given_early() {
+        let mut order = EventTimeOrder::default();
+        let large = "x".repeat(1 << 20);
+        for timestamp in 0..300 {
+            order.hold(0, &batch(&[(timestamp, &large)]), None);
+        }
+        let released: usize = order.release_overflow().iter().map(|(_, batch)| batch.len()).sum();
+        assert!(released > 100, "{released}");
+        assert!(order.bytes <= MAX_HELD_BYTES / 2);
+        assert!(order.release_overflow().is_empty());
+    }
+}
