@@ -1,6 +1,6 @@
 //! The second pass over a parsed pipeline file: checks that need the whole picture.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -199,7 +199,32 @@ impl Problems<'_> {
                 self.report(span.clone(), format!("{what}: {problem}"));
             }
         }
+        if kafka.topics.contains(&kafka.checkpoint_topic()) {
+            let topic = kafka.checkpoint_topic();
+            self.report(
+                span.clone(),
+                format!("{what}: topic \"{topic}\" is the pipeline's checkpoint topic, which holds operator state, not records"),
+            );
+        }
+        if kafka.group.as_deref().is_some_and(|group| group.trim().is_empty()) {
+            let at = self.key_in(&span, "group");
+            self.report(at, format!("{what}: `group` is empty: name the consumer group, or leave `group` out for the pipeline's name"));
+        }
         self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES);
+    }
+
+    /// The Kafka source that reads `topic` (by name or pattern) on `brokers`, if one does.
+    fn kafka_source_reading(&self, brokers: &str, topic: &str) -> Option<String> {
+        let same_brokers = |other: &str| !broker_set(other).is_empty() && broker_set(other) == broker_set(brokers);
+        self.pipeline.config.sources.iter().find_map(|source| match source.get_ref() {
+            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers) => {
+                let by_name = kafka.topics.iter().any(|read| read == topic);
+                let by_pattern =
+                    kafka.pattern.as_deref().and_then(|pattern| topic_pattern(pattern).ok()).is_some_and(|pattern| pattern.is_match(topic));
+                (by_name || by_pattern).then(|| source.get_ref().name())
+            }
+            _ => None,
+        })
     }
 
     /// Where `key` of the table at `table` is written, or the table when it is not found.
@@ -232,6 +257,15 @@ impl Problems<'_> {
     fn check_kafka_sink(&mut self, span: Range<usize>, what: &str, brokers: &str, topic: &str, properties: &KafkaProperties) {
         if let Some(problem) = topic_name_problem(topic) {
             self.report(span.clone(), format!("{what}: {problem}"));
+        }
+        if let Some(source) = self.kafka_source_reading(brokers, topic) {
+            self.report(
+                span.clone(),
+                format!(
+                    "{what}: topic \"{topic}\" is read by source \"{source}\" on the same brokers: every record written would be \
+                     read again, for ever; write to another topic"
+                ),
+            );
         }
         self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES);
     }
@@ -553,6 +587,11 @@ fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_r
         Ok(metadata) if !metadata.is_file() => Some(format!("{path_text} is not a regular file{other_remedy}")),
         Ok(_) => None,
     }
+}
+
+/// The brokers of a `brokers` list, as a set.
+fn broker_set(list: &str) -> BTreeSet<&str> {
+    list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).collect()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
 
 use super::{StartError, Worker, spawn};
 use crate::config::LoadedPipeline;
@@ -119,25 +119,70 @@ pub fn start_dead_letters(
 /// that no saved progress passes records that were not written.
 fn write_sink(mut sink: Sink, queue: Receiver<SinkMessage>, stop: &StopSignal) -> Result<(), SinkError> {
     let mut reader = Reader::Present;
-    for message in queue {
+    let mut flushes = Flushes::default();
+    while let Some(message) = flushes.next(&queue) {
         match message {
-            SinkMessage::Batch(batch) if reader == Reader::Present => reader = reader_after(sink.write(&batch), &sink, stop)?,
-            SinkMessage::Batch(_) => {}
-            SinkMessage::Flush(done) => {
+            Some(SinkMessage::Batch(batch)) if reader == Reader::Present => reader = reader_after(sink.write(&batch), &sink, stop)?,
+            Some(SinkMessage::Batch(_)) => {}
+            Some(SinkMessage::Flush(done)) => flushes.ask(done),
+            None => {
                 if reader == Reader::Present {
                     reader = reader_after(sink.flush(), &sink, stop)?;
                 }
                 // Records taken but not written are not durable: a checkpoint that waits for them
                 // fails (no progress past them is saved), as it did when the sink failed.
-                if reader == Reader::Present {
-                    let _ = done.send(());
-                }
+                flushes.answer(reader == Reader::Present);
             }
         }
     }
     match reader {
         Reader::Present => reader_after(sink.flush(), &sink, stop).map(drop),
         Reader::Gone => Ok(()),
+    }
+}
+
+/// Flush requests (one per task at each checkpoint) answered together: each request asks that
+/// what its task sent before it be durable, so one flush once the queue has run dry (or after
+/// `FLUSH_AFTER` more messages) answers every request taken so far. A flush per request made a
+/// hundred partition tasks wait for a hundred flushes of one producer, one after the other.
+#[derive(Default)]
+struct Flushes {
+    waiting: Vec<Sender<()>>,
+    taken_since: usize,
+}
+
+const FLUSH_AFTER: usize = 256;
+
+impl Flushes {
+    /// The next message; `Some(None)` when the waiting requests are due (flush, then
+    /// `answer`); `None` once every sender has gone and nothing waits.
+    fn next<T>(&mut self, queue: &Receiver<T>) -> Option<Option<T>> {
+        if self.waiting.is_empty() {
+            return queue.recv().ok().map(Some);
+        }
+        if self.taken_since >= FLUSH_AFTER {
+            return Some(None);
+        }
+        self.taken_since += 1;
+        match queue.try_recv() {
+            Ok(message) => Some(Some(message)),
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Some(None),
+        }
+    }
+
+    fn ask(&mut self, done: Sender<()>) {
+        self.waiting.push(done);
+    }
+
+    /// Answers every waiting request if the flush made their records durable; else drops them
+    /// (their checkpoints fail).
+    fn answer(&mut self, durable: bool) {
+        for done in self.waiting.drain(..) {
+            if durable {
+                let _ = done.send(());
+            }
+        }
+        self.taken_since = 0;
     }
 }
 
@@ -187,9 +232,10 @@ impl DeadLetterObserver {
 
 fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetterMessage>, observer: &DeadLetterObserver) -> std::io::Result<u64> {
     let mut count = 0;
-    for message in queue {
+    let mut flushes = Flushes::default();
+    while let Some(message) = flushes.next(&queue) {
         match message {
-            DeadLetterMessage::Letter(letter) => {
+            Some(DeadLetterMessage::Letter(letter)) => {
                 if count == 0 {
                     tracing::warn!(destination = sink.description(), "records are going to the dead-letter sink: {}", letter.reason);
                 }
@@ -197,9 +243,10 @@ fn write_dead_letters(mut sink: DeadLetterSink, queue: Receiver<DeadLetterMessag
                 observer.saw(&letter);
                 count += 1;
             }
-            DeadLetterMessage::Flush(done) => {
+            Some(DeadLetterMessage::Flush(done)) => flushes.ask(done),
+            None => {
                 sink.flush()?;
-                let _ = done.send(());
+                flushes.answer(true);
             }
         }
     }

@@ -411,6 +411,13 @@ impl PartitionFeed {
 
     /// Queues the pending batch (unless `lost`) and then `last`, waiting for room.
     pub fn finish_with(&mut self, last: TaskMessage, lost: bool) -> bool {
+        self.finish_later(last, lost);
+        self.deliver_pending()
+    }
+
+    /// Puts the pending batch (unless `lost`) and then `last` behind what waits, sending
+    /// nothing yet: `deliver_some` sends it.
+    pub fn finish_later(&mut self, last: TaskMessage, lost: bool) {
         if lost {
             self.pending.clear();
         } else if let Some(batch) = self.batcher.take() {
@@ -418,6 +425,22 @@ impl PartitionFeed {
             self.pending.push_back(TaskMessage::Batch { from: 0, input, batch });
         }
         self.pending.push_back(last);
-        self.deliver_pending()
+    }
+
+    /// Sends what waits as far as the task's queue has room, without waiting: whether
+    /// everything went, or `None` if the task has gone.
+    pub fn deliver_some(&mut self) -> Option<bool> {
+        while let Some(message) = self.pending.pop_front() {
+            let bytes = message_bytes(&message);
+            match self.task.input().try_send(message) {
+                Ok(()) => self.pending_bytes.release(bytes),
+                Err(TrySendError::Full(message)) => {
+                    self.pending.push_front(message);
+                    return Some(false);
+                }
+                Err(TrySendError::Disconnected(_)) => return None,
+            }
+        }
+        Some(true)
     }
 }

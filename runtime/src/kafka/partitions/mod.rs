@@ -453,8 +453,25 @@ impl Partitions {
                 }
                 _ => TaskMessage::Abandon,
             };
-            let sent = feed.finish_with(last, lost);
-            ending.push((id, feed, sent));
+            feed.finish_later(last, lost);
+            ending.push((id, feed, true));
+        }
+        // Each task's last messages go as its queue makes room, all tasks at once: waiting for
+        // one task's room before the next got anything made them work through their queues
+        // one after the other (minutes with a hundred partitions behind).
+        loop {
+            let mut waiting = false;
+            for (_, feed, sent) in ending.iter_mut().filter(|(_, _, sent)| *sent) {
+                match feed.deliver_some() {
+                    Some(true) => {}
+                    Some(false) => waiting = true,
+                    None => *sent = false,
+                }
+            }
+            if !waiting {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
         let deadline = Instant::now().checked_add(limit);
         for (id, feed, sent) in ending {
