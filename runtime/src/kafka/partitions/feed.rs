@@ -359,16 +359,10 @@ impl PartitionFeed {
 
     /// Sends what waited; resumes the partition once nothing waits. False if the task has gone.
     fn retry_pending(&mut self, consumer: &BaseConsumer<SourceContext>, id: &PartitionId) -> bool {
-        while let Some(message) = self.pending.pop_front() {
-            let bytes = message_bytes(&message);
-            match self.task.input().try_send(message) {
-                Ok(()) => self.pending_bytes.release(bytes),
-                Err(TrySendError::Full(message)) => {
-                    self.pending.push_front(message);
-                    return true;
-                }
-                Err(TrySendError::Disconnected(_)) => return false,
-            }
+        match self.deliver_some() {
+            None => return false,
+            Some(false) => return true,
+            Some(true) => {}
         }
         if self.paused {
             self.paused = false;

@@ -249,7 +249,10 @@ impl SourceContext {
     /// the checkpoint's offset (or the configured start).
     fn assign(&self, consumer: &BaseConsumer<SourceContext>, assignment: &mut TopicPartitionList) {
         let ids: Vec<PartitionId> = assignment.elements().iter().map(|element| (element.topic().into(), element.partition())).collect();
-        tracing::info!(source = %self.setup.source, partitions = %describe(&ids), "partitions assigned");
+        // A cooperative rebalance calls back with no partition at all: nothing to say.
+        if !ids.is_empty() {
+            tracing::info!(source = %self.setup.source, partitions = %describe(&ids), "partitions assigned");
+        }
         if self.rounds.is_some() {
             // A partition assigned again while its old task runs: that task's work is in the
             // open transaction, so it ends with a committed round before the new one starts.
@@ -350,7 +353,9 @@ impl SourceContext {
     fn revoke(&self, consumer: &BaseConsumer<SourceContext>, revoked: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
         let ids: Vec<PartitionId> = revoked.elements().iter().map(|element| (element.topic().into(), element.partition())).collect();
-        tracing::info!(source = %self.setup.source, partitions = %describe(&ids), lost, "partitions revoked");
+        if !ids.is_empty() {
+            tracing::info!(source = %self.setup.source, partitions = %describe(&ids), lost, "partitions revoked");
+        }
         if self.rounds.is_some() {
             if lost {
                 self.abort_and_rewind(consumer, "partitions were lost to another member", &ids);
