@@ -51,9 +51,13 @@ impl FlatProjection {
             return None;
         }
         let computed = |path: &FieldPath| compute.iter().find(|(target, _)| target == path);
-        // An expression that reads a computed field sees it computed (in name order): the
-        // general path evaluates them one after the other; this one reads the record only.
-        if compute.iter().any(|(_, expression)| expression.fields().iter().any(|field| computed(field).is_some())) {
+        // An expression that reads a field computed before it (in name order) sees it
+        // computed: the general path evaluates them one after the other; this one reads the
+        // record only. Reading its own name (`price = "0.908 * price"`) reads the record's.
+        let reads_an_earlier_result = compute.iter().enumerate().any(|(position, (_, expression))| {
+            expression.fields().iter().any(|field| compute[..position].iter().any(|(target, _)| target == field))
+        });
+        if reads_an_earlier_result {
             return None;
         }
         let mut reads: Vec<FieldPath> = names.iter().filter(|path| computed(path).is_none()).map(|path| (*path).clone()).collect();

@@ -58,6 +58,11 @@ fn computed_fields_see_the_fields_computed_before_them_with_keep_too() {
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
         assert_eq!(json_values(&out.batch), vec![json!({"a": 7, "b": 8, "c": 16})]);
     }
+    // A field computed from its own former value keeps the fast path (Nexmark q1).
+    let mut own = Harness::<Project>::new(json!({"compute": {"price": "2 * price"}, "keep": ["id"]})).unwrap();
+    assert!(own.operator().flat.is_some());
+    let mut chained = Harness::<Project>::new(json!({"compute": {"b": "a + 1", "c": "b * 2"}, "keep": ["a"]})).unwrap();
+    assert!(chained.operator().flat.is_none());
 }
 
 #[test]
