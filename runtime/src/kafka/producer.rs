@@ -2,7 +2,7 @@
 //! inside librdkafka, and surfaces deliveries that failed for good (or, inside a transaction,
 //! leaves them to abort it).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -94,6 +94,37 @@ pub struct OutgoingRecord<'a> {
     pub partition: Option<i32>,
 }
 
+/// The records one writer queued that the brokers have not acknowledged yet: a task's
+/// repartition output waits for its own records at a checkpoint, not for every task's (a
+/// flush of the shared producer waits until it is empty, which, while a hundred partition
+/// tasks write, takes as long as they keep writing).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: Mutex<u64>,
+    settled: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn done(&self) {
+        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.settled.notify_all();
+        }
+    }
+
+    /// Waits up to `slice` until nothing is in flight; whether nothing is.
+    fn none_within(&self, slice: Duration) -> bool {
+        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self.settled.wait_timeout_while(count, slice, |count| *count > 0).unwrap_or_else(PoisonError::into_inner);
+        *count == 0
+    }
+}
+
 /// Remembers the first delivery that failed after librdkafka's retries.
 #[derive(Default)]
 pub struct DeliveryContext {
@@ -126,15 +157,17 @@ impl DeliveryContext {
 }
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Arc<InFlight>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, in_flight: Arc<InFlight>) {
         match result {
             // Records purged by an aborted transaction: the abort itself is what counts.
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight), _)) => {}
             Err((error, _)) => self.record_failure(error.to_string()),
             Ok(_) => {}
         }
+        // After the failure is recorded: a writer that wakes up finds it.
+        in_flight.done();
     }
 }
 
@@ -143,6 +176,8 @@ impl ProducerContext for DeliveryContext {
 pub struct OutputProducer {
     producer: Arc<ThreadedProducer<DeliveryContext>>,
     topic: String,
+    /// The records sent without a writer's own count.
+    in_flight: Arc<InFlight>,
     /// Inside a transaction a failure does not stop the writer: it is remembered, and the
     /// transaction is aborted instead of committed.
     transactional: bool,
@@ -159,19 +194,24 @@ impl OutputProducer {
             .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;
         let producer = Arc::new(producer);
         hasten_producer_id(Arc::downgrade(&producer));
-        Ok(OutputProducer { producer, topic: topic.to_owned(), transactional: false })
+        Ok(OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: false })
     }
 
     /// Writes to `topic` through a shared transactional producer.
     pub fn transactional(producer: Arc<ThreadedProducer<DeliveryContext>>, topic: &str) -> OutputProducer {
-        OutputProducer { producer, topic: topic.to_owned(), transactional: true }
+        OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: true }
     }
 
     /// Queues a record; waits while librdkafka's queue is full. Fails if an earlier delivery
     /// failed for good.
     pub fn send(&self, record: OutgoingRecord<'_>) -> Result<(), String> {
+        self.send_counted(record, &self.in_flight)
+    }
+
+    /// `send`, counting the record in `in_flight` until the brokers acknowledge it.
+    pub fn send_counted(&self, record: OutgoingRecord<'_>, in_flight: &Arc<InFlight>) -> Result<(), String> {
         self.check_deliveries()?;
-        let mut base = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(record.value);
+        let mut base = BaseRecord::<[u8], [u8], Arc<InFlight>>::with_opaque_to(&self.topic, Arc::clone(in_flight)).payload(record.value);
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -184,9 +224,29 @@ impl OutputProducer {
         if let Some(partition) = record.partition {
             base = base.partition(partition);
         }
+        in_flight.add();
         let sent = send_when_room(&self.producer, base, || self.check_deliveries())
             .map_err(|error| format!("cannot produce to topic \"{}\": {error}", self.topic));
+        if sent.is_err() {
+            // Not queued: no delivery report will come for it.
+            in_flight.done();
+        }
         self.settle(sent)
+    }
+
+    /// Waits until the brokers acknowledged every record counted in `in_flight` (or the
+    /// producer holds none at all), then reports a delivery that failed for good. Inside a
+    /// transaction, as `flush`.
+    pub fn flush_counted(&self, in_flight: &InFlight) -> Result<(), String> {
+        if self.transactional {
+            return self.flush();
+        }
+        while !in_flight.none_within(FLUSH_SLICE) && self.producer.in_flight_count() > 0 {
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                return Err(format!("flushing topic \"{}\" failed: the producer failed for good ({code:?}): {reason}", self.topic));
+            }
+        }
+        self.check_deliveries()
     }
 
     /// Waits until every queued record is acknowledged by the brokers (librdkafka retries

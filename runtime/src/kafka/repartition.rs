@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use super::producer::{OutgoingRecord, OutputProducer};
+use super::producer::{InFlight, OutgoingRecord, OutputProducer};
 use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, SourcePositions, Unroutable, partition_of};
 use crate::wasm::Batch;
 
@@ -31,6 +31,8 @@ pub fn repartition_topic(pipeline: &str, operator: &str) -> String {
 /// One task's side of a repartition topic.
 pub struct RepartitionOutput {
     producer: Arc<OutputProducer>,
+    /// This task's records not yet acknowledged (the producer is the process's).
+    in_flight: Arc<InFlight>,
     partitions: u32,
     routing: ExchangeRouting,
     /// The sending task, as its records' origin.
@@ -40,7 +42,7 @@ pub struct RepartitionOutput {
 
 impl RepartitionOutput {
     pub fn new(producer: Arc<OutputProducer>, partitions: u32, routing: ExchangeRouting, origin: String) -> RepartitionOutput {
-        RepartitionOutput { producer, partitions: partitions.max(1), routing, origin, key: String::new() }
+        RepartitionOutput { producer, in_flight: Arc::default(), partitions: partitions.max(1), routing, origin, key: String::new() }
     }
 
     fn partition(&mut self, value: &[u8]) -> Result<u32, String> {
@@ -95,7 +97,7 @@ impl ExchangeOutput for RepartitionOutput {
                 headers: Some(headers),
                 partition: Some(partition as i32),
             };
-            self.producer.send(outgoing).map_err(|error| self.failed(&error))?;
+            self.producer.send_counted(outgoing, &self.in_flight).map_err(|error| self.failed(&error))?;
         }
         Ok(unroutable)
     }
@@ -108,7 +110,7 @@ impl ExchangeOutput for RepartitionOutput {
                 .insert(Header { key: WATERMARK_HEADER, value: Some(text.as_bytes()) });
             let marker =
                 OutgoingRecord { key: None, value: &[], timestamp: None, headers: Some(headers), partition: Some(partition as i32) };
-            self.producer.send(marker).map_err(|error| self.failed(&error))?;
+            self.producer.send_counted(marker, &self.in_flight).map_err(|error| self.failed(&error))?;
         }
         Ok(())
     }
@@ -123,7 +125,7 @@ impl ExchangeOutput for RepartitionOutput {
     }
 
     fn flush(&mut self) -> Result<(), OutputClosed> {
-        self.producer.flush().map_err(|error| self.failed(&error))
+        self.producer.flush_counted(&self.in_flight).map_err(|error| self.failed(&error))
     }
 }
 
