@@ -2,6 +2,7 @@
 //! inside librdkafka, and surfaces deliveries that failed for good (or, inside a transaction,
 //! leaves them to abort it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -100,28 +101,32 @@ pub struct OutgoingRecord<'a> {
 /// tasks write, takes as long as they keep writing).
 #[derive(Debug, Default)]
 pub struct InFlight {
-    count: Mutex<u64>,
+    /// Counted without a lock (a sink counts every record); the lock only pairs the last
+    /// acknowledgement's wake-up with a writer about to wait.
+    count: AtomicU64,
+    waiting: Mutex<()>,
     settled: Condvar,
 }
 
 impl InFlight {
     fn add(&self) {
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.count.fetch_add(1, Ordering::AcqRel);
     }
 
     fn done(&self) {
-        let mut count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        *count = count.saturating_sub(1);
-        if *count == 0 {
+        let before = self.count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| Some(count.saturating_sub(1)));
+        if before == Ok(1) {
+            let _paired = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
             self.settled.notify_all();
         }
     }
 
     /// Waits up to `slice` until nothing is in flight; whether nothing is.
     fn none_within(&self, slice: Duration) -> bool {
-        let count = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        let (count, _) = self.settled.wait_timeout_while(count, slice, |count| *count > 0).unwrap_or_else(PoisonError::into_inner);
-        *count == 0
+        let waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let busy = |_: &mut ()| self.count.load(Ordering::Acquire) > 0;
+        let _waited = self.settled.wait_timeout_while(waiting, slice, busy).unwrap_or_else(PoisonError::into_inner);
+        self.count.load(Ordering::Acquire) == 0
     }
 }
 
