@@ -111,15 +111,7 @@ struct SwapByPath {
 #[serde(deny_unknown_fields)]
 struct SwapQuery {
     #[serde(default)]
-    state: StateParameter,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum StateParameter {
-    #[default]
-    Carry,
-    Discard,
+    state: StateHandover,
 }
 
 impl SwapQuery {
@@ -128,10 +120,7 @@ impl SwapQuery {
         let Query(query) = query.map_err(|rejection| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("{} (the query takes state=carry or state=discard)", rejection.body_text()))
         })?;
-        Ok(match query.state {
-            StateParameter::Carry => StateHandover::Carry,
-            StateParameter::Discard => StateHandover::Discard,
-        })
+        Ok(query.state)
     }
 }
 

@@ -11,7 +11,6 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::util::Timeout;
 
 use super::{KafkaClientError, LoggingContext};
 use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES};
@@ -239,31 +238,30 @@ impl OutputProducer {
         self.settle(sent)
     }
 
-    /// Waits until the brokers acknowledged every record counted in `in_flight` (or the
-    /// producer holds none at all), then reports a delivery that failed for good. Inside a
-    /// transaction, as `flush`.
+    /// Waits until the brokers acknowledged every record this writer sent (librdkafka retries
+    /// through broker outages until `delivery.timeout.ms`), then reports a delivery that failed
+    /// for good.
+    pub fn flush(&self) -> Result<(), String> {
+        self.flush_counted(&self.in_flight)
+    }
+
+    /// `flush` for the records counted in `in_flight` (a task's share of a producer other
+    /// tasks write through too); inside a transaction, for the whole producer.
     pub fn flush_counted(&self, in_flight: &InFlight) -> Result<(), String> {
-        if self.transactional {
-            return self.flush();
-        }
-        while !in_flight.none_within(FLUSH_SLICE) && self.producer.in_flight_count() > 0 {
-            if let Some((code, reason)) = self.producer.client().fatal_error() {
-                return Err(format!("flushing topic \"{}\" failed: the producer failed for good ({code:?}): {reason}", self.topic));
-            }
-        }
+        let flushed = if self.transactional { self.flush_transactional() } else { self.acknowledged(in_flight) };
+        self.settle(flushed.map_err(|error| format!("flushing topic \"{}\" failed: {error}", self.topic)))?;
         self.check_deliveries()
     }
 
-    /// Waits until every queued record is acknowledged by the brokers (librdkafka retries
-    /// through broker outages until `delivery.timeout.ms`).
-    pub fn flush(&self) -> Result<(), String> {
-        let flushed = if self.transactional {
-            self.flush_transactional()
-        } else {
-            self.producer.flush(Timeout::Never).map_err(|error| error.to_string())
-        };
-        self.settle(flushed.map_err(|error| format!("flushing topic \"{}\" failed: {error}", self.topic)))?;
-        self.check_deliveries()
+    /// Waits until nothing counted in `in_flight` (or nothing at all) is unacknowledged, or
+    /// the producer failed for good.
+    fn acknowledged(&self, in_flight: &InFlight) -> Result<(), String> {
+        while !in_flight.none_within(FLUSH_SLICE) && self.producer.in_flight_count() > 0 {
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                return Err(format!("the producer failed for good ({code:?}): {reason}"));
+            }
+        }
+        Ok(())
     }
 
     /// Inside a transaction, records may never be delivered (the producer was fenced): stop

@@ -195,8 +195,9 @@ pub struct Operator {
     metrics: Option<monitor::OperatorMetrics>,
 }
 
-/// What a swap does with the running version's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a swap does with the running version's state (`?state=carry|discard` in the admin API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StateHandover {
     /// The new version restores the running version's state (the default).
     #[default]
@@ -249,13 +250,14 @@ impl Operator {
         if let Some(reason) = self.spec.rewiring_needed_by(&spec) {
             return Err(reason);
         }
-        if handover == StateHandover::Discard {
-            return Operator::start(spec, None).map_err(|error| format!("the new version could not start: {error}"));
-        }
-        let state = self
-            .checkpoint_state()
-            .map_err(|failure| format!("the running version could not hand over its state: snapshot failed: {failure}"))?;
-        Operator::start(spec, Some(state)).map_err(|error| match error {
+        let state = match handover {
+            StateHandover::Carry => Some(
+                self.checkpoint_state()
+                    .map_err(|failure| format!("the running version could not hand over its state: snapshot failed: {failure}"))?,
+            ),
+            StateHandover::Discard => None,
+        };
+        Operator::start(spec, state).map_err(|error| match error {
             OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => format!(
                 "the new version could not start: {error} (to start it without the running version's state, losing what that \
                  holds, swap with `--discard-state`, `?state=discard` in the API)"
