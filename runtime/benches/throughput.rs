@@ -2,7 +2,8 @@
 //! supervised operators, next to the same plugin crates compiled natively in-process.
 //!
 //! `cargo bench -p sluice --bench throughput` (after scripts/build-plugins.sh). Prints
-//! records per second; asserts nothing.
+//! records per second; asserts nothing. `cargo bench -p sluice --bench throughput -- window`
+//! runs only the chains whose name contains one of the words given (for profiling one).
 
 use std::path::{Path, PathBuf};
 
@@ -32,19 +33,23 @@ fn main() {
     let mut wasm = chain(&registry, &[("filter", &filter_config), ("project", &project_config)]);
     let mut native_filter = Harness::<filter::Filter>::new(filter_config.clone()).expect("filter config");
     let mut native_project = Harness::<project::Project>::new(project_config.clone()).expect("project config");
-    report(
-        "filter + project",
-        measure(&batches, |batch| run_wasm(&mut wasm, batch)),
-        measure(&batches, |batch| native_project.process(&native_filter.process(&batch).batch).batch.len()),
-    );
+    if wanted("filter + project") {
+        report(
+            "filter + project",
+            measure(&batches, |batch| run_wasm(&mut wasm, batch)),
+            measure(&batches, |batch| native_project.process(&native_filter.process(&batch).batch).batch.len()),
+        );
+    }
     // Records that arrive without an index (from a repartition topic; from a source whose first
     // operators did not read indexes when it started): the runtime indexes them for the filter,
     // beside the batch, as the native harness does for the native filter.
-    report(
-        "filter + project, records arriving unindexed",
-        measure(&unindexed, |batch| run_wasm(&mut wasm, batch)),
-        measure(&unindexed, |batch| native_project.process(&native_filter.process(&batch).batch).batch.len()),
-    );
+    if wanted("filter + project, records arriving unindexed") {
+        report(
+            "filter + project, records arriving unindexed",
+            measure(&unindexed, |batch| run_wasm(&mut wasm, batch)),
+            measure(&unindexed, |batch| native_project.process(&native_filter.process(&batch).batch).batch.len()),
+        );
+    }
 
     let window_config = json!({
         "window": {"type": "tumbling", "size": "10s"},
@@ -53,15 +58,30 @@ fn main() {
     });
     // Windows keep state: each round starts a new operator, or the second pass over the same
     // records would find their windows closed and measure the dropping of late records.
+    if wanted("window-aggregate (tumbling count/sum/mean by key)") {
+        report_window(&registry, &batches, &window_config);
+    }
+    bench_recommend(&registry, &batches);
+    bench_learning(&registry, &batches);
+    bench_epoch_deadline(&registry, &batches, filter_config, project_config, window_config);
+}
+
+/// Whether the chain `name` was asked for: every chain when no words are given after `--`.
+fn wanted(name: &str) -> bool {
+    let words: Vec<String> = std::env::args().skip(1).filter(|argument| !argument.starts_with("--")).collect();
+    words.is_empty() || words.iter().any(|word| name.contains(word.as_str()))
+}
+
+fn report_window(registry: &PluginRegistry, batches: &[Batch], window_config: &Value) {
     report(
         "window-aggregate (tumbling count/sum/mean by key)",
         measure_fresh(
-            &batches,
-            || vec![operator(&registry, "window-aggregate", &window_config)],
+            batches,
+            || vec![operator(registry, "window-aggregate", window_config)],
             |wasm, batch| run_with_watermark(wasm, batch),
         ),
         measure_fresh(
-            &batches,
+            batches,
             || Harness::<window_aggregate::WindowAggregate>::new(window_config.clone()).expect("window config"),
             |native, batch| {
                 let watermark = last_timestamp(&batch) - 1_000;
@@ -69,14 +89,14 @@ fn main() {
             },
         ),
     );
-    bench_recommend(&registry, &batches);
-    bench_learning(&registry, &batches);
-    bench_epoch_deadline(&registry, &batches, filter_config, project_config, window_config);
 }
 
 /// What the call deadline costs: the same operators in an engine whose code checks the epoch
 /// (the runtime's) and in one without the checks (no deadline could fire), alternating rounds.
 fn bench_epoch_deadline(registry: &PluginRegistry, batches: &[Batch], filter: Value, project: Value, window: Value) {
+    if !wanted("epoch deadline checks") {
+        return;
+    }
     let unguarded = PluginRegistry::new(WasmEngine::without_deadlines_for_measurement().expect("engine"));
     println!();
     println!("{:<50} {:>14} {:>14} {:>8}", "epoch deadline checks", "with rec/s", "without rec/s", "ratio");
@@ -122,12 +142,18 @@ fn bench_learning(registry: &PluginRegistry, batches: &[Batch]) {
 
 /// Recommendations from a stream of interactions (the bench's records: user and item ids).
 fn bench_recommend(registry: &PluginRegistry, batches: &[Batch]) {
+    if !wanted("recommend (co-occurrence, LLR, top 5)") {
+        return;
+    }
     let config = json!({"user": "user", "item": "item", "history": 10, "top_n": 5});
     bench_alone::<recommend::Recommend>(registry, batches, "recommend (co-occurrence, LLR, top 5)", "recommend", config);
 }
 
 /// One operator alone, as the component `plugin` and as the crate `O` compiled natively.
 fn bench_alone<O: sluice_sdk::Operator>(registry: &PluginRegistry, batches: &[Batch], name: &str, plugin: &str, config: Value) {
+    if !wanted(name) {
+        return;
+    }
     let mut wasm = vec![operator(registry, plugin, &config)];
     let mut native = Harness::<O>::new(config).unwrap_or_else(|error| panic!("{plugin} config: {error}"));
     report(name, measure(batches, |batch| run_wasm(&mut wasm, batch)), measure(batches, |batch| native.process(&batch).batch.len()));

@@ -268,6 +268,13 @@ fn numbers_order(left: Option<Number>, right: Option<Number>) -> Option<Ordering
 
 /// The exact order of an integer and a double.
 fn integer_float_order(integer: i128, float: f64) -> Option<Ordering> {
+    // Integers of at most 2⁵³ in magnitude are doubles exactly: compared as doubles (the
+    // common case), with no 128-bit arithmetic, which WebAssembly does in software calls.
+    if let Ok(small) = i64::try_from(integer)
+        && small.unsigned_abs() <= 1 << 53
+    {
+        return (small as f64).partial_cmp(&float);
+    }
     if float.is_nan() {
         return None;
     }
@@ -298,6 +305,11 @@ fn integer_text(text: &[u8]) -> Option<i128> {
     let digits = text.strip_prefix(b"-").unwrap_or(text);
     if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
+    }
+    if digits.len() <= 18 {
+        // Fits in 64 bits: parsed without 128-bit multiplications (software calls in WebAssembly).
+        let magnitude = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+        return Some(i128::from(if digits.len() < text.len() { -magnitude } else { magnitude }));
     }
     std::str::from_utf8(text).ok()?.parse().ok()
 }

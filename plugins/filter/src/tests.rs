@@ -56,6 +56,35 @@ fn integers_and_doubles_compare_exactly() {
     assert_eq!(kept(json!({"field": "a", "op": "ge", "value": 2.5})), vec!["9007199254740992.0", "9007199254740993", "2.5", "1e+300"]);
 }
 
+/// Integers of up to 18 digits are read as 64-bit numbers and those within ±2⁵³ compared with
+/// doubles as doubles; the numbers either side of those limits compare as exactly.
+#[test]
+fn integers_either_side_of_the_fast_paths_compare_exactly() {
+    let texts = [
+        r#"{"a": -7}"#,
+        r#"{"a": 999999999999999999}"#,
+        r#"{"a": 1000000000000000000}"#,
+        r#"{"a": -999999999999999999}"#,
+        r#"{"a": 9007199254740992}"#,
+        r#"{"a": 9007199254740993}"#,
+        r#"{"a": -9007199254740993}"#,
+    ];
+    let records: Vec<Value> = texts.iter().map(|text| sluice_sdk::serde_json::from_str(text).unwrap()).collect();
+    let kept = |config: Value| run(config, &records).iter().map(|record| record["a"].to_string()).collect::<Vec<_>>();
+    assert_eq!(kept(json!({"field": "a", "op": "lt", "value": -6.5})), vec!["-7", "-999999999999999999", "-9007199254740993"]);
+    assert_eq!(kept(json!({"field": "a", "op": "eq", "value": 999_999_999_999_999_999_i64})), vec!["999999999999999999"]);
+    assert_eq!(kept(json!({"field": "a", "op": "gt", "value": 999_999_999_999_999_999_i64})), vec!["1000000000000000000"]);
+    assert_eq!(kept(json!({"field": "a", "op": "eq", "value": 9_007_199_254_740_992.0})), vec!["9007199254740992"]);
+    assert_eq!(
+        kept(json!({"field": "a", "op": "lt", "value": -9_007_199_254_740_992.0})),
+        vec!["-999999999999999999", "-9007199254740993"]
+    );
+    assert_eq!(
+        kept(json!({"field": "a", "op": "gt", "value": 9_007_199_254_740_992.0})),
+        vec!["999999999999999999", "1000000000000000000", "9007199254740993"]
+    );
+}
+
 #[test]
 fn exists_missing_in_and_not_in() {
     let records = [json!({"c": "a"}), json!({"c": "b"}), json!({"d": 1})];
