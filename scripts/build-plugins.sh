@@ -36,7 +36,6 @@ if [ ${#packages[@]} -gt 0 ]; then
     RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc RUSTUP_TOOLCHAIN= /usr/bin/cargo build --quiet \
         --profile plugin --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
         --config "target.wasm32-unknown-unknown.linker=\"$COMPONENT_LD\"" \
-        --config 'target.wasm32-unknown-unknown.rustflags=["-Ctarget-feature=+wide-arithmetic"]' \
         $(printf -- '-p %s ' "${packages[@]}")
 
     for package in "${packages[@]}"; do

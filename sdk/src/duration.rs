@@ -10,11 +10,40 @@ use serde::{Deserialize, Serialize};
 #[serde(try_from = "DurationText", into = "i64")]
 pub struct Millis(pub i64);
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A duration as a configuration writes it: text, or whole milliseconds.
 enum DurationText {
     Millis(i64),
     Text(String),
+}
+
+/// Read by hand rather than as an untagged enum, whose refusal ("data did not match any variant
+/// of untagged enum") names neither what was given nor what is expected.
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = DurationText;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a duration such as \"10s\", \"500ms\" or \"5m\", or a whole number of milliseconds")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, milliseconds: i64) -> Result<DurationText, E> {
+        Ok(DurationText::Millis(milliseconds))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, milliseconds: u64) -> Result<DurationText, E> {
+        i64::try_from(milliseconds).map(DurationText::Millis).map_err(|_| E::custom(format!("duration of {milliseconds} ms is too large")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<DurationText, E> {
+        Ok(DurationText::Text(text.to_owned()))
+    }
 }
 
 impl TryFrom<DurationText> for Millis {
@@ -113,6 +142,17 @@ mod tests {
         assert_eq!(Millis::parse("1.5h"), Ok(Millis(5_400_000)));
         let parsed: Millis = serde_json::from_str("1500").unwrap();
         assert_eq!(parsed, Millis(1500));
+    }
+
+    #[test]
+    fn a_value_of_another_kind_is_refused_with_what_is_expected() {
+        let refused = |json: &str| serde_json::from_str::<Millis>(json).unwrap_err().to_string();
+        let expected = "a duration such as \"10s\", \"500ms\" or \"5m\", or a whole number of milliseconds";
+        assert_eq!(refused("1.5"), format!("invalid type: floating point `1.5`, expected {expected} at line 1 column 3"));
+        assert!(refused("[1]").contains(expected));
+        assert!(refused("-5").contains("duration must not be negative, got -5"));
+        assert!(refused("18446744073709551615").contains("too large"));
+        assert_eq!(serde_json::from_str::<Millis>("\"2s\"").ok(), Some(Millis(2_000)));
     }
 
     #[test]

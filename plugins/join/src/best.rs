@@ -7,16 +7,17 @@ use crate::fields::{Interval, kept_number};
 use crate::kept::{BestMatch, KeptRecord};
 use crate::write_pair;
 
-/// The best of the kept right records within `interval`; of equal values the earliest kept.
-pub fn best_kept_match(best: &BestSettings, rights: &[KeptRecord], interval: Interval) -> Option<BestMatch> {
-    let mut found: Option<(f64, &KeptRecord)> = None;
-    for right in rights.iter().filter(|right| interval.contains(right.timestamp)) {
+/// The best of the kept right records within `interval` and not before `earliest` (as
+/// [`crate::Keep::prefers`] orders them).
+pub fn best_kept_match(best: &BestSettings, rights: &[KeptRecord], interval: Interval, earliest: i64) -> Option<BestMatch> {
+    let mut found: Option<BestMatch> = None;
+    for right in rights.iter().filter(|right| interval.contains(right.timestamp) && right.timestamp >= earliest) {
         let Some(rank) = kept_number(&best.field, &right.value) else { continue };
-        if found.is_none_or(|(current, _)| best.keep.beats(rank, current)) {
-            found = Some((rank, right));
+        if found.as_ref().is_none_or(|current| best.keep.prefers((rank, right.timestamp, &right.value), current)) {
+            found = Some(BestMatch { rank, timestamp: right.timestamp, value: right.value.clone() });
         }
     }
-    found.map(|(rank, right)| BestMatch { rank, timestamp: right.timestamp, value: right.value.clone() })
+    found
 }
 
 /// Emits a left record with its best match (or `null`, if `unmatched = "emit"`) at event time

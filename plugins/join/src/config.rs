@@ -64,6 +64,16 @@ impl Keep {
             Keep::Min => candidate < current,
         }
     }
+
+    /// Whether a right record (its rank, event time and text) is a better match than
+    /// `current`: a rank that beats it; of equal ranks, the earlier event time, then the lesser
+    /// text, so that the choice never depends on the order records arrive in.
+    pub fn prefers(self, (rank, timestamp, text): (f64, i64, &[u8]), current: &crate::BestMatch) -> bool {
+        if self.beats(rank, current.rank) || self.beats(current.rank, rank) {
+            return self.beats(rank, current.rank);
+        }
+        (timestamp, text) < (current.timestamp, current.value.as_slice())
+    }
 }
 
 /// What happens to a record without a value at one of the key fields (or, with `within` and
@@ -113,16 +123,39 @@ pub struct BestSettings {
 }
 
 impl Settings {
+    /// With `retention`, whether a left record of event time `left` and a right one of event
+    /// time `right` are close enough to pair: at most `retention` apart, or, with `within` (a
+    /// left record waits until its interval's end), the right one at most `retention` before
+    /// the left one. Each is kept that long, so a pair never depends on whether the watermark
+    /// had already forgotten one of its records when the other came: the same pairs at any
+    /// batch size and parallelism.
+    pub fn close_enough(&self, left: i64, right: i64) -> bool {
+        let Some(retention) = self.retention else { return true };
+        right >= left.saturating_sub(retention) && (self.within.is_some() || left >= right.saturating_sub(retention))
+    }
+
+    /// The earliest event time of a right record a left record of event time `left` pairs with
+    /// (with `within`).
+    pub fn earliest_right_for(&self, left: i64) -> i64 {
+        self.retention.map_or(i64::MIN, |retention| left.saturating_sub(retention))
+    }
+
     pub fn from_config(config: JoinConfig) -> Result<Settings, String> {
         if config.key.is_empty() {
-            return Err("`key` is empty: name the fields both inputs share, such as key = [\"user_id\"]".into());
+            return Err("key: is empty: name the fields both inputs share, such as key = [\"user_id\"]".into());
         }
         let inputs = sluice_sdk::init_context().inputs;
         if inputs.len() != 2 {
-            return Err(format!("a join reads two inputs (left, then right), but this operator reads {}: {inputs:?}", inputs.len()));
+            return Err(format!(
+                "inputs: a join reads two inputs (left, then right), but this operator reads {}: {inputs:?}",
+                inputs.len()
+            ));
+        }
+        if let Some(twice) = config.key.iter().enumerate().find_map(|(at, path)| config.key[..at].contains(path).then_some(path)) {
+            return Err(format!("key: names {twice} twice: list each field once"));
         }
         if config.max_records == 0 {
-            return Err("`max_records` must be at least 1".into());
+            return Err("max_records: must be at least 1".into());
         }
         let best = best_settings(&config)?;
         let left_lookups = config.key.iter().chain(config.within.iter().flat_map(|within| [&within.from, &within.to])).cloned().collect();
@@ -143,17 +176,17 @@ impl Settings {
 fn best_settings(config: &JoinConfig) -> Result<Option<BestSettings>, String> {
     let Some(best) = &config.best else {
         if config.unmatched.is_some() {
-            return Err("`unmatched` applies only with `best`: remove it, or add best = { field = \"price\", keep = \"max\" }".into());
+            return Err("unmatched: applies only with `best`: remove it, or add best = { field = \"price\", keep = \"max\" }".into());
         }
         return Ok(None);
     };
     if config.within.is_none() {
-        return Err("`best` needs `within`: the best match is chosen among the right records within each left record's interval, \
+        return Err("best: needs `within`: the best match is chosen among the right records within each left record's interval, \
                     such as within = { from = \"start\", to = \"end\" }"
             .into());
     }
     if config.retention.is_none() {
-        return Err("`best` needs `retention`: how long a right record waits for a left record that comes after it, such as \
+        return Err("best: needs `retention`: how long a right record waits for a left record that comes after it, such as \
                     retention = \"10s\" (\"0s\" when a left record always comes before the watermark passes its `from`)"
             .into());
     }

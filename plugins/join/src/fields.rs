@@ -14,9 +14,8 @@ impl Interval {
     /// Reads `from` and `to` (their JSON text, if present): `Ok(None)` when either is absent or
     /// null. Fractional bounds are rounded inward, as event times are whole milliseconds.
     pub fn read(from: (&FieldPath, Option<&[u8]>), to: (&FieldPath, Option<&[u8]>)) -> Result<Option<Interval>, String> {
-        let (Some(start), Some(end)) = (read_number(from.0, from.1)?, read_number(to.0, to.1)?) else { return Ok(None) };
-        // `as` saturates: bounds beyond the i64 range stay ordered.
-        Ok(Some(Interval { from: start.ceil() as i64, to: end.floor() as i64 }))
+        let (Some(start), Some(end)) = (read_bound(from, f64::ceil)?, read_bound(to, f64::floor)?) else { return Ok(None) };
+        Ok(Some(Interval { from: start, to: end }))
     }
 
     pub fn contains(&self, timestamp: i64) -> bool {
@@ -28,6 +27,25 @@ impl Interval {
     pub fn is_closed_by(&self, watermark: i64) -> bool {
         end_is_passed(self.to, watermark)
     }
+}
+
+/// A bound in whole milliseconds: a JSON integer within the i64 range exactly (a double holds
+/// integers exactly only up to 2⁵³), another number rounded by `round` (inward), saturating.
+fn read_bound((field, text): (&FieldPath, Option<&[u8]>), round: fn(f64) -> f64) -> Result<Option<i64>, String> {
+    if let Some(exact) = text.and_then(integer_text) {
+        return Ok(Some(exact));
+    }
+    // `as` saturates: bounds beyond the i64 range stay ordered.
+    Ok(read_number(field, text)?.map(|number| round(number) as i64))
+}
+
+/// The value of a JSON integer's text (no fraction or exponent) that fits in an i64.
+fn integer_text(text: &[u8]) -> Option<i64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// Whether `watermark` passed the inclusive end `to`, or the input ended.

@@ -26,27 +26,29 @@
 //! `retention`, records are kept for as long as the operator runs (within `max_records`);
 //! with it, records whose event time is more than `retention` behind the watermark are
 //! forgotten (and a record already that late is joined with what is kept but not kept
-//! itself). Past `max_records`, new records are joined but not kept (counted in
-//! `records_not_kept`). Distribution: by `key`, so both inputs' records of a key meet in one
-//! instance.
+//! itself), and records more than `retention` apart in event time are not paired, so that
+//! which pairs are made never depends on when the watermark forgot a record: the same pairs
+//! at any batching and parallelism for records that are not late. Past `max_records`, new
+//! records are joined but not kept (counted in `records_not_kept`). Distribution: by `key`, so
+//! both inputs' records of a key meet in one instance.
 //!
 //! With `within`, a pair is made only if the right record's event time is within the left
-//! record's `[from, to]`; a left record is kept until the watermark passes `to` (no right
-//! record it matches is expected after that), whatever `retention`, which then applies to right
-//! records only. A left record without `from` or `to` follows `missing`.
+//! record's `[from, to]` (and, with `retention`, at most that before the left record's event
+//! time); a left record is kept until the watermark passes `to` (no right record it matches is
+//! expected after that), whatever `retention`, which then applies to right records only. A
+//! left record without `from` or `to` follows `missing`.
 //!
 //! With `best`, pairs are not emitted as they are found: each left record keeps its best match
-//! so far (the highest or lowest `field`; of equal values, the earliest arrived) and is emitted
-//! once, as `{"left": …, "right": <best match>}` with event time `to`, when the watermark passes
-//! `to` (`to < watermark`), then forgotten; without a match, as `{"left": …, "right": null}` if
-//! `unmatched = "emit"`, else counted in `unmatched_dropped`. A right record within the
-//! interval of a kept left record of its key is taken by it (it updates its best match) and is
-//! not kept; another is kept for left records still to come until the watermark passes its
-//! event time + `retention` (required), so a right record may come before its left record.
-//! Best mode suits keys with one left record at a time (an auction's id): a left record does
-//! not see the right records an earlier one of its key took. Past `max_records`, a left record
-//! is not kept, so never emitted (counted in `records_not_kept`). State: the kept records, left
-//! records with their best match (version 2; version 1 is migrated).
+//! so far (the highest or lowest `field`; of equal values, the earliest in event time, then the
+//! least text, whatever the arrival) and is emitted once, as `{"left": …, "right": <best
+//! match>}` with event time `to`, when the watermark passes `to` (`to < watermark`), then
+//! forgotten; without a match, as `{"left": …, "right": null}` if `unmatched = "emit"`, else
+//! counted in `unmatched_dropped`. A right record updates every kept left record of its key
+//! whose interval holds it and is kept for left records still to come until the watermark
+//! passes its event time + `retention` (required), so a right record may come before its left
+//! record. Past `max_records`, a left record is not kept, so never emitted (counted in
+//! `records_not_kept`). State: the kept records, left records with their best match (version
+//! 2; version 1 is migrated).
 
 mod best;
 mod config;
@@ -192,10 +194,8 @@ impl Join {
                 let reason = || format!("the `best` field {} is missing or null", best.field);
                 return self.missing(&mut counts.missing_field_dropped, reason);
             };
-            if self.offer_to_lefts(record, rank) {
-                // Taken by a left record of its key: not kept for others that may come.
-                return Ok(());
-            }
+            // Kept too when a left record took it: a left record still to come may hold it.
+            self.offer_to_lefts(record, rank);
         } else {
             self.emit_matches(Side::Right, record, None, out);
         }
@@ -224,8 +224,11 @@ impl Join {
                 Side::Left => (record.value(), partner.value.as_slice(), interval),
                 Side::Right => (partner.value.as_slice(), record.value(), partner.interval),
             };
-            let right_time = if side == Side::Left { partner.timestamp } else { record.timestamp() };
-            if interval.is_some_and(|interval| !interval.contains(right_time)) {
+            let (left_time, right_time) = match side {
+                Side::Left => (record.timestamp(), partner.timestamp),
+                Side::Right => (partner.timestamp, record.timestamp()),
+            };
+            if interval.is_some_and(|interval| !interval.contains(right_time)) || !self.settings.close_enough(left_time, right_time) {
                 continue;
             }
             write_pair(&mut self.pair, left, Some(right));
@@ -237,7 +240,8 @@ impl Join {
     /// if the watermark already passed its interval, else kept with it.
     fn best_left(&mut self, record: Record<'_>, interval: Interval, out: &mut Output, counts: &mut Counts) {
         let Some(best) = &self.settings.best else { return };
-        let found = best_kept_match(best, self.kept.partners(&self.identity, Side::Left), interval);
+        let earliest = self.settings.earliest_right_for(record.timestamp());
+        let found = best_kept_match(best, self.kept.partners(&self.identity, Side::Left), interval, earliest);
         if self.kept.watermark.is_some_and(|watermark| interval.is_closed_by(watermark)) {
             let emitted = emit_best(&mut self.pair, best, record.value(), interval.to, found.as_ref(), &mut out.batch);
             counts.unmatched_dropped += u64::from(!emitted);
@@ -247,23 +251,21 @@ impl Join {
     }
 
     /// Best mode, a right record: the new best match of every kept left record of its key whose
-    /// interval holds it and whose best it beats. True if such a left record (open, as it is
-    /// kept) holds it: the record is taken.
-    fn offer_to_lefts(&mut self, record: Record<'_>, rank: f64) -> bool {
-        let Some(best) = &self.settings.best else { return false };
+    /// interval holds it (and that it is not more than `retention` before) and whose best it
+    /// beats.
+    fn offer_to_lefts(&mut self, record: Record<'_>, rank: f64) {
+        let Some(best) = &self.settings.best else { return };
         let timestamp = record.timestamp();
-        let mut taken = false;
         for left in self.kept.lefts_mut(&self.identity) {
-            if !left.interval.is_some_and(|interval| interval.contains(timestamp)) {
+            let holds = left.interval.is_some_and(|interval| interval.contains(timestamp));
+            if !holds || timestamp < self.settings.earliest_right_for(left.timestamp) {
                 continue;
             }
-            taken = true;
-            if left.best.as_ref().is_none_or(|current| best.keep.beats(rank, current.rank)) {
+            if left.best.as_ref().is_none_or(|current| best.keep.prefers((rank, timestamp, record.value()), current)) {
                 let value = record.value().to_vec();
                 left.best = Some(Box::new(BestMatch { rank, timestamp, value }));
             }
         }
-        taken
     }
 
     /// Keeps the record for later matches, unless it is too late to match anything more or the

@@ -58,12 +58,27 @@ fn retention_forgets_records_behind_the_watermark_and_does_not_keep_late_ones() 
     join.process_from(0, &json_batch(&[(json!({"k": 1}), 1_000), (json!({"k": 2}), 20_000)]));
     join.watermark(15_000);
     assert_eq!(join.operator().kept().len(), 1, "the record at 1 s is 14 s behind the watermark");
-    let out = join.process_from(1, &json_batch(&[(json!({"k": 1}), 30_000), (json!({"k": 2}), 30_000)]));
+    let out = join.process_from(1, &json_batch(&[(json!({"k": 1}), 30_000), (json!({"k": 2}), 30_000), (json!({"k": 3}), 6_000)]));
     assert_eq!(out.batch.len(), 1, "only k = 2 is still kept on the left");
-    // A record already behind watermark - retention is joined but not kept.
-    let out = join.process_from(0, &json_batch(&[(json!({"k": 2}), 2_000)]));
+    // A record already behind watermark - retention is joined with what is kept but not kept.
+    let out = join.process_from(0, &json_batch(&[(json!({"k": 3}), 4_000)]));
     assert_eq!(out.batch.len(), 1);
-    assert_eq!(join.operator().kept().len(), 3);
+    assert_eq!(join.operator().kept().len(), 4);
+}
+
+/// With a retention, records further apart in event time are not paired, whether or not the
+/// watermark forgot the first when the second came: the pairs do not depend on the batching.
+#[test]
+fn records_further_apart_than_the_retention_are_not_paired() {
+    let mut join = join(json!({"key": ["k"], "retention": "100ms"}));
+    join.process_from(0, &json_batch(&[(json!({"k": 1, "n": "left at 0"}), 0)]));
+    let out =
+        join.process_from(1, &json_batch(&[(json!({"k": 1, "n": "right at 100"}), 100), (json!({"k": 1, "n": "right at 101"}), 101)]));
+    assert_eq!(pairs(&out.batch).iter().map(|(_, right)| right["n"].clone()).collect::<Vec<_>>(), vec![json!("right at 100")]);
+    let out = join.process_from(0, &json_batch(&[(json!({"k": 1, "n": "left at 250"}), 250)]));
+    assert!(out.batch.is_empty(), "the right records are 149 and 150 ms before it");
+    let out = join.process_from(0, &json_batch(&[(json!({"k": 1, "n": "left at 201"}), 201)]));
+    assert_eq!(pairs(&out.batch).iter().map(|(_, right)| right["n"].clone()).collect::<Vec<_>>(), vec![json!("right at 101")]);
 }
 
 #[test]
@@ -95,6 +110,8 @@ fn a_join_needs_two_inputs_a_key_and_room() {
     assert!(refused.contains("two inputs"), "{refused}");
     assert!(Harness::<Join>::with_context(json!({"key": []}), two_inputs()).is_err());
     assert!(Harness::<Join>::with_context(json!({"key": ["k"], "max_records": 0}), two_inputs()).is_err());
+    let twice = Harness::<Join>::with_context(json!({"key": ["k", "j", "k"]}), two_inputs()).err();
+    assert_eq!(twice.as_deref(), Some("key: names k twice: list each field once"));
     assert!(Harness::<Join>::with_context(json!({"key": ["k"], "sluice_docs_probe": 1}), two_inputs()).is_err());
 }
 
@@ -126,5 +143,44 @@ proptest! {
         emitted.sort();
         expected.sort();
         prop_assert_eq!(emitted, expected);
+    }
+}
+
+proptest! {
+    /// With a retention and watermarks that lag the records (none late), the pairs are the
+    /// pairs of equal keys at most `retention` apart in event time, whether a watermark comes
+    /// after every record or only after batches of them.
+    #[test]
+    fn with_a_retention_the_pairs_do_not_depend_on_when_watermarks_come(
+        records in proptest::collection::vec((0u32..2, 0u8..3, 0i64..30), 0..60),
+        batch_size in 2usize..20,
+    ) {
+        let timed: Vec<(u32, Value, i64)> =
+            records.iter().enumerate().map(|(n, (side, key, jitter))| (*side, json!({"k": key, "n": n}), n as i64 * 10 + jitter)).collect();
+        let run = |batch_size: usize| {
+            let mut join = join(json!({"key": ["k"], "retention": "50ms"}));
+            let (mut emitted, mut newest) = (Vec::new(), i64::MIN);
+            for chunk in timed.chunks(batch_size) {
+                for (side, value, time) in chunk {
+                    let out = join.process_from(*side, &json_batch(&[(value.clone(), *time)]));
+                    emitted.extend(pairs(&out.batch).into_iter().map(|(left, right)| (left["n"].as_u64(), right["n"].as_u64())));
+                    newest = newest.max(*time);
+                }
+                join.watermark(newest - 30);
+            }
+            emitted.sort();
+            emitted
+        };
+        let mut expected = Vec::new();
+        for (l, (left_side, left, left_time)) in timed.iter().enumerate() {
+            for (r, (right_side, right, right_time)) in timed.iter().enumerate() {
+                if *left_side == 0 && *right_side == 1 && left["k"] == right["k"] && left_time.abs_diff(*right_time) <= 50 {
+                    expected.push((Some(l as u64), Some(r as u64)));
+                }
+            }
+        }
+        expected.sort();
+        prop_assert_eq!(run(1), expected);
+        prop_assert_eq!(run(batch_size), run(1));
     }
 }

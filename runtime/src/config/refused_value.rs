@@ -24,11 +24,17 @@ pub fn refused_value_span(text: &str, operator: usize, reason: &str) -> Option<R
     let operators = entry(document.get_ref(), "operators")?;
     let DeValue::Array(operators) = operators.get_ref() else { return None };
     let DeValue::Table(operator) = operators.get(operator)?.get_ref() else { return None };
-    let mut value = entry(operator, "config")?;
+    let in_config = entry(operator, "config").and_then(|config| follow(config, &steps));
+    // `inputs: …` refuses what the operator reads, when its configuration has no `inputs`.
+    in_config.or_else(|| (steps == [Step::Key("inputs")]).then(|| entry(operator, "inputs")).flatten().map(Spanned::span))
+}
+
+/// The value at the end of `steps` from `value`.
+fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Option<Range<usize>> {
     for step in steps {
         value = match (value.get_ref(), step) {
             (DeValue::Table(table), Step::Key(key)) => entry(table, key)?,
-            (DeValue::Array(array), Step::Index(index)) => array.get(index)?,
+            (DeValue::Array(array), Step::Index(index)) => array.get(*index)?,
             _ => return None,
         };
     }
@@ -106,6 +112,7 @@ config = { any = [{ field = "a", op = "gt" }, { field = "a", op = "bigger" }] }
 
 [[operators]]
 name = "second"
+inputs = ["first"]
 [operators.config]
 field = "event_type"
 op = "between"
@@ -122,6 +129,8 @@ window = { size = "ten" }
         assert_eq!(located(0, "any[1]: unknown field `x`"), Some("{ field = \"a\", op = \"bigger\" }"));
         assert_eq!(located(1, "op: unknown variant `between`"), Some("\"between\""));
         assert_eq!(located(1, "window.size: not a duration"), Some("\"ten\""));
+        assert_eq!(located(1, "inputs: a join reads two"), Some("[\"first\"]"), "the operator's inputs");
+        assert_eq!(located(0, "inputs: a join reads two"), None);
     }
 
     #[test]

@@ -81,10 +81,7 @@ fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), Develop
         .env("CARGO_TARGET_DIR", &target)
         .args(["build", "--quiet", "--profile", "plugin", "--target", "wasm32-unknown-unknown"])
         .args(["-Zbuild-std=std,panic_abort", "--config"])
-        .arg(format!("target.wasm32-unknown-unknown.linker=\"{COMPONENT_LD}\""))
-        // As scripts/build-plugins.sh builds the shipped plugins (the engine enables the
-        // proposal): 128-bit products in one instruction, and std shared with theirs.
-        .args(["--config", r#"target.wasm32-unknown-unknown.rustflags=["-Ctarget-feature=+wide-arithmetic"]"#]);
+        .arg(format!("target.wasm32-unknown-unknown.linker=\"{COMPONENT_LD}\""));
     run(&mut cargo)?;
     let built = target.join("wasm32-unknown-unknown/plugin").join(format!("{}.wasm", name.replace('-', "_")));
     copy(&built, output)

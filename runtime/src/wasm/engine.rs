@@ -53,10 +53,6 @@ impl WasmEngine {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(instances)));
         }
         config.wasm_component_model(true);
-        // 64×64→128-bit multiplication as one instruction (`i64.mul_wide_u`): the shipped
-        // plugins are built with it (scripts/build-plugins.sh), since formatting and parsing
-        // doubles multiply 128-bit numbers, which plain WebAssembly does in a software call.
-        config.wasm_wide_arithmetic(true);
         config.epoch_interruption(deadlines == Deadlines::Enforced);
         config.cranelift_opt_level(OptLevel::Speed);
         // `SLUICE_PROFILE=perfmap` names plugin functions in `perf` profiles (/tmp/perf-PID.map).

@@ -61,6 +61,7 @@ invalid_cases! {
     graph_unknown_output => "graph-unknown-output",
     graph_unread_side_output => "graph-unread-side-output",
     graph_unused_node => "graph-unused-node",
+    join_inputs => "join-inputs",
     kafka_group_empty => "kafka-group-empty",
     kafka_pattern_and_properties => "kafka-pattern-and-properties",
     kafka_pattern_nul => "kafka-pattern-nul",

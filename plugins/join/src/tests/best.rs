@@ -69,7 +69,7 @@ fn it_is_emitted_when_the_watermark_passes_the_end_not_before() {
 }
 
 #[test]
-fn min_keeps_the_lowest_and_ties_keep_the_earliest_arrived() {
+fn min_keeps_the_lowest_and_ties_keep_the_earliest_in_event_time() {
     let mut join = join(config("min", "drop"));
     // Before the auction: kept, then scanned in arrival order.
     join.process_from(1, &json_batch(&[bid(1, 3.0, 10, "first 3"), bid(1, 3.0, 11, "second 3"), bid(2, 8.0, 10, "first 8")]));
@@ -82,20 +82,31 @@ fn min_keeps_the_lowest_and_ties_keep_the_earliest_arrived() {
     max.process_from(0, &json_batch(&[auction(1, 0, 100)]));
     max.process_from(1, &json_batch(&[bid(1, 4.0, 10, "first 4"), bid(1, 2.0, 11, "lower"), bid(1, 4.0, 12, "second 4")]));
     assert_eq!(summary(&max.watermark(i64::MAX)), vec![(json!(1), json!("first 4"), 100)]);
+
+    // Not by arrival: the tie that arrives last but is earliest in event time wins.
+    let mut late_tie = join_with("max");
+    late_tie.process_from(0, &json_batch(&[auction(1, 0, 100)]));
+    late_tie.process_from(1, &json_batch(&[bid(1, 4.0, 12, "at 12"), bid(1, 4.0, 10, "at 10"), bid(1, 4.0, 11, "at 11")]));
+    assert_eq!(summary(&late_tie.watermark(i64::MAX)), vec![(json!(1), json!("at 10"), 100)]);
 }
 
 fn join_with(keep: &str) -> Harness<Join> {
     join(config(keep, "drop"))
 }
 
+/// A right record within a kept left record's interval is still kept for left records to come:
+/// each left record sees every right record of its interval, whichever came first.
 #[test]
-fn a_right_record_taken_by_a_left_record_is_not_kept_for_later_ones() {
+fn a_right_record_taken_by_a_left_record_is_kept_for_later_ones_too() {
     let mut join = join(config("max", "emit"));
     join.process_from(0, &json_batch(&[auction(1, 0, 100)]));
-    join.process_from(1, &json_batch(&[bid(1, 5.0, 50, "taken"), bid(1, 1.0, 150, "outside, kept")]));
-    assert_eq!(join.operator().kept().len(), 2, "the auction and the bid outside its interval");
-    join.process_from(0, &json_batch(&[auction(1, 0, 200)]));
-    assert_eq!(summary(&join.watermark(201)), vec![(json!(1), json!("taken"), 100), (json!(1), json!("outside, kept"), 200)]);
+    join.process_from(1, &json_batch(&[bid(1, 5.0, 50, "in both"), bid(1, 1.0, 150, "in the second")]));
+    assert_eq!(join.operator().kept().len(), 3, "the auction and both bids");
+    join.process_from(0, &json_batch(&[auction(1, 0, 200), auction(1, 100, 200)]));
+    assert_eq!(
+        summary(&join.watermark(201)),
+        vec![(json!(1), json!("in both"), 100), (json!(1), json!("in both"), 200), (json!(1), json!("in the second"), 200)]
+    );
 }
 
 #[test]
@@ -164,7 +175,7 @@ fn past_max_records_a_left_record_is_not_kept_and_counted() {
     join.process_from(0, &json_batch(&[auction(1, 0, 10), auction(2, 0, 10)]));
     assert_eq!(counter("records_not_kept"), 1);
     join.process_from(1, &json_batch(&[bid(1, 1.0, 5, "x"), bid(2, 1.0, 5, "y")]));
-    assert_eq!(counter("records_not_kept"), 2, "bid x is taken by its auction; bid y, without one, finds no room");
+    assert_eq!(counter("records_not_kept"), 3, "the bids find no room (bid x still counts for its auction)");
     assert_eq!(summary(&join.watermark(11)), vec![(json!(1), json!("x"), 10)]);
 }
 
@@ -191,11 +202,11 @@ fn best_needs_within_and_retention_and_knows_its_keys() {
     let best = json!({"field": "price", "keep": "max"});
     assert_eq!(
         refuse(json!({"key": ["k"], "best": best, "retention": "1s"})),
-        "`best` needs `within`: the best match is chosen among the right records within each left record's interval, such as \
+        "best: needs `within`: the best match is chosen among the right records within each left record's interval, such as \
          within = { from = \"start\", to = \"end\" }"
     );
-    assert!(refuse(json!({"key": ["k"], "best": best, "within": {"from": "a", "to": "b"}})).starts_with("`best` needs `retention`"));
-    assert!(refuse(json!({"key": ["k"], "unmatched": "emit"})).starts_with("`unmatched` applies only with `best`"));
+    assert!(refuse(json!({"key": ["k"], "best": best, "within": {"from": "a", "to": "b"}})).starts_with("best: needs `retention`"));
+    assert!(refuse(json!({"key": ["k"], "unmatched": "emit"})).starts_with("unmatched: applies only with `best`"));
     let within = json!({"from": "a", "to": "b"});
     assert!(
         refuse(json!({"key": ["k"], "within": within, "retention": 0, "best": {"field": "p", "keep": "median"}}))
@@ -284,29 +295,28 @@ fn holds(left: &Value, time: i64) -> bool {
     left["start"].as_i64().is_some_and(|start| start <= time) && left["end"].as_i64().is_some_and(|end| time <= end)
 }
 
-/// Each left record's best right record (ties: the first in `steps`), by (end, order): among
-/// the right records of its key in its interval that came after it, or before it if no earlier
-/// left record of the key took them.
+/// Each left record's best right record (ties: the earliest in event time), by (end, order):
+/// among the right records of its key in its interval, whichever came first (the retention of
+/// the tests keeps them all).
 fn reference(steps: &[Step]) -> Vec<(Value, i64)> {
     let records: Vec<(u32, &Value, i64)> = steps
         .iter()
         .filter_map(|step| if let Step::Record(port, value, time) = step { Some((*port, value, *time)) } else { None })
         .collect();
     let same_key = |a: &Value, b: &Value| a["auction"] == b["auction"];
-    let taken = |order: usize, right: &Value, time: i64| {
-        records[..order].iter().any(|(port, left, _)| *port == 0 && same_key(left, right) && holds(left, time))
-    };
     let mut expected: Vec<(i64, usize, Value)> = Vec::new();
     for (order, (_, left, _)) in records.iter().enumerate().filter(|(_, (port, _, _))| *port == 0) {
         let end = left["end"].as_i64().unwrap_or(0);
-        let mut best: Option<&Value> = None;
-        for (other, (_, right, time)) in records.iter().enumerate().filter(|(_, (port, right, _))| *port == 1 && same_key(left, right)) {
-            let seen = other > order || !taken(other, right, *time);
-            if seen && holds(left, *time) && best.is_none_or(|best| right["price"].as_u64() > best["price"].as_u64()) {
-                best = Some(right);
+        let mut best: Option<(&Value, i64)> = None;
+        for (_, right, time) in records.iter().filter(|(port, right, _)| *port == 1 && same_key(left, right)) {
+            let price = right["price"].as_u64();
+            let better = best
+                .is_none_or(|(best, best_time)| price > best["price"].as_u64() || (price == best["price"].as_u64() && *time < best_time));
+            if holds(left, *time) && better {
+                best = Some((right, *time));
             }
         }
-        expected.push((end, order, json!({"left": left, "right": best})));
+        expected.push((end, order, json!({"left": left, "right": best.map(|(right, _)| right)})));
     }
     expected.sort_by_key(|(end, order, _)| (*end, *order));
     expected.into_iter().map(|(end, _, pair)| (pair, end)).collect()

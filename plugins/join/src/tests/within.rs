@@ -135,3 +135,15 @@ proptest::proptest! {
         proptest::prop_assert_eq!(emitted, expected);
     }
 }
+
+/// Integer bounds are read exactly past 2⁵³, where a double would round 2⁵³ + 1 to 2⁵³.
+#[test]
+fn integer_bounds_are_exact_beyond_two_to_the_53() {
+    let mut join = interval_join();
+    let bound = 9_007_199_254_740_993_i64;
+    join.process_from(0, &json_batch(&[(json!({"k": 1, "start": bound, "end": bound}), 0)]));
+    let rights: Vec<_> = [bound - 1, bound, bound + 1].iter().map(|time| (json!({"k": 1, "t": time}), *time)).collect();
+    let out = join.process_from(1, &json_batch(&rights));
+    let matched: Vec<_> = pairs(&out.batch).into_iter().map(|(_, right)| right["t"].clone()).collect();
+    assert_eq!(matched, vec![json!(bound)]);
+}
