@@ -594,6 +594,19 @@ fn broker_set(list: &str) -> BTreeSet<&str> {
     list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).collect()
 }
 
+/// The names of the inputs the plugin is told of while it is checked: those resolved, or, when
+/// some could not be (an unknown or repeated input, reported on its own), those written, so
+/// that the plugin does not refuse an input count the file does not have.
+fn input_names(pipeline: &LoadedPipeline, resolved: &ResolvedInputs, index: usize, operator: &Spanned<OperatorConfig>) -> Vec<String> {
+    let names = resolved.input_names(pipeline, index);
+    match &operator.get_ref().inputs {
+        Some(written) if written.get_ref().len() != names.len() => {
+            written.get_ref().iter().map(|input| input.get_ref().to_string()).collect()
+        }
+        _ => names,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -607,18 +620,5 @@ mod tests {
         assert!(!event_times_fit(0, Some(4), i64::MAX / 2));
         assert!(!event_times_fit(1, Some(1000), i64::MAX));
         assert!(!event_times_fit(0, Some(u64::MAX), 1));
-    }
-}
-
-/// The names of the inputs the plugin is told of while it is checked: those resolved, or, when
-/// some could not be (an unknown or repeated input, reported on its own), those written, so
-/// that the plugin does not refuse an input count the file does not have.
-fn input_names(pipeline: &LoadedPipeline, resolved: &ResolvedInputs, index: usize, operator: &Spanned<OperatorConfig>) -> Vec<String> {
-    let names = resolved.input_names(pipeline, index);
-    match &operator.get_ref().inputs {
-        Some(written) if written.get_ref().len() != names.len() => {
-            written.get_ref().iter().map(|input| input.get_ref().to_string()).collect()
-        }
-        _ => names,
     }
 }
