@@ -50,7 +50,16 @@ pub struct Coordinator {
 struct Gathered {
     shares: BTreeMap<String, SharePosition>,
     tasks: BTreeMap<String, TaskCheckpoint>,
+    /// Tasks that answered the round without a checkpoint (theirs failed).
+    tasks_skipped: BTreeSet<String>,
     skipped: Option<String>,
+}
+
+impl Gathered {
+    /// Whether `task` answered the round, with a checkpoint or without one.
+    fn answered(&self, task: &str) -> bool {
+        self.tasks.contains_key(task) || self.tasks_skipped.contains(task)
+    }
 }
 
 impl Coordinator {
@@ -150,7 +159,9 @@ impl Coordinator {
         let deadline = Instant::now() + timeout;
         let mut gathered = Gathered::default();
         let mut waiting_shares: BTreeSet<String> = asked.iter().cloned().collect();
-        while !waiting_shares.is_empty() || self.tasks.iter().any(|task| !gathered.tasks.contains_key(task)) {
+        // A task that skipped its checkpoint has answered: the round fails at once when the
+        // others have answered too, not when it times out.
+        while !waiting_shares.is_empty() || self.tasks.iter().any(|task| !gathered.answered(task)) {
             let report = match self.reports.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(report) => report,
                 Err(_) => {
@@ -166,10 +177,11 @@ impl Coordinator {
                 RoundReport::Task { task, checkpoint } => {
                     gathered.tasks.insert(task, *checkpoint);
                 }
-                RoundReport::TaskSkipped { reason, .. } => {
+                RoundReport::TaskSkipped { task, reason } => {
+                    gathered.tasks_skipped.insert(task);
                     gathered.skipped.get_or_insert(reason);
                 }
-                RoundReport::TaskGone { task } if self.tasks.contains(&task) && !gathered.tasks.contains_key(&task) => {
+                RoundReport::TaskGone { task } if self.tasks.contains(&task) && !gathered.answered(&task) => {
                     self.tasks.remove(&task);
                     gathered.skipped.get_or_insert(format!("task {task} stopped before checkpoint {id}"));
                 }

@@ -315,3 +315,34 @@ config = { field = "user_id", op = "exists" }
     let error = run(&pipeline).expect_err("the pipeline stops").to_string();
     assert!(error.contains("3 checkpoints in a row failed") && error.contains("checkpoint.json"), "{error}");
 }
+
+/// A snapshot that fails at every checkpoint fails each round at once (every task has
+/// answered), so the failures are counted and the pipeline stops with the plugin's reason.
+/// Before, a task that skipped its checkpoint never answered the round: each round waited 60 s
+/// for it, and meanwhile the journal's compaction had opened the operator's circuit.
+#[test]
+fn a_snapshot_that_fails_at_every_checkpoint_stops_the_pipeline_after_the_tolerated_failures() {
+    let scratch = Scratch::new();
+    let pipeline = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "unsnapshotted"
+state_dir = "state"
+checkpoint_interval = "50ms"
+tolerated_checkpoint_failures = 1
+
+[[sources]]
+type = "generator"
+count = 3000000
+rate = 10000
+
+[[operators]]
+name = "flaky"
+plugin = "{plugins}/misbehave.wasm"
+config = { trap_in_snapshot_after = 1 }
+"#,
+    );
+    let error = run(&pipeline).expect_err("the pipeline stops").to_string();
+    assert!(error.contains("2 checkpoints in a row failed") && error.contains("snapshot"), "{error}");
+    assert!(!scratch.path("dead.jsonl").is_file() || scratch.json_lines("dead.jsonl").is_empty(), "the operator's circuit stayed closed");
+}
