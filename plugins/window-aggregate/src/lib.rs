@@ -184,14 +184,14 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let mut late_dropped = 0;
+        let (mut late_dropped, mut windows_missed) = (0, 0);
         let mut scratch = Scratch::default();
         for record in batch.iter() {
             if self.pass_through {
                 out.emit(record);
             }
             match self.add(record, &mut scratch) {
-                Ok(()) => {}
+                Ok(missed) => windows_missed += missed,
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::Drop => late_dropped += 1,
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
                 Err(Refusal::Late { timestamp, watermark }) => out.reject(record.index(), self.late_reason(timestamp, watermark)),
@@ -200,6 +200,9 @@ impl Operator for WindowAggregate {
         }
         if late_dropped > 0 {
             sluice_sdk::host::counter_add("late_dropped", late_dropped);
+        }
+        if windows_missed > 0 {
+            sluice_sdk::host::counter_add("late_window_updates_missed", windows_missed);
         }
     }
 
@@ -299,9 +302,14 @@ enum Refusal {
 }
 
 impl WindowAggregate {
-    fn add<'b>(&mut self, record: Record<'b>, scratch: &mut Scratch<'b>) -> Result<(), Refusal> {
+    /// Adds the record to its windows still open; the number of its windows already closed
+    /// for good that it missed (a hopping window's record may be late for some of its windows
+    /// only).
+    fn add<'b>(&mut self, record: Record<'b>, scratch: &mut Scratch<'b>) -> Result<u64, Refusal> {
         let mut keys = std::mem::take(&mut self.keys);
-        let added = self.open_windows_for(record.timestamp(), &mut keys).and_then(|()| self.add_to_windows(record, &keys, scratch));
+        let added = self
+            .open_windows_for(record.timestamp(), &mut keys)
+            .and_then(|missed| self.add_to_windows(record, &keys, scratch).map(|()| missed));
         self.keys = keys;
         added
     }
@@ -332,9 +340,9 @@ impl WindowAggregate {
         Ok(())
     }
 
-    /// Sets `keys` to the windows a record at `timestamp` belongs to that are not purged; late
-    /// if none.
-    fn open_windows_for(&self, timestamp: i64, keys: &mut Vec<WindowKey>) -> Result<(), Refusal> {
+    /// Sets `keys` to the windows a record at `timestamp` belongs to that are not purged, and
+    /// gives the number of those purged; late if none is left.
+    fn open_windows_for(&self, timestamp: i64, keys: &mut Vec<WindowKey>) -> Result<u64, Refusal> {
         keys.clear();
         match self.window {
             WindowConfig::Tumbling { size } => keys.extend(WindowKey::containing(timestamp, size.0)),
@@ -347,11 +355,11 @@ impl WindowAggregate {
                 i64::MIN
             )));
         }
-        let first = keys.first().copied();
+        let (first, all) = (keys.first().copied(), keys.len());
         keys.retain(|key| self.windows.purged(key, self.lateness).is_none());
         match (keys.is_empty(), first.and_then(|key| self.windows.purged(&key, self.lateness))) {
             (true, Some(watermark)) => Err(Refusal::Late { timestamp, watermark }),
-            _ => Ok(()),
+            _ => Ok((all - keys.len()) as u64),
         }
     }
 

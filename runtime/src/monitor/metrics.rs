@@ -5,7 +5,7 @@
 //! `operator` or `sink`), then `task` (a source share, a stage instance or a Kafka partition).
 //! `docs/metrics.md` lists them all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -62,6 +62,12 @@ struct DeadLetterLabels {
     pipeline: String,
     node: String,
     reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    pipeline: String,
+    source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,6 +139,7 @@ struct Families {
     bytes_in: Family<NodeLabels, Counter>,
     bytes_out: Family<NodeLabels, Counter>,
     dead_letters: Family<DeadLetterLabels, Counter>,
+    late_dropped: Family<SourceLabels, Counter>,
     call_seconds: Histograms<CallLabels>,
     record_seconds: Histograms<OperatorTaskLabels>,
     busy: Family<TaskLabels, SecondsCounter>,
@@ -170,6 +177,7 @@ impl Families {
             bytes_in: Family::default(),
             bytes_out: Family::default(),
             dead_letters: Family::default(),
+            late_dropped: Family::default(),
             call_seconds: Family::new_with_constructor(latency),
             record_seconds: Family::new_with_constructor(latency),
             busy: Family::default(),
@@ -198,12 +206,17 @@ impl Families {
         r.register("records_in", "Records a node received (operators, sinks)", families.records_in.clone());
         r.register("records_out", "Records a node emitted (sources, operators)", families.records_out.clone());
         r.register("bytes_in", "Bytes of the records a node received", families.bytes_in.clone());
-        r.register("bytes_out", "Bytes of the records a node emitted or wrote", families.bytes_out.clone());
+        r.register("bytes_out", "Bytes of the records a node emitted", families.bytes_out.clone());
         r.register(
             "dead_letters",
             "Records sent to the dead-letter output, by the node that refused or failed on them and the reason class \
              (refused, trap, deadline, memory, invalid-output, instantiate, disabled, late, decode, route)",
             families.dead_letters.clone(),
+        );
+        r.register(
+            "source_late_dropped",
+            "Records a source dropped as late (behind its watermark, with late_records = \"drop\")",
+            families.late_dropped.clone(),
         );
         r.register(
             "operator_call_seconds",
@@ -362,6 +375,7 @@ impl Metrics {
                 task: task.into(),
                 counters: HashMap::new(),
                 gauges: HashMap::new(),
+                gauge_names: Arc::default(),
             },
         })
     }
@@ -377,6 +391,12 @@ impl Metrics {
     }
 
     /// Counts a dead letter of `node` (an operator, or a source) of reason class `reason`.
+    /// The count of the records `source` drops as late (`late_records = "drop"`).
+    pub fn source_late_dropped(&self, pipeline: &str, source: &str) -> Option<Counter> {
+        let families = self.families.as_ref()?;
+        Some(families.late_dropped.get_or_create_owned(&SourceLabels { pipeline: pipeline.into(), source: source.into() }))
+    }
+
     pub fn dead_letter(&self, pipeline: &str, node: &str, reason: &str) {
         if let Some(families) = &self.families {
             families
@@ -576,7 +596,7 @@ impl OperatorMetrics {
         let labels = OperatorTaskLabels { pipeline: plugin.pipeline.clone(), operator: plugin.operator.clone(), task: plugin.task.clone() };
         plugin.families.memory.remove(&labels);
         plugin.families.circuit_open.remove(&labels);
-        for name in plugin.gauges.keys() {
+        for name in plugin.gauge_names.lock().unwrap_or_else(PoisonError::into_inner).iter() {
             plugin.families.plugin_gauges.remove(&plugin.labels(name));
         }
     }
@@ -593,6 +613,9 @@ pub struct PluginMetrics {
     /// The handles of the names this instance used: later calls touch only their atomics.
     counters: HashMap<String, Counter>,
     gauges: HashMap<String, FloatGauge>,
+    /// The gauge names every copy of these handles used (the running instance has its own
+    /// copy), so that [`OperatorMetrics::retire`] removes them all.
+    gauge_names: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for PluginMetrics {
@@ -620,6 +643,7 @@ impl PluginMetrics {
         if !self.gauges.contains_key(name) {
             let gauge = self.families.plugin_gauges.get_or_create_owned(&self.labels(name));
             self.gauges.insert(name.to_owned(), gauge);
+            self.gauge_names.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned());
         }
         if let Some(gauge) = self.gauges.get(name) {
             gauge.set(value);
@@ -645,5 +669,28 @@ impl SinkMetrics {
         for timestamp in timestamps.step_by(step) {
             self.latency.observe(now_ms.saturating_sub(timestamp).max(0) as f64 / 1e3);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    /// The running instance sets gauges through its own copy of the handles: retiring the
+    /// operator's removes them too.
+    #[test]
+    fn a_retired_instance_leaves_no_plugin_gauge() {
+        let metrics = Metrics::default();
+        let operator = metrics.operator("p", "windows", "windows#1", 1 << 20).expect("enabled");
+        let mut running = operator.plugin.clone();
+        running.gauge_set("open_windows", 3.0);
+        running.counter_add("late_dropped", 2);
+        assert!(
+            metrics.encode().contains(r#"sluice_plugin_gauge{pipeline="p",operator="windows",task="windows#1",name="open_windows"} 3.0"#)
+        );
+        operator.retire();
+        let text = metrics.encode();
+        assert!(!text.contains("open_windows"), "{text}");
+        assert!(text.contains("late_dropped"), "counters stay, as totals: {text}");
     }
 }

@@ -77,6 +77,8 @@ pub struct SourceOutput {
     /// told they are many.
     late_passed: u64,
     warned_of_late: bool,
+    /// The metric of the records dropped as late, when metrics are on.
+    late_dropped_metric: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 /// Passed records behind the watermark that make the source say so in the log: at least this
@@ -124,7 +126,14 @@ impl SourceOutput {
             keep_scanned_fields: false,
             late_passed: 0,
             warned_of_late: false,
+            late_dropped_metric: None,
         }
+    }
+
+    /// Counts the records dropped as late in `metric` too (`sluice_source_late_dropped_total`).
+    pub fn counting_late_drops_in(mut self, metric: Option<prometheus_client::metrics::counter::Counter>) -> SourceOutput {
+        self.late_dropped_metric = metric;
+        self
     }
 
     /// Keeps the fields a source found in a record as the record's field index, when `keep`
@@ -254,6 +263,9 @@ impl SourceOutput {
     fn late_record(&mut self, refused: Arrival, key: Option<&[u8]>, value: &[u8], timestamp: i64, position: u64) -> Result<(), Downstream> {
         let Arrival::DeadLetter { reason } = refused else {
             self.stats.late_dropped += 1;
+            if let Some(metric) = &self.late_dropped_metric {
+                metric.inc();
+            }
             return Ok(());
         };
         let mut record = Batch::new();

@@ -253,7 +253,8 @@ fn start_source(
         let fed: Vec<SyncSender<TaskMessage>> = if shares == 1 { tasks.to_vec() } else { vec![tasks[share].clone()] };
         let batcher = Batcher::new(*settings.batch_size.get_ref(), settings.batch_linger.duration());
         let mut output = SourceOutput::new(name.clone(), batcher, fed, start.outputs.dead_letters.clone(), event_time, start.stop.clone())
-            .keeping_scanned_fields(feeds.reads_indexes);
+            .keeping_scanned_fields(feeds.reads_indexes)
+            .counting_late_drops_in(start.control.monitor().metrics.source_late_dropped(start.control.pipeline(), &name));
         let key = if shares == 1 { name.to_string() } else { format!("{name}#{share}") };
         if let Some(state) = state {
             let (requests, request_queue) = mpsc::channel();

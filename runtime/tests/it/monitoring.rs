@@ -351,3 +351,54 @@ path = "copy.jsonl"
     }
     drop(run);
 }
+
+/// Records a source drops as late (`late_records = "drop"`) are counted while the pipeline
+/// runs, not only in the summary at its end.
+#[test]
+fn records_a_source_drops_as_late_are_counted_in_a_metric() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "dropping"
+late_records = "drop"
+out_of_orderness = "1s"
+
+[[sources]]
+name = "lines"
+type = "stdin"
+timestamp_field = "ts"
+
+[[operators]]
+name = "everything"
+plugin = "{plugins}/filter.wasm"
+config = { field = "ts", op = "exists" }
+
+[[sinks]]
+type = "file"
+path = "kept.jsonl"
+"#,
+    );
+    let mut run = AdminRun::start(&path, &["--no-watch"], true);
+    run.wait_for_pipeline("dropping");
+    // Each block of 10 s ends with three records 5 s behind it: late by 4 s.
+    let mut input = String::new();
+    for block in 0..5 {
+        for n in 0..10 {
+            input.push_str(&format!("{{\"ts\":{}}}\n", block * 10_000 + n * 1_000));
+        }
+        for n in 0..3 {
+            input.push_str(&format!("{{\"ts\":{}}}\n", block * 10_000 + 4_000 + n));
+        }
+    }
+    let mut stdin = run.child.0.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    stdin.flush().expect("flush stdin");
+    let labels = [("pipeline", "dropping"), ("source", "lines")];
+    let scrape =
+        scrape_until(&run, "the late records counted", |scrape| value(scrape, "sluice_source_late_dropped_total", &labels) == 15.0);
+    assert_eq!(value(&scrape, "sluice_records_out_total", &[("node", "lines"), ("kind", "source")]), 50.0);
+    drop(stdin);
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "sluice ends cleanly: {}", run.stderr.lock().expect("log"));
+}

@@ -25,6 +25,25 @@ fn hopping_windows_count_a_record_in_every_window_that_contains_it() {
     assert_eq!(counts_by_window(&results), vec![(0, 3000, 1), (1000, 4000, 2), (2000, 5000, 2), (3000, 6000, 1)]);
 }
 
+/// A record late for some of its hopping windows only counts in those still open; the windows
+/// it missed are counted (`late_window_updates_missed`), and `late` applies only when it missed
+/// them all.
+#[test]
+fn a_hopping_record_late_for_some_windows_counts_in_the_others_and_the_missed_are_counted() {
+    let mut op = operator(json!({
+        "window": {"type": "hopping", "size": "60s", "slide": "20s"}, "allowed_lateness": "10s", "aggregates": [{"function": "count"}]
+    }));
+    op.process_json(&[(json!({}), 0), (json!({}), 60_000)]);
+    op.watermark(60_000);
+    let before = sluice_sdk::host::native_metrics().counters.get("late_window_updates_missed").copied().unwrap_or(0);
+    op.process_json(&[(json!({}), 39_999)]);
+    let missed = sluice_sdk::host::native_metrics().counters.get("late_window_updates_missed").copied().unwrap_or(0) - before;
+    assert_eq!(missed, 1, "[-20 s, 40 s) closed for good at 50 s");
+    let results = counts_by_window(&json_values(&op.watermark(i64::MAX)));
+    assert!(results.contains(&(0, 60_000, 2)), "{results:?}");
+    assert!(results.contains(&(20_000, 80_000, 2)), "{results:?}");
+}
+
 #[test]
 fn session_windows_merge_records_closer_than_the_gap_per_group() {
     let mut op = operator(

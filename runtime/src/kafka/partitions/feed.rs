@@ -95,6 +95,8 @@ pub struct PartitionFeed {
     barriers: u64,
     /// Records behind the watermark dropped by `late_records = "drop"`.
     pub late_dropped: u64,
+    /// Their metric, when metrics are on.
+    late_dropped_metric: Option<prometheus_client::metrics::counter::Counter>,
     dead_letters: SyncSender<DeadLetterMessage>,
     source: Arc<str>,
     /// When the brokers were last asked whether the partition is caught up.
@@ -151,10 +153,17 @@ impl PartitionFeed {
             kind,
             barriers: 0,
             late_dropped: 0,
+            late_dropped_metric: None,
             dead_letters,
             source,
             last_asked: None,
         }
+    }
+
+    /// Counts the records dropped as late in `metric` too (`sluice_source_late_dropped_total`).
+    pub fn counting_late_drops_in(mut self, metric: Option<prometheus_client::metrics::counter::Counter>) -> PartitionFeed {
+        self.late_dropped_metric = metric;
+        self
     }
 
     /// Takes one record of the partition; false if the task has gone.
@@ -189,6 +198,9 @@ impl PartitionFeed {
             Arrival::Take { after_watermark, .. } => after_watermark,
             Arrival::Drop => {
                 self.late_dropped += 1;
+                if let Some(metric) = &self.late_dropped_metric {
+                    metric.inc();
+                }
                 return true;
             }
             Arrival::DeadLetter { reason } => {

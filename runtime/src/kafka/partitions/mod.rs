@@ -341,7 +341,9 @@ impl SourceContext {
         let task = factory.start(start).map_err(|error| error.to_string())?;
         let batcher = Batcher::new(self.setup.batch_size, self.setup.batch_linger);
         let dead_letters = factory.shared_outputs().dead_letters.clone();
-        let feed = PartitionFeed::new(task, batcher, kind, restart_offset, dead_letters, source, self.pending.clone());
+        let late_dropped = self.setup.metrics.source_late_dropped(&self.setup.pipeline, &source);
+        let feed = PartitionFeed::new(task, batcher, kind, restart_offset, dead_letters, source, self.pending.clone())
+            .counting_late_drops_in(late_dropped);
         let mut partitions = self.partitions();
         partitions.stop(std::slice::from_ref(id), false, self.setup.handover_limit);
         partitions.feeds.insert(id.clone(), feed);
