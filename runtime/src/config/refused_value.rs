@@ -19,18 +19,38 @@ enum Step<'r> {
 /// number `operator` (among `[[operators]]`) names by its path; `None` when the reason starts
 /// with no path or the file has nothing there.
 pub fn refused_value_span(text: &str, operator: usize, reason: &str) -> Option<Range<usize>> {
-    let steps = path_of(reason)?;
+    let (steps, rest) = match path_of(reason) {
+        Some(steps) => (steps, reason.split_once(": ").map_or(reason, |(_, rest)| rest)),
+        None => (Vec::new(), reason),
+    };
     let document = DeTable::parse(text).ok()?;
     let operators = entry(document.get_ref(), "operators")?;
     let DeValue::Array(operators) = operators.get_ref() else { return None };
     let DeValue::Table(operator) = operators.get(operator)?.get_ref() else { return None };
-    let in_config = entry(operator, "config").and_then(|config| follow(config, &steps));
+    let config = entry(operator, "config");
+    // serde's "unknown field `x`, expected …": the key `x` of the table the path leads to.
+    if let Some(unknown) = unknown_field(rest)
+        && let Some(table) = config.and_then(|config| follow(config, &steps))
+        && let DeValue::Table(fields) = table.get_ref()
+        && let Some((key, _)) = fields.iter().find(|(name, _)| name.get_ref().as_ref() == unknown)
+    {
+        return Some(key.span());
+    }
+    if steps.is_empty() {
+        return None;
+    }
+    let in_config = config.and_then(|config| follow(config, &steps)).map(Spanned::span);
     // `inputs: …` refuses what the operator reads, when its configuration has no `inputs`.
     in_config.or_else(|| (steps == [Step::Key("inputs")]).then(|| entry(operator, "inputs")).flatten().map(Spanned::span))
 }
 
+/// The name in a refusal that starts with serde's "unknown field `name`".
+fn unknown_field(reason: &str) -> Option<&str> {
+    reason.strip_prefix("unknown field `")?.split_once('`').map(|(name, _)| name)
+}
+
 /// The value at the end of `steps` from `value`.
-fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Option<Range<usize>> {
+fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Option<&'t Spanned<DeValue<'i>>> {
     for step in steps {
         value = match (value.get_ref(), step) {
             (DeValue::Table(table), Step::Key(key)) => entry(table, key)?,
@@ -38,7 +58,7 @@ fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Op
             _ => return None,
         };
     }
-    Some(value.span())
+    Some(value)
 }
 
 /// The span in `text` (the parsed pipeline file) of the key `key` of the table whose own span
@@ -131,6 +151,14 @@ window = { size = "ten" }
         assert_eq!(located(1, "window.size: not a duration"), Some("\"ten\""));
         assert_eq!(located(1, "inputs: a join reads two"), Some("[\"first\"]"), "the operator's inputs");
         assert_eq!(located(0, "inputs: a join reads two"), None);
+    }
+
+    #[test]
+    fn an_unknown_field_is_located_at_its_key() {
+        assert_eq!(located(1, "unknown field `window`, expected `field` or `op`"), Some("window"));
+        assert_eq!(located(1, "window: unknown field `size`, expected `length`"), Some("size"));
+        assert_eq!(located(0, "any[1]: unknown field `op`, expected `field`"), Some("op"));
+        assert_eq!(located(1, "unknown field `absent`, expected `field`"), None);
     }
 
     #[test]

@@ -110,9 +110,9 @@ impl Problems<'_> {
         match source.get_ref() {
             SourceConfig::Generator(generator) => {
                 match parse_rfc3339_millis(&generator.start_time) {
-                    Err(problem) => self.report(span.clone(), format!("source \"{name}\": start_time {problem}")),
+                    Err(problem) => self.report(self.key_in(&span, "start_time"), format!("source \"{name}\": start_time {problem}")),
                     Ok(start) if !event_times_fit(start, generator.count, generator.event_interval.millis()) => self.report(
-                        span.clone(),
+                        self.key_in(&span, "count"),
                         format!(
                             "source \"{name}\": {} records {} ms apart from start_time go past the latest event time a record can \
                              have (i64::MAX ms): lower count or event_interval",
@@ -123,7 +123,8 @@ impl Problems<'_> {
                     Ok(_) => {}
                 }
                 if generator.users == 0 || generator.items == 0 {
-                    self.report(span.clone(), format!("source \"{name}\": users and items must be at least 1"));
+                    let key = if generator.users == 0 { "users" } else { "items" };
+                    self.report(self.key_in(&span, key), format!("source \"{name}\": users and items must be at least 1"));
                 }
                 for anomaly in &generator.anomalies {
                     if let Err(problem) = parse_rfc3339_millis(&anomaly.start) {

@@ -34,8 +34,10 @@ pub enum DevelopError {
     Manifest(String),
     #[error("{0} already exists: choose another name or directory")]
     Exists(PathBuf),
-    #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-', starting with a letter")]
+    #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-', starting with a letter and not ending with '-'")]
     InvalidName(String),
+    #[error("plugin name {0:?} is longer than {MAX_NAME} characters: its test pipeline is named after it, and names have at most 64")]
+    NameTooLong(String),
     #[error("plugin name {0:?} is the name of the Sluice SDK's crate, which a plugin depends on: choose another")]
     SdkName(String),
     #[error("{tool} is missing: {remedy}")]
@@ -89,6 +91,10 @@ impl PluginManifestConfig {
     }
 }
 
+/// The longest plugin name: its test pipeline is called `NAME-test`, and pipeline and operator
+/// names have at most 64 characters.
+pub const MAX_NAME: usize = 59;
+
 /// Plugin names become file names, crate names and package names.
 pub fn check_name(name: &str) -> Result<(), DevelopError> {
     let mut characters = name.chars();
@@ -97,6 +103,9 @@ pub fn check_name(name: &str) -> Result<(), DevelopError> {
         && !name.ends_with('-');
     if !valid {
         return Err(DevelopError::InvalidName(name.to_owned()));
+    }
+    if name.len() > MAX_NAME {
+        return Err(DevelopError::NameTooLong(name.to_owned()));
     }
     // A Rust plugin's package would collide with the SDK's in its lock file.
     if name == "sluice-sdk" {
@@ -128,6 +137,8 @@ mod tests {
         for bad in ["", "Fraud", "2x", "a_b", "a-", "a b", "../x"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+        assert!(check_name(&"a".repeat(59)).is_ok());
+        assert!(check_name(&"a".repeat(60)).unwrap_err().to_string().contains("longer than 59 characters"));
         let sdk = check_name("sluice-sdk").err().map(|error| error.to_string());
         assert_eq!(
             sdk.as_deref(),

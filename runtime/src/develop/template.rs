@@ -51,6 +51,12 @@ pub fn new_plugin(name: &str, language: Language, directory: &Path, sdk: Option<
         return Err(DevelopError::Exists(directory.to_owned()));
     }
     let sdk_path = match (language, sdk) {
+        (Language::Rust, Some(sdk)) if !sdk.join("Cargo.toml").is_file() => {
+            return Err(DevelopError::Manifest(format!(
+                "--sdk {}: no Cargo.toml there: give the sdk/ directory of a Sluice source tree",
+                sdk.display()
+            )));
+        }
         (Language::Rust, Some(sdk)) => std::path::absolute(sdk)
             .map_err(|source| DevelopError::Io { path: sdk.to_owned(), error: source })?
             .to_string_lossy()
@@ -83,9 +89,14 @@ mod tests {
     #[test]
     fn every_skeleton_has_its_manifest_and_test_and_no_unfilled_holes() {
         let root = std::env::temp_dir().join(format!("sluice-template-test-{}", std::process::id()));
+        let sdk = root.join("sdk");
+        std::fs::create_dir_all(&sdk).expect("sdk directory");
+        std::fs::write(sdk.join("Cargo.toml"), "").expect("sdk manifest");
+        let refused = new_plugin("my-op", Language::Rust, &root.join("nowhere"), Some(&root.join("no-sdk"))).err();
+        assert!(refused.is_some_and(|error| error.to_string().contains("no Cargo.toml there")));
         for language in Language::ALL {
             let directory = root.join(language.name());
-            let written = new_plugin("my-op", language, &directory, Some(Path::new("/sdk"))).expect("skeleton written");
+            let written = new_plugin("my-op", language, &directory, Some(&sdk)).expect("skeleton written");
             assert!(written.contains(&"sluice-plugin.toml") && written.contains(&"test/pipeline.toml"));
             for file in written {
                 let text = std::fs::read_to_string(directory.join(file)).expect("readable");

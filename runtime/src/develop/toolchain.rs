@@ -36,6 +36,13 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
         Some(path) => std::path::absolute(path).map_err(|source| DevelopError::Io { path: path.clone(), error: source })?,
         None => directory.join(format!("{name}.wasm")),
     };
+    if let Some(parent) = output.parent().filter(|parent| !parent.is_dir()) {
+        return Err(DevelopError::Manifest(format!(
+            "--output {}: the directory {} does not exist: create it first",
+            output.display(),
+            parent.display()
+        )));
+    }
     let wit = match &options.wit {
         Some(wit) => wit.canonicalize().map_err(|source| DevelopError::Io { path: wit.clone(), error: source })?,
         None => {

@@ -143,12 +143,19 @@ impl TaskFactory {
                 .map(|operator| {
                     let spec = specs[*operator].clone();
                     let name = spec.name.to_string();
-                    let state = restored
+                    let saved = restored
                         .and_then(|checkpoint| checkpoint.operator(&name))
-                        .filter(|saved| !self.control.state_discarded(&name, &saved.digest))
-                        .map(|saved| saved.state.clone());
-                    let mut started =
-                        Operator::start(spec, state).map_err(|error| TaskStartError::Operator { operator: name.clone(), error })?;
+                        .filter(|saved| !self.control.state_discarded(&name, &saved.digest));
+                    let running = spec.plugin.digest().to_string();
+                    let mut started = Operator::start(spec, saved.map(|saved| saved.state.clone())).map_err(|error| match error {
+                        OperatorError::StateRefused(reason) if saved.is_some_and(|saved| saved.digest != running) => {
+                            TaskStartError::Operator {
+                                operator: name.clone(),
+                                error: OperatorError::StateRefused(another_version(reason, saved, &running)),
+                            }
+                        }
+                        error => TaskStartError::Operator { operator: name.clone(), error },
+                    })?;
                     started.observe(metrics.operator(pipeline, &name, &task, started.spec().limits.memory));
                     Ok(started)
                 })
@@ -272,6 +279,17 @@ impl Drop for StartedTask {
             self.control.unregister_task(self.id);
         }
     }
+}
+
+/// A restored state refused by another version of the plugin than the one that wrote it: says
+/// so, and what to do.
+fn another_version(reason: String, saved: Option<&super::checkpoint::OperatorCheckpoint>, running: &str) -> String {
+    let written_by = saved.map_or("another version", |saved| saved.digest.as_str());
+    format!(
+        "{reason} (the checkpoint was written by {written_by}, this pipeline runs {running}: a version swapped in while it ran \
+         — through the admin API or `sluice swap` — is not kept in the pipeline file; run with that version's file, or move \
+         the state directory aside to start without the checkpoint)"
+    )
 }
 
 #[cfg(test)]

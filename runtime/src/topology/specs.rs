@@ -101,6 +101,8 @@ impl PluginCheck for WasmPluginCheck<'_> {
             Err(SpecError::Operator(error @ OperatorError::Failed { step: "snapshot", .. })) => {
                 Err(PluginProblem::Plugin(format!("its state right after init could not be taken: {error}")))
             }
+            // The error names its step ("init failed: …").
+            Err(SpecError::Operator(error @ OperatorError::Failed { .. })) => Err(PluginProblem::Plugin(format!("its {error}"))),
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
             Err(error @ (SpecError::Plugin(_) | SpecError::Pinned { .. } | SpecError::Secret(_))) => {
                 Err(PluginProblem::Plugin(error.to_string()))

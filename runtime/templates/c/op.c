@@ -132,7 +132,8 @@ bool exports_operator_restore(operator_state_t *state, operator_string_t *err) {
   }
   bool ok = state->version == 1 && state->bytes.len == sizeof kept_total;
   if (ok) memcpy(&kept_total, state->bytes.ptr, sizeof kept_total);
-  else fail(err, "cannot read this state version");
+  else if (state->version != 1) fail(err, "cannot read this state version: this plugin reads version 1");
+  else fail(err, "cannot read this state: version 1 of this plugin holds one 8-byte count (written by another plugin?)");
   operator_state_free(state);
   return ok;
 }

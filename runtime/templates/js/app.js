@@ -14,11 +14,14 @@ let kept = 0n;
 // dead-lettered); logged here first, its message becomes the dead-letter reason, as a Rust
 // panic's does. A thrown string is an error result instead (init, restore).
 function reported(call) {
+  // process, onWatermark and snapshot have no error result: a thrown string traps there too.
+  const trapsOnString = ['process', 'onWatermark', 'snapshot'].includes(call.name);
   return (...args) => {
     try {
       return call(...args);
     } catch (error) {
       if (typeof error !== 'string') log('error', `panic: ${error?.name ?? 'Error'}: ${error?.message ?? error}`);
+      else if (trapsOnString) log('error', `panic: ${error}`);
       throw error;
     }
   };

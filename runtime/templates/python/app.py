@@ -31,10 +31,15 @@ def reported(method):
     """Tells the runtime why a call fails: an exception other than `Err` traps the call (its
     records are retried one by one, the failing one dead-lettered), and the message logged
     here first becomes the dead-letter reason, as a Rust panic's does."""
+    # `process`, `on_watermark` and `snapshot` have no error result: an `Err` there traps too.
+    traps_on_err = method.__name__ in ("process", "on_watermark", "snapshot")
+
     def call(*args):
         try:
             return method(*args)
-        except Err:
+        except Err as error:
+            if traps_on_err:
+                host.log(host.Level.ERROR, f"panic: Err: {getattr(error, 'value', error)}")
             raise
         except BaseException as error:
             host.log(host.Level.ERROR, f"panic: {type(error).__name__}: {error}")
