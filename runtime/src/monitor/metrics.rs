@@ -162,11 +162,25 @@ struct Families {
     plugin_gauges: Family<PluginMetricLabels, FloatGauge>,
     consumer_lag: Family<PartitionLabels, Gauge>,
     commits: Family<SourceResultLabels, Counter>,
+    /// The back-pressure clocks of the running tasks, credited before each scrape.
+    blocked_clocks: Mutex<Vec<std::sync::Weak<super::blocked::BlockedClock>>>,
     /// The digest each (pipeline, operator) runs, so that a new one replaces it.
     versions: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Families {
+    /// Credits the running tasks' ongoing waits (and forgets the clocks of ended tasks).
+    fn credit_blocked_tasks(&self) {
+        let mut clocks = self.blocked_clocks.lock().unwrap_or_else(PoisonError::into_inner);
+        clocks.retain(|clock| match clock.upgrade() {
+            Some(clock) => {
+                clock.credit_ongoing();
+                true
+            }
+            None => false,
+        });
+    }
+
     fn new() -> Families {
         let latency: fn() -> Histogram = latency_buckets;
         let lag: fn() -> Histogram = lag_buckets;
@@ -200,6 +214,7 @@ impl Families {
             plugin_gauges: Family::default(),
             consumer_lag: Family::default(),
             commits: Family::default(),
+            blocked_clocks: Mutex::default(),
             versions: Mutex::default(),
         };
         let r = &mut families.registry;
@@ -301,6 +316,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let mut text = String::new();
         if let Some(families) = &self.families {
+            families.credit_blocked_tasks();
             // Writing into a String cannot fail.
             let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &families.registry);
         }
@@ -311,10 +327,14 @@ impl Metrics {
     pub fn task(&self, pipeline: &str, task: &str) -> Option<TaskMetrics> {
         let families = self.families.as_ref()?;
         let labels = TaskLabels { pipeline: pipeline.into(), task: task.into() };
+        let backpressured = families.backpressured.get_or_create_owned(&labels);
+        let blocked = Arc::new(super::blocked::BlockedClock::new(backpressured.clone()));
+        families.blocked_clocks.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&blocked));
         Some(TaskMetrics {
             busy: families.busy.get_or_create_owned(&labels),
             idle: families.idle.get_or_create_owned(&labels),
-            backpressured: families.backpressured.get_or_create_owned(&labels),
+            backpressured,
+            blocked,
             watermark: None,
             families: families.clone(),
             labels: labels.clone(),
@@ -526,7 +546,10 @@ fn entries_bytes(batch: &sluice_sdk::Batch, events: &[sluice_sdk::Event]) -> usi
 pub struct TaskMetrics {
     pub busy: SecondsCounter,
     pub idle: SecondsCounter,
+    /// Credited by `blocked` (as sends wait), never directly.
     pub backpressured: SecondsCounter,
+    /// The task thread's clock of blocked sends ([`super::blocked`]).
+    pub blocked: Arc<super::blocked::BlockedClock>,
     /// Made at the first watermark: a task without one shows none (not 1970).
     watermark: Option<Gauge>,
     families: Arc<Families>,

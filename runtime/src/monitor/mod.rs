@@ -2,6 +2,7 @@
 //! letters with their reasons, and the live results of `console` sinks. The admin server
 //! serves them (`/metrics`, the web console); the pipeline only writes into them.
 
+pub mod blocked;
 pub mod metrics;
 mod recent;
 mod results;

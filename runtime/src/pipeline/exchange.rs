@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::key::{KeySelector, partition_of};
 use super::task::{Barrier, TaskMessage};
@@ -180,10 +180,7 @@ pub fn send_timed<T>(queue: &SyncSender<T>, message: T) -> (Result<(), mpsc::Sen
     match queue.try_send(message) {
         Ok(()) => (Ok(()), Duration::ZERO),
         Err(TrySendError::Disconnected(message)) => (Err(mpsc::SendError(message)), Duration::ZERO),
-        Err(TrySendError::Full(message)) => {
-            let started = Instant::now();
-            let sent = queue.send(message);
-            (sent, started.elapsed())
-        }
+        // Counted on the task's back-pressure clock while it waits (seen by scrapes meanwhile).
+        Err(TrySendError::Full(message)) => crate::monitor::blocked::blocked(|| queue.send(message)),
     }
 }

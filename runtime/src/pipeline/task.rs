@@ -344,6 +344,7 @@ impl Task {
     /// Processes messages until every upstream ended (then event time closes), a suspending
     /// barrier, or an abandon.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
+        crate::monitor::blocked::count_blocked_sends_on(self.metrics.as_ref().map(|metrics| metrics.blocked.clone()));
         let mut waiting = Instant::now();
         loop {
             let message = input.recv_timeout(CANCEL_CHECK);
@@ -386,9 +387,9 @@ impl Task {
             self.blocked += exchange.take_blocked();
         }
         let blocked = std::mem::take(&mut self.blocked).min(handling);
+        // Back-pressure is credited as the sends wait (`monitor::blocked`).
         if let Some(metrics) = &self.metrics {
             metrics.idle.inc_by(idle.as_secs_f64());
-            metrics.backpressured.inc_by(blocked.as_secs_f64());
             metrics.busy.inc_by((handling - blocked).as_secs_f64());
         }
     }

@@ -402,3 +402,44 @@ path = "kept.jsonl"
     let output = run.child.interrupt_and_wait();
     assert!(output.status.success(), "sluice ends cleanly: {}", run.stderr.lock().expect("log"));
 }
+
+/// A sink that stops taking records (a FIFO nobody reads) shows as back-pressure while the
+/// stall lasts: the waiting task's counter grows between scrapes, though no send completes.
+#[test]
+fn back_pressure_is_counted_while_a_stall_lasts() {
+    let scratch = Scratch::new();
+    let fifo = scratch.path("stalled.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo");
+    // Opened for reading and writing, so that the sink's open does not wait; never read.
+    let _held = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).expect("the FIFO opens");
+    let path = scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "stalled"
+parallelism = 1
+
+[[sources]]
+type = "generator"
+rate = 50000
+
+[[operators]]
+name = "all"
+plugin = "{{plugins}}/filter.wasm"
+config = {{ field = "user_id", op = "exists" }}
+
+[[sinks]]
+type = "file"
+path = "{}"
+"#,
+        fifo.display()
+    ));
+    let run = AdminRun::start(&path, &["--no-watch"], false);
+    run.wait_for_pipeline("stalled");
+    let pipeline = ("pipeline", "stalled");
+    let blocked = |scrape: &Scrape| value(scrape, "sluice_task_backpressured_seconds_total", &[pipeline]);
+    let first = scrape_until(&run, "the task blocked a while", |scrape| blocked(scrape) > 0.5);
+    let written = value(&first, "sluice_records_in_total", &[pipeline, ("kind", "sink")]);
+    let later = scrape_until(&run, "the stall counted as it lasts", |scrape| blocked(scrape) > blocked(&first) + 0.5);
+    assert_eq!(value(&later, "sluice_records_in_total", &[pipeline, ("kind", "sink")]), written, "the sink took nothing meanwhile");
+}
