@@ -6,6 +6,7 @@
 //! the world the runtime checks.
 
 mod check;
+mod diagnose;
 mod language;
 mod shipped;
 mod template;

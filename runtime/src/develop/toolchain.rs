@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::diagnose::{SyntaxCheck, require_source, run_build};
 use super::{DevelopError, Language, PluginManifestConfig, WIT, write};
 
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
@@ -95,13 +96,16 @@ fn build_rust(directory: &Path, name: &str, output: &Path) -> Result<(), Develop
 }
 
 fn build_python(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
+    let source = require_source(directory, "app.py", "Python")?;
     let componentize = componentize_py()?;
+    let interpreter = componentize.with_file_name("python3");
     let mut command = Command::new(componentize);
     command.current_dir(directory).arg("-d").arg(wit).args(["-w", "operator", "componentize", "--stub-wasi", "app", "-o"]).arg(output);
-    run(&mut command)
+    run_build(&mut command, &source, SyntaxCheck::Python { interpreter })
 }
 
 fn build_js(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
+    let source = require_source(directory, "app.js", "JavaScript")?;
     let componentize = componentize_js()?;
     let mut command = Command::new(componentize);
     command
@@ -111,7 +115,7 @@ fn build_js(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopEr
         .arg(wit)
         .args(["--world-name", "operator", "-d", "stdio", "random", "clocks", "http", "fetch-event", "-o"])
         .arg(output);
-    run(&mut command)
+    run_build(&mut command, &source, SyntaxCheck::JavaScript)
 }
 
 fn build_c(directory: &Path, wit: &Path, output: &Path) -> Result<(), DevelopError> {
