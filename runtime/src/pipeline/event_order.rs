@@ -65,7 +65,9 @@ impl EventTimeOrder {
     pub fn hold(&mut self, input: u32, batch: &Batch, watermark: Option<i64>) -> Batch {
         let mut late = Batch::new();
         for record in batch.iter() {
-            if watermark.is_some_and(|watermark| record.timestamp() <= watermark) {
+            // Late as a source judges it: behind the watermark (one at the watermark may
+            // still have others of its millisecond to come).
+            if watermark.is_some_and(|watermark| record.timestamp() < watermark) {
                 late.push_record(record);
                 continue;
             }
@@ -82,9 +84,11 @@ impl EventTimeOrder {
         late
     }
 
-    /// The held records the watermark has passed, in order, as batches of one input each.
+    /// The held records the watermark has passed (those behind it; all of them at the end of
+    /// input), in order, as batches of one input each. A record at the watermark stays: others
+    /// of its millisecond may still come, and they must be given in order with it.
     pub fn release(&mut self, watermark: i64) -> Vec<(u32, Batch)> {
-        self.release_while(|held, _| held.timestamp <= watermark)
+        self.release_while(|held, _| held.timestamp < watermark || watermark == i64::MAX)
     }
 
     /// Past `MAX_HELD_BYTES`, the earliest records, until half of it is held.
@@ -175,7 +179,7 @@ mod tests {
             assert!(other.hold(0, &batch(&[*record]), None).is_empty());
         }
         for order in [&mut one, &mut other] {
-            assert_eq!(values(&order.release(2)), vec![(0, "a".into()), (0, "b".into()), (0, "c".into())]);
+            assert_eq!(values(&order.release(3)), vec![(0, "a".into()), (0, "b".into()), (0, "c".into())]);
             assert_eq!(order.len(), 2);
             assert_eq!(values(&order.release(i64::MAX)), vec![(0, "d".into()), (0, "e".into())]);
             assert!(order.is_empty());
@@ -189,6 +193,19 @@ mod tests {
         assert_eq!(late.len(), 1);
         assert!(order.hold(1, &batch(&[(7, "right")]), Some(4)).is_empty());
         assert_eq!(values(&order.release(10)), vec![(1, "right".into()), (0, "held".into())]);
+    }
+
+    /// A watermark W says no record before W is to come: records at W may still, so a record
+    /// at the watermark is held, and waits for those of its millisecond.
+    #[test]
+    fn a_record_at_the_watermark_waits_for_the_others_of_its_millisecond() {
+        let mut order = EventTimeOrder::default();
+        assert!(order.hold(0, &batch(&[(4, "z at 4")]), Some(4)).is_empty(), "not late");
+        assert!(order.release(4).is_empty());
+        assert!(order.hold(0, &batch(&[(4, "a at 4")]), Some(4)).is_empty());
+        assert_eq!(values(&order.release(5)), vec![(0, "a at 4".into()), (0, "z at 4".into())]);
+        order.hold(0, &batch(&[(i64::MAX, "at the end")]), None);
+        assert_eq!(values(&order.release(i64::MAX)), vec![(0, "at the end".into())]);
     }
 
     #[test]
