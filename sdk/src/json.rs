@@ -230,6 +230,22 @@ pub fn text_number(text: &[u8]) -> Result<Option<f64>, &'static str> {
     }
 }
 
+/// The exact value of a JSON integer's text (no fraction or exponent) of at most 38 digits;
+/// `None` for any other text. A double holds integers exactly only up to 2⁵³: read so, 2⁵³ + 1
+/// would equal 2⁵³.
+pub fn text_integer(text: &[u8]) -> Option<i128> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() <= 18 {
+        // Fits in 64 bits: parsed without 128-bit multiplications (software calls in WebAssembly).
+        let magnitude = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
+        return Some(i128::from(if digits.len() < text.len() { -magnitude } else { magnitude }));
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 /// A JSON string's text without escapes, borrowed without its quotes; `None` for anything
 /// else (other kinds, escapes).
 pub fn text_plain_str(text: &[u8]) -> Option<&str> {
@@ -914,6 +930,17 @@ mod tests {
         assert_eq!(canonical(r#""\u0062""#), canonical(r#""b""#));
         assert_eq!(canonical(r#"{"b": 1, "a": [1.0]}"#), r#"{"a":[1],"b":1}"#);
         assert_eq!(canonical("2.5"), "2.5");
+    }
+
+    #[test]
+    fn integer_texts_are_read_exactly_and_others_are_not_integers() {
+        assert_eq!(text_integer(b"9007199254740993"), Some(9_007_199_254_740_993));
+        assert_eq!(text_integer(b"-999999999999999999"), Some(-999_999_999_999_999_999));
+        assert_eq!(text_integer(b"1000000000000000000"), Some(1_000_000_000_000_000_000));
+        assert_eq!(text_integer(b"-170141183460469231731687303715884105727"), None, "39 digits");
+        for other in [&b"1.5"[..], b"1e3", b"-", b"", b"\"7\"", b"null"] {
+            assert_eq!(text_integer(other), None, "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

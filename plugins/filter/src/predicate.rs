@@ -252,7 +252,7 @@ fn as_number(number: &sluice_sdk::serde_json::Number) -> Option<Number> {
 }
 
 fn text_as_number(text: &[u8]) -> Option<Number> {
-    integer_text(text).map(Number::Integer).or_else(|| json::text_number(text).ok().flatten().map(Number::Float))
+    json::text_integer(text).map(Number::Integer).or_else(|| json::text_number(text).ok().flatten().map(Number::Float))
 }
 
 /// Order of two numbers by value: integers exactly, with each other and with doubles (through
@@ -297,19 +297,4 @@ fn integer_float_order(integer: i128, float: f64) -> Option<Ordering> {
 /// (9007199254740993 would equal 9007199254740992).
 fn integer(number: &sluice_sdk::serde_json::Number) -> Option<i128> {
     number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from))
-}
-
-/// The exact value of a field's text when it is a JSON integer (no fraction or exponent) of
-/// at most 38 digits.
-fn integer_text(text: &[u8]) -> Option<i128> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    if digits.is_empty() || digits.len() > 38 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits.len() <= 18 {
-        // Fits in 64 bits: parsed without 128-bit multiplications (software calls in WebAssembly).
-        let magnitude = digits.iter().fold(0i64, |value, digit| value * 10 + i64::from(digit - b'0'));
-        return Some(i128::from(if digits.len() < text.len() { -magnitude } else { magnitude }));
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
 }

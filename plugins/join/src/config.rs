@@ -131,7 +131,7 @@ impl Settings {
     /// batch size and parallelism.
     pub fn close_enough(&self, left: i64, right: i64) -> bool {
         let Some(retention) = self.retention else { return true };
-        right >= left.saturating_sub(retention) && (self.within.is_some() || left >= right.saturating_sub(retention))
+        right >= self.earliest_right_for(left) && (self.within.is_some() || left >= right.saturating_sub(retention))
     }
 
     /// The earliest event time of a right record a left record of event time `left` pairs with

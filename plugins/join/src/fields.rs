@@ -32,20 +32,11 @@ impl Interval {
 /// A bound in whole milliseconds: a JSON integer within the i64 range exactly (a double holds
 /// integers exactly only up to 2⁵³), another number rounded by `round` (inward), saturating.
 fn read_bound((field, text): (&FieldPath, Option<&[u8]>), round: fn(f64) -> f64) -> Result<Option<i64>, String> {
-    if let Some(exact) = text.and_then(integer_text) {
+    if let Some(exact) = text.and_then(json::text_integer).and_then(|integer| i64::try_from(integer).ok()) {
         return Ok(Some(exact));
     }
     // `as` saturates: bounds beyond the i64 range stay ordered.
     Ok(read_number(field, text)?.map(|number| round(number) as i64))
-}
-
-/// The value of a JSON integer's text (no fraction or exponent) that fits in an i64.
-fn integer_text(text: &[u8]) -> Option<i64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// Whether `watermark` passed the inclusive end `to`, or the input ended.

@@ -20,7 +20,7 @@ pub fn require_source(directory: &Path, name: &str, language: &str) -> Result<Pa
     if source.is_file() {
         return Ok(source);
     }
-    Err(DevelopError::Manifest(format!(
+    Err(DevelopError::Input(format!(
         "no {name} in {}: a {language} plugin's code is its {name} (as `sluice plugin new` writes it)",
         directory.display()
     )))
@@ -49,7 +49,7 @@ pub fn run_build(command: &mut Command, source: &Path, check: SyntaxCheck) -> Re
             format!("{} failed ({}); the end of its output:\n{}", program_name(command), output.status, tail.join("\n"))
         }
     };
-    Err(DevelopError::Manifest(detail))
+    Err(DevelopError::Input(detail))
 }
 
 fn program_name(command: &Command) -> String {

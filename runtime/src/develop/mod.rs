@@ -33,6 +33,10 @@ pub enum DevelopError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{0}")]
     Manifest(String),
+    /// What the command was given cannot be used (a source file, an option's path, the
+    /// build's own report), said in full.
+    #[error("{0}")]
+    Input(String),
     #[error("{0} already exists: choose another name or directory")]
     Exists(PathBuf),
     #[error("invalid plugin name {0:?}: use lowercase letters, digits and '-', starting with a letter and not ending with '-'")]

@@ -52,7 +52,7 @@ pub fn new_plugin(name: &str, language: Language, directory: &Path, sdk: Option<
     }
     let sdk_path = match (language, sdk) {
         (Language::Rust, Some(sdk)) if !sdk.join("Cargo.toml").is_file() => {
-            return Err(DevelopError::Manifest(format!(
+            return Err(DevelopError::Input(format!(
                 "--sdk {}: no Cargo.toml there: give the sdk/ directory of a Sluice source tree",
                 sdk.display()
             )));

@@ -38,7 +38,7 @@ pub fn build_plugin(directory: &Path, options: &BuildOptions) -> Result<PathBuf,
         None => directory.join(format!("{name}.wasm")),
     };
     if let Some(parent) = output.parent().filter(|parent| !parent.is_dir()) {
-        return Err(DevelopError::Manifest(format!(
+        return Err(DevelopError::Input(format!(
             "--output {}: the directory {} does not exist: create it first",
             output.display(),
             parent.display()
@@ -159,7 +159,7 @@ fn c_sources(directory: &Path) -> Result<Vec<PathBuf>, DevelopError> {
         entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|e| e == "c")).collect();
     sources.sort();
     if sources.is_empty() {
-        return Err(DevelopError::Manifest(format!("{}: no .c files to build", directory.display())));
+        return Err(DevelopError::Input(format!("{}: no .c files to build", directory.display())));
     }
     Ok(sources)
 }

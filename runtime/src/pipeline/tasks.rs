@@ -148,7 +148,7 @@ impl TaskFactory {
                         .filter(|saved| !self.control.state_discarded(&name, &saved.digest));
                     let running = spec.plugin.digest().to_string();
                     let mut started = Operator::start(spec, saved.map(|saved| saved.state.clone())).map_err(|error| match error {
-                        OperatorError::StateRefused(reason) if saved.is_some_and(|saved| saved.digest != running) => {
+                        OperatorError::StateRefused(reason) if let Some(saved) = saved.filter(|saved| saved.digest != running) => {
                             TaskStartError::Operator {
                                 operator: name.clone(),
                                 error: OperatorError::StateRefused(another_version(reason, saved, &running)),
@@ -283,12 +283,12 @@ impl Drop for StartedTask {
 
 /// A restored state refused by another version of the plugin than the one that wrote it: says
 /// so, and what to do.
-fn another_version(reason: String, saved: Option<&super::checkpoint::OperatorCheckpoint>, running: &str) -> String {
-    let written_by = saved.map_or("another version", |saved| saved.digest.as_str());
+fn another_version(reason: String, saved: &super::checkpoint::OperatorCheckpoint, running: &str) -> String {
     format!(
-        "{reason} (the checkpoint was written by {written_by}, this pipeline runs {running}: a version swapped in while it ran \
+        "{reason} (the checkpoint was written by {}, this pipeline runs {running}: a version swapped in while it ran \
          — through the admin API or `sluice swap` — is not kept in the pipeline file; run with that version's file, or move \
-         the state directory aside to start without the checkpoint)"
+         the state directory aside to start without the checkpoint)",
+        saved.digest
     )
 }
 
