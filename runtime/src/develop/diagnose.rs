@@ -33,7 +33,11 @@ const QUOTED_LINES: usize = 12;
 /// error of `source` if there is one, else the end of the tool's output.
 pub fn run_build(command: &mut Command, source: &Path, check: SyntaxCheck) -> Result<(), DevelopError> {
     tracing::debug!("running {command:?}");
+    // componentize-py reports in Rust (anyhow): with RUST_BACKTRACE set in the user's shell, a
+    // backtrace would fill the end of the output quoted below instead of the reason.
     let output = command
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
         .stdin(Stdio::null())
         .output()
         .map_err(|error| DevelopError::BuildFailed { command: format!("{command:?}"), status: format!("could not start: {error}") })?;
