@@ -14,6 +14,7 @@ use super::{
 };
 use crate::event_time::parse_rfc3339_millis;
 use crate::graph::{self, Graph, Plan, ResolvedInputs};
+use crate::kafka::ClientKind;
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +212,9 @@ impl Problems<'_> {
             let at = self.key_in(&span, "group");
             self.report(at, format!("{what}: `group` is empty: name the consumer group, or leave `group` out for the pipeline's name"));
         }
-        self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES);
+        // A source's properties also serve its checkpoint and repartition producers.
+        let kinds = [ClientKind::Consumer, ClientKind::Producer];
+        self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES, &kinds);
     }
 
     /// The Kafka source that reads `topic` (by name or pattern) on `brokers`, if one does.
@@ -240,18 +243,29 @@ impl Problems<'_> {
         brokers: &str,
         properties: &KafkaProperties,
         reserved: &[(&str, &'static str)],
+        kinds: &[ClientKind],
     ) {
         if brokers.trim().is_empty() {
             self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
         }
+        let mut refused = false;
         for (property, value) in properties {
-            if let Err(problem) = resolve_property(property, value, reserved) {
+            let problem = match resolve_property(property, value, reserved) {
+                Err(problem) => Some(problem.to_string()),
+                Ok(text) => crate::kafka::property_problem(property, &text)
+                    .map(|problem| format!("property \"{property}\": librdkafka refuses it: {problem}")),
+            };
+            if let Some(problem) = problem {
+                refused = true;
                 let at = super::refused_value::key_span(self.pipeline.text.parsed(), span.clone(), Some("properties"), property);
                 self.report(at.unwrap_or(span.clone()), format!("{what}: {problem}"));
             }
         }
-        if let Some(problem) = crate::kafka::properties_problem(properties) {
-            self.report(span, format!("{what}: librdkafka refuses the properties: {problem}"));
+        if refused {
+            return;
+        }
+        if let Some(problem) = kinds.iter().find_map(|kind| crate::kafka::client_problem(*kind, properties)) {
+            self.report(span, format!("{what}: librdkafka refuses the properties together: {problem}"));
         }
     }
 
@@ -268,7 +282,7 @@ impl Problems<'_> {
                 ),
             );
         }
-        self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES);
+        self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES, &[ClientKind::Producer]);
     }
 
     /// Checks each operator's plugin with its configuration; returns what each declared

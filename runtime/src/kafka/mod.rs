@@ -14,7 +14,9 @@ mod transaction;
 
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::BaseProducer;
 
 use crate::config::{KafkaProperties, PropertyError};
 
@@ -72,20 +74,66 @@ pub fn client_config(
     Ok(config)
 }
 
-/// Why librdkafka refuses these properties (an unknown name, a value it cannot take), if it
-/// does: checked as librdkafka reads a configuration, without connecting. Properties that
-/// cannot be resolved (reserved, a variable unset) are left to their own checks.
-pub fn properties_problem(properties: &KafkaProperties) -> Option<String> {
+/// Why librdkafka refuses one property, if it does (an unknown name, a value it cannot take),
+/// read alone as librdkafka reads a configuration.
+pub fn property_problem(property: &str, value: &str) -> Option<String> {
     let mut config = ClientConfig::new();
-    for (property, value) in properties {
+    config.set(property, value);
+    config.create_native_config().err().map(client_error_message)
+}
+
+/// Why librdkafka refuses to create a client of `kind` from these properties (those it takes)
+/// and Sluice's own settings, if it does: the rules between properties, such as
+/// `max.poll.interval.ms` at least `session.timeout.ms`, or `acks = all` for the idempotent
+/// producer. No broker is named, so nothing connects. Properties that cannot be resolved
+/// (reserved, a variable unset) are left to their own checks.
+pub fn client_problem(kind: ClientKind, properties: &KafkaProperties) -> Option<String> {
+    let mut client = ClientConfig::new();
+    client.set_log_level(RDKafkaLogLevel::Emerg);
+    for (property, value) in properties.iter().filter(|(property, _)| kind.takes(property)) {
         if let Ok(value) = crate::config::resolve_property(property, value, &[]) {
-            config.set(property, value);
+            client.set(property, value);
         }
     }
-    config.create_native_config().err().map(|error| match error {
-        KafkaError::ClientConfig(_, message, _, _) => message,
+    let created = match kind {
+        ClientKind::Consumer => {
+            client.set("group.id", "sluice-validate").set("enable.auto.commit", "false").set("enable.partition.eof", "true");
+            for (property, value) in source::CONSUMER_DEFAULTS.iter().filter(|(property, _)| !properties.contains_key(*property)) {
+                client.set(*property, *value);
+            }
+            client.create_with_context::<_, BaseConsumer<QuietContext>>(QuietContext).map(drop)
+        }
+        ClientKind::Producer => {
+            client.set("enable.idempotence", "true");
+            client.create_with_context::<_, BaseProducer<QuietContext>>(QuietContext).map(drop)
+        }
+        ClientKind::Metadata => Ok(()),
+    };
+    created.err().map(client_error_message)
+}
+
+fn client_error_message(error: KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, message, _, _) | KafkaError::ClientCreation(message) => message,
         other => other.to_string(),
-    })
+    }
+}
+
+/// The context of a client made only to be checked: it logs nothing (no brokers are named).
+struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, _level: RDKafkaLogLevel, _facility: &str, _message: &str) {}
+
+    fn error(&self, _error: KafkaError, _reason: &str) {}
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietContext {}
+
+impl rdkafka::producer::ProducerContext for QuietContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _report: &rdkafka::message::DeliveryResult<'_>, _opaque: ()) {}
 }
 
 /// The kind of librdkafka client a configuration is for. A connector's `properties` serve

@@ -44,7 +44,7 @@ pub struct KafkaSourceSettings {
 /// The consumer's defaults where librdkafka's do not suit a stream processor (measured with
 /// `benches/kafka.rs`): after a partition was paused and resumed, fetch again in 10 ms rather
 /// than librdkafka's 1 s, during which the partition would sit idle.
-const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("fetch.queue.backoff.ms", "10")];
+pub(super) const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("fetch.queue.backoff.ms", "10")];
 
 /// How often librdkafka reports statistics (the consumer lag) when metrics are on.
 const STATISTICS_INTERVAL: &str = "5000";

@@ -65,6 +65,7 @@ invalid_cases! {
     kafka_group_empty => "kafka-group-empty",
     kafka_pattern_and_properties => "kafka-pattern-and-properties",
     kafka_pattern_nul => "kafka-pattern-nul",
+    kafka_properties_together => "kafka-properties-together",
     kafka_property_of_another_type => "kafka-property-of-another-type",
     kafka_reserved_property => "kafka-reserved-property",
     kafka_secret_unset => "kafka-secret-unset",
