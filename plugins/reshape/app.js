@@ -21,6 +21,18 @@ import { counterAdd } from 'sluice:plugin/host@0.4.0';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
+// `value` rounded to `decimals` places, half away from zero, on the decimal it is written as
+// (its shortest text): 2.675 gives 2.68 and -2.5 gives -3, as `project`'s round(x, digits).
+function roundHalfAway(value, decimals) {
+  const [digits, exponent] = Math.abs(value).toExponential().split('e');
+  // Shifting the decimal point in the text is exact; a tie such as 267.5 is then a double.
+  const shifted = Number(`${digits}e${Number(exponent) + decimals}`);
+  // Past 2^52 a double has no fraction to round.
+  if (shifted >= 2 ** 52) return value;
+  const rounded = Number(`${Math.round(shifted)}e-${decimals}`);
+  return value < 0 ? -rounded : rounded;
+}
+
 const KNOWN = ['rename', 'drop', 'uppercase', 'lowercase', 'trim', 'lookup', 'round', 'set'];
 const LOOKUP_KEYS = ['field', 'into', 'table', 'default'];
 
@@ -130,10 +142,9 @@ const builders = {
   round: (table) => Object.entries(table).map(([path, decimals]) => {
     if (!Number.isInteger(decimals) || decimals < 0 || decimals > 15) throw `round.${path}: decimals must be an integer 0..15`;
     const field = pathOf(path, 'a `round` key');
-    const scale = 10 ** decimals;
     return (record) => {
       const value = get(record, field);
-      if (typeof value === 'number' && Number.isFinite(value * scale)) set(record, field, Math.round(value * scale) / scale);
+      if (typeof value === 'number' && Number.isFinite(value)) set(record, field, roundHalfAway(value, decimals));
     };
   }),
   set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path, 'a `set` key'), value]).map(([path, value]) => (record) => {

@@ -97,7 +97,7 @@ impl Expression {
             Expression::Binary(left, operator, right) => Ok(apply(*operator, left.number(field)?, right.number(field)?)),
             Expression::Call(function, arguments) => {
                 let values = arguments.iter().map(|argument| argument.number(field)).collect::<Result<Vec<_>, _>>()?;
-                Ok(call(*function, &values))
+                call(*function, &values)
             }
         }
     }
@@ -169,7 +169,7 @@ impl Bound {
             Bound::Binary(left, operator, right) => Ok(apply(*operator, left.number(texts)?, right.number(texts)?)),
             Bound::Call(function, arguments) => {
                 let values = arguments.iter().map(|argument| argument.number(texts)).collect::<Result<Vec<_>, _>>()?;
-                Ok(call(*function, &values))
+                call(*function, &values)
             }
         }
     }
@@ -202,19 +202,67 @@ fn text_at(text: Option<&[u8]>, path: &FieldPath) -> Result<f64, String> {
     }
 }
 
-fn call(function: Function, values: &[f64]) -> f64 {
-    match (function, values) {
+fn call(function: Function, values: &[f64]) -> Result<f64, String> {
+    Ok(match (function, values) {
         (Function::Abs, [x]) => x.abs(),
         (Function::Min, [x, y]) => x.min(*y),
         (Function::Max, [x, y]) => x.max(*y),
         (Function::Round, [x]) => x.round(),
-        (Function::Round, [x, digits]) => {
-            let scale = 10f64.powi(*digits as i32);
-            (x * scale).round() / scale
-        }
+        (Function::Round, [x, digits]) => round_to_digits(*x, *digits)?,
         // Arity is checked by the parser.
         _ => f64::NAN,
+    })
+}
+
+/// `x` rounded to `digits` decimal places (tens, hundreds... when negative), half away from
+/// zero as `round(x)`, on the decimal the double is written as (its shortest text, as in the
+/// JSON it came from): `round(2.675, 2)` is 2.68 and `round(0.0045, 3)` 0.005, as in decimal
+/// arithmetic (Flink's `ROUND`), though 2.675's double is a little less than 2.675.
+fn round_to_digits(x: f64, digits: f64) -> Result<f64, String> {
+    if digits.fract() != 0.0 || !digits.is_finite() {
+        return Err(format!("round: the number of digits must be a whole number, not {digits}"));
     }
+    if !x.is_finite() || x == 0.0 {
+        return Ok(x);
+    }
+    // Past ±400 places every double is kept whole or rounded to zero.
+    let digits = digits.clamp(-400.0, 400.0) as i32;
+    if let Some(rounded) = round_far_from_a_tie(x, digits) {
+        return Ok(rounded);
+    }
+    let text = format!("{:e}", x.abs());
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+    let significant: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    // |x| = 0.significant · 10^(exponent + 1): the first `kept` digits are worth 10^-digits
+    // or more.
+    let kept = exponent.parse::<i32>().unwrap_or(0) + 1 + digits;
+    if kept >= significant.len() as i32 {
+        return Ok(x);
+    }
+    if kept < 0 {
+        return Ok(0.0f64.copysign(x));
+    }
+    let kept = kept as usize;
+    let whole = significant[..kept].iter().fold(0u64, |whole, digit| whole * 10 + u64::from(digit - b'0'));
+    let whole = whole + u64::from(significant[kept] >= b'5');
+    let rounded: f64 = format!("{whole}e{}", -digits).parse().unwrap_or(f64::NAN);
+    Ok(rounded.copysign(x))
+}
+
+/// The rounding of `x` to `digits` places done in doubles, when `x · 10^digits` is so far from
+/// a tie that the decimal rounding must agree: the integer is the same, and dividing it by the
+/// exact power of ten gives the double nearest the rounded decimal.
+fn round_far_from_a_tie(x: f64, digits: i32) -> Option<f64> {
+    if !(0..=22).contains(&digits) {
+        return None;
+    }
+    let scale = 10f64.powi(digits);
+    let scaled = x * scale;
+    // Writing x as its shortest decimal and multiplying each move it by at most about
+    // |scaled| · 2^-52: the margin is many times that.
+    let margin = scaled.abs() * 1e-14;
+    let far = margin < 0.25 && (scaled.abs().fract() - 0.5).abs() > margin;
+    far.then(|| scaled.round() / scale)
 }
 
 struct Parser<'t> {
@@ -358,5 +406,61 @@ mod tests {
         }
         let unread = Expression::parse("missing + 1").unwrap().bind(&paths);
         assert_eq!(unread.finite_number_texts(&[Some(&b"1"[..]); 7]), Err("field missing is missing".into()));
+    }
+
+    #[test]
+    fn rounding_to_digits_rounds_the_decimal_the_number_is_written_as() {
+        let round = |x: f64, digits: f64| round_to_digits(x, digits).unwrap();
+        assert_eq!(round(2.675, 2.0), 2.68, "2.675's double is a little less than 2.675");
+        assert_eq!(round(0.0045, 3.0), 0.005);
+        assert_eq!(round(1.005, 2.0), 1.01);
+        assert_eq!(round(0.125, 2.0), 0.13, "a tie goes away from zero");
+        assert_eq!(round(-0.125, 2.0), -0.13);
+        assert_eq!(round(2.674999, 2.0), 2.67);
+        assert_eq!(round(1234.5678, -2.0), 1200.0);
+        assert_eq!(round(-1250.0, -2.0), -1300.0);
+        assert_eq!(round(1234.5678, -400.0), 0.0);
+        assert_eq!(round(1234.5678, 400.0), 1234.5678);
+        assert_eq!(round(1e300, 2.0), 1e300);
+        assert_eq!(round(123456789012345.67, 1.0), 123456789012345.7);
+        assert_eq!(round(5e-324, 2.0), 0.0);
+        assert!(round_to_digits(2.71, 1.5).unwrap_err().contains("whole number"));
+        assert_eq!(
+            evaluate("round(x, d)", serde_json::json!({"x": 2.5, "d": 0.5})).unwrap_err(),
+            "round: the number of digits must be a whole number, not 0.5"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rounding_to_digits_equals_rounding_the_decimal_text(
+            units in -10_000_000_000_000i64..10_000_000_000_000, places in 0i32..=8, digits in -3i32..=8
+        ) {
+            // x is written `units · 10^-places` (at most 14 digits, so that is its shortest
+            // text); rounding that decimal half away from zero is integer arithmetic.
+            let x: f64 = format!("{units}e{}", -places).parse().unwrap();
+            proptest::prop_assume!(x != 0.0);
+            let dropped = places - digits;
+            let expected = if dropped <= 0 {
+                x
+            } else if dropped > 18 {
+                0.0
+            } else {
+                let unit = 10i64.pow(dropped as u32);
+                let whole = (units.abs() + unit / 2) / unit * units.signum();
+                format!("{whole}e{}", -digits).parse().unwrap()
+            };
+            proptest::prop_assert_eq!(round_to_digits(x, digits as f64).unwrap(), expected, "x = {}, digits = {}", x, digits);
+        }
+
+        #[test]
+        fn a_decimal_tie_goes_away_from_zero(head in -1_000_000_000_000i64..1_000_000_000_000, places in 1i32..=12) {
+            // x = head.5 · 10^-(places - 1): a tie at the last place, as 2.675 to 2 places.
+            let units = if head < 0 { head * 10 - 5 } else { head * 10 + 5 };
+            let x: f64 = format!("{units}e{}", -places).parse().unwrap();
+            let whole = (units.abs() + 5) / 10 * units.signum();
+            let expected: f64 = format!("{whole}e{}", -(places - 1)).parse().unwrap();
+            proptest::prop_assert_eq!(round_to_digits(x, (places - 1) as f64).unwrap(), expected, "x = {}", x);
+        }
     }
 }

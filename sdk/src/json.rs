@@ -351,11 +351,176 @@ pub fn write_canonical_text(out: &mut String, text: &[u8]) {
         out.extend(text.iter().map(|&byte| char::from(byte)));
         return;
     }
-    match serde_json::from_slice::<Value>(text) {
-        Ok(value) => write_canonical_value(out, &value),
+    let text = text.trim_ascii();
+    let written = match text.first() {
+        Some(b'[') => write_canonical_array(out, text),
+        Some(b'{') => write_canonical_object(out, text),
+        Some(b'-' | b'0'..=b'9') => Decimal::parse(text).map(|decimal| decimal.write_canonical(out)).is_some(),
+        _ => match serde_json::from_slice::<Value>(text) {
+            Ok(value) => {
+                write_canonical_value(out, &value);
+                true
+            }
+            Err(_) => false,
+        },
+    };
+    if !written {
         // Texts come from a read document; the text itself is still a stable identity.
-        Err(_) => out.push_str(&String::from_utf8_lossy(text)),
+        out.push_str(&String::from_utf8_lossy(text));
     }
+}
+
+/// The items of a JSON array, each by its canonical text: numbers exactly as written.
+fn write_canonical_array(out: &mut String, text: &[u8]) -> bool {
+    let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(text) else { return false };
+    out.push('[');
+    for (position, item) in items.into_iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        write_canonical_text(out, item.get().as_bytes());
+    }
+    out.push(']');
+    true
+}
+
+/// The fields of a JSON object in name order (a repeated name: its last value, as a parsed
+/// object keeps), each by its canonical text.
+fn write_canonical_object(out: &mut String, text: &[u8]) -> bool {
+    use std::fmt::Write as _;
+    let Ok(fields) = serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(text) else { return false };
+    out.push('{');
+    for (position, (name, field)) in fields.into_iter().enumerate() {
+        if position > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{}:", Value::String(name));
+        write_canonical_text(out, field.get().as_bytes());
+    }
+    out.push('}');
+    true
+}
+
+/// A JSON number's exact value, `digits · 10^exponent` (no leading or trailing zero in
+/// `digits`; none at all for zero), read from its text.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// The value of a JSON number's text; `None` if the text is not one.
+    fn parse(text: &[u8]) -> Option<Decimal> {
+        let (negative, rest) = match text.strip_prefix(b"-") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let integer_end = rest.iter().position(|byte| !byte.is_ascii_digit()).unwrap_or(rest.len());
+        let (integer, rest) = rest.split_at(integer_end);
+        if integer.is_empty() || (integer.len() > 1 && integer[0] == b'0') {
+            return None;
+        }
+        let (fraction, rest) = match rest.strip_prefix(b".") {
+            Some(rest) => {
+                let end = rest.iter().position(|byte| !byte.is_ascii_digit()).unwrap_or(rest.len());
+                if end == 0 {
+                    return None;
+                }
+                rest.split_at(end)
+            }
+            None => (&rest[..0], rest),
+        };
+        let exponent = match rest {
+            [] => 0,
+            [b'e' | b'E', exponent @ ..] => exponent_value(exponent)?,
+            _ => return None,
+        };
+        let mut digits: Vec<u8> = integer.iter().chain(fraction).copied().skip_while(|digit| *digit == b'0').collect();
+        let exponent = exponent.saturating_sub(fraction.len() as i64);
+        let trailing = digits.iter().rev().take_while(|digit| **digit == b'0').count();
+        digits.truncate(digits.len() - trailing);
+        let exponent = if digits.is_empty() { 0 } else { exponent.saturating_add(trailing as i64) };
+        Some(Decimal { negative: negative && !digits.is_empty(), digits, exponent })
+    }
+
+    /// Writes the canonical text of the value: an integer of up to 40 digits by its digits; a
+    /// value that is the shortest text of a double as that double is written
+    /// ([`write_canonical_number`]); any other, which a double would round, exactly as
+    /// `d.ddde±n`.
+    fn write_canonical(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if self.digits.is_empty() {
+            out.push('0');
+        } else if let Some(integer) = self.small_integer() {
+            let _ = write!(out, "{integer}");
+        } else if self.write_integer(out) {
+        } else if let Some(number) = self.as_shortest_double() {
+            write_canonical_number(out, &number);
+        } else {
+            if self.negative {
+                out.push('-');
+            }
+            out.push(char::from(self.digits[0]));
+            if self.digits.len() > 1 {
+                out.push('.');
+                out.extend(self.digits[1..].iter().map(|&digit| char::from(digit)));
+            }
+            let _ = write!(out, "e{}", self.digits.len() as i64 + self.exponent - 1);
+        }
+    }
+
+    /// Writes the value by its digits if it is an integer of at most 40 of them.
+    fn write_integer(&self, out: &mut String) -> bool {
+        if self.exponent < 0 || self.digits.len() as i64 + self.exponent > 40 {
+            return false;
+        }
+        if self.negative {
+            out.push('-');
+        }
+        out.extend(self.digits.iter().map(|&digit| char::from(digit)));
+        out.extend(std::iter::repeat_n('0', self.exponent as usize));
+        true
+    }
+
+    /// The value as an integer, when it is one of `i64` or `u64`.
+    fn small_integer(&self) -> Option<i128> {
+        let length = self.digits.len() as i64 + self.exponent;
+        if self.exponent < 0 || length > 20 {
+            return None;
+        }
+        let magnitude =
+            self.digits.iter().fold(0i128, |value, digit| value * 10 + i128::from(digit - b'0')) * 10i128.pow(self.exponent as u32);
+        let value = if self.negative { -magnitude } else { magnitude };
+        (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&value).then_some(value)
+    }
+
+    /// The double whose shortest text has this value, if one does.
+    fn as_shortest_double(&self) -> Option<serde_json::Number> {
+        let digits = std::str::from_utf8(&self.digits).ok()?;
+        let x: f64 = format!("{}{digits}e{}", if self.negative { "-" } else { "" }, self.exponent).parse().ok()?;
+        if !x.is_finite() {
+            return None;
+        }
+        // serde_json writes a double in its shortest text (ryu's choice among equally short).
+        let number = serde_json::Number::from_f64(x)?;
+        (Decimal::parse(number.to_string().as_bytes()).as_ref() == Some(self)).then_some(number)
+    }
+}
+
+/// An exponent's value (sign and digits), saturated far beyond any double's.
+fn exponent_value(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        [b'+', digits @ ..] => (false, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let magnitude = digits.iter().fold(0i64, |value, digit| value.saturating_mul(10).saturating_add(i64::from(digit - b'0'))).min(1 << 40);
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// Whether `text` is an integer written as its canonical text is: no sign but a minus, no
@@ -433,8 +598,8 @@ pub fn write_canonical_value(out: &mut String, value: &Value) {
     }
 }
 
-/// Appends a number canonically: integral values as integers, others in serde_json's
-/// shortest form.
+/// Appends a number canonically: integral values of up to 40 digits as integers, others in
+/// serde_json's shortest form.
 pub fn write_canonical_number(out: &mut String, number: &serde_json::Number) {
     use std::fmt::Write as _;
     let _ = if let Some(integer) = number.as_i64() {
@@ -446,6 +611,13 @@ pub fn write_canonical_number(out: &mut String, number: &serde_json::Number) {
             // Within these bounds the conversions are exact, so equal values give equal text.
             Some(x) if x.fract() == 0.0 && (-9.2e18..0.0).contains(&x) => write!(out, "{}", x as i64),
             Some(x) if x.fract() == 0.0 && (0.0..1.8e19).contains(&x) => write!(out, "{}", x as u64),
+            // Larger integers of up to 40 digits, as their text would be (see `Decimal`).
+            Some(x) if x.fract() == 0.0 && x.abs() < 1e40 => {
+                if !Decimal::parse(number.to_string().as_bytes()).is_some_and(|decimal| decimal.write_integer(out)) {
+                    let _ = write!(out, "{number}");
+                }
+                Ok(())
+            }
             _ => write!(out, "{number}"),
         }
     };
@@ -815,16 +987,48 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Integers copied as they are read as the canonical text of their parsed value.
+        /// An integer's canonical text is its digits, past 64 bits too; within them, that of
+        /// its parsed value.
         #[test]
-        fn integers_copied_are_canonical(integer: i64, digits in "-?[0-9]{1,21}") {
+        fn integers_are_canonical_by_their_digits(integer: i64, digits in "-?[0-9]{1,30}") {
             for text in [integer.to_string(), digits] {
                 let Ok(raw) = serde_json::from_str::<&RawValue>(&text) else { continue };
                 let mut copied = String::new();
                 write_canonical(&mut copied, raw);
-                let mut parsed = String::new();
-                write_canonical_value(&mut parsed, &serde_json::from_str::<Value>(&text).unwrap());
-                proptest::prop_assert_eq!(copied, parsed);
+                let expected = if text == "-0" { "0" } else { text.as_str() };
+                proptest::prop_assert_eq!(&copied, expected);
+                let parsed = serde_json::from_str::<Value>(&text).unwrap();
+                if parsed.is_i64() || parsed.is_u64() {
+                    let mut from_value = String::new();
+                    write_canonical_value(&mut from_value, &parsed);
+                    proptest::prop_assert_eq!(copied, from_value);
+                }
+            }
+        }
+
+        /// Numbers written as serde_json writes a double have the canonical text of their
+        /// parsed value, whatever their spelling. (An integer past 2^53 written shorter, as
+        /// `2.1219101631944684e18`, is the decimal written, not the double's exact value.)
+        #[test]
+        fn numbers_a_double_holds_are_canonical_as_their_double(x in proptest::num::f64::NORMAL | proptest::num::f64::ZERO) {
+            if x.fract() == 0.0 && x.abs() >= 9_007_199_254_740_992.0 {
+                return Ok(());
+            }
+            let mut from_value = String::new();
+            write_canonical_value(&mut from_value, &number(x));
+            let written = serde_json::to_string(&x).unwrap();
+            let decimal = Decimal::parse(written.as_bytes()).unwrap();
+            let digits = if decimal.digits.is_empty() { "0".to_owned() } else { String::from_utf8(decimal.digits.clone()).unwrap() };
+            let sign = if decimal.negative { "-" } else { "" };
+            let spellings = if decimal.digits.is_empty() {
+                ["0.0".to_owned(), "-0".to_owned(), "0e7".to_owned()]
+            } else {
+                [written.clone(), format!("{sign}{digits}e{}", decimal.exponent), format!("{sign}{digits}00E{}", decimal.exponent - 2)]
+            };
+            for text in spellings {
+                let mut canonical = String::new();
+                write_canonical_text(&mut canonical, text.as_bytes());
+                proptest::prop_assert_eq!(&canonical, &from_value, "{}", text);
             }
         }
     }
@@ -930,6 +1134,32 @@ mod tests {
         assert_eq!(canonical(r#""\u0062""#), canonical(r#""b""#));
         assert_eq!(canonical(r#"{"b": 1, "a": [1.0]}"#), r#"{"a":[1],"b":1}"#);
         assert_eq!(canonical("2.5"), "2.5");
+        assert_eq!(canonical("0.10"), "0.1");
+        assert_eq!(canonical("-0.0"), "0");
+        assert_eq!(canonical("1E-1"), "0.1");
+    }
+
+    #[test]
+    fn canonical_text_keeps_numbers_a_double_would_round() {
+        let canonical = |text: &str| {
+            let mut out = String::new();
+            write_canonical_text(&mut out, text.as_bytes());
+            out
+        };
+        assert_eq!(canonical("18446744073709551617"), "18446744073709551617");
+        assert_eq!(canonical("1.8446744073709551617e19"), "18446744073709551617");
+        assert_ne!(canonical("18446744073709551617"), canonical("18446744073709551618"));
+        assert_eq!(canonical("-9223372036854775809"), "-9223372036854775809");
+        assert_eq!(canonical("18446744073709551615"), "18446744073709551615", "u64::MAX");
+        assert_eq!(canonical("0.10000000000000000001"), "1.0000000000000000001e-1");
+        assert_ne!(canonical("0.10000000000000000001"), canonical("0.1"));
+        assert_eq!(canonical("1e400"), canonical("10E399"));
+        assert_eq!(canonical("1e400"), "1e400");
+        assert_eq!(canonical("[18446744073709551617, 1.0]"), "[18446744073709551617,1]");
+        assert_eq!(canonical(r#"{"b": 18446744073709551617, "a": 1}"#), r#"{"a":1,"b":18446744073709551617}"#);
+        for text in ["18446744073709551617", "1.0000000000000000001e-1", "1e400", "-123456789012345678901234567890"] {
+            assert!(serde_json::from_str::<&RawValue>(&canonical(text)).is_ok(), "{text}: canonical text is JSON");
+        }
     }
 
     #[test]

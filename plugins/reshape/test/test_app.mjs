@@ -95,3 +95,11 @@ test('a number beyond a 64-bit float rejects the record instead of becoming null
   assert.deepEqual(rejected, [[0, 'field "p" is a number beyond a 64-bit float'], [1, 'field "r" is a number beyond a 64-bit float']]);
   assert.deepEqual(emitted, ['{"p":1e+300}']);
 });
+
+test('round goes half away from zero on the decimal a number is written as, as project does', () => {
+  const payloads = ['{"p":2.675}', '{"p":-2.5}', '{"p":0.0045}', '{"p":1e300}', '{"p":1.5e-7}', '{"p":123.456}'];
+  const rounded = (decimals) => run({ round: { p: decimals } }, payloads).emitted.map((text) => JSON.parse(text).p);
+  assert.deepEqual(rounded(2), [2.68, -2.5, 0, 1e300, 0, 123.46]);
+  assert.deepEqual(rounded(0), [3, -3, 0, 1e300, 0, 123]);
+  assert.deepEqual(rounded(3), [2.675, -2.5, 0.005, 1e300, 0, 123.456]);
+});

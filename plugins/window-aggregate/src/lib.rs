@@ -155,7 +155,8 @@ impl Operator for WindowAggregate {
                 condition: slot(&mut lookups, aggregate.when.as_ref().map(|when| &when.field)),
             })
             .collect();
-        let result_names = ResultNames::new(&config.group_by, &config.aggregates, !compute.is_empty());
+        let computed: Vec<&str> = compute.iter().map(|(name, _)| name.as_str()).collect();
+        let result_names = ResultNames::new(&config.group_by, &config.aggregates, &computed);
         let mut windows = OpenWindows::default();
         windows.use_panes(PaneShape::of(&config.window));
         Ok(WindowAggregate {
@@ -210,7 +211,9 @@ impl Operator for WindowAggregate {
         let mut windows = std::mem::take(&mut self.windows);
         let (mut writer, mut scratch) = (ObjectWriter::new(), Vec::new());
         windows.close_until(watermark, self.lateness, |key, group, state| {
-            let written = self.result_names.as_ref().is_some_and(|names| names.write(key, group, state, &mut writer, &mut scratch));
+            let computed = self.computed_values(key, group, state);
+            let written =
+                self.result_names.as_ref().is_some_and(|names| names.write((key, group, state), &computed, &mut writer, &mut scratch));
             match written {
                 true => out.push_object(None, &writer, key.end - 1),
                 false => out.push_json(&self.result(key, group, state), key.end - 1),
@@ -384,7 +387,18 @@ impl WindowAggregate {
         Ok(())
     }
 
-    /// The result record of one group in one window.
+    /// The values of the `compute` fields of one group's result in one window, in name order
+    /// (none without `compute`).
+    fn computed_values(&self, key: &WindowKey, group: &str, state: &GroupState) -> Vec<Value> {
+        if self.compute.is_empty() {
+            return Vec::new();
+        }
+        let mut result = self.result(key, group, state);
+        self.compute.iter().map(|(name, _)| result.remove(name).unwrap_or(Value::Null)).collect()
+    }
+
+    /// The result record of one group in one window (numbers of the group that a double would
+    /// round are rounded here: [`ResultNames::write`] writes the result exactly).
     fn result(&self, key: &WindowKey, group: &str, state: &GroupState) -> Map<String, Value> {
         let mut record = Map::new();
         record.insert(WINDOW_START.into(), key.start.into());

@@ -1,6 +1,6 @@
 //! A window's result written field by field into its record (an `ObjectWriter`: indexed for
-//! the next operator, no map built and serialised per result), where that writes what the map
-//! would: no `compute`, and no name given twice.
+//! the next operator, no map built and serialised per result), its group values as their
+//! canonical text, so that numbers a double would round are written exactly.
 
 use sluice_sdk::fields::{FieldName, ObjectWriter};
 use sluice_sdk::serde_json::value::RawValue;
@@ -14,19 +14,21 @@ pub struct ResultNames {
     window_end: FieldName,
     groups: Vec<FieldName>,
     aggregates: Vec<FieldName>,
+    computed: Vec<FieldName>,
     revision: FieldName,
 }
 
 impl ResultNames {
-    /// The names, unless a result must be built as a map: with `compute` (its expressions read
-    /// the map), or when a name comes twice (the map keeps one field).
-    pub fn new(group_by: &[FieldPath], aggregates: &[AggregateConfig], computed: bool) -> Option<ResultNames> {
+    /// The names, unless one comes twice (refused by the configuration's check; the map then
+    /// keeps one field).
+    pub fn new(group_by: &[FieldPath], aggregates: &[AggregateConfig], computed: &[&str]) -> Option<ResultNames> {
         let groups: Vec<String> = group_by.iter().map(ToString::to_string).collect();
         let outputs: Vec<String> = aggregates.iter().map(AggregateConfig::output_name).collect();
         let mut all: Vec<&str> = [WINDOW_START, WINDOW_END, REVISION].into_iter().chain(groups.iter().map(String::as_str)).collect();
         all.extend(outputs.iter().map(String::as_str));
+        all.extend(computed);
         all.sort_unstable();
-        if computed || all.windows(2).any(|pair| pair[0] == pair[1]) {
+        if all.windows(2).any(|pair| pair[0] == pair[1]) {
             return None;
         }
         Some(ResultNames {
@@ -34,25 +36,40 @@ impl ResultNames {
             window_end: FieldName::new(WINDOW_END),
             groups: groups.iter().map(|name| FieldName::new(name)).collect(),
             aggregates: outputs.iter().map(|name| FieldName::new(name)).collect(),
+            computed: computed.iter().map(|name| FieldName::new(name)).collect(),
             revision: FieldName::new(REVISION),
         })
     }
 
-    /// Writes the result of `group` in window `key` into `out` (cleared first): false if a
-    /// value of its group key cannot be read back (the map then writes what it writes).
-    pub fn write(&self, key: &WindowKey, group: &str, state: &GroupState, out: &mut ObjectWriter, scratch: &mut Vec<u8>) -> bool {
+    /// Writes the result of `group` in window `key` into `out` (cleared first), with the values
+    /// of the computed fields: false if its group key cannot be read back (the map then
+    /// writes what it writes).
+    pub fn write(
+        &self,
+        (key, group, state): (&WindowKey, &str, &GroupState),
+        computed: &[serde_json::Value],
+        out: &mut ObjectWriter,
+        scratch: &mut Vec<u8>,
+    ) -> bool {
         let Ok(group_values) = serde_json::from_str::<Vec<&RawValue>>(group) else { return false };
         out.clear();
         out.named_field_i64(&self.window_start, key.start);
         out.named_field_i64(&self.window_end, key.end);
+        // Each group value as its canonical text (JSON: strings escaped one way, numbers exact,
+        // integers past 64 bits by their digits).
         for (name, value) in self.groups.iter().zip(group_values) {
-            if !write_value(out, name, value, scratch) {
-                return false;
-            }
+            out.named_field(name, value.get().as_bytes());
         }
         for (name, accumulator) in self.aggregates.iter().zip(&state.accumulators) {
             scratch.clear();
             if serde_json::to_writer(&mut *scratch, &accumulator.result()).is_err() {
+                return false;
+            }
+            out.named_field(name, scratch);
+        }
+        for (name, value) in self.computed.iter().zip(computed) {
+            scratch.clear();
+            if serde_json::to_writer(&mut *scratch, value).is_err() {
                 return false;
             }
             out.named_field(name, scratch);
@@ -62,34 +79,6 @@ impl ResultNames {
         }
         true
     }
-}
-
-/// A group value as the map would write it: a plain string or a short integer as it is in
-/// the group key, anything else read and written again by serde_json (false if it cannot be).
-fn write_value(out: &mut ObjectWriter, name: &FieldName, value: &RawValue, scratch: &mut Vec<u8>) -> bool {
-    let text = value.get();
-    if sluice_sdk::json::raw_plain_str(value).is_some() || is_short_integer(text) {
-        out.named_field(name, text.as_bytes());
-        return true;
-    }
-    scratch.clear();
-    match serde_json::from_str::<serde_json::Value>(text).map(|value| serde_json::to_writer(&mut *scratch, &value)) {
-        Ok(Ok(())) => {
-            out.named_field(name, scratch);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Digits (after a minus sign) that serde_json reads as an integer and writes back the same:
-/// no leading zero, at most 18 digits.
-fn is_short_integer(text: &str) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty()
-        && digits.len() <= 18
-        && digits.bytes().all(|byte| byte.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'))
 }
 
 #[cfg(test)]
@@ -121,8 +110,6 @@ mod tests {
             "1.5",
             "1e3",
             "-0.0",
-            "123456789012345678901",
-            "1e400",
             "null",
             "true",
             "[1, 2.0]",
@@ -143,26 +130,51 @@ mod tests {
                     };
                     state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(2.5), 1));
                     let map = serde_json::to_string(&operator.result(&key, &group, &state)).unwrap();
-                    if names.write(&key, &group, &state, &mut writer, &mut scratch) {
-                        let mut written = Vec::new();
-                        writer.write_to(&mut written);
-                        assert_eq!(String::from_utf8(written).unwrap(), map, "group {group}");
-                    } else {
-                        assert!(group.contains("1e400"), "declined only what serde_json cannot read: {group}");
-                    }
+                    assert!(names.write((&key, &group, &state), &[], &mut writer, &mut scratch));
+                    let mut written = Vec::new();
+                    writer.write_to(&mut written);
+                    assert_eq!(String::from_utf8(written).unwrap(), map, "group {group}");
                 }
             }
         }
     }
 
+    /// Numbers a double would round (which the map rounds) are written exactly.
     #[test]
-    fn results_are_built_as_maps_with_compute_or_a_name_given_twice() {
+    fn group_numbers_past_a_double_are_written_exactly() {
+        let config = json!({
+            "window": {"type": "tumbling", "size": "10s"},
+            "group_by": ["id", "big"],
+            "aggregates": [{"function": "count"}],
+            "compute": {"twice": "count * 2"}
+        });
+        let operator = WindowAggregate::init(serde_json::from_value(config).unwrap()).unwrap();
+        let names = operator.result_names.as_ref().expect("names");
+        let raws = ["18446744073709551617", "1e400"].map(|text| RawValue::from_string(text.to_owned()).unwrap());
+        let mut group = String::new();
+        write_key(&mut group, &[Some(&raws[0]), Some(&raws[1])]);
+        let mut state =
+            GroupState { accumulators: operator.aggregates.iter().map(AggregateConfig::accumulator).collect(), revisions: 0, dirty: false };
+        state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(1.0), 1));
+        let key = WindowKey { start: 0, end: 10_000 };
+        let (mut writer, mut scratch, mut written) = (ObjectWriter::new(), Vec::new(), Vec::new());
+        assert!(names.write((&key, &group, &state), &[json!(2)], &mut writer, &mut scratch));
+        writer.write_to(&mut written);
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            r#"{"window_start":0,"window_end":10000,"id":18446744073709551617,"big":1e400,"count":1,"twice":2}"#
+        );
+    }
+
+    #[test]
+    fn results_are_built_as_maps_with_a_name_given_twice() {
         let aggregates: Vec<AggregateConfig> = serde_json::from_value(json!([{"function": "count", "as": "g"}])).unwrap();
         let group_by = [FieldPath::parse("g").unwrap()];
-        assert!(ResultNames::new(&group_by, &aggregates, false).is_none(), "g twice");
-        assert!(ResultNames::new(&[], &aggregates, true).is_none(), "compute");
+        assert!(ResultNames::new(&group_by, &aggregates, &[]).is_none(), "g twice");
+        assert!(ResultNames::new(&[], &aggregates, &["g"]).is_none(), "computed g twice");
+        assert!(ResultNames::new(&[], &aggregates, &["rate"]).is_some(), "compute");
         let revision: Vec<AggregateConfig> = serde_json::from_value(json!([{"function": "count", "as": "revision"}])).unwrap();
-        assert!(ResultNames::new(&[], &revision, false).is_none(), "revision twice");
-        assert!(ResultNames::new(&group_by, &revision[..0], false).is_some());
+        assert!(ResultNames::new(&[], &revision, &[]).is_none(), "revision twice");
+        assert!(ResultNames::new(&group_by, &revision[..0], &[]).is_some());
     }
 }
