@@ -87,7 +87,9 @@ impl Sink {
         };
         let mut output_file = None;
         let output = match config {
-            SinkConfig::Stdout(StdoutSinkConfig { format, .. }) => lines(Box::new(io::stdout()), *format, None),
+            SinkConfig::Stdout(StdoutSinkConfig { format, .. }) => {
+                Output::Lines { format: *format, writer: Box::new(StdoutLines::default()), file: None }
+            }
             SinkConfig::File(FileSinkConfig { path, format, .. }) => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
@@ -234,6 +236,44 @@ pub fn drop_torn_last_line(file: &File, path: &Path) -> io::Result<()> {
         file.set_len(end)?;
     }
     Ok(())
+}
+
+/// How much a stdout sink gathers before it writes the whole lines it has.
+const STDOUT_CHUNK: usize = 1 << 16;
+
+/// A stdout sink's writer: it writes only whole lines, each chunk under the lock of the
+/// process's standard output and flushed through it, so that the lines of two stdout sinks
+/// never interleave (standard output's own line buffer, which every writer of the process
+/// shares, is empty after each chunk).
+#[derive(Default)]
+struct StdoutLines {
+    buffer: Vec<u8>,
+}
+
+impl StdoutLines {
+    fn write_through(&mut self, end: usize) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(&self.buffer[..end])?;
+        stdout.flush()?;
+        self.buffer.drain(..end);
+        Ok(())
+    }
+}
+
+impl Write for StdoutLines {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= STDOUT_CHUNK
+            && let Some(newline) = self.buffer.iter().rposition(|byte| *byte == b'\n')
+        {
+            self.write_through(newline + 1)?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_through(self.buffer.len())
+    }
 }
 
 fn write_lines(writer: &mut Box<dyn Write + Send>, format: OutputFormat, batch: &Records) -> io::Result<()> {

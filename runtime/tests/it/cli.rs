@@ -85,6 +85,49 @@ type = "stdout"
     assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"size\": 30}\n{\"size\": 10}\n");
 }
 
+/// Two stdout sinks share the process's standard output: each writes whole lines, so that
+/// every line out is a record of one of them (lines of up to 5,000 bytes, which fill the
+/// writers' buffers mid-line).
+#[test]
+fn two_stdout_sinks_never_write_into_each_other_s_lines() {
+    let scratch = Scratch::new();
+    let input: String = (0..20_000).map(|i| format!("{{\"i\":{i},\"pad\":\"{}\"}}\n", "p".repeat(i % 5_000))).collect();
+    scratch.write("wide.jsonl", &input);
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "two-stdout"
+
+[[sources]]
+type = "file"
+path = "wide.jsonl"
+
+[[sinks]]
+name = "a"
+type = "stdout"
+
+[[sinks]]
+name = "b"
+type = "stdout"
+format = "envelope"
+"#,
+    );
+    let output = sluice(&repo_root(), &["run", &path.display().to_string(), "--no-watch"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (mut values, mut envelopes) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(output.stdout).expect("UTF-8").lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {:.120}", line));
+        match record.get("value").and_then(serde_json::Value::as_str) {
+            Some(value) => envelopes.push(serde_json::from_str::<serde_json::Value>(value).expect("an envelope's value")["i"].as_u64()),
+            None => values.push(record["i"].as_u64()),
+        }
+    }
+    let all: Vec<Option<u64>> = (0..20_000).map(Some).collect();
+    values.sort_unstable();
+    envelopes.sort_unstable();
+    assert_eq!((values, envelopes), (all.clone(), all));
+}
+
 #[test]
 fn ctrl_c_drains_in_flight_records_and_flushes_windows() {
     let scratch = Scratch::new();
