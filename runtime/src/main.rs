@@ -338,11 +338,16 @@ fn stop_on_ctrl_c(stop: StopSignal) {
             }
             tracing::info!("stopping: draining in-flight records (Ctrl-C again to exit at once)");
             stop.raise();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            std::process::exit(130);
+            // The shell's code for a death by the signal: 128 + SIGINT (2) or SIGTERM (15).
+            let code = tokio::select! {
+                _ = tokio::signal::ctrl_c() => 130,
+                _ = terminate.recv() => 143,
+            };
+            tracing::warn!(
+                "exiting at once on a second signal: records in flight are abandoned, not written nor dead-lettered (a checkpointed \
+                 source reads them again at the next start)"
+            );
+            std::process::exit(code);
         });
     });
     if let Err(error) = watcher {

@@ -73,7 +73,11 @@ impl Problems<'_> {
 
     fn check_settings(&mut self) {
         if self.pipeline.config.pipeline.checkpoint_interval.duration().is_zero() {
-            self.report_file("checkpoint_interval must be longer than 0 s");
+            let message = "checkpoint_interval must be longer than 0 s".to_owned();
+            match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "checkpoint_interval") {
+                Some(span) => self.report(span, message),
+                None => self.report_file(&message),
+            }
         }
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {

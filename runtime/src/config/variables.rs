@@ -87,7 +87,18 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             Some((name, default)) => (name, Some(default)),
             None => (inside, None),
         };
-        let value = if !is_variable_name(name) {
+        let nested = default.and_then(|default| default.find("${")).filter(|at| !default.unwrap_or("")[..*at].ends_with('$'));
+        let value = if let Some(at) = nested {
+            let nested_start = start + 2 + name.len() + 2 + at;
+            problems.push(Unresolved {
+                span: nested_start..end,
+                message: format!(
+                    "the default of `${{{name}}}` cannot use another variable (nested `${{...}}` is not expanded): set {name} itself, \
+                     e.g. with `--set {name}=...`, or write `$${{` for a literal `${{`"
+                ),
+            });
+            String::new()
+        } else if !is_variable_name(name) {
             problems.push(Unresolved {
                 span: start..end,
                 message: format!("`{}` is not a variable: names are letters, digits and `_`, not starting with a digit", &text[start..end]),
@@ -178,5 +189,14 @@ literal = "$${DIR}""#;
         assert!(problems[0].message.starts_with("variable UNSET is not set"), "{}", problems[0].message);
         assert!(problems[1].message.contains("is not a variable"));
         assert!(problems[2].message.contains("is not closed"));
+    }
+
+    #[test]
+    fn a_default_holding_another_variable_is_refused_at_it() {
+        let text = "name = \"${UNSET:-${ALSO_UNSET:-nested}}\"";
+        let problems = substitute(text, lookup).expect_err("nested");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(&text[problems[0].span.clone()], "${ALSO_UNSET:-nested}");
+        assert!(problems[0].message.contains("cannot use another variable"), "{}", problems[0].message);
     }
 }

@@ -54,11 +54,11 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
             return Ok(());
         }
         line.clear();
-        let read = read_line_within(&mut reader, &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
-        if read == 0 || output.stop.is_raised() {
+        let length = read_line_within(&mut reader, &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
+        if length.read == 0 || output.stop.is_raised() {
             break;
         }
-        if records.deliver(&line, (read > MAX_LINE_BYTES).then_some(read), output).is_err() {
+        if records.deliver(&line, (length.content > MAX_LINE_BYTES).then_some(length.content), output).is_err() {
             return Ok(());
         }
     }
@@ -72,12 +72,24 @@ pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// What a dead letter keeps of a line longer than [`MAX_LINE_BYTES`].
 const KEPT_OF_A_LONG_LINE: usize = 4096;
 
+/// A line read: its bytes with its ending (`\n`, and `\r`s before it), and without.
+#[derive(Debug, PartialEq, Eq)]
+struct LineLength {
+    read: usize,
+    content: usize,
+}
+
+/// Room past [`MAX_LINE_BYTES`] for a line's ending (`\r\n`), which is not part of its record.
+const LINE_ENDING_ROOM: usize = 2;
+
 /// Reads the next line (with its newline, if it has one) onto the end of `line`, and returns
-/// its whole length in bytes: 0 at the end of the input. Of a line longer than
+/// its lengths (0 read at the end of the input). Of a line whose content is longer than
 /// [`MAX_LINE_BYTES`] only its first [`KEPT_OF_A_LONG_LINE`] bytes are left in `line`.
-fn read_line_within(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<usize> {
+fn read_line_within(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<LineLength> {
     let start = line.len();
     let mut whole = 0;
+    // The line's ending so far: the `\r` and `\n` bytes that end what was read.
+    let mut ending = 0;
     loop {
         let buffer = match input.fill_buf() {
             Ok(buffer) => buffer,
@@ -91,19 +103,22 @@ fn read_line_within(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Re
             Some(newline) => (&buffer[..=newline], true),
             None => (buffer, false),
         };
-        let room = MAX_LINE_BYTES.saturating_sub(whole);
+        let room = (MAX_LINE_BYTES + LINE_ENDING_ROOM).saturating_sub(whole);
         line.extend_from_slice(&piece[..piece.len().min(room)]);
         let used = piece.len();
+        let piece_ending = piece.iter().rev().take_while(|byte| matches!(byte, b'\n' | b'\r')).count();
+        ending = if piece_ending == used { ending + used } else { piece_ending };
         whole += used;
         input.consume(used);
         if ends {
             break;
         }
     }
-    if whole > MAX_LINE_BYTES {
+    let content = whole - ending;
+    if content > MAX_LINE_BYTES {
         line.truncate(start + KEPT_OF_A_LONG_LINE);
     }
-    Ok(whole)
+    Ok(LineLength { read: whole, content })
 }
 
 /// Standard input blocks; a reader thread feeds lines so that batches still linger on time.
@@ -185,10 +200,10 @@ fn read_chunks(mut input: BufReader<impl Read>, chunks: &SyncSender<std::io::Res
     let mut chunk = LineChunk::default();
     loop {
         match read_line_within(&mut input, &mut chunk.bytes) {
-            Ok(0) => break,
-            Ok(whole) => {
-                if whole > MAX_LINE_BYTES {
-                    chunk.cut.push((chunk.ends.len(), whole));
+            Ok(LineLength { read: 0, .. }) => break,
+            Ok(LineLength { content, .. }) => {
+                if content > MAX_LINE_BYTES {
+                    chunk.cut.push((chunk.ends.len(), content));
                 }
                 chunk.ends.push(chunk.bytes.len());
             }
@@ -310,20 +325,40 @@ mod tests {
     }
 
     #[test]
+    fn a_line_of_the_longest_a_record_may_be_is_read_whole_with_its_ending() {
+        for ending in [&b"\n"[..], b"\r\n", b""] {
+            let mut text = vec![b'x'; MAX_LINE_BYTES];
+            text.extend_from_slice(ending);
+            let mut line = Vec::new();
+            let length = read_line_within(&mut BufReader::new(&text[..]), &mut line).unwrap();
+            assert_eq!(length, LineLength { read: MAX_LINE_BYTES + ending.len(), content: MAX_LINE_BYTES });
+            assert_eq!(line.len(), text.len(), "kept whole");
+        }
+        let mut text = vec![b'x'; MAX_LINE_BYTES + 1];
+        text.extend_from_slice(b"\r\n");
+        let mut line = Vec::new();
+        assert_eq!(read_line_within(&mut BufReader::new(&text[..]), &mut line).unwrap().content, MAX_LINE_BYTES + 1);
+        assert_eq!(line.len(), KEPT_OF_A_LONG_LINE, "one byte too many");
+    }
+
+    #[test]
     fn a_line_longer_than_a_record_may_be_is_cut_and_the_next_read_whole() {
         let mut text = vec![b'x'; MAX_LINE_BYTES + 10];
         text.extend_from_slice(b"\n{\"n\":1}\n{\"n\":2}");
         let mut input = BufReader::new(&text[..]);
         let mut line = Vec::new();
-        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), MAX_LINE_BYTES + 11);
+        assert_eq!(
+            read_line_within(&mut input, &mut line).unwrap(),
+            LineLength { read: MAX_LINE_BYTES + 11, content: MAX_LINE_BYTES + 10 }
+        );
         assert_eq!(line.len(), KEPT_OF_A_LONG_LINE);
         line.clear();
-        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 8);
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), LineLength { read: 8, content: 7 });
         assert_eq!(line, b"{\"n\":1}\n");
         line.clear();
-        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 7);
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), LineLength { read: 7, content: 7 });
         assert_eq!(line, b"{\"n\":2}");
-        assert_eq!(read_line_within(&mut input, &mut line).unwrap(), 0);
+        assert_eq!(read_line_within(&mut input, &mut line).unwrap().read, 0);
 
         let (chunks, incoming) = sync_channel(16);
         read_chunks(BufReader::new(&text[..]), &chunks);
@@ -331,7 +366,7 @@ mod tests {
         let lines: Vec<(Vec<u8>, Option<usize>)> =
             incoming.iter().flat_map(|chunk| chunk.unwrap().lines().map(|(line, cut)| (line.to_vec(), cut)).collect::<Vec<_>>()).collect();
         assert_eq!(lines.len(), 3);
-        assert_eq!((lines[0].0.len(), lines[0].1), (KEPT_OF_A_LONG_LINE, Some(MAX_LINE_BYTES + 11)));
+        assert_eq!((lines[0].0.len(), lines[0].1), (KEPT_OF_A_LONG_LINE, Some(MAX_LINE_BYTES + 10)));
         assert_eq!(lines[1], (b"{\"n\":1}\n".to_vec(), None));
         assert_eq!(lines[2], (b"{\"n\":2}".to_vec(), None));
     }

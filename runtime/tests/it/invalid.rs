@@ -45,6 +45,7 @@ invalid_cases! {
     bad_name => "bad-name",
     bad_parallelism => "bad-parallelism",
     bad_rate => "bad-rate",
+    checkpoint_interval_zero => "checkpoint-interval-zero",
     config_refused => "config-refused",
     dead_letter_stderr_path => "dead-letter-stderr-path",
     deep_table_header => "deep-table-header",
