@@ -117,6 +117,12 @@ impl PipelineCheckpoint {
     }
 }
 
+/// What a run that reads its inputs from their start records until its first checkpoint.
+#[derive(Serialize, Deserialize)]
+struct RunStart {
+    dead_letter_length: u64,
+}
+
 /// One pipeline's directory, locked while it is open.
 #[derive(Debug)]
 pub struct StateDirectory {
@@ -184,22 +190,53 @@ impl StateDirectory {
         if older { Err(StateDirError::OlderFormat { path: self.root.display().to_string() }) } else { Ok(()) }
     }
 
-    /// Saves a round: write, sync, rename over the last one, sync the directory.
+    /// Saves a round: write, sync, rename over the last one, sync the directory. The run's
+    /// start is then the checkpoint's: its record goes.
     pub fn save(&self, checkpoint: &PipelineCheckpoint) -> Result<(), String> {
         let path = self.checkpoint_path();
         replace_durably(&path, &checkpoint.encode())
             .and_then(|()| self.sync())
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        self.remove_file(&self.run_start_path())
     }
 
     /// The input was read to its end and every output is durable: the next run starts afresh.
     pub fn remove(&self) -> Result<(), String> {
-        let path = self.checkpoint_path();
-        match fs::remove_file(&path) {
+        self.remove_file(&self.checkpoint_path())?;
+        self.remove_file(&self.run_start_path())
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<(), String> {
+        match fs::remove_file(path) {
             Ok(()) => self.sync().map_err(|error| format!("cannot sync {}: {error}", self.root.display())),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(format!("cannot remove {}: {error}", path.display())),
         }
+    }
+
+    fn run_start_path(&self) -> PathBuf {
+        self.root.join("run-start.json")
+    }
+
+    /// The length the dead-letter file had when the run that reads the inputs from their
+    /// start began: recorded then (`length_now`), or, when a run that began so stopped before
+    /// its first checkpoint, the length recorded by that run, which this one cuts the file back
+    /// to before it writes the same dead letters again.
+    pub fn dead_letters_at_run_start(&self, length_now: u64) -> Result<u64, String> {
+        let path = self.run_start_path();
+        let recorded = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<RunStart>(&bytes).ok().map(|start| start.dead_letter_length),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+        };
+        if let Some(length) = recorded {
+            return Ok(length);
+        }
+        let contents = serde_json::to_vec(&RunStart { dead_letter_length: length_now }).map_err(|error| error.to_string())?;
+        replace_durably(&path, &contents)
+            .and_then(|()| self.sync())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        Ok(length_now)
     }
 
     /// Makes renames and removals in the directory durable.

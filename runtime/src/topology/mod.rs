@@ -230,7 +230,8 @@ impl RunningPipeline {
         };
         let transactions = open_transactions(pipeline)?;
         let sinks = outputs::start_sinks(pipeline, outputs_start, transactions.as_deref(), &monitor, &stop)?;
-        let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, transactions.as_deref(), &monitor)?;
+        let state_directory = local_state.as_ref().map(|(directory, _)| directory.as_ref());
+        let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, state_directory, transactions.as_deref(), &monitor)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());
         if let Incarnation::Restart(carried) = incarnation {

@@ -12,6 +12,7 @@ use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
 use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
 use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError, cut_back_to_checkpoint};
+use crate::state_dir::StateDirectory;
 
 /// Output batches queued for each sink.
 const SINK_QUEUE: usize = 16;
@@ -89,21 +90,35 @@ pub fn start_sinks(
 
 /// Opens the dead-letter sink (by default `<pipeline>.dead-letter.jsonl`). Resuming from a
 /// checkpoint that recorded its file's length, the file is cut back to it: dead letters of the
-/// records replayed after the checkpoint are written again, once.
+/// records replayed after the checkpoint are written again, once. A run with a state
+/// directory that reads its inputs from their start (`Anew`) cuts it back to the length it had
+/// when the first such run began, if that run stopped before its first checkpoint.
 pub fn start_dead_letters(
     pipeline: &LoadedPipeline,
     start: OutputsStart<'_>,
+    state: Option<&StateDirectory>,
     transactions: Option<&TransactionalProducer>,
     monitor: &Monitor,
 ) -> Result<StartedDeadLetters, StartError> {
     let config = pipeline.config.dead_letter.as_ref().map(|dead_letter| dead_letter.get_ref());
     let sink = DeadLetterSink::build(config, pipeline, transactions).map_err(StartError::DeadLetter)?;
     let file = sink.file().map(Path::to_path_buf);
-    if let (OutputsStart::FromCheckpoint(lengths), Some(path)) = (start, &file)
-        && let Some(length) = lengths.get(DEAD_LETTER_OUTPUT)
-    {
-        cut_back_to_checkpoint(path, *length)
-            .map_err(|error| StartError::DeadLetter(std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))))?;
+    let cut_failed = |path: &Path, error: std::io::Error| {
+        StartError::DeadLetter(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+    };
+    match (start, &file, state) {
+        (OutputsStart::FromCheckpoint(lengths), Some(path), _) => {
+            if let Some(length) = lengths.get(DEAD_LETTER_OUTPUT) {
+                cut_back_to_checkpoint(path, *length).map_err(|error| cut_failed(path, error))?;
+            }
+        }
+        (OutputsStart::Anew, Some(path), Some(state)) => {
+            let length_now = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
+            let length =
+                state.dead_letters_at_run_start(length_now).map_err(|problem| StartError::DeadLetter(std::io::Error::other(problem)))?;
+            cut_back_to_checkpoint(path, length).map_err(|error| cut_failed(path, error))?;
+        }
+        _ => {}
     }
     let destination = sink.description().to_owned();
     let (queue, letters) = mpsc::sync_channel(DEAD_LETTER_QUEUE);

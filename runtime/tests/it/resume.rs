@@ -240,6 +240,59 @@ fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() 
     assert_eq!(dead, vec![serde_json::Value::Null, serde_json::json!(70)], "the line 70 dead letter once, from this run");
 }
 
+/// A run with a state directory killed before its first checkpoint is run again from the
+/// start: its dead letters, like its results, end up in their file once (the file is cut
+/// back to its length when the first run began), and what was there before is kept.
+#[test]
+fn a_run_killed_before_its_first_checkpoint_leaves_each_dead_letter_once_after_the_next() {
+    let scratch = Scratch::new();
+    // Line 10 is not JSON (dead-lettered by the source at once); line 50 keeps the operator
+    // busy until its call timeout, so that the run is still going when it is killed.
+    let lines: String = (1..=60)
+        .map(|n| match n {
+            10 => "not json\n".to_owned(),
+            50 => "{\"n\":50,\"m\":\"SPIN\"}\n".to_owned(),
+            n => format!("{{\"n\":{n}}}\n"),
+        })
+        .collect();
+    scratch.write("in.jsonl", &lines);
+    scratch.write("dead.jsonl", "{\"reason\":\"from an earlier run\"}\n");
+    let pipeline = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "killed-early"
+state_dir = "state"
+checkpoint_interval = "1h"
+parallelism = 1
+
+[[sources]]
+type = "file"
+path = "in.jsonl"
+timestamp_field = "n"
+
+[[operators]]
+name = "slow"
+plugin = "{plugins}/misbehave.wasm"
+call_timeout = "2s"
+config = { spin_on = "SPIN" }
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "killed.log");
+    crate::broker::wait_for(Duration::from_secs(60), "the first run's dead letter", || scratch.json_lines("dead.jsonl").len() == 2);
+    assert!(!scratch.path("state/killed-early/checkpoint.json").exists(), "no checkpoint yet:\n{}", sluice.log_text());
+    sluice.kill();
+
+    run(&pipeline).expect("the run again from the start");
+    let reasons: Vec<String> =
+        scratch.json_lines("dead.jsonl").iter().map(|letter| letter["reason"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(reasons.len(), 3, "the earlier run's, line 10's and line 50's: {reasons:?}");
+    assert_eq!(reasons[0], "from an earlier run");
+    assert!(reasons[1].contains("line 10"), "{reasons:?}");
+    let mut numbers: Vec<u64> = scratch.json_lines("out.jsonl").iter().filter_map(|line| line["n"].as_u64()).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=60).filter(|n| *n != 10 && *n != 50).collect::<Vec<u64>>(), "each result once");
+}
+
 #[test]
 fn a_replaced_or_shorter_file_or_a_locked_state_directory_is_a_clear_error() {
     let scratch = Scratch::new();
