@@ -36,6 +36,7 @@ pub trait PluginCheck {
 pub fn check_pipeline(pipeline: &LoadedPipeline, plugins: &dyn PluginCheck) -> Result<Graph, Diagnostics> {
     let mut problems = Problems { pipeline, found: Diagnostics::default() };
     problems.check_settings();
+    problems.check_state_dir();
     problems.check_sources();
     let (resolved, unresolved) = graph::resolve_inputs(pipeline);
     problems.found.extend(unresolved);
@@ -463,6 +464,8 @@ impl Problems<'_> {
                 }
                 DeadLetterConfig::Stderr(_) => {}
             }
+        } else {
+            self.check_default_dead_letter_file();
         }
     }
 
@@ -544,17 +547,41 @@ impl Problems<'_> {
         }
     }
 
-    /// An output file's directory must exist (the file itself is created).
     /// An output file: its directory must exist, and the path must not be a directory.
     fn check_directory(&mut self, span: Range<usize>, what: &str, path: &Path) {
         let path = self.pipeline.resolve(path);
-        if path.is_dir() {
-            self.report(span, format!("{what}: {} is a directory: `path` names the file to write", path.display()));
-            return;
+        if let Some(problem) = output_file_problem(&path) {
+            self.report(span, format!("{what}: {problem}"));
         }
-        let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !directory.is_dir() {
-            self.report(span, format!("{what}: directory {} of {} does not exist", directory.display(), path.display()));
+    }
+
+    /// The dead-letter file written by default, `<pipeline>.dead-letter.jsonl` in the working
+    /// directory, must be writable there: it is opened at the first dead letter, mid-run.
+    fn check_default_dead_letter_file(&mut self) {
+        let path = std::path::PathBuf::from(format!("{}.dead-letter.jsonl", self.pipeline.config.pipeline.name.get_ref()));
+        if let Some(problem) = output_file_problem(&path) {
+            self.report_file(&format!("the dead-letter file (by default in the working directory): {problem}; give a [dead_letter] table"));
+        }
+    }
+
+    /// `state_dir`, when set, must be a directory, or a path one can be made at.
+    fn check_state_dir(&mut self) {
+        let Some(state_dir) = &self.pipeline.config.pipeline.state_dir else { return };
+        let path = self.pipeline.resolve(state_dir);
+        let problem = if state_dir.as_os_str().is_empty() {
+            Some("state_dir is empty: name a directory, or leave state_dir out".to_owned())
+        } else if path.exists() && !path.is_dir() {
+            Some(format!("state_dir {} is not a directory", path.display()))
+        } else if path.is_dir() && !permitted(&path, libc::W_OK | libc::X_OK) {
+            Some(format!("state_dir {} cannot be written in: permission denied", path.display()))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "state_dir") {
+                Some(span) => self.report(span, problem),
+                None => self.report_file(&problem),
+            }
         }
     }
 
@@ -594,6 +621,34 @@ fn file_source_problem(path: &Path) -> Option<String> {
     regular_file_problem(path, "file", ": `path` names one file", &other)
 }
 
+/// Why an output file cannot be written at `path`, if it cannot: a directory, a missing
+/// directory, or one (or a file) the process may not write.
+fn output_file_problem(path: &Path) -> Option<String> {
+    if path.is_dir() {
+        return Some(format!("{} is a directory: `path` names the file to write", path.display()));
+    }
+    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !directory.is_dir() {
+        return Some(format!("directory {} of {} does not exist", directory.display(), path.display()));
+    }
+    if path.exists() && !permitted(path, libc::W_OK) {
+        return Some(format!("{} cannot be written: permission denied", path.display()));
+    }
+    if !path.exists() && !permitted(directory, libc::W_OK | libc::X_OK) {
+        return Some(format!("{} cannot be created: directory {} cannot be written in", path.display(), directory.display()));
+    }
+    None
+}
+
+/// Whether this process may use `path` as `mode` asks (`libc::R_OK`, `W_OK`, `X_OK`), as the
+/// kernel decides it (permissions, read-only mounts); true when that cannot be asked.
+fn permitted(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(text) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return true };
+    // SAFETY: `access` reads the NUL-terminated path, which lives for the call.
+    unsafe { libc::access(text.as_ptr(), mode) == 0 }
+}
+
 /// Why `path` is not a regular file that can be read, if it is not: it is missing (`noun`
 /// and the path are said), unreadable, a directory or something else (each followed by its
 /// remedy).
@@ -604,6 +659,7 @@ fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_r
         Err(error) => Some(format!("{noun} {path_text} cannot be read: {error}")),
         Ok(metadata) if metadata.is_dir() => Some(format!("{path_text} is a directory{directory_remedy}")),
         Ok(metadata) if !metadata.is_file() => Some(format!("{path_text} is not a regular file{other_remedy}")),
+        Ok(_) if !permitted(path, libc::R_OK) => Some(format!("{noun} {path_text} cannot be read: permission denied")),
         Ok(_) => None,
     }
 }

@@ -91,6 +91,7 @@ invalid_cases! {
     secret_not_env => "secret-not-env",
     secret_unset => "secret-unset",
     snapshot_always_traps => "snapshot-always-traps",
+    state_dir_not_a_directory => "state-dir-not-a-directory",
     state_dir_with_stdin => "state-dir-with-stdin",
     syntax_error => "syntax-error",
     unknown_key => "unknown-key",
