@@ -70,7 +70,8 @@ pub struct RateOfChangeConfig {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChangeKind {
-    /// `(value - previous) / |previous|`: 0.5 is a 50% rise. Not defined after a previous 0.
+    /// `(value - previous) / |previous|`: 0.5 is a 50% rise. After a previous 0, any change is
+    /// infinitely large.
     #[default]
     Relative,
     /// `value - previous`, in the field's own unit.
@@ -101,16 +102,16 @@ impl RateOfChangeConfig {
 }
 
 impl RateOfChange {
-    /// The score is the signed change. `None` without a previous value, or after a previous 0
-    /// for relative changes (any change from 0 is infinitely large).
+    /// The score is the signed change (`None` without a previous value): infinite for a
+    /// relative change from 0 (any change from 0 passes every limit; none is 0), and for a
+    /// change too large for a double (`1e308` to `-1e308`).
     pub fn assess(&self, previous: Option<f64>, value: f64) -> Option<Assessment> {
         let previous = previous?;
         let unit = match self.change {
-            ChangeKind::Relative if previous == 0.0 => return None,
             ChangeKind::Relative => previous.abs(),
             ChangeKind::Absolute => 1.0,
         };
-        let score = (value - previous) / unit;
+        let score = if value == previous { 0.0 } else { (value - previous) / unit };
         let rose_too_much = self.max_increase.is_some_and(|limit| score > limit);
         let fell_too_much = self.max_decrease.is_some_and(|limit| -score > limit);
         Some(Assessment {

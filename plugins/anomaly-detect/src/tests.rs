@@ -86,6 +86,20 @@ fn pass_through_annotates_anomalous_records_and_alerts_follow_them() {
     assert_eq!(values[3], json!({"latency": null}), "null values are skipped but still pass through");
 }
 
+/// From 0, a relative change is infinitely large: any rise or fall alerts (its score is null,
+/// JSON having no infinity), and 0 again does not.
+#[test]
+fn a_relative_change_from_zero_alerts_with_a_null_score() {
+    let config = json!({"field": "x", "warm_up": 1, "detectors": [{"type": "rate-of-change", "max_increase": 0.5, "max_decrease": 0.5}]});
+    let mut op = operator(config);
+    let values = [0.0, 100.0, 0.0, 0.0, -100.0, 1e308, -1e308];
+    let out = op.process_json(&values.iter().enumerate().map(|(at, x)| (json!({"x": x}), at as i64)).collect::<Vec<_>>());
+    let found = json_values(&out.batch);
+    let alerted: Vec<(i64, Value)> =
+        alerts(&found).iter().map(|alert| (alert["timestamp"].as_i64().unwrap_or(-1), alert["score"].clone())).collect();
+    assert_eq!(alerted, vec![(1, Value::Null), (2, json!(-1.0)), (4, Value::Null), (5, json!(1e306)), (6, Value::Null)]);
+}
+
 #[test]
 fn missing_and_non_numeric_fields_are_rejected_and_teach_nothing() {
     let config =

@@ -239,6 +239,12 @@ fn check_features(config: &LearnConfig) -> Result<(), String> {
     if features.any(|path| *path == config.label) {
         return Err(format!("the label {} is also a feature: the model would see the answer; remove it from the features", config.label));
     }
+    if config.key.contains(&config.label) {
+        return Err(format!(
+            "key: the label {} is also a key field: each key's model would be chosen by the answer; remove it from `key`",
+            config.label
+        ));
+    }
     if config.prediction_field == config.label {
         return Err(format!("`prediction_field` is the label {}: choose another field for the prediction", config.label));
     }

@@ -215,6 +215,7 @@ fn configuration_mistakes_are_refused_with_the_key_named() {
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "power_t": 0.5})).contains("inverse-scaling"));
     assert!(refusal(json!({"label": "y"})).contains("no features"));
     assert!(refusal(json!({"label": "y", "numeric": ["y"]})).contains("also a feature"));
+    assert!(refusal(json!({"label": "y", "numeric": ["x"], "key": ["y"]})).contains("also a key field"), "the label selecting the model");
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "max_models": 5})).contains("set `key`"));
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "crosses": [["a"]]})).contains("crosses[0]"));
     assert!(refusal(json!({"label": "y", "numeric": ["x"], "learning_rate": 0})).contains("`learning_rate` must be a positive number"));

@@ -179,7 +179,7 @@ impl MovingAverage {
                     Ok(())
                 }
                 LatePolicy::Reject => Err(format!(
-                    "late record: event time {timestamp} belongs to the interval ending at {end}, already emitted at watermark {watermark}"
+                    "late record: event time {timestamp} belongs to the interval ending at {end}, which the watermark {watermark} has passed"
                 )),
             };
         }

@@ -329,6 +329,14 @@ impl Problems<'_> {
         if !self.check_granted_files(operator) || !self.check_secrets(operator) {
             return None;
         }
+        if let Some(config) = &operator.config
+            && let Some(at) = non_finite_number(config.get_ref())
+        {
+            let reason = format!("{at}: nan and inf are not numbers a plugin can be given (its configuration is JSON): write a number");
+            let span = super::refused_value::refused_value_span(self.pipeline.text.parsed(), index, &reason).unwrap_or(config.span());
+            self.report(span, format!("operator \"{name}\": {reason}"));
+            return None;
+        }
         if let Some(pin) = &operator.sha256
             && let Err(problem) = super::parse_pinned_digest(pin.get_ref())
         {
@@ -619,6 +627,25 @@ fn file_source_problem(path: &Path) -> Option<String> {
         path.display()
     );
     regular_file_problem(path, "file", ": `path` names one file", &other)
+}
+
+/// The path (`detectors[0].threshold`) of the first `nan` or `inf` in an operator's `config`,
+/// which JSON cannot hold: the plugin would be given `null`.
+fn non_finite_number(table: &toml::Table) -> Option<String> {
+    fn within(value: &toml::Value) -> Option<String> {
+        match value {
+            toml::Value::Float(number) if !number.is_finite() => Some(String::new()),
+            toml::Value::Table(table) => table.iter().find_map(|(key, value)| within(value).map(|rest| join(key, &rest))),
+            toml::Value::Array(items) => {
+                items.iter().enumerate().find_map(|(index, item)| within(item).map(|rest| join(&format!("[{index}]"), &rest)))
+            }
+            _ => None,
+        }
+    }
+    fn join(key: &str, rest: &str) -> String {
+        if rest.is_empty() || rest.starts_with('[') { format!("{key}{rest}") } else { format!("{key}.{rest}") }
+    }
+    table.iter().find_map(|(key, value)| within(value).map(|rest| join(key, &rest)))
 }
 
 /// Why an output file cannot be written at `path`, if it cannot: a directory, a missing

@@ -46,6 +46,7 @@ invalid_cases! {
     bad_parallelism => "bad-parallelism",
     bad_rate => "bad-rate",
     checkpoint_interval_zero => "checkpoint-interval-zero",
+    config_not_a_number => "config-not-a-number",
     config_refused => "config-refused",
     dead_letter_stderr_path => "dead-letter-stderr-path",
     deep_table_header => "deep-table-header",

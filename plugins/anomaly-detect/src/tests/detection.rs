@@ -72,12 +72,13 @@ fn rate_of_change_compares_with_the_previous_value_relatively_or_absolutely() {
         .map(|alert| (alert["timestamp"].as_i64().unwrap_or(0) / 1000, alert["score"].as_f64().unwrap_or(0.0), alert["expected"].clone()))
         .collect();
     let expected_at = |previous: f64| json!({"low": previous * 0.5, "high": previous * 1.5});
-    // 140 -> 220 is +57%, 220 -> 100 is -55%, 100 -> 0 is -100%; nothing is relative to 0;
-    // 5 -> 2 is -60%.
+    // 140 -> 220 is +57%, 220 -> 100 is -55%, 100 -> 0 is -100%; 0 -> 5 is infinitely large
+    // (the score null, read here as 0); 5 -> 2 is -60%.
     let expected = vec![
         (2, 80.0 / 140.0, expected_at(140.0)),
         (3, -120.0 / 220.0, expected_at(220.0)),
         (4, -1.0, expected_at(100.0)),
+        (5, 0.0, expected_at(0.0)),
         (6, -0.6, expected_at(5.0)),
     ];
     assert_eq!(verdicts, expected);

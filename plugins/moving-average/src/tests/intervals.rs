@@ -97,7 +97,10 @@ fn records_of_emitted_intervals_are_dropped_or_rejected() {
     op.watermark(1000);
     let out = op.process_json(&[record("a", 1.0, 1000), record("a", 1.0, 999)]);
     let reasons: Vec<(u32, &str)> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
-    assert_eq!(reasons, vec![(1, "late record: event time 999 belongs to the interval ending at 1000, already emitted at watermark 1000")]);
+    assert_eq!(
+        reasons,
+        vec![(1, "late record: event time 999 belongs to the interval ending at 1000, which the watermark 1000 has passed")]
+    );
 }
 
 #[test]
