@@ -212,7 +212,10 @@ impl LoadedPipeline {
                 let error = tagged::locate_in_tagged_tables(text.parsed()).unwrap_or(error);
                 let message = error.message().trim_end();
                 match error.span() {
-                    Some(span) => Err(Diagnostics::single(text.diagnostic(Some(span), message))),
+                    Some(span) => {
+                        let message = plain_shape_message(message, &text.parsed()[span.clone()]);
+                        Err(Diagnostics::single(text.diagnostic(Some(span), &message)))
+                    }
                     None => {
                         let deepest = deepest_key(text.parsed());
                         let message =
@@ -233,6 +236,29 @@ impl LoadedPipeline {
     pub fn resolve(&self, path: &Path) -> PathBuf {
         let joined = if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) };
         normalize(&joined)
+    }
+}
+
+/// serde's words for a value of the wrong shape, said in the file's terms, with what to write
+/// (`written` is the text the error points at).
+fn plain_shape_message(message: &str, written: &str) -> String {
+    let written = written.trim();
+    if let Some(header) = written.strip_prefix("[[").and_then(|rest| rest.split("]]").next())
+        && message.starts_with("invalid type: map")
+    {
+        return format!("`[[{header}]]` makes a list of tables, but `{header}` is one table: write `[{header}]`");
+    }
+    let is_date_time = written.len() >= 10
+        && written.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        && written.as_bytes()[4] == b'-'
+        && written.parse::<toml::value::Datetime>().is_ok();
+    if is_date_time && message.starts_with("invalid type: map, expected a string") {
+        return format!("a date-time is written as a string here: `\"{written}\"`");
+    }
+    let message = message.replace("expected variant identifier", "expected a string naming one of the kinds this key takes");
+    match message.split_once(", expected struct ") {
+        Some((found, _)) => format!("{found}, expected a table"),
+        None => message,
     }
 }
 
