@@ -23,9 +23,27 @@ pub const INPUT_HEADER: &str = "sluice.input";
 /// A watermark marker: the sending task's event time, in milliseconds.
 pub const WATERMARK_HEADER: &str = "sluice.watermark";
 
-/// The repartition topic of the exchange in front of `operator`.
-pub fn repartition_topic(pipeline: &str, operator: &str) -> String {
-    format!("{pipeline}-{operator}-repartition")
+/// The repartition topic of the exchange in front of `operator`, for the consumer group
+/// `group`: `<pipeline>-<operator>-repartition` for the pipeline's own group (its name), and
+/// `<pipeline>-<operator>-repartition.<group>` for another, so that two groups running one
+/// pipeline (two deployments, a reprocessing) never read each other's records. Characters a
+/// topic name cannot hold become `_`, and the group's digest is added when any did.
+pub fn repartition_topic(pipeline: &str, group: &str, operator: &str) -> String {
+    let topic = format!("{pipeline}-{operator}-repartition");
+    if group == pipeline {
+        return topic;
+    }
+    let allowed = |character: char| character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-');
+    let named: String = group.chars().map(|character| if allowed(character) { character } else { '_' }).collect();
+    let distinct = if named == group { named } else { format!("{named}-{}", &group_digest(group)[..8]) };
+    // Topic names have at most 249 characters; a group too long for one is named by digest.
+    let grouped = format!("{topic}.{distinct}");
+    if grouped.len() <= 249 { grouped } else { format!("{topic}.{}", group_digest(group)) }
+}
+
+fn group_digest(group: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(group.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// One task's side of a repartition topic.
@@ -162,4 +180,20 @@ pub fn incoming<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> 
 /// Whether a header is one of Sluice's own (dropped before the record reaches an operator).
 pub fn is_sluice_header(name: &[u8]) -> bool {
     [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER].iter().any(|sluice| sluice.as_bytes() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repartition_topic;
+
+    #[test]
+    fn each_consumer_group_has_its_own_repartition_topics() {
+        assert_eq!(repartition_topic("sales", "sales", "per-user"), "sales-per-user-repartition", "the pipeline's own group");
+        assert_eq!(repartition_topic("sales", "reprocess-2", "per-user"), "sales-per-user-repartition.reprocess-2");
+        let odd = repartition_topic("sales", "team/a b", "per-user");
+        assert!(odd.starts_with("sales-per-user-repartition.team_a_b-"), "{odd}");
+        assert_ne!(odd, repartition_topic("sales", "team_a_b", "per-user"), "groups that read alike stay apart");
+        let long = repartition_topic("sales", &"g".repeat(300), "per-user");
+        assert!(long.len() <= 249, "{}", long.len());
+    }
 }

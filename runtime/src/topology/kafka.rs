@@ -88,7 +88,8 @@ fn repartition_topics(
         .exchanges
         .iter()
         .map(|exchange| {
-            let topic = repartition_topic(pipeline, operators[exchange.operator].get_ref().name.get_ref().as_str());
+            let topic =
+                repartition_topic(pipeline, &config.group_id(pipeline), operators[exchange.operator].get_ref().name.get_ref().as_str());
             let partitions = ensure_topic(&config.brokers, &config.properties, &topic, partitions, false)?;
             let producer = match &start.transactions {
                 Some(transactions) => transactions.output(&topic),
@@ -200,11 +201,9 @@ fn pattern_spares_own_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig)
     let Ok(regex) = topic_pattern(pattern) else { return Ok(()) };
     let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
     let operators = &start.pipeline.config.operators;
-    let repartitions = start
-        .plan
-        .exchanges
-        .iter()
-        .map(|exchange| repartition_topic(pipeline, operators[exchange.operator].get_ref().name.get_ref().as_str()));
+    let repartitions = start.plan.exchanges.iter().map(|exchange| {
+        repartition_topic(pipeline, &config.group_id(pipeline), operators[exchange.operator].get_ref().name.get_ref().as_str())
+    });
     let own = repartitions.chain([config.checkpoint_topic()]);
     match own.into_iter().find(|topic| regex.is_match(topic)) {
         Some(topic) => Err(KafkaClientError::Checkpoint(format!(

@@ -325,9 +325,14 @@ fn kafka_records(orders: &[Order]) -> Vec<KafkaRecord> {
 
 /// Reads the results until every expected window is there.
 fn await_results(bootstrap: &str, expected: &BTreeMap<Window, Expected>, limit: Duration) -> Vec<Value> {
+    await_results_in(bootstrap, "windows", expected, limit)
+}
+
+/// [`await_results`] from the topic `topic`.
+fn await_results_in(bootstrap: &str, topic: &str, expected: &BTreeMap<Window, Expected>, limit: Duration) -> Vec<Value> {
     let mut results = Vec::new();
     wait_for(limit, "every window result", || {
-        results = read_topic(bootstrap, "windows", usize::MAX, Duration::from_secs(3)).iter().map(KafkaRecord::value_json).collect();
+        results = read_topic(bootstrap, topic, usize::MAX, Duration::from_secs(3)).iter().map(KafkaRecord::value_json).collect();
         let windows: BTreeSet<Window> = results
             .iter()
             .map(|result| (result["window_start"].as_i64().unwrap_or_default(), result["category"].as_str().unwrap_or_default().to_owned()))
@@ -371,6 +376,41 @@ fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_t
         expected.len(),
         results.len()
     );
+}
+
+/// The same pipeline run by a second consumer group (a reprocessing, another deployment) has
+/// repartition topics of its own: it reads none of the first group's records.
+#[test]
+fn a_second_consumer_group_of_a_pipeline_reads_only_its_own_repartition_records() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["orders", "windows", "late", "orders-again", "windows-again"] {
+        broker.create_topic(topic, PARTITIONS as u32);
+    }
+    let scratch = Scratch::new();
+    let first_orders = orders(8_000, 0);
+    produce(&broker.bootstrap(), "orders", &kafka_records(&first_orders));
+    produce(&broker.bootstrap(), "orders", &watermark_pushers_of(PARTITIONS as i32, END_ORDER));
+    let pipeline = kafka_pipeline(&scratch, &broker);
+    let mut first = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
+    await_results(&broker.bootstrap(), &expected_windows(&first_orders), Duration::from_secs(180));
+    assert!(first.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", first.log_text());
+
+    // Other orders (every third of the first), read by the pipeline under another group.
+    let again: Vec<Order> = first_orders.iter().step_by(3).cloned().collect();
+    produce(&broker.bootstrap(), "orders-again", &kafka_records(&again));
+    produce(&broker.bootstrap(), "orders-again", &watermark_pushers_of(PARTITIONS as i32, END_ORDER));
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline");
+    let second_text = text
+        .replace("topics = [\"orders\"]", "topics = [\"orders-again\"]\ngroup = \"reprocessing\"")
+        .replace("topic = \"windows\"", "topic = \"windows-again\"");
+    let second_pipeline = scratch.write("again.toml", &second_text);
+    let mut second = SluiceProcess::start(scratch.dir.path(), &second_pipeline, "second.log");
+    let expected = expected_windows(&again);
+    let results = await_results_in(&broker.bootstrap(), "windows-again", &expected, Duration::from_secs(180));
+    assert!(second.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", second.log_text());
+    assert_results_exact(&expected, &results);
+    assert!(second.log_text().contains("exchange-per-category-repartition.reprocessing"), "{}", second.log_text());
 }
 
 #[test]
