@@ -80,6 +80,14 @@ fn repartition_topics(
     if start.plan.exchanges.is_empty() {
         return Ok(Vec::new());
     }
+    // Tasks behind an exchange wait for a watermark from every source partition known at
+    // start: a topic created later would have its records judged late.
+    if let Some(missing) = config.topics.iter().find(|topic| !topics.iter().any(|(present, _)| present == *topic)) {
+        return Err(KafkaClientError::Checkpoint(format!(
+            "topic \"{missing}\" does not exist: a pipeline with keyed exchanges must know every partition of its topics when it \
+             starts (the tasks behind an exchange wait for a watermark from each); create the topic, then start the pipeline"
+        )));
+    }
     let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
     let partitions = repartition_partitions(start.pipeline, config, topics)?;
     let operators = &start.pipeline.config.operators;
@@ -90,7 +98,17 @@ fn repartition_topics(
         .map(|exchange| {
             let topic =
                 repartition_topic(pipeline, &config.group_id(pipeline), operators[exchange.operator].get_ref().name.get_ref().as_str());
-            let partitions = ensure_topic(&config.brokers, &config.properties, &topic, partitions, false)?;
+            let wanted = partitions;
+            let partitions = ensure_topic(&config.brokers, &config.properties, &topic, wanted, false)?;
+            if partitions != wanted {
+                tracing::warn!(
+                    topic,
+                    partitions,
+                    wanted,
+                    "the repartition topic exists with another partition count: it is kept, and the stage behind it runs one task \
+                     per partition it has (to change it, delete the topic while no process runs the pipeline)"
+                );
+            }
             let producer = match &start.transactions {
                 Some(transactions) => transactions.output(&topic),
                 None => OutputProducer::new(&config.brokers, &topic, &config.properties, &[])?,

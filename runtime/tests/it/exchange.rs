@@ -378,6 +378,24 @@ fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_t
     );
 }
 
+/// Behind a keyed exchange, tasks wait for a watermark from every source partition known at
+/// start: a source topic that does not exist yet would have its records judged late, so the
+/// pipeline refuses to start, saying so.
+#[test]
+fn a_keyed_kafka_pipeline_refuses_to_start_before_its_source_topic_exists() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["windows", "late"] {
+        broker.create_topic(topic, PARTITIONS as u32);
+    }
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker);
+    let output = crate::support::sluice(scratch.dir.path(), &["run", &pipeline.display().to_string(), "--no-watch"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("topic \"orders\" does not exist: a pipeline with keyed exchanges"), "{log}");
+}
+
 /// The same pipeline run by a second consumer group (a reprocessing, another deployment) has
 /// repartition topics of its own: it reads none of the first group's records.
 #[test]
