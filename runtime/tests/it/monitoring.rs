@@ -352,6 +352,55 @@ path = "copy.jsonl"
     drop(run);
 }
 
+/// The consumer lag is what is left to read after the position this process has read to, not
+/// after the last committed offset: with no checkpoint yet (nothing committed), a partition
+/// read to its end shows 0.
+#[test]
+fn the_consumer_lag_follows_what_was_read_before_any_commit() {
+    use crate::broker::{self, Broker, produce};
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("read", 2);
+    produce(&broker.bootstrap(), "read", &crate::kafka::keyed_records(2_000, 20));
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(
+        &r#"
+[pipeline]
+name = "read-not-committed"
+checkpoint_interval = "1h"
+
+[[sources]]
+name = "input"
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["read"]
+start = "earliest"
+
+[[sinks]]
+name = "copy"
+type = "file"
+path = "copy.jsonl"
+"#
+        .replace("{bootstrap}", &broker.bootstrap()),
+    );
+    let run = AdminRun::start(&path, &["--no-watch"], false);
+    let pipeline = ("pipeline", "read-not-committed");
+    let lag = |scrape: &Scrape, partition: &str| {
+        scrape.samples.iter().find_map(|sample| {
+            (sample.metric == "sluice_kafka_consumer_lag"
+                && sample.labels.get("topic") == Some("read")
+                && sample.labels.get("partition") == Some(partition))
+            .then(|| sample.value.clone())
+        })
+    };
+    let scrape = scrape_until(&run, "every record copied and both partitions' lag 0", |scrape| {
+        value(scrape, "sluice_records_in_total", &[pipeline, ("node", "copy")]) == 2_000.0
+            && ["0", "1"].iter().all(|partition| lag(scrape, partition) == Some(Value::Gauge(0.0)))
+    });
+    assert_eq!(value(&scrape, "sluice_kafka_commits_total", &[pipeline, ("result", "sent")]), 0.0, "nothing committed yet");
+    drop(run);
+}
+
 /// Records a source drops as late (`late_records = "drop"`) are counted while the pipeline
 /// runs, not only in the summary at its end.
 #[test]

@@ -561,19 +561,32 @@ impl ClientContext for SourceContext {
         LoggingContext.error(error, reason);
     }
 
-    /// The consumer lag of each partition (high watermark − position), from librdkafka's
-    /// statistics; a partition without one (not assigned here any more) is forgotten.
+    /// The consumer lag of each partition, from librdkafka's statistics: its end (the last
+    /// stable offset, which a `read_committed` reader can reach; else the high watermark) minus
+    /// the position this process has read to (before its first record, the committed offset).
+    /// A partition not assigned here any more is forgotten.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let (metrics, pipeline) = (&self.setup.metrics, &self.setup.pipeline);
         for (topic, data) in &statistics.topics {
             for (partition, numbers) in data.partitions.iter().filter(|(partition, _)| **partition >= 0) {
-                match numbers.consumer_lag {
-                    lag if lag >= 0 => metrics.consumer_lag(pipeline, topic, *partition, lag),
-                    _ => metrics.forget_partition(pipeline, topic, *partition),
+                match partition_lag(numbers) {
+                    Some(lag) => metrics.consumer_lag(pipeline, topic, *partition, lag),
+                    None if !numbers.desired => metrics.forget_partition(pipeline, topic, *partition),
+                    None => {}
                 }
             }
         }
     }
+}
+
+/// End minus position of an assigned partition, when both are known.
+fn partition_lag(numbers: &rdkafka::statistics::Partition) -> Option<i64> {
+    if !numbers.desired {
+        return None;
+    }
+    let end = if numbers.ls_offset >= 0 { numbers.ls_offset } else { numbers.hi_offset };
+    let position = if numbers.app_offset >= 0 { numbers.app_offset } else { numbers.committed_offset };
+    (end >= 0 && position >= 0).then(|| (end - position).max(0))
 }
 
 impl ConsumerContext for SourceContext {
