@@ -378,6 +378,42 @@ fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_t
     );
 }
 
+/// The records in every partition of `topic` (its end offsets summed).
+fn records_in(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("metadata client");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|topic| topic.partitions()).map(|partition| partition.id()).collect();
+    partitions.iter().map(|partition| consumer.fetch_watermarks(topic, *partition, Duration::from_secs(10)).expect("offsets").1).sum()
+}
+
+/// Source partitions without records follow the wall clock once idle; each advance of their
+/// watermark is a marker to every partition of the repartition topic, so they advance at most
+/// once a second, not at every poll of the consumer.
+#[test]
+fn idle_source_partitions_send_watermark_markers_at_most_once_a_second() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    for topic in ["orders", "windows", "late"] {
+        broker.create_topic(topic, PARTITIONS as u32);
+    }
+    let scratch = Scratch::new();
+    let text = std::fs::read_to_string(kafka_pipeline(&scratch, &broker)).expect("pipeline");
+    let pipeline = scratch
+        .write("idle.toml", &text.replace("checkpoint_interval = \"300ms\"", "checkpoint_interval = \"300ms\"\nidle_timeout = \"100ms\""));
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let repartition = "exchange-per-category-repartition";
+    wait_for(Duration::from_secs(60), "markers from the idle partitions", || {
+        sluice.log_text().contains("created topic") && records_in(&broker.bootstrap(), repartition) > 0
+    });
+    let (before, since) = (records_in(&broker.bootstrap(), repartition), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let markers = records_in(&broker.bootstrap(), repartition) - before;
+    let per_second = markers as f64 / since.elapsed().as_secs_f64() / (PARTITIONS * PARTITIONS) as f64;
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert!(per_second <= 2.0, "{per_second:.1} markers a second from each source partition to each repartition partition");
+}
+
 /// Behind a keyed exchange, tasks wait for a watermark from every source partition known at
 /// start: a source topic that does not exist yet would have its records judged late, so the
 /// pipeline refuses to start, saying so.

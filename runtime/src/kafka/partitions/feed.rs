@@ -41,6 +41,9 @@ const PENDING_BYTES: usize = 8 << 20;
 /// ...and all the partitions of a source together, however many it is assigned.
 const SOURCE_PENDING_BYTES: usize = 64 << 20;
 
+/// How often the watermark of an idle source partition may advance (see `idle_advanced_at`).
+const IDLE_ADVANCE_EVERY: Duration = Duration::from_secs(1);
+
 /// What a message counts towards `PENDING_BYTES`: its records' bytes (keys, values and
 /// headers), and a fixed amount for the message itself, so that many small messages (markers,
 /// watermarks) count too.
@@ -101,6 +104,11 @@ pub struct PartitionFeed {
     source: Arc<str>,
     /// When the brokers were last asked whether the partition is caught up.
     last_asked: Option<Instant>,
+    /// When the watermark last advanced while the partition was idle: an idle partition
+    /// without records follows the wall clock, and each advance is a marker to every
+    /// partition of each repartition topic behind, so it advances at most every
+    /// [`IDLE_ADVANCE_EVERY`].
+    idle_advanced_at: Option<Instant>,
 }
 
 /// The bytes of the records a feed keeps, counted in its source's total too; given back when
@@ -157,6 +165,7 @@ impl PartitionFeed {
             dead_letters,
             source,
             last_asked: None,
+            idle_advanced_at: None,
         }
     }
 
@@ -296,11 +305,14 @@ impl PartitionFeed {
         if let Some(batch) = self.batcher.poll_linger(now) {
             delivered &= self.send_batch(consumer, id, batch) && self.send_watermark(consumer, id);
         }
+        let advanced_recently = self.idle_advanced_at.is_some_and(|at| now.saturating_duration_since(at) < IDLE_ADVANCE_EVERY);
         if self.batcher.is_empty()
             && self.pending.is_empty()
+            && !advanced_recently
             && let FeedKind::Source { watermarks, .. } = &mut self.kind
             && let Some(watermark) = watermarks.advance_idle()
         {
+            self.idle_advanced_at = Some(now);
             delivered &= self.queue(consumer, id, TaskMessage::Watermark { from: 0, watermark });
         }
         delivered
