@@ -70,7 +70,13 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>
 pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client: BaseConsumer<LoggingContext> =
         config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
-    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT).map_err(KafkaClientError::kafka("cannot list the brokers' topics"))?;
+    let brokers = config.get("bootstrap.servers").unwrap_or_default();
+    let what = format!(
+        "cannot list the topics of brokers \"{brokers}\" within {} s (check the address, that a broker listens on it, and the \
+         connection's security properties)",
+        METADATA_TIMEOUT.as_secs()
+    );
+    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT).map_err(KafkaClientError::kafka(what))?;
     Ok(metadata
         .topics()
         .iter()

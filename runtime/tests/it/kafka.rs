@@ -337,6 +337,49 @@ fn await_all_values(bootstrap: &str, input: &[KafkaRecord], sluice: &SluiceProce
     delivered
 }
 
+/// A partition's task whose checkpoints keep failing (its state is larger than the brokers
+/// take) stops the pipeline with the reason as soon as it gives up, even when no record comes
+/// for its partition afterwards.
+#[test]
+fn a_task_whose_checkpoints_keep_failing_stops_the_pipeline_while_its_partition_is_quiet() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 2);
+    produce(&broker.bootstrap(), "input", &keyed_records(400, 40));
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "state-too-large"
+checkpoint_interval = "200ms"
+tolerated_checkpoint_failures = 1
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+start = "earliest"
+properties = { "message.max.bytes" = 1000 }
+
+[[operators]]
+name = "users"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "1h" }, group_by = ["user"], aggregates = [{ function = "count" }, { function = "median", field = "seq" }, { function = "distinct", field = "n" }] }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let stopped = broker::eventually(Duration::from_secs(60), || !sluice.is_running());
+    let log = sluice.log_text();
+    assert!(stopped, "still running a minute later; log:\n{log}");
+    assert!(log.contains("2 checkpoints in a row failed"), "{log}");
+}
+
 /// A source topic that does not exist yet is named in the log, and read once it is created.
 #[test]
 fn a_missing_source_topic_is_named_and_read_once_created() {

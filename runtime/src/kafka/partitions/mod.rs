@@ -190,6 +190,12 @@ impl SourceContext {
             if per_partition_barriers && feed.last_barrier.elapsed() >= interval {
                 delivered &= feed.barrier(consumer, id);
             }
+            // Between rounds a task ends only when its feed is removed: one that ended with its
+            // feed still here failed (too many failed checkpoints, say), and stops the pipeline
+            // now, not when its partition's next record finds it gone.
+            if per_partition_barriers && feed.task.is_finished() {
+                delivered = false;
+            }
             if !delivered {
                 broken.push(id.clone());
             }
