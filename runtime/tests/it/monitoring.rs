@@ -294,39 +294,44 @@ inputs = ["revenue"]
     drop(run);
 }
 
-#[test]
-fn a_kafka_source_reports_each_partitions_consumer_lag_and_its_offset_commits() {
-    use crate::broker::{self, Broker, produce};
-    let _serial = broker::one_at_a_time();
+/// A new broker with 2,000 records in the 2-partition topic `topic`, and a pipeline of that
+/// name copying them into a file through `operators`, checkpointing every
+/// `checkpoint_interval`.
+fn kafka_copy(scratch: &Scratch, topic: &str, checkpoint_interval: &str, operators: &str) -> (crate::broker::Broker, std::path::PathBuf) {
+    use crate::broker::{Broker, produce};
     let broker = Broker::start();
-    broker.create_topic("lagging", 2);
-    produce(&broker.bootstrap(), "lagging", &crate::kafka::keyed_records(2_000, 20));
-    let scratch = Scratch::new();
-    let path = scratch.pipeline(
-        &r#"
+    broker.create_topic(topic, 2);
+    produce(&broker.bootstrap(), topic, &crate::kafka::keyed_records(2_000, 20));
+    let path = scratch.pipeline(&format!(
+        r#"
 [pipeline]
-name = "lagging"
-checkpoint_interval = "1s"
+name = "{topic}"
+checkpoint_interval = "{checkpoint_interval}"
 
 [[sources]]
 name = "input"
 type = "kafka"
 brokers = "{bootstrap}"
-topics = ["lagging"]
+topics = ["{topic}"]
 start = "earliest"
-
-[[operators]]
-name = "has-seq"
-plugin = "{plugins}/filter.wasm"
-config = { field = "seq", op = "exists" }
-
+{operators}
 [[sinks]]
 name = "copy"
 type = "file"
 path = "copy.jsonl"
-"#
-        .replace("{bootstrap}", &broker.bootstrap()),
-    );
+"#,
+        bootstrap = broker.bootstrap()
+    ));
+    (broker, path)
+}
+
+#[test]
+fn a_kafka_source_reports_each_partitions_consumer_lag_and_its_offset_commits() {
+    let _serial = crate::broker::one_at_a_time();
+    let scratch = Scratch::new();
+    let operator =
+        "\n[[operators]]\nname = \"has-seq\"\nplugin = \"{plugins}/filter.wasm\"\nconfig = { field = \"seq\", op = \"exists\" }\n";
+    let (_broker, path) = kafka_copy(&scratch, "lagging", "1s", operator);
     let run = AdminRun::start(&path, &["--no-watch"], false);
     let pipeline = ("pipeline", "lagging");
     let caught_up = |scrape: &Scrape, partition: &str| {
@@ -357,34 +362,11 @@ path = "copy.jsonl"
 /// read to its end shows 0.
 #[test]
 fn the_consumer_lag_follows_what_was_read_before_any_commit() {
-    use crate::broker::{self, Broker, produce};
-    let _serial = broker::one_at_a_time();
-    let broker = Broker::start();
-    broker.create_topic("read", 2);
-    produce(&broker.bootstrap(), "read", &crate::kafka::keyed_records(2_000, 20));
+    let _serial = crate::broker::one_at_a_time();
     let scratch = Scratch::new();
-    let path = scratch.pipeline(
-        &r#"
-[pipeline]
-name = "read-not-committed"
-checkpoint_interval = "1h"
-
-[[sources]]
-name = "input"
-type = "kafka"
-brokers = "{bootstrap}"
-topics = ["read"]
-start = "earliest"
-
-[[sinks]]
-name = "copy"
-type = "file"
-path = "copy.jsonl"
-"#
-        .replace("{bootstrap}", &broker.bootstrap()),
-    );
+    let (_broker, path) = kafka_copy(&scratch, "read", "1h", "");
     let run = AdminRun::start(&path, &["--no-watch"], false);
-    let pipeline = ("pipeline", "read-not-committed");
+    let pipeline = ("pipeline", "read");
     let lag = |scrape: &Scrape, partition: &str| {
         scrape.samples.iter().find_map(|sample| {
             (sample.metric == "sluice_kafka_consumer_lag"
