@@ -290,6 +290,11 @@ fn raw_values<'a>(texts: &[Option<&'a [u8]>]) -> Option<Vec<Option<&'a RawValue>
 
 /// [`lookup_raw_many`] by serde_json alone: every document, and its error messages.
 fn lookup_raw_many_with_serde<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a RawValue>>, String> {
+    // serde_json checks the UTF-8 of the strings it reads, not of those it skips: JSON text
+    // is UTF-8 throughout.
+    if let Err(error) = std::str::from_utf8(bytes) {
+        return Err(format!("payload is not valid JSON: invalid UTF-8 at byte {}", error.valid_up_to()));
+    }
     let mut found = vec![None; paths.len()];
     let wanted = paths.iter().enumerate().map(|(slot, path)| (slot, path.segments())).collect();
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);

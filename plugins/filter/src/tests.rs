@@ -109,12 +109,16 @@ fn invalid_payloads_are_rejected_with_their_index_or_dropped() {
     let mut batch = Batch::new();
     batch.push_json(&json!({"t": "order"}), 0);
     batch.push(None, b"not json", 0, []);
+    // Invalid UTF-8 in a field the filter does not read is not JSON either.
+    batch.push(None, b"{\"t\": \"order\", \"w\": \"\xff\"}", 0, []);
     let mut filter = Harness::<Filter>::new(json!({"field": "t", "op": "exists"})).unwrap();
     let out = filter.process(&batch);
     assert_eq!(out.batch.len(), 1);
-    assert_eq!(out.rejected.len(), 1);
-    assert_eq!(out.rejected[0].index, 1);
-    assert!(out.rejected[0].reason.contains("not valid JSON"), "{}", out.rejected[0].reason);
+    let rejected: Vec<(u32, &str)> = out.rejected.iter().map(|rejection| (rejection.index, rejection.reason.as_str())).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, 1);
+    assert!(rejected[0].1.contains("not valid JSON"), "{}", rejected[0].1);
+    assert_eq!(rejected[1], (2, "payload is not valid JSON: invalid UTF-8 at byte 21"));
     let mut dropping = Harness::<Filter>::new(json!({"field": "t", "op": "exists", "invalid": "drop"})).unwrap();
     let out = dropping.process(&batch);
     assert_eq!((out.batch.len(), out.rejected.len()), (1, 0));
