@@ -458,22 +458,24 @@ impl Decimal {
         use std::fmt::Write as _;
         if self.digits.is_empty() {
             out.push('0');
-        } else if let Some(integer) = self.small_integer() {
-            let _ = write!(out, "{integer}");
-        } else if self.write_integer(out) {
-        } else if let Some(number) = self.as_shortest_double() {
-            write_canonical_number(out, &number);
-        } else {
-            if self.negative {
-                out.push('-');
-            }
-            out.push(char::from(self.digits[0]));
-            if self.digits.len() > 1 {
-                out.push('.');
-                out.extend(self.digits[1..].iter().map(|&digit| char::from(digit)));
-            }
-            let _ = write!(out, "e{}", self.digits.len() as i64 + self.exponent - 1);
+            return;
         }
+        if self.write_integer(out) {
+            return;
+        }
+        if let Some(number) = self.as_shortest_double() {
+            write_canonical_number(out, &number);
+            return;
+        }
+        if self.negative {
+            out.push('-');
+        }
+        out.push(char::from(self.digits[0]));
+        if self.digits.len() > 1 {
+            out.push('.');
+            out.extend(self.digits[1..].iter().map(|&digit| char::from(digit)));
+        }
+        let _ = write!(out, "e{}", self.digits.len() as i64 + self.exponent - 1);
     }
 
     /// Writes the value by its digits if it is an integer of at most 40 of them.
@@ -487,18 +489,6 @@ impl Decimal {
         out.extend(self.digits.iter().map(|&digit| char::from(digit)));
         out.extend(std::iter::repeat_n('0', self.exponent as usize));
         true
-    }
-
-    /// The value as an integer, when it is one of `i64` or `u64`.
-    fn small_integer(&self) -> Option<i128> {
-        let length = self.digits.len() as i64 + self.exponent;
-        if self.exponent < 0 || length > 20 {
-            return None;
-        }
-        let magnitude =
-            self.digits.iter().fold(0i128, |value, digit| value * 10 + i128::from(digit - b'0')) * 10i128.pow(self.exponent as u32);
-        let value = if self.negative { -magnitude } else { magnitude };
-        (i128::from(i64::MIN)..=i128::from(u64::MAX)).contains(&value).then_some(value)
     }
 
     /// The double whose shortest text has this value, if one does.
