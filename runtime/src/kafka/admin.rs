@@ -1,6 +1,6 @@
 //! Topics Sluice creates itself: the checkpoint topic and the repartition topics.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -12,6 +12,8 @@ use crate::config::KafkaProperties;
 
 /// Longest wait for broker metadata and topic creation.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// One request for the brokers' topics; a failed one is logged, then asked again.
+const METADATA_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Creates `topic` on `brokers` with `partitions` partitions (compacted if asked) unless it
 /// exists; returns how many partitions it has.
@@ -76,7 +78,22 @@ pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClie
          connection's security properties)",
         METADATA_TIMEOUT.as_secs()
     );
-    let metadata = client.fetch_metadata(None, METADATA_TIMEOUT).map_err(KafkaClientError::kafka(what))?;
+    // Asked in shorter attempts, each failure said at once: the wait for brokers that are
+    // not there (a wrong address) shows in the log within seconds, not after the whole limit.
+    let deadline = Instant::now() + METADATA_TIMEOUT;
+    let metadata = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let last = remaining <= METADATA_ATTEMPT;
+        match client.fetch_metadata(None, remaining.min(METADATA_ATTEMPT)) {
+            Ok(metadata) => break metadata,
+            Err(error) if last => return Err(KafkaClientError::kafka(what)(error)),
+            Err(error) => tracing::warn!(
+                brokers,
+                "no answer from the brokers yet ({error}); asking again until {} s have passed",
+                METADATA_TIMEOUT.as_secs()
+            ),
+        }
+    };
     Ok(metadata
         .topics()
         .iter()

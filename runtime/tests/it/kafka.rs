@@ -380,6 +380,20 @@ path = "out.jsonl"
     assert!(log.contains("2 checkpoints in a row failed"), "{log}");
 }
 
+/// Brokers that do not answer (a wrong address) are named in the log within seconds, while
+/// the source keeps asking, not only when it gives up after 30 s.
+#[test]
+fn brokers_that_do_not_answer_are_named_while_the_source_waits_for_them() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+    let scratch = Scratch::new();
+    let pipeline = scratch.pipeline(&format!(
+        "[pipeline]\nname = \"nobody-there\"\n\n[[sources]]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:{port}\"\ntopics = [\"input\"]\n\n[[sinks]]\ntype = \"stdout\"\n"
+    ));
+    let sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(20), "the unanswered brokers named", || sluice.log_text().contains("no answer from the brokers yet"));
+    assert!(sluice.log_text().contains(&format!("brokers=\"127.0.0.1:{port}\"")), "{}", sluice.log_text());
+}
+
 /// A source topic that does not exist yet is named in the log, and read once it is created.
 #[test]
 fn a_missing_source_topic_is_named_and_read_once_created() {
