@@ -230,21 +230,18 @@ fn round_to_digits(x: f64, digits: f64) -> Result<f64, String> {
     if let Some(rounded) = round_far_from_a_tie(x, digits) {
         return Ok(rounded);
     }
-    let text = format!("{:e}", x.abs());
-    let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-    let significant: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    // |x| = 0.significant · 10^(exponent + 1): the first `kept` digits are worth 10^-digits
-    // or more.
-    let kept = exponent.parse::<i32>().unwrap_or(0) + 1 + digits;
-    if kept >= significant.len() as i32 {
+    let Some(written) = crate::json::Decimal::parse(format!("{:e}", x.abs()).as_bytes()) else { return Ok(x) };
+    // |x| = digits · 10^exponent: its first `kept` digits are worth 10^-digits or more.
+    let kept = written.exponent + written.digits.len() as i64 + i64::from(digits);
+    if kept >= written.digits.len() as i64 {
         return Ok(x);
     }
     if kept < 0 {
         return Ok(0.0f64.copysign(x));
     }
     let kept = kept as usize;
-    let whole = significant[..kept].iter().fold(0u64, |whole, digit| whole * 10 + u64::from(digit - b'0'));
-    let whole = whole + u64::from(significant[kept] >= b'5');
+    let whole = written.digits[..kept].iter().fold(0u64, |whole, digit| whole * 10 + u64::from(digit - b'0'));
+    let whole = whole + u64::from(written.digits[kept] >= b'5');
     let rounded: f64 = format!("{whole}e{}", -digits).parse().unwrap_or(f64::NAN);
     Ok(rounded.copysign(x))
 }

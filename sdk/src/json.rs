@@ -409,15 +409,15 @@ fn write_canonical_object(out: &mut String, text: &[u8]) -> bool {
 /// A JSON number's exact value, `digits · 10^exponent` (no leading or trailing zero in
 /// `digits`; none at all for zero), read from its text.
 #[derive(Debug, PartialEq, Eq)]
-struct Decimal {
-    negative: bool,
-    digits: Vec<u8>,
-    exponent: i64,
+pub(crate) struct Decimal {
+    pub(crate) negative: bool,
+    pub(crate) digits: Vec<u8>,
+    pub(crate) exponent: i64,
 }
 
 impl Decimal {
     /// The value of a JSON number's text; `None` if the text is not one.
-    fn parse(text: &[u8]) -> Option<Decimal> {
+    pub(crate) fn parse(text: &[u8]) -> Option<Decimal> {
         let (negative, rest) = match text.strip_prefix(b"-") {
             Some(rest) => (true, rest),
             None => (false, text),

@@ -109,7 +109,7 @@ fn outputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
         }
         Some(_) => {}
         None => {
-            let default = PathBuf::from(format!("{}.dead-letter.jsonl", config.pipeline.name.get_ref()));
+            let default = DeadLetterConfig::default_file(config.pipeline.name.get_ref().as_str());
             outputs.push(FileUse::new("the dead-letter file (by default in the working directory)".into(), default, None));
         }
     }

@@ -126,6 +126,14 @@ pub enum DeadLetterConfig {
     Kafka(KafkaDeadLetterConfig),
 }
 
+impl DeadLetterConfig {
+    /// The file dead letters go to without a `[dead_letter]` table: `<pipeline>.dead-letter.jsonl`,
+    /// relative to the working directory.
+    pub fn default_file(pipeline: &str) -> PathBuf {
+        PathBuf::from(format!("{pipeline}.dead-letter.jsonl"))
+    }
+}
+
 /// A `[dead_letter]` table of `type = "file"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

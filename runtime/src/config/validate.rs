@@ -72,13 +72,18 @@ impl Problems<'_> {
         self.found.push(self.pipeline.text.diagnostic(None, message));
     }
 
+    /// A problem with `key` of `[pipeline]`, located at the key (at the file if it cannot be
+    /// found: a default).
+    fn report_at_pipeline_key(&mut self, key: &str, message: String) {
+        match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", key) {
+            Some(span) => self.report(span, message),
+            None => self.report_file(&message),
+        }
+    }
+
     fn check_settings(&mut self) {
         if self.pipeline.config.pipeline.checkpoint_interval.duration().is_zero() {
-            let message = "checkpoint_interval must be longer than 0 s".to_owned();
-            match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "checkpoint_interval") {
-                Some(span) => self.report(span, message),
-                None => self.report_file(&message),
-            }
+            self.report_at_pipeline_key("checkpoint_interval", "checkpoint_interval must be longer than 0 s".to_owned());
         }
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {
@@ -566,7 +571,7 @@ impl Problems<'_> {
     /// The dead-letter file written by default, `<pipeline>.dead-letter.jsonl` in the working
     /// directory, must be writable there: it is opened at the first dead letter, mid-run.
     fn check_default_dead_letter_file(&mut self) {
-        let path = std::path::PathBuf::from(format!("{}.dead-letter.jsonl", self.pipeline.config.pipeline.name.get_ref()));
+        let path = DeadLetterConfig::default_file(self.pipeline.config.pipeline.name.get_ref().as_str());
         if let Some(problem) = output_file_problem(&path) {
             self.report_file(&format!("the dead-letter file (by default in the working directory): {problem}; give a [dead_letter] table"));
         }
@@ -586,10 +591,7 @@ impl Problems<'_> {
             None
         };
         if let Some(problem) = problem {
-            match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "state_dir") {
-                Some(span) => self.report(span, problem),
-                None => self.report_file(&problem),
-            }
+            self.report_at_pipeline_key("state_dir", problem);
         }
     }
 

@@ -70,7 +70,7 @@ impl DeadLetterSink {
             Some(DeadLetterConfig::Kafka(kafka)) => {
                 Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
             }
-            None => lines(LineTarget::File(PathBuf::from(format!("{name}.dead-letter.jsonl")))),
+            None => lines(LineTarget::File(DeadLetterConfig::default_file(&name))),
         };
         let description = match &destination {
             Destination::Lines { target: LineTarget::Stderr, .. } => "standard error".into(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{KafkaSourceWorker, StartError, spawn};
 use crate::config::{KafkaSourceConfig, LoadedPipeline, SourceConfig, topic_pattern};
-use crate::graph::{Entry, Plan, Routing};
+use crate::graph::{Entry, Exchange, Plan, Routing};
 use crate::kafka::{
     KafkaClientError, KafkaSource, KafkaSourceSettings, KafkaStages, OutputProducer, RepartitionOutput, RepartitionStage,
     TransactionalProducer, all_topics, ensure_topic, repartition_topic,
@@ -88,16 +88,13 @@ fn repartition_topics(
              starts (the tasks behind an exchange wait for a watermark from each); create the topic, then start the pipeline"
         )));
     }
-    let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
     let partitions = repartition_partitions(start.pipeline, config, topics)?;
-    let operators = &start.pipeline.config.operators;
     start
         .plan
         .exchanges
         .iter()
         .map(|exchange| {
-            let topic =
-                repartition_topic(pipeline, &config.group_id(pipeline), operators[exchange.operator].get_ref().name.get_ref().as_str());
+            let topic = exchange_topic(start, config, exchange);
             let wanted = partitions;
             let partitions = ensure_topic(&config.brokers, &config.properties, &topic, wanted, false)?;
             if partitions != wanted {
@@ -217,11 +214,7 @@ fn warn_of_missing_topics(source: &str, config: &KafkaSourceConfig, present: &[(
 fn pattern_spares_own_topics(start: &KafkaStart<'_>, config: &KafkaSourceConfig) -> Result<(), KafkaClientError> {
     let Some(pattern) = &config.pattern else { return Ok(()) };
     let Ok(regex) = topic_pattern(pattern) else { return Ok(()) };
-    let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
-    let operators = &start.pipeline.config.operators;
-    let repartitions = start.plan.exchanges.iter().map(|exchange| {
-        repartition_topic(pipeline, &config.group_id(pipeline), operators[exchange.operator].get_ref().name.get_ref().as_str())
-    });
+    let repartitions = start.plan.exchanges.iter().map(|exchange| exchange_topic(start, config, exchange));
     let own = repartitions.chain([config.checkpoint_topic()]);
     match own.into_iter().find(|topic| regex.is_match(topic)) {
         Some(topic) => Err(KafkaClientError::Checkpoint(format!(
@@ -270,4 +263,11 @@ impl ExchangeWiring for KafkaWiring {
             })
             .collect()
     }
+}
+
+/// The repartition topic of `exchange`, for the source's consumer group.
+fn exchange_topic(start: &KafkaStart<'_>, config: &KafkaSourceConfig, exchange: &Exchange) -> String {
+    let pipeline = start.pipeline.config.pipeline.name.get_ref().as_str();
+    let operator = start.pipeline.config.operators[exchange.operator].get_ref().name.get_ref().as_str();
+    repartition_topic(pipeline, &config.group_id(pipeline), operator)
 }
