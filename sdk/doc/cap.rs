@@ -1,5 +1,5 @@
 use serde::Deserialize;
-use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output};
+use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, json};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,10 +13,12 @@ impl Operator for Cap {
     fn distribution(&self) -> Distribution { Distribution::Any } // stateless: any instance
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         for record in batch.iter() {
-            match record.json_object() {
+            // raw_object: the fields not set keep their exact text (numbers past a double too).
+            match record.raw_object() {
                 Ok(mut object) => {
-                    if let Some(value) = self.0.field.get(&object).and_then(|v| v.as_f64()) {
-                        let _ = self.0.field.set(&mut object, self.0.limit.min(value).into());
+                    let value = object.get(&self.0.field).and_then(|text| json::raw_number(&text).ok().flatten());
+                    if value.is_some_and(|value| value > self.0.limit) {
+                        let _ = object.set_value(&self.0.field, &self.0.limit);
                     }
                     out.emit_json_like(record, &object);
                 }

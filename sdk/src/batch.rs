@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::edit::RawObject;
 use crate::fields::{Field, FieldIndex, ObjectWriter, append_entries, writes_indexes};
 use crate::json::{self, FieldPath};
 use crate::lookup::FieldLookup;
@@ -433,6 +434,18 @@ impl<'a> Record<'a> {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(format!("payload is {}, but an object was expected", json_kind_phrase(&other))),
             Err(error) => Err(format!("payload is not valid JSON: {error}")),
+        }
+    }
+
+    /// The payload as a JSON object to edit as text ([`RawObject`]): what an operator that
+    /// passes a record on with a few fields set or removed should use, since the members it
+    /// does not touch keep their exact text (a `Map` passes numbers through doubles). Refused
+    /// as [`Record::json_object`] refuses.
+    pub fn raw_object(&self) -> Result<RawObject<'a>, String> {
+        let parsed = std::str::from_utf8(self.value()).ok().map(RawObject::parse);
+        match parsed {
+            Some(Ok(Some(object))) => Ok(object),
+            _ => Err(self.json_object().err().unwrap_or_else(|| "payload is not a JSON object".to_owned())),
         }
     }
 }

@@ -77,11 +77,12 @@ impl FieldPath {
         Ok(())
     }
 
-    /// Removes the value at this path from `object` and returns it; a numeric segment removes
-    /// an element of an array (the later ones move up).
+    /// Removes the value at this path from `object` and returns it; the members after it keep
+    /// their order, and a numeric segment removes an element of an array (the later ones move
+    /// up).
     pub fn remove(&self, object: &mut serde_json::Map<String, Value>) -> Option<Value> {
         let (first, rest) = self.segments.split_first()?;
-        let Some((last, middle)) = rest.split_last() else { return object.remove(first) };
+        let Some((last, middle)) = rest.split_last() else { return object.shift_remove(first) };
         let mut current = object.get_mut(first)?;
         for segment in middle {
             current = match current {
@@ -91,7 +92,7 @@ impl FieldPath {
             };
         }
         match current {
-            Value::Object(members) => members.remove(last),
+            Value::Object(members) => members.shift_remove(last),
             Value::Array(items) => {
                 let index = last.parse::<usize>().ok().filter(|index| *index < items.len())?;
                 Some(items.remove(index))
@@ -758,16 +759,23 @@ fn member<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
 }
 
 /// An object key, borrowed from the input unless it contains escapes.
-enum KeyText<'de> {
+pub(crate) enum KeyText<'de> {
     Borrowed(&'de str),
     Owned(String),
 }
 
-impl KeyText<'_> {
+impl<'de> KeyText<'de> {
     fn as_str(&self) -> &str {
         match self {
             KeyText::Borrowed(text) => text,
             KeyText::Owned(text) => text,
+        }
+    }
+
+    pub(crate) fn into_cow(self) -> std::borrow::Cow<'de, str> {
+        match self {
+            KeyText::Borrowed(text) => std::borrow::Cow::Borrowed(text),
+            KeyText::Owned(text) => std::borrow::Cow::Owned(text),
         }
     }
 }

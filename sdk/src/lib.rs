@@ -12,6 +12,7 @@ extern crate self as sluice_sdk;
 mod batch;
 pub mod context;
 pub mod duration;
+pub mod edit;
 pub mod expression;
 pub mod fields;
 mod first_wins;
