@@ -1,6 +1,10 @@
 //! What an anomaly produces: alert records, and the annotation of a passed-through record.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{FieldPath, Output, Record};
 
@@ -24,18 +28,19 @@ pub struct Anomaly<'a> {
     pub findings: &'a [Finding<'a>],
 }
 
-/// An alert record, as emitted.
+/// An alert record, as emitted. The group's values, the value and the record are written as
+/// the record has them (exactly: a number past a double keeps its digits).
 #[derive(Serialize)]
-struct Alert<'a> {
+struct Alert<'a, 'r> {
     alert: &'static str,
     detector: &'a str,
-    group: &'a Map<String, Value>,
+    group: &'a RawObject<'r>,
     field: String,
-    value: Value,
+    value: Cow<'a, RawValue>,
     score: f64,
     expected: Expected,
     timestamp: i64,
-    record: &'a Map<String, Value>,
+    record: &'a RawObject<'r>,
 }
 
 /// The range the value was expected in; `null` for an unbounded side.
@@ -48,18 +53,19 @@ struct Expected {
 impl Anomaly<'_> {
     /// Emits `record` annotated (when passing records through), then one alert per finding
     /// on output `alerts_port`. Alerts keep the record's key, headers and event time.
-    pub fn emit(&self, out: &mut Output, record: Record<'_>, original: &Map<String, Value>, pass_through: bool, alerts_port: u32) {
+    pub fn emit(&self, out: &mut Output, record: Record<'_>, original: &RawObject<'_>, pass_through: bool, alerts_port: u32) {
         if pass_through {
             out.emit_json_like(record, &self.annotated(original));
         }
         let group = self.group(original);
+        let value = original.get(self.field).unwrap_or_else(|| Cow::Owned(number_text(self.value)));
         for finding in self.findings {
             let alert = Alert {
                 alert: "anomaly",
                 detector: finding.detector,
                 group: &group,
                 field: self.field.to_string(),
-                value: sluice_sdk::json::number(self.value),
+                value: Cow::Borrowed(value.as_ref()),
                 score: finding.assessment.score,
                 expected: Expected { low: finding.assessment.low, high: finding.assessment.high },
                 timestamp: record.timestamp(),
@@ -71,15 +77,27 @@ impl Anomaly<'_> {
 
     /// The record with `"anomaly": {detector: score}` for the detectors that alerted; an
     /// `anomaly` field already there is replaced.
-    fn annotated(&self, original: &Map<String, Value>) -> Map<String, Value> {
-        let scores = self.findings.iter().map(|finding| (finding.detector.to_owned(), Value::from(finding.assessment.score))).collect();
+    fn annotated<'r>(&self, original: &RawObject<'r>) -> RawObject<'r> {
+        let scores: Map<String, Value> =
+            self.findings.iter().map(|finding| (finding.detector.to_owned(), Value::from(finding.assessment.score))).collect();
         let mut annotated = original.clone();
-        annotated.insert(ANNOTATION_FIELD.into(), Value::Object(scores));
+        // A map of names to numbers is always written.
+        let _ = annotated.set_member_value(ANNOTATION_FIELD, &scores);
         annotated
     }
 
     /// The group fields of the record, by path (null where absent).
-    fn group(&self, original: &Map<String, Value>) -> Map<String, Value> {
-        self.group_by.iter().map(|path| (path.to_string(), path.get(original).cloned().unwrap_or(Value::Null))).collect()
+    fn group<'r>(&self, original: &RawObject<'r>) -> RawObject<'r> {
+        let mut group = RawObject::new();
+        for path in self.group_by {
+            let value = original.get(path).map_or_else(|| RawValue::NULL.to_owned(), Cow::into_owned);
+            group.set_member(&path.to_string(), value);
+        }
+        group
     }
+}
+
+/// `x` as JSON text, as the SDK writes numbers (null when not finite).
+fn number_text(x: f64) -> Box<RawValue> {
+    sluice_sdk::serde_json::value::to_raw_value(&sluice_sdk::json::number(x)).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }

@@ -219,7 +219,7 @@ impl AnomalyDetect {
             .map(|(detector, assessment)| alert::Finding { detector: &detector.name, assessment })
             .collect();
         // Parsed only for anomalies, and before learning, so that a refusal teaches nothing.
-        let original = if findings.is_empty() { None } else { Some(record.json_object()?) };
+        let original = if findings.is_empty() { None } else { Some(record.raw_object()?) };
         if let Some(original) = &original {
             let anomaly = alert::Anomaly { field: &self.field, group_by: &self.group_by, value, findings: &findings };
             let alerts_port = if self.alerts == AlertsTo::Output { 1 } else { 0 };

@@ -162,3 +162,21 @@ fn configuration_errors_are_explained() {
     assert!(refuse_top(json!({"field": "x", "detectors": [{"type": "mad"}], "warmup": 3})).contains("unknown field `warmup`"));
     assert!(refuse_top(json!({"detectors": [{"type": "mad"}]})).contains("missing field `field`"));
 }
+
+/// Alerts and annotated records carry the record's values with their exact text.
+#[test]
+fn alerts_and_annotations_keep_the_exact_text_of_the_record() {
+    let config = json!({"field": "latency", "group_by": ["id"], "pass_through": true, "detectors": [{"type": "threshold", "max": 1}]});
+    let mut op = operator(config);
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "z": -0, "latency": 2.50}"#, 7_000, []);
+    let out = op.process(&batch);
+    let written: Vec<String> = out.batch.iter().map(|record| String::from_utf8_lossy(record.value()).into_owned()).collect();
+    assert_eq!(written[0], r#"{"id":18446744073709551617,"z":-0,"latency":2.50,"anomaly":{"threshold":1.5}}"#);
+    assert!(
+        written[1].contains(r#""group":{"id":18446744073709551617},"field":"latency","value":2.50,"#)
+            && written[1].ends_with(r#""record":{"id":18446744073709551617,"z":-0,"latency":2.50}}"#),
+        "{}",
+        written[1]
+    );
+}

@@ -7,7 +7,8 @@
 use std::io::Write as _;
 
 use sluice_sdk::FieldPath;
-use sluice_sdk::serde_json::{self, Map, Value};
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::{self, Value};
 
 /// A record's place in the model: its segment and its Euclidean distance to the centroid;
 /// `None` when the model could not be seeded.
@@ -65,24 +66,29 @@ impl OutputFields {
     pub fn write(&self, value: &[u8], parse: bool, assignment: Assignment, into: &mut Vec<u8>) -> Result<(), String> {
         into.clear();
         if parse {
-            let object = self.parsed_with(value, assignment)?;
-            serde_json::to_writer(&mut *into, &object).map_err(|error| format!("cannot write the record: {error}"))
+            self.parsed_with(value, assignment)?.write_to(into);
+            Ok(())
         } else {
             self.splice(value, assignment, into);
             Ok(())
         }
     }
 
-    /// The object `value` with the fields set (to null without an assignment).
-    fn parsed_with(&self, value: &[u8], assignment: Assignment) -> Result<Map<String, Value>, String> {
-        let mut object: Map<String, Value> =
-            serde_json::from_slice(value).map_err(|error| format!("the record is not a JSON object: {error}"))?;
+    /// The object `value` with the fields set (to null without an assignment); its other
+    /// fields keep their exact text.
+    fn parsed_with<'v>(&self, value: &'v [u8], assignment: Assignment) -> Result<RawObject<'v>, String> {
+        let text = std::str::from_utf8(value).map_err(|error| format!("the record is not a JSON object: {error}"))?;
+        let mut object = match RawObject::parse(text) {
+            Ok(Some(object)) => object,
+            Ok(None) => return Err("the record is not a JSON object".to_owned()),
+            Err(error) => return Err(format!("the record is not a JSON object: {error}")),
+        };
         let (segment, distance) = match assignment {
             Some((segment, distance)) => (Value::from(segment), sluice_sdk::json::number(distance)),
             None => (Value::Null, Value::Null),
         };
-        self.segment.set(&mut object, segment)?;
-        self.distance.set(&mut object, distance)?;
+        object.set_value(&self.segment, &segment)?;
+        object.set_value(&self.distance, &distance)?;
         Ok(object)
     }
 

@@ -3,7 +3,7 @@
 //! Table keys are strings. A string joins as it is; a number joins by its canonical text, so
 //! that `7`, `7.0` and `7e0` all find the row keyed `"7"`. Other kinds of values never join.
 
-use sluice_sdk::serde_json::{self, Value};
+use sluice_sdk::serde_json;
 
 /// Writes the join text of a record's key value (its JSON text) into `out`, replacing its text.
 ///
@@ -17,26 +17,24 @@ pub fn write_record_key(text: Option<&[u8]>, out: &mut String) -> Result<bool, &
         out.push_str(plain);
         return Ok(true);
     }
-    match serde_json::from_slice::<Value>(text) {
-        Ok(Value::Null) => Ok(false),
-        Ok(value) => {
-            out.push_str(&key_text(&value)?);
+    match text.first() {
+        Some(b'n') => Ok(false),
+        // A number by its exact value, not by a double's: 18446744073709551617 is not
+        // 18446744073709551616.
+        Some(b'-' | b'0'..=b'9') => {
+            sluice_sdk::json::write_canonical_text(out, text);
             Ok(true)
         }
-        // The lookup validated the payload already; should it not have, nothing can match.
-        Err(_) => Err("not valid JSON"),
-    }
-}
-
-/// The join text of a value: strings as they are, numbers canonical, other kinds refused.
-pub fn key_text(value: &Value) -> Result<String, &'static str> {
-    match value {
-        Value::String(text) => Ok(text.clone()),
-        Value::Number(number) => {
-            let mut text = String::new();
-            sluice_sdk::json::write_canonical_number(&mut text, number);
-            Ok(text)
-        }
-        other => Err(sluice_sdk::json::kind(other)),
+        Some(b'"') => match serde_json::from_slice::<String>(text) {
+            Ok(string) => {
+                out.push_str(&string);
+                Ok(true)
+            }
+            // The lookup validated the payload already; should it not have, nothing can match.
+            Err(_) => Err("not valid JSON"),
+        },
+        Some(b't' | b'f') => Err("a boolean"),
+        Some(b'[') => Err("an array"),
+        _ => Err("an object"),
     }
 }

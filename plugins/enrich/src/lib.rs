@@ -28,7 +28,8 @@ mod table;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use sluice_sdk::serde_json::{Map, Value};
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::Value;
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 pub use csv::{CsvReader, CsvRecord};
@@ -95,8 +96,9 @@ pub struct Enrich {
 }
 
 /// What became of one record.
-enum Outcome {
-    Enriched(Map<String, Value>),
+enum Outcome<'a> {
+    /// The record with its row added; the fields it had keep their exact text.
+    Enriched(RawObject<'a>),
     /// No row: the key is absent (or null), or no row has it (the key is then in `join`).
     Unmatched {
         key_absent: bool,
@@ -150,7 +152,7 @@ impl Operator for Enrich {
 
 impl Enrich {
     /// Looks the record's key up, and adds the row it matches.
-    fn enrich(&mut self, record: Record<'_>) -> Outcome {
+    fn enrich<'a>(&mut self, record: Record<'a>) -> Outcome<'a> {
         let text = match record.look_up(&self.key_lookup) {
             Ok(values) => values.into_iter().next().flatten(),
             Err(reason) => return Outcome::Invalid(reason),
@@ -162,7 +164,7 @@ impl Enrich {
         }
         let Some(row) = self.table.get(&self.join) else { return Outcome::Unmatched { key_absent: false } };
         // Only matched records are parsed whole: the others pass as they are.
-        let mut object = match record.json_object() {
+        let mut object = match record.raw_object() {
             Ok(object) => object,
             Err(reason) => return Outcome::Invalid(reason),
         };
@@ -173,14 +175,14 @@ impl Enrich {
     }
 
     /// Puts the row under `into`, or merges its fields; the record's own fields win unless `overwrite`.
-    fn add_row(&self, object: &mut Map<String, Value>, row: &Row) -> Result<(), String> {
+    fn add_row(&self, object: &mut RawObject<'_>, row: &Row) -> Result<(), String> {
         match &self.into {
-            Some(into) if self.overwrite || into.get(object).is_none() => into.set(object, Value::Object(row.clone())),
+            Some(into) if self.overwrite || object.get(into).is_none() => object.set_value(into, row),
             Some(_) => Ok(()),
             None => {
-                for (name, value) in row {
-                    if self.overwrite || !object.contains_key(name) {
-                        object.insert(name.clone(), value.clone());
+                for (name, value) in row.members() {
+                    if self.overwrite || !object.has_member(name) {
+                        object.set_member_node(name, value.clone());
                     }
                 }
                 Ok(())

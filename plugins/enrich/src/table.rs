@@ -7,18 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
-use sluice_sdk::serde_json::{self, Map, Value};
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::{self, Value};
 
 use crate::csv::CsvReader;
-use crate::join_key::key_text;
+use crate::join_key::write_record_key;
 
 /// The most rows a table may hold.
 pub const MAX_ROWS: usize = 1_000_000;
 /// The most bytes of source text a table may come from: 64 MiB.
 pub const MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// One row: the fields added to a matching record.
-pub type Row = Map<String, Value>;
+/// One row: the fields added to a matching record, with their text as the table has it.
+pub type Row = RawObject<'static>;
 
 /// Rows by join key.
 #[derive(Debug, Default)]
@@ -51,11 +52,12 @@ impl Table {
         let mut counter = ByteCounter(0);
         let mut table = Table::default();
         for (key, row) in entries {
-            let Value::Object(row) = row else {
+            if !row.is_object() {
                 return Err(format!("`table` row {key:?} is {}, not a table of fields", sluice_sdk::json::kind(&row)));
-            };
-            counter.0 += key.len();
-            let _ = serde_json::to_writer(&mut counter, &row);
+            }
+            let text = serde_json::to_string(&row).map_err(|error| format!("`table` row {key:?}: {error}"))?;
+            counter.0 += key.len() + text.len();
+            let row = RawObject::parse(&text).ok().flatten().map(RawObject::into_owned).unwrap_or_default();
             table.rows.insert(key, row);
         }
         if counter.0 > MAX_BYTES {
@@ -73,17 +75,21 @@ impl Table {
                 continue;
             }
             let at = |message: String| format!("file {name:?} line {}: {message}", number + 1);
-            let mut row = match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(row)) => row,
-                Ok(other) => return Err(at(format!("{} where an object was expected", sluice_sdk::json::kind(&other)))),
+            let mut row = match RawObject::parse(line) {
+                Ok(Some(row)) => row.into_owned(),
+                Ok(None) => {
+                    let kind = serde_json::from_str::<Value>(line).map_or("a number", |other| sluice_sdk::json::kind(&other));
+                    return Err(at(format!("{kind} where an object was expected")));
+                }
                 Err(error) => return Err(at(format!("not valid JSON: {}", without_location(&error)))),
             };
-            let key = match row.remove(file_key) {
-                None | Some(Value::Null) => return Err(at(format!("no value for the key field {file_key:?}"))),
-                Some(value) => {
-                    key_text(&value).map_err(|kind| at(format!("the key field {file_key:?} is {kind}, not a string or number")))?
-                }
-            };
+            let value = row.remove_member(file_key).map(|node| node.to_json());
+            let mut key = String::new();
+            match write_record_key(value.as_deref().map(str::as_bytes), &mut key) {
+                Ok(true) => {}
+                Ok(false) => return Err(at(format!("no value for the key field {file_key:?}"))),
+                Err(kind) => return Err(at(format!("the key field {file_key:?} is {kind}, not a string or number"))),
+            }
             table.insert(key, row).map_err(at)?;
         }
         Ok(table)
@@ -117,7 +123,8 @@ impl Table {
                 if position == key_column {
                     key = value;
                 } else {
-                    row.insert(column.clone(), Value::String(value));
+                    // A string is always written.
+                    let _ = row.set_member_value(column, &value);
                 }
             }
             table.insert(key, row).map_err(at)?;

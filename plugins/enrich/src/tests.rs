@@ -131,6 +131,29 @@ fn json_lines_files_give_rows_without_their_key_field() {
     );
 }
 
+/// Numbers join by their exact value, from records and from files alike, and rows keep the
+/// exact text of their values: ids a double cannot tell apart find their own rows.
+#[test]
+fn numbers_past_a_double_join_their_own_rows_exactly() {
+    let contents =
+        "{\"id\": 18446744073709551617, \"name\": \"odd\", \"weight\": 1.50}\n{\"id\": 18446744073709551616, \"name\": \"even\"}\n";
+    let mut op = Harness::<Enrich>::new(from_file("json-lines", contents)).unwrap();
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"sku": 18446744073709551617}"#, 0, []);
+    batch.push(None, br#"{"sku": 1.8446744073709551616e19}"#, 0, []);
+    batch.push(None, br#"{"sku": 18446744073709551618}"#, 0, []);
+    let out = op.process(&batch);
+    let written: Vec<&[u8]> = out.batch.iter().map(|record| record.value()).collect();
+    assert_eq!(
+        written,
+        [
+            br#"{"sku":18446744073709551617,"name":"odd","weight":1.50}"#.as_slice(),
+            br#"{"sku":1.8446744073709551616e19,"name":"even"}"#.as_slice(),
+            br#"{"sku": 18446744073709551618}"#.as_slice()
+        ]
+    );
+}
+
 #[test]
 fn csv_files_keep_values_as_strings_with_quoted_commas_and_quotes() {
     let contents = "name,id,note\r\n\"Smith, John\",1,\"said \"\"hi\"\"\"\r\nPlain,2,\"two\nlines\"\r\n,3,\n";
@@ -230,4 +253,19 @@ fn a_repeated_key_field_joins_and_is_written_by_its_first_value() {
     batch.push(None, br#"{"item_id":"i1","n":1,"item_id":"7"}"#, 0, []);
     let out = Harness::<Enrich>::new(inline(json!({}))).unwrap().process(&batch);
     assert_eq!(json_values(&out.batch), vec![json!({"item_id": "i1", "n": 1, "category": "books", "brand": "acme"})]);
+}
+
+/// The record's own fields pass with their exact text (parsing it into a map would write the
+/// id as 18446744073709552000 and `-0` as `-0.0`).
+#[test]
+fn enriched_records_keep_the_exact_text_of_their_fields() {
+    let mut op = Harness::<Enrich>::new(inline(json!({}))).unwrap();
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"item_id": "i1", "id": 18446744073709551617, "z": -0, "p": 1.50, "n": {"big": 1e400}}"#, 5, []);
+    let out = op.process(&batch);
+    let written: Vec<&[u8]> = out.batch.iter().map(|record| record.value()).collect();
+    assert_eq!(
+        written,
+        [br#"{"item_id":"i1","id":18446744073709551617,"z":-0,"p":1.50,"n":{"big": 1e400},"category":"books","brand":"acme"}"#.as_slice()]
+    );
 }

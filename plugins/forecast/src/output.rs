@@ -1,10 +1,14 @@
 //! The record emitted for a point: its key, its value, the forecast it was given, and the next
 //! forecasts with their prediction intervals.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use sluice_sdk::FieldPath;
+use sluice_sdk::edit::{RawNode, RawObject};
 use sluice_sdk::json::number;
-use sluice_sdk::serde_json::{self, Map, Value};
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::serde_json::{self, Value};
 
 use crate::config::Settings;
 use crate::model::Model;
@@ -13,10 +17,11 @@ use crate::series::SquaredErrors;
 /// The fields of an output record besides the key fields.
 pub const OUTPUT_FIELDS: [&str; 4] = ["value", "forecast", "residual", "forecasts"];
 
-/// The key fields and the carried fields as the input had them, at their paths (null where one
-/// was missing): the start of an output record. `copied` holds their values in that order.
-pub fn key_fields(settings: &Settings, copied: &[Option<&[u8]>]) -> Result<Map<String, Value>, String> {
-    let mut record = Map::new();
+/// The key fields and the carried fields as the input had them (their exact text), at their
+/// paths (null where one was missing): the start of an output record. `copied` holds their
+/// values in that order.
+pub fn key_fields<'r>(settings: &Settings, copied: &[Option<&'r [u8]>]) -> Result<RawObject<'r>, String> {
+    let mut record = RawObject::new();
     for (path, text) in settings.key.iter().chain(&settings.carry).zip(copied) {
         set_key_field(&mut record, path, *text)?;
     }
@@ -25,9 +30,9 @@ pub fn key_fields(settings: &Settings, copied: &[Option<&[u8]>]) -> Result<Map<S
 
 /// An output record: `{<key and carried fields>, "value", "forecast", "residual", "forecasts": [...]}`.
 #[derive(Debug, Serialize)]
-pub struct Emitted<'k> {
+pub struct Emitted<'k, 'r> {
     #[serde(flatten)]
-    key: &'k Map<String, Value>,
+    key: &'k RawObject<'r>,
     value: Value,
     forecast: Value,
     residual: Value,
@@ -45,14 +50,14 @@ struct Ahead {
 
 /// The record of a point `y` given `forecast` before it was seen, with the forecasts of `model`
 /// after it; the bounds are null until the key has a one-step error to estimate σ² from.
-pub fn record<'k>(
-    key: &'k Map<String, Value>,
+pub fn record<'k, 'r>(
+    key: &'k RawObject<'r>,
     settings: &Settings,
     y: f64,
     forecast: Option<f64>,
     model: &Model,
     errors: &SquaredErrors,
-) -> Emitted<'k> {
+) -> Emitted<'k, 'r> {
     Emitted {
         key,
         value: number(y),
@@ -63,12 +68,12 @@ pub fn record<'k>(
 }
 
 /// A key field as the input had it (null where it was missing).
-fn set_key_field(record: &mut Map<String, Value>, path: &FieldPath, text: Option<&[u8]>) -> Result<(), String> {
-    let value = match text {
+fn set_key_field<'r>(record: &mut RawObject<'r>, path: &FieldPath, text: Option<&'r [u8]>) -> Result<(), String> {
+    let value: &'r RawValue = match text {
         Some(text) => serde_json::from_slice(text).map_err(|error| format!("key field {path} is not valid JSON: {error}"))?,
-        None => Value::Null,
+        None => RawValue::NULL,
     };
-    path.set(record, value)
+    record.set_node(path, RawNode::Text(Cow::Borrowed(value)))
 }
 
 /// The forecasts for steps 1..=horizon.

@@ -260,3 +260,14 @@ fn the_inverse_normal_cdf_matches_known_quantiles() {
     }
     assert!(inverse_normal_cdf(0.0).is_nan() && inverse_normal_cdf(1.0).is_nan());
 }
+
+/// Key and carried fields are copied with their exact text.
+#[test]
+fn key_and_carried_fields_are_copied_exactly() {
+    let mut forecast = operator(json!({"key": ["id"], "carry": ["z"], "value": "v", "alpha": 0.2}));
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "z": -0, "v": 2}"#, 7_000, []);
+    let out = forecast.process(&batch);
+    let written = out.batch.get(0).map(|record| String::from_utf8_lossy(record.value()).into_owned()).unwrap_or_default();
+    assert!(written.starts_with(r#"{"id":18446744073709551617,"z":-0,"value":2,"#), "{written}");
+}

@@ -51,7 +51,8 @@ mod scaler;
 mod state;
 mod vector;
 
-use sluice_sdk::serde_json::{Map, Value};
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::Value;
 use sluice_sdk::{Batch, Distribution, Operator, Output, Record, State, json, serde_json};
 
 pub use config::{LearnConfig, OptimizerKind, ScheduleKind, Settings, Task};
@@ -186,17 +187,18 @@ impl Learn {
         match &mut object {
             None => self.emit_spliced(record, step.prediction, out),
             Some(object) => {
-                self.settings.prediction_field.set(object, json::number(step.prediction))?;
+                object.set_value(&self.settings.prediction_field, &json::number(step.prediction))?;
                 out.emit_json_like(record, object);
             }
         }
         Ok(step)
     }
 
-    /// The record as an object in which the prediction field can be set.
-    fn object_with_room(&self, record: Record<'_>) -> Result<Map<String, Value>, String> {
-        let mut object = record.json_object()?;
-        self.settings.prediction_field.set(&mut object, Value::Null)?;
+    /// The record as an object in which the prediction field can be set (its other fields
+    /// keep their exact text).
+    fn object_with_room<'r>(&self, record: Record<'r>) -> Result<RawObject<'r>, String> {
+        let mut object = record.raw_object()?;
+        object.set_value(&self.settings.prediction_field, &Value::Null)?;
         Ok(object)
     }
 

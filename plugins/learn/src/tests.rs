@@ -280,3 +280,22 @@ fn without_reports_there_is_no_side_output_but_the_gauge_is_set() {
     assert!(learn.watermark(1).is_empty());
     assert!(sluice_sdk::host::native_metrics().gauges.contains_key("global_log_loss"));
 }
+
+/// A record whose prediction field must be set inside it (nested, or already there) keeps the
+/// exact text of its other fields.
+#[test]
+fn a_prediction_set_inside_the_record_leaves_its_other_fields_exact() {
+    let mut learn = learner(json!({"label": "y", "numeric": ["x"], "prediction_field": "ml.p"}));
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "z": -0, "x": 1.50, "ml": {"model": "a"}}"#, 0, []);
+    let out = learn.process(&batch);
+    let written: Vec<&[u8]> = out.batch.iter().map(|record| record.value()).collect();
+    assert_eq!(written, [br#"{"id":18446744073709551617,"z":-0,"x":1.50,"ml":{"model":"a","p":0.5}}"#.as_slice()]);
+    let mut keyed = learner(json!({"label": "y", "numeric": ["x"], "key": ["id"]}));
+    let mut batch = Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "x": 1, "y": 1}"#, 0, []);
+    keyed.process(&batch);
+    let out = keyed.watermark(1);
+    let models: Vec<String> = out.iter().map(|record| String::from_utf8_lossy(record.value()).into_owned()).collect();
+    assert!(models[1].starts_with(r#"{"model":{"id":18446744073709551617},"examples":1,"#), "{models:?}");
+}

@@ -35,10 +35,9 @@
 //! element), or inside a field another rule masks, is refused. Array indexes name the elements
 //! of the record as it came: the drops run after every other rule, from the highest index down.
 //! A dotted path masks the nested field and also a top-level key spelt like the whole path
-//! (`context.ip` also finds {"context.ip": …}). The payload is parsed whole and written
-//! again, so duplicate keys collapse to the first (the value every lookup reads) and no second
-//! copy of a field slips through. A payload holding a number beyond the range of a 64-bit
-//! float (`1e400`, in any field) cannot be read, so it is invalid like one that is not JSON.
+//! (`context.ip` also finds {"context.ip": …}). The payload is read whole and written again
+//! (fields no rule names keep their exact text), so duplicate keys collapse to the first (the
+//! value every lookup reads) and no second copy of a field slips through.
 //! Numeric times are read as epoch milliseconds (seconds or microseconds would be misread:
 //! convert them upstream, or floor them with `bucket`). A rejected record reaches the
 //! dead-letter output *unmasked* (the runtime dead-letters the input as it came), which is why
@@ -52,7 +51,7 @@ mod rules;
 mod truncate;
 
 use serde::Deserialize;
-use sluice_sdk::serde_json::{self, Map, Value};
+use sluice_sdk::edit::RawObject;
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
 
 pub use key::{Granted, KeyEncoding, KeySource, MIN_KEY_BYTES, load_key};
@@ -170,7 +169,7 @@ impl Operator for Mask {
     fn process(&mut self, batch: &Batch, out: &mut Output) {
         let (mut invalid_dropped, mut untruncatable) = (0, 0);
         for record in batch.iter() {
-            match record.json_object() {
+            match record.raw_object() {
                 Ok(mut object) => {
                     untruncatable += self.masker.mask(&mut object);
                     self.emit(record, &object, out);
@@ -186,13 +185,9 @@ impl Operator for Mask {
 impl Mask {
     /// Emits the masked object with the record's event time, and its key and headers as the
     /// policies say.
-    fn emit(&mut self, record: Record<'_>, object: &Map<String, Value>, out: &mut Output) {
+    fn emit(&mut self, record: Record<'_>, object: &RawObject<'_>, out: &mut Output) {
         self.payload.clear();
-        // Writing a map with string keys cannot fail; were it to, the record is dropped, not
-        // passed on unmasked.
-        if serde_json::to_writer(&mut self.payload, object).is_err() {
-            return;
-        }
+        object.write_to(&mut self.payload);
         let pseudonym;
         let key = match (self.record_key, record.key(), &self.masker.pseudonymiser) {
             (RecordKeyPolicy::Keep, key, _) => key,

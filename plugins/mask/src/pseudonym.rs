@@ -2,7 +2,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sluice_sdk::serde_json::Value;
+use sluice_sdk::serde_json::{self, value::RawValue};
 
 /// The fewest and most digest bytes a pseudonym may keep.
 pub const PSEUDONYM_BYTES: std::ops::RangeInclusive<usize> = 8..=32;
@@ -42,15 +42,21 @@ impl Pseudonymiser {
         text
     }
 
-    /// The pseudonym of a JSON value, `None` for null: a string by its UTF-8 text, any other
-    /// value by its canonical JSON text (so `7` and `7.0` agree). `scratch` is reused.
-    pub fn pseudonym_of_value(&self, value: &Value, scratch: &mut String) -> Option<String> {
-        match value {
-            Value::Null => None,
-            Value::String(text) => Some(self.pseudonym(text.as_bytes())),
-            other => {
+    /// The pseudonym of a JSON value (its text), `None` for null: a string by its UTF-8 text,
+    /// any other value by its canonical JSON text (so `7` and `7.0` agree, and integers past a
+    /// double keep their digits). `scratch` is reused.
+    pub fn pseudonym_of_text(&self, text: &RawValue, scratch: &mut String) -> Option<String> {
+        if text.get() == "null" {
+            return None;
+        }
+        if let Some(plain) = sluice_sdk::json::raw_plain_str(text) {
+            return Some(self.pseudonym(plain.as_bytes()));
+        }
+        match serde_json::from_str::<String>(text.get()) {
+            Ok(string) => Some(self.pseudonym(string.as_bytes())),
+            Err(_) => {
                 scratch.clear();
-                sluice_sdk::json::write_canonical_value(scratch, other);
+                sluice_sdk::json::write_canonical(scratch, text);
                 Some(self.pseudonym(scratch.as_bytes()))
             }
         }

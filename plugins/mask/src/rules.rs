@@ -2,7 +2,9 @@
 //! record's object in place.
 
 use sluice_sdk::FieldPath;
-use sluice_sdk::serde_json::{Map, Value};
+use sluice_sdk::edit::RawObject;
+use sluice_sdk::serde_json::value::RawValue;
+use sluice_sdk::serde_json::{self, Value};
 
 use crate::pseudonym::Pseudonymiser;
 use crate::truncate::Truncation;
@@ -127,48 +129,65 @@ impl Masker {
 
     /// Masks the fields of `object` in place; returns how many values a truncation could not
     /// read (they are redacted). Missing fields stay missing; null values stay null, except
-    /// that a dropped one is removed.
-    pub fn mask(&mut self, object: &mut Map<String, Value>) -> u64 {
+    /// that a dropped one is removed. The fields no rule names keep their exact text.
+    pub fn mask(&mut self, object: &mut RawObject<'_>) -> u64 {
         let mut untruncatable = 0;
         for step in &self.steps {
             let (rule, literal_key) = (&step.rule, step.literal_key.as_deref());
             if rule.action == Action::Drop {
-                remove_at(object, rule.path.segments());
+                object.remove(&rule.path);
                 if let Some(key) = literal_key {
-                    object.shift_remove(key);
+                    object.remove_member(key);
                 }
                 continue;
             }
             // Both the nested field and a top-level key spelt like the whole path, if present.
             let (pseudonymiser, scratch, redaction) = (&self.pseudonymiser, &mut self.scratch, self.redaction.as_str());
-            if let Some(value) = value_at_mut(object, rule.path.segments()) {
-                untruncatable += mask_value(rule, value, pseudonymiser, scratch, redaction);
+            if let Some(text) = object.get(&rule.path) {
+                let masked = mask_value(rule, &text, pseudonymiser, scratch, redaction, &mut untruncatable);
+                if let Some(masked) = masked {
+                    // The path holds a value, so setting it replaces that value.
+                    let _ = object.set(&rule.path, masked);
+                }
             }
-            if let Some(value) = literal_key.and_then(|key| object.get_mut(key)) {
-                untruncatable += mask_value(rule, value, pseudonymiser, scratch, redaction);
+            if let Some(text) = literal_key.and_then(|key| object.get_member(key)) {
+                let masked = mask_value(rule, &text, pseudonymiser, scratch, redaction, &mut untruncatable);
+                if let (Some(masked), Some(key)) = (masked, literal_key) {
+                    object.set_member(key, masked);
+                }
             }
         }
         untruncatable
     }
 }
 
-/// Masks one value by `rule` (null stays null); 1 if a truncation could not read it (it is
-/// then redacted), else 0.
-fn mask_value(rule: &Rule, value: &mut Value, pseudonymiser: &Option<Pseudonymiser>, scratch: &mut String, redaction: &str) -> u64 {
-    if value.is_null() {
-        return 0;
+/// The JSON text of one value masked by `rule`: `None` to leave it (null stays null). Counts
+/// in `untruncatable` a value a truncation could not read (it is then redacted).
+fn mask_value(
+    rule: &Rule,
+    text: &RawValue,
+    pseudonymiser: &Option<Pseudonymiser>,
+    scratch: &mut String,
+    redaction: &str,
+    untruncatable: &mut u64,
+) -> Option<Box<RawValue>> {
+    if text.get() == "null" {
+        return None;
     }
-    let mut untruncatable = 0;
-    *value = match (&rule.action, pseudonymiser) {
-        (Action::Pseudonymise, Some(pseudonymiser)) => pseudonymiser.pseudonym_of_value(value, scratch).map_or(Value::Null, Value::String),
-        (Action::Truncate(truncation), _) => truncation.apply(value).unwrap_or_else(|| {
-            untruncatable = 1;
-            Value::String(redaction.to_owned())
-        }),
+    let masked = match (&rule.action, pseudonymiser) {
+        (Action::Pseudonymise, Some(pseudonymiser)) => pseudonymiser.pseudonym_of_text(text, scratch).map_or(Value::Null, Value::String),
+        (Action::Truncate(truncation), _) => {
+            let value = serde_json::from_str::<Value>(text.get()).ok();
+            value.and_then(|value| truncation.apply(&value)).unwrap_or_else(|| {
+                *untruncatable += 1;
+                Value::String(redaction.to_owned())
+            })
+        }
         // Redact, and (never reached) a pseudonymise rule without a key: nothing passes unmasked.
         _ => Value::String(redaction.to_owned()),
     };
-    untruncatable
+    // A string, a number or null is always written; were it not, the value is redacted.
+    Some(serde_json::value::to_raw_value(&masked).unwrap_or_else(|_| RawValue::NULL.to_owned()))
 }
 
 /// A drop's path as drops are ordered: segment by segment, so that of two elements of one
@@ -187,39 +206,5 @@ enum SortSegment<'s> {
 impl<'s> SortSegment<'s> {
     fn of(segment: &'s str) -> SortSegment<'s> {
         array_index(segment).map_or(SortSegment::Name(segment), SortSegment::Index)
-    }
-}
-
-/// The value at `segments` (numeric segments index arrays), if present.
-fn value_at_mut<'v>(object: &'v mut Map<String, Value>, segments: &[String]) -> Option<&'v mut Value> {
-    let (first, rest) = segments.split_first()?;
-    rest.iter().try_fold(object.get_mut(first)?, |value, segment| member_mut(value, segment))
-}
-
-fn member_mut<'v>(value: &'v mut Value, segment: &str) -> Option<&'v mut Value> {
-    match value {
-        Value::Object(fields) => fields.get_mut(segment),
-        Value::Array(items) => items.get_mut(array_index(segment)?),
-        _ => None,
-    }
-}
-
-/// Removes the value at `segments`, keeping the order of the other fields (an array element
-/// is removed and the later ones move up); whether there was one.
-fn remove_at(object: &mut Map<String, Value>, segments: &[String]) -> bool {
-    let Some((last, parents)) = segments.split_last() else { return false };
-    if parents.is_empty() {
-        return object.shift_remove(last).is_some();
-    }
-    match value_at_mut(object, parents) {
-        Some(Value::Object(fields)) => fields.shift_remove(last).is_some(),
-        Some(Value::Array(items)) => match array_index(last).filter(|index| *index < items.len()) {
-            Some(index) => {
-                items.remove(index);
-                true
-            }
-            None => false,
-        },
-        _ => false,
     }
 }

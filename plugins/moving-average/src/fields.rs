@@ -1,5 +1,6 @@
 //! Reading a record's averaged number and group in place, and writing numbers back as JSON.
 
+use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::serde_json::{self, Value};
 use sluice_sdk::{FieldPath, json};
 
@@ -10,8 +11,9 @@ pub fn read_number(field: &FieldPath, text: Option<&[u8]>) -> Result<Option<f64>
     json::finite_text_number(field, text)
 }
 
-/// The group-field values of a key written by `sluice_sdk::json::write_key`, in `group_by` order.
-pub fn group_values(key: &str) -> Vec<Value> {
+/// The group-field values of a key written by `sluice_sdk::json::write_key`, in `group_by`
+/// order: their canonical texts, exact (a number past a double keeps its digits).
+pub fn group_values(key: &str) -> Vec<&RawValue> {
     serde_json::from_str(key).unwrap_or_default()
 }
 

@@ -63,6 +63,7 @@ mod fields;
 mod keys;
 mod simple;
 
+use sluice_sdk::edit::RawObject;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, Distribution, Operator, Output, Record};
 
@@ -146,21 +147,25 @@ impl MovingAverage {
 
     /// Per record: applies the value and passes the record on with the averages added.
     fn emit_with_averages(&mut self, record: Record<'_>, x: f64, out: &mut Output, counters: &mut Counters) -> Result<(), String> {
-        let mut object = record.json_object()?;
+        let mut object = record.raw_object()?;
         let into = match &self.settings.emission {
             Emission::PerRecord { into } => into.as_ref(),
             Emission::PerInterval { .. } => None,
         };
         // Fails now, before the state changes, if the record has a non-object on that path.
         if let Some(into) = into {
-            into.set(&mut object, Value::Null)?;
+            object.set_value(into, &Value::Null)?;
         }
         let (key, forgotten) = self.keys.touch(&self.group, self.settings.max_keys);
         counters.span_truncated += key.apply(record.timestamp(), x, &self.settings.averages, self.settings.max_records);
         let averages = self.settings.averages.iter().zip(key.values()).map(|(average, value)| (average.name.clone(), number(value)));
         match into {
-            Some(into) => into.set(&mut object, Value::Object(averages.collect()))?,
-            None => object.extend(averages),
+            Some(into) => object.set_value(into, &averages.collect::<Map<String, Value>>())?,
+            None => {
+                for (name, value) in averages {
+                    object.set_member_value(&name, &value)?;
+                }
+            }
         }
         counters.keys_evicted += u64::from(forgotten.is_some());
         out.emit_json_like(record, &object);
@@ -205,16 +210,17 @@ impl MovingAverage {
     }
 
     /// `{"interval_end", <group fields>, <averages>, "count"}` for one key and interval.
-    fn interval_record(&self, key: &str, finished: &FinishedInterval) -> Map<String, Value> {
-        let mut record = Map::new();
-        record.insert(INTERVAL_END.into(), finished.end.into());
+    fn interval_record(&self, key: &str, finished: &FinishedInterval) -> RawObject<'static> {
+        let mut record = RawObject::new();
+        // Writing numbers and JSON texts cannot fail.
+        let _ = record.set_member_value(INTERVAL_END, &finished.end);
         for (path, value) in self.settings.group_by.iter().zip(group_values(key)) {
-            record.insert(path.to_string(), value);
+            let _ = record.set_member_value(&path.to_string(), value);
         }
         for (average, value) in self.settings.averages.iter().zip(&finished.values) {
-            record.insert(average.name.clone(), number(*value));
+            let _ = record.set_member_value(&average.name, &number(*value));
         }
-        record.insert(INTERVAL_COUNT.into(), finished.count.into());
+        let _ = record.set_member_value(INTERVAL_COUNT, &finished.count);
         record
     }
 }

@@ -275,3 +275,33 @@ fn an_average_may_not_be_named_as_a_field_it_is_computed_from() {
     assert!(on_the_key.is_some_and(|refusal| refusal.starts_with("averages[1]: the name \"user\" is a group_by field")));
     assert_eq!(refuse(json!([{"type": "cumulative", "as": "price"}]), Some("averages")), None, "nested: nothing overwritten");
 }
+
+/// The record's own fields pass with their exact text, and a group's value is written exactly
+/// in per-interval records.
+#[test]
+fn records_and_groups_keep_the_exact_text_of_their_values() {
+    let mut op = operator(json!({"field": "price", "group_by": ["id"], "averages": [{"type": "simple", "records": 2, "as": "sma_2"}]}));
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "z": -0, "price": 1.50}"#, 0, []);
+    let out = op.process(&batch);
+    let written: Vec<&[u8]> = out.batch.iter().map(|record| record.value()).collect();
+    assert_eq!(written, [br#"{"id":18446744073709551617,"z":-0,"price":1.50,"sma_2":1.5}"#.as_slice()]);
+
+    let config = json!({"field": "price", "group_by": ["id"], "emit": "per-interval", "interval": "1s",
+        "averages": [{"type": "simple", "records": 5, "as": "mean"}]});
+    let mut op = operator(config);
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "price": 2}"#, 0, []);
+    batch.push(None, br#"{"id": 18446744073709551618, "price": 4}"#, 0, []);
+    op.process(&batch);
+    let out = op.watermark(1_000);
+    let mut written: Vec<String> = out.iter().map(|record| String::from_utf8_lossy(record.value()).into_owned()).collect();
+    written.sort();
+    assert_eq!(
+        written,
+        [
+            r#"{"interval_end":1000,"id":18446744073709551617,"mean":2,"count":1}"#,
+            r#"{"interval_end":1000,"id":18446744073709551618,"mean":4,"count":1}"#
+        ]
+    );
+}

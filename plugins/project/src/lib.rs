@@ -17,6 +17,7 @@ mod flat;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use sluice_sdk::edit::RawObject;
 use sluice_sdk::fields::ObjectWriter;
 use sluice_sdk::serde_json::{Map, Value};
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record};
@@ -106,15 +107,50 @@ impl Operator for Project {
             return;
         }
         for record in batch.iter() {
-            match self.read(record).and_then(|object| self.reshape(object)) {
-                Ok(object) => out.emit_json_like(record, &object),
+            match self.reshape_record(record) {
+                Ok(Reshaped::Text(object)) => out.emit_json_like(record, &object),
+                Ok(Reshaped::Map(object)) => out.emit_json_like(record, &object),
                 Err(reason) => out.reject(record.index(), reason),
             }
         }
     }
 }
 
+/// A record reshaped: its text edited, or (where `keep` names array elements) rebuilt.
+enum Reshaped<'r> {
+    Text(RawObject<'r>),
+    Map(Map<String, Value>),
+}
+
 impl Project {
+    /// Reshapes one record. The fields no step computes keep their exact text (an integer past
+    /// 64 bits, `-0`), except where `keep` names array elements: the record is then rebuilt
+    /// as a map, its numbers passing through doubles.
+    fn reshape_record<'r>(&self, record: Record<'r>) -> Result<Reshaped<'r>, String> {
+        if self.keep.is_some() && self.reads.is_none() {
+            return self.read(record).and_then(|object| self.reshape(object)).map(Reshaped::Map);
+        }
+        let mut object = record.raw_object()?;
+        let mut inputs = if self.compute.is_empty() { Map::new() } else { self.read(record)? };
+        for (path, expression) in &self.compute {
+            let value = expression.evaluate(&inputs).map_err(|error| format!("compute {path}: {error}"))?;
+            object.set_value(path, &value)?;
+            path.set(&mut inputs, value)?;
+        }
+        if let Some(keep) = &self.keep {
+            object = keep_only_text(&object, keep)?;
+        }
+        for path in &self.drop {
+            object.remove(path);
+        }
+        // All at once, as below.
+        let moved: Vec<_> = self.rename.iter().filter_map(|(from, to)| object.remove(from).map(|node| (to, node))).collect();
+        for (to, node) in moved {
+            object.set_node(to, node)?;
+        }
+        Ok(Reshaped::Text(object))
+    }
+
     /// The record's JSON object: only the fields the projection reads, when it keeps a few.
     fn read(&self, record: Record<'_>) -> Result<Map<String, Value>, String> {
         let Some(reads) = &self.reads else { return record.json_object() };
@@ -171,6 +207,18 @@ fn require_object(record: Record<'_>) -> Result<(), String> {
         Some(b'{') => Ok(()),
         _ => record.json_object().map(|_| ()),
     }
+}
+
+/// The fields of `record` at the `keep` paths (none of which indexes an array), in a new
+/// object, with their exact text.
+fn keep_only_text<'r>(record: &RawObject<'r>, keep: &[FieldPath]) -> Result<RawObject<'r>, String> {
+    let mut kept = RawObject::new();
+    for path in keep {
+        if let Some(value) = record.get(path) {
+            kept.set(path, value.into_owned())?;
+        }
+    }
+    Ok(kept)
 }
 
 /// The fields of `record` at the `keep` paths, in a new object.

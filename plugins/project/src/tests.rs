@@ -164,3 +164,19 @@ fn keep_rejects_records_that_are_not_objects_as_drop_does() {
         );
     }
 }
+
+/// The fields no step computes keep their exact text on the general path (nested paths), with
+/// and without `keep`.
+#[test]
+fn fields_no_step_computes_keep_their_exact_text() {
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id": 18446744073709551617, "z": -0, "n": {"p": 1.50, "q": 2, "debug": 1}}"#, 0, []);
+    let written = |config: Value| {
+        let out = Harness::<Project>::new(config).unwrap().process(&batch);
+        out.batch.iter().map(|record| String::from_utf8_lossy(record.value()).into_owned()).collect::<Vec<_>>()
+    };
+    let general = json!({"compute": {"n.total": "n.p * n.q"}, "drop": ["n.debug"], "rename": {"z": "zero"}});
+    assert_eq!(written(general), [r#"{"id":18446744073709551617,"n":{"p":1.50,"q":2,"total":3},"zero":-0}"#]);
+    let kept = json!({"keep": ["n.p", "id"], "compute": {"n.total": "n.p * n.q"}});
+    assert_eq!(written(kept), [r#"{"n":{"p":1.50,"total":3},"id":18446744073709551617}"#]);
+}

@@ -57,7 +57,10 @@ fn thresholds_alert_from_the_first_value_outside_their_bounds() {
         alerts(&out).iter().map(|alert| (alert["value"].clone(), alert["score"].clone(), alert["expected"].clone())).collect();
     assert_eq!(
         verdicts,
-        vec![(json!(-5), json!(-5.0), json!({"low": 0.0, "high": 100.0})), (json!(101.5), json!(1.5), json!({"low": 0.0, "high": 100.0}))]
+        vec![
+            (json!(-5.0), json!(-5.0), json!({"low": 0.0, "high": 100.0})),
+            (json!(101.5), json!(1.5), json!({"low": 0.0, "high": 100.0}))
+        ]
     );
 }
 
