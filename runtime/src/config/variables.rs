@@ -73,7 +73,7 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
         }
         out.text.push_str(&text[rest..start]);
         let line_end = text[start..].find('\n').map_or(text.len(), |at| start + at);
-        let Some(length) = text[start..line_end].find('}') else {
+        let Some(length) = closing_brace(&text[start..line_end]) else {
             problems.push(Unresolved {
                 span: start..text.len().min(start + 2),
                 message: "`${` is not closed by `}`: write `$${` for a literal `${`".into(),
@@ -107,10 +107,12 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
         } else {
             // As in a shell: a default stands in for an unset or empty variable; without one,
             // an empty variable gives its empty value, and only an unset one is an error.
+            // A default's `$${` is a literal `${` too: `${A:-$${B}}` gives `${B}`.
+            let default = default.map(|default| default.replace("$${", "${"));
             match (lookup(name), default) {
-                (Some(value), Some(default)) if value.is_empty() => default.to_owned(),
+                (Some(value), Some(default)) if value.is_empty() => default,
                 (Some(value), _) => value,
-                (None, Some(default)) => default.to_owned(),
+                (None, Some(default)) => default,
                 (None, None) => {
                     problems.push(Unresolved {
                         span: start..end,
@@ -129,6 +131,17 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     }
     out.text.push_str(&text[rest..]);
     if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+/// Where the `}` closing the variable that starts `line` lies: the first `}`, except that an
+/// escaped `$${...}` in a default is passed over when a `}` follows it before any other `${`
+/// (`${A:-$${B}}`).
+fn closing_brace(line: &str) -> Option<usize> {
+    let first = line.find('}')?;
+    let Some(escape) = line[..first].find("$${") else { return Some(first) };
+    let after_escape = escape + line[escape..].find('}')? + 1;
+    let closing = line[after_escape..].find('}').map(|at| after_escape + at);
+    Some(closing.filter(|closing| !line[after_escape..*closing].contains("${")).unwrap_or(first))
 }
 
 /// A `$` dropped by `$${` shifts the rest of the text by one: recorded as an empty replacement.
@@ -189,6 +202,17 @@ literal = "$${DIR}""#;
         assert!(problems[0].message.starts_with("variable UNSET is not set"), "{}", problems[0].message);
         assert!(problems[1].message.contains("is not a variable"));
         assert!(problems[2].message.contains("is not closed"));
+    }
+
+    #[test]
+    fn an_escaped_dollar_brace_in_a_default_is_a_literal_one() {
+        let text = "a = \"${UNSET:-$${B}}\"\nb = \"${DIR:-$${B}}\"";
+        let substituted = substitute(text, lookup).expect("substituted");
+        assert_eq!(substituted.text, "a = \"${B}\"\nb = \"/data\"");
+        let unclosed = substitute("a = \"${UNSET:-$${B}\"", lookup).expect("substituted");
+        assert_eq!(unclosed.text, "a = \"${B\"", "without a second `}}`, the first one closes the variable");
+        let then_another = substitute("a = \"${UNSET:-$${B} and ${DIR}\"", lookup).expect("substituted");
+        assert_eq!(then_another.text, "a = \"${B and /data\"");
     }
 
     #[test]
