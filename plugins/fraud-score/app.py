@@ -18,8 +18,8 @@ where s is the sum of the weights of the rules that matched (capped at 1). Rule 
 `max_events` (at least 1, default 10) records within `window` ms (at least 1) of event time
 before and including this one; its `weight` defaults to 1. Records that are not JSON objects are rejected (dead-letter output), and
 so are records holding a number beyond the range of a 64-bit float (`1e400`, `-1e999`) or the
-non-JSON literals `NaN`, `Infinity` and `-Infinity`, as Rust operators refuse them: output is
-always strict JSON.
+non-JSON literals `NaN`, `Infinity` and `-Infinity`: Python's json would read such a number as
+infinity and could not write it back as JSON, so output is always strict JSON.
 
 State (the velocity history, version 1) is bounded by the watermark: a key's timestamps older
 than `watermark - window` are forgotten.
