@@ -211,9 +211,13 @@ impl Operator for WindowAggregate {
         let mut windows = std::mem::take(&mut self.windows);
         let (mut writer, mut scratch) = (ObjectWriter::new(), Vec::new());
         windows.close_until(watermark, self.lateness, |key, group, state| {
-            let computed = self.computed_values(key, group, state);
-            let written =
-                self.result_names.as_ref().is_some_and(|names| names.write((key, group, state), &computed, &mut writer, &mut scratch));
+            // Each aggregate's result once, for the computed fields and the record alike.
+            let results: Vec<Value> = state.accumulators.iter().map(|accumulator| accumulator.result()).collect();
+            let computed = self.computed_values(key, group, state, &results);
+            let written = self
+                .result_names
+                .as_ref()
+                .is_some_and(|names| names.write((key, group, state), (&results, &computed), &mut writer, &mut scratch));
             match written {
                 true => out.push_object(None, &writer, key.end - 1),
                 false => out.push_json(&self.result(key, group, state), key.end - 1),
@@ -389,17 +393,23 @@ impl WindowAggregate {
 
     /// The values of the `compute` fields of one group's result in one window, in name order
     /// (none without `compute`).
-    fn computed_values(&self, key: &WindowKey, group: &str, state: &GroupState) -> Vec<Value> {
+    fn computed_values(&self, key: &WindowKey, group: &str, state: &GroupState, results: &[Value]) -> Vec<Value> {
         if self.compute.is_empty() {
             return Vec::new();
         }
-        let mut result = self.result(key, group, state);
+        let mut result = self.result_of(key, group, state, results);
         self.compute.iter().map(|(name, _)| result.remove(name).unwrap_or(Value::Null)).collect()
     }
 
     /// The result record of one group in one window (numbers of the group that a double would
     /// round are rounded here: [`ResultNames::write`] writes the result exactly).
     fn result(&self, key: &WindowKey, group: &str, state: &GroupState) -> Map<String, Value> {
+        let results: Vec<Value> = state.accumulators.iter().map(|accumulator| accumulator.result()).collect();
+        self.result_of(key, group, state, &results)
+    }
+
+    /// [`WindowAggregate::result`] with the aggregates' `results` given.
+    fn result_of(&self, key: &WindowKey, group: &str, state: &GroupState, results: &[Value]) -> Map<String, Value> {
         let mut record = Map::new();
         record.insert(WINDOW_START.into(), key.start.into());
         record.insert(WINDOW_END.into(), key.end.into());
@@ -407,8 +417,8 @@ impl WindowAggregate {
         for (path, value) in self.group_by.iter().zip(group_values) {
             record.insert(path.to_string(), value);
         }
-        for (aggregate, accumulator) in self.aggregates.iter().zip(&state.accumulators) {
-            record.insert(aggregate.output_name(), accumulator.result());
+        for (aggregate, result) in self.aggregates.iter().zip(results) {
+            record.insert(aggregate.output_name(), result.clone());
         }
         for (name, expression) in &self.compute {
             // An aggregate that is null (an empty window) leaves the computed field null.

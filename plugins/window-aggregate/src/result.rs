@@ -41,13 +41,13 @@ impl ResultNames {
         })
     }
 
-    /// Writes the result of `group` in window `key` into `out` (cleared first), with the values
-    /// of the computed fields: false if its group key cannot be read back (the map then
-    /// writes what it writes).
+    /// Writes the result of `group` in window `key` into `out` (cleared first), with the
+    /// aggregates' results and the values of the computed fields: false if its group key
+    /// cannot be read back (the map then writes what it writes).
     pub fn write(
         &self,
         (key, group, state): (&WindowKey, &str, &GroupState),
-        computed: &[serde_json::Value],
+        (results, computed): (&[serde_json::Value], &[serde_json::Value]),
         out: &mut ObjectWriter,
         scratch: &mut Vec<u8>,
     ) -> bool {
@@ -60,9 +60,9 @@ impl ResultNames {
         for (name, value) in self.groups.iter().zip(group_values) {
             out.named_field(name, value.get().as_bytes());
         }
-        for (name, accumulator) in self.aggregates.iter().zip(&state.accumulators) {
+        for (name, result) in self.aggregates.iter().zip(results) {
             scratch.clear();
-            if serde_json::to_writer(&mut *scratch, &accumulator.result()).is_err() {
+            if serde_json::to_writer(&mut *scratch, result).is_err() {
                 return false;
             }
             out.named_field(name, scratch);
@@ -130,7 +130,8 @@ mod tests {
                     };
                     state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(2.5), 1));
                     let map = serde_json::to_string(&operator.result(&key, &group, &state)).unwrap();
-                    assert!(names.write((&key, &group, &state), &[], &mut writer, &mut scratch));
+                    let results: Vec<_> = state.accumulators.iter().map(|accumulator| accumulator.result()).collect();
+                    assert!(names.write((&key, &group, &state), (&results, &[]), &mut writer, &mut scratch));
                     let mut written = Vec::new();
                     writer.write_to(&mut written);
                     assert_eq!(String::from_utf8(written).unwrap(), map, "group {group}");
@@ -158,7 +159,8 @@ mod tests {
         state.accumulators.iter_mut().for_each(|accumulator| accumulator.add(&Input::Number(1.0), 1));
         let key = WindowKey { start: 0, end: 10_000 };
         let (mut writer, mut scratch, mut written) = (ObjectWriter::new(), Vec::new(), Vec::new());
-        assert!(names.write((&key, &group, &state), &[json!(2)], &mut writer, &mut scratch));
+        let results: Vec<_> = state.accumulators.iter().map(|accumulator| accumulator.result()).collect();
+        assert!(names.write((&key, &group, &state), (&results, &[json!(2)]), &mut writer, &mut scratch));
         writer.write_to(&mut written);
         assert_eq!(
             String::from_utf8(written).unwrap(),

@@ -97,9 +97,8 @@ pub fn client_problem(kind: ClientKind, properties: &KafkaProperties) -> Option<
     }
     let created = match kind {
         ClientKind::Consumer => {
-            client.set("group.id", "sluice-validate").set("enable.auto.commit", "false").set("enable.partition.eof", "true");
-            for (property, value) in source::CONSUMER_DEFAULTS.iter().filter(|(property, _)| !properties.contains_key(*property)) {
-                client.set(*property, *value);
+            for (property, value) in source::consumer_settings("sluice-validate", "earliest", "0", properties) {
+                client.set(property, value);
             }
             client.create_with_context::<_, BaseConsumer<QuietContext>>(QuietContext).map(drop)
         }

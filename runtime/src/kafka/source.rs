@@ -15,7 +15,7 @@ use super::KafkaClientError;
 use super::checkpoint::CheckpointStore;
 use super::partitions::{KafkaStages, PartitionSetup, SourceContext};
 use super::transaction::TransactionalProducer;
-use crate::config::{KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition, resolve_property};
+use crate::config::{KafkaProperties, KafkaSourceConfig, RESERVED_CONSUMER_PROPERTIES, StartPosition, resolve_property};
 use crate::pipeline::{StopSignal, TaskStats};
 use crate::source::{EventTime, SourceError};
 
@@ -44,7 +44,29 @@ pub struct KafkaSourceSettings {
 /// The consumer's defaults where librdkafka's do not suit a stream processor (measured with
 /// `benches/kafka.rs`): after a partition was paused and resumed, fetch again in 10 ms rather
 /// than librdkafka's 1 s, during which the partition would sit idle.
-pub(super) const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("fetch.queue.backoff.ms", "10")];
+const CONSUMER_DEFAULTS: [(&str, &str); 1] = [("fetch.queue.backoff.ms", "10")];
+
+/// The consumer's own settings for group `group`, and the defaults `properties` does not
+/// change: what a source's consumer is made with, and what `validate` checks the user's
+/// properties beside.
+pub(super) fn consumer_settings<'a>(
+    group: &'a str,
+    reset: &'static str,
+    statistics: &'static str,
+    properties: &KafkaProperties,
+) -> Vec<(&'a str, &'a str)> {
+    let mut settings = vec![
+        ("group.id", group),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", reset),
+        // The end of a partition tells an empty one's watermark it may advance.
+        ("enable.partition.eof", "true"),
+        ("statistics.interval.ms", statistics),
+    ];
+    settings.extend(CONSUMER_DEFAULTS.iter().copied().filter(|(property, _)| !properties.contains_key(*property)));
+    settings
+}
 
 /// How often librdkafka reports statistics (the consumer lag) when metrics are on.
 const STATISTICS_INTERVAL: &str = "5000";
@@ -83,17 +105,8 @@ impl KafkaSource {
             StartPosition::Latest => "latest",
             StartPosition::Committed | StartPosition::Earliest => "earliest",
         };
-        let mut own = vec![
-            ("group.id", group.as_str()),
-            ("enable.auto.commit", "false"),
-            ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", reset),
-            // The end of a partition tells an empty one's watermark it may advance.
-            ("enable.partition.eof", "true"),
-            ("statistics.interval.ms", if settings.metrics.is_enabled() { STATISTICS_INTERVAL } else { "0" }),
-        ];
-        // Defaults the user's `properties` may change.
-        own.extend(CONSUMER_DEFAULTS.iter().copied().filter(|(property, _)| !config.properties.contains_key(*property)));
+        let statistics = if settings.metrics.is_enabled() { STATISTICS_INTERVAL } else { "0" };
+        let own = consumer_settings(&group, reset, statistics, &config.properties);
         let client =
             super::client_config(super::ClientKind::Consumer, &config.brokers, &config.properties, RESERVED_CONSUMER_PROPERTIES, &own)?;
         let store =
