@@ -79,7 +79,7 @@ struct ControlState {
     /// The pipeline's nodes and edges, for the console.
     graph: GraphView,
     /// The running tasks' inputs; Kafka partition tasks come and go with rebalances.
-    tasks: Mutex<Vec<(TaskId, SyncSender<TaskMessage>)>>,
+    tasks: Mutex<Vec<RegisteredTask>>,
     next_task: AtomicU64,
     /// Set when the pipeline has stopped: no task will start any more.
     closed: AtomicBool,
@@ -101,6 +101,14 @@ struct Versions {
     /// started later (a Kafka partition assigned after the swap) discards a checkpoint of
     /// theirs too.
     discarded_state_of: Vec<String>,
+}
+
+/// A running task: where swap requests reach it, and which operators it runs.
+struct RegisteredTask {
+    id: TaskId,
+    input: SyncSender<TaskMessage>,
+    /// Positions in the pipeline's operators (as [`PipelineControl::current_specs`] lists them).
+    operators: Vec<usize>,
 }
 
 /// What a restart of the pipeline keeps of the run before it: the versions the admin API
@@ -166,16 +174,18 @@ impl PipelineControl {
             .collect()
     }
 
-    /// Starts a task with the operators running now and registers its input for swaps; no
-    /// swap happens in between, so every task runs the same versions.
+    /// Starts a task with the operators running now and registers its input for swaps of
+    /// `operators` (the positions of the operators it runs, in [`PipelineControl::current_specs`]);
+    /// no swap happens in between, so every task runs the same versions.
     pub fn register_task<T, E>(
         &self,
+        operators: &[usize],
         start: impl FnOnce(Vec<OperatorSpec>) -> Result<(SyncSender<TaskMessage>, T), E>,
     ) -> Result<(TaskId, T), E> {
         let _no_swap_meanwhile = lock(&self.state.swapping);
         let (input, started) = start(self.current_specs())?;
         let id = TaskId(self.state.next_task.fetch_add(1, Ordering::Relaxed));
-        lock(&self.state.tasks).push((id, input));
+        lock(&self.state.tasks).push(RegisteredTask { id, input, operators: operators.to_vec() });
         Ok((id, started))
     }
 
@@ -187,7 +197,7 @@ impl PipelineControl {
 
     /// Forgets a task that has ended.
     pub fn unregister_task(&self, id: TaskId) {
-        lock(&self.state.tasks).retain(|(task, _)| *task != id);
+        lock(&self.state.tasks).retain(|task| task.id != id);
     }
 
     /// Marks the pipeline as stopped: swaps are refused from now on.
@@ -402,12 +412,21 @@ impl PipelineControl {
         Ok(record)
     }
 
-    /// Prepares the swap in every running task, then lets all switch, or none. Returns the
-    /// longest time a task's records waited.
+    /// Prepares the swap in every running task of the operator, then lets all switch, or none.
+    /// Returns the longest time a task's records waited.
+    ///
+    /// Only the operator's own tasks are asked: a task that prepared waits for the decision
+    /// and holds its records back, so the tasks before it soon wait for room in its queue;
+    /// asking one of those as well would wait for room in theirs, for ever.
     fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> Result<Duration, SwapError> {
         let mut ready = Vec::new();
         let mut refusal = None;
-        let tasks: Vec<SyncSender<TaskMessage>> = lock(&self.state.tasks).iter().map(|(_, input)| input.clone()).collect();
+        let position = lock(&self.state.operators).iter().position(|versions| &*versions.current.name == operator);
+        let tasks: Vec<SyncSender<TaskMessage>> = lock(&self.state.tasks)
+            .iter()
+            .filter(|task| position.is_some_and(|position| task.operators.contains(&position)))
+            .map(|task| task.input.clone())
+            .collect();
         for task in &tasks {
             let Some(prepared) = Prepared::request(task, operator, spec.clone(), handover) else { continue };
             match prepared.outcome {

@@ -135,7 +135,7 @@ impl TaskFactory {
         }
         let metrics = &self.control.monitor().metrics;
         let (pipeline, task) = (self.control.pipeline(), origin.to_string());
-        let (id, (input, thread, cancelled)) = self.control.register_task(|specs| {
+        let (id, (input, thread, cancelled)) = self.control.register_task(&self.stage.operators, |specs| {
             let operators = self
                 .stage
                 .operators

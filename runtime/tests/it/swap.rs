@@ -16,6 +16,7 @@ use crate::support::{AdminRun, Scratch, plugin, registry, run_on_thread};
 /// event_id` → the counter plugin → a file.
 fn counting_pipeline(scratch: &Scratch, count: u64, rate: u64) -> PathBuf {
     let count = if count == 0 { String::new() } else { format!("count = {count}") };
+    let rate = if rate == 0 { String::new() } else { format!("rate = {rate}") };
     scratch.pipeline_to_files(&format!(
         r#"
 [pipeline]
@@ -26,7 +27,7 @@ batch_linger = "5ms"
 [[sources]]
 type = "generator"
 {count}
-rate = {rate}
+{rate}
 
 [[operators]]
 name = "numbered"
@@ -79,6 +80,43 @@ fn a_hundred_swaps_between_state_versions_count_every_record_once() {
     let history = control.history();
     assert_eq!(history.len(), 100);
     assert!(history.iter().all(|record| record.refused.is_none() && record.old_digest != record.new_digest));
+}
+
+/// Swaps while the generator runs as fast as it can. The counter's task (behind an exchange)
+/// holds its records back while it prepares a swap, so the `numbered` tasks before it soon
+/// wait for room in its queue. Before, a swap asked those tasks too, and waited for room in
+/// their full queues for ever: the pipeline stopped for good.
+#[test]
+fn swaps_at_full_input_speed_finish_and_count_every_record_once() {
+    let scratch = Scratch::new();
+    let (control, stop, pipeline) = run_on_thread(&counting_pipeline(&scratch, 0, 0));
+    let out = scratch.path("out.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&out).map_or(0, |metadata| metadata.len()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "records reach the sink");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    let swapping = control.clone();
+    std::thread::spawn(move || {
+        for swap in 0..10 {
+            let version = if swap % 2 == 0 { "counter-v2" } else { "counter-v1" };
+            if done.send(swap_to(&swapping, version).map(|record| record.refused)).is_err() {
+                return;
+            }
+        }
+    });
+    for swap in 0..10 {
+        let outcome = finished.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("swap {swap} did not finish in 60 s"));
+        assert_eq!(outcome, Ok(None), "swap {swap}");
+    }
+    stop.raise();
+    let summary = pipeline.join().expect("no panic").expect("pipeline drains");
+    let counted = counted(&scratch);
+    assert_eq!(counted.len() as u64, summary.sources.records, "every record read comes out once");
+    for (position, (_, total, _)) in counted.iter().enumerate() {
+        assert_eq!(*total, position as u64 + 1, "record {position}: totals continue across swaps");
+    }
 }
 
 /// A plugin's own counters go on across a swap in the run's summary, as in `/metrics`: before,
