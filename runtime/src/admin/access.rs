@@ -97,8 +97,7 @@ pub async fn require_token(State(token): State<AdminToken>, request: Request, ne
     if matches!(request.uri().path(), "/health" | "/" | "/console/app.js" | "/console/style.css") {
         return next.run(request).await;
     }
-    let presented =
-        request.headers().get(header::AUTHORIZATION).and_then(|value| value.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::to_vec);
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|value| bearer_token(value.as_bytes())).map(<[u8]>::to_vec);
     match presented {
         Some(presented) if token.accepts(&presented) => next.run(request).await,
         _ => {
@@ -108,6 +107,13 @@ pub async fn require_token(State(token): State<AdminToken>, request: Request, ne
             response
         }
     }
+}
+
+/// The token of an `Authorization` header's value `Bearer <token>`; the scheme's name is
+/// matched whatever its case (RFC 9110 §11.1), the token exactly.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(b"Bearer ".len())?;
+    scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
 }
 
 #[cfg(test)]
@@ -122,6 +128,16 @@ mod tests {
             assert!(!token.accepts(wrong), "{}", String::from_utf8_lossy(wrong));
         }
         assert!(matches!(AdminToken::new("short", "test"), Err(AccessError::TokenTooShort { length: 5, .. })));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_whatever_its_case_and_the_token_exactly() {
+        for header in [&b"Bearer secret"[..], b"bearer secret", b"BEARER secret"] {
+            assert_eq!(bearer_token(header), Some(&b"secret"[..]), "{}", String::from_utf8_lossy(header));
+        }
+        for header in [&b"Bearer"[..], b"Basic secret", b"Bearer-secret", b""] {
+            assert_eq!(bearer_token(header), None, "{}", String::from_utf8_lossy(header));
+        }
     }
 
     #[test]

@@ -207,6 +207,11 @@ async fn swap(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<SwapRecord> {
     let control = admin.control(&pipeline)?;
+    // Before anything is read or recorded: a name that is no operator leaves no trace (no
+    // history entry, no metric series).
+    if !control.has_operator(&operator) {
+        return Err(SwapError::UnknownOperator(operator).into());
+    }
     let handover = SwapQuery::handover(query)?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(

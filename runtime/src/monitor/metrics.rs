@@ -374,10 +374,7 @@ impl Metrics {
                 call: call.into(),
             })
         };
-        families
-            .memory_limit
-            .get_or_create(&OperatorLabels { pipeline: pipeline.into(), operator: operator.into() })
-            .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
+        self.set_memory_limit(pipeline, operator, memory_limit);
         Some(OperatorMetrics {
             input: Flow { records: families.records_in.get_or_create_owned(&node), bytes: families.bytes_in.get_or_create_owned(&node) },
             output: Flow { records: families.records_out.get_or_create_owned(&node), bytes: families.bytes_out.get_or_create_owned(&node) },
@@ -441,6 +438,16 @@ impl Metrics {
 
     /// The operator now runs `digest`: the version it ran before (in this process, across
     /// restarts of the pipeline) is no longer shown.
+    /// The memory limit of each instance of `operator`, as a swap (a reload's new
+    /// `memory_limit`) changes it.
+    pub fn set_memory_limit(&self, pipeline: &str, operator: &str, memory_limit: usize) {
+        let Some(families) = &self.families else { return };
+        families
+            .memory_limit
+            .get_or_create(&OperatorLabels { pipeline: pipeline.into(), operator: operator.into() })
+            .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
+    }
+
     pub fn set_version(&self, pipeline: &str, operator: &str, digest: &str) {
         let Some(families) = &self.families else { return };
         let labels = |digest: &str| VersionLabels { pipeline: pipeline.into(), operator: operator.into(), plugin_digest: digest.into() };

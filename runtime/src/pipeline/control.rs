@@ -18,7 +18,7 @@ use crate::graph::GraphView;
 use crate::monitor::{Monitor, SwapOutcome};
 use crate::wasm::Plugin;
 
-/// Swap records kept for the history.
+/// Swap records kept for the history (the oldest go first; `sluice_swaps_total` counts all).
 const HISTORY: usize = 1000;
 
 /// Why a swap did not happen.
@@ -172,6 +172,11 @@ impl PipelineControl {
                 previous_digest: versions.previous.as_ref().map(|spec| spec.plugin.digest().to_string()),
             })
             .collect()
+    }
+
+    /// Whether the pipeline has an operator named `name`.
+    pub fn has_operator(&self, name: &str) -> bool {
+        lock(&self.state.operators).iter().any(|versions| &*versions.current.name == name)
     }
 
     /// Starts a task with the operators running now and registers its input for swaps of
@@ -395,6 +400,7 @@ impl PipelineControl {
         };
         self.remember(&record);
         applied?;
+        self.state.monitor.metrics.set_memory_limit(&self.state.pipeline, operator, replacement.limits.memory);
         let mut operators = lock(&self.state.operators);
         if let Some(versions) = operators.iter_mut().find(|versions| &*versions.current.name == operator) {
             if origin == Origin::Files {
