@@ -125,14 +125,16 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         let summary = running.wait()?;
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
-            Some(new) if !stop.is_raised() => {
+            Some(crate::reload::Restart { new, running }) if !stop.is_raised() => {
                 // The summary at the end counts from the last restart: say what this run did.
                 tracing::info!("stopped to restart: {summary}; the next summary counts from the restart");
                 control.retire_operator_gauges();
                 let carried_over = control.carried_over();
                 carried = Some(carried_over.clone());
                 refused = None;
-                previous = Some((std::mem::replace(&mut pipeline, new), carried_over));
+                // Back to what ran last, reloads swapped in place included, if `new` cannot start.
+                pipeline = new;
+                previous = Some((running, carried_over));
             }
             _ => return Ok(summary),
         }
@@ -156,7 +158,7 @@ fn watch_files(
     pipeline: &LoadedPipeline,
     running: &RunningPipeline,
     plugins: &PluginRegistry,
-    restart: std::sync::mpsc::Sender<LoadedPipeline>,
+    restart: std::sync::mpsc::Sender<crate::reload::Restart>,
     refused: Option<String>,
     files: bool,
 ) -> Option<crate::reload::Watcher> {

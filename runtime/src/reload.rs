@@ -123,10 +123,18 @@ pub struct WatchTargets {
     pub plugins: PluginRegistry,
     pub stop: StopSignal,
     /// Where a definition that needs a restart goes (the run loop starts it).
-    pub restart: Sender<LoadedPipeline>,
+    pub restart: Sender<Restart>,
     /// The text of a pipeline file the run loop could not start: the running definition is
     /// the one before it, and that file is not applied again until it changes.
     pub refused: Option<String>,
+}
+
+/// A restart the watcher asks for: the definition to start, and the one running when it was
+/// asked (with what reloads swapped in place), which the run loop goes back to if the new
+/// one cannot start.
+pub struct Restart {
+    pub new: LoadedPipeline,
+    pub running: LoadedPipeline,
 }
 
 /// The watcher's state: its targets, and the files' fingerprints when last seen.
@@ -213,7 +221,7 @@ impl WatchState {
         };
         if let Some(why) = rewiring_needed(&specs, &targets.control) {
             tracing::info!("a plugin file changed: {why}; restarting the pipeline");
-            if targets.restart.send(targets.running.clone()).is_ok() {
+            if targets.restart.send(Restart { new: targets.running.clone(), running: targets.running.clone() }).is_ok() {
                 targets.stop.raise();
             }
             return;
@@ -245,7 +253,7 @@ impl WatchState {
         };
         if let Plan::Restart(why) = plan {
             tracing::info!("pipeline file reloaded: {why}; restarting the pipeline");
-            if targets.restart.send(new).is_ok() {
+            if targets.restart.send(Restart { new, running: targets.running.clone() }).is_ok() {
                 targets.stop.raise();
             }
         }

@@ -297,6 +297,16 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("does not implement the world"));
     let uploaded = swap(&["--upload", &plugin("counter-v1").display().to_string()]);
     assert!(uploaded.status.success(), "{}", String::from_utf8_lossy(&uploaded.stderr));
+    // A name that is no operator is answered 404 and recorded nowhere (before, the plugin was
+    // read first: a missing one gave 422, a history entry and a metric series per name).
+    let stranger = ureq::post(format!("http://{admin}/pipelines/swapping/operators/no-such%0Aname/swap"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("content-type", "application/json")
+        .send(r#"{"path": "missing.wasm"}"#)
+        .expect("answered");
+    assert_eq!(stranger.status(), 404);
     let rolled_back = swap(&["--rollback"]);
     assert!(rolled_back.status.success(), "{}", String::from_utf8_lossy(&rolled_back.stderr));
     let history: Value = serde_json::from_str(
@@ -613,6 +623,36 @@ fn a_reloaded_file_that_cannot_start_is_tried_once_until_it_changes() {
     assert_counted_once(&outputs(&scratch), outputs(&scratch).len() as u64);
 }
 
+/// A reloaded file that cannot start sends the pipeline back to what ran last, with the
+/// changes earlier reloads swapped in: before, back to the definition the run had started with,
+/// silently undoing them.
+#[test]
+fn a_reloaded_file_that_cannot_start_goes_back_to_what_earlier_reloads_made() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let labelled = |label: &str| {
+        let text = std::fs::read_to_string(&path).expect("pipeline");
+        text.replace("name = \"swapping\"", "name = \"swapping\"\nstate_dir = \"state\"")
+            .replace("counter-v1.wasm\"\n", &format!("counter-v1.wasm\"\nconfig = {{ label = \"{label}\" }}\n"))
+    };
+    let (first, second) = (labelled("a"), labelled("b"));
+    std::fs::write(&path, &first).expect("pipeline");
+    let run = AdminRun::start(&path, &[], false);
+    run.wait_for_pipeline("swapping");
+    let label_of_last = |records: &[Value]| records.last().and_then(|record| record["label"].as_str().map(str::to_owned));
+    wait_for_output(&scratch, |records| label_of_last(records).as_deref() == Some("a"));
+    std::fs::write(&path, &second).expect("relabel");
+    wait_for_output(&scratch, |records| label_of_last(records).as_deref() == Some("b"));
+    std::fs::write(&path, second.replace("rate = 2000", "rate = 2000\nseed = 7")).expect("another seed");
+    let log = || run.stderr.lock().expect("log").clone();
+    crate::broker::wait_for(Duration::from_secs(60), "the refusal", || log().contains("the reloaded pipeline cannot start"));
+    let seen = outputs(&scratch).len();
+    wait_for_output(&scratch, |records| records.len() >= seen + 1_000);
+    assert_eq!(label_of_last(&outputs(&scratch)).as_deref(), Some("b"), "the relabelled counter runs on:\n{}", log());
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", log());
+}
+
 #[test]
 fn an_operator_disabled_on_the_way_is_reported_at_the_end_even_after_a_swap_replaced_it() {
     let scratch = Scratch::new();
@@ -694,6 +734,33 @@ fn sighup_reloads_and_a_restart_keeps_admin_swaps_and_the_history() {
     hangup();
     wait_until("the second restart", &|| run.stderr.lock().expect("log").contains("the pipeline's files changed this operator"));
     wait_until("the file's version to run", &|| counter_digest() == v1);
+    let output = run.child.interrupt_and_wait();
+    assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
+}
+
+/// A reload that changes an operator's `memory_limit` swaps it, and its gauge follows (before,
+/// it kept the old limit until a restart).
+#[test]
+fn a_reloaded_memory_limit_moves_its_gauge() {
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let text = std::fs::read_to_string(&path).expect("pipeline");
+    let run = run_with_admin(&path, &["--no-watch"]);
+    run.wait_for_pipeline("swapping");
+    let limit = || {
+        let scrape = run.get("/metrics");
+        let line =
+            scrape.lines().find(|line| line.starts_with("sluice_operator_memory_limit_bytes{") && line.contains("operator=\"counter\""));
+        line.and_then(|line| line.rsplit(' ').next()).and_then(|value| value.parse::<u64>().ok())
+    };
+    assert_eq!(limit(), Some(128 << 20), "the default limit");
+    let limited = text.replace("counter-v1.wasm\"\n", "counter-v1.wasm\"\nmemory_limit = \"32MiB\"\n");
+    assert_ne!(limited, text);
+    std::fs::write(&path, limited).expect("limit the counter");
+    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+    unsafe { libc::kill(run.child.0.id() as libc::pid_t, libc::SIGHUP) };
+    crate::broker::wait_for(Duration::from_secs(60), "the reload's swap", &|| run.stderr.lock().expect("log").contains("operator swapped"));
+    assert_eq!(limit(), Some(32 << 20));
     let output = run.child.interrupt_and_wait();
     assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
 }
