@@ -129,6 +129,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
                 // The summary at the end counts from the last restart: say what this run did.
                 tracing::info!("stopped to restart: {summary}; the next summary counts from the restart");
                 control.retire_operator_gauges();
+                monitor.results.close_pipeline(control.pipeline());
                 let carried_over = control.carried_over();
                 carried = Some(carried_over.clone());
                 refused = None;

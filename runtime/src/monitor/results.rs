@@ -40,6 +40,12 @@ impl ResultBoards {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(sink.into(), board);
     }
 
+    /// Forgets the boards of `pipeline`'s console sinks: it stops to restart, and the run after
+    /// opens those it still has (a sink a reload removed leaves no board behind).
+    pub fn close_pipeline(&self, pipeline: &str) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, board| board.pipeline != pipeline);
+    }
+
     /// Adds records (payloads) to `sink`'s board, forgetting the oldest beyond its bound.
     /// They are parsed before the lock is taken: readers never wait for parsing.
     pub fn add<'a>(&self, sink: &str, values: impl Iterator<Item = &'a [u8]>) {
@@ -93,5 +99,17 @@ mod tests {
         );
 
         assert_eq!(boards.list(2)[0].rows.len(), 2, "a reader asks for fewer");
+    }
+
+    #[test]
+    fn a_pipeline_stopped_to_restart_leaves_no_board_behind() {
+        let boards = ResultBoards::default();
+        boards.open("p", "live", 3, ChartConfig::default());
+        boards.open("other", "elsewhere", 3, ChartConfig::default());
+        boards.close_pipeline("p");
+        let left: Vec<String> = boards.list(1).into_iter().map(|board| board.sink).collect();
+        assert_eq!(left, ["elsewhere"]);
+        boards.add("live", [&b"{}"[..]].into_iter());
+        assert_eq!(boards.list(1).len(), 1, "records of a closed board go nowhere");
     }
 }
