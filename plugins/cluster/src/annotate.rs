@@ -125,3 +125,24 @@ fn top_level(path: &FieldPath) -> FieldPath {
     let first = path.segments().first().map_or("", String::as_str);
     FieldPath::parse(first).unwrap_or_else(|_| path.clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Written into a record that must be parsed (a nested field), the record's other values
+    /// keep their exact text.
+    #[test]
+    fn fields_written_into_a_parsed_record_leave_its_other_values_exact() {
+        let path = |text: &str| FieldPath::parse(text).expect("path");
+        let fields = OutputFields::new(path("ml.segment"), path("ml.distance")).expect("fields");
+        let mut written = Vec::new();
+        let record = br#"{"id": 18446744073709551617, "z": -0, "ml": {"model": "a"}}"#;
+        fields.write(record, true, Some((2, 0.5)), &mut written).expect("written");
+        assert_eq!(
+            String::from_utf8(written).expect("UTF-8"),
+            r#"{"id":18446744073709551617,"z":-0,"ml":{"model":"a","segment":2,"distance":0.5}}"#
+        );
+        assert!(fields.check(br#"{"ml": 3}"#).is_err(), "a value on the path that is not an object");
+    }
+}
