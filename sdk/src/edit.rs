@@ -111,7 +111,7 @@ impl<'a> RawObject<'a> {
 
     /// Sets the value at `path` to the JSON text `json`, as [`FieldPath::set`] sets a value.
     pub fn set(&mut self, path: &FieldPath, json: Box<RawValue>) -> Result<(), String> {
-        self.set_node(path, RawNode::Text(Cow::Owned(json)))
+        self.set_node(path, RawNode::text(json))
     }
 
     /// Sets the value at `path` to `value` written as JSON.

@@ -537,6 +537,12 @@ pub fn write_key(key: &mut String, values: &[Option<&RawValue>]) {
     write_key_of(key, values, |key, raw| write_canonical(key, raw));
 }
 
+/// The values of a key [`write_key`] or [`write_key_texts`] wrote, as their canonical texts
+/// (exact: an integer past a double keeps its digits), in order; `None` for another text.
+pub fn key_values(key: &str) -> Option<Vec<&RawValue>> {
+    serde_json::from_str(key).ok()
+}
+
 /// [`write_key`] for the JSON texts of the values (as [`crate::Record::field_texts`] gives
 /// them).
 pub fn write_key_texts(key: &mut String, texts: &[Option<&[u8]>]) {

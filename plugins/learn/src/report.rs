@@ -2,11 +2,11 @@
 //! the last watermark.
 
 use serde::Serialize;
+use sluice_sdk::FieldPath;
 use sluice_sdk::edit::RawObject;
 use sluice_sdk::json::number;
 use sluice_sdk::serde_json::Value;
 use sluice_sdk::serde_json::value::RawValue;
-use sluice_sdk::{FieldPath, serde_json};
 
 use crate::config::{Settings, Task};
 use crate::model::Model;
@@ -53,7 +53,7 @@ fn report<'n>(model: &Model, name: &(impl Serialize + ?Sized), task: Task) -> Ra
 /// The name of a key's model: `{<key path>: <value>, ...}` from the key's canonical text (so a
 /// number past a double keeps its digits).
 fn key_name<'k>(key_paths: &[FieldPath], key: &'k str) -> RawObject<'k> {
-    let values: Vec<&RawValue> = serde_json::from_str(key).unwrap_or_default();
+    let values = sluice_sdk::json::key_values(key).unwrap_or_default();
     let mut name = RawObject::new();
     for (position, path) in key_paths.iter().enumerate() {
         let value = values.get(position).copied().unwrap_or(RawValue::NULL);

@@ -150,11 +150,11 @@ impl Masker {
                     let _ = object.set(&rule.path, masked);
                 }
             }
-            if let Some(text) = literal_key.and_then(|key| object.get_member(key)) {
-                let masked = mask_value(rule, &text, pseudonymiser, scratch, redaction, &mut untruncatable);
-                if let (Some(masked), Some(key)) = (masked, literal_key) {
-                    object.set_member(key, masked);
-                }
+            if let Some(key) = literal_key
+                && let Some(text) = object.get_member(key)
+                && let Some(masked) = mask_value(rule, &text, pseudonymiser, scratch, redaction, &mut untruncatable)
+            {
+                object.set_member(key, masked);
             }
         }
         untruncatable

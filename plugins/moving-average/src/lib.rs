@@ -72,7 +72,7 @@ pub use config::{EmitMode, LatePolicy, MovingAverageConfig};
 pub use keys::AveragesByKey;
 
 use config::{Emission, INTERVAL_COUNT, INTERVAL_END, Settings};
-use fields::{group_values, number, read_number};
+use fields::{number, read_number};
 use keys::{FinishedInterval, interval_end};
 
 /// A running moving-average operator.
@@ -214,7 +214,7 @@ impl MovingAverage {
         let mut record = RawObject::new();
         // Writing numbers and JSON texts cannot fail.
         let _ = record.set_member_value(INTERVAL_END, &finished.end);
-        for (path, value) in self.settings.group_by.iter().zip(group_values(key)) {
+        for (path, value) in self.settings.group_by.iter().zip(sluice_sdk::json::key_values(key).unwrap_or_default()) {
             let _ = record.set_member_value(&path.to_string(), value);
         }
         for (average, value) in self.settings.averages.iter().zip(&finished.values) {

@@ -3,7 +3,6 @@
 //! canonical text, so that numbers a double would round are written exactly.
 
 use sluice_sdk::fields::{FieldName, ObjectWriter};
-use sluice_sdk::serde_json::value::RawValue;
 use sluice_sdk::{FieldPath, serde_json};
 
 use crate::{AggregateConfig, GroupState, REVISION, WINDOW_END, WINDOW_START, WindowKey};
@@ -51,7 +50,7 @@ impl ResultNames {
         out: &mut ObjectWriter,
         scratch: &mut Vec<u8>,
     ) -> bool {
-        let Ok(group_values) = serde_json::from_str::<Vec<&RawValue>>(group) else { return false };
+        let Some(group_values) = sluice_sdk::json::key_values(group) else { return false };
         out.clear();
         out.named_field_i64(&self.window_start, key.start);
         out.named_field_i64(&self.window_end, key.end);
@@ -86,6 +85,7 @@ mod tests {
     use sluice_sdk::Operator;
     use sluice_sdk::json::write_key;
     use sluice_sdk::serde_json::json;
+    use sluice_sdk::serde_json::value::RawValue;
 
     use super::*;
     use crate::{Input, WindowAggregate};

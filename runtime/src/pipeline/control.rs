@@ -176,7 +176,13 @@ impl PipelineControl {
 
     /// Whether the pipeline has an operator named `name`.
     pub fn has_operator(&self, name: &str) -> bool {
-        lock(&self.state.operators).iter().any(|versions| &*versions.current.name == name)
+        self.position_of(name).is_some()
+    }
+
+    /// The position of the operator named `name` among the pipeline's operators (as
+    /// [`PipelineControl::current_specs`] lists them).
+    fn position_of(&self, name: &str) -> Option<usize> {
+        lock(&self.state.operators).iter().position(|versions| &*versions.current.name == name)
     }
 
     /// Starts a task with the operators running now and registers its input for swaps of
@@ -427,7 +433,7 @@ impl PipelineControl {
     fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> Result<Duration, SwapError> {
         let mut ready = Vec::new();
         let mut refusal = None;
-        let position = lock(&self.state.operators).iter().position(|versions| &*versions.current.name == operator);
+        let position = self.position_of(operator);
         let tasks: Vec<SyncSender<TaskMessage>> = lock(&self.state.tasks)
             .iter()
             .filter(|task| position.is_some_and(|position| task.operators.contains(&position)))
