@@ -2,7 +2,7 @@
 //! admin API, and reports the outcome; the exit status says whether the swap happened.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -43,6 +43,17 @@ pub struct SwapArgs {
     /// counts are dropped): for a version that cannot read that state.
     #[arg(long)]
     discard_state: bool,
+    /// How long to wait for the answer (`30s`, `5m`): a swap of much state may take long. An
+    /// upload refused because another is being received is sent again until then.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = positive_duration)]
+    timeout: Duration,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match sluice_sdk::duration::parse_duration(text)? {
+        Duration::ZERO => Err("the timeout must be longer than zero".to_owned()),
+        duration => Ok(duration),
+    }
 }
 
 pub fn run(args: SwapArgs) -> anyhow::Result<()> {
@@ -51,33 +62,36 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     let query = if args.discard_state { "?state=discard" } else { "" };
     let agent = agent(args.admin_ca.as_deref())?;
     let token = sluice::admin::AdminToken::secret_from_file_or_environment(args.admin_token_file.as_deref())?;
-    let post = |url: String| {
-        let request = agent.post(url);
-        match &token {
-            Some(token) => request.header("authorization", format!("Bearer {token}")),
-            None => request,
+    let request = Request::of(&args)?;
+    let deadline = Instant::now() + args.timeout;
+    let sent = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let url = format!("{base}/{}{query}", request.action());
+        let post = agent.post(url).config().timeout_global(Some(remaining)).build();
+        let post = match &token {
+            Some(token) => post.header("authorization", format!("Bearer {token}")),
+            None => post,
+        };
+        let sent = request.send(post);
+        // One upload is received at a time: the server says when to try again.
+        let wait = match &sent {
+            Ok(response) if response.status() == 429 => retry_after(response),
+            _ => None,
+        };
+        match wait {
+            Some(wait) if Instant::now() + wait < deadline => std::thread::sleep(wait),
+            _ => break sent,
         }
     };
-    let sent = match (&args.file, args.rollback) {
-        (_, true) => post(format!("{base}/rollback{query}")).send_empty(),
-        (Some(file), false) if args.upload => {
-            let bytes = sluice::wasm::read_plugin_file(file)?;
-            post(format!("{base}/swap{query}")).header("content-type", "application/wasm").send(&bytes[..])
-        }
-        (Some(file), false) => {
-            let path = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
-            let Some(path) = path.to_str() else {
-                bail!(
-                    "{} is not a UTF-8 path, and the admin API takes paths as text: pass --upload to send the file's bytes",
-                    path.display()
-                )
-            };
-            let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
-            let body = json!({"path": path, "config": config}).to_string();
-            post(format!("{base}/swap{query}")).header("content-type", "application/json").send(body)
-        }
-        (None, false) => bail!("name the new component, or pass --rollback"),
-    };
+    if matches!(sent, Err(ureq::Error::Timeout(_))) {
+        bail!(
+            "no answer from the admin API at {} within {:?} (--timeout): the swap may still complete; GET \
+             /pipelines/{}/swaps shows its outcome",
+            args.admin,
+            args.timeout,
+            args.pipeline
+        );
+    }
     let plain = !args.admin.contains("://");
     let untrusted = sent.as_ref().err().is_some_and(|error| format!("{error:?}").contains("certificate verify failed"));
     let mut response = sent.with_context(|| match (plain, untrusted) {
@@ -113,6 +127,55 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `sluice swap` asks of the admin API.
+enum Request {
+    Rollback,
+    Upload(Vec<u8>),
+    ByPath(String),
+}
+
+impl Request {
+    fn of(args: &SwapArgs) -> anyhow::Result<Request> {
+        match (&args.file, args.rollback) {
+            (_, true) => Ok(Request::Rollback),
+            (Some(file), false) if args.upload => Ok(Request::Upload(sluice::wasm::read_plugin_file(file)?)),
+            (Some(file), false) => {
+                let path = std::path::absolute(file).with_context(|| format!("resolving {}", file.display()))?;
+                let Some(path) = path.to_str() else {
+                    bail!(
+                        "{} is not a UTF-8 path, and the admin API takes paths as text: pass --upload to send the file's bytes",
+                        path.display()
+                    )
+                };
+                let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
+                Ok(Request::ByPath(json!({"path": path, "config": config}).to_string()))
+            }
+            (None, false) => bail!("name the new component, or pass --rollback"),
+        }
+    }
+
+    fn action(&self) -> &'static str {
+        match self {
+            Request::Rollback => "rollback",
+            Request::Upload(_) | Request::ByPath(_) => "swap",
+        }
+    }
+
+    fn send(&self, post: ureq::RequestBuilder<ureq::typestate::WithBody>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        match self {
+            Request::Rollback => post.send_empty(),
+            Request::Upload(bytes) => post.header("content-type", "application/wasm").send(&bytes[..]),
+            Request::ByPath(body) => post.header("content-type", "application/json").send(body.as_str()),
+        }
+    }
+}
+
+/// The wait a 429 answer asks for (`Retry-After` in seconds), at least a tenth of a second.
+fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    let seconds = response.headers().get("retry-after")?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds).max(Duration::from_millis(100)))
+}
+
 /// An HTTP client for the admin API: TLS through OpenSSL (native-tls), trusting `ca` if given
 /// besides the system's roots.
 fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
@@ -136,10 +199,5 @@ fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
         None => RootCerts::PlatformVerifier,
     };
     let tls = TlsConfig::builder().provider(TlsProvider::NativeTls).root_certs(roots).build();
-    Ok(ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .tls_config(tls)
-        .build()
-        .into())
+    Ok(ureq::Agent::config_builder().http_status_as_error(false).tls_config(tls).build().into())
 }

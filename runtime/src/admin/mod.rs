@@ -24,12 +24,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 mod access;
 mod console;
@@ -145,7 +147,10 @@ where
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{pipeline}/operators", get(operators))
         .route("/pipelines/{pipeline}/swaps", get(swaps))
-        .route("/pipelines/{pipeline}/operators/{operator}/swap", post(swap))
+        .route(
+            "/pipelines/{pipeline}/operators/{operator}/swap",
+            post(swap).layer(axum::middleware::from_fn_with_state(Arc::new(Semaphore::new(1)), one_upload_at_a_time)),
+        )
         .route("/pipelines/{pipeline}/operators/{operator}/rollback", post(rollback))
         .route("/metrics", get(metrics))
         .route("/", get(console::page))
@@ -220,10 +225,33 @@ async fn swap(
         ),
         status => ApiError::new(status, format!("the request body could not be read: {}", rejection.body_text())),
     })?;
-    let upload = headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"));
+    let upload = is_upload(&headers);
     // Compiling and switching block: keep them off the server's threads.
     let done = tokio::task::spawn_blocking(move || swap_blocking(&admin.plugins, &control, &operator, handover, upload, &body)).await;
     done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the swap task failed: {error}")))?.map(axum::Json)
+}
+
+/// Whether a swap request carries the component's bytes rather than a path.
+fn is_upload(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"))
+}
+
+/// Lets one upload in at a time: each is held whole in memory while it is read and compiled
+/// (up to `MAX_UPLOAD`), so another arriving meanwhile is answered 429 with `Retry-After`
+/// before its body is read, not read beside it (`sluice swap` sends it again). Swaps by path
+/// carry a few bytes and pass; swaps are applied one at a time in any case.
+async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    if !is_upload(request.headers()) {
+        return next.run(request).await;
+    }
+    let Ok(_turn) = uploads.try_acquire() else {
+        let message = "another component is being uploaded, and one is received at a time: send this one again when that one \
+                       has been answered";
+        let mut answer = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message.into()).into_response();
+        answer.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return answer;
+    };
+    next.run(request).await
 }
 
 /// Compiles the new version (from the request) and swaps it in.
@@ -237,7 +265,7 @@ fn swap_blocking(
 ) -> Result<SwapRecord, ApiError> {
     let (plugin, config) = if upload {
         let origin = PathBuf::from(format!("upload for {operator}"));
-        (plugins.load_bytes(&origin, body.to_vec()), None)
+        (plugins.load_bytes(&origin, body), None)
     } else {
         let request: SwapByPath = serde_json::from_slice(body).map_err(|error| {
             ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"path\": ...}} or an application/wasm body: {error}"))

@@ -137,17 +137,17 @@ impl PluginRegistry {
     /// The plugin in `path`, compiled unless a plugin with the same digest already is.
     pub fn load(&self, path: &Path) -> Result<Arc<Plugin>, PluginError> {
         let bytes = read_plugin_file(path)?;
-        self.load_bytes(path, bytes)
+        self.load_bytes(path, &bytes)
     }
 
     /// The plugin in `bytes` (uploaded, say), named `origin` in messages.
-    pub fn load_bytes(&self, origin: &Path, bytes: Vec<u8>) -> Result<Arc<Plugin>, PluginError> {
+    pub fn load_bytes(&self, origin: &Path, bytes: &[u8]) -> Result<Arc<Plugin>, PluginError> {
         let path = origin;
-        let digest = Digest::of(&bytes);
+        let digest = Digest::of(bytes);
         if let Some(plugin) = self.plugins.lock().ok().and_then(|plugins| plugins.get(&digest).cloned()) {
             return Ok(plugin);
         }
-        let plugin = Arc::new(Plugin::compile(&self.engine, path, &bytes)?);
+        let plugin = Arc::new(Plugin::compile(&self.engine, path, bytes)?);
         if let Ok(mut plugins) = self.plugins.lock() {
             // Past a few dozen, the plugins no operator, swap or check holds any more (uploads
             // refused, versions swapped out and off the rollback stack) are forgotten, so that

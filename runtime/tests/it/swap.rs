@@ -792,3 +792,78 @@ fn a_restart_that_removes_an_operator_removes_its_gauges() {
     let output = run.child.interrupt_and_wait();
     assert!(output.status.success(), "{}", run.stderr.lock().expect("log"));
 }
+
+/// Uploads are received one at a time: one arriving while another's body is still coming is
+/// answered 429 with `Retry-After` before its body is read (four concurrent 250 MB uploads took
+/// the process to 1.47 GB before), and `sluice swap --upload` sends it again until it passes.
+#[test]
+fn an_upload_arriving_during_another_is_refused_until_that_one_is_answered() {
+    use std::io::{Read as _, Write as _};
+    let scratch = Scratch::new();
+    let path = counting_pipeline(&scratch, 0, 2_000);
+    let run = run_with_admin(&path, &["--no-watch"]);
+    run.wait_for_pipeline("swapping");
+    let url = format!("http://{}/pipelines/swapping/operators/counter/swap", run.address);
+    let v2 = std::fs::read(plugin("counter-v2")).expect("plugin");
+    // The first upload sends its headers and half its body, and holds the rest back.
+    let mut first = std::net::TcpStream::connect(&run.address).expect("connect");
+    let head = format!(
+        "POST /pipelines/swapping/operators/counter/swap HTTP/1.1\r\nHost: {}\r\nContent-Type: application/wasm\r\nContent-Length: \
+         {}\r\nConnection: close\r\n\r\n",
+        run.address,
+        v2.len()
+    );
+    first.write_all(head.as_bytes()).expect("headers");
+    first.write_all(&v2[..v2.len() / 2]).expect("half the body");
+    // Not a component: a 422 once the first upload no longer holds the turn, a 429 while it does.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let upload_of_junk = || agent.post(&url).header("content-type", "application/wasm").send(&b"not a component"[..]);
+    let mut refused = upload_of_junk().expect("an answer");
+    let started = std::time::Instant::now();
+    while refused.status() != 429 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first upload takes the turn");
+        refused = upload_of_junk().expect("an answer");
+    }
+    assert_eq!(refused.headers().get("retry-after").map(|value| value.as_bytes()), Some(&b"1"[..]));
+    let message = refused.body_mut().read_to_string().expect("body");
+    assert!(message.contains("another component is being uploaded"), "{message}");
+    // `sluice swap --upload` waits its turn.
+    let (admin, dir, v1) = (run.address.clone(), scratch.dir.path().to_owned(), plugin("counter-v1").display().to_string());
+    let waiting = std::thread::spawn(move || {
+        let command = ["swap", "--admin", &admin, "--pipeline", "swapping", "--operator", "counter", "--upload", "--timeout", "60s", &v1];
+        crate::support::sluice(&dir, &command)
+    });
+    first.write_all(&v2[v2.len() / 2..]).expect("the rest of the body");
+    let mut answer = String::new();
+    first.read_to_string(&mut answer).expect("the first upload's answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let swapped = waiting.join().expect("the waiting swap");
+    assert!(swapped.status.success(), "{}", String::from_utf8_lossy(&swapped.stderr));
+    let history: Vec<Value> = serde_json::from_str(&run.get("/pipelines/swapping/swaps")).expect("history");
+    let applied: Vec<&str> =
+        history.iter().filter(|swap| swap["refused"].is_null()).filter_map(|swap| swap["new_digest"].as_str()).collect();
+    let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let v1 = std::fs::read(plugin("counter-v1")).expect("plugin");
+    assert_eq!(applied, [digest(&v2), digest(&v1)], "both uploads, in turn: {history:?}");
+}
+
+/// `--timeout` bounds the wait for an answer, and says the swap may still complete.
+#[test]
+fn sluice_swap_gives_up_after_its_timeout_and_says_what_may_still_happen() {
+    let scratch = Scratch::new();
+    // A server that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = silent.local_addr().expect("address").to_string();
+    let v1 = plugin("counter-v1").display().to_string();
+    let command = ["swap", "--admin", &address, "--pipeline", "p", "--operator", "o", "--timeout", "300ms", &v1];
+    let output = crate::support::sluice(scratch.dir.path(), &command);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("within 300ms (--timeout): the swap may still complete"), "{stderr}");
+    let zero = crate::support::sluice(scratch.dir.path(), &["swap", "--pipeline", "p", "--operator", "o", "--timeout", "0s", &v1]);
+    assert!(
+        String::from_utf8_lossy(&zero.stderr).contains("the timeout must be longer than zero"),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
+    );
+}
