@@ -245,15 +245,28 @@ window = { type = "tumbling", size = "10s" }
 group_by = ["category"]
 aggregates = [{ function = "sum", field = "price", as = "revenue" }, { function = "count", as = "orders" }]
 
+[[operators]]
+name = "strict"
+inputs = ["clicks"]
+plugin = "{plugins}/dedupe.wasm"
+config = { keys = ["no_such_field"], horizon = "1m", missing = "reject" }
+
 [[sinks]]
 name = "live"
 type = "console"
+inputs = ["revenue"]
 
 [[sinks]]
 name = "archive"
 type = "file"
 path = "revenue.jsonl"
 inputs = ["revenue"]
+
+[[sinks]]
+name = "unique"
+type = "file"
+path = "unique.jsonl"
+inputs = ["strict"]
 "#,
     );
     let run = AdminRun::start(&path, &["--no-watch"], false);
@@ -269,6 +282,9 @@ inputs = ["revenue"]
     let second = load_page(&url, None);
     assert!(counted(&second) > counted(&first), "the counts move between two reads: {} then {}", counted(&first), counted(&second));
     assert!(second.contains("data-sink=\"live\""), "the console sink's results are shown");
+    let dead_letters = |node: &str| node_attribute(&second, node, "data-dead-letters").and_then(|text| text.parse::<u64>().ok());
+    assert!(dead_letters("strict").is_some_and(|count| count > 0), "the refusing operator shows its dead letters:\n{second}");
+    assert_eq!(dead_letters("orders-only"), Some(0), "an operator that refuses nothing shows none");
 
     // A swap through the API appears in the history on the page.
     let body = format!(

@@ -162,8 +162,10 @@ function measure(samples, pipeline) {
     const blocked = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_backpressured_seconds_total', { ...p, task }), 0);
     const busy = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_busy_seconds_total', { ...p, task }), 0);
     const before = previous && previous.nodes[nodeId(node)];
+    // A source's unreadable records, an operator's refused ones, a sink's unwritable ones.
+    const deadLetters = total(samples, 'sluice_dead_letters_total', { ...p, node: node.name });
     nodes[nodeId(node)] = {
-      recordsIn, recordsOut, blocked, busy, tasks: tasks.length,
+      recordsIn, recordsOut, blocked, busy, deadLetters, tasks: tasks.length,
       rateIn: before ? since(recordsIn, before.recordsIn) : null,
       rateOut: before ? since(recordsOut, before.recordsOut) : null,
       blockedShare: before && tasks.length ? since(blocked, before.blocked) / tasks.length : null,
@@ -313,12 +315,18 @@ function drawGraph(snapshot) {
     const health = blocked == null || node.kind === 'sink' ? '' : blocked > 0.5 ? 'bad' : blocked > 0.1 ? 'warn' : 'ok';
     const records = node.kind === 'sink' ? measured.recordsIn : measured.recordsOut;
     const shown = node.kind === 'sink' ? measured.rateIn : measured.rateOut;
-    const group = svg('g', { class: `node ${node.kind} ${health}`, 'data-node': node.name, 'data-records': records, transform: `translate(${at.x},${at.y})` });
+    const group = svg('g', {
+      class: `node ${node.kind} ${health}`, 'data-node': node.name, 'data-records': records, 'data-dead-letters': measured.deadLetters,
+      transform: `translate(${at.x},${at.y})`,
+    });
     group.append(svg('rect', { width: 170, height: 60, rx: 6 }));
     group.append(svg('text', { class: 'title', x: 10, y: 18 }, node.name));
     group.append(svg('text', { class: 'rate', x: 10, y: 35 }, `${rate(shown)} rec/s · ${records.toLocaleString('en')}`));
     const load = blocked == null || node.kind === 'sink' ? node.kind : `busy ${percent(measured.busyShare || 0)} · blocked ${percent(blocked)}`;
     group.append(svg('text', { x: 10, y: 51, fill: '#6b7385' }, load));
+    if (measured.deadLetters > 0) {
+      group.append(svg('text', { class: 'dead', x: 160, y: 18, 'text-anchor': 'end' }, `${measured.deadLetters.toLocaleString('en')} dead`));
+    }
     children.push(group);
   }
   graph.replaceChildren(...children);
