@@ -5,8 +5,11 @@
 //! away, a new one is restored from the snapshot and the journal is replayed (plugins are
 //! deterministic), and the failed batch is retried record by record: the records that fail
 //! alone go to the dead-letter sink with the reason, the others go on. An operator that
-//! cannot be recovered, or fails on every record again and again, is disabled (its circuit
-//! opens) and its records go to the dead-letter sink: never a crash loop.
+//! fails on every record again and again is disabled (its circuit opens) and its records go
+//! to the dead-letter sink: never a crash loop. A failure that takes the operator's state with
+//! it (`on_watermark` failing twice, a snapshot for the journal failing, no recovery) would
+//! lose the records that state held, which no dead letter can give back: it is reported
+//! (`lost_state`), and the task stops the pipeline before anything after it is committed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,6 +194,8 @@ pub struct Operator {
     journal: Journal,
     failed_batches_in_a_row: u32,
     disabled_because: Option<String>,
+    /// Why the operator's state was lost with a failure, if it was.
+    lost_state: Option<String>,
     /// This instance's metrics (none when metrics are off).
     metrics: Option<monitor::OperatorMetrics>,
 }
@@ -213,7 +218,16 @@ impl Operator {
     pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
         let (instance, base) = build(&spec, state.as_ref())?;
         let journal = Journal::after_snapshot(base.bytes.len());
-        Ok(Operator { spec, instance: Some(instance), base, journal, failed_batches_in_a_row: 0, disabled_because: None, metrics: None })
+        Ok(Operator {
+            spec,
+            instance: Some(instance),
+            base,
+            journal,
+            failed_batches_in_a_row: 0,
+            disabled_because: None,
+            lost_state: None,
+            metrics: None,
+        })
     }
 
     /// Reports this instance's work to `metrics` from now on (and the plugin's own counters
@@ -299,6 +313,19 @@ impl Operator {
         self.disabled_because.as_deref()
     }
 
+    /// Why the operator is disabled, if it is and holds state (its last good snapshot is not
+    /// "no state"): open windows or pending results that only it can emit.
+    pub fn disabled_holding_state(&self) -> Option<&str> {
+        self.disabled_because.as_deref().filter(|_| !self.base.is_empty())
+    }
+
+    /// Why the operator lost the state it held, if a failure took it: the records that state
+    /// held are in no output and no dead letter, so the pipeline must stop before committing
+    /// past them.
+    pub fn lost_state(&self) -> Option<&str> {
+        self.lost_state.as_deref()
+    }
+
     /// Processes records that arrived on `input`; failing records are isolated, never lost.
     /// The journal keeps the records (shared, not copied) until the next snapshot.
     pub fn process(&mut self, input: u32, records: impl Into<Records>) -> Processed {
@@ -372,7 +399,7 @@ impl Operator {
                         batch
                     }
                     Some(Err(again)) => {
-                        self.disable(format!("on-watermark failed twice at watermark {watermark}: {again}"));
+                        self.disable_losing_state(format!("on-watermark failed twice at watermark {watermark}: {again}"));
                         Batch::new()
                     }
                     None => Batch::new(),
@@ -404,7 +431,7 @@ impl Operator {
                 self.journal.clear(state.bytes.len());
                 self.base = state;
             }
-            Err(failure) => self.disable(format!("snapshot failed: {failure}")),
+            Err(failure) => self.disable_losing_state(format!("snapshot failed: {failure}")),
         }
     }
 
@@ -487,14 +514,29 @@ impl Operator {
                 true
             }
             Err(reason) => {
-                self.disable(format!("cannot recover after \"{failure}\": {reason}"));
+                self.disable_losing_state(format!("cannot recover after \"{failure}\": {reason}"));
                 false
             }
         }
     }
 
+    /// Disables the operator after a failure that took its instance's state with it: lost,
+    /// unless the operator keeps no state (its last snapshot is "no state").
+    fn disable_losing_state(&mut self, reason: String) {
+        if self.base.is_empty() {
+            return self.disable(reason);
+        }
+        tracing::error!(operator = %self.spec.name, "operator failed and lost its state: {reason}");
+        self.lost_state = Some(reason.clone());
+        self.switch_off(reason);
+    }
+
     fn disable(&mut self, reason: String) {
         tracing::error!(operator = %self.spec.name, "operator disabled, its records go to the dead-letter sink: {reason}");
+        self.switch_off(reason);
+    }
+
+    fn switch_off(&mut self, reason: String) {
         self.instance = None;
         self.disabled_because = Some(reason);
         if let Some(metrics) = &self.metrics {

@@ -139,6 +139,19 @@ pub enum TaskError {
         "task \"{task}\": {failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}"
     )]
     Checkpoints { task: String, failures: u32, reason: String },
+    #[error(
+        "task \"{task}\": operator \"{operator}\" failed, and its state went with it: {reason}. The pipeline stops rather than \
+         lose the records that state held: nothing after the last checkpoint is committed, so a run started again once the \
+         cause is removed (a larger memory_limit or call_timeout for the operator, or a fixed plugin) loses nothing"
+    )]
+    OperatorStateLost { task: String, operator: String, reason: String },
+    #[error(
+        "task \"{task}\": the input ended, but operator \"{operator}\" was disabled on the way ({reason}) while it held state \
+         (open windows, pending results) that only it can emit: the run stops unfinished rather than drop it. A pipeline that \
+         takes checkpoints keeps that state in its last one: give the operator what it needs (a larger memory_limit or \
+         call_timeout, or a fixed plugin) and run again"
+    )]
+    DisabledHoldingState { task: String, operator: String, reason: String },
 }
 
 /// What a task did, for the summary at the end.
@@ -345,16 +358,28 @@ impl Task {
     /// barrier, or an abandon.
     pub fn run(mut self, input: Receiver<TaskMessage>) -> Result<TaskStats, TaskError> {
         crate::monitor::blocked::count_blocked_sends_on(self.metrics.as_ref().map(|metrics| metrics.blocked.clone()));
+        match self.run_until_the_end(&input) {
+            Ok(()) => Ok(self.finish_stats()),
+            // The next stages would otherwise wait for this task's end for ever.
+            Err(error) => {
+                self.abandon_downstream();
+                Err(error)
+            }
+        }
+    }
+
+    fn run_until_the_end(&mut self, input: &Receiver<TaskMessage>) -> Result<(), TaskError> {
         let mut waiting = Instant::now();
         loop {
             let message = input.recv_timeout(CANCEL_CHECK);
             let working = Instant::now();
             if self.cancelled.load(Ordering::SeqCst) {
-                return Ok(self.finish_stats());
+                return Ok(());
             }
             let ending = match message {
                 Ok(message) => {
                     let ending = self.on_message(message)?;
+                    self.stop_if_an_operator_lost_its_state()?;
                     self.account_time(working.duration_since(waiting), working.elapsed());
                     waiting = Instant::now();
                     ending
@@ -363,6 +388,7 @@ impl Task {
                 // checkpoint (nothing says the input was read to its end).
                 Err(RecvTimeoutError::Disconnected) => {
                     self.close_event_time()?;
+                    self.stop_if_an_operator_lost_its_state()?;
                     Some(Ending::Abandoned)
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -375,8 +401,35 @@ impl Task {
                 if let Ending::Finished = ending {
                     self.finish()?;
                 }
-                return Ok(self.finish_stats());
+                return Ok(());
             }
+        }
+    }
+
+    /// An operator whose state a failure took (`Operator::lost_state`) stops the task, and so
+    /// the pipeline, before another checkpoint commits positions past the records it held.
+    fn stop_if_an_operator_lost_its_state(&self) -> Result<(), TaskError> {
+        match self.operators.iter().find_map(|operator| Some((operator.name(), operator.lost_state()?))) {
+            Some((operator, reason)) => Err(TaskError::OperatorStateLost {
+                task: self.origin.to_string(),
+                operator: operator.to_owned(),
+                reason: reason.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The input ended, but an operator disabled on the way still holds state it never
+    /// emitted (its windows did not fire while it was off): finishing would drop that state
+    /// and, with a `state_dir`, the checkpoint that keeps it.
+    fn refuse_to_finish_past_a_disabled_operators_state(&self) -> Result<(), TaskError> {
+        match self.operators.iter().find_map(|operator| Some((operator.name(), operator.disabled_holding_state()?))) {
+            Some((operator, reason)) => Err(TaskError::DisabledHoldingState {
+                task: self.origin.to_string(),
+                operator: operator.to_owned(),
+                reason: reason.to_owned(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -414,6 +467,7 @@ impl Task {
                     return self.advance_watermark().map(|()| None);
                 }
                 self.close_event_time()?;
+                self.refuse_to_finish_past_a_disabled_operators_state()?;
                 Ok(Some(Ending::Finished))
             }
             TaskMessage::Swap(request) => {

@@ -39,6 +39,9 @@ pub struct Coordinator {
     pub tasks: BTreeSet<String>,
     /// Positions of shares that ended (kept in every later round).
     pub ended: BTreeMap<String, SharePosition>,
+    /// Whether a task ended without finishing (it failed, or was abandoned or suspended):
+    /// no round is saved after that, and the last saved checkpoint stays.
+    pub lost_a_task: bool,
     /// The output files (file sinks', the dead-letter file) whose lengths every round
     /// records: read once every task has made its output durable and before any share goes
     /// on, a length is that of exactly the output of the records before the barrier.
@@ -72,7 +75,8 @@ impl Coordinator {
         let mut interrupted = false;
         loop {
             interrupted |= self.wait_for_next_round();
-            if self.shares.is_empty() {
+            // A round without a task that failed would save a checkpoint without its state.
+            if self.shares.is_empty() || self.lost_a_task {
                 return self.finish(interrupted);
             }
             id += 1;
@@ -101,7 +105,7 @@ impl Coordinator {
     fn wait_for_next_round(&mut self) -> bool {
         let due = Instant::now() + self.interval;
         let mut interrupted = false;
-        while Instant::now() < due && !self.stop.is_raised() && !interrupted && !self.shares.is_empty() {
+        while Instant::now() < due && !self.stop.is_raised() && !interrupted && !self.lost_a_task && !self.shares.is_empty() {
             match self.reports.recv_timeout(POLL.min(due.saturating_duration_since(Instant::now()))) {
                 Ok(report) => interrupted |= self.note_between_rounds(report),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -119,8 +123,13 @@ impl Coordinator {
                 self.ended.insert(share, SharePosition { next_position, watermark });
                 false
             }
-            RoundReport::TaskFinished { task } | RoundReport::TaskGone { task } => {
+            RoundReport::TaskFinished { task } => {
                 self.tasks.remove(&task);
+                false
+            }
+            // A finished task's thread is gone too, later: only one gone unfinished counts.
+            RoundReport::TaskGone { task } => {
+                self.lost_a_task |= self.tasks.remove(&task);
                 false
             }
             RoundReport::SourceFailed { .. } => true,
@@ -183,6 +192,7 @@ impl Coordinator {
                 }
                 RoundReport::TaskGone { task } if self.tasks.contains(&task) && !gathered.answered(&task) => {
                     self.tasks.remove(&task);
+                    self.lost_a_task = true;
                     gathered.skipped.get_or_insert(format!("task {task} stopped before checkpoint {id}"));
                 }
                 other => {
@@ -219,7 +229,7 @@ impl Coordinator {
                 Err(_) => break,
             }
         }
-        if interrupted || !self.tasks.is_empty() {
+        if interrupted || self.lost_a_task || !self.tasks.is_empty() {
             return Ok(());
         }
         self.directory.remove()

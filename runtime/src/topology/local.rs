@@ -122,6 +122,7 @@ fn start_coordinator(
         shares,
         tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
         output_files: start.output_files.clone(),
+        lost_a_task: false,
     };
     // The coordinator must see its report channel close once every share and task is gone.
     drop(state.reports);
