@@ -169,7 +169,8 @@ enum PluginCommand {
         /// The directory to create (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// The Sluice Rust SDK to depend on (Rust plugins; default: this build's own sdk/).
+        /// The Sluice Rust SDK to depend on (Rust plugins; default: the sdk/ of the source tree
+        /// this binary was built from, else of a Sluice tree holding it or the working directory).
         #[arg(long)]
         sdk: Option<PathBuf>,
     },

@@ -318,6 +318,10 @@ impl Problems<'_> {
         let operator_span = operator.span();
         let operator = operator.get_ref();
         let name = operator.name.get_ref();
+        if operator.call_timeout.duration().is_zero() {
+            let at = super::refused_value::key_span(self.pipeline.text.parsed(), operator_span.clone(), None, "call_timeout");
+            self.report(at.unwrap_or(operator_span.clone()), format!("operator \"{name}\": call_timeout must be longer than 0 s"));
+        }
         let path = self.pipeline.resolve(operator.plugin.get_ref());
         if let Some(problem) = plugin_file_problem(&path) {
             self.report(operator.plugin.span(), format!("operator \"{name}\": {problem}"));
@@ -351,7 +355,12 @@ impl Problems<'_> {
         match plugins.check(&path, operator, inputs) {
             Ok(info) => Some(info),
             Err(PluginProblem::Plugin(reason)) => {
-                self.report(operator.plugin.span(), format!("operator \"{name}\": {reason}"));
+                // A memory limit below what the plugin starts with is the limit's mistake.
+                let limit = reason
+                    .contains("its memory_limit (")
+                    .then(|| super::refused_value::key_span(self.pipeline.text.parsed(), operator_span.clone(), None, "memory_limit"))
+                    .flatten();
+                self.report(limit.unwrap_or(operator.plugin.span()), format!("operator \"{name}\": {reason}"));
                 None
             }
             Err(PluginProblem::Config(reason)) => {

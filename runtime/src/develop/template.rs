@@ -36,11 +36,22 @@ fn language_files(language: Language) -> &'static [TemplateFile] {
     }
 }
 
-/// Where a Rust skeleton finds the SDK: the `sdk/` of the source tree this binary was built
-/// from, unless the user names another.
+/// Where a Rust skeleton finds the SDK, unless the user names another: the `sdk/` of the
+/// source tree this binary was built from, else of a Sluice tree holding the binary (a copy in
+/// the tree's `bin/`, say) or the working directory.
 pub fn default_sdk_path() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    sdk.join("Cargo.toml").is_file().then(|| sdk.canonicalize().unwrap_or(sdk))
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let beside_binary = std::env::current_exe().ok().and_then(|exe| exe.canonicalize().ok());
+    let working = std::env::current_dir().ok();
+    let trees =
+        std::iter::once(built_from).chain(beside_binary.iter().chain(&working).flat_map(|path| path.ancestors().map(Path::to_path_buf)));
+    trees.map(|tree| tree.join("sdk")).find(|sdk| is_sluice_sdk(sdk)).map(|sdk| sdk.canonicalize().unwrap_or(sdk))
+}
+
+/// Whether `directory` holds the Sluice Rust SDK (its manifest names the `sluice-sdk` package).
+fn is_sluice_sdk(directory: &Path) -> bool {
+    std::fs::read_to_string(directory.join("Cargo.toml"))
+        .is_ok_and(|manifest| manifest.lines().any(|line| line.replace(' ', "") == "name=\"sluice-sdk\""))
 }
 
 /// Writes a new plugin called `name` in `language` into `directory` (which must not exist).

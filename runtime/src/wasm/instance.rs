@@ -100,7 +100,18 @@ impl PluginInstance {
             kind: FailureKind::Instantiate,
             message: format!("cannot instantiate the plugin: {}", super::plugin::root_cause(&error)),
         };
-        let instance = plugin.pre.instance_pre().instantiate(&mut store).map_err(cannot)?;
+        let instance = plugin.pre.instance_pre().instantiate(&mut store).map_err(|error| match store.data().memory_refused {
+            // Its initial memory alone is over the limit: say so in the pipeline's terms.
+            Some(needed) => CallFailure {
+                kind: FailureKind::Instantiate,
+                message: format!(
+                    "cannot instantiate the plugin: its memory_limit ({}) is below the {} its memory starts with: raise memory_limit",
+                    mebibytes(limits.memory),
+                    mebibytes(needed)
+                ),
+            },
+            None => cannot(error),
+        })?;
         let operator = Operator::new(&mut store, &instance).map_err(cannot)?;
         let mut export =
             |name: &str| instance.get_func(&mut store, name).ok_or_else(|| cannot(wasmtime::format_err!("it exports no `{name}`")));
@@ -328,4 +339,12 @@ fn info_problem(info: &OperatorInfo, context: &InitContext) -> Option<String> {
         return Some(format!("encoding {:?} was not offered (offered: {})", info.encoding, context.encodings.join(", ")));
     }
     None
+}
+
+/// `bytes` for messages: `12.4 MiB`, or `64 KiB` below a MiB.
+fn mebibytes(bytes: usize) -> String {
+    match bytes {
+        0..0x10_0000 => format!("{} KiB", bytes.div_ceil(1024)),
+        _ => format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)),
+    }
 }
