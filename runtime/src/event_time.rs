@@ -15,10 +15,13 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
     if let Some(hours) = offset_hours(text).filter(|hours| *hours > 23) {
         return Err(format!("{text:?} has an offset of {hours} hours: RFC 3339 offsets run from -23:59 to +23:59"));
     }
+    let out_of_range = || format!("{text:?} is outside the times Sluice reads, {} to {}", jiff::Timestamp::MIN, jiff::Timestamp::MAX);
     let instant = match text.parse::<jiff::Timestamp>() {
         Ok(instant) => instant,
         Err(with_offset) => match text.parse::<jiff::civil::DateTime>() {
-            Ok(civil) => jiff::tz::Offset::UTC.to_timestamp(civil).map_err(|error| error.to_string())?,
+            Ok(civil) => jiff::tz::Offset::UTC.to_timestamp(civil).map_err(|_| out_of_range())?,
+            // jiff names the instant's range so: past it, a valid time Sluice cannot represent.
+            Err(_) if with_offset.to_string().contains("Unix timestamp seconds") => return Err(out_of_range()),
             Err(_) => return Err(format!("{text:?} is not an RFC 3339 time such as \"2026-01-01T12:00:00Z\": {with_offset}")),
         },
     };
@@ -44,6 +47,14 @@ mod tests {
     use super::parse_rfc3339_millis;
 
     const NOON_UTC: i64 = 1_767_268_800_000; // 2026-01-01T12:00:00Z
+
+    #[test]
+    fn times_past_the_readable_range_say_the_range_in_words() {
+        for text in ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59"] {
+            let error = parse_rfc3339_millis(text).expect_err(text);
+            assert!(error.contains("is outside the times Sluice reads, -009999-01-02T01:59:59Z to 9999-12-30T22:00:00"), "{error}");
+        }
+    }
 
     #[test]
     fn every_offset_names_the_same_instant() {

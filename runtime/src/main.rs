@@ -333,11 +333,11 @@ fn stop_on_ctrl_c(stop: StopSignal) {
                 Ok(terminate) => terminate,
                 Err(error) => return tracing::warn!("SIGTERM handling is unavailable: {error}"),
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            }
-            tracing::info!("stopping: draining in-flight records (Ctrl-C again to exit at once)");
+            let again = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!("stopping: draining in-flight records ({again} again to exit at once)");
             stop.raise();
             // The shell's code for a death by the signal: 128 + SIGINT (2) or SIGTERM (15).
             let code = tokio::select! {

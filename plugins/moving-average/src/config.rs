@@ -91,7 +91,7 @@ impl Settings {
             return Err("max_records must be at least 1".into());
         }
         if config.max_keys == 0 {
-            return Err("max_keys must be at least 1".into());
+            return Err("max_keys: must be at least 1".into());
         }
         if config.averages.is_empty() {
             return Err("`averages` is empty: list at least one, such as { type = \"exponential\", alpha = 0.3 }".into());
@@ -182,7 +182,7 @@ fn per_interval(config: &MovingAverageConfig, averages: &[Average]) -> Result<Em
     }
     let interval = match config.interval {
         None => return Err("emit = \"per-interval\" needs `interval`, such as interval = \"1m\"".into()),
-        Some(Millis(0)) => return Err("interval must be positive".into()),
+        Some(Millis(0)) => return Err("interval: must be positive".into()),
         Some(Millis(interval)) => interval,
     };
     // Interval records hold the end, the group fields, the averages and the count side by side.

@@ -135,8 +135,9 @@ impl Operator for WindowAggregate {
         if config.aggregates.is_empty() {
             return Err("`aggregates` is empty: name at least one, such as { function = \"count\" }".into());
         }
-        for aggregate in &config.aggregates {
-            aggregate.check()?;
+        // Each refusal starts with the path of the value it refuses, so that `validate` points at it.
+        for (index, aggregate) in config.aggregates.iter().enumerate() {
+            aggregate.check().map_err(|reason| format!("aggregates[{index}]: {reason}"))?;
         }
         check_result_names(&config)?;
         let compute = config
@@ -251,9 +252,9 @@ const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 
 fn check_window(window: &WindowConfig) -> Result<(), String> {
     match *window {
-        WindowConfig::Tumbling { size } if size.0 <= 0 => Err("window.size must be positive".into()),
+        WindowConfig::Tumbling { size } if size.0 <= 0 => Err("window.size: must be positive".into()),
         WindowConfig::Hopping { size, slide } if slide.0 <= 0 || slide.0 > size.0 => {
-            Err("window.slide must be positive and at most window.size".into())
+            Err("window.slide: must be positive and at most window.size".into())
         }
         // Every record updates size / slide windows (or panes): past this, one record's
         // windows alone outgrow any memory limit.
@@ -261,7 +262,7 @@ fn check_window(window: &WindowConfig) -> Result<(), String> {
             "window.size is {} times window.slide: a record would belong to that many windows (at most {MAX_WINDOWS_PER_RECORD})",
             size.0 / slide.0
         )),
-        WindowConfig::Session { gap } if gap.0 <= 0 => Err("window.gap must be positive".into()),
+        WindowConfig::Session { gap } if gap.0 <= 0 => Err("window.gap: must be positive".into()),
         _ => Ok(()),
     }
 }

@@ -45,11 +45,29 @@ impl TlsIdentity {
         if cert.to_str().is_none() || key.to_str().is_none() {
             return Err(fail("a path that is not UTF-8: OpenSSL takes file names as text".into()));
         }
-        builder.set_certificate_chain_file(cert).map_err(|error| fail(format!("the certificate: {error}")))?;
-        builder.set_private_key_file(key, SslFiletype::PEM).map_err(|error| fail(format!("the private key: {error}")))?;
-        builder.check_private_key().map_err(|error| fail(format!("the key does not match the certificate: {error}")))?;
+        readable_pem(cert, "certificate").map_err(fail)?;
+        readable_pem(key, "private key").map_err(fail)?;
+        builder.set_certificate_chain_file(cert).map_err(|error| fail(format!("the certificate: {}", reasons(&error))))?;
+        builder.set_private_key_file(key, SslFiletype::PEM).map_err(|error| fail(format!("the private key: {}", reasons(&error))))?;
+        builder.check_private_key().map_err(|error| fail(format!("the key does not match the certificate: {}", reasons(&error))))?;
         Ok(TlsIdentity { acceptor: Arc::new(builder.build()) })
     }
+}
+
+/// Fails with a plain reason unless `path` can be read and holds a PEM block: OpenSSL's own
+/// errors for these name its source files and internal routines.
+fn readable_pem(path: &Path, what: &str) -> Result<(), String> {
+    let text = std::fs::read(path).map_err(|error| format!("cannot read the {what} {}: {error}", path.display()))?;
+    if !text.windows(b"-----BEGIN ".len()).any(|window| window == b"-----BEGIN ") {
+        return Err(format!("the {what} {} is not PEM (no \"-----BEGIN\" line)", path.display()));
+    }
+    Ok(())
+}
+
+/// OpenSSL's reasons for `error`, without its library and file positions.
+fn reasons(error: &openssl::error::ErrorStack) -> String {
+    let reasons: Vec<&str> = error.errors().iter().filter_map(openssl::error::Error::reason).collect();
+    if reasons.is_empty() { error.to_string() } else { reasons.join("; ") }
 }
 
 /// Accepts TCP connections and completes their TLS handshakes, each in a task of its own (at
@@ -129,4 +147,22 @@ async fn handshake(acceptor: &SslAcceptor, stream: TcpStream) -> Result<SslStrea
     let mut tls = SslStream::new(ssl, stream).map_err(|error| error.to_string())?;
     Pin::new(&mut tls).accept().await.map_err(|error| error.to_string())?;
     Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_or_non_pem_files_are_refused_with_a_plain_reason() {
+        let directory = tempfile::tempdir().expect("a directory");
+        let missing = directory.path().join("missing.pem");
+        let text = directory.path().join("notes.txt");
+        std::fs::write(&text, "not a certificate").expect("write");
+        let refused = |cert: &Path| TlsIdentity::from_pem_files(cert, cert).map(drop).expect_err("refused").to_string();
+        let message = refused(&missing);
+        assert!(message.contains(&format!("cannot read the certificate {}: No such file", missing.display())), "{message}");
+        let message = refused(&text);
+        assert!(message.contains("is not PEM (no \"-----BEGIN\" line)") && !message.contains("crypto/"), "{message}");
+    }
 }

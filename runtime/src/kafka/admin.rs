@@ -68,6 +68,13 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>
         .map(|found| found.partitions().len() as u32))
 }
 
+/// Fails, within 30 s, unless `brokers` answer a metadata request: a producer alone would queue
+/// records for its `message.timeout.ms` (5 minutes) and say nothing meanwhile.
+pub fn check_reachable(brokers: &str, properties: &KafkaProperties) -> Result<(), KafkaClientError> {
+    let config = super::client_config(super::ClientKind::Metadata, brokers, properties, &[], &[])?;
+    all_topics(&config).map(drop)
+}
+
 /// Every topic the brokers have, with its partition count, in one metadata request.
 pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client: BaseConsumer<LoggingContext> =

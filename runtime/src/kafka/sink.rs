@@ -19,12 +19,15 @@ impl KafkaSink {
     pub fn new(config: &KafkaSinkConfig, transactions: Option<&TransactionalProducer>) -> Result<KafkaSink, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => OutputProducer::new(
-                &config.brokers,
-                &config.topic,
-                &config.properties,
-                &[("partitioner", config.partitioning.partitioner())],
-            )?,
+            None => {
+                super::admin::check_reachable(&config.brokers, &config.properties)?;
+                OutputProducer::new(
+                    &config.brokers,
+                    &config.topic,
+                    &config.properties,
+                    &[("partitioner", config.partitioning.partitioner())],
+                )?
+            }
         };
         Ok(KafkaSink { producer })
     }
@@ -64,7 +67,10 @@ impl KafkaDeadLetters {
     ) -> Result<KafkaDeadLetters, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", "murmur2_random")])?,
+            None => {
+                super::admin::check_reachable(&config.brokers, &config.properties)?;
+                OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", "murmur2_random")])?
+            }
         };
         Ok(KafkaDeadLetters { producer, pipeline: pipeline.to_owned() })
     }

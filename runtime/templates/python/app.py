@@ -5,11 +5,26 @@ reason. Built by `sluice plugin build` with componentize-py; the `wit_world` bin
 generated from the runtime's WIT at build time.
 """
 import json
+import sys
 
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
 from wit_world.imports.types import Batch, Distribution_Any, InitContext, OperatorInfo, Output, Passed, Rejection, State
+
+
+class Nowhere:
+    """Where print() writes: the sandbox has no WASI, so writing to the real standard output
+    would trap the call. Log with host.log(host.Level.INFO, "...") instead."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+sys.stdout = sys.stderr = Nowhere()
 
 # componentize-py serves every call with a new WitWorld object: state lives at module level.
 CONFIG = {"field": "price", "min": 0.0}

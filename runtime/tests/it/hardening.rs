@@ -203,3 +203,33 @@ fn a_record_without_the_sinks_key_fields_keeps_its_own_key() {
     let keys: Vec<serde_json::Value> = scratch.json_lines("out.jsonl").iter().map(|record| record["key"].clone()).collect();
     assert_eq!(keys, vec![json!("u1"), serde_json::Value::Null, json!("null")]);
 }
+
+/// A Kafka sink whose brokers do not answer stops the run with the reason within 30 s, as a
+/// Kafka source does; before, the producer queued records silently for its 5-minute
+/// `message.timeout.ms`, and a SIGTERM then drained for as long again (prober: 300 s).
+#[test]
+fn a_kafka_sink_whose_brokers_do_not_answer_stops_the_run_with_the_reason() {
+    let scratch = Scratch::new();
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+    let path = scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "unreachable"
+
+[[sources]]
+type = "generator"
+count = 10
+
+[[sinks]]
+name = "events"
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topic = "clicks"
+"#
+    ));
+    let started = std::time::Instant::now();
+    let error = run(&path).expect_err("no brokers").to_string();
+    assert!(error.contains(&format!("cannot list the topics of brokers \"127.0.0.1:{port}\" within 30 s")), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(90), "bounded: {:?}", started.elapsed());
+}

@@ -161,7 +161,7 @@ fn per_interval_configuration_errors_are_explained() {
         Harness::<MovingAverage>::new(config).err().unwrap_or_default()
     };
     assert_eq!(refuse(json!({"interval": null})), "emit = \"per-interval\" needs `interval`, such as interval = \"1m\"");
-    assert_eq!(refuse(json!({"interval": "0s"})), "interval must be positive");
+    assert_eq!(refuse(json!({"interval": "0s"})), "interval: must be positive");
     assert_eq!(refuse(json!({"into": "averages"})), "`into` applies only to emit = \"per-record\"");
     assert_eq!(refuse(json!({"emit": "per-record"})), "`interval` applies only to emit = \"per-interval\"");
     assert_eq!(refuse(json!({"emit": "per-record", "interval": null, "late": "drop"})), "`late` applies only to emit = \"per-interval\"");
