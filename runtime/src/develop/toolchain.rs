@@ -181,6 +181,7 @@ fn componentize_py() -> Result<PathBuf, DevelopError> {
     let _installing = install_lock(&root)?;
     if !binary.is_file() {
         let tool = format!("componentize-py {COMPONENTIZE_PY_VERSION}");
+        tracing::info!("installing {tool}");
         install(&tool, Command::new("python3").args(["-m", "venv"]).arg(&root))?;
         install(
             &tool,
@@ -238,8 +239,9 @@ fn install_lock(root: &Path) -> Result<std::fs::File, DevelopError> {
     Ok(lock)
 }
 
+/// Runs one step of installing `tool`; the caller says once that it installs it.
 fn install(tool: &str, command: &mut Command) -> Result<(), DevelopError> {
-    tracing::info!("installing {tool}");
+    tracing::debug!("installing {tool}: {command:?}");
     run_to_success(command).map_err(|ending| DevelopError::Install { tool: tool.to_owned(), reason: format!("{command:?} {ending}") })
 }
 

@@ -481,6 +481,8 @@ impl PipelineControl {
                     "operator swapped"
                 )
             }
+            // A version that could not be loaded has no digest to name.
+            Some(reason) if record.new_digest.is_empty() => tracing::warn!(operator = %record.operator, "swap refused: {reason}"),
             Some(reason) => tracing::warn!(operator = %record.operator, to = %record.new_digest, "swap refused: {reason}"),
         }
         let mut history = lock(&self.state.history);

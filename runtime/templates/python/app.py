@@ -33,7 +33,10 @@ COUNTS = {"kept": 0}
 
 def number_at(value: bytes, field: str):
     """The number at `field` of a JSON-object record, None when absent; raises ValueError."""
-    record = json.loads(value)
+    try:
+        record = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"payload is not valid JSON: {error}") from None
     if not isinstance(record, dict):
         raise ValueError("payload is not a JSON object")
     number = record.get(field)
@@ -93,7 +96,7 @@ class WitWorld(wit_world.WitWorld):
             try:
                 number = number_at(value, CONFIG["field"])
             except ValueError as error:
-                rejected.append(Rejection(index, f"payload is not valid JSON: {error}"))
+                rejected.append(Rejection(index, str(error)))
                 continue
             if number is None:
                 rejected.append(Rejection(index, f"no numeric \"{CONFIG['field']}\""))

@@ -803,48 +803,57 @@ fn an_upload_arriving_during_another_is_refused_until_that_one_is_answered() {
     let path = counting_pipeline(&scratch, 0, 2_000);
     let run = run_with_admin(&path, &["--no-watch"]);
     run.wait_for_pipeline("swapping");
-    let url = format!("http://{}/pipelines/swapping/operators/counter/swap", run.address);
-    let v2 = std::fs::read(plugin("counter-v2")).expect("plugin");
-    // The first upload sends its headers and half its body, and holds the rest back.
-    let mut first = std::net::TcpStream::connect(&run.address).expect("connect");
-    let head = format!(
-        "POST /pipelines/swapping/operators/counter/swap HTTP/1.1\r\nHost: {}\r\nContent-Type: application/wasm\r\nContent-Length: \
-         {}\r\nConnection: close\r\n\r\n",
-        run.address,
-        v2.len()
-    );
-    first.write_all(head.as_bytes()).expect("headers");
-    first.write_all(&v2[..v2.len() / 2]).expect("half the body");
-    // Not a component: a 422 once the first upload no longer holds the turn, a 429 while it does.
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let upload_of_junk = || agent.post(&url).header("content-type", "application/wasm").send(&b"not a component"[..]);
-    let mut refused = upload_of_junk().expect("an answer");
+    // Two uploads send their headers and half their bodies, and hold the rest back: one gets
+    // the turn and waits for its body, the other is answered at once.
+    let [v1, v2] = ["counter-v1", "counter-v2"].map(|name| std::fs::read(plugin(name)).expect("plugin"));
+    let start_upload = |component: &[u8]| {
+        let mut upload = std::net::TcpStream::connect(&run.address).expect("connect");
+        let head = format!(
+            "POST /pipelines/swapping/operators/counter/swap HTTP/1.1\r\nHost: {}\r\nContent-Type: application/wasm\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            run.address,
+            component.len()
+        );
+        upload.write_all(head.as_bytes()).expect("headers");
+        upload.write_all(&component[..component.len() / 2]).expect("half the body");
+        upload.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+        upload
+    };
+    let mut uploads = [start_upload(&v1), start_upload(&v2)];
     let started = std::time::Instant::now();
-    while refused.status() != 429 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first upload takes the turn");
-        refused = upload_of_junk().expect("an answer");
-    }
-    assert_eq!(refused.headers().get("retry-after").map(|value| value.as_bytes()), Some(&b"1"[..]));
-    let message = refused.body_mut().read_to_string().expect("body");
-    assert!(message.contains("another component is being uploaded"), "{message}");
-    // `sluice swap --upload` waits its turn.
-    let (admin, dir, v1) = (run.address.clone(), scratch.dir.path().to_owned(), plugin("counter-v1").display().to_string());
-    let waiting = std::thread::spawn(move || {
-        let command = ["swap", "--admin", &admin, "--pipeline", "swapping", "--operator", "counter", "--upload", "--timeout", "60s", &v1];
+    let (refused, answer) = loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "one of two uploads is answered at once");
+        let mut answer = vec![0u8; 4096];
+        let answered = uploads.iter_mut().position(|upload| upload.read(&mut answer).is_ok_and(|read| read > 0));
+        if let Some(refused) = answered {
+            break (refused, String::from_utf8_lossy(&answer).into_owned());
+        }
+    };
+    assert!(answer.starts_with("HTTP/1.1 429") && answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("another component is being uploaded"), "{answer}");
+    let holder = 1 - refused;
+    let (held, waiting) = if holder == 0 { (&v1, &v2) } else { (&v2, &v1) };
+    // `sluice swap --upload` of the refused one waits its turn.
+    let waiting_file = scratch.dir.path().join("waiting.wasm");
+    std::fs::write(&waiting_file, waiting).expect("component");
+    let (admin, dir, file) = (run.address.clone(), scratch.dir.path().to_owned(), waiting_file.display().to_string());
+    let swapping = std::thread::spawn(move || {
+        let command = ["swap", "--admin", &admin, "--pipeline", "swapping", "--operator", "counter", "--upload", "--timeout", "60s", &file];
         crate::support::sluice(&dir, &command)
     });
-    first.write_all(&v2[v2.len() / 2..]).expect("the rest of the body");
+    let upload = &mut uploads[holder];
+    upload.write_all(&held[held.len() / 2..]).expect("the rest of the body");
+    upload.set_read_timeout(None).expect("no timeout");
     let mut answer = String::new();
-    first.read_to_string(&mut answer).expect("the first upload's answer");
+    upload.read_to_string(&mut answer).expect("the held upload's answer");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let swapped = waiting.join().expect("the waiting swap");
+    let swapped = swapping.join().expect("the waiting swap");
     assert!(swapped.status.success(), "{}", String::from_utf8_lossy(&swapped.stderr));
     let history: Vec<Value> = serde_json::from_str(&run.get("/pipelines/swapping/swaps")).expect("history");
     let applied: Vec<&str> =
         history.iter().filter(|swap| swap["refused"].is_null()).filter_map(|swap| swap["new_digest"].as_str()).collect();
     let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
-    let v1 = std::fs::read(plugin("counter-v1")).expect("plugin");
-    assert_eq!(applied, [digest(&v2), digest(&v1)], "both uploads, in turn: {history:?}");
+    assert_eq!(applied, [digest(held), digest(waiting)], "both uploads, in turn: {history:?}");
 }
 
 /// `--timeout` bounds the wait for an answer, and says the swap may still complete.
