@@ -23,6 +23,12 @@ use crate::wasm::{Batch, CallFailure, Digest, FailureKind, InstanceLimits, Opera
 /// Batches in a row in which every record failed before the circuit opens.
 const MAX_FAILED_BATCHES_IN_A_ROW: u32 = 5;
 
+/// Records of a failed batch that, failing alone one after the other, end its retries: the rest
+/// of the batch is dead-lettered untried. Each retry that fails costs a recovery (and a deadline
+/// the whole `call_timeout`): an operator failing on every record, or at its memory limit,
+/// took minutes per batch.
+const FAILURES_IN_A_ROW_BEFORE_GIVING_UP: usize = 8;
+
 /// Why an operator could not start.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OperatorError {
@@ -443,12 +449,23 @@ impl Operator {
         }
         let (mut emitted, mut dead) = (Batch::new(), Vec::new());
         let total = records.len();
+        // How many records failed alone in a row, and the last one's reason and class.
+        let (mut failed_in_a_row, mut last_failure): (usize, Option<(String, &'static str)>) = (0, None);
         for index in 0..total {
             let single = records.single(index);
             let Some(instance) = self.instance.as_mut() else {
                 dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
                 continue;
             };
+            if failed_in_a_row >= FAILURES_IN_A_ROW_BEFORE_GIVING_UP
+                && let Some((reason, class)) = &last_failure
+            {
+                let reason = format!(
+                    "{reason} (not tried alone: the {FAILURES_IN_A_ROW_BEFORE_GIVING_UP} records before it in its batch failed in a row)"
+                );
+                dead.push(DeadRecord { index, record: single, reason, class });
+                continue;
+            }
             let single = Records::from(single);
             match instance.process(input, &single) {
                 Ok(output) => {
@@ -458,6 +475,7 @@ impl Operator {
                         dead.push(DeadRecord { index, record: single.single(0), reason, class: "refused" });
                     }
                     self.record(JournalEntry::Process(input, single));
+                    failed_in_a_row = 0;
                 }
                 Err(failure) => {
                     dead.push(DeadRecord {
@@ -466,6 +484,8 @@ impl Operator {
                         reason: failure.message.clone(),
                         class: failure_class(&failure),
                     });
+                    failed_in_a_row += 1;
+                    last_failure = Some((failure.message.clone(), failure_class(&failure)));
                     self.recover(&failure);
                 }
             }

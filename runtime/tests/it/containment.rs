@@ -122,6 +122,10 @@ fn an_operator_that_fails_on_everything_is_disabled_and_loses_nothing() {
     assert!(scratch.json_lines("out.jsonl").is_empty());
     let dead = scratch.json_lines("dead.jsonl");
     assert_eq!(dead.len(), 1000, "every record is accounted for");
+    // After eight records of a batch failed alone in a row, the rest of it is not retried.
+    let reason = |index: usize| dead[index]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(!reason(7).contains("not tried alone") && reason(7).contains("poisoned record"), "{}", reason(7));
+    assert!(reason(8).contains("(not tried alone: the 8 records before it in its batch failed in a row)"), "{}", reason(8));
     assert!(dead.last().and_then(|letter| letter["reason"].as_str()).is_some_and(|r| r.contains("operator disabled (circuit open)")));
     // `sluice run` does not end such a run as a success.
     let output = sluice(scratch.dir.path(), &["run", "--no-watch", &path.display().to_string()]);
