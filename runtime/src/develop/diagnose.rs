@@ -48,7 +48,13 @@ pub fn run_build(command: &mut Command, source: &Path, check: SyntaxCheck) -> Re
         Some(error) => error,
         None => {
             let text = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
-            let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+            // componentize-js names the module it was given "source.js": it is the plugin's file.
+            let text = match source.file_name().and_then(|name| name.to_str()) {
+                Some(name) if name.ends_with(".js") => text.replace("\"source.js\"", &format!("\"{name}\"")),
+                _ => text,
+            };
+            // Node.js's stack frames ("    at f (file:///…)") would push the reason out of the tail.
+            let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty() && !line.trim_start().starts_with("at ")).collect();
             let tail = &lines[lines.len().saturating_sub(QUOTED_LINES)..];
             format!("{} failed ({}); the end of its output:\n{}", program_name(command), output.status, tail.join("\n"))
         }
