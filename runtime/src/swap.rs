@@ -83,6 +83,9 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
             _ => break sent,
         }
     };
+    if let Err(ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect)) = sent {
+        bail!("cannot connect to the admin API at {} within {:?} (--timeout)", args.admin, args.timeout);
+    }
     if matches!(sent, Err(ureq::Error::Timeout(_))) {
         bail!(
             "no answer from the admin API at {} within {:?} (--timeout): the swap may still complete; GET \

@@ -242,7 +242,11 @@ fn is_upload(headers: &HeaderMap) -> bool {
 /// carry a few bytes and pass; swaps are applied one at a time in any case.
 async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     if !is_upload(request.headers()) {
-        return next.run(request).await;
+        // A path and a config: small, so that such requests at once hold little memory.
+        return match read_body(request, MAX_SWAP_BY_PATH).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => refusal.into_response(),
+        };
     }
     let Ok(_turn) = uploads.try_acquire() else {
         let message = "another component is being uploaded, and one is received at a time: send this one again when that one \
@@ -251,7 +255,33 @@ async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Re
         answer.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return answer;
     };
-    next.run(request).await
+    // Read within a time limit: a client that stalls would hold the turn for ever.
+    match tokio::time::timeout(UPLOAD_READ_LIMIT, read_body(request, MAX_UPLOAD)).await {
+        Ok(Ok(request)) => next.run(request).await,
+        Ok(Err(refusal)) => refusal.into_response(),
+        Err(_) => {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("the upload was not received within {} s", UPLOAD_READ_LIMIT.as_secs()))
+                .into_response()
+        }
+    }
+}
+
+/// Largest swap request by path: `{"path": ..., "config": {...}}`.
+const MAX_SWAP_BY_PATH: usize = 1 << 20;
+
+/// Longest an upload's body may take to arrive.
+const UPLOAD_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The request with its body read whole, refused past `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {} MiB, the most this request may carry, or could not be read: {error}", limit >> 20),
+        )),
+    }
 }
 
 /// Compiles the new version (from the request) and swaps it in.

@@ -99,8 +99,10 @@ impl LocalExchange {
         sent.map_err(|_| OutputClosed::Exchange)
     }
 
+    /// To every task, even past one that has gone: the others must still hear an end.
     fn broadcast(&self, message: impl Fn() -> TaskMessage) -> Result<(), OutputClosed> {
-        self.downstream.iter().try_for_each(|task| task.send(message()).map_err(|_| OutputClosed::Exchange))
+        let failed = self.downstream.iter().filter(|task| task.send(message()).is_err()).count();
+        if failed == 0 { Ok(()) } else { Err(OutputClosed::Exchange) }
     }
 }
 

@@ -467,6 +467,8 @@ impl Task {
                     return self.advance_watermark().map(|()| None);
                 }
                 self.close_event_time()?;
+                // A failure of the final watermark's call says so, not that a circuit was open.
+                self.stop_if_an_operator_lost_its_state()?;
                 self.refuse_to_finish_past_a_disabled_operators_state()?;
                 Ok(Some(Ending::Finished))
             }

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use super::checkpoint::{CheckpointTarget, TaskCheckpoint};
 use super::control::{PipelineControl, TaskId};
 use super::exchange::ExchangeOutput;
+use super::stop::StopSignal;
 use super::task::{
     DeadLetterMessage, OutputClosed, SinkMessage, Task, TaskError, TaskMessage, TaskOrigin, TaskOutputs, TaskParts, TaskStats, flush_sinks,
 };
@@ -73,6 +74,10 @@ pub struct TaskFactory {
     exchanges: Arc<dyn ExchangeWiring>,
     /// Checkpoints a task may fail in a row before it stops with the error.
     tolerated_checkpoint_failures: u32,
+    /// The pipeline's stop, raised when a task stops with an error: the rest of the pipeline
+    /// (sources that feed other tasks, unbounded ones included) stops too, rather than run on
+    /// without checkpoints.
+    stop: StopSignal,
 }
 
 /// One task to start.
@@ -105,8 +110,9 @@ impl TaskFactory {
         outputs: SharedOutputs,
         exchanges: Arc<dyn ExchangeWiring>,
         tolerated_checkpoint_failures: u32,
+        stop: StopSignal,
     ) -> TaskFactory {
-        TaskFactory { control, stage, outputs, exchanges, tolerated_checkpoint_failures }
+        TaskFactory { control, stage, outputs, exchanges, tolerated_checkpoint_failures, stop }
     }
 
     pub fn stage(&self) -> &Stage {
@@ -187,9 +193,16 @@ impl TaskFactory {
             }
             let cancelled = task.cancel_flag();
             let (input, queue) = mpsc::sync_channel(TASK_QUEUE);
+            let stop = self.stop.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("sluice-task-{origin}"))
-                .spawn(move || task.run(queue))
+                .spawn(move || {
+                    let result = task.run(queue);
+                    if result.is_err() {
+                        stop.raise();
+                    }
+                    result
+                })
                 .map_err(TaskStartError::Thread)?;
             Ok::<_, TaskStartError>((input.clone(), (input, thread, cancelled)))
         })?;

@@ -361,9 +361,10 @@ impl SourceOutput {
         self.poll_rounds()
     }
 
+    /// To every task, even past one that has gone: the others must still hear an end.
     fn broadcast(&mut self, message: impl Fn() -> TaskMessage) -> Result<(), Downstream> {
-        let sent = self.tasks.iter().try_for_each(|task| task.send(message()).map_err(|_| Downstream));
-        self.note(sent)
+        let failed = self.tasks.iter().filter(|task| task.send(message()).is_err()).count();
+        self.note(if failed == 0 { Ok(()) } else { Err(Downstream) })
     }
 
     fn note(&mut self, sent: Result<(), Downstream>) -> Result<(), Downstream> {
@@ -440,6 +441,11 @@ impl SourceOutput {
         if interrupted {
             self.report(|share| RoundReport::SourceFailed { share });
             self.await_last_round();
+            // No last round came (the coordinator gave up: a task ended unfinished): the tasks
+            // end without one, keeping the last saved round.
+            if !self.suspended {
+                let _ = self.broadcast(|| TaskMessage::Abandon);
+            }
             return result.map(|()| self.stats);
         }
         if self.positions_seen < resume_from {

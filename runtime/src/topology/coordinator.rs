@@ -75,9 +75,14 @@ impl Coordinator {
         let mut interrupted = false;
         loop {
             interrupted |= self.wait_for_next_round();
-            // A round without a task that failed would save a checkpoint without its state.
-            if self.shares.is_empty() || self.lost_a_task {
+            if self.shares.is_empty() {
                 return self.finish(interrupted);
+            }
+            // A round without a task that failed would save a checkpoint without its state:
+            // none comes, and the shares waiting for a last one are let go.
+            if self.lost_a_task {
+                self.shares.clear();
+                return self.finish(true);
             }
             id += 1;
             let suspend = interrupted || self.stop.is_raised();

@@ -151,6 +151,7 @@ fn stages(
             start.outputs.clone(),
             Arc::new(KafkaWiring::new(start.plan, stage, repartitions)),
             start.pipeline.config.pipeline.tolerated_checkpoint_failures,
+            start.stop.clone(),
         )
     };
     let mut stages = Vec::new();

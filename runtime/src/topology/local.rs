@@ -157,6 +157,7 @@ fn start_stage(
         start.outputs.clone(),
         wiring,
         settings.tolerated_checkpoint_failures,
+        start.stop.clone(),
     );
     let senders = match plan.stages[stage].entry {
         Entry::Source(_) => 1,

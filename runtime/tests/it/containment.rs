@@ -116,22 +116,32 @@ fn a_plugin_that_allocates_without_bound_hits_its_memory_limit() {
 fn an_operator_that_fails_on_everything_is_disabled_and_loses_nothing() {
     let scratch = Scratch::new();
     let path = misbehaving_pipeline(&scratch, |_| Some("poison"), "config = { trap_on = \"poison\" }");
-    // The operator keeps state (a count), so the run does not finish as if it had emitted it.
-    let error = run(&path).expect_err("the run ends unfinished").to_string();
-    assert!(error.contains("operator \"misbehave\" was disabled on the way") && error.contains("stops unfinished"), "{error}");
+    let summary = run(&path).expect("a broken operator does not crash the pipeline");
+    assert_eq!(summary.dead_letters, 1000, "every record is accounted for");
     assert!(scratch.json_lines("out.jsonl").is_empty());
     let dead = scratch.json_lines("dead.jsonl");
-    assert_eq!(dead.len(), 1000, "every record is accounted for");
-    // After eight records of a batch failed alone in a row, the rest of it is not retried.
-    let reason = |index: usize| dead[index]["reason"].as_str().unwrap_or_default().to_owned();
-    assert!(!reason(7).contains("not tried alone") && reason(7).contains("poisoned record"), "{}", reason(7));
-    assert!(reason(8).contains("(not tried alone: the 8 records before it in its batch failed in a row)"), "{}", reason(8));
     assert!(dead.last().and_then(|letter| letter["reason"].as_str()).is_some_and(|r| r.contains("operator disabled (circuit open)")));
+    assert_eq!(summary.tasks[0].disabled_operators.len(), 1);
     // `sluice run` does not end such a run as a success.
     let output = sluice(scratch.dir.path(), &["run", "--no-watch", &path.display().to_string()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("operator \"misbehave\" was disabled on the way (every record of 5 batches in a row failed)"), "{stderr}");
+    assert!(stderr.contains("error: the run ended, but 1 operator(s) were disabled on the way (\"misbehave\")"), "{stderr}");
+}
+
+/// Records that fail alone at the memory limit one after the other end their batch's retries
+/// after eight: the rest is dead-lettered untried (each retry costs a recovery; an operator at
+/// its memory limit took about 30 s per batch of 1,024).
+#[test]
+fn a_batch_failing_at_the_memory_limit_record_after_record_is_not_retried_to_its_end() {
+    let scratch = Scratch::new();
+    let path = misbehaving_pipeline(&scratch, |_| Some("hog"), "memory_limit = \"32MiB\"\nconfig = { allocate_on = \"hog\" }");
+    let summary = run(&path).expect("the run ends");
+    assert_eq!(summary.dead_letters, 1000, "every record is accounted for");
+    let dead = scratch.json_lines("dead.jsonl");
+    let reason = |index: usize| dead[index]["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(reason(7).contains("memory limit exceeded") && !reason(7).contains("not tried alone"), "{}", reason(7));
+    assert!(reason(8).contains("(not tried alone: the 8 records before it in its batch failed in a row)"), "{}", reason(8));
 }
 
 #[test]
