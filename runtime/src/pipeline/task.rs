@@ -409,26 +409,33 @@ impl Task {
     /// An operator whose state a failure took (`Operator::lost_state`) stops the task, and so
     /// the pipeline, before another checkpoint commits positions past the records it held.
     fn stop_if_an_operator_lost_its_state(&self) -> Result<(), TaskError> {
-        match self.operators.iter().find_map(|operator| Some((operator.name(), operator.lost_state()?))) {
-            Some((operator, reason)) => Err(TaskError::OperatorStateLost {
-                task: self.origin.to_string(),
-                operator: operator.to_owned(),
-                reason: reason.to_owned(),
-            }),
-            None => Ok(()),
-        }
+        self.fail_on_the_first_operator(Operator::lost_state, |task, operator, reason| TaskError::OperatorStateLost {
+            task,
+            operator,
+            reason,
+        })
     }
 
     /// The input ended, but an operator disabled on the way still holds state it never
     /// emitted (its windows did not fire while it was off): finishing would drop that state
     /// and, with a `state_dir`, the checkpoint that keeps it.
     fn refuse_to_finish_past_a_disabled_operators_state(&self) -> Result<(), TaskError> {
-        match self.operators.iter().find_map(|operator| Some((operator.name(), operator.disabled_holding_state()?))) {
-            Some((operator, reason)) => Err(TaskError::DisabledHoldingState {
-                task: self.origin.to_string(),
-                operator: operator.to_owned(),
-                reason: reason.to_owned(),
-            }),
+        self.fail_on_the_first_operator(Operator::disabled_holding_state, |task, operator, reason| TaskError::DisabledHoldingState {
+            task,
+            operator,
+            reason,
+        })
+    }
+
+    /// The error `error` makes of (task, operator, reason) for the first operator of which
+    /// `reason` says something.
+    fn fail_on_the_first_operator(
+        &self,
+        reason: fn(&Operator) -> Option<&str>,
+        error: fn(String, String, String) -> TaskError,
+    ) -> Result<(), TaskError> {
+        match self.operators.iter().find_map(|operator| Some((operator.name(), reason(operator)?))) {
+            Some((operator, reason)) => Err(error(self.origin.to_string(), operator.to_owned(), reason.to_owned())),
             None => Ok(()),
         }
     }

@@ -412,6 +412,35 @@ fn held_state_input(scratch: &Scratch) {
     scratch.write("in.jsonl", &lines);
 }
 
+/// `held_state_input` → `before` (operators) → a count per user in a one-hour window (`w`,
+/// with `settings` among its keys), checkpointing into `state` every 20 ms.
+fn held_state_pipeline(scratch: &Scratch, name: &str, before: &str, settings: &str) -> std::path::PathBuf {
+    scratch.pipeline_to_files(&format!(
+        r#"
+[pipeline]
+name = "{name}"
+parallelism = 1
+batch_size = 1000
+state_dir = "state"
+checkpoint_interval = "20ms"
+
+[[sources]]
+type = "file"
+path = "in.jsonl"
+timestamp_field = "ts"
+
+{before}
+[[operators]]
+name = "w"
+plugin = "{{plugins}}/window-aggregate.wasm"
+{settings}[operators.config]
+window = {{ type = "tumbling", size = "1h" }}
+group_by = ["u"]
+aggregates = [{{ function = "count", as = "n" }}]
+"#
+    ))
+}
+
 /// Each user's count once, and every record counted or dead-lettered exactly once.
 fn assert_every_record_counted_once(scratch: &Scratch) {
     let results = scratch.json_lines("out.jsonl");
@@ -432,34 +461,9 @@ fn a_run_whose_input_ends_with_a_disabled_operator_holding_state_stops_unfinishe
     let scratch = Scratch::new();
     held_state_input(&scratch);
     let pipeline = |trap_on: &str| {
-        scratch.pipeline_to_files(&format!(
-            r#"
-[pipeline]
-name = "held"
-parallelism = 1
-batch_size = 1000
-state_dir = "state"
-checkpoint_interval = "20ms"
-
-[[sources]]
-type = "file"
-path = "in.jsonl"
-timestamp_field = "ts"
-
-[[operators]]
-name = "trap"
-plugin = "{{plugins}}/misbehave.wasm"
-config = {{ trap_on = "{trap_on}" }}
-
-[[operators]]
-name = "w"
-plugin = "{{plugins}}/window-aggregate.wasm"
-[operators.config]
-window = {{ type = "tumbling", size = "1h" }}
-group_by = ["u"]
-aggregates = [{{ function = "count", as = "n" }}]
-"#
-        ))
+        let trap =
+            format!("[[operators]]\nname = \"trap\"\nplugin = \"{{plugins}}/misbehave.wasm\"\nconfig = {{ trap_on = \"{trap_on}\" }}\n");
+        held_state_pipeline(&scratch, "held", &trap, "")
     };
     let error = run(&pipeline("poison")).expect_err("the run stops unfinished").to_string();
     assert!(error.contains("operator \"trap\" was disabled on the way") && error.contains("the run stops unfinished"), "{error}");
@@ -479,31 +483,7 @@ aggregates = [{{ function = "count", as = "n" }}]
 fn an_operator_that_fails_for_good_with_its_state_stops_the_run_and_a_larger_limit_loses_nothing() {
     let scratch = Scratch::new();
     held_state_input(&scratch);
-    let pipeline = |memory_limit: &str| {
-        scratch.pipeline_to_files(&format!(
-            r#"
-[pipeline]
-name = "lost"
-parallelism = 1
-state_dir = "state"
-checkpoint_interval = "20ms"
-
-[[sources]]
-type = "file"
-path = "in.jsonl"
-timestamp_field = "ts"
-
-[[operators]]
-name = "w"
-plugin = "{{plugins}}/window-aggregate.wasm"
-memory_limit = "{memory_limit}"
-[operators.config]
-window = {{ type = "tumbling", size = "1h" }}
-group_by = ["u"]
-aggregates = [{{ function = "count", as = "n" }}]
-"#
-        ))
-    };
+    let pipeline = |memory_limit: &str| held_state_pipeline(&scratch, "lost", "", &format!("memory_limit = \"{memory_limit}\"\n"));
     let error = run(&pipeline("16MiB")).expect_err("the run stops").to_string();
     let stopped = error.contains("its state went with it") || error.contains("the run stops unfinished");
     assert!(stopped && error.contains("memory"), "{error}");
