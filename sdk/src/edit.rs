@@ -149,7 +149,7 @@ impl<'a> RawObject<'a> {
             if position > 0 {
                 out.push(b',');
             }
-            write_name(out, name);
+            crate::fields::write_string(out, name);
             out.push(b':');
             node.write_to(out);
         }
@@ -381,18 +381,6 @@ fn array_element<'v, 'a>(items: &'v mut [RawNode<'a>], segment: &str) -> Result<
     let length = items.len();
     let index = segment.parse::<usize>().map_err(|_| format!("is an array, and {segment:?} is not an index"))?;
     items.get_mut(index).ok_or_else(|| format!("is an array of {length} elements, and has no element {index}"))
-}
-
-/// Writes `name` as a JSON string.
-fn write_name(out: &mut Vec<u8>, name: &str) {
-    if name.bytes().all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
-        out.push(b'"');
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'"');
-    } else {
-        // Writing a string into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *out, name);
-    }
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {

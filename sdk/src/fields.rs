@@ -356,7 +356,7 @@ fn needs_escapes(text: &str) -> bool {
 }
 
 /// Appends `text` as a JSON string: copied between quotes when it needs no escapes.
-fn write_string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
     if needs_escapes(text) { write_escaped(out, text) } else { write_plain(out, text) }
 }
 

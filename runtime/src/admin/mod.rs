@@ -212,19 +212,16 @@ async fn swap(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<SwapRecord> {
     let control = admin.control(&pipeline)?;
-    // Before anything is read or recorded: a name that is no operator leaves no trace (no
-    // history entry, no metric series).
+    // Before the plugin is loaded or anything recorded: a name that is no operator leaves no
+    // trace (no history entry, no metric series). Its body was read whole already, bounded
+    // (`one_upload_at_a_time`).
     if !control.has_operator(&operator) {
         return Err(SwapError::UnknownOperator(operator).into());
     }
     let handover = SwapQuery::handover(query)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {} MiB, the most a component (or a request) may be", MAX_UPLOAD >> 20),
-        ),
-        status => ApiError::new(status, format!("the request body could not be read: {}", rejection.body_text())),
-    })?;
+    // Read whole and bounded before (`one_upload_at_a_time`): what fails here is unexpected.
+    let body = body
+        .map_err(|rejection| ApiError::new(rejection.status(), format!("the request body could not be read: {}", rejection.body_text())))?;
     let upload = is_upload(&headers);
     // Compiling and switching block: keep them off the server's threads.
     let done = tokio::task::spawn_blocking(move || swap_blocking(&admin.plugins, &control, &operator, handover, upload, &body)).await;
@@ -236,10 +233,11 @@ fn is_upload(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"))
 }
 
-/// Lets one upload in at a time: each is held whole in memory while it is read and compiled
-/// (up to `MAX_UPLOAD`), so another arriving meanwhile is answered 429 with `Retry-After`
+/// Reads a swap request's body whole and bounded, and lets one upload in at a time: each is
+/// held whole in memory while it is read, compiled and swapped in (up to `MAX_UPLOAD`, within
+/// `UPLOAD_READ_LIMIT`), so another arriving meanwhile is answered 429 with `Retry-After`
 /// before its body is read, not read beside it (`sluice swap` sends it again). Swaps by path
-/// carry a few bytes and pass; swaps are applied one at a time in any case.
+/// carry at most `MAX_SWAP_BY_PATH` and pass; swaps are applied one at a time in any case.
 async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
     if !is_upload(request.headers()) {
         // A path and a config: small, so that such requests at once hold little memory.

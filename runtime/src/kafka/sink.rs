@@ -5,7 +5,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use super::KafkaClientError;
 use super::producer::{OutgoingRecord, OutputProducer};
 use super::transaction::TransactionalProducer;
-use crate::config::{KafkaDeadLetterConfig, KafkaSinkConfig};
+use crate::config::{KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig};
 use crate::pipeline::DeadLetter;
 use crate::wasm::{Record, Records};
 
@@ -19,15 +19,7 @@ impl KafkaSink {
     pub fn new(config: &KafkaSinkConfig, transactions: Option<&TransactionalProducer>) -> Result<KafkaSink, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => {
-                super::admin::check_reachable(&config.brokers, &config.properties)?;
-                OutputProducer::new(
-                    &config.brokers,
-                    &config.topic,
-                    &config.properties,
-                    &[("partitioner", config.partitioning.partitioner())],
-                )?
-            }
+            None => reachable_producer(&config.brokers, &config.topic, &config.properties, config.partitioning.partitioner())?,
         };
         Ok(KafkaSink { producer })
     }
@@ -67,10 +59,7 @@ impl KafkaDeadLetters {
     ) -> Result<KafkaDeadLetters, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => {
-                super::admin::check_reachable(&config.brokers, &config.properties)?;
-                OutputProducer::new(&config.brokers, &config.topic, &config.properties, &[("partitioner", "murmur2_random")])?
-            }
+            None => reachable_producer(&config.brokers, &config.topic, &config.properties, "murmur2_random")?,
         };
         Ok(KafkaDeadLetters { producer, pipeline: pipeline.to_owned() })
     }
@@ -100,6 +89,17 @@ impl KafkaDeadLetters {
 }
 
 /// The record's own headers, after `first` if given.
+/// An output's own producer, once its brokers have answered (`admin::check_reachable`).
+fn reachable_producer(
+    brokers: &str,
+    topic: &str,
+    properties: &KafkaProperties,
+    partitioner: &str,
+) -> Result<OutputProducer, KafkaClientError> {
+    super::admin::check_reachable(brokers, properties)?;
+    OutputProducer::new(brokers, topic, properties, &[("partitioner", partitioner)])
+}
+
 fn record_headers(record: &Record<'_>, first: Option<OwnedHeaders>) -> Option<OwnedHeaders> {
     let mut headers = record.headers().peekable();
     if first.is_none() && headers.peek().is_none() {
