@@ -2,6 +2,7 @@
 //! whose results do not depend on the order of their values.
 
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 
 /// A sum with Neumaier compensation: exact enough that `0.1 + 0.2 + ...` reads as expected,
 /// and accurate when values of very different magnitudes cancel. Mergeable.
@@ -118,6 +119,94 @@ impl ExactSum {
         }
         high.is_finite().then_some(high)
     }
+
+    /// The exact sum divided by `divisor` (at least 1), correctly rounded (half to even), as
+    /// Python's `statistics.fmean` of the exact values would be: `8.0 + 1.6 + 2.7` over 3 is
+    /// `4.1`, where dividing the rounded sum gives `4.1000000000000005`. `None` if the sum
+    /// overflowed.
+    pub fn quotient(&self, divisor: u64) -> Option<f64> {
+        self.divided_by(u128::from(divisor))
+    }
+
+    fn divided_by(&self, divisor: u128) -> Option<f64> {
+        let estimate = self.value()? / divisor as f64;
+        let Some(divisor) = ExactInteger::of(divisor) else { return Some(estimate) };
+        Some(correctly_rounded(estimate, |multiple| self.sign_past(&divisor.times(multiple))))
+    }
+
+    /// The sign of this sum minus the exact sum of `parts`; `None` past the range.
+    fn sign_past(&self, parts: &[f64]) -> Option<Ordering> {
+        let mut difference = self.clone();
+        parts.iter().for_each(|part| difference.add(-part));
+        difference.value()?.partial_cmp(&0.0)
+    }
+}
+
+/// A positive integer as the exact sum of two doubles, for the exact products that decide a
+/// rounding.
+struct ExactInteger {
+    high: f64,
+    low: f64,
+}
+
+impl ExactInteger {
+    /// `None` from 2^106 on, where two doubles may not hold it exactly.
+    fn of(n: u128) -> Option<ExactInteger> {
+        let high = n as f64;
+        let low = i128::try_from(n).ok()?.checked_sub(high as i128)?;
+        (n < 1 << 106).then_some(ExactInteger { high, low: low as f64 })
+    }
+
+    /// The parts whose exact sum is this integer times the exact sum of `parts`.
+    fn times(&self, parts: &[f64]) -> Vec<f64> {
+        exact_products(parts, &[self.high, self.low])
+    }
+}
+
+/// The parts whose exact sum is the product of the exact sums of `left` and `right`.
+fn exact_products(left: &[f64], right: &[f64]) -> Vec<f64> {
+    let mut parts = Vec::with_capacity(left.len() * right.len() * 2);
+    for a in left {
+        for b in right {
+            let (product, error) = two_product(*a, *b);
+            parts.extend([product, error]);
+        }
+    }
+    parts
+}
+
+/// Within these magnitudes `two_product` is exact (its splitting does not overflow, its error
+/// term does not fall among the subnormals), so the checks that round are exact too.
+fn products_are_exact(x: f64) -> bool {
+    x == 0.0 || (1e-100..1e100).contains(&x.abs())
+}
+
+/// Rounds a real number `x` to the nearest double, half to even, from an `estimate` an ulp or
+/// two away and `sign_past(m)`, the sign of `x − m` for `m` the exact sum of one or two
+/// doubles. An estimate past the range where the checks are exact is returned as it is.
+fn correctly_rounded(estimate: f64, sign_past: impl Fn(&[f64]) -> Option<Ordering>) -> f64 {
+    if !products_are_exact(estimate) {
+        return estimate;
+    }
+    let mut rounded = estimate;
+    for _ in 0..4 {
+        let Some(side) = sign_past(&[rounded]) else { return estimate };
+        let neighbour = match side {
+            Ordering::Equal => return rounded,
+            Ordering::Greater => rounded.next_up(),
+            Ordering::Less => rounded.next_down(),
+        };
+        // Adjacent doubles differ by a power of two, so the half-way point is exact.
+        let half = (neighbour - rounded) / 2.0;
+        match sign_past(&[rounded, half]) {
+            None => return estimate,
+            Some(Ordering::Equal) if rounded.to_bits() & 1 == 0 => return rounded,
+            Some(Ordering::Equal) => return neighbour,
+            Some(past) if past == side => rounded = neighbour,
+            Some(_) => return rounded,
+        }
+    }
+    rounded
 }
 
 /// `a × b` exactly, as the rounded product and its error (Dekker's algorithm, without a
@@ -175,8 +264,30 @@ impl ExactMoments {
         moments
     }
 
-    /// The sample variance (n − 1); `None` with fewer than two values or when it overflows.
+    /// The sample variance (n − 1), correctly rounded; `None` with fewer than two values or
+    /// when it overflows.
     pub fn sample_variance(&self) -> Option<f64> {
+        let (numerator, pairs) = self.variance_terms()?;
+        let variance = numerator.divided_by(pairs)?;
+        variance.is_finite().then_some(variance.max(0.0))
+    }
+
+    /// The sample standard deviation, the square root of the exact sample variance correctly
+    /// rounded (not the rounded variance's root, which may be an ulp away); `None` as for
+    /// [`ExactMoments::sample_variance`].
+    pub fn sample_stddev(&self) -> Option<f64> {
+        let (numerator, pairs) = self.variance_terms()?;
+        let estimate = numerator.divided_by(pairs)?.max(0.0).sqrt();
+        if !estimate.is_finite() {
+            return None;
+        }
+        let Some(pairs) = ExactInteger::of(pairs) else { return Some(estimate) };
+        // x = √(numerator / pairs) against m ≥ 0: the sign of numerator − m² · pairs.
+        Some(correctly_rounded(estimate, |root| numerator.sign_past(&pairs.times(&exact_products(root, root)))))
+    }
+
+    /// `n·Σx² − (Σx)²` exactly, and `n·(n − 1)`: the variance is their quotient.
+    fn variance_terms(&self) -> Option<(ExactSum, u128)> {
         if self.count < 2 {
             return None;
         }
@@ -188,22 +299,105 @@ impl ExactMoments {
             numerator.add(high);
             numerator.add(low);
         }
-        for a in sum {
-            for b in sum {
-                let (high, low) = two_product(*a, *b);
-                numerator.add(-high);
-                numerator.add(-low);
-            }
+        for part in exact_products(sum, sum) {
+            numerator.add(-part);
         }
-        let numerator = numerator.value()?.max(0.0);
-        let variance = numerator / count / (count - 1.0);
-        variance.is_finite().then_some(variance)
+        Some((numerator, u128::from(self.count) * u128::from(self.count - 1)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{CompensatedSum, ExactMoments, ExactSum};
+    use proptest::prelude::*;
+
+    /// `numerator / denominator` correctly rounded (half to even), by integer long division:
+    /// the independent computation the rounding of quotients is checked against.
+    fn ratio_rounded(numerator: u128, denominator: u128) -> f64 {
+        if numerator == 0 {
+            return 0.0;
+        }
+        // A quotient of 54 bits: 53 kept, one to round with, and whether anything is left.
+        let mut shift = 53 + denominator.ilog2() as i32 - numerator.ilog2() as i32;
+        let (quotient, exact) = loop {
+            let (top, bottom) = if shift >= 0 { (numerator << shift, denominator) } else { (numerator, denominator << -shift) };
+            match top / bottom {
+                quotient if quotient < 1 << 53 => shift += 1,
+                quotient if quotient >= 1 << 54 => shift -= 1,
+                quotient => break (quotient, top.is_multiple_of(bottom)),
+            }
+        };
+        finish_rounding(quotient, exact, 1 - shift)
+    }
+
+    /// `√(numerator / denominator)` correctly rounded, by an integer square root.
+    fn root_rounded(numerator: u128, denominator: u128) -> f64 {
+        if numerator == 0 {
+            return 0.0;
+        }
+        let mut half_shift = (107 + denominator.ilog2() as i32 - numerator.ilog2() as i32) / 2;
+        let (root, exact) = loop {
+            let scaled = numerator << (2 * half_shift);
+            match (scaled / denominator).isqrt() {
+                root if root < 1 << 53 => half_shift += 1,
+                root if root >= 1 << 54 => half_shift -= 1,
+                root => break (root, scaled.is_multiple_of(denominator) && root * root == scaled / denominator),
+            }
+        };
+        finish_rounding(root, exact, 1 - half_shift)
+    }
+
+    /// The double of a 54-bit `value` × 2^(exponent − 1), its last bit and `exact` deciding.
+    fn finish_rounding(value: u128, exact: bool, exponent: i32) -> f64 {
+        let (mut kept, round) = (value >> 1, value & 1 == 1);
+        if round && (!exact || kept & 1 == 1) {
+            kept += 1;
+        }
+        kept as f64 * 2f64.powi(exponent)
+    }
+
+    proptest! {
+        /// Means, variances and standard deviations are the exact values correctly rounded:
+        /// values of sixteenths, so that the exact values are ratios of integers.
+        #[test]
+        fn means_variances_and_deviations_are_rounded_once(sixteenths in prop::collection::vec(-(1i64 << 20)..(1i64 << 20), 2..40)) {
+            let mut moments = ExactMoments::default();
+            let mut sum = ExactSum::default();
+            for value in &sixteenths {
+                moments.add(*value as f64 / 16.0);
+                sum.add(*value as f64 / 16.0);
+            }
+            let n = sixteenths.len() as i128;
+            let total: i128 = sixteenths.iter().map(|value| i128::from(*value)).sum();
+            let squares: i128 = sixteenths.iter().map(|value| i128::from(*value).pow(2)).sum();
+            let mean = ratio_rounded(total.unsigned_abs(), 16 * n as u128).copysign(total as f64);
+            prop_assert_eq!(sum.quotient(n as u64), Some(if total == 0 { 0.0 } else { mean }));
+            let (numerator, denominator) = ((n * squares - total * total) as u128, 256 * (n * (n - 1)) as u128);
+            prop_assert_eq!(moments.sample_variance(), Some(ratio_rounded(numerator, denominator)));
+            prop_assert_eq!(moments.sample_stddev(), Some(root_rounded(numerator, denominator)));
+        }
+    }
+
+    #[test]
+    fn a_mean_or_variance_rounds_once_where_dividing_the_rounded_sum_would_not() {
+        let mut mean = ExactSum::default();
+        [8.0, 1.6, 2.7].iter().for_each(|x| mean.add(*x));
+        assert_eq!((mean.value().unwrap() / 3.0, mean.quotient(3)), (4.1000000000000005, Some(4.1)));
+        let mut moments = ExactMoments::default();
+        [8.0, 7.0, 2.6].iter().for_each(|x| moments.add(*x));
+        assert_eq!(moments.sample_variance(), Some(8.253333333333334));
+        // Half-way between two doubles: to the even one, 2^53 rather than 2^53 + 2, and
+        // 2^53 + 4 rather than 2^53 + 2.
+        for (odd, expected) in [(2.0, 9_007_199_254_740_992.0), (6.0, 9_007_199_254_740_996.0)] {
+            let mut tie = ExactSum::default();
+            [18_014_398_509_481_984.0, odd].iter().for_each(|x| tie.add(*x));
+            assert_eq!(tie.quotient(2), Some(expected));
+        }
+        // Past the range where the checks are exact, the quotient is the rounded sum's.
+        let mut huge = ExactSum::default();
+        [1e300, 2e300].iter().for_each(|x| huge.add(*x));
+        assert_eq!(huge.quotient(3), Some(3e300 / 3.0));
+    }
 
     #[test]
     fn compensation_keeps_small_values_that_a_plain_sum_loses() {

@@ -223,10 +223,15 @@ fn parsed(field: &[u8]) -> Option<Value> {
     sluice_sdk::serde_json::from_slice(field).ok()
 }
 
-/// Equality where numbers compare by value (`1 == 1.0`), integers exactly.
+/// Equality where numbers compare by value (`1 == 1.0`), integers exactly, also inside arrays
+/// and objects; objects whatever the order of their members.
 pub fn json_equal(left: &Value, right: &Value) -> bool {
     match (left, right) {
         (Value::Number(a), Value::Number(b)) => numbers_order(as_number(a), as_number(b)) == Some(Ordering::Equal),
+        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(a, b)| json_equal(a, b)),
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(name, a)| b.get(name).is_some_and(|b| json_equal(a, b)))
+        }
         _ => left == right,
     }
 }

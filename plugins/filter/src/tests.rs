@@ -85,6 +85,23 @@ fn integers_either_side_of_the_fast_paths_compare_exactly() {
     );
 }
 
+/// Numbers inside arrays and objects compare by value too, and objects whatever the order of
+/// their members: `{"b": 1, "a": 2}` equals `{"a": 2.0, "b": 1}`, `[1, 2]` equals `[1, 2.0]`.
+#[test]
+fn arrays_and_objects_compare_their_numbers_by_value() {
+    let records: Vec<Value> =
+        [r#"{"a": {"b": 1, "a": 2}}"#, r#"{"a": {"a": 2.0, "b": 1}}"#, r#"{"a": 1}"#, r#"{"a": [1, 2]}"#, r#"{"a": [1, 2, 3]}"#]
+            .iter()
+            .map(|text| sluice_sdk::serde_json::from_str(text).unwrap())
+            .collect();
+    let kept = |config: Value| run(config, &records).iter().map(|record| record["a"].to_string()).collect::<Vec<_>>();
+    let objects = vec![r#"{"b":1,"a":2}"#, r#"{"a":2.0,"b":1}"#];
+    assert_eq!(kept(json!({"field": "a", "op": "eq", "value": {"a": 2, "b": 1}})), objects);
+    assert_eq!(kept(json!({"field": "a", "op": "in", "value": [1.0, [1, 2.0]]})), vec!["1", "[1,2]"]);
+    assert_eq!(kept(json!({"field": "a", "op": "ne", "value": {"a": 2.0, "b": 1}})), vec!["1", "[1,2]", "[1,2,3]"]);
+    assert_eq!(kept(json!({"field": "a", "op": "eq", "value": {"a": 2, "b": 1, "c": 3}})), Vec::<String>::new());
+}
+
 #[test]
 fn exists_missing_in_and_not_in() {
     let records = [json!({"c": "a"}), json!({"c": "b"}), json!({"d": 1})];

@@ -254,10 +254,10 @@ impl Accumulator {
             Accumulator::Count(n) => Value::from(*n),
             Accumulator::Sum(sum) => sum.value().map_or(Value::Null, number),
             Accumulator::Mean(_, 0) => Value::Null,
-            Accumulator::Mean(sum, n) => sum.value().map_or(Value::Null, |sum| number(sum / *n as f64)),
+            Accumulator::Mean(sum, n) => sum.quotient(*n).map_or(Value::Null, number),
             Accumulator::Min(value) | Accumulator::Max(value) => value.map_or(Value::Null, number),
             Accumulator::Variance(moments) => moments.sample_variance().map_or(Value::Null, number),
-            Accumulator::Stddev(moments) => moments.sample_variance().map_or(Value::Null, |v| number(v.sqrt())),
+            Accumulator::Stddev(moments) => moments.sample_stddev().map_or(Value::Null, number),
             Accumulator::Quantile(q, sketch) => sketch.quantile(*q).map_or(Value::Null, number),
             Accumulator::Distinct(set) => Value::from(set.count()),
             Accumulator::First(kept) | Accumulator::Last(kept) => {

@@ -37,8 +37,15 @@ impl WindowKey {
             .map(move |start| WindowKey { start, end: start.saturating_add(size) })
     }
 
+    /// Whether the two windows share a time. A window cut at the latest time holds that time
+    /// too, so a session there shares it with one that starts at it.
     fn overlaps(&self, other: &WindowKey) -> bool {
-        self.start < other.end && other.start < self.end
+        i128::from(self.start) < other.reach() && i128::from(other.start) < self.reach()
+    }
+
+    /// The first time past the window: its end, or past the latest time for an end cut there.
+    fn reach(&self) -> i128 {
+        i128::from(self.end) + i128::from(self.end == i64::MAX)
     }
 }
 

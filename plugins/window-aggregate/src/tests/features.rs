@@ -69,6 +69,18 @@ fn session_windows_merge_records_closer_than_the_gap_per_group() {
     assert_eq!(rest, vec![json!({"window_start": 25000, "window_end": 35000, "user": "a", "count": 1, "total": 2})]);
 }
 
+/// A session cut at the latest time holds that time, so a record there joins it, in either
+/// order of arrival.
+#[test]
+fn a_record_at_the_latest_time_joins_the_session_cut_there() {
+    let near = i64::MAX - 807;
+    for records in [[(json!({}), near), (json!({}), i64::MAX)], [(json!({}), i64::MAX), (json!({}), near)]] {
+        let mut op = operator(json!({"window": {"type": "session", "gap": "1h"}, "aggregates": [{"function": "count"}]}));
+        op.process_json(&records);
+        assert_eq!(counts_by_window(&json_values(&op.watermark(i64::MAX))), vec![(near, i64::MAX, 2)]);
+    }
+}
+
 #[test]
 fn a_record_bridging_two_sessions_merges_them() {
     let mut op = operator(json!({"window": {"type": "session", "gap": "10s"}, "aggregates": [{"function": "count"}]}));
