@@ -191,6 +191,13 @@ pub enum ServeError {
     Metrics { address: std::net::SocketAddr, error: std::io::Error },
 }
 
+impl ServeError {
+    /// Whether the pipeline did not start because the stop signal came first.
+    pub fn stopped_before_start(&self) -> bool {
+        matches!(self, ServeError::Command(CommandError::Start(start)) if start.is_stopped())
+    }
+}
+
 impl From<crate::topology::StartError> for ServeError {
     fn from(error: crate::topology::StartError) -> Self {
         ServeError::Command(error.into())

@@ -242,10 +242,16 @@ fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
     tracing::info!(pipeline = %path.display(), "starting");
     let stop = StopSignal::default();
     stop_on_ctrl_c(stop.clone());
-    let summary = commands::serve(&path, &plugins, &options, stop).map_err(|error| match error {
-        ServeError::Command(command) => anyhow::Error::new(command),
-        other => anyhow::Error::new(other),
-    })?;
+    let summary = match commands::serve(&path, &plugins, &options, stop) {
+        Ok(summary) => summary,
+        // A stop asked for while waiting for brokers at start: nothing was read, nothing lost.
+        Err(error) if error.stopped_before_start() => {
+            tracing::info!(pipeline = %path.display(), "stopped before the pipeline started: {error}");
+            return Ok(());
+        }
+        Err(ServeError::Command(command)) => return Err(anyhow::Error::new(command)),
+        Err(other) => return Err(anyhow::Error::new(other)),
+    };
     tracing::info!(pipeline = %path.display(), "finished: {summary}");
     let disabled = summary.disabled_operators();
     if !disabled.is_empty() {

@@ -241,6 +241,26 @@ impl Problems<'_> {
         })
     }
 
+    /// What `topic` is to this pipeline's Kafka sources on the same brokers, if it is one of
+    /// the topics Sluice keeps for them: a checkpoint topic, or an operator's repartition topic.
+    fn pipeline_topic_owner(&self, brokers: &str, topic: &str) -> Option<String> {
+        let same_brokers = |other: &str| !broker_set(other).is_empty() && broker_set(other) == broker_set(brokers);
+        let pipeline = self.pipeline.config.pipeline.name.get_ref().as_str();
+        self.pipeline.config.sources.iter().find_map(|source| match source.get_ref() {
+            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers) => {
+                if kafka.checkpoint_topic() == topic {
+                    return Some(format!("the checkpoint topic of source \"{}\"", source.get_ref().name()));
+                }
+                let group = kafka.group_id(pipeline);
+                self.pipeline.config.operators.iter().map(|operator| operator.get_ref().name.get_ref().as_str()).find_map(|operator| {
+                    (crate::kafka::repartition::repartition_topic(pipeline, &group, operator) == topic)
+                        .then(|| format!("the repartition topic of operator \"{operator}\""))
+                })
+            }
+            _ => None,
+        })
+    }
+
     /// Where `key` of the table at `table` is written, or the table when it is not found.
     fn key_in(&self, table: &Range<usize>, key: &str) -> Range<usize> {
         super::refused_value::key_span(self.pipeline.text.parsed(), table.clone(), None, key).unwrap_or(table.clone())
@@ -262,8 +282,7 @@ impl Problems<'_> {
         for (property, value) in properties {
             let problem = match resolve_property(property, value, reserved) {
                 Err(problem) => Some(problem.to_string()),
-                Ok(text) => crate::kafka::property_problem(property, &text)
-                    .map(|problem| format!("property \"{property}\": librdkafka refuses it: {problem}")),
+                Ok(text) => crate::kafka::property_problem(property, &text).map(|problem| format!("property \"{property}\": {problem}")),
             };
             if let Some(problem) = problem {
                 refused = true;
@@ -290,6 +309,11 @@ impl Problems<'_> {
                     "{what}: topic \"{topic}\" is read by source \"{source}\" on the same brokers: every record written would be \
                      read again, for ever; write to another topic"
                 ),
+            );
+        } else if let Some(owner) = self.pipeline_topic_owner(brokers, topic) {
+            self.report(
+                span.clone(),
+                format!("{what}: topic \"{topic}\" is {owner}, which Sluice writes and reads itself; write to another topic"),
             );
         }
         self.check_kafka_client(span, what, brokers, properties, RESERVED_PRODUCER_PROPERTIES, &[ClientKind::Producer]);

@@ -9,11 +9,14 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use super::{KafkaClientError, LoggingContext};
 use crate::config::KafkaProperties;
+use crate::pipeline::StopSignal;
 
 /// Longest wait for broker metadata and topic creation.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
-/// One request for the brokers' topics; a failed one is logged, then asked again.
-const METADATA_ATTEMPT: Duration = Duration::from_secs(5);
+/// How often a failed request for the brokers' topics is logged while it is asked again.
+const METADATA_WARNING: Duration = Duration::from_secs(5);
+/// One request for the brokers' topics: the stop signal is looked at between two.
+const METADATA_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Creates `topic` on `brokers` with `partitions` partitions (compacted if asked) unless it
 /// exists; returns how many partitions it has.
@@ -70,13 +73,14 @@ pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>
 
 /// Fails, within 30 s, unless `brokers` answer a metadata request: a producer alone would queue
 /// records for its `message.timeout.ms` (5 minutes) and say nothing meanwhile.
-pub fn check_reachable(brokers: &str, properties: &KafkaProperties) -> Result<(), KafkaClientError> {
+pub fn check_reachable(brokers: &str, properties: &KafkaProperties, stop: &StopSignal) -> Result<(), KafkaClientError> {
     let config = super::client_config(super::ClientKind::Metadata, brokers, properties, &[], &[])?;
-    all_topics(&config).map(drop)
+    all_topics(&config, stop).map(drop)
 }
 
-/// Every topic the brokers have, with its partition count, in one metadata request.
-pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
+/// Every topic the brokers have, with its partition count, in one metadata request. Brokers
+/// that do not answer are asked again for 30 s, unless `stop` is raised meanwhile.
+pub fn all_topics(config: &ClientConfig, stop: &StopSignal) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client: BaseConsumer<LoggingContext> =
         config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
     let brokers = config.get("bootstrap.servers").unwrap_or_default();
@@ -87,18 +91,25 @@ pub fn all_topics(config: &ClientConfig) -> Result<Vec<(String, u32)>, KafkaClie
     );
     // Asked in shorter attempts, each failure said at once: the wait for brokers that are
     // not there (a wrong address) shows in the log within seconds, not after the whole limit.
-    let deadline = Instant::now() + METADATA_TIMEOUT;
+    let started = Instant::now();
+    let deadline = started + METADATA_TIMEOUT;
+    let mut next_warning = started + METADATA_WARNING;
     let metadata = loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let last = remaining <= METADATA_ATTEMPT;
         match client.fetch_metadata(None, remaining.min(METADATA_ATTEMPT)) {
             Ok(metadata) => break metadata,
             Err(error) if last => return Err(KafkaClientError::kafka(what)(error)),
-            Err(error) => tracing::warn!(
-                brokers,
-                "no answer from the brokers yet ({error}); asking again until {} s have passed",
-                METADATA_TIMEOUT.as_secs()
-            ),
+            Err(_) if stop.is_raised() => return Err(KafkaClientError::Stopped { brokers: brokers.to_owned() }),
+            Err(error) if Instant::now() >= next_warning => {
+                next_warning += METADATA_WARNING;
+                tracing::warn!(
+                    brokers,
+                    "no answer from the brokers yet ({error}); asking again until {} s have passed",
+                    METADATA_TIMEOUT.as_secs()
+                );
+            }
+            Err(_) => {}
         }
     };
     Ok(metadata

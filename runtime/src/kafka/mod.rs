@@ -7,7 +7,7 @@ mod checkpoint;
 mod headers;
 mod partitions;
 mod producer;
-mod repartition;
+pub(crate) mod repartition;
 mod sink;
 mod source;
 mod transaction;
@@ -38,6 +38,9 @@ pub enum KafkaClientError {
     Kafka { what: String, error: KafkaError },
     #[error("{0}")]
     Checkpoint(String),
+    /// The stop signal came while waiting for the brokers at start.
+    #[error("stopped before brokers \"{brokers}\" answered")]
+    Stopped { brokers: String },
 }
 
 impl KafkaClientError {
@@ -76,10 +79,21 @@ pub fn client_config(
 
 /// Why librdkafka refuses one property, if it does (an unknown name, a value it cannot take),
 /// read alone as librdkafka reads a configuration.
+/// A number librdkafka would read as another (a fraction given to a property of whole
+/// milliseconds, which it cuts) is refused too.
 pub fn property_problem(property: &str, value: &str) -> Option<String> {
     let mut config = ClientConfig::new();
     config.set(property, value);
-    config.create_native_config().err().map(client_error_message)
+    let native = match config.create_native_config() {
+        Ok(native) => native,
+        Err(error) => return Some(format!("librdkafka refuses it: {}", client_error_message(error))),
+    };
+    let given = value.trim().parse::<f64>().ok()?;
+    let read = native.get(property).ok()?;
+    match read.trim().parse::<f64>() {
+        Ok(number) if number != given => Some(format!("librdkafka takes whole numbers only there, and would read {value} as {read}")),
+        _ => None,
+    }
 }
 
 /// Why librdkafka refuses to create a client of `kind` from these properties (those it takes)
@@ -112,10 +126,12 @@ pub fn client_problem(kind: ClientKind, properties: &KafkaProperties) -> Option<
 }
 
 fn client_error_message(error: KafkaError) -> String {
-    match error {
+    let message = match error {
         KafkaError::ClientConfig(_, message, _, _) | KafkaError::ClientCreation(message) => message,
         other => other.to_string(),
-    }
+    };
+    // librdkafka ends some messages with a newline and writes "`a`must be" in one.
+    message.trim_end().replace("`must", "` must")
 }
 
 /// The context of a client made only to be checked: it logs nothing (no brokers are named).

@@ -6,7 +6,7 @@ use super::KafkaClientError;
 use super::producer::{OutgoingRecord, OutputProducer};
 use super::transaction::TransactionalProducer;
 use crate::config::{KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig};
-use crate::pipeline::DeadLetter;
+use crate::pipeline::{DeadLetter, StopSignal};
 use crate::wasm::{Record, Records};
 
 /// A `type = "kafka"` sink: key, value, timestamp and headers of each record, unchanged.
@@ -16,10 +16,15 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     /// Its own idempotent producer; or, in an exactly-once pipeline, the transactional one.
-    pub fn new(config: &KafkaSinkConfig, transactions: Option<&TransactionalProducer>) -> Result<KafkaSink, KafkaClientError> {
+    /// Waits for the brokers to answer, at most 30 s or until `stop` is raised.
+    pub fn new(
+        config: &KafkaSinkConfig,
+        transactions: Option<&TransactionalProducer>,
+        stop: &StopSignal,
+    ) -> Result<KafkaSink, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => reachable_producer(&config.brokers, &config.topic, &config.properties, config.partitioning.partitioner())?,
+            None => reachable_producer(&config.brokers, &config.topic, &config.properties, config.partitioning.partitioner(), stop)?,
         };
         Ok(KafkaSink { producer })
     }
@@ -56,10 +61,11 @@ impl KafkaDeadLetters {
         config: &KafkaDeadLetterConfig,
         pipeline: &str,
         transactions: Option<&TransactionalProducer>,
+        stop: &StopSignal,
     ) -> Result<KafkaDeadLetters, KafkaClientError> {
         let producer = match transactions {
             Some(transactions) => transactions.output(&config.topic),
-            None => reachable_producer(&config.brokers, &config.topic, &config.properties, "murmur2_random")?,
+            None => reachable_producer(&config.brokers, &config.topic, &config.properties, "murmur2_random", stop)?,
         };
         Ok(KafkaDeadLetters { producer, pipeline: pipeline.to_owned() })
     }
@@ -88,18 +94,19 @@ impl KafkaDeadLetters {
     }
 }
 
-/// The record's own headers, after `first` if given.
 /// An output's own producer, once its brokers have answered (`admin::check_reachable`).
 fn reachable_producer(
     brokers: &str,
     topic: &str,
     properties: &KafkaProperties,
     partitioner: &str,
+    stop: &StopSignal,
 ) -> Result<OutputProducer, KafkaClientError> {
-    super::admin::check_reachable(brokers, properties)?;
+    super::admin::check_reachable(brokers, properties, stop)?;
     OutputProducer::new(brokers, topic, properties, &[("partitioner", partitioner)])
 }
 
+/// The record's own headers, after `first` if given.
 fn record_headers(record: &Record<'_>, first: Option<OwnedHeaders>) -> Option<OwnedHeaders> {
     let mut headers = record.headers().peekable();
     if first.is_none() && headers.peek().is_none() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{DeadLetterConfig, LoadedPipeline};
 use crate::kafka::{KafkaDeadLetters, TransactionalProducer};
-use crate::pipeline::DeadLetter;
+use crate::pipeline::{DeadLetter, StopSignal};
 
 /// Where dead letters are written. A file is opened (for appending) at the first dead letter,
 /// so that a run without any leaves no empty file behind.
@@ -61,6 +61,7 @@ impl DeadLetterSink {
         config: Option<&DeadLetterConfig>,
         pipeline: &LoadedPipeline,
         transactions: Option<&TransactionalProducer>,
+        stop: &StopSignal,
     ) -> io::Result<DeadLetterSink> {
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let lines = |target| Destination::Lines { target, writer: None };
@@ -68,7 +69,7 @@ impl DeadLetterSink {
             Some(DeadLetterConfig::Stderr(_)) => lines(LineTarget::Stderr),
             Some(DeadLetterConfig::File(file)) => lines(LineTarget::File(pipeline.resolve(&file.path))),
             Some(DeadLetterConfig::Kafka(kafka)) => {
-                Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions).map_err(|error| io::Error::other(error.to_string()))?)
+                Destination::Kafka(KafkaDeadLetters::new(kafka, &name, transactions, stop).map_err(io::Error::other)?)
             }
             None => lines(LineTarget::File(DeadLetterConfig::default_file(&name))),
         };

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{ConsoleSinkConfig, FileSinkConfig, LoadedPipeline, OutputFormat, SinkConfig, StdoutSinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
 use crate::monitor::{Monitor, ResultBoards, SinkMetrics};
-use crate::pipeline::KeySelector;
+use crate::pipeline::{KeySelector, StopSignal};
 use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
@@ -77,6 +77,7 @@ impl Sink {
         start: FileStart,
         transactions: Option<&TransactionalProducer>,
         monitor: &Monitor,
+        stop: &StopSignal,
     ) -> Result<Sink, SinkError> {
         let name = config.name();
         let pipeline_name = pipeline.config.pipeline.name.get_ref().to_string();
@@ -102,7 +103,7 @@ impl Sink {
                 lines(Box::new(file), *format, Some(durable))
             }
             SinkConfig::Kafka(kafka) => Output::Kafka(
-                KafkaSink::new(kafka, transactions)
+                KafkaSink::new(kafka, transactions, stop)
                     .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
             ),
             SinkConfig::Console(ConsoleSinkConfig { keep, chart, .. }) => {

@@ -45,9 +45,10 @@ pub fn start_kafka(start: KafkaStart<'_>) -> Result<Vec<KafkaSourceWorker>, Star
         let name = source.get_ref().name();
         let failed = |error: KafkaClientError| StartError::Kafka { source_name: name.clone(), error: Box::new(error) };
         pattern_spares_own_topics(&start, config).map_err(failed)?;
-        let topics = source_topics(config).map_err(failed)?;
-        warn_of_missing_topics(&name, config, &topics);
+        let topics = source_topics(config, &start.stop).map_err(failed)?;
         let repartitions = repartition_topics(&start, config, &topics).map_err(failed)?;
+        // After the refusal of missing topics with keyed exchanges, which do not wait for them.
+        warn_of_missing_topics(&name, config, &topics);
         let stages = stages(&start, index, &topics, &repartitions).map_err(failed)?;
         let settings = &start.pipeline.config.pipeline;
         let source_settings = KafkaSourceSettings {
@@ -179,9 +180,9 @@ fn stages(
 /// those its `pattern` matches (internal `__…` topics left out). Looked up once at start, for
 /// the warning about missing topics, the repartition topics' size and the upstreams of the
 /// stages behind an exchange.
-fn source_topics(config: &KafkaSourceConfig) -> Result<Vec<(String, u32)>, KafkaClientError> {
+fn source_topics(config: &KafkaSourceConfig, stop: &StopSignal) -> Result<Vec<(String, u32)>, KafkaClientError> {
     let client = crate::kafka::client_config(crate::kafka::ClientKind::Metadata, &config.brokers, &config.properties, &[], &[])?;
-    let present = all_topics(&client)?.into_iter().filter(|(_, partitions)| *partitions > 0);
+    let present = all_topics(&client, stop)?.into_iter().filter(|(_, partitions)| *partitions > 0);
     Ok(match &config.pattern {
         None => present.filter(|(topic, _)| config.topics.contains(topic)).collect(),
         Some(pattern) => {

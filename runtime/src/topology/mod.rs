@@ -54,6 +54,20 @@ pub enum StartError {
     Thread(std::io::Error),
 }
 
+impl StartError {
+    /// Whether the start gave up because the stop signal came while it waited for brokers.
+    pub fn is_stopped(&self) -> bool {
+        let stopped = |error: &KafkaClientError| matches!(error, KafkaClientError::Stopped { .. });
+        match self {
+            StartError::Kafka { error, .. } | StartError::Sink(SinkError::KafkaClient { error, .. }) => stopped(error),
+            StartError::DeadLetter(error) => {
+                error.get_ref().and_then(|inner| inner.downcast_ref::<KafkaClientError>()).is_some_and(stopped)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why a running pipeline failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -231,7 +245,7 @@ impl RunningPipeline {
         let transactions = open_transactions(pipeline)?;
         let sinks = outputs::start_sinks(pipeline, outputs_start, transactions.as_deref(), &monitor, &stop)?;
         let state_directory = local_state.as_ref().map(|(directory, _)| directory.as_ref());
-        let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, state_directory, transactions.as_deref(), &monitor)?;
+        let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, state_directory, transactions.as_deref(), &monitor, &stop)?;
         let name = pipeline.config.pipeline.name.get_ref().to_string();
         let control = PipelineControl::observed(name, specs, monitor, graph.view());
         if let Incarnation::Restart(carried) = incarnation {

@@ -74,7 +74,7 @@ pub fn start_sinks(
 ) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new(), files: BTreeMap::new() };
     for config in &pipeline.config.sinks {
-        let sink = Sink::build(config.get_ref(), pipeline, start.file_start(&config.get_ref().name()), transactions, monitor)?;
+        let sink = Sink::build(config.get_ref(), pipeline, start.file_start(&config.get_ref().name()), transactions, monitor, stop)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
         if let Some(file) = sink.file() {
@@ -99,9 +99,10 @@ pub fn start_dead_letters(
     state: Option<&StateDirectory>,
     transactions: Option<&TransactionalProducer>,
     monitor: &Monitor,
+    stop: &StopSignal,
 ) -> Result<StartedDeadLetters, StartError> {
     let config = pipeline.config.dead_letter.as_ref().map(|dead_letter| dead_letter.get_ref());
-    let sink = DeadLetterSink::build(config, pipeline, transactions).map_err(StartError::DeadLetter)?;
+    let sink = DeadLetterSink::build(config, pipeline, transactions, stop).map_err(StartError::DeadLetter)?;
     let file = sink.file().map(Path::to_path_buf);
     let cut_failed = |path: &Path, error: std::io::Error| {
         StartError::DeadLetter(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))

@@ -233,3 +233,35 @@ topic = "clicks"
     assert!(error.contains(&format!("cannot list the topics of brokers \"127.0.0.1:{port}\" within 30 s")), "{error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(90), "bounded: {:?}", started.elapsed());
 }
+
+/// A SIGTERM while the start waits for brokers that do not answer stops the wait at once and
+/// exits 0, as a stop does (before, the wait ran its 30 s and the run failed with the reason).
+#[test]
+fn sigterm_while_waiting_for_brokers_at_start_stops_at_once() {
+    let scratch = Scratch::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
+    let path = scratch.pipeline(&format!(
+        r#"
+[pipeline]
+name = "stopped-at-start"
+
+[[sources]]
+type = "generator"
+count = 10
+
+[[sinks]]
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topic = "clicks"
+"#
+    ));
+    let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &path, "sluice.log");
+    let limit = std::time::Duration::from_secs(25);
+    crate::broker::wait_for(limit, "the warning that the brokers do not answer", || {
+        sluice.log_text().contains("no answer from the brokers yet")
+    });
+    let signalled = std::time::Instant::now();
+    assert!(sluice.terminate(std::time::Duration::from_secs(10)), "exits 0 once stopped:\n{}", sluice.log_text());
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "stopped within a request: {:?}", signalled.elapsed());
+    assert!(sluice.log_text().contains("stopped before the pipeline started"), "{}", sluice.log_text());
+}
