@@ -73,6 +73,22 @@ pub enum Input<'v> {
 
 impl AggregateConfig {
     /// Refuses aggregates whose settings do not fit their function.
+    /// What this aggregate computes, whatever its output name: `count`, `sum(price)`,
+    /// `quantile(price, q = 0.9)`, `count when event_type = "view"`.
+    pub fn describe(&self) -> String {
+        let function = format!("{:?}", self.function).to_lowercase();
+        let mut text = match (&self.field, self.q) {
+            (None, _) => function,
+            (Some(field), None) => format!("{function}({field})"),
+            (Some(field), Some(q)) => format!("{function}({field}, q = {q})"),
+        };
+        if let Some(when) = &self.when {
+            text.push_str(&format!(" when {} = ", when.field));
+            json::write_canonical_value(&mut text, &when.equals);
+        }
+        text
+    }
+
     pub fn check(&self) -> Result<(), String> {
         let function = format!("{:?}", self.function).to_lowercase();
         match (self.function, &self.field, self.q) {

@@ -44,7 +44,7 @@ pub use aggregate::{Accumulator, AggregateConfig, Function, Input};
 pub use panes::PaneShape;
 use result::ResultNames;
 pub use sketch::{DISTINCT_PRECISION, QUANTILE_RELATIVE_ERROR};
-pub use windows::{GroupState, OpenWindows, WindowKey};
+pub use windows::{Definition, GroupState, OpenWindows, WindowKey};
 
 /// The `config` table of a window-aggregate operator.
 #[derive(Debug, Deserialize)]
@@ -160,6 +160,10 @@ impl Operator for WindowAggregate {
         let result_names = ResultNames::new(&config.group_by, &config.aggregates, &computed);
         let mut windows = OpenWindows::default();
         windows.use_panes(PaneShape::of(&config.window));
+        windows.define(Definition {
+            group_by: config.group_by.iter().map(ToString::to_string).collect(),
+            aggregates: config.aggregates.iter().map(AggregateConfig::describe).collect(),
+        });
         Ok(WindowAggregate {
             window: config.window,
             lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
@@ -234,6 +238,7 @@ impl Operator for WindowAggregate {
 
     fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
         let mut windows: OpenWindows = state.decode()?;
+        windows.redefine(self.windows.definition().cloned().unwrap_or_default())?;
         windows.use_panes(PaneShape::of(&self.window));
         self.windows = windows;
         Ok(())

@@ -85,22 +85,58 @@ pub struct OpenWindows {
     sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
     watermark: Option<i64>,
     panes: Panes,
+    /// What the accumulators compute (`None` in states before version 5, which did not say).
+    definition: Option<Definition>,
 }
 
-/// Version 4 made sums, moments and first/last independent of arrival order (the arrival
-/// sequence is gone); version 3 added the panes; versions 1 to 3 are migrated.
+/// What the accumulators of open windows were made for: the group fields and each aggregate,
+/// in order ([`crate::AggregateConfig::describe`]), output names aside. Windows restored under
+/// another definition would mix results of two configurations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    pub group_by: Vec<String>,
+    pub aggregates: Vec<String>,
+}
+
+impl std::fmt::Display for Definition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "aggregates [{}] grouped by [{}]", self.aggregates.join(", "), self.group_by.join(", "))
+    }
+}
+
+/// Version 5 records the definition; version 4 made sums, moments and first/last independent
+/// of arrival order (the arrival sequence is gone); version 3 added the panes; versions 1 to 4
+/// are migrated.
 impl VersionedState for OpenWindows {
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         let mut windows = match version {
             1 => sluice_sdk::state::decode_bytes::<OpenWindowsV1>(bytes).map(OpenWindows::from),
             2 => sluice_sdk::state::decode_bytes::<OpenWindowsV2>(bytes).map(OpenWindows::from),
             3 => sluice_sdk::state::decode_bytes::<OpenWindowsV3>(bytes).map(OpenWindows::from),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 4")),
+            4 => sluice_sdk::state::decode_bytes::<OpenWindowsV4>(bytes).map(OpenWindows::from),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 5")),
         }?;
-        windows.accumulators_mut().for_each(Accumulator::upgrade);
+        if version < 4 {
+            windows.accumulators_mut().for_each(Accumulator::upgrade);
+        }
         Ok(windows)
+    }
+}
+
+/// The state layout of version 4: no definition.
+#[derive(Deserialize)]
+struct OpenWindowsV4 {
+    windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
+    sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    panes: Panes,
+}
+
+impl From<OpenWindowsV4> for OpenWindows {
+    fn from(old: OpenWindowsV4) -> Self {
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: old.panes, definition: None }
     }
 }
 
@@ -117,7 +153,7 @@ struct OpenWindowsV3 {
 
 impl From<OpenWindowsV3> for OpenWindows {
     fn from(old: OpenWindowsV3) -> Self {
-        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: old.panes }
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: old.panes, definition: None }
     }
 }
 
@@ -133,7 +169,7 @@ struct OpenWindowsV2 {
 
 impl From<OpenWindowsV2> for OpenWindows {
     fn from(old: OpenWindowsV2) -> Self {
-        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: Panes::default() }
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: Panes::default(), definition: None }
     }
 }
 
@@ -152,7 +188,7 @@ impl From<OpenWindowsV1> for OpenWindows {
             .into_iter()
             .map(|(key, groups)| (key, groups.into_iter().map(|(g, a)| (KeyText::from(g), fresh(a))).collect()))
             .collect();
-        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, panes: Panes::default() }
+        OpenWindows { windows, sessions: BTreeMap::new(), watermark: old.watermark, panes: Panes::default(), definition: None }
     }
 }
 
@@ -308,5 +344,31 @@ impl OpenWindows {
     /// Whether no window is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub fn definition(&self) -> Option<&Definition> {
+        self.definition.as_ref()
+    }
+
+    /// Records what the accumulators compute from now on.
+    pub fn define(&mut self, definition: Definition) {
+        self.definition = Some(definition);
+    }
+
+    /// Takes these restored windows under `definition`, unless windows still open were made
+    /// for another one (a state that did not record its definition is taken as it is).
+    pub fn redefine(&mut self, definition: Definition) -> Result<(), String> {
+        match &self.definition {
+            Some(made_for) if *made_for != definition && !self.is_empty() => Err(format!(
+                "the state holds {} open window(s) of {made_for}, and this configuration has {definition}: restored, those windows \
+                 would mix the two; keep the aggregates and group_by, start the new ones without the state (sluice swap \
+                 --discard-state: the open windows start again empty), or add a second window-aggregate beside this one",
+                self.len()
+            )),
+            _ => {
+                self.definition = Some(definition);
+                Ok(())
+            }
+        }
     }
 }

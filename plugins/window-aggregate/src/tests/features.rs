@@ -212,7 +212,69 @@ fn state_of_version_1_is_migrated() {
     let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&restored)).unwrap();
     op.process_json(&[record("a", 1.0, 1_000)]);
     assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
-    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 4"));
+    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 5"));
+}
+
+/// A restore under other aggregates or group fields is refused while windows made under the
+/// old ones are open (their results would mix the two: a swap that changed `count` into
+/// `max` wrote counts under the new name); output names may change, and once the windows
+/// have closed anything may.
+#[test]
+fn a_restore_under_other_aggregates_is_refused_while_their_windows_are_open() {
+    let counting =
+        json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"], "aggregates": [{"function": "count", "as": "n"}]});
+    let mut op = operator(counting);
+    op.process_json(&[(json!({"k": "a", "q": 3}), 1_000), (json!({"k": "b", "q": 5}), 12_000)]);
+    op.watermark(10_000);
+    let open = op.snapshot();
+    let other = [
+        json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"],
+               "aggregates": [{"function": "max", "field": "q", "as": "n"}, {"function": "count", "as": "cnt"}]}),
+        json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["q"], "aggregates": [{"function": "count", "as": "n"}]}),
+        json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"],
+               "aggregates": [{"function": "count", "as": "n", "when": {"field": "q", "equals": 5}}]}),
+    ];
+    for config in &other {
+        let error = Harness::<WindowAggregate>::restored(config.clone(), open.clone()).err().expect("refused");
+        assert!(error.contains("the state holds 1 open window(s) of aggregates [count] grouped by [k]"), "{error}");
+    }
+    let error = Harness::<WindowAggregate>::restored(other[0].clone(), open.clone()).err().unwrap_or_default();
+    assert!(error.contains("this configuration has aggregates [max(q), count] grouped by [k]"), "{error}");
+    let renamed =
+        json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"], "aggregates": [{"function": "count", "as": "total"}]});
+    let mut renamed = Harness::<WindowAggregate>::restored(renamed, open.clone()).expect("output names may change");
+    assert_eq!(
+        json_values(&renamed.watermark(i64::MAX)),
+        vec![json!({"window_start": 10_000, "window_end": 20_000, "k": "b", "total": 1})]
+    );
+    op.watermark(i64::MAX);
+    let mut changed = Harness::<WindowAggregate>::restored(other[0].clone(), op.snapshot()).expect("no window open");
+    changed.process_json(&[(json!({"k": "a", "q": 7}), i64::MAX)]);
+    assert!(changed.watermark(i64::MAX).is_empty(), "the watermark had passed");
+}
+
+/// The state layout of version 4: no definition of the aggregates.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StateV4 {
+    windows: BTreeMap<WindowKey, BTreeMap<String, crate::windows::GroupState>>,
+    sessions: BTreeMap<String, std::collections::BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    panes: crate::panes::Panes,
+}
+
+impl VersionedState for StateV4 {
+    const VERSION: u32 = 4;
+}
+
+#[test]
+fn state_of_version_4_is_migrated_and_restored_under_any_aggregates() {
+    let group = crate::windows::GroupState { accumulators: vec![Accumulator::Count(4)], revisions: 0, dirty: false };
+    let windows = BTreeMap::from([(WindowKey { start: 0, end: 10_000 }, BTreeMap::from([("[\"a\"]".to_owned(), group)]))]);
+    let old = StateV4 { windows, sessions: BTreeMap::new(), watermark: Some(500), panes: crate::panes::Panes::default() };
+    let config = json!({"window": {"type": "tumbling", "size": "10s"}, "group_by": ["k"], "aggregates": [{"function": "count"}]});
+    let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&old)).unwrap();
+    op.process_json(&[(json!({"k": "a"}), 1_000)]);
+    assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
 }
 
 /// The state layout of version 3: an arrival sequence, compensated sums.
