@@ -19,8 +19,11 @@ pub enum BoundedReadError {
 }
 
 /// The bytes of the regular file at `path`, refusing it if it holds more than `limit` bytes.
+/// Opened without blocking, so that a named pipe without a writer is refused at once rather
+/// than waited on (opening it for reading would wait for a writer).
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BoundedReadError> {
-    let file = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     let metadata = file.metadata()?;
     if metadata.is_dir() {
         return Err(BoundedReadError::Directory);
@@ -66,5 +69,15 @@ mod tests {
         assert_eq!(read_bounded(&path, 2048).expect("read").len(), 2048);
         assert!(matches!(read_bounded(&dir.path().join("missing"), 1024), Err(BoundedReadError::Io(_))));
         assert!(matches!(read_bounded(dir.path(), 1024), Err(BoundedReadError::Directory)));
+    }
+
+    #[test]
+    fn a_named_pipe_without_a_writer_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let fifo = dir.path().join("plugin.wasm");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: mkfifo reads the NUL-terminated path and creates the pipe; nothing else.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+        assert!(matches!(read_bounded(&fifo, 1024), Err(BoundedReadError::NotRegular)));
     }
 }

@@ -73,9 +73,12 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
             None => post,
         };
         let sent = request.send(post);
-        // One upload is received at a time: the server says when to try again.
+        // One upload is received at a time: the server says when to try again. It answers
+        // before it reads the body and closes the connection, so an upload still being sent
+        // may see its connection closed rather than the answer.
         let wait = match &sent {
             Ok(response) if response.status() == 429 => retry_after(response),
+            Err(ureq::Error::Io(error)) if request.is_upload() && closed_while_sending(error) => Some(Duration::from_secs(1)),
             _ => None,
         };
         match wait {
@@ -157,6 +160,10 @@ impl Request {
         }
     }
 
+    fn is_upload(&self) -> bool {
+        matches!(self, Request::Upload(_))
+    }
+
     fn action(&self) -> &'static str {
         match self {
             Request::Rollback => "rollback",
@@ -167,10 +174,17 @@ impl Request {
     fn send(&self, post: ureq::RequestBuilder<ureq::typestate::WithBody>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         match self {
             Request::Rollback => post.send_empty(),
-            Request::Upload(bytes) => post.header("content-type", "application/wasm").send(&bytes[..]),
+            // The body follows once the server says it will read it (100 Continue), so that an
+            // upload refused with 429 is not sent at all.
+            Request::Upload(bytes) => post.header("content-type", "application/wasm").header("expect", "100-continue").send(&bytes[..]),
             Request::ByPath(body) => post.header("content-type", "application/json").send(body.as_str()),
         }
     }
+}
+
+/// Whether the server closed the connection while the request was still being sent.
+fn closed_while_sending(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
 }
 
 /// The wait a 429 answer asks for (`Retry-After` in seconds), at least a tenth of a second.

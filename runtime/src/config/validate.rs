@@ -170,8 +170,12 @@ impl Problems<'_> {
                 }
             }
             SourceConfig::File(file) => {
-                if let Some(problem) = file_source_problem(&self.pipeline.resolve(&file.path)) {
-                    self.report(span, format!("source \"{name}\": {problem}"));
+                let problem = match file.path.as_os_str().is_empty() {
+                    true => Some("`path` is empty: name the file to read".to_owned()),
+                    false => file_source_problem(&self.pipeline.resolve(&file.path)),
+                };
+                if let Some(problem) = problem {
+                    self.report(self.key_in(&span, "path"), format!("source \"{name}\": {problem}"));
                 }
             }
             SourceConfig::Stdin(_) => {
@@ -595,9 +599,12 @@ impl Problems<'_> {
 
     /// An output file: its directory must exist, and the path must not be a directory.
     fn check_directory(&mut self, span: Range<usize>, what: &str, path: &Path) {
-        let path = self.pipeline.resolve(path);
-        if let Some(problem) = output_file_problem(&path) {
-            self.report(span, format!("{what}: {problem}"));
+        let problem = match path.as_os_str().is_empty() {
+            true => Some("`path` is empty: name the file to write".to_owned()),
+            false => output_file_problem(&self.pipeline.resolve(path)),
+        };
+        if let Some(problem) = problem {
+            self.report(self.key_in(&span, "path"), format!("{what}: {problem}"));
         }
     }
 
@@ -684,22 +691,54 @@ fn non_finite_number(table: &toml::Table) -> Option<String> {
 }
 
 /// Why an output file cannot be written at `path`, if it cannot: a directory, a missing
-/// directory, or one (or a file) the process may not write.
+/// directory, or one (or a file) the process may not write. A symbolic link is followed. The
+/// kernel is asked by opening: an existing file for appending (nothing is written), a new one
+/// by creating and removing a file beside it, since permissions alone do not tell (root may
+/// write anywhere but `/proc` and `/sys` refuse new files).
 fn output_file_problem(path: &Path) -> Option<String> {
+    let target = link_target(path);
+    let shown = match &target {
+        Some(target) => format!("{} (a link to {})", path.display(), target.display()),
+        None => path.display().to_string(),
+    };
+    let path = target.as_deref().unwrap_or(path);
     if path.is_dir() {
-        return Some(format!("{} is a directory: `path` names the file to write", path.display()));
+        return Some(format!("{shown} is a directory: `path` names the file to write"));
     }
     let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !directory.is_dir() {
-        return Some(format!("directory {} of {} does not exist", directory.display(), path.display()));
+        return Some(format!("directory {} of {shown} does not exist", directory.display()));
     }
-    if path.exists() && !permitted(path, libc::W_OK) {
-        return Some(format!("{} cannot be written: permission denied", path.display()));
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => {
+            std::fs::File::options().append(true).open(path).err().map(|error| format!("{shown} cannot be written: {error}"))
+        }
+        Ok(_) if !permitted(path, libc::W_OK) => Some(format!("{shown} cannot be written: permission denied")),
+        Ok(_) => None,
+        Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),
     }
-    if !path.exists() && !permitted(directory, libc::W_OK | libc::X_OK) {
-        return Some(format!("{} cannot be created: directory {} cannot be written in", path.display(), directory.display()));
+}
+
+/// Where a symbolic link at `path` points, resolved against the link's directory.
+fn link_target(path: &Path) -> Option<std::path::PathBuf> {
+    let target = std::fs::read_link(path).ok()?;
+    Some(match path.parent() {
+        Some(parent) if target.is_relative() => parent.join(target),
+        _ => target,
+    })
+}
+
+/// Why a new file cannot be created in `directory`, if it cannot: one is made and removed.
+fn creation_problem(directory: &Path) -> Option<std::io::Error> {
+    let probe = directory.join(format!(".sluice-validate-{}", std::process::id()));
+    match std::fs::File::options().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => None,
+        Err(error) => Some(error),
     }
-    None
 }
 
 /// Whether this process may use `path` as `mode` asks (`libc::R_OK`, `W_OK`, `X_OK`), as the

@@ -47,6 +47,7 @@ impl JsonLinesSource {
 
 fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords, output: &mut SourceOutput) -> Result<(), SourceError> {
     let mut line = Vec::new();
+    let length_at_start = reader.get_ref().metadata().map_or(0, |metadata| metadata.len());
     loop {
         // Reading past the buffer may block (a FIFO, a file still being written): what
         // lingers goes first, and checkpoint barriers are taken.
@@ -55,7 +56,11 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
         }
         line.clear();
         let length = read_line_within(&mut reader, &mut line).map_err(|error| SourceError::Read { source_name: name.into(), error })?;
-        if length.read == 0 || output.stop.is_raised() {
+        if length.read == 0 {
+            warn_if_shrunk(name, &mut reader, length_at_start);
+            break;
+        }
+        if output.stop.is_raised() {
             break;
         }
         if records.deliver(&line, (length.content > MAX_LINE_BYTES).then_some(length.content), output).is_err() {
@@ -63,6 +68,23 @@ fn read_lines(name: &str, mut reader: BufReader<File>, mut records: LineRecords,
         }
     }
     Ok(())
+}
+
+/// At the end of a file: says so if it is now shorter than it was when reading began or than
+/// what was read of it (cut while it was read), since its last line read may have been cut.
+fn warn_if_shrunk(name: &str, reader: &mut BufReader<File>, length_at_start: u64) {
+    use std::io::Seek;
+    let (Ok(read), Ok(metadata)) = (reader.stream_position(), reader.get_ref().metadata()) else { return };
+    if metadata.is_file() && metadata.len() < read.max(length_at_start) {
+        tracing::warn!(
+            source = name,
+            read,
+            length_at_start,
+            length = metadata.len(),
+            "the file is shorter than when reading began: it was cut while it was read, and its last line read may be \
+             incomplete (a dead letter if it is not a JSON object)"
+        );
+    }
 }
 
 /// The longest line read as a record: a longer one goes to the dead-letter sink with its first

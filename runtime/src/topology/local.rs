@@ -293,7 +293,7 @@ pub fn layout(pipeline: &LoadedPipeline, plan: &Plan) -> String {
 
 /// What each file or generator source reads, as far as its checkpoints depend on it: the file
 /// (its path and first line: appending keeps it, replacing the file changes it), or the
-/// generator's records (seed and shape; not its rate or count).
+/// generator's records (seed and shape, anomalies included; not its rate or count).
 pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
     pipeline
         .config
@@ -312,14 +312,14 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
                     format!("file {}, first line {}", path.display(), crate::wasm::Digest::of(&first_line))
                 }
                 SourceConfig::Generator(generator) => format!(
-                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {} anomalies{}",
+                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {}{}",
                     generator.seed,
                     generator.start_time,
                     generator.event_interval.millis(),
                     generator.disorder.millis(),
                     generator.users,
                     generator.items,
-                    generator.anomalies.len(),
+                    anomalies_identity(&generator.anomalies),
                     // Appended only when set, so that checkpoints written before labels existed still match.
                     if generator.labels { ", labels" } else { "" }
                 ),
@@ -347,4 +347,42 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
             Some((source.name(), identity))
         })
         .collect()
+}
+
+/// The generator's anomalies as an input identity: each one whole, since a changed factor or
+/// time changes the records (written "0 anomalies" when there are none, as before).
+fn anomalies_identity(anomalies: &[crate::config::AnomalyConfig]) -> String {
+    if anomalies.is_empty() {
+        return "0 anomalies".into();
+    }
+    let each: Vec<String> = anomalies
+        .iter()
+        .map(|anomaly| {
+            let category = anomaly.category.as_deref().map_or(String::new(), |category| format!(" in {category:?}"));
+            format!("from {} for {} ms{category}, prices × {}", anomaly.start, anomaly.duration.millis(), anomaly.price_factor)
+        })
+        .collect();
+    format!("anomalies [{}]", each.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anomalies_identity;
+    use crate::config::AnomalyConfig;
+
+    fn anomaly(price_factor: f64) -> AnomalyConfig {
+        toml::from_str(&format!(
+            "start = \"2026-01-01T00:00:00Z\"\nduration = \"1h\"\ncategory = \"books\"\nprice_factor = {price_factor:?}"
+        ))
+        .expect("an anomaly")
+    }
+
+    /// A checkpoint of a generator resumes only with the same anomalies: another factor makes
+    /// other records (before, only their number was compared).
+    #[test]
+    fn anomalies_are_part_of_the_generators_input_whole() {
+        assert_eq!(anomalies_identity(&[]), "0 anomalies");
+        assert_eq!(anomalies_identity(&[anomaly(10.0)]), "anomalies [from 2026-01-01T00:00:00Z for 3600000 ms in \"books\", prices × 10]");
+        assert_ne!(anomalies_identity(&[anomaly(10.0)]), anomalies_identity(&[anomaly(1000.0)]));
+    }
 }

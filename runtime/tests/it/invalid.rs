@@ -56,6 +56,7 @@ invalid_cases! {
     every_error_reported => "every-error-reported",
     exactly_once_file_sink => "exactly-once-file-sink",
     exactly_once_local_source => "exactly-once-local-source",
+    file_sink_cannot_be_created => "file-sink-cannot-be-created",
     file_source_directory => "file-source-directory",
     granted_file_missing => "granted-file-missing",
     graph_cycle => "graph-cycle",
