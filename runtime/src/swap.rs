@@ -57,7 +57,8 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: SwapArgs) -> anyhow::Result<()> {
-    let root = if args.admin.contains("://") { args.admin.trim_end_matches('/').to_owned() } else { format!("http://{}", args.admin) };
+    let admin = args.admin.trim_end_matches('/');
+    let root = if admin.contains("://") { admin.to_owned() } else { format!("http://{admin}") };
     let base = format!("{root}/pipelines/{}/operators/{}", args.pipeline, args.operator);
     let query = if args.discard_state { "?state=discard" } else { "" };
     let agent = agent(args.admin_ca.as_deref())?;
@@ -154,6 +155,11 @@ impl Request {
                     )
                 };
                 let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
+                if let Some(config) = config.as_ref().filter(|config| !config.is_object()) {
+                    bail!(
+                        "--config must be a JSON object, the operator's whole config as in the pipeline file's `config` table; got {config}"
+                    )
+                }
                 Ok(Request::ByPath(json!({"path": path, "config": config}).to_string()))
             }
             (None, false) => bail!("name the new component, or pass --rollback"),

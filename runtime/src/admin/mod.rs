@@ -230,7 +230,10 @@ async fn swap(
 
 /// Whether a swap request carries the component's bytes rather than a path.
 fn is_upload(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|kind| kind.as_bytes().starts_with(b"application/wasm"))
+    // Media types are case-insensitive (`application/WASM`); parameters may follow.
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().trim_ascii_start().to_ascii_lowercase().starts_with(b"application/wasm"))
 }
 
 /// Reads a swap request's body whole and bounded, and lets one upload in at a time: each is
@@ -295,9 +298,17 @@ fn swap_blocking(
         let origin = PathBuf::from(format!("upload for {operator}"));
         (plugins.load_bytes(&origin, body), None)
     } else {
-        let request: SwapByPath = serde_json::from_slice(body).map_err(|error| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("expected {{\"path\": ...}} or an application/wasm body: {error}"))
-        })?;
+        let expected = |error: String| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("expected a JSON object {{\"path\": ..., \"config\": {{...}}}} or an application/wasm body: {error}"),
+            )
+        };
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| expected(error.to_string()))?;
+        if !value.is_object() {
+            return Err(expected(format!("got {}", sluice_sdk::json::kind(&value))));
+        }
+        let request: SwapByPath = serde_json::from_value(value).map_err(|error| expected(error.to_string()))?;
         (plugins.load(&request.path), request.config.map(|config| serde_json::Value::Object(config).to_string()))
     };
     let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error))?;

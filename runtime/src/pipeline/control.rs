@@ -41,6 +41,8 @@ pub struct SwapRecord {
     pub at_unix_ms: u64,
     pub operator: String,
     pub old_digest: String,
+    /// Empty when the new version could not be loaded (shown as `null`).
+    #[serde(serialize_with = "empty_as_null")]
     pub new_digest: String,
     /// `None` when the swap happened; else why the old version still runs.
     pub refused: Option<String>,
@@ -585,6 +587,11 @@ impl Prepared {
 /// Locks a mutex, recovering the data if a thread panicked while holding it.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An empty text as JSON `null`: a digest that does not exist.
+fn empty_as_null<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if text.is_empty() { serializer.serialize_none() } else { serializer.serialize_str(text) }
 }
 
 #[cfg(test)]
