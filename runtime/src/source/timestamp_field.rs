@@ -42,7 +42,7 @@ impl TimestampField {
 /// The time in field `name` of `line`, parsed whole.
 fn from_parsed(line: &[u8], name: &str) -> Result<i64, String> {
     let record: serde_json::Map<String, Value> =
-        serde_json::from_slice(line).map_err(|error| format!("line is not a JSON object: {error}"))?;
+        serde_json::from_slice(line).map_err(|error| format!("line is not a JSON object: {}", json_error_on_a_line(&error)))?;
     match record.get(name) {
         Some(Value::Number(number)) => number.as_i64().ok_or_else(|| not_an_integer(name)),
         Some(Value::String(text)) => from_rfc3339(text, name),
@@ -72,8 +72,23 @@ fn from_rfc3339(text: &str, name: &str) -> Result<i64, String> {
     parse_rfc3339_millis(text).map_err(|error| format!("timestamp field {name:?}: {error}"))
 }
 
+/// serde_json's reason for refusing one line, without its "line 1" (the line is the record's,
+/// named before): "expected value at column 7", or the nesting limit in words.
+fn json_error_on_a_line(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let reason = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
+    match reason {
+        "recursion limit exceeded" => "it nests arrays and objects more than 128 levels deep, which is not read".into(),
+        _ if error.column() > 0 => format!("{reason} at column {}", error.column()),
+        _ => reason.into(),
+    }
+}
+
 fn not_an_integer(name: &str) -> String {
-    format!("timestamp field {name:?} is not an integer of milliseconds (no fraction or exponent, at most ±9223372036854775807)")
+    format!(
+        "timestamp field {name:?} is not an integer of milliseconds (no fraction or exponent, from -9223372036854775808 to \
+         9223372036854775807)"
+    )
 }
 
 fn neither(name: &str) -> String {
@@ -111,6 +126,19 @@ mod tests {
             assert!(extract(&field, not_integer).unwrap_err().contains("not an integer"));
         }
         assert!(extract(&field, br#"{"ts": "yesterday"}"#).unwrap_err().contains("RFC 3339"));
+    }
+
+    /// A line's JSON error names the column only (the line is the record's, named before it),
+    /// and the nesting limit in words.
+    #[test]
+    fn a_line_that_is_not_json_is_told_by_column_and_deep_nesting_in_words() {
+        let field = TimestampField::new(Some("ts"));
+        let error = extract(&field, br#"{"ts": 4, "a": tru}"#).unwrap_err();
+        assert_eq!(error, "line is not a JSON object: expected ident at column 19");
+        let deep = format!("{{\"ts\": 1, \"a\": {}{}}}", "[".repeat(200), "]".repeat(200));
+        let error = extract(&field, deep.as_bytes()).unwrap_err();
+        assert!(error.contains("more than 128 levels deep"), "{error}");
+        assert_eq!(extract(&field, br#"{"ts": -9223372036854775808}"#), Ok(i64::MIN));
     }
 
     #[test]
