@@ -255,12 +255,30 @@ fn plain_shape_message(message: &str, written: &str) -> String {
     if is_date_time && message.starts_with("invalid type: map, expected a string") {
         return format!("a date-time is written as a string here: `\"{written}\"`");
     }
-    let message = message.replace("expected variant identifier", "expected a string naming one of the kinds this key takes");
+    let mut message = message.replace("expected variant identifier", "expected a string naming one of the kinds this key takes");
+    for (rust, plain) in INTEGER_TYPES {
+        if let Some(start) = message.strip_suffix(&format!("expected {rust}")) {
+            message = format!("{start}expected {plain}");
+        }
+    }
+    let message = message.replace(" as i128", "");
     match message.split_once(", expected struct ") {
         Some((found, _)) => format!("{found}, expected a table"),
         None => message,
     }
 }
+
+/// Rust's integer types, as serde names them in "expected u32", in the file's terms.
+const INTEGER_TYPES: [(&str, &str); 8] = [
+    ("u8", "a whole number from 0 to 255"),
+    ("u16", "a whole number from 0 to 65535"),
+    ("u32", "a whole number from 0 to 4294967295"),
+    ("u64", "a whole number from 0 to 18446744073709551615"),
+    ("usize", "a whole number from 0 to 18446744073709551615"),
+    ("i32", "a whole number from -2147483648 to 2147483647"),
+    ("i64", "a whole number from -9223372036854775808 to 9223372036854775807"),
+    ("isize", "a whole number from -9223372036854775808 to 9223372036854775807"),
+];
 
 /// The span of the table header or key with the most dotted parts, if any has more than one.
 fn deepest_key(contents: &str) -> Option<Range<usize>> {
