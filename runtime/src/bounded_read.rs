@@ -78,6 +78,10 @@ mod tests {
         let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("no NUL");
         // SAFETY: mkfifo reads the NUL-terminated path and creates the pipe; nothing else.
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
-        assert!(matches!(read_bounded(&fifo, 1024), Err(BoundedReadError::NotRegular)));
+        // In a thread, so that an open that waits for a writer fails the test instead of
+        // hanging it.
+        let (sender, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || sender.send(matches!(read_bounded(&fifo, 1024), Err(BoundedReadError::NotRegular))));
+        assert_eq!(answer.recv_timeout(std::time::Duration::from_secs(10)), Ok(true), "refused at once");
     }
 }

@@ -104,6 +104,8 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         };
         let running = match started {
             Ok(running) => running,
+            // Stopped while it waited for brokers: the stop applies to any definition.
+            Err(error) if error.is_stopped() => return Err(error.into()),
             // A reloaded definition that validated but cannot start: go back to the last one.
             Err(error) if previous.is_some() => {
                 tracing::error!(

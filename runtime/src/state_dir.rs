@@ -154,8 +154,14 @@ impl StateDirectory {
     }
 
     /// The latest checkpoint, if there is one; checked against what the pipeline reads now
-    /// (`inputs`) and how it runs (`layout`).
-    pub fn load(&self, layout: &str, inputs: &BTreeMap<String, String>) -> Result<Option<PipelineCheckpoint>, StateDirError> {
+    /// (`inputs`, or as older checkpoints described the same input: `older_inputs`) and how it
+    /// runs (`layout`).
+    pub fn load(
+        &self,
+        layout: &str,
+        inputs: &BTreeMap<String, String>,
+        older_inputs: &BTreeMap<String, String>,
+    ) -> Result<Option<PipelineCheckpoint>, StateDirError> {
         self.refuse_older_format()?;
         let path = self.checkpoint_path();
         let bytes = match fs::read(&path) {
@@ -166,7 +172,8 @@ impl StateDirectory {
         let checkpoint = PipelineCheckpoint::decode(&bytes)
             .map_err(|problem| StateDirError::Unreadable { path: path.display().to_string(), problem })?;
         for (source, now) in inputs {
-            if let Some(then) = checkpoint.inputs.get(source).filter(|then| *then != now) {
+            let same = |then: &&String| *then == now || older_inputs.get(source) == Some(*then);
+            if let Some(then) = checkpoint.inputs.get(source).filter(|then| !same(then)) {
                 return Err(StateDirError::InputChanged {
                     source_name: source.clone(),
                     path: path.display().to_string(),
@@ -290,11 +297,11 @@ mod tests {
         let dir = scratch("round-trip");
         let directory = StateDirectory::open(&dir, "pipe").unwrap();
         let checkpoint = round();
-        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), None);
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs, &BTreeMap::new()).unwrap(), None);
         directory.save(&checkpoint).unwrap();
-        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), Some(checkpoint.clone()));
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs, &BTreeMap::new()).unwrap(), Some(checkpoint.clone()));
         directory.remove().unwrap();
-        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs).unwrap(), None);
+        assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs, &BTreeMap::new()).unwrap(), None);
         drop(directory);
         fs::remove_dir_all(dir).unwrap();
     }
@@ -317,10 +324,13 @@ mod tests {
         let checkpoint = round();
         directory.save(&checkpoint).unwrap();
         let other_input = BTreeMap::from([("clicks".into(), "file b.jsonl".into())]);
-        let error = directory.load(&checkpoint.layout, &other_input).unwrap_err().to_string();
+        let error = directory.load(&checkpoint.layout, &other_input, &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.contains("then: file a.jsonl; now: file b.jsonl") && error.contains("remove the checkpoint"), "{error}");
-        let error = directory.load("clicks#0: count; clicks#1: count", &checkpoint.inputs).unwrap_err().to_string();
+        let error = directory.load("clicks#0: count; clicks#1: count", &checkpoint.inputs, &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.contains("another graph or parallelism"), "{error}");
+        let older = BTreeMap::from([("clicks".into(), "file a.jsonl".into())]);
+        let described_anew = BTreeMap::from([("clicks".into(), "file a.jsonl, said otherwise".into())]);
+        assert!(directory.load(&checkpoint.layout, &described_anew, &older).unwrap().is_some(), "an older description still matches");
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -329,10 +339,10 @@ mod tests {
         let dir = scratch("unreadable");
         let directory = StateDirectory::open(&dir, "pipe").unwrap();
         fs::write(directory.path().join("checkpoint.json"), b"not json").unwrap();
-        let error = directory.load("", &BTreeMap::new()).unwrap_err().to_string();
+        let error = directory.load("", &BTreeMap::new(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.contains("checkpoint.json") && error.contains("remove it"), "{error}");
         fs::write(directory.path().join("events.checkpoint.json"), b"{}").unwrap();
-        let error = directory.load("", &BTreeMap::new()).unwrap_err().to_string();
+        let error = directory.load("", &BTreeMap::new(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(error.contains("earlier version of Sluice"), "{error}");
         fs::remove_dir_all(dir).unwrap();
     }

@@ -74,12 +74,11 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
             None => post,
         };
         let sent = request.send(post);
-        // One upload is received at a time: the server says when to try again. It answers
-        // before it reads the body and closes the connection, so an upload still being sent
-        // may see its connection closed rather than the answer.
+        // One upload is received at a time: the server says when to try again (before the
+        // body is sent: see `Request::send`). A connection closed for another reason is not
+        // sent again, since the swap may have been applied.
         let wait = match &sent {
             Ok(response) if response.status() == 429 => retry_after(response),
-            Err(ureq::Error::Io(error)) if request.is_upload() && closed_while_sending(error) => Some(Duration::from_secs(1)),
             _ => None,
         };
         match wait {
@@ -166,10 +165,6 @@ impl Request {
         }
     }
 
-    fn is_upload(&self) -> bool {
-        matches!(self, Request::Upload(_))
-    }
-
     fn action(&self) -> &'static str {
         match self {
             Request::Rollback => "rollback",
@@ -186,11 +181,6 @@ impl Request {
             Request::ByPath(body) => post.header("content-type", "application/json").send(body.as_str()),
         }
     }
-}
-
-/// Whether the server closed the connection while the request was still being sent.
-fn closed_while_sending(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset)
 }
 
 /// The wait a 429 answer asks for (`Retry-After` in seconds), at least a tenth of a second.

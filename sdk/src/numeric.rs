@@ -176,9 +176,10 @@ fn exact_products(left: &[f64], right: &[f64]) -> Vec<f64> {
 }
 
 /// Within these magnitudes `two_product` is exact (its splitting does not overflow, its error
-/// term does not fall among the subnormals), so the checks that round are exact too.
+/// term does not fall among the subnormals), so the checks that round are exact too. Zero is
+/// outside: an estimate of zero is exact (a zero sum) or an underflow left as it is.
 fn products_are_exact(x: f64) -> bool {
-    x == 0.0 || (1e-100..1e100).contains(&x.abs())
+    (1e-100..1e100).contains(&x.abs())
 }
 
 /// Rounds a real number `x` to the nearest double, half to even, from an `estimate` an ulp or
@@ -360,7 +361,7 @@ mod tests {
         /// Means, variances and standard deviations are the exact values correctly rounded:
         /// values of sixteenths, so that the exact values are ratios of integers.
         #[test]
-        fn means_variances_and_deviations_are_rounded_once(sixteenths in prop::collection::vec(-(1i64 << 20)..(1i64 << 20), 2..40)) {
+        fn means_variances_and_deviations_are_rounded_once(sixteenths in prop::collection::vec(-(1i64 << 36)..(1i64 << 36), 2..40)) {
             let mut moments = ExactMoments::default();
             let mut sum = ExactSum::default();
             for value in &sixteenths {

@@ -197,6 +197,9 @@ pub enum Accumulator {
     First(Option<(i64, String)>),
     /// (event time, canonical JSON text) of the latest record.
     Last(Option<(i64, String)>),
+    /// An aggregate that a configuration change added while its window was open: it saw
+    /// only the records after the change, so the window gives it no value (null).
+    Incomplete,
 }
 
 impl Accumulator {
@@ -225,6 +228,8 @@ impl Accumulator {
     /// Combines two accumulators of the same aggregate (merged session windows, partial results).
     pub fn merge(&mut self, other: &Accumulator) {
         match (self, other) {
+            // Part of the records missing from one part is missing from the whole.
+            (this, Accumulator::Incomplete) => *this = Accumulator::Incomplete,
             (Accumulator::Count(a), Accumulator::Count(b)) => *a += b,
             (Accumulator::Sum(a), Accumulator::Sum(b)) => a.merge(b),
             (Accumulator::Mean(a, n), Accumulator::Mean(b, m)) => {
@@ -279,6 +284,7 @@ impl Accumulator {
             Accumulator::First(kept) | Accumulator::Last(kept) => {
                 kept.as_ref().and_then(|(_, text)| sluice_sdk::serde_json::from_str(text).ok()).unwrap_or(Value::Null)
             }
+            Accumulator::Incomplete => Value::Null,
             // Upgraded at restore; never left in a running operator.
             Accumulator::SumV3(_)
             | Accumulator::MeanV3(..)

@@ -99,7 +99,12 @@ impl Panes {
 
     /// Every accumulator the panes hold.
     pub fn accumulators_mut(&mut self) -> impl Iterator<Item = &mut Accumulator> {
-        self.panes.values_mut().flat_map(|groups| groups.values_mut()).flat_map(|accumulators| accumulators.iter_mut())
+        self.group_accumulators_mut().flat_map(|accumulators| accumulators.iter_mut())
+    }
+
+    /// Each group's accumulators, in every pane.
+    pub fn group_accumulators_mut(&mut self) -> impl Iterator<Item = &mut Vec<Accumulator>> {
+        self.panes.values_mut().flat_map(|groups| groups.values_mut())
     }
 
     /// How many panes are held.

@@ -125,6 +125,19 @@ impl VersionedState for OpenWindows {
     }
 }
 
+/// For each aggregate of `now`, the place of the same aggregate in `then`, if it has one
+/// (each place matched once, in order).
+fn matched_positions(then: &[String], now: &[String]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; then.len()];
+    now.iter()
+        .map(|wanted| {
+            let at = then.iter().enumerate().position(|(at, was)| !taken[at] && was == wanted)?;
+            taken[at] = true;
+            Some(at)
+        })
+        .collect()
+}
+
 /// The state layout of version 4: no definition.
 #[derive(Deserialize)]
 struct OpenWindowsV4 {
@@ -355,20 +368,38 @@ impl OpenWindows {
         self.definition = Some(definition);
     }
 
-    /// Takes these restored windows under `definition`, unless windows still open were made
-    /// for another one (a state that did not record its definition is taken as it is).
+    /// Takes these restored windows under `definition`. Where the aggregates changed, each
+    /// open group keeps the accumulators of the aggregates it still has (matched by what they
+    /// compute, whatever their place or output name), drops those of aggregates removed, and
+    /// gives an aggregate added [`Accumulator::Incomplete`]: it missed the window's records
+    /// before the change. Other group fields cannot be matched up: refused while a window is
+    /// open. A state that did not record its definition (before version 5) is taken as it is.
     pub fn redefine(&mut self, definition: Definition) -> Result<(), String> {
-        match &self.definition {
-            Some(made_for) if *made_for != definition && !self.is_empty() => Err(format!(
-                "the state holds {} open window(s) of {made_for}, and this configuration has {definition}: restored, those windows \
-                 would mix the two; keep the aggregates and group_by, start the new ones without the state (sluice swap \
-                 --discard-state: the open windows start again empty), or add a second window-aggregate beside this one",
-                self.len()
-            )),
-            _ => {
-                self.definition = Some(definition);
-                Ok(())
-            }
+        let Some(made_for) = self.definition.take().filter(|made_for| *made_for != definition && !self.is_empty()) else {
+            self.definition = Some(definition);
+            return Ok(());
+        };
+        if made_for.group_by != definition.group_by {
+            let open = self.len();
+            self.definition = Some(made_for.clone());
+            return Err(format!(
+                "the state holds {open} open window(s) grouped by [{}], and this configuration groups by [{}]: their groups cannot \
+                 be matched up; keep group_by, or start the new version without the state (sluice swap --discard-state: the \
+                 open windows start again empty; for a restart, remove the checkpoint), or add a second window-aggregate \
+                 beside this one",
+                made_for.group_by.join(", "),
+                definition.group_by.join(", ")
+            ));
         }
+        let sources = matched_positions(&made_for.aggregates, &definition.aggregates);
+        let remap = |accumulators: &mut Vec<Accumulator>| {
+            let mut old: Vec<Option<Accumulator>> = std::mem::take(accumulators).into_iter().map(Some).collect();
+            *accumulators =
+                sources.iter().map(|source| source.and_then(|at| old.get_mut(at)?.take()).unwrap_or(Accumulator::Incomplete)).collect();
+        };
+        self.windows.values_mut().flat_map(|groups| groups.values_mut()).for_each(|group| remap(&mut group.accumulators));
+        self.panes.group_accumulators_mut().for_each(remap);
+        self.definition = Some(definition);
+        Ok(())
     }
 }

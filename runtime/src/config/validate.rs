@@ -719,26 +719,37 @@ fn output_file_problem(path: &Path) -> Option<String> {
     }
 }
 
-/// Where a symbolic link at `path` points, resolved against the link's directory.
+/// Where a symbolic link at `path` finally points (through a chain of links), each resolved
+/// against its link's directory; `None` if `path` is no link.
 fn link_target(path: &Path) -> Option<std::path::PathBuf> {
-    let target = std::fs::read_link(path).ok()?;
-    Some(match path.parent() {
-        Some(parent) if target.is_relative() => parent.join(target),
-        _ => target,
-    })
+    let mut current = path.to_path_buf();
+    // As many links as the kernel follows (ELOOP past them).
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&current) else { break };
+        current = match current.parent() {
+            Some(parent) if target.is_relative() => parent.join(target),
+            _ => target,
+        };
+    }
+    (current != path).then_some(current)
 }
 
-/// Why a new file cannot be created in `directory`, if it cannot: one is made and removed.
+/// Why a new file cannot be created in `directory`, if it cannot: one with a name no other
+/// file has is made and removed.
 fn creation_problem(directory: &Path) -> Option<std::io::Error> {
-    let probe = directory.join(format!(".sluice-validate-{}", std::process::id()));
-    match std::fs::File::options().write(true).create_new(true).open(&probe) {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-            None
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.subsec_nanos());
+    for attempt in 0..16 {
+        let probe = directory.join(format!(".sluice-validate-{}-{nanos}-{attempt}", std::process::id()));
+        match std::fs::File::options().write(true).create_new(true).open(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                return None;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Some(error),
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => None,
-        Err(error) => Some(error),
     }
+    None
 }
 
 /// Whether this process may use `path` as `mode` asks (`libc::R_OK`, `W_OK`, `X_OK`), as the

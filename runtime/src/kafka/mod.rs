@@ -79,8 +79,9 @@ pub fn client_config(
 
 /// Why librdkafka refuses one property, if it does (an unknown name, a value it cannot take),
 /// read alone as librdkafka reads a configuration.
-/// A number librdkafka would read as another (a fraction given to a property of whole
-/// milliseconds, which it cuts) is refused too.
+/// A number librdkafka would read as another is refused too: a fraction given to a property of
+/// whole numbers, which it cuts, or `010`, which it reads as octal. Properties that hold
+/// fractions (`linger.ms`) read back with a fraction or exponent and are not compared.
 pub fn property_problem(property: &str, value: &str) -> Option<String> {
     let mut config = ClientConfig::new();
     config.set(property, value);
@@ -88,10 +89,14 @@ pub fn property_problem(property: &str, value: &str) -> Option<String> {
         Ok(native) => native,
         Err(error) => return Some(format!("librdkafka refuses it: {}", client_error_message(error))),
     };
-    let given = value.trim().parse::<f64>().ok()?;
+    let given = value.trim().parse::<f64>().ok().filter(|given| given.is_finite())?;
     let read = native.get(property).ok()?;
+    let whole = read.trim().strip_prefix('-').unwrap_or(read.trim());
+    let integer_property = !whole.is_empty() && whole.bytes().all(|byte| byte.is_ascii_digit());
     match read.trim().parse::<f64>() {
-        Ok(number) if number != given => Some(format!("librdkafka takes whole numbers only there, and would read {value} as {read}")),
+        Ok(number) if integer_property && number != given => {
+            Some(format!("librdkafka would read {value} as {read}: give it a whole number, in decimal"))
+        }
         _ => None,
     }
 }

@@ -55,7 +55,7 @@ pub type OpenedState = (Arc<StateDirectory>, Option<PipelineCheckpoint>);
 pub fn open_state(pipeline: &LoadedPipeline, plan: &Plan) -> Result<Option<OpenedState>, StartError> {
     let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
     let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
-    let restored = directory.load(&layout(pipeline, plan), &input_identities(pipeline))?;
+    let restored = directory.load(&layout(pipeline, plan), &input_identities(pipeline), &older_input_identities(pipeline))?;
     if restored.is_some() {
         tracing::info!(directory = %directory.path().display(), "resuming from a checkpoint");
     }
@@ -311,18 +311,7 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
                     }
                     format!("file {}, first line {}", path.display(), crate::wasm::Digest::of(&first_line))
                 }
-                SourceConfig::Generator(generator) => format!(
-                    "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {}{}",
-                    generator.seed,
-                    generator.start_time,
-                    generator.event_interval.millis(),
-                    generator.disorder.millis(),
-                    generator.users,
-                    generator.items,
-                    anomalies_identity(&generator.anomalies),
-                    // Appended only when set, so that checkpoints written before labels existed still match.
-                    if generator.labels { ", labels" } else { "" }
-                ),
+                SourceConfig::Generator(generator) => generator_identity(generator, &anomalies_identity(&generator.anomalies)),
                 // What shapes the events, not `count` or the wall-clock `rate`: a run may resume
                 // further or faster.
                 SourceConfig::Nexmark(nexmark) => format!(
@@ -347,6 +336,32 @@ pub fn input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
             Some((source.name(), identity))
         })
         .collect()
+}
+
+/// The identities that checkpoints written before anomalies were recorded whole gave the
+/// generators that have some (their number only): accepted too, so that such a checkpoint
+/// resumes after an upgrade.
+pub fn older_input_identities(pipeline: &LoadedPipeline) -> BTreeMap<String, String> {
+    let generators = pipeline.config.sources.iter().filter_map(|source| match source.get_ref() {
+        SourceConfig::Generator(generator) if !generator.anomalies.is_empty() => Some((source.get_ref().name(), generator)),
+        _ => None,
+    });
+    generators.map(|(name, generator)| (name, generator_identity(generator, &format!("{} anomalies", generator.anomalies.len())))).collect()
+}
+
+/// What shapes a generator's records: seed and shape, and `anomalies` as given.
+fn generator_identity(generator: &crate::config::GeneratorConfig, anomalies: &str) -> String {
+    format!(
+        "generator seed {}, start {}, every {} ms, disorder {} ms, {} users, {} items, {anomalies}{}",
+        generator.seed,
+        generator.start_time,
+        generator.event_interval.millis(),
+        generator.disorder.millis(),
+        generator.users,
+        generator.items,
+        // Appended only when set, so that checkpoints written before labels existed still match.
+        if generator.labels { ", labels" } else { "" }
+    )
 }
 
 /// The generator's anomalies as an input identity: each one whole, since a changed factor or
