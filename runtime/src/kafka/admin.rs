@@ -89,8 +89,9 @@ pub fn all_topics(config: &ClientConfig, stop: &StopSignal) -> Result<Vec<(Strin
          connection's security properties)",
         METADATA_TIMEOUT.as_secs()
     );
-    // Asked in shorter attempts, each failure said at once: the wait for brokers that are
-    // not there (a wrong address) shows in the log within seconds, not after the whole limit.
+    // Asked in one-second attempts, so that a stop is seen within a second, and a failure said
+    // every 5 s: the wait for brokers that are not there (a wrong address) shows in the log
+    // within seconds, not after the whole limit.
     let started = Instant::now();
     let deadline = started + METADATA_TIMEOUT;
     let mut next_warning = started + METADATA_WARNING;
