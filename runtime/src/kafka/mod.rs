@@ -20,7 +20,7 @@ use rdkafka::producer::BaseProducer;
 
 use crate::config::{KafkaProperties, PropertyError};
 
-pub use admin::{all_topics, ensure_topic};
+pub use admin::{all_topics, check_reachable, ensure_topic};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
 pub use partitions::{KafkaStages, RepartitionStage};
 pub use producer::OutputProducer;

@@ -242,7 +242,7 @@ impl RunningPipeline {
             None if matches!(incarnation, Incarnation::Restart(_)) && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
             None => OutputsStart::Anew,
         };
-        let transactions = open_transactions(pipeline)?;
+        let transactions = open_transactions(pipeline, &stop)?;
         let sinks = outputs::start_sinks(pipeline, outputs_start, transactions.as_deref(), &monitor, &stop)?;
         let state_directory = local_state.as_ref().map(|(directory, _)| directory.as_ref());
         let dead_letters = outputs::start_dead_letters(pipeline, outputs_start, state_directory, transactions.as_deref(), &monitor, &stop)?;
@@ -368,7 +368,9 @@ fn summarize_operator(spec: &OperatorSpec) -> OperatorSummary {
 
 /// The transactional producer of an exactly-once pipeline (validation made sure there is
 /// one Kafka source, and that every output is on its cluster with the same properties).
-fn open_transactions(pipeline: &LoadedPipeline) -> Result<Option<Arc<TransactionalProducer>>, StartError> {
+/// The transactional producer of an exactly-once pipeline, once its brokers answer (a wait that
+/// `stop` ends, as the other Kafka clients' waits at start).
+fn open_transactions(pipeline: &LoadedPipeline, stop: &StopSignal) -> Result<Option<Arc<TransactionalProducer>>, StartError> {
     let config = &pipeline.config;
     if config.pipeline.delivery != Delivery::ExactlyOnce {
         return Ok(None);
@@ -380,14 +382,11 @@ fn open_transactions(pipeline: &LoadedPipeline) -> Result<Option<Arc<Transaction
         _ => None,
     });
     let id = transactional_id(config.pipeline.name.get_ref().as_str(), &source_name);
-    TransactionalProducer::open(
-        &source.brokers,
-        properties.unwrap_or(&source.properties),
-        &id,
-        config.pipeline.checkpoint_interval.duration(),
-    )
-    .map(Some)
-    .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
+    let properties = properties.unwrap_or(&source.properties);
+    crate::kafka::check_reachable(&source.brokers, properties, stop)
+        .and_then(|()| TransactionalProducer::open(&source.brokers, properties, &id, config.pipeline.checkpoint_interval.duration()))
+        .map(Some)
+        .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
 }
 
 pub(crate) fn spawn<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StartError> {

@@ -235,12 +235,13 @@ topic = "clicks"
 }
 
 /// A SIGTERM while the start waits for brokers that do not answer stops the wait at once and
-/// exits 0, as a stop does (before, the wait ran its 30 s and the run failed with the reason).
+/// exits 0, as a stop does (before, the wait ran its 30 s and the run failed with the reason):
+/// a Kafka sink's wait, and an exactly-once pipeline's, whose transactional producer starts
+/// first.
 #[test]
 fn sigterm_while_waiting_for_brokers_at_start_stops_at_once() {
-    let scratch = Scratch::new();
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a free port").port();
-    let path = scratch.pipeline(&format!(
+    let sink = format!(
         r#"
 [pipeline]
 name = "stopped-at-start"
@@ -254,7 +255,37 @@ type = "kafka"
 brokers = "127.0.0.1:{port}"
 topic = "clicks"
 "#
-    ));
+    );
+    let exactly_once = format!(
+        r#"
+[pipeline]
+name = "stopped-at-start"
+delivery = "exactly-once"
+
+[[sources]]
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topics = ["clicks"]
+
+[[sinks]]
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topic = "copies"
+
+[dead_letter]
+type = "kafka"
+brokers = "127.0.0.1:{port}"
+topic = "dead"
+"#
+    );
+    for pipeline in [sink, exactly_once] {
+        stopped_while_waiting_for_brokers(&pipeline);
+    }
+}
+
+fn stopped_while_waiting_for_brokers(pipeline: &str) {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline(pipeline);
     let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &path, "sluice.log");
     let limit = std::time::Duration::from_secs(25);
     crate::broker::wait_for(limit, "the warning that the brokers do not answer", || {
