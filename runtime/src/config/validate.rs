@@ -298,7 +298,7 @@ impl Problems<'_> {
             return;
         }
         if let Some(problem) = kinds.iter().find_map(|kind| crate::kafka::client_problem(*kind, properties)) {
-            self.report(span, format!("{what}: librdkafka refuses the properties together: {problem}"));
+            self.report(self.key_in(&span, "properties"), format!("{what}: librdkafka refuses the properties together: {problem}"));
         }
     }
 
