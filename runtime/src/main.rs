@@ -244,7 +244,7 @@ fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
     stop_on_ctrl_c(stop.clone());
     let summary = match commands::serve(&path, &plugins, &options, stop) {
         Ok(summary) => summary,
-        // A stop asked for while waiting for brokers at start: nothing was read, nothing lost.
+        // A stop asked for while waiting for brokers at start: nothing was read yet.
         Err(error) if error.stopped_before_start() => {
             tracing::info!(pipeline = %path.display(), "stopped before the pipeline started: {error}");
             return Ok(());

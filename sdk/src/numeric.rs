@@ -295,14 +295,8 @@ impl ExactMoments {
         let (sum, squares) = (self.sum.parts()?, self.squares.parts()?);
         let count = self.count as f64;
         let mut numerator = ExactSum::default();
-        for square in squares {
-            let (high, low) = two_product(*square, count);
-            numerator.add(high);
-            numerator.add(low);
-        }
-        for part in exact_products(sum, sum) {
-            numerator.add(-part);
-        }
+        exact_products(squares, &[count]).into_iter().for_each(|part| numerator.add(part));
+        exact_products(sum, sum).into_iter().for_each(|part| numerator.add(-part));
         Some((numerator, u128::from(self.count) * u128::from(self.count - 1)))
     }
 }

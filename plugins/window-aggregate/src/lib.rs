@@ -160,10 +160,7 @@ impl Operator for WindowAggregate {
         let result_names = ResultNames::new(&config.group_by, &config.aggregates, &computed);
         let mut windows = OpenWindows::default();
         windows.use_panes(PaneShape::of(&config.window));
-        windows.define(Definition {
-            group_by: config.group_by.iter().map(ToString::to_string).collect(),
-            aggregates: config.aggregates.iter().map(AggregateConfig::describe).collect(),
-        });
+        windows.define(definition(&config.group_by, &config.aggregates));
         Ok(WindowAggregate {
             window: config.window,
             lateness: config.allowed_lateness.map_or(0, |lateness| lateness.0),
@@ -238,10 +235,18 @@ impl Operator for WindowAggregate {
 
     fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
         let mut windows: OpenWindows = state.decode()?;
-        windows.redefine(self.windows.definition().cloned().unwrap_or_default())?;
+        windows.redefine(definition(&self.group_by, &self.aggregates))?;
         windows.use_panes(PaneShape::of(&self.window));
         self.windows = windows;
         Ok(())
+    }
+}
+
+/// What a configuration's accumulators compute: its group fields and each aggregate.
+fn definition(group_by: &[FieldPath], aggregates: &[AggregateConfig]) -> Definition {
+    Definition {
+        group_by: group_by.iter().map(ToString::to_string).collect(),
+        aggregates: aggregates.iter().map(AggregateConfig::describe).collect(),
     }
 }
 

@@ -359,10 +359,6 @@ impl OpenWindows {
         self.len() == 0
     }
 
-    pub fn definition(&self) -> Option<&Definition> {
-        self.definition.as_ref()
-    }
-
     /// Records what the accumulators compute from now on.
     pub fn define(&mut self, definition: Definition) {
         self.definition = Some(definition);

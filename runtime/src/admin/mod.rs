@@ -231,9 +231,10 @@ async fn swap(
 /// Whether a swap request carries the component's bytes rather than a path.
 fn is_upload(headers: &HeaderMap) -> bool {
     // Media types are case-insensitive (`application/WASM`); parameters may follow.
+    let wasm = b"application/wasm";
     headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|kind| kind.as_bytes().trim_ascii_start().to_ascii_lowercase().starts_with(b"application/wasm"))
+        .is_some_and(|kind| kind.as_bytes().trim_ascii_start().get(..wasm.len()).is_some_and(|start| start.eq_ignore_ascii_case(wasm)))
 }
 
 /// Reads a swap request's body whole and bounded, and lets one upload in at a time: each is

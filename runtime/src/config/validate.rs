@@ -233,9 +233,8 @@ impl Problems<'_> {
 
     /// The Kafka source that reads `topic` (by name or pattern) on `brokers`, if one does.
     fn kafka_source_reading(&self, brokers: &str, topic: &str) -> Option<String> {
-        let same_brokers = |other: &str| !broker_set(other).is_empty() && broker_set(other) == broker_set(brokers);
         self.pipeline.config.sources.iter().find_map(|source| match source.get_ref() {
-            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers) => {
+            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers, brokers) => {
                 let by_name = kafka.topics.iter().any(|read| read == topic);
                 let by_pattern =
                     kafka.pattern.as_deref().and_then(|pattern| topic_pattern(pattern).ok()).is_some_and(|pattern| pattern.is_match(topic));
@@ -248,10 +247,9 @@ impl Problems<'_> {
     /// What `topic` is to this pipeline's Kafka sources on the same brokers, if it is one of
     /// the topics Sluice keeps for them: a checkpoint topic, or an operator's repartition topic.
     fn pipeline_topic_owner(&self, brokers: &str, topic: &str) -> Option<String> {
-        let same_brokers = |other: &str| !broker_set(other).is_empty() && broker_set(other) == broker_set(brokers);
         let pipeline = self.pipeline.config.pipeline.name.get_ref().as_str();
         self.pipeline.config.sources.iter().find_map(|source| match source.get_ref() {
-            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers) => {
+            SourceConfig::Kafka(kafka) if same_brokers(&kafka.brokers, brokers) => {
                 if kafka.checkpoint_topic() == topic {
                     return Some(format!("the checkpoint topic of source \"{}\"", source.get_ref().name()));
                 }
@@ -774,6 +772,11 @@ fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_r
         Ok(_) if !permitted(path, libc::R_OK) => Some(format!("{noun} {path_text} cannot be read: permission denied")),
         Ok(_) => None,
     }
+}
+
+/// Whether two `brokers` lists name the same brokers (and some).
+fn same_brokers(one: &str, other: &str) -> bool {
+    !broker_set(one).is_empty() && broker_set(one) == broker_set(other)
 }
 
 /// The brokers of a `brokers` list, as a set.

@@ -79,6 +79,7 @@ pub fn client_config(
 
 /// Why librdkafka refuses one property, if it does (an unknown name, a value it cannot take),
 /// read alone as librdkafka reads a configuration.
+///
 /// A number librdkafka would read as another is refused too: a fraction given to a property of
 /// whole numbers, which it cuts, or `010`, which it reads as octal. Properties that hold
 /// fractions (`linger.ms`) read back with a fraction or exponent and are not compared.
@@ -91,9 +92,10 @@ pub fn property_problem(property: &str, value: &str) -> Option<String> {
     };
     let given = value.trim().parse::<f64>().ok().filter(|given| given.is_finite())?;
     let read = native.get(property).ok()?;
-    let whole = read.trim().strip_prefix('-').unwrap_or(read.trim());
-    let integer_property = !whole.is_empty() && whole.bytes().all(|byte| byte.is_ascii_digit());
-    match read.trim().parse::<f64>() {
+    let read = read.trim();
+    let digits = read.strip_prefix('-').unwrap_or(read);
+    let integer_property = !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit());
+    match read.parse::<f64>() {
         Ok(number) if integer_property && number != given => {
             Some(format!("librdkafka would read {value} as {read}: give it a whole number, in decimal"))
         }
