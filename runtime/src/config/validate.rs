@@ -694,7 +694,6 @@ fn non_finite_number(table: &toml::Table) -> Option<String> {
 /// by creating and removing a file beside it, since permissions alone do not tell (root may
 /// write anywhere but `/proc` and `/sys` refuse new files).
 fn output_file_problem(path: &Path) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
     let target = link_target(path);
     let shown = match &target {
         Some(target) => format!("{} (a link to {})", path.display(), target.display()),
@@ -712,13 +711,6 @@ fn output_file_problem(path: &Path) -> Option<String> {
         Ok(metadata) if metadata.is_file() => {
             std::fs::File::options().append(true).open(path).err().map(|error| format!("{shown} cannot be written: {error}"))
         }
-        // Opened for reading and writing, a pipe nobody reads takes the records and drops
-        // them when it is closed; a socket cannot be opened at all.
-        Ok(metadata) if metadata.file_type().is_fifo() || metadata.file_type().is_socket() => Some(format!(
-            "{shown} is a named pipe or socket: an output file is a file (or a device such as /dev/null); to feed a pipe, \
-             use a sink of type = \"stdout\" (sluice run pipeline.toml > {})",
-            path.display()
-        )),
         Ok(_) if !permitted(path, libc::W_OK) => Some(format!("{shown} cannot be written: permission denied")),
         Ok(_) => None,
         Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),

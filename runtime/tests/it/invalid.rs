@@ -122,25 +122,6 @@ fn every_invalid_pipeline_file_has_its_own_test() {
     assert_eq!(files, CASES, "add each new case file to invalid_cases! in runtime/tests/it/invalid.rs");
 }
 
-/// A named pipe as an output file is refused: opened for reading and writing (as output files
-/// are), a pipe nobody reads took the records and dropped them, and the run said all were out.
-#[test]
-fn a_named_pipe_as_an_output_file_is_refused_with_the_stdout_sink_suggested() {
-    let scratch = crate::support::Scratch::new();
-    let fifo = scratch.path("out.fifo");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", fifo.display());
-    let path = scratch.pipeline(
-        "[pipeline]\nname = \"fifo\"\n\n[[sources]]\ntype = \"generator\"\ncount = 5\n\n[[sinks]]\ntype = \"file\"\npath = \"out.fifo\"\n",
-    );
-    let message = match sluice::commands::validate(&path, registry()) {
-        Err(CommandError::Invalid(diagnostics)) => diagnostics.to_string(),
-        other => panic!("expected diagnostics, got {:?}", other.map(|_| ())),
-    };
-    assert!(message.contains("is a named pipe or socket"), "{message}");
-    assert!(message.contains("type = \"stdout\""), "{message}");
-}
-
 #[test]
 fn a_named_pipe_as_a_file_source_is_refused_with_the_stdin_source_suggested() {
     let scratch = crate::support::Scratch::new();
