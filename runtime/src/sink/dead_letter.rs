@@ -1,6 +1,6 @@
 //! The dead-letter sink: where records that could not be processed are written, with why.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -138,7 +138,7 @@ fn open(target: &LineTarget) -> io::Result<LineWriter> {
     match target {
         LineTarget::Stderr => Ok(LineWriter::Stderr(io::stderr())),
         LineTarget::File(path) => {
-            let file = crate::sink::open_durably(OpenOptions::new().create(true).read(true).append(true), path)
+            let file = crate::sink::open_output_file(path, false, None)
                 .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
                 .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
             Ok(LineWriter::File(BufWriter::new(file)))

@@ -20,7 +20,11 @@ pub enum FileStart {
 }
 
 /// Makes `file` (opened for appending unless `Anew`, which truncated it) start as `start` asks.
+/// A named pipe or a device has no contents to keep or cut: it is written as it is.
 pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
+    if !file.metadata()?.is_file() {
+        return Ok(());
+    }
     match start {
         FileStart::Anew => Ok(()),
         FileStart::Continued => super::drop_torn_last_line(file, path),

@@ -3,6 +3,7 @@
 mod dead_letter;
 mod encode;
 mod file_start;
+mod output_file;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -18,12 +19,15 @@ pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
 use file_start::prepare;
 pub use file_start::{FileStart, cut_back_to_checkpoint};
+pub use output_file::open_output_file;
 
 /// Why a sink cannot take records.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("sink \"{sink}\": cannot open {path}: {error}")]
     Open { sink: String, path: String, error: io::Error },
+    #[error("sink \"{sink}\": stopped while waiting for a process to read the named pipe {path}")]
+    StoppedWaitingForReader { sink: String, path: String },
     #[error("sink \"{sink}\": write failed: {error}")]
     Write { sink: String, error: io::Error },
     #[error("sink \"{sink}\": {error}")]
@@ -94,9 +98,12 @@ impl Sink {
             SinkConfig::File(FileSinkConfig { path, format, .. }) => {
                 let path = pipeline.resolve(path);
                 let open_failed = |error| SinkError::Open { sink: name.clone(), path: path.display().to_string(), error };
-                let anew = start == FileStart::Anew;
-                let file = open_durably(File::options().create(true).read(true).write(true).append(!anew).truncate(anew), &path)
-                    .map_err(open_failed)?;
+                let file = open_output_file(&path, start == FileStart::Anew, Some(stop)).map_err(|error| match error.kind() {
+                    io::ErrorKind::Interrupted => {
+                        SinkError::StoppedWaitingForReader { sink: name.clone(), path: path.display().to_string() }
+                    }
+                    _ => open_failed(error),
+                })?;
                 prepare(&file, &path, start).map_err(open_failed)?;
                 let durable = file.try_clone().map_err(open_failed)?;
                 output_file = Some(path);
@@ -193,7 +200,7 @@ impl Sink {
 
 /// Opens (and perhaps creates) an output file, and makes its directory entry durable: a
 /// file created now must not vanish in a power loss after its contents were synced.
-pub fn open_durably(options: &std::fs::OpenOptions, path: &Path) -> io::Result<File> {
+fn open_durably(options: &std::fs::OpenOptions, path: &Path) -> io::Result<File> {
     let file = options.open(path)?;
     let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     File::open(directory).and_then(|directory| sync_if_possible_all(&directory))?;

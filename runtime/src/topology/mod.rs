@@ -55,11 +55,13 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// Whether the start gave up because the stop signal came while it waited for brokers.
+    /// Whether the start gave up because the stop signal came while it waited for brokers, or
+    /// for a process to read a named pipe a file sink writes.
     pub fn is_stopped(&self) -> bool {
         let stopped = |error: &KafkaClientError| matches!(error, KafkaClientError::Stopped { .. });
         match self {
             StartError::Kafka { error, .. } | StartError::Sink(SinkError::KafkaClient { error, .. }) => stopped(error),
+            StartError::Sink(SinkError::StoppedWaitingForReader { .. }) => true,
             StartError::DeadLetter(error) => {
                 error.get_ref().and_then(|inner| inner.downcast_ref::<KafkaClientError>()).is_some_and(stopped)
             }

@@ -296,3 +296,49 @@ fn stopped_while_waiting_for_brokers(pipeline: &str) {
     assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "stopped within a request: {:?}", signalled.elapsed());
     assert!(sluice.log_text().contains("stopped before the pipeline started"), "{}", sluice.log_text());
 }
+
+/// A named pipe as the output file: nothing is written until a process reads it (before, the
+/// sink opened it for reading too, so records went into a pipe nobody read and were lost at
+/// close while the run counted them out); the run waits for the reader, then every record
+/// reaches it; and a stop while it waits ends the run at once.
+#[test]
+fn a_named_pipe_sink_waits_for_its_reader_and_a_stop_ends_the_wait() {
+    use std::io::BufRead as _;
+    let pipeline = r#"
+[pipeline]
+name = "piped"
+
+[[sources]]
+type = "generator"
+count = 5000
+
+[[sinks]]
+type = "file"
+path = "out.fifo"
+"#;
+    let waiting = "waiting for a process to read the named pipe";
+    let limit = std::time::Duration::from_secs(60);
+    let read = {
+        let scratch = Scratch::new();
+        let fifo = scratch.named_pipe("out.fifo");
+        let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
+        crate::broker::wait_for(limit, "the wait for a reader", || sluice.log_text().contains(waiting));
+        let (lines_read, lines_received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pipe = std::fs::File::open(fifo).expect("open for reading");
+            let _ = lines_read.send(std::io::BufReader::new(pipe).lines().count());
+        });
+        let read = lines_received.recv_timeout(limit).unwrap_or_else(|_| panic!("no end of output:\n{}", sluice.log_text()));
+        assert_eq!(sluice.wait_exit(limit), Some(true), "{}", sluice.log_text());
+        read
+    };
+    assert_eq!(read, 5000, "every record reached the reader");
+    let scratch = Scratch::new();
+    scratch.named_pipe("out.fifo");
+    let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
+    crate::broker::wait_for(limit, "the wait for a reader", || sluice.log_text().contains(waiting));
+    let signalled = std::time::Instant::now();
+    assert!(sluice.terminate(std::time::Duration::from_secs(10)), "exits 0 once stopped:\n{}", sluice.log_text());
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "stopped at once: {:?}", signalled.elapsed());
+    assert!(sluice.log_text().contains("stopped before the pipeline started"), "{}", sluice.log_text());
+}

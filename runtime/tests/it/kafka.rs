@@ -674,10 +674,7 @@ fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
         .collect();
     produce(&broker.bootstrap(), "input", &input);
     let scratch = Scratch::new();
-    let fifo = scratch.path("out.fifo");
-    let path = std::ffi::CString::new(fifo.display().to_string()).expect("path");
-    // SAFETY: creating a named pipe at a path in our own scratch directory.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let fifo = scratch.named_pipe("out.fifo");
     let pipeline = kafka_pipeline(
         &scratch,
         &broker,
@@ -702,7 +699,11 @@ type = "file"
 path = "out.fifo"
 "#,
     );
-    let reader = std::thread::spawn(move || {
+    // The reader runs on its own thread and hands its lines over a channel, so that the test
+    // gives up (with the log) if the sink never opens the pipe or stops writing, instead of
+    // waiting forever in `open` or `read`.
+    let (lines_read, lines_received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let pipe = std::fs::File::open(&fifo).expect("the sink opens the pipe");
         std::thread::sleep(Duration::from_secs(3));
         let mut lines = Vec::new();
@@ -712,11 +713,14 @@ path = "out.fifo"
                 break;
             }
         }
-        lines
+        let _ = lines_read.send(lines);
     });
     let mut sluice =
         SluiceProcess::start_with_env(scratch.dir.path(), &pipeline, "sluice.log", &[("SLUICE_LOG", "info,sluice::kafka=debug")]);
-    let lines = reader.join().expect("reader");
+    let lines = match lines_received.recv_timeout(Duration::from_secs(180)) {
+        Ok(lines) => lines,
+        Err(_) => panic!("the reader did not get 20,000 lines within 180 s; log:\n{}", sluice.log_text()),
+    };
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     let log = sluice.log_text();
     let written: HashSet<&[u8]> = lines.iter().map(|line| line.as_bytes()).collect();

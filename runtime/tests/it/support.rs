@@ -56,6 +56,15 @@ impl Scratch {
         path
     }
 
+    /// Makes a named pipe `name` and returns its path.
+    pub fn named_pipe(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        let text = std::ffi::CString::new(path.display().to_string()).expect("path");
+        // SAFETY: creating a named pipe at a path in our own scratch directory.
+        assert_eq!(unsafe { libc::mkfifo(text.as_ptr(), 0o600) }, 0, "mkfifo");
+        path
+    }
+
     /// Writes a pipeline file; `{plugins}` in `toml` becomes the built plugins' directory.
     pub fn pipeline(&self, toml: &str) -> PathBuf {
         let plugins = repo_root().join("build/plugins");
