@@ -472,6 +472,11 @@ impl Problems<'_> {
         let mut usable = true;
         for (file, path) in files.get_ref() {
             let path = self.pipeline.resolve(path);
+            if let Some(problem) = nul_problem(&path) {
+                self.report(files.span(), format!("operator \"{name}\": granted file \"{file}\": {problem}"));
+                usable = false;
+                continue;
+            }
             let problem = match crate::bounded_read::read_bounded_text(&path, super::MAX_GRANTED_FILE) {
                 Ok(_) => None,
                 Err(crate::bounded_read::BoundedReadError::Io(error)) => Some(format!("cannot be read: {error}")),
@@ -621,6 +626,8 @@ impl Problems<'_> {
         let path = self.pipeline.resolve(state_dir);
         let problem = if state_dir.as_os_str().is_empty() {
             Some("state_dir is empty: name a directory, or leave state_dir out".to_owned())
+        } else if let Some(problem) = nul_problem(&path) {
+            Some(problem)
         } else if path.exists() && !path.is_dir() {
             Some(format!("state_dir {} is not a directory", path.display()))
         } else if path.is_dir() && !permitted(&path, libc::W_OK | libc::X_OK) {
@@ -694,6 +701,9 @@ fn non_finite_number(table: &toml::Table) -> Option<String> {
 /// by creating and removing a file beside it, since permissions alone do not tell (root may
 /// write anywhere but `/proc` and `/sys` refuse new files).
 fn output_file_problem(path: &Path) -> Option<String> {
+    if let Some(problem) = nul_problem(path) {
+        return Some(problem);
+    }
     let target = link_target(path);
     let shown = match &target {
         Some(target) => format!("{} (a link to {})", path.display(), target.display()),
@@ -715,6 +725,16 @@ fn output_file_problem(path: &Path) -> Option<String> {
         Ok(_) => None,
         Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),
     }
+}
+
+/// Why `path` cannot name a file, if it holds a NUL character (`"\u0000"` in TOML): no file
+/// name can, and the kernel is never asked. The path is shown with the NUL written as `\0`.
+fn nul_problem(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .contains(&0)
+        .then(|| format!("{} holds a NUL character (\\0), which no file name can hold", path.display().to_string().replace('\0', "\\0")))
 }
 
 /// Where a symbolic link at `path` finally points (through a chain of links), each resolved
@@ -763,6 +783,9 @@ fn permitted(path: &Path, mode: libc::c_int) -> bool {
 /// and the path are said), unreadable, a directory or something else (each followed by its
 /// remedy).
 fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_remedy: &str) -> Option<String> {
+    if let Some(problem) = nul_problem(path) {
+        return Some(problem);
+    }
     let path_text = path.display();
     match std::fs::metadata(path) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!("{noun} {path_text} does not exist")),

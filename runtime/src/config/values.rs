@@ -120,7 +120,7 @@ impl TryFrom<f64> for Rate {
         if (0.001..=1e9).contains(&rate) {
             Ok(Rate(rate))
         } else {
-            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {rate}"))
+            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {rate:?}"))
         }
     }
 }

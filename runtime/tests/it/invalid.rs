@@ -90,6 +90,7 @@ invalid_cases! {
     output_aliases_input => "output-aliases-input",
     output_directory_missing => "output-directory-missing",
     outputs_share_a_path => "outputs-share-a-path",
+    path_with_nul => "path-with-nul",
     plugin_config_unknown_key => "plugin-config-unknown-key",
     plugin_missing => "plugin-missing",
     plugin_pin_malformed => "plugin-pin-malformed",
