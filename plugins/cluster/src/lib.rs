@@ -179,7 +179,7 @@ impl Cluster {
         let d = self.settings.dimensions();
         for (index, (record, point)) in held.records.iter().zip(held.points.chunks_exact(d)).enumerate() {
             let assignment = seeding.as_ref().and_then(|seeding| seeding.assignment.get(index)).map(|&segment| {
-                let distance = seeding::squared_distance(self.model.centroid(segment), point).sqrt();
+                let distance = seeding::distance(self.model.centroid(segment), point);
                 (segment, distance)
             });
             // Checked when the record was held, so writing cannot fail; were it to, the record

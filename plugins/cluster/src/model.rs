@@ -87,8 +87,7 @@ impl Model {
 
     /// The nearest centroid to `point` and the Euclidean distance to it.
     pub fn nearest(&self, point: &[f64]) -> (usize, f64) {
-        let (segment, squared) = seeding::nearest(&self.centroids, point);
-        (segment, squared.sqrt())
+        seeding::nearest(&self.centroids, point)
     }
 
     /// Moves centroid `segment` toward `point`: every count decays, the segment's grows by
@@ -102,7 +101,9 @@ impl Model {
         let rate = (1.0 / *count).max(rates.min_rate);
         let d = point.len();
         for (centre, x) in self.centroids[segment * d..(segment + 1) * d].iter_mut().zip(point) {
-            *centre += rate * (x - *centre);
+            let moved = *centre + rate * (x - *centre);
+            // x − centre overflows for far points of opposite signs; the same mean, weighted.
+            *centre = if moved.is_finite() { moved } else { (1.0 - rate) * *centre + rate * x };
         }
         self.changed = true;
     }

@@ -73,8 +73,10 @@ pub fn seed(points: &[f64], d: usize, k: usize, rng: &mut SplitMix64) -> Option<
     Some(Seeding { centroids, counts, assignment })
 }
 
-/// The nearest of `centroids` (k × d) to `point`, and its squared distance; ties go to the
-/// lower index.
+/// The nearest of `centroids` (k × d) to `point`, and the Euclidean distance to it; ties go to
+/// the lower index. Squares are summed as they are (as river does) unless the nearest's
+/// overflows a double: then every distance is taken again scaled (see `scaled_nearest`), so
+/// that points far apart but within a double's range are still told apart.
 pub fn nearest(centroids: &[f64], point: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (index, centroid) in centroids.chunks_exact(point.len()).enumerate() {
@@ -83,7 +85,35 @@ pub fn nearest(centroids: &[f64], point: &[f64]) -> (usize, f64) {
             best = (index, distance);
         }
     }
-    best
+    match best.1.is_finite() {
+        true => (best.0, best.1.sqrt()),
+        false => scaled_nearest(centroids, point),
+    }
+}
+
+/// The Euclidean distance between two points, scaled as `nearest` does when its squares overflow.
+pub fn distance(left: &[f64], right: &[f64]) -> f64 {
+    let squared = squared_distance(left, right);
+    match squared.is_finite() {
+        true => squared.sqrt(),
+        false => scaled_nearest(left, right).1,
+    }
+}
+
+/// `nearest` with every coordinate divided by a power of two at most the largest magnitude (so
+/// exactly, and differences stay below 4): the squares cannot overflow. A distance beyond the
+/// largest double is still infinite.
+fn scaled_nearest(centroids: &[f64], point: &[f64]) -> (usize, f64) {
+    let largest = centroids.iter().chain(point).filter(|value| value.is_finite()).fold(0.0_f64, |largest, value| largest.max(value.abs()));
+    let scale = if largest > 1.0 { 2.0_f64.powi(largest.log2().floor() as i32) } else { 1.0 };
+    let mut best = (0, f64::INFINITY);
+    for (index, centroid) in centroids.chunks_exact(point.len()).enumerate() {
+        let squared: f64 = centroid.iter().zip(point).map(|(a, b)| (a / scale - b / scale) * (a / scale - b / scale)).sum();
+        if squared < best.1 {
+            best = (index, squared);
+        }
+    }
+    (best.0, best.1.sqrt() * scale)
 }
 
 /// The squared distance, or a partial sum ≥ `bound` as soon as it reaches it.
@@ -185,6 +215,15 @@ fn move_to_means(points: &[f64], assignment: &[usize], d: usize, centroids: &mut
     for (segment, &count) in counts.iter().enumerate().filter(|(_, count)| **count > 0) {
         for (centroid, sum) in centroids[segment * d..(segment + 1) * d].iter_mut().zip(&sums[segment * d..(segment + 1) * d]) {
             *centroid = sum / count as f64;
+        }
+    }
+    // A sum that overflowed: those means are taken again from the points divided by their count.
+    if sums.iter().any(|sum| !sum.is_finite()) {
+        for (segment, &count) in counts.iter().enumerate().filter(|(_, count)| **count > 0) {
+            for dimension in (0..d).filter(|dimension| !sums[segment * d + dimension].is_finite()) {
+                let members = points.chunks_exact(d).zip(assignment).filter(|(_, assigned)| **assigned == segment);
+                centroids[segment * d + dimension] = members.map(|(point, _)| point[dimension] / count as f64).sum();
+            }
         }
     }
 }

@@ -151,6 +151,24 @@ fn records_that_cannot_be_placed_are_rejected_with_the_reason_and_teach_nothing(
     assert_eq!(cluster.operator().model().records, 1);
 }
 
+/// Features far beyond the square root of the largest double are placed by their distance, as
+/// nearer ones are (their squares overflow: the distances are taken scaled), and the centroids
+/// stay finite.
+#[test]
+fn far_points_within_a_doubles_range_are_placed_by_their_distance() {
+    let mut cluster = operator(json!({"features": ["x"], "k": 2, "init_points": 2, "seed": 1}));
+    let records: Vec<(Value, i64)> =
+        [1e200, 0.0, 2e200, -1e150, 1.7e308, -1.7e308].iter().enumerate().map(|(index, x)| (json!({"x": x}), index as i64)).collect();
+    let out = json_values(&main_output(&cluster.process_json(&records).batch));
+    let placed: Vec<(f64, f64)> =
+        out.iter().map(|record| (record["x"].as_f64().unwrap_or(f64::NAN), record["distance"].as_f64().unwrap_or(f64::NAN))).collect();
+    let segment_of = |x: f64| out.iter().find(|record| record["x"].as_f64() == Some(x)).map(|record| record["segment"].clone());
+    assert_eq!(segment_of(2e200), segment_of(1e200), "2e200 is nearer 1e200 than 0: {out:?}");
+    assert_eq!(segment_of(-1e150), segment_of(0.0), "-1e150 is nearer 0: {out:?}");
+    assert!(placed.iter().all(|(_, distance)| distance.is_finite()), "{placed:?}");
+    assert!(cluster.operator().model().centroids.iter().all(|centre| centre.is_finite()), "{:?}", cluster.operator().model().centroids);
+}
+
 #[test]
 fn output_fields_replace_existing_ones_nest_and_keep_key_and_headers() {
     let mut cluster = operator(json!({"features": ["x"], "k": 2, "init_points": 2}));

@@ -25,6 +25,15 @@ pub const STATE_BUDGET_BYTES: usize = 64 << 20;
 /// in memory and in the snapshot (about 250 bytes measured with keys of 18 bytes).
 pub const KEY_BYTES: usize = 384;
 
+/// The length of a key's text that [`KEY_BYTES`] covers; a longer key costs its further bytes
+/// twice (in memory and in a snapshot), counted against [`STATE_BUDGET_BYTES`] as keys come.
+pub const KEY_TEXT_BYTES: usize = 64;
+
+/// The bytes a key's text takes beyond what [`bytes_per_key`] counts for it.
+pub fn key_text_excess(key: &str) -> usize {
+    2 * key.len().saturating_sub(KEY_TEXT_BYTES)
+}
+
 /// The widest prediction interval: beyond it the normal quantile runs into the rounding of
 /// (1 + interval) / 2, and such a bound says nothing the model's normality can back.
 pub const MAX_INTERVAL: f64 = 0.999_999;

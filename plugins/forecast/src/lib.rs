@@ -38,8 +38,10 @@
 //! warm-up points, the squared-error sum and the last slot; at most `max_keys` keys
 //! (`max_keys_dropped`), each holding at most `season_length` seasonals or two seasons of
 //! warm-up points; `init` refuses a `max_keys` whose keys could take more than 64 MiB at worst,
-//! snapshot included (`bytes_per_key`). A model that overflows to infinity warms up again
-//! (`models_reset`). Gauges `keys`, `keys_warming_up`.
+//! snapshot included (`bytes_per_key`); a key longer than 64 bytes counts its further bytes
+//! twice, and a new key that would pass the bound is dropped (`key_memory_dropped`). A point that
+//! makes the model or its squared-error sum overflow to infinity is emitted with no forecasts,
+//! and its key warms up again (`models_reset`). Gauges `keys`, `keys_warming_up`.
 
 mod config;
 mod model;
@@ -50,7 +52,10 @@ mod state;
 
 use sluice_sdk::{Batch, Distribution, FieldPath, Operator, Output, Record, State};
 
-pub use config::{ForecastConfig, KEY_BYTES, MAX_HORIZON, MAX_INTERVAL, MAX_KEYS, MAX_SEASON_LENGTH, STATE_BUDGET_BYTES, bytes_per_key};
+pub use config::{
+    ForecastConfig, KEY_BYTES, KEY_TEXT_BYTES, MAX_HORIZON, MAX_INTERVAL, MAX_KEYS, MAX_SEASON_LENGTH, STATE_BUDGET_BYTES, bytes_per_key,
+    key_text_excess,
+};
 pub use model::{Model, Parameters};
 pub use normal::inverse_normal_cdf;
 pub use series::{Observed, Series, SquaredErrors, Stage};
@@ -64,8 +69,12 @@ pub struct Forecast {
     state: ForecastState,
     /// The key being read, reused across records.
     key_text: String,
+    /// The bytes the kept keys' texts take beyond what `bytes_per_key` counts (long keys).
+    key_text_excess: usize,
     /// Whether the log said that `max_keys` was reached.
     warned_full: bool,
+    /// Whether the log said that the keys' memory bound was reached.
+    warned_long_keys: bool,
 }
 
 impl Operator for Forecast {
@@ -74,7 +83,7 @@ impl Operator for Forecast {
     fn init(config: ForecastConfig) -> Result<Self, String> {
         let settings = Settings::from_config(config)?;
         let state = ForecastState::new(Shape::of(&settings));
-        Ok(Forecast { settings, state, key_text: String::new(), warned_full: false })
+        Ok(Forecast { settings, state, key_text: String::new(), key_text_excess: 0, warned_full: false, warned_long_keys: false })
     }
 
     fn distribution(&self) -> Distribution {
@@ -97,6 +106,16 @@ impl Operator for Forecast {
             );
             sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
         }
+        if counts.key_memory_dropped > 0 && !self.warned_long_keys {
+            self.warned_long_keys = true;
+            let message = format!(
+                "the keys reached the {} MiB bound of their memory before max_keys ({}): keys longer than {KEY_TEXT_BYTES} bytes \
+                 count their further bytes twice; records of further new keys are dropped (counted in key_memory_dropped)",
+                STATE_BUDGET_BYTES >> 20,
+                self.settings.max_keys
+            );
+            sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
+        }
     }
 
     fn on_watermark(&mut self, _watermark: i64, _out: &mut Batch) {
@@ -112,9 +131,10 @@ impl Operator for Forecast {
         let restored: ForecastState = state.decode()?;
         if restored.shape == self.state.shape {
             self.state = restored;
+            self.key_text_excess = self.state.series.keys().map(|key| key_text_excess(key)).sum();
         } else {
             let message = format!(
-                "the restored series were learnt with {:?}, this configuration has {:?}: every key warms up again",
+                "the restored series were learnt with {}; this configuration has {}: every key warms up again",
                 restored.shape, self.state.shape
             );
             sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
@@ -138,7 +158,8 @@ impl Forecast {
         // Built before the state changes, so that nothing is learnt from a refused record.
         let key_fields = output::key_fields(&self.settings, copied)?;
         sluice_sdk::json::write_key_texts(&mut self.key_text, key_values);
-        let Some(series) = series_of(&mut self.state, &self.key_text, &self.settings, record.timestamp(), counts) else {
+        let kept = Kept { state: &mut self.state, key_text_excess: &mut self.key_text_excess };
+        let Some(series) = series_of(kept, &self.key_text, &self.settings, record.timestamp(), counts) else {
             return Ok(());
         };
         let slot = match self.settings.step {
@@ -151,7 +172,10 @@ impl Forecast {
         }
         match series.observe(slot, y, &self.settings.parameters) {
             Observed::Absorbed => {}
-            Observed::Reset => counts.models_reset += 1,
+            Observed::Reset { forecast } => {
+                counts.models_reset += 1;
+                out.emit_json_like(record, &output::record_after_reset(&key_fields, y, forecast));
+            }
             Observed::Learnt { forecast } => {
                 if let Some((model, errors)) = series.model() {
                     out.emit_json_like(record, &output::record(&key_fields, &self.settings, y, forecast, model, errors));
@@ -167,19 +191,28 @@ impl Forecast {
     }
 }
 
-/// The series of `key`, created for a new key unless `max_keys` are kept already.
-fn series_of<'s>(
+/// The kept series and the bytes their keys' texts take beyond what `bytes_per_key` counts.
+struct Kept<'s> {
     state: &'s mut ForecastState,
-    key: &str,
-    settings: &Settings,
-    timestamp: i64,
-    counts: &mut Counts,
-) -> Option<&'s mut Series> {
+    key_text_excess: &'s mut usize,
+}
+
+/// The series of `key`, created for a new key unless `max_keys` are kept already, or the keys
+/// would pass their memory bound (long keys take more than `bytes_per_key` counts).
+fn series_of<'s>(kept: Kept<'s>, key: &str, settings: &Settings, timestamp: i64, counts: &mut Counts) -> Option<&'s mut Series> {
+    let state = kept.state;
     if !state.series.contains_key(key) {
         if state.series.len() >= settings.max_keys {
             counts.max_keys_dropped += 1;
             return None;
         }
+        let excess = key_text_excess(key);
+        let counted = (state.series.len() + 1).saturating_mul(bytes_per_key(&settings.parameters));
+        if counted.saturating_add(*kept.key_text_excess).saturating_add(excess) > STATE_BUDGET_BYTES {
+            counts.key_memory_dropped += 1;
+            return None;
+        }
+        *kept.key_text_excess += excess;
         let first_slot = settings.step.map_or(0, |step| timestamp.div_euclid(step));
         state.series.insert(key.to_owned(), Series::new(first_slot));
     }
@@ -211,6 +244,7 @@ struct Counts {
     missing_value_dropped: u64,
     out_of_order_dropped: u64,
     max_keys_dropped: u64,
+    key_memory_dropped: u64,
     models_reset: u64,
 }
 
@@ -220,6 +254,7 @@ impl Counts {
             ("missing_value_dropped", self.missing_value_dropped),
             ("out_of_order_dropped", self.out_of_order_dropped),
             ("max_keys_dropped", self.max_keys_dropped),
+            ("key_memory_dropped", self.key_memory_dropped),
             ("models_reset", self.models_reset),
         ]);
     }

@@ -67,6 +67,18 @@ pub fn record<'k, 'r>(
     }
 }
 
+/// The record of a point `y` given `forecast` before it was seen, after which its key's model
+/// overflowed and was reset: no forecasts follow it.
+pub fn record_after_reset<'k, 'r>(key: &'k RawObject<'r>, y: f64, forecast: Option<f64>) -> Emitted<'k, 'r> {
+    Emitted {
+        key,
+        value: number(y),
+        forecast: forecast.map_or(Value::Null, number),
+        residual: forecast.map_or(Value::Null, |forecast| number(y - forecast)),
+        forecasts: Vec::new(),
+    }
+}
+
 /// A key field as the input had it (null where it was missing).
 fn set_key_field<'r>(record: &mut RawObject<'r>, path: &FieldPath, text: Option<&'r [u8]>) -> Result<(), String> {
     let value: &'r RawValue = match text {

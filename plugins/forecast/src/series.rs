@@ -74,8 +74,9 @@ pub enum Observed {
     /// Learnt by the model; `forecast` is the one-step forecast made before the point was seen
     /// (`None` for the point that completed the warm-up).
     Learnt { forecast: Option<f64> },
-    /// The model stopped being finite and warms up again from the next point.
-    Reset,
+    /// The model (or its squared-error sum) stopped being finite and warms up again from the
+    /// next point; `forecast` is the one-step forecast the point was given, as for `Learnt`.
+    Reset { forecast: Option<f64> },
 }
 
 impl Series {
@@ -135,11 +136,13 @@ impl Series {
             errors.add(y - forecast);
             model.learn(y, parameters);
         }
-        if model.is_finite() {
-            observed
-        } else {
-            self.stage = Stage::WarmingUp { first_slot: self.last_slot.saturating_add(1), points: Vec::new() };
-            Observed::Reset
+        if model.is_finite() && errors.sum.is_finite() {
+            return observed;
+        }
+        self.stage = Stage::WarmingUp { first_slot: self.last_slot.saturating_add(1), points: Vec::new() };
+        match observed {
+            Observed::Learnt { forecast } => Observed::Reset { forecast },
+            other => other,
         }
     }
 }

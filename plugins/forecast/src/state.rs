@@ -35,6 +35,17 @@ impl Shape {
     }
 }
 
+/// In the configuration's words: `season_length = 12, beta (a trend), step = 60000 ms`.
+impl std::fmt::Display for Shape {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "season_length = {}, {}, ", self.season_length, if self.trend { "a trend" } else { "no trend" })?;
+        match self.step {
+            Some(step) => write!(formatter, "step = {step} ms"),
+            None => formatter.write_str("no step"),
+        }
+    }
+}
+
 impl ForecastState {
     pub fn new(shape: Shape) -> ForecastState {
         ForecastState { shape, series: BTreeMap::new() }

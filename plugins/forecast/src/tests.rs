@@ -178,6 +178,55 @@ fn past_max_keys_records_of_new_keys_are_dropped_and_counted() {
     assert_eq!(sluice_sdk::host::native_metrics().gauges.get("keys"), Some(&2.0));
 }
 
+/// A model that overflows on a point still emits that point (with the forecast it was given,
+/// and no forecasts after it); its key warms up again from the next point.
+#[test]
+fn a_point_that_makes_the_model_overflow_is_emitted_and_its_key_warms_up_again() {
+    let mut forecast = operator(json!({"key": ["k"], "value": "y", "alpha": 0.5, "beta": 0.5}));
+    let out = run(&mut forecast, &points("b", &[1.0, 2.0, 3.0, 1.7e308, 1.7e308, 1.7e308, 5.0, 6.0, 7.0], 0));
+    let values: Vec<f64> = out.iter().map(|record| number(&record["value"])).collect();
+    // The first 1.7e308 squares its residual past the largest double: reset, emitted without
+    // forecasts. The second starts a new warm-up, which the third completes; 5.0 overflows the
+    // squared residuals again; 6.0 starts another warm-up, which 7.0 completes.
+    assert_eq!(values, vec![2.0, 3.0, 1.7e308, 1.7e308, 5.0, 7.0], "every point but the warm-ups' first ones");
+    for reset in [&out[2], &out[4]] {
+        assert_eq!(reset["forecasts"], json!([]), "{out:#?}");
+        assert!(reset["forecast"].is_number() && reset["residual"].is_number(), "{reset}");
+    }
+    assert_eq!(out[5]["forecast"], Value::Null, "the last warm-up ends at 7: {}", out[5]);
+    assert!(out[5]["forecasts"][0]["value"].is_number(), "{}", out[5]);
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("models_reset"), Some(&2));
+}
+
+/// Squared residuals that overflow would leave the key's bounds null for good: the key warms up
+/// again instead, and its later intervals are finite.
+#[test]
+fn residuals_that_overflow_reset_the_key_and_later_bounds_are_finite() {
+    let mut forecast = operator(json!({"key": ["k"], "value": "y", "alpha": 0.5}));
+    let out = run(&mut forecast, &points("b", &[1e308, -1e308, 5.0, 6.0, 7.0, 8.0], 0));
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("models_reset"), Some(&1));
+    let last = out.last().expect("records");
+    assert_eq!(last["value"], json!(8), "{out:?}");
+    assert!(last["forecasts"][0]["lower"].is_number() && last["forecasts"][0]["upper"].is_number(), "{last}");
+}
+
+/// Keys longer than `bytes_per_key` counts take their further bytes from the memory bound: new
+/// keys are dropped (and counted) once it is reached, well before `max_keys`.
+#[test]
+fn long_keys_count_against_the_memory_bound() {
+    let mut forecast = operator(json!({"key": ["k"], "value": "y", "alpha": 0.5}));
+    let long = "x".repeat(50_000);
+    let records: Vec<(Value, i64)> = (0..1_000).map(|index| (json!({"k": format!("{index}{long}"), "y": 1.0}), index)).collect();
+    for chunk in records.chunks(100) {
+        run(&mut forecast, chunk);
+    }
+    let kept = forecast.operator().state().series.len();
+    let per_key = crate::bytes_per_key(&crate::Parameters { alpha: 0.5, beta: None, gamma: 0.0, season_length: 0 });
+    let taken: usize = forecast.operator().state().series.keys().map(|key| crate::key_text_excess(key) + per_key).sum();
+    assert!(kept > 100 && kept < 1_000 && taken <= crate::STATE_BUDGET_BYTES, "{kept} keys, {taken} bytes");
+    assert_eq!(sluice_sdk::host::native_metrics().counters.get("key_memory_dropped"), Some(&(1_000 - kept as u64)));
+}
+
 #[test]
 fn configuration_errors_are_explained() {
     let refuse = |config: Value| match Harness::<Forecast>::new(config.clone()) {
