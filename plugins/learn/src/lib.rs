@@ -225,9 +225,18 @@ impl Learn {
         sluice_sdk::host::counter_add("non_finite_predictions", count);
         if !self.warned_diverged {
             self.warned_diverged = true;
-            let message = "the model diverged: its predictions are no longer finite numbers (written as null); \
-                           set standardize = true for features of large scale, or lower learning_rate";
-            sluice_sdk::host::log(sluice_sdk::host::Level::Warn, message);
+            let remedy = match self.settings.standardize {
+                false => "set standardize = true for features of large scale, or lower learning_rate",
+                true => {
+                    "a feature or label of extreme magnitude (its square beyond the largest double, about 1.3e154) overflows \
+                         the running variance or the weights: keep such records from learn, or lower learning_rate"
+                }
+            };
+            let message = format!(
+                "the model diverged: its predictions are no longer finite numbers (written as null, and its report's \
+                 metrics too); {remedy}; a diverged model stays so: swap with --discard-state to start it afresh"
+            );
+            sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
         }
     }
 

@@ -51,8 +51,13 @@ impl Window {
     }
 
     /// Share of pairs whose class at threshold 0.5 (positive when p ≥ 0.5) is the label.
+    /// The share of pairs on the right side of 0.5; not a number (written null) when a
+    /// prediction in the window is not one (a diverged model), as log-loss is.
     pub fn accuracy(&self) -> f64 {
-        self.mean(|(p, y)| if (p >= 0.5) == (y == 1.0) { 1.0 } else { 0.0 })
+        self.mean(|(p, y)| match p.is_nan() {
+            true => f64::NAN,
+            false => f64::from(u8::from((p >= 0.5) == (y == 1.0))),
+        })
     }
 
     pub fn mean_absolute_error(&self) -> f64 {
@@ -63,8 +68,11 @@ impl Window {
         self.mean(|(prediction, y)| (prediction - y) * (prediction - y)).sqrt()
     }
 
-    /// ROC AUC of the window (see [`roc_auc`]).
+    /// ROC AUC of the window (see [`roc_auc`]); `None` when a prediction in it is not a number.
     pub fn auc(&self) -> Option<f64> {
+        if self.pairs.iter().any(|(prediction, _)| prediction.is_nan()) {
+            return None;
+        }
         roc_auc(self.pairs.iter().copied())
     }
 

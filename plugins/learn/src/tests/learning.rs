@@ -120,6 +120,21 @@ fn a_diverging_model_writes_null_and_says_why() {
     assert!(sluice_sdk::host::native_metrics().counters.get("non_finite_predictions").is_some_and(|count| *count > 0));
 }
 
+/// One feature of extreme magnitude overflows the standardised model's running variance: its
+/// predictions are null from then on, and so is every metric of a window holding them (the
+/// accuracy and AUC were computed as if null were a prediction below 0.5).
+#[test]
+fn a_standardised_model_diverged_by_an_extreme_feature_reports_null_metrics() {
+    let config = json!({"label": "y", "numeric": ["x1"], "standardize": true, "horizon": 10});
+    let mut learn = learner(config);
+    let mut records = vec![(json!({"x1": 1, "y": true}), 0), (json!({"x1": 2, "y": false}), 1), (json!({"x1": 1e200, "y": true}), 2)];
+    records.extend((3..23).map(|n| (json!({"x1": n % 5, "y": n % 2 == 0}), n)));
+    let out = learn.process_json(&records);
+    assert_eq!(sluice_sdk::testing::json_values(&out.batch).pop().unwrap_or_default()["prediction"], Value::Null);
+    let report = reports(&learn.watermark(30)).pop().unwrap_or_default();
+    assert_eq!((&report["log_loss"], &report["accuracy"], &report["auc"]), (&Value::Null, &Value::Null, &Value::Null), "{report}");
+}
+
 #[test]
 fn a_key_model_holding_max_key_weights_learns_no_new_feature() {
     let config = json!({"label": "y", "categorical": ["item"], "key": ["user"], "max_key_weights": 3, "min_key_examples": 1});
