@@ -186,10 +186,31 @@ fn check_limits(limits: &Limits, top_n: usize, min_cooccurrence: u32) -> Result<
         ("top_n", top_n as u64),
         ("min_cooccurrence", u64::from(min_cooccurrence)),
     ];
-    match at_least_one.iter().find(|(_, value)| *value == 0) {
-        Some((name, _)) => Err(format!("`{name}` must be at least 1")),
-        None => Ok(()),
+    if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+        return Err(format!("`{name}` must be at least 1"));
     }
+    check_addressable(limits)
+}
+
+/// Most bytes a Wasm instance can address (32-bit linear memory), whatever its `memory_limit`.
+const ADDRESSABLE_BYTES: u64 = 4 << 30;
+
+/// Refuses limits whose state could not fit in any instance at worst: every item's row full,
+/// every user's history full, ids of the longest length, in memory and once more in a snapshot.
+/// Below that, `memory_limit` is what bounds it (the plugin cannot see it).
+fn check_addressable(limits: &Limits) -> Result<(), String> {
+    let id = 2 * ids::MAX_ID_BYTES as u64;
+    let items = u64::from(limits.max_items).saturating_mul((limits.max_cooccurrences_per_item as u64).saturating_mul(8).saturating_add(id));
+    let users = (limits.max_users as u64).saturating_mul((limits.history as u64).saturating_mul(4).saturating_add(id));
+    let worst = items.saturating_add(users).saturating_mul(2);
+    if worst <= ADDRESSABLE_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "max_items × max_cooccurrences_per_item and max_users × history could take {} GiB at worst, snapshot included: beyond \
+         the 4 GiB a Wasm instance can address; lower them (the defaults take about 62 MiB)",
+        worst >> 30
+    ))
 }
 
 fn path_or(path: Option<FieldPath>, default: &str) -> Result<FieldPath, String> {

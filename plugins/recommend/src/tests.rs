@@ -278,4 +278,8 @@ fn configuration_errors_are_explained() {
     assert!(refuse(json!({"history": -1})).contains("invalid value"));
     assert!(refuse(json!({"max_items": 5_000_000_000u64})).contains("invalid value"));
     assert!(Harness::<Recommend>::new(json!({"kinds": ["view"]})).is_ok());
+    let beyond = json!({"max_items": 1_000_000, "max_cooccurrences_per_item": 100_000, "max_users": 1_000_000, "history": 1000});
+    assert!(refuse(beyond).contains("beyond the 4 GiB a Wasm instance can address"));
+    let large = json!({"max_items": 200_000, "max_cooccurrences_per_item": 1000, "max_users": 1_000_000});
+    assert!(Harness::<Recommend>::new(large).is_ok(), "fits with a larger memory_limit");
 }
