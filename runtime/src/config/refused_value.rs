@@ -19,9 +19,10 @@ enum Step<'r> {
 /// number `operator` (among `[[operators]]`) names by its path; `None` when the reason starts
 /// with no path or the file has nothing there.
 pub fn refused_value_span(text: &str, operator: usize, reason: &str) -> Option<Range<usize>> {
-    let (steps, rest) = match path_of(reason) {
-        Some(steps) => (steps, reason.split_once(": ").map_or(reason, |(_, rest)| rest)),
-        None => (Vec::new(), reason),
+    let (steps, rest) = match (path_of(reason), quoted_path_of(reason)) {
+        (Some(steps), _) => (steps, reason.split_once(": ").map_or(reason, |(_, rest)| rest)),
+        (None, Some(steps)) => (steps, reason),
+        (None, None) => (Vec::new(), reason),
     };
     let document = DeTable::parse(text).ok()?;
     let operators = entry(document.get_ref(), "operators")?;
@@ -100,6 +101,18 @@ fn entry<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Spanned<DeValu
 /// digits, `_`, `-`) joined by `.`, each followed by any number of `[index]`.
 fn path_of(reason: &str) -> Option<Vec<Step<'_>>> {
     let (path, _) = reason.split_once(": ")?;
+    steps_of(path)
+}
+
+/// The path a refusal starts with between backquotes (`` `k` must be between 2 and 256 ``), as
+/// the shipped plugins name the key whose value is out of range.
+fn quoted_path_of(reason: &str) -> Option<Vec<Step<'_>>> {
+    let (path, _) = reason.strip_prefix('`')?.split_once('`')?;
+    steps_of(path)
+}
+
+/// The steps of a path such as `a.b[2][3].c`.
+fn steps_of(path: &str) -> Option<Vec<Step<'_>>> {
     let is_name_character = |character: char| character.is_ascii_alphanumeric() || character == '_' || character == '-';
     let mut steps = Vec::new();
     for part in path.split('.') {
@@ -171,6 +184,12 @@ window = { size = "ten" }
         assert_eq!(located(0, "any[x]: not an index"), None);
         assert_eq!(located(0, "any[1]x: not a path"), None);
         assert_eq!(located(0, "[0]: a list at the top"), None);
+    }
+
+    #[test]
+    fn a_path_quoted_at_the_start_of_the_reason_leads_to_the_refused_value() {
+        assert_eq!(located(0, "`any[1].op` must be one of gt, lt"), Some("\"bigger\""));
+        assert_eq!(located(0, "`missing` must be at least 1"), None);
     }
 
     #[test]

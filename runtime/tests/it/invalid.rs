@@ -94,6 +94,7 @@ invalid_cases! {
     plugin_config_unknown_key => "plugin-config-unknown-key",
     plugin_missing => "plugin-missing",
     plugin_pin_malformed => "plugin-pin-malformed",
+    plugin_value_out_of_range => "plugin-value-out-of-range",
     reserved_config_key => "reserved-config-key",
     secret_not_a_table => "secret-not-a-table",
     secret_not_env => "secret-not-env",
