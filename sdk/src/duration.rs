@@ -50,6 +50,9 @@ impl TryFrom<DurationText> for Millis {
     type Error = String;
     fn try_from(value: DurationText) -> Result<Self, String> {
         match value {
+            DurationText::Millis(ms) if u128::try_from(ms).is_ok_and(|ms| ms > LONGEST_DURATION.as_millis()) => {
+                Err(format!("duration of {ms} ms is too long: at most 100 years ({} ms)", LONGEST_DURATION.as_millis()))
+            }
             DurationText::Millis(ms) if ms >= 0 => Ok(Millis(ms)),
             DurationText::Millis(ms) => Err(format!("duration must not be negative, got {ms}")),
             DurationText::Text(text) => Millis::parse(&text),
@@ -163,6 +166,10 @@ mod tests {
         assert!(super::parse_duration("18446744073709551615s").unwrap_err().contains("too long"));
         assert!(super::parse_duration("99999999999y").unwrap_err().contains("too long"));
         assert!(super::parse_duration("100y 1s").unwrap_err().contains("at most 100 years"));
+        let longest = i64::try_from(super::LONGEST_DURATION.as_millis()).unwrap_or(i64::MAX);
+        assert_eq!(super::Millis::try_from(super::DurationText::Millis(longest)), Ok(super::Millis(longest)));
+        let refused = super::Millis::try_from(super::DurationText::Millis(i64::MAX)).unwrap_err();
+        assert!(refused.contains("too long: at most 100 years"), "{refused}");
         assert_eq!(super::parse_duration("100y"), Ok(super::LONGEST_DURATION));
         assert!(super::parse_duration("").unwrap_err().contains("invalid duration"));
         assert!(super::parse_duration("10").unwrap_err().contains("invalid duration"));

@@ -51,8 +51,11 @@ impl WindowKey {
 
 /// The start of the interval of `length` aligned on the Unix epoch that holds `timestamp`;
 /// `None` when it is before the earliest time (`i64::MIN` ms), where subtracting would wrap.
+/// No interval starts at the latest time (`i64::MAX` ms, when `length` divides it): it would be
+/// empty, so a record there belongs to the interval ending at it, which holds that time.
 pub fn aligned_start(timestamp: i64, length: i64) -> Option<i64> {
-    timestamp.checked_sub(timestamp.rem_euclid(length))
+    let start = timestamp.checked_sub(timestamp.rem_euclid(length))?;
+    if start == i64::MAX { start.checked_sub(length) } else { Some(start) }
 }
 
 /// One group's accumulators in one window, and how often its result was emitted.

@@ -81,6 +81,28 @@ fn a_record_at_the_latest_time_joins_the_session_cut_there() {
     }
 }
 
+/// 7 ms divides 2^63 − 1: the interval holding the latest time would start at it and be empty.
+/// A record there belongs to the windows ending at it instead (before, a tumbling window of
+/// no length held it, and hopping ones lost it).
+#[test]
+fn a_record_at_the_latest_time_is_in_the_windows_ending_there_when_their_length_divides_it() {
+    let last = i64::MAX - 7;
+    let records = [(json!({}), i64::MAX - 1), (json!({}), i64::MAX)];
+    let tumbling = json!({"type": "tumbling", "size": "7ms"});
+    let (panes, hopping) =
+        (json!({"type": "hopping", "size": "14ms", "slide": "7ms"}), json!({"type": "hopping", "size": "10ms", "slide": "7ms"}));
+    for (window, expected) in [
+        (tumbling, vec![(last, i64::MAX, 2)]),
+        (json!({"type": "hopping", "size": "7ms", "slide": "7ms"}), vec![(last, i64::MAX, 2)]),
+        (panes, vec![(last - 7, i64::MAX, 2), (last, i64::MAX, 2)]),
+        (hopping, vec![(last, i64::MAX, 2)]),
+    ] {
+        let mut op = operator(json!({"window": window, "aggregates": [{"function": "count"}]}));
+        op.process_json(&records);
+        assert_eq!(counts_by_window(&json_values(&op.watermark(i64::MAX))), expected, "{window}");
+    }
+}
+
 #[test]
 fn a_record_bridging_two_sessions_merges_them() {
     let mut op = operator(json!({"window": {"type": "session", "gap": "10s"}, "aggregates": [{"function": "count"}]}));
