@@ -24,8 +24,11 @@ pub fn pace(rate: Option<f64>, made: u64, shares: usize, started: Instant, outpu
         if due <= elapsed + Duration::from_millis(1) {
             return true;
         }
-        // Nothing is due yet: the generator is caught up with its rate.
-        if output.stop.is_raised() || output.wait_for_input().is_err() {
+        // Nothing is due yet. This is no silence of the stream: the generator knows its next
+        // record, whose event time follows its own clock, not the wall's. Counted as idle, the
+        // pause would advance the watermark by wall-clock time past records it has yet to make
+        // (a slow `rate` made every record after the first late).
+        if output.stop.is_raised() || output.flush_lingering().is_err() {
             return false;
         }
         std::thread::sleep((due - elapsed).min(PACE_SLICE));

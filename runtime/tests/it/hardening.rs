@@ -342,3 +342,32 @@ path = "out.fifo"
     assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "stopped at once: {:?}", signalled.elapsed());
     assert!(sluice.log_text().contains("stopped before the pipeline started"), "{}", sluice.log_text());
 }
+
+/// A generator paced by a slow `rate` is not idle between its records: before, the pauses
+/// advanced its watermark by wall-clock time past the records it had yet to make (10 ms of event
+/// time apart), and a window dropped all but the first as late. Results do not depend on `rate`.
+#[test]
+fn a_slow_generator_does_not_make_its_own_records_late() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "slow-generator"
+parallelism = 1
+idle_timeout = "0s"
+
+[[sources]]
+type = "generator"
+count = 12
+rate = 40
+
+[[operators]]
+name = "w"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "100ms" }, aggregates = [{ function = "count", as = "n" }] }
+"#,
+    );
+    let summary = run(&path).expect("runs");
+    let counts: Vec<u64> = scratch.json_lines("out.jsonl").iter().filter_map(|window| window["n"].as_u64()).collect();
+    assert_eq!(counts, vec![10, 2], "{summary:?}");
+}
