@@ -56,9 +56,19 @@ impl State {
 }
 
 /// Decodes bytes written by [`State::encode`] as `T`, typically an older state type
-/// inside [`VersionedState::migrate`].
+/// inside [`VersionedState::migrate`]. Every byte must be read: postcard reads a prefix of
+/// other bytes without complaint (the JSON `{"count": 2872}` of a plugin in another language
+/// read as a count of 123), so bytes left over mean another layout, refused rather than misread.
 pub fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(bytes).map_err(|error| format!("state is corrupt or of another layout: {error}"))
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|error| format!("state is corrupt or of another layout: {error}"))?;
+    match rest.len() {
+        0 => Ok(value),
+        left => Err(format!(
+            "state is of another layout: {left} of its {} bytes are left over once read (written by another plugin, or \
+             another language's build of this one?)",
+            bytes.len()
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -87,6 +97,14 @@ mod tests {
                 _ => Err(format!("unknown state version {version}")),
             }
         }
+    }
+
+    #[test]
+    fn bytes_of_another_layout_are_refused_not_read_in_part() {
+        let refused = decode_bytes::<CountV1>(br#"{"count": 2872}"#).unwrap_err();
+        assert!(refused.contains("14 of its 15 bytes are left over"), "{refused}");
+        let encoded = State::encode(&CountV1 { count: 2872 });
+        assert_eq!(encoded.decode::<CountV1>(), Ok(CountV1 { count: 2872 }));
     }
 
     /// An operator whose snapshot/restore come from `state_in!`.

@@ -220,6 +220,10 @@ pub enum StateHandover {
     Discard,
 }
 
+/// How to swap in a version that cannot take the running version's state.
+const DISCARD_STATE_HINT: &str = " (to start it without the running version's state, losing what that holds, swap with \
+                                  `--discard-state`, `?state=discard` in the API)";
+
 impl Operator {
     /// Instantiates, initialises and (given a state) restores the operator.
     pub fn start(spec: OperatorSpec, state: Option<State>) -> Result<Operator, OperatorError> {
@@ -278,13 +282,23 @@ impl Operator {
             ),
             StateHandover::Discard => None,
         };
-        Operator::start(spec, state).map_err(|error| match error {
-            OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => format!(
-                "the new version could not start: {error} (to start it without the running version's state, losing what that \
-                 holds, swap with `--discard-state`, `?state=discard` in the API)"
-            ),
+        let carried = state.is_some();
+        let mut new = Operator::start(spec, state).map_err(|error| match error {
+            OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => {
+                format!("the new version could not start: {error}{DISCARD_STATE_HINT}")
+            }
             error => format!("the new version could not start: {error}"),
-        })
+        })?;
+        // A version that restores the state but cannot snapshot it would fail at the next
+        // checkpoint, after the swap, and stop the pipeline: it is tried now, while the running
+        // version can still keep going.
+        if carried && let Err(failure) = new.checkpoint_state() {
+            return Err(format!(
+                "the new version could not start: snapshot failed after restoring the running version's state: {failure}\
+                 {DISCARD_STATE_HINT}"
+            ));
+        }
+        Ok(new)
     }
 
     /// The state to carry over (checkpoint, swap): a fresh snapshot, or a disabled operator's

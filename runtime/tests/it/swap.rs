@@ -180,6 +180,14 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert_eq!(control.operators()[1].digest, forward.new_digest);
     let back = control.rollback("counter").expect("rollback");
     assert_eq!((back.old_digest.clone(), back.new_digest.clone()), (forward.new_digest.clone(), forward.old_digest.clone()));
+    // a version that restores the state but cannot snapshot it is refused before it takes over
+    // (before, it took over and stopped the pipeline at the next checkpoint). It traps only
+    // for a count of at least 1: once a record came out, the running version has counted it.
+    wait_for_output(&scratch, |records| !records.is_empty());
+    let misbehave = registry().load(&plugin("misbehave")).expect("compiles");
+    let refused = control.swap("counter", misbehave, Some(r#"{"trap_in_snapshot_after": 1}"#.into())).unwrap_err();
+    assert!(matches!(&refused, SwapError::Refused(reason) if reason.contains("snapshot failed after restoring")), "{refused}");
+    assert_eq!(control.operators()[1].digest, back.new_digest, "the old version still runs");
     assert!(matches!(
         control.swap("nobody", registry().load(&plugin("counter-v2")).expect("compiles"), None),
         Err(SwapError::UnknownOperator(_))
@@ -190,7 +198,7 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert_eq!(counted.len() as u64, summary.tasks[0].records_in);
     assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
     let history = control.history();
-    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 3, "the refusals are in the history");
+    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 4, "the refusals are in the history");
 }
 
 /// Runs `path` as `sluice run` does (watching files) on a thread.
