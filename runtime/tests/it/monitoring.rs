@@ -266,7 +266,7 @@ inputs = ["revenue"]
 name = "unique"
 type = "file"
 path = "unique.jsonl"
-inputs = ["strict"]
+inputs = ["strict", "revenue"]
 "#,
     );
     let run = AdminRun::start(&path, &["--no-watch"], false);
@@ -278,6 +278,14 @@ inputs = ["strict"]
         assert!(node_attribute(&first, node, "data-records").is_some(), "the graph shows node {node}:\n{first}");
     }
     assert!(first.contains("id=\"operators\"") && first.contains("orders-only"), "the operators table is there");
+    // strict (column 1) → unique (column 3) would run through revenue's column: it dips below.
+    let edge_class = |from: &str, to: &str| {
+        let at = first.find(&format!("data-from=\"{from}\" data-to=\"{to}\""))?;
+        let tag = &first[first[..at].rfind('<')?..at];
+        Some(tag.split("class=\"").nth(1)?.split('"').next()?.to_owned())
+    };
+    assert_eq!(edge_class("strict", "unique").as_deref(), Some("edge skip"), "{first}");
+    assert_eq!(edge_class("clicks", "strict").as_deref(), Some("edge"), "{first}");
     let counted = |dom: &str| node_attribute(dom, "clicks", "data-records").and_then(|text| text.parse::<u64>().ok()).unwrap_or(0);
     let second = load_page(&url, None);
     assert!(counted(&second) > counted(&first), "the counts move between two reads: {} then {}", counted(&first), counted(&second));

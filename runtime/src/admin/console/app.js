@@ -81,6 +81,8 @@ function quantile(now, before, q) {
 
 const rate = (value) => (value == null ? '–' : value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e4 ? `${(value / 1e3).toFixed(1)} K` : value.toFixed(value < 10 ? 1 : 0));
 const seconds = (value) => (value == null ? '–' : value < 1e-3 ? `${(value * 1e6).toFixed(0)} µs` : value < 1 ? `${(value * 1e3).toFixed(1)} ms` : `${value.toFixed(2)} s`);
+// A span of time that may be long (an event-time lag of days): seconds, then minutes, hours, days.
+const span = (value) => (value == null || value < 120 ? seconds(value) : value < 7200 ? `${(value / 60).toFixed(1)} min` : value < 172800 ? `${(value / 3600).toFixed(1)} h` : `${(value / 86400).toFixed(1)} d`);
 const bytes = (value) => (value >= 1 << 20 ? `${(value / (1 << 20)).toFixed(1)} MiB` : value >= 1024 ? `${(value / 1024).toFixed(0)} KiB` : `${value} B`);
 // A time in ms since the epoch, or the number itself when no date can show it.
 const time = (ms) => {
@@ -247,7 +249,7 @@ function render(snapshot, pipeline, swaps, deadLetters, results) {
     for (const point of state.history) for (const [name, value] of Object.entries(pick(point))) if (value != null) (series[name] = series[name] || []).push([point.at, value]);
     return series;
   };
-  drawChart(document.getElementById('chart-rates'), chartSeries((point) => ({ 'sources (in)': point.rateIn, 'sinks (out)': point.rateOut })), rate);
+  drawChart(document.getElementById('chart-rates'), chartSeries((point) => ({ 'sources (in)': point.rateIn, 'sinks (written)': point.rateOut })), rate);
   drawChart(document.getElementById('chart-latency'), chartSeries((point) => point.p99), seconds);
 }
 
@@ -288,7 +290,21 @@ function layout(graph) {
   }
   const place = {};
   columns.forEach((nodes, column) => nodes.forEach((node, row) => { place[nodeId(node)] = { x: 20 + column * 210, y: 20 + row * 90 }; }));
-  return { place, width: 40 + columns.length * 210, height: 40 + Math.max(...columns.map((nodes) => nodes.length)) * 90 };
+  const rows = Math.max(...columns.map((nodes) => nodes.length));
+  // Room below the last row for edges that skip columns, which dip under the nodes they pass.
+  return { place, width: 40 + columns.length * 210, height: 40 + rows * 90 + 20 };
+}
+
+// An edge from the right of one node to the left of another. One that skips columns would run
+// through the nodes between at its height (a join's input looked like its neighbour's): it dips
+// below the lower of its two ends, into the gap under that row, and its label sits there.
+function edgePath(from, to) {
+  const [x1, y1, x2, y2] = [from.x + 170, from.y + 30, to.x, to.y + 30];
+  if (to.x - from.x <= 210) {
+    return { skip: false, d: `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}`, label: [(x1 + x2) / 2, (y1 + y2) / 2 - 4] };
+  }
+  const dip = Math.max(from.y, to.y) + 60 + 36;
+  return { skip: true, d: `M${x1},${y1} C${x1 + 40},${dip} ${x2 - 40},${dip} ${x2},${y2}`, label: [(x1 + x2) / 2, dip - 10] };
 }
 
 function drawGraph(snapshot) {
@@ -304,9 +320,9 @@ function drawGraph(snapshot) {
   for (const edge of state.graph.edges) {
     const from = place[nodeId({ kind: edge.from_kind, name: edge.from })], to = place[nodeId({ kind: edge.to_kind, name: edge.to })];
     if (!from || !to) continue;
-    const [x1, y1, x2, y2] = [from.x + 170, from.y + 30, to.x, to.y + 30];
-    children.push(svg('path', { class: 'edge', d: `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}` }));
-    if (edge.output) children.push(svg('text', { class: 'edge-label', x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4 }, edge.output));
+    const path = edgePath(from, to);
+    children.push(svg('path', { class: path.skip ? 'edge skip' : 'edge', d: path.d, 'data-from': edge.from, 'data-to': edge.to }));
+    if (edge.output) children.push(svg('text', { class: 'edge-label', x: path.label[0], y: path.label[1] }, edge.output));
   }
   for (const node of state.graph.nodes) {
     const measured = snapshot.nodes[nodeId(node)];
@@ -346,7 +362,7 @@ function drawOperators(snapshot) {
 
 function drawTasks(snapshot) {
   fillTable('watermarks', snapshot.taskRows.map((row) => [
-    row.task, row.watermark == null ? '–' : time(row.watermark), cell(row.watermark == null ? '–' : seconds(Math.max(0, snapshot.at - row.watermark) / 1000), 'num'),
+    row.task, row.watermark == null ? '–' : time(row.watermark), cell(row.watermark == null ? '–' : span(Math.max(0, snapshot.at - row.watermark) / 1000), 'num'),
     cell(row.busyShare == null ? '–' : percent(row.busyShare), 'num'), cell(row.blockedShare == null ? '–' : percent(row.blockedShare), 'num'),
   ]));
   fillTable('checkpoints', snapshot.taskRows.filter((row) => row.ok + row.failed > 0).map((row) => [
@@ -378,13 +394,23 @@ function drawResults(boards) {
       element('thead', {}, element('tr', {}, ...columns.map((column) => element('th', {}, column)))),
       element('tbody', {}, ...rows.slice(-20).reverse().map((row) => element('tr', {}, ...columns.map((column) => {
         const value = row[column];
-        return cell(/^window_(start|end)$/.test(column) && typeof value === 'number' ? time(value) : JSON.stringify(value ?? null), typeof value === 'number' ? 'num' : '');
+        return cell(resultText(column, value), typeof value === 'number' ? 'num' : '');
       })))));
     const heading = element('h3', {}, `${board.sink}: ${y || 'no numeric field'}${series ? ` by ${series}` : ''} (${board.total.toLocaleString('en')} records)`);
     const wrapper = element('div', { class: 'board' }, heading, canvas, table);
     requestAnimationFrame(() => drawChart(canvas, lines, (value) => (Math.abs(value) >= 1000 ? rate(value) : value.toFixed(2)), x === 'window_start' || x === 'window_end'));
     return wrapper;
   }));
+}
+
+// A result's value as a table shows it: window bounds as times, text without its quotes, numbers
+// without the noise of binary fractions (318.53999999999996 as 318.54: 15 significant digits, all
+// a double holds for sure), and anything else as JSON.
+function resultText(column, value) {
+  if (/^window_(start|end)$/.test(column) && typeof value === 'number') return time(value);
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return String(Number(value.toPrecision(15)));
+  return JSON.stringify(value ?? null);
 }
 
 // Lines on a canvas: series name → [[x, y], ...]; x is a time in ms when `timeAxis`.
