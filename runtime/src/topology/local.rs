@@ -56,10 +56,38 @@ pub fn open_state(pipeline: &LoadedPipeline, plan: &Plan) -> Result<Option<Opene
     let Some(state_dir) = &pipeline.config.pipeline.state_dir else { return Ok(None) };
     let directory = StateDirectory::open(&pipeline.resolve(state_dir), pipeline.config.pipeline.name.get_ref().as_str())?;
     let restored = directory.load(&layout(pipeline, plan), &input_identities(pipeline), &older_input_identities(pipeline))?;
-    if restored.is_some() {
+    if let Some(restored) = &restored {
+        check_counts_reach(pipeline, restored)?;
         tracing::info!(directory = %directory.path().display(), "resuming from a checkpoint");
     }
     Ok(Some((directory, restored)))
+}
+
+/// A generator's `count` may change when a run resumes, but not below the record its checkpoint
+/// resumes at: the results the checkpoint holds came from records the run would no longer
+/// make. Refused here, before any output file is cut back to the checkpoint.
+fn check_counts_reach(pipeline: &LoadedPipeline, restored: &PipelineCheckpoint) -> Result<(), StartError> {
+    for source in &pipeline.config.sources {
+        let count = match source.get_ref() {
+            SourceConfig::Generator(generator) => generator.count,
+            SourceConfig::Nexmark(nexmark) => nexmark.count,
+            _ => None,
+        };
+        let Some(count) = count else { continue };
+        let name = source.get_ref().name();
+        let share_prefix = format!("{name}#");
+        let shares = restored.shares.iter().filter(|(key, _)| **key == name || key.starts_with(&share_prefix));
+        if let Some(resumes_at) = shares.map(|(_, position)| position.next_position).max()
+            && resumes_at > count
+        {
+            let message = format!(
+                "count = {count} is below record {resumes_at}, where the pipeline's checkpoint resumes: give a count of at \
+                 least {resumes_at}, or remove the checkpoint from the state directory to start over"
+            );
+            return Err(SourceError::Invalid { source_name: name, message }.into());
+        }
+    }
+    Ok(())
 }
 
 /// Starts the stages (downstream first, so that every task's next stage runs before it),

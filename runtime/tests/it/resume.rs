@@ -530,3 +530,32 @@ config = { trap_in_snapshot_after = 20000 }
     let kept = ["checkpoint.json", "run-start.json"].map(|file| scratch.path(&format!("state/midway/{file}")).is_file());
     assert!(kept.contains(&true), "the state directory is kept");
 }
+
+/// A generator's `count` lowered below the record its checkpoint resumes at is refused before
+/// anything starts, in the generator's terms, and the output file is left as it was (before,
+/// the file was cut back to the checkpoint and the run then failed saying the input was
+/// "replaced or truncated").
+#[test]
+fn a_count_below_the_checkpoint_is_refused_before_the_output_is_cut() {
+    use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
+    let scratch = Scratch::new();
+    let text = |count: u64| {
+        format!(
+            "[pipeline]\nname = \"counted\"\nparallelism = 1\nstate_dir = \"state\"\n\n[[sources]]\ntype = \"generator\"\ncount = {count}\n"
+        )
+    };
+    let pipeline = scratch.pipeline_to_files(&text(2_000));
+    let loaded = sluice::config::LoadedPipeline::load(&pipeline).expect("the pipeline loads");
+    let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
+    let shares = [("generator".to_owned(), SharePosition { next_position: 1_500, watermark: None })].into();
+    let outputs = [("file".to_owned(), 3)].into();
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs };
+    StateDirectory::open(&scratch.path("state"), "counted").expect("the state directory opens").save(&checkpoint).expect("saved");
+    scratch.write("out.jsonl", "{}\n{\"written\":\"after the checkpoint\"}\n");
+    let lowered = scratch.pipeline_to_files(&text(1_000));
+    let error = run(&lowered).expect_err("the checkpoint resumes past the count").to_string();
+    assert!(error.contains("count = 1000 is below record 1500") && error.contains("a count of at least 1500"), "{error}");
+    assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{}\n{\"written\":\"after the checkpoint\"}\n");
+    let raised = scratch.pipeline_to_files(&text(2_000));
+    assert_eq!(run(&raised).expect("resumes").sources.records, 500, "records 1500 to 1999");
+}
