@@ -24,8 +24,9 @@ impl fmt::Display for PluginTestReport {
 /// Builds the plugin in `directory`, runs `test/pipeline.toml` and compares `test/output.jsonl`
 /// with `test/expected.jsonl` line by line.
 pub fn test_plugin(directory: &Path, engine: WasmEngine) -> Result<PluginTestReport, DevelopError> {
-    build_plugin(directory, &BuildOptions::default())?;
+    let built = build_plugin(directory, &BuildOptions::default())?;
     let test = directory.join("test");
+    check_runs_the_build(&test.join("pipeline.toml"), &built)?;
     for stale in ["output.jsonl", "dead-letter.jsonl"] {
         let _ = std::fs::remove_file(test.join(stale));
     }
@@ -37,6 +38,26 @@ pub fn test_plugin(directory: &Path, engine: WasmEngine) -> Result<PluginTestRep
     }
     let dead_lettered = std::fs::read_to_string(test.join("dead-letter.jsonl")).map_or(0, |text| text.lines().count());
     Ok(PluginTestReport { records: actual.lines().count(), dead_lettered })
+}
+
+/// Refuses a test pipeline none of whose operators runs the component just `built` (its
+/// manifest's name changed, say): it would test an older file and pass. A pipeline that does
+/// not load is left for the run to report.
+fn check_runs_the_build(pipeline: &Path, built: &Path) -> Result<(), DevelopError> {
+    let Ok(loaded) = crate::config::LoadedPipeline::load(pipeline) else { return Ok(()) };
+    let same = |path: &Path| path.canonicalize().ok() == built.canonicalize().ok();
+    let plugins: Vec<std::path::PathBuf> =
+        loaded.config.operators.iter().map(|operator| loaded.resolve(operator.get_ref().plugin.get_ref())).collect();
+    if plugins.iter().any(|plugin| same(plugin)) {
+        return Ok(());
+    }
+    let named: Vec<String> = plugins.iter().map(|plugin| plugin.display().to_string()).collect();
+    Err(DevelopError::Input(format!(
+        "test/pipeline.toml runs {}, not the component just built, {}: point an operator's `plugin` at it (the manifest's \
+         name gives the file's)",
+        if named.is_empty() { "no operator".to_owned() } else { named.join(", ") },
+        built.display()
+    )))
 }
 
 fn first_difference(actual: &str, expected: &str) -> Option<String> {

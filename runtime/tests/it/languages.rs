@@ -142,3 +142,21 @@ fn building_a_c_plugin_that_opens_files_fails_with_the_reason() {
     assert!(stderr.contains("uses the filesystem") && stderr.contains("wasi:filesystem/"), "{stderr}");
     assert!(!scratch.path("leaky/leaky.wasm").exists(), "no component is left where a pipeline would load it");
 }
+
+/// A plugin whose manifest was renamed builds `<new name>.wasm`, while its test pipeline still
+/// runs the old file: `plugin test` says so instead of testing the old build and passing.
+#[test]
+fn a_plugin_test_that_would_run_another_file_than_the_build_says_so() {
+    let scratch = Scratch::new();
+    let created = sluice(scratch.dir.path(), &["plugin", "new", "first", "--lang", "c", "--dir", "first"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let tested = sluice(&scratch.path("first"), &["plugin", "test"]);
+    assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stderr));
+    let manifest = scratch.path("first/sluice-plugin.toml");
+    let text = std::fs::read_to_string(&manifest).expect("the manifest");
+    std::fs::write(&manifest, text.replacen("name = \"first\"", "name = \"second\"", 1)).expect("rename");
+    let retested = sluice(&scratch.path("first"), &["plugin", "test"]);
+    let stderr = String::from_utf8_lossy(&retested.stderr);
+    assert!(!retested.status.success(), "the old component must not pass for the new: {stderr}");
+    assert!(stderr.contains("not the component just built") && stderr.contains("second.wasm"), "{stderr}");
+}
