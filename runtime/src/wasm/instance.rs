@@ -93,6 +93,11 @@ impl PluginInstance {
         let host = HostState::new(name, limits.memory, metrics);
         let mut store = Store::new(plugin.engine.engine(), host);
         store.limiter(|state| state);
+        // What one call hands back is lifted into the host under wasmtime's "hostcall fuel"
+        // (128 MiB by default), which refused results that a larger memory_limit allows: it
+        // follows the memory the instance may use instead.
+        let fuel = limits.memory.max(store.hostcall_fuel());
+        store.set_hostcall_fuel(fuel);
         store.epoch_deadline_trap();
         let deadline_ticks = WasmEngine::deadline_ticks(limits.call_timeout);
         store.set_epoch_deadline(deadline_ticks);
