@@ -7,7 +7,7 @@ mod aliases;
 mod diagnostic;
 mod kafka;
 mod operator;
-mod refused_value;
+pub(crate) mod refused_value;
 mod sink;
 mod source;
 mod tagged;

@@ -67,14 +67,7 @@ fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Op
 /// connector's `properties`); `None` when the file has no such key there.
 pub fn key_span(text: &str, table: Range<usize>, within: Option<&str>, key: &str) -> Option<Range<usize>> {
     let document = DeTable::parse(text).ok()?;
-    let tables = document.get_ref().iter().flat_map(|(_, value)| match value.get_ref() {
-        DeValue::Array(elements) => elements.iter().collect::<Vec<_>>(),
-        _ => vec![value],
-    });
-    let found = tables.filter(|value| value.span() == table).find_map(|value| match value.get_ref() {
-        DeValue::Table(found) => Some(found),
-        _ => None,
-    })?;
+    let found = table_at(&document, table)?;
     let found = match within {
         Some(within) => match entry(found, within)?.get_ref() {
             DeValue::Table(inner) => inner,
@@ -83,6 +76,28 @@ pub fn key_span(text: &str, table: Range<usize>, within: Option<&str>, key: &str
         None => found,
     };
     found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, _)| name.span())
+}
+
+/// The spans in `text` (the parsed pipeline file) of the elements of the array at `key` of the
+/// table whose own span is `table` (a sink's `inputs`); empty when the file has none there.
+pub fn array_element_spans(text: &str, table: Range<usize>, key: &str) -> Vec<Range<usize>> {
+    let Ok(document) = DeTable::parse(text) else { return Vec::new() };
+    match table_at(&document, table).and_then(|found| entry(found, key)).map(Spanned::get_ref) {
+        Some(DeValue::Array(elements)) => elements.iter().map(Spanned::span).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The table of `document` (top level, or an element of an array of tables) whose span is `table`.
+fn table_at<'t, 'i>(document: &'t Spanned<DeTable<'i>>, table: Range<usize>) -> Option<&'t DeTable<'i>> {
+    let tables = document.get_ref().iter().flat_map(|(_, value)| match value.get_ref() {
+        DeValue::Array(elements) => elements.iter().collect::<Vec<_>>(),
+        _ => vec![value],
+    });
+    tables.filter(|value| value.span() == table).find_map(|value| match value.get_ref() {
+        DeValue::Table(found) => Some(found),
+        _ => None,
+    })
 }
 
 /// The span in `text` (the parsed pipeline file) of the key `key` of the top-level table

@@ -90,7 +90,13 @@ pub fn resolve_inputs(pipeline: &LoadedPipeline) -> (ResolvedInputs, Diagnostics
         let what = format!("sink \"{}\"", sink.get_ref().name());
         let implied = sink.span();
         let references = match sink.get_ref().inputs() {
-            Some(inputs) => names.resolve(inputs.iter().map(|input| (input, sink.span())), sink.span(), &what, &mut report),
+            Some(inputs) => {
+                // A sink's `inputs` keep no positions: found in the file, so that an error
+                // points at the entry rather than at the `[[sinks]]` header.
+                let spans = crate::config::refused_value::array_element_spans(pipeline.text.parsed(), sink.span(), "inputs");
+                let listed = inputs.iter().enumerate().map(|(at, input)| (input, spans.get(at).cloned().unwrap_or_else(|| sink.span())));
+                names.resolve(listed, sink.span(), &what, &mut report)
+            }
             None if config.operators.is_empty() => all_sources(&implied),
             None => vec![Reference { node: NodeId::Operator(config.operators.len() - 1), output: None, span: implied }],
         };
@@ -350,7 +356,11 @@ impl Builder<'_> {
                 && reported.insert(cycle.iter().copied().collect::<BTreeSet<_>>())
             {
                 let path: Vec<&str> = cycle.iter().chain(cycle.first()).map(|operator| graph.operators[*operator].name.as_str()).collect();
-                let span = resolved.operators[start].first().map_or(0..0, |reference| reference.span.clone());
+                // At the input that closes the cycle: `start` reads the cycle's last operator.
+                let closing = cycle.last().map(|last| NodeId::Operator(*last));
+                let references = &resolved.operators[start];
+                let at = references.iter().find(|reference| Some(reference.node) == closing).or(references.first());
+                let span = at.map_or(0..0, |reference| reference.span.clone());
                 self.report(span, format!("operator \"{}\": its inputs form a cycle: {}", graph.operators[start].name, path.join(" → ")));
             }
         }
@@ -359,7 +369,14 @@ impl Builder<'_> {
     /// Sources and operators nothing reads, and side outputs nothing reads.
     fn check_unread(&mut self, graph: &Graph) {
         let config = &self.pipeline.config;
+        // A node whose name an earlier one has cannot be read by it: that name is reported as
+        // given twice, and saying that nothing reads the node would be a second, wrong error.
+        let names = NodeNames::of(self.pipeline);
+        let named_by_another = |node: NodeId, name: &str| names.nodes.get(name).is_some_and(|named| *named != node);
         for (index, source) in config.sources.iter().enumerate() {
+            if named_by_another(NodeId::Source(index), &source.get_ref().name()) {
+                continue;
+            }
             if graph.readers(Port { node: NodeId::Source(index), output: 0 }).is_empty() {
                 let name = source.get_ref().name();
                 self.report(
@@ -369,6 +386,9 @@ impl Builder<'_> {
             }
         }
         for (index, operator) in graph.operators.iter().enumerate() {
+            if named_by_another(NodeId::Operator(index), &operator.name) {
+                continue;
+            }
             let span = config.operators[index].get_ref().name.span();
             let read: Vec<bool> = graph.ports_of(NodeId::Operator(index)).map(|port| !graph.readers(port).is_empty()).collect();
             if read.iter().all(|read| !read) {

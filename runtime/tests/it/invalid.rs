@@ -61,6 +61,7 @@ invalid_cases! {
     granted_file_missing => "granted-file-missing",
     graph_cycle => "graph-cycle",
     graph_input_listed_twice => "graph-input-listed-twice",
+    graph_name_given_twice => "graph-name-given-twice",
     graph_sink_without_input => "graph-sink-without-input",
     graph_unknown_input => "graph-unknown-input",
     graph_unknown_output => "graph-unknown-output",
