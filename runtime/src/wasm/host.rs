@@ -17,6 +17,8 @@ const MAX_METRICS: usize = 256;
 #[derive(Debug, Default)]
 pub struct OperatorMetrics {
     values: Mutex<MetricValues>,
+    /// Whether the log said that a name past the limit was dropped (once per operator).
+    refused_name_said: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -93,8 +95,23 @@ impl HostState {
                 accepted = true;
             }
         });
+        if !accepted {
+            self.name_refused("counter", &name);
+        }
         if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
             task_metrics.counter_add(&name, delta);
+        }
+    }
+
+    /// Says once per operator that a new metric name past [`MAX_METRICS`] was dropped.
+    fn name_refused(&self, kind: &str, name: &str) {
+        if !self.metrics.refused_name_said.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let operator = &*self.operator;
+            tracing::warn!(
+                operator,
+                "the plugin's {kind} \"{name}\" is dropped: a plugin may have at most {MAX_METRICS} counter names and \
+                 {MAX_METRICS} gauge names, and new names past them are dropped (said once)"
+            );
         }
     }
 }
@@ -162,6 +179,9 @@ impl host::Host for HostState {
                 accepted = true;
             }
         });
+        if !accepted {
+            self.name_refused("gauge", &name);
+        }
         if let Some(task_metrics) = self.task_metrics.as_mut().filter(|_| accepted) {
             task_metrics.gauge_set(&name, value);
         }
@@ -206,5 +226,6 @@ mod tests {
         assert_eq!(state.pending_counters.len(), 2 * MAX_METRICS);
         state.settle_counters(true);
         assert_eq!(metrics.values().counters.len(), MAX_METRICS, "as many names as a plugin may have");
+        assert!(metrics.refused_name_said.load(std::sync::atomic::Ordering::Relaxed), "the dropped names were said");
     }
 }
