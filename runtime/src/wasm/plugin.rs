@@ -216,11 +216,19 @@ fn capability_of(interface: &str) -> &'static str {
     CAPABILITIES.iter().find(|(prefix, _)| interface.starts_with(prefix)).map_or("system interfaces", |(_, words)| words)
 }
 
-/// The innermost message of a wasmtime error: the one that says what is wrong.
-/// Refuses a file that is not WebAssembly at all (a text file, a native library) in plain
-/// words: the parser's own report lists the magic bytes it expected, one per line.
+/// Refuses a file that is not a WebAssembly component at all (a text file, a native library,
+/// a core module) in plain words: the parser's own report lists the magic bytes it expected,
+/// one per line, or speaks of its component parser.
 pub(super) fn not_webassembly(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
     const MAGIC: &[u8] = b"\0asm";
+    /// The version of a core module (a component's is `0d 00 01 00`).
+    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
+    if bytes.starts_with(MAGIC) && bytes.get(4..8) == Some(CORE_MODULE) {
+        let reason = "it is a core WebAssembly module, not a component: build it with `sluice plugin build`, or wrap it \
+                      with `wasm-tools component new`"
+            .to_owned();
+        return Err(PluginError::NotAComponent { path: path.to_owned(), reason });
+    }
     if bytes.starts_with(MAGIC) {
         return Ok(());
     }
@@ -232,6 +240,7 @@ pub(super) fn not_webassembly(path: &Path, bytes: &[u8]) -> Result<(), PluginErr
     Err(PluginError::NotAComponent { path: path.to_owned(), reason })
 }
 
+/// The messages of a wasmtime error's chain, outermost first.
 pub(super) fn root_cause(error: &wasmtime::Error) -> String {
     let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
     chain.join(": ")

@@ -50,6 +50,10 @@ fn inspect_refuses_a_file_that_is_not_a_component() {
     let output = sluice(scratch.dir.path(), &["plugin", "inspect", &path.display().to_string()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not a valid WebAssembly component"));
+    let core = scratch.write_bytes("core.wasm", b"\0asm\x01\0\0\0");
+    let output = sluice(scratch.dir.path(), &["plugin", "inspect", &core.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("it is a core WebAssembly module, not a component"), "{stderr}");
 }
 
 #[test]
