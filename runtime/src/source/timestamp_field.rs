@@ -34,8 +34,17 @@ impl TimestampField {
         let text_of = |(offset, length): (usize, usize)| line.get(offset..offset + length).unwrap_or_default();
         match fields.iter().rev().find(|field| text_of(field.name) == name.as_bytes()) {
             Some(field) => from_text(text_of(field.value), name),
-            None => Err(format!("timestamp field {name:?} is missing")),
+            None => Err(missing(name)),
         }
+    }
+}
+
+/// Why a line has no time: the field is missing (a dotted name is a top-level field's whole
+/// name, which the reason says, since other settings read dotted paths).
+fn missing(name: &str) -> String {
+    match name.contains('.') {
+        true => format!("timestamp field {name:?} is missing (timestamp_field names a top-level field; nested ones are not read)"),
+        false => format!("timestamp field {name:?} is missing"),
     }
 }
 
@@ -47,7 +56,7 @@ fn from_parsed(line: &[u8], name: &str) -> Result<i64, String> {
         Some(Value::Number(number)) => number.as_i64().ok_or_else(|| not_an_integer(name)),
         Some(Value::String(text)) => from_rfc3339(text, name),
         Some(_) => Err(neither(name)),
-        None => Err(format!("timestamp field {name:?} is missing")),
+        None => Err(missing(name)),
     }
 }
 
@@ -126,6 +135,9 @@ mod tests {
             assert!(extract(&field, not_integer).unwrap_err().contains("not an integer"));
         }
         assert!(extract(&field, br#"{"ts": "yesterday"}"#).unwrap_err().contains("RFC 3339"));
+        let dotted = TimestampField::new(Some("meta.ts"));
+        assert!(extract(&dotted, br#"{"meta": {"ts": 1}}"#).unwrap_err().contains("nested ones are not read"));
+        assert_eq!(extract(&dotted, br#"{"meta.ts": 5}"#), Ok(5));
     }
 
     /// A line's JSON error names the column only (the line is the record's, named before it),
