@@ -202,6 +202,8 @@ fn buckets_floor_towards_minus_infinity() {
     assert_eq!(masked(&mut mask, json!({"x": -0.25}))["x"], json!(-0.5));
     assert_eq!(masked(&mut mask, json!({"x": 2.75}))["x"], json!(2.5));
     assert_eq!(masked(&mut mask, json!({"x": 3}))["x"], json!(3));
+    let above_i64 = masked(&mut mask, json!({"n": 18_446_744_073_709_551_615_u64}))["n"].clone();
+    assert_eq!(above_i64, json!(18_446_744_073_709_551_610_u64), "exact above i64's range too");
 }
 
 #[test]

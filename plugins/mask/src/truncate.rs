@@ -181,6 +181,14 @@ pub fn bucket(number: &Number, width: f64) -> Option<Value> {
         let width = width as i64;
         return x.div_euclid(width).checked_mul(width).map(Value::from);
     }
+    // Above i64's range, an unsigned one is still exact (its floor is never negative).
+    if let Some(x) = number.as_u64()
+        && width.fract() == 0.0
+        && width < 1.8e19
+    {
+        let width = width as u64;
+        return Some(Value::from(x / width * width));
+    }
     let x = number.as_f64()?;
     let floored = (x / width).floor() * width;
     floored.is_finite().then(|| sluice_sdk::json::number(floored))
