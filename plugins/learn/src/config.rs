@@ -229,6 +229,14 @@ fn check_features(config: &LearnConfig) -> Result<(), String> {
             "crosses[{position}] names fewer than two fields: a cross combines two or more, such as [\"category\", \"campaign\"]"
         ));
     }
+    for (position, cross) in config.crosses.iter().enumerate() {
+        if let Some(twice) = (1..cross.len()).find(|&at| cross[..at].contains(&cross[at])) {
+            return Err(format!(
+                "crosses[{position}] names `{}` twice: a field crossed with itself is that field again; cross different fields",
+                cross[twice]
+            ));
+        }
+    }
     for (key, paths) in [("numeric", &config.numeric), ("categorical", &config.categorical)] {
         if let Some(position) = (1..paths.len()).find(|&position| paths[..position].contains(&paths[position])) {
             let feature = &paths[position];

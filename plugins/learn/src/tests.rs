@@ -238,6 +238,7 @@ fn a_feature_named_twice_is_refused() {
         "`numeric` names `x` twice: each feature is one input of the model, name it once"
     );
     assert!(refusal(json!({"label": "y", "categorical": ["c", "c"]})).starts_with("`categorical` names `c` twice"));
+    assert!(refusal(json!({"label": "y", "crosses": [["a", "b"], ["c", "d", "c"]]})).starts_with("crosses[1] names `c` twice"));
 }
 
 #[test]

@@ -147,6 +147,9 @@ impl Operator for Recommend {
         };
         let user = path_or(config.user, "user_id")?;
         let item = path_or(config.item, "item_id")?;
+        if user == item {
+            return Err(format!("`user` and `item` are both {user}: a user's items would be the user; name two different fields"));
+        }
         let mut lookups = vec![user.clone(), item.clone()];
         if kinds.is_some() {
             lookups.push(path_or(config.kind, "event_type")?);

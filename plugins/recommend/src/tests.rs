@@ -275,6 +275,7 @@ fn configuration_errors_are_explained() {
     assert!(refuse(json!({"kind": "type"})).contains("`kinds` is not"));
     assert!(refuse(json!({"user": "a..b"})).contains("invalid field path"));
     assert!(refuse(json!({"top": 5})).contains("unknown field `top`"));
+    assert!(refuse(json!({"user": "item_id"})).contains("`user` and `item` are both item_id"));
     assert!(refuse(json!({"history": -1})).contains("invalid value"));
     assert!(refuse(json!({"max_items": 5_000_000_000u64})).contains("invalid value"));
     assert!(Harness::<Recommend>::new(json!({"kinds": ["view"]})).is_ok());
