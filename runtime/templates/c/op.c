@@ -46,7 +46,7 @@ bool exports_operator_init(operator_string_t *config, operator_init_context_t *c
   } else if (json_field(config->ptr, config->len, "field", &start, &end) != JSON_FOUND
       || config->ptr[start] != '"' || end - start - 2 >= sizeof field
       || memchr(config->ptr + start + 1, '\\', end - start - 2) != NULL) {
-    fail(err, "`field` must be a plain string");
+    fail(err, "`field` must be a string of at most 127 bytes without escapes");
   } else {
     memcpy(field, config->ptr + start + 1, end - start - 2);
     field[end - start - 2] = 0;
