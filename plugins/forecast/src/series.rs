@@ -69,7 +69,7 @@ impl SquaredErrors {
 /// What a point did to its series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observed {
-    /// Kept for the warm-up (or the model was reset): nothing to emit.
+    /// Kept for the warm-up: nothing to emit.
     Absorbed,
     /// Learnt by the model; `forecast` is the one-step forecast made before the point was seen
     /// (`None` for the point that completed the warm-up).

@@ -50,9 +50,9 @@ impl Window {
         })
     }
 
-    /// Share of pairs whose class at threshold 0.5 (positive when p ≥ 0.5) is the label.
-    /// The share of pairs on the right side of 0.5; not a number (written null) when a
-    /// prediction in the window is not one (a diverged model), as log-loss is.
+    /// Share of pairs whose class at threshold 0.5 (positive when p ≥ 0.5) is the label; not a
+    /// number (written null) when a prediction in the window is not one (a diverged model), as
+    /// log-loss is.
     pub fn accuracy(&self) -> f64 {
         self.mean(|(p, y)| match p.is_nan() {
             true => f64::NAN,

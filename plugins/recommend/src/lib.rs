@@ -212,7 +212,7 @@ fn check_addressable(limits: &Limits) -> Result<(), String> {
     Err(format!(
         "max_items × max_cooccurrences_per_item and max_users × history could take {} GiB at worst, snapshot included: beyond \
          the 4 GiB a Wasm instance can address; lower them (the defaults take about 62 MiB)",
-        worst >> 30
+        worst.div_ceil(1 << 30)
     ))
 }
 

@@ -190,10 +190,17 @@ impl Operator for WindowAggregate {
         let (mut late_dropped, mut windows_missed) = (0, 0);
         let mut scratch = Scratch::default();
         for record in batch.iter() {
-            if self.pass_through {
+            let added = self.add(record, &mut scratch);
+            // A record is rejected or passed on, never both (the runtime refuses such an output).
+            let rejected = match &added {
+                Err(Refusal::Invalid(_)) => true,
+                Err(Refusal::Late { .. }) => self.late == LatePolicy::Reject,
+                Ok(_) => false,
+            };
+            if self.pass_through && !rejected {
                 out.emit(record);
             }
-            match self.add(record, &mut scratch) {
+            match added {
                 Ok(missed) => windows_missed += missed,
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::Drop => late_dropped += 1,
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),

@@ -120,7 +120,12 @@ impl TryFrom<f64> for Rate {
         if (0.001..=1e9).contains(&rate) {
             Ok(Rate(rate))
         } else {
-            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {rate:?}"))
+            // As written, short: 1e-300 in exponent form, not as 300 digits.
+            let shown = match rate.abs() {
+                magnitude if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) => format!("{rate:e}"),
+                _ => rate.to_string(),
+            };
+            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {shown}"))
         }
     }
 }

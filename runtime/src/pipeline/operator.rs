@@ -282,7 +282,8 @@ impl Operator {
             ),
             StateHandover::Discard => None,
         };
-        let carried = state.is_some();
+        // "No state" (version 0, no bytes) is not restored: `start` snapshots the new version then.
+        let restored = state.as_ref().is_some_and(|state| !(state.version == 0 && state.bytes.is_empty()));
         let mut new = Operator::start(spec, state).map_err(|error| match error {
             OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => {
                 format!("the new version could not start: {error}{DISCARD_STATE_HINT}")
@@ -291,8 +292,10 @@ impl Operator {
         })?;
         // A version that restores the state but cannot snapshot it would fail at the next
         // checkpoint, after the swap, and stop the pipeline: it is tried now, while the running
-        // version can still keep going.
-        if carried && let Err(failure) = new.checkpoint_state() {
+        // version can still keep going. On the instance itself, not through `checkpoint_state`:
+        // a failed candidate is dropped, so there is nothing to recover (recovery would rebuild
+        // it, and report any failure under the running operator's name).
+        if restored && let Some(Err(failure)) = new.instance.as_mut().map(PluginInstance::snapshot) {
             return Err(format!(
                 "the new version could not start: snapshot failed after restoring the running version's state: {failure}\
                  {DISCARD_STATE_HINT}"

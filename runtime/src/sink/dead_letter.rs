@@ -14,6 +14,8 @@ pub struct DeadLetterSink {
     pipeline: String,
     description: String,
     destination: Destination,
+    /// Ends the wait for a reader of a named pipe given as the dead-letter file.
+    stop: StopSignal,
 }
 
 enum Destination {
@@ -88,7 +90,7 @@ impl DeadLetterSink {
                 path.display().to_string()
             }
         };
-        Ok(DeadLetterSink { pipeline: name, description, destination })
+        Ok(DeadLetterSink { pipeline: name, description, destination, stop: stop.clone() })
     }
 
     /// The file the dead letters go to, when they go to one.
@@ -112,7 +114,7 @@ impl DeadLetterSink {
             Destination::Lines { target, writer } => {
                 let writer = match writer {
                     Some(writer) => writer.writer(),
-                    None => writer.insert(open(target)?).writer(),
+                    None => writer.insert(open(target, &self.stop)?).writer(),
                 };
                 // The whole line in one write: standard error is unbuffered, and log lines go
                 // there too, so a letter written piece by piece came out cut by them.
@@ -134,11 +136,13 @@ impl DeadLetterSink {
     }
 }
 
-fn open(target: &LineTarget) -> io::Result<LineWriter> {
+/// Opens the dead letters' line target; a named pipe is waited for until a process reads it,
+/// or until `stop` is raised (then the letter cannot be written, and the run ends with that).
+fn open(target: &LineTarget, stop: &StopSignal) -> io::Result<LineWriter> {
     match target {
         LineTarget::Stderr => Ok(LineWriter::Stderr(io::stderr())),
         LineTarget::File(path) => {
-            let file = crate::sink::open_output_file(path, false, None)
+            let file = crate::sink::open_output_file(path, false, Some(stop))
                 .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
                 .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
             Ok(LineWriter::File(BufWriter::new(file)))

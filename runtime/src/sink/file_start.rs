@@ -50,6 +50,13 @@ pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
 /// Cuts the file at `path`, if there is one, back to `length` (a checkpoint's): for an output
 /// opened later, such as the dead-letter file, which is opened at its first letter.
 pub fn cut_back_to_checkpoint(path: &Path, length: u64) -> io::Result<()> {
+    // Only a file has a length to cut: opening a named pipe here would wake a reader waiting
+    // for the dead letters, and closing it at once would end that reader's input.
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => return Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        _ => {}
+    }
     match File::options().read(true).append(true).open(path) {
         Ok(file) => prepare(&file, path, FileStart::ContinuedFrom(length)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

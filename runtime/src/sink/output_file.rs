@@ -81,13 +81,19 @@ mod tests {
     fn a_pipe_nobody_reads_is_not_written_and_the_stop_signal_ends_the_wait() {
         let (_directory, path) = named_pipe();
         let stop = StopSignal::default();
-        let raiser = {
-            let stop = stop.clone();
-            std::thread::spawn(move || stop.raise())
-        };
+        let (raised, started) = (stop.clone(), std::time::Instant::now());
+        let raiser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            raised.raise();
+        });
         let error = open_output_file(&path, true, Some(&stop)).expect_err("no reader");
         raiser.join().expect("raiser");
         assert_eq!(error.kind(), io::ErrorKind::Interrupted, "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the stop: {:?}", started.elapsed());
+        // Nothing went into the pipe: a reader opened now finds it empty, without a writer.
+        let mut left = Vec::new();
+        File::options().read(true).custom_flags(libc::O_NONBLOCK).open(&path).expect("open").read_to_end(&mut left).expect("read");
+        assert!(left.is_empty(), "{} bytes in the pipe", left.len());
     }
 
     #[test]

@@ -95,8 +95,9 @@ impl PluginInstance {
         store.limiter(|state| state);
         // What one call hands back is lifted into the host under wasmtime's "hostcall fuel"
         // (128 MiB by default), which refused results that a larger memory_limit allows: it
-        // follows the memory the instance may use instead.
-        let fuel = limits.memory.max(store.hostcall_fuel());
+        // follows the memory the instance may use instead, twice over, since wasmtime charges
+        // the host's size of each lifted element, not the guest's bytes.
+        let fuel = limits.memory.saturating_mul(2).max(store.hostcall_fuel());
         store.set_hostcall_fuel(fuel);
         store.epoch_deadline_trap();
         let deadline_ticks = WasmEngine::deadline_ticks(limits.call_timeout);

@@ -371,3 +371,53 @@ config = { window = { type = "tumbling", size = "100ms" }, aggregates = [{ funct
     let counts: Vec<u64> = scratch.json_lines("out.jsonl").iter().filter_map(|window| window["n"].as_u64()).collect();
     assert_eq!(counts, vec![10, 2], "{summary:?}");
 }
+
+/// A named pipe as the dead-letter file: the letters reach a process that reads it; with no
+/// reader, a stop ends the wait for one (before, the run could not be stopped, and a resumed
+/// run's cut back to its checkpoint opened the pipe and ended a waiting reader's input).
+#[test]
+fn a_named_pipe_dead_letter_file_is_read_and_a_stop_ends_the_wait_for_its_reader() {
+    use std::io::BufRead as _;
+    let pipeline = r#"
+[pipeline]
+name = "piped-letters"
+
+[[sources]]
+type = "generator"
+count = 100
+
+[[operators]]
+name = "strict"
+plugin = "{plugins}/dedupe.wasm"
+config = { keys = ["no_such_field"], horizon = "1m", missing = "reject" }
+
+[[sinks]]
+type = "stdout"
+
+[dead_letter]
+type = "file"
+path = "dead.fifo"
+"#;
+    let waiting = "waiting for a process to read the named pipe";
+    let limit = std::time::Duration::from_secs(60);
+    let scratch = Scratch::new();
+    let fifo = scratch.named_pipe("dead.fifo");
+    let (letters_read, letters_received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pipe = std::fs::File::open(fifo).expect("open for reading");
+        let _ = letters_read.send(std::io::BufReader::new(pipe).lines().count());
+    });
+    let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
+    let read = letters_received.recv_timeout(limit).unwrap_or_else(|_| panic!("no end of the letters:\n{}", sluice.log_text()));
+    assert_eq!(read, 100, "every record is a dead letter:\n{}", sluice.log_text());
+    assert_eq!(sluice.wait_exit(limit), Some(true), "{}", sluice.log_text());
+
+    let scratch = Scratch::new();
+    scratch.named_pipe("dead.fifo");
+    let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
+    crate::broker::wait_for(limit, "the wait for a reader", || sluice.log_text().contains(waiting));
+    let signalled = std::time::Instant::now();
+    sluice.terminate(std::time::Duration::from_secs(10));
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(5), "stopped at once: {:?}", signalled.elapsed());
+    assert!(sluice.log_text().contains("stopped while waiting for a process to read the named pipe"), "{}", sluice.log_text());
+}

@@ -125,6 +125,20 @@ config = { window = { type = "tumbling", size = "10s" }, aggregates = [{ functio
     assert!(dead[0]["reason"].as_str().is_some_and(|reason| reason.contains("late record")), "{dead:?}");
     let counts: Vec<i64> = scratch.json_lines("out.jsonl").iter().map(|r| r["count"].as_i64().unwrap_or(-1)).collect();
     assert_eq!(counts, vec![1, 2]);
+
+    // Passing every record through, a rejected late one is not also passed on: the runtime
+    // refuses an output that does both, which failed the whole batch (before, when the late
+    // record shared a batch with others).
+    let text = std::fs::read_to_string(&path).expect("the pipeline").replace("batch_size = 1", "batch_size = 100");
+    std::fs::write(&path, text.replace("late = \"reject\" }", "late = \"reject\", pass_through = true }")).expect("write");
+    std::fs::remove_file(scratch.path("dead.jsonl")).expect("the first run's dead letters (the file is appended to)");
+    run(&path).expect("pipeline runs");
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0]["reason"].as_str().is_some_and(|reason| reason.contains("late record")), "{dead:?}");
+    let out = scratch.json_lines("out.jsonl");
+    let passed: Vec<&str> = out.iter().filter_map(|record| record["id"].as_str()).collect();
+    assert_eq!(passed, vec!["a", "b", "c"], "{out:?}");
 }
 
 #[test]

@@ -403,13 +403,13 @@ function drawResults(boards) {
   }));
 }
 
-// A result's value as a table shows it: window bounds as times, text without its quotes, numbers
-// without the noise of binary fractions (318.53999999999996 as 318.54: 15 significant digits, all
-// a double holds for sure), and anything else as JSON.
+// A result's value as a table shows it: window bounds as times, text without its quotes, whole
+// numbers as they are, others without the noise of binary fractions (318.53999999999996 as
+// 318.54: 15 significant digits, all a double holds for sure), and anything else as JSON.
 function resultText(column, value) {
   if (/^window_(start|end)$/.test(column) && typeof value === 'number') return time(value);
   if (typeof value === 'string') return value;
-  if (typeof value === 'number') return String(Number(value.toPrecision(15)));
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(15)));
   return JSON.stringify(value ?? null);
 }
 
