@@ -136,6 +136,9 @@ struct StoredHeld {
     key: Option<String>,
     #[serde(default)]
     headers: Vec<(String, String)>,
+    /// Where it was read (absent from checkpoints before it was kept, and when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_at: Option<(String, u64)>,
 }
 
 impl StoredHeld {
@@ -147,6 +150,7 @@ impl StoredHeld {
             value: text(&record.value),
             key: record.key.as_deref().map(text),
             headers: record.headers.iter().map(|(name, value)| (text(name), text(value))).collect(),
+            read_at: record.read_at.as_ref().map(|read_at| (read_at.source.to_string(), read_at.position)),
         }
     }
 
@@ -159,6 +163,7 @@ impl StoredHeld {
             value: bytes(&self.value)?,
             key: self.key.as_deref().map(bytes).transpose()?,
             headers,
+            read_at: self.read_at.map(|(source, position)| super::ReadAt { source: source.into(), position }),
         })
     }
 }
@@ -211,6 +216,7 @@ mod tests {
                 key: Some(vec![0, 255]),
                 headers: vec![(b"h".to_vec(), vec![])],
                 input: 1,
+                read_at: Some(super::super::ReadAt { source: "file".into(), position: 7 }),
             }],
         };
         assert_eq!(TaskCheckpoint::decode(&checkpoint.encode()).unwrap(), checkpoint);

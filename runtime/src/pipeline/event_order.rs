@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use crate::wasm::Batch;
 
@@ -22,7 +23,8 @@ pub const MAX_HELD_BYTES: usize = 256 << 20;
 const RELEASE_RECORDS: usize = 1024;
 const RELEASE_BYTES: usize = 1 << 20;
 
-/// A record held for its turn, with the operator input it is for.
+/// A record held for its turn, with the operator input it is for, and where it was read (for
+/// the dead letters of the operator it reaches; last, so that it orders only equal records).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HeldRecord {
     pub timestamp: i64,
@@ -30,6 +32,37 @@ pub struct HeldRecord {
     pub key: Option<Vec<u8>>,
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     pub input: u32,
+    pub read_at: Option<ReadAt>,
+}
+
+/// Where a record was read: its source and its position there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReadAt {
+    pub source: Arc<str>,
+    pub position: u64,
+}
+
+/// Records given to the operator at once, for one input: positions (one per record, or none)
+/// in `source`, the source they were read from.
+#[derive(Debug, Default)]
+pub struct Released {
+    pub input: u32,
+    pub batch: Batch,
+    pub source: Option<Arc<str>>,
+    pub positions: Vec<u64>,
+}
+
+impl Released {
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+/// Where the records of a batch were read: their source and one position per record.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSource<'a> {
+    pub source: &'a Arc<str>,
+    pub positions: &'a [u64],
 }
 
 impl HeldRecord {
@@ -60,15 +93,21 @@ impl EventTimeOrder {
         order
     }
 
-    /// Holds the records of `batch` (for `input`) that the watermark has not passed; returns
-    /// the others (late), in arrival order, to be given at once.
-    pub fn hold(&mut self, input: u32, batch: &Batch, watermark: Option<i64>) -> Batch {
-        let mut late = Batch::new();
-        for record in batch.iter() {
+    /// Holds the records of `batch` (for `input`, read where `read` says when it is known) that
+    /// the watermark has not passed; returns the others (late), in arrival order, to be given
+    /// at once.
+    pub fn hold(&mut self, input: u32, batch: &Batch, read: Option<BatchSource<'_>>, watermark: Option<i64>) -> Released {
+        let mut late = Released { input, source: read.map(|read| Arc::clone(read.source)), ..Released::default() };
+        let read_at = |index: usize| {
+            let read = read?;
+            Some(ReadAt { source: Arc::clone(read.source), position: *read.positions.get(index)? })
+        };
+        for (index, record) in batch.iter().enumerate() {
             // Late as a source judges it: behind the watermark (one at the watermark may
             // still have others of its millisecond to come).
             if watermark.is_some_and(|watermark| record.timestamp() < watermark) {
-                late.push_record(record);
+                late.batch.push_record(record);
+                late.positions.extend(read_at(index).map(|read_at| read_at.position));
                 continue;
             }
             let held = HeldRecord {
@@ -77,9 +116,13 @@ impl EventTimeOrder {
                 key: record.key().map(<[u8]>::to_vec),
                 headers: record.headers().map(|(name, value)| (name.to_vec(), value.to_vec())).collect(),
                 input,
+                read_at: read_at(index),
             };
             self.bytes += held.weight();
             self.held.push(Reverse(held));
+        }
+        if late.positions.len() != late.batch.len() {
+            late.positions.clear();
         }
         late
     }
@@ -87,12 +130,12 @@ impl EventTimeOrder {
     /// The held records the watermark has passed (those behind it; all of them at the end of
     /// input), in order, as batches of one input each. A record at the watermark stays: others
     /// of its millisecond may still come, and they must be given in order with it.
-    pub fn release(&mut self, watermark: i64) -> Vec<(u32, Batch)> {
+    pub fn release(&mut self, watermark: i64) -> Vec<Released> {
         self.release_while(|held, _| held.timestamp < watermark || watermark == i64::MAX)
     }
 
     /// Past `MAX_HELD_BYTES`, the earliest records, until half of it is held.
-    pub fn release_overflow(&mut self) -> Vec<(u32, Batch)> {
+    pub fn release_overflow(&mut self) -> Vec<Released> {
         if self.bytes <= MAX_HELD_BYTES {
             return Vec::new();
         }
@@ -123,8 +166,10 @@ impl EventTimeOrder {
         self.held.is_empty()
     }
 
-    fn release_while(&mut self, mut more: impl FnMut(&HeldRecord, usize) -> bool) -> Vec<(u32, Batch)> {
-        let mut released: Vec<(u32, Batch)> = Vec::new();
+    /// Releases the earliest records while `more` says so, in batches of one input and one
+    /// provenance each (a source with a position for every record, or none).
+    fn release_while(&mut self, mut more: impl FnMut(&HeldRecord, usize) -> bool) -> Vec<Released> {
+        let mut released: Vec<Released> = Vec::new();
         let mut bytes_in_last = 0;
         while let Some(Reverse(next)) = self.held.peek() {
             if !more(next, self.bytes) {
@@ -133,17 +178,22 @@ impl EventTimeOrder {
             let Some(Reverse(record)) = self.held.pop() else { break };
             let weight = record.weight();
             self.bytes -= weight;
-            let full = released.last().is_none_or(|(input, batch)| {
-                *input != record.input || batch.len() >= RELEASE_RECORDS || bytes_in_last + weight > RELEASE_BYTES
+            let source = record.read_at.as_ref().map(|read_at| &read_at.source);
+            let full = released.last().is_none_or(|last| {
+                last.input != record.input
+                    || last.source.as_ref() != source
+                    || last.batch.len() >= RELEASE_RECORDS
+                    || bytes_in_last + weight > RELEASE_BYTES
             });
             if full {
-                released.push((record.input, Batch::new()));
+                released.push(Released { input: record.input, source: source.cloned(), ..Released::default() });
                 bytes_in_last = 0;
             }
             bytes_in_last += weight;
-            if let Some((_, batch)) = released.last_mut() {
+            if let Some(last) = released.last_mut() {
                 let headers = record.headers.iter().map(|(name, value)| (&name[..], &value[..]));
-                batch.push(record.key.as_deref(), &record.value, record.timestamp, headers);
+                last.batch.push(record.key.as_deref(), &record.value, record.timestamp, headers);
+                last.positions.extend(record.read_at.map(|read_at| read_at.position));
             }
         }
         released
@@ -162,10 +212,12 @@ mod tests {
         batch
     }
 
-    fn values(released: &[(u32, Batch)]) -> Vec<(u32, String)> {
+    fn values(released: &[Released]) -> Vec<(u32, String)> {
         released
             .iter()
-            .flat_map(|(input, batch)| batch.iter().map(move |record| (*input, String::from_utf8_lossy(record.value()).into_owned())))
+            .flat_map(|released| {
+                released.batch.iter().map(move |record| (released.input, String::from_utf8_lossy(record.value()).into_owned()))
+            })
             .collect()
     }
 
@@ -174,9 +226,9 @@ mod tests {
         let mut one = EventTimeOrder::default();
         let mut other = EventTimeOrder::default();
         let records = [(5, "e"), (1, "b"), (3, "d"), (1, "a"), (2, "c")];
-        assert!(one.hold(0, &batch(&records), None).is_empty());
+        assert!(one.hold(0, &batch(&records), None, None).is_empty());
         for record in records.iter().rev() {
-            assert!(other.hold(0, &batch(&[*record]), None).is_empty());
+            assert!(other.hold(0, &batch(&[*record]), None, None).is_empty());
         }
         for order in [&mut one, &mut other] {
             assert_eq!(values(&order.release(3)), vec![(0, "a".into()), (0, "b".into()), (0, "c".into())]);
@@ -189,9 +241,9 @@ mod tests {
     #[test]
     fn a_late_record_is_given_at_once_and_inputs_stay_apart() {
         let mut order = EventTimeOrder::default();
-        let late = order.hold(0, &batch(&[(1, "late"), (9, "held")]), Some(4));
-        assert_eq!(late.len(), 1);
-        assert!(order.hold(1, &batch(&[(7, "right")]), Some(4)).is_empty());
+        let late = order.hold(0, &batch(&[(1, "late"), (9, "held")]), None, Some(4));
+        assert_eq!(late.batch.len(), 1);
+        assert!(order.hold(1, &batch(&[(7, "right")]), None, Some(4)).is_empty());
         assert_eq!(values(&order.release(10)), vec![(1, "right".into()), (0, "held".into())]);
     }
 
@@ -200,18 +252,18 @@ mod tests {
     #[test]
     fn a_record_at_the_watermark_waits_for_the_others_of_its_millisecond() {
         let mut order = EventTimeOrder::default();
-        assert!(order.hold(0, &batch(&[(4, "z at 4")]), Some(4)).is_empty(), "not late");
+        assert!(order.hold(0, &batch(&[(4, "z at 4")]), None, Some(4)).is_empty(), "not late");
         assert!(order.release(4).is_empty());
-        assert!(order.hold(0, &batch(&[(4, "a at 4")]), Some(4)).is_empty());
+        assert!(order.hold(0, &batch(&[(4, "a at 4")]), None, Some(4)).is_empty());
         assert_eq!(values(&order.release(5)), vec![(0, "a at 4".into()), (0, "z at 4".into())]);
-        order.hold(0, &batch(&[(i64::MAX, "at the end")]), None);
+        order.hold(0, &batch(&[(i64::MAX, "at the end")]), None, None);
         assert_eq!(values(&order.release(i64::MAX)), vec![(0, "at the end".into())]);
     }
 
     #[test]
     fn a_checkpoint_keeps_what_is_held() {
         let mut order = EventTimeOrder::default();
-        order.hold(0, &batch(&[(3, "c"), (1, "a")]), None);
+        order.hold(0, &batch(&[(3, "c"), (1, "a")]), None, None);
         let mut restored = EventTimeOrder::restored(order.snapshot());
         assert_eq!(values(&restored.release(i64::MAX)), values(&order.release(i64::MAX)));
     }
@@ -221,9 +273,9 @@ mod tests {
         let mut order = EventTimeOrder::default();
         let large = "x".repeat(1 << 20);
         for timestamp in 0..300 {
-            order.hold(0, &batch(&[(timestamp, &large)]), None);
+            order.hold(0, &batch(&[(timestamp, &large)]), None, None);
         }
-        let released: usize = order.release_overflow().iter().map(|(_, batch)| batch.len()).sum();
+        let released: usize = order.release_overflow().iter().map(|released| released.batch.len()).sum();
         assert!(released > 100, "{released}");
         assert!(order.bytes <= MAX_HELD_BYTES / 2);
         assert!(order.release_overflow().is_empty());

@@ -22,7 +22,7 @@ pub use batch::{Batcher, Origin, SourceBatch};
 pub use checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 pub use control::{CarriedOver, OperatorInfo, PipelineControl, SwapError, SwapRecord, TaskId};
 pub use dead_letter::DeadLetter;
-pub use event_order::{EventTimeOrder, HeldRecord};
+pub use event_order::{EventTimeOrder, HeldRecord, ReadAt};
 pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, SourcePositions, Unroutable};
 pub use key::{KeySelector, murmur2, partition_of};
 pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, OutputReaders, Processed, StateHandover, declared_info};

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
-use super::event_order::{EventTimeOrder, HeldRecord};
+use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec, StateHandover};
 use super::upstreams::Upstreams;
@@ -660,36 +660,43 @@ impl Task {
         }
         let stage = self.stage.clone();
         let SourceBatch { records, positions, source, .. } = batch;
-        self.entry_source = source.unwrap_or_else(|| Arc::clone(&self.origin.source));
+        let source = source.unwrap_or_else(|| Arc::clone(&self.origin.source));
+        match stage.entry {
+            Entry::Source(_) => self.deliver_read(records, source, &positions, &stage.entry_targets),
+            Entry::Exchange(_) if stage.event_time_order => {
+                self.hold_for_order(input, &records, BatchSource { source: &source, positions: &positions })
+            }
+            Entry::Exchange(_) => self.deliver_read(records, source, &positions, &[Target::Operator { position: 0, input }]),
+        }
+    }
+
+    /// Delivers records read at `positions` (one per record, or none) of `source` to `targets`,
+    /// so that the dead letters of the stage's operators name where they were read.
+    fn deliver_read(&mut self, records: Batch, source: Arc<str>, positions: &[u64], targets: &[Target]) -> Result<(), TaskError> {
+        self.entry_source = source;
         let records = Arc::new(records);
-        let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(&positions) };
+        let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(positions) };
         // Dead letters of later operators are traced back to the entry by content (the
         // batch shared, not copied: that copy was a fifth of the copying in a Nexmark q0 task).
-        let shared = (!positions.is_empty() && stage.operators.len() > 1).then(|| Arc::clone(&records));
-        let entry = shared.as_deref().map(|records| EntryRecords { records, positions: &positions });
-        match stage.entry {
-            Entry::Source(_) => self.deliver(Records::Whole(records), &stage.entry_targets, lineage, entry),
-            Entry::Exchange(_) if stage.event_time_order => self.hold_for_order(input, &records),
-            Entry::Exchange(_) => self.deliver(Records::Whole(records), &[Target::Operator { position: 0, input }], lineage, entry),
-        }
+        let shared = (!positions.is_empty() && self.stage.operators.len() > 1).then(|| Arc::clone(&records));
+        let entry = shared.as_deref().map(|records| EntryRecords { records, positions });
+        self.deliver(Records::Whole(records), targets, lineage, entry)
     }
 
     /// Behind an exchange with event-time order: holds the records until the watermark passes
     /// them, and gives the late ones (and, past the memory bound, the earliest held) at once.
-    fn hold_for_order(&mut self, input: u32, records: &Batch) -> Result<(), TaskError> {
+    fn hold_for_order(&mut self, input: u32, records: &Batch, read: BatchSource<'_>) -> Result<(), TaskError> {
         let Some(order) = self.event_order.as_mut() else { return Ok(()) };
-        let late = order.hold(input, records, self.watermark);
+        let late = order.hold(input, records, Some(read), self.watermark);
         let overflow = order.release_overflow();
-        if !late.is_empty() {
-            self.deliver(Records::Whole(Arc::new(late)), &[Target::Operator { position: 0, input }], Lineage::Unknown, None)?;
-        }
-        self.give_released(overflow)
+        self.give_released(std::iter::once(late).chain(overflow).collect())
     }
 
-    /// Gives held records, in order, to the stage's first operator.
-    fn give_released(&mut self, released: Vec<(u32, Batch)>) -> Result<(), TaskError> {
-        for (input, batch) in released {
-            self.deliver(Records::Whole(Arc::new(batch)), &[Target::Operator { position: 0, input }], Lineage::Unknown, None)?;
+    /// Gives held records, in order, to the stage's first operator, with where they were read.
+    fn give_released(&mut self, released: Vec<Released>) -> Result<(), TaskError> {
+        for Released { input, batch, source, positions } in released.into_iter().filter(|released| !released.is_empty()) {
+            let source = source.unwrap_or_else(|| Arc::clone(&self.origin.source));
+            self.deliver_read(batch, source, &positions, &[Target::Operator { position: 0, input }])?;
         }
         Ok(())
     }

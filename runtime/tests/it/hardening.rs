@@ -421,3 +421,42 @@ fn count_lines_read(fifo: std::path::PathBuf) -> std::sync::mpsc::Receiver<usize
     });
     lines_received
 }
+
+/// Dead letters of an operator given its records in event-time order name the source and the
+/// line they were read at, as without ordering (before, held records lost both): records held
+/// for their turn, released at the end, and late ones given at once alike.
+#[test]
+fn dead_letters_behind_event_time_order_name_their_source_and_position() {
+    let scratch = Scratch::new();
+    let lines: String = (0..40)
+        .map(|line| format!("{{\"ts\": {}, \"user\": \"u{}\"}}\n", [1_000, 5_000, 100][line % 3] * (line as i64 + 1), line % 4))
+        .collect();
+    scratch.write("in.jsonl", &lines);
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "ordered-letters"
+parallelism = 2
+batch_size = 7
+late_records = "pass"
+
+[[sources]]
+type = "file"
+path = "in.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "strict"
+plugin = "{plugins}/dedupe.wasm"
+order = "event-time"
+config = { keys = ["user", "no_such_field"], horizon = "1m", missing = "reject" }
+"#,
+    );
+    run(&path).expect("runs");
+    let letters = scratch.json_lines("dead.jsonl");
+    assert_eq!(letters.len(), 40, "every record lacks the field");
+    let mut positions: Vec<u64> = letters.iter().filter_map(|letter| letter["position"].as_u64()).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (1..=40).collect::<Vec<u64>>(), "each letter names its line: {:?}", letters.first());
+    assert!(letters.iter().all(|letter| letter["source"] == "file"), "{:?}", letters.first());
+}
