@@ -142,6 +142,8 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
+    let admin = Admin { control, plugins, monitor };
+    let gate = UploadGate { turn: Arc::new(Semaphore::new(1)), admin: admin.clone() };
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/pipelines", get(pipelines))
@@ -149,7 +151,7 @@ where
         .route("/pipelines/{pipeline}/swaps", get(swaps))
         .route(
             "/pipelines/{pipeline}/operators/{operator}/swap",
-            post(swap).layer(axum::middleware::from_fn_with_state(Arc::new(Semaphore::new(1)), one_upload_at_a_time)),
+            post(swap).layer(axum::middleware::from_fn_with_state(gate, one_upload_at_a_time)),
         )
         .route("/pipelines/{pipeline}/operators/{operator}/rollback", post(rollback))
         .route("/metrics", get(metrics))
@@ -161,7 +163,7 @@ where
         .route("/pipelines/{pipeline}/results", get(console::results))
         // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
-        .with_state(Admin { control, plugins, monitor });
+        .with_state(admin);
     if let Some(token) = token {
         router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
     }
@@ -211,13 +213,10 @@ async fn swap(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<SwapRecord> {
-    let control = admin.control(&pipeline)?;
-    // Before the plugin is loaded or anything recorded: a name that is no operator leaves no
-    // trace (no history entry, no metric series). Its body was read whole already, bounded
-    // (`one_upload_at_a_time`).
-    if !control.has_operator(&operator) {
-        return Err(SwapError::UnknownOperator(operator).into());
-    }
+    // Checked before the body was read (`one_upload_at_a_time`), and again: a restart may have
+    // replaced the pipeline meanwhile. A name that is no operator leaves no trace (no history
+    // entry, no metric series).
+    let control = swap_target(&admin, &pipeline, &operator)?;
     let handover = SwapQuery::handover(query)?;
     // Read whole and bounded before (`one_upload_at_a_time`): what fails here is unexpected.
     let body = body
@@ -237,12 +236,39 @@ fn is_upload(headers: &HeaderMap) -> bool {
         .is_some_and(|kind| kind.as_bytes().trim_ascii_start().get(..wasm.len()).is_some_and(|start| start.eq_ignore_ascii_case(wasm)))
 }
 
+/// The control of `pipeline` if it runs and has `operator`, or the answer that says it does not.
+fn swap_target(admin: &Admin, pipeline: &str, operator: &str) -> Result<PipelineControl, ApiError> {
+    let control = admin.control(pipeline)?;
+    if !control.has_operator(operator) {
+        return Err(SwapError::UnknownOperator(operator.to_owned()).into());
+    }
+    Ok(control)
+}
+
+/// What the swap route's gate holds: the one turn uploads take, and the pipelines to check a
+/// request's names against before its body is read.
+#[derive(Clone)]
+struct UploadGate {
+    turn: Arc<Semaphore>,
+    admin: Admin,
+}
+
 /// Reads a swap request's body whole and bounded, and lets one upload in at a time: each is
 /// held whole in memory while it is read, compiled and swapped in (up to `MAX_UPLOAD`, within
 /// `UPLOAD_READ_LIMIT`), so another arriving meanwhile is answered 429 with `Retry-After`
 /// before its body is read, not read beside it (`sluice swap` sends it again). Swaps by path
 /// carry at most `MAX_SWAP_BY_PATH` and pass; swaps are applied one at a time in any case.
-async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+async fn one_upload_at_a_time(
+    State(gate): State<UploadGate>,
+    Path((pipeline, operator)): Path<(String, String)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // An unknown pipeline or operator is answered before the body is read: with `Expect:
+    // 100-continue` (what `sluice swap` sends), before the client sends it.
+    if let Err(refusal) = swap_target(&gate.admin, &pipeline, &operator) {
+        return refusal.into_response();
+    }
     if !is_upload(request.headers()) {
         // A path and a config: small, so that such requests at once hold little memory.
         return match read_body(request, MAX_SWAP_BY_PATH).await {
@@ -250,7 +276,7 @@ async fn one_upload_at_a_time(State(uploads): State<Arc<Semaphore>>, request: Re
             Err(refusal) => refusal.into_response(),
         };
     }
-    let Ok(_turn) = uploads.try_acquire() else {
+    let Ok(_turn) = gate.turn.try_acquire() else {
         let message = "another component is being uploaded, and one is received at a time: send this one again when that one \
                        has been answered";
         let mut answer = ApiError::new(StatusCode::TOO_MANY_REQUESTS, message.into()).into_response();

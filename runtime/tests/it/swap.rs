@@ -862,6 +862,21 @@ fn an_upload_arriving_during_another_is_refused_until_that_one_is_answered() {
         history.iter().filter(|swap| swap["refused"].is_null()).filter_map(|swap| swap["new_digest"].as_str()).collect();
     let digest = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
     assert_eq!(applied, [digest(held), digest(waiting)], "both uploads, in turn: {history:?}");
+
+    // An upload for an operator the pipeline does not have is answered before its body is
+    // sent: it asks for `100-continue` and sends none, and the answer is a 404, not a 100.
+    let mut stray = std::net::TcpStream::connect(&run.address).expect("connect");
+    let head = format!(
+        "POST /pipelines/swapping/operators/nobody/swap HTTP/1.1\r\nHost: {}\r\nContent-Type: application/wasm\r\n\
+         Content-Length: 100000000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        run.address
+    );
+    stray.write_all(head.as_bytes()).expect("headers");
+    stray.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let mut answer = vec![0u8; 4096];
+    let read = stray.read(&mut answer).expect("an answer without the body");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
 }
 
 /// `--timeout` bounds the wait for an answer, and says the swap may still complete.
