@@ -282,6 +282,11 @@ impl PluginInstance {
         };
         let message = match &state.last_panic {
             Some(panic) => format!("plugin trapped: {trap} ({panic})"),
+            // The guest said nothing before it stopped: say what usually does that.
+            None if error.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached) => format!(
+                "plugin trapped: {trap} (without a message: in Python or JavaScript often a function that returned nothing, or \
+                 a value of another shape than the WIT's; in Rust or C an abort)"
+            ),
             None => format!("plugin trapped: {trap}"),
         };
         CallFailure { kind: FailureKind::Trap, message }

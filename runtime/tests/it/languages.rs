@@ -160,3 +160,30 @@ fn a_plugin_test_that_would_run_another_file_than_the_build_says_so() {
     assert!(!retested.status.success(), "the old component must not pass for the new: {stderr}");
     assert!(stderr.contains("not the component just built") && stderr.contains("second.wasm"), "{stderr}");
 }
+
+/// A plugin that traps without logging why (a C `__builtin_trap`, a Python or JavaScript
+/// function returning nothing) gets a dead-letter reason that says what usually does that,
+/// rather than wasmtime's bare "unreachable instruction executed".
+#[test]
+fn a_trap_without_a_message_is_explained_in_the_dead_letter() {
+    let scratch = Scratch::new();
+    let created = sluice(scratch.dir.path(), &["plugin", "new", "silent", "--lang", "c", "--dir", "silent"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let source = scratch.path("silent/op.c");
+    let code = std::fs::read_to_string(&source).expect("the skeleton's source");
+    let trapping = code.replacen(
+        "    } else if (number >= min) {\n",
+        "    } else if (number >= min) {\n      if (number > 300) __builtin_trap();\n",
+        1,
+    );
+    assert_ne!(trapping, code, "the skeleton's branch was found");
+    std::fs::write(&source, trapping).expect("write op.c");
+    let built = sluice(&scratch.path("silent"), &["plugin", "build"]);
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let ran = sluice(&scratch.path("silent/test"), &["run", "pipeline.toml"]);
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let letters = std::fs::read_to_string(scratch.path("silent/test/dead-letter.jsonl")).expect("dead letters");
+    let trapped =
+        letters.lines().find(|letter| letter.contains("340.75")).unwrap_or_else(|| panic!("the desk is a dead letter:\n{letters}"));
+    assert!(trapped.contains("without a message") && trapped.contains("returned nothing"), "{trapped}");
+}
