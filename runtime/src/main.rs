@@ -53,6 +53,22 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// Every `--set NAME=VALUE` and `--set=NAME=VALUE` of the command line, in order (so that a
+/// later one wins), up to a `--`; clap has refused a malformed one already.
+fn every_assignment(arguments: impl Iterator<Item = std::ffi::OsString>) -> Vec<(String, String)> {
+    let mut assignments = Vec::new();
+    let mut arguments = arguments.skip(1).map(|argument| argument.to_string_lossy().into_owned());
+    while let Some(argument) = arguments.next() {
+        let text = match argument.as_str() {
+            "--" => break,
+            "--set" => arguments.next(),
+            other => other.strip_prefix("--set=").map(str::to_owned),
+        };
+        assignments.extend(text.and_then(|text| parse_assignment(&text).ok()));
+    }
+    assignments
+}
+
 /// The admin API's flags of `sluice run`.
 #[derive(Debug, clap::Args)]
 struct AdminArgs {
@@ -195,7 +211,12 @@ enum PluginCommand {
 fn main() -> ExitCode {
     sluice::allocator::tune();
     let cli = Cli::parse();
-    for (name, value) in &cli.set {
+    if matches!(cli.command, Command::Run { .. }) {
+        sluice::reload::note_early_hangups();
+    }
+    // Every `--set`, before the subcommand and after it: clap keeps only the subcommand's
+    // occurrences of a global argument given at both levels (`cli.set` has checked them all).
+    for (name, value) in every_assignment(std::env::args_os()) {
         // SAFETY: no other thread exists yet (nothing has been started), so nothing reads the
         // environment while it changes. Pipeline files read their variables from it.
         unsafe { std::env::set_var(name, value) };
@@ -212,7 +233,7 @@ fn main() -> ExitCode {
             };
             match cli.log_format {
                 // A log collector reading JSON lines gets the error as one more event.
-                LogFormat::Json => tracing::error!("{}", message.strip_prefix("error: ").unwrap_or(&message)),
+                LogFormat::Json => print_error(&error_event(message.strip_prefix("error: ").unwrap_or(&message))),
                 LogFormat::Text => print_error(&message),
             }
             ExitCode::FAILURE
@@ -363,7 +384,17 @@ fn stop_on_ctrl_c(stop: StopSignal) {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A `SLUICE_LOG` that is no filter is said (once logging works), not silently ignored.
+    let (filter, refused) = match std::env::var("SLUICE_LOG") {
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+            Ok(filter) => (filter, None),
+            Err(error) => (
+                tracing_subscriber::EnvFilter::new("info"),
+                Some(format!("SLUICE_LOG={text:?} is not a filter ({error}): logging at info")),
+            ),
+        },
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), None),
+    };
     // Colours only on a terminal: a log file or a pipe gets plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // A log that cannot be written (stderr closed, `2>&1 | head`, a full disk) is lost, not
@@ -375,6 +406,21 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    if let Some(refused) = refused {
+        tracing::warn!("{refused}");
+    }
+}
+
+/// The error a command ended with as one JSON log event, as `--log-format json` writes them:
+/// written whatever `SLUICE_LOG` filters, since it is what the exit status means.
+fn error_event(message: &str) -> String {
+    let event = serde_json::json!({
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "level": "ERROR",
+        "fields": { "message": message },
+        "target": "sluice",
+    });
+    event.to_string()
 }
 
 /// Writes the error a command ended with to standard error; if stderr is gone too, the exit
@@ -405,5 +451,13 @@ mod tests {
         assert_eq!(listen_address("[::1]:9180"), Ok("[::1]:9180".parse().expect("an address")));
         assert_eq!(listen_address("localhost:9180").map(|address| (address.ip().is_loopback(), address.port())), Ok((true, 9180)));
         assert!(listen_address("localhost").is_err_and(|message| message.contains("localhost:9180")));
+    }
+
+    #[test]
+    fn every_set_counts_before_and_after_the_subcommand_until_a_double_dash() {
+        let arguments = ["sluice", "--set", "A=1", "validate", "--set=B=2", "--set", "A=3", "p.toml", "--", "--set", "C=4"];
+        let found = every_assignment(arguments.iter().map(std::ffi::OsString::from));
+        let expected = [("A", "1"), ("B", "2"), ("A", "3")].map(|(name, value)| (name.to_owned(), value.to_owned()));
+        assert_eq!(found, expected);
     }
 }

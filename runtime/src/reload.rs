@@ -108,6 +108,8 @@ pub fn rewiring_needed(specs: &[OperatorSpec], control: &PipelineControl) -> Opt
 
 mod hangup;
 
+pub use hangup::note_early_hangups;
+
 /// Watches the pipeline file and its plugin files, and reads them again at a SIGHUP; dropped,
 /// it stops.
 pub struct Watcher {
@@ -158,14 +160,11 @@ pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
     if !files {
         return Ok(Watcher { _debouncer: None, _hangup: hangup });
     }
-    let directories: BTreeSet<PathBuf> = watched.iter().filter_map(|file| file.parent().map(Path::to_path_buf)).collect();
+    let directories = watched_directories(&watched);
     let handler = state.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
-        Ok(events) => {
-            let mut state = handler.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let paths: BTreeSet<PathBuf> = events.into_iter().map(|event| absolute(&event.path)).collect();
-            state.on_events(&paths);
-        }
+        // Which files the events name does not matter: every watched file is looked at.
+        Ok(_) => handler.lock().unwrap_or_else(std::sync::PoisonError::into_inner).on_events(),
         Err(error) => tracing::warn!("watching files failed: {error}"),
     })?;
     for directory in &directories {
@@ -176,11 +175,13 @@ pub fn watch(targets: WatchTargets, files: bool) -> anyhow::Result<Watcher> {
 }
 
 impl WatchState {
-    /// Events of every kind arrive, reads included: act only on watched files whose
-    /// modification time or size changed.
-    fn on_events(&mut self, paths: &BTreeSet<PathBuf>) {
+    /// Events of every kind arrive, reads included, in any watched directory: act only on
+    /// watched files whose modification time or size changed. Every watched file is looked at,
+    /// not only those the events name: a symbolic link's fingerprint (its target's) changes
+    /// with an event that names the target.
+    fn on_events(&mut self) {
         let changed: BTreeSet<PathBuf> =
-            paths.iter().filter(|path| self.fingerprints.get(*path).is_some_and(|known| *known != fingerprint(path))).cloned().collect();
+            self.fingerprints.iter().filter(|(path, known)| **known != fingerprint(path)).map(|(path, _)| path.clone()).collect();
         for path in &changed {
             self.fingerprints.insert(path.clone(), fingerprint(path));
         }
@@ -276,8 +277,20 @@ impl WatchState {
 /// The pipeline file and every plugin file it names, absolute.
 fn watched_files(pipeline_file: &Path, running: &LoadedPipeline) -> Vec<PathBuf> {
     let mut files = vec![absolute(pipeline_file)];
-    files.extend(running.config.operators.iter().map(|operator| absolute(&running.resolve(operator.get_ref().plugin.get_ref()))));
+    for operator in &running.config.operators {
+        let operator = operator.get_ref();
+        files.push(absolute(&running.resolve(operator.plugin.get_ref())));
+        // Granted files are read into `init`: a change swaps the operator, as a plugin's does.
+        files.extend(operator.granted_files().map(|(_, path)| absolute(&running.resolve(path))));
+    }
     files
+}
+
+/// The directories to watch for `files`: each one's, and, for a symbolic link, its target's
+/// (an edit of the target changes nothing in the link's directory).
+fn watched_directories(files: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let targets = files.iter().filter_map(|file| std::fs::canonicalize(file).ok());
+    files.iter().cloned().chain(targets).filter_map(|file| file.parent().map(Path::to_path_buf)).collect()
 }
 
 /// A file's modification time and size (`None` while it is missing): read without opening it.

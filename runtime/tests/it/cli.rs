@@ -288,6 +288,20 @@ path = "${OUTPUT:-out.jsonl}"
     assert_eq!(std::fs::read_to_string(scratch.path("all.jsonl")).expect("output"), "{\"size\": 3}\n{\"size\": 30}\n");
     let malformed = run(&["--set", "1X=2"], &[]);
     assert!(String::from_utf8_lossy(&malformed.stderr).contains("is not a variable name"));
+    // Before the subcommand and after it, together: clap kept only the later ones before.
+    let both = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--set", "PIPELINE_NAME=both-places", "--set", "INPUT_DIR=in", "validate", "--set", "MIN_SIZE=1"])
+        .arg(&path)
+        .envs([("INPUT_DIR", "elsewhere")])
+        .current_dir(scratch.dir.path())
+        .output()
+        .expect("sluice runs");
+    let stdout = String::from_utf8_lossy(&both.stdout);
+    assert!(
+        both.status.success() && stdout.contains("pipeline \"both-places\" is valid"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
 }
 
 #[test]
@@ -320,5 +334,25 @@ fn help_shows_examples_and_completions_are_generated_for_each_shell() {
         let script = sluice(&repo_root(), &["completions", shell]);
         let text = String::from_utf8_lossy(&script.stdout);
         assert!(script.status.success() && text.contains("sluice") && text.contains("validate"), "{shell}");
+    }
+}
+
+/// With `--log-format json`, the error a command ends with is one JSON event on standard error,
+/// whatever `SLUICE_LOG` filters (before, `SLUICE_LOG=off` left a failing command silent).
+#[test]
+fn the_error_a_command_ends_with_is_a_json_event_whatever_the_log_filter() {
+    let scratch = Scratch::new();
+    for filter in ["info", "off", "sluice::reload=info"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--log-format", "json", "validate", "missing.toml"])
+            .env("SLUICE_LOG", filter)
+            .current_dir(scratch.dir.path())
+            .output()
+            .expect("sluice runs");
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let event: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap_or_else(|error| panic!("{error}: {stderr}"));
+        assert_eq!(event["level"], "ERROR", "{stderr}");
+        assert!(event["fields"]["message"].as_str().is_some_and(|message| message.contains("cannot read pipeline file")), "{stderr}");
     }
 }

@@ -336,6 +336,17 @@ path = "out.fifo"
     let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
     assert!(stop_while_it_says(&mut sluice, waiting), "exits 0 once stopped:\n{}", sluice.log_text());
     assert!(sluice.log_text().contains("stopped before the pipeline started"), "{}", sluice.log_text());
+
+    // A SIGHUP while it waits (before the reload listener runs) is applied once the pipeline
+    // has started, not fatal (before, its default action ended the process with status 129).
+    let scratch = Scratch::new();
+    let fifo = scratch.named_pipe("out.fifo");
+    let mut sluice = crate::broker::SluiceProcess::start(scratch.dir.path(), &scratch.pipeline(pipeline), "sluice.log");
+    crate::broker::wait_for(limit, waiting, || sluice.log_text().contains(waiting));
+    sluice.signal(libc::SIGHUP);
+    let read = count_lines_read(fifo).recv_timeout(limit).unwrap_or_else(|_| panic!("no end of output:\n{}", sluice.log_text()));
+    assert_eq!(read, 5000, "{}", sluice.log_text());
+    assert_eq!(sluice.wait_exit(limit), Some(true), "{}", sluice.log_text());
 }
 
 /// A generator paced by a slow `rate` is not idle between its records: before, the pauses

@@ -252,6 +252,27 @@ fn a_plugin_file_changed_on_disk_is_swapped_in() {
     assert_eq!(records.last().map(|r| r["version"].clone()), Some(Value::from(2)), "the new version took over while running");
 }
 
+/// A plugin named through a symbolic link is swapped when the link's target changes (the
+/// directory watched was the link's only, and an edit of the target went unseen).
+#[test]
+fn a_plugin_behind_a_symbolic_link_is_swapped_when_its_target_changes() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.path("releases")).expect("directory");
+    std::fs::copy(plugin("counter-v1"), scratch.path("releases/counter.wasm")).expect("copy plugin");
+    std::os::unix::fs::symlink("releases/counter.wasm", scratch.path("counter.wasm")).expect("link");
+    let pipeline = counting_pipeline(&scratch, 0, 4_000).to_string_lossy().to_string();
+    let text = std::fs::read_to_string(&pipeline).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
+    std::fs::write(&pipeline, text).expect("rewrite pipeline");
+    let (stop, running) = serve(Path::new(&pipeline));
+    wait_for_output(&scratch, |records| !records.is_empty());
+    std::fs::copy(plugin("counter-v2"), scratch.path("releases/counter.wasm.new")).expect("copy");
+    std::fs::rename(scratch.path("releases/counter.wasm.new"), scratch.path("releases/counter.wasm")).expect("rename");
+    wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["version"] == 2));
+    stop.raise();
+    let summary = running.join().expect("no panic").expect("pipeline drains");
+    assert_counted_once(&outputs(&scratch), summary.tasks[0].records_in);
+}
+
 #[test]
 fn a_changed_pipeline_file_reconfigures_operators_and_an_invalid_one_changes_nothing() {
     let scratch = Scratch::new();
