@@ -208,30 +208,41 @@ impl WatchState {
             self.apply_plugin_changes();
         } else if on_disk.as_deref() != Some(self.targets.running.text.contents()) {
             self.reload();
-        } else {
-            self.apply_plugin_changes();
+        } else if self.apply_plugin_changes() == Some(0) && retry_refused {
+            tracing::info!("SIGHUP: nothing changed in the pipeline file or its plugin files");
         }
     }
 
-    /// A plugin file changed: the running definition, re-applied, swaps what differs.
-    fn apply_plugin_changes(&mut self) {
+    /// A plugin file changed: the running definition, re-applied, swaps what differs. How many
+    /// operators were swapped; `None` when it failed (said) or the pipeline restarts.
+    fn apply_plugin_changes(&mut self) -> Option<usize> {
         let targets = &self.targets;
         let specs = match new_specs(&targets.running, &targets.control, &targets.plugins) {
             Ok(specs) => specs,
-            Err(error) => return tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}"),
+            Err(error) => {
+                tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}");
+                return None;
+            }
         };
         if let Some(why) = rewiring_needed(&specs, &targets.control) {
             tracing::info!("a plugin file changed: {why}; restarting the pipeline");
             if targets.restart.send(Restart { new: targets.running.clone(), running: targets.running.clone() }).is_ok() {
                 targets.stop.raise();
             }
-            return;
+            return None;
         }
         match swap_changed_operators(specs, &targets.control) {
-            Ok(0) => {}
-            Ok(swapped) => tracing::info!(swapped, "plugin files changed"),
+            Ok(swapped) => {
+                if swapped > 0 {
+                    tracing::info!(swapped, "plugin files changed");
+                }
+                Some(swapped)
+            }
             // The swap's own error says that the old version keeps running.
-            Err(error) => tracing::error!("a changed plugin file was not swapped in: {error:#}"),
+            Err(error) => {
+                tracing::error!("a changed plugin file was not swapped in: {error:#}");
+                None
+            }
         }
     }
 

@@ -393,7 +393,7 @@ impl PipelineControl {
         replacement.metrics = Arc::clone(&current.metrics);
         let applied =
             pinned(&replacement).and_then(|()| declared(&mut replacement)).and_then(|()| match current.rewiring_needed_by(&replacement) {
-                Some(reason) => Err(SwapError::Refused(reason)),
+                Some(reason) => Err(SwapError::Refused(format!("{reason} (a swap does not rewire it: change the pipeline file)"))),
                 None => self.apply(operator, &replacement, handover),
             });
         let record = SwapRecord {

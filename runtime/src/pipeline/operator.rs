@@ -166,15 +166,13 @@ impl OperatorSpec {
         let (old, new) = (&self.info, &replacement.info);
         if old.outputs != new.outputs {
             return Some(format!(
-                "the new version declares the side outputs {:?} where the running one declares {:?}: the pipeline must be restarted \
-                 (change the pipeline file)",
+                "the new version declares the side outputs {:?} where the running one declares {:?}: the pipeline must be restarted",
                 new.outputs, old.outputs
             ));
         }
         if old.distribution != new.distribution {
             return Some(format!(
-                "the new version takes its records {} where the running one takes them {}: the pipeline must be restarted \
-                 (change the pipeline file)",
+                "the new version takes its records {} where the running one takes them {}: the pipeline must be restarted",
                 distribution_in_words(&new.distribution),
                 distribution_in_words(&old.distribution)
             ));

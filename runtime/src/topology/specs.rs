@@ -101,6 +101,10 @@ impl PluginCheck for WasmPluginCheck<'_> {
             Err(SpecError::Operator(error @ OperatorError::Failed { step: "snapshot", .. })) => {
                 Err(PluginProblem::Plugin(format!("its state right after init could not be taken: {error}")))
             }
+            // Its failure says it all ("cannot instantiate the plugin: …").
+            Err(SpecError::Operator(OperatorError::Failed { step: "instantiate", failure })) => {
+                Err(PluginProblem::Plugin(failure.to_string()))
+            }
             // The error names its step ("init failed: …").
             Err(SpecError::Operator(error @ OperatorError::Failed { .. })) => Err(PluginProblem::Plugin(format!("its {error}"))),
             Err(SpecError::Operator(error)) => Err(PluginProblem::Plugin(format!("its init failed: {error}"))),
