@@ -53,6 +53,16 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// `text` as one word of a shell command: as it is when it needs no quoting, else in single
+/// quotes (a directory named `with space` is `'with space'`).
+fn shell_word(text: &str) -> String {
+    let plain = |character: char| character.is_ascii_alphanumeric() || "/._-+:@%=,".contains(character);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 /// Every `--set NAME=VALUE` and `--set=NAME=VALUE` of the command line, in order (so that a
 /// later one wins), up to a `--`; clap has refused a malformed one already.
 fn every_assignment(arguments: impl Iterator<Item = std::ffi::OsString>) -> Vec<(String, String)> {
@@ -322,7 +332,7 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
             let directory = dir.unwrap_or_else(|| PathBuf::from(&name));
             develop::new_plugin(&name, lang, &directory, sdk.as_deref())?;
             print_out(&format!("created {lang} plugin \"{name}\" in {}\n", directory.display()))?;
-            print_out(&format!("next: cd {} && sluice plugin test\n", directory.display()))?;
+            print_out(&format!("next: cd {} && sluice plugin test\n", shell_word(&directory.display().to_string())))?;
             Ok(())
         }
         PluginCommand::Build { dir, output, wit } => {
@@ -451,6 +461,13 @@ mod tests {
         assert_eq!(listen_address("[::1]:9180"), Ok("[::1]:9180".parse().expect("an address")));
         assert_eq!(listen_address("localhost:9180").map(|address| (address.ip().is_loopback(), address.port())), Ok((true, 9180)));
         assert!(listen_address("localhost").is_err_and(|message| message.contains("localhost:9180")));
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_they_need_it() {
+        assert_eq!(super::shell_word("my-op"), "my-op");
+        assert_eq!(super::shell_word("with space"), "'with space'");
+        assert_eq!(super::shell_word("it's"), "'it'\\''s'");
     }
 
     #[test]

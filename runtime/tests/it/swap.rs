@@ -233,21 +233,7 @@ fn assert_counted_once(records: &[Value], count: u64) {
 
 #[test]
 fn a_plugin_file_changed_on_disk_is_swapped_in() {
-    let scratch = Scratch::new();
-    std::fs::copy(plugin("counter-v1"), scratch.path("counter.wasm")).expect("copy plugin");
-    let pipeline = counting_pipeline(&scratch, 0, 4_000).to_string_lossy().to_string();
-    let text = std::fs::read_to_string(&pipeline).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
-    std::fs::write(&pipeline, text).expect("rewrite pipeline");
-    let (stop, running) = serve(Path::new(&pipeline));
-    wait_for_output(&scratch, |records| !records.is_empty());
-    // Replace the file as deployment tools do: write aside, then rename over it.
-    std::fs::copy(plugin("counter-v2"), scratch.path("counter.wasm.new")).expect("copy");
-    std::fs::rename(scratch.path("counter.wasm.new"), scratch.path("counter.wasm")).expect("rename");
-    wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["version"] == 2));
-    stop.raise();
-    let summary = running.join().expect("no panic").expect("pipeline drains");
-    let records = outputs(&scratch);
-    assert_counted_once(&records, summary.tasks[0].records_in);
+    let records = swapped_by_replacing_the_file(".", false);
     assert_eq!(records.first().map(|r| r["version"].clone()), Some(Value::from(1)));
     assert_eq!(records.last().map(|r| r["version"].clone()), Some(Value::from(2)), "the new version took over while running");
 }
@@ -256,21 +242,34 @@ fn a_plugin_file_changed_on_disk_is_swapped_in() {
 /// directory watched was the link's only, and an edit of the target went unseen).
 #[test]
 fn a_plugin_behind_a_symbolic_link_is_swapped_when_its_target_changes() {
+    swapped_by_replacing_the_file("releases", true);
+}
+
+/// Runs the counting pipeline with counter v1 at `directory/counter.wasm` (named in the
+/// pipeline as `counter.wasm`, through a symbolic link when `linked`), replaces that file with
+/// v2 as deployment tools do (written aside, then renamed over it) once records come out, and
+/// returns the records once v2 took over: each counted once.
+fn swapped_by_replacing_the_file(directory: &str, linked: bool) -> Vec<Value> {
     let scratch = Scratch::new();
-    std::fs::create_dir(scratch.path("releases")).expect("directory");
-    std::fs::copy(plugin("counter-v1"), scratch.path("releases/counter.wasm")).expect("copy plugin");
-    std::os::unix::fs::symlink("releases/counter.wasm", scratch.path("counter.wasm")).expect("link");
+    std::fs::create_dir_all(scratch.path(directory)).expect("directory");
+    let file = format!("{directory}/counter.wasm");
+    std::fs::copy(plugin("counter-v1"), scratch.path(&file)).expect("copy plugin");
+    if linked {
+        std::os::unix::fs::symlink(&file, scratch.path("counter.wasm")).expect("link");
+    }
     let pipeline = counting_pipeline(&scratch, 0, 4_000).to_string_lossy().to_string();
     let text = std::fs::read_to_string(&pipeline).expect("pipeline").replace(&plugin("counter-v1").display().to_string(), "counter.wasm");
     std::fs::write(&pipeline, text).expect("rewrite pipeline");
     let (stop, running) = serve(Path::new(&pipeline));
     wait_for_output(&scratch, |records| !records.is_empty());
-    std::fs::copy(plugin("counter-v2"), scratch.path("releases/counter.wasm.new")).expect("copy");
-    std::fs::rename(scratch.path("releases/counter.wasm.new"), scratch.path("releases/counter.wasm")).expect("rename");
+    std::fs::copy(plugin("counter-v2"), scratch.path(&format!("{file}.new"))).expect("copy");
+    std::fs::rename(scratch.path(&format!("{file}.new")), scratch.path(&file)).expect("rename");
     wait_for_output(&scratch, |records| records.last().is_some_and(|record| record["version"] == 2));
     stop.raise();
     let summary = running.join().expect("no panic").expect("pipeline drains");
-    assert_counted_once(&outputs(&scratch), summary.tasks[0].records_in);
+    let records = outputs(&scratch);
+    assert_counted_once(&records, summary.tasks[0].records_in);
+    records
 }
 
 #[test]
