@@ -174,12 +174,11 @@ impl Forecast {
             Observed::Absorbed => {}
             Observed::Reset { forecast } => {
                 counts.models_reset += 1;
-                out.emit_json_like(record, &output::record_after_reset(&key_fields, y, forecast));
+                out.emit_json_like(record, &output::record(&key_fields, &self.settings, y, forecast, None));
             }
+            // Learnt by a model, which the series then has.
             Observed::Learnt { forecast } => {
-                if let Some((model, errors)) = series.model() {
-                    out.emit_json_like(record, &output::record(&key_fields, &self.settings, y, forecast, model, errors));
-                }
+                out.emit_json_like(record, &output::record(&key_fields, &self.settings, y, forecast, series.model()));
             }
         }
         Ok(())

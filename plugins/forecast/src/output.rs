@@ -48,34 +48,22 @@ struct Ahead {
     upper: Value,
 }
 
-/// The record of a point `y` given `forecast` before it was seen, with the forecasts of `model`
-/// after it; the bounds are null until the key has a one-step error to estimate σ² from.
+/// The record of a point `y` given `forecast` before it was seen, with the forecasts of the
+/// key's model after it (none when the point made the model overflow and it was reset); the
+/// bounds are null until the key has a one-step error to estimate σ² from.
 pub fn record<'k, 'r>(
     key: &'k RawObject<'r>,
     settings: &Settings,
     y: f64,
     forecast: Option<f64>,
-    model: &Model,
-    errors: &SquaredErrors,
+    model: Option<(&Model, &SquaredErrors)>,
 ) -> Emitted<'k, 'r> {
     Emitted {
         key,
         value: number(y),
         forecast: forecast.map_or(Value::Null, number),
         residual: forecast.map_or(Value::Null, |forecast| number(y - forecast)),
-        forecasts: forecasts(settings, model, errors),
-    }
-}
-
-/// The record of a point `y` given `forecast` before it was seen, after which its key's model
-/// overflowed and was reset: no forecasts follow it.
-pub fn record_after_reset<'k, 'r>(key: &'k RawObject<'r>, y: f64, forecast: Option<f64>) -> Emitted<'k, 'r> {
-    Emitted {
-        key,
-        value: number(y),
-        forecast: forecast.map_or(Value::Null, number),
-        residual: forecast.map_or(Value::Null, |forecast| number(y - forecast)),
-        forecasts: Vec::new(),
+        forecasts: model.map_or_else(Vec::new, |(model, errors)| forecasts(settings, model, errors)),
     }
 }
 

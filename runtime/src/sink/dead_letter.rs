@@ -143,7 +143,7 @@ fn open(target: &LineTarget, stop: &StopSignal) -> io::Result<LineWriter> {
         LineTarget::Stderr => Ok(LineWriter::Stderr(io::stderr())),
         LineTarget::File(path) => {
             let file = crate::sink::open_output_file(path, false, Some(stop))
-                .and_then(|file| crate::sink::drop_torn_last_line(&file, path).map(|()| file))
+                .and_then(|file| crate::sink::prepare(&file, path, crate::sink::FileStart::Continued).map(|()| file))
                 .map_err(|error| io::Error::new(error.kind(), format!("cannot open dead-letter file {}: {error}", path.display())))?;
             Ok(LineWriter::File(BufWriter::new(file)))
         }

@@ -17,7 +17,7 @@ use crate::wasm::{Batch, Records};
 
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
-use file_start::prepare;
+pub(crate) use file_start::prepare;
 pub use file_start::{FileStart, cut_back_to_checkpoint};
 pub use output_file::open_output_file;
 
@@ -224,7 +224,7 @@ pub fn sync_if_possible(file: &File) -> io::Result<()> {
 
 /// Cuts an output file back to its last complete line: a run killed while writing may have
 /// left part of a line, which the next record appended would otherwise be glued to.
-pub fn drop_torn_last_line(file: &File, path: &Path) -> io::Result<()> {
+fn drop_torn_last_line(file: &File, path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let length = file.metadata()?.len();
     let mut end = length;
