@@ -167,6 +167,9 @@ enum Command {
         /// or as Graphviz DOT (`--graph=dot | dot -Tsvg > graph.svg`).
         #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "text")]
         graph: Option<GraphFormat>,
+        /// The pipeline when the format was written apart from `--graph` (`--graph dot FILE`).
+        #[arg(hide = true)]
+        pipeline_after_format: Option<PathBuf>,
     },
     /// Prints a shell completion script: `sluice completions bash > /etc/bash_completion.d/sluice`.
     Completions {
@@ -258,7 +261,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             run(pipeline, ServeOptions { admin: admin.options()?, metrics, watch: !no_watch })
         }
         Command::Swap(args) => swap::run(args),
-        Command::Validate { pipeline, graph } => validate(pipeline, graph),
+        Command::Validate { pipeline, graph, pipeline_after_format } => {
+            let (pipeline, graph) = graph_format_written_apart(pipeline, graph, pipeline_after_format)?;
+            validate(pipeline, graph)
+        }
         Command::Plugin { command } => plugin(command),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -294,6 +300,22 @@ fn run(path: PathBuf, options: ServeOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `validate --graph dot FILE` reads `dot` as the pipeline and FILE as one more argument: take
+/// them as the user meant them. Any other second file is an error.
+fn graph_format_written_apart(
+    pipeline: PathBuf,
+    graph: Option<GraphFormat>,
+    pipeline_after_format: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, Option<GraphFormat>)> {
+    let Some(after) = pipeline_after_format else { return Ok((pipeline, graph)) };
+    let written_format = match pipeline.to_str() {
+        Some("dot") if graph.is_some() => GraphFormat::Dot,
+        Some("text") if graph.is_some() => GraphFormat::Text,
+        _ => bail!("validate checks one pipeline file, and was given two: {} and {}", pipeline.display(), after.display()),
+    };
+    Ok((after, Some(written_format)))
 }
 
 fn validate(path: PathBuf, graph_format: Option<GraphFormat>) -> anyhow::Result<()> {

@@ -99,9 +99,47 @@ impl fmt::Display for Diagnostic {
         writeln!(f, "error: {}", self.message)?;
         writeln!(f, "{gutter}--> {path}:{}:{}", location.line, location.column)?;
         writeln!(f, "{gutter} |")?;
-        writeln!(f, "{} | {}", location.line, location.line_text)?;
-        let pad: String = location.line_text.chars().take(location.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-        write!(f, "{gutter} | {pad}{}", "^".repeat(location.width))
+        let excerpt = Excerpt::around(&location.line_text, location.column - 1);
+        writeln!(f, "{} | {}", location.line, excerpt.text)?;
+        let pad: String = excerpt.text.chars().take(excerpt.caret_at).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        let width = location.width.min(excerpt.text.chars().count().saturating_sub(excerpt.caret_at).max(1));
+        write!(f, "{gutter} | {pad}{}", "^".repeat(width))
+    }
+}
+
+/// The part of a line shown under a diagnostic: at most [`Excerpt::WIDEST`] characters around
+/// the column (a binary file's "line" can be megabytes), with control characters shown as
+/// their Unicode pictures (␀, ␛) so that the terminal prints them rather than obeys them.
+struct Excerpt {
+    text: String,
+    /// The caret's column in `text`, counted in characters from 0.
+    caret_at: usize,
+}
+
+impl Excerpt {
+    const WIDEST: usize = 160;
+
+    fn around(line: &str, column: usize) -> Excerpt {
+        let length = line.chars().count();
+        let first = if length <= Self::WIDEST { 0 } else { column.saturating_sub(Self::WIDEST / 2).min(length - Self::WIDEST) };
+        let last = (first + Self::WIDEST).min(length);
+        let mut text: String = if first > 0 { "…".to_owned() } else { String::new() };
+        text.extend(line.chars().skip(first).take(last - first).map(visible));
+        if last < length {
+            text.push('…');
+        }
+        Excerpt { text, caret_at: column - first + usize::from(first > 0) }
+    }
+}
+
+/// A control character as its picture (U+2400 block); a tab stays a tab.
+fn visible(character: char) -> char {
+    match character {
+        '\t' => '\t',
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + character as u32).unwrap_or('\u{fffd}'),
+        '\u{7f}' => '\u{2421}',
+        '\u{80}'..='\u{9f}' => '\u{fffd}',
+        other => other,
     }
 }
 
@@ -157,3 +195,38 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(contents: &str, span: Range<usize>) -> String {
+        SourceText::new(PathBuf::from("p.toml"), contents.to_owned()).diagnostic_in_file(Some(span), "bad").to_string()
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_their_pictures_under_the_caret() {
+        let shown = rendered("name = \"a\u{1}b\u{1b}[2J\"\n", 9..10);
+        assert!(shown.contains("1 | name = \"a\u{2401}b\u{241b}[2J\""), "{shown}");
+        assert!(shown.ends_with("  |          ^"), "{shown}");
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column() {
+        let line = format!("{}X{}", "a".repeat(10_000), "b".repeat(10_000));
+        let shown = rendered(&line, 10_000..10_001);
+        let excerpt = shown.lines().nth(3).unwrap();
+        assert!(excerpt.starts_with("1 | …a") && excerpt.ends_with("b…"), "{excerpt}");
+        assert!(excerpt.chars().count() < 200, "{excerpt}");
+        let caret_line = shown.lines().nth(4).unwrap();
+        let x_at = excerpt.chars().position(|c| c == 'X').unwrap();
+        assert_eq!(caret_line.chars().position(|c| c == '^'), Some(x_at), "{shown}");
+    }
+
+    #[test]
+    fn a_short_line_is_shown_whole() {
+        let shown = rendered("type = 3\n", 7..8);
+        assert!(shown.contains("1 | type = 3\n  |        ^"), "{shown}");
+    }
+}

@@ -184,7 +184,11 @@ impl LoadedPipeline {
                 let start = error.utf8_error().valid_up_to();
                 let text = SourceText::new(path.to_path_buf(), String::from_utf8_lossy(error.as_bytes()).into_owned());
                 let byte = error.as_bytes()[start];
-                let message = format!("the file is not UTF-8 text: byte 0x{byte:02X} here does not belong to a UTF-8 character");
+                let mut message = format!("the file is not UTF-8 text: byte 0x{byte:02X} here does not belong to a UTF-8 character");
+                if error.as_bytes().starts_with(b"\0asm") {
+                    message
+                        .push_str(" (this is a WebAssembly file: a pipeline file is TOML text naming plugins by `plugin = \"path.wasm\"`)");
+                }
                 Err(Diagnostics::single(text.diagnostic(Some(start..start + 3), message)))
             }
         }

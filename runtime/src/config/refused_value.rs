@@ -66,6 +66,15 @@ fn follow<'t, 'i>(mut value: &'t Spanned<DeValue<'i>>, steps: &[Step<'_>]) -> Op
 /// (as a `Spanned` field gives it) is `table`, or of its sub-table `within` when given (a
 /// connector's `properties`); `None` when the file has no such key there.
 pub fn key_span(text: &str, table: Range<usize>, within: Option<&str>, key: &str) -> Option<Range<usize>> {
+    key_and_value_spans(text, table, within, key).map(|(key, _)| key)
+}
+
+/// Like [`key_span`], the span of the key's value: where a refused value is pointed at.
+pub fn value_span(text: &str, table: Range<usize>, key: &str) -> Option<Range<usize>> {
+    key_and_value_spans(text, table, None, key).map(|(_, value)| value)
+}
+
+fn key_and_value_spans(text: &str, table: Range<usize>, within: Option<&str>, key: &str) -> Option<(Range<usize>, Range<usize>)> {
     let document = DeTable::parse(text).ok()?;
     let found = table_at(&document, table)?;
     let found = match within {
@@ -75,7 +84,7 @@ pub fn key_span(text: &str, table: Range<usize>, within: Option<&str>, key: &str
         },
         None => found,
     };
-    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, _)| name.span())
+    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, value)| (name.span(), value.span()))
 }
 
 /// The spans in `text` (the parsed pipeline file) of the elements of the array at `key` of the
@@ -100,12 +109,12 @@ fn table_at<'t, 'i>(document: &'t Spanned<DeTable<'i>>, table: Range<usize>) -> 
     })
 }
 
-/// The span in `text` (the parsed pipeline file) of the key `key` of the top-level table
-/// `table` (`[pipeline]`).
-pub fn top_level_key_span(text: &str, table: &str, key: &str) -> Option<Range<usize>> {
+/// The span in `text` (the parsed pipeline file) of the value of the key `key` of the
+/// top-level table `table` (`[pipeline]`): where a refused setting is pointed at.
+pub fn top_level_value_span(text: &str, table: &str, key: &str) -> Option<Range<usize>> {
     let document = DeTable::parse(text).ok()?;
     let DeValue::Table(found) = entry(document.get_ref(), table)?.get_ref() else { return None };
-    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(name, _)| name.span())
+    found.iter().find(|(name, _)| name.get_ref().as_ref() == key).map(|(_, value)| value.span())
 }
 
 fn entry<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {

@@ -74,8 +74,8 @@ impl Problems<'_> {
 
     /// A problem with `key` of `[pipeline]`, located at the key (at the file if it cannot be
     /// found: a default).
-    fn report_at_pipeline_key(&mut self, key: &str, message: String) {
-        match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", key) {
+    fn report_at_pipeline_value(&mut self, key: &str, message: String) {
+        match super::refused_value::top_level_value_span(self.pipeline.text.parsed(), "pipeline", key) {
             Some(span) => self.report(span, message),
             None => self.report_file(&message),
         }
@@ -83,7 +83,7 @@ impl Problems<'_> {
 
     fn check_settings(&mut self) {
         if self.pipeline.config.pipeline.checkpoint_interval.duration().is_zero() {
-            self.report_at_pipeline_key("checkpoint_interval", "checkpoint_interval must be longer than 0 s".to_owned());
+            self.report_at_pipeline_value("checkpoint_interval", "checkpoint_interval must be longer than 0 s".to_owned());
         }
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {
@@ -345,7 +345,7 @@ impl Problems<'_> {
         let operator = operator.get_ref();
         let name = operator.name.get_ref();
         if operator.call_timeout.duration().is_zero() {
-            let at = super::refused_value::key_span(self.pipeline.text.parsed(), operator_span.clone(), None, "call_timeout");
+            let at = super::refused_value::value_span(self.pipeline.text.parsed(), operator_span.clone(), "call_timeout");
             self.report(at.unwrap_or(operator_span.clone()), format!("operator \"{name}\": call_timeout must be longer than 0 s"));
         }
         let path = self.pipeline.resolve(operator.plugin.get_ref());
@@ -384,7 +384,7 @@ impl Problems<'_> {
                 // A memory limit below what the plugin starts with is the limit's mistake.
                 let limit = reason
                     .contains("its memory_limit (")
-                    .then(|| super::refused_value::key_span(self.pipeline.text.parsed(), operator_span.clone(), None, "memory_limit"))
+                    .then(|| super::refused_value::value_span(self.pipeline.text.parsed(), operator_span.clone(), "memory_limit"))
                     .flatten();
                 self.report(limit.unwrap_or(operator.plugin.span()), format!("operator \"{name}\": {reason}"));
                 None
@@ -578,7 +578,7 @@ impl Problems<'_> {
             Some((span, _)) => self.report(span, format!("{why}: [dead_letter] must be of type \"kafka\"")),
             None => {
                 let message = format!("{why}: add a [dead_letter] table of type \"kafka\"");
-                match super::refused_value::top_level_key_span(self.pipeline.text.parsed(), "pipeline", "delivery") {
+                match super::refused_value::top_level_value_span(self.pipeline.text.parsed(), "pipeline", "delivery") {
                     Some(at) => self.report(at, message),
                     None => self.report_file(&message),
                 }
@@ -636,7 +636,7 @@ impl Problems<'_> {
             None
         };
         if let Some(problem) = problem {
-            self.report_at_pipeline_key("state_dir", problem);
+            self.report_at_pipeline_value("state_dir", problem);
         }
     }
 

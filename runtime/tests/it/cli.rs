@@ -356,3 +356,20 @@ fn the_error_a_command_ends_with_is_a_json_event_whatever_the_log_filter() {
         assert!(event["fields"]["message"].as_str().is_some_and(|message| message.contains("cannot read pipeline file")), "{stderr}");
     }
 }
+
+#[test]
+fn validate_takes_the_graph_format_with_or_without_an_equals_sign() {
+    let root = repo_root();
+    let joined = sluice(&root, &["validate", "--graph=dot", "pipelines/quickstart.toml"]);
+    let apart = sluice(&root, &["validate", "--graph", "dot", "pipelines/quickstart.toml"]);
+    assert!(joined.status.success() && apart.status.success(), "{}", String::from_utf8_lossy(&apart.stderr));
+    assert!(String::from_utf8_lossy(&joined.stdout).starts_with("digraph"), "{}", String::from_utf8_lossy(&joined.stdout));
+    assert_eq!(joined.stdout, apart.stdout);
+    let text = sluice(&root, &["validate", "--graph", "pipelines/quickstart.toml"]);
+    assert!(text.status.success() && !String::from_utf8_lossy(&text.stdout).starts_with("digraph"));
+
+    let two = sluice(&root, &["validate", "pipelines/quickstart.toml", "pipelines/marketing.toml"]);
+    assert_eq!(two.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&two.stderr);
+    assert!(stderr.contains("validate checks one pipeline file, and was given two"), "{stderr}");
+}

@@ -49,6 +49,7 @@ invalid_cases! {
     checkpoint_interval_zero => "checkpoint-interval-zero",
     config_not_a_number => "config-not-a-number",
     config_refused => "config-refused",
+    control_character => "control-character",
     date_time_unquoted => "date-time-unquoted",
     dead_letter_stderr_path => "dead-letter-stderr-path",
     deep_table_header => "deep-table-header",
@@ -109,6 +110,7 @@ invalid_cases! {
     unknown_source_type => "unknown-source-type",
     variable_unset => "variable-unset",
     variable_value_refused => "variable-value-refused",
+    wasm_file_given => "wasm-file-given",
     wrong_type => "wrong-type",
     wrong_world => "wrong-world",
 }
