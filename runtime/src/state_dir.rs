@@ -65,6 +65,9 @@ pub struct PipelineCheckpoint {
     /// The length of each file sink's output then, by sink name: a resumed run cuts the file
     /// back to it, and writes again what came after.
     pub outputs: BTreeMap<String, u64>,
+    /// The file each of those lengths is of, by sink name: a sink whose path was changed since
+    /// is not cut at another file's length.
+    pub output_paths: BTreeMap<String, PathBuf>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -78,6 +81,9 @@ struct StoredCheckpoint {
     /// continued after their last complete line.
     #[serde(default)]
     outputs: BTreeMap<String, u64>,
+    /// Absent from checkpoints written before output paths were recorded.
+    #[serde(default)]
+    output_paths: BTreeMap<String, PathBuf>,
 }
 
 impl PipelineCheckpoint {
@@ -94,6 +100,7 @@ impl PipelineCheckpoint {
             shares: self.shares.clone(),
             tasks,
             outputs: self.outputs.clone(),
+            output_paths: self.output_paths.clone(),
         };
         // Strings, numbers and JSON values always serialise.
         serde_json::to_vec_pretty(&stored).unwrap_or_default()
@@ -113,7 +120,14 @@ impl PipelineCheckpoint {
                 Ok((task, checkpoint))
             })
             .collect::<Result<_, String>>()?;
-        Ok(PipelineCheckpoint { layout: stored.layout, inputs: stored.inputs, shares: stored.shares, tasks, outputs: stored.outputs })
+        Ok(PipelineCheckpoint {
+            layout: stored.layout,
+            inputs: stored.inputs,
+            shares: stored.shares,
+            tasks,
+            outputs: stored.outputs,
+            output_paths: stored.output_paths,
+        })
     }
 }
 
@@ -289,6 +303,7 @@ mod tests {
             shares: BTreeMap::from([("clicks".into(), SharePosition { next_position: 7, watermark: Some(1_000) })]),
             tasks: BTreeMap::from([("clicks#0".into(), task)]),
             outputs: BTreeMap::from([("file".into(), 1_234)]),
+            output_paths: BTreeMap::from([("file".into(), PathBuf::from("out/file.jsonl"))]),
         }
     }
 

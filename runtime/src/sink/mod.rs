@@ -127,6 +127,14 @@ impl Sink {
         &self.name
     }
 
+    /// The file the sink `config` writes, if it writes one: before it is opened.
+    pub fn file_of(config: &SinkConfig, pipeline: &LoadedPipeline) -> Option<PathBuf> {
+        match config {
+            SinkConfig::File(FileSinkConfig { path, .. }) => Some(pipeline.resolve(path)),
+            _ => None,
+        }
+    }
+
     /// The file a file sink writes.
     pub fn file(&self) -> Option<&Path> {
         self.file.as_deref()

@@ -215,7 +215,15 @@ impl Coordinator {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
         let outputs = self.output_files.iter().filter_map(|(output, path)| Some((output.clone(), recorded_length(path)?))).collect();
-        PipelineCheckpoint { layout: self.layout.clone(), inputs: self.inputs.clone(), shares, tasks: gathered.tasks, outputs }
+        let output_paths = self.output_files.clone();
+        PipelineCheckpoint {
+            layout: self.layout.clone(),
+            inputs: self.inputs.clone(),
+            shares,
+            tasks: gathered.tasks,
+            outputs,
+            output_paths,
+        }
     }
 
     /// After the last round: the tasks checkpointed and stop; reports still arriving are moot.

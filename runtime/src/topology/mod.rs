@@ -240,7 +240,7 @@ impl RunningPipeline {
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
         let restored = local_state.as_ref().and_then(|(_, restored)| restored.as_ref());
         let outputs_start = match restored {
-            Some(checkpoint) => OutputsStart::FromCheckpoint(&checkpoint.outputs),
+            Some(checkpoint) => OutputsStart::FromCheckpoint(checkpoint),
             None if matches!(incarnation, Incarnation::Restart(_)) && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
             None => OutputsStart::Anew,
         };

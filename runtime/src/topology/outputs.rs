@@ -12,7 +12,7 @@ use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
 use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
 use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError, cut_back_to_checkpoint};
-use crate::state_dir::StateDirectory;
+use crate::state_dir::{PipelineCheckpoint, StateDirectory};
 
 /// Output batches queued for each sink.
 const SINK_QUEUE: usize = 16;
@@ -35,19 +35,39 @@ pub enum OutputsStart<'c> {
     /// Appended to: the run goes on from where the previous one stopped.
     Continued,
     /// Resuming from a checkpoint: each file cut back to the length it recorded for it.
-    FromCheckpoint(&'c BTreeMap<String, u64>),
+    FromCheckpoint(&'c PipelineCheckpoint),
 }
 
 impl OutputsStart<'_> {
-    fn file_start(&self, sink: &str) -> FileStart {
+    /// How the output `output` (a sink's name, or [`DEAD_LETTER_OUTPUT`]) writing to `path` starts.
+    fn file_start(&self, output: &str, path: Option<&Path>) -> FileStart {
         match self {
             OutputsStart::Anew => FileStart::Anew,
             OutputsStart::Continued => FileStart::Continued,
-            OutputsStart::FromCheckpoint(lengths) => {
-                lengths.get(sink).map_or(FileStart::Continued, |length| FileStart::ContinuedFrom(*length))
-            }
+            OutputsStart::FromCheckpoint(checkpoint) => match checkpoint.outputs.get(output) {
+                None => FileStart::Continued,
+                Some(length) => match (checkpoint.output_paths.get(output), path) {
+                    (Some(then), Some(now)) if then != now => {
+                        warn_output_moved(output, then, now);
+                        FileStart::Continued
+                    }
+                    _ => FileStart::ContinuedFrom(*length),
+                },
+            },
         }
     }
+}
+
+/// An output's path changed since the checkpoint the run resumes from: the new file is not cut
+/// at the old one's length (it may be another file altogether), but appended to.
+fn warn_output_moved(output: &str, then: &Path, now: &Path) {
+    tracing::warn!(
+        output,
+        then = %then.display(),
+        now = %now.display(),
+        "the output's path changed since the checkpoint this run resumes from: its results up to the checkpoint are in the \
+         file it had then; this run appends the rest to the new one, starting with what was written after the checkpoint"
+    );
 }
 
 /// The started dead-letter sink.
@@ -74,7 +94,9 @@ pub fn start_sinks(
 ) -> Result<StartedSinks, StartError> {
     let mut started = StartedSinks { queues: Vec::new(), workers: Vec::new(), files: BTreeMap::new() };
     for config in &pipeline.config.sinks {
-        let sink = Sink::build(config.get_ref(), pipeline, start.file_start(&config.get_ref().name()), transactions, monitor, stop)?;
+        let config = config.get_ref();
+        let file_start = start.file_start(&config.name(), Sink::file_of(config, pipeline).as_deref());
+        let sink = Sink::build(config, pipeline, file_start, transactions, monitor, stop)?;
         let (sender, queue) = mpsc::sync_channel(SINK_QUEUE);
         let name = sink.name().to_owned();
         if let Some(file) = sink.file() {
@@ -108,9 +130,9 @@ pub fn start_dead_letters(
         StartError::DeadLetter(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
     };
     match (start, &file, state) {
-        (OutputsStart::FromCheckpoint(lengths), Some(path), _) => {
-            if let Some(length) = lengths.get(DEAD_LETTER_OUTPUT) {
-                cut_back_to_checkpoint(path, *length).map_err(|error| cut_failed(path, error))?;
+        (OutputsStart::FromCheckpoint(_), Some(path), _) => {
+            if let FileStart::ContinuedFrom(length) = start.file_start(DEAD_LETTER_OUTPUT, Some(path)) {
+                cut_back_to_checkpoint(path, length).map_err(|error| cut_failed(path, error))?;
             }
         }
         (OutputsStart::Anew, Some(path), Some(state)) => {

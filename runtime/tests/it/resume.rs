@@ -185,9 +185,15 @@ fn save_checkpoint_with_outputs_at(pipeline: &std::path::Path, next_line: u64, o
     let loaded = sluice::config::LoadedPipeline::load(pipeline).expect("the pipeline loads");
     let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
     let shares = [("file".to_owned(), SharePosition { next_position: next_line, watermark: None })].into();
-    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs };
+    let output_paths = outputs.keys().map(|output| (output.clone(), pipeline.with_file_name(output_file_name(output)))).collect();
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs, output_paths };
     let directory = StateDirectory::open(&pipeline.with_file_name("state"), "lines").expect("the state directory opens");
     directory.save(&checkpoint).expect("the checkpoint is saved");
+}
+
+/// The file `pipeline_to_files` gives an output.
+fn output_file_name(output: &str) -> &'static str {
+    if output == "[dead_letter]" { "dead.jsonl" } else { "out.jsonl" }
 }
 
 #[test]
@@ -238,6 +244,36 @@ fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() 
     assert_eq!(output, expected, "each result once");
     let dead: Vec<_> = scratch.json_lines("dead.jsonl").iter().map(|letter| letter["position"].clone()).collect();
     assert_eq!(dead, vec![serde_json::Value::Null, serde_json::json!(70)], "the line 70 dead letter once, from this run");
+}
+
+/// A sink whose path was changed between the interrupted run and the resumed one appends to
+/// its new file, which may be another file altogether: it is not cut at the old file's length.
+#[test]
+fn an_output_whose_path_changed_since_the_checkpoint_is_appended_to_not_cut() {
+    use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
+    let scratch = Scratch::new();
+    let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    scratch.write("in.jsonl", &lines);
+    let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
+    let loaded = sluice::config::LoadedPipeline::load(&pipeline).expect("the pipeline loads");
+    let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
+    let shares = [("file".to_owned(), SharePosition { next_position: 51, watermark: None })].into();
+    let outputs = [("file".to_owned(), 3), ("[dead_letter]".to_owned(), 3)].into();
+    let output_paths =
+        [("file".to_owned(), scratch.path("before.jsonl")), ("[dead_letter]".to_owned(), scratch.path("dead-before.jsonl"))].into();
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs, output_paths };
+    StateDirectory::open(&scratch.path("state"), "lines").expect("the state directory opens").save(&checkpoint).expect("saved");
+    let unrelated = "{\"n\":\"a file that was there before\"}\n";
+    scratch.write("out.jsonl", unrelated);
+    scratch.write("dead.jsonl", unrelated);
+
+    let summary = run(&pipeline).expect("resumed run");
+    assert_eq!(summary.sources.records, 50, "lines 51 to 100");
+    let output: Vec<_> = scratch.json_lines("out.jsonl").iter().map(|line| line["n"].clone()).collect();
+    let mut expected = vec![serde_json::json!("a file that was there before")];
+    expected.extend((51..=100).map(|n| serde_json::json!(n)));
+    assert_eq!(output, expected, "appended to, not cut at the old file's length");
+    assert_eq!(std::fs::read_to_string(scratch.path("dead.jsonl")).expect("dead letters"), unrelated);
 }
 
 /// A run with a state directory killed before its first checkpoint is run again from the
@@ -549,7 +585,8 @@ fn a_count_below_the_checkpoint_is_refused_before_the_output_is_cut() {
     let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
     let shares = [("generator".to_owned(), SharePosition { next_position: 1_500, watermark: None })].into();
     let outputs = [("file".to_owned(), 3)].into();
-    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs };
+    let output_paths = [("file".to_owned(), scratch.path("out.jsonl"))].into();
+    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs, output_paths };
     StateDirectory::open(&scratch.path("state"), "counted").expect("the state directory opens").save(&checkpoint).expect("saved");
     scratch.write("out.jsonl", "{}\n{\"written\":\"after the checkpoint\"}\n");
     let lowered = scratch.pipeline_to_files(&text(1_000));
