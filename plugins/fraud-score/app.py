@@ -14,7 +14,11 @@
 Each record that is a JSON object gets `"fraud": {"score": s, "flagged": b, "reasons": [...]}`
 where s is the sum of the weights of the rules that matched (capped at 1). Rule operators:
 > >= < <= (with a numeric `value`) == != in not_in (with a list `value`) exists missing;
-`field` is a non-empty dotted path. The velocity rule matches when the key has more than
+`field` is a non-empty dotted path (numeric segments index arrays: `items.0.price`).
+`==`, `!=`, `in`, `not_in` and the velocity key compare values canonically, as the Rust
+operators do: `1`, `1.0` and `1e0` are one value, `true` is not `1`, objects are equal
+whatever the order of their fields. Of a name a record gives twice, the first value counts, as
+the runtime's keyed exchanges read it. The velocity rule matches when the key has more than
 `max_events` (at least 1, default 10) records within `window` ms (at least 1) of event time
 before and including this one; its `weight` defaults to 1. Records that are not JSON objects are rejected (dead-letter output), and
 so are records holding a number beyond the range of a 64-bit float (`1e400`, `-1e999`) or the
@@ -26,6 +30,7 @@ than `watermark - window` are forgotten.
 """
 import json
 import math
+from decimal import Decimal
 
 import wit_world
 from componentize_py_types import Err
@@ -38,19 +43,60 @@ OPERATORS = {
     ">=": lambda a, b: _numbers(a, b) and a >= b,
     "<": lambda a, b: _numbers(a, b) and a < b,
     "<=": lambda a, b: _numbers(a, b) and a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "in": lambda a, b: a in b,
-    "not_in": lambda a, b: a not in b,
+    "==": lambda a, b: a is not MISSING and canonical(a) == b,
+    "!=": lambda a, b: a is MISSING or canonical(a) != b,
+    "in": lambda a, b: a is not MISSING and canonical(a) in b,
+    "not_in": lambda a, b: a is MISSING or canonical(a) not in b,
     "exists": lambda a, b: a is not MISSING,
     "missing": lambda a, b: a is MISSING,
 }
 MISSING = object()
 ORDERINGS = (">", ">=", "<", "<=")
+EQUALITIES = ("==", "!=")
+MEMBERSHIPS = ("in", "not_in")
 
 
 def _numbers(a, b) -> bool:
     return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+
+
+class Number(float):
+    """A JSON number with a fraction or exponent: its double, and its exact decimal value for
+    comparing canonically (`1.8446744073709551617e19` is the integer 18446744073709551617)."""
+    exact: Decimal
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.exact = Decimal(text)
+        return number
+
+
+def canonical(value):
+    """A hashable form of a JSON value, equal for the same value however it is spelt."""
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, Number):
+        return ("number", value.exact)
+    if isinstance(value, (int, float)):
+        return ("number", Decimal(value))
+    if isinstance(value, list):
+        return ("array", tuple(canonical(element) for element in value))
+    if isinstance(value, dict):
+        return ("object", tuple(sorted(((name, canonical(member)) for name, member in value.items()), key=lambda pair: pair[0])))
+    return ("null",) if value is None else ("string", value)
+
+
+def canonical_text(value) -> str:
+    """The velocity history's key for a value: JSON text, numbers by their exact value (integers
+    by their digits), objects with their fields in order; as version 1 wrote integers and text."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        exact = canonical(value)[1].normalize()
+        return str(int(exact)) if exact == exact.to_integral_value() else str(exact)
+    if isinstance(value, list):
+        return "[" + ", ".join(canonical_text(element) for element in value) + "]"
+    return "{" + ", ".join(f"{json.dumps(name)}: {canonical_text(value[name])}" for name in sorted(value)) + "}"
 
 
 class NotFinite(ValueError):
@@ -59,7 +105,7 @@ class NotFinite(ValueError):
 
 def _finite_float(text: str) -> float:
     """A JSON number with a fraction or exponent, refused when it is not finite as a double."""
-    number = float(text)
+    number = Number(text)
     if not math.isfinite(number):
         raise NotFinite(f"the number {text} is beyond the range of a 64-bit float")
     return number
@@ -67,6 +113,8 @@ def _finite_float(text: str) -> float:
 
 def _bounded_int(text: str) -> int:
     """A JSON integer, refused when a double cannot hold it (it overflows to infinity)."""
+    if len(text.lstrip("-")) > 309:
+        raise NotFinite(f"an integer of {len(text.lstrip('-'))} digits is beyond the range of a 64-bit float")
     number = int(text)
     try:
         float(number)
@@ -80,9 +128,18 @@ def _refuse_constant(name: str):
     raise NotFinite(f"{name} is not a JSON value")
 
 
+def _first_wins(pairs) -> dict:
+    """An object whose name is given twice keeps the first value, as the runtime reads it."""
+    members = {}
+    for name, value in pairs:
+        members.setdefault(name, value)
+    return members
+
+
 def parse_json(text):
     """Strict JSON: numbers finite as 64-bit floats, no NaN or Infinity (ValueError otherwise)."""
-    return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant)
+    return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant,
+                      object_pairs_hook=_first_wins)
 
 
 def dump_json(value) -> bytes:
@@ -91,10 +148,14 @@ def dump_json(value) -> bytes:
 
 
 def lookup(record, path):
+    """The value at a dotted path: names in objects, numeric segments index arrays."""
     for segment in path:
-        if not isinstance(record, dict) or segment not in record:
+        if isinstance(record, dict) and segment in record:
+            record = record[segment]
+        elif isinstance(record, list) and segment.isascii() and segment.isdigit() and int(segment) < len(record):
+            record = record[int(segment)]
+        else:
             return MISSING
-        record = record[segment]
     return record
 
 
@@ -115,15 +176,26 @@ class Rule:
             raise Err(f"rule {spec.get('name', '?')}: {unknown_key_message(unknown[0], RULE_KEYS)}")
         if not isinstance(spec.get("name"), str) or not isinstance(spec.get("field"), str):
             raise Err("every rule needs a string `name` and `field`")
+        if not spec["name"]:
+            raise Err("a rule's `name` must not be empty: it is what `reasons` lists")
         self.name, self.path = spec["name"], dotted_path(spec["field"], f"rule {spec['name']}: `field`")
         self.op = spec.get("op", "exists")
         if self.op not in OPERATORS:
             raise Err(f"rule {self.name}: unknown op {self.op!r} (one of {', '.join(OPERATORS)})")
         self.value = spec.get("value")
-        if self.op in ("in", "not_in") and not isinstance(self.value, list):
+        if self.op in MEMBERSHIPS and not isinstance(self.value, list):
             raise Err(f"rule {self.name}: `{self.op}` needs a list `value`")
         if self.op in ORDERINGS and not _numbers(self.value, 0):
             raise Err(f"rule {self.name}: `{self.op}` needs a numeric `value`, got {describe(self.value)}")
+        if self.op in EQUALITIES and "value" not in spec:
+            raise Err(f"rule {self.name}: `{self.op}` needs a `value` to compare with")
+        if self.op in ("exists", "missing") and "value" in spec:
+            raise Err(f"rule {self.name}: `{self.op}` takes no `value`")
+        # Compared canonically: the operand once, each record's value as it comes.
+        if self.op in EQUALITIES:
+            self.value = canonical(self.value)
+        elif self.op in MEMBERSHIPS:
+            self.value = frozenset(canonical(element) for element in self.value)
         self.weight = spec.get("weight", 1.0)
         if not _numbers(self.weight, 0):
             raise Err(f"rule {self.name}: `weight` must be a number")
@@ -207,7 +279,7 @@ def velocity_matches(record, timestamp: int) -> bool:
     key = lookup(record, path)
     if key is MISSING:
         return False
-    times = HISTORY.setdefault(json.dumps(key, sort_keys=True), [])
+    times = HISTORY.setdefault(canonical_text(key), [])
     times.append(timestamp)
     recent = [t for t in times if timestamp - window < t <= timestamp]
     return len(recent) > max_events
@@ -231,6 +303,8 @@ def read_record(payload: bytes):
         record = parse_json(payload)
     except NotFinite as error:
         return None, f"payload is refused: {error}"
+    except UnicodeDecodeError as error:
+        return None, f"payload is not valid JSON: byte 0x{payload[error.start]:02X} at offset {error.start} is not UTF-8"
     except ValueError as error:
         return None, f"payload is not valid JSON: {error}"
     if not isinstance(record, dict):

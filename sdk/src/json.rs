@@ -10,6 +10,13 @@ use serde_json::value::RawValue;
 use crate::fields::FieldIndex;
 use crate::text::same_bytes;
 
+/// Parses `bytes` as one JSON value as the SDK's lookups read it: of a name an object gives
+/// twice, the first value counts, in the position it first took (serde_json alone keeps the
+/// last). The runtime reads event times and keys so too.
+pub fn parse_first_wins(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    crate::first_wins::parse_value(bytes)
+}
+
 /// A dotted path to a field of a JSON object, such as `order.customer.id`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -137,5 +137,55 @@ class ConfigurationRefusals(unittest.TestCase):
                          'velocity: `weight` (optional, default 1) must be a number, got "x"')
 
 
+def flagged_ids(config: dict, *payloads: bytes) -> list:
+    """The `id` of each record the scorer flags."""
+    emitted, _ = run(config, *payloads)
+    return [json.loads(record)["id"] for record in emitted if json.loads(record)["fraud"]["flagged"]]
+
+
+class Comparisons(unittest.TestCase):
+    def test_numeric_segments_index_arrays(self):
+        config = {"rules": [{"name": "big", "field": "items.0.price", "op": ">", "value": 400}]}
+        self.assertEqual(flagged_ids(config, b'{"id":1,"items":[{"price":500}]}', b'{"id":2,"items":[{"price":5}]}',
+                                     b'{"id":3,"items":[]}', b'{"id":4,"items":{"0":{"price":700}}}'), [1, 4])
+
+    def test_equality_is_canonical_and_a_boolean_is_not_a_number(self):
+        payloads = [b'{"id":1,"v":1}', b'{"id":2,"v":1.0}', b'{"id":3,"v":1e0}', b'{"id":4,"v":true}', b'{"id":5,"v":"1"}',
+                    b'{"id":6,"v":0}', b'{"id":7,"v":false}', b'{"id":8}']
+
+        def rule(op, value):
+            return {"rules": [{"name": "r", "field": "v", "op": op, "value": value}]}
+        self.assertEqual(flagged_ids(rule("==", 1), *payloads), [1, 2, 3])
+        self.assertEqual(flagged_ids(rule("==", False), *payloads), [7])
+        self.assertEqual(flagged_ids(rule("in", [1, "a"]), *payloads), [1, 2, 3])
+        self.assertEqual(flagged_ids(rule("!=", 1), *payloads), [4, 5, 6, 7, 8])
+        self.assertEqual(flagged_ids(rule("not_in", [0]), *payloads), [1, 2, 3, 4, 5, 7, 8])
+        big = [b'{"id":1,"v":18446744073709551617}', b'{"id":2,"v":1.8446744073709551617e19}', b'{"id":3,"v":18446744073709551618}']
+        self.assertEqual(flagged_ids(rule("==", 18446744073709551617), *big), [1, 2])
+        objects = [b'{"id":1,"v":{"a":1,"b":[2]}}', b'{"id":2,"v":{"b":[2.0],"a":1}}', b'{"id":3,"v":{"a":1}}']
+        self.assertEqual(flagged_ids(rule("==", {"a": 1, "b": [2]}), *objects), [1, 2])
+
+    def test_the_velocity_key_is_canonical(self):
+        config = {"velocity": {"key": "u", "window": 1000, "max_events": 1}}
+        self.assertEqual(flagged_ids(config, b'{"id":1,"u":1e0}', b'{"id":2,"u":1}', b'{"id":3,"u":true}'), [2])
+        self.assertEqual(app.canonical_text({"b": [1.50, 2], "a": "x"}), '{"a": "x", "b": [1.5, 2]}')
+        self.assertEqual(app.canonical_text(app.parse_json(b"1e20")), "100000000000000000000")
+
+    def test_a_name_given_twice_counts_by_its_first_value_as_the_keyed_exchange_reads_it(self):
+        config = {"rules": [{"name": "r", "field": "u", "op": "==", "value": "a"}]}
+        self.assertEqual(flagged_ids(config, b'{"id":1,"u":"a","u":"b"}', b'{"id":2,"u":"b","u":"a"}'), [1])
+
+    def test_unreadable_payloads_are_explained(self):
+        _, rejected = run(BIG, b'{"price":"a\xffb"}', b'{"price":1' + b"0" * 5000 + b"}")
+        self.assertEqual(rejected[0], (0, "payload is not valid JSON: byte 0xFF at offset 11 is not UTF-8"))
+        self.assertEqual(rejected[1], (1, "payload is refused: an integer of 5001 digits is beyond the range of a 64-bit float"))
+
+    def test_rules_that_cannot_mean_anything_are_refused(self):
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "=="}]}), "rule r: `==` needs a `value` to compare with")
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "exists", "value": 5}]}), "rule r: `exists` takes no `value`")
+        self.assertIn("must not be empty", refusal({"rules": [{"name": "", "field": "a"}]}))
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "==", "value": None}]}), "")
+
+
 if __name__ == "__main__":
     unittest.main()

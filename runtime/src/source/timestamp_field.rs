@@ -27,12 +27,13 @@ impl TimestampField {
 
     /// The event time of `line`, or why it has none. `fields` are the line's top-level fields
     /// when a scan found it to be an indexable object; otherwise the line is parsed here, and
-    /// its errors are serde_json's. A field named twice counts by its last value, as when parsed.
+    /// its errors are serde_json's. A field named twice counts by its first value, as operators
+    /// and keyed exchanges read it.
     pub fn extract(&self, line: &[u8], fields: Option<&[Field]>) -> Result<i64, String> {
         let TimestampField::Field(name) = self else { return Ok(now_millis()) };
         let Some(fields) = fields else { return from_parsed(line, name) };
         let text_of = |(offset, length): (usize, usize)| line.get(offset..offset + length).unwrap_or_default();
-        match fields.iter().rev().find(|field| text_of(field.name) == name.as_bytes()) {
+        match fields.iter().find(|field| text_of(field.name) == name.as_bytes()) {
             Some(field) => from_text(text_of(field.value), name),
             None => Err(missing(name)),
         }
@@ -50,8 +51,9 @@ fn missing(name: &str) -> String {
 
 /// The time in field `name` of `line`, parsed whole.
 fn from_parsed(line: &[u8], name: &str) -> Result<i64, String> {
-    let record: serde_json::Map<String, Value> =
-        serde_json::from_slice(line).map_err(|error| format!("line is not a JSON object: {}", json_error_on_a_line(&error)))?;
+    let record =
+        sluice_sdk::json::parse_first_wins(line).map_err(|error| format!("line is not a JSON object: {}", json_error_on_a_line(&error)))?;
+    let Value::Object(record) = record else { return Err("line is not a JSON object".to_owned()) };
     match record.get(name) {
         Some(Value::Number(number)) => number.as_i64().ok_or_else(|| not_an_integer(name)),
         Some(Value::String(text)) => from_rfc3339(text, name),
@@ -87,7 +89,7 @@ fn json_error_on_a_line(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let reason = text.rfind(" at line ").map_or(text.as_str(), |at| &text[..at]);
     match reason {
-        "recursion limit exceeded" => "it nests arrays and objects more than 128 levels deep, which is not read".into(),
+        "recursion limit exceeded" => "it nests arrays and objects 128 levels deep or more (the limit is 127), which is not read".into(),
         _ if error.column() > 0 => format!("{reason} at column {}", error.column()),
         _ => reason.into(),
     }
@@ -125,7 +127,7 @@ mod tests {
         assert_eq!(extract(&field, br#"{"ts": -7, "a": [1, {"ts": 3}]}"#), Ok(-7));
         assert_eq!(extract(&field, br#"{"ts": "1970-01-01T00:00:02Z"}"#), Ok(2000));
         assert_eq!(extract(&field, br#"{"ts": "1970-01-01T00:00:02\u005a"}"#), Ok(2000));
-        assert_eq!(extract(&field, br#"{"ts": 1, "ts": 2}"#), Ok(2));
+        assert_eq!(extract(&field, br#"{"ts": 1, "ts": 2}"#), Ok(1), "the first value, as keyed exchanges read it");
         assert!(extract(&field, br#"{"other": 1}"#).unwrap_err().contains("missing"));
         assert!(extract(&field, b"nope").unwrap_err().contains("not a JSON object"));
         assert!(extract(&field, br#"{"ts": true}"#).unwrap_err().contains("neither"));
@@ -149,8 +151,11 @@ mod tests {
         assert_eq!(error, "line is not a JSON object: expected ident at column 19");
         let deep = format!("{{\"ts\": 1, \"a\": {}{}}}", "[".repeat(200), "]".repeat(200));
         let error = extract(&field, deep.as_bytes()).unwrap_err();
-        assert!(error.contains("more than 128 levels deep"), "{error}");
+        assert!(error.contains("128 levels deep or more (the limit is 127)"), "{error}");
         assert_eq!(extract(&field, br#"{"ts": -9223372036854775808}"#), Ok(i64::MIN));
+        let nested = |levels: usize| format!("{{\"ts\": 1, \"a\": {}{}}}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        assert_eq!(extract(&field, nested(127).as_bytes()), Ok(1), "127 levels, the object's included, are read");
+        assert!(extract(&field, nested(128).as_bytes()).is_err());
     }
 
     #[test]
