@@ -1,5 +1,5 @@
-//! Who may use the admin API: a bearer token compared in constant time, and the rule that a
-//! non-loopback address needs both a token and TLS.
+//! Who may use the admin API: a bearer token compared in constant time, the rule that a
+//! non-loopback address needs both a token and TLS, and no requests from other sites' pages.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,57 @@ pub async fn require_token(State(token): State<AdminToken>, request: Request, ne
     }
 }
 
+/// Whether a request is refused for coming from another site's page, and with a token or not.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteGuard {
+    /// No token: the API is open to whoever reaches it, so only names that cannot be rebound
+    /// to another address are answered (an IP address, `localhost`).
+    pub open: bool,
+}
+
+/// Middleware: a browser must not be a way in. A page of another site could otherwise post a
+/// swap as a "simple" request (`text/plain`, a form) that needs no preflight, or read the
+/// answers once its domain name is rebound to 127.0.0.1. So a request whose `Origin` is not
+/// the API's own is refused, and so is one sent to a domain name while the API has no token.
+/// Clients that are not browsers (curl, `sluice swap`, Prometheus) send neither header.
+pub async fn refuse_other_sites(State(guard): State<SiteGuard>, request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).map(HeaderValue::as_bytes);
+    if guard.open && host.is_some_and(|host| !names_an_address(host)) {
+        let message = "the admin API has no token, so it answers only requests sent to an IP address or localhost (this \
+                       one names a host, as a page rebinding its domain name to this machine would): use the address, or \
+                       give the API a token";
+        return refused(StatusCode::FORBIDDEN, message);
+    }
+    let origin = request.headers().get(header::ORIGIN).map(HeaderValue::as_bytes);
+    if let Some(origin) = origin
+        && !host.is_some_and(|host| same_origin(origin, host))
+    {
+        let message = "the admin API refuses requests from another site's page (its Origin is not the API's own address)";
+        return refused(StatusCode::FORBIDDEN, message);
+    }
+    next.run(request).await
+}
+
+fn refused(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({"error": message}))).into_response()
+}
+
+/// Whether a `Host` header names an IP address or `localhost` (with or without a port).
+fn names_an_address(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => return bracketed.split_once(']').is_some_and(|(v6, _)| v6.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// Whether an `Origin` (`scheme://host[:port]`) is the page of the host the request was sent to.
+fn same_origin(origin: &[u8], host: &[u8]) -> bool {
+    let authority = origin.strip_prefix(b"http://").or_else(|| origin.strip_prefix(b"https://"));
+    authority.is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
 /// The token of an `Authorization` header's value `Bearer <token>`; the scheme's name is
 /// matched whatever its case (RFC 9110 §11.1), the token exactly.
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
@@ -137,6 +188,21 @@ mod tests {
         }
         for header in [&b"Bearer"[..], b"Basic secret", b"Bearer-secret", b""] {
             assert_eq!(bearer_token(header), None, "{}", String::from_utf8_lossy(header));
+        }
+    }
+
+    #[test]
+    fn only_addresses_are_answered_without_a_token_and_only_their_own_pages() {
+        for host in [&b"127.0.0.1:9180"[..], b"127.0.0.1", b"localhost:9180", b"LOCALHOST", b"[::1]:9180", b"[::1]", b"10.0.0.5:80"] {
+            assert!(names_an_address(host), "{}", String::from_utf8_lossy(host));
+        }
+        for host in [&b"attacker.example"[..], b"attacker.example:9180", b"127.0.0.1.nip.io:9180", b"[::1", b"", b"localhost.example"] {
+            assert!(!names_an_address(host), "{}", String::from_utf8_lossy(host));
+        }
+        assert!(same_origin(b"http://127.0.0.1:9180", b"127.0.0.1:9180"));
+        assert!(same_origin(b"https://Sluice.example", b"sluice.example"));
+        for origin in [&b"http://evil.example"[..], b"null", b"http://127.0.0.1:9181", b"file://"] {
+            assert!(!same_origin(origin, b"127.0.0.1:9180"), "{}", String::from_utf8_lossy(origin));
         }
     }
 

@@ -164,9 +164,11 @@ where
         // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(admin);
+    let guard = access::SiteGuard { open: token.is_none() };
     if let Some(token) = token {
         router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
     }
+    let router = router.fallback(not_found).layer(axum::middleware::from_fn_with_state(guard, access::refuse_other_sites));
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
@@ -179,8 +181,16 @@ pub async fn serve_metrics(
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(|State(monitor): State<Monitor>| async move { prometheus_text(&monitor) }))
-        .with_state(monitor);
+        .with_state(monitor)
+        // Metrics say nothing a page could use to act, and are scraped by service names
+        // (Kubernetes): no guard on the host they are asked for.
+        .fallback(not_found);
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+/// A path the API does not serve: a JSON answer, like every other refusal.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such path: {}", uri.path()))
 }
 
 fn prometheus_text(monitor: &Monitor) -> Response {

@@ -335,6 +335,7 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
         .send(r#"{"path": "missing.wasm"}"#)
         .expect("answered");
     assert_eq!(stranger.status(), 404);
+    assert_other_sites_are_refused(&admin, &v2);
     let rolled_back = swap(&["--rollback"]);
     assert!(rolled_back.status.success(), "{}", String::from_utf8_lossy(&rolled_back.stderr));
     let history: Value = serde_json::from_str(
@@ -359,6 +360,42 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     let records = outputs(&scratch);
     assert!(stderr.contains(&format!("{} records in, {} out", records.len(), records.len())), "{stderr}");
     assert_counted_once(&records, records.len() as u64);
+}
+
+/// A page of another site cannot post a swap (a `text/plain` body needs no preflight), and
+/// without a token a page cannot reach the API through a domain name rebound to 127.0.0.1;
+/// a path the API does not serve is answered in JSON. Nothing refused here is recorded.
+fn assert_other_sites_are_refused(admin: &str, component: &str) {
+    let swap_path = "/pipelines/swapping/operators/counter/swap?state=discard";
+    let body = format!("{{\"path\": {}}}", serde_json::json!(component));
+    let cross_site = format!(
+        "POST {swap_path} HTTP/1.1\r\nHost: {admin}\r\nOrigin: https://evil.example\r\nContent-Type: text/plain;charset=UTF-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, answer) = raw_http(admin, &cross_site);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("another site's page"), "{answer}");
+    let rebound = raw_http(admin, "GET /pipelines HTTP/1.1\r\nHost: attacker.example:9180\r\nConnection: close\r\n\r\n");
+    assert_eq!(rebound.0, 403, "{}", rebound.1);
+    assert!(rebound.1.contains("IP address or localhost") && !rebound.1.contains("swapping"), "{}", rebound.1);
+    let own = raw_http(admin, &format!("GET /pipelines HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(own.0, 200, "the console's own page: {}", own.1);
+    let unknown = raw_http(admin, &format!("GET /nothing HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(unknown.0, 404);
+    assert!(unknown.1.contains("{\"error\":\"no such path: /nothing\"}"), "{}", unknown.1);
+}
+
+/// Sends `request` as written to the server at `address`: (status, whole answer).
+fn raw_http(address: &str, request: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answered");
+    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, answer)
 }
 
 /// A version that cannot read the running state is refused; `--discard-state` starts it
