@@ -32,6 +32,19 @@ impl CompensatedSum {
     pub fn value(&self) -> f64 {
         self.sum + self.compensation
     }
+
+    /// Whether the sum and its compensation are finite: an addition that overflowed leaves
+    /// them infinite or NaN, and no later value brings the sum back.
+    pub fn is_finite(&self) -> bool {
+        self.sum.is_finite() && self.compensation.is_finite()
+    }
+
+    /// Multiplies the sum by `factor`: exact for a power of two, as long as no part becomes
+    /// subnormal or overflows.
+    pub fn scale(&mut self, factor: f64) {
+        self.sum *= factor;
+        self.compensation *= factor;
+    }
 }
 
 /// An exact sum of floating-point numbers (Shewchuk's non-overlapping partials, as Python's

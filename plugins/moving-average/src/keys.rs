@@ -6,7 +6,12 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
 
+use sluice_sdk::numeric::CompensatedSum;
+
 use crate::average::{Average, AverageState};
+use crate::cumulative::CumulativeMean;
+use crate::exponential::{ByAlpha, ByHalfLife};
+use crate::simple::{EventTimeSpan, LastRecords};
 
 /// Every key's state. Maps are ordered so that iteration, hence output, is deterministic.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -23,14 +28,73 @@ pub struct AveragesByKey {
 /// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
 /// new kind is a new last variant): it is read as is. The version still changed, so that a
 /// plugin of version 1 refuses state that may hold a cumulative average, rather than misread it.
+/// Version 3 added each key's `waited_past_watermark` (read from an earlier version, it is 0
+/// until the next watermark) and keeps a cumulative mean's sum halved where it would overflow,
+/// in place of a running mean.
 impl VersionedState for AveragesByKey {
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         match version {
-            1 => sluice_sdk::state::decode_bytes(bytes),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 and 2")),
+            1 | 2 => sluice_sdk::state::decode_bytes::<AveragesByKeyV2>(bytes).map(AveragesByKeyV2::into_current),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 3")),
         }
+    }
+}
+
+/// The state of versions 1 and 2, as they were encoded.
+#[derive(Deserialize)]
+struct AveragesByKeyV2 {
+    keys: BTreeMap<String, KeyStateV2>,
+    recency: BTreeMap<u64, String>,
+    uses: u64,
+    watermark: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct KeyStateV2 {
+    last_use: u64,
+    averages: Vec<AverageStateV2>,
+    pending: VecDeque<(i64, f64)>,
+    interval: Option<IntervalCount>,
+}
+
+/// `AverageState` of versions 1 and 2: the cumulative mean kept a running mean.
+#[derive(Deserialize)]
+enum AverageStateV2 {
+    LastRecords(LastRecords),
+    Span(EventTimeSpan),
+    Alpha(ByAlpha),
+    HalfLife(ByHalfLife),
+    Cumulative(CompensatedSum, u64, f64),
+}
+
+impl AverageStateV2 {
+    fn into_current(self) -> AverageState {
+        match self {
+            AverageStateV2::LastRecords(state) => AverageState::LastRecords(state),
+            AverageStateV2::Span(state) => AverageState::Span(state),
+            AverageStateV2::Alpha(state) => AverageState::Alpha(state),
+            AverageStateV2::HalfLife(state) => AverageState::HalfLife(state),
+            AverageStateV2::Cumulative(sum, count, running) => {
+                AverageState::Cumulative(CumulativeMean::from_version_2(sum, count, running))
+            }
+        }
+    }
+}
+
+impl AveragesByKeyV2 {
+    fn into_current(self) -> AveragesByKey {
+        let keys = self
+            .keys
+            .into_iter()
+            .map(|(name, key)| {
+                let KeyStateV2 { last_use, averages, pending, interval } = key;
+                let averages = averages.into_iter().map(AverageStateV2::into_current).collect();
+                (name, KeyState { last_use, averages, pending, interval, waited_past_watermark: 0 })
+            })
+            .collect();
+        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark }
     }
 }
 
@@ -43,6 +107,10 @@ pub struct KeyState {
     pending: VecDeque<(i64, f64)>,
     /// Per interval: the interval of the newest applied value, not yet emitted.
     interval: Option<IntervalCount>,
+    /// Per interval: how many values still waited when the latest watermark was offered.
+    /// Those held since have not met one yet: `max_records` bounds these only, so that a batch
+    /// brings as many as it has (version 3).
+    waited_past_watermark: usize,
 }
 
 /// The interval `[end - interval, end)` being counted for a key.
@@ -162,6 +230,11 @@ impl KeyState {
         self.pending.len()
     }
 
+    /// Values that still waited for the watermark when the latest one was offered.
+    pub fn waited_past_watermark(&self) -> usize {
+        self.waited_past_watermark
+    }
+
     /// Keeps a value until the watermark passes it.
     pub fn hold(&mut self, timestamp: i64, x: f64) {
         // After the values of the same time: ties are applied in arrival order.
@@ -201,6 +274,7 @@ impl KeyState {
             finished.push(self.finish(current));
             self.interval = None;
         }
+        self.waited_past_watermark = self.pending.len();
         truncated
     }
 

@@ -105,7 +105,7 @@ fn version_1_state_is_read_and_continues_exactly() {
     let old = State { version: 1, bytes: VERSION_1.to_vec() };
     let mut restored = Harness::<MovingAverage>::restored(every_average(), old.clone()).expect("version 1 is read");
     assert_eq!(restored.snapshot().bytes, uninterrupted.snapshot().bytes, "the same state");
-    assert_eq!(restored.snapshot().version, 2);
+    assert_eq!(restored.snapshot().version, 3);
     assert_eq!(json_values(&restored.process_json(&records[12..]).batch), json_values(&uninterrupted.process_json(&records[12..]).batch));
 
     // A cumulative average added to the configuration starts with the next record.
@@ -116,8 +116,8 @@ fn version_1_state_is_read_and_continues_exactly() {
     let mut restored = Harness::<MovingAverage>::restored(added, old).expect("version 1 is read");
     let out = json_values(&restored.process_json(&[(json!({"item": "a", "price": 6}), 20_000)]).batch);
     assert_eq!(out[0]["cma"], json!(6));
-    let refused = Harness::<MovingAverage>::restored(every_average(), State { version: 3, bytes: vec![] }).err();
-    assert_eq!(refused.unwrap_or_default(), "cannot read state version 3: this plugin reads versions 1 and 2");
+    let refused = Harness::<MovingAverage>::restored(every_average(), State { version: 4, bytes: vec![] }).err();
+    assert_eq!(refused.unwrap_or_default(), "cannot read state version 4: this plugin reads versions 1 to 3");
 }
 
 proptest! {
@@ -133,4 +133,34 @@ proptest! {
             prop_assert!((actual - expected).abs() <= 1e-9 * expected.abs().max(1.0), "record {}: {} vs {}", position, actual, expected);
         }
     }
+}
+
+/// Values near the largest double whose sum overflows, then cancels: the mean is still the
+/// mean (a running mean gave 2.49e291 for 0.5 here).
+#[test]
+fn a_sum_beyond_the_largest_double_that_cancels_later_gives_the_mean() {
+    let mut op = operator(cumulative(json!({})));
+    let values = [1.0, 2.0, 1e308, 1e308, -1e308, -1e308];
+    let records: Vec<_> = values.iter().enumerate().map(|(i, x)| record("a", *x, i as i64)).collect();
+    let means: Vec<f64> = json_values(&op.process_json(&records).batch).iter().map(|record| record["cma"].as_f64().unwrap()).collect();
+    assert_eq!(means[..2], [1.0, 1.5]);
+    assert!((means[3] / 5e307 - 1.0).abs() < 1e-15, "{means:?}");
+    assert_eq!(means[5], 0.5, "{means:?}");
+}
+
+#[test]
+fn a_version_2_mean_whose_sum_had_overflowed_continues_from_its_running_mean() {
+    use sluice_sdk::numeric::CompensatedSum;
+    let mut finite = CompensatedSum::default();
+    finite.add(6.0);
+    let kept = crate::cumulative::CumulativeMean::from_version_2(finite, 3, 2.0);
+    assert_eq!(kept.mean(), Some(2.0));
+    let mut overflowed = CompensatedSum::default();
+    overflowed.add(f64::MAX);
+    overflowed.add(f64::MAX);
+    let mut rebuilt = crate::cumulative::CumulativeMean::from_version_2(overflowed, 2, f64::MAX);
+    assert_eq!(rebuilt.mean(), Some(f64::MAX));
+    rebuilt.add(-f64::MAX);
+    rebuilt.add(-f64::MAX);
+    assert_eq!(rebuilt.mean(), Some(0.0));
 }

@@ -110,11 +110,14 @@ fn a_key_holds_at_most_max_records_records_for_the_watermark() {
     bounded["averages"][0]["records"] = json!(2);
     let mut op = operator(bounded);
     let out = op.process_json(&[record("a", 1.0, 10), record("a", 2.0, 20), record("a", 3.0, 30), record("b", 4.0, 40)]);
+    assert!(out.rejected.is_empty(), "a batch brings as many as it has: {:?}", out.rejected);
+    assert!(op.watermark(5).is_empty(), "the watermark lags: three records of a still wait past it");
+    let out = op.process_json(&[record("a", 5.0, 50), record("b", 6.0, 60)]);
     assert_eq!(out.rejected.len(), 1);
-    assert_eq!(out.rejected[0].index, 2);
+    assert_eq!(out.rejected[0].index, 0);
     assert!(out.rejected[0].reason.contains("lower the pipeline's out_of_orderness or raise max_records"), "{}", out.rejected[0].reason);
     let counts: Vec<Value> = json_values(&op.watermark(1000)).iter().map(|record| record["count"].clone()).collect();
-    assert_eq!(counts, vec![json!(2), json!(1)]);
+    assert_eq!(counts, vec![json!(3), json!(2)]);
 }
 
 #[test]
@@ -185,4 +188,27 @@ fn intervals_near_the_earliest_time_end_where_they_are_aligned() {
         json_values(&op.watermark(i64::MAX)).iter().map(|result| (result["interval_end"].as_i64(), result["count"].as_i64())).collect();
     assert_eq!(ends, [(Some(next_minute), Some(2)), (Some(next_minute + 60_000), Some(1))]);
     assert_eq!(crate::keys::interval_end(i64::MAX - 1, 60_000), i64::MAX, "ends past the latest time saturate");
+}
+
+/// `max_records` bounds the records a key holds from before the latest watermark: a batch
+/// brings as many as it has (watermarks come between batches), so in-order records are never
+/// refused whatever the batch size, while a watermark that lags is still noticed.
+#[test]
+fn max_records_counts_the_records_waiting_from_before_the_latest_watermark_not_a_batch() {
+    let mut config = config();
+    config["max_records"] = json!(2);
+    config["averages"][0]["records"] = json!(2);
+    let mut op = operator(config);
+    let in_order = [record("a", 1.0, 100), record("a", 2.0, 200), record("a", 3.0, 1500), record("a", 4.0, 2500)];
+    let out = op.process_json(&in_order);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    let counts: Vec<Value> = json_values(&op.watermark(2500)).iter().map(|result| result["count"].clone()).collect();
+    assert_eq!(counts, vec![json!(2), json!(1)], "intervals ending at 1000 and 2000");
+    // The watermark stays at 2500: three records held after it wait, then the fourth and
+    // fifth, from a batch after the next watermark offered, find two waiting from before it.
+    op.process_json(&[record("a", 5.0, 2600), record("a", 6.0, 2700)]);
+    assert!(op.watermark(2500).is_empty());
+    let lagging = op.process_json(&[record("a", 7.0, 2800), record("a", 8.0, 2900)]);
+    assert_eq!(lagging.rejected.len(), 2, "{:?}", lagging.rejected);
+    assert!(lagging.rejected[0].reason.contains("already wait for the watermark"), "{}", lagging.rejected[0].reason);
 }
