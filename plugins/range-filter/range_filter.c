@@ -7,8 +7,10 @@
 //   exclusive = false   # true: the bounds themselves are outside the range (min = max is then refused)
 //   missing = "reject"  # records without a numeric field: "reject" (dead-letter), "drop", "keep"
 //
-// No JSON library: json_field.h (of the C skeleton) scans the top level of each record. Records that are not
-// JSON objects are rejected. Kept records are passed on by position, without copying a byte.
+// No JSON library: json_field.h (of the C skeleton) checks each record strictly (RFC 8259, UTF-8) and scans
+// its top level; a member name is matched once its escapes are read. Records that are not JSON objects are
+// rejected, with the byte where they stop being one. Kept records are passed on by position, without copying
+// a byte. Of a name given twice, the first value counts, as the runtime's keyed exchanges read it.
 // State (version 1): the kept and dropped totals, also reported as counters.
 #include <math.h>
 #include <stdlib.h>
@@ -125,6 +127,21 @@ static bool in_range(double value) {
   return config.exclusive ? value > config.min && value < config.max : value >= config.min && value <= config.max;
 }
 
+// "payload is not valid JSON at byte N" (N counted from 0), or that it is no object at all.
+static const char *not_json_reason(const uint8_t *value, size_t length, size_t at) {
+  static char reason[64];
+  size_t first = json_skip_space(value, length, 0);
+  if (first >= length || (value[first] != '{' && at == first)) return "payload is not a JSON object";
+  char digits[24];
+  size_t count = 0;
+  do digits[count++] = (char)('0' + at % 10); while ((at /= 10) != 0);
+  strcpy(reason, "payload is not valid JSON at byte ");
+  size_t end = strlen(reason);
+  while (count > 0) reason[end++] = digits[--count];
+  reason[end] = 0;
+  return reason;
+}
+
 static void reject(sluice_plugin_types_rejection_t **rejections, size_t *count, size_t index, const char *reason) {
   *rejections = realloc(*rejections, (*count + 1) * sizeof **rejections);
   (*rejections)[*count].index = (uint32_t)index;
@@ -140,8 +157,12 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
   sluice_plugin_types_passed_t *passed = malloc((count ? count : 1) * sizeof *passed);
   for (size_t i = 0; i < count; i++) {
     const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
-    size_t start, end;
+    size_t start, end, error;
     double number;
+    if (!json_valid_object(value, events[i].value.length, &error)) {
+      reject(&rejections, &rejected, i, not_json_reason(value, events[i].value.length, error));
+      continue;
+    }
     json_lookup_t found = json_field(value, events[i].value.length, config.field, &start, &end);
     bool keep;
     if (found == JSON_INVALID) {

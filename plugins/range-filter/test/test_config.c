@@ -32,7 +32,57 @@ static void expect(const char *config, const char *expected) {
   }
 }
 
+// Checks that `record` is refused as JSON with `expected` (NULL: it is a valid object).
+static void expect_record(const char *record, size_t length, const char *expected) {
+  size_t error = 0;
+  bool valid = json_valid_object((const uint8_t *)record, length, &error);
+  const char *problem = valid ? NULL : not_json_reason((const uint8_t *)record, length, error);
+  bool same = problem == NULL || expected == NULL ? problem == expected : strcmp(problem, expected) == 0;
+  if (!same) {
+    printf("FAIL record %s\n  got:      %s\n  expected: %s\n", record, problem ? problem : "(valid)", expected ? expected : "(valid)");
+    failures++;
+  }
+}
+
+#define RECORD(text, expected) expect_record(text, sizeof text - 1, expected)
+
+// Checks whether `record`'s member `name`, escaped or not, is found.
+static void expect_member(const char *record, const char *name, bool expected) {
+  size_t start, end;
+  bool found = json_field((const uint8_t *)record, strlen(record), name, &start, &end) == JSON_FOUND;
+  if (found != expected) {
+    printf("FAIL member %s in %s: %s\n", name, record, found ? "found" : "not found");
+    failures++;
+  }
+}
+
 int main(void) {
+  RECORD("{\"price\":50, \"a\":[1,{\"b\":null}],\"s\":\"\\u00e9\\n\xc3\xa9\"} ", NULL);
+  RECORD("{}", NULL);
+  RECORD("{\"price\":50, garbage", "payload is not valid JSON at byte 13");
+  RECORD("{\"price\":50}}}", "payload is not valid JSON at byte 12");
+  RECORD("{\"price\":50,\"a\":[1,2}", "payload is not valid JSON at byte 20");
+  RECORD("{\"price\":50,\"s\":\"a\xff" "b\"}", "payload is not valid JSON at byte 18");
+  RECORD("{\"s\":\"\xed\xa0\x80\"}", "payload is not valid JSON at byte 6");   // a surrogate in UTF-8
+  RECORD("{\"s\":\"\xc0\xaf\"}", "payload is not valid JSON at byte 6");       // overlong
+  RECORD("{\"s\":\"tab\there\"}", "payload is not valid JSON at byte 9");
+  RECORD("{\"s\":\"\\x\"}", "payload is not valid JSON at byte 6");
+  RECORD("{\"price\":NaN}", "payload is not valid JSON at byte 9");
+  RECORD("{\"price\":0x14}", "payload is not valid JSON at byte 10");
+  RECORD("{\"price\":+20}", "payload is not valid JSON at byte 9");
+  RECORD("{\"price\":.5}", "payload is not valid JSON at byte 9");
+  RECORD("{\"price\":50.}", "payload is not valid JSON at byte 9");
+  RECORD("{\"price\":00}", "payload is not valid JSON at byte 9");
+  RECORD("{\"price\":tru}", "payload is not valid JSON at byte 9");
+  RECORD("[1,2]", "payload is not a JSON object");
+  RECORD("  ", "payload is not a JSON object");
+  RECORD("\"text\"", "payload is not a JSON object");
+  expect_member("{\"pr\\u0069ce\":50}", "price", true);
+  expect_member("{\"caf\\u00e9\":1}", "caf\xc3\xa9", true);
+  expect_member("{\"\\ud83d\\ude00\":1}", "\xf0\x9f\x98\x80", true);
+  expect_member("{\"pric\\u0065s\":50}", "price", false);
+  expect_member("{\"a\\\"b\":1}", "a\"b", true);
+
   const char *dotted = "`field` is a top-level member name, not a dotted path: range-filter reads only top-level fields";
   const char *empty = "the range is empty: with `exclusive = true`, `min` must be less than `max`";
   expect("{\"field\":\"a.b\",\"min\":1}", dotted);

@@ -1,7 +1,8 @@
 // Finds a top-level member of a JSON object without a JSON library: enough for operators that
-// read a few fields of each record. Keys are compared byte for byte (escaped keys never match).
-// The scan stops at the member it looks for: what follows it is not checked, so a record that
-// is malformed after that member is not detected here.
+// read a few fields of each record. Names are compared once their escapes are read, and the
+// first of a name given twice counts. The scan stops at the member it looks for: what follows
+// it is not checked, so check a record whole first with `json_valid_object` (strict RFC 8259,
+// UTF-8) to refuse one that is malformed after that member.
 #ifndef JSON_FIELD_H
 #define JSON_FIELD_H
 #include <stdbool.h>
@@ -82,10 +83,65 @@ static json_lookup_t json_next_member(const uint8_t *s, size_t n, size_t *at, js
   return JSON_FOUND;
 }
 
-// Whether the member's name is `name`, byte for byte.
+// The 4 hex digits at s[i..i + 4] as a number, or -1.
+static long json_hex4(const uint8_t *s, size_t n, size_t i) {
+  long value = 0;
+  if (i + 4 > n) return -1;
+  for (size_t k = i; k < i + 4; k++) {
+    uint8_t c = s[k];
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
+// Decodes the escape at s[*i] == '\\' (a valid one: the record was checked) into UTF-8 at out
+// (room for 4 bytes); returns its length and moves *i past it.
+static size_t json_unescape(const uint8_t *s, size_t n, size_t *i, uint8_t *out) {
+  uint8_t c = s[*i + 1];
+  const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+  const char *simple = c ? strchr(from, c) : NULL;
+  if (simple != NULL && c != 'u') {
+    *i += 2;
+    out[0] = (uint8_t)to[simple - from];
+    return 1;
+  }
+  long code = json_hex4(s, n, *i + 2);
+  *i += 6;
+  if (code >= 0xD800 && code <= 0xDBFF && *i + 1 < n && s[*i] == '\\' && s[*i + 1] == 'u') {
+    long low = json_hex4(s, n, *i + 2);
+    if (low >= 0xDC00 && low <= 0xDFFF) {
+      code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+      *i += 6;
+    }
+  }
+  if (code < 0 || (code >= 0xD800 && code <= 0xDFFF)) code = 0xFFFD;   // a lone surrogate
+  if (code < 0x80) { out[0] = (uint8_t)code; return 1; }
+  if (code < 0x800) { out[0] = (uint8_t)(0xC0 | (code >> 6)); out[1] = (uint8_t)(0x80 | (code & 0x3F)); return 2; }
+  if (code < 0x10000) {
+    out[0] = (uint8_t)(0xE0 | (code >> 12)), out[1] = (uint8_t)(0x80 | ((code >> 6) & 0x3F)), out[2] = (uint8_t)(0x80 | (code & 0x3F));
+    return 3;
+  }
+  out[0] = (uint8_t)(0xF0 | (code >> 18)), out[1] = (uint8_t)(0x80 | ((code >> 12) & 0x3F));
+  out[2] = (uint8_t)(0x80 | ((code >> 6) & 0x3F)), out[3] = (uint8_t)(0x80 | (code & 0x3F));
+  return 4;
+}
+
+// Whether the member's name is `name`: byte for byte, or once its escapes are read
+// (`"pr\u0069ce"` is `price`).
 static bool json_member_is(const uint8_t *s, const json_member_t *member, const char *name) {
   size_t length = strlen(name);
-  return member->name_end - member->name == length && memcmp(s + member->name, name, length) == 0;
+  if (member->name_end - member->name == length && memcmp(s + member->name, name, length) == 0) return true;
+  if (memchr(s + member->name, '\\', member->name_end - member->name) == NULL) return false;
+  size_t i = member->name, matched = 0;
+  while (i < member->name_end) {
+    uint8_t decoded[4];
+    size_t count = s[i] == '\\' ? json_unescape(s, member->name_end, &i, decoded) : (decoded[0] = s[i++], 1);
+    if (matched + count > length || memcmp(name + matched, decoded, count) != 0) return false;
+    matched += count;
+  }
+  return matched == length;
 }
 
 // Looks up `key` among the members of the JSON object s[0..n). On JSON_FOUND, the value is
@@ -142,6 +198,97 @@ static bool json_is_number(const uint8_t *s, size_t start, size_t end) {
     while (i < end && s[i] >= '0' && s[i] <= '9') i++;
   }
   return i == end;
+}
+
+// Checks JSON text strictly (RFC 8259), for operators that must not pass on a record that is
+// not JSON: `json_valid_value` returns the index just past the value at s[i] (white space
+// before it skipped), or 0 with *error set to where it is not JSON. Strings must be UTF-8
+// (no overlong forms, surrogates or code points past U+10FFFF), without control characters,
+// with valid escapes; numbers follow the grammar; nesting is at most JSON_MOST_DEPTH deep.
+#define JSON_MOST_DEPTH 128
+
+static size_t json_valid_string(const uint8_t *s, size_t n, size_t i, size_t *error) {
+  for (i++; i < n;) {
+    uint8_t c = s[i];
+    if (c == '"') return i + 1;
+    if (c < 0x20) break;
+    if (c == '\\') {
+      if (i + 1 >= n) break;
+      uint8_t e = s[i + 1];
+      if (e == 'u') {
+        if (json_hex4(s, n, i + 2) < 0) break;
+        i += 6;
+      } else if (strchr("\"\\/bfnrt", e) != NULL && e != 0) {
+        i += 2;
+      } else {
+        break;
+      }
+      continue;
+    }
+    if (c < 0x80) { i++; continue; }
+    // UTF-8: the length from the lead byte, then continuation bytes, no overlong or surrogate.
+    size_t length = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (length == 0 || i + length > n) break;
+    uint8_t second = s[i + 1];
+    bool second_ok = (c == 0xE0 ? second >= 0xA0 : c == 0xED ? second <= 0x9F : c == 0xF0 ? second >= 0x90 : c == 0xF4 ? second <= 0x8F : true);
+    bool rest_ok = second_ok;
+    for (size_t k = 1; k < length && rest_ok; k++) rest_ok = (s[i + k] & 0xC0) == 0x80;
+    if (!rest_ok) break;
+    i += length;
+  }
+  *error = i;
+  return 0;
+}
+
+static size_t json_valid_value_at(const uint8_t *s, size_t n, size_t i, int depth, size_t *error) {
+  i = json_skip_space(s, n, i);
+  if (i >= n) { *error = i; return 0; }
+  uint8_t c = s[i];
+  if (c == '"') return json_valid_string(s, n, i, error);
+  if (c == '{' || c == '[') {
+    if (depth >= JSON_MOST_DEPTH) { *error = i; return 0; }
+    uint8_t close = c == '{' ? '}' : ']';
+    i = json_skip_space(s, n, i + 1);
+    if (i < n && s[i] == close) return i + 1;
+    for (;;) {
+      if (c == '{') {
+        if (i >= n || s[i] != '"') { *error = i; return 0; }
+        i = json_valid_string(s, n, i, error);
+        if (i == 0) return 0;
+        i = json_skip_space(s, n, i);
+        if (i >= n || s[i] != ':') { *error = i; return 0; }
+        i++;
+      }
+      i = json_valid_value_at(s, n, i, depth + 1, error);
+      if (i == 0) return 0;
+      i = json_skip_space(s, n, i);
+      if (i < n && s[i] == close) return i + 1;
+      if (i >= n || s[i] != ',') { *error = i; return 0; }
+      i = json_skip_space(s, n, i + 1);
+    }
+  }
+  static const char *const literals[] = {"true", "false", "null"};
+  for (size_t k = 0; k < 3; k++) {
+    size_t length = strlen(literals[k]);
+    if (i + length <= n && memcmp(s + i, literals[k], length) == 0) return i + length;
+  }
+  size_t end = i;
+  while (end < n && strchr("+-.0123456789eE", s[end]) != NULL && s[end] != 0) end++;
+  if (end > i && json_is_number(s, i, end)) return end;
+  *error = i;
+  return 0;
+}
+
+// Whether s[0..n) is one JSON object and nothing else but white space; if not, *error is the
+// byte where it stops being one.
+static bool json_valid_object(const uint8_t *s, size_t n, size_t *error) {
+  size_t i = json_skip_space(s, n, 0);
+  if (i >= n || s[i] != '{') { *error = i; return false; }
+  size_t end = json_valid_value_at(s, n, i, 0, error);
+  if (end == 0) return false;
+  end = json_skip_space(s, n, end);
+  if (end != n) { *error = end; return false; }
+  return true;
 }
 
 // Parses s[start..end) as a finite JSON number.

@@ -81,9 +81,11 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
   sluice_plugin_types_passed_t *passed = malloc((count ? count : 1) * sizeof *passed);
   for (size_t i = 0; i < count; i++) {
     const uint8_t *value = batch->bytes.ptr + events[i].value.offset;
-    size_t start, end;
+    size_t start, end, error;
     double number;
-    json_lookup_t found = json_field(value, events[i].value.length, field, &start, &end);
+    // Checked whole first: the scan below stops at the field, and would pass what follows it.
+    bool valid = json_valid_object(value, events[i].value.length, &error);
+    json_lookup_t found = valid ? json_field(value, events[i].value.length, field, &start, &end) : JSON_INVALID;
     if (found == JSON_INVALID) {
       reject(&rejections, &rejected, i, "payload is not a JSON object");
     } else if (found == JSON_ABSENT || !json_number(value, start, end, &number)) {
