@@ -48,6 +48,9 @@ pub struct Project {
     keep: Option<Vec<FieldPath>>,
     /// With `keep`, the only fields read from a record: kept ones and expression inputs.
     reads: Option<Vec<FieldPath>>,
+    /// The fields the expressions read, when none may index an array: a record is then not
+    /// parsed whole to compute, so what they do not read (`1e400`, a name given twice) passes.
+    compute_reads: Option<Vec<FieldPath>>,
     /// The fast path, when the projection has only top-level fields.
     flat: Option<FlatProjection>,
     /// Output object of the fast path, reused across records.
@@ -87,8 +90,12 @@ impl Operator for Project {
             reads
         });
         let reads = reads.filter(|reads| !reads.iter().any(may_index_an_array));
+        let mut compute_reads: Vec<FieldPath> = compute.iter().flat_map(|(_, expression)| expression.fields()).collect();
+        compute_reads.sort_by(|a, b| a.segments().cmp(b.segments()));
+        compute_reads.dedup();
+        let compute_reads = Some(compute_reads).filter(|reads| !reads.iter().any(may_index_an_array));
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
-        Ok(Project { compute, keep, reads, flat, writer: ObjectWriter::new(), drop: config.drop, rename })
+        Ok(Project { compute, keep, reads, compute_reads, flat, writer: ObjectWriter::new(), drop: config.drop, rename })
     }
 
     fn distribution(&self) -> Distribution {
@@ -131,7 +138,7 @@ impl Project {
             return self.read(record).and_then(|object| self.reshape(object)).map(Reshaped::Map);
         }
         let mut object = record.raw_object()?;
-        let mut inputs = if self.compute.is_empty() { Map::new() } else { self.read(record)? };
+        let mut inputs = if self.compute.is_empty() { Map::new() } else { read_fields(record, self.compute_reads.as_deref())? };
         for (path, expression) in &self.compute {
             let value = expression.evaluate(&inputs).map_err(|error| format!("compute {path}: {error}"))?;
             object.set_value(path, &value)?;
@@ -153,15 +160,7 @@ impl Project {
 
     /// The record's JSON object: only the fields the projection reads, when it keeps a few.
     fn read(&self, record: Record<'_>) -> Result<Map<String, Value>, String> {
-        let Some(reads) = &self.reads else { return record.json_object() };
-        require_object(record)?;
-        let mut object = Map::new();
-        for (path, value) in reads.iter().zip(record.fields(reads)?) {
-            if let Some(value) = value {
-                path.set(&mut object, value)?;
-            }
-        }
-        Ok(object)
+        read_fields(record, self.reads.as_deref())
     }
 
     /// Applies compute, keep, drop and rename to one record.
@@ -198,6 +197,19 @@ fn refuse_shared_rename_targets(rename: &[(FieldPath, FieldPath)]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The record's JSON object, or only the fields at `reads` (none of which indexes an array).
+fn read_fields(record: Record<'_>, reads: Option<&[FieldPath]>) -> Result<Map<String, Value>, String> {
+    let Some(reads) = reads else { return record.json_object() };
+    require_object(record)?;
+    let mut object = Map::new();
+    for (path, value) in reads.iter().zip(record.fields(reads)?) {
+        if let Some(value) = value {
+            path.set(&mut object, value)?;
+        }
+    }
+    Ok(object)
 }
 
 /// Refuses a record whose payload is not a JSON object, with the reason the whole-record

@@ -180,3 +180,19 @@ fn fields_no_step_computes_keep_their_exact_text() {
     let kept = json!({"keep": ["n.p", "id"], "compute": {"n.total": "n.p * n.q"}});
     assert_eq!(written(kept), [r#"{"n":{"p":1.50,"total":3},"id":18446744073709551617}"#]);
 }
+
+/// `compute` reads only the fields its expressions name: a number beyond a double's range
+/// elsewhere in the record passes with its text, as with `rename` and `drop`.
+#[test]
+fn compute_passes_fields_it_does_not_read_whatever_they_hold() {
+    let mut op = Harness::<Project>::new(json!({"compute": {"t": "id + 1"}})).unwrap();
+    let mut batch = sluice_sdk::Batch::new();
+    batch.push(None, br#"{"id":1,"n":{"x":1e400}}"#, 0, []);
+    batch.push(None, br#"{"id":1,"x":-1e999}"#, 0, []);
+    batch.push(None, br#"{"id":1e400}"#, 0, []);
+    let out = op.process(&batch);
+    let written: Vec<&[u8]> = out.batch.iter().map(|record| record.value()).collect();
+    assert_eq!(written, vec![&br#"{"id":1,"n":{"x":1e400},"t":2}"#[..], br#"{"id":1,"x":-1e999,"t":2}"#]);
+    assert_eq!(out.rejected.len(), 1, "the field it reads is no double: {:?}", out.rejected);
+    assert_eq!(out.rejected[0].index, 2);
+}
