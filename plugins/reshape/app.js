@@ -9,6 +9,8 @@
 //   round = { price = 1 }                    # numbers to this many decimals
 //   set = { source = "web" }                 # constant values (overwrite)
 //
+// Paths are dotted; a numeric segment indexes an array (`items.0.price`), whose element must
+// exist to be set; a dropped or renamed element is taken out of its array (the later ones move up).
 // A lookup whose field is absent, or whose value is not in the table and has no `default`,
 // leaves `into` untouched. Records that are not JSON objects are rejected (dead-letter output),
 // and so is a record where a value would be written under a field that is not an object
@@ -73,28 +75,53 @@ function define(node, name, value) {
   Object.defineProperty(node, name, { value, writable: true, enumerable: true, configurable: true });
 }
 
-// Writes `value` at `path`, creating missing objects on the way; refuses (as `project` does) to
-// replace a value on the way that is not an object, which would destroy it.
+// Whether a path segment indexes an array (`items.0.price`): ASCII digits only.
+const isIndex = (segment) => /^[0-9]+$/.test(segment);
+
+// Writes `value` at `path`, creating missing objects on the way; a numeric segment indexes an
+// array element that exists. Refuses (as `project` does) to replace a value on the way that is
+// neither, which would destroy it.
 function set(record, path, value) {
   let node = record;
-  for (const segment of path.slice(0, -1)) {
-    if (!Object.hasOwn(node, segment)) define(node, segment, {});
-    const next = node[segment];
-    if (next === null || typeof next !== 'object' || Array.isArray(next)) {
-      throw new Refusal(`cannot set ${path.join('.')}: ${JSON.stringify(segment)} is not an object`);
+  const refuse = (why) => { throw new Refusal(`cannot set ${path.join('.')}: ${why}`); };
+  path.forEach((segment, position) => {
+    const last = position === path.length - 1;
+    if (Array.isArray(node)) {
+      if (!isIndex(segment)) refuse(`${JSON.stringify(path[position - 1])} is an array, and ${JSON.stringify(segment)} is no index`);
+      if (Number(segment) >= node.length) refuse(`${JSON.stringify(path[position - 1])} has no element ${segment}`);
+      if (last) node[Number(segment)] = value;
+      else node = node[Number(segment)];
+    } else if (last) {
+      define(node, segment, value);
+    } else {
+      if (!Object.hasOwn(node, segment)) define(node, segment, {});
+      node = node[segment];
     }
-    node = next;
-  }
-  define(node, path[path.length - 1], value);
+    if (!last && (node === null || typeof node !== 'object')) refuse(`${JSON.stringify(segment)} is not an object`);
+  });
 }
 
+// Removes the value at `path` and returns it (undefined when there is none); an array element
+// is taken out, the later ones moving up, as `project` does.
 function remove(record, path) {
   const parent = path.length === 1 ? record : get(record, path.slice(0, -1));
   const last = path[path.length - 1];
   if (parent === null || typeof parent !== 'object' || !Object.hasOwn(parent, last)) return undefined;
+  if (Array.isArray(parent)) return isIndex(last) ? parent.splice(Number(last), 1)[0] : undefined;
   const value = parent[last];
   delete parent[last];
   return value;
+}
+
+// Refuses, as `project` does, two renames to one name (the second would overwrite the first)
+// and a renamed field inside another renamed field (it moves with its parent).
+function refuseSharedRenameTargets(moves) {
+  moves.forEach(([from, to], position) => {
+    const earlier = moves.slice(0, position).find(([, other]) => other.join('.') === to.join('.'));
+    if (earlier) throw `rename: ${earlier[0].join('.')} and ${from.join('.')} are both renamed to ${to.join('.')}; give each its own name`;
+    const parent = moves.find(([other]) => other.length < from.length && other.every((segment, i) => segment === from[i]));
+    if (parent) throw `rename: ${from.join('.')} is inside ${parent[0].join('.')}, which is renamed too; rename one of them`;
+  });
 }
 
 const listOf = (name, value) => {
@@ -115,6 +142,7 @@ const builders = {
   // All at once, as in `project`: `{ a = "b", b = "a" }` swaps the two fields.
   rename: (table) => {
     const moves = Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]);
+    refuseSharedRenameTargets(moves);
     return [(record) => {
       const moved = moves.map(([from, to]) => [to, remove(record, from)]);
       for (const [to, value] of moved) if (value !== undefined) set(record, to, value);

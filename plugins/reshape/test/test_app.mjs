@@ -73,7 +73,28 @@ test('renames happen at once: two fields swap', () => {
 test('a set under a field that is not an object rejects the record', () => {
   const { emitted, rejected } = run({ set: { 'user.id': 1 } }, ['{"ts":1,"user":"alice"}', '{"ts":2,"user":[1]}', '{"ts":3}']);
   assert.deepEqual(emitted, ['{"ts":3,"user":{"id":1}}']);
-  assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [1, 'cannot set user.id: "user" is not an object']]);
+  assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [1, 'cannot set user.id: "user" is an array, and "id" is no index']]);
+});
+
+test('numeric segments index arrays: set, round, uppercase and lookups write there', () => {
+  const input = '{"a":"x","arr":["x","y"],"items":[{"p":1.25},{"p":2.675}]}';
+  const one = (config) => run(config, [input]);
+  assert.deepEqual(one({ uppercase: ['arr.1'] }).emitted, ['{"a":"x","arr":["x","Y"],"items":[{"p":1.25},{"p":2.675}]}']);
+  assert.deepEqual(one({ round: { 'items.1.p': 2 } }).emitted, ['{"a":"x","arr":["x","y"],"items":[{"p":1.25},{"p":2.68}]}']);
+  assert.deepEqual(one({ set: { 'items.0.p': 9 } }).emitted, ['{"a":"x","arr":["x","y"],"items":[{"p":9},{"p":2.675}]}']);
+  assert.deepEqual(one({ lookup: [{ field: 'a', into: 'arr.1', table: { x: 'z' } }] }).emitted, ['{"a":"x","arr":["x","z"],"items":[{"p":1.25},{"p":2.675}]}']);
+  assert.deepEqual(one({ set: { 'arr.2': 1 } }).rejected, [[0, 'cannot set arr.2: "arr" has no element 2']]);
+});
+
+test('a dropped or renamed array element is taken out, the later ones moving up', () => {
+  const input = '{"arr":["x","y","z"],"items":[{"p":1},{"p":2}]}';
+  assert.deepEqual(run({ drop: ['arr.0'] }, [input]).emitted, ['{"arr":["y","z"],"items":[{"p":1},{"p":2}]}']);
+  assert.deepEqual(run({ rename: { 'items.1': 'second' } }, [input]).emitted, ['{"arr":["x","y","z"],"items":[{"p":1}],"second":{"p":2}}']);
+});
+
+test('renames that would overwrite one another are refused, as project refuses them', () => {
+  assert.equal(refusal({ rename: { x: 't', a: 't' } }), 'rename: x and a are both renamed to t; give each its own name');
+  assert.equal(refusal({ rename: { a: 'z', 'a.b': 'y' } }), 'rename: a.b is inside a, which is renamed too; rename one of them');
 });
 
 test('a lookup without a field is refused with a clear message', () => {

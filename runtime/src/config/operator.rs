@@ -114,6 +114,26 @@ pub fn parse_pinned_digest(text: &str) -> Result<[u8; 32], String> {
     }
 }
 
+/// A TOML table as the JSON a plugin is given. A date or time is its RFC 3339 text (serde
+/// would write it as toml's private `{"$__toml_private_datetime": ...}` table), so that
+/// `value = 2026-01-01T00:00:00Z` compares with a record's `"2026-01-01T00:00:00Z"`.
+fn json_object_of(table: &toml::Table) -> serde_json::Map<String, serde_json::Value> {
+    table.iter().map(|(key, value)| (key.clone(), json_of(value))).collect()
+}
+
+fn json_of(value: &toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(text) => serde_json::Value::String(text.clone()),
+        toml::Value::Integer(number) => serde_json::Value::from(*number),
+        // Not finite: refused by validate before any plugin is given it.
+        toml::Value::Float(number) => serde_json::Number::from_f64(*number).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        toml::Value::Boolean(flag) => serde_json::Value::Bool(*flag),
+        toml::Value::Datetime(datetime) => serde_json::Value::String(datetime.to_string()),
+        toml::Value::Array(items) => serde_json::Value::Array(items.iter().map(json_of).collect()),
+        toml::Value::Table(table) => serde_json::Value::Object(json_object_of(table)),
+    }
+}
+
 /// Largest file an operator may be granted.
 pub const MAX_GRANTED_FILE: u64 = 64 * 1024 * 1024;
 
@@ -130,11 +150,7 @@ impl OperatorConfig {
     /// of granted files under `sluice_files` and the secrets' values under `sluice_secrets`
     /// when there are any.
     pub fn config_json(&self, granted: &BTreeMap<String, String>, secrets: &BTreeMap<String, String>) -> String {
-        let mut config = match self.config.as_ref().map(|table| serde_json::to_value(table.get_ref())) {
-            Some(Ok(serde_json::Value::Object(object))) => object,
-            // A TOML table has string keys only, so it always serialises to a JSON object.
-            _ => serde_json::Map::new(),
-        };
+        let mut config = self.config.as_ref().map_or_else(serde_json::Map::new, |table| json_object_of(table.get_ref()));
         if !granted.is_empty() {
             config.insert("sluice_files".into(), serde_json::json!(granted));
         }
@@ -158,5 +174,21 @@ impl OperatorConfig {
     /// The granted files, by name (none when the table is absent).
     pub fn granted_files(&self) -> impl Iterator<Item = (&String, &PathBuf)> {
         self.files.iter().flat_map(|files| files.get_ref().iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_is_given_dates_and_times_as_their_rfc_3339_text() {
+        let table: toml::Table =
+            toml::from_str("when = 2026-01-01T00:00:00Z\nday = 2026-01-02\n[nested]\nat = [10:30:00, 1.5, 2, true]").expect("TOML");
+        let json = serde_json::Value::Object(json_object_of(&table));
+        assert_eq!(
+            json,
+            serde_json::json!({"when": "2026-01-01T00:00:00Z", "day": "2026-01-02", "nested": {"at": ["10:30:00", 1.5, 2, true]}})
+        );
     }
 }
