@@ -31,13 +31,16 @@ pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
         FileStart::ContinuedFrom(length) => {
             let found = file.metadata()?.len();
             if found < length {
-                tracing::warn!(
-                    file = %path.display(),
-                    found,
-                    checkpoint = length,
-                    "the output file is shorter than when the checkpoint was taken (changed or replaced since?): appending to it"
-                );
-                return super::drop_torn_last_line(file, path);
+                // Results the checkpoint counts as written are gone: going on would leave the
+                // file without them, and say nothing.
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "it holds {found} bytes, fewer than the {length} it had when the checkpoint this run resumes from \
+                         was taken (cut, replaced or removed since?), so results before the checkpoint are missing from \
+                         it: put the file back, or remove the pipeline's checkpoint (in its state_dir) to run from the start"
+                    ),
+                ));
             }
             if found > length {
                 tracing::info!(file = %path.display(), bytes = found - length, "dropping output written after the checkpoint: it is written again");
@@ -87,9 +90,10 @@ mod tests {
     }
 
     #[test]
-    fn a_file_shorter_than_its_checkpoint_is_appended_to_after_its_last_line() {
+    fn a_file_shorter_than_its_checkpoint_is_refused_and_left_as_it_is() {
         let (_directory, path, file) = file_holding(b"{\"a\":1}\n{\"a\"");
-        prepare(&file, &path, FileStart::ContinuedFrom(100)).expect("prepared");
-        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n");
+        let error = prepare(&file, &path, FileStart::ContinuedFrom(100)).expect_err("results are missing");
+        assert!(error.to_string().contains("fewer than the 100 it had when the checkpoint"), "{error}");
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"a\":1}\n{\"a\"");
     }
 }

@@ -139,7 +139,9 @@ pub fn start_dead_letters(
             let length_now = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
             let length =
                 state.dead_letters_at_run_start(length_now).map_err(|problem| StartError::DeadLetter(std::io::Error::other(problem)))?;
-            cut_back_to_checkpoint(path, length).map_err(|error| cut_failed(path, error))?;
+            // Shorter than when the first run began: its dead letters were removed since, and
+            // this run writes them again from the start.
+            cut_back_to_checkpoint(path, length.min(length_now)).map_err(|error| cut_failed(path, error))?;
         }
         _ => {}
     }

@@ -596,3 +596,18 @@ fn a_count_below_the_checkpoint_is_refused_before_the_output_is_cut() {
     let raised = scratch.pipeline_to_files(&text(2_000));
     assert_eq!(run(&raised).expect("resumes").sources.records, 500, "records 1500 to 1999");
 }
+
+/// An output file shorter than at the checkpoint lost results the checkpoint counts as
+/// written: the run is refused, naming the file, and leaves it as it is.
+#[test]
+fn an_output_file_shorter_than_at_the_checkpoint_is_refused() {
+    let scratch = Scratch::new();
+    let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
+    scratch.write("in.jsonl", &lines);
+    let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
+    save_checkpoint_with_outputs_at(&pipeline, 51, [("file".to_owned(), 4_000)].into());
+    scratch.write("out.jsonl", "{\"n\":1}\n");
+    let error = format!("{:#}", anyhow::Error::new(run(&pipeline).expect_err("results before the checkpoint are missing")));
+    assert!(error.contains("out.jsonl") && error.contains("fewer than the 4000 it had when the checkpoint"), "{error}");
+    assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{\"n\":1}\n");
+}
