@@ -37,6 +37,20 @@ fn apply() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn apply() {}
 
+/// Gives the memory freed on every thread's heap back to the kernel: after a rare large
+/// request (an upload of up to 256 MiB is read in many small pieces, each on the heap), which
+/// the trim threshold would otherwise keep for batches that never need it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn release_free_memory() {
+    // SAFETY: `malloc_trim` only returns free memory to the kernel; it is safe at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_memory() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

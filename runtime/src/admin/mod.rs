@@ -279,6 +279,10 @@ async fn one_upload_at_a_time(
     if let Err(refusal) = swap_target(&gate.admin, &pipeline, &operator) {
         return refusal.into_response();
     }
+    let limit = if is_upload(request.headers()) { MAX_UPLOAD } else { MAX_SWAP_BY_PATH };
+    if let Some(refusal) = declared_too_large(request.headers(), limit) {
+        return refusal.into_response();
+    }
     if !is_upload(request.headers()) {
         // A path and a config: small, so that such requests at once hold little memory.
         return match read_body(request, MAX_SWAP_BY_PATH).await {
@@ -294,14 +298,28 @@ async fn one_upload_at_a_time(
         return answer;
     };
     // Read within a time limit: a client that stalls would hold the turn for ever.
-    match tokio::time::timeout(UPLOAD_READ_LIMIT, read_body(request, MAX_UPLOAD)).await {
+    let answer = match tokio::time::timeout(UPLOAD_READ_LIMIT, read_body(request, MAX_UPLOAD)).await {
         Ok(Ok(request)) => next.run(request).await,
         Ok(Err(refusal)) => refusal.into_response(),
         Err(_) => {
             ApiError::new(StatusCode::REQUEST_TIMEOUT, format!("the upload was not received within {} s", UPLOAD_READ_LIMIT.as_secs()))
                 .into_response()
         }
-    }
+    };
+    crate::allocator::release_free_memory();
+    answer
+}
+
+/// A request whose `Content-Length` says it carries more than `limit` bytes: answered 413 at
+/// once, before its body is read (and before an upload takes the one turn).
+fn declared_too_large(headers: &HeaderMap, limit: usize) -> Option<ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    (declared > limit as u64).then(|| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request says it carries {declared} bytes, more than the {} MiB this request may carry", limit >> 20),
+        )
+    })
 }
 
 /// Largest swap request by path: `{"path": ..., "config": {...}}`.

@@ -363,8 +363,9 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
 }
 
 /// A page of another site cannot post a swap (a `text/plain` body needs no preflight), and
-/// without a token a page cannot reach the API through a domain name rebound to 127.0.0.1;
-/// a path the API does not serve is answered in JSON. Nothing refused here is recorded.
+/// without a token a page cannot reach the API through a domain name rebound to 127.0.0.1; a
+/// request declaring a body too large is answered before it is sent; a path the API does not
+/// serve is answered in JSON. Nothing refused here is recorded.
 fn assert_other_sites_are_refused(admin: &str, component: &str) {
     let swap_path = "/pipelines/swapping/operators/counter/swap?state=discard";
     let body = format!("{{\"path\": {}}}", serde_json::json!(component));
@@ -381,6 +382,13 @@ fn assert_other_sites_are_refused(admin: &str, component: &str) {
     assert!(rebound.1.contains("IP address or localhost") && !rebound.1.contains("swapping"), "{}", rebound.1);
     let own = raw_http(admin, &format!("GET /pipelines HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nConnection: close\r\n\r\n"));
     assert_eq!(own.0, 200, "the console's own page: {}", own.1);
+    for (kind, declared) in [("application/wasm", 300_000_000), ("application/json", 2_000_000)] {
+        let oversized = format!(
+            "POST {swap_path} HTTP/1.1\r\nHost: {admin}\r\nContent-Type: {kind}\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, answer) = raw_http(admin, &oversized);
+        assert_eq!(status, 413, "answered from the declared length, before any body: {answer}");
+    }
     let unknown = raw_http(admin, &format!("GET /nothing HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n"));
     assert_eq!(unknown.0, 404);
     assert!(unknown.1.contains("{\"error\":\"no such path: /nothing\"}"), "{}", unknown.1);
