@@ -417,8 +417,16 @@ fn stop_on_ctrl_c(stop: StopSignal) {
 
 fn init_logging(format: LogFormat) {
     // A `SLUICE_LOG` that is no filter is said (once logging works), not silently ignored.
-    let (filter, refused) = match std::env::var("SLUICE_LOG") {
-        Ok(text) => match tracing_subscriber::EnvFilter::try_new(&text) {
+    let (filter, refused) = match std::env::var("SLUICE_LOG").as_deref() {
+        Ok(text) if let Some(stranger) = unknown_log_target(text) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            Some(format!(
+                "SLUICE_LOG={text:?} names {stranger:?}, which is no level (error, warn, info, debug, trace, off) and no module \
+                 Sluice logs from, so it would log nothing: logging at info{}",
+                closest_level(stranger).map(|level| format!(" (did you mean {level}?)")).unwrap_or_default()
+            )),
+        ),
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(text) {
             Ok(filter) => (filter, None),
             Err(error) => (
                 tracing_subscriber::EnvFilter::new("info"),
@@ -441,6 +449,30 @@ fn init_logging(format: LogFormat) {
     if let Some(refused) = refused {
         tracing::warn!("{refused}");
     }
+}
+
+/// The crates Sluice logs from: a filter directive naming another target selects nothing.
+const LOG_TARGETS: [&str; 11] =
+    ["sluice", "wasmtime", "cranelift", "rdkafka", "librdkafka", "axum", "hyper", "tower", "tokio", "rustls", "notify"];
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// The first directive of a `SLUICE_LOG` filter that names neither a level nor a module of the
+/// crates Sluice logs from (`degub`): a typo that would silence every event.
+fn unknown_log_target(filter: &str) -> Option<&str> {
+    filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()).find_map(|directive| {
+        let target = directive.split(['=', '[']).next().unwrap_or_default().trim();
+        let root = target.split("::").next().unwrap_or_default();
+        let known = target.is_empty()
+            || LOG_LEVELS.iter().any(|level| target.eq_ignore_ascii_case(level))
+            || LOG_TARGETS.iter().any(|crate_name| root.starts_with(crate_name));
+        (!known).then_some(target)
+    })
+}
+
+/// The level `word` is a typo of (at most two letters changed, added, removed or swapped).
+fn closest_level(word: &str) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    LOG_LEVELS.into_iter().find(|level| strsim::osa_distance(&word, level) <= 2)
 }
 
 /// The error a command ended with as one JSON log event, as `--log-format json` writes them:
@@ -476,6 +508,21 @@ fn print_out(text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_filter_naming_nothing_sluice_logs_is_caught_with_the_level_it_misspells() {
+        for good in
+            ["debug", "INFO", "sluice=debug", "sluice::kafka=trace,rdkafka=warn", "warn,wasmtime_cranelift=off", "", "sluice[run]=info"]
+        {
+            assert_eq!(unknown_log_target(good), None, "{good}");
+        }
+        assert_eq!(unknown_log_target("degub"), Some("degub"));
+        assert_eq!(unknown_log_target("info,garbage%%%"), Some("garbage%%%"));
+        assert_eq!(unknown_log_target("myapp=debug"), Some("myapp"));
+        assert_eq!(closest_level("degub"), Some("debug"));
+        assert_eq!(closest_level("WRAN"), Some("warn"));
+        assert_eq!(closest_level("garbage"), None);
+    }
 
     #[test]
     fn listen_addresses_are_ip_addresses_or_host_names_that_resolve() {
