@@ -483,9 +483,15 @@ impl PipelineControl {
                     "operator swapped"
                 )
             }
-            // A version that could not be loaded has no digest to name.
-            Some(reason) if record.new_digest.is_empty() => tracing::warn!(operator = %record.operator, "swap refused: {reason}"),
-            Some(reason) => tracing::warn!(operator = %record.operator, to = %record.new_digest, "swap refused: {reason}"),
+            Some(reason) => {
+                // Most reasons say so already ("the swap was refused, the old version keeps running: ...").
+                let said = if reason.starts_with("the swap was refused") { reason.clone() } else { format!("swap refused: {reason}") };
+                match record.new_digest.is_empty() {
+                    // A version that could not be loaded has no digest to name.
+                    true => tracing::warn!(operator = %record.operator, "{said}"),
+                    false => tracing::warn!(operator = %record.operator, to = %record.new_digest, "{said}"),
+                }
+            }
         }
         let mut history = lock(&self.state.history);
         if history.len() == HISTORY {

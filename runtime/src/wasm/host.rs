@@ -131,21 +131,30 @@ impl ResourceLimiter for HostState {
     }
 }
 
+/// `message` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
+fn on_one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) {
+        return message;
+    }
+    message.chars().map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() }).collect()
+}
+
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
         let message = truncate(message);
         let operator = &*self.operator;
+        if let Some(panic) = message.strip_prefix("panic: ").filter(|_| matches!(level, host::Level::Error)) {
+            self.last_panic = Some(panic.to_owned());
+        }
+        // One event, one line: a plugin's line breaks and control characters (a record quoted
+        // in a panic message) are escaped, so that they cannot break a line-based log reader.
+        let message = on_one_line(message);
         match level {
             host::Level::Trace => tracing::trace!(operator, "{message}"),
             host::Level::Debug => tracing::debug!(operator, "{message}"),
             host::Level::Info => tracing::info!(operator, "{message}"),
             host::Level::Warn => tracing::warn!(operator, "{message}"),
-            host::Level::Error => {
-                if let Some(panic) = message.strip_prefix("panic: ") {
-                    self.last_panic = Some(panic.to_owned());
-                }
-                tracing::error!(operator, "{message}");
-            }
+            host::Level::Error => tracing::error!(operator, "{message}"),
         }
     }
 
@@ -227,5 +236,14 @@ mod tests {
         state.settle_counters(true);
         assert_eq!(metrics.values().counters.len(), MAX_METRICS, "as many names as a plugin may have");
         assert!(metrics.refused_name_said.load(std::sync::atomic::Ordering::Relaxed), "the dropped names were said");
+    }
+
+    #[test]
+    fn a_plugins_log_message_is_one_line_and_its_panic_kept_as_written() {
+        assert_eq!(on_one_line("plain".into()), "plain");
+        assert_eq!(on_one_line("a\nb\t\u{1b}[2J\"q\"".into()), "a\\nb\\t\\u{1b}[2J\"q\"");
+        let mut state = HostState::new("op".into(), 1 << 20, Arc::new(OperatorMetrics::default()));
+        state.log(host::Level::Error, "panic: bad record {\"t\": \"x\ny\"}".into());
+        assert_eq!(state.last_panic.as_deref(), Some("bad record {\"t\": \"x\ny\"}"), "the dead letter's reason as written");
     }
 }
