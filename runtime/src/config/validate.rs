@@ -504,7 +504,8 @@ impl Problems<'_> {
                 SinkConfig::Stdout(_) => {}
                 SinkConfig::Console(ConsoleSinkConfig { keep, .. }) => {
                     if !(1..=100_000).contains(keep) {
-                        self.report(sink.span(), format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"));
+                        let at = super::refused_value::value_span(self.pipeline.text.parsed(), sink.span(), "keep");
+                        self.report(at.unwrap_or(sink.span()), format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"));
                     }
                 }
             }
