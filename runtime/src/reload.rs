@@ -87,8 +87,13 @@ pub fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &Plug
         match operator_spec(new, operator.get_ref(), resolved.input_names(new, index), resolved.readers_of(new, index), plugins) {
             Ok(spec) => specs.push(spec),
             Err(error) => {
-                control.record_refusal(operator.get_ref().name.get_ref().as_str(), &error.to_string());
-                return Err(error.into());
+                let name = operator.get_ref().name.get_ref().as_str();
+                control.record_refusal(name, &error.to_string());
+                // Which operator, and which of its files, when it was a granted one.
+                let granted: Vec<String> =
+                    operator.get_ref().granted_files().map(|(grant, path)| format!("{grant} = {}", new.resolve(path).display())).collect();
+                let files = if granted.is_empty() { String::new() } else { format!(" (granted files: {})", granted.join(", ")) };
+                return Err(anyhow::Error::new(error).context(format!("operator \"{name}\"{files}")));
             }
         }
     }
@@ -220,7 +225,7 @@ impl WatchState {
         let specs = match new_specs(&targets.running, &targets.control, &targets.plugins) {
             Ok(specs) => specs,
             Err(error) => {
-                tracing::error!("a changed plugin file was refused, the old version keeps running: {error:#}");
+                tracing::error!("a changed plugin or granted file was refused, the old version keeps running: {error:#}");
                 return None;
             }
         };

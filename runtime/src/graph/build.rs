@@ -152,7 +152,14 @@ impl NodeNames {
             let Some(reference) = self.resolve_one(input, span, what, report) else { continue };
             // Reading one output twice would give every record to the reader twice.
             if references.iter().any(|known| known.node == reference.node && known.output == reference.output) {
-                report(reference.span, format!("{what}: input \"{input}\" is listed twice; each record would be read twice"));
+                report(
+                    reference.span,
+                    format!(
+                        "{what}: input \"{input}\" is listed twice; each record would be read twice (to read it on two inputs, \
+                     as a self-join does, route one of them through an operator of its own, such as a `filter` every record passes: \
+                     `{{ field = \"KEY\", op = \"exists\" }}` on the join key)"
+                    ),
+                );
                 continue;
             }
             references.push(reference);
