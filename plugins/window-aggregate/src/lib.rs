@@ -125,6 +125,9 @@ pub struct WindowAggregate {
     keys: Vec<WindowKey>,
     /// How results are written field by field (`None`: built as maps).
     result_names: Option<ResultNames>,
+    /// Whether dropping late records was said in the log (once an instance: a pipeline whose
+    /// every record is late, started before its producer, would otherwise say nothing).
+    late_drop_said: bool,
 }
 
 impl Operator for WindowAggregate {
@@ -175,6 +178,7 @@ impl Operator for WindowAggregate {
             group: KeyText::default(),
             keys: Vec::new(),
             result_names,
+            late_drop_said: false,
         })
     }
 
@@ -187,7 +191,7 @@ impl Operator for WindowAggregate {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let (mut late_dropped, mut windows_missed) = (0, 0);
+        let (mut late_dropped, mut windows_missed, mut first_dropped) = (0, 0, None);
         let mut scratch = Scratch::default();
         for record in batch.iter() {
             let added = self.add(record, &mut scratch);
@@ -202,7 +206,10 @@ impl Operator for WindowAggregate {
             }
             match added {
                 Ok(missed) => windows_missed += missed,
-                Err(Refusal::Late { .. }) if self.late == LatePolicy::Drop => late_dropped += 1,
+                Err(Refusal::Late { timestamp, watermark }) if self.late == LatePolicy::Drop => {
+                    late_dropped += 1;
+                    first_dropped.get_or_insert((timestamp, watermark));
+                }
                 Err(Refusal::Late { .. }) if self.late == LatePolicy::SideOutput => out.emit_to(LATE_PORT, record),
                 Err(Refusal::Late { timestamp, watermark }) => out.reject(record.index(), self.late_reason(timestamp, watermark)),
                 Err(Refusal::Invalid(reason)) => out.reject(record.index(), reason),
@@ -210,6 +217,15 @@ impl Operator for WindowAggregate {
         }
         if late_dropped > 0 {
             sluice_sdk::host::counter_add("late_dropped", late_dropped);
+        }
+        if let Some((timestamp, watermark)) = first_dropped.filter(|_| !self.late_drop_said) {
+            self.late_drop_said = true;
+            let message = format!(
+                "dropping records that come after their windows closed (counted in late_dropped; said once): the first at event \
+                 time {timestamp}, behind the watermark {watermark}. If they are not meant to be late, see time.md: the \
+                 pipeline's out_of_orderness, and the watermark of a source that was idle or empty when it started"
+            );
+            sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
         }
         if windows_missed > 0 {
             sluice_sdk::host::counter_add("late_window_updates_missed", windows_missed);
