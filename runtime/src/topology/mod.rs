@@ -349,9 +349,17 @@ impl RunningPipeline {
     }
 }
 
-/// The error to report: a task only fails because something downstream failed first.
+/// The error to report: a task (or a Kafka source's partition task) only fails because
+/// something downstream failed first, so a sink's own error, which says why (a write error, a
+/// Kafka delivery timing out), comes first, then the others, a task's last.
 fn root_error(mut errors: Vec<RunError>) -> Option<RunError> {
-    let root = errors.iter().position(|error| !matches!(error, RunError::Task(_))).unwrap_or(0);
+    let rank = |error: &RunError| match error {
+        RunError::Sink(_) | RunError::DeadLetter(_) => 0,
+        RunError::Checkpoints(_) | RunError::Panicked(_) => 1,
+        RunError::Source(_) => 2,
+        RunError::Task(_) => 3,
+    };
+    let root = (0..errors.len()).min_by_key(|&index| rank(&errors[index])).unwrap_or(0);
     for (index, error) in errors.iter().enumerate() {
         if index != root {
             tracing::debug!("also: {error}");
@@ -393,4 +401,23 @@ fn open_transactions(pipeline: &LoadedPipeline, stop: &StopSignal) -> Result<Opt
 
 pub(crate) fn spawn<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, StartError> {
     std::thread::Builder::new().name(format!("sluice-{name}")).spawn(work).map_err(StartError::Thread)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_reported_is_the_sinks_own_not_the_tasks_it_stopped() {
+        let task = || RunError::Task(TaskError::SinkClosed { task: "s[events/3]".into() });
+        let source = RunError::Source(SourceError::Invalid {
+            source_name: "s".into(),
+            message: "task \"s[events/3]\": a sink stopped taking records".into(),
+        });
+        let sink = RunError::Sink(SinkError::Write { sink: "out".into(), error: std::io::Error::other("MessageTimedOut") });
+        let root = root_error(vec![task(), source, task(), sink]).expect("an error");
+        assert_eq!(root.to_string(), "sink \"out\": write failed: MessageTimedOut");
+        assert!(matches!(root_error(vec![task()]), Some(RunError::Task(_))));
+        assert!(root_error(Vec::new()).is_none());
+    }
 }
