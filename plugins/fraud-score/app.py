@@ -30,7 +30,7 @@ than `watermark - window` are forgotten.
 """
 import json
 import math
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import wit_world
 from componentize_py_types import Err
@@ -92,8 +92,11 @@ def canonical_text(value) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (int, float)):
-        exact = canonical(value)[1].normalize()
-        return str(int(exact)) if exact == exact.to_integral_value() else str(exact)
+        exact = canonical(value)[1]
+        if exact == exact.to_integral_value():
+            return str(int(exact))
+        # Trailing zeros dropped at the number's own precision (the context's 28 digits would round it).
+        return str(exact.normalize(Context(prec=max(len(exact.as_tuple().digits), 1))))
     if isinstance(value, list):
         return "[" + ", ".join(canonical_text(element) for element in value) + "]"
     return "{" + ", ".join(f"{json.dumps(name)}: {canonical_text(value[name])}" for name in sorted(value)) + "}"
@@ -412,4 +415,11 @@ class WitWorld(wit_world.WitWorld):
         if not isinstance(history, dict) or not all(isinstance(times, list) for times in history.values()):
             raise Err("state is not valid: expected a table of event-time lists")
         HISTORY.clear()
-        HISTORY.update(history)
+        for key, times in history.items():
+            # Keyed as this version keys them: version 1 wrote a number's double as JSON (1.0,
+            # 1e-05), and two spellings of one value now share a history.
+            try:
+                key = canonical_text(parse_json(key))
+            except ValueError:
+                pass
+            HISTORY[key] = sorted(HISTORY.get(key, []) + times)

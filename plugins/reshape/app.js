@@ -60,10 +60,29 @@ class Refusal {
   }
 }
 
+// Whether a path segment indexes an array (`items.0.price`): ASCII digits only.
+const isIndex = (segment) => /^[0-9]+$/.test(segment);
+
+// Paths in the order that removes them all as they were: later array elements before earlier
+// ones of the same array (removing `items.0` first would move `items.1` to 0), deeper first.
+function removalOrder(paths) {
+  const compare = (a, b) => {
+    for (let i = 0; i < Math.min(a.length, b.length); i++) {
+      if (a[i] === b[i]) continue;
+      if (isIndex(a[i]) && isIndex(b[i])) return Number(b[i]) - Number(a[i]);
+      return a[i] < b[i] ? -1 : 1;
+    }
+    return b.length - a.length;
+  };
+  return [...paths].sort(compare);
+}
+
 function get(record, path) {
   let node = record;
   for (const segment of path) {
     if (node === null || typeof node !== 'object' || !Object.hasOwn(node, segment)) return undefined;
+    // An array has elements only: `items.length` is no field of it.
+    if (Array.isArray(node) && !isIndex(segment)) return undefined;
     node = node[segment];
   }
   return node;
@@ -74,9 +93,6 @@ function get(record, path) {
 function define(node, name, value) {
   Object.defineProperty(node, name, { value, writable: true, enumerable: true, configurable: true });
 }
-
-// Whether a path segment indexes an array (`items.0.price`): ASCII digits only.
-const isIndex = (segment) => /^[0-9]+$/.test(segment);
 
 // Writes `value` at `path`, creating missing objects on the way; a numeric segment indexes an
 // array element that exists. Refuses (as `project` does) to replace a value on the way that is
@@ -143,12 +159,15 @@ const builders = {
   rename: (table) => {
     const moves = Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]);
     refuseSharedRenameTargets(moves);
+    // Taken out all at once: array elements as they were, whatever the order they are listed in.
+    const order = removalOrder(moves.map(([from]) => from));
+    moves.sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
     return [(record) => {
       const moved = moves.map(([from, to]) => [to, remove(record, from)]);
       for (const [to, value] of moved) if (value !== undefined) set(record, to, value);
     }];
   },
-  drop: (paths) => pathsOf('drop', paths).map((path) => (record) => { remove(record, path); }),
+  drop: (paths) => removalOrder(pathsOf('drop', paths)).map((path) => (record) => { remove(record, path); }),
   uppercase: mapString('uppercase', (text) => text.toUpperCase()),
   lowercase: mapString('lowercase', (text) => text.toLowerCase()),
   trim: mapString('trim', (text) => text.trim()),

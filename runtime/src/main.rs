@@ -456,15 +456,19 @@ const LOG_TARGETS: [&str; 11] =
     ["sluice", "wasmtime", "cranelift", "rdkafka", "librdkafka", "axum", "hyper", "tower", "tokio", "rustls", "notify"];
 const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
-/// The first directive of a `SLUICE_LOG` filter that names neither a level nor a module of the
-/// crates Sluice logs from (`degub`): a typo that would silence every event.
+/// The first directive of a `SLUICE_LOG` filter that is a bare word naming neither a level
+/// (nor its number, 0 to 5) nor a crate Sluice logs from (`degub`): a typo that would silence
+/// every event. A directive with `=` or a module path (`myapp=debug`, `a::b`) is taken as meant.
 fn unknown_log_target(filter: &str) -> Option<&str> {
     filter.split(',').map(str::trim).filter(|directive| !directive.is_empty()).find_map(|directive| {
-        let target = directive.split(['=', '[']).next().unwrap_or_default().trim();
-        let root = target.split("::").next().unwrap_or_default();
+        if directive.contains('=') || directive.contains("::") {
+            return None;
+        }
+        let target = directive.split('[').next().unwrap_or_default().trim();
         let known = target.is_empty()
+            || matches!(target, "0" | "1" | "2" | "3" | "4" | "5")
             || LOG_LEVELS.iter().any(|level| target.eq_ignore_ascii_case(level))
-            || LOG_TARGETS.iter().any(|crate_name| root.starts_with(crate_name));
+            || LOG_TARGETS.iter().any(|crate_name| target.starts_with(crate_name));
         (!known).then_some(target)
     })
 }
@@ -511,14 +515,12 @@ mod tests {
 
     #[test]
     fn a_log_filter_naming_nothing_sluice_logs_is_caught_with_the_level_it_misspells() {
-        for good in
-            ["debug", "INFO", "sluice=debug", "sluice::kafka=trace,rdkafka=warn", "warn,wasmtime_cranelift=off", "", "sluice[run]=info"]
-        {
+        let good = ["debug", "INFO", "4", "sluice=debug", "sluice::kafka=trace,rdkafka=warn", "warn,wasmtime_cranelift=off", ""];
+        for good in good.into_iter().chain(["sluice[run]=info", "myapp=debug", "h2::codec", "sluice"]) {
             assert_eq!(unknown_log_target(good), None, "{good}");
         }
         assert_eq!(unknown_log_target("degub"), Some("degub"));
         assert_eq!(unknown_log_target("info,garbage%%%"), Some("garbage%%%"));
-        assert_eq!(unknown_log_target("myapp=debug"), Some("myapp"));
         assert_eq!(closest_level("degub"), Some("debug"));
         assert_eq!(closest_level("WRAN"), Some("warn"));
         assert_eq!(closest_level("garbage"), None);

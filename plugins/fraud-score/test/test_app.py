@@ -171,6 +171,19 @@ class Comparisons(unittest.TestCase):
         self.assertEqual(app.canonical_text({"b": [1.50, 2], "a": "x"}), '{"a": "x", "b": [1.5, 2]}')
         self.assertEqual(app.canonical_text(app.parse_json(b"1e20")), "100000000000000000000")
 
+    def test_distinct_long_numbers_are_distinct_keys(self):
+        self.assertNotEqual(app.canonical_text(app.parse_json(b"123456789012345678901234567890123")),
+                            app.canonical_text(app.parse_json(b"123456789012345678901234567890999")))
+        self.assertEqual(app.canonical_text(app.parse_json(b"0.1234567890123456789012345678901234")),
+                         "0.1234567890123456789012345678901234")
+
+    def test_version_1_history_is_keyed_as_this_version_keys_it(self):
+        operator = app.WitWorld()
+        operator.init(json.dumps({"velocity": {"key": "u", "window": 1000, "max_events": 2}}), None)
+        old = {"1.0": [1], "1": [2], "\"a\"": [3], "not json": [4]}
+        operator.restore(sys.modules["wit_world.imports.types"].State(1, json.dumps(old).encode()))
+        self.assertEqual(app.HISTORY, {"1": [1, 2], "\"a\"": [3], "not json": [4]})
+
     def test_a_name_given_twice_counts_by_its_first_value_as_the_keyed_exchange_reads_it(self):
         config = {"rules": [{"name": "r", "field": "u", "op": "==", "value": "a"}]}
         self.assertEqual(flagged_ids(config, b'{"id":1,"u":"a","u":"b"}', b'{"id":2,"u":"b","u":"a"}'), [1])

@@ -88,7 +88,7 @@ pub const INTERVAL_COUNT: &str = "count";
 impl Settings {
     pub fn from_config(config: MovingAverageConfig) -> Result<Settings, String> {
         if config.max_records == 0 {
-            return Err("max_records must be at least 1".into());
+            return Err("max_records: must be at least 1".into());
         }
         if config.max_keys == 0 {
             return Err("max_keys: must be at least 1".into());

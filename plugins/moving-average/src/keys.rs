@@ -23,6 +23,8 @@ pub struct AveragesByKey {
     uses: u64,
     /// Per interval: the newest watermark seen; intervals ending at or before it are emitted.
     watermark: Option<i64>,
+    /// Per interval: values held, all keys together, since the latest watermark (version 3).
+    held_since_watermark: usize,
 }
 
 /// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
@@ -94,7 +96,7 @@ impl AveragesByKeyV2 {
                 (name, KeyState { last_use, averages, pending, interval, waited_past_watermark: 0 })
             })
             .collect();
-        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark }
+        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark, held_since_watermark: 0 }
     }
 }
 
@@ -153,6 +155,16 @@ impl AveragesByKey {
         self.watermark
     }
 
+    /// Values held, all keys together, since the latest watermark.
+    pub fn held_since_watermark(&self) -> usize {
+        self.held_since_watermark
+    }
+
+    /// Counts a value held (`KeyState::hold`).
+    pub fn note_held(&mut self) {
+        self.held_since_watermark += 1;
+    }
+
     /// The state of `key`, made the most recently used; created if new, after forgetting the
     /// least recently used key (returned) if `max_keys` keys are kept already.
     pub fn touch(&mut self, key: &str, max_keys: usize) -> (&mut KeyState, Option<(String, KeyState)>) {
@@ -191,6 +203,7 @@ impl AveragesByKey {
     /// end, then key. Visits every key: O(keys) per watermark.
     pub fn advance(&mut self, watermark: i64, interval: i64, averages: &[Average], max_records: usize) -> Advanced {
         self.watermark = Some(self.watermark.map_or(watermark, |current| current.max(watermark)));
+        self.held_since_watermark = 0;
         let mut advanced = Advanced::default();
         for (key, state) in &mut self.keys {
             let mut finished = Vec::new();

@@ -46,7 +46,7 @@
 //! early, counted in `span_truncated`), a few numbers per exponential or cumulative average, and per
 //! interval at most `max_records` records waiting for the watermark from before the latest
 //! watermark, plus those held since, which no watermark has been offered to yet (a batch's
-//! records, as many as it has, up to 100,000 more per key when no watermark comes at all;
+//! records, as many as it has: up to 100,000, all keys together, until a watermark comes;
 //! beyond, records are rejected: the watermark lags too far). A new key beyond `max_keys` forgets the least
 //! recently used one (`keys_evicted`), which starts afresh if it returns; per interval, the
 //! forgotten key's intervals are emitted at once. A value takes 16 bytes (with its event time),
@@ -77,7 +77,7 @@ use config::{Emission, INTERVAL_COUNT, INTERVAL_END, Settings};
 use fields::{number, read_number};
 use keys::{FinishedInterval, interval_end};
 
-/// Values a key may hold beyond `max_records` while no watermark comes (the largest batch).
+/// Values an instance may hold, all keys together, while no watermark comes (the largest batch).
 const MAX_HELD_BETWEEN_WATERMARKS: usize = 100_000;
 
 /// A running moving-average operator.
@@ -194,21 +194,19 @@ impl MovingAverage {
             };
         }
         let max_records = self.settings.max_records;
-        if let Some(key) = self.keys.get(&self.group) {
-            if key.waited_past_watermark() >= max_records {
-                return Err(format!(
-                    "{max_records} records of this key already wait for the watermark (max_records): the watermark lags far \
-                     behind event time; lower the pipeline's out_of_orderness or raise max_records"
-                ));
-            }
-            if key.pending_len() >= max_records + MAX_HELD_BETWEEN_WATERMARKS {
-                return Err(format!(
-                    "{} records of this key wait for a watermark that has not come: the pipeline's watermark does not \
-                     advance (an idle or stalled source?)",
-                    key.pending_len()
-                ));
-            }
+        if self.keys.get(&self.group).is_some_and(|key| key.waited_past_watermark() >= max_records) {
+            return Err(format!(
+                "{max_records} records of this key already wait for the watermark (max_records): the watermark lags far \
+                 behind event time; lower the pipeline's out_of_orderness or raise max_records"
+            ));
         }
+        if self.keys.held_since_watermark() >= MAX_HELD_BETWEEN_WATERMARKS {
+            return Err(format!(
+                "{MAX_HELD_BETWEEN_WATERMARKS} records wait for a watermark that has not come since they were held: the \
+                 pipeline's watermark does not advance (an idle or stalled source, or records all of one time?)"
+            ));
+        }
+        self.keys.note_held();
         let (key, forgotten) = self.keys.touch(&self.group, self.settings.max_keys);
         key.hold(timestamp, x);
         if let Some((name, mut state)) = forgotten {

@@ -232,7 +232,7 @@ fn configuration_errors_are_explained() {
         "averages[1]: the name \"ema_0_3\" is already used by averages[0]; give one of them another `as`"
     );
     assert!(refuse(alpha(0.5), json!({"max_keys": 0})).contains("max_keys: must be at least 1"));
-    assert!(refuse(alpha(0.5), json!({"max_records": 0})).contains("max_records must be at least 1"));
+    assert!(refuse(alpha(0.5), json!({"max_records": 0})).contains("max_records: must be at least 1"));
     assert!(refuse(alpha(0.5), json!({"emit": "per-window"})).contains("unknown variant `per-window`"));
 }
 

@@ -95,7 +95,12 @@ impl Operator for Project {
         compute_reads.dedup();
         let compute_reads = Some(compute_reads).filter(|reads| !reads.iter().any(may_index_an_array));
         let flat = FlatProjection::plan(&compute, keep.as_deref(), &config.drop, &rename);
-        Ok(Project { compute, keep, reads, compute_reads, flat, writer: ObjectWriter::new(), drop: config.drop, rename })
+        // Removed as they were: later elements of an array before earlier ones, deeper first.
+        let mut drop = config.drop;
+        drop.sort_by(removal_order);
+        let mut rename = rename;
+        rename.sort_by(|(a, _), (b, _)| removal_order(a, b));
+        Ok(Project { compute, keep, reads, compute_reads, flat, writer: ObjectWriter::new(), drop, rename })
     }
 
     fn distribution(&self) -> Distribution {
@@ -183,6 +188,21 @@ impl Project {
         }
         Ok(record)
     }
+}
+
+/// The order that removes every path as the record had it: removing `items.0` first would
+/// move `items.1` to 0, so later elements of an array go first; a deeper path before its parent.
+fn removal_order(a: &FieldPath, b: &FieldPath) -> std::cmp::Ordering {
+    for (x, y) in a.segments().iter().zip(b.segments()) {
+        if x == y {
+            continue;
+        }
+        return match (x.parse::<usize>(), y.parse::<usize>()) {
+            (Ok(x), Ok(y)) => y.cmp(&x),
+            _ => x.cmp(y),
+        };
+    }
+    b.segments().len().cmp(&a.segments().len())
 }
 
 /// Refuses two renames to one name (the second would silently overwrite the first) and a

@@ -196,3 +196,14 @@ fn compute_passes_fields_it_does_not_read_whatever_they_hold() {
     assert_eq!(out.rejected.len(), 1, "the field it reads is no double: {:?}", out.rejected);
     assert_eq!(out.rejected[0].index, 2);
 }
+
+/// Several elements of one array are dropped or renamed as the record had them, whatever the
+/// order they are listed in.
+#[test]
+fn several_elements_of_one_array_are_removed_as_they_were() {
+    let records = [(json!({"items": ["x", "y", "z"]}), 0)];
+    let mut dropped = Harness::<Project>::new(json!({"drop": ["items.0", "items.1"]})).unwrap();
+    assert_eq!(json_values(&dropped.process_json(&records).batch), vec![json!({"items": ["z"]})]);
+    let mut renamed = Harness::<Project>::new(json!({"rename": {"items.0": "first", "items.1": "second"}})).unwrap();
+    assert_eq!(json_values(&renamed.process_json(&records).batch), vec![json!({"items": ["z"], "first": "x", "second": "y"})]);
+}

@@ -82,6 +82,8 @@ int main(void) {
   expect_member("{\"\\ud83d\\ude00\":1}", "\xf0\x9f\x98\x80", true);
   expect_member("{\"pric\\u0065s\":50}", "price", false);
   expect_member("{\"a\\\"b\":1}", "a\"b", true);
+  expect_member("{\"a\\b\":5}", "a\\b", false);   // the record's name is a and a backspace
+  expect_member("{\"a\\b\":5}", "a\b", true);
 
   const char *dotted = "`field` is a top-level member name, not a dotted path: range-filter reads only top-level fields";
   const char *empty = "the range is empty: with `exclusive = true`, `min` must be less than `max`";

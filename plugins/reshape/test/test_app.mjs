@@ -92,6 +92,20 @@ test('a dropped or renamed array element is taken out, the later ones moving up'
   assert.deepEqual(run({ rename: { 'items.1': 'second' } }, [input]).emitted, ['{"arr":["x","y","z"],"items":[{"p":1}],"second":{"p":2}}']);
 });
 
+test('several elements of one array are dropped or renamed as they were, whatever the order given', () => {
+  const input = '{"items":["x","y","z"]}';
+  assert.deepEqual(run({ drop: ['items.0', 'items.1'] }, [input]).emitted, ['{"items":["z"]}']);
+  assert.deepEqual(run({ drop: ['items.1', 'items.0'] }, [input]).emitted, ['{"items":["z"]}']);
+  const renamed = run({ rename: { 'items.0': 'first', 'items.1': 'second' } }, [input]).emitted.map((text) => JSON.parse(text));
+  assert.deepEqual(renamed, [{ items: ['z'], first: 'x', second: 'y' }]);
+});
+
+test('an array has elements only: items.length is no field', () => {
+  const { emitted, rejected } = run({ round: { 'items.length': 0 }, lookup: [{ field: 'items.length', into: 'n', table: { 2: 'two' } }] }, ['{"items":[1.5,2]}']);
+  assert.deepEqual(rejected, []);
+  assert.deepEqual(emitted, ['{"items":[1.5,2]}']);
+});
+
 test('renames that would overwrite one another are refused, as project refuses them', () => {
   assert.equal(refusal({ rename: { x: 't', a: 't' } }), 'rename: x and a are both renamed to t; give each its own name');
   assert.equal(refusal({ rename: { a: 'z', 'a.b': 'y' } }), 'rename: a.b is inside a, which is renamed too; rename one of them');

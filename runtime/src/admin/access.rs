@@ -151,7 +151,10 @@ fn names_an_address(host: &[u8]) -> bool {
         Some(bracketed) => return bracketed.split_once(']').is_some_and(|(v6, _)| v6.parse::<std::net::Ipv6Addr>().is_ok()),
         None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+    // `localhost`, `localhost.` and `*.localhost` never come from DNS (RFC 6761): no page can
+    // rebind them.
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Whether an `Origin` (`scheme://host[:port]`) is the page of the host the request was sent to.
@@ -193,7 +196,17 @@ mod tests {
 
     #[test]
     fn only_addresses_are_answered_without_a_token_and_only_their_own_pages() {
-        for host in [&b"127.0.0.1:9180"[..], b"127.0.0.1", b"localhost:9180", b"LOCALHOST", b"[::1]:9180", b"[::1]", b"10.0.0.5:80"] {
+        for host in [
+            &b"127.0.0.1:9180"[..],
+            b"127.0.0.1",
+            b"localhost:9180",
+            b"LOCALHOST",
+            b"localhost.:1",
+            b"app.localhost",
+            b"[::1]:9180",
+            b"[::1]",
+            b"10.0.0.5:80",
+        ] {
             assert!(names_an_address(host), "{}", String::from_utf8_lossy(host));
         }
         for host in [&b"attacker.example"[..], b"attacker.example:9180", b"127.0.0.1.nip.io:9180", b"[::1", b"", b"localhost.example"] {

@@ -18,7 +18,7 @@ use crate::wasm::{Batch, Records};
 pub use dead_letter::DeadLetterSink;
 pub use encode::record_json;
 pub(crate) use file_start::prepare;
-pub use file_start::{FileStart, cut_back_to_checkpoint};
+pub use file_start::{FileStart, cut_back_to_checkpoint, output_location};
 pub use output_file::open_output_file;
 
 /// Why a sink cannot take records.

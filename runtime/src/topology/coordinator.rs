@@ -215,7 +215,7 @@ impl Coordinator {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
         let outputs = self.output_files.iter().filter_map(|(output, path)| Some((output.clone(), recorded_length(path)?))).collect();
-        let output_paths = self.output_files.clone();
+        let output_paths = self.output_files.iter().map(|(output, path)| (output.clone(), crate::sink::output_location(path))).collect();
         PipelineCheckpoint {
             layout: self.layout.clone(),
             inputs: self.inputs.clone(),

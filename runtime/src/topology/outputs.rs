@@ -11,7 +11,7 @@ use crate::event_time::now_millis;
 use crate::kafka::TransactionalProducer;
 use crate::monitor::{Monitor, RecentDeadLetter};
 use crate::pipeline::{DeadLetter, DeadLetterMessage, SinkMessage, StopSignal};
-use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError, cut_back_to_checkpoint};
+use crate::sink::{DeadLetterSink, FileStart, Sink, SinkError, cut_back_to_checkpoint, output_location};
 use crate::state_dir::{PipelineCheckpoint, StateDirectory};
 
 /// Output batches queued for each sink.
@@ -47,7 +47,7 @@ impl OutputsStart<'_> {
             OutputsStart::FromCheckpoint(checkpoint) => match checkpoint.outputs.get(output) {
                 None => FileStart::Continued,
                 Some(length) => match (checkpoint.output_paths.get(output), path) {
-                    (Some(then), Some(now)) if then != now => {
+                    (Some(then), Some(now)) if output_location(then) != output_location(now) => {
                         warn_output_moved(output, then, now);
                         FileStart::Continued
                     }

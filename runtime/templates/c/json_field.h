@@ -132,8 +132,8 @@ static size_t json_unescape(const uint8_t *s, size_t n, size_t *i, uint8_t *out)
 // (`"pr\u0069ce"` is `price`).
 static bool json_member_is(const uint8_t *s, const json_member_t *member, const char *name) {
   size_t length = strlen(name);
-  if (member->name_end - member->name == length && memcmp(s + member->name, name, length) == 0) return true;
-  if (memchr(s + member->name, '\\', member->name_end - member->name) == NULL) return false;
+  if (memchr(s + member->name, '\\', member->name_end - member->name) == NULL)
+    return member->name_end - member->name == length && memcmp(s + member->name, name, length) == 0;
   size_t i = member->name, matched = 0;
   while (i < member->name_end) {
     uint8_t decoded[4];
