@@ -86,6 +86,9 @@ pub const LONGEST_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let invalid = |error: &dyn fmt::Display| format!("invalid duration {text:?}: {error} (expected e.g. \"10s\", \"500ms\", \"5m\")");
     let too_long = || format!("duration {text:?} is too long: at most 100 years");
+    if text.trim_start().starts_with('-') {
+        return Err(format!("duration must not be negative, got {text:?}"));
+    }
     let parts = duration_parts(text);
     if parts.is_empty() {
         return Err(invalid(&"value was empty"));
@@ -174,5 +177,6 @@ mod tests {
         assert!(super::parse_duration("").unwrap_err().contains("invalid duration"));
         assert!(super::parse_duration("10").unwrap_err().contains("invalid duration"));
         assert!(super::parse_duration("10 parsecs").unwrap_err().contains("invalid duration"));
+        assert_eq!(super::parse_duration("-1s").unwrap_err(), "duration must not be negative, got \"-1s\"");
     }
 }

@@ -327,7 +327,15 @@ impl<'t> Parser<'t> {
             return Err(self.error("expected ')' or ','"));
         }
         if !arities.contains(&arguments.len()) {
-            return Err(self.error_at(start, &format!("{name} takes {arities:?} arguments, got {}", arguments.len())));
+            let takes = arities.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ");
+            let plural = if arities == [1] { "argument" } else { "arguments" };
+            return Err(self.error_at(start, &format!("{name} takes {takes} {plural}, got {}", arguments.len())));
+        }
+        // Digits written as a number are checked now, not refused with every record.
+        if let (Function::Round, [_, Expression::Number(digits)]) = (function, arguments.as_slice())
+            && (digits.fract() != 0.0 || !digits.is_finite())
+        {
+            return Err(self.error_at(start, &format!("round: the number of digits must be a whole number, not {digits}")));
         }
         Ok(Expression::Call(function, arguments))
     }
@@ -422,6 +430,10 @@ mod tests {
         assert_eq!(round(123456789012345.67, 1.0), 123456789012345.7);
         assert_eq!(round(5e-324, 2.0), 0.0);
         assert!(round_to_digits(2.71, 1.5).unwrap_err().contains("whole number"));
+        assert!(Expression::parse("round(x, 1.5)").unwrap_err().contains("must be a whole number, not 1.5"));
+        assert!(Expression::parse("round(x, -2)").is_ok());
+        assert_eq!(Expression::parse("min(a)").unwrap_err(), "min takes 2 arguments, got 1 at character 1 of \"min(a)\"");
+        assert!(Expression::parse("round(a, 1, 2)").unwrap_err().starts_with("round takes 1 or 2 arguments, got 3"));
         assert_eq!(
             evaluate("round(x, d)", serde_json::json!({"x": 2.5, "d": 0.5})).unwrap_err(),
             "round: the number of digits must be a whole number, not 0.5"

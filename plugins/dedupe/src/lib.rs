@@ -102,6 +102,9 @@ impl Operator for Dedupe {
         if config.keys.is_empty() {
             return Err("`keys` is empty: name at least one field, such as keys = [\"event_id\"]".into());
         }
+        if let Some(twice) = config.keys.iter().enumerate().find_map(|(at, key)| config.keys[..at].contains(key).then_some(key)) {
+            return Err(format!("`keys` names {twice} twice: list each field once"));
+        }
         let keys_text = config.keys.iter().map(FieldPath::to_string).collect::<Vec<_>>().join(", ");
         Ok(Dedupe {
             keys: sluice_sdk::FieldLookup::new(config.keys),

@@ -215,3 +215,9 @@ fn configuration_errors_are_explained() {
 }
 
 mod properties;
+
+#[test]
+fn a_key_named_twice_is_refused() {
+    let refusal = Harness::<Dedupe>::new(json!({"keys": ["k", "user.id", "k"], "horizon": "1s"})).err().unwrap_or_default();
+    assert_eq!(refusal, "`keys` names k twice: list each field once");
+}

@@ -110,6 +110,19 @@ impl Operator for Enrich {
     type Config = EnrichConfig;
 
     fn init(mut config: EnrichConfig) -> Result<Self, String> {
+        if let Some(into) = &config.into {
+            let (into_path, key_path) = (into.segments(), config.key.segments());
+            if into_path.len() > key_path.len() && into_path.starts_with(key_path) {
+                return Err(format!("`into` is {into}, inside the key {}, which holds a value, not an object", config.key));
+            }
+            if key_path.starts_with(into_path) && !config.overwrite {
+                return Err(format!(
+                    "`into` is {into}, which holds the key {}: a record with a key has it already, so without \
+                     `overwrite = true` (to replace it by the row) the row is never written",
+                    config.key
+                ));
+            }
+        }
         let table = load_table(&mut config)?;
         let key_lookup = sluice_sdk::FieldLookup::new(vec![config.key.clone()]);
         Ok(Enrich {

@@ -269,3 +269,12 @@ fn enriched_records_keep_the_exact_text_of_their_fields() {
         [br#"{"item_id":"i1","id":18446744073709551617,"z":-0,"p":1.50,"n":{"big": 1e400},"category":"books","brand":"acme"}"#.as_slice()]
     );
 }
+
+#[test]
+fn into_at_the_key_needs_overwrite_and_inside_it_is_refused() {
+    let refusal = |extra: Value| Harness::<Enrich>::new(inline(extra)).err().unwrap_or_default();
+    assert!(refusal(json!({"into": "item_id"})).contains("without `overwrite = true`"), "{}", refusal(json!({"into": "item_id"})));
+    assert!(refusal(json!({"into": "item_id.x", "overwrite": true})).contains("inside the key"));
+    let replaced = run(inline(json!({"into": "item_id", "overwrite": true})), &[json!({"item_id": "i1"})]);
+    assert_eq!(json_values(&replaced.batch), vec![json!({"item_id": {"category": "books", "brand": "acme"}})]);
+}

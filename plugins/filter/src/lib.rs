@@ -98,21 +98,20 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, batch: &Batch, out: &mut Output) {
-        let mut dropped_invalid = 0;
+        let (mut filtered_out, mut dropped_invalid) = (0, 0);
         let mut texts = Vec::new();
         for record in batch.iter() {
             match self.matches(record, &mut texts) {
                 Ok(true) => out.emit(record),
-                Ok(false) => {}
+                Ok(false) => filtered_out += 1,
                 Err(reason) => match self.invalid {
                     InvalidPayload::Reject => out.reject(record.index(), reason),
                     InvalidPayload::Drop => dropped_invalid += 1,
                 },
             }
         }
-        if dropped_invalid > 0 {
-            sluice_sdk::host::counter_add("invalid_dropped", dropped_invalid);
-        }
+        // So that a run's summary adds up: records in = passed + filtered out + dropped + dead letters.
+        sluice_sdk::host::counters_add(&[("filtered_out", filtered_out), ("invalid_dropped", dropped_invalid)]);
     }
 }
 

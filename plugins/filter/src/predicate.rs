@@ -34,7 +34,7 @@ impl TryFrom<String> for Computed {
     type Error = String;
 
     fn try_from(text: String) -> Result<Computed, String> {
-        let expression = Expression::parse(&text).map_err(|error| format!("expression {text:?}: {error}"))?;
+        let expression = Expression::parse(&text).map_err(|error| format!("expression: {error}"))?;
         let mut fields = expression.fields();
         // Read once each, however often the expression names them.
         let mut seen = std::collections::HashSet::new();

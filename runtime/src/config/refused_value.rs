@@ -74,6 +74,11 @@ pub fn value_span(text: &str, table: Range<usize>, key: &str) -> Option<Range<us
     key_and_value_spans(text, table, None, key).map(|(_, value)| value)
 }
 
+/// [`value_span`] of `key` in the sub-table `within` (a connector's `properties`).
+pub fn value_span_within(text: &str, table: Range<usize>, within: &str, key: &str) -> Option<Range<usize>> {
+    key_and_value_spans(text, table, Some(within), key).map(|(_, value)| value)
+}
+
 fn key_and_value_spans(text: &str, table: Range<usize>, within: Option<&str>, key: &str) -> Option<(Range<usize>, Range<usize>)> {
     let document = DeTable::parse(text).ok()?;
     let found = table_at(&document, table)?;

@@ -95,6 +95,13 @@ impl Problems<'_> {
             let message = format!("parallelism must be between 1 and {MAX_PARALLELISM}, got {}", parallelism.get_ref());
             self.report(parallelism.span(), message);
         }
+        let kafka = self.pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Kafka(_)));
+        if let Some(parallelism) = self.pipeline.config.pipeline.parallelism.as_ref().filter(|_| kafka) {
+            let message = "parallelism applies to pipelines without Kafka sources: this one runs one task per partition it \
+                           is assigned (its keyed exchanges, one per partition of their repartition topics: \
+                           repartition_partitions), so remove it";
+            self.report(parallelism.span(), message.to_owned());
+        }
         if let Some(partitions) = &self.pipeline.config.pipeline.repartition_partitions
             && !(1..=MAX_REPARTITION_PARTITIONS).contains(partitions.get_ref())
         {
@@ -203,12 +210,14 @@ impl Problems<'_> {
         }
         if let Some(pattern) = kafka.pattern.as_deref().filter(|pattern| pattern.contains('\0')) {
             // librdkafka takes the pattern as a C string, which ends at the first NUL.
-            self.report(span.clone(), format!("{what}: `pattern` = {pattern:?} holds a NUL character, which no topic name has"));
+            let at = super::refused_value::value_span(self.pipeline.text.parsed(), span.clone(), "pattern").unwrap_or(span.clone());
+            self.report(at, format!("{what}: `pattern` = {pattern:?} holds a NUL character, which no topic name has"));
         } else if let Some((pattern, Err(error))) = kafka.pattern.as_deref().map(|pattern| (pattern, topic_pattern(pattern))) {
             // The parser's own report draws the spot on lines of its own: its last line says what.
             let error = error.to_string();
             let why = error.lines().last().unwrap_or_default().trim_start_matches("error: ");
-            self.report(span.clone(), format!("{what}: `pattern` = {pattern:?} is not a regular expression: {why}"));
+            let at = super::refused_value::value_span(self.pipeline.text.parsed(), span.clone(), "pattern").unwrap_or(span.clone());
+            self.report(at, format!("{what}: `pattern` = {pattern:?} is not a regular expression: {why}"));
         }
         for topic in kafka.topics.iter().chain([kafka.checkpoint_topic()].iter()) {
             if let Some(problem) = topic_name_problem(topic) {
@@ -281,7 +290,16 @@ impl Problems<'_> {
             self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
         }
         let mut refused = false;
+        let producer_only = kinds == [ClientKind::Producer];
         for (property, value) in properties {
+            if producer_only && crate::kafka::is_consumer_only(property) {
+                refused = true;
+                let at = super::refused_value::key_span(self.pipeline.text.parsed(), span.clone(), Some("properties"), property);
+                let message =
+                    format!("{what}: property \"{property}\" is a consumer's, and this client only produces (librdkafka would ignore it)");
+                self.report(at.unwrap_or(span.clone()), message);
+                continue;
+            }
             let problem = match resolve_property(property, value, reserved) {
                 Err(problem) => Some(problem.to_string()),
                 Ok(text) => crate::kafka::property_problem(property, &text).map(|problem| format!("property \"{property}\": {problem}")),
@@ -586,7 +604,17 @@ impl Problems<'_> {
             }
         }
         let first = outputs.first().map(|output| (output.1.clone(), output.3));
+        let checkpoint_interval = self.pipeline.config.pipeline.checkpoint_interval.duration();
         for (span, what, brokers, properties) in outputs {
+            if let Some(problem) = crate::kafka::transaction_timeout_problem(properties, checkpoint_interval) {
+                let at = super::refused_value::value_span_within(
+                    self.pipeline.text.parsed(),
+                    span.clone(),
+                    "properties",
+                    "transaction.timeout.ms",
+                );
+                self.report(at.unwrap_or(span.clone()), format!("{what}: {problem}"));
+            }
             if brokers != source.brokers {
                 self.report(span.clone(), format!("{what}: {why}: use the source's brokers ({:?})", source.brokers));
             }

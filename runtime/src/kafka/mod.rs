@@ -27,7 +27,7 @@ pub use producer::OutputProducer;
 pub use repartition::{RepartitionOutput, repartition_topic};
 pub use sink::{KafkaDeadLetters, KafkaSink};
 pub use source::{KafkaSource, KafkaSourceSettings};
-pub use transaction::{TransactionError, TransactionalProducer, transactional_id};
+pub use transaction::{TransactionError, TransactionalProducer, transaction_timeout_problem, transactional_id};
 
 /// Why a Kafka client could not be made or used.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +180,11 @@ impl ClientKind {
             ClientKind::Metadata => !consumer && !producer,
         }
     }
+}
+
+/// Whether `property` is one of librdkafka's consumer-only properties: a producer ignores it.
+pub fn is_consumer_only(property: &str) -> bool {
+    CONSUMER_ONLY_PROPERTIES.contains(&property)
 }
 
 /// librdkafka's consumer-only properties (scope `C` in its CONFIGURATION.md, 2.12).

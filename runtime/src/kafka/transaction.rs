@@ -52,6 +52,15 @@ fn transaction_lifetime(properties: &KafkaProperties, checkpoint_interval: Durat
     }
 }
 
+/// Why `properties` set a `transaction.timeout.ms` too short for `checkpoint_interval`, if
+/// they do: what `validate` says of an exactly-once output, at its property.
+pub fn transaction_timeout_problem(properties: &KafkaProperties, checkpoint_interval: Duration) -> Option<String> {
+    match transaction_lifetime(properties, checkpoint_interval) {
+        Err(KafkaClientError::Checkpoint(problem)) => Some(problem),
+        _ => None,
+    }
+}
+
 /// How a transaction ended, when it did not commit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransactionError {
