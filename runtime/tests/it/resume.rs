@@ -179,13 +179,24 @@ fn save_checkpoint_at(pipeline: &std::path::Path, next_line: u64) {
     save_checkpoint_with_outputs_at(pipeline, next_line, Default::default());
 }
 
-/// Like `save_checkpoint_at`, with the output files' lengths the checkpoint recorded.
+/// Like `save_checkpoint_at`, with the output files' lengths the checkpoint recorded (of the
+/// files `pipeline_to_files` names).
 fn save_checkpoint_with_outputs_at(pipeline: &std::path::Path, next_line: u64, outputs: BTreeMap<String, u64>) {
+    let output_paths = outputs.keys().map(|output| (output.clone(), pipeline.with_file_name(output_file_name(output)))).collect();
+    save_checkpoint_of_outputs_at(pipeline, next_line, outputs, output_paths);
+}
+
+/// Like `save_checkpoint_with_outputs_at`, with the files the lengths were recorded of.
+fn save_checkpoint_of_outputs_at(
+    pipeline: &std::path::Path,
+    next_line: u64,
+    outputs: BTreeMap<String, u64>,
+    output_paths: BTreeMap<String, std::path::PathBuf>,
+) {
     use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
     let loaded = sluice::config::LoadedPipeline::load(pipeline).expect("the pipeline loads");
     let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
     let shares = [("file".to_owned(), SharePosition { next_position: next_line, watermark: None })].into();
-    let output_paths = outputs.keys().map(|output| (output.clone(), pipeline.with_file_name(output_file_name(output)))).collect();
     let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs, output_paths };
     let directory = StateDirectory::open(&pipeline.with_file_name("state"), "lines").expect("the state directory opens");
     directory.save(&checkpoint).expect("the checkpoint is saved");
@@ -250,19 +261,14 @@ fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() 
 /// its new file, which may be another file altogether: it is not cut at the old file's length.
 #[test]
 fn an_output_whose_path_changed_since_the_checkpoint_is_appended_to_not_cut() {
-    use sluice::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
     let scratch = Scratch::new();
     let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
     scratch.write("in.jsonl", &lines);
     let pipeline = scratch.pipeline_to_files(FILE_PIPELINE);
-    let loaded = sluice::config::LoadedPipeline::load(&pipeline).expect("the pipeline loads");
-    let (layout, inputs) = sluice::topology::local_checkpoint_identity(&loaded, crate::support::registry()).expect("its wiring");
-    let shares = [("file".to_owned(), SharePosition { next_position: 51, watermark: None })].into();
     let outputs = [("file".to_owned(), 3), ("[dead_letter]".to_owned(), 3)].into();
     let output_paths =
         [("file".to_owned(), scratch.path("before.jsonl")), ("[dead_letter]".to_owned(), scratch.path("dead-before.jsonl"))].into();
-    let checkpoint = PipelineCheckpoint { layout, inputs, shares, tasks: Default::default(), outputs, output_paths };
-    StateDirectory::open(&scratch.path("state"), "lines").expect("the state directory opens").save(&checkpoint).expect("saved");
+    save_checkpoint_of_outputs_at(&pipeline, 51, outputs, output_paths);
     let unrelated = "{\"n\":\"a file that was there before\"}\n";
     scratch.write("out.jsonl", unrelated);
     scratch.write("dead.jsonl", unrelated);

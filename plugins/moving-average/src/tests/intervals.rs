@@ -103,12 +103,17 @@ fn records_of_emitted_intervals_are_dropped_or_rejected() {
     );
 }
 
-#[test]
-fn a_key_holds_at_most_max_records_records_for_the_watermark() {
+/// An operator keeping at most 2 records per key and average.
+fn keeping_two() -> Harness<MovingAverage> {
     let mut bounded = config();
     bounded["max_records"] = json!(2);
     bounded["averages"][0]["records"] = json!(2);
-    let mut op = operator(bounded);
+    operator(bounded)
+}
+
+#[test]
+fn a_key_holds_at_most_max_records_records_for_the_watermark() {
+    let mut op = keeping_two();
     let out = op.process_json(&[record("a", 1.0, 10), record("a", 2.0, 20), record("a", 3.0, 30), record("b", 4.0, 40)]);
     assert!(out.rejected.is_empty(), "a batch brings as many as it has: {:?}", out.rejected);
     assert!(op.watermark(5).is_empty(), "the watermark lags: three records of a still wait past it");
@@ -195,10 +200,7 @@ fn intervals_near_the_earliest_time_end_where_they_are_aligned() {
 /// refused whatever the batch size, while a watermark that lags is still noticed.
 #[test]
 fn max_records_counts_the_records_waiting_from_before_the_latest_watermark_not_a_batch() {
-    let mut config = config();
-    config["max_records"] = json!(2);
-    config["averages"][0]["records"] = json!(2);
-    let mut op = operator(config);
+    let mut op = keeping_two();
     let in_order = [record("a", 1.0, 100), record("a", 2.0, 200), record("a", 3.0, 1500), record("a", 4.0, 2500)];
     let out = op.process_json(&in_order);
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
@@ -211,4 +213,17 @@ fn max_records_counts_the_records_waiting_from_before_the_latest_watermark_not_a
     let lagging = op.process_json(&[record("a", 7.0, 2800), record("a", 8.0, 2900)]);
     assert_eq!(lagging.rejected.len(), 2, "{:?}", lagging.rejected);
     assert!(lagging.rejected[0].reason.contains("already wait for the watermark"), "{}", lagging.rejected[0].reason);
+}
+
+/// While no watermark comes at all, an instance holds at most 100,000 records, all keys
+/// together, and says why it refuses the next.
+#[test]
+fn records_held_while_no_watermark_comes_are_bounded_per_instance() {
+    let mut op = operator(config());
+    let records: Vec<(Value, i64)> = (0..100_001).map(|n| record(["a", "b", "c"][n % 3], 1.0, 0)).collect();
+    let out = op.process_json(&records);
+    assert_eq!(out.rejected.len(), 1, "the 100,001st");
+    assert_eq!(out.rejected[0].index, 100_000);
+    assert!(out.rejected[0].reason.contains("a watermark that has not come"), "{}", out.rejected[0].reason);
+    assert!(op.watermark(1000).len() == 3 && op.process_json(&records[..1]).rejected.is_empty(), "a watermark frees the bound");
 }
