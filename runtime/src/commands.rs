@@ -345,7 +345,13 @@ impl fmt::Display for PipelineSummary {
         // A record the source could not read (its event time, say) was read all the same.
         let read_by_sources = self.sources.records + self.sources.unreadable;
         let records_in = if read_by_sources > 0 { read_by_sources } else { from_sources };
-        write!(f, "{records_in} records in, {} out, {} dead letters", total(|task| task.records_out), self.dead_letters)?;
+        write!(f, "{records_in} records in")?;
+        // A Kafka process may own partitions of repartition topics only: what it worked on came in there.
+        let from_repartition_topics = self.tasks.iter().filter(|task| !task.reads_source).map(|task| task.records_in).sum::<u64>();
+        if read_by_sources == 0 && from_repartition_topics > 0 {
+            write!(f, " (and {from_repartition_topics} read from repartition topics)")?;
+        }
+        write!(f, ", {} out, {} dead letters", total(|task| task.records_out), self.dead_letters)?;
         if self.dead_letters > 0 {
             write!(f, " (in {})", self.dead_letter_destination)?;
         }
@@ -372,5 +378,23 @@ impl fmt::Display for PipelineSummary {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pipeline::TaskStats;
+    use crate::topology::PipelineSummary;
+
+    fn task(reads_source: bool, records_in: u64, records_out: u64) -> TaskStats {
+        TaskStats { reads_source, records_in, records_out, ..TaskStats::default() }
+    }
+
+    #[test]
+    fn a_kafka_process_owning_repartition_partitions_only_says_what_it_read_there() {
+        let behind_an_exchange = PipelineSummary { tasks: vec![task(false, 24, 24)], ..PipelineSummary::default() };
+        assert_eq!(behind_an_exchange.to_string(), "0 records in (and 24 read from repartition topics), 24 out, 0 dead letters");
+        let both = PipelineSummary { tasks: vec![task(true, 100, 0), task(false, 24, 24)], ..PipelineSummary::default() };
+        assert!(both.to_string().starts_with("100 records in (and 24 read from repartition topics), 24 out"), "{both}");
     }
 }
