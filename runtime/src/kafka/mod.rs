@@ -271,8 +271,22 @@ impl ClientContext for LoggingContext {
             tracing::trace!("kafka: {reason}");
             return;
         }
-        tracing::warn!("kafka: {error}: {reason}");
+        match unmatched_pattern(reason) {
+            Some(pattern) => tracing::warn!(
+                "kafka: no topic matches the source's `pattern` {pattern:?} yet: its topics are read once one exists \
+                 (librdkafka: {reason})"
+            ),
+            None => tracing::warn!("kafka: {error}: {reason}"),
+        }
     }
+}
+
+/// The pattern in librdkafka's "Subscribed topic not available: ^re: ...", which names a
+/// subscription's regular expression as if it were a topic: no topic matches it.
+fn unmatched_pattern(reason: &str) -> Option<&str> {
+    let rest = reason.split("Subscribed topic not available: ").nth(1)?;
+    let pattern = rest.split_once(": ").map_or(rest, |(pattern, _)| pattern);
+    pattern.starts_with('^').then_some(pattern)
 }
 
 impl rdkafka::consumer::ConsumerContext for LoggingContext {}
@@ -292,6 +306,14 @@ fn log_kafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
 mod tests {
     use super::*;
     use crate::config::PropertyValue;
+
+    #[test]
+    fn a_pattern_librdkafka_calls_an_unavailable_topic_is_one_no_topic_matches() {
+        let reason = "Subscribed topic not available: ^nomatch-.*: Broker: Unknown topic or partition";
+        assert_eq!(unmatched_pattern(reason), Some("^nomatch-.*"));
+        assert_eq!(unmatched_pattern("Subscribed topic not available: orders: Broker: Unknown topic or partition"), None);
+        assert_eq!(unmatched_pattern("Broker: Unknown topic or partition"), None);
+    }
 
     fn log_level(properties: &[(&str, &str)]) -> RDKafkaLogLevel {
         let properties: KafkaProperties =
