@@ -826,14 +826,25 @@ fn regular_file_problem(path: &Path, noun: &str, directory_remedy: &str, other_r
     }
 }
 
-/// Whether two `brokers` lists name the same brokers (and some).
+/// Whether two `brokers` lists name one cluster: they share a broker, however it is spelt
+/// (`localhost:9092`, `127.0.0.1:9092` and `[::1]:9092` are one; a missing port is 9092).
 fn same_brokers(one: &str, other: &str) -> bool {
-    !broker_set(one).is_empty() && broker_set(one) == broker_set(other)
+    !broker_set(one).is_disjoint(&broker_set(other))
 }
 
-/// The brokers of a `brokers` list, as a set.
-fn broker_set(list: &str) -> BTreeSet<&str> {
-    list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).collect()
+/// The brokers of a `brokers` list, as a set of (host, port), loopback names as one.
+fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
+    list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).map(broker_address).collect()
+}
+
+fn broker_address(broker: &str) -> (String, u16) {
+    let (host, port) = match broker.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && port.parse::<u16>().is_ok() => (host, port.parse().unwrap_or(9092)),
+        _ => (broker, 9092),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback());
+    (if loopback { "loopback".to_owned() } else { host }, port)
 }
 
 /// The names of the inputs the plugin is told of while it is checked: those resolved, or, when
@@ -852,6 +863,16 @@ fn input_names(pipeline: &LoadedPipeline, resolved: &ResolvedInputs, index: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_lists_sharing_a_broker_however_spelt_are_one_cluster() {
+        assert!(same_brokers("localhost:27501", "127.0.0.1:27501"));
+        assert!(same_brokers("[::1]:9092", "LOCALHOST"));
+        assert!(same_brokers("a:9092,b:9092", "b:9092, c:9092"));
+        assert!(!same_brokers("127.0.0.1:27501", "127.0.0.1:27502"));
+        assert!(!same_brokers("kafka-1:9092", "kafka-2:9092"));
+        assert!(!same_brokers("", ""));
+    }
 
     #[test]
     fn generated_event_times_must_be_representable() {
