@@ -67,7 +67,11 @@ class Number(float):
 
     def __new__(cls, text: str):
         number = super().__new__(cls, text)
-        number.exact = Decimal(text)
+        try:
+            number.exact = Decimal(text)
+        except ArithmeticError:
+            # An exponent past what `decimal` takes (1e-9999999999999999999): the double's value.
+            number.exact = Decimal(float(number))
         return number
 
 
@@ -412,7 +416,9 @@ class WitWorld(wit_world.WitWorld):
             history = json.loads(state.bytes)
         except ValueError as error:
             raise Err(f"state is not valid: {error}")
-        if not isinstance(history, dict) or not all(isinstance(times, list) for times in history.values()):
+        def event_times(times) -> bool:
+            return isinstance(times, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in times)
+        if not isinstance(history, dict) or not all(event_times(times) for times in history.values()):
             raise Err("state is not valid: expected a table of event-time lists")
         HISTORY.clear()
         for key, times in history.items():

@@ -64,13 +64,19 @@ class Refusal {
 const isIndex = (segment) => /^[0-9]+$/.test(segment);
 
 // Paths in the order that removes them all as they were: later array elements before earlier
-// ones of the same array (removing `items.0` first would move `items.1` to 0), deeper first.
+// ones of the same array (removing `items.0` first would move `items.1` to 0; indexes before
+// names, by value then text, a total order), deeper first.
 function removalOrder(paths) {
+  const segmentOrder = (x, y) => {
+    const [xIndex, yIndex] = [isIndex(x), isIndex(y)];
+    if (xIndex !== yIndex) return xIndex ? -1 : 1;
+    if (xIndex && Number(x) !== Number(y)) return Number(y) - Number(x);
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
   const compare = (a, b) => {
     for (let i = 0; i < Math.min(a.length, b.length); i++) {
-      if (a[i] === b[i]) continue;
-      if (isIndex(a[i]) && isIndex(b[i])) return Number(b[i]) - Number(a[i]);
-      return a[i] < b[i] ? -1 : 1;
+      const order = segmentOrder(a[i], b[i]);
+      if (order !== 0) return order;
     }
     return b.length - a.length;
   };
@@ -159,11 +165,13 @@ const builders = {
   rename: (table) => {
     const moves = Object.entries(table).map(([from, to]) => [pathOf(from, 'a `rename` key'), pathOf(to, `rename.${from}`)]);
     refuseSharedRenameTargets(moves);
-    // Taken out all at once: array elements as they were, whatever the order they are listed in.
+    // Taken out all at once: array elements as they were, whatever the order they are listed in;
+    // written shallowest first, so that one renamed into another (`account.name` into
+    // `account`) lands inside it.
     const order = removalOrder(moves.map(([from]) => from));
-    moves.sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
+    const removals = [...moves].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
     return [(record) => {
-      const moved = moves.map(([from, to]) => [to, remove(record, from)]);
+      const moved = removals.map(([from, to]) => [to, remove(record, from)]).sort((a, b) => a[0].length - b[0].length);
       for (const [to, value] of moved) if (value !== undefined) set(record, to, value);
     }];
   },

@@ -184,6 +184,15 @@ class Comparisons(unittest.TestCase):
         operator.restore(sys.modules["wit_world.imports.types"].State(1, json.dumps(old).encode()))
         self.assertEqual(app.HISTORY, {"1": [1, 2], "\"a\"": [3], "not json": [4]})
 
+    def test_odd_state_and_huge_exponents_are_refused_or_read_not_trapped(self):
+        operator = app.WitWorld()
+        operator.init(json.dumps({"velocity": {"key": "u", "window": 1000}}), None)
+        state = sys.modules["wit_world.imports.types"].State
+        with self.assertRaises(sys.modules["componentize_py_types"].Err):
+            operator.restore(state(1, b'{"\\"a\\"": [1, "x"]}'))
+        emitted, rejected = run(BIG, b'{"id":1,"price":1e-9999999999999999999}')
+        self.assertEqual((len(emitted), rejected), (1, []))
+
     def test_a_name_given_twice_counts_by_its_first_value_as_the_keyed_exchange_reads_it(self):
         config = {"rules": [{"name": "r", "field": "u", "op": "==", "value": "a"}]}
         self.assertEqual(flagged_ids(config, b'{"id":1,"u":"a","u":"b"}', b'{"id":2,"u":"b","u":"a"}'), [1])

@@ -23,7 +23,7 @@ pub struct AveragesByKey {
     uses: u64,
     /// Per interval: the newest watermark seen; intervals ending at or before it are emitted.
     watermark: Option<i64>,
-    /// Per interval: values held, all keys together, since the latest watermark (version 3).
+    /// Per interval: values held, all keys together, since the latest watermark (version 4).
     held_since_watermark: usize,
 }
 
@@ -32,15 +32,32 @@ pub struct AveragesByKey {
 /// plugin of version 1 refuses state that may hold a cumulative average, rather than misread it.
 /// Version 3 added each key's `waited_past_watermark` (read from an earlier version, it is 0
 /// until the next watermark) and keeps a cumulative mean's sum halved where it would overflow,
-/// in place of a running mean.
+/// in place of a running mean. Version 4 added `held_since_watermark` (0 from earlier ones).
 impl VersionedState for AveragesByKey {
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         match version {
             1 | 2 => sluice_sdk::state::decode_bytes::<AveragesByKeyV2>(bytes).map(AveragesByKeyV2::into_current),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 3")),
+            3 => sluice_sdk::state::decode_bytes::<AveragesByKeyV3>(bytes).map(AveragesByKeyV3::into_current),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 4")),
         }
+    }
+}
+
+/// The state of version 3, as it was encoded: without `held_since_watermark`.
+#[derive(Deserialize)]
+struct AveragesByKeyV3 {
+    keys: BTreeMap<String, KeyState>,
+    recency: BTreeMap<u64, String>,
+    uses: u64,
+    watermark: Option<i64>,
+}
+
+impl AveragesByKeyV3 {
+    fn into_current(self) -> AveragesByKey {
+        let AveragesByKeyV3 { keys, recency, uses, watermark } = self;
+        AveragesByKey { keys, recency, uses, watermark, held_since_watermark: 0 }
     }
 }
 

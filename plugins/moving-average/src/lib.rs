@@ -46,8 +46,8 @@
 //! early, counted in `span_truncated`), a few numbers per exponential or cumulative average, and per
 //! interval at most `max_records` records waiting for the watermark from before the latest
 //! watermark, plus those held since, which no watermark has been offered to yet (a batch's
-//! records, as many as it has: up to 100,000, all keys together, until a watermark comes;
-//! beyond, records are rejected: the watermark lags too far). A new key beyond `max_keys` forgets the least
+//! records, as many as it has: up to `max_keys` × `max_records`, all keys together, until a
+//! watermark comes; beyond, records are rejected: the watermark lags too far). A new key beyond `max_keys` forgets the least
 //! recently used one (`keys_evicted`), which starts afresh if it returns; per interval, the
 //! forgotten key's intervals are emitted at once. A value takes 16 bytes (with its event time),
 //! so the values need at most `max_keys` × `max_records` × 16 B per simple average (32 MB with
@@ -76,9 +76,6 @@ pub use keys::AveragesByKey;
 use config::{Emission, INTERVAL_COUNT, INTERVAL_END, Settings};
 use fields::{number, read_number};
 use keys::{FinishedInterval, interval_end};
-
-/// Values an instance may hold, all keys together, while no watermark comes (the largest batch).
-const MAX_HELD_BETWEEN_WATERMARKS: usize = 100_000;
 
 /// A running moving-average operator.
 pub struct MovingAverage {
@@ -200,10 +197,12 @@ impl MovingAverage {
                  behind event time; lower the pipeline's out_of_orderness or raise max_records"
             ));
         }
-        if self.keys.held_since_watermark() >= MAX_HELD_BETWEEN_WATERMARKS {
+        // The memory the keys may hold anyway: max_keys × max_records values.
+        let most_held = self.settings.max_keys.saturating_mul(max_records);
+        if self.keys.held_since_watermark() >= most_held {
             return Err(format!(
-                "{MAX_HELD_BETWEEN_WATERMARKS} records wait for a watermark that has not come since they were held: the \
-                 pipeline's watermark does not advance (an idle or stalled source, or records all of one time?)"
+                "{most_held} records (max_keys × max_records) wait for a watermark that has not come since they were held: \
+                 the pipeline's watermark does not advance (an idle or stalled source, or records all of one time?)"
             ));
         }
         self.keys.note_held();

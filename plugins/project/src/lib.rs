@@ -156,7 +156,9 @@ impl Project {
             object.remove(path);
         }
         // All at once, as below.
-        let moved: Vec<_> = self.rename.iter().filter_map(|(from, to)| object.remove(from).map(|node| (to, node))).collect();
+        let mut moved: Vec<_> = self.rename.iter().filter_map(|(from, to)| object.remove(from).map(|node| (to, node))).collect();
+        // Written shallowest first: `account` before `account.name` lands inside it.
+        moved.sort_by_key(|(to, _)| to.segments().len());
         for (to, node) in moved {
             object.set_node(to, node)?;
         }
@@ -181,8 +183,9 @@ impl Project {
             path.remove(&mut record);
         }
         // All at once, as the flat form does: `{ a = "b", b = "a" }` swaps the two fields.
-        let moved: Vec<(&FieldPath, Value)> =
+        let mut moved: Vec<(&FieldPath, Value)> =
             self.rename.iter().filter_map(|(from, to)| from.remove(&mut record).map(|value| (to, value))).collect();
+        moved.sort_by_key(|(to, _)| to.segments().len());
         for (to, value) in moved {
             to.set(&mut record, value)?;
         }
@@ -191,16 +194,18 @@ impl Project {
 }
 
 /// The order that removes every path as the record had it: removing `items.0` first would
-/// move `items.1` to 0, so later elements of an array go first; a deeper path before its parent.
+/// move `items.1` to 0, so later elements of an array go first (indexes before names, by value
+/// then text: a total order); a deeper path before its parent.
 fn removal_order(a: &FieldPath, b: &FieldPath) -> std::cmp::Ordering {
+    fn key(segment: &str) -> (bool, std::cmp::Reverse<u128>, &str) {
+        let index = !segment.is_empty() && segment.bytes().all(|byte| byte.is_ascii_digit());
+        (!index, std::cmp::Reverse(if index { segment.parse().unwrap_or(u128::MAX) } else { 0 }), segment)
+    }
     for (x, y) in a.segments().iter().zip(b.segments()) {
-        if x == y {
-            continue;
+        match key(x).cmp(&key(y)) {
+            std::cmp::Ordering::Equal => continue,
+            other => return other,
         }
-        return match (x.parse::<usize>(), y.parse::<usize>()) {
-            (Ok(x), Ok(y)) => y.cmp(&x),
-            _ => x.cmp(y),
-        };
     }
     b.segments().len().cmp(&a.segments().len())
 }

@@ -207,3 +207,15 @@ fn several_elements_of_one_array_are_removed_as_they_were() {
     let mut renamed = Harness::<Project>::new(json!({"rename": {"items.0": "first", "items.1": "second"}})).unwrap();
     assert_eq!(json_values(&renamed.process_json(&records).batch), vec![json!({"items": ["z"], "first": "x", "second": "y"})]);
 }
+
+/// Renamed values are written shallowest first, so one renamed into another lands inside it;
+/// a mix of index and name segments is removed in a consistent order.
+#[test]
+fn renames_into_a_renamed_field_land_inside_it() {
+    let mut op = Harness::<Project>::new(json!({"rename": {"user": "account", "name": "account.name"}})).unwrap();
+    let out = op.process_json(&[(json!({"user": {"id": 1}, "name": "Ann"}), 0)]);
+    assert_eq!(json_values(&out.batch), vec![json!({"account": {"id": 1, "name": "Ann"}})]);
+    let mut mixed = Harness::<Project>::new(json!({"drop": ["items.1", "items.1b", "items.2"]})).unwrap();
+    let out = mixed.process_json(&[(json!({"items": ["a", "b", "c", "d"]}), 0)]);
+    assert_eq!(json_values(&out.batch), vec![json!({"items": ["a", "d"]})]);
+}

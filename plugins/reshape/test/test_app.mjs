@@ -100,6 +100,13 @@ test('several elements of one array are dropped or renamed as they were, whateve
   assert.deepEqual(renamed, [{ items: ['z'], first: 'x', second: 'y' }]);
 });
 
+test('renamed values are written shallowest first, and mixed segments are removed in a consistent order', () => {
+  const into = run({ rename: { user: 'account', name: 'account.name' } }, ['{"user":{"id":1},"name":"Ann"}', '{"user":"u1","name":"Ann"}']);
+  assert.deepEqual(into.emitted.map((text) => JSON.parse(text)), [{ account: { id: 1, name: 'Ann' } }]);
+  assert.deepEqual(into.rejected, [[1, 'cannot set account.name: "account" is not an object']]);
+  assert.deepEqual(run({ drop: ['items.1', 'items.1b', 'items.2'] }, ['{"items":["a","b","c","d"]}']).emitted, ['{"items":["a","d"]}']);
+});
+
 test('an array has elements only: items.length is no field', () => {
   const { emitted, rejected } = run({ round: { 'items.length': 0 }, lookup: [{ field: 'items.length', into: 'n', table: { 2: 'two' } }] }, ['{"items":[1.5,2]}']);
   assert.deepEqual(rejected, []);

@@ -105,10 +105,14 @@ fn records_of_emitted_intervals_are_dropped_or_rejected() {
 
 /// An operator keeping at most 2 records per key and average.
 fn keeping_two() -> Harness<MovingAverage> {
+    operator(op_config_keeping_two())
+}
+
+fn op_config_keeping_two() -> Value {
     let mut bounded = config();
     bounded["max_records"] = json!(2);
     bounded["averages"][0]["records"] = json!(2);
-    operator(bounded)
+    bounded
 }
 
 #[test]
@@ -215,15 +219,32 @@ fn max_records_counts_the_records_waiting_from_before_the_latest_watermark_not_a
     assert!(lagging.rejected[0].reason.contains("already wait for the watermark"), "{}", lagging.rejected[0].reason);
 }
 
-/// While no watermark comes at all, an instance holds at most 100,000 records, all keys
-/// together, and says why it refuses the next.
+/// While no watermark comes at all, an instance holds at most `max_keys` × `max_records`
+/// records, all keys together, and says why it refuses the next.
 #[test]
 fn records_held_while_no_watermark_comes_are_bounded_per_instance() {
-    let mut op = operator(config());
-    let records: Vec<(Value, i64)> = (0..100_001).map(|n| record(["a", "b", "c"][n % 3], 1.0, 0)).collect();
+    let mut bounded = config();
+    (bounded["max_keys"], bounded["max_records"]) = (json!(3), json!(10));
+    let mut op = operator(bounded);
+    let records: Vec<(Value, i64)> = (0..31).map(|n| record(["a", "b", "c"][n % 3], 1.0, 0)).collect();
     let out = op.process_json(&records);
-    assert_eq!(out.rejected.len(), 1, "the 100,001st");
-    assert_eq!(out.rejected[0].index, 100_000);
-    assert!(out.rejected[0].reason.contains("a watermark that has not come"), "{}", out.rejected[0].reason);
+    assert_eq!(out.rejected.len(), 1, "the 31st");
+    assert_eq!(out.rejected[0].index, 30);
+    assert!(out.rejected[0].reason.starts_with("30 records (max_keys × max_records) wait for a watermark"), "{}", out.rejected[0].reason);
     assert!(op.watermark(1000).len() == 3 && op.process_json(&records[..1]).rejected.is_empty(), "a watermark frees the bound");
+}
+
+/// State of version 3 (without the count of records held since the watermark) is read.
+#[test]
+fn version_3_state_is_read() {
+    let mut op = keeping_two();
+    op.process_json(&[record("a", 1.0, 10), record("b", 2.0, 20), record("a", 3.0, 1500)]);
+    assert_eq!(op.watermark(1000).len(), 2);
+    let current = op.snapshot();
+    // Version 4 appends the count (0 after a watermark, one byte) to version 3's encoding.
+    assert_eq!((current.version, current.bytes.last()), (4, Some(&0)));
+    let version_3 = sluice_sdk::State { version: 3, bytes: current.bytes[..current.bytes.len() - 1].to_vec() };
+    let mut restored = Harness::<MovingAverage>::restored(op_config_keeping_two(), version_3).expect("version 3 is read");
+    assert_eq!(restored.snapshot().bytes, current.bytes);
+    assert_eq!(json_values(&restored.watermark(2000)), json_values(&op.watermark(2000)));
 }
