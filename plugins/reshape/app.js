@@ -63,24 +63,21 @@ class Refusal {
 // Whether a path segment indexes an array (`items.0.price`): ASCII digits only.
 const isIndex = (segment) => /^[0-9]+$/.test(segment);
 
-// Paths in the order that removes them all as they were: later array elements before earlier
+// The order that removes paths as the record had them: later array elements before earlier
 // ones of the same array (removing `items.0` first would move `items.1` to 0; indexes before
 // names, by value then text, a total order), deeper first.
-function removalOrder(paths) {
+function removalOrder(a, b) {
   const segmentOrder = (x, y) => {
     const [xIndex, yIndex] = [isIndex(x), isIndex(y)];
     if (xIndex !== yIndex) return xIndex ? -1 : 1;
     if (xIndex && Number(x) !== Number(y)) return Number(y) - Number(x);
     return x < y ? -1 : x > y ? 1 : 0;
   };
-  const compare = (a, b) => {
-    for (let i = 0; i < Math.min(a.length, b.length); i++) {
-      const order = segmentOrder(a[i], b[i]);
-      if (order !== 0) return order;
-    }
-    return b.length - a.length;
-  };
-  return [...paths].sort(compare);
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const order = segmentOrder(a[i], b[i]);
+    if (order !== 0) return order;
+  }
+  return b.length - a.length;
 }
 
 function get(record, path) {
@@ -168,14 +165,13 @@ const builders = {
     // Taken out all at once: array elements as they were, whatever the order they are listed in;
     // written shallowest first, so that one renamed into another (`account.name` into
     // `account`) lands inside it.
-    const order = removalOrder(moves.map(([from]) => from));
-    const removals = [...moves].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
+    const removals = [...moves].sort(([a], [b]) => removalOrder(a, b));
     return [(record) => {
       const moved = removals.map(([from, to]) => [to, remove(record, from)]).sort((a, b) => a[0].length - b[0].length);
       for (const [to, value] of moved) if (value !== undefined) set(record, to, value);
     }];
   },
-  drop: (paths) => removalOrder(pathsOf('drop', paths)).map((path) => (record) => { remove(record, path); }),
+  drop: (paths) => pathsOf('drop', paths).sort(removalOrder).map((path) => (record) => { remove(record, path); }),
   uppercase: mapString('uppercase', (text) => text.toUpperCase()),
   lowercase: mapString('lowercase', (text) => text.toLowerCase()),
   trim: mapString('trim', (text) => text.trim()),

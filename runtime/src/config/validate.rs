@@ -210,14 +210,15 @@ impl Problems<'_> {
         }
         if let Some(pattern) = kafka.pattern.as_deref().filter(|pattern| pattern.contains('\0')) {
             // librdkafka takes the pattern as a C string, which ends at the first NUL.
-            let at = super::refused_value::value_span(self.pipeline.text.parsed(), span.clone(), "pattern").unwrap_or(span.clone());
-            self.report(at, format!("{what}: `pattern` = {pattern:?} holds a NUL character, which no topic name has"));
+            self.report(
+                self.value_in(&span, "pattern"),
+                format!("{what}: `pattern` = {pattern:?} holds a NUL character, which no topic name has"),
+            );
         } else if let Some((pattern, Err(error))) = kafka.pattern.as_deref().map(|pattern| (pattern, topic_pattern(pattern))) {
             // The parser's own report draws the spot on lines of its own: its last line says what.
             let error = error.to_string();
             let why = error.lines().last().unwrap_or_default().trim_start_matches("error: ");
-            let at = super::refused_value::value_span(self.pipeline.text.parsed(), span.clone(), "pattern").unwrap_or(span.clone());
-            self.report(at, format!("{what}: `pattern` = {pattern:?} is not a regular expression: {why}"));
+            self.report(self.value_in(&span, "pattern"), format!("{what}: `pattern` = {pattern:?} is not a regular expression: {why}"));
         }
         for topic in kafka.topics.iter().chain([kafka.checkpoint_topic()].iter()) {
             if let Some(problem) = topic_name_problem(topic) {
@@ -275,6 +276,12 @@ impl Problems<'_> {
     /// Where `key` of the table at `table` is written, or the table when it is not found.
     fn key_in(&self, table: &Range<usize>, key: &str) -> Range<usize> {
         super::refused_value::key_span(self.pipeline.text.parsed(), table.clone(), None, key).unwrap_or(table.clone())
+    }
+
+    /// Where the value of `key` of the table at `table` is written, or the table when it is
+    /// not found: where a refused value is pointed at.
+    fn value_in(&self, table: &Range<usize>, key: &str) -> Range<usize> {
+        super::refused_value::value_span(self.pipeline.text.parsed(), table.clone(), key).unwrap_or(table.clone())
     }
 
     fn check_kafka_client(
@@ -363,8 +370,10 @@ impl Problems<'_> {
         let operator = operator.get_ref();
         let name = operator.name.get_ref();
         if operator.call_timeout.duration().is_zero() {
-            let at = super::refused_value::value_span(self.pipeline.text.parsed(), operator_span.clone(), "call_timeout");
-            self.report(at.unwrap_or(operator_span.clone()), format!("operator \"{name}\": call_timeout must be longer than 0 s"));
+            self.report(
+                self.value_in(&operator_span, "call_timeout"),
+                format!("operator \"{name}\": call_timeout must be longer than 0 s"),
+            );
         }
         let path = self.pipeline.resolve(operator.plugin.get_ref());
         if let Some(problem) = plugin_file_problem(&path) {
@@ -522,8 +531,10 @@ impl Problems<'_> {
                 SinkConfig::Stdout(_) => {}
                 SinkConfig::Console(ConsoleSinkConfig { keep, .. }) => {
                     if !(1..=100_000).contains(keep) {
-                        let at = super::refused_value::value_span(self.pipeline.text.parsed(), sink.span(), "keep");
-                        self.report(at.unwrap_or(sink.span()), format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"));
+                        self.report(
+                            self.value_in(&sink.span(), "keep"),
+                            format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"),
+                        );
                     }
                 }
             }
@@ -841,10 +852,8 @@ fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
 }
 
 fn broker_address(broker: &str) -> (String, u16) {
-    let (host, port) = match broker.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(':') && port.parse::<u16>().is_ok() => (host, port.parse().unwrap_or(9092)),
-        _ => (broker, 9092),
-    };
+    let host_and_port = broker.rsplit_once(':').filter(|(host, _)| !host.ends_with(':'));
+    let (host, port) = host_and_port.and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))).unwrap_or((broker, 9092));
     let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback());
     (if loopback { "loopback".to_owned() } else { host }, port)

@@ -44,7 +44,8 @@ pub struct Coordinator {
     pub lost_a_task: bool,
     /// The output files (file sinks', the dead-letter file) whose lengths every round
     /// records: read once every task has made its output durable and before any share goes
-    /// on, a length is that of exactly the output of the records before the barrier.
+    /// on, a length is that of exactly the output of the records before the barrier. Each
+    /// file by its location (`sink::output_location`), which the checkpoint records with it.
     pub output_files: BTreeMap<String, PathBuf>,
 }
 
@@ -215,7 +216,7 @@ impl Coordinator {
         let mut shares = self.ended.clone();
         shares.extend(gathered.shares);
         let outputs = self.output_files.iter().filter_map(|(output, path)| Some((output.clone(), recorded_length(path)?))).collect();
-        let output_paths = self.output_files.iter().map(|(output, path)| (output.clone(), crate::sink::output_location(path))).collect();
+        let output_paths = self.output_files.clone();
         PipelineCheckpoint {
             layout: self.layout.clone(),
             inputs: self.inputs.clone(),

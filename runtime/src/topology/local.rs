@@ -149,7 +149,8 @@ fn start_coordinator(
         ended: ended.into_iter().filter(|(share, _)| !shares.contains_key(share)).collect(),
         shares,
         tasks: tasks.iter().map(|task| task.origin().to_string()).collect::<BTreeSet<String>>(),
-        output_files: start.output_files.clone(),
+        // Located once: the files stay where they were opened for the whole run.
+        output_files: start.output_files.iter().map(|(output, path)| (output.clone(), crate::sink::output_location(path))).collect(),
         lost_a_task: false,
     };
     // The coordinator must see its report channel close once every share and task is gone.
