@@ -123,12 +123,17 @@ fn chain_of(components: &[PathBuf]) -> String {
     toml
 }
 
+/// Writes the C skeleton `name` into `scratch/name` (`sluice plugin new --lang c`); its `op.c`.
+fn new_c_plugin(scratch: &Scratch, name: &str) -> std::path::PathBuf {
+    let created = sluice(scratch.dir.path(), &["plugin", "new", name, "--lang", "c", "--dir", name]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    scratch.path(&format!("{name}/op.c"))
+}
+
 #[test]
 fn building_a_c_plugin_that_opens_files_fails_with_the_reason() {
     let scratch = Scratch::new();
-    let created = sluice(scratch.dir.path(), &["plugin", "new", "leaky", "--lang", "c", "--dir", "leaky"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let source = scratch.path("leaky/op.c");
+    let source = new_c_plugin(&scratch, "leaky");
     let mut code = std::fs::read_to_string(&source).expect("the skeleton's source");
     // init reads a file: the component then imports wasi:filesystem (and wasi:cli/exit).
     let leak = "#include <stdio.h>\nstatic int leaky_read(void) {\n  FILE *file = fopen(\"/etc/hostname\", \"r\");\n  return file ? fgetc(file) : -1;\n}\n\nbool exports_operator_init(";
@@ -148,8 +153,7 @@ fn building_a_c_plugin_that_opens_files_fails_with_the_reason() {
 #[test]
 fn a_plugin_test_that_would_run_another_file_than_the_build_says_so() {
     let scratch = Scratch::new();
-    let created = sluice(scratch.dir.path(), &["plugin", "new", "first", "--lang", "c", "--dir", "first"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    new_c_plugin(&scratch, "first");
     let tested = sluice(&scratch.path("first"), &["plugin", "test"]);
     assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stderr));
     let manifest = scratch.path("first/sluice-plugin.toml");
@@ -167,9 +171,7 @@ fn a_plugin_test_that_would_run_another_file_than_the_build_says_so() {
 #[test]
 fn a_trap_without_a_message_is_explained_in_the_dead_letter() {
     let scratch = Scratch::new();
-    let created = sluice(scratch.dir.path(), &["plugin", "new", "silent", "--lang", "c", "--dir", "silent"]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
-    let source = scratch.path("silent/op.c");
+    let source = new_c_plugin(&scratch, "silent");
     let code = std::fs::read_to_string(&source).expect("the skeleton's source");
     let trapping = code.replacen(
         "    } else if (number >= min) {\n",
