@@ -176,28 +176,37 @@ def unknown_key_message(key, known) -> str:
     return f"unknown field `{key}`, expected one of " + ", ".join(f"`{name}`" for name in known)
 
 
+def at(base: str, spec: dict, key: str) -> str:
+    """The path a refusal starts with, which the runtime points at in the pipeline file: the
+    key's value when it is given, else the table that lacks it."""
+    return f"{base}.{key}" if key in spec else base
+
+
 class Rule:
-    def __init__(self, spec: dict):
+    def __init__(self, spec: dict, index: int):
+        base = f"rules[{index}]"
         unknown = [key for key in spec if key not in RULE_KEYS]
         if unknown:
-            raise Err(f"rule {spec.get('name', '?')}: {unknown_key_message(unknown[0], RULE_KEYS)}")
-        if not isinstance(spec.get("name"), str) or not isinstance(spec.get("field"), str):
-            raise Err("every rule needs a string `name` and `field`")
+            raise Err(f"{base}: {unknown_key_message(unknown[0], RULE_KEYS)}")
+        for key in ("name", "field"):
+            if not isinstance(spec.get(key), str):
+                raise Err(f"{at(base, spec, key)}: every rule needs a string `{key}`, got {describe(spec.get(key))}")
         if not spec["name"]:
-            raise Err("a rule's `name` must not be empty: it is what `reasons` lists")
-        self.name, self.path = spec["name"], dotted_path(spec["field"], f"rule {spec['name']}: `field`")
+            raise Err(f"{base}.name: a rule's `name` must not be empty: it is what `reasons` lists")
+        self.name, self.path = spec["name"], dotted_path(spec["field"], f"{base}.field")
         self.op = spec.get("op", "exists")
         if self.op not in OPERATORS:
-            raise Err(f"rule {self.name}: unknown op {self.op!r} (one of {', '.join(OPERATORS)})")
+            raise Err(f"{base}.op: unknown op {json.dumps(self.op)} (one of {', '.join(OPERATORS)})")
         self.value = spec.get("value")
+        value_at = at(base, spec, "value")
         if self.op in MEMBERSHIPS and not isinstance(self.value, list):
-            raise Err(f"rule {self.name}: `{self.op}` needs a list `value`")
+            raise Err(f"{value_at}: `{self.op}` needs a list `value`, got {describe(self.value)}")
         if self.op in ORDERINGS and not _numbers(self.value, 0):
-            raise Err(f"rule {self.name}: `{self.op}` needs a numeric `value`, got {describe(self.value)}")
+            raise Err(f"{value_at}: `{self.op}` needs a numeric `value`, got {describe(self.value)}")
         if self.op in EQUALITIES and "value" not in spec:
-            raise Err(f"rule {self.name}: `{self.op}` needs a `value` to compare with")
+            raise Err(f"{value_at}: `{self.op}` needs a `value` to compare with")
         if self.op in ("exists", "missing") and "value" in spec:
-            raise Err(f"rule {self.name}: `{self.op}` takes no `value`")
+            raise Err(f"{value_at}: `{self.op}` takes no `value`")
         # Compared canonically: the operand once, each record's value as it comes.
         if self.op in EQUALITIES:
             self.value = canonical(self.value)
@@ -205,17 +214,18 @@ class Rule:
             self.value = frozenset(canonical(element) for element in self.value)
         self.weight = spec.get("weight", 1.0)
         if not _numbers(self.weight, 0):
-            raise Err(f"rule {self.name}: `weight` must be a number")
+            raise Err(f"{base}.weight: must be a number, got {describe(self.weight)}")
 
     def matches(self, record) -> bool:
         return OPERATORS[self.op](lookup(record, self.path), self.value)
 
 
-def dotted_path(text: str, what: str) -> list:
-    """The segments of a dotted field path, refused when it is empty or has an empty segment."""
+def dotted_path(text: str, where: str) -> list:
+    """The segments of a dotted field path, refused at `where` when it is empty or has an empty
+    segment."""
     segments = text.split(".")
     if not all(segments):
-        raise Err(f"{what} must be a field path (names separated by dots), got {text!r}")
+        raise Err(f"{where}: must be a field path (names separated by dots), got {json.dumps(text)}")
     return segments
 
 
@@ -237,15 +247,15 @@ def velocity_settings(velocity) -> tuple:
     if unknown:
         raise Err(f"velocity: {unknown_key_message(unknown[0], VELOCITY_KEYS)}")
     if not isinstance(velocity.get("key"), str):
-        raise Err("velocity: `key` must be a string field path")
+        raise Err(f"{at('velocity', velocity, 'key')}: `key` must be a string field path, got {describe(velocity.get('key'))}")
     window, max_events, weight = velocity.get("window"), velocity.get("max_events", 10), velocity.get("weight", 1.0)
     if not whole_number(window) or window < 1:
-        raise Err(f"velocity: `window` must be a whole number of milliseconds of at least 1, got {describe(window)}")
+        raise Err(f"{at('velocity', velocity, 'window')}: `window` must be a whole number of milliseconds of at least 1, got {describe(window)}")
     if not whole_number(max_events) or max_events < 1:
-        raise Err(f"velocity: `max_events` (optional, default 10) must be a whole number of at least 1, got {describe(max_events)}")
+        raise Err(f"velocity.max_events: `max_events` (optional, default 10) must be a whole number of at least 1, got {describe(max_events)}")
     if not _numbers(weight, 0):
-        raise Err(f"velocity: `weight` (optional, default 1) must be a number, got {describe(weight)}")
-    return dotted_path(velocity["key"], "velocity: `key`"), int(window), int(max_events), weight
+        raise Err(f"velocity.weight: `weight` (optional, default 1) must be a number, got {describe(weight)}")
+    return dotted_path(velocity["key"], "velocity.key"), int(window), int(max_events), weight
 
 
 class Settings:
@@ -255,17 +265,18 @@ class Settings:
             raise Err(unknown_key_message(unknown[0], SETTINGS_KEYS))
         if not isinstance(config.get("rules", []), list) or not all(isinstance(r, dict) for r in config.get("rules", [])):
             raise Err("`rules` must be a list of tables")
-        self.rules = [Rule(spec) for spec in config.get("rules", [])]
+        self.rules = [Rule(spec, index) for index, spec in enumerate(config.get("rules", []))]
         names = [rule.name for rule in self.rules]
-        if len(set(names)) != len(names):
-            raise Err("rule names must be unique")
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise Err(f"rules[{index}].name: rule names must be unique, and {json.dumps(name)} is also the name of rules[{names.index(name)}]")
         velocity = config.get("velocity")
         self.velocity = None if velocity is None else velocity_settings(velocity)
         self.threshold = config.get("threshold", 0.5)
         self.field = config.get("field", "fraud")
         self.only_flagged = config.get("only_flagged", False)
         if not _numbers(self.threshold, 0):
-            raise Err("`threshold` must be a number")
+            raise Err(f"`threshold` must be a number, got {describe(self.threshold)}")
         if self.threshold > 1:
             raise Err(f"`threshold` must be at most 1, got {self.threshold}: the score is capped at 1, so no record would be flagged")
         if not isinstance(self.field, str) or not self.field:

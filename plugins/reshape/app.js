@@ -43,10 +43,11 @@ const unknownKey = (key, known) => `unknown field \`${key}\`, expected one of ${
 
 let steps = [];
 
-// The segments of a dotted path; `where` names the configuration key it comes from.
+// The segments of a dotted path; `where` names the configuration key it comes from: the path a
+// refusal starts with (`lookup[0].into: ...`) when it is one, which the runtime points at.
 const pathOf = (text, where) => {
-  if (text === undefined) throw `${where} is missing: give a non-empty dotted path`;
-  if (typeof text !== 'string' || text === '') throw `${where} must be a non-empty string, not ${JSON.stringify(text)}`;
+  const separator = /^[A-Za-z0-9_.[\]-]+$/.test(where) ? ':' : '';
+  if (typeof text !== 'string' || text === '') throw `${where}${separator} must be a non-empty string, not ${JSON.stringify(text)}`;
   return text.split('.');
 };
 
@@ -175,13 +176,17 @@ const builders = {
   uppercase: mapString('uppercase', (text) => text.toUpperCase()),
   lowercase: mapString('lowercase', (text) => text.toLowerCase()),
   trim: mapString('trim', (text) => text.trim()),
-  lookup: (lookups) => lookups.map((spec) => {
-    if (spec === null || typeof spec !== 'object') throw 'every lookup must be a table';
+  lookup: (lookups) => lookups.map((spec, index) => {
+    const at = `lookup[${index}]`;
+    if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw `${at}: every lookup must be a table`;
     const unknown = Object.keys(spec).filter((key) => !LOOKUP_KEYS.includes(key));
-    if (unknown.length > 0) throw `lookup: ${unknownKey(unknown[0], LOOKUP_KEYS)}`;
-    const field = pathOf(spec.field, 'lookup: `field` (the path of the value looked up)');
-    const into = pathOf(spec.into ?? spec.field, 'lookup: `into`');
-    if (spec.table === null || typeof spec.table !== 'object') throw 'every lookup needs a `table`';
+    if (unknown.length > 0) throw `${at}: ${unknownKey(unknown[0], LOOKUP_KEYS)}`;
+    if (spec.field === undefined) throw `${at}: \`field\` is missing: give the path of the value looked up`;
+    const field = pathOf(spec.field, `${at}.field`);
+    const into = pathOf(spec.into ?? spec.field, `${at}.into`);
+    if (spec.table === null || typeof spec.table !== 'object' || Array.isArray(spec.table)) {
+      throw `${'table' in spec ? `${at}.table` : at}: every lookup needs a \`table\` of values by key`;
+    }
     return (record) => {
       const value = get(record, field);
       if (value === undefined) return;

@@ -104,11 +104,11 @@ class ConfigurationRefusals(unittest.TestCase):
     def test_ordering_operators_need_a_numeric_value(self):
         for op in (">", ">=", "<", "<="):
             self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": op}]}),
-                             f"rule r: `{op}` needs a numeric `value`, got nothing")
+                             f"rules[0]: `{op}` needs a numeric `value`, got nothing")
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": ">", "value": "10"}]}),
-                         'rule r: `>` needs a numeric `value`, got "10"')
+                         'rules[0].value: `>` needs a numeric `value`, got "10"')
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": ">", "value": True}]}),
-                         "rule r: `>` needs a numeric `value`, got true")
+                         "rules[0].value: `>` needs a numeric `value`, got true")
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "x", "op": "==", "value": "a"}]}), "")
 
     def test_a_threshold_the_capped_score_cannot_reach_is_refused(self):
@@ -119,22 +119,22 @@ class ConfigurationRefusals(unittest.TestCase):
 
     def test_an_empty_rule_field_is_refused(self):
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "", "op": "exists"}]}),
-                         "rule r: `field` must be a field path (names separated by dots), got ''")
-        self.assertIn("got 'a..b'", refusal({"rules": [{"name": "r", "field": "a..b"}]}))
+                         'rules[0].field: must be a field path (names separated by dots), got ""')
+        self.assertIn('got "a..b"', refusal({"rules": [{"name": "r", "field": "a..b"}]}))
 
     def test_velocity_window_and_max_events_must_be_positive(self):
         self.assertEqual(refusal({"velocity": {"key": "user", "window": 0}}),
-                         "velocity: `window` must be a whole number of milliseconds of at least 1, got 0")
+                         "velocity.window: `window` must be a whole number of milliseconds of at least 1, got 0")
         self.assertIn("`window` must be", refusal({"velocity": {"key": "user", "window": -5}}))
         self.assertIn("`window` must be", refusal({"velocity": {"key": "user"}}))
         self.assertEqual(refusal({"velocity": {"key": "user", "window": 1000, "max_events": 0}}),
-                         "velocity: `max_events` (optional, default 10) must be a whole number of at least 1, got 0")
+                         "velocity.max_events: `max_events` (optional, default 10) must be a whole number of at least 1, got 0")
         self.assertEqual(refusal({"velocity": {"key": "user", "window": 1000}}), "")
 
     def test_velocity_messages_name_the_key_at_fault_not_optional_ones_as_needed(self):
-        self.assertEqual(refusal({"velocity": {"window": 1000}}), "velocity: `key` must be a string field path")
+        self.assertEqual(refusal({"velocity": {"window": 1000}}), "velocity: `key` must be a string field path, got nothing")
         self.assertEqual(refusal({"velocity": {"key": "u", "window": 1000, "weight": "x"}}),
-                         'velocity: `weight` (optional, default 1) must be a number, got "x"')
+                         'velocity.weight: `weight` (optional, default 1) must be a number, got "x"')
 
 
 def flagged_ids(config: dict, *payloads: bytes) -> list:
@@ -203,10 +203,22 @@ class Comparisons(unittest.TestCase):
         self.assertEqual(rejected[1], (1, "payload is refused: an integer of 5001 digits is beyond the range of a 64-bit float"))
 
     def test_rules_that_cannot_mean_anything_are_refused(self):
-        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "=="}]}), "rule r: `==` needs a `value` to compare with")
-        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "exists", "value": 5}]}), "rule r: `exists` takes no `value`")
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "=="}]}), "rules[0]: `==` needs a `value` to compare with")
+        self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "exists", "value": 5}]}), "rules[0].value: `exists` takes no `value`")
         self.assertIn("must not be empty", refusal({"rules": [{"name": "", "field": "a"}]}))
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "a", "op": "==", "value": None}]}), "")
+
+    def test_refusals_start_with_the_path_of_the_value_at_fault_for_the_runtime_to_point_at(self):
+        rules = [{"name": "a", "field": "x"}, {"name": "b", "field": "x", "op": "bigger"}]
+        self.assertEqual(refusal({"rules": rules}), 'rules[1].op: unknown op "bigger" (one of ' + ", ".join(app.OPERATORS) + ")")
+        self.assertEqual(refusal({"rules": [{"name": "a", "field": "x"}, {"name": "a", "field": "y"}]}),
+                         'rules[1].name: rule names must be unique, and "a" is also the name of rules[0]')
+        self.assertEqual(refusal({"rules": [{"name": "a", "field": "x", "weight": "high"}]}), 'rules[0].weight: must be a number, got "high"')
+        self.assertEqual(refusal({"rules": [{"field": "x"}]}), "rules[0]: every rule needs a string `name`, got nothing")
+        self.assertEqual(refusal({"rules": [{"name": 5, "field": "x"}]}), "rules[0].name: every rule needs a string `name`, got 5")
+        self.assertEqual(refusal({"velocity": {"key": "a..b", "window": 10}}),
+                         'velocity.key: must be a field path (names separated by dots), got "a..b"')
+        self.assertTrue(refusal({"rules": [{"name": "a", "field": "x", "typo": 1}]}).startswith("rules[0]: unknown field `typo`"))
 
 
 if __name__ == "__main__":

@@ -119,10 +119,13 @@ test('renames that would overwrite one another are refused, as project refuses t
 });
 
 test('a lookup without a field is refused with a clear message', () => {
-  assert.equal(refusal({ lookup: [{ into: 'department', table: {} }] }), 'lookup: `field` (the path of the value looked up) is missing: give a non-empty dotted path');
-  assert.equal(refusal({ lookup: [{ field: '', table: {} }] }), 'lookup: `field` (the path of the value looked up) must be a non-empty string, not ""');
-  assert.equal(refusal({ drop: ['a', 3] }), 'drop[1] must be a non-empty string, not 3');
+  assert.equal(refusal({ lookup: [{ into: 'department', table: {} }] }), 'lookup[0]: `field` is missing: give the path of the value looked up');
+  assert.equal(refusal({ lookup: [{ field: '', table: {} }] }), 'lookup[0].field: must be a non-empty string, not ""');
+  assert.equal(refusal({ drop: ['a', 3] }), 'drop[1]: must be a non-empty string, not 3');
   assert.equal(refusal({ set: { '': 1 } }), 'a `set` key must be a non-empty string, not ""');
+  assert.equal(refusal({ lookup: [{ field: 'a', table: {} }, { field: 'b', tabel: {} }] }).split(',')[0], 'lookup[1]: unknown field `tabel`');
+  assert.equal(refusal({ lookup: [{ field: 'a', table: [] }] }), 'lookup[0].table: every lookup needs a `table` of values by key');
+  assert.equal(refusal({ lookup: [{ field: 'a' }] }), 'lookup[0]: every lookup needs a `table` of values by key');
 });
 
 test('a configuration without any step is refused, as project refuses one', () => {

@@ -31,8 +31,8 @@ pub use kafka::{
 };
 pub use operator::{Inputs, MAX_GRANTED_FILE, MissingSecret, OperatorConfig, RecordOrder, SecretConfig, Secrets, parse_pinned_digest};
 pub use sink::{
-    ConsoleSinkConfig, DeadLetterConfig, FileDeadLetterConfig, FileSinkConfig, OutputFormat, SinkConfig, StderrDeadLetterConfig,
-    StdoutSinkConfig,
+    CONSOLE_KEEP, ConsoleSinkConfig, DeadLetterConfig, FileDeadLetterConfig, FileSinkConfig, OutputFormat, SinkConfig,
+    StderrDeadLetterConfig, StdoutSinkConfig,
 };
 pub use source::{AnomalyConfig, FileSourceConfig, GeneratorConfig, NexmarkConfig, SourceConfig, StdinSourceConfig};
 pub use validate::{PluginCheck, PluginProblem, check_pipeline};
@@ -218,6 +218,7 @@ impl LoadedPipeline {
                 match error.span() {
                     Some(span) => {
                         let message = plain_shape_message(message, &text.parsed()[span.clone()]);
+                        let span = refused_input_span(message.as_str(), text.parsed(), span);
                         Err(Diagnostics::single(text.diagnostic(Some(span), &message)))
                     }
                     None => {
@@ -241,6 +242,25 @@ impl LoadedPipeline {
         let joined = if path.is_absolute() { path.to_path_buf() } else { self.base_dir().join(path) };
         normalize(&joined)
     }
+}
+
+/// The span of the element of an `inputs` list (`span`, the whole list, as serde gives it) that
+/// the refusal `message` (`input "a.": ...`) is about, written as a basic or a literal string;
+/// `span` itself when the list has no such element.
+fn refused_input_span(message: &str, text: &str, span: Range<usize>) -> Range<usize> {
+    let Some(written) = message.strip_prefix("input ").and_then(|rest| rest.split_once(": ")).map(|(quoted, _)| quoted) else {
+        return span;
+    };
+    let list = &text[span.clone()];
+    if !list.starts_with('[') {
+        return span;
+    }
+    let literal = written.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')).map(|inner| format!("'{inner}'"));
+    let found = list.find(written).map(|at| (at, written.len())).or_else(|| {
+        let literal = literal?;
+        list.find(&literal).map(|at| (at, literal.len()))
+    });
+    found.map_or(span.clone(), |(at, length)| span.start + at..span.start + at + length)
 }
 
 /// serde's words for a value of the wrong shape, said in the file's terms, with what to write

@@ -54,9 +54,10 @@ pub struct FileSinkConfig {
 #[serde(deny_unknown_fields)]
 pub struct ConsoleSinkConfig {
     pub name: Option<Name>,
-    /// Records kept and shown (the latest).
+    /// Records kept and shown (the latest); signed, so that a negative count is refused with
+    /// the range validation gives rather than serde's.
     #[serde(default = "default_console_keep")]
-    pub keep: usize,
+    pub keep: i64,
     /// Which fields the chart draws; by default the first time-like, numeric and text fields.
     #[serde(default)]
     pub chart: ChartConfig,
@@ -64,7 +65,17 @@ pub struct ConsoleSinkConfig {
     pub key: Option<Vec<FieldPath>>,
 }
 
-fn default_console_keep() -> usize {
+/// The numbers of records a console sink may keep.
+pub const CONSOLE_KEEP: std::ops::RangeInclusive<i64> = 1..=100_000;
+
+impl ConsoleSinkConfig {
+    /// The records kept, within [`CONSOLE_KEEP`] (validation refuses a `keep` outside it).
+    pub fn rows_kept(&self) -> usize {
+        usize::try_from(self.keep.clamp(*CONSOLE_KEEP.start(), *CONSOLE_KEEP.end())).unwrap_or(1)
+    }
+}
+
+fn default_console_keep() -> i64 {
     1000
 }
 

@@ -8,8 +8,8 @@ use sluice_sdk::OperatorInfo;
 use toml::Spanned;
 
 use super::{
-    ConsoleSinkConfig, DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline, OperatorConfig,
-    Partitioning, RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property,
+    CONSOLE_KEEP, ConsoleSinkConfig, DeadLetterConfig, Delivery, Diagnostics, KafkaProperties, KafkaSourceConfig, LoadedPipeline,
+    OperatorConfig, Partitioning, RESERVED_CONSUMER_PROPERTIES, RESERVED_PRODUCER_PROPERTIES, SinkConfig, SourceConfig, resolve_property,
     topic_name_problem, topic_pattern,
 };
 use crate::event_time::parse_rfc3339_millis;
@@ -119,6 +119,24 @@ impl Problems<'_> {
         self.check_unique("source", sources.iter().map(|s| (s.get_ref().name(), s.span())));
         for source in sources {
             self.check_source(source);
+        }
+        self.check_stdin_read_once();
+    }
+
+    /// Standard input is one stream: a second `stdin` source would read none of it.
+    fn check_stdin_read_once(&mut self) {
+        let mut readers = self.pipeline.config.sources.iter().filter(|source| matches!(source.get_ref(), SourceConfig::Stdin(_)));
+        let Some(first) = readers.next() else { return };
+        let first = first.get_ref().name().to_owned();
+        for again in readers.collect::<Vec<_>>() {
+            self.report(
+                self.value_in(&again.span(), "type"),
+                format!(
+                    "source \"{}\": standard input is read by source \"{first}\" already, and there is only one: read it with one \
+                     source and list \"{first}\" in the `inputs` of each operator or sink that needs its records",
+                    again.get_ref().name()
+                ),
+            );
         }
     }
 
@@ -530,7 +548,7 @@ impl Problems<'_> {
                 SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
                 SinkConfig::Stdout(_) => {}
                 SinkConfig::Console(ConsoleSinkConfig { keep, .. }) => {
-                    if !(1..=100_000).contains(keep) {
+                    if !CONSOLE_KEEP.contains(keep) {
                         self.report(
                             self.value_in(&sink.span(), "keep"),
                             format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"),

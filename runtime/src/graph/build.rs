@@ -152,14 +152,7 @@ impl NodeNames {
             let Some(reference) = self.resolve_one(input, span, what, report) else { continue };
             // Reading one output twice would give every record to the reader twice.
             if references.iter().any(|known| known.node == reference.node && known.output == reference.output) {
-                report(
-                    reference.span,
-                    format!(
-                        "{what}: input \"{input}\" is listed twice; each record would be read twice (to read it on two inputs, \
-                     as a self-join does, route one of them through an operator of its own, such as a `filter` every record passes: \
-                     `{{ field = \"KEY\", op = \"exists\" }}` on the join key)"
-                    ),
-                );
+                report(reference.span, listed_twice_message(what, input));
                 continue;
             }
             references.push(reference);
@@ -259,7 +252,13 @@ impl Builder<'_> {
                         None => {
                             let node = names.name(reference.node);
                             let has = match declared.as_slice() {
-                                [] => "it has no side outputs".to_owned(),
+                                [] if output.as_str() == "late" => "it has no side outputs with this configuration (`window-aggregate` \
+                                                                     sends late records to one named \"late\" when its config has \
+                                                                     `late = \"side-output\"`)"
+                                    .to_owned(),
+                                [] => "it has no side outputs with this configuration (an operator's docs say which it declares, and \
+                                       when)"
+                                    .to_owned(),
                                 outputs => format!("its side outputs are {}", quoted(outputs)),
                             };
                             self.report(
@@ -452,6 +451,20 @@ fn find_cycle(graph: &Graph, start: usize, operator: usize, path: &mut Vec<usize
 
 fn quoted(names: &[String]) -> String {
     names.iter().map(|name| format!("\"{name}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// The refusal of `input` listed twice in the `inputs` of `what` (`sink "out"`, `operator "j"`):
+/// a sink needs it once; an operator that means to read it on two inputs (a self-join) needs
+/// one of them through an operator of its own.
+fn listed_twice_message(what: &str, input: &InputRef) -> String {
+    if what.starts_with("sink ") {
+        return format!("{what}: input \"{input}\" is listed twice; each record would be written twice: list it once");
+    }
+    format!(
+        "{what}: input \"{input}\" is listed twice; each record would be read twice (to read it on two inputs, as a self-join \
+         does, route one of them through an operator of its own, such as a `filter` every record passes: \
+         `{{ field = \"KEY\", op = \"exists\" }}` on the join key)"
+    )
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConsoleSinkConfig, FileSinkConfig, LoadedPipeline, OutputFormat, SinkConfig, StdoutSinkConfig};
+use crate::config::{FileSinkConfig, LoadedPipeline, OutputFormat, SinkConfig, StdoutSinkConfig};
 use crate::kafka::{KafkaClientError, KafkaSink, TransactionalProducer};
 use crate::monitor::{Monitor, ResultBoards, SinkMetrics};
 use crate::pipeline::{KeySelector, StopSignal};
@@ -113,8 +113,8 @@ impl Sink {
                 KafkaSink::new(kafka, transactions, stop)
                     .map_err(|error| SinkError::KafkaClient { sink: name.clone(), error: Box::new(error) })?,
             ),
-            SinkConfig::Console(ConsoleSinkConfig { keep, chart, .. }) => {
-                monitor.results.open(&pipeline_name, &name, *keep, chart.clone());
+            SinkConfig::Console(console) => {
+                monitor.results.open(&pipeline_name, &name, console.rows_kept(), console.chart.clone());
                 Output::Console(monitor.results.clone())
             }
         };

@@ -235,9 +235,10 @@ impl SourceOutput {
                 source = %self.source,
                 late = self.late_passed,
                 records = self.stats.records,
-                "many records arrive behind the watermark (newest event time - out_of_orderness): they are late (windows that \
-                 closed drop them) and a late record may need a batch of its own; if this disorder is expected, raise [pipeline] \
-                 out_of_orderness"
+                "many records arrive behind the watermark (newest event time - out_of_orderness): they are late, so an \
+                 event-time operator such as a window may drop them, and a late record may need a batch of its own; if this \
+                 disorder is expected, raise [pipeline] out_of_orderness (or, if nothing downstream uses event time, leave \
+                 timestamp_field unset)"
             );
         }
     }
