@@ -84,6 +84,12 @@ struct CheckpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RoundLabels {
+    pipeline: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SwapLabels {
     pipeline: String,
     operator: String,
@@ -150,6 +156,7 @@ struct Families {
     end_to_end: Histograms<SinkLabels>,
     checkpoint_seconds: Histograms<TaskLabels>,
     checkpoints: Family<CheckpointLabels, Counter>,
+    checkpoint_rounds: Family<RoundLabels, Counter>,
     checkpoint_bytes: Family<TaskLabels, Gauge>,
     memory: Family<OperatorTaskLabels, Gauge>,
     memory_limit: Family<OperatorLabels, Gauge>,
@@ -202,6 +209,7 @@ impl Families {
             end_to_end: Family::new_with_constructor(lag),
             checkpoint_seconds: Family::new_with_constructor(latency),
             checkpoints: Family::default(),
+            checkpoint_rounds: Family::default(),
             checkpoint_bytes: Family::default(),
             memory: Family::default(),
             memory_limit: Family::default(),
@@ -255,6 +263,11 @@ impl Families {
         );
         r.register("checkpoint_seconds", "Time to take and save a task's checkpoint", families.checkpoint_seconds.clone());
         r.register("checkpoints", "Checkpoints by result (ok, failed)", families.checkpoints.clone());
+        r.register(
+            "checkpoint_rounds",
+            "Checkpoints of a whole pipeline (every task's, and the sources' positions) by result (saved, failed)",
+            families.checkpoint_rounds.clone(),
+        );
         r.register("checkpoint_size_bytes", "Operator state in the task's last checkpoint", families.checkpoint_bytes.clone());
         r.register("operator_memory_bytes", "Linear memory of an operator instance", families.memory.clone());
         r.register("operator_memory_limit_bytes", "The memory limit of each instance of an operator", families.memory_limit.clone());
@@ -414,6 +427,16 @@ impl Metrics {
         Some(families.late_dropped.get_or_create_owned(&SourceLabels { pipeline: pipeline.into(), source: source.into() }))
     }
 
+    /// The counters of a pipeline's checkpoint rounds: saved and failed (both shown from the
+    /// start, so that an alert on failures has a series to read).
+    pub fn checkpoint_rounds(&self, pipeline: &str) -> Option<CheckpointRounds> {
+        let families = self.families.as_ref()?;
+        let counter = |result: &str| {
+            families.checkpoint_rounds.get_or_create_owned(&RoundLabels { pipeline: pipeline.into(), result: result.into() })
+        };
+        Some(CheckpointRounds { saved: counter("saved"), failed: counter("failed") })
+    }
+
     pub fn dead_letter(&self, pipeline: &str, node: &str, reason: &str) {
         if let Some(families) = &self.families {
             families
@@ -566,6 +589,12 @@ pub struct TaskMetrics {
     checkpoint_bytes: Gauge,
     checkpoints_ok: Counter,
     checkpoints_failed: Counter,
+}
+
+/// The counters of one pipeline's checkpoint rounds.
+pub struct CheckpointRounds {
+    pub saved: Counter,
+    pub failed: Counter,
 }
 
 impl TaskMetrics {

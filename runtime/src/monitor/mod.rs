@@ -7,7 +7,7 @@ pub mod metrics;
 mod recent;
 mod results;
 
-pub use metrics::{Flow, Metrics, OperatorMetrics, PluginMetrics, SinkMetrics, SwapOutcome, TaskMetrics};
+pub use metrics::{CheckpointRounds, Flow, Metrics, OperatorMetrics, PluginMetrics, SinkMetrics, SwapOutcome, TaskMetrics};
 pub use recent::{RecentDeadLetter, RecentDeadLetters};
 pub use results::{ChartConfig, ResultBoard, ResultBoards};
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+use crate::monitor::CheckpointRounds;
 use crate::pipeline::{RoundReport, RoundRequest, StopSignal, TaskCheckpoint};
 use crate::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
 
@@ -47,6 +48,8 @@ pub struct Coordinator {
     /// on, a length is that of exactly the output of the records before the barrier. Each
     /// file by its location (`sink::output_location`), which the checkpoint records with it.
     pub output_files: BTreeMap<String, PathBuf>,
+    /// The pipeline's counters of rounds saved and failed (none without metrics).
+    pub rounds: Option<CheckpointRounds>,
 }
 
 /// What one round gathered.
@@ -88,13 +91,15 @@ impl Coordinator {
             id += 1;
             let suspend = interrupted || self.stop.is_raised();
             match self.round(id, suspend) {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures = 0;
+                    self.count_round(true);
+                }
                 Err(reason) => {
                     failures += 1;
+                    self.count_round(false);
                     if failures > self.tolerated_failures {
-                        return Err(format!(
-                            "{failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}"
-                        ));
+                        return Err(self.give_up(failures, &reason));
                     }
                     tracing::warn!("checkpoint skipped, the sources' positions are not saved: {reason}");
                 }
@@ -104,6 +109,27 @@ impl Coordinator {
                 return Ok(());
             }
         }
+    }
+
+    fn count_round(&self, saved: bool) {
+        if let Some(rounds) = &self.rounds {
+            if saved {
+                rounds.saved.inc()
+            } else {
+                rounds.failed.inc()
+            };
+        }
+    }
+
+    /// Stops the pipeline, which cannot make progress durable any more: it drains, and ends
+    /// with the error returned, rather than running on with nothing saved (a run resumed
+    /// later starts from the last checkpoint saved).
+    fn give_up(&self, failures: u32, reason: &str) -> String {
+        let error =
+            format!("{failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}");
+        tracing::error!("stopping the pipeline: {failures} checkpoints in a row failed");
+        self.stop.raise();
+        error
     }
 
     /// Waits for the interval (or a stop); notes shares and tasks that end meanwhile. True if

@@ -152,6 +152,7 @@ fn start_coordinator(
         // Located once: the files stay where they were opened for the whole run.
         output_files: start.output_files.iter().map(|(output, path)| (output.clone(), crate::sink::output_location(path))).collect(),
         lost_a_task: false,
+        rounds: start.control.monitor().metrics.checkpoint_rounds(start.control.pipeline()),
     };
     // The coordinator must see its report channel close once every share and task is gone.
     drop(state.reports);

@@ -409,6 +409,10 @@ config = { field = "user_id", op = "exists" }
     std::fs::create_dir_all(scratch.path("state/unsaved/checkpoint.json.tmp")).unwrap();
     let error = run(&pipeline).expect_err("the pipeline stops").to_string();
     assert!(error.contains("3 checkpoints in a row failed") && error.contains("checkpoint.json"), "{error}");
+    // It stops as soon as the failures pass the tolerance (its source would take 50 s): before,
+    // it went on reading to the end with nothing saved, and said so only then.
+    let written = std::fs::read_to_string(scratch.path("out.jsonl")).unwrap_or_default().lines().count();
+    assert!(written < 1_000_000 / 2, "the pipeline ran on after its checkpoints failed: {written} records written");
 }
 
 /// A snapshot that fails at every checkpoint fails each round at once (every task has
