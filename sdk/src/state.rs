@@ -71,9 +71,52 @@ pub fn decode_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// How a restored state's entries (averages, detectors, aggregates: one per place of the
+/// configuration it was made for, `then` places) are matched up with a new configuration's
+/// (`now` places), so that a state is never read by position alone: for each new place, the
+/// old place it continues, if any. `passes` are tried in turn, each over the places still
+/// unmatched (typically: the same definition first, then the same name with state of the same
+/// kind); an old place is taken once, the first that matches in order, so that equal entries
+/// keep their order.
+pub fn matched_positions(then: usize, now: usize, passes: &[&dyn Fn(usize, usize) -> bool]) -> Vec<Option<usize>> {
+    let mut sources = vec![None; now];
+    let mut taken = vec![false; then];
+    for pass in passes {
+        for (new, source) in sources.iter_mut().enumerate().filter(|(_, source)| source.is_none()) {
+            if let Some(old) = (0..then).find(|&old| !taken[old] && pass(old, new)) {
+                taken[old] = true;
+                *source = Some(old);
+            }
+        }
+    }
+    sources
+}
+
+/// `items` put in the places `sources` gives (from [`matched_positions`]); a place without a
+/// source gets `fresh(place)`.
+pub fn rearranged<T>(items: Vec<T>, sources: &[Option<usize>], mut fresh: impl FnMut(usize) -> T) -> Vec<T> {
+    let mut items: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    sources
+        .iter()
+        .enumerate()
+        .map(|(place, source)| source.and_then(|old| items.get_mut(old)?.take()).unwrap_or_else(|| fresh(place)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_matched_by_the_first_pass_that_matches_each_old_one_once_in_order() {
+        let then = ["a", "b", "a", "c"];
+        let now = ["c", "a", "a", "a", "d"];
+        let same: &dyn Fn(usize, usize) -> bool = &|old, new| then[old] == now[new];
+        assert_eq!(matched_positions(4, 5, &[same]), vec![Some(3), Some(0), Some(2), None, None]);
+        let any: &dyn Fn(usize, usize) -> bool = &|_, _| true;
+        assert_eq!(matched_positions(4, 5, &[same, any]), vec![Some(3), Some(0), Some(2), Some(1), None]);
+        assert_eq!(rearranged(vec![10, 20, 30, 40], &[Some(3), None, Some(0)], |place| place * 100), vec![40, 100, 10]);
+    }
     use serde::Deserialize;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]

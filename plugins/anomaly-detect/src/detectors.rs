@@ -95,7 +95,31 @@ fn named(name: &Option<String>, default: &str) -> String {
     name.clone().unwrap_or_else(|| default.to_owned())
 }
 
+/// What one detector's statistics were made for, recorded with the state (version 2), so that
+/// a restore under another configuration (a swap, a file edit, a restart) matches each
+/// detector up by what it is, not by its place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorDefinition {
+    pub name: String,
+    /// The watched field and the detector's type (`latency_ms mad`): what must agree for its
+    /// statistics to be continued at all.
+    pub family: String,
+    /// Its settings (a window, a decay, a threshold).
+    pub parameters: String,
+}
+
 impl Detector {
+    /// What this detector of `field` is, as a state records it.
+    pub fn definition(&self, field: &str) -> DetectorDefinition {
+        let (family, parameters) = match &self.kind {
+            DetectorKind::Zscore(zscore) => ("zscore", format!("{zscore:?}")),
+            DetectorKind::Mad(mad) => ("mad", format!("{mad:?}")),
+            DetectorKind::Threshold(threshold) => ("threshold", format!("{threshold:?}")),
+            DetectorKind::RateOfChange(rate) => ("rate-of-change", format!("{rate:?}")),
+        };
+        DetectorDefinition { name: self.name.clone(), family: format!("{field} {family}"), parameters }
+    }
+
     /// Whether the detector learns from the key's values, and so stays silent during warm-up.
     pub fn learns(&self) -> bool {
         !matches!(self.kind, DetectorKind::Threshold(_))

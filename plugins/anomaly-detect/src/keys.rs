@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
 
-use crate::detectors::{Detector, DetectorStatistics};
+use sluice_sdk::state::{matched_positions, rearranged};
+
+use crate::detectors::{Detector, DetectorDefinition, DetectorStatistics};
 
 /// What one key has learnt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,13 +44,56 @@ pub struct KeyedStatistics {
     recency: BTreeMap<u64, String>,
     /// Counts values observed: a logical clock, since plugins have none (and must replay alike).
     clock: u64,
+    /// What each detector's statistics were made for, in configuration order (version 2;
+    /// `None` in a state of version 1, whose statistics are taken by place where they fit).
+    made_for: Option<Vec<DetectorDefinition>>,
 }
 
+/// Version 2 added `made_for`.
 impl VersionedState for KeyedStatistics {
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
+
+    fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => sluice_sdk::state::decode_bytes::<KeyedStatisticsV1>(bytes).map(|old| KeyedStatistics {
+                keys: old.keys,
+                recency: old.recency,
+                clock: old.clock,
+                made_for: None,
+            }),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 and 2")),
+        }
+    }
+}
+
+/// The state of version 1, as it was encoded: without `made_for`.
+#[derive(Deserialize)]
+struct KeyedStatisticsV1 {
+    keys: BTreeMap<String, KeyStatistics>,
+    recency: BTreeMap<u64, String>,
+    clock: u64,
 }
 
 impl KeyedStatistics {
+    /// Takes this state (a fresh one, or one restored) under the `detectors` of `field` now
+    /// configured. Where they changed, each key keeps the statistics of each detector it still
+    /// has, matched by what it is whatever its place or name, else by its name where only its
+    /// settings changed (a threshold, a window: it goes on from there); a detector added
+    /// starts afresh (its key's warm-up is not repeated), one removed is dropped. A state that
+    /// did not record what it was made for (version 1) is taken by place where it fits.
+    pub fn redefine(&mut self, field: &str, detectors: &[Detector]) {
+        let now: Vec<DetectorDefinition> = detectors.iter().map(|detector| detector.definition(field)).collect();
+        if let Some(then) = self.made_for.take().filter(|then| *then != now) {
+            let same = |old: usize, new: usize| then[old].family == now[new].family && then[old].parameters == now[new].parameters;
+            let retuned = |old: usize, new: usize| then[old].family == now[new].family && then[old].name == now[new].name;
+            let sources = matched_positions(then.len(), now.len(), &[&same, &retuned]);
+            for key in self.keys.values_mut() {
+                key.detectors = rearranged(std::mem::take(&mut key.detectors), &sources, |place| detectors[place].fresh_statistics());
+            }
+        }
+        self.made_for = Some(now);
+    }
+
     pub fn get(&self, key: &str) -> Option<&KeyStatistics> {
         self.keys.get(key)
     }

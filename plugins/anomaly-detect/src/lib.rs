@@ -147,6 +147,8 @@ impl Operator for AnomalyDetect {
             ));
         }
         let lookups = sluice_sdk::FieldLookup::new(config.group_by.iter().cloned().chain([config.field.clone()]).collect());
+        let mut statistics = KeyedStatistics::default();
+        statistics.redefine(&config.field.to_string(), &detectors);
         Ok(AnomalyDetect {
             field: config.field,
             group_by: config.group_by,
@@ -156,7 +158,7 @@ impl Operator for AnomalyDetect {
             pass_through: config.pass_through,
             alerts: config.alerts,
             max_keys: config.max_keys,
-            statistics: KeyedStatistics::default(),
+            statistics,
             group: String::new(),
             scratch: Vec::new(),
         })
@@ -189,7 +191,16 @@ impl Operator for AnomalyDetect {
         sluice_sdk::host::gauge_set("keys", self.statistics.len() as f64);
     }
 
-    sluice_sdk::state_in!(statistics);
+    fn snapshot(&self) -> sluice_sdk::State {
+        sluice_sdk::State::encode(&self.statistics)
+    }
+
+    fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
+        let mut statistics: KeyedStatistics = state.decode()?;
+        statistics.redefine(&self.field.to_string(), &self.detectors);
+        self.statistics = statistics;
+        Ok(())
+    }
 }
 
 /// Counts for the metrics of one batch.

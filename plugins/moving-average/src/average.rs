@@ -50,6 +50,33 @@ pub enum AverageKind {
     Cumulative,
 }
 
+/// What one average's state was made for, recorded with the state (version 5), so that a
+/// restore under another configuration (a swap, a file edit, a restart) matches each average
+/// up by what it averages, not by its place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AverageDefinition {
+    pub name: String,
+    /// The averaged field and the kind of average (`price exponential-alpha`): what must agree
+    /// for a state to be continued at all.
+    pub family: String,
+    /// The kind's parameter (`0.3`, `10`, `300000ms`; empty for the cumulative mean).
+    pub parameter: String,
+}
+
+impl Average {
+    /// What this average of `field` is, as a state records it.
+    pub fn definition(&self, field: &str) -> AverageDefinition {
+        let (kind, parameter) = match self.kind {
+            AverageKind::LastRecords(records) => ("simple-records", records.to_string()),
+            AverageKind::Span(span) => ("simple-span", format!("{span}ms")),
+            AverageKind::Alpha(alpha) => ("exponential-alpha", alpha.to_string()),
+            AverageKind::HalfLife(half_life) => ("exponential-half-life", format!("{half_life}ms")),
+            AverageKind::Cumulative => ("cumulative", String::new()),
+        };
+        AverageDefinition { name: self.name.clone(), family: format!("{field} {kind}"), parameter }
+    }
+}
+
 impl AverageConfig {
     /// Checks the average at `position` of `averages`; `records` may not exceed `max_records`.
     pub fn check(&self, position: usize, max_records: usize) -> Result<Average, String> {

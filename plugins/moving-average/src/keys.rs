@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
+use sluice_sdk::state::{matched_positions, rearranged};
 
 use sluice_sdk::numeric::CompensatedSum;
 
-use crate::average::{Average, AverageState};
+use crate::average::{Average, AverageDefinition, AverageState};
 use crate::cumulative::CumulativeMean;
 use crate::exponential::{ByAlpha, ByHalfLife};
 use crate::simple::{EventTimeSpan, LastRecords};
@@ -25,6 +26,9 @@ pub struct AveragesByKey {
     watermark: Option<i64>,
     /// Per interval: values held, all keys together, since the latest watermark (version 4).
     held_since_watermark: usize,
+    /// What each average's state was made for, in configuration order (version 5; `None` in
+    /// a state of an earlier version, whose averages are taken by place).
+    made_for: Option<Vec<AverageDefinition>>,
 }
 
 /// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
@@ -33,15 +37,34 @@ pub struct AveragesByKey {
 /// Version 3 added each key's `waited_past_watermark` (read from an earlier version, it is 0
 /// until the next watermark) and keeps a cumulative mean's sum halved where it would overflow,
 /// in place of a running mean. Version 4 added `held_since_watermark` (0 from earlier ones).
+/// Version 5 added `made_for` (`None` from earlier ones).
 impl VersionedState for AveragesByKey {
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         match version {
             1 | 2 => sluice_sdk::state::decode_bytes::<AveragesByKeyV2>(bytes).map(AveragesByKeyV2::into_current),
             3 => sluice_sdk::state::decode_bytes::<AveragesByKeyV3>(bytes).map(AveragesByKeyV3::into_current),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 4")),
+            4 => sluice_sdk::state::decode_bytes::<AveragesByKeyV4>(bytes).map(AveragesByKeyV4::into_current),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 5")),
         }
+    }
+}
+
+/// The state of version 4, as it was encoded: without `made_for`.
+#[derive(Deserialize)]
+struct AveragesByKeyV4 {
+    keys: BTreeMap<String, KeyState>,
+    recency: BTreeMap<u64, String>,
+    uses: u64,
+    watermark: Option<i64>,
+    held_since_watermark: usize,
+}
+
+impl AveragesByKeyV4 {
+    fn into_current(self) -> AveragesByKey {
+        let AveragesByKeyV4 { keys, recency, uses, watermark, held_since_watermark } = self;
+        AveragesByKey { keys, recency, uses, watermark, held_since_watermark, made_for: None }
     }
 }
 
@@ -57,7 +80,7 @@ struct AveragesByKeyV3 {
 impl AveragesByKeyV3 {
     fn into_current(self) -> AveragesByKey {
         let AveragesByKeyV3 { keys, recency, uses, watermark } = self;
-        AveragesByKey { keys, recency, uses, watermark, held_since_watermark: 0 }
+        AveragesByKey { keys, recency, uses, watermark, held_since_watermark: 0, made_for: None }
     }
 }
 
@@ -113,7 +136,7 @@ impl AveragesByKeyV2 {
                 (name, KeyState { last_use, averages, pending, interval, waited_past_watermark: 0 })
             })
             .collect();
-        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark, held_since_watermark: 0 }
+        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark, held_since_watermark: 0, made_for: None }
     }
 }
 
@@ -156,6 +179,34 @@ pub fn interval_end(timestamp: i64, interval: i64) -> i64 {
 }
 
 impl AveragesByKey {
+    /// Takes this state (a fresh one, or one restored) under the averages of `field` now
+    /// configured. Where they changed, each key keeps the state of each average it still has,
+    /// matched by what it averages whatever its place or name (`as`), else by its name where
+    /// only its parameter changed (an `alpha`, a span: it goes on from there); an average
+    /// added starts afresh, one removed is dropped. A state that did not record what it was
+    /// made for (before version 5) is taken by place, as it was then.
+    pub fn redefine(&mut self, field: &str, averages: &[Average]) {
+        let now: Vec<AverageDefinition> = averages.iter().map(|average| average.definition(field)).collect();
+        if let Some(then) = self.made_for.take().filter(|then| *then != now) {
+            let same = |old: usize, new: usize| then[old].family == now[new].family && then[old].parameter == now[new].parameter;
+            let retuned = |old: usize, new: usize| then[old].family == now[new].family && then[old].name == now[new].name;
+            let sources = matched_positions(then.len(), now.len(), &[&same, &retuned]);
+            for state in self.keys.values_mut() {
+                state.averages =
+                    rearranged(std::mem::take(&mut state.averages), &sources, |place| AverageState::fresh(averages[place].kind));
+            }
+        }
+        self.made_for = Some(now);
+    }
+
+    /// This state as version 4 encoded it (without `made_for`), for tests of migration.
+    #[cfg(test)]
+    pub fn version_4_bytes(&self) -> Vec<u8> {
+        let mut bytes = sluice_sdk::State::encode(&AveragesByKey { made_for: None, ..self.clone() }).bytes;
+        bytes.pop(); // `None`: one byte
+        bytes
+    }
+
     pub fn get(&self, key: &str) -> Option<&KeyState> {
         self.keys.get(key)
     }

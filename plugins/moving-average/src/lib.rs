@@ -89,7 +89,10 @@ impl Operator for MovingAverage {
     type Config = MovingAverageConfig;
 
     fn init(config: MovingAverageConfig) -> Result<Self, String> {
-        Ok(MovingAverage { settings: Settings::from_config(config)?, keys: AveragesByKey::default(), group: String::new() })
+        let settings = Settings::from_config(config)?;
+        let mut keys = AveragesByKey::default();
+        keys.redefine(&settings.field.to_string(), &settings.averages);
+        Ok(MovingAverage { settings, keys, group: String::new() })
     }
 
     fn distribution(&self) -> Distribution {
@@ -118,7 +121,16 @@ impl Operator for MovingAverage {
         sluice_sdk::host::gauge_set("keys", self.keys.len() as f64);
     }
 
-    sluice_sdk::state_in!(keys);
+    fn snapshot(&self) -> sluice_sdk::State {
+        sluice_sdk::State::encode(&self.keys)
+    }
+
+    fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
+        let mut keys: AveragesByKey = state.decode()?;
+        keys.redefine(&self.settings.field.to_string(), &self.settings.averages);
+        self.keys = keys;
+        Ok(())
+    }
 }
 
 impl MovingAverage {

@@ -183,6 +183,49 @@ fn state_of_other_averages_is_matched_up_after_a_configuration_change() {
     assert_eq!(out, vec![json!({"item": "a", "price": 0, "sma_2": 0, "sma_10s": 4, "sma_3": 0})]);
 }
 
+/// A reorder (a swap, a file edit, a restart with the averages listed in another order) gives
+/// each average its own state back: before, states were taken by place, so `e9` went on from
+/// `e3`'s value.
+#[test]
+fn averages_listed_in_another_order_continue_each_from_its_own_state() {
+    const ITEMS: [&str; 3] = ["a", "b", "c"];
+    let config = |order: [usize; 4]| {
+        let averages = [
+            json!({"type": "exponential", "alpha": 0.3, "as": "e3"}),
+            json!({"type": "exponential", "alpha": 0.9, "as": "e9"}),
+            json!({"type": "simple", "span": "3s", "as": "sp3"}),
+            json!({"type": "cumulative", "as": "c"}),
+        ];
+        json!({"field": "price", "group_by": ["item"], "averages": order.map(|at| averages[at].clone())})
+    };
+    let records: Vec<(Value, i64)> =
+        (0..60).map(|i| (json!({"item": ITEMS[i % 3], "price": (i * 37 % 23) as f64}), i as i64 * 300)).collect();
+    let mut unchanged = operator(config([0, 1, 2, 3]));
+    unchanged.process_json(&records[..30]);
+    let mut reordered = Harness::<MovingAverage>::restored(config([3, 1, 0, 2]), unchanged.snapshot()).unwrap();
+    let expected = json_values(&unchanged.process_json(&records[30..]).batch);
+    let got = json_values(&reordered.process_json(&records[30..]).batch);
+    assert_eq!(got.len(), expected.len());
+    for (got, expected) in got.iter().zip(&expected) {
+        for name in ["e3", "e9", "sp3", "c"] {
+            assert_eq!(got[name], expected[name], "{name} in {got}");
+        }
+    }
+}
+
+#[test]
+fn an_average_whose_parameter_changed_goes_on_under_its_name_and_another_field_starts_afresh() {
+    let config = |field: &str, alpha: f64| json!({"field": field, "averages": [{"type": "exponential", "alpha": alpha, "as": "ema"}]});
+    let mut op = operator(config("price", 0.5));
+    op.process_json(&[(json!({"price": 10, "qty": 1}), 0)]);
+    let mut retuned = Harness::<MovingAverage>::restored(config("price", 0.25), op.snapshot()).unwrap();
+    let out = json_values(&retuned.process_json(&[(json!({"price": 2, "qty": 1}), 0)]).batch);
+    assert_eq!(out[0]["ema"], json!(8), "0.25 * 2 + 0.75 * 10");
+    let mut other_field = Harness::<MovingAverage>::restored(config("qty", 0.5), op.snapshot()).unwrap();
+    let out = json_values(&other_field.process_json(&[(json!({"price": 2, "qty": 1}), 0)]).batch);
+    assert_eq!(out[0]["ema"], json!(1), "the average of qty starts afresh");
+}
+
 #[test]
 fn default_names_describe_the_average() {
     let mut op = operator(json!({"field": "x", "averages": [

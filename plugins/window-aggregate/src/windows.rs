@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 use serde::{Deserialize, Serialize};
+use sluice_sdk::state::{matched_positions, rearranged};
 use sluice_sdk::{KeyText, VersionedState};
 
 use crate::Accumulator;
@@ -126,19 +127,6 @@ impl VersionedState for OpenWindows {
         }
         Ok(windows)
     }
-}
-
-/// For each aggregate of `now`, the place of the same aggregate in `then`, if it has one
-/// (each place matched once, in order).
-fn matched_positions(then: &[String], now: &[String]) -> Vec<Option<usize>> {
-    let mut taken = vec![false; then.len()];
-    now.iter()
-        .map(|wanted| {
-            let at = then.iter().enumerate().position(|(at, was)| !taken[at] && was == wanted)?;
-            taken[at] = true;
-            Some(at)
-        })
-        .collect()
 }
 
 /// The state layout of version 4: no definition.
@@ -390,11 +378,10 @@ impl OpenWindows {
                 definition.group_by.join(", ")
             ));
         }
-        let sources = matched_positions(&made_for.aggregates, &definition.aggregates);
+        let (then, now) = (&made_for.aggregates, &definition.aggregates);
+        let sources = matched_positions(then.len(), now.len(), &[&|old, new| then[old] == now[new]]);
         let remap = |accumulators: &mut Vec<Accumulator>| {
-            let mut old: Vec<Option<Accumulator>> = std::mem::take(accumulators).into_iter().map(Some).collect();
-            *accumulators =
-                sources.iter().map(|source| source.and_then(|at| old.get_mut(at)?.take()).unwrap_or(Accumulator::Incomplete)).collect();
+            *accumulators = rearranged(std::mem::take(accumulators), &sources, |_| Accumulator::Incomplete);
         };
         self.windows.values_mut().flat_map(|groups| groups.values_mut()).for_each(|group| remap(&mut group.accumulators));
         self.panes.group_accumulators_mut().for_each(remap);

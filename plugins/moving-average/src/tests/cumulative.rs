@@ -105,7 +105,7 @@ fn version_1_state_is_read_and_continues_exactly() {
     let old = State { version: 1, bytes: VERSION_1.to_vec() };
     let mut restored = Harness::<MovingAverage>::restored(every_average(), old.clone()).expect("version 1 is read");
     assert_eq!(restored.snapshot().bytes, uninterrupted.snapshot().bytes, "the same state");
-    assert_eq!(restored.snapshot().version, 4);
+    assert_eq!(restored.snapshot().version, 5);
     assert_eq!(json_values(&restored.process_json(&records[12..]).batch), json_values(&uninterrupted.process_json(&records[12..]).batch));
 
     // A cumulative average added to the configuration starts with the next record.
@@ -116,8 +116,8 @@ fn version_1_state_is_read_and_continues_exactly() {
     let mut restored = Harness::<MovingAverage>::restored(added, old).expect("version 1 is read");
     let out = json_values(&restored.process_json(&[(json!({"item": "a", "price": 6}), 20_000)]).batch);
     assert_eq!(out[0]["cma"], json!(6));
-    let refused = Harness::<MovingAverage>::restored(every_average(), State { version: 5, bytes: vec![] }).err();
-    assert_eq!(refused.unwrap_or_default(), "cannot read state version 5: this plugin reads versions 1 to 4");
+    let refused = Harness::<MovingAverage>::restored(every_average(), State { version: 6, bytes: vec![] }).err();
+    assert_eq!(refused.unwrap_or_default(), "cannot read state version 6: this plugin reads versions 1 to 5");
 }
 
 proptest! {
