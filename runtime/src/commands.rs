@@ -122,9 +122,12 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         };
         let control = running.control();
         current.set(control.clone());
+        monitor.readiness.running(running.stop_signal());
         let (restart, restart_requested) = std::sync::mpsc::channel();
         let _watcher = watch_files(path, &pipeline, &running, plugins, restart, refused.clone(), options.watch);
-        let summary = running.wait()?;
+        let summary = running.wait();
+        monitor.readiness.ended();
+        let summary = summary?;
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
             Some(crate::reload::Restart { new, running }) if !stop.is_raised() => {

@@ -16,6 +16,7 @@ pub mod event_time;
 pub mod graph;
 pub mod kafka;
 pub mod monitor;
+pub mod open_files;
 pub mod pipeline;
 pub mod reload;
 pub mod sink;

@@ -221,6 +221,11 @@ enum PluginCommand {
     },
 }
 
+/// The exit status of a command refused because its pipeline file is invalid (sysexits'
+/// `EX_CONFIG`): apart from the 1 of a run that failed, so that a service manager can leave a
+/// mistake alone rather than restart it for ever (`RestartPreventExitStatus=78`).
+const EXIT_INVALID_PIPELINE: u8 = 78;
+
 fn main() -> ExitCode {
     sluice::allocator::tune();
     let cli = Cli::parse();
@@ -235,21 +240,26 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var(name, value) };
     }
     init_logging(cli.log_format);
+    match sluice::open_files::raise_to_hard_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files"),
+        Err(error) => tracing::debug!("the limit on open files stays as it was: {error}"),
+    }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            let message = match error.downcast_ref::<CommandError>() {
-                Some(CommandError::Invalid(diagnostics)) => {
-                    format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len())
-                }
-                _ => format!("error: {error:#}"),
+            let (message, code) = match error.downcast_ref::<CommandError>() {
+                Some(CommandError::Invalid(diagnostics)) => (
+                    format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len()),
+                    ExitCode::from(EXIT_INVALID_PIPELINE),
+                ),
+                _ => (format!("error: {error:#}"), ExitCode::FAILURE),
             };
             match cli.log_format {
                 // A log collector reading JSON lines gets the error as one more event.
                 LogFormat::Json => print_error(&error_event(message.strip_prefix("error: ").unwrap_or(&message))),
                 LogFormat::Text => print_error(&message),
             }
-            ExitCode::FAILURE
+            code
         }
     }
 }

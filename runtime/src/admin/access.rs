@@ -90,11 +90,11 @@ pub fn check_exposure(address: SocketAddr, token: bool, tls: bool) -> Result<(),
     Err(AccessError::Exposed { address })
 }
 
-/// Middleware: every request but `/health` must carry the token.
+/// Middleware: every request but `/health`, `/ready` and the console's static files must carry the token.
 pub async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
     // The console's page and scripts hold no data: the page asks for the token and sends it
     // with every request it makes.
-    if matches!(request.uri().path(), "/health" | "/" | "/console/app.js" | "/console/style.css") {
+    if matches!(request.uri().path(), "/health" | "/ready" | "/" | "/console/app.js" | "/console/style.css") {
         return next.run(request).await;
     }
     let presented = request.headers().get(header::AUTHORIZATION).and_then(|value| bearer_token(value.as_bytes())).map(<[u8]>::to_vec);

@@ -34,6 +34,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 mod access;
+mod connections;
 mod console;
 mod tls;
 
@@ -126,6 +127,12 @@ impl SwapQuery {
     }
 }
 
+impl axum::extract::FromRef<Admin> for Monitor {
+    fn from_ref(admin: &Admin) -> Monitor {
+        admin.monitor.clone()
+    }
+}
+
 type Answer<T> = Result<axum::Json<T>, ApiError>;
 
 /// Serves the API on `listener` until `shutdown` completes; with a `token`, every request
@@ -146,6 +153,7 @@ where
     let gate = UploadGate { turn: Arc::new(Semaphore::new(1)), admin: admin.clone() };
     let mut router = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/pipelines", get(pipelines))
         .route("/pipelines/{pipeline}/operators", get(operators))
         .route("/pipelines/{pipeline}/swaps", get(swaps))
@@ -169,7 +177,7 @@ where
         router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
     }
     let router = router.fallback(not_found).layer(axum::middleware::from_fn_with_state(guard, access::refuse_other_sites));
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    connections::serve(listener, router, shutdown).await
 }
 
 /// Serves `/metrics` and `/health` only, on `listener`, until `shutdown` completes.
@@ -180,12 +188,21 @@ pub async fn serve_metrics(
 ) -> std::io::Result<()> {
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(|State(monitor): State<Monitor>| async move { prometheus_text(&monitor) }))
         .with_state(monitor)
         // Metrics say nothing a page could use to act, and are scraped by service names
         // (Kubernetes): no guard on the host they are asked for.
         .fallback(not_found);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    connections::serve(listener, router, shutdown).await
+}
+
+/// 200 `ready` while a pipeline runs and is not stopping, else 503 with the reason.
+async fn ready(State(monitor): State<Monitor>) -> Response {
+    match monitor.readiness.check() {
+        Ok(()) => "ready".into_response(),
+        Err(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_owned()).into_response(),
+    }
 }
 
 /// A path the API does not serve: a JSON answer, like every other refusal.

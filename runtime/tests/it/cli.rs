@@ -13,7 +13,7 @@ fn a_component_of_another_world_is_refused_by_validate_and_run() {
     let root = repo_root();
     for command in ["validate", "run"] {
         let output = sluice(&root, &[command, "pipelines/invalid/wrong-world.toml"]);
-        assert_eq!(output.status.code(), Some(1), "{command} must fail");
+        assert_eq!(output.status.code(), Some(78), "{command} must fail as an invalid pipeline does");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("does not implement the world sluice:plugin/operator@0.4.0"), "{command}: {stderr}");
         assert!(stderr.contains("pipelines/invalid/wrong-world.toml:10:10"), "{command}: {stderr}");
@@ -349,7 +349,7 @@ fn the_error_a_command_ends_with_is_a_json_event_whatever_the_log_filter() {
             .current_dir(scratch.dir.path())
             .output()
             .expect("sluice runs");
-        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(output.status.code(), Some(78));
         let stderr = String::from_utf8_lossy(&output.stderr);
         let event: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap_or_else(|error| panic!("{error}: {stderr}"));
         assert_eq!(event["level"], "ERROR", "{stderr}");

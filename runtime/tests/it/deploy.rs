@@ -20,6 +20,16 @@ fn the_systemd_unit_is_well_formed_and_stops_with_sigterm() {
     let value = |key: &str| keys.iter().find(|(section, name, _)| section == "Service" && name == key).map(|(_, _, value)| value.as_str());
     assert!(value("ExecStart").is_some_and(|command| command.contains("/usr/local/bin/sluice run")));
     assert_eq!(value("KillSignal"), Some("SIGTERM"), "SIGTERM drains and checkpoints");
+    assert_eq!(value("RestartPreventExitStatus"), Some("78"), "an invalid pipeline file is not restarted for ever");
+    assert!(
+        value("TimeoutStopSec").and_then(|seconds| seconds.parse::<u32>().ok()).is_some_and(|seconds| seconds > 300),
+        "a drain may take delivery.timeout.ms"
+    );
+    // The install the comments give puts the pipeline where its `../build/plugins/` paths resolve.
+    assert!(text.contains("/etc/sluice/pipelines/kafka-marketing.toml") && text.contains("/etc/sluice/build/"));
+    assert!(value("ExecStart").is_some_and(|command| command.contains("/etc/sluice/pipelines/")));
+    let pipeline = std::fs::read_to_string(repo_root().join("pipelines/kafka-marketing.toml")).expect("pipeline");
+    assert!(pipeline.contains("plugin = \"../build/plugins/"), "the pipeline's plugins are where the install puts them");
 }
 
 #[test]
@@ -32,7 +42,10 @@ fn the_kubernetes_manifests_parse_and_their_pipeline_validates() {
     let deployment = &documents[1];
     assert_eq!(deployment["kind"].as_str(), Some("Deployment"));
     let pod = &deployment["spec"]["template"]["spec"];
-    assert!(pod["terminationGracePeriodSeconds"].as_i64().is_some_and(|seconds| seconds >= 60));
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().is_some_and(|seconds| seconds > 300), "a drain may take delivery.timeout.ms");
+    let container = &pod["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"].as_str(), Some("/ready"));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"].as_str(), Some("/health"));
     let args: Vec<&str> = pod["containers"][0]["args"].as_vec().expect("args").iter().filter_map(|arg| arg.as_str()).collect();
     assert_eq!(args.first(), Some(&"run"));
     assert_eq!(args.last(), Some(&"/etc/sluice/pipeline.toml"));

@@ -78,6 +78,7 @@ path = "dead.jsonl"
     );
     let mut run = AdminRun::start(&path, &["--no-watch"], true);
     run.wait_for_pipeline("metered");
+    assert_eq!(run.get("/ready"), "ready", "a running pipeline is ready");
     let mut input = String::new();
     for n in 0..1000 {
         input.push_str(&format!("{{\"n\":{n},\"price\":{}}}\n", n % 100));
@@ -501,4 +502,38 @@ path = "{}"
     let written = value(&first, "sluice_records_in_total", &[pipeline, ("kind", "sink")]);
     let later = scrape_until(&run, "the stall counted as it lasts", |scrape| blocked(scrape) > blocked(&first) + 0.5);
     assert_eq!(value(&later, "sluice_records_in_total", &[pipeline, ("kind", "sink")]), written, "the sink took nothing meanwhile");
+}
+
+/// A client that opens a connection and sends no request head (or a byte now and then) is
+/// closed once the head's deadline passes, and connections past the cap are closed at once:
+/// before, each held a descriptor for as long as it liked, and enough of them left the process
+/// none for its checkpoints.
+#[test]
+fn silent_clients_are_closed_and_connections_are_capped() {
+    use std::io::Read;
+    let scratch = Scratch::new();
+    let path = scratch
+        .pipeline("[pipeline]\nname = \"idle\"\n\n[[sources]]\ntype = \"stdin\"\n\n[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n");
+    let run = AdminRun::start(&path, &["--no-watch"], true);
+    run.wait_for_pipeline("idle");
+    let connect = || {
+        let mut stream = std::net::TcpStream::connect(&run.address).expect("connects");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\n").expect("a partial head");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("a read timeout");
+        stream
+    };
+    let mut held: Vec<std::net::TcpStream> = (0..256).map(|_| connect()).collect();
+    // The 257th is closed without an answer, before any deadline.
+    let started = Instant::now();
+    let mut over = connect();
+    assert_eq!(over.read(&mut [0; 64]).unwrap_or(0), 0, "closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed at once, not at a deadline");
+    // The others are closed at the head's deadline (10 s), each without an answer.
+    for stream in &mut held {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        assert!(answer.is_empty() || String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"), "{}", String::from_utf8_lossy(&answer));
+    }
+    assert!(started.elapsed() < Duration::from_secs(25), "closed at the deadline: {:?}", started.elapsed());
+    assert_eq!(run.get("/ready"), "ready", "answered once they are gone");
 }
