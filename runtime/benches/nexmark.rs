@@ -17,22 +17,50 @@ use sluice::wasm::{PluginRegistry, WasmEngine};
 const ROUNDS: usize = 3;
 const QUERIES: [&str; 9] = ["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"];
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    match settings() {
+        Ok((events, queries)) => {
+            bench(events, &queries);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// The events per run and the queries, from `NEXMARK_EVENTS` and `NEXMARK_QUERIES`; a value
+/// that is not one is said, rather than replaced by the default or met with a panic.
+fn settings() -> Result<(u64, Vec<&'static str>), String> {
+    let events = match std::env::var("NEXMARK_EVENTS") {
+        Err(_) => 2_000_000,
+        Ok(text) => match text.trim().replace('_', "").parse::<u64>() {
+            Ok(events) if events > 0 => events,
+            _ => return Err(format!("NEXMARK_EVENTS={text:?} is not a number of events of at least 1 (default 2000000)")),
+        },
+    };
+    let chosen = std::env::var("NEXMARK_QUERIES").unwrap_or_default();
+    let named: Vec<&str> = chosen.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+    if let Some(unknown) = named.iter().find(|name| !QUERIES.contains(name)) {
+        return Err(format!(
+            "NEXMARK_QUERIES names {unknown:?}, which is not a query: give some of {}, comma-separated",
+            QUERIES.join(",")
+        ));
+    }
+    Ok((events, QUERIES.into_iter().filter(|query| named.is_empty() || named.contains(query)).collect()))
+}
+
+fn bench(events: u64, queries: &[&str]) {
     sluice::allocator::tune();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let plugins = root.join("build/plugins");
     assert!(plugins.join("project.wasm").is_file(), "run scripts/build-plugins.sh first");
-    let events: u64 = std::env::var("NEXMARK_EVENTS").ok().and_then(|text| text.parse().ok()).unwrap_or(2_000_000);
     let registry = PluginRegistry::new(WasmEngine::new().expect("engine"));
     let scratch = tempfile::tempdir().expect("scratch directory");
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!("sluice nexmark benchmark: {events} events per run, best of {ROUNDS}, {cores} cores, {}", machine());
     println!("{:<6} {:>14} {:>18} {:>16}", "query", "events/s", "events/s per core", "CPU µs/event");
-    let chosen = std::env::var("NEXMARK_QUERIES").unwrap_or_default();
-    let named: Vec<&str> = chosen.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
-    let unknown: Vec<&&str> = named.iter().filter(|name| !QUERIES.contains(name)).collect();
-    assert!(unknown.is_empty(), "NEXMARK_QUERIES names {unknown:?}, not among {QUERIES:?}");
-    let queries: Vec<&str> = QUERIES.into_iter().filter(|query| named.is_empty() || named.contains(query)).collect();
     for query in queries {
         let text = std::fs::read_to_string(root.join(format!("pipelines/nexmark/{query}.toml"))).expect("the query");
         let text = text

@@ -30,6 +30,28 @@ pub struct InstanceLimits {
     pub call_timeout: Duration,
 }
 
+/// The least time a `snapshot` or `restore` call is given, whatever `call_timeout`: they
+/// encode or decode the whole state, which grows with what the operator keeps (2,000,000
+/// records of a join take seconds), where `call_timeout` is sized for a batch. A loop is still
+/// stopped.
+pub const STATE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl InstanceLimits {
+    /// The deadline of a `snapshot` or `restore` call.
+    pub fn state_call_timeout(&self) -> Duration {
+        self.call_timeout.max(STATE_CALL_TIMEOUT)
+    }
+}
+
+/// Which deadline a call runs under.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// `call_timeout`: `process`, `on-watermark`, `init`.
+    Call,
+    /// [`InstanceLimits::state_call_timeout`]: `snapshot`, `restore`.
+    State,
+}
+
 /// A call that did not return normally. The instance must not be used again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallFailure {
@@ -76,6 +98,7 @@ pub struct PluginInstance {
     on_watermark: Func,
     limits: InstanceLimits,
     deadline_ticks: u64,
+    state_deadline_ticks: u64,
     /// How many side outputs `init` declared: output ports above this are invalid.
     side_outputs: u32,
     /// Whether the plugin reads records' field indexes (it chose "json+fields" at `init`).
@@ -129,6 +152,7 @@ impl PluginInstance {
             on_watermark,
             limits,
             deadline_ticks,
+            state_deadline_ticks: WasmEngine::deadline_ticks(limits.state_call_timeout()),
             side_outputs: 0,
             indexes: FieldIndexes::Absent,
         })
@@ -237,7 +261,7 @@ impl PluginInstance {
     }
 
     fn snapshot_call(&mut self) -> Result<State, CallFailure> {
-        self.call(|operator, store| operator.call_snapshot(store)).map(state_from_wit)
+        self.call_within(Deadline::State, |operator, store| operator.call_snapshot(store)).map(state_from_wit)
     }
 
     /// Calls `restore`; the inner error is the plugin refusing the state.
@@ -248,7 +272,7 @@ impl PluginInstance {
 
     fn restore_call(&mut self, state: &State) -> Result<Result<(), String>, CallFailure> {
         let state = state_to_wit(state);
-        self.call(|operator, store| operator.call_restore(store, &state))
+        self.call_within(Deadline::State, |operator, store| operator.call_restore(store, &state))
     }
 
     /// A call's result, its counter additions recorded if it succeeded (and checked).
@@ -258,14 +282,25 @@ impl PluginInstance {
     }
 
     fn call<R>(&mut self, call: impl FnOnce(&Operator, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, CallFailure> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.call_within(Deadline::Call, call)
+    }
+
+    fn call_within<R>(
+        &mut self,
+        deadline: Deadline,
+        call: impl FnOnce(&Operator, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        self.store.set_epoch_deadline(match deadline {
+            Deadline::Call => self.deadline_ticks,
+            Deadline::State => self.state_deadline_ticks,
+        });
         let state = self.store.data_mut();
         state.memory_refused = None;
         state.last_panic = None;
-        call(&self.operator, &mut self.store).map_err(|error| self.classify(&error))
+        call(&self.operator, &mut self.store).map_err(|error| self.classify(&error, deadline))
     }
 
-    fn classify(&self, error: &wasmtime::Error) -> CallFailure {
+    fn classify(&self, error: &wasmtime::Error, deadline: Deadline) -> CallFailure {
         let state = self.store.data();
         if let Some(desired) = state.memory_refused {
             let message =
@@ -273,7 +308,11 @@ impl PluginInstance {
             return CallFailure { kind: FailureKind::MemoryLimit, message };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            let message = format!("deadline exceeded: the call ran longer than {:?}", self.limits.call_timeout);
+            let limit = match deadline {
+                Deadline::Call => self.limits.call_timeout,
+                Deadline::State => self.limits.state_call_timeout(),
+            };
+            let message = format!("deadline exceeded: the call ran longer than {limit:?}");
             return CallFailure { kind: FailureKind::Deadline, message };
         }
         let trap = match error.downcast_ref::<Trap>() {

@@ -286,7 +286,10 @@ fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, mut random: JavaRandom, t
         // The reference makes its hot channels' URLs once from its own random strings; here
         // they are the base URLs of channels 0 to 3, of the same shape.
         set(&mut bid.channel, |channel| channel.push_str(HOT_CHANNELS[hot]));
-        set(&mut bid.url, |url| push_base_url(hot as i32, url));
+        // A hot channel's URL carries no id, as in the reference.
+        set(&mut bid.url, |url| {
+            push_base_url(hot as i32, url);
+        });
     } else {
         let channel = random.next_int(CHANNELS_NUMBER);
         let mut number = itoa::Buffer::new();
@@ -295,9 +298,11 @@ fn fill_bid(bid: &mut Bid, shape: &Shape, number: i64, mut random: JavaRandom, t
             text.push_str(number.format(channel));
         });
         set(&mut bid.url, |url| {
-            push_base_url(channel, url);
-            url.push_str("&channel_id=");
-            url.push_str(number.format(channel.reverse_bits()));
+            // Java's `Math.abs(Integer.reverse(channel))`, nine channels in ten (below).
+            if push_base_url(channel, url) {
+                url.push_str("&channel_id=");
+                url.push_str(number.format(channel.reverse_bits().wrapping_abs()));
+            }
         });
     }
     bid.date_time = timestamp;
@@ -312,24 +317,33 @@ fn set(text: &mut String, write: impl FnOnce(&mut String)) {
 }
 
 /// Appends `https://www.nexmark.com/<5>/<5>/<5>/item.htm?query=1`, the path drawn from the
-/// channel (made once per channel: every bid names one).
-fn push_base_url(channel: i32, out: &mut String) {
+/// channel (made once per channel: every bid names one); returns whether the channel's URL
+/// also carries its `channel_id`.
+fn push_base_url(channel: i32, out: &mut String) -> bool {
     static PATHS: std::sync::OnceLock<Vec<UrlPath>> = std::sync::OnceLock::new();
-    let paths = PATHS.get_or_init(|| (0..CHANNELS_NUMBER).map(|channel| UrlPath::new(&make_base_url(channel))).collect());
-    match usize::try_from(channel).ok().and_then(|channel| paths.get(channel)).and_then(UrlPath::text) {
-        Some(path) => {
+    let paths = PATHS.get_or_init(|| (0..CHANNELS_NUMBER).map(|channel| UrlPath::new(make_base_url(channel))).collect());
+    match usize::try_from(channel).ok().and_then(|channel| paths.get(channel)).and_then(|path| Some((path.text()?, path.with_id()))) {
+        Some((path, with_id)) => {
             out.push_str(URL_PREFIX);
             out.push_str(path);
             out.push_str(URL_SUFFIX);
+            with_id
         }
-        None => out.push_str(&make_base_url(channel)),
+        None => {
+            let (url, with_id) = make_base_url(channel);
+            out.push_str(&url);
+            with_id
+        }
     }
 }
 
 const URL_PREFIX: &str = "https://www.nexmark.com/";
 const URL_SUFFIX: &str = "/item.htm?query=1";
 
-fn make_base_url(channel: i32) -> String {
+/// The base URL of `channel`, and whether its bids' URLs carry `&channel_id=`: the reference
+/// appends it nine times in ten, drawn once per channel from an unseeded generator; here the
+/// draw follows the path's, from the channel number, so that runs are repeatable.
+fn make_base_url(channel: i32) -> (String, bool) {
     let mut random = JavaRandom::new(i64::from(channel));
     let mut url = String::from(URL_PREFIX);
     for segment in 0..3 {
@@ -339,29 +353,36 @@ fn make_base_url(channel: i32) -> String {
         }
     }
     url.push_str(URL_SUFFIX);
-    url
+    (url, random.next_int(10) > 0)
 }
 
 /// The part of a channel's base URL that varies (`abc/defg/hij`), kept in 16 bytes, its
-/// length last: the table of all 10,000 channels (160 KB) stays in a core's cache, where a
-/// `String` each (about 1 MB, a pointer apart) cost a cache miss per bid on a random channel.
+/// length last (with, in its top bit, whether the channel's URLs carry their id): the table
+/// of all 10,000 channels (160 KB) stays in a core's cache, where a `String` each (about 1 MB,
+/// a pointer apart) cost a cache miss per bid on a random channel.
 struct UrlPath([u8; 16]);
+
+const WITH_ID: u8 = 0x80;
 
 impl UrlPath {
     /// The path of `url`; empty (read as none) when it does not fit.
-    fn new(url: &str) -> UrlPath {
+    fn new((url, with_id): (String, bool)) -> UrlPath {
         let mut bytes = [0; 16];
         let path = url.strip_prefix(URL_PREFIX).and_then(|rest| rest.strip_suffix(URL_SUFFIX)).unwrap_or_default();
         if let Some(slot) = bytes.get_mut(..path.len()).filter(|_| path.len() < 16) {
             slot.copy_from_slice(path.as_bytes());
-            bytes[15] = path.len() as u8;
+            bytes[15] = path.len() as u8 | if with_id { WITH_ID } else { 0 };
         }
         UrlPath(bytes)
     }
 
     fn text(&self) -> Option<&str> {
-        let length = usize::from(self.0[15]);
+        let length = usize::from(self.0[15] & !WITH_ID);
         std::str::from_utf8(&self.0[..length]).ok().filter(|path| !path.is_empty())
+    }
+
+    fn with_id(&self) -> bool {
+        self.0[15] & WITH_ID != 0
     }
 }
 
@@ -462,10 +483,22 @@ mod tests {
             }
             url + "item.htm?query=1"
         };
+        let mut with_id = 0;
         for channel in (-2..CHANNELS_NUMBER + 2).chain([i32::MIN, i32::MAX]) {
             let mut url = String::from("before ");
-            push_base_url(channel, &mut url);
+            with_id += usize::from(push_base_url(channel, &mut url));
             assert_eq!(url, format!("before {}", drawn(channel)), "channel {channel}");
         }
+        // Nine in ten, as in the reference.
+        assert!((8_800..=9_200).contains(&with_id), "{with_id} of 10,006 channels carry their id");
+    }
+
+    /// Java's `Math.abs(Integer.reverse(n))`: channel 5's id is 1610612736 (it was written
+    /// without the absolute value, -1610612736); channel 1's stays `Integer.MIN_VALUE`, as
+    /// Java's `Math.abs` leaves it.
+    #[test]
+    fn a_channel_id_is_the_absolute_value_of_the_reversed_bits() {
+        assert_eq!(5i32.reverse_bits().wrapping_abs(), 1_610_612_736);
+        assert_eq!(1i32.reverse_bits().wrapping_abs(), i32::MIN);
     }
 }
