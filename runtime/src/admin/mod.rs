@@ -366,9 +366,9 @@ fn swap_blocking(
     upload: bool,
     body: &[u8],
 ) -> Result<SwapRecord, ApiError> {
-    let (plugin, config) = if upload {
+    let (plugin, config, new_digest) = if upload {
         let origin = PathBuf::from(format!("upload for {operator}"));
-        (plugins.load_bytes(&origin, body), None)
+        (plugins.load_bytes(&origin, body), None, Some(crate::wasm::Digest::of(body).to_string()))
     } else {
         let expected = |error: String| {
             ApiError::new(
@@ -381,15 +381,25 @@ fn swap_blocking(
             return Err(expected(format!("got {}", sluice_sdk::json::kind(&value))));
         }
         let request: SwapByPath = serde_json::from_value(value).map_err(|error| expected(error.to_string()))?;
-        (plugins.load(&request.path), request.config.map(|config| serde_json::Value::Object(config).to_string()))
+        let plugin = plugins.load(&request.path);
+        // A file refused is still named by its digest in the history, when it can be read whole.
+        let new_digest = match &plugin {
+            Ok(_) => None,
+            Err(_) => std::fs::metadata(&request.path)
+                .ok()
+                .filter(|file| file.is_file() && file.len() <= crate::wasm::MAX_PLUGIN_BYTES)
+                .and_then(|_| std::fs::read(&request.path).ok())
+                .map(|bytes| crate::wasm::Digest::of(&bytes).to_string()),
+        };
+        (plugin, request.config.map(|config| serde_json::Value::Object(config).to_string()), new_digest)
     };
-    let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error))?;
+    let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error, new_digest))?;
     Ok(control.swap_with(operator, plugin, config, handover)?)
 }
 
 /// A new version that does not compile or is of another world: recorded, and refused.
-fn refused_before_swap(control: &PipelineControl, operator: &str, error: &PluginError) -> ApiError {
-    control.record_refusal(operator, &error.to_string());
+fn refused_before_swap(control: &PipelineControl, operator: &str, error: &PluginError, new_digest: Option<String>) -> ApiError {
+    control.record_refusal(operator, &error.to_string(), new_digest);
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         format!("the swap was refused, the old version keeps running: the new version could not be loaded: {error}"),

@@ -160,7 +160,7 @@ impl Problems<'_> {
                 }
                 if generator.users == 0 || generator.items == 0 {
                     let key = if generator.users == 0 { "users" } else { "items" };
-                    self.report(self.key_in(&span, key), format!("source \"{name}\": users and items must be at least 1"));
+                    self.report(self.value_in(&span, key), format!("source \"{name}\": {key} must be at least 1, not 0"));
                 }
                 for anomaly in &generator.anomalies {
                     if let Err(problem) = parse_rfc3339_millis(&anomaly.start) {
@@ -173,7 +173,7 @@ impl Problems<'_> {
             }
             SourceConfig::Nexmark(nexmark) => {
                 if let Err(problem) = parse_rfc3339_millis(&nexmark.start_time) {
-                    self.report(self.key_in(&span, "start_time"), format!("source \"{name}\": start_time {problem}"));
+                    self.report(self.value_in(&span, "start_time"), format!("source \"{name}\": start_time {problem}"));
                 }
                 let at_least_one = [
                     ("person_proportion", nexmark.person_proportion),
@@ -188,10 +188,14 @@ impl Problems<'_> {
                     ("avg_bid_bytes", nexmark.avg_bid_bytes),
                 ];
                 for (key, value) in at_least_one.into_iter().filter(|(_, value)| !(1..=1_000_000).contains(value)) {
-                    self.report(self.key_in(&span, key), format!("source \"{name}\": {key} must be between 1 and 1000000, not {value}"));
+                    self.report(self.value_in(&span, key), format!("source \"{name}\": {key} must be between 1 and 1000000, not {value}"));
                 }
                 if nexmark.bid_proportion > 1_000_000 {
-                    self.report(self.key_in(&span, "bid_proportion"), format!("source \"{name}\": bid_proportion must be at most 1000000"));
+                    let bids = nexmark.bid_proportion;
+                    self.report(
+                        self.value_in(&span, "bid_proportion"),
+                        format!("source \"{name}\": bid_proportion must be between 0 and 1000000, not {bids}"),
+                    );
                 }
             }
             SourceConfig::File(file) => {

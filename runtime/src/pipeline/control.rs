@@ -329,8 +329,8 @@ impl PipelineControl {
     }
 
     /// Records a new version of `operator` refused before it reached the tasks (it did not
-    /// compile, or implements another world).
-    pub fn record_refusal(&self, operator: &str, reason: &str) {
+    /// compile, or implements another world); `new_digest` is its file's, when it was read.
+    pub fn record_refusal(&self, operator: &str, reason: &str, new_digest: Option<String>) {
         let old_digest = lock(&self.state.operators)
             .iter()
             .find(|versions| &*versions.current.name == operator)
@@ -339,7 +339,7 @@ impl PipelineControl {
             at_unix_ms: unix_millis(),
             operator: operator.to_owned(),
             old_digest,
-            new_digest: String::new(),
+            new_digest: new_digest.unwrap_or_default(),
             refused: Some(reason.to_owned()),
             stall_ms: 0.0,
             total_ms: 0.0,

@@ -141,8 +141,10 @@ pub enum TaskError {
     Checkpoints { task: String, failures: u32, reason: String },
     #[error(
         "task \"{task}\": operator \"{operator}\" failed, and its state went with it: {reason}. The pipeline stops rather than \
-         lose the records that state held: nothing after the last checkpoint is committed, so a run started again once the \
-         cause is removed (a larger memory_limit or call_timeout for the operator, or a fixed plugin) loses nothing"
+         lose the records that state held. With checkpoints (Kafka, or a state_dir) nothing after the last one is committed, \
+         so a run started again once the cause is removed (a larger memory_limit or call_timeout for the operator, or a fixed \
+         plugin) loses nothing; without them, run the input again from its start (standard input cannot be read again: \
+         what it gave is not all in the output)"
     )]
     OperatorStateLost { task: String, operator: String, reason: String },
     #[error(

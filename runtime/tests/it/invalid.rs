@@ -92,6 +92,7 @@ invalid_cases! {
     key_by_missing_field => "key-by-missing-field",
     memory_limit_below_start => "memory-limit-below-start",
     mistake_inside_a_typed_table => "mistake-inside-a-typed-table",
+    nexmark_option_out_of_range => "nexmark-option-out-of-range",
     not_utf8 => "not-utf8",
     old_plugin_version => "old-plugin-version",
     order_unknown => "order-unknown",

@@ -344,6 +344,8 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
     .expect("JSON");
     let refused: Vec<bool> = history.as_array().expect("list").iter().map(|record| record["refused"].is_string()).collect();
     assert_eq!(refused, vec![false, true, false, false], "swap, refusal, upload, rollback");
+    let wrong_world = hex::encode(sha2::Sha256::digest(std::fs::read(plugin("wrong-world")).expect("the plugin file")));
+    assert_eq!(history[1]["new_digest"], format!("sha256:{wrong_world}"), "a refused file is named by its digest");
     let operators: Value = serde_json::from_str(
         &ureq::get(format!("http://{admin}/pipelines/swapping/operators"))
             .call()
