@@ -27,8 +27,9 @@ pub struct SwapArgs {
     /// The operator to replace.
     #[arg(long)]
     operator: String,
-    /// The new component (omit with --rollback).
-    #[arg(required_unless_present = "rollback", conflicts_with = "rollback")]
+    /// The new component (omit with --rollback, or with --config to change the running
+    /// component's configuration alone).
+    #[arg(required_unless_present_any = ["rollback", "config"], conflicts_with = "rollback")]
     file: Option<PathBuf>,
     /// Return the operator to its previous version instead.
     #[arg(long)]
@@ -36,8 +37,9 @@ pub struct SwapArgs {
     /// Send the component's bytes instead of its path (for an admin API on another host's view of the files).
     #[arg(long, requires = "file", conflicts_with = "rollback")]
     upload: bool,
-    /// A new `config` table for the operator, as JSON.
-    #[arg(long, value_name = "JSON", requires = "file", conflicts_with_all = ["upload", "rollback"])]
+    /// A new `config` table for the operator, as JSON (with FILE, or alone for the running
+    /// component).
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["upload", "rollback"])]
     config: Option<String>,
     /// Start the new version without the running version's state (open windows, models and
     /// counts are dropped): for a version that cannot read that state.
@@ -140,6 +142,15 @@ enum Request {
     ByPath(String),
 }
 
+/// `--config`, checked to be a JSON object (the whole `config` table), if given.
+fn new_config(args: &SwapArgs) -> anyhow::Result<Option<Value>> {
+    let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
+    if let Some(config) = config.as_ref().filter(|config| !config.is_object()) {
+        bail!("--config must be a JSON object, the operator's whole config as in the pipeline file's `config` table; got {config}")
+    }
+    Ok(config)
+}
+
 impl Request {
     fn of(args: &SwapArgs) -> anyhow::Result<Request> {
         match (&args.file, args.rollback) {
@@ -153,15 +164,10 @@ impl Request {
                         path.display()
                     )
                 };
-                let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
-                if let Some(config) = config.as_ref().filter(|config| !config.is_object()) {
-                    bail!(
-                        "--config must be a JSON object, the operator's whole config as in the pipeline file's `config` table; got {config}"
-                    )
-                }
-                Ok(Request::ByPath(json!({"path": path, "config": config}).to_string()))
+                Ok(Request::ByPath(json!({"path": path, "config": new_config(args)?}).to_string()))
             }
-            (None, false) => bail!("name the new component, or pass --rollback"),
+            (None, false) if args.config.is_some() => Ok(Request::ByPath(json!({"config": new_config(args)?}).to_string())),
+            (None, false) => bail!("name the new component, give --config, or pass --rollback"),
         }
     }
 

@@ -100,11 +100,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A swap request in JSON: a component on the server's filesystem, optionally a new config.
+/// A swap request in JSON: a component on the server's filesystem, a new config, or both (a
+/// config alone keeps the running component).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SwapByPath {
-    path: PathBuf,
+    path: Option<PathBuf>,
     config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -381,17 +382,25 @@ fn swap_blocking(
             return Err(expected(format!("got {}", sluice_sdk::json::kind(&value))));
         }
         let request: SwapByPath = serde_json::from_value(value).map_err(|error| expected(error.to_string()))?;
-        let plugin = plugins.load(&request.path);
+        let config = request.config.map(|config| serde_json::Value::Object(config).to_string());
+        let Some(path) = request.path else {
+            // A new configuration for the running component.
+            if config.is_none() {
+                return Err(expected("give `path`, `config` or both".into()));
+            }
+            return Ok(control.swap_plugin_or_config(operator, None, config, handover)?);
+        };
+        let plugin = plugins.load(&path);
         // A file refused is still named by its digest in the history, when it can be read whole.
         let new_digest = match &plugin {
             Ok(_) => None,
-            Err(_) => std::fs::metadata(&request.path)
+            Err(_) => std::fs::metadata(&path)
                 .ok()
                 .filter(|file| file.is_file() && file.len() <= crate::wasm::MAX_PLUGIN_BYTES)
-                .and_then(|_| std::fs::read(&request.path).ok())
+                .and_then(|_| std::fs::read(&path).ok())
                 .map(|bytes| crate::wasm::Digest::of(&bytes).to_string()),
         };
-        (plugin, request.config.map(|config| serde_json::Value::Object(config).to_string()), new_digest)
+        (plugin, config, new_digest)
     };
     let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error, new_digest))?;
     Ok(control.swap_with(operator, plugin, config, handover)?)

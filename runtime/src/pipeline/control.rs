@@ -318,12 +318,25 @@ impl PipelineControl {
         config_json: Option<String>,
         handover: StateHandover,
     ) -> Result<SwapRecord, SwapError> {
+        self.swap_plugin_or_config(operator, Some(plugin), config_json, handover)
+    }
+
+    /// Swaps in `plugin` (the running one's when `None`: a change of configuration alone)
+    /// with `config_json` (the running one's when `None`).
+    pub fn swap_plugin_or_config(
+        &self,
+        operator: &str,
+        plugin: Option<Arc<Plugin>>,
+        config_json: Option<String>,
+        handover: StateHandover,
+    ) -> Result<SwapRecord, SwapError> {
         self.change(operator, Origin::Admin, handover, |versions| {
             let current = &versions.current;
             let config_json = match config_json {
                 Some(config) => with_granted_files_and_secrets(&config, &current.config_json)?,
                 None => current.config_json.clone(),
             };
+            let plugin = plugin.unwrap_or_else(|| current.plugin.clone());
             Ok(OperatorSpec { plugin, config_json, ..current.clone() })
         })
     }
