@@ -493,7 +493,8 @@ fn closest_level(word: &str) -> Option<&'static str> {
 /// written whatever `SLUICE_LOG` filters, since it is what the exit status means.
 fn error_event(message: &str) -> String {
     let event = serde_json::json!({
-        "timestamp": jiff::Timestamp::now().to_string(),
+        // Microseconds, as tracing's JSON lines write them.
+        "timestamp": format!("{:.6}", jiff::Timestamp::now()),
         "level": "ERROR",
         "fields": { "message": message },
         "target": "sluice",

@@ -551,11 +551,20 @@ impl Problems<'_> {
                 SinkConfig::File(file) => self.check_directory(sink.span(), &what, &file.path),
                 SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
                 SinkConfig::Stdout(_) => {}
-                SinkConfig::Console(ConsoleSinkConfig { keep, .. }) => {
+                SinkConfig::Console(ConsoleSinkConfig { keep, chart, .. }) => {
                     if !CONSOLE_KEEP.contains(keep) {
                         self.report(
                             self.value_in(&sink.span(), "keep"),
                             format!("{what}: `keep` must be between 1 and 100000 records, not {keep}"),
+                        );
+                    }
+                    let axes = [("x", &chart.x), ("y", &chart.y), ("series", &chart.series)];
+                    if let Some((axis, _)) = axes.iter().find(|(_, field)| field.as_deref().is_some_and(|field| field.trim().is_empty())) {
+                        self.report(
+                            self.value_in(&sink.span(), "chart"),
+                            format!(
+                                "{what}: chart `{axis}` is empty: name a field of the records, or leave it out to let the console choose"
+                            ),
                         );
                     }
                 }
