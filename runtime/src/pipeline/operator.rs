@@ -96,6 +96,9 @@ pub struct OperatorSpec {
     pub metrics: Arc<OperatorMetrics>,
     /// The only plugin version the pipeline file allows (`sha256 = "..."`), if it pins one.
     pub pinned: Option<Digest>,
+    /// The pipeline's `key_by` for the operator, if it narrows the plugin's key: records are
+    /// routed by these fields.
+    pub key_by: Option<Vec<String>>,
 }
 
 /// The value encodings the runtime offers operators, preferred first: JSON with each record's
@@ -155,7 +158,8 @@ impl OperatorSpec {
         let metrics = Arc::new(OperatorMetrics::default());
         // What the plugin declares is asked of it below.
         let undeclared = OperatorInfo { outputs: Vec::new(), distribution: Distribution::Any, encoding: String::new() };
-        let mut spec = OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics, pinned: None };
+        let mut spec =
+            OperatorSpec { name: name.into(), plugin, config_json, context, info: undeclared, limits, metrics, pinned: None, key_by: None };
         spec.info = declared_info(&spec)?;
         Ok(spec)
     }
@@ -170,14 +174,40 @@ impl OperatorSpec {
                 new.outputs, old.outputs
             ));
         }
-        if old.distribution != new.distribution {
+        let (routed, needed) = (self.routing(), replacement.routing());
+        if routed != needed || !replacement.key_by_fits() {
+            let narrowed = match &self.key_by {
+                Some(fields) => format!(" (the pipeline's key_by [{}] narrows its key)", fields.join(", ")),
+                None => String::new(),
+            };
             return Some(format!(
-                "the new version takes its records {} where the running one takes them {}: the pipeline must be restarted",
+                "the new version takes its records {} where the running one takes them {}{narrowed}: the pipeline must be restarted",
                 distribution_in_words(&new.distribution),
-                distribution_in_words(&old.distribution)
+                distribution_in_words(&routed)
             ));
         }
         None
+    }
+
+    /// How records reach the operator's instances: its plugin's declaration, narrowed by the
+    /// pipeline's `key_by`, as the graph built its exchange.
+    fn routing(&self) -> sluice_sdk::Distribution {
+        use sluice_sdk::Distribution;
+        match (&self.info.distribution, &self.key_by) {
+            (Distribution::Single, _) | (_, None) => self.info.distribution.clone(),
+            (Distribution::Any | Distribution::Key(_), Some(fields)) => Distribution::Key(fields.clone()),
+        }
+    }
+
+    /// Whether `key_by` keeps the records of each of the plugin's groups in one instance (it
+    /// names some of the plugin's key fields, or the plugin has none).
+    fn key_by_fits(&self) -> bool {
+        use sluice_sdk::Distribution;
+        match (&self.info.distribution, &self.key_by) {
+            (_, None) | (Distribution::Any, _) => true,
+            (Distribution::Single, Some(_)) => false,
+            (Distribution::Key(needed), Some(fields)) => fields.iter().all(|field| needed.contains(field)),
+        }
     }
 }
 

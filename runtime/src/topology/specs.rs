@@ -82,7 +82,8 @@ pub fn operator_spec(
         limits,
         readers,
     )?;
-    Ok(OperatorSpec { pinned, ..spec })
+    let key_by = operator.key_by.as_ref().map(|fields| fields.get_ref().iter().map(ToString::to_string).collect());
+    Ok(OperatorSpec { pinned, key_by, ..spec })
 }
 
 /// Checks plugins for `sluice validate` (and before `run`): compiles, type-checks, and

@@ -966,3 +966,45 @@ fn sluice_swap_gives_up_after_its_timeout_and_says_what_may_still_happen() {
         String::from_utf8_lossy(&zero.stderr)
     );
 }
+
+/// Under `key_by`, a swap is judged by how records are routed, not by what each version's
+/// plugin declares: `group_by = ["category", "user_id"]` narrowed to `category` may become
+/// `group_by = ["category"]` (still routed by `category`), not `["user_id"]`.
+#[test]
+fn a_swap_under_key_by_is_judged_by_the_routing_the_exchange_gives() {
+    let scratch = Scratch::new();
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "narrowed"
+parallelism = 2
+
+[[sources]]
+type = "generator"
+rate = 2000
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+key_by = ["category"]
+config = { window = { type = "tumbling", size = "10s" }, group_by = ["category", "user_id"], aggregates = [{ function = "count", as = "n" }] }
+"#,
+    );
+    let (control, stop, pipeline) = run_on_thread(&path);
+    let window_aggregate = || registry().load(&plugin("window-aggregate")).expect("plugin compiles");
+    let config = |group_by: &str| {
+        format!(
+            r#"{{"window": {{"type": "tumbling", "size": "10s"}}, "group_by": {group_by}, "aggregates": [{{"function": "count", "as": "n"}}]}}"#
+        )
+    };
+    let swapped =
+        control.swap_with("counts", window_aggregate(), Some(config(r#"["category"]"#)), sluice::pipeline::StateHandover::Discard);
+    assert!(swapped.as_ref().is_ok_and(|record| record.refused.is_none()), "{swapped:?}");
+    let refused = control.swap_with("counts", window_aggregate(), Some(config(r#"["user_id"]"#)), sluice::pipeline::StateHandover::Discard);
+    assert!(
+        matches!(&refused, Err(SwapError::Refused(reason)) if reason.contains("by key (user_id)") && reason.contains("by key (category)")),
+        "{refused:?}"
+    );
+    stop.raise();
+    pipeline.join().expect("no panic").expect("pipeline drains");
+}
