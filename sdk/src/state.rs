@@ -92,6 +92,36 @@ pub fn matched_positions(then: usize, now: usize, passes: &[&dyn Fn(usize, usize
     sources
 }
 
+/// What one entry of a configuration (an average, a detector) is, as a state records it
+/// beside what the entry keeps, so that a restore under another configuration matches entries
+/// up with [`EntryDefinition::matched`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EntryDefinition {
+    /// Its name in the configuration (an output field, a detector's `name`).
+    pub name: String,
+    /// What must agree for its state to be continued at all: the kind of state and what it is
+    /// kept over (`price exponential-alpha`).
+    pub family: String,
+    /// Its settings within the family (`0.3`, `window 10`).
+    pub parameters: String,
+}
+
+impl EntryDefinition {
+    /// For each entry of `now`, the entry of `then` whose state it continues: the same
+    /// definition under the same name first (two alike keep each its own state whatever their
+    /// order), then the same definition under any name (a rename), then the same family under
+    /// the same name (retuned settings go on from there); none starts afresh.
+    pub fn matched(then: &[EntryDefinition], now: &[EntryDefinition]) -> Vec<Option<usize>> {
+        let same = |old: usize, new: usize| then[old].family == now[new].family && then[old].parameters == now[new].parameters;
+        let named = |old: usize, new: usize| then[old].name == now[new].name;
+        matched_positions(
+            then.len(),
+            now.len(),
+            &[&|old, new| same(old, new) && named(old, new), &same, &|old, new| then[old].family == now[new].family && named(old, new)],
+        )
+    }
+}
+
 /// `items` put in the places `sources` gives (from [`matched_positions`]); a place without a
 /// source gets `fresh(place)`.
 pub fn rearranged<T>(items: Vec<T>, sources: &[Option<usize>], mut fresh: impl FnMut(usize) -> T) -> Vec<T> {

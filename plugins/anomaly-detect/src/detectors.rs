@@ -1,6 +1,7 @@
 //! The configured detectors: their configuration, what each learns per key, and how a value is scored.
 
 use serde::{Deserialize, Serialize};
+use sluice_sdk::state::EntryDefinition;
 
 use crate::limits::{RateOfChange, RateOfChangeConfig, Threshold, ThresholdConfig};
 use crate::mad::{Mad, MadConfig, RecentValues};
@@ -95,29 +96,19 @@ fn named(name: &Option<String>, default: &str) -> String {
     name.clone().unwrap_or_else(|| default.to_owned())
 }
 
-/// What one detector's statistics were made for, recorded with the state (version 2), so that
-/// a restore under another configuration (a swap, a file edit, a restart) matches each
-/// detector up by what it is, not by its place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DetectorDefinition {
-    pub name: String,
-    /// The watched field and the detector's type (`latency_ms mad`): what must agree for its
-    /// statistics to be continued at all.
-    pub family: String,
-    /// Its settings (a window, a decay, a threshold).
-    pub parameters: String,
-}
-
 impl Detector {
-    /// What this detector of `field` is, as a state records it.
-    pub fn definition(&self, field: &str) -> DetectorDefinition {
+    /// What this detector of `field` is, as a state records it (version 2), so that a restore
+    /// under another configuration (a swap, a file edit, a restart) matches each detector up
+    /// by what it is, not by its place: the watched field and its type (`latency_ms mad`), and
+    /// its settings (a window, a decay, a threshold).
+    pub fn definition(&self, field: &str) -> EntryDefinition {
         let (family, parameters) = match &self.kind {
             DetectorKind::Zscore(zscore) => ("zscore", format!("{zscore:?}")),
             DetectorKind::Mad(mad) => ("mad", format!("{mad:?}")),
             DetectorKind::Threshold(threshold) => ("threshold", format!("{threshold:?}")),
             DetectorKind::RateOfChange(rate) => ("rate-of-change", format!("{rate:?}")),
         };
-        DetectorDefinition { name: self.name.clone(), family: format!("{field} {family}"), parameters }
+        EntryDefinition { name: self.name.clone(), family: format!("{field} {family}"), parameters }
     }
 
     /// Whether the detector learns from the key's values, and so stays silent during warm-up.

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
 
-use sluice_sdk::state::{matched_positions, rearranged};
+use sluice_sdk::state::{EntryDefinition, rearranged};
 
-use crate::detectors::{Detector, DetectorDefinition, DetectorStatistics};
+use crate::detectors::{Detector, DetectorStatistics};
 
 /// What one key has learnt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub struct KeyedStatistics {
     clock: u64,
     /// What each detector's statistics were made for, in configuration order (version 2;
     /// `None` in a state of version 1, whose statistics are taken by place where they fit).
-    made_for: Option<Vec<DetectorDefinition>>,
+    made_for: Option<Vec<EntryDefinition>>,
 }
 
 /// Version 2 added `made_for`.
@@ -79,16 +79,21 @@ impl KeyedStatistics {
     /// configured. Where they changed, each key keeps the statistics of each detector it still
     /// has, matched by what it is whatever its place or name, else by its name where only its
     /// settings changed (a threshold, a window: it goes on from there); a detector added
-    /// starts afresh (its key's warm-up is not repeated), one removed is dropped. A state that
+    /// starts afresh, and a learning one makes every key warm up again; one removed is dropped. A state that
     /// did not record what it was made for (version 1) is taken by place where it fits.
     pub fn redefine(&mut self, field: &str, detectors: &[Detector]) {
-        let now: Vec<DetectorDefinition> = detectors.iter().map(|detector| detector.definition(field)).collect();
+        let now: Vec<EntryDefinition> = detectors.iter().map(|detector| detector.definition(field)).collect();
         if let Some(then) = self.made_for.take().filter(|then| *then != now) {
-            let same = |old: usize, new: usize| then[old].family == now[new].family && then[old].parameters == now[new].parameters;
-            let retuned = |old: usize, new: usize| then[old].family == now[new].family && then[old].name == now[new].name;
-            let sources = matched_positions(then.len(), now.len(), &[&same, &retuned]);
+            let sources = EntryDefinition::matched(&then, &now);
+            // A learning detector that starts afresh would score from its second value (one
+            // value makes no spread): every key warms up again, its other detectors learning
+            // on but silent meanwhile.
+            let learns_afresh = sources.iter().zip(detectors).any(|(source, detector)| source.is_none() && detector.learns());
             for key in self.keys.values_mut() {
                 key.detectors = rearranged(std::mem::take(&mut key.detectors), &sources, |place| detectors[place].fresh_statistics());
+                if learns_afresh {
+                    key.seen = 0;
+                }
             }
         }
         self.made_for = Some(now);

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::Millis;
+use sluice_sdk::state::EntryDefinition;
 
 use crate::cumulative::CumulativeMean;
 use crate::exponential::{ByAlpha, ByHalfLife};
@@ -50,22 +51,13 @@ pub enum AverageKind {
     Cumulative,
 }
 
-/// What one average's state was made for, recorded with the state (version 5), so that a
-/// restore under another configuration (a swap, a file edit, a restart) matches each average
-/// up by what it averages, not by its place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AverageDefinition {
-    pub name: String,
-    /// The averaged field and the kind of average (`price exponential-alpha`): what must agree
-    /// for a state to be continued at all.
-    pub family: String,
-    /// The kind's parameter (`0.3`, `10`, `300000ms`; empty for the cumulative mean).
-    pub parameter: String,
-}
-
 impl Average {
-    /// What this average of `field` is, as a state records it.
-    pub fn definition(&self, field: &str) -> AverageDefinition {
+    /// What this average of `field` is, as a state records it (version 5), so that a restore
+    /// under another configuration (a swap, a file edit, a restart) matches each average up by
+    /// what it averages, not by its place: the averaged field and the kind of average
+    /// (`price exponential-alpha`), and the kind's parameter (`0.3`, `10`, `300000ms`; none for
+    /// the cumulative mean).
+    pub fn definition(&self, field: &str) -> EntryDefinition {
         let (kind, parameter) = match self.kind {
             AverageKind::LastRecords(records) => ("simple-records", records.to_string()),
             AverageKind::Span(span) => ("simple-span", format!("{span}ms")),
@@ -73,7 +65,7 @@ impl Average {
             AverageKind::HalfLife(half_life) => ("exponential-half-life", format!("{half_life}ms")),
             AverageKind::Cumulative => ("cumulative", String::new()),
         };
-        AverageDefinition { name: self.name.clone(), family: format!("{field} {kind}"), parameter }
+        EntryDefinition { name: self.name.clone(), family: format!("{field} {kind}"), parameters: parameter }
     }
 }
 

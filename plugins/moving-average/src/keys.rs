@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::VersionedState;
-use sluice_sdk::state::{matched_positions, rearranged};
+use sluice_sdk::state::{EntryDefinition, rearranged};
 
 use sluice_sdk::numeric::CompensatedSum;
 
-use crate::average::{Average, AverageDefinition, AverageState};
+use crate::average::{Average, AverageState};
 use crate::cumulative::CumulativeMean;
 use crate::exponential::{ByAlpha, ByHalfLife};
 use crate::simple::{EventTimeSpan, LastRecords};
@@ -28,7 +28,7 @@ pub struct AveragesByKey {
     held_since_watermark: usize,
     /// What each average's state was made for, in configuration order (version 5; `None` in
     /// a state of an earlier version, whose averages are taken by place).
-    made_for: Option<Vec<AverageDefinition>>,
+    made_for: Option<Vec<EntryDefinition>>,
 }
 
 /// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
@@ -186,11 +186,9 @@ impl AveragesByKey {
     /// added starts afresh, one removed is dropped. A state that did not record what it was
     /// made for (before version 5) is taken by place, as it was then.
     pub fn redefine(&mut self, field: &str, averages: &[Average]) {
-        let now: Vec<AverageDefinition> = averages.iter().map(|average| average.definition(field)).collect();
+        let now: Vec<EntryDefinition> = averages.iter().map(|average| average.definition(field)).collect();
         if let Some(then) = self.made_for.take().filter(|then| *then != now) {
-            let same = |old: usize, new: usize| then[old].family == now[new].family && then[old].parameter == now[new].parameter;
-            let retuned = |old: usize, new: usize| then[old].family == now[new].family && then[old].name == now[new].name;
-            let sources = matched_positions(then.len(), now.len(), &[&same, &retuned]);
+            let sources = EntryDefinition::matched(&then, &now);
             for state in self.keys.values_mut() {
                 state.averages =
                     rearranged(std::mem::take(&mut state.averages), &sources, |place| AverageState::fresh(averages[place].kind));

@@ -348,3 +348,17 @@ fn records_and_groups_keep_the_exact_text_of_their_values() {
         ]
     );
 }
+
+/// Two averages alike, one added later, keep each its own state when listed the other way
+/// round (by their `as`).
+#[test]
+fn twin_averages_keep_each_its_own_state_whatever_their_order() {
+    let config = |names: &[&str]| json!({"field": "price", "averages": names.iter().map(|name| json!({"type": "exponential", "alpha": 0.5, "as": name})).collect::<Vec<_>>()});
+    let mut op = operator(config(&["old"]));
+    op.process_json(&[(json!({"price": 100}), 0), (json!({"price": 100}), 1)]);
+    let mut both = Harness::<MovingAverage>::restored(config(&["old", "new"]), op.snapshot()).unwrap();
+    both.process_json(&[(json!({"price": 0}), 2)]);
+    let mut reordered = Harness::<MovingAverage>::restored(config(&["new", "old"]), both.snapshot()).unwrap();
+    let out = json_values(&reordered.process_json(&[(json!({"price": 0}), 3)]).batch);
+    assert_eq!((out[0]["old"].clone(), out[0]["new"].clone()), (json!(25), json!(0)), "{}", out[0]);
+}

@@ -270,6 +270,7 @@ fn definition(group_by: &[FieldPath], aggregates: &[AggregateConfig]) -> Definit
     Definition {
         group_by: group_by.iter().map(ToString::to_string).collect(),
         aggregates: aggregates.iter().map(AggregateConfig::describe).collect(),
+        names: aggregates.iter().map(AggregateConfig::output_name).collect(),
     }
 }
 

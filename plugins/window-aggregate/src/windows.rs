@@ -94,12 +94,14 @@ pub struct OpenWindows {
 }
 
 /// What the accumulators of open windows were made for: the group fields and each aggregate,
-/// in order ([`crate::AggregateConfig::describe`]), output names aside. Windows restored under
-/// another definition would mix results of two configurations.
+/// in order ([`crate::AggregateConfig::describe`]), with its output name (version 6; none in
+/// a state of version 5). Windows restored under another definition would mix results of two
+/// configurations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Definition {
     pub group_by: Vec<String>,
     pub aggregates: Vec<String>,
+    pub names: Vec<String>,
 }
 
 impl std::fmt::Display for Definition {
@@ -108,24 +110,48 @@ impl std::fmt::Display for Definition {
     }
 }
 
-/// Version 5 records the definition; version 4 made sums, moments and first/last independent
-/// of arrival order (the arrival sequence is gone); version 3 added the panes; versions 1 to 4
-/// are migrated.
+/// Version 6 records each aggregate's output name in the definition; version 5 records the
+/// definition; version 4 made sums, moments and first/last independent of arrival order (the
+/// arrival sequence is gone); version 3 added the panes; versions 1 to 5 are migrated.
 impl VersionedState for OpenWindows {
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
 
     fn migrate(version: u32, bytes: &[u8]) -> Result<Self, String> {
         let mut windows = match version {
+            5 => sluice_sdk::state::decode_bytes::<OpenWindowsV5>(bytes).map(OpenWindows::from),
             1 => sluice_sdk::state::decode_bytes::<OpenWindowsV1>(bytes).map(OpenWindows::from),
             2 => sluice_sdk::state::decode_bytes::<OpenWindowsV2>(bytes).map(OpenWindows::from),
             3 => sluice_sdk::state::decode_bytes::<OpenWindowsV3>(bytes).map(OpenWindows::from),
             4 => sluice_sdk::state::decode_bytes::<OpenWindowsV4>(bytes).map(OpenWindows::from),
-            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 5")),
+            _ => Err(format!("cannot read state version {version}: this plugin reads versions 1 to 6")),
         }?;
         if version < 4 {
             windows.accumulators_mut().for_each(Accumulator::upgrade);
         }
         Ok(windows)
+    }
+}
+
+/// The state layout of version 5: a definition without the output names.
+#[derive(Deserialize)]
+struct OpenWindowsV5 {
+    windows: BTreeMap<WindowKey, HashMap<KeyText, GroupState, RandomState>>,
+    sessions: BTreeMap<KeyText, BTreeSet<WindowKey>>,
+    watermark: Option<i64>,
+    panes: Panes,
+    definition: Option<DefinitionV5>,
+}
+
+#[derive(Deserialize)]
+struct DefinitionV5 {
+    group_by: Vec<String>,
+    aggregates: Vec<String>,
+}
+
+impl From<OpenWindowsV5> for OpenWindows {
+    fn from(old: OpenWindowsV5) -> Self {
+        let definition = old.definition.map(|DefinitionV5 { group_by, aggregates }| Definition { group_by, aggregates, names: Vec::new() });
+        OpenWindows { windows: old.windows, sessions: old.sessions, watermark: old.watermark, panes: old.panes, definition }
     }
 }
 
@@ -379,7 +405,15 @@ impl OpenWindows {
             ));
         }
         let (then, now) = (&made_for.aggregates, &definition.aggregates);
-        let sources = matched_positions(then.len(), now.len(), &[&|old, new| then[old] == now[new]]);
+        // The same computation under the same name first: two aggregates that compute alike
+        // keep each its own accumulators whatever their order (one may have been added later,
+        // and missed part of the window).
+        let same_name = |old: usize, new: usize| made_for.names.get(old).is_some_and(|name| Some(name) == definition.names.get(new));
+        let sources = matched_positions(
+            then.len(),
+            now.len(),
+            &[&|old, new| then[old] == now[new] && same_name(old, new), &|old, new| then[old] == now[new]],
+        );
         let remap = |accumulators: &mut Vec<Accumulator>| {
             *accumulators = rearranged(std::mem::take(accumulators), &sources, |_| Accumulator::Incomplete);
         };

@@ -79,20 +79,37 @@ fn the_least_recently_seen_key_is_forgotten_when_max_keys_are_kept() {
     assert_eq!((metrics.counters.get("keys_forgotten"), metrics.gauges.get("keys")), (Some(&2), Some(&2.0)), "c then a were forgotten");
 }
 
-/// A detector kept in a new configuration goes on from its own statistics (the key's warm-up
-/// is not repeated: the spike at 10 s is one for `zscore`); one added starts afresh.
+/// A detector kept in a new configuration goes on from its own statistics: with a detector
+/// that learns nothing added (`threshold`), the key's warm-up is not repeated, and the spike at
+/// 10 s is one for `zscore`.
 #[test]
 fn state_from_another_configuration_is_matched_up_by_detector_not_misread() {
     let before = json!({"field": "latency", "warm_up": 3, "detectors": [{"type": "mad"}, {"type": "zscore"}]});
     let mut op = operator(before);
     op.process_json(&records("a", &[10.0, 10.5, 9.5, 10.0, 10.2, 9.8], 0));
-    let after = json!({"field": "latency", "warm_up": 3, "detectors": [{"type": "zscore"}, {"type": "rate-of-change", "max_increase": 1}]});
+    let after = json!({"field": "latency", "warm_up": 3, "detectors": [{"type": "zscore"}, {"type": "threshold", "max": 100}]});
     let restored = Harness::<AnomalyDetect>::restored(after, op.snapshot());
     let Ok(mut restored) = restored else { panic!("restoring state of another configuration must work") };
     let out = restored.process_json(&records("a", &[50.0, 10.0, 10.1, 10.0, 200.0], 10_000));
     let found = alert_times(&json_values(&out.batch));
     assert_eq!(found.first(), Some(&("zscore".to_owned(), 10_000)), "{found:?}");
-    assert!(found.contains(&("rate-of-change".to_owned(), 14_000)), "{found:?}");
+    assert!(found.contains(&("threshold".to_owned(), 14_000)), "{found:?}");
+}
+
+/// A learning detector added starts afresh, and its first values are not scored against a
+/// spread of nothing: every key warms up again (before, the new `rate-of-change` or a new
+/// `zscore` alerted on the key's next changed value).
+#[test]
+fn a_learning_detector_added_warms_up_before_it_alerts() {
+    let before = json!({"field": "latency", "warm_up": 3, "detectors": [{"type": "mad"}]});
+    let mut op = operator(before);
+    op.process_json(&records("a", &[10.0, 10.5, 9.5, 10.0, 10.2, 9.8], 0));
+    let after = json!({"field": "latency", "warm_up": 3, "detectors": [{"type": "mad"}, {"type": "zscore"}]});
+    let mut restored = Harness::<AnomalyDetect>::restored(after, op.snapshot()).expect("restores");
+    let out = restored.process_json(&records("a", &[10.0, 10.4, 10.1, 10.0, 200.0], 10_000));
+    let found = alert_times(&json_values(&out.batch));
+    assert!(found.iter().all(|(_, time)| *time == 14_000), "nothing during the warm-up: {found:?}");
+    assert!(found.contains(&("zscore".to_owned(), 14_000)) && found.contains(&("mad".to_owned(), 14_000)), "{found:?}");
 }
 
 /// Detectors listed in another order (a swap, a file edit, a restart) each go on from their
@@ -140,4 +157,30 @@ fn extreme_values_neither_panic_nor_poison_the_statistics() {
     let mut fresh = operator(config);
     let late_mad: Vec<_> = late(&mut fresh).into_iter().filter(|(detector, _)| detector == "mad").collect();
     assert_eq!(late(&mut op), late_mad);
+}
+
+/// Two detectors with the same settings, one added later, keep each its own statistics when
+/// they are listed the other way round: before, the first in the list took the first's
+/// statistics, so `old` scored with `new`'s and alerted on a value usual for it.
+#[test]
+fn twin_detectors_keep_each_its_own_statistics_whatever_their_order() {
+    let zscore = |name: &str| json!({"type": "zscore", "alpha": 0.05, "threshold": 1.0, "name": name});
+    let config =
+        |names: &[&str]| json!({"field": "latency", "warm_up": 3, "detectors": names.iter().map(|name| zscore(name)).collect::<Vec<_>>()});
+    let mut op = operator(config(&["old"]));
+    op.process_json(&records("a", &calm_series(30, 4), 0));
+    let mut both = Harness::<AnomalyDetect>::restored(config(&["old", "new"]), op.snapshot()).expect("restores");
+    both.process_json(&records("a", &[500.0, 501.0, 499.0, 500.0, 502.0], 30_000));
+    let after = records("a", &[500.5, 100.0], 40_000);
+    let alerts = |names: &[&str]| {
+        let mut restored = Harness::<AnomalyDetect>::restored(config(names), both.snapshot()).expect("restores");
+        let mut found: Vec<String> = json_values(&restored.process_json(&after).batch)
+            .iter()
+            .map(|alert| format!("{} {} {}", alert["detector"], alert["timestamp"], alert["score"]))
+            .collect();
+        found.sort();
+        found
+    };
+    assert!(!alerts(&["old", "new"]).is_empty(), "the input must raise alerts");
+    assert_eq!(alerts(&["new", "old"]), alerts(&["old", "new"]));
 }

@@ -234,7 +234,25 @@ fn state_of_version_1_is_migrated() {
     let mut op = Harness::<WindowAggregate>::restored(config, State::encode(&restored)).unwrap();
     op.process_json(&[record("a", 1.0, 1_000)]);
     assert_eq!(json_values(&op.watermark(i64::MAX))[0]["count"], json!(5));
-    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 5"));
+    assert!(State { version: 7, bytes: Vec::new() }.decode::<OpenWindows>().unwrap_err().contains("versions 1 to 6"));
+}
+
+/// Two aggregates that compute alike, one added while a window was open, keep each its own
+/// accumulators when listed the other way round (by their output names): before, the first
+/// in the list took the first's, so the whole count went to the one added late.
+#[test]
+fn twin_aggregates_keep_each_its_own_accumulators_whatever_their_order() {
+    let config = |names: &[&str]| json!({"window": {"type": "tumbling", "size": "10s"}, "aggregates": names.iter().map(|name| json!({"function": "count", "as": name})).collect::<Vec<_>>()});
+    let mut op = operator(config(&["n1"]));
+    op.process_json(&[(json!({"k": "a"}), 1_000), (json!({"k": "a"}), 2_000)]);
+    let mut both = Harness::<WindowAggregate>::restored(config(&["n1", "n2"]), op.snapshot()).expect("restores");
+    both.process_json(&[(json!({"k": "a"}), 3_000)]);
+    let mut reordered = Harness::<WindowAggregate>::restored(config(&["n2", "n1"]), both.snapshot()).expect("restores");
+    assert_eq!(
+        json_values(&reordered.watermark(i64::MAX)),
+        vec![json!({"window_start": 0, "window_end": 10_000, "n2": null, "n1": 3})],
+        "n1 saw the whole window, n2 only part of it"
+    );
 }
 
 /// A restore under other aggregates matches the open windows' accumulators up by what they
