@@ -75,21 +75,23 @@ pub struct AdminOptions {
 /// reload that changes the wiring restarts the pipeline (the old one drains first). Raising
 /// `stop` ends it all.
 pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop: StopSignal) -> Result<PipelineSummary, ServeError> {
-    let mut pipeline = validate(path, plugins)?;
     let current = SharedControl::default();
     // One monitor for the process: counters go on across restarts, as Prometheus expects.
     let monitor = Monitor::default();
+    // Listening before the plugins compile (tens of seconds for Python or JavaScript ones
+    // without the compiled cache): `/health` answers, and `/ready` says the pipeline starts.
     let _admin = match &options.admin {
         Some(admin) => Some(AdminServer::start(admin, current.clone(), plugins.clone(), monitor.clone())?),
-        None => {
-            warn_unseen_console_sinks(&pipeline);
-            None
-        }
+        None => None,
     };
     let _metrics = match options.metrics {
         Some(address) => Some(AdminServer::start_metrics(address, monitor.clone())?),
         None => None,
     };
+    let mut pipeline = validate(path, plugins)?;
+    if options.admin.is_none() {
+        warn_unseen_console_sinks(&pipeline);
+    }
     // The previous definition, and what its run carried over, to go back to if a reloaded one
     // cannot start.
     let mut previous: Option<(LoadedPipeline, CarriedOver)> = None;
@@ -230,10 +232,26 @@ impl SharedControl {
     }
 }
 
-/// The admin API on its own small runtime; dropped, it shuts down.
+/// The admin API on its own small runtime; dropped, it shuts down, letting requests in
+/// progress finish (for up to `admin::DRAIN_LIMIT`).
 struct AdminServer {
-    _runtime: tokio::runtime::Runtime,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let (Some(runtime), Some(serving)) = (self.runtime.take(), self.serving.take()) {
+            // The server drains for up to DRAIN_LIMIT; a second more covers its own bookkeeping.
+            // The timer is made inside the runtime (made outside, it finds no reactor).
+            let drained = async move { tokio::time::timeout(crate::admin::DRAIN_LIMIT + std::time::Duration::from_secs(1), serving).await };
+            let _ = runtime.block_on(drained);
+        }
+    }
 }
 
 impl AdminServer {
@@ -253,7 +271,7 @@ impl AdminServer {
         let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
         let bound = listener.local_addr().map_err(failed)?;
         let (token, tls) = (options.token.clone(), options.tls.clone());
-        runtime.spawn(async move {
+        let serving = runtime.spawn(async move {
             let shutdown = async move { drop(shutdown_requested.await) };
             let served = match (tokio::net::TcpListener::from_std(listener), tls) {
                 (Ok(listener), Some(tls)) => {
@@ -268,12 +286,12 @@ impl AdminServer {
         });
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %bound, scheme, token = options.token.is_some(), "admin API listening");
-        Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
+        Ok(AdminServer { runtime: Some(runtime), shutdown: Some(shutdown), serving: Some(serving) })
     }
 }
 
 impl AdminServer {
-    /// Serves `/metrics` and `/health` alone: nothing to change, nothing secret.
+    /// Serves `/metrics`, `/health` and `/ready` alone: nothing to change, nothing secret.
     fn start_metrics(address: std::net::SocketAddr, monitor: Monitor) -> Result<AdminServer, ServeError> {
         let failed = |error| ServeError::Metrics { address, error };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -286,7 +304,7 @@ impl AdminServer {
         listener.set_nonblocking(true).map_err(failed)?;
         let bound = listener.local_addr().map_err(failed)?;
         let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(async move {
+        let serving = runtime.spawn(async move {
             let shutdown = async move { drop(shutdown_requested.await) };
             let served = match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => crate::admin::serve_metrics(listener, monitor, shutdown).await,
@@ -297,7 +315,7 @@ impl AdminServer {
             }
         });
         tracing::info!(address = %bound, "metrics listening");
-        Ok(AdminServer { _runtime: runtime, _shutdown: shutdown })
+        Ok(AdminServer { runtime: Some(runtime), shutdown: Some(shutdown), serving: Some(serving) })
     }
 }
 

@@ -88,7 +88,8 @@ pub fn new_specs(new: &LoadedPipeline, control: &PipelineControl, plugins: &Plug
             Ok(spec) => specs.push(spec),
             Err(error) => {
                 let name = operator.get_ref().name.get_ref().as_str();
-                control.record_refusal(name, &error.to_string(), None);
+                let plugin_file = new.resolve(operator.get_ref().plugin.get_ref());
+                control.record_refusal(name, &error.to_string(), crate::wasm::file_digest(&plugin_file));
                 // Which operator, and which of its files, when it was a granted one.
                 let granted: Vec<String> =
                     operator.get_ref().granted_files().map(|(grant, path)| format!("{grant} = {}", new.resolve(path).display())).collect();

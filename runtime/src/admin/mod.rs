@@ -39,6 +39,7 @@ mod console;
 mod tls;
 
 pub use access::{AccessError, AdminToken, TOKEN_VARIABLE, check_exposure};
+pub use connections::DRAIN_LIMIT;
 pub use tls::{TlsError, TlsIdentity, TlsListener};
 
 use crate::commands::SharedControl;
@@ -137,7 +138,7 @@ impl axum::extract::FromRef<Admin> for Monitor {
 type Answer<T> = Result<axum::Json<T>, ApiError>;
 
 /// Serves the API on `listener` until `shutdown` completes; with a `token`, every request
-/// but `/health` must present it.
+/// but `/health`, `/ready` and the console's static files must present it.
 pub async fn serve<L>(
     listener: L,
     control: SharedControl,
@@ -147,8 +148,7 @@ pub async fn serve<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
 {
     let admin = Admin { control, plugins, monitor };
     let gate = UploadGate { turn: Arc::new(Semaphore::new(1)), admin: admin.clone() };
@@ -302,10 +302,16 @@ async fn one_upload_at_a_time(
         return refusal.into_response();
     }
     if !is_upload(request.headers()) {
-        // A path and a config: small, so that such requests at once hold little memory.
-        return match read_body(request, MAX_SWAP_BY_PATH).await {
-            Ok(request) => next.run(request).await,
-            Err(refusal) => refusal.into_response(),
+        // A path and a config: small, so that such requests at once hold little memory, and
+        // read within a time limit, so that a client trickling one holds no connection for ever.
+        return match tokio::time::timeout(SWAP_BY_PATH_READ_LIMIT, read_body(request, MAX_SWAP_BY_PATH)).await {
+            Ok(Ok(request)) => next.run(request).await,
+            Ok(Err(refusal)) => refusal.into_response(),
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request was not received within {} s", SWAP_BY_PATH_READ_LIMIT.as_secs()),
+            )
+            .into_response(),
         };
     }
     let Ok(_turn) = gate.turn.try_acquire() else {
@@ -345,6 +351,9 @@ const MAX_SWAP_BY_PATH: usize = 1 << 20;
 
 /// Longest an upload's body may take to arrive.
 const UPLOAD_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long the body of a swap by path (at most 1 MiB of JSON) may take to arrive.
+const SWAP_BY_PATH_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The request with its body read whole, refused past `limit` bytes.
 async fn read_body(request: Request, limit: usize) -> Result<Request, ApiError> {
@@ -392,14 +401,7 @@ fn swap_blocking(
         };
         let plugin = plugins.load(&path);
         // A file refused is still named by its digest in the history, when it can be read whole.
-        let new_digest = match &plugin {
-            Ok(_) => None,
-            Err(_) => std::fs::metadata(&path)
-                .ok()
-                .filter(|file| file.is_file() && file.len() <= crate::wasm::MAX_PLUGIN_BYTES)
-                .and_then(|_| std::fs::read(&path).ok())
-                .map(|bytes| crate::wasm::Digest::of(&bytes).to_string()),
-        };
+        let new_digest = plugin.as_ref().err().and_then(|_| crate::wasm::file_digest(&path));
         (plugin, config, new_digest)
     };
     let plugin: Arc<Plugin> = plugin.map_err(|error| refused_before_swap(control, operator, &error, new_digest))?;

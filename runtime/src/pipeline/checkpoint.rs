@@ -180,11 +180,12 @@ struct StoredOperator {
 /// Where a task's checkpoints go; after `save` returns, the checkpoint is durable and the
 /// position may be committed.
 pub trait CheckpointTarget: Send {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String>;
+    /// Saves the checkpoint of round `round` (the barrier's id).
+    fn save(&mut self, round: u64, checkpoint: &TaskCheckpoint) -> Result<(), String>;
 
-    /// The task could not take the checkpoint at its barrier (an operator's state could not
-    /// be read): nothing is saved, and its position is not committed.
-    fn skipped(&mut self, _reason: &str) {}
+    /// The task could not take the checkpoint at barrier `round` (an operator's state could
+    /// not be read): nothing is saved, and its position is not committed.
+    fn skipped(&mut self, _round: u64, _reason: &str) {}
 
     /// The task's input ended and all its output is durable: the stream is finished, and a
     /// later run starts from the beginning (nothing to resume).

@@ -25,44 +25,22 @@ pub struct RoundRequest {
 #[derive(Debug)]
 pub enum RoundReport {
     /// A share put barrier `id` behind its records, at this position and watermark.
-    Source {
-        share: String,
-        id: u64,
-        next_position: u64,
-        watermark: Option<i64>,
-    },
+    Source { share: String, id: u64, next_position: u64, watermark: Option<i64> },
     /// A share read its input to the end (its last position): it takes part in no more rounds.
-    SourceEnded {
-        share: String,
-        next_position: u64,
-        watermark: Option<i64>,
-    },
+    SourceEnded { share: String, next_position: u64, watermark: Option<i64> },
     /// A share stopped early (an error, or its downstream stopped): its input did not end. It
     /// still takes the last round.
-    SourceFailed {
-        share: String,
-    },
+    SourceFailed { share: String },
     /// A share's thread is gone: it takes part in no more rounds.
-    SourceGone {
-        share: String,
-    },
-    Task {
-        task: String,
-        checkpoint: Box<TaskCheckpoint>,
-    },
+    SourceGone { share: String },
+    /// A task's checkpoint at barrier `id`.
+    Task { task: String, id: u64, checkpoint: Box<TaskCheckpoint> },
     /// A task could not take its checkpoint: the round cannot be saved.
-    TaskSkipped {
-        task: String,
-        reason: String,
-    },
+    TaskSkipped { task: String, id: u64, reason: String },
     /// A task's upstreams all ended and its outputs are durable: it takes part in no more rounds.
-    TaskFinished {
-        task: String,
-    },
+    TaskFinished { task: String },
     /// A task's thread is gone (stopped, failed or suspended): it takes part in no more rounds.
-    TaskGone {
-        task: String,
-    },
+    TaskGone { task: String },
 }
 
 /// A source share's end of the rounds.
@@ -94,13 +72,13 @@ impl Drop for CoordinatorTarget {
 }
 
 impl CheckpointTarget for CoordinatorTarget {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
-        let report = RoundReport::Task { task: self.task.clone(), checkpoint: Box::new(checkpoint.clone()) };
+    fn save(&mut self, round: u64, checkpoint: &TaskCheckpoint) -> Result<(), String> {
+        let report = RoundReport::Task { task: self.task.clone(), id: round, checkpoint: Box::new(checkpoint.clone()) };
         self.reports.send(report).map_err(|_| "the checkpoint coordinator stopped".to_owned())
     }
 
-    fn skipped(&mut self, reason: &str) {
-        let _ = self.reports.send(RoundReport::TaskSkipped { task: self.task.clone(), reason: reason.to_owned() });
+    fn skipped(&mut self, round: u64, reason: &str) {
+        let _ = self.reports.send(RoundReport::TaskSkipped { task: self.task.clone(), id: round, reason: reason.to_owned() });
     }
 
     fn finished(&mut self) -> Result<(), String> {

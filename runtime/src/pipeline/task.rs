@@ -555,7 +555,7 @@ impl Task {
             Ok(operators) => operators,
             Err(reason) => {
                 if let Some(target) = self.checkpoints.as_mut() {
-                    target.skipped(&reason);
+                    target.skipped(barrier.id, &reason);
                 }
                 return self.checkpoint_failed(reason);
             }
@@ -571,7 +571,7 @@ impl Task {
             operators,
             held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };
-        let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(&checkpoint));
+        let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(barrier.id, &checkpoint));
         match saved {
             Ok(()) => {
                 if let Some(metrics) = &self.metrics {

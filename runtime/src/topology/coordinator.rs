@@ -15,8 +15,9 @@ use crate::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
 
 /// How often the coordinator looks at the stop signal between rounds.
 const POLL: Duration = Duration::from_millis(50);
-/// The least time a round may take before it is given up (a slow first batch, a long swap).
-const LEAST_ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The least time a round may take before it is given up (a slow first batch, a long swap):
+/// longer than the longest snapshot, so that a large state's is not counted a failure.
+const LEAST_ROUND_TIMEOUT: Duration = crate::wasm::STATE_CALL_TIMEOUT.saturating_add(Duration::from_secs(30));
 
 /// The coordinator's end of one source share.
 pub struct ShareHandle {
@@ -127,7 +128,7 @@ impl Coordinator {
     fn give_up(&self, failures: u32, reason: &str) -> String {
         let error =
             format!("{failures} checkpoints in a row failed (more than [pipeline] tolerated_checkpoint_failures), the last: {reason}");
-        tracing::error!("stopping the pipeline: {failures} checkpoints in a row failed");
+        tracing::error!("stopping the pipeline: {failures} checkpoint(s) in a row failed");
         self.stop.raise();
         error
     }
@@ -215,12 +216,17 @@ impl Coordinator {
                     waiting_shares.remove(&share);
                     gathered.shares.insert(share, SharePosition { next_position, watermark });
                 }
-                RoundReport::Task { task, checkpoint } => {
+                // A task's answer to an earlier round that timed out comes late: it belongs to
+                // that round, whose positions were not saved, not to this one.
+                RoundReport::Task { task, id: answered, checkpoint } if answered == id => {
                     gathered.tasks.insert(task, *checkpoint);
                 }
-                RoundReport::TaskSkipped { task, reason } => {
+                RoundReport::TaskSkipped { task, id: answered, reason } if answered == id => {
                     gathered.tasks_skipped.insert(task);
                     gathered.skipped.get_or_insert(reason);
+                }
+                RoundReport::Task { task, id: answered, .. } | RoundReport::TaskSkipped { task, id: answered, .. } => {
+                    tracing::debug!(%task, round = answered, "a task's answer to an earlier round came during round {id}: ignored");
                 }
                 RoundReport::TaskGone { task } if self.tasks.contains(&task) && !gathered.answered(&task) => {
                     self.tasks.remove(&task);

@@ -18,7 +18,9 @@ pub use convert::FieldIndexes;
 pub use engine::WasmEngine;
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
-pub use instance::{CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput};
-pub use plugin::{Digest, MAX_PLUGIN_BYTES, Plugin, PluginError, PluginRegistry, read_plugin_file};
+pub use instance::{
+    CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput, STATE_CALL_TIMEOUT,
+};
+pub use plugin::{Digest, MAX_PLUGIN_BYTES, Plugin, PluginError, PluginRegistry, file_digest, read_plugin_file};
 pub use records::Records;
 pub use sluice_sdk::{Batch, Record, State};

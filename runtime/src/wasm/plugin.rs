@@ -122,6 +122,14 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, PluginError> {
     read_bounded(path, MAX_PLUGIN_BYTES).map_err(|error| PluginError::Read { path: path.to_owned(), error })
 }
 
+/// The digest of the file at `path` (`sha256:…`), when it can be read whole within the size
+/// a plugin may have: how the swap history names a file it refused.
+pub fn file_digest(path: &Path) -> Option<String> {
+    // A regular file only: opening a FIFO would wait for a writer.
+    std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+    read_plugin_file(path).ok().map(|bytes| Digest::of(&bytes).to_string())
+}
+
 /// Compiled plugins by digest: a file loaded twice, or by two operators, is compiled once.
 #[derive(Clone)]
 pub struct PluginRegistry {

@@ -57,7 +57,7 @@ pub struct PartitionCheckpoints {
 }
 
 impl CheckpointTarget for PartitionCheckpoints {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
+    fn save(&mut self, _round: u64, checkpoint: &TaskCheckpoint) -> Result<(), String> {
         self.store.save(&self.key, checkpoint)?;
         let commit = Commit {
             partition: (self.key.topic.as_str().into(), self.key.partition),

@@ -345,12 +345,12 @@ impl TransactionalCheckpoints {
 }
 
 impl CheckpointTarget for TransactionalCheckpoints {
-    fn save(&mut self, checkpoint: &TaskCheckpoint) -> Result<(), String> {
+    fn save(&mut self, _round: u64, checkpoint: &TaskCheckpoint) -> Result<(), String> {
         let written = self.store.save(&self.key, checkpoint).map(|()| checkpoint.clone());
         self.arrive(written)
     }
 
-    fn skipped(&mut self, reason: &str) {
+    fn skipped(&mut self, _round: u64, reason: &str) {
         let _ = self.arrive(Err(reason.to_owned()));
     }
 }
