@@ -250,6 +250,8 @@ impl Drop for AdminServer {
             // The timer is made inside the runtime (made outside, it finds no reactor).
             let drained = async move { tokio::time::timeout(crate::admin::DRAIN_LIMIT + std::time::Duration::from_secs(1), serving).await };
             let _ = runtime.block_on(drained);
+            // Blocking work still under way (a swap compiling its plugin) is not waited for.
+            runtime.shutdown_timeout(std::time::Duration::ZERO);
         }
     }
 }

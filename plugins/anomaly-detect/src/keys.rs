@@ -86,8 +86,8 @@ impl KeyedStatistics {
         if let Some(then) = self.made_for.take().filter(|then| *then != now) {
             let sources = EntryDefinition::matched(&then, &now);
             // A learning detector that starts afresh would score from its second value (one
-            // value makes no spread): every key warms up again, its other detectors learning
-            // on but silent meanwhile.
+            // value makes no spread): every key warms up again, its other learning detectors
+            // learning on but silent meanwhile (a threshold alerts as ever).
             let learns_afresh = sources.iter().zip(detectors).any(|(source, detector)| source.is_none() && detector.learns());
             for key in self.keys.values_mut() {
                 key.detectors = rearranged(std::mem::take(&mut key.detectors), &sources, |place| detectors[place].fresh_statistics());

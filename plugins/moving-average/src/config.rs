@@ -86,6 +86,11 @@ pub const INTERVAL_END: &str = "interval_end";
 pub const INTERVAL_COUNT: &str = "count";
 
 impl Settings {
+    /// The group fields, as paths written out.
+    pub fn group_by_names(&self) -> Vec<String> {
+        self.group_by.iter().map(ToString::to_string).collect()
+    }
+
     pub fn from_config(config: MovingAverageConfig) -> Result<Settings, String> {
         if config.max_records == 0 {
             return Err("max_records: must be at least 1".into());

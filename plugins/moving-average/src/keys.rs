@@ -29,6 +29,8 @@ pub struct AveragesByKey {
     /// What each average's state was made for, in configuration order (version 5; `None` in
     /// a state of an earlier version, whose averages are taken by place).
     made_for: Option<Vec<EntryDefinition>>,
+    /// The `group_by` the keys are values of (version 5; `None` before).
+    grouped_by: Option<Vec<String>>,
 }
 
 /// Version 2 added the cumulative average. Version 1's encoding is a valid version 2 one (the
@@ -37,7 +39,7 @@ pub struct AveragesByKey {
 /// Version 3 added each key's `waited_past_watermark` (read from an earlier version, it is 0
 /// until the next watermark) and keeps a cumulative mean's sum halved where it would overflow,
 /// in place of a running mean. Version 4 added `held_since_watermark` (0 from earlier ones).
-/// Version 5 added `made_for` (`None` from earlier ones).
+/// Version 5 added `made_for` and `grouped_by` (`None` from earlier ones).
 impl VersionedState for AveragesByKey {
     const VERSION: u32 = 5;
 
@@ -64,7 +66,7 @@ struct AveragesByKeyV4 {
 impl AveragesByKeyV4 {
     fn into_current(self) -> AveragesByKey {
         let AveragesByKeyV4 { keys, recency, uses, watermark, held_since_watermark } = self;
-        AveragesByKey { keys, recency, uses, watermark, held_since_watermark, made_for: None }
+        AveragesByKey { keys, recency, uses, watermark, held_since_watermark, made_for: None, grouped_by: None }
     }
 }
 
@@ -80,7 +82,7 @@ struct AveragesByKeyV3 {
 impl AveragesByKeyV3 {
     fn into_current(self) -> AveragesByKey {
         let AveragesByKeyV3 { keys, recency, uses, watermark } = self;
-        AveragesByKey { keys, recency, uses, watermark, held_since_watermark: 0, made_for: None }
+        AveragesByKey { keys, recency, uses, watermark, held_since_watermark: 0, made_for: None, grouped_by: None }
     }
 }
 
@@ -136,7 +138,15 @@ impl AveragesByKeyV2 {
                 (name, KeyState { last_use, averages, pending, interval, waited_past_watermark: 0 })
             })
             .collect();
-        AveragesByKey { keys, recency: self.recency, uses: self.uses, watermark: self.watermark, held_since_watermark: 0, made_for: None }
+        AveragesByKey {
+            keys,
+            recency: self.recency,
+            uses: self.uses,
+            watermark: self.watermark,
+            held_since_watermark: 0,
+            made_for: None,
+            grouped_by: None,
+        }
     }
 }
 
@@ -185,7 +195,14 @@ impl AveragesByKey {
     /// only its parameter changed (an `alpha`, a span: it goes on from there); an average
     /// added starts afresh, one removed is dropped. A state that did not record what it was
     /// made for (before version 5) is taken by place, as it was then.
-    pub fn redefine(&mut self, field: &str, averages: &[Average]) {
+    ///
+    /// Keys of another `group_by` are values of other fields: every key is forgotten (values
+    /// still waiting for an interval with them).
+    pub fn redefine(&mut self, field: &str, group_by: &[String], averages: &[Average]) {
+        if self.grouped_by.as_deref().is_some_and(|then| then != group_by) {
+            *self = AveragesByKey { watermark: self.watermark, ..AveragesByKey::default() };
+        }
+        self.grouped_by = Some(group_by.to_vec());
         let now: Vec<EntryDefinition> = averages.iter().map(|average| average.definition(field)).collect();
         if let Some(then) = self.made_for.take().filter(|then| *then != now) {
             let sources = EntryDefinition::matched(&then, &now);
@@ -197,11 +214,12 @@ impl AveragesByKey {
         self.made_for = Some(now);
     }
 
-    /// This state as version 4 encoded it (without `made_for`), for tests of migration.
+    /// This state as version 4 encoded it (without `made_for` and `grouped_by`), for tests of
+    /// migration.
     #[cfg(test)]
     pub fn version_4_bytes(&self) -> Vec<u8> {
-        let mut bytes = sluice_sdk::State::encode(&AveragesByKey { made_for: None, ..self.clone() }).bytes;
-        bytes.pop(); // `None`: one byte
+        let mut bytes = sluice_sdk::State::encode(&AveragesByKey { made_for: None, grouped_by: None, ..self.clone() }).bytes;
+        bytes.truncate(bytes.len() - 2); // two `None`s: a byte each
         bytes
     }
 

@@ -91,7 +91,7 @@ impl Operator for MovingAverage {
     fn init(config: MovingAverageConfig) -> Result<Self, String> {
         let settings = Settings::from_config(config)?;
         let mut keys = AveragesByKey::default();
-        keys.redefine(&settings.field.to_string(), &settings.averages);
+        keys.redefine(&settings.field.to_string(), &settings.group_by_names(), &settings.averages);
         Ok(MovingAverage { settings, keys, group: String::new() })
     }
 
@@ -127,7 +127,7 @@ impl Operator for MovingAverage {
 
     fn restore(&mut self, state: sluice_sdk::State) -> Result<(), String> {
         let mut keys: AveragesByKey = state.decode()?;
-        keys.redefine(&self.settings.field.to_string(), &self.settings.averages);
+        keys.redefine(&self.settings.field.to_string(), &self.settings.group_by_names(), &self.settings.averages);
         self.keys = keys;
         Ok(())
     }

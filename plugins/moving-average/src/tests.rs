@@ -362,3 +362,18 @@ fn twin_averages_keep_each_its_own_state_whatever_their_order() {
     let out = json_values(&reordered.process_json(&[(json!({"price": 0}), 3)]).batch);
     assert_eq!((out[0]["old"].clone(), out[0]["new"].clone()), (json!(25), json!(0)), "{}", out[0]);
 }
+
+/// Keys are values of the `group_by` fields: under another `group_by` they would name other
+/// groups (item 5's averages carried on as seller 5's), so every key is forgotten.
+#[test]
+fn another_group_by_forgets_every_key() {
+    let config = |group: &str| json!({"field": "price", "group_by": [group], "averages": [{"type": "cumulative", "as": "mean"}]});
+    let mut op = operator(config("item"));
+    op.process_json(&[(json!({"item": 5, "seller": 5, "price": 100}), 0)]);
+    let mut regrouped = Harness::<MovingAverage>::restored(config("seller"), op.snapshot()).unwrap();
+    let out = json_values(&regrouped.process_json(&[(json!({"item": 7, "seller": 5, "price": 2}), 1)]).batch);
+    assert_eq!(out[0]["mean"], json!(2), "seller 5 starts afresh: {}", out[0]);
+    let mut same = Harness::<MovingAverage>::restored(config("item"), op.snapshot()).unwrap();
+    let out = json_values(&same.process_json(&[(json!({"item": 5, "seller": 9, "price": 2}), 1)]).batch);
+    assert_eq!(out[0]["mean"], json!(51), "the same group_by goes on: {}", out[0]);
+}

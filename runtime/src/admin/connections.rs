@@ -25,7 +25,7 @@ pub const REQUEST_HEAD_LIMIT: Duration = Duration::from_secs(10);
 /// Connections one listener keeps open at once, all peers together.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// Connections one peer address may hold open at once.
+/// Connections one peer may hold open at once (an IPv4 address, an IPv6 /64).
 pub const MAX_CONNECTIONS_PER_PEER: usize = 64;
 
 /// How long a stop waits for requests in progress before closing their connections.
@@ -40,7 +40,7 @@ pub async fn serve<L>(mut listener: L, router: Router, shutdown: impl Future<Out
 where
     L: Listener<Addr = SocketAddr>,
 {
-    let open = OpenConnections::default();
+    let open = PeerPlaces::new(MAX_CONNECTIONS_PER_PEER, MAX_CONNECTIONS);
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(REQUEST_HEAD_LIMIT);
@@ -70,38 +70,76 @@ where
     Ok(())
 }
 
-/// The connections open, by peer address.
-#[derive(Clone, Default)]
-struct OpenConnections(Arc<Mutex<HashMap<IpAddr, usize>>>);
+/// Places for connections, capped per peer (an IPv4 address; an IPv6 /64, which one client
+/// usually holds whole) and in all; a place is held until its guard is dropped.
+#[derive(Clone)]
+pub(super) struct PeerPlaces {
+    places: Arc<Mutex<Places>>,
+    per_peer: usize,
+    total: usize,
+}
 
-impl OpenConnections {
-    /// A place for one more connection from `peer`, held until the returned guard is dropped;
-    /// `None` over a cap.
-    fn admit(&self, peer: IpAddr) -> Option<HeldConnection> {
-        let mut open = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let total: usize = open.values().sum();
-        let of_peer = open.entry(peer).or_default();
-        if total >= MAX_CONNECTIONS || *of_peer >= MAX_CONNECTIONS_PER_PEER {
+#[derive(Default)]
+struct Places {
+    /// Only peers holding places: an entry goes with its last place.
+    by_peer: HashMap<[u8; 8], usize>,
+    open: usize,
+}
+
+impl PeerPlaces {
+    pub(super) fn new(per_peer: usize, total: usize) -> PeerPlaces {
+        PeerPlaces { places: Arc::default(), per_peer, total }
+    }
+
+    /// A place for one more connection from `peer`; `None` over a cap.
+    pub(super) fn admit(&self, peer: IpAddr) -> Option<HeldPlace> {
+        let key = peer_key(peer);
+        let mut places = self.places.lock().unwrap_or_else(PoisonError::into_inner);
+        if places.open >= self.total || places.by_peer.get(&key).is_some_and(|held| *held >= self.per_peer) {
             return None;
         }
-        *of_peer += 1;
-        Some(HeldConnection { open: self.clone(), peer })
+        places.open += 1;
+        *places.by_peer.entry(key).or_default() += 1;
+        Some(HeldPlace { places: self.places.clone(), key })
     }
 }
 
-/// One open connection's place; given back when the connection ends, however it ends.
-struct HeldConnection {
-    open: OpenConnections,
-    peer: IpAddr,
+/// The peer a connection is counted against: an IPv4 address (an IPv4-mapped IPv6 one
+/// included), or an IPv6 /64.
+fn peer_key(peer: IpAddr) -> [u8; 8] {
+    match peer {
+        IpAddr::V4(v4) => ipv4_key(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => ipv4_key(v4),
+            None => {
+                let mut key = [0; 8];
+                key.copy_from_slice(&v6.octets()[..8]);
+                key
+            }
+        },
+    }
 }
 
-impl Drop for HeldConnection {
+/// An IPv4 address as a key no IPv6 /64 in use has (the /64 `ffff:ffff::`, reserved).
+fn ipv4_key(v4: std::net::Ipv4Addr) -> [u8; 8] {
+    let [a, b, c, d] = v4.octets();
+    [0xff, 0xff, 0xff, 0xff, a, b, c, d]
+}
+
+/// One connection's place; given back when the connection ends, however it ends.
+pub(super) struct HeldPlace {
+    places: Arc<Mutex<Places>>,
+    key: [u8; 8],
+}
+
+impl Drop for HeldPlace {
     fn drop(&mut self) {
-        let mut open = self.open.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.peer) {
+        let mut places = self.places.lock().unwrap_or_else(PoisonError::into_inner);
+        places.open = places.open.saturating_sub(1);
+        if let Some(count) = places.by_peer.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.peer);
+                places.by_peer.remove(&self.key);
             }
         }
     }
@@ -136,12 +174,18 @@ mod tests {
 
     #[test]
     fn a_peer_is_capped_alone_and_its_places_come_back_when_its_connections_end() {
-        let open = OpenConnections::default();
-        let (first, second): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let mut held: Vec<HeldConnection> = (0..MAX_CONNECTIONS_PER_PEER).map(|_| open.admit(first).expect("a place")).collect();
-        assert!(open.admit(first).is_none(), "the peer's cap");
-        assert!(open.admit(second).is_some(), "another peer is still answered");
+        let places = PeerPlaces::new(3, 5);
+        let peer = |text: &str| -> IpAddr { text.parse().expect("an address") };
+        let mut held: Vec<HeldPlace> = (0..3).map(|_| places.admit(peer("10.0.0.1")).expect("a place")).collect();
+        assert!(places.admit(peer("10.0.0.1")).is_none(), "the peer's cap");
+        assert!(places.admit(peer("::ffff:10.0.0.1")).is_none(), "the same peer, IPv4-mapped");
+        let other = places.admit(peer("2001:db8::1")).expect("another peer");
+        let second = places.admit(peer("2001:db8::2:3")).expect("a second place for that /64");
+        assert!(places.admit(peer("192.0.2.7")).is_none(), "the cap in all (5)");
         held.pop();
-        assert!(open.admit(first).is_some(), "a place given back");
+        drop((other, second));
+        assert!(places.admit(peer("10.0.0.1")).is_some(), "a place given back");
+        let refused = places.places.lock().expect("not poisoned").by_peer.len();
+        assert_eq!(refused, 1, "only peers holding places are kept");
     }
 }

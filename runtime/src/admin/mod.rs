@@ -181,7 +181,7 @@ where
     connections::serve(listener, router, shutdown).await
 }
 
-/// Serves `/metrics` and `/health` only, on `listener`, until `shutdown` completes.
+/// Serves `/metrics`, `/health` and `/ready` only, on `listener`, until `shutdown` completes.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     monitor: Monitor,

@@ -82,6 +82,10 @@ pub struct TlsListener {
 /// Most handshakes under way at once; further connections wait to be accepted.
 const HANDSHAKES_AT_ONCE: usize = 64;
 
+/// Most handshakes under way at once from one peer (an IPv4 address, an IPv6 /64); a further
+/// connection from it is closed.
+const HANDSHAKES_PER_PEER: usize = 8;
+
 impl TlsListener {
     /// Starts accepting on `tcp` (in the current Tokio runtime).
     pub fn new(tcp: TcpListener, identity: &TlsIdentity) -> TlsListener {
@@ -100,6 +104,9 @@ impl Drop for TlsListener {
 
 async fn accept_and_handshake(tcp: TcpListener, acceptor: Arc<SslAcceptor>, ready: mpsc::Sender<(SslStream<TcpStream>, SocketAddr)>) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_AT_ONCE));
+    // One peer's handshakes take a few of the places, so that one client reconnecting in a
+    // loop cannot hold them all.
+    let by_peer = super::connections::PeerPlaces::new(HANDSHAKES_PER_PEER, HANDSHAKES_AT_ONCE);
     loop {
         let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
         let (stream, address) = match tcp.accept().await {
@@ -111,9 +118,13 @@ async fn accept_and_handshake(tcp: TcpListener, acceptor: Arc<SslAcceptor>, read
                 continue;
             }
         };
+        let Some(place) = by_peer.admit(address.ip()) else {
+            drop(stream);
+            continue;
+        };
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _place) = (permit, place);
             match tokio::time::timeout(HANDSHAKE_LIMIT, handshake(&acceptor, stream)).await {
                 Ok(Ok(tls)) => {
                     let _ = ready.send((tls, address)).await;

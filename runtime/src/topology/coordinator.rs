@@ -15,9 +15,9 @@ use crate::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
 
 /// How often the coordinator looks at the stop signal between rounds.
 const POLL: Duration = Duration::from_millis(50);
-/// The least time a round may take before it is given up (a slow first batch, a long swap):
-/// longer than the longest snapshot, so that a large state's is not counted a failure.
-const LEAST_ROUND_TIMEOUT: Duration = crate::wasm::STATE_CALL_TIMEOUT.saturating_add(Duration::from_secs(30));
+/// The time a round may take beside its snapshots before it is given up (a slow first batch,
+/// a long swap).
+const ROUND_MARGIN: Duration = Duration::from_secs(30);
 
 /// The coordinator's end of one source share.
 pub struct ShareHandle {
@@ -32,6 +32,9 @@ pub struct Coordinator {
     pub layout: String,
     pub inputs: BTreeMap<String, String>,
     pub interval: Duration,
+    /// The longest the operators' snapshots may take one after another (each is given
+    /// `InstanceLimits::state_call_timeout`): a round waits that long, and more.
+    pub snapshots_limit: Duration,
     pub tolerated_failures: u32,
     pub stop: StopSignal,
     pub reports: Receiver<RoundReport>,
@@ -197,7 +200,9 @@ impl Coordinator {
     }
 
     fn gather(&mut self, id: u64, asked: &[String]) -> Gathered {
-        let timeout = LEAST_ROUND_TIMEOUT.max(self.interval * 10);
+        // Snapshots of a large state take long, and stages snapshot one after another: a round
+        // waits for all of them before it counts as failed.
+        let timeout = self.snapshots_limit.saturating_add(ROUND_MARGIN).max(self.interval.saturating_mul(10));
         let deadline = Instant::now() + timeout;
         let mut gathered = Gathered::default();
         let mut waiting_shares: BTreeSet<String> = asked.iter().cloned().collect();
