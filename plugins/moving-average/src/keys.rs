@@ -53,7 +53,7 @@ impl VersionedState for AveragesByKey {
     }
 }
 
-/// The state of version 4, as it was encoded: without `made_for`.
+/// The state of version 4, as it was encoded: without `made_for` and `grouped_by`.
 #[derive(Deserialize)]
 struct AveragesByKeyV4 {
     keys: BTreeMap<String, KeyState>,
