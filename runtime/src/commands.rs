@@ -88,7 +88,7 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         Some(address) => Some(AdminServer::start_metrics(address, monitor.clone())?),
         None => None,
     };
-    let mut pipeline = validate(path, plugins)?;
+    let mut pipeline = validate_unless_stopped(path, plugins, &stop)?;
     if options.admin.is_none() {
         warn_unseen_console_sinks(&pipeline);
     }
@@ -149,6 +149,29 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
     }
 }
 
+/// [`validate`] on a thread of its own, given up when `stop` is raised first: compiling the
+/// plugins (tens of seconds for Python or JavaScript ones without the compiled cache) cannot be
+/// interrupted, and a stop asked for meanwhile does not wait for it (the process ends).
+fn validate_unless_stopped(path: &Path, plugins: &PluginRegistry, stop: &StopSignal) -> Result<LoadedPipeline, ServeError> {
+    let (done, validated) = std::sync::mpsc::channel();
+    let (path, plugins) = (path.to_path_buf(), plugins.clone());
+    let validating = std::thread::spawn(move || {
+        let _ = done.send(validate(&path, &plugins));
+    });
+    loop {
+        match validated.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(result) => return Ok(result?),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if stop.is_raised() => return Err(ServeError::StoppedWhileValidating),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // It panicked: the panic goes on here.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match validating.join() {
+                Err(panic) => std::panic::resume_unwind(panic),
+                Ok(()) => unreachable!("the thread sends before it ends"),
+            },
+        }
+    }
+}
+
 /// A `console` sink shows its records in the admin server's web console: without `--admin`
 /// nobody sees them.
 fn warn_unseen_console_sinks(pipeline: &LoadedPipeline) {
@@ -196,12 +219,18 @@ pub enum ServeError {
     AdminAccess(#[from] crate::admin::AccessError),
     #[error("cannot serve the metrics on {address}: {error}")]
     Metrics { address: std::net::SocketAddr, error: std::io::Error },
+    #[error("stopped while the pipeline's plugins compiled")]
+    StoppedWhileValidating,
 }
 
 impl ServeError {
     /// Whether the pipeline did not start because the stop signal came first.
     pub fn stopped_before_start(&self) -> bool {
-        matches!(self, ServeError::Command(CommandError::Start(start)) if start.is_stopped())
+        match self {
+            ServeError::Command(CommandError::Start(start)) => start.is_stopped(),
+            ServeError::StoppedWhileValidating => true,
+            _ => false,
+        }
     }
 }
 

@@ -373,3 +373,47 @@ fn validate_takes_the_graph_format_with_or_without_an_equals_sign() {
     let stderr = String::from_utf8_lossy(&two.stderr);
     assert!(stderr.contains("validate checks one pipeline file, and was given two"), "{stderr}");
 }
+
+/// Ctrl-C while the plugins compile ends the run at once, before the pipeline starts (before,
+/// it waited for every plugin to compile, tens of seconds for Python ones without the compiled
+/// cache, and then started and drained the pipeline): `/ready` says it starts meanwhile.
+#[test]
+fn a_stop_while_the_plugins_compile_ends_the_run_before_the_pipeline_starts() {
+    use std::io::BufRead;
+    let scratch = Scratch::new();
+    let pipeline = repo_root().join("pipelines/languages.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", &pipeline.display().to_string(), "--no-watch", "--metrics", "127.0.0.1:0"])
+        .env("SLUICE_COMPILED_CACHE", "off")
+        .current_dir(scratch.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice starts");
+    let (lines, incoming) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let child = crate::support::KillOnDrop(child);
+    let address = loop {
+        let line = incoming.recv_timeout(Duration::from_secs(60)).expect("the metrics listener reports its address");
+        if let Some((_, rest)) = line.split_once("metrics listening address=") {
+            break rest.split_whitespace().next().expect("an address").to_owned();
+        }
+    };
+    let ready = ureq::get(format!("http://{address}/ready")).config().http_status_as_error(false).build().call().expect("answered");
+    assert_eq!(ready.status(), 503, "the pipeline is starting");
+    let asked = Instant::now();
+    let output = child.interrupt_and_wait();
+    let log = reader.join().expect("the log");
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("stopped before the pipeline started"), "{log}");
+    assert!(asked.elapsed() < Duration::from_secs(5), "it ended {:?} after Ctrl-C", asked.elapsed());
+}
