@@ -388,6 +388,11 @@ impl Metrics {
             })
         };
         self.set_memory_limit(pipeline, operator, memory_limit);
+        // Both series from the start, so that an alert on refused swaps has one to read.
+        for result in ["swapped", "refused"] {
+            let _created =
+                families.swaps.get_or_create(&SwapLabels { pipeline: pipeline.into(), operator: operator.into(), result: result.into() });
+        }
         Some(OperatorMetrics {
             input: Flow { records: families.records_in.get_or_create_owned(&node), bytes: families.bytes_in.get_or_create_owned(&node) },
             output: Flow { records: families.records_out.get_or_create_owned(&node), bytes: families.bytes_out.get_or_create_owned(&node) },
@@ -459,8 +464,6 @@ impl Metrics {
         self.set_version(pipeline, operator, outcome.new_digest);
     }
 
-    /// The operator now runs `digest`: the version it ran before (in this process, across
-    /// restarts of the pipeline) is no longer shown.
     /// The memory limit of each instance of `operator`, as a swap (a reload's new
     /// `memory_limit`) changes it.
     pub fn set_memory_limit(&self, pipeline: &str, operator: &str, memory_limit: usize) {
@@ -471,6 +474,8 @@ impl Metrics {
             .set(i64::try_from(memory_limit).unwrap_or(i64::MAX));
     }
 
+    /// The operator now runs `digest`: the version it ran before (in this process, across
+    /// restarts of the pipeline) is no longer shown.
     pub fn set_version(&self, pipeline: &str, operator: &str, digest: &str) {
         let Some(families) = &self.families else { return };
         let labels = |digest: &str| VersionLabels { pipeline: pipeline.into(), operator: operator.into(), plugin_digest: digest.into() };

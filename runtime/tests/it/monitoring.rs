@@ -113,6 +113,12 @@ path = "dead.jsonl"
     );
     assert_eq!(value(&scrape, "sluice_bytes_in_total", &[pipeline, ("node", "kept")]) as usize, kept_bytes, "what the sink took");
     check_histograms(&scrape);
+    let refused_swaps = scrape.samples.iter().find(|sample| {
+        sample.metric == "sluice_swaps_total"
+            && sample.labels.get("operator") == Some("pricey")
+            && sample.labels.get("result") == Some("refused")
+    });
+    assert!(refused_swaps.is_some(), "the refused swaps' series is there before any swap, for alerts to read");
     let digest = scrape
         .samples
         .iter()
