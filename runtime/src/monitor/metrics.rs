@@ -353,8 +353,7 @@ impl Metrics {
             families: families.clone(),
             labels: labels.clone(),
             watermark_lag: families.watermark_lag.get_or_create_owned(&labels),
-            checkpoint_seconds: families.checkpoint_seconds.get_or_create_owned(&labels),
-            checkpoint_bytes: families.checkpoint_bytes.get_or_create_owned(&labels),
+            checkpoint_sizes: None,
             checkpoints_ok: families.checkpoints.get_or_create_owned(&CheckpointLabels {
                 pipeline: pipeline.into(),
                 task: task.into(),
@@ -591,8 +590,10 @@ pub struct TaskMetrics {
     families: Arc<Families>,
     labels: TaskLabels,
     watermark_lag: Histogram,
-    checkpoint_seconds: Histogram,
-    checkpoint_bytes: Gauge,
+    /// The checkpoint's duration and size, made at the first checkpoint: a task that takes
+    /// none (no `state_dir`, not Kafka) shows none (a wide pipeline's scrape held a thousand
+    /// lines of empty histograms).
+    checkpoint_sizes: Option<(Histogram, Gauge)>,
     checkpoints_ok: Counter,
     checkpoints_failed: Counter,
 }
@@ -616,9 +617,13 @@ impl TaskMetrics {
     }
 
     /// A checkpoint was saved.
-    pub fn checkpoint_saved(&self, took: Duration, state_bytes: usize) {
-        self.checkpoint_seconds.observe(took.as_secs_f64());
-        self.checkpoint_bytes.set(i64::try_from(state_bytes).unwrap_or(i64::MAX));
+    pub fn checkpoint_saved(&mut self, took: Duration, state_bytes: usize) {
+        let (families, labels) = (&self.families, &self.labels);
+        let (seconds, bytes) = self.checkpoint_sizes.get_or_insert_with(|| {
+            (families.checkpoint_seconds.get_or_create_owned(labels), families.checkpoint_bytes.get_or_create_owned(labels))
+        });
+        seconds.observe(took.as_secs_f64());
+        bytes.set(i64::try_from(state_bytes).unwrap_or(i64::MAX));
         self.checkpoints_ok.inc();
     }
 

@@ -574,7 +574,7 @@ impl Task {
         let saved = self.checkpoints.as_mut().map_or(Ok(()), |target| target.save(barrier.id, &checkpoint));
         match saved {
             Ok(()) => {
-                if let Some(metrics) = &self.metrics {
+                if let Some(metrics) = &mut self.metrics {
                     let state_bytes = checkpoint.operators.iter().map(|operator| operator.state.bytes.len()).sum();
                     metrics.checkpoint_saved(started.elapsed(), state_bytes);
                 }

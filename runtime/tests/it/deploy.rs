@@ -75,6 +75,7 @@ fn exposed_metric_names() -> std::collections::BTreeSet<String> {
     let metrics = Metrics::default();
     let mut task = metrics.task("p", "t").expect("enabled");
     task.watermark(1_000, 2_000);
+    task.checkpoint_saved(std::time::Duration::from_millis(3), 10);
     let _source = metrics.source("p", "s", "t");
     let mut operator = metrics.operator("p", "o", "t", 1 << 20).expect("enabled");
     operator.plugin.counter_add("c", 1);
