@@ -48,7 +48,10 @@ let steps = [];
 const pathOf = (text, where) => {
   const separator = /^[A-Za-z0-9_.[\]-]+$/.test(where) ? ':' : '';
   if (typeof text !== 'string' || text === '') throw `${where}${separator} must be a non-empty string, not ${JSON.stringify(text)}`;
-  return text.split('.');
+  const segments = text.split('.');
+  // `a..b`, `.a`, `a.`: refused, as the Rust operators refuse them (a name with an empty part).
+  if (segments.includes('')) throw `${where}${separator} invalid field path ${JSON.stringify(text)}: a dot must join two names`;
+  return segments;
 };
 
 // The paths of list `name`, each named by its position in refusals.

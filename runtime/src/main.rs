@@ -96,7 +96,7 @@ struct AdminArgs {
     /// The private key (PEM) of --admin-tls-cert.
     #[arg(long, value_name = "PEM", requires = "admin_tls_cert")]
     admin_tls_key: Option<PathBuf>,
-    /// Serve only `/metrics` (Prometheus) and `/health` on this address: read-only, so any
+    /// Serve only `/metrics` (Prometheus), `/health` and `/ready` on this address: read-only, so any
     /// address, without token or TLS (for a scraper). `--admin` serves `/metrics` too.
     #[arg(long, value_name = "ADDRESS", value_parser = listen_address)]
     metrics: Option<SocketAddr>,
@@ -121,14 +121,28 @@ fn listen_address(text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
+/// A name `sluice plugin new` can give a plugin.
+fn plugin_name(text: &str) -> Result<String, String> {
+    develop::check_name(text).map(|()| text.to_owned()).map_err(|error| error.to_string())
+}
+
+/// A mistake on the command line that clap could not see (the admin API's flags together):
+/// exit status 2, as for clap's own.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct UsageError(anyhow::Error);
+
 impl AdminArgs {
-    fn options(self) -> anyhow::Result<Option<AdminOptions>> {
+    fn options(self) -> Result<Option<AdminOptions>, UsageError> {
         let Some(address) = self.admin else { return Ok(None) };
-        let token = AdminToken::from_file_or_environment(self.admin_token_file.as_deref())?;
+        let usage = |error: anyhow::Error| UsageError(error);
+        let token = AdminToken::from_file_or_environment(self.admin_token_file.as_deref()).map_err(|error| usage(error.into()))?;
         let tls = match (&self.admin_tls_cert, &self.admin_tls_key) {
-            (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),
+            (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key).map_err(|error| usage(error.into()))?),
             _ => None,
         };
+        // Refused here too (the server refuses it again), so that it is a usage mistake.
+        sluice::admin::check_exposure(address, token.is_some(), tls.is_some()).map_err(|error| usage(error.into()))?;
         Ok(Some(AdminOptions { address, token, tls }))
     }
 }
@@ -192,6 +206,7 @@ enum PluginCommand {
     /// Writes a ready-to-build plugin skeleton (build file, operator, pipeline test).
     New {
         /// The plugin's name (lowercase letters, digits and '-').
+        #[arg(value_parser = plugin_name)]
         name: String,
         #[arg(long, value_enum, default_value_t = Language::Rust)]
         lang: Language,
@@ -226,6 +241,9 @@ enum PluginCommand {
 /// mistake alone rather than restart it for ever (`RestartPreventExitStatus=78`).
 const EXIT_INVALID_PIPELINE: u8 = 78;
 
+/// The exit status of a mistake on the command line, clap's own.
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
     sluice::allocator::tune();
     let cli = Cli::parse();
@@ -252,6 +270,7 @@ fn main() -> ExitCode {
                     format!("{diagnostics}\n\nerror: the pipeline has {} error(s)", diagnostics.len()),
                     ExitCode::from(EXIT_INVALID_PIPELINE),
                 ),
+                _ if error.downcast_ref::<UsageError>().is_some() => (format!("error: {error:#}"), ExitCode::from(EXIT_USAGE)),
                 _ => (format!("error: {error:#}"), ExitCode::FAILURE),
             };
             match cli.log_format {
@@ -386,7 +405,12 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
 fn inspect(path: PathBuf) -> anyhow::Result<()> {
     let engine = WasmEngine::new()?;
     let report = commands::inspect(&path, &engine).with_context(|| format!("inspecting {}", path.display()))?;
-    print_out(&report.to_string())
+    print_out(&report.to_string())?;
+    // A script checking a file before it deploys it reads the answer from the exit status.
+    match report.operator {
+        Ok(()) => Ok(()),
+        Err(_) => anyhow::bail!("{} is not a Sluice operator (see the world line above)", path.display()),
+    }
 }
 
 /// First Ctrl-C or SIGTERM (systemd, Kubernetes): stop the sources, drain, checkpoint.

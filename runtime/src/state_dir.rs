@@ -267,15 +267,23 @@ impl StateDirectory {
 }
 
 /// Writes a temporary file, makes it durable, then renames it over `path`: a crash at any
-/// moment leaves the old contents or the new, never a mix.
+/// moment leaves the old contents or the new, never a mix. A write that fails (a full disk, say)
+/// removes its temporary file rather than leave it beside the checkpoint.
 fn replace_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
-    let mut file = File::create(&temporary)?;
+    let written = write_durably(&temporary, contents).and_then(|()| fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn write_durably(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = File::create(path)?;
     file.write_all(contents)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -318,6 +326,18 @@ mod tests {
         directory.remove().unwrap();
         assert_eq!(directory.load(&checkpoint.layout, &checkpoint.inputs, &BTreeMap::new()).unwrap(), None);
         drop(directory);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_replacement_leaves_the_old_contents_and_no_temporary_file() {
+        let dir = scratch("failed-replacement");
+        // A directory where the file should be: the rename fails, as it did in the field.
+        let target = dir.join("checkpoint.json");
+        fs::create_dir_all(target.join("inside")).unwrap();
+        assert!(replace_durably(&target, b"{}").is_err());
+        assert!(target.join("inside").is_dir());
+        assert!(!dir.join("checkpoint.json.tmp").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -66,10 +66,14 @@ pub fn check_all(configs: &[DetectorConfig]) -> Result<Vec<Detector>, String> {
         return Err("`detectors` is empty: name at least one, such as { type = \"zscore\" }".into());
     }
     let mut detectors: Vec<Detector> = Vec::with_capacity(configs.len());
-    for config in configs {
-        let detector = config.check()?;
-        if detectors.iter().any(|other| other.name == detector.name) {
-            return Err(format!("two detectors are named {:?}: give each a distinct `name`", detector.name));
+    for (position, config) in configs.iter().enumerate() {
+        // The path first, so that `sluice validate` points at the detector in the file.
+        let detector = config.check().map_err(|reason| format!("detectors[{position}]: {reason}"))?;
+        if let Some(first) = detectors.iter().position(|other| other.name == detector.name) {
+            return Err(format!(
+                "detectors[{position}]: the name {:?} is already used by detectors[{first}]: give each a distinct `name`",
+                detector.name
+            ));
         }
         detectors.push(detector);
     }

@@ -138,7 +138,7 @@ fn configuration_errors_are_explained() {
     assert!(refuse(json!([])).contains("`detectors` is empty"));
     assert_eq!(
         refuse(json!([{"type": "zscore", "alpha": 1.5}])),
-        "detector \"zscore\": `alpha` must be between 0 and 1 (exclusive), got 1.5"
+        "detectors[0]: detector \"zscore\": `alpha` must be between 0 and 1 (exclusive), got 1.5"
     );
     assert!(refuse(json!([{"type": "zscore", "alpha": 0.1, "half_life": "1m"}])).contains("not both"));
     assert!(refuse(json!([{"type": "zscore", "half_life": "0s"}])).contains("`half_life` must be positive"));
@@ -150,7 +150,10 @@ fn configuration_errors_are_explained() {
     assert!(refuse(json!([{"type": "rate-of-change"}])).contains("set `max_increase`, `max_decrease` or both"));
     assert!(refuse(json!([{"type": "rate-of-change", "max_decrease": -0.5}])).contains("must not be negative"));
     assert!(refuse(json!([{"type": "rate-of-change", "max_decrease": 1, "change": "percent"}])).contains("unknown variant `percent`"));
-    assert!(refuse(json!([{"type": "zscore"}, {"type": "zscore", "alpha": 0.2}])).contains("two detectors are named \"zscore\""));
+    assert!(
+        refuse(json!([{"type": "zscore"}, {"type": "zscore", "alpha": 0.2}]))
+            .contains("detectors[1]: the name \"zscore\" is already used by detectors[0]")
+    );
     assert!(refuse(json!([{"type": "zscore", "name": ""}])).contains("must not be empty"));
     assert!(refuse(json!([{"type": "zscore", "treshold": 3}])).contains("unknown field `treshold`"));
     assert!(refuse(json!([{"type": "iforest"}])).contains("unknown variant `iforest`"));

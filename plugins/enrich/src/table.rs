@@ -44,6 +44,13 @@ impl Table {
         self.rows.is_empty()
     }
 
+    /// An empty table with room for the rows of `text`, a line each at most: made once, a
+    /// table of a million rows does not hold its old and its grown map at once while it loads.
+    fn sized_for(text: &str) -> Table {
+        let lines = bytecount_lines(text).min(MAX_ROWS + 1);
+        Table { rows: HashMap::with_capacity_and_hasher(lines, BuildHasherDefault::default()) }
+    }
+
     /// The inline `table` of the configuration: each value must be an object of fields.
     pub fn from_inline(entries: BTreeMap<String, Value>) -> Result<Table, String> {
         if entries.len() > MAX_ROWS {
@@ -69,7 +76,7 @@ impl Table {
     /// A JSON-lines file: one object per line, its field `file_key` holding the join value.
     pub fn from_json_lines(name: &str, text: &str, file_key: &str) -> Result<Table, String> {
         check_file_size(name, text)?;
-        let mut table = Table::default();
+        let mut table = Table::sized_for(text);
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -109,7 +116,7 @@ impl Table {
             let columns = header.fields.join(", ");
             return Err(format!("file {name:?} has no column {file_key:?} for `file_key` (its columns: {columns})"));
         };
-        let mut table = Table::default();
+        let mut table = Table::sized_for(text);
         for record in records {
             let record = record.map_err(|error| format!("file {name:?} {error}"))?;
             let line = record.line;
@@ -143,6 +150,11 @@ impl Table {
         self.rows.insert(key, row);
         Ok(())
     }
+}
+
+/// The lines of `text`: a bound on the rows it holds.
+fn bytecount_lines(text: &str) -> usize {
+    text.bytes().filter(|byte| *byte == b'\n').count() + 1
 }
 
 fn check_file_size(name: &str, text: &str) -> Result<(), String> {

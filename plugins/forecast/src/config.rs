@@ -188,8 +188,8 @@ fn check_memory(max_keys: usize, parameters: &Parameters) -> Result<(), String> 
         let mebibytes = |bytes: usize| bytes as f64 / f64::from(1 << 20);
         return Err(format!(
             "`max_keys` = {max_keys} keys of up to {per_key} bytes each (season_length = {}, warm-up and snapshot included) \
-             need {:.1} MiB, above the {:.0} MiB the state may take within the default 128 MiB memory_limit: \
-             lower `max_keys` to at most {} or lower `season_length`",
+             need {bytes} bytes ({:.2} MiB), above the {STATE_BUDGET_BYTES} bytes ({:.0} MiB) the state may take within the \
+             default 128 MiB memory_limit: lower `max_keys` to at most {} or lower `season_length`",
             parameters.season_length,
             mebibytes(bytes),
             mebibytes(STATE_BUDGET_BYTES),

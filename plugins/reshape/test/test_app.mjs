@@ -123,6 +123,8 @@ test('a lookup without a field is refused with a clear message', () => {
   assert.equal(refusal({ lookup: [{ field: '', table: {} }] }), 'lookup[0].field: must be a non-empty string, not ""');
   assert.equal(refusal({ drop: ['a', 3] }), 'drop[1]: must be a non-empty string, not 3');
   assert.equal(refusal({ set: { '': 1 } }), 'a `set` key must be a non-empty string, not ""');
+  assert.equal(refusal({ rename: { user_id: 'user..id' } }), 'rename.user_id: invalid field path "user..id": a dot must join two names');
+  assert.equal(refusal({ trim: ['name.'] }), 'trim[0]: invalid field path "name.": a dot must join two names');
   assert.equal(refusal({ lookup: [{ field: 'a', table: {} }, { field: 'b', tabel: {} }] }).split(',')[0], 'lookup[1]: unknown field `tabel`');
   assert.equal(refusal({ lookup: [{ field: 'a', table: [] }] }), 'lookup[0].table: every lookup needs a `table` of values by key');
   assert.equal(refusal({ lookup: [{ field: 'a' }] }), 'lookup[0]: every lookup needs a `table` of values by key');

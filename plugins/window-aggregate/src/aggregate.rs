@@ -61,6 +61,14 @@ pub enum Function {
     Last,
 }
 
+impl Function {
+    /// Whether it takes any JSON value, not only numbers: such a function skips a record
+    /// whose field is missing, as it skips a null.
+    fn reads_any_value(self) -> bool {
+        matches!(self, Function::Count | Function::Distinct | Function::First | Function::Last)
+    }
+}
+
 /// What one record contributes to one aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input<'v> {
@@ -142,11 +150,12 @@ impl AggregateConfig {
     }
 
     /// What one record contributes: `None` when it does not count (a null field, or an
-    /// absent one for `count`); an error when the field is missing or of the wrong kind.
+    /// absent one for the functions of any value: `count`, `distinct`, `first`, `last`); an
+    /// error when a numeric function's field is missing or of the wrong kind.
     pub fn input<'v>(&self, value: Option<&'v [u8]>) -> Result<Option<Input<'v>>, String> {
         let Some(field) = &self.field else { return Ok(Some(Input::Record)) };
         let Some(text) = value else {
-            return if self.function == Function::Count { Ok(None) } else { Err(format!("field {field} is missing")) };
+            return if self.function.reads_any_value() { Ok(None) } else { Err(format!("field {field} is missing")) };
         };
         if text == b"null" {
             return Ok(None);

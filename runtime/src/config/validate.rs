@@ -15,6 +15,7 @@ use super::{
 use crate::event_time::parse_rfc3339_millis;
 use crate::graph::{self, Graph, Plan, ResolvedInputs};
 use crate::kafka::ClientKind;
+use crate::source::GENERATOR_CATEGORIES;
 
 /// What a plugin check can find wrong: with the file itself, or with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +110,11 @@ impl Problems<'_> {
                 format!("repartition_partitions must be between 1 and {MAX_REPARTITION_PARTITIONS}, got {}", partitions.get_ref());
             self.report(partitions.span(), message);
         }
+        if let Some(partitions) = self.pipeline.config.pipeline.repartition_partitions.as_ref().filter(|_| !kafka) {
+            let message = "repartition_partitions applies to pipelines with Kafka sources (the partitions of their repartition \
+                           topics): this one exchanges records between its own tasks, as many as `parallelism`, so remove it";
+            self.report(partitions.span(), message.to_owned());
+        }
     }
 
     fn check_sources(&mut self) {
@@ -162,12 +168,22 @@ impl Problems<'_> {
                     let key = if generator.users == 0 { "users" } else { "items" };
                     self.report(self.value_in(&span, key), format!("source \"{name}\": {key} must be at least 1, not 0"));
                 }
+                let anomalies = self.value_in(&span, "anomalies");
                 for anomaly in &generator.anomalies {
                     if let Err(problem) = parse_rfc3339_millis(&anomaly.start) {
-                        self.report(span.clone(), format!("source \"{name}\": anomaly start {problem}"));
+                        self.report(anomalies.clone(), format!("source \"{name}\": anomaly start {problem}"));
                     }
                     if !(anomaly.price_factor.is_finite() && anomaly.price_factor > 0.0) {
-                        self.report(span.clone(), format!("source \"{name}\": anomaly price_factor must be a positive number"));
+                        self.report(anomalies.clone(), format!("source \"{name}\": anomaly price_factor must be a positive number"));
+                    }
+                    if let Some(category) = anomaly.category.as_deref().filter(|category| !GENERATOR_CATEGORIES.contains(category)) {
+                        self.report(
+                            anomalies.clone(),
+                            format!(
+                                "source \"{name}\": anomaly category {category:?} is none of the generator's: {}",
+                                GENERATOR_CATEGORIES.join(", ")
+                            ),
+                        );
                     }
                 }
             }
@@ -391,10 +407,14 @@ impl Problems<'_> {
         let operator_span = operator.span();
         let operator = operator.get_ref();
         let name = operator.name.get_ref();
-        if operator.call_timeout.duration().is_zero() {
+        if operator.call_timeout.duration() < MIN_CALL_TIMEOUT {
             self.report(
                 self.value_in(&operator_span, "call_timeout"),
-                format!("operator \"{name}\": call_timeout must be longer than 0 s"),
+                format!(
+                    "operator \"{name}\": call_timeout must be at least 10ms (deadlines are kept on the engine's {}ms clock), got {:?}",
+                    crate::wasm::EPOCH_TICK.as_millis(),
+                    operator.call_timeout.duration()
+                ),
             );
         }
         let path = self.pipeline.resolve(operator.plugin.get_ref());
@@ -547,6 +567,12 @@ impl Problems<'_> {
         self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
         for sink in sinks {
             let what = format!("sink \"{}\"", sink.get_ref().name());
+            if sink.get_ref().key().is_some_and(<[_]>::is_empty) {
+                self.report(
+                    self.value_in(&sink.span(), "key"),
+                    format!("{what}: `key` is empty: name the fields whose values make each record's key, or leave `key` out"),
+                );
+            }
             match sink.get_ref() {
                 SinkConfig::File(file) => self.check_directory(sink.span(), &what, &file.path),
                 SinkConfig::Kafka(kafka) => self.check_kafka_sink(sink.span(), &what, &kafka.brokers, &kafka.topic, &kafka.properties),
@@ -706,6 +732,8 @@ impl Problems<'_> {
             Some(format!("state_dir {} is not a directory", path.display()))
         } else if path.is_dir() && !permitted(&path, libc::W_OK | libc::X_OK) {
             Some(format!("state_dir {} cannot be written in: permission denied", path.display()))
+        } else if !path.exists() {
+            state_dir_creation_problem(&path)
         } else {
             None
         };
@@ -721,6 +749,24 @@ impl Problems<'_> {
                 self.report(span, format!("two {kind}s are named \"{name}\": give each a distinct `name`"));
             }
         }
+    }
+}
+
+/// The shortest `call_timeout`: a few ticks of the clock deadlines are kept on, so that a
+/// call is not interrupted at a random point of its first tick.
+const MIN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Why the missing directory `path` could not be made, if it could not: the nearest of its
+/// ancestors that exists must be a directory one can write in (`run` makes the rest).
+fn state_dir_creation_problem(path: &Path) -> Option<String> {
+    let existing = path.ancestors().skip(1).find(|ancestor| ancestor.as_os_str().is_empty() || ancestor.exists())?;
+    let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+    if !existing.is_dir() {
+        Some(format!("state_dir {} cannot be created: {} is not a directory", path.display(), existing.display()))
+    } else if !permitted(existing, libc::W_OK | libc::X_OK) {
+        Some(format!("state_dir {} cannot be created in {}: permission denied", path.display(), existing.display()))
+    } else {
+        None
     }
 }
 

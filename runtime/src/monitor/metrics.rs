@@ -456,12 +456,14 @@ impl Metrics {
         let Some(families) = &self.families else { return };
         let result = if outcome.swapped { "swapped" } else { "refused" };
         families.swaps.get_or_create(&SwapLabels { pipeline: pipeline.into(), operator: operator.into(), result: result.into() }).inc();
-        if !outcome.swapped {
-            return;
-        }
         let labels = OperatorLabels { pipeline: pipeline.into(), operator: operator.into() };
-        families.swap_stall.get_or_create(&labels).observe(outcome.stall.as_secs_f64());
-        self.set_version(pipeline, operator, outcome.new_digest);
+        // A refusal that reached the tasks held their records too (a restore that failed).
+        if outcome.swapped || !outcome.stall.is_zero() {
+            families.swap_stall.get_or_create(&labels).observe(outcome.stall.as_secs_f64());
+        }
+        if outcome.swapped {
+            self.set_version(pipeline, operator, outcome.new_digest);
+        }
     }
 
     /// The memory limit of each instance of `operator`, as a swap (a reload's new

@@ -404,10 +404,17 @@ impl PipelineControl {
         let mut replacement = replacement;
         // The operator's own counters go on across versions, as its Prometheus series do.
         replacement.metrics = Arc::clone(&current.metrics);
+        // A refusal stalls the tasks too when it comes from them (the new version's restore
+        // failing after the old one handed its state over, say).
+        let mut stall = Duration::ZERO;
         let applied =
             pinned(&replacement).and_then(|()| declared(&mut replacement)).and_then(|()| match current.rewiring_needed_by(&replacement) {
                 Some(reason) => Err(SwapError::Refused(format!("{reason} (a swap does not rewire it: change the pipeline file)"))),
-                None => self.apply(operator, &replacement, handover),
+                None => {
+                    let (stalled, applied) = self.apply(operator, &replacement, handover);
+                    stall = stalled;
+                    applied
+                }
             });
         let record = SwapRecord {
             at_unix_ms: unix_millis(),
@@ -415,7 +422,7 @@ impl PipelineControl {
             old_digest: current.plugin.digest().to_string(),
             new_digest: replacement.plugin.digest().to_string(),
             refused: applied.as_ref().err().map(ToString::to_string),
-            stall_ms: applied.as_ref().map_or(0.0, |stall| stall.as_secs_f64() * 1e3),
+            stall_ms: stall.as_secs_f64() * 1e3,
             total_ms: requested.elapsed().as_secs_f64() * 1e3,
             state_discarded: handover == StateHandover::Discard,
         };
@@ -445,7 +452,9 @@ impl PipelineControl {
     /// Only the operator's own tasks are asked: a task that prepared waits for the decision
     /// and holds its records back, so the tasks before it soon wait for room in its queue;
     /// asking one of those as well would wait for room in theirs, for ever.
-    fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> Result<Duration, SwapError> {
+    /// Swaps `spec` in at every task running `operator`, or none; with the longest time a
+    /// task's records waited, whatever the outcome.
+    fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> (Duration, Result<(), SwapError>) {
         let mut ready = Vec::new();
         let mut refusal = None;
         let position = self.position_of(operator);
@@ -468,14 +477,11 @@ impl PipelineControl {
         if ready.is_empty() {
             // No task runs now (a Kafka source with no partition assigned): the new version
             // is what the next task starts with.
-            return if self.state.closed.load(Ordering::Relaxed) { Err(SwapError::Finished) } else { Ok(Duration::ZERO) };
+            return (Duration::ZERO, if self.state.closed.load(Ordering::Relaxed) { Err(SwapError::Finished) } else { Ok(()) });
         }
         let commit = refusal.is_none();
         let stall = ready.into_iter().map(|prepared| prepared.decide(commit)).max().unwrap_or_default();
-        match refusal {
-            Some(reason) => Err(SwapError::Refused(reason)),
-            None => Ok(stall),
-        }
+        (stall, refusal.map_or(Ok(()), |reason| Err(SwapError::Refused(reason))))
     }
 
     fn remember(&self, record: &SwapRecord) {

@@ -25,13 +25,17 @@ pub use dead_letter::DeadLetter;
 pub use event_order::{EventTimeOrder, HeldRecord, ReadAt};
 pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, SourcePositions, Unroutable};
 pub use key::{KeySelector, murmur2, partition_of};
-pub use operator::{DeadRecord, ENCODINGS, Operator, OperatorError, OperatorSpec, OutputReaders, Processed, StateHandover, declared_info};
+pub use operator::{
+    DeadRecord, ENCODINGS, Isolation, Operator, OperatorError, OperatorSpec, OutputReaders, Processed, StateHandover, declared_info,
+};
 pub use rounds::{CoordinatorTarget, RoundReport, RoundRequest, ShareRounds};
 pub use stop::StopSignal;
 pub use task::{
     Barrier, DeadLetterMessage, OutputBatch, OutputClosed, SinkMessage, SwapRequest, SwapStep, Task, TaskError, TaskMessage, TaskOrigin,
     TaskOutputs, TaskParts, TaskStats, flush_sinks,
 };
-pub use tasks::{ExchangeWiring, NoExchanges, SharedOutputs, StartedTask, TASK_QUEUE, TaskFactory, TaskStart, TaskStartError};
+pub use tasks::{
+    ExchangeWiring, NoExchanges, SharedOutputs, StartedTask, TASK_QUEUE, TaskFactory, TaskSettings, TaskStart, TaskStartError,
+};
 pub use upstreams::Upstreams;
 pub use watermark::{Arrival, WatermarkGenerator};

@@ -65,6 +65,13 @@ impl DeadRecord {
 }
 
 /// The dead-letter class of a failed call.
+/// The memory `batch` holds: its bytes, entries and headers.
+fn held_bytes(batch: &Batch) -> usize {
+    batch.bytes.len()
+        + batch.events.len() * std::mem::size_of::<sluice_sdk::Event>()
+        + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
+}
+
 fn failure_class(failure: &CallFailure) -> &'static str {
     match failure.kind {
         FailureKind::Trap => "trap",
@@ -81,6 +88,25 @@ pub struct Processed {
     /// What the operator emitted: a batch, or records of its input passed on without a copy.
     pub batch: Records,
     pub dead: Vec<DeadRecord>,
+    /// A batch being retried record by record that has more to go: pass `batch` on, then
+    /// [`Operator::go_on_isolating`].
+    pub rest: Option<Isolation>,
+}
+
+/// A failed batch being retried record by record, handed back in parts of about one call's
+/// output each (the operator's `memory_limit`), so that what its records emit is passed on as
+/// it comes: gathered whole, it was up to the batch's records times one call's output.
+#[derive(Debug)]
+pub struct Isolation {
+    input: u32,
+    records: Records,
+    /// The next record to try alone.
+    next: usize,
+    /// Records that failed alone in a row, and the last one's reason and class.
+    failed_in_a_row: usize,
+    last_failure: Option<(String, &'static str)>,
+    /// Records of the batch dead-lettered so far.
+    dead: usize,
 }
 
 /// Everything needed to build an instance of the operator again, and what its plugin
@@ -425,7 +451,7 @@ impl Operator {
                     .collect();
                 self.failed_batches_in_a_row = 0;
                 self.record(JournalEntry::Process(input, records));
-                Processed { batch: output.batch, dead }
+                Processed { batch: output.batch, dead, rest: None }
             }
             Err(failure) => self.isolate(input, records, &failure),
         }
@@ -506,18 +532,34 @@ impl Operator {
         if !self.recover(failure) {
             return self.refuse_all(&records);
         }
+        self.isolate_part(Isolation { input, records, next: 0, failed_in_a_row: 0, last_failure: None, dead: 0 })
+    }
+
+    /// Goes on retrying the records of a failed batch alone, from where the last part ended.
+    pub fn go_on_isolating(&mut self, isolation: Isolation) -> Processed {
+        let processed = self.isolate_part(isolation);
+        if let Some(metrics) = &self.metrics {
+            metrics.output.add_records(&processed.batch);
+        }
+        processed
+    }
+
+    /// Tries records of `isolation` alone until their output reaches the bound of one part,
+    /// or the batch ends.
+    fn isolate_part(&mut self, mut isolation: Isolation) -> Processed {
         let (mut emitted, mut dead) = (Batch::new(), Vec::new());
-        let total = records.len();
-        // How many records failed alone in a row, and the last one's reason and class.
-        let (mut failed_in_a_row, mut last_failure): (usize, Option<(String, &'static str)>) = (0, None);
-        for index in 0..total {
-            let single = records.single(index);
+        let total = isolation.records.len();
+        let part_bound = self.spec.limits.memory;
+        while isolation.next < total && held_bytes(&emitted) < part_bound {
+            let index = isolation.next;
+            isolation.next += 1;
+            let single = isolation.records.single(index);
             let Some(instance) = self.instance.as_mut() else {
                 dead.push(DeadRecord { index, record: single, reason: self.disabled_reason(), class: "disabled" });
                 continue;
             };
-            if failed_in_a_row >= FAILURES_IN_A_ROW_BEFORE_GIVING_UP
-                && let Some((reason, class)) = &last_failure
+            if isolation.failed_in_a_row >= FAILURES_IN_A_ROW_BEFORE_GIVING_UP
+                && let Some((reason, class)) = &isolation.last_failure
             {
                 let reason = format!(
                     "{reason} (not tried alone: the {FAILURES_IN_A_ROW_BEFORE_GIVING_UP} records before it in its batch failed in a row)"
@@ -526,15 +568,15 @@ impl Operator {
                 continue;
             }
             let single = Records::from(single);
-            match instance.process(input, &single) {
+            match instance.process(isolation.input, &single) {
                 Ok(output) => {
                     output.batch.iter().for_each(|record| emitted.push_record_to(record.port(), record));
                     if let Some((_, reason)) = output.rejected.into_iter().next() {
                         let reason = format!("rejected: {reason}");
                         dead.push(DeadRecord { index, record: single.single(0), reason, class: "refused" });
                     }
-                    self.record(JournalEntry::Process(input, single));
-                    failed_in_a_row = 0;
+                    self.record(JournalEntry::Process(isolation.input, single));
+                    isolation.failed_in_a_row = 0;
                 }
                 Err(failure) => {
                     dead.push(DeadRecord {
@@ -544,16 +586,20 @@ impl Operator {
                         class: failure_class(&failure),
                     });
                     let costly = matches!(failure.kind, FailureKind::MemoryLimit | FailureKind::Deadline);
-                    failed_in_a_row = if costly { failed_in_a_row + 1 } else { 0 };
-                    last_failure = Some((failure.message.clone(), failure_class(&failure)));
+                    isolation.failed_in_a_row = if costly { isolation.failed_in_a_row + 1 } else { 0 };
+                    isolation.last_failure = Some((failure.message.clone(), failure_class(&failure)));
                     self.recover(&failure);
                 }
             }
         }
+        isolation.dead += dead.len();
+        if isolation.next < total {
+            return Processed { batch: Records::from(emitted), dead, rest: Some(isolation) };
+        }
         // Compacted first: a circuit opened by the count keeps the state after this batch.
         self.compact();
-        self.count_batch_failures(dead.len() == total);
-        Processed { batch: Records::from(emitted), dead }
+        self.count_batch_failures(isolation.dead == total);
+        Processed { batch: Records::from(emitted), dead, rest: None }
     }
 
     fn count_batch_failures(&mut self, every_record_failed: bool) {
@@ -633,7 +679,7 @@ impl Operator {
     fn refuse_all(&self, records: &Records) -> Processed {
         let reason = self.disabled_reason();
         let dead = (0..records.len()).map(|index| DeadRecord::new(records, index, reason.clone(), "disabled")).collect();
-        Processed { batch: Records::default(), dead }
+        Processed { batch: Records::default(), dead, rest: None }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
-use super::operator::{DeadRecord, Operator, OperatorSpec, StateHandover};
+use super::operator::{DeadRecord, Operator, OperatorSpec, Processed, StateHandover};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
@@ -275,6 +275,8 @@ pub struct TaskParts {
     /// Its metrics, and the records it reads from a source (none when metrics are off).
     pub metrics: Option<TaskMetrics>,
     pub source_flow: Option<Flow>,
+    /// The most records given to an operator at once (`batch_size`).
+    pub batch_size: usize,
 }
 
 /// One stage instance.
@@ -304,6 +306,9 @@ pub struct Task {
     /// The source the current batch's positions are in: the stage's own, or, behind an
     /// in-process exchange, the one the sending task named.
     entry_source: Arc<str>,
+    /// The most records given to an operator at once: what an operator emits beyond it goes
+    /// on in batches of this size.
+    batch_size: usize,
 }
 
 /// How a task's run ended.
@@ -337,6 +342,7 @@ impl Task {
             stats,
             metrics: parts.metrics,
             entry_source: Arc::clone(&parts.origin.source),
+            batch_size: parts.batch_size.max(1),
             origin: parts.origin,
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
@@ -741,9 +747,18 @@ impl Task {
         for (index, target) in targets.iter().enumerate() {
             let batch = if index == last { records.take() } else { records.clone() }.unwrap_or_default();
             match *target {
+                Target::Operator { .. } if batch.is_empty() => {}
                 Target::Operator { position, input } => {
-                    let emitted = self.process_at(position, input, batch, lineage)?;
-                    self.emit_from(position, emitted, lineage.downstream(entry), entry)?;
+                    // A batch retried record by record comes back in parts, each passed on
+                    // before the next is made: host memory holds one part, not the whole.
+                    let mut processed = self.operators[position].process(input, batch);
+                    loop {
+                        let rest = processed.rest.take();
+                        let emitted = self.send_dead_letters(position, processed, lineage)?;
+                        self.emit_from(position, emitted, lineage.downstream(entry), entry)?;
+                        let Some(rest) = rest else { break };
+                        processed = self.operators[position].go_on_isolating(rest);
+                    }
                 }
                 Target::Sink(sink) => self.send_to_sink(sink, batch)?,
                 Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage)?,
@@ -752,12 +767,9 @@ impl Task {
         Ok(())
     }
 
-    /// Runs `records` through the operator at `position`; its refused records become dead letters.
-    fn process_at(&mut self, position: usize, input: u32, records: Records, lineage: Lineage<'_>) -> Result<Records, TaskError> {
-        if records.is_empty() {
-            return Ok(Records::default());
-        }
-        let processed = self.operators[position].process(input, records);
+    /// Sends the records the operator at `position` refused to the dead-letter output; returns
+    /// what it emitted.
+    fn send_dead_letters(&mut self, position: usize, processed: Processed, lineage: Lineage<'_>) -> Result<Records, TaskError> {
         for dead in processed.dead {
             let position_in_source = lineage.position(&dead);
             let letter = self.operator_dead_letter(position, dead, position_in_source);
@@ -775,6 +787,15 @@ impl Task {
         entry: Option<EntryRecords<'_>>,
     ) -> Result<(), TaskError> {
         if emitted.is_empty() {
+            return Ok(());
+        }
+        if emitted.len() > self.batch_size {
+            // No operator is given more than `batch_size` records at once (a flat map, a
+            // window's results at a watermark, a retried batch's part).
+            for start in (0..emitted.len()).step_by(self.batch_size) {
+                let part = emitted.part(start..(start + self.batch_size).min(emitted.len()));
+                self.emit_from(position, part, lineage, entry)?;
+            }
             return Ok(());
         }
         let stage = self.stage.clone();

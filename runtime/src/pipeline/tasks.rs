@@ -65,6 +65,16 @@ impl SharedOutputs {
     }
 }
 
+/// The pipeline's settings every task of a stage runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskSettings {
+    /// Checkpoints a task may fail in a row before it stops with the error.
+    pub tolerated_checkpoint_failures: u32,
+    /// The most records of one batch given to an operator (`batch_size`): what an operator
+    /// emits beyond it goes on in batches of this size.
+    pub batch_size: usize,
+}
+
 /// Starts the tasks of one stage.
 #[derive(Clone)]
 pub struct TaskFactory {
@@ -72,8 +82,7 @@ pub struct TaskFactory {
     stage: Arc<Stage>,
     outputs: SharedOutputs,
     exchanges: Arc<dyn ExchangeWiring>,
-    /// Checkpoints a task may fail in a row before it stops with the error.
-    tolerated_checkpoint_failures: u32,
+    settings: TaskSettings,
     /// The pipeline's stop, raised when a task stops with an error: the rest of the pipeline
     /// (sources that feed other tasks, unbounded ones included) stops too, rather than run on
     /// without checkpoints.
@@ -109,10 +118,10 @@ impl TaskFactory {
         stage: Arc<Stage>,
         outputs: SharedOutputs,
         exchanges: Arc<dyn ExchangeWiring>,
-        tolerated_checkpoint_failures: u32,
+        settings: TaskSettings,
         stop: StopSignal,
     ) -> TaskFactory {
-        TaskFactory { control, stage, outputs, exchanges, tolerated_checkpoint_failures, stop }
+        TaskFactory { control, stage, outputs, exchanges, settings, stop }
     }
 
     pub fn stage(&self) -> &Stage {
@@ -186,10 +195,11 @@ impl TaskFactory {
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
+                batch_size: self.settings.batch_size,
             };
             let mut task = Task::new(parts);
             if let Some(target) = checkpoints {
-                task = task.with_checkpoints(target, self.tolerated_checkpoint_failures);
+                task = task.with_checkpoints(target, self.settings.tolerated_checkpoint_failures);
             }
             let cancelled = task.cancel_flag();
             let (input, queue) = mpsc::sync_channel(TASK_QUEUE);

@@ -19,7 +19,8 @@ use super::{SourceError, SourceOutput};
 use crate::config::{AnomalyConfig, GeneratorConfig};
 use crate::event_time::parse_rfc3339_millis;
 
-const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
+/// The product categories of generated orders (what an anomaly's `category` may name).
+pub const CATEGORIES: [&str; 8] = ["books", "electronics", "fashion", "garden", "grocery", "health", "sports", "toys"];
 const CAMPAIGNS: [&str; 4] = ["spring-sale", "newsletter", "retargeting", "influencer"];
 
 /// A configured generator.

@@ -12,7 +12,7 @@ mod timestamp_field;
 
 use crate::config::{LoadedPipeline, SourceConfig};
 
-pub use generator::{Generator, conversion_probability};
+pub use generator::{CATEGORIES as GENERATOR_CATEGORIES, Generator, conversion_probability};
 pub use json_lines::JsonLinesSource;
 pub use nexmark::NexmarkSource;
 pub use output::{Downstream, EventTime, SourceOutput, SourceStats};

@@ -15,6 +15,7 @@ use crate::kafka::{
 };
 use crate::pipeline::{
     ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, PipelineControl, SharedOutputs, StopSignal, TaskFactory, TaskOrigin,
+    TaskSettings,
 };
 use crate::source::EventTime;
 
@@ -151,7 +152,10 @@ fn stages(
             Arc::new(start.plan.stages[stage].clone()),
             start.outputs.clone(),
             Arc::new(KafkaWiring::new(start.plan, stage, repartitions)),
-            start.pipeline.config.pipeline.tolerated_checkpoint_failures,
+            TaskSettings {
+                tolerated_checkpoint_failures: start.pipeline.config.pipeline.tolerated_checkpoint_failures,
+                batch_size: *start.pipeline.config.pipeline.batch_size.get_ref(),
+            },
             start.stop.clone(),
         )
     };

@@ -14,7 +14,7 @@ use crate::config::{LoadedPipeline, SourceConfig};
 use crate::graph::{Entry, Plan, Routing, Stage};
 use crate::pipeline::{
     Batcher, CoordinatorTarget, ExchangeOutput, ExchangeRouting, ExchangeWiring, KeySelector, LocalExchange, PipelineControl, RoundReport,
-    ShareRounds, SharedOutputs, StartedTask, StopSignal, TaskFactory, TaskMessage, TaskOrigin, TaskStart, Upstreams,
+    ShareRounds, SharedOutputs, StartedTask, StopSignal, TaskFactory, TaskMessage, TaskOrigin, TaskSettings, TaskStart, Upstreams,
 };
 use crate::source::{EventTime, Source, SourceError, SourceOutput, SourceStats};
 use crate::state_dir::{PipelineCheckpoint, StateDirectory};
@@ -199,7 +199,7 @@ fn start_stage(
         Arc::new(plan.stages[stage].clone()),
         start.outputs.clone(),
         wiring,
-        settings.tolerated_checkpoint_failures,
+        TaskSettings { tolerated_checkpoint_failures: settings.tolerated_checkpoint_failures, batch_size: *settings.batch_size.get_ref() },
         start.stop.clone(),
     );
     let senders = match plan.stages[stage].entry {

@@ -56,8 +56,12 @@ impl WasmEngine {
         config.epoch_interruption(deadlines == Deadlines::Enforced);
         config.cranelift_opt_level(OptLevel::Speed);
         // `SLUICE_PROFILE=perfmap` names plugin functions in `perf` profiles (/tmp/perf-PID.map).
-        if std::env::var("SLUICE_PROFILE").is_ok_and(|profile| profile == "perfmap") {
-            config.profiler(ProfilingStrategy::PerfMap);
+        match std::env::var("SLUICE_PROFILE").as_deref() {
+            Ok("perfmap") => {
+                config.profiler(ProfilingStrategy::PerfMap);
+            }
+            Ok(other) => tracing::warn!("SLUICE_PROFILE={other:?} is not a profiling mode: the only one is \"perfmap\""),
+            Err(_) => {}
         }
         let engine = Engine::new(&config).map_err(PluginError::engine)?;
         if deadlines == Deadlines::Enforced {

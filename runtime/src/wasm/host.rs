@@ -12,6 +12,9 @@ use crate::monitor::PluginMetrics;
 const MAX_LOG_LINE: usize = 4096;
 /// Most distinct metric names one operator may create.
 const MAX_METRICS: usize = 256;
+/// Most log lines one operator (all its instances) may write in a second; more are dropped,
+/// and counted in a warning, so that a plugin logging in a loop cannot fill a disk.
+const MAX_LOG_LINES_PER_SECOND: u32 = 1000;
 
 /// Counters and gauges an operator reports, kept across instance re-creations.
 #[derive(Debug, Default)]
@@ -19,6 +22,35 @@ pub struct OperatorMetrics {
     values: Mutex<MetricValues>,
     /// Whether the log said that a name past the limit was dropped (once per operator).
     refused_name_said: std::sync::atomic::AtomicBool,
+    log_budget: Mutex<LogBudget>,
+}
+
+/// The log lines an operator wrote in the current second, and those dropped.
+#[derive(Debug, Default)]
+struct LogBudget {
+    second: Option<std::time::Instant>,
+    written: u32,
+    dropped: u64,
+}
+
+impl LogBudget {
+    /// Whether a line may be written now; with the lines dropped in the second that ended,
+    /// when a new one starts after drops.
+    fn take(&mut self, now: std::time::Instant) -> (bool, u64) {
+        let mut dropped_before = 0;
+        if self.second.is_none_or(|second| now.duration_since(second) >= std::time::Duration::from_secs(1)) {
+            self.second = Some(now);
+            self.written = 0;
+            dropped_before = std::mem::take(&mut self.dropped);
+        }
+        if self.written < MAX_LOG_LINES_PER_SECOND {
+            self.written += 1;
+            (true, dropped_before)
+        } else {
+            self.dropped += 1;
+            (false, dropped_before)
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -146,6 +178,20 @@ impl host::Host for HostState {
         if let Some(panic) = message.strip_prefix("panic: ").filter(|_| matches!(level, host::Level::Error)) {
             self.last_panic = Some(panic.to_owned());
         }
+        // A call replayed after a failure logged its lines the first time.
+        if self.muted {
+            return;
+        }
+        let (write, dropped) = match self.metrics.log_budget.lock() {
+            Ok(mut budget) => budget.take(std::time::Instant::now()),
+            Err(_) => (true, 0),
+        };
+        if dropped > 0 {
+            tracing::warn!(operator, "{dropped} log lines of the plugin dropped: more than {MAX_LOG_LINES_PER_SECOND} in a second");
+        }
+        if !write {
+            return;
+        }
         // One event, one line: a plugin's line breaks and control characters (a record quoted
         // in a panic message) are escaped, so that they cannot break a line-based log reader.
         let message = on_one_line(message);
@@ -167,7 +213,8 @@ impl host::Host for HostState {
         // Summed per name as they come, so that a plugin adding in a loop holds the host's
         // memory to one entry a name; twice the names a plugin may have covers those it has
         // and as many new ones as may be accepted.
-        let name = truncate(name);
+        // Names appear in logs and the run's summary: on one line, like log messages.
+        let name = on_one_line(truncate(name));
         let pending = &mut self.pending_counters;
         match pending.iter().position(|(pending, _)| *pending == name) {
             Some(at) => pending[at].1 = pending[at].1.saturating_add(delta),
@@ -180,7 +227,7 @@ impl host::Host for HostState {
         if self.muted {
             return;
         }
-        let name = truncate(name);
+        let name = on_one_line(truncate(name));
         let mut accepted = false;
         self.metrics.update(|values| {
             if values.gauges.len() < MAX_METRICS || values.gauges.contains_key(&name) {
@@ -236,6 +283,27 @@ mod tests {
         state.settle_counters(true);
         assert_eq!(metrics.values().counters.len(), MAX_METRICS, "as many names as a plugin may have");
         assert!(metrics.refused_name_said.load(std::sync::atomic::Ordering::Relaxed), "the dropped names were said");
+    }
+
+    #[test]
+    fn log_lines_past_the_budget_of_a_second_are_dropped_and_counted_when_the_next_starts() {
+        let mut budget = LogBudget::default();
+        let start = std::time::Instant::now();
+        let written = (0..MAX_LOG_LINES_PER_SECOND + 500).filter(|_| budget.take(start).0).count();
+        assert_eq!(written, MAX_LOG_LINES_PER_SECOND as usize);
+        assert_eq!(budget.take(start + std::time::Duration::from_millis(999)), (false, 0), "the same second");
+        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), (true, 501), "a new second, and what was dropped");
+        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), (true, 0));
+    }
+
+    #[test]
+    fn a_replayed_call_logs_nothing_but_its_panic_is_kept() {
+        let mut state = HostState::new("op".into(), 1 << 20, Arc::new(OperatorMetrics::default()));
+        state.muted = true;
+        state.log(host::Level::Error, "panic: again".into());
+        assert_eq!(state.last_panic.as_deref(), Some("again"));
+        let budget = state.metrics.log_budget.lock().expect("budget");
+        assert_eq!(budget.written, 0, "nothing written while muted");
     }
 
     #[test]

@@ -30,14 +30,15 @@ pub struct InstanceLimits {
     pub call_timeout: Duration,
 }
 
-/// The least time a `snapshot` or `restore` call is given, whatever `call_timeout`: they
+/// The least time an `init`, `snapshot` or `restore` call is given, whatever `call_timeout`:
+/// they read a configuration and its granted files (an `enrich` table of 1,000,000 rows), or
 /// encode or decode the whole state, which grows with what the operator keeps (2,000,000
 /// records of a join take seconds), where `call_timeout` is sized for a batch. A loop is still
 /// stopped.
 pub const STATE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl InstanceLimits {
-    /// The deadline of a `snapshot` or `restore` call.
+    /// The deadline of an `init`, `snapshot` or `restore` call.
     pub fn state_call_timeout(&self) -> Duration {
         self.call_timeout.max(STATE_CALL_TIMEOUT)
     }
@@ -46,9 +47,9 @@ impl InstanceLimits {
 /// Which deadline a call runs under.
 #[derive(Clone, Copy)]
 enum Deadline {
-    /// `call_timeout`: `process`, `on-watermark`, `init`.
+    /// `call_timeout`: `process`, `on-watermark`.
     Call,
-    /// [`InstanceLimits::state_call_timeout`]: `snapshot`, `restore`.
+    /// [`InstanceLimits::state_call_timeout`]: `init`, `snapshot`, `restore`.
     State,
 }
 
@@ -182,7 +183,8 @@ impl PluginInstance {
 
     fn init_call(&mut self, config_json: &str, context: &InitContext) -> Result<Result<OperatorInfo, String>, CallFailure> {
         let context_wit = context_to_wit(context);
-        let answer = self.call(|operator, store| operator.call_init(store, config_json, &context_wit))?;
+        // Like a restore, an init may read much (a table of a million rows from a granted file).
+        let answer = self.call_within(Deadline::State, |operator, store| operator.call_init(store, config_json, &context_wit))?;
         let Ok(info) = answer else { return Ok(answer.map(info_from_wit)) };
         let info = checked_info(info_from_wit(info), context)?;
         self.side_outputs = u32::try_from(info.outputs.len()).unwrap_or(u32::MAX);
@@ -303,8 +305,10 @@ impl PluginInstance {
     fn classify(&self, error: &wasmtime::Error, deadline: Deadline) -> CallFailure {
         let state = self.store.data();
         if let Some(desired) = state.memory_refused {
-            let message =
-                format!("memory limit exceeded: the plugin asked for {} bytes, its limit is {} bytes", desired, self.limits.memory);
+            let message = format!(
+                "memory limit exceeded: the plugin asked for {desired} bytes, its limit is {} bytes (the operator's memory_limit)",
+                self.limits.memory
+            );
             return CallFailure { kind: FailureKind::MemoryLimit, message };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {

@@ -15,7 +15,7 @@ mod plugin;
 mod records;
 
 pub use convert::FieldIndexes;
-pub use engine::WasmEngine;
+pub use engine::{EPOCH_TICK, WasmEngine};
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
 pub use instance::{

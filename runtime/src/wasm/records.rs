@@ -70,6 +70,16 @@ impl Records {
         self.events().iter().enumerate().map(move |(index, event)| Record::of(base, event, index))
     }
 
+    /// The records in `range` (within `0..len()`), in order: a selection of the same batch,
+    /// copied where it is less than half of it (see [`Records::selection`]).
+    pub fn part(&self, range: std::ops::Range<usize>) -> Records {
+        let events = match self {
+            Records::Whole(batch) => &batch.events[range],
+            Records::Selected { events, .. } => &events[range],
+        };
+        Records::selection(Arc::clone(self.base_shared()), events.to_vec())
+    }
+
     /// The record at `index` alone in a batch (empty if there is none).
     pub fn single(&self, index: usize) -> Batch {
         let mut single = Batch::new();

@@ -38,9 +38,22 @@ fn plugin_inspect_prints_world_exports_and_digest() {
     assert!(stdout.contains("restore: func(state: state) -> result<_, string>"), "{stdout}");
 
     let other = sluice(&repo_root(), &["plugin", "inspect", &plugin("wrong-world").display().to_string()]);
-    assert!(other.status.success(), "inspect describes any component");
+    // It describes any component, and says by its exit status whether it is an operator.
+    assert_eq!(other.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&other.stdout);
     assert!(stdout.contains("NOT an operator") && stdout.contains("greet: func(name: string) -> string"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(stderr.contains("is not a Sluice operator"), "{stderr}");
+}
+
+#[test]
+fn a_plugin_name_that_cannot_be_one_is_a_mistake_on_the_command_line() {
+    let scratch = Scratch::new();
+    let output = sluice(scratch.dir.path(), &["plugin", "new", "Bad_Name", "--lang", "c"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid plugin name \"Bad_Name\""), "{stderr}");
+    assert!(!scratch.dir.path().join("Bad_Name").exists());
 }
 
 #[test]

@@ -341,3 +341,56 @@ path = "dead.jsonl"
     assert_eq!((dead[0]["position"].as_i64(), dead[0]["value"].as_str()), (Some(refused as i64 + 1), Some(lines[refused])));
     assert_eq!(dead[0]["reason"].as_str(), Some("rejected: compute double: field price is a string, not a number"));
 }
+
+/// A batch retried record by record whose records each emit many is passed on in parts as it
+/// goes (its whole output was gathered in the host's memory: 2 GB for 300 records of 100,000
+/// copies each), and no operator is given more than `batch_size` records at once, whatever the
+/// one before it emits.
+#[test]
+fn a_retried_batch_of_an_amplifying_operator_goes_on_in_parts_and_in_batches_of_batch_size() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", &numbered_records(1000, |n| (n == 537).then_some("poison")));
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "amplified"
+batch_size = 100
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "copies"
+plugin = "{plugins}/misbehave.wasm"
+memory_limit = "4MiB"
+config = { trap_on = "poison", copies = 300 }
+
+[[operators]]
+name = "bounded"
+plugin = "{plugins}/misbehave.wasm"
+config = { refuse_batches_over = 100 }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs to its end");
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(values(&dead), vec![537], "only the poisoned record: {:?}", dead.first());
+    assert_eq!(summary.dead_letters, 1);
+    let out = std::fs::read_to_string(scratch.dir.path().join("out.jsonl")).expect("output");
+    let mut copies = std::collections::BTreeMap::<i64, usize>::new();
+    for line in out.lines() {
+        let value: Value = serde_json::from_str(line).expect("JSON line");
+        *copies.entry(value["n"].as_i64().expect("n")).or_default() += 1;
+    }
+    assert_eq!(copies.len(), 999);
+    assert!(copies.iter().all(|(n, count)| *n != 537 && *count == 300), "every other record 300 times");
+}

@@ -199,6 +199,13 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
     let history = control.history();
     assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 4, "the refusals are in the history");
+    // A refusal that came from the tasks held their records while they tried: its stall is
+    // recorded (it was 0 for every refusal, however long the restore ran).
+    let from_restore =
+        history.iter().find(|record| record.refused.as_deref().is_some_and(|reason| reason.contains("restore always traps")));
+    assert!(from_restore.expect("the restore's refusal").stall_ms > 0.0, "{from_restore:?}");
+    let before_the_tasks = history.iter().find(|record| record.refused.as_deref().is_some_and(|reason| reason.contains("unknown field")));
+    assert_eq!(before_the_tasks.expect("init's refusal").stall_ms, 0.0, "refused before it reached the tasks");
 }
 
 /// Runs `path` as `sluice run` does (watching files) on a thread.
@@ -575,7 +582,8 @@ fn the_admin_api_listens_beyond_loopback_only_with_a_token_and_tls() {
     let path = counting_pipeline(&scratch, 10, 1_000);
     let output = crate::support::sluice(scratch.dir.path(), &["run", &path.display().to_string(), "--admin", "0.0.0.0:0"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
+    // A mistake on the command line: exit status 2, before the pipeline is read.
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("0.0.0.0:0 is not a loopback address") && stderr.contains("only with both a token"), "{stderr}");
 }
 

@@ -81,6 +81,31 @@ fn invalid_fields_are_rejected_and_nulls_ignored() {
 }
 
 #[test]
+fn functions_of_any_value_skip_a_missing_field_as_a_null_and_the_record_counts_elsewhere() {
+    let config = json!({
+        "window": {"type": "tumbling", "size": "10s"},
+        "aggregates": [
+            {"function": "count", "as": "records"},
+            {"function": "first", "field": "coupon"},
+            {"function": "last", "field": "coupon"},
+            {"function": "distinct", "field": "coupon"}
+        ]
+    });
+    let mut op = Harness::<WindowAggregate>::new(config).unwrap();
+    let out = op.process_json(&[
+        (json!({"coupon": "A"}), 1_000),
+        (json!({}), 2_000),
+        (json!({"coupon": null}), 3_000),
+        (json!({"coupon": "B"}), 4_000),
+    ]);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    assert_eq!(
+        json_values(&op.watermark(i64::MAX)),
+        vec![json!({"window_start": 0, "window_end": 10000, "records": 4, "first_coupon": "A", "last_coupon": "B", "distinct_coupon": 2})]
+    );
+}
+
+#[test]
 fn snapshot_and_restore_continue_the_same_windows() {
     let mut op = Harness::<WindowAggregate>::new(config()).unwrap();
     op.process_json(&[record("a", 1.5, 1_000)]);

@@ -7,6 +7,8 @@
 //! (`trap_in_snapshot_after`). Its state counts the records it passed, so recovery can be checked.
 //! With `pass_by_position`, it passes every record on by position and then sends a copy of
 //! each, marked, to the main output and the first record again to side output `copies`.
+//! With `copies = N` it emits each record N times; with `refuse_batches_over = N` it rejects
+//! every record of a batch of more than N records.
 
 use serde::{Deserialize, Serialize};
 use sluice_sdk::{Batch, Distribution, Operator, Output, Passed as PassedRecord, VersionedState};
@@ -36,6 +38,10 @@ pub struct MisbehaveConfig {
     pub trap_in_snapshot_after: Option<u64>,
     /// Refuse to initialise, with this message.
     pub refuse_init: Option<String>,
+    /// Emit each record this many times (1 when absent).
+    pub copies: Option<u32>,
+    /// Reject every record of a batch of more records than this.
+    pub refuse_batches_over: Option<usize>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -78,6 +84,12 @@ impl Operator for Misbehave {
         if self.config.pass_by_position {
             return self.pass_by_position(batch, out);
         }
+        if let Some(most) = self.config.refuse_batches_over.filter(|most| batch.len() > *most) {
+            for record in batch.iter() {
+                out.reject(record.index(), format!("a batch of {} records, more than {most}", batch.len()));
+            }
+            return;
+        }
         for record in batch.iter() {
             self.misbehave_on(record.value());
             if self.marked(&self.config.reject_outside_on, record.value()) {
@@ -97,10 +109,12 @@ impl Operator for Misbehave {
                 out.passed.push(PassedRecord { index, port: 5 });
                 continue;
             }
-            self.passed.count += 1;
-            let passed = self.passed.count.to_string();
-            let headers = record.headers().chain([(&b"passed"[..], passed.as_bytes())]);
-            out.batch.push(record.key(), record.value(), record.timestamp(), headers);
+            for _ in 0..self.config.copies.unwrap_or(1) {
+                self.passed.count += 1;
+                let passed = self.passed.count.to_string();
+                let headers = record.headers().chain([(&b"passed"[..], passed.as_bytes())]);
+                out.batch.push(record.key(), record.value(), record.timestamp(), headers);
+            }
         }
     }
 
