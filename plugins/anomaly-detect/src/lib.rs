@@ -132,6 +132,35 @@ pub struct AnomalyDetect {
     scratch: Vec<f64>,
 }
 
+/// The memory one key's statistics take at most, with their share of a snapshot, over keys of
+/// a few dozen bytes (measured: about 290 bytes for a key such as `u1234567` with a `zscore`
+/// and a `rate-of-change` detector): its name twice (the map and the recency order), the
+/// maps' entries, each detector's statistics, and a `mad` window's values twice.
+fn bytes_per_key(detectors: &[Detector]) -> u64 {
+    150 + detectors.iter().map(|detector| 70 + 16 * detector.window() as u64).sum::<u64>()
+}
+
+/// Refuses `max_keys` keys whose statistics could take more than four fifths of the instance's
+/// `memory_limit` (the rest is for the batches and the program): reached at run time, the
+/// limit would stop the operator and lose every key's statistics.
+fn check_memory(max_keys: usize, detectors: &[Detector], memory_limit: u64) -> Result<(), String> {
+    let per_key = bytes_per_key(detectors);
+    let budget = memory_limit / 5 * 4;
+    let fits = budget / per_key;
+    if max_keys as u64 <= fits {
+        return Ok(());
+    }
+    let mebibytes = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    Err(format!(
+        "`max_keys` = {max_keys} keys of up to about {per_key} bytes each (their statistics and snapshot) need {:.0} MiB, more \
+         than the {:.0} MiB that four fifths of memory_limit ({:.0} MiB) allow: lower `max_keys` to at most {fits} or raise the \
+         operator's memory_limit",
+        mebibytes(per_key * max_keys as u64),
+        mebibytes(budget),
+        mebibytes(memory_limit)
+    ))
+}
+
 impl Operator for AnomalyDetect {
     type Config = AnomalyDetectConfig;
 
@@ -146,6 +175,7 @@ impl Operator for AnomalyDetect {
                 "`max_keys` × the `mad` windows is {window_values} values; at most {MAX_WINDOW_VALUES} fit in memory: lower `max_keys` or `window`"
             ));
         }
+        check_memory(config.max_keys, &detectors, sluice_sdk::init_context().memory_limit)?;
         let lookups = sluice_sdk::FieldLookup::new(config.group_by.iter().cloned().chain([config.field.clone()]).collect());
         let mut statistics = KeyedStatistics::default();
         statistics.redefine(&config.field.to_string(), &detectors);

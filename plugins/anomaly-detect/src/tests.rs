@@ -162,6 +162,14 @@ fn configuration_errors_are_explained() {
     assert!(refuse_top(json!({"field": "x.", "detectors": [{"type": "mad"}]})).contains("invalid field path"));
     let too_big = json!({"field": "x", "max_keys": 1_000_000, "detectors": [{"type": "mad", "window": 11}]});
     assert!(refuse_top(too_big).contains("is 11000000 values; at most 10000000 fit in memory"));
+    // A million keys of two detectors do not fit the default 128 MiB: refused at init, naming
+    // the largest that fits, rather than stopping the operator once the keys fill the memory.
+    let many =
+        json!({"field": "x", "max_keys": 1_000_000, "detectors": [{"type": "zscore"}, {"type": "rate-of-change", "max_increase": 1}]});
+    let refusal = refuse_top(many.clone());
+    assert!(refusal.contains("lower `max_keys` to at most 370255 or raise the operator's memory_limit"), "{refusal}");
+    let larger = sluice_sdk::InitContext { memory_limit: 512 << 20, ..sluice_sdk::context::default_context() };
+    assert!(Harness::<AnomalyDetect>::with_context(many, larger).is_ok(), "fits with a larger memory_limit");
     assert!(refuse_top(json!({"field": "x", "detectors": [{"type": "mad"}], "warmup": 3})).contains("unknown field `warmup`"));
     assert!(refuse_top(json!({"detectors": [{"type": "mad"}]})).contains("missing field `field`"));
 }

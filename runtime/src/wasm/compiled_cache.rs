@@ -22,7 +22,9 @@ pub(super) fn compile_component(engine: &Engine, digest: Digest, bytes: &[u8]) -
         return Component::from_binary(engine, bytes);
     };
     if let Err(reason) = private_directory(&directory) {
-        tracing::warn!("not using the compiled-plugin cache {}: {reason}", directory.display());
+        // Said once a process: every compile (each swap) would say it again.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| tracing::warn!("not using the compiled-plugin cache {}: {reason}", directory.display()));
         return Component::from_binary(engine, bytes);
     }
     let path = directory.join(format!("{}-{:016x}.cwasm", digest.hex(), compatibility(engine)));

@@ -30,15 +30,15 @@ pub struct InstanceLimits {
     pub call_timeout: Duration,
 }
 
-/// The least time an `init`, `snapshot` or `restore` call is given, whatever `call_timeout`:
-/// they read a configuration and its granted files (an `enrich` table of 1,000,000 rows), or
-/// encode or decode the whole state, which grows with what the operator keeps (2,000,000
-/// records of a join take seconds), where `call_timeout` is sized for a batch. A loop is still
-/// stopped.
+/// The least time an `init`, `on-watermark`, `snapshot` or `restore` call is given, whatever
+/// `call_timeout`: they read a configuration and its granted files (an `enrich` table of
+/// 1,000,000 rows), close windows of any number of groups, or encode or decode the whole
+/// state, which grows with what the operator keeps (2,000,000 records of a join take seconds),
+/// where `call_timeout` is sized for a batch. A loop is still stopped.
 pub const STATE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl InstanceLimits {
-    /// The deadline of an `init`, `snapshot` or `restore` call.
+    /// The deadline of an `init`, `on-watermark`, `snapshot` or `restore` call.
     pub fn state_call_timeout(&self) -> Duration {
         self.call_timeout.max(STATE_CALL_TIMEOUT)
     }
@@ -47,9 +47,9 @@ impl InstanceLimits {
 /// Which deadline a call runs under.
 #[derive(Clone, Copy)]
 enum Deadline {
-    /// `call_timeout`: `process`, `on-watermark`.
+    /// `call_timeout`: `process`.
     Call,
-    /// [`InstanceLimits::state_call_timeout`]: `init`, `snapshot`, `restore`.
+    /// [`InstanceLimits::state_call_timeout`]: `init`, `on-watermark`, `snapshot`, `restore`.
     State,
 }
 
@@ -233,7 +233,10 @@ impl PluginInstance {
 
     fn on_watermark_call(&mut self, watermark: i64) -> Result<Batch, CallFailure> {
         let on_watermark = self.on_watermark;
-        let (output,) = self.call(|_, store| on_watermark.typed::<(i64,), (BatchResult,)>(&*store)?.call(store, (watermark,)))?;
+        // A watermark may close a window of millions of groups at once: its work grows with
+        // the state, as a snapshot's does.
+        let (output,) =
+            self.call_within(Deadline::State, |_, store| on_watermark.typed::<(i64,), (BatchResult,)>(&*store)?.call(store, (watermark,)))?;
         self.checked(self.returned(output))
     }
 
