@@ -34,9 +34,8 @@ struct LogBudget {
 }
 
 impl LogBudget {
-    /// Whether a line may be written now; with the lines dropped in the second that ended,
-    /// when a new one starts after drops.
-    fn take(&mut self, now: std::time::Instant) -> (bool, u64) {
+    /// What to do with a line logged now.
+    fn take(&mut self, now: std::time::Instant) -> LogDecision {
         let mut dropped_before = 0;
         if self.second.is_none_or(|second| now.duration_since(second) >= std::time::Duration::from_secs(1)) {
             self.second = Some(now);
@@ -45,12 +44,23 @@ impl LogBudget {
         }
         if self.written < MAX_LOG_LINES_PER_SECOND {
             self.written += 1;
-            (true, dropped_before)
+            LogDecision { write: true, dropped_before, first_dropped: false }
         } else {
             self.dropped += 1;
-            (false, dropped_before)
+            LogDecision { write: false, dropped_before, first_dropped: self.dropped == 1 }
         }
     }
+}
+
+/// Whether a log line is written, and what to say of the lines dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct LogDecision {
+    write: bool,
+    /// Lines dropped in the second that ended, said when the next begins.
+    dropped_before: u64,
+    /// The first line dropped in this second: said at once, so that a flood that ends within
+    /// the second is said too.
+    first_dropped: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -182,14 +192,17 @@ impl host::Host for HostState {
         if self.muted {
             return;
         }
-        let (write, dropped) = match self.metrics.log_budget.lock() {
+        let decision = match self.metrics.log_budget.lock() {
             Ok(mut budget) => budget.take(std::time::Instant::now()),
-            Err(_) => (true, 0),
+            Err(_) => LogDecision { write: true, dropped_before: 0, first_dropped: false },
         };
-        if dropped > 0 {
-            tracing::warn!(operator, "{dropped} log lines of the plugin dropped: more than {MAX_LOG_LINES_PER_SECOND} in a second");
+        if decision.dropped_before > 0 {
+            tracing::warn!(operator, "{} log lines of the plugin dropped in a second", decision.dropped_before);
         }
-        if !write {
+        if decision.first_dropped {
+            tracing::warn!(operator, "dropping the plugin's log lines: more than {MAX_LOG_LINES_PER_SECOND} in a second");
+        }
+        if !decision.write {
             return;
         }
         // One event, one line: a plugin's line breaks and control characters (a record quoted
@@ -289,11 +302,13 @@ mod tests {
     fn log_lines_past_the_budget_of_a_second_are_dropped_and_counted_when_the_next_starts() {
         let mut budget = LogBudget::default();
         let start = std::time::Instant::now();
-        let written = (0..MAX_LOG_LINES_PER_SECOND + 500).filter(|_| budget.take(start).0).count();
-        assert_eq!(written, MAX_LOG_LINES_PER_SECOND as usize);
-        assert_eq!(budget.take(start + std::time::Duration::from_millis(999)), (false, 0), "the same second");
-        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), (true, 501), "a new second, and what was dropped");
-        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), (true, 0));
+        let decisions: Vec<LogDecision> = (0..MAX_LOG_LINES_PER_SECOND + 500).map(|_| budget.take(start)).collect();
+        assert_eq!(decisions.iter().filter(|decision| decision.write).count(), MAX_LOG_LINES_PER_SECOND as usize);
+        assert_eq!(decisions.iter().filter(|decision| decision.first_dropped).count(), 1, "the first drop is said at once");
+        let decision = |write, dropped_before, first_dropped| LogDecision { write, dropped_before, first_dropped };
+        assert_eq!(budget.take(start + std::time::Duration::from_millis(999)), decision(false, 0, false), "the same second");
+        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), decision(true, 501, false), "a new second, and the drops");
+        assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), decision(true, 0, false));
     }
 
     #[test]
