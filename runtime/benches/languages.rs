@@ -60,7 +60,7 @@ fn measure(batches: &[Batch], operator: &mut Operator) -> (f64, usize) {
         let started = Instant::now();
         kept = 0;
         for batch in input {
-            let processed = operator.process(0, batch);
+            let processed = operator.process_gathered(0, batch);
             assert!(processed.dead.is_empty(), "benchmark input is valid");
             kept += processed.batch.len();
         }

@@ -219,7 +219,7 @@ fn chain(registry: &PluginRegistry, operators: &[(&str, &Value)]) -> Vec<Operato
 fn run_wasm(chain: &mut [Operator], batch: Batch) -> usize {
     let mut records = Records::from(batch);
     for operator in chain.iter_mut() {
-        let processed = operator.process(0, records);
+        let processed = operator.process_gathered(0, records);
         assert!(processed.dead.is_empty(), "benchmark input is valid: {:?}", processed.dead.first().map(|d| &d.reason));
         records = processed.batch;
     }

@@ -97,6 +97,21 @@ pub struct PipelineConfig {
     pub repartition_partitions: Option<Spanned<u32>>,
 }
 
+impl PipelineFileConfig {
+    /// How long a task may take to reach a checkpoint barrier and snapshot there: it may be
+    /// giving a watermark to its operators when the barrier comes, then snapshots them, and
+    /// each of these calls may take its operator's state deadline (`call_timeout`, or 60 s if
+    /// longer: they grow with the state), one operator after another, whatever the stages.
+    pub fn barrier_limit(&self) -> std::time::Duration {
+        let state_calls = self
+            .operators
+            .iter()
+            .map(|operator| operator.get_ref().call_timeout.duration().max(crate::wasm::STATE_CALL_TIMEOUT))
+            .fold(std::time::Duration::ZERO, std::time::Duration::saturating_add);
+        state_calls.saturating_mul(2)
+    }
+}
+
 impl PipelineConfig {
     /// The instances of each stage of a local pipeline: as configured, or one per core.
     pub fn parallelism(&self) -> usize {

@@ -673,10 +673,13 @@ impl Problems<'_> {
         }
         let first = outputs.first().map(|output| (output.1.clone(), output.3));
         let checkpoint_interval = self.pipeline.config.pipeline.checkpoint_interval.duration();
+        let round_timeout = crate::kafka::round_timeout(self.pipeline.config.barrier_limit());
         let mut timeout_said = false;
         for (span, what, brokers, properties) in outputs {
             // Said once: every output has the same properties, or is refused for that below.
-            if let Some(problem) = crate::kafka::transaction_timeout_problem(properties, checkpoint_interval).filter(|_| !timeout_said) {
+            if let Some(problem) =
+                crate::kafka::transaction_timeout_problem(properties, checkpoint_interval, round_timeout).filter(|_| !timeout_said)
+            {
                 timeout_said = true;
                 let at = super::refused_value::value_span_within(
                     self.pipeline.text.parsed(),

@@ -27,7 +27,7 @@ pub use producer::OutputProducer;
 pub use repartition::{RepartitionOutput, repartition_topic};
 pub use sink::{KafkaDeadLetters, KafkaSink};
 pub use source::{KafkaSource, KafkaSourceSettings};
-pub use transaction::{TransactionError, TransactionalProducer, transaction_timeout_problem, transactional_id};
+pub use transaction::{TransactionError, TransactionalProducer, round_timeout, transaction_timeout_problem, transactional_id};
 
 /// Why a Kafka client could not be made or used.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,20 @@ use crate::config::{KafkaProperties, RESERVED_PRODUCER_PROPERTIES, resolve_prope
 
 /// Longest wait for one transactional call (librdkafka retries inside it).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for every partition task to reach a round's barrier.
-pub const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The least wait for every partition task to reach a round's barrier.
+const MIN_ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest: a transaction lives for the checkpoint interval plus a round, within the
+/// brokers' `transaction.max.timeout.ms` (15 minutes by default).
+const MAX_ROUND_TIMEOUT: Duration = Duration::from_secs(600);
+/// What a round waits beside its tasks' state calls (a slow batch before the barrier).
+const ROUND_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a round waits for every partition task to reach its barrier with its checkpoint:
+/// `barrier_limit` (`PipelineFileConfig::barrier_limit`: a watermark's calls under way, then
+/// the snapshots) and a margin, from 1 to 10 minutes.
+pub fn round_timeout(barrier_limit: Duration) -> Duration {
+    barrier_limit.saturating_add(ROUND_MARGIN).clamp(MIN_ROUND_TIMEOUT, MAX_ROUND_TIMEOUT)
+}
 
 /// The transactional id of a process running `source` of `pipeline`:
 /// `sluice-<pipeline>-<source>-<instance>`. The instance is `SLUICE_INSTANCE` if set, else the
@@ -37,8 +49,12 @@ pub fn transactional_id(pipeline: &str, source: &str) -> String {
 
 /// `transaction.timeout.ms` to set (None: the user's value, long enough), so that the broker
 /// never aborts a transaction that is still collecting a round.
-fn transaction_lifetime(properties: &KafkaProperties, checkpoint_interval: Duration) -> Result<Option<String>, KafkaClientError> {
-    let needed = checkpoint_interval + ROUND_TIMEOUT + TRANSACTION_TIMEOUT;
+fn transaction_lifetime(
+    properties: &KafkaProperties,
+    checkpoint_interval: Duration,
+    round_timeout: Duration,
+) -> Result<Option<String>, KafkaClientError> {
+    let needed = checkpoint_interval + round_timeout + TRANSACTION_TIMEOUT;
     let Some(value) = properties.get("transaction.timeout.ms") else { return Ok(Some(needed.as_millis().to_string())) };
     let given = resolve_property("transaction.timeout.ms", value, &[])?;
     match given.trim().parse::<u128>() {
@@ -46,7 +62,7 @@ fn transaction_lifetime(properties: &KafkaProperties, checkpoint_interval: Durat
         _ => Err(KafkaClientError::Checkpoint(format!(
             "property \"transaction.timeout.ms\" = {given} is too short: a transaction lives for checkpoint_interval plus up to \
              {} s of a round, so give more than {} ms (or leave it out)",
-            (ROUND_TIMEOUT + TRANSACTION_TIMEOUT).as_secs(),
+            (round_timeout + TRANSACTION_TIMEOUT).as_secs(),
             needed.as_millis()
         ))),
     }
@@ -54,8 +70,8 @@ fn transaction_lifetime(properties: &KafkaProperties, checkpoint_interval: Durat
 
 /// Why `properties` set a `transaction.timeout.ms` too short for `checkpoint_interval`, if
 /// they do: what `validate` says of an exactly-once output, at its property.
-pub fn transaction_timeout_problem(properties: &KafkaProperties, checkpoint_interval: Duration) -> Option<String> {
-    match transaction_lifetime(properties, checkpoint_interval) {
+pub fn transaction_timeout_problem(properties: &KafkaProperties, checkpoint_interval: Duration, round_timeout: Duration) -> Option<String> {
+    match transaction_lifetime(properties, checkpoint_interval, round_timeout) {
         Err(KafkaClientError::Checkpoint(problem)) => Some(problem),
         _ => None,
     }
@@ -80,20 +96,24 @@ pub struct TransactionalProducer {
     id: String,
     committed: AtomicU64,
     aborted: AtomicU64,
+    /// How long a round waits for every partition task (see [`round_timeout`]).
+    round_timeout: Duration,
 }
 
 impl TransactionalProducer {
     /// Connects with `transactional.id` = `id`, fences older producers with that id (their
     /// open transaction is aborted), and begins the first transaction.
-    /// A transaction lives for `checkpoint_interval` plus a round: `transaction.timeout.ms`
-    /// is set to outlast that, and a smaller value given in `properties` is refused.
+    /// A transaction lives for `checkpoint_interval` plus a round (`round_timeout`):
+    /// `transaction.timeout.ms` is set to outlast that, and a smaller value given in
+    /// `properties` is refused.
     pub fn open(
         brokers: &str,
         properties: &KafkaProperties,
         id: &str,
         checkpoint_interval: Duration,
+        round_timeout: Duration,
     ) -> Result<Arc<TransactionalProducer>, KafkaClientError> {
-        let lifetime = transaction_lifetime(properties, checkpoint_interval)?;
+        let lifetime = transaction_lifetime(properties, checkpoint_interval, round_timeout)?;
         let mut settings =
             vec![("enable.idempotence", "true"), ("transactional.id", id), ("linger.ms", "5"), ("partitioner", "murmur2_random")];
         if let Some(lifetime) = &lifetime {
@@ -113,7 +133,13 @@ impl TransactionalProducer {
             id: id.to_owned(),
             committed: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            round_timeout,
         }))
+    }
+
+    /// How long a round waits for every partition task to reach its barrier.
+    pub fn round_timeout(&self) -> Duration {
+        self.round_timeout
     }
 
     /// A producer for `topic` whose records join the current transaction.
@@ -220,13 +246,21 @@ mod tests {
 
     #[test]
     fn transactions_outlive_a_checkpoint_interval_and_a_round() {
-        let interval = Duration::from_secs(10);
-        let set = transaction_lifetime(&KafkaProperties::new(), interval).unwrap();
-        assert_eq!(set, Some((interval + ROUND_TIMEOUT + TRANSACTION_TIMEOUT).as_millis().to_string()));
+        let (interval, round) = (Duration::from_secs(10), Duration::from_secs(60));
+        let set = transaction_lifetime(&KafkaProperties::new(), interval, round).unwrap();
+        assert_eq!(set, Some((interval + round + TRANSACTION_TIMEOUT).as_millis().to_string()));
         let long: KafkaProperties = toml::from_str("\"transaction.timeout.ms\" = 900000").unwrap();
-        assert_eq!(transaction_lifetime(&long, interval).unwrap(), None);
+        assert_eq!(transaction_lifetime(&long, interval, round).unwrap(), None);
         let short: KafkaProperties = toml::from_str("\"transaction.timeout.ms\" = 60000").unwrap();
-        let error = transaction_lifetime(&short, interval).unwrap_err().to_string();
+        let error = transaction_lifetime(&short, interval, round).unwrap_err().to_string();
         assert!(error.contains("too short") && error.contains("100000 ms"), "{error}");
+    }
+
+    #[test]
+    fn a_round_waits_for_the_tasks_state_calls_within_one_to_ten_minutes() {
+        assert_eq!(round_timeout(Duration::ZERO), MIN_ROUND_TIMEOUT);
+        // One operator: a watermark's call (60 s at most) and a snapshot (60 s), and the margin.
+        assert_eq!(round_timeout(Duration::from_secs(120)), Duration::from_secs(150));
+        assert_eq!(round_timeout(Duration::from_secs(3600)), MAX_ROUND_TIMEOUT);
     }
 }

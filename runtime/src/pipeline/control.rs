@@ -447,13 +447,11 @@ impl PipelineControl {
     }
 
     /// Prepares the swap in every running task of the operator, then lets all switch, or none.
-    /// Returns the longest time a task's records waited.
+    /// Returns the longest time a task's records waited, whatever the outcome.
     ///
     /// Only the operator's own tasks are asked: a task that prepared waits for the decision
     /// and holds its records back, so the tasks before it soon wait for room in its queue;
     /// asking one of those as well would wait for room in theirs, for ever.
-    /// Swaps `spec` in at every task running `operator`, or none; with the longest time a
-    /// task's records waited, whatever the outcome.
     fn apply(&self, operator: &str, spec: &OperatorSpec, handover: StateHandover) -> (Duration, Result<(), SwapError>) {
         let mut ready = Vec::new();
         let mut refusal = None;

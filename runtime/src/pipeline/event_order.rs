@@ -80,6 +80,9 @@ pub struct EventTimeOrder {
     held: BinaryHeap<Reverse<HeldRecord>>,
     bytes: usize,
     warned: bool,
+    /// The most records of one released batch, if fewer than [`RELEASE_RECORDS`] (the
+    /// pipeline's `batch_size`).
+    release_records: Option<usize>,
 }
 
 impl EventTimeOrder {
@@ -91,6 +94,13 @@ impl EventTimeOrder {
             order.held.push(Reverse(record));
         }
         order
+    }
+
+    /// Releases batches of at most `records` records (the pipeline's `batch_size`), fewer than
+    /// [`RELEASE_RECORDS`] if it is less.
+    pub fn releasing_at_most(mut self, records: usize) -> EventTimeOrder {
+        self.release_records = Some(records.clamp(1, RELEASE_RECORDS));
+        self
     }
 
     /// Holds the records of `batch` (for `input`, read where `read` says when it is known) that
@@ -171,6 +181,7 @@ impl EventTimeOrder {
     fn release_while(&mut self, mut more: impl FnMut(&HeldRecord, usize) -> bool) -> Vec<Released> {
         let mut released: Vec<Released> = Vec::new();
         let mut bytes_in_last = 0;
+        let most_records = self.release_records.unwrap_or(RELEASE_RECORDS);
         while let Some(Reverse(next)) = self.held.peek() {
             if !more(next, self.bytes) {
                 break;
@@ -182,7 +193,7 @@ impl EventTimeOrder {
             let full = released.last().is_none_or(|last| {
                 last.input != record.input
                     || last.source.as_ref() != source
-                    || last.batch.len() >= RELEASE_RECORDS
+                    || last.batch.len() >= most_records
                     || bytes_in_last + weight > RELEASE_BYTES
             });
             if full {
@@ -258,6 +269,16 @@ mod tests {
         assert_eq!(values(&order.release(5)), vec![(0, "a at 4".into()), (0, "z at 4".into())]);
         order.hold(0, &batch(&[(i64::MAX, "at the end")]), None, None);
         assert_eq!(values(&order.release(i64::MAX)), vec![(0, "at the end".into())]);
+    }
+
+    #[test]
+    fn released_batches_hold_no_more_than_the_pipelines_batch_size() {
+        let mut order = EventTimeOrder::default().releasing_at_most(3);
+        let records: Vec<(i64, String)> = (0..10).map(|timestamp| (timestamp, format!("r{timestamp}"))).collect();
+        let records: Vec<(i64, &str)> = records.iter().map(|(timestamp, text)| (*timestamp, text.as_str())).collect();
+        order.hold(0, &batch(&records), None, None);
+        let sizes: Vec<usize> = order.release(i64::MAX).iter().map(|released| released.batch.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
     }
 
     #[test]

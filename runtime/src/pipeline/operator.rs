@@ -64,7 +64,6 @@ impl DeadRecord {
     }
 }
 
-/// The dead-letter class of a failed call.
 /// The memory `batch` holds: its bytes, entries and headers.
 fn held_bytes(batch: &Batch) -> usize {
     batch.bytes.len()
@@ -72,6 +71,7 @@ fn held_bytes(batch: &Batch) -> usize {
         + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
 }
 
+/// The dead-letter class of a failed call.
 fn failure_class(failure: &CallFailure) -> &'static str {
     match failure.kind {
         FailureKind::Trap => "trap",
@@ -417,7 +417,9 @@ impl Operator {
         self.lost_state.as_deref()
     }
 
-    /// Processes records that arrived on `input`; failing records are isolated, never lost.
+    /// Processes records that arrived on `input`; failing records are isolated, never lost:
+    /// a batch retried record by record may come back in parts, the next one to ask for with
+    /// [`Operator::go_on_isolating`] (`Processed::rest`) once this one is passed on.
     /// The journal keeps the records (shared, not copied) until the next snapshot.
     pub fn process(&mut self, input: u32, records: impl Into<Records>) -> Processed {
         let records = records.into();
@@ -535,6 +537,19 @@ impl Operator {
         self.isolate_part(Isolation { input, records, next: 0, failed_in_a_row: 0, last_failure: None, dead: 0 })
     }
 
+    /// [`Operator::process`] with every part of a batch retried record by record gathered into
+    /// one: for tests and benchmarks, which hold what an operator emits anyway.
+    pub fn process_gathered(&mut self, input: u32, records: impl Into<Records>) -> Processed {
+        let mut processed = self.process(input, records);
+        while let Some(rest) = processed.rest.take() {
+            let more = self.go_on_isolating(rest);
+            let mut batch = std::mem::take(&mut processed.batch).into_batch();
+            more.batch.iter().for_each(|record| batch.push_record_to(record.port(), record));
+            processed = Processed { batch: Records::from(batch), dead: [processed.dead, more.dead].concat(), rest: more.rest };
+        }
+        processed
+    }
+
     /// Goes on retrying the records of a failed batch alone, from where the last part ended.
     pub fn go_on_isolating(&mut self, isolation: Isolation) -> Processed {
         let processed = self.isolate_part(isolation);
@@ -620,8 +635,8 @@ impl Operator {
             metrics.restarts.inc();
         }
         let rebuilt = build(&self.spec, Some(&self.base)).map_err(|error| error.to_string()).and_then(|(mut instance, _)| {
-            // Replayed calls already reported their metrics once.
-            instance.mute_metrics(true);
+            // Replayed calls already reported their metrics and wrote their logs once.
+            instance.replaying(true);
             for entry in self.journal.entries() {
                 let replayed = match entry {
                     JournalEntry::Process(input, batch) => instance.process(*input, batch).map(drop),
@@ -629,7 +644,7 @@ impl Operator {
                 };
                 replayed.map_err(|replay| format!("replaying its journal failed: {replay}"))?;
             }
-            instance.mute_metrics(false);
+            instance.replaying(false);
             Ok(instance)
         });
         match rebuilt {

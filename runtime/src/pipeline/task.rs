@@ -326,7 +326,8 @@ impl Task {
         let reads_source = matches!(parts.stage.entry, Entry::Source(_));
         let stats = TaskStats { source: parts.origin.to_string(), reads_source, ..TaskStats::default() };
         let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
-        let event_order = (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held));
+        let event_order =
+            (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held).releasing_at_most(parts.batch_size));
         Task {
             event_order,
             stage: parts.stage,

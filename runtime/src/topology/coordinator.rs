@@ -32,9 +32,9 @@ pub struct Coordinator {
     pub layout: String,
     pub inputs: BTreeMap<String, String>,
     pub interval: Duration,
-    /// The longest the operators' snapshots may take one after another (each is given
-    /// `InstanceLimits::state_call_timeout`): a round waits that long, and more.
-    pub snapshots_limit: Duration,
+    /// The longest a task may take to reach a barrier and snapshot there
+    /// (`PipelineFileConfig::barrier_limit`): a round waits that long, and more.
+    pub barrier_limit: Duration,
     pub tolerated_failures: u32,
     pub stop: StopSignal,
     pub reports: Receiver<RoundReport>,
@@ -202,7 +202,7 @@ impl Coordinator {
     fn gather(&mut self, id: u64, asked: &[String]) -> Gathered {
         // Snapshots of a large state take long, and stages snapshot one after another: a round
         // waits for all of them before it counts as failed.
-        let timeout = self.snapshots_limit.saturating_add(ROUND_MARGIN).max(self.interval.saturating_mul(10));
+        let timeout = self.barrier_limit.saturating_add(ROUND_MARGIN).max(self.interval.saturating_mul(10));
         let deadline = Instant::now() + timeout;
         let mut gathered = Gathered::default();
         let mut waiting_shares: BTreeSet<String> = asked.iter().cloned().collect();

@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Sender, SyncSender};
-use std::time::Duration;
 
 use super::coordinator::{Coordinator, ShareHandle};
 use super::{StartError, Worker, spawn};
@@ -128,17 +127,6 @@ pub fn start_local(
     Ok(LocalPipeline { sources, tasks, coordinator })
 }
 
-/// The longest the snapshots of every operator of `pipeline` may take one after another: a
-/// bound on a round's snapshots, whatever the stages (each instance snapshots in its task).
-fn snapshots_limit(pipeline: &LoadedPipeline) -> Duration {
-    pipeline
-        .config
-        .operators
-        .iter()
-        .map(|operator| operator.get_ref().call_timeout.duration().max(crate::wasm::STATE_CALL_TIMEOUT))
-        .fold(Duration::ZERO, Duration::saturating_add)
-}
-
 /// Starts the coordinator of the rounds: every share and task started is expected in them.
 fn start_coordinator(
     start: &LocalStart<'_>,
@@ -155,7 +143,7 @@ fn start_coordinator(
         layout: state.layout,
         inputs: state.inputs,
         interval: settings.checkpoint_interval.duration(),
-        snapshots_limit: snapshots_limit(start.pipeline),
+        barrier_limit: start.pipeline.config.barrier_limit(),
         tolerated_failures: settings.tolerated_checkpoint_failures,
         stop: start.stop.clone(),
         reports,

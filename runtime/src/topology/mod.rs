@@ -394,7 +394,10 @@ fn open_transactions(pipeline: &LoadedPipeline, stop: &StopSignal) -> Result<Opt
     let id = transactional_id(config.pipeline.name.get_ref().as_str(), &source_name);
     let properties = properties.unwrap_or(&source.properties);
     crate::kafka::check_reachable(&source.brokers, properties, stop)
-        .and_then(|()| TransactionalProducer::open(&source.brokers, properties, &id, config.pipeline.checkpoint_interval.duration()))
+        .and_then(|()| {
+            let round_timeout = crate::kafka::round_timeout(config.barrier_limit());
+            TransactionalProducer::open(&source.brokers, properties, &id, config.pipeline.checkpoint_interval.duration(), round_timeout)
+        })
         .map(Some)
         .map_err(|error| StartError::Kafka { source_name, error: Box::new(error) })
 }

@@ -91,8 +91,11 @@ pub struct HostState {
     pub(super) memory_refused: Option<usize>,
     /// The last panic message the plugin logged (the SDK logs panics before trapping).
     pub(super) last_panic: Option<String>,
-    /// Metrics are ignored while calls are replayed after a recovery.
+    /// Metrics are ignored while calls are replayed after a recovery, and in throw-away
+    /// instances (a configuration's check).
     pub(super) muted: bool,
+    /// Calls are being replayed after a recovery: their log lines were written the first time.
+    pub(super) replaying: bool,
     /// Linear memory granted so far (it never shrinks), in bytes.
     pub(super) memory_in_use: usize,
     /// Where the plugin's counters and gauges also go, per task (Prometheus).
@@ -110,6 +113,7 @@ impl HostState {
             memory_refused: None,
             last_panic: None,
             muted: false,
+            replaying: false,
             memory_in_use: 0,
             task_metrics: None,
             pending_counters: Vec::new(),
@@ -189,7 +193,7 @@ impl host::Host for HostState {
             self.last_panic = Some(panic.to_owned());
         }
         // A call replayed after a failure logged its lines the first time.
-        if self.muted {
+        if self.replaying {
             return;
         }
         let decision = match self.metrics.log_budget.lock() {
@@ -314,7 +318,7 @@ mod tests {
     #[test]
     fn a_replayed_call_logs_nothing_but_its_panic_is_kept() {
         let mut state = HostState::new("op".into(), 1 << 20, Arc::new(OperatorMetrics::default()));
-        state.muted = true;
+        state.replaying = true;
         state.log(host::Level::Error, "panic: again".into());
         assert_eq!(state.last_panic.as_deref(), Some("again"));
         let budget = state.metrics.log_budget.lock().expect("budget");

@@ -169,6 +169,13 @@ impl PluginInstance {
         self.store.data_mut().muted = muted;
     }
 
+    /// While replaying (the journal, after a recovery), the plugin's counters and gauges are
+    /// not recorded and its log lines not written: the calls did both the first time.
+    pub fn replaying(&mut self, replaying: bool) {
+        self.mute_metrics(replaying);
+        self.store.data_mut().replaying = replaying;
+    }
+
     /// Also reports the plugin's counters and gauges to `metrics` (one series per task).
     pub fn report_to(&mut self, metrics: PluginMetrics) {
         self.store.data_mut().task_metrics = Some(metrics);

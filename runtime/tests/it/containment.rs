@@ -345,41 +345,17 @@ path = "dead.jsonl"
 /// A batch retried record by record whose records each emit many is passed on in parts as it
 /// goes (its whole output was gathered in the host's memory: 2 GB for 300 records of 100,000
 /// copies each), and no operator is given more than `batch_size` records at once, whatever the
-/// one before it emits.
+/// one before it emits. Here every batch's 60,000 copies pass the 4 MiB limit: each batch is
+/// retried record by record, and its copies, about 10 MB as the host holds them, go on in parts.
 #[test]
 fn a_retried_batch_of_an_amplifying_operator_goes_on_in_parts_and_in_batches_of_batch_size() {
     let scratch = Scratch::new();
-    scratch.write("input.jsonl", &numbered_records(1000, |n| (n == 537).then_some("poison")));
-    let path = scratch.pipeline(
-        r#"
-[pipeline]
-name = "amplified"
-batch_size = 100
-
-[[sources]]
-type = "file"
-path = "input.jsonl"
-timestamp_field = "ts"
-
-[[operators]]
-name = "copies"
-plugin = "{plugins}/misbehave.wasm"
-memory_limit = "4MiB"
-config = { trap_on = "poison", copies = 300 }
-
-[[operators]]
-name = "bounded"
-plugin = "{plugins}/misbehave.wasm"
-config = { refuse_batches_over = 100 }
-
-[[sinks]]
-type = "file"
-path = "out.jsonl"
-
-[dead_letter]
-type = "file"
-path = "dead.jsonl"
-"#,
+    let path = misbehaving_pipeline_into(
+        &scratch,
+        |n| (n == 537).then_some("poison"),
+        "memory_limit = \"4MiB\"\nconfig = { trap_on = \"poison\", copies = 600 }",
+        "[[operators]]\nname = \"bounded\"\nplugin = \"{plugins}/misbehave.wasm\"\nconfig = { refuse_batches_over = 100 }\n\n\
+         [[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
     );
     let summary = run(&path).expect("pipeline runs to its end");
     let dead = scratch.json_lines("dead.jsonl");
@@ -392,5 +368,5 @@ path = "dead.jsonl"
         *copies.entry(value["n"].as_i64().expect("n")).or_default() += 1;
     }
     assert_eq!(copies.len(), 999);
-    assert!(copies.iter().all(|(n, count)| *n != 537 && *count == 300), "every other record 300 times");
+    assert!(copies.iter().all(|(n, count)| *n != 537 && *count == 600), "every other record 600 times");
 }

@@ -30,7 +30,7 @@ fn feed(name: &str, config: &Value, records: &[(Value, i64)], size: usize, lag: 
             operator = start(name, config, Some(state));
         }
         let batch = sluice_sdk::testing::json_batch(chunk);
-        let processed = operator.process(0, batch);
+        let processed = operator.process_gathered(0, batch);
         assert!(processed.dead.is_empty(), "{:?}", processed.dead.first().map(|dead| &dead.reason));
         emitted.extend(values(&processed.batch.into_batch()));
         newest = chunk.iter().map(|(_, timestamp)| *timestamp).fold(newest, i64::max);
@@ -74,7 +74,7 @@ fn an_operator_read_only_by_sinks_writes_its_records_without_indexes() {
         let spec = OperatorSpec::read_by("project", plugin, config.to_string(), vec!["input".into()], limits, readers).expect("config");
         let encoding = spec.info.encoding.clone();
         let mut operator = Operator::start(spec, None).expect("operator starts");
-        let batch = operator.process(0, sluice_sdk::testing::json_batch(&records)).batch.into_batch();
+        let batch = operator.process_gathered(0, sluice_sdk::testing::json_batch(&records)).batch.into_batch();
         (encoding, batch.events.iter().filter(|event| event.fields.is_some()).count(), values(&batch))
     };
     let (encoding, indexed, read_on) = written(OutputReaders::MayReadIndexes);
@@ -238,7 +238,7 @@ fn the_ecommerce_pipeline_detects_the_injected_anomaly_and_nothing_else() {
 #[test]
 fn a_swap_refused_by_the_running_versions_snapshot_names_that_side_and_step() {
     let mut running = start("misbehave", &json!({"trap_in_snapshot_after": 1}), None);
-    let processed = running.process(0, sluice_sdk::testing::json_batch(&[(json!({"n": 1}), 0)]));
+    let processed = running.process_gathered(0, sluice_sdk::testing::json_batch(&[(json!({"n": 1}), 0)]));
     assert_eq!(processed.batch.len(), 1);
     let misbehave = registry().load(&plugin("misbehave")).expect("plugin loads");
     let limits = InstanceLimits { memory: 256 << 20, call_timeout: Duration::from_secs(10) };
@@ -268,7 +268,7 @@ fn memory_at_worst_case(name: &str, config: &Value, records: impl Iterator<Item 
     let mut operator = Operator::start(spec, None).expect("operator starts");
     let mut chunk = Vec::with_capacity(1000);
     let flush = |chunk: &mut Vec<(Value, i64)>, operator: &mut Operator| {
-        let processed = operator.process(0, sluice_sdk::testing::json_batch(chunk));
+        let processed = operator.process_gathered(0, sluice_sdk::testing::json_batch(chunk));
         assert!(processed.dead.is_empty(), "{name}: {:?}", processed.dead.first().map(|dead| &dead.reason));
         chunk.clear();
     };

@@ -14,7 +14,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{PartitionId, SourceContext, describe_one, single};
 use crate::kafka::checkpoint::{CheckpointKey, CheckpointStore};
-use crate::kafka::transaction::ROUND_TIMEOUT;
 use crate::kafka::{TransactionError, TransactionalProducer};
 use crate::pipeline::{CheckpointTarget, TaskCheckpoint, TaskMessage};
 
@@ -84,7 +83,7 @@ impl Rounds {
     }
 
     fn await_arrivals(&self, expected: usize) -> Vec<Arrival> {
-        let deadline = Instant::now() + ROUND_TIMEOUT;
+        let deadline = Instant::now() + self.producer.round_timeout();
         let mut arrived = Vec::with_capacity(expected);
         while arrived.len() < expected {
             match self.arrivals.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -98,7 +97,8 @@ impl Rounds {
     /// Commits if every task arrived with its checkpoint; otherwise aborts.
     fn decide(&self, consumer: &BaseConsumer<SourceContext>, arrived: &[Arrival], expected: usize) -> Result<(), TransactionError> {
         if arrived.len() < expected {
-            let reason = format!("{} of {expected} partition tasks reached the barrier within {ROUND_TIMEOUT:?}", arrived.len());
+            let reason =
+                format!("{} of {expected} partition tasks reached the barrier within {:?}", arrived.len(), self.producer.round_timeout());
             return Err(self.producer.abort(reason));
         }
         if let Some(reason) = arrived.iter().find_map(|arrival| arrival.checkpoint.as_ref().err()) {
