@@ -108,6 +108,27 @@ pub struct Kept {
     pub(crate) arrivals: u64,
     /// The last watermark seen.
     pub watermark: Option<i64>,
+    /// The memory the kept records take, estimated: not saved, counted again after a restore.
+    #[serde(skip)]
+    pub(crate) bytes: KeptBytes,
+}
+
+/// An estimate of the memory kept records take: each one's value (and best match's) and key,
+/// and about 100 bytes of entries in the maps and indexes. Derived from the records, so not
+/// compared: two `Kept` with the same records are equal whatever was counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeptBytes(Option<usize>);
+
+impl PartialEq for KeptBytes {
+    fn eq(&self, _: &KeptBytes) -> bool {
+        true
+    }
+}
+
+/// What one kept record of `key` costs in memory (see [`KeptBytes`]).
+pub fn record_cost(key: &KeyText, record: &KeptRecord) -> usize {
+    const ENTRIES: usize = 100;
+    ENTRIES + 2 * key.as_str().len() + record.value.len() + record.best.as_ref().map_or(0, |best| best.value.len())
 }
 
 /// Version 2 added the records' arrival, interval and best match and the index by end;
@@ -135,6 +156,10 @@ impl Kept {
     }
 
     pub fn add(&mut self, key: &KeyText, side: Side, mut record: KeptRecord) {
+        let cost = record_cost(key, &record);
+        if let Some(bytes) = self.bytes.0.as_mut() {
+            *bytes += cost;
+        }
         record.arrival = self.arrivals;
         self.arrivals += 1;
         match (side, record.interval) {
@@ -160,6 +185,9 @@ impl Kept {
             let Some((key, mut records)) = self.keys.remove_entry(&key) else { continue };
             let before = records.left.len() + records.right.len();
             let stays = |record: &KeptRecord| record.interval.is_some() || record.timestamp >= horizon;
+            let freed: usize =
+                records.left.iter().chain(&records.right).filter(|record| !stays(record)).map(|record| record_cost(&key, record)).sum();
+            self.free(freed);
             records.left.retain(stays);
             records.right.retain(stays);
             self.records -= before - records.left.len() - records.right.len();
@@ -175,7 +203,9 @@ impl Kept {
             let Some((_, arrival, key)) = self.by_end.pop_first() else { break };
             let Some((key, mut records)) = self.keys.remove_entry(&key) else { continue };
             if let Some(position) = records.left.iter().position(|record| record.arrival == arrival) {
-                closed.push(records.left.remove(position));
+                let record = records.left.remove(position);
+                self.free(record_cost(&key, &record));
+                closed.push(record);
                 self.records -= 1;
             }
             self.put_back_unless_empty(key, records);
@@ -193,6 +223,34 @@ impl Kept {
     /// How many records are kept.
     pub fn len(&self) -> usize {
         self.records
+    }
+
+    /// The memory the kept records take, estimated (see [`KeptBytes`]); counted once after a
+    /// restore, then kept up to date.
+    pub fn bytes(&mut self) -> usize {
+        if let Some(bytes) = self.bytes.0 {
+            return bytes;
+        }
+        let counted = self
+            .keys
+            .iter()
+            .flat_map(|(key, records)| records.left.iter().chain(&records.right).map(move |record| record_cost(key, record)))
+            .sum();
+        self.bytes = KeptBytes(Some(counted));
+        counted
+    }
+
+    /// Notes a best match replacing another in a kept record: `before` and `after` bytes.
+    pub fn best_replaced(&mut self, before: usize, after: usize) {
+        if let Some(bytes) = self.bytes.0.as_mut() {
+            *bytes = (*bytes + after).saturating_sub(before);
+        }
+    }
+
+    fn free(&mut self, freed: usize) {
+        if let Some(bytes) = self.bytes.0.as_mut() {
+            *bytes = bytes.saturating_sub(freed);
+        }
     }
 
     pub fn is_empty(&self) -> bool {

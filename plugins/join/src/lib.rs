@@ -28,8 +28,9 @@
 //! forgotten (and a record already that late is joined with what is kept but not kept
 //! itself), and records more than `retention` apart in event time are not paired, so that
 //! which pairs are made never depends on when the watermark forgot a record: the same pairs
-//! at any batching and parallelism for records that are not late. Past `max_records`, new
-//! records are joined but not kept (counted in `records_not_kept`). Distribution: by `key`, so
+//! at any batching and parallelism for records that are not late. Past `max_records`, or once
+//! the kept records take a third of `memory_limit` (estimated: [`record_cost`]), new records
+//! are joined but not kept (counted in `records_not_kept`). Distribution: by `key`, so
 //! both inputs' records of a key meet in one instance.
 //!
 //! With `within`, a pair is made only if the right record's event time is within the left
@@ -60,7 +61,7 @@ use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Operator, Output, Reco
 
 pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
 pub use fields::Interval;
-pub use kept::{BestMatch, Kept, KeptRecord};
+pub use kept::{BestMatch, Kept, KeptRecord, record_cost};
 
 use best::{best_kept_match, emit_best};
 use config::Settings;
@@ -74,8 +75,13 @@ pub struct Join {
     identity: KeyText,
     /// The pair being written, reused across matches.
     pair: Vec<u8>,
-    /// Whether the log said that `max_records` was reached.
+    /// Whether the log said that `max_records` or the memory budget was reached.
     warned_full: bool,
+    /// The most bytes the kept records may take (estimated: [`kept::record_cost`]): a third of
+    /// the instance's `memory_limit`.
+    memory_budget: usize,
+    /// Whether a record was not kept for the memory budget (rather than `max_records`).
+    over_memory_budget: bool,
 }
 
 impl Operator for Join {
@@ -83,7 +89,17 @@ impl Operator for Join {
 
     fn init(config: JoinConfig) -> Result<Self, String> {
         let settings = Settings::from_config(config)?;
-        Ok(Join { settings, kept: Kept::default(), identity: KeyText::default(), pair: Vec::new(), warned_full: false })
+        // A third of the instance's memory: a snapshot copies what is kept, and batches need room.
+        let memory_budget = usize::try_from(sluice_sdk::init_context().memory_limit / 3).unwrap_or(usize::MAX);
+        Ok(Join {
+            settings,
+            kept: Kept::default(),
+            identity: KeyText::default(),
+            pair: Vec::new(),
+            warned_full: false,
+            memory_budget,
+            over_memory_budget: false,
+        })
     }
 
     fn distribution(&self) -> Distribution {
@@ -256,6 +272,7 @@ impl Join {
     fn offer_to_lefts(&mut self, record: Record<'_>, rank: f64) {
         let Some(best) = &self.settings.best else { return };
         let timestamp = record.timestamp();
+        let (mut before, mut after) = (0, 0);
         for left in self.kept.lefts_mut(&self.identity) {
             let holds = left.interval.is_some_and(|interval| interval.contains(timestamp));
             if !holds || timestamp < self.settings.earliest_right_for(left.timestamp) {
@@ -263,9 +280,12 @@ impl Join {
             }
             if left.best.as_ref().is_none_or(|current| best.keep.prefers((rank, timestamp, record.value()), current)) {
                 let value = record.value().to_vec();
+                before += left.best.as_ref().map_or(0, |current| current.value.len());
+                after += value.len();
                 left.best = Some(Box::new(BestMatch { rank, timestamp, value }));
             }
         }
+        self.kept.best_replaced(before, after);
     }
 
     /// Keeps the record for later matches, unless it is too late to match anything more or the
@@ -277,8 +297,13 @@ impl Join {
         if self.kept.len() >= self.settings.max_records {
             return false;
         }
-        let value = record.value().to_vec();
-        self.kept.add(&self.identity, side, KeptRecord::new(record.timestamp(), value, interval, best));
+        let kept = KeptRecord::new(record.timestamp(), record.value().to_vec(), interval, best);
+        // A third of the memory: a snapshot copies what is kept, and batches need room too.
+        if self.kept.bytes() + record_cost(&self.identity, &kept) > self.memory_budget {
+            self.over_memory_budget = true;
+            return false;
+        }
+        self.kept.add(&self.identity, side, kept);
         true
     }
 
@@ -301,10 +326,14 @@ impl Join {
         counts.report();
         if counts.not_kept > 0 && !self.warned_full {
             self.warned_full = true;
+            let bound = if self.over_memory_budget {
+                format!("the kept records' memory reached a third of memory_limit ({} bytes)", self.memory_budget)
+            } else {
+                format!("max_records ({}) reached", self.settings.max_records)
+            };
             let message = format!(
-                "max_records ({}) reached: later records are joined with what is kept but not kept themselves, so pairs they \
-                 would make with records still to come are missed; raise max_records (and memory_limit) or set a retention",
-                self.settings.max_records
+                "{bound}: later records are joined with what is kept but not kept themselves, so pairs they would make with \
+                 records still to come are missed; raise max_records and memory_limit, or set a retention"
             );
             sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
         }

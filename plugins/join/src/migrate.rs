@@ -62,5 +62,5 @@ fn from_v1(old: KeptV1) -> Kept {
         .map(|(key, records)| (KeyText::from(key), KeyRecords { left: number(records.left), right: number(records.right) }))
         .collect();
     let by_time = old.by_time.into_iter().map(|(time, key)| (time, KeyText::from(key))).collect();
-    Kept { keys, by_time, by_end: BTreeSet::new(), records: old.records, arrivals, watermark: old.watermark }
+    Kept { keys, by_time, by_end: BTreeSet::new(), records: old.records, arrivals, watermark: old.watermark, bytes: Default::default() }
 }

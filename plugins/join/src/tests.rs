@@ -90,6 +90,30 @@ fn past_max_records_new_records_are_joined_but_not_kept() {
     assert_eq!(out.batch.len(), 2, "matches the two kept");
 }
 
+/// The kept records' memory is bounded by a third of `memory_limit` as well as by
+/// `max_records` (a join of larger records ran out of memory in its snapshot at the default
+/// limit), and counted again after a restore.
+#[test]
+fn past_a_third_of_the_memory_limit_new_records_are_joined_but_not_kept() {
+    let small = InitContext { memory_limit: 3 << 20, ..two_inputs() };
+    let mut join = Harness::<Join>::with_context(json!({"key": ["k"]}), small.clone()).expect("valid");
+    let padding = "x".repeat(10_000);
+    let records: Vec<(Value, i64)> = (0..200).map(|n| (json!({"k": 1, "n": n, "pad": padding}), n)).collect();
+    join.process_from(0, &json_batch(&records));
+    let kept = join.operator().kept().len();
+    // A third of 3 MiB is 1 MiB: about 104 records of 10 KB.
+    assert!((100..=105).contains(&kept), "{kept} kept");
+    let out = join.process_from(1, &json_batch(&[(json!({"k": 1}), 300)]));
+    assert_eq!(out.batch.len(), kept, "the right record meets every kept one");
+    // The small right record fitted still.
+    let saved = join.operator().kept().len();
+    assert_eq!(saved, kept + 1);
+    let mut restored = Harness::<Join>::with_context(json!({"key": ["k"]}), small).expect("valid");
+    restored.operator().restore(join.snapshot()).expect("restores");
+    restored.process_from(0, &json_batch(&records[..10]));
+    assert_eq!(restored.operator().kept().len(), saved, "the restored records' memory is counted again");
+}
+
 #[test]
 fn the_state_survives_a_snapshot_and_a_restore() {
     let mut first = join(json!({"key": ["k"], "retention": "1m"}));
