@@ -47,7 +47,7 @@ impl Table {
     /// An empty table with room for the rows of `text`, a line each at most: made once, a
     /// table of a million rows does not hold its old and its grown map at once while it loads.
     fn sized_for(text: &str) -> Table {
-        let lines = bytecount_lines(text).min(MAX_ROWS + 1);
+        let lines = line_count(text).min(MAX_ROWS + 1);
         Table { rows: HashMap::with_capacity_and_hasher(lines, BuildHasherDefault::default()) }
     }
 
@@ -153,7 +153,7 @@ impl Table {
 }
 
 /// The lines of `text`: a bound on the rows it holds.
-fn bytecount_lines(text: &str) -> usize {
+fn line_count(text: &str) -> usize {
     text.bytes().filter(|byte| *byte == b'\n').count() + 1
 }
 

@@ -127,8 +127,13 @@ impl PartialEq for KeptBytes {
 
 /// What one kept record of `key` costs in memory (see [`KeptBytes`]).
 pub fn record_cost(key: &KeyText, record: &KeptRecord) -> usize {
+    cost_of(key, &record.value, record.best.as_deref())
+}
+
+/// What a record of `key` with this value and best match would cost kept (see [`KeptBytes`]).
+pub fn cost_of(key: &KeyText, value: &[u8], best: Option<&BestMatch>) -> usize {
     const ENTRIES: usize = 100;
-    ENTRIES + 2 * key.as_str().len() + record.value.len() + record.best.as_ref().map_or(0, |best| best.value.len())
+    ENTRIES + 2 * key.as_str().len() + value.len() + best.map_or(0, |best| best.value.len())
 }
 
 /// Version 2 added the records' arrival, interval and best match and the index by end;

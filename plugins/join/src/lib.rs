@@ -61,7 +61,7 @@ use sluice_sdk::{Batch, Distribution, FieldPath, KeyText, Operator, Output, Reco
 
 pub use config::{BestConfig, JoinConfig, Keep, MissingKeyPolicy, UnmatchedPolicy, WithinConfig};
 pub use fields::Interval;
-pub use kept::{BestMatch, Kept, KeptRecord, record_cost};
+pub use kept::{BestMatch, Kept, KeptRecord, cost_of, record_cost};
 
 use best::{best_kept_match, emit_best};
 use config::Settings;
@@ -297,13 +297,13 @@ impl Join {
         if self.kept.len() >= self.settings.max_records {
             return false;
         }
-        let kept = KeptRecord::new(record.timestamp(), record.value().to_vec(), interval, best);
         // A third of the memory: a snapshot copies what is kept, and batches need room too.
-        if self.kept.bytes() + record_cost(&self.identity, &kept) > self.memory_budget {
+        if self.kept.bytes() + cost_of(&self.identity, record.value(), best.as_ref()) > self.memory_budget {
             self.over_memory_budget = true;
             return false;
         }
-        self.kept.add(&self.identity, side, kept);
+        let value = record.value().to_vec();
+        self.kept.add(&self.identity, side, KeptRecord::new(record.timestamp(), value, interval, best));
         true
     }
 

@@ -97,18 +97,22 @@ pub struct PipelineConfig {
     pub repartition_partitions: Option<Spanned<u32>>,
 }
 
+/// What a checkpoint round may take beside its tasks' state calls (a slow batch before the
+/// barrier, a long swap).
+const ROUND_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl PipelineFileConfig {
-    /// How long a task may take to reach a checkpoint barrier and snapshot there: it may be
-    /// giving a watermark to its operators when the barrier comes, then snapshots them, and
-    /// each of these calls may take its operator's state deadline (`call_timeout`, or 60 s if
-    /// longer: they grow with the state), one operator after another, whatever the stages.
-    pub fn barrier_limit(&self) -> std::time::Duration {
+    /// How long a checkpoint round may wait for a task to reach its barrier and snapshot there:
+    /// the task may be giving a watermark to its operators when the barrier comes, then
+    /// snapshots them, and each of these calls may take its operator's state deadline, one
+    /// operator after another, whatever the stages; and a margin.
+    pub fn round_limit(&self) -> std::time::Duration {
         let state_calls = self
             .operators
             .iter()
-            .map(|operator| operator.get_ref().call_timeout.duration().max(crate::wasm::STATE_CALL_TIMEOUT))
+            .map(|operator| crate::wasm::state_deadline(operator.get_ref().call_timeout.duration()))
             .fold(std::time::Duration::ZERO, std::time::Duration::saturating_add);
-        state_calls.saturating_mul(2)
+        state_calls.saturating_mul(2).saturating_add(ROUND_MARGIN)
     }
 }
 

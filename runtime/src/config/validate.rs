@@ -673,7 +673,7 @@ impl Problems<'_> {
         }
         let first = outputs.first().map(|output| (output.1.clone(), output.3));
         let checkpoint_interval = self.pipeline.config.pipeline.checkpoint_interval.duration();
-        let round_timeout = crate::kafka::round_timeout(self.pipeline.config.barrier_limit());
+        let round_timeout = crate::kafka::round_timeout(self.pipeline.config.round_limit());
         let mut timeout_said = false;
         for (span, what, brokers, properties) in outputs {
             // Said once: every output has the same properties, or is refused for that below.

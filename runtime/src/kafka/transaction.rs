@@ -23,14 +23,12 @@ const MIN_ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest: a transaction lives for the checkpoint interval plus a round, within the
 /// brokers' `transaction.max.timeout.ms` (15 minutes by default).
 const MAX_ROUND_TIMEOUT: Duration = Duration::from_secs(600);
-/// What a round waits beside its tasks' state calls (a slow batch before the barrier).
-const ROUND_MARGIN: Duration = Duration::from_secs(30);
 
 /// How long a round waits for every partition task to reach its barrier with its checkpoint:
-/// `barrier_limit` (`PipelineFileConfig::barrier_limit`: a watermark's calls under way, then
-/// the snapshots) and a margin, from 1 to 10 minutes.
-pub fn round_timeout(barrier_limit: Duration) -> Duration {
-    barrier_limit.saturating_add(ROUND_MARGIN).clamp(MIN_ROUND_TIMEOUT, MAX_ROUND_TIMEOUT)
+/// `round_limit` (`PipelineFileConfig::round_limit`: a watermark's calls under way, then the
+/// snapshots, and a margin), from 1 to 10 minutes.
+pub fn round_timeout(round_limit: Duration) -> Duration {
+    round_limit.clamp(MIN_ROUND_TIMEOUT, MAX_ROUND_TIMEOUT)
 }
 
 /// The transactional id of a process running `source` of `pipeline`:
@@ -258,9 +256,9 @@ mod tests {
 
     #[test]
     fn a_round_waits_for_the_tasks_state_calls_within_one_to_ten_minutes() {
-        assert_eq!(round_timeout(Duration::ZERO), MIN_ROUND_TIMEOUT);
-        // One operator: a watermark's call (60 s at most) and a snapshot (60 s), and the margin.
-        assert_eq!(round_timeout(Duration::from_secs(120)), Duration::from_secs(150));
+        assert_eq!(round_timeout(Duration::from_secs(30)), MIN_ROUND_TIMEOUT);
+        // One operator: a watermark's call (60 s at most), a snapshot (60 s) and the margin.
+        assert_eq!(round_timeout(Duration::from_secs(150)), Duration::from_secs(150));
         assert_eq!(round_timeout(Duration::from_secs(3600)), MAX_ROUND_TIMEOUT);
     }
 }

@@ -64,13 +64,6 @@ impl DeadRecord {
     }
 }
 
-/// The memory `batch` holds: its bytes, entries and headers.
-fn held_bytes(batch: &Batch) -> usize {
-    batch.bytes.len()
-        + batch.events.len() * std::mem::size_of::<sluice_sdk::Event>()
-        + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
-}
-
 /// The dead-letter class of a failed call.
 fn failure_class(failure: &CallFailure) -> &'static str {
     match failure.kind {
@@ -565,7 +558,7 @@ impl Operator {
         let (mut emitted, mut dead) = (Batch::new(), Vec::new());
         let total = isolation.records.len();
         let part_bound = self.spec.limits.memory;
-        while isolation.next < total && held_bytes(&emitted) < part_bound {
+        while isolation.next < total && crate::wasm::batch_bytes_held(&emitted) < part_bound {
             let index = isolation.next;
             isolation.next += 1;
             let single = isolation.records.single(index);

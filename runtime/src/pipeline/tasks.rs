@@ -75,6 +75,13 @@ pub struct TaskSettings {
     pub batch_size: usize,
 }
 
+impl TaskSettings {
+    /// The settings of `pipeline`'s `[pipeline]` table.
+    pub fn of(pipeline: &crate::config::PipelineConfig) -> TaskSettings {
+        TaskSettings { tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures, batch_size: *pipeline.batch_size.get_ref() }
+    }
+}
+
 /// Starts the tasks of one stage.
 #[derive(Clone)]
 pub struct TaskFactory {

@@ -15,9 +15,6 @@ use crate::state_dir::{PipelineCheckpoint, SharePosition, StateDirectory};
 
 /// How often the coordinator looks at the stop signal between rounds.
 const POLL: Duration = Duration::from_millis(50);
-/// The time a round may take beside its snapshots before it is given up (a slow first batch,
-/// a long swap).
-const ROUND_MARGIN: Duration = Duration::from_secs(30);
 
 /// The coordinator's end of one source share.
 pub struct ShareHandle {
@@ -32,9 +29,9 @@ pub struct Coordinator {
     pub layout: String,
     pub inputs: BTreeMap<String, String>,
     pub interval: Duration,
-    /// The longest a task may take to reach a barrier and snapshot there
-    /// (`PipelineFileConfig::barrier_limit`): a round waits that long, and more.
-    pub barrier_limit: Duration,
+    /// How long a round may wait for a task to reach its barrier and snapshot there
+    /// (`PipelineFileConfig::round_limit`), at least ten checkpoint intervals.
+    pub round_limit: Duration,
     pub tolerated_failures: u32,
     pub stop: StopSignal,
     pub reports: Receiver<RoundReport>,
@@ -202,7 +199,7 @@ impl Coordinator {
     fn gather(&mut self, id: u64, asked: &[String]) -> Gathered {
         // Snapshots of a large state take long, and stages snapshot one after another: a round
         // waits for all of them before it counts as failed.
-        let timeout = self.barrier_limit.saturating_add(ROUND_MARGIN).max(self.interval.saturating_mul(10));
+        let timeout = self.round_limit.max(self.interval.saturating_mul(10));
         let deadline = Instant::now() + timeout;
         let mut gathered = Gathered::default();
         let mut waiting_shares: BTreeSet<String> = asked.iter().cloned().collect();

@@ -152,10 +152,7 @@ fn stages(
             Arc::new(start.plan.stages[stage].clone()),
             start.outputs.clone(),
             Arc::new(KafkaWiring::new(start.plan, stage, repartitions)),
-            TaskSettings {
-                tolerated_checkpoint_failures: start.pipeline.config.pipeline.tolerated_checkpoint_failures,
-                batch_size: *start.pipeline.config.pipeline.batch_size.get_ref(),
-            },
+            TaskSettings::of(&start.pipeline.config.pipeline),
             start.stop.clone(),
         )
     };

@@ -143,7 +143,7 @@ fn start_coordinator(
         layout: state.layout,
         inputs: state.inputs,
         interval: settings.checkpoint_interval.duration(),
-        barrier_limit: start.pipeline.config.barrier_limit(),
+        round_limit: start.pipeline.config.round_limit(),
         tolerated_failures: settings.tolerated_checkpoint_failures,
         stop: start.stop.clone(),
         reports,
@@ -187,7 +187,7 @@ fn start_stage(
         Arc::new(plan.stages[stage].clone()),
         start.outputs.clone(),
         wiring,
-        TaskSettings { tolerated_checkpoint_failures: settings.tolerated_checkpoint_failures, batch_size: *settings.batch_size.get_ref() },
+        TaskSettings::of(settings),
         start.stop.clone(),
     );
     let senders = match plan.stages[stage].entry {

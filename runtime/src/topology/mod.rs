@@ -395,7 +395,7 @@ fn open_transactions(pipeline: &LoadedPipeline, stop: &StopSignal) -> Result<Opt
     let properties = properties.unwrap_or(&source.properties);
     crate::kafka::check_reachable(&source.brokers, properties, stop)
         .and_then(|()| {
-            let round_timeout = crate::kafka::round_timeout(config.barrier_limit());
+            let round_timeout = crate::kafka::round_timeout(config.round_limit());
             TransactionalProducer::open(&source.brokers, properties, &id, config.pipeline.checkpoint_interval.duration(), round_timeout)
         })
         .map(Some)

@@ -40,8 +40,14 @@ pub const STATE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 impl InstanceLimits {
     /// The deadline of an `init`, `on-watermark`, `snapshot` or `restore` call.
     pub fn state_call_timeout(&self) -> Duration {
-        self.call_timeout.max(STATE_CALL_TIMEOUT)
+        state_deadline(self.call_timeout)
     }
+}
+
+/// The deadline of an `init`, `on-watermark`, `snapshot` or `restore` call of an operator
+/// whose `call_timeout` is this: [`STATE_CALL_TIMEOUT`], or `call_timeout` if longer.
+pub fn state_deadline(call_timeout: Duration) -> Duration {
+    call_timeout.max(STATE_CALL_TIMEOUT)
 }
 
 /// Which deadline a call runs under.

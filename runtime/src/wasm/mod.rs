@@ -19,8 +19,8 @@ pub use engine::{EPOCH_TICK, WasmEngine};
 pub use host::OperatorMetrics;
 pub use inspect::{ComponentDescription, describe_component};
 pub use instance::{
-    CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput, STATE_CALL_TIMEOUT,
+    CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput, state_deadline,
 };
 pub use plugin::{Digest, MAX_PLUGIN_BYTES, Plugin, PluginError, PluginRegistry, file_digest, read_plugin_file};
-pub use records::Records;
+pub use records::{Records, batch_bytes_held};
 pub use sluice_sdk::{Batch, Record, State};

@@ -131,15 +131,17 @@ impl Records {
     /// The memory the records keep alive: the whole base batch, shared or not, and a
     /// selection's own entries.
     pub fn bytes_held(&self) -> usize {
-        let base = self.base();
         let own_events = match self {
             Records::Whole(_) => 0,
             Records::Selected { events, .. } => events.len(),
         };
-        base.bytes.len()
-            + (base.events.len() + own_events) * std::mem::size_of::<Event>()
-            + base.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
+        batch_bytes_held(self.base()) + own_events * std::mem::size_of::<Event>()
     }
+}
+
+/// The memory `batch` holds: its bytes, entries and headers.
+pub fn batch_bytes_held(batch: &Batch) -> usize {
+    batch.bytes.len() + batch.events.len() * std::mem::size_of::<Event>() + batch.headers.len() * std::mem::size_of::<sluice_sdk::Header>()
 }
 
 impl Default for Records {
