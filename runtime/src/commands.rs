@@ -421,7 +421,7 @@ impl fmt::Display for PipelineSummary {
         }
         for operator in &self.operators {
             for (counter, value) in &operator.counters {
-                write!(f, "; {}.{counter} = {value}", operator.name)?;
+                write!(f, "; {}.{} = {value}", operator.name, crate::wasm::on_one_line(counter.clone()))?;
             }
         }
         for task in &self.tasks {

@@ -1,5 +1,6 @@
 //! The `sluice` command line: run and validate pipelines, inspect plugins.
 
+mod log_writer;
 mod swap;
 
 use std::io::Write as _;
@@ -474,8 +475,11 @@ fn init_logging(format: LogFormat) {
     // A log that cannot be written (stderr closed, `2>&1 | head`, a full disk) is lost, not
     // a reason to stop: the subscriber's own report of the failure would panic writing to
     // the same stderr.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colours).log_internal_errors(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(log_writer::one_line_stderr())
+        .with_ansi(colours)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -39,16 +39,28 @@ pub struct SwapArgs {
     upload: bool,
     /// A new `config` table for the operator, as JSON (with FILE, or alone for the running
     /// component).
-    #[arg(long, value_name = "JSON", conflicts_with_all = ["upload", "rollback"])]
-    config: Option<String>,
+    #[arg(long, value_name = "JSON", conflicts_with_all = ["upload", "rollback"], value_parser = json_object)]
+    config: Option<serde_json::Map<String, Value>>,
     /// Start the new version without the running version's state (open windows, models and
     /// counts are dropped): for a version that cannot read that state.
     #[arg(long)]
     discard_state: bool,
     /// How long to wait for the answer (`30s`, `5m`): a swap of much state may take long. An
-    /// upload refused because another is being received is sent again until then.
+    /// upload refused because another is being received, or a swap refused while the
+    /// pipeline restarts, is sent again until then.
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = positive_duration)]
     timeout: Duration,
+}
+
+/// `--config`: a JSON object, the whole `config` table (a mistake is one on the command line).
+fn json_object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(config)) => Ok(config),
+        Ok(other) => Err(format!(
+            "--config must be a JSON object, the operator's whole config as in the pipeline file's `config` table; got {other}"
+        )),
+        Err(error) => Err(format!("--config is not JSON: {error}")),
+    }
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -76,11 +88,12 @@ pub fn run(args: SwapArgs) -> anyhow::Result<()> {
             None => post,
         };
         let sent = request.send(post);
-        // One upload is received at a time: the server says when to try again (before the
-        // body is sent: see `Request::send`). A connection closed for another reason is not
-        // sent again, since the swap may have been applied.
+        // One upload is received at a time (429, before the body is sent: see
+        // `Request::send`), and a pipeline restarting after a change takes no swap (503): the
+        // server says when to try again. A connection closed for another reason is not sent
+        // again, since the swap may have been applied.
         let wait = match &sent {
-            Ok(response) if response.status() == 429 => retry_after(response),
+            Ok(response) if matches!(response.status().as_u16(), 429 | 503) => retry_after(response),
             _ => None,
         };
         match wait {
@@ -142,15 +155,6 @@ enum Request {
     ByPath(String),
 }
 
-/// `--config`, checked to be a JSON object (the whole `config` table), if given.
-fn new_config(args: &SwapArgs) -> anyhow::Result<Option<Value>> {
-    let config = args.config.as_deref().map(serde_json::from_str::<Value>).transpose().context("--config is not JSON")?;
-    if let Some(config) = config.as_ref().filter(|config| !config.is_object()) {
-        bail!("--config must be a JSON object, the operator's whole config as in the pipeline file's `config` table; got {config}")
-    }
-    Ok(config)
-}
-
 impl Request {
     fn of(args: &SwapArgs) -> anyhow::Result<Request> {
         match (&args.file, args.rollback) {
@@ -164,9 +168,9 @@ impl Request {
                         path.display()
                     )
                 };
-                Ok(Request::ByPath(json!({"path": path, "config": new_config(args)?}).to_string()))
+                Ok(Request::ByPath(json!({"path": path, "config": args.config}).to_string()))
             }
-            (None, false) if args.config.is_some() => Ok(Request::ByPath(json!({"config": new_config(args)?}).to_string())),
+            (None, false) if args.config.is_some() => Ok(Request::ByPath(json!({"config": args.config}).to_string())),
             (None, false) => bail!("name the new component, give --config, or pass --rollback"),
         }
     }
@@ -189,7 +193,7 @@ impl Request {
     }
 }
 
-/// The wait a 429 answer asks for (`Retry-After` in seconds), at least a tenth of a second.
+/// The wait a 429 or 503 answer asks for (`Retry-After` in seconds), at least a tenth of a second.
 fn retry_after(response: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
     let seconds = response.headers().get("retry-after")?.to_str().ok()?.trim().parse::<u64>().ok()?;
     Some(Duration::from_secs(seconds).max(Duration::from_millis(100)))

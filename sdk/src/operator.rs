@@ -76,13 +76,22 @@ pub struct Output {
     pub passed: Vec<Passed>,
     /// The address of the batch being processed (0: none), to tell its records from others.
     input: usize,
+    /// Its number of records: at most as many are passed by position (the runtime refuses
+    /// more than its records times the operator's outputs); further emissions are copied.
+    input_records: usize,
 }
 
 impl Output {
     /// The output of processing `input`: room for as many records and bytes as it holds (bytes
     /// up to [`crate::batch::RESERVED_BYTES_AT_MOST`]), and its records passed by position.
     pub fn for_input(input: &Batch) -> Output {
-        Output { batch: Batch::with_room_of(input), rejected: Vec::new(), passed: Vec::new(), input: std::ptr::from_ref(input) as usize }
+        Output {
+            batch: Batch::with_room_of(input),
+            rejected: Vec::new(),
+            passed: Vec::new(),
+            input: std::ptr::from_ref(input) as usize,
+            input_records: input.len(),
+        }
     }
 
     /// The same output with its passed records copied out of `input` (the batch processed)
@@ -100,7 +109,7 @@ impl Output {
         for record in self.batch.iter() {
             batch.push_record_to(record.port(), record);
         }
-        Output { batch, rejected: self.rejected, passed: Vec::new(), input: 0 }
+        Output { batch, rejected: self.rejected, passed: Vec::new(), input: 0, input_records: 0 }
     }
 
     /// Passes `record` downstream unchanged.
@@ -110,9 +119,12 @@ impl Output {
 
     /// Sends `record` unchanged to output `port` (0: the main output; `i + 1`: side output
     /// `i`, see [`Operator::side_outputs`]). A record of the batch being processed is passed
-    /// by position while `batch` is empty; any other is copied into `batch`.
+    /// by position while `batch` is empty and fewer records than the batch holds were passed
+    /// (a record emitted twice, or to two outputs, may exceed that); any other is copied into
+    /// `batch`, after them, so the order of emission is kept.
     pub fn emit_to(&mut self, port: u32, record: Record<'_>) {
-        let passable = self.batch.is_empty() && self.input != 0 && record.batch_address() == self.input;
+        let passable =
+            self.batch.is_empty() && self.input != 0 && record.batch_address() == self.input && self.passed.len() < self.input_records;
         match u32::try_from(record.index()) {
             Ok(index) if passable => self.passed.push(Passed { index, port }),
             _ => self.batch.push_record_to(port, record),
@@ -203,5 +215,21 @@ mod tests {
         unattached.emit(input.get(0).unwrap());
         assert!(unattached.passed.is_empty(), "an output not made for a batch copies every record");
         assert_eq!(values(&unattached.batch), vec![(0, "a".to_owned())]);
+    }
+
+    /// The runtime takes at most the batch's records times the operator's outputs by
+    /// position: an operator that emits each record twice has the batch's worth passed and the
+    /// rest copied, in the order emitted.
+    #[test]
+    fn no_more_records_are_passed_than_the_batch_holds() {
+        let input = batch_of(&["a", "b", "c"]);
+        let mut out = Output::for_input(&input);
+        for record in input.iter() {
+            out.emit(record);
+            out.emit(record);
+        }
+        assert_eq!(out.passed.len(), 3, "as many as the batch holds");
+        let expected = ["a", "a", "b", "b", "c", "c"].map(|value| (0, value.to_owned()));
+        assert_eq!(values(&out.materialized(&input).batch), expected);
     }
 }

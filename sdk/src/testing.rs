@@ -33,11 +33,22 @@ impl<O: Operator> Harness<O> {
     /// Calls `process` with `batch` (arrived on input 0), its records indexed as the runtime
     /// indexes them for an operator of the Rust SDK (encoding "json+fields"). The records it
     /// passed on by position are in the output's `batch`, first, as the runtime passes them.
+    ///
+    /// Panics where the runtime would refuse the output: more records passed by position than
+    /// the batch's records times the operator's outputs.
     pub fn process(&mut self, batch: &Batch) -> Output {
         let mut indexed = batch.clone();
         crate::fields::index_batch(&mut indexed);
         let mut out = Output::for_input(&indexed);
         self.operator.process(&indexed, &mut out);
+        let outputs = self.operator.side_outputs().len() + 1;
+        assert!(
+            out.passed.len() <= indexed.len() * outputs,
+            "the operator passes {} records on by position, more than its {} input record(s) times its {outputs} output(s): \
+             the runtime refuses such an output (copy the records past that into `out.batch`)",
+            out.passed.len(),
+            indexed.len()
+        );
         out.materialized(&indexed)
     }
 

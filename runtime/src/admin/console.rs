@@ -13,8 +13,6 @@ use crate::monitor::{RecentDeadLetter, ResultBoard};
 const PAGE: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/style.css");
-/// Records of each console sink the page gets: its chart and its table need no more.
-const RESULT_ROWS: usize = 1000;
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
@@ -44,6 +42,6 @@ pub(super) async fn dead_letters(State(admin): State<Admin>, Path(pipeline): Pat
 
 pub(super) async fn results(State(admin): State<Admin>, Path(pipeline): Path<String>) -> Answer<Vec<ResultBoard>> {
     admin.control(&pipeline)?;
-    let boards = admin.monitor.results.list(RESULT_ROWS).into_iter().filter(|board| board.pipeline == pipeline).collect();
+    let boards = admin.monitor.results.list().into_iter().filter(|board| board.pipeline == pipeline).collect();
     Ok(axum::Json(boards))
 }

@@ -62,7 +62,7 @@ impl Admin {
     /// The control of the running pipeline if it is the one named (a restart replaces it
     /// between requests).
     fn control(&self, pipeline: &str) -> Result<PipelineControl, ApiError> {
-        let control = self.control.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no pipeline is running".into()))?;
+        let control = self.control.get().ok_or_else(|| ApiError::unavailable("no pipeline is running".into()))?;
         if control.pipeline() != pipeline {
             let message = format!("no pipeline named \"{pipeline}\" (this process runs \"{}\")", control.pipeline());
             return Err(ApiError::new(StatusCode::NOT_FOUND, message));
@@ -81,6 +81,12 @@ impl ApiError {
     fn new(status: StatusCode, message: String) -> ApiError {
         ApiError { status, message }
     }
+
+    /// 503 with `Retry-After: 1`: no pipeline runs at this moment (it starts, or restarts
+    /// after a change); the request may be sent again.
+    fn unavailable(message: String) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
 }
 
 impl From<SwapError> for ApiError {
@@ -89,7 +95,13 @@ impl From<SwapError> for ApiError {
             SwapError::UnknownOperator(_) => StatusCode::NOT_FOUND,
             SwapError::NothingToRollBack(_) => StatusCode::CONFLICT,
             SwapError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            SwapError::Finished => StatusCode::GONE,
+            SwapError::Finished => {
+                return ApiError::unavailable(
+                    "the pipeline stopped running before the swap was made (it restarts after a change, or ends): nothing \
+                     was swapped; send it again once /ready answers 200"
+                        .into(),
+                );
+            }
         };
         ApiError::new(status, error.to_string())
     }
@@ -97,7 +109,11 @@ impl From<SwapError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({"error": self.message}))).into_response()
+        let mut response = (self.status, axum::Json(json!({"error": self.message}))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -170,14 +186,17 @@ where
         .route("/pipelines/{pipeline}/graph", get(console::graph))
         .route("/pipelines/{pipeline}/dead-letters", get(console::dead_letters))
         .route("/pipelines/{pipeline}/results", get(console::results))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         // Components are uploaded whole; interpreters compiled to Wasm are tens of MiB.
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .with_state(admin);
     let guard = access::SiteGuard { open: token.is_none() };
+    // The token is asked of every path, served or not, but the open ones.
     if let Some(token) = token {
         router = router.layer(axum::middleware::from_fn_with_state(token, access::require_token));
     }
-    let router = router.fallback(not_found).layer(axum::middleware::from_fn_with_state(guard, access::refuse_other_sites));
+    let router = router.layer(axum::middleware::from_fn_with_state(guard, access::refuse_other_sites));
     connections::serve(listener, router, shutdown).await
 }
 
@@ -211,6 +230,11 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("no such path: {}", uri.path()))
 }
 
+/// A path served for other methods (the router adds the `Allow` header).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not served at {}", uri.path()))
+}
+
 fn prometheus_text(monitor: &Monitor) -> Response {
     let content_type = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
     ([(header::CONTENT_TYPE, content_type)], monitor.metrics.encode()).into_response()
@@ -222,7 +246,7 @@ async fn metrics(State(admin): State<Admin>) -> Response {
 }
 
 async fn pipelines(State(admin): State<Admin>) -> Answer<serde_json::Value> {
-    let control = admin.control.get().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no pipeline is running".into()))?;
+    let control = admin.control.get().ok_or_else(|| ApiError::unavailable("no pipeline is running".into()))?;
     Ok(axum::Json(json!([{"name": control.pipeline(), "operators": control.operators()}])))
 }
 
@@ -427,4 +451,21 @@ async fn rollback(
     let done = tokio::task::spawn_blocking(move || control.rollback_with(&operator, handover)).await;
     let record = done.map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the rollback task failed: {error}")))??;
     Ok(axum::Json(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A swap that met a pipeline stopping (to restart after a change) made nothing: the
+    /// client is told to send it again, as `sluice swap` does.
+    #[test]
+    fn a_swap_that_met_no_running_pipeline_is_answered_503_with_a_retry() {
+        let response = ApiError::from(SwapError::Finished).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|value| value.to_str().ok()), Some("1"));
+        let refused = ApiError::from(SwapError::Refused("no".into())).into_response();
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(refused.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

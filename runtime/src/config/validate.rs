@@ -263,6 +263,10 @@ impl Problems<'_> {
                 self.report(span.clone(), format!("{what}: {problem}"));
             }
         }
+        let mut listed = HashSet::new();
+        if let Some(twice) = kafka.topics.iter().find(|topic| !listed.insert(topic.as_str())) {
+            self.report(self.value_in(&span, "topics"), format!("{what}: topic \"{twice}\" is listed twice in `topics`: list each once"));
+        }
         if kafka.topics.contains(&kafka.checkpoint_topic()) {
             let topic = kafka.checkpoint_topic();
             self.report(
@@ -274,9 +278,11 @@ impl Problems<'_> {
             let at = self.key_in(&span, "group");
             self.report(at, format!("{what}: `group` is empty: name the consumer group, or leave `group` out for the pipeline's name"));
         }
-        // A source's properties also serve its checkpoint and repartition producers.
+        // A source's properties also serve its checkpoint and repartition producers: what
+        // Sluice sets for either is refused.
         let kinds = [ClientKind::Consumer, ClientKind::Producer];
-        self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, RESERVED_CONSUMER_PROPERTIES, &kinds);
+        let reserved: Vec<(&str, &str)> = RESERVED_CONSUMER_PROPERTIES.iter().chain(RESERVED_PRODUCER_PROPERTIES).copied().collect();
+        self.check_kafka_client(span, &what, &kafka.brokers, &kafka.properties, &reserved, &kinds);
     }
 
     /// The Kafka source that reads `topic` (by name or pattern) on `brokers`, if one does.
@@ -733,8 +739,8 @@ impl Problems<'_> {
             Some(problem)
         } else if path.exists() && !path.is_dir() {
             Some(format!("state_dir {} is not a directory", path.display()))
-        } else if path.is_dir() && !permitted(&path, libc::W_OK | libc::X_OK) {
-            Some(format!("state_dir {} cannot be written in: permission denied", path.display()))
+        } else if path.is_dir() {
+            creation_problem(&path).map(|error| format!("state_dir {} cannot be written in: {error}", path.display()))
         } else if !path.exists() {
             state_dir_creation_problem(&path)
         } else {
@@ -760,17 +766,16 @@ impl Problems<'_> {
 const MIN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Why the missing directory `path` could not be made, if it could not: the nearest of its
-/// ancestors that exists must be a directory one can write in (`run` makes the rest).
+/// ancestors that exists must be a directory one can write in (`run` makes the rest). The
+/// kernel is asked by making a file there, since permissions alone do not tell (root may write
+/// anywhere but `/proc` and `/sys` refuse new entries).
 fn state_dir_creation_problem(path: &Path) -> Option<String> {
     let existing = path.ancestors().skip(1).find(|ancestor| ancestor.as_os_str().is_empty() || ancestor.exists())?;
     let existing = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
     if !existing.is_dir() {
-        Some(format!("state_dir {} cannot be created: {} is not a directory", path.display(), existing.display()))
-    } else if !permitted(existing, libc::W_OK | libc::X_OK) {
-        Some(format!("state_dir {} cannot be created in {}: permission denied", path.display(), existing.display()))
-    } else {
-        None
+        return Some(format!("state_dir {} cannot be created: {} is not a directory", path.display(), existing.display()));
     }
+    creation_problem(existing).map(|error| format!("state_dir {} cannot be created in {}: {error}", path.display(), existing.display()))
 }
 
 /// Whether the event times of `count` generated records, `interval` ms apart from `start`,
@@ -932,6 +937,8 @@ fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
 }
 
 fn broker_address(broker: &str) -> (String, u16) {
+    // librdkafka takes an address with its listener's protocol (`PLAINTEXT://host:port`).
+    let broker = broker.split_once("://").map_or(broker, |(_, address)| address);
     let host_and_port = broker.rsplit_once(':').filter(|(host, _)| !host.ends_with(':'));
     let (host, port) = host_and_port.and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))).unwrap_or((broker, 9092));
     let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
@@ -961,6 +968,7 @@ mod tests {
         assert!(same_brokers("localhost:27501", "127.0.0.1:27501"));
         assert!(same_brokers("[::1]:9092", "LOCALHOST"));
         assert!(same_brokers("a:9092,b:9092", "b:9092, c:9092"));
+        assert!(same_brokers("PLAINTEXT://127.0.0.1:36010", "localhost:36010"), "a listener's protocol is no other broker");
         assert!(!same_brokers("127.0.0.1:27501", "127.0.0.1:27502"));
         assert!(!same_brokers("kafka-1:9092", "kafka-2:9092"));
         assert!(!same_brokers("", ""));

@@ -54,13 +54,24 @@ pub fn ensure_topic(
     }
 }
 
+/// A consumer that only asks for metadata, made from a metadata client's `config` (the
+/// connection and security properties of a source or sink). It fetches nothing, but librdkafka
+/// still wants its `fetch.max.bytes` (a consumer's own property, not given to it) 512 bytes
+/// within a `receive.message.max.bytes` the source may have lowered: it is set to fit.
+pub fn metadata_consumer(config: &ClientConfig) -> Result<BaseConsumer<LoggingContext>, KafkaClientError> {
+    let mut config = config.clone();
+    if let Some(receive) = config.get("receive.message.max.bytes").and_then(|value| value.trim().parse::<u64>().ok()) {
+        config.set("fetch.max.bytes", receive.saturating_sub(512).to_string());
+    }
+    config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))
+}
+
 /// How many partitions `topic` has; `None` if it does not exist. Asked by a consumer that
 /// may not create topics, so that asking never creates one with the broker's defaults.
 pub fn partition_count(config: &ClientConfig, topic: &str) -> Result<Option<u32>, KafkaClientError> {
     let mut config = config.clone();
     config.set("allow.auto.create.topics", "false");
-    let client: BaseConsumer<LoggingContext> =
-        config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
+    let client = metadata_consumer(&config)?;
     let metadata = client
         .fetch_metadata(Some(topic), METADATA_TIMEOUT)
         .map_err(KafkaClientError::kafka(format!("cannot reach the brokers for topic \"{topic}\"")))?;
@@ -81,8 +92,7 @@ pub fn check_reachable(brokers: &str, properties: &KafkaProperties, stop: &StopS
 /// Every topic the brokers have, with its partition count, in one metadata request. Brokers
 /// that do not answer are asked again for 30 s, unless `stop` is raised meanwhile.
 pub fn all_topics(config: &ClientConfig, stop: &StopSignal) -> Result<Vec<(String, u32)>, KafkaClientError> {
-    let client: BaseConsumer<LoggingContext> =
-        config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
+    let client = metadata_consumer(config)?;
     let brokers = config.get("bootstrap.servers").unwrap_or_default();
     let what = format!(
         "cannot list the topics of brokers \"{brokers}\" within {} s (check the address, that a broker listens on it, and the \
@@ -119,4 +129,20 @@ pub fn all_topics(config: &ClientConfig, stop: &StopSignal) -> Result<Vec<(Strin
         .filter(|topic| topic.error().is_none())
         .map(|topic| (topic.name().to_owned(), topic.partitions().len() as u32))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source that lowers `receive.message.max.bytes` gives it to its metadata clients, but
+    /// not its consumer's own `fetch.max.bytes`: librdkafka would refuse the pair.
+    #[test]
+    fn a_metadata_consumer_fits_a_lowered_receive_message_max_bytes() {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", "127.0.0.1:1").set("receive.message.max.bytes", "2000000");
+        let plain: Result<BaseConsumer<LoggingContext>, _> = config.create_with_context(LoggingContext);
+        assert!(plain.is_err(), "librdkafka refuses it with its default fetch.max.bytes");
+        assert!(metadata_consumer(&config).is_ok());
+    }
 }

@@ -153,6 +153,7 @@ struct Families {
     idle: Family<TaskLabels, SecondsCounter>,
     backpressured: Family<TaskLabels, SecondsCounter>,
     watermark: Family<TaskLabels, Gauge>,
+    task_running: Family<TaskLabels, Gauge>,
     watermark_lag: Histograms<TaskLabels>,
     end_to_end: Histograms<SinkLabels>,
     checkpoint_seconds: Histograms<TaskLabels>,
@@ -206,6 +207,7 @@ impl Families {
             idle: Family::default(),
             backpressured: Family::default(),
             watermark: Family::default(),
+            task_running: Family::default(),
             watermark_lag: Family::new_with_constructor(lag),
             end_to_end: Family::new_with_constructor(lag),
             checkpoint_seconds: Family::new_with_constructor(latency),
@@ -255,6 +257,7 @@ impl Families {
         r.register("task_busy_seconds", "Time a task spent working (processing, not waiting or blocked)", families.busy.clone());
         r.register("task_idle_seconds", "Time a task spent waiting for input", families.idle.clone());
         r.register("task_backpressured_seconds", "Time a task spent blocked on a full output queue", families.backpressured.clone());
+        r.register("task_running", "1 while the task runs (the series goes when it ends)", families.task_running.clone());
         r.register("watermark_milliseconds", "The task's current watermark, milliseconds since the Unix epoch", families.watermark.clone());
         r.register("event_time_lag_seconds", "Wall clock minus the watermark, at each watermark advance", families.watermark_lag.clone());
         r.register(
@@ -341,6 +344,7 @@ impl Metrics {
     pub fn task(&self, pipeline: &str, task: &str) -> Option<TaskMetrics> {
         let families = self.families.as_ref()?;
         let labels = TaskLabels { pipeline: pipeline.into(), task: task.into() };
+        families.task_running.get_or_create(&labels).set(1);
         let backpressured = families.backpressured.get_or_create_owned(&labels);
         let blocked = Arc::new(super::blocked::BlockedClock::new(backpressured.clone()));
         families.blocked_clocks.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&blocked));
@@ -635,6 +639,7 @@ impl TaskMetrics {
 
     /// The task ended: its gauges go (counters and histograms stay, as totals).
     pub fn retire(&self) {
+        self.families.task_running.remove(&self.labels);
         self.families.watermark.remove(&self.labels);
         self.families.checkpoint_bytes.remove(&self.labels);
     }
@@ -764,5 +769,19 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains("open_windows"), "{text}");
         assert!(text.contains("late_dropped"), "counters stay, as totals: {text}");
+    }
+
+    /// The tasks running now are those with a `sluice_task_running` series: an ended task's
+    /// counters stay, its series goes.
+    #[test]
+    fn a_task_is_running_until_it_is_retired() {
+        let metrics = Metrics::default();
+        let task = metrics.task("p", "agg#0").expect("enabled");
+        let running = r#"sluice_task_running{pipeline="p",task="agg#0"} 1"#;
+        assert!(metrics.encode().contains(running));
+        task.retire();
+        let text = metrics.encode();
+        assert!(!text.contains(running), "{text}");
+        assert!(text.contains(r#"sluice_task_busy_seconds_total{pipeline="p",task="agg#0"}"#), "counters stay: {text}");
     }
 }

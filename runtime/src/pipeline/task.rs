@@ -689,7 +689,7 @@ impl Task {
         // batch shared, not copied: that copy was a fifth of the copying in a Nexmark q0 task).
         let shared = (!positions.is_empty() && self.stage.operators.len() > 1).then(|| Arc::clone(&records));
         let entry = shared.as_deref().map(|records| EntryRecords { records, positions });
-        self.deliver(Records::Whole(records), targets, lineage, entry)
+        self.deliver(Records::Whole(records), targets, lineage, entry, None)
     }
 
     /// Behind an exchange with event-time order: holds the records until the watermark passes
@@ -733,7 +733,8 @@ impl Task {
     }
 
     /// Sends `records` to every target: operators process them (and what they emit goes on),
-    /// sinks and exchanges receive them.
+    /// sinks and exchanges receive them. `emitter` is the operator that emitted them (none
+    /// for records as read), named by the dead letters of records an exchange cannot route.
     /// Every target shares the one batch; only an exchange takes a copy of its own when
     /// another target holds it too.
     fn deliver(
@@ -742,6 +743,7 @@ impl Task {
         targets: &[Target],
         lineage: Lineage<'_>,
         entry: Option<EntryRecords<'_>>,
+        emitter: Option<usize>,
     ) -> Result<(), TaskError> {
         let last = targets.len().saturating_sub(1);
         let mut records = Some(records);
@@ -762,7 +764,7 @@ impl Task {
                     }
                 }
                 Target::Sink(sink) => self.send_to_sink(sink, batch)?,
-                Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage)?,
+                Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage, emitter)?,
             }
         }
         Ok(())
@@ -802,11 +804,11 @@ impl Task {
         let stage = self.stage.clone();
         let outputs = &stage.output_targets[position];
         if emitted.events().iter().all(|event| event.port == 0) {
-            return self.deliver_or_count(emitted, &outputs[0], lineage, entry);
+            return self.deliver_or_count(emitted, &outputs[0], lineage, entry, position);
         }
         // The runtime checked every port against the operator's declared outputs.
         for (port, records) in emitted.split_by_port(outputs.len()).into_iter().enumerate().filter(|(_, records)| !records.is_empty()) {
-            self.deliver_or_count(records, &outputs[port], lineage, entry)?;
+            self.deliver_or_count(records, &outputs[port], lineage, entry, position)?;
         }
         Ok(())
     }
@@ -817,12 +819,13 @@ impl Task {
         targets: &[Target],
         lineage: Lineage<'_>,
         entry: Option<EntryRecords<'_>>,
+        emitter: usize,
     ) -> Result<(), TaskError> {
         if targets.is_empty() {
             self.stats.unread_dropped += records.len() as u64;
             return Ok(());
         }
-        self.deliver(records, targets, lineage, entry)
+        self.deliver(records, targets, lineage, entry, Some(emitter))
     }
 
     fn send_to_sink(&mut self, sink: usize, records: Records) -> Result<(), TaskError> {
@@ -835,7 +838,14 @@ impl Task {
         sent.map_err(|_| self.closed(OutputClosed::Sink))
     }
 
-    fn send_to_exchange(&mut self, exchange: usize, input: u32, records: Batch, lineage: Lineage<'_>) -> Result<(), TaskError> {
+    fn send_to_exchange(
+        &mut self,
+        exchange: usize,
+        input: u32,
+        records: Batch,
+        lineage: Lineage<'_>,
+        emitter: Option<usize>,
+    ) -> Result<(), TaskError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -852,16 +862,20 @@ impl Task {
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
             let position = lineage.position(&dead);
-            let letter = DeadLetter {
-                reason: format!("cannot route the record by its key: {}", dead.reason),
-                class: dead.class,
-                operator: None,
-                plugin_digest: None,
-                source: self.source_of(position),
-                partition: self.origin.partition.clone(),
-                position,
-                record: dead.record,
+            let mut letter = match emitter {
+                Some(emitter) => self.operator_dead_letter(emitter, dead, position),
+                None => DeadLetter {
+                    reason: dead.reason,
+                    class: dead.class,
+                    operator: None,
+                    plugin_digest: None,
+                    source: self.source_of(position),
+                    partition: self.origin.partition.clone(),
+                    position,
+                    record: dead.record,
+                },
             };
+            letter.reason = format!("cannot route the record by its key: {}", letter.reason);
             self.dead_letter(letter)?;
         }
         Ok(())

@@ -239,8 +239,11 @@ impl RunningPipeline {
         let kafka = pipeline.config.sources.iter().any(|source| matches!(source.get_ref(), SourceConfig::Kafka(_)));
         let local_state = if kafka { None } else { local::open_state(pipeline, &plan)? };
         let restored = local_state.as_ref().and_then(|(_, restored)| restored.as_ref());
+        // A Kafka source goes on from its group's committed offsets, in this process or the
+        // next: what earlier runs wrote is not written again, so output files are kept.
         let outputs_start = match restored {
             Some(checkpoint) => OutputsStart::FromCheckpoint(checkpoint),
+            None if kafka => OutputsStart::Continued,
             None if matches!(incarnation, Incarnation::Restart(_)) && continues_where_it_stopped(pipeline) => OutputsStart::Continued,
             None => OutputsStart::Anew,
         };

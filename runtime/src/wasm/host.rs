@@ -23,6 +23,9 @@ pub struct OperatorMetrics {
     /// Whether the log said that a name past the limit was dropped (once per operator).
     refused_name_said: std::sync::atomic::AtomicBool,
     log_budget: Mutex<LogBudget>,
+    /// Whether log lines were dropped and not yet counted in a warning (read after every
+    /// call, so that the budget's lock is taken only then).
+    logs_dropped: std::sync::atomic::AtomicBool,
 }
 
 /// The log lines an operator wrote in the current second, and those dropped.
@@ -49,6 +52,13 @@ impl LogBudget {
             self.dropped += 1;
             LogDecision { write: false, dropped_before, first_dropped: self.dropped == 1 }
         }
+    }
+
+    /// The lines dropped in a second that has ended (or in any, with `at_end`), to be said
+    /// though no line follows them.
+    fn take_dropped(&mut self, now: std::time::Instant, at_end: bool) -> u64 {
+        let ended = self.second.is_some_and(|second| now.duration_since(second) >= std::time::Duration::from_secs(1));
+        if ended || at_end { std::mem::take(&mut self.dropped) } else { 0 }
     }
 }
 
@@ -121,8 +131,10 @@ impl HostState {
     }
 
     /// At the end of a call: records the counters it added if it succeeded, forgets them if it
-    /// failed (the records it was given are processed again).
+    /// failed (the records it was given are processed again); counts the log lines dropped in
+    /// a second that has ended.
     pub fn settle_counters(&mut self, succeeded: bool) {
+        self.say_dropped_log_lines(false);
         let pending = std::mem::take(&mut self.pending_counters);
         if !succeeded {
             return;
@@ -149,16 +161,44 @@ impl HostState {
         }
     }
 
+    /// Warns of the log lines dropped in a second that ended (or in any, `at_end`) and not
+    /// yet counted: a plugin that floods its log and then falls silent is counted too.
+    fn say_dropped_log_lines(&self, at_end: bool) {
+        use std::sync::atomic::Ordering;
+        if !self.metrics.logs_dropped.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut budget) = self.metrics.log_budget.lock() else { return };
+        let dropped = budget.take_dropped(std::time::Instant::now(), at_end);
+        if budget.dropped == 0 {
+            // Said here, or already when a line of the next second came.
+            self.metrics.logs_dropped.store(false, Ordering::Relaxed);
+        }
+        drop(budget);
+        if dropped > 0 {
+            tracing::warn!(operator = &*self.operator, "{dropped} log lines of the plugin dropped in a second");
+        }
+    }
+
     /// Says once per operator that a new metric name past [`MAX_METRICS`] was dropped.
     fn name_refused(&self, kind: &str, name: &str) {
         if !self.metrics.refused_name_said.swap(true, std::sync::atomic::Ordering::Relaxed) {
             let operator = &*self.operator;
             tracing::warn!(
                 operator,
-                "the plugin's {kind} \"{name}\" is dropped: a plugin may have at most {MAX_METRICS} counter names and \
-                 {MAX_METRICS} gauge names, and new names past them are dropped (said once)"
+                "the plugin's {kind} \"{}\" is dropped: a plugin may have at most {MAX_METRICS} counter names and \
+                 {MAX_METRICS} gauge names, and new names past them are dropped (said once)",
+                on_one_line(name.to_owned())
             );
         }
+    }
+}
+
+impl Drop for HostState {
+    /// The instance ends (its task ended, or it is made again): lines dropped in its last
+    /// second are counted now, since no later line may come.
+    fn drop(&mut self) {
+        self.say_dropped_log_lines(true);
     }
 }
 
@@ -178,7 +218,7 @@ impl ResourceLimiter for HostState {
 }
 
 /// `message` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
-fn on_one_line(message: String) -> String {
+pub fn on_one_line(message: String) -> String {
     if !message.chars().any(char::is_control) {
         return message;
     }
@@ -207,6 +247,9 @@ impl host::Host for HostState {
             tracing::warn!(operator, "dropping the plugin's log lines: more than {MAX_LOG_LINES_PER_SECOND} in a second");
         }
         if !decision.write {
+            self.metrics.logs_dropped.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if !decision.write {
             return;
         }
         // One event, one line: a plugin's line breaks and control characters (a record quoted
@@ -230,8 +273,9 @@ impl host::Host for HostState {
         // Summed per name as they come, so that a plugin adding in a loop holds the host's
         // memory to one entry a name; twice the names a plugin may have covers those it has
         // and as many new ones as may be accepted.
-        // Names appear in logs and the run's summary: on one line, like log messages.
-        let name = on_one_line(truncate(name));
+        // A name is its bytes (Prometheus escapes them in its labels); where names are shown on
+        // a line (the run's summary, a warning) they are escaped there.
+        let name = truncate(name);
         let pending = &mut self.pending_counters;
         match pending.iter().position(|(pending, _)| *pending == name) {
             Some(at) => pending[at].1 = pending[at].1.saturating_add(delta),
@@ -244,7 +288,7 @@ impl host::Host for HostState {
         if self.muted {
             return;
         }
-        let name = on_one_line(truncate(name));
+        let name = truncate(name);
         let mut accepted = false;
         self.metrics.update(|values| {
             if values.gauges.len() < MAX_METRICS || values.gauges.contains_key(&name) {
@@ -313,6 +357,18 @@ mod tests {
         assert_eq!(budget.take(start + std::time::Duration::from_millis(999)), decision(false, 0, false), "the same second");
         assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), decision(true, 501, false), "a new second, and the drops");
         assert_eq!(budget.take(start + std::time::Duration::from_secs(1)), decision(true, 0, false));
+        // Lines dropped with none after them are counted once their second ends, or at the end.
+        let mut quiet = LogBudget::default();
+        (0..MAX_LOG_LINES_PER_SECOND + 7).for_each(|_| {
+            quiet.take(start);
+        });
+        assert_eq!(quiet.take_dropped(start + std::time::Duration::from_millis(500), false), 0, "the second goes on");
+        assert_eq!(quiet.take_dropped(start + std::time::Duration::from_secs(1), false), 7);
+        assert_eq!(quiet.take_dropped(start + std::time::Duration::from_secs(2), true), 0, "said once");
+        (0..3).for_each(|_| {
+            quiet.take(start);
+        });
+        assert_eq!(quiet.take_dropped(start, true), 3, "at the end, whatever the second");
     }
 
     #[test]
@@ -323,6 +379,21 @@ mod tests {
         assert_eq!(state.last_panic.as_deref(), Some("again"));
         let budget = state.metrics.log_budget.lock().expect("budget");
         assert_eq!(budget.written, 0, "nothing written while muted");
+    }
+
+    #[test]
+    fn metric_names_are_their_bytes_so_a_control_character_and_its_escape_are_two_names() {
+        let metrics = Arc::new(OperatorMetrics::default());
+        let mut state = HostState::new("op".into(), 1 << 20, metrics.clone());
+        state.counter_add("a\nb".into(), 1);
+        state.counter_add("a\\nb".into(), 2);
+        state.gauge_set("g\t".into(), 1.0);
+        state.gauge_set("g\\t".into(), 2.0);
+        state.settle_counters(true);
+        let values = metrics.values();
+        assert_eq!(values.counters.get("a\nb"), Some(&1));
+        assert_eq!(values.counters.get("a\\nb"), Some(&2));
+        assert_eq!(values.gauges.len(), 2);
     }
 
     #[test]

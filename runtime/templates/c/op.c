@@ -36,7 +36,7 @@ bool exports_operator_init(operator_string_t *config, operator_init_context_t *c
   if (json_unknown_member(config->ptr, config->len, known, 2, &start, &end) == JSON_FOUND) {
     // Refuse misspelt keys, naming them as serde does (the runtime locates the key in the TOML).
     // (Written by hand: stdio's snprintf would import WASI, which operators do not get.)
-    static const char prefix[] = "unknown field `", suffix[] = "`, expected one of `field`, `min`";
+    static const char prefix[] = "unknown field `", suffix[] = "`, expected `field` or `min`";
     char message[sizeof prefix + 64 + sizeof suffix];
     size_t name_length = end - start > 64 ? 64 : end - start;
     memcpy(message, prefix, sizeof prefix - 1);

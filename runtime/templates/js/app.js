@@ -37,7 +37,7 @@ export const init = reported(function init(config, context) {
   }
   // Refuse misspelt keys with the message serde gives in Rust plugins.
   const unknown = Object.keys(settings ?? {}).filter((key) => !['field', 'min'].includes(key));
-  if (unknown.length > 0) throw `unknown field \`${unknown[0]}\`, expected one of \`field\`, \`min\``;
+  if (unknown.length > 0) throw `unknown field \`${unknown[0]}\`, expected \`field\` or \`min\``;
   if (typeof settings.field !== 'string') throw '`field` must be a string';
   if (typeof settings.min !== 'number') throw '`min` must be a number';
   ({ field, min } = settings);

@@ -77,7 +77,7 @@ class WitWorld(wit_world.WitWorld):
         # Refuse misspelt keys with the message serde gives in Rust plugins.
         unknown = [key for key in settings if key not in ("field", "min")]
         if unknown:
-            raise Err(f"unknown field `{unknown[0]}`, expected one of `field`, `min`")
+            raise Err(f"unknown field `{unknown[0]}`, expected `field` or `min`")
         if not isinstance(settings.get("field"), str):
             raise Err("`field` must be a string")
         if isinstance(settings.get("min"), bool) or not isinstance(settings.get("min"), (int, float)):

@@ -256,6 +256,53 @@ fn a_rejection_outside_the_batch_fails_the_call_and_its_record_is_dead_lettered(
     );
 }
 
+/// A record an operator emits that a keyed exchange cannot route (its key fields cannot be
+/// read) is dead-lettered naming that operator, and the other records go on to the next stage.
+#[test]
+fn a_record_an_exchange_cannot_route_is_dead_lettered_naming_the_operator_that_emitted_it() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", &numbered_records(1000, |n| (n == 400).then_some("garble")));
+    let path = scratch.pipeline(
+        r#"
+[pipeline]
+name = "routing"
+parallelism = 2
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "garbler"
+plugin = "{plugins}/misbehave.wasm"
+config = { garble_on = "garble" }
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+config = { window = { type = "tumbling", size = "1h" }, group_by = ["category"], aggregates = [{ function = "count", as = "n" }] }
+
+[[sinks]]
+type = "file"
+path = "out.jsonl"
+
+[dead_letter]
+type = "file"
+path = "dead.jsonl"
+"#,
+    );
+    let summary = run(&path).expect("pipeline runs to its end");
+    assert_eq!(summary.dead_letters, 1);
+    let counted: i64 = scratch.json_lines("out.jsonl").iter().map(|row| row["n"].as_i64().expect("n")).sum();
+    assert_eq!(counted, 999, "every other record is counted");
+    let dead = scratch.json_lines("dead.jsonl");
+    assert_eq!(dead[0]["operator"], "garbler", "{}", dead[0]);
+    assert!(dead[0]["plugin_digest"].as_str().is_some_and(|digest| digest.starts_with("sha256:")), "{}", dead[0]);
+    let reason = dead[0]["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("cannot route the record by its key: cannot read the key fields"), "{reason}");
+}
+
 /// Filters that keep most of a batch pass their records on as selections of the batch they
 /// came in (not copied): a selection of a selection reaches a sink byte for byte, and an
 /// operator after them in the same task that refuses one record loses only that record, traced

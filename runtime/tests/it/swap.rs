@@ -342,6 +342,23 @@ fn the_admin_api_and_sluice_swap_swap_and_roll_back() {
         .send(r#"{"path": "missing.wasm"}"#)
         .expect("answered");
     assert_eq!(stranger.status(), 404);
+    // Another method on a URL the API serves: 405, with `Allow` and a JSON reason.
+    let mut put = ureq::put(format!("http://{admin}/pipelines/swapping/operators/counter/swap"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send_empty()
+        .expect("answered");
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers().get("allow").and_then(|allow| allow.to_str().ok()), Some("POST"));
+    let reason: Value = serde_json::from_str(&put.body_mut().read_to_string().expect("body")).expect("JSON");
+    assert!(reason["error"].as_str().is_some_and(|error| error.contains("PUT")), "{reason}");
+    // A --config that is no JSON object is a mistake on the command line: exit 2.
+    for config in ["notjson", "[1]"] {
+        let mistaken = swap(&["--config", config]);
+        assert_eq!(mistaken.status.code(), Some(2), "{}", String::from_utf8_lossy(&mistaken.stderr));
+        assert!(String::from_utf8_lossy(&mistaken.stderr).contains("--config"));
+    }
     assert_other_sites_are_refused(&admin, &v2);
     let rolled_back = swap(&["--rollback"]);
     assert!(rolled_back.status.success(), "{}", String::from_utf8_lossy(&rolled_back.stderr));
@@ -555,7 +572,11 @@ fn the_admin_api_with_a_token_and_tls_refuses_strangers_and_swaps_for_its_client
     for wrong in [None, Some("d41d8cd98f00b204e9800998ecf8427e-admix"), Some("short")] {
         let (status, body) = https_get(&format!("{base}/pipelines"), &certificate, wrong);
         assert_eq!(status, 401, "{wrong:?}: {body}");
+        // A URL the API does not serve says nothing more without the token.
+        let (status, body) = https_get(&format!("{base}/nothing"), &certificate, wrong);
+        assert_eq!(status, 401, "{wrong:?}: {body}");
     }
+    assert_eq!(https_get(&format!("{base}/nothing"), &certificate, Some(token)).0, 404);
     let swap = |file: &str| {
         let args = ["swap", "--admin", &base, "--admin-token-file", token_file.to_str().expect("path"), "--admin-ca"];
         let command = [&args[..], &[certificate.to_str().expect("path"), "--pipeline", "swapping", "--operator", "counter", file]].concat();

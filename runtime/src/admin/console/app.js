@@ -9,6 +9,10 @@ const COLOURS = ['#3b6fd8', '#d2453b', '#2e9e5b', '#d99a1e', '#8c4fd1', '#1aa0a8
 
 // How many polls between two reads of the graph (a reload may rewire the pipeline).
 const GRAPH_EVERY = 10;
+// Swaps the history table shows, newest first (the API keeps up to 1,000).
+const SWAPS_SHOWN = 50;
+// Widest node title in the graph, in characters; longer names are cut (the full name shows on hover).
+const TITLE_CHARS = 22;
 
 const state = { pipeline: null, graph: null, polls: 0, previous: null, history: [], token: sessionStorage.getItem('sluice-token') };
 
@@ -90,6 +94,8 @@ const time = (ms) => {
   return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 };
 const shortDigest = (digest) => (digest || '').replace(/^sha256:/, '').slice(0, 12);
+// `text` cut to `most` characters (code points), with an ellipsis when cut.
+const cut = (text, most) => { const chars = [...text]; return chars.length > most ? `${chars.slice(0, most - 1).join('')}…` : text; };
 const percent = (value) => `${(100 * value).toFixed(0)} %`;
 
 function element(tag, attributes = {}, ...children) {
@@ -132,10 +138,15 @@ async function poll() {
     const snapshot = measure(parseMetrics(text), pipeline);
     render(snapshot, pipeline, swaps, deadLetters, results);
     state.previous = snapshot;
+    document.body.classList.remove('stale');
     setStatus('live', 'live');
   } catch (error) {
     if (error instanceof Unauthorised) document.getElementById('token-form').hidden = false;
     setStatus('down', error instanceof Unauthorised ? 'token needed' : 'no answer');
+    // What is on the page is no longer live: no rates, and the rest dimmed.
+    for (const id of ['rate-in', 'rate-out']) document.getElementById(id).textContent = '–';
+    document.body.classList.add('stale');
+    state.previous = null;
   }
 }
 
@@ -155,17 +166,21 @@ function measure(samples, pipeline) {
   const previous = state.previous;
   const seconds = previous ? (now - previous.at) / 1000 : 0;
   const since = (value, before) => (previous && seconds > 0 ? Math.max(0, value - before) / seconds : null);
+  // Counters of ended tasks stay as totals: the tasks shown are those running now.
+  const running = new Set(matching(samples, 'sluice_task_running', p).map((sample) => sample.labels.task));
   const nodes = {};
   for (const node of state.graph.nodes) {
     const filter = { ...p, node: node.name, kind: node.kind };
     const recordsIn = total(samples, 'sluice_records_in_total', filter);
     const recordsOut = total(samples, 'sluice_records_out_total', filter);
-    const tasks = [...new Set(matching(samples, node.kind === 'sink' ? 'sluice_records_in_total' : 'sluice_records_out_total', filter).map((sample) => sample.labels.task))];
+    const tasks = [...new Set(matching(samples, node.kind === 'sink' ? 'sluice_records_in_total' : 'sluice_records_out_total', filter).map((sample) => sample.labels.task))]
+      .filter((task) => node.kind === 'sink' || running.has(task));
     const blocked = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_backpressured_seconds_total', { ...p, task }), 0);
     const busy = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_busy_seconds_total', { ...p, task }), 0);
     const before = previous && previous.nodes[nodeId(node)];
-    // A source's unreadable records, an operator's refused ones, a sink's unwritable ones.
-    const deadLetters = total(samples, 'sluice_dead_letters_total', { ...p, node: node.name });
+    // A source's unreadable records, an operator's refused ones; a sink dead-letters nothing
+    // (and may share its name with a source or an operator).
+    const deadLetters = node.kind === 'sink' ? 0 : total(samples, 'sluice_dead_letters_total', { ...p, node: node.name });
     nodes[nodeId(node)] = {
       recordsIn, recordsOut, blocked, busy, deadLetters, tasks: tasks.length,
       rateIn: before ? since(recordsIn, before.recordsIn) : null,
@@ -194,7 +209,7 @@ function measure(samples, pipeline) {
       deadLetters,
     };
   }
-  const tasks = [...new Set(matching(samples, 'sluice_task_busy_seconds_total', p).map((sample) => sample.labels.task))].sort();
+  const tasks = [...running].sort();
   const taskRows = tasks.map((task) => {
     const filter = { ...p, task };
     const before = previous && previous.taskTotals && previous.taskTotals[task];
@@ -234,7 +249,10 @@ function render(snapshot, pipeline, swaps, deadLetters, results) {
   drawGraph(snapshot);
   drawOperators(snapshot);
   drawTasks(snapshot);
-  fillTable('swaps', swaps.slice().reverse().map((swap) => [
+  const earlier = Math.max(0, swaps.length - SWAPS_SHOWN);
+  document.getElementById('swaps-earlier').textContent = earlier
+    ? `the newest ${SWAPS_SHOWN} of ${swaps.length} kept; GET /pipelines/${state.pipeline}/swaps lists them all` : '';
+  fillTable('swaps', swaps.slice(earlier).reverse().map((swap) => [
     time(swap.at_unix_ms), swap.operator, element('td', {}, element('code', {}, shortDigest(swap.old_digest))),
     element('td', {}, element('code', {}, shortDigest(swap.new_digest))),
     swap.refused ? cell(`refused: ${swap.refused}`, 'reason refused')
@@ -311,6 +329,8 @@ function drawGraph(snapshot) {
   const graph = document.getElementById('graph');
   const { place, width, height } = layout(state.graph);
   graph.setAttribute('viewBox', `0 0 ${width} ${height}`);
+  // A long chain keeps its size (the section scrolls) rather than shrinking out of reading.
+  graph.style.minWidth = `${width}px`;
   graph.setAttribute('height', height);
   const defs = svg('defs');
   const marker = svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 10, refY: 5, markerWidth: 6, markerHeight: 6, orient: 'auto' });
@@ -336,7 +356,8 @@ function drawGraph(snapshot) {
       transform: `translate(${at.x},${at.y})`,
     });
     group.append(svg('rect', { width: 170, height: 60, rx: 6 }));
-    group.append(svg('text', { class: 'title', x: 10, y: 18 }, node.name));
+    const title = svg('text', { class: 'title', x: 10, y: 18 }, cut(node.name, measured.deadLetters > 0 ? TITLE_CHARS - 9 : TITLE_CHARS));
+    group.append(svg('title', {}, `${node.kind} ${node.name}`), title);
     group.append(svg('text', { class: 'rate', x: 10, y: 35 }, `${rate(shown)} rec/s · ${records.toLocaleString('en')}`));
     const load = blocked == null || node.kind === 'sink' ? node.kind : `busy ${percent(measured.busyShare || 0)} · blocked ${percent(blocked)}`;
     group.append(svg('text', { x: 10, y: 51, fill: '#6b7385' }, load));
@@ -376,29 +397,37 @@ function drawResults(boards) {
   document.getElementById('results-section').hidden = boards.length === 0;
   const container = document.getElementById('results');
   container.replaceChildren(...boards.map((board) => {
-    const rows = board.rows.filter((row) => row && typeof row === 'object');
+    // Records that are JSON objects fill the columns; any other record (an array, a number,
+    // text) is shown whole in a column of its own. Fields are read as the record's own (a
+    // field named `__proto__` or `toString` is data, not the object's machinery).
+    const isRecord = (row) => row !== null && typeof row === 'object' && !Array.isArray(row);
+    const field = (row, column) => (isRecord(row) && Object.hasOwn(row, column) ? row[column] : undefined);
+    const rows = board.rows.filter(isRecord);
+    const others = board.rows.some((row) => !isRecord(row));
     const columns = [...new Set(rows.flatMap((row) => Object.keys(row)))];
     const sample = rows[rows.length - 1] || {};
     const x = board.chart.x || (columns.includes('window_start') ? 'window_start' : null);
-    const y = board.chart.y || columns.find((column) => column !== x && !/^window_/.test(column) && typeof sample[column] === 'number');
-    const series = board.chart.series || columns.find((column) => typeof sample[column] === 'string');
+    const y = board.chart.y || columns.find((column) => column !== x && !/^window_/.test(column) && typeof field(sample, column) === 'number');
+    const series = board.chart.series || columns.find((column) => typeof field(sample, column) === 'string');
     const canvas = element('canvas', { width: 900, height: 240 });
-    const lines = {};
+    const lines = new Map();
     rows.forEach((row, index) => {
-      if (typeof row[y] !== 'number') return;
-      const name = series ? String(row[series]) : y;
-      (lines[name] = lines[name] || []).push([x ? row[x] : index, row[y]]);
+      if (typeof field(row, y) !== 'number') return;
+      const name = series ? String(field(row, series)) : y;
+      if (!lines.has(name)) lines.set(name, []);
+      lines.get(name).push([x ? field(row, x) : index, field(row, y)]);
     });
-    for (const points of Object.values(lines)) points.sort((a, b) => a[0] - b[0]);
+    for (const points of lines.values()) points.sort((a, b) => a[0] - b[0]);
+    const headings = columns.map((column) => element('th', {}, column)).concat(others ? [element('th', {}, '(record)')] : []);
     const table = element('table', { class: 'results', 'data-sink': board.sink },
-      element('thead', {}, element('tr', {}, ...columns.map((column) => element('th', {}, column)))),
-      element('tbody', {}, ...rows.slice(-20).reverse().map((row) => element('tr', {}, ...columns.map((column) => {
-        const value = row[column];
-        return cell(resultText(column, value), typeof value === 'number' ? 'num' : '');
-      })))));
+      element('thead', {}, element('tr', {}, ...headings)),
+      element('tbody', {}, ...board.rows.slice(-20).reverse().map((row) => element('tr', {}, ...columns.map((column) => {
+        const value = field(row, column);
+        return cell(value === undefined ? '' : resultText(column, value), typeof value === 'number' ? 'num' : '');
+      }).concat(others ? [cell(isRecord(row) ? '' : JSON.stringify(row))] : [])))));
     const heading = element('h3', {}, `${board.sink}: ${y || 'no numeric field'}${series ? ` by ${series}` : ''} (${board.total.toLocaleString('en')} records)`);
-    const wrapper = element('div', { class: 'board' }, heading, canvas, table);
-    requestAnimationFrame(() => drawChart(canvas, lines, (value) => (Math.abs(value) >= 1000 ? rate(value) : value.toFixed(2)), x === 'window_start' || x === 'window_end'));
+    const wrapper = element('div', { class: 'board' }, heading, canvas, element('div', { class: 'scroll' }, table));
+    requestAnimationFrame(() => drawChart(canvas, Object.fromEntries(lines), (value) => (Math.abs(value) >= 1000 ? rate(value) : value.toFixed(2)), x === 'window_start' || x === 'window_end'));
     return wrapper;
   }));
 }
@@ -447,7 +476,11 @@ function drawChart(canvas, series, format, timeAxis = true) {
   const label = (x) => (timeAxis ? time(x).slice(11, 19) : String(x));
   context.fillText(label(xMin), left, height - 6);
   context.fillText(label(xMax), width - right - 56, height - 6);
-  Object.entries(series).forEach(([name, line], index) => {
+  const entries = Object.entries(series);
+  // As many names as the legend's height holds; the last line says how many more there are.
+  const fit = Math.max(1, Math.floor((height - top - bottom) / 16));
+  const named = entries.length > fit ? fit - 1 : entries.length;
+  entries.forEach(([name, line], index) => {
     const colour = COLOURS[index % COLOURS.length];
     context.strokeStyle = colour;
     context.lineWidth = 2;
@@ -455,8 +488,12 @@ function drawChart(canvas, series, format, timeAxis = true) {
     line.forEach(([x, y], at) => (at ? context.lineTo(px(x), py(y)) : context.moveTo(px(x), py(y))));
     context.stroke();
     context.fillStyle = colour;
-    context.fillText(name.slice(0, 20), width - right + 8, top + 14 + index * 16);
+    if (index < named) context.fillText(cut(name, 20), width - right + 8, top + 14 + index * 16);
   });
+  if (named < entries.length) {
+    context.fillStyle = '#6b7385';
+    context.fillText(`+${entries.length - named} more`, width - right + 8, top + 14 + named * 16);
+  }
 }
 
 // One poll after the other: a slow answer never overlaps the next poll.

@@ -8,10 +8,10 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 
 use super::PartitionId;
-use crate::kafka::{KafkaClientError, LoggingContext};
+use crate::kafka::KafkaClientError;
 
 /// Longest wait for one answer; a broker slower than this confirms nothing.
 const ANSWER_LIMIT: Duration = Duration::from_secs(5);
@@ -40,8 +40,7 @@ pub struct CaughtUpProbe {
 impl CaughtUpProbe {
     /// Starts the thread that asks, with a metadata client made from `config`.
     pub fn start(config: &ClientConfig) -> Result<CaughtUpProbe, KafkaClientError> {
-        let client: BaseConsumer<LoggingContext> =
-            config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))?;
+        let client = crate::kafka::admin::metadata_consumer(config)?;
         let (questions, incoming) = mpsc::sync_channel::<Question>(1024);
         let (answering, answers) = mpsc::channel();
         std::thread::Builder::new()

@@ -3,7 +3,7 @@
 //! (`allocate_on`), or breaks the WIT contract by rejecting a record outside the batch
 //! (`reject_outside_on`) or passing on one outside it (`pass_outside_on`) or to an output it
 //! did not declare (`pass_to_undeclared_on`), or rejects it with a reason of a million bytes
-//! (`long_reason_on`). Its snapshot can trap once it has passed records
+//! (`long_reason_on`), or emits it cut to half its bytes, no longer JSON (`garble_on`). Its snapshot can trap once it has passed records
 //! (`trap_in_snapshot_after`). Its state counts the records it passed, so recovery can be checked.
 //! With `pass_by_position`, it passes every record on by position and then sends a copy of
 //! each, marked, to the main output and the first record again to side output `copies`.
@@ -26,6 +26,9 @@ pub struct MisbehaveConfig {
     pub reject_outside_on: Option<String>,
     /// Reject the record with a reason of a million bytes when the payload contains this text.
     pub long_reason_on: Option<String>,
+    /// Emit the record cut to the first half of its bytes (no longer JSON) when the payload
+    /// contains this text.
+    pub garble_on: Option<String>,
     /// Pass on a position past the end of the batch when the payload contains this text.
     pub pass_outside_on: Option<String>,
     /// Pass the record on to an output it did not declare when the payload contains this text.
@@ -98,6 +101,11 @@ impl Operator for Misbehave {
             }
             if self.marked(&self.config.long_reason_on, record.value()) {
                 out.reject(record.index(), "x".repeat(1 << 20));
+                continue;
+            }
+            if self.marked(&self.config.garble_on, record.value()) {
+                let value = record.value();
+                out.batch.push(record.key(), &value[..value.len() / 2], record.timestamp(), record.headers());
                 continue;
             }
             let index = record.index() as u32;
