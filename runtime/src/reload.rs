@@ -257,7 +257,14 @@ impl WatchState {
         let targets = &mut self.targets;
         let new = match commands::validate(&targets.pipeline_file, &targets.plugins) {
             Ok(new) => new,
-            Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied:\n{error}"),
+            Err(commands::CommandError::Invalid(diagnostics)) => {
+                // One event a problem, each on one line (`sluice validate FILE` draws them).
+                for diagnostic in diagnostics.iter() {
+                    tracing::error!("the changed pipeline file is invalid and was not applied: {}", diagnostic.one_line());
+                }
+                return;
+            }
+            Err(error) => return tracing::error!("the changed pipeline file is invalid and was not applied: {error:#}"),
         };
         let plan = match plan(Some(&targets.running), &new) {
             Plan::SwapOperators => match new_specs(&new, &targets.control, &targets.plugins) {

@@ -98,7 +98,7 @@ impl Output {
     /// into `batch`, before the records already there: what the runtime makes of it.
     pub fn materialized(self, input: &Batch) -> Output {
         if self.passed.is_empty() {
-            return Output { input: 0, ..self };
+            return Output { input: 0, input_records: 0, ..self };
         }
         let mut batch = Batch::new();
         for passed in &self.passed {

@@ -83,6 +83,15 @@ pub struct Location {
 }
 
 impl Diagnostic {
+    /// `path:line:column: message` on one line (a log event), without the file's line drawn.
+    pub fn one_line(&self) -> String {
+        let message = self.message.replace('\n', " ");
+        match &self.location {
+            Some(at) => format!("{}:{}:{}: {message}", self.path.display(), at.line, at.column),
+            None => format!("{}: {message}", self.path.display()),
+        }
+    }
+
     /// A problem with the file as a whole (unreadable, for instance).
     pub fn without_location(path: &Path, message: impl Into<String>) -> Diagnostic {
         Diagnostic { path: path.to_path_buf(), location: None, message: message.into() }

@@ -339,6 +339,9 @@ impl Problems<'_> {
     ) {
         if brokers.trim().is_empty() {
             self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
+        } else if let Some((broker, port)) = brokers.split(',').map(str::trim).find_map(|broker| Some((broker, port_problem(broker)?))) {
+            let message = format!("{what}: broker \"{broker}\" has port \"{port}\", which is no port number (1 to 65535)");
+            self.report(self.value_in(&span, "brokers"), message);
         }
         let mut refused = false;
         let producer_only = kinds == [ClientKind::Producer];
@@ -936,6 +939,20 @@ fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
     list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).map(broker_address).collect()
 }
 
+/// The port of a `host:port` broker address when it is no port number (librdkafka would try
+/// to connect for 30 s before saying so); an address without a port takes 9092.
+fn port_problem(broker: &str) -> Option<&str> {
+    let address = broker.split_once("://").map_or(broker, |(_, address)| address);
+    // `[::1]:9092`, or a bare IPv6 address, whose colons are no port's.
+    let after_host = match address.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(_, rest)| rest),
+        None if address.matches(':').count() > 1 => return None,
+        None => address,
+    };
+    let (_, port) = after_host.rsplit_once(':')?;
+    if matches!(port.parse::<u16>(), Ok(1..)) { None } else { Some(port) }
+}
+
 fn broker_address(broker: &str) -> (String, u16) {
     // librdkafka takes an address with its listener's protocol (`PLAINTEXT://host:port`).
     let broker = broker.split_once("://").map_or(broker, |(_, address)| address);
@@ -972,6 +989,18 @@ mod tests {
         assert!(!same_brokers("127.0.0.1:27501", "127.0.0.1:27502"));
         assert!(!same_brokers("kafka-1:9092", "kafka-2:9092"));
         assert!(!same_brokers("", ""));
+    }
+
+    #[test]
+    fn a_broker_port_must_be_a_port_number() {
+        for good in ["127.0.0.1:9092", "kafka", "PLAINTEXT://kafka:19092", "[::1]:9092", "::1", "[fe80::1]"] {
+            assert_eq!(port_problem(good), None, "{good}");
+        }
+        assert_eq!(port_problem("127.0.0.1:notaport"), Some("notaport"));
+        assert_eq!(port_problem("kafka:0"), Some("0"));
+        assert_eq!(port_problem("kafka:70000"), Some("70000"));
+        assert_eq!(port_problem("[::1]:x"), Some("x"));
+        assert_eq!(port_problem("kafka:"), Some(""));
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub fn ensure_topic(
 pub fn metadata_consumer(config: &ClientConfig) -> Result<BaseConsumer<LoggingContext>, KafkaClientError> {
     let mut config = config.clone();
     if let Some(receive) = config.get("receive.message.max.bytes").and_then(|value| value.trim().parse::<u64>().ok()) {
-        config.set("fetch.max.bytes", receive.saturating_sub(512).to_string());
+        // `fetch.max.bytes` set must also be at least `message.max.bytes` (1,000,000 unless given).
+        let fetch = receive.saturating_sub(512);
+        let message = config.get("message.max.bytes").and_then(|value| value.trim().parse::<u64>().ok()).unwrap_or(1_000_000);
+        config.set("fetch.max.bytes", fetch.to_string()).set("message.max.bytes", message.min(fetch).to_string());
     }
     config.create_with_context(LoggingContext).map_err(KafkaClientError::kafka("cannot create a metadata client"))
 }
@@ -144,5 +147,7 @@ mod tests {
         let plain: Result<BaseConsumer<LoggingContext>, _> = config.create_with_context(LoggingContext);
         assert!(plain.is_err(), "librdkafka refuses it with its default fetch.max.bytes");
         assert!(metadata_consumer(&config).is_ok());
+        config.set("receive.message.max.bytes", "100000");
+        assert!(metadata_consumer(&config).is_ok(), "below the default message.max.bytes too");
     }
 }

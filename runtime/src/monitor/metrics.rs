@@ -344,7 +344,9 @@ impl Metrics {
     pub fn task(&self, pipeline: &str, task: &str) -> Option<TaskMetrics> {
         let families = self.families.as_ref()?;
         let labels = TaskLabels { pipeline: pipeline.into(), task: task.into() };
-        families.task_running.get_or_create(&labels).set(1);
+        // Counted, not set: a task that ends late (a Kafka partition handed over past its
+        // limit) may retire after a new task of the same name started.
+        families.task_running.get_or_create(&labels).inc();
         let backpressured = families.backpressured.get_or_create_owned(&labels);
         let blocked = Arc::new(super::blocked::BlockedClock::new(backpressured.clone()));
         families.blocked_clocks.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(&blocked));
@@ -639,7 +641,9 @@ impl TaskMetrics {
 
     /// The task ended: its gauges go (counters and histograms stay, as totals).
     pub fn retire(&self) {
-        self.families.task_running.remove(&self.labels);
+        if self.families.task_running.get_or_create(&self.labels).dec() <= 1 {
+            self.families.task_running.remove(&self.labels);
+        }
         self.families.watermark.remove(&self.labels);
         self.families.checkpoint_bytes.remove(&self.labels);
     }
@@ -779,7 +783,11 @@ mod tests {
         let task = metrics.task("p", "agg#0").expect("enabled");
         let running = r#"sluice_task_running{pipeline="p",task="agg#0"} 1"#;
         assert!(metrics.encode().contains(running));
+        // A task of the same name started before the first ended (a partition back soon).
+        let again = metrics.task("p", "agg#0").expect("enabled");
         task.retire();
+        assert!(metrics.encode().contains(running), "the later task still runs");
+        again.retire();
         let text = metrics.encode();
         assert!(!text.contains(running), "{text}");
         assert!(text.contains(r#"sluice_task_busy_seconds_total{pipeline="p",task="agg#0"}"#), "counters stay: {text}");

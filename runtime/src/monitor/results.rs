@@ -26,7 +26,18 @@ pub struct ResultBoard {
     /// Records received in all.
     pub total: u64,
     /// The latest `keep` records, oldest first (JSON; other payloads as strings).
-    pub rows: VecDeque<Value>,
+    pub rows: VecDeque<Row>,
+}
+
+/// One record of a board, shared: a reader copies a pointer a record under the sinks' lock,
+/// not the record (a board keeps up to 100,000).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row(pub Arc<Value>);
+
+impl Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// Every console sink's board, by sink name.
@@ -49,8 +60,9 @@ impl ResultBoards {
     /// Adds records (payloads) to `sink`'s board, forgetting the oldest beyond its bound.
     /// They are parsed before the lock is taken: readers never wait for parsing.
     pub fn add<'a>(&self, sink: &str, values: impl Iterator<Item = &'a [u8]>) {
-        let rows: Vec<Value> = values
+        let rows: Vec<Row> = values
             .map(|value| serde_json::from_slice(value).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(value).into_owned())))
+            .map(|value| Row(Arc::new(value)))
             .collect();
         let mut boards = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(board) = boards.get_mut(sink) else { return };
@@ -64,7 +76,7 @@ impl ResultBoards {
     }
 
     /// A copy of every board with the records it keeps (its sink's `keep`; the console asks
-    /// once a second: the lock the sinks write through is held only for the copy).
+    /// once a second: the lock the sinks write through is held only to copy the pointers).
     pub fn list(&self) -> Vec<ResultBoard> {
         let boards = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         boards
@@ -99,9 +111,10 @@ mod tests {
         let board = &boards.list().into_iter().find(|board| board.sink == "live").expect("board");
         assert_eq!(board.total, 6);
         assert_eq!(
-            Vec::from(board.rows.clone()),
+            board.rows.iter().map(|row| (*row.0).clone()).collect::<Vec<Value>>(),
             vec![serde_json::json!({"n": 3}), serde_json::json!({"n": 4}), Value::String("plain".into())]
         );
+        assert_eq!(serde_json::to_value(&board.rows[0]).expect("JSON"), serde_json::json!({"n": 3}), "a row is its record");
     }
 
     #[test]

@@ -27,7 +27,13 @@ pub fn prepare(file: &File, path: &Path, start: FileStart) -> io::Result<()> {
     }
     match start {
         FileStart::Anew => Ok(()),
-        FileStart::Continued => super::drop_torn_last_line(file, path),
+        FileStart::Continued => {
+            let held = file.metadata()?.len();
+            if held > 0 {
+                tracing::info!(file = %path.display(), bytes = held, "appending to the output file after what earlier runs wrote");
+            }
+            super::drop_torn_last_line(file, path)
+        }
         FileStart::ContinuedFrom(length) => {
             let found = file.metadata()?.len();
             if found < length {

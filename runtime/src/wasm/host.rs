@@ -34,6 +34,9 @@ struct LogBudget {
     second: Option<std::time::Instant>,
     written: u32,
     dropped: u64,
+    /// Whether this second's first dropped line was said (the count may be taken before the
+    /// second ends, by an instance that ends).
+    announced: bool,
 }
 
 impl LogBudget {
@@ -43,6 +46,7 @@ impl LogBudget {
         if self.second.is_none_or(|second| now.duration_since(second) >= std::time::Duration::from_secs(1)) {
             self.second = Some(now);
             self.written = 0;
+            self.announced = false;
             dropped_before = std::mem::take(&mut self.dropped);
         }
         if self.written < MAX_LOG_LINES_PER_SECOND {
@@ -50,7 +54,7 @@ impl LogBudget {
             LogDecision { write: true, dropped_before, first_dropped: false }
         } else {
             self.dropped += 1;
-            LogDecision { write: false, dropped_before, first_dropped: self.dropped == 1 }
+            LogDecision { write: false, dropped_before, first_dropped: !std::mem::replace(&mut self.announced, true) }
         }
     }
 
@@ -369,6 +373,8 @@ mod tests {
             quiet.take(start);
         });
         assert_eq!(quiet.take_dropped(start, true), 3, "at the end, whatever the second");
+        let more = quiet.take(start);
+        assert!(!more.write && !more.first_dropped, "the second's dropping was said already");
     }
 
     #[test]

@@ -76,6 +76,7 @@ invalid_cases! {
     graph_unread_side_output => "graph-unread-side-output",
     graph_unused_node => "graph-unused-node",
     join_inputs => "join-inputs",
+    kafka_broker_port => "kafka-broker-port",
     kafka_group_empty => "kafka-group-empty",
     kafka_parallelism => "kafka-parallelism",
     kafka_pattern_and_properties => "kafka-pattern-and-properties",

@@ -413,6 +413,35 @@ fn a_missing_source_topic_is_named_and_read_once_created() {
     await_all_values(&broker.bootstrap(), &input, &sluice, Duration::from_secs(60));
 }
 
+/// A file behind a Kafka source keeps what earlier runs wrote: the next run goes on from the
+/// offsets they committed, so their results are nowhere else (it was emptied at every start).
+#[test]
+fn a_file_sink_behind_a_kafka_source_keeps_the_results_of_earlier_runs() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 1);
+    let scratch = Scratch::new();
+    let to_file = PASS_THROUGH_PIPELINE.replace(
+        "[[sinks]]\ntype = \"kafka\"\nbrokers = \"{bootstrap}\"\ntopic = \"output\"\n",
+        "[[sinks]]\ntype = \"file\"\npath = \"out.jsonl\"\n",
+    );
+    assert!(to_file.contains("out.jsonl"), "the sink is a file");
+    let pipeline = kafka_pipeline(&scratch, &broker, &to_file);
+    let input = keyed_records(200, 10);
+    let lines = || std::fs::read_to_string(scratch.path("out.jsonl")).map(|text| text.lines().count()).unwrap_or(0);
+    for (run, records) in input.chunks(100).enumerate() {
+        produce(&broker.bootstrap(), "input", records);
+        let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, &format!("run-{run}.log"));
+        wait_for(Duration::from_secs(60), "this run's records written", || lines() == 100 * (run + 1));
+        assert!(sluice.terminate(Duration::from_secs(30)), "{}", sluice.log_text());
+        if run == 1 {
+            assert!(sluice.log_text().contains("appending to the output file"), "{}", sluice.log_text());
+        }
+    }
+    let written: Vec<i64> = scratch.json_lines("out.jsonl").iter().map(|record| record["n"].as_i64().expect("n")).collect();
+    assert_eq!(written, (0..200).collect::<Vec<i64>>(), "both runs' records, once each, in order");
+}
+
 /// The broker is librdkafka's mock cluster, in this process: Nisshi 0.8.1's SQLite storage does
 /// not serve records written before a restart (checked here: 10 records produced, broker
 /// restarted, 0 read back), so it cannot host this test. The outage is real all the same: the

@@ -167,7 +167,7 @@ function measure(samples, pipeline) {
   const seconds = previous ? (now - previous.at) / 1000 : 0;
   const since = (value, before) => (previous && seconds > 0 ? Math.max(0, value - before) / seconds : null);
   // Counters of ended tasks stay as totals: the tasks shown are those running now.
-  const running = new Set(matching(samples, 'sluice_task_running', p).map((sample) => sample.labels.task));
+  const running = new Set(matching(samples, 'sluice_task_running', p).filter((sample) => sample.value > 0).map((sample) => sample.labels.task));
   const nodes = {};
   for (const node of state.graph.nodes) {
     const filter = { ...p, node: node.name, kind: node.kind };
@@ -175,18 +175,22 @@ function measure(samples, pipeline) {
     const recordsOut = total(samples, 'sluice_records_out_total', filter);
     const tasks = [...new Set(matching(samples, node.kind === 'sink' ? 'sluice_records_in_total' : 'sluice_records_out_total', filter).map((sample) => sample.labels.task))]
       .filter((task) => node.kind === 'sink' || running.has(task));
-    const blocked = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_backpressured_seconds_total', { ...p, task }), 0);
-    const busy = tasks.reduce((sum, task) => sum + total(samples, 'sluice_task_busy_seconds_total', { ...p, task }), 0);
+    // Shares of a core, from each task's time since the previous poll: only tasks running at
+    // both polls count (one that started or came back in between brings its whole history).
+    const timed = tasks.filter((task) => previous && previous.taskTotals[task]);
+    const shareOf = (name, field) => (timed.length
+      ? timed.reduce((sum, task) => sum + since(total(samples, name, { ...p, task }), previous.taskTotals[task][field]), 0) / timed.length
+      : null);
     const before = previous && previous.nodes[nodeId(node)];
     // A source's unreadable records, an operator's refused ones; a sink dead-letters nothing
     // (and may share its name with a source or an operator).
     const deadLetters = node.kind === 'sink' ? 0 : total(samples, 'sluice_dead_letters_total', { ...p, node: node.name });
     nodes[nodeId(node)] = {
-      recordsIn, recordsOut, blocked, busy, deadLetters, tasks: tasks.length,
+      recordsIn, recordsOut, deadLetters, tasks: tasks.length,
       rateIn: before ? since(recordsIn, before.recordsIn) : null,
       rateOut: before ? since(recordsOut, before.recordsOut) : null,
-      blockedShare: before && tasks.length ? since(blocked, before.blocked) / tasks.length : null,
-      busyShare: before && tasks.length ? since(busy, before.busy) / tasks.length : null,
+      blockedShare: shareOf('sluice_task_backpressured_seconds_total', 'blocked'),
+      busyShare: shareOf('sluice_task_busy_seconds_total', 'busy'),
       process: buckets(samples, 'sluice_operator_call_seconds', { ...p, operator: node.name, call: 'process' }),
       perRecord: buckets(samples, 'sluice_operator_record_seconds', { ...p, operator: node.name }),
     };
