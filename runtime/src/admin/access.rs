@@ -94,7 +94,8 @@ pub fn check_exposure(address: SocketAddr, token: bool, tls: bool) -> Result<(),
 pub async fn require_token(State(token): State<AdminToken>, request: Request, next: Next) -> Response {
     // The console's page and scripts hold no data: the page asks for the token and sends it
     // with every request it makes.
-    if matches!(request.uri().path(), "/health" | "/ready" | "/" | "/console/app.js" | "/console/style.css") {
+    let read = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    if read && matches!(request.uri().path(), "/health" | "/ready" | "/" | "/console/app.js" | "/console/style.css") {
         return next.run(request).await;
     }
     let presented = request.headers().get(header::AUTHORIZATION).and_then(|value| bearer_token(value.as_bytes())).map(<[u8]>::to_vec);

@@ -127,6 +127,34 @@ impl Problems<'_> {
             self.check_source(source);
         }
         self.check_stdin_read_once();
+        self.check_kafka_topics_read_once();
+    }
+
+    /// Two Kafka sources of one consumer group on one cluster must not read one topic: the
+    /// group would share its partitions between them, and a partition moving from one to the
+    /// other would be read again from the start (each source keeps its own checkpoints).
+    fn check_kafka_topics_read_once(&mut self) {
+        let pipeline = self.pipeline.config.pipeline.name.get_ref().to_string();
+        let mut readers: Vec<(String, &KafkaSourceConfig, String)> = Vec::new();
+        let mut twice = Vec::new();
+        for source in &self.pipeline.config.sources {
+            let SourceConfig::Kafka(kafka) = source.get_ref() else { continue };
+            let name = source.get_ref().name();
+            for topic in &kafka.topics {
+                let other = readers.iter().find(|(_, reader, read)| {
+                    read == topic
+                        && reader.group_id(&pipeline) == kafka.group_id(&pipeline)
+                        && same_brokers(&reader.brokers, &kafka.brokers)
+                });
+                if let Some((first, _, _)) = other.filter(|(first, _, _)| *first != name) {
+                    twice.push((source.span(), format!("sources \"{first}\" and \"{name}\" both read topic \"{topic}\" in consumer group \"{}\": the group would share its partitions between them, and a partition moving from one to the other would be read again from the start; read it in one source, or give one source its own `group`", kafka.group_id(&pipeline))));
+                }
+            }
+            readers.extend(kafka.topics.iter().map(|topic| (name.clone(), kafka, topic.clone())));
+        }
+        for (span, message) in twice {
+            self.report(self.value_in(&span, "topics"), message);
+        }
     }
 
     /// Standard input is one stream: a second `stdin` source would read none of it.

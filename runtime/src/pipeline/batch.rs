@@ -22,11 +22,13 @@ pub struct SourceBatch {
 }
 
 /// Who sent a record through a repartition topic, and its sequence number in that sender's
-/// output.
+/// stream of records for this input (`sequences.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     /// Index of the sender among the task's upstreams.
     pub upstream: u32,
+    /// The input of the operator the record is for.
+    pub input: u32,
     pub sequence: u64,
 }
 

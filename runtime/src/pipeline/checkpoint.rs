@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::event_order::HeldRecord;
+use super::sequences::{AppliedSequences, OutputSequences, StreamNumbers};
 use crate::wasm::State;
 
 /// Version of the stored format. Version 1 (before pipelines were graphs) is read as a task
@@ -28,10 +29,10 @@ pub struct TaskCheckpoint {
     pub watermark: Option<i64>,
     /// Each upstream's watermark (see `Upstreams`).
     pub upstream_watermarks: Vec<Option<i64>>,
-    /// Behind a repartition topic: the last sequence number applied from each upstream.
-    pub sequences: Vec<u64>,
-    /// The sequence number of the last record this task sent into a repartition topic.
-    pub output_sequence: u64,
+    /// Behind a repartition topic: the last sequence number applied of each upstream's streams.
+    pub applied: AppliedSequences,
+    /// The last sequence number of each stream this task sends into repartition topics.
+    pub sent: OutputSequences,
     pub operators: Vec<OperatorCheckpoint>,
     /// Records received but held for event-time order (`order = "event-time"`).
     pub held: Vec<HeldRecord>,
@@ -54,13 +55,17 @@ impl TaskCheckpoint {
 
     /// The stored form: JSON, each operator's opaque state in base64.
     pub fn encode(&self) -> Vec<u8> {
+        let (sequences, input_sequences) = self.applied.snapshot();
+        let (output_sequence, output_sequences) = self.sent.snapshot();
         let stored = StoredCheckpoint {
             format: FORMAT,
             next_position: self.next_position,
             watermark: self.watermark,
             upstream_watermarks: self.upstream_watermarks.clone(),
-            sequences: self.sequences.clone(),
-            output_sequence: self.output_sequence,
+            sequences,
+            input_sequences: Some(input_sequences),
+            output_sequence,
+            output_sequences: Some(output_sequences),
             operators: self
                 .operators
                 .iter()
@@ -100,8 +105,16 @@ impl TaskCheckpoint {
             next_position: stored.next_position,
             watermark: stored.watermark,
             upstream_watermarks,
-            sequences: stored.sequences,
-            output_sequence: stored.output_sequence,
+            // A checkpoint written before sequence numbers were kept per stream has one number
+            // for all of an upstream's (or all this task sent).
+            applied: match &stored.input_sequences {
+                Some(streams) => AppliedSequences::restored(streams),
+                None => AppliedSequences::restored_shared(&stored.sequences),
+            },
+            sent: match &stored.output_sequences {
+                Some(streams) => OutputSequences::restored(streams),
+                None => OutputSequences::restored_shared(stored.output_sequence),
+            },
             operators,
             held,
         })
@@ -117,10 +130,18 @@ struct StoredCheckpoint {
     watermark: Option<i64>,
     #[serde(default)]
     upstream_watermarks: Vec<Option<i64>>,
+    /// Per upstream, the highest number applied (all a checkpoint before numbers per stream had).
     #[serde(default)]
     sequences: Vec<u64>,
+    /// (upstream, input, last number applied), when kept per stream.
+    #[serde(default)]
+    input_sequences: Option<StreamNumbers>,
+    /// The highest number sent (all a checkpoint before numbers per stream had).
     #[serde(default)]
     output_sequence: u64,
+    /// (exchange, input, last number sent), when kept per stream.
+    #[serde(default)]
+    output_sequences: Option<StreamNumbers>,
     operators: Vec<StoredOperator>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     held: Vec<StoredHeld>,
@@ -204,8 +225,8 @@ mod tests {
             next_position: 42,
             watermark: Some(-5),
             upstream_watermarks: vec![Some(-5), None],
-            sequences: vec![3, 0, 9],
-            output_sequence: 77,
+            applied: AppliedSequences::restored(&[(0, 0, 3), (2, 1, 9)]),
+            sent: OutputSequences::restored(&[(0, 0, 77), (1, 0, 5)]),
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),
@@ -230,5 +251,10 @@ mod tests {
             TaskCheckpoint::decode(br#"{"format": 1, "next_offset": 5, "watermark": 10, "operators": [], "written_at_unix_ms": 0}"#)
                 .unwrap();
         assert_eq!(first_format.upstream_watermarks, vec![Some(10)], "a format-1 task had one upstream");
+        // Before numbers per stream: one number per upstream applied, one sent.
+        let shared = br#"{"format": 3, "next_offset": 5, "watermark": 10, "sequences": [3], "output_sequence": 77, "operators": [], "written_at_unix_ms": 0}"#;
+        let mut shared = TaskCheckpoint::decode(shared).unwrap();
+        assert!(!shared.applied.accept(0, 1, 3) && shared.applied.accept(0, 1, 4), "the upstream's number covers each input");
+        assert_eq!(*shared.sent.of(4, 0), 77, "each stream goes on from the number sent");
     }
 }

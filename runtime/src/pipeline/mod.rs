@@ -12,6 +12,7 @@ mod journal;
 mod key;
 mod operator;
 mod rounds;
+mod sequences;
 mod stop;
 mod task;
 mod tasks;

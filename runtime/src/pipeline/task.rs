@@ -14,6 +14,7 @@ use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec, Processed, StateHandover};
+use super::sequences::OutputSequences;
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
@@ -268,8 +269,8 @@ pub struct TaskParts {
     pub outputs: TaskOutputs,
     /// The watermark its operators were last given (from a checkpoint).
     pub watermark: Option<i64>,
-    /// The sequence number of the last record sent into a repartition topic.
-    pub output_sequence: u64,
+    /// The sequence numbers of the records it sends into repartition topics (from a checkpoint).
+    pub sent: OutputSequences,
     /// Records a checkpoint held for event-time order.
     pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
@@ -288,7 +289,8 @@ pub struct Task {
     /// The last watermark given to the operators.
     watermark: Option<i64>,
     outputs: TaskOutputs,
-    output_sequence: u64,
+    /// The last sequence number of each stream it sends into repartition topics.
+    sent: OutputSequences,
     checkpoints: Option<Box<dyn CheckpointTarget>>,
     /// Raised to stop at once, whatever is queued (see `StartedTask::cancel`).
     cancelled: Arc<AtomicBool>,
@@ -335,7 +337,7 @@ impl Task {
             upstreams: parts.upstreams,
             watermark: parts.watermark,
             outputs: parts.outputs,
-            output_sequence: parts.output_sequence,
+            sent: parts.sent,
             checkpoints: None,
             cancelled: Arc::default(),
             tolerated_failures: 0,
@@ -568,13 +570,13 @@ impl Task {
             }
         };
         self.flush_outputs()?;
-        let (upstream_watermarks, sequences) = self.upstreams.snapshot();
+        let (upstream_watermarks, applied) = self.upstreams.snapshot();
         let checkpoint = TaskCheckpoint {
             next_position: barrier.position,
             watermark: self.watermark,
             upstream_watermarks,
-            sequences,
-            output_sequence: self.output_sequence,
+            applied,
+            sent: self.sent.clone(),
             operators,
             held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };
@@ -716,7 +718,8 @@ impl Task {
         if batch.origins.is_empty() {
             return batch;
         }
-        let fresh: Vec<bool> = batch.origins.iter().map(|origin| self.upstreams.accept(origin.upstream, origin.sequence)).collect();
+        let fresh: Vec<bool> =
+            batch.origins.iter().map(|origin| self.upstreams.accept(origin.upstream, origin.input, origin.sequence)).collect();
         if fresh.iter().all(|fresh| *fresh) {
             return batch;
         }
@@ -858,7 +861,10 @@ impl Task {
             _ => &[],
         };
         let from = SourcePositions { source: &self.entry_source, positions };
-        let sent = output.send(input, records, from, &mut self.output_sequence);
+        // Each (exchange, input) numbers its records apart: a record's number then does not
+        // depend on how batches interleaved it with records sent elsewhere.
+        let sequence = self.sent.of(exchange as u32, input);
+        let sent = output.send(input, records, from, sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
             let position = lineage.position(&dead);

@@ -153,7 +153,7 @@ impl TaskFactory {
         let TaskStart { origin, instance, mut upstreams, restored, checkpoints } = start;
         if let Some(checkpoint) = restored {
             self.check_checkpoint(&origin, checkpoint)?;
-            upstreams.resume(&checkpoint.upstream_watermarks, &checkpoint.sequences);
+            upstreams.resume(&checkpoint.upstream_watermarks, &checkpoint.applied);
         }
         let metrics = &self.control.monitor().metrics;
         let (pipeline, task) = (self.control.pipeline(), origin.to_string());
@@ -165,9 +165,19 @@ impl TaskFactory {
                 .map(|operator| {
                     let spec = specs[*operator].clone();
                     let name = spec.name.to_string();
-                    let saved = restored
-                        .and_then(|checkpoint| checkpoint.operator(&name))
-                        .filter(|saved| !self.control.state_discarded(&name, &saved.digest));
+                    let saved = restored.and_then(|checkpoint| checkpoint.operator(&name)).filter(|saved| {
+                        let discarded = self.control.state_discarded(&name, &saved.digest);
+                        if discarded {
+                            tracing::warn!(
+                                operator = name,
+                                task = %origin,
+                                digest = saved.digest,
+                                "starting without the checkpoint's state of the operator: it was written by a version a swap \
+                                 discarded the state of (--discard-state)"
+                            );
+                        }
+                        !discarded
+                    });
                     let running = spec.plugin.digest().to_string();
                     let mut started = Operator::start(spec, saved.map(|saved| saved.state.clone())).map_err(|error| match error {
                         OperatorError::StateRefused(reason) if let Some(saved) = saved.filter(|saved| saved.digest != running) => {
@@ -198,7 +208,7 @@ impl TaskFactory {
                 upstreams,
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
-                output_sequence: restored.map_or(0, |checkpoint| checkpoint.output_sequence),
+                sent: restored.map(|checkpoint| checkpoint.sent.clone()).unwrap_or_default(),
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
@@ -316,8 +326,9 @@ impl Drop for StartedTask {
 fn another_version(reason: String, saved: &super::checkpoint::OperatorCheckpoint, running: &str) -> String {
     format!(
         "{reason} (the checkpoint was written by {}, this pipeline runs {running}: a version swapped in while it ran \
-         — through the admin API or `sluice swap` — is not kept in the pipeline file; run with that version's file, or move \
-         the state directory aside to start without the checkpoint)",
+         — through the admin API or `sluice swap` — is not kept in the pipeline file; run with that version's file, or \
+         start without the checkpoint: move the state directory aside, or with Kafka give the source another \
+         `checkpoint_topic`)",
         saved.digest
     )
 }

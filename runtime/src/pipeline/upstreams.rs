@@ -1,10 +1,12 @@
 //! What a task knows of its upstreams: which have ended or reached a checkpoint barrier, how
 //! far event time has advanced in each, and (behind a repartition topic) the last sequence
-//! number applied from each, so that records sent again after an upstream's restart are
-//! dropped once.
+//! number applied of each one's streams, so that records sent again after an upstream's
+//! restart are dropped once (`sequences.rs`).
 //!
 //! A task's watermark is the least of its upstreams' watermarks: it never closes a window
 //! while any upstream can still send records for it.
+
+use super::sequences::AppliedSequences;
 
 /// Senders (barriers, the end) and watermark inputs of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +15,8 @@ pub struct Upstreams {
     /// Watermark per upstream: the senders in process; behind a repartition topic, the
     /// upstream tasks whose markers arrive through it (the table grows with new ones).
     watermarks: Vec<Option<i64>>,
-    /// Behind a repartition topic: the last sequence number applied from each upstream.
-    sequences: Vec<u64>,
+    /// Behind a repartition topic: the last sequence number applied of each upstream's streams.
+    sequences: AppliedSequences,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,22 +29,26 @@ struct Sender {
 impl Upstreams {
     /// `senders` that send batches, barriers and the end; `watermarks` inputs of event time.
     pub fn new(senders: usize, watermarks: usize) -> Upstreams {
-        Upstreams { senders: vec![Sender::default(); senders.max(1)], watermarks: vec![None; watermarks.max(1)], sequences: Vec::new() }
+        Upstreams {
+            senders: vec![Sender::default(); senders.max(1)],
+            watermarks: vec![None; watermarks.max(1)],
+            sequences: AppliedSequences::default(),
+        }
     }
 
     /// Continues from a checkpoint's watermarks and sequence numbers.
-    pub fn resume(&mut self, watermarks: &[Option<i64>], sequences: &[u64]) {
+    pub fn resume(&mut self, watermarks: &[Option<i64>], sequences: &AppliedSequences) {
         for (slot, watermark) in self.watermarks.iter_mut().zip(watermarks) {
             *slot = *watermark;
         }
         if watermarks.len() > self.watermarks.len() {
             self.watermarks.extend_from_slice(&watermarks[self.watermarks.len()..]);
         }
-        self.sequences = sequences.to_vec();
+        self.sequences = sequences.clone();
     }
 
     /// The watermarks and sequence numbers, for a checkpoint.
-    pub fn snapshot(&self) -> (Vec<Option<i64>>, Vec<u64>) {
+    pub fn snapshot(&self) -> (Vec<Option<i64>>, AppliedSequences) {
         (self.watermarks.clone(), self.sequences.clone())
     }
 
@@ -92,17 +98,10 @@ impl Upstreams {
         self.senders.iter().all(|sender| sender.ended || sender.barrier.is_some_and(|barrier| barrier >= id))
     }
 
-    /// Whether a record with `sequence` from `upstream` is new (and then notes it applied).
-    pub fn accept(&mut self, upstream: u32, sequence: u64) -> bool {
-        let index = upstream as usize;
-        if index >= self.sequences.len() {
-            self.sequences.resize(index + 1, 0);
-        }
-        if sequence <= self.sequences[index] {
-            return false;
-        }
-        self.sequences[index] = sequence;
-        true
+    /// Whether a record numbered `sequence` in `upstream`'s stream for `input` is new (and
+    /// then notes it applied).
+    pub fn accept(&mut self, upstream: u32, input: u32, sequence: u64) -> bool {
+        self.sequences.accept(upstream, input, sequence)
     }
 }
 
@@ -137,13 +136,13 @@ mod tests {
     #[test]
     fn records_sent_again_are_recognised_by_their_sequence_number() {
         let mut upstreams = Upstreams::new(1, 4);
-        assert!(upstreams.accept(3, 1));
-        assert!(upstreams.accept(3, 2));
-        assert!(!upstreams.accept(3, 2));
-        assert!(upstreams.accept(0, 1));
+        assert!(upstreams.accept(3, 0, 1));
+        assert!(upstreams.accept(3, 0, 2));
+        assert!(!upstreams.accept(3, 0, 2));
+        assert!(upstreams.accept(0, 0, 1));
         let (watermarks, sequences) = upstreams.snapshot();
         let mut resumed = Upstreams::new(1, 4);
         resumed.resume(&watermarks, &sequences);
-        assert!(!resumed.accept(3, 1) && resumed.accept(3, 5));
+        assert!(!resumed.accept(3, 0, 1) && resumed.accept(3, 0, 5));
     }
 }

@@ -252,8 +252,6 @@ impl host::Host for HostState {
         }
         if !decision.write {
             self.metrics.logs_dropped.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        if !decision.write {
             return;
         }
         // One event, one line: a plugin's line breaks and control characters (a record quoted

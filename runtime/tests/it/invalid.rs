@@ -91,6 +91,7 @@ invalid_cases! {
     kafka_sink_is_its_source => "kafka-sink-is-its-source",
     kafka_source_producer_property => "kafka-source-producer-property",
     kafka_topic_listed_twice => "kafka-topic-listed-twice",
+    kafka_topic_read_by_two_sources => "kafka-topic-read-by-two-sources",
     kafka_topics_and_pattern => "kafka-topics-and-pattern",
     kafka_with_local_source => "kafka-with-local-source",
     key_by_field_twice => "key-by-field-twice",

@@ -214,12 +214,66 @@ brokers = "{bootstrap}"
 topic = "windows"
 "#;
 
+/// `WINDOWED_PIPELINE` with a second windowed count of the same records, read from the source
+/// beside the first (fan-out) and written to topic `windows-again`: each operator has its own
+/// repartition topic, which the source's tasks write into by turns.
+const FANNED_OUT_PIPELINE: &str = r#"
+[pipeline]
+name = "fanned-out"
+checkpoint_interval = "300ms"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["events"]
+[sources.properties]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+
+[[operators]]
+name = "counts"
+plugin = "{plugins}/window-aggregate.wasm"
+inputs = ["kafka"]
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["user"]
+aggregates = [{ function = "count", as = "count" }]
+
+[[operators]]
+name = "counted-again"
+plugin = "{plugins}/window-aggregate.wasm"
+inputs = ["kafka"]
+[operators.config]
+window = { type = "tumbling", size = "10s" }
+group_by = ["user"]
+aggregates = [{ function = "count", as = "count" }]
+
+[[sinks]]
+name = "windows"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "windows"
+inputs = ["counts"]
+
+[[sinks]]
+name = "windows-again"
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "windows-again"
+inputs = ["counted-again"]
+"#;
+
 /// Waits until every expected window has a result; returns the results and the duplicates.
 pub(crate) fn await_windows(bootstrap: &str, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
+    await_windows_in(bootstrap, "windows", expected, limit)
+}
+
+/// [`await_windows`] of the results in `topic`.
+fn await_windows_in(bootstrap: &str, topic: &str, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
     let mut results = WindowResults::new();
     let mut output_len = 0;
     wait_for(limit, "every window result", || {
-        let output = read_topic(bootstrap, "windows", usize::MAX, Duration::from_secs(3));
+        let output = read_topic(bootstrap, topic, usize::MAX, Duration::from_secs(3));
         output_len = output.len();
         results = window_results(&output);
         expected.keys().all(|key| results.contains_key(key))
@@ -227,6 +281,11 @@ pub(crate) fn await_windows(bootstrap: &str, expected: &BTreeMap<(i64, String), 
     (results, output_len - expected.len())
 }
 
+/// Two windowed counts of the same records (fan-out, a repartition topic each), killed five
+/// times while the records arrive in small bursts: both exact. Each of the source's tasks
+/// numbers the records it sends per repartition topic; with one number shared by both, a
+/// restart that cut its batches elsewhere (records trickling in are batched as they come)
+/// numbered records otherwise, and some were dropped as sent before and others counted twice.
 #[test]
 fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothing() {
     use rand::{Rng, SeedableRng};
@@ -234,11 +293,21 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
     let broker = Broker::start();
     broker.create_topic("events", 8);
     broker.create_topic("windows", 8);
+    broker.create_topic("windows-again", 8);
     let input = windowed_records(200_000, 50);
-    produce(&broker.bootstrap(), "events", &input);
-    produce(&broker.bootstrap(), "events", &watermark_pushers(8));
+    // Half at once, half in bursts of 400 while the process runs and is killed.
+    produce(&broker.bootstrap(), "events", &input[..100_000]);
+    let feeding = {
+        let (bootstrap, rest) = (broker.bootstrap(), input[100_000..].to_vec());
+        std::thread::spawn(move || {
+            for burst in rest.chunks(400) {
+                produce(&bootstrap, "events", burst);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
     let scratch = Scratch::new();
-    let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
+    let pipeline = kafka_pipeline(&scratch, &broker, FANNED_OUT_PIPELINE);
     let seed = crate::support::test_seed("kill moments");
     let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
@@ -251,11 +320,15 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
         sluice.kill();
         eprintln!("kill -9 #{} done", round + 1);
     }
+    feeding.join().expect("every burst produced");
+    produce(&broker.bootstrap(), "events", &watermark_pushers(8));
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
     let expected = expected_windows(&input);
     let (results, duplicates) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(240));
+    let (again, _) = await_windows_in(&broker.bootstrap(), "windows-again", &expected, Duration::from_secs(120));
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     assert_exact_counts(&expected, &results);
+    assert_exact_counts(&expected, &again);
     let counted: u64 = expected.values().sum();
     assert_eq!(counted, 200_000);
     // The consumer properties (session.timeout.ms...) reach no producer: no warnings to ignore.

@@ -254,7 +254,7 @@ impl PartitionFeed {
                 let upstream = self.origin_index(&origin);
                 let timestamp = message.timestamp().to_millis().unwrap_or_default();
                 let headers = headers_of(message).filter(|(name, _)| !is_sluice_header(name));
-                let origin = Origin { upstream, sequence };
+                let origin = Origin { upstream, input, sequence };
                 let full =
                     self.batcher.push_with_origin(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset, origin);
                 full.is_none_or(|batch| self.send_batch(consumer, id, batch))
