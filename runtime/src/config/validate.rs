@@ -146,8 +146,9 @@ impl Problems<'_> {
                         && reader.group_id(&pipeline) == kafka.group_id(&pipeline)
                         && same_brokers(&reader.brokers, &kafka.brokers)
                 });
-                if let Some((first, _, _)) = other.filter(|(first, _, _)| *first != name) {
-                    twice.push((source.span(), format!("sources \"{first}\" and \"{name}\" both read topic \"{topic}\" in consumer group \"{}\": the group would share its partitions between them, and a partition moving from one to the other would be read again from the start; read it in one source, or give one source its own `group`", kafka.group_id(&pipeline))));
+                if let Some((first, _, _)) = other {
+                    let group = kafka.group_id(&pipeline);
+                    twice.push((source.span(), format!("sources \"{first}\" and \"{name}\" both read topic \"{topic}\" in consumer group \"{group}\": the group would give each source only some of its partitions, and a partition moving from one to the other would go on without the state and position the first kept (from the start with `start = \"earliest\"`); read it in one source, or give one source its own `group`")));
                 }
             }
             readers.extend(kafka.topics.iter().map(|topic| (name.clone(), kafka, topic.clone())));

@@ -55,12 +55,21 @@ pub struct RepartitionOutput {
     routing: ExchangeRouting,
     /// The sending task, as its records' origin.
     origin: String,
+    /// The repartition topic (what names its records' sequence numbers in checkpoints).
+    topic: String,
     key: String,
 }
 
 impl RepartitionOutput {
-    pub fn new(producer: Arc<OutputProducer>, partitions: u32, routing: ExchangeRouting, origin: String) -> RepartitionOutput {
-        RepartitionOutput { producer, in_flight: Arc::default(), partitions: partitions.max(1), routing, origin, key: String::new() }
+    pub fn new(
+        producer: Arc<OutputProducer>,
+        topic: String,
+        partitions: u32,
+        routing: ExchangeRouting,
+        origin: String,
+    ) -> RepartitionOutput {
+        let partitions = partitions.max(1);
+        RepartitionOutput { producer, in_flight: Arc::default(), partitions, routing, origin, topic, key: String::new() }
     }
 
     fn partition(&mut self, value: &[u8]) -> Result<u32, String> {
@@ -80,6 +89,10 @@ impl RepartitionOutput {
 }
 
 impl ExchangeOutput for RepartitionOutput {
+    fn stream(&self) -> &str {
+        &self.topic
+    }
+
     /// Source positions stay behind: the stage reading the topic knows its records by their
     /// offsets in it.
     fn send(

@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::event_order::HeldRecord;
-use super::sequences::{AppliedSequences, OutputSequences, StreamNumbers};
+use super::sequences::{AppliedNumbers, AppliedSequences, OutputSequences, SentNumbers};
 use crate::wasm::State;
 
 /// Version of the stored format. Version 1 (before pipelines were graphs) is read as a task
@@ -55,17 +55,17 @@ impl TaskCheckpoint {
 
     /// The stored form: JSON, each operator's opaque state in base64.
     pub fn encode(&self) -> Vec<u8> {
-        let (sequences, input_sequences) = self.applied.snapshot();
-        let (output_sequence, output_sequences) = self.sent.snapshot();
         let stored = StoredCheckpoint {
             format: FORMAT,
             next_position: self.next_position,
             watermark: self.watermark,
             upstream_watermarks: self.upstream_watermarks.clone(),
-            sequences,
-            input_sequences: Some(input_sequences),
-            output_sequence,
-            output_sequences: Some(output_sequences),
+            sequences: self.applied.highest_per_upstream(),
+            input_sequences: Some(self.applied.streams()),
+            input_sequences_shared: self.applied.shared().to_vec(),
+            output_sequence: self.sent.highest(),
+            output_sequences: Some(self.sent.streams()),
+            output_sequences_start: self.sent.start(),
             operators: self
                 .operators
                 .iter()
@@ -108,12 +108,12 @@ impl TaskCheckpoint {
             // A checkpoint written before sequence numbers were kept per stream has one number
             // for all of an upstream's (or all this task sent).
             applied: match &stored.input_sequences {
-                Some(streams) => AppliedSequences::restored(streams),
-                None => AppliedSequences::restored_shared(&stored.sequences),
+                Some(streams) => AppliedSequences::restored(&stored.input_sequences_shared, streams),
+                None => AppliedSequences::restored(&stored.sequences, &[]),
             },
             sent: match &stored.output_sequences {
-                Some(streams) => OutputSequences::restored(streams),
-                None => OutputSequences::restored_shared(stored.output_sequence),
+                Some(streams) => OutputSequences::restored(stored.output_sequences_start, streams),
+                None => OutputSequences::restored(stored.output_sequence, &[]),
             },
             operators,
             held,
@@ -135,17 +135,28 @@ struct StoredCheckpoint {
     sequences: Vec<u64>,
     /// (upstream, input, last number applied), when kept per stream.
     #[serde(default)]
-    input_sequences: Option<StreamNumbers>,
+    input_sequences: Option<AppliedNumbers>,
+    /// With `input_sequences`: per upstream, where its streams not yet seen stand (the numbers
+    /// of an older checkpoint, kept until every stream has been seen).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    input_sequences_shared: Vec<u64>,
     /// The highest number sent (all a checkpoint before numbers per stream had).
     #[serde(default)]
     output_sequence: u64,
-    /// (exchange, input, last number sent), when kept per stream.
+    /// (repartition topic, input, last number sent), when kept per stream.
     #[serde(default)]
-    output_sequences: Option<StreamNumbers>,
+    output_sequences: Option<SentNumbers>,
+    /// With `output_sequences`: where streams not held start (an older checkpoint's number).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    output_sequences_start: u64,
     operators: Vec<StoredOperator>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     held: Vec<StoredHeld>,
     written_at_unix_ms: u64,
+}
+
+fn is_zero(number: &u64) -> bool {
+    *number == 0
 }
 
 /// A held record: its bytes in base64.
@@ -225,8 +236,8 @@ mod tests {
             next_position: 42,
             watermark: Some(-5),
             upstream_watermarks: vec![Some(-5), None],
-            applied: AppliedSequences::restored(&[(0, 0, 3), (2, 1, 9)]),
-            sent: OutputSequences::restored(&[(0, 0, 77), (1, 0, 5)]),
+            applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)]),
+            sent: OutputSequences::restored(2, &[("t-repartition".into(), 0, 77), ("u-repartition".into(), 0, 5)]),
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),
@@ -255,6 +266,9 @@ mod tests {
         let shared = br#"{"format": 3, "next_offset": 5, "watermark": 10, "sequences": [3], "output_sequence": 77, "operators": [], "written_at_unix_ms": 0}"#;
         let mut shared = TaskCheckpoint::decode(shared).unwrap();
         assert!(!shared.applied.accept(0, 1, 3) && shared.applied.accept(0, 1, 4), "the upstream's number covers each input");
-        assert_eq!(*shared.sent.of(4, 0), 77, "each stream goes on from the number sent");
+        assert_eq!(*shared.sent.of("t-repartition", 0), 77, "each stream goes on from the number sent");
+        // And a checkpoint after that keeps those numbers for the streams not seen since.
+        let later = TaskCheckpoint::decode(&shared.encode()).unwrap();
+        assert_eq!(later, shared);
     }
 }

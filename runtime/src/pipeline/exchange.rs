@@ -53,6 +53,11 @@ pub trait ExchangeOutput: Send {
         positions: SourcePositions<'_>,
         sequence: &mut u64,
     ) -> Result<Vec<Unroutable>, OutputClosed>;
+    /// What names this exchange's records in the sender's checkpoint, whatever the graph
+    /// around it: the repartition topic (an exchange in process numbers nothing).
+    fn stream(&self) -> &str {
+        ""
+    }
     /// Event time reached `watermark` in this task.
     fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;
     /// A checkpoint barrier passed this task.

@@ -1,76 +1,78 @@
 //! Sequence numbers of the records sent through repartition topics. A task numbers the records
-//! it sends per exchange and input; a task reading them keeps the last number applied per
-//! upstream and input, so that what an upstream sends again after a restart is dropped once.
+//! it sends per repartition topic and input; a task reading them keeps the last number applied
+//! per upstream and input, so that what an upstream sends again after a restart is dropped once.
 //!
 //! A stream's numbers depend only on the records before it in that stream. One number shared
 //! by every exchange of a task did not: records going to two exchanges were numbered in the
 //! order of their batches, and after a restart other batch boundaries gave them other numbers,
-//! so that some were dropped as already applied and others applied twice.
+//! so that some were dropped as already applied and others applied twice. The sender names a
+//! stream by its topic, not by the exchange's place in the graph, which a new operator may
+//! shift.
 
 use std::collections::BTreeMap;
 
-/// A stream of records one task sends: (exchange, input of its operator) as the sender knows
-/// it, (upstream, input) as the reader does.
-pub type Stream = (u32, u32);
-
-/// The last number of each stream, for a checkpoint: `(exchange or upstream, input, number)`.
-pub type StreamNumbers = Vec<(u32, u32, u64)>;
+/// `(upstream, input, last number applied)` of each stream a task reads, for a checkpoint.
+pub type AppliedNumbers = Vec<(u32, u32, u64)>;
+/// `(repartition topic, input, last number sent)` of each stream a task sends, for a checkpoint.
+pub type SentNumbers = Vec<(String, u32, u64)>;
 
 /// The numbers a task gives the records it sends into repartition topics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutputSequences {
-    last: BTreeMap<Stream, u64>,
+    last: BTreeMap<(String, u32), u64>,
     /// Where a stream not yet numbered starts: 0, or the one number of a checkpoint written
-    /// when one number served every stream.
+    /// when one number served every stream (kept in later checkpoints, for the streams that
+    /// have not sent since).
     start: u64,
 }
 
 impl OutputSequences {
-    /// From a checkpoint with a number per stream: a stream it does not hold starts at 0,
-    /// as it did the first time (its reader may have applied records of it sent after the
-    /// checkpoint: they are sent again with the same numbers).
-    pub fn restored(streams: &[(u32, u32, u64)]) -> OutputSequences {
-        let last = streams.iter().map(|&(exchange, input, number)| ((exchange, input), number)).collect();
-        OutputSequences { last, start: 0 }
+    /// From a checkpoint: where streams it does not hold start, and the streams it holds. A
+    /// stream started after the checkpoint starts again at 0 (`start`), as it did the first
+    /// time: its reader may have applied records of it, which are sent again with the same
+    /// numbers.
+    pub fn restored(start: u64, streams: &[(String, u32, u64)]) -> OutputSequences {
+        let last = streams.iter().map(|(topic, input, number)| ((topic.clone(), *input), *number)).collect();
+        OutputSequences { last, start }
     }
 
-    /// From a checkpoint written when one number served every stream.
-    pub fn restored_shared(shared: u64) -> OutputSequences {
-        OutputSequences { last: BTreeMap::new(), start: shared }
+    /// The last number given in the stream of `topic` for `input`, to be counted up per
+    /// record sent.
+    pub fn of(&mut self, topic: &str, input: u32) -> &mut u64 {
+        // Once a batch sent, not per record.
+        self.last.entry((topic.to_owned(), input)).or_insert(self.start)
     }
 
-    /// The last number given in stream (`exchange`, `input`), to be counted up per record sent.
-    pub fn of(&mut self, exchange: u32, input: u32) -> &mut u64 {
-        self.last.entry((exchange, input)).or_insert(self.start)
+    /// Where streams not yet numbered start.
+    pub fn start(&self) -> u64 {
+        self.start
     }
 
-    /// For a checkpoint: the highest number given (what an older version of Sluice reads) and
-    /// each stream's.
-    pub fn snapshot(&self) -> (u64, StreamNumbers) {
-        let highest = self.last.values().copied().fold(self.start, u64::max);
-        (highest, numbers(&self.last))
+    /// The highest number given: what an older version of Sluice, with one number for all,
+    /// goes on from.
+    pub fn highest(&self) -> u64 {
+        self.last.values().copied().fold(self.start, u64::max)
+    }
+
+    pub fn streams(&self) -> SentNumbers {
+        self.last.iter().map(|((topic, input), number)| (topic.clone(), *input, *number)).collect()
     }
 }
 
 /// The last number a task applied of each stream it reads through a repartition topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedSequences {
-    last: BTreeMap<Stream, u64>,
+    last: BTreeMap<(u32, u32), u64>,
     /// Per upstream, from a checkpoint written when one number served all its streams: where
-    /// its streams not yet seen stand (else none: they stand at 0).
+    /// its streams not yet seen stand (kept in later checkpoints; none: they stand at 0).
     shared: Vec<u64>,
 }
 
 impl AppliedSequences {
-    /// From a checkpoint with a number per stream.
-    pub fn restored(streams: &[(u32, u32, u64)]) -> AppliedSequences {
+    /// From a checkpoint: the numbers per upstream of an older one (or none), and each stream's.
+    pub fn restored(shared: &[u64], streams: &[(u32, u32, u64)]) -> AppliedSequences {
         let last = streams.iter().map(|&(upstream, input, number)| ((upstream, input), number)).collect();
-        AppliedSequences { last, shared: Vec::new() }
-    }
-
-    /// From a checkpoint written when one number served all of an upstream's streams.
-    pub fn restored_shared(shared: &[u64]) -> AppliedSequences {
-        AppliedSequences { last: BTreeMap::new(), shared: shared.to_vec() }
+        AppliedSequences { last, shared: shared.to_vec() }
     }
 
     /// Whether the record numbered `sequence` in stream (`upstream`, `input`) is new (and then
@@ -85,56 +87,54 @@ impl AppliedSequences {
         true
     }
 
-    /// For a checkpoint: per upstream, the highest number applied (what an older version of
-    /// Sluice reads), and each stream's.
-    pub fn snapshot(&self) -> (Vec<u64>, StreamNumbers) {
-        let mut shared = self.shared.clone();
+    /// Per upstream, where streams not yet seen stand.
+    pub fn shared(&self) -> &[u64] {
+        &self.shared
+    }
+
+    /// Per upstream, the highest number applied: what an older version of Sluice, with one
+    /// number per upstream, goes on from.
+    pub fn highest_per_upstream(&self) -> Vec<u64> {
+        let mut highest = self.shared.clone();
         for (&(upstream, _), &number) in &self.last {
             let index = upstream as usize;
-            if index >= shared.len() {
-                shared.resize(index + 1, 0);
+            if index >= highest.len() {
+                highest.resize(index + 1, 0);
             }
-            shared[index] = shared[index].max(number);
+            highest[index] = highest[index].max(number);
         }
-        (shared, numbers(&self.last))
+        highest
     }
-}
 
-fn numbers(last: &BTreeMap<Stream, u64>) -> StreamNumbers {
-    last.iter().map(|(&(first, input), &number)| (first, input, number)).collect()
+    pub fn streams(&self) -> AppliedNumbers {
+        self.last.iter().map(|(&(upstream, input), &number)| (upstream, input, number)).collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Records of two streams from one upstream are numbered and applied apart: however the
+    /// Records of two streams from one task are numbered and applied apart: however the
     /// sender's batches interleaved them, a record sent again has its first number.
     #[test]
     fn each_stream_is_numbered_and_applied_on_its_own() {
-        let mut sent = OutputSequences::default();
-        // Batches of 2 then of 3, interleaving exchanges 0 and 1.
-        let mut first_run = Vec::new();
-        for batch in [[0u32, 1].as_slice(), &[2, 3, 4]] {
-            for exchange in [0, 1] {
-                for record in batch {
-                    let number = sent.of(exchange, 0);
-                    *number += 1;
-                    first_run.push((exchange, *record, *number));
+        let number_all = |batches: &[&[u32]]| {
+            let mut sent = OutputSequences::default();
+            let mut numbered = Vec::new();
+            for batch in batches {
+                for topic in ["a-repartition", "b-repartition"] {
+                    for record in *batch {
+                        let number = sent.of(topic, 0);
+                        *number += 1;
+                        numbered.push((topic, *record, *number));
+                    }
                 }
             }
-        }
-        let mut again = OutputSequences::default();
-        let mut second_run = Vec::new();
-        for exchange in [0, 1] {
-            for record in 0..5u32 {
-                let number = again.of(exchange, 0);
-                *number += 1;
-                second_run.push((exchange, record, *number));
-            }
-        }
-        first_run.sort_unstable();
-        assert_eq!(first_run, second_run, "a record's number does not depend on the batches");
+            numbered.sort_unstable();
+            numbered
+        };
+        assert_eq!(number_all(&[&[0, 1], &[2, 3, 4]]), number_all(&[&[0, 1, 2, 3, 4]]), "numbers do not depend on batches");
 
         let mut applied = AppliedSequences::default();
         assert!(applied.accept(0, 0, 1) && applied.accept(0, 1, 1), "inputs are streams of their own");
@@ -142,24 +142,26 @@ mod tests {
         assert!(applied.accept(1, 0, 1), "upstreams too");
     }
 
+    /// Checkpoints hold each stream's number, and where streams not held start: after an
+    /// older checkpoint (one number for all), that number, through every later checkpoint.
     #[test]
-    fn numbers_survive_a_checkpoint_and_an_older_one_serves_every_stream() {
-        let mut sent = OutputSequences::restored_shared(40);
-        *sent.of(2, 1) += 1;
-        assert_eq!(sent.snapshot(), (41, vec![(2, 1, 41)]));
-        let (_, streams) = sent.snapshot();
-        let mut restored = OutputSequences::restored(&streams);
-        assert_eq!(*restored.of(2, 1), 41);
-        assert_eq!(*restored.of(0, 0), 0, "a stream the checkpoint does not hold starts as the first time");
+    fn numbers_and_an_older_checkpoints_floor_survive_checkpoints() {
+        let mut sent = OutputSequences::restored(40, &[]);
+        *sent.of("a", 1) += 1;
+        assert_eq!((sent.start(), sent.highest(), sent.streams()), (40, 41, vec![("a".to_owned(), 1, 41)]));
+        let mut again = OutputSequences::restored(sent.start(), &sent.streams());
+        assert_eq!(*again.of("a", 1), 41);
+        assert_eq!(*again.of("b", 0), 40, "a stream not sent since the older checkpoint goes on from its number");
+        assert_eq!(*OutputSequences::restored(0, &[]).of("b", 0), 0, "after a checkpoint of numbers per stream: as the first time");
 
-        let mut applied = AppliedSequences::restored_shared(&[7]);
+        let mut applied = AppliedSequences::restored(&[7], &[]);
         assert!(!applied.accept(0, 3, 7), "an older checkpoint's number covers every input");
         assert!(applied.accept(0, 3, 8));
         assert!(applied.accept(2, 0, 1));
-        let (shared, streams) = applied.snapshot();
-        assert_eq!((shared, streams.clone()), (vec![8, 0, 1], vec![(0, 3, 8), (2, 0, 1)]));
-        let mut restored = AppliedSequences::restored(&streams);
-        assert!(restored.accept(0, 4, 1), "a stream not applied yet starts at 0 again");
-        assert!(!restored.accept(0, 3, 8));
+        assert_eq!(applied.highest_per_upstream(), vec![8, 0, 1]);
+        let mut restored = AppliedSequences::restored(applied.shared(), &applied.streams());
+        assert!(!restored.accept(0, 4, 7), "the older floor is kept for streams not seen yet");
+        assert!(!restored.accept(0, 3, 8) && restored.accept(0, 3, 9));
+        assert!(AppliedSequences::restored(&[], &[]).accept(0, 4, 1), "without an older floor, a stream starts at 0");
     }
 }

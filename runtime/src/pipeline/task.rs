@@ -861,9 +861,11 @@ impl Task {
             _ => &[],
         };
         let from = SourcePositions { source: &self.entry_source, positions };
-        // Each (exchange, input) numbers its records apart: a record's number then does not
-        // depend on how batches interleaved it with records sent elsewhere.
-        let sequence = self.sent.of(exchange as u32, input);
+        // Each (repartition topic, input) numbers its records apart: a record's number then
+        // does not depend on how batches interleaved it with records sent elsewhere.
+        // An exchange in process numbers nothing: no stream is kept for it.
+        let mut unnumbered = 0;
+        let sequence = if output.stream().is_empty() { &mut unnumbered } else { self.sent.of(output.stream(), input) };
         let sent = output.send(input, records, from, sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };

@@ -257,6 +257,7 @@ impl ExchangeWiring for KafkaWiring {
                 exchange.as_ref().map(|repartition| {
                     let output = RepartitionOutput::new(
                         repartition.producer.clone(),
+                        repartition.topic.clone(),
                         repartition.partitions,
                         repartition.routing.clone(),
                         sender.clone(),

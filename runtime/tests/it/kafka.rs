@@ -217,29 +217,8 @@ topic = "windows"
 /// `WINDOWED_PIPELINE` with a second windowed count of the same records, read from the source
 /// beside the first (fan-out) and written to topic `windows-again`: each operator has its own
 /// repartition topic, which the source's tasks write into by turns.
-const FANNED_OUT_PIPELINE: &str = r#"
-[pipeline]
-name = "fanned-out"
-checkpoint_interval = "300ms"
-
-[[sources]]
-type = "kafka"
-brokers = "{bootstrap}"
-topics = ["events"]
-[sources.properties]
-"session.timeout.ms" = 6000
-"heartbeat.interval.ms" = 500
-
-[[operators]]
-name = "counts"
-plugin = "{plugins}/window-aggregate.wasm"
-inputs = ["kafka"]
-[operators.config]
-window = { type = "tumbling", size = "10s" }
-group_by = ["user"]
-aggregates = [{ function = "count", as = "count" }]
-
-[[operators]]
+fn fanned_out_pipeline() -> String {
+    let second = r#"[[operators]]
 name = "counted-again"
 plugin = "{plugins}/window-aggregate.wasm"
 inputs = ["kafka"]
@@ -249,19 +228,19 @@ group_by = ["user"]
 aggregates = [{ function = "count", as = "count" }]
 
 [[sinks]]
-name = "windows"
-type = "kafka"
-brokers = "{bootstrap}"
-topic = "windows"
-inputs = ["counts"]
-
-[[sinks]]
 name = "windows-again"
 type = "kafka"
 brokers = "{bootstrap}"
 topic = "windows-again"
 inputs = ["counted-again"]
+
 "#;
+    let fanned = WINDOWED_PIPELINE
+        .replace("name = \"windowed\"", "name = \"fanned-out\"")
+        .replace("[[sinks]]\ntype = \"kafka\"", &format!("{second}[[sinks]]\nname = \"windows\"\ninputs = [\"counts\"]\ntype = \"kafka\""));
+    assert!(fanned.contains("fanned-out") && fanned.contains("inputs = [\"counts\"]"), "{fanned}");
+    fanned
+}
 
 /// Waits until every expected window has a result; returns the results and the duplicates.
 pub(crate) fn await_windows(bootstrap: &str, expected: &BTreeMap<(i64, String), u64>, limit: Duration) -> (WindowResults, usize) {
@@ -307,7 +286,7 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
         })
     };
     let scratch = Scratch::new();
-    let pipeline = kafka_pipeline(&scratch, &broker, FANNED_OUT_PIPELINE);
+    let pipeline = kafka_pipeline(&scratch, &broker, &fanned_out_pipeline());
     let seed = crate::support::test_seed("kill moments");
     let mut random = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
