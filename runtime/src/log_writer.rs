@@ -23,7 +23,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for OneLineStderr {
 
 impl Write for OneLineStderr {
     fn write(&mut self, event: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().lock().write_all(&on_one_line(event))?;
+        std::io::stderr().lock().write_all(&line_breaks_escaped(event))?;
         Ok(event.len())
     }
 
@@ -33,7 +33,7 @@ impl Write for OneLineStderr {
 }
 
 /// `event` with its line breaks escaped, but the one that ends it.
-fn on_one_line(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+fn line_breaks_escaped(event: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let body = event.strip_suffix(b"\n").unwrap_or(event);
     if !body.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
         return event.into();
@@ -58,11 +58,11 @@ mod tests {
 
     #[test]
     fn an_event_is_one_line_whatever_its_message_quotes() {
-        assert_eq!(&*on_one_line(b"plain event\n"), b"plain event\n");
+        assert_eq!(&*line_breaks_escaped(b"plain event\n"), b"plain event\n");
         assert_eq!(
-            &*on_one_line(b"WARN failed: poisoned record: {\"a\":\n\"x\"}\r\n"),
+            &*line_breaks_escaped(b"WARN failed: poisoned record: {\"a\":\n\"x\"}\r\n"),
             b"WARN failed: poisoned record: {\"a\":\\n\"x\"}\\r\n"
         );
-        assert_eq!(&*on_one_line(b"no end\nhere"), b"no end\\nhere");
+        assert_eq!(&*line_breaks_escaped(b"no end\nhere"), b"no end\\nhere");
     }
 }

@@ -221,7 +221,7 @@ pub async fn serve_metrics(
 async fn ready(State(monitor): State<Monitor>) -> Response {
     match monitor.readiness.check() {
         Ok(()) => "ready".into_response(),
-        Err(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why.to_owned()).into_response(),
+        Err(why) => ApiError::unavailable(why.to_owned()).into_response(),
     }
 }
 

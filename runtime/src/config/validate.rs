@@ -968,10 +968,16 @@ fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
     list.split(',').map(str::trim).filter(|broker| !broker.is_empty()).map(broker_address).collect()
 }
 
+/// A broker address without its listener's protocol, which librdkafka takes
+/// (`PLAINTEXT://host:port`).
+fn without_protocol(broker: &str) -> &str {
+    broker.split_once("://").map_or(broker, |(_, address)| address)
+}
+
 /// The port of a `host:port` broker address when it is no port number (librdkafka would try
 /// to connect for 30 s before saying so); an address without a port takes 9092.
 fn port_problem(broker: &str) -> Option<&str> {
-    let address = broker.split_once("://").map_or(broker, |(_, address)| address);
+    let address = without_protocol(broker);
     // `[::1]:9092`, or a bare IPv6 address, whose colons are no port's.
     let after_host = match address.strip_prefix('[') {
         Some(bracketed) => bracketed.split_once(']').map_or("", |(_, rest)| rest),
@@ -983,8 +989,7 @@ fn port_problem(broker: &str) -> Option<&str> {
 }
 
 fn broker_address(broker: &str) -> (String, u16) {
-    // librdkafka takes an address with its listener's protocol (`PLAINTEXT://host:port`).
-    let broker = broker.split_once("://").map_or(broker, |(_, address)| address);
+    let broker = without_protocol(broker);
     let host_and_port = broker.rsplit_once(':').filter(|(host, _)| !host.ends_with(':'));
     let (host, port) = host_and_port.and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))).unwrap_or((broker, 9092));
     let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();

@@ -168,6 +168,25 @@ function measure(samples, pipeline) {
   const since = (value, before) => (previous && seconds > 0 ? Math.max(0, value - before) / seconds : null);
   // Counters of ended tasks stay as totals: the tasks shown are those running now.
   const running = new Set(matching(samples, 'sluice_task_running', p).filter((sample) => sample.value > 0).map((sample) => sample.labels.task));
+  const taskRows = [...running].sort().map((task) => {
+    const filter = { ...p, task };
+    const before = previous && previous.taskTotals && previous.taskTotals[task];
+    const busy = total(samples, 'sluice_task_busy_seconds_total', filter);
+    const blocked = total(samples, 'sluice_task_backpressured_seconds_total', filter);
+    const watermark = matching(samples, 'sluice_watermark_milliseconds', filter)[0];
+    return {
+      task, busy, blocked,
+      watermark: watermark ? watermark.value : null,
+      busyShare: before ? since(busy, before.busy) : null,
+      blockedShare: before ? since(blocked, before.blocked) : null,
+      ok: total(samples, 'sluice_checkpoints_total', { ...filter, result: 'ok' }),
+      failed: total(samples, 'sluice_checkpoints_total', { ...filter, result: 'failed' }),
+      checkpointSum: total(samples, 'sluice_checkpoint_seconds_sum', filter),
+      checkpointCount: total(samples, 'sluice_checkpoint_seconds_count', filter),
+      stateBytes: total(samples, 'sluice_checkpoint_size_bytes', filter),
+    };
+  });
+  const taskTotals = Object.fromEntries(taskRows.map((row) => [row.task, row]));
   const nodes = {};
   for (const node of state.graph.nodes) {
     const filter = { ...p, node: node.name, kind: node.kind };
@@ -175,12 +194,10 @@ function measure(samples, pipeline) {
     const recordsOut = total(samples, 'sluice_records_out_total', filter);
     const tasks = [...new Set(matching(samples, node.kind === 'sink' ? 'sluice_records_in_total' : 'sluice_records_out_total', filter).map((sample) => sample.labels.task))]
       .filter((task) => node.kind === 'sink' || running.has(task));
-    // Shares of a core, from each task's time since the previous poll: only tasks running at
+    // Shares of a core, the mean of its tasks' since the previous poll: only tasks running at
     // both polls count (one that started or came back in between brings its whole history).
     const timed = tasks.filter((task) => previous && previous.taskTotals[task]);
-    const shareOf = (name, field) => (timed.length
-      ? timed.reduce((sum, task) => sum + since(total(samples, name, { ...p, task }), previous.taskTotals[task][field]), 0) / timed.length
-      : null);
+    const shareOf = (share) => (timed.length ? timed.reduce((sum, task) => sum + (taskTotals[task][share] || 0), 0) / timed.length : null);
     const before = previous && previous.nodes[nodeId(node)];
     // A source's unreadable records, an operator's refused ones; a sink dead-letters nothing
     // (and may share its name with a source or an operator).
@@ -189,8 +206,8 @@ function measure(samples, pipeline) {
       recordsIn, recordsOut, deadLetters, tasks: tasks.length,
       rateIn: before ? since(recordsIn, before.recordsIn) : null,
       rateOut: before ? since(recordsOut, before.recordsOut) : null,
-      blockedShare: shareOf('sluice_task_backpressured_seconds_total', 'blocked'),
-      busyShare: shareOf('sluice_task_busy_seconds_total', 'busy'),
+      blockedShare: shareOf('blockedShare'),
+      busyShare: shareOf('busyShare'),
       process: buckets(samples, 'sluice_operator_call_seconds', { ...p, operator: node.name, call: 'process' }),
       perRecord: buckets(samples, 'sluice_operator_record_seconds', { ...p, operator: node.name }),
     };
@@ -213,26 +230,6 @@ function measure(samples, pipeline) {
       deadLetters,
     };
   }
-  const tasks = [...running].sort();
-  const taskRows = tasks.map((task) => {
-    const filter = { ...p, task };
-    const before = previous && previous.taskTotals && previous.taskTotals[task];
-    const busy = total(samples, 'sluice_task_busy_seconds_total', filter);
-    const blocked = total(samples, 'sluice_task_backpressured_seconds_total', filter);
-    const watermark = matching(samples, 'sluice_watermark_milliseconds', filter)[0];
-    return {
-      task, busy, blocked,
-      watermark: watermark ? watermark.value : null,
-      busyShare: before ? since(busy, before.busy) : null,
-      blockedShare: before ? since(blocked, before.blocked) : null,
-      ok: total(samples, 'sluice_checkpoints_total', { ...filter, result: 'ok' }),
-      failed: total(samples, 'sluice_checkpoints_total', { ...filter, result: 'failed' }),
-      checkpointSum: total(samples, 'sluice_checkpoint_seconds_sum', filter),
-      checkpointCount: total(samples, 'sluice_checkpoint_seconds_count', filter),
-      stateBytes: total(samples, 'sluice_checkpoint_size_bytes', filter),
-    };
-  });
-  const taskTotals = Object.fromEntries(taskRows.map((row) => [row.task, row]));
   const deadTotal = total(samples, 'sluice_dead_letters_total', p);
   return { at: now, nodes, operators, taskRows, taskTotals, deadTotal };
 }
