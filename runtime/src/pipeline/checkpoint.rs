@@ -29,6 +29,9 @@ pub struct TaskCheckpoint {
     pub watermark: Option<i64>,
     /// Each upstream's watermark (see `Upstreams`).
     pub upstream_watermarks: Vec<Option<i64>>,
+    /// Behind a repartition topic: each upstream's name, in the order of the indexes of
+    /// `upstream_watermarks` and `applied` (none: indexes as the task's upstreams have them).
+    pub upstream_names: Vec<String>,
     /// Behind a repartition topic: the last sequence number applied of each upstream's streams.
     pub applied: AppliedSequences,
     /// The last sequence number of each stream this task sends into repartition topics.
@@ -60,6 +63,7 @@ impl TaskCheckpoint {
             next_position: self.next_position,
             watermark: self.watermark,
             upstream_watermarks: self.upstream_watermarks.clone(),
+            upstream_names: self.upstream_names.clone(),
             sequences: self.applied.highest_per_upstream(),
             input_sequences: Some(self.applied.streams()),
             input_sequences_shared: self.applied.shared().to_vec(),
@@ -105,6 +109,7 @@ impl TaskCheckpoint {
             next_position: stored.next_position,
             watermark: stored.watermark,
             upstream_watermarks,
+            upstream_names: stored.upstream_names,
             // A checkpoint written before sequence numbers were kept per stream has one number
             // for all of an upstream's (or all this task sent).
             applied: match &stored.input_sequences {
@@ -130,6 +135,9 @@ struct StoredCheckpoint {
     watermark: Option<i64>,
     #[serde(default)]
     upstream_watermarks: Vec<Option<i64>>,
+    /// Behind a repartition topic: the upstreams' names, in the order of their indexes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    upstream_names: Vec<String>,
     /// Per upstream, the highest number applied (all a checkpoint before numbers per stream had).
     #[serde(default)]
     sequences: Vec<u64>,
@@ -236,6 +244,7 @@ mod tests {
             next_position: 42,
             watermark: Some(-5),
             upstream_watermarks: vec![Some(-5), None],
+            upstream_names: vec!["events/0".into(), "events/1".into()],
             applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)]),
             sent: OutputSequences::restored(2, &[("t-repartition".into(), 0, 77), ("u-repartition".into(), 0, 5)]),
             operators: vec![OperatorCheckpoint {

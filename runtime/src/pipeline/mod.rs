@@ -38,5 +38,5 @@ pub use task::{
 pub use tasks::{
     ExchangeWiring, NoExchanges, SharedOutputs, StartedTask, TASK_QUEUE, TaskFactory, TaskSettings, TaskStart, TaskStartError,
 };
-pub use upstreams::Upstreams;
+pub use upstreams::{UpstreamNames, Upstreams};
 pub use watermark::{Arrival, WatermarkGenerator};

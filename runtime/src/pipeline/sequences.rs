@@ -106,6 +106,23 @@ impl AppliedSequences {
         highest
     }
 
+    /// The same numbers with upstream `i` renamed `now[i]` (an upstream beyond `now` is left
+    /// out: its streams start again at 0).
+    pub fn renumbered(&self, now: &[u32]) -> AppliedSequences {
+        let last =
+            self.last.iter().filter_map(|(&(upstream, input), &number)| Some(((*now.get(upstream as usize)?, input), number))).collect();
+        let mut shared = Vec::new();
+        for (upstream, &floor) in self.shared.iter().enumerate() {
+            let Some(&index) = now.get(upstream) else { continue };
+            let index = index as usize;
+            if index >= shared.len() {
+                shared.resize(index + 1, 0);
+            }
+            shared[index] = floor;
+        }
+        AppliedSequences { last, shared }
+    }
+
     pub fn streams(&self) -> AppliedNumbers {
         self.last.iter().map(|(&(upstream, input), &number)| (upstream, input, number)).collect()
     }

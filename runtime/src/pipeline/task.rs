@@ -570,11 +570,12 @@ impl Task {
             }
         };
         self.flush_outputs()?;
-        let (upstream_watermarks, applied) = self.upstreams.snapshot();
+        let (upstream_watermarks, applied, upstream_names) = self.upstreams.snapshot();
         let checkpoint = TaskCheckpoint {
             next_position: barrier.position,
             watermark: self.watermark,
             upstream_watermarks,
+            upstream_names,
             applied,
             sent: self.sent.clone(),
             operators,

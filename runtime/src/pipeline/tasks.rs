@@ -153,7 +153,7 @@ impl TaskFactory {
         let TaskStart { origin, instance, mut upstreams, restored, checkpoints } = start;
         if let Some(checkpoint) = restored {
             self.check_checkpoint(&origin, checkpoint)?;
-            upstreams.resume(&checkpoint.upstream_watermarks, &checkpoint.applied);
+            upstreams.resume(&checkpoint.upstream_names, &checkpoint.upstream_watermarks, &checkpoint.applied);
         }
         let metrics = &self.control.monitor().metrics;
         let (pipeline, task) = (self.control.pipeline(), origin.to_string());

@@ -5,8 +5,44 @@
 //!
 //! A task's watermark is the least of its upstreams' watermarks: it never closes a window
 //! while any upstream can still send records for it.
+//!
+//! Behind a repartition topic, upstreams are indexed in the order of their names
+//! (`UpstreamNames`), and checkpoints keep the names: a restart whose list differs (a topic's
+//! partitions added, a new topic matching a source's pattern) finds each upstream's watermark
+//! and numbers under its own name, not under the index it had.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::sequences::AppliedSequences;
+
+/// Behind a repartition topic: the names of the upstream tasks (the `topic/partition` each
+/// reads), in the order of their indexes. Shared by the task, which keeps them in its
+/// checkpoints, and the feed of its partition, which adds the upstreams it meets.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamNames(Arc<Mutex<Vec<String>>>);
+
+impl UpstreamNames {
+    pub fn new(names: Vec<String>) -> UpstreamNames {
+        UpstreamNames(Arc::new(Mutex::new(names)))
+    }
+
+    /// The index of upstream `name` (added, if new).
+    pub fn index_of(&self, name: &str) -> usize {
+        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        names.iter().position(|known| known == name).unwrap_or_else(|| {
+            names.push(name.to_owned());
+            names.len() - 1
+        })
+    }
+
+    pub fn to_vec(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
 
 /// Senders (barriers, the end) and watermark inputs of one task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +53,17 @@ pub struct Upstreams {
     watermarks: Vec<Option<i64>>,
     /// Behind a repartition topic: the last sequence number applied of each upstream's streams.
     sequences: AppliedSequences,
+    /// Behind a repartition topic: the upstreams' names.
+    names: Option<UpstreamNames>,
 }
+
+impl PartialEq for UpstreamNames {
+    fn eq(&self, other: &UpstreamNames) -> bool {
+        self.to_vec() == other.to_vec()
+    }
+}
+
+impl Eq for UpstreamNames {}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sender {
@@ -33,11 +79,32 @@ impl Upstreams {
             senders: vec![Sender::default(); senders.max(1)],
             watermarks: vec![None; watermarks.max(1)],
             sequences: AppliedSequences::default(),
+            names: None,
         }
     }
 
-    /// Continues from a checkpoint's watermarks and sequence numbers.
-    pub fn resume(&mut self, watermarks: &[Option<i64>], sequences: &AppliedSequences) {
+    /// The one sender of a task behind a repartition topic, and the upstreams named `names`
+    /// writing into it.
+    pub fn named(names: UpstreamNames) -> Upstreams {
+        let mut upstreams = Upstreams::new(1, names.count());
+        upstreams.names = Some(names);
+        upstreams
+    }
+
+    /// Continues from a checkpoint's watermarks and sequence numbers. With the names of the
+    /// checkpoint's upstreams (`checkpoint_names`, none in checkpoints of other tasks and of
+    /// versions before names were kept), each upstream's are found under its name.
+    pub fn resume(&mut self, checkpoint_names: &[String], watermarks: &[Option<i64>], sequences: &AppliedSequences) {
+        if let Some(names) = self.names.as_ref().filter(|_| !checkpoint_names.is_empty()) {
+            let now: Vec<u32> = checkpoint_names.iter().map(|name| names.index_of(name) as u32).collect();
+            let mut moved = vec![None; names.count().max(self.watermarks.len())];
+            for (index, watermark) in now.iter().zip(watermarks) {
+                moved[*index as usize] = *watermark;
+            }
+            self.watermarks = moved;
+            self.sequences = sequences.renumbered(&now);
+            return;
+        }
         for (slot, watermark) in self.watermarks.iter_mut().zip(watermarks) {
             *slot = *watermark;
         }
@@ -47,9 +114,11 @@ impl Upstreams {
         self.sequences = sequences.clone();
     }
 
-    /// The watermarks and sequence numbers, for a checkpoint.
-    pub fn snapshot(&self) -> (Vec<Option<i64>>, AppliedSequences) {
-        (self.watermarks.clone(), self.sequences.clone())
+    /// The watermarks, sequence numbers and (behind a repartition topic) names of the
+    /// upstreams, for a checkpoint.
+    pub fn snapshot(&self) -> (Vec<Option<i64>>, AppliedSequences, Vec<String>) {
+        let names = self.names.as_ref().map(UpstreamNames::to_vec).unwrap_or_default();
+        (self.watermarks.clone(), self.sequences.clone(), names)
     }
 
     /// Notes upstream `from`'s watermark (watermarks never go back).
@@ -140,9 +209,35 @@ mod tests {
         assert!(upstreams.accept(3, 0, 2));
         assert!(!upstreams.accept(3, 0, 2));
         assert!(upstreams.accept(0, 0, 1));
-        let (watermarks, sequences) = upstreams.snapshot();
+        let (watermarks, sequences, names) = upstreams.snapshot();
+        assert!(names.is_empty(), "upstreams in process have no names");
         let mut resumed = Upstreams::new(1, 4);
-        resumed.resume(&watermarks, &sequences);
+        resumed.resume(&names, &watermarks, &sequences);
         assert!(!resumed.accept(3, 0, 1) && resumed.accept(3, 0, 5));
+    }
+
+    /// A restart with another list of upstreams (a topic that sorts first appeared) finds each
+    /// one's watermark and numbers under its name; one the list no longer has is kept after
+    /// the others.
+    #[test]
+    fn upstreams_are_found_by_name_after_a_restart_with_other_upstreams() {
+        let names = UpstreamNames::new(vec!["b/0".into(), "c/0".into()]);
+        let mut upstreams = Upstreams::named(names.clone());
+        upstreams.watermark(0, 500);
+        upstreams.watermark(1, 700);
+        assert!(upstreams.accept(0, 0, 40) && upstreams.accept(1, 2, 9));
+        let (watermarks, sequences, saved) = upstreams.snapshot();
+        assert_eq!(saved, ["b/0", "c/0"]);
+
+        let names = UpstreamNames::new(vec!["a/0".into(), "b/0".into()]);
+        let mut resumed = Upstreams::named(names.clone());
+        resumed.resume(&saved, &watermarks, &sequences);
+        assert_eq!(names.to_vec(), ["a/0", "b/0", "c/0"], "c/0 is kept");
+        assert!(resumed.accept(0, 0, 1), "a/0 is new: its first record is applied");
+        assert!(!resumed.accept(1, 0, 40) && resumed.accept(1, 0, 41), "b/0 goes on from its number");
+        assert!(!resumed.accept(2, 2, 9) && resumed.accept(2, 2, 10), "c/0 too");
+        assert_eq!(resumed.least_watermark(), None, "a/0 has sent no watermark yet");
+        resumed.watermark(0, 900);
+        assert_eq!(resumed.least_watermark(), Some(500));
     }
 }

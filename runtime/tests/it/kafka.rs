@@ -734,6 +734,41 @@ fn a_pattern_source_behind_a_keyed_exchange_waits_for_every_matching_partition()
     assert!(!sluice.log_text().contains("counts.late_dropped"), "no record was late:\n{}", sluice.log_text());
 }
 
+/// A topic matching the source's pattern appears between two runs, and sorts before the one
+/// read so far: the task behind the exchange finds the numbers it applied of `events-b` under
+/// that name, not under the index `events-b` had. (With indexes, the first run's numbers of
+/// `events-b/0` became those of the new `events-a/0`, whose records were dropped as already
+/// applied.)
+#[test]
+fn a_topic_matching_the_pattern_between_two_runs_loses_none_of_its_records() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events-b", 1);
+    broker.create_topic("windows", 1);
+    let input = windowed_records(10_000, 20);
+    produce(&broker.bootstrap(), "events-b", &input[..6_000]);
+    let scratch = Scratch::new();
+    let with_pattern = WINDOWED_PIPELINE
+        .replace("topics = [\"events\"]", "pattern = \"events-.*\"")
+        .replace("checkpoint_interval = \"300ms\"", "checkpoint_interval = \"300ms\"\nrepartition_partitions = 1");
+    let pipeline = kafka_pipeline(&scratch, &broker, &with_pattern);
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
+    let first_windows = expected_windows(&input[..4_000]);
+    await_windows(&broker.bootstrap(), &first_windows, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+
+    broker.create_topic("events-a", 1);
+    produce(&broker.bootstrap(), "events-a", &input[6_000..8_000]);
+    produce(&broker.bootstrap(), "events-b", &input[8_000..]);
+    produce(&broker.bootstrap(), "events-a", &watermark_pushers(1));
+    produce(&broker.bootstrap(), "events-b", &watermark_pushers(1));
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
+    let expected = expected_windows(&input);
+    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_exact_counts(&expected, &results);
+}
+
 /// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
 /// the source keeps what it fetched only up to its bound (8 MiB per partition), then pauses
 /// the partitions instead of queueing what it keeps fetching. Records of 1 KiB, 20 MiB in all,

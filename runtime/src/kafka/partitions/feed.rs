@@ -19,7 +19,8 @@ use crate::config::LateRecords;
 use crate::kafka::headers::headers_of;
 use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
 use crate::pipeline::{
-    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, WatermarkGenerator,
+    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, UpstreamNames,
+    WatermarkGenerator,
 };
 use crate::wasm::Batch;
 
@@ -31,8 +32,8 @@ pub enum FeedKind {
     /// A partition of a source topic: its records' timestamps.
     Source { watermarks: WatermarkGenerator, late: LateRecords },
     /// A partition of a repartition topic: the upstream tasks' markers, by origin (indexes
-    /// among the task's upstreams).
-    Repartition { origins: Vec<String> },
+    /// among the task's upstreams, whose names it shares with the task).
+    Repartition { origins: UpstreamNames, known: Vec<String> },
 }
 
 /// Bytes of records a partition's feed keeps while its task is behind before it pauses the
@@ -264,12 +265,15 @@ impl PartitionFeed {
 
     /// The index of an upstream task among the task's upstreams (a new one is added).
     fn origin_index(&mut self, origin: &str) -> u32 {
-        let FeedKind::Repartition { origins } = &mut self.kind else { return 0 };
-        let index = origins.iter().position(|known| known == origin).unwrap_or_else(|| {
+        let FeedKind::Repartition { origins, known } = &mut self.kind else { return 0 };
+        if let Some(index) = known.iter().position(|name| name == origin) {
+            return index as u32;
+        }
+        let index = origins.index_of(origin);
+        if index >= known.len() {
             tracing::info!(origin, "a new upstream task writes into the repartition topic");
-            origins.push(origin.to_owned());
-            origins.len() - 1
-        });
+        }
+        *known = origins.to_vec();
         index as u32
     }
 

@@ -36,8 +36,8 @@ use super::checkpoint::{CheckpointKey, CheckpointStore};
 use super::transaction::TransactionalProducer;
 use crate::config::StartPosition;
 use crate::pipeline::{
-    Batcher, CheckpointTarget, StartedTask, TaskCheckpoint, TaskFactory, TaskMessage, TaskOrigin, TaskStart, TaskStats, Upstreams,
-    WatermarkGenerator,
+    Batcher, CheckpointTarget, StartedTask, TaskCheckpoint, TaskFactory, TaskMessage, TaskOrigin, TaskStart, TaskStats, UpstreamNames,
+    Upstreams, WatermarkGenerator,
 };
 use crate::source::EventTime;
 
@@ -340,7 +340,8 @@ impl SourceContext {
                 (FeedKind::Source { watermarks, late: event_time.late }, Upstreams::new(1, 1))
             }
             StageOf::Repartition(stage) => {
-                (FeedKind::Repartition { origins: stage.origins.clone() }, Upstreams::new(1, stage.origins.len()))
+                let names = UpstreamNames::new(stage.origins.clone());
+                (FeedKind::Repartition { origins: names.clone(), known: Vec::new() }, Upstreams::named(names))
             }
         };
         let start = TaskStart { origin, instance: 0, upstreams, restored: checkpoint, checkpoints: Some(target) };
