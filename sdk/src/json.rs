@@ -349,9 +349,18 @@ pub fn write_canonical(out: &mut String, raw: &RawValue) {
     write_canonical_text(out, raw.get().as_bytes());
 }
 
+/// Levels of arrays and objects [`write_canonical_text`] reads into; a value nested deeper is
+/// written as its text below that level (as serde_json's own limit, 128), so that a record
+/// nested thousands of levels deep costs no more stack than that.
+const CANONICAL_DEPTH: usize = 128;
+
 /// [`write_canonical`] for the JSON text of a value (as [`crate::Record::field_texts`] gives
 /// it), without making a `RawValue` of it first.
 pub fn write_canonical_text(out: &mut String, text: &[u8]) {
+    write_canonical_text_at(out, text, 0);
+}
+
+fn write_canonical_text_at(out: &mut String, text: &[u8], depth: usize) {
     if let Some(plain) = text_plain_str(text) {
         // The text of a plain string is its quotes around its characters.
         out.push('"');
@@ -366,8 +375,9 @@ pub fn write_canonical_text(out: &mut String, text: &[u8]) {
     }
     let text = text.trim_ascii();
     let written = match text.first() {
-        Some(b'[') => write_canonical_array(out, text),
-        Some(b'{') => write_canonical_object(out, text),
+        Some(b'[' | b'{') if depth >= CANONICAL_DEPTH => false,
+        Some(b'[') => write_canonical_array(out, text, depth),
+        Some(b'{') => write_canonical_object(out, text, depth),
         Some(b'-' | b'0'..=b'9') => Decimal::parse(text).map(|decimal| decimal.write_canonical(out)).is_some(),
         _ => match serde_json::from_slice::<Value>(text) {
             Ok(value) => {
@@ -384,14 +394,14 @@ pub fn write_canonical_text(out: &mut String, text: &[u8]) {
 }
 
 /// The items of a JSON array, each by its canonical text: numbers exactly as written.
-fn write_canonical_array(out: &mut String, text: &[u8]) -> bool {
+fn write_canonical_array(out: &mut String, text: &[u8], depth: usize) -> bool {
     let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(text) else { return false };
     out.push('[');
     for (position, item) in items.into_iter().enumerate() {
         if position > 0 {
             out.push(',');
         }
-        write_canonical_text(out, item.get().as_bytes());
+        write_canonical_text_at(out, item.get().as_bytes(), depth + 1);
     }
     out.push(']');
     true
@@ -399,7 +409,7 @@ fn write_canonical_array(out: &mut String, text: &[u8]) -> bool {
 
 /// The fields of a JSON object in name order (a repeated name: its last value, as a parsed
 /// object keeps), each by its canonical text.
-fn write_canonical_object(out: &mut String, text: &[u8]) -> bool {
+fn write_canonical_object(out: &mut String, text: &[u8], depth: usize) -> bool {
     use std::fmt::Write as _;
     let Ok(fields) = serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(text) else { return false };
     out.push('{');
@@ -408,7 +418,7 @@ fn write_canonical_object(out: &mut String, text: &[u8]) -> bool {
             out.push(',');
         }
         let _ = write!(out, "{}:", Value::String(name));
-        write_canonical_text(out, field.get().as_bytes());
+        write_canonical_text_at(out, field.get().as_bytes(), depth + 1);
     }
     out.push('}');
     true

@@ -140,4 +140,20 @@ mod tests {
         assert_eq!(partition_of(b"u7", 4), partition_of(b"u7", 4));
         assert!(partition_of(b"anything", 3) < 3);
     }
+
+    /// A key value nested 100,000 levels deep (200 KB of brackets) is read without a stack
+    /// overflow: below 128 levels, its text is its key.
+    #[test]
+    fn a_key_nested_far_deeper_than_any_stack_is_its_text_below_128_levels() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let one = KeySelector::new(vec![FieldPath::parse("a").unwrap()]);
+        let mut key = String::new();
+        let read = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || one.write(format!(r#"{{"a": {deep}}}"#).as_bytes(), &mut key).map(|()| key))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(read.unwrap(), format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+    }
 }
