@@ -145,6 +145,10 @@ def _first_wins(pairs) -> dict:
 
 def parse_json(text):
     """Strict JSON: numbers finite as 64-bit floats, no NaN or Infinity (ValueError otherwise)."""
+    # Bytes are decoded here, not by json.loads, which would load the UTF-16 or UTF-32 codec
+    # for bytes that look like them: a module loaded after the build traps (no files to read).
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
     return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_refuse_constant,
                       object_pairs_hook=_first_wins)
 
@@ -424,7 +428,7 @@ class WitWorld(wit_world.WitWorld):
         if state.version != 1:
             raise Err(f"cannot read state version {state.version}: this version reads 1")
         try:
-            history = json.loads(state.bytes)
+            history = json.loads(state.bytes.decode("utf-8"))
         except ValueError as error:
             raise Err(f"state is not valid: {error}")
         def event_times(times) -> bool:

@@ -22,11 +22,21 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
             Ok(civil) => jiff::tz::Offset::UTC.to_timestamp(civil).map_err(|_| out_of_range())?,
             // jiff names the instant's range so: past it, a valid time Sluice cannot represent.
             Err(_) if with_offset.to_string().contains("Unix timestamp seconds") => return Err(out_of_range()),
+            // A year of five digits or more, or a six-digit one past ±9999.
+            Err(_) if beyond_four_digit_years(text) || with_offset.to_string().contains("-9999..=9999") => return Err(out_of_range()),
             Err(_) => return Err(format!("{text:?} is not an RFC 3339 time such as \"2026-01-01T12:00:00Z\": {with_offset}")),
         },
     };
     // Floored, so that a time before 1970 with a fraction of a millisecond keeps its millisecond.
     i64::try_from(instant.as_nanosecond().div_euclid(1_000_000)).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// Whether `text` starts with a year past ±9999 (`10000-01-01`, `+010000-01-01`).
+fn beyond_four_digit_years(text: &str) -> bool {
+    let digits = text.trim_start_matches(['+', '-']);
+    let year = digits.bytes().take_while(u8::is_ascii_digit).count();
+    let significant = digits[..year].trim_start_matches('0').len();
+    digits.as_bytes().get(year) == Some(&b'-') && (significant > 4)
 }
 
 /// The hours of the offset `text` ends with (`+25:00` → 25), if it ends with one after its time.
@@ -50,7 +60,9 @@ mod tests {
 
     #[test]
     fn times_past_the_readable_range_say_the_range_in_words() {
-        for text in ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59"] {
+        for text in
+            ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59", "+010000-01-01T00:00:00Z", "-010000-01-01T00:00:00Z", "10000-01-01T00:00:00Z"]
+        {
             let error = parse_rfc3339_millis(text).expect_err(text);
             assert!(error.contains("is outside the times Sluice reads, -009999-01-02T01:59:59Z to 9999-12-30T22:00:00"), "{error}");
         }

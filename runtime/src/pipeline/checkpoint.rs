@@ -36,6 +36,9 @@ pub struct TaskCheckpoint {
     pub applied: AppliedSequences,
     /// The last sequence number of each stream this task sends into repartition topics.
     pub sent: OutputSequences,
+    /// What decided the records it sent (`sequences::sender_digest`; none: it sent through no
+    /// repartition topic, or an older version wrote the checkpoint).
+    pub sent_by: String,
     pub operators: Vec<OperatorCheckpoint>,
     /// Records received but held for event-time order (`order = "event-time"`).
     pub held: Vec<HeldRecord>,
@@ -70,6 +73,7 @@ impl TaskCheckpoint {
             output_sequence: self.sent.highest(),
             output_sequences: Some(self.sent.streams()),
             output_sequences_start: self.sent.start(),
+            sent_by: self.sent_by.clone(),
             operators: self
                 .operators
                 .iter()
@@ -120,6 +124,7 @@ impl TaskCheckpoint {
                 Some(streams) => OutputSequences::restored(stored.output_sequences_start, streams),
                 None => OutputSequences::restored(stored.output_sequence, &[]),
             },
+            sent_by: stored.sent_by,
             operators,
             held,
         })
@@ -157,6 +162,9 @@ struct StoredCheckpoint {
     /// With `output_sequences`: where streams not held start (an older checkpoint's number).
     #[serde(default, skip_serializing_if = "is_zero")]
     output_sequences_start: u64,
+    /// What decided the records sent (`sequences::sender_digest`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    sent_by: String,
     operators: Vec<StoredOperator>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     held: Vec<StoredHeld>,
@@ -247,6 +255,7 @@ mod tests {
             upstream_names: vec!["events/0".into(), "events/1".into()],
             applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)]),
             sent: OutputSequences::restored(2, &[("t-repartition".into(), 0, 77), ("u-repartition".into(), 0, 5)]),
+            sent_by: "0123abcd".into(),
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),

@@ -54,9 +54,35 @@ impl OutputSequences {
         self.last.values().copied().fold(self.start, u64::max)
     }
 
+    /// The same streams numbered on from past every number given so far (`RENUMBER_JUMP`).
+    pub fn jumped(&self) -> OutputSequences {
+        let last = self.last.iter().map(|(stream, number)| (stream.clone(), number.saturating_add(RENUMBER_JUMP))).collect();
+        OutputSequences { last, start: self.start.saturating_add(RENUMBER_JUMP) }
+    }
+
     pub fn streams(&self) -> SentNumbers {
         self.last.iter().map(|((topic, input), number)| (topic.clone(), *input, *number)).collect()
     }
+}
+
+/// How far a task's numbers jump when what it sends changed since its checkpoint (other
+/// operators, versions or settings in front of the repartition topics, `sender_digest`): past
+/// any number a reader may have applied of what the earlier run sent after that checkpoint,
+/// so that no record the new operators send is taken for one sent again and dropped.
+const RENUMBER_JUMP: u64 = 1 << 32;
+
+/// What decides the records a task sends into repartition topics, given its input: its
+/// operators (names, plugin versions, settings), how its stage wires them, and the topics, as
+/// `parts`. A restart whose digest differs from its checkpoint's numbers on past the earlier
+/// run's numbers (`OutputSequences::jumped`).
+pub fn sender_digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The last number a task applied of each stream it reads through a repartition topic.

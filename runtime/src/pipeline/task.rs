@@ -14,7 +14,7 @@ use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec, Processed, StateHandover};
-use super::sequences::OutputSequences;
+use super::sequences::{OutputSequences, sender_digest};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
@@ -271,6 +271,8 @@ pub struct TaskParts {
     pub watermark: Option<i64>,
     /// The sequence numbers of the records it sends into repartition topics (from a checkpoint).
     pub sent: OutputSequences,
+    /// What decided the records the checkpoint's numbers were given to (see `sender_digest`).
+    pub sent_by: String,
     /// Records a checkpoint held for event-time order.
     pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
@@ -330,7 +332,8 @@ impl Task {
         let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
         let event_order =
             (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held).releasing_at_most(parts.batch_size));
-        Task {
+        let sent_by = parts.sent_by;
+        let mut task = Task {
             event_order,
             stage: parts.stage,
             operators: parts.operators,
@@ -349,7 +352,64 @@ impl Task {
             origin: parts.origin,
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
+        };
+        task.renumber_if_changed(&sent_by);
+        task
+    }
+
+    /// What decides the records this task sends into repartition topics (none: it sends
+    /// through none): its operators as they run now, its stage's wiring, the topics.
+    fn sender_digest(&self) -> String {
+        let streams: Vec<&str> =
+            self.outputs.exchanges.iter().flatten().map(|output| output.stream()).filter(|stream| !stream.is_empty()).collect();
+        if streams.is_empty() {
+            return String::new();
         }
+        // Where records go, with exchanges by their topic (their indexes move as the graph
+        // grows elsewhere) and sinks left out (they do not change what is sent).
+        let stream_of =
+            |exchange: usize| self.outputs.exchanges.get(exchange).and_then(Option::as_ref).map_or("", |output| output.stream());
+        let wiring: String = std::iter::once(&self.stage.entry_targets)
+            .chain(self.stage.output_targets.iter().flatten())
+            .map(|targets| {
+                let described: Vec<String> = targets
+                    .iter()
+                    .filter_map(|target| match target {
+                        Target::Operator { position, input } => Some(format!("operator {position}/{input}")),
+                        Target::Exchange { exchange, input } => Some(format!("exchange {}/{input}", stream_of(*exchange))),
+                        Target::Sink(_) => None,
+                    })
+                    .collect();
+                described.join(",") + ";"
+            })
+            .collect();
+        let operators = self.operators.iter().map(Operator::spec).flat_map(|spec| {
+            let key_by = spec.key_by.as_ref().map(|fields| fields.join("\u{0}")).unwrap_or_default();
+            [spec.name.to_string(), spec.plugin.digest().to_string(), spec.config_json.clone(), key_by]
+        });
+        let operators: Vec<String> = operators.collect();
+        sender_digest(streams.into_iter().chain([wiring.as_str()]).chain(operators.iter().map(String::as_str)))
+    }
+
+    /// After a restart whose operators in front of the repartition topics differ from those
+    /// of the checkpoint (`sent_by`), the records read after the checkpoint are not those the
+    /// earlier run sent: they are numbered on past its numbers, so that none is dropped as
+    /// sent before.
+    fn renumber_if_changed(&mut self, sent_by: &str) {
+        if sent_by.is_empty() {
+            return;
+        }
+        let now = self.sender_digest();
+        if now.is_empty() || now == sent_by {
+            return;
+        }
+        tracing::warn!(
+            task = %self.origin,
+            "the operators in front of the repartition topics changed since the checkpoint (other operators, versions, \
+             settings or wiring): the records read after it are sent on under new numbers, so that none is dropped; if the \
+             earlier run stopped without a checkpoint at its end (a crash), what it sent after the checkpoint may count twice"
+        );
+        self.sent = self.sent.jumped();
     }
 
     /// The flag that stops the task at its next message, saving nothing.
@@ -578,6 +638,7 @@ impl Task {
             upstream_names,
             applied,
             sent: self.sent.clone(),
+            sent_by: self.sender_digest(),
             operators,
             held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };

@@ -201,6 +201,9 @@ impl TaskFactory {
                 dead_letters: self.outputs.dead_letters.clone(),
                 exchanges: self.exchanges.outputs(&origin, instance),
             };
+            if let Some(checkpoint) = restored {
+                Self::check_sent_streams(&origin, checkpoint, &outputs)?;
+            }
             let parts = TaskParts {
                 origin: origin.clone(),
                 stage: self.stage.clone(),
@@ -209,6 +212,7 @@ impl TaskFactory {
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 sent: restored.map(|checkpoint| checkpoint.sent.clone()).unwrap_or_default(),
+                sent_by: restored.map(|checkpoint| checkpoint.sent_by.clone()).unwrap_or_default(),
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
@@ -241,18 +245,37 @@ impl TaskFactory {
     fn check_checkpoint(&self, origin: &TaskOrigin, checkpoint: &TaskCheckpoint) -> Result<(), TaskStartError> {
         let specs = self.control.current_specs();
         let ours: Vec<&str> = self.stage.operators.iter().map(|operator| &*specs[*operator].name).collect();
-        match checkpoint.operators.iter().find(|saved| !ours.contains(&saved.name.as_str())) {
-            None => Ok(()),
-            Some(stray) => Err(TaskStartError::Checkpoint {
-                task: origin.to_string(),
-                reason: format!(
-                    "its checkpoint holds the state of operator \"{}\", which this task no longer runs (the pipeline's graph \
-                     changed: the operator runs in another stage now); that state cannot be moved: start over with a new \
-                     consumer `group` or state directory, or restore the previous pipeline",
-                    stray.name
-                ),
-            }),
-        }
+        let Some(stray) = checkpoint.operators.iter().find(|saved| !ours.contains(&saved.name.as_str())) else { return Ok(()) };
+        let change = if specs.iter().any(|spec| *spec.name == stray.name) {
+            "which this task no longer runs (the pipeline's graph changed: the operator runs in another stage now)"
+        } else {
+            "which the pipeline no longer has (removed or renamed)"
+        };
+        Err(TaskStartError::Checkpoint {
+            task: origin.to_string(),
+            reason: format!(
+                "its checkpoint holds the state of operator \"{}\", {change}; that state cannot be moved: start over with a new \
+                 consumer `group` or state directory, or restore the previous pipeline",
+                stray.name
+            ),
+        })
+    }
+
+    /// A checkpoint of a task that sent records into repartition topics names them: one this
+    /// pipeline no longer has (the operator behind it renamed or removed) still holds records
+    /// sent into it that nothing would read, and its operator's state would be left behind.
+    fn check_sent_streams(origin: &TaskOrigin, checkpoint: &TaskCheckpoint, outputs: &TaskOutputs) -> Result<(), TaskStartError> {
+        let ours: Vec<&str> = outputs.exchanges.iter().flatten().map(|output| output.stream()).collect();
+        let streams = checkpoint.sent.streams();
+        let Some((gone, _, _)) = streams.iter().find(|(topic, _, _)| !ours.contains(&topic.as_str())) else { return Ok(()) };
+        Err(TaskStartError::Checkpoint {
+            task: origin.to_string(),
+            reason: format!(
+                "its checkpoint was taken while it sent records into the repartition topic {gone}, which this pipeline no longer \
+                 has (the operator behind it was renamed or removed): the records still in that topic would never be read, and \
+                 that operator's state would be lost; restore the previous pipeline, or start over with a new consumer `group`"
+            ),
+        })
     }
 
     /// The outputs every task of the pipeline shares.

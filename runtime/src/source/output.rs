@@ -237,8 +237,8 @@ impl SourceOutput {
                 records = self.stats.records,
                 "many records arrive behind the watermark (newest event time - out_of_orderness): they are late, so an \
                  event-time operator such as a window may drop them, and a late record may need a batch of its own; if this \
-                 disorder is expected, raise [pipeline] out_of_orderness (or, if nothing downstream uses event time, leave \
-                 timestamp_field unset)"
+                 disorder is expected, raise [pipeline] out_of_orderness (or, for a file or stdin source whose times nothing \
+                 downstream uses, leave timestamp_field unset)"
             );
         }
     }

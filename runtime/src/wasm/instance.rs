@@ -344,7 +344,8 @@ impl PluginInstance {
             // The guest said nothing before it stopped: say what usually does that.
             None if error.downcast_ref::<Trap>() == Some(&Trap::UnreachableCodeReached) => format!(
                 "plugin trapped: {trap} (without a message: in Python or JavaScript often a function that returned nothing, or \
-                 a value of another shape than the WIT's; in Rust or C an abort)"
+                 a value of another shape than the WIT's, or in Python a module imported after the build, inside a function or \
+                 on first use (docs/languages.md, \"The sandbox stays closed\"); in Rust or C an abort)"
             ),
             None => format!("plugin trapped: {trap}"),
         };

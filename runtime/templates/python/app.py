@@ -34,7 +34,9 @@ COUNTS = {"kept": 0}
 def number_at(value: bytes, field: str):
     """The number at `field` of a JSON-object record, None when absent; raises ValueError."""
     try:
-        record = json.loads(value)
+        # Bytes decoded here, not by json.loads: it would load the UTF-16 or UTF-32 codec for
+        # bytes that look like them, and a module loaded after the build traps (no files).
+        record = json.loads(value.decode("utf-8"))
     except ValueError as error:
         raise ValueError(f"payload is not valid JSON: {error}") from None
     if not isinstance(record, dict):
@@ -124,6 +126,6 @@ class WitWorld(wit_world.WitWorld):
         if state.version != 1:
             raise Err(f"cannot read state version {state.version}")
         try:
-            COUNTS["kept"] = int(json.loads(state.bytes)["kept"])
+            COUNTS["kept"] = int(json.loads(state.bytes.decode("utf-8"))["kept"])
         except (ValueError, KeyError, TypeError) as error:
             raise Err(f"state is not valid: {error!r}")
