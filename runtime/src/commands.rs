@@ -129,7 +129,22 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         let _watcher = watch_files(path, &pipeline, &running, plugins, restart, refused.clone(), options.watch);
         let summary = running.wait();
         monitor.readiness.ended();
-        let summary = summary?;
+        let summary = match summary {
+            // A partition of a Kafka source that could not start from its checkpoint (they
+            // start as the group assigns them, after the pipeline did): as above.
+            Err(error) if error.is_task_not_started() && previous.is_some() && !stop.is_raised() => {
+                tracing::error!(
+                    "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it \
+                     changes): {error}"
+                );
+                refused = Some(pipeline.text.contents().to_owned());
+                if let Some((definition, all_carried)) = previous.take() {
+                    (pipeline, carried) = (definition, Some(all_carried));
+                }
+                continue;
+            }
+            summary => summary?,
+        };
         // Several restarts may have been asked for while draining: the newest wins.
         match restart_requested.try_iter().last() {
             Some(crate::reload::Restart { new, running }) if !stop.is_raised() => {

@@ -184,6 +184,7 @@ impl KafkaSource {
         let mut partitions = context.partitions();
         let finished = std::mem::take(&mut partitions.finished);
         match failure.or_else(|| partitions.failure.take()) {
+            Some(message) if partitions.failed_to_start => Err(SourceError::TaskNotStarted { source_name: self.name.to_string(), message }),
             Some(reason) => Err(self.invalid(reason)),
             None => Ok(finished),
         }

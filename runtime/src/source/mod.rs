@@ -27,6 +27,10 @@ pub enum SourceError {
     Read { source_name: String, error: std::io::Error },
     #[error("source \"{source_name}\": {message}")]
     Invalid { source_name: String, message: String },
+    /// The task of a partition could not start (its checkpoint was taken on another graph, or
+    /// its operators refused the state): the definition cannot run on this state.
+    #[error("source \"{source_name}\": {message}")]
+    TaskNotStarted { source_name: String, message: String },
 }
 
 /// A configured local source, ready to run its shares on threads of their own.

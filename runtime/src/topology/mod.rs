@@ -352,6 +352,14 @@ impl RunningPipeline {
     }
 }
 
+impl RunError {
+    /// A task could not start on the state it was given (a Kafka partition's checkpoint taken
+    /// on another graph, or refused by an operator): the definition cannot run here.
+    pub fn is_task_not_started(&self) -> bool {
+        matches!(self, RunError::Source(SourceError::TaskNotStarted { .. }))
+    }
+}
+
 /// The error to report: a task (or a Kafka source's partition task) only fails because
 /// something downstream failed first, so a sink's own error, which says why (a write error, a
 /// Kafka delivery timing out), comes first, then the others, a task's last.

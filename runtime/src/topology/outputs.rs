@@ -48,7 +48,7 @@ impl OutputsStart<'_> {
                 None => FileStart::Continued,
                 Some(length) => match (checkpoint.output_paths.get(output), path) {
                     (Some(then), Some(now)) if output_location(then) != output_location(now) => {
-                        warn_output_moved(output, then, now);
+                        leave_moved_output_at_checkpoint(output, then, now, *length);
                         FileStart::Continued
                     }
                     _ => FileStart::ContinuedFrom(*length),
@@ -59,14 +59,20 @@ impl OutputsStart<'_> {
 }
 
 /// An output's path changed since the checkpoint the run resumes from: the new file is not cut
-/// at the old one's length (it may be another file altogether), but appended to.
-fn warn_output_moved(output: &str, then: &Path, now: &Path) {
+/// at the old one's length (it may be another file altogether), but appended to; the old file
+/// is cut back to the checkpoint's length, so that what was written after the checkpoint, and
+/// is written again now, ends up in one file only.
+fn leave_moved_output_at_checkpoint(output: &str, then: &Path, now: &Path, length: u64) {
+    let cut = match cut_back_to_checkpoint(then, length) {
+        Ok(()) => "cut back to the checkpoint".to_owned(),
+        Err(error) => format!("could not be cut back to the checkpoint, so it may also hold results written after it: {error}"),
+    };
     tracing::warn!(
         output,
         then = %then.display(),
         now = %now.display(),
         "the output's path changed since the checkpoint this run resumes from: its results up to the checkpoint are in the \
-         file it had then; this run appends the rest to the new one, starting with what was written after the checkpoint"
+         file it had then ({cut}); this run appends the rest to the new one, starting with what was written after the checkpoint"
     );
 }
 

@@ -812,6 +812,34 @@ fn a_restart_with_the_operator_behind_an_exchange_renamed_is_refused() {
     assert!(log.contains("counts-repartition, which this pipeline no longer has"), "{log}");
 }
 
+/// The same rename made to the file while the pipeline runs: the reloaded definition cannot
+/// start (its partitions' checkpoints are refused as they are assigned, after the pipeline
+/// started), so the previous one runs on, and its windows come out exact.
+#[test]
+fn a_reloaded_file_whose_partitions_refuse_their_checkpoints_leaves_the_previous_definition_running() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 2);
+    broker.create_topic("windows", 2);
+    let input = windowed_records(8_000, 20);
+    produce(&broker.bootstrap(), "events", &input[..4_000]);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
+    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    kafka_pipeline(&scratch, &broker, &WINDOWED_PIPELINE.replace("name = \"counts\"", "name = \"counted\""));
+    wait_for(Duration::from_secs(60), "the reload refused", || {
+        sluice.log_text().contains("the reloaded pipeline cannot start, restarting the previous definition")
+    });
+    produce(&broker.bootstrap(), "events", &input[4_000..]);
+    produce(&broker.bootstrap(), "events", &watermark_pushers(2));
+    let expected = expected_windows(&input);
+    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_exact_counts(&expected, &results);
+}
+
 /// A topic matching the source's pattern appears between two runs, and sorts before the one
 /// read so far: the task behind the exchange finds the numbers it applied of `events-b` under
 /// that name, not under the index `events-b` had. (With indexes, the first run's numbers of

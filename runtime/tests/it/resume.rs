@@ -259,7 +259,8 @@ fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() 
 
 /// A sink whose path was changed between the interrupted run and the resumed one appends to
 /// its new file, which may be another file altogether: it is not cut at the old file's length.
-#[test]
+/// The old file is cut back to the checkpoint (what the interrupted run wrote after it is
+/// written again, to the new file: each result in one file once).
 fn an_output_whose_path_changed_since_the_checkpoint_is_appended_to_not_cut() {
     let scratch = Scratch::new();
     let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
@@ -272,8 +273,13 @@ fn an_output_whose_path_changed_since_the_checkpoint_is_appended_to_not_cut() {
     let unrelated = "{\"n\":\"a file that was there before\"}\n";
     scratch.write("out.jsonl", unrelated);
     scratch.write("dead.jsonl", unrelated);
+    scratch.write("before.jsonl", "{}\n{\"n\":51}\n");
+    scratch.write("dead-before.jsonl", "{}\n{\"n\":51}\n");
 
     let summary = run(&pipeline).expect("resumed run");
+    for old in ["before.jsonl", "dead-before.jsonl"] {
+        assert_eq!(std::fs::read_to_string(scratch.path(old)).expect("the old file"), "{}\n", "{old} cut back to the checkpoint");
+    }
     assert_eq!(summary.sources.records, 50, "lines 51 to 100");
     let output: Vec<_> = scratch.json_lines("out.jsonl").iter().map(|line| line["n"].clone()).collect();
     let mut expected = vec![serde_json::json!("a file that was there before")];

@@ -276,7 +276,7 @@ impl SourceContext {
             let key = self.key(&id);
             let target = rounds.target(self.setup.store.clone(), key.clone(), id.clone());
             if let Err(error) = self.start_feed(&id, checkpoint.as_ref(), Box::new(target), offset) {
-                return self.partitions().fail(error);
+                return self.partitions().fail_start(error);
             }
         }
     }

@@ -136,6 +136,8 @@ pub struct Partitions {
     pub finished: Vec<TaskStats>,
     /// Why the source must stop (a task failed, checkpoints unreadable).
     pub failure: Option<String>,
+    /// Whether `failure` is a partition's task that could not start (`fail_start`).
+    pub failed_to_start: bool,
     /// Exactly-once: why the open transaction must not commit (a task ended without its
     /// last barrier, so its outputs are in the transaction without its offset).
     tainted: Option<String>,
@@ -287,7 +289,7 @@ impl SourceContext {
             let restart_offset = checkpoint.as_ref().and_then(|checkpoint| i64::try_from(checkpoint.next_position).ok());
             let target = self.checkpoint_target(id, key, checkpoint.as_ref());
             if let Err(error) = self.start_feed(id, checkpoint.as_ref(), target, restart_offset) {
-                return self.partitions().fail(error);
+                return self.partitions().fail_start(error);
             }
         }
         let assigned = match consumer.rebalance_protocol() {
@@ -556,6 +558,15 @@ impl Partitions {
     fn fail(&mut self, reason: String) {
         tracing::error!("{reason}");
         self.failure.get_or_insert(reason);
+    }
+
+    /// A partition's task could not start: the source stops with `SourceError::TaskNotStarted`
+    /// (a reloaded definition is then given up for the previous one).
+    fn fail_start(&mut self, reason: String) {
+        if self.failure.is_none() {
+            self.failed_to_start = true;
+        }
+        self.fail(reason);
     }
 }
 
