@@ -77,6 +77,8 @@ impl Table {
     pub fn from_json_lines(name: &str, text: &str, file_key: &str) -> Result<Table, String> {
         check_file_size(name, text)?;
         let mut table = Table::sized_for(text);
+        // A byte order mark is no part of the first line (as with CSV, and a file source).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;

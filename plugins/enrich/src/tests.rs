@@ -117,7 +117,7 @@ fn from_file(format: &str, contents: &str) -> Value {
 
 #[test]
 fn json_lines_files_give_rows_without_their_key_field() {
-    let contents = "{\"id\": \"a\", \"name\": \"Apple\", \"tags\": [\"fruit\"]}\r\n\n   \n{\"id\": 12, \"name\": \"Twelve\"}\n";
+    let contents = "\u{feff}{\"id\": \"a\", \"name\": \"Apple\", \"tags\": [\"fruit\"]}\r\n\n   \n{\"id\": 12, \"name\": \"Twelve\"}\n";
     let mut op = Harness::<Enrich>::new(from_file("json-lines", contents)).unwrap();
     assert_eq!(op.operator().table().len(), 2);
     let out = op.process_json(&[(json!({"sku": "a"}), 0), (json!({"sku": 12.0}), 0), (json!({"sku": "12"}), 0)]);

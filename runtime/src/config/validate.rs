@@ -455,6 +455,10 @@ impl Problems<'_> {
                 ),
             );
         }
+        if operator.plugin.get_ref().as_os_str().is_empty() {
+            self.report(operator.plugin.span(), format!("operator \"{name}\": `plugin` is empty: it names a .wasm component file"));
+            return None;
+        }
         let path = self.pipeline.resolve(operator.plugin.get_ref());
         if let Some(problem) = plugin_file_problem(&path) {
             self.report(operator.plugin.span(), format!("operator \"{name}\": {problem}"));
@@ -874,10 +878,19 @@ fn output_file_problem(path: &Path) -> Option<String> {
         return Some(format!("{shown} is a directory: `path` names the file to write"));
     }
     let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if directory.exists() && !directory.is_dir() {
+        return Some(format!("{} in {shown} is a file, not a directory", directory.display()));
+    }
     if !directory.is_dir() {
         return Some(format!("directory {} of {shown} does not exist", directory.display()));
     }
+    if let Some(name) = path.file_name().filter(|name| name.len() > NAME_MAX) {
+        return Some(format!("{shown}: the file name is {} bytes long, more than the {NAME_MAX} a file system takes", name.len()));
+    }
     match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() && on_kernel_file_system(path) => {
+            Some(format!("{shown} is a file of the kernel (/proc or /sys), not one to write results to"))
+        }
         Ok(metadata) if metadata.is_file() => {
             std::fs::File::options().append(true).open(path).err().map(|error| format!("{shown} cannot be written: {error}"))
         }
@@ -885,6 +898,27 @@ fn output_file_problem(path: &Path) -> Option<String> {
         Ok(_) => None,
         Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),
     }
+}
+
+/// The longest file name (one path component, in bytes) Linux file systems take.
+const NAME_MAX: usize = 255;
+
+/// Whether `path` is on procfs or sysfs, whose files open for writing but are no output (a
+/// write fails, or changes a kernel setting).
+fn on_kernel_file_system(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `path` is a NUL-terminated string and `stats` room for one `statfs`, which the
+    // call fills when it returns 0.
+    if unsafe { libc::statfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: filled by the successful call above.
+    let kind = unsafe { stats.assume_init() }.f_type as i64;
+    kind == PROC_SUPER_MAGIC || kind == SYSFS_MAGIC
 }
 
 /// Why `path` cannot name a file, if it holds a NUL character (`"\u0000"` in TOML): no file

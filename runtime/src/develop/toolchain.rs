@@ -230,7 +230,15 @@ fn wit_bindgen() -> Result<PathBuf, DevelopError> {
 /// (two terminals, a build script and an editor) install it once, not into each other.
 fn install_lock(root: &Path) -> Result<std::fs::File, DevelopError> {
     let path = PathBuf::from(format!("{}.lock", root.display()));
-    let io = |source| DevelopError::Io { path: path.clone(), error: source };
+    let tool = root.file_name().map_or_else(|| root.display().to_string(), |name| name.to_string_lossy().into_owned());
+    let directory = root.parent().unwrap_or(root).display().to_string();
+    let io = |source: std::io::Error| DevelopError::Install {
+        tool: tool.clone(),
+        reason: format!(
+            "the tools directory {directory} (SLUICE_TOOLS, where tools are installed on first use) cannot be used: {}: {source}",
+            path.display()
+        ),
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
