@@ -916,7 +916,8 @@ fn on_kernel_file_system(path: &Path) -> bool {
     if unsafe { libc::statfs(path.as_ptr(), stats.as_mut_ptr()) } != 0 {
         return false;
     }
-    // SAFETY: filled by the successful call above.
+    // SAFETY: filled by the successful call above. (`f_type`'s type varies by platform.)
+    #[allow(clippy::unnecessary_cast)]
     let kind = unsafe { stats.assume_init() }.f_type as i64;
     kind == PROC_SUPER_MAGIC || kind == SYSFS_MAGIC
 }
