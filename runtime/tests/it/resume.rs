@@ -261,6 +261,7 @@ fn a_resumed_run_cuts_its_output_files_back_to_their_length_at_the_checkpoint() 
 /// its new file, which may be another file altogether: it is not cut at the old file's length.
 /// The old file is cut back to the checkpoint (what the interrupted run wrote after it is
 /// written again, to the new file: each result in one file once).
+#[test]
 fn an_output_whose_path_changed_since_the_checkpoint_is_appended_to_not_cut() {
     let scratch = Scratch::new();
     let lines: String = (1..=100).map(|n| format!("{{\"n\":{n}}}\n")).collect();
