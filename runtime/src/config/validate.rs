@@ -73,6 +73,16 @@ impl Problems<'_> {
         self.found.push(self.pipeline.text.diagnostic(None, message));
     }
 
+    /// Something missing from the file, located at its last line (where it would be added).
+    fn report_at_end(&mut self, message: &str) {
+        let text = self.pipeline.text.contents();
+        let end = text.trim_end().len();
+        match text[..end].rfind('\n').map_or(0, |newline| newline + 1) {
+            start if start < end => self.report(start..end, message.to_owned()),
+            _ => self.report_file(message),
+        }
+    }
+
     /// A problem with `key` of `[pipeline]`, located at the key (at the file if it cannot be
     /// found: a default).
     fn report_at_pipeline_value(&mut self, key: &str, message: String) {
@@ -120,7 +130,7 @@ impl Problems<'_> {
     fn check_sources(&mut self) {
         let sources = &self.pipeline.config.sources;
         if sources.is_empty() {
-            self.report_file("the pipeline has no source: add a [[sources]] table");
+            self.report_at_end("the pipeline has no source: add a [[sources]] table");
         }
         self.check_unique("source", sources.iter().map(|s| (s.get_ref().name(), s.span())));
         for source in sources {
@@ -604,7 +614,7 @@ impl Problems<'_> {
     fn check_sinks(&mut self) {
         let sinks = &self.pipeline.config.sinks;
         if sinks.is_empty() {
-            self.report_file("the pipeline has no sink: add a [[sinks]] table");
+            self.report_at_end("the pipeline has no sink: add a [[sinks]] table");
         }
         self.check_unique("sink", sinks.iter().map(|s| (s.get_ref().name(), s.span())));
         for sink in sinks {

@@ -102,6 +102,7 @@ invalid_cases! {
     memory_limit_below_start => "memory-limit-below-start",
     mistake_inside_a_typed_table => "mistake-inside-a-typed-table",
     nexmark_option_out_of_range => "nexmark-option-out-of-range",
+    no_source => "no-source",
     not_utf8 => "not-utf8",
     old_plugin_version => "old-plugin-version",
     order_unknown => "order-unknown",
