@@ -137,6 +137,8 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
                     "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it \
                      changes): {error}"
                 );
+                control.retire_operator_gauges();
+                monitor.results.close_pipeline(control.pipeline());
                 refused = Some(pipeline.text.contents().to_owned());
                 if let Some((definition, all_carried)) = previous.take() {
                     (pipeline, carried) = (definition, Some(all_carried));

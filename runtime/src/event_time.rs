@@ -19,6 +19,9 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
     let instant = match text.parse::<jiff::Timestamp>() {
         Ok(instant) => instant,
         Err(with_offset) => match text.parse::<jiff::civil::DateTime>() {
+            // A time with an offset that jiff could not make an instant of is past the range
+            // (read as a civil time, its offset would be ignored).
+            Ok(_) if has_offset(text) => return Err(out_of_range()),
             Ok(civil) => jiff::tz::Offset::UTC.to_timestamp(civil).map_err(|_| out_of_range())?,
             // jiff names the instant's range so: past it, a valid time Sluice cannot represent.
             Err(_) if with_offset.to_string().contains("Unix timestamp seconds") => return Err(out_of_range()),
@@ -29,6 +32,12 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
     };
     // Floored, so that a time before 1970 with a fraction of a millisecond keeps its millisecond.
     i64::try_from(instant.as_nanosecond().div_euclid(1_000_000)).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// Whether `text` has an offset (`Z`, `+01:00`, `-05:00`) after its time of day.
+fn has_offset(text: &str) -> bool {
+    let Some(separator) = text.find(['T', 't', ' ']) else { return false };
+    text[separator + 1..].contains(['Z', 'z', '+', '-'])
 }
 
 /// Whether `text` starts with a year past ±9999 (`10000-01-01`, `+010000-01-01`).
@@ -60,9 +69,16 @@ mod tests {
 
     #[test]
     fn times_past_the_readable_range_say_the_range_in_words() {
-        for text in
-            ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59", "+010000-01-01T00:00:00Z", "-010000-01-01T00:00:00Z", "10000-01-01T00:00:00Z"]
-        {
+        for text in [
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59",
+            "+010000-01-01T00:00:00Z",
+            "-010000-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            // Within the civil range as written, past the instants once the offset applies.
+            "9999-12-30T21:00:00-02:00",
+            "-009999-01-02T02:59:58+01:00",
+        ] {
             let error = parse_rfc3339_millis(text).expect_err(text);
             assert!(error.contains("is outside the times Sluice reads, -009999-01-02T01:59:59Z to 9999-12-30T22:00:00"), "{error}");
         }

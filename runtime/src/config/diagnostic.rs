@@ -85,12 +85,22 @@ pub struct Location {
 impl Diagnostic {
     /// `path:line:column: message` on one line (a log event), without the file's line drawn.
     pub fn one_line(&self) -> String {
-        let message = self.message.replace('\n', " ");
+        let message = self.shown_message().replace('\n', " ");
         match &self.location {
             Some(at) => format!("{}:{}:{}: {message}", self.path.display(), at.line, at.column),
             None => format!("{}: {message}", self.path.display()),
         }
     }
+
+    /// The message, cut after [`Diagnostic::LONGEST_MESSAGE`] characters: a value quoted in it
+    /// (a name, an unknown key) may be megabytes long.
+    fn shown_message(&self) -> std::borrow::Cow<'_, str> {
+        let Some((cut, _)) = self.message.char_indices().nth(Self::LONGEST_MESSAGE) else { return self.message.as_str().into() };
+        let more = self.message[cut..].chars().count();
+        format!("{}… ({more} more characters)", &self.message[..cut]).into()
+    }
+
+    const LONGEST_MESSAGE: usize = 2_000;
 
     /// A problem with the file as a whole (unreadable, for instance).
     pub fn without_location(path: &Path, message: impl Into<String>) -> Diagnostic {
@@ -102,10 +112,10 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         let Some(location) = &self.location else {
-            return write!(f, "error: {}\n  --> {path}", self.message);
+            return write!(f, "error: {}\n  --> {path}", self.shown_message());
         };
         let gutter = " ".repeat(location.line.to_string().len());
-        writeln!(f, "error: {}", self.message)?;
+        writeln!(f, "error: {}", self.shown_message())?;
         writeln!(f, "{gutter}--> {path}:{}:{}", location.line, location.column)?;
         writeln!(f, "{gutter} |")?;
         let excerpt = Excerpt::around(&location.line_text, location.column - 1);
@@ -237,5 +247,15 @@ mod tests {
     fn a_short_line_is_shown_whole() {
         let shown = rendered("type = 3\n", 7..8);
         assert!(shown.contains("1 | type = 3\n  |        ^"), "{shown}");
+    }
+
+    /// A megabyte-long name quoted in a message is cut, and says how much was left out.
+    #[test]
+    fn a_message_quoting_a_huge_value_is_cut() {
+        let message = format!("bad name {}", "n".repeat(1_000_000));
+        let diagnostic = Diagnostic::without_location(Path::new("p.toml"), message);
+        let shown = diagnostic.to_string();
+        assert!(shown.len() < 2_100 && shown.contains("… (998009 more characters)"), "{}", &shown[..100]);
+        assert!(diagnostic.one_line().len() < 2_100);
     }
 }

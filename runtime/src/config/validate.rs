@@ -783,10 +783,22 @@ impl Problems<'_> {
             Some("state_dir is empty: name a directory, or leave state_dir out".to_owned())
         } else if let Some(problem) = nul_problem(&path) {
             Some(problem)
+        } else if let Some(long) = path.components().map(|part| part.as_os_str().len()).find(|length| *length > NAME_MAX) {
+            Some(format!("state_dir {}: a name in it is {long} bytes long, more than the {NAME_MAX} a file system takes", path.display()))
+        } else if !path.exists() && path.symlink_metadata().is_ok() {
+            Some(format!("state_dir {} is a symbolic link that leads nowhere (a missing target, or a loop)", path.display()))
         } else if path.exists() && !path.is_dir() {
             Some(format!("state_dir {} is not a directory", path.display()))
         } else if path.is_dir() {
-            creation_problem(&path).map(|error| format!("state_dir {} cannot be written in: {error}", path.display()))
+            let pipeline = path.join(self.pipeline.config.pipeline.name.get_ref().as_str());
+            if pipeline.symlink_metadata().is_ok() && !pipeline.is_dir() {
+                Some(format!(
+                    "{} is not a directory: the pipeline keeps its checkpoints there (state_dir/<pipeline name>)",
+                    pipeline.display()
+                ))
+            } else {
+                creation_problem(&path).map(|error| format!("state_dir {} cannot be written in: {error}", path.display()))
+            }
         } else if !path.exists() {
             state_dir_creation_problem(&path)
         } else {
@@ -899,7 +911,7 @@ fn output_file_problem(path: &Path) -> Option<String> {
     }
     match std::fs::metadata(path) {
         Ok(metadata) if metadata.is_file() && on_kernel_file_system(path) => {
-            Some(format!("{shown} is a file of the kernel (/proc or /sys), not one to write results to"))
+            Some(format!("{shown} is a file of the kernel (procfs, sysfs or the like), not one to write results to"))
         }
         Ok(metadata) if metadata.is_file() => {
             std::fs::File::options().append(true).open(path).err().map(|error| format!("{shown} cannot be written: {error}"))
@@ -913,12 +925,12 @@ fn output_file_problem(path: &Path) -> Option<String> {
 /// The longest file name (one path component, in bytes) Linux file systems take.
 const NAME_MAX: usize = 255;
 
-/// Whether `path` is on procfs or sysfs, whose files open for writing but are no output (a
-/// write fails, or changes a kernel setting).
+/// Whether `path` is on a file system of the kernel (procfs, sysfs, cgroup, debugfs...), whose
+/// files open for writing but are no output (a write fails, or changes a kernel setting).
 fn on_kernel_file_system(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    // procfs, sysfs, cgroup and cgroup2, debugfs, tracefs, securityfs (linux/magic.h).
+    const KERNEL_FILE_SYSTEMS: [i64; 7] = [0x9fa0, 0x6265_6572, 0x0027_e0eb, 0x6367_7270, 0x6462_6720, 0x7472_6163, 0x7363_6673];
     let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
     let mut stats = std::mem::MaybeUninit::<libc::statfs>::uninit();
     // SAFETY: `path` is a NUL-terminated string and `stats` room for one `statfs`, which the
@@ -929,7 +941,7 @@ fn on_kernel_file_system(path: &Path) -> bool {
     // SAFETY: filled by the successful call above. (`f_type`'s type varies by platform.)
     #[allow(clippy::unnecessary_cast)]
     let kind = unsafe { stats.assume_init() }.f_type as i64;
-    kind == PROC_SUPER_MAGIC || kind == SYSFS_MAGIC
+    KERNEL_FILE_SYSTEMS.contains(&kind)
 }
 
 /// Why `path` cannot name a file, if it holds a NUL character (`"\u0000"` in TOML): no file

@@ -20,6 +20,9 @@ pub const ORIGIN_HEADER: &str = "sluice.origin";
 pub const SEQUENCE_HEADER: &str = "sluice.seq";
 /// Which input of the exchange's operator the record is for.
 pub const INPUT_HEADER: &str = "sluice.input";
+/// The digest of what decided the record (the sender's operators and settings,
+/// `sequences::sender_digest`), 16 hex digits: numbers are compared within one digest.
+pub const SENT_BY_HEADER: &str = "sluice.by";
 /// A watermark marker: the sending task's event time, in milliseconds.
 pub const WATERMARK_HEADER: &str = "sluice.watermark";
 
@@ -58,6 +61,8 @@ pub struct RepartitionOutput {
     /// The repartition topic (what names its records' sequence numbers in checkpoints).
     topic: String,
     key: String,
+    /// `SENT_BY_HEADER`'s value (empty: none sent).
+    sent_by: String,
 }
 
 impl RepartitionOutput {
@@ -69,7 +74,16 @@ impl RepartitionOutput {
         origin: String,
     ) -> RepartitionOutput {
         let partitions = partitions.max(1);
-        RepartitionOutput { producer, in_flight: Arc::default(), partitions, routing, origin, topic, key: String::new() }
+        RepartitionOutput {
+            producer,
+            in_flight: Arc::default(),
+            partitions,
+            routing,
+            origin,
+            topic,
+            key: String::new(),
+            sent_by: String::new(),
+        }
     }
 
     fn partition(&mut self, value: &[u8]) -> Result<u32, String> {
@@ -91,6 +105,18 @@ impl RepartitionOutput {
 impl ExchangeOutput for RepartitionOutput {
     fn stream(&self) -> &str {
         &self.topic
+    }
+
+    fn routing(&self) -> String {
+        let routing = match &self.routing {
+            ExchangeRouting::Single => "single".to_owned(),
+            ExchangeRouting::Key(selector) => format!("key {:?}", selector.fields()),
+        };
+        format!("{routing} over {} partitions", self.partitions)
+    }
+
+    fn sent_by(&mut self, digest: u64) {
+        self.sent_by = if digest == 0 { String::new() } else { format!("{digest:016x}") };
     }
 
     /// Source positions stay behind: the stage reading the topic knows its records by their
@@ -118,6 +144,9 @@ impl ExchangeOutput for RepartitionOutput {
                 .insert(Header { key: ORIGIN_HEADER, value: Some(self.origin.as_bytes()) })
                 .insert(Header { key: SEQUENCE_HEADER, value: Some(sequence_text.as_bytes()) })
                 .insert(Header { key: INPUT_HEADER, value: Some(input_text.as_bytes()) });
+            if !self.sent_by.is_empty() {
+                headers = headers.insert(Header { key: SENT_BY_HEADER, value: Some(self.sent_by.as_bytes()) });
+            }
             for (name, value) in record.headers() {
                 headers = headers.insert(Header { key: &String::from_utf8_lossy(name), value: Some(value) });
             }
@@ -166,13 +195,13 @@ pub enum Incoming {
     /// A watermark marker of an upstream task.
     Marker { origin: String, watermark: i64 },
     /// A record of an upstream task, for an input of the exchange's operator.
-    Record { origin: String, sequence: u64, input: u32 },
+    Record { origin: String, sequence: u64, input: u32, by: u64 },
 }
 
 /// Reads the Sluice headers of a repartition record; `None` if they are missing or garbled
 /// (a record some other producer wrote into the topic).
 pub fn incoming<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Option<Incoming> {
-    let (mut origin, mut sequence, mut input, mut watermark) = (None, None, None, None);
+    let (mut origin, mut sequence, mut input, mut watermark, mut by) = (None, None, None, None, 0);
     for (name, value) in headers {
         let value = std::str::from_utf8(value).ok();
         match std::str::from_utf8(name) {
@@ -180,19 +209,20 @@ pub fn incoming<'a>(headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> 
             Ok(SEQUENCE_HEADER) => sequence = value.and_then(|value| value.parse().ok()),
             Ok(INPUT_HEADER) => input = value.and_then(|value| value.parse().ok()),
             Ok(WATERMARK_HEADER) => watermark = value.and_then(|value| value.parse().ok()),
+            Ok(SENT_BY_HEADER) => by = value.and_then(|value| u64::from_str_radix(value, 16).ok()).unwrap_or(0),
             _ => {}
         }
     }
     match (origin, watermark, sequence, input) {
         (Some(origin), Some(watermark), _, _) => Some(Incoming::Marker { origin, watermark }),
-        (Some(origin), None, Some(sequence), Some(input)) => Some(Incoming::Record { origin, sequence, input }),
+        (Some(origin), None, Some(sequence), Some(input)) => Some(Incoming::Record { origin, sequence, input, by }),
         _ => None,
     }
 }
 
 /// Whether a header is one of Sluice's own (dropped before the record reaches an operator).
 pub fn is_sluice_header(name: &[u8]) -> bool {
-    [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER].iter().any(|sluice| sluice.as_bytes() == name)
+    [ORIGIN_HEADER, SEQUENCE_HEADER, INPUT_HEADER, WATERMARK_HEADER, SENT_BY_HEADER].iter().any(|sluice| sluice.as_bytes() == name)
 }
 
 #[cfg(test)]

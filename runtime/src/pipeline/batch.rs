@@ -30,6 +30,8 @@ pub struct Origin {
     /// The input of the operator the record is for.
     pub input: u32,
     pub sequence: u64,
+    /// The digest of what decided the record at its sender (0: not said).
+    pub by: u64,
 }
 
 impl SourceBatch {

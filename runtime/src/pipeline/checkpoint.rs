@@ -36,9 +36,6 @@ pub struct TaskCheckpoint {
     pub applied: AppliedSequences,
     /// The last sequence number of each stream this task sends into repartition topics.
     pub sent: OutputSequences,
-    /// What decided the records it sent (`sequences::sender_digest`; none: it sent through no
-    /// repartition topic, or an older version wrote the checkpoint).
-    pub sent_by: String,
     pub operators: Vec<OperatorCheckpoint>,
     /// Records received but held for event-time order (`order = "event-time"`).
     pub held: Vec<HeldRecord>,
@@ -69,11 +66,11 @@ impl TaskCheckpoint {
             upstream_names: self.upstream_names.clone(),
             sequences: self.applied.highest_per_upstream(),
             input_sequences: Some(self.applied.streams()),
+            input_sequences_by: self.applied.generations(),
             input_sequences_shared: self.applied.shared().to_vec(),
             output_sequence: self.sent.highest(),
             output_sequences: Some(self.sent.streams()),
             output_sequences_start: self.sent.start(),
-            sent_by: self.sent_by.clone(),
             operators: self
                 .operators
                 .iter()
@@ -117,14 +114,13 @@ impl TaskCheckpoint {
             // A checkpoint written before sequence numbers were kept per stream has one number
             // for all of an upstream's (or all this task sent).
             applied: match &stored.input_sequences {
-                Some(streams) => AppliedSequences::restored(&stored.input_sequences_shared, streams),
-                None => AppliedSequences::restored(&stored.sequences, &[]),
+                Some(streams) => AppliedSequences::restored(&stored.input_sequences_shared, streams, &stored.input_sequences_by),
+                None => AppliedSequences::restored(&stored.sequences, &[], &[]),
             },
             sent: match &stored.output_sequences {
                 Some(streams) => OutputSequences::restored(stored.output_sequences_start, streams),
                 None => OutputSequences::restored(stored.output_sequence, &[]),
             },
-            sent_by: stored.sent_by,
             operators,
             held,
         })
@@ -149,6 +145,9 @@ struct StoredCheckpoint {
     /// (upstream, input, last number applied), when kept per stream.
     #[serde(default)]
     input_sequences: Option<AppliedNumbers>,
+    /// (upstream, input, the sender's digest its last number was given under), where known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    input_sequences_by: AppliedNumbers,
     /// With `input_sequences`: per upstream, where its streams not yet seen stand (the numbers
     /// of an older checkpoint, kept until every stream has been seen).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -162,9 +161,6 @@ struct StoredCheckpoint {
     /// With `output_sequences`: where streams not held start (an older checkpoint's number).
     #[serde(default, skip_serializing_if = "is_zero")]
     output_sequences_start: u64,
-    /// What decided the records sent (`sequences::sender_digest`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    sent_by: String,
     operators: Vec<StoredOperator>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     held: Vec<StoredHeld>,
@@ -253,9 +249,8 @@ mod tests {
             watermark: Some(-5),
             upstream_watermarks: vec![Some(-5), None],
             upstream_names: vec!["events/0".into(), "events/1".into()],
-            applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)]),
+            applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)], &[(2, 1, u64::MAX)]),
             sent: OutputSequences::restored(2, &[("t-repartition".into(), 0, 77), ("u-repartition".into(), 0, 5)]),
-            sent_by: "0123abcd".into(),
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),
@@ -283,7 +278,7 @@ mod tests {
         // Before numbers per stream: one number per upstream applied, one sent.
         let shared = br#"{"format": 3, "next_offset": 5, "watermark": 10, "sequences": [3], "output_sequence": 77, "operators": [], "written_at_unix_ms": 0}"#;
         let mut shared = TaskCheckpoint::decode(shared).unwrap();
-        assert!(!shared.applied.accept(0, 1, 3) && shared.applied.accept(0, 1, 4), "the upstream's number covers each input");
+        assert!(!shared.applied.accept(0, 1, 0, 3) && shared.applied.accept(0, 1, 0, 4), "the upstream's number covers each input");
         assert_eq!(*shared.sent.of("t-repartition", 0), 77, "each stream goes on from the number sent");
         // And a checkpoint after that keeps those numbers for the streams not seen since.
         let later = TaskCheckpoint::decode(&shared.encode()).unwrap();

@@ -13,7 +13,7 @@ pub struct DeadLetter {
     pub reason: String,
     /// The reason's class, a label of the `sluice_dead_letters_total` metric: refused, trap,
     /// deadline, memory, invalid-output, instantiate, disabled (operators), late, decode
-    /// (sources), route (exchanges).
+    /// (sources), route (exchanges), sink (too large for a Kafka sink).
     pub class: &'static str,
     /// The operator that refused or failed on the record; none for source problems.
     pub operator: Option<String>,

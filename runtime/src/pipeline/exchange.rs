@@ -58,6 +58,13 @@ pub trait ExchangeOutput: Send {
     fn stream(&self) -> &str {
         ""
     }
+    /// How the exchange routes records (keys and partitions), for the sender's digest.
+    fn routing(&self) -> String {
+        String::new()
+    }
+    /// The digest of what decides the records the task sends (`sequences::sender_digest`),
+    /// which a repartition topic's records carry.
+    fn sent_by(&mut self, _digest: u64) {}
     /// Event time reached `watermark` in this task.
     fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;
     /// A checkpoint barrier passed this task.

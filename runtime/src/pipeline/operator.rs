@@ -146,6 +146,19 @@ impl OutputReaders {
 }
 
 impl OperatorSpec {
+    /// Its `config_json` with the secrets' values left out (their names kept): what decides
+    /// its records as far as settings go, fit to be hashed into a digest others can see
+    /// (`sequences::sender_digest`).
+    pub fn settings_digest(&self) -> String {
+        let Ok(serde_json::Value::Object(mut config)) = serde_json::from_str::<serde_json::Value>(&self.config_json) else {
+            return self.config_json.clone();
+        };
+        if let Some(serde_json::Value::Object(secrets)) = config.get_mut("sluice_secrets") {
+            secrets.values_mut().for_each(|value| *value = serde_json::Value::Null);
+        }
+        serde_json::Value::Object(config).to_string()
+    }
+
     /// The specification of operator `name` reading `inputs`: asks a throw-away instance of
     /// `plugin` what it declares with `config_json`.
     pub fn new(

@@ -54,58 +54,71 @@ impl OutputSequences {
         self.last.values().copied().fold(self.start, u64::max)
     }
 
-    /// The same streams numbered on from past every number given so far (`RENUMBER_JUMP`).
-    pub fn jumped(&self) -> OutputSequences {
-        let last = self.last.iter().map(|(stream, number)| (stream.clone(), number.saturating_add(RENUMBER_JUMP))).collect();
-        OutputSequences { last, start: self.start.saturating_add(RENUMBER_JUMP) }
-    }
-
     pub fn streams(&self) -> SentNumbers {
         self.last.iter().map(|((topic, input), number)| (topic.clone(), *input, *number)).collect()
     }
 }
 
-/// How far a task's numbers jump when what it sends changed since its checkpoint (other
-/// operators, versions or settings in front of the repartition topics, `sender_digest`): past
-/// any number a reader may have applied of what the earlier run sent after that checkpoint,
-/// so that no record the new operators send is taken for one sent again and dropped.
-const RENUMBER_JUMP: u64 = 1 << 32;
-
 /// What decides the records a task sends into repartition topics, given its input: its
-/// operators (names, plugin versions, settings), how its stage wires them, and the topics, as
-/// `parts`. A restart whose digest differs from its checkpoint's numbers on past the earlier
-/// run's numbers (`OutputSequences::jumped`).
-pub fn sender_digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+/// operators (names, plugin versions, settings), how its stage wires them, and the topics and
+/// their routing, as `parts`; never 0. Each record carries it (`sluice.by`): a reader drops a
+/// record as sent again only when its number is one it applied *of the same digest*. After a
+/// restart with other operators in front of the exchange, the records read after the
+/// checkpoint are not those sent the first time, and their numbers say nothing about them.
+pub fn sender_digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     use sha2::{Digest as _, Sha256};
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
-    hasher.finalize()[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+    let hash = hasher.finalize();
+    u64::from_le_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]]).max(1)
 }
 
 /// The last number a task applied of each stream it reads through a repartition topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedSequences {
     last: BTreeMap<(u32, u32), u64>,
+    /// The sender's digest (`sender_digest`) the last number of a stream was given under,
+    /// where known (not in checkpoints, nor from senders, before digests were sent).
+    by: BTreeMap<(u32, u32), u64>,
     /// Per upstream, from a checkpoint written when one number served all its streams: where
     /// its streams not yet seen stand (kept in later checkpoints; none: they stand at 0).
     shared: Vec<u64>,
 }
 
 impl AppliedSequences {
-    /// From a checkpoint: the numbers per upstream of an older one (or none), and each stream's.
-    pub fn restored(shared: &[u64], streams: &[(u32, u32, u64)]) -> AppliedSequences {
+    /// From a checkpoint: the numbers per upstream of an older one (or none), each stream's,
+    /// and the digests they were given under (`by`, where known).
+    pub fn restored(shared: &[u64], streams: &[(u32, u32, u64)], by: &[(u32, u32, u64)]) -> AppliedSequences {
         let last = streams.iter().map(|&(upstream, input, number)| ((upstream, input), number)).collect();
-        AppliedSequences { last, shared: shared.to_vec() }
+        let by = by.iter().map(|&(upstream, input, digest)| ((upstream, input), digest)).collect();
+        AppliedSequences { last, by, shared: shared.to_vec() }
     }
 
-    /// Whether the record numbered `sequence` in stream (`upstream`, `input`) is new (and then
-    /// notes it applied).
-    pub fn accept(&mut self, upstream: u32, input: u32, sequence: u64) -> bool {
+    /// Whether the record numbered `sequence` in stream (`upstream`, `input`), sent under
+    /// digest `by` (0: not said), is new (and then notes it applied). A number given under
+    /// another digest than the last one applied is new whatever its value: the sender runs
+    /// other operators since, and what it sends again is not what it sent (at-least-once).
+    pub fn accept(&mut self, upstream: u32, input: u32, by: u64, sequence: u64) -> bool {
+        let stream = (upstream, input);
         let shared = self.shared.get(upstream as usize).copied().unwrap_or(0);
-        let last = self.last.entry((upstream, input)).or_insert(shared);
+        let known = self.by.get(&stream).copied().unwrap_or(0);
+        if by != 0 {
+            self.by.insert(stream, by);
+        }
+        let last = self.last.entry(stream).or_insert(shared);
+        if by != 0 && known != 0 && known != by {
+            tracing::info!(
+                upstream,
+                input,
+                "an upstream's records come from other operators or settings than the numbers applied of it (a restart with \
+                 a changed pipeline): they are applied whatever their numbers; what it sent again after a crash may count twice"
+            );
+            *last = sequence;
+            return true;
+        }
         if sequence <= *last {
             return false;
         }
@@ -137,6 +150,7 @@ impl AppliedSequences {
     pub fn renumbered(&self, now: &[u32]) -> AppliedSequences {
         let last =
             self.last.iter().filter_map(|(&(upstream, input), &number)| Some(((*now.get(upstream as usize)?, input), number))).collect();
+        let by = self.by.iter().filter_map(|(&(upstream, input), &digest)| Some(((*now.get(upstream as usize)?, input), digest))).collect();
         let mut shared = Vec::new();
         for (upstream, &floor) in self.shared.iter().enumerate() {
             let Some(&index) = now.get(upstream) else { continue };
@@ -146,7 +160,12 @@ impl AppliedSequences {
             }
             shared[index] = floor;
         }
-        AppliedSequences { last, shared }
+        AppliedSequences { last, by, shared }
+    }
+
+    /// (upstream, input, digest) of each stream whose digest is known.
+    pub fn generations(&self) -> AppliedNumbers {
+        self.by.iter().map(|(&(upstream, input), &digest)| (upstream, input, digest)).collect()
     }
 
     pub fn streams(&self) -> AppliedNumbers {
@@ -180,9 +199,9 @@ mod tests {
         assert_eq!(number_all(&[&[0, 1], &[2, 3, 4]]), number_all(&[&[0, 1, 2, 3, 4]]), "numbers do not depend on batches");
 
         let mut applied = AppliedSequences::default();
-        assert!(applied.accept(0, 0, 1) && applied.accept(0, 1, 1), "inputs are streams of their own");
-        assert!(!applied.accept(0, 0, 1), "sent again");
-        assert!(applied.accept(1, 0, 1), "upstreams too");
+        assert!(applied.accept(0, 0, 0, 1) && applied.accept(0, 1, 0, 1), "inputs are streams of their own");
+        assert!(!applied.accept(0, 0, 0, 1), "sent again");
+        assert!(applied.accept(1, 0, 0, 1), "upstreams too");
     }
 
     /// Checkpoints hold each stream's number, and where streams not held start: after an
@@ -197,14 +216,33 @@ mod tests {
         assert_eq!(*again.of("b", 0), 40, "a stream not sent since the older checkpoint goes on from its number");
         assert_eq!(*OutputSequences::restored(0, &[]).of("b", 0), 0, "after a checkpoint of numbers per stream: as the first time");
 
-        let mut applied = AppliedSequences::restored(&[7], &[]);
-        assert!(!applied.accept(0, 3, 7), "an older checkpoint's number covers every input");
-        assert!(applied.accept(0, 3, 8));
-        assert!(applied.accept(2, 0, 1));
+        let mut applied = AppliedSequences::restored(&[7], &[], &[]);
+        assert!(!applied.accept(0, 3, 0, 7), "an older checkpoint's number covers every input");
+        assert!(applied.accept(0, 3, 0, 8));
+        assert!(applied.accept(2, 0, 0, 1));
         assert_eq!(applied.highest_per_upstream(), vec![8, 0, 1]);
-        let mut restored = AppliedSequences::restored(applied.shared(), &applied.streams());
-        assert!(!restored.accept(0, 4, 7), "the older floor is kept for streams not seen yet");
-        assert!(!restored.accept(0, 3, 8) && restored.accept(0, 3, 9));
-        assert!(AppliedSequences::restored(&[], &[]).accept(0, 4, 1), "without an older floor, a stream starts at 0");
+        let mut restored = AppliedSequences::restored(applied.shared(), &applied.streams(), &applied.generations());
+        assert!(!restored.accept(0, 4, 0, 7), "the older floor is kept for streams not seen yet");
+        assert!(!restored.accept(0, 3, 0, 8) && restored.accept(0, 3, 0, 9));
+        assert!(AppliedSequences::restored(&[], &[], &[]).accept(0, 4, 0, 1), "without an older floor, a stream starts at 0");
+    }
+
+    /// Numbers are compared within one sender digest: after a restart with other operators in
+    /// front of the exchange, the sender's records are new whatever their numbers; sent again
+    /// under the same digest, they are dropped; a digest not known (older senders or
+    /// checkpoints) compares numbers.
+    #[test]
+    fn numbers_are_compared_within_one_sender_digest() {
+        let mut applied = AppliedSequences::default();
+        assert!(applied.accept(0, 0, 11, 1) && applied.accept(0, 0, 11, 2) && applied.accept(0, 0, 11, 3));
+        assert!(!applied.accept(0, 0, 11, 2), "sent again by the same operators");
+        assert!(applied.accept(0, 0, 22, 2), "sent by other operators: new");
+        assert!(applied.accept(0, 0, 22, 3) && !applied.accept(0, 0, 22, 3));
+        assert!(applied.accept(0, 0, 11, 3), "back to the first operators (a third run): new again");
+        assert!(!applied.accept(0, 0, 0, 3), "a sender that says no digest compares numbers");
+        let mut restored = AppliedSequences::restored(applied.shared(), &applied.streams(), &applied.generations());
+        assert!(!restored.accept(0, 0, 11, 3) && restored.accept(0, 0, 33, 1), "the digest survives checkpoints");
+        let mut older = AppliedSequences::restored(&[], &[(0, 0, 5)], &[]);
+        assert!(!older.accept(0, 0, 44, 5) && older.accept(0, 0, 44, 6), "an older checkpoint's numbers hold for any digest");
     }
 }

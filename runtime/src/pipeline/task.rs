@@ -19,7 +19,7 @@ use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
 use crate::monitor::{Flow, TaskMetrics};
-use crate::wasm::{Batch, Records};
+use crate::wasm::{Batch, Record, Records};
 
 /// How often a waiting task checks whether it was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -227,6 +227,8 @@ pub struct TaskOutputs {
     pub sinks: Vec<SyncSender<SinkMessage>>,
     pub dead_letters: SyncSender<DeadLetterMessage>,
     pub exchanges: Vec<Option<Box<dyn ExchangeOutput>>>,
+    /// Per sink, the largest record it can write (see `SharedOutputs::record_limits`).
+    pub record_limits: Arc<Vec<Option<usize>>>,
 }
 
 /// An output stopped taking records.
@@ -271,8 +273,6 @@ pub struct TaskParts {
     pub watermark: Option<i64>,
     /// The sequence numbers of the records it sends into repartition topics (from a checkpoint).
     pub sent: OutputSequences,
-    /// What decided the records the checkpoint's numbers were given to (see `sender_digest`).
-    pub sent_by: String,
     /// Records a checkpoint held for event-time order.
     pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
@@ -332,7 +332,6 @@ impl Task {
         let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
         let event_order =
             (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held).releasing_at_most(parts.batch_size));
-        let sent_by = parts.sent_by;
         let mut task = Task {
             event_order,
             stage: parts.stage,
@@ -353,17 +352,33 @@ impl Task {
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
         };
-        task.renumber_if_changed(&sent_by);
+        task.tell_exchanges_who_sends();
         task
     }
 
-    /// What decides the records this task sends into repartition topics (none: it sends
-    /// through none): its operators as they run now, its stage's wiring, the topics.
-    fn sender_digest(&self) -> String {
-        let streams: Vec<&str> =
-            self.outputs.exchanges.iter().flatten().map(|output| output.stream()).filter(|stream| !stream.is_empty()).collect();
+    /// Gives the exchanges this task sends through the digest of what decides its records
+    /// (`sender_digest`), which each record carries: at start, and after a swap.
+    fn tell_exchanges_who_sends(&mut self) {
+        let digest = self.sender_digest();
+        for output in self.outputs.exchanges.iter_mut().flatten() {
+            output.sent_by(digest);
+        }
+    }
+
+    /// What decides the records this task sends into repartition topics (0: it sends through
+    /// none): its operators as they run now, its stage's wiring, the topics and their routing.
+    /// Secrets and granted files count by their digest, not their text.
+    fn sender_digest(&self) -> u64 {
+        let streams: Vec<String> = self
+            .outputs
+            .exchanges
+            .iter()
+            .flatten()
+            .filter(|output| !output.stream().is_empty())
+            .map(|output| format!("{} {}", output.stream(), output.routing()))
+            .collect();
         if streams.is_empty() {
-            return String::new();
+            return 0;
         }
         // Where records go, with exchanges by their topic (their indexes move as the graph
         // grows elsewhere) and sinks left out (they do not change what is sent).
@@ -385,31 +400,10 @@ impl Task {
             .collect();
         let operators = self.operators.iter().map(Operator::spec).flat_map(|spec| {
             let key_by = spec.key_by.as_ref().map(|fields| fields.join("\u{0}")).unwrap_or_default();
-            [spec.name.to_string(), spec.plugin.digest().to_string(), spec.config_json.clone(), key_by]
+            [spec.name.to_string(), spec.plugin.digest().to_string(), spec.settings_digest(), key_by]
         });
         let operators: Vec<String> = operators.collect();
-        sender_digest(streams.into_iter().chain([wiring.as_str()]).chain(operators.iter().map(String::as_str)))
-    }
-
-    /// After a restart whose operators in front of the repartition topics differ from those
-    /// of the checkpoint (`sent_by`), the records read after the checkpoint are not those the
-    /// earlier run sent: they are numbered on past its numbers, so that none is dropped as
-    /// sent before.
-    fn renumber_if_changed(&mut self, sent_by: &str) {
-        if sent_by.is_empty() {
-            return;
-        }
-        let now = self.sender_digest();
-        if now.is_empty() || now == sent_by {
-            return;
-        }
-        tracing::warn!(
-            task = %self.origin,
-            "the operators in front of the repartition topics changed since the checkpoint (other operators, versions, \
-             settings or wiring): the records read after it are sent on under new numbers, so that none is dropped; if the \
-             earlier run stopped without a checkpoint at its end (a crash), what it sent after the checkpoint may count twice"
-        );
-        self.sent = self.sent.jumped();
+        sender_digest(streams.iter().map(String::as_str).chain([wiring.as_str()]).chain(operators.iter().map(String::as_str)))
     }
 
     /// The flag that stops the task at its next message, saving nothing.
@@ -638,7 +632,6 @@ impl Task {
             upstream_names,
             applied,
             sent: self.sent.clone(),
-            sent_by: self.sender_digest(),
             operators,
             held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };
@@ -715,6 +708,7 @@ impl Task {
                     self.stats.disabled_operators.push((request.operator.clone(), reason));
                 }
                 self.operators[index] = replacement;
+                self.tell_exchanges_who_sends();
                 true
             }
             _ => false,
@@ -781,7 +775,7 @@ impl Task {
             return batch;
         }
         let fresh: Vec<bool> =
-            batch.origins.iter().map(|origin| self.upstreams.accept(origin.upstream, origin.input, origin.sequence)).collect();
+            batch.origins.iter().map(|origin| self.upstreams.accept(origin.upstream, origin.input, origin.by, origin.sequence)).collect();
         if fresh.iter().all(|fresh| *fresh) {
             return batch;
         }
@@ -828,7 +822,10 @@ impl Task {
                         processed = self.operators[position].go_on_isolating(rest);
                     }
                 }
-                Target::Sink(sink) => self.send_to_sink(sink, batch)?,
+                Target::Sink(sink) => {
+                    let batch = self.refuse_oversized(sink, batch, lineage, emitter)?;
+                    self.send_to_sink(sink, batch)?
+                }
                 Target::Exchange { exchange, input } => self.send_to_exchange(exchange, input, batch.into_batch(), lineage, emitter)?,
             }
         }
@@ -893,6 +890,43 @@ impl Task {
         self.deliver(records, targets, lineage, entry, Some(emitter))
     }
 
+    /// Dead-letters the records larger than sink `sink` can write (a Kafka sink's
+    /// `message.max.bytes`): the sink would refuse them and stop the run, each time it is
+    /// started again. Returns the others.
+    fn refuse_oversized(
+        &mut self,
+        sink: usize,
+        records: Records,
+        lineage: Lineage<'_>,
+        emitter: Option<usize>,
+    ) -> Result<Records, TaskError> {
+        let Some(limit) = self.outputs.record_limits.get(sink).copied().flatten() else { return Ok(records) };
+        // As librdkafka counts a message: key, value and each header (name, value, framing).
+        let size = |record: &Record<'_>| {
+            let headers: usize = record.headers().map(|(name, value)| name.len() + value.len() + 10).sum();
+            record.key().map_or(0, <[u8]>::len) + record.value().len() + headers
+        };
+        if records.iter().all(|record| size(&record) <= limit) {
+            return Ok(records);
+        }
+        let mut kept = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            let bytes = size(&record);
+            if bytes <= limit {
+                kept.push(records.events()[index]);
+                continue;
+            }
+            let reason = format!(
+                "the record is {bytes} bytes (key, value and headers), more than the Kafka sink can write (message.max.bytes = \
+                 {limit}): raise the sink's message.max.bytes, and the topic's max.message.bytes, to write such records"
+            );
+            let dead = DeadRecord { index, record: records.single(index), reason, class: "sink" };
+            let letter = self.output_dead_letter(dead, lineage, emitter);
+            self.dead_letter(letter)?;
+        }
+        Ok(Records::selection(Arc::clone(records.base_shared()), kept))
+    }
+
     fn send_to_sink(&mut self, sink: usize, records: Records) -> Result<(), TaskError> {
         if records.is_empty() {
             return Ok(());
@@ -931,24 +965,30 @@ impl Task {
         let sent = output.send(input, records, from, sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
-            let position = lineage.position(&dead);
-            let mut letter = match emitter {
-                Some(emitter) => self.operator_dead_letter(emitter, dead, position),
-                None => DeadLetter {
-                    reason: dead.reason,
-                    class: dead.class,
-                    operator: None,
-                    plugin_digest: None,
-                    source: self.source_of(position),
-                    partition: self.origin.partition.clone(),
-                    position,
-                    record: dead.record,
-                },
-            };
+            let mut letter = self.output_dead_letter(dead, lineage, emitter);
             letter.reason = format!("cannot route the record by its key: {}", letter.reason);
             self.dead_letter(letter)?;
         }
         Ok(())
+    }
+
+    /// The dead letter of a record an output could not take, named after the operator that
+    /// emitted it (none: it came from the stage's entry as read).
+    fn output_dead_letter(&self, dead: DeadRecord, lineage: Lineage<'_>, emitter: Option<usize>) -> DeadLetter {
+        let position = lineage.position(&dead);
+        match emitter {
+            Some(emitter) => self.operator_dead_letter(emitter, dead, position),
+            None => DeadLetter {
+                reason: dead.reason,
+                class: dead.class,
+                operator: None,
+                plugin_digest: None,
+                source: self.source_of(position),
+                partition: self.origin.partition.clone(),
+                position,
+                record: dead.record,
+            },
+        }
     }
 
     fn operator_dead_letter(&self, position: usize, dead: DeadRecord, position_in_source: Option<u64>) -> DeadLetter {

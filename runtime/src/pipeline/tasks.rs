@@ -56,6 +56,9 @@ impl ExchangeWiring for NoExchanges {
 pub struct SharedOutputs {
     pub sinks: Vec<SyncSender<SinkMessage>>,
     pub dead_letters: SyncSender<DeadLetterMessage>,
+    /// Per sink, the largest record it can write (a Kafka sink's `message.max.bytes`); a
+    /// larger one is dead-lettered by the task rather than failing the sink, run after run.
+    pub record_limits: Arc<Vec<Option<usize>>>,
 }
 
 impl SharedOutputs {
@@ -200,6 +203,7 @@ impl TaskFactory {
                 sinks: self.outputs.sinks.clone(),
                 dead_letters: self.outputs.dead_letters.clone(),
                 exchanges: self.exchanges.outputs(&origin, instance),
+                record_limits: Arc::clone(&self.outputs.record_limits),
             };
             if let Some(checkpoint) = restored {
                 Self::check_sent_streams(&origin, checkpoint, &outputs)?;
@@ -212,7 +216,6 @@ impl TaskFactory {
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 sent: restored.map(|checkpoint| checkpoint.sent.clone()).unwrap_or_default(),
-                sent_by: restored.map(|checkpoint| checkpoint.sent_by.clone()).unwrap_or_default(),
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
@@ -261,9 +264,10 @@ impl TaskFactory {
         })
     }
 
-    /// A checkpoint of a task that sent records into repartition topics names them: one this
-    /// pipeline no longer has (the operator behind it renamed or removed) still holds records
-    /// sent into it that nothing would read, and its operator's state would be left behind.
+    /// A checkpoint of a task that sent records into repartition topics names them: one it no
+    /// longer sends into (the operator behind it renamed or removed, or another put between
+    /// them) still holds records sent into it that nothing would read, or a reader waiting for
+    /// this task's event time, and its operator's state would be left behind.
     fn check_sent_streams(origin: &TaskOrigin, checkpoint: &TaskCheckpoint, outputs: &TaskOutputs) -> Result<(), TaskStartError> {
         let ours: Vec<&str> = outputs.exchanges.iter().flatten().map(|output| output.stream()).collect();
         let streams = checkpoint.sent.streams();
@@ -271,8 +275,9 @@ impl TaskFactory {
         Err(TaskStartError::Checkpoint {
             task: origin.to_string(),
             reason: format!(
-                "its checkpoint was taken while it sent records into the repartition topic {gone}, which this pipeline no longer \
-                 has (the operator behind it was renamed or removed): the records still in that topic would never be read, and \
+                "its checkpoint was taken while it sent records into the repartition topic {gone}, which it no longer sends \
+                 into (the operator behind it was renamed or removed, or another operator now stands between them): the records \
+                 still in that topic would never be read, or its reader would wait for this task's event time for ever, and \
                  that operator's state would be lost; restore the previous pipeline, or start over with a new consumer `group`"
             ),
         })

@@ -96,10 +96,17 @@ impl Upstreams {
     /// versions before names were kept), each upstream's are found under its name.
     pub fn resume(&mut self, checkpoint_names: &[String], watermarks: &[Option<i64>], sequences: &AppliedSequences) {
         if let Some(names) = self.names.as_ref().filter(|_| !checkpoint_names.is_empty()) {
+            let current = names.count();
             let now: Vec<u32> = checkpoint_names.iter().map(|name| names.index_of(name) as u32).collect();
             let mut moved = vec![None; names.count().max(self.watermarks.len())];
-            for (index, watermark) in now.iter().zip(watermarks) {
-                moved[*index as usize] = *watermark;
+            for ((index, watermark), name) in now.iter().zip(watermarks).zip(checkpoint_names) {
+                // An upstream the pipeline no longer has (a topic deleted, fewer partitions)
+                // holds event time back no more: its numbers are kept, should it come back.
+                let gone = *index as usize >= current;
+                if gone {
+                    tracing::info!(upstream = name, "an upstream of the checkpoint is gone: event time no longer waits for it");
+                }
+                moved[*index as usize] = if gone { Some(i64::MAX) } else { *watermark };
             }
             self.watermarks = moved;
             self.sequences = sequences.renumbered(&now);
@@ -169,8 +176,8 @@ impl Upstreams {
 
     /// Whether a record numbered `sequence` in `upstream`'s stream for `input` is new (and
     /// then notes it applied).
-    pub fn accept(&mut self, upstream: u32, input: u32, sequence: u64) -> bool {
-        self.sequences.accept(upstream, input, sequence)
+    pub fn accept(&mut self, upstream: u32, input: u32, by: u64, sequence: u64) -> bool {
+        self.sequences.accept(upstream, input, by, sequence)
     }
 }
 
@@ -205,39 +212,39 @@ mod tests {
     #[test]
     fn records_sent_again_are_recognised_by_their_sequence_number() {
         let mut upstreams = Upstreams::new(1, 4);
-        assert!(upstreams.accept(3, 0, 1));
-        assert!(upstreams.accept(3, 0, 2));
-        assert!(!upstreams.accept(3, 0, 2));
-        assert!(upstreams.accept(0, 0, 1));
+        assert!(upstreams.accept(3, 0, 0, 1));
+        assert!(upstreams.accept(3, 0, 0, 2));
+        assert!(!upstreams.accept(3, 0, 0, 2));
+        assert!(upstreams.accept(0, 0, 0, 1));
         let (watermarks, sequences, names) = upstreams.snapshot();
         assert!(names.is_empty(), "upstreams in process have no names");
         let mut resumed = Upstreams::new(1, 4);
         resumed.resume(&names, &watermarks, &sequences);
-        assert!(!resumed.accept(3, 0, 1) && resumed.accept(3, 0, 5));
+        assert!(!resumed.accept(3, 0, 0, 1) && resumed.accept(3, 0, 0, 5));
     }
 
     /// A restart with another list of upstreams (a topic that sorts first appeared) finds each
     /// one's watermark and numbers under its name; one the list no longer has is kept after
-    /// the others.
+    /// the others, its numbers kept and its watermark no longer waited for.
     #[test]
     fn upstreams_are_found_by_name_after_a_restart_with_other_upstreams() {
         let names = UpstreamNames::new(vec!["b/0".into(), "c/0".into()]);
         let mut upstreams = Upstreams::named(names.clone());
         upstreams.watermark(0, 500);
         upstreams.watermark(1, 700);
-        assert!(upstreams.accept(0, 0, 40) && upstreams.accept(1, 2, 9));
+        assert!(upstreams.accept(0, 0, 0, 40) && upstreams.accept(1, 2, 0, 9));
         let (watermarks, sequences, saved) = upstreams.snapshot();
         assert_eq!(saved, ["b/0", "c/0"]);
 
         let names = UpstreamNames::new(vec!["a/0".into(), "b/0".into()]);
         let mut resumed = Upstreams::named(names.clone());
         resumed.resume(&saved, &watermarks, &sequences);
-        assert_eq!(names.to_vec(), ["a/0", "b/0", "c/0"], "c/0 is kept");
-        assert!(resumed.accept(0, 0, 1), "a/0 is new: its first record is applied");
-        assert!(!resumed.accept(1, 0, 40) && resumed.accept(1, 0, 41), "b/0 goes on from its number");
-        assert!(!resumed.accept(2, 2, 9) && resumed.accept(2, 2, 10), "c/0 too");
+        assert_eq!(names.to_vec(), ["a/0", "b/0", "c/0"], "c/0 is kept, its numbers too");
+        assert!(resumed.accept(0, 0, 0, 1), "a/0 is new: its first record is applied");
+        assert!(!resumed.accept(1, 0, 0, 40) && resumed.accept(1, 0, 0, 41), "b/0 goes on from its number");
+        assert!(!resumed.accept(2, 2, 0, 9) && resumed.accept(2, 2, 0, 10), "c/0 too");
         assert_eq!(resumed.least_watermark(), None, "a/0 has sent no watermark yet");
         resumed.watermark(0, 900);
-        assert_eq!(resumed.least_watermark(), Some(500));
+        assert_eq!(resumed.least_watermark(), Some(500), "c/0, gone, holds event time back no more");
     }
 }

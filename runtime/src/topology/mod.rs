@@ -256,7 +256,8 @@ impl RunningPipeline {
         if let Incarnation::Restart(carried) = incarnation {
             control.carry_over(carried);
         }
-        let shared = SharedOutputs { sinks: sinks.queues, dead_letters: dead_letters.queue };
+        let record_limits = Arc::new(pipeline.config.sinks.iter().map(|sink| sink_record_limit(sink.get_ref())).collect());
+        let shared = SharedOutputs { sinks: sinks.queues, dead_letters: dead_letters.queue, record_limits };
         let mut running = RunningPipeline {
             stop: stop.clone(),
             graph,
@@ -358,6 +359,18 @@ impl RunError {
     pub fn is_task_not_started(&self) -> bool {
         matches!(self, RunError::Source(SourceError::TaskNotStarted { .. }))
     }
+}
+
+/// The largest record a sink can write, where it has a limit: a Kafka sink's producer refuses
+/// records above `message.max.bytes` (librdkafka's default 1,000,000).
+fn sink_record_limit(sink: &crate::config::SinkConfig) -> Option<usize> {
+    let crate::config::SinkConfig::Kafka(kafka) = sink else { return None };
+    let given = match kafka.properties.get("message.max.bytes") {
+        Some(crate::config::PropertyValue::Integer(bytes)) => usize::try_from(*bytes).ok(),
+        Some(crate::config::PropertyValue::Text(bytes)) => bytes.trim().parse().ok(),
+        _ => None,
+    };
+    Some(given.unwrap_or(1_000_000))
 }
 
 /// The error to report: a task (or a Kafka source's partition task) only fails because

@@ -63,9 +63,10 @@ impl OutputsStart<'_> {
 /// is cut back to the checkpoint's length, so that what was written after the checkpoint, and
 /// is written again now, ends up in one file only.
 fn leave_moved_output_at_checkpoint(output: &str, then: &Path, now: &Path, length: u64) {
-    let cut = match cut_back_to_checkpoint(then, length) {
-        Ok(()) => "cut back to the checkpoint".to_owned(),
-        Err(error) => format!("could not be cut back to the checkpoint, so it may also hold results written after it: {error}"),
+    let cut = match then.exists().then(|| cut_back_to_checkpoint(then, length)) {
+        None => "removed since".to_owned(),
+        Some(Ok(())) => "cut back to the checkpoint".to_owned(),
+        Some(Err(error)) => format!("could not be cut back to the checkpoint, so it may also hold results written after it: {error}"),
     };
     tracing::warn!(
         output,

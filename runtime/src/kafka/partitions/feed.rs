@@ -247,7 +247,7 @@ impl PartitionFeed {
                 let upstream = self.origin_index(&origin);
                 self.flush_batch(consumer, id) && self.queue(consumer, id, TaskMessage::Watermark { from: upstream, watermark })
             }
-            Incoming::Record { origin, sequence, input } => {
+            Incoming::Record { origin, sequence, input, by } => {
                 if input != self.batch_input && !self.batcher.is_empty() && !self.flush_batch(consumer, id) {
                     return false;
                 }
@@ -255,7 +255,7 @@ impl PartitionFeed {
                 let upstream = self.origin_index(&origin);
                 let timestamp = message.timestamp().to_millis().unwrap_or_default();
                 let headers = headers_of(message).filter(|(name, _)| !is_sluice_header(name));
-                let origin = Origin { upstream, input, sequence };
+                let origin = Origin { upstream, input, sequence, by };
                 let full =
                     self.batcher.push_with_origin(message.key(), message.payload().unwrap_or_default(), timestamp, headers, offset, origin);
                 full.is_none_or(|batch| self.send_batch(consumer, id, batch))
@@ -269,8 +269,9 @@ impl PartitionFeed {
         if let Some(index) = known.iter().position(|name| name == origin) {
             return index as u32;
         }
+        let before = origins.count();
         let index = origins.index_of(origin);
-        if index >= known.len() {
+        if index >= before {
             tracing::info!(origin, "a new upstream task writes into the repartition topic");
         }
         *known = origins.to_vec();
