@@ -106,6 +106,15 @@ impl Broker {
             .expect("nisshi topic create runs");
         assert!(status.success(), "creating topic {name} failed");
     }
+
+    pub fn delete_topic(&self, name: &str) {
+        let status = Command::new(nisshi())
+            .args(["topic", "delete", name, "--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .stdout(Stdio::null())
+            .status()
+            .expect("nisshi topic delete runs");
+        assert!(status.success(), "deleting topic {name} failed");
+    }
 }
 
 impl Drop for Broker {

@@ -866,6 +866,29 @@ fn a_restart_with_the_operator_behind_an_exchange_renamed_is_refused() {
     assert!(log.contains("counts-repartition, which it no longer sends into"), "{log}");
 }
 
+/// The repartition topic deleted between two runs (to change its partition count, say): the
+/// restart made it again, empty, and resumed its readers at the first run's offsets, skipping
+/// every record sent into it up to them. Now the restart is refused, naming the partition.
+#[test]
+fn a_restart_after_the_repartition_topic_was_deleted_is_refused() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    broker.create_topic("windows", 1);
+    produce(&broker.bootstrap(), "events", &windowed_records(4_000, 20));
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
+    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
+    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    broker.delete_topic("windowed-counts-repartition");
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
+    assert_eq!(sluice.wait_exit(Duration::from_secs(60)), Some(false), "refused; log:\n{}", sluice.log_text());
+    let log = sluice.log_text();
+    assert!(log.contains("the checkpoint of windowed-counts-repartition/0 resumes at offset") && log.contains("deleted"), "{log}");
+}
+
 /// The same rename made to the file while the pipeline runs: the reloaded definition cannot
 /// start (its partitions' checkpoints are refused as they are assigned, after the pipeline
 /// started), so the previous one runs on, and its windows come out exact.

@@ -127,6 +127,23 @@ pub struct SourceContext {
     pending: Arc<AtomicUsize>,
 }
 
+/// Why a partition cannot resume at `next_position`, if it cannot: the partition now ends
+/// before it, so the topic was deleted and made again (or its records deleted) since the
+/// checkpoint, and resuming there would skip every record the new one gets up to that offset.
+/// (A partition the brokers do not answer for in time is not checked.)
+fn resumes_past_the_end(consumer: &BaseConsumer<SourceContext>, id: &PartitionId, next_position: u64) -> Option<String> {
+    let (_, end) = consumer.fetch_watermarks(&id.0, id.1, Duration::from_secs(10)).ok()?;
+    let end = u64::try_from(end).ok()?;
+    (next_position > end).then(|| {
+        format!(
+            "the checkpoint of {} resumes at offset {next_position}, but the partition ends at offset {end}: the topic was deleted \
+             and made again (or its records deleted) since, so the records it held after the checkpoint are gone and those of the \
+             new topic would be skipped; start over with a new consumer `group` (or remove this pipeline's checkpoints)",
+            describe_one(id)
+        )
+    })
+}
+
 /// The partitions owned now, and what ended.
 #[derive(Default)]
 pub struct Partitions {
@@ -279,6 +296,9 @@ impl SourceContext {
         let committed = self.committed_offsets(consumer, &unrestored);
         for (id, key) in ids.iter().zip(&keys) {
             let checkpoint = checkpoints.remove(key);
+            if let Some(problem) = checkpoint.as_ref().and_then(|checkpoint| resumes_past_the_end(consumer, id, checkpoint.next_position)) {
+                return self.partitions().fail_start(problem);
+            }
             let offset = match &checkpoint {
                 Some(checkpoint) => Offset::Offset(i64::try_from(checkpoint.next_position).unwrap_or(i64::MAX)),
                 None => self.start_offset(id, &committed),
