@@ -13,7 +13,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::event_order::HeldRecord;
-use super::sequences::{AppliedNumbers, AppliedSequences, OutputSequences, SentNumbers};
+use super::sequences::{AppliedNumbers, AppliedSequences, OutputSequences, SenderEpoch, SentNumbers};
 use crate::wasm::State;
 
 /// Version of the stored format. Version 1 (before pipelines were graphs) is read as a task
@@ -36,6 +36,9 @@ pub struct TaskCheckpoint {
     pub applied: AppliedSequences,
     /// The last sequence number of each stream this task sends into repartition topics.
     pub sent: OutputSequences,
+    /// The sender digest its records were sent under, and since which number (none: an older
+    /// checkpoint, or a task that sends into no repartition topic).
+    pub sent_by: Option<SenderEpoch>,
     pub operators: Vec<OperatorCheckpoint>,
     /// Records received but held for event-time order (`order = "event-time"`).
     pub held: Vec<HeldRecord>,
@@ -71,6 +74,7 @@ impl TaskCheckpoint {
             output_sequence: self.sent.highest(),
             output_sequences: Some(self.sent.streams()),
             output_sequences_start: self.sent.start(),
+            sent_by: self.sent_by.map(|epoch| (epoch.digest, epoch.start)),
             operators: self
                 .operators
                 .iter()
@@ -121,6 +125,7 @@ impl TaskCheckpoint {
                 Some(streams) => OutputSequences::restored(stored.output_sequences_start, streams),
                 None => OutputSequences::restored(stored.output_sequence, &[]),
             },
+            sent_by: stored.sent_by.map(|(digest, start)| SenderEpoch { digest, start }),
             operators,
             held,
         })
@@ -161,6 +166,9 @@ struct StoredCheckpoint {
     /// With `output_sequences`: where streams not held start (an older checkpoint's number).
     #[serde(default, skip_serializing_if = "is_zero")]
     output_sequences_start: u64,
+    /// (sender digest, number its epoch began at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sent_by: Option<(u64, u64)>,
     operators: Vec<StoredOperator>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     held: Vec<StoredHeld>,
@@ -251,6 +259,7 @@ mod tests {
             upstream_names: vec!["events/0".into(), "events/1".into()],
             applied: AppliedSequences::restored(&[4], &[(0, 0, 3), (2, 1, 9)], &[(2, 1, u64::MAX)]),
             sent: OutputSequences::restored(2, &[("t-repartition".into(), 0, 77), ("u-repartition".into(), 0, 5)]),
+            sent_by: Some(SenderEpoch { digest: u64::MAX, start: 41 }),
             operators: vec![OperatorCheckpoint {
                 name: "count".into(),
                 digest: "ab".into(),

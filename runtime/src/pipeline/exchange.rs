@@ -62,8 +62,8 @@ pub trait ExchangeOutput: Send {
     fn routing(&self) -> String {
         String::new()
     }
-    /// The digest of what decides the records the task sends (`sequences::sender_digest`),
-    /// which a repartition topic's records carry.
+    /// The task's sender epoch (`sequences::SenderEpoch::by`), which a repartition topic's
+    /// records carry.
     fn sent_by(&mut self, _digest: u64) {}
     /// Event time reached `watermark` in this task.
     fn watermark(&mut self, watermark: i64) -> Result<(), OutputClosed>;

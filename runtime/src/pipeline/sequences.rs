@@ -76,6 +76,27 @@ pub fn sender_digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     u64::from_le_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]]).max(1)
 }
 
+/// The sender digest a task runs under and the number its run under it began at: a restart
+/// whose digest differs from its checkpoint's, and every swap, begin a new epoch. Records carry
+/// the two together (`by`), so that numbers are compared only within one stretch of one set of
+/// operators: a swap followed by a crash, or a rollback to operators that ran before, gives
+/// other records other numbers, never numbers a reader applied of different records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SenderEpoch {
+    pub digest: u64,
+    pub start: u64,
+}
+
+impl SenderEpoch {
+    /// What records carry (`sluice.by`): 0 when the task sends into no repartition topic.
+    pub fn by(&self) -> u64 {
+        if self.digest == 0 {
+            return 0;
+        }
+        sender_digest([format!("{:016x}/{}", self.digest, self.start).as_str()])
+    }
+}
+
 /// The last number a task applied of each stream it reads through a repartition topic.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppliedSequences {
@@ -105,7 +126,7 @@ impl AppliedSequences {
         let stream = (upstream, input);
         let shared = self.shared.get(upstream as usize).copied().unwrap_or(0);
         let known = self.by.get(&stream).copied().unwrap_or(0);
-        if by != 0 {
+        if by != 0 && by != known {
             self.by.insert(stream, by);
         }
         let last = self.last.entry(stream).or_insert(shared);

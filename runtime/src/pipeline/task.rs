@@ -14,7 +14,7 @@ use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
 use super::operator::{DeadRecord, Operator, OperatorSpec, Processed, StateHandover};
-use super::sequences::{OutputSequences, sender_digest};
+use super::sequences::{OutputSequences, SenderEpoch, sender_digest};
 use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
@@ -273,6 +273,8 @@ pub struct TaskParts {
     pub watermark: Option<i64>,
     /// The sequence numbers of the records it sends into repartition topics (from a checkpoint).
     pub sent: OutputSequences,
+    /// The sender epoch of those numbers (from a checkpoint).
+    pub sent_by: Option<SenderEpoch>,
     /// Records a checkpoint held for event-time order.
     pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
@@ -280,6 +282,8 @@ pub struct TaskParts {
     pub source_flow: Option<Flow>,
     /// The most records given to an operator at once (`batch_size`).
     pub batch_size: usize,
+    /// See `TaskSettings::entry_settings`.
+    pub entry_settings: Arc<str>,
 }
 
 /// One stage instance.
@@ -293,6 +297,10 @@ pub struct Task {
     outputs: TaskOutputs,
     /// The last sequence number of each stream it sends into repartition topics.
     sent: OutputSequences,
+    /// The sender digest its records are sent under now, and since which number.
+    sent_by: SenderEpoch,
+    /// See `TaskSettings::entry_settings`.
+    entry_settings: Arc<str>,
     checkpoints: Option<Box<dyn CheckpointTarget>>,
     /// Raised to stop at once, whatever is queued (see `StartedTask::cancel`).
     cancelled: Arc<AtomicBool>,
@@ -332,8 +340,11 @@ impl Task {
         let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
         let event_order =
             (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held).releasing_at_most(parts.batch_size));
+        let restored_epoch = parts.sent_by;
         let mut task = Task {
             event_order,
+            sent_by: SenderEpoch::default(),
+            entry_settings: parts.entry_settings,
             stage: parts.stage,
             operators: parts.operators,
             upstreams: parts.upstreams,
@@ -352,22 +363,30 @@ impl Task {
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
         };
+        // The same operators as at the checkpoint go on in its epoch: what they send again
+        // after a crash has the numbers and digest it had, and is dropped once.
+        let digest = task.sender_digest();
+        task.sent_by = match restored_epoch {
+            Some(epoch) if epoch.digest == digest => epoch,
+            _ => SenderEpoch { digest, start: task.sent.highest() },
+        };
         task.tell_exchanges_who_sends();
         task
     }
 
-    /// Gives the exchanges this task sends through the digest of what decides its records
-    /// (`sender_digest`), which each record carries: at start, and after a swap.
+    /// Gives the exchanges this task sends through its sender epoch, which each record
+    /// carries (`sluice.by`).
     fn tell_exchanges_who_sends(&mut self) {
-        let digest = self.sender_digest();
+        let by = self.sent_by.by();
         for output in self.outputs.exchanges.iter_mut().flatten() {
-            output.sent_by(digest);
+            output.sent_by(by);
         }
     }
 
     /// What decides the records this task sends into repartition topics (0: it sends through
-    /// none): its operators as they run now, its stage's wiring, the topics and their routing.
-    /// Secrets and granted files count by their digest, not their text.
+    /// none): its operators as they run now (secrets by name only), its stage's wiring, the
+    /// topics and their routing, and for a source's stage the event-time settings that decide
+    /// which records get through.
     fn sender_digest(&self) -> u64 {
         let streams: Vec<String> = self
             .outputs
@@ -403,7 +422,9 @@ impl Task {
             [spec.name.to_string(), spec.plugin.digest().to_string(), spec.settings_digest(), key_by]
         });
         let operators: Vec<String> = operators.collect();
-        sender_digest(streams.iter().map(String::as_str).chain([wiring.as_str()]).chain(operators.iter().map(String::as_str)))
+        let entry = if matches!(self.stage.entry, Entry::Source(_)) { &*self.entry_settings } else { "" };
+        let fixed = [wiring.as_str(), entry];
+        sender_digest(streams.iter().map(String::as_str).chain(fixed).chain(operators.iter().map(String::as_str)))
     }
 
     /// The flag that stops the task at its next message, saving nothing.
@@ -632,6 +653,7 @@ impl Task {
             upstream_names,
             applied,
             sent: self.sent.clone(),
+            sent_by: (self.sent_by.digest != 0).then_some(self.sent_by),
             operators,
             held: self.event_order.as_ref().map(EventTimeOrder::snapshot).unwrap_or_default(),
         };
@@ -708,6 +730,8 @@ impl Task {
                     self.stats.disabled_operators.push((request.operator.clone(), reason));
                 }
                 self.operators[index] = replacement;
+                // Other operators from here on: a new epoch.
+                self.sent_by = SenderEpoch { digest: self.sender_digest(), start: self.sent.highest() };
                 self.tell_exchanges_who_sends();
                 true
             }
@@ -901,10 +925,11 @@ impl Task {
         emitter: Option<usize>,
     ) -> Result<Records, TaskError> {
         let Some(limit) = self.outputs.record_limits.get(sink).copied().flatten() else { return Ok(records) };
-        // As librdkafka counts a message: key, value and each header (name, value, framing).
+        // As librdkafka counts a message: key, value, each header (name, value, their length
+        // varints) and the record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes).
         let size = |record: &Record<'_>| {
             let headers: usize = record.headers().map(|(name, value)| name.len() + value.len() + 10).sum();
-            record.key().map_or(0, <[u8]>::len) + record.value().len() + headers
+            record.key().map_or(0, <[u8]>::len) + record.value().len() + headers + 36
         };
         if records.iter().all(|record| size(&record) <= limit) {
             return Ok(records);

@@ -69,19 +69,27 @@ impl SharedOutputs {
 }
 
 /// The pipeline's settings every task of a stage runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSettings {
     /// Checkpoints a task may fail in a row before it stops with the error.
     pub tolerated_checkpoint_failures: u32,
     /// The most records of one batch given to an operator (`batch_size`): what an operator
     /// emits beyond it goes on in batches of this size.
     pub batch_size: usize,
+    /// The event-time settings that decide which records a source lets through (late ones
+    /// dropped or dead-lettered), for the sender digest of a source's stage.
+    pub entry_settings: Arc<str>,
 }
 
 impl TaskSettings {
     /// The settings of `pipeline`'s `[pipeline]` table.
     pub fn of(pipeline: &crate::config::PipelineConfig) -> TaskSettings {
-        TaskSettings { tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures, batch_size: *pipeline.batch_size.get_ref() }
+        let entry_settings = format!("{:?} {:?} {:?}", pipeline.out_of_orderness, pipeline.idle_timeout, pipeline.late_records);
+        TaskSettings {
+            tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures,
+            batch_size: *pipeline.batch_size.get_ref(),
+            entry_settings: entry_settings.into(),
+        }
     }
 }
 
@@ -216,10 +224,12 @@ impl TaskFactory {
                 outputs,
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 sent: restored.map(|checkpoint| checkpoint.sent.clone()).unwrap_or_default(),
+                sent_by: restored.and_then(|checkpoint| checkpoint.sent_by),
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,
                 batch_size: self.settings.batch_size,
+                entry_settings: Arc::clone(&self.settings.entry_settings),
             };
             let mut task = Task::new(parts);
             if let Some(target) = checkpoints {

@@ -55,6 +55,9 @@ pub struct Upstreams {
     sequences: AppliedSequences,
     /// Behind a repartition topic: the upstreams' names.
     names: Option<UpstreamNames>,
+    /// Upstreams a checkpoint named that the pipeline no longer has (a topic deleted, fewer
+    /// partitions): event time does not wait for them until they send a watermark again.
+    gone: std::collections::BTreeSet<u32>,
 }
 
 impl PartialEq for UpstreamNames {
@@ -80,6 +83,7 @@ impl Upstreams {
             watermarks: vec![None; watermarks.max(1)],
             sequences: AppliedSequences::default(),
             names: None,
+            gone: std::collections::BTreeSet::new(),
         }
     }
 
@@ -101,12 +105,13 @@ impl Upstreams {
             let mut moved = vec![None; names.count().max(self.watermarks.len())];
             for ((index, watermark), name) in now.iter().zip(watermarks).zip(checkpoint_names) {
                 // An upstream the pipeline no longer has (a topic deleted, fewer partitions)
-                // holds event time back no more: its numbers are kept, should it come back.
-                let gone = *index as usize >= current;
-                if gone {
+                // holds event time back no more: its numbers and watermark are kept, should
+                // it come back.
+                if *index as usize >= current {
                     tracing::info!(upstream = name, "an upstream of the checkpoint is gone: event time no longer waits for it");
+                    self.gone.insert(*index);
                 }
-                moved[*index as usize] = if gone { Some(i64::MAX) } else { *watermark };
+                moved[*index as usize] = *watermark;
             }
             self.watermarks = moved;
             self.sequences = sequences.renumbered(&now);
@@ -130,6 +135,7 @@ impl Upstreams {
 
     /// Notes upstream `from`'s watermark (watermarks never go back).
     pub fn watermark(&mut self, from: u32, watermark: i64) {
+        self.gone.remove(&from);
         let slot = self.slot(from);
         *slot = Some(slot.map_or(watermark, |current| current.max(watermark)));
     }
@@ -144,7 +150,8 @@ impl Upstreams {
 
     /// The least watermark of all upstreams; `None` while any has none yet.
     pub fn least_watermark(&self) -> Option<i64> {
-        self.watermarks.iter().copied().try_fold(i64::MAX, |least, watermark| watermark.map(|watermark| least.min(watermark)))
+        let waited_for = self.watermarks.iter().enumerate().filter(|(index, _)| !self.gone.contains(&(*index as u32)));
+        waited_for.map(|(_, watermark)| *watermark).try_fold(i64::MAX, |least, watermark| watermark.map(|watermark| least.min(watermark)))
     }
 
     /// Notes that sender `from` ended: its event time is over.
@@ -246,5 +253,11 @@ mod tests {
         assert_eq!(resumed.least_watermark(), None, "a/0 has sent no watermark yet");
         resumed.watermark(0, 900);
         assert_eq!(resumed.least_watermark(), Some(500), "c/0, gone, holds event time back no more");
+        let (watermarks, _, _) = resumed.snapshot();
+        assert_eq!(watermarks[2], Some(700), "its own watermark is kept");
+        resumed.watermark(2, 650);
+        assert_eq!(resumed.least_watermark(), Some(500));
+        resumed.watermark(1, 800);
+        assert_eq!(resumed.least_watermark(), Some(700), "back, it is waited for again");
     }
 }

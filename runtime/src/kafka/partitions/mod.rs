@@ -128,17 +128,19 @@ pub struct SourceContext {
 }
 
 /// Why a partition cannot resume at `next_position`, if it cannot: the partition now ends
-/// before it, so the topic was deleted and made again (or its records deleted) since the
-/// checkpoint, and resuming there would skip every record the new one gets up to that offset.
-/// (A partition the brokers do not answer for in time is not checked.)
-fn resumes_past_the_end(consumer: &BaseConsumer<SourceContext>, id: &PartitionId, next_position: u64) -> Option<String> {
-    let (_, end) = consumer.fetch_watermarks(&id.0, id.1, Duration::from_secs(10)).ok()?;
+/// before it, so the topic was deleted and made again since the checkpoint (or the brokers
+/// lost records), and resuming there would skip every record the new one gets up to that
+/// offset. (A partition the brokers do not answer for before `until` is not checked; nor is a
+/// topic made again that already holds more records than the checkpoint's offset.)
+fn resumes_past_the_end(consumer: &BaseConsumer<SourceContext>, id: &PartitionId, next_position: u64, until: Instant) -> Option<String> {
+    let left = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())?;
+    let (_, end) = consumer.fetch_watermarks(&id.0, id.1, left).ok()?;
     let end = u64::try_from(end).ok()?;
     (next_position > end).then(|| {
         format!(
             "the checkpoint of {} resumes at offset {next_position}, but the partition ends at offset {end}: the topic was deleted \
-             and made again (or its records deleted) since, so the records it held after the checkpoint are gone and those of the \
-             new topic would be skipped; start over with a new consumer `group` (or remove this pipeline's checkpoints)",
+             and made again since (or the brokers lost records), so the records it held after the checkpoint are gone and those \
+             of the new topic would be skipped; start over with a new consumer `group` (or remove this pipeline's checkpoints)",
             describe_one(id)
         )
     })
@@ -294,9 +296,14 @@ impl SourceContext {
         let unrestored: Vec<PartitionId> =
             ids.iter().zip(&keys).filter(|(_, key)| !checkpoints.contains_key(*key)).map(|(id, _)| id.clone()).collect();
         let committed = self.committed_offsets(consumer, &unrestored);
+        // Ends are asked for within one deadline for the whole assignment: a broker slow to
+        // answer leaves the rest unchecked rather than hold the rebalance up.
+        let checks_until = Instant::now() + Duration::from_secs(5);
         for (id, key) in ids.iter().zip(&keys) {
             let checkpoint = checkpoints.remove(key);
-            if let Some(problem) = checkpoint.as_ref().and_then(|checkpoint| resumes_past_the_end(consumer, id, checkpoint.next_position)) {
+            let past_end =
+                checkpoint.as_ref().and_then(|checkpoint| resumes_past_the_end(consumer, id, checkpoint.next_position, checks_until));
+            if let Some(problem) = past_end {
                 return self.partitions().fail_start(problem);
             }
             let offset = match &checkpoint {
