@@ -260,6 +260,31 @@ fn await_windows_in(bootstrap: &str, topic: &str, expected: &BTreeMap<(i64, Stri
     (results, output_len - expected.len())
 }
 
+/// Starts `pipeline` and waits until its checkpoints are in the checkpoint topic (more than
+/// two records there: source and repartition partitions alike).
+fn start_and_await_checkpoints(scratch: &Scratch, broker: &Broker, pipeline: &std::path::Path, log: &str) -> SluiceProcess {
+    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
+    let sluice = SluiceProcess::start(scratch.dir.path(), pipeline, log);
+    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    sluice
+}
+
+/// Stops a process that ran `WINDOWED_PIPELINE` (or a variant) once every window of `input`
+/// has a result, and checks each is exact.
+fn stop_once_windows_are_exact(broker: &Broker, sluice: &mut SluiceProcess, input: &[KafkaRecord]) {
+    let expected = expected_windows(input);
+    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_exact_counts(&expected, &results);
+}
+
+/// Starts `pipeline`, which must be refused; returns its log.
+fn refused_log(scratch: &Scratch, pipeline: &std::path::Path) -> String {
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), pipeline, "refused.log");
+    assert_eq!(sluice.wait_exit(Duration::from_secs(60)), Some(false), "refused; log:\n{}", sluice.log_text());
+    sluice.log_text()
+}
+
 /// Two windowed counts of the same records (fan-out, a repartition topic each), killed five
 /// times while the records arrive in small bursts: both exact. Each of the source's tasks
 /// numbers the records it sends per repartition topic; with one number shared by both, a
@@ -811,9 +836,7 @@ fn a_filter_added_in_front_of_the_exchange_after_a_kill_9_loses_no_record() {
     };
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
-    wait_for(Duration::from_secs(60), "a checkpoint", || checkpoints() > 2);
+    let mut sluice = start_and_await_checkpoints(&scratch, &broker, &pipeline, "first.log");
     std::thread::sleep(Duration::from_millis(700));
     sluice.kill();
 
@@ -854,15 +877,11 @@ fn a_restart_with_the_operator_behind_an_exchange_renamed_is_refused() {
     produce(&broker.bootstrap(), "events", &windowed_records(4_000, 20));
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
-    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    let mut sluice = start_and_await_checkpoints(&scratch, &broker, &pipeline, "first.log");
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
 
     let renamed = kafka_pipeline(&scratch, &broker, &WINDOWED_PIPELINE.replace("name = \"counts\"", "name = \"counted\""));
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &renamed, "second.log");
-    assert_eq!(sluice.wait_exit(Duration::from_secs(60)), Some(false), "refused; log:\n{}", sluice.log_text());
-    let log = sluice.log_text();
+    let log = refused_log(&scratch, &renamed);
     assert!(log.contains("counts-repartition, which it no longer sends into"), "{log}");
 }
 
@@ -878,14 +897,10 @@ fn a_restart_after_the_repartition_topic_was_deleted_is_refused() {
     produce(&broker.bootstrap(), "events", &windowed_records(4_000, 20));
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "first.log");
-    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    let mut sluice = start_and_await_checkpoints(&scratch, &broker, &pipeline, "first.log");
     assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
     broker.delete_topic("windowed-counts-repartition");
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
-    assert_eq!(sluice.wait_exit(Duration::from_secs(60)), Some(false), "refused; log:\n{}", sluice.log_text());
-    let log = sluice.log_text();
+    let log = refused_log(&scratch, &pipeline);
     assert!(log.contains("the checkpoint of windowed-counts-repartition/0 resumes at offset") && log.contains("deleted"), "{log}");
 }
 
@@ -902,19 +917,14 @@ fn a_reloaded_file_whose_partitions_refuse_their_checkpoints_leaves_the_previous
     produce(&broker.bootstrap(), "events", &input[..4_000]);
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(&scratch, &broker, WINDOWED_PIPELINE);
-    let checkpoints = || read_topic(&broker.bootstrap(), "sluice-checkpoints", usize::MAX, Duration::from_millis(500)).len();
-    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
-    wait_for(Duration::from_secs(60), "checkpoints", || checkpoints() > 2);
+    let mut sluice = start_and_await_checkpoints(&scratch, &broker, &pipeline, "sluice.log");
     kafka_pipeline(&scratch, &broker, &WINDOWED_PIPELINE.replace("name = \"counts\"", "name = \"counted\""));
     wait_for(Duration::from_secs(60), "the reload refused", || {
         sluice.log_text().contains("the reloaded pipeline cannot start, restarting the previous definition")
     });
     produce(&broker.bootstrap(), "events", &input[4_000..]);
     produce(&broker.bootstrap(), "events", &watermark_pushers(2));
-    let expected = expected_windows(&input);
-    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
-    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
-    assert_exact_counts(&expected, &results);
+    stop_once_windows_are_exact(&broker, &mut sluice, &input);
 }
 
 /// A topic matching the source's pattern appears between two runs, and sorts before the one
@@ -946,10 +956,7 @@ fn a_topic_matching_the_pattern_between_two_runs_loses_none_of_its_records() {
     produce(&broker.bootstrap(), "events-a", &watermark_pushers(1));
     produce(&broker.bootstrap(), "events-b", &watermark_pushers(1));
     let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "second.log");
-    let expected = expected_windows(&input);
-    let (results, _) = await_windows(&broker.bootstrap(), &expected, Duration::from_secs(120));
-    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
-    assert_exact_counts(&expected, &results);
+    stop_once_windows_are_exact(&broker, &mut sluice, &input);
 }
 
 /// The sink writes into a pipe that nobody reads for 3 s: the sink stops, then the task, and
