@@ -109,15 +109,8 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
             // Stopped while it waited for brokers: the stop applies to any definition.
             Err(error) if error.is_stopped() => return Err(error.into()),
             // A reloaded definition that validated but cannot start: go back to the last one.
-            Err(error) if previous.is_some() => {
-                tracing::error!(
-                    "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it \
-                     changes): {error}"
-                );
-                refused = Some(pipeline.text.contents().to_owned());
-                if let Some((definition, all_carried)) = previous.take() {
-                    (pipeline, carried) = (definition, Some(all_carried));
-                }
+            Err(error) if let Some(last) = previous.take() => {
+                refused = Some(give_way_to_previous(&error, &mut pipeline, &mut carried, last));
                 continue;
             }
             Err(error) => return Err(error.into()),
@@ -132,17 +125,14 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
         let summary = match summary {
             // A partition of a Kafka source that could not start from its checkpoint (they
             // start as the group assigns them, after the pipeline did): as above.
-            Err(error) if error.is_task_not_started() && previous.is_some() && !stop.is_raised() => {
-                tracing::error!(
-                    "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it \
-                     changes): {error}"
-                );
+            Err(error)
+                if error.is_task_not_started()
+                    && !stop.is_raised()
+                    && let Some(last) = previous.take() =>
+            {
                 control.retire_operator_gauges();
                 monitor.results.close_pipeline(control.pipeline());
-                refused = Some(pipeline.text.contents().to_owned());
-                if let Some((definition, all_carried)) = previous.take() {
-                    (pipeline, carried) = (definition, Some(all_carried));
-                }
+                refused = Some(give_way_to_previous(&error, &mut pipeline, &mut carried, last));
                 continue;
             }
             summary => summary?,
@@ -164,6 +154,23 @@ pub fn serve(path: &Path, plugins: &PluginRegistry, options: &ServeOptions, stop
             _ => return Ok(summary),
         }
     }
+}
+
+/// A reloaded definition that cannot start (`error`) gives way to the `previous` one and what
+/// its run carried over; returns the refused definition's text, which is not tried again until
+/// the file changes (else each start of the previous one would try it again, in a loop).
+fn give_way_to_previous(
+    error: &dyn std::fmt::Display,
+    pipeline: &mut LoadedPipeline,
+    carried: &mut Option<CarriedOver>,
+    (definition, all_carried): (LoadedPipeline, CarriedOver),
+) -> String {
+    tracing::error!(
+        "the reloaded pipeline cannot start, restarting the previous definition (the file is tried again once it changes): {error}"
+    );
+    let refused = pipeline.text.contents().to_owned();
+    (*pipeline, *carried) = (definition, Some(all_carried));
+    refused
 }
 
 /// [`validate`] on a thread of its own, given up when `stop` is raised first: compiling the

@@ -363,20 +363,20 @@ impl Task {
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
         };
-        // The same operators as at the checkpoint go on in its epoch: what they send again
-        // after a crash has the numbers and digest it had, and is dropped once.
-        let digest = task.sender_digest();
-        task.sent_by = match restored_epoch {
-            Some(epoch) if epoch.digest == digest => epoch,
-            _ => SenderEpoch { digest, start: task.sent.highest() },
-        };
-        task.tell_exchanges_who_sends();
+        task.begin_epoch(restored_epoch);
         task
     }
 
-    /// Gives the exchanges this task sends through its sender epoch, which each record
-    /// carries (`sluice.by`).
-    fn tell_exchanges_who_sends(&mut self) {
+    /// Sets the sender epoch its records carry (`sluice.by`) and tells its exchanges: the
+    /// checkpoint's (`restored`) if the operators are those of the checkpoint, so that what
+    /// they send again after a crash has the numbers and digest it had and is dropped once;
+    /// else a new one from its last number (at start with other operators, and after a swap).
+    fn begin_epoch(&mut self, restored: Option<SenderEpoch>) {
+        let digest = self.sender_digest();
+        self.sent_by = match restored {
+            Some(epoch) if epoch.digest == digest => epoch,
+            _ => SenderEpoch { digest, start: self.sent.highest() },
+        };
         let by = self.sent_by.by();
         for output in self.outputs.exchanges.iter_mut().flatten() {
             output.sent_by(by);
@@ -731,8 +731,7 @@ impl Task {
                 }
                 self.operators[index] = replacement;
                 // Other operators from here on: a new epoch.
-                self.sent_by = SenderEpoch { digest: self.sender_digest(), start: self.sent.highest() };
-                self.tell_exchanges_who_sends();
+                self.begin_epoch(None);
                 true
             }
             _ => false,

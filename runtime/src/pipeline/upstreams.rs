@@ -45,7 +45,7 @@ impl UpstreamNames {
 }
 
 /// Senders (barriers, the end) and watermark inputs of one task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Upstreams {
     senders: Vec<Sender>,
     /// Watermark per upstream: the senders in process; behind a repartition topic, the
@@ -59,14 +59,6 @@ pub struct Upstreams {
     /// partitions): event time does not wait for them until they send a watermark again.
     gone: std::collections::BTreeSet<u32>,
 }
-
-impl PartialEq for UpstreamNames {
-    fn eq(&self, other: &UpstreamNames) -> bool {
-        self.to_vec() == other.to_vec()
-    }
-}
-
-impl Eq for UpstreamNames {}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Sender {
