@@ -381,6 +381,9 @@ fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::Inspect { file } => inspect(file),
         PluginCommand::New { name, lang, dir, sdk } => {
+            if sdk.is_some() && !matches!(lang, Language::Rust) {
+                bail!(UsageError(anyhow::anyhow!("--sdk names the Rust SDK: a {lang} plugin does not use it")));
+            }
             let directory = dir.unwrap_or_else(|| PathBuf::from(&name));
             develop::new_plugin(&name, lang, &directory, sdk.as_deref())?;
             print_out(&format!("created {lang} plugin \"{name}\" in {}\n", directory.display()))?;
@@ -461,7 +464,7 @@ fn init_logging(format: LogFormat) {
                 closest_level(stranger).map(|level| format!(" (did you mean {level}?)")).unwrap_or_default()
             )),
         ),
-        Ok(text) => match tracing_subscriber::EnvFilter::try_new(text) {
+        Ok(text) => match tracing_subscriber::EnvFilter::try_new(with_default_level(text)) {
             Ok(filter) => (filter, None),
             Err(error) => (
                 tracing_subscriber::EnvFilter::new("info"),
@@ -482,7 +485,10 @@ fn init_logging(format: LogFormat) {
         .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            sluice::wasm::log_escapes_control_characters();
+            builder.json().init()
+        }
     }
     if let Some(refused) = refused {
         tracing::warn!("{refused}");
@@ -509,6 +515,21 @@ fn unknown_log_target(filter: &str) -> Option<&str> {
             || LOG_TARGETS.iter().any(|crate_name| target.starts_with(crate_name));
         (!known).then_some(target)
     })
+}
+
+/// `filter` with `info` for every module it does not name, unless it gives a level for all
+/// itself: `wasmtime=debug` alone would silence Sluice's own warnings and errors.
+fn with_default_level(filter: &str) -> String {
+    let gives_a_level = filter.split(',').map(str::trim).any(|directive| {
+        !directive.contains('=')
+            && (matches!(directive, "0" | "1" | "2" | "3" | "4" | "5")
+                || LOG_LEVELS.iter().any(|level| directive.eq_ignore_ascii_case(level)))
+    });
+    match (gives_a_level, filter.trim().is_empty()) {
+        (true, _) => filter.to_owned(),
+        (false, true) => "info".to_owned(),
+        (false, false) => format!("info,{filter}"),
+    }
 }
 
 /// The level `word` is a typo of (at most two letters changed, added, removed or swapped).
@@ -563,6 +584,16 @@ mod tests {
         assert_eq!(closest_level("degub"), Some("debug"));
         assert_eq!(closest_level("WRAN"), Some("warn"));
         assert_eq!(closest_level("garbage"), None);
+    }
+
+    #[test]
+    fn a_log_filter_for_some_modules_leaves_the_others_at_info() {
+        assert_eq!(with_default_level("wasmtime=debug"), "info,wasmtime=debug");
+        assert_eq!(with_default_level("sluice::kafka=trace,rdkafka=warn"), "info,sluice::kafka=trace,rdkafka=warn");
+        assert_eq!(with_default_level("warn,wasmtime=debug"), "warn,wasmtime=debug", "a level for all is the user's");
+        assert_eq!(with_default_level("OFF"), "OFF");
+        assert_eq!(with_default_level(""), "info");
+        assert!(tracing_subscriber::EnvFilter::try_new(with_default_level("sluice")).is_ok());
     }
 
     #[test]

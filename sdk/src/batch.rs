@@ -177,7 +177,6 @@ impl Batch {
     /// may share bytes, but a batch must not amplify into far more than a plugin wrote). The
     /// runtime checks each batch a plugin returns.
     pub fn check(&self) -> Result<(), String> {
-        self.check_sharing()?;
         let in_bytes = |span: Span| (span.offset as usize).checked_add(span.length as usize).is_some_and(|end| end <= self.bytes.len());
         let in_headers = |event: &Event| {
             (event.first_header as usize).checked_add(event.header_count as usize).is_some_and(|end| end <= self.headers.len())
@@ -187,15 +186,21 @@ impl Batch {
             if !inside {
                 return Err(format!("record {index} points outside its batch"));
             }
+        }
+        if let Some(index) = self.headers.iter().position(|header| !in_bytes(header.name) || !in_bytes(header.value)) {
+            return Err(format!("header {index} points outside its batch"));
+        }
+        // Once every span is known to be inside (a span past the end is said as such), and
+        // before any field index is read (records sharing one huge index would cost its
+        // reading once each).
+        self.check_sharing()?;
+        for (index, event) in self.events.iter().enumerate() {
             if let Some(fields) = event.fields {
                 FieldIndex::checked(self.slice(fields), event.value.length as usize)
                     .ok_or_else(|| format!("record {index} has a malformed field index"))?;
             }
         }
-        match self.headers.iter().position(|header| !in_bytes(header.name) || !in_bytes(header.value)) {
-            Some(index) => Err(format!("header {index} points outside its batch")),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Refuses a batch whose records refer to more bytes (their keys, values, field indexes

@@ -113,9 +113,12 @@ pub struct Kept {
     pub(crate) bytes: KeptBytes,
 }
 
-/// An estimate of the memory kept records take: each one's value (and best match's) and key,
-/// and about 100 bytes of entries in the maps and indexes. Derived from the records, so not
-/// compared: two `Kept` with the same records are equal whatever was counted.
+/// An estimate of the memory kept records take: each one's value (and best match's), its key
+/// three times (in the map of keys, the index by time and the key's own text), and about 300
+/// bytes of entries in the maps, the indexes and the allocator's headers (measured in the
+/// plugin's WebAssembly memory: a record of a key of its own takes about that much beside its
+/// bytes). Derived from the records, so not compared: two `Kept` with the same records are
+/// equal whatever was counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct KeptBytes(Option<usize>);
 
@@ -132,9 +135,12 @@ pub fn record_cost(key: &KeyText, record: &KeptRecord) -> usize {
 
 /// What a record of `key` with this value and best match would cost kept (see [`KeptBytes`]).
 pub fn cost_of(key: &KeyText, value: &[u8], best: Option<&BestMatch>) -> usize {
-    const ENTRIES: usize = 100;
-    ENTRIES + 2 * key.as_str().len() + value.len() + best.map_or(0, |best| best.value.len())
+    const ENTRIES: usize = 300;
+    ENTRIES + 3 * key.as_str().len() + value.len() + best.map_or(0, |best| BEST_MATCH_ENTRY + best.value.len())
 }
+
+/// A best match's box and its allocator header, beside its text.
+pub(crate) const BEST_MATCH_ENTRY: usize = 48;
 
 /// Version 2 added the records' arrival, interval and best match and the index by end;
 /// version 1 is read by [`crate::migrate`].
@@ -175,10 +181,15 @@ impl Kept {
             Some(records) => records,
             None => self.keys.entry(key.clone()).or_default(),
         };
-        match side {
-            Side::Left => records.left.push(record),
-            Side::Right => records.right.push(record),
+        let records = match side {
+            Side::Left => &mut records.left,
+            Side::Right => &mut records.right,
+        };
+        // Room for one, not the four a first push makes: most keys keep one record a side.
+        if records.capacity() == 0 {
+            records.reserve_exact(1);
         }
+        records.push(record);
         self.records += 1;
     }
 

@@ -280,8 +280,8 @@ impl Join {
             }
             if left.best.as_ref().is_none_or(|current| best.keep.prefers((rank, timestamp, record.value()), current)) {
                 let value = record.value().to_vec();
-                before += left.best.as_ref().map_or(0, |current| current.value.len());
-                after += value.len();
+                before += left.best.as_ref().map_or(0, |current| kept::BEST_MATCH_ENTRY + current.value.len());
+                after += kept::BEST_MATCH_ENTRY + value.len();
                 left.best = Some(Box::new(BestMatch { rank, timestamp, value }));
             }
         }

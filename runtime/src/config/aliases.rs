@@ -116,14 +116,36 @@ fn outputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
     outputs
 }
 
-/// Each output that is an input or an earlier output: (where, message).
+/// Where the pipeline keeps its checkpoints, resolved: `state_dir`, and its own directory in
+/// it (`state_dir/<pipeline>`).
+fn checkpoint_directories(pipeline: &LoadedPipeline) -> Option<(PathBuf, PathBuf)> {
+    let state_dir = pipeline.resolve(pipeline.config.pipeline.state_dir.as_ref()?);
+    let state_dir = std::fs::canonicalize(&state_dir).unwrap_or_else(|_| absolute(&state_dir));
+    let own = state_dir.join(pipeline.config.pipeline.name.get_ref().as_str());
+    Some((state_dir, own))
+}
+
+/// Each output that is an input or an earlier output, or lies where the checkpoints are kept:
+/// (where, message).
 pub fn aliased_files(pipeline: &LoadedPipeline) -> Vec<(Option<Range<usize>>, String)> {
     let inputs = inputs(pipeline);
     let outputs = outputs(pipeline);
+    let checkpoints = checkpoint_directories(pipeline);
     let mut problems = Vec::new();
     for (index, output) in outputs.iter().enumerate() {
         let path = output.path.display();
-        if let Some(input) = inputs.iter().find(|input| output.same_file(input)) {
+        let canonical = output.identity.as_ref().map(|identity| identity.canonical.as_path());
+        if let Some(((state_dir, own), canonical)) = checkpoints.as_ref().zip(canonical)
+            && (canonical == state_dir || canonical.starts_with(own))
+        {
+            let message = format!(
+                "{}: {path} is where the pipeline keeps its checkpoints (state_dir {}, and {} in it): write somewhere else",
+                output.who,
+                state_dir.display(),
+                own.display()
+            );
+            problems.push((output.span.clone(), message));
+        } else if let Some(input) = inputs.iter().find(|input| output.same_file(input)) {
             let message = format!(
                 "{}: {path} is the file {} reads ({}): writing it would destroy that input; write somewhere else",
                 output.who,

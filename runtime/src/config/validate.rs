@@ -212,8 +212,14 @@ impl Problems<'_> {
                     if let Err(problem) = parse_rfc3339_millis(&anomaly.start) {
                         self.report(anomalies.clone(), format!("source \"{name}\": anomaly start {problem}"));
                     }
-                    if !(anomaly.price_factor.is_finite() && anomaly.price_factor > 0.0) {
-                        self.report(anomalies.clone(), format!("source \"{name}\": anomaly price_factor must be a positive number"));
+                    if !(anomaly.price_factor > 0.0 && anomaly.price_factor <= MAX_PRICE_FACTOR) {
+                        self.report(
+                            anomalies.clone(),
+                            format!(
+                                "source \"{name}\": anomaly price_factor must be a positive number up to 1000000000 (prices stay finite), got {}",
+                                super::values::short_number(anomaly.price_factor)
+                            ),
+                        );
                     }
                     if let Some(category) = anomaly.category.as_deref().filter(|category| !GENERATOR_CATEGORIES.contains(category)) {
                         self.report(
@@ -261,8 +267,10 @@ impl Problems<'_> {
                 if let Some(problem) = problem {
                     self.report(self.key_in(&span, "path"), format!("source \"{name}\": {problem}"));
                 }
+                self.check_timestamp_field(&span, &name, file.timestamp_field.as_deref());
             }
-            SourceConfig::Stdin(_) => {
+            SourceConfig::Stdin(stdin) => {
+                self.check_timestamp_field(&span, &name, stdin.timestamp_field.as_deref());
                 if let Some(state_dir) = &self.pipeline.config.pipeline.state_dir {
                     self.report(
                         span,
@@ -275,6 +283,16 @@ impl Problems<'_> {
                 }
             }
             SourceConfig::Kafka(kafka) => self.check_kafka_source(span, &name, kafka),
+        }
+    }
+
+    /// An empty `timestamp_field` is a mistake for "unset" rather than a field named "".
+    fn check_timestamp_field(&mut self, span: &Range<usize>, name: &str, field: Option<&str>) {
+        if field == Some("") {
+            self.report(
+                self.value_in(span, "timestamp_field"),
+                format!("source \"{name}\": `timestamp_field` is empty: name the field holding the event time, or leave it unset for ingestion time"),
+            );
         }
     }
 
@@ -378,6 +396,15 @@ impl Problems<'_> {
     ) {
         if brokers.trim().is_empty() {
             self.report(span.clone(), format!("{what}: `brokers` is empty: give host:port[,host:port...]"));
+        } else if let Some((broker, protocol)) =
+            brokers.split(',').map(str::trim).find_map(|broker| Some((broker, protocol_problem(broker)?)))
+        {
+            let message = format!(
+                "{what}: broker \"{broker}\" begins with \"{protocol}://\", which librdkafka does not know: write host:port, \
+                 or begin with PLAINTEXT://, SSL://, SASL_PLAINTEXT:// or SASL_SSL:// (the protocol is set by the property \
+                 security.protocol)"
+            );
+            self.report(self.value_in(&span, "brokers"), message);
         } else if let Some((broker, port)) = brokers.split(',').map(str::trim).find_map(|broker| Some((broker, port_problem(broker)?))) {
             let message = format!("{what}: broker \"{broker}\" has port \"{port}\", which is no port number (1 to 65535)");
             self.report(self.value_in(&span, "brokers"), message);
@@ -462,6 +489,15 @@ impl Problems<'_> {
                     "operator \"{name}\": call_timeout must be at least 10ms (deadlines are kept on the engine's {}ms clock), got {:?}",
                     crate::wasm::EPOCH_TICK.as_millis(),
                     operator.call_timeout.duration()
+                ),
+            );
+        }
+        if operator.memory_limit.bytes() > MAX_MEMORY_LIMIT {
+            self.report(
+                self.value_in(&operator_span, "memory_limit"),
+                format!(
+                    "operator \"{name}\": memory_limit must be at most 4GiB (a WebAssembly memory cannot grow past 4 GiB), got {} bytes",
+                    operator.memory_limit.bytes()
                 ),
             );
         }
@@ -819,6 +855,13 @@ impl Problems<'_> {
     }
 }
 
+/// The largest anomaly `price_factor` of the generator: an order's price times it stays a
+/// finite number with cents.
+const MAX_PRICE_FACTOR: f64 = 1e9;
+
+/// The largest `memory_limit`: a 32-bit WebAssembly memory holds at most 65,536 pages of 64 KiB.
+const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
 /// The shortest `call_timeout`: a few ticks of the clock deadlines are kept on, so that a
 /// call is not interrupted at a random point of its first tick.
 const MIN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(10);
@@ -1029,6 +1072,14 @@ fn broker_set(list: &str) -> BTreeSet<(String, u16)> {
 /// (`PLAINTEXT://host:port`).
 fn without_protocol(broker: &str) -> &str {
     broker.split_once("://").map_or(broker, |(_, address)| address)
+}
+
+/// The protocol a broker address begins with (`http` of `http://host:9092`) when librdkafka
+/// knows no such protocol: it would leave the broker out, and wait for brokers it never gets.
+fn protocol_problem(broker: &str) -> Option<&str> {
+    const KNOWN: [&str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+    let (protocol, _) = broker.split_once("://")?;
+    if KNOWN.iter().any(|known| protocol.eq_ignore_ascii_case(known)) { None } else { Some(protocol) }
 }
 
 /// The port of a `host:port` broker address when it is no port number (librdkafka would try

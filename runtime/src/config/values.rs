@@ -120,13 +120,16 @@ impl TryFrom<f64> for Rate {
         if (0.001..=1e9).contains(&rate) {
             Ok(Rate(rate))
         } else {
-            // As written, short: 1e-300 in exponent form, not as 300 digits.
-            let shown = match rate.abs() {
-                magnitude if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) => format!("{rate:e}"),
-                _ => rate.to_string(),
-            };
-            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {shown}"))
+            Err(format!("a rate must be between 0.001 and 1000000000 per second, got {}", short_number(rate)))
         }
+    }
+}
+
+/// `number` as written short: `1e-300` or `1e308` in exponent form, not as 300 digits.
+pub fn short_number(number: f64) -> String {
+    match number.abs() {
+        magnitude if magnitude != 0.0 && !(1e-4..1e16).contains(&magnitude) => format!("{number:e}"),
+        _ => number.to_string(),
     }
 }
 

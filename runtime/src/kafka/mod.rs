@@ -182,6 +182,17 @@ impl ClientKind {
     }
 }
 
+/// The largest message a producer with `properties` writes: `message.max.bytes`, librdkafka's
+/// default 1,000,000 when not given.
+pub fn message_limit(properties: &KafkaProperties) -> usize {
+    let given = match properties.get("message.max.bytes") {
+        Some(crate::config::PropertyValue::Integer(bytes)) => usize::try_from(*bytes).ok(),
+        Some(crate::config::PropertyValue::Text(bytes)) => bytes.trim().parse().ok(),
+        _ => None,
+    };
+    given.unwrap_or(1_000_000)
+}
+
 /// Whether `property` is one of librdkafka's consumer-only properties: a producer ignores it.
 pub fn is_consumer_only(property: &str) -> bool {
     CONSUMER_ONLY_PROPERTIES.contains(&property)

@@ -84,6 +84,15 @@ pub fn send_when_room<C: ProducerContext>(
     }
 }
 
+/// The size librdkafka gives a message: key, value, each header (name, value and their length
+/// varints) and the record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes).
+pub fn message_size(key: Option<&[u8]>, value: &[u8], headers: Option<&OwnedHeaders>) -> usize {
+    use rdkafka::message::Headers as _;
+    let headers: usize =
+        headers.map_or(0, |headers| headers.iter().map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len) + 10).sum());
+    key.map_or(0, <[u8]>::len) + value.len() + headers + 36
+}
+
 /// A record to produce.
 pub struct OutgoingRecord<'a> {
     pub key: Option<&'a [u8]>,
@@ -185,6 +194,8 @@ pub struct OutputProducer {
     /// Inside a transaction a failure does not stop the writer: it is remembered, and the
     /// transaction is aborted instead of committed.
     transactional: bool,
+    /// The largest message it writes (`message.max.bytes`): librdkafka refuses larger ones.
+    limit: usize,
 }
 
 impl OutputProducer {
@@ -198,12 +209,19 @@ impl OutputProducer {
             .map_err(KafkaClientError::kafka(format!("cannot create a producer for topic \"{topic}\"")))?;
         let producer = Arc::new(producer);
         hasten_producer_id(Arc::downgrade(&producer));
-        Ok(OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: false })
+        let limit = super::message_limit(properties);
+        Ok(OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: false, limit })
     }
 
-    /// Writes to `topic` through a shared transactional producer.
-    pub fn transactional(producer: Arc<ThreadedProducer<DeliveryContext>>, topic: &str) -> OutputProducer {
-        OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: true }
+    /// Writes to `topic` through a shared transactional producer, which writes messages of up
+    /// to `limit` bytes.
+    pub fn transactional(producer: Arc<ThreadedProducer<DeliveryContext>>, topic: &str, limit: usize) -> OutputProducer {
+        OutputProducer { producer, topic: topic.to_owned(), in_flight: Arc::default(), transactional: true, limit }
+    }
+
+    /// The largest message it writes (`message.max.bytes`).
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Queues a record; waits while librdkafka's queue is full. Fails if an earlier delivery

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rdkafka::message::{Header, OwnedHeaders};
 
-use super::producer::{InFlight, OutgoingRecord, OutputProducer};
+use super::producer::{InFlight, OutgoingRecord, OutputProducer, message_size};
 use crate::pipeline::{Barrier, ExchangeOutput, ExchangeRouting, OutputClosed, SourcePositions, Unroutable, partition_of};
 use crate::wasm::Batch;
 
@@ -138,8 +138,8 @@ impl ExchangeOutput for RepartitionOutput {
                     continue;
                 }
             };
-            *sequence += 1;
-            let sequence_text = sequence.to_string();
+            let next = *sequence + 1;
+            let sequence_text = next.to_string();
             let mut headers = OwnedHeaders::new()
                 .insert(Header { key: ORIGIN_HEADER, value: Some(self.origin.as_bytes()) })
                 .insert(Header { key: SEQUENCE_HEADER, value: Some(sequence_text.as_bytes()) })
@@ -150,6 +150,20 @@ impl ExchangeOutput for RepartitionOutput {
             for (name, value) in record.headers() {
                 headers = headers.insert(Header { key: &String::from_utf8_lossy(name), value: Some(value) });
             }
+            // librdkafka would refuse it at every replay, stopping the run each time.
+            let size = message_size(record.key(), record.value(), Some(&headers));
+            if size > self.producer.limit() {
+                let reason = format!(
+                    "the record is {size} bytes (key, value and headers), more than the repartition topic {} takes \
+                     (message.max.bytes = {}): raise the source's message.max.bytes, and the topic's max.message.bytes, to send \
+                     such records through a keyed exchange",
+                    self.topic,
+                    self.producer.limit()
+                );
+                unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });
+                continue;
+            }
+            *sequence = next;
             let outgoing = OutgoingRecord {
                 key: record.key(),
                 value: record.value(),

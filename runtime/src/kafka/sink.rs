@@ -3,7 +3,7 @@
 use rdkafka::message::{Header, OwnedHeaders};
 
 use super::KafkaClientError;
-use super::producer::{OutgoingRecord, OutputProducer};
+use super::producer::{OutgoingRecord, OutputProducer, message_size};
 use super::transaction::TransactionalProducer;
 use crate::config::{KafkaDeadLetterConfig, KafkaProperties, KafkaSinkConfig};
 use crate::pipeline::{DeadLetter, StopSignal};
@@ -74,19 +74,24 @@ impl KafkaDeadLetters {
         self.producer.topic()
     }
 
+    /// Writes the letter; one larger than the topic takes (a record refused by a Kafka sink
+    /// for its size, at the same `message.max.bytes`) is cut to fit (`cut_to_fit`).
     pub fn write(&self, letter: &DeadLetter) -> Result<(), String> {
         let record = letter.record.get(0);
         let provenance = provenance_headers(letter, &self.pipeline);
-        self.producer.send(OutgoingRecord {
-            key: record.as_ref().and_then(Record::key),
-            value: record.as_ref().map_or(&[][..], Record::value),
-            timestamp: record.as_ref().map(Record::timestamp),
-            headers: match &record {
-                Some(record) => record_headers(record, Some(provenance)),
-                None => Some(provenance),
-            },
-            partition: None,
-        })
+        let key = record.as_ref().and_then(Record::key);
+        let value = record.as_ref().map_or(&[][..], Record::value);
+        let timestamp = record.as_ref().map(Record::timestamp);
+        let headers = match &record {
+            Some(record) => record_headers(record, Some(provenance)),
+            None => Some(provenance),
+        };
+        let limit = self.producer.limit();
+        if message_size(key, value, headers.as_ref()) <= limit {
+            return self.producer.send(OutgoingRecord { key, value, timestamp, headers, partition: None });
+        }
+        let (key, value, headers) = cut_to_fit(letter, &self.pipeline, key, value, limit);
+        self.producer.send(OutgoingRecord { key, value, timestamp, headers: Some(headers), partition: None })
     }
 
     pub fn flush(&self) -> Result<(), String> {
@@ -120,6 +125,31 @@ fn record_headers(record: &Record<'_>, first: Option<OwnedHeaders>) -> Option<Ow
     Some(owned)
 }
 
+/// A dead letter cut to `limit` bytes: the provenance headers, a `sluice.cut` header saying
+/// what was cut, and as much of the key and then the value as fits (the record's own headers
+/// are left out).
+fn cut_to_fit<'a>(
+    letter: &DeadLetter,
+    pipeline: &str,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    limit: usize,
+) -> (Option<&'a [u8]>, &'a [u8], OwnedHeaders) {
+    let (key_bytes, value_bytes) = (key.map_or(0, <[u8]>::len), value.len());
+    let cut = |kept_key: usize, kept_value: usize| {
+        let note = format!(
+            "the letter was too large for this topic (message.max.bytes = {limit}): the record's headers are left out, its key \
+             ({key_bytes} bytes) is cut to its first {kept_key} bytes and its value ({value_bytes} bytes) to its first {kept_value}"
+        );
+        provenance_headers(letter, pipeline).insert(Header { key: "sluice.cut", value: Some(note.as_bytes()) })
+    };
+    // The room left once the headers (with the longest note) are written.
+    let room = limit.saturating_sub(message_size(None, &[], Some(&cut(key_bytes, value_bytes))));
+    let kept_key = key_bytes.min(room);
+    let kept_value = value_bytes.min(room - kept_key);
+    (key.map(|key| &key[..kept_key]), &value[..kept_value], cut(kept_key, kept_value))
+}
+
 fn provenance_headers(letter: &DeadLetter, pipeline: &str) -> OwnedHeaders {
     let mut fields: Vec<(&str, String)> =
         vec![("sluice.reason", letter.reason.clone()), ("sluice.pipeline", pipeline.to_owned()), ("sluice.source", letter.source.clone())];
@@ -140,4 +170,37 @@ fn provenance_headers(letter: &DeadLetter, pipeline: &str) -> OwnedHeaders {
     fields.iter().fold(OwnedHeaders::new_with_capacity(fields.len()), |headers, (name, value)| {
         headers.insert(Header { key: name, value: Some(value.as_bytes()) })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::Batch;
+    use rdkafka::message::Headers as _;
+
+    fn letter(key: &[u8], value: &[u8]) -> DeadLetter {
+        let mut record = Batch::new();
+        record.push(Some(key), value, 1, [(&b"trace"[..], &b"x"[..])]);
+        DeadLetter::from_source("orders", 7, record, "too large".to_owned(), "sink")
+    }
+
+    #[test]
+    fn a_letter_too_large_for_its_topic_is_cut_to_fit_and_says_so() {
+        let value = vec![b'v'; 5_000];
+        let letter = letter(b"user-1", &value);
+        let (key, kept, headers) = cut_to_fit(&letter, "p", Some(b"user-1"), &value, 2_000);
+        assert_eq!(key, Some(&b"user-1"[..]), "a short key is kept whole");
+        assert!(!kept.is_empty() && kept.len() < 2_000, "as much of the value as fits: {}", kept.len());
+        assert!(message_size(key, kept, Some(&headers)) <= 2_000, "the letter fits");
+        let note = headers.iter().find(|header| header.key == "sluice.cut").and_then(|header| header.value).unwrap_or_default();
+        let note = String::from_utf8_lossy(note);
+        assert!(note.contains("value (5000 bytes) to its first") && note.contains("message.max.bytes = 2000"), "{note}");
+    }
+
+    #[test]
+    fn a_limit_below_the_headers_leaves_key_and_value_empty() {
+        let letter = letter(b"user-1", b"{}");
+        let (key, kept, _) = cut_to_fit(&letter, "p", Some(b"user-1"), b"{}", 10);
+        assert_eq!((key, kept), (Some(&b""[..]), &b""[..]));
+    }
 }

@@ -96,6 +96,8 @@ pub struct TransactionalProducer {
     aborted: AtomicU64,
     /// How long a round waits for every partition task (see [`round_timeout`]).
     round_timeout: Duration,
+    /// The largest message it writes (`message.max.bytes`).
+    limit: usize,
 }
 
 impl TransactionalProducer {
@@ -132,6 +134,7 @@ impl TransactionalProducer {
             committed: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             round_timeout,
+            limit: super::message_limit(properties),
         }))
     }
 
@@ -142,7 +145,7 @@ impl TransactionalProducer {
 
     /// A producer for `topic` whose records join the current transaction.
     pub fn output(&self, topic: &str) -> OutputProducer {
-        OutputProducer::transactional(self.producer.clone(), topic)
+        OutputProducer::transactional(self.producer.clone(), topic, self.limit)
     }
 
     pub fn id(&self) -> &str {

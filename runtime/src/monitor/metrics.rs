@@ -236,7 +236,7 @@ impl Families {
         r.register(
             "dead_letters",
             "Records sent to the dead-letter output, by the node that refused or failed on them and the reason class \
-             (refused, trap, deadline, memory, invalid-output, instantiate, disabled, late, decode, route)",
+             (refused, trap, deadline, memory, invalid-output, instantiate, disabled, late, decode, route, sink)",
             families.dead_letters.clone(),
         );
         r.register(
@@ -246,7 +246,7 @@ impl Families {
         );
         r.register(
             "operator_call_seconds",
-            "Time of one call into an operator (process, on-watermark, snapshot)",
+            "Time of one call into an operator (process, on-watermark, snapshot; a failed batch's record-by-record retries each count)",
             families.call_seconds.clone(),
         );
         r.register(

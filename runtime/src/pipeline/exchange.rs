@@ -111,9 +111,15 @@ impl LocalExchange {
         sent.map_err(|_| OutputClosed::Exchange)
     }
 
-    /// To every task, even past one that has gone: the others must still hear an end.
+    /// To every task, even past one that has gone: the others must still hear an end. A
+    /// watermark waits for room like a batch does, and its wait is back-pressure too.
     fn broadcast(&self, message: impl Fn() -> TaskMessage) -> Result<(), OutputClosed> {
-        let failed = self.downstream.iter().filter(|task| task.send(message()).is_err()).count();
+        let mut failed = 0;
+        for task in &self.downstream {
+            let (sent, blocked) = send_timed(task, message());
+            self.blocked.set(self.blocked.get() + blocked);
+            failed += usize::from(sent.is_err());
+        }
         if failed == 0 { Ok(()) } else { Err(OutputClosed::Exchange) }
     }
 }

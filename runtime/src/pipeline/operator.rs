@@ -589,7 +589,15 @@ impl Operator {
                 continue;
             }
             let single = Records::from(single);
-            match instance.process(isolation.input, &single) {
+            let started = Instant::now();
+            let result = instance.process(isolation.input, &single);
+            // Each retry is a call of its own, the one that runs into the deadline included.
+            if let Some(metrics) = &self.metrics {
+                let took = started.elapsed().as_secs_f64();
+                metrics.process.observe(took);
+                metrics.per_record.observe(took);
+            }
+            match result {
                 Ok(output) => {
                     output.batch.iter().for_each(|record| emitted.push_record_to(record.port(), record));
                     if let Some((_, reason)) = output.rejected.into_iter().next() {

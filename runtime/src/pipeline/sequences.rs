@@ -76,11 +76,14 @@ pub fn sender_digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     u64::from_le_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]]).max(1)
 }
 
-/// The sender digest a task runs under and the number its run under it began at: a restart
-/// whose digest differs from its checkpoint's, and every swap, begin a new epoch. Records carry
-/// the two together (`by`), so that numbers are compared only within one stretch of one set of
-/// operators: a swap followed by a crash, or a rollback to operators that ran before, gives
-/// other records other numbers, never numbers a reader applied of different records.
+/// The sender digest a task runs under and a random number drawn when its run under it
+/// began: a restart whose digest differs from its checkpoint's, and every swap, begin a new
+/// epoch. Records carry the two together (`by`), so that numbers are compared only within one
+/// stretch of one set of operators: a swap followed by a crash, or a rollback to operators
+/// that ran before, gives other records other numbers, never numbers a reader applied of
+/// different records. The start is drawn, not derived from the task's numbers: a derived one
+/// could repeat an epoch whose records were not these (a stream that sent nothing between
+/// two epochs leaves every count where it was).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SenderEpoch {
     pub digest: u64,
@@ -88,6 +91,14 @@ pub struct SenderEpoch {
 }
 
 impl SenderEpoch {
+    /// A new epoch under `digest`, which no reader has seen.
+    pub fn new(digest: u64) -> SenderEpoch {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // Keyed from the operating system's randomness, once per thread, then stepped.
+        let start = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        SenderEpoch { digest, start }
+    }
+
     /// What records carry (`sluice.by`): 0 when the task sends into no repartition topic.
     pub fn by(&self) -> u64 {
         if self.digest == 0 {
@@ -107,6 +118,9 @@ pub struct AppliedSequences {
     /// Per upstream, from a checkpoint written when one number served all its streams: where
     /// its streams not yet seen stand (kept in later checkpoints; none: they stand at 0).
     shared: Vec<u64>,
+    /// Whether the log said once that an upstream sends under a new epoch (after a swap, every
+    /// upstream does, and a line per stream would be thousands).
+    told_of_new_epoch: bool,
 }
 
 impl AppliedSequences {
@@ -115,7 +129,7 @@ impl AppliedSequences {
     pub fn restored(shared: &[u64], streams: &[(u32, u32, u64)], by: &[(u32, u32, u64)]) -> AppliedSequences {
         let last = streams.iter().map(|&(upstream, input, number)| ((upstream, input), number)).collect();
         let by = by.iter().map(|&(upstream, input, digest)| ((upstream, input), digest)).collect();
-        AppliedSequences { last, by, shared: shared.to_vec() }
+        AppliedSequences { last, by, shared: shared.to_vec(), told_of_new_epoch: false }
     }
 
     /// Whether the record numbered `sequence` in stream (`upstream`, `input`), sent under
@@ -131,12 +145,15 @@ impl AppliedSequences {
         }
         let last = self.last.entry(stream).or_insert(shared);
         if by != 0 && known != 0 && known != by {
-            tracing::info!(
-                upstream,
-                input,
-                "an upstream's records come from other operators or settings than the numbers applied of it (a restart with \
-                 a changed pipeline): they are applied whatever their numbers; what it sent again after a crash may count twice"
-            );
+            if !std::mem::replace(&mut self.told_of_new_epoch, true) {
+                tracing::info!(
+                    upstream,
+                    input,
+                    "upstreams send under other operators or settings than the numbers applied of them (a swap, or a restart \
+                     with a changed pipeline): their records are applied whatever their numbers, so what they send again after \
+                     a crash may count twice (said once per reading task)"
+                );
+            }
             *last = sequence;
             return true;
         }
@@ -181,7 +198,7 @@ impl AppliedSequences {
             }
             shared[index] = floor;
         }
-        AppliedSequences { last, by, shared }
+        AppliedSequences { last, by, shared, told_of_new_epoch: self.told_of_new_epoch }
     }
 
     /// (upstream, input, digest) of each stream whose digest is known.
@@ -265,5 +282,17 @@ mod tests {
         assert!(!restored.accept(0, 0, 11, 3) && restored.accept(0, 0, 33, 1), "the digest survives checkpoints");
         let mut older = AppliedSequences::restored(&[], &[(0, 0, 5)], &[]);
         assert!(!older.accept(0, 0, 44, 5) && older.accept(0, 0, 44, 6), "an older checkpoint's numbers hold for any digest");
+    }
+
+    /// A new epoch never repeats an earlier one of the same operators: a swap, then a crash
+    /// and a restart with the swapped-in operators, sends other records under numbers a reader
+    /// applied of the swap's epoch, and must not be dropped for them.
+    #[test]
+    fn new_epochs_of_the_same_operators_differ() {
+        let bys: std::collections::BTreeSet<u64> = (0..1000).map(|_| SenderEpoch::new(7).by()).collect();
+        assert_eq!(bys.len(), 1000);
+        assert!(!bys.contains(&0), "0 says no epoch");
+        let restored = SenderEpoch { digest: 7, start: 99 };
+        assert_eq!(restored.by(), SenderEpoch { digest: 7, start: 99 }.by(), "a restored epoch is the checkpoint's");
     }
 }

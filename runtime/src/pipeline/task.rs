@@ -370,12 +370,13 @@ impl Task {
     /// Sets the sender epoch its records carry (`sluice.by`) and tells its exchanges: the
     /// checkpoint's (`restored`) if the operators are those of the checkpoint, so that what
     /// they send again after a crash has the numbers and digest it had and is dropped once;
-    /// else a new one from its last number (at start with other operators, and after a swap).
+    /// else a new one (at start with other operators, and after a swap), which no reader has
+    /// seen: what it sends is applied whatever its numbers.
     fn begin_epoch(&mut self, restored: Option<SenderEpoch>) {
         let digest = self.sender_digest();
         self.sent_by = match restored {
             Some(epoch) if epoch.digest == digest => epoch,
-            _ => SenderEpoch { digest, start: self.sent.highest() },
+            _ => SenderEpoch::new(digest),
         };
         let by = self.sent_by.by();
         for output in self.outputs.exchanges.iter_mut().flatten() {
@@ -927,7 +928,8 @@ impl Task {
         // As librdkafka counts a message: key, value, each header (name, value, their length
         // varints) and the record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes).
         let size = |record: &Record<'_>| {
-            let headers: usize = record.headers().map(|(name, value)| name.len() + value.len() + 10).sum();
+            // Names are written as text, an invalid byte as U+FFFD (3 bytes).
+            let headers: usize = record.headers().map(|(name, value)| String::from_utf8_lossy(name).len() + value.len() + 10).sum();
             record.key().map_or(0, <[u8]>::len) + record.value().len() + headers + 36
         };
         if records.iter().all(|record| size(&record) <= limit) {

@@ -84,7 +84,17 @@ pub struct TaskSettings {
 impl TaskSettings {
     /// The settings of `pipeline`'s `[pipeline]` table.
     pub fn of(pipeline: &crate::config::PipelineConfig) -> TaskSettings {
-        let entry_settings = format!("{:?} {:?} {:?}", pipeline.out_of_orderness, pipeline.idle_timeout, pipeline.late_records);
+        // Spelt out, not debug-formatted: the digest must not change with the toolchain.
+        let late_records = match pipeline.late_records {
+            crate::config::LateRecords::Pass => "pass",
+            crate::config::LateRecords::Drop => "drop",
+            crate::config::LateRecords::DeadLetter => "dead-letter",
+        };
+        let entry_settings = format!(
+            "out_of_orderness={}ms idle_timeout={}ms late_records={late_records}",
+            pipeline.out_of_orderness.millis(),
+            pipeline.idle_timeout.millis()
+        );
         TaskSettings {
             tolerated_checkpoint_failures: pipeline.tolerated_checkpoint_failures,
             batch_size: *pipeline.batch_size.get_ref(),
@@ -363,9 +373,10 @@ impl Drop for StartedTask {
 /// so, and what to do.
 fn another_version(reason: String, saved: &super::checkpoint::OperatorCheckpoint, running: &str) -> String {
     format!(
-        "{reason} (the checkpoint was written by {}, this pipeline runs {running}: a version swapped in while it ran \
-         — through the admin API or `sluice swap` — is not kept in the pipeline file; run with that version's file, or \
-         start without the checkpoint: move the state directory aside, or with Kafka give the source another \
+        "{reason} (the checkpoint was written by {}, this pipeline runs {running}: the pipeline file now names another \
+         build of the plugin, or a version was swapped in while the last run ran — through the admin API or `sluice swap` \
+         — which the pipeline file does not keep; run with the file of the version that wrote the checkpoint, or start \
+         without the checkpoint: move the state directory aside, or with Kafka give the source another \
          `checkpoint_topic`)",
         saved.digest
     )

@@ -95,7 +95,10 @@ impl Upstreams {
             let current = names.count();
             let now: Vec<u32> = checkpoint_names.iter().map(|name| names.index_of(name) as u32).collect();
             let mut moved = vec![None; names.count().max(self.watermarks.len())];
-            for ((index, watermark), name) in now.iter().zip(watermarks).zip(checkpoint_names) {
+            // An upstream named but without a watermark (a checkpoint taken after its first
+            // record, before its first watermark) has none yet.
+            for (position, (index, name)) in now.iter().zip(checkpoint_names).enumerate() {
+                let watermark = watermarks.get(position).copied().flatten();
                 // An upstream the pipeline no longer has (a topic deleted, fewer partitions)
                 // holds event time back no more: its numbers and watermark are kept, should
                 // it come back.
@@ -103,7 +106,7 @@ impl Upstreams {
                     tracing::info!(upstream = name, "an upstream of the checkpoint is gone: event time no longer waits for it");
                     self.gone.insert(*index);
                 }
-                moved[*index as usize] = *watermark;
+                moved[*index as usize] = watermark;
             }
             self.watermarks = moved;
             self.sequences = sequences.renumbered(&now);
@@ -251,5 +254,20 @@ mod tests {
         assert_eq!(resumed.least_watermark(), Some(500));
         resumed.watermark(1, 800);
         assert_eq!(resumed.least_watermark(), Some(700), "back, it is waited for again");
+    }
+
+    #[test]
+    fn an_upstream_gone_before_its_first_watermark_holds_event_time_back_no_more() {
+        let mut upstreams = Upstreams::named(UpstreamNames::new(vec!["a/0".into()]));
+        upstreams.watermark(0, 500);
+        let names = upstreams.names.clone().expect("named");
+        names.index_of("b/0");
+        assert!(upstreams.accept(1, 0, 0, 1), "b/0's first record, before any watermark of it");
+        let (watermarks, sequences, saved) = upstreams.snapshot();
+        assert_eq!((saved.len(), watermarks.len()), (2, 1), "named, not yet watermarked");
+
+        let mut resumed = Upstreams::named(UpstreamNames::new(vec!["a/0".into()]));
+        resumed.resume(&saved, &watermarks, &sequences);
+        assert_eq!(resumed.least_watermark(), Some(500), "b/0 is gone: not waited for");
     }
 }

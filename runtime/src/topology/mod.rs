@@ -365,12 +365,7 @@ impl RunError {
 /// records above `message.max.bytes` (librdkafka's default 1,000,000).
 fn sink_record_limit(sink: &crate::config::SinkConfig) -> Option<usize> {
     let crate::config::SinkConfig::Kafka(kafka) = sink else { return None };
-    let given = match kafka.properties.get("message.max.bytes") {
-        Some(crate::config::PropertyValue::Integer(bytes)) => usize::try_from(*bytes).ok(),
-        Some(crate::config::PropertyValue::Text(bytes)) => bytes.trim().parse().ok(),
-        _ => None,
-    };
-    Some(given.unwrap_or(1_000_000))
+    Some(crate::kafka::message_limit(&kafka.properties))
 }
 
 /// The error to report: a task (or a Kafka source's partition task) only fails because

@@ -221,6 +221,15 @@ impl ResourceLimiter for HostState {
     }
 }
 
+/// Whether the process's log format escapes control characters itself (JSON): plugins' log
+/// lines are then passed on as they are.
+static LOG_ESCAPES_CONTROL_CHARACTERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that the process's log format escapes control characters itself (`--log-format json`).
+pub fn log_escapes_control_characters() {
+    LOG_ESCAPES_CONTROL_CHARACTERS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// `message` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
 pub fn on_one_line(message: String) -> String {
     if !message.chars().any(char::is_control) {
@@ -255,8 +264,10 @@ impl host::Host for HostState {
             return;
         }
         // One event, one line: a plugin's line breaks and control characters (a record quoted
-        // in a panic message) are escaped, so that they cannot break a line-based log reader.
-        let message = on_one_line(message);
+        // in a panic message) are escaped, so that they cannot break a line-based log reader
+        // (a JSON log escapes them itself: escaped twice, they would read `\\n`).
+        let message =
+            if LOG_ESCAPES_CONTROL_CHARACTERS.load(std::sync::atomic::Ordering::Relaxed) { message } else { on_one_line(message) };
         match level {
             host::Level::Trace => tracing::trace!(operator, "{message}"),
             host::Level::Debug => tracing::debug!(operator, "{message}"),

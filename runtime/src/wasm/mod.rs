@@ -16,7 +16,7 @@ mod records;
 
 pub use convert::FieldIndexes;
 pub use engine::{EPOCH_TICK, WasmEngine};
-pub use host::{OperatorMetrics, on_one_line};
+pub use host::{OperatorMetrics, log_escapes_control_characters, on_one_line};
 pub use inspect::{ComponentDescription, describe_component};
 pub use instance::{
     CallFailure, ENCODING_INDEXES_IN, ENCODING_WITH_FIELDS, FailureKind, InstanceLimits, PluginInstance, PluginOutput, state_deadline,

@@ -122,12 +122,15 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, PluginError> {
     read_bounded(path, MAX_PLUGIN_BYTES).map_err(|error| PluginError::Read { path: path.to_owned(), error })
 }
 
-/// The digest of the file at `path` (`sha256:…`), when it can be read whole within the size
-/// a plugin may have: how the swap history names a file it refused.
+/// The digest of the file at `path` (`sha256:…`), when it is WebAssembly (its magic number)
+/// that can be read whole within the size a plugin may have: how the swap history names a file
+/// it refused. Other files get none: the API would otherwise tell the digest of any file the
+/// process can read.
 pub fn file_digest(path: &Path) -> Option<String> {
     // A regular file only: opening a FIFO would wait for a writer.
     std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-    read_plugin_file(path).ok().map(|bytes| Digest::of(&bytes).to_string())
+    let bytes = read_plugin_file(path).ok().filter(|bytes| bytes.starts_with(b"\0asm"))?;
+    Some(Digest::of(&bytes).to_string())
 }
 
 /// Compiled plugins by digest: a file loaded twice, or by two operators, is compiled once.
@@ -252,4 +255,21 @@ pub(super) fn not_webassembly(path: &Path, bytes: &[u8]) -> Result<(), PluginErr
 pub(super) fn root_cause(error: &wasmtime::Error) -> String {
     let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
     chain.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_webassembly_files_are_named_by_their_digest() {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let secret = dir.path().join("shadow");
+        std::fs::write(&secret, "root:secret\n").expect("written");
+        assert_eq!(file_digest(&secret), None, "the digest of any readable file would leak through the swap history");
+        let module = dir.path().join("broken.wasm");
+        std::fs::write(&module, b"\0asm\x0d\x00\x01\x00garbage").expect("written");
+        assert!(file_digest(&module).is_some_and(|digest| digest.starts_with("sha256:")));
+        assert_eq!(file_digest(dir.path()), None, "not a regular file");
+    }
 }

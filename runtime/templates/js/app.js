@@ -3,7 +3,9 @@
 // Built by `sluice plugin build` with componentize-js against the runtime's WIT.
 import { counterAdd, log } from 'sluice:plugin/host@0.4.0';
 
-const decoder = new TextDecoder();
+// Strict: bytes that are not UTF-8 throw, and the record is rejected, rather than become
+// U+FFFD (two different invalid keys would then read as one).
+const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
 
 let field = 'price';
@@ -20,11 +22,21 @@ function reported(call) {
     try {
       return call(...args);
     } catch (error) {
-      if (typeof error !== 'string') log('error', `panic: ${error?.name ?? 'Error'}: ${error?.message ?? error}`);
+      if (typeof error !== 'string') log('error', `panic: ${described(error)}`);
       else if (trapsOnString) log('error', `panic: ${error}`);
       throw error;
     }
   };
+}
+
+// An Error by its name and message; anything else thrown (`throw { code: 42 }`) as JSON.
+function described(error) {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    return String(error);
+  }
 }
 
 // An error result is a thrown string; a thrown Error object traps the plugin.
@@ -57,7 +69,7 @@ export const process = reported(function process(input, batch) {
     try {
       record = JSON.parse(decoder.decode(value));
     } catch (error) {
-      rejected.push({ index, reason: `payload is not valid JSON: ${error.message}` });
+      rejected.push({ index, reason: `payload is not valid UTF-8 JSON: ${error.message}` });
       return;
     }
     const number = record === null || typeof record !== 'object' ? undefined : record[field];

@@ -417,3 +417,38 @@ fn a_retried_batch_of_an_amplifying_operator_goes_on_in_parts_and_in_batches_of_
     assert_eq!(copies.len(), 999);
     assert!(copies.iter().all(|(n, count)| *n != 537 && *count == 600), "every other record 600 times");
 }
+
+/// With `--log-format json`, a plugin's log line holding control characters (a panic quoting
+/// a record) is one event whose message reads back as the plugin wrote it: the JSON log
+/// escapes them once (the text log escapes them itself).
+#[test]
+fn a_plugin_line_with_control_characters_reads_back_whole_from_the_json_log() {
+    let scratch = Scratch::new();
+    scratch.write_bytes("input.jsonl", b"{\"n\":1}\n{\"n\":2,\"mark\":\"poison\ttab \x1b[2J\"}\n{\"n\":3}\n");
+    let path = scratch.pipeline_to_files(
+        r#"
+[pipeline]
+name = "json-log"
+
+[[sources]]
+type = "file"
+path = "input.jsonl"
+
+[[operators]]
+name = "misbehave"
+plugin = "{plugins}/misbehave.wasm"
+config = { trap_on = "poison" }
+"#,
+    );
+    let path = path.display().to_string();
+    let output = sluice(scratch.dir.path(), &["--log-format", "json", "run", "--no-watch", &path]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let events: Vec<Value> =
+        stderr.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}"))).collect();
+    let panic = events
+        .iter()
+        .filter_map(|event| event["fields"]["message"].as_str())
+        .find(|message| message.contains("poisoned record"))
+        .unwrap_or_else(|| panic!("the plugin's panic is logged:\n{stderr}"));
+    assert!(panic.contains("poison\ttab \u{1b}[2J"), "escaped once, by JSON: {panic:?}");
+}

@@ -620,6 +620,63 @@ path = "dead.jsonl"
     assert!(reason.contains("message.max.bytes = 2000") && dead[0]["operator"] == "all", "{dead:?}");
 }
 
+/// A record larger than the repartition topic in front of a single-instance operator takes is
+/// a dead letter too (it would stop the run at every replay), and, larger than the Kafka
+/// dead-letter topic takes as well, it is cut to fit there, saying so.
+#[test]
+fn a_record_too_large_for_the_repartition_topic_is_a_dead_letter_cut_to_fit_its_topic() {
+    let _serial = broker::one_at_a_time();
+    let broker = Broker::start();
+    broker.create_topic("input", 1);
+    broker.create_topic("output", 1);
+    broker.create_topic("dead-letters", 1);
+    let mut input = keyed_records(3, 1);
+    input[1].value = format!(r#"{{"user":"user-0","big":"{}"}}"#, "x".repeat(5_000)).into_bytes();
+    produce(&broker.bootstrap(), "input", &input);
+    let scratch = Scratch::new();
+    let pipeline = kafka_pipeline(
+        &scratch,
+        &broker,
+        r#"
+[pipeline]
+name = "too-large-to-exchange"
+
+[[sources]]
+type = "kafka"
+brokers = "{bootstrap}"
+topics = ["input"]
+properties = { "message.max.bytes" = 3000 }
+
+[[operators]]
+name = "single"
+plugin = "{plugins}/misbehave.wasm"
+
+[[sinks]]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "output"
+
+[dead_letter]
+type = "kafka"
+brokers = "{bootstrap}"
+topic = "dead-letters"
+properties = { "message.max.bytes" = 3000 }
+"#,
+    );
+    let mut sluice = SluiceProcess::start(scratch.dir.path(), &pipeline, "sluice.log");
+    let output = read_topic(&broker.bootstrap(), "output", 2, Duration::from_secs(60));
+    let dead = read_topic(&broker.bootstrap(), "dead-letters", 1, Duration::from_secs(60));
+    assert!(sluice.terminate(Duration::from_secs(60)), "clean exit; log:\n{}", sluice.log_text());
+    assert_eq!(output.len(), 2, "the rest flow");
+    let letter = &dead[0];
+    let reason = letter.header("sluice.reason").unwrap_or_default();
+    assert!(reason.contains("too-large-to-exchange-single-repartition") && reason.contains("message.max.bytes = 3000"), "{reason}");
+    let cut = letter.header("sluice.cut").unwrap_or_default();
+    assert!(cut.contains(&format!("its value ({} bytes)", input[1].value.len())), "{letter:?}");
+    assert!(!letter.value.is_empty() && input[1].value.starts_with(&letter.value), "the value's first bytes: {letter:?}");
+    assert_eq!(letter.key, input[1].key, "a short key is kept");
+}
+
 #[test]
 fn refused_and_trapping_records_land_in_the_dead_letter_topic_with_provenance() {
     let _serial = broker::one_at_a_time();
@@ -862,7 +919,7 @@ fn a_filter_added_in_front_of_the_exchange_after_a_kill_9_loses_no_record() {
             "window {window:?}: {counted} records, the filter keeps {least} (at most {most} with repeats)"
         );
     }
-    assert!(sluice.log_text().contains("come from other operators or settings"), "the restart says so:\n{}", sluice.log_text());
+    assert!(sluice.log_text().contains("send under other operators or settings"), "the restart says so:\n{}", sluice.log_text());
 }
 
 /// The windowed operator renamed between two runs: its repartition topic is another, and the

@@ -127,23 +127,53 @@ pub struct SourceContext {
     pending: Arc<AtomicUsize>,
 }
 
+/// Why one of the partitions `ids` cannot resume from its checkpoint (`restored`), if one
+/// cannot (`resumes_past_the_end`). Asked before any task starts, within one deadline for the
+/// whole assignment: a broker slow to answer leaves the rest unchecked, with a warning naming
+/// them, rather than hold the rebalance up.
+fn resumes_past_an_end(consumer: &BaseConsumer<SourceContext>, ids: &[PartitionId], restored: &[Option<TaskCheckpoint>]) -> Option<String> {
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut unchecked = Vec::new();
+    for (id, checkpoint) in ids.iter().zip(restored) {
+        let Some(checkpoint) = checkpoint else { continue };
+        match resumes_past_the_end(consumer, id, checkpoint.next_position, until) {
+            Ok(None) => {}
+            Ok(Some(problem)) => return Some(problem),
+            Err(()) => unchecked.push(id.clone()),
+        }
+    }
+    if !unchecked.is_empty() {
+        tracing::warn!(
+            partitions = %describe(&unchecked),
+            "the brokers did not say in time where these partitions end: their checkpoints resume unchecked (were a topic \
+             deleted and made again, the records of the new one up to the checkpoint's offset would be skipped)"
+        );
+    }
+    None
+}
+
 /// Why a partition cannot resume at `next_position`, if it cannot: the partition now ends
 /// before it, so the topic was deleted and made again since the checkpoint (or the brokers
 /// lost records), and resuming there would skip every record the new one gets up to that
-/// offset. (A partition the brokers do not answer for before `until` is not checked; nor is a
-/// topic made again that already holds more records than the checkpoint's offset.)
-fn resumes_past_the_end(consumer: &BaseConsumer<SourceContext>, id: &PartitionId, next_position: u64, until: Instant) -> Option<String> {
-    let left = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero())?;
-    let (_, end) = consumer.fetch_watermarks(&id.0, id.1, left).ok()?;
-    let end = u64::try_from(end).ok()?;
-    (next_position > end).then(|| {
+/// offset. `Err` when the brokers do not answer before `until`. (A topic made again that
+/// already holds more records than the checkpoint's offset is not found.)
+fn resumes_past_the_end(
+    consumer: &BaseConsumer<SourceContext>,
+    id: &PartitionId,
+    next_position: u64,
+    until: Instant,
+) -> Result<Option<String>, ()> {
+    let left = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()).ok_or(())?;
+    let (_, end) = consumer.fetch_watermarks(&id.0, id.1, left).map_err(|_| ())?;
+    let Ok(end) = u64::try_from(end) else { return Ok(None) };
+    Ok((next_position > end).then(|| {
         format!(
             "the checkpoint of {} resumes at offset {next_position}, but the partition ends at offset {end}: the topic was deleted \
              and made again since (or the brokers lost records), so the records it held after the checkpoint are gone and those \
              of the new topic would be skipped; start over with a new consumer `group` (or remove this pipeline's checkpoints)",
             describe_one(id)
         )
-    })
+    }))
 }
 
 /// The partitions owned now, and what ended.
@@ -155,8 +185,12 @@ pub struct Partitions {
     pub finished: Vec<TaskStats>,
     /// Why the source must stop (a task failed, checkpoints unreadable).
     pub failure: Option<String>,
-    /// Whether `failure` is a partition's task that could not start (`fail_start`).
+    /// Whether `failure` is a partition's task that could not start (`fail_start`) in the
+    /// run's first assignment of partitions.
     pub failed_to_start: bool,
+    /// Whether an assignment of partitions started them all: a task refused later (at a
+    /// rebalance, hours on) is a failure of this definition, not of a reload to give up.
+    started_partitions: bool,
     /// Exactly-once: why the open transaction must not commit (a task ended without its
     /// last barrier, so its outputs are in the transaction without its offset).
     tainted: Option<String>,
@@ -296,16 +330,11 @@ impl SourceContext {
         let unrestored: Vec<PartitionId> =
             ids.iter().zip(&keys).filter(|(_, key)| !checkpoints.contains_key(*key)).map(|(id, _)| id.clone()).collect();
         let committed = self.committed_offsets(consumer, &unrestored);
-        // Ends are asked for within one deadline for the whole assignment: a broker slow to
-        // answer leaves the rest unchecked rather than hold the rebalance up.
-        let checks_until = Instant::now() + Duration::from_secs(5);
-        for (id, key) in ids.iter().zip(&keys) {
-            let checkpoint = checkpoints.remove(key);
-            let past_end =
-                checkpoint.as_ref().and_then(|checkpoint| resumes_past_the_end(consumer, id, checkpoint.next_position, checks_until));
-            if let Some(problem) = past_end {
-                return self.partitions().fail_start(problem);
-            }
+        let restored: Vec<Option<TaskCheckpoint>> = keys.iter().map(|key| checkpoints.remove(key)).collect();
+        if let Some(problem) = resumes_past_an_end(consumer, &ids, &restored) {
+            return self.partitions().fail_start(problem);
+        }
+        for ((id, key), checkpoint) in ids.iter().zip(&keys).zip(restored) {
             let offset = match &checkpoint {
                 Some(checkpoint) => Offset::Offset(i64::try_from(checkpoint.next_position).unwrap_or(i64::MAX)),
                 None => self.start_offset(id, &committed),
@@ -329,6 +358,9 @@ impl SourceContext {
         // A partition paused under an earlier assignment stays paused in librdkafka.
         if let Err(error) = consumer.resume(assignment) {
             tracing::warn!("cannot resume the assigned partitions: {error}");
+        }
+        if !ids.is_empty() {
+            self.partitions().started_partitions = true;
         }
     }
 
@@ -588,9 +620,9 @@ impl Partitions {
     }
 
     /// A partition's task could not start: the source stops with `SourceError::TaskNotStarted`
-    /// (a reloaded definition is then given up for the previous one).
+    /// (a reloaded definition is then given up for the previous one) if none had started yet.
     fn fail_start(&mut self, reason: String) {
-        if self.failure.is_none() {
+        if self.failure.is_none() && !self.started_partitions {
             self.failed_to_start = true;
         }
         self.fail(reason);
