@@ -64,7 +64,7 @@ ensure_wasm_toolchain() {
 SLUICE_TOOLS=${SLUICE_TOOLS:-$HOME/.cache/sluice/tools}
 
 # The Kafka-protocol broker for development: Nisshi 0.8.1 from crates.io (memory or SQLite storage).
-# Sets NISSHI to its binary. Not used by the test suite yet (issue 3).
+# Sets NISSHI to its binary (the Kafka tests start their brokers from it).
 NISSHI_VERSION=0.8.1
 ensure_broker() {
     if command -v nisshi >/dev/null && nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then

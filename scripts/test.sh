@@ -8,9 +8,13 @@ source "$(dirname "$0")/lib.sh"
 cd "$SLUICE_ROOT"
 
 ensure_host_toolchain
-# The Kafka tests start and stop their own Nisshi brokers on 127.0.0.1 (by PID).
-ensure_broker
-export SLUICE_NISSHI="$NISSHI"
+# The Kafka tests start and stop their own Nisshi brokers on 127.0.0.1 (by PID). On a fresh
+# machine the broker is built (~15 min) beside the rest, which only the tests wait for: its
+# build fills the cores the workspace's build leaves idle (links, downloads, apt).
+broker_log=$(mktemp)
+ensure_broker >"$broker_log" 2>&1 &
+broker_build=$!
+trap 'pkill -TERM -P "$broker_build" 2>/dev/null; kill "$broker_build" 2>/dev/null; rm -f "$broker_log"' EXIT
 # The web console is tested in a real browser: Debian's headless-capable Chromium.
 apt_install chromium
 "$SLUICE_ROOT/scripts/build-plugins.sh"
@@ -18,5 +22,16 @@ log "checking formatting"
 cargo fmt --all --check
 log "linting (warnings are errors)"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+if kill -0 "$broker_build" 2>/dev/null; then
+    log "waiting for the Nisshi broker's build"
+fi
+if ! wait "$broker_build"; then
+    cat "$broker_log" >&2
+    die "building the Nisshi broker failed (above)"
+fi
+trap 'rm -f "$broker_log"' EXIT
+cat "$broker_log" >&2
+ensure_broker
+export SLUICE_NISSHI="$NISSHI"
 log "running the tests"
 cargo test --release --workspace
