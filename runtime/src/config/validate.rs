@@ -759,6 +759,22 @@ impl Problems<'_> {
                 }
             }
         }
+        // Its consumer reads the repartition topics too: aborted records must stay unread.
+        if let Some(level) = source.properties.get("isolation.level")
+            && !matches!(level, crate::config::PropertyValue::Text(level) if level == "read_committed")
+        {
+            let (source_span, source_name) =
+                config.sources.first().map(|source| (source.span(), source.get_ref().name())).unwrap_or_default();
+            let at =
+                super::refused_value::value_span_within(self.pipeline.text.parsed(), source_span.clone(), "properties", "isolation.level");
+            self.report(
+                at.unwrap_or(source_span),
+                format!(
+                    "source \"{source_name}\": {why}: its consumer reads the repartition topics too, and must not read aborted \
+                     records: leave isolation.level out (it is read_committed)"
+                ),
+            );
+        }
         let first = outputs.first().map(|output| (output.1.clone(), output.3));
         let checkpoint_interval = self.pipeline.config.pipeline.checkpoint_interval.duration();
         let round_timeout = crate::kafka::round_timeout(self.pipeline.config.round_limit());
@@ -777,7 +793,8 @@ impl Problems<'_> {
                 );
                 self.report(at.unwrap_or(span.clone()), format!("{what}: {problem}"));
             }
-            if brokers != source.brokers {
+            // One cluster, however its addresses are written (`localhost` or `127.0.0.1`).
+            if broker_set(brokers) != broker_set(&source.brokers) {
                 self.report(span.clone(), format!("{what}: {why}: use the source's brokers ({:?})", source.brokers));
             }
             if let Some((first_what, _)) = first.as_ref().filter(|(_, first)| *first != properties) {

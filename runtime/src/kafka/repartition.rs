@@ -134,6 +134,7 @@ impl ExchangeOutput for RepartitionOutput {
             let partition = match self.partition(record.value()) {
                 Ok(partition) => partition,
                 Err(reason) => {
+                    let reason = format!("cannot route the record by its key: {reason}");
                     unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });
                     continue;
                 }

@@ -111,19 +111,40 @@ fn reachable_producer(
     OutputProducer::new(brokers, topic, properties, &[("partitioner", partitioner)])
 }
 
-/// The record's own headers, after `first` if given.
-fn record_headers(record: &Record<'_>, first: Option<OwnedHeaders>) -> Option<OwnedHeaders> {
+/// The record's own headers, after `provenance` if given (a dead letter's): then the record's
+/// own headers of the names provenance headers have (a dead letter driven back into the
+/// input, say) are left out, so that a reader that keeps the last (or the first) of a name
+/// reads this letter's.
+fn record_headers(record: &Record<'_>, provenance: Option<OwnedHeaders>) -> Option<OwnedHeaders> {
     let mut headers = record.headers().peekable();
-    if first.is_none() && headers.peek().is_none() {
+    if provenance.is_none() && headers.peek().is_none() {
         return None;
     }
-    let mut owned = first.unwrap_or_default();
+    let replaces = provenance.is_some();
+    let mut owned = provenance.unwrap_or_default();
     for (name, value) in headers {
         let name = String::from_utf8_lossy(name);
+        if replaces && PROVENANCE_HEADERS.contains(&name.as_ref()) {
+            continue;
+        }
         owned = owned.insert(Header { key: &name, value: Some(value) });
     }
     Some(owned)
 }
+
+/// Every header a dead letter's provenance may have.
+const PROVENANCE_HEADERS: [&str; 10] = [
+    "sluice.reason",
+    "sluice.pipeline",
+    "sluice.source",
+    "sluice.topic",
+    "sluice.partition",
+    "sluice.offset",
+    "sluice.position",
+    "sluice.operator",
+    "sluice.plugin-digest",
+    "sluice.cut",
+];
 
 /// A dead letter cut to `limit` bytes: the provenance headers, a `sluice.cut` header saying
 /// what was cut, and as much of the key and then the value as fits (the record's own headers

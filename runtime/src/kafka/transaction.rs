@@ -124,7 +124,8 @@ impl TransactionalProducer {
             .create_with_context(DeliveryContext::default())
             .map_err(KafkaClientError::kafka("cannot create the transactional producer"))?;
         producer.init_transactions(TRANSACTION_TIMEOUT).map_err(KafkaClientError::kafka(format!(
-            "cannot start transactions (transactional.id \"{id}\"); delivery = \"exactly-once\" needs a broker that supports them"
+            "cannot start transactions (transactional.id \"{id}\"); delivery = \"exactly-once\" needs a broker that supports them, \
+             and, where the brokers check ACLs, WRITE permission on that transactional id"
         )))?;
         producer.begin_transaction().map_err(KafkaClientError::kafka("cannot begin a transaction"))?;
         tracing::info!(transactional_id = id, "transactions started");

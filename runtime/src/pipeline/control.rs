@@ -376,7 +376,7 @@ impl PipelineControl {
     /// `rollback`, carrying the running version's state over or discarding it (a stateless
     /// previous version refuses the state of a stateful one).
     pub fn rollback_with(&self, operator: &str, handover: StateHandover) -> Result<SwapRecord, SwapError> {
-        self.change(operator, Origin::Admin, handover, |versions| {
+        self.change(operator, Origin::Rollback, handover, |versions| {
             let previous = versions.previous.clone().ok_or_else(|| SwapError::NothingToRollBack(operator.to_owned()))?;
             // The pipeline file's pin now holds, whatever it was then.
             Ok(OperatorSpec { pinned: versions.current.pinned, ..previous })
@@ -441,7 +441,9 @@ impl PipelineControl {
             // A version's own checkpoints are its state, whatever an earlier swap discarded.
             let running = versions.current.plugin.digest().to_string();
             versions.discarded_state_of.retain(|discarded| *discarded != running);
-            versions.previous = Some(previous);
+            // A rollback goes back once: a second one has nothing earlier to go to (it would
+            // bring back the version just rolled back from).
+            versions.previous = (origin != Origin::Rollback).then_some(previous);
         }
         Ok(record)
     }
@@ -518,11 +520,13 @@ impl PipelineControl {
     }
 }
 
-/// Who asked for a new version: the pipeline's files (the watcher) or the admin API.
+/// Who asked for a new version: the pipeline's files (the watcher), the admin API's swap, or
+/// its rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Files,
     Admin,
+    Rollback,
 }
 
 /// Whether two specifications run the same plugin with the same configuration and limits.

@@ -141,6 +141,7 @@ impl ExchangeOutput for LocalExchange {
             match selector.write_record(record, &mut found, &mut self.key) {
                 Ok(()) => instances.push(Some(partition_of(self.key.as_bytes(), count) as usize)),
                 Err(reason) => {
+                    let reason = format!("cannot route the record by its key: {reason}");
                     unroutable.push(Unroutable { index: record.index(), record: batch.single(record.index()), reason });
                     instances.push(None);
                 }

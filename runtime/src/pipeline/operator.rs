@@ -346,7 +346,10 @@ impl Operator {
         let restored = state.as_ref().is_some_and(|state| !(state.version == 0 && state.bytes.is_empty()));
         let mut new = Operator::start(spec, state).map_err(|error| match error {
             OperatorError::StateRefused(_) | OperatorError::Failed { step: "restore", .. } => {
-                format!("the new version could not start: {error}{DISCARD_STATE_HINT}")
+                // Said once: a plugin's own reason may give the same advice.
+                let error = error.to_string();
+                let hint = if error.contains("--discard-state") { "" } else { DISCARD_STATE_HINT };
+                format!("the new version could not start: {error}{hint}")
             }
             error => format!("the new version could not start: {error}"),
         })?;

@@ -991,8 +991,7 @@ impl Task {
         let sent = output.send(input, records, from, sequence);
         for unroutable in sent.map_err(|closed| self.closed(closed))? {
             let dead = DeadRecord { index: unroutable.index, record: unroutable.record, reason: unroutable.reason, class: "route" };
-            let mut letter = self.output_dead_letter(dead, lineage, emitter);
-            letter.reason = format!("cannot route the record by its key: {}", letter.reason);
+            let letter = self.output_dead_letter(dead, lineage, emitter);
             self.dead_letter(letter)?;
         }
         Ok(())

@@ -105,7 +105,8 @@ fn repartition_topics(
                     partitions,
                     wanted,
                     "the repartition topic exists with another partition count: it is kept, and the stage behind it runs one task \
-                     per partition it has (to change it, delete the topic while no process runs the pipeline)"
+                     per partition it has (to change the count, start over under a new consumer `group`: a restart after the topic \
+                     was deleted refuses the checkpoints that resume in it, docs/kafka.md)"
                 );
             }
             let producer = match &start.transactions {

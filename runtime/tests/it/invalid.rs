@@ -60,6 +60,7 @@ invalid_cases! {
     every_error_reported => "every-error-reported",
     exactly_once_file_sink => "exactly-once-file-sink",
     exactly_once_local_source => "exactly-once-local-source",
+    exactly_once_read_uncommitted => "exactly-once-read-uncommitted",
     exactly_once_transaction_timeout => "exactly-once-transaction-timeout",
     file_sink_cannot_be_created => "file-sink-cannot-be-created",
     file_sink_kernel_file => "file-sink-kernel-file",

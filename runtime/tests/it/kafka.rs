@@ -567,6 +567,18 @@ fn a_20_second_broker_outage_and_injected_errors_and_latency_lose_nothing() {
     );
 }
 
+/// Topic `input` with three records of user-0, the second of about 5 KB, and `topics` made
+/// beside it (one partition each).
+fn three_records_the_second_too_large(broker: &Broker, topics: &[&str]) -> Vec<KafkaRecord> {
+    for topic in ["input"].iter().chain(topics) {
+        broker.create_topic(topic, 1);
+    }
+    let mut input = keyed_records(3, 1);
+    input[1].value = format!(r#"{{"user":"user-0","big":"{}"}}"#, "x".repeat(5_000)).into_bytes();
+    produce(&broker.bootstrap(), "input", &input);
+    input
+}
+
 /// A record larger than the Kafka sink can write (its `message.max.bytes`) is a dead letter
 /// naming the limit; the others are written, and the run goes on (it used to stop at that
 /// record, at every start).
@@ -574,11 +586,7 @@ fn a_20_second_broker_outage_and_injected_errors_and_latency_lose_nothing() {
 fn a_record_too_large_for_the_kafka_sink_is_a_dead_letter_and_the_rest_flow() {
     let _serial = broker::one_at_a_time();
     let broker = Broker::start();
-    broker.create_topic("input", 1);
-    broker.create_topic("output", 1);
-    let mut input = keyed_records(3, 1);
-    input[1].value = format!(r#"{{"user":"user-0","big":"{}"}}"#, "x".repeat(5_000)).into_bytes();
-    produce(&broker.bootstrap(), "input", &input);
+    let input = three_records_the_second_too_large(&broker, &["output"]);
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(
         &scratch,
@@ -627,12 +635,7 @@ path = "dead.jsonl"
 fn a_record_too_large_for_the_repartition_topic_is_a_dead_letter_cut_to_fit_its_topic() {
     let _serial = broker::one_at_a_time();
     let broker = Broker::start();
-    broker.create_topic("input", 1);
-    broker.create_topic("output", 1);
-    broker.create_topic("dead-letters", 1);
-    let mut input = keyed_records(3, 1);
-    input[1].value = format!(r#"{{"user":"user-0","big":"{}"}}"#, "x".repeat(5_000)).into_bytes();
-    produce(&broker.bootstrap(), "input", &input);
+    let input = three_records_the_second_too_large(&broker, &["output", "dead-letters"]);
     let scratch = Scratch::new();
     let pipeline = kafka_pipeline(
         &scratch,

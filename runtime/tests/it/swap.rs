@@ -180,6 +180,8 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert_eq!(control.operators()[1].digest, forward.new_digest);
     let back = control.rollback("counter").expect("rollback");
     assert_eq!((back.old_digest.clone(), back.new_digest.clone()), (forward.new_digest.clone(), forward.old_digest.clone()));
+    // a rollback goes back once: a second one would bring back the version rolled back from.
+    assert!(matches!(control.rollback("counter"), Err(SwapError::NothingToRollBack(_))));
     // a version that restores the state but cannot snapshot it is refused before it takes over
     // (before, it took over and stopped the pipeline at the next checkpoint). It traps only
     // for a count of at least 1: once a record came out, the running version has counted it.

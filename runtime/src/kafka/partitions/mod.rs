@@ -640,7 +640,8 @@ impl ClientContext for SourceContext {
 
     /// The consumer lag of each partition, from librdkafka's statistics: its end (the last
     /// stable offset, which a `read_committed` reader can reach; else the high watermark) minus
-    /// the position this process has read to (before its first record, the committed offset).
+    /// the position this process has read to (before its first record, the committed offset,
+    /// or where it resumes).
     /// A partition not assigned here any more is forgotten.
     fn stats(&self, statistics: rdkafka::Statistics) {
         let (metrics, pipeline) = (&self.setup.metrics, &self.setup.pipeline);
@@ -662,8 +663,10 @@ fn partition_lag(numbers: &rdkafka::statistics::Partition) -> Option<i64> {
         return None;
     }
     let end = if numbers.ls_offset >= 0 { numbers.ls_offset } else { numbers.hi_offset };
-    let position = if numbers.app_offset >= 0 { numbers.app_offset } else { numbers.committed_offset };
-    (end >= 0 && position >= 0).then(|| (end - position).max(0))
+    // Before its first record: the committed offset, or, for a partition resumed at its
+    // checkpoint's offset (no committed offset asked for), where the fetcher reads from.
+    let position = [numbers.app_offset, numbers.committed_offset, numbers.next_offset].into_iter().find(|offset| *offset >= 0);
+    position.filter(|_| end >= 0).map(|position| (end - position).max(0))
 }
 
 impl ConsumerContext for SourceContext {
