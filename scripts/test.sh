@@ -14,7 +14,7 @@ ensure_host_toolchain
 broker_log=$(mktemp)
 ensure_broker >"$broker_log" 2>&1 &
 broker_build=$!
-trap 'pkill -TERM -P "$broker_build" 2>/dev/null; kill "$broker_build" 2>/dev/null; rm -f "$broker_log"' EXIT
+trap 'pkill -TERM -P "$broker_build" 2>/dev/null || true; kill "$broker_build" 2>/dev/null || true; rm -f "$broker_log"' EXIT
 # The web console is tested in a real browser: Debian's headless-capable Chromium.
 apt_install chromium
 "$SLUICE_ROOT/scripts/build-plugins.sh"

@@ -120,7 +120,8 @@ fn outputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
 /// it (`state_dir/<pipeline>`).
 fn checkpoint_directories(pipeline: &LoadedPipeline) -> Option<(PathBuf, PathBuf)> {
     let state_dir = pipeline.resolve(pipeline.config.pipeline.state_dir.as_ref()?);
-    let state_dir = std::fs::canonicalize(&state_dir).unwrap_or_else(|_| absolute(&state_dir));
+    // Resolved as outputs are: a state_dir not made yet through its parent's real path.
+    let state_dir = std::fs::canonicalize(&state_dir).unwrap_or_else(|_| canonical_to_be(&state_dir));
     let own = state_dir.join(pipeline.config.pipeline.name.get_ref().as_str());
     Some((state_dir, own))
 }

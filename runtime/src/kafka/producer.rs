@@ -224,6 +224,12 @@ impl OutputProducer {
         self.limit
     }
 
+    /// Whether it writes inside the pipeline's transactions (exactly-once): its properties
+    /// are then the outputs', not the source's.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
     /// Queues a record; waits while librdkafka's queue is full. Fails if an earlier delivery
     /// failed for good.
     pub fn send(&self, record: OutgoingRecord<'_>) -> Result<(), String> {

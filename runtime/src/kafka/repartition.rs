@@ -154,9 +154,11 @@ impl ExchangeOutput for RepartitionOutput {
             // librdkafka would refuse it at every replay, stopping the run each time.
             let size = message_size(record.key(), record.value(), Some(&headers));
             if size > self.producer.limit() {
+                // Exactly-once, the transactional producer writes them, with the outputs' properties.
+                let whose = if self.producer.is_transactional() { "the outputs'" } else { "the source's" };
                 let reason = format!(
                     "the record is {size} bytes (key, value and headers), more than the repartition topic {} takes \
-                     (message.max.bytes = {}): raise the source's message.max.bytes, and the topic's max.message.bytes, to send \
+                     (message.max.bytes = {}): raise {whose} message.max.bytes, and the topic's max.message.bytes, to send \
                      such records through a keyed exchange",
                     self.topic,
                     self.producer.limit()

@@ -54,6 +54,18 @@ pub struct OperatorCheckpoint {
 }
 
 impl TaskCheckpoint {
+    /// Where in its input and numbering this checkpoint stands, as a number (never 0): a
+    /// restart from it with other operators than its own begins its sender epoch here, so that
+    /// two restarts from one checkpoint (a crash in between) send under one epoch, and a
+    /// restart from another checkpoint under another.
+    pub fn restart_point(&self) -> u64 {
+        let mut parts = vec![format!("at {}", self.next_position)];
+        parts.extend(self.sent.streams().iter().map(|(topic, input, number)| format!("sent {topic}/{input}/{number}")));
+        parts.extend(self.applied.streams().iter().map(|(upstream, input, number)| format!("applied {upstream}/{input}/{number}")));
+        parts.extend(self.sent_by.map(|epoch| format!("under {:016x}/{}", epoch.digest, epoch.start)));
+        super::sequences::sender_digest(parts.iter().map(String::as_str))
+    }
+
     /// What this checkpoint holds of operator `name`.
     pub fn operator(&self, name: &str) -> Option<&OperatorCheckpoint> {
         self.operators.iter().find(|operator| operator.name == name)
@@ -249,6 +261,22 @@ pub trait CheckpointTarget: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two restarts from one checkpoint begin one epoch (a crash between them sends the same
+    /// records again, to be dropped once); restarts from checkpoints elsewhere in the input or
+    /// the numbering begin others.
+    #[test]
+    fn a_checkpoint_restart_point_is_its_own() {
+        let at = |next_position: u64, sent: u64| TaskCheckpoint {
+            next_position,
+            sent: OutputSequences::restored(0, &[("t-repartition".into(), 0, sent)]),
+            ..TaskCheckpoint::default()
+        };
+        assert_eq!(at(10, 5).restart_point(), at(10, 5).restart_point());
+        assert_ne!(at(10, 5).restart_point(), at(11, 5).restart_point(), "another position in the input");
+        assert_ne!(at(10, 5).restart_point(), at(10, 6).restart_point(), "other numbers sent");
+        assert_ne!(at(10, 5).restart_point(), 0, "0 is the point of no checkpoint");
+    }
 
     #[test]
     fn checkpoints_survive_encoding() {

@@ -185,6 +185,14 @@ struct EntryRecords<'a> {
     positions: &'a [u64],
 }
 
+/// Why a task begins a sender epoch (`Task::begin_epoch`).
+enum EpochStart {
+    /// It starts, from a checkpoint's epoch and restart point if it has one (0 if not).
+    Restart { restored: Option<SenderEpoch>, point: u64 },
+    /// Its operators were swapped.
+    Swap,
+}
+
 /// How a record given to an operator relates to its source position.
 #[derive(Clone, Copy)]
 enum Lineage<'a> {
@@ -275,6 +283,9 @@ pub struct TaskParts {
     pub sent: OutputSequences,
     /// The sender epoch of those numbers (from a checkpoint).
     pub sent_by: Option<SenderEpoch>,
+    /// Where the checkpoint it starts from stands (`TaskCheckpoint::restart_point`; 0 without
+    /// one): a new epoch at start begins there.
+    pub restart_point: u64,
     /// Records a checkpoint held for event-time order.
     pub held: Vec<HeldRecord>,
     /// Its metrics, and the records it reads from a source (none when metrics are off).
@@ -340,7 +351,7 @@ impl Task {
         let orders = parts.stage.event_time_order && matches!(parts.stage.entry, Entry::Exchange(_));
         let event_order =
             (orders || !parts.held.is_empty()).then(|| EventTimeOrder::restored(parts.held).releasing_at_most(parts.batch_size));
-        let restored_epoch = parts.sent_by;
+        let restart = EpochStart::Restart { restored: parts.sent_by, point: parts.restart_point };
         let mut task = Task {
             event_order,
             sent_by: SenderEpoch::default(),
@@ -363,20 +374,24 @@ impl Task {
             source_flow: parts.source_flow,
             blocked: Duration::ZERO,
         };
-        task.begin_epoch(restored_epoch);
+        task.begin_epoch(restart);
         task
     }
 
-    /// Sets the sender epoch its records carry (`sluice.by`) and tells its exchanges: the
-    /// checkpoint's (`restored`) if the operators are those of the checkpoint, so that what
-    /// they send again after a crash has the numbers and digest it had and is dropped once;
-    /// else a new one (at start with other operators, and after a swap), which no reader has
-    /// seen: what it sends is applied whatever its numbers.
-    fn begin_epoch(&mut self, restored: Option<SenderEpoch>) {
+    /// Sets the sender epoch its records carry (`sluice.by`) and tells its exchanges. At start,
+    /// the checkpoint's if the operators are those of the checkpoint, so that what they send
+    /// again after a crash has the numbers and epoch it had and is dropped once; with other
+    /// operators (or no checkpoint), one begun at the checkpoint's restart point, the same for
+    /// every restart from that checkpoint with these operators (a crash before the next one
+    /// sends the same records again, dropped once too). After a swap, one drawn at random,
+    /// which no reader has seen: the swapped-in operators' records are not those of any
+    /// earlier epoch, whatever their numbers.
+    fn begin_epoch(&mut self, start: EpochStart) {
         let digest = self.sender_digest();
-        self.sent_by = match restored {
-            Some(epoch) if epoch.digest == digest => epoch,
-            _ => SenderEpoch::new(digest),
+        self.sent_by = match start {
+            EpochStart::Restart { restored: Some(epoch), .. } if epoch.digest == digest => epoch,
+            EpochStart::Restart { point, .. } => SenderEpoch { digest, start: point },
+            EpochStart::Swap => SenderEpoch::new(digest),
         };
         let by = self.sent_by.by();
         for output in self.outputs.exchanges.iter_mut().flatten() {
@@ -732,7 +747,7 @@ impl Task {
                 }
                 self.operators[index] = replacement;
                 // Other operators from here on: a new epoch.
-                self.begin_epoch(None);
+                self.begin_epoch(EpochStart::Swap);
                 true
             }
             _ => false,

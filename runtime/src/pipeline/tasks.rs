@@ -235,6 +235,7 @@ impl TaskFactory {
                 watermark: restored.and_then(|checkpoint| checkpoint.watermark),
                 sent: restored.map(|checkpoint| checkpoint.sent.clone()).unwrap_or_default(),
                 sent_by: restored.and_then(|checkpoint| checkpoint.sent_by),
+                restart_point: restored.map_or(0, TaskCheckpoint::restart_point),
                 held: restored.map(|checkpoint| checkpoint.held.clone()).unwrap_or_default(),
                 metrics: metrics.task(pipeline, &task),
                 source_flow,

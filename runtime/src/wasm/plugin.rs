@@ -129,7 +129,13 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, PluginError> {
 pub fn file_digest(path: &Path) -> Option<String> {
     // A regular file only: opening a FIFO would wait for a writer.
     std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-    let bytes = read_plugin_file(path).ok().filter(|bytes| bytes.starts_with(b"\0asm"))?;
+    // The magic number first: another file is not read further.
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open(path).ok()?, &mut magic).ok()?;
+    if &magic != b"\0asm" {
+        return None;
+    }
+    let bytes = read_plugin_file(path).ok()?;
     Some(Digest::of(&bytes).to_string())
 }
 
