@@ -509,10 +509,7 @@ fn unknown_log_target(filter: &str) -> Option<&str> {
             return None;
         }
         let target = directive.split('[').next().unwrap_or_default().trim();
-        let known = target.is_empty()
-            || matches!(target, "0" | "1" | "2" | "3" | "4" | "5")
-            || LOG_LEVELS.iter().any(|level| target.eq_ignore_ascii_case(level))
-            || LOG_TARGETS.iter().any(|crate_name| target.starts_with(crate_name));
+        let known = target.is_empty() || is_log_level(target) || LOG_TARGETS.iter().any(|crate_name| target.starts_with(crate_name));
         (!known).then_some(target)
     })
 }
@@ -520,16 +517,17 @@ fn unknown_log_target(filter: &str) -> Option<&str> {
 /// `filter` with `info` for every module it does not name, unless it gives a level for all
 /// itself: `wasmtime=debug` alone would silence Sluice's own warnings and errors.
 fn with_default_level(filter: &str) -> String {
-    let gives_a_level = filter.split(',').map(str::trim).any(|directive| {
-        !directive.contains('=')
-            && (matches!(directive, "0" | "1" | "2" | "3" | "4" | "5")
-                || LOG_LEVELS.iter().any(|level| directive.eq_ignore_ascii_case(level)))
-    });
+    let gives_a_level = filter.split(',').map(str::trim).any(is_log_level);
     match (gives_a_level, filter.trim().is_empty()) {
         (true, _) => filter.to_owned(),
         (false, true) => "info".to_owned(),
         (false, false) => format!("info,{filter}"),
     }
+}
+
+/// Whether `word` is a level (error … trace, off, or its number, 0 to 5), in any case.
+fn is_log_level(word: &str) -> bool {
+    matches!(word, "0" | "1" | "2" | "3" | "4" | "5") || LOG_LEVELS.iter().any(|level| word.eq_ignore_ascii_case(level))
 }
 
 /// The level `word` is a typo of (at most two letters changed, added, removed or swapped).

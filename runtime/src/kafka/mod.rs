@@ -23,7 +23,7 @@ use crate::config::{KafkaProperties, PropertyError};
 pub use admin::{all_topics, check_reachable, ensure_topic};
 pub use checkpoint::{CheckpointKey, CheckpointStore};
 pub use partitions::{KafkaStages, RepartitionStage};
-pub use producer::OutputProducer;
+pub use producer::{OutputProducer, record_size};
 pub use repartition::{RepartitionOutput, repartition_topic};
 pub use sink::{KafkaDeadLetters, KafkaSink};
 pub use source::{KafkaSource, KafkaSourceSettings};

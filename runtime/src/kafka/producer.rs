@@ -84,13 +84,28 @@ pub fn send_when_room<C: ProducerContext>(
     }
 }
 
-/// The size librdkafka gives a message: key, value, each header (name, value and their length
-/// varints) and the record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes).
+/// The size librdkafka gives a message, from the lengths of its key, its value and each
+/// header's name and value: those, at most 10 bytes of length varints per header, and the
+/// record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes). A message above the
+/// producer's `message.max.bytes` is refused.
+pub fn wire_size(key: usize, value: usize, headers: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    let headers: usize = headers.into_iter().map(|(name, value)| name + value + 10).sum();
+    key + value + headers + 36
+}
+
+/// [`wire_size`] of a message about to be produced.
 pub fn message_size(key: Option<&[u8]>, value: &[u8], headers: Option<&OwnedHeaders>) -> usize {
     use rdkafka::message::Headers as _;
-    let headers: usize =
-        headers.map_or(0, |headers| headers.iter().map(|header| header.key.len() + header.value.map_or(0, <[u8]>::len) + 10).sum());
-    key.map_or(0, <[u8]>::len) + value.len() + headers + 36
+    let headers =
+        headers.into_iter().flat_map(|headers| headers.iter()).map(|header| (header.key.len(), header.value.map_or(0, <[u8]>::len)));
+    wire_size(key.map_or(0, <[u8]>::len), value.len(), headers)
+}
+
+/// [`wire_size`] of an output record as a Kafka sink writes it: header names as text, a byte
+/// that is not UTF-8 as U+FFFD (3 bytes).
+pub fn record_size(record: &crate::wasm::Record<'_>) -> usize {
+    let headers = record.headers().map(|(name, value)| (String::from_utf8_lossy(name).len(), value.len()));
+    wire_size(record.key().map_or(0, <[u8]>::len), record.value().len(), headers)
 }
 
 /// A record to produce.

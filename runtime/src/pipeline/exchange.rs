@@ -106,21 +106,21 @@ impl LocalExchange {
         let source = (!positions.is_empty()).then(|| Arc::clone(source));
         let batch = SourceBatch { records, positions, origins: Vec::new(), source };
         let message = TaskMessage::Batch { from: self.from, input, batch };
-        let (sent, blocked) = send_timed(&self.downstream[instance], message);
-        self.blocked.set(self.blocked.get() + blocked);
-        sent.map_err(|_| OutputClosed::Exchange)
+        self.send_to(&self.downstream[instance], message)
     }
 
     /// To every task, even past one that has gone: the others must still hear an end. A
     /// watermark waits for room like a batch does, and its wait is back-pressure too.
     fn broadcast(&self, message: impl Fn() -> TaskMessage) -> Result<(), OutputClosed> {
-        let mut failed = 0;
-        for task in &self.downstream {
-            let (sent, blocked) = send_timed(task, message());
-            self.blocked.set(self.blocked.get() + blocked);
-            failed += usize::from(sent.is_err());
-        }
+        let failed = self.downstream.iter().filter(|task| self.send_to(task, message()).is_err()).count();
         if failed == 0 { Ok(()) } else { Err(OutputClosed::Exchange) }
+    }
+
+    /// Sends `message` to one task, counting its wait for room as back-pressure.
+    fn send_to(&self, task: &SyncSender<TaskMessage>, message: TaskMessage) -> Result<(), OutputClosed> {
+        let (sent, blocked) = send_timed(task, message);
+        self.blocked.set(self.blocked.get() + blocked);
+        sent.map_err(|_| OutputClosed::Exchange)
     }
 }
 

@@ -280,6 +280,16 @@ pub enum StateHandover {
     Discard,
 }
 
+/// Counts a `process` call begun at `started` on `records` records in the call and per-record
+/// histograms.
+fn observe_process_call(metrics: Option<&monitor::OperatorMetrics>, started: Instant, records: usize) {
+    if let Some(metrics) = metrics {
+        let took = started.elapsed().as_secs_f64();
+        metrics.process.observe(took);
+        metrics.per_record.observe(took / records.max(1) as f64);
+    }
+}
+
 /// How to swap in a version that cannot take the running version's state.
 const DISCARD_STATE_HINT: &str = " (to start it without the running version's state, losing what that holds, swap with \
                                   `--discard-state`, `?state=discard` in the API)";
@@ -446,10 +456,8 @@ impl Operator {
         let Some(instance) = self.instance.as_mut() else { return self.refuse_all(&records) };
         let started = Instant::now();
         let result = instance.process(input, &records);
+        observe_process_call(self.metrics.as_ref(), started, records.len());
         if let Some(metrics) = &self.metrics {
-            let took = started.elapsed().as_secs_f64();
-            metrics.process.observe(took);
-            metrics.per_record.observe(took / records.len().max(1) as f64);
             metrics.memory.set(i64::try_from(instance.memory_in_use()).unwrap_or(i64::MAX));
         }
         match result {
@@ -595,11 +603,7 @@ impl Operator {
             let started = Instant::now();
             let result = instance.process(isolation.input, &single);
             // Each retry is a call of its own, the one that runs into the deadline included.
-            if let Some(metrics) = &self.metrics {
-                let took = started.elapsed().as_secs_f64();
-                metrics.process.observe(took);
-                metrics.per_record.observe(took);
-            }
+            observe_process_call(self.metrics.as_ref(), started, 1);
             match result {
                 Ok(output) => {
                     output.batch.iter().for_each(|record| emitted.push_record_to(record.port(), record));

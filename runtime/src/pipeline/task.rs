@@ -19,7 +19,7 @@ use super::upstreams::Upstreams;
 use super::{DeadLetter, SourceBatch};
 use crate::graph::{Entry, Stage, Target};
 use crate::monitor::{Flow, TaskMetrics};
-use crate::wasm::{Batch, Record, Records};
+use crate::wasm::{Batch, Records};
 
 /// How often a waiting task checks whether it was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
@@ -940,13 +940,8 @@ impl Task {
         emitter: Option<usize>,
     ) -> Result<Records, TaskError> {
         let Some(limit) = self.outputs.record_limits.get(sink).copied().flatten() else { return Ok(records) };
-        // As librdkafka counts a message: key, value, each header (name, value, their length
-        // varints) and the record's own framing (RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD, 36 bytes).
-        let size = |record: &Record<'_>| {
-            // Names are written as text, an invalid byte as U+FFFD (3 bytes).
-            let headers: usize = record.headers().map(|(name, value)| String::from_utf8_lossy(name).len() + value.len() + 10).sum();
-            record.key().map_or(0, <[u8]>::len) + record.value().len() + headers + 36
-        };
+        // As librdkafka counts a message (the only sinks with a limit are Kafka's).
+        let size = crate::kafka::record_size;
         if records.iter().all(|record| size(&record) <= limit) {
             return Ok(records);
         }
