@@ -159,14 +159,18 @@ def dump_json(value) -> bytes:
 
 
 def lookup(record, path):
-    """The value at a dotted path: names in objects, numeric segments index arrays."""
+    """The value at a dotted path: names in objects, numeric segments index arrays; with nothing
+    nested there, a top-level field spelt like the whole path (as window-aggregate writes its
+    group fields, and as the runtime's keyed exchanges read it)."""
+    top = record
     for segment in path:
         if isinstance(record, dict) and segment in record:
             record = record[segment]
         elif isinstance(record, list) and segment.isascii() and segment.isdigit() and int(segment) < len(record):
             record = record[int(segment)]
         else:
-            return MISSING
+            whole = ".".join(path)
+            return top[whole] if len(path) > 1 and isinstance(top, dict) and whole in top else MISSING
     return record
 
 
@@ -219,6 +223,8 @@ class Rule:
         self.weight = spec.get("weight", 1.0)
         if not _numbers(self.weight, 0):
             raise Err(f"{base}.weight: must be a number, got {describe(self.weight)}")
+        if self.weight < 0:
+            raise Err(f"{base}.weight: must not be negative, got {self.weight}: a score is a sum of weights from 0 to 1")
 
     def matches(self, record) -> bool:
         return OPERATORS[self.op](lookup(record, self.path), self.value)
@@ -259,6 +265,8 @@ def velocity_settings(velocity) -> tuple:
         raise Err(f"velocity.max_events: `max_events` (optional, default 10) must be a whole number of at least 1, got {describe(max_events)}")
     if not _numbers(weight, 0):
         raise Err(f"velocity.weight: `weight` (optional, default 1) must be a number, got {describe(weight)}")
+    if weight < 0:
+        raise Err(f"velocity.weight: must not be negative, got {weight}: a score is a sum of weights from 0 to 1")
     return dotted_path(velocity["key"], "velocity.key"), int(window), int(max_events), weight
 
 
@@ -283,6 +291,8 @@ class Settings:
             raise Err(f"`threshold` must be a number, got {describe(self.threshold)}")
         if self.threshold > 1:
             raise Err(f"`threshold` must be at most 1, got {self.threshold}: the score is capped at 1, so no record would be flagged")
+        if self.threshold <= 0:
+            raise Err(f"`threshold` must be above 0, got {self.threshold}: every record, matching no rule, would be flagged")
         if not isinstance(self.field, str) or not self.field:
             raise Err("`field` must be a non-empty string")
         if not isinstance(self.only_flagged, bool):

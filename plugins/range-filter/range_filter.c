@@ -168,6 +168,13 @@ void exports_operator_process(uint32_t input, operator_batch_t *batch, operator_
     if (found == JSON_INVALID) {
       reject(&rejections, &rejected, i, "payload is not a JSON object");
       continue;
+    } else if (found == JSON_FOUND && !json_number(value, start, end, &number) && json_is_number(value, start, end)) {
+      // A number, but beyond a double (1e400): no bound can be compared with it. Refused
+      // whatever `missing` says, as the other operators refuse such numbers.
+      char reason[200] = "\"";
+      strcat(strcat(reason, config.field), "\" is a number beyond the range of a 64-bit float");
+      reject(&rejections, &rejected, i, reason);
+      continue;
     } else if (found == JSON_ABSENT || !json_number(value, start, end, &number)) {
       if (config.missing == MISSING_REJECT) {
         char reason[160] = "no numeric \"";

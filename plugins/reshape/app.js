@@ -95,6 +95,16 @@ function get(record, path) {
   return node;
 }
 
+// The path a step reads `path` at: the path itself, or, when the record holds nothing nested
+// there but a top-level field spelt like the whole path (window-aggregate writes group fields
+// so: `{"shop.category": ...}`), that field, as every operator reads it.
+function located(record, path) {
+  const whole = path.join('.');
+  const flat = path.length > 1 && get(record, path) === undefined && record !== null && typeof record === 'object'
+    && !Array.isArray(record) && Object.hasOwn(record, whole);
+  return flat ? [whole] : path;
+}
+
 // Makes `value` the own field `name` of `node`. A plain assignment to `__proto__` would set the
 // object's prototype instead, and the field would vanish from the output.
 function define(node, name, value) {
@@ -157,8 +167,9 @@ const tableOf = (name, value) => {
 };
 
 const mapString = (name, transform) => (paths) => pathsOf(name, paths).map((path) => (record) => {
-  const value = get(record, path);
-  if (typeof value === 'string') set(record, path, transform(value));
+  const at = located(record, path);
+  const value = get(record, at);
+  if (typeof value === 'string') set(record, at, transform(value));
 });
 
 const builders = {
@@ -171,11 +182,11 @@ const builders = {
     // `account`) lands inside it.
     const removals = [...moves].sort(([a], [b]) => removalOrder(a, b));
     return [(record) => {
-      const moved = removals.map(([from, to]) => [to, remove(record, from)]).sort((a, b) => a[0].length - b[0].length);
+      const moved = removals.map(([from, to]) => [to, remove(record, located(record, from))]).sort((a, b) => a[0].length - b[0].length);
       for (const [to, value] of moved) if (value !== undefined) set(record, to, value);
     }];
   },
-  drop: (paths) => pathsOf('drop', paths).sort(removalOrder).map((path) => (record) => { remove(record, path); }),
+  drop: (paths) => pathsOf('drop', paths).sort(removalOrder).map((path) => (record) => { remove(record, located(record, path)); }),
   uppercase: mapString('uppercase', (text) => text.toUpperCase()),
   lowercase: mapString('lowercase', (text) => text.toLowerCase()),
   trim: mapString('trim', (text) => text.trim()),
@@ -191,7 +202,7 @@ const builders = {
       throw `${'table' in spec ? `${at}.table` : at}: every lookup needs a \`table\` of values by key`;
     }
     return (record) => {
-      const value = get(record, field);
+      const value = get(record, located(record, field));
       if (value === undefined) return;
       const key = typeof value === 'string' ? value : JSON.stringify(value);
       if (Object.hasOwn(spec.table, key)) set(record, into, spec.table[key]);
@@ -202,8 +213,9 @@ const builders = {
     if (!Number.isInteger(decimals) || decimals < 0 || decimals > 15) throw `round.${path}: decimals must be an integer 0..15`;
     const field = pathOf(path, 'a `round` key');
     return (record) => {
-      const value = get(record, field);
-      if (typeof value === 'number' && Number.isFinite(value)) set(record, field, roundHalfAway(value, decimals));
+      const at = located(record, field);
+      const value = get(record, at);
+      if (typeof value === 'number' && Number.isFinite(value)) set(record, at, roundHalfAway(value, decimals));
     };
   }),
   set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path, 'a `set` key'), value]).map(([path, value]) => (record) => {

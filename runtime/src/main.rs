@@ -80,6 +80,21 @@ fn every_assignment(arguments: impl Iterator<Item = std::ffi::OsString>) -> Vec<
     assignments
 }
 
+/// Warns of each `--set NAME=...` whose name the pipeline file never uses as `${NAME}`,
+/// `${NAME:-...}` or `{ env = "NAME" }`: a misspelt name would leave a default in effect, silently. A file that
+/// cannot be read is left to the command, which says why.
+fn warn_of_unused_assignments(assignments: &[(String, String)], pipeline: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(pipeline) else { return };
+    let mut warned = std::collections::BTreeSet::new();
+    for (name, _) in assignments {
+        // `${NAME}`, `${NAME:-...}`, or `{ env = "NAME" }` (secrets, Kafka properties).
+        let used = [format!("${{{name}}}"), format!("${{{name}:-"), format!("\"{name}\"")].iter().any(|form| text.contains(form.as_str()));
+        if !used && warned.insert(name) {
+            tracing::warn!("--set {name}: {} uses no ${{{name}}}; is the name misspelt?", pipeline.display());
+        }
+    }
+}
+
 /// The admin API's flags of `sluice run`.
 #[derive(Debug, clap::Args)]
 struct AdminArgs {
@@ -131,7 +146,7 @@ fn plugin_name(text: &str) -> Result<String, String> {
 /// exit status 2, as for clap's own.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-struct UsageError(anyhow::Error);
+pub(crate) struct UsageError(pub(crate) anyhow::Error);
 
 impl AdminArgs {
     fn options(self) -> Result<Option<AdminOptions>, UsageError> {
@@ -253,12 +268,16 @@ fn main() -> ExitCode {
     }
     // Every `--set`, before the subcommand and after it: clap keeps only the subcommand's
     // occurrences of a global argument given at both levels (`cli.set` has checked them all).
-    for (name, value) in every_assignment(std::env::args_os()) {
+    let assignments = every_assignment(std::env::args_os());
+    for (name, value) in &assignments {
         // SAFETY: no other thread exists yet (nothing has been started), so nothing reads the
         // environment while it changes. Pipeline files read their variables from it.
         unsafe { std::env::set_var(name, value) };
     }
     init_logging(cli.log_format);
+    if let Command::Run { pipeline, .. } | Command::Validate { pipeline, .. } = &cli.command {
+        warn_of_unused_assignments(&assignments, pipeline);
+    }
     match sluice::open_files::raise_to_hard_limit() {
         Ok(limit) => tracing::debug!(limit, "open files"),
         Err(error) => tracing::debug!("the limit on open files stays as it was: {error}"),

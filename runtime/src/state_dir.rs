@@ -37,8 +37,10 @@ pub enum StateDirError {
     )]
     InputChanged { source_name: String, path: String, then: String, now: String },
     #[error(
-        "the checkpoint {path} was taken on another graph or parallelism (then: {then}; now: {now}): operator state cannot be \
-         split or merged between instances; run with the settings it was taken with, or remove it to start from the beginning"
+        "the checkpoint {path} was taken on another graph or parallelism (then: {then}; now: {now}): it holds the state of \
+         each task's operators as they were, which cannot be split or merged between other tasks, nor given to operators \
+         added, removed, renamed or moved; run with the graph and settings it was taken with (and change them once the \
+         run has read its input to the end), or remove it to start from the beginning"
     )]
     LayoutChanged { path: String, then: String, now: String },
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 pub struct SwapArgs {
     /// The running pipeline's admin address (`sluice run --admin ...`): `host:port`, or a
     /// URL (`https://host:port` for an admin API served with TLS).
-    #[arg(long, default_value = "127.0.0.1:9180", value_name = "ADDRESS")]
+    #[arg(long, default_value = "127.0.0.1:9180", value_name = "ADDRESS", value_parser = admin_address)]
     admin: String,
     /// The admin API's token, in this file (else from SLUICE_ADMIN_TOKEN, if set).
     #[arg(long, value_name = "FILE")]
@@ -70,13 +70,26 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// An admin address as `sluice run --admin` takes it (`host:port`), or a URL.
+fn admin_address(text: &str) -> Result<String, String> {
+    let port = text.rsplit_once(':').map(|(host, port)| (host, port.trim_end_matches('/')));
+    match port {
+        _ if text.contains("://") => Ok(text.to_owned()),
+        Some((host, port)) if !host.is_empty() && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => Ok(text.to_owned()),
+        _ => Err(format!(
+            "{text:?} is not an address such as 127.0.0.1:9180 or localhost:9180 (the port of `sluice run --admin`), nor a URL"
+        )),
+    }
+}
+
 pub fn run(args: SwapArgs) -> anyhow::Result<()> {
     let admin = args.admin.trim_end_matches('/');
     let root = if admin.contains("://") { admin.to_owned() } else { format!("http://{admin}") };
     let base = format!("{root}/pipelines/{}/operators/{}", args.pipeline, args.operator);
     let query = if args.discard_state { "?state=discard" } else { "" };
     let agent = agent(args.admin_ca.as_deref())?;
-    let token = sluice::admin::AdminToken::secret_from_file_or_environment(args.admin_token_file.as_deref())?;
+    let token = sluice::admin::AdminToken::secret_from_file_or_environment(args.admin_token_file.as_deref())
+        .map_err(|error| crate::UsageError(error.into()))?;
     let request = Request::of(&args)?;
     let deadline = Instant::now() + args.timeout;
     let sent = loop {

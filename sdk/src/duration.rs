@@ -95,6 +95,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     let mut total = Duration::ZERO;
     for part in parts {
+        if part.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.').trim() == "M" {
+            return Err(format!(
+                "invalid duration {text:?}: \"M\" is a month of 30.44 days, easily taken for minutes: write \"m\" for \
+                 minutes, or \"months\" (or days, \"30d\") for months"
+            ));
+        }
         let duration = humantime::parse_duration(part).map_err(|error| invalid(&error))?;
         total = total.checked_add(duration).ok_or_else(too_long)?;
     }
@@ -146,6 +152,10 @@ mod tests {
         assert_eq!(Millis::parse("1h 30m"), Ok(Millis(5_400_000)));
         assert_eq!(Millis::parse("1h30m15s"), Ok(Millis(5_415_000)));
         assert_eq!(Millis::parse("1.5h"), Ok(Millis(5_400_000)));
+        assert!(Millis::parse("1M").unwrap_err().contains("easily taken for minutes"));
+        assert!(Millis::parse("1h 2 M").unwrap_err().contains("easily taken for minutes"));
+        assert_eq!(Millis::parse("1month"), Ok(Millis(2_630_016_000)));
+        assert_eq!(Millis::parse("5 msec 2 seconds"), Ok(Millis(2_005)));
         let parsed: Millis = serde_json::from_str("1500").unwrap();
         assert_eq!(parsed, Millis(1500));
     }

@@ -73,8 +73,15 @@ impl<'a> RawObject<'a> {
     }
 
     /// The JSON text of the value at `path`, if there is one (borrowed when no edit wrote
-    /// or opened it).
+    /// or opened it); else that of the top-level member spelt like the whole path
+    /// ([`FieldPath::whole_name`]).
     pub fn get(&self, path: &FieldPath) -> Option<Cow<'_, RawValue>> {
+        self.get_nested(path).or_else(|| if path.segments().len() > 1 { self.get_member(path.as_str()) } else { None })
+    }
+
+    /// The JSON text of the value at `path`, nested only (no top-level member spelt like the
+    /// whole path).
+    pub fn get_nested(&self, path: &FieldPath) -> Option<Cow<'_, RawValue>> {
         let (first, rest) = path.segments().split_first()?;
         let mut node = Cow::Borrowed(self.member(first)?);
         for segment in rest {
@@ -132,8 +139,17 @@ impl<'a> RawObject<'a> {
         target.put(name, last, node).map_err(|phrase| format!("cannot set {path}: {phrase}"))
     }
 
-    /// Removes the value at `path` and returns it, as [`FieldPath::remove`] does.
+    /// Removes the value at `path` and returns it, as [`FieldPath::remove`] does (the
+    /// top-level member spelt like the whole path when there is no nested field there).
     pub fn remove(&mut self, path: &FieldPath) -> Option<RawNode<'a>> {
+        match self.remove_nested(path) {
+            Some(node) => Some(node),
+            None if path.segments().len() > 1 => self.remove_member(path.as_str()),
+            None => None,
+        }
+    }
+
+    fn remove_nested(&mut self, path: &FieldPath) -> Option<RawNode<'a>> {
         let (last, middle) = path.segments().split_last()?;
         let mut target = Target::Object(self);
         for segment in middle {

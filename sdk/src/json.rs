@@ -40,13 +40,32 @@ impl FieldPath {
         &self.segments
     }
 
+    /// The path as written (`order.customer.id`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// The last segment: the field's own name.
     pub fn leaf(&self) -> &str {
         self.segments.last().map_or("", String::as_str)
     }
 
-    /// The value at this path in `object`, if present (numeric segments index arrays).
+    /// For a path of several segments, the one-segment path naming a top-level member spelt
+    /// like the whole path (`"shop.category"`, as window-aggregate writes its group fields):
+    /// what every lookup reads when the record has no nested field at the path.
+    pub fn whole_name(&self) -> Option<FieldPath> {
+        (self.segments.len() > 1).then(|| FieldPath { text: self.text.clone(), segments: vec![self.text.clone()] })
+    }
+
+    /// The value at this path in `object`, if present (numeric segments index arrays); else
+    /// the top-level member spelt like the whole path ([`FieldPath::whole_name`]).
     pub fn get<'v>(&self, object: &'v serde_json::Map<String, Value>) -> Option<&'v Value> {
+        self.get_nested(object).or_else(|| if self.segments.len() > 1 { object.get(&self.text) } else { None })
+    }
+
+    /// The value at this path in `object`, nested only (no top-level member spelt like the
+    /// whole path).
+    pub fn get_nested<'v>(&self, object: &'v serde_json::Map<String, Value>) -> Option<&'v Value> {
         let (first, rest) = self.segments.split_first()?;
         rest.iter().try_fold(object.get(first)?, |value, segment| member(value, segment))
     }
@@ -89,7 +108,16 @@ impl FieldPath {
     /// up).
     pub fn remove(&self, object: &mut serde_json::Map<String, Value>) -> Option<Value> {
         let (first, rest) = self.segments.split_first()?;
-        let Some((last, middle)) = rest.split_last() else { return object.shift_remove(first) };
+        if rest.is_empty() {
+            return object.shift_remove(first);
+        }
+        self.remove_nested(object).or_else(|| object.shift_remove(&self.text))
+    }
+
+    /// [`FieldPath::remove`] of a path of several segments, at the nested field only.
+    fn remove_nested(&self, object: &mut serde_json::Map<String, Value>) -> Option<Value> {
+        let (first, rest) = self.segments.split_first()?;
+        let (last, middle) = rest.split_last()?;
         let mut current = object.get_mut(first)?;
         for segment in middle {
             current = match current {
@@ -195,9 +223,34 @@ pub(crate) fn indexed_text<'a>(bytes: &'a [u8], index: FieldIndex<'_>, path: &Fi
 pub fn lookup_texts<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Result<Vec<Option<&'a [u8]>>, String> {
     let fast = std::str::from_utf8(bytes).ok().and_then(|text| crate::scan::field_spans(text, paths));
     match fast {
-        Some(spans) => Ok(spans.into_iter().map(|span| span.and_then(|(start, end)| bytes.get(start..end))).collect()),
+        Some(spans) => {
+            let mut found: Vec<Option<&'a [u8]>> =
+                spans.into_iter().map(|span| span.and_then(|(start, end)| bytes.get(start..end))).collect();
+            fill_from_whole_names(paths, &mut found, |wholes| lookup_texts(bytes, wholes))?;
+            Ok(found)
+        }
+        // serde_json's reader fills the whole names itself.
         None => Ok(lookup_raw_many_with_serde(bytes, paths)?.into_iter().map(|raw| raw.map(|raw| raw.get().as_bytes())).collect()),
     }
+}
+
+/// Gives each path of several segments that found nothing the value of the top-level member
+/// spelt like the whole path ([`FieldPath::whole_name`]), looked up by `look_up` (called only
+/// when some path found nothing: the usual record pays nothing).
+pub(crate) fn fill_from_whole_names<T, E>(
+    paths: &[FieldPath],
+    found: &mut [Option<T>],
+    look_up: impl FnOnce(&[FieldPath]) -> Result<Vec<Option<T>>, E>,
+) -> Result<(), E> {
+    let missing = || found.iter().zip(paths).enumerate().filter(|(_, (found, path))| found.is_none() && path.segments.len() > 1);
+    if missing().next().is_none() {
+        return Ok(());
+    }
+    let (slots, wholes): (Vec<usize>, Vec<FieldPath>) = missing().filter_map(|(slot, (_, path))| Some((slot, path.whole_name()?))).unzip();
+    for (slot, value) in slots.into_iter().zip(look_up(&wholes)?) {
+        found[slot] = value;
+    }
+    Ok(())
 }
 
 /// [`lookup_texts`] through a record's field index (see [`lookup_raw_indexed`]). Top-level
@@ -310,6 +363,7 @@ fn lookup_raw_many_with_serde<'a>(bytes: &'a [u8], paths: &[FieldPath]) -> Resul
         .deserialize(&mut deserializer)
         .and_then(|()| deserializer.end())
         .map_err(|error| format!("payload is not valid JSON: {error}"))?;
+    fill_from_whole_names(paths, &mut found, |wholes| lookup_raw_many_with_serde(bytes, wholes))?;
     Ok(found)
 }
 
@@ -831,6 +885,44 @@ mod tests {
 
     fn path(text: &str) -> FieldPath {
         FieldPath::parse(text).unwrap()
+    }
+
+    /// A path of several segments with no nested field there reads the top-level member
+    /// spelt like the whole path (window-aggregate's group fields), the same through every
+    /// lookup: the scan, serde_json's reader, the field index, prepared and one-off lookups, a
+    /// parsed map and an edited object; a nested field there wins.
+    #[test]
+    fn a_dotted_path_reads_a_top_level_member_spelt_like_it_when_nothing_is_nested_there() {
+        let paths = [path("shop.category"), path("o.n"), path("a.b"), path("x"), path("gone.too")];
+        let doc = r#"{"shop.category":"books","o":{"n":1},"o.n":2,"a":{"c":3},"a.b":[4],"x":5}"#;
+        let expected = [Some(r#""books""#), Some("1"), Some("[4]"), Some("5"), None];
+        let texts = |found: Vec<Option<&[u8]>>| {
+            found.into_iter().map(|text| text.map(|text| std::str::from_utf8(text).unwrap().to_owned())).collect::<Vec<_>>()
+        };
+        let expected: Vec<Option<String>> = expected.iter().map(|text| text.map(str::to_owned)).collect();
+        assert_eq!(texts(lookup_texts(doc.as_bytes(), &paths).unwrap()), expected, "scan");
+        let by_serde = lookup_raw_many_with_serde(doc.as_bytes(), &paths).unwrap();
+        assert_eq!(texts(by_serde.into_iter().map(|raw| raw.map(|raw| raw.get().as_bytes())).collect()), expected, "serde_json");
+        let mut index = Vec::new();
+        assert!(crate::fields::append_index(doc.as_bytes(), &mut index));
+        let index = FieldIndex::parse(&index).unwrap();
+        assert_eq!(texts(lookup_texts_indexed(doc.as_bytes(), index, &paths).unwrap()), expected, "indexed");
+        let mut prepared = Vec::new();
+        let lookup = crate::FieldLookup::new(paths.to_vec());
+        crate::lookup::texts_into(doc.as_bytes(), Some(index), &lookup, &mut prepared).unwrap();
+        assert_eq!(texts(prepared), expected, "prepared");
+        let Value::Object(map) = serde_json::from_str::<Value>(doc).unwrap() else { panic!() };
+        let got: Vec<Option<String>> = paths.iter().map(|path| path.get(&map).map(|value| value.to_string())).collect();
+        assert_eq!(got, [Some(r#""books""#), Some("1"), Some("[4]"), Some("5"), None].map(|text| text.map(str::to_owned)), "map");
+        let object = crate::edit::RawObject::parse(doc).unwrap().unwrap();
+        let edited: Vec<Option<String>> = paths.iter().map(|path| object.get(path).map(|raw| raw.get().to_owned())).collect();
+        assert_eq!(edited, expected, "edited");
+        let (mut map, mut object) = (map, object);
+        assert_eq!(path("shop.category").remove(&mut map), Some(json!("books")));
+        assert!(object.remove(&path("shop.category")).is_some());
+        assert_eq!(path("o.n").remove(&mut map), Some(json!(1)), "the nested one first");
+        assert!(!map.contains_key("shop.category") && map.contains_key("o.n"), "{map:?}");
+        assert!(!object.has_member("shop.category") && object.has_member("o.n"));
     }
 
     /// A value read at a path keeps the first of a repeated name, as the whole payload

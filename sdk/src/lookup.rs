@@ -56,11 +56,34 @@ pub(crate) fn texts_into<'a>(
     wanted: &impl WantedNames,
     found: &mut Vec<Option<&'a [u8]>>,
 ) -> Result<(), String> {
-    if index.is_some_and(|index| indexed_texts(bytes, index, wanted, found).is_some()) {
+    if let Some(index) = index
+        && indexed_texts(bytes, index, wanted, found).is_some()
+        && fill_from_indexed_whole_names(bytes, index, wanted.paths(), found).is_some()
+    {
         return Ok(());
     }
     *found = crate::json::lookup_texts(bytes, wanted.paths())?;
     Ok(())
+}
+
+/// Gives each path of several segments that found nothing the value of the indexed top-level
+/// field spelt like the whole path ([`FieldPath::whole_name`]), with no allocation; `None` when
+/// the index points outside the value.
+fn fill_from_indexed_whole_names<'a>(
+    bytes: &'a [u8],
+    index: FieldIndex<'_>,
+    paths: &[FieldPath],
+    found: &mut [Option<&'a [u8]>],
+) -> Option<()> {
+    for (slot, path) in paths.iter().enumerate() {
+        if found[slot].is_none()
+            && path.segments().len() > 1
+            && let Some(text) = index.values_named(bytes, path.as_str()).next()
+        {
+            found[slot] = Some(text?);
+        }
+    }
+    Some(())
 }
 
 /// How a lookup tells which of its paths a field's name is.

@@ -190,7 +190,8 @@ impl Enrich {
     /// Puts the row under `into`, or merges its fields; the record's own fields win unless `overwrite`.
     fn add_row(&self, object: &mut RawObject<'_>, row: &Row) -> Result<(), String> {
         match &self.into {
-            Some(into) if self.overwrite || object.get(into).is_none() => object.set_value(into, row),
+            // The row is written at the nested path: whether it is taken is asked there too.
+            Some(into) if self.overwrite || object.get_nested(into).is_none() => object.set_value(into, row),
             Some(_) => Ok(()),
             None => {
                 for (name, value) in row.members() {

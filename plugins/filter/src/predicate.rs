@@ -96,6 +96,24 @@ pub enum Comparison {
     NotIn,
 }
 
+impl Comparison {
+    /// The comparison as a configuration writes it (`not-in`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Comparison::Eq => "eq",
+            Comparison::Ne => "ne",
+            Comparison::Lt => "lt",
+            Comparison::Le => "le",
+            Comparison::Gt => "gt",
+            Comparison::Ge => "ge",
+            Comparison::Exists => "exists",
+            Comparison::Missing => "missing",
+            Comparison::In => "in",
+            Comparison::NotIn => "not-in",
+        }
+    }
+}
+
 impl Predicate {
     /// A checked predicate.
     pub fn new(field: Option<FieldPath>, expression: Option<Computed>, op: Comparison, value: Option<Value>) -> Result<Predicate, String> {
@@ -112,9 +130,26 @@ impl Predicate {
             (Some(_), None) | (None, Some(_)) => {}
             _ => return Err("a predicate tests either a `field` or an `expression` (exactly one of them)".into()),
         }
+        self.check_operand_shape()?;
+        if self.expression.is_some()
+            && let Some(other) = self.value.iter().flat_map(operands).find(|operand| !operand.is_number())
+        {
+            return Err(format!(
+                "predicate on {field}: an expression computes a number, and `{}` compares it with {}; it could never hold \
+                 as meant: compare with a number",
+                self.op.name(),
+                json::kind(other)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses operands of a shape the comparison cannot use.
+    fn check_operand_shape(&self) -> Result<(), String> {
+        let field = Subject(self);
         match (self.op, &self.value) {
             (Comparison::Exists | Comparison::Missing, Some(_)) => {
-                Err(format!("predicate on {field}: `{}` takes no `value`", format!("{:?}", self.op).to_lowercase()))
+                Err(format!("predicate on {field}: `{}` takes no `value`", self.op.name()))
             }
             (Comparison::Exists | Comparison::Missing, None) => Ok(()),
             (Comparison::In | Comparison::NotIn, Some(Value::Array(_))) => Ok(()),
@@ -123,7 +158,7 @@ impl Predicate {
             (Comparison::Lt | Comparison::Le | Comparison::Gt | Comparison::Ge, Some(Value::Number(_) | Value::String(_))) => Ok(()),
             (Comparison::Lt | Comparison::Le | Comparison::Gt | Comparison::Ge, Some(other)) => Err(format!(
                 "predicate on {field}: `{}` orders numbers or strings, not {}; it could never hold",
-                format!("{:?}", self.op).to_lowercase(),
+                self.op.name(),
                 json::kind(other)
             )),
             (_, Some(_)) => Ok(()),
@@ -302,4 +337,12 @@ fn integer_float_order(integer: i128, float: f64) -> Option<Ordering> {
 /// (9007199254740993 would equal 9007199254740992).
 fn integer(number: &sluice_sdk::serde_json::Number) -> Option<i128> {
     number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from))
+}
+
+/// The values a predicate's operand compares with: an array's elements, or the value itself.
+fn operands(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(elements) => elements.iter().collect(),
+        other => vec![other],
+    }
 }

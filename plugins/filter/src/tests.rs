@@ -156,6 +156,22 @@ fn ordering_comparisons_with_a_value_that_cannot_be_ordered_are_refused() {
     assert!(listed.starts_with("all[0]: predicate on b: `gt` orders numbers or strings"), "{listed}");
 }
 
+/// An expression computes a number: compared with a string (or a list holding one) it could
+/// never hold as meant (`gt "x"` never, `ne "x"` always).
+#[test]
+fn an_expression_compared_with_anything_but_numbers_is_refused() {
+    let refuse = |op: &str, value: Value| Harness::<Filter>::new(json!({"expression": "a * 2", "op": op, "value": value})).err();
+    for (op, value) in [("gt", json!("x")), ("eq", json!("x")), ("ne", json!(true)), ("in", json!([1, "x"])), ("not-in", json!(["x"]))] {
+        let refusal = refuse(op, value.clone()).unwrap_or_default();
+        assert!(refusal.contains("an expression computes a number") && refusal.contains(&format!("`{op}`")), "{op} {value}: {refusal}");
+    }
+    // The shape of the operand is told first.
+    assert!(refuse("exists", json!("x")).unwrap_or_default().contains("takes no `value`"));
+    assert!(refuse("in", json!("x")).unwrap_or_default().contains("need an array"));
+    assert_eq!(refuse("gt", json!(3)), None);
+    assert_eq!(refuse("in", json!([1, 2.5])), None);
+}
+
 #[test]
 fn bad_configurations_are_refused_with_a_reason() {
     let refuse = |config: Value| Harness::<Filter>::new(config).err().unwrap();

@@ -117,6 +117,13 @@ class ConfigurationRefusals(unittest.TestCase):
                          "`threshold` must be at most 1, got 2: the score is capped at 1, so no record would be flagged")
         self.assertEqual(refusal({"rules": rules, "threshold": 1}), "")
 
+    def test_a_threshold_every_record_reaches_and_negative_weights_are_refused(self):
+        rules = [{"name": "r", "field": "price", "op": ">", "value": 1}]
+        self.assertEqual(refusal({"rules": rules, "threshold": 0}),
+                         "`threshold` must be above 0, got 0: every record, matching no rule, would be flagged")
+        self.assertIn("must not be negative", refusal({"rules": [dict(rules[0], weight=-0.5)]}))
+        self.assertIn("must not be negative", refusal({"rules": rules, "velocity": {"key": "u", "window": 10, "weight": -1}}))
+
     def test_an_empty_rule_field_is_refused(self):
         self.assertEqual(refusal({"rules": [{"name": "r", "field": "", "op": "exists"}]}),
                          'rules[0].field: must be a field path (names separated by dots), got ""')
@@ -144,6 +151,11 @@ def flagged_ids(config: dict, *payloads: bytes) -> list:
 
 
 class Comparisons(unittest.TestCase):
+    def test_a_dotted_path_reads_a_top_level_field_spelt_like_it_when_nothing_is_nested_there(self):
+        self.assertEqual(app.lookup({"user.id": "u1"}, ["user", "id"]), "u1")
+        self.assertEqual(app.lookup({"user": {"id": "u2"}, "user.id": "u1"}, ["user", "id"]), "u2")
+        self.assertIs(app.lookup({"user": 5, "x": 1}, ["user", "id"]), app.MISSING)
+
     def test_numeric_segments_index_arrays(self):
         config = {"rules": [{"name": "big", "field": "items.0.price", "op": ">", "value": 400}]}
         self.assertEqual(flagged_ids(config, b'{"id":1,"items":[{"price":500}]}', b'{"id":2,"items":[{"price":5}]}',

@@ -256,7 +256,21 @@ fn check_features(config: &LearnConfig) -> Result<(), String> {
     if config.prediction_field == config.label {
         return Err(format!("`prediction_field` is the label {}: choose another field for the prediction", config.label));
     }
+    let read = config.numeric.iter().chain(&config.categorical).chain(config.crosses.iter().flatten()).chain(&config.key);
+    if let Some(path) = read.chain([&config.label]).find(|path| overlap(path, &config.prediction_field)) {
+        return Err(format!(
+            "`prediction_field` {} is, or is inside or holds, the field {path} the model reads: writing the prediction there would \
+             overwrite it; choose another field for the prediction",
+            config.prediction_field
+        ));
+    }
     Ok(())
+}
+
+/// Whether one of two paths is the other or lies inside it (`x` and `x.p`).
+fn overlap(one: &FieldPath, other: &FieldPath) -> bool {
+    let (one, other) = (one.segments(), other.segments());
+    one.starts_with(other) || other.starts_with(one)
 }
 
 /// The optimiser, with its own keys checked and the other optimiser's keys refused.

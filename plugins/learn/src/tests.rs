@@ -300,3 +300,14 @@ fn a_prediction_set_inside_the_record_leaves_its_other_fields_exact() {
     let models: Vec<String> = out.iter().map(|record| String::from_utf8_lossy(record.value()).into_owned()).collect();
     assert!(models[1].starts_with(r#"{"model":{"id":18446744073709551617},"examples":1,"#), "{models:?}");
 }
+
+/// The prediction cannot be written over a field the model reads, nor inside or around one:
+/// it overwrote the feature in every record, or (inside a number) dead-lettered every record.
+#[test]
+fn a_prediction_field_on_a_field_the_model_reads_is_refused() {
+    for (prediction, numeric, key) in [("x", "x", "k"), ("x.p", "x", "k"), ("x", "x.a", "k"), ("k.p", "x", "k")] {
+        let reason = refusal(json!({"label": "y", "numeric": [numeric], "key": [key], "prediction_field": prediction}));
+        assert!(reason.contains("`prediction_field`") && reason.contains("overwrite"), "{prediction}: {reason}");
+    }
+    learner(json!({"label": "y", "numeric": ["x"], "prediction_field": "x_hat"}));
+}

@@ -143,7 +143,7 @@ impl Masker {
             }
             // Both the nested field and a top-level key spelt like the whole path, if present.
             let (pseudonymiser, scratch, redaction) = (&self.pseudonymiser, &mut self.scratch, self.redaction.as_str());
-            if let Some(text) = object.get(&rule.path) {
+            if let Some(text) = object.get_nested(&rule.path) {
                 let masked = mask_value(rule, &text, pseudonymiser, scratch, redaction, &mut untruncatable);
                 if let Some(masked) = masked {
                     // The path holds a value, so setting it replaces that value.

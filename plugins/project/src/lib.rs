@@ -231,7 +231,11 @@ fn read_fields(record: Record<'_>, reads: Option<&[FieldPath]>) -> Result<Map<St
     let mut object = Map::new();
     for (path, value) in reads.iter().zip(record.fields(reads)?) {
         if let Some(value) = value {
-            path.set(&mut object, value)?;
+            // A value read at a top-level member spelt like the path (no nested field there)
+            // stays one, where the expression's lookup finds it, as in the whole record.
+            if path.set(&mut object, value.clone()).is_err() {
+                object.insert(path.to_string(), value);
+            }
         }
     }
     Ok(object)
@@ -251,8 +255,11 @@ fn require_object(record: Record<'_>) -> Result<(), String> {
 fn keep_only_text<'r>(record: &RawObject<'r>, keep: &[FieldPath]) -> Result<RawObject<'r>, String> {
     let mut kept = RawObject::new();
     for path in keep {
-        if let Some(value) = record.get(path) {
+        if let Some(value) = record.get_nested(path) {
             kept.set(path, value.into_owned())?;
+        } else if let Some(value) = record.get(path) {
+            // A top-level member spelt like the whole path stays one.
+            kept.set_member(&path.to_string(), value.into_owned());
         }
     }
     Ok(kept)
@@ -262,8 +269,11 @@ fn keep_only_text<'r>(record: &RawObject<'r>, keep: &[FieldPath]) -> Result<RawO
 fn keep_only(record: &Map<String, Value>, keep: &[FieldPath]) -> Result<Map<String, Value>, String> {
     let mut kept = Map::new();
     for path in keep {
-        if path.get(record).is_some() {
+        if path.get_nested(record).is_some() {
             copy_path(record, &mut kept, path.segments());
+        } else if let Some(value) = path.get(record) {
+            // A top-level member spelt like the whole path stays one.
+            kept.insert(path.to_string(), value.clone());
         }
     }
     Ok(kept)

@@ -47,6 +47,23 @@ fn compute_keep_drop_rename_in_order() {
     assert_eq!(json_values(&out.batch), vec![json!({"customer": {"id": "u1"}, "price": 2.5, "revenue": 10, "meta": {"v": 1}})]);
 }
 
+/// A dotted path with nothing nested there reads the top-level field spelt like it (as
+/// window-aggregate writes its group fields): computed from, kept as it is, renamed, dropped;
+/// with `keep` naming an array element (the map path) as with the text path.
+#[test]
+fn dotted_paths_reach_top_level_fields_spelt_like_them() {
+    let record = json!({"shop.category": "books", "o.n": 4, "d.e": 1, "items": [1, 2]});
+    for keep in [json!(["shop.category", "o.n", "d.e", "m"]), json!(["shop.category", "o.n", "d.e", "m", "items.1"])] {
+        let config = json!({"compute": {"m": "o.n * 2"}, "keep": keep, "drop": ["d.e"], "rename": {"shop.category": "category"}});
+        let mut project = Harness::<Project>::new(config).unwrap();
+        let out = project.process_json(&[(record.clone(), 1)]);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        let value = &json_values(&out.batch)[0];
+        assert_eq!((&value["category"], &value["o.n"], &value["m"]), (&json!("books"), &json!(4), &json!(8)), "{value}");
+        assert!(value.get("shop.category").is_none() && value.get("d.e").is_none() && value.get("shop").is_none(), "{value}");
+    }
+}
+
 /// Each computed field sees those computed before it in name order, with `keep` as without.
 #[test]
 fn computed_fields_see_the_fields_computed_before_them_with_keep_too() {

@@ -59,6 +59,13 @@ test('a rename under a field that is not an object rejects the record instead of
   assert.deepEqual(rejected, [[0, 'cannot set user.id: "user" is not an object'], [3, 'cannot set user.id: "user" is not an object']]);
 });
 
+test('a dotted path reads a top-level field spelt like it when nothing is nested there, as window results are written', () => {
+  const config = { rename: { 'o.n': 'on' }, uppercase: ['shop.category'], round: { 'x.y': 1 }, drop: ['d.e'] };
+  const { emitted, rejected } = run(config, ['{"o.n":4,"shop.category":"books","x.y":1.25,"d.e":1,"k":1}', '{"o":{"n":5},"o.n":6}']);
+  assert.deepEqual(rejected, []);
+  assert.deepEqual(emitted.map((text) => JSON.parse(text)), [{ 'shop.category': 'BOOKS', 'x.y': 1.3, k: 1, on: 4 }, { o: {}, 'o.n': 6, on: 5 }]);
+});
+
 test('a field named __proto__ is written as a field, not as the prototype', () => {
   const { emitted, rejected } = run({ rename: { a: '__proto__' }, set: { 'b.__proto__': { y: 2 } } }, ['{"a":{"x":1},"c":3}']);
   assert.deepEqual(rejected, []);

@@ -278,6 +278,17 @@ impl Accumulator {
         *self = upgraded;
     }
 
+    /// The result as the JSON text it was read as, for the functions that keep a value
+    /// (`first`, `last`): a number past a double (`1e400`) or past 64 bits
+    /// (`18446744073709551617`) is written with its digits, which [`Accumulator::result`]'s
+    /// value cannot hold.
+    pub fn kept_text(&self) -> Option<&str> {
+        match self {
+            Accumulator::First(Some((_, text))) | Accumulator::Last(Some((_, text))) => Some(text),
+            _ => None,
+        }
+    }
+
     /// The aggregate's value; integral numbers are JSON integers, empty results null.
     pub fn result(&self) -> Value {
         match self {

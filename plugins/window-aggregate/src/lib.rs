@@ -307,6 +307,9 @@ fn check_window(window: &WindowConfig) -> Result<(), String> {
 fn check_result_names(config: &WindowAggregateConfig) -> Result<(), String> {
     let mut taken: Vec<String> = [WINDOW_START, WINDOW_END, REVISION].map(String::from).to_vec();
     let mut claim = |name: String, owner: String, remedy: &str| {
+        if name.trim().is_empty() {
+            return Err(format!("{owner}: the result's field name is empty; {remedy}"));
+        }
         if taken.contains(&name) {
             return Err(format!("{owner}: the name {name:?} is already a field of the results; {remedy}"));
         }

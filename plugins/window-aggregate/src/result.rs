@@ -59,7 +59,11 @@ impl ResultNames {
         for (name, value) in self.groups.iter().zip(group_values) {
             out.named_field(name, value.get().as_bytes());
         }
-        for (name, result) in self.aggregates.iter().zip(results) {
+        for ((name, result), accumulator) in self.aggregates.iter().zip(results).zip(&state.accumulators) {
+            if let Some(text) = accumulator.kept_text() {
+                out.named_field(name, text.as_bytes());
+                continue;
+            }
             scratch.clear();
             if serde_json::to_writer(&mut *scratch, result).is_err() {
                 return false;

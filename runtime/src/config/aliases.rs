@@ -29,18 +29,23 @@ struct FileIdentity {
 }
 
 impl FileIdentity {
-    /// `None` for files several writers may share: devices, pipes and sockets.
+    /// `None` for files several writers may share: devices and sockets. A named pipe is one
+    /// file: two writers would interleave their lines in it.
     fn of(path: &Path) -> Option<FileIdentity> {
         match std::fs::metadata(path) {
             Ok(metadata) => {
                 let kind = metadata.file_type();
-                if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() || kind.is_socket() {
+                if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
                     return None;
                 }
                 let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| absolute(path));
                 Some(FileIdentity { canonical, inode: Some((metadata.dev(), metadata.ino())) })
             }
-            Err(_) => Some(FileIdentity { canonical: canonical_to_be(path), inode: None }),
+            // Not there yet, or a link to a file not there yet: the file its links lead to.
+            Err(_) => {
+                let target = super::validate::link_target(path);
+                Some(FileIdentity { canonical: canonical_to_be(target.as_deref().unwrap_or(path)), inode: None })
+            }
         }
     }
 
@@ -94,8 +99,15 @@ fn inputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
     inputs
 }
 
-/// Every file `pipeline` writes: file sinks and the dead-letter file.
+/// Every file `pipeline` writes: file sinks and the dead-letter file (but a process's
+/// standard streams, refused as outputs on their own: validate.rs).
 fn outputs(pipeline: &LoadedPipeline) -> Vec<FileUse> {
+    let mut outputs = written_files(pipeline);
+    outputs.retain(|output| super::validate::standard_stream(&output.path).is_none());
+    outputs
+}
+
+fn written_files(pipeline: &LoadedPipeline) -> Vec<FileUse> {
     let config = &pipeline.config;
     let mut outputs = Vec::new();
     for sink in &config.sinks {

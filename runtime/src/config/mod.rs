@@ -289,7 +289,21 @@ fn plain_shape_message(message: &str, written: &str) -> String {
     if let Some(header) = written.strip_prefix("[[").and_then(|rest| rest.split("]]").next())
         && message.starts_with("invalid type: map")
     {
+        // A list of values (`inputs`) or a single value given as tables: each table is a map
+        // where a string (or the list itself) was expected.
+        if header.contains('.') && message.ends_with("expected a string") {
+            let leaf = header.rsplit('.').next().unwrap_or(header).trim();
+            return format!("`[[{header}]]` makes a list of tables, but `{leaf}` takes no table: write `{leaf} = ...` in its table");
+        }
         return format!("`[[{header}]]` makes a list of tables, but `{header}` is one table: write `[{header}]`");
+    }
+    if let Some(header) = written.strip_prefix('[').and_then(|rest| rest.split(']').next())
+        && message == "invalid type: map, expected a sequence"
+    {
+        return format!("`[{header}]` makes one table, but `{header}` is a list of tables: write `[[{header}]]`, once for each");
+    }
+    if message == "duplicate key" {
+        return format!("`{written}` is given twice: a key, or a table, may appear once; merge the two");
     }
     let is_date_time = written.len() >= 10
         && written.as_bytes()[..4].iter().all(u8::is_ascii_digit)
@@ -301,7 +315,9 @@ fn plain_shape_message(message: &str, written: &str) -> String {
     let mut message = message.replace("expected variant identifier", "expected a string naming one of the kinds this key takes");
     for (rust, plain) in INTEGER_TYPES {
         if let Some(start) = message.strip_suffix(&format!("expected {rust}")) {
-            message = format!("{start}expected {plain}");
+            let negative = rust.starts_with('u') && start.starts_with("invalid value: integer `-");
+            message =
+                if negative { format!("{start}expected a whole number that is not negative") } else { format!("{start}expected {plain}") };
         }
     }
     let message = message.replace(" as i128", "");

@@ -93,8 +93,15 @@ impl Problems<'_> {
     }
 
     fn check_settings(&mut self) {
-        if self.pipeline.config.pipeline.checkpoint_interval.duration().is_zero() {
+        let checkpoint_interval = self.pipeline.config.pipeline.checkpoint_interval.duration();
+        if checkpoint_interval.is_zero() {
             self.report_at_pipeline_value("checkpoint_interval", "checkpoint_interval must be longer than 0 s".to_owned());
+        } else if checkpoint_interval < std::time::Duration::from_millis(1) {
+            let message = format!(
+                "checkpoint_interval must be at least 1ms, got {checkpoint_interval:?}: a checkpoint per batch or more slows a \
+                 run many times over and stores no more than one per millisecond would"
+            );
+            self.report_at_pipeline_value("checkpoint_interval", message);
         }
         let batch_size = &self.pipeline.config.pipeline.batch_size;
         if !(1..=100_000).contains(batch_size.get_ref()) {
@@ -810,9 +817,13 @@ impl Problems<'_> {
 
     /// An output file: its directory must exist, and the path must not be a directory.
     fn check_directory(&mut self, span: Range<usize>, what: &str, path: &Path) {
-        let problem = match path.as_os_str().is_empty() {
-            true => Some("`path` is empty: name the file to write".to_owned()),
-            false => output_file_problem(&self.pipeline.resolve(path)),
+        use std::os::unix::ffi::OsStrExt;
+        let problem = if path.as_os_str().is_empty() {
+            Some("`path` is empty: name the file to write".to_owned())
+        } else if path.as_os_str().as_bytes().ends_with(b"/") {
+            Some(format!("`path` {} ends with a slash, which names a directory: name the file to write", path.display()))
+        } else {
+            output_file_problem(&self.pipeline.resolve(path))
         };
         if let Some(problem) = problem {
             self.report(self.key_in(&span, "path"), format!("{what}: {problem}"));
@@ -950,6 +961,14 @@ fn output_file_problem(path: &Path) -> Option<String> {
     if let Some(problem) = nul_problem(path) {
         return Some(problem);
     }
+    if let Some(stream) = standard_stream(path) {
+        return Some(format!(
+            "{} is {stream} of a process, not a file: a file output would open it again, truncating what it holds and \
+             writing over the process's other writes to it; write to standard output with a sink of type = \"stdout\", and dead letters to \
+             standard error with [dead_letter] type = \"stderr\"",
+            path.display()
+        ));
+    }
     let target = link_target(path);
     let shown = match &target {
         Some(target) => format!("{} (a link to {})", path.display(), target.display()),
@@ -980,6 +999,43 @@ fn output_file_problem(path: &Path) -> Option<String> {
         Ok(_) => None,
         Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),
     }
+}
+
+/// Which stream of a process (`the standard output`, `the standard error`, `the standard
+/// input`, `file descriptor N`) `path` names, through any chain of symbolic links: `/dev/stdout`,
+/// `/dev/fd/1`, `/proc/self/fd/1`, `/proc/<pid>/fd/1`.
+pub(super) fn standard_stream(path: &Path) -> Option<String> {
+    let mut current = path.to_path_buf();
+    for _ in 0..40 {
+        if let Some(stream) = stream_named(&std::path::absolute(&current).unwrap_or_else(|_| current.clone())) {
+            return Some(stream);
+        }
+        let Ok(target) = std::fs::read_link(&current) else { return None };
+        current = match current.parent() {
+            Some(parent) if target.is_relative() => parent.join(target),
+            _ => target,
+        };
+    }
+    None
+}
+
+/// The stream a path names by its spelling alone (see [`standard_stream`]).
+fn stream_named(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    let descriptor = match text {
+        "/dev/stdin" => Some("0"),
+        "/dev/stdout" => Some("1"),
+        "/dev/stderr" => Some("2"),
+        _ => ["/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"].iter().find_map(|prefix| text.strip_prefix(prefix)).or_else(|| {
+            text.strip_prefix("/proc/")?.split_once("/fd/").filter(|(pid, _)| pid.bytes().all(|b| b.is_ascii_digit())).map(|(_, fd)| fd)
+        }),
+    }?;
+    Some(match descriptor {
+        "0" => "the standard input".to_owned(),
+        "1" => "the standard output".to_owned(),
+        "2" => "the standard error".to_owned(),
+        other => format!("file descriptor {other}"),
+    })
 }
 
 /// The longest file name (one path component, in bytes) Linux file systems take.
@@ -1016,7 +1072,7 @@ fn nul_problem(path: &Path) -> Option<String> {
 
 /// Where a symbolic link at `path` finally points (through a chain of links), each resolved
 /// against its link's directory; `None` if `path` is no link.
-fn link_target(path: &Path) -> Option<std::path::PathBuf> {
+pub(super) fn link_target(path: &Path) -> Option<std::path::PathBuf> {
     let mut current = path.to_path_buf();
     // As many links as the kernel follows (ELOOP past them).
     for _ in 0..40 {

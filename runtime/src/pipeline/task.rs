@@ -782,9 +782,10 @@ impl Task {
         self.entry_source = source;
         let records = Arc::new(records);
         let lineage = if positions.is_empty() { Lineage::Unknown } else { Lineage::Positions(positions) };
-        // Dead letters of later operators are traced back to the entry by content (the
-        // batch shared, not copied: that copy was a fifth of the copying in a Nexmark q0 task).
-        let shared = (!positions.is_empty() && self.stage.operators.len() > 1).then(|| Arc::clone(&records));
+        // Dead letters of later operators, and of the sinks and exchanges after any operator,
+        // are traced back to the entry by content (the batch shared, not copied: that copy was
+        // a fifth of the copying in a Nexmark q0 task).
+        let shared = (!positions.is_empty() && !self.stage.operators.is_empty()).then(|| Arc::clone(&records));
         let entry = shared.as_deref().map(|records| EntryRecords { records, positions });
         self.deliver(Records::Whole(records), targets, lineage, entry, None)
     }

@@ -204,7 +204,8 @@ static bool json_is_number(const uint8_t *s, size_t start, size_t end) {
 // not JSON: `json_valid_value` returns the index just past the value at s[i] (white space
 // before it skipped), or 0 with *error set to where it is not JSON. Strings must be UTF-8
 // (no overlong forms, surrogates or code points past U+10FFFF), without control characters,
-// with valid escapes; numbers follow the grammar; nesting is at most JSON_MOST_DEPTH deep.
+// with valid escapes (a surrogate escape only as a high one followed by a low one: a lone one
+// names no character, and serde_json refuses it as the Rust operators read it); numbers follow the grammar; nesting is at most JSON_MOST_DEPTH deep.
 #define JSON_MOST_DEPTH 128
 
 static size_t json_valid_string(const uint8_t *s, size_t n, size_t i, size_t *error) {
@@ -216,7 +217,13 @@ static size_t json_valid_string(const uint8_t *s, size_t n, size_t i, size_t *er
       if (i + 1 >= n) break;
       uint8_t e = s[i + 1];
       if (e == 'u') {
-        if (json_hex4(s, n, i + 2) < 0) break;
+        long code = json_hex4(s, n, i + 2);
+        if (code < 0 || (code >= 0xDC00 && code <= 0xDFFF)) break;   // not hex, or a low surrogate alone
+        if (code >= 0xD800 && code <= 0xDBFF) {   // a high surrogate: its low one must follow
+          long low = i + 7 < n && s[i + 6] == '\\' && s[i + 7] == 'u' ? json_hex4(s, n, i + 8) : -1;
+          if (low < 0xDC00 || low > 0xDFFF) break;
+          i += 6;
+        }
         i += 6;
       } else if (strchr("\"\\/bfnrt", e) != NULL && e != 0) {
         i += 2;
@@ -291,14 +298,19 @@ static bool json_valid_object(const uint8_t *s, size_t n, size_t *error) {
   return true;
 }
 
-// Parses s[start..end) as a finite JSON number.
+// Parses s[start..end) as a finite JSON number: false if it is no number, or one beyond the
+// range of a double (1e999; tell the two apart with json_is_number). Digits past what a
+// double holds round, however many there are.
 static bool json_number(const uint8_t *s, size_t start, size_t end, double *out) {
-  char text[64];
+  char small[64];
   size_t length = end - start;
-  if (length == 0 || length >= sizeof text || !json_is_number(s, start, end)) return false;
+  if (length == 0 || !json_is_number(s, start, end)) return false;
+  char *text = length < sizeof small ? small : malloc(length + 1);
+  if (text == NULL) return false;
   memcpy(text, s + start, length);
   text[length] = 0;
   *out = strtod(text, NULL);
+  if (text != small) free(text);
   return *out - *out == 0;   // false for infinities (1e999) and NaN
 }
 #endif

@@ -225,6 +225,59 @@ path = "out-{parallelism}.jsonl"
     }
 }
 
+/// A window grouped by a dotted path writes the group as one top-level name
+/// (`"shop.category"`); a second window after it, keyed by the same path, reads that name:
+/// its exchange routes each group to its own instance and the totals stay per group (they
+/// all fell into one `null` group when paths only read nested fields).
+#[test]
+fn a_stage_after_a_window_reads_its_dotted_group_fields_by_their_path() {
+    let scratch = Scratch::new();
+    let shops = ["books", "toys", "music"];
+    let lines: Vec<String> =
+        (0..3000).map(|n| format!(r#"{{"shop":{{"category":"{}"}},"ts":{}}}"#, shops[n % 7 % 3], 1000 + n * 10)).collect();
+    scratch.write("orders.jsonl", &(lines.join("\n") + "\n"));
+    let mut expected = BTreeMap::new();
+    for n in 0..3000 {
+        *expected.entry(shops[n % 7 % 3].to_owned()).or_insert(0i64) += 1;
+    }
+    for parallelism in [1, 2] {
+        let pipeline = scratch.pipeline(&format!(
+            r#"
+[pipeline]
+name = "dotted"
+parallelism = {parallelism}
+
+[[sources]]
+type = "file"
+path = "orders.jsonl"
+timestamp_field = "ts"
+
+[[operators]]
+name = "per-second"
+plugin = "{{plugins}}/window-aggregate.wasm"
+config = {{ window = {{ type = "tumbling", size = "1s" }}, group_by = ["shop.category"], aggregates = [{{ function = "count", as = "n" }}] }}
+
+[[operators]]
+name = "per-hour"
+plugin = "{{plugins}}/window-aggregate.wasm"
+config = {{ window = {{ type = "tumbling", size = "1h" }}, group_by = ["shop.category"], aggregates = [{{ function = "sum", field = "n", as = "total" }}] }}
+
+[[sinks]]
+type = "file"
+path = "out-{parallelism}.jsonl"
+"#
+        ));
+        let summary = run(&pipeline).unwrap_or_else(|error| panic!("parallelism {parallelism}: {error}"));
+        assert_eq!(summary.dead_letters, 0, "parallelism {parallelism}");
+        let totals: BTreeMap<String, i64> = scratch
+            .json_lines(&format!("out-{parallelism}.jsonl"))
+            .iter()
+            .map(|row| (row["shop.category"].as_str().unwrap_or("null").to_owned(), row["total"].as_i64().unwrap_or(-1)))
+            .collect();
+        assert_eq!(totals, expected, "parallelism {parallelism}");
+    }
+}
+
 #[test]
 fn a_source_lagging_30_seconds_closes_no_window_early() {
     let scratch = Scratch::new();

@@ -88,6 +88,29 @@ fn an_output_that_reaches_the_input_through_a_symlink_or_a_hard_link_is_refused(
     assert_eq!(std::fs::read_to_string(scratch.path("input.jsonl")).expect("input"), "{\"n\": 1}\n");
 }
 
+/// Links to a file not made yet (the usual first run) lead where the file will be: a sink
+/// and a dead-letter file writing another sink's file through them are refused too.
+#[test]
+fn an_output_that_reaches_another_output_not_made_yet_through_symlinks_is_refused() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"n\": 1}\n");
+    std::os::unix::fs::symlink("out.jsonl", scratch.path("link.jsonl")).expect("symlink");
+    std::os::unix::fs::symlink("link.jsonl", scratch.path("link-of-link.jsonl")).expect("symlink");
+    let sink = |name: &str, path: &str| format!("[[sinks]]\nname = \"{name}\"\ntype = \"file\"\npath = \"{path}\"\n\n");
+    for path in ["link.jsonl", "link-of-link.jsonl"] {
+        let toml = format!("{FILE_SOURCE}{}{}", sink("first", "out.jsonl"), sink("second", path));
+        let (valid, stderr) = validate_in(&scratch, ".", &toml);
+        assert!(!valid && stderr.contains("is also written by sink \"first\""), "{path}: {stderr}");
+        let toml = format!("{FILE_SOURCE}{}[dead_letter]\ntype = \"file\"\npath = \"{path}\"\n", sink("first", "out.jsonl"));
+        let (valid, stderr) = validate_in(&scratch, ".", &toml);
+        assert!(
+            !valid && stderr.contains("the dead-letter file") && stderr.contains("is also written by sink \"first\""),
+            "{path}: {stderr}"
+        );
+    }
+    assert!(!scratch.path("out.jsonl").exists(), "nothing was opened for writing");
+}
+
 #[test]
 fn the_default_dead_letter_file_in_the_working_directory_cannot_be_a_sinks_file() {
     let scratch = Scratch::new();

@@ -45,7 +45,9 @@ invalid_cases! {
     bad_name => "bad-name",
     bad_parallelism => "bad-parallelism",
     bad_rate => "bad-rate",
+    batch_size_negative => "batch-size-negative",
     call_timeout_zero => "call-timeout-zero",
+    checkpoint_interval_below_a_millisecond => "checkpoint-interval-below-a-millisecond",
     checkpoint_interval_zero => "checkpoint-interval-zero",
     config_not_a_number => "config-not-a-number",
     config_refused => "config-refused",
@@ -65,6 +67,8 @@ invalid_cases! {
     file_sink_cannot_be_created => "file-sink-cannot-be-created",
     file_sink_kernel_file => "file-sink-kernel-file",
     file_sink_name_too_long => "file-sink-name-too-long",
+    file_sink_standard_output => "file-sink-standard-output",
+    file_sink_trailing_slash => "file-sink-trailing-slash",
     file_sink_under_a_file => "file-sink-under-a-file",
     file_source_directory => "file-source-directory",
     generator_anomaly_category => "generator-anomaly-category",
@@ -80,6 +84,7 @@ invalid_cases! {
     graph_unknown_output => "graph-unknown-output",
     graph_unread_side_output => "graph-unread-side-output",
     graph_unused_node => "graph-unused-node",
+    inputs_as_tables => "inputs-as-tables",
     join_inputs => "join-inputs",
     kafka_broker_port => "kafka-broker-port",
     kafka_broker_protocol => "kafka-broker-protocol",
@@ -126,6 +131,7 @@ invalid_cases! {
     secret_not_env => "secret-not-env",
     secret_unset => "secret-unset",
     sink_key_empty => "sink-key-empty",
+    sinks_in_single_brackets => "sinks-in-single-brackets",
     snapshot_always_traps => "snapshot-always-traps",
     state_dir_in_proc => "state-dir-in-proc",
     state_dir_is_a_sink => "state-dir-is-a-sink",
@@ -134,6 +140,7 @@ invalid_cases! {
     state_dir_with_stdin => "state-dir-with-stdin",
     stdin_read_twice => "stdin-read-twice",
     syntax_error => "syntax-error",
+    table_given_twice => "table-given-twice",
     table_written_as_list => "table-written-as-list",
     timestamp_field_empty => "timestamp-field-empty",
     unknown_key => "unknown-key",
@@ -155,6 +162,22 @@ fn every_invalid_pipeline_file_has_its_own_test() {
         .collect();
     files.sort();
     assert_eq!(files, CASES, "add each new case file to invalid_cases! in runtime/tests/it/invalid.rs");
+}
+
+#[test]
+fn two_outputs_on_one_named_pipe_are_refused_as_two_on_one_file_are() {
+    let scratch = crate::support::Scratch::new();
+    let fifo = scratch.path("results.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let path = scratch.pipeline(
+        "[pipeline]\nname = \"fifo\"\n\n[[sources]]\ntype = \"generator\"\ncount = 10\n\n[[sinks]]\nname = \"one\"\ntype = \"file\"\npath = \"results.fifo\"\n\n[[sinks]]\nname = \"two\"\ntype = \"file\"\npath = \"results.fifo\"\n",
+    );
+    let message = match sluice::commands::validate(&path, registry()) {
+        Err(CommandError::Invalid(diagnostics)) => diagnostics.to_string(),
+        other => panic!("expected diagnostics, got {:?}", other.map(|_| ())),
+    };
+    assert!(message.contains("sink \"two\"") && message.contains("two writers would interleave"), "{message}");
 }
 
 #[test]

@@ -626,6 +626,8 @@ path = "dead.jsonl"
     assert_eq!(dead.len(), 1, "{dead:?}");
     let reason = dead[0]["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("message.max.bytes = 2000") && dead[0]["operator"] == "all", "{dead:?}");
+    // Passed on unchanged by the stage's only operator: traced to where it was read.
+    assert_eq!(dead[0]["position"], 1, "{dead:?}");
 }
 
 /// A record larger than the repartition topic in front of a single-instance operator takes is

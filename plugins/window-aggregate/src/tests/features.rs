@@ -196,6 +196,25 @@ fn distinct_counts_are_close_and_first_last_follow_event_time() {
     assert_eq!((result["first_step"].clone(), result["last_step"].clone()), (json!(19_999), json!(0)), "earliest and latest by event time");
 }
 
+/// `first` and `last` give the value as it was written: a number past a double or past 64
+/// bits keeps its digits (it came out null, or rounded through a double).
+#[test]
+fn first_and_last_keep_numbers_no_double_holds() {
+    let mut op = operator(json!({"window": {"type": "tumbling", "size": "1h"}, "aggregates": [
+        {"function": "first", "field": "p"}, {"function": "last", "field": "p"}, {"function": "count", "field": "p"}]}));
+    let mut batch = sluice_sdk::Batch::new();
+    for (text, timestamp) in [(r#"{"p":18446744073709551617}"#, 1), (r#"{"p":5}"#, 2), (r#"{"p":1e400}"#, 3)] {
+        batch.push(None, text.as_bytes(), timestamp, []);
+    }
+    assert!(op.process(&batch).rejected.is_empty());
+    let results = op.watermark(i64::MAX);
+    let text = std::str::from_utf8(results.iter().next().expect("one result").value()).unwrap().to_owned();
+    assert!(text.contains(r#""first_p":18446744073709551617"#) && text.contains(r#""count_p":3"#), "{text}");
+    let last: String = text.split(r#""last_p":"#).nth(1).unwrap().chars().take_while(|c| *c != ',' && *c != '}').collect();
+    assert_eq!(sluice_sdk::json::text_number(last.as_bytes()), Ok(Some(f64::INFINITY)), "{text}");
+    assert!(last.contains("e400") || last.contains("E400"), "{text}");
+}
+
 #[test]
 fn when_conditions_count_only_matching_records() {
     let mut op = operator(json!({"window": {"type": "tumbling", "size": "1m"}, "group_by": ["campaign"], "aggregates": [

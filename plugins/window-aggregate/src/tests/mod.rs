@@ -187,6 +187,11 @@ fn result_names_that_collide_are_refused() {
         let refusal = refuse(json!([]), count_as(reserved), json!({})).unwrap_or_default();
         assert!(refusal.contains(&format!("the name \"{reserved}\" is already a field")), "{reserved}: {refusal}");
     }
+    assert_eq!(
+        refuse(json!([]), count_as(""), json!({})).as_deref(),
+        Some("aggregates[0]: the result's field name is empty; choose another `as`")
+    );
+    assert!(refuse(json!([]), count_as("n"), json!({" ": "1"})).unwrap_or_default().contains("is empty"));
     let twice = json!([{"function": "sum", "field": "x", "as": "total"}, {"function": "count", "as": "total"}]);
     assert!(refuse(json!([]), twice, json!({})).unwrap_or_default().starts_with("aggregates[1]: the name \"total\""));
     // Unnamed aggregates default to `<function>_<field>`: two sums of one field collide too.
