@@ -205,8 +205,9 @@ const builders = {
       const value = get(record, located(record, field));
       if (value === undefined) return;
       const key = typeof value === 'string' ? value : JSON.stringify(value);
-      if (Object.hasOwn(spec.table, key)) set(record, into, spec.table[key]);
-      else if (spec.default !== undefined) set(record, into, spec.default);
+      const at = located(record, into);
+      if (Object.hasOwn(spec.table, key)) set(record, at, spec.table[key]);
+      else if (spec.default !== undefined) set(record, at, spec.default);
     };
   }),
   round: (table) => Object.entries(table).map(([path, decimals]) => {
@@ -219,7 +220,7 @@ const builders = {
     };
   }),
   set: (table) => Object.entries(table).map(([path, value]) => [pathOf(path, 'a `set` key'), value]).map(([path, value]) => (record) => {
-    set(record, path, structuredClone(value));
+    set(record, located(record, path), structuredClone(value));
   }),
 };
 

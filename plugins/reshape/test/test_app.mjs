@@ -64,6 +64,12 @@ test('a dotted path reads a top-level field spelt like it when nothing is nested
   const { emitted, rejected } = run(config, ['{"o.n":4,"shop.category":"books","x.y":1.25,"d.e":1,"k":1}', '{"o":{"n":5},"o.n":6}']);
   assert.deepEqual(rejected, []);
   assert.deepEqual(emitted.map((text) => JSON.parse(text)), [{ 'shop.category': 'BOOKS', 'x.y': 1.3, k: 1, on: 4 }, { o: {}, 'o.n': 6, on: 5 }]);
+  // Lookups and sets write such a field in place too (they wrote a nested one beside it).
+  const written = run({ lookup: [{ field: 'shop.category', table: { AbC: 'hit' }, default: 'miss' }], set: { 'x.y': 'Z' } },
+    ['{"shop.category":"AbC","x.y":1}', '{"shop":"str","shop.category":"no","x":{"y":2}}']);
+  assert.deepEqual(written.rejected, []);
+  assert.deepEqual(written.emitted.map((text) => JSON.parse(text)),
+    [{ 'shop.category': 'hit', 'x.y': 'Z' }, { shop: 'str', 'shop.category': 'miss', x: { y: 'Z' } }]);
 });
 
 test('a field named __proto__ is written as a field, not as the prototype', () => {

@@ -297,10 +297,22 @@ fn plain_shape_message(message: &str, written: &str) -> String {
         }
         return format!("`[[{header}]]` makes a list of tables, but `{header}` is one table: write `[{header}]`");
     }
+    if let Some(header) = written.strip_prefix("[[").and_then(|rest| rest.split("]]").next())
+        && message == "invalid type: sequence, expected a map"
+    {
+        return format!("`[[{header}]]` makes a list of tables, but `{header}` is one table: write `[{header}]`");
+    }
     if let Some(header) = written.strip_prefix('[').and_then(|rest| rest.split(']').next())
         && message == "invalid type: map, expected a sequence"
     {
-        return format!("`[{header}]` makes one table, but `{header}` is a list of tables: write `[[{header}]]`, once for each");
+        // The lists of tables are the top-level ones; a list below them holds values.
+        return match header.rsplit_once('.') {
+            Some((_, leaf)) => {
+                let leaf = leaf.trim();
+                format!("`[{header}]` makes a table, but `{leaf}` is a list of values: write `{leaf} = [...]` in its table")
+            }
+            None => format!("`[{header}]` makes one table, but `{header}` is a list of tables: write `[[{header}]]`, once for each"),
+        };
     }
     if message == "duplicate key" {
         return format!("`{written}` is given twice: a key, or a table, may appear once; merge the two");
