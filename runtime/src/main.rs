@@ -437,27 +437,34 @@ fn inspect(path: PathBuf) -> anyhow::Result<()> {
 }
 
 /// First Ctrl-C or SIGTERM (systemd, Kubernetes): stop the sources, drain, checkpoint.
-/// Second: exit at once.
+/// Second: exit at once. Both signals are taken over before this returns (the pipeline, and
+/// its metrics listener, start after it): a Ctrl-C right after start drains the run instead of
+/// killing the process unheard, as when a thread registered them a little later.
 fn stop_on_ctrl_c(stop: StopSignal) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return tracing::warn!("Ctrl-C handling is unavailable: {error}"),
+    };
+    let signals = {
+        let _context = runtime.enter();
+        signal(SignalKind::interrupt()).and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)))
+    };
+    let (mut interrupt, mut terminate) = match signals {
+        Ok(signals) => signals,
+        Err(error) => return tracing::warn!("Ctrl-C and SIGTERM handling is unavailable: {error}"),
+    };
     let watcher = std::thread::Builder::new().name("sluice-signals".into()).spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(error) => return tracing::warn!("Ctrl-C handling is unavailable: {error}"),
-        };
         runtime.block_on(async {
-            let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(terminate) => terminate,
-                Err(error) => return tracing::warn!("SIGTERM handling is unavailable: {error}"),
-            };
             let again = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "Ctrl-C",
+                _ = interrupt.recv() => "Ctrl-C",
                 _ = terminate.recv() => "SIGTERM",
             };
             tracing::info!("stopping: draining in-flight records ({again} again to exit at once)");
             stop.raise();
             // The shell's code for a death by the signal: 128 + SIGINT (2) or SIGTERM (15).
             let code = tokio::select! {
-                _ = tokio::signal::ctrl_c() => 130,
+                _ = interrupt.recv() => 130,
                 _ = terminate.recv() => 143,
             };
             tracing::warn!(
