@@ -1005,18 +1005,7 @@ fn output_file_problem(path: &Path) -> Option<String> {
 /// input`, `file descriptor N`) `path` names, through any chain of symbolic links: `/dev/stdout`,
 /// `/dev/fd/1`, `/proc/self/fd/1`, `/proc/<pid>/fd/1`.
 pub(super) fn standard_stream(path: &Path) -> Option<String> {
-    let mut current = path.to_path_buf();
-    for _ in 0..40 {
-        if let Some(stream) = stream_named(&std::path::absolute(&current).unwrap_or_else(|_| current.clone())) {
-            return Some(stream);
-        }
-        let Ok(target) = std::fs::read_link(&current) else { return None };
-        current = match current.parent() {
-            Some(parent) if target.is_relative() => parent.join(target),
-            _ => target,
-        };
-    }
-    None
+    link_chain(path).iter().find_map(|hop| stream_named(&std::path::absolute(hop).unwrap_or_else(|_| hop.clone())))
 }
 
 /// The stream a path names by its spelling alone (see [`standard_stream`]).
@@ -1073,16 +1062,23 @@ fn nul_problem(path: &Path) -> Option<String> {
 /// Where a symbolic link at `path` finally points (through a chain of links), each resolved
 /// against its link's directory; `None` if `path` is no link.
 pub(super) fn link_target(path: &Path) -> Option<std::path::PathBuf> {
-    let mut current = path.to_path_buf();
-    // As many links as the kernel follows (ELOOP past them).
+    link_chain(path).pop().filter(|last| last != path)
+}
+
+/// `path`, then where each symbolic link on the way points, in turn, each resolved against its
+/// link's directory: as many links as the kernel follows (ELOOP past them).
+fn link_chain(path: &Path) -> Vec<std::path::PathBuf> {
+    let mut chain = vec![path.to_path_buf()];
     for _ in 0..40 {
-        let Ok(target) = std::fs::read_link(&current) else { break };
-        current = match current.parent() {
+        let current = &chain[chain.len() - 1];
+        let Ok(target) = std::fs::read_link(current) else { break };
+        let next = match current.parent() {
             Some(parent) if target.is_relative() => parent.join(target),
             _ => target,
         };
+        chain.push(next);
     }
-    (current != path).then_some(current)
+    chain
 }
 
 /// Why a new file cannot be created in `directory`, if it cannot: one with a name no other
