@@ -47,9 +47,11 @@ fi
 
 # Plugins with a sluice-plugin.toml: rebuilt only when a source (or the WIT) is newer than the
 # component, since Python and JavaScript builds are not byte-for-byte reproducible.
+# SLUICE_BIN: a runtime built already (scripts/test.sh builds it with the tests).
 if [ ${#other_languages[@]} -gt 0 ]; then
     ensure_language_toolchains
-    cargo build --release --quiet -p sluice
+    sluice_bin=${SLUICE_BIN:-$CARGO_TARGET_DIR/release/sluice}
+    [ -n "${SLUICE_BIN:-}" ] || cargo build --release --quiet -p sluice
     for directory in "${other_languages[@]}"; do
         name=$(basename "$directory")
         output="build/plugins/$name.wasm"
@@ -58,7 +60,7 @@ if [ ${#other_languages[@]} -gt 0 ]; then
             continue
         fi
         log "building $directory"
-        "$CARGO_TARGET_DIR/release/sluice" plugin build "$directory" --wit wit --output "$output" >&2
+        "$sluice_bin" plugin build "$directory" --wit wit --output "$output" >&2
     done
 fi
 ls -l build/plugins >&2

@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib.sh"
 cd "$SLUICE_ROOT"
 
 ensure_host_toolchain
+log "checking formatting"
+cargo fmt --all --check
 # The Kafka tests start and stop their own Nisshi brokers on 127.0.0.1 (by PID). On a fresh
 # machine the broker is built (~15 min) beside the rest, which only the tests wait for: its
 # build fills the cores the workspace's build leaves idle (links, downloads, apt).
@@ -17,9 +19,12 @@ broker_build=$!
 trap 'pkill -TERM -P "$broker_build" 2>/dev/null || true; kill "$broker_build" 2>/dev/null || true; rm -f "$broker_log"' EXIT
 # The web console is tested in a real browser: Debian's headless-capable Chromium.
 apt_install chromium
-"$SLUICE_ROOT/scripts/build-plugins.sh"
-log "checking formatting"
-cargo fmt --all --check
+# The runtime and the tests first, once: the Python, JavaScript and C plugins are built by
+# that runtime. (`cargo build -p sluice` alone resolves features without the plugins the tests
+# compare against, so it would compile wasmtime, Cranelift and the runtime a second time.)
+log "building the runtime and the tests"
+cargo test --release --workspace --no-run --quiet
+SLUICE_BIN="$CARGO_TARGET_DIR/release/sluice" "$SLUICE_ROOT/scripts/build-plugins.sh"
 log "linting (warnings are errors)"
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
 if kill -0 "$broker_build" 2>/dev/null; then
