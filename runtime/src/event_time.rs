@@ -16,6 +16,8 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
         return Err(format!("{text:?} has an offset of {hours} hours: RFC 3339 offsets run from -23:59 to +23:59"));
     }
     let out_of_range = || format!("{text:?} is outside the times Sluice reads, {} to {}", jiff::Timestamp::MIN, jiff::Timestamp::MAX);
+    let full = text;
+    let text = &*to_nanoseconds(text);
     let instant = match text.parse::<jiff::Timestamp>() {
         Ok(instant) => instant,
         Err(with_offset) => match text.parse::<jiff::civil::DateTime>() {
@@ -27,11 +29,23 @@ pub fn parse_rfc3339_millis(text: &str) -> Result<i64, String> {
             Err(_) if with_offset.to_string().contains("Unix timestamp seconds") => return Err(out_of_range()),
             // A year of five digits or more, or a six-digit one past ±9999.
             Err(_) if beyond_four_digit_years(text) || with_offset.to_string().contains("-9999..=9999") => return Err(out_of_range()),
-            Err(_) => return Err(format!("{text:?} is not an RFC 3339 time such as \"2026-01-01T12:00:00Z\": {with_offset}")),
+            Err(_) => return Err(format!("{full:?} is not an RFC 3339 time such as \"2026-01-01T12:00:00Z\": {with_offset}")),
         },
     };
     // Floored, so that a time before 1970 with a fraction of a millisecond keeps its millisecond.
-    i64::try_from(instant.as_nanosecond().div_euclid(1_000_000)).map_err(|_| format!("{text:?} is out of range"))
+    i64::try_from(instant.as_nanosecond().div_euclid(1_000_000)).map_err(|_| format!("{full:?} is out of range"))
+}
+
+/// `text` with a fraction of a second cut to nine digits: RFC 3339 allows any number, jiff
+/// reads nine. Cutting floors the time, as reading it to the millisecond does.
+fn to_nanoseconds(text: &str) -> std::borrow::Cow<'_, str> {
+    let Some(time) = text.find(['T', 't', ' ']) else { return text.into() };
+    let Some(point) = text[time..].find(['.', ',']).map(|point| time + point + 1) else { return text.into() };
+    let digits = text[point..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits <= 9 {
+        return text.into();
+    }
+    format!("{}{}", &text[..point + 9], &text[point + digits..]).into()
 }
 
 /// Whether `text` has an offset (`Z`, `+01:00`, `-05:00`) after its time of day.
@@ -107,6 +121,12 @@ mod tests {
     fn fractions_and_times_before_the_epoch_keep_their_value() {
         assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00.123+01:00"), Ok(NOON_UTC + 123 - 3_600_000));
         assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00.123456789Z"), Ok(NOON_UTC + 123));
+        // RFC 3339 allows any number of digits: past nine, they are below a millisecond.
+        assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00.1239999999999Z"), Ok(NOON_UTC + 123));
+        assert_eq!(parse_rfc3339_millis("2026-01-01T12:00:00,12345678912+01:00"), Ok(NOON_UTC + 123 - 3_600_000));
+        assert_eq!(parse_rfc3339_millis("1969-12-31T23:59:59.99999999999Z"), Ok(-1));
+        // A leap second is read as the second before it.
+        assert_eq!(parse_rfc3339_millis("2016-12-31T23:59:60Z"), parse_rfc3339_millis("2016-12-31T23:59:59Z"));
         assert_eq!(parse_rfc3339_millis("1969-12-31T23:59:59Z"), Ok(-1000));
         assert_eq!(parse_rfc3339_millis("2026-01-01"), Ok(NOON_UTC - 43_200_000));
         // Floored: half a millisecond before 1970 is in its last millisecond, not at 0.

@@ -377,7 +377,16 @@ impl WindowAggregate {
             }
         };
         match self.window {
-            WindowConfig::Session { gap } => self.windows.session(&group, timestamp, gap.0, fresh, add_to),
+            WindowConfig::Session { gap } => {
+                // Late only if the session it makes, merged with the open ones it overlaps, is
+                // closed for good: a record before an open session extends it.
+                let session = self.windows.session_with(&group, timestamp, gap.0);
+                if let Some(watermark) = self.windows.purged(&session, self.lateness) {
+                    self.group = group;
+                    return Err(Refusal::Late { timestamp, watermark });
+                }
+                self.windows.session(&group, timestamp, gap.0, fresh, add_to)
+            }
             _ if self.windows.pane_shape().is_some() => self.windows.hop(timestamp, keys, &group, fresh, add_to),
             _ => keys.iter().for_each(|&key| self.windows.group(key, &group, fresh, add_to)),
         }
@@ -392,13 +401,17 @@ impl WindowAggregate {
         match self.window {
             WindowConfig::Tumbling { size } => keys.extend(WindowKey::containing(timestamp, size.0)),
             WindowConfig::Hopping { size, slide } => keys.extend(WindowKey::hopping(timestamp, size.0, slide.0)),
-            WindowConfig::Session { gap } => keys.push(WindowKey { start: timestamp, end: timestamp.saturating_add(gap.0) }),
+            WindowConfig::Session { gap } => keys.push(WindowKey::session(timestamp, gap.0)),
         }
         if keys.is_empty() {
             return Err(Refusal::Invalid(format!(
                 "event time {timestamp} has no window that can be represented: its window would start before the earliest time ({} ms)",
                 i64::MIN
             )));
+        }
+        if let WindowConfig::Session { .. } = self.window {
+            // Judged with the record's group, once its session is known (`add_to_windows`).
+            return Ok(0);
         }
         let (first, all) = (keys.first().copied(), keys.len());
         keys.retain(|key| self.windows.purged(key, self.lateness).is_none());

@@ -38,6 +38,12 @@ impl WindowKey {
             .map(move |start| WindowKey { start, end: start.saturating_add(size) })
     }
 
+    /// A record's own session: `gap` from its time. At the latest time, where no window
+    /// starts, the session starts a millisecond before (and holds that time: see `reach`).
+    pub fn session(timestamp: i64, gap: i64) -> WindowKey {
+        WindowKey { start: timestamp.min(i64::MAX - 1), end: timestamp.saturating_add(gap) }
+    }
+
     /// Whether the two windows share a time. A window cut at the latest time holds that time
     /// too, so a session there shares it with one that starts at it.
     fn overlaps(&self, other: &WindowKey) -> bool {
@@ -295,6 +301,14 @@ impl OpenWindows {
 
     /// Updates the session of `group` that a record at `timestamp` joins: a new `[timestamp,
     /// timestamp + gap)` merged with every session of the group it overlaps.
+    /// The session a record of `group` at `timestamp` would make: its own, merged with the
+    /// open sessions of the group it overlaps (those of a group never overlap each other).
+    pub fn session_with(&self, group: &KeyText, timestamp: i64, gap: i64) -> WindowKey {
+        let own = WindowKey::session(timestamp, gap);
+        let overlapping = self.sessions.get(group).into_iter().flatten().filter(|session| session.overlaps(&own));
+        overlapping.fold(own, |merged, session| WindowKey { start: merged.start.min(session.start), end: merged.end.max(session.end) })
+    }
+
     pub fn session(
         &mut self,
         group: &KeyText,
@@ -303,7 +317,7 @@ impl OpenWindows {
         fresh: impl Fn() -> Vec<Accumulator>,
         update: impl FnOnce(&mut Vec<Accumulator>),
     ) {
-        let mut key = WindowKey { start: timestamp, end: timestamp.saturating_add(gap) };
+        let mut key = WindowKey::session(timestamp, gap);
         let sessions = self.sessions.entry(group.clone()).or_default();
         let overlapping: Vec<WindowKey> = sessions.iter().filter(|session| session.overlaps(&key)).copied().collect();
         let mut merged = GroupState { accumulators: fresh(), revisions: 0, dirty: false };

@@ -111,6 +111,38 @@ fn a_record_bridging_two_sessions_merges_them() {
     assert_eq!(counts_by_window(&json_values(&op.watermark(i64::MAX))), vec![(0, 25_000, 3)]);
 }
 
+/// Lateness is judged on the session a record makes: one whose own gap has passed the
+/// watermark, but which joins a session still open, extends it; one that joins none is late.
+#[test]
+fn a_record_before_an_open_session_extends_it_and_only_one_joining_none_is_late() {
+    let config = json!({
+        "window": {"type": "session", "gap": "2s"}, "group_by": ["g"], "aggregates": [{"function": "count", "as": "n"}], "late": "reject"
+    });
+    let mut op = operator(config);
+    op.process_json(&[(json!({"g": "a"}), 11_000), (json!({"g": "b"}), 12_500)]);
+    assert!(op.watermark(12_500).is_empty());
+    let out = op.process_json(&[(json!({"g": "a"}), 10_000), (json!({"g": "b"}), 9_000)]);
+    assert_eq!(out.rejected.len(), 1, "b's session [12.5 s, 14.5 s) is out of reach of 9 s: {:?}", out.rejected);
+    assert!(out.rejected[0].reason.contains("event time 9000"), "{}", out.rejected[0].reason);
+    let results = json_values(&op.watermark(i64::MAX));
+    assert_eq!(
+        results,
+        vec![
+            json!({"window_start": 10000, "window_end": 13000, "g": "a", "n": 2}),
+            json!({"window_start": 12500, "window_end": 14500, "g": "b", "n": 1})
+        ]
+    );
+}
+
+/// No window starts at the latest time: a session of a record there alone starts a
+/// millisecond before.
+#[test]
+fn a_session_of_a_record_at_the_latest_time_alone_starts_before_it() {
+    let mut op = operator(json!({"window": {"type": "session", "gap": "1s"}, "aggregates": [{"function": "count"}]}));
+    op.process_json(&[(json!({}), i64::MAX)]);
+    assert_eq!(counts_by_window(&json_values(&op.watermark(i64::MAX))), vec![(i64::MAX - 1, i64::MAX, 1)]);
+}
+
 #[test]
 fn late_records_within_allowed_lateness_update_the_result_with_a_revision() {
     let mut op = operator(
