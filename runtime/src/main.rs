@@ -213,6 +213,25 @@ enum Command {
     },
 }
 
+impl Command {
+    /// The subcommand as typed (`swap`, `plugin inspect`).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Run { .. } => "run",
+            Command::Swap(_) => "swap",
+            Command::Validate { .. } => "validate",
+            Command::Completions { .. } => "completions",
+            Command::Plugin { command } => match command {
+                PluginCommand::List => "plugin list",
+                PluginCommand::Inspect { .. } => "plugin inspect",
+                PluginCommand::New { .. } => "plugin new",
+                PluginCommand::Build { .. } => "plugin build",
+                PluginCommand::Test { .. } => "plugin test",
+            },
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Lists the operators shipped with Sluice (in plugins/), one line each.
@@ -275,8 +294,13 @@ fn main() -> ExitCode {
         unsafe { std::env::set_var(name, value) };
     }
     init_logging(cli.log_format);
-    if let Command::Run { pipeline, .. } | Command::Validate { pipeline, .. } = &cli.command {
-        warn_of_unused_assignments(&assignments, pipeline);
+    match &cli.command {
+        Command::Run { pipeline, .. } | Command::Validate { pipeline, .. } => warn_of_unused_assignments(&assignments, pipeline),
+        Command::Plugin { command: PluginCommand::Test { .. } } => {}
+        other if !assignments.is_empty() => {
+            tracing::warn!("--set has no effect on `sluice {}`, which reads no pipeline file", other.name());
+        }
+        _ => {}
     }
     match sluice::open_files::raise_to_hard_limit() {
         Ok(limit) => tracing::debug!(limit, "open files"),

@@ -22,10 +22,10 @@ pub struct SwapArgs {
     #[arg(long, value_name = "PEM")]
     admin_ca: Option<PathBuf>,
     /// The pipeline's name.
-    #[arg(long)]
+    #[arg(long, value_parser = name)]
     pipeline: String,
     /// The operator to replace.
-    #[arg(long)]
+    #[arg(long, value_parser = name)]
     operator: String,
     /// The new component (omit with --rollback, or with --config to change the running
     /// component's configuration alone).
@@ -61,6 +61,12 @@ fn json_object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
         )),
         Err(error) => Err(format!("--config is not JSON: {error}")),
     }
+}
+
+/// `--pipeline` and `--operator`: a name as pipeline files spell it (which keeps it out of the
+/// URL's syntax).
+fn name(text: &str) -> Result<String, String> {
+    sluice::config::Name::try_from(text.to_owned()).map(|name| name.as_str().to_owned())
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

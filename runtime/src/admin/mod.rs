@@ -434,11 +434,9 @@ fn swap_blocking(
 
 /// A new version that does not compile or is of another world: recorded, and refused.
 fn refused_before_swap(control: &PipelineControl, operator: &str, error: &PluginError, new_digest: Option<String>) -> ApiError {
-    control.record_refusal(operator, &error.to_string(), new_digest);
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!("the swap was refused, the old version keeps running: the new version could not be loaded: {error}"),
-    )
+    let reason = format!("the new version could not be loaded: {error}");
+    control.record_refusal(operator, &reason, new_digest);
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the swap was refused, the old version keeps running: {reason}"))
 }
 
 async fn rollback(

@@ -34,6 +34,16 @@ pub enum SwapError {
     Finished,
 }
 
+impl SwapError {
+    /// Why, as the history records it: a refusal's own reason, without the sentence around it.
+    pub fn reason(&self) -> String {
+        match self {
+            SwapError::Refused(reason) => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// One swap attempt, as the history and the admin API show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SwapRecord {
@@ -398,10 +408,17 @@ impl PipelineControl {
                 .iter()
                 .find(|versions| &*versions.current.name == operator)
                 .ok_or_else(|| SwapError::UnknownOperator(operator.to_owned()))?;
-            (versions.current.clone(), choose(versions)?)
+            (versions.current.clone(), choose(versions))
+        };
+        let mut replacement = match replacement {
+            Ok(replacement) => replacement,
+            Err(refusal) => {
+                // Recorded and counted like every refusal (a rollback with nothing to go back to).
+                self.record_refusal(operator, &refusal.reason(), None);
+                return Err(refusal);
+            }
         };
         let requested = Instant::now();
-        let mut replacement = replacement;
         // The operator's own counters go on across versions, as its Prometheus series do.
         replacement.metrics = Arc::clone(&current.metrics);
         // A refusal stalls the tasks too when it comes from them (the new version's restore
@@ -421,7 +438,7 @@ impl PipelineControl {
             operator: operator.to_owned(),
             old_digest: current.plugin.digest().to_string(),
             new_digest: replacement.plugin.digest().to_string(),
-            refused: applied.as_ref().err().map(ToString::to_string),
+            refused: applied.as_ref().err().map(SwapError::reason),
             stall_ms: stall.as_secs_f64() * 1e3,
             total_ms: requested.elapsed().as_secs_f64() * 1e3,
             state_discarded: handover == StateHandover::Discard,
@@ -503,8 +520,7 @@ impl PipelineControl {
                 )
             }
             Some(reason) => {
-                // Most reasons say so already ("the swap was refused, the old version keeps running: ...").
-                let said = if reason.starts_with("the swap was refused") { reason.clone() } else { format!("swap refused: {reason}") };
+                let said = format!("swap refused, the old version keeps running: {reason}");
                 match record.new_digest.is_empty() {
                     // A version that could not be loaded has no digest to name.
                     true => tracing::warn!(operator = %record.operator, "{said}"),

@@ -10,6 +10,7 @@ mod event_order;
 mod exchange;
 mod journal;
 mod key;
+mod lineage;
 mod operator;
 mod rounds;
 mod sequences;

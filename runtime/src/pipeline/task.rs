@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 use super::event_order::{BatchSource, EventTimeOrder, HeldRecord, Released};
 use super::exchange::{ExchangeOutput, SourcePositions, send_timed};
+use super::lineage::{EntryIndex, EntryRecords, Lineage};
 use super::operator::{DeadRecord, Operator, OperatorSpec, Processed, StateHandover};
 use super::sequences::{OutputSequences, SenderEpoch, sender_digest};
 use super::upstreams::Upstreams;
@@ -155,6 +156,13 @@ pub enum TaskError {
          call_timeout, or a fixed plugin) and run again"
     )]
     DisabledHoldingState { task: String, operator: String, reason: String },
+    #[error(
+        "task \"{task}\": operator \"{operator}\" was disabled ({reason}) while it held state (open windows, pending results) \
+         that the records it sends to the dead-letter output from then on would miss: the run stops unfinished rather than \
+         commit a checkpoint past them. Its last checkpoint keeps that state: give the operator what it needs (a larger \
+         memory_limit or call_timeout, or a fixed plugin) and run again, which processes those records"
+    )]
+    DisabledWithState { task: String, operator: String, reason: String },
 }
 
 /// What a task did, for the summary at the end.
@@ -177,56 +185,12 @@ pub struct TaskStats {
     pub disabled_operators: Vec<(String, String)>,
 }
 
-/// The records of the batch a task received, with their source positions: what dead letters
-/// of later operators are traced back to.
-#[derive(Clone, Copy)]
-struct EntryRecords<'a> {
-    records: &'a Batch,
-    positions: &'a [u64],
-}
-
 /// Why a task begins a sender epoch (`Task::begin_epoch`).
 enum EpochStart {
     /// It starts, from a checkpoint's epoch and restart point if it has one (0 if not).
     Restart { restored: Option<SenderEpoch>, point: u64 },
     /// Its operators were swapped.
     Swap,
-}
-
-/// How a record given to an operator relates to its source position.
-#[derive(Clone, Copy)]
-enum Lineage<'a> {
-    /// The records are the entry batch: record i is at `positions[i]`.
-    Positions(&'a [u64]),
-    /// The records came out of earlier operators: one equal to an entry record (key, value,
-    /// event time) is that record.
-    Content { records: &'a Batch, positions: &'a [u64] },
-    /// Emitted on a watermark, or arrived without positions.
-    Unknown,
-}
-
-impl Lineage<'_> {
-    fn position(&self, dead: &DeadRecord) -> Option<u64> {
-        match self {
-            Lineage::Positions(positions) => positions.get(dead.index).copied(),
-            Lineage::Content { records, positions } => {
-                let record = dead.record.get(0)?;
-                let same = |source: &crate::wasm::Record<'_>| {
-                    source.value() == record.value() && source.key() == record.key() && source.timestamp() == record.timestamp()
-                };
-                records.iter().position(|source| same(&source)).and_then(|index| positions.get(index).copied())
-            }
-            Lineage::Unknown => None,
-        }
-    }
-
-    /// The lineage of what an operator emits from records of this lineage.
-    fn downstream<'b>(&self, entry: Option<EntryRecords<'b>>) -> Lineage<'b> {
-        match entry {
-            Some(entry) if !matches!(self, Lineage::Unknown) => Lineage::Content { records: entry.records, positions: entry.positions },
-            _ => Lineage::Unknown,
-        }
-    }
 }
 
 /// Where a task's records go: sinks (by the graph's sink index), the dead-letter sink, and
@@ -529,6 +493,17 @@ impl Task {
         })
     }
 
+    /// An operator disabled while it holds state: that state misses the records it sends to
+    /// the dead-letter output from then on, so a checkpoint past them would have a run started
+    /// again emit it as if whole. The run stops; its last checkpoint is from before.
+    fn refuse_to_checkpoint_past_a_disabled_operators_state(&self) -> Result<(), TaskError> {
+        self.fail_on_the_first_operator(Operator::disabled_holding_state, |task, operator, reason| TaskError::DisabledWithState {
+            task,
+            operator,
+            reason,
+        })
+    }
+
     /// The error `error` makes of (task, operator, reason) for the first operator of which
     /// `reason` says something.
     fn fail_on_the_first_operator(
@@ -644,6 +619,9 @@ impl Task {
     /// nothing is lost); more than `tolerated_failures` in a row stop the task with the error.
     fn checkpoint(&mut self, barrier: Barrier) -> Result<(), TaskError> {
         let started = Instant::now();
+        if self.checkpoints.is_some() {
+            self.refuse_to_checkpoint_past_a_disabled_operators_state()?;
+        }
         let operators = self.operator_states();
         for exchange in self.outputs.exchanges.iter_mut().flatten() {
             exchange.barrier(barrier).map_err(|_| TaskError::ExchangeClosed { task: self.origin.to_string() })?;
@@ -786,7 +764,8 @@ impl Task {
         // are traced back to the entry by content (the batch shared, not copied: that copy was
         // a fifth of the copying in a Nexmark q0 task).
         let shared = (!positions.is_empty() && !self.stage.operators.is_empty()).then(|| Arc::clone(&records));
-        let entry = shared.as_deref().map(|records| EntryRecords { records, positions });
+        let index = EntryIndex::default();
+        let entry = shared.as_deref().map(|records| EntryRecords { records, positions, index: &index });
         self.deliver(Records::Whole(records), targets, lineage, entry, None)
     }
 

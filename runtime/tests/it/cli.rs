@@ -57,6 +57,25 @@ fn a_plugin_name_that_cannot_be_one_is_a_mistake_on_the_command_line() {
 }
 
 #[test]
+fn swap_takes_names_as_pipeline_files_spell_them_and_says_set_has_no_effect_on_it() {
+    let scratch = Scratch::new();
+    let file = plugin("counter-v1").display().to_string();
+    for (flag, name) in [("--pipeline", "a/../b"), ("--operator", "Counter"), ("--operator", "x?rollback")] {
+        let mut arguments = vec!["swap", "--admin", "127.0.0.1:9", "--pipeline", "p", "--operator", "o", &file];
+        let at = arguments.iter().position(|argument| *argument == flag).expect("flag") + 1;
+        arguments[at] = name;
+        let output = sluice(scratch.dir.path(), &arguments);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("invalid value '{name}' for '{flag}")) && stderr.contains("may only use"), "{stderr}");
+    }
+    let output = sluice(scratch.dir.path(), &["--set", "A=1", "plugin", "list"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--set has no effect on `sluice plugin list`, which reads no pipeline file"), "{stderr}");
+}
+
+#[test]
 fn inspect_refuses_a_file_that_is_not_a_component() {
     let scratch = Scratch::new();
     let path = scratch.write("garbage.wasm", "this is not wasm");

@@ -453,16 +453,18 @@ config = { trap_in_snapshot_after = 1 }
     assert!(!scratch.path("dead.jsonl").is_file() || scratch.json_lines("dead.jsonl").is_empty(), "the operator's circuit stayed closed");
 }
 
-/// 40,000 users, one record each, then 6,000 records the `trap` operator panics on and 1,000
-/// more users, all in one hour of event time: counted per user in a one-hour window.
-fn held_state_input(scratch: &Scratch) {
+/// 40,000 users, one record each, then 6,000 records the `trap` operator panics on and
+/// `users_after` more users, all in one hour of event time: counted per user in a one-hour
+/// window. Returns the number of records.
+fn held_state_input(scratch: &Scratch, users_after: u64) -> u64 {
     use std::fmt::Write as _;
     let mut lines = String::new();
     let user = |lines: &mut String, i: u64| writeln!(lines, r#"{{"ts":{},"u":"user-{i:07}"}}"#, 1_767_225_600_000 + i / 100);
     (0..40_000).for_each(|i| user(&mut lines, i).expect("line"));
     (0..6_000).for_each(|_| lines.push_str("{\"ts\":1767225600000,\"u\":\"poison\"}\n"));
-    (40_000..41_000).for_each(|i| user(&mut lines, i).expect("line"));
+    (40_000..40_000 + users_after).for_each(|i| user(&mut lines, i).expect("line"));
     scratch.write("in.jsonl", &lines);
+    46_000 + users_after
 }
 
 /// `held_state_input` → `before` (operators) → a count per user in a one-hour window (`w`,
@@ -495,14 +497,14 @@ aggregates = [{{ function = "count", as = "n" }}]
 }
 
 /// Each user's count once, and every record counted or dead-lettered exactly once.
-fn assert_every_record_counted_once(scratch: &Scratch) {
+fn assert_every_record_counted_once(scratch: &Scratch, records: u64) {
     let results = scratch.json_lines("out.jsonl");
     let users: std::collections::BTreeSet<&str> = results.iter().filter_map(|result| result["u"].as_str()).collect();
     assert_eq!(users.len(), results.len(), "each group once");
     // (Records a disabled operator refused before the checkpoint resumed from stay dead letters.)
     let counted: u64 = results.iter().map(|result| result["n"].as_u64().expect("n")).sum();
     let dead = scratch.json_lines("dead.jsonl").len() as u64;
-    assert_eq!(counted + dead, 47_000, "{counted} counted and {dead} dead letters");
+    assert_eq!(counted + dead, records, "{counted} counted and {dead} dead letters");
 }
 
 /// An operator disabled on the way (every record of five batches failed) still holds state
@@ -512,20 +514,31 @@ fn assert_every_record_counted_once(scratch: &Scratch) {
 #[test]
 fn a_run_whose_input_ends_with_a_disabled_operator_holding_state_stops_unfinished_and_resumes_exactly() {
     let scratch = Scratch::new();
-    held_state_input(&scratch);
+    // Enough records after the operator is disabled for checkpoints to come meanwhile.
+    let records = held_state_input(&scratch, 100_000);
     let pipeline = |trap_on: &str| {
         let trap =
             format!("[[operators]]\nname = \"trap\"\nplugin = \"{{plugins}}/misbehave.wasm\"\nconfig = {{ trap_on = \"{trap_on}\" }}\n");
         held_state_pipeline(&scratch, "held", &trap, "")
     };
     let error = run(&pipeline("poison")).expect_err("the run stops unfinished").to_string();
-    assert!(error.contains("operator \"trap\" was disabled on the way") && error.contains("the run stops unfinished"), "{error}");
+    // At the input's end, or at the first checkpoint after the circuit opened.
+    assert!(error.contains("operator \"trap\" was disabled") && error.contains("the run stops unfinished"), "{error}");
     // What the next run resumes from stays: its last checkpoint, or (none taken yet) the
     // record of where this run began, so that its dead letters are not kept twice.
     let kept = ["checkpoint.json", "run-start.json"].map(|file| scratch.path(&format!("state/held/{file}")).is_file());
     assert!(kept.contains(&true), "the run's state directory is kept");
     run(&pipeline("nothing")).expect("the run with the cause removed");
-    assert_every_record_counted_once(&scratch);
+    assert_every_record_counted_once(&scratch, records);
+    // No checkpoint was committed past the records the disabled operator refused: the run
+    // with the cause removed processed them (before, they stayed dead letters, missing from
+    // the state resumed, whose windows then came out short).
+    let disabled = scratch
+        .json_lines("dead.jsonl")
+        .iter()
+        .filter(|letter| letter["reason"].as_str().is_some_and(|r| r.contains("circuit open")))
+        .count();
+    assert_eq!(disabled, 0, "records refused while the operator was disabled are dead letters still");
 }
 
 /// An operator whose last call at the end of the input (windows firing) runs out of memory
@@ -535,13 +548,13 @@ fn a_run_whose_input_ends_with_a_disabled_operator_holding_state_stops_unfinishe
 #[test]
 fn an_operator_that_fails_for_good_with_its_state_stops_the_run_and_a_larger_limit_loses_nothing() {
     let scratch = Scratch::new();
-    held_state_input(&scratch);
+    let records = held_state_input(&scratch, 1_000);
     let pipeline = |memory_limit: &str| held_state_pipeline(&scratch, "lost", "", &format!("memory_limit = \"{memory_limit}\"\n"));
     let error = run(&pipeline("16MiB")).expect_err("the run stops").to_string();
     let stopped = error.contains("its state went with it") || error.contains("the run stops unfinished");
     assert!(stopped && error.contains("memory"), "{error}");
     run(&pipeline("256MiB")).expect("the run with a larger limit");
-    assert_every_record_counted_once(&scratch);
+    assert_every_record_counted_once(&scratch, records);
 }
 
 /// A task that stops mid-run, its operator's state lost, stops the whole pipeline, unbounded

@@ -200,7 +200,10 @@ fn failed_swaps_leave_the_old_version_running_and_lose_nothing() {
     assert_eq!(counted.len() as u64, summary.tasks[0].records_in);
     assert!(counted.iter().enumerate().all(|(position, (_, total, _))| *total == position as u64 + 1));
     let history = control.history();
-    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 4, "the refusals are in the history");
+    assert_eq!(history.iter().filter(|record| record.refused.is_some()).count(), 6, "the refusals are in the history");
+    let no_previous =
+        history.iter().filter(|record| record.refused.as_deref().is_some_and(|reason| reason.contains("no previous version")));
+    assert_eq!(no_previous.count(), 2, "so are the rollbacks with nothing to go back to");
     // A refusal that came from the tasks held their records while they tried: its stall is
     // recorded (it was 0 for every refusal, however long the restore ran).
     let from_restore =
