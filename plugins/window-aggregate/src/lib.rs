@@ -385,7 +385,7 @@ impl WindowAggregate {
                     self.group = group;
                     return Err(Refusal::Late { timestamp, watermark });
                 }
-                self.windows.session(&group, timestamp, gap.0, fresh, add_to)
+                self.windows.session(&group, session, fresh, add_to)
             }
             _ if self.windows.pane_shape().is_some() => self.windows.hop(timestamp, keys, &group, fresh, add_to),
             _ => keys.iter().for_each(|&key| self.windows.group(key, &group, fresh, add_to)),
@@ -401,17 +401,14 @@ impl WindowAggregate {
         match self.window {
             WindowConfig::Tumbling { size } => keys.extend(WindowKey::containing(timestamp, size.0)),
             WindowConfig::Hopping { size, slide } => keys.extend(WindowKey::hopping(timestamp, size.0, slide.0)),
-            WindowConfig::Session { gap } => keys.push(WindowKey::session(timestamp, gap.0)),
+            // Judged with the record's group, once its session is known (`add_to_windows`).
+            WindowConfig::Session { .. } => return Ok(0),
         }
         if keys.is_empty() {
             return Err(Refusal::Invalid(format!(
                 "event time {timestamp} has no window that can be represented: its window would start before the earliest time ({} ms)",
                 i64::MIN
             )));
-        }
-        if let WindowConfig::Session { .. } = self.window {
-            // Judged with the record's group, once its session is known (`add_to_windows`).
-            return Ok(0);
         }
         let (first, all) = (keys.first().copied(), keys.len());
         keys.retain(|key| self.windows.purged(key, self.lateness).is_none());

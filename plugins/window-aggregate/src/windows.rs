@@ -299,8 +299,6 @@ impl OpenWindows {
         }
     }
 
-    /// Updates the session of `group` that a record at `timestamp` joins: a new `[timestamp,
-    /// timestamp + gap)` merged with every session of the group it overlaps.
     /// The session a record of `group` at `timestamp` would make: its own, merged with the
     /// open sessions of the group it overlaps (those of a group never overlap each other).
     pub fn session_with(&self, group: &KeyText, timestamp: i64, gap: i64) -> WindowKey {
@@ -309,21 +307,20 @@ impl OpenWindows {
         overlapping.fold(own, |merged, session| WindowKey { start: merged.start.min(session.start), end: merged.end.max(session.end) })
     }
 
+    /// Updates `session` of `group` (a record's, from [`OpenWindows::session_with`]): the
+    /// sessions of the group it spans are merged into it.
     pub fn session(
         &mut self,
         group: &KeyText,
-        timestamp: i64,
-        gap: i64,
+        session: WindowKey,
         fresh: impl Fn() -> Vec<Accumulator>,
         update: impl FnOnce(&mut Vec<Accumulator>),
     ) {
-        let mut key = WindowKey::session(timestamp, gap);
         let sessions = self.sessions.entry(group.clone()).or_default();
-        let overlapping: Vec<WindowKey> = sessions.iter().filter(|session| session.overlaps(&key)).copied().collect();
+        let overlapping: Vec<WindowKey> = sessions.iter().filter(|old| old.overlaps(&session)).copied().collect();
         let mut merged = GroupState { accumulators: fresh(), revisions: 0, dirty: false };
         for old in overlapping {
             sessions.remove(&old);
-            key = WindowKey { start: key.start.min(old.start), end: key.end.max(old.end) };
             if let Some(state) = self.windows.get_mut(&old).and_then(|groups| groups.remove(group)) {
                 merged.accumulators.iter_mut().zip(&state.accumulators).for_each(|(into, from)| into.merge(from));
                 merged.revisions = merged.revisions.max(state.revisions);
@@ -332,9 +329,9 @@ impl OpenWindows {
                 self.windows.remove(&old);
             }
         }
-        sessions.insert(key);
-        self.windows.entry(key).or_default().insert(group.clone(), merged);
-        self.group(key, group, fresh, update)
+        sessions.insert(session);
+        self.windows.entry(session).or_default().insert(group.clone(), merged);
+        self.group(session, group, fresh, update)
     }
 
     /// Advances the watermark: emits each window group that ended and has no result yet or a

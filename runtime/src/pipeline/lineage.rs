@@ -76,7 +76,7 @@ pub enum Lineage<'a> {
     Unknown,
 }
 
-impl<'a> Lineage<'a> {
+impl Lineage<'_> {
     pub fn position(&self, dead: &DeadRecord) -> Option<u64> {
         match self {
             Lineage::Positions(positions) => positions.get(dead.index).copied(),
