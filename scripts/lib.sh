@@ -63,7 +63,9 @@ ensure_wasm_toolchain() {
 # Tools built or downloaded once per machine, outside the clone (pinned versions in their paths).
 SLUICE_TOOLS=${SLUICE_TOOLS:-$HOME/.cache/sluice/tools}
 
-# The Kafka-protocol broker for development: Nisshi 0.8.1 from crates.io (memory or SQLite storage).
+# The Kafka-protocol broker for development: Nisshi 0.8.1 from crates.io, with its in-memory
+# storage only (`dynostore`: what the tests and scripts/broker.sh use; its SQLite storage,
+# `libsql`, would add 42 crates to the build, SQLite's C sources and bindgen among them).
 # Sets NISSHI to its binary (the Kafka tests start their brokers from it).
 NISSHI_VERSION=0.8.1
 ensure_broker() {
@@ -77,7 +79,7 @@ ensure_broker() {
     log "building the Nisshi $NISSHI_VERSION broker once for this machine (~10 min on 2 cores)"
     # Its own target directory: a tool build must not share the workspace's lock or cache.
     CARGO_TARGET_DIR="$root/build" cargo install nisshi --version "$NISSHI_VERSION" --locked \
-        --ignore-rust-version --no-default-features --features dynostore,libsql --root "$root" --quiet
+        --ignore-rust-version --no-default-features --features dynostore --root "$root" --quiet
     rm -rf "$root/build"
 }
 

@@ -345,10 +345,10 @@ fn key_settings(config: &LearnConfig, ftrl: bool) -> Result<KeySettings, String>
         Some(given) if given > room => {
             let bytes = max_models.saturating_mul(given).saturating_mul(entry);
             return Err(format!(
-                "`max_models` × `max_key_weights` = {max_models} × {given} weights of up to {entry} bytes ({optimizer}) would take {} MiB, \
+                "`max_models` × `max_key_weights` = {max_models} × {given} weights of up to {entry} bytes ({optimizer}) would take {:.2} MiB, \
                  more than the {} MiB the per-key models may take: lower `max_key_weights` (at most {room} with max_models = {max_models}) \
                  or `max_models`",
-                bytes >> 20,
+                bytes as f64 / f64::from(1 << 20),
                 KEY_WEIGHTS_BUDGET >> 20
             ));
         }

@@ -233,8 +233,9 @@ impl Learn {
                 }
             };
             let message = format!(
-                "the model diverged: its predictions are no longer finite numbers (written as null, and its report's \
-                 metrics too); {remedy}; a diverged model stays so: swap with --discard-state to start it afresh"
+                "a prediction is not a finite number (written as null, and its report's metrics too): a feature times \
+                 its weight overflowed, or the model diverged; {remedy}; once its weights or running variance overflow, \
+                 the model stays so: swap with --discard-state to start it afresh"
             );
             sluice_sdk::host::log(sluice_sdk::host::Level::Warn, &message);
         }

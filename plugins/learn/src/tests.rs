@@ -253,7 +253,10 @@ fn per_key_weights_are_bounded_by_a_budget_named_in_the_refusal() {
     assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_models": 100})), Ok(10_000));
     assert_eq!(max_key_weights(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_key_weights": 2_097})), Ok(2_097));
     let over = refusal(json!({"label": "y", "numeric": ["x"], "key": ["k"], "max_key_weights": 10_000}));
-    assert!(over.contains("`max_models` × `max_key_weights` = 1000 × 10000 weights of up to 32 bytes (sgd) would take 305 MiB"), "{over}");
+    assert!(
+        over.contains("`max_models` × `max_key_weights` = 1000 × 10000 weights of up to 32 bytes (sgd) would take 305.18 MiB"),
+        "{over}"
+    );
     assert!(
         over.contains("more than the 64 MiB")
             && over.contains("lower `max_key_weights` (at most 2097 with max_models = 1000) or `max_models`")

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::concealed::conceal_secrets;
 use super::variables::Substituted;
 
 /// A pipeline file's path and contents, for locating diagnostics; and the text that was
@@ -57,7 +58,7 @@ impl SourceText {
         let start = span.start.min(self.contents.len());
         let line_start = self.contents[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = self.contents[start..].find('\n').map_or(self.contents.len(), |i| start + i);
-        let line_text = self.contents[line_start..line_end].trim_end_matches('\r').to_owned();
+        let line_text = conceal_secrets(&self.contents, line_start, self.contents[line_start..line_end].trim_end_matches('\r'));
         let column = self.contents[line_start..start].chars().count() + 1;
         let end = span.end.clamp(start, line_end);
         let width = self.contents[start..end].chars().count().max(1);
@@ -73,7 +74,8 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-/// Where in the file: 1-based line and column, and the line itself.
+/// Where in the file: 1-based line and column, and the line itself (values that may be
+/// secrets starred: `concealed.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
     pub line: usize,

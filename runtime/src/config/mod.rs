@@ -4,6 +4,7 @@
 //! column it comes from; every problem is reported, not just the first.
 
 mod aliases;
+mod concealed;
 mod diagnostic;
 mod kafka;
 mod operator;

@@ -958,6 +958,7 @@ fn non_finite_number(table: &toml::Table) -> Option<String> {
 /// by creating and removing a file beside it, since permissions alone do not tell (root may
 /// write anywhere but `/proc` and `/sys` refuse new files).
 fn output_file_problem(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
     if let Some(problem) = nul_problem(path) {
         return Some(problem);
     }
@@ -996,9 +997,20 @@ fn output_file_problem(path: &Path) -> Option<String> {
             std::fs::File::options().append(true).open(path).err().map(|error| format!("{shown} cannot be written: {error}"))
         }
         Ok(_) if !permitted(path, libc::W_OK) => Some(format!("{shown} cannot be written: permission denied")),
+        Ok(metadata) if metadata.file_type().is_char_device() => {
+            device_problem(path).map(|error| format!("{shown} cannot be written: {error}"))
+        }
         Ok(_) => None,
         Err(_) => creation_problem(directory).map(|error| format!("{shown} cannot be created in {}: {error}", directory.display())),
     }
+}
+
+/// Why the character device at `path` (a terminal, `/dev/null`) cannot be opened for writing,
+/// if it cannot: `/dev/tty` without a controlling terminal, say. Opened without waiting and
+/// closed at once; a named pipe is not opened here (that would wait for its reader).
+fn device_problem(path: &Path) -> Option<std::io::Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options().write(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).err()
 }
 
 /// Which stream of a process (`the standard output`, `the standard error`, `the standard

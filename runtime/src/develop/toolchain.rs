@@ -206,19 +206,21 @@ fn componentize_js() -> Result<PathBuf, DevelopError> {
     Ok(binary)
 }
 
-/// wit-bindgen's C generator, built with cargo on first use (~3 minutes).
+/// wit-bindgen's C generator, built with cargo on first use (~1 minute). Built unoptimised: it
+/// compiles in a third of the time (1m13s against 3m43s on 2 cores) and writes the same files,
+/// in 20 ms instead of 6.
 fn wit_bindgen() -> Result<PathBuf, DevelopError> {
     let root = tools_directory()?.join(format!("wit-bindgen-{WIT_BINDGEN_VERSION}"));
     let binary = root.join("bin/wit-bindgen");
     let _installing = install_lock(&root)?;
     if !binary.is_file() {
         let tool = format!("wit-bindgen-cli {WIT_BINDGEN_VERSION}");
-        tracing::info!("building {tool} once for this machine (about 3 minutes)");
+        tracing::info!("building {tool} once for this machine (about a minute)");
         let mut cargo = Command::new("cargo");
         cargo
             .env("CARGO_TARGET_DIR", root.join("build"))
             .args(["install", "wit-bindgen-cli", "--version", WIT_BINDGEN_VERSION, "--locked", "--quiet"])
-            .args(["--no-default-features", "--features", "c", "--root"])
+            .args(["--debug", "--config", "profile.dev.debug=0", "--no-default-features", "--features", "c", "--root"])
             .arg(&root);
         install(&tool, &mut cargo)?;
         let _ = std::fs::remove_dir_all(root.join("build"));

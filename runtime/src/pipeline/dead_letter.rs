@@ -7,6 +7,10 @@ use serde_json::Value;
 use crate::sink::record_json;
 use crate::wasm::Batch;
 
+/// The `timestamp` of a dead letter whose record has no event time (its time could not be
+/// read): Kafka's mark for a record without one.
+pub const NO_EVENT_TIME: i64 = -1;
+
 /// A record that left the pipeline through the dead-letter sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {

@@ -23,7 +23,7 @@ mod watermark;
 pub use batch::{Batcher, Origin, SourceBatch};
 pub use checkpoint::{CheckpointTarget, OperatorCheckpoint, TaskCheckpoint};
 pub use control::{CarriedOver, OperatorInfo, PipelineControl, SwapError, SwapRecord, TaskId};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, NO_EVENT_TIME};
 pub use event_order::{EventTimeOrder, HeldRecord, ReadAt};
 pub use exchange::{ExchangeOutput, ExchangeRouting, LocalExchange, SourcePositions, Unroutable};
 pub use key::{KeySelector, murmur2, partition_of};

@@ -11,7 +11,7 @@
 //! lose the records that state held, which no dead letter can give back: it is reported
 //! (`lost_state`), and the task stops the pipeline before anything after it is committed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use sluice_sdk::{Distribution, InitContext, OperatorInfo};
@@ -258,6 +258,9 @@ pub struct Operator {
     /// `None` once the circuit is open.
     instance: Option<PluginInstance>,
     base: State,
+    /// Whether `base` holds anything a fresh instance would not (asked while disabled, when
+    /// `base` no longer changes; computed once: it starts an instance).
+    base_holds_state: OnceLock<bool>,
     journal: Journal,
     failed_batches_in_a_row: u32,
     disabled_because: Option<String>,
@@ -290,6 +293,16 @@ fn observe_process_call(metrics: Option<&monitor::OperatorMetrics>, started: Ins
     }
 }
 
+impl Drop for Operator {
+    /// The operator's last instance ends (its task ended, a swap replaced it): the plugin's log
+    /// lines dropped in its last second are counted now.
+    fn drop(&mut self) {
+        if let Some(instance) = &self.instance {
+            instance.say_dropped_log_lines();
+        }
+    }
+}
+
 /// How to swap in a version that cannot take the running version's state.
 const DISCARD_STATE_HINT: &str = " (to start it without the running version's state, losing what that holds, swap with \
                                   `--discard-state`, `?state=discard` in the API)";
@@ -303,6 +316,7 @@ impl Operator {
             spec,
             instance: Some(instance),
             base,
+            base_holds_state: OnceLock::new(),
             journal,
             failed_batches_in_a_row: 0,
             disabled_because: None,
@@ -417,9 +431,13 @@ impl Operator {
     }
 
     /// Whether the last good snapshot holds anything: it is not "no state", nor what a fresh
-    /// instance snapshots (a window operator with no window open, say). Asked rarely: it starts
-    /// an instance.
+    /// instance snapshots (a window operator with no window open, say). Computed once per
+    /// snapshot: it starts an instance.
     fn holds_state(&self) -> bool {
+        *self.base_holds_state.get_or_init(|| self.base_differs_from_a_fresh_instance())
+    }
+
+    fn base_differs_from_a_fresh_instance(&self) -> bool {
         if self.base.is_empty() {
             return false;
         }
@@ -540,6 +558,7 @@ impl Operator {
             Ok(state) => {
                 self.journal.clear(state.bytes.len());
                 self.base = state;
+                self.base_holds_state = OnceLock::new();
             }
             Err(failure) => self.disable_losing_state(format!("snapshot failed: {failure}")),
         }
@@ -700,7 +719,9 @@ impl Operator {
     }
 
     fn switch_off(&mut self, reason: String) {
-        self.instance = None;
+        if let Some(instance) = self.instance.take() {
+            instance.say_dropped_log_lines();
+        }
         self.disabled_because = Some(reason);
         if let Some(metrics) = &self.metrics {
             metrics.circuit_open.set(1);

@@ -12,8 +12,8 @@ use sluice_sdk::fields::{Field, ObjectWriter};
 use super::SourceError;
 use crate::config::LateRecords;
 use crate::pipeline::{
-    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, RoundReport, RoundRequest, ShareRounds, SourceBatch, StopSignal, TaskMessage,
-    WatermarkGenerator,
+    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, NO_EVENT_TIME, RoundReport, RoundRequest, ShareRounds, SourceBatch,
+    StopSignal, TaskMessage, WatermarkGenerator,
 };
 use crate::wasm::Batch;
 
@@ -322,7 +322,7 @@ impl SourceOutput {
         }
         self.stats.unreadable += 1;
         let mut record = Batch::new();
-        record.push(None, value, 0, []);
+        record.push(None, value, NO_EVENT_TIME, []);
         self.send_dead_letter(DeadLetter::from_source(&self.source, position, record, reason, "decode"))
     }
 

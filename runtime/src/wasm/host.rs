@@ -167,7 +167,7 @@ impl HostState {
 
     /// Warns of the log lines dropped in a second that ended (or in any, `at_end`) and not
     /// yet counted: a plugin that floods its log and then falls silent is counted too.
-    fn say_dropped_log_lines(&self, at_end: bool) {
+    pub fn say_dropped_log_lines(&self, at_end: bool) {
         use std::sync::atomic::Ordering;
         if !self.metrics.logs_dropped.load(Ordering::Relaxed) {
             return;
@@ -199,10 +199,12 @@ impl HostState {
 }
 
 impl Drop for HostState {
-    /// The instance ends (its task ended, or it is made again): lines dropped in its last
-    /// second are counted now, since no later line may come.
+    /// The instance ends: lines dropped in a second that ended are counted now. Those of the
+    /// current second are left to the instance made again after a failure (one warning a
+    /// second, not one per failing record), or counted by the operator's last instance as it
+    /// ends ([`crate::wasm::PluginInstance::say_dropped_log_lines`]).
     fn drop(&mut self) {
-        self.say_dropped_log_lines(true);
+        self.say_dropped_log_lines(false);
     }
 }
 

@@ -165,6 +165,12 @@ impl PluginInstance {
         })
     }
 
+    /// Warns of the plugin's log lines dropped and not yet counted, in the current second too:
+    /// the operator's last instance ends (its task ends, a swap replaces it, its circuit opens).
+    pub fn say_dropped_log_lines(&self) {
+        self.store.data().say_dropped_log_lines(true);
+    }
+
     /// The linear memory the instance holds (the most it ever needed), in bytes.
     pub fn memory_in_use(&self) -> usize {
         self.store.data().memory_in_use

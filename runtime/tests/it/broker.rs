@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -14,10 +14,34 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Kafka tests run one at a time: each starts brokers and runtimes on a 2-core machine.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Kafka tests run at most two at a time (`SLUICE_KAFKA_TESTS_AT_ONCE` to change it): each
+/// starts brokers and runtimes on a 2-core machine, yet mostly waits on them. Two slots on two
+/// test threads mean a test thread never blocks here while another test could run.
+pub fn broker_slot() -> BrokerSlot {
+    let (taken, freed) = &BROKER_SLOTS;
+    let mut in_use = taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    while *in_use >= broker_slots() {
+        in_use = freed.wait(in_use).unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *in_use += 1;
+    BrokerSlot
+}
+
+static BROKER_SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn broker_slots() -> usize {
+    std::env::var("SLUICE_KAFKA_TESTS_AT_ONCE").ok().and_then(|text| text.parse().ok()).filter(|slots| *slots > 0).unwrap_or(2)
+}
+
+/// A Kafka test's turn; the next one waiting starts when it is dropped.
+pub struct BrokerSlot;
+
+impl Drop for BrokerSlot {
+    fn drop(&mut self) {
+        let (taken, freed) = &BROKER_SLOTS;
+        *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) -= 1;
+        freed.notify_one();
+    }
 }
 
 /// The Nisshi binary: `$SLUICE_NISSHI` (scripts/test.sh sets it), else the cached build.
@@ -180,36 +204,52 @@ impl KafkaRecord {
 /// Produces `records` to `topic` (to their partition if set, else by key as Java clients do)
 /// and waits for all.
 pub fn produce(bootstrap: &str, topic: &str, records: &[KafkaRecord]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .create()
-        .expect("test producer");
-    for record in records {
-        let headers = record
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new(), |headers, (name, value)| headers.insert(Header { key: name, value: Some(value.as_slice()) }));
-        let mut base = BaseRecord::<[u8], [u8]>::to(topic).payload(&record.value).timestamp(record.timestamp).headers(headers);
-        if let Some(key) = &record.key {
-            base = base.key(key);
-        }
-        if record.partition >= 0 {
-            base = base.partition(record.partition);
-        }
-        loop {
-            match producer.send(base) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    base = returned;
-                    std::thread::sleep(Duration::from_millis(5));
+    TestProducer::new(bootstrap).send_and_wait(topic, records);
+}
+
+/// One producer kept for many sends (a new one per send costs a connection and a producer id).
+pub struct TestProducer {
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+impl TestProducer {
+    pub fn new(bootstrap: &str) -> TestProducer {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .create()
+            .expect("test producer");
+        TestProducer { producer }
+    }
+
+    /// Produces `records` to `topic`, as `produce` does, and waits for all.
+    pub fn send_and_wait(&self, topic: &str, records: &[KafkaRecord]) {
+        for record in records {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |headers, (name, value)| headers.insert(Header { key: name, value: Some(value.as_slice()) }));
+            let mut base = BaseRecord::<[u8], [u8]>::to(topic).payload(&record.value).timestamp(record.timestamp).headers(headers);
+            if let Some(key) = &record.key {
+                base = base.key(key);
+            }
+            if record.partition >= 0 {
+                base = base.partition(record.partition);
+            }
+            loop {
+                match self.producer.send(base) {
+                    Ok(()) => break,
+                    Err((_, returned)) => {
+                        base = returned;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
             }
         }
+        self.producer.flush(Duration::from_secs(60)).expect("test records delivered");
     }
-    producer.flush(Duration::from_secs(60)).expect("test records delivered");
 }
 
 /// Produces one record to partition 0 of `topic` whose header names are bytes that need not

@@ -389,6 +389,32 @@ fn the_error_a_command_ends_with_is_a_json_event_whatever_the_log_filter() {
     }
 }
 
+/// A sink writing to `/dev/tty` in a process without a terminal (a service, CI) is refused by
+/// `validate` with the reason, as `run` would fail at its start; with `/dev/null` it is valid.
+#[test]
+fn validate_refuses_a_terminal_the_process_has_none_of() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"n\":1}\n");
+    for (device, valid) in [("/dev/tty", false), ("/dev/null", true)] {
+        let path = scratch.pipeline(&format!(
+            "[pipeline]\nname = \"device\"\n\n[[sources]]\ntype = \"file\"\npath = \"input.jsonl\"\n\n[[sinks]]\ntype = \"file\"\npath = \"{device}\"\n"
+        ));
+        // `setsid` runs it in a session of its own: no controlling terminal.
+        let output = Command::new("setsid")
+            .args(["--wait", env!("CARGO_BIN_EXE_sluice"), "validate", &path.display().to_string()])
+            .current_dir(scratch.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("setsid runs sluice");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), valid, "{device}: {stderr}");
+        if !valid {
+            assert_eq!(output.status.code(), Some(78), "{stderr}");
+            assert!(stderr.contains("/dev/tty cannot be written: No such device or address"), "{stderr}");
+        }
+    }
+}
+
 #[test]
 fn validate_takes_the_graph_format_with_or_without_an_equals_sign() {
     let root = repo_root();

@@ -42,6 +42,15 @@ path = "dead.jsonl"
     ))
 }
 
+/// A pipeline named `name` reading `input.jsonl` through `misbehave`, which traps on records
+/// holding "poison", into `out.jsonl` and `dead.jsonl`.
+fn trapping_on_poison(scratch: &Scratch, name: &str) -> std::path::PathBuf {
+    scratch.pipeline_to_files(&format!(
+        "[pipeline]\nname = \"{name}\"\n\n[[sources]]\ntype = \"file\"\npath = \"input.jsonl\"\n\n[[operators]]\nname = \"misbehave\"\n\
+         plugin = \"{{plugins}}/misbehave.wasm\"\nconfig = {{ trap_on = \"poison\" }}\n"
+    ))
+}
+
 fn values(records: &[Value]) -> Vec<i64> {
     records
         .iter()
@@ -425,21 +434,7 @@ fn a_retried_batch_of_an_amplifying_operator_goes_on_in_parts_and_in_batches_of_
 fn a_plugin_line_with_control_characters_reads_back_whole_from_the_json_log() {
     let scratch = Scratch::new();
     scratch.write_bytes("input.jsonl", b"{\"n\":1}\n{\"n\":2,\"mark\":\"poison\ttab \x1b[2J\"}\n{\"n\":3}\n");
-    let path = scratch.pipeline_to_files(
-        r#"
-[pipeline]
-name = "json-log"
-
-[[sources]]
-type = "file"
-path = "input.jsonl"
-
-[[operators]]
-name = "misbehave"
-plugin = "{plugins}/misbehave.wasm"
-config = { trap_on = "poison" }
-"#,
-    );
+    let path = trapping_on_poison(&scratch, "json-log");
     let path = path.display().to_string();
     let output = sluice(scratch.dir.path(), &["--log-format", "json", "run", "--no-watch", &path]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -451,4 +446,27 @@ config = { trap_on = "poison" }
         .find(|message| message.contains("poisoned record"))
         .unwrap_or_else(|| panic!("the plugin's panic is logged:\n{stderr}"));
     assert!(panic.contains("poison\ttab \u{1b}[2J"), "escaped once, by JSON: {panic:?}");
+}
+
+/// A plugin that logs a line per failing record, thousands a second: its lines past the
+/// budget (1,000 a second per operator) are dropped and counted by about one warning a
+/// second, not one per instance made again after a trap.
+#[test]
+fn a_flood_of_failing_records_is_logged_within_its_budget_with_a_warning_a_second() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", &numbered_records(6000, |n| (n % 2 == 0).then_some("poison")));
+    let path = trapping_on_poison(&scratch, "log-flood");
+    let started = std::time::Instant::now();
+    let output = sluice(scratch.dir.path(), &["run", "--no-watch", &path.display().to_string()]);
+    let seconds = started.elapsed().as_secs() + 1;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let counts: Vec<u64> = stderr
+        .lines()
+        .filter_map(|line| line.split_once(" log lines of the plugin dropped in a second"))
+        .filter_map(|(before, _)| before.rsplit(' ').next()?.parse().ok())
+        .collect();
+    let panics = stderr.lines().filter(|line| line.contains("sluice::wasm::host: panic: ")).count() as u64;
+    assert!(counts.len() as u64 <= 2 * seconds + 2, "{} warnings in {seconds} s:\n{}", counts.len(), &stderr[..stderr.len().min(3000)]);
+    assert!(panics <= 1000 * seconds, "{panics} plugin lines in {seconds} s");
+    assert!(panics + counts.iter().sum::<u64>() >= 3000, "every failing record's line is written or counted: {panics} + {counts:?}");
 }

@@ -65,7 +65,7 @@ fn not_json() -> KafkaRecord {
 
 #[test]
 fn transactions_commit_survive_retriable_errors_and_an_abort_rewinds_every_task_to_the_committed_state() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let cluster = mock_cluster();
     let bootstrap = cluster.bootstrap_servers();
     let input = windowed_records(40_000, 20);
@@ -118,7 +118,7 @@ fn transactions_commit_survive_retriable_errors_and_an_abort_rewinds_every_task_
 /// broker's answer to a fenced producer is injected: `PRODUCER_FENCED` on the commit.
 #[test]
 fn a_fenced_producer_stops_the_process_with_an_error() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let cluster = mock_cluster();
     let bootstrap = cluster.bootstrap_servers();
     let input = windowed_records(4_000, 10);
@@ -139,7 +139,7 @@ fn a_fenced_producer_stops_the_process_with_an_error() {
 
 #[test]
 fn exactly_once_on_a_broker_without_transactions_fails_at_start_with_a_clear_error() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["events", "windows", "dead"] {
         broker.create_topic(topic, 1);

@@ -397,7 +397,7 @@ fn await_results_in(bootstrap: &str, topic: &str, expected: &BTreeMap<Window, Ex
 
 #[test]
 fn two_kafka_processes_compute_each_category_window_once_through_a_repartition_topic_despite_a_kill_9() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["orders", "windows", "late"] {
         broker.create_topic(topic, PARTITIONS as u32);
@@ -445,7 +445,7 @@ fn records_in(bootstrap: &str, topic: &str) -> i64 {
 /// once a second, not at every poll of the consumer.
 #[test]
 fn idle_source_partitions_send_watermark_markers_at_most_once_a_second() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["orders", "windows", "late"] {
         broker.create_topic(topic, PARTITIONS as u32);
@@ -472,7 +472,7 @@ fn idle_source_partitions_send_watermark_markers_at_most_once_a_second() {
 /// pipeline refuses to start, saying so.
 #[test]
 fn a_keyed_kafka_pipeline_refuses_to_start_before_its_source_topic_exists() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["windows", "late"] {
         broker.create_topic(topic, PARTITIONS as u32);
@@ -489,7 +489,7 @@ fn a_keyed_kafka_pipeline_refuses_to_start_before_its_source_topic_exists() {
 /// repartition topics of its own: it reads none of the first group's records.
 #[test]
 fn a_second_consumer_group_of_a_pipeline_reads_only_its_own_repartition_records() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["orders", "windows", "late", "orders-again", "windows-again"] {
         broker.create_topic(topic, PARTITIONS as u32);
@@ -522,7 +522,7 @@ fn a_second_consumer_group_of_a_pipeline_reads_only_its_own_repartition_records(
 
 #[test]
 fn a_kafka_partition_lagging_30_seconds_closes_no_window_early() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["orders", "windows", "late"] {
         broker.create_topic(topic, PARTITIONS as u32);

@@ -191,6 +191,24 @@ path = "out.jsonl"
     assert_eq!(std::fs::read_to_string(scratch.path("out.jsonl")).expect("output"), "{\"n\":1,\"ts\":5}\n{\"n\":2,\"ts\":6}\n");
 }
 
+/// A line whose event time cannot be read is a dead letter with the reason and `-1` for its
+/// time (it has none), not a time that could be taken for one (0 is 1970-01-01).
+#[test]
+fn a_line_whose_time_cannot_be_read_is_dead_lettered_without_a_time() {
+    let scratch = Scratch::new();
+    scratch.write("input.jsonl", "{\"n\":1,\"ts\":5}\nnot json\n{\"n\":3}\n");
+    let path = scratch.pipeline_to_files(
+        "[pipeline]\nname = \"no-time\"\n\n[[sources]]\ntype = \"file\"\npath = \"input.jsonl\"\ntimestamp_field = \"ts\"\n",
+    );
+    let summary = run(&path).expect("pipeline runs");
+    assert_eq!(summary.dead_letters, 2);
+    assert_eq!(scratch.json_lines("out.jsonl"), vec![json!({"n": 1, "ts": 5})]);
+    let dead = scratch.json_lines("dead.jsonl");
+    let positions_and_times: Vec<_> = dead.iter().map(|letter| (letter["position"].clone(), letter["timestamp"].clone())).collect();
+    assert_eq!(positions_and_times, vec![(json!(2), json!(-1)), (json!(3), json!(-1))]);
+    assert!(dead[1]["reason"].as_str().is_some_and(|reason| reason.starts_with("line 3: ")), "{:?}", dead[1]);
+}
+
 /// A line longer than a record may be (a file without newlines, say) goes to the dead-letter
 /// sink with its first bytes and its length, instead of growing the source's memory without
 /// bound; the lines after it are read as ever.
@@ -207,6 +225,7 @@ fn a_line_longer_than_64_mib_is_dead_lettered_and_the_next_lines_read() {
     assert_eq!(scratch.json_lines("out.jsonl"), vec![json!({"n": 1}), json!({"n": 3})]);
     let dead = scratch.json_lines("dead.jsonl");
     assert_eq!(dead[0]["position"], 2);
+    assert_eq!(dead[0]["timestamp"], -1, "a record whose time was not read has none");
     let reason = dead[0]["reason"].as_str().expect("reason");
     let expected = format!("line 2: {} bytes is more than a record may have (64 MiB): the first 4096 bytes are kept here", (64 << 20) + 5);
     assert_eq!(reason, expected);

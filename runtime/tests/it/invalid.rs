@@ -129,6 +129,7 @@ invalid_cases! {
     plugin_value_out_of_range => "plugin-value-out-of-range",
     repartition_partitions_without_kafka => "repartition-partitions-without-kafka",
     reserved_config_key => "reserved-config-key",
+    secret_in_mask_config => "secret-in-mask-config",
     secret_not_a_table => "secret-not-a-table",
     secret_not_env => "secret-not-env",
     secret_unset => "secret-unset",

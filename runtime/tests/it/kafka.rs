@@ -31,7 +31,7 @@ pub(crate) fn keyed_records(count: usize, keys: usize) -> Vec<KafkaRecord> {
 
 #[test]
 fn round_trip_of_100k_keyed_records_keeps_keys_headers_and_order() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 8);
     broker.create_topic("output", 8);
@@ -101,7 +101,7 @@ topic = "output"
 /// that are not UTF-8.
 #[test]
 fn a_header_name_that_is_not_utf8_flows_through() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 1);
     broker.create_topic("output", 1);
@@ -293,20 +293,21 @@ fn refused_log(scratch: &Scratch, pipeline: &std::path::Path) -> String {
 #[test]
 fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothing() {
     use rand::{Rng, SeedableRng};
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 8);
     broker.create_topic("windows", 8);
     broker.create_topic("windows-again", 8);
     let input = windowed_records(200_000, 50);
-    // Half at once, half in bursts of 400 while the process runs and is killed.
+    // Half at once, half in bursts of 400 while the process runs and is killed (250 bursts
+    // over about 35 s, the time the five kills take).
     produce(&broker.bootstrap(), "events", &input[..100_000]);
     let feeding = {
-        let (bootstrap, rest) = (broker.bootstrap(), input[100_000..].to_vec());
+        let (producer, rest) = (broker::TestProducer::new(&broker.bootstrap()), input[100_000..].to_vec());
         std::thread::spawn(move || {
             for burst in rest.chunks(400) {
-                produce(&bootstrap, "events", burst);
-                std::thread::sleep(Duration::from_millis(30));
+                producer.send_and_wait("events", burst);
+                std::thread::sleep(Duration::from_millis(130));
             }
         })
     };
@@ -342,7 +343,7 @@ fn kill_9_five_times_during_a_windowed_aggregation_loses_and_double_counts_nothi
 
 #[test]
 fn two_processes_share_the_partitions_and_one_takes_over_from_checkpoints() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 8);
     broker.create_topic("windows", 8);
@@ -419,7 +420,7 @@ fn await_all_values(bootstrap: &str, input: &[KafkaRecord], sluice: &SluiceProce
 /// for its partition afterwards.
 #[test]
 fn a_task_whose_checkpoints_keep_failing_stops_the_pipeline_while_its_partition_is_quiet() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 2);
     produce(&broker.bootstrap(), "input", &keyed_records(400, 40));
@@ -474,7 +475,7 @@ fn brokers_that_do_not_answer_are_named_while_the_source_waits_for_them() {
 /// A source topic that does not exist yet is named in the log, and read once it is created.
 #[test]
 fn a_missing_source_topic_is_named_and_read_once_created() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("output", 1);
     let scratch = Scratch::new();
@@ -494,7 +495,7 @@ fn a_missing_source_topic_is_named_and_read_once_created() {
 /// offsets they committed, so their results are nowhere else (it was emptied at every start).
 #[test]
 fn a_file_sink_behind_a_kafka_source_keeps_the_results_of_earlier_runs() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 1);
     let scratch = Scratch::new();
@@ -527,7 +528,7 @@ fn a_file_sink_behind_a_kafka_source_keeps_the_results_of_earlier_runs() {
 fn a_20_second_broker_outage_and_injected_errors_and_latency_lose_nothing() {
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let cluster = MockCluster::new(1).expect("mock cluster");
     for (topic, partitions) in [("input", 4), ("output", 4), ("sluice-checkpoints", 1)] {
         cluster.create_topic(topic, partitions, 1).expect("mock topic");
@@ -584,7 +585,7 @@ fn three_records_the_second_too_large(broker: &Broker, topics: &[&str]) -> Vec<K
 /// record, at every start).
 #[test]
 fn a_record_too_large_for_the_kafka_sink_is_a_dead_letter_and_the_rest_flow() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     let input = three_records_the_second_too_large(&broker, &["output"]);
     let scratch = Scratch::new();
@@ -635,7 +636,7 @@ path = "dead.jsonl"
 /// dead-letter topic takes as well, it is cut to fit there, saying so.
 #[test]
 fn a_record_too_large_for_the_repartition_topic_is_a_dead_letter_cut_to_fit_its_topic() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     let input = three_records_the_second_too_large(&broker, &["output", "dead-letters"]);
     let scratch = Scratch::new();
@@ -684,7 +685,7 @@ properties = { "message.max.bytes" = 3000 }
 
 #[test]
 fn refused_and_trapping_records_land_in_the_dead_letter_topic_with_provenance() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 2);
     broker.create_topic("output", 2);
@@ -768,7 +769,7 @@ topic = "dead-letters"
 
 #[test]
 fn a_pattern_subscription_reads_every_matching_topic_and_start_latest_skips_earlier_records() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     for topic in ["orders-eu", "orders-us", "refunds", "output"] {
         broker.create_topic(topic, 2);
@@ -853,7 +854,7 @@ topic = "output"
 /// window while a partition it has not heard from yet can still send records for it.
 #[test]
 fn a_pattern_source_behind_a_keyed_exchange_waits_for_every_matching_partition() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 4);
     broker.create_topic("windows", 4);
@@ -882,17 +883,18 @@ fn a_pattern_source_behind_a_keyed_exchange_waits_for_every_matching_partition()
 /// lost; those the first run sent after its checkpoint may count twice (the log says so).
 #[test]
 fn a_filter_added_in_front_of_the_exchange_after_a_kill_9_loses_no_record() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 2);
     broker.create_topic("windows", 2);
     let input = windowed_records(40_000, 20);
+    // 100 bursts over about 10 s: the first process is killed and the second starts meanwhile.
     let feeding = {
-        let (bootstrap, input) = (broker.bootstrap(), input.clone());
+        let (producer, input) = (broker::TestProducer::new(&broker.bootstrap()), input.clone());
         std::thread::spawn(move || {
             for burst in input.chunks(400) {
-                produce(&bootstrap, "events", burst);
-                std::thread::sleep(Duration::from_millis(30));
+                producer.send_and_wait("events", burst);
+                std::thread::sleep(Duration::from_millis(80));
             }
         })
     };
@@ -932,7 +934,7 @@ fn a_filter_added_in_front_of_the_exchange_after_a_kill_9_loses_no_record() {
 /// naming the topic.
 #[test]
 fn a_restart_with_the_operator_behind_an_exchange_renamed_is_refused() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 2);
     broker.create_topic("windows", 2);
@@ -952,7 +954,7 @@ fn a_restart_with_the_operator_behind_an_exchange_renamed_is_refused() {
 /// every record sent into it up to them. Now the restart is refused, naming the partition.
 #[test]
 fn a_restart_after_the_repartition_topic_was_deleted_is_refused() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 1);
     broker.create_topic("windows", 1);
@@ -971,7 +973,7 @@ fn a_restart_after_the_repartition_topic_was_deleted_is_refused() {
 /// started), so the previous one runs on, and its windows come out exact.
 #[test]
 fn a_reloaded_file_whose_partitions_refuse_their_checkpoints_leaves_the_previous_definition_running() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 2);
     broker.create_topic("windows", 2);
@@ -996,7 +998,7 @@ fn a_reloaded_file_whose_partitions_refuse_their_checkpoints_leaves_the_previous
 /// applied.)
 #[test]
 fn a_topic_matching_the_pattern_between_two_runs_loses_none_of_its_records() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events-b", 1);
     broker.create_topic("windows", 1);
@@ -1028,7 +1030,7 @@ fn a_topic_matching_the_pattern_between_two_runs_loses_none_of_its_records() {
 #[test]
 fn a_stalled_sink_pauses_the_partitions_and_everything_flows_once_it_drains() {
     use std::io::BufRead;
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("input", 2);
     let padding = "p".repeat(1_000);
@@ -1099,7 +1101,7 @@ path = "out.fifo"
 
 #[test]
 fn a_consumer_stalled_longer_than_idle_timeout_catches_up_without_closing_windows_early() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 1);
     broker.create_topic("windows", 1);
@@ -1187,7 +1189,7 @@ path = "dead.jsonl"
 /// is dead-lettered naming that watermark.
 #[test]
 fn a_late_record_of_a_partition_meets_the_watermark_of_the_records_fetched_before_it() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let broker = Broker::start();
     broker.create_topic("events", 1);
     let record = |offset_ms: i64, v: i64| KafkaRecord::new("k", format!(r#"{{"v":{v}}}"#), EVENT_TIME_ZERO + offset_ms, &[]);

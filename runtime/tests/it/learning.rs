@@ -274,7 +274,7 @@ fn learners_swapped_to_new_builds_keep_their_models_exactly() {
 #[test]
 fn learners_killed_with_sigkill_resume_their_models_from_the_checkpoint() {
     const EVENTS: u64 = 100_000;
-    let _serial = crate::broker::one_at_a_time();
+    let _serial = crate::broker::broker_slot();
     let scratch = Scratch::new();
     let pipeline = models_pipeline(&scratch, true, EVENTS, true);
     let checkpoint = scratch.path("state/models/checkpoint.json");

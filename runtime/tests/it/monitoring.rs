@@ -358,7 +358,7 @@ path = "copy.jsonl"
 
 #[test]
 fn a_kafka_source_reports_each_partitions_consumer_lag_and_its_offset_commits() {
-    let _serial = crate::broker::one_at_a_time();
+    let _serial = crate::broker::broker_slot();
     let scratch = Scratch::new();
     let operator =
         "\n[[operators]]\nname = \"has-seq\"\nplugin = \"{plugins}/filter.wasm\"\nconfig = { field = \"seq\", op = \"exists\" }\n";
@@ -393,7 +393,7 @@ fn a_kafka_source_reports_each_partitions_consumer_lag_and_its_offset_commits() 
 /// read to its end shows 0.
 #[test]
 fn the_consumer_lag_follows_what_was_read_before_any_commit() {
-    let _serial = crate::broker::one_at_a_time();
+    let _serial = crate::broker::broker_slot();
     let scratch = Scratch::new();
     let (_broker, path) = kafka_copy(&scratch, "read", "1h", "");
     let run = AdminRun::start(&path, &["--no-watch"], false);

@@ -41,7 +41,7 @@ fn records_read(log: &str) -> u64 {
 #[test]
 fn kill_9_and_sigterm_during_a_generator_run_resume_from_the_state_directory_with_exact_windows() {
     use rand::{Rng, SeedableRng};
-    let _serial = crate::broker::one_at_a_time();
+    let _serial = crate::broker::broker_slot();
     let reference = Scratch::new();
     // The reference runs at full speed: the rate changes when records come, not what they are.
     let unpaced = GENERATOR_PIPELINE.replace("{state_dir}", "").replace("rate = 20000\n", "");
@@ -127,7 +127,7 @@ fn averages_by_event(scratch: &Scratch) -> BTreeMap<u64, f64> {
 
 #[test]
 fn records_held_for_event_time_order_survive_a_stop_and_a_kill_9() {
-    let _serial = crate::broker::one_at_a_time();
+    let _serial = crate::broker::broker_slot();
     let reference = Scratch::new();
     let unpaced = ORDERED_PIPELINE.replace("{state_dir}", "").replace("rate = 30000\n", "");
     run(&reference.pipeline_to_files(&unpaced)).expect("uninterrupted run");

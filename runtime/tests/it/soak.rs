@@ -87,7 +87,7 @@ fn ids(records: &[KafkaRecord]) -> Vec<u64> {
 #[test]
 #[ignore = "a soak of SLUICE_SOAK_SECONDS (default 10 minutes): run by scripts/soak.sh"]
 fn soak_under_load_with_swaps_traps_a_frozen_broker_and_a_kill() {
-    let _serial = broker::one_at_a_time();
+    let _serial = broker::broker_slot();
     let total_seconds = seconds();
     let broker = Broker::start();
     for (topic, partitions) in [("events", 4), ("out", 4), ("dead", 1)] {

@@ -19,13 +19,10 @@ use crate::config::LateRecords;
 use crate::kafka::headers::headers_of;
 use crate::kafka::repartition::{Incoming, incoming, is_sluice_header};
 use crate::pipeline::{
-    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, Origin, SourceBatch, StartedTask, TaskMessage, UpstreamNames,
+    Arrival, Barrier, Batcher, DeadLetter, DeadLetterMessage, NO_EVENT_TIME, Origin, SourceBatch, StartedTask, TaskMessage, UpstreamNames,
     WatermarkGenerator,
 };
 use crate::wasm::Batch;
-
-/// The timestamp Kafka gives a record that has none.
-const NO_TIMESTAMP: i64 = -1;
 
 /// Where a partition's event time comes from.
 pub enum FeedKind {
@@ -197,7 +194,7 @@ impl PartitionFeed {
         // it another event time at every replay.
         let Some(timestamp) = message.timestamp().to_millis().filter(|timestamp| *timestamp >= 0) else {
             let mut record = Batch::new();
-            record.push(message.key(), message.payload().unwrap_or_default(), NO_TIMESTAMP, headers);
+            record.push(message.key(), message.payload().unwrap_or_default(), NO_EVENT_TIME, headers);
             let reason = "the Kafka record has no timestamp, so it has no event time: have its producer set one, or give the topic \
                           message.timestamp.type = LogAppendTime"
                 .to_owned();
