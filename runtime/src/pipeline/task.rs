@@ -267,6 +267,8 @@ pub struct Task {
     stage: Arc<Stage>,
     operators: Vec<Operator>,
     upstreams: Upstreams,
+    /// A barrier some upstreams sent and others not yet: taken once the rest send it or end.
+    awaited_barrier: Option<Barrier>,
     /// The last watermark given to the operators.
     watermark: Option<i64>,
     outputs: TaskOutputs,
@@ -323,6 +325,7 @@ impl Task {
             stage: parts.stage,
             operators: parts.operators,
             upstreams: parts.upstreams,
+            awaited_barrier: None,
             watermark: parts.watermark,
             outputs: parts.outputs,
             sent: parts.sent,
@@ -540,14 +543,22 @@ impl Task {
             }
             TaskMessage::Barrier { from, barrier } => {
                 if !self.upstreams.barrier(from, barrier.id) {
+                    self.awaited_barrier = Some(barrier);
                     return Ok(None);
                 }
-                self.checkpoint(barrier)?;
-                Ok(barrier.suspend.then_some(Ending::Suspended))
+                self.take_barrier(barrier)
             }
             TaskMessage::End { from } => {
                 self.upstreams.end(from);
                 if !self.upstreams.all_ended() {
+                    // The upstreams that go on may all have sent the barrier already: it is
+                    // aligned now, since the one that ended sends none.
+                    if let Some(barrier) = self.awaited_barrier.filter(|barrier| self.upstreams.aligned(barrier.id)) {
+                        let ending = self.take_barrier(barrier)?;
+                        if ending.is_some() {
+                            return Ok(ending);
+                        }
+                    }
                     return self.advance_watermark().map(|()| None);
                 }
                 self.close_event_time()?;
@@ -611,6 +622,14 @@ impl Task {
             self.operators.iter().filter_map(|operator| Some((operator.name().to_owned(), operator.disabled_because()?.to_owned())));
         self.stats.disabled_operators.extend(disabled_at_the_end);
         self.stats
+    }
+
+    /// Checkpoints at `barrier`, which every upstream that has not ended sent; the last round
+    /// (`suspend`) ends the task.
+    fn take_barrier(&mut self, barrier: Barrier) -> Result<Option<Ending>, TaskError> {
+        self.awaited_barrier = None;
+        self.checkpoint(barrier)?;
+        Ok(barrier.suspend.then_some(Ending::Suspended))
     }
 
     /// At an aligned barrier: snapshot the operators, pass the barrier on, wait until every
@@ -1062,5 +1081,78 @@ impl Task {
         let (sent, blocked) = send_timed(&self.outputs.dead_letters, DeadLetterMessage::Letter(Box::new(letter)));
         self.blocked += blocked;
         sent.map_err(|_| self.closed(OutputClosed::DeadLetters))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tells of the rounds a task saved.
+    struct SavedRounds(Sender<u64>);
+
+    impl CheckpointTarget for SavedRounds {
+        fn save(&mut self, round: u64, _checkpoint: &TaskCheckpoint) -> Result<(), String> {
+            self.0.send(round).map_err(|error| error.to_string())
+        }
+    }
+
+    /// A task of no operators behind an exchange with `senders` upstream tasks, saving its
+    /// checkpoints' rounds to the returned receiver; its dead-letter sink answers flushes.
+    fn task_behind(senders: usize) -> (Task, Receiver<u64>) {
+        let (dead_letters, letters) = mpsc::sync_channel(16);
+        std::thread::spawn(move || {
+            for message in letters {
+                if let DeadLetterMessage::Flush(ack) = message {
+                    let _ = ack.send(());
+                }
+            }
+        });
+        let stage = Stage {
+            name: "behind".into(),
+            entry: Entry::Exchange(0),
+            operators: Vec::new(),
+            entry_targets: Vec::new(),
+            output_targets: Vec::new(),
+            single: false,
+            event_time_order: false,
+        };
+        let parts = TaskParts {
+            origin: TaskOrigin { source: "behind".into(), partition: None, instance: None },
+            stage: Arc::new(stage),
+            operators: Vec::new(),
+            upstreams: Upstreams::new(senders, senders),
+            outputs: TaskOutputs { sinks: Vec::new(), dead_letters, exchanges: Vec::new(), record_limits: Arc::default() },
+            watermark: None,
+            sent: OutputSequences::default(),
+            sent_by: None,
+            restart_point: 0,
+            held: Vec::new(),
+            metrics: None,
+            source_flow: None,
+            batch_size: 100,
+            entry_settings: Arc::from(""),
+        };
+        let (saved, rounds) = mpsc::channel();
+        (Task::new(parts).with_checkpoints(Box::new(SavedRounds(saved)), 3), rounds)
+    }
+
+    /// Two upstreams send barrier 1, then the third ends without one (its input ended): the
+    /// barrier is aligned then, and taken at once, not when every upstream has ended (the
+    /// coordinator waited for it while the sources waited for the round: a stall).
+    #[test]
+    fn a_barrier_is_taken_when_the_upstream_it_still_awaited_ends_instead() {
+        let (task, rounds) = task_behind(3);
+        let (input, messages) = mpsc::channel();
+        let barrier = Barrier { id: 1, position: 0, suspend: false };
+        input.send(TaskMessage::Barrier { from: 1, barrier }).expect("task input");
+        input.send(TaskMessage::Barrier { from: 2, barrier }).expect("task input");
+        input.send(TaskMessage::End { from: 0 }).expect("task input");
+        let running = std::thread::spawn(move || task.run(messages));
+        assert_eq!(rounds.recv_timeout(Duration::from_secs(10)), Ok(1), "round 1 saved while two upstreams go on");
+        input.send(TaskMessage::End { from: 1 }).expect("task input");
+        input.send(TaskMessage::End { from: 2 }).expect("task input");
+        let stats = running.join().expect("the task ends").expect("without an error");
+        assert_eq!(stats.checkpoints, 1);
     }
 }
