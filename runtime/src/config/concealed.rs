@@ -86,7 +86,8 @@ fn leading_key(line: &str) -> Option<&str> {
 /// The key whose value starts right after `before` (`name =`, `"name" =`), if one does.
 fn key_before(before: &str) -> Option<&str> {
     let before = before.trim_end().strip_suffix('=')?.trim_end();
-    let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || "_-.\"'".contains(c))).map_or(0, |at| at + 1);
+    let is_part_of_a_key = |c: char| c.is_ascii_alphanumeric() || "_-.\"'".contains(c);
+    let start = before.char_indices().rev().find(|(_, c)| !is_part_of_a_key(*c)).map_or(0, |(at, c)| at + c.len_utf8());
     Some(&before[start..]).filter(|key| !key.is_empty())
 }
 
@@ -118,5 +119,8 @@ mod tests {
         assert_eq!(concealed(file, 6), "x = { token = \"*\", user = \"u\" }");
         let file = "secrets = { token = { env = \"SLUICE_TOKEN\" }, key = \"KEY\" }\n";
         assert_eq!(concealed(file, 1), "secrets = { token = { env = \"SLUICE_TOKEN\" }, key = \"***\" }");
+        // A character of several bytes before a key (found by the fuzzer).
+        assert_eq!(concealed("typ\u{fffd}token = \"t\"\n", 1), "typ\u{fffd}token = \"*\"");
+        assert_eq!(concealed("é= \"x\"\n", 1), "é= \"x\"");
     }
 }
